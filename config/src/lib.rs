@@ -1,0 +1,615 @@
+//! Typed configuration for every berth role.
+//!
+//! One TOML document with a section per concern. Every key has a default, so an
+//! empty file (or none at all) is a working configuration; `berth.example.toml`
+//! at the top of the repository documents each key. Any key can be overridden
+//! from the environment as `BERTH_<SECTION>_<KEY>` (upper case), for example
+//! `BERTH_SERVER_LISTEN=0.0.0.0:5000` or `BERTH_EDGE_CAPACITY=20GiB`.
+//!
+//! This crate does no I/O beyond reading the file it is pointed at.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem, worded for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub gc: GcConfig,
+    pub edge: EdgeConfig,
+    pub controller: ControllerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the registry listens on.
+    pub listen: SocketAddr,
+    /// Directory for metadata, uploads in progress and (with the local backend) blobs.
+    pub data_dir: PathBuf,
+    /// URL clients use to reach this registry (token realm, Location headers).
+    /// Empty: derived from `listen` and whether TLS is on.
+    pub external_url: String,
+    /// PEM certificate chain; TLS is on when both this and `tls_key` are set.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+    /// How long in-flight requests may run after SIGTERM before the process exits.
+    #[serde(with = "duration_str")]
+    pub shutdown_grace: Duration,
+    /// Serve only the read API (no pushes, no deletes).
+    pub read_only: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("./berth-data"),
+            external_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            max_manifest_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            read_only: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The URL clients use to reach this server, without a trailing slash.
+    pub fn external_url(&self) -> String {
+        if !self.external_url.is_empty() {
+            return self.external_url.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.tls_enabled() { "https" } else { "http" };
+        format!("{scheme}://{}", self.listen)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Files under `<data_dir>/blobs` (object_store LocalFileSystem).
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+    /// In memory; for tests and throwaway instances only.
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// S3 bucket name (backend = "s3").
+    pub bucket: String,
+    /// S3 endpoint, e.g. http://127.0.0.1:9000 for MinIO. Empty: AWS.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Allow plain-HTTP endpoints.
+    pub allow_http: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Local,
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `berth_registry=debug,info`, ...
+    pub level: String,
+    pub format: LogFormat,
+    /// Log one line per HTTP request.
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            access_log: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// bcrypt cost for stored passwords and robot secrets.
+    pub bcrypt_cost: u32,
+    /// Lifetime of bearer tokens issued by /v2/token.
+    #[serde(with = "duration_str")]
+    pub token_ttl: Duration,
+    /// `service` in the WWW-Authenticate challenge and in tokens.
+    pub service: String,
+    /// How long a verified Basic credential is remembered (so bcrypt runs once per login).
+    #[serde(with = "duration_str")]
+    pub credential_cache_ttl: Duration,
+    /// Failed logins allowed per account and per client address within `lockout_window`.
+    pub max_failed_logins: u32,
+    #[serde(with = "duration_str")]
+    pub lockout_window: Duration,
+    /// Let anonymous clients pull public projects without the token dance.
+    /// Off by default, as Harbor does: clients are challenged and fetch an anonymous token.
+    pub anonymous_direct: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            bcrypt_cost: 10,
+            token_ttl: Duration::from_secs(300),
+            service: "berth".into(),
+            credential_cache_ttl: Duration::from_secs(300),
+            max_failed_logins: 5,
+            lockout_window: Duration::from_secs(300),
+            anonymous_direct: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Blobs and manifests younger than this are never collected: this is the
+    /// window in which a pushed layer waits for the manifest that references it.
+    #[serde(with = "duration_str")]
+    pub grace: Duration,
+    /// Upload sessions untouched for this long are discarded.
+    #[serde(with = "duration_str")]
+    pub upload_ttl: Duration,
+    /// Run GC periodically; 0s disables.
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// Collect manifests that no tag, index or subject reaches.
+    pub delete_untagged: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(3600),
+            upload_ttl: Duration::from_secs(24 * 3600),
+            interval: Duration::ZERO,
+            delete_untagged: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Registry (or upstream edge) to pull through, e.g. https://registry.example:5000.
+    pub upstream: String,
+    /// Address the edge cache listens on.
+    pub listen: SocketAddr,
+    /// Cache directory: blobs, metadata, prefetch jobs.
+    pub cache_dir: PathBuf,
+    /// Upper bound of cached bytes, e.g. "50GiB".
+    pub capacity: ByteSize,
+    /// Upstream account (a robot account of the registry).
+    pub upstream_user: String,
+    pub upstream_password: String,
+    /// Within this window a cached tag is served without asking upstream.
+    #[serde(with = "duration_str")]
+    pub tag_freshness: Duration,
+    /// When upstream is unreachable, cached tags are served for this long past freshness.
+    #[serde(with = "duration_str")]
+    pub stale_limit: Duration,
+    /// Timeout for connecting to upstream.
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// Platforms to prefetch from multi-arch indexes, e.g. ["linux/amd64"]. Empty: this node's own.
+    pub platforms: Vec<String>,
+    /// Client networks allowed without credentials when listening beyond loopback.
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    /// Client credentials ("user:password") required from non-trusted clients.
+    pub client_user: String,
+    pub client_password: String,
+    /// Skip TLS verification of the upstream (testing only).
+    pub insecure_upstream: bool,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            upstream: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            cache_dir: PathBuf::from("./berth-edge"),
+            capacity: ByteSize(50 * 1024 * 1024 * 1024),
+            upstream_user: String::new(),
+            upstream_password: String::new(),
+            tag_freshness: Duration::from_secs(60),
+            stale_limit: Duration::from_secs(7 * 24 * 3600),
+            connect_timeout: Duration::from_secs(3),
+            platforms: Vec::new(),
+            trusted_networks: Vec::new(),
+            client_user: String::new(),
+            client_password: String::new(),
+            insecure_upstream: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Run the workload controller inside `berth serve`.
+    pub enabled: bool,
+    /// Where the directory deployer writes rendered objects. Empty: `<data_dir>/manifests`.
+    pub manifests_dir: Option<PathBuf>,
+    /// "directory" or "kubernetes".
+    pub deployer: String,
+    /// Hex-encoded 32-byte key for encrypting secret values at rest. Empty: generated into the data dir.
+    pub secret_key: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            manifests_dir: None,
+            deployer: "directory".into(),
+            secret_key: String::new(),
+        }
+    }
+}
+
+/// A size in bytes, written in TOML as a number or a string like "50GiB", "512MB".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size; write e.g. 50GiB, 512MiB or 1000000"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1000 * 1000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1000 * 1000 * 1000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1000u64.pow(4),
+            "tib" => 1 << 40,
+            other => {
+                return Err(format!(
+                "unknown size unit {other:?} in {s:?}; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+            ))
+            }
+        };
+        Ok(ByteSize((num * mult as f64) as u64))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (name, size) in UNITS {
+            if self.0 >= size && self.0.is_multiple_of(size) {
+                return write!(f, "{}{name}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Durations as humantime strings: "30s", "5m", "1h 30m", "7days".
+pub mod duration_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration ({e}); write e.g. 30s, 5m, 1h"
+            ))
+        })
+    }
+}
+
+impl Config {
+    /// Reads `path` if given (a missing explicit file is an error), then applies
+    /// `BERTH_*` environment overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: origin.clone(),
+            message: e.to_string(),
+        })?;
+        cfg.apply_env(std::env::vars())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies `BERTH_<SECTION>_<KEY>` overrides, plus the short aliases the
+    /// documentation promises (`BERTH_UPSTREAM_USER`, `BERTH_UPSTREAM_PASSWORD`).
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let mut tree =
+            toml::Value::try_from(&*self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut changed = false;
+        for (var, value) in vars {
+            let Some(rest) = var.strip_prefix("BERTH_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let (section, key) = match rest.as_str() {
+                "upstream_user" => ("edge".to_string(), "upstream_user".to_string()),
+                "upstream_password" => ("edge".to_string(), "upstream_password".to_string()),
+                _ => match rest.split_once('_') {
+                    Some((s, k)) => (s.to_string(), k.to_string()),
+                    None => continue,
+                },
+            };
+            let Some(table) = tree.get_mut(&section).and_then(|t| t.as_table_mut()) else {
+                continue;
+            };
+            let current = table.get(&key).cloned();
+            let parsed = match &current {
+                Some(toml::Value::String(_)) | None => toml::Value::String(value.clone()),
+                Some(toml::Value::Integer(_)) => {
+                    toml::Value::Integer(value.trim().parse().map_err(|_| ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("{value:?} is not a whole number"),
+                    })?)
+                }
+                Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match value.trim() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" => false,
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var,
+                            message: format!("{value:?} is not a boolean (true/false)"),
+                        })
+                    }
+                }),
+                Some(toml::Value::Array(_)) => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+                Some(_) => toml::Value::String(value.clone()),
+            };
+            if current.is_none() && !KNOWN_OPTIONAL_KEYS.contains(&(section.as_str(), key.as_str()))
+            {
+                // Not a key of this section: ignore rather than fail, so unrelated
+                // BERTH_* variables (BERTH_ADMIN_PASSWORD, ...) pass through.
+                continue;
+            }
+            table.insert(key, parsed);
+            changed = true;
+        }
+        if changed {
+            *self = tree
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    var: "BERTH_*".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "server.tls_cert and server.tls_key must be set together".into(),
+            ));
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(ConfigError::Invalid(format!(
+                "auth.bcrypt_cost must be between 4 and 31, not {}",
+                self.auth.bcrypt_cost
+            )));
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.bucket.is_empty() {
+            return Err(ConfigError::Invalid(
+                "storage.backend = \"s3\" needs storage.bucket".into(),
+            ));
+        }
+        if self.server.max_manifest_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_manifest_bytes must be positive".into(),
+            ));
+        }
+        if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",
+                self.controller.deployer
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Optional keys that are absent from the serialized defaults (None) but may be set from the environment.
+const KNOWN_OPTIONAL_KEYS: &[(&str, &str)] = &[
+    ("server", "tls_cert"),
+    ("server", "tls_key"),
+    ("controller", "manifests_dir"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let cfg = Config::default();
+        cfg.validate().expect("defaults valid");
+        let text = toml::to_string(&cfg).expect("serialize");
+        let back: Config = toml::from_str(&text).expect("parse");
+        assert_eq!(back.server.listen, cfg.server.listen);
+        assert_eq!(back.gc.grace, cfg.gc.grace);
+        assert_eq!(back.edge.capacity, cfg.edge.capacity);
+    }
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../../berth.example.toml");
+        let cfg: Config = toml::from_str(text).expect("example parses");
+        cfg.validate().expect("example valid");
+        assert_eq!(cfg.server.listen, ServerConfig::default().listen);
+        assert_eq!(cfg.edge.capacity, EdgeConfig::default().capacity);
+    }
+
+    #[test]
+    fn env_overrides_every_kind_of_key() {
+        let mut cfg = Config::default();
+        let vars = [
+            ("BERTH_SERVER_LISTEN", "0.0.0.0:6000"),
+            ("BERTH_SERVER_READ_ONLY", "true"),
+            ("BERTH_AUTH_BCRYPT_COST", "4"),
+            ("BERTH_GC_GRACE", "10m"),
+            ("BERTH_EDGE_CAPACITY", "2GiB"),
+            ("BERTH_EDGE_PLATFORMS", "linux/amd64, linux/arm64"),
+            ("BERTH_UPSTREAM_USER", "robot$edge"),
+            ("BERTH_SERVER_TLS_CERT", "/tmp/cert.pem"),
+            ("BERTH_ADMIN_PASSWORD", "ignored-here"),
+        ];
+        cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .expect("env applies");
+        assert_eq!(cfg.server.listen.port(), 6000);
+        assert!(cfg.server.read_only);
+        assert_eq!(cfg.auth.bcrypt_cost, 4);
+        assert_eq!(cfg.gc.grace, Duration::from_secs(600));
+        assert_eq!(cfg.edge.capacity, ByteSize(2 << 30));
+        assert_eq!(cfg.edge.platforms, vec!["linux/amd64", "linux/arm64"]);
+        assert_eq!(cfg.edge.upstream_user, "robot$edge");
+        assert_eq!(
+            cfg.server.tls_cert.as_deref(),
+            Some(Path::new("/tmp/cert.pem"))
+        );
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let mut cfg = Config::default();
+        let err = cfg
+            .apply_env([("BERTH_AUTH_BCRYPT_COST".to_string(), "ten".to_string())].into_iter())
+            .expect_err("must fail");
+        assert!(err.to_string().contains("BERTH_AUTH_BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!("50GiB".parse::<ByteSize>(), Ok(ByteSize(50 << 30)));
+        assert_eq!("1000".parse::<ByteSize>(), Ok(ByteSize(1000)));
+        assert_eq!("1.5 MiB".parse::<ByteSize>(), Ok(ByteSize(3 << 19)));
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(50 << 30).to_string(), "50GiB");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err =
+            toml::from_str::<Config>("[server]\nlisten_addr = \"1.2.3.4:5\"").expect_err("unknown");
+        assert!(err.to_string().contains("listen_addr"));
+    }
+}

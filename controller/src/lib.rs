@@ -1,0 +1,1 @@
+//! Workload controller (in progress).

@@ -1,0 +1,205 @@
+//! Assembles the registry from its configuration: store, metadata, service,
+//! access control and routes. `berth serve` and the tests both start here.
+
+use std::sync::Arc;
+
+use axum::Router;
+use berth_config::{Config, StorageBackend};
+
+use crate::api::{self, ApiState};
+use crate::auth::{Access, OpenAccess};
+use crate::content::ContentStore;
+use crate::meta::Meta;
+use crate::service::{metrics::Metrics, LocalRegistry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("content store: {0}")]
+    Content(#[from] crate::content::ContentError),
+    #[error("metadata: {0}")]
+    Meta(#[from] crate::meta::MetaError),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Opens the content store the configuration describes.
+pub fn open_content(cfg: &Config, root: &std::path::Path) -> Result<ContentStore, StartError> {
+    let ingest = root.join("uploads");
+    Ok(match cfg.storage.backend {
+        StorageBackend::Local => ContentStore::local(root, &ingest)?,
+        StorageBackend::Memory => ContentStore::memory(&ingest)?,
+        StorageBackend::S3 => {
+            std::fs::create_dir_all(&ingest).map_err(|source| StartError::DataDir {
+                path: ingest.display().to_string(),
+                source,
+            })?;
+            let s = &cfg.storage;
+            let mut b = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(&s.bucket)
+                .with_region(&s.region)
+                .with_allow_http(s.allow_http);
+            if !s.endpoint.is_empty() {
+                b = b.with_endpoint(&s.endpoint);
+            }
+            if !s.access_key_id.is_empty() {
+                b = b
+                    .with_access_key_id(&s.access_key_id)
+                    .with_secret_access_key(&s.secret_access_key);
+            }
+            ContentStore::with_object_store(Arc::new(b.build()?), &ingest)
+        }
+    })
+}
+
+/// A running registry's parts.
+pub struct RegistryApp {
+    pub config: Config,
+    pub registry: Arc<LocalRegistry>,
+    pub meta: Meta,
+    pub metrics: Arc<Metrics>,
+    pub access: Arc<dyn Access>,
+}
+
+impl RegistryApp {
+    pub fn open(config: Config) -> Result<Self, StartError> {
+        let data = &config.server.data_dir;
+        std::fs::create_dir_all(data).map_err(|source| StartError::DataDir {
+            path: data.display().to_string(),
+            source,
+        })?;
+        let content = open_content(&config, data)?;
+        let meta = Meta::open(&data.join("berth.redb"))?;
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(LocalRegistry::new(meta.clone(), content, metrics.clone()));
+        Ok(Self {
+            config,
+            registry,
+            meta,
+            metrics,
+            access: Arc::new(OpenAccess),
+        })
+    }
+
+    pub fn api_state(&self) -> ApiState {
+        ApiState {
+            ns: self.registry.clone(),
+            access: self.access.clone(),
+            metrics: self.metrics.clone(),
+            read_only: self.config.server.read_only,
+            max_manifest_bytes: self.config.server.max_manifest_bytes,
+            base_url: String::new(),
+        }
+    }
+
+    pub fn gc_options(&self, dry_run: bool) -> crate::gc::GcOptions {
+        crate::gc::GcOptions {
+            grace: self.config.gc.grace,
+            upload_ttl: self.config.gc.upload_ttl,
+            delete_untagged: self.config.gc.delete_untagged,
+            dry_run,
+        }
+    }
+
+    /// Periodic work: GC when `gc.interval` is set.
+    pub fn spawn_background(&self) {
+        let interval = self.config.gc.interval;
+        if interval.is_zero() {
+            return;
+        }
+        let registry = self.registry.clone();
+        let opts = self.gc_options(false);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::gc::run(&registry, opts).await {
+                    tracing::error!(error = %e, "periodic garbage collection failed");
+                }
+            }
+        });
+    }
+
+    /// `/v2`, `/metrics` and `/healthz`.
+    pub fn router(&self) -> Router {
+        let metrics = self.metrics.clone();
+        api::router(self.api_state())
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = metrics.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4",
+                            )],
+                            m.render(),
+                        )
+                    }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+    }
+}
+
+/// Cross-cutting layers every berth listener gets: the API version header,
+/// request metrics, and an optional access log.
+pub fn with_common_layers(router: Router, metrics: Arc<Metrics>, access_log: bool) -> Router {
+    router
+        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let metrics = metrics.clone();
+            async move {
+                let method = req.method().clone();
+                let path = req.uri().path().to_string();
+                let start = std::time::Instant::now();
+                let res = next.run(req).await;
+                let status = res.status().as_u16();
+                metrics
+                    .requests
+                    .get_or_create(&crate::service::metrics::RequestLabels {
+                        method: method.to_string(),
+                        route: route_label(&path).to_string(),
+                        status,
+                    })
+                    .inc();
+                if access_log {
+                    tracing::info!(%method, %path, status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
+                }
+                res
+            }
+        }))
+        .layer(axum::middleware::from_fn(api::api_version_header))
+}
+
+/// A low-cardinality label for a path.
+fn route_label(path: &str) -> &'static str {
+    if path.starts_with("/v2") {
+        match api::route::parse(path) {
+            Ok(api::route::Endpoint::Base) => "base",
+            Ok(api::route::Endpoint::Catalog) => "catalog",
+            Ok(api::route::Endpoint::Tags(..)) => "tags",
+            Ok(api::route::Endpoint::Manifest(..)) => "manifest",
+            Ok(api::route::Endpoint::Blob(..)) => "blob",
+            Ok(api::route::Endpoint::UploadStart(..)) | Ok(api::route::Endpoint::Upload(..)) => {
+                "upload"
+            }
+            Ok(api::route::Endpoint::Referrers(..)) => "referrers",
+            Err(_) if path.starts_with("/v2/token") => "token",
+            Err(_) => "other",
+        }
+    } else if path.starts_with("/api/") {
+        "admin"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "other"
+    }
+}

@@ -1,0 +1,191 @@
+//! The content store's conformance suite: every backend must pass it.
+
+use super::*;
+
+async fn collect(r: BlobRead) -> Vec<u8> {
+    let chunks: Vec<Bytes> = r.body.try_collect().await.expect("read");
+    chunks.concat()
+}
+
+async fn suite(store: ContentStore) {
+    // Ingest in pieces, finish, place, read back whole and in ranges.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let mut ing = store
+        .begin_ingest("u1", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    for chunk in data.chunks(700_000) {
+        ing.write(Bytes::copy_from_slice(chunk))
+            .await
+            .expect("write");
+    }
+    ing.sync().await.expect("sync");
+    assert_eq!(ing.acknowledged(), data.len() as u64);
+    let done = ing
+        .finish(&digest, Some(data.len() as u64))
+        .await
+        .expect("finish");
+    store.place(done).await.expect("place");
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        Some(data.len() as u64)
+    );
+    assert!(
+        store.ingest_state("u1").await.expect("state").is_none(),
+        "ingest removed after place"
+    );
+    let whole = collect(store.read(&digest, None).await.expect("read")).await;
+    assert_eq!(whole, data);
+    let r = store
+        .read(
+            &digest,
+            Some(ByteRange {
+                start: 10,
+                end: Some(19),
+            }),
+        )
+        .await
+        .expect("range");
+    assert_eq!((r.start, r.len, r.size), (10, 10, data.len() as u64));
+    assert_eq!(collect(r).await, &data[10..20]);
+    let tail = store
+        .read(
+            &digest,
+            Some(ByteRange {
+                start: 2_999_990,
+                end: None,
+            }),
+        )
+        .await
+        .expect("open range");
+    assert_eq!(collect(tail).await, &data[2_999_990..]);
+
+    // Identical content placed twice is stored once and stays readable.
+    let mut again = store
+        .begin_ingest("u2", "other/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    again.write(Bytes::from(data.clone())).await.expect("write");
+    let done = again.finish(&digest, None).await.expect("finish");
+    store.place(done).await.expect("place again");
+    assert_eq!(
+        collect(store.read(&digest, None).await.expect("read"))
+            .await
+            .len(),
+        data.len()
+    );
+    let listed: Vec<StoredBlob> = store.list().try_collect().await.expect("list");
+    assert_eq!(listed.iter().filter(|b| b.digest == digest).count(), 1);
+
+    // Wrong digest and wrong size: refused, nothing stored.
+    let mut bad = store
+        .begin_ingest("u3", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    bad.write(Bytes::from_static(b"hello"))
+        .await
+        .expect("write");
+    let wrong = Digest::sha256_of(b"hellO");
+    match bad.finish(&wrong, None).await {
+        Err(ContentError::DigestMismatch { .. }) => {}
+        other => panic!("expected digest mismatch, got {other:?}"),
+    }
+    assert_eq!(store.stat(&wrong).await.expect("stat"), None);
+    let mut short = store
+        .begin_ingest("u4", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    short
+        .write(Bytes::from_static(b"hello"))
+        .await
+        .expect("write");
+    assert!(matches!(
+        short.finish(&Digest::sha256_of(b"hello"), Some(6)).await,
+        Err(ContentError::SizeMismatch {
+            expected: 6,
+            actual: 5
+        })
+    ));
+    store.abort_ingest("u3").await.expect("abort");
+    store.abort_ingest("u4").await.expect("abort");
+    store
+        .abort_ingest("never-existed")
+        .await
+        .expect("abort unknown is fine");
+
+    // Resume: bytes past the acknowledged offset are dropped, the prefix re-hashed.
+    let mut r = store
+        .begin_ingest("u5", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    r.write(Bytes::from_static(b"acked-")).await.expect("write");
+    r.sync().await.expect("sync");
+    r.write(Bytes::from_static(b"not-acked"))
+        .await
+        .expect("write");
+    drop(r); // as if the process died here
+    let mut r = store.resume_ingest("u5").await.expect("resume");
+    assert_eq!(r.offset(), 6);
+    assert_eq!(r.owner(), "proj/app");
+    r.write(Bytes::from_static(b"rest")).await.expect("write");
+    let want = Digest::sha256_of(b"acked-rest");
+    let done = r
+        .finish(&want, Some(10))
+        .await
+        .expect("finish after resume");
+    store.place(done).await.expect("place");
+    assert_eq!(
+        collect(store.read(&want, None).await.expect("read")).await,
+        b"acked-rest"
+    );
+    assert!(matches!(
+        store.resume_ingest("nope").await,
+        Err(ContentError::IngestNotFound(_))
+    ));
+
+    // sha512, asked for only at the end.
+    let mut s = store
+        .begin_ingest("u6", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    s.write(Bytes::from_static(b"five hundred twelve"))
+        .await
+        .expect("write");
+    let d512 = Digest::of(Algorithm::Sha512, b"five hundred twelve");
+    store
+        .place(s.finish(&d512, None).await.expect("finish"))
+        .await
+        .expect("place");
+    assert_eq!(store.stat(&d512).await.expect("stat"), Some(19));
+
+    // put_bytes verifies; delete removes; missing blobs are NotFound.
+    let small = Bytes::from_static(b"{\"manifest\":true}");
+    let sd = Digest::sha256_of(&small);
+    store.put_bytes(&sd, small.clone()).await.expect("put");
+    assert!(store
+        .put_bytes(&Digest::sha256_of(b"x"), small)
+        .await
+        .is_err());
+    store.delete(&sd).await.expect("delete");
+    store.delete(&sd).await.expect("delete twice");
+    assert!(matches!(
+        store.read(&sd, None).await,
+        Err(ContentError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn local_filesystem_backend() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store =
+        ContentStore::local(&dir.path().join("store"), &dir.path().join("ingest")).expect("store");
+    suite(store).await;
+}
+
+#[tokio::test]
+async fn in_memory_backend() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = ContentStore::memory(&dir.path().join("ingest")).expect("store");
+    suite(store).await;
+}

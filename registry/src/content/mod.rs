@@ -1,0 +1,723 @@
+//! The one content-addressed store.
+//!
+//! Owns blob bytes and nothing else: no repositories, no tags, no redb. Blobs
+//! live in an `object_store` under `blobs/<alg>/<2 hex>/<hex>`; uploads in
+//! progress ("ingests") live in a local spool directory, where they can be
+//! appended to, fsynced and resumed after a crash.
+//!
+//! The write path follows containerd's content store: bytes are hashed while
+//! they stream in; `Ingest::finish` fsyncs and checks size and digest;
+//! `ContentStore::place` moves the verified file into the store (an atomic
+//! rename plus a directory fsync on the local backend, a multipart upload
+//! elsewhere). An existing target is success: identical content, stored once.
+//!
+//! Ingest state (acknowledged offset, owner, algorithm) is written atomically
+//! beside the data on every `sync`, so a restart resumes from the last
+//! acknowledged offset and never from bytes the client was not told about.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjPath;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, WriteMultipart};
+use serde::{Deserialize, Serialize};
+
+use crate::oci::{Algorithm, Digest, Digester};
+
+/// Read size for streaming blobs out of local files: large reads keep the
+/// per-chunk overhead (a blocking-pool hop each) negligible.
+const READ_CHUNK: usize = 512 * 1024;
+/// Parts of a multipart upload to a remote object store.
+const PART_SIZE: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("blob {0} not found in the content store")]
+    NotFound(Digest),
+    #[error("upload {0} not found")]
+    IngestNotFound(String),
+    #[error("content digest {actual} does not match the expected {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("content is {actual} bytes, not the expected {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("range not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+pub type Result<T, E = ContentError> = std::result::Result<T, E>;
+
+/// A byte range of a blob: `start..=end` (end inclusive), or `start..` when `end` is None.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// An open blob: its total size, the range being read and the bytes of that range.
+pub struct BlobRead {
+    pub size: u64,
+    /// First byte and length of what `body` yields.
+    pub start: u64,
+    pub len: u64,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// A blob present in the store, as listed by `ContentStore::list`.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+#[derive(Clone)]
+pub struct ContentStore {
+    objects: Arc<dyn ObjectStore>,
+    /// Set when `objects` is a local filesystem: commits rename, reads open files.
+    local: Option<Arc<LocalFileSystem>>,
+    ingest_dir: PathBuf,
+}
+
+impl std::fmt::Debug for ContentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentStore")
+            .field("objects", &self.objects.to_string())
+            .field("ingest_dir", &self.ingest_dir)
+            .finish()
+    }
+}
+
+/// The object path of a blob.
+pub fn blob_path(d: &Digest) -> ObjPath {
+    let hex = d.hex();
+    ObjPath::from(format!(
+        "blobs/{}/{}/{}",
+        d.algorithm().as_str(),
+        &hex[..2],
+        hex
+    ))
+}
+
+fn digest_from_path(p: &ObjPath) -> Option<Digest> {
+    let mut parts = p.parts();
+    if parts.next()?.as_ref() != "blobs" {
+        return None;
+    }
+    let alg = parts.next()?;
+    let _fan = parts.next()?;
+    let hex = parts.next()?;
+    format!("{}:{}", alg.as_ref(), hex.as_ref()).parse().ok()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl ContentStore {
+    /// Blobs under `root/blobs`, ingests under `ingest_dir` (same filesystem, so commits are renames).
+    pub fn local(root: &Path, ingest_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root)?;
+        std::fs::create_dir_all(ingest_dir)?;
+        let fs = Arc::new(LocalFileSystem::new_with_prefix(root)?);
+        Ok(Self {
+            objects: fs.clone(),
+            local: Some(fs),
+            ingest_dir: ingest_dir.to_path_buf(),
+        })
+    }
+
+    /// Blobs in memory (tests, throwaway instances); ingests still spool to disk.
+    pub fn memory(ingest_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(ingest_dir)?;
+        Ok(Self::with_object_store(
+            Arc::new(InMemory::new()),
+            ingest_dir,
+        ))
+    }
+
+    /// Any object store (S3, ...). Ingests spool to `ingest_dir`.
+    pub fn with_object_store(objects: Arc<dyn ObjectStore>, ingest_dir: &Path) -> Self {
+        Self {
+            objects,
+            local: None,
+            ingest_dir: ingest_dir.to_path_buf(),
+        }
+    }
+
+    pub fn ingest_dir(&self) -> &Path {
+        &self.ingest_dir
+    }
+
+    /// Size of a stored blob, or None.
+    pub async fn stat(&self, d: &Digest) -> Result<Option<u64>> {
+        match self.objects.head(&blob_path(d)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens a blob, or a range of it. `size_hint` (from metadata) lets an open
+    /// range be resolved without a second round trip.
+    pub async fn read(&self, d: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
+        let mut opts = GetOptions::default();
+        if let Some(r) = range {
+            opts.range = Some(match r.end {
+                Some(end) => GetRange::Bounded(r.start..end.saturating_add(1)),
+                None => GetRange::Offset(r.start),
+            });
+        }
+        let res = match self.objects.get_opts(&blob_path(d), opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(ContentError::NotFound(d.clone()))
+            }
+            Err(object_store::Error::NotModified { .. }) => {
+                return Err(ContentError::NotFound(d.clone()))
+            }
+            Err(e) => {
+                // A range past the end is reported as a generic error by some backends.
+                if range.is_some() {
+                    if let Ok(meta) = self.objects.head(&blob_path(d)).await {
+                        if range.map(|r| r.start >= meta.size).unwrap_or(false) {
+                            return Err(ContentError::RangeNotSatisfiable { size: meta.size });
+                        }
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        let size = res.meta.size;
+        let start = res.range.start;
+        let len = res.range.end - res.range.start;
+        let body: BoxStream<'static, std::io::Result<Bytes>> = match res.payload {
+            GetResultPayload::File(file, _) => file_stream(file, start, len),
+            GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
+        };
+        Ok(BlobRead {
+            size,
+            start,
+            len,
+            body,
+        })
+    }
+
+    /// Reads a whole (small) blob into memory. For manifests and configs only.
+    pub async fn read_to_bytes(&self, d: &Digest, limit: u64) -> Result<Bytes> {
+        let r = self.read(d, None).await?;
+        if r.size > limit {
+            return Err(ContentError::SizeMismatch {
+                expected: limit,
+                actual: r.size,
+            });
+        }
+        let chunks: Vec<Bytes> = r.body.try_collect().await?;
+        Ok(chunks.concat().into())
+    }
+
+    pub async fn delete(&self, d: &Digest) -> Result<()> {
+        match self.objects.delete(&blob_path(d)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every blob in the store.
+    pub fn list(&self) -> BoxStream<'static, Result<StoredBlob>> {
+        self.objects
+            .list(Some(&ObjPath::from("blobs")))
+            .filter_map(|m| async move {
+                match m {
+                    Ok(meta) => digest_from_path(&meta.location).map(|digest| {
+                        Ok(StoredBlob {
+                            digest,
+                            size: meta.size,
+                            modified: meta.last_modified.into(),
+                        })
+                    }),
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
+            .boxed()
+    }
+
+    /// Last modification time of a stored blob (GC re-checks it before deleting).
+    pub async fn modified(&self, d: &Digest) -> Result<Option<SystemTime>> {
+        match self.objects.head(&blob_path(d)).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn ingest_path(&self, id: &str) -> PathBuf {
+        self.ingest_dir.join(id)
+    }
+
+    /// Starts an ingest. `id` must be a fresh identifier (the upload UUID);
+    /// `owner` is opaque to the store (the service records the repository).
+    pub async fn begin_ingest(
+        &self,
+        id: &str,
+        owner: &str,
+        algorithm: Algorithm,
+    ) -> Result<Ingest> {
+        let dir = self.ingest_path(id);
+        let owner = owner.to_string();
+        let id = id.to_string();
+        let ingest_dir = self.ingest_dir.clone();
+        blocking(move || {
+            std::fs::create_dir(&dir)?;
+            let file = std::fs::OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .open(dir.join("data"))?;
+            let state = IngestState {
+                owner,
+                offset: 0,
+                algorithm: algorithm.as_str().to_string(),
+                started: unix_now(),
+            };
+            state.write(&dir)?;
+            // Make the new directory itself durable, so a restart sees the session.
+            sync_dir(&ingest_dir)?;
+            Ok(Ingest {
+                id,
+                dir,
+                inner: Some(Box::new(IngestInner {
+                    file,
+                    digester: Digester::new(algorithm),
+                    offset: 0,
+                    state,
+                })),
+            })
+        })
+        .await
+    }
+
+    /// Re-opens an ingest after a restart (or after it was dropped from memory):
+    /// bytes past the last acknowledged offset are discarded, and the
+    /// acknowledged prefix is hashed again.
+    pub async fn resume_ingest(&self, id: &str) -> Result<Ingest> {
+        let dir = self.ingest_path(id);
+        let id = id.to_string();
+        blocking(move || {
+            let state = IngestState::read(&dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => ContentError::IngestNotFound(id.clone()),
+                _ => ContentError::Io(e),
+            })?;
+            let algorithm = match state.algorithm.as_str() {
+                "sha512" => Algorithm::Sha512,
+                _ => Algorithm::Sha256,
+            };
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dir.join("data"))
+                .map_err(|_| ContentError::IngestNotFound(id.clone()))?;
+            file.set_len(state.offset)?;
+            let mut digester = Digester::new(algorithm);
+            file.seek(SeekFrom::Start(0))?;
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut left = state.offset;
+            while left > 0 {
+                let n = file.read(&mut buf[..(left.min(READ_CHUNK as u64) as usize)])?;
+                if n == 0 {
+                    break;
+                }
+                digester.update(&buf[..n]);
+                left -= n as u64;
+            }
+            file.seek(SeekFrom::Start(state.offset))?;
+            Ok(Ingest {
+                id,
+                dir,
+                inner: Some(Box::new(IngestInner {
+                    file,
+                    digester,
+                    offset: state.offset,
+                    state,
+                })),
+            })
+        })
+        .await
+    }
+
+    /// Owner and acknowledged offset of an ingest, without opening it.
+    pub async fn ingest_state(&self, id: &str) -> Result<Option<IngestState>> {
+        let dir = self.ingest_path(id);
+        blocking(move || match IngestState::read(&dir) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// Discards an ingest and its bytes. Unknown ids are fine.
+    pub async fn abort_ingest(&self, id: &str) -> Result<()> {
+        let dir = self.ingest_path(id);
+        blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// Ingests whose state was last written before `older_than` ago.
+    pub async fn stale_ingests(&self, older_than: Duration) -> Result<Vec<String>> {
+        let dir = self.ingest_dir.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            let now = SystemTime::now();
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let modified = entry
+                    .path()
+                    .join("state.json")
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .or_else(|_| entry.metadata().and_then(|m| m.modified()))?;
+                if now.duration_since(modified).unwrap_or_default() > older_than {
+                    out.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Moves a verified ingest into the store. Content-addressed: if the blob
+    /// is already there, the result is the same, and the ingest is gone either way.
+    pub async fn place(&self, done: FinishedIngest) -> Result<()> {
+        let target = blob_path(&done.digest);
+        if let Some(local) = &self.local {
+            let dest = local.path_to_filesystem(&target)?;
+            let src = done.dir.join("data");
+            let dir = done.dir.clone();
+            return blocking(move || {
+                let parent = dest
+                    .parent()
+                    .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+                std::fs::create_dir_all(parent)?;
+                // A fresh mtime tells GC's store sweep this object is newly wanted.
+                std::fs::File::options()
+                    .write(true)
+                    .open(&src)?
+                    .set_modified(SystemTime::now())?;
+                std::fs::rename(&src, &dest)?;
+                sync_dir(parent)?;
+                let _ = std::fs::remove_dir_all(&dir);
+                Ok(())
+            })
+            .await;
+        }
+        let upload = self.objects.put_multipart(&target).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut file = tokio::fs::File::open(done.dir.join("data")).await?;
+        let mut buf = vec![0u8; PART_SIZE];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        self.abort_ingest(&done.id).await
+    }
+
+    /// Stores small, already-verified bytes directly (manifests fetched by the edge cache).
+    pub async fn put_bytes(&self, d: &Digest, bytes: Bytes) -> Result<()> {
+        let actual = Digest::of(d.algorithm(), &bytes);
+        if &actual != d {
+            return Err(ContentError::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        if let Some(local) = &self.local {
+            let dest = local.path_to_filesystem(&blob_path(d))?;
+            let tmp_dir = self.ingest_dir.clone();
+            return blocking(move || {
+                let parent = dest
+                    .parent()
+                    .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+                std::fs::create_dir_all(parent)?;
+                let mut tmp = tempfile_in(&tmp_dir)?;
+                tmp.1.write_all(&bytes)?;
+                tmp.1.sync_all()?;
+                std::fs::rename(&tmp.0, &dest)?;
+                sync_dir(parent)?;
+                Ok(())
+            })
+            .await;
+        }
+        self.objects.put(&blob_path(d), bytes.into()).await?;
+        Ok(())
+    }
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let path = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    let f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)?;
+    Ok((path, f))
+}
+
+fn file_stream(
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    // Reads happen on the blocking pool in large chunks; each chunk is handed
+    // to the body as it is read, so memory stays at a couple of chunks per reader.
+    let state = (file, start, len, false);
+    futures::stream::try_unfold(state, |(mut file, pos, left, seeked)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = left.min(READ_CHUNK as u64) as usize;
+        let (file, chunk) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            if !seeked {
+                file.seek(SeekFrom::Start(pos))?;
+            }
+            let mut buf = vec![0u8; want];
+            let mut filled = 0;
+            while filled < want {
+                let n = file.read(&mut buf[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            Ok((file, buf))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "blob file shorter than its recorded size",
+            ));
+        }
+        let n = chunk.len() as u64;
+        Ok(Some((Bytes::from(chunk), (file, pos + n, left - n, true))))
+    })
+    .boxed()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ContentError::Io(std::io::Error::other(e)))?
+}
+
+/// What is persisted beside an ingest's data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestState {
+    pub owner: String,
+    /// Bytes fsynced and acknowledged to the client.
+    pub offset: u64,
+    pub algorithm: String,
+    pub started: u64,
+}
+
+impl IngestState {
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join("state.json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join("state.json"))?;
+        sync_dir(dir)
+    }
+    fn read(dir: &Path) -> std::io::Result<IngestState> {
+        let bytes = std::fs::read(dir.join("state.json"))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+struct IngestInner {
+    file: std::fs::File,
+    digester: Digester,
+    offset: u64,
+    state: IngestState,
+}
+
+/// An upload in progress: appended to, hashed on the way in, fsynced on `sync`.
+pub struct Ingest {
+    id: String,
+    dir: PathBuf,
+    // Moved onto the blocking pool for each write and back.
+    inner: Option<Box<IngestInner>>,
+}
+
+/// An ingest whose bytes are synced and verified, ready for `ContentStore::place`.
+#[derive(Debug)]
+pub struct FinishedIngest {
+    pub id: String,
+    dir: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl Ingest {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes written so far (acknowledged or not).
+    pub fn offset(&self) -> u64 {
+        self.inner.as_ref().map(|i| i.offset).unwrap_or(0)
+    }
+
+    /// The offset last made durable by `sync`.
+    pub fn acknowledged(&self) -> u64 {
+        self.inner.as_ref().map(|i| i.state.offset).unwrap_or(0)
+    }
+
+    pub fn owner(&self) -> &str {
+        self.inner
+            .as_ref()
+            .map(|i| i.state.owner.as_str())
+            .unwrap_or("")
+    }
+
+    fn take(&mut self) -> Result<Box<IngestInner>> {
+        self.inner.take().ok_or_else(|| {
+            ContentError::Io(std::io::Error::other(
+                "ingest poisoned by an earlier failure",
+            ))
+        })
+    }
+
+    /// Appends and hashes `chunk`.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let mut inner = self.take()?;
+        let (inner, res) = tokio::task::spawn_blocking(move || {
+            let res = inner.file.write_all(&chunk);
+            if res.is_ok() {
+                inner.digester.update(&chunk);
+                inner.offset += chunk.len() as u64;
+            }
+            (inner, res)
+        })
+        .await
+        .map_err(|e| ContentError::Io(std::io::Error::other(e)))?;
+        // On a failed write the file may hold a partial chunk: roll back to what
+        // was hashed, so the ingest stays consistent.
+        let mut inner = inner;
+        if res.is_err() {
+            let _ = inner.file.set_len(inner.offset);
+            let _ = inner.file.seek(SeekFrom::Start(inner.offset));
+        }
+        self.inner = Some(inner);
+        res.map_err(Into::into)
+    }
+
+    /// Makes everything written so far durable and records it as acknowledged.
+    pub async fn sync(&mut self) -> Result<()> {
+        let mut inner = self.take()?;
+        let dir = self.dir.clone();
+        let (inner, res) = tokio::task::spawn_blocking(move || {
+            let res = (|| {
+                inner.file.sync_data()?;
+                let mut st = inner.state.clone();
+                st.offset = inner.offset;
+                st.write(&dir)?;
+                inner.state = st;
+                Ok::<_, std::io::Error>(())
+            })();
+            (inner, res)
+        })
+        .await
+        .map_err(|e| ContentError::Io(std::io::Error::other(e)))?;
+        self.inner = Some(inner);
+        res.map_err(Into::into)
+    }
+
+    /// Fsyncs and verifies. On a mismatch the ingest is left as it was, for
+    /// the caller to abort; nothing enters the store.
+    pub async fn finish(
+        mut self,
+        expected: &Digest,
+        expected_size: Option<u64>,
+    ) -> Result<FinishedIngest> {
+        let inner = self.take()?;
+        let expected = expected.clone();
+        let id = self.id.clone();
+        let dir = self.dir.clone();
+        blocking(move || {
+            let IngestInner {
+                mut file,
+                digester,
+                offset,
+                ..
+            } = *inner;
+            file.sync_all()?;
+            if let Some(size) = expected_size {
+                if size != offset {
+                    return Err(ContentError::SizeMismatch {
+                        expected: size,
+                        actual: offset,
+                    });
+                }
+            }
+            let actual = if digester.algorithm() == expected.algorithm() {
+                digester.finish()
+            } else {
+                // Hashed as sha256 on the way in; the client asked for another
+                // algorithm at the end: one more pass over the spooled file.
+                let mut d = Digester::new(expected.algorithm());
+                file.seek(SeekFrom::Start(0))?;
+                let mut buf = vec![0u8; READ_CHUNK];
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    d.update(&buf[..n]);
+                }
+                d.finish()
+            };
+            if actual != expected {
+                return Err(ContentError::DigestMismatch { expected, actual });
+            }
+            Ok(FinishedIngest {
+                id,
+                dir,
+                digest: actual,
+                size: offset,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod conformance;

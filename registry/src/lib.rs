@@ -1,0 +1,15 @@
+//! berth's registry: the OCI distribution server and the shared core
+//! (digests, names, the content store, metadata, the domain service, the /v2
+//! router) that the edge cache reuses.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod content;
+pub mod gc;
+pub mod meta;
+pub mod oci;
+pub mod server;
+pub mod service;

@@ -1,0 +1,254 @@
+//! Decoding manifests into what the registry needs to know: children, subject, artifact type.
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use serde::{Deserialize, Serialize};
+
+use super::media::{self, ManifestKind};
+use super::Digest;
+
+/// A content descriptor as it appears in manifests and in the referrers index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+}
+
+/// What a pushed manifest references, decoded once at push time and stored beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSummary {
+    pub media_type: String,
+    /// Config and layers (image manifests): must be blobs linked to the repository.
+    pub blobs: Vec<Descriptor>,
+    /// Child manifests (indexes): must be manifests in the repository.
+    pub manifests: Vec<Descriptor>,
+    pub subject: Option<Descriptor>,
+    /// `artifactType`, or for an image manifest without one, its config media type
+    /// (what the referrers API reports).
+    pub artifact_type: Option<String>,
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn convert(d: &oci_spec::image::Descriptor) -> Result<Descriptor, ManifestError> {
+    let digest: Digest = d
+        .digest()
+        .to_string()
+        .parse()
+        .map_err(|e| ManifestError::Invalid(format!("descriptor: {e}")))?;
+    Ok(Descriptor {
+        media_type: d.media_type().to_string(),
+        digest,
+        size: d.size(),
+        artifact_type: d.artifact_type().as_ref().map(|m| m.to_string()),
+        annotations: d
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        platform: d.platform().as_ref().map(|p| Platform {
+            architecture: p.architecture().to_string(),
+            os: p.os().to_string(),
+            variant: p.variant().clone(),
+        }),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Probe {
+    schema_version: Option<i64>,
+    media_type: Option<String>,
+    manifests: Option<serde_json::Value>,
+    layers: Option<serde_json::Value>,
+    fs_layers: Option<serde_json::Value>,
+}
+
+/// Decodes `body`, pushed with `content_type`, checking that the two agree.
+pub fn decode(content_type: &str, body: &[u8]) -> Result<ManifestSummary, ManifestError> {
+    let probe: Probe = serde_json::from_slice(body)
+        .map_err(|e| ManifestError::Invalid(format!("manifest is not valid JSON: {e}")))?;
+    let header = media::essence(content_type);
+    let header = match header.as_str() {
+        "" | "application/json" | "application/octet-stream" => None,
+        _ => Some(header),
+    };
+    if probe.fs_layers.is_some()
+        || matches!(
+            header.as_deref(),
+            Some(media::DOCKER_SCHEMA1) | Some(media::DOCKER_SCHEMA1_SIGNED)
+        )
+    {
+        return Err(ManifestError::Unsupported(
+            "Docker schema1 manifests are not supported; push with a current client (schema2 or OCI)".into(),
+        ));
+    }
+    if probe.schema_version != Some(2) {
+        return Err(ManifestError::Invalid(
+            "manifest must have \"schemaVersion\": 2".into(),
+        ));
+    }
+    let media_type = match (&header, &probe.media_type) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ManifestError::Invalid(format!(
+                "Content-Type {h} does not match the manifest's mediaType {b}"
+            )))
+        }
+        (Some(h), _) => h.clone(),
+        (None, Some(b)) => b.clone(),
+        (None, None) if probe.manifests.is_some() => media::OCI_INDEX.to_string(),
+        (None, None) if probe.layers.is_some() => media::OCI_MANIFEST.to_string(),
+        (None, None) => {
+            return Err(ManifestError::Invalid(
+                "cannot tell the manifest type: send a Content-Type or a mediaType field".into(),
+            ))
+        }
+    };
+    let kind = media::manifest_kind(&media_type).ok_or_else(|| {
+        ManifestError::Invalid(format!(
+            "unsupported manifest media type {media_type}; use an OCI image manifest or index, or a Docker schema2 manifest or manifest list"
+        ))
+    })?;
+    match kind {
+        ManifestKind::Image => {
+            let m: ImageManifest = serde_json::from_slice(body)
+                .map_err(|e| ManifestError::Invalid(format!("invalid image manifest: {e}")))?;
+            let config = convert(m.config())?;
+            let mut blobs = vec![config.clone()];
+            for l in m.layers() {
+                blobs.push(convert(l)?);
+            }
+            let artifact_type = m
+                .artifact_type()
+                .as_ref()
+                .map(|a| a.to_string())
+                .or_else(|| Some(config.media_type.clone()));
+            Ok(ManifestSummary {
+                media_type,
+                blobs,
+                manifests: vec![],
+                subject: m.subject().as_ref().map(convert).transpose()?,
+                artifact_type,
+                annotations: m
+                    .annotations()
+                    .as_ref()
+                    .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            })
+        }
+        ManifestKind::Index => {
+            let m: ImageIndex = serde_json::from_slice(body)
+                .map_err(|e| ManifestError::Invalid(format!("invalid image index: {e}")))?;
+            Ok(ManifestSummary {
+                media_type,
+                blobs: vec![],
+                manifests: m
+                    .manifests()
+                    .iter()
+                    .map(convert)
+                    .collect::<Result<_, _>>()?,
+                subject: m.subject().as_ref().map(convert).transpose()?,
+                artifact_type: m.artifact_type().as_ref().map(|a| a.to_string()),
+                annotations: m
+                    .annotations()
+                    .as_ref()
+                    .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(b: &[u8]) -> Digest {
+        Digest::sha256_of(b)
+    }
+
+    #[test]
+    fn decodes_image_manifest_with_subject() {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sbom",
+            "config": {"mediaType": media::OCI_EMPTY_CONFIG, "digest": d(b"{}").to_string(), "size": 2},
+            "layers": [{"mediaType": "application/json", "digest": d(b"x").to_string(), "size": 1}],
+            "subject": {"mediaType": media::OCI_MANIFEST, "digest": d(b"s").to_string(), "size": 10}
+        });
+        let s = decode(media::OCI_MANIFEST, body.to_string().as_bytes()).expect("decodes");
+        assert_eq!(s.blobs.len(), 2);
+        assert_eq!(s.subject.map(|x| x.digest), Some(d(b"s")));
+        assert_eq!(
+            s.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
+    }
+
+    #[test]
+    fn decodes_docker_list_without_header() {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::DOCKER_LIST,
+            "manifests": [{"mediaType": media::DOCKER_MANIFEST, "digest": d(b"a").to_string(), "size": 5,
+                           "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}]
+        });
+        let s = decode("", body.to_string().as_bytes()).expect("decodes");
+        assert_eq!(s.media_type, media::DOCKER_LIST);
+        assert_eq!(
+            s.manifests[0]
+                .platform
+                .as_ref()
+                .map(|p| p.architecture.as_str()),
+            Some("arm64")
+        );
+    }
+
+    #[test]
+    fn refuses_mismatch_and_garbage() {
+        let body =
+            serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
+        assert!(decode(media::OCI_MANIFEST, body.to_string().as_bytes()).is_err());
+        assert!(decode(media::OCI_MANIFEST, b"{not json").is_err());
+        assert!(decode(
+            media::OCI_MANIFEST,
+            b"{\"schemaVersion\": 1, \"fsLayers\": []}"
+        )
+        .is_err());
+        assert!(decode("text/plain", b"{\"schemaVersion\": 2, \"layers\": []}").is_err());
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(media::acceptable(media::OCI_INDEX, &[]));
+        assert!(media::acceptable(media::OCI_INDEX, &["*/*".into()]));
+        assert!(!media::acceptable(
+            media::OCI_INDEX,
+            &[media::OCI_MANIFEST.into()]
+        ));
+        assert!(media::acceptable(
+            media::OCI_INDEX,
+            &[format!("{}, {}", media::OCI_MANIFEST, media::OCI_INDEX)]
+        ));
+    }
+}

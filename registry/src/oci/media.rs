@@ -1,0 +1,59 @@
+//! Media types berth understands, and which kind of manifest each is.
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const OCI_EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// An image manifest (OCI or Docker schema2): config + layers.
+    Image,
+    /// An index (OCI image index or Docker manifest list): child manifests.
+    Index,
+}
+
+pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
+    match media_type {
+        OCI_MANIFEST | DOCKER_MANIFEST => Some(ManifestKind::Image),
+        OCI_INDEX | DOCKER_LIST => Some(ManifestKind::Index),
+        _ => None,
+    }
+}
+
+/// The media type part of a Content-Type header, without parameters, lower-cased.
+pub fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether a manifest of `media_type` may be served to a client that sent `accept`
+/// headers. Clients that send no Accept, or `*/*`, take anything. Old Docker clients
+/// that list only schema1 still receive schema2 (as distribution does when it cannot
+/// convert), so the check only ever narrows between image manifests and indexes.
+pub fn acceptable(media_type: &str, accept: &[String]) -> bool {
+    if accept.is_empty() {
+        return true;
+    }
+    let mut any_manifest_type = false;
+    for a in accept {
+        for part in a.split(',') {
+            let e = essence(part);
+            if e == "*/*" || e == "application/*" || e == media_type {
+                return true;
+            }
+            if manifest_kind(&e).is_some() {
+                any_manifest_type = true;
+            }
+        }
+    }
+    // The client named manifest types, none of them this one.
+    !any_manifest_type
+}

@@ -1,0 +1,117 @@
+//! Prometheus metrics, rendered at `/metrics` in the text exposition format.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Request counts by method, route and status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub blobs_pushed: Counter,
+    pub bytes_pushed: Counter,
+    pub manifests_pushed: Counter,
+    pub bytes_served: Counter,
+    pub login_failures: Counter,
+    pub gc_runs: Counter,
+    pub gc_blobs_deleted: Counter,
+    pub gc_bytes_freed: Counter,
+    pub uploads_in_progress: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            requests: Family::default(),
+            blobs_pushed: Counter::default(),
+            bytes_pushed: Counter::default(),
+            manifests_pushed: Counter::default(),
+            bytes_served: Counter::default(),
+            login_failures: Counter::default(),
+            gc_runs: Counter::default(),
+            gc_blobs_deleted: Counter::default(),
+            gc_bytes_freed: Counter::default(),
+            uploads_in_progress: Gauge::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "blobs_pushed",
+            "Blobs committed by uploads",
+            m.blobs_pushed.clone(),
+        );
+        registry.register(
+            "pushed_bytes",
+            "Bytes committed by uploads",
+            m.bytes_pushed.clone(),
+        );
+        registry.register(
+            "manifests_pushed",
+            "Manifests pushed",
+            m.manifests_pushed.clone(),
+        );
+        registry.register(
+            "served_bytes",
+            "Blob bytes served to clients",
+            m.bytes_served.clone(),
+        );
+        registry.register("login_failures", "Failed logins", m.login_failures.clone());
+        registry.register("gc_runs", "Garbage collection runs", m.gc_runs.clone());
+        registry.register(
+            "gc_blobs_deleted",
+            "Blobs deleted by garbage collection",
+            m.gc_blobs_deleted.clone(),
+        );
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes freed by garbage collection",
+            m.gc_bytes_freed.clone(),
+        );
+        registry.register(
+            "uploads_in_progress",
+            "Upload sessions open",
+            m.uploads_in_progress.clone(),
+        );
+        if let Ok(mut r) = m.registry.lock() {
+            *r = registry;
+        }
+        m
+    }
+
+    /// Lets other components (the edge cache) register their own metrics.
+    pub fn register(&self, f: impl FnOnce(&mut Registry)) {
+        if let Ok(mut r) = self.registry.lock() {
+            f(&mut r);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            let _ = encode(&mut out, &r);
+        }
+        out
+    }
+}

@@ -1,0 +1,165 @@
+//! The `berth` command line: one binary, three roles (registry, edge cache,
+//! workload controller) and the operator commands that talk to them.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "OCI registry and image distribution for edge computing",
+    long_about = "berth is one binary with three roles:\n\
+  serve  the central registry (OCI Distribution v1.1 / Docker Registry v2), with projects, accounts,\n\
+         `docker login`, an admin API, audit log, GC and the workload controller;\n\
+  edge   a pull-through cache for edge nodes (containerd hosts.toml mirror, Docker/podman mirror);\n\
+  and operator commands (project, user, robot, passwd, gc, app) that call a running registry.\n\n\
+Every setting has a default; see berth.example.toml. Settings come from --config FILE, then\n\
+BERTH_<SECTION>_<KEY> environment variables, then the flags given here.",
+    after_help = "Examples:\n  berth serve                                 # 127.0.0.1:5000, data in ./berth-data\n  berth serve --listen 0.0.0.0:5000 --config /etc/berth.toml\n  berth edge --upstream http://registry:5000 --capacity 20GiB\n  berth project create team-a --private\n  berth gc --dry-run"
+)]
+struct Cli {
+    /// TOML configuration file (see berth.example.toml).
+    #[arg(long, short = 'c', global = true, env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the registry (and the embedded workload controller).
+    Serve(ServeArgs),
+    /// Run a pull-through edge cache in front of a registry.
+    Edge(EdgeArgs),
+    /// Collect garbage: unreferenced manifests and blobs. Asks the running registry
+    /// (POST /api/v1/gc); with --offline, works on the data directory of a stopped one.
+    Gc(GcArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory for metadata and blobs [default: ./berth-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct EdgeArgs {
+    /// Registry to pull through, e.g. http://registry.example:5000.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:5001].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Cache directory [default: ./berth-edge].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Cache capacity, e.g. 50GiB.
+    #[arg(long)]
+    capacity: Option<berth_config::ByteSize>,
+}
+
+#[derive(Args, Debug)]
+struct GcArgs {
+    /// Report what would be deleted, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Work on the data directory directly (the registry must be stopped).
+    #[arg(long)]
+    offline: bool,
+    /// Data directory for --offline [default: from config].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    conn: cli::Conn,
+}
+
+fn init_logging(cfg: &berth_config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match cfg.format {
+        berth_config::LogFormat::Json => builder.json().init(),
+        berth_config::LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match berth_config::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => {
+                let mut cfg = cfg;
+                if let Some(l) = a.listen {
+                    cfg.server.listen = l;
+                }
+                if let Some(d) = a.data_dir {
+                    cfg.server.data_dir = d;
+                }
+                init_logging(&cfg.log);
+                cli::serve(cfg).await
+            }
+            Command::Edge(a) => {
+                let mut cfg = cfg;
+                if let Some(u) = a.upstream {
+                    cfg.edge.upstream = u;
+                }
+                if let Some(l) = a.listen {
+                    cfg.edge.listen = l;
+                }
+                if let Some(d) = a.cache_dir {
+                    cfg.edge.cache_dir = d;
+                }
+                if let Some(c) = a.capacity {
+                    cfg.edge.capacity = c;
+                }
+                init_logging(&cfg.log);
+                cli::edge(cfg).await
+            }
+            Command::Gc(a) => {
+                let mut cfg = cfg;
+                if let Some(d) = a.data_dir {
+                    cfg.server.data_dir = d;
+                }
+                cli::gc(cfg, a.dry_run, a.offline, a.conn).await
+            }
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
