@@ -6,8 +6,12 @@ use std::sync::Arc;
 use axum::Router;
 use berth_config::{Config, StorageBackend};
 
+use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
-use crate::auth::{Access, OpenAccess};
+use crate::auth::access::{AccessConfig, RegistryAccess};
+use crate::auth::accounts::Accounts;
+use crate::auth::token::TokenKey;
+use crate::auth::Access;
 use crate::content::ContentStore;
 use crate::meta::Meta;
 use crate::service::{metrics::Metrics, LocalRegistry};
@@ -64,7 +68,8 @@ pub struct RegistryApp {
     pub registry: Arc<LocalRegistry>,
     pub meta: Meta,
     pub metrics: Arc<Metrics>,
-    pub access: Arc<dyn Access>,
+    pub access: Arc<RegistryAccess>,
+    gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
 }
 
 impl RegistryApp {
@@ -78,19 +83,57 @@ impl RegistryApp {
         let meta = Meta::open(&data.join("berth.redb"))?;
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(LocalRegistry::new(meta.clone(), content, metrics.clone()));
+        let accounts = Arc::new(
+            Accounts::open(meta.database(), config.auth.bcrypt_cost)
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+        if let Some(pw) = accounts
+            .bootstrap_admin(data, admin_pw.as_deref())
+            .map_err(|e| StartError::Other(e.to_string()))?
+        {
+            tracing::warn!(
+                password = %pw,
+                file = %data.join("admin-password").display(),
+                "created account `admin` with this initial password (shown once); reset it with `berth passwd admin` before first use"
+            );
+        }
+        let key = TokenKey::load_or_create(&data.join("token.key")).map_err(|source| {
+            StartError::DataDir {
+                path: data.join("token.key").display().to_string(),
+                source,
+            }
+        })?;
+        let access = Arc::new(RegistryAccess::new(
+            accounts,
+            key,
+            AccessConfig {
+                realm: format!("{}/v2/token", config.server.external_url()),
+                service: config.auth.service.clone(),
+                token_ttl: config.auth.token_ttl,
+                cache_ttl: config.auth.credential_cache_ttl,
+                max_failures: config.auth.max_failed_logins,
+                window: config.auth.lockout_window,
+                anonymous_direct: config.auth.anonymous_direct,
+            },
+            metrics.clone(),
+        ));
         Ok(Self {
             config,
             registry,
             meta,
             metrics,
-            access: Arc::new(OpenAccess),
+            access,
+            gc_status: Default::default(),
         })
     }
 
     pub fn api_state(&self) -> ApiState {
         ApiState {
             ns: self.registry.clone(),
-            access: self.access.clone(),
+            access: self.access.clone() as Arc<dyn Access>,
             metrics: self.metrics.clone(),
             read_only: self.config.server.read_only,
             max_manifest_bytes: self.config.server.max_manifest_bytes,
@@ -127,10 +170,18 @@ impl RegistryApp {
         });
     }
 
-    /// `/v2`, `/metrics` and `/healthz`.
+    /// `/v2`, `/v2/token`, `/api/v1`, `/metrics` and `/healthz`.
     pub fn router(&self) -> Router {
         let metrics = self.metrics.clone();
+        let admin_state = AdminState {
+            access: self.access.clone(),
+            registry: self.registry.clone(),
+            gc_options: self.gc_options(false),
+            gc_last: self.gc_status.clone(),
+        };
         api::router(self.api_state())
+            .merge(crate::auth::endpoint::router(self.access.clone()))
+            .merge(admin::router(admin_state))
             .route(
                 "/metrics",
                 axum::routing::get(move || {

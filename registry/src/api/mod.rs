@@ -143,7 +143,7 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
     res
 }
 
-fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
+pub fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -238,8 +238,15 @@ async fn handle(
             Method::GET | Method::HEAD => manifest_get(st, ctx, &repo, &reference).await,
             Method::PUT if writes => manifest_put(st, ctx, &repo, &reference, body).await,
             Method::DELETE if writes => {
-                authorize(st, ctx, Some((&repo, Action::Delete))).await?;
+                let subject = authorize(st, ctx, Some((&repo, Action::Delete))).await?;
                 st.ns.manifest_delete(&repo, &reference).await?;
+                st.access.record(
+                    &subject,
+                    ctx.peer,
+                    "manifest.delete",
+                    &repo,
+                    &format!("{repo}:{reference}"),
+                );
                 Ok(empty(StatusCode::ACCEPTED))
             }
             Method::PUT | Method::DELETE => Err(read_only_refusal()),
@@ -248,8 +255,15 @@ async fn handle(
         Endpoint::Blob(repo, digest) => match ctx.method {
             Method::GET | Method::HEAD => blob_get(st, ctx, &repo, &digest).await,
             Method::DELETE if writes => {
-                authorize(st, ctx, Some((&repo, Action::Delete))).await?;
+                let subject = authorize(st, ctx, Some((&repo, Action::Delete))).await?;
                 st.ns.blob_delete(&repo, &digest).await?;
+                st.access.record(
+                    &subject,
+                    ctx.peer,
+                    "blob.delete",
+                    &repo,
+                    &format!("{repo}@{digest}"),
+                );
                 Ok(empty(StatusCode::ACCEPTED))
             }
             Method::DELETE => Err(read_only_refusal()),
@@ -593,7 +607,7 @@ async fn manifest_put(
     reference: &Reference,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(st, ctx, Some((repo, Action::Push))).await?;
+    let subject = authorize(st, ctx, Some((repo, Action::Push))).await?;
     let limit = st.max_manifest_bytes;
     let too_big = || {
         ApiError::TooLarge(format!(
@@ -634,6 +648,13 @@ async fn manifest_put(
         .ns
         .manifest_put(repo, reference, content_type, bytes, &extra)
         .await?;
+    st.access.record(
+        &subject,
+        ctx.peer,
+        "push",
+        repo,
+        &format!("{repo}:{reference}@{}", pushed.digest),
+    );
     let mut r = empty(StatusCode::CREATED);
     let h = r.headers_mut();
     h.insert(
@@ -691,7 +712,11 @@ async fn tags(st: &ApiState, ctx: &Ctx, repo: &RepoName) -> Result<Response, Api
 }
 
 async fn catalog(st: &ApiState, ctx: &Ctx) -> Result<Response, ApiError> {
-    let subject = authorize(st, ctx, None).await?;
+    let info = RequestInfo {
+        headers: &ctx.headers,
+        peer: ctx.peer,
+    };
+    let subject = st.access.identify(&info).await.map_err(ApiError::Refused)?;
     let n = page_size(ctx)?.unwrap_or(DEFAULT_PAGE);
     let last = ctx.q("last").filter(|l| !l.is_empty());
     let access = st.access.clone();

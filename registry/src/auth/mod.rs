@@ -12,6 +12,12 @@ use http::HeaderMap;
 
 use crate::oci::RepoName;
 
+pub mod access;
+pub mod accounts;
+pub mod endpoint;
+pub mod policy;
+pub mod token;
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -84,8 +90,22 @@ pub trait Access: Send + Sync + 'static {
         req: &RequestInfo<'_>,
         scope: Option<(&RepoName, Action)>,
     ) -> Result<Subject, Refusal>;
+    /// Establishes the subject only (anonymous without credentials), for listings.
+    async fn identify(&self, req: &RequestInfo<'_>) -> Result<Subject, Refusal> {
+        self.check(req, None).await
+    }
     /// Whether `subject` may see `repo` at all (catalog, mount sources).
     fn may_pull(&self, subject: &Subject, repo: &str) -> bool;
+    /// Records a successful mutating action in the audit log.
+    fn record(
+        &self,
+        _subject: &Subject,
+        _peer: Option<IpAddr>,
+        _action: &str,
+        _repo: &RepoName,
+        _target: &str,
+    ) {
+    }
 }
 
 /// Everything allowed, for everyone.

@@ -1,0 +1,909 @@
+//! The admin HTTP API under `/api/v1`, and its OpenAPI document.
+//!
+//! Handlers are annotated with `utoipa::path` and mounted through an
+//! `OpenApiRouter`, so the document served at `/api/v1/openapi.json` is built
+//! from the same route table that serves the requests: it cannot drift.
+//! Errors are JSON `{"error": "<what went wrong and what to do>"}`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::access::RegistryAccess;
+use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, Project};
+use crate::auth::policy::Role;
+use crate::auth::{Refusal, RequestInfo, Subject};
+use crate::gc::{GcOptions, GcReport};
+use crate::oci::{RepoName, Tag};
+use crate::service::LocalRegistry;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub access: Arc<RegistryAccess>,
+    pub registry: Arc<LocalRegistry>,
+    pub gc_options: GcOptions,
+    pub gc_last: Arc<Mutex<GcStatus>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct GcStatus {
+    pub running: bool,
+    #[schema(value_type = Option<Object>)]
+    pub last: Option<GcReport>,
+    pub last_error: Option<String>,
+}
+
+/// An admin API error: a status and a message a person can act on.
+#[derive(Debug)]
+pub struct AdminError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl AdminError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth\""),
+            );
+        }
+        if let Some(s) = self
+            .retry_after
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, s);
+        }
+        r
+    }
+}
+
+impl From<AccountError> for AdminError {
+    fn from(e: AccountError) -> Self {
+        let status = match &e {
+            AccountError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AccountError::NotFound(_) => StatusCode::NOT_FOUND,
+            AccountError::Conflict(_) => StatusCode::CONFLICT,
+            AccountError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AccountError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        AdminError::new(status, e.to_string())
+    }
+}
+
+impl From<Refusal> for AdminError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Unauthorized { message, .. } => {
+                AdminError::new(StatusCode::UNAUTHORIZED, message)
+            }
+            Refusal::Denied(m) => AdminError::new(StatusCode::FORBIDDEN, m),
+            Refusal::Hidden(m) => AdminError::new(StatusCode::NOT_FOUND, m),
+            Refusal::TooMany {
+                message,
+                retry_after,
+            } => AdminError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message,
+                retry_after: Some(retry_after),
+            },
+        }
+    }
+}
+
+impl From<crate::meta::MetaError> for AdminError {
+    fn from(e: crate::meta::MetaError) -> Self {
+        AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+type AResult<T> = Result<T, AdminError>;
+
+/// The authenticated caller of an admin endpoint. Robots are refused: they are for pulls and pushes.
+pub struct Caller {
+    pub subject: Subject,
+    pub peer: Option<std::net::IpAddr>,
+}
+
+impl Caller {
+    fn name(&self) -> &str {
+        self.subject.display()
+    }
+    fn require_admin(&self) -> AResult<()> {
+        if self.subject.admin {
+            Ok(())
+        } else {
+            Err(AdminError::new(
+                StatusCode::FORBIDDEN,
+                format!("{} is not a system administrator", self.name()),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AdminState> for Caller {
+    type Rejection = AdminError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &AdminState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let info = RequestInfo {
+            headers: &parts.headers,
+            peer,
+        };
+        let subject = st.access.identify(&info).await?;
+        if subject.name.is_none() {
+            return Err(AdminError::new(
+                StatusCode::UNAUTHORIZED,
+                "the admin API needs credentials: HTTP Basic with an account, or a bearer token from /v2/token",
+            ));
+        }
+        if subject.robot {
+            return Err(AdminError::new(
+                StatusCode::FORBIDDEN,
+                "robot accounts cannot use the admin API",
+            ));
+        }
+        Ok(Caller { subject, peer })
+    }
+}
+
+impl AdminState {
+    fn audit(&self, c: &Caller, action: &str, project: Option<&str>, target: &str) {
+        self.access
+            .audit(c.name(), c.peer, action, project, target, "success");
+    }
+
+    /// Admin, or maintainer of `project`.
+    fn require_maintainer(&self, c: &Caller, project: &str) -> AResult<()> {
+        if c.subject.admin || self.access.accounts.role(project, c.name()) == Some(Role::Maintainer)
+        {
+            return Ok(());
+        }
+        self.require_visible(c, project)?;
+        Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} is not a maintainer of project {project}", c.name()),
+        ))
+    }
+
+    /// The project exists and the caller may see it (public, member, admin).
+    fn require_visible(&self, c: &Caller, project: &str) -> AResult<Project> {
+        let p = self.access.accounts.project(project);
+        match p {
+            Some(p)
+                if p.public
+                    || c.subject.admin
+                    || self.access.accounts.role(project, c.name()).is_some() =>
+            {
+                Ok(p)
+            }
+            _ => Err(AdminError::new(
+                StatusCode::NOT_FOUND,
+                format!("no project named {project}, or you are not a member of it"),
+            )),
+        }
+    }
+
+    fn project_repos(&self, project: &str) -> AResult<Vec<String>> {
+        let mut repos = self
+            .registry
+            .meta
+            .repos_with_prefix(&format!("{project}/"))?;
+        if self.registry.meta.repo_exists(&project.parse().map_err(
+            |e: crate::oci::NameError| AdminError::new(StatusCode::BAD_REQUEST, e.to_string()),
+        )?)? {
+            repos.insert(0, project.to_string());
+        }
+        Ok(repos)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> AResult<T> + Send + 'static,
+) -> AResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub name: String,
+    pub admin: bool,
+    /// The password is an initial one and must be reset before the account can log in.
+    pub must_reset: bool,
+    pub created: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUser {
+    pub name: String,
+    /// The initial password; the user must reset it before first use.
+    pub password: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    /// Required when changing your own password (an initial password counts).
+    pub old_password: Option<String>,
+    pub new_password: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = Vec<UserView>), (status = 403, body = ErrorBody)))]
+async fn list_users(State(st): State<AdminState>, c: Caller) -> AResult<Json<Vec<UserView>>> {
+    c.require_admin()?;
+    Ok(Json(
+        st.access
+            .accounts
+            .users()
+            .into_iter()
+            .map(|u| UserView {
+                name: u.name,
+                admin: u.admin,
+                must_reset: u.must_reset,
+                created: u.created,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_user(
+    State(st): State<AdminState>,
+    c: Caller,
+    Json(b): Json<NewUser>,
+) -> AResult<(StatusCode, Json<UserView>)> {
+    c.require_admin()?;
+    let accounts = st.access.accounts.clone();
+    let u = blocking(move || Ok(accounts.create_user(&b.name, &b.password, b.admin)?)).await?;
+    st.audit(&c, "user.create", None, &u.name);
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView {
+            name: u.name,
+            admin: u.admin,
+            must_reset: u.must_reset,
+            created: u.created,
+        }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users",
+    params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_user(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> AResult<StatusCode> {
+    c.require_admin()?;
+    let accounts = st.access.accounts.clone();
+    let n = name.clone();
+    blocking(move || Ok(accounts.delete_user(&n)?)).await?;
+    st.audit(&c, "user.delete", None, &name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a password. With `old_password`: anyone, for their own account (no other
+/// credentials needed, so an initial password can be reset). Without: an
+/// administrator sets a new initial password, which the owner must reset.
+#[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "users", request_body = PasswordChange,
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn set_password(
+    State(st): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+    Json(b): Json<PasswordChange>,
+) -> AResult<StatusCode> {
+    let accounts = st.access.accounts.clone();
+    match b.old_password {
+        Some(old) => {
+            let n = name.clone();
+            let res =
+                blocking(move || Ok(accounts.change_password(&n, &old, &b.new_password)?)).await;
+            let outcome = if res.is_ok() { "success" } else { "failure" };
+            st.access.audit(
+                &name,
+                Some(peer.ip()),
+                "user.password",
+                None,
+                &name,
+                outcome,
+            );
+            res?;
+        }
+        None => {
+            let info = RequestInfo {
+                headers: &headers,
+                peer: Some(peer.ip()),
+            };
+            let subject = st.access.identify(&info).await?;
+            if !subject.admin {
+                return Err(AdminError::new(
+                    StatusCode::FORBIDDEN,
+                    "give old_password to change your own password; only administrators set passwords without it",
+                ));
+            }
+            let n = name.clone();
+            blocking(move || Ok(accounts.admin_set_password(&n, &b.new_password)?)).await?;
+            st.access.audit(
+                subject.display(),
+                Some(peer.ip()),
+                "user.password.reset",
+                None,
+                &name,
+                "success",
+            );
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- projects
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewProject {
+    pub name: String,
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ProjectPatch {
+    pub public: bool,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct Force {
+    /// Delete the project's repositories too.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", responses((status = 200, body = Vec<Project>)))]
+async fn list_projects(State(st): State<AdminState>, c: Caller) -> AResult<Json<Vec<Project>>> {
+    let visible = st
+        .access
+        .accounts
+        .projects()
+        .into_iter()
+        .filter(|p| {
+            p.public || c.subject.admin || st.access.accounts.role(&p.name, c.name()).is_some()
+        })
+        .collect();
+    Ok(Json(visible))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,
+    responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_project(
+    State(st): State<AdminState>,
+    c: Caller,
+    Json(b): Json<NewProject>,
+) -> AResult<(StatusCode, Json<Project>)> {
+    c.require_admin()?;
+    let p = st.access.accounts.create_project(&b.name, b.public)?;
+    st.audit(&c, "project.create", Some(&p.name), &p.name);
+    Ok((StatusCode::CREATED, Json(p)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectView {
+    #[serde(flatten)]
+    pub project: Project,
+    pub repositories: Vec<String>,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    pub user: String,
+    #[schema(value_type = String)]
+    pub role: Role,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)),
+    responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)))]
+async fn show_project(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> AResult<Json<ProjectView>> {
+    let project = st.require_visible(&c, &name)?;
+    Ok(Json(ProjectView {
+        repositories: st.project_repos(&name)?,
+        members: st
+            .access
+            .accounts
+            .members(&name)
+            .into_iter()
+            .map(|(user, role)| MemberView { user, role })
+            .collect(),
+        project,
+    }))
+}
+
+#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects", request_body = ProjectPatch,
+    params(("name" = String, Path)), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
+async fn patch_project(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+    Json(b): Json<ProjectPatch>,
+) -> AResult<Json<Project>> {
+    st.require_maintainer(&c, &name)?;
+    let p = st.access.accounts.set_public(&name, b.public)?;
+    st.audit(
+        &c,
+        if b.public {
+            "project.public"
+        } else {
+            "project.private"
+        },
+        Some(&name),
+        &name,
+    );
+    Ok(Json(p))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path), Force),
+    responses((status = 204), (status = 409, body = ErrorBody)))]
+async fn delete_project(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+    Query(f): Query<Force>,
+) -> AResult<StatusCode> {
+    c.require_admin()?;
+    if st.access.accounts.project(&name).is_none() {
+        return Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            format!("no project named {name}"),
+        ));
+    }
+    let repos = st.project_repos(&name)?;
+    if !repos.is_empty() && !f.force {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "project {name} still has {} repositories ({}); delete them first or pass ?force=true",
+                repos.len(),
+                repos.join(", ")
+            ),
+        ));
+    }
+    let meta = st.registry.meta.clone();
+    blocking(move || {
+        for r in repos {
+            if let Ok(repo) = r.parse::<RepoName>() {
+                meta.delete_repo(&repo)?;
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    st.access.accounts.delete_project(&name)?;
+    st.audit(&c, "project.delete", Some(&name), &name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- members
+
+#[derive(Deserialize, ToSchema)]
+pub struct RoleBody {
+    /// guest (pull), developer (pull, push) or maintainer (pull, push, delete, manage members and robots).
+    pub role: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<MemberView>)))]
+async fn list_members(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> AResult<Json<Vec<MemberView>>> {
+    st.require_visible(&c, &name)?;
+    Ok(Json(
+        st.access
+            .accounts
+            .members(&name)
+            .into_iter()
+            .map(|(user, role)| MemberView { user, role })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(put, path = "/api/v1/projects/{name}/members/{user}", tag = "members", request_body = RoleBody,
+    params(("name" = String, Path), ("user" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_member(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, user)): Path<(String, String)>,
+    Json(b): Json<RoleBody>,
+) -> AResult<StatusCode> {
+    st.require_maintainer(&c, &name)?;
+    let role: Role = b
+        .role
+        .parse()
+        .map_err(|e: String| AdminError::new(StatusCode::BAD_REQUEST, e))?;
+    st.access.accounts.set_member(&name, &user, role)?;
+    st.audit(
+        &c,
+        "member.set",
+        Some(&name),
+        &format!("{user}={}", role.as_str()),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{user}", tag = "members",
+    params(("name" = String, Path), ("user" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_member(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, user)): Path<(String, String)>,
+) -> AResult<StatusCode> {
+    st.require_maintainer(&c, &name)?;
+    st.access.accounts.remove_member(&name, &user)?;
+    st.audit(&c, "member.remove", Some(&name), &user);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- robots
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewRobot {
+    pub name: String,
+    /// "pull" or "push" (push includes pull).
+    pub access: String,
+    /// Lifetime in seconds; absent: never expires.
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RobotCreated {
+    /// Log in with this name.
+    pub name: String,
+    /// Shown once; stored only as a hash.
+    pub secret: String,
+    pub expires_at: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RobotView {
+    pub name: String,
+    pub access: String,
+    pub expires_at: Option<u64>,
+    pub revoked: bool,
+    pub created: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{name}/robots", tag = "robots", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<RobotView>)))]
+async fn list_robots(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> AResult<Json<Vec<RobotView>>> {
+    st.require_maintainer(&c, &name)?;
+    Ok(Json(
+        st.access
+            .accounts
+            .robots(&name)
+            .into_iter()
+            .map(|r| RobotView {
+                name: r.name,
+                access: if r.push { "push" } else { "pull" }.into(),
+                expires_at: r.expires_at,
+                revoked: r.revoked,
+                created: r.created,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{name}/robots", tag = "robots", request_body = NewRobot,
+    params(("name" = String, Path)), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
+async fn create_robot(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+    Json(b): Json<NewRobot>,
+) -> AResult<(StatusCode, Json<RobotCreated>)> {
+    st.require_maintainer(&c, &name)?;
+    let push = match b.access.as_str() {
+        "pull" => false,
+        "push" | "pull,push" => true,
+        other => {
+            return Err(AdminError::new(
+                StatusCode::BAD_REQUEST,
+                format!("access {other:?} is not one of \"pull\" or \"push\""),
+            ))
+        }
+    };
+    let expires_at = b.expires_in.map(|s| crate::meta::now() + s);
+    let accounts = st.access.accounts.clone();
+    let (project, rname) = (name.clone(), b.name.clone());
+    let (robot, secret) =
+        blocking(move || Ok(accounts.create_robot(&project, &rname, push, expires_at)?)).await?;
+    st.audit(&c, "robot.create", Some(&name), &robot.name);
+    Ok((
+        StatusCode::CREATED,
+        Json(RobotCreated {
+            name: robot.name,
+            secret,
+            expires_at,
+        }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/robots/{robot}", tag = "robots",
+    params(("name" = String, Path), ("robot" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn revoke_robot(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, robot)): Path<(String, String)>,
+) -> AResult<StatusCode> {
+    st.require_maintainer(&c, &name)?;
+    st.access.accounts.revoke_robot(&name, &robot)?;
+    st.audit(&c, "robot.revoke", Some(&name), &robot);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- repositories
+
+#[derive(Serialize, ToSchema)]
+pub struct TagView {
+    pub name: String,
+    pub digest: String,
+}
+
+fn full_repo(project: &str, repository: &str) -> AResult<RepoName> {
+    let full = if repository.is_empty() {
+        project.to_string()
+    } else {
+        format!("{project}/{repository}")
+    };
+    full.parse()
+        .map_err(|e: crate::oci::NameError| AdminError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{name}/repositories", tag = "repositories", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<String>)))]
+async fn list_repositories(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> AResult<Json<Vec<String>>> {
+    st.require_visible(&c, &name)?;
+    Ok(Json(st.project_repos(&name)?))
+}
+
+/// `repository` is the name within the project, URL-encoded (`a%2Fb` for `<project>/a/b`).
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/repositories/{repository}", tag = "repositories",
+    params(("name" = String, Path), ("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_repository(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, repository)): Path<(String, String)>,
+) -> AResult<StatusCode> {
+    st.require_maintainer(&c, &name)?;
+    let repo = full_repo(&name, &repository)?;
+    if !st.registry.meta.repo_exists(&repo)? {
+        return Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            format!("no repository {repo}"),
+        ));
+    }
+    let meta = st.registry.meta.clone();
+    let r = repo.clone();
+    blocking(move || Ok(meta.delete_repo(&r)?)).await?;
+    st.audit(&c, "repository.delete", Some(&name), repo.as_str());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{name}/repositories/{repository}/tags", tag = "repositories",
+    params(("name" = String, Path), ("repository" = String, Path)), responses((status = 200, body = Vec<TagView>)))]
+async fn list_tags(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, repository)): Path<(String, String)>,
+) -> AResult<Json<Vec<TagView>>> {
+    st.require_visible(&c, &name)?;
+    let repo = full_repo(&name, &repository)?;
+    Ok(Json(
+        st.registry
+            .meta
+            .tags_with_digests(&repo)?
+            .into_iter()
+            .map(|(name, digest)| TagView { name, digest })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/repositories/{repository}/tags/{tag}", tag = "repositories",
+    params(("name" = String, Path), ("repository" = String, Path), ("tag" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_tag(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, repository, tag)): Path<(String, String, String)>,
+) -> AResult<StatusCode> {
+    st.require_maintainer(&c, &name)?;
+    let repo = full_repo(&name, &repository)?;
+    let t: Tag = tag.parse().map_err(|e: crate::oci::NameError| {
+        AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
+    })?;
+    let meta = st.registry.meta.clone();
+    let (r, tt) = (repo.clone(), t.clone());
+    if !blocking(move || Ok(meta.delete_tag(&r, &tt)?)).await? {
+        return Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            format!("no tag {t} in {repo}"),
+        ));
+    }
+    st.audit(&c, "tag.delete", Some(&name), &format!("{repo}:{t}"));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- gc, audit
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct GcParams {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Runs garbage collection now (while serving) and answers with its report.
+#[utoipa::path(post, path = "/api/v1/gc", tag = "gc", params(GcParams),
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn start_gc(
+    State(st): State<AdminState>,
+    c: Caller,
+    Query(p): Query<GcParams>,
+) -> AResult<Json<GcReport>> {
+    c.require_admin()?;
+    {
+        let mut s = st.gc_last.lock().unwrap_or_else(|e| e.into_inner());
+        if s.running {
+            return Err(AdminError::new(
+                StatusCode::CONFLICT,
+                "garbage collection is already running",
+            ));
+        }
+        s.running = true;
+    }
+    let opts = GcOptions {
+        dry_run: p.dry_run,
+        ..st.gc_options
+    };
+    let res = crate::gc::run(&st.registry, opts).await;
+    let mut s = st.gc_last.lock().unwrap_or_else(|e| e.into_inner());
+    s.running = false;
+    match res {
+        Ok(r) => {
+            s.last = Some(r.clone());
+            s.last_error = None;
+            drop(s);
+            st.audit(
+                &c,
+                if p.dry_run { "gc.dry-run" } else { "gc" },
+                None,
+                &format!("{} blobs, {} bytes", r.blobs_deleted, r.bytes_freed),
+            );
+            Ok(Json(r))
+        }
+        Err(e) => {
+            s.last_error = Some(e.to_string());
+            Err(AdminError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("garbage collection failed: {e}"),
+            ))
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/gc", tag = "gc", responses((status = 200, body = GcStatus)))]
+async fn gc_status(State(st): State<AdminState>, c: Caller) -> AResult<Json<GcStatus>> {
+    c.require_admin()?;
+    Ok(Json(
+        st.gc_last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEvent>)))]
+async fn audit_log(
+    State(st): State<AdminState>,
+    c: Caller,
+    Query(q): Query<AuditQuery>,
+) -> AResult<Json<Vec<AuditEvent>>> {
+    c.require_admin()?;
+    let accounts = st.access.accounts.clone();
+    Ok(Json(blocking(move || Ok(accounts.audit_query(&q)?)).await?))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "berth admin API",
+        description = "Accounts, projects, members, robots, repositories, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The admin router and its OpenAPI document.
+pub fn router(state: AdminState) -> axum::Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(delete_user))
+        .routes(routes!(set_password))
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(show_project, patch_project, delete_project))
+        .routes(routes!(list_members))
+        .routes(routes!(put_member, delete_member))
+        .routes(routes!(list_robots, create_robot))
+        .routes(routes!(revoke_robot))
+        .routes(routes!(list_repositories))
+        .routes(routes!(delete_repository))
+        .routes(routes!(list_tags))
+        .routes(routes!(delete_tag))
+        .routes(routes!(start_gc, gc_status))
+        .routes(routes!(audit_log))
+        .with_state(state)
+        .split_for_parts();
+    let doc = Arc::new(api);
+    router.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
+}

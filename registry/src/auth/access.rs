@@ -1,0 +1,493 @@
+//! The account-backed `Access`: credentials (Basic, through a cache so bcrypt
+//! runs once per login; or Bearer tokens), failed-login rate limiting, the
+//! token endpoint's grants, and the challenge clients follow.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::accounts::{Accounts, AuditEvent, LoginError};
+use super::policy::{decide, Decision};
+use super::token::{parse_scope, Claims, Grant, TokenKey};
+use super::{Access, Action, Refusal, RequestInfo, Subject};
+use crate::meta::now;
+use crate::oci::RepoName;
+use crate::service::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    pub realm: String,
+    pub service: String,
+    pub token_ttl: Duration,
+    pub cache_ttl: Duration,
+    pub max_failures: u32,
+    pub window: Duration,
+    pub anonymous_direct: bool,
+}
+
+/// Failures per key within a sliding window.
+#[derive(Default)]
+struct Limiter {
+    failures: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Limiter {
+    fn locked(&mut self, key: &str, max: u32, window: Duration) -> Option<u64> {
+        let q = self.failures.get_mut(key)?;
+        let now = Instant::now();
+        while q.front().is_some_and(|t| now.duration_since(*t) > window) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= max {
+            let oldest = *q.front()?;
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            return Some(wait.as_secs().max(1));
+        }
+        None
+    }
+    fn fail(&mut self, key: String, window: Duration) {
+        if self.failures.len() > 100_000 {
+            let now = Instant::now();
+            self.failures
+                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= window));
+        }
+        self.failures
+            .entry(key)
+            .or_default()
+            .push_back(Instant::now());
+    }
+    fn clear(&mut self, key: &str) {
+        self.failures.remove(key);
+    }
+}
+
+pub struct RegistryAccess {
+    pub accounts: Arc<Accounts>,
+    key: TokenKey,
+    cfg: AccessConfig,
+    /// HMAC(key, name \0 secret) → subject and when it was verified. No plaintext is kept.
+    cache: Mutex<HashMap<[u8; 32], (Subject, Instant)>>,
+    limiter: Mutex<Limiter>,
+    metrics: Arc<Metrics>,
+}
+
+/// What the token endpoint answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub access_token: String,
+    pub expires_in: u64,
+    pub issued_at: String,
+}
+
+impl RegistryAccess {
+    pub fn new(
+        accounts: Arc<Accounts>,
+        key: TokenKey,
+        cfg: AccessConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            accounts,
+            key,
+            cfg,
+            cache: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::default()),
+            metrics,
+        }
+    }
+
+    pub fn config(&self) -> &AccessConfig {
+        &self.cfg
+    }
+
+    pub fn challenge(&self, scope: Option<&str>, insufficient: bool) -> String {
+        let mut c = format!(
+            "Bearer realm=\"{}\",service=\"{}\"",
+            self.cfg.realm, self.cfg.service
+        );
+        if let Some(s) = scope {
+            c.push_str(&format!(",scope=\"{s}\""));
+        }
+        if insufficient {
+            c.push_str(",error=\"insufficient_scope\"");
+        }
+        c
+    }
+
+    fn unauthorized(
+        &self,
+        message: impl Into<String>,
+        scope: Option<String>,
+        insufficient: bool,
+    ) -> Refusal {
+        Refusal::Unauthorized {
+            message: message.into(),
+            challenge: Some(self.challenge(scope.as_deref(), insufficient)),
+        }
+    }
+
+    fn cache_key(&self, name: &str, secret: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"berth credential cache")
+            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"));
+        mac.update(self.key.sign_input_salt());
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    pub fn audit(
+        &self,
+        actor: &str,
+        peer: Option<IpAddr>,
+        action: &str,
+        project: Option<&str>,
+        target: &str,
+        outcome: &str,
+    ) {
+        let e = AuditEvent {
+            id: 0,
+            time: now(),
+            actor: actor.to_string(),
+            client: peer.map(|p| p.to_string()),
+            action: action.to_string(),
+            project: project.map(str::to_string),
+            target: target.to_string(),
+            outcome: outcome.to_string(),
+        };
+        let accounts = self.accounts.clone();
+        // Audit writes are durable transactions; keep them off the request's critical path
+        // but never drop them.
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = accounts.audit(e) {
+                tracing::error!(error = %err, "cannot write audit event");
+            }
+        });
+    }
+
+    /// Verifies name and secret: rate limit first, then the cache, then bcrypt.
+    pub async fn login(
+        &self,
+        name: &str,
+        secret: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Subject, Refusal> {
+        let acct_key = format!("acct:{name}");
+        let ip_key = peer.map(|p| format!("ip:{p}"));
+        {
+            let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+            let wait = l
+                .locked(&acct_key, self.cfg.max_failures, self.cfg.window)
+                .or_else(|| {
+                    ip_key
+                        .as_ref()
+                        .and_then(|k| l.locked(k, self.cfg.max_failures, self.cfg.window))
+                });
+            if let Some(retry_after) = wait {
+                return Err(Refusal::TooMany {
+                    message: format!("too many failed logins for {name} or from this address; try again in {retry_after} s"),
+                    retry_after,
+                });
+            }
+        }
+        let ck = self.cache_key(name, secret);
+        if let Some((s, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ck)
+            .cloned()
+        {
+            if at.elapsed() < self.cfg.cache_ttl && self.accounts.still_valid(&s) {
+                return Ok(s);
+            }
+        }
+        let accounts = self.accounts.clone();
+        let (n, sec) = (name.to_string(), secret.to_string());
+        let res = tokio::task::spawn_blocking(move || accounts.verify(&n, &sec))
+            .await
+            .unwrap_or(Err(LoginError::BadCredentials));
+        match res {
+            Ok(s) => {
+                self.limiter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear(&acct_key);
+                let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if c.len() > 10_000 {
+                    let ttl = self.cfg.cache_ttl;
+                    c.retain(|_, (_, at)| at.elapsed() < ttl);
+                }
+                c.insert(ck, (s.clone(), Instant::now()));
+                Ok(s)
+            }
+            Err(e) => {
+                {
+                    let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+                    l.fail(acct_key, self.cfg.window);
+                    if let Some(k) = ip_key {
+                        l.fail(k, self.cfg.window);
+                    }
+                }
+                self.metrics.login_failures.inc();
+                let (outcome, message) = match e {
+                    LoginError::BadCredentials => {
+                        ("failure", "invalid account name or password".to_string())
+                    }
+                    LoginError::MustReset(m) => ("password reset required", m),
+                    LoginError::Expired(m) => ("expired", m),
+                };
+                self.audit(name, peer, "login", None, name, outcome);
+                Err(self.unauthorized(message, None, false))
+            }
+        }
+    }
+
+    /// The subject behind a request's Authorization header (anonymous without one).
+    pub async fn identify(&self, req: &RequestInfo<'_>) -> Result<Subject, Refusal> {
+        let Some(h) = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(Subject::default());
+        };
+        let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| self.unauthorized("malformed Basic credentials", None, false))?;
+                let (name, secret) = decoded
+                    .split_once(':')
+                    .ok_or_else(|| self.unauthorized("malformed Basic credentials", None, false))?;
+                self.login(name, secret, req.peer).await
+            }
+            "bearer" => {
+                let claims = self
+                    .key
+                    .verify(value.trim(), &self.cfg.service, now())
+                    .map_err(|e| {
+                        self.unauthorized(format!("bearer token refused: {e}"), None, false)
+                    })?;
+                let subject = Subject {
+                    name: (!claims.sub.is_empty()).then(|| claims.sub.clone()),
+                    admin: claims.admin,
+                    robot: claims.robot,
+                    token_grants: Some(
+                        claims
+                            .access
+                            .into_iter()
+                            .map(|g| (g.name, g.actions))
+                            .collect(),
+                    ),
+                };
+                if !self.accounts.still_valid(&subject) {
+                    return Err(self.unauthorized(
+                        "the token's account is no longer valid; log in again",
+                        None,
+                        false,
+                    ));
+                }
+                Ok(subject)
+            }
+            _ => Err(self.unauthorized(
+                format!("unsupported authorization scheme {scheme:?}; use Basic or Bearer"),
+                None,
+                false,
+            )),
+        }
+    }
+
+    /// The live decision for `subject` (ignoring any token grant).
+    pub fn decision(&self, subject: &Subject, repo: &str, action: Action) -> Decision {
+        let project = repo.split('/').next().unwrap_or(repo);
+        let who = self.accounts.who(subject, project);
+        decide(&who, project, self.accounts.project_public(project), action)
+    }
+
+    /// Issues a token for the scopes asked, granting only what is allowed.
+    pub async fn issue_token(
+        &self,
+        req: &RequestInfo<'_>,
+        scope: &str,
+        service: Option<&str>,
+    ) -> Result<TokenResponse, Refusal> {
+        if let Some(s) = service {
+            if s != self.cfg.service {
+                return Err(Refusal::Denied(format!(
+                    "this token endpoint issues tokens for service {:?}, not {s:?}",
+                    self.cfg.service
+                )));
+            }
+        }
+        let subject = self.identify(req).await?;
+        let subject = Subject {
+            token_grants: None,
+            ..subject
+        };
+        let mut access = Vec::new();
+        for (name, actions) in parse_scope(scope) {
+            let granted: Vec<Action> = actions
+                .into_iter()
+                .filter(|a| self.decision(&subject, &name, *a) == Decision::Allow)
+                .collect();
+            access.push(Grant {
+                kind: "repository".into(),
+                name,
+                actions: granted,
+            });
+        }
+        let iat = now();
+        let ttl = self.cfg.token_ttl.as_secs().max(1);
+        let claims = Claims {
+            sub: subject.name.clone().unwrap_or_default(),
+            aud: self.cfg.service.clone(),
+            iat,
+            exp: iat + ttl,
+            admin: subject.admin,
+            robot: subject.robot,
+            access,
+        };
+        let token = self.key.sign(&claims);
+        Ok(TokenResponse {
+            access_token: token.clone(),
+            token,
+            expires_in: ttl,
+            issued_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        })
+    }
+
+    fn refuse(
+        &self,
+        subject: &Subject,
+        repo: &RepoName,
+        action: Action,
+        decision: Decision,
+    ) -> Refusal {
+        let scope = format!("repository:{}:{}", repo, scope_actions(action));
+        let project = repo.project();
+        match decision {
+            Decision::Allow => self.unauthorized(
+                format!("the token does not grant {} on {repo}; request a token with that scope", action.as_str()),
+                Some(scope),
+                true,
+            ),
+            Decision::Challenge => self.unauthorized(
+                format!("authentication required to {} {repo}", action.as_str()),
+                Some(scope),
+                false,
+            ),
+            Decision::Deny => Refusal::Denied(format!(
+                "{} may not {} in project {project}; ask a maintainer of {project} for a role that allows it",
+                subject.display(),
+                action.as_str()
+            )),
+            Decision::Hide if action == Action::Push => Refusal::Denied(format!(
+                "project {project} does not exist or you are not a member of it; an administrator creates projects with `berth project create {project}`"
+            )),
+            Decision::Hide => Refusal::Hidden(format!("repository {repo} is not known to this registry, or you have no access to it")),
+            Decision::NoProject if action == Action::Push => Refusal::Denied(format!(
+                "project {project} does not exist; create it with `berth project create {project}` or POST /api/v1/projects"
+            )),
+            Decision::NoProject => Refusal::Hidden(format!("repository {repo} is not known to this registry (no project {project})")),
+        }
+    }
+}
+
+fn scope_actions(action: Action) -> &'static str {
+    match action {
+        Action::Pull => "pull",
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+    }
+}
+
+impl TokenKey {
+    /// Bytes mixed into the credential-cache MAC so cache keys differ per installation.
+    fn sign_input_salt(&self) -> &[u8] {
+        b"berth"
+    }
+}
+
+#[async_trait]
+impl Access for RegistryAccess {
+    async fn check(
+        &self,
+        req: &RequestInfo<'_>,
+        scope: Option<(&RepoName, Action)>,
+    ) -> Result<Subject, Refusal> {
+        let subject = self.identify(req).await?;
+        let Some((repo, action)) = scope else {
+            if subject.name.is_none() {
+                return Err(self.unauthorized(
+                    "authentication required; log in with docker/podman login",
+                    None,
+                    false,
+                ));
+            }
+            return Ok(subject);
+        };
+        if let Some(grants) = &subject.token_grants {
+            let granted = grants
+                .iter()
+                .any(|(name, actions)| name == repo.as_str() && actions.contains(&action));
+            if granted {
+                return Ok(subject);
+            }
+            let live = Subject {
+                token_grants: None,
+                ..subject.clone()
+            };
+            let decision = self.decision(&live, repo.as_str(), action);
+            return Err(self.refuse(&live, repo, action, decision));
+        }
+        let decision = self.decision(&subject, repo.as_str(), action);
+        match decision {
+            Decision::Allow if subject.name.is_none() && !self.cfg.anonymous_direct => {
+                Err(self.refuse(&subject, repo, action, Decision::Challenge))
+            }
+            Decision::Allow => Ok(subject),
+            d => Err(self.refuse(&subject, repo, action, d)),
+        }
+    }
+
+    async fn identify(&self, req: &RequestInfo<'_>) -> Result<Subject, Refusal> {
+        RegistryAccess::identify(self, req).await
+    }
+
+    fn may_pull(&self, subject: &Subject, repo: &str) -> bool {
+        let live = Subject {
+            token_grants: None,
+            ..subject.clone()
+        };
+        self.decision(&live, repo, Action::Pull) == Decision::Allow
+    }
+
+    fn record(
+        &self,
+        subject: &Subject,
+        peer: Option<IpAddr>,
+        action: &str,
+        repo: &RepoName,
+        target: &str,
+    ) {
+        self.audit(
+            subject.display(),
+            peer,
+            action,
+            Some(repo.project()),
+            target,
+            "success",
+        );
+    }
+}

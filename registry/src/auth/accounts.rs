@@ -1,0 +1,886 @@
+//! Accounts, projects, memberships, robots and the audit log, in redb.
+//!
+//! Tables (keys → values, JSON values unless noted):
+//!
+//! ```text
+//! acct_users      name                 → User    (bcrypt hash, admin, must_reset)
+//! acct_projects   name                 → Project (public)
+//! acct_members    (project, user)      → role    (&str)
+//! acct_robots     name                 → Robot   (project, bcrypt hash of the secret, push, expiry, revoked)
+//! audit           sequence (u64)       → AuditEvent
+//! ```
+//!
+//! The whole model is small, so it is also held in memory: access decisions
+//! read the snapshot (no I/O, no bcrypt); every change is written to redb in
+//! one transaction first and then applied to the snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::policy::{Role, Who};
+use super::Subject;
+use crate::meta::now;
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("acct_users");
+const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("acct_projects");
+const MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("acct_members");
+const ROBOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("acct_robots");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+pub const ROBOT_PREFIX: &str = "robot$";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    hash: String,
+    pub admin: bool,
+    pub must_reset: bool,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Project {
+    pub name: String,
+    pub public: bool,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Robot {
+    pub name: String,
+    pub project: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    hash: String,
+    pub push: bool,
+    pub expires_at: Option<u64>,
+    pub revoked: bool,
+    pub created: u64,
+}
+
+/// One audited action.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEvent {
+    #[serde(default)]
+    pub id: u64,
+    pub time: u64,
+    pub actor: String,
+    pub client: Option<String>,
+    pub action: String,
+    pub project: Option<String>,
+    pub target: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub project: Option<String>,
+    pub action: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("account database: {0}")]
+    Db(String),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> AccountError {
+    AccountError::Db(e.to_string())
+}
+
+/// Why a login failed. Messages are safe to show the client: unknown account
+/// and wrong password read the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    BadCredentials,
+    MustReset(String),
+    Expired(String),
+}
+
+/// The password rule: 8 to 20 characters, at least one letter and one digit.
+pub const PASSWORD_RULE: &str =
+    "a password has 8 to 20 characters, with at least one letter and at least one digit (and at most 72 bytes in UTF-8)";
+
+pub fn check_password_rule(p: &str) -> Result<(), AccountError> {
+    let n = p.chars().count();
+    let ok = (8..=20).contains(&n)
+        && p.len() <= 72
+        && p.chars().any(|c| c.is_alphabetic())
+        && p.chars().any(|c| c.is_ascii_digit())
+        && !p.chars().any(|c| c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(format!(
+            "password refused: {PASSWORD_RULE}"
+        )))
+    }
+}
+
+/// Project names: lower-case letters and digits in groups joined by single hyphens, 2 to 63 characters.
+pub fn check_project_name(n: &str) -> Result<(), AccountError> {
+    let ok = (2..=63).contains(&n.len())
+        && n.split('-').all(|g| {
+            !g.is_empty()
+                && g.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(format!(
+            "invalid project name {n:?}: use 2 to 63 lower-case letters and digits, in groups joined by single hyphens (e.g. my-team-2)"
+        )))
+    }
+}
+
+pub fn check_user_name(n: &str) -> Result<(), AccountError> {
+    let ok = (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(format!(
+            "invalid account name {n:?}: use 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+#[derive(Default)]
+struct Snapshot {
+    users: HashMap<String, User>,
+    projects: BTreeMap<String, Project>,
+    members: HashMap<(String, String), Role>,
+    robots: HashMap<String, Robot>,
+}
+
+pub struct Accounts {
+    db: Arc<Database>,
+    snap: RwLock<Snapshot>,
+    cost: u32,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, AccountError> {
+    serde_json::to_vec(v).map_err(db)
+}
+
+fn random_secret(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let mut s: String = (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect();
+    // Always satisfy the password rule.
+    s.replace_range(0..2, &format!("a{}", rng.gen_range(2..10)));
+    s
+}
+
+impl Accounts {
+    pub fn open(database: Arc<Database>, bcrypt_cost: u32) -> Result<Self, AccountError> {
+        let tx = database.begin_write().map_err(db_err)?;
+        for t in [USERS, PROJECTS, ROBOTS] {
+            tx.open_table(t).map_err(db)?;
+        }
+        tx.open_table(MEMBERS).map_err(db)?;
+        tx.open_table(AUDIT).map_err(db)?;
+        tx.commit().map_err(db)?;
+        let mut snap = Snapshot::default();
+        let rtx = database.begin_read().map_err(db)?;
+        for r in rtx.open_table(USERS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = r.map_err(db)?;
+            snap.users.insert(
+                k.value().to_string(),
+                serde_json::from_slice(v.value()).map_err(db)?,
+            );
+        }
+        for r in rtx.open_table(PROJECTS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = r.map_err(db)?;
+            snap.projects.insert(
+                k.value().to_string(),
+                serde_json::from_slice(v.value()).map_err(db)?,
+            );
+        }
+        for r in rtx.open_table(MEMBERS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = r.map_err(db)?;
+            let (p, u) = k.value();
+            if let Ok(role) = v.value().parse() {
+                snap.members.insert((p.to_string(), u.to_string()), role);
+            }
+        }
+        for r in rtx.open_table(ROBOTS).map_err(db)?.iter().map_err(db)? {
+            let (k, v) = r.map_err(db)?;
+            snap.robots.insert(
+                k.value().to_string(),
+                serde_json::from_slice(v.value()).map_err(db)?,
+            );
+        }
+        Ok(Self {
+            db: database,
+            snap: RwLock::new(snap),
+            cost: bcrypt_cost,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+        self.snap.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
+        self.snap.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hash(&self, secret: &str) -> Result<String, AccountError> {
+        bcrypt::hash(secret, self.cost).map_err(db)
+    }
+
+    /// First start: create `admin`. With `password` given (BERTH_ADMIN_PASSWORD) it is
+    /// used as chosen; otherwise a random one is generated, written to
+    /// `<data_dir>/admin-password` (0600) and must be reset at first login.
+    /// Returns the generated password, if one was generated.
+    pub fn bootstrap_admin(
+        &self,
+        data_dir: &Path,
+        password: Option<&str>,
+    ) -> Result<Option<String>, AccountError> {
+        if !self.read().users.is_empty() {
+            return Ok(None);
+        }
+        let (pw, generated) = match password {
+            Some(p) => {
+                check_password_rule(p)
+                    .map_err(|e| AccountError::Invalid(format!("BERTH_ADMIN_PASSWORD: {e}")))?;
+                (p.to_string(), false)
+            }
+            None => (random_secret(16), true),
+        };
+        let user = User {
+            name: "admin".into(),
+            hash: self.hash(&pw)?,
+            admin: true,
+            must_reset: generated,
+            created: now(),
+        };
+        self.put_user(&user)?;
+        if generated {
+            let path = data_dir.join("admin-password");
+            write_private(&path, &format!("{pw}\n")).map_err(db)?;
+            return Ok(Some(pw));
+        }
+        Ok(None)
+    }
+
+    fn put_user(&self, u: &User) -> Result<(), AccountError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(USERS)
+            .map_err(db)?
+            .insert(u.name.as_str(), to_json(u)?.as_slice())
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        self.write().users.insert(u.name.clone(), u.clone());
+        Ok(())
+    }
+
+    // ---- login ----
+
+    /// Verifies a password or robot secret. Runs bcrypt: call off the async runtime.
+    pub fn verify(&self, name: &str, secret: &str) -> Result<Subject, LoginError> {
+        if name.starts_with(ROBOT_PREFIX) {
+            let robot = self.read().robots.get(name).cloned();
+            let Some(r) = robot else {
+                // Same cost as a real check, so timing does not tell names apart.
+                let _ = bcrypt::verify(secret, DUMMY_HASH);
+                return Err(LoginError::BadCredentials);
+            };
+            if !bcrypt::verify(secret, &r.hash).unwrap_or(false) || r.revoked {
+                return Err(LoginError::BadCredentials);
+            }
+            if r.expires_at.is_some_and(|e| e <= now()) {
+                return Err(LoginError::Expired(format!(
+                    "robot account {name} has expired; create a new one"
+                )));
+            }
+            return Ok(Subject {
+                name: Some(r.name),
+                admin: false,
+                robot: true,
+                token_grants: None,
+            });
+        }
+        let user = self.read().users.get(name).cloned();
+        let Some(u) = user else {
+            let _ = bcrypt::verify(secret, DUMMY_HASH);
+            return Err(LoginError::BadCredentials);
+        };
+        if !bcrypt::verify(secret, &u.hash).unwrap_or(false) {
+            return Err(LoginError::BadCredentials);
+        }
+        if u.must_reset {
+            return Err(LoginError::MustReset(format!(
+                "the password of {name} is an initial password and must be reset before use: run `berth passwd {name}` or PUT /api/v1/users/{name}/password with {{\"old_password\", \"new_password\"}}"
+            )));
+        }
+        Ok(Subject {
+            name: Some(u.name),
+            admin: u.admin,
+            robot: false,
+            token_grants: None,
+        })
+    }
+
+    /// Whether a subject established earlier (cached credential, token) is still valid.
+    pub fn still_valid(&self, s: &Subject) -> bool {
+        let Some(name) = &s.name else { return true };
+        let snap = self.read();
+        if s.robot {
+            snap.robots
+                .get(name)
+                .is_some_and(|r| !r.revoked && r.expires_at.is_none_or(|e| e > now()))
+        } else {
+            snap.users.get(name).is_some_and(|u| !u.must_reset)
+        }
+    }
+
+    /// The decision input for `subject` on `project`.
+    pub fn who(&self, s: &Subject, project: &str) -> Who {
+        let Some(name) = &s.name else {
+            return Who::Anonymous;
+        };
+        if s.admin {
+            return Who::Admin;
+        }
+        let snap = self.read();
+        if s.robot {
+            return match snap.robots.get(name) {
+                Some(r) => Who::Robot {
+                    project: r.project.clone(),
+                    push: r.push,
+                },
+                None => Who::Anonymous,
+            };
+        }
+        Who::Member(
+            snap.members
+                .get(&(project.to_string(), name.clone()))
+                .copied(),
+        )
+    }
+
+    pub fn project_public(&self, project: &str) -> Option<bool> {
+        self.read().projects.get(project).map(|p| p.public)
+    }
+
+    pub fn is_admin(&self, name: &str) -> bool {
+        self.read().users.get(name).is_some_and(|u| u.admin)
+    }
+
+    // ---- users ----
+
+    pub fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<User, AccountError> {
+        check_user_name(name)?;
+        check_password_rule(password)?;
+        if self.read().users.contains_key(name) {
+            return Err(AccountError::Conflict(format!(
+                "account {name} already exists"
+            )));
+        }
+        let u = User {
+            name: name.to_string(),
+            hash: self.hash(password)?,
+            admin,
+            must_reset: true,
+            created: now(),
+        };
+        self.put_user(&u)?;
+        Ok(u)
+    }
+
+    pub fn users(&self) -> Vec<User> {
+        let mut v: Vec<User> = self.read().users.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.read().users.get(name).cloned()
+    }
+
+    pub fn delete_user(&self, name: &str) -> Result<(), AccountError> {
+        if !self.read().users.contains_key(name) {
+            return Err(AccountError::NotFound(format!("no account named {name}")));
+        }
+        let admins = self.read().users.values().filter(|u| u.admin).count();
+        if self.is_admin(name) && admins <= 1 {
+            return Err(AccountError::Conflict(
+                "cannot delete the last administrator".into(),
+            ));
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(USERS).map_err(db)?.remove(name).map_err(db)?;
+        let memberships: Vec<(String, String)> = self
+            .read()
+            .members
+            .keys()
+            .filter(|(_, u)| u == name)
+            .cloned()
+            .collect();
+        {
+            let mut m = tx.open_table(MEMBERS).map_err(db)?;
+            for (p, u) in &memberships {
+                m.remove((p.as_str(), u.as_str())).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        let mut snap = self.write();
+        snap.users.remove(name);
+        for k in memberships {
+            snap.members.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Self-service change: the old password must match (an initial password counts).
+    /// Runs bcrypt twice.
+    pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<(), AccountError> {
+        let Some(mut u) = self.user(name) else {
+            let _ = bcrypt::verify(old, DUMMY_HASH);
+            return Err(AccountError::Forbidden(
+                "account name or old password is wrong".into(),
+            ));
+        };
+        if !bcrypt::verify(old, &u.hash).unwrap_or(false) {
+            return Err(AccountError::Forbidden(
+                "account name or old password is wrong".into(),
+            ));
+        }
+        check_password_rule(new)?;
+        if new == old {
+            return Err(AccountError::Invalid(
+                "the new password must differ from the old one".into(),
+            ));
+        }
+        u.hash = self.hash(new)?;
+        u.must_reset = false;
+        self.put_user(&u)
+    }
+
+    /// An administrator sets a new initial password; the owner must reset it.
+    pub fn admin_set_password(&self, name: &str, new: &str) -> Result<(), AccountError> {
+        let mut u = self
+            .user(name)
+            .ok_or_else(|| AccountError::NotFound(format!("no account named {name}")))?;
+        check_password_rule(new)?;
+        u.hash = self.hash(new)?;
+        u.must_reset = true;
+        self.put_user(&u)
+    }
+
+    // ---- projects ----
+
+    pub fn create_project(&self, name: &str, public: bool) -> Result<Project, AccountError> {
+        check_project_name(name)?;
+        if self.read().projects.contains_key(name) {
+            return Err(AccountError::Conflict(format!(
+                "project {name} already exists"
+            )));
+        }
+        let p = Project {
+            name: name.to_string(),
+            public,
+            created: now(),
+        };
+        self.put_project(&p)?;
+        Ok(p)
+    }
+
+    fn put_project(&self, p: &Project) -> Result<(), AccountError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(PROJECTS)
+            .map_err(db)?
+            .insert(p.name.as_str(), to_json(p)?.as_slice())
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        self.write().projects.insert(p.name.clone(), p.clone());
+        Ok(())
+    }
+
+    pub fn project(&self, name: &str) -> Option<Project> {
+        self.read().projects.get(name).cloned()
+    }
+
+    pub fn projects(&self) -> Vec<Project> {
+        self.read().projects.values().cloned().collect()
+    }
+
+    pub fn set_public(&self, name: &str, public: bool) -> Result<Project, AccountError> {
+        let mut p = self
+            .project(name)
+            .ok_or_else(|| AccountError::NotFound(format!("no project named {name}")))?;
+        p.public = public;
+        self.put_project(&p)?;
+        Ok(p)
+    }
+
+    /// Removes the project, its memberships and robots (its repositories are the caller's business).
+    pub fn delete_project(&self, name: &str) -> Result<(), AccountError> {
+        if self.project(name).is_none() {
+            return Err(AccountError::NotFound(format!("no project named {name}")));
+        }
+        let members: Vec<(String, String)> = self
+            .read()
+            .members
+            .keys()
+            .filter(|(p, _)| p == name)
+            .cloned()
+            .collect();
+        let robots: Vec<String> = self
+            .read()
+            .robots
+            .values()
+            .filter(|r| r.project == name)
+            .map(|r| r.name.clone())
+            .collect();
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(PROJECTS)
+            .map_err(db)?
+            .remove(name)
+            .map_err(db)?;
+        {
+            let mut m = tx.open_table(MEMBERS).map_err(db)?;
+            for (p, u) in &members {
+                m.remove((p.as_str(), u.as_str())).map_err(db)?;
+            }
+            let mut r = tx.open_table(ROBOTS).map_err(db)?;
+            for n in &robots {
+                r.remove(n.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        let mut snap = self.write();
+        snap.projects.remove(name);
+        for k in members {
+            snap.members.remove(&k);
+        }
+        for n in robots {
+            snap.robots.remove(&n);
+        }
+        Ok(())
+    }
+
+    // ---- members ----
+
+    pub fn set_member(&self, project: &str, user: &str, role: Role) -> Result<(), AccountError> {
+        if self.project(project).is_none() {
+            return Err(AccountError::NotFound(format!(
+                "no project named {project}"
+            )));
+        }
+        if self.user(user).is_none() {
+            return Err(AccountError::NotFound(format!("no account named {user}")));
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(MEMBERS)
+            .map_err(db)?
+            .insert((project, user), role.as_str())
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        self.write()
+            .members
+            .insert((project.to_string(), user.to_string()), role);
+        Ok(())
+    }
+
+    pub fn remove_member(&self, project: &str, user: &str) -> Result<(), AccountError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let removed = tx
+            .open_table(MEMBERS)
+            .map_err(db)?
+            .remove((project, user))
+            .map_err(db)?
+            .is_some();
+        tx.commit().map_err(db)?;
+        if !removed {
+            return Err(AccountError::NotFound(format!(
+                "{user} is not a member of {project}"
+            )));
+        }
+        self.write()
+            .members
+            .remove(&(project.to_string(), user.to_string()));
+        Ok(())
+    }
+
+    pub fn members(&self, project: &str) -> Vec<(String, Role)> {
+        let mut v: Vec<(String, Role)> = self
+            .read()
+            .members
+            .iter()
+            .filter(|((p, _), _)| p == project)
+            .map(|((_, u), r)| (u.clone(), *r))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn role(&self, project: &str, user: &str) -> Option<Role> {
+        self.read()
+            .members
+            .get(&(project.to_string(), user.to_string()))
+            .copied()
+    }
+
+    // ---- robots ----
+
+    /// Creates `robot$<project>+<name>` and returns it with its secret (shown once).
+    pub fn create_robot(
+        &self,
+        project: &str,
+        name: &str,
+        push: bool,
+        expires_at: Option<u64>,
+    ) -> Result<(Robot, String), AccountError> {
+        if self.project(project).is_none() {
+            return Err(AccountError::NotFound(format!(
+                "no project named {project}"
+            )));
+        }
+        check_user_name(name)?;
+        let full = format!("{ROBOT_PREFIX}{project}+{name}");
+        if self.read().robots.get(&full).is_some_and(|r| !r.revoked) {
+            return Err(AccountError::Conflict(format!(
+                "robot {full} already exists; revoke it first"
+            )));
+        }
+        let secret = random_secret(32);
+        let r = Robot {
+            name: full.clone(),
+            project: project.to_string(),
+            hash: self.hash(&secret)?,
+            push,
+            expires_at,
+            revoked: false,
+            created: now(),
+        };
+        self.put_robot(&r)?;
+        Ok((r, secret))
+    }
+
+    fn put_robot(&self, r: &Robot) -> Result<(), AccountError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        tx.open_table(ROBOTS)
+            .map_err(db)?
+            .insert(r.name.as_str(), to_json(r)?.as_slice())
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        self.write().robots.insert(r.name.clone(), r.clone());
+        Ok(())
+    }
+
+    pub fn robots(&self, project: &str) -> Vec<Robot> {
+        let mut v: Vec<Robot> = self
+            .read()
+            .robots
+            .values()
+            .filter(|r| r.project == project)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn revoke_robot(&self, project: &str, name: &str) -> Result<(), AccountError> {
+        let full = if name.starts_with(ROBOT_PREFIX) {
+            name.to_string()
+        } else {
+            format!("{ROBOT_PREFIX}{project}+{name}")
+        };
+        let mut r = self
+            .read()
+            .robots
+            .get(&full)
+            .filter(|r| r.project == project)
+            .cloned()
+            .ok_or_else(|| {
+                AccountError::NotFound(format!("no robot {full} in project {project}"))
+            })?;
+        r.revoked = true;
+        self.put_robot(&r)
+    }
+
+    // ---- audit ----
+
+    pub fn audit(&self, mut e: AuditEvent) -> Result<(), AccountError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(AUDIT).map_err(db)?;
+            let next = t
+                .last()
+                .map_err(db)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1);
+            e.id = next;
+            t.insert(next, to_json(&e)?.as_slice()).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError> {
+        let limit = q.limit.unwrap_or(100).min(10_000);
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(AUDIT).map_err(db)?;
+        let mut out = Vec::new();
+        for r in t.iter().map_err(db)?.rev() {
+            let (_, v) = r.map_err(db)?;
+            let Ok(e) = serde_json::from_slice::<AuditEvent>(v.value()) else {
+                continue;
+            };
+            if q.actor.as_ref().is_some_and(|a| a != &e.actor)
+                || q.project
+                    .as_ref()
+                    .is_some_and(|p| Some(p) != e.project.as_ref())
+                || q.action.as_ref().is_some_and(|a| a != &e.action)
+                || q.since.is_some_and(|s| e.time < s)
+                || q.until.is_some_and(|u| e.time > u)
+            {
+                continue;
+            }
+            out.push(e);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn db_err(e: redb::TransactionError) -> AccountError {
+    AccountError::Db(e.to_string())
+}
+
+/// A valid bcrypt hash of a random string, to spend the same time on unknown names.
+const DUMMY_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rule_edges() {
+        for ok in ["abcdefg1", "a1234567890123456789", "pässwört1", "ÄÖÜäöüß1"] {
+            assert!(check_password_rule(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "abcdef1",               // 7
+            "a12345678901234567890", // 21
+            "abcdefgh",              // letters only
+            "12345678",              // digits only
+            "",
+            "abc\u{0}defg1",
+            "😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀1", // 20 chars, 77 bytes
+        ] {
+            assert!(check_password_rule(bad).is_err(), "{bad:?}");
+        }
+        let msg = check_password_rule("short")
+            .expect_err("refused")
+            .to_string();
+        assert!(msg.contains("8 to 20 characters"), "{msg}");
+    }
+
+    #[test]
+    fn project_names() {
+        for ok in ["ab", "my-team-2", "a1", &"a".repeat(63)] {
+            assert!(check_project_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a",
+            "-ab",
+            "ab-",
+            "a--b",
+            "A1",
+            "a_b",
+            "a.b",
+            &"a".repeat(64),
+        ] {
+            assert!(check_project_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accounts_round_trip_through_redb() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let dbp = dir.path().join("a.redb");
+        {
+            let db = Arc::new(Database::create(&dbp).expect("db"));
+            let a = Accounts::open(db, 4).expect("open");
+            assert!(a
+                .bootstrap_admin(dir.path(), Some("admin12345"))
+                .expect("boot")
+                .is_none());
+            a.create_user("alice", "initial123", false).expect("user");
+            assert!(matches!(
+                a.verify("alice", "initial123"),
+                Err(LoginError::MustReset(_))
+            ));
+            a.change_password("alice", "initial123", "changed123")
+                .expect("reset");
+            assert!(a.verify("alice", "changed123").is_ok());
+            assert!(matches!(
+                a.verify("alice", "wrong1234"),
+                Err(LoginError::BadCredentials)
+            ));
+            a.create_project("team-a", false).expect("project");
+            a.set_member("team-a", "alice", Role::Developer)
+                .expect("member");
+            let (robot, secret) = a.create_robot("team-a", "ci", true, None).expect("robot");
+            assert_eq!(robot.name, "robot$team-a+ci");
+            assert!(a.verify(&robot.name, &secret).expect("robot login").robot);
+        }
+        let db = Arc::new(Database::create(&dbp).expect("db"));
+        let a = Accounts::open(db, 4).expect("reopen");
+        assert_eq!(a.role("team-a", "alice"), Some(Role::Developer));
+        assert_eq!(a.project_public("team-a"), Some(false));
+        assert!(a.verify("admin", "admin12345").expect("admin").admin);
+        a.revoke_robot("team-a", "ci").expect("revoke");
+        assert_eq!(a.robots("team-a").len(), 1);
+        assert!(a.robots("team-a")[0].revoked);
+    }
+}
