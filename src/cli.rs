@@ -93,8 +93,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn edge(_cfg: Config) -> anyhow::Result<()> {
-    bail!("the edge cache is not available in this build")
+pub async fn edge(cfg: Config) -> anyhow::Result<()> {
+    let listen = cfg.edge.listen;
+    let grace = cfg.server.shutdown_grace;
+    let log_access = cfg.log.access_log;
+    let app = berth_edge::EdgeApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
+    let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
+    let listener = server::bind(listen).await?;
+    tracing::info!(
+        listen = %listen,
+        upstream = %app.config.edge.upstream,
+        cache_dir = %app.config.edge.cache_dir.display(),
+        capacity = %app.config.edge.capacity,
+        "berth edge cache listening"
+    );
+    app.spawn_background();
+    server::serve(listener, router, None, server::shutdown_signal(), grace).await;
+    app.flush();
+    tracing::info!("berth edge cache stopped");
+    Ok(())
 }
 
 pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow::Result<()> {

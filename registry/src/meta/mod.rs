@@ -353,6 +353,87 @@ impl Meta {
         Ok(Ok(()))
     }
 
+    /// Stores a manifest fetched from upstream by a pull-through cache: no
+    /// reference check (its blobs arrive later, on demand), optionally tagged.
+    pub fn cache_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        bytes: &[u8],
+        summary: &ManifestSummary,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        let key = digest.to_string();
+        let t = now();
+        tx.open_table(MANIFEST_BYTES)?.insert(key.as_str(), bytes)?;
+        let refs = serde_json::to_vec(summary).map_err(|e| MetaError::Corrupt(e.to_string()))?;
+        tx.open_table(MANIFEST_REFS)?
+            .insert(key.as_str(), refs.as_slice())?;
+        tx.open_table(MANIFESTS)?.insert(
+            (repo.as_str(), key.as_str()),
+            (summary.media_type.as_str(), t),
+        )?;
+        if let Some(tag) = tag {
+            tx.open_table(TAGS)?
+                .insert((repo.as_str(), tag.as_str()), key.as_str())?;
+        }
+        ensure_repo(&tx, repo, t)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a blob record and every link to it (edge cache eviction).
+    pub fn forget_blob(&self, digest: &Digest) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        let key = digest.to_string();
+        tx.open_table(BLOBS)?.remove(key.as_str())?;
+        {
+            let mut links = tx.open_table(REPO_BLOBS)?;
+            let doomed: Vec<String> = links
+                .iter()?
+                .filter_map(|r| r.ok())
+                .filter(|(k, _)| k.value().1 == key)
+                .map(|(k, _)| k.value().0.to_string())
+                .collect();
+            for r in doomed {
+                links.remove((r.as_str(), key.as_str()))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every recorded blob with its size.
+    pub fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BLOBS)?;
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            let (k, v) = r?;
+            if let Ok(d) = k.value().parse() {
+                out.push((d, v.value().0));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every tag of every repository, with its digest (edge image listing).
+    pub fn all_tags(&self) -> Result<Vec<(String, String, String)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TAGS)?;
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            let (k, v) = r?;
+            out.push((
+                k.value().0.to_string(),
+                k.value().1.to_string(),
+                v.value().to_string(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// The digest a tag points to.
     pub fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
         let tx = self.db.begin_read()?;

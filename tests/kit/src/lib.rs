@@ -1,1 +1,22 @@
-//! Test support (in progress).
+//! Test support for berth's end-to-end tests and benchmarks.
+//!
+//! - [`fixtures`]: offline OCI image layouts with real layers and correct digests.
+//! - [`proc`]: spawn a server binary, wait for `/v2/`, kill/terminate/restart, logs on failure.
+//! - [`tools`]: the real clients (skopeo, podman, containerd's ctr, oras-py), each isolated
+//!   from the machine's configuration.
+//! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
+//!
+//! Everything panics with a full message on failure: this crate is for tests.
+
+pub mod distribution;
+pub mod fixtures;
+pub mod proc;
+pub mod tools;
+
+pub use distribution::{DistributionBuilder, DistributionProcess};
+pub use fixtures::{
+    digest_of, sha256_hex, Artifact, ArtifactBuilder, Descriptor, Flavor, Image, ImageBuilder,
+    Index, IndexBuilder, Layer, OciLayout, Platform,
+};
+pub use proc::{free_port, BerthProcess, ServerProcess};
+pub use tools::{require_tools, tool_available, Containerd, Creds, Podman, Skopeo};

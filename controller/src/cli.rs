@@ -1,0 +1,417 @@
+//! What the `berth app ...` commands call: an HTTP client of the controller API
+//! and the text they print (history, status, a live progress view).
+//!
+//! Owns: request building, reading error bodies back into messages, and the
+//! text formats. Must not touch: the process (no printing to stdout, no exit):
+//! output goes to the writer the caller passes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{AppView, PublicationsView, PublishInput, UnpublishInput, VersionCreated};
+use crate::model::{AppSpec, Publication, PublicationState, TemplateVersion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// The server refused; `message` is its `error` text.
+    #[error("{message} (HTTP {status})")]
+    Server { status: u16, message: String },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("gave up waiting after {0:?}")]
+    Timeout(Duration),
+}
+
+/// An app template file (YAML or JSON) read into a spec.
+pub fn parse_spec(text: &str) -> Result<AppSpec, CliError> {
+    let spec: AppSpec = serde_yaml::from_str(text)
+        .map_err(|e| CliError::Usage(format!("the app file is not valid: {e}")))?;
+    spec.validate()
+        .map_err(|e| CliError::Usage(format!("the app file is not valid: {e}")))?;
+    Ok(spec)
+}
+
+/// A client of the controller API with basic credentials.
+pub struct CliClient {
+    base: Url,
+    user: Option<String>,
+    password: Option<String>,
+    http: reqwest::Client,
+}
+
+impl CliClient {
+    pub fn new(
+        base_url: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Self, CliError> {
+        let mut base = Url::parse(base_url)
+            .map_err(|e| CliError::Usage(format!("{base_url:?} is not a URL: {e}")))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| CliError::Usage(format!("cannot build an HTTP client: {e}")))?;
+        Ok(CliClient {
+            base,
+            user: user.map(str::to_string),
+            password: password.map(str::to_string),
+            http,
+        })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CliError> {
+        let url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| CliError::Usage(format!("bad path {path}: {e}")))?;
+        let mut rb = self.http.request(method, url.clone());
+        if let Some(u) = &self.user {
+            rb = rb.basic_auth(u, self.password.as_deref());
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.map_err(|e| CliError::Unreachable {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| CliError::Protocol(e.to_string()))?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.trim().chars().take(300).collect());
+            return Err(CliError::Server {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
+        serde_json::from_str(text).map_err(|e| CliError::Protocol(e.to_string()))
+    }
+
+    fn app_path(project: &str, app: &str) -> String {
+        format!("api/v1/projects/{project}/apps/{app}")
+    }
+
+    pub async fn create_app(
+        &self,
+        project: &str,
+        name: &str,
+        spec: AppSpec,
+        message: Option<String>,
+    ) -> Result<AppView, CliError> {
+        let body = serde_json::json!({ "name": name, "spec": spec, "message": message });
+        self.call(
+            Method::POST,
+            &format!("api/v1/projects/{project}/apps"),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn update_app(
+        &self,
+        project: &str,
+        name: &str,
+        spec: AppSpec,
+        message: Option<String>,
+    ) -> Result<VersionCreated, CliError> {
+        let body = serde_json::json!({ "spec": spec, "message": message });
+        self.call(Method::PUT, &Self::app_path(project, name), Some(&body))
+            .await
+    }
+
+    pub async fn history(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Vec<TemplateVersion>, CliError> {
+        self.call::<(), _>(
+            Method::GET,
+            &format!("{}/versions", Self::app_path(project, name)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn publish(
+        &self,
+        project: &str,
+        app: &str,
+        input: &PublishInput,
+    ) -> Result<Vec<Publication>, CliError> {
+        let v: PublicationsView = self
+            .call(
+                Method::POST,
+                &format!("{}/publish", Self::app_path(project, app)),
+                Some(input),
+            )
+            .await?;
+        Ok(v.publications)
+    }
+
+    pub async fn unpublish(
+        &self,
+        project: &str,
+        app: &str,
+        input: &UnpublishInput,
+    ) -> Result<Vec<Publication>, CliError> {
+        let v: PublicationsView = self
+            .call(
+                Method::POST,
+                &format!("{}/unpublish", Self::app_path(project, app)),
+                Some(input),
+            )
+            .await?;
+        Ok(v.publications)
+    }
+
+    pub async fn status(&self, project: &str, app: &str) -> Result<Vec<Publication>, CliError> {
+        let v: PublicationsView = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("{}/publications", Self::app_path(project, app)),
+                None,
+            )
+            .await?;
+        Ok(v.publications)
+    }
+
+    /// Prints each node's state and prefetch bytes as they change until every
+    /// node in `nodes` (all when empty) is running or failed, or gone after an
+    /// unpublish. Returns the last publications seen.
+    pub async fn watch(
+        &self,
+        project: &str,
+        app: &str,
+        nodes: &[String],
+        options: WatchOptions,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Vec<Publication>, CliError> {
+        let WatchOptions {
+            until,
+            interval,
+            timeout,
+        } = options;
+        let started = Instant::now();
+        let wanted: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let pubs: Vec<Publication> = self
+                .status(project, app)
+                .await?
+                .into_iter()
+                .filter(|p| wanted.is_empty() || wanted.contains(p.node.as_str()))
+                .collect();
+            for p in &pubs {
+                let line = progress_line(p);
+                if last.get(&p.node) != Some(&line) {
+                    writeln!(out, "{line}")?;
+                    last.insert(p.node.clone(), line);
+                }
+            }
+            let done = match until {
+                WatchUntil::Settled => pubs.iter().all(|p| {
+                    matches!(
+                        p.state,
+                        PublicationState::Running | PublicationState::Failed { .. }
+                    )
+                }),
+                WatchUntil::Removed => pubs.is_empty(),
+            };
+            if done {
+                for n in &wanted {
+                    if until == WatchUntil::Removed && last.contains_key(*n) {
+                        writeln!(out, "{n:<16} removed")?;
+                    }
+                }
+                out.flush()?;
+                return Ok(pubs);
+            }
+            if started.elapsed() > timeout {
+                return Err(CliError::Timeout(timeout));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// How `watch` polls and when it stops.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchOptions {
+    pub until: WatchUntil,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl WatchOptions {
+    /// Every second, for up to 30 minutes.
+    pub fn new(until: WatchUntil) -> Self {
+        WatchOptions {
+            until,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// When `watch` stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchUntil {
+    /// Every node running or failed.
+    Settled,
+    /// Every publication gone (after an unpublish).
+    Removed,
+}
+
+/// `1.5 MiB` style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One line per node: state, and bytes for a prefetch, or the reason of a failure.
+pub fn progress_line(p: &Publication) -> String {
+    let what = match &p.state {
+        PublicationState::Prefetching {
+            bytes_done,
+            bytes_total,
+        } if *bytes_total > 0 => format!(
+            "prefetching {} / {} ({}%)",
+            human_bytes(*bytes_done),
+            human_bytes(*bytes_total),
+            bytes_done.saturating_mul(100) / bytes_total
+        ),
+        PublicationState::Failed { reason } => {
+            format!("failed (attempt {}, retrying): {reason}", p.attempts)
+        }
+        other => other.label().to_string(),
+    };
+    format!("{:<16} v{:<4} {what}", p.node, p.version)
+}
+
+/// The status table of an app's publications.
+pub fn format_status(pubs: &[Publication]) -> String {
+    let mut s = String::new();
+    for p in pubs {
+        s.push_str(&progress_line(p));
+        s.push('\n');
+        if let Some(images) = &p.images {
+            for i in images {
+                s.push_str(&format!("    {} -> {}\n", i.reference, i.digest));
+            }
+        }
+    }
+    if s.is_empty() {
+        s.push_str("not published on any node\n");
+    }
+    s
+}
+
+/// The version history, newest first.
+pub fn format_history(versions: &[TemplateVersion]) -> String {
+    let mut s = String::new();
+    for v in versions.iter().rev() {
+        s.push_str(&format!(
+            "v{:<4} {}  {:<12} {}\n",
+            v.version,
+            format_time(v.created_at),
+            v.author,
+            v.summary
+        ));
+    }
+    s
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13:20");
+        let mut p = Publication::new("shop", "web", "n1", 2, 0);
+        p.state = PublicationState::Prefetching {
+            bytes_done: 512,
+            bytes_total: 1024,
+        };
+        assert!(progress_line(&p).contains("prefetching 512 B / 1.0 KiB (50%)"));
+    }
+
+    #[test]
+    fn spec_files() {
+        let spec = parse_spec(
+            "kind: Deployment\ncontainers:\n- name: web\n  image: shop/web:1.0\n  ports:\n  - container_port: 8080\n",
+        )
+        .expect("valid");
+        assert_eq!(spec.containers[0].ports[0].container_port, 8080);
+        let err = parse_spec("kind: Deployment\ncontainers:\n- name: web\n  image: web\n")
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains("no project"), "{err}");
+    }
+}

@@ -1,0 +1,386 @@
+//! The directory deployer: each node's objects as YAML files under
+//! `<root>/<node>/<project>-<owner>-<kind>-<name>.yaml`, where owner is the app
+//! (or `shared` for resources used by several apps).
+//!
+//! Files are written atomically (temporary file, fsync, rename, fsync of the
+//! directory), so a reader — a GitOps agent, `kubectl apply -f` — never sees half
+//! a file. Removal matches objects by their labels, not by file name, so one
+//! project's files can never be taken for another's. Rollouts are not observable:
+//! a publication is running once its files are written.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{DeployError, DeployTarget, Deployer, OwnerSelector, Rollout};
+use crate::render::{object_identity, WorkloadRef, LABEL_BERTH_APP};
+
+pub struct DirectoryDeployer {
+    root: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl DirectoryDeployer {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirectoryDeployer { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory holding one node's files.
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.root.join(node)
+    }
+
+    /// File name of an object: `<project>-<owner>-<kind>-<name>.yaml`.
+    pub fn file_name(obj: &Value) -> Result<String, DeployError> {
+        let (_, kind, namespace, name) = object_identity(obj).ok_or_else(|| {
+            DeployError::Invalid("object without apiVersion, kind or metadata.name".into())
+        })?;
+        let owner = obj["metadata"]["labels"][LABEL_BERTH_APP]
+            .as_str()
+            .unwrap_or("shared");
+        let file = format!(
+            "{namespace}-{owner}-{}-{name}.yaml",
+            kind.to_ascii_lowercase()
+        );
+        // Names were validated as DNS labels; refuse anything that could leave the directory.
+        if file.contains('/') || file.contains("..") || file.starts_with('.') {
+            return Err(DeployError::Invalid(format!("unsafe file name {file:?}")));
+        }
+        Ok(file)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
+    move |source| DeployError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new file, never a mix.
+fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), DeployError> {
+    let path = dir.join(file);
+    if fs::read(&path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(
+        ".{file}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DeployError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn apply_blocking(dir: PathBuf, objects: Vec<Value>) -> Result<(), DeployError> {
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    for obj in &objects {
+        let file = DirectoryDeployer::file_name(obj)?;
+        let yaml = serde_yaml::to_string(obj)
+            .map_err(|e| DeployError::Invalid(format!("cannot write YAML: {e}")))?;
+        write_atomic(&dir, &file, yaml.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn remove_blocking(dir: PathBuf, selector: OwnerSelector) -> Result<(), DeployError> {
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(io_err(&dir))?;
+        let path = entry.path();
+        let is_yaml = path.extension().is_some_and(|e| e == "yaml")
+            && !entry.file_name().to_string_lossy().starts_with('.');
+        if !is_yaml {
+            continue;
+        }
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        // A file someone else put there (or broke) is not ours to delete.
+        let Ok(obj) = serde_yaml::from_str::<Value>(&text) else {
+            tracing::warn!(path = %path.display(), "skipping unreadable manifest");
+            continue;
+        };
+        if selector.matches(&obj) {
+            match fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+    }
+    if removed {
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DeployError> + Send + 'static,
+) -> Result<T, DeployError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DeployError::Invalid(format!("file task failed: {e}")))?
+}
+
+#[async_trait]
+impl Deployer for DirectoryDeployer {
+    async fn apply(&self, target: &DeployTarget, objects: &[Value]) -> Result<(), DeployError> {
+        let dir = self.node_dir(&target.node.name);
+        let objects = objects.to_vec();
+        blocking(move || apply_blocking(dir, objects)).await
+    }
+
+    async fn remove(
+        &self,
+        target: &DeployTarget,
+        selector: &OwnerSelector,
+    ) -> Result<(), DeployError> {
+        let dir = self.node_dir(&target.node.name);
+        let selector = selector.clone();
+        blocking(move || remove_blocking(dir, selector)).await
+    }
+
+    async fn rollout_status(
+        &self,
+        _target: &DeployTarget,
+        _workload: &WorkloadRef,
+    ) -> Result<Rollout, DeployError> {
+        Ok(Rollout::NotObservable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Cluster, WorkloadKind};
+    use crate::render::tests::{node, render_kind};
+
+    fn target() -> DeployTarget {
+        DeployTarget {
+            node: node(),
+            cluster: Cluster {
+                name: "edge".into(),
+                kubeconfig: String::new(),
+                created_at: 0,
+            },
+        }
+    }
+
+    const KINDS: [WorkloadKind; 5] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+        WorkloadKind::DaemonSet,
+    ];
+
+    fn rename_app(objs: &mut [Value], app: &str) {
+        for o in objs {
+            o["metadata"]["name"] = format!("{app}-n1").into();
+            o["metadata"]["labels"][LABEL_BERTH_APP] = app.into();
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_validates_and_removes_all_kinds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = DirectoryDeployer::new(dir.path());
+        let t = target();
+        for (i, kind) in KINDS.iter().enumerate() {
+            let mut objs = render_kind(*kind);
+            // One app per kind so the files do not replace each other.
+            rename_app(&mut objs, &format!("app{i}"));
+            d.apply(&t, &objs).await.expect("apply");
+            d.apply(&t, &objs).await.expect("apply again is a no-op");
+        }
+        let node_dir = d.node_dir("n1");
+        let mut files: Vec<String> = fs::read_dir(&node_dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            vec![
+                "shop-app0-deployment-app0-n1.yaml",
+                "shop-app1-service-app1-n1.yaml",
+                "shop-app1-statefulset-app1-n1.yaml",
+                "shop-app2-job-app2-n1.yaml",
+                "shop-app3-cronjob-app3-n1.yaml",
+                "shop-app4-daemonset-app4-n1.yaml",
+            ]
+        );
+        // Every file must be a valid object for a current Kubernetes.
+        let out = std::process::Command::new("kubernetes-validate")
+            .arg("--strict")
+            .args(files.iter().map(|f| node_dir.join(f)))
+            .output()
+            .expect("kubernetes-validate must be installed (pip install kubernetes-validate)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "kubernetes-validate failed:\n{stdout}\n{stderr}"
+        );
+        assert_eq!(stdout.matches(" passed ").count(), files.len(), "{stdout}");
+
+        // Removing one app leaves the others.
+        d.remove(&t, &OwnerSelector::app("shop", "app1", "n1"))
+            .await
+            .expect("remove");
+        let left = fs::read_dir(&node_dir).expect("dir").count();
+        assert_eq!(left, 4);
+        d.remove(&t, &OwnerSelector::app("shop", "app1", "n1"))
+            .await
+            .expect("remove is idempotent");
+        // Another project's app with the same name is untouched.
+        d.remove(&t, &OwnerSelector::app("other", "app0", "n1"))
+            .await
+            .expect("remove");
+        assert_eq!(fs::read_dir(&node_dir).expect("dir").count(), 4);
+        assert_eq!(
+            d.rollout_status(
+                &t,
+                &crate::render::workload_ref("shop", "app0", WorkloadKind::Deployment, "n1")
+            )
+            .await
+            .expect("status"),
+            Rollout::NotObservable
+        );
+    }
+
+    #[tokio::test]
+    async fn resource_objects_validate() {
+        use crate::render::*;
+        use crate::resources::*;
+        let n = node();
+        let lb = LoadBalancerSpec {
+            app: "web".into(),
+            service_type: ServiceType::LoadBalancer,
+            ports: vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(8080),
+                protocol: crate::model::Protocol::TCP,
+            }],
+        };
+        let objs = vec![
+            render_config_map(
+                "shop",
+                "settings",
+                &[("a.conf".to_string(), "x=1".to_string())].into(),
+                &n,
+            ),
+            render_secret(
+                "shop",
+                "db",
+                &[("password".to_string(), b"hunter2".to_vec())].into(),
+                &n,
+            ),
+            render_volume_claim(
+                "shop",
+                "data",
+                &VolumeSpec {
+                    capacity: "10Gi".into(),
+                    storage_class: default_storage_class(),
+                },
+                &n,
+            ),
+            render_service("shop", "web-lb", &lb, &n),
+            render_route(
+                "shop",
+                "www",
+                &RouteSpec {
+                    host: "shop.example.com".into(),
+                    path: "/".into(),
+                    load_balancer: "web-lb".into(),
+                    port: 80,
+                },
+                "web",
+                &n,
+            ),
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = DirectoryDeployer::new(dir.path());
+        d.apply(&target(), &objs).await.expect("apply");
+        let node_dir = d.node_dir("n1");
+        let files: Vec<PathBuf> = fs::read_dir(&node_dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(files.len(), 5);
+        let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/eip.yaml");
+        let out = std::process::Command::new("kubernetes-validate")
+            .arg("--strict")
+            .args(&files)
+            .arg(&crd)
+            .output()
+            .expect("kubernetes-validate must be installed (pip install kubernetes-validate)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+        assert_eq!(text.matches(" passed ").count(), 6, "{text}");
+
+        // The EIP object against its CRD: required fields present, nothing else.
+        let eip = render_eip(
+            "shop",
+            "public",
+            &EipSpec {
+                address: "203.0.113.7".into(),
+                load_balancer: "web-lb".into(),
+            },
+            "web",
+            &n,
+        );
+        let crd: Value =
+            serde_yaml::from_str(&fs::read_to_string(&crd).expect("crd")).expect("yaml");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        for req in schema["required"].as_array().expect("required") {
+            let f = req.as_str().expect("field");
+            assert!(eip["spec"][f].is_string(), "{f} missing in {eip}");
+        }
+        for k in eip["spec"].as_object().expect("spec").keys() {
+            assert!(schema["properties"].get(k).is_some(), "{k} not in the CRD");
+        }
+        assert_eq!(
+            eip["apiVersion"],
+            format!("{}/v1", crd["spec"]["group"].as_str().expect("group"))
+        );
+        assert_eq!(eip["kind"], crd["spec"]["names"]["kind"]);
+    }
+}

@@ -1,0 +1,273 @@
+//! The HTTP client of a node's edge cache (prefetch, job progress, unpin).
+//!
+//! Owns: the wire format of the edge-cache prefetch API —
+//!
+//! ```text
+//! POST {edge_url}/api/v1/prefetch      {"images":["proj/app@sha256:..."],"pin":true} -> 202 {"id":...}
+//! GET  {edge_url}/api/v1/prefetch/{id} -> 200 {"id","state","bytes_done","bytes_total","error","images":[...]}
+//!                                         404 when the edge does not know the job
+//! POST {edge_url}/api/v1/unpin         {"images":[...]} -> 200
+//! ```
+//!
+//! with basic auth when the node has edge credentials. Errors say which node and
+//! URL, and whether the edge was unreachable or refused.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Node;
+use crate::ports::{EdgeClient, EdgeError, ImageProgress, JobState, JobStatus};
+
+/// Talks to edge caches over HTTP(S) with rustls.
+#[derive(Clone)]
+pub struct HttpEdgeClient {
+    http: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct PrefetchRequest<'a> {
+    images: &'a [String],
+    pin: bool,
+}
+
+#[derive(Serialize)]
+struct UnpinRequest<'a> {
+    images: &'a [String],
+}
+
+#[derive(Deserialize)]
+struct JobCreated {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct JobBody {
+    state: JobState,
+    #[serde(default)]
+    bytes_done: u64,
+    #[serde(default)]
+    bytes_total: u64,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    images: Vec<ImageProgress>,
+}
+
+impl HttpEdgeClient {
+    /// `timeout` bounds each request (connect and answer).
+    pub fn new(timeout: Duration) -> Result<Self, EdgeError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EdgeError::Protocol {
+                node: String::new(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(HttpEdgeClient { http })
+    }
+
+    fn url(node: &Node, segments: &[&str]) -> Result<Url, EdgeError> {
+        let mut url = Url::parse(&node.edge_url).map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("edge URL {:?} is not valid: {e}", node.edge_url),
+        })?;
+        url.path_segments_mut()
+            .map_err(|()| EdgeError::Protocol {
+                node: node.name.clone(),
+                message: format!("edge URL {:?} cannot have a path", node.edge_url),
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn request(&self, node: &Node, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, url);
+        match &node.edge_credentials {
+            Some(c) => rb.basic_auth(&c.user, Some(&c.password)),
+            None => rb,
+        }
+    }
+
+    async fn send(
+        &self,
+        node: &Node,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, EdgeError> {
+        rb.send().await.map_err(|e| EdgeError::Unreachable {
+            node: node.name.clone(),
+            url: node.edge_url.clone(),
+            message: describe_reqwest(&e),
+        })
+    }
+
+    async fn rejected(node: &Node, resp: reqwest::Response) -> EdgeError {
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        EdgeError::Rejected {
+            node: node.name.clone(),
+            status,
+            message: error_message(&text),
+        }
+    }
+}
+
+/// The innermost cause of a reqwest error, which is what a person can act on
+/// ("connection refused", "timed out").
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(l) = last {
+        msg = format!("{msg} ({l})");
+    }
+    msg
+}
+
+/// Pulls a message out of `{"error": ...}`, OCI `{"errors":[{"message"}]}`, or plain text.
+fn error_message(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(m) = v["error"].as_str() {
+            return m.to_string();
+        }
+        if let Some(m) = v["errors"][0]["message"].as_str() {
+            return m.to_string();
+        }
+    }
+    let t = body.trim();
+    if t.is_empty() {
+        "no details".into()
+    } else {
+        t.chars().take(300).collect()
+    }
+}
+
+#[async_trait]
+impl EdgeClient for HttpEdgeClient {
+    async fn prefetch(
+        &self,
+        node: &Node,
+        images: Vec<String>,
+        pin: bool,
+    ) -> Result<String, EdgeError> {
+        let url = Self::url(node, &["api", "v1", "prefetch"])?;
+        let rb = self
+            .request(node, reqwest::Method::POST, url)
+            .json(&PrefetchRequest {
+                images: &images,
+                pin,
+            });
+        let resp = self.send(node, rb).await?;
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        let body: JobCreated = resp.json().await.map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("prefetch answer has no job id: {e}"),
+        })?;
+        tracing::debug!(node = %node.name, job = %body.id, images = images.len(), "prefetch submitted");
+        Ok(body.id)
+    }
+
+    async fn job(&self, node: &Node, id: &str) -> Result<JobStatus, EdgeError> {
+        let url = Self::url(node, &["api", "v1", "prefetch", id])?;
+        let resp = self
+            .send(node, self.request(node, reqwest::Method::GET, url))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(JobStatus::Unknown);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        let body: JobBody = resp.json().await.map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("prefetch job {id} answer cannot be read: {e}"),
+        })?;
+        Ok(JobStatus::Known {
+            state: body.state,
+            bytes_done: body.bytes_done,
+            bytes_total: body.bytes_total,
+            error: body.error,
+            images: body.images,
+        })
+    }
+
+    async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError> {
+        let url = Self::url(node, &["api", "v1", "unpin"])?;
+        let rb = self
+            .request(node, reqwest::Method::POST, url)
+            .json(&UnpinRequest { images: &images });
+        let resp = self.send(node, rb).await?;
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(url: &str) -> Node {
+        Node {
+            name: "n1".into(),
+            cluster: "c".into(),
+            k8s_node_name: "n1".into(),
+            labels: Default::default(),
+            edge_url: url.into(),
+            edge_credentials: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn urls_keep_base_path_and_escape_ids() {
+        let u = HttpEdgeClient::url(&node("http://h:1/edge/"), &["api", "v1", "prefetch", "a/b"])
+            .expect("url");
+        assert_eq!(u.as_str(), "http://h:1/edge/api/v1/prefetch/a%2Fb");
+        let u = HttpEdgeClient::url(&node("http://h:1"), &["api", "v1", "unpin"]).expect("url");
+        assert_eq!(u.as_str(), "http://h:1/api/v1/unpin");
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(error_message(r#"{"error":"disk full"}"#), "disk full");
+        assert_eq!(
+            error_message(r#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
+            "no"
+        );
+        assert_eq!(error_message(""), "no details");
+    }
+
+    #[tokio::test]
+    async fn unreachable_edge_says_so() {
+        // Bind then drop a listener to get a port nobody listens on.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        let c = HttpEdgeClient::new(Duration::from_secs(2)).expect("client");
+        let err = c
+            .prefetch(&node(&format!("http://127.0.0.1:{port}")), vec![], true)
+            .await
+            .expect_err("must be refused");
+        assert!(matches!(err, EdgeError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("unreachable"), "{err}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The controller's view of the outside world, as traits.
+//!
+//! Owns: the contracts the registry implements and wires in (`ImageResolver`,
+//! `Authorizer`, `AuditSink`) and the contract with a node's edge cache
+//! (`EdgeClient`, whose real HTTP implementation lives in `edge`).
+//!
+//! Must not touch: any registry type. The controller never links to the registry
+//! crate; everything it needs from it crosses these traits.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Node;
+
+/// An image reference resolved in this registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedImage {
+    /// e.g. `shop/web`
+    pub repository: String,
+    /// `sha256:...` of the manifest or index the reference points at.
+    pub digest: String,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No such repository, tag or manifest.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidReference(String),
+    /// The registry could not answer now; try again later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Turns `project/repo:tag` or `project/repo@sha256:...` into a digest, in this registry.
+#[async_trait]
+pub trait ImageResolver: Send + Sync + 'static {
+    async fn resolve(&self, image_ref: &str) -> Result<ResolvedImage, ResolveError>;
+}
+
+/// State of a prefetch job on an edge cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Progress of one image in a prefetch job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ImageProgress {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// What the edge says about a prefetch job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    Known {
+        state: JobState,
+        bytes_done: u64,
+        bytes_total: u64,
+        /// Set when the job failed, in words.
+        error: Option<String>,
+        images: Vec<ImageProgress>,
+    },
+    /// The edge does not know this job (it restarted, or forgot it): submit again.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EdgeError {
+    /// Could not reach the edge (connection refused, timeout, DNS...).
+    #[error("edge cache of node {node} at {url} is unreachable: {message}")]
+    Unreachable {
+        node: String,
+        url: String,
+        message: String,
+    },
+    /// The edge answered with an error status.
+    #[error("edge cache of node {node} refused the request ({status}): {message}")]
+    Rejected {
+        node: String,
+        status: u16,
+        message: String,
+    },
+    /// The edge answered something that does not follow the contract.
+    #[error("edge cache of node {node} sent an unexpected answer: {message}")]
+    Protocol { node: String, message: String },
+}
+
+/// The edge cache API of a node (prefetch, job progress, unpin).
+#[async_trait]
+pub trait EdgeClient: Send + Sync + 'static {
+    /// Starts pulling (and pinning, if `pin`) `images` (`repo@sha256:...`); returns the job id.
+    async fn prefetch(
+        &self,
+        node: &Node,
+        images: Vec<String>,
+        pin: bool,
+    ) -> Result<String, EdgeError>;
+    async fn job(&self, node: &Node, id: &str) -> Result<JobStatus, EdgeError>;
+    async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError>;
+}
+
+/// What a request wants to do, for the authorizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtlAction {
+    /// Look at apps, versions, publications (project) or clusters and nodes (no project).
+    Read,
+    /// Create and change apps, publish and unpublish (project).
+    Write,
+    /// Manage clusters and nodes (no project), or project-wide admin actions such
+    /// as exporting a kubeconfig (project).
+    Admin,
+}
+
+/// Who made a request, as the registry knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub name: String,
+}
+
+/// Why a request was refused; `status` is 401 (who are you?) or 403 (not allowed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AuthError {
+    pub status: http::StatusCode,
+    pub message: String,
+}
+
+/// Decides whether a request may do `action` in `project` (or globally when `None`).
+pub trait Authorizer: Send + Sync + 'static {
+    fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        project: Option<&str>,
+        action: CtlAction,
+    ) -> Result<Actor, AuthError>;
+}
+
+/// Receives one record per controller action, for the registry's audit log.
+pub trait AuditSink: Send + Sync + 'static {
+    /// `actor` is a user name or `controller`; `outcome` is `ok`, `denied`, or an error in words.
+    fn record(&self, actor: &str, project: &str, action: &str, target: &str, outcome: &str);
+}
+
+/// An audit sink that writes to the `berth::audit` tracing target.
+#[derive(Debug, Default, Clone)]
+pub struct TracingAudit;
+
+impl AuditSink for TracingAudit {
+    fn record(&self, actor: &str, project: &str, action: &str, target: &str, outcome: &str) {
+        tracing::info!(target: "berth::audit", actor, project, action, target, outcome, "audit");
+    }
+}

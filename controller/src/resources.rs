@@ -1,0 +1,395 @@
+//! Resources that travel with apps: load balancers, EIPs, routes, config maps,
+//! secrets and local volumes (their model and validation).
+//!
+//! Owns: the resource records, the rules that make them well formed, and which
+//! apps use which resource. Secret values are kept sealed (see `secrets`); this
+//! module never holds a plain secret value longer than validation needs.
+//!
+//! Must not touch: storage, HTTP, Kubernetes object shapes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    validate_dns_label, validate_dns_subdomain, AppSpec, Protocol, ValidationError,
+};
+
+/// The kinds of resource, named as their API collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    LoadBalancers,
+    Eips,
+    Routes,
+    ConfigMaps,
+    Secrets,
+    Volumes,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 6] = [
+        ResourceKind::ConfigMaps,
+        ResourceKind::Secrets,
+        ResourceKind::Volumes,
+        ResourceKind::LoadBalancers,
+        ResourceKind::Eips,
+        ResourceKind::Routes,
+    ];
+
+    /// The collection name in the API path and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::LoadBalancers => "loadbalancers",
+            ResourceKind::Eips => "eips",
+            ResourceKind::Routes => "routes",
+            ResourceKind::ConfigMaps => "configmaps",
+            ResourceKind::Secrets => "secrets",
+            ResourceKind::Volumes => "volumes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ResourceKind> {
+        ResourceKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// In words, for messages.
+    pub fn singular(self) -> &'static str {
+        match self {
+            ResourceKind::LoadBalancers => "load balancer",
+            ResourceKind::Eips => "EIP",
+            ResourceKind::Routes => "route",
+            ResourceKind::ConfigMaps => "config map",
+            ResourceKind::Secrets => "secret",
+            ResourceKind::Volumes => "volume",
+        }
+    }
+
+    /// Deploy order on publish: config and storage before the workload (0),
+    /// network after it (2). The workload itself is 1.
+    pub fn phase(self) -> u8 {
+        match self {
+            ResourceKind::ConfigMaps | ResourceKind::Secrets | ResourceKind::Volumes => 0,
+            ResourceKind::LoadBalancers | ResourceKind::Eips | ResourceKind::Routes => 2,
+        }
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    LoadBalancer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub port: u32,
+    /// Container port; defaults to `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u32>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A Service in front of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancerSpec {
+    pub app: String,
+    #[serde(default, rename = "type")]
+    pub service_type: ServiceType,
+    pub ports: Vec<ServicePort>,
+}
+
+/// An elastic IP attached to a load balancer (custom resource, see `crds/eip.yaml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EipSpec {
+    pub address: String,
+    pub load_balancer: String,
+}
+
+/// An HTTP route (Ingress) to a ClusterIP load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub host: String,
+    #[serde(default = "default_path")]
+    pub path: String,
+    pub load_balancer: String,
+    pub port: u32,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigMapSpec {
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+/// A secret value encrypted at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedValue {
+    /// base64 of the 12-byte nonce.
+    pub nonce: String,
+    /// base64 of ciphertext and tag.
+    pub ciphertext: String,
+}
+
+/// Secret data as stored: every value sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SecretSpec {
+    pub data: BTreeMap<String, SealedValue>,
+}
+
+/// A local volume: a PVC with a local storage class on each node it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// e.g. `10Gi`; cannot change once created.
+    pub capacity: String,
+    #[serde(default = "default_storage_class")]
+    pub storage_class: String,
+}
+
+pub fn default_storage_class() -> String {
+    "local-storage".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceSpec {
+    LoadBalancer(LoadBalancerSpec),
+    Eip(EipSpec),
+    Route(RouteSpec),
+    ConfigMap(ConfigMapSpec),
+    Secret(SecretSpec),
+    Volume(VolumeSpec),
+}
+
+/// A resource of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub project: String,
+    pub name: String,
+    pub kind: ResourceKind,
+    pub spec: ResourceSpec,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// State of a volume on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// The PVC exists (or will) on the node; data lives there.
+    Bound,
+    /// The PVC was removed from the node; the binding can be dropped (unbind).
+    Released,
+}
+
+/// A volume bound to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub project: String,
+    pub node: String,
+    pub kind: ResourceKind,
+    pub name: String,
+    pub state: BindingState,
+    pub bound_at: u64,
+}
+
+/// Whether an app template refers to the resource (config maps, secrets and
+/// volumes are referred to from the pod's volumes and env).
+pub fn spec_uses(spec: &AppSpec, kind: ResourceKind, name: &str) -> bool {
+    let n = Some(name.to_string());
+    match kind {
+        ResourceKind::ConfigMaps => {
+            spec.volumes.iter().any(|v| v.config_map == n)
+                || spec.containers.iter().any(|c| {
+                    c.env_from
+                        .iter()
+                        .any(|e| e.config_map.as_deref() == Some(name))
+                })
+        }
+        ResourceKind::Secrets => {
+            spec.volumes.iter().any(|v| v.secret == n)
+                || spec
+                    .containers
+                    .iter()
+                    .any(|c| c.env_from.iter().any(|e| e.secret.as_deref() == Some(name)))
+        }
+        ResourceKind::Volumes => spec.volumes.iter().any(|v| v.persistent_volume_claim == n),
+        _ => false,
+    }
+}
+
+/// Names of the config maps, secrets and volumes an app template uses.
+pub fn spec_resources(spec: &AppSpec) -> Vec<(ResourceKind, String)> {
+    let mut out = Vec::new();
+    for v in &spec.volumes {
+        if let Some(n) = &v.config_map {
+            out.push((ResourceKind::ConfigMaps, n.clone()));
+        }
+        if let Some(n) = &v.secret {
+            out.push((ResourceKind::Secrets, n.clone()));
+        }
+        if let Some(n) = &v.persistent_volume_claim {
+            out.push((ResourceKind::Volumes, n.clone()));
+        }
+    }
+    for c in &spec.containers {
+        for e in &c.env_from {
+            if let Some(n) = &e.config_map {
+                out.push((ResourceKind::ConfigMaps, n.clone()));
+            }
+            if let Some(n) = &e.secret {
+                out.push((ResourceKind::Secrets, n.clone()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Checks names, ports, addresses and keys of a resource's spec.
+pub fn validate(
+    kind: ResourceKind,
+    name: &str,
+    spec: &ResourceSpec,
+) -> Result<(), ValidationError> {
+    let mut problems = Vec::new();
+    let mut fail = |f: &str, m: String| problems.push(format!("{f}: {m}"));
+    if let Err(m) = validate_dns_label(name) {
+        fail("name", m);
+    }
+    let port_ok = |p: u32| (1..=65535).contains(&p);
+    match (kind, spec) {
+        (ResourceKind::LoadBalancers, ResourceSpec::LoadBalancer(lb)) => {
+            if let Err(m) = validate_dns_label(&lb.app) {
+                fail("app", m);
+            }
+            if lb.ports.is_empty() {
+                fail("ports", "a load balancer needs at least one port".into());
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, p) in lb.ports.iter().enumerate() {
+                if !port_ok(p.port) {
+                    fail(
+                        &format!("ports[{i}].port"),
+                        format!("{} is outside 1-65535", p.port),
+                    );
+                }
+                if let Some(t) = p.target_port {
+                    if !port_ok(t) {
+                        fail(
+                            &format!("ports[{i}].target_port"),
+                            format!("{t} is outside 1-65535"),
+                        );
+                    }
+                }
+                if !seen.insert((p.port, p.protocol)) {
+                    fail(
+                        &format!("ports[{i}].port"),
+                        format!("{} is listed twice", p.port),
+                    );
+                }
+                if lb.ports.len() > 1 && p.name.is_none() {
+                    fail(
+                        &format!("ports[{i}].name"),
+                        "name every port when there are several".into(),
+                    );
+                }
+            }
+        }
+        (ResourceKind::Eips, ResourceSpec::Eip(e)) => {
+            if e.address.parse::<std::net::IpAddr>().is_err() {
+                fail(
+                    "address",
+                    format!("{:?} is not an IPv4 or IPv6 address", e.address),
+                );
+            }
+            if let Err(m) = validate_dns_label(&e.load_balancer) {
+                fail("load_balancer", m);
+            }
+        }
+        (ResourceKind::Routes, ResourceSpec::Route(r)) => {
+            if let Err(m) = validate_dns_subdomain(&r.host) {
+                fail("host", m.replace("Kubernetes node name", "host name"));
+            }
+            if !r.path.starts_with('/') {
+                fail("path", "must start with '/'".into());
+            }
+            if let Err(m) = validate_dns_label(&r.load_balancer) {
+                fail("load_balancer", m);
+            }
+            if !port_ok(r.port) {
+                fail("port", format!("{} is outside 1-65535", r.port));
+            }
+        }
+        (ResourceKind::ConfigMaps, ResourceSpec::ConfigMap(c)) => {
+            for k in c.data.keys() {
+                if let Err(m) = validate_data_key(k) {
+                    fail(&format!("data.{k}"), m);
+                }
+            }
+        }
+        (ResourceKind::Secrets, ResourceSpec::Secret(s)) => {
+            for k in s.data.keys() {
+                if let Err(m) = validate_data_key(k) {
+                    fail(&format!("data.{k}"), m);
+                }
+            }
+        }
+        (ResourceKind::Volumes, ResourceSpec::Volume(v)) => {
+            if let Err(m) = crate::model::validate_quantity(&v.capacity) {
+                fail("capacity", m);
+            }
+            if let Err(m) = validate_dns_subdomain(&v.storage_class) {
+                fail(
+                    "storage_class",
+                    m.replace("Kubernetes node name", "storage class"),
+                );
+            }
+        }
+        _ => fail("spec", format!("does not describe a {}", kind.singular())),
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError { problems })
+    }
+}
+
+/// Keys of config map and secret data: what Kubernetes accepts as a file name.
+pub fn validate_data_key(k: &str) -> Result<(), String> {
+    let ok = !k.is_empty()
+        && k.len() <= 253
+        && k != "."
+        && k != ".."
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{k:?} is not a valid key: use letters, digits, '-', '_' and '.'"
+        ))
+    }
+}

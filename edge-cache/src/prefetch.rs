@@ -1,0 +1,583 @@
+//! Prefetch jobs: bring images (manifests, configs, layers) into the cache
+//! ahead of need, optionally pinning them against eviction.
+//!
+//! A job is persisted on every state change, so it survives a restart and
+//! resumes (blobs already cached are skipped at once). Progress is per image
+//! and per layer, in bytes, and "done" means every byte is committed here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_registry::oci::{media, Descriptor, Digest, ImageRef, ManifestSummary, Reference};
+use berth_registry::service::Namespace;
+use serde::{Deserialize, Serialize};
+
+use crate::pull_through::{EdgeNamespace, PullThrough};
+use crate::store::now_ms;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerProgress {
+    pub digest: String,
+    pub size: u64,
+    pub bytes_done: u64,
+    pub state: JobState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageProgress {
+    pub image: String,
+    pub digest: Option<String>,
+    pub state: JobState,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub error: Option<String>,
+    pub layers: Vec<LayerProgress>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub state: JobState,
+    pub pin: bool,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub error: Option<String>,
+    pub images: Vec<ImageProgress>,
+    pub created: u64,
+    pub updated: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PrefetchRequest {
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub pin: bool,
+    /// Platforms for multi-arch images, e.g. ["linux/arm64"]; default: the node's.
+    #[serde(default)]
+    pub platforms: Option<Vec<String>>,
+}
+
+pub struct Prefetcher {
+    pt: Arc<PullThrough>,
+    jobs: Mutex<HashMap<String, Job>>,
+    platforms: Vec<String>,
+    limit: Arc<tokio::sync::Semaphore>,
+}
+
+/// This machine's platform in OCI terms.
+pub fn own_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+fn platform_matches(d: &Descriptor, wanted: &[String]) -> bool {
+    let Some(p) = &d.platform else { return false };
+    wanted.iter().any(|w| {
+        let mut parts = w.split('/');
+        let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+        os == Some(p.os.as_str())
+            && arch == Some(p.architecture.as_str())
+            && (variant.is_none() || variant == p.variant.as_deref())
+    })
+}
+
+#[derive(Debug)]
+pub struct PrefetchError(pub StatusCode, pub String);
+
+impl IntoResponse for PrefetchError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}
+
+impl Prefetcher {
+    pub fn new(pt: Arc<PullThrough>, platforms: Vec<String>) -> Arc<Self> {
+        let platforms = if platforms.is_empty() {
+            vec![own_platform()]
+        } else {
+            platforms
+        };
+        let this = Arc::new(Self {
+            pt,
+            jobs: Mutex::new(HashMap::new()),
+            platforms,
+            limit: Arc::new(tokio::sync::Semaphore::new(2)),
+        });
+        // Jobs from before a restart: load all, resume the unfinished.
+        let saved = this.pt.store.jobs().unwrap_or_default();
+        for raw in saved {
+            if let Ok(job) = serde_json::from_slice::<Job>(&raw) {
+                let resume = matches!(job.state, JobState::Pending | JobState::Running);
+                let id = job.id.clone();
+                if let Ok(mut j) = this.jobs.lock() {
+                    j.insert(id.clone(), job);
+                }
+                if resume {
+                    tracing::info!(job = %id, "resuming prefetch job after restart");
+                    this.clone().spawn(id, None);
+                }
+            }
+        }
+        this.update_gauges();
+        this
+    }
+
+    fn update_gauges(&self) {
+        let mut counts: HashMap<&'static str, i64> = HashMap::new();
+        if let Ok(j) = self.jobs.lock() {
+            for job in j.values() {
+                *counts.entry(job.state.as_str()).or_default() += 1;
+            }
+        }
+        for s in ["pending", "running", "done", "failed"] {
+            self.pt
+                .metrics
+                .prefetch_jobs
+                .get_or_create(&crate::metrics::JobState { state: s.into() })
+                .set(*counts.get(s).unwrap_or(&0));
+        }
+    }
+
+    pub fn job(&self, id: &str) -> Option<Job> {
+        self.jobs.lock().ok()?.get(id).cloned()
+    }
+
+    fn save(&self, job: &Job) {
+        if let Ok(bytes) = serde_json::to_vec(job) {
+            if let Err(e) = self.pt.store.put_job(&job.id, &bytes) {
+                tracing::error!(error = %e, "cannot persist prefetch job");
+            }
+        }
+        if let Ok(mut j) = self.jobs.lock() {
+            j.insert(job.id.clone(), job.clone());
+        }
+        self.update_gauges();
+    }
+
+    pub fn submit(self: &Arc<Self>, req: PrefetchRequest) -> Result<Job, PrefetchError> {
+        if req.images.is_empty() {
+            return Err(PrefetchError(
+                StatusCode::BAD_REQUEST,
+                "images is empty: name at least one image, e.g. \"proj/app:1.2\"".into(),
+            ));
+        }
+        for i in &req.images {
+            i.parse::<ImageRef>()
+                .map_err(|e| PrefetchError(StatusCode::BAD_REQUEST, format!("image {i:?}: {e}")))?;
+        }
+        let now = now_ms() / 1000;
+        let job = Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            state: JobState::Pending,
+            pin: req.pin,
+            bytes_done: 0,
+            bytes_total: 0,
+            error: None,
+            images: req
+                .images
+                .iter()
+                .map(|i| ImageProgress {
+                    image: i.clone(),
+                    digest: None,
+                    state: JobState::Pending,
+                    bytes_done: 0,
+                    bytes_total: 0,
+                    error: None,
+                    layers: vec![],
+                })
+                .collect(),
+            created: now,
+            updated: now,
+        };
+        self.save(&job);
+        self.clone().spawn(job.id.clone(), req.platforms);
+        Ok(job)
+    }
+
+    fn spawn(self: Arc<Self>, id: String, platforms: Option<Vec<String>>) {
+        tokio::spawn(async move {
+            let _permit = self.limit.clone().acquire_owned().await;
+            self.run(&id, platforms.unwrap_or_else(|| self.platforms.clone()))
+                .await;
+        });
+    }
+
+    /// Descriptors of every blob an image needs on this node.
+    async fn plan(
+        &self,
+        image: &str,
+        platforms: &[String],
+    ) -> Result<(Digest, Vec<Descriptor>, Vec<Digest>), String> {
+        let r: ImageRef = image.parse().map_err(|e| format!("{e}"))?;
+        let ns = EdgeNamespace(self.pt.clone());
+        let top = ns
+            .manifest(&r.repo, &r.reference)
+            .await
+            .map_err(|e| format!("cannot resolve {image}: {e}"))?;
+        let summary = |bytes: &[u8], mt: &str| -> Result<ManifestSummary, String> {
+            media::manifest_kind(mt)
+                .ok_or_else(|| format!("{image} has unsupported media type {mt}"))?;
+            berth_registry::oci::manifest::decode(mt, bytes).map_err(|e| e.to_string())
+        };
+        let s = summary(&top.bytes, &top.media_type)?;
+        let mut manifests = vec![top.digest.clone()];
+        let mut blobs = Vec::new();
+        if s.manifests.is_empty() {
+            blobs.extend(s.blobs);
+        } else {
+            let chosen: Vec<&Descriptor> = s
+                .manifests
+                .iter()
+                .filter(|d| platform_matches(d, platforms))
+                .collect();
+            if chosen.is_empty() {
+                return Err(format!(
+                    "{image} has no manifest for platform(s) {}",
+                    platforms.join(", ")
+                ));
+            }
+            for child in chosen {
+                let m = ns
+                    .manifest(&r.repo, &Reference::Digest(child.digest.clone()))
+                    .await
+                    .map_err(|e| format!("cannot fetch {image} child {}: {e}", child.digest))?;
+                manifests.push(m.digest.clone());
+                blobs.extend(summary(&m.bytes, &m.media_type)?.blobs);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        blobs.retain(|b| seen.insert(b.digest.clone()));
+        Ok((top.digest, blobs, manifests))
+    }
+
+    async fn run(self: &Arc<Self>, id: &str, platforms: Vec<String>) {
+        let Some(mut job) = self.job(id) else { return };
+        job.state = JobState::Running;
+        self.save(&job);
+        let mut failures = Vec::new();
+        for idx in 0..job.images.len() {
+            let image = job.images[idx].image.clone();
+            match self.prefetch_image(&mut job, idx, &platforms).await {
+                Ok(()) => job.images[idx].state = JobState::Done,
+                Err(e) => {
+                    job.images[idx].state = JobState::Failed;
+                    job.images[idx].error = Some(e.clone());
+                    failures.push(format!("{image}: {e}"));
+                }
+            }
+            job.updated = now_ms() / 1000;
+            self.save(&job);
+        }
+        job.state = if failures.is_empty() {
+            JobState::Done
+        } else {
+            JobState::Failed
+        };
+        job.error = (!failures.is_empty()).then(|| failures.join("; "));
+        job.updated = now_ms() / 1000;
+        self.save(&job);
+        tracing::info!(job = %id, state = job.state.as_str(), bytes = job.bytes_done, "prefetch job finished");
+    }
+
+    async fn prefetch_image(
+        self: &Arc<Self>,
+        job: &mut Job,
+        idx: usize,
+        platforms: &[String],
+    ) -> Result<(), String> {
+        let image = job.images[idx].image.clone();
+        let (digest, blobs, _manifests) = self.plan(&image, platforms).await?;
+        let r: ImageRef = image.parse().map_err(|e| format!("{e}"))?;
+        if job.pin {
+            let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+            self.pt
+                .store
+                .pin(&image, &digests)
+                .map_err(|e| e.to_string())?;
+        }
+        {
+            let ip = &mut job.images[idx];
+            ip.digest = Some(digest.to_string());
+            ip.state = JobState::Running;
+            ip.bytes_total = blobs.iter().map(|b| b.size).sum();
+            ip.layers = blobs
+                .iter()
+                .map(|b| LayerProgress {
+                    digest: b.digest.to_string(),
+                    size: b.size,
+                    bytes_done: 0,
+                    state: JobState::Pending,
+                })
+                .collect();
+        }
+        job.bytes_total = job.images.iter().map(|i| i.bytes_total).sum();
+        self.save(job);
+        for (li, b) in blobs.iter().enumerate() {
+            if self
+                .pt
+                .meta
+                .linked_blob(&r.repo, &b.digest)
+                .ok()
+                .flatten()
+                .is_some()
+                && self
+                    .pt
+                    .content
+                    .stat(&b.digest)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+            {
+                self.layer_done(job, idx, li, b.size);
+                continue;
+            }
+            job.images[idx].layers[li].state = JobState::Running;
+            self.save(job);
+            let fill = self.pt.fill(&r.repo, &b.digest);
+            let mut rx = fill.state.subscribe();
+            let mut last_save = std::time::Instant::now();
+            loop {
+                let (written, outcome) = {
+                    let s = rx.borrow_and_update();
+                    (s.written, s.outcome.clone())
+                };
+                self.set_layer_bytes(job, idx, li, written.min(b.size));
+                match outcome {
+                    Some(Ok(())) => break,
+                    Some(Err(e)) => {
+                        job.images[idx].layers[li].state = JobState::Failed;
+                        return Err(format!("layer {}: {e}", b.digest));
+                    }
+                    None => {}
+                }
+                if last_save.elapsed() > Duration::from_millis(500) {
+                    if let Ok(mut j) = self.jobs.lock() {
+                        j.insert(job.id.clone(), job.clone());
+                    }
+                    last_save = std::time::Instant::now();
+                }
+                if rx.changed().await.is_err() {
+                    // The fill ended; its outcome is whatever the cache now holds.
+                    if self
+                        .pt
+                        .meta
+                        .linked_blob(&r.repo, &b.digest)
+                        .ok()
+                        .flatten()
+                        .is_some()
+                    {
+                        break;
+                    }
+                    return Err(format!(
+                        "layer {}: transfer ended without a result",
+                        b.digest
+                    ));
+                }
+            }
+            self.layer_done(job, idx, li, b.size);
+        }
+        Ok(())
+    }
+
+    fn set_layer_bytes(&self, job: &mut Job, idx: usize, li: usize, bytes: u64) {
+        let l = &mut job.images[idx].layers[li];
+        l.bytes_done = l.bytes_done.max(bytes);
+        let ip = &mut job.images[idx];
+        ip.bytes_done = ip.layers.iter().map(|l| l.bytes_done).sum();
+        job.bytes_done = job.images.iter().map(|i| i.bytes_done).sum();
+    }
+
+    fn layer_done(&self, job: &mut Job, idx: usize, li: usize, size: u64) {
+        self.set_layer_bytes(job, idx, li, size);
+        job.images[idx].layers[li].state = JobState::Done;
+        job.updated = now_ms() / 1000;
+        self.save(job);
+    }
+}
+
+// ---- HTTP ----
+
+#[derive(Deserialize)]
+pub struct ImagesBody {
+    pub images: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct CachedImage {
+    pub image: String,
+    pub digest: String,
+    pub pinned: bool,
+    pub cached_bytes: u64,
+}
+
+pub fn router(p: Arc<Prefetcher>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/api/v1/prefetch",
+            axum::routing::post(submit).get(list_jobs),
+        )
+        .route("/api/v1/prefetch/{id}", axum::routing::get(get_job))
+        .route("/api/v1/images", axum::routing::get(images))
+        .route("/api/v1/unpin", axum::routing::post(unpin))
+        .route("/api/v1/images/delete", axum::routing::post(delete_images))
+        .with_state(p)
+}
+
+async fn submit(
+    State(p): State<Arc<Prefetcher>>,
+    body: Result<Json<PrefetchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Job>), PrefetchError> {
+    let Json(req) = body.map_err(|e| {
+        PrefetchError(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"images\": [...], \"pin\": bool}}: {e}"),
+        )
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(p.submit(req)?)))
+}
+
+async fn list_jobs(State(p): State<Arc<Prefetcher>>) -> Json<Vec<Job>> {
+    let mut v: Vec<Job> = p
+        .jobs
+        .lock()
+        .map(|j| j.values().cloned().collect())
+        .unwrap_or_default();
+    v.sort_by_key(|j| std::cmp::Reverse(j.created));
+    Json(v)
+}
+
+async fn get_job(
+    State(p): State<Arc<Prefetcher>>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, PrefetchError> {
+    p.job(&id)
+        .map(Json)
+        .ok_or_else(|| PrefetchError(StatusCode::NOT_FOUND, format!("no prefetch job {id}")))
+}
+
+async fn images(State(p): State<Arc<Prefetcher>>) -> Result<Json<Vec<CachedImage>>, PrefetchError> {
+    let internal = |e: String| PrefetchError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let pins = p.pt.store.pins().map_err(|e| internal(e.to_string()))?;
+    let pinned_images: std::collections::HashSet<String> =
+        pins.values().flatten().cloned().collect();
+    let tags = p.pt.meta.all_tags().map_err(|e| internal(e.to_string()))?;
+    let mut out = Vec::new();
+    let sizes: HashMap<String, u64> =
+        p.pt.meta
+            .all_blobs()
+            .map_err(|e| internal(e.to_string()))?
+            .into_iter()
+            .map(|(d, s)| (d.to_string(), s))
+            .collect();
+    for (repo, tag, digest) in tags {
+        let image = format!("{repo}:{tag}");
+        let by_digest = format!("{repo}@{digest}");
+        let cached: u64 = digest
+            .parse::<Digest>()
+            .ok()
+            .and_then(|d| p.pt.meta.manifest_summary(&d).ok().flatten())
+            .map(|s| {
+                s.blobs
+                    .iter()
+                    .filter_map(|b| sizes.get(&b.digest.to_string()))
+                    .sum()
+            })
+            .unwrap_or(0);
+        out.push(CachedImage {
+            pinned: pinned_images.contains(&image) || pinned_images.contains(&by_digest),
+            image,
+            digest,
+            cached_bytes: cached,
+        });
+    }
+    for img in pinned_images {
+        if !out.iter().any(|c| c.image == img) && img.contains('@') {
+            let digest = img.split('@').nth(1).unwrap_or("").to_string();
+            out.push(CachedImage {
+                image: img,
+                digest,
+                pinned: true,
+                cached_bytes: 0,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn unpin(
+    State(p): State<Arc<Prefetcher>>,
+    Json(b): Json<ImagesBody>,
+) -> Result<Json<serde_json::Value>, PrefetchError> {
+    let mut n = 0;
+    for i in &b.images {
+        n +=
+            p.pt.store
+                .unpin(i)
+                .map_err(|e| PrefetchError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    p.pt.evict_if_needed().await;
+    Ok(Json(serde_json::json!({"unpinned_blobs": n})))
+}
+
+async fn delete_images(
+    State(p): State<Arc<Prefetcher>>,
+    Json(b): Json<ImagesBody>,
+) -> Result<Json<serde_json::Value>, PrefetchError> {
+    let mut deleted = 0u64;
+    let pins_before = p.pt.store.pins().unwrap_or_default();
+    for i in &b.images {
+        let _ = p.pt.store.unpin(i);
+        let Ok(r) = i.parse::<ImageRef>() else {
+            continue;
+        };
+        let digest = match &r.reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(t) => p.pt.meta.resolve_tag(&r.repo, t).ok().flatten(),
+        };
+        let Some(d) = digest else { continue };
+        let Some(s) = p.pt.meta.manifest_summary(&d).ok().flatten() else {
+            continue;
+        };
+        for b in s.blobs {
+            let pinned_elsewhere = pins_before
+                .get(&b.digest.to_string())
+                .is_some_and(|imgs| imgs.iter().any(|x| x != i));
+            if !pinned_elsewhere && p.pt.drop_blob(&b.digest).await {
+                deleted += 1;
+            }
+        }
+    }
+    Ok(Json(serde_json::json!({"deleted_blobs": deleted})))
+}

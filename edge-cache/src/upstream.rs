@@ -1,0 +1,480 @@
+//! The client for the upstream registry: the Docker token flow with tokens
+//! cached per scope until they expire, and a short circuit breaker so that a
+//! dead link answers "not here" at once instead of after a connect timeout
+//! per request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_registry::oci::{media, Digest, RepoName};
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+
+/// How long the link is considered down after a connection failure.
+const DOWN_FOR: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection failed, timed out, or upstream answered 5xx/429.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// Upstream refused our credentials for this repository.
+    #[error("upstream refused access ({0}); check the edge's upstream credentials")]
+    Refused(u16),
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+pub struct Upstream {
+    base: String,
+    client: reqwest::Client,
+    creds: Option<(String, String)>,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    down_until: Mutex<Option<Instant>>,
+    /// Requests sent upstream, by kind; for metrics and tests.
+    pub counters: UpstreamCounters,
+}
+
+#[derive(Default)]
+pub struct UpstreamCounters {
+    pub blob_gets: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+pub struct FetchedManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+impl Upstream {
+    pub fn new(
+        base: &str,
+        creds: Option<(String, String)>,
+        connect_timeout: Duration,
+        insecure: bool,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .danger_accept_invalid_certs(insecure)
+            .user_agent(concat!("berth-edge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!(
+                "upstream {base:?} must start with http:// or https://"
+            ));
+        }
+        Ok(Self {
+            base,
+            client,
+            creds,
+            tokens: Mutex::new(HashMap::new()),
+            down_until: Mutex::new(None),
+            counters: UpstreamCounters::default(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn is_down(&self) -> bool {
+        self.down_until
+            .lock()
+            .map(|d| d.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false)
+    }
+
+    fn mark(&self, up: bool) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = if up {
+                None
+            } else {
+                Some(Instant::now() + DOWN_FOR)
+            };
+        }
+    }
+
+    fn cached_token(&self, scope: &str) -> Option<String> {
+        let t = self.tokens.lock().ok()?;
+        t.get(scope)
+            .filter(|(_, exp)| Instant::now() < *exp)
+            .map(|(t, _)| t.clone())
+    }
+
+    async fn fetch_token(&self, challenge: &str, scope: &str) -> Result<String, UpstreamError> {
+        let params = parse_challenge(challenge);
+        let realm = params.get("realm").ok_or_else(|| {
+            UpstreamError::Protocol(format!("challenge without realm: {challenge}"))
+        })?;
+        let mut req = self.client.get(realm.as_str());
+        let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
+        if let Some(s) = params.get("service") {
+            q.push(("service", s.as_str()));
+        }
+        req = req.query(&q);
+        if let Some((u, p)) = &self.creds {
+            req = req.basic_auth(u, Some(p));
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        if !res.status().is_success() {
+            return Err(UpstreamError::Refused(res.status().as_u16()));
+        }
+        #[derive(serde::Deserialize)]
+        struct Tok {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let t: Tok = res
+            .json()
+            .await
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let token = t
+            .token
+            .or(t.access_token)
+            .ok_or_else(|| UpstreamError::Protocol("token response without a token".into()))?;
+        // Renew a little early; at least 60 s is the spec's default lifetime.
+        let ttl = t.expires_in.unwrap_or(60).max(10);
+        let exp = Instant::now() + Duration::from_secs(ttl.saturating_sub(5));
+        if let Ok(mut c) = self.tokens.lock() {
+            c.insert(scope.to_string(), (token.clone(), exp));
+        }
+        Ok(token)
+    }
+
+    /// Sends a request for `repo`, following the token flow once on a 401.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &RepoName,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        if self.is_down() {
+            return Err(UpstreamError::Unreachable(
+                "upstream was unreachable moments ago".into(),
+            ));
+        }
+        let scope = format!("repository:{repo}:pull");
+        let url = format!("{}{}", self.base, path);
+        let build = |auth: Option<String>| {
+            let mut r = self
+                .client
+                .request(method.clone(), &url)
+                .headers(headers.clone());
+            if let Some(a) = auth.and_then(|a| HeaderValue::from_str(&a).ok()) {
+                r = r.header(AUTHORIZATION, a);
+            }
+            r
+        };
+        let auth = self.cached_token(&scope).map(|t| format!("Bearer {t}"));
+        let res = self.checked(build(auth).send().await)?;
+        if res.status() != StatusCode::UNAUTHORIZED {
+            return Ok(res);
+        }
+        let challenge = res
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let auth = if challenge.to_ascii_lowercase().starts_with("bearer") {
+            format!("Bearer {}", self.fetch_token(&challenge, &scope).await?)
+        } else if let Some((u, p)) = &self.creds {
+            use base64::Engine;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        } else {
+            return Err(UpstreamError::Refused(401));
+        };
+        let res = self.checked(build(Some(auth)).send().await)?;
+        match res.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(UpstreamError::Refused(res.status().as_u16()))
+            }
+            _ => Ok(res),
+        }
+    }
+
+    fn checked(
+        &self,
+        r: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        match r {
+            Ok(res)
+                if res.status().is_server_error()
+                    || res.status() == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Err(UpstreamError::Unreachable(format!(
+                    "upstream answered {}",
+                    res.status()
+                )))
+            }
+            Ok(res) => {
+                self.mark(true);
+                Ok(res)
+            }
+            Err(e) => {
+                if e.is_connect() || e.is_timeout() {
+                    self.mark(false);
+                }
+                Err(UpstreamError::Unreachable(e.to_string()))
+            }
+        }
+    }
+
+    /// HEAD of a manifest: its digest, or None when upstream does not have it.
+    pub async fn head_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &str,
+    ) -> Result<Option<Digest>, UpstreamError> {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        let res = self
+            .send(
+                Method::HEAD,
+                &format!("/v2/{repo}/manifests/{reference}"),
+                repo,
+                h,
+            )
+            .await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(UpstreamError::Protocol(format!(
+                "HEAD manifest answered {}",
+                res.status()
+            )));
+        }
+        match res
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(d) => d
+                .parse()
+                .map(Some)
+                .map_err(|e: berth_registry::oci::DigestError| {
+                    UpstreamError::Protocol(e.to_string())
+                }),
+            // No digest header: fall back to GET, as containerd does.
+            None => Ok(self.get_manifest(repo, reference).await?.map(|m| m.digest)),
+        }
+    }
+
+    /// GET of a manifest, verified against the digest asked for (or the one upstream claims).
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &str,
+    ) -> Result<Option<FetchedManifest>, UpstreamError> {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        let res = self
+            .send(
+                Method::GET,
+                &format!("/v2/{repo}/manifests/{reference}"),
+                repo,
+                h,
+            )
+            .await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(UpstreamError::Protocol(format!(
+                "GET manifest answered {}",
+                res.status()
+            )));
+        }
+        let media_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media::essence)
+            .unwrap_or_default();
+        let claimed = res
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| d.parse::<Digest>().ok());
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let expected = reference.parse::<Digest>().ok().or(claimed);
+        let digest = match expected {
+            Some(d) => {
+                let actual = Digest::of(d.algorithm(), &bytes);
+                if actual != d {
+                    return Err(UpstreamError::Protocol(format!(
+                        "upstream sent a manifest with digest {actual} for {d}"
+                    )));
+                }
+                d
+            }
+            None => Digest::sha256_of(&bytes),
+        };
+        Ok(Some(FetchedManifest {
+            digest,
+            media_type,
+            bytes,
+        }))
+    }
+
+    pub async fn head_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let res = self
+            .send(
+                Method::HEAD,
+                &format!("/v2/{repo}/blobs/{digest}"),
+                repo,
+                HeaderMap::new(),
+            )
+            .await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(UpstreamError::Protocol(format!(
+                "HEAD blob answered {}",
+                res.status()
+            )));
+        }
+        Ok(res.content_length())
+    }
+
+    /// GET of a blob from byte `from` on. None when upstream does not have it.
+    pub async fn get_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: u64,
+    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+        let mut h = HeaderMap::new();
+        if from > 0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
+                h.insert(RANGE, v);
+            }
+        }
+        self.counters
+            .blob_gets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let res = self
+            .send(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), repo, h)
+            .await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(UpstreamError::Protocol(format!(
+                "GET blob answered {}",
+                res.status()
+            )));
+        }
+        Ok(Some(res))
+    }
+
+    /// A JSON document (tags list, referrers). None on 404.
+    pub async fn get_json(
+        &self,
+        repo: &RepoName,
+        path: &str,
+    ) -> Result<Option<serde_json::Value>, UpstreamError> {
+        let res = self.send(Method::GET, path, repo, HeaderMap::new()).await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(UpstreamError::Protocol(format!(
+                "GET {path} answered {}",
+                res.status()
+            )));
+        }
+        res.json()
+            .await
+            .map(Some)
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))
+    }
+}
+
+/// `Bearer realm="...",service="...",scope="..."` → map.
+pub fn parse_challenge(h: &str) -> HashMap<String, String> {
+    let rest = h.split_once(' ').map(|(_, r)| r).unwrap_or("");
+    let mut out = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        let key: String = chars
+            .by_ref()
+            .take_while(|c| *c != '=')
+            .collect::<String>()
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_string();
+        if key.is_empty() {
+            break;
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == '"' {
+                    break;
+                }
+                val.push(c);
+            }
+            // skip to the comma
+            while let Some(c) = chars.peek() {
+                if *c == ',' {
+                    chars.next();
+                    break;
+                }
+                chars.next();
+            }
+        } else {
+            val = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        out.insert(key.to_ascii_lowercase(), val.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let m = parse_challenge(
+            r#"Bearer realm="http://h:5000/v2/token",service="berth",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(
+            m.get("realm").map(String::as_str),
+            Some("http://h:5000/v2/token")
+        );
+        assert_eq!(m.get("service").map(String::as_str), Some("berth"));
+        assert_eq!(
+            m.get("scope").map(String::as_str),
+            Some("repository:a/b:pull,push")
+        );
+    }
+}
