@@ -138,3 +138,364 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
+
+// ---------------------------------------------------------------- operator commands
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ProjectCmd {
+    /// Create a project (private unless --public).
+    Create {
+        name: String,
+        #[arg(long)]
+        public: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the projects you can see.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a project: access level, repositories, members.
+    Show {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Make a project public or private.
+    Set {
+        name: String,
+        #[arg(long, conflicts_with = "private", required_unless_present = "private")]
+        public: bool,
+        #[arg(long)]
+        private: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a project (with --force, also its repositories).
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Give an account a role in a project: guest, developer or maintainer.
+    AddMember {
+        project: String,
+        user: String,
+        #[arg(long, default_value = "developer")]
+        role: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove an account from a project.
+    RemoveMember {
+        project: String,
+        user: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create an account with an initial password the user must reset.
+    Add {
+        name: String,
+        /// Initial password (8-20 characters, a letter and a digit); prompted if absent.
+        #[arg(long, env = "BERTH_NEW_PASSWORD", hide_env_values = true)]
+        initial_password: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete an account.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set a new initial password for an account (administrators).
+    ResetPassword {
+        name: String,
+        #[arg(long, env = "BERTH_NEW_PASSWORD", hide_env_values = true)]
+        initial_password: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RobotCmd {
+    /// Create a robot account; its secret is printed once.
+    Create {
+        project: String,
+        name: String,
+        /// pull, or push (push includes pull).
+        #[arg(long, default_value = "pull")]
+        access: String,
+        /// Lifetime, e.g. 30d, 12h; default: no expiry.
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List a project's robots.
+    List {
+        project: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revoke a robot.
+    Revoke {
+        project: String,
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PasswdArgs {
+    /// Account whose password to change [default: --user].
+    pub name: Option<String>,
+    /// Current (or initial) password; prompted if absent.
+    #[arg(long, env = "BERTH_OLD_PASSWORD", hide_env_values = true)]
+    pub old_password: Option<String>,
+    /// New password; prompted if absent.
+    #[arg(long, env = "BERTH_NEW_PASSWORD", hide_env_values = true)]
+    pub new_password: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Reads a secret from the terminal (stdin), without echo when possible.
+fn prompt(label: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, Write};
+    eprint!("{label}: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let s = line.trim_end_matches(['\r', '\n']).to_string();
+    if s.is_empty() {
+        bail!("{label} is required");
+    }
+    Ok(s)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        ProjectCmd::Create { name, public, conn } => {
+            let v = send(
+                conn.request(cfg, Method::POST, "/api/v1/projects")
+                    .json(&serde_json::json!({"name": name, "public": public})),
+            )
+            .await?;
+            println!(
+                "created {} project {}",
+                if public { "public" } else { "private" },
+                v["name"].as_str().unwrap_or(&name)
+            );
+        }
+        ProjectCmd::List { conn } => {
+            print_json(&send(conn.request(cfg, Method::GET, "/api/v1/projects")).await?)
+        }
+        ProjectCmd::Show { name, conn } => print_json(
+            &send(conn.request(cfg, Method::GET, &format!("/api/v1/projects/{name}"))).await?,
+        ),
+        ProjectCmd::Set {
+            name, public, conn, ..
+        } => {
+            send(
+                conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
+                    .json(&serde_json::json!({ "public": public })),
+            )
+            .await?;
+            println!(
+                "project {name} is now {}",
+                if public { "public" } else { "private" }
+            );
+        }
+        ProjectCmd::Delete { name, force, conn } => {
+            send(conn.request(
+                cfg,
+                Method::DELETE,
+                &format!("/api/v1/projects/{name}?force={force}"),
+            ))
+            .await?;
+            println!("deleted project {name}");
+        }
+        ProjectCmd::AddMember {
+            project,
+            user,
+            role,
+            conn,
+        } => {
+            send(
+                conn.request(
+                    cfg,
+                    Method::PUT,
+                    &format!("/api/v1/projects/{project}/members/{user}"),
+                )
+                .json(&serde_json::json!({ "role": role })),
+            )
+            .await?;
+            println!("{user} is now {role} in {project}");
+        }
+        ProjectCmd::RemoveMember {
+            project,
+            user,
+            conn,
+        } => {
+            send(conn.request(
+                cfg,
+                Method::DELETE,
+                &format!("/api/v1/projects/{project}/members/{user}"),
+            ))
+            .await?;
+            println!("removed {user} from {project}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        UserCmd::Add {
+            name,
+            initial_password,
+            admin,
+            conn,
+        } => {
+            let pw = match initial_password {
+                Some(p) => p,
+                None => prompt("initial password")?,
+            };
+            send(
+                conn.request(cfg, Method::POST, "/api/v1/users")
+                    .json(&serde_json::json!({"name": name, "password": pw, "admin": admin})),
+            )
+            .await?;
+            println!(
+                "created account {name}; it must set its own password first: berth passwd {name}"
+            );
+        }
+        UserCmd::List { conn } => {
+            print_json(&send(conn.request(cfg, Method::GET, "/api/v1/users")).await?)
+        }
+        UserCmd::Delete { name, conn } => {
+            send(conn.request(cfg, Method::DELETE, &format!("/api/v1/users/{name}"))).await?;
+            println!("deleted account {name}");
+        }
+        UserCmd::ResetPassword {
+            name,
+            initial_password,
+            conn,
+        } => {
+            let pw = match initial_password {
+                Some(p) => p,
+                None => prompt("new initial password")?,
+            };
+            send(
+                conn.request(cfg, Method::PUT, &format!("/api/v1/users/{name}/password"))
+                    .json(&serde_json::json!({ "new_password": pw })),
+            )
+            .await?;
+            println!("{name} has a new initial password and must reset it: berth passwd {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        RobotCmd::Create {
+            project,
+            name,
+            access,
+            expires_in,
+            conn,
+        } => {
+            let mut body = serde_json::json!({"name": name, "access": access});
+            if let Some(d) = expires_in {
+                body["expires_in"] = serde_json::json!(d.as_secs());
+            }
+            let v = send(
+                conn.request(
+                    cfg,
+                    Method::POST,
+                    &format!("/api/v1/projects/{project}/robots"),
+                )
+                .json(&body),
+            )
+            .await?;
+            println!("name:   {}", v["name"].as_str().unwrap_or(""));
+            println!("secret: {}", v["secret"].as_str().unwrap_or(""));
+            eprintln!("the secret is shown only now; store it (e.g. as the edge's BERTH_UPSTREAM_PASSWORD)");
+        }
+        RobotCmd::List { project, conn } => print_json(
+            &send(conn.request(
+                cfg,
+                Method::GET,
+                &format!("/api/v1/projects/{project}/robots"),
+            ))
+            .await?,
+        ),
+        RobotCmd::Revoke {
+            project,
+            name,
+            conn,
+        } => {
+            send(conn.request(
+                cfg,
+                Method::DELETE,
+                &format!("/api/v1/projects/{project}/robots/{name}"),
+            ))
+            .await?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn passwd(cfg: &Config, a: PasswdArgs) -> anyhow::Result<()> {
+    let name = a.name.clone().unwrap_or_else(|| a.conn.user.clone());
+    let old = match a.old_password {
+        Some(p) => p,
+        None => prompt(&format!("current password of {name}"))?,
+    };
+    let new = match a.new_password {
+        Some(p) => p,
+        None => prompt("new password (8-20 characters, a letter and a digit)")?,
+    };
+    // No credentials needed: the old password proves who we are, even an initial one.
+    let conn = Conn {
+        password: None,
+        ..a.conn
+    };
+    send(
+        conn.request(
+            cfg,
+            reqwest::Method::PUT,
+            &format!("/api/v1/users/{name}/password"),
+        )
+        .json(&serde_json::json!({"old_password": old, "new_password": new})),
+    )
+    .await?;
+    println!("password of {name} changed");
+    Ok(())
+}

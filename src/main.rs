@@ -42,6 +42,17 @@ enum Command {
     /// Collect garbage: unreferenced manifests and blobs. Asks the running registry
     /// (POST /api/v1/gc); with --offline, works on the data directory of a stopped one.
     Gc(GcArgs),
+    /// Manage projects on a running registry.
+    #[command(subcommand)]
+    Project(cli::ProjectCmd),
+    /// Manage accounts on a running registry.
+    #[command(subcommand)]
+    User(cli::UserCmd),
+    /// Manage robot accounts of a project.
+    #[command(subcommand)]
+    Robot(cli::RobotCmd),
+    /// Change an account's password (also the first, forced reset).
+    Passwd(cli::PasswdArgs),
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +164,10 @@ fn main() -> ExitCode {
                 }
                 cli::gc(cfg, a.dry_run, a.offline, a.conn).await
             }
+            Command::Project(c) => cli::project(&cfg, c).await,
+            Command::User(c) => cli::user(&cfg, c).await,
+            Command::Robot(c) => cli::robot(&cfg, c).await,
+            Command::Passwd(a) => cli::passwd(&cfg, a).await,
         }
     });
     match res {
