@@ -8,6 +8,7 @@
 //!
 //! Everything panics with a full message on failure: this crate is for tests.
 
+pub mod berth;
 pub mod distribution;
 pub mod fixtures;
 pub mod proc;

@@ -1,0 +1,194 @@
+//! Starting the built `berth` binary for end-to-end tests, and the admin
+//! calls every test needs (projects, accounts, robots), over real HTTP.
+
+use std::path::{Path, PathBuf};
+
+use crate::proc::{free_port, ServerProcess};
+
+/// The admin password tests start registries with.
+pub const ADMIN_PASSWORD: &str = "admin12345";
+
+/// A running `berth serve` with its own data directory.
+pub struct Registry {
+    pub server: ServerProcess,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Path of the built binary: pass `env!("CARGO_BIN_EXE_berth")`.
+pub fn registry(bin: &str) -> Registry {
+    registry_with(bin, &[], &[])
+}
+
+/// A registry with extra `serve` arguments and environment (e.g. `BERTH_GC_GRACE=0s`).
+pub fn registry_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Registry {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let mut r = registry_in(bin, &data, args, env);
+    r._tmp = Some(tmp);
+    r
+}
+
+/// A registry on an existing data directory (restarts keep their data).
+pub fn registry_in(bin: &str, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Registry {
+    let port = free_port();
+    let mut b = ServerProcess::builder(bin, port)
+        .name("berth-registry")
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args.iter())
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("BERTH_AUTH_BCRYPT_COST", "4")
+        .ready_path("/healthz");
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    Registry {
+        server: b.spawn(),
+        data_dir: data.to_path_buf(),
+        _tmp: None,
+    }
+}
+
+impl Registry {
+    pub fn host(&self) -> String {
+        self.server.host()
+    }
+    pub fn url(&self) -> String {
+        self.server.base_url()
+    }
+    pub fn admin(&self) -> Admin {
+        Admin {
+            base: self.url(),
+            user: "admin".into(),
+            password: ADMIN_PASSWORD.into(),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+}
+
+/// Admin API calls as one account.
+pub struct Admin {
+    pub base: String,
+    pub user: String,
+    pub password: String,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Admin {
+    pub fn as_user(&self, user: &str, password: &str) -> Admin {
+        Admin {
+            base: self.base.clone(),
+            user: user.into(),
+            password: password.into(),
+            http: self.http.clone(),
+        }
+    }
+
+    /// Sends a JSON request; returns status and body (JSON or Null).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self
+            .http
+            .request(m, format!("{}{}", self.base, path))
+            .basic_auth(&self.user, Some(&self.password));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let res = rb.send().expect("admin API reachable");
+        let status = res.status().as_u16();
+        let text = res.text().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let (s, v) = self.call(method, path, body);
+        assert!((200..300).contains(&s), "{method} {path} answered {s}: {v}");
+        v
+    }
+
+    pub fn create_project(&self, name: &str, public: bool) {
+        self.ok(
+            "POST",
+            "/api/v1/projects",
+            Some(serde_json::json!({"name": name, "public": public})),
+        );
+    }
+
+    /// Creates an account and resets its initial password to `password`.
+    pub fn create_user(&self, name: &str, password: &str) {
+        let initial = "initial123";
+        self.ok(
+            "POST",
+            "/api/v1/users",
+            Some(serde_json::json!({"name": name, "password": initial})),
+        );
+        self.ok(
+            "PUT",
+            &format!("/api/v1/users/{name}/password"),
+            Some(serde_json::json!({"old_password": initial, "new_password": password})),
+        );
+    }
+
+    pub fn add_member(&self, project: &str, user: &str, role: &str) {
+        self.ok(
+            "PUT",
+            &format!("/api/v1/projects/{project}/members/{user}"),
+            Some(serde_json::json!({ "role": role })),
+        );
+    }
+
+    /// Creates a robot; returns (name, secret).
+    pub fn create_robot(&self, project: &str, name: &str, access: &str) -> (String, String) {
+        let v = self.ok(
+            "POST",
+            &format!("/api/v1/projects/{project}/robots"),
+            Some(serde_json::json!({"name": name, "access": access})),
+        );
+        (
+            v["name"].as_str().expect("robot name").to_string(),
+            v["secret"].as_str().expect("robot secret").to_string(),
+        )
+    }
+}
+
+/// A running `berth edge` in front of `upstream`.
+pub fn edge(
+    bin: &str,
+    upstream: &str,
+    cache_dir: &Path,
+    creds: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+) -> ServerProcess {
+    let port = free_port();
+    let mut b = ServerProcess::builder(bin, port)
+        .name("berth-edge")
+        .arg("edge")
+        .arg("--upstream")
+        .arg(upstream)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .ready_path("/healthz");
+    if let Some((u, p)) = creds {
+        b = b
+            .env("BERTH_UPSTREAM_USER", u)
+            .env("BERTH_UPSTREAM_PASSWORD", p);
+    }
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    b.spawn()
+}
