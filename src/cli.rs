@@ -79,18 +79,81 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let grace = cfg.server.shutdown_grace;
     let log_access = cfg.log.access_log;
     let app = RegistryApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
-    let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut router = app.router();
+    let mut reconciler = None;
+    if app.config.controller.enabled {
+        let (ctl_router, handle) = start_controller(&app, stop.clone())?;
+        router = router.merge(ctl_router);
+        reconciler = Some(handle);
+    }
+    let router = with_common_layers(router, app.metrics.clone(), log_access);
     let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
         data_dir = %app.config.server.data_dir.display(),
         tls = tls.is_some(),
+        controller = app.config.controller.enabled,
         "berth registry listening"
     );
     app.spawn_background();
-    server::serve(listener, router, tls, server::shutdown_signal(), grace).await;
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            server::shutdown_signal().await;
+            stop.cancel();
+        }
+    };
+    server::serve(listener, router, tls, signal, grace).await;
+    stop.cancel();
+    if let Some(h) = reconciler {
+        let _ = tokio::time::timeout(grace, h).await;
+    }
     tracing::info!("berth registry stopped");
     Ok(())
+}
+
+/// The embedded workload controller, wired to the registry's metadata, accounts and audit log.
+fn start_controller(
+    app: &RegistryApp,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
+    use crate::compose::{secret_key, RegistryAudit, RegistryAuthorizer, RegistryResolver};
+    use std::sync::Arc;
+    let cfg = &app.config;
+    let deployer = berth_controller::deployer_from_config(&cfg.controller, &cfg.server.data_dir)
+        .map_err(anyhow::Error::msg)?;
+    let edge = berth_controller::HttpEdgeClient::new(std::time::Duration::from_secs(30))
+        .map_err(|e| anyhow!("{e}"))?;
+    let image_host = cfg
+        .server
+        .external_url()
+        .split_once("://")
+        .map(|(_, h)| h.to_string());
+    let state = berth_controller::ControllerState::new(
+        app.meta.database(),
+        berth_controller::Ports {
+            resolver: Arc::new(RegistryResolver {
+                meta: app.meta.clone(),
+            }),
+            edge: Arc::new(edge),
+            deployer,
+            authorizer: Arc::new(RegistryAuthorizer {
+                access: app.access.clone(),
+            }),
+            audit: Arc::new(RegistryAudit {
+                access: app.access.clone(),
+            }),
+        },
+        berth_controller::ControllerSettings {
+            secret_key: Some(secret_key(cfg)?),
+            render: berth_controller::RenderOptions { image_host },
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow!("controller: {e}"))?;
+    let handle = state.spawn_reconciler(async move { stop.cancelled().await });
+    Ok((berth_controller::router(state), handle))
 }
 
 pub async fn edge(cfg: Config) -> anyhow::Result<()> {

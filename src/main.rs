@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod cli;
+mod compose;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -446,7 +446,7 @@ pub struct MemberView {
     pub role: Role,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)),
     responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)))]
 async fn show_project(
     State(st): State<AdminState>,
@@ -467,8 +467,8 @@ async fn show_project(
     }))
 }
 
-#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects", request_body = ProjectPatch,
-    params(("name" = String, Path)), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", request_body = ProjectPatch,
+    params(("project" = String, Path)), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
 async fn patch_project(
     State(st): State<AdminState>,
     c: Caller,
@@ -490,7 +490,7 @@ async fn patch_project(
     Ok(Json(p))
 }
 
-#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path), Force),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path), Force),
     responses((status = 204), (status = 409, body = ErrorBody)))]
 async fn delete_project(
     State(st): State<AdminState>,
@@ -539,7 +539,7 @@ pub struct RoleBody {
     pub role: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "members", params(("project" = String, Path)),
     responses((status = 200, body = Vec<MemberView>)))]
 async fn list_members(
     State(st): State<AdminState>,
@@ -557,8 +557,8 @@ async fn list_members(
     ))
 }
 
-#[utoipa::path(put, path = "/api/v1/projects/{name}/members/{user}", tag = "members", request_body = RoleBody,
-    params(("name" = String, Path), ("user" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/projects/{project}/members/{user}", tag = "members", request_body = RoleBody,
+    params(("project" = String, Path), ("user" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn put_member(
     State(st): State<AdminState>,
@@ -581,8 +581,8 @@ async fn put_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{user}", tag = "members",
-    params(("name" = String, Path), ("user" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/members/{user}", tag = "members",
+    params(("project" = String, Path), ("user" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_member(
     State(st): State<AdminState>,
     c: Caller,
@@ -623,7 +623,7 @@ pub struct RobotView {
     pub created: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{name}/robots", tag = "robots", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/robots", tag = "robots", params(("project" = String, Path)),
     responses((status = 200, body = Vec<RobotView>)))]
 async fn list_robots(
     State(st): State<AdminState>,
@@ -647,8 +647,8 @@ async fn list_robots(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/projects/{name}/robots", tag = "robots", request_body = NewRobot,
-    params(("name" = String, Path)), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/projects/{project}/robots", tag = "robots", request_body = NewRobot,
+    params(("project" = String, Path)), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
 async fn create_robot(
     State(st): State<AdminState>,
     c: Caller,
@@ -682,8 +682,8 @@ async fn create_robot(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/projects/{name}/robots/{robot}", tag = "robots",
-    params(("name" = String, Path), ("robot" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/robots/{robot}", tag = "robots",
+    params(("project" = String, Path), ("robot" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_robot(
     State(st): State<AdminState>,
     c: Caller,
@@ -713,7 +713,7 @@ fn full_repo(project: &str, repository: &str) -> AResult<RepoName> {
         .map_err(|e: crate::oci::NameError| AdminError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{name}/repositories", tag = "repositories", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
     responses((status = 200, body = Vec<String>)))]
 async fn list_repositories(
     State(st): State<AdminState>,
@@ -725,8 +725,8 @@ async fn list_repositories(
 }
 
 /// `repository` is the name within the project, URL-encoded (`a%2Fb` for `<project>/a/b`).
-#[utoipa::path(delete, path = "/api/v1/projects/{name}/repositories/{repository}", tag = "repositories",
-    params(("name" = String, Path), ("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_repository(
     State(st): State<AdminState>,
     c: Caller,
@@ -747,8 +747,8 @@ async fn delete_repository(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{name}/repositories/{repository}/tags", tag = "repositories",
-    params(("name" = String, Path), ("repository" = String, Path)), responses((status = 200, body = Vec<TagView>)))]
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories/{repository}/tags", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path)), responses((status = 200, body = Vec<TagView>)))]
 async fn list_tags(
     State(st): State<AdminState>,
     c: Caller,
@@ -766,8 +766,8 @@ async fn list_tags(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/projects/{name}/repositories/{repository}/tags/{tag}", tag = "repositories",
-    params(("name" = String, Path), ("repository" = String, Path), ("tag" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}/tags/{tag}", tag = "repositories",
+    params(("project" = String, Path), ("repository" = String, Path), ("tag" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_tag(
     State(st): State<AdminState>,

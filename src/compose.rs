@@ -1,0 +1,175 @@
+//! The composition root: the registry's implementations of the controller's
+//! ports (image resolution, authorization, audit), wired into `berth serve`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_controller::{
+    Actor, AuditSink, AuthError, Authorizer, CtlAction, ImageResolver, ResolveError, ResolvedImage,
+};
+use berth_registry::auth::access::RegistryAccess;
+use berth_registry::auth::policy::Decision;
+use berth_registry::auth::{Action, Refusal, RequestInfo};
+use berth_registry::meta::Meta;
+use berth_registry::oci::{ImageRef, Reference};
+
+/// Resolves `project/repo:tag` against the registry's own metadata.
+pub struct RegistryResolver {
+    pub meta: Meta,
+}
+
+#[async_trait]
+impl ImageResolver for RegistryResolver {
+    async fn resolve(&self, image_ref: &str) -> Result<ResolvedImage, ResolveError> {
+        let r: ImageRef = image_ref
+            .parse()
+            .map_err(|e| ResolveError::InvalidReference(format!("{image_ref}: {e}")))?;
+        let digest = match &r.reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
+                .meta
+                .resolve_tag(&r.repo, t)
+                .map_err(|e| ResolveError::Unavailable(e.to_string()))?
+                .ok_or_else(|| {
+                    ResolveError::NotFound(format!("{image_ref}: no such tag in this registry"))
+                })?,
+        };
+        let m = self
+            .meta
+            .get_manifest(&r.repo, &digest)
+            .map_err(|e| ResolveError::Unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                ResolveError::NotFound(format!(
+                    "{image_ref}: manifest {digest} is not in {}",
+                    r.repo
+                ))
+            })?;
+        Ok(ResolvedImage {
+            repository: r.repo.to_string(),
+            digest: digest.to_string(),
+            media_type: m.media_type,
+        })
+    }
+}
+
+/// Accounts and project roles decide controller actions: reading needs pull
+/// rights on the project, changing apps needs push (developer), project-wide
+/// administration needs delete (maintainer); clusters and nodes are for
+/// system administrators, readable by any account. Robots are refused.
+pub struct RegistryAuthorizer {
+    pub access: Arc<RegistryAccess>,
+}
+
+impl Authorizer for RegistryAuthorizer {
+    fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        project: Option<&str>,
+        action: CtlAction,
+    ) -> Result<Actor, AuthError> {
+        let info = RequestInfo {
+            headers,
+            peer: None,
+        };
+        // Basic credentials may need one bcrypt on a cold cache; it runs on the blocking pool.
+        let subject = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(self.access.identify(&info))
+        })
+        .map_err(|r| match r {
+            Refusal::TooMany { message, .. } => AuthError {
+                status: http::StatusCode::TOO_MANY_REQUESTS,
+                message,
+            },
+            other => AuthError {
+                status: http::StatusCode::UNAUTHORIZED,
+                message: other.to_string(),
+            },
+        })?;
+        let Some(name) = subject.name.clone() else {
+            return Err(AuthError {
+                status: http::StatusCode::UNAUTHORIZED,
+                message: "the controller API needs credentials: HTTP Basic with an account, or a bearer token".into(),
+            });
+        };
+        if subject.robot {
+            return Err(AuthError {
+                status: http::StatusCode::FORBIDDEN,
+                message: "robot accounts cannot use the controller API".into(),
+            });
+        }
+        let subject = berth_registry::auth::Subject {
+            token_grants: None,
+            ..subject
+        };
+        let allowed = match (project, action) {
+            (_, _) if subject.admin => true,
+            (None, CtlAction::Read) => true,
+            (None, _) => false,
+            (Some(p), CtlAction::Read) => {
+                self.access.decision(&subject, p, Action::Pull) == Decision::Allow
+            }
+            (Some(p), CtlAction::Write) => {
+                self.access.decision(&subject, p, Action::Push) == Decision::Allow
+            }
+            (Some(p), CtlAction::Admin) => {
+                self.access.decision(&subject, p, Action::Delete) == Decision::Allow
+            }
+        };
+        if allowed {
+            Ok(Actor { name })
+        } else {
+            let what = match (project, action) {
+                (None, _) => "manage clusters and nodes (system administrators only)".to_string(),
+                (Some(p), CtlAction::Read) => format!("see project {p}"),
+                (Some(p), CtlAction::Write) => {
+                    format!("change apps in project {p} (developer or maintainer role)")
+                }
+                (Some(p), CtlAction::Admin) => format!("administer project {p} (maintainer role)"),
+            };
+            Err(AuthError {
+                status: http::StatusCode::FORBIDDEN,
+                message: format!("{name} may not {what}"),
+            })
+        }
+    }
+}
+
+/// Controller actions go to the registry's audit log.
+pub struct RegistryAudit {
+    pub access: Arc<RegistryAccess>,
+}
+
+impl AuditSink for RegistryAudit {
+    fn record(&self, actor: &str, project: &str, action: &str, target: &str, outcome: &str) {
+        let project = (!project.is_empty()).then_some(project);
+        self.access
+            .audit(actor, None, action, project, target, outcome);
+    }
+}
+
+/// The controller's secret-sealing key: from the config, or generated once into the data dir.
+pub fn secret_key(cfg: &berth_config::Config) -> anyhow::Result<[u8; 32]> {
+    if !cfg.controller.secret_key.is_empty() {
+        return berth_controller::secret_key_from_hex(&cfg.controller.secret_key)
+            .map_err(anyhow::Error::msg);
+    }
+    let path = cfg.server.data_dir.join("controller-secret.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return berth_controller::secret_key_from_hex(&text).map_err(anyhow::Error::msg);
+    }
+    use rand::RngCore;
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(&path)?;
+    f.write_all(hex::encode(k).as_bytes())?;
+    f.sync_all()?;
+    Ok(k)
+}
