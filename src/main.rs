@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod app_cli;
 mod cli;
 mod compose;
 
@@ -54,6 +55,9 @@ enum Command {
     Robot(cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
     Passwd(cli::PasswdArgs),
+    /// Apps of the workload controller: create, update, history, publish, unpublish, status.
+    #[command(subcommand)]
+    App(app_cli::AppCmd),
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +173,7 @@ fn main() -> ExitCode {
             Command::User(c) => cli::user(&cfg, c).await,
             Command::Robot(c) => cli::robot(&cfg, c).await,
             Command::Passwd(a) => cli::passwd(&cfg, a).await,
+            Command::App(c) => app_cli::run(&cfg, c).await,
         }
     });
     match res {
