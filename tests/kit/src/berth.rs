@@ -29,6 +29,31 @@ pub fn registry_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Registry
     r
 }
 
+/// A registry serving TLS with `cert` and `key` (PEM).
+pub fn registry_tls(bin: &str, cert: &Path, key: &Path) -> Registry {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let server = ServerProcess::builder(bin, port)
+        .name("berth-registry")
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("BERTH_AUTH_BCRYPT_COST", "4")
+        .env("BERTH_SERVER_TLS_CERT", cert)
+        .env("BERTH_SERVER_TLS_KEY", key)
+        .ready_tcp()
+        .spawn();
+    Registry {
+        server,
+        data_dir: data,
+        _tmp: Some(tmp),
+    }
+}
+
 /// A registry on an existing data directory (restarts keep their data).
 pub fn registry_in(bin: &str, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Registry {
     let port = free_port();

@@ -88,6 +88,8 @@ enum Ready {
     Http(String),
     /// A unix socket accepts connections (containerd).
     UnixSocket(PathBuf),
+    /// The TCP port accepts connections (TLS listeners).
+    Tcp,
 }
 
 impl Ready {
@@ -95,6 +97,7 @@ impl Ready {
         match self {
             Ready::Http(path) => format!("http://127.0.0.1:{port}{path}"),
             Ready::UnixSocket(path) => format!("unix socket {}", path.display()),
+            Ready::Tcp => format!("tcp 127.0.0.1:{port}"),
         }
     }
 
@@ -102,6 +105,7 @@ impl Ready {
         match self {
             Ready::Http(path) => http_status(port, path, Duration::from_millis(500)).is_some(),
             Ready::UnixSocket(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+            Ready::Tcp => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         }
     }
 }
@@ -150,6 +154,12 @@ impl ServerBuilder {
         self
     }
     /// How long to wait for readiness (default 30 s).
+    /// Ready when the port accepts TCP connections (for TLS listeners).
+    pub fn ready_tcp(mut self) -> Self {
+        self.ready = Ready::Tcp;
+        self
+    }
+
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
         self
