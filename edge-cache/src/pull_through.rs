@@ -621,8 +621,15 @@ fn follow(
                 }
                 _ => {}
             }
-            if written > st.pos {
-                break written;
+            // The last byte of a response waits for the verified commit: a
+            // client must never receive a complete body that then fails
+            // verification (it would look like a good transfer).
+            let servable = match outcome {
+                Some(Ok(())) => written,
+                _ => written.min(st.end - 1),
+            };
+            if servable > st.pos {
+                break servable;
             }
             if st.rx.changed().await.is_err() {
                 return Err(std::io::Error::other("fill ended unexpectedly"));
