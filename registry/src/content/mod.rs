@@ -283,7 +283,6 @@ impl ContentStore {
         let dir = self.ingest_path(id);
         let owner = owner.to_string();
         let id = id.to_string();
-        let ingest_dir = self.ingest_dir.clone();
         blocking(move || {
             std::fs::create_dir(&dir)?;
             let file = std::fs::OpenOptions::new()
@@ -297,9 +296,10 @@ impl ContentStore {
                 algorithm: algorithm.as_str().to_string(),
                 started: unix_now(),
             };
-            state.write(&dir)?;
-            // Make the new directory itself durable, so a restart sees the session.
-            sync_dir(&ingest_dir)?;
+            // Not synced: an ingest becomes durable at its first `sync` (the first
+            // acknowledged chunk). A crash before that leaves it cleanly unknown,
+            // and monolithic uploads and cache fills never pay for it.
+            state.write(&dir, false)?;
             Ok(Ingest {
                 id,
                 dir,
@@ -548,13 +548,23 @@ pub struct IngestState {
 }
 
 impl IngestState {
-    fn write(&self, dir: &Path) -> std::io::Result<()> {
+    /// Replaces the state file atomically; `durable` also fsyncs it, its
+    /// directory and the directory holding all ingests.
+    fn write(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
         let tmp = dir.join("state.json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, dir.join("state.json"))?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
     }
     fn read(dir: &Path) -> std::io::Result<IngestState> {
         let bytes = std::fs::read(dir.join("state.json"))?;
@@ -649,7 +659,7 @@ impl Ingest {
                 inner.file.sync_data()?;
                 let mut st = inner.state.clone();
                 st.offset = inner.offset;
-                st.write(&dir)?;
+                st.write(&dir, true)?;
                 inner.state = st;
                 Ok::<_, std::io::Error>(())
             })();
