@@ -229,7 +229,10 @@ impl RegistryAccess {
                 Ok(s)
             }
             Err(e) => {
-                {
+                // Only a wrong secret is a guess. An initial password that must be reset,
+                // or an expired robot, proved the secret right: counting those would let
+                // one client retrying them lock out everyone behind its address.
+                if e == LoginError::BadCredentials {
                     let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
                     l.fail(acct_key, self.cfg.window);
                     if let Some(k) = ip_key {
