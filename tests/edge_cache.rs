@@ -286,3 +286,219 @@ fn transfer_cut_mid_blob_resumes_with_a_range_request() {
         skopeo_pull_and_verify(&Skopeo::new(), &edge.host(), "app", "v1", &image);
     }
 }
+
+/// GET the manifest of `PROJECT/app:tag` through `base`; returns (status, Warning header, body).
+fn manifest_by_tag(base: &str, tag: &str) -> (u16, Option<String>, Vec<u8>) {
+    let url = format!("{base}/v2/{PROJECT}/app/manifests/{tag}");
+    let (status, headers, body) =
+        get(&url, &[("Accept", MANIFEST_ACCEPT)]).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let warning = headers
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, warning, body)
+}
+
+#[test]
+fn upstream_down_cached_tags_are_served_stale_and_the_edge_starts_without_it() {
+    if !require_tools(&["skopeo"]) {
+        return;
+    }
+    let mut origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_file("etc/hello", "hello\n")
+        .layer_random(1 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[("BERTH_EDGE_TAG_FRESHNESS", "1s")],
+    );
+    let skopeo = Skopeo::new();
+    skopeo_pull_and_verify(&skopeo, &edge.host(), "app", "v1", &image);
+    let (status, warning, _) = manifest_by_tag(&edge.base_url(), "v1");
+    assert_eq!((status, warning), (200, None), "fresh while upstream is up");
+
+    origin.registry.server.terminate();
+    // Past the tag's freshness, the edge must ask upstream, which is gone.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (status, warning, body) = manifest_by_tag(&edge.base_url(), "v1");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, image.manifest.bytes);
+    let warning = warning.expect("a Warning header on a stale answer");
+    assert!(warning.starts_with("110 "), "{warning}");
+    skopeo_pull_and_verify(&skopeo, &edge.host(), "app", "v1", &image);
+    assert!(edge_metric(&edge, "stale_serves_total") >= 2.0);
+    assert!(
+        edge.log().contains("serving a stale tag"),
+        "the edge logs stale serves"
+    );
+    // Something never cached is a fast 404, not a 5xx.
+    let (status, _, _) = manifest_by_tag(&edge.base_url(), "never-pulled");
+    assert_eq!(status, 404);
+
+    // A restart while upstream is still down: the edge starts and serves.
+    edge.restart();
+    let (status, warning, body) = manifest_by_tag(&edge.base_url(), "v1");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(warning.is_some_and(|w| w.starts_with("110 ")));
+    skopeo_pull_and_verify(&skopeo, &edge.host(), "app", "v1", &image);
+    assert!(edge_metric(&edge, "stale_serves_total") >= 2.0);
+}
+
+#[test]
+fn containerd_style_requests_ns_parameter_and_ranges() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(1 << 20)
+        .layer_random(1 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[],
+    );
+    let base = edge.base_url();
+    let ns = format!("ns={}", origin.registry.host());
+    let client = http();
+
+    // Resolve as containerd does: HEAD by tag with ?ns=, digest from the headers.
+    let res = client
+        .head(format!("{base}/v2/{PROJECT}/app/manifests/v1?{ns}"))
+        .header("Accept", format!("{MANIFEST_ACCEPT}, */*"))
+        .send()
+        .expect("HEAD manifest");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["docker-content-digest"].to_str().ok(),
+        Some(image.digest())
+    );
+    assert_eq!(
+        res.headers()["content-length"].to_str().ok(),
+        Some(image.manifest.bytes.len().to_string().as_str())
+    );
+    let res = client
+        .get(format!(
+            "{base}/v2/{PROJECT}/app/manifests/{}?{ns}",
+            image.digest()
+        ))
+        .header("Accept", MANIFEST_ACCEPT)
+        .send()
+        .expect("GET manifest");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().expect("body").to_vec(), image.manifest.bytes);
+
+    // Range on a cold blob (answered while it fills) and on a cached one.
+    for layer in &image.layers {
+        let full = layer.read();
+        // HEAD of a cold blob: the size upstream has.
+        let res = client
+            .head(format!(
+                "{base}/v2/{PROJECT}/app/blobs/{}?{ns}",
+                layer.digest()
+            ))
+            .send()
+            .expect("HEAD blob");
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["content-length"].to_str().ok(),
+            Some(full.len().to_string().as_str()),
+            "HEAD of a cold blob"
+        );
+        for round in ["cold", "cached"] {
+            let res = client
+                .get(format!(
+                    "{base}/v2/{PROJECT}/app/blobs/{}?{ns}",
+                    layer.digest()
+                ))
+                .header("Range", "bytes=1000-")
+                .send()
+                .expect("ranged GET");
+            assert_eq!(res.status(), 206, "{round}");
+            assert_eq!(
+                res.headers()["content-range"].to_str().ok(),
+                Some(format!("bytes 1000-{}/{}", full.len() - 1, full.len()).as_str()),
+                "{round}"
+            );
+            assert_eq!(res.bytes().expect("body").to_vec(), full[1000..], "{round}");
+            if round == "cold" {
+                eventually(10, "the blob to be committed", || {
+                    is_cached(cache.path(), layer.digest())
+                });
+            }
+        }
+        let res = client
+            .get(format!(
+                "{base}/v2/{PROJECT}/app/blobs/{}?{ns}",
+                layer.digest()
+            ))
+            .header("Range", "bytes=10-19")
+            .send()
+            .expect("ranged GET");
+        assert_eq!(res.status(), 206);
+        assert_eq!(res.bytes().expect("body").to_vec(), full[10..20]);
+    }
+    // The config, unranged, with ?ns=.
+    let res = client
+        .get(format!(
+            "{base}/v2/{PROJECT}/app/blobs/{}?{ns}",
+            image.config.digest()
+        ))
+        .send()
+        .expect("GET config");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().expect("body").to_vec(), image.config.bytes);
+}
+
+#[test]
+fn listening_beyond_loopback_without_protection_is_refused() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let port = berth_testkit::free_port();
+    let mut child = std::process::Command::new(BIN)
+        .args(["edge", "--upstream", "http://127.0.0.1:9", "--listen"])
+        .arg(format!("0.0.0.0:{port}"))
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .env_remove("BERTH_EDGE_CLIENT_USER")
+        .env_remove("BERTH_EDGE_TRUSTED_NETWORKS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning berth edge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for berth edge") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("berth edge --listen 0.0.0.0:{port} without protection kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0")
+            && stderr.contains("trusted_networks")
+            && stderr.contains("client_user"),
+        "a clear message naming the fix: {stderr}"
+    );
+    assert!(
+        !cache.path().join("edge.redb").exists(),
+        "refused before touching the cache"
+    );
+}

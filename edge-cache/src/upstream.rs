@@ -359,7 +359,13 @@ impl Upstream {
                 res.status()
             )));
         }
-        Ok(res.content_length())
+        // Not `res.content_length()`: for a HEAD that is the (empty) body's
+        // size, 0, which made a cold blob look empty (Range GETs got 416).
+        Ok(res
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()))
     }
 
     /// GET of a blob from byte `from` on. None when upstream does not have it.
