@@ -1,0 +1,425 @@
+//! Shared helpers for the registry's end-to-end tests: one `berth serve` per
+//! test on its own port and data directory, an HTTP client that speaks as
+//! admin, hand-made OCI blobs and manifests, and OCI error assertions.
+//!
+//! Each test binary uses a different subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use sha2::Digest as _;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The public project every test registry starts with.
+pub const PUBLIC: &str = "pub";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+pub fn sha512(bytes: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
+/// Pseudo-random bytes from a seed (xorshift), so tests need no RNG state.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn http() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+/// A running registry with a public project `pub`, and an admin HTTP client.
+pub struct Reg {
+    pub reg: Registry,
+    pub http: Client,
+}
+
+impl Reg {
+    pub fn start() -> Reg {
+        Reg::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Reg {
+        let reg = berth::registry_with(bin(), &[], env);
+        let r = Reg { reg, http: http() };
+        r.reg.admin().create_project(PUBLIC, true);
+        r
+    }
+
+    /// Wraps a registry started elsewhere (e.g. on an existing data dir).
+    pub fn wrap(reg: Registry) -> Reg {
+        Reg { reg, http: http() }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.reg.server.port()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.reg.url(), path)
+        }
+    }
+
+    /// A request as admin.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+    }
+
+    /// A request without credentials.
+    pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.req(Method::GET, path).send().expect("GET")
+    }
+
+    pub fn head(&self, path: &str) -> Response {
+        self.req(Method::HEAD, path).send().expect("HEAD")
+    }
+
+    pub fn delete(&self, path: &str) -> Response {
+        self.req(Method::DELETE, path).send().expect("DELETE")
+    }
+
+    /// Monolithic `POST ?digest=` upload; returns the digest.
+    pub fn push_blob(&self, repo: &str, content: &[u8]) -> String {
+        let digest = sha256(content);
+        let res = self
+            .req(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .expect("POST blob");
+        assert_eq!(res.status(), 201, "push blob: {}", describe(res));
+        digest
+    }
+
+    /// `POST` to start an upload; returns the Location.
+    pub fn start_upload(&self, repo: &str) -> String {
+        let res = self
+            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .expect("POST upload");
+        assert_eq!(res.status(), 202, "start upload: {}", describe(res));
+        header(&res, "location")
+    }
+
+    /// `PATCH` one chunk with a Content-Range; returns the response.
+    pub fn patch(&self, location: &str, start: u64, chunk: &[u8]) -> Response {
+        self.req(Method::PATCH, location)
+            .header("Content-Type", "application/octet-stream")
+            .header(
+                "Content-Range",
+                format!("{}-{}", start, start + chunk.len() as u64 - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .expect("PATCH")
+    }
+
+    /// `PUT location?digest=` with `body` (may be empty).
+    pub fn finish(&self, location: &str, digest: &str, body: &[u8]) -> Response {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        self.req(Method::PUT, &format!("{location}{sep}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .body(body.to_vec())
+            .send()
+            .expect("PUT upload")
+    }
+
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("Content-Type", media_type)
+            .body(body.to_vec())
+            .send()
+            .expect("PUT manifest")
+    }
+
+    /// Pushes config and layers as blobs, then the manifest under `tag`.
+    /// Returns the manifest bytes and digest.
+    pub fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Vec<u8>, String) {
+        let config = config_for(repo, tag);
+        self.push_blob(repo, &config);
+        for l in layers {
+            self.push_blob(repo, l);
+        }
+        let manifest = image_manifest(&config, layers);
+        let res = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest);
+        assert_eq!(res.status(), 201, "push manifest: {}", describe(res));
+        let digest = sha256(&manifest);
+        (manifest, digest)
+    }
+
+    /// Files under `<data>/blobs` (the content store's objects).
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        files_under(&self.reg.data_dir.join("blobs"))
+    }
+
+    /// Entries under `<data>/uploads` (upload sessions in progress).
+    pub fn upload_entries(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.reg.data_dir.join("uploads"))
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the content store holds an object for `digest` (`alg:hex`).
+    pub fn has_blob_file(&self, digest: &str) -> bool {
+        let (alg, hex) = digest.split_once(':').expect("alg:hex");
+        self.reg
+            .data_dir
+            .join("blobs")
+            .join(alg)
+            .join(&hex[..2])
+            .join(hex)
+            .is_file()
+    }
+
+    /// `GET /v2/` still answers: the server did not fall over.
+    pub fn assert_alive(&self) {
+        let res = self.get("/v2/");
+        assert_eq!(res.status(), 200, "registry still serves /v2/");
+    }
+
+    /// Sends raw bytes to the server and returns what it answered (status line,
+    /// headers and body as text), reading until the connection closes.
+    pub fn raw(&self, request: &[u8]) -> String {
+        raw_request(self.port(), request)
+    }
+}
+
+/// Like [`Reg::raw`], but closes the sending side after the bytes, so a
+/// request cut short (a body shorter than its Content-Length) ends there.
+pub fn raw_truncated(port: u16, request: &[u8]) -> String {
+    raw_exchange(port, request, true)
+}
+
+pub fn raw_request(port: u16, request: &[u8]) -> String {
+    raw_exchange(port, request, false)
+}
+
+fn raw_exchange(port: u16, request: &[u8], close_write: bool) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    // The server may answer and close before reading everything; that is fine.
+    let _ = s.write_all(request);
+    if close_write {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `Authorization: Basic` value for the admin account, for raw requests.
+pub fn basic_admin() -> String {
+    base64(format!("admin:{ADMIN_PASSWORD}").as_bytes())
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A small, unique image config.
+pub fn config_for(repo: &str, tag: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": {"repo": repo, "tag": tag}},
+        "rootfs": {"type": "layers", "diff_ids": []}
+    }))
+    .expect("config json")
+}
+
+pub fn descriptor(media_type: &str, content: &[u8]) -> serde_json::Value {
+    serde_json::json!({"mediaType": media_type, "digest": sha256(content), "size": content.len()})
+}
+
+/// An OCI image manifest over `config` and `layers`.
+pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": layers.iter().map(|l| descriptor(OCI_LAYER, l)).collect::<Vec<_>>(),
+    }))
+    .expect("manifest json")
+}
+
+/// An OCI index listing `manifests` (bytes of OCI image manifests).
+pub fn index_of(manifests: &[&[u8]]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests.iter().map(|m| {
+            let mut d = descriptor(OCI_MANIFEST, m);
+            d["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+            d
+        }).collect::<Vec<_>>(),
+    }))
+    .expect("index json")
+}
+
+/// An OCI 1.1 artifact manifest (empty config) about `subject`.
+pub fn artifact_manifest(
+    artifact_type: &str,
+    subject: &[u8],
+    subject_media_type: &str,
+    blob: &[u8],
+    annotation: &str,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor(OCI_EMPTY, b"{}"),
+        "layers": [descriptor("application/json", blob)],
+        "subject": descriptor(subject_media_type, subject),
+        "annotations": {"org.example.note": annotation},
+    }))
+    .expect("artifact json")
+}
+
+pub fn header(res: &Response, name: &str) -> String {
+    header_of(res.headers(), name)
+}
+
+pub fn header_of(h: &HeaderMap, name: &str) -> String {
+    h.get(name)
+        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
+        .to_str()
+        .expect("ASCII header")
+        .to_string()
+}
+
+pub fn headers_all(res: &Response, name: &str) -> Vec<String> {
+    res.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// Status, headers and body, for assertion messages.
+pub fn describe(res: Response) -> String {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.text().unwrap_or_default();
+    format!("{status} {headers:?} {body}")
+}
+
+/// Asserts an OCI error answer: status, `errors[0].code`, a non-empty message,
+/// and the API version header. Returns the first error object.
+#[track_caller]
+pub fn expect_error(res: Response, status: u16, code: &str) -> serde_json::Value {
+    let got = res.status().as_u16();
+    let api = res
+        .headers()
+        .get("docker-distribution-api-version")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let text = res.text().unwrap_or_default();
+    assert_eq!(got, status, "status (want {status} {code}); body: {text}");
+    assert_eq!(api.as_deref(), Some("registry/2.0"), "API version header");
+    assert_eq!(
+        ctype.as_deref(),
+        Some("application/json"),
+        "error content type"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
+    let e = v["errors"][0].clone();
+    assert_eq!(e["code"], code, "error code in {text}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error message in {text}"
+    );
+    e
+}
