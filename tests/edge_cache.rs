@@ -502,3 +502,328 @@ fn listening_beyond_loopback_without_protection_is_refused() {
         "refused before touching the cache"
     );
 }
+
+#[test]
+fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    // Five one-layer images of 900 KiB; three fit in 3 MiB.
+    let images: Vec<_> = ["p", "a", "b", "c", "d"]
+        .iter()
+        .map(|tag| {
+            ImageBuilder::new()
+                .layer_random(900 << 10)
+                .tag(tag)
+                .build(&layout)
+        })
+        .collect();
+    for tag in ["p", "a", "b", "c", "d"] {
+        origin.push(&layout, tag, "app");
+    }
+    let layer = |i: usize| images[i].layers[0].digest().to_owned();
+    let (p, a, b, c, d) = (layer(0), layer(1), layer(2), layer(3), layer(4));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[("BERTH_EDGE_CAPACITY", "3MiB")],
+    );
+    let base = edge.base_url();
+    let read = |digest: &str| {
+        get_blob_ok(&base, "app", digest);
+        // Distinct access times, so LRU order is unambiguous.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let cached = |digests: &[&String]| -> Vec<bool> {
+        digests.iter().map(|x| is_cached(cache.path(), x)).collect()
+    };
+
+    // p is prefetched and pinned first, so it is the least recently used.
+    let job = prefetch(&base, &[&format!("{PROJECT}/app:p")], true);
+    wait_job_done(&base, &job, 30);
+    read(&a);
+    read(&b);
+    read(&a); // a is now more recent than b
+    assert_eq!(edge_metric(&edge, "evictions_total"), 0.0);
+    read(&c); // over capacity: b goes, not p (pinned) and not a (used later)
+    eventually(10, "one eviction", || {
+        edge_metric(&edge, "evictions_total") >= 1.0
+    });
+    assert_eq!(
+        cached(&[&p, &a, &b, &c]),
+        [true, true, false, true],
+        "[p, a, b, c] cached after reading c"
+    );
+    read(&d); // a is the least recently used unpinned blob now
+    eventually(10, "a second eviction", || {
+        edge_metric(&edge, "evictions_total") >= 2.0
+    });
+    assert_eq!(
+        cached(&[&p, &a, &b, &c, &d]),
+        [true, false, false, true, true],
+        "[p, a, b, c, d] cached after reading d"
+    );
+    assert_eq!(edge_metric(&edge, "evictions_total"), 2.0);
+    assert!(edge_metric(&edge, "cached_bytes") <= (3 << 20) as f64);
+
+    // Evicted blobs come back from upstream on demand.
+    read(&b);
+    assert!(is_cached(cache.path(), &b));
+    assert!(is_cached(cache.path(), &p), "the pinned layer stays");
+
+    // Once unpinned, p is an ordinary least-recently-used blob.
+    let res = http()
+        .post(format!("{base}/api/v1/unpin"))
+        .json(&serde_json::json!({"images": [format!("{PROJECT}/app:p")]}))
+        .send()
+        .expect("unpin");
+    assert_eq!(res.status(), 200);
+    read(&a);
+    eventually(10, "p to be evicted once unpinned", || {
+        !is_cached(cache.path(), &p)
+    });
+}
+
+/// Sends a GET over a raw socket and reads only the response head and `n`
+/// body bytes, leaving the rest unread (the server blocks writing it).
+fn start_stalled_read(port: u16, path: &str, n: usize) -> (std::net::TcpStream, Vec<u8>, usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        let k = s.read(&mut buf).expect("read");
+        assert!(k > 0, "closed before the head");
+        got.extend_from_slice(&buf[..k]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("content-length");
+    let mut body = got.split_off(head_end);
+    while body.len() < n {
+        let k = s.read(&mut buf).expect("read");
+        assert!(k > 0);
+        body.extend_from_slice(&buf[..k]);
+    }
+    (s, body, len)
+}
+
+#[test]
+fn a_blob_being_read_is_not_evicted_under_its_reader() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    // x is larger than the socket buffers, so a stalled reader keeps the
+    // edge in the middle of reading it.
+    let x = ImageBuilder::new()
+        .layer_random(12 << 20)
+        .tag("x")
+        .build(&layout);
+    let y = ImageBuilder::new()
+        .layer_random(4 << 20)
+        .tag("y")
+        .build(&layout);
+    let z = ImageBuilder::new()
+        .layer_random(4 << 20)
+        .tag("z")
+        .build(&layout);
+    for tag in ["x", "y", "z"] {
+        origin.push(&layout, tag, "app");
+    }
+    let (x, y, z) = (
+        x.layers[0].clone(),
+        y.layers[0].clone(),
+        z.layers[0].clone(),
+    );
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[("BERTH_EDGE_CAPACITY", "18MiB")],
+    );
+    let base = edge.base_url();
+    get_blob_ok(&base, "app", x.digest());
+    get_blob_ok(&base, "app", y.digest());
+    let (mut stalled, mut body, len) = start_stalled_read(
+        edge.port(),
+        &format!("/v2/{PROJECT}/app/blobs/{}", x.digest()),
+        64 << 10,
+    );
+    assert_eq!(len as u64, x.size());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    get_blob_ok(&base, "app", y.digest()); // x is the least recently used now
+    get_blob_ok(&base, "app", z.digest()); // over capacity
+    eventually(10, "an eviction", || {
+        edge_metric(&edge, "evictions_total") >= 1.0
+    });
+    assert!(
+        is_cached(cache.path(), x.digest()) && !is_cached(cache.path(), y.digest()),
+        "x, being read, is skipped; y goes instead"
+    );
+    std::io::Read::read_to_end(&mut stalled, &mut body).expect("rest of x");
+    assert_eq!(body.len(), len);
+    assert_eq!(digest_of(&body), x.digest(), "the reader got x intact");
+}
+
+#[test]
+fn prefetch_progress_is_monotonic_per_layer_and_done_means_cached() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_file("etc/hello", "hello\n")
+        .layer_random(4 << 20)
+        .layer_random(3 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    // Slow enough upstream that polls see the job part-way.
+    let proxy = FaultProxy::start(&origin.registry.host());
+    proxy.set_rate(Some(16 << 20));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(&proxy.url(), cache.path(), Some(&origin.robot), &[]);
+    let base = edge.base_url();
+
+    let id = prefetch(&base, &[&format!("{PROJECT}/app:v1")], false);
+    let (job, progress) = wait_job_done(&base, &id, 60);
+    let total: u64 = image.blob_digests().iter().map(|(_, s)| s).sum();
+    eprintln!("prefetch progress seen: {progress:?} of {total}");
+    assert!(
+        progress.iter().any(|&p| p > 0 && p < total),
+        "progress visible part-way: {progress:?}"
+    );
+    assert_eq!(job["bytes_total"].as_u64(), Some(total), "{job}");
+    assert_eq!(job["bytes_done"].as_u64(), Some(total), "{job}");
+    let img = &job["images"][0];
+    assert_eq!(img["digest"].as_str(), Some(image.digest()), "{job}");
+    assert_eq!(img["state"].as_str(), Some("done"), "{job}");
+    let layers = img["layers"].as_array().expect("per-layer progress");
+    let mut listed: Vec<(String, u64)> = layers
+        .iter()
+        .map(|l| {
+            assert_eq!(l["state"].as_str(), Some("done"), "{l}");
+            assert_eq!(l["bytes_done"], l["size"], "{l}");
+            (
+                l["digest"].as_str().expect("digest").to_owned(),
+                l["size"].as_u64().expect("size"),
+            )
+        })
+        .collect();
+    let mut expected = image.blob_digests();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "one entry per config and layer");
+    // done means the bytes are here: every blob is cached, and pulling now
+    // sends nothing more upstream.
+    for (digest, _) in &expected {
+        assert!(is_cached(cache.path(), digest), "{digest}");
+    }
+    let upstream_gets = proxy.seen().len();
+    for (digest, _) in &expected {
+        get_blob_ok(&base, "app", digest);
+    }
+    assert_eq!(proxy.seen().len(), upstream_gets, "{:?}", proxy.seen());
+    let m = Metrics::scrape(&base);
+    assert_eq!(m.get("berth_edge_prefetch_jobs", &[("state", "done")]), 1.0);
+}
+
+#[test]
+fn a_prefetch_job_survives_an_edge_crash_and_resumes() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(2 << 20)
+        .layer_random(16 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    let proxy = FaultProxy::start(&origin.registry.host());
+    proxy.set_rate(Some(8 << 20));
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut edge = edge(&proxy.url(), cache.path(), Some(&origin.robot), &[]);
+    let base = edge.base_url();
+
+    let id = prefetch(&base, &[&format!("{PROJECT}/app:v1")], true);
+    eventually(30, "the job to be part-way", || {
+        let job = prefetch_job(&base, &id);
+        job["bytes_done"].as_u64().unwrap_or(0) > (3 << 20)
+    });
+    let before = prefetch_job(&base, &id);
+    assert_eq!(before["state"].as_str(), Some("running"), "{before}");
+    edge.kill9();
+    proxy.set_rate(Some(64 << 20));
+    edge.start_again();
+    assert!(
+        edge.log().contains("resuming prefetch job after restart"),
+        "the job resumed on its own"
+    );
+    let (job, _) = wait_job_done(&base, &id, 60);
+    let total: u64 = image.blob_digests().iter().map(|(_, s)| s).sum();
+    assert_eq!(job["bytes_total"].as_u64(), Some(total), "{job}");
+    assert_eq!(job["bytes_done"].as_u64(), Some(total), "{job}");
+    assert_eq!(job["pin"].as_bool(), Some(true));
+    for (digest, _) in image.blob_digests() {
+        assert!(is_cached(cache.path(), &digest), "{digest}");
+        get_blob_ok(&base, "app", &digest);
+    }
+}
+
+#[test]
+fn prefetching_a_multi_arch_index_takes_only_the_configured_platform() {
+    use berth_testkit::fixtures::{multi_arch_image, Flavor, Platform};
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let (index, children) = multi_arch_image(
+        &layout,
+        Flavor::Oci,
+        &[Platform::linux_amd64(), Platform::linux_arm64()],
+        512 << 10,
+        "multi",
+    );
+    origin.push(&layout, "multi", "app");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[("BERTH_EDGE_PLATFORMS", "linux/arm64")],
+    );
+    let base = edge.base_url();
+    let id = prefetch(&base, &[&format!("{PROJECT}/app:multi")], false);
+    let (job, _) = wait_job_done(&base, &id, 30);
+    let (amd64, arm64) = (&children[0], &children[1]);
+    assert_eq!(job["images"][0]["digest"].as_str(), Some(index.digest()));
+    let mut listed: Vec<String> = job["images"][0]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_owned())
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = arm64.blob_digests().into_iter().map(|(d, _)| d).collect();
+    want.sort();
+    assert_eq!(listed, want, "exactly the arm64 image's blobs: {job}");
+    let total: u64 = arm64.blob_digests().iter().map(|(_, s)| s).sum();
+    assert_eq!(job["bytes_total"].as_u64(), Some(total));
+    for (digest, _) in arm64.blob_digests() {
+        assert!(is_cached(cache.path(), &digest), "arm64 {digest}");
+    }
+    for (digest, _) in amd64.blob_digests() {
+        assert!(!is_cached(cache.path(), &digest), "amd64 {digest}");
+    }
+}

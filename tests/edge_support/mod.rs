@@ -486,3 +486,52 @@ fn proxy_one(client: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::
     client_w.flush()?;
     Ok(())
 }
+
+// ---------------------------------------------------------------- prefetch API
+
+/// POST /api/v1/prefetch; returns the job id.
+pub fn prefetch(base: &str, images: &[&str], pin: bool) -> String {
+    let res = http()
+        .post(format!("{base}/api/v1/prefetch"))
+        .json(&serde_json::json!({ "images": images, "pin": pin }))
+        .send()
+        .expect("POST /api/v1/prefetch");
+    let status = res.status().as_u16();
+    let v: serde_json::Value = res.json().expect("prefetch answer is JSON");
+    assert_eq!(status, 202, "prefetch answered {status}: {v}");
+    v["id"].as_str().expect("job id").to_owned()
+}
+
+pub fn prefetch_job(base: &str, id: &str) -> serde_json::Value {
+    let res = http()
+        .get(format!("{base}/api/v1/prefetch/{id}"))
+        .send()
+        .expect("GET /api/v1/prefetch/{id}");
+    assert_eq!(res.status().as_u16(), 200);
+    res.json().expect("job JSON")
+}
+
+/// Polls the job until it is done (panics if it fails), checking that
+/// `bytes_done` never decreases; returns the final job and every distinct
+/// `bytes_done` seen, in order.
+pub fn wait_job_done(base: &str, id: &str, secs: u64) -> (serde_json::Value, Vec<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen: Vec<u64> = Vec::new();
+    loop {
+        let job = prefetch_job(base, id);
+        let done = job["bytes_done"].as_u64().expect("bytes_done");
+        if let Some(&last) = seen.last() {
+            assert!(done >= last, "bytes_done went from {last} to {done}: {job}");
+        }
+        if seen.last() != Some(&done) {
+            seen.push(done);
+        }
+        match job["state"].as_str() {
+            Some("done") => return (job, seen),
+            Some("failed") => panic!("prefetch job failed: {job}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "job not done in {secs} s: {job}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
