@@ -827,3 +827,57 @@ fn prefetching_a_multi_arch_index_takes_only_the_configured_platform() {
         assert!(!is_cached(cache.path(), &digest), "amd64 {digest}");
     }
 }
+
+#[test]
+fn blobs_shared_by_repositories_are_fetched_stored_and_counted_once() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(1 << 20)
+        .layer_random(1 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    origin.push(&layout, "v1", "other");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[],
+    );
+    let base = edge.base_url();
+    let blobs = image.blob_digests();
+    let total: u64 = blobs.iter().map(|(_, s)| s).sum();
+    let gets = origin.blob_gets();
+
+    for (digest, _) in &blobs {
+        get_blob_ok(&base, "app", digest);
+    }
+    // The same blobs for another repository: upstream confirms the link, no
+    // second download, by a client and by a prefetch.
+    get_blob_ok(&base, "other", &blobs[0].0);
+    let id = prefetch(&base, &[&format!("{PROJECT}/other:v1")], false);
+    let (job, _) = wait_job_done(&base, &id, 30);
+    assert_eq!(job["bytes_done"].as_u64(), Some(total), "{job}");
+    for (digest, _) in &blobs {
+        get_blob_ok(&base, "other", digest);
+    }
+    assert_eq!(
+        origin.blob_gets() - gets,
+        blobs.len() as f64,
+        "each blob downloaded once"
+    );
+    assert_eq!(
+        edge_metric(&edge, "cached_bytes"),
+        total as f64,
+        "cached bytes count each blob once"
+    );
+
+    // Bytes lost under recorded metadata (a disk cleanup, a crash) are
+    // fetched again on demand, and still counted once.
+    std::fs::remove_file(cached_blob_path(cache.path(), &blobs[1].0)).expect("removing a blob");
+    get_blob_ok(&base, "app", &blobs[1].0);
+    assert!(is_cached(cache.path(), &blobs[1].0));
+    assert_eq!(edge_metric(&edge, "cached_bytes"), total as f64);
+}

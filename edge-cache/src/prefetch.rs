@@ -344,21 +344,19 @@ impl Prefetcher {
         job.bytes_total = job.images.iter().map(|i| i.bytes_total).sum();
         self.save(job);
         for (li, b) in blobs.iter().enumerate() {
-            if self
+            // Cached for this repository, or for another one and upstream
+            // confirms this repository has it too: nothing to download.
+            if matches!(
+                self.pt.linked_or_confirm(&r.repo, &b.digest).await,
+                Ok(Some(_))
+            ) && self
                 .pt
-                .meta
-                .linked_blob(&r.repo, &b.digest)
+                .content
+                .stat(&b.digest)
+                .await
                 .ok()
                 .flatten()
                 .is_some()
-                && self
-                    .pt
-                    .content
-                    .stat(&b.digest)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some()
             {
                 self.layer_done(job, idx, li, b.size);
                 continue;

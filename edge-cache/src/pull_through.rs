@@ -414,12 +414,17 @@ impl PullThrough {
         };
         let size = done.size;
         self.content.place(done).await.map_err(|e| e.to_string())?;
+        // Already recorded (cached for another repository, or metadata whose
+        // bytes went missing): linking it again adds no bytes to the cache.
+        let known = self.meta.blob_size(digest).ok().flatten().is_some();
         let (meta, r, d) = (self.meta.clone(), repo.clone(), digest.clone());
         blocking(move || meta.record_and_link(&r, &d, size))
             .await
             .map_err(|e| e.to_string())?;
-        if let Ok(mut u) = self.used.lock() {
-            *u += size;
+        if !known {
+            if let Ok(mut u) = self.used.lock() {
+                *u += size;
+            }
         }
         self.store.touch(digest);
         Ok(())
@@ -487,7 +492,7 @@ impl PullThrough {
 
     /// Whether `repo` may serve `digest` from the cache: it was fetched for
     /// `repo`, or upstream confirms `repo` has it (then it is linked).
-    async fn linked_or_confirm(
+    pub(crate) async fn linked_or_confirm(
         &self,
         repo: &RepoName,
         digest: &Digest,
