@@ -342,9 +342,19 @@ async fn set_password(
     let accounts = st.access.accounts.clone();
     match b.old_password {
         Some(old) => {
+            // The old password is checked like a login: the same failure limit applies,
+            // or this endpoint would be an unlimited password oracle.
+            st.access.check_lockout(&name, Some(peer.ip()))?;
             let n = name.clone();
             let res =
                 blocking(move || Ok(accounts.change_password(&n, &old, &b.new_password)?)).await;
+            match &res {
+                Err(e) if e.status == StatusCode::FORBIDDEN => {
+                    st.access.record_failure(&name, Some(peer.ip()))
+                }
+                Ok(()) => st.access.clear_failures(&name),
+                Err(_) => {}
+            }
             let outcome = if res.is_ok() { "success" } else { "failure" };
             st.access.audit(
                 &name,

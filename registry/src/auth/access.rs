@@ -71,8 +71,9 @@ pub struct RegistryAccess {
     pub accounts: Arc<Accounts>,
     key: TokenKey,
     cfg: AccessConfig,
-    /// HMAC(key, name \0 secret) → subject and when it was verified. No plaintext is kept.
-    cache: Mutex<HashMap<[u8; 32], (Subject, Instant)>>,
+    /// HMAC(key, name \0 secret) → subject, when it was verified, and the accounts'
+    /// credential epoch then (a changed password or secret invalidates it). No plaintext is kept.
+    cache: Mutex<HashMap<[u8; 32], (Subject, Instant, u64)>>,
     limiter: Mutex<Limiter>,
     metrics: Arc<Metrics>,
 }
@@ -172,6 +173,47 @@ impl RegistryAccess {
         });
     }
 
+    /// Refuses (429) while `name`, or the address `peer`, has used up its failed
+    /// attempts in the window. Everything that checks a secret asks this first.
+    pub fn check_lockout(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Refusal> {
+        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = l
+            .locked(
+                &format!("acct:{name}"),
+                self.cfg.max_failures,
+                self.cfg.window,
+            )
+            .or_else(|| {
+                peer.and_then(|p| {
+                    l.locked(&format!("ip:{p}"), self.cfg.max_failures, self.cfg.window)
+                })
+            });
+        match wait {
+            Some(retry_after) => Err(Refusal::TooMany {
+                message: format!("too many failed logins for {name} or from this address; try again in {retry_after} s"),
+                retry_after,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong secret for `name` from `peer` (a failed login, a wrong old password).
+    pub fn record_failure(&self, name: &str, peer: Option<IpAddr>) {
+        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        l.fail(format!("acct:{name}"), self.cfg.window);
+        if let Some(p) = peer {
+            l.fail(format!("ip:{p}"), self.cfg.window);
+        }
+    }
+
+    /// Forgets the failures counted against `name` (after it proved its secret).
+    pub fn clear_failures(&self, name: &str) {
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear(&format!("acct:{name}"));
+    }
+
     /// Verifies name and secret: rate limit first, then the cache, then bcrypt.
     pub async fn login(
         &self,
@@ -179,33 +221,21 @@ impl RegistryAccess {
         secret: &str,
         peer: Option<IpAddr>,
     ) -> Result<Subject, Refusal> {
-        let acct_key = format!("acct:{name}");
-        let ip_key = peer.map(|p| format!("ip:{p}"));
-        {
-            let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
-            let wait = l
-                .locked(&acct_key, self.cfg.max_failures, self.cfg.window)
-                .or_else(|| {
-                    ip_key
-                        .as_ref()
-                        .and_then(|k| l.locked(k, self.cfg.max_failures, self.cfg.window))
-                });
-            if let Some(retry_after) = wait {
-                return Err(Refusal::TooMany {
-                    message: format!("too many failed logins for {name} or from this address; try again in {retry_after} s"),
-                    retry_after,
-                });
-            }
-        }
+        self.check_lockout(name, peer)?;
         let ck = self.cache_key(name, secret);
-        if let Some((s, at)) = self
+        // Read before verifying: a change while bcrypt runs makes the entry stale.
+        let epoch = self.accounts.credentials_epoch();
+        if let Some((s, at, verified)) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&ck)
             .cloned()
         {
-            if at.elapsed() < self.cfg.cache_ttl && self.accounts.still_valid(&s) {
+            if at.elapsed() < self.cfg.cache_ttl
+                && verified == epoch
+                && self.accounts.still_valid(&s)
+            {
                 return Ok(s);
             }
         }
@@ -216,16 +246,13 @@ impl RegistryAccess {
             .unwrap_or(Err(LoginError::BadCredentials));
         match res {
             Ok(s) => {
-                self.limiter
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear(&acct_key);
+                self.clear_failures(name);
                 let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 if c.len() > 10_000 {
                     let ttl = self.cfg.cache_ttl;
-                    c.retain(|_, (_, at)| at.elapsed() < ttl);
+                    c.retain(|_, (_, at, v)| at.elapsed() < ttl && *v == epoch);
                 }
-                c.insert(ck, (s.clone(), Instant::now()));
+                c.insert(ck, (s.clone(), Instant::now(), epoch));
                 Ok(s)
             }
             Err(e) => {
@@ -233,11 +260,7 @@ impl RegistryAccess {
                 // or an expired robot, proved the secret right: counting those would let
                 // one client retrying them lock out everyone behind its address.
                 if e == LoginError::BadCredentials {
-                    let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
-                    l.fail(acct_key, self.cfg.window);
-                    if let Some(k) = ip_key {
-                        l.fail(k, self.cfg.window);
-                    }
+                    self.record_failure(name, peer);
                 }
                 self.metrics.login_failures.inc();
                 let (outcome, message) = match e {

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableTable, TableDefinition};
@@ -115,8 +116,9 @@ pub enum LoginError {
 }
 
 /// The password rule: 8 to 20 characters, at least one letter and one digit.
+/// The message states every check `check_password_rule` makes.
 pub const PASSWORD_RULE: &str =
-    "a password has 8 to 20 characters, with at least one letter and at least one digit (and at most 72 bytes in UTF-8)";
+    "a password has 8 to 20 characters (at most 72 bytes in UTF-8), with at least one letter (of any script) and at least one digit 0-9, and no control characters";
 
 pub fn check_password_rule(p: &str) -> Result<(), AccountError> {
     let n = p.chars().count();
@@ -177,6 +179,9 @@ pub struct Accounts {
     db: Arc<Database>,
     snap: RwLock<Snapshot>,
     cost: u32,
+    /// Bumped whenever a password or robot secret changes or an account or robot
+    /// goes away, so credentials verified before (the login cache) are verified again.
+    credentials: AtomicU64,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, AccountError> {
@@ -238,7 +243,17 @@ impl Accounts {
             db: database,
             snap: RwLock::new(snap),
             cost: bcrypt_cost,
+            credentials: AtomicU64::new(0),
         })
+    }
+
+    /// Changes whenever any stored credential changes; see `credentials`.
+    pub fn credentials_epoch(&self) -> u64 {
+        self.credentials.load(Ordering::Acquire)
+    }
+
+    fn credentials_changed(&self) {
+        self.credentials.fetch_add(1, Ordering::AcqRel);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
@@ -296,6 +311,7 @@ impl Accounts {
             .map_err(db)?;
         tx.commit().map_err(db)?;
         self.write().users.insert(u.name.clone(), u.clone());
+        self.credentials_changed();
         Ok(())
     }
 
@@ -459,6 +475,8 @@ impl Accounts {
         for k in memberships {
             snap.members.remove(&k);
         }
+        drop(snap);
+        self.credentials_changed();
         Ok(())
     }
 
@@ -587,6 +605,8 @@ impl Accounts {
         for n in robots {
             snap.robots.remove(&n);
         }
+        drop(snap);
+        self.credentials_changed();
         Ok(())
     }
 
@@ -696,6 +716,7 @@ impl Accounts {
             .map_err(db)?;
         tx.commit().map_err(db)?;
         self.write().robots.insert(r.name.clone(), r.clone());
+        self.credentials_changed();
         Ok(())
     }
 

@@ -1,0 +1,1219 @@
+//! Logging in: real clients (podman login, skopeo --creds), the token endpoint's
+//! edge cases (expiry, tampering, wrong service, narrowed scopes), brute-force
+//! limits and their audit trail, the password rule, the first start without a
+//! chosen admin password, and (ignored, for measuring) what authentication costs.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use berth_testkit::berth::{self, Admin, Registry, ADMIN_PASSWORD};
+use berth_testkit::fixtures::{ImageBuilder, OciLayout};
+use berth_testkit::tools::{docker_ref, require_tools, CopyOptions, Creds, Podman, Skopeo};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+// ------------------------------------------------------------------ raw HTTP
+
+#[derive(Clone, Debug)]
+enum Auth {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+fn basic(user: &str, password: &str) -> Auth {
+    Auth::Basic(user.to_string(), password.to_string())
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    code: Option<String>,
+    message: String,
+    challenge: Option<String>,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+fn send(
+    http: &Client,
+    method: &str,
+    url: &str,
+    auth: &Auth,
+    body: Option<(&str, Vec<u8>)>,
+) -> Answer {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut rb = http.request(m, url).header("Accept", OCI_MANIFEST);
+    rb = match auth {
+        Auth::None => rb,
+        Auth::Basic(u, p) => rb.basic_auth(u, Some(p)),
+        Auth::Bearer(t) => rb.bearer_auth(t),
+    };
+    if let Some((ctype, bytes)) = body {
+        rb = rb.header("Content-Type", ctype).body(bytes);
+    }
+    let res = rb.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = res.status().as_u16();
+    let header = |n: &str| {
+        res.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (challenge, retry_after) = (header("www-authenticate"), header("retry-after"));
+    let text = res.text().unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let message = body
+        .pointer("/errors/0/message")
+        .or_else(|| body.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Answer {
+        status,
+        code: body
+            .pointer("/errors/0/code")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        message,
+        challenge,
+        retry_after,
+        body,
+    }
+}
+
+/// A client whose connections come from `ip` (any 127.x address reaches the registry).
+fn client_from(ip: &str) -> Client {
+    Client::builder()
+        .local_address(ip.parse::<IpAddr>().expect("ip"))
+        .build()
+        .expect("client")
+}
+
+fn token_url(base: &str, scopes: &[&str]) -> String {
+    let mut url = format!("{base}/v2/token?service=berth");
+    for s in scopes {
+        url.push_str(&format!("&scope={s}"));
+    }
+    url
+}
+
+fn token(http: &Client, base: &str, auth: &Auth, scopes: &[&str]) -> String {
+    let a = send(http, "GET", &token_url(base, scopes), auth, None);
+    assert_eq!(a.status, 200, "token: {a:?}");
+    a.body["token"].as_str().expect("token").to_string()
+}
+
+/// The claims of a berth token (base64url JSON before the dot; signed, not secret).
+fn claims(t: &str) -> Value {
+    serde_json::from_slice(&b64url_decode(t.split('.').next().expect("body"))).expect("claims")
+}
+
+const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn b64url_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = B64URL
+            .iter()
+            .position(|&a| a == c)
+            .expect("base64url character") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn b64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.len();
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=n {
+            out.push(B64URL[((v >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Pushes a one-layer image and returns the manifest digest.
+fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str) -> String {
+    let blob = |bytes: Vec<u8>| {
+        let d = sha256(&bytes);
+        let a = send(
+            http,
+            "POST",
+            &format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"),
+            auth,
+            Some(("application/octet-stream", bytes)),
+        );
+        assert_eq!(a.status, 201, "blob: {a:?}");
+        d
+    };
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = format!("a layer of {repo}").into_bytes();
+    let (cs, ls) = (config.len(), layer.len());
+    let (cd, ld) = (blob(config.to_vec()), blob(layer));
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": cs},
+        "layers": [{"mediaType": OCI_LAYER, "digest": ld, "size": ls}],
+    }))
+    .expect("manifest");
+    let a = send(
+        http,
+        "PUT",
+        &format!("{base}/v2/{repo}/manifests/{tag}"),
+        auth,
+        Some((OCI_MANIFEST, manifest.clone())),
+    );
+    assert_eq!(a.status, 201, "manifest: {a:?}");
+    sha256(&manifest)
+}
+
+/// Polls the audit log until `check` accepts it (audit writes leave the request path).
+fn audit_until(
+    admin: &Admin,
+    query: &str,
+    what: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = admin.call("GET", &format!("/api/v1/audit?{query}"), None);
+        assert_eq!(s, 200, "audit: {v}");
+        let events = v.as_array().cloned().unwrap_or_default();
+        if check(&events) {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit never showed {what}: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+}
+
+// ------------------------------------------------------------------ real clients
+
+fn layout_image(tmp: &tempfile::TempDir) -> (OciLayout, String) {
+    let layout = OciLayout::create(tmp.path().join("src"));
+    let image = ImageBuilder::new()
+        .layer_files([("etc/hello", "hello from auth_login\n")])
+        .layer_random(256 << 10)
+        .tag("v1")
+        .build(&layout);
+    let digest = image.digest().to_string();
+    (layout, digest)
+}
+
+#[test]
+fn podman_login_push_and_pull_through_the_token_flow() {
+    if !require_tools(&["podman", "skopeo"]) {
+        return;
+    }
+    let reg = berth::registry(bin());
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    admin.create_user("dev", "devpass123");
+    admin.add_member("team", "dev", "developer");
+    admin.create_user("viewer", "viewpass123");
+    admin.add_member("team", "viewer", "guest");
+    let host = reg.host();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (layout, _) = layout_image(&tmp);
+
+    // /v2/ challenges; podman follows the Bearer realm.
+    let http = Client::new();
+    let a = send(
+        &http,
+        "GET",
+        &format!("{}/v2/", reg.url()),
+        &Auth::None,
+        None,
+    );
+    assert_eq!(a.status, 401);
+    assert!(a
+        .challenge
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("Bearer realm="));
+
+    let podman = Podman::new();
+    let wrong = podman
+        .try_login(&host, &Creds::new("dev", "wrong-pass1"))
+        .expect_err("wrong password refused");
+    assert!(
+        wrong.stderr.to_lowercase().contains("unauthorized")
+            || wrong.stderr.to_lowercase().contains("invalid"),
+        "{wrong}"
+    );
+    podman.login(&host, &Creds::new("dev", "devpass123"));
+    let name = format!("{host}/team/app:v1");
+    podman.pull_layout(&layout, "v1", &name);
+    let pushed = podman.push(&name, None);
+
+    // The push went through bearer tokens: the token endpoint answered.
+    let metrics = http
+        .get(format!("{}/metrics", reg.url()))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("route=\"token\"") && l.contains("status=\"200\"")),
+        "no successful /v2/token request in\n{metrics}"
+    );
+    // And the audit log names the account.
+    audit_until(&admin, "action=push&actor=dev", "dev's push", |e| {
+        e.iter()
+            .any(|e| e["target"].as_str().unwrap_or("").contains(&pushed))
+    });
+
+    // A guest logs in and pulls it, but cannot push.
+    let viewer = Podman::new();
+    viewer.login(&host, &Creds::new("viewer", "viewpass123"));
+    viewer.pull(&name);
+    assert_eq!(viewer.image_digest(&name), pushed);
+    viewer.tag(&name, &format!("{host}/team/app:copy"));
+    let denied = viewer
+        .try_push(&format!("{host}/team/app:copy"), None)
+        .expect_err("a guest cannot push");
+    assert!(
+        denied.stderr.contains("denied") || denied.stderr.contains("DENIED"),
+        "{denied}"
+    );
+
+    // Without logging in, the private image is not pullable.
+    let stranger = Podman::new();
+    stranger
+        .try_pull(&name)
+        .expect_err("anonymous pull of a private image");
+
+    // An unreset account's login is refused. podman shows only "invalid username/password";
+    // the reason berth gives is checked on /v2/token directly.
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "fresh", "password": "initial123"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let fresh = Podman::new();
+    let refused = fresh
+        .try_login(&host, &Creds::new("fresh", "initial123"))
+        .expect_err("unreset account refused");
+    assert!(
+        refused.stderr.contains("invalid username/password"),
+        "{refused}"
+    );
+    let a = send(
+        &http,
+        "GET",
+        &token_url(&reg.url(), &[]),
+        &basic("fresh", "initial123"),
+        None,
+    );
+    assert_eq!(a.status, 401, "{a:?}");
+    assert!(a.message.contains("must be reset"), "{a:?}");
+    podman.logout(&host);
+}
+
+#[test]
+fn skopeo_with_creds_and_dest_creds() {
+    if !require_tools(&["skopeo"]) {
+        return;
+    }
+    let reg = berth::registry(bin());
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    admin.create_user("dev", "devpass123");
+    admin.add_member("team", "dev", "developer");
+    admin.create_user("viewer", "viewpass123");
+    admin.add_member("team", "viewer", "guest");
+    let (robot, secret) = admin.create_robot("team", "ci", "push");
+    let host = reg.host();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (layout, digest) = layout_image(&tmp);
+    let skopeo = Skopeo::new();
+    let dest = docker_ref(&host, "team/app", "v1");
+    let dev = Creds::new("dev", "devpass123");
+    let viewer = Creds::new("viewer", "viewpass123");
+
+    // Without credentials, and with a guest's: refused.
+    skopeo
+        .try_copy(&layout.reference("v1"), &dest, &CopyOptions::default())
+        .expect_err("anonymous push");
+    let denied = skopeo
+        .try_copy(
+            &layout.reference("v1"),
+            &dest,
+            &CopyOptions::default().with_dest_creds(&viewer),
+        )
+        .expect_err("guest push");
+    assert!(denied.stderr.to_lowercase().contains("denied"), "{denied}");
+
+    skopeo.copy(
+        &layout.reference("v1"),
+        &dest,
+        &CopyOptions::default()
+            .with_dest_creds(&dev)
+            .preserving_digests(),
+    );
+    assert_eq!(skopeo.manifest_digest(&dest, Some(&viewer)), digest);
+    assert_eq!(
+        skopeo.list_tags(&format!("docker://{host}/team/app"), Some(&viewer)),
+        ["v1"]
+    );
+    skopeo
+        .try_inspect_raw(&dest, None)
+        .expect_err("anonymous inspect of a private image");
+    skopeo
+        .try_inspect_raw(&dest, Some(&Creds::new("dev", "wrong-pass1")))
+        .expect_err("wrong password");
+
+    // A push robot copies between repositories of its project (src and dest creds).
+    let robot = Creds::new(&robot, &secret);
+    skopeo.copy(
+        &dest,
+        &docker_ref(&host, "team/copy", "v1"),
+        &CopyOptions::default()
+            .with_src_creds(&robot)
+            .with_dest_creds(&robot)
+            .preserving_digests(),
+    );
+    assert_eq!(
+        skopeo.manifest_digest(&docker_ref(&host, "team/copy", "v1"), Some(&robot)),
+        digest
+    );
+    // A guest cannot delete; skopeo delete as the guest fails.
+    skopeo
+        .try_delete(&dest, Some(&viewer))
+        .expect_err("guest delete");
+}
+
+// ------------------------------------------------------------------ tokens
+
+#[test]
+fn tokens_expire_after_their_ttl() {
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_TOKEN_TTL", "1s")]);
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    admin.create_user("dev", "devpass123");
+    admin.add_member("team", "dev", "developer");
+    let (robot, secret) = admin.create_robot("team", "ci", "pull");
+    let (http, base) = (Client::new(), reg.url());
+    let dev = basic("dev", "devpass123");
+    push_image(&http, &base, &dev, "team/app", "v1");
+    let url = format!("{base}/v2/team/app/manifests/v1");
+
+    // Token times are whole seconds: ask right after a second begins, so the
+    // 1 s token is still valid for the immediate use below.
+    while unix_millis() % 1000 > 300 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = token(&http, &base, &dev, &["repository:team/app:pull"]);
+    let c = claims(&t);
+    assert_eq!(
+        c["exp"].as_u64().expect("exp") - c["iat"].as_u64().expect("iat"),
+        1
+    );
+    let a = send(&http, "GET", &url, &Auth::Bearer(t.clone()), None);
+    assert_eq!(a.status, 200, "{a:?}");
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let a = send(&http, "GET", &url, &Auth::Bearer(t), None);
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (401, Some("UNAUTHORIZED")),
+        "{a:?}"
+    );
+    assert!(a.message.contains("expired"), "{a:?}");
+    assert!(a
+        .challenge
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("Bearer realm="));
+
+    // A robot's token stops working when the robot is revoked, before it expires.
+    let rt = token(
+        &http,
+        &base,
+        &basic(&robot, &secret),
+        &["repository:team/app:pull"],
+    );
+    let (s, v) = admin.call("DELETE", "/api/v1/projects/team/robots/ci", None);
+    assert_eq!(s, 204, "{v}");
+    let a = send(&http, "GET", &url, &Auth::Bearer(rt), None);
+    assert_eq!(a.status, 401, "{a:?}");
+}
+
+#[test]
+fn tampered_and_foreign_tokens_are_refused() {
+    let reg = berth::registry(bin());
+    let other = berth::registry(bin());
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    admin.create_user("guest", "guestpass1");
+    admin.add_member("team", "guest", "guest");
+    let (http, base) = (Client::new(), reg.url());
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "team/app",
+        "v1",
+    );
+    let t = token(
+        &http,
+        &base,
+        &basic("guest", "guestpass1"),
+        &["repository:team/app:pull"],
+    );
+    let pull = |auth: &Auth| {
+        send(
+            &http,
+            "GET",
+            &format!("{base}/v2/team/app/manifests/v1"),
+            auth,
+            None,
+        )
+    };
+    assert_eq!(pull(&Auth::Bearer(t.clone())).status, 200);
+
+    let (body, sig) = t.split_once('.').expect("two parts");
+    let flip = |s: &str, at: usize| -> String {
+        let mut b = s.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).expect("ascii")
+    };
+    // One character of the claims changed.
+    let flipped_body = format!("{}.{sig}", flip(body, body.len() / 2));
+    // The claims rewritten to grant push and admin, the old signature kept.
+    let mut c = claims(&t);
+    c["admin"] = json!(true);
+    c["access"][0]["actions"] = json!(["pull", "push", "delete"]);
+    let forged = format!(
+        "{}.{sig}",
+        b64url_encode(&serde_json::to_vec(&c).expect("json"))
+    );
+    // One character of the signature changed.
+    let flipped_sig = format!("{body}.{}", flip(sig, 3));
+    // A token signed by another registry's key.
+    let foreign = token(
+        &http,
+        &other.url(),
+        &basic("admin", ADMIN_PASSWORD),
+        &["repository:team/app:pull"],
+    );
+    for (what, bad) in [
+        ("flipped claims", flipped_body),
+        ("forged claims", forged),
+        ("flipped signature", flipped_sig),
+        ("another registry's token", foreign),
+        ("garbage", "not-a-token".to_string()),
+    ] {
+        let a = pull(&Auth::Bearer(bad.clone()));
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (401, Some("UNAUTHORIZED")),
+            "{what}: {a:?}"
+        );
+        assert!(a.message.contains("bearer token refused"), "{what}: {a:?}");
+        assert!(a.challenge.is_some(), "{what}: no challenge");
+        // The admin API refuses it too.
+        let r = http
+            .get(format!("{base}/api/v1/users"))
+            .bearer_auth(&bad)
+            .send()
+            .expect("admin API");
+        assert_eq!(r.status().as_u16(), 401, "{what} on the admin API");
+    }
+}
+
+#[test]
+fn token_endpoint_refuses_another_service() {
+    let reg = berth::registry(bin());
+    let (http, base) = (Client::new(), reg.url());
+    let a = send(
+        &http,
+        "GET",
+        &format!("{base}/v2/token?service=other&scope=repository:x/y:pull"),
+        &basic("admin", ADMIN_PASSWORD),
+        None,
+    );
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (403, Some("DENIED")),
+        "{a:?}"
+    );
+    assert!(
+        a.message.contains("\"berth\"") && a.message.contains("\"other\""),
+        "{a:?}"
+    );
+    assert!(a.body.get("token").is_none());
+    // The OAuth2 form (POST, as containerd may send it) checks the same.
+    let r = http
+        .post(format!("{base}/v2/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=password&username=admin&password={ADMIN_PASSWORD}&service=other&scope=repository:x/y:pull"
+        ))
+        .send()
+        .expect("POST token");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = http
+        .post(format!("{base}/v2/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=password&username=admin&password={ADMIN_PASSWORD}&service=berth&scope=repository:x/y:pull"
+        ))
+        .send()
+        .expect("POST token");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn tokens_grant_only_what_is_allowed() {
+    let reg = berth::registry(bin());
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    admin.create_project("open", true);
+    for (u, role) in [
+        ("guest", "guest"),
+        ("dev", "developer"),
+        ("maint", "maintainer"),
+    ] {
+        admin.create_user(u, "secret123");
+        admin.add_member("team", u, role);
+    }
+    admin.create_user("outsider", "secret123");
+    let (http, base) = (Client::new(), reg.url());
+    let dev = basic("dev", "secret123");
+    push_image(&http, &base, &dev, "team/app", "v1");
+    let granted = |auth: &Auth, scope: &str| -> Value {
+        claims(&token(&http, &base, auth, &[scope]))["access"][0]["actions"].clone()
+    };
+    let all = "repository:team/app:pull,push,delete";
+    assert_eq!(granted(&basic("guest", "secret123"), all), json!(["pull"]));
+    assert_eq!(granted(&dev, all), json!(["pull", "push"]));
+    assert_eq!(
+        granted(&basic("maint", "secret123"), all),
+        json!(["pull", "push", "delete"])
+    );
+    assert_eq!(
+        granted(&basic("maint", "secret123"), "repository:team/app:*"),
+        json!(["pull", "push", "delete"])
+    );
+    assert_eq!(granted(&basic("outsider", "secret123"), all), json!([]));
+    assert_eq!(
+        granted(&Auth::None, "repository:open/app:pull,push"),
+        json!(["pull"])
+    );
+    assert_eq!(granted(&Auth::None, all), json!([]));
+
+    // A guest's narrowed token cannot push: 403, asking again will not help.
+    let g = token(&http, &base, &basic("guest", "secret123"), &[all]);
+    let a = send(
+        &http,
+        "POST",
+        &format!("{base}/v2/team/app/blobs/uploads/"),
+        &Auth::Bearer(g),
+        None,
+    );
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (403, Some("DENIED")),
+        "{a:?}"
+    );
+    // A developer holding a pull-only token is told to ask for more (insufficient_scope).
+    let p = token(&http, &base, &dev, &["repository:team/app:pull"]);
+    let a = send(
+        &http,
+        "POST",
+        &format!("{base}/v2/team/app/blobs/uploads/"),
+        &Auth::Bearer(p.clone()),
+        None,
+    );
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (401, Some("UNAUTHORIZED")),
+        "{a:?}"
+    );
+    let ch = a.challenge.unwrap_or_default();
+    assert!(
+        ch.contains("scope=\"repository:team/app:pull,push\"")
+            && ch.contains("error=\"insufficient_scope\""),
+        "{ch}"
+    );
+    // A token for one repository does not open another of the same project.
+    let a = send(
+        &http,
+        "GET",
+        &format!("{base}/v2/team/other/tags/list"),
+        &Auth::Bearer(p),
+        None,
+    );
+    assert_eq!(a.status, 401, "{a:?}");
+}
+
+// ------------------------------------------------------------------ brute force
+
+#[test]
+fn failed_logins_lock_the_account_with_429_and_are_audited() {
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
+    let admin = reg.admin();
+    admin.create_user("alice", "alicepass1");
+    admin.create_user("bob", "bobpass123");
+    let base = reg.url();
+    let v2 = format!("{base}/v2/");
+    // Three wrong passwords for alice, each from a different address: only the
+    // account collects three failures.
+    for (i, ip) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().enumerate() {
+        let a = send(
+            &client_from(ip),
+            "GET",
+            &v2,
+            &basic("alice", &format!("wrong{i}pass")),
+            None,
+        );
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (401, Some("UNAUTHORIZED")),
+            "{a:?}"
+        );
+    }
+    // The fourth attempt, with the right password, from a fresh address: 429.
+    let fresh = client_from("127.0.0.5");
+    for url in [v2.clone(), token_url(&base, &["repository:x/y:pull"])] {
+        let a = send(&fresh, "GET", &url, &basic("alice", "alicepass1"), None);
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (429, Some("TOOMANYREQUESTS")),
+            "{url}: {a:?}"
+        );
+        let retry: u64 = a
+            .retry_after
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=300).contains(&retry), "Retry-After {retry}");
+        assert!(a.message.contains("too many failed logins"), "{a:?}");
+    }
+    // The admin API answers the same, in its JSON.
+    let r = fresh
+        .get(format!("{base}/api/v1/projects"))
+        .basic_auth("alice", Some("alicepass1"))
+        .send()
+        .expect("admin API");
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().expect("JSON error");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("too many"),
+        "{v}"
+    );
+    // Other accounts on those addresses are unaffected.
+    let a = send(
+        &client_from("127.0.0.2"),
+        "GET",
+        &v2,
+        &basic("bob", "bobpass123"),
+        None,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    // Each failure is in the audit log, with its address.
+    let events = audit_until(
+        &admin,
+        "action=login&actor=alice",
+        "three failed logins",
+        |e| e.len() >= 3,
+    );
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let mut clients: Vec<&str> = events
+        .iter()
+        .map(|e| e["client"].as_str().unwrap_or(""))
+        .collect();
+    clients.sort();
+    assert_eq!(clients, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    assert!(events
+        .iter()
+        .all(|e| e["outcome"] == "failure" && e["target"] == "alice"));
+}
+
+#[test]
+fn failed_logins_lock_the_client_address() {
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
+    let admin = reg.admin();
+    admin.create_user("bob", "bobpass123");
+    let v2 = format!("{}/v2/", reg.url());
+    let attacker = client_from("127.0.0.7");
+    // Three different names guessed from one address.
+    for name in ["root", "test", "operator"] {
+        let a = send(&attacker, "GET", &v2, &basic(name, "password1"), None);
+        assert_eq!(a.status, 401, "{a:?}");
+    }
+    // Now even a correct login from that address waits.
+    let a = send(&attacker, "GET", &v2, &basic("bob", "bobpass123"), None);
+    assert_eq!(
+        (a.status, a.code.as_deref()),
+        (429, Some("TOOMANYREQUESTS")),
+        "{a:?}"
+    );
+    assert!(a.retry_after.is_some());
+    // The same account from another address is fine: the account was not attacked.
+    let a = send(
+        &client_from("127.0.0.8"),
+        "GET",
+        &v2,
+        &basic("bob", "bobpass123"),
+        None,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    audit_until(&admin, "action=login", "three failures", |e| {
+        e.iter().filter(|e| e["client"] == "127.0.0.7").count() == 3
+    });
+}
+
+#[test]
+fn an_unreset_password_retried_is_not_a_brute_force() {
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
+    let admin = reg.admin();
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "carol", "password": "initial123"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    admin.create_user("bob", "bobpass123");
+    let (http, v2) = (Client::new(), format!("{}/v2/", reg.url()));
+    for _ in 0..6 {
+        let a = send(&http, "GET", &v2, &basic("carol", "initial123"), None);
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (401, Some("UNAUTHORIZED")),
+            "{a:?}"
+        );
+        assert!(
+            a.message.contains("must be reset") && a.message.contains("berth passwd carol"),
+            "{a:?}"
+        );
+    }
+    let a = send(&http, "GET", &v2, &basic("bob", "bobpass123"), None);
+    assert_eq!(a.status, 200, "bob locked out by carol's retries: {a:?}");
+    // Each refusal is still audited, with why.
+    audit_until(&admin, "action=login&actor=carol", "six refusals", |e| {
+        e.len() == 6 && e.iter().all(|e| e["outcome"] == "password reset required")
+    });
+}
+
+#[test]
+fn password_changes_are_rate_limited_too() {
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
+    let admin = reg.admin();
+    admin.create_user("alice", "alicepass1");
+    let http = client_from("127.0.0.9");
+    let change = |old: &str| {
+        let r = http
+            .put(format!("{}/api/v1/users/alice/password", reg.url()))
+            .json(&json!({"old_password": old, "new_password": "newpass123"}))
+            .send()
+            .expect("PUT password");
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").is_some();
+        (status, retry, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    // The old password is a password: guessing it here must be as limited as logging in.
+    for i in 0..3 {
+        let (s, _, v) = change(&format!("guess{i}pass"));
+        assert_eq!(s, 403, "{v}");
+    }
+    let (s, retry, v) = change("alicepass1");
+    assert_eq!(s, 429, "guessing old passwords is not limited: {v}");
+    assert!(
+        retry && v["error"].as_str().unwrap_or("").contains("too many"),
+        "{v}"
+    );
+    // The guesses count against the account: logging in waits out the window too.
+    let a = send(
+        &Client::new(),
+        "GET",
+        &format!("{}/v2/", reg.url()),
+        &basic("alice", "alicepass1"),
+        None,
+    );
+    assert_eq!(
+        a.status, 429,
+        "the account itself is locked for the window: {a:?}"
+    );
+    audit_until(
+        &admin,
+        "action=user.password&actor=alice",
+        "three failed changes",
+        |e| e.iter().filter(|e| e["outcome"] == "failure").count() == 3,
+    );
+}
+
+// ------------------------------------------------------------------ credential changes
+
+#[test]
+fn a_changed_password_stops_working_at_once() {
+    // This test tries old passwords on purpose; keep the lockout out of the way.
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "100")]);
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    admin.create_user("alice", "firstpass1");
+    admin.add_member("team", "alice", "developer");
+    let (http, base) = (Client::new(), reg.url());
+    let v2 = format!("{base}/v2/");
+    let status = |u: &str, p: &str| send(&http, "GET", &v2, &basic(u, p), None).status;
+    let change = |u: &str, old: &str, new: &str| {
+        let (s, v) = admin.call(
+            "PUT",
+            &format!("/api/v1/users/{u}/password"),
+            Some(json!({"old_password": old, "new_password": new})),
+        );
+        assert_eq!(s, 204, "{v}");
+    };
+    // Logged in once: the credential is cached.
+    assert_eq!(status("alice", "firstpass1"), 200);
+    change("alice", "firstpass1", "secondpass2");
+    assert_eq!(
+        status("alice", "firstpass1"),
+        401,
+        "the old password still works after a change"
+    );
+    assert_eq!(status("alice", "secondpass2"), 200);
+
+    // An administrator resets alice; she sets a new one; the one before the reset is gone.
+    let (s, v) = admin.call(
+        "PUT",
+        "/api/v1/users/alice/password",
+        Some(json!({"new_password": "resetpass3"})),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(status("alice", "secondpass2"), 401);
+    change("alice", "resetpass3", "thirdpass4");
+    assert_eq!(
+        status("alice", "secondpass2"),
+        401,
+        "a password from before the reset came back"
+    );
+    assert_eq!(status("alice", "thirdpass4"), 200);
+
+    // Deleted and recreated under the same name: the old password is not the new account's.
+    let (s, v) = admin.call("DELETE", "/api/v1/users/alice", None);
+    assert_eq!(s, 204, "{v}");
+    admin.create_user("alice", "otherpass5");
+    assert_eq!(
+        status("alice", "thirdpass4"),
+        401,
+        "the deleted account's password opens the new one"
+    );
+    assert_eq!(status("alice", "otherpass5"), 200);
+
+    // A robot revoked and created again under the same name: only the new secret works.
+    let (name, old_secret) = admin.create_robot("team", "ci", "push");
+    assert_eq!(status(&name, &old_secret), 200);
+    let (s, v) = admin.call("DELETE", "/api/v1/projects/team/robots/ci", None);
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(status(&name, &old_secret), 401);
+    let (again, new_secret) = admin.create_robot("team", "ci", "push");
+    assert_eq!(again, name);
+    assert_eq!(
+        status(&name, &old_secret),
+        401,
+        "the revoked secret works again"
+    );
+    assert_eq!(status(&name, &new_secret), 200);
+}
+
+// ------------------------------------------------------------------ the password rule
+
+#[test]
+fn password_rule_edge_cases() {
+    let reg = berth::registry(bin());
+    let admin = reg.admin();
+    let create = |name: &str, pw: &str| {
+        admin.call(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"name": name, "password": pw})),
+        )
+    };
+    let cases: [(&str, &str, bool); 15] = [
+        ("seven", "abcdef1", false),
+        ("eight", "abcdefg1", true),
+        ("twenty", "a1234567890123456789", true),
+        ("twentyone", "a12345678901234567890", false),
+        ("letters", "abcdefghij", false),
+        ("digits", "1234567890", false),
+        ("spaces", "pass word 1", true),
+        // Non-ASCII letters count as letters; length is counted in characters.
+        ("umlauts", "pässwört1", true),
+        ("eight-umlauts", "ÄÖÜäöüß1", true),
+        ("kana", "パスワードです1", true),
+        // Digits must be 0-9: Arabic-Indic digits are neither digits nor letters here.
+        ("arabic-digits", "abcdefg١٢", false),
+        // 20 characters but 77 bytes: over bcrypt's 72.
+        ("long-bytes", "𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜1", false),
+        // 20 characters and 72 bytes: the most that fits; one byte more does not.
+        ("max-bytes", "𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜éa1", true),
+        ("max-bytes-plus-one", "𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜𝒜éé1", false),
+        ("control", "abc\u{7}defg1", false),
+    ];
+    for (name, pw, ok) in cases {
+        let (s, v) = create(name, pw);
+        if ok {
+            assert_eq!(s, 201, "{name} {pw:?}: {v}");
+        } else {
+            assert_eq!(s, 400, "{name} {pw:?}: {v}");
+            let msg = v["error"].as_str().unwrap_or("");
+            for part in [
+                "8 to 20 characters",
+                "letter",
+                "digit 0-9",
+                "72 bytes",
+                "control",
+            ] {
+                assert!(
+                    msg.contains(part),
+                    "{name}: the message should state the rule ({part}): {msg}"
+                );
+            }
+        }
+    }
+    // The same rule when the owner changes it and when an administrator resets it.
+    let (s, v) = admin.call(
+        "PUT",
+        "/api/v1/users/eight/password",
+        Some(json!({"old_password": "abcdefg1", "new_password": "short1"})),
+    );
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = admin.call(
+        "PUT",
+        "/api/v1/users/eight/password",
+        Some(json!({"new_password": "onlyletters"})),
+    );
+    assert_eq!(s, 400, "{v}");
+    // A non-ASCII password works end to end once reset.
+    let (s, v) = admin.call(
+        "PUT",
+        "/api/v1/users/umlauts/password",
+        Some(json!({"old_password": "pässwört1", "new_password": "grüße-über-1"})),
+    );
+    assert_eq!(s, 204, "{v}");
+    let a = send(
+        &Client::new(),
+        "GET",
+        &format!("{}/v2/", reg.url()),
+        &basic("umlauts", "grüße-über-1"),
+        None,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+}
+
+// ------------------------------------------------------------------ first start
+
+#[test]
+fn first_start_without_an_admin_password() {
+    // The kit sets BERTH_ADMIN_PASSWORD; empty means "not set".
+    let mut reg: Registry = berth::registry_with(bin(), &[], &[("BERTH_ADMIN_PASSWORD", "")]);
+    let file = reg.data_dir.join("admin-password");
+    let meta = std::fs::metadata(&file).expect("admin-password written");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "admin-password must be private"
+    );
+    let pw = std::fs::read_to_string(&file)
+        .expect("read")
+        .trim()
+        .to_string();
+    assert!(pw.len() >= 12, "a generated password: {pw:?}");
+    let log = reg.server.log();
+    assert_eq!(
+        log.matches(pw.as_str()).count(),
+        1,
+        "the log shows the password once:\n{log}"
+    );
+    assert!(log.contains("berth passwd admin"), "{log}");
+
+    // It must be reset before use: on /v2 and on the admin API.
+    let (http, base) = (Client::new(), reg.url());
+    let a = send(
+        &http,
+        "GET",
+        &format!("{base}/v2/"),
+        &basic("admin", &pw),
+        None,
+    );
+    assert_eq!(a.status, 401);
+    assert!(a.message.contains("must be reset"), "{a:?}");
+    let admin = reg.admin().as_user("admin", &pw);
+    let (s, v) = admin.call("GET", "/api/v1/users", None);
+    assert_eq!(s, 401, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("berth passwd admin"),
+        "{v}"
+    );
+
+    let out = std::process::Command::new(bin())
+        .args(["passwd", "admin", "--url", &base])
+        .env("BERTH_OLD_PASSWORD", &pw)
+        .env("BERTH_NEW_PASSWORD", "chosen12345")
+        .env_remove("BERTH_PASSWORD")
+        .output()
+        .expect("berth passwd");
+    assert!(
+        out.status.success(),
+        "berth passwd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = reg.admin().as_user("admin", "chosen12345");
+    let (s, v) = admin.call("GET", "/api/v1/users", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["must_reset"], false);
+    let a = send(
+        &http,
+        "GET",
+        &format!("{base}/v2/"),
+        &basic("admin", &pw),
+        None,
+    );
+    assert_eq!(a.status, 401, "the generated password is no longer valid");
+
+    // A restart neither creates another admin nor shows a password again.
+    reg.server.restart();
+    let log = reg.server.log();
+    assert_eq!(log.matches(pw.as_str()).count(), 1, "{log}");
+    let (s, _) = admin.call("GET", "/api/v1/users", None);
+    assert_eq!(s, 200);
+}
+
+// ------------------------------------------------------------------ cost (measured, not asserted)
+
+/// What authentication adds to a manifest GET, in-process over HTTP on loopback.
+/// Run: `cargo test --release --test auth_login -- --ignored --nocapture auth_cost`.
+#[test]
+#[ignore]
+fn auth_cost_of_a_manifest_get() {
+    use berth_registry::app::{with_common_layers, RegistryApp};
+    const N: usize = 2000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let mut cfg = berth_config::Config::default();
+    cfg.server.data_dir = tmp.path().join("data");
+    cfg.server.listen = addr;
+    // The default bcrypt cost (10): the first Basic request pays it, later ones hit the cache.
+    let cost = cfg.auth.bcrypt_cost;
+    let app = RegistryApp::open(cfg).expect("open registry");
+    let accounts = app.access.accounts.clone();
+    accounts
+        .create_user("bench", "initial123", true)
+        .expect("user");
+    accounts
+        .change_password("bench", "initial123", "benchpass1")
+        .expect("reset");
+    accounts.create_project("pub", true).expect("project");
+    let router = with_common_layers(app.router(), app.metrics.clone(), false);
+    rt.spawn(async move {
+        let l = berth_registry::server::bind(addr).await.expect("bind");
+        berth_registry::server::serve(
+            l,
+            router,
+            None,
+            std::future::pending(),
+            Duration::from_secs(1),
+        )
+        .await;
+    });
+    let base = format!("http://{addr}");
+    let http = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.get(format!("{base}/healthz")).send().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "in-process registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bench = basic("bench", "benchpass1");
+    push_image(&http, &base, &bench, "pub/app", "v1");
+    let t = token(&http, &base, &bench, &["repository:pub/app:pull"]);
+    let url = format!("{base}/v2/pub/app/manifests/v1");
+    let run = |auth: &Auth| -> Duration {
+        let a = send(&http, "GET", &url, auth, None);
+        assert_eq!(a.status, 200, "{a:?}");
+        let start = Instant::now();
+        for _ in 0..N {
+            let a = send(&http, "GET", &url, auth, None);
+            assert_eq!(a.status, 200);
+        }
+        start.elapsed() / N as u32
+    };
+    // A fresh credential: one bcrypt.
+    let fresh = Client::new();
+    let start = Instant::now();
+    let a = send(&fresh, "GET", &format!("{base}/v2/"), &bench, None);
+    assert_eq!(a.status, 200);
+    let first = start.elapsed();
+    let anon = run(&Auth::None);
+    let cached = run(&bench);
+    let bearer = run(&Auth::Bearer(t));
+    let anon2 = run(&Auth::None);
+    eprintln!(
+        "manifest GET, {N} sequential requests each, keep-alive, in-process server:\n  \
+         anonymous        {anon:?}/request (again at the end: {anon2:?})\n  \
+         Basic (cached)   {cached:?}/request (+{:?})\n  \
+         Bearer token     {bearer:?}/request (+{:?})\n  \
+         first Basic login, bcrypt cost {cost}: {first:?}",
+        cached.saturating_sub(anon),
+        bearer.saturating_sub(anon),
+    );
+    drop(rt);
+}
