@@ -881,3 +881,72 @@ fn blobs_shared_by_repositories_are_fetched_stored_and_counted_once() {
     assert!(is_cached(cache.path(), &blobs[1].0));
     assert_eq!(edge_metric(&edge, "cached_bytes"), total as f64);
 }
+
+#[test]
+fn a_resumed_prefetch_keeps_the_platforms_it_was_asked_for() {
+    use berth_testkit::fixtures::{IndexBuilder, Platform};
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let amd64 = ImageBuilder::new()
+        .platform(Platform::linux_amd64())
+        .layer_random(256 << 10)
+        .unrecorded()
+        .build(&layout);
+    let arm64 = ImageBuilder::new()
+        .platform(Platform::linux_arm64())
+        .layer_random(12 << 20)
+        .unrecorded()
+        .build(&layout);
+    IndexBuilder::new()
+        .image(&amd64)
+        .image(&arm64)
+        .tag("multi")
+        .build(&layout);
+    origin.push(&layout, "multi", "app");
+    let proxy = FaultProxy::start(&origin.registry.host());
+    proxy.set_rate(Some(6 << 20));
+    let cache = tempfile::tempdir().expect("tempdir");
+    // The node's own platform is amd64; the job asks for arm64.
+    let mut edge = edge(
+        &proxy.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[("BERTH_EDGE_PLATFORMS", "linux/amd64")],
+    );
+    let base = edge.base_url();
+    let res = http()
+        .post(format!("{base}/api/v1/prefetch"))
+        .json(&serde_json::json!({
+            "images": [format!("{PROJECT}/app:multi")],
+            "platforms": ["linux/arm64"],
+        }))
+        .send()
+        .expect("POST /api/v1/prefetch");
+    assert_eq!(res.status(), 202);
+    let job: serde_json::Value = res.json().expect("job");
+    let id = job["id"].as_str().expect("id").to_owned();
+    eventually(30, "the job to be part-way", || {
+        prefetch_job(&base, &id)["bytes_done"].as_u64().unwrap_or(0) > (1 << 20)
+    });
+    edge.kill9();
+    proxy.set_rate(None);
+    edge.start_again();
+    let (job, _) = wait_job_done(&base, &id, 60);
+    let mut listed: Vec<String> = job["images"][0]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_owned())
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = arm64.blob_digests().into_iter().map(|(d, _)| d).collect();
+    want.sort();
+    assert_eq!(
+        listed, want,
+        "still the arm64 image after the restart: {job}"
+    );
+    for (digest, _) in arm64.blob_digests() {
+        assert!(is_cached(cache.path(), &digest), "arm64 {digest}");
+    }
+    assert!(!is_cached(cache.path(), amd64.layers[0].digest()));
+}

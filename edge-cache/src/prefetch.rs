@@ -68,6 +68,10 @@ pub struct Job {
     pub bytes_total: u64,
     pub error: Option<String>,
     pub images: Vec<ImageProgress>,
+    /// Platforms the request asked for (absent: the edge's configured ones);
+    /// kept so that a job resumed after a restart fetches the same images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platforms: Option<Vec<String>>,
     pub created: u64,
     pub updated: u64,
 }
@@ -139,13 +143,13 @@ impl Prefetcher {
         for raw in saved {
             if let Ok(job) = serde_json::from_slice::<Job>(&raw) {
                 let resume = matches!(job.state, JobState::Pending | JobState::Running);
-                let id = job.id.clone();
+                let (id, platforms) = (job.id.clone(), job.platforms.clone());
                 if let Ok(mut j) = this.jobs.lock() {
                     j.insert(id.clone(), job);
                 }
                 if resume {
                     tracing::info!(job = %id, "resuming prefetch job after restart");
-                    this.clone().spawn(id, None);
+                    this.clone().spawn(id, platforms);
                 }
             }
         }
@@ -217,6 +221,7 @@ impl Prefetcher {
                     layers: vec![],
                 })
                 .collect(),
+            platforms: req.platforms.clone(),
             created: now,
             updated: now,
         };
