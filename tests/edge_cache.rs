@@ -950,3 +950,38 @@ fn a_resumed_prefetch_keeps_the_platforms_it_was_asked_for() {
     }
     assert!(!is_cached(cache.path(), amd64.layers[0].digest()));
 }
+
+#[test]
+fn an_upstream_without_content_length_is_filled_and_served() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(1 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    let proxy = FaultProxy::start(&origin.registry.host());
+    // Blob bodies delimited by the end of the connection, as some proxies and
+    // CDNs in front of registries send them.
+    proxy.set_strip_length(true);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(&proxy.url(), cache.path(), Some(&origin.robot), &[]);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("client");
+    for (digest, size) in image.blob_digests() {
+        let url = format!("{}/v2/{PROJECT}/app/blobs/{digest}", edge.base_url());
+        let res = client
+            .get(&url)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(res.status(), 200);
+        let body = res.bytes().expect("body");
+        assert_eq!(
+            (digest_of(&body), body.len() as u64),
+            (digest.clone(), size)
+        );
+        assert!(is_cached(cache.path(), &digest));
+    }
+}

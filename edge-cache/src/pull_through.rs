@@ -338,6 +338,13 @@ impl PullThrough {
             } else {
                 len
             };
+            // No length on the GET (a body delimited by the connection's end):
+            // ask HEAD, so clients can be answered while the blob streams in and
+            // a short body is told from a complete one.
+            let t = match (t, total) {
+                (None, None) => self.upstream.head_blob(repo, digest).await.ok().flatten(),
+                (t, _) => t,
+            };
             if let Some(t) = t {
                 total = Some(t);
                 fill.state.send_modify(|s| s.total = Some(t));
@@ -524,8 +531,11 @@ impl PullThrough {
                 if let Some(t) = s.total {
                     return Ok(t);
                 }
-                if let Some(Err(e)) = &s.outcome {
-                    return Err(ServiceError::Unavailable(e.clone()));
+                match &s.outcome {
+                    Some(Err(e)) => return Err(ServiceError::Unavailable(e.clone())),
+                    // Committed without ever learning the size upfront.
+                    Some(Ok(())) => return Ok(s.written),
+                    None => {}
                 }
             }
             if rx.changed().await.is_err() {

@@ -263,6 +263,8 @@ struct ProxyState {
     fault: Option<Fault>,
     /// Blob bodies are sent at this many bytes per second (None: full speed).
     rate: Option<u64>,
+    /// Blob GET answers lose their Content-Length (the body ends at close).
+    strip_length: bool,
     seen: Vec<Seen>,
 }
 
@@ -307,6 +309,11 @@ impl FaultProxy {
     /// Throttle blob bodies to `bytes_per_sec` (None: full speed).
     pub fn set_rate(&self, bytes_per_sec: Option<u64>) {
         self.lock().rate = bytes_per_sec;
+    }
+
+    /// Send blob bodies without Content-Length, delimited by the connection's end.
+    pub fn set_strip_length(&self, strip: bool) {
+        self.lock().strip_length = strip;
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -398,7 +405,7 @@ fn proxy_one(client: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let (fault, rate) = {
+    let (fault, rate, strip_length) = {
         let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
         s.seen.push(Seen {
             method: method.clone(),
@@ -406,14 +413,21 @@ fn proxy_one(client: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::
             range,
             status,
         });
-        (s.fault.clone(), s.rate)
+        (s.fault.clone(), s.rate, s.strip_length)
     };
-    client_w.write_all(rewrite_head(&res).as_bytes())?;
+    let is_blob =
+        method == "GET" && path.contains("/blobs/sha256:") && (status == 200 || status == 206);
+    let res_head: Vec<String> = res
+        .iter()
+        .filter(|l| {
+            !(strip_length && is_blob && l.to_ascii_lowercase().starts_with("content-length:"))
+        })
+        .cloned()
+        .collect();
+    client_w.write_all(rewrite_head(&res_head).as_bytes())?;
     if method == "HEAD" || status == 204 || status == 304 {
         return Ok(());
     }
-    let is_blob =
-        method == "GET" && path.contains("/blobs/sha256:") && (status == 200 || status == 206);
     // Blob offset of the first body byte.
     let start: u64 = if status == 206 {
         header(&res, "content-range")
