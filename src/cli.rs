@@ -211,6 +211,9 @@ pub enum ProjectCmd {
         name: String,
         #[arg(long)]
         public: bool,
+        /// The default; accepted so that `--private` can be said explicitly.
+        #[arg(long, conflicts_with = "public")]
+        private: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -246,7 +249,9 @@ pub enum ProjectCmd {
     /// Give an account a role in a project: guest, developer or maintainer.
     AddMember {
         project: String,
-        user: String,
+        /// The account. (Not named `user`: that id is taken by --user, the account acting.)
+        #[arg(value_name = "USER")]
+        member: String,
         #[arg(long, default_value = "developer")]
         role: String,
         #[command(flatten)]
@@ -255,7 +260,8 @@ pub enum ProjectCmd {
     /// Remove an account from a project.
     RemoveMember {
         project: String,
-        user: String,
+        #[arg(value_name = "USER")]
+        member: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -360,7 +366,9 @@ fn print_json(v: &serde_json::Value) {
 pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
     use reqwest::Method;
     match cmd {
-        ProjectCmd::Create { name, public, conn } => {
+        ProjectCmd::Create {
+            name, public, conn, ..
+        } => {
             let v = send(
                 conn.request(cfg, Method::POST, "/api/v1/projects")
                     .json(&serde_json::json!({"name": name, "public": public})),
@@ -402,7 +410,7 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
         }
         ProjectCmd::AddMember {
             project,
-            user,
+            member: user,
             role,
             conn,
         } => {
@@ -419,7 +427,7 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
         }
         ProjectCmd::RemoveMember {
             project,
-            user,
+            member: user,
             conn,
         } => {
             send(conn.request(

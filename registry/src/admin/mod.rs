@@ -909,11 +909,57 @@ pub fn router(state: AdminState) -> axum::Router {
         .with_state(state)
         .split_for_parts();
     let doc = Arc::new(api);
-    router.route(
-        "/api/v1/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { Json(doc.as_ref().clone()) }
-        }),
-    )
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Errors the framework answers by itself (a body that is not the JSON asked for,
+/// a wrong content type, a bad query string, a method the path does not serve) come
+/// as plain text or empty; they become `{"error": ...}` like every other error here.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if !text.is_empty() {
+        text
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        format!(
+            "this method is not served on this path (allowed: {allow}); see /api/v1/openapi.json"
+        )
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    };
+    let mut r = AdminError::new(status, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            r.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    r
 }
