@@ -448,7 +448,9 @@ async fn publish_step(mut p: Publication, ctx: &Context) -> Result<Action, Recon
         ctx.deployer.apply(&target, &objects).await?;
         p.applied = true;
         clear_failure(&mut p);
-        p.set_state(
+        // Always in the history (the state is already deploying): an operator
+        // checking that a publish was applied once, or when, reads it there.
+        p.record(
             PublicationState::Deploying,
             format!("applied version {} ({} objects)", p.version, objects.len()),
             now_secs(),

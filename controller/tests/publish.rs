@@ -148,6 +148,15 @@ async fn publish_prefetches_before_it_applies() {
         .history
         .iter()
         .any(|t| t.detail.contains("edge prefetch job job-1 submitted")));
+    // The apply is in the history, once, between prefetching and running.
+    let applied: Vec<usize> = (0..p.history.len())
+        .filter(|i| p.history[*i].detail.starts_with("applied version 1"))
+        .collect();
+    assert_eq!(applied.len(), 1, "{:#?}", p.history);
+    assert_eq!(p.history[applied[0]].state, "deploying");
+    assert!(p.history[applied[0] + 1..]
+        .iter()
+        .all(|t| t.state == "running"));
     assert!(world.audit.has("app.publish", "ok"));
     assert!(world.audit.has("deploy", "ok"));
     let status =
