@@ -6,12 +6,14 @@
 //! POST {edge_url}/api/v1/prefetch      {"images":["proj/app@sha256:..."],"pin":true} -> 202 {"id":...}
 //! GET  {edge_url}/api/v1/prefetch/{id} -> 200 {"id","state","bytes_done","bytes_total","error","images":[...]}
 //!                                         404 when the edge does not know the job
+//! GET  {edge_url}/api/v1/prefetch      -> 200 [{"id","state","pin","created","images":[...]}, ...]
 //! POST {edge_url}/api/v1/unpin         {"images":[...]} -> 200
 //! ```
 //!
 //! with basic auth when the node has edge credentials. Errors say which node and
 //! URL, and whether the edge was unreachable or refused.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,6 +56,35 @@ struct JobBody {
     error: Option<String>,
     #[serde(default)]
     images: Vec<ImageProgress>,
+}
+
+/// A job as the edge lists it.
+#[derive(Deserialize)]
+struct ListedJob {
+    id: String,
+    state: JobState,
+    #[serde(default)]
+    pin: bool,
+    #[serde(default)]
+    created: u64,
+    #[serde(default)]
+    images: Vec<ImageProgress>,
+}
+
+/// Ids of the listed jobs that pin exactly `images` and have not failed, oldest first.
+fn matching(mut jobs: Vec<ListedJob>, images: &[String]) -> Vec<String> {
+    let wanted: BTreeSet<&str> = images.iter().map(String::as_str).collect();
+    jobs.retain(|j| {
+        j.pin
+            && j.state != JobState::Failed
+            && j.images
+                .iter()
+                .map(|i| i.image.as_str())
+                .collect::<BTreeSet<_>>()
+                == wanted
+    });
+    jobs.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    jobs.into_iter().map(|j| j.id).collect()
 }
 
 impl HttpEdgeClient {
@@ -208,6 +239,32 @@ impl EdgeClient for HttpEdgeClient {
         })
     }
 
+    async fn matching_jobs(
+        &self,
+        node: &Node,
+        images: &[String],
+    ) -> Result<Vec<String>, EdgeError> {
+        let url = Self::url(node, &["api", "v1", "prefetch"])?;
+        let resp = self
+            .send(node, self.request(node, reqwest::Method::GET, url))
+            .await?;
+        // An edge without the list has nothing to offer; asking again is the way.
+        if matches!(
+            resp.status(),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        ) {
+            return Ok(Vec::new());
+        }
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        let jobs: Vec<ListedJob> = resp.json().await.map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("prefetch job list cannot be read: {e}"),
+        })?;
+        Ok(matching(jobs, images))
+    }
+
     async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError> {
         let url = Self::url(node, &["api", "v1", "unpin"])?;
         let rb = self
@@ -254,6 +311,28 @@ mod tests {
             "no"
         );
         assert_eq!(error_message(""), "no details");
+    }
+
+    #[test]
+    fn matching_jobs_pin_exactly_the_images_and_have_not_failed() {
+        let list = serde_json::json!([
+            {"id": "new", "state": "running", "pin": true, "created": 30,
+             "images": [{"image": "p/b@sha256:2"}, {"image": "p/a@sha256:1"}]},
+            {"id": "old", "state": "done", "pin": true, "created": 10,
+             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"}]},
+            {"id": "failed", "state": "failed", "pin": true, "created": 20,
+             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"}]},
+            {"id": "unpinned", "state": "done", "pin": false, "created": 20,
+             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"}]},
+            {"id": "fewer", "state": "done", "pin": true, "created": 20,
+             "images": [{"image": "p/a@sha256:1"}]},
+            {"id": "more", "state": "done", "pin": true, "created": 20,
+             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"},
+                        {"image": "p/c@sha256:3"}]}
+        ]);
+        let jobs: Vec<ListedJob> = serde_json::from_value(list).expect("jobs");
+        let images = vec!["p/a@sha256:1".to_string(), "p/b@sha256:2".to_string()];
+        assert_eq!(matching(jobs, &images), vec!["old", "new"]);
     }
 
     #[tokio::test]

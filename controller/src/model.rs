@@ -1419,6 +1419,12 @@ pub struct Publication {
     pub images: Option<Vec<PinnedImage>>,
     /// Edge prefetch job for this generation's images.
     pub prefetch_job: Option<String>,
+    /// Set while a prefetch request may have reached the edge without its job
+    /// id being recorded here: the ids of the edge's jobs for the same images
+    /// from before the request. After a crash, a matching job not in this list
+    /// is the one that request created, and is followed instead of asking again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_submitting: Option<Vec<String>>,
     /// The edge reported the prefetch job done.
     pub prefetched: bool,
     /// The objects for this generation were applied.
@@ -1450,6 +1456,7 @@ impl Publication {
             revision: 0,
             images: None,
             prefetch_job: None,
+            prefetch_submitting: None,
             prefetched: false,
             applied: false,
             pinned: Vec::new(),
@@ -1481,6 +1488,7 @@ impl Publication {
         self.generation += 1;
         self.images = None;
         self.prefetch_job = None;
+        self.prefetch_submitting = None;
         self.prefetched = false;
         self.applied = false;
         self.attempts = 0;

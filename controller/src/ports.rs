@@ -114,6 +114,16 @@ pub trait EdgeClient: Send + Sync + 'static {
         pin: bool,
     ) -> Result<String, EdgeError>;
     async fn job(&self, node: &Node, id: &str) -> Result<JobStatus, EdgeError>;
+    /// Ids of the edge's jobs that prefetch and pin exactly `images` and have
+    /// not failed, oldest first. An edge that cannot list its jobs has none.
+    async fn matching_jobs(
+        &self,
+        node: &Node,
+        images: &[String],
+    ) -> Result<Vec<String>, EdgeError> {
+        let _ = (node, images);
+        Ok(Vec::new())
+    }
     async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError>;
 }
 

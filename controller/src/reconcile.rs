@@ -11,7 +11,9 @@
 //! 1. resolve every image of the template version to a digest, once per publish
 //!    (stored; a tag that moves later changes nothing);
 //! 2. ask the node's edge cache to prefetch and pin those digests and follow the
-//!    job (bytes stored as progress); a job the edge forgot is submitted again;
+//!    job (bytes stored as progress); a job the edge forgot is submitted again,
+//!    and one submitted just before a crash (its id never stored) is found on the
+//!    edge and followed instead of a second one;
 //! 3. only once the edge reports the job done: render with digest references and
 //!    apply with the deployer (recorded as applied, so a restart never re-applies);
 //! 4. verify the rollout where the deployer can see it -> running; then unpin the
@@ -327,23 +329,46 @@ async fn publish_step(mut p: Publication, ctx: &Context) -> Result<Action, Recon
     if !p.prefetched {
         let Some(job) = p.prefetch_job.clone() else {
             let images = p.images_by_digest();
-            let id = ctx
-                .edge
-                .prefetch(&target.node, images.clone(), true)
-                .await?;
+            // A request sent before a crash may have created a job whose id
+            // was never recorded: follow that job rather than start another.
+            let mut adopted = None;
+            if let Some(before) = &p.prefetch_submitting {
+                let now = ctx.edge.matching_jobs(&target.node, &images).await?;
+                adopted = now.into_iter().rev().find(|id| !before.contains(id));
+            }
+            let (id, detail) = match adopted {
+                Some(id) => {
+                    let detail = format!(
+                        "edge prefetch job {id} found on the edge (submitted before a restart)"
+                    );
+                    (id, detail)
+                }
+                None => {
+                    let before = ctx.edge.matching_jobs(&target.node, &images).await?;
+                    p.prefetch_submitting = Some(before);
+                    save(ctx, &mut p).await?;
+                    let id = ctx
+                        .edge
+                        .prefetch(&target.node, images.clone(), true)
+                        .await?;
+                    let detail = format!("edge prefetch job {id} submitted");
+                    (id, detail)
+                }
+            };
             for i in images {
                 if !p.pinned.contains(&i) {
                     p.pinned.push(i);
                 }
             }
-            p.prefetch_job = Some(id.clone());
+            p.prefetch_job = Some(id);
+            p.prefetch_submitting = None;
             clear_failure(&mut p);
             p.record(
                 PublicationState::Prefetching {
                     bytes_done: 0,
                     bytes_total: 0,
                 },
-                format!("edge prefetch job {id} submitted"),
+                detail,
                 now_secs(),
             );
             save(ctx, &mut p).await?;
