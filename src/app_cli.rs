@@ -8,6 +8,7 @@ use berth_controller::api::{PublishInput, UnpublishInput};
 use berth_controller::cli::{
     format_history, format_status, parse_spec, CliClient, WatchOptions, WatchUntil,
 };
+use berth_controller::model::{Publication, PublicationState};
 
 use crate::cli::Conn;
 
@@ -104,6 +105,14 @@ fn selector(labels: &[String]) -> anyhow::Result<Option<BTreeMap<String, String>
     Ok(Some(m))
 }
 
+/// Nodes whose publication ended a watch as failed.
+fn failed_nodes(pubs: &[Publication]) -> Vec<String> {
+    pubs.iter()
+        .filter(|p| matches!(p.state, PublicationState::Failed { .. }))
+        .map(|p| p.node.clone())
+        .collect()
+}
+
 fn client(cfg: &Config, conn: &Conn) -> anyhow::Result<CliClient> {
     CliClient::new(&conn.base(cfg), Some(&conn.user), conn.password.as_deref())
         .map_err(|e| anyhow!("{e}"))
@@ -172,14 +181,24 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 print!("{}", format_status(&pubs));
             } else {
                 let targets: Vec<String> = pubs.iter().map(|p| p.node.clone()).collect();
-                c.watch(
-                    project,
-                    name,
-                    &targets,
-                    WatchOptions::new(WatchUntil::Settled),
-                    &mut out,
-                )
-                .await?;
+                let settled = c
+                    .watch(
+                        project,
+                        name,
+                        &targets,
+                        WatchOptions::new(WatchUntil::Settled),
+                        &mut out,
+                    )
+                    .await?;
+                // Settled means running or failed; a script must be able to tell.
+                let failed = failed_nodes(&settled);
+                if !failed.is_empty() {
+                    bail!(
+                        "{project}/{name} is not running on {} (the controller keeps retrying; \
+                         follow it with `berth app status -w {project}/{name}`)",
+                        failed.join(", ")
+                    );
+                }
             }
         }
         AppCmd::Unpublish {
