@@ -1,0 +1,638 @@
+//! The workload controller end to end: `berth serve` (registry and controller,
+//! directory deployer), real `berth edge` caches as nodes, each pulling from
+//! the registry's private project with a robot account, and images pushed
+//! with skopeo.
+//!
+//! What these prove, beyond the controller crate's own tests with a fake edge:
+//! manifests reach a node only after its edge cache holds every blob of every
+//! image; a tag pushed again during a publish changes nothing; a node whose
+//! edge is down fails in words and catches up later while the others run; a
+//! controller killed mid-publish finishes without a second prefetch job or a
+//! second write; unpublish removes files and pins; refusals say why; and
+//! `berth app publish` follows progress until the nodes run.
+//!
+//! Run with `--nocapture` to see the three-node publish timeline.
+
+mod controller_support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use berth_testkit::berth::ADMIN_PASSWORD;
+use berth_testkit::fixtures::ImageBuilder;
+use berth_testkit::tools::docker_ref;
+use controller_support::*;
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn deployment_file(app: &str, node: &str) -> String {
+    format!("{PROJECT}-{app}-deployment-{app}-{node}.yaml")
+}
+
+/// `acme/<repo>@<digest>`, as the controller pins and the pod spec names it.
+fn by_digest(repo: &str, digest: &str) -> String {
+    format!("{PROJECT}/{repo}@{digest}")
+}
+
+/// Every container image of a rendered Deployment.
+fn container_images(obj: &Value) -> Vec<String> {
+    obj["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .map(|c| c["image"].as_str().expect("image").to_string())
+        .collect()
+}
+
+/// Checks a node's publication history: resolving, prefetching, deploying,
+/// running appear in that order with non-decreasing times.
+fn assert_history_in_order(p: &Value) {
+    let states = history_states(p);
+    let pos = |s: &str| {
+        states
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("no {s} in history {states:?}"))
+    };
+    let (r, f, d, run) = (
+        pos("resolving"),
+        pos("prefetching"),
+        pos("deploying"),
+        pos("running"),
+    );
+    assert!(
+        r < f && f < d && d < run,
+        "history out of order: {states:?}"
+    );
+    let last_prefetching = states
+        .iter()
+        .rposition(|x| x == "prefetching")
+        .expect("prefetching");
+    assert!(
+        last_prefetching < d,
+        "deploying before prefetching ended: {states:?}"
+    );
+    let times: Vec<u64> = p["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["at"].as_u64().expect("at"))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "history times go back: {:#}",
+        p["history"]
+    );
+    let at = |s| first_at(p, s).expect("state in history");
+    assert!(at("resolving") <= at("prefetching"));
+    assert!(at("prefetching") <= at("deploying"));
+    assert!(at("deploying") <= at("running"));
+}
+
+#[test]
+fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["n1", "n2", "n3"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"tier": "edge", "zone": n}));
+    }
+    let web = site.push(
+        "web",
+        "1",
+        ImageBuilder::new()
+            .layer_file("etc/web.conf", "listen 8080\n")
+            .layer_random(3 << 20)
+            .layer_random(1 << 20),
+    );
+    let sidecar = site.push(
+        "sidecar",
+        "1",
+        ImageBuilder::new()
+            .layer_file("etc/sidecar", "v1\n")
+            .layer_random(2 << 20),
+    );
+    assert!(web.layers.len() >= 3 && sidecar.layers.len() >= 2);
+    // Pushed to web:1 right after the publish: must not be what runs.
+    let moved = ImageBuilder::new()
+        .layer_file("etc/web.conf", "listen 9090\n")
+        .layer_random(1 << 20)
+        .tag("web-moved")
+        .build(&site.layout);
+
+    site.create_app(
+        json!({"name": "web", "spec": {"kind": "Deployment", "replicas": 1,
+        "containers": [
+            {"name": "web", "image": "acme/web:1"},
+            {"name": "sidecar", "image": "acme/sidecar:1"}
+        ]}, "message": "first"}),
+    );
+
+    let web_ref = by_digest("web", web.digest());
+    let sidecar_ref = by_digest("sidecar", sidecar.digest());
+    let mut wanted_blobs = blob_digests(&web);
+    wanted_blobs.extend(blob_digests(&sidecar));
+    let nodes = ["n1", "n2", "n3"];
+
+    let started = Instant::now();
+    let answer = site.publish("web", json!({"selector": {"tier": "edge"}}));
+    let published: Vec<&str> = answer["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["node"].as_str().expect("node"))
+        .collect();
+    assert_eq!(published, nodes, "{answer}");
+
+    // The tag moves while the publish is under way.
+    let mut file_seen: BTreeMap<&str, Duration> = BTreeMap::new();
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| site.push_built(&moved, "web", "1"));
+        // The moment a node's file exists, its edge must already hold every
+        // blob of both images, pinned, and report the prefetch job done.
+        let deadline = Instant::now() + LONG;
+        while file_seen.len() < nodes.len() {
+            for n in nodes {
+                if file_seen.contains_key(n) {
+                    continue;
+                }
+                if !site
+                    .manifests_dir(n)
+                    .join(deployment_file("web", n))
+                    .exists()
+                {
+                    continue;
+                }
+                file_seen.insert(n, started.elapsed());
+                let edge = site.edge(n);
+                let missing = edge.missing_blobs(&wanted_blobs);
+                assert!(
+                    missing.is_empty(),
+                    "{n}: manifest written while its edge cache lacked {missing:?}"
+                );
+                for image in [&web_ref, &sidecar_ref] {
+                    assert!(
+                        edge.pinned(image),
+                        "{n}: manifest written before {image} was pinned: {:#?}",
+                        edge.images()
+                    );
+                    let jobs = edge.jobs_for(image);
+                    assert!(
+                        !jobs.is_empty() && jobs.iter().all(|j| j["state"] == "done"),
+                        "{n}: manifest written before the prefetch of {image} was done: {jobs:#?}"
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "manifests did not appear on every node; seen: {file_seen:?}; publications: {:#?}",
+                site.publications("web")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pusher.join().expect("push of the moved tag");
+    });
+    let moved_digest = site.skopeo.manifest_digest(
+        &docker_ref(&site.registry.host(), "acme/web", "1"),
+        Some(&site.admin_creds()),
+    );
+    assert_eq!(moved_digest, moved.digest(), "the tag did move");
+
+    let mut timeline = Vec::new();
+    for n in nodes {
+        let p = site.wait_state("web", n, "running", LONG);
+        assert_history_in_order(&p);
+        // Resolved once, at publish time: the original digests.
+        let resolved: Vec<&str> = p["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|i| i["digest"].as_str().expect("digest"))
+            .collect();
+        assert_eq!(resolved, vec![web.digest(), sidecar.digest()], "{p:#}");
+        let applied = p["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter(|h| {
+                h["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("applied"))
+            })
+            .count();
+        assert_eq!(applied, 1, "{:#}", p["history"]);
+
+        let d = site.read_manifest(n, &deployment_file("web", n));
+        assert_eq!(d["kind"], "Deployment");
+        assert_eq!(d["metadata"]["labels"]["app"], "web");
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app"], "web");
+        assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"], n,
+            "{d:#}"
+        );
+        let images = container_images(&d);
+        assert_eq!(images.len(), 2);
+        for (img, want) in images.iter().zip([&web_ref, &sidecar_ref]) {
+            assert!(img.contains("@sha256:"), "not a digest reference: {img}");
+            assert!(img.ends_with(want.as_str()), "{img} is not {want}");
+            assert!(!img.contains(moved.digest()), "{img} runs the moved tag");
+        }
+        timeline.push((n, p, file_seen[n]));
+    }
+
+    // The timeline, from the publications' histories (unix seconds) and what
+    // this test saw (the first moment the manifest file existed).
+    let t0 = timeline
+        .iter()
+        .filter_map(|(_, p, _)| first_at(p, "resolving"))
+        .min()
+        .expect("start");
+    println!("\nthree-node publish timeline (history seconds after the publish request):");
+    println!("node  resolving  prefetching  deploying  running  | manifest file seen");
+    for (n, p, seen) in &timeline {
+        let rel = |s| {
+            first_at(p, s)
+                .map(|t| format!("+{}s", t - t0))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{n:<5} {:<10} {:<12} {:<10} {:<8} | +{} ms",
+            rel("resolving"),
+            rel("prefetching"),
+            rel("deploying"),
+            rel("running"),
+            seen.as_millis()
+        );
+        for h in p["history"].as_array().expect("history") {
+            println!(
+                "      +{}s {:<12} {}",
+                h["at"].as_u64().expect("at") - t0,
+                h["state"].as_str().expect("state"),
+                h["detail"].as_str().expect("detail")
+            );
+        }
+    }
+
+    // Unpublish everywhere: files and pins go.
+    site.unpublish("web", json!({"selector": {"tier": "edge"}}));
+    for n in nodes {
+        site.wait_publication("web", n, "removed", LONG, |p| p.is_none());
+        assert!(
+            site.manifests(n).is_empty(),
+            "{n} keeps {:?}",
+            site.manifests(n)
+        );
+        let edge = site.edge(n);
+        for image in [&web_ref, &sidecar_ref] {
+            let listed: Vec<Value> = edge
+                .images()
+                .into_iter()
+                .filter(|i| i["image"] == image.as_str())
+                .collect();
+            assert!(
+                listed.iter().all(|i| i["pinned"] == false),
+                "{n}: {image} still pinned: {listed:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn node_with_its_edge_down_fails_in_words_then_catches_up() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["up1", "up2", "down"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({}));
+    }
+    site.edge_mut("down").process.kill9();
+    let api = site.push(
+        "api",
+        "2.0",
+        ImageBuilder::new()
+            .layer_file("srv/api", "api\n")
+            .layer_random(1 << 20),
+    );
+    site.create_app(json!({"name": "api", "spec": {"kind": "Deployment",
+        "containers": [{"name": "api", "image": "acme/api:2.0"}]}}));
+    site.publish("api", json!({"nodes": ["up1", "up2", "down"]}));
+
+    for n in ["up1", "up2"] {
+        site.wait_state("api", n, "running", LONG);
+    }
+    let p = site.wait_publication("api", "down", "failed with a reason", LONG, |p| {
+        p.is_some_and(|p| p["state"] == "failed")
+    });
+    let p = p.expect("publication");
+    let reason = p["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("down") && reason.contains(&site.edge("down").url()),
+        "the reason names the node and its edge: {reason}"
+    );
+    assert!(
+        reason.contains("unreachable") && reason.contains("connect"),
+        "the reason says what is wrong: {reason}"
+    );
+    assert!(p["last_error"].is_string(), "{p:#}");
+    assert!(site.manifests("down").is_empty());
+    // Still failing, not given up: the others kept running meanwhile.
+    for n in ["up1", "up2"] {
+        assert_eq!(
+            site.publication("api", n).expect("publication")["state"],
+            "running"
+        );
+    }
+
+    // The edge comes back on the same port: the node catches up.
+    site.edge_mut("down").process.start_again();
+    let p = site.wait_state("api", "down", "running", LONG);
+    assert!(p["last_error"].is_null(), "{p:#}");
+    let states = history_states(&p);
+    let failed = states.iter().position(|s| s == "failed").expect("failed");
+    let running = states
+        .iter()
+        .rposition(|s| s == "running")
+        .expect("running");
+    assert!(failed < running, "{states:?}");
+    assert!(site
+        .manifests_dir("down")
+        .join(deployment_file("api", "down"))
+        .exists());
+    let edge = site.edge("down");
+    assert!(edge.pinned(&by_digest("api", api.digest())));
+    assert!(edge.missing_blobs(&blob_digests(&api)).is_empty());
+}
+
+#[test]
+fn controller_killed_mid_prefetch_finishes_without_duplicate_work() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    // The edges pull through a slow link, so the prefetch is still under way
+    // when the registry (and the controller in it) is killed.
+    let proxy = SlowProxy::start(site.registry.server.port(), 2 << 20, Duration::ZERO);
+    for n in ["k1", "k2"] {
+        site.add_edge(n, &proxy.url(), json!({}));
+    }
+    let big = site.push(
+        "big",
+        "1",
+        ImageBuilder::new()
+            .layer_random(8 << 20)
+            .layer_random(8 << 20)
+            .layer_random(8 << 20),
+    );
+    let image = by_digest("big", big.digest());
+    site.create_app(json!({"name": "big", "spec": {"kind": "Deployment",
+        "containers": [{"name": "big", "image": "acme/big:1"}]}}));
+    site.publish("big", json!({"nodes": ["k1", "k2"]}));
+
+    // Both edges are transferring, and the controller has recorded their jobs.
+    for n in ["k1", "k2"] {
+        site.wait_publication("big", n, "prefetching with a job", LONG, |p| {
+            p.is_some_and(|p| p["state"] == "prefetching" && p["prefetch_job"].is_string())
+        });
+        let edge = site.edge(n);
+        wait_until(
+            &format!("{n} transferring"),
+            LONG,
+            || {
+                edge.jobs_for(&image)
+                    .iter()
+                    .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0))
+                    .then_some(())
+            },
+            || format!("{:#?}", edge.jobs()),
+        );
+    }
+    for n in ["k1", "k2"] {
+        assert!(site.manifests(n).is_empty(), "{n} deployed before prefetch");
+    }
+    site.registry.server.kill9();
+    site.registry.server.start_again();
+    proxy.set_rate(0);
+
+    let mut files = BTreeMap::new();
+    for n in ["k1", "k2"] {
+        let p = site.wait_state("big", n, "running", LONG);
+        let applied = p["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter(|h| {
+                h["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("applied"))
+            })
+            .count();
+        assert_eq!(applied, 1, "{n}: {:#}", p["history"]);
+        let edge = site.edge(n);
+        let jobs = edge.jobs_for(&image);
+        assert_eq!(
+            jobs.len(),
+            1,
+            "{n}: one prefetch job for {image}, not {}: {jobs:#?}\nhistory: {:#}",
+            jobs.len(),
+            p["history"]
+        );
+        assert_eq!(jobs[0]["state"], "done");
+        assert_eq!(p["prefetch_job"], jobs[0]["id"], "{p:#}");
+        let path = site.manifests_dir(n).join(deployment_file("big", n));
+        let meta = std::fs::metadata(&path).expect("manifest");
+        files.insert(n, (path, meta.ino(), meta.mtime_nsec(), meta.mtime()));
+    }
+    // Another restart: the reconciler looks at every publication when it
+    // starts; a finished one is neither fetched nor written again.
+    site.registry.server.kill9();
+    site.registry.server.start_again();
+    std::thread::sleep(Duration::from_secs(2));
+    for (n, (path, ino, nsec, sec)) in &files {
+        let meta = std::fs::metadata(path).expect("manifest");
+        assert_eq!(
+            (meta.ino(), meta.mtime_nsec(), meta.mtime()),
+            (*ino, *nsec, *sec),
+            "{n}: manifest written again"
+        );
+        assert_eq!(site.edge(n).jobs_for(&image).len(), 1);
+    }
+}
+
+#[test]
+fn controller_killed_between_submitting_and_recording_a_prefetch_adopts_the_job() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    let url = site.registry_url();
+    site.start_edge("w1", &url);
+    // The controller reaches the edge over a link that holds each answer
+    // back: the edge has the job, the controller has not heard of it yet.
+    let link = SlowProxy::start(site.edge("w1").process.port(), 0, Duration::from_secs(5));
+    site.register_node("w1", &link.url(), json!({}));
+    let img = site.push(
+        "slowlink",
+        "1",
+        ImageBuilder::new()
+            .layer_file("etc/a", "a\n")
+            .layer_random(1 << 20),
+    );
+    let image = by_digest("slowlink", img.digest());
+    site.create_app(json!({"name": "slowlink", "spec": {"kind": "Deployment",
+        "containers": [{"name": "s", "image": "acme/slowlink:1"}]}}));
+    site.publish("slowlink", json!({"nodes": ["w1"]}));
+    let edge = site.edge("w1");
+    // The edge finished the job (so the kill below does not break its
+    // transfer from the registry); the controller is still waiting to hear.
+    wait_until(
+        "the edge to finish the job",
+        LONG,
+        || {
+            let jobs = edge.jobs_for(&image);
+            (jobs.len() == 1 && jobs[0]["state"] == "done").then_some(())
+        },
+        || format!("{:#?}", edge.jobs()),
+    );
+    let p = site.publication("slowlink", "w1").expect("publication");
+    assert!(p["prefetch_job"].is_null(), "answer arrived already: {p:#}");
+    site.registry.server.kill9();
+    link.set_delay(Duration::ZERO);
+    site.registry.server.start_again();
+
+    let p = site.wait_state("slowlink", "w1", "running", LONG);
+    let jobs = site.edge("w1").jobs_for(&image);
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one prefetch job, not {}: {jobs:#?}\nhistory: {:#}",
+        jobs.len(),
+        p["history"]
+    );
+    assert_eq!(p["prefetch_job"], jobs[0]["id"], "{p:#}");
+    assert!(site.edge("w1").pinned(&image));
+}
+
+#[test]
+fn refusals_are_clear_and_the_cli_follows_a_publish() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    let url = site.registry_url();
+    site.add_edge("c1", &url, json!({"role": "cli"}));
+    let apps = format!("/api/v1/projects/{PROJECT}/apps");
+    let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+
+    // A kind the controller does not know.
+    let (s, v) = site.api(
+        "POST",
+        &apps,
+        Some(json!({"name": "pod", "spec": {"kind": "Pod",
+            "containers": [{"name": "a", "image": "acme/a:1"}]}})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        error(&v).contains("Pod") && error(&v).contains("Deployment"),
+        "names the bad kind and the known ones: {v}"
+    );
+    // A CronJob whose schedule is not cron.
+    let (s, v) = site.api(
+        "POST",
+        &apps,
+        Some(
+            json!({"name": "nightly", "spec": {"kind": "CronJob", "schedule": "every night",
+            "containers": [{"name": "a", "image": "acme/a:1"}]}}),
+        ),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(error(&v).contains("schedule"), "{v}");
+
+    // An image whose tag the registry does not have: the publish is accepted,
+    // and the publication fails naming the image.
+    site.create_app(json!({"name": "ghost", "spec": {"kind": "Deployment",
+        "containers": [{"name": "g", "image": "acme/ghost:404"}]}}));
+    site.publish("ghost", json!({"nodes": ["c1"]}));
+    let p = site
+        .wait_publication("ghost", "c1", "failed", LONG, |p| {
+            p.is_some_and(|p| p["state"] == "failed")
+        })
+        .expect("publication");
+    let reason = p["reason"].as_str().expect("reason");
+    assert!(reason.contains("acme/ghost:404"), "{reason}");
+    assert!(site.manifests("c1").is_empty());
+
+    // A node that does not exist.
+    let (s, v) = site.api(
+        "POST",
+        &format!("{}/publish", site.app_path("ghost")),
+        Some(json!({"nodes": ["c1", "nowhere"]})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(error(&v).contains("no node named nowhere"), "{v}");
+    let (s, v) = site.api(
+        "POST",
+        &format!("{}/publish", site.app_path("ghost")),
+        Some(json!({"selector": {"role": "none"}})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(error(&v).contains("role=none"), "{v}");
+
+    // The CLI: create from a file, publish, follow progress until running.
+    let img = site.push(
+        "tool",
+        "1",
+        ImageBuilder::new().layer_file("bin/tool", "#!/bin/sh\n"),
+    );
+    let spec = site.tmp.path().join("tool.yaml");
+    std::fs::write(
+        &spec,
+        "kind: Deployment\ncontainers:\n- name: tool\n  image: acme/tool:1\n",
+    )
+    .expect("spec file");
+    let berth = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .args(["--url", &site.registry_url(), "--user", "admin"])
+            .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .expect("running berth");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let spec_path = spec.to_string_lossy().into_owned();
+    let (ok, out, err) = berth(&["app", "create", "acme/tool", "-f", &spec_path]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created acme/tool version 1"), "{out}");
+    let (ok, out, err) = berth(&["app", "publish", "acme/tool", "--nodes", "c1"]);
+    assert!(ok, "{out}{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("c1")).collect();
+    assert!(lines.len() >= 2, "progress, not just the end: {out}");
+    assert!(lines.last().is_some_and(|l| l.contains("running")), "{out}");
+    // It returned because the node runs.
+    let p = site.publication("tool", "c1").expect("publication");
+    assert_eq!(p["state"], "running", "{p:#}");
+    assert!(site.edge("c1").pinned(&by_digest("tool", img.digest())));
+    assert!(site
+        .manifests_dir("c1")
+        .join(deployment_file("tool", "c1"))
+        .exists());
+
+    // The CLI says so when a node fails, and exits non-zero.
+    let (ok, out, err) = berth(&["app", "publish", "acme/ghost", "--nodes", "c1"]);
+    assert!(!ok, "a failed publish must not exit 0: {out}{err}");
+    assert!(err.contains("not running on c1"), "{err}");
+    assert!(
+        out.contains("failed") && out.contains("acme/ghost:404"),
+        "{out}{err}"
+    );
+}
