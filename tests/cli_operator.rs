@@ -897,6 +897,18 @@ fn admin_api_robots() {
     assert_eq!(s, 401, "{v}");
     let (s, v) = get(&http, &format!("{base}/v2/"), Some(robot));
     assert_eq!(s, 401, "{v}");
+    // The right secret of a revoked robot says so, and is not a guess: an edge node
+    // retrying with it must not lock out its address (default limit: 5).
+    for _ in 0..6 {
+        let (s, v) = get(&http, &v2, Some(robot));
+        assert_eq!(s, 401, "{v}");
+        let msg = v["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(msg.contains("revoked"), "{v}");
+    }
+    // A wrong secret for it reads like any wrong password.
+    let (s, v) = get(&http, &v2, Some((&name, "not-the-secret1")));
+    assert_eq!(s, 401, "{v}");
+    assert!(!v.to_string().contains("revoked"), "{v}");
     let (s, v) = admin.call("GET", "/api/v1/projects/team/robots", None);
     assert_eq!(s, 200);
     let list = v.as_array().expect("robots");

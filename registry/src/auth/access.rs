@@ -257,8 +257,8 @@ impl RegistryAccess {
             }
             Err(e) => {
                 // Only a wrong secret is a guess. An initial password that must be reset,
-                // or an expired robot, proved the secret right: counting those would let
-                // one client retrying them lock out everyone behind its address.
+                // an expired or revoked robot, proved the secret right: counting those would
+                // let one client retrying them lock out everyone behind its address.
                 if e == LoginError::BadCredentials {
                     self.record_failure(name, peer);
                 }
@@ -269,6 +269,7 @@ impl RegistryAccess {
                     }
                     LoginError::MustReset(m) => ("password reset required", m),
                     LoginError::Expired(m) => ("expired", m),
+                    LoginError::Revoked(m) => ("revoked", m),
                 };
                 self.audit(name, peer, "login", None, name, outcome);
                 Err(self.unauthorized(message, None, false))

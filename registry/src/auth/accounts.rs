@@ -113,6 +113,8 @@ pub enum LoginError {
     BadCredentials,
     MustReset(String),
     Expired(String),
+    /// The right secret of a revoked robot (told only to whoever holds the secret).
+    Revoked(String),
 }
 
 /// The password rule: 8 to 20 characters, at least one letter and one digit.
@@ -326,8 +328,14 @@ impl Accounts {
                 let _ = bcrypt::verify(secret, DUMMY_HASH);
                 return Err(LoginError::BadCredentials);
             };
-            if !bcrypt::verify(secret, &r.hash).unwrap_or(false) || r.revoked {
+            if !bcrypt::verify(secret, &r.hash).unwrap_or(false) {
                 return Err(LoginError::BadCredentials);
+            }
+            if r.revoked {
+                return Err(LoginError::Revoked(format!(
+                    "robot account {name} has been revoked; a maintainer of {} can create a new one",
+                    r.project
+                )));
             }
             if r.expires_at.is_some_and(|e| e <= now()) {
                 return Err(LoginError::Expired(format!(
