@@ -184,6 +184,8 @@ pub struct Accounts {
     /// Bumped whenever a password or robot secret changes or an account or robot
     /// goes away, so credentials verified before (the login cache) are verified again.
     credentials: AtomicU64,
+    /// A hash at this installation's cost, so unknown names take as long as known ones.
+    dummy: std::sync::OnceLock<String>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, AccountError> {
@@ -246,6 +248,16 @@ impl Accounts {
             snap: RwLock::new(snap),
             cost: bcrypt_cost,
             credentials: AtomicU64::new(0),
+            dummy: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// What an unknown name's secret is checked against: same cost as real hashes, so
+    /// the answer's timing does not tell which names exist.
+    fn dummy_hash(&self) -> &str {
+        self.dummy.get_or_init(|| {
+            bcrypt::hash("berth: no such account", self.cost)
+                .unwrap_or_else(|_| DUMMY_HASH.to_string())
         })
     }
 
@@ -325,7 +337,7 @@ impl Accounts {
             let robot = self.read().robots.get(name).cloned();
             let Some(r) = robot else {
                 // Same cost as a real check, so timing does not tell names apart.
-                let _ = bcrypt::verify(secret, DUMMY_HASH);
+                let _ = bcrypt::verify(secret, self.dummy_hash());
                 return Err(LoginError::BadCredentials);
             };
             if !bcrypt::verify(secret, &r.hash).unwrap_or(false) {
@@ -351,7 +363,7 @@ impl Accounts {
         }
         let user = self.read().users.get(name).cloned();
         let Some(u) = user else {
-            let _ = bcrypt::verify(secret, DUMMY_HASH);
+            let _ = bcrypt::verify(secret, self.dummy_hash());
             return Err(LoginError::BadCredentials);
         };
         if !bcrypt::verify(secret, &u.hash).unwrap_or(false) {
@@ -492,7 +504,7 @@ impl Accounts {
     /// Runs bcrypt twice.
     pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<(), AccountError> {
         let Some(mut u) = self.user(name) else {
-            let _ = bcrypt::verify(old, DUMMY_HASH);
+            let _ = bcrypt::verify(old, self.dummy_hash());
             return Err(AccountError::Forbidden(
                 "account name or old password is wrong".into(),
             ));
@@ -811,7 +823,7 @@ fn db_err(e: redb::TransactionError) -> AccountError {
     AccountError::Db(e.to_string())
 }
 
-/// A valid bcrypt hash of a random string, to spend the same time on unknown names.
+/// A valid bcrypt hash (cost 10) of a random string, for when hashing fails.
 const DUMMY_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
@@ -852,6 +864,24 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(msg.contains("8 to 20 characters"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_names_cost_the_same_as_known_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Arc::new(Database::create(dir.path().join("a.redb")).expect("db"));
+        for cost in [4, 5] {
+            let a = Accounts::open(db.clone(), cost).expect("open");
+            a.create_user(&format!("u{cost}"), "initial123", false)
+                .expect("user");
+            let real = a.read().users[&format!("u{cost}")].hash.clone();
+            let prefix = |h: &str| h.get(..7).map(str::to_string);
+            assert_eq!(prefix(a.dummy_hash()), prefix(&real), "cost {cost}");
+            assert!(matches!(
+                a.verify("nobody", "whatever1"),
+                Err(LoginError::BadCredentials)
+            ));
+        }
     }
 
     #[test]
