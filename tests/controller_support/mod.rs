@@ -422,6 +422,7 @@ pub struct SlowProxy {
     rate: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
 }
 
 impl SlowProxy {
@@ -431,7 +432,8 @@ impl SlowProxy {
         let rate = Arc::new(AtomicU64::new(rate));
         let delay_ms = Arc::new(AtomicU64::new(delay.as_millis() as u64));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, d, s) = (rate.clone(), delay_ms.clone(), stop.clone());
+        let hold = Arc::new(AtomicBool::new(true));
+        let (r, d, s, h) = (rate.clone(), delay_ms.clone(), stop.clone(), hold.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -439,8 +441,13 @@ impl SlowProxy {
                 }
                 let Ok(client) = conn else { continue };
                 let (r, d) = (r.clone(), d.clone());
+                let wait = if h.load(Ordering::SeqCst) {
+                    HOLD_WHILE_DOWN
+                } else {
+                    Duration::ZERO
+                };
                 std::thread::spawn(move || {
-                    let Some(upstream) = connect_within(target, HOLD_WHILE_DOWN) else {
+                    let Some(upstream) = connect_within(target, wait) else {
                         let _ = client.shutdown(Shutdown::Both);
                         return;
                     };
@@ -460,6 +467,7 @@ impl SlowProxy {
             rate,
             delay_ms,
             stop,
+            hold,
         }
     }
 
@@ -469,6 +477,12 @@ impl SlowProxy {
 
     pub fn set_rate(&self, rate: u64) {
         self.rate.store(rate, Ordering::SeqCst);
+    }
+
+    /// Whether new connections wait for a target that is down (the default)
+    /// or are closed at once, as if the target refused them.
+    pub fn set_hold_while_down(&self, hold: bool) {
+        self.hold.store(hold, Ordering::SeqCst);
     }
 
     pub fn set_delay(&self, delay: Duration) {

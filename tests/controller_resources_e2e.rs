@@ -1,0 +1,451 @@
+//! Resources that travel with apps (issue 6), end to end: `berth serve` with
+//! the directory deployer, two `berth edge` caches as nodes, images pushed to
+//! a private project with skopeo.
+//!
+//! What this proves: an app with a ClusterIP load balancer, a route, an EIP,
+//! a config map and a local volume publishes to two nodes in one call; every
+//! file written is an object `kubernetes-validate --strict` accepts (the EIP
+//! against its CRD); config and storage are written before the workload and
+//! the network objects after it; a cascading unpublish from one node takes
+//! only that node's files and keeps a config map another app still uses (and
+//! says so); and each lifecycle rule refuses with a 409 naming the rule, then
+//! allows the same call once its condition holds.
+
+mod controller_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use berth_testkit::fixtures::ImageBuilder;
+use controller_support::*;
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn error(v: &Value) -> String {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {v}"))
+        .to_string()
+}
+
+/// `kubernetes-validate --strict` over `files` (plus CRDs); panics with its
+/// output unless every object passes.
+fn kubernetes_validate(files: &[PathBuf], crds: &[PathBuf]) {
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(files)
+        .args(crds)
+        .output()
+        .expect("kubernetes-validate must be installed (pip install kubernetes-validate)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+    assert_eq!(
+        text.matches(" passed ").count(),
+        files.len() + crds.len(),
+        "every object validated:\n{text}"
+    );
+}
+
+fn eip_crd() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("controller/crds/eip.yaml")
+}
+
+/// An ElasticIP object against the CRD berth ships (kubernetes-validate knows
+/// only built-in kinds): group/version and kind match, the spec has every
+/// required field as a string, and nothing the schema does not declare.
+fn assert_valid_eip(eip: &Value) {
+    let text = std::fs::read_to_string(eip_crd()).expect("CRD");
+    let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(
+        eip["apiVersion"],
+        format!(
+            "{}/{}",
+            crd["spec"]["group"].as_str().expect("group"),
+            version["name"].as_str().expect("version")
+        ),
+        "{eip:#}"
+    );
+    assert_eq!(eip["kind"], crd["spec"]["names"]["kind"], "{eip:#}");
+    let root = &version["schema"]["openAPIV3Schema"]["properties"];
+    for k in eip.as_object().expect("object").keys() {
+        assert!(
+            ["apiVersion", "kind", "metadata"].contains(&k.as_str()) || root.get(k).is_some(),
+            "{k} is not in the CRD: {eip:#}"
+        );
+    }
+    let schema = &root["spec"];
+    for req in schema["required"].as_array().expect("required") {
+        let f = req.as_str().expect("field");
+        assert!(eip["spec"][f].is_string(), "{f} missing: {eip:#}");
+    }
+    for (k, v) in eip["spec"].as_object().expect("spec") {
+        let declared = &schema["properties"][k];
+        assert_eq!(declared["type"], "string", "{k} not in the CRD: {eip:#}");
+        let max = declared["maxLength"].as_u64().unwrap_or(u64::MAX);
+        assert!(
+            v.as_str().is_some_and(|s| s.len() as u64 <= max),
+            "{k}: {v}"
+        );
+    }
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Where an object sits in the publish order: config and storage (0), the
+/// workload (1), network (2).
+fn phase(file: &str) -> u8 {
+    let kinds0 = ["-configmap-", "-secret-", "-persistentvolumeclaim-"];
+    let kinds2 = ["-service-", "-elasticip-", "-ingress-"];
+    if kinds0.iter().any(|k| file.contains(k)) {
+        0
+    } else if kinds2.iter().any(|k| file.contains(k)) {
+        2
+    } else {
+        1
+    }
+}
+
+#[test]
+fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new()
+            .layer_file("srv/web", "web\n")
+            .layer_random(1 << 20),
+    );
+    site.push(
+        "api",
+        "1",
+        ImageBuilder::new().layer_file("srv/api", "api\n"),
+    );
+    let base = format!("/api/v1/projects/{PROJECT}");
+    let post = |path: &str, body: Value| site.api("POST", &format!("{base}/{path}"), Some(body));
+    let delete = |path: &str| site.api("DELETE", &format!("{base}/{path}"), None);
+    let created = |(s, v): (u16, Value)| assert_eq!(s, 201, "{v}");
+
+    // Config map, local volume, two apps sharing the config map.
+    created(post(
+        "configmaps",
+        json!({"name": "settings", "data": {"app.conf": "greeting=hello\n"}}),
+    ));
+    let (s, v) = post("volumes", json!({"name": "data", "capacity": "1Gi"}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["spec"]["storage_class"], "local-storage", "{v}");
+    site.create_app(
+        json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
+        "name": "web", "image": "acme/web:1",
+        "ports": [{"name": "http", "container_port": 8080}],
+        "volume_mounts": [
+            {"name": "conf", "mount_path": "/etc/web"},
+            {"name": "data", "mount_path": "/var/lib/web"}
+        ]}],
+        "volumes": [
+            {"name": "conf", "config_map": "settings"},
+            {"name": "data", "persistent_volume_claim": "data"}
+        ]}}),
+    );
+    site.create_app(
+        json!({"name": "api", "spec": {"kind": "Deployment", "containers": [{
+        "name": "api", "image": "acme/api:1",
+        "ports": [{"name": "https", "container_port": 8443}],
+        "volume_mounts": [{"name": "conf", "mount_path": "/etc/api"}]}],
+        "volumes": [{"name": "conf", "config_map": "settings"}]}}),
+    );
+
+    // Network. Rule: a route needs a ClusterIP load balancer.
+    created(post(
+        "loadbalancers",
+        json!({"name": "web-lb", "app": "web", "ports": [{"name": "http", "port": 80, "target_port": 8080}]}),
+    ));
+    created(post(
+        "loadbalancers",
+        json!({"name": "api-lb", "app": "api", "type": "LoadBalancer", "ports": [{"port": 443, "target_port": 8443}]}),
+    ));
+    let (s, v) = post(
+        "routes",
+        json!({"name": "api", "host": "api.example.com", "load_balancer": "api-lb", "port": 443}),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        error(&v).contains("rule: a route needs a ClusterIP load balancer"),
+        "{v}"
+    );
+    created(post(
+        "routes",
+        json!({"name": "www", "host": "shop.example.com", "load_balancer": "web-lb", "port": 80}),
+    ));
+    created(post(
+        "eips",
+        json!({"name": "public", "address": "203.0.113.7", "load_balancer": "web-lb"}),
+    ));
+
+    // One call publishes web to both nodes.
+    let answer = site.publish("web", json!({"selector": {"site": "shop"}}));
+    assert_eq!(
+        answer["publications"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    let web_files = [
+        "acme-shared-configmap-settings-{n}.yaml",
+        "acme-shared-persistentvolumeclaim-data-{n}.yaml",
+        "acme-web-deployment-web-{n}.yaml",
+        "acme-web-elasticip-public-{n}.yaml",
+        "acme-web-ingress-www-{n}.yaml",
+        "acme-web-service-web-lb-{n}.yaml",
+    ];
+    let files_for =
+        |n: &str| -> Vec<String> { web_files.iter().map(|f| f.replace("{n}", n)).collect() };
+    for n in ["r1", "r2"] {
+        let p = site.wait_state("web", n, "running", LONG);
+        assert_eq!(site.manifests(n), files_for(n), "{n}");
+        let dir = site.manifests_dir(n);
+        let (eips, built_in): (Vec<String>, Vec<String>) = site
+            .manifests(n)
+            .into_iter()
+            .partition(|f| f.contains("-elasticip-"));
+        let paths: Vec<PathBuf> = built_in.iter().map(|f| dir.join(f)).collect();
+        kubernetes_validate(&paths, &[eip_crd()]);
+        assert_eq!(eips.len(), 1);
+        let eip = site.read_manifest(n, &eips[0]);
+        assert_valid_eip(&eip);
+        assert_eq!(eip["spec"]["address"], "203.0.113.7", "{eip:#}");
+        assert_eq!(eip["spec"]["serviceName"], format!("web-lb-{n}"), "{eip:#}");
+
+        // Publish order, as the files' modification times show it: nothing
+        // of a later phase was written before something of an earlier one.
+        let mut by_phase: Vec<(u8, SystemTime, String)> = site
+            .manifests(n)
+            .into_iter()
+            .map(|f| (phase(&f), mtime(&dir.join(&f)), f))
+            .collect();
+        by_phase.sort();
+        for w in by_phase.windows(2) {
+            if w[0].0 < w[1].0 {
+                assert!(
+                    w[0].1 <= w[1].1,
+                    "{n}: {} (phase {}) written after {} (phase {})",
+                    w[0].2,
+                    w[0].0,
+                    w[1].2,
+                    w[1].0
+                );
+            }
+        }
+        let latest0 = by_phase.iter().filter(|x| x.0 == 0).map(|x| x.1).max();
+        let workload = by_phase.iter().find(|x| x.0 == 1).map(|x| x.1);
+        let earliest2 = by_phase.iter().filter(|x| x.0 == 2).map(|x| x.1).min();
+        assert!(
+            latest0 <= workload && workload <= earliest2,
+            "{n}: {by_phase:?}"
+        );
+        println!("{n}: write order {by_phase:?}");
+        let applied = p["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter(|h| h["detail"] == "applied version 1 (6 objects)")
+            .count();
+        assert_eq!(applied, 1, "{:#}", p["history"]);
+
+        // What the objects say.
+        let d = site.read_manifest(n, &format!("acme-web-deployment-web-{n}.yaml"));
+        let pod = &d["spec"]["template"]["spec"];
+        let vols = pod["volumes"].as_array().expect("volumes");
+        assert!(
+            vols.iter()
+                .any(|v| v["persistentVolumeClaim"]["claimName"] == format!("data-{n}")),
+            "{d:#}"
+        );
+        assert!(
+            vols.iter()
+                .any(|v| v["configMap"]["name"] == format!("settings-{n}")),
+            "{d:#}"
+        );
+        let pvc = site.read_manifest(
+            n,
+            &format!("acme-shared-persistentvolumeclaim-data-{n}.yaml"),
+        );
+        assert_eq!(pvc["spec"]["storageClassName"], "local-storage", "{pvc:#}");
+        let svc = site.read_manifest(n, &format!("acme-web-service-web-lb-{n}.yaml"));
+        assert_eq!(svc["spec"]["type"], "ClusterIP", "{svc:#}");
+        let ing = site.read_manifest(n, &format!("acme-web-ingress-www-{n}.yaml"));
+        assert_eq!(
+            ing["spec"]["rules"][0]["host"], "shop.example.com",
+            "{ing:#}"
+        );
+    }
+
+    // api shares the config map on both nodes.
+    site.publish("api", json!({"nodes": ["r1", "r2"]}));
+    for n in ["r1", "r2"] {
+        site.wait_state("api", n, "running", LONG);
+        let f = site
+            .manifests_dir(n)
+            .join(format!("acme-api-deployment-api-{n}.yaml"));
+        let svc = site
+            .manifests_dir(n)
+            .join(format!("acme-api-service-api-lb-{n}.yaml"));
+        kubernetes_validate(&[f, svc], &[]);
+    }
+    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    let states: Vec<(String, String)> = v["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .map(|b| {
+            (
+                b["node"].as_str().expect("node").to_string(),
+                b["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![("r1".into(), "bound".into()), ("r2".into(), "bound".into())],
+        "{v}"
+    );
+
+    // While web is published: each rule refuses, with a 409 naming it.
+    let refused = |(s, v): (u16, Value), rule: &str| {
+        assert_eq!(s, 409, "{v}");
+        assert!(error(&v).contains(rule), "expected {rule:?}: {v}");
+    };
+    refused(
+        post("volumes/data/release", json!({"node": "r1"})),
+        "rule: a volume cannot be released while an app using it is published",
+    );
+    refused(
+        post("volumes/data/unbind", json!({"node": "r1"})),
+        "rule: a volume is unbound only after it is released",
+    );
+    refused(
+        delete("volumes/data"),
+        "rule: a volume can only be deleted after it is released",
+    );
+    refused(
+        delete("loadbalancers/web-lb"),
+        "rule: a load balancer in use cannot be deleted",
+    );
+    refused(
+        delete("loadbalancers/api-lb"),
+        "rule: the load balancer of a published app cannot be deleted",
+    );
+    refused(
+        delete("routes/www"),
+        "rule: the route of a published app cannot be deleted",
+    );
+    refused(
+        delete("eips/public"),
+        "rule: the EIP of a published app cannot be deleted",
+    );
+
+    // Cascade from r1: web's files go from r1 only; the config map api uses stays.
+    let answer = site.unpublish("web", json!({"nodes": ["r1"], "cascade": true}));
+    assert_eq!(
+        answer["kept"],
+        json!(["config map settings kept on r1: still used by api"]),
+        "{answer}"
+    );
+    site.wait_publication("web", "r1", "removed", LONG, |p| p.is_none());
+    assert_eq!(
+        site.manifests("r1"),
+        vec![
+            "acme-api-deployment-api-r1.yaml",
+            "acme-api-service-api-lb-r1.yaml",
+            "acme-shared-configmap-settings-r1.yaml",
+        ]
+    );
+    let mut r2 = files_for("r2");
+    r2.extend([
+        "acme-api-deployment-api-r2.yaml".to_string(),
+        "acme-api-service-api-lb-r2.yaml".to_string(),
+    ]);
+    r2.sort();
+    assert_eq!(site.manifests("r2"), r2, "r2 keeps everything");
+    assert_eq!(
+        site.publication("web", "r2").expect("web@r2")["state"],
+        "running"
+    );
+    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    assert_eq!(v["bindings"][0]["node"], "r1", "{v}");
+    assert_eq!(v["bindings"][0]["state"], "released", "{v}");
+
+    // Still published on r2: the rules hold there.
+    refused(
+        post("volumes/data/release", json!({"node": "r2"})),
+        "rule: a volume cannot be released while an app using it is published",
+    );
+    refused(
+        delete("routes/www"),
+        "rule: the route of a published app cannot be deleted",
+    );
+
+    // Unpublished without cascade, the claim stays until released; then each
+    // rule allows what it refused.
+    site.unpublish("web", json!({"nodes": ["r2"]}));
+    site.wait_publication("web", "r2", "removed", LONG, |p| p.is_none());
+    assert!(site
+        .manifests("r2")
+        .contains(&"acme-shared-persistentvolumeclaim-data-r2.yaml".to_string()));
+    refused(
+        post("volumes/data/unbind", json!({"node": "r2"})),
+        "rule: a volume is unbound only after it is released",
+    );
+    refused(
+        delete("volumes/data"),
+        "rule: a volume can only be deleted after it is released",
+    );
+    let (s, v) = post("volumes/data/release", json!({"node": "r2"}));
+    assert_eq!(s, 200, "release once nothing using it is published: {v}");
+    assert!(!site
+        .manifests("r2")
+        .contains(&"acme-shared-persistentvolumeclaim-data-r2.yaml".to_string()));
+    let (s, v) = post("volumes/data/unbind", json!({"node": "r2"}));
+    assert_eq!(s, 200, "unbind once released: {v}");
+    let (s, v) = delete("volumes/data");
+    assert_eq!(s, 204, "delete once released everywhere: {v}");
+
+    refused(
+        delete("loadbalancers/web-lb"),
+        "rule: a load balancer in use cannot be deleted",
+    );
+    let (s, v) = delete("routes/www");
+    assert_eq!(s, 204, "route of an unpublished app: {v}");
+    let (s, v) = delete("eips/public");
+    assert_eq!(s, 204, "EIP of an unpublished app: {v}");
+    let (s, v) = delete("loadbalancers/web-lb");
+    assert_eq!(
+        s, 204,
+        "load balancer without route or EIP, app unpublished: {v}"
+    );
+
+    site.unpublish("api", json!({"nodes": ["r1", "r2"], "cascade": true}));
+    for n in ["r1", "r2"] {
+        site.wait_publication("api", n, "removed", LONG, |p| p.is_none());
+        assert!(site.manifests(n).is_empty(), "{n}: {:?}", site.manifests(n));
+    }
+    let (s, v) = delete("loadbalancers/api-lb");
+    assert_eq!(s, 204, "load balancer of an unpublished app: {v}");
+    let (s, v) = delete("configmaps/settings");
+    assert_eq!(s, 204, "config map nothing uses: {v}");
+}
