@@ -746,25 +746,42 @@ fn prefetch_progress_is_monotonic_per_layer_and_done_means_cached() {
 fn a_prefetch_job_survives_an_edge_crash_and_resumes() {
     let origin = Origin::start();
     let layout = origin.layout("src");
-    let image = ImageBuilder::new()
+    // "a": many small layers, finished before the crash; "b": large, in
+    // flight when the edge is killed.
+    let mut a = ImageBuilder::new().tag("a");
+    for i in 0..40 {
+        a = a.layer_file(format!("etc/file-{i}"), format!("{i}\n"));
+    }
+    let a = a.build(&layout);
+    let b = ImageBuilder::new()
         .layer_random(2 << 20)
         .layer_random(16 << 20)
-        .tag("v1")
+        .tag("b")
         .build(&layout);
-    origin.push(&layout, "v1", "app");
+    origin.push(&layout, "a", "app");
+    origin.push(&layout, "b", "app");
     let proxy = FaultProxy::start(&origin.registry.host());
     proxy.set_rate(Some(8 << 20));
     let cache = tempfile::tempdir().expect("tempdir");
     let mut edge = edge(&proxy.url(), cache.path(), Some(&origin.robot), &[]);
     let base = edge.base_url();
 
-    let id = prefetch(&base, &[&format!("{PROJECT}/app:v1")], true);
-    eventually(30, "the job to be part-way", || {
+    let id = prefetch(
+        &base,
+        &[&format!("{PROJECT}/app:a"), &format!("{PROJECT}/app:b")],
+        true,
+    );
+    eventually(30, "b to be part-way", || {
         let job = prefetch_job(&base, &id);
-        job["bytes_done"].as_u64().unwrap_or(0) > (3 << 20)
+        job["images"][1]["bytes_done"].as_u64().unwrap_or(0) > (3 << 20)
     });
     let before = prefetch_job(&base, &id);
     assert_eq!(before["state"].as_str(), Some("running"), "{before}");
+    assert_eq!(
+        before["images"][0]["state"].as_str(),
+        Some("done"),
+        "{before}"
+    );
     edge.kill9();
     proxy.set_rate(Some(64 << 20));
     edge.start_again();
@@ -772,12 +789,33 @@ fn a_prefetch_job_survives_an_edge_crash_and_resumes() {
         edge.log().contains("resuming prefetch job after restart"),
         "the job resumed on its own"
     );
-    let (job, _) = wait_job_done(&base, &id, 60);
-    let total: u64 = image.blob_digests().iter().map(|(_, s)| s).sum();
-    assert_eq!(job["bytes_total"].as_u64(), Some(total), "{job}");
-    assert_eq!(job["bytes_done"].as_u64(), Some(total), "{job}");
+    // Layers finished before the crash are committed (and pinned): from the
+    // first look after the restart on, progress never counts less than
+    // them while the resumed job re-checks them, and only grows.
+    let committed: u64 = before["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .flat_map(|i| i["layers"].as_array().expect("layers").iter())
+        .filter(|l| l["state"] == "done")
+        .map(|l| l["size"].as_u64().expect("size"))
+        .sum();
+    let (job, seen) = wait_job_done(&base, &id, 60);
+    eprintln!("progress after the restart: {seen:?}, committed before: {committed}");
+    assert!(
+        seen[0] >= committed,
+        "progress after the restart {seen:?} fell below the {committed} bytes committed before"
+    );
+    let a_total: u64 = a.blob_digests().iter().map(|(_, s)| s).sum();
+    let b_total: u64 = b.blob_digests().iter().map(|(_, s)| s).sum();
+    assert_eq!(
+        job["bytes_total"].as_u64(),
+        Some(a_total + b_total),
+        "{job}"
+    );
+    assert_eq!(job["bytes_done"].as_u64(), Some(a_total + b_total), "{job}");
     assert_eq!(job["pin"].as_bool(), Some(true));
-    for (digest, _) in image.blob_digests() {
+    for (digest, _) in a.blob_digests().into_iter().chain(b.blob_digests()) {
         assert!(is_cached(cache.path(), &digest), "{digest}");
         get_blob_ok(&base, "app", &digest);
     }

@@ -336,17 +336,10 @@ impl Prefetcher {
             ip.digest = Some(digest.to_string());
             ip.state = JobState::Running;
             ip.bytes_total = blobs.iter().map(|b| b.size).sum();
-            ip.layers = blobs
-                .iter()
-                .map(|b| LayerProgress {
-                    digest: b.digest.to_string(),
-                    size: b.size,
-                    bytes_done: 0,
-                    state: JobState::Pending,
-                })
-                .collect();
+            ip.layers = plan_layers(&ip.layers, &blobs);
         }
         job.bytes_total = job.images.iter().map(|i| i.bytes_total).sum();
+        recount(job, idx);
         self.save(job);
         for (li, b) in blobs.iter().enumerate() {
             // Cached for this repository, or for another one and upstream
@@ -366,7 +359,10 @@ impl Prefetcher {
                 self.layer_done(job, idx, li, b.size);
                 continue;
             }
+            // Not here (whatever an earlier run reported, e.g. since evicted).
+            job.images[idx].layers[li].bytes_done = 0;
             job.images[idx].layers[li].state = JobState::Running;
+            recount(job, idx);
             self.save(job);
             let fill = self.pt.fill(&r.repo, &b.digest);
             let mut rx = fill.state.subscribe();
@@ -417,9 +413,7 @@ impl Prefetcher {
     fn set_layer_bytes(&self, job: &mut Job, idx: usize, li: usize, bytes: u64) {
         let l = &mut job.images[idx].layers[li];
         l.bytes_done = l.bytes_done.max(bytes);
-        let ip = &mut job.images[idx];
-        ip.bytes_done = ip.layers.iter().map(|l| l.bytes_done).sum();
-        job.bytes_done = job.images.iter().map(|i| i.bytes_done).sum();
+        recount(job, idx);
     }
 
     fn layer_done(&self, job: &mut Job, idx: usize, li: usize, size: u64) {
@@ -428,6 +422,34 @@ impl Prefetcher {
         job.updated = now_ms() / 1000;
         self.save(job);
     }
+}
+
+/// The per-layer entries for a (re)planned image. Layers an earlier run of
+/// the job finished keep their bytes until checked, so a job resumed after a
+/// restart does not report less progress while it re-checks them.
+fn plan_layers(previous: &[LayerProgress], blobs: &[Descriptor]) -> Vec<LayerProgress> {
+    blobs
+        .iter()
+        .map(|b| {
+            let digest = b.digest.to_string();
+            let finished = previous
+                .iter()
+                .any(|p| p.digest == digest && p.state == JobState::Done);
+            LayerProgress {
+                digest,
+                size: b.size,
+                bytes_done: if finished { b.size } else { 0 },
+                state: JobState::Pending,
+            }
+        })
+        .collect()
+}
+
+/// Recomputes an image's and the job's byte counts from the layers.
+fn recount(job: &mut Job, idx: usize) {
+    let ip = &mut job.images[idx];
+    ip.bytes_done = ip.layers.iter().map(|l| l.bytes_done).sum();
+    job.bytes_done = job.images.iter().map(|i| i.bytes_done).sum();
 }
 
 // ---- HTTP ----
@@ -583,4 +605,59 @@ async fn delete_images(
         }
     }
     Ok(Json(serde_json::json!({"deleted_blobs": deleted})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(hex: char, size: u64) -> Descriptor {
+        serde_json::from_value(serde_json::json!({
+            "mediaType": "application/octet-stream",
+            "digest": format!("sha256:{}", hex.to_string().repeat(64)),
+            "size": size,
+        }))
+        .expect("descriptor")
+    }
+
+    #[test]
+    fn replanning_a_resumed_job_keeps_finished_layers() {
+        let blobs = [blob('a', 10), blob('b', 20), blob('c', 30)];
+        let first = plan_layers(&[], &blobs);
+        assert!(first.iter().all(|l| l.bytes_done == 0));
+        let mut previous = first;
+        previous[0].state = JobState::Done;
+        previous[0].bytes_done = 10;
+        previous[1].state = JobState::Running;
+        previous[1].bytes_done = 7;
+        let again = plan_layers(&previous, &blobs);
+        let done: Vec<u64> = again.iter().map(|l| l.bytes_done).collect();
+        // A committed layer keeps its bytes; a partial one restarts from what
+        // its fill really has on disk, which the fill reports.
+        assert_eq!(done, [10, 0, 0]);
+        assert!(again.iter().all(|l| l.state == JobState::Pending));
+
+        let mut job = Job {
+            id: "j".into(),
+            state: JobState::Running,
+            pin: false,
+            bytes_done: 17,
+            bytes_total: 60,
+            error: None,
+            images: vec![ImageProgress {
+                image: "p/a:1".into(),
+                digest: None,
+                state: JobState::Running,
+                bytes_done: 17,
+                bytes_total: 60,
+                error: None,
+                layers: again,
+            }],
+            platforms: None,
+            created: 0,
+            updated: 0,
+        };
+        recount(&mut job, 0);
+        assert_eq!((job.bytes_done, job.images[0].bytes_done), (10, 10));
+    }
 }
