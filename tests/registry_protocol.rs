@@ -1318,7 +1318,11 @@ fn blobs_are_served_only_from_repositories_they_are_linked_to() {
         expect_error(res, 404, "BLOB_UNKNOWN");
         // Anonymous callers: the same 404 where they may read, a challenge where not.
         let res = r.anon(Method::GET, &path).send().expect("GET");
-        let want = if path.starts_with("/v2/teama/") { 401 } else { 404 };
+        let want = if path.starts_with("/v2/teama/") {
+            401
+        } else {
+            404
+        };
         assert_eq!(res.status(), want, "{path}");
     }
     // Nor can a manifest in another repository reference it.
@@ -1670,4 +1674,48 @@ fn garbage_requests_do_not_take_the_server_down() {
         "{}",
         r.reg.server.log()
     );
+}
+
+#[test]
+fn refusals_of_large_bodies_reach_the_client() {
+    // A server that answers before reading a body and then closes makes the
+    // client's send fail with a broken pipe, often before it reads the answer:
+    // the client never sees the 416 and its Range, and cannot resume.
+    let r = Reg::start();
+    let location = r.start_upload("pub/early");
+    assert_eq!(r.patch(&location, 0, &bytes(1, 1000)).status(), 202);
+    let big = vec![7u8; 4 << 20];
+    for i in 0..40 {
+        let res = r
+            .req(Method::PATCH, &location)
+            .header("Content-Range", format!("5000-{}", 5000 + big.len() - 1))
+            .body(big.clone())
+            .send()
+            .unwrap_or_else(|e| panic!("out-of-order chunk {i}: no answer: {e:?}"));
+        assert_eq!(header(&res, "range"), "0-999");
+        expect_error(res, 416, "BLOB_UPLOAD_INVALID");
+    }
+    // The same for a manifest over the limit and an unauthenticated upload.
+    let over = vec![b' '; 5 << 20];
+    for _ in 0..5 {
+        let res = r
+            .req(Method::PUT, "/v2/pub/early/manifests/big")
+            .header("Content-Type", OCI_MANIFEST)
+            .body(over.clone())
+            .send()
+            .expect("an answer to the oversized manifest");
+        expect_error(res, 413, "MANIFEST_INVALID");
+        let res = r
+            .anon(
+                Method::POST,
+                &format!("/v2/pub/early/blobs/uploads/?digest={}", sha256(&big)),
+            )
+            .body(big.clone())
+            .send()
+            .expect("an answer to the anonymous upload");
+        expect_error(res, 401, "UNAUTHORIZED");
+    }
+    let res = r.get(&location);
+    assert_eq!(header(&res, "range"), "0-999");
+    assert!(r.blob_files().is_empty());
 }

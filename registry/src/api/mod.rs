@@ -7,7 +7,10 @@
 //! endpoints are simply not routed (405 UNSUPPORTED).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -38,6 +41,11 @@ pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 
 /// Smallest PATCH chunk we ask clients to send (except the last).
 pub const CHUNK_MIN_LENGTH: u64 = 1024 * 1024;
+/// After an answer that left the request body unread (a refused chunk, a
+/// manifest over the limit, a failed login), at most this much of it is read
+/// and discarded, so the client can finish sending and read the answer.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default and largest page for tag lists and the catalog.
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
@@ -121,12 +129,17 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
         query,
         peer,
     };
+    let body = SharedBody::new(body);
     let endpoint = match route::parse(&path) {
         Ok(e) => e,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            body.drain(&ctx).await;
+            return e.into_response();
+        }
     };
     let is_head = ctx.method == Method::HEAD;
-    let res = handle(&st, &ctx, endpoint, body).await;
+    let res = handle(&st, &ctx, endpoint, Body::new(body.clone())).await;
+    body.drain(&ctx).await;
     let mut res = match res {
         Ok(r) => r,
         Err(e) => {
@@ -141,6 +154,95 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
         *res.body_mut() = Body::empty();
     }
     res
+}
+
+/// The request body, shared between the handler and `dispatch`.
+///
+/// A server that answers before reading the body (a 416 for an out-of-order
+/// chunk, a 413, a 401) and then closes the connection makes the client's
+/// send fail with a reset or broken pipe, often before it has read the
+/// answer: the client never sees the 416's `Range` and cannot resume. So
+/// whatever the handler leaves unread is drained (bounded) before answering.
+#[derive(Clone)]
+struct SharedBody(Arc<Mutex<SharedState>>);
+
+struct SharedState {
+    body: Body,
+    /// The handler asked for the body (and so a `100 Continue` went out).
+    polled: bool,
+    done: bool,
+}
+
+impl SharedBody {
+    fn new(body: Body) -> Self {
+        SharedBody(Arc::new(Mutex::new(SharedState {
+            body,
+            polled: false,
+            done: false,
+        })))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads and discards what is left of the body, up to `DRAIN_LIMIT`.
+    async fn drain(&self, ctx: &Ctx) {
+        {
+            let s = self.state();
+            if s.done || http_body::Body::is_end_stream(&s.body) {
+                return;
+            }
+            // A client waiting for `100 Continue` that never came has sent nothing.
+            let expects_continue = ctx
+                .header(header::EXPECT)
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+            if expects_continue && !s.polled {
+                return;
+            }
+        }
+        let mut body = self.clone();
+        let mut left = DRAIN_LIMIT;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while left > 0 {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let n = frame.data_ref().map(|d| d.len() as u64).unwrap_or(0);
+                        left = left.saturating_sub(n);
+                    }
+                    _ => break,
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl http_body::Body for SharedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut s = self.state();
+        s.polled = true;
+        let res = Pin::new(&mut s.body).poll_frame(cx);
+        if matches!(res, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            s.done = true;
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let s = self.state();
+        s.done || http_body::Body::is_end_stream(&s.body)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.state().body)
+    }
 }
 
 pub fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
