@@ -448,37 +448,30 @@ fn proxy_one(client: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::
         }
         let chunk = &mut buf[..n];
         let mut cut_after: Option<usize> = None;
+        let pos = start + sent;
+        let here = |at: u64| (pos..pos + n as u64).contains(&at);
         match &fault {
-            Some(Fault::Corrupt { digest, at }) if targets(digest) => {
-                let pos = start + sent;
-                if *at >= pos && *at < pos + n as u64 {
-                    chunk[(*at - pos) as usize] ^= 0xff;
-                }
+            Some(Fault::Corrupt { digest, at }) if targets(digest) && here(*at) => {
+                chunk[(*at - pos) as usize] ^= 0xff;
             }
-            Some(Fault::CutAt { digest, at }) if targets(digest) => {
-                let pos = start + sent;
-                if start < *at && *at >= pos && *at < pos + n as u64 {
-                    cut_after = Some((*at - pos) as usize);
-                }
+            Some(Fault::CutAt { digest, at }) if targets(digest) && start < *at && here(*at) => {
+                cut_after = Some((*at - pos) as usize);
             }
-            Some(Fault::StallAt { digest, at }) if targets(digest) => {
-                let pos = start + sent;
-                if *at >= pos && *at < pos + n as u64 {
-                    let k = (*at - pos) as usize;
-                    client_w.write_all(&chunk[..k])?;
-                    client_w.flush()?;
-                    while st.lock().unwrap_or_else(|e| e.into_inner()).fault == fault {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    client_w.write_all(&chunk[k..])?;
-                    sent += n as u64;
-                    continue;
+            Some(Fault::StallAt { digest, at }) if targets(digest) && here(*at) => {
+                let k = (*at - pos) as usize;
+                client_w.write_all(&chunk[..k])?;
+                client_w.flush()?;
+                while st.lock().unwrap_or_else(|e| e.into_inner()).fault == fault {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
+                client_w.write_all(&chunk[k..])?;
+                sent += n as u64;
+                continue;
             }
-            Some(Fault::CutEach { digest, after }) if targets(digest) => {
-                if *after < sent + n as u64 {
-                    cut_after = Some(after.saturating_sub(sent) as usize);
-                }
+            Some(Fault::CutEach { digest, after })
+                if targets(digest) && *after < sent + n as u64 =>
+            {
+                cut_after = Some((*after - sent) as usize);
             }
             _ => {}
         }
