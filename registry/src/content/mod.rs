@@ -384,6 +384,11 @@ impl ContentStore {
         .await
     }
 
+    /// `abort_ingest` for drop guards, where nothing can be awaited.
+    pub fn abort_ingest_now(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.ingest_path(id));
+    }
+
     /// Ingests whose state was last written before `older_than` ago.
     pub async fn stale_ingests(&self, older_than: Duration) -> Result<Vec<String>> {
         let dir = self.ingest_dir.clone();

@@ -367,6 +367,18 @@ impl LocalRegistry {
     }
 }
 
+/// Removes an ingest when dropped; a no-op once it was placed or aborted.
+struct DiscardOnDrop<'a> {
+    content: &'a ContentStore,
+    id: &'a str,
+}
+
+impl Drop for DiscardOnDrop<'_> {
+    fn drop(&mut self) {
+        self.content.abort_ingest_now(self.id);
+    }
+}
+
 /// Streams `body` into `ingest`, coalescing small frames into large writes.
 /// Returns the number of bytes taken from the body.
 async fn pump(ingest: &mut Ingest, mut body: BodyStream) -> Result<u64, PumpError> {
@@ -613,6 +625,12 @@ impl Namespace for LocalRegistry {
         body: BodyStream,
     ) -> Result<u64> {
         let id = uuid::Uuid::new_v4().to_string();
+        // A one-shot upload has no session to come back to: if this request is
+        // dropped half way (the server shutting down), its spool goes with it.
+        let _spool = DiscardOnDrop {
+            content: &self.content,
+            id: &id,
+        };
         let mut ingest = self
             .content
             .begin_ingest(&id, repo.as_str(), digest.algorithm())
