@@ -693,3 +693,93 @@ fn refusals_are_clear_and_the_cli_follows_a_publish() {
         "{out}{err}"
     );
 }
+
+#[test]
+fn roles_decide_who_may_publish_and_which_images() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    let url = site.registry_url();
+    site.add_edge("a1", &url, json!({}));
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    // Another private project, with an image the developer cannot see.
+    site.admin.create_project("vault", false);
+    ImageBuilder::new()
+        .layer_file("srv/secret", "secret\n")
+        .tag("vault-secret")
+        .build(&site.layout);
+    site.skopeo.copy(
+        &site.layout.reference("vault-secret"),
+        &docker_ref(&site.registry.host(), "vault/secret", "1"),
+        &berth_testkit::tools::CopyOptions::default().with_dest_creds(&site.admin_creds()),
+    );
+    site.admin.create_user("dev", "dev-password-1");
+    site.admin.add_member(PROJECT, "dev", "developer");
+    site.admin.create_user("visitor", "visitor-password-1");
+    site.admin.add_member(PROJECT, "visitor", "guest");
+    let dev = site.admin.as_user("dev", "dev-password-1");
+    let visitor = site.admin.as_user("visitor", "visitor-password-1");
+    let apps = format!("/api/v1/projects/{PROJECT}/apps");
+    let app = |name: &str, image: &str| {
+        json!({"name": name, "spec": {"kind": "Deployment",
+            "containers": [{"name": "c", "image": image}]}})
+    };
+
+    // A guest reads but does not change.
+    let (s, v) = visitor.call("POST", &apps, Some(app("web", "acme/web:1")));
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("visitor")),
+        "{v}"
+    );
+
+    // A developer creates and publishes with the project's images.
+    let (s, v) = dev.call("POST", &apps, Some(app("web", "acme/web:1")));
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = dev.call(
+        "POST",
+        &format!("{apps}/web/publish"),
+        Some(json!({"nodes": ["a1"]})),
+    );
+    assert_eq!(s, 202, "{v}");
+    site.wait_state("web", "a1", "running", LONG);
+    let (s, v) = visitor.call("GET", &format!("{apps}/web/publications"), None);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = visitor.call(
+        "POST",
+        &format!("{apps}/web/unpublish"),
+        Some(json!({"nodes": ["a1"]})),
+    );
+    assert_eq!(s, 403, "{v}");
+
+    // But not with images of a project the developer may not pull: that
+    // would deploy them, and tell their digests.
+    let (s, v) = dev.call("POST", &apps, Some(app("leak", "vault/secret:1")));
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("vault")),
+        "{v}"
+    );
+    let (s, v) = dev.call(
+        "PUT",
+        &format!("{apps}/web"),
+        Some(json!({"spec": {"kind": "Deployment",
+            "containers": [{"name": "c", "image": "vault/secret:1"}]}})),
+    );
+    assert_eq!(s, 403, "{v}");
+    // The admin may; and a developer cannot publish what the admin wrote.
+    let (s, v) = site.api("POST", &apps, Some(app("mixed", "vault/secret:1")));
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = dev.call(
+        "POST",
+        &format!("{apps}/mixed/publish"),
+        Some(json!({"nodes": ["a1"]})),
+    );
+    assert_eq!(s, 403, "{v}");
+    assert!(site.publication("mixed", "a1").is_none());
+}

@@ -9,7 +9,7 @@
 //! Must not touch: redb (goes through `store`), edge caches or clusters (the
 //! reconciler does that; handlers record the request and trigger it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -121,6 +121,34 @@ impl ControllerState {
         self.authorizer()
             .authorize(headers, project, action)
             .map_err(ApiError::Auth)
+    }
+
+    /// The actor may pull every image `spec` names, whichever project it is
+    /// in: an app must neither deploy images its author cannot see nor reveal
+    /// their digests (publication status shows what a tag resolved to).
+    fn authorize_images(
+        &self,
+        headers: &HeaderMap,
+        project: &str,
+        spec: &AppSpec,
+    ) -> ApiResult<()> {
+        let others: BTreeSet<String> = spec
+            .images()
+            .iter()
+            .filter_map(|i| i.split_once('/').map(|(p, _)| p.to_string()))
+            .filter(|p| p != project)
+            .collect();
+        for other in others {
+            self.authorizer()
+                .authorize(headers, Some(&other), CtlAction::Read)
+                .map_err(|e| {
+                    ApiError::Auth(AuthError {
+                        status: e.status,
+                        message: format!("{} (the app uses images of project {other})", e.message),
+                    })
+                })?;
+        }
+        Ok(())
     }
 
     async fn db<T: Send + 'static>(
@@ -475,6 +503,7 @@ async fn create_app(
 ) -> ApiResult<(StatusCode, Json<AppView>)> {
     check_project(&project)?;
     let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
+    state.authorize_images(&headers, &project, &input.spec)?;
     let (p, author, name) = (project.clone(), actor.name.clone(), input.name.clone());
     let r = state
         .db(move |s| {
@@ -534,6 +563,7 @@ async fn update_app(
 ) -> ApiResult<Json<VersionCreated>> {
     check_project(&project)?;
     let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
+    state.authorize_images(&headers, &project, &input.spec)?;
     let (p, a, author) = (project.clone(), app.clone(), actor.name.clone());
     let r = state
         .db(move |s| {
@@ -680,6 +710,16 @@ async fn publish(
 ) -> ApiResult<(StatusCode, Json<PublicationsView>)> {
     check_project(&project)?;
     let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
+    // Whoever publishes must be allowed the images, not only whoever wrote them.
+    let current = load_app(&state, &project, &app).await?;
+    let (p, a, v) = (
+        project.clone(),
+        app.clone(),
+        input.version.unwrap_or(current.latest_version),
+    );
+    if let Some(tv) = state.db(move |s| s.get_version(&p, &a, v)).await? {
+        state.authorize_images(&headers, &project, &tv.spec)?;
+    }
     let nodes = target_nodes(&state, input.nodes, input.selector).await?;
     let target = format!("{app}@{}", nodes.join(","));
     let (p, a) = (project.clone(), app.clone());

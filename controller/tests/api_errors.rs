@@ -268,3 +268,63 @@ async fn refusals_say_what_to_do() {
     assert!(world.audit.has("app.delete", "refused"));
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_of_projects_the_actor_cannot_see_are_refused() {
+    let world = World::new();
+    world.resolver.tag("shop/web:1", &digest("web"));
+    world.resolver.tag("vault/secret:1", &digest("secret"));
+    let h = Harness::start(world.clone()).await;
+    let (edge, edge_url, _t) = start_edge().await;
+    h.add_cluster().await;
+    h.add_node("n1", &edge_url, &edge, json!({})).await;
+    let dev = ("dev", "dev");
+
+    let (s, v) = h
+        .call_as(
+            dev,
+            Method::POST,
+            "/api/v1/projects/shop/apps",
+            Some(app_body("web", &["shop/web:1"])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/projects/shop/apps",
+            app_body("leak", &["shop/web:1", "vault/secret:1"]),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/projects/shop/apps/web",
+            json!({"spec": app_body("x", &["vault/secret:1"])["spec"]}),
+        ),
+    ] {
+        let (s, v) = h.call_as(dev, method, path, Some(body)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(
+            error(&v),
+            "dev may not see project vault (the app uses images of project vault)"
+        );
+    }
+    // Written by someone allowed, still not the developer's to publish.
+    let (s, v) = h
+        .post(
+            "/api/v1/projects/shop/apps",
+            app_body("mixed", &["vault/secret:1"]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = h
+        .call_as(
+            dev,
+            Method::POST,
+            "/api/v1/projects/shop/apps/mixed/publish",
+            Some(json!({"nodes": ["n1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(world.resolver.calls().is_empty(), "nothing resolved");
+    h.stop().await;
+}

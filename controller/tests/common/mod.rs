@@ -283,7 +283,7 @@ impl Authorizer for BasicAuthorizer {
     fn authorize(
         &self,
         headers: &HeaderMap,
-        _project: Option<&str>,
+        project: Option<&str>,
         action: CtlAction,
     ) -> Result<Actor, AuthError> {
         let enc = |u: &str, p: &str| {
@@ -300,6 +300,20 @@ impl Authorizer for BasicAuthorizer {
             return Ok(Actor {
                 name: "admin".into(),
             });
+        }
+        // A developer of project shop, and of nothing else.
+        if got == enc("dev", "dev") {
+            return match project {
+                Some("shop") if action != CtlAction::Admin => Ok(Actor { name: "dev".into() }),
+                Some(p) => Err(AuthError {
+                    status: StatusCode::FORBIDDEN,
+                    message: format!("dev may not see project {p}"),
+                }),
+                None => Err(AuthError {
+                    status: StatusCode::FORBIDDEN,
+                    message: "dev may not manage clusters and nodes".into(),
+                }),
+            };
         }
         if got == enc("viewer", "view") {
             if action == CtlAction::Read {
