@@ -216,7 +216,12 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 cascade,
             };
             let c = client(cfg, &conn)?;
-            let pubs = c.unpublish(project, name, &input).await?;
+            let answer = c.unpublish(project, name, &input).await?;
+            // What a cascade leaves on a node, and why (e.g. another app uses it).
+            for kept in &answer.kept {
+                println!("{kept}");
+            }
+            let pubs = answer.publications;
             if no_wait {
                 print!("{}", format_status(&pubs));
             } else {

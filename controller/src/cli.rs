@@ -178,20 +178,20 @@ impl CliClient {
         Ok(v.publications)
     }
 
+    /// The publications being removed, and (with cascade) the resources kept
+    /// on their nodes with the reason.
     pub async fn unpublish(
         &self,
         project: &str,
         app: &str,
         input: &UnpublishInput,
-    ) -> Result<Vec<Publication>, CliError> {
-        let v: PublicationsView = self
-            .call(
-                Method::POST,
-                &format!("{}/unpublish", Self::app_path(project, app)),
-                Some(input),
-            )
-            .await?;
-        Ok(v.publications)
+    ) -> Result<PublicationsView, CliError> {
+        self.call(
+            Method::POST,
+            &format!("{}/unpublish", Self::app_path(project, app)),
+            Some(input),
+        )
+        .await
     }
 
     pub async fn status(&self, project: &str, app: &str) -> Result<Vec<Publication>, CliError> {
