@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use berth_testkit::berth::ADMIN_PASSWORD;
 use berth_testkit::fixtures::ImageBuilder;
 use berth_testkit::tools::docker_ref;
 use controller_support::*;
@@ -653,19 +652,7 @@ fn refusals_are_clear_and_the_cli_follows_a_publish() {
         "kind: Deployment\ncontainers:\n- name: tool\n  image: acme/tool:1\n",
     )
     .expect("spec file");
-    let berth = |args: &[&str]| {
-        let out = std::process::Command::new(bin())
-            .args(args)
-            .args(["--url", &site.registry_url(), "--user", "admin"])
-            .env("BERTH_PASSWORD", ADMIN_PASSWORD)
-            .output()
-            .expect("running berth");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let berth = |args: &[&str]| site.cli(args);
     let spec_path = spec.to_string_lossy().into_owned();
     let (ok, out, err) = berth(&["app", "create", "acme/tool", "-f", &spec_path]);
     assert!(ok, "{out}{err}");

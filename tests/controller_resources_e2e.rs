@@ -390,6 +390,25 @@ fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
     assert_eq!(v["bindings"][0]["node"], "r1", "{v}");
     assert_eq!(v["bindings"][0]["state"], "released", "{v}");
 
+    // Published again, the volume is bound again; `berth app unpublish
+    // --cascade` says what it keeps, and why.
+    site.publish("web", json!({"nodes": ["r1"]}));
+    site.wait_state("web", "r1", "running", LONG);
+    assert_eq!(site.manifests("r1").len(), 8, "{:?}", site.manifests("r1"));
+    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    assert_eq!(v["bindings"][0]["state"], "bound", "{v}");
+    let (ok, out, err) = site.cli(&["app", "unpublish", "acme/web", "--nodes", "r1", "--cascade"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("config map settings kept on r1: still used by api"),
+        "{out}"
+    );
+    assert!(out.contains("r1") && out.contains("removed"), "{out}");
+    assert!(site.publication("web", "r1").is_none());
+    assert_eq!(site.manifests("r1").len(), 3, "{:?}", site.manifests("r1"));
+    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    assert_eq!(v["bindings"][0]["state"], "released", "{v}");
+
     // Still published on r2: the rules hold there.
     refused(
         post("volumes/data/release", json!({"node": "r2"})),

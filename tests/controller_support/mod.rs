@@ -301,6 +301,23 @@ impl Site {
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
     }
 
+    /// Runs `berth <args> --url <registry> --user admin` (password from the
+    /// environment); returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .args(["--url", &self.registry_url(), "--user", "admin"])
+            .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running berth");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.admin.call(method, path, body)
     }
