@@ -1,0 +1,77 @@
+//! What the kernel says about a process: CPU time (`/proc/<pid>/stat`),
+//! resident memory now and at its peak (`VmRSS`, `VmHWM` in
+//! `/proc/<pid>/status`), and resetting the peak (`clear_refs`), so that one
+//! server can be measured workload by workload.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless told otherwise).
+fn ticks_per_second() -> u64 {
+    static TCK: OnceLock<u64> = OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// User + system CPU time of a process (all its threads); `None` = this one.
+/// Zero if the process is gone.
+pub fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
+    // The command name may hold spaces and parentheses; fields start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_second())
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    })
+}
+
+/// Resident set size now.
+pub fn rss(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS")
+}
+
+/// Peak resident set size since start or the last [`reset_peak`].
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM")
+}
+
+/// Resets the peak to the current RSS (`echo 5 > /proc/<pid>/clear_refs`).
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The one-minute load average.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
