@@ -1023,3 +1023,105 @@ fn an_upstream_without_content_length_is_filled_and_served() {
         assert!(is_cached(cache.path(), &digest));
     }
 }
+
+#[test]
+fn a_hung_upstream_gets_stale_tags_and_fast_404s_not_hung_clients() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(256 << 10)
+        .tag("v1")
+        .build(&layout);
+    let other = ImageBuilder::new()
+        .layer_random(256 << 10)
+        .tag("v2")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    origin.push(&layout, "v2", "app");
+    let proxy = FaultProxy::start(&origin.registry.host());
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &proxy.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[
+            ("BERTH_EDGE_TAG_FRESHNESS", "1s"),
+            ("BERTH_EDGE_CONNECT_TIMEOUT", "1s"),
+        ],
+    );
+    let base = edge.base_url();
+    assert_eq!(manifest_by_tag(&base, "v1").0, 200);
+    for (digest, _) in image.blob_digests() {
+        get_blob_ok(&base, "app", &digest);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+
+    // Upstream accepts connections and never answers (overloaded, half
+    // dead): the edge must not keep its clients waiting with it.
+    proxy.set_hang(true);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let started = std::time::Instant::now();
+    let res = client
+        .get(format!("{base}/v2/{PROJECT}/app/manifests/v1"))
+        .header("Accept", MANIFEST_ACCEPT)
+        .send()
+        .expect("a stale answer, not a hung request");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("warning"));
+    assert_eq!(res.bytes().expect("body").to_vec(), image.manifest.bytes);
+    eprintln!("stale answer with upstream hung: {:?}", started.elapsed());
+    for path in [
+        format!("/v2/{PROJECT}/app/manifests/v2"),
+        format!("/v2/{PROJECT}/app/blobs/{}", other.layers[0].digest()),
+    ] {
+        let started = std::time::Instant::now();
+        let res = client
+            .get(format!("{base}{path}"))
+            .header("Accept", MANIFEST_ACCEPT)
+            .send()
+            .unwrap_or_else(|e| panic!("{path}: a 404, not a hung request: {e}"));
+        assert_eq!(res.status(), 404, "{path}");
+        eprintln!("{path} with upstream hung: 404 in {:?}", started.elapsed());
+    }
+    // Cached blobs never wait for upstream.
+    for (digest, _) in image.blob_digests() {
+        get_blob_ok(&base, "app", &digest);
+    }
+    proxy.set_hang(false);
+}
+
+#[test]
+fn a_stalled_blob_transfer_resumes_instead_of_hanging_its_clients() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(2 << 20)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    let proxy = FaultProxy::start(&origin.registry.host());
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &proxy.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[("BERTH_EDGE_CONNECT_TIMEOUT", "500ms")],
+    );
+    let layer = image.layers[0].digest().to_owned();
+    // Upstream stops sending in the middle of the blob and never goes on.
+    proxy.set_fault(Fault::StallAt {
+        digest: layer.clone(),
+        at: 1 << 20,
+    });
+    let started = std::time::Instant::now();
+    get_blob_ok(&edge.base_url(), "app", &layer);
+    eprintln!("stalled transfer completed after {:?}", started.elapsed());
+    let gets = proxy.blob_gets(&layer);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=1048576-"));
+    assert!(is_cached(cache.path(), &layer));
+    proxy.set_fault(Fault::None);
+}

@@ -1,7 +1,9 @@
 //! The client for the upstream registry: the Docker token flow with tokens
 //! cached per scope until they expire, and a short circuit breaker so that a
 //! dead link answers "not here" at once instead of after a connect timeout
-//! per request.
+//! per request. An upstream that accepts connections but hangs is bounded
+//! too: answers must come within a few connect timeouts, and a body that
+//! stalls longer breaks off (a blob fill then resumes with a Range request).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +16,15 @@ use reqwest::{Method, StatusCode};
 
 /// How long the link is considered down after a connection failure.
 const DOWN_FOR: Duration = Duration::from_secs(3);
+
+/// How long upstream may take to answer (status and headers), as a multiple
+/// of the connect timeout: an upstream that accepts connections and then
+/// hangs must not hold clients longer than one that refuses them, or
+/// containerd waits instead of trying its next host.
+const ANSWER_TIMEOUTS: u32 = 2;
+/// How long a body may stall between two reads, as a multiple of the connect
+/// timeout; a stalled blob transfer then resumes with a Range request.
+const STALL_TIMEOUTS: u32 = 10;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -33,6 +44,7 @@ pub struct Upstream {
     creds: Option<(String, String)>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     down_until: Mutex<Option<Instant>>,
+    answer_timeout: Duration,
     /// Requests sent upstream, by kind; for metrics and tests.
     pub counters: UpstreamCounters,
 }
@@ -60,6 +72,7 @@ impl Upstream {
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
+            .read_timeout((connect_timeout * STALL_TIMEOUTS).max(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
             .danger_accept_invalid_certs(insecure)
             .user_agent(concat!("berth-edge/", env!("CARGO_PKG_VERSION")))
@@ -77,6 +90,7 @@ impl Upstream {
             creds,
             tokens: Mutex::new(HashMap::new()),
             down_until: Mutex::new(None),
+            answer_timeout: (connect_timeout * ANSWER_TIMEOUTS).max(Duration::from_secs(2)),
             counters: UpstreamCounters::default(),
         })
     }
@@ -123,10 +137,7 @@ impl Upstream {
         if let Some((u, p)) = &self.creds {
             req = req.basic_auth(u, Some(p));
         }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let res = self.answer(req.send()).await?;
         if !res.status().is_success() {
             return Err(UpstreamError::Refused(res.status().as_u16()));
         }
@@ -179,7 +190,7 @@ impl Upstream {
             r
         };
         let auth = self.cached_token(&scope).map(|t| format!("Bearer {t}"));
-        let res = self.checked(build(auth).send().await)?;
+        let res = self.answer(build(auth).send()).await?;
         if res.status() != StatusCode::UNAUTHORIZED {
             return Ok(res);
         }
@@ -200,12 +211,30 @@ impl Upstream {
         } else {
             return Err(UpstreamError::Refused(401));
         };
-        let res = self.checked(build(Some(auth)).send().await)?;
+        let res = self.answer(build(Some(auth)).send()).await?;
         match res.status() {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(UpstreamError::Refused(res.status().as_u16()))
             }
             _ => Ok(res),
+        }
+    }
+
+    /// Waits for upstream's answer (status and headers) at most `answer_timeout`;
+    /// a hung upstream counts as down, like one that refuses connections.
+    async fn answer(
+        &self,
+        request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        match tokio::time::timeout(self.answer_timeout, request).await {
+            Ok(r) => self.checked(r),
+            Err(_) => {
+                self.mark(false);
+                Err(UpstreamError::Unreachable(format!(
+                    "upstream did not answer within {:?}",
+                    self.answer_timeout
+                )))
+            }
         }
     }
 

@@ -242,7 +242,8 @@ pub enum Fault {
         digest: String,
         after: u64,
     },
-    /// Stop sending at blob offset `at` until the fault is switched off.
+    /// Stop sending at blob offset `at` until the fault is switched off; a
+    /// resumed request starting at or past `at` goes through.
     StallAt {
         digest: String,
         at: u64,
@@ -265,6 +266,8 @@ struct ProxyState {
     rate: Option<u64>,
     /// Blob GET answers lose their Content-Length (the body ends at close).
     strip_length: bool,
+    /// Requests are read and never answered (a hung upstream) while set.
+    hang: bool,
     seen: Vec<Seen>,
 }
 
@@ -314,6 +317,11 @@ impl FaultProxy {
     /// Send blob bodies without Content-Length, delimited by the connection's end.
     pub fn set_strip_length(&self, strip: bool) {
         self.lock().strip_length = strip;
+    }
+
+    /// Read requests but answer none of them (until switched off again).
+    pub fn set_hang(&self, hang: bool) {
+        self.lock().hang = hang;
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -393,6 +401,9 @@ fn proxy_one(client: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::
         .unwrap_or(0);
     let mut req_body = vec![0u8; req_len as usize];
     client_r.read_exact(&mut req_body)?;
+    while st.lock().unwrap_or_else(|e| e.into_inner()).hang {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let up = TcpStream::connect(upstream)?;
     let mut up_w = up.try_clone()?;
@@ -457,7 +468,7 @@ fn proxy_one(client: TcpStream, upstream: &str, st: &Mutex<ProxyState>) -> std::
             Some(Fault::CutAt { digest, at }) if targets(digest) && start < *at && here(*at) => {
                 cut_after = Some((*at - pos) as usize);
             }
-            Some(Fault::StallAt { digest, at }) if targets(digest) && here(*at) => {
+            Some(Fault::StallAt { digest, at }) if targets(digest) && start < *at && here(*at) => {
                 let k = (*at - pos) as usize;
                 client_w.write_all(&chunk[..k])?;
                 client_w.flush()?;
