@@ -83,10 +83,20 @@ fn concurrent_cold_pulls(clients: usize) -> Vec<usize> {
         .iter()
         .map(|(d, _)| proxy.blob_gets(d).len())
         .collect();
+    let seen = proxy.seen();
+    let count = |method: &str, what: &str| {
+        seen.iter()
+            .filter(|s| s.method == method && s.path.contains(what))
+            .count()
+    };
     eprintln!(
-        "{clients} concurrent cold pulls: {} origin blob GETs for {} blobs, per blob {per_blob:?}",
+        "{clients} concurrent cold pulls: {} origin blob GETs for {} blobs, per blob {per_blob:?}; \
+         upstream also saw {} blob HEADs, {} manifest HEADs, {} manifest GETs",
         after - before,
-        blobs.len()
+        blobs.len(),
+        count("HEAD", "/blobs/"),
+        count("HEAD", "/manifests/"),
+        count("GET", "/manifests/"),
     );
     let m = Metrics::scrape(&edge.base_url());
     assert_eq!(m.edge("fill_errors_total"), 0.0);
@@ -1124,4 +1134,76 @@ fn a_stalled_blob_transfer_resumes_instead_of_hanging_its_clients() {
     assert_eq!(gets[1].range.as_deref(), Some("bytes=1048576-"));
     assert!(is_cached(cache.path(), &layer));
     proxy.set_fault(Fault::None);
+}
+
+/// This machine's address on its default route, if it has one (not loopback).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn beyond_loopback_clients_must_present_the_edge_credentials() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new().tag("v1").build(&layout);
+    origin.push(&layout, "v1", "app");
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("SKIP: no non-loopback address to reach the edge from");
+        return;
+    };
+    let cache = tempfile::tempdir().expect("tempdir");
+    let port = berth_testkit::free_port();
+    let _edge = berth_testkit::ServerProcess::builder(BIN, port)
+        .name("berth-edge")
+        .arg("edge")
+        .arg("--upstream")
+        .arg(origin.registry.url())
+        .arg("--listen")
+        .arg(format!("0.0.0.0:{port}"))
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .env("BERTH_UPSTREAM_USER", &origin.robot.username)
+        .env("BERTH_UPSTREAM_PASSWORD", &origin.robot.password)
+        .env("BERTH_EDGE_CLIENT_USER", "node")
+        .env("BERTH_EDGE_CLIENT_PASSWORD", "node-secret")
+        .ready_path("/healthz")
+        .spawn();
+    let client = http();
+    let manifest = format!("/v2/{PROJECT}/app/manifests/v1");
+    let prefetch_jobs = "/api/v1/prefetch".to_owned();
+    for path in [&manifest, &prefetch_jobs] {
+        let url = format!("http://{ip}:{port}{path}");
+        let res = client
+            .get(&url)
+            .header("Accept", MANIFEST_ACCEPT)
+            .send()
+            .expect("GET");
+        assert_eq!(res.status(), 401, "{url} without credentials");
+        assert!(res.headers().contains_key("www-authenticate"));
+        let res = client
+            .get(&url)
+            .header("Accept", MANIFEST_ACCEPT)
+            .basic_auth("node", Some("wrong"))
+            .send()
+            .expect("GET");
+        assert_eq!(res.status(), 401, "{url} with a wrong password");
+        let res = client
+            .get(&url)
+            .header("Accept", MANIFEST_ACCEPT)
+            .basic_auth("node", Some("node-secret"))
+            .send()
+            .expect("GET");
+        assert_eq!(res.status(), 200, "{url} with the edge's credentials");
+    }
+    // Loopback is the node itself (containerd): no credentials needed.
+    let (status, _, body) = get(
+        &format!("http://127.0.0.1:{port}{manifest}"),
+        &[("Accept", MANIFEST_ACCEPT)],
+    )
+    .expect("GET");
+    assert_eq!(status, 200);
+    assert_eq!(body, image.manifest.bytes);
 }
