@@ -1207,3 +1207,57 @@ fn beyond_loopback_clients_must_present_the_edge_credentials() {
     assert_eq!(status, 200);
     assert_eq!(body, image.manifest.bytes);
 }
+
+#[test]
+fn cached_images_are_listed_and_can_be_deleted() {
+    let origin = Origin::start();
+    let layout = origin.layout("src");
+    let image = ImageBuilder::new()
+        .layer_random(512 << 10)
+        .tag("v1")
+        .build(&layout);
+    origin.push(&layout, "v1", "app");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let edge = edge(
+        &origin.registry.url(),
+        cache.path(),
+        Some(&origin.robot),
+        &[],
+    );
+    let base = edge.base_url();
+    let name = format!("{PROJECT}/app:v1");
+    let id = prefetch(&base, &[&name], true);
+    wait_job_done(&base, &id, 30);
+    let total: u64 = image.blob_digests().iter().map(|(_, s)| s).sum();
+
+    let listed: serde_json::Value = http()
+        .get(format!("{base}/api/v1/images"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("GET /api/v1/images");
+    let entry = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|i| i["image"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} listed: {listed}"))
+        .clone();
+    assert_eq!(entry["digest"].as_str(), Some(image.digest()), "{entry}");
+    assert_eq!(entry["pinned"], true, "{entry}");
+    assert_eq!(entry["cached_bytes"].as_u64(), Some(total), "{entry}");
+
+    let res = http()
+        .post(format!("{base}/api/v1/images/delete"))
+        .json(&serde_json::json!({ "images": [name] }))
+        .send()
+        .expect("POST /api/v1/images/delete");
+    assert_eq!(res.status(), 200);
+    for (digest, _) in image.blob_digests() {
+        assert!(!is_cached(cache.path(), &digest), "{digest} deleted");
+    }
+    assert_eq!(edge_metric(&edge, "cached_bytes"), 0.0);
+    // Deleted is not gone for good: the next pull fills again.
+    for (digest, _) in image.blob_digests() {
+        get_blob_ok(&base, "app", &digest);
+    }
+}
