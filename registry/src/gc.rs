@@ -13,9 +13,11 @@
 //!    every upload and mount and are protected for the grace window).
 //! 2. **Sweep the store lazily.** Objects without a record are deleted only
 //!    if they are older than the grace window, re-checked under the metadata
-//!    write lock, so that a blob being re-uploaded at the same moment (its
-//!    file is renamed into place with a fresh mtime before it is recorded)
-//!    is never deleted under it.
+//!    write lock. On the local backend an upload renames its file into place
+//!    and records it inside one write transaction, so under that lock an
+//!    object is either recorded or not placed yet; on other backends the
+//!    placed object carries a fresh mtime until it is recorded, and fresh
+//!    objects are skipped (with a grace window).
 //! 3. Upload sessions untouched for `upload_ttl` are discarded.
 //!
 //! The grace window is the answer to distribution's "GC during push" bugs:

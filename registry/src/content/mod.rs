@@ -397,12 +397,18 @@ impl ContentStore {
             let now = SystemTime::now();
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;
-                let modified = entry
+                let modified = match entry
                     .path()
                     .join("state.json")
                     .metadata()
                     .and_then(|m| m.modified())
-                    .or_else(|_| entry.metadata().and_then(|m| m.modified()))?;
+                    .or_else(|_| entry.metadata().and_then(|m| m.modified()))
+                {
+                    Ok(m) => m,
+                    // Finished or cancelled while we looked: not stale, just gone.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 if now.duration_since(modified).unwrap_or_default() > older_than {
                     out.push(entry.file_name().to_string_lossy().into_owned());
                 }
@@ -416,26 +422,9 @@ impl ContentStore {
     /// is already there, the result is the same, and the ingest is gone either way.
     pub async fn place(&self, done: FinishedIngest) -> Result<()> {
         let target = blob_path(&done.digest);
-        if let Some(local) = &self.local {
-            let dest = local.path_to_filesystem(&target)?;
-            let src = done.dir.join("data");
-            let dir = done.dir.clone();
-            return blocking(move || {
-                let parent = dest
-                    .parent()
-                    .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-                std::fs::create_dir_all(parent)?;
-                // A fresh mtime tells GC's store sweep this object is newly wanted.
-                std::fs::File::options()
-                    .write(true)
-                    .open(&src)?
-                    .set_modified(SystemTime::now())?;
-                std::fs::rename(&src, &dest)?;
-                sync_dir(parent)?;
-                let _ = std::fs::remove_dir_all(&dir);
-                Ok(())
-            })
-            .await;
+        if self.local.is_some() {
+            let store = self.clone();
+            return blocking(move || store.place_now(done)).await;
         }
         let upload = self.objects.put_multipart(&target).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
@@ -451,6 +440,37 @@ impl ContentStore {
         }
         writer.finish().await?;
         self.abort_ingest(&done.id).await
+    }
+
+    /// Whether [`place_now`](Self::place_now) works: the local backend, where
+    /// placing a blob is a rename.
+    pub fn places_by_rename(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// `place` on the local backend, synchronously (a rename and a directory
+    /// fsync), so that the caller can do it inside a metadata transaction.
+    pub fn place_now(&self, done: FinishedIngest) -> Result<()> {
+        let local = self.local.as_ref().ok_or_else(|| {
+            ContentError::Io(std::io::Error::other(
+                "placing by rename needs the local backend",
+            ))
+        })?;
+        let dest = local.path_to_filesystem(&blob_path(&done.digest))?;
+        let src = done.dir.join("data");
+        let parent = dest
+            .parent()
+            .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+        std::fs::create_dir_all(parent)?;
+        // A fresh mtime tells GC's store sweep this object is newly wanted.
+        std::fs::File::options()
+            .write(true)
+            .open(&src)?
+            .set_modified(SystemTime::now())?;
+        std::fs::rename(&src, &dest)?;
+        sync_dir(parent)?;
+        let _ = std::fs::remove_dir_all(&done.dir);
+        Ok(())
     }
 
     /// Stores small, already-verified bytes directly (manifests fetched by the edge cache).

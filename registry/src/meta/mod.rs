@@ -93,7 +93,8 @@ pub enum Missing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkOutcome {
     Linked,
-    /// The CAS has no record of this blob: place the bytes, then `record_and_link`.
+    /// The CAS has no record of this blob: place the bytes and record them
+    /// (`place_record_and_link`).
     NotInStore,
 }
 
@@ -196,7 +197,22 @@ impl Meta {
 
     /// Records a blob whose bytes were just placed in the store, and links it.
     pub fn record_and_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        self.place_record_and_link(repo, digest, size, || Ok::<(), MetaError>(()))
+    }
+
+    /// Records and links a blob while `place` puts its bytes into the store,
+    /// all under one write transaction. GC decides that an object without a
+    /// record is garbage under this same lock, so it can never delete bytes
+    /// that an upload has placed but not yet recorded.
+    pub fn place_record_and_link<E: std::fmt::Display>(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        place: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> Result<()> {
         let tx = self.db.begin_write()?;
+        place().map_err(|e| MetaError::Db(format!("placing blob {digest} in the store: {e}")))?;
         let key = digest.to_string();
         let t = now();
         {

@@ -313,7 +313,8 @@ impl LocalRegistry {
     }
 
     /// Links a verified ingest into `repo`: if the CAS already has the blob the
-    /// new copy is dropped, otherwise it is placed first and then recorded.
+    /// new copy is dropped, otherwise it is placed and recorded (on the local
+    /// backend in one metadata transaction, so GC never sees one without the other).
     async fn commit(&self, repo: &RepoName, done: FinishedIngest) -> Result<u64> {
         let size = done.size;
         let digest = done.digest.clone();
@@ -322,6 +323,13 @@ impl LocalRegistry {
         match outcome {
             LinkOutcome::Linked => {
                 self.content.abort_ingest(&done.id).await?;
+            }
+            LinkOutcome::NotInStore if self.content.places_by_rename() => {
+                let (r, d, content) = (repo.clone(), digest.clone(), self.content.clone());
+                self.meta_write(move |m| {
+                    m.place_record_and_link(&r, &d, size, || content.place_now(done))
+                })
+                .await?;
             }
             LinkOutcome::NotInStore => {
                 self.content.place(done).await?;
