@@ -399,11 +399,11 @@ async fn publish_step(mut p: Publication, ctx: &Context) -> Result<Action, Recon
                 save(ctx, &mut p).await?;
                 let mut message = error.unwrap_or_else(|| "no reason given".into());
                 for i in images.iter().filter(|i| i.error.is_some()) {
-                    message.push_str(&format!(
-                        "; {}: {}",
-                        i.image,
-                        i.error.as_deref().unwrap_or_default()
-                    ));
+                    // berth edge already names each failed image in the job's error.
+                    let line = format!("{}: {}", i.image, i.error.as_deref().unwrap_or_default());
+                    if !message.contains(&line) {
+                        message.push_str(&format!("; {line}"));
+                    }
                 }
                 return Err(ReconcileError::PrefetchFailed {
                     node: p.node.clone(),
