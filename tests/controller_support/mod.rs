@@ -174,9 +174,14 @@ impl Site {
     /// A registry (controller enabled, directory deployer) with project
     /// `acme` (private), its pull robot, and cluster `edge`.
     pub fn start() -> Site {
+        Site::start_with(&[])
+    }
+
+    /// Like [`Site::start`], with extra environment for `berth serve`.
+    pub fn start_with(env: &[(&str, &str)]) -> Site {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
-        let registry = berth::registry_in(bin(), &data, &[], &[]);
+        let registry = berth::registry_in(bin(), &data, &[], env);
         let admin = registry.admin();
         admin.create_project(PROJECT, false);
         let robot = admin.create_robot(PROJECT, "edge", "pull");
