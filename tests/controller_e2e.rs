@@ -8,8 +8,14 @@
 //! image; a tag pushed again during a publish changes nothing; a node whose
 //! edge is down fails in words and catches up later while the others run; a
 //! controller killed mid-publish finishes without a second prefetch job or a
-//! second write; unpublish removes files and pins; refusals say why; and
-//! `berth app publish` follows progress until the nodes run.
+//! second write; unpublish removes files and pins; refusals say why;
+//! `berth app publish` follows progress until the nodes run (and fails when
+//! one fails); registry roles decide who may publish and which projects'
+//! images an app may use, and the audit log says who did what.
+//!
+//! Two ignored tests reproduce bugs outside the controller for their owners
+//! (the edge cache giving up a prefetch during a short registry outage; GC
+//! collecting a manifest a publication still deploys): run with `--ignored`.
 //!
 //! Run with `--nocapture` to see the three-node publish timeline.
 
@@ -735,6 +741,22 @@ fn roles_decide_who_may_publish_and_which_images() {
     );
     assert_eq!(s, 202, "{v}");
     site.wait_state("web", "a1", "running", LONG);
+    // The registry's audit log has who asked and what the controller did.
+    let (s, v) = site.api("GET", "/api/v1/audit?project=acme", None);
+    assert_eq!(s, 200, "{v}");
+    let events = v.as_array().expect("audit events");
+    let has = |actor: &str, action: &str, outcome: &str| {
+        events.iter().any(|e| {
+            e["actor"] == actor
+                && e["action"] == action
+                && e["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with(outcome))
+        })
+    };
+    assert!(has("dev", "app.create", "ok"), "{v:#}");
+    assert!(has("dev", "app.publish", "ok"), "{v:#}");
+    assert!(has("controller", "deploy", "ok"), "{v:#}");
     let (s, v) = visitor.call("GET", &format!("{apps}/web/publications"), None);
     assert_eq!(s, 200, "{v}");
     let (s, v) = visitor.call(
