@@ -283,6 +283,44 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         }
     }
 
+    // Version 2 on n1 only: once it runs, n1 unpins the web image it no
+    // longer uses and keeps the sidecar both versions use; n2 keeps version 1.
+    let web2 = site.push(
+        "web",
+        "2",
+        ImageBuilder::new().layer_file("etc/web.conf", "listen 8081\n"),
+    );
+    let (s, v) = site.api(
+        "PUT",
+        &site.app_path("web"),
+        Some(
+            json!({"spec": {"kind": "Deployment", "replicas": 1, "containers": [
+            {"name": "web", "image": "acme/web:2"},
+            {"name": "sidecar", "image": "acme/sidecar:1"}
+        ]}, "message": "web 2"}),
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["version"]["version"], 2, "{v}");
+    site.publish("web", json!({"nodes": ["n1"]}));
+    site.wait_publication("web", "n1", "running version 2", LONG, |p| {
+        p.is_some_and(|p| p["state"] == "running" && p["version"] == 2)
+    });
+    let web2_ref = by_digest("web", web2.digest());
+    let d = site.read_manifest("n1", &deployment_file("web", "n1"));
+    assert!(container_images(&d)[0].ends_with(&web2_ref), "{d:#}");
+    let n1 = site.edge("n1");
+    wait_until(
+        "n1 to unpin web version 1",
+        LONG,
+        || (!n1.pinned(&web_ref)).then_some(()),
+        || format!("{:#?}", n1.images()),
+    );
+    assert!(n1.pinned(&web2_ref) && n1.pinned(&sidecar_ref));
+    let n2 = site.edge("n2");
+    assert!(n2.pinned(&web_ref) && n2.pinned(&sidecar_ref));
+    assert!(!n2.pinned(&web2_ref));
+
     // Unpublish everywhere: files and pins go.
     site.unpublish("web", json!({"selector": {"tier": "edge"}}));
     for n in nodes {
@@ -293,7 +331,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
             site.manifests(n)
         );
         let edge = site.edge(n);
-        for image in [&web_ref, &sidecar_ref] {
+        for image in [&web_ref, &sidecar_ref, &web2_ref] {
             let listed: Vec<Value> = edge
                 .images()
                 .into_iter()
