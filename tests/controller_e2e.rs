@@ -411,6 +411,33 @@ fn node_with_its_edge_down_fails_in_words_then_catches_up() {
     let edge = site.edge("down");
     assert!(edge.pinned(&by_digest("api", api.digest())));
     assert!(edge.missing_blobs(&blob_digests(&api)).is_empty());
+
+    // Unpublished while its edge is down again: the files go at once, the
+    // publication waits (in words) to unpin, and finishes when the edge is back.
+    site.edge_mut("down").process.kill9();
+    site.unpublish("api", json!({"nodes": ["down"]}));
+    let p = site
+        .wait_publication("api", "down", "waiting to unpin", LONG, |p| {
+            p.is_some_and(|p| p["last_error"].is_string())
+        })
+        .expect("publication");
+    assert_eq!(p["state"], "removing", "{p:#}");
+    assert!(
+        p["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{p:#}"
+    );
+    assert!(site.manifests("down").is_empty());
+    site.edge_mut("down").process.start_again();
+    site.wait_publication("api", "down", "removed", LONG, |p| p.is_none());
+    let listed: Vec<Value> = site
+        .edge("down")
+        .images()
+        .into_iter()
+        .filter(|i| i["image"] == by_digest("api", api.digest()))
+        .collect();
+    assert!(listed.iter().all(|i| i["pinned"] == false), "{listed:#?}");
 }
 
 #[test]
