@@ -284,6 +284,60 @@ fn sigterm_with_uploads_in_flight_exits_cleanly_and_keeps_only_acknowledged_data
     assert!(r.upload_entries().is_empty());
 }
 
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_and_acknowledges_it() {
+    use std::io::{Read, Write};
+    let mut r = Reg::start();
+    let repo = "pub/drain";
+    let content = bytes(42, 3 << 20);
+    let location = r.start_upload(repo);
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
+         Content-Range: 0-{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        basic_admin(),
+        content.len() - 1,
+        content.len()
+    );
+    let mut conn = partial_request(r.port(), &head, &content[..1 << 20]);
+
+    // SIGTERM, then wait until the listener is gone: shutdown has begun.
+    let pid = r.reg.server.pid().expect("running");
+    let sent = std::process::Command::new("kill")
+        .args(["-s", "TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    eventually("the listener to close", || {
+        std::net::TcpStream::connect(("127.0.0.1", r.port())).is_err()
+    });
+
+    // The request already in flight is still served to the end.
+    conn.write_all(&content[1 << 20..])
+        .expect("rest of the chunk");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&format!("range: 0-{}", content.len() - 1)),
+        "{answer}"
+    );
+    let mut status = None;
+    eventually("berth to exit", || {
+        status = r.reg.server.try_wait();
+        status.is_some()
+    });
+    let status = status.expect("exit status");
+    assert!(status.success(), "berth exited with {status}");
+
+    // What was acknowledged is there after a restart.
+    r.reg.server.start_again();
+    let res = r.get(&location);
+    assert_eq!(header(&res, "range"), format!("0-{}", content.len() - 1));
+    assert_eq!(r.finish(&location, &sha256(&content), b"").status(), 201);
+}
+
 // ---------------------------------------------------------------- GC
 
 fn gc(r: &Reg, dry_run: bool) -> serde_json::Value {
@@ -406,6 +460,23 @@ fn offline_gc_cli_dry_run_then_collect() {
     let shared = bytes(70, 50_000);
     let (a, b) = two_images(&r, repo, &shared);
     assert_eq!(r.delete(&format!("/v2/{repo}/manifests/b")).status(), 202);
+    // Offline GC refuses to run on the data of a running registry.
+    let busy = std::process::Command::new(bin())
+        .args(["gc", "--offline", "--data-dir"])
+        .arg(&r.reg.data_dir)
+        .env("BERTH_GC_GRACE", "0s")
+        .output()
+        .expect("running berth gc");
+    assert!(
+        !busy.status.success(),
+        "offline GC ran beside a live registry"
+    );
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+
     let status = r.reg.server.terminate();
     assert!(status.success());
     let files_before = files_under(&r.reg.data_dir.join("blobs"));
@@ -476,6 +547,15 @@ fn gc_grace_window_protects_uploaded_but_unreferenced_blobs() {
         202
     );
 
+    // Only admins may collect.
+    r.reg.admin().create_user("dev", "dev-password-1");
+    let res = r
+        .http
+        .post(r.url("/api/v1/gc"))
+        .basic_auth("dev", Some("dev-password-1"))
+        .send()
+        .expect("POST gc");
+    assert_eq!(res.status(), 403, "{}", describe(res));
     let report = gc(&r, false);
     assert_eq!(report["blobs_deleted"], 0, "{report}");
     assert_eq!(report["manifests_deleted"], 0, "{report}");
