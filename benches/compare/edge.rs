@@ -35,14 +35,18 @@ enum Cache {
 }
 
 impl Cache {
-    fn start(kind: Kind, upstream: &str) -> Cache {
+    fn start(kind: Kind, upstream: &str, berth_env: &[(String, String)]) -> Cache {
         match kind {
             Kind::Berth => {
                 let dir = tempfile::Builder::new()
                     .prefix("berth-bench-edge-")
                     .tempdir()
                     .expect("edge cache dir");
-                let server = kit_berth::edge(berth_bin(), upstream, dir.path(), None, &[]);
+                let env: Vec<(&str, &str)> = berth_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let server = kit_berth::edge(berth_bin(), upstream, dir.path(), None, &env);
                 Cache::Berth { server, _dir: dir }
             }
             Kind::Distribution => Cache::Distribution(DistributionProcess::start_proxy(upstream)),
@@ -256,6 +260,12 @@ pub fn run(b: &mut Bench) {
         Better::Lower,
     )
     .target(Target::BerthBelow(12.0, "12 MB"));
+    let mut idle_anon = Row::new(
+        "7. memory",
+        "idle anonymous RSS after start (edge; RssAnon)",
+        "MB",
+        Better::Lower,
+    );
     let largest = b.cfg.edge_fanout.iter().copied().max().unwrap_or(1);
     let mut peak = Row::new(
         "7. memory",
@@ -273,12 +283,19 @@ pub fn run(b: &mut Bench) {
             let origin = b.regs.target(kind);
             let proxy = b.rt.block_on(CountingProxy::start(origin.addr));
             for (j, &n) in b.cfg.edge_fanout.iter().enumerate() {
-                let cache = Cache::start(kind, &proxy.url());
+                let cache = Cache::start(kind, &proxy.url(), &b.cfg.berth_env);
                 std::thread::sleep(Duration::from_millis(500));
                 let idle_mb = procstat::rss(cache.pid()).unwrap_or(0) as f64 / 1e6;
+                let anon_mb = procstat::rss_anon(cache.pid()).unwrap_or(0) as f64 / 1e6;
                 match kind {
-                    Kind::Berth => idle.berth.push(idle_mb),
-                    Kind::Distribution => idle.distribution.push(idle_mb),
+                    Kind::Berth => {
+                        idle.berth.push(idle_mb);
+                        idle_anon.berth.push(anon_mb);
+                    }
+                    Kind::Distribution => {
+                        idle.distribution.push(idle_mb);
+                        idle_anon.distribution.push(anon_mb);
+                    }
                 }
                 proxy.take();
                 let cold = b
@@ -327,7 +344,7 @@ pub fn run(b: &mut Bench) {
                 }
             }
             // Time to first byte of a cold layer, fresh cache.
-            let cache = Cache::start(kind, &proxy.url());
+            let cache = Cache::start(kind, &proxy.url(), &b.cfg.berth_env);
             let (ttfb, total) =
                 b.rt.block_on(cold_layer(cache.addr(), &repo, "v1"))
                     .unwrap_or_else(|e| panic!("cold layer through {}: {e}", kind.name()));
@@ -352,5 +369,6 @@ pub fn run(b: &mut Bench) {
     }
     b.rows.extend(rows);
     b.rows.push(idle);
+    b.rows.push(idle_anon);
     b.rows.push(peak);
 }

@@ -95,6 +95,9 @@ pub struct Settings {
     pub blob_conns: usize,
     pub edge_layers: Vec<u64>,
     pub edge_fanout: Vec<usize>,
+    /// Extra environment for `berth serve` and `berth edge` (`--berth-env K=V`),
+    /// e.g. to try `MALLOC_ARENA_MAX=2` against the same baseline.
+    pub berth_env: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -118,6 +121,7 @@ impl Settings {
             blob_conns: 16,
             edge_layers: vec![16 * MIB; 3],
             edge_fanout: vec![1, 8, 32],
+            berth_env: Vec::new(),
         }
     }
 
@@ -171,6 +175,18 @@ impl Settings {
         }
         if let Some(t) = value("--client-threads", "BERTH_BENCH_CLIENT_THREADS") {
             s.client_threads = t.parse().expect("--client-threads takes a number");
+        }
+        let mut env_pairs: Vec<String> = args
+            .windows(2)
+            .filter(|w| w[0] == "--berth-env")
+            .map(|w| w[1].clone())
+            .collect();
+        if let Some(e) = env("BERTH_BENCH_BERTH_ENV") {
+            env_pairs.extend(e.split(',').map(str::to_owned));
+        }
+        for pair in env_pairs {
+            let (k, v) = pair.split_once('=').expect("--berth-env takes KEY=VALUE");
+            s.berth_env.push((k.to_owned(), v.to_owned()));
         }
         s
     }
@@ -334,7 +350,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
 
-    let regs = Registries::start();
+    let regs = Registries::start(&cfg.berth_env);
     let mut bench = Bench {
         cfg: cfg.clone(),
         rt,
@@ -366,6 +382,20 @@ fn main() {
         }
     }
     bench.row(idle);
+    let mut anon = Row::new(
+        "7. memory",
+        "idle anonymous RSS after start (registry; RssAnon, without the mapped executable)",
+        "MB",
+        Better::Lower,
+    );
+    for t in bench.regs.both() {
+        let mb = procstat::rss_anon(t.pid).unwrap_or(0) as f64 / 1e6;
+        match t.kind {
+            Kind::Berth => anon.berth.push(mb),
+            Kind::Distribution => anon.distribution.push(mb),
+        }
+    }
+    bench.row(anon);
 
     if cfg.wants(1) {
         push_pull::run(&mut bench);
@@ -411,6 +441,12 @@ fn main() {
     out.push_str(&format!(
         "Load average (1/5/15 min): {load_at_start} at start, {load_at_end} at end\n\n"
     ));
+    if !cfg.berth_env.is_empty() {
+        out.push_str(&format!(
+            "berth ran with extra environment: {:?}\n\n",
+            cfg.berth_env
+        ));
+    }
     out.push_str(&report::table(&rows));
     out.push_str(
         "\n↑ higher is better, ↓ lower is better; berth/dist is the ratio of the medians.\n\n",

@@ -59,6 +59,11 @@ pub fn rss(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmRSS")
 }
 
+/// Anonymous resident memory now (heap, stacks; not the mapped executable).
+pub fn rss_anon(pid: u32) -> Option<u64> {
+    status_bytes(pid, "RssAnon")
+}
+
 /// Peak resident set size since start or the last [`reset_peak`].
 pub fn peak_rss(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmHWM")

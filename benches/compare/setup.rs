@@ -119,8 +119,12 @@ pub struct Registries {
 }
 
 impl Registries {
-    pub fn start() -> Registries {
-        let berth = kit_berth::registry(berth_bin());
+    pub fn start(berth_env: &[(String, String)]) -> Registries {
+        let env: Vec<(&str, &str)> = berth_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let berth = kit_berth::registry_with(berth_bin(), &[], &env);
         let admin = berth.admin();
         admin.create_project(PUBLIC, true);
         admin.create_project(PRIVATE, false);
