@@ -37,6 +37,9 @@ const FILL_CHUNK: usize = 128 * 1024;
 /// Durable checkpoints of a fill, for resuming after a restart.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 const FILL_ATTEMPTS: u32 = 4;
+/// How long a fill keeps trying while upstream is unreachable (a prefetch
+/// outlives a registry restart; clients only start fills upstream just answered).
+const UNREACHABLE_BUDGET: Duration = Duration::from_secs(30);
 const READ_CHUNK: usize = 512 * 1024;
 
 #[derive(Debug, Clone, Default)]
@@ -310,6 +313,7 @@ impl PullThrough {
         let mut total: Option<u64> = None;
         let mut attempt = 0;
         let mut last_sync = ingest.offset();
+        let started = std::time::Instant::now();
         loop {
             attempt += 1;
             let from = ingest.offset();
@@ -318,6 +322,14 @@ impl PullThrough {
                 Ok(None) => {
                     let _ = self.content.abort_ingest(id).await;
                     return Err(format!("upstream has no blob {digest} in {repo}"));
+                }
+                Err(UpstreamError::Unreachable(why)) if started.elapsed() < UNREACHABLE_BUDGET => {
+                    // Past the circuit breaker's window, so the next try really connects.
+                    tracing::info!(%digest, error = %why, "upstream unreachable during a fill; trying again");
+                    tokio::time::sleep(crate::upstream::DOWN_FOR + Duration::from_millis(200))
+                        .await;
+                    attempt -= 1;
+                    continue;
                 }
                 Err(e) if attempt < FILL_ATTEMPTS && !matches!(e, UpstreamError::Refused(_)) => {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;

@@ -15,7 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RANGE, WWW_
 use reqwest::{Method, StatusCode};
 
 /// How long the link is considered down after a connection failure.
-const DOWN_FOR: Duration = Duration::from_secs(3);
+pub const DOWN_FOR: Duration = Duration::from_secs(3);
 
 /// How long upstream may take to answer (status and headers), as a multiple
 /// of the connect timeout: an upstream that accepts connections and then
