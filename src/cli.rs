@@ -152,6 +152,11 @@ fn start_controller(
         },
     )
     .map_err(|e| anyhow!("controller: {e}"))?;
+    if let Ok(mut roots) = app.registry.gc_roots.write() {
+        roots.push(Arc::new(crate::compose::PublicationRoots {
+            store: state.store().clone(),
+        }));
+    }
     let handle = state.spawn_reconciler(async move { stop.cancelled().await });
     Ok((berth_controller::router(state), handle))
 }
@@ -186,6 +191,13 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             dry_run,
         };
         let app = RegistryApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
+        let store = berth_controller::Store::open(app.meta.database())
+            .map_err(|e| anyhow!("controller records: {e}"))?;
+        if let Ok(mut roots) = app.registry.gc_roots.write() {
+            roots.push(std::sync::Arc::new(crate::compose::PublicationRoots {
+                store,
+            }));
+        }
         let report = gc::run(&app.registry, opts)
             .await
             .map_err(|e| anyhow!("{e}"))?;

@@ -173,3 +173,32 @@ pub fn secret_key(cfg: &berth_config::Config) -> anyhow::Result<[u8; 32]> {
     f.sync_all()?;
     Ok(k)
 }
+
+/// What publications deploy stays alive through GC, even after its tag moved.
+pub struct PublicationRoots {
+    pub store: berth_controller::Store,
+}
+
+impl berth_registry::gc::GcRoots for PublicationRoots {
+    fn roots(&self) -> Vec<(String, String)> {
+        let pubs = match self.store.list_publications() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list publications for GC roots");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for p in pubs {
+            for img in p.images.iter().flatten() {
+                out.push((img.repository.clone(), img.digest.clone()));
+            }
+            for pinned in &p.pinned {
+                if let Some((repo, digest)) = pinned.split_once('@') {
+                    out.push((repo.to_string(), digest.to_string()));
+                }
+            }
+        }
+        out
+    }
+}

@@ -904,13 +904,10 @@ fn an_image_deleted_before_its_node_fetched_it_fails_in_words() {
 }
 
 /// A tag that moves during a publish leaves the resolved manifest untagged,
-/// and registry GC collects untagged manifests: a node that had not fetched
-/// it yet (its edge was down) can then never get it, and its publication
-/// stays failed. Publications' digests are not GC roots. A bug between the
-/// registry's GC (registry/src/gc.rs has no way to add roots) and the
-/// controller; reproduced here for the registry's owners.
+/// and registry GC collects untagged manifests: the digests publications
+/// deploy are GC roots, so a node that had not fetched the old manifest yet
+/// (its edge was down) still gets it.
 #[test]
-#[ignore = "registry GC collects manifests that publications still deploy"]
 fn gc_keeps_what_a_publication_still_deploys() {
     if !tools_present() {
         return;

@@ -24,6 +24,7 @@
 //! a layer uploaded and acknowledged waits at least that long for its manifest.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
@@ -117,6 +118,7 @@ pub fn mark(
 fn sweep_metadata(
     tx: &WriteTransaction,
     opts: &GcOptions,
+    extra_roots: &BTreeMap<String, BTreeSet<String>>,
     report: &mut GcReport,
 ) -> Result<Vec<(Digest, u64)>, MetaError> {
     let now = meta::now();
@@ -160,6 +162,9 @@ fn sweep_metadata(
         let summaries: BTreeMap<String, Option<ManifestSummary>> =
             ms.keys().map(|d| (d.clone(), summary_of(d))).collect();
         let mut roots: BTreeSet<String> = tags_by_repo.get(repo).cloned().unwrap_or_default();
+        if let Some(extra) = extra_roots.get(repo) {
+            roots.extend(extra.iter().cloned());
+        }
         for (d, pushed) in ms {
             if !opts.delete_untagged || *pushed > cutoff {
                 roots.insert(d.clone());
@@ -247,6 +252,12 @@ fn sweep_metadata(
     Ok(dropped)
 }
 
+/// Something outside the registry's metadata that holds manifests alive:
+/// `(repository, manifest digest)` pairs that GC treats like tags.
+pub trait GcRoots: Send + Sync {
+    fn roots(&self) -> Vec<(String, String)>;
+}
+
 /// Runs a full collection.
 pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, GcError> {
     let started = Instant::now();
@@ -256,9 +267,22 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    // References held outside the registry's own metadata (the controller's
+    // publications deploy digests whatever their tags do since).
+    let mut extra: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let holders: Vec<Arc<dyn GcRoots>> = registry
+        .gc_roots
+        .read()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    for h in holders {
+        for (repo, digest) in h.roots() {
+            extra.entry(repo).or_default().insert(digest);
+        }
+    }
     let (dropped, mut report) = tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
         let tx = meta.begin_write()?;
-        let dropped = sweep_metadata(&tx, &opts, &mut report)?;
+        let dropped = sweep_metadata(&tx, &opts, &extra, &mut report)?;
         if opts.dry_run {
             tx.abort().map_err(db)?;
         } else {

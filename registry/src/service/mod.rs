@@ -244,6 +244,8 @@ pub struct LocalRegistry {
     pub content: ContentStore,
     uploads: Mutex<HashMap<String, UploadSlot>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Holders of references GC must respect besides tags (the controller).
+    pub gc_roots: std::sync::RwLock<Vec<Arc<dyn crate::gc::GcRoots>>>,
 }
 
 impl LocalRegistry {
@@ -253,6 +255,7 @@ impl LocalRegistry {
             content,
             uploads: Mutex::new(HashMap::new()),
             metrics,
+            gc_roots: std::sync::RwLock::new(Vec::new()),
         }
     }
 
