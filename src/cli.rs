@@ -84,7 +84,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut reconciler = None;
     if app.config.controller.enabled {
         let (ctl_router, handle) = start_controller(&app, stop.clone())?;
-        router = router.merge(ctl_router);
+        router = router.merge(ctl_router.layer(axum::middleware::from_fn_with_state(
+            app.access.clone(),
+            check_credentials,
+        )));
         reconciler = Some(handle);
     }
     let router = with_common_layers(router, app.metrics.clone(), log_access);
@@ -111,6 +114,49 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("berth registry stopped");
     Ok(())
+}
+
+/// Checks the credentials of a controller API request with the client's address,
+/// so that failed guesses there count against the address as on /v2 (the
+/// controller's own authorizer then finds them in the credential cache).
+async fn check_credentials(
+    axum::extract::State(access): axum::extract::State<
+        std::sync::Arc<berth_registry::auth::access::RegistryAccess>,
+    >,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.headers().contains_key(http::header::AUTHORIZATION) {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let info = berth_registry::auth::RequestInfo {
+            headers: req.headers(),
+            peer,
+        };
+        if let Err(r) = access.identify(&info).await {
+            let (status, message, retry) = match r {
+                berth_registry::auth::Refusal::TooMany {
+                    message,
+                    retry_after,
+                } => (
+                    http::StatusCode::TOO_MANY_REQUESTS,
+                    message,
+                    Some(retry_after),
+                ),
+                other => (http::StatusCode::UNAUTHORIZED, other.to_string(), None),
+            };
+            let mut res =
+                (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+            if let Some(v) = retry.and_then(|s| http::HeaderValue::from_str(&s.to_string()).ok()) {
+                res.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+            return res;
+        }
+    }
+    next.run(req).await
 }
 
 /// The embedded workload controller, wired to the registry's metadata, accounts and audit log.

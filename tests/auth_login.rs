@@ -820,6 +820,34 @@ fn failed_logins_lock_the_client_address() {
 }
 
 #[test]
+fn guesses_through_the_controller_api_count_against_the_address() {
+    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
+    let clusters = format!("{}/api/v1/clusters", reg.url());
+    let attacker = client_from("127.0.0.9");
+    for name in ["root", "test", "operator"] {
+        let a = send(&attacker, "GET", &clusters, &basic(name, "password1"), None);
+        assert_eq!(a.status, 401, "{a:?}");
+    }
+    let a = send(
+        &attacker,
+        "GET",
+        &clusters,
+        &basic("admin", ADMIN_PASSWORD),
+        None,
+    );
+    assert_eq!(a.status, 429, "{a:?}");
+    assert!(a.retry_after.is_some());
+    let a = send(
+        &client_from("127.0.0.10"),
+        "GET",
+        &clusters,
+        &basic("admin", ADMIN_PASSWORD),
+        None,
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+}
+
+#[test]
 fn an_unreset_password_retried_is_not_a_brute_force() {
     let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "3")]);
     let admin = reg.admin();

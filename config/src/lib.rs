@@ -181,8 +181,8 @@ pub struct AuthConfig {
     pub max_failed_logins: u32,
     #[serde(with = "duration_str")]
     pub lockout_window: Duration,
-    /// Let anonymous clients pull public projects without the token dance.
-    /// Off by default, as Harbor does: clients are challenged and fetch an anonymous token.
+    /// Let anonymous clients pull public projects without the token dance (the default).
+    /// Off: every anonymous request is challenged and fetches an anonymous token, as Harbor does.
     pub anonymous_direct: bool,
 }
 
