@@ -563,7 +563,13 @@ impl Namespace for LocalRegistry {
     async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
         let slot = self.session(repo, id).await?;
         let guard = slot.lock().await;
-        let offset = guard.as_ref().map(|i| i.offset()).unwrap_or(0);
+        // Finished or cancelled while we waited for the slot.
+        let offset = guard.as_ref().map(|i| i.offset()).ok_or_else(|| {
+            ServiceError::oci(
+                ErrorCode::BlobUploadUnknown,
+                format!("upload {id} has already finished"),
+            )
+        })?;
         Ok(UploadStatus {
             id: id.to_string(),
             offset,
@@ -608,24 +614,33 @@ impl Namespace for LocalRegistry {
                 format!("upload {id} has already finished"),
             )
         })?;
-        self.forget(id);
-        match ingest.finish(digest, None).await {
+        let res = match ingest.finish(digest, None).await {
             Ok(done) => self.commit(repo, done).await,
             Err(e) => {
                 // A failed verification ends the upload: nothing of it is kept.
-                self.content.abort_ingest(id).await?;
-                Err(e.into())
+                self.content
+                    .abort_ingest(id)
+                    .await
+                    .map_err(Into::into)
+                    .and(Err(e.into()))
             }
-        }
+        };
+        // Only now that its spool is placed or gone: until then a request for
+        // this id must find the finished (empty) slot and wait on it, not
+        // re-open the session from the spool (which would cut the file being
+        // placed back to the acknowledged offset).
+        self.forget(id);
+        res
     }
 
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
         let slot = self.session(repo, id).await?;
         let mut guard = slot.lock().await;
         *guard = None;
+        let res = self.content.abort_ingest(id).await;
+        // After the spool is gone, for the same reason as in `upload_finish`.
         self.forget(id);
-        self.content.abort_ingest(id).await?;
-        Ok(())
+        res.map_err(Into::into)
     }
 
     async fn blob_put(
@@ -828,4 +843,103 @@ pub fn name_unknown(repo: &RepoName) -> ServiceError {
         format!("repository {repo} is not known to this registry"),
         serde_json::json!({"name": repo.as_str()}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn registry(dir: &Path) -> Arc<LocalRegistry> {
+        let meta = Meta::open(&dir.join("berth.redb")).expect("meta");
+        let content =
+            ContentStore::local(&dir.join("store"), &dir.join("uploads")).expect("content");
+        Arc::new(LocalRegistry::new(
+            meta,
+            content,
+            Arc::new(metrics::Metrics::new()),
+        ))
+    }
+
+    fn body(bytes: &[u8]) -> BodyStream {
+        let b = Bytes::copy_from_slice(bytes);
+        futures::stream::once(async move { Ok(b) }).boxed()
+    }
+
+    /// Polls `cond` every millisecond, at most `tries` times.
+    async fn wait_for(tries: u32, mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..tries {
+            if cond() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        cond()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_status_request_during_the_final_put_does_not_resurrect_the_upload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = registry(dir.path());
+        let repo: RepoName = "p/app".parse().expect("name");
+        let content: Vec<u8> = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
+        let digest = Digest::sha256_of(&content);
+        let up = reg.upload_start(&repo).await.expect("start");
+        let ack = 1u64 << 20;
+        reg.upload_append(
+            &repo,
+            &up.id,
+            Some((0, ack - 1)),
+            body(&content[..ack as usize]),
+        )
+        .await
+        .expect("first chunk");
+
+        // Hold the metadata lock: the final PUT verifies its data, then waits for it.
+        let tx = reg.meta.begin_write().expect("write lock");
+        let fin = tokio::spawn({
+            let (reg, repo, id, digest) =
+                (reg.clone(), repo.clone(), up.id.clone(), digest.clone());
+            let rest = content[ack as usize..].to_vec();
+            let range = Some((ack, content.len() as u64 - 1));
+            async move {
+                reg.upload_finish(&repo, &id, &digest, range, Some(body(&rest)))
+                    .await
+            }
+        });
+        let spool = dir.path().join("uploads").join(&up.id).join("data");
+        let spooled = || std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            wait_for(60_000, || spooled() == content.len() as u64).await,
+            "the final chunk never reached the spool"
+        );
+        // Past its data, the PUT goes on to verify and place it; let it get there.
+        wait_for(200, || reg.slot(&up.id).is_none()).await;
+
+        // A client asks for the upload's status meanwhile.
+        let status = tokio::spawn({
+            let (reg, repo, id) = (reg.clone(), repo.clone(), up.id.clone());
+            async move { reg.upload_status(&repo, &id).await }
+        });
+        wait_for(200, || status.is_finished()).await;
+        tx.abort().expect("release the lock");
+
+        let size = fin.await.expect("PUT task").expect("the PUT succeeds");
+        assert_eq!(size, content.len() as u64);
+        match status.await.expect("status task") {
+            Err(e) => assert_eq!(e.code(), Some(ErrorCode::BlobUploadUnknown)),
+            Ok(s) => panic!("the finishing upload came back at offset {}", s.offset),
+        }
+        let read = reg.blob_read(&repo, &digest, None).await.expect("blob");
+        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(read.body)
+            .await
+            .expect("blob bytes");
+        let stored = chunks.concat();
+        assert_eq!(stored.len(), content.len(), "stored blob length");
+        assert_eq!(Digest::sha256_of(&stored), digest);
+        assert!(
+            reg.upload_status(&repo, &up.id).await.is_err(),
+            "the session is gone"
+        );
+    }
 }
