@@ -299,6 +299,16 @@ fn sigterm_lets_a_request_in_flight_finish_and_acknowledges_it() {
         content.len()
     );
     let mut conn = partial_request(r.port(), &head, &content[..1 << 20]);
+    // The request is in flight once its first MiB is in the spool.
+    let spool = r
+        .reg
+        .data_dir
+        .join("uploads")
+        .join(upload_id(&location))
+        .join("data");
+    eventually("the first part of the chunk in the spool", || {
+        file_len(&spool) >= 1 << 20
+    });
 
     // SIGTERM, then wait until the listener is gone: shutdown has begun.
     let pid = r.reg.server.pid().expect("running");

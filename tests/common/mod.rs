@@ -227,6 +227,19 @@ impl Reg {
         assert_eq!(res.status(), 200, "registry still serves /v2/");
     }
 
+    /// Panics (with the log) if the server panicked or answered a request with
+    /// an internal error. Checked again when the test ends.
+    pub fn assert_healthy_log(&self) {
+        let log = self.reg.server.log();
+        for bad in ["panicked at", "request failed"] {
+            assert!(
+                !log.contains(bad),
+                "the registry log has {bad:?}:\n{}",
+                self.reg.server.log_tail(80)
+            );
+        }
+    }
+
     /// Sends raw bytes to the server and returns what it answered (status line,
     /// headers and body as text), reading until the connection closes.
     pub fn raw(&self, request: &[u8]) -> String {
@@ -238,6 +251,14 @@ impl Reg {
 /// request cut short (a body shorter than its Content-Length) ends there.
 pub fn raw_truncated(port: u16, request: &[u8]) -> String {
     raw_exchange(port, request, true)
+}
+
+impl Drop for Reg {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_healthy_log();
+        }
+    }
 }
 
 pub fn raw_request(port: u16, request: &[u8]) -> String {
