@@ -1364,9 +1364,11 @@ fn blobs_are_served_only_from_repositories_they_are_linked_to() {
 #[test]
 fn identical_content_is_stored_once() {
     let r = Reg::start();
+    r.reg.admin().create_project("other", false);
     let layer = bytes(60, 200_000);
     let digest = r.push_blob("pub/one", &layer);
     r.push_blob("pub/two", &layer);
+    r.push_blob("other/app", &layer);
     r.push_blob("pub/one", &layer);
     let location = r.start_upload("pub/three");
     assert_eq!(r.patch(&location, 0, &layer).status(), 202);
@@ -1378,7 +1380,7 @@ fn identical_content_is_stored_once() {
         std::fs::metadata(&files[0]).expect("blob file").len(),
         layer.len() as u64
     );
-    for repo in ["pub/one", "pub/two", "pub/three"] {
+    for repo in ["pub/one", "pub/two", "pub/three", "other/app"] {
         assert_eq!(r.head(&format!("/v2/{repo}/blobs/{digest}")).status(), 200);
     }
     assert!(r.upload_entries().is_empty());
@@ -1655,14 +1657,10 @@ fn garbage_requests_do_not_take_the_server_down() {
             sha256(b"x")
         )
         .into_bytes(),
-        format!(
-            "GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!notbase64\r\nConnection: close\r\n\r\n"
-        )
-        .into_bytes(),
-        format!(
-            "GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a.b.c\r\nConnection: close\r\n\r\n"
-        )
-        .into_bytes(),
+        b"GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!notbase64\r\nConnection: close\r\n\r\n"
+            .to_vec(),
+        b"GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a.b.c\r\nConnection: close\r\n\r\n"
+            .to_vec(),
     ];
     for req in &requests {
         let out = raw_truncated(r.port(), req);
