@@ -173,6 +173,23 @@ fn end_4b_monolithic_post_with_digest() {
     assert_eq!(got.bytes().expect("body").as_ref(), content.as_slice());
     assert!(r.has_blob_file(&digest));
 
+    // The empty blob (an empty layer).
+    let empty = sha256(b"");
+    let res = r
+        .req(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={empty}"),
+        )
+        .body(Vec::new())
+        .send()
+        .expect("POST");
+    assert_eq!(res.status(), 201, "{}", describe(res));
+    let res = r.get(&format!("/v2/{repo}/blobs/{empty}"));
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "content-length"), "0");
+    assert!(res.bytes().expect("body").is_empty());
+    assert_eq!(r.head(&format!("/v2/{repo}/blobs/{empty}")).status(), 200);
+
     // The wrong digest: refused, nothing stored, no upload left over.
     let other = bytes(3, 5000);
     let wrong = sha256(b"something else");
