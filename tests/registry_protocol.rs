@@ -1102,12 +1102,33 @@ fn end_12_referrers_api() {
     assert_eq!(res.status(), 201);
     assert_eq!(header(&res, "oci-subject"), sdigest);
 
+    // An index can refer to a subject too.
+    let bundle = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "artifactType": "application/vnd.example.bundle",
+        "manifests": [descriptor(OCI_MANIFEST, &sbom)],
+        "subject": descriptor(OCI_MANIFEST, &subject),
+        "annotations": {"org.example.note": "bundle"},
+    }))
+    .expect("json");
+    let res = r.put_manifest(repo, &sha256(&bundle), OCI_INDEX, &bundle);
+    assert_eq!(res.status(), 201, "{}", describe(res));
+    assert_eq!(header(&res, "oci-subject"), sdigest);
+
     let res = r.get(&path);
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("oci-filters-applied").is_none());
     let v: serde_json::Value = res.json().expect("json");
     let manifests = v["manifests"].as_array().expect("manifests");
-    assert_eq!(manifests.len(), 3, "{v}");
+    assert_eq!(manifests.len(), 4, "{v}");
+    let b = manifests
+        .iter()
+        .find(|d| d["digest"] == sha256(&bundle))
+        .unwrap_or_else(|| panic!("the index listed in {v}"));
+    assert_eq!(b["mediaType"], OCI_INDEX);
+    assert_eq!(b["artifactType"], "application/vnd.example.bundle");
+    assert_eq!(b["size"], bundle.len());
     for (m, at, note) in [
         (&sbom, "application/vnd.example.sbom", "sbom"),
         (&sig, "application/vnd.example.sig", "sig"),
@@ -1161,7 +1182,7 @@ fn end_12_referrers_api() {
         202
     );
     let v: serde_json::Value = r.get(&path).json().expect("json");
-    assert_eq!(v["manifests"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["manifests"].as_array().map(Vec::len), Some(3));
 
     expect_error(
         r.get(&format!("/v2/{repo}/referrers/sha256:abc")),
