@@ -81,6 +81,15 @@ impl RegistryApp {
         })?;
         let content = open_content(&config, data)?;
         let meta = Meta::open(&data.join("berth.redb"))?;
+        // Opening the database succeeded, so no other process uses this data
+        // directory: spools of uploads that never acknowledged a byte are garbage.
+        let discarded = content.discard_unacknowledged_ingests()?;
+        if discarded > 0 {
+            tracing::info!(
+                discarded,
+                "discarded uploads cut off before their first acknowledged byte"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(LocalRegistry::new(meta.clone(), content, metrics.clone()));
         let accounts = Arc::new(

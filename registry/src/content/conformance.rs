@@ -144,6 +144,29 @@ async fn suite(store: ContentStore) {
         Err(ContentError::IngestNotFound(_))
     ));
 
+    // Start-up cleanup: ingests that never acknowledged a byte go, acknowledged ones stay.
+    let mut cut = store
+        .begin_ingest("u7", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    cut.write(Bytes::from_static(b"never acknowledged"))
+        .await
+        .expect("write");
+    drop(cut);
+    let mut kept = store
+        .begin_ingest("u8", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    kept.write(Bytes::from_static(b"acked"))
+        .await
+        .expect("write");
+    kept.sync().await.expect("sync");
+    drop(kept);
+    assert_eq!(store.discard_unacknowledged_ingests().expect("discard"), 1);
+    assert!(store.ingest_state("u7").await.expect("state").is_none());
+    assert_eq!(store.resume_ingest("u8").await.expect("resume").offset(), 5);
+    store.abort_ingest("u8").await.expect("abort");
+
     // sha512, asked for only at the end.
     let mut s = store
         .begin_ingest("u6", "proj/app", Algorithm::Sha256)

@@ -389,6 +389,34 @@ impl ContentStore {
         let _ = std::fs::remove_dir_all(self.ingest_path(id));
     }
 
+    /// At start-up: discards ingests that never acknowledged a byte (monolithic
+    /// uploads and fresh sessions cut off by a crash). They are "cleanly unknown";
+    /// without this their spool would wait for GC's upload TTL. Returns how many.
+    pub fn discard_unacknowledged_ingests(&self) -> Result<usize> {
+        let mut n = 0;
+        let entries = match std::fs::read_dir(&self.ingest_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if !path.is_dir() {
+                // Leftover temporary files of `put_bytes`.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let acked = IngestState::read(&path)
+                .map(|s| s.offset > 0)
+                .unwrap_or(false);
+            if !acked {
+                std::fs::remove_dir_all(&path)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Ingests whose state was last written before `older_than` ago.
     pub async fn stale_ingests(&self, older_than: Duration) -> Result<Vec<String>> {
         let dir = self.ingest_dir.clone();
