@@ -265,6 +265,28 @@ impl Upstream {
         }
     }
 
+    /// Sends a request and answers None on 404; any other non-success status is
+    /// a protocol error naming the request.
+    async fn found(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &RepoName,
+        headers: HeaderMap,
+    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+        let res = self.send(method.clone(), path, repo, headers).await?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(UpstreamError::Protocol(format!(
+                "{method} {path} answered {}",
+                res.status()
+            )));
+        }
+        Ok(Some(res))
+    }
+
     /// HEAD of a manifest: its digest, or None when upstream does not have it.
     pub async fn head_manifest(
         &self,
@@ -273,23 +295,17 @@ impl Upstream {
     ) -> Result<Option<Digest>, UpstreamError> {
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        let res = self
-            .send(
+        let Some(res) = self
+            .found(
                 Method::HEAD,
                 &format!("/v2/{repo}/manifests/{reference}"),
                 repo,
                 h,
             )
-            .await?;
-        if res.status() == StatusCode::NOT_FOUND {
+            .await?
+        else {
             return Ok(None);
-        }
-        if !res.status().is_success() {
-            return Err(UpstreamError::Protocol(format!(
-                "HEAD manifest answered {}",
-                res.status()
-            )));
-        }
+        };
         match res
             .headers()
             .get("docker-content-digest")
@@ -314,23 +330,17 @@ impl Upstream {
     ) -> Result<Option<FetchedManifest>, UpstreamError> {
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        let res = self
-            .send(
+        let Some(res) = self
+            .found(
                 Method::GET,
                 &format!("/v2/{repo}/manifests/{reference}"),
                 repo,
                 h,
             )
-            .await?;
-        if res.status() == StatusCode::NOT_FOUND {
+            .await?
+        else {
             return Ok(None);
-        }
-        if !res.status().is_success() {
-            return Err(UpstreamError::Protocol(format!(
-                "GET manifest answered {}",
-                res.status()
-            )));
-        }
+        };
         let media_type = res
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -371,23 +381,17 @@ impl Upstream {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, UpstreamError> {
-        let res = self
-            .send(
+        let Some(res) = self
+            .found(
                 Method::HEAD,
                 &format!("/v2/{repo}/blobs/{digest}"),
                 repo,
                 HeaderMap::new(),
             )
-            .await?;
-        if res.status() == StatusCode::NOT_FOUND {
+            .await?
+        else {
             return Ok(None);
-        }
-        if !res.status().is_success() {
-            return Err(UpstreamError::Protocol(format!(
-                "HEAD blob answered {}",
-                res.status()
-            )));
-        }
+        };
         // Not `res.content_length()`: for a HEAD that is the (empty) body's
         // size, 0, which made a cold blob look empty (Range GETs got 416).
         Ok(res
@@ -413,18 +417,12 @@ impl Upstream {
         self.counters
             .blob_gets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let res = self
-            .send(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), repo, h)
-            .await?;
-        if res.status() == StatusCode::NOT_FOUND {
+        let Some(res) = self
+            .found(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), repo, h)
+            .await?
+        else {
             return Ok(None);
-        }
-        if !res.status().is_success() {
-            return Err(UpstreamError::Protocol(format!(
-                "GET blob answered {}",
-                res.status()
-            )));
-        }
+        };
         Ok(Some(res))
     }
 
@@ -434,16 +432,12 @@ impl Upstream {
         repo: &RepoName,
         path: &str,
     ) -> Result<Option<serde_json::Value>, UpstreamError> {
-        let res = self.send(Method::GET, path, repo, HeaderMap::new()).await?;
-        if res.status() == StatusCode::NOT_FOUND {
+        let Some(res) = self
+            .found(Method::GET, path, repo, HeaderMap::new())
+            .await?
+        else {
             return Ok(None);
-        }
-        if !res.status().is_success() {
-            return Err(UpstreamError::Protocol(format!(
-                "GET {path} answered {}",
-                res.status()
-            )));
-        }
+        };
         res.json()
             .await
             .map(Some)
