@@ -322,11 +322,12 @@ pub fn run(b: &mut Bench) {
                 let warm_traffic = proxy.take();
                 let (warm_x, _) = summarize(&warm_traffic, image_bytes, &layer_digests);
                 b.progress(&format!(
-                    "   {} N={n}: cold {:.2} s, origin sent {cold_x:.2}x image ({} blob GETs max per layer, {} connections); warm {:.2} s, origin sent {warm_x:.3}x",
+                    "   {} N={n}: cold {:.2} s, origin sent {cold_x:.2}x image ({} blob GETs max per layer, {} connections; {}); warm {:.2} s, origin sent {warm_x:.3}x",
                     kind.name(),
                     cold.as_secs_f64(),
                     cold_max,
                     cold_traffic.connections,
+                    cold_traffic.summary(),
                     warm.as_secs_f64()
                 ));
                 let base = j * 5;

@@ -311,7 +311,7 @@ fn version(cmd: &str, arg: &str) -> String {
 fn load_table(stats: &[LoadStat]) -> String {
     use report::{fmt_num, median};
     let mut s = String::from(
-        "| workload | server | client CPU (cores, median / max) | server CPU (cores) | server CPU per request |\n|---|---|---:|---:|---:|\n",
+        "| workload | server | client CPU (cores, median / max) | client saturated a core? | server CPU (cores) | server CPU per request |\n|---|---|---:|---|---:|---:|\n",
     );
     for st in stats {
         let client: Vec<f64> = st.results.iter().map(|r| r.client_cores()).collect();
@@ -319,11 +319,12 @@ fn load_table(stats: &[LoadStat]) -> String {
         let per_req: Vec<f64> = st.results.iter().map(|r| r.server_us_per_req()).collect();
         let max = client.iter().copied().fold(0.0, f64::max);
         s.push_str(&format!(
-            "| {} | {} | {} / {} | {} | {} µs |\n",
+            "| {} | {} | {} / {} | {} | {} | {} µs |\n",
             st.workload,
             st.kind.name(),
             median(&client).map(fmt_num).unwrap_or_default(),
             fmt_num(max),
+            if max >= 0.9 { "**yes**" } else { "no" },
             median(&server).map(fmt_num).unwrap_or_default(),
             median(&per_req).map(fmt_num).unwrap_or_default(),
         ));
@@ -397,20 +398,40 @@ fn main() {
     }
     bench.row(anon);
 
-    if cfg.wants(1) {
-        push_pull::run(&mut bench);
-    }
+    // The read workloads first, so their peak RSS starts near idle and not
+    // from what the pushes left behind (the peak can only be reset to the
+    // current RSS). What the pushes leave behind gets its own row below.
     if cfg.wants(2) {
         manifests::run(&mut bench);
     }
     if cfg.wants(3) {
         blobs::run(&mut bench);
     }
+    if cfg.wants(1) {
+        push_pull::run(&mut bench);
+    }
     if cfg.wants(4) {
         uploads::chunked(&mut bench);
     }
     if cfg.wants(5) {
         uploads::small_blobs(&mut bench);
+    }
+    if cfg.wants(1) || cfg.wants(4) || cfg.wants(5) {
+        let mut after = Row::new(
+            "7. memory",
+            "RSS after the pushes (1, 4, 5), idle again",
+            "MB",
+            Better::Lower,
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        for t in bench.regs.both() {
+            let mb = procstat::rss(t.pid).unwrap_or(0) as f64 / 1e6;
+            match t.kind {
+                Kind::Berth => after.berth.push(mb),
+                Kind::Distribution => after.distribution.push(mb),
+            }
+        }
+        bench.row(after);
     }
     if cfg.wants(6) {
         edge::run(&mut bench);

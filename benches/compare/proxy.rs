@@ -32,6 +32,33 @@ pub struct OriginTraffic {
 }
 
 impl OriginTraffic {
+    /// Requests by kind, e.g. `manifest GET 32, blob GET 4, other 1`.
+    pub fn summary(&self) -> String {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &self.requests {
+            let mut parts = r.split_whitespace();
+            let method = parts.next().unwrap_or("?");
+            let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
+            let kind = if path.contains("/manifests/") {
+                "manifest"
+            } else if path.contains("/blobs/") {
+                "blob"
+            } else if path.starts_with("/v2/token") {
+                "token"
+            } else if path == "/v2/" || path == "/v2" {
+                "/v2/"
+            } else {
+                "other"
+            };
+            *counts.entry(format!("{kind} {method}")).or_insert(0) += 1;
+        }
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Number of `GET .../blobs/<digest>` requests per digest.
     pub fn blob_gets(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();

@@ -5,7 +5,7 @@
 
 use crate::report::{Better, Row, Target};
 use crate::setup::{random_image, PUBLIC};
-use crate::{push_value, Bench, MIB};
+use crate::{procstat, push_value, Bench, MIB};
 
 pub fn run(b: &mut Bench) {
     let layers = b.cfg.push_layers.clone();
@@ -29,6 +29,19 @@ pub fn run(b: &mut Bench) {
             Better::Lower,
         )
         .target(Target::RatioAtMost(0.9)),
+        Row::new(
+            "1. push (skopeo, OCI layout → registry)",
+            "server CPU time",
+            "s",
+            Better::Lower,
+        )
+        .note("the server's share; skopeo itself needs about as much again"),
+        Row::new(
+            "1. pull (skopeo, registry → OCI layout)",
+            "server CPU time",
+            "s",
+            Better::Lower,
+        ),
     ];
     let repo = format!("{PUBLIC}/pushpull");
     for run in 0..b.cfg.runs {
@@ -38,9 +51,14 @@ pub fn run(b: &mut Bench) {
         let (layout, _image) = random_image(&dir, &layers, &tag);
         for kind in b.order(run) {
             let t = b.regs.target(kind);
+            let cpu0 = procstat::cpu_time(Some(t.pid));
             let push = t.push(&b.skopeo, &layout, &repo, &tag);
+            let cpu1 = procstat::cpu_time(Some(t.pid));
             let dest = b.scratch("pull-dest");
             let pull = t.pull(&b.skopeo, &repo, &tag, &dest);
+            let cpu2 = procstat::cpu_time(Some(t.pid));
+            push_value(&mut rows, 2, kind, (cpu1 - cpu0).as_secs_f64());
+            push_value(&mut rows, 3, kind, (cpu2 - cpu1).as_secs_f64());
             let _ = std::fs::remove_dir_all(&dest);
             push_value(&mut rows, 0, kind, push);
             push_value(&mut rows, 1, kind, pull);

@@ -102,6 +102,7 @@ pub fn chunked(b: &mut Bench) {
         "s",
         Better::Lower,
     );
+    let mut cpu_row = Row::new(&row.workload, "server CPU time", "s", Better::Lower);
     let repo = format!("{PUBLIC}/chunked");
     let mut rng = Rng::from_entropy();
     for run in 0..b.cfg.runs {
@@ -111,6 +112,7 @@ pub fn chunked(b: &mut Bench) {
         for kind in b.order(run) {
             let t = b.regs.target(kind);
             let auth = t.auth_header(&repo, "pull,push");
+            let cpu0 = crate::procstat::cpu_time(Some(t.pid));
             let secs =
                 b.rt.block_on(chunked_upload(
                     &t,
@@ -121,14 +123,25 @@ pub fn chunked(b: &mut Bench) {
                     &auth,
                 ))
                 .unwrap_or_else(|e| panic!("chunked upload to {}: {e}", kind.name()));
-            b.progress(&format!("   {}: {secs:.2} s", kind.name()));
+            let cpu = (crate::procstat::cpu_time(Some(t.pid)) - cpu0).as_secs_f64();
+            b.progress(&format!(
+                "   {}: {secs:.2} s (server CPU {cpu:.2} s)",
+                kind.name()
+            ));
             match kind {
-                Kind::Berth => row.berth.push(secs),
-                Kind::Distribution => row.distribution.push(secs),
+                Kind::Berth => {
+                    row.berth.push(secs);
+                    cpu_row.berth.push(cpu);
+                }
+                Kind::Distribution => {
+                    row.distribution.push(secs);
+                    cpu_row.distribution.push(cpu);
+                }
             }
         }
     }
     b.rows.push(row);
+    b.rows.push(cpu_row);
 }
 
 /// Pushes every blob, `clients` at a time; returns blobs/s.
