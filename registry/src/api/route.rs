@@ -60,29 +60,25 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
             return Ok(Endpoint::Upload(name(&rest[..i])?, id.to_string()));
         }
     }
-    if let Some(i) = rest.rfind("/manifests/") {
-        let r = &rest[i + "/manifests/".len()..];
-        let reference: Reference = r.parse().map_err(|e: crate::oci::NameError| {
-            let code = if e.what == "digest" {
-                ErrorCode::DigestInvalid
-            } else {
-                ErrorCode::ManifestInvalid
-            };
-            ApiError::Service(ServiceError::oci(code, e.to_string()))
-        })?;
-        return Ok(Endpoint::Manifest(name(&rest[..i])?, reference));
-    }
-    if let Some(i) = rest.rfind("/referrers/") {
-        return Ok(Endpoint::Referrers(
-            name(&rest[..i])?,
-            digest(&rest[i + "/referrers/".len()..])?,
-        ));
-    }
-    if let Some(i) = rest.rfind("/blobs/") {
-        return Ok(Endpoint::Blob(
-            name(&rest[..i])?,
-            digest(&rest[i + "/blobs/".len()..])?,
-        ));
+    // The endpoint is the second-to-last segment: names may contain "manifests",
+    // "blobs" or "referrers" as components, references and digests never contain '/'.
+    let (head, last) = rest.rsplit_once('/').unwrap_or(("", rest));
+    let (repo, kind) = head.rsplit_once('/').unwrap_or(("", head));
+    match kind {
+        "manifests" => {
+            let reference: Reference = last.parse().map_err(|e: crate::oci::NameError| {
+                let code = if e.what == "digest" {
+                    ErrorCode::DigestInvalid
+                } else {
+                    ErrorCode::ManifestInvalid
+                };
+                ApiError::Service(ServiceError::oci(code, e.to_string()))
+            })?;
+            return Ok(Endpoint::Manifest(name(repo)?, reference));
+        }
+        "referrers" => return Ok(Endpoint::Referrers(name(repo)?, digest(last)?)),
+        "blobs" => return Ok(Endpoint::Blob(name(repo)?, digest(last)?)),
+        _ => {}
     }
     Err(ApiError::NotFound(path.to_string()))
 }
@@ -124,6 +120,31 @@ mod tests {
         assert_eq!(
             parse(&format!("/v2/p/x/referrers/{d}")).ok(),
             Some(Endpoint::Referrers(n("p/x"), d))
+        );
+    }
+
+    #[test]
+    fn names_may_contain_endpoint_words() {
+        let d = Digest::sha256_of(b"x");
+        let n = |s: &str| s.parse::<RepoName>().expect("name");
+        assert_eq!(
+            parse(&format!("/v2/pub/manifests/blobs/{d}")).ok(),
+            Some(Endpoint::Blob(n("pub/manifests"), d.clone()))
+        );
+        assert_eq!(
+            parse(&format!("/v2/pub/referrers/blobs/{d}")).ok(),
+            Some(Endpoint::Blob(n("pub/referrers"), d.clone()))
+        );
+        assert_eq!(
+            parse("/v2/pub/blobs/manifests/v1").ok(),
+            Some(Endpoint::Manifest(
+                n("pub/blobs"),
+                Reference::Tag("v1".parse().expect("tag"))
+            ))
+        );
+        assert_eq!(
+            parse(&format!("/v2/a/manifests/referrers/{d}")).ok(),
+            Some(Endpoint::Referrers(n("a/manifests"), d))
         );
     }
 

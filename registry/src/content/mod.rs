@@ -558,16 +558,9 @@ fn file_stream(
             if !seeked {
                 file.seek(SeekFrom::Start(pos))?;
             }
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                let n = file.read(&mut buf[filled..])?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            buf.truncate(filled);
+            // Read into spare capacity: no zero-fill of the chunk first.
+            let mut buf = Vec::with_capacity(want);
+            (&mut file).take(want as u64).read_to_end(&mut buf)?;
             Ok((file, buf))
         })
         .await
