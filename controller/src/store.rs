@@ -49,6 +49,13 @@ use crate::resources::{
 const META: TableDefinition<&str, u64> = TableDefinition::new("ctl_meta");
 const CLUSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_clusters");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_nodes");
+/// A name-keyed table of JSON records, with its name for error messages.
+type NamedTable = (
+    TableDefinition<'static, &'static str, &'static [u8]>,
+    &'static str,
+);
+const CLUSTERS_T: NamedTable = (CLUSTERS, "ctl_clusters");
+const NODES_T: NamedTable = (NODES, "ctl_nodes");
 const APPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ctl_apps");
 const VERSIONS: TableDefinition<(&str, &str, u32), &[u8]> =
     TableDefinition::new("ctl_app_versions");
@@ -172,22 +179,32 @@ impl Store {
         Ok(())
     }
 
-    pub fn get_cluster(&self, name: &str) -> Result<Option<Cluster>> {
+    /// One JSON record of a name-keyed table.
+    fn get_named<T: DeserializeOwned>(&self, table: NamedTable, name: &str) -> Result<Option<T>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(CLUSTERS)?;
+        let t = txn.open_table(table.0)?;
         let v = t.get(name)?;
-        v.map(|g| decode("ctl_clusters", g.value())).transpose()
+        v.map(|g| decode(table.1, g.value())).transpose()
     }
 
-    pub fn list_clusters(&self) -> Result<Vec<Cluster>> {
+    /// Every JSON record of a name-keyed table, in name order.
+    fn list_named<T: DeserializeOwned>(&self, table: NamedTable) -> Result<Vec<T>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(CLUSTERS)?;
+        let t = txn.open_table(table.0)?;
         let mut out = Vec::new();
         for item in t.iter()? {
             let (_, v) = item?;
-            out.push(decode("ctl_clusters", v.value())?);
+            out.push(decode(table.1, v.value())?);
         }
         Ok(out)
+    }
+
+    pub fn get_cluster(&self, name: &str) -> Result<Option<Cluster>> {
+        self.get_named(CLUSTERS_T, name)
+    }
+
+    pub fn list_clusters(&self) -> Result<Vec<Cluster>> {
+        self.list_named(CLUSTERS_T)
     }
 
     pub fn delete_cluster(&self, name: &str) -> Result<()> {
@@ -249,21 +266,11 @@ impl Store {
     }
 
     pub fn get_node(&self, name: &str) -> Result<Option<Node>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(NODES)?;
-        let v = t.get(name)?;
-        v.map(|g| decode("ctl_nodes", g.value())).transpose()
+        self.get_named(NODES_T, name)
     }
 
     pub fn list_nodes(&self) -> Result<Vec<Node>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(NODES)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (_, v) = item?;
-            out.push(decode("ctl_nodes", v.value())?);
-        }
-        Ok(out)
+        self.list_named(NODES_T)
     }
 
     pub fn delete_node(&self, name: &str) -> Result<()> {
