@@ -13,14 +13,16 @@
 //! transfer resumes with a Range request from the last byte written.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_registry::content::{BlobRead, ByteRange, ContentError, ContentStore};
+use berth_registry::content::{
+    finish_read, start_read, BlobRead, ByteRange, ContentError, ContentStore,
+};
 use berth_registry::meta::Meta;
 use berth_registry::oci::{manifest, Descriptor, Digest, ErrorCode, Reference, RepoName, Tag};
 use berth_registry::service::{manifest_unknown, Manifest, Namespace, ServiceError, Visible};
@@ -40,7 +42,6 @@ const FILL_ATTEMPTS: u32 = 4;
 /// How long a fill keeps trying while upstream is unreachable (a prefetch
 /// outlives a registry restart; clients only start fills upstream just answered).
 const UNREACHABLE_BUDGET: Duration = Duration::from_secs(30);
-const READ_CHUNK: usize = 512 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct FillState {
@@ -672,23 +673,22 @@ fn follow(
                 }
             }
         }
-        let want = (available.min(st.end) - st.pos).min(READ_CHUNK as u64) as usize;
+        let want = available.min(st.end) - st.pos;
         let pos = st.pos;
-        let mut file = match st.file.take() {
+        let file = match st.file.take() {
             Some(f) => f,
             None => return Err(std::io::Error::other("ingest file vanished")),
         };
-        let (file, buf) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            file.seek(SeekFrom::Start(pos))?;
-            let mut buf = vec![0u8; want];
-            file.read_exact(&mut buf)?;
-            Ok((file, buf))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let (file, chunk) = finish_read(start_read(file, Some(pos), want)).await?;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "ingest file shorter than the bytes it reported written",
+            ));
+        }
         st.file = Some(file);
-        st.pos += buf.len() as u64;
-        Ok(Some((Bytes::from(buf), st)))
+        st.pos += chunk.len() as u64;
+        Ok(Some((chunk, st)))
     })
     .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())))
     .boxed()

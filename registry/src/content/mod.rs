@@ -31,9 +31,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::oci::{Algorithm, Digest, Digester};
 
-/// Read size for streaming blobs out of local files: large reads keep the
-/// per-chunk overhead (a blocking-pool hop each) negligible.
-const READ_CHUNK: usize = 512 * 1024;
+pub use chunks::{file_stream, finish_read, start_read, READ_CHUNK};
+
+mod chunks;
+
 /// Parts of a multipart upload to a remote object store.
 const PART_SIZE: usize = 16 * 1024 * 1024;
 
@@ -539,42 +540,6 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
         .write(true)
         .open(&path)?;
     Ok((path, f))
-}
-
-fn file_stream(
-    file: std::fs::File,
-    start: u64,
-    len: u64,
-) -> BoxStream<'static, std::io::Result<Bytes>> {
-    // Reads happen on the blocking pool in large chunks; each chunk is handed
-    // to the body as it is read, so memory stays at a couple of chunks per reader.
-    let state = (file, start, len, false);
-    futures::stream::try_unfold(state, |(mut file, pos, left, seeked)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let want = left.min(READ_CHUNK as u64) as usize;
-        let (file, chunk) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            if !seeked {
-                file.seek(SeekFrom::Start(pos))?;
-            }
-            // Read into spare capacity: no zero-fill of the chunk first.
-            let mut buf = Vec::with_capacity(want);
-            (&mut file).take(want as u64).read_to_end(&mut buf)?;
-            Ok((file, buf))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        if chunk.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "blob file shorter than its recorded size",
-            ));
-        }
-        let n = chunk.len() as u64;
-        Ok(Some((Bytes::from(chunk), (file, pos + n, left - n, true))))
-    })
-    .boxed()
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
