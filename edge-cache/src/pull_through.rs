@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_registry::content::{
-    finish_read, start_read, BlobRead, ByteRange, ContentError, ContentStore,
+    read_chunk, BlobRead, ByteRange, ContentError, ContentStore, ReadQuota,
 };
 use berth_registry::meta::Meta;
 use berth_registry::oci::{manifest, Descriptor, Digest, ErrorCode, Reference, RepoName, Tag};
@@ -593,6 +593,7 @@ fn follow(
         _guard: ReaderGuard,
         content: ContentStore,
         from_store: Option<futures::stream::BoxStream<'static, std::io::Result<Bytes>>>,
+        quota: ReadQuota,
     }
     let rx = fill.state.subscribe();
     let st = St {
@@ -604,6 +605,7 @@ fn follow(
         _guard: guard,
         content,
         from_store: None,
+        quota: ReadQuota::default(),
     };
     futures::stream::try_unfold(st, |mut st| async move {
         if st.pos >= st.end {
@@ -679,7 +681,7 @@ fn follow(
             Some(f) => f,
             None => return Err(std::io::Error::other("ingest file vanished")),
         };
-        let (file, chunk) = finish_read(start_read(file, Some(pos), want)).await?;
+        let (file, chunk) = read_chunk(file, pos, want, &st.quota).await?;
         if chunk.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,

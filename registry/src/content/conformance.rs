@@ -3,8 +3,7 @@
 use super::*;
 
 async fn collect(r: BlobRead) -> Vec<u8> {
-    let chunks: Vec<Bytes> = r.body.try_collect().await.expect("read");
-    chunks.concat()
+    super::collect(r.body, r.len).await.expect("read").to_vec()
 }
 
 async fn suite(store: ContentStore) {

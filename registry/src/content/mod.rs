@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oci::{Algorithm, Digest, Digester};
 
-pub use chunks::{file_stream, finish_read, start_read, READ_CHUNK};
+pub use chunks::{collect, file_stream, read_chunk, ReadQuota, READ_CHUNK};
 
 mod chunks;
 
@@ -231,8 +231,7 @@ impl ContentStore {
                 actual: r.size,
             });
         }
-        let chunks: Vec<Bytes> = r.body.try_collect().await?;
-        Ok(chunks.concat().into())
+        Ok(collect(r.body, r.len).await?)
     }
 
     pub async fn delete(&self, d: &Digest) -> Result<()> {

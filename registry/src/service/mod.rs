@@ -931,10 +931,9 @@ mod tests {
             Ok(s) => panic!("the finishing upload came back at offset {}", s.offset),
         }
         let read = reg.blob_read(&repo, &digest, None).await.expect("blob");
-        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(read.body)
+        let stored = crate::content::collect(read.body, read.len)
             .await
             .expect("blob bytes");
-        let stored = chunks.concat();
         assert_eq!(stored.len(), content.len(), "stored blob length");
         assert_eq!(Digest::sha256_of(&stored), digest);
         assert!(
