@@ -20,6 +20,7 @@ use berth_registry::meta::Meta;
 use berth_registry::service::metrics::Metrics;
 
 pub mod access;
+mod flight;
 pub mod metrics;
 pub mod prefetch;
 pub mod pull_through;

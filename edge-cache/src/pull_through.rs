@@ -30,6 +30,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::flight::Flights;
 use crate::metrics::EdgeMetrics;
 use crate::store::{now_ms, EdgeStore};
 use crate::upstream::{Upstream, UpstreamError};
@@ -77,6 +78,8 @@ pub struct PullThrough {
     readers: Arc<Mutex<HashMap<Digest, usize>>>,
     /// Bytes cached, kept in step with the metadata.
     used: Mutex<u64>,
+    /// Upstream metadata lookups in progress, one per key.
+    flights: Flights,
 }
 
 fn unavailable(what: impl std::fmt::Display, e: &UpstreamError) -> ServiceError {
@@ -121,6 +124,7 @@ impl PullThrough {
             fills: Mutex::new(HashMap::new()),
             readers: Arc::new(Mutex::new(HashMap::new())),
             used: Mutex::new(used),
+            flights: Flights::default(),
         })
     }
 
@@ -147,6 +151,12 @@ impl PullThrough {
         match reference {
             Reference::Digest(d) => {
                 if let Some(m) = self.meta.get_manifest(repo, d)? {
+                    self.metrics.hits.inc();
+                    return Ok(to_manifest(m, false));
+                }
+                let _flight = self.flights.join(format!("manifest {repo}@{d}")).await;
+                if let Some(m) = self.meta.get_manifest(repo, d)? {
+                    // Fetched by the caller we waited for.
                     self.metrics.hits.inc();
                     return Ok(to_manifest(m, false));
                 }
@@ -177,6 +187,21 @@ impl PullThrough {
         if let (Some(d), Some(age)) = (&cached, age) {
             if age < self.settings.tag_freshness {
                 if let Some(m) = self.meta.get_manifest(repo, d)? {
+                    self.metrics.hits.inc();
+                    return Ok(to_manifest(m, false));
+                }
+            }
+        }
+        let asked = now_ms();
+        let _flight = self.flights.join(format!("tag {repo}:{tag}")).await;
+        if self
+            .store
+            .tag_fetched(repo.as_str(), tag.as_str())
+            .is_some_and(|f| f >= asked)
+        {
+            // The caller we waited for just looked it up.
+            if let Some(d) = self.meta.resolve_tag(repo, tag)? {
+                if let Some(m) = self.meta.get_manifest(repo, &d)? {
                     self.metrics.hits.inc();
                     return Ok(to_manifest(m, false));
                 }
@@ -709,14 +734,24 @@ impl Namespace for EdgeNamespace {
         if let Some(m) = pt.meta.get_manifest(repo, digest)? {
             return Ok(m.bytes.len() as u64);
         }
-        let running = pt.fills.lock().ok().and_then(|f| f.get(digest).cloned());
-        if let Some(f) = running {
-            if let Some(t) = f.state.borrow().total {
-                return Ok(t);
-            }
+        let running_size = || {
+            let running = pt.fills.lock().ok().and_then(|f| f.get(digest).cloned());
+            running.and_then(|f| f.state.borrow().total)
+        };
+        if let Some(t) = running_size() {
+            return Ok(t);
+        }
+        // Many clients asking for the same cold blob at once: one HEAD upstream.
+        let key = format!("blob {repo}@{digest}");
+        let _flight = pt.flights.join(key.clone()).await;
+        if let Some(t) = pt.flights.recent(&key).or_else(running_size) {
+            return Ok(t);
         }
         match pt.upstream.head_blob(repo, digest).await {
-            Ok(Some(size)) => Ok(size),
+            Ok(Some(size)) => {
+                pt.flights.remember(key, size);
+                Ok(size)
+            }
             Ok(None) => Err(berth_registry::service::blob_unknown(repo, digest)),
             Err(e) => Err(unavailable(format!("blob {digest} in {repo}"), &e)),
         }
