@@ -14,6 +14,7 @@
 //! URL, and whether the edge was unreachable or refused.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,10 +24,13 @@ use serde::{Deserialize, Serialize};
 use crate::model::Node;
 use crate::ports::{EdgeClient, EdgeError, ImageProgress, JobState, JobStatus};
 
-/// Talks to edge caches over HTTP(S) with rustls.
+/// Talks to edge caches over HTTP(S) with rustls. The HTTP client (and its
+/// TLS roots) is built on first use: a registry that never publishes to an
+/// edge never pays for it.
 #[derive(Clone)]
 pub struct HttpEdgeClient {
-    http: reqwest::Client,
+    timeout: Duration,
+    http: Arc<OnceLock<reqwest::Client>>,
 }
 
 #[derive(Serialize)]
@@ -90,16 +94,26 @@ fn matching(mut jobs: Vec<ListedJob>, images: &[String]) -> Vec<String> {
 impl HttpEdgeClient {
     /// `timeout` bounds each request (connect and answer).
     pub fn new(timeout: Duration) -> Result<Self, EdgeError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+        Ok(HttpEdgeClient {
+            timeout,
+            http: Arc::default(),
+        })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, EdgeError> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EdgeError::Protocol {
                 node: String::new(),
                 message: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(HttpEdgeClient { http })
+        Ok(self.http.get_or_init(|| client))
     }
 
     fn url(node: &Node, segments: &[&str]) -> Result<Url, EdgeError> {
@@ -117,12 +131,17 @@ impl HttpEdgeClient {
         Ok(url)
     }
 
-    fn request(&self, node: &Node, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
-        let rb = self.http.request(method, url);
-        match &node.edge_credentials {
+    fn request(
+        &self,
+        node: &Node,
+        method: reqwest::Method,
+        url: Url,
+    ) -> Result<reqwest::RequestBuilder, EdgeError> {
+        let rb = self.http()?.request(method, url);
+        Ok(match &node.edge_credentials {
             Some(c) => rb.basic_auth(&c.user, Some(&c.password)),
             None => rb,
-        }
+        })
     }
 
     async fn send(
@@ -198,7 +217,7 @@ impl EdgeClient for HttpEdgeClient {
     ) -> Result<String, EdgeError> {
         let url = Self::url(node, &["api", "v1", "prefetch"])?;
         let rb = self
-            .request(node, reqwest::Method::POST, url)
+            .request(node, reqwest::Method::POST, url)?
             .json(&PrefetchRequest {
                 images: &images,
                 pin,
@@ -218,7 +237,7 @@ impl EdgeClient for HttpEdgeClient {
     async fn job(&self, node: &Node, id: &str) -> Result<JobStatus, EdgeError> {
         let url = Self::url(node, &["api", "v1", "prefetch", id])?;
         let resp = self
-            .send(node, self.request(node, reqwest::Method::GET, url))
+            .send(node, self.request(node, reqwest::Method::GET, url)?)
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(JobStatus::Unknown);
@@ -246,7 +265,7 @@ impl EdgeClient for HttpEdgeClient {
     ) -> Result<Vec<String>, EdgeError> {
         let url = Self::url(node, &["api", "v1", "prefetch"])?;
         let resp = self
-            .send(node, self.request(node, reqwest::Method::GET, url))
+            .send(node, self.request(node, reqwest::Method::GET, url)?)
             .await?;
         // An edge without the list has nothing to offer; asking again is the way.
         if matches!(
@@ -268,7 +287,7 @@ impl EdgeClient for HttpEdgeClient {
     async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError> {
         let url = Self::url(node, &["api", "v1", "unpin"])?;
         let rb = self
-            .request(node, reqwest::Method::POST, url)
+            .request(node, reqwest::Method::POST, url)?
             .json(&UnpinRequest { images: &images });
         let resp = self.send(node, rb).await?;
         if !resp.status().is_success() {
