@@ -597,8 +597,10 @@ struct IngestInner {
     state: IngestState,
 }
 
-/// Bytes of an ingest left dirty before a background flush is started.
-const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+/// Bytes of an ingest left dirty before a background flush is started. Above
+/// the 8 MiB a chunked upload typically sends per PATCH, so that a PATCH's own
+/// acknowledging fsync is not doubled by a background one.
+const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
 
 /// Starts flushing what was appended since the last flush, on another
 /// blocking thread through a second handle, without waiting for it; at most
@@ -705,6 +707,7 @@ impl Ingest {
         let (inner, res) = tokio::task::spawn_blocking(move || {
             let res = (|| {
                 inner.file.sync_data()?;
+                inner.written_back = inner.offset;
                 let mut st = inner.state.clone();
                 st.offset = inner.offset;
                 st.write(&dir, true)?;
