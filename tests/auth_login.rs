@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::berth::{self, Admin, Registry, ADMIN_PASSWORD};
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
+use berth_testkit::http::{basic, send, Auth};
 use berth_testkit::tools::{docker_ref, require_tools, CopyOptions, Creds, Podman, Skopeo};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -23,76 +24,6 @@ fn bin() -> &'static str {
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-// ------------------------------------------------------------------ raw HTTP
-
-#[derive(Clone, Debug)]
-enum Auth {
-    None,
-    Basic(String, String),
-    Bearer(String),
-}
-
-fn basic(user: &str, password: &str) -> Auth {
-    Auth::Basic(user.to_string(), password.to_string())
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    code: Option<String>,
-    message: String,
-    challenge: Option<String>,
-    retry_after: Option<String>,
-    body: Value,
-}
-
-fn send(
-    http: &Client,
-    method: &str,
-    url: &str,
-    auth: &Auth,
-    body: Option<(&str, Vec<u8>)>,
-) -> Answer {
-    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut rb = http.request(m, url).header("Accept", OCI_MANIFEST);
-    rb = match auth {
-        Auth::None => rb,
-        Auth::Basic(u, p) => rb.basic_auth(u, Some(p)),
-        Auth::Bearer(t) => rb.bearer_auth(t),
-    };
-    if let Some((ctype, bytes)) = body {
-        rb = rb.header("Content-Type", ctype).body(bytes);
-    }
-    let res = rb.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = res.status().as_u16();
-    let header = |n: &str| {
-        res.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (challenge, retry_after) = (header("www-authenticate"), header("retry-after"));
-    let text = res.text().unwrap_or_default();
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let message = body
-        .pointer("/errors/0/message")
-        .or_else(|| body.get("error"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Answer {
-        status,
-        code: body
-            .pointer("/errors/0/code")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        message,
-        challenge,
-        retry_after,
-        body,
-    }
 }
 
 /// A client whose connections come from `ip` (any 127.x address reaches the registry).

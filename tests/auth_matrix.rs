@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use berth_testkit::berth::{self, Admin, Registry};
+use berth_testkit::http::{send, Answer, Auth};
 use reqwest::blocking::Client;
 use serde_json::Value;
 use sha2::Digest as _;
@@ -26,76 +27,6 @@ fn bin() -> &'static str {
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-// ------------------------------------------------------------------ raw HTTP
-
-#[derive(Clone, Debug)]
-enum Auth {
-    None,
-    Basic(String, String),
-    Bearer(String),
-}
-
-/// One answer, with what the assertions look at.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    code: Option<String>,
-    message: String,
-    challenge: Option<String>,
-    body: Value,
-}
-
-impl Answer {
-    fn describe(&self) -> String {
-        match &self.code {
-            Some(c) => format!("{} {c}", self.status),
-            None => self.status.to_string(),
-        }
-    }
-}
-
-fn send(
-    http: &Client,
-    method: &str,
-    url: &str,
-    auth: &Auth,
-    body: Option<(&str, Vec<u8>)>,
-) -> Answer {
-    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut rb = http.request(m, url).header("Accept", OCI_MANIFEST);
-    rb = match auth {
-        Auth::None => rb,
-        Auth::Basic(u, p) => rb.basic_auth(u, Some(p)),
-        Auth::Bearer(t) => rb.bearer_auth(t),
-    };
-    if let Some((ctype, bytes)) = body {
-        rb = rb.header("Content-Type", ctype).body(bytes);
-    }
-    let res = rb.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = res.status().as_u16();
-    let challenge = res
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = res.text().unwrap_or_default();
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        code: body
-            .pointer("/errors/0/code")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        message: body
-            .pointer("/errors/0/message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        challenge,
-        body,
-    }
 }
 
 /// A pushed image: manifest bytes and digest, and its one layer.
@@ -151,14 +82,14 @@ fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str, see
 }
 
 /// `GET /v2/token` for `scopes`, with `cred` as Basic (or anonymous).
-fn token(http: &Client, base: &str, cred: &Auth, scopes: &[String]) -> Result<String, Answer> {
+fn token(http: &Client, base: &str, cred: &Auth, scopes: &[String]) -> Result<String, Box<Answer>> {
     let mut url = format!("{base}/v2/token?service=berth");
     for s in scopes {
         url.push_str(&format!("&scope={s}"));
     }
     let a = send(http, "GET", &url, cred, None);
     if a.status != 200 {
-        return Err(a);
+        return Err(Box::new(a));
     }
     let t = a.body["token"]
         .as_str()
@@ -343,7 +274,7 @@ fn cell(w: &World, mode: Mode, subject: &str, project: &str, op: &str) -> (Strin
             match token(&w.http, &base, &basic, &scopes) {
                 Ok(t) => Auth::Bearer(t),
                 // Refused at the token endpoint: that is the cell's answer.
-                Err(a) => return (a.status.to_string(), a),
+                Err(a) => return (a.status.to_string(), *a),
             }
         }
     };

@@ -5,12 +5,14 @@
 //! - [`tools`]: the real clients (skopeo, podman, containerd's ctr, oras-py), each isolated
 //!   from the machine's configuration.
 //! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
+//! - [`http`]: raw registry requests whose status, OCI error code and challenge tests assert.
 //!
 //! Everything panics with a full message on failure: this crate is for tests.
 
 pub mod berth;
 pub mod distribution;
 pub mod fixtures;
+pub mod http;
 pub mod proc;
 pub mod tools;
 
