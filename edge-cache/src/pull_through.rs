@@ -546,7 +546,12 @@ impl PullThrough {
             return Ok(Some(size));
         }
         if let Some(size) = self.meta.blob_size(digest)? {
-            // Cached for another repository: only upstream may say this one has it too.
+            // Cached for another repository: only upstream may say this one
+            // has it too; one caller asks, the others find the link.
+            let _flight = self.flights.join(format!("link {repo}@{digest}")).await;
+            if let Some(size) = self.meta.linked_blob(repo, digest)? {
+                return Ok(Some(size));
+            }
             return match self.upstream.head_blob(repo, digest).await {
                 Ok(Some(_)) => {
                     let (meta, r, d) = (self.meta.clone(), repo.clone(), digest.clone());
