@@ -100,7 +100,7 @@ impl HttpEdgeClient {
         })
     }
 
-    fn http(&self) -> Result<&reqwest::Client, EdgeError> {
+    fn http(&self, node: &Node) -> Result<&reqwest::Client, EdgeError> {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
@@ -110,8 +110,8 @@ impl HttpEdgeClient {
             .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EdgeError::Protocol {
-                node: String::new(),
-                message: format!("cannot build the HTTP client: {e}"),
+                node: node.name.clone(),
+                message: format!("cannot build the HTTP client for edges (TLS set-up failed): {e}"),
             })?;
         Ok(self.http.get_or_init(|| client))
     }
@@ -137,7 +137,7 @@ impl HttpEdgeClient {
         method: reqwest::Method,
         url: Url,
     ) -> Result<reqwest::RequestBuilder, EdgeError> {
-        let rb = self.http()?.request(method, url);
+        let rb = self.http(node)?.request(method, url);
         Ok(match &node.edge_credentials {
             Some(c) => rb.basic_auth(&c.user, Some(&c.password)),
             None => rb,

@@ -13,7 +13,6 @@
 //! transfer resumes with a Range request from the last byte written.
 
 use std::collections::HashMap;
-
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
