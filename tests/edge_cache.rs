@@ -137,12 +137,7 @@ fn single_flight_8_concurrent_skopeo_pulls() {
         .build(&layout);
     origin.push(&layout, "v1", "app");
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[],
-    );
+    let edge = origin.edge(cache.path(), &[]);
     let before = origin.blob_gets();
     let barrier = Arc::new(Barrier::new(8));
     let threads: Vec<_> = (0..8)
@@ -323,12 +318,7 @@ fn upstream_down_cached_tags_are_served_stale_and_the_edge_starts_without_it() {
         .build(&layout);
     origin.push(&layout, "v1", "app");
     let cache = tempfile::tempdir().expect("tempdir");
-    let mut edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[("BERTH_EDGE_TAG_FRESHNESS", "1s")],
-    );
+    let mut edge = origin.edge(cache.path(), &[("BERTH_EDGE_TAG_FRESHNESS", "1s")]);
     let skopeo = Skopeo::new();
     skopeo_pull_and_verify(&skopeo, &edge.host(), "app", "v1", &image);
     let (status, warning, _) = manifest_by_tag(&edge.base_url(), "v1");
@@ -372,12 +362,7 @@ fn containerd_style_requests_ns_parameter_and_ranges() {
         .build(&layout);
     origin.push(&layout, "v1", "app");
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[],
-    );
+    let edge = origin.edge(cache.path(), &[]);
     let base = edge.base_url();
     let ns = format!("ns={}", origin.registry.host());
     let client = http();
@@ -533,12 +518,7 @@ fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
     let layer = |i: usize| images[i].layers[0].digest().to_owned();
     let (p, a, b, c, d) = (layer(0), layer(1), layer(2), layer(3), layer(4));
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[("BERTH_EDGE_CAPACITY", "3MiB")],
-    );
+    let edge = origin.edge(cache.path(), &[("BERTH_EDGE_CAPACITY", "3MiB")]);
     let base = edge.base_url();
     let read = |digest: &str| {
         get_blob_ok(&base, "app", digest);
@@ -661,12 +641,7 @@ fn a_blob_being_read_is_not_evicted_under_its_reader() {
         z.layers[0].clone(),
     );
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[("BERTH_EDGE_CAPACITY", "18MiB")],
-    );
+    let edge = origin.edge(cache.path(), &[("BERTH_EDGE_CAPACITY", "18MiB")]);
     let base = edge.base_url();
     get_blob_ok(&base, "app", x.digest());
     get_blob_ok(&base, "app", y.digest());
@@ -845,12 +820,7 @@ fn prefetching_a_multi_arch_index_takes_only_the_configured_platform() {
     );
     origin.push(&layout, "multi", "app");
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[("BERTH_EDGE_PLATFORMS", "linux/arm64")],
-    );
+    let edge = origin.edge(cache.path(), &[("BERTH_EDGE_PLATFORMS", "linux/arm64")]);
     let base = edge.base_url();
     let id = prefetch(&base, &[&format!("{PROJECT}/app:multi")], false);
     let (job, _) = wait_job_done(&base, &id, 30);
@@ -888,12 +858,7 @@ fn blobs_shared_by_repositories_are_fetched_stored_and_counted_once() {
     origin.push(&layout, "v1", "app");
     origin.push(&layout, "v1", "other");
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[],
-    );
+    let edge = origin.edge(cache.path(), &[]);
     let base = edge.base_url();
     let blobs = image.blob_digests();
     let total: u64 = blobs.iter().map(|(_, s)| s).sum();
@@ -1218,12 +1183,7 @@ fn cached_images_are_listed_and_can_be_deleted() {
         .build(&layout);
     origin.push(&layout, "v1", "app");
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[],
-    );
+    let edge = origin.edge(cache.path(), &[]);
     let base = edge.base_url();
     let name = format!("{PROJECT}/app:v1");
     let id = prefetch(&base, &[&name], true);

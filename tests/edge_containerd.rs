@@ -23,12 +23,7 @@ fn ctr_pulls_a_private_image_through_the_edge_mirror() {
         .build(&layout);
     origin.push(&layout, "v1", "app");
     let cache = tempfile::tempdir().expect("tempdir");
-    let edge = edge(
-        &origin.registry.url(),
-        cache.path(),
-        Some(&origin.robot),
-        &[],
-    );
+    let edge = origin.edge(cache.path(), &[]);
 
     let containerd = Containerd::start();
     let host = origin.registry.host();

@@ -43,6 +43,26 @@ fn upload_id(location: &str) -> String {
     location.rsplit('/').next().expect("upload id").to_string()
 }
 
+/// The spool file of the upload at `location`.
+fn spool_file(r: &Reg, location: &str) -> std::path::PathBuf {
+    r.reg
+        .data_dir
+        .join("uploads")
+        .join(upload_id(location))
+        .join("data")
+}
+
+/// The head of a raw `PATCH` of bytes `from..=to` to `location`, as admin;
+/// `extra` is more header lines, each ending in CRLF.
+fn patch_head(location: &str, from: usize, to: usize, extra: &str) -> String {
+    format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
+         Content-Range: {from}-{to}\r\nContent-Length: {}\r\n{extra}\r\n",
+        basic_admin(),
+        to - from + 1
+    )
+}
+
 #[test]
 fn upload_resumes_after_kill9_from_last_acknowledged_offset() {
     let mut r = Reg::start();
@@ -50,12 +70,7 @@ fn upload_resumes_after_kill9_from_last_acknowledged_offset() {
     let content = bytes(1, 7 << 20);
     let digest = sha256(&content);
     let location = r.start_upload(repo);
-    let data_file = r
-        .reg
-        .data_dir
-        .join("uploads")
-        .join(upload_id(&location))
-        .join("data");
+    let data_file = spool_file(&r, &location);
 
     // Two acknowledged chunks.
     assert_eq!(r.patch(&location, 0, &content[..1 << 20]).status(), 202);
@@ -65,14 +80,11 @@ fn upload_resumes_after_kill9_from_last_acknowledged_offset() {
 
     // A third chunk in flight, never acknowledged: wait until its bytes hit the
     // spool file, then crash.
-    let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
-         Content-Type: application/octet-stream\r\nContent-Range: {}-{}\r\n\
-         Content-Length: {}\r\n\r\n",
-        basic_admin(),
+    let head = patch_head(
+        &location,
         2 << 20,
         (5 << 20) - 1,
-        3 << 20
+        "Content-Type: application/octet-stream\r\n",
     );
     let conn = partial_request(r.port(), &head, &content[2 << 20..(4 << 20) + 100]);
     eventually("the unacknowledged chunk reaching the spool", || {
@@ -113,25 +125,13 @@ fn a_chunk_cut_off_by_the_client_leaves_the_upload_at_its_acknowledged_offset() 
     let content = bytes(5, 6 << 20);
     let digest = sha256(&content);
     let location = r.start_upload(repo);
-    let data_file = r
-        .reg
-        .data_dir
-        .join("uploads")
-        .join(upload_id(&location))
-        .join("data");
+    let data_file = spool_file(&r, &location);
     assert_eq!(r.patch(&location, 0, &content[..1 << 20]).status(), 202);
 
     for round in 0..2 {
         // A 4 MiB chunk of which the client sends a bit over 2 MiB, then
         // vanishes after the server has written part of it.
-        let head = format!(
-            "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
-             Content-Range: {}-{}\r\nContent-Length: {}\r\n\r\n",
-            basic_admin(),
-            1 << 20,
-            (5 << 20) - 1,
-            4 << 20
-        );
+        let head = patch_head(&location, 1 << 20, (5 << 20) - 1, "");
         let conn = partial_request(r.port(), &head, &content[1 << 20..(3 << 20) + 11]);
         eventually("part of the chunk reaching the spool", || {
             file_len(&data_file) >= 2 << 20
@@ -223,23 +223,11 @@ fn sigterm_with_uploads_in_flight_exits_cleanly_and_keeps_only_acknowledged_data
     let content = bytes(40, 5 << 20);
     let location = r.start_upload(repo);
     assert_eq!(r.patch(&location, 0, &content[..1 << 20]).status(), 202);
-    let data_file = r
-        .reg
-        .data_dir
-        .join("uploads")
-        .join(upload_id(&location))
-        .join("data");
+    let data_file = spool_file(&r, &location);
     let blobs_before = r.blob_files();
 
     // A chunk and a monolithic upload, both cut short by the shutdown.
-    let chunk_head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
-         Content-Range: {}-{}\r\nContent-Length: {}\r\n\r\n",
-        basic_admin(),
-        1 << 20,
-        (5 << 20) - 1,
-        4 << 20
-    );
+    let chunk_head = patch_head(&location, 1 << 20, (5 << 20) - 1, "");
     let chunk_conn = partial_request(r.port(), &chunk_head, &content[1 << 20..(3 << 20) + 7]);
     let mono = bytes(41, 4 << 20);
     let mono_digest = sha256(&mono);
@@ -291,21 +279,10 @@ fn sigterm_lets_a_request_in_flight_finish_and_acknowledges_it() {
     let repo = "pub/drain";
     let content = bytes(42, 3 << 20);
     let location = r.start_upload(repo);
-    let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\
-         Content-Range: 0-{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        basic_admin(),
-        content.len() - 1,
-        content.len()
-    );
+    let head = patch_head(&location, 0, content.len() - 1, "Connection: close\r\n");
     let mut conn = partial_request(r.port(), &head, &content[..1 << 20]);
     // The request is in flight once its first MiB is in the spool.
-    let spool = r
-        .reg
-        .data_dir
-        .join("uploads")
-        .join(upload_id(&location))
-        .join("data");
+    let spool = spool_file(&r, &location);
     eventually("the first part of the chunk in the spool", || {
         file_len(&spool) >= 1 << 20
     });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::http::Req;
 use crate::load::{self, LoadSpec};
 use crate::report::{Better, Row, Target};
-use crate::setup::{random_image, Kind, PUBLIC};
+use crate::setup::{random_image, PUBLIC};
 use crate::{procstat, push_value, Bench, MIB};
 
 pub fn run(b: &mut Bench) {
@@ -111,10 +111,7 @@ pub fn run(b: &mut Bench) {
             push_value(&mut rows, 3, kind, r.p99.as_secs_f64() * 1e3);
             b.record_load("3. Range GET", kind, r);
             let mb = procstat::peak_rss(t.pid).unwrap_or(0) as f64 / 1e6;
-            match kind {
-                Kind::Berth => peak.berth.push(mb),
-                Kind::Distribution => peak.distribution.push(mb),
-            }
+            peak.push(kind, mb);
         }
     }
     b.rows.extend(rows);

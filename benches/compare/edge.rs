@@ -287,16 +287,8 @@ pub fn run(b: &mut Bench) {
                 std::thread::sleep(Duration::from_millis(500));
                 let idle_mb = procstat::rss(cache.pid()).unwrap_or(0) as f64 / 1e6;
                 let anon_mb = procstat::rss_anon(cache.pid()).unwrap_or(0) as f64 / 1e6;
-                match kind {
-                    Kind::Berth => {
-                        idle.berth.push(idle_mb);
-                        idle_anon.berth.push(anon_mb);
-                    }
-                    Kind::Distribution => {
-                        idle.distribution.push(idle_mb);
-                        idle_anon.distribution.push(anon_mb);
-                    }
-                }
+                idle.push(kind, idle_mb);
+                idle_anon.push(kind, anon_mb);
                 proxy.take();
                 let cold = b
                     .rt
@@ -338,10 +330,7 @@ pub fn run(b: &mut Bench) {
                 push_value(&mut rows, base + 4, kind, warm_x);
                 if n == largest {
                     let mb = procstat::peak_rss(cache.pid()).unwrap_or(0) as f64 / 1e6;
-                    match kind {
-                        Kind::Berth => peak.berth.push(mb),
-                        Kind::Distribution => peak.distribution.push(mb),
-                    }
+                    peak.push(kind, mb);
                 }
             }
             // Time to first byte of a cold layer, fresh cache.

@@ -267,10 +267,7 @@ impl Bench {
 
 /// Adds to `rows` one value per run for each server.
 pub fn push_value(rows: &mut [Row], i: usize, kind: Kind, v: f64) {
-    match kind {
-        Kind::Berth => rows[i].berth.push(v),
-        Kind::Distribution => rows[i].distribution.push(v),
-    }
+    rows[i].push(kind, v);
 }
 
 fn machine() -> String {
@@ -377,10 +374,7 @@ fn main() {
     .target(Target::BerthBelow(12.0, "12 MB"));
     for t in bench.regs.both() {
         let mb = procstat::rss(t.pid).unwrap_or(0) as f64 / 1e6;
-        match t.kind {
-            Kind::Berth => idle.berth.push(mb),
-            Kind::Distribution => idle.distribution.push(mb),
-        }
+        idle.push(t.kind, mb);
     }
     bench.row(idle);
     let mut anon = Row::new(
@@ -391,10 +385,7 @@ fn main() {
     );
     for t in bench.regs.both() {
         let mb = procstat::rss_anon(t.pid).unwrap_or(0) as f64 / 1e6;
-        match t.kind {
-            Kind::Berth => anon.berth.push(mb),
-            Kind::Distribution => anon.distribution.push(mb),
-        }
+        anon.push(t.kind, mb);
     }
     bench.row(anon);
 
@@ -426,10 +417,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(2));
         for t in bench.regs.both() {
             let mb = procstat::rss(t.pid).unwrap_or(0) as f64 / 1e6;
-            match t.kind {
-                Kind::Berth => after.berth.push(mb),
-                Kind::Distribution => after.distribution.push(mb),
-            }
+            after.push(t.kind, mb);
         }
         bench.row(after);
     }

@@ -133,10 +133,7 @@ pub fn run(b: &mut Bench) {
                 }
             }
             let mb = procstat::peak_rss(t.pid).unwrap_or(0) as f64 / 1e6;
-            match kind {
-                Kind::Berth => peak.berth.push(mb),
-                Kind::Distribution => peak.distribution.push(mb),
-            }
+            peak.push(kind, mb);
         }
     }
     b.rows.extend(rows);

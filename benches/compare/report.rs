@@ -58,6 +58,13 @@ impl Row {
         self.note = n.to_owned();
         self
     }
+    /// Records one run's figure for the server `kind`.
+    pub fn push(&mut self, kind: crate::setup::Kind, v: f64) {
+        match kind {
+            crate::setup::Kind::Berth => self.berth.push(v),
+            crate::setup::Kind::Distribution => self.distribution.push(v),
+        }
+    }
     pub fn ratio(&self) -> Option<f64> {
         let (b, d) = (median(&self.berth)?, median(&self.distribution)?);
         (d != 0.0).then_some(b / d)

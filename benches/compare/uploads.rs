@@ -128,16 +128,8 @@ pub fn chunked(b: &mut Bench) {
                 "   {}: {secs:.2} s (server CPU {cpu:.2} s)",
                 kind.name()
             ));
-            match kind {
-                Kind::Berth => {
-                    row.berth.push(secs);
-                    cpu_row.berth.push(cpu);
-                }
-                Kind::Distribution => {
-                    row.distribution.push(secs);
-                    cpu_row.distribution.push(cpu);
-                }
-            }
+            row.push(kind, secs);
+            cpu_row.push(kind, cpu);
         }
     }
     b.rows.push(row);

@@ -33,6 +33,11 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// An edge in front of this origin, pulling with its robot, cache in `cache_dir`.
+    pub fn edge(&self, cache_dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        edge(&self.registry.url(), cache_dir, Some(&self.robot), env)
+    }
+
     pub fn start() -> Origin {
         let registry = berth::registry(BIN);
         let admin = registry.admin();
