@@ -116,7 +116,10 @@ impl Authorizer for RegistryAuthorizer {
             }
         };
         if allowed {
-            Ok(Actor { name })
+            Ok(Actor {
+                name,
+                admin: subject.admin,
+            })
         } else {
             let what = match (project, action) {
                 (None, _) => "manage clusters and nodes (system administrators only)".to_string(),

@@ -426,7 +426,8 @@ struct KubeconfigQuery {
 }
 
 /// The node's cluster kubeconfig with the project's namespace as the context namespace.
-/// Project admins only: it carries the cluster credentials.
+/// System administrators only: it carries the cluster's own credential. Everyone
+/// else who may administer the project learns why they cannot have it (409).
 async fn node_kubeconfig(
     State(state): State<ControllerState>,
     headers: HeaderMap,
@@ -438,6 +439,20 @@ async fn node_kubeconfig(
     })?;
     check_project(&project)?;
     let actor = state.authorize(&headers, Some(&project), CtlAction::Admin)?;
+    if !actor.admin {
+        state.audit(
+            &actor,
+            &project,
+            "kubeconfig.export",
+            &name,
+            "refused: not a system administrator",
+        );
+        return Err(ApiError::Conflict(format!(
+            "the kubeconfig of node {name}'s cluster carries the cluster's own credential, which \
+             only system administrators may export; a kubeconfig scoped to project {project} is \
+             not available with this deployer: ask a system administrator"
+        )));
+    }
     let node = load_node(&state, &name).await?;
     let c = node.cluster.clone();
     let cluster = state

@@ -143,6 +143,9 @@ pub enum CtlAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub name: String,
+    /// A system administrator (from the account, never from a token's claim).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Why a request was refused; `status` is 401 (who are you?) or 403 (not allowed).

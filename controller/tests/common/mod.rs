@@ -299,12 +299,16 @@ impl Authorizer for BasicAuthorizer {
         if got == enc("admin", "secret") {
             return Ok(Actor {
                 name: "admin".into(),
+                admin: true,
             });
         }
         // A developer of project shop, and of nothing else.
         if got == enc("dev", "dev") {
             return match project {
-                Some("shop") if action != CtlAction::Admin => Ok(Actor { name: "dev".into() }),
+                Some("shop") if action != CtlAction::Admin => Ok(Actor {
+                    name: "dev".into(),
+                    admin: false,
+                }),
                 Some(p) => Err(AuthError {
                     status: StatusCode::FORBIDDEN,
                     message: format!("dev may not see project {p}"),
@@ -319,6 +323,7 @@ impl Authorizer for BasicAuthorizer {
             if action == CtlAction::Read {
                 return Ok(Actor {
                     name: "viewer".into(),
+                    admin: false,
                 });
             }
             return Err(AuthError {
