@@ -237,7 +237,10 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             dry_run,
         };
         let app = RegistryApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
-        let store = berth_controller::Store::open(app.meta.database())
+        let sealer = berth_controller::sealed_records::RecordSealer::new(Some(
+            berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
+        ));
+        let store = berth_controller::Store::open(app.meta.database(), sealer)
             .map_err(|e| anyhow!("controller records: {e}"))?;
         if let Ok(mut roots) = app.registry.gc_roots.write() {
             roots.push(std::sync::Arc::new(crate::compose::PublicationRoots {

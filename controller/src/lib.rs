@@ -58,6 +58,7 @@ pub mod reconcile;
 pub mod render;
 pub mod resources;
 pub mod resources_ctl;
+pub mod sealed_records;
 pub mod secrets;
 pub mod store;
 
@@ -74,6 +75,7 @@ pub use store::{Store, StoreError};
 
 use crate::model::PublicationKey;
 use crate::reconcile::Context;
+use crate::sealed_records::RecordSealer;
 use crate::secrets::SecretBox;
 
 /// The implementations the controller works through.
@@ -116,8 +118,8 @@ impl ControllerState {
         ports: Ports,
         settings: ControllerSettings,
     ) -> Result<Self, StoreError> {
-        let store = Store::open(db)?;
         let secrets = settings.secret_key.map(|k| SecretBox::new(&k));
+        let store = Store::open(db, RecordSealer::new(secrets.clone()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Context {
             store,

@@ -45,6 +45,7 @@ use crate::model::{
 use crate::resources::{
     Binding, BindingState, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec, ServiceType,
 };
+use crate::sealed_records::{RecordSealer, SealError};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("ctl_meta");
 const CLUSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_clusters");
@@ -119,15 +120,26 @@ fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
     })
 }
 
+fn sealing(table: &'static str) -> impl Fn(SealError) -> StoreError {
+    move |e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    }
+}
+
 /// The controller's records in a database shared with the registry.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// Seals the credentials that cluster and node records carry.
+    sealer: RecordSealer,
 }
 
 impl Store {
-    /// Creates the controller's tables if needed.
-    pub fn open(db: Arc<Database>) -> Result<Store> {
+    /// Creates the controller's tables if needed. With a key in `sealer`, cluster
+    /// and node credentials are sealed at rest, and records an earlier release wrote
+    /// in the clear are sealed now, in the same transaction.
+    pub fn open(db: Arc<Database>, sealer: RecordSealer) -> Result<Store> {
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -144,8 +156,13 @@ impl Store {
                 }
                 Some(_) => {}
             }
-            txn.open_table(CLUSTERS)?;
-            txn.open_table(NODES)?;
+            let sealed = seal_clear_records(&txn, &sealer)?;
+            if sealed > 0 {
+                tracing::info!(
+                    sealed,
+                    "sealed cluster and node credentials stored in the clear"
+                );
+            }
             txn.open_table(APPS)?;
             txn.open_table(VERSIONS)?;
             txn.open_table(PUBLICATIONS)?;
@@ -153,7 +170,7 @@ impl Store {
             txn.open_table(BINDINGS)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store { db, sealer })
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -173,38 +190,52 @@ impl Store {
                     cluster.name
                 )));
             }
-            t.insert(cluster.name.as_str(), encode(cluster).as_slice())?;
+            let bytes = self
+                .sealer
+                .encode_cluster(cluster)
+                .map_err(sealing("ctl_clusters"))?;
+            t.insert(cluster.name.as_str(), bytes.as_slice())?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    /// One JSON record of a name-keyed table.
-    fn get_named<T: DeserializeOwned>(&self, table: NamedTable, name: &str) -> Result<Option<T>> {
+    /// One record of a name-keyed table, read by `read`.
+    fn get_named<T>(
+        &self,
+        table: NamedTable,
+        name: &str,
+        read: impl Fn(&RecordSealer, &[u8]) -> std::result::Result<T, SealError>,
+    ) -> Result<Option<T>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(table.0)?;
         let v = t.get(name)?;
-        v.map(|g| decode(table.1, g.value())).transpose()
+        v.map(|g| read(&self.sealer, g.value()).map_err(sealing(table.1)))
+            .transpose()
     }
 
-    /// Every JSON record of a name-keyed table, in name order.
-    fn list_named<T: DeserializeOwned>(&self, table: NamedTable) -> Result<Vec<T>> {
+    /// Every record of a name-keyed table, in name order.
+    fn list_named<T>(
+        &self,
+        table: NamedTable,
+        read: impl Fn(&RecordSealer, &[u8]) -> std::result::Result<T, SealError>,
+    ) -> Result<Vec<T>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(table.0)?;
         let mut out = Vec::new();
         for item in t.iter()? {
             let (_, v) = item?;
-            out.push(decode(table.1, v.value())?);
+            out.push(read(&self.sealer, v.value()).map_err(sealing(table.1))?);
         }
         Ok(out)
     }
 
     pub fn get_cluster(&self, name: &str) -> Result<Option<Cluster>> {
-        self.get_named(CLUSTERS_T, name)
+        self.get_named(CLUSTERS_T, name, RecordSealer::decode_cluster)
     }
 
     pub fn list_clusters(&self) -> Result<Vec<Cluster>> {
-        self.list_named(CLUSTERS_T)
+        self.list_named(CLUSTERS_T, RecordSealer::decode_cluster)
     }
 
     pub fn delete_cluster(&self, name: &str) -> Result<()> {
@@ -259,18 +290,22 @@ impl Store {
                     node.name
                 )));
             }
-            t.insert(node.name.as_str(), encode(node).as_slice())?;
+            let bytes = self
+                .sealer
+                .encode_node(node)
+                .map_err(sealing("ctl_nodes"))?;
+            t.insert(node.name.as_str(), bytes.as_slice())?;
         }
         txn.commit()?;
         Ok(())
     }
 
     pub fn get_node(&self, name: &str) -> Result<Option<Node>> {
-        self.get_named(NODES_T, name)
+        self.get_named(NODES_T, name, RecordSealer::decode_node)
     }
 
     pub fn list_nodes(&self) -> Result<Vec<Node>> {
-        self.list_named(NODES_T)
+        self.list_named(NODES_T, RecordSealer::decode_node)
     }
 
     pub fn delete_node(&self, name: &str) -> Result<()> {
@@ -1328,6 +1363,50 @@ fn not_found_resource(kind: ResourceKind, project: &str, name: &str) -> StoreErr
     StoreError::NotFound(format!("no {} {project}/{name}", kind.singular()))
 }
 
+/// Seals, in `txn`, every cluster and node record that holds its credential in
+/// the clear; returns how many it sealed.
+fn seal_clear_records(txn: &redb::WriteTransaction, sealer: &RecordSealer) -> Result<usize> {
+    let mut count = 0;
+    if !sealer.has_key() {
+        txn.open_table(CLUSTERS)?;
+        txn.open_table(NODES)?;
+        return Ok(count);
+    }
+    let mut clusters = txn.open_table(CLUSTERS)?;
+    let mut rewrite = Vec::new();
+    for item in clusters.iter()? {
+        let (k, v) = item?;
+        if sealer.needs_sealing(v.value()) {
+            let c = sealer
+                .decode_cluster(v.value())
+                .map_err(sealing("ctl_clusters"))?;
+            rewrite.push((k.value().to_string(), c));
+        }
+    }
+    for (name, c) in rewrite {
+        let bytes = sealer.encode_cluster(&c).map_err(sealing("ctl_clusters"))?;
+        clusters.insert(name.as_str(), bytes.as_slice())?;
+        count += 1;
+    }
+    let mut nodes = txn.open_table(NODES)?;
+    let mut rewrite = Vec::new();
+    for item in nodes.iter()? {
+        let (k, v) = item?;
+        if sealer.needs_sealing(v.value()) {
+            let n = sealer
+                .decode_node(v.value())
+                .map_err(sealing("ctl_nodes"))?;
+            rewrite.push((k.value().to_string(), n));
+        }
+    }
+    for (name, n) in rewrite {
+        let bytes = sealer.encode_node(&n).map_err(sealing("ctl_nodes"))?;
+        nodes.insert(name.as_str(), bytes.as_slice())?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1336,8 +1415,12 @@ mod tests {
     pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::create(dir.path().join("berth.redb")).expect("db");
-        let store = Store::open(Arc::new(db)).expect("open");
+        let store = Store::open(Arc::new(db), test_sealer()).expect("open");
         (dir, store)
+    }
+
+    fn test_sealer() -> RecordSealer {
+        RecordSealer::new(Some(crate::secrets::SecretBox::new(&[9u8; 32])))
     }
 
     fn spec(image: &str) -> AppSpec {
@@ -1376,6 +1459,60 @@ mod tests {
             edge_credentials: None,
             created_at: 0,
         }
+    }
+
+    /// Records an earlier release wrote in the clear are sealed when a store opens
+    /// with a key, and still read the same.
+    #[test]
+    fn clear_credentials_are_sealed_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.redb");
+        let token = "token: clear-Zq81";
+        let kc = format!("{KC}users:\n- name: u\n  user:\n    {token}\n");
+        let mut n = node("n1");
+        n.edge_credentials = Some(crate::model::EdgeCredentials {
+            user: "ctl".into(),
+            password: "clear-pw-Yt55".into(),
+        });
+        {
+            let db = Arc::new(Database::create(&path).expect("db"));
+            let clear = Store::open(db, RecordSealer::default()).expect("open");
+            clear
+                .create_cluster(&Cluster {
+                    name: "edge".into(),
+                    kubeconfig: kc.clone(),
+                    created_at: 1,
+                })
+                .expect("cluster");
+            clear.create_node(&mut n).expect("node");
+        }
+        let raw = |db: &Database| -> String {
+            let txn = db.begin_read().expect("read");
+            let c = txn.open_table(CLUSTERS).expect("t");
+            let c = String::from_utf8_lossy(c.get("edge").expect("get").expect("row").value())
+                .into_owned();
+            let nodes = txn.open_table(NODES).expect("t");
+            let n = String::from_utf8_lossy(nodes.get("n1").expect("get").expect("row").value())
+                .into_owned();
+            c + &n
+        };
+        let db = Arc::new(Database::create(&path).expect("db"));
+        assert!(
+            raw(&db).contains("clear-Zq81"),
+            "written in the clear first"
+        );
+        let sealed = Store::open(db.clone(), test_sealer()).expect("open");
+        let stored = raw(&db);
+        assert!(!stored.contains("clear-Zq81"), "{stored}");
+        assert!(!stored.contains("clear-pw-Yt55"), "{stored}");
+        let c = sealed.get_cluster("edge").expect("read").expect("cluster");
+        assert_eq!(c.kubeconfig, kc);
+        let got = sealed.get_node("n1").expect("read").expect("node");
+        assert_eq!(got.edge_credentials, n.edge_credentials);
+        // Without the key, the sealed records say what is missing.
+        let keyless = Store::open(db, RecordSealer::default()).expect("open");
+        let err = keyless.get_cluster("edge").expect_err("needs the key");
+        assert!(err.to_string().contains("sealing key"), "{err}");
     }
 
     #[test]

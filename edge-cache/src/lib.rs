@@ -65,7 +65,7 @@ impl EdgeApp {
             )));
         }
         let dir = &e.cache_dir;
-        std::fs::create_dir_all(dir)
+        berth_registry::private::private_dir(dir)
             .map_err(|err| EdgeError::Start(format!("{}: {err}", dir.display())))?;
         let mut local = config.clone();
         local.storage.backend = berth_config::StorageBackend::Local;

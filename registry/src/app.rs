@@ -75,7 +75,7 @@ pub struct RegistryApp {
 impl RegistryApp {
     pub fn open(config: Config) -> Result<Self, StartError> {
         let data = &config.server.data_dir;
-        std::fs::create_dir_all(data).map_err(|source| StartError::DataDir {
+        crate::private::private_dir(data).map_err(|source| StartError::DataDir {
             path: data.display().to_string(),
             source,
         })?;

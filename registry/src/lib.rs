@@ -12,5 +12,6 @@ pub mod content;
 pub mod gc;
 pub mod meta;
 pub mod oci;
+pub mod private;
 pub mod server;
 pub mod service;

@@ -112,7 +112,7 @@ impl std::fmt::Debug for Meta {
 impl Meta {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
+            crate::private::private_dir(parent)
                 .map_err(|e| MetaError::Db(format!("{}: {e}", parent.display())))?;
         }
         let db = Database::create(path).map_err(|e| match e {
@@ -122,6 +122,8 @@ impl Meta {
             )),
             other => MetaError::Db(format!("{}: {other}", path.display())),
         })?;
+        crate::private::private_file(path)
+            .map_err(|e| MetaError::Db(format!("{}: {e}", path.display())))?;
         let meta = Meta { db: Arc::new(db) };
         meta.create_tables()?;
         Ok(meta)
