@@ -11,7 +11,13 @@
 //! tags             (repo, tag)                 → digest
 //! referrers        (repo, subject, referrer)   → ()
 //! repos            repo                        → created_at
+//! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
+//!
+//! The format is versioned: `open` refuses a database written by a newer berth,
+//! and brings an older one up to `SCHEMA_VERSION` (each step in `migrate`).
+//! Other modules keep their own tables in the same file and version them likewise
+//! (the controller's `ctl_meta`).
 //!
 //! Everything above this module speaks in domain types; nothing outside it
 //! knows about redb. Each public method is one transaction.
@@ -37,6 +43,11 @@ pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::ne
 pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("referrers");
 pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
+
+/// The registry's metadata format. 1: the first release (which wrote no version);
+/// 2: credentials sealed at rest, files private (the data itself is unchanged).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Sorts after every character allowed in digests, tags and name components.
 pub(crate) const HIGH: &str = "\u{10ffff}";
@@ -145,6 +156,27 @@ impl Meta {
         tx.open_table(TAGS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(REPOS)?;
+        {
+            let mut schema = tx.open_table(SCHEMA)?;
+            let found = schema.get("registry")?.map(|v| v.value());
+            // A database without a version was written by the first release, or is new.
+            let found = found.unwrap_or(1);
+            if found > SCHEMA_VERSION {
+                return Err(MetaError::Db(format!(
+                    "this data directory was written by a newer berth (metadata format {found}; \
+                     this berth reads formats up to {SCHEMA_VERSION}): run the newer berth, or \
+                     restore a backup taken before the upgrade"
+                )));
+            }
+            if found < SCHEMA_VERSION {
+                tracing::info!(
+                    from = found,
+                    to = SCHEMA_VERSION,
+                    "upgrading the metadata format"
+                );
+            }
+            schema.insert("registry", SCHEMA_VERSION)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -740,4 +772,42 @@ fn ensure_repo(tx: &redb::WriteTransaction, repo: &RepoName, t: u64) -> Result<(
         repos.insert(repo.as_str(), t)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_format_is_refused_and_an_older_one_upgraded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("berth.redb");
+        {
+            let meta = Meta::open(&path).expect("new database");
+            let tx = meta.db.begin_write().expect("tx");
+            tx.open_table(SCHEMA)
+                .expect("t")
+                .insert("registry", SCHEMA_VERSION + 1)
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let err = Meta::open(&path).expect_err("newer format");
+        let msg = err.to_string();
+        assert!(msg.contains("written by a newer berth"), "{msg}");
+        {
+            // As the first release left it: no version at all.
+            let db = Database::create(&path).expect("db");
+            let tx = db.begin_write().expect("tx");
+            tx.delete_table(SCHEMA).expect("drop");
+            tx.commit().expect("commit");
+        }
+        let meta = Meta::open(&path).expect("older format opens");
+        let tx = meta.db.begin_read().expect("tx");
+        let v = tx
+            .open_table(SCHEMA)
+            .expect("t")
+            .get("registry")
+            .expect("get");
+        assert_eq!(v.map(|v| v.value()), Some(SCHEMA_VERSION));
+    }
 }
