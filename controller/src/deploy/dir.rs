@@ -7,6 +7,10 @@
 //! a file. Removal matches objects by their labels, not by file name, so one
 //! project's files can never be taken for another's. Rollouts are not observable:
 //! a publication is running once its files are written.
+//!
+//! The files hold Secret objects with their values: the root and every node's
+//! directory are 0700 and every file 0600, so only berth's user (and whoever
+//! applies them as that user) can read them.
 
 use std::fs;
 use std::io::Write;
@@ -78,7 +82,7 @@ fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), DeployError>
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = private_file_options().open(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))
@@ -96,8 +100,37 @@ fn sync_dir(dir: &Path) -> Result<(), DeployError> {
         .map_err(io_err(dir))
 }
 
+/// Options that create a new file readable and writable by its owner only.
+fn private_file_options() -> fs::OpenOptions {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
+}
+
+/// Creates `dir` and its missing parents; `dir` and its parent (the deployer's
+/// root) are made 0700, also when they exist from an earlier release.
+fn private_dirs(dir: &Path) -> Result<(), DeployError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            let mode = fs::metadata(d).map_err(io_err(d))?.permissions().mode() & 0o777;
+            if mode != 0o700 {
+                fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io_err(d))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn apply_blocking(dir: PathBuf, objects: Vec<Value>) -> Result<(), DeployError> {
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    private_dirs(&dir)?;
     for obj in &objects {
         let file = DirectoryDeployer::file_name(obj)?;
         let yaml = serde_yaml::to_string(obj)
@@ -211,6 +244,34 @@ mod tests {
             o["metadata"]["name"] = format!("{app}-n1").into();
             o["metadata"]["labels"][LABEL_BERTH_APP] = app.into();
         }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn secrets_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("manifests");
+        // A root left open by an earlier release is narrowed.
+        fs::create_dir_all(&root).expect("mkdir");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let d = DirectoryDeployer::new(&root);
+        let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "shop", "labels": {LABEL_BERTH_APP: "web"}},
+            "data": {"password": "aHVudGVyMg=="}});
+        d.apply(&target(), std::slice::from_ref(&secret))
+            .await
+            .expect("apply");
+        let file = d.node_dir("n1").join("shop-web-secret-db.yaml");
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&d.node_dir("n1")), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        // A changed value is written to a new file: still 0600.
+        let mut changed = secret.clone();
+        changed["data"]["password"] = "b3RoZXI=".into();
+        d.apply(&target(), &[changed]).await.expect("apply");
+        assert_eq!(mode(&file), 0o600);
     }
 
     #[tokio::test]
