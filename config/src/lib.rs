@@ -260,6 +260,11 @@ pub struct EdgeConfig {
     pub client_password: String,
     /// Skip TLS verification of the upstream (testing only).
     pub insecure_upstream: bool,
+    /// Where the kubelet writes container logs (`<namespace>_<pod>_<uid>/<container>/N.log`).
+    pub pod_logs_dir: PathBuf,
+    /// Bearer token the registry's controller presents for this node's container
+    /// logs (the node record's `edge_controller_token`). Empty: logs are not served.
+    pub controller_token: String,
 }
 
 impl Default for EdgeConfig {
@@ -279,6 +284,8 @@ impl Default for EdgeConfig {
             client_user: String::new(),
             client_password: String::new(),
             insecure_upstream: false,
+            pod_logs_dir: PathBuf::from("/var/log/pods"),
+            controller_token: String::new(),
         }
     }
 }

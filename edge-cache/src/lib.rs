@@ -22,6 +22,7 @@ use berth_registry::service::metrics::Metrics;
 pub mod access;
 mod flight;
 pub mod metrics;
+pub mod podlogs;
 pub mod prefetch;
 pub mod pull_through;
 pub mod store;
@@ -146,8 +147,13 @@ impl EdgeApp {
                 }
             },
         ));
+        let logs = Arc::new(podlogs::PodLogs::new(
+            self.config.edge.pod_logs_dir.clone(),
+            self.config.edge.controller_token.clone(),
+        ));
         api::router(state)
             .merge(guarded)
+            .merge(podlogs::router(logs))
             .route(
                 "/metrics",
                 axum::routing::get(move || {
