@@ -462,9 +462,11 @@ impl PullThrough {
         // bytes went missing): linking it again adds no bytes to the cache.
         let known = self.meta.blob_size(digest).ok().flatten().is_some();
         let (meta, r, d) = (self.meta.clone(), repo.clone(), digest.clone());
-        blocking(move || meta.record_and_link(&r, &d, size))
-            .await
-            .map_err(|e| e.to_string())?;
+        let recorded = blocking(move || meta.record_and_link(&r, &d, size)).await;
+        // Its bytes are placed: what is left of the ingest goes either way
+        // (a fill that failed here starts over, and must find no leftovers).
+        let _ = self.content.abort_ingest(id).await;
+        recorded.map_err(|e| e.to_string())?;
         if !known {
             if let Ok(mut u) = self.used.lock() {
                 *u += size;
