@@ -295,6 +295,10 @@ impl ContentStore {
         let owner = owner.to_string();
         let id = id.to_string();
         blocking(move || {
+            if let Some(parent) = dir.parent() {
+                // Removed under us (an operator clearing a cache): recreate it.
+                std::fs::create_dir_all(parent)?;
+            }
             std::fs::create_dir(&dir)?;
             let file = std::fs::OpenOptions::new()
                 .create_new(true)
@@ -538,6 +542,7 @@ impl ContentStore {
                     .parent()
                     .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
                 std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(&tmp_dir)?;
                 let mut tmp = tempfile_in(&tmp_dir)?;
                 tmp.1.write_all(&bytes)?;
                 tmp.1.sync_all()?;

@@ -16,8 +16,8 @@
 //! Everything above this module speaks in domain types; nothing outside it
 //! knows about redb. Each public method is one transaction.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -100,7 +100,9 @@ pub enum LinkOutcome {
 
 #[derive(Clone)]
 pub struct Meta {
-    db: Arc<Database>,
+    /// Shared by every clone, so that `reopen` reaches them all.
+    db: Arc<RwLock<Arc<Database>>>,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Meta {
@@ -122,19 +124,44 @@ impl Meta {
             )),
             other => MetaError::Db(format!("{}: {other}", path.display())),
         })?;
-        let meta = Meta { db: Arc::new(db) };
+        let meta = Meta {
+            db: Arc::new(RwLock::new(Arc::new(db))),
+            path: path.to_path_buf(),
+        };
         meta.create_tables()?;
         Ok(meta)
     }
 
+    fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The underlying database, for modules that keep their own tables in the
-    /// same file (accounts, the controller, the edge cache).
+    /// same file (accounts, the controller, the edge cache). After `reopen`
+    /// this is the new one: ask again rather than keep it.
     pub fn database(&self) -> Arc<Database> {
-        self.db.clone()
+        self.db()
+    }
+
+    /// The file the database was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a new, empty database at `path()` in place of the current one,
+    /// for every clone of this `Meta`: what the edge cache does when its
+    /// directory was removed under it (the old file is gone but still open,
+    /// and nothing written to it would survive a restart). Transactions
+    /// already begun finish on the old file.
+    pub fn reopen(&self) -> Result<()> {
+        let fresh = Meta::open(&self.path)?;
+        let db = fresh.db();
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
+        Ok(())
     }
 
     fn create_tables(&self) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         tx.open_table(BLOBS)?;
         tx.open_table(REPO_BLOBS)?;
         tx.open_table(MANIFESTS)?;
@@ -148,14 +175,14 @@ impl Meta {
     }
 
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        Ok(self.db.begin_write()?)
+        Ok(self.db().begin_write()?)
     }
 
     // ---- blobs ----
 
     /// Size of `digest` if it is linked to `repo`.
     pub fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let key = digest.to_string();
         if tx
             .open_table(REPO_BLOBS)?
@@ -172,7 +199,7 @@ impl Meta {
 
     /// Size of `digest` if the CAS has it at all (no access check: internal use).
     pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok(tx
             .open_table(BLOBS)?
             .get(digest.to_string().as_str())?
@@ -181,7 +208,7 @@ impl Meta {
 
     /// Links a blob the CAS already records; see `LinkOutcome`.
     pub fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<LinkOutcome> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let known = tx.open_table(BLOBS)?.get(key.as_str())?.is_some();
         if !known {
@@ -211,7 +238,7 @@ impl Meta {
         size: u64,
         place: impl FnOnce() -> std::result::Result<(), E>,
     ) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         place().map_err(|e| MetaError::Db(format!("placing blob {digest} in the store: {e}")))?;
         let key = digest.to_string();
         let t = now();
@@ -239,7 +266,7 @@ impl Meta {
         same_project_fallback: bool,
         may_read: &dyn Fn(&str) -> bool,
     ) -> Result<Option<u64>> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let Some(size) = tx
             .open_table(BLOBS)?
@@ -288,7 +315,7 @@ impl Meta {
     }
 
     pub fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let removed = tx
             .open_table(REPO_BLOBS)?
             .remove((repo.as_str(), digest.to_string().as_str()))?
@@ -309,7 +336,7 @@ impl Meta {
         summary: &ManifestSummary,
         tags: &[Tag],
     ) -> Result<std::result::Result<(), Missing>> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
         {
@@ -379,7 +406,7 @@ impl Meta {
         summary: &ManifestSummary,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
         tx.open_table(MANIFEST_BYTES)?.insert(key.as_str(), bytes)?;
@@ -401,7 +428,7 @@ impl Meta {
 
     /// Removes a blob record and every link to it (edge cache eviction).
     pub fn forget_blob(&self, digest: &Digest) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         tx.open_table(BLOBS)?.remove(key.as_str())?;
         {
@@ -422,7 +449,7 @@ impl Meta {
 
     /// Every recorded blob with its size.
     pub fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(BLOBS)?;
         let mut out = Vec::new();
         for r in t.iter()? {
@@ -436,7 +463,7 @@ impl Meta {
 
     /// Every tag of every repository, with its digest (edge image listing).
     pub fn all_tags(&self) -> Result<Vec<(String, String, String)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let mut out = Vec::new();
         for r in t.iter()? {
@@ -452,7 +479,7 @@ impl Meta {
 
     /// The digest a tag points to.
     pub fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let v = tx
             .open_table(TAGS)?
             .get((repo.as_str(), tag.as_str()))?
@@ -465,7 +492,7 @@ impl Meta {
     }
 
     pub fn get_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let key = digest.to_string();
         let Some(media_type) = tx
             .open_table(MANIFESTS)?
@@ -487,7 +514,7 @@ impl Meta {
     }
 
     pub fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let v = tx
             .open_table(MANIFEST_REFS)?
             .get(digest.to_string().as_str())?;
@@ -497,7 +524,7 @@ impl Meta {
 
     /// Removes a manifest from a repository with its tags and its referrer entry.
     pub fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let removed = tx
             .open_table(MANIFESTS)?
@@ -531,7 +558,7 @@ impl Meta {
     }
 
     pub fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let removed = tx
             .open_table(TAGS)?
             .remove((repo.as_str(), tag.as_str()))?
@@ -543,7 +570,7 @@ impl Meta {
     // ---- listings ----
 
     pub fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok(tx.open_table(REPOS)?.get(repo.as_str())?.is_some())
     }
 
@@ -554,7 +581,7 @@ impl Meta {
         last: Option<&str>,
         n: usize,
     ) -> Result<(Vec<String>, bool)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let start = last.unwrap_or("");
         let mut out = Vec::new();
@@ -576,7 +603,7 @@ impl Meta {
 
     /// Tags with their digests (admin listings).
     pub fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let mut out = Vec::new();
         for r in t.range((repo.as_str(), "")..(repo.as_str(), HIGH))? {
@@ -593,7 +620,7 @@ impl Meta {
         n: usize,
         visible: &dyn Fn(&str) -> bool,
     ) -> Result<(Vec<String>, bool)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(REPOS)?;
         let mut out = Vec::new();
         let mut more = false;
@@ -614,7 +641,7 @@ impl Meta {
 
     /// Repositories whose name starts with `prefix` (a project's repositories).
     pub fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(REPOS)?;
         let mut out = Vec::new();
         for r in t.range(prefix..)? {
@@ -629,7 +656,7 @@ impl Meta {
 
     /// Manifests in `repo` whose subject is `subject`, as descriptors.
     pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let refs = tx.open_table(REFERRERS)?;
         let manifests = tx.open_table(MANIFESTS)?;
         let bytes = tx.open_table(MANIFEST_BYTES)?;
@@ -669,7 +696,7 @@ impl Meta {
 
     /// Counts for /metrics and the admin API.
     pub fn counts(&self) -> Result<(u64, u64, u64)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok((
             tx.open_table(REPOS)?.len()?,
             tx.open_table(MANIFESTS)?.len()?,
@@ -679,7 +706,7 @@ impl Meta {
 
     /// Removes a whole repository's metadata (admin delete); blobs go at the next GC.
     pub fn delete_repo(&self, repo: &RepoName) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let r = repo.as_str();
         remove_prefix2(&mut tx.open_table(REPO_BLOBS)?, r)?;
         {
