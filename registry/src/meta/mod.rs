@@ -84,9 +84,18 @@ pub struct StoredManifest {
 
 /// Why a manifest push was refused by the reference check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Missing {
+pub enum BadReference {
+    /// A config or layer that is not linked to the repository.
     Blob(Digest),
+    /// An index child that is not in the repository.
     Manifest(Digest),
+    /// A blob or child manifest that is present, with another size than its
+    /// descriptor declares.
+    Size {
+        digest: Digest,
+        declared: u64,
+        actual: u64,
+    },
 }
 
 /// Outcome of asking to link an uploaded blob.
@@ -335,36 +344,19 @@ impl Meta {
         bytes: &[u8],
         summary: &ManifestSummary,
         tags: &[Tag],
-    ) -> Result<std::result::Result<(), Missing>> {
+    ) -> Result<std::result::Result<(), BadReference>> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
-        {
-            let links = tx.open_table(REPO_BLOBS)?;
-            let blobs = tx.open_table(BLOBS)?;
-            for b in &summary.blobs {
-                let bk = b.digest.to_string();
-                if links.get((repo.as_str(), bk.as_str()))?.is_none()
-                    || blobs.get(bk.as_str())?.is_none()
-                {
-                    return Ok(Err(Missing::Blob(b.digest.clone())));
-                }
-            }
-            let manifests = tx.open_table(MANIFESTS)?;
-            for m in &summary.manifests {
-                if manifests
-                    .get((repo.as_str(), m.digest.to_string().as_str()))?
-                    .is_none()
-                {
-                    return Ok(Err(Missing::Manifest(m.digest.clone())));
-                }
-            }
-        }
+        let linked = match check_references(&tx, repo, summary)? {
+            Ok(linked) => linked,
+            Err(bad) => return Ok(Err(bad)),
+        };
         {
             // Referencing a blob refreshes its link: GC's grace window runs from here.
             let mut links = tx.open_table(REPO_BLOBS)?;
-            for b in &summary.blobs {
-                links.insert((repo.as_str(), b.digest.to_string().as_str()), t)?;
+            for b in linked {
+                links.insert((repo.as_str(), b.as_str()), t)?;
             }
         }
         tx.open_table(MANIFEST_BYTES)?.insert(key.as_str(), bytes)?;
@@ -689,6 +681,7 @@ impl Meta {
                 artifact_type: summary.as_ref().and_then(|s| s.artifact_type.clone()),
                 annotations: summary.and_then(|s| s.annotations),
                 platform: None,
+                urls: None,
             });
         }
         Ok(out)
@@ -757,6 +750,60 @@ fn remove_prefix2(t: &mut redb::Table<(&str, &str), u64>, r: &str) -> Result<()>
         t.remove((r, k.as_str()))?;
     }
     Ok(())
+}
+
+/// The reference check of a manifest push: every config and layer is linked
+/// to `repo` with the size its descriptor declares, except non-distributable
+/// layers with URLs (see `Descriptor::fetched_from_urls`), which may be
+/// absent; every index child is a manifest in `repo`, with its size. Returns
+/// the digests of the linked blobs the manifest references.
+fn check_references(
+    tx: &redb::WriteTransaction,
+    repo: &RepoName,
+    summary: &ManifestSummary,
+) -> Result<std::result::Result<Vec<String>, BadReference>> {
+    let links = tx.open_table(REPO_BLOBS)?;
+    let blobs = tx.open_table(BLOBS)?;
+    let mut linked = Vec::with_capacity(summary.blobs.len());
+    for b in &summary.blobs {
+        let bk = b.digest.to_string();
+        let size = match links.get((repo.as_str(), bk.as_str()))? {
+            Some(_) => blobs.get(bk.as_str())?.map(|v| v.value().0),
+            None => None,
+        };
+        match size {
+            Some(actual) if actual != b.size => {
+                return Ok(Err(BadReference::Size {
+                    digest: b.digest.clone(),
+                    declared: b.size,
+                    actual,
+                }))
+            }
+            Some(_) => linked.push(bk),
+            None if b.fetched_from_urls() => {}
+            None => return Ok(Err(BadReference::Blob(b.digest.clone()))),
+        }
+    }
+    let manifests = tx.open_table(MANIFESTS)?;
+    let contents = tx.open_table(MANIFEST_BYTES)?;
+    for m in &summary.manifests {
+        let mk = m.digest.to_string();
+        if manifests.get((repo.as_str(), mk.as_str()))?.is_none() {
+            return Ok(Err(BadReference::Manifest(m.digest.clone())));
+        }
+        let actual = contents
+            .get(mk.as_str())?
+            .map(|v| v.value().len() as u64)
+            .ok_or_else(|| MetaError::Corrupt(format!("manifest {mk} has no content")))?;
+        if actual != m.size {
+            return Ok(Err(BadReference::Size {
+                digest: m.digest.clone(),
+                declared: m.size,
+                actual,
+            }));
+        }
+    }
+    Ok(Ok(linked))
 }
 
 fn ensure_repo(tx: &redb::WriteTransaction, repo: &RepoName, t: u64) -> Result<()> {

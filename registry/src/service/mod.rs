@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use crate::content::{BlobRead, ByteRange, ContentError, ContentStore, FinishedIngest, Ingest};
-use crate::meta::{LinkOutcome, Meta, MetaError, Missing};
+use crate::meta::{BadReference, LinkOutcome, Meta, MetaError};
 use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, Reference, RepoName, Tag};
 
 pub mod metrics;
@@ -820,15 +820,27 @@ impl Namespace for LocalRegistry {
                 self.metrics.manifests_pushed.inc();
                 Ok(PushedManifest { digest, subject, tags })
             }
-            Err(Missing::Blob(b)) => Err(ServiceError::with_detail(
+            Err(BadReference::Blob(b)) => Err(ServiceError::with_detail(
                 ErrorCode::ManifestBlobUnknown,
                 format!("the manifest references blob {b}, which has not been pushed to {repo}; push the blob first"),
                 serde_json::json!({"digest": b.to_string()}),
             )),
-            Err(Missing::Manifest(m)) => Err(ServiceError::with_detail(
-                ErrorCode::ManifestUnknown,
+            // distribution's code for a missing index child too: the child is
+            // content the manifest needs, like a layer (MANIFEST_UNKNOWN would
+            // say the index itself is unknown).
+            Err(BadReference::Manifest(m)) => Err(ServiceError::with_detail(
+                ErrorCode::ManifestBlobUnknown,
                 format!("the index references manifest {m}, which is not in {repo}; push the child manifests first"),
                 serde_json::json!({"digest": m.to_string()}),
+            )),
+            Err(BadReference::Size {
+                digest: d,
+                declared,
+                actual,
+            }) => Err(ServiceError::with_detail(
+                ErrorCode::ManifestInvalid,
+                format!("the descriptor of {d} declares {declared} bytes, but {d} in {repo} has {actual}; fix the size in the manifest"),
+                serde_json::json!({"digest": d.to_string(), "declared": declared, "actual": actual}),
             )),
         }
     }
