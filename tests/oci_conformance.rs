@@ -10,6 +10,7 @@
 //!   are linked and served when they were pushed after all;
 //! - descriptor sizes must match what the registry holds;
 //! - an index whose child is missing is `MANIFEST_BLOB_UNKNOWN`;
+//! - a failed `HEAD` carries the `Content-Length` of the matching `GET`;
 //! - GC, the edge's prefetch and a real client (skopeo) over such images.
 
 mod common;
@@ -328,6 +329,63 @@ fn an_index_whose_child_is_missing_is_manifest_blob_unknown() {
     assert_eq!(e["detail"]["digest"], sha256(&absent));
     let res = r.get(&format!("/v2/{repo}/manifests/{}", sha256(&index)));
     expect_error(res, 404, "MANIFEST_UNKNOWN");
+}
+
+#[test]
+fn a_failed_head_carries_the_content_length_of_the_matching_get() {
+    let r = Reg::start();
+    r.reg.admin().create_project("hidden", false);
+    let repo = "pub/heads";
+    r.push_image(repo, "v1", &[&bytes(61, 100)]);
+    let unknown = sha256(b"never pushed");
+    let cases: Vec<(Method, String, Option<&str>)> = vec![
+        (Method::GET, format!("/v2/{repo}/manifests/nope"), None),
+        (Method::GET, format!("/v2/{repo}/manifests/{unknown}"), None),
+        (Method::GET, format!("/v2/{repo}/blobs/{unknown}"), None),
+        (
+            Method::GET,
+            "/v2/pub/Bad_Name/manifests/v1".to_string(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/v2/hidden/app/manifests/v1".to_string(),
+            Some("anonymous"),
+        ),
+        // An index the client's Accept does not list.
+        (
+            Method::GET,
+            format!("/v2/{repo}/manifests/v1"),
+            Some(OCI_INDEX),
+        ),
+    ];
+    for (_, path, how) in &cases {
+        let send = |m: Method| {
+            let rb = match how {
+                Some("anonymous") => r.anon(m, path),
+                _ => r.req(m, path),
+            };
+            let rb = match how {
+                Some(accept) if *accept != "anonymous" => rb.header("Accept", *accept),
+                _ => rb,
+            };
+            rb.send().expect("request")
+        };
+        let get = send(Method::GET);
+        let status = get.status();
+        let content_type = header(&get, "content-type");
+        let body = get.bytes().expect("GET body");
+        assert!(status.as_u16() >= 400, "{path}: {status}");
+        let head = send(Method::HEAD);
+        assert_eq!(head.status(), status, "{path}");
+        assert_eq!(
+            header(&head, "content-length"),
+            body.len().to_string(),
+            "{path}"
+        );
+        assert_eq!(header(&head, "content-type"), content_type, "{path}");
+        assert!(head.bytes().expect("HEAD body").is_empty(), "{path}");
+    }
 }
 
 #[test]
