@@ -388,7 +388,11 @@ impl LocalRegistry {
                     .await?;
             }
         }
-        self.content.abort_ingest(&id).await?;
+        // The blob is recorded: a directory that will not go away is litter
+        // for the upload TTL to sweep, not a failed push.
+        if let Err(e) = self.content.abort_ingest(&id).await {
+            tracing::warn!(upload = %id, error = %e, "cannot remove a finished upload's directory");
+        }
         self.metrics.blobs_pushed.inc();
         self.metrics.bytes_pushed.inc_by(size);
         Ok(size)
