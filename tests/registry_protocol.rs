@@ -773,14 +773,15 @@ fn manifest_references_must_exist() {
         "MANIFEST_UNKNOWN",
     );
 
-    // An index whose child is not in the repository (manifest3 was refused).
+    // An index whose child is not in the repository (manifest3 was refused):
+    // the child is content the index needs, as distribution reports it.
     let ok = image_manifest(&config, &[&layer]);
     assert_eq!(r.put_manifest(repo, "ok", OCI_MANIFEST, &ok).status(), 201);
     let index = index_of(&[&ok, &manifest3]);
     let e = expect_error(
         r.put_manifest(repo, "idx", OCI_INDEX, &index),
-        404,
-        "MANIFEST_UNKNOWN",
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
     );
     assert_eq!(e["detail"]["digest"], sha256(&manifest3));
     let index = index_of(&[&ok]);

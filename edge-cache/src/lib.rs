@@ -20,6 +20,7 @@ use berth_registry::meta::Meta;
 use berth_registry::service::metrics::Metrics;
 
 pub mod access;
+mod cache_dir;
 mod flight;
 pub mod metrics;
 pub mod podlogs;
@@ -71,10 +72,11 @@ impl EdgeApp {
         let mut local = config.clone();
         local.storage.backend = berth_config::StorageBackend::Local;
         let content = open_content(&local, dir).map_err(|err| EdgeError::Start(err.to_string()))?;
-        let meta =
-            Meta::open(&dir.join("edge.redb")).map_err(|err| EdgeError::Start(err.to_string()))?;
+        let db_path = dir.join("edge.redb");
+        let meta = Meta::open(&db_path).map_err(|err| EdgeError::Start(err.to_string()))?;
+        let cache_dir = cache_dir::CacheDir::new(dir.clone(), db_path);
         let store = Arc::new(
-            store::EdgeStore::open(meta.database())
+            store::EdgeStore::open(meta.clone())
                 .map_err(|err| EdgeError::Start(err.to_string()))?,
         );
         let creds = (!e.upstream_user.is_empty())
@@ -98,6 +100,7 @@ impl EdgeApp {
                     stale_limit: e.stale_limit,
                     capacity: e.capacity.0,
                 },
+                cache_dir,
             )
             .map_err(|err| EdgeError::Start(err.to_string()))?,
         );
@@ -171,18 +174,28 @@ impl EdgeApp {
                     }
                 }),
             )
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/healthz",
+                axum::routing::get(health).with_state(self.pull_through.clone()),
+            )
     }
 
-    /// Flushes LRU order every few seconds; call `flush` at shutdown too.
+    /// Every few seconds: recreates the cache directory if it was removed,
+    /// and flushes LRU order; call `flush` at shutdown too.
     pub fn spawn_background(&self) {
         let pt = self.pull_through.clone();
         tokio::spawn(async move {
             let mut t = tokio::time::interval(Duration::from_secs(5));
             loop {
                 t.tick().await;
-                let store = pt.store.clone();
-                let _ = tokio::task::spawn_blocking(move || store.flush_access()).await;
+                let pt = pt.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = pt.ensure_cache_dir() {
+                        tracing::error!(error = %e, "the cache cannot work");
+                    }
+                    pt.store.flush_access()
+                })
+                .await;
             }
         });
     }
@@ -191,5 +204,21 @@ impl EdgeApp {
         if let Err(e) = self.pull_through.store.flush_access() {
             tracing::error!(error = %e, "cannot save LRU order");
         }
+    }
+}
+
+/// `/healthz`: "ok" while the cache can work (its directory recreated first
+/// if it was removed), else 503 with the reason.
+async fn health(
+    axum::extract::State(pt): axum::extract::State<Arc<PullThrough>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match pt.ensure_cache_dir_async().await {
+        Ok(()) => "ok".into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {e}"),
+        )
+            .into_response(),
     }
 }

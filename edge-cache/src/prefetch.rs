@@ -57,6 +57,10 @@ pub struct ImageProgress {
     pub bytes_total: u64,
     pub error: Option<String>,
     pub layers: Vec<LayerProgress>,
+    /// Non-distributable layers with URLs: the node's runtime fetches them
+    /// from their URLs, so they are neither cached nor counted here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_layers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +223,7 @@ impl Prefetcher {
                     bytes_total: 0,
                     error: None,
                     layers: vec![],
+                    external_layers: vec![],
                 })
                 .collect(),
             platforms: req.platforms.clone(),
@@ -238,7 +243,8 @@ impl Prefetcher {
         });
     }
 
-    /// Descriptors of every blob an image needs on this node.
+    /// Descriptors of every blob an image needs on this node (all of them,
+    /// including the non-distributable layers `prefetch_image` leaves out).
     async fn plan(
         &self,
         image: &str,
@@ -322,7 +328,15 @@ impl Prefetcher {
         platforms: &[String],
     ) -> Result<(), String> {
         let image = job.images[idx].image.clone();
-        let (digest, blobs, _manifests) = self.plan(&image, platforms).await?;
+        let (digest, mut blobs, _manifests) = self.plan(&image, platforms).await?;
+        // Layers fetched from their URLs never come through the registry:
+        // "done" means every layer the node pulls from here is here.
+        let external: Vec<String> = blobs
+            .iter()
+            .filter(|b| b.fetched_from_urls())
+            .map(|b| b.digest.to_string())
+            .collect();
+        blobs.retain(|b| !b.fetched_from_urls());
         let r: ImageRef = image.parse().map_err(|e| format!("{e}"))?;
         if job.pin {
             let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
@@ -337,6 +351,7 @@ impl Prefetcher {
             ip.state = JobState::Running;
             ip.bytes_total = blobs.iter().map(|b| b.size).sum();
             ip.layers = plan_layers(&ip.layers, &blobs);
+            ip.external_layers = external;
         }
         job.bytes_total = job.images.iter().map(|i| i.bytes_total).sum();
         recount(job, idx);
@@ -652,6 +667,7 @@ mod tests {
                 bytes_total: 60,
                 error: None,
                 layers: again,
+                external_layers: vec![],
             }],
             platforms: None,
             created: 0,

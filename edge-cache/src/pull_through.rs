@@ -29,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::cache_dir::CacheDir;
 use crate::flight::Flights;
 use crate::metrics::EdgeMetrics;
 use crate::store::{now_ms, EdgeStore};
@@ -79,6 +80,7 @@ pub struct PullThrough {
     used: Mutex<u64>,
     /// Upstream metadata lookups in progress, one per key.
     flights: Flights,
+    pub(crate) cache_dir: CacheDir,
 }
 
 fn unavailable(what: impl std::fmt::Display, e: &UpstreamError) -> ServiceError {
@@ -111,6 +113,7 @@ impl PullThrough {
         store: Arc<EdgeStore>,
         metrics: Arc<EdgeMetrics>,
         settings: EdgeSettings,
+        cache_dir: CacheDir,
     ) -> Result<Self, ServiceError> {
         let used = meta.all_blobs()?.iter().map(|(_, s)| *s).sum();
         Ok(Self {
@@ -124,11 +127,24 @@ impl PullThrough {
             readers: Arc::new(Mutex::new(HashMap::new())),
             used: Mutex::new(used),
             flights: Flights::default(),
+            cache_dir,
         })
     }
 
     pub fn used_bytes(&self) -> u64 {
         self.used.lock().map(|u| *u).unwrap_or(0)
+    }
+
+    /// Recounts the bytes cached from the metadata (after it was recreated).
+    pub(crate) fn reset_used(&self) {
+        let used = self
+            .meta
+            .all_blobs()
+            .map(|b| b.iter().map(|(_, s)| *s).sum())
+            .unwrap_or(0);
+        if let Ok(mut u) = self.used.lock() {
+            *u = used;
+        }
     }
 
     fn guard(&self, d: &Digest) -> ReaderGuard {
@@ -323,8 +339,15 @@ impl PullThrough {
         fill
     }
 
-    async fn run_fill(&self, repo: &RepoName, fill: &Fill, id: &str) -> Result<(), String> {
+    async fn run_fill(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        fill: &Fill,
+        id: &str,
+    ) -> Result<(), String> {
         let digest = &fill.digest;
+        // Whatever the fill writes must land where the edge will find it again.
+        self.ensure_cache_dir_async().await?;
         let mut ingest = match self.content.resume_ingest(id).await {
             Ok(i) => i,
             Err(ContentError::IngestNotFound(_)) => self
@@ -462,9 +485,11 @@ impl PullThrough {
         // bytes went missing): linking it again adds no bytes to the cache.
         let known = self.meta.blob_size(digest).ok().flatten().is_some();
         let (meta, r, d) = (self.meta.clone(), repo.clone(), digest.clone());
-        blocking(move || meta.record_and_link(&r, &d, size))
-            .await
-            .map_err(|e| e.to_string())?;
+        let recorded = blocking(move || meta.record_and_link(&r, &d, size)).await;
+        // Its bytes are placed: what is left of the ingest goes either way
+        // (a fill that failed here starts over, and must find no leftovers).
+        let _ = self.content.abort_ingest(id).await;
+        recorded.map_err(|e| e.to_string())?;
         if !known {
             if let Ok(mut u) = self.used.lock() {
                 *u += size;

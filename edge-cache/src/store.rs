@@ -9,11 +9,13 @@
 //! ```
 //!
 //! Access times are kept in memory and flushed every few seconds and at
-//! shutdown, so a read costs no write transaction.
+//! shutdown, so a read costs no write transaction. When the cache directory
+//! was removed and its database recreated (`reset`), they start over.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use berth_registry::meta::Meta;
 use berth_registry::oci::Digest;
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -38,13 +40,31 @@ fn e<E: std::fmt::Display>(x: E) -> StoreError {
 }
 
 pub struct EdgeStore {
-    db: Arc<Database>,
+    /// The database is asked for at each use: `Meta::reopen` may replace it.
+    meta: Meta,
     access: Mutex<HashMap<String, u64>>,
     dirty: Mutex<HashSet<String>>,
 }
 
 impl EdgeStore {
-    pub fn open(db: Arc<Database>) -> Result<Self, StoreError> {
+    pub fn open(meta: Meta) -> Result<Self, StoreError> {
+        let store = Self {
+            meta,
+            access: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+        };
+        store.reset()?;
+        Ok(store)
+    }
+
+    fn db(&self) -> Arc<Database> {
+        self.meta.database()
+    }
+
+    /// Creates the tables if missing and reloads access times from the
+    /// database (after `Meta::reopen`: an empty one).
+    pub fn reset(&self) -> Result<(), StoreError> {
+        let db = self.db();
         let tx = db.begin_write().map_err(e)?;
         tx.open_table(TAG_FETCHED).map_err(e)?;
         tx.open_table(ACCESS).map_err(e)?;
@@ -59,21 +79,19 @@ impl EdgeStore {
                 access.insert(k.value().to_string(), v.value());
             }
         }
-        Ok(Self {
-            db,
-            access: Mutex::new(access),
-            dirty: Mutex::new(HashSet::new()),
-        })
+        *self.access.lock().map_err(e)? = access;
+        self.dirty.lock().map_err(e)?.clear();
+        Ok(())
     }
 
     pub fn tag_fetched(&self, repo: &str, tag: &str) -> Option<u64> {
-        let tx = self.db.begin_read().ok()?;
+        let tx = self.db().begin_read().ok()?;
         let t = tx.open_table(TAG_FETCHED).ok()?;
         t.get((repo, tag)).ok().flatten().map(|v| v.value())
     }
 
     pub fn set_tag_fetched(&self, repo: &str, tag: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.db().begin_write().map_err(e)?;
         tx.open_table(TAG_FETCHED)
             .map_err(e)?
             .insert((repo, tag), now_ms())
@@ -108,7 +126,7 @@ impl EdgeStore {
         if let Ok(mut dirty) = self.dirty.lock() {
             dirty.remove(&k);
         }
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.db().begin_write().map_err(e)?;
         tx.open_table(ACCESS)
             .map_err(e)?
             .remove(k.as_str())
@@ -132,7 +150,7 @@ impl EdgeStore {
                 .filter_map(|k| a.get(k).map(|v| (k.clone(), *v)))
                 .collect()
         };
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.db().begin_write().map_err(e)?;
         {
             let mut t = tx.open_table(ACCESS).map_err(e)?;
             for (k, v) in snapshot {
@@ -143,7 +161,7 @@ impl EdgeStore {
     }
 
     pub fn pin(&self, image: &str, digests: &[Digest]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.db().begin_write().map_err(e)?;
         {
             let mut t = tx.open_table(PINS).map_err(e)?;
             for d in digests {
@@ -155,7 +173,7 @@ impl EdgeStore {
 
     /// Removes an image's pins; returns how many there were.
     pub fn unpin(&self, image: &str) -> Result<usize, StoreError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.db().begin_write().map_err(e)?;
         let n;
         {
             let mut t = tx.open_table(PINS).map_err(e)?;
@@ -175,7 +193,7 @@ impl EdgeStore {
 
     /// Every pinned digest, with the images pinning it.
     pub fn pins(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let tx = self.db().begin_read().map_err(e)?;
         let t = tx.open_table(PINS).map_err(e)?;
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for r in t.iter().map_err(e)? {
@@ -187,7 +205,7 @@ impl EdgeStore {
     }
 
     pub fn put_job(&self, id: &str, json: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        let tx = self.db().begin_write().map_err(e)?;
         tx.open_table(JOBS)
             .map_err(e)?
             .insert(id, json)
@@ -196,7 +214,7 @@ impl EdgeStore {
     }
 
     pub fn jobs(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let tx = self.db().begin_read().map_err(e)?;
         let t = tx.open_table(JOBS).map_err(e)?;
         let mut out = Vec::new();
         for r in t.iter().map_err(e)? {

@@ -81,17 +81,28 @@ impl RegistryApp {
         })?;
         let content = open_content(&config, data)?;
         let meta = Meta::open(&data.join("berth.redb"))?;
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(LocalRegistry::new(meta.clone(), content, metrics.clone()));
         // Opening the database succeeded, so no other process uses this data
-        // directory: spools of uploads that never acknowledged a byte are garbage.
-        let discarded = content.discard_unacknowledged_ingests()?;
+        // directory. Uploads a crash caught between placing their blob and
+        // recording it are recorded now; then spools of uploads that never
+        // acknowledged a byte are garbage.
+        let recovered = registry
+            .recover_placed_uploads()
+            .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "recorded blobs of uploads that finished just before a crash"
+            );
+        }
+        let discarded = registry.content.discard_unacknowledged_ingests()?;
         if discarded > 0 {
             tracing::info!(
                 discarded,
                 "discarded uploads cut off before their first acknowledged byte"
             );
         }
-        let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(LocalRegistry::new(meta.clone(), content, metrics.clone()));
         let accounts = Arc::new(
             Accounts::open(meta.database(), config.auth.bcrypt_cost)
                 .map_err(|e| StartError::Other(e.to_string()))?,

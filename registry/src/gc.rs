@@ -20,6 +20,11 @@
 //!    objects are skipped (with a grace window).
 //! 3. Upload sessions untouched for `upload_ttl` are discarded.
 //!
+//! Non-distributable layers with URLs (`Descriptor::fetched_from_urls`) need
+//! nothing of their own: one that was never pushed has no link and no record,
+//! so there is nothing to keep or collect, and one that was pushed is kept
+//! while a live manifest references it, like any blob.
+//!
 //! The grace window is the answer to distribution's "GC during push" bugs:
 //! a layer uploaded and acknowledged waits at least that long for its manifest.
 
@@ -387,6 +392,7 @@ mod tests {
             artifact_type: None,
             annotations: None,
             platform: None,
+            urls: None,
         }
     }
 

@@ -130,15 +130,11 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
         peer,
     };
     let body = SharedBody::new(body);
-    let endpoint = match route::parse(&path) {
-        Ok(e) => e,
-        Err(e) => {
-            body.drain(&ctx).await;
-            return e.into_response();
-        }
+    let res = match route::parse(&path) {
+        Ok(endpoint) => handle(&st, &ctx, endpoint, Body::new(body.clone())).await,
+        Err(e) => Err(e),
     };
     let is_head = ctx.method == Method::HEAD;
-    let res = handle(&st, &ctx, endpoint, Body::new(body.clone())).await;
     body.drain(&ctx).await;
     let mut res = match res {
         Ok(r) => r,
@@ -150,7 +146,15 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
         }
     };
     if is_head {
-        // HEAD answers carry GET's headers and no body.
+        // HEAD answers carry GET's headers and no body. Handlers set the
+        // length of what GET would send where it is not in hand (a blob);
+        // for the rest (errors above all) it is the length of the body
+        // dropped here.
+        if !res.headers().contains_key(header::CONTENT_LENGTH) {
+            if let Some(n) = http_body::Body::size_hint(res.body()).exact() {
+                res.headers_mut().insert(header::CONTENT_LENGTH, n.into());
+            }
+        }
         *res.body_mut() = Body::empty();
     }
     res

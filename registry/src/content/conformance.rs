@@ -31,9 +31,14 @@ async fn suite(store: ContentStore) {
         Some(data.len() as u64)
     );
     assert!(
-        store.ingest_state("u1").await.expect("state").is_none(),
-        "ingest removed after place"
+        store.ingest_state("u1").await.expect("state").is_some(),
+        "the ingest stays until its blob is recorded"
     );
+    store
+        .abort_ingest("u1")
+        .await
+        .expect("remove the placed ingest");
+    assert!(store.ingest_state("u1").await.expect("state").is_none());
     let whole = collect(store.read(&digest, None).await.expect("read")).await;
     assert_eq!(whole, data);
     let r = store
@@ -68,6 +73,10 @@ async fn suite(store: ContentStore) {
     again.write(Bytes::from(data.clone())).await.expect("write");
     let done = again.finish(&digest, None).await.expect("finish");
     store.place(done).await.expect("place again");
+    store
+        .abort_ingest("u2")
+        .await
+        .expect("remove the placed ingest");
     assert_eq!(
         collect(store.read(&digest, None).await.expect("read"))
             .await
@@ -134,6 +143,10 @@ async fn suite(store: ContentStore) {
         .await
         .expect("finish after resume");
     store.place(done).await.expect("place");
+    store
+        .abort_ingest("u5")
+        .await
+        .expect("remove the placed ingest");
     assert_eq!(
         collect(store.read(&want, None).await.expect("read")).await,
         b"acked-rest"
@@ -179,6 +192,10 @@ async fn suite(store: ContentStore) {
         .place(s.finish(&d512, None).await.expect("finish"))
         .await
         .expect("place");
+    store
+        .abort_ingest("u6")
+        .await
+        .expect("remove the placed ingest");
     assert_eq!(store.stat(&d512).await.expect("stat"), Some(19));
 
     // put_bytes verifies; delete removes; missing blobs are NotFound.
@@ -195,6 +212,62 @@ async fn suite(store: ContentStore) {
         store.read(&sd, None).await,
         Err(ContentError::NotFound(_))
     ));
+}
+
+/// What a crash between `place_now` and the caller's record leaves, and what
+/// start-up finds of it (local backend: placing moves the data file).
+#[tokio::test]
+async fn a_placed_but_unrecorded_ingest_is_found_at_start_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store =
+        ContentStore::local(&dir.path().join("store"), &dir.path().join("ingest")).expect("store");
+    let finished = |id: &'static str, body: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            let mut i = store
+                .begin_ingest(id, "proj/app", Algorithm::Sha256)
+                .await
+                .expect("begin");
+            i.write(Bytes::from_static(body)).await.expect("write");
+            i.sync().await.expect("sync");
+            i.finish(&Digest::sha256_of(body), None)
+                .await
+                .expect("finish")
+        }
+    };
+    // Marked and moved, never recorded: found, with what it became.
+    let done = finished("moved", b"moved bytes").await;
+    store.mark_placing(&done).await.expect("mark");
+    store.place_now(done).expect("place");
+    // Marked, the process died before the rename: a session to resume.
+    let done = finished("kept", b"kept bytes").await;
+    store.mark_placing(&done).await.expect("mark");
+    drop(done);
+    // Marked and moved, and its blob has gone since: nothing to recover.
+    let done = finished("lost", b"lost bytes").await;
+    store.mark_placing(&done).await.expect("mark");
+    store.place_now(done).expect("place");
+    store
+        .delete(&Digest::sha256_of(b"lost bytes"))
+        .await
+        .expect("delete");
+
+    let found = store.placed_ingests().expect("scan");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].id, "moved");
+    assert_eq!(found[0].owner, "proj/app");
+    assert_eq!(found[0].digest, Digest::sha256_of(b"moved bytes"));
+    assert_eq!(found[0].size, 11);
+    assert!(store.ingest_state("lost").await.expect("state").is_none());
+    let mut resumed = store.resume_ingest("kept").await.expect("resume");
+    assert_eq!(resumed.offset(), 10);
+    resumed.sync().await.expect("sync");
+    drop(resumed);
+    let state = store.ingest_state("kept").await.expect("state");
+    assert!(
+        state.is_some_and(|s| s.placing.is_none()),
+        "a resumed session forgets the placement that never happened"
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,14 @@
 //! Ingest state (acknowledged offset, owner, algorithm) is written atomically
 //! beside the data on every `sync`, so a restart resumes from the last
 //! acknowledged offset and never from bytes the client was not told about.
+//!
+//! Placing does not end an ingest: its directory stays until the caller has
+//! recorded the blob and removes it (`abort_ingest`). On the local backend,
+//! where placing moves the data file away, `mark_placing` first notes in the
+//! ingest's state which blob it becomes, so that a crash between the rename
+//! and the caller's record leaves something to reconcile at start-up
+//! (`placed_ingests`) instead of a session without data and a blob nobody
+//! knows about.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -33,8 +41,10 @@ use serde::{Deserialize, Serialize};
 use crate::oci::{Algorithm, Digest, Digester};
 
 pub use chunks::{collect, file_stream, read_chunk, ReadQuota, READ_CHUNK};
+pub use placing::{PlacedIngest, Placing};
 
 mod chunks;
+mod placing;
 
 /// Parts of a multipart upload to a remote object store.
 const PART_SIZE: usize = 16 * 1024 * 1024;
@@ -285,6 +295,10 @@ impl ContentStore {
         let owner = owner.to_string();
         let id = id.to_string();
         blocking(move || {
+            if let Some(parent) = dir.parent() {
+                // Removed under us (an operator clearing a cache): recreate it.
+                std::fs::create_dir_all(parent)?;
+            }
             std::fs::create_dir(&dir)?;
             let file = std::fs::OpenOptions::new()
                 .create_new(true)
@@ -296,6 +310,7 @@ impl ContentStore {
                 offset: 0,
                 algorithm: algorithm.as_str().to_string(),
                 started: unix_now(),
+                placing: None,
             };
             // Not synced: an ingest becomes durable at its first `sync` (the first
             // acknowledged chunk). A crash before that leaves it cleanly unknown,
@@ -324,10 +339,13 @@ impl ContentStore {
         let dir = self.ingest_path(id);
         let id = id.to_string();
         blocking(move || {
-            let state = IngestState::read(&dir).map_err(|e| match e.kind() {
+            let mut state = IngestState::read(&dir).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => ContentError::IngestNotFound(id.clone()),
                 _ => ContentError::Io(e),
             })?;
+            // A placement that never happened (its data is still here): the
+            // session goes on from its acknowledged offset.
+            state.placing = None;
             let algorithm = match state.algorithm.as_str() {
                 "sha512" => Algorithm::Sha512,
                 _ => Algorithm::Sha256,
@@ -451,8 +469,9 @@ impl ContentStore {
         .await
     }
 
-    /// Moves a verified ingest into the store. Content-addressed: if the blob
-    /// is already there, the result is the same, and the ingest is gone either way.
+    /// Moves a verified ingest's bytes into the store. Content-addressed: if
+    /// the blob is already there, the result is the same. The ingest's
+    /// directory stays: remove it with `abort_ingest` once the blob is recorded.
     pub async fn place(&self, done: FinishedIngest) -> Result<()> {
         let target = blob_path(&done.digest);
         if self.local.is_some() {
@@ -472,7 +491,7 @@ impl ContentStore {
             writer.write(&buf[..n]);
         }
         writer.finish().await?;
-        self.abort_ingest(&done.id).await
+        Ok(())
     }
 
     /// Whether [`place_now`](Self::place_now) works: the local backend, where
@@ -483,6 +502,7 @@ impl ContentStore {
 
     /// `place` on the local backend, synchronously (a rename and a directory
     /// fsync), so that the caller can do it inside a metadata transaction.
+    /// Call `mark_placing` first where a crash must not lose the session.
     pub fn place_now(&self, done: FinishedIngest) -> Result<()> {
         let local = self.local.as_ref().ok_or_else(|| {
             ContentError::Io(std::io::Error::other(
@@ -502,7 +522,6 @@ impl ContentStore {
             .set_modified(SystemTime::now())?;
         std::fs::rename(&src, &dest)?;
         sync_dir(parent)?;
-        let _ = std::fs::remove_dir_all(&done.dir);
         Ok(())
     }
 
@@ -523,6 +542,7 @@ impl ContentStore {
                     .parent()
                     .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
                 std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(&tmp_dir)?;
                 let mut tmp = tempfile_in(&tmp_dir)?;
                 tmp.1.write_all(&bytes)?;
                 tmp.1.sync_all()?;
@@ -560,6 +580,9 @@ pub struct IngestState {
     pub offset: u64,
     pub algorithm: String,
     pub started: u64,
+    /// Set by `mark_placing`: the blob this ingest is being moved into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placing: Option<Placing>,
 }
 
 impl IngestState {
@@ -643,6 +666,8 @@ pub struct FinishedIngest {
     dir: PathBuf,
     pub digest: Digest,
     pub size: u64,
+    /// The state as last written (for `mark_placing`).
+    state: IngestState,
 }
 
 impl Ingest {
@@ -738,6 +763,7 @@ impl Ingest {
                 mut file,
                 digester,
                 offset,
+                state,
                 ..
             } = *inner;
             file.sync_all()?;
@@ -774,6 +800,7 @@ impl Ingest {
                 dir,
                 digest: actual,
                 size: offset,
+                state,
             })
         })
         .await

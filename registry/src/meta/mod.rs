@@ -22,8 +22,8 @@
 //! Everything above this module speaks in domain types; nothing outside it
 //! knows about redb. Each public method is one transaction.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -95,9 +95,18 @@ pub struct StoredManifest {
 
 /// Why a manifest push was refused by the reference check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Missing {
+pub enum BadReference {
+    /// A config or layer that is not linked to the repository.
     Blob(Digest),
+    /// An index child that is not in the repository.
     Manifest(Digest),
+    /// A blob or child manifest that is present, with another size than its
+    /// descriptor declares.
+    Size {
+        digest: Digest,
+        declared: u64,
+        actual: u64,
+    },
 }
 
 /// Outcome of asking to link an uploaded blob.
@@ -111,7 +120,9 @@ pub enum LinkOutcome {
 
 #[derive(Clone)]
 pub struct Meta {
-    db: Arc<Database>,
+    /// Shared by every clone, so that `reopen` reaches them all.
+    db: Arc<RwLock<Arc<Database>>>,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Meta {
@@ -135,19 +146,44 @@ impl Meta {
         })?;
         crate::private::private_file(path)
             .map_err(|e| MetaError::Db(format!("{}: {e}", path.display())))?;
-        let meta = Meta { db: Arc::new(db) };
+        let meta = Meta {
+            db: Arc::new(RwLock::new(Arc::new(db))),
+            path: path.to_path_buf(),
+        };
         meta.create_tables()?;
         Ok(meta)
     }
 
+    fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The underlying database, for modules that keep their own tables in the
-    /// same file (accounts, the controller, the edge cache).
+    /// same file (accounts, the controller, the edge cache). After `reopen`
+    /// this is the new one: ask again rather than keep it.
     pub fn database(&self) -> Arc<Database> {
-        self.db.clone()
+        self.db()
+    }
+
+    /// The file the database was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a new, empty database at `path()` in place of the current one,
+    /// for every clone of this `Meta`: what the edge cache does when its
+    /// directory was removed under it (the old file is gone but still open,
+    /// and nothing written to it would survive a restart). Transactions
+    /// already begun finish on the old file.
+    pub fn reopen(&self) -> Result<()> {
+        let fresh = Meta::open(&self.path)?;
+        let db = fresh.db();
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
+        Ok(())
     }
 
     fn create_tables(&self) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         tx.open_table(BLOBS)?;
         tx.open_table(REPO_BLOBS)?;
         tx.open_table(MANIFESTS)?;
@@ -182,14 +218,14 @@ impl Meta {
     }
 
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        Ok(self.db.begin_write()?)
+        Ok(self.db().begin_write()?)
     }
 
     // ---- blobs ----
 
     /// Size of `digest` if it is linked to `repo`.
     pub fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let key = digest.to_string();
         if tx
             .open_table(REPO_BLOBS)?
@@ -206,7 +242,7 @@ impl Meta {
 
     /// Size of `digest` if the CAS has it at all (no access check: internal use).
     pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok(tx
             .open_table(BLOBS)?
             .get(digest.to_string().as_str())?
@@ -215,7 +251,7 @@ impl Meta {
 
     /// Links a blob the CAS already records; see `LinkOutcome`.
     pub fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<LinkOutcome> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let known = tx.open_table(BLOBS)?.get(key.as_str())?.is_some();
         if !known {
@@ -245,7 +281,7 @@ impl Meta {
         size: u64,
         place: impl FnOnce() -> std::result::Result<(), E>,
     ) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         place().map_err(|e| MetaError::Db(format!("placing blob {digest} in the store: {e}")))?;
         let key = digest.to_string();
         let t = now();
@@ -273,7 +309,7 @@ impl Meta {
         same_project_fallback: bool,
         may_read: &dyn Fn(&str) -> bool,
     ) -> Result<Option<u64>> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let Some(size) = tx
             .open_table(BLOBS)?
@@ -322,7 +358,7 @@ impl Meta {
     }
 
     pub fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let removed = tx
             .open_table(REPO_BLOBS)?
             .remove((repo.as_str(), digest.to_string().as_str()))?
@@ -342,36 +378,19 @@ impl Meta {
         bytes: &[u8],
         summary: &ManifestSummary,
         tags: &[Tag],
-    ) -> Result<std::result::Result<(), Missing>> {
-        let tx = self.db.begin_write()?;
+    ) -> Result<std::result::Result<(), BadReference>> {
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
-        {
-            let links = tx.open_table(REPO_BLOBS)?;
-            let blobs = tx.open_table(BLOBS)?;
-            for b in &summary.blobs {
-                let bk = b.digest.to_string();
-                if links.get((repo.as_str(), bk.as_str()))?.is_none()
-                    || blobs.get(bk.as_str())?.is_none()
-                {
-                    return Ok(Err(Missing::Blob(b.digest.clone())));
-                }
-            }
-            let manifests = tx.open_table(MANIFESTS)?;
-            for m in &summary.manifests {
-                if manifests
-                    .get((repo.as_str(), m.digest.to_string().as_str()))?
-                    .is_none()
-                {
-                    return Ok(Err(Missing::Manifest(m.digest.clone())));
-                }
-            }
-        }
+        let linked = match check_references(&tx, repo, summary)? {
+            Ok(linked) => linked,
+            Err(bad) => return Ok(Err(bad)),
+        };
         {
             // Referencing a blob refreshes its link: GC's grace window runs from here.
             let mut links = tx.open_table(REPO_BLOBS)?;
-            for b in &summary.blobs {
-                links.insert((repo.as_str(), b.digest.to_string().as_str()), t)?;
+            for b in linked {
+                links.insert((repo.as_str(), b.as_str()), t)?;
             }
         }
         tx.open_table(MANIFEST_BYTES)?.insert(key.as_str(), bytes)?;
@@ -413,7 +432,7 @@ impl Meta {
         summary: &ManifestSummary,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
         tx.open_table(MANIFEST_BYTES)?.insert(key.as_str(), bytes)?;
@@ -435,7 +454,7 @@ impl Meta {
 
     /// Removes a blob record and every link to it (edge cache eviction).
     pub fn forget_blob(&self, digest: &Digest) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         tx.open_table(BLOBS)?.remove(key.as_str())?;
         {
@@ -456,7 +475,7 @@ impl Meta {
 
     /// Every recorded blob with its size.
     pub fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(BLOBS)?;
         let mut out = Vec::new();
         for r in t.iter()? {
@@ -470,7 +489,7 @@ impl Meta {
 
     /// Every tag of every repository, with its digest (edge image listing).
     pub fn all_tags(&self) -> Result<Vec<(String, String, String)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let mut out = Vec::new();
         for r in t.iter()? {
@@ -486,7 +505,7 @@ impl Meta {
 
     /// The digest a tag points to.
     pub fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let v = tx
             .open_table(TAGS)?
             .get((repo.as_str(), tag.as_str()))?
@@ -499,7 +518,7 @@ impl Meta {
     }
 
     pub fn get_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let key = digest.to_string();
         let Some(media_type) = tx
             .open_table(MANIFESTS)?
@@ -521,7 +540,7 @@ impl Meta {
     }
 
     pub fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let v = tx
             .open_table(MANIFEST_REFS)?
             .get(digest.to_string().as_str())?;
@@ -531,7 +550,7 @@ impl Meta {
 
     /// Removes a manifest from a repository with its tags and its referrer entry.
     pub fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let removed = tx
             .open_table(MANIFESTS)?
@@ -565,7 +584,7 @@ impl Meta {
     }
 
     pub fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let removed = tx
             .open_table(TAGS)?
             .remove((repo.as_str(), tag.as_str()))?
@@ -577,7 +596,7 @@ impl Meta {
     // ---- listings ----
 
     pub fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok(tx.open_table(REPOS)?.get(repo.as_str())?.is_some())
     }
 
@@ -588,7 +607,7 @@ impl Meta {
         last: Option<&str>,
         n: usize,
     ) -> Result<(Vec<String>, bool)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let start = last.unwrap_or("");
         let mut out = Vec::new();
@@ -610,7 +629,7 @@ impl Meta {
 
     /// Tags with their digests (admin listings).
     pub fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let mut out = Vec::new();
         for r in t.range((repo.as_str(), "")..(repo.as_str(), HIGH))? {
@@ -627,7 +646,7 @@ impl Meta {
         n: usize,
         visible: &dyn Fn(&str) -> bool,
     ) -> Result<(Vec<String>, bool)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(REPOS)?;
         let mut out = Vec::new();
         let mut more = false;
@@ -648,7 +667,7 @@ impl Meta {
 
     /// Repositories whose name starts with `prefix` (a project's repositories).
     pub fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let t = tx.open_table(REPOS)?;
         let mut out = Vec::new();
         for r in t.range(prefix..)? {
@@ -663,7 +682,7 @@ impl Meta {
 
     /// Manifests in `repo` whose subject is `subject`, as descriptors.
     pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let refs = tx.open_table(REFERRERS)?;
         let manifests = tx.open_table(MANIFESTS)?;
         let bytes = tx.open_table(MANIFEST_BYTES)?;
@@ -696,6 +715,7 @@ impl Meta {
                 artifact_type: summary.as_ref().and_then(|s| s.artifact_type.clone()),
                 annotations: summary.and_then(|s| s.annotations),
                 platform: None,
+                urls: None,
             });
         }
         Ok(out)
@@ -703,7 +723,7 @@ impl Meta {
 
     /// Counts for /metrics and the admin API.
     pub fn counts(&self) -> Result<(u64, u64, u64)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok((
             tx.open_table(REPOS)?.len()?,
             tx.open_table(MANIFESTS)?.len()?,
@@ -713,7 +733,7 @@ impl Meta {
 
     /// Removes a whole repository's metadata (admin delete); blobs go at the next GC.
     pub fn delete_repo(&self, repo: &RepoName) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         let r = repo.as_str();
         remove_prefix2(&mut tx.open_table(REPO_BLOBS)?, r)?;
         {
@@ -766,6 +786,60 @@ fn remove_prefix2(t: &mut redb::Table<(&str, &str), u64>, r: &str) -> Result<()>
     Ok(())
 }
 
+/// The reference check of a manifest push: every config and layer is linked
+/// to `repo` with the size its descriptor declares, except non-distributable
+/// layers with URLs (see `Descriptor::fetched_from_urls`), which may be
+/// absent; every index child is a manifest in `repo`, with its size. Returns
+/// the digests of the linked blobs the manifest references.
+fn check_references(
+    tx: &redb::WriteTransaction,
+    repo: &RepoName,
+    summary: &ManifestSummary,
+) -> Result<std::result::Result<Vec<String>, BadReference>> {
+    let links = tx.open_table(REPO_BLOBS)?;
+    let blobs = tx.open_table(BLOBS)?;
+    let mut linked = Vec::with_capacity(summary.blobs.len());
+    for b in &summary.blobs {
+        let bk = b.digest.to_string();
+        let size = match links.get((repo.as_str(), bk.as_str()))? {
+            Some(_) => blobs.get(bk.as_str())?.map(|v| v.value().0),
+            None => None,
+        };
+        match size {
+            Some(actual) if actual != b.size => {
+                return Ok(Err(BadReference::Size {
+                    digest: b.digest.clone(),
+                    declared: b.size,
+                    actual,
+                }))
+            }
+            Some(_) => linked.push(bk),
+            None if b.fetched_from_urls() => {}
+            None => return Ok(Err(BadReference::Blob(b.digest.clone()))),
+        }
+    }
+    let manifests = tx.open_table(MANIFESTS)?;
+    let contents = tx.open_table(MANIFEST_BYTES)?;
+    for m in &summary.manifests {
+        let mk = m.digest.to_string();
+        if manifests.get((repo.as_str(), mk.as_str()))?.is_none() {
+            return Ok(Err(BadReference::Manifest(m.digest.clone())));
+        }
+        let actual = contents
+            .get(mk.as_str())?
+            .map(|v| v.value().len() as u64)
+            .ok_or_else(|| MetaError::Corrupt(format!("manifest {mk} has no content")))?;
+        if actual != m.size {
+            return Ok(Err(BadReference::Size {
+                digest: m.digest.clone(),
+                declared: m.size,
+                actual,
+            }));
+        }
+    }
+    Ok(Ok(linked))
+}
+
 fn ensure_repo(tx: &redb::WriteTransaction, repo: &RepoName, t: u64) -> Result<()> {
     let mut repos = tx.open_table(REPOS)?;
     if repos.get(repo.as_str())?.is_none() {
@@ -784,7 +858,7 @@ mod schema_tests {
         let path = dir.path().join("berth.redb");
         {
             let meta = Meta::open(&path).expect("new database");
-            let tx = meta.db.begin_write().expect("tx");
+            let tx = meta.db().begin_write().expect("tx");
             tx.open_table(SCHEMA)
                 .expect("t")
                 .insert("registry", SCHEMA_VERSION + 1)
@@ -802,7 +876,7 @@ mod schema_tests {
             tx.commit().expect("commit");
         }
         let meta = Meta::open(&path).expect("older format opens");
-        let tx = meta.db.begin_read().expect("tx");
+        let tx = meta.db().begin_read().expect("tx");
         let v = tx
             .open_table(SCHEMA)
             .expect("t")

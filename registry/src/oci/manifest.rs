@@ -19,6 +19,52 @@ pub struct Descriptor {
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub platform: Option<Platform>,
+    /// Where else the content can be fetched (non-distributable layers).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub urls: Option<Vec<String>>,
+}
+
+/// The largest size a descriptor may declare: the OCI image spec's `size` is
+/// an int64, and Go clients cannot read anything larger.
+pub const MAX_DESCRIPTOR_SIZE: u64 = i64::MAX as u64;
+
+impl Descriptor {
+    /// Whether a registry holds a manifest referencing this descriptor without
+    /// holding its blob. The rule is distribution's: a non-distributable layer
+    /// (OCI `…nondistributable…` or Docker's foreign layer) that names at least
+    /// one URL is fetched by the client's runtime from those URLs, so the
+    /// registry neither requires it at push time nor fetches it itself; without
+    /// URLs it is an ordinary blob that must have been pushed. (distribution
+    /// refuses a Docker foreign layer without URLs outright; berth accepts it
+    /// when the blob was pushed, since it can then serve it.) A layer of this
+    /// kind whose blob *was* pushed to the repository is linked and served as
+    /// usual. Everything that walks an image's blobs — the edge's prefetch,
+    /// GC, the reference check — asks this one question.
+    pub fn fetched_from_urls(&self) -> bool {
+        media::is_non_distributable(&self.media_type)
+            && self.urls.as_ref().is_some_and(|u| !u.is_empty())
+    }
+}
+
+/// Refuses URLs a client could not fetch from or that could smuggle in other
+/// schemes: each must be an absolute `http` or `https` URL without a fragment
+/// (distribution's syntactic check; it has no allow list by default here).
+fn check_urls(digest: &str, urls: &[String]) -> Result<(), ManifestError> {
+    for u in urls {
+        let lower = u.to_ascii_lowercase();
+        let scheme_ok = lower.starts_with("http://") || lower.starts_with("https://");
+        let parsed = u.parse::<http::Uri>().ok();
+        let host_ok = parsed
+            .as_ref()
+            .and_then(|p| p.host())
+            .is_some_and(|h| !h.is_empty());
+        if !scheme_ok || !host_ok || u.contains('#') {
+            return Err(ManifestError::Invalid(format!(
+                "descriptor {digest} lists URL {u:?}; a URL must be absolute http or https, without a fragment"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +104,15 @@ fn convert(d: &oci_spec::image::Descriptor) -> Result<Descriptor, ManifestError>
         .to_string()
         .parse()
         .map_err(|e| ManifestError::Invalid(format!("descriptor: {e}")))?;
+    if d.size() > MAX_DESCRIPTOR_SIZE {
+        return Err(ManifestError::Invalid(format!(
+            "descriptor {digest} declares a size of {} bytes, more than any blob can have",
+            d.size()
+        )));
+    }
+    if let Some(urls) = d.urls() {
+        check_urls(&digest.to_string(), urls)?;
+    }
     Ok(Descriptor {
         media_type: d.media_type().to_string(),
         digest,
@@ -72,6 +127,7 @@ fn convert(d: &oci_spec::image::Descriptor) -> Result<Descriptor, ManifestError>
             os: p.os().to_string(),
             variant: p.variant().clone(),
         }),
+        urls: d.urls().clone().filter(|u| !u.is_empty()),
     })
 }
 
@@ -236,6 +292,90 @@ mod tests {
         )
         .is_err());
         assert!(decode("text/plain", b"{\"schemaVersion\": 2, \"layers\": []}").is_err());
+    }
+
+    fn layer(media_type: &str, content: &[u8], urls: Option<&[&str]>) -> serde_json::Value {
+        let mut l = serde_json::json!({"mediaType": media_type, "digest": d(content).to_string(), "size": content.len()});
+        if let Some(u) = urls {
+            l["urls"] = serde_json::json!(u);
+        }
+        l
+    }
+
+    fn image(layers: Vec<serde_json::Value>) -> Vec<u8> {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d(b"{}").to_string(), "size": 2},
+            "layers": layers,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn non_distributable_layers_with_urls_are_fetched_from_them() {
+        let url = ["https://store.example.com/blobs/sha256/ab"];
+        let body = image(vec![
+            layer(media::OCI_LAYER_NONDISTRIBUTABLE_GZIP, b"a", Some(&url)),
+            layer(media::OCI_LAYER_NONDISTRIBUTABLE, b"b", Some(&url)),
+            layer(media::DOCKER_FOREIGN_LAYER, b"c", Some(&url)),
+            layer(media::OCI_LAYER_NONDISTRIBUTABLE, b"d", None),
+            layer(media::OCI_LAYER_NONDISTRIBUTABLE, b"e", Some(&[])),
+            layer(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                b"f",
+                Some(&url),
+            ),
+        ]);
+        let s = decode(media::OCI_MANIFEST, &body).expect("decodes");
+        let external: Vec<bool> = s.blobs.iter().map(Descriptor::fetched_from_urls).collect();
+        // The config, then the layers in order: only non-distributable ones
+        // that name a URL; a normal layer with URLs must still be pushed.
+        assert_eq!(external, [false, true, true, true, false, false, false]);
+        assert_eq!(s.blobs[1].urls.as_deref(), Some(&url.map(String::from)[..]));
+        assert_eq!(s.blobs[5].urls, None, "an empty list is no URL");
+    }
+
+    #[test]
+    fn urls_must_be_http_and_sizes_must_fit_an_int64() {
+        for bad in [
+            "ftp://example.com/x",
+            "file:///etc/passwd",
+            "https://example.com/x#frag",
+            "/relative/path",
+            "https://",
+            "not a url",
+        ] {
+            let body = image(vec![layer(
+                media::OCI_LAYER_NONDISTRIBUTABLE,
+                b"a",
+                Some(&[bad]),
+            )]);
+            match decode(media::OCI_MANIFEST, &body) {
+                Err(ManifestError::Invalid(m)) => {
+                    assert!(m.contains(&d(b"a").to_string()), "{bad}: {m}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let ok = ["HTTP://Example.com:8080/a?b=c", "http://10.0.0.1/x"];
+        let body = image(vec![layer(
+            media::OCI_LAYER_NONDISTRIBUTABLE,
+            b"a",
+            Some(&ok),
+        )]);
+        assert!(decode(media::OCI_MANIFEST, &body).is_ok());
+
+        let mut huge = layer("application/vnd.oci.image.layer.v1.tar", b"h", None);
+        huge["size"] = serde_json::json!(u64::MAX);
+        match decode(media::OCI_MANIFEST, &image(vec![huge])) {
+            Err(ManifestError::Invalid(m)) => assert!(m.contains(&d(b"h").to_string()), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let mut negative = layer("application/vnd.oci.image.layer.v1.tar", b"n", None);
+        negative["size"] = serde_json::json!(-1);
+        assert!(decode(media::OCI_MANIFEST, &image(vec![negative])).is_err());
     }
 
     #[test]

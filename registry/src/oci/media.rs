@@ -7,6 +7,14 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const OCI_EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+pub const OCI_LAYER_NONDISTRIBUTABLE: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar";
+pub const OCI_LAYER_NONDISTRIBUTABLE_GZIP: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const OCI_LAYER_NONDISTRIBUTABLE_ZSTD: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+/// Docker's name for a non-distributable layer (Windows base layers).
+pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
@@ -22,6 +30,22 @@ pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
         OCI_INDEX | DOCKER_LIST => Some(ManifestKind::Index),
         _ => None,
     }
+}
+
+/// Whether `media_type` names a non-distributable layer: one whose publisher
+/// may forbid copying it, so that images list where to fetch it (`urls`)
+/// instead of pushing it. Whether a registry may then do without the blob is
+/// decided per descriptor by [`Descriptor::fetched_from_urls`].
+///
+/// [`Descriptor::fetched_from_urls`]: super::Descriptor::fetched_from_urls
+pub fn is_non_distributable(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        OCI_LAYER_NONDISTRIBUTABLE
+            | OCI_LAYER_NONDISTRIBUTABLE_GZIP
+            | OCI_LAYER_NONDISTRIBUTABLE_ZSTD
+            | DOCKER_FOREIGN_LAYER
+    )
 }
 
 /// The media type part of a Content-Type header, without parameters, lower-cased.

@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use crate::content::{BlobRead, ByteRange, ContentError, ContentStore, FinishedIngest, Ingest};
-use crate::meta::{LinkOutcome, Meta, MetaError, Missing};
+use crate::meta::{BadReference, LinkOutcome, Meta, MetaError};
 use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, Reference, RepoName, Tag};
 
 pub mod metrics;
@@ -246,6 +246,10 @@ pub struct LocalRegistry {
     pub metrics: Arc<metrics::Metrics>,
     /// Holders of references GC must respect besides tags (the controller).
     pub gc_roots: std::sync::RwLock<Vec<Arc<dyn crate::gc::GcRoots>>>,
+    /// Fault injection for tests: fail a commit after its rename, before its
+    /// metadata transaction commits, as a crash would.
+    #[cfg(test)]
+    crash_before_record: std::sync::atomic::AtomicBool,
 }
 
 impl LocalRegistry {
@@ -256,7 +260,29 @@ impl LocalRegistry {
             uploads: Mutex::new(HashMap::new()),
             metrics,
             gc_roots: std::sync::RwLock::new(Vec::new()),
+            #[cfg(test)]
+            crash_before_record: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// At start-up: records the blobs of uploads whose data a crash left
+    /// placed in the store but unrecorded (see `commit`), links each to the
+    /// upload's repository, and removes those uploads. Returns how many.
+    pub fn recover_placed_uploads(&self) -> Result<usize> {
+        let placed = self.content.placed_ingests()?;
+        for p in &placed {
+            match p.owner.parse::<RepoName>() {
+                Ok(repo) => {
+                    self.meta.record_and_link(&repo, &p.digest, p.size)?;
+                    tracing::info!(upload = %p.id, %repo, digest = %p.digest, "recorded the blob of an upload finished just before a crash");
+                }
+                Err(e) => {
+                    tracing::warn!(upload = %p.id, owner = %p.owner, error = %e, "an upload placed before a crash names no repository; its blob is left to GC");
+                }
+            }
+            self.content.abort_ingest_now(&p.id);
+        }
+        Ok(placed.len())
     }
 
     async fn meta_write<T: Send + 'static>(
@@ -318,19 +344,40 @@ impl LocalRegistry {
     /// Links a verified ingest into `repo`: if the CAS already has the blob the
     /// new copy is dropped, otherwise it is placed and recorded (on the local
     /// backend in one metadata transaction, so GC never sees one without the other).
+    ///
+    /// The order is what makes a crash at any point harmless: the bytes are
+    /// placed (fsynced, verified, renamed), then one transaction records and
+    /// links the blob, and only then is the upload's directory removed. Before
+    /// the commit the session is still there to resume (or, once its data was
+    /// renamed away, its directory says which blob it became, and start-up
+    /// records it: `recover_placed_uploads`); after it, the blob is recorded.
     async fn commit(&self, repo: &RepoName, done: FinishedIngest) -> Result<u64> {
         let size = done.size;
         let digest = done.digest.clone();
+        let id = done.id.clone();
         let (r, d) = (repo.clone(), digest.clone());
         let outcome = self.meta_write(move |m| m.link_blob(&r, &d)).await?;
         match outcome {
-            LinkOutcome::Linked => {
-                self.content.abort_ingest(&done.id).await?;
-            }
+            LinkOutcome::Linked => {}
             LinkOutcome::NotInStore if self.content.places_by_rename() => {
+                self.content.mark_placing(&done).await?;
                 let (r, d, content) = (repo.clone(), digest.clone(), self.content.clone());
+                #[cfg(test)]
+                let crash = self
+                    .crash_before_record
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 self.meta_write(move |m| {
-                    m.place_record_and_link(&r, &d, size, || content.place_now(done))
+                    m.place_record_and_link(&r, &d, size, || {
+                        content.place_now(done)?;
+                        #[cfg(test)]
+                        if crash {
+                            // The process "dies" here: the transaction is dropped uncommitted.
+                            return Err(crate::content::ContentError::Io(std::io::Error::other(
+                                "simulated crash between placing and recording",
+                            )));
+                        }
+                        Ok::<(), crate::content::ContentError>(())
+                    })
                 })
                 .await?;
             }
@@ -340,6 +387,11 @@ impl LocalRegistry {
                 self.meta_write(move |m| m.record_and_link(&r, &d, size))
                     .await?;
             }
+        }
+        // The blob is recorded: a directory that will not go away is litter
+        // for the upload TTL to sweep, not a failed push.
+        if let Err(e) = self.content.abort_ingest(&id).await {
+            tracing::warn!(upload = %id, error = %e, "cannot remove a finished upload's directory");
         }
         self.metrics.blobs_pushed.inc();
         self.metrics.bytes_pushed.inc_by(size);
@@ -772,15 +824,27 @@ impl Namespace for LocalRegistry {
                 self.metrics.manifests_pushed.inc();
                 Ok(PushedManifest { digest, subject, tags })
             }
-            Err(Missing::Blob(b)) => Err(ServiceError::with_detail(
+            Err(BadReference::Blob(b)) => Err(ServiceError::with_detail(
                 ErrorCode::ManifestBlobUnknown,
                 format!("the manifest references blob {b}, which has not been pushed to {repo}; push the blob first"),
                 serde_json::json!({"digest": b.to_string()}),
             )),
-            Err(Missing::Manifest(m)) => Err(ServiceError::with_detail(
-                ErrorCode::ManifestUnknown,
+            // distribution's code for a missing index child too: the child is
+            // content the manifest needs, like a layer (MANIFEST_UNKNOWN would
+            // say the index itself is unknown).
+            Err(BadReference::Manifest(m)) => Err(ServiceError::with_detail(
+                ErrorCode::ManifestBlobUnknown,
                 format!("the index references manifest {m}, which is not in {repo}; push the child manifests first"),
                 serde_json::json!({"digest": m.to_string()}),
+            )),
+            Err(BadReference::Size {
+                digest: d,
+                declared,
+                actual,
+            }) => Err(ServiceError::with_detail(
+                ErrorCode::ManifestInvalid,
+                format!("the descriptor of {d} declares {declared} bytes, but {d} in {repo} has {actual}; fix the size in the manifest"),
+                serde_json::json!({"digest": d.to_string(), "declared": declared, "actual": actual}),
             )),
         }
     }
@@ -875,6 +939,66 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         cond()
+    }
+
+    /// Finding: a kill -9 during the final PUT of a chunked upload lost the
+    /// session while the complete blob lay in the store unrecorded. A crash
+    /// right after the rename, before the metadata commit, must leave the
+    /// blob recorded after the restart (or the session resumable).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_between_placing_and_recording_leaves_the_blob_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo: RepoName = "p/app".parse().expect("name");
+        let content: Vec<u8> = (0..3u32 << 20).map(|i| (i % 249) as u8).collect();
+        let digest = Digest::sha256_of(&content);
+        let ack = 1usize << 20;
+        let id = {
+            let reg = registry(dir.path());
+            let up = reg.upload_start(&repo).await.expect("start");
+            reg.upload_append(
+                &repo,
+                &up.id,
+                Some((0, ack as u64 - 1)),
+                body(&content[..ack]),
+            )
+            .await
+            .expect("acknowledged chunk");
+            reg.crash_before_record
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let range = Some((ack as u64, content.len() as u64 - 1));
+            let res = reg
+                .upload_finish(&repo, &up.id, &digest, range, Some(body(&content[ack..])))
+                .await;
+            assert!(res.is_err(), "the simulated crash fails the PUT");
+            up.id
+        };
+        // The restart: the same directories, start-up recovery, as `RegistryApp::open`.
+        let reg = registry(dir.path());
+        let recovered = reg.recover_placed_uploads().expect("recover");
+        reg.content
+            .discard_unacknowledged_ingests()
+            .expect("discard");
+        let recorded = reg.blob_stat(&repo, &digest).await.ok();
+        let resumable = reg.upload_status(&repo, &id).await.ok();
+        assert!(
+            recorded.is_some() || resumable.is_some(),
+            "the session is lost and the blob unrecorded"
+        );
+        assert_eq!(recovered, 1);
+        assert_eq!(recorded, Some(content.len() as u64), "the blob is recorded");
+        assert!(resumable.is_none(), "its session ended with it");
+        let read = reg.blob_read(&repo, &digest, None).await.expect("blob");
+        let stored = crate::content::collect(read.body, read.len)
+            .await
+            .expect("blob bytes");
+        assert_eq!(Digest::sha256_of(&stored), digest);
+        assert!(
+            std::fs::read_dir(dir.path().join("uploads"))
+                .expect("uploads dir")
+                .next()
+                .is_none(),
+            "nothing is left of the upload"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,13 @@ pub mod media_types {
         "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    /// Non-distributable layers: listed with `urls`, fetched from there.
+    pub const OCI_LAYER_NONDISTRIBUTABLE: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar";
+    pub const OCI_LAYER_NONDISTRIBUTABLE_GZIP: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    pub const DOCKER_FOREIGN_LAYER: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 }
 
 /// Annotation key that names a manifest in an OCI layout's `index.json`.
@@ -149,6 +156,9 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Where a non-distributable layer is fetched from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
 }
 
 impl Descriptor {
@@ -160,6 +170,7 @@ impl Descriptor {
             platform: None,
             artifact_type: None,
             annotations: BTreeMap::new(),
+            urls: Vec::new(),
         }
     }
     /// The descriptor of `bytes` with `media_type`.
@@ -245,6 +256,19 @@ impl Image {
         d.platform = Some(self.platform.clone());
         d
     }
+    /// Every blob a registry must hold for this image (config first), as
+    /// `(digest, size)`: all but the non-distributable layers with URLs.
+    pub fn pushed_blob_digests(&self) -> Vec<(String, u64)> {
+        let mut all = self.blob_digests();
+        all.retain(|(d, _)| {
+            !self
+                .layers
+                .iter()
+                .any(|l| l.digest() == d && !l.descriptor.urls.is_empty())
+        });
+        all
+    }
+
     /// Every blob the manifest references (config first), as `(digest, size)`.
     pub fn blob_digests(&self) -> Vec<(String, u64)> {
         std::iter::once((self.config.digest().to_owned(), self.config.size()))
@@ -540,11 +564,19 @@ enum LayerSpec {
 ///     .build(&layout);
 /// assert_eq!(image.layers.len(), 2);
 /// ```
+/// How a layer is listed: an ordinary one, or a non-distributable one.
+#[derive(Clone, Debug)]
+struct Listing {
+    spec: LayerSpec,
+    /// `(media type, urls)` of a non-distributable layer.
+    external: Option<(String, Vec<String>)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct ImageBuilder {
     flavor: Flavor,
     platform: Platform,
-    layers: Vec<LayerSpec>,
+    layers: Vec<Listing>,
     annotations: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     tag: Option<String>,
@@ -600,7 +632,33 @@ impl ImageBuilder {
             .into_iter()
             .map(|(p, b)| (p.into(), b.into()))
             .collect();
-        self.layers.push(LayerSpec::Files(files));
+        self.layers.push(Listing {
+            spec: LayerSpec::Files(files),
+            external: None,
+        });
+        self
+    }
+
+    /// A non-distributable layer holding one file, listed with `media_type`
+    /// (`media_types::OCI_LAYER_NONDISTRIBUTABLE*` or `DOCKER_FOREIGN_LAYER`)
+    /// and `urls`. Its blob is written to the layout like any layer's (it is
+    /// what the URLs would serve); a `…v1.tar` media type gets an
+    /// uncompressed tar. Registries need not hold it: see
+    /// [`Image::pushed_blob_digests`].
+    pub fn layer_non_distributable(
+        mut self,
+        media_type: &str,
+        urls: &[&str],
+        path: impl Into<String>,
+        content: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.layers.push(Listing {
+            spec: LayerSpec::Files(vec![(path.into(), content.into())]),
+            external: Some((
+                media_type.to_owned(),
+                urls.iter().map(|u| (*u).to_owned()).collect(),
+            )),
+        });
         self
     }
 
@@ -617,7 +675,10 @@ impl ImageBuilder {
     /// Like [`layer_random`](Self::layer_random) but reproducible: the same seed
     /// and size give the same layer digest.
     pub fn layer_random_seeded(mut self, size: u64, seed: u64) -> Self {
-        self.layers.push(LayerSpec::Random { size, seed });
+        self.layers.push(Listing {
+            spec: LayerSpec::Random { size, seed },
+            external: None,
+        });
         self
     }
 
@@ -658,19 +719,32 @@ impl ImageBuilder {
     pub fn build(self, layout: &OciLayout) -> Image {
         let mut specs = self.layers;
         if specs.is_empty() {
-            specs.push(LayerSpec::Files(vec![(
-                "etc/berth-fixture".to_owned(),
-                format!("{:032x}\n", rand::random::<u128>()).into_bytes(),
-            )]));
+            specs.push(Listing {
+                spec: LayerSpec::Files(vec![(
+                    "etc/berth-fixture".to_owned(),
+                    format!("{:032x}\n", rand::random::<u128>()).into_bytes(),
+                )]),
+                external: None,
+            });
         }
         let layers: Vec<Layer> = specs
             .iter()
-            .map(|spec| {
+            .map(|listing| {
+                let spec = &listing.spec;
                 let level = self.compression.unwrap_or(match spec {
                     LayerSpec::Files(_) => 6,
                     LayerSpec::Random { .. } => 0,
                 });
-                write_layer(layout, spec, self.flavor, level).expect("writing layer")
+                let (media_type, urls) = match &listing.external {
+                    Some((m, u)) => (m.as_str(), u.clone()),
+                    None => (self.flavor.layer_media_type(), Vec::new()),
+                };
+                // Only the plain `…tar` media types are uncompressed.
+                let level = (!media_type.ends_with(".tar")).then_some(level);
+                let mut layer =
+                    write_layer(layout, spec, media_type, level).expect("writing layer");
+                layer.descriptor.urls = urls;
+                layer
             })
             .collect();
 
@@ -798,10 +872,12 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A gzip stream: deflate through flate2, or stored blocks written here.
+/// A gzip stream: deflate through flate2, or stored blocks written here; or
+/// no compression at all (uncompressed layers).
 enum GzipWriter<W: Write> {
     Deflate(GzEncoder<W>),
     Stored(StoredGzip<W>),
+    Plain(W),
 }
 
 impl<W: Write> GzipWriter<W> {
@@ -809,6 +885,7 @@ impl<W: Write> GzipWriter<W> {
         match self {
             GzipWriter::Deflate(gz) => gz.finish(),
             GzipWriter::Stored(gz) => gz.finish(),
+            GzipWriter::Plain(w) => Ok(w),
         }
     }
 }
@@ -818,12 +895,14 @@ impl<W: Write> Write for GzipWriter<W> {
         match self {
             GzipWriter::Deflate(gz) => gz.write(buf),
             GzipWriter::Stored(gz) => gz.write(buf),
+            GzipWriter::Plain(w) => w.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             GzipWriter::Deflate(gz) => gz.flush(),
             GzipWriter::Stored(gz) => gz.flush(),
+            GzipWriter::Plain(w) => w.flush(),
         }
     }
 }
@@ -938,19 +1017,20 @@ fn append_parents<W: Write>(
 
 /// Streams one layer: tar -> diff_id hash -> gzip -> digest hash -> temp file,
 /// then renames the temp file to its digest.
+/// `level` None writes the tar uncompressed (digest and diff_id agree).
 fn write_layer(
     layout: &OciLayout,
     spec: &LayerSpec,
-    flavor: Flavor,
-    level: u32,
+    media_type: &str,
+    level: Option<u32>,
 ) -> io::Result<Layer> {
     let tmp = layout.temp_blob_path();
     let file = File::create(&tmp)?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let gzip = if level == 0 {
-        GzipWriter::Stored(StoredGzip::new(compressed)?)
-    } else {
-        GzipWriter::Deflate(GzEncoder::new(compressed, Compression::new(level)))
+    let gzip = match level {
+        None => GzipWriter::Plain(compressed),
+        Some(0) => GzipWriter::Stored(StoredGzip::new(compressed)?),
+        Some(level) => GzipWriter::Deflate(GzEncoder::new(compressed, Compression::new(level))),
     };
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
     tar.mode(tar::HeaderMode::Deterministic);
@@ -991,7 +1071,7 @@ fn write_layer(
     file.flush()?;
     drop(file);
 
-    let descriptor = Descriptor::new(flavor.layer_media_type(), digest, size);
+    let descriptor = Descriptor::new(media_type, digest, size);
     let path = layout.blob_path(&descriptor.digest);
     fs::rename(&tmp, &path)?;
     Ok(Layer {
