@@ -3,35 +3,17 @@
 //! limits and their audit trail, the password rule, the first start without a
 //! chosen admin password, and (ignored, for measuring) what authentication costs.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_testkit::berth::{self, Admin, Registry, ADMIN_PASSWORD};
+use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
-use berth_testkit::http::{basic, send, Auth};
+use berth_testkit::http::{basic, client_from, push_image, send, Auth};
 use berth_testkit::tools::{docker_ref, require_tools, CopyOptions, Creds, Podman, Skopeo};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use sha2::Digest as _;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_berth")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// A client whose connections come from `ip` (any 127.x address reaches the registry).
-fn client_from(ip: &str) -> Client {
-    Client::builder()
-        .local_address(ip.parse::<IpAddr>().expect("ip"))
-        .build()
-        .expect("client")
 }
 
 fn token_url(base: &str, scopes: &[&str]) -> String {
@@ -89,65 +71,6 @@ fn b64url_encode(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Pushes a one-layer image and returns the manifest digest.
-fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str) -> String {
-    let blob = |bytes: Vec<u8>| {
-        let d = sha256(&bytes);
-        let a = send(
-            http,
-            "POST",
-            &format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"),
-            auth,
-            Some(("application/octet-stream", bytes)),
-        );
-        assert_eq!(a.status, 201, "blob: {a:?}");
-        d
-    };
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let layer = format!("a layer of {repo}").into_bytes();
-    let (cs, ls) = (config.len(), layer.len());
-    let (cd, ld) = (blob(config.to_vec()), blob(layer));
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": cs},
-        "layers": [{"mediaType": OCI_LAYER, "digest": ld, "size": ls}],
-    }))
-    .expect("manifest");
-    let a = send(
-        http,
-        "PUT",
-        &format!("{base}/v2/{repo}/manifests/{tag}"),
-        auth,
-        Some((OCI_MANIFEST, manifest.clone())),
-    );
-    assert_eq!(a.status, 201, "manifest: {a:?}");
-    sha256(&manifest)
-}
-
-/// Polls the audit log until `check` accepts it (audit writes leave the request path).
-fn audit_until(
-    admin: &Admin,
-    query: &str,
-    what: &str,
-    check: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (s, v) = admin.call("GET", &format!("/api/v1/audit?{query}"), None);
-        assert_eq!(s, 200, "audit: {v}");
-        let events = v.as_array().cloned().unwrap_or_default();
-        if check(&events) {
-            return events;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "audit never showed {what}: {v:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn unix_millis() -> u128 {
@@ -230,7 +153,7 @@ fn podman_login_push_and_pull_through_the_token_flow() {
         "no successful /v2/token request in\n{metrics}"
     );
     // And the audit log names the account.
-    audit_until(&admin, "action=push&actor=dev", "dev's push", |e| {
+    admin.audit_until("action=push&actor=dev", "dev's push", |e| {
         e.iter()
             .any(|e| e["target"].as_str().unwrap_or("").contains(&pushed))
     });
@@ -698,12 +621,9 @@ fn failed_logins_lock_the_account_with_429_and_are_audited() {
     );
     assert_eq!(a.status, 200, "{a:?}");
     // Each failure is in the audit log, with its address.
-    let events = audit_until(
-        &admin,
-        "action=login&actor=alice",
-        "three failed logins",
-        |e| e.len() >= 3,
-    );
+    let events = admin.audit_until("action=login&actor=alice", "three failed logins", |e| {
+        e.len() >= 3
+    });
     assert_eq!(events.len(), 3, "{events:#?}");
     let mut clients: Vec<&str> = events
         .iter()
@@ -745,7 +665,7 @@ fn failed_logins_lock_the_client_address() {
         None,
     );
     assert_eq!(a.status, 200, "{a:?}");
-    audit_until(&admin, "action=login", "three failures", |e| {
+    admin.audit_until("action=login", "three failures", |e| {
         e.iter().filter(|e| e["client"] == "127.0.0.7").count() == 3
     });
 }
@@ -805,7 +725,7 @@ fn an_unreset_password_retried_is_not_a_brute_force() {
     let a = send(&http, "GET", &v2, &basic("bob", "bobpass123"), None);
     assert_eq!(a.status, 200, "bob locked out by carol's retries: {a:?}");
     // Each refusal is still audited, with why.
-    audit_until(&admin, "action=login&actor=carol", "six refusals", |e| {
+    admin.audit_until("action=login&actor=carol", "six refusals", |e| {
         e.len() == 6 && e.iter().all(|e| e["outcome"] == "password reset required")
     });
 }
@@ -849,8 +769,7 @@ fn password_changes_are_rate_limited_too() {
         a.status, 429,
         "the account itself is locked for the window: {a:?}"
     );
-    audit_until(
-        &admin,
+    admin.audit_until(
         "action=user.password&actor=alice",
         "three failed changes",
         |e| e.iter().filter(|e| e["outcome"] == "failure").count() == 3,
