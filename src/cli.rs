@@ -304,7 +304,7 @@ pub enum ProjectCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Give an account a role in a project: guest, developer or maintainer.
+    /// Give an account a role in a project: guest, developer, maintainer or project-admin.
     AddMember {
         project: String,
         /// The account. (Not named `user`: that id is taken by --user, the account acting.)
