@@ -850,6 +850,96 @@ fn a_changed_password_stops_working_at_once() {
     assert_eq!(status(&name, &new_secret), 200);
 }
 
+/// A token names the account instance it was issued to: deleting the account ends
+/// it, and a new account under the same name (here without admin rights) does not
+/// bring it back. Admin rights come from the account, never from the token.
+#[test]
+fn a_deleted_accounts_tokens_do_not_revive_with_its_name() {
+    let reg = berth::registry(bin());
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    let (http, base) = (Client::new(), reg.url());
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "team/app",
+        "v1",
+    );
+    let create = |admin_flag: bool, password: &str| {
+        let (s, v) = admin.call(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"name": "boss", "password": "initial123", "admin": admin_flag})),
+        );
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = admin.call(
+            "PUT",
+            "/api/v1/users/boss/password",
+            Some(json!({"old_password": "initial123", "new_password": password})),
+        );
+        assert_eq!(s, 204, "{v}");
+    };
+    let scope = ["repository:team/app:pull,push,delete"];
+    let manifest = format!("{base}/v2/team/app/manifests/v1");
+    let users = format!("{base}/api/v1/users");
+
+    create(true, "bosspass1");
+    let old = Auth::Bearer(token(&http, &base, &basic("boss", "bosspass1"), &scope));
+    assert_eq!(send(&http, "GET", &manifest, &old, None).status, 200);
+    assert_eq!(send(&http, "GET", &users, &old, None).status, 200);
+
+    let (s, v) = admin.call("DELETE", "/api/v1/users/boss", None);
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(send(&http, "GET", &manifest, &old, None).status, 401);
+
+    // The name again, for someone who is neither an administrator nor a member.
+    create(false, "bosspass2");
+    for url in [&manifest, &users] {
+        let a = send(&http, "GET", url, &old, None);
+        assert_eq!(
+            a.status, 401,
+            "the deleted boss's token works again at {url}: {a:?}"
+        );
+        assert!(a.message.contains("no longer valid"), "{a:?}");
+    }
+    // The new boss's own token: no admin rights, no access to the private project.
+    let new = Auth::Bearer(token(&http, &base, &basic("boss", "bosspass2"), &scope));
+    assert_eq!(
+        claims(match &new {
+            Auth::Bearer(t) => t,
+            _ => unreachable!(),
+        })["access"][0]["actions"],
+        json!([])
+    );
+    assert_eq!(send(&http, "GET", &users, &new, None).status, 403);
+    assert_eq!(
+        send(&http, "GET", &users, &basic("boss", "bosspass2"), None).status,
+        403
+    );
+
+    // A robot revoked and created again under its name: the old robot's token stays dead.
+    let (robot, secret) = admin.create_robot("team", "ci", "pull");
+    let robot_token = Auth::Bearer(token(
+        &http,
+        &base,
+        &basic(&robot, &secret),
+        &["repository:team/app:pull"],
+    ));
+    assert_eq!(
+        send(&http, "GET", &manifest, &robot_token, None).status,
+        200
+    );
+    let (s, v) = admin.call("DELETE", "/api/v1/projects/team/robots/ci", None);
+    assert_eq!(s, 204, "{v}");
+    admin.create_robot("team", "ci", "pull");
+    let a = send(&http, "GET", &manifest, &robot_token, None);
+    assert_eq!(
+        a.status, 401,
+        "the revoked robot's token works again: {a:?}"
+    );
+}
+
 // ------------------------------------------------------------------ the password rule
 
 #[test]

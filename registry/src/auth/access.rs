@@ -232,11 +232,11 @@ impl RegistryAccess {
             .get(&ck)
             .cloned()
         {
-            if at.elapsed() < self.cfg.cache_ttl
-                && verified == epoch
-                && self.accounts.still_valid(&s)
-            {
-                return Ok(s);
+            if at.elapsed() < self.cfg.cache_ttl && verified == epoch {
+                // As the account is now: the same instance, its admin flag today.
+                if let Some(current) = self.accounts.current(&s) {
+                    return Ok(current);
+                }
             }
         }
         let accounts = self.accounts.clone();
@@ -306,10 +306,23 @@ impl RegistryAccess {
                     .map_err(|e| {
                         self.unauthorized(format!("bearer token refused: {e}"), None, false)
                     })?;
-                let subject = Subject {
+                let claimed = Subject {
                     name: (!claims.sub.is_empty()).then(|| claims.sub.clone()),
-                    admin: claims.admin,
+                    account_id: (!claims.aid.is_empty()).then(|| claims.aid.clone()),
+                    admin: false,
                     robot: claims.robot,
+                    token_grants: None,
+                };
+                // The account as it is now: the same instance, still usable; its admin
+                // flag is the account's, whatever the token says.
+                let Some(current) = self.accounts.current(&claimed) else {
+                    return Err(self.unauthorized(
+                        "the token's account is no longer valid; log in again",
+                        None,
+                        false,
+                    ));
+                };
+                Ok(Subject {
                     token_grants: Some(
                         claims
                             .access
@@ -317,15 +330,8 @@ impl RegistryAccess {
                             .map(|g| (g.name, g.actions))
                             .collect(),
                     ),
-                };
-                if !self.accounts.still_valid(&subject) {
-                    return Err(self.unauthorized(
-                        "the token's account is no longer valid; log in again",
-                        None,
-                        false,
-                    ));
-                }
-                Ok(subject)
+                    ..current
+                })
             }
             _ => Err(self.unauthorized(
                 format!("unsupported authorization scheme {scheme:?}; use Basic or Bearer"),
@@ -378,6 +384,7 @@ impl RegistryAccess {
         let ttl = self.cfg.token_ttl.as_secs().max(1);
         let claims = Claims {
             sub: subject.name.clone().unwrap_or_default(),
+            aid: subject.account_id.clone().unwrap_or_default(),
             aud: self.cfg.service.clone(),
             iat,
             exp: iat + ttl,

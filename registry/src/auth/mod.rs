@@ -43,6 +43,9 @@ impl Action {
 pub struct Subject {
     /// Account or robot name; None for anonymous.
     pub name: Option<String>,
+    /// The account's instance id: a name deleted and created again is another account.
+    pub account_id: Option<String>,
+    /// A system administrator, as the account says now (never as a token says).
     pub admin: bool,
     pub robot: bool,
     /// From a bearer token: what it grants, per repository.
