@@ -116,9 +116,16 @@ const PRIV: &str = "priv";
 const OTHER: &str = "other";
 
 fn world() -> World {
-    // A low limit shows that the unreset account's repeated (correct) logins do not
-    // lock everyone on 127.0.0.1 out: they are not guesses.
-    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "5")]);
+    // A long delay shows that the unreset account's repeated (correct) logins are
+    // not counted as guesses: one counted would turn its next cells into 429.
+    let reg = berth::registry_with(
+        bin(),
+        &[],
+        &[
+            ("BERTH_AUTH_LOGIN_BACKOFF", "1h"),
+            ("BERTH_AUTH_LOGIN_BACKOFF_MAX", "1h"),
+        ],
+    );
     let admin = reg.admin();
     let http = Client::new();
     let base = reg.url();

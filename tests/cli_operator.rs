@@ -940,7 +940,7 @@ fn admin_api_robots() {
     let (s, v) = get(&http, &format!("{base}/v2/"), Some(robot));
     assert_eq!(s, 401, "{v}");
     // The right secret of a revoked robot says so, and is not a guess: an edge node
-    // retrying with it must not lock out its address (default limit: 5).
+    // retrying with it must not be slowed down as a guesser.
     for _ in 0..6 {
         let (s, v) = get(&http, &v2, Some(robot));
         assert_eq!(s, 401, "{v}");

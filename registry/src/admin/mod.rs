@@ -5,10 +5,9 @@
 //! from the same route table that serves the requests: it cannot drift.
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +19,7 @@ use utoipa_axum::routes;
 
 use crate::auth::access::RegistryAccess;
 use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, Project};
+use crate::auth::client::{client_addr, ClientIp};
 use crate::auth::policy::{Manage, Role};
 use crate::auth::{Refusal, RequestInfo, Subject};
 use crate::gc::{GcOptions, GcReport};
@@ -159,10 +159,7 @@ impl FromRequestParts<AdminState> for Caller {
         parts: &mut Parts,
         st: &AdminState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = client_addr(&parts.extensions);
         let info = RequestInfo {
             headers: &parts.headers,
             peer,
@@ -351,7 +348,7 @@ async fn delete_user(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn set_password(
     State(st): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(peer): ClientIp,
     headers: axum::http::HeaderMap,
     Path(name): Path<String>,
     Json(b): Json<PasswordChange>,
@@ -359,34 +356,29 @@ async fn set_password(
     let accounts = st.access.accounts.clone();
     match b.old_password {
         Some(old) => {
-            // The old password is checked like a login: the same failure limit applies,
+            // The old password is checked like a login, under the same throttle,
             // or this endpoint would be an unlimited password oracle.
-            st.access.check_lockout(&name, Some(peer.ip()))?;
+            let _attempt = st.access.attempt(&name, peer).await;
+            st.access.check_throttle(&name, peer)?;
             let n = name.clone();
             let res =
                 blocking(move || Ok(accounts.change_password(&n, &old, &b.new_password)?)).await;
             match &res {
                 Err(e) if e.status == StatusCode::FORBIDDEN => {
-                    st.access.record_failure(&name, Some(peer.ip()))
+                    st.access.record_failure(&name, peer)
                 }
-                Ok(()) => st.access.clear_failures(&name),
+                Ok(()) => st.access.record_success(&name, peer),
                 Err(_) => {}
             }
             let outcome = if res.is_ok() { "success" } else { "failure" };
-            st.access.audit(
-                &name,
-                Some(peer.ip()),
-                "user.password",
-                None,
-                &name,
-                outcome,
-            );
+            st.access
+                .audit(&name, peer, "user.password", None, &name, outcome);
             res?;
         }
         None => {
             let info = RequestInfo {
                 headers: &headers,
-                peer: Some(peer.ip()),
+                peer,
             };
             let subject = st.access.identify(&info).await?;
             if !subject.admin {
@@ -399,7 +391,7 @@ async fn set_password(
             blocking(move || Ok(accounts.admin_set_password(&n, &b.new_password)?)).await?;
             st.access.audit(
                 subject.display(),
-                Some(peer.ip()),
+                peer,
                 "user.password.reset",
                 None,
                 &name,

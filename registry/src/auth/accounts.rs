@@ -197,6 +197,8 @@ pub struct Accounts {
     credentials: AtomicU64,
     /// A hash at this installation's cost, so unknown names take as long as known ones.
     dummy: std::sync::OnceLock<String>,
+    /// bcrypt verifications run (logins that missed the cache, old-password checks).
+    checks: prometheus_client::metrics::counter::Counter,
 }
 
 /// A new random instance id for an account or robot.
@@ -265,6 +267,7 @@ impl Accounts {
             cost: bcrypt_cost,
             credentials: AtomicU64::new(0),
             dummy: std::sync::OnceLock::new(),
+            checks: Default::default(),
         };
         a.assign_missing_ids()?;
         Ok(a)
@@ -324,6 +327,17 @@ impl Accounts {
             snap.robots.insert(r.name.clone(), r);
         }
         Ok(())
+    }
+
+    /// Counts every bcrypt verification (for `/metrics`); clones share the count.
+    pub fn password_checks(&self) -> prometheus_client::metrics::counter::Counter {
+        self.checks.clone()
+    }
+
+    /// bcrypt::verify, counted.
+    fn bcrypt_verify(&self, secret: &str, hash: &str) -> bool {
+        self.checks.inc();
+        bcrypt::verify(secret, hash).unwrap_or(false)
     }
 
     /// What an unknown name's secret is checked against: same cost as real hashes, so
@@ -412,10 +426,10 @@ impl Accounts {
             let robot = self.read().robots.get(name).cloned();
             let Some(r) = robot else {
                 // Same cost as a real check, so timing does not tell names apart.
-                let _ = bcrypt::verify(secret, self.dummy_hash());
+                self.bcrypt_verify(secret, self.dummy_hash());
                 return Err(LoginError::BadCredentials);
             };
-            if !bcrypt::verify(secret, &r.hash).unwrap_or(false) {
+            if !self.bcrypt_verify(secret, &r.hash) {
                 return Err(LoginError::BadCredentials);
             }
             if r.revoked {
@@ -433,10 +447,10 @@ impl Accounts {
         }
         let user = self.read().users.get(name).cloned();
         let Some(u) = user else {
-            let _ = bcrypt::verify(secret, self.dummy_hash());
+            self.bcrypt_verify(secret, self.dummy_hash());
             return Err(LoginError::BadCredentials);
         };
-        if !bcrypt::verify(secret, &u.hash).unwrap_or(false) {
+        if !self.bcrypt_verify(secret, &u.hash) {
             return Err(LoginError::BadCredentials);
         }
         if u.must_reset {
@@ -579,12 +593,12 @@ impl Accounts {
     /// Runs bcrypt twice.
     pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<(), AccountError> {
         let Some(mut u) = self.user(name) else {
-            let _ = bcrypt::verify(old, self.dummy_hash());
+            self.bcrypt_verify(old, self.dummy_hash());
             return Err(AccountError::Forbidden(
                 "account name or old password is wrong".into(),
             ));
         };
-        if !bcrypt::verify(old, &u.hash).unwrap_or(false) {
+        if !self.bcrypt_verify(old, &u.hash) {
             return Err(AccountError::Forbidden(
                 "account name or old password is wrong".into(),
             ));

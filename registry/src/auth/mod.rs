@@ -14,8 +14,10 @@ use crate::oci::RepoName;
 
 pub mod access;
 pub mod accounts;
+pub mod client;
 pub mod endpoint;
 pub mod policy;
+pub mod throttle;
 pub mod token;
 
 #[derive(
