@@ -90,7 +90,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         )));
         reconciler = Some(handle);
     }
-    let router = with_common_layers(router, app.metrics.clone(), log_access);
+    let router = with_common_layers(
+        app.with_client_addr(router),
+        app.metrics.clone(),
+        log_access,
+    );
     let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
@@ -128,10 +132,7 @@ async fn check_credentials(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if req.headers().contains_key(http::header::AUTHORIZATION) {
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = berth_registry::auth::client::client_addr(req.extensions());
         let info = berth_registry::auth::RequestInfo {
             headers: req.headers(),
             peer,
@@ -307,7 +308,7 @@ pub enum ProjectCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Give an account a role in a project: guest, developer or maintainer.
+    /// Give an account a role in a project: guest, developer, maintainer or project-admin.
     AddMember {
         project: String,
         /// The account. (Not named `user`: that id is taken by --user, the account acting.)

@@ -53,9 +53,10 @@ impl ImageResolver for RegistryResolver {
 }
 
 /// Accounts and project roles decide controller actions: reading needs pull
-/// rights on the project, changing apps needs push (developer), project-wide
-/// administration needs delete (maintainer); clusters and nodes are for
-/// system administrators, readable by any account. Robots are refused.
+/// rights on the project, changing apps needs push (developer and above),
+/// project-wide administration needs delete (maintainer and above, so project
+/// admins too); clusters and nodes are for system administrators, readable by
+/// any account. Robots are refused.
 pub struct RegistryAuthorizer {
     pub access: Arc<RegistryAccess>,
 }
@@ -125,9 +126,11 @@ impl Authorizer for RegistryAuthorizer {
                 (None, _) => "manage clusters and nodes (system administrators only)".to_string(),
                 (Some(p), CtlAction::Read) => format!("see project {p}"),
                 (Some(p), CtlAction::Write) => {
-                    format!("change apps in project {p} (developer or maintainer role)")
+                    format!("change apps in project {p} (developer role or above)")
                 }
-                (Some(p), CtlAction::Admin) => format!("administer project {p} (maintainer role)"),
+                (Some(p), CtlAction::Admin) => {
+                    format!("administer project {p} (maintainer role or above)")
+                }
             };
             Err(AuthError {
                 status: http::StatusCode::FORBIDDEN,

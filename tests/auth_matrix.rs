@@ -1,8 +1,8 @@
 //! The permission matrix over the built binary, with raw HTTP.
 //!
-//! Subjects {anonymous, guest, developer, maintainer, admin, robot pull, robot push,
-//! member of another project, robot of another project, account with an unreset
-//! password} × projects {public, private} × operations {pull, push, delete, catalog,
+//! Subjects {anonymous, guest, developer, maintainer, project admin, admin, robot pull,
+//! robot push, member of another project, robot of another project, account with an
+//! unreset password} × projects {public, private} × operations {pull, push, delete, catalog,
 //! tags, referrers, mount}. Every cell asserts the status and the OCI error code,
 //! once with Basic credentials straight on `/v2` and once through the token flow
 //! (`/v2/token` with Basic → bearer token). The expected table is written out in
@@ -116,9 +116,16 @@ const PRIV: &str = "priv";
 const OTHER: &str = "other";
 
 fn world() -> World {
-    // A low limit shows that the unreset account's repeated (correct) logins do not
-    // lock everyone on 127.0.0.1 out: they are not guesses.
-    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_MAX_FAILED_LOGINS", "5")]);
+    // A long delay shows that the unreset account's repeated (correct) logins are
+    // not counted as guesses: one counted would turn its next cells into 429.
+    let reg = berth::registry_with(
+        bin(),
+        &[],
+        &[
+            ("BERTH_AUTH_LOGIN_BACKOFF", "1h"),
+            ("BERTH_AUTH_LOGIN_BACKOFF_MAX", "1h"),
+        ],
+    );
     let admin = reg.admin();
     let http = Client::new();
     let base = reg.url();
@@ -129,6 +136,7 @@ fn world() -> World {
         ("guest", "guest"),
         ("dev", "developer"),
         ("maint", "maintainer"),
+        ("padmin", "project-admin"),
     ] {
         admin.create_user(user, PASSWORD);
         admin.add_member(PUB, user, role);
@@ -148,7 +156,7 @@ fn world() -> World {
 
     let mut creds: BTreeMap<&'static str, Option<(String, String)>> = BTreeMap::new();
     creds.insert("anonymous", None);
-    for u in ["guest", "dev", "maint", "outsider"] {
+    for u in ["guest", "dev", "maint", "padmin", "outsider"] {
         creds.insert(u, Some((u.to_string(), PASSWORD.to_string())));
     }
     creds.insert(
@@ -218,6 +226,8 @@ fn expected() -> Vec<(&'static str, &'static str, &'static str, [&'static str; 7
         ("developer", "dev", PRIV, ["200", "201", "403", "200+", "200", "200", "201"]),
         ("maintainer", "maint", PUB, ["200", "201", "202", "200+", "200", "200", "201"]),
         ("maintainer", "maint", PRIV, ["200", "201", "202", "200+", "200", "200", "201"]),
+        ("project admin", "padmin", PUB, ["200", "201", "202", "200+", "200", "200", "201"]),
+        ("project admin", "padmin", PRIV, ["200", "201", "202", "200+", "200", "200", "201"]),
         ("admin", "admin", PUB, ["200", "201", "202", "200+", "200", "200", "201"]),
         ("admin", "admin", PRIV, ["200", "201", "202", "200+", "200", "200", "201"]),
         ("robot pull (own project)", "robot-pull@pub", PUB, ["200", "403", "403", "200+", "200", "200", "403"]),
@@ -689,6 +699,124 @@ fn anonymous_clients_get_a_bearer_challenge() {
         (401, Some("UNAUTHORIZED")),
         "{a:?}"
     );
+}
+
+// ------------------------------------------------------------------ project roles in the admin API
+
+/// Visibility and project settings are for project admins (and system admins);
+/// maintainers keep deleting, members and robots, but cannot make or unmake
+/// project admins, themselves included.
+#[test]
+fn project_settings_need_a_project_admin_and_maintainers_cannot_grant_it() {
+    let reg = berth::registry(bin());
+    let admin = reg.admin();
+    admin.create_project("team", false);
+    for (user, role) in [
+        ("maint", "maintainer"),
+        ("owner", "project-admin"),
+        ("dev", "developer"),
+    ] {
+        admin.create_user(user, PASSWORD);
+        admin.add_member("team", user, role);
+    }
+    admin.create_user("newbie", PASSWORD);
+    let maint = admin.as_user("maint", PASSWORD);
+    let owner = admin.as_user("owner", PASSWORD);
+    let public = |v: bool| Some(serde_json::json!({ "public": v }));
+    let is_public = || admin.call("GET", "/api/v1/projects/team", None).1["public"].clone();
+
+    // A maintainer cannot publish a private project, and is told which role can.
+    let (s, v) = maint.call("PATCH", "/api/v1/projects/team", public(true));
+    assert_eq!(s, 403, "{v}");
+    let msg = v["error"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("project-admin") && msg.contains("maint"),
+        "{v}"
+    );
+    assert_eq!(is_public(), false);
+    // A project admin can, both ways.
+    let (s, v) = owner.call("PATCH", "/api/v1/projects/team", public(true));
+    assert_eq!((s, &v["public"]), (200, &serde_json::json!(true)), "{v}");
+    let (s, v) = owner.call("PATCH", "/api/v1/projects/team", public(false));
+    assert_eq!((s, &v["public"]), (200, &serde_json::json!(false)), "{v}");
+
+    // Maintainers manage members up to their own role...
+    let role = |r: &str| Some(serde_json::json!({ "role": r }));
+    let (s, v) = maint.call(
+        "PUT",
+        "/api/v1/projects/team/members/newbie",
+        role("maintainer"),
+    );
+    assert_eq!(s, 204, "{v}");
+    // ...but make no project admin: not another account, not themselves, whatever the spelling,
+    for (who, spelling) in [
+        ("newbie", "project-admin"),
+        ("maint", "project-admin"),
+        ("newbie", "projectAdmin"),
+    ] {
+        let (s, v) = maint.call(
+            "PUT",
+            &format!("/api/v1/projects/team/members/{who}"),
+            role(spelling),
+        );
+        assert_eq!(s, 403, "{who} {spelling}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains("project-admin"),
+            "{v}"
+        );
+    }
+    // ...and do not demote or remove one.
+    let (s, v) = maint.call("PUT", "/api/v1/projects/team/members/owner", role("guest"));
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = maint.call("DELETE", "/api/v1/projects/team/members/owner", None);
+    assert_eq!(s, 403, "{v}");
+    // They keep robots.
+    let (s, v) = maint.call(
+        "POST",
+        "/api/v1/projects/team/robots",
+        Some(serde_json::json!({"name": "ci", "access": "push"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    // A project admin grants the role (Harbor's spelling accepted); it reads back as stored.
+    let (s, v) = owner.call(
+        "PUT",
+        "/api/v1/projects/team/members/newbie",
+        role("projectAdmin"),
+    );
+    assert_eq!(s, 204, "{v}");
+    let (_, v) = admin.call("GET", "/api/v1/projects/team/members", None);
+    let roles: BTreeMap<String, String> = v
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["user"].as_str().unwrap_or("").into(),
+                m["role"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(roles["newbie"], "project-admin", "{v}");
+    assert_eq!(roles["maint"], "maintainer", "{v}");
+    // A developer manages nothing.
+    let dev = admin.as_user("dev", PASSWORD);
+    let (s, v) = dev.call("PUT", "/api/v1/projects/team/members/newbie", role("guest"));
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a maintainer"),
+        "{v}"
+    );
+
+    // The controller's project checks hold with the new role on top: project-wide
+    // administration (a node's kubeconfig for the project) is maintainer and above.
+    let kubeconfig = "/api/v1/nodes/nowhere/kubeconfig?project=team";
+    for (who, want) in [(&owner, 404), (&maint, 404), (&dev, 403)] {
+        let (s, v) = who.call("GET", kubeconfig, None);
+        assert_eq!(s, want, "{}: {v}", who.user);
+    }
 }
 
 /// The claims of a berth token (base64url JSON before the dot; not secret, only signed).

@@ -337,6 +337,36 @@ fn operator_flow_with_the_cli_and_podman() {
             Some(&robot_creds),
         )
         .expect_err("revoked robot");
+    // Visibility is for project admins: alice, a maintainer, is refused until made one.
+    let err = cli_err(&base, alice, &["project", "set", "team-a", "--public"]);
+    assert!(
+        err.contains("403") && err.contains("not a project admin"),
+        "{err}"
+    );
+    let out = cli_ok(
+        &base,
+        root,
+        &[
+            "project",
+            "add-member",
+            "team-a",
+            "alice",
+            "--role",
+            "project-admin",
+        ],
+        &[],
+    );
+    assert!(
+        out.contains("alice is now project-admin in team-a"),
+        "{out}"
+    );
+    cli_ok(&base, alice, &["project", "set", "team-a", "--public"], &[]);
+    cli_ok(
+        &base,
+        alice,
+        &["project", "set", "team-a", "--private"],
+        &[],
+    );
 
     // Accounts: list, reset, delete.
     let users: Value =
@@ -604,7 +634,7 @@ fn admin_api_projects_members_repositories() {
             Some(json!({"role": "owner"})),
         ),
         400,
-        "guest, developer or maintainer",
+        "guest, developer, maintainer or project-admin",
     );
     assert_error(
         admin.call(
@@ -681,17 +711,29 @@ fn admin_api_projects_members_repositories() {
             Some(json!({"public": true})),
         ),
         403,
-        "not a maintainer",
+        "not a project admin",
     );
-    // Patch public by a maintainer.
-    let (s, v) = maint.call(
+    // Visibility is a project admin's (a maintainer's, before project admins existed).
+    assert_error(
+        maint.call(
+            "PATCH",
+            "/api/v1/projects/team",
+            Some(json!({"public": true})),
+        ),
+        403,
+        "not a project admin",
+    );
+    admin.create_user("owner", "secret123");
+    admin.add_member("team", "owner", "project-admin");
+    let owner = admin.as_user("owner", "secret123");
+    let (s, v) = owner.call(
         "PATCH",
         "/api/v1/projects/team",
         Some(json!({"public": true})),
     );
     assert_eq!((s, &v["public"]), (200, &json!(true)), "{v}");
     assert_eq!(names(&stranger), ["empty", "team"]);
-    let (s, v) = maint.call(
+    let (s, v) = owner.call(
         "PATCH",
         "/api/v1/projects/team",
         Some(json!({"public": false})),
@@ -898,7 +940,7 @@ fn admin_api_robots() {
     let (s, v) = get(&http, &format!("{base}/v2/"), Some(robot));
     assert_eq!(s, 401, "{v}");
     // The right secret of a revoked robot says so, and is not a guess: an edge node
-    // retrying with it must not lock out its address (default limit: 5).
+    // retrying with it must not be slowed down as a guesser.
     for _ in 0..6 {
         let (s, v) = get(&http, &v2, Some(robot));
         assert_eq!(s, 401, "{v}");

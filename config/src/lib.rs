@@ -65,6 +65,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Serve only the read API (no pushes, no deletes).
     pub read_only: bool,
+    /// Reverse proxies and load balancers (CIDRs, or single addresses) whose
+    /// connections may name the client in `X-Forwarded-For`. The client address
+    /// (for the login throttle and the audit log) is then the rightmost entry not
+    /// in this list. Empty: the TCP peer is the client, and the header is ignored.
+    #[serde(deserialize_with = "nets::deserialize")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +84,7 @@ impl Default for ServerConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             read_only: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -177,10 +184,24 @@ pub struct AuthConfig {
     /// How long a verified Basic credential is remembered (so bcrypt runs once per login).
     #[serde(with = "duration_str")]
     pub credential_cache_ttl: Duration,
-    /// Failed logins allowed per account and per client address within `lockout_window`.
-    pub max_failed_logins: u32,
+    /// After a wrong password from an address, that (account, address) pair waits this
+    /// long before its next attempt is looked at (429 with Retry-After until then); the
+    /// delay doubles with each further failure. 0s: no delay.
     #[serde(with = "duration_str")]
-    pub lockout_window: Duration,
+    pub login_backoff: Duration,
+    /// The longest delay of one (account, address) pair.
+    #[serde(with = "duration_str")]
+    pub login_backoff_max: Duration,
+    /// How long failures are remembered: a pair's, since its last one; an account's, looking back.
+    #[serde(with = "duration_str", alias = "lockout_window")]
+    pub failure_window: Duration,
+    /// Failures on one account from all addresses within `failure_window` that put it
+    /// under attack: addresses that have failed on it then share one attempt per
+    /// `attacked_login_interval`. Addresses without failures are never held back.
+    #[serde(alias = "max_failed_logins")]
+    pub account_failure_threshold: u32,
+    #[serde(with = "duration_str")]
+    pub attacked_login_interval: Duration,
     /// Let anonymous clients pull public projects without the token dance (the default).
     /// Off: every anonymous request is challenged and fetches an anonymous token, as Harbor does.
     pub anonymous_direct: bool,
@@ -193,8 +214,11 @@ impl Default for AuthConfig {
             token_ttl: Duration::from_secs(300),
             service: "berth".into(),
             credential_cache_ttl: Duration::from_secs(300),
-            max_failed_logins: 5,
-            lockout_window: Duration::from_secs(300),
+            login_backoff: Duration::from_secs(1),
+            login_backoff_max: Duration::from_secs(300),
+            failure_window: Duration::from_secs(900),
+            account_failure_threshold: 10,
+            attacked_login_interval: Duration::from_secs(10),
             anonymous_direct: true,
         }
     }
@@ -387,6 +411,27 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Networks as CIDRs ("10.0.0.0/8"), or single addresses ("192.0.2.10", taken as /32 or /128).
+pub mod nets {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| {
+                let s = s.trim();
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "{s:?} is not a network; write e.g. 10.0.0.0/8, 192.0.2.10 or 2001:db8::/32"
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
 /// Durations as humantime strings: "30s", "5m", "1h 30m", "7days".
 pub mod duration_str {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -451,6 +496,11 @@ impl Config {
                     None => continue,
                 },
             };
+            let key = RENAMED_KEYS
+                .iter()
+                .find(|(s, old, _)| *s == section && *old == key)
+                .map(|(_, _, new)| new.to_string())
+                .unwrap_or(key);
             let Some(table) = tree.get_mut(&section).and_then(|t| t.as_table_mut()) else {
                 continue;
             };
@@ -525,6 +575,24 @@ impl Config {
                 "server.max_manifest_bytes must be positive".into(),
             ));
         }
+        let a = &self.auth;
+        if a.login_backoff_max < a.login_backoff {
+            return Err(ConfigError::Invalid(format!(
+                "auth.login_backoff_max ({}) must not be shorter than auth.login_backoff ({})",
+                humantime::format_duration(a.login_backoff_max),
+                humantime::format_duration(a.login_backoff)
+            )));
+        }
+        if a.account_failure_threshold == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.account_failure_threshold must be at least 1".into(),
+            ));
+        }
+        if a.failure_window.is_zero() {
+            return Err(ConfigError::Invalid(
+                "auth.failure_window must be positive".into(),
+            ));
+        }
         if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",
@@ -534,6 +602,13 @@ impl Config {
         Ok(())
     }
 }
+
+/// Keys that were renamed: (section, old name, new name). Files accept the old
+/// names as serde aliases; environment variables are mapped here.
+const RENAMED_KEYS: &[(&str, &str, &str)] = &[
+    ("auth", "max_failed_logins", "account_failure_threshold"),
+    ("auth", "lockout_window", "failure_window"),
+];
 
 /// Optional keys that are absent from the serialized defaults (None) but may be set from the environment.
 const KNOWN_OPTIONAL_KEYS: &[(&str, &str)] = &[
@@ -611,6 +686,46 @@ mod tests {
         assert_eq!("1.5 MiB".parse::<ByteSize>(), Ok(ByteSize(3 << 19)));
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(50 << 30).to_string(), "50GiB");
+    }
+
+    #[test]
+    fn throttle_and_proxy_keys() {
+        let cfg: Config = toml::from_str(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.10\", \"2001:db8::1\"]\n[auth]\nlockout_window = \"10m\"\nmax_failed_logins = 3\n",
+        )
+        .expect("parse");
+        let nets: Vec<String> = cfg
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.10/32", "2001:db8::1/128"]);
+        // The keys before the throttle was keyed by address still load, under their new names.
+        assert_eq!(cfg.auth.failure_window, Duration::from_secs(600));
+        assert_eq!(cfg.auth.account_failure_threshold, 3);
+        let err = toml::from_str::<Config>("[server]\ntrusted_proxies = [\"lb.local\"]")
+            .expect_err("not a network");
+        assert!(err.to_string().contains("lb.local"), "{err}");
+
+        let mut cfg = Config::default();
+        let vars = [
+            ("BERTH_SERVER_TRUSTED_PROXIES", "127.0.0.2, 10.1.0.0/16"),
+            ("BERTH_AUTH_LOGIN_BACKOFF", "2s"),
+            ("BERTH_AUTH_MAX_FAILED_LOGINS", "7"),
+        ];
+        cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .expect("env applies");
+        assert_eq!(cfg.server.trusted_proxies.len(), 2);
+        assert_eq!(cfg.auth.login_backoff, Duration::from_secs(2));
+        assert_eq!(cfg.auth.account_failure_threshold, 7);
+        cfg.validate().expect("valid");
+
+        cfg.auth.login_backoff_max = Duration::from_millis(500);
+        assert!(cfg.validate().is_err());
+        cfg.auth.login_backoff_max = Duration::from_secs(60);
+        cfg.auth.account_failure_threshold = 0;
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -133,10 +133,7 @@ impl EdgeApp {
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let access = access.clone();
                 async move {
-                    let peer = req
-                        .extensions()
-                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                        .map(|c| c.0.ip());
+                    let peer = berth_registry::auth::client::client_addr(req.extensions());
                     let info = berth_registry::auth::RequestInfo {
                         headers: req.headers(),
                         peer,

@@ -10,6 +10,8 @@ use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::auth::access::{AccessConfig, RegistryAccess};
 use crate::auth::accounts::Accounts;
+use crate::auth::client::TrustedProxies;
+use crate::auth::throttle::ThrottleConfig;
 use crate::auth::token::TokenKey;
 use crate::auth::Access;
 use crate::content::ContentStore;
@@ -134,8 +136,14 @@ impl RegistryApp {
                 service: config.auth.service.clone(),
                 token_ttl: config.auth.token_ttl,
                 cache_ttl: config.auth.credential_cache_ttl,
-                max_failures: config.auth.max_failed_logins,
-                window: config.auth.lockout_window,
+                throttle: ThrottleConfig {
+                    backoff: config.auth.login_backoff,
+                    backoff_max: config.auth.login_backoff_max,
+                    window: config.auth.failure_window,
+                    account_threshold: config.auth.account_failure_threshold,
+                    attacked_interval: config.auth.attacked_login_interval,
+                    ..ThrottleConfig::default()
+                },
                 anonymous_direct: config.auth.anonymous_direct,
             },
             metrics.clone(),
@@ -218,6 +226,20 @@ impl RegistryApp {
                 }),
             )
             .route("/healthz", axum::routing::get(|| async { "ok" }))
+    }
+}
+
+impl RegistryApp {
+    /// Resolves each request's client address (`auth::client`) before any route
+    /// sees it. Apply to the complete router, after every merge.
+    pub fn with_client_addr(&self, router: Router) -> Router {
+        let proxies = Arc::new(TrustedProxies::new(
+            self.config.server.trusted_proxies.clone(),
+        ));
+        router.layer(axum::middleware::from_fn_with_state(
+            proxies,
+            crate::auth::client::resolve,
+        ))
     }
 }
 

@@ -5,10 +5,9 @@
 //! from the same route table that serves the requests: it cannot drift.
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +19,8 @@ use utoipa_axum::routes;
 
 use crate::auth::access::RegistryAccess;
 use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, Project};
-use crate::auth::policy::Role;
+use crate::auth::client::{client_addr, ClientIp};
+use crate::auth::policy::{Manage, Role};
 use crate::auth::{Refusal, RequestInfo, Subject};
 use crate::gc::{GcOptions, GcReport};
 use crate::oci::{RepoName, Tag};
@@ -159,10 +159,7 @@ impl FromRequestParts<AdminState> for Caller {
         parts: &mut Parts,
         st: &AdminState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = client_addr(&parts.extensions);
         let info = RequestInfo {
             headers: &parts.headers,
             peer,
@@ -190,16 +187,33 @@ impl AdminState {
             .audit(c.name(), c.peer, action, project, target, "success");
     }
 
-    /// Admin, or maintainer of `project`.
-    fn require_maintainer(&self, c: &Caller, project: &str) -> AResult<()> {
-        if c.subject.admin || self.access.accounts.role(project, c.name()) == Some(Role::Maintainer)
-        {
+    /// A system administrator, or a member of `project` whose role may do `what`
+    /// (see `Role::may`). Refusals name the role needed; non-members of a private
+    /// project are told it may not exist.
+    fn require_role(&self, c: &Caller, project: &str, what: Manage) -> AResult<()> {
+        if c.subject.admin {
+            return Ok(());
+        }
+        let role = self.access.accounts.role(project, c.name());
+        if role.is_some_and(|r| r.may(what)) {
             return Ok(());
         }
         self.require_visible(c, project)?;
+        let needed = Role::needed_for(what);
+        let doing = match what {
+            Manage::Settings => "changing its visibility or settings".to_string(),
+            Manage::Member(r) => format!("giving, changing or removing the {r} role"),
+            Manage::Robots => "managing its robots".to_string(),
+            Manage::Repositories => "deleting its repositories and tags".to_string(),
+        };
+        let has = role.map_or_else(|| "not a member".to_string(), |r| format!("role {r}"));
         Err(AdminError::new(
             StatusCode::FORBIDDEN,
-            format!("{} is not a maintainer of project {project}", c.name()),
+            format!(
+                "{} is not a {} of project {project} ({has}): {doing} needs the {needed} role, or a system administrator",
+                c.name(),
+                needed.title(),
+            ),
         ))
     }
 
@@ -334,7 +348,7 @@ async fn delete_user(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn set_password(
     State(st): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(peer): ClientIp,
     headers: axum::http::HeaderMap,
     Path(name): Path<String>,
     Json(b): Json<PasswordChange>,
@@ -342,34 +356,29 @@ async fn set_password(
     let accounts = st.access.accounts.clone();
     match b.old_password {
         Some(old) => {
-            // The old password is checked like a login: the same failure limit applies,
+            // The old password is checked like a login, under the same throttle,
             // or this endpoint would be an unlimited password oracle.
-            st.access.check_lockout(&name, Some(peer.ip()))?;
+            let _attempt = st.access.attempt(&name, peer).await;
+            st.access.check_throttle(&name, peer)?;
             let n = name.clone();
             let res =
                 blocking(move || Ok(accounts.change_password(&n, &old, &b.new_password)?)).await;
             match &res {
                 Err(e) if e.status == StatusCode::FORBIDDEN => {
-                    st.access.record_failure(&name, Some(peer.ip()))
+                    st.access.record_failure(&name, peer)
                 }
-                Ok(()) => st.access.clear_failures(&name),
+                Ok(()) => st.access.record_success(&name, peer),
                 Err(_) => {}
             }
             let outcome = if res.is_ok() { "success" } else { "failure" };
-            st.access.audit(
-                &name,
-                Some(peer.ip()),
-                "user.password",
-                None,
-                &name,
-                outcome,
-            );
+            st.access
+                .audit(&name, peer, "user.password", None, &name, outcome);
             res?;
         }
         None => {
             let info = RequestInfo {
                 headers: &headers,
-                peer: Some(peer.ip()),
+                peer,
             };
             let subject = st.access.identify(&info).await?;
             if !subject.admin {
@@ -382,7 +391,7 @@ async fn set_password(
             blocking(move || Ok(accounts.admin_set_password(&n, &b.new_password)?)).await?;
             st.access.audit(
                 subject.display(),
-                Some(peer.ip()),
+                peer,
                 "user.password.reset",
                 None,
                 &name,
@@ -485,7 +494,7 @@ async fn patch_project(
     Path(name): Path<String>,
     Json(b): Json<ProjectPatch>,
 ) -> AResult<Json<Project>> {
-    st.require_maintainer(&c, &name)?;
+    st.require_role(&c, &name, Manage::Settings)?;
     let p = st.access.accounts.set_public(&name, b.public)?;
     st.audit(
         &c,
@@ -545,7 +554,9 @@ async fn delete_project(
 
 #[derive(Deserialize, ToSchema)]
 pub struct RoleBody {
-    /// guest (pull), developer (pull, push) or maintainer (pull, push, delete, manage members and robots).
+    /// guest (pull), developer (pull, push), maintainer (pull, push, delete, manage robots
+    /// and members up to maintainer) or project-admin (everything in the project: also its
+    /// settings, such as visibility, and project admins).
     pub role: String,
 }
 
@@ -576,11 +587,16 @@ async fn put_member(
     Path((name, user)): Path<(String, String)>,
     Json(b): Json<RoleBody>,
 ) -> AResult<StatusCode> {
-    st.require_maintainer(&c, &name)?;
     let role: Role = b
         .role
         .parse()
         .map_err(|e: String| AdminError::new(StatusCode::BAD_REQUEST, e))?;
+    // Both the role given and the one it replaces must be within the caller's reach:
+    // a maintainer neither makes nor unmakes project admins.
+    st.require_role(&c, &name, Manage::Member(role))?;
+    if let Some(before) = st.access.accounts.role(&name, &user) {
+        st.require_role(&c, &name, Manage::Member(before))?;
+    }
     st.access.accounts.set_member(&name, &user, role)?;
     st.audit(
         &c,
@@ -598,7 +614,8 @@ async fn delete_member(
     c: Caller,
     Path((name, user)): Path<(String, String)>,
 ) -> AResult<StatusCode> {
-    st.require_maintainer(&c, &name)?;
+    let before = st.access.accounts.role(&name, &user).unwrap_or(Role::Guest);
+    st.require_role(&c, &name, Manage::Member(before))?;
     st.access.accounts.remove_member(&name, &user)?;
     st.audit(&c, "member.remove", Some(&name), &user);
     Ok(StatusCode::NO_CONTENT)
@@ -640,7 +657,7 @@ async fn list_robots(
     c: Caller,
     Path(name): Path<String>,
 ) -> AResult<Json<Vec<RobotView>>> {
-    st.require_maintainer(&c, &name)?;
+    st.require_role(&c, &name, Manage::Robots)?;
     Ok(Json(
         st.access
             .accounts
@@ -665,7 +682,7 @@ async fn create_robot(
     Path(name): Path<String>,
     Json(b): Json<NewRobot>,
 ) -> AResult<(StatusCode, Json<RobotCreated>)> {
-    st.require_maintainer(&c, &name)?;
+    st.require_role(&c, &name, Manage::Robots)?;
     let push = match b.access.as_str() {
         "pull" => false,
         "push" | "pull,push" => true,
@@ -699,7 +716,7 @@ async fn revoke_robot(
     c: Caller,
     Path((name, robot)): Path<(String, String)>,
 ) -> AResult<StatusCode> {
-    st.require_maintainer(&c, &name)?;
+    st.require_role(&c, &name, Manage::Robots)?;
     st.access.accounts.revoke_robot(&name, &robot)?;
     st.audit(&c, "robot.revoke", Some(&name), &robot);
     Ok(StatusCode::NO_CONTENT)
@@ -742,7 +759,7 @@ async fn delete_repository(
     c: Caller,
     Path((name, repository)): Path<(String, String)>,
 ) -> AResult<StatusCode> {
-    st.require_maintainer(&c, &name)?;
+    st.require_role(&c, &name, Manage::Repositories)?;
     let repo = full_repo(&name, &repository)?;
     if !st.registry.meta.repo_exists(&repo)? {
         return Err(AdminError::new(
@@ -784,7 +801,7 @@ async fn delete_tag(
     c: Caller,
     Path((name, repository, tag)): Path<(String, String, String)>,
 ) -> AResult<StatusCode> {
-    st.require_maintainer(&c, &name)?;
+    st.require_role(&c, &name, Manage::Repositories)?;
     let repo = full_repo(&name, &repository)?;
     let t: Tag = tag.parse().map_err(|e: crate::oci::NameError| {
         AdminError::new(StatusCode::BAD_REQUEST, e.to_string())

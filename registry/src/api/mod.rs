@@ -6,14 +6,13 @@
 //! serve the registry and the edge cache. In read-only mode the write
 //! endpoints are simply not routed (405 UNSUPPORTED).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -116,10 +115,7 @@ impl Ctx {
 }
 
 async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = crate::auth::client::client_addr(req.extensions());
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query: Vec<(String, String)> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();

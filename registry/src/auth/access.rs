@@ -1,8 +1,14 @@
 //! The account-backed `Access`: credentials (Basic, through a cache so bcrypt
-//! runs once per login; or Bearer tokens), failed-login rate limiting, the
-//! token endpoint's grants, and the challenge clients follow.
+//! runs once per login; or Bearer tokens), the failed-login throttle (see
+//! `throttle`), the token endpoint's grants, and the challenge clients follow.
+//!
+//! A Basic login takes, in order: the pair's attempt lock (one check per account
+//! and address at a time), the throttle (429 while the pair waits, before any
+//! cache lookup or bcrypt, so a cache hit cannot serve as a free guess), the
+//! credential cache, then bcrypt. Bearer tokens are not logins: the throttle
+//! never applies to them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +20,7 @@ use sha2::Sha256;
 
 use super::accounts::{Accounts, AuditEvent, LoginError};
 use super::policy::{decide, Decision};
+use super::throttle::{AttemptLocks, Throttle, ThrottleConfig, Wait};
 use super::token::{parse_scope, Claims, Grant, TokenKey};
 use super::{Access, Action, Refusal, RequestInfo, Subject};
 use crate::meta::now;
@@ -26,46 +33,13 @@ pub struct AccessConfig {
     pub service: String,
     pub token_ttl: Duration,
     pub cache_ttl: Duration,
-    pub max_failures: u32,
-    pub window: Duration,
+    pub throttle: ThrottleConfig,
     pub anonymous_direct: bool,
 }
 
-/// Failures per key within a sliding window.
-#[derive(Default)]
-struct Limiter {
-    failures: HashMap<String, VecDeque<Instant>>,
-}
-
-impl Limiter {
-    fn locked(&mut self, key: &str, max: u32, window: Duration) -> Option<u64> {
-        let q = self.failures.get_mut(key)?;
-        let now = Instant::now();
-        while q.front().is_some_and(|t| now.duration_since(*t) > window) {
-            q.pop_front();
-        }
-        if q.len() as u32 >= max {
-            let oldest = *q.front()?;
-            let wait = window.saturating_sub(now.duration_since(oldest));
-            return Some(wait.as_secs().max(1));
-        }
-        None
-    }
-    fn fail(&mut self, key: String, window: Duration) {
-        if self.failures.len() > 100_000 {
-            let now = Instant::now();
-            self.failures
-                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= window));
-        }
-        self.failures
-            .entry(key)
-            .or_default()
-            .push_back(Instant::now());
-    }
-    fn clear(&mut self, key: &str) {
-        self.failures.remove(key);
-    }
-}
+/// Longer names cannot be accounts (users have at most 64 bytes, robots about 140):
+/// refused before they reach the throttle's table or bcrypt.
+const MAX_NAME_BYTES: usize = 256;
 
 pub struct RegistryAccess {
     pub accounts: Arc<Accounts>,
@@ -74,7 +48,8 @@ pub struct RegistryAccess {
     /// HMAC(key, name \0 secret) → subject, when it was verified, and the accounts'
     /// credential epoch then (a changed password or secret invalidates it). No plaintext is kept.
     cache: Mutex<HashMap<[u8; 32], (Subject, Instant, u64)>>,
-    limiter: Mutex<Limiter>,
+    throttle: Mutex<Throttle>,
+    attempts: AttemptLocks,
     metrics: Arc<Metrics>,
 }
 
@@ -94,12 +69,21 @@ impl RegistryAccess {
         cfg: AccessConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
+        metrics.register(|r| {
+            r.register(
+                "password_checks",
+                "bcrypt verifications of passwords and robot secrets",
+                accounts.password_checks(),
+            )
+        });
+        let throttle = Mutex::new(Throttle::new(cfg.throttle));
         Self {
             accounts,
             key,
             cfg,
             cache: Mutex::new(HashMap::new()),
-            limiter: Mutex::new(Limiter::default()),
+            throttle,
+            attempts: AttemptLocks::default(),
             metrics,
         }
     }
@@ -173,71 +157,88 @@ impl RegistryAccess {
         });
     }
 
-    /// Refuses (429) while `name`, or the address `peer`, has used up its failed
-    /// attempts in the window. Everything that checks a secret asks this first.
-    pub fn check_lockout(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Refusal> {
-        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
-        let wait = l
-            .locked(
-                &format!("acct:{name}"),
-                self.cfg.max_failures,
-                self.cfg.window,
-            )
-            .or_else(|| {
-                peer.and_then(|p| {
-                    l.locked(&format!("ip:{p}"), self.cfg.max_failures, self.cfg.window)
-                })
-            });
-        match wait {
-            Some(retry_after) => Err(Refusal::TooMany {
-                message: format!("too many failed logins for {name} or from this address; try again in {retry_after} s"),
-                retry_after,
-            }),
-            None => Ok(()),
-        }
+    /// Refuses (429) while the throttle holds back attempts on `name` from `peer`.
+    /// Everything that checks a secret asks this first, holding `attempt`'s guard.
+    pub fn check_throttle(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let res = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(name, peer, now);
+        let Err(wait) = res else { return Ok(()) };
+        self.metrics.logins_throttled.inc();
+        let retry_after = wait.retry_after(now);
+        let message = match wait {
+            Wait::Pair(_) => format!(
+                "too many failed logins for {name} from this address; try again in {retry_after} s"
+            ),
+            Wait::Account(_) => format!(
+                "too many failed logins for {name} from many addresses; addresses that failed share one attempt every {} s; try again in {retry_after} s",
+                self.cfg.throttle.attacked_interval.as_secs().max(1)
+            ),
+        };
+        tracing::debug!(account = name, client = ?peer, retry_after, "login attempt throttled");
+        Err(Refusal::TooMany {
+            message,
+            retry_after,
+        })
+    }
+
+    /// Waits until no other secret check of `name` from `peer` runs; hold the
+    /// guard across `check_throttle`, the check, and `record_*`.
+    pub async fn attempt(&self, name: &str, peer: Option<IpAddr>) -> super::throttle::AttemptGuard {
+        self.attempts.acquire(name, peer).await
     }
 
     /// Counts a wrong secret for `name` from `peer` (a failed login, a wrong old password).
     pub fn record_failure(&self, name: &str, peer: Option<IpAddr>) {
-        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
-        l.fail(format!("acct:{name}"), self.cfg.window);
-        if let Some(p) = peer {
-            l.fail(format!("ip:{p}"), self.cfg.window);
-        }
-    }
-
-    /// Forgets the failures counted against `name` (after it proved its secret).
-    pub fn clear_failures(&self, name: &str) {
-        self.limiter
+        self.throttle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear(&format!("acct:{name}"));
+            .fail(name, peer, Instant::now());
     }
 
-    /// Verifies name and secret: rate limit first, then the cache, then bcrypt.
+    /// `name` proved its secret from `peer`: that pair's failures are forgotten.
+    pub fn record_success(&self, name: &str, peer: Option<IpAddr>) {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .succeed(name, peer, Instant::now());
+    }
+
+    /// A login remembered for (name, secret), as its account is now.
+    fn cached(&self, key: &[u8; 32], epoch: u64) -> Option<Subject> {
+        let (s, at, verified) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()?;
+        if at.elapsed() >= self.cfg.cache_ttl || verified != epoch {
+            return None;
+        }
+        self.accounts.current(&s)
+    }
+
+    /// Verifies name and secret: attempt lock and throttle first, then the cache, then bcrypt.
     pub async fn login(
         &self,
         name: &str,
         secret: &str,
         peer: Option<IpAddr>,
     ) -> Result<Subject, Refusal> {
-        self.check_lockout(name, peer)?;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(self.unauthorized("invalid account name or password", None, false));
+        }
+        let _attempt = self.attempt(name, peer).await;
+        self.check_throttle(name, peer)?;
         let ck = self.cache_key(name, secret);
         // Read before verifying: a change while bcrypt runs makes the entry stale.
         let epoch = self.accounts.credentials_epoch();
-        if let Some((s, at, verified)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ck)
-            .cloned()
-        {
-            if at.elapsed() < self.cfg.cache_ttl
-                && verified == epoch
-                && self.accounts.still_valid(&s)
-            {
-                return Ok(s);
-            }
+        if let Some(s) = self.cached(&ck, epoch) {
+            self.record_success(name, peer);
+            return Ok(s);
         }
         let accounts = self.accounts.clone();
         let (n, sec) = (name.to_string(), secret.to_string());
@@ -246,7 +247,7 @@ impl RegistryAccess {
             .unwrap_or(Err(LoginError::BadCredentials));
         match res {
             Ok(s) => {
-                self.clear_failures(name);
+                self.record_success(name, peer);
                 let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 if c.len() > 10_000 {
                     let ttl = self.cfg.cache_ttl;
@@ -258,7 +259,7 @@ impl RegistryAccess {
             Err(e) => {
                 // Only a wrong secret is a guess. An initial password that must be reset,
                 // an expired or revoked robot, proved the secret right: counting those would
-                // let one client retrying them lock out everyone behind its address.
+                // slow down a client that retries them for nothing.
                 if e == LoginError::BadCredentials {
                     self.record_failure(name, peer);
                 }
@@ -297,6 +298,11 @@ impl RegistryAccess {
                 let (name, secret) = decoded
                     .split_once(':')
                     .ok_or_else(|| self.unauthorized("malformed Basic credentials", None, false))?;
+                if name.is_empty() && secret.is_empty() {
+                    // `Basic Og==`: what clients (the OCI conformance suite among them)
+                    // send when they have no credentials. Anonymous, not a failed login.
+                    return Ok(Subject::default());
+                }
                 self.login(name, secret, req.peer).await
             }
             "bearer" => {
@@ -306,10 +312,23 @@ impl RegistryAccess {
                     .map_err(|e| {
                         self.unauthorized(format!("bearer token refused: {e}"), None, false)
                     })?;
-                let subject = Subject {
+                let claimed = Subject {
                     name: (!claims.sub.is_empty()).then(|| claims.sub.clone()),
-                    admin: claims.admin,
+                    account_id: (!claims.aid.is_empty()).then(|| claims.aid.clone()),
+                    admin: false,
                     robot: claims.robot,
+                    token_grants: None,
+                };
+                // The account as it is now: the same instance, still usable; its admin
+                // flag is the account's, whatever the token says.
+                let Some(current) = self.accounts.current(&claimed) else {
+                    return Err(self.unauthorized(
+                        "the token's account is no longer valid; log in again",
+                        None,
+                        false,
+                    ));
+                };
+                Ok(Subject {
                     token_grants: Some(
                         claims
                             .access
@@ -317,15 +336,8 @@ impl RegistryAccess {
                             .map(|g| (g.name, g.actions))
                             .collect(),
                     ),
-                };
-                if !self.accounts.still_valid(&subject) {
-                    return Err(self.unauthorized(
-                        "the token's account is no longer valid; log in again",
-                        None,
-                        false,
-                    ));
-                }
-                Ok(subject)
+                    ..current
+                })
             }
             _ => Err(self.unauthorized(
                 format!("unsupported authorization scheme {scheme:?}; use Basic or Bearer"),
@@ -378,6 +390,7 @@ impl RegistryAccess {
         let ttl = self.cfg.token_ttl.as_secs().max(1);
         let claims = Claims {
             sub: subject.name.clone().unwrap_or_default(),
+            aid: subject.account_id.clone().unwrap_or_default(),
             aud: self.cfg.service.clone(),
             iat,
             exp: iat + ttl,

@@ -3,12 +3,17 @@
 //! Tables (keys → values, JSON values unless noted):
 //!
 //! ```text
-//! acct_users      name                 → User    (bcrypt hash, admin, must_reset)
+//! acct_users      name                 → User    (id, bcrypt hash, admin, must_reset)
 //! acct_projects   name                 → Project (public)
-//! acct_members    (project, user)      → role    (&str)
-//! acct_robots     name                 → Robot   (project, bcrypt hash of the secret, push, expiry, revoked)
+//! acct_members    (project, user)      → role    (&str: guest, developer, maintainer, project-admin)
+//! acct_robots     name                 → Robot   (id, project, bcrypt hash of the secret, push, expiry, revoked)
 //! audit           sequence (u64)       → AuditEvent
 //! ```
+//!
+//! Every user and robot has an instance `id`, random, given at creation: tokens
+//! and cached logins name it, so an account deleted and created again under the
+//! same name is a different account. Records from before ids existed get one
+//! when the database is opened.
 //!
 //! The whole model is small, so it is also held in memory: access decisions
 //! read the snapshot (no I/O, no bcrypt); every change is written to redb in
@@ -37,6 +42,9 @@ pub const ROBOT_PREFIX: &str = "robot$";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
+    /// This account's instance id (empty only in records written before ids existed).
+    #[serde(default)]
+    pub id: String,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     hash: String,
     pub admin: bool,
@@ -54,6 +62,9 @@ pub struct Project {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Robot {
     pub name: String,
+    /// This robot's instance id (empty only in records written before ids existed).
+    #[serde(default)]
+    pub id: String,
     pub project: String,
     #[serde(skip_serializing_if = "String::is_empty", default)]
     hash: String,
@@ -186,6 +197,13 @@ pub struct Accounts {
     credentials: AtomicU64,
     /// A hash at this installation's cost, so unknown names take as long as known ones.
     dummy: std::sync::OnceLock<String>,
+    /// bcrypt verifications run (logins that missed the cache, old-password checks).
+    checks: prometheus_client::metrics::counter::Counter,
+}
+
+/// A new random instance id for an account or robot.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, AccountError> {
@@ -243,13 +261,83 @@ impl Accounts {
                 serde_json::from_slice(v.value()).map_err(db)?,
             );
         }
-        Ok(Self {
+        let a = Self {
             db: database,
             snap: RwLock::new(snap),
             cost: bcrypt_cost,
             credentials: AtomicU64::new(0),
             dummy: std::sync::OnceLock::new(),
-        })
+            checks: Default::default(),
+        };
+        a.assign_missing_ids()?;
+        Ok(a)
+    }
+
+    /// Gives records written before instance ids existed their id, in one transaction.
+    fn assign_missing_ids(&self) -> Result<(), AccountError> {
+        let users: Vec<User> = self
+            .read()
+            .users
+            .values()
+            .filter(|u| u.id.is_empty())
+            .cloned()
+            .collect();
+        let robots: Vec<Robot> = self
+            .read()
+            .robots
+            .values()
+            .filter(|r| r.id.is_empty())
+            .cloned()
+            .collect();
+        if users.is_empty() && robots.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<User> = users
+            .into_iter()
+            .map(|u| User { id: new_id(), ..u })
+            .collect();
+        let robots: Vec<Robot> = robots
+            .into_iter()
+            .map(|r| Robot { id: new_id(), ..r })
+            .collect();
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(USERS).map_err(db)?;
+            for u in &users {
+                t.insert(u.name.as_str(), to_json(u)?.as_slice())
+                    .map_err(db)?;
+            }
+            let mut t = tx.open_table(ROBOTS).map_err(db)?;
+            for r in &robots {
+                t.insert(r.name.as_str(), to_json(r)?.as_slice())
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        tracing::info!(
+            users = users.len(),
+            robots = robots.len(),
+            "gave accounts their instance ids"
+        );
+        let mut snap = self.write();
+        for u in users {
+            snap.users.insert(u.name.clone(), u);
+        }
+        for r in robots {
+            snap.robots.insert(r.name.clone(), r);
+        }
+        Ok(())
+    }
+
+    /// Counts every bcrypt verification (for `/metrics`); clones share the count.
+    pub fn password_checks(&self) -> prometheus_client::metrics::counter::Counter {
+        self.checks.clone()
+    }
+
+    /// bcrypt::verify, counted.
+    fn bcrypt_verify(&self, secret: &str, hash: &str) -> bool {
+        self.checks.inc();
+        bcrypt::verify(secret, hash).unwrap_or(false)
     }
 
     /// What an unknown name's secret is checked against: same cost as real hashes, so
@@ -303,6 +391,7 @@ impl Accounts {
         };
         let user = User {
             name: "admin".into(),
+            id: new_id(),
             hash: self.hash(&pw)?,
             admin: true,
             must_reset: generated,
@@ -337,10 +426,10 @@ impl Accounts {
             let robot = self.read().robots.get(name).cloned();
             let Some(r) = robot else {
                 // Same cost as a real check, so timing does not tell names apart.
-                let _ = bcrypt::verify(secret, self.dummy_hash());
+                self.bcrypt_verify(secret, self.dummy_hash());
                 return Err(LoginError::BadCredentials);
             };
-            if !bcrypt::verify(secret, &r.hash).unwrap_or(false) {
+            if !self.bcrypt_verify(secret, &r.hash) {
                 return Err(LoginError::BadCredentials);
             }
             if r.revoked {
@@ -354,19 +443,14 @@ impl Accounts {
                     "robot account {name} has expired; create a new one"
                 )));
             }
-            return Ok(Subject {
-                name: Some(r.name),
-                admin: false,
-                robot: true,
-                token_grants: None,
-            });
+            return Ok(robot_subject(&r));
         }
         let user = self.read().users.get(name).cloned();
         let Some(u) = user else {
-            let _ = bcrypt::verify(secret, self.dummy_hash());
+            self.bcrypt_verify(secret, self.dummy_hash());
             return Err(LoginError::BadCredentials);
         };
-        if !bcrypt::verify(secret, &u.hash).unwrap_or(false) {
+        if !self.bcrypt_verify(secret, &u.hash) {
             return Err(LoginError::BadCredentials);
         }
         if u.must_reset {
@@ -374,38 +458,38 @@ impl Accounts {
                 "the password of {name} is an initial password and must be reset before use: run `berth passwd {name}` or PUT /api/v1/users/{name}/password with {{\"old_password\", \"new_password\"}}"
             )));
         }
-        Ok(Subject {
-            name: Some(u.name),
-            admin: u.admin,
-            robot: false,
-            token_grants: None,
-        })
+        Ok(user_subject(&u))
     }
 
-    /// Whether a subject established earlier (cached credential, token) is still valid.
-    pub fn still_valid(&self, s: &Subject) -> bool {
-        let Some(name) = &s.name else { return true };
+    /// A subject established earlier (a cached login, a token) as its account is
+    /// now: None when that account instance is gone (deleted, even if its name was
+    /// taken again), revoked, expired or must reset its password. The admin flag
+    /// comes from the account, never from what the subject claimed.
+    pub fn current(&self, s: &Subject) -> Option<Subject> {
+        let Some(name) = &s.name else {
+            return Some(Subject::default());
+        };
+        let id = s.account_id.as_deref()?;
         let snap = self.read();
         if s.robot {
-            snap.robots
-                .get(name)
-                .is_some_and(|r| !r.revoked && r.expires_at.is_none_or(|e| e > now()))
+            let r = snap.robots.get(name).filter(|r| r.id == id)?;
+            let usable = !r.revoked && r.expires_at.is_none_or(|e| e > now());
+            usable.then(|| robot_subject(r))
         } else {
-            snap.users.get(name).is_some_and(|u| !u.must_reset)
+            let u = snap.users.get(name).filter(|u| u.id == id)?;
+            (!u.must_reset).then(|| user_subject(u))
         }
     }
 
-    /// The decision input for `subject` on `project`.
+    /// The decision input for `subject` on `project`, from the current accounts: a
+    /// subject whose account instance is gone decides as anonymous.
     pub fn who(&self, s: &Subject, project: &str) -> Who {
-        let Some(name) = &s.name else {
+        let (Some(name), Some(id)) = (&s.name, &s.account_id) else {
             return Who::Anonymous;
         };
-        if s.admin {
-            return Who::Admin;
-        }
         let snap = self.read();
         if s.robot {
-            return match snap.robots.get(name) {
+            return match snap.robots.get(name).filter(|r| &r.id == id) {
                 Some(r) => Who::Robot {
                     project: r.project.clone(),
                     push: r.push,
@@ -413,11 +497,15 @@ impl Accounts {
                 None => Who::Anonymous,
             };
         }
-        Who::Member(
-            snap.members
-                .get(&(project.to_string(), name.clone()))
-                .copied(),
-        )
+        match snap.users.get(name).filter(|u| &u.id == id) {
+            Some(u) if u.admin => Who::Admin,
+            Some(_) => Who::Member(
+                snap.members
+                    .get(&(project.to_string(), name.clone()))
+                    .copied(),
+            ),
+            None => Who::Anonymous,
+        }
     }
 
     pub fn project_public(&self, project: &str) -> Option<bool> {
@@ -445,6 +533,7 @@ impl Accounts {
         }
         let u = User {
             name: name.to_string(),
+            id: new_id(),
             hash: self.hash(password)?,
             admin,
             must_reset: true,
@@ -504,12 +593,12 @@ impl Accounts {
     /// Runs bcrypt twice.
     pub fn change_password(&self, name: &str, old: &str, new: &str) -> Result<(), AccountError> {
         let Some(mut u) = self.user(name) else {
-            let _ = bcrypt::verify(old, self.dummy_hash());
+            self.bcrypt_verify(old, self.dummy_hash());
             return Err(AccountError::Forbidden(
                 "account name or old password is wrong".into(),
             ));
         };
-        if !bcrypt::verify(old, &u.hash).unwrap_or(false) {
+        if !self.bcrypt_verify(old, &u.hash) {
             return Err(AccountError::Forbidden(
                 "account name or old password is wrong".into(),
             ));
@@ -717,6 +806,7 @@ impl Accounts {
         let secret = random_secret(32);
         let r = Robot {
             name: full.clone(),
+            id: new_id(),
             project: project.to_string(),
             hash: self.hash(&secret)?,
             push,
@@ -816,6 +906,26 @@ impl Accounts {
             }
         }
         Ok(out)
+    }
+}
+
+fn user_subject(u: &User) -> Subject {
+    Subject {
+        name: Some(u.name.clone()),
+        account_id: Some(u.id.clone()),
+        admin: u.admin,
+        robot: false,
+        token_grants: None,
+    }
+}
+
+fn robot_subject(r: &Robot) -> Subject {
+    Subject {
+        name: Some(r.name.clone()),
+        account_id: Some(r.id.clone()),
+        admin: false,
+        robot: true,
+        token_grants: None,
     }
 }
 
@@ -941,5 +1051,75 @@ mod tests {
         a.revoke_robot("team-a", "ci").expect("revoke");
         assert_eq!(a.robots("team-a").len(), 1);
         assert!(a.robots("team-a")[0].revoked);
+    }
+
+    #[test]
+    fn records_without_an_instance_id_get_one_when_opened() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let dbp = dir.path().join("a.redb");
+        {
+            // Written as berth wrote them before instance ids existed.
+            let db = Database::create(&dbp).expect("db");
+            let tx = db.begin_write().expect("tx");
+            let hash = bcrypt::hash("oldpass123", 4).expect("hash");
+            let user = serde_json::json!({"name": "old", "hash": hash, "admin": true, "must_reset": false, "created": 1});
+            let robot = serde_json::json!({"name": "robot$p+ci", "project": "p", "hash": hash, "push": true, "expires_at": null, "revoked": false, "created": 1});
+            tx.open_table(USERS)
+                .expect("users")
+                .insert("old", serde_json::to_vec(&user).expect("json").as_slice())
+                .expect("insert");
+            tx.open_table(ROBOTS)
+                .expect("robots")
+                .insert(
+                    "robot$p+ci",
+                    serde_json::to_vec(&robot).expect("json").as_slice(),
+                )
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let db = Arc::new(Database::create(&dbp).expect("db"));
+        let a = Accounts::open(db, 4).expect("open");
+        let user_id = a.user("old").expect("user").id;
+        let robot_id = a.read().robots["robot$p+ci"].id.clone();
+        assert!(!user_id.is_empty() && !robot_id.is_empty());
+        let s = a.verify("old", "oldpass123").expect("login");
+        assert_eq!(s.account_id.as_deref(), Some(user_id.as_str()));
+        assert!(s.admin);
+        drop(a);
+        // Written back: the ids stay what they were given.
+        let db = Arc::new(Database::create(&dbp).expect("db"));
+        let a = Accounts::open(db, 4).expect("reopen");
+        assert_eq!(a.user("old").expect("user").id, user_id);
+        assert_eq!(a.read().robots["robot$p+ci"].id, robot_id);
+    }
+
+    #[test]
+    fn a_name_taken_again_is_another_account() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Arc::new(Database::create(dir.path().join("a.redb")).expect("db"));
+        let a = Accounts::open(db, 4).expect("open");
+        a.bootstrap_admin(dir.path(), Some("admin12345"))
+            .expect("boot");
+        a.create_user("boss", "initial123", true).expect("boss");
+        a.change_password("boss", "initial123", "bosspass1")
+            .expect("reset");
+        let old = a.verify("boss", "bosspass1").expect("login");
+        assert!(old.admin);
+        assert_eq!(a.who(&old, "p"), Who::Admin);
+        a.delete_user("boss").expect("delete");
+        a.create_user("boss", "initial123", false)
+            .expect("boss again");
+        a.change_password("boss", "initial123", "bosspass2")
+            .expect("reset");
+        // The old subject (a token, a cached login) is not the new boss.
+        assert!(a.current(&old).is_none());
+        assert_eq!(a.who(&old, "p"), Who::Anonymous);
+        let new = a.verify("boss", "bosspass2").expect("login");
+        assert_ne!(new.account_id, old.account_id);
+        assert!(!a.current(&new).expect("current").admin);
+        // Whatever a subject claims, the admin flag is the account's.
+        let claimed = Subject { admin: true, ..new };
+        assert!(!a.current(&claimed).expect("current").admin);
+        assert_eq!(a.who(&claimed, "p"), Who::Member(None));
     }
 }

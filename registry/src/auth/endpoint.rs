@@ -1,10 +1,9 @@
 //! `/v2/token`: the Docker token endpoint (GET with Basic credentials or none)
 //! and its OAuth2 password-grant form (POST), as containerd may use.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,10 +20,7 @@ pub fn router(access: Arc<RegistryAccess>) -> axum::Router {
 }
 
 async fn token(State(access): State<Arc<RegistryAccess>>, req: Request) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = super::client::client_addr(req.extensions());
     let method = req.method().clone();
     let mut headers = req.headers().clone();
     let mut pairs: Vec<(String, String)> = req

@@ -14,8 +14,10 @@ use crate::oci::RepoName;
 
 pub mod access;
 pub mod accounts;
+pub mod client;
 pub mod endpoint;
 pub mod policy;
+pub mod throttle;
 pub mod token;
 
 #[derive(
@@ -43,6 +45,9 @@ impl Action {
 pub struct Subject {
     /// Account or robot name; None for anonymous.
     pub name: Option<String>,
+    /// The account's instance id: a name deleted and created again is another account.
+    pub account_id: Option<String>,
+    /// A system administrator, as the account says now (never as a token says).
     pub admin: bool,
     pub robot: bool,
     /// From a bearer token: what it grants, per repository.

@@ -24,9 +24,15 @@ pub struct Grant {
 pub struct Claims {
     /// Account or robot; empty for anonymous.
     pub sub: String,
+    /// The instance id of that account or robot: the token dies with the account,
+    /// and does not come back when the name is taken again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub aid: String,
     pub aud: String,
     pub iat: u64,
     pub exp: u64,
+    /// Whether `sub` was an administrator when the token was issued. For
+    /// information only: decisions take the flag from the account.
     #[serde(default)]
     pub admin: bool,
     #[serde(default)]
@@ -160,6 +166,7 @@ mod tests {
     fn claims(exp: u64) -> Claims {
         Claims {
             sub: "alice".into(),
+            aid: "0123abcd".into(),
             aud: "berth".into(),
             iat: 1,
             exp,

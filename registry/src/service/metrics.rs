@@ -24,6 +24,8 @@ pub struct Metrics {
     pub manifests_pushed: Counter,
     pub bytes_served: Counter,
     pub login_failures: Counter,
+    /// Login attempts answered 429 by the throttle, without checking the secret.
+    pub logins_throttled: Counter,
     pub gc_runs: Counter,
     pub gc_blobs_deleted: Counter,
     pub gc_bytes_freed: Counter,
@@ -47,6 +49,7 @@ impl Metrics {
             manifests_pushed: Counter::default(),
             bytes_served: Counter::default(),
             login_failures: Counter::default(),
+            logins_throttled: Counter::default(),
             gc_runs: Counter::default(),
             gc_blobs_deleted: Counter::default(),
             gc_bytes_freed: Counter::default(),
@@ -78,6 +81,11 @@ impl Metrics {
             m.bytes_served.clone(),
         );
         registry.register("login_failures", "Failed logins", m.login_failures.clone());
+        registry.register(
+            "logins_throttled",
+            "Login attempts refused with 429 by the failed-login throttle",
+            m.logins_throttled.clone(),
+        );
         registry.register("gc_runs", "Garbage collection runs", m.gc_runs.clone());
         registry.register(
             "gc_blobs_deleted",

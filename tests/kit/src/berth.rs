@@ -85,6 +85,18 @@ impl Registry {
     pub fn url(&self) -> String {
         self.server.base_url()
     }
+    /// The value of a counter or gauge at `/metrics` (summed over its labels; 0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.url()))
+            .and_then(|r| r.text())
+            .expect("metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(series, _)| *series == name || series.starts_with(&format!("{name}{{")))
+            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+            .sum()
+    }
     pub fn admin(&self) -> Admin {
         Admin {
             base: self.url(),
@@ -110,6 +122,30 @@ impl Admin {
             user: user.into(),
             password: password.into(),
             http: self.http.clone(),
+        }
+    }
+
+    /// Polls the audit log with `query` until `check` accepts its events (audit
+    /// writes leave the request path); panics naming `what` after 10 s.
+    pub fn audit_until(
+        &self,
+        query: &str,
+        what: &str,
+        check: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (s, v) = self.call("GET", &format!("/api/v1/audit?{query}"), None);
+            assert_eq!(s, 200, "audit: {v}");
+            let events = v.as_array().cloned().unwrap_or_default();
+            if check(&events) {
+                return events;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "audit never showed {what}: {v:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 

@@ -10,6 +10,17 @@ pub enum Auth {
     None,
     Basic(String, String),
     Bearer(String),
+    /// A raw `Authorization` header value, e.g. `Basic Og==` (empty user and password).
+    Header(String),
+}
+
+/// A client whose connections come from `ip`: any 127.x address reaches a
+/// registry on 127.0.0.1, so one machine can act as many client addresses.
+pub fn client_from(ip: &str) -> Client {
+    Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().expect("ip"))
+        .build()
+        .expect("client")
 }
 
 /// HTTP Basic credentials.
@@ -58,6 +69,7 @@ pub fn send(
         Auth::None => rb,
         Auth::Basic(u, p) => rb.basic_auth(u, Some(p)),
         Auth::Bearer(t) => rb.bearer_auth(t),
+        Auth::Header(v) => rb.header("Authorization", v),
     };
     if let Some((ctype, bytes)) = body {
         rb = rb.header("Content-Type", ctype).body(bytes);
@@ -90,4 +102,42 @@ pub fn send(
         retry_after,
         body,
     }
+}
+
+/// Pushes a one-layer OCI image (monolithic blob uploads, then the manifest)
+/// and returns the manifest's digest. The layer's bytes name `repo`.
+pub fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str) -> String {
+    use crate::fixtures::{digest_of, media_types};
+    let blob = |bytes: Vec<u8>| {
+        let d = digest_of(&bytes);
+        let a = send(
+            http,
+            "POST",
+            &format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"),
+            auth,
+            Some(("application/octet-stream", bytes)),
+        );
+        assert_eq!(a.status, 201, "blob upload to {repo}: {a:?}");
+        d
+    };
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = format!("a layer of {repo}").into_bytes();
+    let (cs, ls) = (config.len(), layer.len());
+    let (cd, ld) = (blob(config.to_vec()), blob(layer));
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
+        "config": {"mediaType": media_types::OCI_CONFIG, "digest": cd, "size": cs},
+        "layers": [{"mediaType": media_types::OCI_LAYER_GZIP, "digest": ld, "size": ls}],
+    }))
+    .expect("manifest");
+    let a = send(
+        http,
+        "PUT",
+        &format!("{base}/v2/{repo}/manifests/{tag}"),
+        auth,
+        Some((media_types::OCI_MANIFEST, manifest.clone())),
+    );
+    assert_eq!(a.status, 201, "manifest push to {repo}:{tag}: {a:?}");
+    digest_of(&manifest)
 }
