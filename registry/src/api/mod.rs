@@ -25,6 +25,7 @@ use crate::oci::{media, Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::service::{metrics::Metrics, BodyStream, Namespace, ServiceError};
 
 pub mod error;
+pub mod range;
 pub mod route;
 
 pub use error::ApiError;
@@ -505,60 +506,19 @@ fn content_range(ctx: &Ctx) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(raw) = ctx.header(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let s = raw.trim();
-    let s = s
-        .strip_prefix("bytes=")
-        .or_else(|| s.strip_prefix("bytes "))
-        .unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let parsed = s
-        .split_once('-')
-        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
-    match parsed {
-        Some((a, b)) if b >= a => Ok(Some((a, b))),
-        _ => Err(ApiError::Service(ServiceError::oci(
+    match range::parse_content_range(raw) {
+        Some(r) => Ok(Some(r)),
+        None => Err(ApiError::Service(ServiceError::oci(
             ErrorCode::BlobUploadInvalid,
             format!("Content-Range {raw:?} is not of the form <start>-<end> with start <= end"),
         ))),
     }
 }
 
-/// A single `Range: bytes=...` request, resolved against `size`. Several ranges, or
-/// other units, are ignored (the whole blob is sent), as HTTP allows.
+/// A single `Range: bytes=...` request, resolved against `size` (see `range::parse_range`).
 fn parse_range(raw: &str, size: u64) -> Result<Option<ByteRange>, ApiError> {
-    let Some(spec) = raw.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
-    let bad = || ApiError::Service(ServiceError::RangeNotSatisfiable { size });
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        // Suffix: the last N bytes.
-        let n: u64 = b.parse().map_err(|_| bad())?;
-        if n == 0 || size == 0 {
-            return Err(bad());
-        }
-        return Ok(Some(ByteRange {
-            start: size.saturating_sub(n),
-            end: Some(size - 1),
-        }));
-    }
-    let start: u64 = a.parse().map_err(|_| bad())?;
-    let end = if b.is_empty() {
-        None
-    } else {
-        Some(b.parse::<u64>().map_err(|_| bad())?)
-    };
-    if start >= size || end.is_some_and(|e| e < start) {
-        return Err(bad());
-    }
-    Ok(Some(ByteRange {
-        start,
-        end: end.map(|e| e.min(size - 1)),
-    }))
+    range::parse_range(raw, size)
+        .map_err(|_| ApiError::Service(ServiceError::RangeNotSatisfiable { size }))
 }
 
 async fn blob_get(
