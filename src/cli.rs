@@ -91,6 +91,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         reconciler = Some(handle);
     }
     let router = with_common_layers(router, app.metrics.clone(), log_access);
+    let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
@@ -107,13 +108,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             stop.cancel();
         }
     };
-    server::serve(listener, router, tls, signal, grace).await;
+    server::serve(listener, router, tls, signal, grace, conns).await;
     stop.cancel();
     if let Some(h) = reconciler {
         let _ = tokio::time::timeout(grace, h).await;
     }
     tracing::info!("berth registry stopped");
     Ok(())
+}
+
+/// The connection limits of `[server]`, which `berth serve` and `berth edge`
+/// share, within the open-file limit (raised to its hard limit first).
+fn connections(
+    cfg: &Config,
+    metrics: &berth_registry::service::metrics::Metrics,
+) -> std::sync::Arc<server::Connections> {
+    let open_files = server::raise_open_file_limit();
+    let policy = server::ConnectionPolicy::from_config(&cfg.server);
+    tracing::debug!(?open_files, ?policy, "connection limits");
+    server::Connections::new(policy, metrics)
 }
 
 /// Checks the credentials of a controller API request with the client's address,
@@ -213,6 +226,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     let log_access = cfg.log.access_log;
     let app = berth_edge::EdgeApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
     let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
+    let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
@@ -222,7 +236,15 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
         "berth edge cache listening"
     );
     app.spawn_background();
-    server::serve(listener, router, None, server::shutdown_signal(), grace).await;
+    server::serve(
+        listener,
+        router,
+        None,
+        server::shutdown_signal(),
+        grace,
+        conns,
+    )
+    .await;
     app.flush();
     tracing::info!("berth edge cache stopped");
     Ok(())
