@@ -1,7 +1,7 @@
 //! Connection limits end to end: unauthenticated clients cannot exhaust the
 //! registry's or the edge's connections. Caps per client address and in total,
-//! header and idle timeouts, a minimum request body rate, and rate-limited
-//! logging of all of it; long responses are not cut.
+//! header and idle timeouts, a bounded token request body, a minimum request
+//! body rate, and rate-limited logging of all of it; long responses are not cut.
 //!
 //! All traffic comes from loopback; a second client machine is played by
 //! binding the client socket to 127.0.0.2.
@@ -176,6 +176,26 @@ fn a_slow_download_outlives_the_timeouts() {
     }
     assert_eq!(got.len(), blob.len());
     assert_eq!(sha256(&got), digest);
+}
+
+#[test]
+fn token_requests_with_huge_or_stalled_bodies_are_answered() {
+    let reg = Reg::start_with(&[
+        ("BERTH_SERVER_MIN_BODY_RATE", "100"),
+        ("BERTH_SERVER_BODY_RATE_WINDOW", "2s"),
+    ]);
+    let port = reg.port();
+    let huge = b"POST /v2/token HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000000\r\n\r\ngrant_type=password";
+    let mut s = send_partial(port, huge);
+    let end = wait_closed(&mut s, BOUND);
+    assert!(end.text().starts_with("HTTP/1.1 413"), "{end:?}");
+    assert!(end.closed, "{end:?}");
+
+    let stalled = b"POST /v2/token HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=password&user";
+    let mut s = send_partial(port, stalled);
+    let end = wait_closed(&mut s, BOUND);
+    assert!(end.text().starts_with("HTTP/1.1 400"), "{end:?}");
+    assert!(end.text().contains("min_body_rate"), "{}", end.text());
 }
 
 /// Starts an upload in `repo` and returns the path of its Location.
