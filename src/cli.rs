@@ -98,6 +98,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_dir = %app.config.server.data_dir.display(),
         tls = tls.is_some(),
         controller = app.config.controller.enabled,
+        max_connections = conns.policy().max_connections,
+        max_connections_per_ip = conns.policy().max_connections_per_ip,
         "berth registry listening"
     );
     app.spawn_background();
@@ -124,9 +126,8 @@ fn connections(
     metrics: &berth_registry::service::metrics::Metrics,
 ) -> std::sync::Arc<server::Connections> {
     let open_files = server::raise_open_file_limit();
-    let policy = server::ConnectionPolicy::from_config(&cfg.server);
-    tracing::debug!(?open_files, ?policy, "connection limits");
-    server::Connections::new(policy, metrics)
+    tracing::debug!(?open_files, "open-file limit");
+    server::Connections::new(server::ConnectionPolicy::from_config(&cfg.server), metrics)
 }
 
 /// Checks the credentials of a controller API request with the client's address,
@@ -233,6 +234,8 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
         upstream = %app.config.edge.upstream,
         cache_dir = %app.config.edge.cache_dir.display(),
         capacity = %app.config.edge.capacity,
+        max_connections = conns.policy().max_connections,
+        max_connections_per_ip = conns.policy().max_connections_per_ip,
         "berth edge cache listening"
     );
     app.spawn_background();

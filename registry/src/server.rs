@@ -13,7 +13,6 @@ mod limits;
 mod throttle;
 mod watchdog;
 
-pub use body_rate::BodyTooSlow;
 pub use limits::{raise_open_file_limit, ConnectionPolicy, Connections};
 
 use std::convert::Infallible;
