@@ -31,6 +31,11 @@ pub fn registry_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Registry
 
 /// A registry serving TLS with `cert` and `key` (PEM).
 pub fn registry_tls(bin: &str, cert: &Path, key: &Path) -> Registry {
+    registry_tls_with(bin, cert, key, &[])
+}
+
+/// A registry serving TLS, with extra environment.
+pub fn registry_tls_with(bin: &str, cert: &Path, key: &Path, env: &[(&str, &str)]) -> Registry {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
     let port = free_port();
@@ -45,8 +50,8 @@ pub fn registry_tls(bin: &str, cert: &Path, key: &Path) -> Registry {
         .env("BERTH_AUTH_BCRYPT_COST", "4")
         .env("BERTH_SERVER_TLS_CERT", cert)
         .env("BERTH_SERVER_TLS_KEY", key)
-        .ready_tcp()
-        .spawn();
+        .ready_tcp();
+    let server = env.iter().fold(server, |b, (k, v)| b.env(k, v)).spawn();
     Registry {
         server,
         data_dir: data,
