@@ -95,12 +95,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         app.metrics.clone(),
         log_access,
     );
+    let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
         data_dir = %app.config.server.data_dir.display(),
         tls = tls.is_some(),
         controller = app.config.controller.enabled,
+        max_connections = conns.policy().max_connections,
+        max_connections_per_ip = conns.policy().max_connections_per_ip,
         "berth registry listening"
     );
     app.spawn_background();
@@ -111,13 +114,24 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             stop.cancel();
         }
     };
-    server::serve(listener, router, tls, signal, grace).await;
+    server::serve(listener, router, tls, signal, grace, conns).await;
     stop.cancel();
     if let Some(h) = reconciler {
         let _ = tokio::time::timeout(grace, h).await;
     }
     tracing::info!("berth registry stopped");
     Ok(())
+}
+
+/// The connection limits of `[server]`, which `berth serve` and `berth edge`
+/// share, within the open-file limit (raised to its hard limit first).
+fn connections(
+    cfg: &Config,
+    metrics: &berth_registry::service::metrics::Metrics,
+) -> std::sync::Arc<server::Connections> {
+    let open_files = server::raise_open_file_limit();
+    tracing::debug!(?open_files, "open-file limit");
+    server::Connections::new(server::ConnectionPolicy::from_config(&cfg.server), metrics)
 }
 
 /// Checks the credentials of a controller API request with the client's address,
@@ -214,16 +228,27 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     let log_access = cfg.log.access_log;
     let app = berth_edge::EdgeApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
     let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
+    let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
         upstream = %app.config.edge.upstream,
         cache_dir = %app.config.edge.cache_dir.display(),
         capacity = %app.config.edge.capacity,
+        max_connections = conns.policy().max_connections,
+        max_connections_per_ip = conns.policy().max_connections_per_ip,
         "berth edge cache listening"
     );
     app.spawn_background();
-    server::serve(listener, router, None, server::shutdown_signal(), grace).await;
+    server::serve(
+        listener,
+        router,
+        None,
+        server::shutdown_signal(),
+        grace,
+        conns,
+    )
+    .await;
     app.flush();
     tracing::info!("berth edge cache stopped");
     Ok(())

@@ -922,6 +922,8 @@ fn auth_cost_of_a_manifest_get() {
         .expect("reset");
     accounts.create_project("pub", true).expect("project");
     let router = with_common_layers(app.router(), app.metrics.clone(), false);
+    let policy = berth_registry::server::ConnectionPolicy::from_config(&app.config.server);
+    let conns = berth_registry::server::Connections::new(policy, &app.metrics);
     rt.spawn(async move {
         let l = berth_registry::server::bind(addr).await.expect("bind");
         berth_registry::server::serve(
@@ -930,6 +932,7 @@ fn auth_cost_of_a_manifest_get() {
             None,
             std::future::pending(),
             Duration::from_secs(1),
+            conns,
         )
         .await;
     });

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use berth_testkit::berth::{registry_tls, ADMIN_PASSWORD};
+use berth_testkit::berth::{registry_tls, registry_tls_with, ADMIN_PASSWORD};
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
 use berth_testkit::tools::{tool_available, Skopeo};
 
@@ -171,4 +171,34 @@ fn serves_https_to_real_clients() {
         out.stdout, image.manifest.bytes,
         "manifest bytes round-trip over TLS"
     );
+}
+
+/// `server.header_timeout` covers the TLS handshake: a client that connects
+/// and never sends its ClientHello, or stops halfway, is closed.
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_closed() {
+    if !tool_available("openssl") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is required in CI"
+        );
+        eprintln!("SKIP: openssl not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_, cert, key) = certificates(tmp.path());
+    let reg = registry_tls_with(
+        env!("CARGO_BIN_EXE_berth"),
+        &cert,
+        &key,
+        &[("BERTH_SERVER_HEADER_TIMEOUT", "2s")],
+    );
+    let port = reg.server.port();
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // The first bytes of a TLS 1.2 ClientHello record, and no more.
+    let mut halfway = berth_testkit::net::send_partial(port, &[0x16, 0x03, 0x01, 0x02, 0x00]);
+    for s in [&mut silent, &mut halfway] {
+        let end = berth_testkit::net::wait_closed(s, std::time::Duration::from_secs(60));
+        assert!(end.closed, "handshake left hanging: {end:?}");
+    }
 }

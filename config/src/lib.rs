@@ -71,6 +71,26 @@ pub struct ServerConfig {
     /// in this list. Empty: the TCP peer is the client, and the header is ignored.
     #[serde(deserialize_with = "nets::deserialize")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A client must send a complete request head within this long of
+    /// connecting or of its first byte after an idle spell (TLS handshake
+    /// included). 0s: no limit. Applies to `berth edge` too, as do the keys below.
+    #[serde(with = "duration_str")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long. 0s: never.
+    #[serde(with = "duration_str")]
+    pub idle_timeout: Duration,
+    /// Connections held at once; lowered at start-up to what the open-file limit allows.
+    pub max_connections: u32,
+    /// Connections held at once from one client address (IPv6: one /64). 0: no
+    /// per-address cap (behind a reverse proxy every client has the proxy's address).
+    pub max_connections_per_ip: u32,
+    /// A request body must arrive at least this fast, in bytes per second,
+    /// averaged over `body_rate_window`. 0: no minimum.
+    pub min_body_rate: ByteSize,
+    /// The span over which `min_body_rate` is judged; also the longest a body
+    /// may stall outright.
+    #[serde(with = "duration_str")]
+    pub body_rate_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +105,12 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             read_only: false,
             trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            min_body_rate: ByteSize(512),
+            body_rate_window: Duration::from_secs(60),
         }
     }
 }
@@ -101,6 +127,26 @@ impl ServerConfig {
         }
         let scheme = if self.tls_enabled() { "https" } else { "http" };
         format!("{scheme}://{}", self.listen)
+    }
+
+    fn validate_connection_limits(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections must be positive".into(),
+            ));
+        }
+        if self.max_connections_per_ip > self.max_connections {
+            return Err(ConfigError::Invalid(format!(
+                "server.max_connections_per_ip ({}) exceeds server.max_connections ({}); one address could take every connection",
+                self.max_connections_per_ip, self.max_connections
+            )));
+        }
+        if self.min_body_rate.0 > 0 && self.body_rate_window.is_zero() {
+            return Err(ConfigError::Invalid(
+                "server.body_rate_window must be positive when server.min_body_rate is set".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -593,6 +639,7 @@ impl Config {
                 "auth.failure_window must be positive".into(),
             ));
         }
+        self.server.validate_connection_limits()?;
         if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",
@@ -647,6 +694,9 @@ mod tests {
         let vars = [
             ("BERTH_SERVER_LISTEN", "0.0.0.0:6000"),
             ("BERTH_SERVER_READ_ONLY", "true"),
+            ("BERTH_SERVER_HEADER_TIMEOUT", "2s"),
+            ("BERTH_SERVER_MAX_CONNECTIONS_PER_IP", "8"),
+            ("BERTH_SERVER_MIN_BODY_RATE", "1KiB"),
             ("BERTH_AUTH_BCRYPT_COST", "4"),
             ("BERTH_GC_GRACE", "10m"),
             ("BERTH_EDGE_CAPACITY", "2GiB"),
@@ -659,6 +709,9 @@ mod tests {
             .expect("env applies");
         assert_eq!(cfg.server.listen.port(), 6000);
         assert!(cfg.server.read_only);
+        assert_eq!(cfg.server.header_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.server.max_connections_per_ip, 8);
+        assert_eq!(cfg.server.min_body_rate, ByteSize(1024));
         assert_eq!(cfg.auth.bcrypt_cost, 4);
         assert_eq!(cfg.gc.grace, Duration::from_secs(600));
         assert_eq!(cfg.edge.capacity, ByteSize(2 << 30));
@@ -677,6 +730,21 @@ mod tests {
             .apply_env([("BERTH_AUTH_BCRYPT_COST".to_string(), "ten".to_string())].into_iter())
             .expect_err("must fail");
         assert!(err.to_string().contains("BERTH_AUTH_BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let mut cfg = Config::default();
+        cfg.server.max_connections_per_ip = cfg.server.max_connections + 1;
+        let err = cfg.validate().expect_err("per-address cap above the total");
+        assert!(err.to_string().contains("max_connections_per_ip"), "{err}");
+        cfg.server.max_connections_per_ip = 0;
+        cfg.validate().expect("0 turns the per-address cap off");
+        cfg.server.body_rate_window = Duration::ZERO;
+        let err = cfg.validate().expect_err("a rate needs a window");
+        assert!(err.to_string().contains("body_rate_window"), "{err}");
+        cfg.server.min_body_rate = ByteSize(0);
+        cfg.validate().expect("no minimum rate, no window needed");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use super::access::RegistryAccess;
 use super::RequestInfo;
 use crate::api::ApiError;
 
+/// Largest token request form accepted (a username, a password and scopes).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
 pub fn router(access: Arc<RegistryAccess>) -> axum::Router {
     axum::Router::new()
         .route("/v2/token", axum::routing::get(token).post(token))
@@ -29,9 +32,25 @@ async fn token(State(access): State<Arc<RegistryAccess>>, req: Request) -> Respo
         .map(|q| form_pairs(q.as_bytes()))
         .unwrap_or_default();
     if method == Method::POST {
-        let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-            Ok(b) => b,
-            Err(_) => return bad("token request body is too large or broken"),
+        // Refused before reading: a client announcing a huge body must not
+        // hold the connection while it sends (or never sends) it.
+        if headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > MAX_FORM_BYTES as u64)
+        {
+            return too_large();
+        }
+        let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            req.into_body(),
+            MAX_FORM_BYTES,
+        ))
+        .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(e) => return bad(&format!("the token request body broke off: {e}")),
         };
         pairs.extend(form_pairs(&body));
         let get = |k: &str| pairs.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
@@ -75,6 +94,17 @@ fn bad(msg: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": msg}]})),
+    )
+        .into_response()
+}
+
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(serde_json::json!({"errors": [{
+            "code": "UNSUPPORTED",
+            "message": format!("a token request body may hold at most {MAX_FORM_BYTES} bytes"),
+        }]})),
     )
         .into_response()
 }

@@ -31,6 +31,11 @@ pub fn registry_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Registry
 
 /// A registry serving TLS with `cert` and `key` (PEM).
 pub fn registry_tls(bin: &str, cert: &Path, key: &Path) -> Registry {
+    registry_tls_with(bin, cert, key, &[])
+}
+
+/// A registry serving TLS, with extra environment.
+pub fn registry_tls_with(bin: &str, cert: &Path, key: &Path, env: &[(&str, &str)]) -> Registry {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
     let port = free_port();
@@ -45,8 +50,8 @@ pub fn registry_tls(bin: &str, cert: &Path, key: &Path) -> Registry {
         .env("BERTH_AUTH_BCRYPT_COST", "4")
         .env("BERTH_SERVER_TLS_CERT", cert)
         .env("BERTH_SERVER_TLS_KEY", key)
-        .ready_tcp()
-        .spawn();
+        .ready_tcp();
+    let server = env.iter().fold(server, |b, (k, v)| b.env(k, v)).spawn();
     Registry {
         server,
         data_dir: data,
@@ -54,8 +59,33 @@ pub fn registry_tls(bin: &str, cert: &Path, key: &Path) -> Registry {
     }
 }
 
+/// A registry started with an open-file limit of `open_files` (`ulimit -n`).
+pub fn registry_with_open_files(bin: &str, open_files: u32, env: &[(&str, &str)]) -> Registry {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let b = registry_builder(bin, &data, &[], env).open_file_limit(open_files);
+    Registry {
+        server: b.spawn(),
+        data_dir: data,
+        _tmp: Some(tmp),
+    }
+}
+
 /// A registry on an existing data directory (restarts keep their data).
 pub fn registry_in(bin: &str, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Registry {
+    Registry {
+        server: registry_builder(bin, data, args, env).spawn(),
+        data_dir: data.to_path_buf(),
+        _tmp: None,
+    }
+}
+
+fn registry_builder(
+    bin: &str,
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> crate::proc::ServerBuilder {
     let port = free_port();
     let mut b = ServerProcess::builder(bin, port)
         .name("berth-registry")
@@ -71,11 +101,7 @@ pub fn registry_in(bin: &str, data: &Path, args: &[&str], env: &[(&str, &str)]) 
     for (k, v) in env {
         b = b.env(k, v);
     }
-    Registry {
-        server: b.spawn(),
-        data_dir: data.to_path_buf(),
-        _tmp: None,
-    }
+    b
 }
 
 impl Registry {

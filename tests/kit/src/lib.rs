@@ -6,6 +6,8 @@
 //!   from the machine's configuration.
 //! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
 //! - [`http`]: raw registry requests whose status, OCI error code and challenge tests assert.
+//! - [`net`]: raw TCP clients for connection-level tests (partial requests, silent sockets,
+//!   other loopback source addresses).
 //!
 //! Everything panics with a full message on failure: this crate is for tests.
 
@@ -13,6 +15,7 @@ pub mod berth;
 pub mod distribution;
 pub mod fixtures;
 pub mod http;
+pub mod net;
 pub mod proc;
 pub mod tools;
 

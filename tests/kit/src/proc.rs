@@ -79,6 +79,7 @@ pub struct ServerBuilder {
     port: u16,
     ready: Ready,
     ready_timeout: Duration,
+    open_files: Option<u32>,
 }
 
 /// What "started" means for a server.
@@ -165,6 +166,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts the program with this open-file limit (`ulimit -n`, soft and hard).
+    pub fn open_file_limit(mut self, n: u32) -> Self {
+        self.open_files = Some(n);
+        self
+    }
+
     /// Spawns the process and waits until it answers HTTP on its port.
     pub fn spawn(self) -> ServerProcess {
         let dir = tempfile::Builder::new()
@@ -220,6 +227,7 @@ impl ServerProcess {
             port,
             ready: Ready::Http("/v2/".to_owned()),
             ready_timeout: Duration::from_secs(30),
+            open_files: None,
         }
     }
 
@@ -245,7 +253,17 @@ impl ServerProcess {
         .expect("writing log header");
         let stderr = log.try_clone().expect("cloning log file handle");
 
-        let mut cmd = Command::new(&self.spec.program);
+        let mut cmd = match self.spec.open_files {
+            None => Command::new(&self.spec.program),
+            Some(n) => {
+                // exec keeps the pid, so kill and wait still reach the server.
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(&self.spec.program);
+                sh
+            }
+        };
         cmd.args(&self.spec.args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
