@@ -1,37 +1,53 @@
 //! Resources that travel with apps, in motion: what the reconciler applies
-//! before and after a workload, and what an unpublish with cascade takes away.
+//! before and after a workload, what an unpublish with cascade takes away, and
+//! releasing a volume from a node.
 //!
 //! Owns:
 //! - the publish order: config maps, secrets, volumes before the workload;
 //!   services (load balancers), EIPs, routes after it;
 //! - the cascade plan: a resource used by another app published on the node is
-//!   kept, and the answer says which and why.
+//!   kept, and the answer says which and why;
+//! - `ResourceError`, which `reconcile` and `api` turn into their own errors.
 //!
 //! Secret values are only opened here, to render the Secret object.
 //!
 //! Must not touch: redb (through `store`), HTTP (the collections are in
-//! `api::resources`), the publication state machine (`reconcile` calls in here
-//! at fixed points).
+//! `api`), the publication state machine (`reconcile` calls in here at fixed
+//! points, passing the store and the deployer).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::deploy::{DeployTarget, OwnerSelector};
+use crate::clock::now_secs;
+use crate::deploy::{DeployError, DeployTarget, Deployer, OwnerSelector};
 use crate::model::{AppSpec, Desired, Node, Publication};
-use crate::reconcile::{now_secs, Context, ReconcileError};
 use crate::render;
 use crate::resources::{spec_resources, spec_uses, LoadBalancerSpec, ResourceKind, ResourceSpec};
 use crate::secrets::SecretBox;
+use crate::store::{Store, StoreError};
+
+/// What stops a resource step; the reconciler and the API turn it into theirs.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// A resource the app uses cannot be put on the node: it does not exist,
+    /// or its secret values cannot be opened.
+    #[error("{0}")]
+    Unusable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+}
 
 /// Renders a publication's resources; holds the key that opens secret values.
 pub struct ResourceRenderer {
     secrets: Option<SecretBox>,
 }
 
-fn missing(kind: ResourceKind, p: &Publication, name: &str) -> ReconcileError {
-    ReconcileError::Resource(format!(
+fn missing(kind: ResourceKind, p: &Publication, name: &str) -> ResourceError {
+    ResourceError::Unusable(format!(
         "{} {}/{name} used by {} does not exist; create it (POST /api/v1/projects/{}/{})",
         kind.singular(),
         p.project,
@@ -77,13 +93,7 @@ pub fn cascade_plan(
     plan
 }
 
-/// Selects the objects of resource `name` on `node`.
-pub fn resource_selector(
-    project: &str,
-    node: &str,
-    kind: ResourceKind,
-    name: &str,
-) -> OwnerSelector {
+fn resource_selector(project: &str, node: &str, kind: ResourceKind, name: &str) -> OwnerSelector {
     OwnerSelector {
         namespace: project.into(),
         labels: render::resource_selector_labels(project, node, kind, name),
@@ -98,17 +108,17 @@ impl ResourceRenderer {
     /// Config maps, secrets and volume claims the workload needs, in that order.
     pub async fn before_workload(
         &self,
-        ctx: &Context,
+        store: &Store,
         p: &Publication,
         spec: &AppSpec,
         node: &Node,
-    ) -> Result<Vec<Value>, ReconcileError> {
+    ) -> Result<Vec<Value>, ResourceError> {
         let mut out = Vec::new();
         // spec_resources sorts by kind: config maps, secrets, volumes.
         for (kind, name) in spec_resources(spec) {
             let (proj, n) = (p.project.clone(), name.clone());
-            let r = ctx
-                .db(move |s| s.get_resource(&proj, kind, &n))
+            let r = store
+                .run_blocking(move |s| s.get_resource(&proj, kind, &n))
                 .await?
                 .ok_or_else(|| missing(kind, p, &name))?;
             match &r.spec {
@@ -117,7 +127,7 @@ impl ResourceRenderer {
                 }
                 ResourceSpec::Secret(sec) => {
                     let key = self.secrets.as_ref().ok_or_else(|| {
-                        ReconcileError::Resource(
+                        ResourceError::Unusable(
                             "secrets cannot be opened: no controller.secret_key is configured"
                                 .into(),
                         )
@@ -126,7 +136,7 @@ impl ResourceRenderer {
                     for (k, v) in &sec.data {
                         let value = key
                             .open(&format!("{}/{name}/{k}", p.project), v)
-                            .map_err(|e| ReconcileError::Resource(e.to_string()))?;
+                            .map_err(|e| ResourceError::Unusable(e.to_string()))?;
                         plain.insert(k.clone(), value);
                     }
                     out.push(render::render_secret(&p.project, &name, &plain, node));
@@ -143,13 +153,13 @@ impl ResourceRenderer {
     /// Services of the app's load balancers, then their EIPs, then routes.
     pub async fn after_workload(
         &self,
-        ctx: &Context,
+        store: &Store,
         p: &Publication,
         node: &Node,
-    ) -> Result<Vec<Value>, ReconcileError> {
+    ) -> Result<Vec<Value>, ResourceError> {
         let proj = p.project.clone();
-        let (lbs, eips, routes) = ctx
-            .db(move |s| {
+        let (lbs, eips, routes) = store
+            .run_blocking(move |s| {
                 Ok((
                     s.list_resources(&proj, ResourceKind::LoadBalancers)?,
                     s.list_resources(&proj, ResourceKind::Eips)?,
@@ -188,14 +198,15 @@ impl ResourceRenderer {
     /// After an apply: the app's volumes are bound on the node.
     pub async fn record_bindings(
         &self,
-        ctx: &Context,
+        store: &Store,
         p: &Publication,
         spec: &AppSpec,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<(), ResourceError> {
         for (kind, name) in spec_resources(spec) {
             if kind == ResourceKind::Volumes {
                 let (proj, node) = (p.project.clone(), p.node.clone());
-                ctx.db(move |s| s.bind(&proj, &node, kind, &name, now_secs()))
+                store
+                    .run_blocking(move |s| s.bind(&proj, &node, kind, &name, now_secs()))
                     .await?;
             }
         }
@@ -206,22 +217,24 @@ impl ResourceRenderer {
     /// (volumes are released); returns in words what was kept and why.
     pub async fn on_unpublish(
         &self,
-        ctx: &Context,
+        store: &Store,
+        deployer: &dyn Deployer,
         p: &Publication,
         cascade: bool,
         target: &DeployTarget,
-    ) -> Result<String, ReconcileError> {
+    ) -> Result<String, ResourceError> {
         if !cascade {
             return Ok(String::new());
         }
-        let plan = plan_for(ctx, p).await?;
+        let plan = plan_for(store, p).await?;
         for (kind, name) in &plan.remove {
-            ctx.deployer
+            deployer
                 .remove(target, &resource_selector(&p.project, &p.node, *kind, name))
                 .await?;
             if *kind == ResourceKind::Volumes {
                 let (proj, node, n) = (p.project.clone(), p.node.clone(), name.clone());
-                ctx.db(move |s| s.mark_released(&proj, &node, ResourceKind::Volumes, &n))
+                store
+                    .run_blocking(move |s| s.mark_released(&proj, &node, ResourceKind::Volumes, &n))
                     .await?;
             }
         }
@@ -229,10 +242,10 @@ impl ResourceRenderer {
     }
 }
 
-async fn plan_for(ctx: &Context, p: &Publication) -> Result<CascadePlan, ReconcileError> {
+async fn plan_for(store: &Store, p: &Publication) -> Result<CascadePlan, StoreError> {
     let (proj, node) = (p.project.clone(), p.node.clone());
-    let on_node = ctx
-        .db(move |s| s.published_specs_on_node(&proj, &node))
+    let on_node = store
+        .run_blocking(move |s| s.published_specs_on_node(&proj, &node))
         .await?;
     let Some((_, spec)) = on_node.get(&p.app).cloned() else {
         return Ok(CascadePlan::default());
@@ -247,14 +260,53 @@ async fn plan_for(ctx: &Context, p: &Publication) -> Result<CascadePlan, Reconci
 
 /// The cascade plans of an unpublish request, for its answer.
 pub async fn preview_cascade(
-    ctx: &Context,
+    store: &Store,
     pubs: &[Publication],
-) -> Result<Vec<String>, ReconcileError> {
+) -> Result<Vec<String>, StoreError> {
     let mut kept = Vec::new();
     for p in pubs {
-        kept.extend(plan_for(ctx, p).await?.kept);
+        kept.extend(plan_for(store, p).await?.kept);
     }
     Ok(kept)
+}
+
+/// Removes a volume's claim from `node` (its data goes with it) and marks it
+/// released. Refused while an app using it is published there.
+pub async fn release_volume(
+    store: &Store,
+    deployer: &dyn Deployer,
+    project: &str,
+    node: &str,
+    name: &str,
+) -> Result<(), ResourceError> {
+    let kind = ResourceKind::Volumes;
+    let (p, n, nd) = (project.to_string(), name.to_string(), node.to_string());
+    let target = store
+        .run_blocking(move |s| {
+            s.check_release(&p, &nd, &n)?;
+            let node_rec = s.get_node(&nd)?;
+            let cluster = match &node_rec {
+                Some(nr) => s.get_cluster(&nr.cluster)?,
+                None => None,
+            };
+            Ok(node_rec.zip(cluster))
+        })
+        .await?;
+    // A node that is gone has nothing left to remove.
+    if let Some((node_rec, cluster)) = target {
+        let target = DeployTarget {
+            node: node_rec,
+            cluster,
+        };
+        deployer
+            .remove(&target, &resource_selector(project, node, kind, name))
+            .await?;
+    }
+    let (p, n, nd) = (project.to_string(), name.to_string(), node.to_string());
+    store
+        .run_blocking(move |s| s.mark_released(&p, &nd, kind, &n))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

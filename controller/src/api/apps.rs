@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_secs;
 use crate::model::{App, AppSpec, TemplateVersion};
 use crate::ports::CtlAction;
-use crate::reconcile::now_secs;
-use crate::ControllerState;
+use crate::state::ControllerState;
 
 use super::{audited, check_project, ApiError, ApiResult, Body};
 

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::model::ValidationError;
 use crate::ports::AuthError;
+use crate::resources_ctl::ResourceError;
 use crate::store::StoreError;
 
 /// An error as the API reports it.
@@ -43,6 +44,17 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(v) => ApiError::BadRequest(v.to_string()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A refusal of the store keeps its status; anything else went wrong inside.
+impl From<ResourceError> for ApiError {
+    fn from(e: ResourceError) -> Self {
+        match e {
+            ResourceError::Store(e) => e.into(),
+            ResourceError::Deploy(e) => ApiError::Internal(e.to_string()),
+            ResourceError::Unusable(m) => ApiError::Internal(m),
         }
     }
 }

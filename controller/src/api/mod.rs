@@ -21,8 +21,8 @@ use axum::Router;
 
 use crate::model::{validate_dns_label, AppSpec};
 use crate::ports::{Actor, AuthError, CtlAction};
+use crate::state::ControllerState;
 use crate::store::{Store, StoreError};
-use crate::ControllerState;
 
 mod apps;
 mod clusters;

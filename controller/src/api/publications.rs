@@ -14,10 +14,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_secs;
 use crate::model::Publication;
 use crate::ports::CtlAction;
-use crate::reconcile::now_secs;
-use crate::ControllerState;
+use crate::state::ControllerState;
 
 use super::apps::load_app;
 use super::clusters::load_node;
@@ -163,7 +163,7 @@ async fn unpublish(
         .await;
     let pubs = audited(&state, &actor, &project, "app.unpublish", &target, r).await?;
     let kept = if cascade {
-        crate::resources_ctl::preview_cascade(state.context(), &pubs)
+        crate::resources_ctl::preview_cascade(&state.context().store, &pubs)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
     } else {

@@ -16,15 +16,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::deploy::DeployTarget;
+use crate::clock::now_secs;
 use crate::ports::CtlAction;
-use crate::reconcile::now_secs;
 use crate::resources::{
     Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
     RouteSpec, SecretSpec, VolumeSpec,
 };
-use crate::resources_ctl::resource_selector;
-use crate::ControllerState;
+use crate::resources_ctl::release_volume;
+use crate::state::ControllerState;
 
 use super::{check_project, ApiError, Body};
 
@@ -361,48 +360,16 @@ async fn release(
         .authorize(&headers, Some(&project), CtlAction::Write)
         .map_err(ApiError::Auth)?;
     let kind = ResourceKind::Volumes;
-    let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-    let checked = state
-        .context()
-        .db(move |s| {
-            s.check_release(&p, &node, &n)?;
-            let node_rec = s.get_node(&node)?;
-            let cluster = match &node_rec {
-                Some(nr) => s.get_cluster(&nr.cluster)?,
-                None => None,
-            };
-            Ok(node_rec.zip(cluster))
-        })
-        .await
-        .map_err(ApiError::from);
-    let result = match checked {
-        Ok(Some((node, cluster))) => {
-            let target = DeployTarget { node, cluster };
-            state
-                .context()
-                .deployer
-                .remove(
-                    &target,
-                    &resource_selector(&project, &input.node, kind, &name),
-                )
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))
-        }
-        // The node is gone: nothing left to remove there.
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let result = match result {
-        Ok(()) => {
-            let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-            state
-                .context()
-                .db(move |s| s.mark_released(&p, &node, kind, &n))
-                .await
-                .map_err(ApiError::from)
-        }
-        Err(e) => Err(e),
-    };
+    let ctx = state.context();
+    let result = release_volume(
+        &ctx.store,
+        ctx.deployer.as_ref(),
+        &project,
+        &input.node,
+        &name,
+    )
+    .await
+    .map_err(ApiError::from);
     audit(
         &state,
         &actor.name,

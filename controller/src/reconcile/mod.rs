@@ -31,12 +31,14 @@
 //! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::{now_ms, now_secs};
 use crate::deploy::{DeployError, DeployTarget, Deployer};
 use crate::model::{Desired, Publication, PublicationKey, PublicationState};
 use crate::ports::{AuditSink, EdgeClient, EdgeError, ImageResolver, ResolveError};
 use crate::render::{RenderError, RenderOptions};
+use crate::resources_ctl::{ResourceError, ResourceRenderer};
 use crate::store::{Store, StoreError};
 
 mod publish;
@@ -88,7 +90,7 @@ pub struct Context {
     pub settings: ReconcileSettings,
     pub render: RenderOptions,
     /// Issue 6: resources that travel with apps (None: workloads only).
-    pub resources: Option<Arc<crate::resources_ctl::ResourceRenderer>>,
+    pub resources: Option<Arc<ResourceRenderer>>,
 }
 
 impl Context {
@@ -97,10 +99,7 @@ impl Context {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.store.run_blocking(f).await
     }
 }
 
@@ -135,18 +134,15 @@ pub enum ReconcileError {
     Resource(String),
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The resource steps run inside a reconcile; their failures read the same.
+impl From<ResourceError> for ReconcileError {
+    fn from(e: ResourceError) -> Self {
+        match e {
+            ResourceError::Unusable(m) => ReconcileError::Resource(m),
+            ResourceError::Store(e) => ReconcileError::Store(e),
+            ResourceError::Deploy(e) => ReconcileError::Deploy(e),
+        }
+    }
 }
 
 /// Delay before retry number `attempts` (1 = first retry).

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::clock::now_secs;
 use crate::deploy::{DeployTarget, Rollout};
 use crate::model::{
     AppSpec, Node, PinnedImage, Publication, PublicationKey, PublicationState, TemplateVersion,
@@ -18,7 +19,7 @@ use crate::model::{
 use crate::ports::{ImageProgress, JobState, JobStatus};
 use crate::render::{self, WorkloadInput};
 
-use super::{clear_failure, now_secs, save, target, Action, Context, ReconcileError};
+use super::{clear_failure, save, target, Action, Context, ReconcileError};
 
 /// Takes a publication wanted on its node as far as it can go now.
 pub(super) async fn publish_step(
@@ -268,7 +269,10 @@ async fn apply(
     let images = p.images.clone().unwrap_or_default();
     let mut objects = Vec::new();
     if let Some(res) = &ctx.resources {
-        objects.extend(res.before_workload(ctx, p, spec, &target.node).await?);
+        objects.extend(
+            res.before_workload(&ctx.store, p, spec, &target.node)
+                .await?,
+        );
     }
     objects.extend(render::render_workload(
         &WorkloadInput {
@@ -282,7 +286,7 @@ async fn apply(
         &ctx.render,
     )?);
     if let Some(res) = &ctx.resources {
-        objects.extend(res.after_workload(ctx, p, &target.node).await?);
+        objects.extend(res.after_workload(&ctx.store, p, &target.node).await?);
     }
     ctx.deployer.apply(target, &objects).await?;
     p.applied = true;
@@ -296,7 +300,7 @@ async fn apply(
     );
     save(ctx, p).await?;
     if let Some(res) = &ctx.resources {
-        res.record_bindings(ctx, p, spec).await?;
+        res.record_bindings(&ctx.store, p, spec).await?;
     }
     ctx.audit.record(
         "controller",

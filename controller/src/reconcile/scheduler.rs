@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
+use crate::clock::now_ms;
 use crate::model::PublicationKey;
 
-use super::{now_ms, reconcile, Action, Context, ReconcileSettings};
+use super::{reconcile, Action, Context, ReconcileSettings};
 
 /// Runs reconciles until `shutdown` resolves: on start for every stored
 /// publication (at its retry time), when `trigger` names one, when a reconcile

@@ -26,7 +26,9 @@ pub(super) async fn unpublish_step(
         .await?;
     let mut note = String::new();
     if let Some(res) = &ctx.resources {
-        note = res.on_unpublish(ctx, &p, cascade, &target).await?;
+        note = res
+            .on_unpublish(&ctx.store, ctx.deployer.as_ref(), &p, cascade, &target)
+            .await?;
     }
     let mut to_unpin: BTreeSet<String> = p.pinned.iter().cloned().collect();
     to_unpin.extend(p.images_by_digest());

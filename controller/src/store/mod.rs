@@ -188,6 +188,18 @@ impl Store {
         &self.db
     }
 
+    /// Runs `f` on the blocking pool (redb commits fsync): how async callers
+    /// use the store.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
     /// One record of a name-keyed table, read by `read`.
     fn get_named<T>(
         &self,

@@ -425,7 +425,7 @@ fn reapply_users(
             changed.push(publication);
         }
     }
-    let now = crate::reconcile::now_secs();
+    let now = crate::clock::now_secs();
     let mut keys = Vec::new();
     for mut p in changed {
         p.applied = false;
