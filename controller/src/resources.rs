@@ -279,44 +279,9 @@ pub fn validate(
     if let Err(m) = validate_dns_label(name) {
         fail("name", m);
     }
-    let port_ok = |p: u32| (1..=65535).contains(&p);
     match (kind, spec) {
         (ResourceKind::LoadBalancers, ResourceSpec::LoadBalancer(lb)) => {
-            if let Err(m) = validate_dns_label(&lb.app) {
-                fail("app", m);
-            }
-            if lb.ports.is_empty() {
-                fail("ports", "a load balancer needs at least one port".into());
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            for (i, p) in lb.ports.iter().enumerate() {
-                if !port_ok(p.port) {
-                    fail(
-                        &format!("ports[{i}].port"),
-                        format!("{} is outside 1-65535", p.port),
-                    );
-                }
-                if let Some(t) = p.target_port {
-                    if !port_ok(t) {
-                        fail(
-                            &format!("ports[{i}].target_port"),
-                            format!("{t} is outside 1-65535"),
-                        );
-                    }
-                }
-                if !seen.insert((p.port, p.protocol)) {
-                    fail(
-                        &format!("ports[{i}].port"),
-                        format!("{} is listed twice", p.port),
-                    );
-                }
-                if lb.ports.len() > 1 && p.name.is_none() {
-                    fail(
-                        &format!("ports[{i}].name"),
-                        "name every port when there are several".into(),
-                    );
-                }
-            }
+            check_load_balancer(lb, &mut fail)
         }
         (ResourceKind::Eips, ResourceSpec::Eip(e)) => {
             if e.address.parse::<std::net::IpAddr>().is_err() {
@@ -374,6 +339,50 @@ pub fn validate(
         Ok(())
     } else {
         Err(ValidationError { problems })
+    }
+}
+
+fn port_ok(p: u32) -> bool {
+    (1..=65535).contains(&p)
+}
+
+/// A load balancer's app and ports: at least one, each valid and listed once,
+/// named when there are several.
+fn check_load_balancer(lb: &LoadBalancerSpec, fail: &mut impl FnMut(&str, String)) {
+    if let Err(m) = validate_dns_label(&lb.app) {
+        fail("app", m);
+    }
+    if lb.ports.is_empty() {
+        fail("ports", "a load balancer needs at least one port".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in lb.ports.iter().enumerate() {
+        if !port_ok(p.port) {
+            fail(
+                &format!("ports[{i}].port"),
+                format!("{} is outside 1-65535", p.port),
+            );
+        }
+        if let Some(t) = p.target_port {
+            if !port_ok(t) {
+                fail(
+                    &format!("ports[{i}].target_port"),
+                    format!("{t} is outside 1-65535"),
+                );
+            }
+        }
+        if !seen.insert((p.port, p.protocol)) {
+            fail(
+                &format!("ports[{i}].port"),
+                format!("{} is listed twice", p.port),
+            );
+        }
+        if lb.ports.len() > 1 && p.name.is_none() {
+            fail(
+                &format!("ports[{i}].name"),
+                "name every port when there are several".into(),
+            );
+        }
     }
 }
 

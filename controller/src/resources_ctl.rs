@@ -1,51 +1,53 @@
-//! Resources that travel with apps, in motion: their API collections, what the
-//! reconciler applies before and after a workload, and what an unpublish with
-//! cascade takes away.
+//! Resources that travel with apps, in motion: what the reconciler applies
+//! before and after a workload, what an unpublish with cascade takes away, and
+//! releasing a volume from a node.
 //!
 //! Owns:
-//! - `/api/v1/projects/{project}/{loadbalancers|eips|routes|configmaps|secrets|volumes}`
-//!   (POST/GET, and GET/PUT/DELETE on `/{name}`), plus
-//!   `POST .../volumes/{name}/release {"node"}` and `.../unbind {"node"}`;
 //! - the publish order: config maps, secrets, volumes before the workload;
 //!   services (load balancers), EIPs, routes after it;
 //! - the cascade plan: a resource used by another app published on the node is
-//!   kept, and the answer says which and why.
+//!   kept, and the answer says which and why;
+//! - `ResourceError`, which `reconcile` and `api` turn into their own errors.
 //!
-//! Secret values are sealed when they arrive and only opened to render the
-//! Secret object; no API answer contains them.
+//! Secret values are only opened here, to render the Secret object.
 //!
-//! Must not touch: redb (through `store`), the publication state machine
-//! (`reconcile` calls in here at fixed points).
+//! Must not touch: redb (through `store`), HTTP (the collections are in
+//! `api`), the publication state machine (`reconcile` calls in here at fixed
+//! points, passing the store and the deployer).
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::{check_project, ApiError, Body};
-use crate::deploy::{DeployTarget, OwnerSelector};
+use crate::clock::now_secs;
+use crate::deploy::{DeployError, DeployTarget, Deployer, OwnerSelector};
 use crate::model::{AppSpec, Desired, Node, Publication};
-use crate::ports::CtlAction;
-use crate::reconcile::{now_secs, Context, ReconcileError};
 use crate::render;
-use crate::resources::{
-    spec_resources, spec_uses, Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource,
-    ResourceKind, ResourceSpec, RouteSpec, SecretSpec, VolumeSpec,
-};
+use crate::resources::{spec_resources, spec_uses, LoadBalancerSpec, ResourceKind, ResourceSpec};
 use crate::secrets::SecretBox;
-use crate::ControllerState;
+use crate::store::{Store, StoreError};
+
+/// What stops a resource step; the reconciler and the API turn it into theirs.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// A resource the app uses cannot be put on the node: it does not exist,
+    /// or its secret values cannot be opened.
+    #[error("{0}")]
+    Unusable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+}
 
 /// Renders a publication's resources; holds the key that opens secret values.
 pub struct ResourceRenderer {
     secrets: Option<SecretBox>,
 }
 
-fn missing(kind: ResourceKind, p: &Publication, name: &str) -> ReconcileError {
-    ReconcileError::Resource(format!(
+fn missing(kind: ResourceKind, p: &Publication, name: &str) -> ResourceError {
+    ResourceError::Unusable(format!(
         "{} {}/{name} used by {} does not exist; create it (POST /api/v1/projects/{}/{})",
         kind.singular(),
         p.project,
@@ -106,17 +108,17 @@ impl ResourceRenderer {
     /// Config maps, secrets and volume claims the workload needs, in that order.
     pub async fn before_workload(
         &self,
-        ctx: &Context,
+        store: &Store,
         p: &Publication,
         spec: &AppSpec,
         node: &Node,
-    ) -> Result<Vec<Value>, ReconcileError> {
+    ) -> Result<Vec<Value>, ResourceError> {
         let mut out = Vec::new();
         // spec_resources sorts by kind: config maps, secrets, volumes.
         for (kind, name) in spec_resources(spec) {
             let (proj, n) = (p.project.clone(), name.clone());
-            let r = ctx
-                .db(move |s| s.get_resource(&proj, kind, &n))
+            let r = store
+                .run_blocking(move |s| s.get_resource(&proj, kind, &n))
                 .await?
                 .ok_or_else(|| missing(kind, p, &name))?;
             match &r.spec {
@@ -125,7 +127,7 @@ impl ResourceRenderer {
                 }
                 ResourceSpec::Secret(sec) => {
                     let key = self.secrets.as_ref().ok_or_else(|| {
-                        ReconcileError::Resource(
+                        ResourceError::Unusable(
                             "secrets cannot be opened: no controller.secret_key is configured"
                                 .into(),
                         )
@@ -134,7 +136,7 @@ impl ResourceRenderer {
                     for (k, v) in &sec.data {
                         let value = key
                             .open(&format!("{}/{name}/{k}", p.project), v)
-                            .map_err(|e| ReconcileError::Resource(e.to_string()))?;
+                            .map_err(|e| ResourceError::Unusable(e.to_string()))?;
                         plain.insert(k.clone(), value);
                     }
                     out.push(render::render_secret(&p.project, &name, &plain, node));
@@ -151,13 +153,13 @@ impl ResourceRenderer {
     /// Services of the app's load balancers, then their EIPs, then routes.
     pub async fn after_workload(
         &self,
-        ctx: &Context,
+        store: &Store,
         p: &Publication,
         node: &Node,
-    ) -> Result<Vec<Value>, ReconcileError> {
+    ) -> Result<Vec<Value>, ResourceError> {
         let proj = p.project.clone();
-        let (lbs, eips, routes) = ctx
-            .db(move |s| {
+        let (lbs, eips, routes) = store
+            .run_blocking(move |s| {
                 Ok((
                     s.list_resources(&proj, ResourceKind::LoadBalancers)?,
                     s.list_resources(&proj, ResourceKind::Eips)?,
@@ -196,14 +198,15 @@ impl ResourceRenderer {
     /// After an apply: the app's volumes are bound on the node.
     pub async fn record_bindings(
         &self,
-        ctx: &Context,
+        store: &Store,
         p: &Publication,
         spec: &AppSpec,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<(), ResourceError> {
         for (kind, name) in spec_resources(spec) {
             if kind == ResourceKind::Volumes {
                 let (proj, node) = (p.project.clone(), p.node.clone());
-                ctx.db(move |s| s.bind(&proj, &node, kind, &name, now_secs()))
+                store
+                    .run_blocking(move |s| s.bind(&proj, &node, kind, &name, now_secs()))
                     .await?;
             }
         }
@@ -214,22 +217,24 @@ impl ResourceRenderer {
     /// (volumes are released); returns in words what was kept and why.
     pub async fn on_unpublish(
         &self,
-        ctx: &Context,
+        store: &Store,
+        deployer: &dyn Deployer,
         p: &Publication,
         cascade: bool,
         target: &DeployTarget,
-    ) -> Result<String, ReconcileError> {
+    ) -> Result<String, ResourceError> {
         if !cascade {
             return Ok(String::new());
         }
-        let plan = plan_for(ctx, p).await?;
+        let plan = plan_for(store, p).await?;
         for (kind, name) in &plan.remove {
-            ctx.deployer
+            deployer
                 .remove(target, &resource_selector(&p.project, &p.node, *kind, name))
                 .await?;
             if *kind == ResourceKind::Volumes {
                 let (proj, node, n) = (p.project.clone(), p.node.clone(), name.clone());
-                ctx.db(move |s| s.mark_released(&proj, &node, ResourceKind::Volumes, &n))
+                store
+                    .run_blocking(move |s| s.mark_released(&proj, &node, ResourceKind::Volumes, &n))
                     .await?;
             }
         }
@@ -237,10 +242,10 @@ impl ResourceRenderer {
     }
 }
 
-async fn plan_for(ctx: &Context, p: &Publication) -> Result<CascadePlan, ReconcileError> {
+async fn plan_for(store: &Store, p: &Publication) -> Result<CascadePlan, StoreError> {
     let (proj, node) = (p.project.clone(), p.node.clone());
-    let on_node = ctx
-        .db(move |s| s.published_specs_on_node(&proj, &node))
+    let on_node = store
+        .run_blocking(move |s| s.published_specs_on_node(&proj, &node))
         .await?;
     let Some((_, spec)) = on_node.get(&p.app).cloned() else {
         return Ok(CascadePlan::default());
@@ -255,494 +260,53 @@ async fn plan_for(ctx: &Context, p: &Publication) -> Result<CascadePlan, Reconci
 
 /// The cascade plans of an unpublish request, for its answer.
 pub async fn preview_cascade(
-    state: &ControllerState,
+    store: &Store,
     pubs: &[Publication],
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, StoreError> {
     let mut kept = Vec::new();
     for p in pubs {
-        let plan = plan_for(state.context(), p)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        kept.extend(plan.kept);
+        kept.extend(plan_for(store, p).await?.kept);
     }
     Ok(kept)
 }
 
-// ----- API ------------------------------------------------------------------------
-
-/// A resource as the API shows it. Secrets show their keys, never values.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ResourceView {
-    pub project: String,
-    pub name: String,
-    pub kind: ResourceKind,
-    pub spec: Value,
-    pub created_at: u64,
-    pub updated_at: u64,
-    /// Published apps using it (`app@node`); config maps, secrets, volumes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub used_by: Vec<String>,
-    /// Nodes a volume is bound on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bindings: Vec<Binding>,
-}
-
-fn view(r: &Resource, used_by: Vec<String>, bindings: Vec<Binding>) -> ResourceView {
-    let spec = match &r.spec {
-        ResourceSpec::Secret(s) => serde_json::json!({ "keys": s.data.keys().collect::<Vec<_>>() }),
-        ResourceSpec::LoadBalancer(x) => serde_json::to_value(x).unwrap_or_default(),
-        ResourceSpec::Eip(x) => serde_json::to_value(x).unwrap_or_default(),
-        ResourceSpec::Route(x) => serde_json::to_value(x).unwrap_or_default(),
-        ResourceSpec::ConfigMap(x) => serde_json::to_value(x).unwrap_or_default(),
-        ResourceSpec::Volume(x) => serde_json::to_value(x).unwrap_or_default(),
-    };
-    ResourceView {
-        project: r.project.clone(),
-        name: r.name.clone(),
-        kind: r.kind,
-        spec,
-        created_at: r.created_at,
-        updated_at: r.updated_at,
-        used_by,
-        bindings,
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretInput {
-    #[serde(default)]
-    data: BTreeMap<String, String>,
-}
-
-fn bad_body(kind: ResourceKind, e: serde_json::Error) -> ApiError {
-    ApiError::BadRequest(format!("this is not a valid {}: {e}", kind.singular()))
-}
-
-/// Reads `{"name": ..., <spec fields>}` (name from the path on PUT).
-fn parse_input(
-    state: &ControllerState,
+/// Removes a volume's claim from `node` (its data goes with it) and marks it
+/// released. Refused while an app using it is published there.
+pub async fn release_volume(
+    store: &Store,
+    deployer: &dyn Deployer,
     project: &str,
-    kind: ResourceKind,
-    path_name: Option<&str>,
-    body: Value,
-) -> Result<Resource, ApiError> {
-    let Value::Object(mut fields) = body else {
-        return Err(ApiError::BadRequest("send a JSON object".into()));
-    };
-    let body_name = fields
-        .remove("name")
-        .and_then(|v| v.as_str().map(str::to_string));
-    let name = match (path_name, body_name) {
-        (Some(p), Some(b)) if p != b => {
-            return Err(ApiError::BadRequest(format!(
-                "the name in the body ({b}) differs from the one in the URL ({p})"
-            )))
-        }
-        (Some(p), _) => p.to_string(),
-        (None, Some(b)) => b,
-        (None, None) => {
-            return Err(ApiError::BadRequest(
-                "name: give the resource a name".into(),
-            ))
-        }
-    };
-    let rest = Value::Object(fields);
-    let spec = match kind {
-        ResourceKind::LoadBalancers => ResourceSpec::LoadBalancer(
-            serde_json::from_value::<LoadBalancerSpec>(rest).map_err(|e| bad_body(kind, e))?,
-        ),
-        ResourceKind::Eips => ResourceSpec::Eip(
-            serde_json::from_value::<EipSpec>(rest).map_err(|e| bad_body(kind, e))?,
-        ),
-        ResourceKind::Routes => ResourceSpec::Route(
-            serde_json::from_value::<RouteSpec>(rest).map_err(|e| bad_body(kind, e))?,
-        ),
-        ResourceKind::ConfigMaps => ResourceSpec::ConfigMap(
-            serde_json::from_value::<ConfigMapSpec>(rest).map_err(|e| bad_body(kind, e))?,
-        ),
-        ResourceKind::Volumes => ResourceSpec::Volume(
-            serde_json::from_value::<VolumeSpec>(rest).map_err(|e| bad_body(kind, e))?,
-        ),
-        ResourceKind::Secrets => {
-            let input: SecretInput = serde_json::from_value(rest).map_err(|e| bad_body(kind, e))?;
-            for k in input.data.keys() {
-                crate::resources::validate_data_key(k)
-                    .map_err(|m| ApiError::BadRequest(format!("data.{k}: {m}")))?;
-            }
-            let key = state.secrets().ok_or_else(|| {
-                ApiError::Conflict(
-                    "secrets cannot be stored: no controller.secret_key is configured".into(),
-                )
-            })?;
-            let mut data = BTreeMap::new();
-            for (k, v) in input.data {
-                let sealed = key
-                    .seal(&format!("{project}/{name}/{k}"), v.as_bytes())
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                data.insert(k, sealed);
-            }
-            ResourceSpec::Secret(SecretSpec { data })
-        }
-    };
-    let now = now_secs();
-    Ok(Resource {
-        project: project.into(),
-        name,
-        kind,
-        spec,
-        created_at: now,
-        updated_at: now,
-    })
-}
-
-async fn load_view(
-    state: &ControllerState,
-    project: &str,
-    kind: ResourceKind,
+    node: &str,
     name: &str,
-) -> Result<ResourceView, ApiError> {
-    let (p, n) = (project.to_string(), name.to_string());
-    let (r, users, bindings) = state
-        .context()
-        .db(move |s| {
-            let r = s.get_resource(&p, kind, &n)?;
-            let users = match kind {
-                ResourceKind::ConfigMaps | ResourceKind::Secrets | ResourceKind::Volumes => {
-                    s.resource_users(&p, kind, &n)?
-                }
-                _ => Vec::new(),
-            };
-            let bindings: Vec<Binding> = s
-                .list_bindings(&p)?
-                .into_iter()
-                .filter(|b| b.kind == kind && b.name == n)
-                .collect();
-            Ok((r, users, bindings))
-        })
-        .await?;
-    let r =
-        r.ok_or_else(|| ApiError::NotFound(format!("no {} {project}/{name}", kind.singular())))?;
-    Ok(view(&r, users, bindings))
-}
-
-async fn create(
-    kind: ResourceKind,
-    state: ControllerState,
-    headers: HeaderMap,
-    project: String,
-    body: Value,
-) -> Result<(StatusCode, Json<ResourceView>), ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let r = parse_input(&state, &project, kind, None, body)?;
-    let name = r.name.clone();
-    let r2 = r.clone();
-    let result = state
-        .context()
-        .db(move |s| s.create_resource(&r2))
-        .await
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        kind,
-        "create",
-        &name,
-        &result,
-    );
-    result?;
-    Ok((StatusCode::CREATED, Json(view(&r, Vec::new(), Vec::new()))))
-}
-
-fn audit<T>(
-    state: &ControllerState,
-    actor: &str,
-    project: &str,
-    kind: ResourceKind,
-    action: &str,
-    name: &str,
-    result: &Result<T, ApiError>,
-) {
-    let outcome = match result {
-        Ok(_) => "ok".to_string(),
-        Err(e) => format!("refused: {e}"),
-    };
-    state.context().audit.record(
-        actor,
-        project,
-        &format!("{}.{action}", kind.as_str()),
-        name,
-        &outcome,
-    );
-}
-
-async fn list(
-    kind: ResourceKind,
-    state: ControllerState,
-    headers: HeaderMap,
-    project: String,
-) -> Result<Json<Vec<ResourceView>>, ApiError> {
-    check_project(&project)?;
-    state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Read)
-        .map_err(ApiError::Auth)?;
-    let all = state
-        .context()
-        .db(move |s| s.list_resources(&project, kind))
-        .await?;
-    Ok(Json(
-        all.iter()
-            .map(|r| view(r, Vec::new(), Vec::new()))
-            .collect(),
-    ))
-}
-
-async fn get_one(
-    kind: ResourceKind,
-    state: ControllerState,
-    headers: HeaderMap,
-    project: String,
-    name: String,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Read)
-        .map_err(ApiError::Auth)?;
-    Ok(Json(load_view(&state, &project, kind, &name).await?))
-}
-
-async fn update(
-    kind: ResourceKind,
-    state: ControllerState,
-    headers: HeaderMap,
-    project: String,
-    name: String,
-    body: Value,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let r = parse_input(&state, &project, kind, Some(&name), body)?;
-    let result = state
-        .context()
-        .db(move |s| s.update_resource(&r))
-        .await
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        kind,
-        "update",
-        &name,
-        &result,
-    );
-    for key in result? {
-        state.trigger(key);
-    }
-    Ok(Json(load_view(&state, &project, kind, &name).await?))
-}
-
-async fn delete(
-    kind: ResourceKind,
-    state: ControllerState,
-    headers: HeaderMap,
-    project: String,
-    name: String,
-) -> Result<StatusCode, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let (p, n) = (project.clone(), name.clone());
-    let result = state
-        .context()
-        .db(move |s| s.delete_resource(&p, kind, &n))
-        .await
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        kind,
-        "delete",
-        &name,
-        &result,
-    );
-    result?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeInput {
-    node: String,
-}
-
-/// Removes the volume's claim from the node (its data goes with it) and marks
-/// it released. Refused while an app using it is published there.
-async fn release(
-    State(state): State<ControllerState>,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-    Body(input): Body<NodeInput>,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
+) -> Result<(), ResourceError> {
     let kind = ResourceKind::Volumes;
-    let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-    let checked = state
-        .context()
-        .db(move |s| {
-            s.check_release(&p, &node, &n)?;
-            let node_rec = s.get_node(&node)?;
+    let (p, n, nd) = (project.to_string(), name.to_string(), node.to_string());
+    let target = store
+        .run_blocking(move |s| {
+            s.check_release(&p, &nd, &n)?;
+            let node_rec = s.get_node(&nd)?;
             let cluster = match &node_rec {
                 Some(nr) => s.get_cluster(&nr.cluster)?,
                 None => None,
             };
             Ok(node_rec.zip(cluster))
         })
-        .await
-        .map_err(ApiError::from);
-    let result = match checked {
-        Ok(Some((node, cluster))) => {
-            let target = DeployTarget { node, cluster };
-            state
-                .context()
-                .deployer
-                .remove(
-                    &target,
-                    &resource_selector(&project, &input.node, kind, &name),
-                )
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))
-        }
-        // The node is gone: nothing left to remove there.
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let result = match result {
-        Ok(()) => {
-            let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-            state
-                .context()
-                .db(move |s| s.mark_released(&p, &node, kind, &n))
-                .await
-                .map_err(ApiError::from)
-        }
-        Err(e) => Err(e),
-    };
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        kind,
-        "release",
-        &format!("{name}@{}", input.node),
-        &result,
-    );
-    result?;
-    Ok(Json(load_view(&state, &project, kind, &name).await?))
-}
-
-async fn unbind(
-    State(state): State<ControllerState>,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-    Body(input): Body<NodeInput>,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-    let result = state
-        .context()
-        .db(move |s| s.unbind(&p, &node, &n))
-        .await
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        ResourceKind::Volumes,
-        "unbind",
-        &format!("{name}@{}", input.node),
-        &result,
-    );
-    result?;
-    Ok(Json(
-        load_view(&state, &project, ResourceKind::Volumes, &name).await?,
-    ))
-}
-
-/// Routes of the resource collections.
-pub fn routes() -> Router<ControllerState> {
-    let mut router = Router::new();
-    for kind in ResourceKind::ALL {
-        let collection = format!("/api/v1/projects/{{project}}/{}", kind.as_str());
-        router = router
-            .route(
-                &collection,
-                post(
-                    move |State(s): State<ControllerState>,
-                          h: HeaderMap,
-                          Path(p): Path<String>,
-                          Body(b): Body<Value>| create(kind, s, h, p, b),
-                )
-                .get(
-                    move |State(s): State<ControllerState>, h: HeaderMap, Path(p): Path<String>| {
-                        list(kind, s, h, p)
-                    },
-                ),
-            )
-            .route(
-                &format!("{collection}/{{name}}"),
-                get(
-                    move |State(s): State<ControllerState>,
-                          h: HeaderMap,
-                          Path((p, n)): Path<(String, String)>| {
-                        get_one(kind, s, h, p, n)
-                    },
-                )
-                .put(
-                    move |State(s): State<ControllerState>,
-                          h: HeaderMap,
-                          Path((p, n)): Path<(String, String)>,
-                          Body(b): Body<Value>| update(kind, s, h, p, n, b),
-                )
-                .delete(
-                    move |State(s): State<ControllerState>,
-                          h: HeaderMap,
-                          Path((p, n)): Path<(String, String)>| {
-                        delete(kind, s, h, p, n)
-                    },
-                ),
-            );
+        .await?;
+    // A node that is gone has nothing left to remove.
+    if let Some((node_rec, cluster)) = target {
+        let target = DeployTarget {
+            node: node_rec,
+            cluster,
+        };
+        deployer
+            .remove(&target, &resource_selector(project, node, kind, name))
+            .await?;
     }
-    router
-        .route(
-            "/api/v1/projects/{project}/volumes/{name}/release",
-            post(release),
-        )
-        .route(
-            "/api/v1/projects/{project}/volumes/{name}/unbind",
-            post(unbind),
-        )
+    let (p, n, nd) = (project.to_string(), name.to_string(), node.to_string());
+    store
+        .run_blocking(move |s| s.mark_released(&p, &nd, kind, &n))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

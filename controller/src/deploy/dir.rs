@@ -218,7 +218,7 @@ impl Deployer for DirectoryDeployer {
 mod tests {
     use super::*;
     use crate::model::{Cluster, WorkloadKind};
-    use crate::render::tests::{node, render_kind};
+    use crate::render::fixtures::{node, render_kind};
 
     fn target() -> DeployTarget {
         DeployTarget {

@@ -1,0 +1,276 @@
+//! `/api/v1/clusters` and `/api/v1/nodes`: the clusters edge nodes belong to,
+//! the nodes, and a node's kubeconfig for a project.
+//!
+//! Owns: their request and answer bodies. Answers never show a kubeconfig's
+//! credentials or an edge password. Must not touch: the records' rules (see
+//! `model` and `store`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_secs;
+use crate::model::{kubeconfig_for_namespace, kubeconfig_summary, Cluster, EdgeCredentials, Node};
+use crate::ports::CtlAction;
+use crate::state::ControllerState;
+
+use super::{audited, check_project, ApiError, ApiResult, Body};
+
+/// Routes of clusters and nodes.
+pub(super) fn routes() -> Router<ControllerState> {
+    Router::new()
+        .route("/api/v1/clusters", post(create_cluster).get(list_clusters))
+        .route(
+            "/api/v1/clusters/{name}",
+            get(get_cluster).delete(delete_cluster),
+        )
+        .route("/api/v1/nodes", post(create_node).get(list_nodes))
+        .route("/api/v1/nodes/{name}", get(get_node).delete(delete_node))
+        .route("/api/v1/nodes/{name}/kubeconfig", get(node_kubeconfig))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterInput {
+    name: String,
+    /// The kubeconfig YAML, stored as given.
+    kubeconfig: String,
+}
+
+/// A cluster as the API shows it: never the kubeconfig's secrets.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    pub name: String,
+    pub server: String,
+    pub current_context: String,
+    pub created_at: u64,
+}
+
+fn cluster_view(c: &Cluster) -> ClusterView {
+    let summary = kubeconfig_summary(&c.kubeconfig).ok();
+    ClusterView {
+        name: c.name.clone(),
+        server: summary
+            .as_ref()
+            .map(|s| s.server.clone())
+            .unwrap_or_default(),
+        current_context: summary.map(|s| s.current_context).unwrap_or_default(),
+        created_at: c.created_at,
+    }
+}
+
+async fn create_cluster(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Body(input): Body<ClusterInput>,
+) -> ApiResult<(StatusCode, Json<ClusterView>)> {
+    let actor = state.authorize(&headers, None, CtlAction::Admin)?;
+    let cluster = Cluster {
+        name: input.name,
+        kubeconfig: input.kubeconfig,
+        created_at: now_secs(),
+    };
+    let view = cluster_view(&cluster);
+    let name = cluster.name.clone();
+    let r = state.db(move |s| s.create_cluster(&cluster)).await;
+    audited(&state, &actor, "", "cluster.create", &name, r).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list_clusters(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<ClusterView>>> {
+    state.authorize(&headers, None, CtlAction::Read)?;
+    let all = state.db(|s| s.list_clusters()).await?;
+    Ok(Json(all.iter().map(cluster_view).collect()))
+}
+
+async fn get_cluster(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ClusterView>> {
+    state.authorize(&headers, None, CtlAction::Read)?;
+    let n = name.clone();
+    let c = state
+        .db(move |s| s.get_cluster(&n))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name:?}")))?;
+    Ok(Json(cluster_view(&c)))
+}
+
+async fn delete_cluster(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let actor = state.authorize(&headers, None, CtlAction::Admin)?;
+    let n = name.clone();
+    let r = state.db(move |s| s.delete_cluster(&n)).await;
+    audited(&state, &actor, "", "cluster.delete", &name, r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeInput {
+    name: String,
+    cluster: String,
+    #[serde(default)]
+    k8s_node_name: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    edge_url: String,
+    #[serde(default)]
+    edge_credentials: Option<EdgeCredentials>,
+}
+
+/// A node as the API shows it: the edge user, never the password.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    pub cluster: String,
+    pub k8s_node_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub edge_url: String,
+    pub edge_user: Option<String>,
+    pub created_at: u64,
+}
+
+fn node_view(n: &Node) -> NodeView {
+    NodeView {
+        name: n.name.clone(),
+        cluster: n.cluster.clone(),
+        k8s_node_name: n.k8s_node_name.clone(),
+        labels: n.labels.clone(),
+        edge_url: n.edge_url.clone(),
+        edge_user: n.edge_credentials.as_ref().map(|c| c.user.clone()),
+        created_at: n.created_at,
+    }
+}
+
+async fn create_node(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Body(input): Body<NodeInput>,
+) -> ApiResult<(StatusCode, Json<NodeView>)> {
+    let actor = state.authorize(&headers, None, CtlAction::Admin)?;
+    let name = input.name.clone();
+    let node = Node {
+        name: input.name,
+        cluster: input.cluster,
+        k8s_node_name: input.k8s_node_name.unwrap_or_default(),
+        labels: input.labels,
+        edge_url: input.edge_url,
+        edge_credentials: input.edge_credentials,
+        created_at: now_secs(),
+    };
+    let r = state
+        .db(move |s| {
+            let mut node = node;
+            s.create_node(&mut node)?;
+            Ok(node)
+        })
+        .await;
+    let node = audited(&state, &actor, "", "node.create", &name, r).await?;
+    Ok((StatusCode::CREATED, Json(node_view(&node))))
+}
+
+async fn list_nodes(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<NodeView>>> {
+    state.authorize(&headers, None, CtlAction::Read)?;
+    let all = state.db(|s| s.list_nodes()).await?;
+    Ok(Json(all.iter().map(node_view).collect()))
+}
+
+pub(super) async fn load_node(state: &ControllerState, name: &str) -> ApiResult<Node> {
+    let n = name.to_string();
+    state
+        .db(move |s| s.get_node(&n))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no node named {name:?}")))
+}
+
+async fn get_node(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<NodeView>> {
+    state.authorize(&headers, None, CtlAction::Read)?;
+    Ok(Json(node_view(&load_node(&state, &name).await?)))
+}
+
+async fn delete_node(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let actor = state.authorize(&headers, None, CtlAction::Admin)?;
+    let n = name.clone();
+    let r = state.db(move |s| s.delete_node(&n)).await;
+    audited(&state, &actor, "", "node.delete", &name, r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct KubeconfigQuery {
+    project: Option<String>,
+}
+
+/// The node's cluster kubeconfig with the project's namespace as the context namespace.
+/// System administrators only: it carries the cluster's own credential. Everyone
+/// else who may administer the project learns why they cannot have it (409).
+async fn node_kubeconfig(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<KubeconfigQuery>,
+) -> ApiResult<Response> {
+    let project = q.project.ok_or_else(|| {
+        ApiError::BadRequest("name the project: add ?project=<project> to the URL".into())
+    })?;
+    check_project(&project)?;
+    let actor = state.authorize(&headers, Some(&project), CtlAction::Admin)?;
+    if !actor.admin {
+        state.audit(
+            &actor,
+            &project,
+            "kubeconfig.export",
+            &name,
+            "refused: not a system administrator",
+        );
+        return Err(ApiError::Conflict(format!(
+            "the kubeconfig of node {name}'s cluster carries the cluster's own credential, which \
+             only system administrators may export; a kubeconfig scoped to project {project} is \
+             not available with this deployer: ask a system administrator"
+        )));
+    }
+    let node = load_node(&state, &name).await?;
+    let c = node.cluster.clone();
+    let cluster = state
+        .db(move |s| s.get_cluster(&c))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {:?}", node.cluster)))?;
+    let yaml = kubeconfig_for_namespace(&cluster.kubeconfig, &project)
+        .map_err(|m| ApiError::Conflict(format!("cluster {}: {m}", cluster.name)))?;
+    state.audit(&actor, &project, "kubeconfig.export", &name, "ok");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/yaml"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"kubeconfig.yaml\"",
+            ),
+        ],
+        yaml,
+    )
+        .into_response())
+}

@@ -1,0 +1,124 @@
+//! The controller's `/api/v1` endpoints: clusters, nodes, apps and their
+//! versions, publish/unpublish and publication status, and the resources that
+//! travel with apps.
+//!
+//! Owns: routes, request and response bodies, the mapping of errors to statuses
+//! and to JSON bodies a person can act on (`error`), and audit records of requests.
+//!
+//! Must not touch: redb (goes through `store`), edge caches or clusters (the
+//! reconciler does that; handlers record the request and trigger it). Nothing
+//! else in the crate imports this module but `cli`, which reads its bodies.
+//!
+//! - `clusters`: clusters, nodes, a node's kubeconfig;
+//! - `apps`: apps and their template versions;
+//! - `publications`: publish, unpublish, publication status, logs;
+//! - `resources`: the resource collections and volume release.
+
+use std::collections::BTreeSet;
+
+use axum::http::HeaderMap;
+use axum::Router;
+
+use crate::model::{validate_dns_label, AppSpec};
+use crate::ports::{Actor, AuthError, CtlAction};
+use crate::state::ControllerState;
+use crate::store::{Store, StoreError};
+
+mod apps;
+mod clusters;
+mod error;
+mod publications;
+mod resources;
+
+pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
+pub use self::clusters::{ClusterView, NodeView};
+use self::error::ApiResult;
+pub use self::error::{ApiError, Body};
+pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
+pub use self::resources::ResourceView;
+
+impl ControllerState {
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        project: Option<&str>,
+        action: CtlAction,
+    ) -> ApiResult<Actor> {
+        self.authorizer()
+            .authorize(headers, project, action)
+            .map_err(ApiError::Auth)
+    }
+
+    /// The actor may pull every image `spec` names, whichever project it is
+    /// in: an app must neither deploy images its author cannot see nor reveal
+    /// their digests (publication status shows what a tag resolved to).
+    fn authorize_images(
+        &self,
+        headers: &HeaderMap,
+        project: &str,
+        spec: &AppSpec,
+    ) -> ApiResult<()> {
+        let others: BTreeSet<String> = spec
+            .images()
+            .iter()
+            .filter_map(|i| i.split_once('/').map(|(p, _)| p.to_string()))
+            .filter(|p| p != project)
+            .collect();
+        for other in others {
+            self.authorizer()
+                .authorize(headers, Some(&other), CtlAction::Read)
+                .map_err(|e| {
+                    ApiError::Auth(AuthError {
+                        status: e.status,
+                        message: format!("{} (the app uses images of project {other})", e.message),
+                    })
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> ApiResult<T> {
+        Ok(self.context().db(f).await?)
+    }
+
+    fn audit(&self, actor: &Actor, project: &str, action: &str, target: &str, outcome: &str) {
+        self.context()
+            .audit
+            .record(&actor.name, project, action, target, outcome);
+    }
+}
+
+/// Runs a write and records it in the audit log, whatever the outcome.
+async fn audited<T>(
+    state: &ControllerState,
+    actor: &Actor,
+    project: &str,
+    action: &str,
+    target: &str,
+    result: ApiResult<T>,
+) -> ApiResult<T> {
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("refused: {e}"),
+    };
+    state.audit(actor, project, action, target, &outcome);
+    result
+}
+
+/// The controller's routes, to be merged into the registry's router.
+pub fn router(state: ControllerState) -> Router {
+    Router::new()
+        .merge(clusters::routes())
+        .merge(apps::routes())
+        .merge(publications::routes())
+        .merge(resources::routes())
+        .with_state(state)
+}
+
+/// The project named in the path is a valid project name.
+fn check_project(project: &str) -> ApiResult<()> {
+    validate_dns_label(project).map_err(|m| ApiError::BadRequest(format!("project: {m}")))
+}

@@ -1,0 +1,471 @@
+//! The collections of resources that travel with apps:
+//! `/api/v1/projects/{project}/{loadbalancers|eips|routes|configmaps|secrets|volumes}`
+//! (POST/GET, and GET/PUT/DELETE on `/{name}`), plus
+//! `POST .../volumes/{name}/release {"node"}` and `.../unbind {"node"}`.
+//!
+//! Owns: their bodies (a spec's fields beside its name), sealing secret values
+//! as they arrive (no answer contains them), and audit records. Must not
+//! touch: what a resource does on a node (see `resources_ctl`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::now_secs;
+use crate::ports::CtlAction;
+use crate::resources::{
+    Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
+    RouteSpec, SecretSpec, VolumeSpec,
+};
+use crate::resources_ctl::release_volume;
+use crate::state::ControllerState;
+
+use super::{check_project, ApiError, Body};
+
+/// A resource as the API shows it. Secrets show their keys, never values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResourceView {
+    pub project: String,
+    pub name: String,
+    pub kind: ResourceKind,
+    pub spec: Value,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Published apps using it (`app@node`); config maps, secrets, volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_by: Vec<String>,
+    /// Nodes a volume is bound on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bindings: Vec<Binding>,
+}
+
+fn view(r: &Resource, used_by: Vec<String>, bindings: Vec<Binding>) -> ResourceView {
+    let spec = match &r.spec {
+        ResourceSpec::Secret(s) => serde_json::json!({ "keys": s.data.keys().collect::<Vec<_>>() }),
+        ResourceSpec::LoadBalancer(x) => serde_json::to_value(x).unwrap_or_default(),
+        ResourceSpec::Eip(x) => serde_json::to_value(x).unwrap_or_default(),
+        ResourceSpec::Route(x) => serde_json::to_value(x).unwrap_or_default(),
+        ResourceSpec::ConfigMap(x) => serde_json::to_value(x).unwrap_or_default(),
+        ResourceSpec::Volume(x) => serde_json::to_value(x).unwrap_or_default(),
+    };
+    ResourceView {
+        project: r.project.clone(),
+        name: r.name.clone(),
+        kind: r.kind,
+        spec,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        used_by,
+        bindings,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretInput {
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+fn bad_body(kind: ResourceKind, e: serde_json::Error) -> ApiError {
+    ApiError::BadRequest(format!("this is not a valid {}: {e}", kind.singular()))
+}
+
+/// Reads `{"name": ..., <spec fields>}` (name from the path on PUT).
+fn parse_input(
+    state: &ControllerState,
+    project: &str,
+    kind: ResourceKind,
+    path_name: Option<&str>,
+    body: Value,
+) -> Result<Resource, ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::BadRequest("send a JSON object".into()));
+    };
+    let body_name = fields
+        .remove("name")
+        .and_then(|v| v.as_str().map(str::to_string));
+    let name = match (path_name, body_name) {
+        (Some(p), Some(b)) if p != b => {
+            return Err(ApiError::BadRequest(format!(
+                "the name in the body ({b}) differs from the one in the URL ({p})"
+            )))
+        }
+        (Some(p), _) => p.to_string(),
+        (None, Some(b)) => b,
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "name: give the resource a name".into(),
+            ))
+        }
+    };
+    let rest = Value::Object(fields);
+    let spec = match kind {
+        ResourceKind::LoadBalancers => ResourceSpec::LoadBalancer(
+            serde_json::from_value::<LoadBalancerSpec>(rest).map_err(|e| bad_body(kind, e))?,
+        ),
+        ResourceKind::Eips => ResourceSpec::Eip(
+            serde_json::from_value::<EipSpec>(rest).map_err(|e| bad_body(kind, e))?,
+        ),
+        ResourceKind::Routes => ResourceSpec::Route(
+            serde_json::from_value::<RouteSpec>(rest).map_err(|e| bad_body(kind, e))?,
+        ),
+        ResourceKind::ConfigMaps => ResourceSpec::ConfigMap(
+            serde_json::from_value::<ConfigMapSpec>(rest).map_err(|e| bad_body(kind, e))?,
+        ),
+        ResourceKind::Volumes => ResourceSpec::Volume(
+            serde_json::from_value::<VolumeSpec>(rest).map_err(|e| bad_body(kind, e))?,
+        ),
+        ResourceKind::Secrets => {
+            let input: SecretInput = serde_json::from_value(rest).map_err(|e| bad_body(kind, e))?;
+            for k in input.data.keys() {
+                crate::resources::validate_data_key(k)
+                    .map_err(|m| ApiError::BadRequest(format!("data.{k}: {m}")))?;
+            }
+            let key = state.secrets().ok_or_else(|| {
+                ApiError::Conflict(
+                    "secrets cannot be stored: no controller.secret_key is configured".into(),
+                )
+            })?;
+            let mut data = BTreeMap::new();
+            for (k, v) in input.data {
+                let sealed = key
+                    .seal(&format!("{project}/{name}/{k}"), v.as_bytes())
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                data.insert(k, sealed);
+            }
+            ResourceSpec::Secret(SecretSpec { data })
+        }
+    };
+    let now = now_secs();
+    Ok(Resource {
+        project: project.into(),
+        name,
+        kind,
+        spec,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+async fn load_view(
+    state: &ControllerState,
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<ResourceView, ApiError> {
+    let (p, n) = (project.to_string(), name.to_string());
+    let (r, users, bindings) = state
+        .context()
+        .db(move |s| {
+            let r = s.get_resource(&p, kind, &n)?;
+            let users = match kind {
+                ResourceKind::ConfigMaps | ResourceKind::Secrets | ResourceKind::Volumes => {
+                    s.resource_users(&p, kind, &n)?
+                }
+                _ => Vec::new(),
+            };
+            let bindings: Vec<Binding> = s
+                .list_bindings(&p)?
+                .into_iter()
+                .filter(|b| b.kind == kind && b.name == n)
+                .collect();
+            Ok((r, users, bindings))
+        })
+        .await?;
+    let r =
+        r.ok_or_else(|| ApiError::NotFound(format!("no {} {project}/{name}", kind.singular())))?;
+    Ok(view(&r, users, bindings))
+}
+
+async fn create(
+    kind: ResourceKind,
+    state: ControllerState,
+    headers: HeaderMap,
+    project: String,
+    body: Value,
+) -> Result<(StatusCode, Json<ResourceView>), ApiError> {
+    check_project(&project)?;
+    let actor = state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Write)
+        .map_err(ApiError::Auth)?;
+    let r = parse_input(&state, &project, kind, None, body)?;
+    let name = r.name.clone();
+    let r2 = r.clone();
+    let result = state
+        .context()
+        .db(move |s| s.create_resource(&r2))
+        .await
+        .map_err(ApiError::from);
+    audit(
+        &state,
+        &actor.name,
+        &project,
+        kind,
+        "create",
+        &name,
+        &result,
+    );
+    result?;
+    Ok((StatusCode::CREATED, Json(view(&r, Vec::new(), Vec::new()))))
+}
+
+fn audit<T>(
+    state: &ControllerState,
+    actor: &str,
+    project: &str,
+    kind: ResourceKind,
+    action: &str,
+    name: &str,
+    result: &Result<T, ApiError>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("refused: {e}"),
+    };
+    state.context().audit.record(
+        actor,
+        project,
+        &format!("{}.{action}", kind.as_str()),
+        name,
+        &outcome,
+    );
+}
+
+async fn list(
+    kind: ResourceKind,
+    state: ControllerState,
+    headers: HeaderMap,
+    project: String,
+) -> Result<Json<Vec<ResourceView>>, ApiError> {
+    check_project(&project)?;
+    state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Read)
+        .map_err(ApiError::Auth)?;
+    let all = state
+        .context()
+        .db(move |s| s.list_resources(&project, kind))
+        .await?;
+    Ok(Json(
+        all.iter()
+            .map(|r| view(r, Vec::new(), Vec::new()))
+            .collect(),
+    ))
+}
+
+async fn get_one(
+    kind: ResourceKind,
+    state: ControllerState,
+    headers: HeaderMap,
+    project: String,
+    name: String,
+) -> Result<Json<ResourceView>, ApiError> {
+    check_project(&project)?;
+    state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Read)
+        .map_err(ApiError::Auth)?;
+    Ok(Json(load_view(&state, &project, kind, &name).await?))
+}
+
+async fn update(
+    kind: ResourceKind,
+    state: ControllerState,
+    headers: HeaderMap,
+    project: String,
+    name: String,
+    body: Value,
+) -> Result<Json<ResourceView>, ApiError> {
+    check_project(&project)?;
+    let actor = state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Write)
+        .map_err(ApiError::Auth)?;
+    let r = parse_input(&state, &project, kind, Some(&name), body)?;
+    let result = state
+        .context()
+        .db(move |s| s.update_resource(&r))
+        .await
+        .map_err(ApiError::from);
+    audit(
+        &state,
+        &actor.name,
+        &project,
+        kind,
+        "update",
+        &name,
+        &result,
+    );
+    for key in result? {
+        state.trigger(key);
+    }
+    Ok(Json(load_view(&state, &project, kind, &name).await?))
+}
+
+async fn delete(
+    kind: ResourceKind,
+    state: ControllerState,
+    headers: HeaderMap,
+    project: String,
+    name: String,
+) -> Result<StatusCode, ApiError> {
+    check_project(&project)?;
+    let actor = state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Write)
+        .map_err(ApiError::Auth)?;
+    let (p, n) = (project.clone(), name.clone());
+    let result = state
+        .context()
+        .db(move |s| s.delete_resource(&p, kind, &n))
+        .await
+        .map_err(ApiError::from);
+    audit(
+        &state,
+        &actor.name,
+        &project,
+        kind,
+        "delete",
+        &name,
+        &result,
+    );
+    result?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeInput {
+    node: String,
+}
+
+/// Removes the volume's claim from the node (its data goes with it) and marks
+/// it released. Refused while an app using it is published there.
+async fn release(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path((project, name)): Path<(String, String)>,
+    Body(input): Body<NodeInput>,
+) -> Result<Json<ResourceView>, ApiError> {
+    check_project(&project)?;
+    let actor = state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Write)
+        .map_err(ApiError::Auth)?;
+    let kind = ResourceKind::Volumes;
+    let ctx = state.context();
+    let result = release_volume(
+        &ctx.store,
+        ctx.deployer.as_ref(),
+        &project,
+        &input.node,
+        &name,
+    )
+    .await
+    .map_err(ApiError::from);
+    audit(
+        &state,
+        &actor.name,
+        &project,
+        kind,
+        "release",
+        &format!("{name}@{}", input.node),
+        &result,
+    );
+    result?;
+    Ok(Json(load_view(&state, &project, kind, &name).await?))
+}
+
+async fn unbind(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path((project, name)): Path<(String, String)>,
+    Body(input): Body<NodeInput>,
+) -> Result<Json<ResourceView>, ApiError> {
+    check_project(&project)?;
+    let actor = state
+        .authorizer()
+        .authorize(&headers, Some(&project), CtlAction::Write)
+        .map_err(ApiError::Auth)?;
+    let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
+    let result = state
+        .context()
+        .db(move |s| s.unbind(&p, &node, &n))
+        .await
+        .map_err(ApiError::from);
+    audit(
+        &state,
+        &actor.name,
+        &project,
+        ResourceKind::Volumes,
+        "unbind",
+        &format!("{name}@{}", input.node),
+        &result,
+    );
+    result?;
+    Ok(Json(
+        load_view(&state, &project, ResourceKind::Volumes, &name).await?,
+    ))
+}
+
+/// Routes of the resource collections.
+pub(super) fn routes() -> Router<ControllerState> {
+    let mut router = Router::new();
+    for kind in ResourceKind::ALL {
+        let collection = format!("/api/v1/projects/{{project}}/{}", kind.as_str());
+        router = router
+            .route(
+                &collection,
+                post(
+                    move |State(s): State<ControllerState>,
+                          h: HeaderMap,
+                          Path(p): Path<String>,
+                          Body(b): Body<Value>| create(kind, s, h, p, b),
+                )
+                .get(
+                    move |State(s): State<ControllerState>, h: HeaderMap, Path(p): Path<String>| {
+                        list(kind, s, h, p)
+                    },
+                ),
+            )
+            .route(
+                &format!("{collection}/{{name}}"),
+                get(
+                    move |State(s): State<ControllerState>,
+                          h: HeaderMap,
+                          Path((p, n)): Path<(String, String)>| {
+                        get_one(kind, s, h, p, n)
+                    },
+                )
+                .put(
+                    move |State(s): State<ControllerState>,
+                          h: HeaderMap,
+                          Path((p, n)): Path<(String, String)>,
+                          Body(b): Body<Value>| update(kind, s, h, p, n, b),
+                )
+                .delete(
+                    move |State(s): State<ControllerState>,
+                          h: HeaderMap,
+                          Path((p, n)): Path<(String, String)>| {
+                        delete(kind, s, h, p, n)
+                    },
+                ),
+            );
+    }
+    router
+        .route(
+            "/api/v1/projects/{project}/volumes/{name}/release",
+            post(release),
+        )
+        .route(
+            "/api/v1/projects/{project}/volumes/{name}/unbind",
+            post(unbind),
+        )
+}

@@ -1,0 +1,382 @@
+//! The steps of a publish, in the order they run: resolve, prefetch (submit,
+//! then follow the job), apply, verify the rollout, unpin what the previous
+//! version pinned.
+//!
+//! Owns: what each step does and records on the publication. Every step saves
+//! the publication (compare-and-swap) before the next starts, and is skipped
+//! once its fact is stored, so a reconcile resumes where the last one stopped.
+//! Must not touch: the order of reconciles or retries (see `scheduler` and the
+//! error policy in `reconcile`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::clock::now_secs;
+use crate::deploy::{DeployTarget, Rollout};
+use crate::model::{
+    AppSpec, Node, PinnedImage, Publication, PublicationKey, PublicationState, TemplateVersion,
+};
+use crate::ports::{ImageProgress, JobState, JobStatus};
+use crate::render::{self, WorkloadInput};
+
+use super::{clear_failure, save, target, Action, Context, ReconcileError};
+
+/// Takes a publication wanted on its node as far as it can go now.
+pub(super) async fn publish_step(
+    mut p: Publication,
+    ctx: &Context,
+) -> Result<Action, ReconcileError> {
+    let key = p.key();
+    let target = target(ctx, &p.node).await?;
+    let tv = template_version(ctx, &p).await?;
+
+    // 1. Resolve once per publish.
+    if p.images.is_none() {
+        resolve_images(ctx, &mut p, &tv.spec).await?;
+    }
+
+    // 2. Prefetch and pin on the node's edge cache.
+    if !p.prefetched {
+        let waiting = match p.prefetch_job.clone() {
+            None => Some(submit_prefetch(ctx, &mut p, &target.node).await?),
+            Some(job) => follow_prefetch(ctx, &mut p, &target.node, &job).await?,
+        };
+        if let Some(action) = waiting {
+            return Ok(action);
+        }
+    }
+
+    // 3. Apply, once per publish.
+    if !p.applied {
+        apply(ctx, &mut p, &tv.spec, &target).await?;
+    }
+
+    // 4. Verify the rollout, then running.
+    if p.state != PublicationState::Running {
+        if let Some(action) = verify_rollout(ctx, &mut p, &tv.spec, &target, &key).await? {
+            return Ok(action);
+        }
+    }
+
+    unpin_previous_images(ctx, &mut p, &target.node, &key).await
+}
+
+/// The template version the publication wants.
+async fn template_version(
+    ctx: &Context,
+    p: &Publication,
+) -> Result<TemplateVersion, ReconcileError> {
+    let (proj, app, version) = (p.project.clone(), p.app.clone(), p.version);
+    ctx.db(move |s| s.get_version(&proj, &app, version))
+        .await?
+        .ok_or_else(|| {
+            ReconcileError::Missing(format!(
+                "version {} of {}/{} no longer exists",
+                p.version, p.project, p.app
+            ))
+        })
+}
+
+/// Turns every image of the template into a digest, stored for this publish
+/// (a tag that moves later changes nothing).
+async fn resolve_images(
+    ctx: &Context,
+    p: &mut Publication,
+    spec: &AppSpec,
+) -> Result<(), ReconcileError> {
+    let mut images = Vec::new();
+    for reference in spec.images() {
+        let r =
+            ctx.resolver
+                .resolve(&reference)
+                .await
+                .map_err(|source| ReconcileError::Resolve {
+                    image: reference.clone(),
+                    source,
+                })?;
+        images.push(PinnedImage {
+            reference,
+            repository: r.repository,
+            digest: r.digest,
+            media_type: r.media_type,
+        });
+    }
+    let detail = images
+        .iter()
+        .map(|i| format!("{} -> {}", i.reference, i.digest))
+        .collect::<Vec<_>>()
+        .join(", ");
+    p.images = Some(images);
+    clear_failure(p);
+    p.set_state(
+        PublicationState::Prefetching {
+            bytes_done: 0,
+            bytes_total: 0,
+        },
+        format!("resolved {detail}"),
+        now_secs(),
+    );
+    save(ctx, p).await
+}
+
+/// Asks the edge to prefetch and pin the images, or adopts the job a request
+/// sent just before a crash created (its id never recorded here).
+async fn submit_prefetch(
+    ctx: &Context,
+    p: &mut Publication,
+    node: &Node,
+) -> Result<Action, ReconcileError> {
+    let images = p.images_by_digest();
+    // A request sent before a crash may have created a job whose id
+    // was never recorded: follow that job rather than start another.
+    let mut adopted = None;
+    if let Some(before) = &p.prefetch_submitting {
+        let now = ctx.edge.matching_jobs(node, &images).await?;
+        adopted = now.into_iter().rev().find(|id| !before.contains(id));
+    }
+    let (id, detail) = match adopted {
+        Some(id) => {
+            let detail =
+                format!("edge prefetch job {id} found on the edge (submitted before a restart)");
+            (id, detail)
+        }
+        None => {
+            let before = ctx.edge.matching_jobs(node, &images).await?;
+            p.prefetch_submitting = Some(before);
+            save(ctx, p).await?;
+            let id = ctx.edge.prefetch(node, images.clone(), true).await?;
+            let detail = format!("edge prefetch job {id} submitted");
+            (id, detail)
+        }
+    };
+    for i in images {
+        if !p.pinned.contains(&i) {
+            p.pinned.push(i);
+        }
+    }
+    p.prefetch_job = Some(id);
+    p.prefetch_submitting = None;
+    clear_failure(p);
+    p.record(
+        PublicationState::Prefetching {
+            bytes_done: 0,
+            bytes_total: 0,
+        },
+        detail,
+        now_secs(),
+    );
+    save(ctx, p).await?;
+    Ok(Action::Requeue(ctx.settings.poll_interval))
+}
+
+/// Looks at the edge's prefetch job: `None` once it is done (go on to apply),
+/// otherwise when to look again.
+async fn follow_prefetch(
+    ctx: &Context,
+    p: &mut Publication,
+    node: &Node,
+    job: &str,
+) -> Result<Option<Action>, ReconcileError> {
+    match ctx.edge.job(node, job).await? {
+        JobStatus::Unknown => {
+            // The edge restarted or forgot; prefetch is idempotent, so ask again.
+            p.prefetch_job = None;
+            p.record(
+                PublicationState::Prefetching {
+                    bytes_done: 0,
+                    bytes_total: 0,
+                },
+                format!("edge does not know job {job}; submitting again"),
+                now_secs(),
+            );
+            save(ctx, p).await?;
+            Ok(Some(Action::Requeue(Duration::ZERO)))
+        }
+        JobStatus::Known {
+            state: JobState::Failed,
+            error,
+            images,
+            ..
+        } => {
+            p.prefetch_job = None;
+            save(ctx, p).await?;
+            Err(ReconcileError::PrefetchFailed {
+                node: p.node.clone(),
+                message: prefetch_failure(error, &images),
+            })
+        }
+        JobStatus::Known {
+            state: JobState::Pending | JobState::Running,
+            bytes_done,
+            bytes_total,
+            ..
+        } => {
+            let next = PublicationState::Prefetching {
+                bytes_done,
+                bytes_total,
+            };
+            if p.state != next || p.attempts > 0 {
+                clear_failure(p);
+                p.set_state(
+                    next,
+                    format!("edge prefetch job {job} in progress"),
+                    now_secs(),
+                );
+                save(ctx, p).await?;
+            }
+            Ok(Some(Action::Requeue(ctx.settings.poll_interval)))
+        }
+        JobStatus::Known {
+            state: JobState::Done,
+            bytes_total,
+            ..
+        } => {
+            p.prefetched = true;
+            clear_failure(p);
+            p.set_state(
+                PublicationState::Deploying,
+                format!("edge cache holds every image ({bytes_total} bytes)"),
+                now_secs(),
+            );
+            save(ctx, p).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Why a prefetch job failed: the job's error, and each failed image it does
+/// not already name.
+fn prefetch_failure(error: Option<String>, images: &[ImageProgress]) -> String {
+    let mut message = error.unwrap_or_else(|| "no reason given".into());
+    for i in images.iter().filter(|i| i.error.is_some()) {
+        // berth edge already names each failed image in the job's error.
+        let line = format!("{}: {}", i.image, i.error.as_deref().unwrap_or_default());
+        if !message.contains(&line) {
+            message.push_str(&format!("; {line}"));
+        }
+    }
+    message
+}
+
+/// Renders the workload with digest references (and the resources that travel
+/// with it) and applies it, recorded as applied so a restart never re-applies.
+async fn apply(
+    ctx: &Context,
+    p: &mut Publication,
+    spec: &AppSpec,
+    target: &DeployTarget,
+) -> Result<(), ReconcileError> {
+    let images = p.images.clone().unwrap_or_default();
+    let mut objects = Vec::new();
+    if let Some(res) = &ctx.resources {
+        objects.extend(
+            res.before_workload(&ctx.store, p, spec, &target.node)
+                .await?,
+        );
+    }
+    objects.extend(render::render_workload(
+        &WorkloadInput {
+            project: &p.project,
+            app: &p.app,
+            version: p.version,
+            spec,
+            images: &images,
+            node: &target.node,
+        },
+        &ctx.render,
+    )?);
+    if let Some(res) = &ctx.resources {
+        objects.extend(res.after_workload(&ctx.store, p, &target.node).await?);
+    }
+    ctx.deployer.apply(target, &objects).await?;
+    p.applied = true;
+    clear_failure(p);
+    // Always in the history (the state is already deploying): an operator
+    // checking that a publish was applied once, or when, reads it there.
+    p.record(
+        PublicationState::Deploying,
+        format!("applied version {} ({} objects)", p.version, objects.len()),
+        now_secs(),
+    );
+    save(ctx, p).await?;
+    if let Some(res) = &ctx.resources {
+        res.record_bindings(&ctx.store, p, spec).await?;
+    }
+    ctx.audit.record(
+        "controller",
+        &p.project,
+        "deploy",
+        &format!("{}@{} version {}", p.app, p.node, p.version),
+        "ok",
+    );
+    Ok(())
+}
+
+/// Running once the deployer sees every pod ready (or cannot see pods at all);
+/// otherwise when to look again.
+async fn verify_rollout(
+    ctx: &Context,
+    p: &mut Publication,
+    spec: &AppSpec,
+    target: &DeployTarget,
+    key: &PublicationKey,
+) -> Result<Option<Action>, ReconcileError> {
+    let workload = render::workload_ref(&p.project, &p.app, spec.kind, &p.node);
+    let detail = match ctx.deployer.rollout_status(target, &workload).await? {
+        Rollout::NotObservable => format!("version {} applied", p.version),
+        Rollout::Observed { ready, desired } if ready >= desired => {
+            format!("version {}: {ready}/{desired} ready", p.version)
+        }
+        Rollout::Observed { ready, desired } => {
+            let detail = format!("waiting for pods: {ready}/{desired} ready");
+            if p.state != PublicationState::Deploying
+                || p.history.last().is_some_and(|h| h.detail != detail)
+            {
+                clear_failure(p);
+                p.set_state(PublicationState::Deploying, detail, now_secs());
+                save(ctx, p).await?;
+            }
+            return Ok(Some(Action::Requeue(ctx.settings.poll_interval)));
+        }
+    };
+    clear_failure(p);
+    p.set_state(PublicationState::Running, detail, now_secs());
+    save(ctx, p).await?;
+    tracing::info!(publication = %key, version = p.version, "running");
+    Ok(None)
+}
+
+/// Unpins the images of earlier versions that nothing on the node uses any more.
+async fn unpin_previous_images(
+    ctx: &Context,
+    p: &mut Publication,
+    node: &Node,
+    key: &PublicationKey,
+) -> Result<Action, ReconcileError> {
+    let current: BTreeSet<String> = p.images_by_digest().into_iter().collect();
+    let stale: Vec<String> = p
+        .pinned
+        .iter()
+        .filter(|i| !current.contains(*i))
+        .cloned()
+        .collect();
+    if !stale.is_empty() {
+        let (node_name, k) = (p.node.clone(), key.clone());
+        let others = ctx.db(move |s| s.pinned_by_others(&node_name, &k)).await?;
+        let to_unpin: Vec<String> = stale
+            .iter()
+            .filter(|i| !others.contains(*i))
+            .cloned()
+            .collect();
+        if !to_unpin.is_empty() {
+            if let Err(e) = ctx.edge.unpin(node, to_unpin.clone()).await {
+                // The app runs; an old pin only costs disk. Try again later.
+                tracing::warn!(publication = %key, error = %e, "cannot unpin old images");
+                return Ok(Action::Requeue(ctx.settings.resync_interval));
+            }
+        }
+        p.pinned.retain(|i| current.contains(i));
+        save(ctx, p).await?;
+    }
+    Ok(Action::AwaitChange)
+}

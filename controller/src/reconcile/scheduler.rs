@@ -1,0 +1,179 @@
+//! When reconciles run: a queue of publications by due time, at most
+//! `concurrency` at once and never two for the same publication.
+//!
+//! Owns: the queue, the reconciles in flight, and the shutdown drain. A trigger
+//! for a publication being reconciled marks it to run again as soon as that
+//! reconcile ends. Must not touch: what a reconcile does (see `reconcile`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+
+use crate::clock::now_ms;
+use crate::model::PublicationKey;
+
+use super::{reconcile, Action, Context, ReconcileSettings};
+
+/// Runs reconciles until `shutdown` resolves: on start for every stored
+/// publication (at its retry time), when `trigger` names one, when a reconcile
+/// asks to be requeued, and every `resync_interval` for all.
+pub async fn run(
+    ctx: Arc<Context>,
+    mut trigger: mpsc::UnboundedReceiver<PublicationKey>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let mut s = Scheduler::new(ctx);
+    let mut resync = tokio::time::interval(s.settings.resync_interval);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    tracing::info!("reconciler started");
+
+    loop {
+        let next_due = s.start_due();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(key) = trigger.recv() => s.triggered(key),
+            Some(done) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.finished(done),
+            _ = sleep_until_opt(next_due) => {}
+            _ = resync.tick() => s.resync().await,
+        }
+    }
+    s.drain().await;
+    tracing::info!("reconciler stopped");
+}
+
+struct Scheduler {
+    ctx: Arc<Context>,
+    settings: ReconcileSettings,
+    /// Publications waiting, with the time each is due.
+    queue: BTreeMap<PublicationKey, Instant>,
+    in_flight: HashSet<PublicationKey>,
+    /// Triggered while in flight: run again as soon as that reconcile ends.
+    dirty: HashSet<PublicationKey>,
+    tasks: JoinSet<Action>,
+    task_keys: HashMap<tokio::task::Id, PublicationKey>,
+}
+
+impl Scheduler {
+    fn new(ctx: Arc<Context>) -> Self {
+        Scheduler {
+            settings: ctx.settings.clone(),
+            ctx,
+            queue: BTreeMap::new(),
+            in_flight: HashSet::new(),
+            dirty: HashSet::new(),
+            tasks: JoinSet::new(),
+            task_keys: HashMap::new(),
+        }
+    }
+
+    /// Starts every due reconcile there is room for; returns when the next
+    /// waiting one is due.
+    fn start_due(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        while self.in_flight.len() < self.settings.concurrency.max(1) {
+            let due = self
+                .queue
+                .iter()
+                .filter(|(k, at)| **at <= now && !self.in_flight.contains(*k))
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone());
+            let Some(key) = due else { break };
+            self.queue.remove(&key);
+            self.in_flight.insert(key.clone());
+            let c = self.ctx.clone();
+            let k = key.clone();
+            let handle = self.tasks.spawn(async move { reconcile(&k, &c).await });
+            self.task_keys.insert(handle.id(), key);
+        }
+        self.queue
+            .iter()
+            .filter(|(k, _)| !self.in_flight.contains(*k))
+            .map(|(_, at)| *at)
+            .min()
+    }
+
+    fn triggered(&mut self, key: PublicationKey) {
+        if self.in_flight.contains(&key) {
+            self.dirty.insert(key);
+        } else {
+            self.queue.insert(key, Instant::now());
+        }
+    }
+
+    /// A reconcile ended: queue its publication again when it asked to be, or
+    /// at once when it was triggered meanwhile.
+    fn finished(&mut self, done: Result<(tokio::task::Id, Action), JoinError>) {
+        let (id, action) = match done {
+            Ok((id, action)) => (id, action),
+            Err(e) => {
+                tracing::error!(error = %e, "reconcile task failed");
+                (e.id(), Action::Requeue(self.settings.backoff_max))
+            }
+        };
+        let Some(key) = self.task_keys.remove(&id) else {
+            return;
+        };
+        self.in_flight.remove(&key);
+        let when = if self.dirty.remove(&key) {
+            Some(Instant::now())
+        } else {
+            match action {
+                Action::Requeue(d) => Some(Instant::now() + d),
+                Action::AwaitChange => None,
+            }
+        };
+        if let Some(when) = when {
+            let e = self.queue.entry(key).or_insert(when);
+            if when < *e {
+                *e = when;
+            }
+        }
+    }
+
+    /// Queues every stored publication not already waiting or running.
+    async fn resync(&mut self) {
+        match self.ctx.db(|s| s.list_publications()).await {
+            Ok(all) => {
+                let now_wall = now_ms();
+                for p in all {
+                    let key = p.key();
+                    if self.in_flight.contains(&key) || self.queue.contains_key(&key) {
+                        continue;
+                    }
+                    // Respect a stored backoff (also after a restart).
+                    let wait = p
+                        .next_retry_at_ms
+                        .map(|at| Duration::from_millis(at.saturating_sub(now_wall)))
+                        .unwrap_or_default();
+                    self.queue.insert(key, Instant::now() + wait);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list publications"),
+        }
+    }
+
+    /// Lets reconciles in flight finish within the shutdown grace, then cancels
+    /// the rest.
+    async fn drain(mut self) {
+        let grace = self.settings.shutdown_grace;
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("reconciles still running at shutdown; cancelling them");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,126 @@
+//! What the API handlers and the reconciler share: `ControllerState`, built
+//! from the ports the registry implements and the controller's settings.
+//!
+//! Owns: wiring the store, the reconciler's context, the resource renderer and
+//! the secret key together, and the channel that triggers reconciles. Must not
+//! touch: HTTP (see `api`) or what a reconcile does (see `reconcile`).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::deploy::Deployer;
+use crate::model::PublicationKey;
+use crate::ports::{AuditSink, Authorizer, EdgeClient, ImageResolver};
+use crate::reconcile::{self, Context, ReconcileSettings};
+use crate::render::RenderOptions;
+use crate::resources_ctl::ResourceRenderer;
+use crate::sealed_records::RecordSealer;
+use crate::secrets::SecretBox;
+use crate::store::{Store, StoreError};
+
+/// The implementations the controller works through.
+#[derive(Clone)]
+pub struct Ports {
+    pub resolver: Arc<dyn ImageResolver>,
+    pub edge: Arc<dyn EdgeClient>,
+    pub deployer: Arc<dyn Deployer>,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+/// Tunables of the controller.
+#[derive(Clone, Default)]
+pub struct ControllerSettings {
+    pub reconcile: ReconcileSettings,
+    pub render: RenderOptions,
+    /// 32-byte key sealing secret values at rest. `None`: secrets cannot be stored.
+    pub secret_key: Option<[u8; 32]>,
+}
+
+/// Everything the API handlers and the reconciler share. Cheap to clone.
+#[derive(Clone)]
+pub struct ControllerState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    ctx: Arc<Context>,
+    authorizer: Arc<dyn Authorizer>,
+    trigger: mpsc::UnboundedSender<PublicationKey>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<PublicationKey>>>,
+    secrets: Option<SecretBox>,
+}
+
+impl ControllerState {
+    /// Opens (creates if needed) the controller's tables in `db`.
+    pub fn new(
+        db: Arc<redb::Database>,
+        ports: Ports,
+        settings: ControllerSettings,
+    ) -> Result<Self, StoreError> {
+        let secrets = settings.secret_key.map(|k| SecretBox::new(&k));
+        let store = Store::open(db, RecordSealer::new(secrets.clone()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(Context {
+            store,
+            resolver: ports.resolver,
+            edge: ports.edge,
+            deployer: ports.deployer,
+            audit: ports.audit,
+            settings: settings.reconcile,
+            render: settings.render,
+            resources: Some(Arc::new(ResourceRenderer::new(secrets.clone()))),
+        });
+        Ok(ControllerState {
+            inner: Arc::new(StateInner {
+                ctx,
+                authorizer: ports.authorizer,
+                trigger: tx,
+                receiver: Mutex::new(Some(rx)),
+                secrets,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.ctx.store
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.inner.ctx
+    }
+
+    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
+        self.inner.authorizer.as_ref()
+    }
+
+    pub(crate) fn secrets(&self) -> Option<&SecretBox> {
+        self.inner.secrets.as_ref()
+    }
+
+    /// Asks the reconciler to look at a publication now.
+    pub fn trigger(&self, key: PublicationKey) {
+        // Without a running reconciler the key waits in the channel; the
+        // reconciler also scans every publication when it starts.
+        let _ = self.inner.trigger.send(key);
+    }
+
+    /// Runs the reconcile loop on tokio until `shutdown` resolves. Only the first
+    /// call starts a loop; later calls return a task that ends at once.
+    pub fn spawn_reconciler(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let rx = self.inner.receiver.lock().ok().and_then(|mut r| r.take());
+        let ctx = self.inner.ctx.clone();
+        match rx {
+            Some(rx) => tokio::spawn(reconcile::run(ctx, rx, shutdown)),
+            None => {
+                tracing::warn!("the reconciler is already running");
+                tokio::spawn(async {})
+            }
+        }
+    }
+}

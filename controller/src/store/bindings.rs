@@ -1,0 +1,144 @@
+//! Volumes bound to nodes: bound when an app using them is applied, released
+//! (claim removed) only when no app using them is published there, unbound
+//! once released.
+
+use redb::ReadableTable;
+
+use crate::model::Desired;
+use crate::resources::{Binding, BindingState, ResourceKind};
+
+use super::{decode, encode, Result, Store, StoreError, BINDINGS};
+
+impl Store {
+    /// Records that a volume is bound on a node (again, if it was released).
+    pub fn bind(
+        &self,
+        project: &str,
+        node: &str,
+        kind: ResourceKind,
+        name: &str,
+        now: u64,
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(BINDINGS)?;
+            let b = Binding {
+                project: project.into(),
+                node: node.into(),
+                kind,
+                name: name.into(),
+                state: BindingState::Bound,
+                bound_at: now,
+            };
+            t.insert((project, node, kind.as_str(), name), encode(&b).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn get_binding(
+        &self,
+        project: &str,
+        node: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Option<Binding>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(BINDINGS)?;
+        let v = t.get((project, node, kind.as_str(), name))?;
+        v.map(|g| decode("ctl_bindings", g.value())).transpose()
+    }
+
+    pub fn list_bindings(&self, project: &str) -> Result<Vec<Binding>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(BINDINGS)?;
+        let mut out = Vec::new();
+        for item in t.range((project, "", "", "")..)? {
+            let (k, v) = item?;
+            if k.value().0 != project {
+                break;
+            }
+            out.push(decode("ctl_bindings", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Checks that a volume may be released on a node: bound there and no app
+    /// using it published there. The caller removes the claim, then calls
+    /// `mark_released`.
+    pub fn check_release(&self, project: &str, node: &str, name: &str) -> Result<()> {
+        let kind = ResourceKind::Volumes;
+        if self.get_binding(project, node, kind, name)?.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "volume {project}/{name} is not bound on {node}"
+            )));
+        }
+        let users: Vec<String> = self
+            .published_specs_on_node(project, node)?
+            .into_iter()
+            .filter(|(_, (p, spec))| {
+                p.desired == Desired::Published && crate::resources::spec_uses(spec, kind, name)
+            })
+            .map(|(app, _)| app)
+            .collect();
+        if !users.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "rule: a volume cannot be released while an app using it is published on that \
+                 node; unpublish {} from {node} first",
+                users.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn mark_released(
+        &self,
+        project: &str,
+        node: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(BINDINGS)?;
+            let key = (project, node, kind.as_str(), name);
+            let b: Option<Binding> = t
+                .get(key)?
+                .map(|g| decode("ctl_bindings", g.value()))
+                .transpose()?;
+            if let Some(mut b) = b {
+                b.state = BindingState::Released;
+                t.insert(key, encode(&b).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Drops a released binding; refused while still bound.
+    pub fn unbind(&self, project: &str, node: &str, name: &str) -> Result<()> {
+        let kind = ResourceKind::Volumes;
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(BINDINGS)?;
+            let key = (project, node, kind.as_str(), name);
+            let b: Binding = match t.get(key)? {
+                Some(g) => decode("ctl_bindings", g.value())?,
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "volume {project}/{name} is not bound on {node}"
+                    )))
+                }
+            };
+            if b.state == BindingState::Bound {
+                return Err(StoreError::Conflict(format!(
+                    "rule: a volume is unbound only after it is released; release {project}/{name} \
+                     on {node} first"
+                )));
+            }
+            t.remove(key)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}

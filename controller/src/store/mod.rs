@@ -1,0 +1,232 @@
+//! Persistence of the controller's records in redb.
+//!
+//! Owns: the controller's tables inside the shared registry database, the
+//! transactions that change them, and the rules checked inside those
+//! transactions (uniqueness, references between records, "still in use"
+//! refusals). Every change that touches more than one record is one write
+//! transaction.
+//!
+//! Must not touch: tables it does not own (every table here starts with `ctl_`),
+//! HTTP, or any I/O besides the database.
+//!
+//! Table tree (values are JSON documents of the `model` types):
+//!
+//! ```text
+//! ctl_meta          &str                       -> u64        "schema" = 1
+//! ctl_clusters      name                       -> Cluster
+//! ctl_nodes         name                       -> Node
+//! ctl_apps          (project, app)             -> App
+//! ctl_app_versions  (project, app, version)    -> TemplateVersion   (immutable once written)
+//! ctl_publications  (project, app, node)       -> Publication
+//! ctl_resources     (project, kind, name)      -> Resource          (issue 6: load balancers,
+//!                                                                    EIPs, routes, config maps,
+//!                                                                    secrets, volumes)
+//! ctl_bindings      (project, node, kind, name)-> Binding           (a resource bound to a node)
+//! ```
+//!
+//! Publications carry a `revision` that every write bumps; the reconciler writes
+//! with compare-and-swap on it (`update_publication`), so a publish or unpublish
+//! request that lands while a reconcile is in flight is never overwritten.
+//!
+//! The methods block (redb commits fsync); async callers run them on the blocking
+//! pool.
+//!
+//! - `clusters`: clusters and nodes (their credentials sealed through `RecordSealer`);
+//! - `apps`: apps and their template versions;
+//! - `publications`: publish and unpublish requests, and the reconciler's
+//!   compare-and-swap writes;
+//! - `resources`: resources that travel with apps, and the references between them;
+//! - `bindings`: volumes bound to (and released from) nodes.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::model::ValidationError;
+use crate::sealed_records::{RecordSealer, SealError};
+
+mod apps;
+mod bindings;
+mod clusters;
+#[cfg(test)]
+mod fixtures;
+mod publications;
+mod resources;
+
+use self::clusters::seal_clear_records;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("ctl_meta");
+const CLUSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_clusters");
+const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_nodes");
+/// A name-keyed table of JSON records, with its name for error messages.
+type NamedTable = (
+    TableDefinition<'static, &'static str, &'static [u8]>,
+    &'static str,
+);
+const CLUSTERS_T: NamedTable = (CLUSTERS, "ctl_clusters");
+const NODES_T: NamedTable = (NODES, "ctl_nodes");
+const APPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ctl_apps");
+const VERSIONS: TableDefinition<(&str, &str, u32), &[u8]> =
+    TableDefinition::new("ctl_app_versions");
+const PUBLICATIONS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("ctl_publications");
+const RESOURCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("ctl_resources");
+const BINDINGS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
+    TableDefinition::new("ctl_bindings");
+
+const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts what is stored (exists already, still in use...).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Boxed: redb's error is large and this one travels through every call.
+    #[error("database error: {0}")]
+    Db(Box<redb::Error>),
+    #[error("corrupt record in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
+}
+
+fn sealing(table: &'static str) -> impl Fn(SealError) -> StoreError {
+    move |e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    }
+}
+
+/// The controller's records in a database shared with the registry.
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    /// Seals the credentials that cluster and node records carry.
+    sealer: RecordSealer,
+}
+
+impl Store {
+    /// Creates the controller's tables if needed. With a key in `sealer`, cluster
+    /// and node credentials are sealed at rest, and records an earlier release wrote
+    /// in the clear are sealed now, in the same transaction.
+    pub fn open(db: Arc<Database>, sealer: RecordSealer) -> Result<Store> {
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let current = meta.get("schema")?.map(|g| g.value());
+            match current {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION)?;
+                }
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::Conflict(format!(
+                        "the database holds controller schema {v}, newer than this berth \
+                         understands ({SCHEMA_VERSION}); upgrade berth"
+                    )));
+                }
+                Some(_) => {}
+            }
+            let sealed = seal_clear_records(&txn, &sealer)?;
+            if sealed > 0 {
+                tracing::info!(
+                    sealed,
+                    "sealed cluster and node credentials stored in the clear"
+                );
+            }
+            txn.open_table(APPS)?;
+            txn.open_table(VERSIONS)?;
+            txn.open_table(PUBLICATIONS)?;
+            txn.open_table(RESOURCES)?;
+            txn.open_table(BINDINGS)?;
+        }
+        txn.commit()?;
+        Ok(Store { db, sealer })
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Runs `f` on the blocking pool (redb commits fsync): how async callers
+    /// use the store.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// One record of a name-keyed table, read by `read`.
+    fn get_named<T>(
+        &self,
+        table: NamedTable,
+        name: &str,
+        read: impl Fn(&RecordSealer, &[u8]) -> std::result::Result<T, SealError>,
+    ) -> Result<Option<T>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.0)?;
+        let v = t.get(name)?;
+        v.map(|g| read(&self.sealer, g.value()).map_err(sealing(table.1)))
+            .transpose()
+    }
+
+    /// Every record of a name-keyed table, in name order.
+    fn list_named<T>(
+        &self,
+        table: NamedTable,
+        read: impl Fn(&RecordSealer, &[u8]) -> std::result::Result<T, SealError>,
+    ) -> Result<Vec<T>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.0)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            out.push(read(&self.sealer, v.value()).map_err(sealing(table.1))?);
+        }
+        Ok(out)
+    }
+}

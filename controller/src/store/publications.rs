@@ -1,0 +1,329 @@
+//! Publications: publish and unpublish requests (one transaction for all the
+//! nodes named), reads, and the reconciler's compare-and-swap writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::ReadableTable;
+
+use crate::model::{App, AppSpec, Publication, PublicationKey, TemplateVersion, ValidationError};
+
+use super::apps::not_found_app;
+use super::{decode, encode, Result, Store, StoreError, APPS, NODES, PUBLICATIONS, VERSIONS};
+
+impl Store {
+    /// Records a publish of `version` (latest when `None`) on `nodes`, in one
+    /// transaction: new publications start resolving, existing ones start over.
+    pub fn publish(
+        &self,
+        project: &str,
+        app: &str,
+        version: Option<u32>,
+        nodes: &[String],
+        now: u64,
+    ) -> Result<Vec<Publication>> {
+        if nodes.is_empty() {
+            return Err(ValidationError::one("nodes", "name at least one node").into());
+        }
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let apps = txn.open_table(APPS)?;
+            let app_rec: App = match apps.get((project, app))? {
+                Some(g) => decode("ctl_apps", g.value())?,
+                None => return Err(not_found_app(project, app)),
+            };
+            let version = version.unwrap_or(app_rec.latest_version);
+            let versions = txn.open_table(VERSIONS)?;
+            if versions.get((project, app, version))?.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "app {project}/{app} has no version {version} (latest is {})",
+                    app_rec.latest_version
+                )));
+            }
+            let node_table = txn.open_table(NODES)?;
+            let mut unknown = Vec::new();
+            for n in nodes {
+                if node_table.get(n.as_str())?.is_none() {
+                    unknown.push(n.as_str());
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(ValidationError::one(
+                    "nodes",
+                    format!("no node named {}", unknown.join(", ")),
+                )
+                .into());
+            }
+            let mut pubs = txn.open_table(PUBLICATIONS)?;
+            let unique: BTreeSet<&String> = nodes.iter().collect();
+            for n in unique {
+                let existing: Option<Publication> = pubs
+                    .get((project, app, n.as_str()))?
+                    .map(|g| decode("ctl_publications", g.value()))
+                    .transpose()?;
+                let p = match existing {
+                    Some(mut p) => {
+                        p.restart_publish(version, now);
+                        p.revision += 1;
+                        p
+                    }
+                    None => Publication::new(project, app, n, version, now),
+                };
+                pubs.insert((project, app, n.as_str()), encode(&p).as_slice())?;
+                out.push(p);
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Marks publications for removal, in one transaction.
+    pub fn unpublish(
+        &self,
+        project: &str,
+        app: &str,
+        nodes: &[String],
+        cascade: bool,
+        now: u64,
+    ) -> Result<Vec<Publication>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut pubs = txn.open_table(PUBLICATIONS)?;
+            let unique: BTreeSet<&String> = nodes.iter().collect();
+            let mut missing = Vec::new();
+            for n in unique {
+                let existing: Option<Publication> = pubs
+                    .get((project, app, n.as_str()))?
+                    .map(|g| decode("ctl_publications", g.value()))
+                    .transpose()?;
+                match existing {
+                    Some(mut p) => {
+                        p.request_removal(cascade, now);
+                        p.revision += 1;
+                        pubs.insert((project, app, n.as_str()), encode(&p).as_slice())?;
+                        out.push(p);
+                    }
+                    None => missing.push(n.as_str()),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(StoreError::NotFound(format!(
+                    "{project}/{app} is not published on {}",
+                    missing.join(", ")
+                )));
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    pub fn get_publication(&self, key: &PublicationKey) -> Result<Option<Publication>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PUBLICATIONS)?;
+        let v = t.get((key.project.as_str(), key.app.as_str(), key.node.as_str()))?;
+        v.map(|g| decode("ctl_publications", g.value())).transpose()
+    }
+
+    pub fn list_publications(&self) -> Result<Vec<Publication>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PUBLICATIONS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            out.push(decode("ctl_publications", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn list_app_publications(&self, project: &str, app: &str) -> Result<Vec<Publication>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PUBLICATIONS)?;
+        let mut out = Vec::new();
+        for item in t.range((project, app, "")..)? {
+            let (k, v) = item?;
+            let (p, a, _) = k.value();
+            if p != project || a != app {
+                break;
+            }
+            out.push(decode("ctl_publications", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `p` if nobody changed it since it was read (same `revision`); bumps
+    /// the revision on success. `false`: it changed or is gone; read it again.
+    pub fn update_publication(&self, p: &mut Publication) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(PUBLICATIONS)?;
+            let key = (p.project.as_str(), p.app.as_str(), p.node.as_str());
+            let current: Option<Publication> = t
+                .get(key)?
+                .map(|g| decode("ctl_publications", g.value()))
+                .transpose()?;
+            match current {
+                Some(c) if c.revision == p.revision => {}
+                _ => return Ok(false),
+            }
+            p.revision += 1;
+            t.insert(key, encode(&*p).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Deletes the publication if it is still at `revision`.
+    pub fn delete_publication(&self, key: &PublicationKey, revision: u64) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(PUBLICATIONS)?;
+            let k = (key.project.as_str(), key.app.as_str(), key.node.as_str());
+            let current: Option<Publication> = t
+                .get(k)?
+                .map(|g| decode("ctl_publications", g.value()))
+                .transpose()?;
+            match current {
+                Some(c) if c.revision == revision => {}
+                _ => return Ok(false),
+            }
+            t.remove(k)?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Images pinned on `node` by publications other than `except`.
+    pub fn pinned_by_others(
+        &self,
+        node: &str,
+        except: &PublicationKey,
+    ) -> Result<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        for p in self.list_publications()? {
+            if p.node == node && p.key() != *except {
+                out.extend(p.pinned.iter().cloned());
+                out.extend(p.images_by_digest());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every publication in `project` on `node` with the spec of its version, by app.
+    pub fn published_specs_on_node(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<BTreeMap<String, (Publication, AppSpec)>> {
+        let txn = self.db.begin_read()?;
+        let pubs = txn.open_table(PUBLICATIONS)?;
+        let versions = txn.open_table(VERSIONS)?;
+        let mut out = BTreeMap::new();
+        for item in pubs.range((project, "", "")..)? {
+            let (k, v) = item?;
+            let (p, app, n) = k.value();
+            if p != project {
+                break;
+            }
+            if n != node {
+                continue;
+            }
+            let publication: Publication = decode("ctl_publications", v.value())?;
+            if let Some(g) = versions.get((p, app, publication.version))? {
+                let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
+                out.insert(app.to_string(), (publication, tv.spec));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Cluster;
+    use crate::store::fixtures::*;
+
+    #[test]
+    fn versions_and_publications() {
+        let (_d, s) = temp_store();
+        s.create_cluster(&Cluster {
+            name: "edge".into(),
+            kubeconfig: KC.into(),
+            created_at: 1,
+        })
+        .expect("cluster");
+        s.create_node(&mut node("n1")).expect("n1");
+        s.create_node(&mut node("n2")).expect("n2");
+        let (app, v1) = s
+            .create_app("shop", "web", &spec("shop/web:1"), "alice", None, 10)
+            .expect("app");
+        assert_eq!(app.latest_version, 1);
+        assert!(v1.summary.starts_with("first version"));
+        let (v2, created) = s
+            .add_version("shop", "web", &spec("shop/web:2"), "bob", None, 11)
+            .expect("v2");
+        assert!(created);
+        assert_eq!(v2.version, 2);
+        assert!(v2.summary.contains("shop/web:1 -> shop/web:2"));
+        let (same, created) = s
+            .add_version("shop", "web", &spec("shop/web:2"), "bob", None, 12)
+            .expect("same");
+        assert!(!created);
+        assert_eq!(same.version, 2);
+        assert_eq!(s.list_versions("shop", "web").expect("versions").len(), 2);
+        // An app in another project with a name that sorts next to it.
+        s.create_app("shop", "web2", &spec("shop/web:1"), "a", None, 1)
+            .expect("web2");
+        s.create_app("shopx", "web", &spec("shop/web:1"), "a", None, 1)
+            .expect("shopx");
+        assert_eq!(s.list_apps("shop").expect("apps").len(), 2);
+
+        let pubs = s
+            .publish("shop", "web", None, &["n1".into(), "n2".into()], 20)
+            .expect("publish");
+        assert_eq!(pubs.len(), 2);
+        assert!(pubs.iter().all(|p| p.version == 2));
+        let err = s
+            .publish("shop", "web", Some(9), &["n1".into()], 20)
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains("no version 9 (latest is 2)"), "{err}");
+        let err = s
+            .publish("shop", "web", None, &["n9".into()], 20)
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains("no node named n9"), "{err}");
+        assert_eq!(s.list_app_publications("shop", "web").expect("l").len(), 2);
+        assert!(s
+            .list_app_publications("shop", "web2")
+            .expect("l")
+            .is_empty());
+
+        let err = s
+            .delete_app("shop", "web")
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains("still published on n1, n2"), "{err}");
+        let err = s
+            .delete_node("n1")
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains("shop/web"), "{err}");
+
+        // Compare-and-swap.
+        let key = pubs[0].key();
+        let mut a = s.get_publication(&key).expect("get").expect("some");
+        let mut b = a.clone();
+        assert!(s.update_publication(&mut a).expect("cas"));
+        assert!(!s.update_publication(&mut b).expect("stale"));
+        assert!(!s
+            .delete_publication(&key, b.revision)
+            .expect("stale delete"));
+        assert!(s.delete_publication(&key, a.revision).expect("delete"));
+        let err = s
+            .unpublish("shop", "web", &["n1".into()], false, 30)
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains("not published on n1"), "{err}");
+    }
+}

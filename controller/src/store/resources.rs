@@ -1,0 +1,476 @@
+//! Resources that travel with apps: created and changed only when what they
+//! refer to exists and fits, deleted only when nothing uses them (each refusal
+//! names its rule); a change marks the publications using it to apply again.
+
+use std::collections::BTreeSet;
+
+use redb::ReadableTable;
+
+use crate::model::{
+    Desired, Publication, PublicationKey, PublicationState, TemplateVersion, ValidationError,
+};
+use crate::resources::{
+    Binding, BindingState, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec, ServiceType,
+};
+
+use super::{
+    decode, encode, Result, Store, StoreError, APPS, BINDINGS, PUBLICATIONS, RESOURCES, VERSIONS,
+};
+
+impl Store {
+    /// Creates a resource after checking, in the same transaction, what it refers
+    /// to: a load balancer's app, an EIP's load balancer, a route's load
+    /// balancer (which must be ClusterIP and have the port).
+    pub fn create_resource(&self, r: &Resource) -> Result<()> {
+        crate::resources::validate(r.kind, &r.name, &r.spec)?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(RESOURCES)?;
+            let key = (r.project.as_str(), r.kind.as_str(), r.name.as_str());
+            if t.get(key)?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "{} {}/{} already exists; PUT to change it",
+                    r.kind.singular(),
+                    r.project,
+                    r.name
+                )));
+            }
+            check_references(&txn, &t, r)?;
+            t.insert(key, encode(r).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Replaces a resource's spec (same rules as create, plus: a volume's
+    /// capacity is immutable; a load balancer with routes stays ClusterIP).
+    /// Returns the publications that must apply again (their app uses it).
+    pub fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationKey>> {
+        crate::resources::validate(r.kind, &r.name, &r.spec)?;
+        let txn = self.db.begin_write()?;
+        let keys;
+        {
+            let mut t = txn.open_table(RESOURCES)?;
+            let key = (r.project.as_str(), r.kind.as_str(), r.name.as_str());
+            let current: Resource = match t.get(key)? {
+                Some(g) => decode("ctl_resources", g.value())?,
+                None => return Err(not_found_resource(r.kind, &r.project, &r.name)),
+            };
+            match (&current.spec, &r.spec) {
+                (ResourceSpec::Volume(a), ResourceSpec::Volume(b)) if a.capacity != b.capacity => {
+                    return Err(StoreError::Conflict(format!(
+                        "rule: a volume's capacity cannot change; {}/{} stays {} (create a new \
+                         volume for {})",
+                        r.project, r.name, a.capacity, b.capacity
+                    )));
+                }
+                (ResourceSpec::Volume(a), ResourceSpec::Volume(b))
+                    if a.storage_class != b.storage_class =>
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "rule: a volume's storage class cannot change; {}/{} stays {}",
+                        r.project, r.name, a.storage_class
+                    )));
+                }
+                (ResourceSpec::LoadBalancer(a), ResourceSpec::LoadBalancer(b)) => {
+                    if b.service_type == ServiceType::LoadBalancer {
+                        let routes = referrers(&t, &r.project, ResourceKind::Routes, &r.name)?;
+                        if !routes.is_empty() {
+                            return Err(StoreError::Conflict(format!(
+                                "rule: a route needs a ClusterIP load balancer; {} is used by \
+                                 route {}, so it cannot become LoadBalancer",
+                                r.name,
+                                routes.join(", ")
+                            )));
+                        }
+                    }
+                    if a.app != b.app {
+                        return Err(StoreError::Conflict(format!(
+                            "rule: a load balancer stays with its app; {} belongs to {} (create \
+                             another for {})",
+                            r.name, a.app, b.app
+                        )));
+                    }
+                }
+                _ => {}
+            }
+            check_references(&txn, &t, r)?;
+            let mut updated = r.clone();
+            updated.created_at = current.created_at;
+            t.insert(key, encode(&updated).as_slice())?;
+            keys = reapply_users(&txn, &t, r)?;
+        }
+        txn.commit()?;
+        Ok(keys)
+    }
+
+    pub fn get_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Option<Resource>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RESOURCES)?;
+        let v = t.get((project, kind.as_str(), name))?;
+        v.map(|g| decode("ctl_resources", g.value())).transpose()
+    }
+
+    pub fn list_resources(&self, project: &str, kind: ResourceKind) -> Result<Vec<Resource>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RESOURCES)?;
+        list_kind(&t, project, kind)
+    }
+
+    /// Deletes a resource. Refused (naming the rule) while a published app uses
+    /// it, while a volume is bound to a node and not released, and while a load
+    /// balancer has EIPs or routes or its app is published.
+    pub fn delete_resource(&self, project: &str, kind: ResourceKind, name: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut bindings = txn.open_table(BINDINGS)?;
+            let (bound, released) = binding_nodes(&bindings, project, kind, name)?;
+            if !bound.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "rule: a {} can only be deleted after it is released; {project}/{name} is \
+                     still bound on {} (POST .../volumes/{name}/release)",
+                    kind.singular(),
+                    bound.join(", ")
+                )));
+            }
+            let users = users_in_txn(&txn, project, kind, name)?;
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "rule: a resource in use cannot be deleted; {} {project}/{name} is used by \
+                     published {}",
+                    kind.singular(),
+                    users.join(", ")
+                )));
+            }
+            let mut t = txn.open_table(RESOURCES)?;
+            let current: Resource = match t.get((project, kind.as_str(), name))? {
+                Some(g) => decode("ctl_resources", g.value())?,
+                None => return Err(not_found_resource(kind, project, name)),
+            };
+            refuse_while_published_with_app(&txn, &t, &current, project, kind, name)?;
+            t.remove((project, kind.as_str(), name))?;
+            for node in released {
+                bindings.remove((project, node.as_str(), kind.as_str(), name))?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Publications (as `app@node`) whose version uses the resource.
+    pub fn resource_users(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Vec<String>> {
+        let txn = self.db.begin_write()?;
+        let users = users_in_txn(&txn, project, kind, name)?;
+        txn.abort()?;
+        Ok(users)
+    }
+}
+
+/// Nodes resource `name` is bound on, and nodes it was released from.
+fn binding_nodes(
+    bindings: &impl ReadableTable<
+        (&'static str, &'static str, &'static str, &'static str),
+        &'static [u8],
+    >,
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut bound = Vec::new();
+    let mut released = Vec::new();
+    for item in bindings.iter()? {
+        let (k, v) = item?;
+        let (p, node, kd, n) = k.value();
+        if p == project && kd == kind.as_str() && n == name {
+            let b: Binding = decode("ctl_bindings", v.value())?;
+            match b.state {
+                BindingState::Bound => bound.push(node.to_string()),
+                BindingState::Released => released.push(node.to_string()),
+            }
+        }
+    }
+    Ok((bound, released))
+}
+
+/// A load balancer, and the EIPs and routes on one, go only when nothing
+/// refers to them and their app is not published.
+fn refuse_while_published_with_app(
+    txn: &redb::WriteTransaction,
+    t: &ResourceTable<'_>,
+    current: &Resource,
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<()> {
+    if let ResourceSpec::LoadBalancer(lb) = &current.spec {
+        let mut refs = referrers(t, project, ResourceKind::Eips, name)?;
+        refs.extend(referrers(t, project, ResourceKind::Routes, name)?);
+        if !refs.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "rule: a load balancer in use cannot be deleted; {name} is used by {}",
+                refs.join(", ")
+            )));
+        }
+        let nodes = published_nodes(txn, project, &lb.app)?;
+        if !nodes.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "rule: the load balancer of a published app cannot be deleted; unpublish \
+                 {} from {} first",
+                lb.app,
+                nodes.join(", ")
+            )));
+        }
+    }
+    // Objects are not pruned on apply, so what travels with a published
+    // app stays until the app is unpublished.
+    let lb_name = match &current.spec {
+        ResourceSpec::Eip(e) => Some(e.load_balancer.as_str()),
+        ResourceSpec::Route(r) => Some(r.load_balancer.as_str()),
+        _ => None,
+    };
+    if let Some(lb) = lb_name
+        .map(|n| load_balancer(t, project, n))
+        .transpose()?
+        .flatten()
+    {
+        let nodes = published_nodes(txn, project, &lb.app)?;
+        if !nodes.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "rule: the {} of a published app cannot be deleted; unpublish {} from {} \
+                 first",
+                kind.singular(),
+                lb.app,
+                nodes.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+type ResourceTable<'t> = redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>;
+
+pub(super) fn list_kind(
+    t: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
+    project: &str,
+    kind: ResourceKind,
+) -> Result<Vec<Resource>> {
+    let mut out = Vec::new();
+    for item in t.range((project, kind.as_str(), "")..)? {
+        let (k, v) = item?;
+        let (p, kd, _) = k.value();
+        if p != project || kd != kind.as_str() {
+            break;
+        }
+        out.push(decode("ctl_resources", v.value())?);
+    }
+    Ok(out)
+}
+
+/// EIPs or routes (`kind`) that point at load balancer `lb`.
+fn referrers(
+    t: &ResourceTable<'_>,
+    project: &str,
+    kind: ResourceKind,
+    lb: &str,
+) -> Result<Vec<String>> {
+    Ok(list_kind(t, project, kind)?
+        .into_iter()
+        .filter(|r| match &r.spec {
+            ResourceSpec::Eip(e) => e.load_balancer == lb,
+            ResourceSpec::Route(rt) => rt.load_balancer == lb,
+            _ => false,
+        })
+        .map(|r| format!("{} {}", kind.singular(), r.name))
+        .collect())
+}
+
+fn load_balancer(
+    t: &ResourceTable<'_>,
+    project: &str,
+    name: &str,
+) -> Result<Option<LoadBalancerSpec>> {
+    let v = t.get((project, ResourceKind::LoadBalancers.as_str(), name))?;
+    let r: Option<Resource> = v.map(|g| decode("ctl_resources", g.value())).transpose()?;
+    Ok(r.and_then(|r| match r.spec {
+        ResourceSpec::LoadBalancer(lb) => Some(lb),
+        _ => None,
+    }))
+}
+
+/// What a resource refers to must exist (and a route's load balancer must fit).
+fn check_references(
+    txn: &redb::WriteTransaction,
+    t: &ResourceTable<'_>,
+    r: &Resource,
+) -> Result<()> {
+    match &r.spec {
+        ResourceSpec::LoadBalancer(lb) => {
+            let apps = txn.open_table(APPS)?;
+            let exists = apps.get((r.project.as_str(), lb.app.as_str()))?.is_some();
+            if !exists {
+                return Err(ValidationError::one(
+                    "app",
+                    format!("no app {}/{}; create it first", r.project, lb.app),
+                )
+                .into());
+            }
+        }
+        ResourceSpec::Eip(e) => {
+            let exists = load_balancer(t, &r.project, &e.load_balancer)?.is_some();
+            if !exists {
+                return Err(ValidationError::one(
+                    "load_balancer",
+                    format!("no load balancer {}/{}", r.project, e.load_balancer),
+                )
+                .into());
+            }
+        }
+        ResourceSpec::Route(rt) => {
+            let Some(lb) = load_balancer(t, &r.project, &rt.load_balancer)? else {
+                return Err(ValidationError::one(
+                    "load_balancer",
+                    format!("no load balancer {}/{}", r.project, rt.load_balancer),
+                )
+                .into());
+            };
+            if lb.service_type != ServiceType::ClusterIP {
+                return Err(StoreError::Conflict(format!(
+                    "rule: a route needs a ClusterIP load balancer; {} is LoadBalancer",
+                    rt.load_balancer
+                )));
+            }
+            if !lb.ports.iter().any(|p| p.port == rt.port) {
+                return Err(ValidationError::one(
+                    "port",
+                    format!(
+                        "load balancer {} has no port {} (it has {})",
+                        rt.load_balancer,
+                        rt.port,
+                        lb.ports
+                            .iter()
+                            .map(|p| p.port.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Nodes an app is published on (wanted there).
+fn published_nodes(txn: &redb::WriteTransaction, project: &str, app: &str) -> Result<Vec<String>> {
+    let pubs = txn.open_table(PUBLICATIONS)?;
+    let mut nodes = Vec::new();
+    for item in pubs.range((project, app, "")..)? {
+        let (k, v) = item?;
+        let (p, a, n) = k.value();
+        if p != project || a != app {
+            break;
+        }
+        let publication: Publication = decode("ctl_publications", v.value())?;
+        if publication.desired == Desired::Published {
+            nodes.push(n.to_string());
+        }
+    }
+    Ok(nodes)
+}
+
+/// After a resource changed: publications whose objects include it apply
+/// again. Marks them (applied = false) and returns their keys to trigger.
+fn reapply_users(
+    txn: &redb::WriteTransaction,
+    t: &ResourceTable<'_>,
+    r: &Resource,
+) -> Result<Vec<PublicationKey>> {
+    let apps: BTreeSet<String> = match &r.spec {
+        ResourceSpec::LoadBalancer(lb) => [lb.app.clone()].into(),
+        ResourceSpec::Eip(e) => load_balancer(t, &r.project, &e.load_balancer)?
+            .map(|lb| [lb.app].into())
+            .unwrap_or_default(),
+        ResourceSpec::Route(rt) => load_balancer(t, &r.project, &rt.load_balancer)?
+            .map(|lb| [lb.app].into())
+            .unwrap_or_default(),
+        _ => users_in_txn(txn, &r.project, r.kind, &r.name)?
+            .into_iter()
+            .filter_map(|u| u.split_once('@').map(|(a, _)| a.to_string()))
+            .collect(),
+    };
+    let mut pubs = txn.open_table(PUBLICATIONS)?;
+    let mut changed = Vec::new();
+    for item in pubs.range((r.project.as_str(), "", "")..)? {
+        let (k, v) = item?;
+        let (p, app, _) = k.value();
+        if p != r.project {
+            break;
+        }
+        if !apps.contains(app) {
+            continue;
+        }
+        let publication: Publication = decode("ctl_publications", v.value())?;
+        if publication.desired == Desired::Published && publication.applied {
+            changed.push(publication);
+        }
+    }
+    let now = crate::clock::now_secs();
+    let mut keys = Vec::new();
+    for mut p in changed {
+        p.applied = false;
+        p.revision += 1;
+        p.record(
+            PublicationState::Deploying,
+            format!("{} {} changed; applying again", r.kind.singular(), r.name),
+            now,
+        );
+        pubs.insert(
+            (p.project.as_str(), p.app.as_str(), p.node.as_str()),
+            encode(&p).as_slice(),
+        )?;
+        keys.push(p.key());
+    }
+    Ok(keys)
+}
+
+/// Published apps (`app@node`) whose current version refers to the resource.
+fn users_in_txn(
+    txn: &redb::WriteTransaction,
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<Vec<String>> {
+    let pubs = txn.open_table(PUBLICATIONS)?;
+    let versions = txn.open_table(VERSIONS)?;
+    let mut users = Vec::new();
+    for item in pubs.range((project, "", "")..)? {
+        let (k, v) = item?;
+        let (p, app, node) = k.value();
+        if p != project {
+            break;
+        }
+        let publication: Publication = decode("ctl_publications", v.value())?;
+        if let Some(g) = versions.get((p, app, publication.version))? {
+            let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
+            if crate::resources::spec_uses(&tv.spec, kind, name) {
+                users.push(format!("{app}@{node}"));
+            }
+        }
+    }
+    Ok(users)
+}
+
+fn not_found_resource(kind: ResourceKind, project: &str, name: &str) -> StoreError {
+    StoreError::NotFound(format!("no {} {project}/{name}", kind.singular()))
+}
