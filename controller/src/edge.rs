@@ -8,9 +8,13 @@
 //!                                         404 when the edge does not know the job
 //! GET  {edge_url}/api/v1/prefetch      -> 200 [{"id","state","pin","created","images":[...]}, ...]
 //! POST {edge_url}/api/v1/unpin         {"images":[...]} -> 200
+//! GET  {edge_url}/api/v1/logs/{namespace}                   -> 200 [{"pod","containers","modified"}, ...]
+//! GET  {edge_url}/api/v1/logs/{namespace}/{pod}/{container}?tail=&since=&follow=&previous=&timestamps=
+//!                                                          -> 200 text, streamed while following
 //! ```
 //!
-//! with basic auth when the node has edge credentials. Errors say which node and
+//! with basic auth when the node has edge credentials; the logs routes with the
+//! node's controller token as a bearer token instead. Errors say which node and
 //! URL, and whether the edge was unreachable or refused.
 
 use std::collections::BTreeSet;
@@ -22,7 +26,9 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Node;
-use crate::ports::{EdgeClient, EdgeError, ImageProgress, JobState, JobStatus};
+use crate::ports::{
+    EdgeClient, EdgeError, ImageProgress, JobState, JobStatus, LogPod, LogRequest, LogStream,
+};
 
 /// Talks to edge caches over HTTP(S) with rustls. The HTTP client (and its
 /// TLS roots) is built on first use: a registry that never publishes to an
@@ -31,6 +37,8 @@ use crate::ports::{EdgeClient, EdgeError, ImageProgress, JobState, JobStatus};
 pub struct HttpEdgeClient {
     timeout: Duration,
     http: Arc<OnceLock<reqwest::Client>>,
+    /// For log streams: a connect timeout only, since a follow may run for hours.
+    streaming: Arc<OnceLock<reqwest::Client>>,
 }
 
 #[derive(Serialize)]
@@ -97,6 +105,7 @@ impl HttpEdgeClient {
         Ok(HttpEdgeClient {
             timeout,
             http: Arc::default(),
+            streaming: Arc::default(),
         })
     }
 
@@ -129,6 +138,47 @@ impl HttpEdgeClient {
             .pop_if_empty()
             .extend(segments);
         Ok(url)
+    }
+
+    fn streaming(&self, node: &Node) -> Result<&reqwest::Client, EdgeError> {
+        if let Some(c) = self.streaming.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EdgeError::Protocol {
+                node: node.name.clone(),
+                message: format!("cannot build the HTTP client for edges (TLS set-up failed): {e}"),
+            })?;
+        Ok(self.streaming.get_or_init(|| client))
+    }
+
+    /// A request to the node's logs routes, with its controller token.
+    fn logs_request(
+        &self,
+        node: &Node,
+        url: Url,
+        streaming: bool,
+    ) -> Result<reqwest::RequestBuilder, EdgeError> {
+        let token = node
+            .edge_controller_token
+            .as_ref()
+            .ok_or_else(|| EdgeError::Rejected {
+                node: node.name.clone(),
+                status: 409,
+                message: format!(
+                    "the controller has no token for node {}'s container logs: set edge_controller_token on the node (the value of edge.controller_token on its edge)",
+                    node.name
+                ),
+            })?;
+        let client = if streaming {
+            self.streaming(node)?
+        } else {
+            self.http(node)?
+        };
+        Ok(client.get(url).bearer_auth(&token.0))
     }
 
     fn request(
@@ -295,6 +345,56 @@ impl EdgeClient for HttpEdgeClient {
         }
         Ok(())
     }
+
+    async fn log_pods(&self, node: &Node, namespace: &str) -> Result<Vec<LogPod>, EdgeError> {
+        let url = Self::url(node, &["api", "v1", "logs", namespace])?;
+        let resp = self
+            .send(node, self.logs_request(node, url, false)?)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        resp.json().await.map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("pod list: {e}"),
+        })
+    }
+
+    async fn logs(&self, node: &Node, r: &LogRequest) -> Result<LogStream, EdgeError> {
+        use futures::StreamExt;
+        let mut url = Self::url(
+            node,
+            &["api", "v1", "logs", &r.namespace, &r.pod, &r.container],
+        )?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(t) = r.tail {
+                q.append_pair("tail", &t.to_string());
+            }
+            if let Some(s) = &r.since {
+                q.append_pair("since", s);
+            }
+            for (k, on) in [
+                ("follow", r.follow),
+                ("previous", r.previous),
+                ("timestamps", r.timestamps),
+            ] {
+                if on {
+                    q.append_pair(k, "true");
+                }
+            }
+        }
+        let resp = self
+            .send(node, self.logs_request(node, url, r.follow)?)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        Ok(resp
+            .bytes_stream()
+            .map(|c| c.map_err(std::io::Error::other))
+            .boxed())
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +409,7 @@ mod tests {
             labels: Default::default(),
             edge_url: url.into(),
             edge_credentials: None,
+            edge_controller_token: None,
             created_at: 0,
         }
     }

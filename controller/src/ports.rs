@@ -125,7 +125,49 @@ pub trait EdgeClient: Send + Sync + 'static {
         Ok(Vec::new())
     }
     async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError>;
+    /// The pods of `namespace` that have container logs on the node, newest first.
+    async fn log_pods(&self, node: &Node, namespace: &str) -> Result<Vec<LogPod>, EdgeError> {
+        let _ = namespace;
+        Err(EdgeError::Protocol {
+            node: node.name.clone(),
+            message: "this edge client does not read container logs".into(),
+        })
+    }
+    /// One container's log from the node's edge, as a stream of text.
+    async fn logs(&self, node: &Node, request: &LogRequest) -> Result<LogStream, EdgeError> {
+        let _ = request;
+        Err(EdgeError::Protocol {
+            node: node.name.clone(),
+            message: "this edge client does not read container logs".into(),
+        })
+    }
 }
+
+/// A pod with container logs on a node, as the edge lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPod {
+    pub pod: String,
+    #[serde(default)]
+    pub containers: Vec<String>,
+    #[serde(default)]
+    pub modified: u64,
+}
+
+/// Which container log to read, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub tail: Option<usize>,
+    pub since: Option<String>,
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+}
+
+/// Log text as it arrives; an error ends it.
+pub type LogStream = futures::stream::BoxStream<'static, Result<axum::body::Bytes, std::io::Error>>;
 
 /// What a request wants to do, for the authorizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,8 @@ const KUBECONFIG: &str = "kubeconfig";
 const KUBECONFIG_SEALED: &str = "kubeconfig_sealed";
 const EDGE_CREDENTIALS: &str = "edge_credentials";
 const EDGE_CREDENTIALS_SEALED: &str = "edge_credentials_sealed";
+const EDGE_TOKEN: &str = "edge_controller_token";
+const EDGE_TOKEN_SEALED: &str = "edge_controller_token_sealed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -62,6 +64,10 @@ fn kubeconfig_place(cluster: &str) -> String {
 
 fn edge_password_place(node: &str) -> String {
     format!("node/{node}/edge_password")
+}
+
+fn edge_token_place(node: &str) -> String {
+    format!("node/{node}/edge_controller_token")
 }
 
 fn to_object<T: Serialize>(v: &T) -> Result<Map<String, Value>, SealError> {
@@ -143,6 +149,12 @@ impl RecordSealer {
                 m.insert(EDGE_CREDENTIALS_SEALED.into(), sealed);
             }
         }
+        if let Some(token) = &n.edge_controller_token {
+            if let Some(sealed) = self.seal(&edge_token_place(&n.name), &token.0)? {
+                m.remove(EDGE_TOKEN);
+                m.insert(EDGE_TOKEN_SEALED.into(), sealed);
+            }
+        }
         serde_json::to_vec(&m).map_err(|e| SealError::Format(e.to_string()))
     }
 
@@ -166,6 +178,11 @@ impl RecordSealer {
                 serde_json::to_value(cred).map_err(|e| SealError::Format(e.to_string()))?,
             );
         }
+        if let Some(sealed) = m.remove(EDGE_TOKEN_SEALED) {
+            let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+            let token = self.open(&edge_token_place(name), sealed)?;
+            m.insert(EDGE_TOKEN.into(), Value::String(token));
+        }
         from_object(m)
     }
 
@@ -179,6 +196,7 @@ impl RecordSealer {
             Ok(m) => {
                 m.get(KUBECONFIG).is_some_and(Value::is_string)
                     || m.get(EDGE_CREDENTIALS).is_some_and(Value::is_object)
+                    || m.get(EDGE_TOKEN).is_some_and(Value::is_string)
             }
             Err(_) => false,
         }
@@ -210,6 +228,7 @@ mod tests {
                 user: "ctl".into(),
                 password: "edge-pass-42".into(),
             }),
+            edge_controller_token: Some(crate::model::EdgeToken("ctl-token-77".into())),
             created_at: 1,
         }
     }
@@ -243,6 +262,7 @@ mod tests {
         let bytes = s.encode_node(&node()).expect("encode");
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains("edge-pass-42"), "{text}");
+        assert!(!text.contains("ctl-token-77"), "{text}");
         assert!(text.contains("\"ctl\""), "the user name stays readable");
         assert_eq!(s.decode_node(&bytes).expect("decode"), node());
         // Readers that only need the node's name and cluster can decode it raw.
@@ -262,6 +282,12 @@ mod tests {
         assert_eq!(s.decode_node(&plain_node).expect("read"), node());
         let mut no_creds = node();
         no_creds.edge_credentials = None;
+        let bytes = serde_json::to_vec(&no_creds).expect("json");
+        assert!(
+            s.needs_sealing(&bytes),
+            "the controller token alone is a credential"
+        );
+        no_creds.edge_controller_token = None;
         let bytes = serde_json::to_vec(&no_creds).expect("json");
         assert!(!s.needs_sealing(&bytes));
         assert!(!RecordSealer::default().needs_sealing(&plain_cluster));

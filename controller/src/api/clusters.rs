@@ -129,6 +129,9 @@ struct NodeInput {
     edge_url: String,
     #[serde(default)]
     edge_credentials: Option<EdgeCredentials>,
+    /// The token set as `edge.controller_token` on the node's edge, for container logs.
+    #[serde(default)]
+    edge_controller_token: Option<String>,
 }
 
 /// A node as the API shows it: the edge user, never the password.
@@ -140,6 +143,9 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     pub edge_url: String,
     pub edge_user: Option<String>,
+    /// Whether the controller holds the edge's token for container logs.
+    #[serde(default)]
+    pub edge_logs: bool,
     pub created_at: u64,
 }
 
@@ -151,6 +157,7 @@ fn node_view(n: &Node) -> NodeView {
         labels: n.labels.clone(),
         edge_url: n.edge_url.clone(),
         edge_user: n.edge_credentials.as_ref().map(|c| c.user.clone()),
+        edge_logs: n.edge_controller_token.is_some(),
         created_at: n.created_at,
     }
 }
@@ -169,6 +176,10 @@ async fn create_node(
         labels: input.labels,
         edge_url: input.edge_url,
         edge_credentials: input.edge_credentials,
+        edge_controller_token: input
+            .edge_controller_token
+            .filter(|t| !t.is_empty())
+            .map(crate::model::EdgeToken),
         created_at: now_secs(),
     };
     let r = state

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_secs;
 use crate::model::Publication;
-use crate::ports::CtlAction;
+use crate::ports::{CtlAction, EdgeError, LogRequest};
 use crate::state::ControllerState;
 
 use super::apps::load_app;
@@ -199,39 +199,155 @@ async fn list_publications(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LogsQuery {
     node: Option<String>,
-    tail: Option<i64>,
+    /// A pod of the app on the node; default: the newest.
+    pod: Option<String>,
+    /// Default: the app's only container.
+    container: Option<String>,
+    tail: Option<usize>,
+    /// A duration (`10m`) or an RFC 3339 time.
+    since: Option<String>,
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    previous: bool,
+    #[serde(default)]
+    timestamps: bool,
 }
 
-/// Recent log lines of an app's pods on a node, where the deployer can see them.
+fn edge_error(e: EdgeError) -> ApiError {
+    match &e {
+        EdgeError::Rejected { status: 404, .. } => ApiError::NotFound(e.to_string()),
+        EdgeError::Rejected { status: 400, .. } => ApiError::BadRequest(e.to_string()),
+        EdgeError::Rejected { status: 409, .. } => ApiError::Conflict(e.to_string()),
+        _ => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// An app's container log on a node. With the node's edge token, read from the
+/// kubelet's files through the node's edge (either deployer; `follow` streams);
+/// without it, from the deployer (the Kubernetes deployer's pods/log).
+/// Developers and above: logs may carry what the app handles.
 async fn app_logs(
     State(state): State<ControllerState>,
     headers: HeaderMap,
     Path((project, app)): Path<(String, String)>,
-    Query(q): Query<LogsQuery>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     check_project(&project)?;
-    state.authorize(&headers, Some(&project), CtlAction::Read)?;
+    let Query(q) = query.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{e}; the parameters are node, pod, container, tail, since, follow, previous and timestamps"
+        ))
+    })?;
+    state.authorize(&headers, Some(&project), CtlAction::Write)?;
     let node_name = q
         .node
+        .clone()
         .ok_or_else(|| ApiError::BadRequest("name the node: add ?node=<node> to the URL".into()))?;
     let a = load_app(&state, &project, &app).await?;
     let node = load_node(&state, &node_name).await?;
+    let workload = crate::render::workload_ref(&project, &app, a.kind, &node_name);
+    if node.edge_controller_token.is_none() {
+        return deployer_logs(&state, node, &workload, &q).await;
+    }
+    let edge = state.context().edge.clone();
+    let prefix = format!("{}-", workload.name);
+    let pod = match &q.pod {
+        Some(p) if p.starts_with(&prefix) => p.clone(),
+        Some(p) => {
+            return Err(ApiError::BadRequest(format!(
+                "pod {p} is not one of app {project}/{app}'s on node {node_name} (their names start with {prefix})"
+            )))
+        }
+        None => edge
+            .log_pods(&node, &project)
+            .await
+            .map_err(edge_error)?
+            .into_iter()
+            .find(|p| p.pod.starts_with(&prefix))
+            .map(|p| p.pod)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "no pod of app {project}/{app} has written logs on node {node_name} yet"
+                ))
+            })?,
+    };
+    let container = match q.container.clone() {
+        Some(c) => c,
+        None => only_container(&state, &project, &app, a.latest_version).await?,
+    };
+    let request = LogRequest {
+        namespace: project,
+        pod,
+        container,
+        tail: q.tail,
+        since: q.since,
+        follow: q.follow,
+        previous: q.previous,
+        timestamps: q.timestamps,
+    };
+    let stream = edge.logs(&node, &request).await.map_err(edge_error)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The name of the app's one container, or a request to name one.
+async fn only_container(
+    state: &ControllerState,
+    project: &str,
+    app: &str,
+    version: u32,
+) -> ApiResult<String> {
+    let (p, a) = (project.to_string(), app.to_string());
+    let v = state
+        .db(move |s| s.get_version(&p, &a, version))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("app {project}/{app} has no version {version}"))
+        })?;
+    let names: Vec<&str> = v.spec.containers.iter().map(|c| c.name.as_str()).collect();
+    match names.as_slice() {
+        [one] => Ok(one.to_string()),
+        many => Err(ApiError::BadRequest(format!(
+            "app {project}/{app} has containers {}: add &container=<name>",
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Recent log lines through the deployer (the Kubernetes deployer's pods/log).
+async fn deployer_logs(
+    state: &ControllerState,
+    node: crate::model::Node,
+    workload: &crate::render::WorkloadRef,
+    q: &LogsQuery,
+) -> ApiResult<Response> {
     let c = node.cluster.clone();
     let cluster = state
         .db(move |s| s.get_cluster(&c))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {:?}", node.cluster)))?;
-    let workload = crate::render::workload_ref(&project, &app, a.kind, &node_name);
+    let node_name = node.name.clone();
     let target = crate::deploy::DeployTarget { node, cluster };
+    let tail = q.tail.map(|t| t as i64).or(Some(200));
     let text = state
         .context()
         .deployer
-        .logs(&target, &workload, q.tail.or(Some(200)))
+        .logs(&target, workload, tail)
         .await
         .map_err(|e| match e {
-            crate::deploy::DeployError::Unsupported(_) => ApiError::Unsupported(e.to_string()),
+            crate::deploy::DeployError::Unsupported(_) => ApiError::Unsupported(format!(
+                "{e}; to read logs through node {node_name}'s edge, set edge_controller_token on the node (the value of edge.controller_token on its edge)"
+            )),
             other => ApiError::Internal(other.to_string()),
         })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())

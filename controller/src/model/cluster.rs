@@ -65,8 +65,23 @@ pub struct Node {
     pub edge_url: String,
     #[serde(default)]
     pub edge_credentials: Option<EdgeCredentials>,
+    /// The bearer token the node's edge expects for container logs
+    /// (`edge.controller_token` there); sealed at rest, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_controller_token: Option<EdgeToken>,
     #[serde(default)]
     pub created_at: u64,
+}
+
+/// A bearer token for a node's edge; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EdgeToken(pub String);
+
+impl std::fmt::Debug for EdgeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EdgeToken(<redacted>)")
+    }
 }
 
 impl Node {

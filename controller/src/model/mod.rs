@@ -34,7 +34,7 @@ mod spec_checks;
 
 pub use app::{summarize_change, App, TemplateVersion};
 pub use check::ValidationError;
-pub use cluster::{Cluster, EdgeCredentials, Node};
+pub use cluster::{Cluster, EdgeCredentials, EdgeToken, Node};
 pub use formats::{validate_cron, validate_quantity};
 pub use kubeconfig::{kubeconfig_for_namespace, kubeconfig_summary, KubeconfigSummary};
 pub use names::{

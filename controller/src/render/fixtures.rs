@@ -23,6 +23,7 @@ pub(crate) fn node() -> Node {
         labels: BTreeMap::new(),
         edge_url: "http://127.0.0.1:1".into(),
         edge_credentials: None,
+        edge_controller_token: None,
         created_at: 0,
     }
 }

@@ -55,6 +55,7 @@ pub(super) fn node(name: &str) -> Node {
         labels: BTreeMap::new(),
         edge_url: "http://127.0.0.1:1".into(),
         edge_credentials: None,
+        edge_controller_token: None,
         created_at: 0,
     }
 }

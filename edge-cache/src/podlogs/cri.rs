@@ -125,6 +125,68 @@ impl ContainerId {
     }
 }
 
+/// A pod directory of a namespace, as `GET /api/v1/logs/{namespace}` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodDir {
+    pub pod: String,
+    pub uid: String,
+    pub containers: Vec<String>,
+    /// Unix seconds the pod directory last changed.
+    pub modified: u64,
+}
+
+/// The pods of `namespace` that have log directories under `root`, newest first.
+pub fn pods(root: &Path, namespace: &str) -> Result<Vec<PodDir>, LogError> {
+    dns_label("namespace", namespace)?;
+    if SYSTEM_NAMESPACES.contains(&namespace) {
+        return Err(LogError::BadName(format!(
+            "namespace {namespace} is not a berth project's; its logs are not served"
+        )));
+    }
+    let prefix = format!("{namespace}_");
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| LogError::Io(format!("pod log directory {}", root.display()), e))?;
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Some((pod, uid)) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.rsplit_once('_'))
+        else {
+            continue;
+        };
+        if dns_subdomain("pod", pod).is_err() {
+            continue;
+        }
+        let mut containers: Vec<String> = std::fs::read_dir(e.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|c| c.path().is_dir())
+            .filter_map(|c| c.file_name().to_str().map(str::to_string))
+            .filter(|c| dns_label("container", c).is_ok())
+            .collect();
+        containers.sort();
+        let modified = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        out.push(PodDir {
+            pod: pod.to_string(),
+            uid: uid.to_string(),
+            containers,
+            modified,
+        });
+    }
+    out.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.pod.cmp(&b.pod)));
+    Ok(out)
+}
+
 /// One log file of a container instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFile {

@@ -1,5 +1,7 @@
 //! Container logs of this node's pods, served to the registry's controller:
-//! `GET /api/v1/logs/{namespace}/{pod}/{container}?tail=&since=&follow=&previous=&timestamps=`.
+//! `GET /api/v1/logs/{namespace}` lists the pods with logs (newest first), and
+//! `GET /api/v1/logs/{namespace}/{pod}/{container}?tail=&since=&follow=&previous=&timestamps=`
+//! reads one container's.
 //!
 //! The edge is berth's process on the node, so it reads the files the kubelet
 //! writes (`edge.pod_logs_dir`, `/var/log/pods` by default) whichever deployer
@@ -83,6 +85,7 @@ impl PodLogs {
 
 pub fn router(p: Arc<PodLogs>) -> axum::Router {
     axum::Router::new()
+        .route("/api/v1/logs/{namespace}", axum::routing::get(pods))
         .route(
             "/api/v1/logs/{namespace}/{pod}/{container}",
             axum::routing::get(logs),
@@ -108,6 +111,20 @@ impl From<LogError> for LogsError {
         };
         LogsError(status, e.to_string())
     }
+}
+
+/// The pods of a namespace that have logs on this node, newest first.
+async fn pods(
+    State(p): State<Arc<PodLogs>>,
+    headers: HeaderMap,
+    UrlPath(namespace): UrlPath<String>,
+) -> Result<Json<Vec<cri::PodDir>>, LogsError> {
+    p.authorize(&headers)?;
+    let root = p.root.clone();
+    let pods = tokio::task::spawn_blocking(move || cri::pods(&root, &namespace))
+        .await
+        .map_err(|e| LogsError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(pods))
 }
 
 #[derive(Debug, Default, Deserialize)]
