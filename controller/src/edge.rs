@@ -110,19 +110,35 @@ impl HttpEdgeClient {
     }
 
     fn http(&self, node: &Node) -> Result<&reqwest::Client, EdgeError> {
-        if let Some(c) = self.http.get() {
+        self.client(node, &self.http, Some(self.timeout))
+    }
+
+    /// For log streams: a connect timeout only, since a follow may run for hours.
+    fn streaming(&self, node: &Node) -> Result<&reqwest::Client, EdgeError> {
+        self.client(node, &self.streaming, None)
+    }
+
+    /// The client in `slot`, built on first use; `timeout` bounds whole requests.
+    fn client<'a>(
+        &self,
+        node: &Node,
+        slot: &'a OnceLock<reqwest::Client>,
+        timeout: Option<Duration>,
+    ) -> Result<&'a reqwest::Client, EdgeError> {
+        if let Some(c) = slot.get() {
             return Ok(c);
         }
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
+        let mut b = reqwest::Client::builder()
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| EdgeError::Protocol {
-                node: node.name.clone(),
-                message: format!("cannot build the HTTP client for edges (TLS set-up failed): {e}"),
-            })?;
-        Ok(self.http.get_or_init(|| client))
+            .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        let client = b.build().map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("cannot build the HTTP client for edges (TLS set-up failed): {e}"),
+        })?;
+        Ok(slot.get_or_init(|| client))
     }
 
     fn url(node: &Node, segments: &[&str]) -> Result<Url, EdgeError> {
@@ -138,21 +154,6 @@ impl HttpEdgeClient {
             .pop_if_empty()
             .extend(segments);
         Ok(url)
-    }
-
-    fn streaming(&self, node: &Node) -> Result<&reqwest::Client, EdgeError> {
-        if let Some(c) = self.streaming.get() {
-            return Ok(c);
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| EdgeError::Protocol {
-                node: node.name.clone(),
-                message: format!("cannot build the HTTP client for edges (TLS set-up failed): {e}"),
-            })?;
-        Ok(self.streaming.get_or_init(|| client))
     }
 
     /// A request to the node's logs routes, with its controller token.
