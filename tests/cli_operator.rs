@@ -4,26 +4,17 @@
 //! audit, error bodies, and the OpenAPI document.
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::berth::{self, Admin, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
+use berth_testkit::fixtures::media_types::OCI_MANIFEST;
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
+use berth_testkit::http::{basic, push_image};
 use berth_testkit::tools::{require_tools, Creds, Podman, Skopeo};
+use berth_testkit::wait_until;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use sha2::Digest as _;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -42,7 +33,7 @@ struct Run {
 /// Runs `berth ARGS` against `base` as `who` (user, password), through the
 /// environment variables the commands document.
 fn berth_cli(base: &str, who: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(berth_bin!());
     cmd.args(args).env("BERTH_URL", base);
     for v in [
         "BERTH_USER",
@@ -130,7 +121,7 @@ fn operator_flow_with_the_cli_and_podman() {
     if !require_tools(&["podman", "skopeo"]) {
         return;
     }
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let base = reg.url();
     let host = reg.host();
     let root = Some(("admin", ADMIN_PASSWORD));
@@ -426,55 +417,6 @@ fn operator_flow_with_the_cli_and_podman() {
 
 // ------------------------------------------------------------------ admin API
 
-/// Pushes a one-layer image by raw HTTP and returns the manifest digest.
-fn push_image(http: &Client, base: &str, who: (&str, &str), repo: &str, tag: &str) -> String {
-    let put = |url: String, ctype: &str, body: Vec<u8>| {
-        let r = http
-            .request(
-                if url.contains("/manifests/") {
-                    reqwest::Method::PUT
-                } else {
-                    reqwest::Method::POST
-                },
-                url,
-            )
-            .basic_auth(who.0, Some(who.1))
-            .header("Content-Type", ctype)
-            .body(body)
-            .send()
-            .expect("push");
-        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
-    };
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
-    let layer = format!("layer of {repo}:{tag}").into_bytes();
-    let (cd, ld) = (sha256(&config), sha256(&layer));
-    let (cs, ls) = (config.len(), layer.len());
-    put(
-        format!("{base}/v2/{repo}/blobs/uploads/?digest={cd}"),
-        "application/octet-stream",
-        config,
-    );
-    put(
-        format!("{base}/v2/{repo}/blobs/uploads/?digest={ld}"),
-        "application/octet-stream",
-        layer,
-    );
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": cs},
-        "layers": [{"mediaType": OCI_LAYER, "digest": ld, "size": ls}],
-    }))
-    .expect("manifest");
-    put(
-        format!("{base}/v2/{repo}/manifests/{tag}"),
-        OCI_MANIFEST,
-        manifest.clone(),
-    );
-    sha256(&manifest)
-}
-
 /// Asserts an admin API error: status, a JSON `error` that is a sentence.
 fn assert_error(answer: (u16, Value), status: u16, mentions: &str) {
     let (s, v) = answer;
@@ -490,7 +432,7 @@ fn assert_error(answer: (u16, Value), status: u16, mentions: &str) {
 
 #[test]
 fn admin_api_users() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (s, v) = admin.call(
         "POST",
@@ -598,7 +540,7 @@ fn admin_api_users() {
 
 #[test]
 fn admin_api_projects_members_repositories() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (http, base) = (Client::new(), reg.url());
     let root = ("admin", ADMIN_PASSWORD);
@@ -741,9 +683,15 @@ fn admin_api_projects_members_repositories() {
     assert_eq!((s, &v["public"]), (200, &json!(false)), "{v}");
 
     // Repositories and tags.
-    let d1 = push_image(&http, &base, ("dev", "secret123"), "team/app", "v1");
-    push_image(&http, &base, ("dev", "secret123"), "team/app", "v2");
-    push_image(&http, &base, ("dev", "secret123"), "team/tools/cli", "v1");
+    let d1 = push_image(&http, &base, &basic("dev", "secret123"), "team/app", "v1").digest;
+    push_image(&http, &base, &basic("dev", "secret123"), "team/app", "v2");
+    push_image(
+        &http,
+        &base,
+        &basic("dev", "secret123"),
+        "team/tools/cli",
+        "v1",
+    );
     let (s, v) = dev.call("GET", "/api/v1/projects/team/repositories", None);
     assert_eq!(
         (s, v.clone()),
@@ -846,11 +794,17 @@ fn admin_api_projects_members_repositories() {
 
 #[test]
 fn admin_api_robots() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (http, base) = (Client::new(), reg.url());
     admin.create_project("team", false);
-    push_image(&http, &base, ("admin", ADMIN_PASSWORD), "team/app", "v1");
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "team/app",
+        "v1",
+    );
     let v2 = format!("{base}/v2/team/app/tags/list");
     let (name, secret) = admin.create_robot("team", "ci", "push");
     assert_eq!(name, "robot$team+ci");
@@ -987,7 +941,7 @@ fn admin_api_robots() {
 
 #[test]
 fn admin_api_gc_and_audit() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (http, base) = (Client::new(), reg.url());
     let start = unix_now();
@@ -995,8 +949,14 @@ fn admin_api_gc_and_audit() {
     admin.create_user("dev", "secret123");
     admin.add_member("team", "dev", "developer");
     admin.create_project("other", true);
-    let digest = push_image(&http, &base, ("dev", "secret123"), "team/app", "v1");
-    push_image(&http, &base, ("admin", ADMIN_PASSWORD), "other/app", "v1");
+    let digest = push_image(&http, &base, &basic("dev", "secret123"), "team/app", "v1").digest;
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "other/app",
+        "v1",
+    );
 
     // GC: dry run and real, and its last report; administrators only.
     let (s, v) = admin.call("POST", "/api/v1/gc?dry_run=true", None);
@@ -1036,15 +996,17 @@ fn admin_api_gc_and_audit() {
         assert_eq!(s, 200, "{v}");
         v.as_array().cloned().unwrap_or_default()
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while audit("action=gc").is_empty() || audit("actor=dev&action=push").is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "audit events never arrived: {:#?}",
-            audit("")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "audit events of the GC and the push",
+        Duration::from_secs(10),
+        || {
+            if audit("action=gc").is_empty() || audit("actor=dev&action=push").is_empty() {
+                Err(format!("{:#?}", audit("")))
+            } else {
+                Ok(())
+            }
+        },
+    );
     let pushes = audit("actor=dev&action=push");
     assert_eq!(pushes.len(), 1, "{pushes:#?}");
     assert_eq!(pushes[0]["project"], "team");
@@ -1078,7 +1040,7 @@ fn admin_api_gc_and_audit() {
 /// framework produces (bad JSON, wrong content type, wrong method, bad query).
 #[test]
 fn admin_api_errors_are_json_with_a_message() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let base = reg.url();
     let http = Client::new();
     let send =
@@ -1177,7 +1139,7 @@ fn admin_api_errors_are_json_with_a_message() {
 /// admin routes, each of which the router really serves.
 #[test]
 fn openapi_document_lists_every_admin_route() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let base = reg.url();
     let http = Client::new();
     let doc: Value = http
