@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use berth_testkit::berth;
+use berth_testkit::berth_bin;
 use berth_testkit::free_port;
 use reqwest::blocking::Client;
 
@@ -75,7 +76,7 @@ impl Edge {
     fn start(pods: &Path, cache: &Path, token: &str) -> Edge {
         let dead = format!("http://127.0.0.1:{}", free_port());
         let process = berth::edge(
-            env!("CARGO_BIN_EXE_berth"),
+            berth_bin!(),
             &dead,
             cache,
             None,
