@@ -26,7 +26,9 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use berth_testkit::fixtures::ImageBuilder;
+use berth_testkit::proxy::FaultProxy;
 use berth_testkit::tools::docker_ref;
+use berth_testkit::wait_until;
 use controller_support::*;
 use serde_json::{json, Value};
 
@@ -49,6 +51,20 @@ fn container_images(obj: &Value) -> Vec<String> {
         .iter()
         .map(|c| c["image"].as_str().expect("image").to_string())
         .collect()
+}
+
+/// Whether `edge` has a running prefetch job for `image` that has moved bytes
+/// (`Err`: every job it has, for the timeout message).
+fn transferring(edge: &EdgeNode, image: &str) -> Result<(), String> {
+    let moving = edge
+        .jobs_for(image)
+        .iter()
+        .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0));
+    if moving {
+        Ok(())
+    } else {
+        Err(format!("{:#?}", edge.jobs()))
+    }
 }
 
 /// Checks a node's publication history: resolving, prefetching, deploying,
@@ -310,12 +326,13 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
     let d = site.read_manifest("n1", &deployment_file("web", "n1"));
     assert!(container_images(&d)[0].ends_with(&web2_ref), "{d:#}");
     let n1 = site.edge("n1");
-    wait_until(
-        "n1 to unpin web version 1",
-        LONG,
-        || (!n1.pinned(&web_ref)).then_some(()),
-        || format!("{:#?}", n1.images()),
-    );
+    wait_until("n1 to unpin web version 1", LONG, || {
+        if n1.pinned(&web_ref) {
+            Err(format!("{:#?}", n1.images()))
+        } else {
+            Ok(())
+        }
+    });
     assert!(n1.pinned(&web2_ref) && n1.pinned(&sidecar_ref));
     let n2 = site.edge("n2");
     assert!(n2.pinned(&web_ref) && n2.pinned(&sidecar_ref));
@@ -448,7 +465,10 @@ fn controller_killed_mid_prefetch_finishes_without_duplicate_work() {
     let mut site = Site::start();
     // The edges pull through a slow link, so the prefetch is still under way
     // when the registry (and the controller in it) is killed.
-    let proxy = SlowProxy::start(site.registry.server.port(), 2 << 20, Duration::ZERO);
+    let proxy = FaultProxy::start(&site.registry.host());
+    proxy.set_rate(Some(2 << 20));
+    // Reconnects while the registry restarts wait for it, as behind a load balancer.
+    proxy.set_hold_while_down(true);
     for n in ["k1", "k2"] {
         site.add_edge(n, &proxy.url(), json!({}));
     }
@@ -471,24 +491,16 @@ fn controller_killed_mid_prefetch_finishes_without_duplicate_work() {
             p.is_some_and(|p| p["state"] == "prefetching" && p["prefetch_job"].is_string())
         });
         let edge = site.edge(n);
-        wait_until(
-            &format!("{n} transferring"),
-            LONG,
-            || {
-                edge.jobs_for(&image)
-                    .iter()
-                    .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0))
-                    .then_some(())
-            },
-            || format!("{:#?}", edge.jobs()),
-        );
+        wait_until(&format!("{n} transferring"), LONG, || {
+            transferring(edge, &image)
+        });
     }
     for n in ["k1", "k2"] {
         assert!(site.manifests(n).is_empty(), "{n} deployed before prefetch");
     }
     site.registry.server.kill9();
     site.registry.server.start_again();
-    proxy.set_rate(0);
+    proxy.set_rate(None);
 
     let mut files = BTreeMap::new();
     for n in ["k1", "k2"] {
@@ -544,7 +556,8 @@ fn prefetch_survives_the_registry_down_for_seconds() {
         return;
     }
     let mut site = Site::start();
-    let proxy = SlowProxy::start(site.registry.server.port(), 2 << 20, Duration::ZERO);
+    let proxy = FaultProxy::start(&site.registry.host());
+    proxy.set_rate(Some(2 << 20));
     proxy.set_hold_while_down(false);
     site.add_edge("o1", &proxy.url(), json!({}));
     let big = site.push(
@@ -559,21 +572,11 @@ fn prefetch_survives_the_registry_down_for_seconds() {
         "containers": [{"name": "o", "image": "acme/outage:1"}]}}));
     site.publish("outage", json!({"nodes": ["o1"]}));
     let edge = site.edge("o1");
-    wait_until(
-        "o1 transferring",
-        LONG,
-        || {
-            edge.jobs_for(&image)
-                .iter()
-                .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0))
-                .then_some(())
-        },
-        || format!("{:#?}", edge.jobs()),
-    );
+    wait_until("o1 transferring", LONG, || transferring(edge, &image));
     site.registry.server.kill9();
     std::thread::sleep(Duration::from_secs(4));
     site.registry.server.start_again();
-    proxy.set_rate(0);
+    proxy.set_rate(None);
     let p = site.wait_state("outage", "o1", "running", LONG);
     let jobs = site.edge("o1").jobs_for(&image);
     assert_eq!(
@@ -598,7 +601,8 @@ fn controller_killed_between_submitting_and_recording_a_prefetch_adopts_the_job(
     site.start_edge("w1", &url);
     // The controller reaches the edge over a link that holds each answer
     // back: the edge has the job, the controller has not heard of it yet.
-    let link = SlowProxy::start(site.edge("w1").process.port(), 0, Duration::from_secs(5));
+    let link = FaultProxy::start(&site.edge("w1").process.host());
+    link.set_delay(Duration::from_secs(5));
     site.register_node("w1", &link.url(), json!({}));
     let img = site.push(
         "slowlink",
@@ -614,15 +618,14 @@ fn controller_killed_between_submitting_and_recording_a_prefetch_adopts_the_job(
     let edge = site.edge("w1");
     // The edge finished the job (so the kill below does not break its
     // transfer from the registry); the controller is still waiting to hear.
-    wait_until(
-        "the edge to finish the job",
-        LONG,
-        || {
-            let jobs = edge.jobs_for(&image);
-            (jobs.len() == 1 && jobs[0]["state"] == "done").then_some(())
-        },
-        || format!("{:#?}", edge.jobs()),
-    );
+    wait_until("the edge to finish the job", LONG, || {
+        let jobs = edge.jobs_for(&image);
+        if jobs.len() == 1 && jobs[0]["state"] == "done" {
+            Ok(())
+        } else {
+            Err(format!("{:#?}", edge.jobs()))
+        }
+    });
     let p = site.publication("slowlink", "w1").expect("publication");
     assert!(p["prefetch_job"].is_null(), "answer arrived already: {p:#}");
     site.registry.server.kill9();
