@@ -15,14 +15,14 @@
 //! `BERTH_SOAK_DEBUG=1` prints every refused pull (404s of deleted tags are expected).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_testkit::berth::{self, ADMIN_PASSWORD};
 use berth_testkit::fixtures::digest_of;
-use berth_testkit::ServerProcess;
+use berth_testkit::proc::files_under;
+use berth_testkit::{berth_bin, ServerProcess};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use reqwest::blocking::Client;
@@ -385,22 +385,6 @@ fn kill_and_restart(name: &str, p: &Mutex<ServerProcess>, rng: &mut StdRng, t0: 
     p.start_again();
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn soak_pushes_pulls_deletes_gc_and_kill9() {
     let secs: u64 = std::env::var("BERTH_SOAK_SECS")
@@ -412,7 +396,7 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     println!("soak: {secs} s, seed {seed} (replay: BERTH_SOAK_SEED={seed} BERTH_SOAK_SECS={secs})");
-    let bin = env!("CARGO_BIN_EXE_berth");
+    let bin = berth_bin!();
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let ttl = format!("{}s", UPLOAD_TTL.as_secs());
