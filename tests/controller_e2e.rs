@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use berth_testkit::fixtures::ImageBuilder;
+use berth_testkit::fixtures::{Image, ImageBuilder};
 use berth_testkit::proxy::FaultProxy;
 use berth_testkit::tools::docker_ref;
 use berth_testkit::wait_until;
@@ -118,10 +118,40 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         return;
     }
     let mut site = Site::start();
-    for n in ["n1", "n2", "n3"] {
+    for n in NODES {
         let url = site.registry_url();
         site.add_edge(n, &url, json!({"tier": "edge", "zone": n}));
     }
+    let images = push_web_and_sidecar(&site);
+    site.create_app(
+        json!({"name": "web", "spec": {"kind": "Deployment", "replicas": 1,
+        "containers": [
+            {"name": "web", "image": "acme/web:1"},
+            {"name": "sidecar", "image": "acme/sidecar:1"}
+        ]}, "message": "first"}),
+    );
+
+    let file_seen = manifests_appear_only_once_the_edges_hold_every_blob_pinned(&site, &images);
+    the_tag_moved_but_every_node_runs_the_digests_resolved_at_publish(&site, &images, &file_seen);
+    let web2_ref = version_2_on_one_node_unpins_only_what_it_no_longer_uses(&site, &images);
+    unpublishing_everywhere_removes_files_and_pins(&site, &images, &web2_ref);
+}
+
+/// The nodes of the three-edge publish.
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+/// The images of the three-edge publish: `web` and `sidecar` pushed as
+/// `acme/web:1` and `acme/sidecar:1`, and `moved`, built but pushed to
+/// `web:1` only while the publish is under way.
+struct WebImages {
+    web: Image,
+    sidecar: Image,
+    moved: Image,
+    web_ref: String,
+    sidecar_ref: String,
+}
+
+fn push_web_and_sidecar(site: &Site) -> WebImages {
     let web = site.push(
         "web",
         "1",
@@ -145,20 +175,33 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         .tag("web-moved")
         .build(&site.layout);
 
-    site.create_app(
-        json!({"name": "web", "spec": {"kind": "Deployment", "replicas": 1,
-        "containers": [
-            {"name": "web", "image": "acme/web:1"},
-            {"name": "sidecar", "image": "acme/sidecar:1"}
-        ]}, "message": "first"}),
-    );
+    WebImages {
+        web_ref: by_digest("web", web.digest()),
+        sidecar_ref: by_digest("sidecar", sidecar.digest()),
+        web,
+        sidecar,
+        moved,
+    }
+}
 
-    let web_ref = by_digest("web", web.digest());
-    let sidecar_ref = by_digest("sidecar", sidecar.digest());
-    let mut wanted_blobs = blob_digests(&web);
-    wanted_blobs.extend(blob_digests(&sidecar));
-    let nodes = ["n1", "n2", "n3"];
-
+/// Publishes to the three nodes while the tag moves, and watches: the moment
+/// a node's file exists, its edge must already hold every blob of both
+/// images, pinned, and report the prefetch job done. Returns when each
+/// node's file was first seen (after the publish request).
+fn manifests_appear_only_once_the_edges_hold_every_blob_pinned(
+    site: &Site,
+    images: &WebImages,
+) -> BTreeMap<&'static str, Duration> {
+    let WebImages {
+        web,
+        sidecar,
+        moved,
+        web_ref,
+        sidecar_ref,
+    } = images;
+    let mut wanted_blobs = blob_digests(web);
+    wanted_blobs.extend(blob_digests(sidecar));
+    let nodes = NODES;
     let started = Instant::now();
     let answer = site.publish("web", json!({"selector": {"tier": "edge"}}));
     let published: Vec<&str> = answer["publications"]
@@ -172,7 +215,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
     // The tag moves while the publish is under way.
     let mut file_seen: BTreeMap<&str, Duration> = BTreeMap::new();
     std::thread::scope(|s| {
-        let pusher = s.spawn(|| site.push_built(&moved, "web", "1"));
+        let pusher = s.spawn(|| site.push_built(moved, "web", "1"));
         // The moment a node's file exists, its edge must already hold every
         // blob of both images, pinned, and report the prefetch job done.
         let deadline = Instant::now() + LONG;
@@ -195,7 +238,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
                     missing.is_empty(),
                     "{n}: manifest written while its edge cache lacked {missing:?}"
                 );
-                for image in [&web_ref, &sidecar_ref] {
+                for image in [web_ref, sidecar_ref] {
                     assert!(
                         edge.pinned(image),
                         "{n}: manifest written before {image} was pinned: {:#?}",
@@ -217,6 +260,24 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         }
         pusher.join().expect("push of the moved tag");
     });
+    file_seen
+}
+
+/// Resolved once, at publish time: every node runs the original digests, not
+/// the tag's new one; prints the publish timeline.
+fn the_tag_moved_but_every_node_runs_the_digests_resolved_at_publish(
+    site: &Site,
+    images: &WebImages,
+    file_seen: &BTreeMap<&'static str, Duration>,
+) {
+    let WebImages {
+        web,
+        sidecar,
+        moved,
+        web_ref,
+        sidecar_ref,
+    } = images;
+    let nodes = NODES;
     let moved_digest = site.skopeo.manifest_digest(
         &docker_ref(&site.registry.host(), "acme/web", "1"),
         Some(&site.admin_creds()),
@@ -258,7 +319,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         );
         let images = container_images(&d);
         assert_eq!(images.len(), 2);
-        for (img, want) in images.iter().zip([&web_ref, &sidecar_ref]) {
+        for (img, want) in images.iter().zip([web_ref, sidecar_ref]) {
             assert!(img.contains("@sha256:"), "not a digest reference: {img}");
             assert!(img.ends_with(want.as_str()), "{img} is not {want}");
             assert!(!img.contains(moved.digest()), "{img} runs the moved tag");
@@ -298,9 +359,16 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
             );
         }
     }
+}
 
-    // Version 2 on n1 only: once it runs, n1 unpins the web image it no
-    // longer uses and keeps the sidecar both versions use; n2 keeps version 1.
+/// Version 2 on n1 only: once it runs, n1 unpins the web image it no longer
+/// uses and keeps the sidecar both versions use; n2 keeps version 1. Returns
+/// version 2's reference.
+fn version_2_on_one_node_unpins_only_what_it_no_longer_uses(
+    site: &Site,
+    images: &WebImages,
+) -> String {
+    let (web_ref, sidecar_ref) = (&images.web_ref, &images.sidecar_ref);
     let web2 = site.push(
         "web",
         "2",
@@ -327,17 +395,23 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
     assert!(container_images(&d)[0].ends_with(&web2_ref), "{d:#}");
     let n1 = site.edge("n1");
     wait_until("n1 to unpin web version 1", LONG, || {
-        if n1.pinned(&web_ref) {
+        if n1.pinned(web_ref) {
             Err(format!("{:#?}", n1.images()))
         } else {
             Ok(())
         }
     });
-    assert!(n1.pinned(&web2_ref) && n1.pinned(&sidecar_ref));
+    assert!(n1.pinned(&web2_ref) && n1.pinned(sidecar_ref));
     let n2 = site.edge("n2");
-    assert!(n2.pinned(&web_ref) && n2.pinned(&sidecar_ref));
+    assert!(n2.pinned(web_ref) && n2.pinned(sidecar_ref));
     assert!(!n2.pinned(&web2_ref));
 
+    web2_ref
+}
+
+fn unpublishing_everywhere_removes_files_and_pins(site: &Site, images: &WebImages, web2_ref: &str) {
+    let (web_ref, sidecar_ref) = (images.web_ref.as_str(), images.sidecar_ref.as_str());
+    let nodes = NODES;
     // Unpublish everywhere: files and pins go.
     site.unpublish("web", json!({"selector": {"tier": "edge"}}));
     for n in nodes {
@@ -348,11 +422,11 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
             site.manifests(n)
         );
         let edge = site.edge(n);
-        for image in [&web_ref, &sidecar_ref, &web2_ref] {
+        for image in [web_ref, sidecar_ref, web2_ref] {
             let listed: Vec<Value> = edge
                 .images()
                 .into_iter()
-                .filter(|i| i["image"] == image.as_str())
+                .filter(|i| i["image"] == image)
                 .collect();
             assert!(
                 listed.iter().all(|i| i["pinned"] == false),
