@@ -252,7 +252,18 @@ async fn a_tag_moving_during_publish_changes_nothing() {
     assert_eq!(p.generation, 2);
     let yaml = world.read_manifest("n1", "shop-web-deployment-web-n1.yaml");
     assert!(yaml.contains(&digest("new")), "{yaml}");
-    // The old digest is unpinned once the new one runs.
+    // The old digest is unpinned once the new one runs (right after it is
+    // marked running: wait for it).
+    let old = format!("shop/web@{}", digest("old"));
+    wait_until(
+        "the old digest to be unpinned",
+        Duration::from_secs(10),
+        || {
+            let e = edge.lock().expect("lock");
+            e.unpins.iter().any(|u| u.contains(&old))
+        },
+    )
+    .await;
     {
         let e = edge.lock().expect("lock");
         assert!(

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -325,10 +327,10 @@ async fn changing_a_shared_config_map_applies_both_apps_again(h: &Harness, world
         p.is_some_and(|p| p.applied && p.state.label() == "running")
     })
     .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while world.deployer.apply_count("n1") < before + 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("web and api applied again", Duration::from_secs(10), || {
+        world.deployer.apply_count("n1") >= before + 2
+    })
+    .await;
     assert_eq!(world.deployer.apply_count("n1"), before + 2);
     assert!(world
         .read_manifest("n1", "shop-shared-configmap-settings-n1.yaml")
