@@ -7,6 +7,7 @@
 //! - [`wait`]: waiting for a state with a bound (the one polling loop).
 //! - [`proxy`]: a fault-injecting HTTP proxy to put between a client under test and its server.
 //! - [`metrics`]: values from a Prometheus `/metrics` endpoint.
+//! - [`logs`]: container log files in the kubelet's CRI format, and followed log lines.
 //! - [`tools`]: the real clients (skopeo, podman, containerd's ctr, oras-py), each isolated
 //!   from the machine's configuration.
 //! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
@@ -20,6 +21,7 @@ pub mod berth;
 pub mod distribution;
 pub mod fixtures;
 pub mod http;
+pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod net;
