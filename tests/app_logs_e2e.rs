@@ -2,33 +2,19 @@
 //! node's `berth edge` (which reads the kubelet's CRI files) with the node's
 //! controller token, for developers and above, following as lines arrive.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::sync::mpsc;
-use std::time::Duration;
-
-use berth_testkit::berth;
+use berth_testkit::logs::{append, cri, Lines};
+use berth_testkit::{berth, berth_bin};
 use serde_json::json;
 
 const TOKEN: &str = "ctl-token-Rq55";
-const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: edge\nclusters:\n- name: edge\n  cluster:\n    server: https://k8s.invalid:6443\ncontexts:\n- name: edge\n  context:\n    cluster: edge\n    user: berth\nusers:\n- name: berth\n  user:\n    token: t\n";
 
 fn cri_line(second: u32, text: &str) -> String {
-    format!("2026-01-02T03:04:{second:02}.0Z stdout F {text}\n")
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .expect("open");
-    f.write_all(text.as_bytes()).expect("append");
+    cri(&format!("{second:02}.0"), "stdout", "F", text)
 }
 
 #[test]
 fn developers_read_and_follow_an_apps_log_through_the_nodes_edge() {
-    let bin = env!("CARGO_BIN_EXE_berth");
+    let bin = berth_bin!();
     let tmp = tempfile::tempdir().expect("tmp");
     let pods = tmp.path().join("pods");
     // The app's pod on node n1 (workload web-n1), and another app's pod.
@@ -63,7 +49,7 @@ fn developers_read_and_follow_an_apps_log_through_the_nodes_edge() {
     let (s, v) = admin.call(
         "POST",
         "/api/v1/clusters",
-        Some(json!({"name": "edge", "kubeconfig": KUBECONFIG})),
+        Some(json!({"name": "edge", "kubeconfig": berth::kubeconfig("t")})),
     );
     assert_eq!(s, 201, "{v}");
     for (node, token) in [("n1", Some(TOKEN)), ("n2", None)] {
@@ -131,27 +117,9 @@ fn developers_read_and_follow_an_apps_log_through_the_nodes_edge() {
         .send()
         .expect("follow");
     assert_eq!(res.status().as_u16(), 200);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(res);
-        loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if tx.send(line.trim_end().to_string()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("a line within 20 s")
-    };
-    assert_eq!(next(), "listening on :8080");
+    let lines = Lines::of(res);
+    lines.expect("listening on :8080");
     append(&live, &cri_line(3, "GET / 200"));
-    assert_eq!(next(), "GET / 200");
+    lines.expect("GET / 200");
     drop(edge);
 }

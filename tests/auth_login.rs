@@ -7,72 +7,16 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
-use berth_testkit::http::{basic, push_image, send, Auth};
+use berth_testkit::http::{
+    b64url_encode, basic, push_image, send, token, token_claims, token_url, Auth,
+};
+use berth_testkit::metrics::Metrics;
 use berth_testkit::tools::{docker_ref, require_tools, CopyOptions, Creds, Podman, Skopeo};
+use berth_testkit::{free_port, wait_until};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-fn token_url(base: &str, scopes: &[&str]) -> String {
-    let mut url = format!("{base}/v2/token?service=berth");
-    for s in scopes {
-        url.push_str(&format!("&scope={s}"));
-    }
-    url
-}
-
-fn token(http: &Client, base: &str, auth: &Auth, scopes: &[&str]) -> String {
-    let a = send(http, "GET", &token_url(base, scopes), auth, None);
-    assert_eq!(a.status, 200, "token: {a:?}");
-    a.body["token"].as_str().expect("token").to_string()
-}
-
-/// The claims of a berth token (base64url JSON before the dot; signed, not secret).
-fn claims(t: &str) -> Value {
-    serde_json::from_slice(&b64url_decode(t.split('.').next().expect("body"))).expect("claims")
-}
-
-const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn b64url_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64URL
-            .iter()
-            .position(|&a| a == c)
-            .expect("base64url character") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-fn b64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.len();
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=n {
-            out.push(B64URL[((v >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
 
 fn unix_millis() -> u128 {
     SystemTime::now()
@@ -99,7 +43,7 @@ fn podman_login_push_and_pull_through_the_token_flow() {
     if !require_tools(&["podman", "skopeo"]) {
         return;
     }
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_user("dev", "devpass123");
@@ -133,12 +77,7 @@ fn podman_login_push_and_pull_through_the_token_flow() {
     let pushed = podman.push(&name, None);
 
     // The push went through bearer tokens: the token endpoint answered.
-    let metrics = http
-        .get(format!("{}/metrics", reg.url()))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("metrics text");
+    let metrics = Metrics::scrape(&reg.url()).text;
     assert!(
         metrics
             .lines()
@@ -215,7 +154,7 @@ fn skopeo_with_creds_and_dest_creds() {
     if !require_tools(&["skopeo"]) {
         return;
     }
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_user("dev", "devpass123");
@@ -287,7 +226,7 @@ fn skopeo_with_creds_and_dest_creds() {
 
 #[test]
 fn tokens_expire_after_their_ttl() {
-    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_TOKEN_TTL", "1s")]);
+    let reg = berth::registry_with(berth_bin!(), &[], &[("BERTH_AUTH_TOKEN_TTL", "1s")]);
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_user("dev", "devpass123");
@@ -306,8 +245,8 @@ fn tokens_expire_after_their_ttl() {
         while unix_millis() % 1000 > 300 {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let t = token(&http, &base, &dev, &["repository:team/app:pull"]);
-        let c = claims(&t);
+        let t = token(&http, &base, &dev, &["repository:team/app:pull"]).expect("token");
+        let c = token_claims(&t);
         let exp = c["exp"].as_u64().expect("exp");
         assert_eq!(exp - c["iat"].as_u64().expect("iat"), 1);
         let a = send(&http, "GET", &url, &Auth::Bearer(t.clone()), None);
@@ -342,7 +281,8 @@ fn tokens_expire_after_their_ttl() {
         &base,
         &basic(&robot, &secret),
         &["repository:team/app:pull"],
-    );
+    )
+    .expect("token");
     let (s, v) = admin.call("DELETE", "/api/v1/projects/team/robots/ci", None);
     assert_eq!(s, 204, "{v}");
     let a = send(&http, "GET", &url, &Auth::Bearer(rt), None);
@@ -351,8 +291,8 @@ fn tokens_expire_after_their_ttl() {
 
 #[test]
 fn tampered_and_foreign_tokens_are_refused() {
-    let reg = berth::registry(bin());
-    let other = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
+    let other = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_user("guest", "guestpass1");
@@ -370,7 +310,8 @@ fn tampered_and_foreign_tokens_are_refused() {
         &base,
         &basic("guest", "guestpass1"),
         &["repository:team/app:pull"],
-    );
+    )
+    .expect("token");
     let pull = |auth: &Auth| {
         send(
             &http,
@@ -391,7 +332,7 @@ fn tampered_and_foreign_tokens_are_refused() {
     // One character of the claims changed.
     let flipped_body = format!("{}.{sig}", flip(body, body.len() / 2));
     // The claims rewritten to grant push and admin, the old signature kept.
-    let mut c = claims(&t);
+    let mut c = token_claims(&t);
     c["admin"] = json!(true);
     c["access"][0]["actions"] = json!(["pull", "push", "delete"]);
     let forged = format!(
@@ -406,7 +347,8 @@ fn tampered_and_foreign_tokens_are_refused() {
         &other.url(),
         &basic("admin", ADMIN_PASSWORD),
         &["repository:team/app:pull"],
-    );
+    )
+    .expect("token");
     for (what, bad) in [
         ("flipped claims", flipped_body),
         ("forged claims", forged),
@@ -434,7 +376,7 @@ fn tampered_and_foreign_tokens_are_refused() {
 
 #[test]
 fn token_endpoint_refuses_another_service() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let (http, base) = (Client::new(), reg.url());
     let a = send(
         &http,
@@ -476,7 +418,7 @@ fn token_endpoint_refuses_another_service() {
 
 #[test]
 fn tokens_grant_only_what_is_allowed() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_project("open", true);
@@ -493,7 +435,8 @@ fn tokens_grant_only_what_is_allowed() {
     let dev = basic("dev", "secret123");
     push_image(&http, &base, &dev, "team/app", "v1");
     let granted = |auth: &Auth, scope: &str| -> Value {
-        claims(&token(&http, &base, auth, &[scope]))["access"][0]["actions"].clone()
+        token_claims(&token(&http, &base, auth, &[scope]).expect("token"))["access"][0]["actions"]
+            .clone()
     };
     let all = "repository:team/app:pull,push,delete";
     assert_eq!(granted(&basic("guest", "secret123"), all), json!(["pull"]));
@@ -514,7 +457,7 @@ fn tokens_grant_only_what_is_allowed() {
     assert_eq!(granted(&Auth::None, all), json!([]));
 
     // A guest's narrowed token cannot push: 403, asking again will not help.
-    let g = token(&http, &base, &basic("guest", "secret123"), &[all]);
+    let g = token(&http, &base, &basic("guest", "secret123"), &[all]).expect("token");
     let a = send(
         &http,
         "POST",
@@ -528,7 +471,7 @@ fn tokens_grant_only_what_is_allowed() {
         "{a:?}"
     );
     // A developer holding a pull-only token is told to ask for more (insufficient_scope).
-    let p = token(&http, &base, &dev, &["repository:team/app:pull"]);
+    let p = token(&http, &base, &dev, &["repository:team/app:pull"]).expect("token");
     let a = send(
         &http,
         "POST",
@@ -564,7 +507,7 @@ fn tokens_grant_only_what_is_allowed() {
 fn a_changed_password_stops_working_at_once() {
     // This test tries old passwords on purpose, each followed at once by the right
     // one from the same address: no per-address delay here (auth_throttle.rs has them).
-    let reg = berth::registry_with(bin(), &[], &[("BERTH_AUTH_LOGIN_BACKOFF", "0s")]);
+    let reg = berth::registry_with(berth_bin!(), &[], &[("BERTH_AUTH_LOGIN_BACKOFF", "0s")]);
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_user("alice", "firstpass1");
@@ -638,7 +581,7 @@ fn a_changed_password_stops_working_at_once() {
 /// bring it back. Admin rights come from the account, never from the token.
 #[test]
 fn a_deleted_accounts_tokens_do_not_revive_with_its_name() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     let (http, base) = (Client::new(), reg.url());
@@ -668,7 +611,8 @@ fn a_deleted_accounts_tokens_do_not_revive_with_its_name() {
     let users = format!("{base}/api/v1/users");
 
     create(true, "bosspass1");
-    let old = Auth::Bearer(token(&http, &base, &basic("boss", "bosspass1"), &scope));
+    let old =
+        Auth::Bearer(token(&http, &base, &basic("boss", "bosspass1"), &scope).expect("token"));
     assert_eq!(send(&http, "GET", &manifest, &old, None).status, 200);
     assert_eq!(send(&http, "GET", &users, &old, None).status, 200);
 
@@ -687,9 +631,10 @@ fn a_deleted_accounts_tokens_do_not_revive_with_its_name() {
         assert!(a.message.contains("no longer valid"), "{a:?}");
     }
     // The new boss's own token: no admin rights, no access to the private project.
-    let new = Auth::Bearer(token(&http, &base, &basic("boss", "bosspass2"), &scope));
+    let new =
+        Auth::Bearer(token(&http, &base, &basic("boss", "bosspass2"), &scope).expect("token"));
     assert_eq!(
-        claims(match &new {
+        token_claims(match &new {
             Auth::Bearer(t) => t,
             _ => unreachable!(),
         })["access"][0]["actions"],
@@ -703,12 +648,15 @@ fn a_deleted_accounts_tokens_do_not_revive_with_its_name() {
 
     // A robot revoked and created again under its name: the old robot's token stays dead.
     let (robot, secret) = admin.create_robot("team", "ci", "pull");
-    let robot_token = Auth::Bearer(token(
-        &http,
-        &base,
-        &basic(&robot, &secret),
-        &["repository:team/app:pull"],
-    ));
+    let robot_token = Auth::Bearer(
+        token(
+            &http,
+            &base,
+            &basic(&robot, &secret),
+            &["repository:team/app:pull"],
+        )
+        .expect("token"),
+    );
     assert_eq!(
         send(&http, "GET", &manifest, &robot_token, None).status,
         200
@@ -727,7 +675,7 @@ fn a_deleted_accounts_tokens_do_not_revive_with_its_name() {
 
 #[test]
 fn password_rule_edge_cases() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let create = |name: &str, pw: &str| {
         admin.call(
@@ -813,7 +761,8 @@ fn password_rule_edge_cases() {
 #[test]
 fn first_start_without_an_admin_password() {
     // The kit sets BERTH_ADMIN_PASSWORD; empty means "not set".
-    let mut reg: Registry = berth::registry_with(bin(), &[], &[("BERTH_ADMIN_PASSWORD", "")]);
+    let mut reg: Registry =
+        berth::registry_with(berth_bin!(), &[], &[("BERTH_ADMIN_PASSWORD", "")]);
     let file = reg.data_dir.join("admin-password");
     let meta = std::fs::metadata(&file).expect("admin-password written");
     use std::os::unix::fs::PermissionsExt;
@@ -857,7 +806,7 @@ fn first_start_without_an_admin_password() {
         "{v}"
     );
 
-    let out = std::process::Command::new(bin())
+    let out = std::process::Command::new(berth_bin!())
         .args(["passwd", "admin", "--url", &base])
         .env("BERTH_OLD_PASSWORD", &pw)
         .env("BERTH_NEW_PASSWORD", "chosen12345")
@@ -904,9 +853,7 @@ fn auth_cost_of_a_manifest_get() {
         .build()
         .expect("runtime");
     let tmp = tempfile::tempdir().expect("tmp");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut cfg = berth_config::Config::default();
     cfg.server.data_dir = tmp.path().join("data");
     cfg.server.listen = addr;
@@ -938,17 +885,14 @@ fn auth_cost_of_a_manifest_get() {
     });
     let base = format!("http://{addr}");
     let http = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http.get(format!("{base}/healthz")).send().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "in-process registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the in-process registry to start",
+        Duration::from_secs(10),
+        || http.get(format!("{base}/healthz")).send().is_ok(),
+    );
     let bench = basic("bench", "benchpass1");
     push_image(&http, &base, &bench, "pub/app", "v1");
-    let t = Auth::Bearer(token(&http, &base, &bench, &["repository:pub/app:pull"]));
+    let t = Auth::Bearer(token(&http, &base, &bench, &["repository:pub/app:pull"]).expect("token"));
     let url = format!("{base}/v2/pub/app/manifests/v1");
     let run = |auth: &Auth, n: usize| -> Duration {
         let start = Instant::now();

@@ -11,93 +11,12 @@
 use std::collections::BTreeMap;
 
 use berth_testkit::berth::{self, Admin, Registry};
-use berth_testkit::http::{send, Answer, Auth};
+use berth_testkit::berth_bin;
+use berth_testkit::fixtures::media_types::OCI_MANIFEST;
+use berth_testkit::http::{push_image, send, token, token_claims, Answer, Auth, Pushed};
 use reqwest::blocking::Client;
-use serde_json::Value;
-use sha2::Digest as _;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const PASSWORD: &str = "secret123";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// A pushed image: manifest bytes and digest, and its one layer.
-struct Pushed {
-    manifest: Vec<u8>,
-    digest: String,
-    layer: String,
-}
-
-fn push_blob(http: &Client, base: &str, auth: &Auth, repo: &str, bytes: Vec<u8>) -> String {
-    let digest = sha256(&bytes);
-    let a = send(
-        http,
-        "POST",
-        &format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"),
-        auth,
-        Some(("application/octet-stream", bytes)),
-    );
-    assert_eq!(a.status, 201, "blob upload to {repo}: {a:?}");
-    digest
-}
-
-/// Pushes a one-layer image whose layer is unique to `seed`.
-fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str, seed: &str) -> Pushed {
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"config":{{"Labels":{{"seed":"{seed}"}}}}}}"#
-    )
-    .into_bytes();
-    let layer = format!("layer of {seed}").into_bytes();
-    let (config_size, layer_size) = (config.len(), layer.len());
-    let config_digest = push_blob(http, base, auth, repo, config);
-    let layer_digest = push_blob(http, base, auth, repo, layer);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": layer_size}],
-    }))
-    .expect("manifest JSON");
-    let a = send(
-        http,
-        "PUT",
-        &format!("{base}/v2/{repo}/manifests/{tag}"),
-        auth,
-        Some((OCI_MANIFEST, manifest.clone())),
-    );
-    assert_eq!(a.status, 201, "manifest push to {repo}:{tag}: {a:?}");
-    Pushed {
-        digest: sha256(&manifest),
-        manifest,
-        layer: layer_digest,
-    }
-}
-
-/// `GET /v2/token` for `scopes`, with `cred` as Basic (or anonymous).
-fn token(http: &Client, base: &str, cred: &Auth, scopes: &[String]) -> Result<String, Box<Answer>> {
-    let mut url = format!("{base}/v2/token?service=berth");
-    for s in scopes {
-        url.push_str(&format!("&scope={s}"));
-    }
-    let a = send(http, "GET", &url, cred, None);
-    if a.status != 200 {
-        return Err(Box::new(a));
-    }
-    let t = a.body["token"]
-        .as_str()
-        .expect("token in answer")
-        .to_string();
-    assert_eq!(a.body["access_token"].as_str(), Some(t.as_str()));
-    Ok(t)
-}
 
 // ------------------------------------------------------------------ the world
 
@@ -119,7 +38,7 @@ fn world() -> World {
     // A long delay shows that the unreset account's repeated (correct) logins are
     // not counted as guesses: one counted would turn its next cells into 429.
     let reg = berth::registry_with(
-        bin(),
+        berth_bin!(),
         &[],
         &[
             ("BERTH_AUTH_LOGIN_BACKOFF", "1h"),
@@ -181,7 +100,7 @@ fn world() -> World {
     for p in [PUB, PRIV, OTHER] {
         images.insert(
             p,
-            push_image(&http, &base, &admin_auth, &format!("{p}/app"), "v1", p),
+            push_image(&http, &base, &admin_auth, &format!("{p}/app"), "v1"),
         );
     }
     World {
@@ -281,6 +200,7 @@ fn cell(w: &World, mode: Mode, subject: &str, project: &str, op: &str) -> (Strin
                 format!("repository:{target}:pull,push"),
                 "registry:catalog:*".to_string(),
             ];
+            let scopes = scopes.iter().map(String::as_str).collect::<Vec<_>>();
             match token(&w.http, &base, &basic, &scopes) {
                 Ok(t) => Auth::Bearer(t),
                 // Refused at the token endpoint: that is the cell's answer.
@@ -558,13 +478,7 @@ fn catalog_lists_only_what_the_subject_may_pull() {
     assert_eq!(list(&basic("robot-other")), ["other/app", "pub/app"]);
     assert_eq!(list(&basic("admin")), ["other/app", "priv/app", "pub/app"]);
     // The same through a bearer token: the token's repository grants do not widen it.
-    let t = token(
-        &w.http,
-        &base,
-        &basic("outsider"),
-        &["registry:catalog:*".to_string()],
-    )
-    .expect("token");
+    let t = token(&w.http, &base, &basic("outsider"), &["registry:catalog:*"]).expect("token");
     assert_eq!(list(&Auth::Bearer(t)), ["other/app", "pub/app"]);
     // Pagination does not leak hidden names through `last` or the Link header.
     let a = send(
@@ -621,8 +535,8 @@ fn cross_project_mount_needs_pull_rights_on_the_source() {
         &base,
         &dev,
         &[
-            "repository:priv/copy:pull,push".to_string(),
-            "repository:other/app:pull".to_string(),
+            "repository:priv/copy:pull,push",
+            "repository:other/app:pull",
         ],
     )
     .expect("token");
@@ -648,7 +562,7 @@ fn cross_project_mount_needs_pull_rights_on_the_source() {
 /// What an anonymous client is told, and that `/v2/` asks everyone to log in.
 #[test]
 fn anonymous_clients_get_a_bearer_challenge() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project(PUB, true);
     let http = Client::new();
@@ -673,13 +587,8 @@ fn anonymous_clients_get_a_bearer_challenge() {
     );
     assert_eq!(a.status, 200, "{a:?}");
     // Anonymous tokens exist and grant pull on public projects only.
-    let t = token(
-        &http,
-        &base,
-        &Auth::None,
-        &["repository:pub/app:pull,push".to_string()],
-    )
-    .expect("anonymous token");
+    let t = token(&http, &base, &Auth::None, &["repository:pub/app:pull,push"])
+        .expect("anonymous token");
     let claims = token_claims(&t);
     assert_eq!(claims["sub"], "");
     assert_eq!(
@@ -708,7 +617,7 @@ fn anonymous_clients_get_a_bearer_challenge() {
 /// project admins, themselves included.
 #[test]
 fn project_settings_need_a_project_admin_and_maintainers_cannot_grant_it() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     for (user, role) in [
@@ -819,30 +728,4 @@ fn project_settings_need_a_project_admin_and_maintainers_cannot_grant_it() {
         let (s, v) = who.call("GET", kubeconfig, None);
         assert_eq!(s, want, "{}: {v}", who.user);
     }
-}
-
-/// The claims of a berth token (base64url JSON before the dot; not secret, only signed).
-fn token_claims(t: &str) -> Value {
-    let body = t.split('.').next().expect("token body");
-    serde_json::from_slice(&b64url_decode(body)).expect("claims JSON")
-}
-
-fn b64url_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = ALPHABET
-            .iter()
-            .position(|&a| a == c)
-            .expect("base64url character") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }

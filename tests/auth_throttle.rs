@@ -10,13 +10,10 @@
 //! nothing here depends on how fast the machine is.
 
 use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
-use berth_testkit::http::{basic, client_from, push_image, send, Answer, Auth};
+use berth_testkit::berth_bin;
+use berth_testkit::http::{basic, client_from, push_image, send, token_url, Answer, Auth};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
 
 /// A registry whose waiting pairs keep waiting for the whole test.
 fn registry_with_long_delays(extra: &[(&str, &str)]) -> Registry {
@@ -25,17 +22,13 @@ fn registry_with_long_delays(extra: &[(&str, &str)]) -> Registry {
         ("BERTH_AUTH_LOGIN_BACKOFF_MAX", "2h"),
     ];
     env.extend_from_slice(extra);
-    berth::registry_with(bin(), &[], &env)
+    berth::registry_with(berth_bin!(), &[], &env)
 }
 
 const CHECKS: &str = "berth_password_checks_total";
 
 fn v2(reg: &Registry) -> String {
     format!("{}/v2/", reg.url())
-}
-
-fn token_url(reg: &Registry, scope: &str) -> String {
-    format!("{}/v2/token?service=berth&scope={scope}", reg.url())
 }
 
 fn assert_throttled(a: &Answer, what: &str) {
@@ -99,7 +92,7 @@ fn wrong_passwords_do_not_lock_the_account_for_other_addresses() {
         let a = send(
             &owner,
             "GET",
-            &token_url(&reg, "repository:team/app:pull"),
+            &token_url(&reg.url(), &["repository:team/app:pull"]),
             &cred,
             None,
         );
@@ -125,7 +118,7 @@ fn wrong_passwords_do_not_lock_the_account_for_other_addresses() {
 #[test]
 fn guessing_from_many_addresses_is_slowed_for_those_addresses_alone() {
     let reg = berth::registry_with(
-        bin(),
+        berth_bin!(),
         &[],
         &[
             // No per-pair delay, so what holds attempts back here is the shared lane.
@@ -193,7 +186,7 @@ fn a_waiting_pair_gets_429_with_retry_after_before_bcrypt_runs() {
         let a = send(
             &guesser,
             "GET",
-            &token_url(&reg, "repository:x/y:pull"),
+            &token_url(&reg.url(), &["repository:x/y:pull"]),
             &cred,
             None,
         );
@@ -313,7 +306,7 @@ fn tokens_issued_before_stay_valid_while_the_account_is_throttled() {
     let a = send(
         &http,
         "GET",
-        &token_url(&reg, "repository:team/app:pull"),
+        &token_url(&reg.url(), &["repository:team/app:pull"]),
         &basic("alice", "alicepass1"),
         None,
     );
@@ -425,7 +418,7 @@ fn empty_basic_credentials_are_anonymous() {
         let a = send(
             &http,
             "GET",
-            &token_url(&reg, "repository:pub/app:pull"),
+            &token_url(&reg.url(), &["repository:pub/app:pull"]),
             &empty,
             None,
         );

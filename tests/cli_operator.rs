@@ -4,26 +4,17 @@
 //! audit, error bodies, and the OpenAPI document.
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::berth::{self, Admin, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
+use berth_testkit::fixtures::media_types::OCI_MANIFEST;
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
+use berth_testkit::http::{basic, push_image};
 use berth_testkit::tools::{require_tools, Creds, Podman, Skopeo};
+use berth_testkit::wait_until;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use sha2::Digest as _;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -42,7 +33,7 @@ struct Run {
 /// Runs `berth ARGS` against `base` as `who` (user, password), through the
 /// environment variables the commands document.
 fn berth_cli(base: &str, who: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(berth_bin!());
     cmd.args(args).env("BERTH_URL", base);
     for v in [
         "BERTH_USER",
@@ -130,36 +121,65 @@ fn operator_flow_with_the_cli_and_podman() {
     if !require_tools(&["podman", "skopeo"]) {
         return;
     }
-    let reg = berth::registry(bin());
-    let base = reg.url();
-    let host = reg.host();
-    let root = Some(("admin", ADMIN_PASSWORD));
-    let http = Client::new();
+    let reg = berth::registry(berth_bin!());
+    let flow = Flow {
+        base: reg.url(),
+        host: reg.host(),
+        http: Client::new(),
+        podman: Podman::new(),
+        bobs: Podman::new(),
+    };
+    the_operator_creates_a_private_project_and_two_accounts(&flow);
+    initial_passwords_only_serve_to_choose_a_new_one(&flow);
+    let (name, digest) = alice_logs_in_with_podman_and_pushes(&flow);
+    bob_can_neither_list_nor_pull_the_private_project(&flow, &name);
+    a_public_project_is_open_to_all_and_only_members_push(&flow, &name);
+    a_maintainer_creates_a_pull_robot_and_revokes_it(&flow, &digest);
+    visibility_is_for_project_admins(&flow);
+    accounts_are_listed_reset_and_deleted(&flow);
+    refusals_carry_the_servers_reason(&flow);
+    a_project_with_repositories_is_deleted_only_with_force(&flow);
+}
 
-    // The operator: a private project (as the --help example writes it), two accounts.
+/// The registry the operator flow runs against, alice's podman and bob's.
+struct Flow {
+    base: String,
+    host: String,
+    http: Client,
+    podman: Podman,
+    bobs: Podman,
+}
+
+const ROOT: Option<(&str, &str)> = Some(("admin", ADMIN_PASSWORD));
+const ALICE: Option<(&str, &str)> = Some(("alice", "alicepw2024"));
+const BOB: Option<(&str, &str)> = Some(("bob", "bobpw2024x"));
+
+/// A private project (as the --help example writes it), two accounts.
+fn the_operator_creates_a_private_project_and_two_accounts(f: &Flow) {
+    let base = &f.base;
     let out = cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &["project", "create", "team-a", "--private"],
         &[],
     );
     assert!(out.contains("created private project team-a"), "{out}");
     let out = cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &["user", "add", "alice"],
         &[("BERTH_NEW_PASSWORD", "welcome123")],
     );
     assert!(out.contains("berth passwd alice"), "{out}");
     cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &["user", "add", "bob", "--initial-password", "welcome456"],
         &[],
     );
     let out = cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &[
             "project",
             "add-member",
@@ -171,14 +191,16 @@ fn operator_flow_with_the_cli_and_podman() {
         &[],
     );
     assert!(out.contains("alice is now developer in team-a"), "{out}");
+}
 
-    // Alice cannot use the initial password until she resets it.
-    let podman = Podman::new();
-    podman
-        .try_login(&host, &Creds::new("alice", "welcome123"))
+/// Alice cannot use the initial password until she resets it.
+fn initial_passwords_only_serve_to_choose_a_new_one(f: &Flow) {
+    let base = &f.base;
+    f.podman
+        .try_login(&f.host, &Creds::new("alice", "welcome123"))
         .expect_err("initial password refused");
     let out = cli_ok(
-        &base,
+        base,
         None,
         &["passwd", "--user", "alice"],
         &[
@@ -188,7 +210,7 @@ fn operator_flow_with_the_cli_and_podman() {
     );
     assert!(out.contains("password of alice changed"), "{out}");
     cli_ok(
-        &base,
+        base,
         None,
         &["passwd", "bob"],
         &[
@@ -196,38 +218,41 @@ fn operator_flow_with_the_cli_and_podman() {
             ("BERTH_NEW_PASSWORD", "bobpw2024x"),
         ],
     );
+}
 
-    // Alice logs in and pushes.
-    podman.login(&host, &Creds::new("alice", "alicepw2024"));
+/// Returns the pushed image's name and digest.
+fn alice_logs_in_with_podman_and_pushes(f: &Flow) -> (String, String) {
+    f.podman.login(&f.host, &Creds::new("alice", "alicepw2024"));
     let tmp = tempfile::tempdir().expect("tmp");
     let layout = layout_image(&tmp, "team-a");
-    let name = format!("{host}/team-a/app:v1");
-    podman.pull_layout(&layout, "v1", &name);
-    let digest = podman.push(&name, None);
+    let name = format!("{}/team-a/app:v1", f.host);
+    f.podman.pull_layout(&layout, "v1", &name);
+    let digest = f.podman.push(&name, None);
+    (name, digest)
+}
 
-    // She sees her repository; bob cannot even list it.
-    let alice = Some(("alice", "alicepw2024"));
-    let bob = Some(("bob", "bobpw2024x"));
-    assert_eq!(catalog(&http, &base, alice), ["team-a/app"]);
-    assert!(catalog(&http, &base, bob).is_empty());
-    let (s, v) = get(&http, &format!("{base}/v2/team-a/app/tags/list"), bob);
+/// She sees her repository; bob cannot even list it, nor does the admin API
+/// show him the project.
+fn bob_can_neither_list_nor_pull_the_private_project(f: &Flow, name: &str) {
+    let (base, host, http) = (&f.base, &f.host, &f.http);
+    assert_eq!(catalog(http, base, ALICE), ["team-a/app"]);
+    assert!(catalog(http, base, BOB).is_empty());
+    let (s, v) = get(http, &format!("{base}/v2/team-a/app/tags/list"), BOB);
     assert_eq!(s, 404, "{v}");
     assert_eq!(v["errors"][0]["code"], "NAME_UNKNOWN");
-    let bobs = Podman::new();
-    bobs.login(&host, &Creds::new("bob", "bobpw2024x"));
-    bobs.try_pull(&name).expect_err("bob cannot pull team-a");
+    f.bobs.login(host, &Creds::new("bob", "bobpw2024x"));
+    f.bobs.try_pull(name).expect_err("bob cannot pull team-a");
     Skopeo::new()
         .try_inspect_raw(
             &format!("docker://{host}/team-a/app:v1"),
             Some(&Creds::new("bob", "bobpw2024x")),
         )
         .expect_err("bob cannot inspect team-a");
-    // Nor does the admin API show him the project.
-    let out = cli_ok(&base, bob, &["project", "list"], &[]);
+    let out = cli_ok(base, BOB, &["project", "list"], &[]);
     assert!(!out.contains("team-a"), "{out}");
-    let err = cli_err(&base, bob, &["project", "show", "team-a"]);
+    let err = cli_err(base, BOB, &["project", "show", "team-a"]);
     assert!(err.contains("404"), "{err}");
-    let out = cli_ok(&base, alice, &["project", "show", "team-a"], &[]);
+    let out = cli_ok(base, ALICE, &["project", "show", "team-a"], &[]);
     let shown: Value = serde_json::from_str(&out).expect("project show JSON");
     assert_eq!(shown["repositories"], json!(["team-a/app"]));
     assert_eq!(shown["public"], false);
@@ -235,63 +260,72 @@ fn operator_flow_with_the_cli_and_podman() {
         shown["members"],
         json!([{"user": "alice", "role": "developer"}])
     );
+}
 
-    // A public project: anyone pulls, without logging in.
+/// Anyone pulls from a public project without logging in; only members push;
+/// membership ends with remove-member; made private again, it disappears for
+/// strangers.
+fn a_public_project_is_open_to_all_and_only_members_push(f: &Flow, name: &str) {
+    let (base, host, http) = (&f.base, &f.host, &f.http);
     cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &["project", "create", "shared", "--public"],
         &[],
     );
     cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &["project", "add-member", "shared", "alice"],
         &[],
     );
     let shared = format!("{host}/shared/tool:v1");
-    podman.tag(&name, &shared);
-    let shared_digest = podman.push(&shared, None);
+    f.podman.tag(name, &shared);
+    let shared_digest = f.podman.push(&shared, None);
     let anyone = Podman::new();
     anyone.pull(&shared);
     assert_eq!(anyone.image_digest(&shared), shared_digest);
-    assert_eq!(catalog(&http, &base, None), ["shared/tool"]);
-    assert_eq!(catalog(&http, &base, bob), ["shared/tool"]);
+    assert_eq!(catalog(http, base, None), ["shared/tool"]);
+    assert_eq!(catalog(http, base, BOB), ["shared/tool"]);
     // And only members push there.
-    bobs.pull(&shared);
-    bobs.tag(&shared, &format!("{host}/shared/tool:bob"));
-    bobs.try_push(&format!("{host}/shared/tool:bob"), None)
+    f.bobs.pull(&shared);
+    f.bobs.tag(&shared, &format!("{host}/shared/tool:bob"));
+    f.bobs
+        .try_push(&format!("{host}/shared/tool:bob"), None)
         .expect_err("bob is not a member of shared");
     // Membership ends with remove-member (as admin: --user is not the member argument).
     let out = cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &["project", "remove-member", "shared", "alice"],
         &[],
     );
     assert!(out.contains("removed alice from shared"), "{out}");
     let members: Value =
-        serde_json::from_str(&cli_ok(&base, root, &["project", "show", "shared"], &[]))
+        serde_json::from_str(&cli_ok(base, ROOT, &["project", "show", "shared"], &[]))
             .expect("project show JSON");
     assert_eq!(members["members"], json!([]));
-    // Made private again, it disappears for strangers.
-    let out = cli_ok(&base, root, &["project", "set", "shared", "--private"], &[]);
+    let out = cli_ok(base, ROOT, &["project", "set", "shared", "--private"], &[]);
     assert!(out.contains("shared is now private"), "{out}");
     Podman::new()
         .try_pull(&shared)
         .expect_err("anonymous pull of a now-private project");
+}
 
-    // A pull robot for a CI job: maintainers create them, developers cannot.
-    let err = cli_err(&base, root, &["robot", "create", "nope", "ci"]);
+/// A pull robot for a CI job: maintainers create them, developers cannot; it
+/// pulls `digest` until revoked.
+fn a_maintainer_creates_a_pull_robot_and_revokes_it(f: &Flow, digest: &str) {
+    let (base, host) = (&f.base, &f.host);
+    let err = cli_err(base, ROOT, &["robot", "create", "nope", "ci"]);
     assert!(err.contains("404") && err.contains("nope"), "{err}");
-    let err = cli_err(&base, alice, &["robot", "create", "team-a", "ci"]);
+    let err = cli_err(base, ALICE, &["robot", "create", "team-a", "ci"]);
     assert!(
         err.contains("403") && err.contains("not a maintainer"),
         "{err}"
     );
     cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &[
             "project",
             "add-member",
@@ -303,8 +337,8 @@ fn operator_flow_with_the_cli_and_podman() {
         &[],
     );
     let out = cli_ok(
-        &base,
-        alice,
+        base,
+        ALICE,
         &["robot", "create", "team-a", "ci", "--access", "pull"],
         &[],
     );
@@ -326,26 +360,30 @@ fn operator_flow_with_the_cli_and_podman() {
         digest
     );
     let listed: Value =
-        serde_json::from_str(&cli_ok(&base, alice, &["robot", "list", "team-a"], &[]))
+        serde_json::from_str(&cli_ok(base, ALICE, &["robot", "list", "team-a"], &[]))
             .expect("robot list JSON");
     assert_eq!(listed[0]["name"], robot);
     assert_eq!(listed[0]["access"], "pull");
-    cli_ok(&base, alice, &["robot", "revoke", "team-a", "ci"], &[]);
+    cli_ok(base, ALICE, &["robot", "revoke", "team-a", "ci"], &[]);
     skopeo
         .try_inspect_raw(
             &format!("docker://{host}/team-a/app:v1"),
             Some(&robot_creds),
         )
         .expect_err("revoked robot");
-    // Visibility is for project admins: alice, a maintainer, is refused until made one.
-    let err = cli_err(&base, alice, &["project", "set", "team-a", "--public"]);
+}
+
+/// Alice, a maintainer, is refused until made a project admin.
+fn visibility_is_for_project_admins(f: &Flow) {
+    let base = &f.base;
+    let err = cli_err(base, ALICE, &["project", "set", "team-a", "--public"]);
     assert!(
         err.contains("403") && err.contains("not a project admin"),
         "{err}"
     );
     let out = cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &[
             "project",
             "add-member",
@@ -360,17 +398,14 @@ fn operator_flow_with_the_cli_and_podman() {
         out.contains("alice is now project-admin in team-a"),
         "{out}"
     );
-    cli_ok(&base, alice, &["project", "set", "team-a", "--public"], &[]);
-    cli_ok(
-        &base,
-        alice,
-        &["project", "set", "team-a", "--private"],
-        &[],
-    );
+    cli_ok(base, ALICE, &["project", "set", "team-a", "--public"], &[]);
+    cli_ok(base, ALICE, &["project", "set", "team-a", "--private"], &[]);
+}
 
-    // Accounts: list, reset, delete.
+fn accounts_are_listed_reset_and_deleted(f: &Flow) {
+    let base = &f.base;
     let users: Value =
-        serde_json::from_str(&cli_ok(&base, root, &["user", "list"], &[])).expect("user list JSON");
+        serde_json::from_str(&cli_ok(base, ROOT, &["user", "list"], &[])).expect("user list JSON");
     let names: Vec<&str> = users
         .as_array()
         .expect("users")
@@ -379,8 +414,8 @@ fn operator_flow_with_the_cli_and_podman() {
         .collect();
     assert_eq!(names, ["admin", "alice", "bob"]);
     cli_ok(
-        &base,
-        root,
+        base,
+        ROOT,
         &[
             "user",
             "reset-password",
@@ -390,90 +425,41 @@ fn operator_flow_with_the_cli_and_podman() {
         ],
         &[],
     );
-    let (s, v) = get(&http, &format!("{base}/v2/"), bob);
+    let (s, v) = get(&f.http, &format!("{base}/v2/"), BOB);
     assert_eq!(s, 401, "bob's password was reset: {v}");
-    cli_ok(&base, root, &["user", "delete", "bob"], &[]);
-    let err = cli_err(&base, root, &["user", "delete", "bob"]);
+    cli_ok(base, ROOT, &["user", "delete", "bob"], &[]);
+    let err = cli_err(base, ROOT, &["user", "delete", "bob"]);
     assert!(err.contains("404"), "{err}");
+}
 
-    // Non-admins and wrong passwords get the server's reason.
-    let err = cli_err(&base, alice, &["project", "create", "mine"]);
+/// Non-admins and wrong passwords get the server's reason.
+fn refusals_carry_the_servers_reason(f: &Flow) {
+    let base = &f.base;
+    let err = cli_err(base, ALICE, &["project", "create", "mine"]);
     assert!(
         err.contains("403") && err.contains("not a system administrator"),
         "{err}"
     );
-    let err = cli_err(&base, None, &["project", "list"]);
+    let err = cli_err(base, None, &["project", "list"]);
     assert!(err.contains("401") && err.contains("credentials"), "{err}");
-    let err = cli_err(&base, Some(("alice", "wrong-pass1")), &["project", "list"]);
+    let err = cli_err(base, Some(("alice", "wrong-pass1")), &["project", "list"]);
     assert!(err.contains("401"), "{err}");
+}
 
-    // A project with repositories is deleted only with --force.
-    let err = cli_err(&base, root, &["project", "delete", "team-a"]);
+fn a_project_with_repositories_is_deleted_only_with_force(f: &Flow) {
+    let (base, http) = (&f.base, &f.http);
+    let err = cli_err(base, ROOT, &["project", "delete", "team-a"]);
     assert!(
         err.contains("409") && err.contains("team-a/app") && err.contains("force"),
         "{err}"
     );
-    cli_ok(
-        &base,
-        root,
-        &["project", "delete", "team-a", "--force"],
-        &[],
-    );
-    let (s, _) = get(&http, &format!("{base}/v2/team-a/app/tags/list"), root);
+    cli_ok(base, ROOT, &["project", "delete", "team-a", "--force"], &[]);
+    let (s, _) = get(http, &format!("{base}/v2/team-a/app/tags/list"), ROOT);
     assert_eq!(s, 404);
-    assert_eq!(catalog(&http, &base, root), ["shared/tool"]);
+    assert_eq!(catalog(http, base, ROOT), ["shared/tool"]);
 }
 
 // ------------------------------------------------------------------ admin API
-
-/// Pushes a one-layer image by raw HTTP and returns the manifest digest.
-fn push_image(http: &Client, base: &str, who: (&str, &str), repo: &str, tag: &str) -> String {
-    let put = |url: String, ctype: &str, body: Vec<u8>| {
-        let r = http
-            .request(
-                if url.contains("/manifests/") {
-                    reqwest::Method::PUT
-                } else {
-                    reqwest::Method::POST
-                },
-                url,
-            )
-            .basic_auth(who.0, Some(who.1))
-            .header("Content-Type", ctype)
-            .body(body)
-            .send()
-            .expect("push");
-        assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
-    };
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
-    let layer = format!("layer of {repo}:{tag}").into_bytes();
-    let (cd, ld) = (sha256(&config), sha256(&layer));
-    let (cs, ls) = (config.len(), layer.len());
-    put(
-        format!("{base}/v2/{repo}/blobs/uploads/?digest={cd}"),
-        "application/octet-stream",
-        config,
-    );
-    put(
-        format!("{base}/v2/{repo}/blobs/uploads/?digest={ld}"),
-        "application/octet-stream",
-        layer,
-    );
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": cs},
-        "layers": [{"mediaType": OCI_LAYER, "digest": ld, "size": ls}],
-    }))
-    .expect("manifest");
-    put(
-        format!("{base}/v2/{repo}/manifests/{tag}"),
-        OCI_MANIFEST,
-        manifest.clone(),
-    );
-    sha256(&manifest)
-}
 
 /// Asserts an admin API error: status, a JSON `error` that is a sentence.
 fn assert_error(answer: (u16, Value), status: u16, mentions: &str) {
@@ -490,7 +476,7 @@ fn assert_error(answer: (u16, Value), status: u16, mentions: &str) {
 
 #[test]
 fn admin_api_users() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (s, v) = admin.call(
         "POST",
@@ -598,10 +584,39 @@ fn admin_api_users() {
 
 #[test]
 fn admin_api_projects_members_repositories() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
-    let (http, base) = (Client::new(), reg.url());
-    let root = ("admin", ADMIN_PASSWORD);
+    projects_are_created_once_under_valid_names(&admin);
+    for u in ["dev", "maint", "stranger"] {
+        admin.create_user(u, "secret123");
+    }
+    members_are_added_changed_and_listed(&admin);
+    let team = Team {
+        http: Client::new(),
+        base: reg.url(),
+        dev: admin.as_user("dev", "secret123"),
+        maint: admin.as_user("maint", "secret123"),
+        stranger: admin.as_user("stranger", "secret123"),
+        admin,
+    };
+    maintainers_manage_members_and_developers_do_not(&team);
+    strangers_see_public_projects_and_project_admins_set_visibility(&team);
+    maintainers_delete_tags_and_repositories(&team);
+    projects_are_deleted_at_once_when_empty_and_otherwise_with_force(&team);
+}
+
+/// The accounts of project `team`, as admin API clients.
+struct Team {
+    http: Client,
+    base: String,
+    admin: Admin,
+    dev: Admin,
+    maint: Admin,
+    stranger: Admin,
+}
+
+/// `team` (private unless asked) and the public `empty`.
+fn projects_are_created_once_under_valid_names(admin: &Admin) {
     let (s, v) = admin.call("POST", "/api/v1/projects", Some(json!({"name": "team"})));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["public"], false, "private unless asked");
@@ -620,10 +635,10 @@ fn admin_api_projects_members_repositories() {
         "invalid project name",
     );
     admin.create_project("empty", true);
-    for u in ["dev", "maint", "stranger"] {
-        admin.create_user(u, "secret123");
-    }
-    // Members: add, change, remove.
+}
+
+/// Members: add, change, refuse unknown roles and accounts.
+fn members_are_added_changed_and_listed(admin: &Admin) {
     admin.add_member("team", "dev", "guest");
     admin.add_member("team", "dev", "developer");
     admin.add_member("team", "maint", "maintainer");
@@ -651,10 +666,10 @@ fn admin_api_projects_members_repositories() {
         v,
         json!([{"user": "dev", "role": "developer"}, {"user": "maint", "role": "maintainer"}])
     );
-    let dev = admin.as_user("dev", "secret123");
-    let maint = admin.as_user("maint", "secret123");
-    let stranger = admin.as_user("stranger", "secret123");
-    // A maintainer manages members; a developer does not.
+}
+
+fn maintainers_manage_members_and_developers_do_not(t: &Team) {
+    let (dev, maint) = (&t.dev, &t.maint);
     let (s, v) = maint.call(
         "PUT",
         "/api/v1/projects/team/members/stranger",
@@ -677,7 +692,12 @@ fn admin_api_projects_members_repositories() {
         403,
         "not a maintainer",
     );
-    // Visibility: strangers see public projects only, and 404 for private ones.
+}
+
+/// Strangers see public projects only, and 404 for private ones; visibility is
+/// a project admin's (a maintainer's, before project admins existed).
+fn strangers_see_public_projects_and_project_admins_set_visibility(t: &Team) {
+    let (admin, dev, maint, stranger) = (&t.admin, &t.dev, &t.maint, &t.stranger);
     let names = |a: &Admin| -> Vec<String> {
         let (s, v) = a.call("GET", "/api/v1/projects", None);
         assert_eq!(s, 200, "{v}");
@@ -687,9 +707,9 @@ fn admin_api_projects_members_repositories() {
             .filter_map(|p| p["name"].as_str().map(str::to_string))
             .collect()
     };
-    assert_eq!(names(&admin), ["empty", "team"]);
-    assert_eq!(names(&dev), ["empty", "team"]);
-    assert_eq!(names(&stranger), ["empty"]);
+    assert_eq!(names(admin), ["empty", "team"]);
+    assert_eq!(names(dev), ["empty", "team"]);
+    assert_eq!(names(stranger), ["empty"]);
     assert_error(
         stranger.call("GET", "/api/v1/projects/team", None),
         404,
@@ -713,7 +733,6 @@ fn admin_api_projects_members_repositories() {
         403,
         "not a project admin",
     );
-    // Visibility is a project admin's (a maintainer's, before project admins existed).
     assert_error(
         maint.call(
             "PATCH",
@@ -732,18 +751,28 @@ fn admin_api_projects_members_repositories() {
         Some(json!({"public": true})),
     );
     assert_eq!((s, &v["public"]), (200, &json!(true)), "{v}");
-    assert_eq!(names(&stranger), ["empty", "team"]);
+    assert_eq!(names(stranger), ["empty", "team"]);
     let (s, v) = owner.call(
         "PATCH",
         "/api/v1/projects/team",
         Some(json!({"public": false})),
     );
     assert_eq!((s, &v["public"]), (200, &json!(false)), "{v}");
+}
 
-    // Repositories and tags.
-    let d1 = push_image(&http, &base, ("dev", "secret123"), "team/app", "v1");
-    push_image(&http, &base, ("dev", "secret123"), "team/app", "v2");
-    push_image(&http, &base, ("dev", "secret123"), "team/tools/cli", "v1");
+/// Repositories and tags as the admin API lists them; maintainers delete them.
+fn maintainers_delete_tags_and_repositories(t: &Team) {
+    let (http, base, dev, maint) = (&t.http, &t.base, &t.dev, &t.maint);
+    let root = ("admin", ADMIN_PASSWORD);
+    let d1 = push_image(http, base, &basic("dev", "secret123"), "team/app", "v1").digest;
+    push_image(http, base, &basic("dev", "secret123"), "team/app", "v2");
+    push_image(
+        http,
+        base,
+        &basic("dev", "secret123"),
+        "team/tools/cli",
+        "v1",
+    );
     let (s, v) = dev.call("GET", "/api/v1/projects/team/repositories", None);
     assert_eq!(
         (s, v.clone()),
@@ -787,7 +816,7 @@ fn admin_api_projects_members_repositories() {
         404,
         "v2",
     );
-    let (s, v) = get(&http, &format!("{base}/v2/team/app/tags/list"), Some(root));
+    let (s, v) = get(http, &format!("{base}/v2/team/app/tags/list"), Some(root));
     assert_eq!((s, v["tags"].clone()), (200, json!(["v1"])));
     let (s, _) = maint.call(
         "DELETE",
@@ -805,13 +834,18 @@ fn admin_api_projects_members_repositories() {
         "team/tools/cli",
     );
     let (s, _) = get(
-        &http,
+        http,
         &format!("{base}/v2/team/tools/cli/tags/list"),
         Some(root),
     );
     assert_eq!(s, 404);
+}
 
-    // Delete: an empty project at once, a non-empty one only with force.
+/// An empty project goes at once, a non-empty one only with force, and its
+/// memberships with it.
+fn projects_are_deleted_at_once_when_empty_and_otherwise_with_force(t: &Team) {
+    let (http, base, admin, maint) = (&t.http, &t.base, &t.admin, &t.maint);
+    let root = ("admin", ADMIN_PASSWORD);
     let (s, _) = admin.call("DELETE", "/api/v1/projects/empty", None);
     assert_eq!(s, 204);
     assert_error(
@@ -831,13 +865,13 @@ fn admin_api_projects_members_repositories() {
     );
     let (s, _) = admin.call("DELETE", "/api/v1/projects/team?force=true", None);
     assert_eq!(s, 204);
-    assert!(catalog(&http, &base, Some(root)).is_empty());
+    assert!(catalog(http, base, Some(root)).is_empty());
     // Its memberships went with it: a new project of that name starts empty.
     admin.create_project("team", false);
     let (s, v) = admin.call("GET", "/api/v1/projects/team/members", None);
     assert_eq!((s, v), (200, json!([])));
     let (s, v) = get(
-        &http,
+        http,
         &format!("{base}/v2/team/app/tags/list"),
         Some(("dev", "secret123")),
     );
@@ -846,11 +880,17 @@ fn admin_api_projects_members_repositories() {
 
 #[test]
 fn admin_api_robots() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (http, base) = (Client::new(), reg.url());
     admin.create_project("team", false);
-    push_image(&http, &base, ("admin", ADMIN_PASSWORD), "team/app", "v1");
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "team/app",
+        "v1",
+    );
     let v2 = format!("{base}/v2/team/app/tags/list");
     let (name, secret) = admin.create_robot("team", "ci", "push");
     assert_eq!(name, "robot$team+ci");
@@ -987,7 +1027,7 @@ fn admin_api_robots() {
 
 #[test]
 fn admin_api_gc_and_audit() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     let (http, base) = (Client::new(), reg.url());
     let start = unix_now();
@@ -995,8 +1035,14 @@ fn admin_api_gc_and_audit() {
     admin.create_user("dev", "secret123");
     admin.add_member("team", "dev", "developer");
     admin.create_project("other", true);
-    let digest = push_image(&http, &base, ("dev", "secret123"), "team/app", "v1");
-    push_image(&http, &base, ("admin", ADMIN_PASSWORD), "other/app", "v1");
+    let digest = push_image(&http, &base, &basic("dev", "secret123"), "team/app", "v1").digest;
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "other/app",
+        "v1",
+    );
 
     // GC: dry run and real, and its last report; administrators only.
     let (s, v) = admin.call("POST", "/api/v1/gc?dry_run=true", None);
@@ -1036,15 +1082,17 @@ fn admin_api_gc_and_audit() {
         assert_eq!(s, 200, "{v}");
         v.as_array().cloned().unwrap_or_default()
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while audit("action=gc").is_empty() || audit("actor=dev&action=push").is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "audit events never arrived: {:#?}",
-            audit("")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "audit events of the GC and the push",
+        Duration::from_secs(10),
+        || {
+            if audit("action=gc").is_empty() || audit("actor=dev&action=push").is_empty() {
+                Err(format!("{:#?}", audit("")))
+            } else {
+                Ok(())
+            }
+        },
+    );
     let pushes = audit("actor=dev&action=push");
     assert_eq!(pushes.len(), 1, "{pushes:#?}");
     assert_eq!(pushes[0]["project"], "team");
@@ -1078,7 +1126,7 @@ fn admin_api_gc_and_audit() {
 /// framework produces (bad JSON, wrong content type, wrong method, bad query).
 #[test]
 fn admin_api_errors_are_json_with_a_message() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let base = reg.url();
     let http = Client::new();
     let send =
@@ -1177,7 +1225,7 @@ fn admin_api_errors_are_json_with_a_message() {
 /// admin routes, each of which the router really serves.
 #[test]
 fn openapi_document_lists_every_admin_route() {
-    let reg = berth::registry(bin());
+    let reg = berth::registry(berth_bin!());
     let base = reg.url();
     let http = Client::new();
     let doc: Value = http

@@ -11,14 +11,15 @@ mod edge_support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_testkit::berth;
+use berth_testkit::fixtures::digest_of;
+use berth_testkit::metrics::Metrics;
 use berth_testkit::net::{
     connect_from, get_request, request_from, send_partial, wait_closed, Ending,
 };
-use common::{basic_admin, bin, sha256, Reg};
-use edge_support::Metrics;
+use berth_testkit::{berth, berth_bin, wait_until};
+use common::{basic_admin, Reg};
 
 const OTHER_CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// Generous: every wait here ends much sooner unless something is broken.
@@ -33,14 +34,6 @@ fn metrics(port: u16) -> Metrics {
     Metrics { text }
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + BOUND;
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn log_lines(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
@@ -49,16 +42,21 @@ fn log_lines(log: &str, needle: &str) -> usize {
 fn a_flood_of_partial_requests_from_one_address_does_not_lock_out_others() {
     // The set-up: 128 file descriptors, 200 sockets that send part of
     // a request line and stop. The header timeout is long so they stay.
-    let reg =
-        berth::registry_with_open_files(bin(), 128, &[("BERTH_SERVER_HEADER_TIMEOUT", "10m")]);
+    let reg = berth::registry_with_open_files(
+        berth_bin!(),
+        128,
+        &[("BERTH_SERVER_HEADER_TIMEOUT", "10m")],
+    );
     let port = reg.server.port();
     let before = reg.server.log().lines().count();
     let flood: Vec<TcpStream> = (0..200).map(|_| send_partial(port, PARTIAL_HEAD)).collect();
 
     // 128 descriptors hold (128 - 32) / 2 = 48 connections, 24 per address.
-    wait_for("the flood to be refused past the per-address cap", || {
-        metrics(port).get("berth_connections_refused_total", &[("reason", "per_ip")]) >= 176.0
-    });
+    wait_until(
+        "the flood to be refused past the per-address cap",
+        BOUND,
+        || metrics(port).get("berth_connections_refused_total", &[("reason", "per_ip")]) >= 176.0,
+    );
     let m = metrics(port);
     assert!(
         m.get("berth_connections_open", &[]) <= 48.0,
@@ -101,7 +99,7 @@ fn a_flood_of_partial_requests_from_one_address_does_not_lock_out_others() {
 
     // Once the flood goes away, its address is served again.
     drop(flood);
-    wait_for("127.0.0.1 to be served again", || {
+    wait_until("127.0.0.1 to be served again", BOUND, || {
         berth_testkit::proc::http_status(port, "/healthz", Duration::from_secs(5)) == Some(200)
     });
 }
@@ -175,7 +173,7 @@ fn a_slow_download_outlives_the_timeouts() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(got.len(), blob.len());
-    assert_eq!(sha256(&got), digest);
+    assert_eq!(digest_of(&got), digest);
 }
 
 #[test]
@@ -242,7 +240,7 @@ fn a_slow_upload_completes_and_a_stalled_one_is_cut() {
     }
     let answer = wait_closed(&mut slow, BOUND);
     assert!(answer.text().starts_with("HTTP/1.1 202"), "{answer:?}");
-    let res = reg.finish(&location_of(&answer), &sha256(&blob), b"");
+    let res = reg.finish(&location_of(&answer), &digest_of(&blob), b"");
     assert_eq!(res.status(), 201, "{}", common::describe(res));
 
     // 1 KiB, then nothing.
@@ -268,7 +266,7 @@ fn a_slow_upload_completes_and_a_stalled_one_is_cut() {
 
 #[test]
 fn the_edge_has_the_same_limits() {
-    let origin = berth::registry(bin());
+    let origin = berth::registry(berth_bin!());
     let cache = tempfile::tempdir().expect("tmp");
     let edge = edge_support::edge(
         &origin.url(),
@@ -282,7 +280,7 @@ fn the_edge_has_the_same_limits() {
     );
     let port = edge.port();
     let flood: Vec<TcpStream> = (0..20).map(|_| send_partial(port, PARTIAL_HEAD)).collect();
-    wait_for("the edge to refuse past the per-address cap", || {
+    wait_until("the edge to refuse past the per-address cap", BOUND, || {
         metrics(port).get("berth_connections_refused_total", &[("reason", "per_ip")]) >= 14.0
     });
     let mut refused = TcpStream::connect(("127.0.0.1", port)).expect("connect");

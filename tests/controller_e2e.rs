@@ -25,8 +25,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use berth_testkit::fixtures::ImageBuilder;
+use berth_testkit::fixtures::{Image, ImageBuilder};
+use berth_testkit::proxy::FaultProxy;
 use berth_testkit::tools::docker_ref;
+use berth_testkit::wait_until;
 use controller_support::*;
 use serde_json::{json, Value};
 
@@ -49,6 +51,20 @@ fn container_images(obj: &Value) -> Vec<String> {
         .iter()
         .map(|c| c["image"].as_str().expect("image").to_string())
         .collect()
+}
+
+/// Whether `edge` has a running prefetch job for `image` that has moved bytes
+/// (`Err`: every job it has, for the timeout message).
+fn transferring(edge: &EdgeNode, image: &str) -> Result<(), String> {
+    let moving = edge
+        .jobs_for(image)
+        .iter()
+        .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0));
+    if moving {
+        Ok(())
+    } else {
+        Err(format!("{:#?}", edge.jobs()))
+    }
 }
 
 /// Checks a node's publication history: resolving, prefetching, deploying,
@@ -102,10 +118,40 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         return;
     }
     let mut site = Site::start();
-    for n in ["n1", "n2", "n3"] {
+    for n in NODES {
         let url = site.registry_url();
         site.add_edge(n, &url, json!({"tier": "edge", "zone": n}));
     }
+    let images = push_web_and_sidecar(&site);
+    site.create_app(
+        json!({"name": "web", "spec": {"kind": "Deployment", "replicas": 1,
+        "containers": [
+            {"name": "web", "image": "acme/web:1"},
+            {"name": "sidecar", "image": "acme/sidecar:1"}
+        ]}, "message": "first"}),
+    );
+
+    let file_seen = manifests_appear_only_once_the_edges_hold_every_blob_pinned(&site, &images);
+    the_tag_moved_but_every_node_runs_the_digests_resolved_at_publish(&site, &images, &file_seen);
+    let web2_ref = version_2_on_one_node_unpins_only_what_it_no_longer_uses(&site, &images);
+    unpublishing_everywhere_removes_files_and_pins(&site, &images, &web2_ref);
+}
+
+/// The nodes of the three-edge publish.
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+/// The images of the three-edge publish: `web` and `sidecar` pushed as
+/// `acme/web:1` and `acme/sidecar:1`, and `moved`, built but pushed to
+/// `web:1` only while the publish is under way.
+struct WebImages {
+    web: Image,
+    sidecar: Image,
+    moved: Image,
+    web_ref: String,
+    sidecar_ref: String,
+}
+
+fn push_web_and_sidecar(site: &Site) -> WebImages {
     let web = site.push(
         "web",
         "1",
@@ -129,20 +175,33 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         .tag("web-moved")
         .build(&site.layout);
 
-    site.create_app(
-        json!({"name": "web", "spec": {"kind": "Deployment", "replicas": 1,
-        "containers": [
-            {"name": "web", "image": "acme/web:1"},
-            {"name": "sidecar", "image": "acme/sidecar:1"}
-        ]}, "message": "first"}),
-    );
+    WebImages {
+        web_ref: by_digest("web", web.digest()),
+        sidecar_ref: by_digest("sidecar", sidecar.digest()),
+        web,
+        sidecar,
+        moved,
+    }
+}
 
-    let web_ref = by_digest("web", web.digest());
-    let sidecar_ref = by_digest("sidecar", sidecar.digest());
-    let mut wanted_blobs = blob_digests(&web);
-    wanted_blobs.extend(blob_digests(&sidecar));
-    let nodes = ["n1", "n2", "n3"];
-
+/// Publishes to the three nodes while the tag moves, and watches: the moment
+/// a node's file exists, its edge must already hold every blob of both
+/// images, pinned, and report the prefetch job done. Returns when each
+/// node's file was first seen (after the publish request).
+fn manifests_appear_only_once_the_edges_hold_every_blob_pinned(
+    site: &Site,
+    images: &WebImages,
+) -> BTreeMap<&'static str, Duration> {
+    let WebImages {
+        web,
+        sidecar,
+        moved,
+        web_ref,
+        sidecar_ref,
+    } = images;
+    let mut wanted_blobs = blob_digests(web);
+    wanted_blobs.extend(blob_digests(sidecar));
+    let nodes = NODES;
     let started = Instant::now();
     let answer = site.publish("web", json!({"selector": {"tier": "edge"}}));
     let published: Vec<&str> = answer["publications"]
@@ -156,7 +215,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
     // The tag moves while the publish is under way.
     let mut file_seen: BTreeMap<&str, Duration> = BTreeMap::new();
     std::thread::scope(|s| {
-        let pusher = s.spawn(|| site.push_built(&moved, "web", "1"));
+        let pusher = s.spawn(|| site.push_built(moved, "web", "1"));
         // The moment a node's file exists, its edge must already hold every
         // blob of both images, pinned, and report the prefetch job done.
         let deadline = Instant::now() + LONG;
@@ -179,7 +238,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
                     missing.is_empty(),
                     "{n}: manifest written while its edge cache lacked {missing:?}"
                 );
-                for image in [&web_ref, &sidecar_ref] {
+                for image in [web_ref, sidecar_ref] {
                     assert!(
                         edge.pinned(image),
                         "{n}: manifest written before {image} was pinned: {:#?}",
@@ -201,6 +260,24 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         }
         pusher.join().expect("push of the moved tag");
     });
+    file_seen
+}
+
+/// Resolved once, at publish time: every node runs the original digests, not
+/// the tag's new one; prints the publish timeline.
+fn the_tag_moved_but_every_node_runs_the_digests_resolved_at_publish(
+    site: &Site,
+    images: &WebImages,
+    file_seen: &BTreeMap<&'static str, Duration>,
+) {
+    let WebImages {
+        web,
+        sidecar,
+        moved,
+        web_ref,
+        sidecar_ref,
+    } = images;
+    let nodes = NODES;
     let moved_digest = site.skopeo.manifest_digest(
         &docker_ref(&site.registry.host(), "acme/web", "1"),
         Some(&site.admin_creds()),
@@ -242,7 +319,7 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
         );
         let images = container_images(&d);
         assert_eq!(images.len(), 2);
-        for (img, want) in images.iter().zip([&web_ref, &sidecar_ref]) {
+        for (img, want) in images.iter().zip([web_ref, sidecar_ref]) {
             assert!(img.contains("@sha256:"), "not a digest reference: {img}");
             assert!(img.ends_with(want.as_str()), "{img} is not {want}");
             assert!(!img.contains(moved.digest()), "{img} runs the moved tag");
@@ -282,9 +359,16 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
             );
         }
     }
+}
 
-    // Version 2 on n1 only: once it runs, n1 unpins the web image it no
-    // longer uses and keeps the sidecar both versions use; n2 keeps version 1.
+/// Version 2 on n1 only: once it runs, n1 unpins the web image it no longer
+/// uses and keeps the sidecar both versions use; n2 keeps version 1. Returns
+/// version 2's reference.
+fn version_2_on_one_node_unpins_only_what_it_no_longer_uses(
+    site: &Site,
+    images: &WebImages,
+) -> String {
+    let (web_ref, sidecar_ref) = (&images.web_ref, &images.sidecar_ref);
     let web2 = site.push(
         "web",
         "2",
@@ -310,17 +394,24 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
     let d = site.read_manifest("n1", &deployment_file("web", "n1"));
     assert!(container_images(&d)[0].ends_with(&web2_ref), "{d:#}");
     let n1 = site.edge("n1");
-    wait_until(
-        "n1 to unpin web version 1",
-        LONG,
-        || (!n1.pinned(&web_ref)).then_some(()),
-        || format!("{:#?}", n1.images()),
-    );
-    assert!(n1.pinned(&web2_ref) && n1.pinned(&sidecar_ref));
+    wait_until("n1 to unpin web version 1", LONG, || {
+        if n1.pinned(web_ref) {
+            Err(format!("{:#?}", n1.images()))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(n1.pinned(&web2_ref) && n1.pinned(sidecar_ref));
     let n2 = site.edge("n2");
-    assert!(n2.pinned(&web_ref) && n2.pinned(&sidecar_ref));
+    assert!(n2.pinned(web_ref) && n2.pinned(sidecar_ref));
     assert!(!n2.pinned(&web2_ref));
 
+    web2_ref
+}
+
+fn unpublishing_everywhere_removes_files_and_pins(site: &Site, images: &WebImages, web2_ref: &str) {
+    let (web_ref, sidecar_ref) = (images.web_ref.as_str(), images.sidecar_ref.as_str());
+    let nodes = NODES;
     // Unpublish everywhere: files and pins go.
     site.unpublish("web", json!({"selector": {"tier": "edge"}}));
     for n in nodes {
@@ -331,11 +422,11 @@ fn publish_to_three_edges_prefetches_first_and_keeps_resolved_digests() {
             site.manifests(n)
         );
         let edge = site.edge(n);
-        for image in [&web_ref, &sidecar_ref, &web2_ref] {
+        for image in [web_ref, sidecar_ref, web2_ref] {
             let listed: Vec<Value> = edge
                 .images()
                 .into_iter()
-                .filter(|i| i["image"] == image.as_str())
+                .filter(|i| i["image"] == image)
                 .collect();
             assert!(
                 listed.iter().all(|i| i["pinned"] == false),
@@ -448,7 +539,10 @@ fn controller_killed_mid_prefetch_finishes_without_duplicate_work() {
     let mut site = Site::start();
     // The edges pull through a slow link, so the prefetch is still under way
     // when the registry (and the controller in it) is killed.
-    let proxy = SlowProxy::start(site.registry.server.port(), 2 << 20, Duration::ZERO);
+    let proxy = FaultProxy::start(&site.registry.host());
+    proxy.set_rate(Some(2 << 20));
+    // Reconnects while the registry restarts wait for it, as behind a load balancer.
+    proxy.set_hold_while_down(true);
     for n in ["k1", "k2"] {
         site.add_edge(n, &proxy.url(), json!({}));
     }
@@ -471,24 +565,16 @@ fn controller_killed_mid_prefetch_finishes_without_duplicate_work() {
             p.is_some_and(|p| p["state"] == "prefetching" && p["prefetch_job"].is_string())
         });
         let edge = site.edge(n);
-        wait_until(
-            &format!("{n} transferring"),
-            LONG,
-            || {
-                edge.jobs_for(&image)
-                    .iter()
-                    .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0))
-                    .then_some(())
-            },
-            || format!("{:#?}", edge.jobs()),
-        );
+        wait_until(&format!("{n} transferring"), LONG, || {
+            transferring(edge, &image)
+        });
     }
     for n in ["k1", "k2"] {
         assert!(site.manifests(n).is_empty(), "{n} deployed before prefetch");
     }
     site.registry.server.kill9();
     site.registry.server.start_again();
-    proxy.set_rate(0);
+    proxy.set_rate(None);
 
     let mut files = BTreeMap::new();
     for n in ["k1", "k2"] {
@@ -544,7 +630,8 @@ fn prefetch_survives_the_registry_down_for_seconds() {
         return;
     }
     let mut site = Site::start();
-    let proxy = SlowProxy::start(site.registry.server.port(), 2 << 20, Duration::ZERO);
+    let proxy = FaultProxy::start(&site.registry.host());
+    proxy.set_rate(Some(2 << 20));
     proxy.set_hold_while_down(false);
     site.add_edge("o1", &proxy.url(), json!({}));
     let big = site.push(
@@ -559,21 +646,11 @@ fn prefetch_survives_the_registry_down_for_seconds() {
         "containers": [{"name": "o", "image": "acme/outage:1"}]}}));
     site.publish("outage", json!({"nodes": ["o1"]}));
     let edge = site.edge("o1");
-    wait_until(
-        "o1 transferring",
-        LONG,
-        || {
-            edge.jobs_for(&image)
-                .iter()
-                .any(|j| j["state"] == "running" && j["bytes_done"].as_u64() > Some(0))
-                .then_some(())
-        },
-        || format!("{:#?}", edge.jobs()),
-    );
+    wait_until("o1 transferring", LONG, || transferring(edge, &image));
     site.registry.server.kill9();
     std::thread::sleep(Duration::from_secs(4));
     site.registry.server.start_again();
-    proxy.set_rate(0);
+    proxy.set_rate(None);
     let p = site.wait_state("outage", "o1", "running", LONG);
     let jobs = site.edge("o1").jobs_for(&image);
     assert_eq!(
@@ -598,7 +675,8 @@ fn controller_killed_between_submitting_and_recording_a_prefetch_adopts_the_job(
     site.start_edge("w1", &url);
     // The controller reaches the edge over a link that holds each answer
     // back: the edge has the job, the controller has not heard of it yet.
-    let link = SlowProxy::start(site.edge("w1").process.port(), 0, Duration::from_secs(5));
+    let link = FaultProxy::start(&site.edge("w1").process.host());
+    link.set_delay(Duration::from_secs(5));
     site.register_node("w1", &link.url(), json!({}));
     let img = site.push(
         "slowlink",
@@ -614,15 +692,14 @@ fn controller_killed_between_submitting_and_recording_a_prefetch_adopts_the_job(
     let edge = site.edge("w1");
     // The edge finished the job (so the kill below does not break its
     // transfer from the registry); the controller is still waiting to hear.
-    wait_until(
-        "the edge to finish the job",
-        LONG,
-        || {
-            let jobs = edge.jobs_for(&image);
-            (jobs.len() == 1 && jobs[0]["state"] == "done").then_some(())
-        },
-        || format!("{:#?}", edge.jobs()),
-    );
+    wait_until("the edge to finish the job", LONG, || {
+        let jobs = edge.jobs_for(&image);
+        if jobs.len() == 1 && jobs[0]["state"] == "done" {
+            Ok(())
+        } else {
+            Err(format!("{:#?}", edge.jobs()))
+        }
+    });
     let p = site.publication("slowlink", "w1").expect("publication");
     assert!(p["prefetch_job"].is_null(), "answer arrived already: {p:#}");
     site.registry.server.kill9();

@@ -137,20 +137,71 @@ fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
         "1",
         ImageBuilder::new().layer_file("srv/api", "api\n"),
     );
-    let base = format!("/api/v1/projects/{PROJECT}");
-    let post = |path: &str, body: Value| site.api("POST", &format!("{base}/{path}"), Some(body));
-    let delete = |path: &str| site.api("DELETE", &format!("{base}/{path}"), None);
-    let created = |(s, v): (u16, Value)| assert_eq!(s, 201, "{v}");
+    let shop = Shop { site: &site };
+    a_config_map_and_a_volume_shared_by_two_apps(&shop);
+    a_route_needs_a_clusterip_load_balancer(&shop);
+    one_call_publishes_web_to_both_nodes_in_order(&shop);
+    api_shares_the_config_map_and_the_volume_is_bound_on_both_nodes(&shop);
+    while_web_is_published_each_rule_refuses_with_a_409_naming_it(&shop);
+    a_cascade_from_r1_removes_webs_files_there_and_keeps_what_api_uses(&shop);
+    published_again_the_volume_is_bound_and_the_cli_says_what_it_keeps(&shop);
+    still_published_on_r2_the_rules_hold_there(&shop);
+    unpublished_the_claim_stays_until_released_then_each_rule_allows(&shop);
+    api_unpublished_with_cascade_leaves_nothing_in_use(&shop);
+}
 
-    // Config map, local volume, two apps sharing the config map.
-    created(post(
+/// The project's resources API on a site with nodes r1 and r2 (site `shop`).
+struct Shop<'a> {
+    site: &'a Site,
+}
+
+impl Shop<'_> {
+    fn path(&self, path: &str) -> String {
+        format!("/api/v1/projects/{PROJECT}/{path}")
+    }
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.site.api("POST", &self.path(path), Some(body))
+    }
+    fn delete(&self, path: &str) -> (u16, Value) {
+        self.site.api("DELETE", &self.path(path), None)
+    }
+}
+
+fn created((s, v): (u16, Value)) {
+    assert_eq!(s, 201, "{v}");
+}
+
+/// A refusal: 409 with an error naming `rule`.
+fn refused((s, v): (u16, Value), rule: &str) {
+    assert_eq!(s, 409, "{v}");
+    assert!(error(&v).contains(rule), "expected {rule:?}: {v}");
+}
+
+/// The files web's publish writes to node `n`.
+fn web_files(n: &str) -> Vec<String> {
+    [
+        "acme-shared-configmap-settings-{n}.yaml",
+        "acme-shared-persistentvolumeclaim-data-{n}.yaml",
+        "acme-web-deployment-web-{n}.yaml",
+        "acme-web-elasticip-public-{n}.yaml",
+        "acme-web-ingress-www-{n}.yaml",
+        "acme-web-service-web-lb-{n}.yaml",
+    ]
+    .iter()
+    .map(|f| f.replace("{n}", n))
+    .collect()
+}
+
+/// Config map, local volume, two apps sharing the config map.
+fn a_config_map_and_a_volume_shared_by_two_apps(shop: &Shop) {
+    created(shop.post(
         "configmaps",
         json!({"name": "settings", "data": {"app.conf": "greeting=hello\n"}}),
     ));
-    let (s, v) = post("volumes", json!({"name": "data", "capacity": "1Gi"}));
+    let (s, v) = shop.post("volumes", json!({"name": "data", "capacity": "1Gi"}));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["spec"]["storage_class"], "local-storage", "{v}");
-    site.create_app(
+    shop.site.create_app(
         json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
         "name": "web", "image": "acme/web:1",
         "ports": [{"name": "http", "container_port": 8080}],
@@ -163,24 +214,26 @@ fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
             {"name": "data", "persistent_volume_claim": "data"}
         ]}}),
     );
-    site.create_app(
+    shop.site.create_app(
         json!({"name": "api", "spec": {"kind": "Deployment", "containers": [{
         "name": "api", "image": "acme/api:1",
         "ports": [{"name": "https", "container_port": 8443}],
         "volume_mounts": [{"name": "conf", "mount_path": "/etc/api"}]}],
         "volumes": [{"name": "conf", "config_map": "settings"}]}}),
     );
+}
 
-    // Network. Rule: a route needs a ClusterIP load balancer.
-    created(post(
+/// Network. Rule: a route needs a ClusterIP load balancer.
+fn a_route_needs_a_clusterip_load_balancer(shop: &Shop) {
+    created(shop.post(
         "loadbalancers",
         json!({"name": "web-lb", "app": "web", "ports": [{"name": "http", "port": 80, "target_port": 8080}]}),
     ));
-    created(post(
+    created(shop.post(
         "loadbalancers",
         json!({"name": "api-lb", "app": "api", "type": "LoadBalancer", "ports": [{"port": 443, "target_port": 8443}]}),
     ));
-    let (s, v) = post(
+    let (s, v) = shop.post(
         "routes",
         json!({"name": "api", "host": "api.example.com", "load_balancer": "api-lb", "port": 443}),
     );
@@ -189,125 +242,127 @@ fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
         error(&v).contains("rule: a route needs a ClusterIP load balancer"),
         "{v}"
     );
-    created(post(
+    created(shop.post(
         "routes",
         json!({"name": "www", "host": "shop.example.com", "load_balancer": "web-lb", "port": 80}),
     ));
-    created(post(
+    created(shop.post(
         "eips",
         json!({"name": "public", "address": "203.0.113.7", "load_balancer": "web-lb"}),
     ));
+}
 
-    // One call publishes web to both nodes.
-    let answer = site.publish("web", json!({"selector": {"site": "shop"}}));
+fn one_call_publishes_web_to_both_nodes_in_order(shop: &Shop) {
+    let answer = shop
+        .site
+        .publish("web", json!({"selector": {"site": "shop"}}));
     assert_eq!(
         answer["publications"].as_array().map(Vec::len),
         Some(2),
         "{answer}"
     );
-    let web_files = [
-        "acme-shared-configmap-settings-{n}.yaml",
-        "acme-shared-persistentvolumeclaim-data-{n}.yaml",
-        "acme-web-deployment-web-{n}.yaml",
-        "acme-web-elasticip-public-{n}.yaml",
-        "acme-web-ingress-www-{n}.yaml",
-        "acme-web-service-web-lb-{n}.yaml",
-    ];
-    let files_for =
-        |n: &str| -> Vec<String> { web_files.iter().map(|f| f.replace("{n}", n)).collect() };
     for n in ["r1", "r2"] {
-        let p = site.wait_state("web", n, "running", LONG);
-        assert_eq!(site.manifests(n), files_for(n), "{n}");
-        let dir = site.manifests_dir(n);
-        let (eips, built_in): (Vec<String>, Vec<String>) = site
-            .manifests(n)
-            .into_iter()
-            .partition(|f| f.contains("-elasticip-"));
-        let paths: Vec<PathBuf> = built_in.iter().map(|f| dir.join(f)).collect();
-        kubernetes_validate(&paths, &[eip_crd()]);
-        assert_eq!(eips.len(), 1);
-        let eip = site.read_manifest(n, &eips[0]);
-        assert_valid_eip(&eip);
-        assert_eq!(eip["spec"]["address"], "203.0.113.7", "{eip:#}");
-        assert_eq!(eip["spec"]["serviceName"], format!("web-lb-{n}"), "{eip:#}");
-
-        // Publish order, as the files' modification times show it: nothing
-        // of a later phase was written before something of an earlier one.
-        let mut by_phase: Vec<(u8, SystemTime, String)> = site
-            .manifests(n)
-            .into_iter()
-            .map(|f| (phase(&f), mtime(&dir.join(&f)), f))
-            .collect();
-        by_phase.sort();
-        for w in by_phase.windows(2) {
-            if w[0].0 < w[1].0 {
-                assert!(
-                    w[0].1 <= w[1].1,
-                    "{n}: {} (phase {}) written after {} (phase {})",
-                    w[0].2,
-                    w[0].0,
-                    w[1].2,
-                    w[1].0
-                );
-            }
-        }
-        let latest0 = by_phase.iter().filter(|x| x.0 == 0).map(|x| x.1).max();
-        let workload = by_phase.iter().find(|x| x.0 == 1).map(|x| x.1);
-        let earliest2 = by_phase.iter().filter(|x| x.0 == 2).map(|x| x.1).min();
-        assert!(
-            latest0 <= workload && workload <= earliest2,
-            "{n}: {by_phase:?}"
-        );
-        println!("{n}: write order {by_phase:?}");
-        let applied = p["history"]
-            .as_array()
-            .expect("history")
-            .iter()
-            .filter(|h| h["detail"] == "applied version 1 (6 objects)")
-            .count();
-        assert_eq!(applied, 1, "{:#}", p["history"]);
-
-        // What the objects say.
-        let d = site.read_manifest(n, &format!("acme-web-deployment-web-{n}.yaml"));
-        let pod = &d["spec"]["template"]["spec"];
-        let vols = pod["volumes"].as_array().expect("volumes");
-        assert!(
-            vols.iter()
-                .any(|v| v["persistentVolumeClaim"]["claimName"] == format!("data-{n}")),
-            "{d:#}"
-        );
-        assert!(
-            vols.iter()
-                .any(|v| v["configMap"]["name"] == format!("settings-{n}")),
-            "{d:#}"
-        );
-        let pvc = site.read_manifest(
-            n,
-            &format!("acme-shared-persistentvolumeclaim-data-{n}.yaml"),
-        );
-        assert_eq!(pvc["spec"]["storageClassName"], "local-storage", "{pvc:#}");
-        let svc = site.read_manifest(n, &format!("acme-web-service-web-lb-{n}.yaml"));
-        assert_eq!(svc["spec"]["type"], "ClusterIP", "{svc:#}");
-        let ing = site.read_manifest(n, &format!("acme-web-ingress-www-{n}.yaml"));
-        assert_eq!(
-            ing["spec"]["rules"][0]["host"], "shop.example.com",
-            "{ing:#}"
-        );
+        let p = shop.site.wait_state("web", n, "running", LONG);
+        web_on_a_node_is_valid_written_in_phase_order_and_applied_once(shop.site, n, &p);
     }
+}
 
-    // api shares the config map on both nodes.
-    site.publish("api", json!({"nodes": ["r1", "r2"]}));
+/// Checks web's files on node `n`: valid, written config and storage first,
+/// then the workload, then network, applied once; and what the objects say.
+fn web_on_a_node_is_valid_written_in_phase_order_and_applied_once(site: &Site, n: &str, p: &Value) {
+    assert_eq!(site.manifests(n), web_files(n), "{n}");
+    let dir = site.manifests_dir(n);
+    let (eips, built_in): (Vec<String>, Vec<String>) = site
+        .manifests(n)
+        .into_iter()
+        .partition(|f| f.contains("-elasticip-"));
+    let paths: Vec<PathBuf> = built_in.iter().map(|f| dir.join(f)).collect();
+    kubernetes_validate(&paths, &[eip_crd()]);
+    assert_eq!(eips.len(), 1);
+    let eip = site.read_manifest(n, &eips[0]);
+    assert_valid_eip(&eip);
+    assert_eq!(eip["spec"]["address"], "203.0.113.7", "{eip:#}");
+    assert_eq!(eip["spec"]["serviceName"], format!("web-lb-{n}"), "{eip:#}");
+
+    // Publish order, as the files' modification times show it: nothing
+    // of a later phase was written before something of an earlier one.
+    let mut by_phase: Vec<(u8, SystemTime, String)> = site
+        .manifests(n)
+        .into_iter()
+        .map(|f| (phase(&f), mtime(&dir.join(&f)), f))
+        .collect();
+    by_phase.sort();
+    for w in by_phase.windows(2) {
+        if w[0].0 < w[1].0 {
+            assert!(
+                w[0].1 <= w[1].1,
+                "{n}: {} (phase {}) written after {} (phase {})",
+                w[0].2,
+                w[0].0,
+                w[1].2,
+                w[1].0
+            );
+        }
+    }
+    let latest0 = by_phase.iter().filter(|x| x.0 == 0).map(|x| x.1).max();
+    let workload = by_phase.iter().find(|x| x.0 == 1).map(|x| x.1);
+    let earliest2 = by_phase.iter().filter(|x| x.0 == 2).map(|x| x.1).min();
+    assert!(
+        latest0 <= workload && workload <= earliest2,
+        "{n}: {by_phase:?}"
+    );
+    println!("{n}: write order {by_phase:?}");
+    let applied = p["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["detail"] == "applied version 1 (6 objects)")
+        .count();
+    assert_eq!(applied, 1, "{:#}", p["history"]);
+
+    // What the objects say.
+    let d = site.read_manifest(n, &format!("acme-web-deployment-web-{n}.yaml"));
+    let pod = &d["spec"]["template"]["spec"];
+    let vols = pod["volumes"].as_array().expect("volumes");
+    assert!(
+        vols.iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == format!("data-{n}")),
+        "{d:#}"
+    );
+    assert!(
+        vols.iter()
+            .any(|v| v["configMap"]["name"] == format!("settings-{n}")),
+        "{d:#}"
+    );
+    let pvc = site.read_manifest(
+        n,
+        &format!("acme-shared-persistentvolumeclaim-data-{n}.yaml"),
+    );
+    assert_eq!(pvc["spec"]["storageClassName"], "local-storage", "{pvc:#}");
+    let svc = site.read_manifest(n, &format!("acme-web-service-web-lb-{n}.yaml"));
+    assert_eq!(svc["spec"]["type"], "ClusterIP", "{svc:#}");
+    let ing = site.read_manifest(n, &format!("acme-web-ingress-www-{n}.yaml"));
+    assert_eq!(
+        ing["spec"]["rules"][0]["host"], "shop.example.com",
+        "{ing:#}"
+    );
+}
+
+fn api_shares_the_config_map_and_the_volume_is_bound_on_both_nodes(shop: &Shop) {
+    shop.site.publish("api", json!({"nodes": ["r1", "r2"]}));
     for n in ["r1", "r2"] {
-        site.wait_state("api", n, "running", LONG);
-        let f = site
+        shop.site.wait_state("api", n, "running", LONG);
+        let f = shop
+            .site
             .manifests_dir(n)
             .join(format!("acme-api-deployment-api-{n}.yaml"));
-        let svc = site
+        let svc = shop
+            .site
             .manifests_dir(n)
             .join(format!("acme-api-service-api-lb-{n}.yaml"));
         kubernetes_validate(&[f, svc], &[]);
     }
-    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    let (_, v) = shop.site.api("GET", &shop.path("volumes/data"), None);
     let states: Vec<(String, String)> = v["bindings"]
         .as_array()
         .expect("bindings")
@@ -324,147 +379,177 @@ fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
         vec![("r1".into(), "bound".into()), ("r2".into(), "bound".into())],
         "{v}"
     );
+}
 
-    // While web is published: each rule refuses, with a 409 naming it.
-    let refused = |(s, v): (u16, Value), rule: &str| {
-        assert_eq!(s, 409, "{v}");
-        assert!(error(&v).contains(rule), "expected {rule:?}: {v}");
-    };
+fn while_web_is_published_each_rule_refuses_with_a_409_naming_it(shop: &Shop) {
     refused(
-        post("volumes/data/release", json!({"node": "r1"})),
+        shop.post("volumes/data/release", json!({"node": "r1"})),
         "rule: a volume cannot be released while an app using it is published",
     );
     refused(
-        post("volumes/data/unbind", json!({"node": "r1"})),
+        shop.post("volumes/data/unbind", json!({"node": "r1"})),
         "rule: a volume is unbound only after it is released",
     );
     refused(
-        delete("volumes/data"),
+        shop.delete("volumes/data"),
         "rule: a volume can only be deleted after it is released",
     );
     refused(
-        delete("loadbalancers/web-lb"),
+        shop.delete("loadbalancers/web-lb"),
         "rule: a load balancer in use cannot be deleted",
     );
     refused(
-        delete("loadbalancers/api-lb"),
+        shop.delete("loadbalancers/api-lb"),
         "rule: the load balancer of a published app cannot be deleted",
     );
     refused(
-        delete("routes/www"),
+        shop.delete("routes/www"),
         "rule: the route of a published app cannot be deleted",
     );
     refused(
-        delete("eips/public"),
+        shop.delete("eips/public"),
         "rule: the EIP of a published app cannot be deleted",
     );
+}
 
-    // Cascade from r1: web's files go from r1 only; the config map api uses stays.
-    let answer = site.unpublish("web", json!({"nodes": ["r1"], "cascade": true}));
+/// Cascade from r1: web's files go from r1 only; the config map api uses stays.
+fn a_cascade_from_r1_removes_webs_files_there_and_keeps_what_api_uses(shop: &Shop) {
+    let answer = shop
+        .site
+        .unpublish("web", json!({"nodes": ["r1"], "cascade": true}));
     assert_eq!(
         answer["kept"],
         json!(["config map settings kept on r1: still used by api"]),
         "{answer}"
     );
-    site.wait_publication("web", "r1", "removed", LONG, |p| p.is_none());
+    shop.site
+        .wait_publication("web", "r1", "removed", LONG, |p| p.is_none());
     assert_eq!(
-        site.manifests("r1"),
+        shop.site.manifests("r1"),
         vec![
             "acme-api-deployment-api-r1.yaml",
             "acme-api-service-api-lb-r1.yaml",
             "acme-shared-configmap-settings-r1.yaml",
         ]
     );
-    let mut r2 = files_for("r2");
+    let mut r2 = web_files("r2");
     r2.extend([
         "acme-api-deployment-api-r2.yaml".to_string(),
         "acme-api-service-api-lb-r2.yaml".to_string(),
     ]);
     r2.sort();
-    assert_eq!(site.manifests("r2"), r2, "r2 keeps everything");
+    assert_eq!(shop.site.manifests("r2"), r2, "r2 keeps everything");
     assert_eq!(
-        site.publication("web", "r2").expect("web@r2")["state"],
+        shop.site.publication("web", "r2").expect("web@r2")["state"],
         "running"
     );
-    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    let (_, v) = shop.site.api("GET", &shop.path("volumes/data"), None);
     assert_eq!(v["bindings"][0]["node"], "r1", "{v}");
     assert_eq!(v["bindings"][0]["state"], "released", "{v}");
+}
 
-    // Published again, the volume is bound again; `berth app unpublish
-    // --cascade` says what it keeps, and why.
-    site.publish("web", json!({"nodes": ["r1"]}));
-    site.wait_state("web", "r1", "running", LONG);
-    assert_eq!(site.manifests("r1").len(), 8, "{:?}", site.manifests("r1"));
-    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+/// Published again, the volume is bound again; `berth app unpublish
+/// --cascade` says what it keeps, and why.
+fn published_again_the_volume_is_bound_and_the_cli_says_what_it_keeps(shop: &Shop) {
+    shop.site.publish("web", json!({"nodes": ["r1"]}));
+    shop.site.wait_state("web", "r1", "running", LONG);
+    assert_eq!(
+        shop.site.manifests("r1").len(),
+        8,
+        "{:?}",
+        shop.site.manifests("r1")
+    );
+    let (_, v) = shop.site.api("GET", &shop.path("volumes/data"), None);
     assert_eq!(v["bindings"][0]["state"], "bound", "{v}");
-    let (ok, out, err) = site.cli(&["app", "unpublish", "acme/web", "--nodes", "r1", "--cascade"]);
+    let (ok, out, err) =
+        shop.site
+            .cli(&["app", "unpublish", "acme/web", "--nodes", "r1", "--cascade"]);
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("config map settings kept on r1: still used by api"),
         "{out}"
     );
     assert!(out.contains("r1") && out.contains("removed"), "{out}");
-    assert!(site.publication("web", "r1").is_none());
-    assert_eq!(site.manifests("r1").len(), 3, "{:?}", site.manifests("r1"));
-    let (_, v) = site.api("GET", &format!("{base}/volumes/data"), None);
+    assert!(shop.site.publication("web", "r1").is_none());
+    assert_eq!(
+        shop.site.manifests("r1").len(),
+        3,
+        "{:?}",
+        shop.site.manifests("r1")
+    );
+    let (_, v) = shop.site.api("GET", &shop.path("volumes/data"), None);
     assert_eq!(v["bindings"][0]["state"], "released", "{v}");
+}
 
-    // Still published on r2: the rules hold there.
+fn still_published_on_r2_the_rules_hold_there(shop: &Shop) {
     refused(
-        post("volumes/data/release", json!({"node": "r2"})),
+        shop.post("volumes/data/release", json!({"node": "r2"})),
         "rule: a volume cannot be released while an app using it is published",
     );
     refused(
-        delete("routes/www"),
+        shop.delete("routes/www"),
         "rule: the route of a published app cannot be deleted",
     );
+}
 
-    // Unpublished without cascade, the claim stays until released; then each
-    // rule allows what it refused.
-    site.unpublish("web", json!({"nodes": ["r2"]}));
-    site.wait_publication("web", "r2", "removed", LONG, |p| p.is_none());
-    assert!(site
+/// Unpublished without cascade, the claim stays until released; then each
+/// rule allows what it refused.
+fn unpublished_the_claim_stays_until_released_then_each_rule_allows(shop: &Shop) {
+    shop.site.unpublish("web", json!({"nodes": ["r2"]}));
+    shop.site
+        .wait_publication("web", "r2", "removed", LONG, |p| p.is_none());
+    assert!(shop
+        .site
         .manifests("r2")
         .contains(&"acme-shared-persistentvolumeclaim-data-r2.yaml".to_string()));
     refused(
-        post("volumes/data/unbind", json!({"node": "r2"})),
+        shop.post("volumes/data/unbind", json!({"node": "r2"})),
         "rule: a volume is unbound only after it is released",
     );
     refused(
-        delete("volumes/data"),
+        shop.delete("volumes/data"),
         "rule: a volume can only be deleted after it is released",
     );
-    let (s, v) = post("volumes/data/release", json!({"node": "r2"}));
+    let (s, v) = shop.post("volumes/data/release", json!({"node": "r2"}));
     assert_eq!(s, 200, "release once nothing using it is published: {v}");
-    assert!(!site
+    assert!(!shop
+        .site
         .manifests("r2")
         .contains(&"acme-shared-persistentvolumeclaim-data-r2.yaml".to_string()));
-    let (s, v) = post("volumes/data/unbind", json!({"node": "r2"}));
+    let (s, v) = shop.post("volumes/data/unbind", json!({"node": "r2"}));
     assert_eq!(s, 200, "unbind once released: {v}");
-    let (s, v) = delete("volumes/data");
+    let (s, v) = shop.delete("volumes/data");
     assert_eq!(s, 204, "delete once released everywhere: {v}");
 
     refused(
-        delete("loadbalancers/web-lb"),
+        shop.delete("loadbalancers/web-lb"),
         "rule: a load balancer in use cannot be deleted",
     );
-    let (s, v) = delete("routes/www");
+    let (s, v) = shop.delete("routes/www");
     assert_eq!(s, 204, "route of an unpublished app: {v}");
-    let (s, v) = delete("eips/public");
+    let (s, v) = shop.delete("eips/public");
     assert_eq!(s, 204, "EIP of an unpublished app: {v}");
-    let (s, v) = delete("loadbalancers/web-lb");
+    let (s, v) = shop.delete("loadbalancers/web-lb");
     assert_eq!(
         s, 204,
         "load balancer without route or EIP, app unpublished: {v}"
     );
+}
 
-    site.unpublish("api", json!({"nodes": ["r1", "r2"], "cascade": true}));
+fn api_unpublished_with_cascade_leaves_nothing_in_use(shop: &Shop) {
+    shop.site
+        .unpublish("api", json!({"nodes": ["r1", "r2"], "cascade": true}));
     for n in ["r1", "r2"] {
-        site.wait_publication("api", n, "removed", LONG, |p| p.is_none());
-        assert!(site.manifests(n).is_empty(), "{n}: {:?}", site.manifests(n));
+        shop.site
+            .wait_publication("api", n, "removed", LONG, |p| p.is_none());
+        assert!(
+            shop.site.manifests(n).is_empty(),
+            "{n}: {:?}",
+            shop.site.manifests(n)
+        );
     }
-    let (s, v) = delete("loadbalancers/api-lb");
+    let (s, v) = shop.delete("loadbalancers/api-lb");
     assert_eq!(s, 204, "load balancer of an unpublished app: {v}");
-    let (s, v) = delete("configmaps/settings");
+    let (s, v) = shop.delete("configmaps/settings");
     assert_eq!(s, 204, "config map nothing uses: {v}");
 }

@@ -4,9 +4,15 @@
 mod edge_support;
 
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{digest_of, ImageBuilder};
+use berth_testkit::metrics::Metrics;
+use berth_testkit::proc::exit_within;
+use berth_testkit::proxy::{Fault, FaultProxy};
 use berth_testkit::tools::{require_tools, Skopeo};
+use berth_testkit::wait_until;
 use edge_support::*;
 
 /// N clients GET every blob of a cold image at once through one edge, whose
@@ -207,9 +213,11 @@ fn corrupt_or_cut_upstream_blobs_never_enter_the_cache() {
         at: flipped.size() / 2,
     });
     assert_blob_get_fails(&base, flipped.digest(), flipped.size());
-    eventually(10, "fill_errors to count the corrupt transfer", || {
-        edge_metric(&edge, "fill_errors_total") >= 1.0
-    });
+    wait_until(
+        "fill_errors to count the corrupt transfer",
+        Duration::from_secs(10),
+        || edge_metric(&edge, "fill_errors_total") >= 1.0,
+    );
     assert!(!is_cached(cache.path(), flipped.digest()));
     assert!(
         !fill_ingest_dir(cache.path(), flipped.digest()).exists(),
@@ -228,9 +236,11 @@ fn corrupt_or_cut_upstream_blobs_never_enter_the_cache() {
     });
     let errors = edge_metric(&edge, "fill_errors_total");
     assert_blob_get_fails(&base, cut.digest(), cut.size());
-    eventually(20, "fill_errors to count the cut transfer", || {
-        edge_metric(&edge, "fill_errors_total") > errors
-    });
+    wait_until(
+        "fill_errors to count the cut transfer",
+        Duration::from_secs(20),
+        || edge_metric(&edge, "fill_errors_total") > errors,
+    );
     assert!(!is_cached(cache.path(), cut.digest()));
 
     // Faults off: the next pulls succeed with the right bytes, and the cut
@@ -427,7 +437,7 @@ fn containerd_style_requests_ns_parameter_and_ranges() {
             );
             assert_eq!(res.bytes().expect("body").to_vec(), full[1000..], "{round}");
             if round == "cold" {
-                eventually(10, "the blob to be committed", || {
+                wait_until("the blob to be committed", Duration::from_secs(10), || {
                     is_cached(cache.path(), layer.digest())
                 });
             }
@@ -459,7 +469,7 @@ fn containerd_style_requests_ns_parameter_and_ranges() {
 fn listening_beyond_loopback_without_protection_is_refused() {
     let cache = tempfile::tempdir().expect("tempdir");
     let port = berth_testkit::free_port();
-    let mut child = std::process::Command::new(BIN)
+    let mut child = std::process::Command::new(berth_bin!())
         .args(["edge", "--upstream", "http://127.0.0.1:9", "--listen"])
         .arg(format!("0.0.0.0:{port}"))
         .arg("--cache-dir")
@@ -471,18 +481,11 @@ fn listening_beyond_loopback_without_protection_is_refused() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawning berth edge");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for berth edge") {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("berth edge --listen 0.0.0.0:{port} without protection kept running");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(20),
+        &format!("berth edge --listen 0.0.0.0:{port} without protection to exit"),
+    );
     let out = child.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!status.success(), "exit status {status}");
@@ -537,7 +540,7 @@ fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
     read(&a); // a is now more recent than b
     assert_eq!(edge_metric(&edge, "evictions_total"), 0.0);
     read(&c); // over capacity: b goes, not p (pinned) and not a (used later)
-    eventually(10, "one eviction", || {
+    wait_until("one eviction", Duration::from_secs(10), || {
         edge_metric(&edge, "evictions_total") >= 1.0
     });
     assert_eq!(
@@ -546,7 +549,7 @@ fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
         "[p, a, b, c] cached after reading c"
     );
     read(&d); // a is the least recently used unpinned blob now
-    eventually(10, "a second eviction", || {
+    wait_until("a second eviction", Duration::from_secs(10), || {
         edge_metric(&edge, "evictions_total") >= 2.0
     });
     assert_eq!(
@@ -570,9 +573,11 @@ fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
         .expect("unpin");
     assert_eq!(res.status(), 200);
     read(&a);
-    eventually(10, "p to be evicted once unpinned", || {
-        !is_cached(cache.path(), &p)
-    });
+    wait_until(
+        "p to be evicted once unpinned",
+        Duration::from_secs(10),
+        || !is_cached(cache.path(), &p),
+    );
 }
 
 /// Sends a GET over a raw socket and reads only the response head and `n`
@@ -654,7 +659,7 @@ fn a_blob_being_read_is_not_evicted_under_its_reader() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     get_blob_ok(&base, "app", y.digest()); // x is the least recently used now
     get_blob_ok(&base, "app", z.digest()); // over capacity
-    eventually(10, "an eviction", || {
+    wait_until("an eviction", Duration::from_secs(10), || {
         edge_metric(&edge, "evictions_total") >= 1.0
     });
     assert!(
@@ -756,7 +761,7 @@ fn a_prefetch_job_survives_an_edge_crash_and_resumes() {
         &[&format!("{PROJECT}/app:a"), &format!("{PROJECT}/app:b")],
         true,
     );
-    eventually(30, "b to be part-way", || {
+    wait_until("b to be part-way", Duration::from_secs(30), || {
         let job = prefetch_job(&base, &id);
         job["images"][1]["bytes_done"].as_u64().unwrap_or(0) > (3 << 20)
     });
@@ -938,7 +943,7 @@ fn a_resumed_prefetch_keeps_the_platforms_it_was_asked_for() {
     assert_eq!(res.status(), 202);
     let job: serde_json::Value = res.json().expect("job");
     let id = job["id"].as_str().expect("id").to_owned();
-    eventually(30, "the job to be part-way", || {
+    wait_until("the job to be part-way", Duration::from_secs(30), || {
         prefetch_job(&base, &id)["bytes_done"].as_u64().unwrap_or(0) > (1 << 20)
     });
     edge.kill9();
@@ -1121,7 +1126,7 @@ fn beyond_loopback_clients_must_present_the_edge_credentials() {
     };
     let cache = tempfile::tempdir().expect("tempdir");
     let port = berth_testkit::free_port();
-    let _edge = berth_testkit::ServerProcess::builder(BIN, port)
+    let _edge = berth_testkit::ServerProcess::builder(berth_bin!(), port)
         .name("berth-edge")
         .arg("edge")
         .arg("--upstream")

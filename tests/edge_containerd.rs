@@ -6,6 +6,7 @@ mod edge_support;
 use std::time::Instant;
 
 use berth_testkit::fixtures::ImageBuilder;
+use berth_testkit::metrics::Metrics;
 use berth_testkit::tools::{require_tools, Containerd, CtrPull};
 use edge_support::*;
 

@@ -3,35 +3,23 @@
 //! timestamps, and a follow that carries on across a rotation; names checked,
 //! and only the controller's token opens the route.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use berth_testkit::berth;
+use berth_testkit::berth_bin;
 use berth_testkit::free_port;
+use berth_testkit::logs::{append, cri, Lines};
 use reqwest::blocking::Client;
 
 const TOKEN: &str = "ctl-token-Jx92";
-
-fn cri(time: &str, stream: &str, tag: &str, text: &str) -> String {
-    format!("2026-01-02T03:04:{time}Z {stream} {tag} {text}\n")
-}
 
 fn write_gz(path: &Path, text: &str) {
     let f = std::fs::File::create(path).expect("create");
     let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
     gz.write_all(text.as_bytes()).expect("gz");
     gz.finish().expect("finish");
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .expect("open");
-    f.write_all(text.as_bytes()).expect("append");
 }
 
 /// A pod `web-7d9f` in namespace `shop` with container `web`: instance 0 (done)
@@ -75,7 +63,7 @@ impl Edge {
     fn start(pods: &Path, cache: &Path, token: &str) -> Edge {
         let dead = format!("http://127.0.0.1:{}", free_port());
         let process = berth::edge(
-            env!("CARGO_BIN_EXE_berth"),
+            berth_bin!(),
             &dead,
             cache,
             None,
@@ -171,33 +159,6 @@ fn only_the_controller_token_opens_logs_and_names_stay_names() {
     assert!(body.contains("edge.controller_token"), "{body}");
 }
 
-/// Reads lines of a streaming response on a thread.
-fn line_reader(res: reqwest::blocking::Response) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(res);
-        loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if tx.send(line.trim_end().to_string()).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
-fn expect_line(rx: &mpsc::Receiver<String>, want: &str) {
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(got) => assert_eq!(got, want),
-        Err(e) => panic!("waiting for {want:?}: {e}"),
-    }
-}
-
 #[test]
 fn follow_streams_across_a_rotation() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -214,27 +175,27 @@ fn follow_streams_across_a_rotation() {
         .send()
         .expect("follow");
     assert_eq!(res.status().as_u16(), 200);
-    let rx = line_reader(res);
-    expect_line(&rx, "four");
+    let lines = Lines::of(res);
+    lines.expect("four");
 
     let live = dir.join("1.log");
     append(&live, &cri("05.0", "stdout", "F", "five"));
-    expect_line(&rx, "five");
+    lines.expect("five");
     // A line written in two parts, the second a while later.
     append(&live, &cri("06.0", "stdout", "P", "si"));
     std::thread::sleep(Duration::from_millis(300));
     append(&live, &cri("06.1", "stdout", "F", "x"));
-    expect_line(&rx, "six");
+    lines.expect("six");
 
     // The kubelet rotates: the live file, with a last line the follow may not have
     // read yet, is renamed and a new one is opened.
     append(&live, &cri("07.0", "stdout", "F", "seven"));
     std::fs::rename(&live, dir.join("1.log.20260102-030407")).expect("rotate");
     append(&live, &cri("08.0", "stdout", "F", "eight"));
-    expect_line(&rx, "seven");
-    expect_line(&rx, "eight");
+    lines.expect("seven");
+    lines.expect("eight");
 
     // The container restarts: instance 2 writes a new file.
     append(&dir.join("2.log"), &cri("09.0", "stdout", "F", "nine"));
-    expect_line(&rx, "nine");
+    lines.expect("nine");
 }

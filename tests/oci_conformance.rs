@@ -18,10 +18,9 @@ mod edge_support;
 
 use std::net::TcpListener;
 
-use berth_testkit::fixtures::media_types::{
-    DOCKER_FOREIGN_LAYER, OCI_LAYER_NONDISTRIBUTABLE, OCI_LAYER_NONDISTRIBUTABLE_GZIP,
-};
-use berth_testkit::fixtures::{Image, ImageBuilder, IndexBuilder, OciLayout};
+use berth_testkit::fixtures::media_types::*;
+use berth_testkit::fixtures::{digest_of, Image, ImageBuilder, IndexBuilder, OciLayout};
+use berth_testkit::manifest::*;
 use berth_testkit::tools::{docker_ref, require_tools, CopyOptions, Creds, Skopeo};
 use common::*;
 use reqwest::Method;
@@ -170,9 +169,9 @@ fn which_layers_may_be_missing_is_distributions_rule() {
         400,
         "MANIFEST_BLOB_UNKNOWN",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&missing));
+    assert_eq!(e["detail"]["digest"], digest_of(&missing));
     // A normal layer with URLs must be pushed too.
-    let m = manifest_of(vec![layer(OCI_LAYER, &missing, &urls)]);
+    let m = manifest_of(vec![layer(OCI_LAYER_GZIP, &missing, &urls)]);
     expect_error(
         r.put_manifest(repo, "b", OCI_MANIFEST, &m),
         400,
@@ -195,7 +194,7 @@ fn which_layers_may_be_missing_is_distributions_rule() {
             "MANIFEST_INVALID",
         );
         let msg = e["message"].as_str().unwrap_or_default();
-        assert!(msg.contains(&sha256(&missing)), "{bad}: {msg}");
+        assert!(msg.contains(&digest_of(&missing)), "{bad}: {msg}");
     }
     for tag in ["a", "b", "c"] {
         let res = r.get(&format!("/v2/{repo}/manifests/{tag}"));
@@ -210,7 +209,7 @@ fn which_layers_may_be_missing_is_distributions_rule() {
         r.put_manifest(repo, "pushed", OCI_MANIFEST, &m).status(),
         201
     );
-    let res = r.get(&format!("/v2/{repo}/blobs/{}", sha256(&pushed)));
+    let res = r.get(&format!("/v2/{repo}/blobs/{}", digest_of(&pushed)));
     assert_eq!(res.bytes().expect("blob").as_ref(), pushed.as_slice());
 
     // Held by another repository only: the manifest is accepted, but that
@@ -226,7 +225,7 @@ fn which_layers_may_be_missing_is_distributions_rule() {
         r.put_manifest(repo, "elsewhere", OCI_MANIFEST, &m).status(),
         201
     );
-    let res = r.get(&format!("/v2/{repo}/blobs/{}", sha256(&elsewhere)));
+    let res = r.get(&format!("/v2/{repo}/blobs/{}", digest_of(&elsewhere)));
     expect_error(res, 404, "BLOB_UNKNOWN");
     host.assert_untouched();
 }
@@ -256,8 +255,11 @@ fn descriptor_sizes_must_match_what_the_registry_holds() {
         "MANIFEST_INVALID",
     );
     let msg = e["message"].as_str().unwrap_or_default();
-    assert!(msg.contains(&sha256(&layer)), "names the descriptor: {msg}");
-    assert_eq!(e["detail"]["digest"], sha256(&layer));
+    assert!(
+        msg.contains(&digest_of(&layer)),
+        "names the descriptor: {msg}"
+    );
+    assert_eq!(e["detail"]["digest"], digest_of(&layer));
     assert_eq!(e["detail"]["declared"], 999_999_999u64);
     assert_eq!(e["detail"]["actual"], 20);
     // The config is a descriptor too; off by one is off.
@@ -267,7 +269,7 @@ fn descriptor_sizes_must_match_what_the_registry_holds() {
         400,
         "MANIFEST_INVALID",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&config));
+    assert_eq!(e["detail"]["digest"], digest_of(&config));
     // Sizes no blob can have: negative, or past an int64.
     for absurd in [serde_json::json!(-20), serde_json::json!(u64::MAX)] {
         let m = with_sizes(cs.into(), absurd.clone());
@@ -291,7 +293,7 @@ fn descriptor_sizes_must_match_what_the_registry_holds() {
         400,
         "MANIFEST_INVALID",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&good));
+    assert_eq!(e["detail"]["digest"], digest_of(&good));
     assert_eq!(
         r.put_manifest(repo, "i", OCI_INDEX, &index_of(&[&good]))
             .status(),
@@ -306,7 +308,7 @@ fn descriptor_sizes_must_match_what_the_registry_holds() {
         .expect("layers")
         .push(serde_json::json!({
             "mediaType": OCI_LAYER_NONDISTRIBUTABLE_GZIP,
-            "digest": sha256(b"held elsewhere"),
+            "digest": digest_of(b"held elsewhere"),
             "size": 123456,
             "urls": ["https://store.example.com/blobs/sha256/x"],
         }));
@@ -326,8 +328,8 @@ fn an_index_whose_child_is_missing_is_manifest_blob_unknown() {
         400,
         "MANIFEST_BLOB_UNKNOWN",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&absent));
-    let res = r.get(&format!("/v2/{repo}/manifests/{}", sha256(&index)));
+    assert_eq!(e["detail"]["digest"], digest_of(&absent));
+    let res = r.get(&format!("/v2/{repo}/manifests/{}", digest_of(&index)));
     expect_error(res, 404, "MANIFEST_UNKNOWN");
 }
 
@@ -337,7 +339,7 @@ fn a_failed_head_carries_the_content_length_of_the_matching_get() {
     r.reg.admin().create_project("hidden", false);
     let repo = "pub/heads";
     r.push_image(repo, "v1", &[&bytes(61, 100)]);
-    let unknown = sha256(b"never pushed");
+    let unknown = digest_of(b"never pushed");
     let cases: Vec<(Method, String, Option<&str>)> = vec![
         (Method::GET, format!("/v2/{repo}/manifests/nope"), None),
         (Method::GET, format!("/v2/{repo}/manifests/{unknown}"), None),

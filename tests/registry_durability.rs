@@ -12,17 +12,17 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use berth_testkit::berth_bin;
+use berth_testkit::fixtures::digest_of;
+use berth_testkit::fixtures::media_types::*;
+use berth_testkit::manifest::*;
+use berth_testkit::proc::files_under;
+use berth_testkit::wait_until;
 use common::*;
 use reqwest::Method;
 
-/// Polls `cond` until it holds; panics with `what` after a minute.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long a state the test waits for may take to arrive.
+const LIMIT: Duration = Duration::from_secs(60);
 
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
@@ -68,7 +68,7 @@ fn upload_resumes_after_kill9_from_last_acknowledged_offset() {
     let mut r = Reg::start();
     let repo = "pub/resume";
     let content = bytes(1, 7 << 20);
-    let digest = sha256(&content);
+    let digest = digest_of(&content);
     let location = r.start_upload(repo);
     let data_file = spool_file(&r, &location);
 
@@ -87,7 +87,7 @@ fn upload_resumes_after_kill9_from_last_acknowledged_offset() {
         "Content-Type: application/octet-stream\r\n",
     );
     let conn = partial_request(r.port(), &head, &content[2 << 20..(4 << 20) + 100]);
-    eventually("the unacknowledged chunk reaching the spool", || {
+    wait_until("the unacknowledged chunk reaching the spool", LIMIT, || {
         file_len(&data_file) > 2 << 20
     });
     r.reg.server.kill9();
@@ -114,7 +114,7 @@ fn upload_resumes_after_kill9_from_last_acknowledged_offset() {
         .expect("PUT");
     assert_eq!(res.status(), 201, "{}", describe(res));
     let got = r.get(&format!("/v2/{repo}/blobs/{digest}"));
-    assert_eq!(sha256(&got.bytes().expect("blob")), digest);
+    assert_eq!(digest_of(&got.bytes().expect("blob")), digest);
     assert!(r.upload_entries().is_empty(), "{:?}", r.upload_entries());
 }
 
@@ -123,7 +123,7 @@ fn a_chunk_cut_off_by_the_client_leaves_the_upload_at_its_acknowledged_offset() 
     let r = Reg::start();
     let repo = "pub/cutoff";
     let content = bytes(5, 6 << 20);
-    let digest = sha256(&content);
+    let digest = digest_of(&content);
     let location = r.start_upload(repo);
     let data_file = spool_file(&r, &location);
     assert_eq!(r.patch(&location, 0, &content[..1 << 20]).status(), 202);
@@ -133,7 +133,7 @@ fn a_chunk_cut_off_by_the_client_leaves_the_upload_at_its_acknowledged_offset() 
         // vanishes after the server has written part of it.
         let head = patch_head(&location, 1 << 20, (5 << 20) - 1, "");
         let conn = partial_request(r.port(), &head, &content[1 << 20..(3 << 20) + 11]);
-        eventually("part of the chunk reaching the spool", || {
+        wait_until("part of the chunk reaching the spool", LIMIT, || {
             file_len(&data_file) >= 2 << 20
         });
         drop(conn);
@@ -153,7 +153,7 @@ fn a_chunk_cut_off_by_the_client_leaves_the_upload_at_its_acknowledged_offset() 
     let got = r.get(&format!("/v2/{repo}/blobs/{digest}"));
     let got = got.bytes().expect("blob");
     assert_eq!(got.len(), content.len());
-    assert_eq!(sha256(&got), digest);
+    assert_eq!(digest_of(&got), digest);
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn acknowledged_blobs_and_manifests_survive_kill9() {
     let extra = bytes(20, 50_000);
     let location = r.start_upload(repo);
     assert_eq!(r.patch(&location, 0, &extra).status(), 202);
-    assert_eq!(r.finish(&location, &sha256(&extra), b"").status(), 201);
+    assert_eq!(r.finish(&location, &digest_of(&extra), b"").status(), 201);
     // An index and a referrer.
     let index = index_of(&[&manifest]);
     assert_eq!(
@@ -196,7 +196,7 @@ fn acknowledged_blobs_and_manifests_survive_kill9() {
     assert_eq!(header(&res, "docker-content-digest"), digest);
     assert_eq!(res.bytes().expect("manifest").as_ref(), manifest.as_slice());
     for l in layers.iter().chain(std::iter::once(&extra)) {
-        let res = r.get(&format!("/v2/{repo}/blobs/{}", sha256(l)));
+        let res = r.get(&format!("/v2/{repo}/blobs/{}", digest_of(l)));
         assert_eq!(res.status(), 200);
         assert_eq!(res.bytes().expect("blob").as_ref(), l.as_slice());
     }
@@ -211,7 +211,7 @@ fn acknowledged_blobs_and_manifests_survive_kill9() {
         .get(&format!("/v2/{repo}/referrers/{digest}"))
         .json()
         .expect("referrers");
-    assert_eq!(v["manifests"][0]["digest"], sha256(&note));
+    assert_eq!(v["manifests"][0]["digest"], digest_of(&note));
     // Accounts and projects survived too: the admin could log in, and pushes work.
     r.push_image(repo, "v2", &[&bytes(30, 100)]);
 }
@@ -234,7 +234,7 @@ fn kill9_during_the_final_put_leaves_the_blob_recorded_or_the_session_resumable(
     let res = r
         .req(
             Method::PUT,
-            &format!("{location}?digest={}", sha256(&content)),
+            &format!("{location}?digest={}", digest_of(&content)),
         )
         .header(
             "Content-Range",
@@ -256,7 +256,7 @@ fn kill9_during_the_final_put_leaves_the_blob_recorded_or_the_session_resumable(
         }
         let delay = (early + late) / 2;
         let content = bytes(700 + u64::from(round), 3 << 20);
-        let digest = sha256(&content);
+        let digest = digest_of(&content);
         let ack = 2usize << 20;
         let location = r.start_upload(repo);
         assert_eq!(r.patch(&location, 0, &content[..ack]).status(), 202);
@@ -306,7 +306,7 @@ fn kill9_during_the_final_put_leaves_the_blob_recorded_or_the_session_resumable(
             ),
         }
         let got = r.get(&blob).bytes().expect("blob");
-        assert_eq!(sha256(&got), digest, "round {round}");
+        assert_eq!(digest_of(&got), digest, "round {round}");
         assert!(
             r.upload_entries().is_empty(),
             "round {round}: {:?}",
@@ -333,7 +333,7 @@ fn sigterm_with_uploads_in_flight_exits_cleanly_and_keeps_only_acknowledged_data
     let chunk_head = patch_head(&location, 1 << 20, (5 << 20) - 1, "");
     let chunk_conn = partial_request(r.port(), &chunk_head, &content[1 << 20..(3 << 20) + 7]);
     let mono = bytes(41, 4 << 20);
-    let mono_digest = sha256(&mono);
+    let mono_digest = digest_of(&mono);
     let mono_head = format!(
         "POST /v2/{repo}/blobs/uploads/?digest={mono_digest} HTTP/1.1\r\nHost: x\r\n\
          Authorization: Basic {}\r\nContent-Length: {}\r\n\r\n",
@@ -342,7 +342,7 @@ fn sigterm_with_uploads_in_flight_exits_cleanly_and_keeps_only_acknowledged_data
     );
     let mono_conn = partial_request(r.port(), &mono_head, &mono[..(2 << 20) + 3]);
     let session_dir = data_file.parent().expect("session dir").to_path_buf();
-    eventually("both uploads writing to the spool", || {
+    wait_until("both uploads writing to the spool", LIMIT, || {
         file_len(&data_file) > 1 << 20
             && r.upload_entries()
                 .iter()
@@ -371,7 +371,7 @@ fn sigterm_with_uploads_in_flight_exits_cleanly_and_keeps_only_acknowledged_data
         r.patch(&location, 1 << 20, &content[1 << 20..]).status(),
         202
     );
-    assert_eq!(r.finish(&location, &sha256(&content), b"").status(), 201);
+    assert_eq!(r.finish(&location, &digest_of(&content), b"").status(), 201);
     assert!(r.upload_entries().is_empty());
 }
 
@@ -386,7 +386,7 @@ fn sigterm_lets_a_request_in_flight_finish_and_acknowledges_it() {
     let mut conn = partial_request(r.port(), &head, &content[..1 << 20]);
     // The request is in flight once its first MiB is in the spool.
     let spool = spool_file(&r, &location);
-    eventually("the first part of the chunk in the spool", || {
+    wait_until("the first part of the chunk in the spool", LIMIT, || {
         file_len(&spool) >= 1 << 20
     });
 
@@ -397,7 +397,7 @@ fn sigterm_lets_a_request_in_flight_finish_and_acknowledges_it() {
         .status()
         .expect("kill");
     assert!(sent.success());
-    eventually("the listener to close", || {
+    wait_until("the listener to close", LIMIT, || {
         std::net::TcpStream::connect(("127.0.0.1", r.port())).is_err()
     });
 
@@ -413,19 +413,14 @@ fn sigterm_lets_a_request_in_flight_finish_and_acknowledges_it() {
             .contains(&format!("range: 0-{}", content.len() - 1)),
         "{answer}"
     );
-    let mut status = None;
-    eventually("berth to exit", || {
-        status = r.reg.server.try_wait();
-        status.is_some()
-    });
-    let status = status.expect("exit status");
+    let status = wait_until("berth to exit", LIMIT, || r.reg.server.try_wait());
     assert!(status.success(), "berth exited with {status}");
 
     // What was acknowledged is there after a restart.
     r.reg.server.start_again();
     let res = r.get(&location);
     assert_eq!(header(&res, "range"), format!("0-{}", content.len() - 1));
-    assert_eq!(r.finish(&location, &sha256(&content), b"").status(), 201);
+    assert_eq!(r.finish(&location, &digest_of(&content), b"").status(), 201);
 }
 
 // ---------------------------------------------------------------- GC
@@ -456,7 +451,7 @@ fn two_images(r: &Reg, repo: &str, shared: &[u8]) -> (Pushed, Pushed) {
         out.push(Pushed {
             manifest,
             digest,
-            unique: vec![sha256(&own), sha256(&config_for(repo, tag))],
+            unique: vec![digest_of(&own), digest_of(&config_for(repo, tag))],
         });
     }
     let b = out.pop().expect("b");
@@ -481,7 +476,7 @@ fn gc_collects_what_a_deleted_tag_leaves_behind() {
         "s",
     );
     assert_eq!(
-        r.put_manifest(repo, &sha256(&sig), OCI_MANIFEST, &sig)
+        r.put_manifest(repo, &digest_of(&sig), OCI_MANIFEST, &sig)
             .status(),
         201
     );
@@ -511,18 +506,22 @@ fn gc_collects_what_a_deleted_tag_leaves_behind() {
         "MANIFEST_UNKNOWN",
     );
     expect_error(
-        r.get(&format!("/v2/{repo}/manifests/{}", sha256(&sig))),
+        r.get(&format!("/v2/{repo}/manifests/{}", digest_of(&sig))),
         404,
         "MANIFEST_UNKNOWN",
     );
-    for d in b.unique.iter().chain([&sha256(b"sig-b"), &sha256(b"{}")]) {
+    for d in b
+        .unique
+        .iter()
+        .chain([&digest_of(b"sig-b"), &digest_of(b"{}")])
+    {
         expect_error(r.get(&format!("/v2/{repo}/blobs/{d}")), 404, "BLOB_UNKNOWN");
         assert!(!r.has_blob_file(d), "{d} still on disk");
     }
     // a is whole: manifest, shared layer, own blobs.
     assert_eq!(r.get(&format!("/v2/{repo}/manifests/a")).status(), 200);
-    assert!(r.has_blob_file(&sha256(&shared)));
-    for d in a.unique.iter().chain(std::iter::once(&sha256(&shared))) {
+    assert!(r.has_blob_file(&digest_of(&shared)));
+    for d in a.unique.iter().chain(std::iter::once(&digest_of(&shared))) {
         assert_eq!(
             r.head(&format!("/v2/{repo}/blobs/{d}")).status(),
             200,
@@ -551,7 +550,7 @@ fn offline_gc_cli_dry_run_then_collect() {
     let (a, b) = two_images(&r, repo, &shared);
     assert_eq!(r.delete(&format!("/v2/{repo}/manifests/b")).status(), 202);
     // Offline GC refuses to run on the data of a running registry.
-    let busy = std::process::Command::new(bin())
+    let busy = std::process::Command::new(berth_bin!())
         .args(["gc", "--offline", "--data-dir"])
         .arg(&r.reg.data_dir)
         .env("BERTH_GC_GRACE", "0s")
@@ -572,7 +571,7 @@ fn offline_gc_cli_dry_run_then_collect() {
     let files_before = files_under(&r.reg.data_dir.join("blobs"));
 
     let run = |extra: &[&str]| {
-        let out = std::process::Command::new(bin())
+        let out = std::process::Command::new(berth_bin!())
             .arg("gc")
             .arg("--offline")
             .args(extra)
@@ -612,7 +611,7 @@ fn offline_gc_cli_dry_run_then_collect() {
     );
     let res = r.get(&format!("/v2/{repo}/manifests/a"));
     assert_eq!(header(&res, "docker-content-digest"), a.digest);
-    for d in a.unique.iter().chain(std::iter::once(&sha256(&shared))) {
+    for d in a.unique.iter().chain(std::iter::once(&digest_of(&shared))) {
         assert_eq!(
             r.head(&format!("/v2/{repo}/blobs/{d}")).status(),
             200,
@@ -693,7 +692,7 @@ fn gc_running_during_pushes_never_fails_a_push() {
         assert_eq!(res.status(), 200, "{repo}:{tag}");
         assert_eq!(res.bytes().expect("manifest").as_ref(), manifest.as_slice());
         for b in blobs {
-            let res = r.get(&format!("/v2/{repo}/blobs/{}", sha256(&b)));
+            let res = r.get(&format!("/v2/{repo}/blobs/{}", digest_of(&b)));
             assert_eq!(res.status(), 200, "{repo}:{tag} blob");
             assert_eq!(res.bytes().expect("blob").as_ref(), b.as_slice());
         }
@@ -716,12 +715,12 @@ fn push_images(r: &Reg, thread: u64, images: u64) -> Vec<(String, String, Vec<u8
         let location = r.start_upload(&repo);
         assert_eq!(r.patch(&location, 0, &own[..40_000]).status(), 202);
         assert_eq!(r.patch(&location, 40_000, &own[40_000..]).status(), 202);
-        let res = r.finish(&location, &sha256(&own), b"");
+        let res = r.finish(&location, &digest_of(&own), b"");
         assert_eq!(res.status(), 201, "{repo}:{tag}: {}", describe(res));
         let res = r
             .req(
                 Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?mount={}", sha256(&shared)),
+                &format!("/v2/{repo}/blobs/uploads/?mount={}", digest_of(&shared)),
             )
             .send()
             .expect("mount");
@@ -758,7 +757,7 @@ fn gc_with_zero_grace_does_not_touch_uploads_in_progress() {
         r.patch(&location, 100_000, &content[100_000..]).status(),
         202
     );
-    assert_eq!(r.finish(&location, &sha256(&content), b"").status(), 201);
+    assert_eq!(r.finish(&location, &digest_of(&content), b"").status(), 201);
     assert!(r.upload_entries().is_empty());
 }
 
@@ -791,7 +790,7 @@ fn gc_with_zero_grace_never_leaves_a_record_without_its_bytes() {
         .collect();
     let mut collected = 0;
     for (t, content) in pushed {
-        let path = format!("/v2/pub/zero{t}/blobs/{}", sha256(&content));
+        let path = format!("/v2/pub/zero{t}/blobs/{}", digest_of(&content));
         let head = r.head(&path).status().as_u16();
         let res = r.get(&path);
         let status = res.status().as_u16();

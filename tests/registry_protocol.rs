@@ -8,6 +8,9 @@
 
 mod common;
 
+use berth_testkit::fixtures::media_types::*;
+use berth_testkit::fixtures::{digest_of, sha512_digest_of};
+use berth_testkit::manifest::*;
 use common::*;
 use reqwest::Method;
 
@@ -133,7 +136,7 @@ fn end_2_blob_get_head_and_single_ranges() {
         expect_error(res, 416, "SIZE_INVALID");
     }
 
-    let unknown = sha256(b"never pushed");
+    let unknown = digest_of(b"never pushed");
     let res = r.get(&format!("/v2/{repo}/blobs/{unknown}"));
     let e = expect_error(res, 404, "BLOB_UNKNOWN");
     assert_eq!(e["detail"]["digest"], unknown);
@@ -153,7 +156,7 @@ fn end_4b_monolithic_post_with_digest() {
     let r = Reg::start();
     let repo = "pub/mono";
     let content = bytes(2, 70_000);
-    let digest = sha256(&content);
+    let digest = digest_of(&content);
     let res = r
         .req(
             Method::POST,
@@ -175,7 +178,7 @@ fn end_4b_monolithic_post_with_digest() {
     assert!(r.has_blob_file(&digest));
 
     // The empty blob (an empty layer).
-    let empty = sha256(b"");
+    let empty = digest_of(b"");
     let res = r
         .req(
             Method::POST,
@@ -193,7 +196,7 @@ fn end_4b_monolithic_post_with_digest() {
 
     // The wrong digest: refused, nothing stored, no upload left over.
     let other = bytes(3, 5000);
-    let wrong = sha256(b"something else");
+    let wrong = digest_of(b"something else");
     let res = r
         .req(
             Method::POST,
@@ -204,9 +207,9 @@ fn end_4b_monolithic_post_with_digest() {
         .expect("POST");
     let e = expect_error(res, 400, "DIGEST_INVALID");
     assert_eq!(e["detail"]["expected"], wrong);
-    assert_eq!(e["detail"]["actual"], sha256(&other));
+    assert_eq!(e["detail"]["actual"], digest_of(&other));
     assert!(!r.has_blob_file(&wrong));
-    assert!(!r.has_blob_file(&sha256(&other)));
+    assert!(!r.has_blob_file(&digest_of(&other)));
     assert!(r.upload_entries().is_empty(), "{:?}", r.upload_entries());
     expect_error(
         r.get(&format!("/v2/{repo}/blobs/{wrong}")),
@@ -220,7 +223,7 @@ fn end_4b_monolithic_post_with_digest() {
         format!(
             "POST /v2/{repo}/blobs/uploads/?digest={} HTTP/1.1\r\nHost: x\r\n\
                  Authorization: Basic {}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabcdef",
-            sha256(b"abcdef"),
+            digest_of(b"abcdef"),
             basic_admin()
         )
         .as_bytes(),
@@ -250,7 +253,7 @@ fn end_4a_and_end_6_post_then_put() {
     assert_eq!(header(&res, "content-length"), "0");
 
     let content = bytes(4, 123_456);
-    let digest = sha256(&content);
+    let digest = digest_of(&content);
     let res = r.finish(&location, &digest, &content);
     assert_eq!(res.status(), 201, "{}", describe(res));
     // (re-fetch headers from a fresh request to check them)
@@ -269,13 +272,13 @@ fn end_4a_and_end_6_post_then_put() {
     // PUT headers.
     let location = r.start_upload(repo);
     let small = b"small blob".to_vec();
-    let res = r.finish(&location, &sha256(&small), &small);
+    let res = r.finish(&location, &digest_of(&small), &small);
     assert_eq!(res.status(), 201);
     assert_eq!(
         header(&res, "location"),
-        format!("/v2/{repo}/blobs/{}", sha256(&small))
+        format!("/v2/{repo}/blobs/{}", digest_of(&small))
     );
-    assert_eq!(header(&res, "docker-content-digest"), sha256(&small));
+    assert_eq!(header(&res, "docker-content-digest"), digest_of(&small));
 
     // A PUT without ?digest is refused and the session survives it.
     let location = r.start_upload(repo);
@@ -288,17 +291,17 @@ fn end_4a_and_end_6_post_then_put() {
     let res = r.get(&location);
     assert_eq!(res.status(), 204);
     assert_eq!(header(&res, "range"), "0-0");
-    let res = r.finish(&location, &sha256(&small), &small);
+    let res = r.finish(&location, &digest_of(&small), &small);
     assert_eq!(res.status(), 201);
 
     // A PUT with the wrong digest ends the session and stores nothing.
     let location = r.start_upload(repo);
     let content = bytes(5, 4000);
-    let wrong = sha256(b"not this");
+    let wrong = digest_of(b"not this");
     expect_error(r.finish(&location, &wrong, &content), 400, "DIGEST_INVALID");
     expect_error(r.get(&location), 404, "BLOB_UPLOAD_UNKNOWN");
     assert!(!r.has_blob_file(&wrong));
-    assert!(!r.has_blob_file(&sha256(&content)));
+    assert!(!r.has_blob_file(&digest_of(&content)));
     assert!(r.upload_entries().is_empty(), "{:?}", r.upload_entries());
 }
 
@@ -309,7 +312,7 @@ fn end_5_and_end_13_chunked_upload_with_status() {
     let r = Reg::start();
     let repo = "pub/chunked";
     let content = bytes(6, 300_000);
-    let digest = sha256(&content);
+    let digest = digest_of(&content);
     let (a, rest) = content.split_at(100_000);
     let (b, c) = rest.split_at(100_000);
 
@@ -371,7 +374,7 @@ fn end_5_and_end_13_chunked_upload_with_status() {
         .send()
         .expect("PATCH");
     assert_eq!(header(&res, "range"), "0-199999");
-    let res = r.finish(&location, &sha256(&content[..200_000]), b"");
+    let res = r.finish(&location, &digest_of(&content[..200_000]), b"");
     assert_eq!(res.status(), 201, "{}", describe(res));
     assert!(r.upload_entries().is_empty());
 }
@@ -398,7 +401,7 @@ fn upload_cancel_discards_the_session() {
     );
     expect_error(r.delete(&location), 404, "BLOB_UPLOAD_UNKNOWN");
     expect_error(
-        r.finish(&location, &sha256(b"x"), b"x"),
+        r.finish(&location, &digest_of(b"x"), b"x"),
         404,
         "BLOB_UPLOAD_UNKNOWN",
     );
@@ -459,7 +462,7 @@ fn end_11_cross_repository_mount() {
             Method::POST,
             &format!(
                 "/v2/pub/other2/blobs/uploads/?mount={}&from=pub/source",
-                sha256(b"unknown")
+                digest_of(b"unknown")
             ),
         )
         .send()
@@ -538,7 +541,7 @@ fn end_3_end_7_end_9_manifests_by_tag_and_digest() {
     r.push_blob(repo, &l1);
     r.push_blob(repo, &l2);
     let manifest = image_manifest(&config, &[&l1, &l2]);
-    let digest = sha256(&manifest);
+    let digest = digest_of(&manifest);
 
     let res = r.put_manifest(repo, "v1", OCI_MANIFEST, &manifest);
     assert_eq!(res.status(), 201, "{}", describe(res));
@@ -583,7 +586,9 @@ fn end_3_end_7_end_9_manifests_by_tag_and_digest() {
             .req(Method::HEAD, &format!("{path}?ns=registry.example"))
             .header(
                 "Accept",
-                format!("{DOCKER_MANIFEST}, {DOCKER_LIST}, {OCI_MANIFEST}, {OCI_INDEX}, */*"),
+                format!(
+                    "{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}, {OCI_MANIFEST}, {OCI_INDEX}, */*"
+                ),
             )
             .send()
             .expect("HEAD");
@@ -653,7 +658,7 @@ fn manifest_content_negotiation_and_docker_types() {
     let (m1, _) = r.push_image(repo, "amd64", &[&bytes(12, 100)]);
     let (m2, _) = r.push_image(repo, "arm64", &[&bytes(13, 100)]);
     let index = index_of(&[&m1, &m2]);
-    let idigest = sha256(&index);
+    let idigest = digest_of(&index);
     let res = r.put_manifest(repo, "list", OCI_INDEX, &index);
     assert_eq!(res.status(), 201, "{}", describe(res));
 
@@ -698,22 +703,25 @@ fn manifest_content_negotiation_and_docker_types() {
     assert_eq!(res.status(), 201, "{}", describe(res));
     let list = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": DOCKER_LIST,
+        "mediaType": DOCKER_MANIFEST_LIST,
         "manifests": [{
-            "mediaType": DOCKER_MANIFEST, "digest": sha256(&docker), "size": docker.len(),
+            "mediaType": DOCKER_MANIFEST, "digest": digest_of(&docker), "size": docker.len(),
             "platform": {"architecture": "amd64", "os": "linux"}
         }],
     }))
     .expect("json");
-    let res = r.put_manifest(repo, "dlist", DOCKER_LIST, &list);
+    let res = r.put_manifest(repo, "dlist", DOCKER_MANIFEST_LIST, &list);
     assert_eq!(res.status(), 201, "{}", describe(res));
     let res = r
         .req(Method::GET, &format!("/v2/{repo}/manifests/dlist"))
-        .header("Accept", format!("{DOCKER_MANIFEST}, {DOCKER_LIST}"))
+        .header(
+            "Accept",
+            format!("{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"),
+        )
         .send()
         .expect("GET");
     assert_eq!(res.status(), 200);
-    assert_eq!(header(&res, "content-type"), DOCKER_LIST);
+    assert_eq!(header(&res, "content-type"), DOCKER_MANIFEST_LIST);
     assert_eq!(res.bytes().expect("body").as_ref(), list.as_slice());
     let res = r
         .req(Method::GET, &format!("/v2/{repo}/manifests/docker"))
@@ -742,7 +750,7 @@ fn manifest_references_must_exist() {
         400,
         "MANIFEST_BLOB_UNKNOWN",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&layer));
+    assert_eq!(e["detail"]["digest"], digest_of(&layer));
     // The config is missing.
     let other_config = config_for(repo, "y");
     r.push_blob(repo, &layer);
@@ -752,7 +760,7 @@ fn manifest_references_must_exist() {
         400,
         "MANIFEST_BLOB_UNKNOWN",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&other_config));
+    assert_eq!(e["detail"]["digest"], digest_of(&other_config));
     // A blob of another repository does not count.
     let foreign = bytes(16, 100);
     r.push_blob("pub/elsewhere", &foreign);
@@ -769,7 +777,7 @@ fn manifest_references_must_exist() {
         "MANIFEST_UNKNOWN",
     );
     expect_error(
-        r.get(&format!("/v2/{repo}/manifests/{}", sha256(&manifest))),
+        r.get(&format!("/v2/{repo}/manifests/{}", digest_of(&manifest))),
         404,
         "MANIFEST_UNKNOWN",
     );
@@ -784,7 +792,7 @@ fn manifest_references_must_exist() {
         400,
         "MANIFEST_BLOB_UNKNOWN",
     );
-    assert_eq!(e["detail"]["digest"], sha256(&manifest3));
+    assert_eq!(e["detail"]["digest"], digest_of(&manifest3));
     let index = index_of(&[&ok]);
     assert_eq!(r.put_manifest(repo, "idx", OCI_INDEX, &index).status(), 201);
 }
@@ -878,7 +886,7 @@ fn put_manifest_by_digest_with_tag_parameters() {
     let config = config_for(repo, "t");
     r.push_blob(repo, &config);
     let manifest = image_manifest(&config, &[]);
-    let digest = sha256(&manifest);
+    let digest = digest_of(&manifest);
     let res = r
         .req(
             Method::PUT,
@@ -918,7 +926,7 @@ fn put_manifest_by_digest_with_tag_parameters() {
         "MANIFEST_UNKNOWN",
     );
     // By digest, the body must hash to it.
-    let res = r.put_manifest(repo, &sha256(b"other"), OCI_MANIFEST, &manifest);
+    let res = r.put_manifest(repo, &digest_of(b"other"), OCI_MANIFEST, &manifest);
     let e = expect_error(res, 400, "DIGEST_INVALID");
     assert_eq!(e["detail"]["actual"], digest);
 }
@@ -1054,7 +1062,7 @@ fn end_12_referrers_api() {
     // and unknown repositories.
     for p in [
         path.clone(),
-        format!("/v2/{repo}/referrers/{}", sha256(b"unknown")),
+        format!("/v2/{repo}/referrers/{}", digest_of(b"unknown")),
         format!("/v2/pub/nothing/referrers/{sdigest}"),
     ] {
         let res = r.get(&p);
@@ -1100,7 +1108,7 @@ fn end_12_referrers_api() {
         note_blob,
         "note",
     );
-    let res = r.put_manifest(repo, &sha256(&note), OCI_MANIFEST, &note);
+    let res = r.put_manifest(repo, &digest_of(&note), OCI_MANIFEST, &note);
     assert_eq!(res.status(), 201);
     assert_eq!(header(&res, "oci-subject"), sdigest);
 
@@ -1114,7 +1122,7 @@ fn end_12_referrers_api() {
         "annotations": {"org.example.note": "bundle"},
     }))
     .expect("json");
-    let res = r.put_manifest(repo, &sha256(&bundle), OCI_INDEX, &bundle);
+    let res = r.put_manifest(repo, &digest_of(&bundle), OCI_INDEX, &bundle);
     assert_eq!(res.status(), 201, "{}", describe(res));
     assert_eq!(header(&res, "oci-subject"), sdigest);
 
@@ -1126,7 +1134,7 @@ fn end_12_referrers_api() {
     assert_eq!(manifests.len(), 4, "{v}");
     let b = manifests
         .iter()
-        .find(|d| d["digest"] == sha256(&bundle))
+        .find(|d| d["digest"] == digest_of(&bundle))
         .unwrap_or_else(|| panic!("the index listed in {v}"));
     assert_eq!(b["mediaType"], OCI_INDEX);
     assert_eq!(b["artifactType"], "application/vnd.example.bundle");
@@ -1138,8 +1146,8 @@ fn end_12_referrers_api() {
     ] {
         let d = manifests
             .iter()
-            .find(|d| d["digest"] == sha256(m))
-            .unwrap_or_else(|| panic!("{} listed in {v}", sha256(m)));
+            .find(|d| d["digest"] == digest_of(m))
+            .unwrap_or_else(|| panic!("{} listed in {v}", digest_of(m)));
         assert_eq!(d["mediaType"], OCI_MANIFEST);
         assert_eq!(d["size"], m.len());
         assert_eq!(d["artifactType"], at);
@@ -1151,7 +1159,7 @@ fn end_12_referrers_api() {
     assert_eq!(header(&res, "oci-filters-applied"), "artifactType");
     let v: serde_json::Value = res.json().expect("json");
     assert_eq!(v["manifests"].as_array().map(Vec::len), Some(1));
-    assert_eq!(v["manifests"][0]["digest"], sha256(&sig));
+    assert_eq!(v["manifests"][0]["digest"], digest_of(&sig));
     let res = r.get(&format!(
         "{path}?artifactType=application%2Fvnd.example.none"
     ));
@@ -1170,16 +1178,16 @@ fn end_12_referrers_api() {
     );
     let res = r.put_manifest(repo, "early", OCI_MANIFEST, &early);
     assert_eq!(res.status(), 201, "{}", describe(res));
-    assert_eq!(header(&res, "oci-subject"), sha256(&future));
+    assert_eq!(header(&res, "oci-subject"), digest_of(&future));
     let v: serde_json::Value = r
-        .get(&format!("/v2/{repo}/referrers/{}", sha256(&future)))
+        .get(&format!("/v2/{repo}/referrers/{}", digest_of(&future)))
         .json()
         .expect("json");
-    assert_eq!(v["manifests"][0]["digest"], sha256(&early));
+    assert_eq!(v["manifests"][0]["digest"], digest_of(&early));
 
     // Deleting a referrer removes it from the list.
     assert_eq!(
-        r.delete(&format!("/v2/{repo}/manifests/{}", sha256(&sig)))
+        r.delete(&format!("/v2/{repo}/manifests/{}", digest_of(&sig)))
             .status(),
         202
     );
@@ -1245,7 +1253,10 @@ fn api_version_header_is_on_every_response() {
         (Method::GET, format!("/v2/{repo}/tags/list")),
         (Method::GET, format!("/v2/{repo}/blobs/{digest}")),
         (Method::HEAD, format!("/v2/{repo}/blobs/{digest}")),
-        (Method::GET, format!("/v2/{repo}/blobs/{}", sha256(b"no"))),
+        (
+            Method::GET,
+            format!("/v2/{repo}/blobs/{}", digest_of(b"no")),
+        ),
         (Method::GET, format!("/v2/{repo}/manifests/none")),
         (Method::HEAD, format!("/v2/{repo}/manifests/none")),
         (Method::GET, format!("/v2/{repo}/referrers/{digest}")),
@@ -1282,7 +1293,7 @@ fn sha512_blobs_and_manifests() {
     let r = Reg::start();
     let repo = "pub/sha512";
     let content = bytes(40, 10_000);
-    let d512 = sha512(&content);
+    let d512 = sha512_digest_of(&content);
     let res = r
         .req(
             Method::POST,
@@ -1303,10 +1314,10 @@ fn sha512_blobs_and_manifests() {
     let other = bytes(41, 3000);
     let location = r.start_upload(repo);
     assert_eq!(r.patch(&location, 0, &other).status(), 202);
-    let res = r.finish(&location, &sha512(&other), b"");
+    let res = r.finish(&location, &sha512_digest_of(&other), b"");
     assert_eq!(res.status(), 201, "{}", describe(res));
     assert_eq!(
-        r.head(&format!("/v2/{repo}/blobs/{}", sha512(&other)))
+        r.head(&format!("/v2/{repo}/blobs/{}", sha512_digest_of(&other)))
             .status(),
         200
     );
@@ -1314,7 +1325,10 @@ fn sha512_blobs_and_manifests() {
     let res = r
         .req(
             Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha512(b"nope")),
+            &format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                sha512_digest_of(b"nope")
+            ),
         )
         .body(content.clone())
         .send()
@@ -1328,10 +1342,10 @@ fn sha512_blobs_and_manifests() {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": descriptor(OCI_CONFIG, &config),
-        "layers": [{"mediaType": OCI_LAYER, "digest": d512, "size": content.len()}],
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": d512, "size": content.len()}],
     }))
     .expect("json");
-    let m512 = sha512(&manifest);
+    let m512 = sha512_digest_of(&manifest);
     let res = r.put_manifest(repo, &m512, OCI_MANIFEST, &manifest);
     assert_eq!(res.status(), 201, "{}", describe(res));
     assert_eq!(header(&res, "docker-content-digest"), m512);
@@ -1431,7 +1445,7 @@ fn identical_content_is_stored_once() {
 #[test]
 fn invalid_names_tags_and_digests_are_refused() {
     let r = Reg::start();
-    let d = sha256(b"x");
+    let d = digest_of(b"x");
     let long = format!("pub/{}", "a".repeat(300));
     for path in [
         "/v2/UPPER/tags/list".to_string(),
@@ -1570,7 +1584,7 @@ fn invalid_manifests_are_refused() {
             OCI_MANIFEST,
             serde_json::to_vec(&serde_json::json!({
                 "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "digest": sha256(&config), "size": -1},
+                "config": {"mediaType": OCI_CONFIG, "digest": digest_of(&config), "size": -1},
                 "layers": []
             }))
             .expect("json"),
@@ -1652,7 +1666,7 @@ fn bad_content_ranges_and_unknown_upload_ids() {
         expect_error(r.get(&path), 404, "BLOB_UPLOAD_UNKNOWN");
         expect_error(r.patch(&path, 0, b"data"), 404, "BLOB_UPLOAD_UNKNOWN");
         expect_error(
-            r.finish(&path, &sha256(b"x"), b"x"),
+            r.finish(&path, &digest_of(b"x"), b"x"),
             404,
             "BLOB_UPLOAD_UNKNOWN",
         );
@@ -1694,7 +1708,7 @@ fn garbage_requests_do_not_take_the_server_down() {
         format!(
             "GET /v2/pub/x/blobs/{} HTTP/1.1\r\nHost: x\r\nRange: bytes=99999999999999999999999-\r\n\
              Authorization: Basic {auth}\r\nConnection: close\r\n\r\n",
-            sha256(b"x")
+            digest_of(b"x")
         )
         .into_bytes(),
         b"GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!notbase64\r\nConnection: close\r\n\r\n"
@@ -1765,7 +1779,7 @@ fn refusals_of_large_bodies_reach_the_client() {
         let res = r
             .anon(
                 Method::POST,
-                &format!("/v2/pub/early/blobs/uploads/?digest={}", sha256(&big)),
+                &format!("/v2/pub/early/blobs/uploads/?digest={}", digest_of(&big)),
             )
             .body(big.clone())
             .send()

@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use berth_testkit::berth::{registry_tls, registry_tls_with, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
 use berth_testkit::tools::{tool_available, Skopeo};
 
@@ -93,7 +94,7 @@ fn serves_https_to_real_clients() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let (ca, cert, key) = certificates(tmp.path());
-    let reg = registry_tls(env!("CARGO_BIN_EXE_berth"), &cert, &key);
+    let reg = registry_tls(berth_bin!(), &cert, &key);
     let pem = std::fs::read(&ca).expect("ca cert");
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
@@ -188,7 +189,7 @@ fn a_client_that_never_finishes_its_handshake_is_closed() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (_, cert, key) = certificates(tmp.path());
     let reg = registry_tls_with(
-        env!("CARGO_BIN_EXE_berth"),
+        berth_bin!(),
         &cert,
         &key,
         &[("BERTH_SERVER_HEADER_TIMEOUT", "2s")],

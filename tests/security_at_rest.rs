@@ -6,17 +6,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use berth_testkit::berth::{self, ADMIN_PASSWORD};
+use berth_testkit::berth::{self, kubeconfig, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use serde_json::json;
 
 const CLUSTER_TOKEN: &str = "cluster-token-Q7xT2";
 const EDGE_PASSWORD: &str = "edge-pass-W9vK4";
-
-fn kubeconfig() -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: edge\nclusters:\n- name: edge\n  cluster:\n    server: https://k8s.invalid:6443\ncontexts:\n- name: edge\n  context:\n    cluster: edge\n    user: berth\nusers:\n- name: berth\n  user:\n    token: {CLUSTER_TOKEN}\n"
-    )
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
@@ -31,7 +26,7 @@ fn add_cluster_and_node(admin: &berth::Admin) {
     let (s, v) = admin.call(
         "POST",
         "/api/v1/clusters",
-        Some(json!({"name": "edge", "kubeconfig": kubeconfig()})),
+        Some(json!({"name": "edge", "kubeconfig": kubeconfig(CLUSTER_TOKEN)})),
     );
     assert_eq!(s, 201, "{v}");
     let (s, v) = admin.call(
@@ -47,7 +42,7 @@ fn add_cluster_and_node(admin: &berth::Admin) {
 
 #[test]
 fn kubeconfig_export_is_refused_to_project_maintainers() {
-    let reg = berth::registry(env!("CARGO_BIN_EXE_berth"));
+    let reg = berth::registry(berth_bin!());
     let admin = reg.admin();
     admin.create_project("team", false);
     admin.create_user("maint", "maint2024ok");
@@ -103,7 +98,7 @@ fn data_directory_is_private_and_credentials_are_sealed() {
     // A data directory left world-readable by an earlier release is narrowed on start.
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let mut reg = berth::registry_in(env!("CARGO_BIN_EXE_berth"), &data, &[], &[]);
+    let mut reg = berth::registry_in(berth_bin!(), &data, &[], &[]);
     let admin = reg.admin();
     add_cluster_and_node(&admin);
 

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_testkit::berth::{self, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::digest_of;
+use berth_testkit::proc::files_under;
 use berth_testkit::ServerProcess;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -385,22 +387,6 @@ fn kill_and_restart(name: &str, p: &Mutex<ServerProcess>, rng: &mut StdRng, t0: 
     p.start_again();
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn soak_pushes_pulls_deletes_gc_and_kill9() {
     let secs: u64 = std::env::var("BERTH_SOAK_SECS")
@@ -412,13 +398,27 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     println!("soak: {secs} s, seed {seed} (replay: BERTH_SOAK_SEED={seed} BERTH_SOAK_SECS={secs})");
-    let bin = env!("CARGO_BIN_EXE_berth");
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
+    let (world, registry, edge) = start_registry_and_edge(tmp.path(), &data);
+    let (registry, edge) = (Mutex::new(registry), Mutex::new(edge));
+    workers_run_while_the_servers_are_killed_and_restarted(&world, seed, secs, &registry, &edge);
+    let kept = every_acknowledged_image_not_deleted_pulls_whole_from_both(&world, seed);
+    after_the_upload_ttl_and_gc_the_store_holds_exactly_the_tagged_blobs(
+        &world, seed, &data, &kept,
+    );
+    drop(registry);
+    drop(edge);
+}
+
+/// A registry on `data` (short GC grace and upload TTL) with the soak project
+/// and a pull robot, and an edge in front of it pulling with that robot.
+fn start_registry_and_edge(tmp: &Path, data: &Path) -> (Arc<World>, ServerProcess, ServerProcess) {
+    let bin = berth_bin!();
     let ttl = format!("{}s", UPLOAD_TTL.as_secs());
     let reg = berth::registry_in(
         bin,
-        &data,
+        data,
         &[],
         &[("BERTH_GC_GRACE", GRACE), ("BERTH_GC_UPLOAD_TTL", &ttl)],
     );
@@ -428,7 +428,7 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
     let edge = berth::edge(
         bin,
         &reg.url(),
-        &tmp.path().join("edge"),
+        &tmp.join("edge"),
         Some((&robot.0, &robot.1)),
         &[],
     );
@@ -443,9 +443,19 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         stats: Stats::default(),
         stop: AtomicBool::new(false),
     });
-    let registry = Mutex::new(reg.server);
-    let edge = Mutex::new(edge);
+    (world, reg.server, edge)
+}
 
+/// Two pushers, two pullers and a janitor run for `secs` seconds while the
+/// registry and the edge are killed (SIGKILL) and restarted on a schedule
+/// from `seed`; at least one push must get through.
+fn workers_run_while_the_servers_are_killed_and_restarted(
+    world: &Arc<World>,
+    seed: u64,
+    secs: u64,
+    registry: &Mutex<ServerProcess>,
+    edge: &Mutex<ServerProcess>,
+) {
     let mut workers = Vec::new();
     for id in 0..2 {
         let w = world.clone();
@@ -468,9 +478,9 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         }
         std::thread::sleep(next);
         if rng.gen_bool(0.5) {
-            kill_and_restart("registry", &registry, &mut rng, t0);
+            kill_and_restart("registry", registry, &mut rng, t0);
         } else {
-            kill_and_restart("edge", &edge, &mut rng, t0);
+            kill_and_restart("edge", edge, &mut rng, t0);
         }
         kills += 1;
     }
@@ -491,13 +501,21 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         s.gcs.load(Ordering::Relaxed),
     );
     assert!(s.pushes.load(Ordering::Relaxed) > 0, "no push got through");
+}
 
-    // Every acknowledged image that was not deleted pulls whole, from both.
+/// Every acknowledged image that was not deleted pulls whole, from the
+/// registry by tag and from the edge by digest; nothing the workers saw broke
+/// a rule. Returns those images.
+fn every_acknowledged_image_not_deleted_pulls_whole_from_both(
+    world: &World,
+    seed: u64,
+) -> Vec<Pushed> {
     let ledger = std::mem::take(&mut *world.ledger.lock().unwrap_or_else(|p| p.into_inner()));
-    let kept: Vec<&Pushed> = ledger
+    let kept: Vec<Pushed> = ledger
         .acked
         .iter()
         .filter(|p| !ledger.deleting.contains(&(p.repo.clone(), p.tag.clone())))
+        .cloned()
         .collect();
     let mut lost = Vec::new();
     for p in &kept {
@@ -525,7 +543,7 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
                     }
                     Ok(true)
                 } else {
-                    fetch_verified(&world, u, d, m)
+                    fetch_verified(world, u, d, m)
                 }
             };
             match req(&url, &p.digest, true) {
@@ -552,9 +570,17 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         lost.is_empty(),
         "seed {seed}: acknowledged images lost: {lost:#?}"
     );
+    kept
+}
 
-    // After the upload TTL and a GC: no upload left, and the store holds exactly
-    // the blobs of the manifests still tagged.
+/// After the upload TTL and a GC: no upload left, and the store holds exactly
+/// the blobs of the manifests still tagged.
+fn after_the_upload_ttl_and_gc_the_store_holds_exactly_the_tagged_blobs(
+    world: &World,
+    seed: u64,
+    data: &Path,
+    kept: &[Pushed],
+) {
     std::thread::sleep(UPLOAD_TTL + Duration::from_secs(1));
     let gc = |what: &str| {
         let res = world
@@ -581,7 +607,7 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
         })
         .collect();
     let mut expected = BTreeMap::new();
-    for p in &kept {
+    for p in kept {
         for (d, _) in &p.blobs {
             expected.insert(d.clone(), p.tag.clone());
         }
@@ -594,14 +620,12 @@ fn soak_pushes_pulls_deletes_gc_and_kill9() {
     );
     // Tags deleted at the very end may still hold their blobs only through other
     // tags, so compare against everything any tag in the registry still reaches.
-    let reachable = reachable_blobs(&world);
+    let reachable = reachable_blobs(world);
     let unrecorded: Vec<_> = on_disk.difference(&reachable).collect();
     assert!(
         unrecorded.is_empty(),
         "seed {seed}: blobs no tagged manifest references are left: {unrecorded:?}"
     );
-    drop(registry);
-    drop(edge);
 }
 
 /// Every blob a tagged manifest of the registry references.

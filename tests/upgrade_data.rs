@@ -13,13 +13,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_testkit::berth::{self, ADMIN_PASSWORD};
+use berth_testkit::berth::{self, kubeconfig, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{ImageBuilder, OciLayout};
 use berth_testkit::tools::docker_ref;
 use berth_testkit::tools::CopyOptions;
-use berth_testkit::{Creds, Skopeo};
+use berth_testkit::{wait_until, Creds, Skopeo};
 use serde_json::{json, Value};
 
 const FIXTURE: &str = "tests/fixtures/previous-release-data.tar.gz";
@@ -30,20 +31,6 @@ const FACTS: &str = "facts.json";
 
 fn fixture_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
-}
-
-fn kubeconfig() -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: edge\nclusters:\n- name: edge\n  cluster:\n    server: https://k8s.invalid:6443\ncontexts:\n- name: edge\n  context:\n    cluster: edge\n    user: berth\nusers:\n- name: berth\n  user:\n    token: {CLUSTER_TOKEN}\n"
-    )
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Writes the fixture with the berth binary named by `BERTH_PREVIOUS_BIN`.
@@ -87,7 +74,7 @@ fn write_fixture_with_previous_release() {
     let (s, v) = admin.call(
         "POST",
         "/api/v1/clusters",
-        Some(json!({"name": "edge", "kubeconfig": kubeconfig()})),
+        Some(json!({"name": "edge", "kubeconfig": kubeconfig(CLUSTER_TOKEN)})),
     );
     assert_eq!(s, 201, "{v}");
     let (s, v) = admin.call(
@@ -119,7 +106,7 @@ fn write_fixture_with_previous_release() {
         Some(json!({"nodes": ["n1"]})),
     );
     assert_eq!(s, 202, "{v}");
-    wait_for("web running on n1", Duration::from_secs(60), || {
+    wait_until("web running on n1", Duration::from_secs(60), || {
         let (_, v) = admin.call("GET", &format!("{base}/apps/web/publications"), None);
         v["publications"][0]["state"] == "running"
     });
@@ -155,7 +142,7 @@ fn unpack(dest: &Path) -> Value {
 
 #[test]
 fn data_of_the_previous_release_opens() {
-    let bin = env!("CARGO_BIN_EXE_berth");
+    let bin = berth_bin!();
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path().join("fixture");
     let facts = unpack(&root);

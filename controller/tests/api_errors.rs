@@ -18,7 +18,22 @@ async fn refusals_say_what_to_do() {
     let h = Harness::start(world.clone()).await;
     let (edge, edge_url, _t) = start_edge().await;
 
-    // Authentication and authorization.
+    unauthenticated_and_unauthorized_calls_are_refused_before_anything_happens(&h, &world).await;
+    invalid_clusters_are_refused_and_kubeconfig_secrets_stay_inside(&h).await;
+    invalid_or_duplicate_nodes_are_refused_and_a_cluster_with_nodes_stays(&h, &edge_url, &edge)
+        .await;
+    a_kubeconfig_export_needs_a_project(&h).await;
+    invalid_apps_are_refused_with_every_problem_named(&h).await;
+    publishes_to_unknown_nodes_versions_or_fields_are_refused(&h).await;
+    the_directory_deployer_says_it_cannot_show_logs(&h).await;
+    a_published_app_cannot_be_deleted(&h, &world).await;
+    h.stop().await;
+}
+
+async fn unauthenticated_and_unauthorized_calls_are_refused_before_anything_happens(
+    h: &Harness,
+    world: &World,
+) {
     let resp = reqwest::get(format!("{}/api/v1/clusters", h.url))
         .await
         .expect("get");
@@ -38,8 +53,9 @@ async fn refusals_say_what_to_do() {
         world.audit.records.lock().expect("lock").is_empty(),
         "refused before doing anything"
     );
+}
 
-    // Cluster validation.
+async fn invalid_clusters_are_refused_and_kubeconfig_secrets_stay_inside(h: &Harness) {
     let (s, v) = h
         .post(
             "/api/v1/clusters",
@@ -85,8 +101,13 @@ async fn refusals_say_what_to_do() {
     let (s, v) = h.get("/api/v1/clusters/nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(error(&v).contains("no cluster named \"nope\""));
+}
 
-    // Nodes.
+async fn invalid_or_duplicate_nodes_are_refused_and_a_cluster_with_nodes_stays(
+    h: &Harness,
+    edge_url: &str,
+    edge: &Edge,
+) {
     let (s, v) = h
         .post(
             "/api/v1/nodes",
@@ -99,8 +120,7 @@ async fn refusals_say_what_to_do() {
         error(&v).contains("no cluster named \"nope\"") || error(&v).contains("edge_url"),
         "{v}"
     );
-    h.add_node("n1", &edge_url, &edge, json!({"site": "a"}))
-        .await;
+    h.add_node("n1", edge_url, edge, json!({"site": "a"})).await;
     let (s, v) = h
         .post(
             "/api/v1/nodes",
@@ -112,8 +132,9 @@ async fn refusals_say_what_to_do() {
     let (s, v) = h.call(Method::DELETE, "/api/v1/clusters/edge", None).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(error(&v).contains("still has nodes n1"), "{v}");
+}
 
-    // Kubeconfig export.
+async fn a_kubeconfig_export_needs_a_project(h: &Harness) {
     let (s, v) = h.get("/api/v1/nodes/n1/kubeconfig").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error(&v).contains("?project="), "{v}");
@@ -125,8 +146,9 @@ async fn refusals_say_what_to_do() {
         kc["contexts"][0]["context"]["namespace"].as_str(),
         Some("shop")
     );
+}
 
-    // Apps.
+async fn invalid_apps_are_refused_with_every_problem_named(h: &Harness) {
     let (s, v) = h
         .post(
             "/api/v1/projects/shop/apps",
@@ -195,8 +217,9 @@ async fn refusals_say_what_to_do() {
     let (s, v) = h.get("/api/v1/projects/shop/apps/web/versions/7").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(error(&v).contains("latest is 1"), "{v}");
+}
 
-    // Publish refusals.
+async fn publishes_to_unknown_nodes_versions_or_fields_are_refused(h: &Harness) {
     let (s, v) = h
         .post("/api/v1/projects/shop/apps/web/publish", json!({}))
         .await;
@@ -242,16 +265,18 @@ async fn refusals_say_what_to_do() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(error(&v).contains("not published on n1"), "{v}");
+}
 
-    // The directory deployer cannot show logs, and says so.
+async fn the_directory_deployer_says_it_cannot_show_logs(h: &Harness) {
     let (s, v) = h.get("/api/v1/projects/shop/apps/web/logs?node=n1").await;
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
     assert!(error(&v).contains("not supported"), "{v}");
     let (s, v) = h.get("/api/v1/projects/shop/apps/web/logs").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error(&v).contains("?node="), "{v}");
+}
 
-    // Published: the app cannot be deleted.
+async fn a_published_app_cannot_be_deleted(h: &Harness, world: &World) {
     world.resolver.tag("shop/web:1", &digest("w"));
     let (s, _) = h
         .post(
@@ -266,7 +291,6 @@ async fn refusals_say_what_to_do() {
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(error(&v).contains("unpublish it first"), "{v}");
     assert!(world.audit.has("app.delete", "refused"));
-    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,21 @@ async fn publish_prefetches_before_it_applies() {
     let (edge, edge_url, _t) = start_edge().await;
     edge.lock().expect("lock").require = Some(("edge".into(), "pw".into()));
     h.add_cluster().await;
+    a_node_is_registered_with_edge_credentials_never_shown(&h, &world, &edge, &edge_url).await;
+    publishing_a_new_app_starts_resolving_version_1(&h).await;
+    while_the_edge_prefetches_progress_is_stored_and_nothing_applied(&h, &world, &edge).await;
+    let cli = the_clis_live_view_follows_the_publish_to_the_end(&h, &edge).await;
+    the_manifest_names_the_digests_and_the_node_and_is_applied_once(&world);
+    the_history_shows_each_state_once_in_order(&h, &world, &cli).await;
+    h.stop().await;
+}
+
+async fn a_node_is_registered_with_edge_credentials_never_shown(
+    h: &Harness,
+    world: &World,
+    edge: &Edge,
+    edge_url: &str,
+) {
     let (s, v) = h
         .post(
             "/api/v1/nodes",
@@ -41,7 +56,9 @@ async fn publish_prefetches_before_it_applies() {
         .lock()
         .expect("lock")
         .insert("n1".into(), edge.clone());
+}
 
+async fn publishing_a_new_app_starts_resolving_version_1(h: &Harness) {
     let (s, v) = h
         .post(
             "/api/v1/projects/shop/apps",
@@ -60,8 +77,15 @@ async fn publish_prefetches_before_it_applies() {
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["publications"][0]["state"], "resolving");
     assert_eq!(v["publications"][0]["version"], 1);
+}
 
-    // The edge holds the job half done: progress is stored, nothing is applied.
+/// The edge holds the job half done: progress is stored, nothing is applied;
+/// the edge was asked to pin both images by digest, with the node's credentials.
+async fn while_the_edge_prefetches_progress_is_stored_and_nothing_applied(
+    h: &Harness,
+    world: &World,
+    edge: &Edge,
+) {
     let p = h
         .wait_for("shop", "web", "n1", "prefetching with progress", |p| {
             matches!(
@@ -97,8 +121,10 @@ async fn publish_prefetches_before_it_applies() {
             .iter()
             .all(|a| a.as_deref().is_some_and(|a| a.starts_with("Basic "))));
     }
+}
 
-    // The CLI's live view follows it to the end.
+/// Opens the gate on the edge; returns the CLI client that watched.
+async fn the_clis_live_view_follows_the_publish_to_the_end(h: &Harness, edge: &Edge) -> CliClient {
     edge.lock().expect("lock").gate_open = true;
     let cli = CliClient::new(&h.url, Some("admin"), Some("secret")).expect("cli");
     let mut out = Vec::new();
@@ -119,7 +145,10 @@ async fn publish_prefetches_before_it_applies() {
     let text = String::from_utf8(out).expect("utf8");
     assert!(text.contains("running"), "{text}");
     assert_eq!(pubs[0].state, PublicationState::Running);
+    cli
+}
 
+fn the_manifest_names_the_digests_and_the_node_and_is_applied_once(world: &World) {
     let files = world.manifests("n1");
     assert_eq!(files, vec!["shop-web-deployment-web-n1.yaml"]);
     let yaml = world.read_manifest("n1", &files[0]);
@@ -134,7 +163,11 @@ async fn publish_prefetches_before_it_applies() {
     assert!(yaml.contains("berth.dev/version: '1'"), "{yaml}");
     assert!(world.deployer.violations.lock().expect("lock").is_empty());
     assert_eq!(world.deployer.apply_count("n1"), 1);
+}
 
+/// Each state once, in order; the apply once, between prefetching and
+/// running; audited; and `berth app status` shows the resolved digest.
+async fn the_history_shows_each_state_once_in_order(h: &Harness, world: &World, cli: &CliClient) {
     let p = h.publication("shop", "web", "n1").await.expect("pub");
     let mut states: Vec<&str> = p.history.iter().map(|t| t.state.as_str()).collect();
     states.dedup();
@@ -162,7 +195,6 @@ async fn publish_prefetches_before_it_applies() {
     let status =
         berth_controller::cli::format_status(&cli.status("shop", "web").await.expect("status"));
     assert!(status.contains(&digest("web1")), "{status}");
-    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +252,18 @@ async fn a_tag_moving_during_publish_changes_nothing() {
     assert_eq!(p.generation, 2);
     let yaml = world.read_manifest("n1", "shop-web-deployment-web-n1.yaml");
     assert!(yaml.contains(&digest("new")), "{yaml}");
-    // The old digest is unpinned once the new one runs.
+    // The old digest is unpinned once the new one runs (right after it is
+    // marked running: wait for it).
+    let old = format!("shop/web@{}", digest("old"));
+    wait_until(
+        "the old digest to be unpinned",
+        Duration::from_secs(10),
+        || {
+            let e = edge.lock().expect("lock");
+            e.unpins.iter().any(|u| u.contains(&old))
+        },
+    )
+    .await;
     {
         let e = edge.lock().expect("lock");
         assert!(

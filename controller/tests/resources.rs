@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -23,19 +25,35 @@ async fn resources_travel_with_apps() {
     edge.lock().expect("lock").gate_open = true;
     h.add_cluster().await;
     h.add_node("n1", &edge_url, &edge, json!({})).await;
-    let base = "/api/v1/projects/shop";
 
-    // Config, secret, volume.
+    config_secret_and_volume_are_created_and_the_secret_never_shown(&h).await;
+    two_apps_use_them(&h).await;
+    network_resources_follow_their_rules(&h).await;
+    publishing_writes_config_secret_and_claim_first_and_network_last(&h, &world).await;
+    volume_rules_hold_while_web_is_published(&h).await;
+    changing_a_shared_config_map_applies_both_apps_again(&h, &world).await;
+    a_cascade_keeps_what_api_still_uses(&h, &world).await;
+    a_released_volume_is_unbound_then_deleted(&h).await;
+
+    let world = h.stop().await;
+    // Sealed at rest: the plain value is nowhere in the database file.
+    let db = std::fs::read(world.dir.path().join("berth.redb")).expect("db");
+    assert!(!db.windows(7).any(|w| w == b"hunter2"));
+}
+
+const BASE: &str = "/api/v1/projects/shop";
+
+async fn config_secret_and_volume_are_created_and_the_secret_never_shown(h: &Harness) {
     let (s, v) = h
         .post(
-            &format!("{base}/configmaps"),
+            &format!("{BASE}/configmaps"),
             json!({"name": "settings", "data": {"app.conf": "x=1"}}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/secrets"),
+            &format!("{BASE}/secrets"),
             json!({"name": "db", "data": {"password": "hunter2"}}),
         )
         .await;
@@ -43,28 +61,29 @@ async fn resources_travel_with_apps() {
     assert!(!v.to_string().contains("hunter2"), "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/volumes"),
+            &format!("{BASE}/volumes"),
             json!({"name": "data", "capacity": "1Gi"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["spec"]["storage_class"], "local-storage");
-    let (s, v) = h.get(&format!("{base}/secrets")).await;
+    let (s, v) = h.get(&format!("{BASE}/secrets")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v[0]["spec"]["keys"], json!(["password"]));
     assert!(!v.to_string().contains("hunter2"), "{v}");
-    let (_, v) = h.get(&format!("{base}/secrets/db")).await;
+    let (_, v) = h.get(&format!("{BASE}/secrets/db")).await;
     assert!(!v.to_string().contains("hunter2"), "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/volumes"),
+            &format!("{BASE}/volumes"),
             json!({"name": "bad", "capacity": "lots"}),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error(&v).contains("capacity"), "{v}");
+}
 
-    // Apps using them.
+async fn two_apps_use_them(h: &Harness) {
     let web = json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
     "name": "web", "image": "shop/web:1",
     "ports": [{"name": "http", "container_port": 8080}],
@@ -77,19 +96,21 @@ async fn resources_travel_with_apps() {
         {"name": "conf", "config_map": "settings"},
         {"name": "data", "persistent_volume_claim": "data"}
     ]}});
-    let (s, v) = h.post(&format!("{base}/apps"), web).await;
+    let (s, v) = h.post(&format!("{BASE}/apps"), web).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let api = json!({"name": "api", "spec": {"kind": "Deployment", "containers": [{
         "name": "api", "image": "shop/api:1",
         "volume_mounts": [{"name": "conf", "mount_path": "/etc/api"}]}],
         "volumes": [{"name": "conf", "config_map": "settings"}]}});
-    let (s, v) = h.post(&format!("{base}/apps"), api).await;
+    let (s, v) = h.post(&format!("{BASE}/apps"), api).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+}
 
-    // Network: load balancer, route, EIP; the rules on them.
+/// Load balancer, route, EIP; the rules on them.
+async fn network_resources_follow_their_rules(h: &Harness) {
     let (s, v) = h
         .post(
-            &format!("{base}/loadbalancers"),
+            &format!("{BASE}/loadbalancers"),
             json!({"name": "web-lb", "app": "web",
             "ports": [{"port": 80, "target_port": 8080}]}),
         )
@@ -97,7 +118,7 @@ async fn resources_travel_with_apps() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/loadbalancers"),
+            &format!("{BASE}/loadbalancers"),
             json!({"name": "api-lb", "app": "api",
             "type": "LoadBalancer", "ports": [{"port": 443}]}),
         )
@@ -105,7 +126,7 @@ async fn resources_travel_with_apps() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/loadbalancers"),
+            &format!("{BASE}/loadbalancers"),
             json!({"name": "x", "app": "nope", "ports": [{"port": 1}]}),
         )
         .await;
@@ -113,7 +134,7 @@ async fn resources_travel_with_apps() {
     assert!(error(&v).contains("no app shop/nope"), "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/routes"),
+            &format!("{BASE}/routes"),
             json!({"name": "api", "host": "api.example.com",
             "load_balancer": "api-lb", "port": 443}),
         )
@@ -125,7 +146,7 @@ async fn resources_travel_with_apps() {
     );
     let (s, v) = h
         .post(
-            &format!("{base}/routes"),
+            &format!("{BASE}/routes"),
             json!({"name": "www", "host": "shop.example.com",
             "load_balancer": "web-lb", "port": 80}),
         )
@@ -133,7 +154,7 @@ async fn resources_travel_with_apps() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/eips"),
+            &format!("{BASE}/eips"),
             json!({"name": "public", "address": "203.0.113.7",
             "load_balancer": "web-lb"}),
         )
@@ -142,7 +163,7 @@ async fn resources_travel_with_apps() {
     let (s, v) = h
         .call(
             Method::PUT,
-            &format!("{base}/loadbalancers/web-lb"),
+            &format!("{BASE}/loadbalancers/web-lb"),
             Some(json!({"app": "web",
             "type": "LoadBalancer", "ports": [{"port": 80}]})),
         )
@@ -152,7 +173,7 @@ async fn resources_travel_with_apps() {
     let (s, v) = h
         .call(
             Method::DELETE,
-            &format!("{base}/loadbalancers/web-lb"),
+            &format!("{BASE}/loadbalancers/web-lb"),
             None,
         )
         .await;
@@ -160,26 +181,31 @@ async fn resources_travel_with_apps() {
     assert!(error(&v).contains("rule: a load balancer in use"), "{v}");
     h.call(
         Method::DELETE,
-        &format!("{base}/loadbalancers/api-lb"),
+        &format!("{BASE}/loadbalancers/api-lb"),
         None,
     )
     .await;
     let (s, v) = h
         .post(
-            &format!("{base}/routes"),
+            &format!("{BASE}/routes"),
             json!({"name": "old", "host": "old.example.com",
             "load_balancer": "web-lb", "port": 80}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, _) = h
-        .call(Method::DELETE, &format!("{base}/routes/old"), None)
+        .call(Method::DELETE, &format!("{BASE}/routes/old"), None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "not published yet: may go");
+}
 
-    // Publish: config, secret, claim before the workload; service, EIP, route after.
+/// Publish: config, secret, claim before the workload; service, EIP, route after.
+async fn publishing_writes_config_secret_and_claim_first_and_network_last(
+    h: &Harness,
+    world: &World,
+) {
     h.post(
-        &format!("{base}/apps/web/publish"),
+        &format!("{BASE}/apps/web/publish"),
         json!({"nodes": ["n1"]}),
     )
     .await;
@@ -215,15 +241,16 @@ async fn resources_travel_with_apps() {
     let deployment = world.read_manifest("n1", "shop-web-deployment-web-n1.yaml");
     assert!(deployment.contains("claimName: data-n1"), "{deployment}");
     assert!(deployment.contains("name: settings-n1"), "{deployment}");
-    let (_, v) = h.get(&format!("{base}/volumes/data")).await;
+    let (_, v) = h.get(&format!("{BASE}/volumes/data")).await;
     assert_eq!(v["bindings"][0]["node"], "n1");
     assert_eq!(v["bindings"][0]["state"], "bound");
     assert_eq!(v["used_by"], json!(["web@n1"]));
+}
 
-    // Volume lifecycle rules while web is published there.
+async fn volume_rules_hold_while_web_is_published(h: &Harness) {
     let (s, v) = h
         .post(
-            &format!("{base}/volumes/data/release"),
+            &format!("{BASE}/volumes/data/release"),
             json!({"node": "n1"}),
         )
         .await;
@@ -234,7 +261,7 @@ async fn resources_travel_with_apps() {
     );
     let (s, v) = h
         .post(
-            &format!("{base}/volumes/data/unbind"),
+            &format!("{BASE}/volumes/data/unbind"),
             json!({"node": "n1"}),
         )
         .await;
@@ -244,7 +271,7 @@ async fn resources_travel_with_apps() {
         "{v}"
     );
     let (s, v) = h
-        .call(Method::DELETE, &format!("{base}/volumes/data"), None)
+        .call(Method::DELETE, &format!("{BASE}/volumes/data"), None)
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(
@@ -254,7 +281,7 @@ async fn resources_travel_with_apps() {
     let (s, v) = h
         .call(
             Method::PUT,
-            &format!("{base}/volumes/data"),
+            &format!("{BASE}/volumes/data"),
             Some(json!({"capacity": "2Gi"})),
         )
         .await;
@@ -264,7 +291,7 @@ async fn resources_travel_with_apps() {
         "{v}"
     );
     let (s, v) = h
-        .call(Method::DELETE, &format!("{base}/routes/www"), None)
+        .call(Method::DELETE, &format!("{BASE}/routes/www"), None)
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(
@@ -272,14 +299,16 @@ async fn resources_travel_with_apps() {
         "{v}"
     );
     let (s, v) = h
-        .call(Method::DELETE, &format!("{base}/configmaps/settings"), None)
+        .call(Method::DELETE, &format!("{BASE}/configmaps/settings"), None)
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(error(&v).contains("used by published web@n1"), "{v}");
+}
 
-    // A second app shares the config map; changing it applies both again.
+/// A second app shares the config map; changing it applies both again.
+async fn changing_a_shared_config_map_applies_both_apps_again(h: &Harness, world: &World) {
     h.post(
-        &format!("{base}/apps/api/publish"),
+        &format!("{BASE}/apps/api/publish"),
         json!({"nodes": ["n1"]}),
     )
     .await;
@@ -288,7 +317,7 @@ async fn resources_travel_with_apps() {
     let (s, v) = h
         .call(
             Method::PUT,
-            &format!("{base}/configmaps/settings"),
+            &format!("{BASE}/configmaps/settings"),
             Some(json!({"data": {"app.conf": "x=2"}})),
         )
         .await;
@@ -298,19 +327,21 @@ async fn resources_travel_with_apps() {
         p.is_some_and(|p| p.applied && p.state.label() == "running")
     })
     .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while world.deployer.apply_count("n1") < before + 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("web and api applied again", Duration::from_secs(10), || {
+        world.deployer.apply_count("n1") >= before + 2
+    })
+    .await;
     assert_eq!(world.deployer.apply_count("n1"), before + 2);
     assert!(world
         .read_manifest("n1", "shop-shared-configmap-settings-n1.yaml")
         .contains("x=2"));
+}
 
-    // Cascade: what api still uses stays, and the answer says so.
+/// Cascade: what api still uses stays, and the answer says so.
+async fn a_cascade_keeps_what_api_still_uses(h: &Harness, world: &World) {
     let (s, v) = h
         .post(
-            &format!("{base}/apps/web/unpublish"),
+            &format!("{BASE}/apps/web/unpublish"),
             json!({"nodes": ["n1"], "cascade": true}),
         )
         .await;
@@ -328,51 +359,48 @@ async fn resources_travel_with_apps() {
             "shop-shared-configmap-settings-n1.yaml",
         ]
     );
-    let (_, v) = h.get(&format!("{base}/volumes/data")).await;
+    let (_, v) = h.get(&format!("{BASE}/volumes/data")).await;
     assert_eq!(v["bindings"][0]["state"], "released");
     assert!(world
         .audit
         .has("unpublish", "ok; config map settings kept on n1"));
 
     let (s, v) = h
-        .call(Method::DELETE, &format!("{base}/apps/web"), None)
+        .call(Method::DELETE, &format!("{BASE}/apps/web"), None)
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(
         error(&v).contains("rule: an app with load balancers cannot be deleted"),
         "{v}"
     );
+}
 
-    // Released: unbind, then delete.
+/// Released: unbind, then delete.
+async fn a_released_volume_is_unbound_then_deleted(h: &Harness) {
     let (s, v) = h
         .call(
             Method::DELETE,
-            &format!("{base}/loadbalancers/web-lb"),
+            &format!("{BASE}/loadbalancers/web-lb"),
             None,
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, v) = h
         .post(
-            &format!("{base}/volumes/data/unbind"),
+            &format!("{BASE}/volumes/data/unbind"),
             json!({"node": "n1"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v.get("bindings").is_none(), "{v}");
     let (s, _) = h
-        .call(Method::DELETE, &format!("{base}/volumes/data"), None)
+        .call(Method::DELETE, &format!("{BASE}/volumes/data"), None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = h
-        .call(Method::DELETE, &format!("{base}/secrets/db"), None)
+        .call(Method::DELETE, &format!("{BASE}/secrets/db"), None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-
-    let world = h.stop().await;
-    // Sealed at rest: the plain value is nowhere in the database file.
-    let db = std::fs::read(world.dir.path().join("berth.redb")).expect("db");
-    assert!(!db.windows(7).any(|w| w == b"hunter2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,43 +1,28 @@
 //! Shared helpers for the registry's end-to-end tests: one `berth serve` per
 //! test on its own port and data directory, an HTTP client that speaks as
-//! admin, hand-made OCI blobs and manifests, and OCI error assertions.
+//! admin, the upload steps one request at a time, raw connections, and OCI
+//! error assertions. Manifests over hand-chosen bytes come from the kit's
+//! `manifest` module, pushes from its `http` module.
 //!
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
+use berth_testkit::http::{self, Auth};
+use berth_testkit::manifest::config_for;
+use berth_testkit::proc::files_under;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use sha2::Digest as _;
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The public project every test registry starts with.
 pub const PUBLIC: &str = "pub";
-
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-pub fn sha512(bytes: &[u8]) -> String {
-    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
-}
 
 /// Pseudo-random bytes from a seed (xorshift), so tests need no RNG state.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -72,7 +57,7 @@ impl Reg {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Reg {
-        let reg = berth::registry_with(bin(), &[], env);
+        let reg = berth::registry_with(berth_bin!(), &[], env);
         let r = Reg { reg, http: http() };
         r.reg.admin().create_project(PUBLIC, true);
         r
@@ -119,20 +104,15 @@ impl Reg {
         self.req(Method::DELETE, path).send().expect("DELETE")
     }
 
-    /// Monolithic `POST ?digest=` upload; returns the digest.
+    /// Monolithic `POST ?digest=` upload as admin; returns the digest.
     pub fn push_blob(&self, repo: &str, content: &[u8]) -> String {
-        let digest = sha256(content);
-        let res = self
-            .req(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-            )
-            .header("Content-Type", "application/octet-stream")
-            .body(content.to_vec())
-            .send()
-            .expect("POST blob");
-        assert_eq!(res.status(), 201, "push blob: {}", describe(res));
-        digest
+        http::push_blob(
+            &self.http,
+            &self.reg.url(),
+            &admin(),
+            repo,
+            content.to_vec(),
+        )
     }
 
     /// `POST` to start an upload; returns the Location.
@@ -182,19 +162,12 @@ impl Reg {
             .expect("PUT manifest")
     }
 
-    /// Pushes config and layers as blobs, then the manifest under `tag`.
-    /// Returns the manifest bytes and digest.
+    /// Pushes [`config_for`]`(repo, tag)` and `layers` as blobs, then the
+    /// manifest over them under `tag`. Returns the manifest bytes and digest.
     pub fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Vec<u8>, String) {
         let config = config_for(repo, tag);
-        self.push_blob(repo, &config);
-        for l in layers {
-            self.push_blob(repo, l);
-        }
-        let manifest = image_manifest(&config, layers);
-        let res = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest);
-        assert_eq!(res.status(), 201, "push manifest: {}", describe(res));
-        let digest = sha256(&manifest);
-        (manifest, digest)
+        let base = self.reg.url();
+        http::push_image_with(&self.http, &base, &admin(), (repo, tag), &config, layers)
     }
 
     /// Files under `<data>/blobs` (the content store's objects).
@@ -279,110 +252,14 @@ fn raw_exchange(port: u16, request: &[u8], close_write: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The admin account's credentials.
+pub fn admin() -> Auth {
+    http::basic("admin", ADMIN_PASSWORD)
+}
+
 /// `Authorization: Basic` value for the admin account, for raw requests.
 pub fn basic_admin() -> String {
-    base64(format!("admin:{ADMIN_PASSWORD}").as_bytes())
-}
-
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A small, unique image config.
-pub fn config_for(repo: &str, tag: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": {"repo": repo, "tag": tag}},
-        "rootfs": {"type": "layers", "diff_ids": []}
-    }))
-    .expect("config json")
-}
-
-pub fn descriptor(media_type: &str, content: &[u8]) -> serde_json::Value {
-    serde_json::json!({"mediaType": media_type, "digest": sha256(content), "size": content.len()})
-}
-
-/// An OCI image manifest over `config` and `layers`.
-pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": descriptor(OCI_CONFIG, config),
-        "layers": layers.iter().map(|l| descriptor(OCI_LAYER, l)).collect::<Vec<_>>(),
-    }))
-    .expect("manifest json")
-}
-
-/// An OCI index listing `manifests` (bytes of OCI image manifests).
-pub fn index_of(manifests: &[&[u8]]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": manifests.iter().map(|m| {
-            let mut d = descriptor(OCI_MANIFEST, m);
-            d["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
-            d
-        }).collect::<Vec<_>>(),
-    }))
-    .expect("index json")
-}
-
-/// An OCI 1.1 artifact manifest (empty config) about `subject`.
-pub fn artifact_manifest(
-    artifact_type: &str,
-    subject: &[u8],
-    subject_media_type: &str,
-    blob: &[u8],
-    annotation: &str,
-) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": descriptor(OCI_EMPTY, b"{}"),
-        "layers": [descriptor("application/json", blob)],
-        "subject": descriptor(subject_media_type, subject),
-        "annotations": {"org.example.note": annotation},
-    }))
-    .expect("artifact json")
+    http::basic_credentials("admin", ADMIN_PASSWORD)
 }
 
 pub fn header(res: &Response, name: &str) -> String {

@@ -9,52 +9,23 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use berth_testkit::berth::{self, Admin, Registry, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{Image, ImageBuilder, OciLayout};
+use berth_testkit::proc::files_under;
 use berth_testkit::tools::{docker_ref, require_tools, CopyOptions, Creds, Skopeo};
-use berth_testkit::ServerProcess;
+use berth_testkit::{wait_until, ServerProcess};
 use serde_json::{json, Value};
 
 /// The private project every test publishes from.
 pub const PROJECT: &str = "acme";
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
 /// Skips (or fails under CI) when skopeo is missing.
 pub fn tools_present() -> bool {
     require_tools(&["skopeo"])
-}
-
-/// Waits until `f` returns `Some`, polling every 20 ms; panics after `limit`
-/// with `what` and the last value `describe` gives.
-pub fn wait_until<T>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    describe: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {limit:?} waiting for {what}; last seen:\n{}",
-                describe()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A node: a running `berth edge` and its cache directory.
@@ -119,15 +90,11 @@ impl EdgeNode {
     /// Hex digests of the blobs committed in the cache directory
     /// (`blobs/sha256/..`); ingests in progress are elsewhere.
     pub fn blob_files(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        walk(&self.cache_dir.join("blobs"), &mut |p| {
-            if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
-                    out.insert(name.to_string());
-                }
-            }
-        });
-        out
+        files_under(&self.cache_dir.join("blobs"))
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .filter(|name| name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()))
+            .collect()
     }
 
     /// Which of `digests` (`sha256:..`) are not committed in the cache directory.
@@ -138,20 +105,6 @@ impl EdgeNode {
             .filter(|d| !have.contains(d.trim_start_matches("sha256:")))
             .cloned()
             .collect()
-    }
-}
-
-fn walk(dir: &Path, f: &mut impl FnMut(&Path)) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, f);
-        } else {
-            f(&p);
-        }
     }
 }
 
@@ -167,9 +120,6 @@ pub struct Site {
     pub tmp: tempfile::TempDir,
 }
 
-/// Any kubeconfig with a current context: the directory deployer never uses it.
-pub const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: edge\nclusters:\n- name: edge\n  cluster:\n    server: https://k8s.invalid:6443\ncontexts:\n- name: edge\n  context:\n    cluster: edge\n    user: berth\nusers:\n- name: berth\n  user:\n    token: cluster-token\n";
-
 impl Site {
     /// A registry (controller enabled, directory deployer) with project
     /// `acme` (private), its pull robot, and cluster `edge`.
@@ -181,14 +131,14 @@ impl Site {
     pub fn start_with(env: &[(&str, &str)]) -> Site {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
-        let registry = berth::registry_in(bin(), &data, &[], env);
+        let registry = berth::registry_in(berth_bin!(), &data, &[], env);
         let admin = registry.admin();
         admin.create_project(PROJECT, false);
         let robot = admin.create_robot(PROJECT, "edge", "pull");
         let (s, v) = admin.call(
             "POST",
             "/api/v1/clusters",
-            Some(json!({"name": "edge", "kubeconfig": KUBECONFIG})),
+            Some(json!({"name": "edge", "kubeconfig": berth::kubeconfig("cluster-token")})),
         );
         assert_eq!(s, 201, "{v}");
         let layout = OciLayout::create(tmp.path().join("layout"));
@@ -219,7 +169,7 @@ impl Site {
     pub fn start_edge(&mut self, name: &str, upstream: &str) {
         let cache_dir = self.tmp.path().join(format!("edge-{name}"));
         let process = berth::edge(
-            bin(),
+            berth_bin!(),
             upstream,
             &cache_dir,
             Some((&self.robot.0, &self.robot.1)),
@@ -309,7 +259,7 @@ impl Site {
     /// Runs `berth <args> --url <registry> --user admin` (password from the
     /// environment); returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = std::process::Command::new(bin())
+        let out = std::process::Command::new(berth_bin!())
             .args(args)
             .args(["--url", &self.registry_url(), "--user", "admin"])
             .env("BERTH_PASSWORD", ADMIN_PASSWORD)
@@ -390,22 +340,16 @@ impl Site {
         limit: Duration,
         pred: impl Fn(Option<&Value>) -> bool,
     ) -> Option<Value> {
-        let mut last = None;
-        let deadline = Instant::now() + limit;
-        loop {
+        // The last publication seen, kept once it is gone, for the message.
+        let mut last: Option<Value> = None;
+        wait_until(&format!("{app}@{node} to be {what}"), limit, || {
             let p = self.publication(app, node);
             if pred(p.as_ref()) {
-                return p;
+                return Ok(p);
             }
-            last = p.or(last);
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {limit:?} waiting for {app}@{node} to be {what}; last: {:#}",
-                    last.unwrap_or(Value::Null)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            last = p.or(last.take());
+            Err(format!("{:#}", last.clone().unwrap_or(Value::Null)))
+        })
     }
 }
 
@@ -431,154 +375,4 @@ pub fn first_at(p: &Value, state: &str) -> Option<u64> {
 /// Every `sha256:` digest the image's manifest references (config and layers).
 pub fn blob_digests(image: &Image) -> Vec<String> {
     image.blob_digests().into_iter().map(|(d, _)| d).collect()
-}
-
-/// A TCP proxy to 127.0.0.1:`target` that can slow down what comes back
-/// from the target: at most `rate` bytes per second per connection (0:
-/// unthrottled), and the start of every answer held back for `delay` (0:
-/// none). A connection made while the target is down waits
-/// for it (up to 15 s), as behind a load balancer, instead of being refused.
-/// Stops accepting when dropped.
-pub struct SlowProxy {
-    pub port: u16,
-    rate: Arc<AtomicU64>,
-    delay_ms: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    hold: Arc<AtomicBool>,
-}
-
-impl SlowProxy {
-    pub fn start(target: u16, rate: u64, delay: Duration) -> SlowProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let rate = Arc::new(AtomicU64::new(rate));
-        let delay_ms = Arc::new(AtomicU64::new(delay.as_millis() as u64));
-        let stop = Arc::new(AtomicBool::new(false));
-        let hold = Arc::new(AtomicBool::new(true));
-        let (r, d, s, h) = (rate.clone(), delay_ms.clone(), stop.clone(), hold.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = conn else { continue };
-                let (r, d) = (r.clone(), d.clone());
-                let wait = if h.load(Ordering::SeqCst) {
-                    HOLD_WHILE_DOWN
-                } else {
-                    Duration::ZERO
-                };
-                std::thread::spawn(move || {
-                    let Some(upstream) = connect_within(target, wait) else {
-                        let _ = client.shutdown(Shutdown::Both);
-                        return;
-                    };
-                    let (c2, u2) = match (client.try_clone(), upstream.try_clone()) {
-                        (Ok(c), Ok(u)) => (c, u),
-                        _ => return,
-                    };
-                    let asked = Arc::new(AtomicBool::new(false));
-                    let a = asked.clone();
-                    std::thread::spawn(move || pipe_answers(u2, c2, (r, d, a)));
-                    pipe_requests(client, upstream, asked);
-                });
-            }
-        });
-        SlowProxy {
-            port,
-            rate,
-            delay_ms,
-            stop,
-            hold,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn set_rate(&self, rate: u64) {
-        self.rate.store(rate, Ordering::SeqCst);
-    }
-
-    /// Whether new connections wait for a target that is down (the default)
-    /// or are closed at once, as if the target refused them.
-    pub fn set_hold_while_down(&self, hold: bool) {
-        self.hold.store(hold, Ordering::SeqCst);
-    }
-
-    pub fn set_delay(&self, delay: Duration) {
-        self.delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-}
-
-impl Drop for SlowProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-/// How long a new connection waits for a target that is down (restarting)
-/// before the proxy gives up on it.
-const HOLD_WHILE_DOWN: Duration = Duration::from_secs(15);
-
-fn connect_within(port: u16, limit: Duration) -> Option<TcpStream> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => return Some(s),
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => return None,
-        }
-    }
-}
-
-/// Rate, answer delay, and "a request went out since the last answer began".
-type Slowness = (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicBool>);
-
-/// Copies requests `from` the client `to` the target, noting each in `asked`.
-fn pipe_requests(mut from: TcpStream, mut to: TcpStream, asked: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        asked.store(true, Ordering::SeqCst);
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
-}
-
-/// Copies answers `from` the target `to` the client, slowed as `slow` says:
-/// the start of each answer (the first bytes after a request) is held back
-/// for the delay, and every chunk paced to the rate.
-fn pipe_answers(mut from: TcpStream, mut to: TcpStream, slow: Slowness) {
-    let (rate, delay, asked) = slow;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let d = delay.load(Ordering::SeqCst);
-        if asked.swap(false, Ordering::SeqCst) && d > 0 {
-            std::thread::sleep(Duration::from_millis(d));
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        let r = rate.load(Ordering::SeqCst);
-        if r > 0 {
-            std::thread::sleep(Duration::from_secs_f64(n as f64 / r as f64));
-        }
-    }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
 }

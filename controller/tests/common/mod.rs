@@ -224,6 +224,20 @@ pub async fn start_edge() -> (Edge, String, tokio::task::JoinHandle<()>) {
     (edge, url, task)
 }
 
+/// Polls `check` every 20 ms until it holds; panics naming `what` once
+/// `bound` has passed. The async twin of the test kit's `wait_until` (this
+/// crate's tests do not depend on the kit).
+pub async fn wait_until(what: &str, bound: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {bound:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A loopback port nobody listens on (yet).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -15,7 +15,7 @@ pub struct Registry {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// Path of the built binary: pass `env!("CARGO_BIN_EXE_berth")`.
+/// Path of the built binary: pass [`berth_bin!()`](crate::berth_bin).
 pub fn registry(bin: &str) -> Registry {
     registry_with(bin, &[], &[])
 }
@@ -113,15 +113,7 @@ impl Registry {
     }
     /// The value of a counter or gauge at `/metrics` (summed over its labels; 0 when absent).
     pub fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::blocking::get(format!("{}/metrics", self.url()))
-            .and_then(|r| r.text())
-            .expect("metrics");
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(series, _)| *series == name || series.starts_with(&format!("{name}{{")))
-            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-            .sum()
+        crate::metrics::Metrics::scrape(&self.url()).sum(name)
     }
     pub fn admin(&self) -> Admin {
         Admin {
@@ -159,20 +151,17 @@ impl Admin {
         what: &str,
         check: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
+        let what = format!("the audit log to show {what}");
+        crate::wait_until(&what, std::time::Duration::from_secs(10), || {
             let (s, v) = self.call("GET", &format!("/api/v1/audit?{query}"), None);
             assert_eq!(s, 200, "audit: {v}");
             let events = v.as_array().cloned().unwrap_or_default();
             if check(&events) {
-                return events;
+                Ok(events)
+            } else {
+                Err(format!("{v:#}"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "audit never showed {what}: {v:#}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        })
     }
 
     /// Sends a JSON request; returns status and body (JSON or Null).
@@ -278,4 +267,14 @@ pub fn edge(
         b = b.env(k, v);
     }
     b.spawn()
+}
+
+/// A kubeconfig whose one context, `edge`, names the cluster
+/// `https://k8s.invalid:6443` and authenticates with `token`: enough for the
+/// controller to accept the cluster (the directory deployer never calls it),
+/// and `token` is what tests look for where secrets must not show.
+pub fn kubeconfig(token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: edge\nclusters:\n- name: edge\n  cluster:\n    server: https://k8s.invalid:6443\ncontexts:\n- name: edge\n  context:\n    cluster: edge\n    user: berth\nusers:\n- name: berth\n  user:\n    token: {token}\n"
+    )
 }

@@ -68,6 +68,12 @@ pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
 }
 
+/// `sha512:<hex>` digest of `bytes`, the other algorithm registries accept.
+pub fn sha512_digest_of(bytes: &[u8]) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA512, bytes);
+    format!("sha512:{}", hex::encode(hash))
+}
+
 /// Which family of media types a manifest and its blobs use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Flavor {
@@ -334,15 +340,16 @@ pub struct OciLayout {
     index: Mutex<Vec<Descriptor>>,
 }
 
+/// An image index as JSON (also `index.json` of a layout).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct IndexJson {
-    schema_version: u32,
+pub(crate) struct IndexJson {
+    pub(crate) schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
-    manifests: Vec<Descriptor>,
+    pub(crate) media_type: Option<String>,
+    pub(crate) manifests: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 impl OciLayout {
@@ -787,19 +794,20 @@ impl ImageBuilder {
     }
 }
 
+/// An image manifest as JSON: images, and artifacts (with `artifactType`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ManifestJson<'a> {
-    schema_version: u32,
-    media_type: &'a str,
+pub(crate) struct ManifestJson<'a> {
+    pub(crate) schema_version: u32,
+    pub(crate) media_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    artifact_type: Option<&'a str>,
-    config: &'a Descriptor,
-    layers: &'a [Descriptor],
+    pub(crate) artifact_type: Option<&'a str>,
+    pub(crate) config: &'a Descriptor,
+    pub(crate) layers: &'a [Descriptor],
     #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<&'a Descriptor>,
+    pub(crate) subject: Option<&'a Descriptor>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: &'a BTreeMap<String, String>,
+    pub(crate) annotations: &'a BTreeMap<String, String>,
 }
 
 fn image_config(

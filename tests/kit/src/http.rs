@@ -104,40 +104,128 @@ pub fn send(
     }
 }
 
-/// Pushes a one-layer OCI image (monolithic blob uploads, then the manifest)
-/// and returns the manifest's digest. The layer's bytes name `repo`.
-pub fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str) -> String {
-    use crate::fixtures::{digest_of, media_types};
-    let blob = |bytes: Vec<u8>| {
-        let d = digest_of(&bytes);
-        let a = send(
-            http,
-            "POST",
-            &format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"),
-            auth,
-            Some(("application/octet-stream", bytes)),
-        );
-        assert_eq!(a.status, 201, "blob upload to {repo}: {a:?}");
-        d
-    };
-    let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let layer = format!("a layer of {repo}").into_bytes();
-    let (cs, ls) = (config.len(), layer.len());
-    let (cd, ld) = (blob(config.to_vec()), blob(layer));
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
-        "config": {"mediaType": media_types::OCI_CONFIG, "digest": cd, "size": cs},
-        "layers": [{"mediaType": media_types::OCI_LAYER_GZIP, "digest": ld, "size": ls}],
-    }))
-    .expect("manifest");
+/// Pushes `bytes` with one monolithic upload (`POST ?digest=`); returns the digest.
+pub fn push_blob(http: &Client, base: &str, auth: &Auth, repo: &str, bytes: Vec<u8>) -> String {
+    let digest = crate::fixtures::digest_of(&bytes);
+    let a = send(
+        http,
+        "POST",
+        &format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"),
+        auth,
+        Some(("application/octet-stream", bytes)),
+    );
+    assert_eq!(a.status, 201, "blob upload to {repo}: {a:?}");
+    digest
+}
+
+/// What [`push_image`] pushed.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    /// The manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// The manifest's digest.
+    pub digest: String,
+    /// The digest of its one layer.
+    pub layer: String,
+}
+
+/// Pushes `config` and `layers` as blobs, then the OCI image manifest over
+/// them as `repo:tag` (see [`manifest::image_manifest`](crate::manifest::image_manifest));
+/// returns the manifest's bytes and digest.
+pub fn push_image_with(
+    http: &Client,
+    base: &str,
+    auth: &Auth,
+    (repo, tag): (&str, &str),
+    config: &[u8],
+    layers: &[&[u8]],
+) -> (Vec<u8>, String) {
+    use crate::fixtures::media_types::OCI_MANIFEST;
+    push_blob(http, base, auth, repo, config.to_vec());
+    for layer in layers {
+        push_blob(http, base, auth, repo, layer.to_vec());
+    }
+    let manifest = crate::manifest::image_manifest(config, layers);
     let a = send(
         http,
         "PUT",
         &format!("{base}/v2/{repo}/manifests/{tag}"),
         auth,
-        Some((media_types::OCI_MANIFEST, manifest.clone())),
+        Some((OCI_MANIFEST, manifest.clone())),
     );
     assert_eq!(a.status, 201, "manifest push to {repo}:{tag}: {a:?}");
-    digest_of(&manifest)
+    let digest = crate::fixtures::digest_of(&manifest);
+    (manifest, digest)
+}
+
+/// Pushes a small one-layer OCI image whose config and layer are unique to
+/// `repo:tag`, for tests that need an image and not particular bytes.
+pub fn push_image(http: &Client, base: &str, auth: &Auth, repo: &str, tag: &str) -> Pushed {
+    let config = crate::manifest::config_for(repo, tag);
+    let layer = format!("a layer of {repo}:{tag}").into_bytes();
+    let (manifest, digest) = push_image_with(http, base, auth, (repo, tag), &config, &[&layer]);
+    Pushed {
+        manifest,
+        digest,
+        layer: crate::fixtures::digest_of(&layer),
+    }
+}
+
+// ------------------------------------------------------------------ tokens
+
+/// `/v2/token` (service `berth`) asking for `scopes`.
+pub fn token_url(base: &str, scopes: &[&str]) -> String {
+    let mut url = format!("{base}/v2/token?service=berth");
+    for s in scopes {
+        url.push_str(&format!("&scope={s}"));
+    }
+    url
+}
+
+/// A token for `scopes` from `/v2/token`, asked for with `auth` (Basic or
+/// anonymous), or the refusal. The answer names it as both `token` and
+/// `access_token`, as clients of either name expect.
+pub fn token(
+    http: &Client,
+    base: &str,
+    auth: &Auth,
+    scopes: &[&str],
+) -> Result<String, Box<Answer>> {
+    let a = send(http, "GET", &token_url(base, scopes), auth, None);
+    if a.status != 200 {
+        return Err(Box::new(a));
+    }
+    let t = a.body["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {a:?}"))
+        .to_string();
+    assert_eq!(a.body["access_token"].as_str(), Some(t.as_str()), "{a:?}");
+    Ok(t)
+}
+
+/// The claims of a berth token: the base64url JSON before the first dot
+/// (signed, not secret).
+pub fn token_claims(token: &str) -> Value {
+    let body = token.split('.').next().expect("token body");
+    serde_json::from_slice(&b64url_decode(body)).expect("token claims are JSON")
+}
+
+/// base64url without padding, as in tokens.
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url without padding; panics on anything else.
+pub fn b64url_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap_or_else(|e| panic!("not base64url ({e}): {text}"))
+}
+
+/// The base64 of `user:password`, as an `Authorization: Basic` value carries it.
+pub fn basic_credentials(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }

@@ -452,6 +452,50 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Waits up to `bound` for `child` (a process expected to exit by itself) to
+/// exit and returns its status; on a timeout it kills the child, so it does
+/// not outlive the test, and panics naming `what`.
+pub fn exit_within(child: &mut Child, bound: Duration, what: &str) -> ExitStatus {
+    struct KillOnPanic<'a>(&'a mut Child);
+    impl Drop for KillOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let guard = KillOnPanic(child);
+    crate::wait_until(what, bound, || {
+        guard
+            .0
+            .try_wait()
+            .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+    })
+}
+
+/// Every file below `dir` (recursively, directories left out), sorted; empty
+/// if `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Writes `contents` to `dir/name` and returns the path.
 pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);

@@ -17,19 +17,14 @@ use berth_testkit::tools::{
     docker_ref, oras_discover, oras_push, oras_push_try, require_oras, require_tools, Containerd,
     CopyOptions, Creds, CtrPull, OrasPush, Podman, Skopeo,
 };
+use berth_testkit::wait_until;
 
 fn layout_in(dir: &tempfile::TempDir, name: &str) -> OciLayout {
     OciLayout::create(dir.path().join(name))
 }
 
-/// Polls `check` for up to 10 s (distribution's proxy stores blobs while it streams them).
-fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long distribution's proxy may take to store a blob it streamed.
+const STORED_WITHIN: Duration = Duration::from_secs(10);
 
 #[test]
 fn skopeo_copies_images_and_indexes_there_and_back_with_identical_digests() {
@@ -283,9 +278,11 @@ fn containerd_pulls_through_a_hosts_toml_mirror() {
     );
     // The mirror served (and so cached) the content, not the origin fallback.
     for layer in &image.layers {
-        eventually(&format!("mirror caching {}", layer.digest()), || {
-            mirror.has_blob(layer.digest())
-        });
+        wait_until(
+            &format!("mirror caching {}", layer.digest()),
+            STORED_WITHIN,
+            || mirror.has_blob(layer.digest()),
+        );
     }
 
     let multi = format!("{}/test/multi:v1", origin.host());
