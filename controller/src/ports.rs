@@ -17,7 +17,7 @@ use crate::model::Node;
 pub struct ResolvedImage {
     /// e.g. `shop/web`
     pub repository: String,
-    /// `sha256:...` of the manifest or index the reference points at.
+    /// Digest (`sha256:...` or `sha512:...`) of the manifest or index the reference points at.
     pub digest: String,
     pub media_type: String,
 }

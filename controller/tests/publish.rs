@@ -279,6 +279,38 @@ async fn a_tag_moving_during_publish_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_named_by_a_sha512_digest_is_pinned_and_deployed_as_named() {
+    let world = World::new();
+    let h = Harness::start(world.clone()).await;
+    let (edge, edge_url, _t) = start_edge().await;
+    edge.lock().expect("lock").gate_open = true;
+    h.add_cluster().await;
+    h.add_node("n1", &edge_url, &edge, json!({})).await;
+    let d = format!("sha512:{}", "5e".repeat(64));
+    let image = format!("shop/web@{d}");
+    let (s, v) = h
+        .post("/api/v1/projects/shop/apps", app_body("web", &[&image]))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = h
+        .post(
+            "/api/v1/projects/shop/apps/web/publish",
+            json!({"nodes": ["n1"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let p = h.wait_state("shop", "web", "n1", "running").await;
+    assert_eq!(p.images.expect("resolved")[0].digest, d);
+    assert_eq!(
+        edge.lock().expect("lock").prefetches[0].0,
+        vec![image.clone()]
+    );
+    let yaml = world.read_manifest("n1", "shop-web-deployment-web-n1.yaml");
+    assert!(yaml.contains(&image), "{yaml}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_does_not_hold_back_the_others_and_catches_up() {
     let world = World::new();
     world.resolver.tag("shop/web:1.0", &digest("web"));

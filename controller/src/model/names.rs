@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use berth_reference::{Digest, FullRef, NameError};
+
 use super::check::Check;
 
 /// DNS-1123 label: what Kubernetes accepts for namespaces and most object names.
@@ -100,7 +102,12 @@ pub(super) fn validate_labels(check: &mut Check, field: &str, labels: &BTreeMap<
 }
 
 /// An image reference relative to this registry: `project/repo[/more]:tag` or
-/// `project/repo@sha256:<64 hex>`. The edge caches pull under the same names.
+/// `project/repo@<digest>` (sha256 or sha512), or both. The edge caches pull
+/// under the same names.
+///
+/// The grammar is `berth_reference`'s, shared with the registry; this adds the
+/// controller's rules: no registry host (a host-less name is a berth project
+/// here, not Docker Hub), a project, and a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
     pub repository: String,
@@ -110,114 +117,63 @@ pub struct ImageRef {
 
 impl ImageRef {
     pub fn parse(s: &str) -> Result<ImageRef, String> {
-        let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(d)),
-            None => (s, None),
-        };
-        // A ':' after the last '/' separates the tag; one before it would be a host port.
-        let (repository, tag) = match rest.rfind(':') {
-            Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
-            _ => (rest, None),
-        };
-        let components: Vec<&str> = repository.split('/').collect();
-        if let Some(first) = components.first() {
-            if components.len() > 1
-                && (first.contains('.') || first.contains(':') || *first == "localhost")
-            {
-                return Err(format!(
-                    "image {s:?} names a registry host; images come from this registry, so \
-                     write them as project/repository:tag (e.g. \"{}\")",
-                    components[1..].join("/") + &tag.map(|t| format!(":{t}")).unwrap_or_default()
-                ));
-            }
+        let r: FullRef = s.parse().map_err(|e| grammar_message(s, &e))?;
+        if let Some(host) = r.host() {
+            return Err(format!(
+                "image {s:?} names a registry host ({host}); images come from this registry, so \
+                 write them as project/repository:tag (e.g. \"{}\")",
+                r.repo().to_string() + &r.tag().map(|t| format!(":{t}")).unwrap_or_default()
+            ));
         }
-        if components.len() < 2 {
+        if !r.repo().as_str().contains('/') {
             return Err(format!(
                 "image {s:?} has no project: write project/repository:tag (e.g. \"shop/web:1.0\")"
             ));
         }
-        if repository.len() > 255 || !components.iter().all(|c| is_path_component(c)) {
-            return Err(format!(
-                "image {s:?} has an invalid repository name: use lowercase letters, digits and \
-                 separators ('.', '_', '__', '-') between them, path parts joined by '/'"
-            ));
-        }
-        if let Some(t) = tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-                && t.as_bytes()
-                    .first()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
-            if !ok {
-                return Err(format!(
-                    "image {s:?} has an invalid tag: use up to 128 letters, digits, '_', '.' and \
-                     '-', not starting with '.' or '-'"
-                ));
-            }
-        }
-        if let Some(d) = digest {
-            validate_digest(d).map_err(|m| format!("image {s:?}: {m}"))?;
-        }
-        if tag.is_none() && digest.is_none() {
+        if r.tag().is_none() && r.digest().is_none() {
             return Err(format!(
                 "image {s:?} has neither a tag nor a digest: add one (e.g. \"{s}:1.0\") so every \
                  node runs the same thing"
             ));
         }
         Ok(ImageRef {
-            repository: repository.to_string(),
-            tag: tag.map(str::to_string),
-            digest: digest.map(str::to_string),
+            repository: r.repo().to_string(),
+            tag: r.tag().map(ToString::to_string),
+            digest: r.digest().map(ToString::to_string),
         })
     }
 }
 
-fn is_path_component(c: &str) -> bool {
-    // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
-    let b = c.as_bytes();
-    if b.is_empty() || !is_alnum_lower(b[0]) || !is_alnum_lower(b[b.len() - 1]) {
-        return false;
+/// The grammar's refusal in the words this API has always used.
+fn grammar_message(s: &str, e: &NameError) -> String {
+    match e.what {
+        "digest" => format!("image {s:?}: {}", digest_message(&e.value)),
+        "tag" => format!(
+            "image {s:?} has an invalid tag: use up to 128 letters, digits, '_', '.' and \
+             '-', not starting with '.' or '-'"
+        ),
+        "repository name" => format!(
+            "image {s:?} has an invalid repository name ({}): use lowercase letters, digits \
+             and separators ('.', '_', '__', '-') between them, path parts joined by '/'",
+            e.reason
+        ),
+        _ => format!("image {s:?}: {}", e.reason),
     }
-    let mut i = 0;
-    while i < b.len() {
-        if is_alnum_lower(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !is_alnum_lower(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
 }
 
-fn is_alnum_lower(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
+fn digest_message(d: &str) -> String {
+    format!(
+        "{d:?} is not a digest: expected sha256: followed by 64 lowercase hex digits, or \
+         sha512: followed by 128"
+    )
 }
 
-/// `sha256:<64 lowercase hex>` (the only algorithm the registry stores).
+/// `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`, the algorithms
+/// the registry stores.
 pub fn validate_digest(d: &str) -> Result<(), String> {
-    match d.split_once(':') {
-        Some(("sha256", hex))
-            if hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "{d:?} is not a digest: expected sha256: followed by 64 lowercase hex digits"
-        )),
-    }
+    d.parse::<Digest>()
+        .map(|_| ())
+        .map_err(|_| digest_message(d))
 }
 
 /// A container port name (IANA service name rules, as Kubernetes checks them).
@@ -293,5 +249,33 @@ mod tests {
         assert!(ImageRef::parse("shop/web:.bad").is_err());
         assert!(ImageRef::parse("shop/we--b:1").is_ok());
         assert!(ImageRef::parse("shop/we..b:1").is_err());
+    }
+
+    #[test]
+    fn image_refs_take_sha512_digests_and_stay_in_this_registry() {
+        let d = format!("sha512:{}", "b".repeat(128));
+        let r = ImageRef::parse(&format!("shop/web:2@{d}")).expect("valid");
+        assert_eq!(r.repository, "shop/web");
+        assert_eq!(r.tag.as_deref(), Some("2"));
+        assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+        assert!(validate_digest(&d).is_ok());
+        assert!(validate_digest(&format!("sha512:{}", "b".repeat(64)))
+            .expect_err("must be refused")
+            .contains("128"));
+        // A name without a host is a project here, never Docker Hub's library.
+        let r = ImageRef::parse("team-a/web:1.0").expect("valid");
+        assert_eq!(r.repository, "team-a/web");
+        assert!(ImageRef::parse("nginx:1")
+            .expect_err("must be refused")
+            .contains("no project"));
+        for host in [
+            "index.docker.io/a/b:1",
+            "[::1]:5000/a/b:1",
+            "registry:5000/a/b:1",
+        ] {
+            assert!(ImageRef::parse(host)
+                .expect_err("must be refused")
+                .contains("registry host"));
+        }
     }
 }

@@ -1,14 +1,16 @@
-//! Pure OCI types, no I/O: digests and the streaming digester, the one name
-//! grammar (repository, tag, reference), media types, manifest decoding, and
-//! the error-code table.
+//! Pure OCI types, no I/O: media types, manifest decoding, and the error-code
+//! table. Digests, the streaming digester and the one name grammar
+//! (repository, tag, reference, registry host, full reference) are
+//! `berth-reference`'s, re-exported here under the paths the registry and the
+//! edge have always used.
 
-mod digest;
 pub mod error;
 pub mod manifest;
 pub mod media;
-mod name;
 
-pub use digest::{Algorithm, Digest, DigestError, Digester};
+pub use berth_reference::{
+    Algorithm, Digest, DigestError, Digester, FullRef, Host, ImageRef, NameError, Reference,
+    RepoName, Tag, MAX_REPO_NAME,
+};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, ManifestSummary, Platform};
-pub use name::{ImageRef, NameError, Reference, RepoName, Tag, MAX_REPO_NAME};

@@ -1,4 +1,7 @@
 //! Content digests (`algorithm:hex`) and the streaming digester.
+//!
+//! Owns: the digest grammar (sha256 and sha512, lower-case hex of the right
+//! length) and hashing bytes into one. Must not touch: where the bytes come from.
 
 use std::fmt;
 use std::str::FromStr;
@@ -76,7 +79,9 @@ impl FromStr for Digest {
             _ => return Err(err("unsupported algorithm; use sha256 or sha512")),
         };
         if hex.len() != algorithm.hex_len() {
-            return Err(err("wrong length of the hex part for its algorithm"));
+            return Err(err(
+                "wrong length of the hex part: 64 digits for sha256, 128 for sha512",
+            ));
         }
         if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(err("the hex part must be lower-case hexadecimal"));
@@ -97,19 +102,6 @@ impl fmt::Display for Digest {
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
-    }
-}
-
-impl serde::Serialize for Digest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Digest {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = std::borrow::Cow::<str>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -141,11 +133,21 @@ impl Digester {
     }
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
-            Digester::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
-            Digester::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
+            Digester::Sha256(h) => (Algorithm::Sha256, lower_hex(&h.finalize())),
+            Digester::Sha512(h) => (Algorithm::Sha512, lower_hex(&h.finalize())),
         };
         Digest { algorithm, hex }
     }
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 #[cfg(test)]

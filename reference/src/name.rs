@@ -1,9 +1,13 @@
-//! The one name grammar: repository names, tags, and references (tag or digest).
+//! Names within one registry: repository names, tags, references (a tag or a
+//! digest) and `ImageRef`, a repository with its reference.
+//!
+//! Owns: the OCI grammar of these and their messages. Must not touch: registry
+//! hosts and Docker Hub's conventions (see `full`).
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::Digest;
+use crate::digest::{Digest, DigestError};
 
 /// Longest repository name accepted (distribution's limit).
 pub const MAX_REPO_NAME: usize = 255;
@@ -12,7 +16,7 @@ pub const MAX_REPO_NAME: usize = 255;
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
 /// The first path component is the project.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RepoName(String);
+pub struct RepoName(pub(crate) String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {value:?}: {reason}")]
@@ -102,7 +106,7 @@ impl fmt::Debug for RepoName {
 
 /// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
+pub struct Tag(pub(crate) String);
 
 impl Tag {
     pub fn as_str(&self) -> &str {
@@ -194,7 +198,7 @@ impl FromStr for ImageRef {
         if let Some((repo, digest)) = s.split_once('@') {
             return Ok(ImageRef {
                 repo: repo.parse()?,
-                reference: Reference::Digest(digest.parse().map_err(|e: super::DigestError| {
+                reference: Reference::Digest(digest.parse().map_err(|e: DigestError| {
                     NameError {
                         what: "digest",
                         value: e.value,
