@@ -101,6 +101,8 @@ pub type Ready = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The fills in flight.
 pub struct Fills {
+    /// Starts the name of each fill's ingest (see `PullThrough::new`).
+    ingest_prefix: String,
     local: Arc<LocalRegistry>,
     upstream: Arc<Upstream>,
     retention: Arc<Retention>,
@@ -111,13 +113,19 @@ pub struct Fills {
 
 impl Fills {
     pub fn new(
+        name: &str,
         local: Arc<LocalRegistry>,
         upstream: Arc<Upstream>,
         retention: Arc<Retention>,
         metrics: Arc<EdgeMetrics>,
         ready: Ready,
     ) -> Self {
+        let ingest_prefix = match name {
+            "" => "fill-".to_string(),
+            name => format!("fill-{name}-"),
+        };
         Self {
+            ingest_prefix,
             local,
             upstream,
             retention,
@@ -137,7 +145,12 @@ impl Fills {
         let fill = Arc::new(Fill {
             digest: digest.clone(),
             repo: repo.clone(),
-            id: format!("fill-{}-{}", digest.algorithm().as_str(), digest.hex()),
+            id: format!(
+                "{}{}-{}",
+                self.ingest_prefix,
+                digest.algorithm().as_str(),
+                digest.hex()
+            ),
             state: tx,
         });
         running.insert(digest.clone(), fill.clone());

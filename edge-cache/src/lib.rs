@@ -155,7 +155,7 @@ impl EdgeApp {
                 stale_limit: e.stale_limit,
             },
         );
-        let pt = Arc::new(PullThrough::new(local, up, retention, tags, em, ready));
+        let pt = Arc::new(PullThrough::new("", local, up, retention, tags, em, ready));
         let prefetcher = prefetch::Prefetcher::new(pt.clone(), store.clone(), e.platforms.clone());
         Ok(Self {
             access: Arc::new(EdgeAccess {

@@ -55,8 +55,13 @@ fn not_here(e: &ServiceError) -> bool {
 }
 
 impl PullThrough {
-    /// `ready` is checked before each fill writes (see `fill::Ready`).
+    /// A pull-through of `upstream` into `local`. `name` tells its fills'
+    /// ingests (named by digest, so that a restart resumes them) apart from
+    /// those of other pull-throughs into the same local registry: a proxy
+    /// project's name, or empty for the edge's only one. `ready` is checked
+    /// before each fill writes (see `fill::Ready`).
     pub fn new(
+        name: &str,
         local: Arc<LocalRegistry>,
         upstream: Arc<Upstream>,
         retention: Arc<Retention>,
@@ -65,6 +70,7 @@ impl PullThrough {
         ready: Ready,
     ) -> Self {
         let fills = Arc::new(Fills::new(
+            name,
             local.clone(),
             upstream.clone(),
             retention.clone(),
