@@ -409,10 +409,6 @@ impl LocalRegistry {
         }))
     }
 
-    pub fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
-        Ok(self.meta.repo_exists(repo)?)
-    }
-
     /// The repositories of a project: the one named like it, then those under it.
     pub fn project_repositories(&self, project: &RepoName) -> Result<Vec<String>> {
         let mut repos = self.meta.repos_with_prefix(&format!("{project}/"))?;

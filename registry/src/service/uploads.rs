@@ -73,7 +73,7 @@ impl LocalRegistry {
     }
 
     /// Ingest ids of uploads untouched for longer than `ttl`, discarded.
-    pub async fn purge_stale_uploads(&self, ttl: Duration) -> Result<usize> {
+    pub(crate) async fn purge_stale_uploads(&self, ttl: Duration) -> Result<usize> {
         let stale = self.content.stale_ingests(ttl).await?;
         let n = stale.len();
         for id in stale {
