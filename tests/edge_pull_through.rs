@@ -8,7 +8,8 @@ mod edge_support;
 
 use berth_testkit::berth::ADMIN_PASSWORD;
 use berth_testkit::fixtures::{digest_of, media_types};
-use berth_testkit::http::{basic, push_image, send, Auth};
+use berth_testkit::http::{basic, push_blob, push_image, send, Auth};
+use berth_testkit::manifest::artifact_manifest;
 use edge_support::*;
 
 const SIG: &str = "application/vnd.example.sig";
@@ -18,38 +19,19 @@ fn admin() -> Auth {
     basic("admin", ADMIN_PASSWORD)
 }
 
-fn push_blob(base: &str, repo: &str, bytes: &[u8]) -> serde_json::Value {
-    let d = digest_of(bytes);
-    let url = format!("{base}/v2/{repo}/blobs/uploads/?digest={d}");
-    let a = send(
-        &http(),
-        "POST",
-        &url,
-        &admin(),
-        Some(("application/octet-stream", bytes.to_vec())),
-    );
-    assert_eq!(a.status, 201, "POST {url}: {a:?}");
-    serde_json::json!({"mediaType": "application/octet-stream", "digest": d, "size": bytes.len()})
-}
-
 /// Pushes an artifact of `artifact_type` referring to `subject` (pushed by
 /// digest, untagged, as signing tools do); returns its digest.
 fn push_referrer(base: &str, repo: &str, subject: &[u8], artifact_type: &str) -> String {
-    push_blob(base, repo, b"{}");
-    let layer = push_blob(
-        base,
-        repo,
-        format!("{artifact_type} of a subject").as_bytes(),
+    let blob = format!("{{\"about\": \"{artifact_type}\"}}").into_bytes();
+    push_blob(&http(), base, &admin(), repo, b"{}".to_vec());
+    push_blob(&http(), base, &admin(), repo, blob.clone());
+    let manifest = artifact_manifest(
+        artifact_type,
+        subject,
+        media_types::OCI_MANIFEST,
+        &blob,
+        artifact_type,
     );
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": media_types::OCI_EMPTY, "digest": digest_of(b"{}"), "size": 2},
-        "layers": [layer],
-        "subject": {"mediaType": media_types::OCI_MANIFEST, "digest": digest_of(subject), "size": subject.len()},
-    }))
-    .expect("json");
     let d = digest_of(&manifest);
     let a = send(
         &http(),
@@ -103,16 +85,8 @@ fn referrers_of_cached_manifests_are_answered_stale_while_upstream_is_down() {
     let mut origin = Origin::start();
     let up = origin.registry.url();
     let repo = format!("{PROJECT}/signed");
-    let subject_digest = push_image(&http(), &up, &admin(), &repo, "v1");
-    let subject = http()
-        .get(format!("{up}/v2/{repo}/manifests/{subject_digest}"))
-        .header("Accept", media_types::OCI_MANIFEST)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .and_then(|r| r.bytes())
-        .expect("subject manifest")
-        .to_vec();
-    assert_eq!(digest_of(&subject), subject_digest);
+    let pushed = push_image(&http(), &up, &admin(), &repo, "v1");
+    let (subject, subject_digest) = (pushed.manifest, pushed.digest);
     let sig = push_referrer(&up, &repo, &subject, SIG);
     let sbom = push_referrer(&up, &repo, &subject, SBOM);
     let mut both = vec![sig.clone(), sbom.clone()];
