@@ -192,10 +192,10 @@ fn start_controller(
         .split_once("://")
         .map(|(_, h)| h.to_string());
     let state = berth_controller::ControllerState::new(
-        app.meta.database(),
+        app.registry.database(),
         berth_controller::Ports {
             resolver: Arc::new(RegistryResolver {
-                meta: app.meta.clone(),
+                registry: app.registry.clone(),
             }),
             edge: Arc::new(edge),
             deployer,
@@ -213,11 +213,10 @@ fn start_controller(
         },
     )
     .map_err(|e| anyhow!("controller: {e}"))?;
-    if let Ok(mut roots) = app.registry.gc_roots.write() {
-        roots.push(Arc::new(crate::compose::PublicationRoots {
+    app.registry
+        .add_gc_roots(Arc::new(crate::compose::PublicationRoots {
             store: state.store().clone(),
         }));
-    }
     let handle = state.spawn_reconciler(async move { stop.cancelled().await });
     Ok((berth_controller::router(state), handle))
 }
@@ -266,13 +265,12 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
         let sealer = berth_controller::sealed_records::RecordSealer::new(Some(
             berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
         ));
-        let store = berth_controller::Store::open(app.meta.database(), sealer)
+        let store = berth_controller::Store::open(app.registry.database(), sealer)
             .map_err(|e| anyhow!("controller records: {e}"))?;
-        if let Ok(mut roots) = app.registry.gc_roots.write() {
-            roots.push(std::sync::Arc::new(crate::compose::PublicationRoots {
+        app.registry
+            .add_gc_roots(std::sync::Arc::new(crate::compose::PublicationRoots {
                 store,
             }));
-        }
         let report = gc::run(&app.registry, opts)
             .await
             .map_err(|e| anyhow!("{e}"))?;

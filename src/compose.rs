@@ -10,12 +10,12 @@ use berth_controller::{
 use berth_registry::auth::access::RegistryAccess;
 use berth_registry::auth::policy::Decision;
 use berth_registry::auth::{Action, Refusal, RequestInfo};
-use berth_registry::meta::Meta;
 use berth_registry::oci::{ImageRef, Reference};
+use berth_registry::service::LocalRegistry;
 
-/// Resolves `project/repo:tag` against the registry's own metadata.
+/// Resolves `project/repo:tag` against what the registry holds.
 pub struct RegistryResolver {
-    pub meta: Meta,
+    pub registry: Arc<LocalRegistry>,
 }
 
 #[async_trait]
@@ -24,29 +24,21 @@ impl ImageResolver for RegistryResolver {
         let r: ImageRef = image_ref
             .parse()
             .map_err(|e| ResolveError::InvalidReference(format!("{image_ref}: {e}")))?;
-        let digest = match &r.reference {
-            Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => self
-                .meta
-                .resolve_tag(&r.repo, t)
-                .map_err(|e| ResolveError::Unavailable(e.to_string()))?
-                .ok_or_else(|| {
-                    ResolveError::NotFound(format!("{image_ref}: no such tag in this registry"))
-                })?,
+        let found = self
+            .registry
+            .resolve_image(&r)
+            .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
+        let Some(m) = found else {
+            return Err(ResolveError::NotFound(match &r.reference {
+                Reference::Tag(_) => format!("{image_ref}: no such tag in this registry"),
+                Reference::Digest(d) => {
+                    format!("{image_ref}: manifest {d} is not in {}", r.repo)
+                }
+            }));
         };
-        let m = self
-            .meta
-            .get_manifest(&r.repo, &digest)
-            .map_err(|e| ResolveError::Unavailable(e.to_string()))?
-            .ok_or_else(|| {
-                ResolveError::NotFound(format!(
-                    "{image_ref}: manifest {digest} is not in {}",
-                    r.repo
-                ))
-            })?;
         Ok(ResolvedImage {
             repository: r.repo.to_string(),
-            digest: digest.to_string(),
+            digest: m.digest.to_string(),
             media_type: m.media_type,
         })
     }

@@ -1,10 +1,35 @@
 //! berth's edge cache: the registry's read API over a pull-through namespace.
 //!
-//! The same `/v2` router, digest types, content store and metadata as the
-//! registry; what differs is the `Namespace` behind the router (`pull_through`),
-//! which fills misses from upstream once per blob, verifies, and keeps serving
-//! when the link is down. Around it: capacity-bounded LRU eviction with pins,
-//! prefetch jobs, and the listener's access rule.
+//! The same `/v2` router as the registry, over a `PullThrough`
+//! (`pull_through.rs`): a decorator over a `LocalRegistry` in the cache
+//! directory and the client of the upstream registry (`upstream.rs`). A hit
+//! runs the registry's own code; a miss is fetched from upstream once per
+//! blob, verified and committed the way an upload is (`fill.rs`), and served
+//! stale, with a Warning, while upstream is unreachable (`tags.rs`). Around
+//! it: capacity-bounded LRU eviction with pins (`retention.rs`), prefetch
+//! jobs (`prefetch.rs`), the cached-images API (`images.rs`), a cache
+//! directory removed under a running edge (`cache_dir.rs`), and the
+//! listener's access rule (`access.rs`).
+//!
+//! What the edge uses of the registry crate (`berth_registry`), and nothing
+//! else (`grep -rhoE 'berth_registry::[a-z_]+' edge-cache/src | sort -u`):
+//! - `service`: `LocalRegistry` and its public calls (`open`,
+//!   `recover_at_start`, the `Namespace` reads, `open_ingest`,
+//!   `ingest_data`, `discard_ingest`, `commit_verified`, `cache_manifest`,
+//!   `recorded_blob_size`, `link_recorded_blob`, `stored_blob_size`,
+//!   `evict_blob`, `recorded_blobs`, `cached_images`, `resolve_image`,
+//!   `database`, `reopen_database`), the types in their signatures, which
+//!   `service` re-exports, and the `Namespace` trait the router serves;
+//!   `service::metrics::Metrics`, the process's Prometheus registry;
+//! - `api`: the `/v2` router, its state and its error response;
+//! - `auth`: the router's access interface (`Access`, `RequestInfo`,
+//!   `Subject`, `Refusal`, `client::client_addr`), which `access.rs`
+//!   implements for the edge's listener;
+//! - `oci`: digests, names, references, descriptors, media types;
+//! - and `berth_config` for its configuration.
+//!
+//! Not the registry's metadata (`meta`), content store (`content`), GC or
+//! admin: those are the local registry's to use.
 
 #![forbid(unsafe_code)]
 
@@ -14,22 +39,33 @@ use std::time::Duration;
 use axum::Router;
 use berth_config::Config;
 use berth_registry::api::{self, ApiState};
-use berth_registry::app::open_content;
 use berth_registry::auth::Access;
-use berth_registry::meta::Meta;
 use berth_registry::service::metrics::Metrics;
+use berth_registry::service::LocalRegistry;
 
 pub mod access;
 mod cache_dir;
+pub mod fill;
 mod flight;
+pub mod images;
 pub mod metrics;
 pub mod podlogs;
 pub mod prefetch;
 pub mod pull_through;
+pub mod retention;
 pub mod store;
+pub mod tags;
 pub mod upstream;
 
-use pull_through::{EdgeNamespace, EdgeSettings, PullThrough};
+use access::EdgeAccess;
+use cache_dir::CacheDir;
+use pull_through::PullThrough;
+use retention::Retention;
+use store::EdgeStore;
+use tags::{TagFreshness, TagPolicy};
+
+/// The local registry's database in the cache directory.
+const DATABASE: &str = "edge.redb";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -39,15 +75,19 @@ pub enum EdgeError {
     Start(String),
 }
 
+fn start(e: impl std::fmt::Display) -> EdgeError {
+    EdgeError::Start(e.to_string())
+}
+
 pub struct EdgeApp {
     pub config: Config,
     pub pull_through: Arc<PullThrough>,
     pub prefetcher: Arc<prefetch::Prefetcher>,
     pub metrics: Arc<Metrics>,
+    store: Arc<EdgeStore>,
+    cache_dir: Arc<CacheDir>,
     access: Arc<EdgeAccess>,
 }
-
-use access::EdgeAccess;
 
 impl EdgeApp {
     pub fn open(config: Config) -> Result<Self, EdgeError> {
@@ -67,44 +107,56 @@ impl EdgeApp {
             )));
         }
         let dir = &e.cache_dir;
-        berth_registry::private::private_dir(dir)
-            .map_err(|err| EdgeError::Start(format!("{}: {err}", dir.display())))?;
-        let mut local = config.clone();
-        local.storage.backend = berth_config::StorageBackend::Local;
-        let content = open_content(&local, dir).map_err(|err| EdgeError::Start(err.to_string()))?;
-        let db_path = dir.join("edge.redb");
-        let meta = Meta::open(&db_path).map_err(|err| EdgeError::Start(err.to_string()))?;
-        let cache_dir = cache_dir::CacheDir::new(dir.clone(), db_path);
-        let store = Arc::new(
-            store::EdgeStore::open(meta.clone())
-                .map_err(|err| EdgeError::Start(err.to_string()))?,
+        let mut local_cfg = config.clone();
+        local_cfg.storage.backend = berth_config::StorageBackend::Local;
+        let metrics = Arc::new(Metrics::new());
+        let local = Arc::new(
+            LocalRegistry::open(&local_cfg, dir, DATABASE, metrics.clone()).map_err(start)?,
         );
+        // The database is ours, so nothing else uses this directory: what a
+        // crash left half done is settled before serving.
+        let recovery = local.recover_at_start(true).map_err(start)?;
+        if recovery != Default::default() {
+            tracing::info!(
+                recorded = recovery.recorded,
+                discarded = recovery.discarded,
+                deleted = recovery.swept,
+                "start-up: recorded blobs a crash left unrecorded, discarded fills that never wrote a durable byte, deleted blob files no record counts"
+            );
+        }
+        let store = Arc::new(EdgeStore::open(local.clone()).map_err(start)?);
+        let em = Arc::new(metrics::EdgeMetrics::default());
+        em.register(&metrics);
+        let retention = Arc::new(
+            Retention::new(local.clone(), store.clone(), em.clone(), e.capacity.0)
+                .map_err(start)?,
+        );
+        let cache_dir = Arc::new(CacheDir::new(
+            dir.clone(),
+            dir.join(DATABASE),
+            local.clone(),
+            store.clone(),
+            retention.clone(),
+        ));
         let creds = (!e.upstream_user.is_empty())
             .then(|| (e.upstream_user.clone(), e.upstream_password.clone()));
         let up = Arc::new(
             upstream::Upstream::new(&e.upstream, creds, e.connect_timeout, e.insecure_upstream)
                 .map_err(EdgeError::Config)?,
         );
-        let metrics = Arc::new(Metrics::new());
-        let em = Arc::new(metrics::EdgeMetrics::default());
-        em.register(&metrics);
-        let pt = Arc::new(
-            PullThrough::new(
-                meta,
-                content,
-                up,
-                store,
-                em,
-                EdgeSettings {
-                    tag_freshness: e.tag_freshness,
-                    stale_limit: e.stale_limit,
-                    capacity: e.capacity.0,
-                },
-                cache_dir,
-            )
-            .map_err(|err| EdgeError::Start(err.to_string()))?,
+        let ready = {
+            let cache_dir = cache_dir.clone();
+            Arc::new(move || cache_dir.ensure())
+        };
+        let tags = TagFreshness::new(
+            store.clone(),
+            TagPolicy {
+                freshness: e.tag_freshness,
+                stale_limit: e.stale_limit,
+            },
         );
-        let prefetcher = prefetch::Prefetcher::new(pt.clone(), e.platforms.clone());
+        let pt = Arc::new(PullThrough::new("", local, up, retention, tags, em, ready));
+        let prefetcher = prefetch::Prefetcher::new(pt.clone(), store.clone(), e.platforms.clone());
         Ok(Self {
             access: Arc::new(EdgeAccess {
                 trusted: e.trusted_networks.clone(),
@@ -114,12 +166,14 @@ impl EdgeApp {
             pull_through: pt,
             prefetcher,
             metrics,
+            store,
+            cache_dir,
         })
     }
 
     pub fn router(&self) -> Router {
         let state = ApiState {
-            ns: Arc::new(EdgeNamespace(self.pull_through.clone())),
+            ns: self.pull_through.clone(),
             access: self.access.clone() as Arc<dyn Access>,
             metrics: self.metrics.clone(),
             read_only: true,
@@ -129,24 +183,31 @@ impl EdgeApp {
         let metrics = self.metrics.clone();
         let pt = self.pull_through.clone();
         let access = self.access.clone();
-        let guarded = prefetch::router(self.prefetcher.clone()).layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let access = access.clone();
-                async move {
-                    let peer = berth_registry::auth::client::client_addr(req.extensions());
-                    let info = berth_registry::auth::RequestInfo {
-                        headers: req.headers(),
-                        peer,
-                    };
-                    match access.check(&info, None).await {
-                        Ok(_) => next.run(req).await,
-                        Err(r) => {
-                            axum::response::IntoResponse::into_response(api::ApiError::Refused(r))
+        let images = images::router(images::Images {
+            local: self.pull_through.local.clone(),
+            store: self.store.clone(),
+            retention: self.pull_through.retention.clone(),
+        });
+        let guarded = prefetch::router(self.prefetcher.clone())
+            .merge(images)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let access = access.clone();
+                    async move {
+                        let peer = berth_registry::auth::client::client_addr(req.extensions());
+                        let info = berth_registry::auth::RequestInfo {
+                            headers: req.headers(),
+                            peer,
+                        };
+                        match access.check(&info, None).await {
+                            Ok(_) => next.run(req).await,
+                            Err(r) => axum::response::IntoResponse::into_response(
+                                api::ApiError::Refused(r),
+                            ),
                         }
                     }
-                }
-            },
-        ));
+                },
+            ));
         let logs = Arc::new(podlogs::PodLogs::new(
             self.config.edge.pod_logs_dir.clone(),
             self.config.edge.controller_token.clone(),
@@ -158,7 +219,7 @@ impl EdgeApp {
                 "/metrics",
                 axum::routing::get(move || {
                     let m = metrics.clone();
-                    let used = pt.used_bytes();
+                    let used = pt.retention.used_bytes();
                     async move {
                         pt.metrics.cached_bytes.set(used as i64);
                         (
@@ -173,24 +234,24 @@ impl EdgeApp {
             )
             .route(
                 "/healthz",
-                axum::routing::get(health).with_state(self.pull_through.clone()),
+                axum::routing::get(health).with_state(self.cache_dir.clone()),
             )
     }
 
     /// Every few seconds: recreates the cache directory if it was removed,
     /// and flushes LRU order; call `flush` at shutdown too.
     pub fn spawn_background(&self) {
-        let pt = self.pull_through.clone();
+        let (cache_dir, store) = (self.cache_dir.clone(), self.store.clone());
         tokio::spawn(async move {
             let mut t = tokio::time::interval(Duration::from_secs(5));
             loop {
                 t.tick().await;
-                let pt = pt.clone();
+                let (cache_dir, store) = (cache_dir.clone(), store.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = pt.ensure_cache_dir() {
+                    if let Err(e) = cache_dir.ensure() {
                         tracing::error!(error = %e, "the cache cannot work");
                     }
-                    pt.store.flush_access()
+                    store.flush_access()
                 })
                 .await;
             }
@@ -198,7 +259,7 @@ impl EdgeApp {
     }
 
     pub fn flush(&self) {
-        if let Err(e) = self.pull_through.store.flush_access() {
+        if let Err(e) = self.store.flush_access() {
             tracing::error!(error = %e, "cannot save LRU order");
         }
     }
@@ -207,10 +268,10 @@ impl EdgeApp {
 /// `/healthz`: "ok" while the cache can work (its directory recreated first
 /// if it was removed), else 503 with the reason.
 async fn health(
-    axum::extract::State(pt): axum::extract::State<Arc<PullThrough>>,
+    axum::extract::State(cache_dir): axum::extract::State<Arc<CacheDir>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match pt.ensure_cache_dir_async().await {
+    match cache_dir.ensure_async().await {
         Ok(()) => "ok".into_response(),
         Err(e) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -17,8 +17,8 @@ use berth_registry::oci::{media, Descriptor, Digest, ImageRef, ManifestSummary, 
 use berth_registry::service::Namespace;
 use serde::{Deserialize, Serialize};
 
-use crate::pull_through::{EdgeNamespace, PullThrough};
-use crate::store::now_ms;
+use crate::pull_through::PullThrough;
+use crate::store::{now_ms, EdgeStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +92,7 @@ pub struct PrefetchRequest {
 
 pub struct Prefetcher {
     pt: Arc<PullThrough>,
+    store: Arc<EdgeStore>,
     jobs: Mutex<HashMap<String, Job>>,
     platforms: Vec<String>,
     limit: Arc<tokio::sync::Semaphore>,
@@ -130,7 +131,7 @@ impl IntoResponse for PrefetchError {
 }
 
 impl Prefetcher {
-    pub fn new(pt: Arc<PullThrough>, platforms: Vec<String>) -> Arc<Self> {
+    pub fn new(pt: Arc<PullThrough>, store: Arc<EdgeStore>, platforms: Vec<String>) -> Arc<Self> {
         let platforms = if platforms.is_empty() {
             vec![own_platform()]
         } else {
@@ -138,12 +139,13 @@ impl Prefetcher {
         };
         let this = Arc::new(Self {
             pt,
+            store,
             jobs: Mutex::new(HashMap::new()),
             platforms,
             limit: Arc::new(tokio::sync::Semaphore::new(2)),
         });
         // Jobs from before a restart: load all, resume the unfinished.
-        let saved = this.pt.store.jobs().unwrap_or_default();
+        let saved = this.store.jobs().unwrap_or_default();
         for raw in saved {
             if let Ok(job) = serde_json::from_slice::<Job>(&raw) {
                 let resume = matches!(job.state, JobState::Pending | JobState::Running);
@@ -183,7 +185,7 @@ impl Prefetcher {
 
     fn save(&self, job: &Job) {
         if let Ok(bytes) = serde_json::to_vec(job) {
-            if let Err(e) = self.pt.store.put_job(&job.id, &bytes) {
+            if let Err(e) = self.store.put_job(&job.id, &bytes) {
                 tracing::error!(error = %e, "cannot persist prefetch job");
             }
         }
@@ -251,7 +253,7 @@ impl Prefetcher {
         platforms: &[String],
     ) -> Result<(Digest, Vec<Descriptor>, Vec<Digest>), String> {
         let r: ImageRef = image.parse().map_err(|e| format!("{e}"))?;
-        let ns = EdgeNamespace(self.pt.clone());
+        let ns = &self.pt;
         let top = ns
             .manifest(&r.repo, &r.reference)
             .await
@@ -340,8 +342,7 @@ impl Prefetcher {
         let r: ImageRef = image.parse().map_err(|e| format!("{e}"))?;
         if job.pin {
             let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
-            self.pt
-                .store
+            self.store
                 .pin(&image, &digests)
                 .map_err(|e| e.to_string())?;
         }
@@ -359,18 +360,7 @@ impl Prefetcher {
         for (li, b) in blobs.iter().enumerate() {
             // Cached for this repository, or for another one and upstream
             // confirms this repository has it too: nothing to download.
-            if matches!(
-                self.pt.linked_or_confirm(&r.repo, &b.digest).await,
-                Ok(Some(_))
-            ) && self
-                .pt
-                .content
-                .stat(&b.digest)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            if self.pt.holds(&r.repo, &b.digest).await {
                 self.layer_done(job, idx, li, b.size);
                 continue;
             }
@@ -404,14 +394,7 @@ impl Prefetcher {
                 }
                 if rx.changed().await.is_err() {
                     // The fill ended; its outcome is whatever the cache now holds.
-                    if self
-                        .pt
-                        .meta
-                        .linked_blob(&r.repo, &b.digest)
-                        .ok()
-                        .flatten()
-                        .is_some()
-                    {
+                    if self.pt.local.blob_stat(&r.repo, &b.digest).await.is_ok() {
                         break;
                     }
                     return Err(format!(
@@ -469,19 +452,6 @@ fn recount(job: &mut Job, idx: usize) {
 
 // ---- HTTP ----
 
-#[derive(Deserialize)]
-pub struct ImagesBody {
-    pub images: Vec<String>,
-}
-
-#[derive(Serialize)]
-pub struct CachedImage {
-    pub image: String,
-    pub digest: String,
-    pub pinned: bool,
-    pub cached_bytes: u64,
-}
-
 pub fn router(p: Arc<Prefetcher>) -> axum::Router {
     axum::Router::new()
         .route(
@@ -489,9 +459,6 @@ pub fn router(p: Arc<Prefetcher>) -> axum::Router {
             axum::routing::post(submit).get(list_jobs),
         )
         .route("/api/v1/prefetch/{id}", axum::routing::get(get_job))
-        .route("/api/v1/images", axum::routing::get(images))
-        .route("/api/v1/unpin", axum::routing::post(unpin))
-        .route("/api/v1/images/delete", axum::routing::post(delete_images))
         .with_state(p)
 }
 
@@ -525,101 +492,6 @@ async fn get_job(
     p.job(&id)
         .map(Json)
         .ok_or_else(|| PrefetchError(StatusCode::NOT_FOUND, format!("no prefetch job {id}")))
-}
-
-async fn images(State(p): State<Arc<Prefetcher>>) -> Result<Json<Vec<CachedImage>>, PrefetchError> {
-    let internal = |e: String| PrefetchError(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let pins = p.pt.store.pins().map_err(|e| internal(e.to_string()))?;
-    let pinned_images: std::collections::HashSet<String> =
-        pins.values().flatten().cloned().collect();
-    let tags = p.pt.meta.all_tags().map_err(|e| internal(e.to_string()))?;
-    let mut out = Vec::new();
-    let sizes: HashMap<String, u64> =
-        p.pt.meta
-            .all_blobs()
-            .map_err(|e| internal(e.to_string()))?
-            .into_iter()
-            .map(|(d, s)| (d.to_string(), s))
-            .collect();
-    for (repo, tag, digest) in tags {
-        let image = format!("{repo}:{tag}");
-        let by_digest = format!("{repo}@{digest}");
-        let cached: u64 = digest
-            .parse::<Digest>()
-            .ok()
-            .and_then(|d| p.pt.meta.manifest_summary(&d).ok().flatten())
-            .map(|s| {
-                s.blobs
-                    .iter()
-                    .filter_map(|b| sizes.get(&b.digest.to_string()))
-                    .sum()
-            })
-            .unwrap_or(0);
-        out.push(CachedImage {
-            pinned: pinned_images.contains(&image) || pinned_images.contains(&by_digest),
-            image,
-            digest,
-            cached_bytes: cached,
-        });
-    }
-    for img in pinned_images {
-        if !out.iter().any(|c| c.image == img) && img.contains('@') {
-            let digest = img.split('@').nth(1).unwrap_or("").to_string();
-            out.push(CachedImage {
-                image: img,
-                digest,
-                pinned: true,
-                cached_bytes: 0,
-            });
-        }
-    }
-    Ok(Json(out))
-}
-
-async fn unpin(
-    State(p): State<Arc<Prefetcher>>,
-    Json(b): Json<ImagesBody>,
-) -> Result<Json<serde_json::Value>, PrefetchError> {
-    let mut n = 0;
-    for i in &b.images {
-        n +=
-            p.pt.store
-                .unpin(i)
-                .map_err(|e| PrefetchError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    }
-    p.pt.evict_if_needed().await;
-    Ok(Json(serde_json::json!({"unpinned_blobs": n})))
-}
-
-async fn delete_images(
-    State(p): State<Arc<Prefetcher>>,
-    Json(b): Json<ImagesBody>,
-) -> Result<Json<serde_json::Value>, PrefetchError> {
-    let mut deleted = 0u64;
-    let pins_before = p.pt.store.pins().unwrap_or_default();
-    for i in &b.images {
-        let _ = p.pt.store.unpin(i);
-        let Ok(r) = i.parse::<ImageRef>() else {
-            continue;
-        };
-        let digest = match &r.reference {
-            Reference::Digest(d) => Some(d.clone()),
-            Reference::Tag(t) => p.pt.meta.resolve_tag(&r.repo, t).ok().flatten(),
-        };
-        let Some(d) = digest else { continue };
-        let Some(s) = p.pt.meta.manifest_summary(&d).ok().flatten() else {
-            continue;
-        };
-        for b in s.blobs {
-            let pinned_elsewhere = pins_before
-                .get(&b.digest.to_string())
-                .is_some_and(|imgs| imgs.iter().any(|x| x != i));
-            if !pinned_elsewhere && p.pt.drop_blob(&b.digest).await {
-                deleted += 1;
-            }
-        }
-    }
-    Ok(Json(serde_json::json!({"deleted_blobs": deleted})))
 }
 
 #[cfg(test)]

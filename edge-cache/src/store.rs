@@ -1,5 +1,5 @@
-//! The edge cache's own bookkeeping, in the same redb file as the cached
-//! registry metadata (`berth_registry::meta`):
+//! The edge cache's own bookkeeping, in the same redb file as the local
+//! registry's metadata (`LocalRegistry::database`):
 //!
 //! ```text
 //! edge_tag_fetched  (repo, tag)        → unix ms when upstream last confirmed the tag
@@ -15,8 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use berth_registry::meta::Meta;
 use berth_registry::oci::Digest;
+use berth_registry::service::LocalRegistry;
 use redb::{Database, ReadableTable, TableDefinition};
 
 const TAG_FETCHED: TableDefinition<(&str, &str), u64> = TableDefinition::new("edge_tag_fetched");
@@ -40,16 +40,16 @@ fn e<E: std::fmt::Display>(x: E) -> StoreError {
 }
 
 pub struct EdgeStore {
-    /// The database is asked for at each use: `Meta::reopen` may replace it.
-    meta: Meta,
+    /// The database is asked for at each use: `reopen_database` may replace it.
+    local: Arc<LocalRegistry>,
     access: Mutex<HashMap<String, u64>>,
     dirty: Mutex<HashSet<String>>,
 }
 
 impl EdgeStore {
-    pub fn open(meta: Meta) -> Result<Self, StoreError> {
+    pub fn open(local: Arc<LocalRegistry>) -> Result<Self, StoreError> {
         let store = Self {
-            meta,
+            local,
             access: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
         };
@@ -58,11 +58,11 @@ impl EdgeStore {
     }
 
     fn db(&self) -> Arc<Database> {
-        self.meta.database()
+        self.local.database()
     }
 
     /// Creates the tables if missing and reloads access times from the
-    /// database (after `Meta::reopen`: an empty one).
+    /// database (after `reopen_database`: an empty one).
     pub fn reset(&self) -> Result<(), StoreError> {
         let db = self.db();
         let tx = db.begin_write().map_err(e)?;

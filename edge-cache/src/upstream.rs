@@ -4,13 +4,19 @@
 //! per request. An upstream that accepts connections but hangs is bounded
 //! too: answers must come within a few connect timeouts, and a body that
 //! stalls longer breaks off (a blob fill then resumes with a Range request).
+//!
+//! Answers are typed (a manifest, a blob's body, a tag list, referrers):
+//! nothing of HTTP leaves this module but the errors' words.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_registry::oci::{media, Digest, RepoName};
+use berth_registry::oci::{media, Descriptor, Digest, RepoName};
 use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
@@ -46,7 +52,7 @@ pub struct Upstream {
     down_until: Mutex<Option<Instant>>,
     answer_timeout: Duration,
     /// Requests sent upstream, by kind; for metrics and tests.
-    pub counters: UpstreamCounters,
+    pub counters: Arc<UpstreamCounters>,
 }
 
 #[derive(Default)]
@@ -61,6 +67,24 @@ pub struct FetchedManifest {
     pub digest: Digest,
     pub media_type: String,
     pub bytes: Bytes,
+}
+
+/// Which part of a blob a body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// The whole blob (also what upstream sends when it ignores a Range).
+    Full,
+    /// The blob from this byte on: a Range request honoured.
+    From(u64),
+}
+
+/// A blob's bytes as upstream sends them.
+pub struct BlobBody {
+    pub extent: Extent,
+    /// The size of the whole blob, when upstream said.
+    pub total: Option<u64>,
+    /// The bytes; an error when the transfer breaks off or stalls.
+    pub stream: BoxStream<'static, Result<Bytes, UpstreamError>>,
 }
 
 impl Upstream {
@@ -91,7 +115,7 @@ impl Upstream {
             tokens: Mutex::new(HashMap::new()),
             down_until: Mutex::new(None),
             answer_timeout: (connect_timeout * ANSWER_TIMEOUTS).max(Duration::from_secs(2)),
-            counters: UpstreamCounters::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -165,7 +189,7 @@ impl Upstream {
     }
 
     /// Sends a request for `repo`, following the token flow once on a 401.
-    pub async fn send(
+    async fn send(
         &self,
         method: Method,
         path: &str,
@@ -407,31 +431,92 @@ impl Upstream {
         repo: &RepoName,
         digest: &Digest,
         from: u64,
-    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+    ) -> Result<Option<BlobBody>, UpstreamError> {
         let mut h = HeaderMap::new();
         if from > 0 {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
                 h.insert(RANGE, v);
             }
         }
-        self.counters
-            .blob_gets
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.blob_gets.fetch_add(1, Ordering::Relaxed);
         let Some(res) = self
             .found(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), repo, h)
             .await?
         else {
             return Ok(None);
         };
-        Ok(Some(res))
+        let len = res.content_length();
+        let (extent, total) = if res.status() == StatusCode::PARTIAL_CONTENT {
+            let range = res
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(content_range);
+            if let Some((start, _)) = range.filter(|(start, _)| *start != from) {
+                return Err(UpstreamError::Protocol(format!(
+                    "asked for {digest} from byte {from}, upstream sent it from byte {start}"
+                )));
+            }
+            let total = range.and_then(|(_, t)| t).or(len.map(|l| l + from));
+            (Extent::From(from), total)
+        } else {
+            (Extent::Full, len)
+        };
+        let counters = self.counters.clone();
+        let stream = res
+            .bytes_stream()
+            .map(move |chunk| match chunk {
+                Ok(c) => {
+                    counters.bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    Ok(c)
+                }
+                Err(e) => Err(UpstreamError::Unreachable(e.to_string())),
+            })
+            .boxed();
+        Ok(Some(BlobBody {
+            extent,
+            total,
+            stream,
+        }))
     }
 
-    /// A JSON document (tags list, referrers). None on 404.
-    pub async fn get_json(
+    /// A repository's tags, or None when upstream does not know it.
+    pub async fn tags(&self, repo: &RepoName) -> Result<Option<Vec<String>>, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let list: Option<TagList> = self
+            .get_json(repo, &format!("/v2/{repo}/tags/list"))
+            .await?;
+        Ok(list.map(|l| l.tags.unwrap_or_default()))
+    }
+
+    /// The manifests referring to `subject` in `repo` (none when upstream
+    /// answers 404: a registry without the referrers API).
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+        }
+        let index: Option<Index> = self
+            .get_json(repo, &format!("/v2/{repo}/referrers/{subject}"))
+            .await?;
+        Ok(index.map(|i| i.manifests).unwrap_or_default())
+    }
+
+    /// A JSON document. None on 404.
+    async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         repo: &RepoName,
         path: &str,
-    ) -> Result<Option<serde_json::Value>, UpstreamError> {
+    ) -> Result<Option<T>, UpstreamError> {
         let Some(res) = self
             .found(Method::GET, path, repo, HeaderMap::new())
             .await?
@@ -443,6 +528,14 @@ impl Upstream {
             .map(Some)
             .map_err(|e| UpstreamError::Protocol(e.to_string()))
     }
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL); TOTAL is None for `*`.
+fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let start = range.split_once('-')?.0.trim().parse().ok()?;
+    Some((start, total.trim().parse().ok()))
 }
 
 /// `Bearer realm="...",service="...",scope="..."` → map.
@@ -490,6 +583,13 @@ pub fn parse_challenge(h: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range("bytes 100-199/200"), Some((100, Some(200))));
+        assert_eq!(content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(content_range("items 1-2/3"), None);
+    }
 
     #[test]
     fn challenges() {

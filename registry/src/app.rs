@@ -64,11 +64,31 @@ pub fn open_content(cfg: &Config, root: &std::path::Path) -> Result<ContentStore
     })
 }
 
+impl LocalRegistry {
+    /// Opens a registry in `dir`: the metadata database `dir/<database>` and
+    /// the content store the configuration's storage section names (blobs
+    /// under `dir` on the local backend, ingests in `dir/uploads`). Run
+    /// `recover_at_start` next, before serving.
+    pub fn open(
+        config: &Config,
+        dir: &std::path::Path,
+        database: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
+        crate::private::private_dir(dir).map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let content = open_content(config, dir)?;
+        let meta = Meta::open(&dir.join(database))?;
+        Ok(LocalRegistry::new(meta, content, metrics))
+    }
+}
+
 /// A running registry's parts.
 pub struct RegistryApp {
     pub config: Config,
     pub registry: Arc<LocalRegistry>,
-    pub meta: Meta,
     pub metrics: Arc<Metrics>,
     pub access: Arc<RegistryAccess>,
     gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
@@ -77,36 +97,24 @@ pub struct RegistryApp {
 impl RegistryApp {
     pub fn open(config: Config) -> Result<Self, StartError> {
         let data = &config.server.data_dir;
-        crate::private::private_dir(data).map_err(|source| StartError::DataDir {
-            path: data.display().to_string(),
-            source,
-        })?;
-        let content = open_content(&config, data)?;
-        let meta = Meta::open(&data.join("berth.redb"))?;
         let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(LocalRegistry::new(meta.clone(), content, metrics.clone()));
+        let registry = Arc::new(LocalRegistry::open(
+            &config,
+            data,
+            "berth.redb",
+            metrics.clone(),
+        )?);
         // Opening the database succeeded, so no other process uses this data
         // directory. Uploads a crash caught between placing their blob and
         // recording it are recorded now; then spools of uploads that never
-        // acknowledged a byte are garbage.
-        let recovered = registry
-            .recover_placed_uploads()
+        // acknowledged a byte are garbage. Unrecorded blob files are GC's,
+        // after its grace window.
+        let recovery = registry
+            .recover_at_start(false)
             .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
-        if recovered > 0 {
-            tracing::info!(
-                recovered,
-                "recorded blobs of uploads that finished just before a crash"
-            );
-        }
-        let discarded = registry.content.discard_unacknowledged_ingests()?;
-        if discarded > 0 {
-            tracing::info!(
-                discarded,
-                "discarded uploads cut off before their first acknowledged byte"
-            );
-        }
+        log_recovery(&recovery);
         let accounts = Arc::new(
-            Accounts::open(meta.database(), config.auth.bcrypt_cost)
+            Accounts::open(registry.database(), config.auth.bcrypt_cost)
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
         let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
@@ -151,7 +159,6 @@ impl RegistryApp {
         Ok(Self {
             config,
             registry,
-            meta,
             metrics,
             access,
             gc_status: Default::default(),
@@ -226,6 +233,28 @@ impl RegistryApp {
                 }),
             )
             .route("/healthz", axum::routing::get(|| async { "ok" }))
+    }
+}
+
+/// Logs what `LocalRegistry::recover_at_start` found, if anything.
+fn log_recovery(r: &crate::service::Recovery) {
+    if r.recorded > 0 {
+        tracing::info!(
+            recovered = r.recorded,
+            "recorded blobs of uploads that finished just before a crash"
+        );
+    }
+    if r.discarded > 0 {
+        tracing::info!(
+            discarded = r.discarded,
+            "discarded uploads cut off before their first acknowledged byte"
+        );
+    }
+    if r.swept > 0 {
+        tracing::info!(
+            deleted = r.swept,
+            "deleted blob files that no record counts"
+        );
     }
 }
 

@@ -266,8 +266,8 @@ pub trait GcRoots: Send + Sync {
 /// Runs a full collection.
 pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, GcError> {
     let started = Instant::now();
-    let meta = registry.meta.clone();
-    let content = registry.content.clone();
+    let (meta, content, metrics) = registry.gc_parts();
+    let (meta, content) = (meta.clone(), content.clone());
     let mut report = GcReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -275,18 +275,15 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
     // References held outside the registry's own metadata (the controller's
     // publications deploy digests whatever their tags do since).
     let mut extra: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let holders: Vec<Arc<dyn GcRoots>> = registry
-        .gc_roots
-        .read()
-        .map(|r| r.clone())
-        .unwrap_or_default();
+    let holders: Vec<Arc<dyn GcRoots>> = registry.gc_roots();
     for h in holders {
         for (repo, digest) in h.roots() {
             extra.entry(repo).or_default().insert(digest);
         }
     }
+    let sweeping = meta.clone();
     let (dropped, mut report) = tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
-        let tx = meta.begin_write()?;
+        let tx = sweeping.begin_write()?;
         let dropped = sweep_metadata(&tx, &opts, &extra, &mut report)?;
         if opts.dry_run {
             tx.abort().map_err(db)?;
@@ -302,18 +299,15 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
     report.bytes_freed = dropped.iter().map(|(_, s)| *s).sum();
     if !opts.dry_run {
         let doomed: Vec<Digest> = dropped.into_iter().map(|(d, _)| d).collect();
-        sweep_store(&registry.meta, &content, doomed, opts.grace).await?;
+        sweep_store(&meta, &content, doomed, opts.grace).await?;
         // Objects with no record at all (a crash between placing and recording).
-        let orphans = orphaned_objects(&registry.meta, &content, opts.grace).await?;
+        let orphans = orphaned_objects(&meta, &content, opts.grace).await?;
         report.orphans_deleted = orphans.len() as u64;
-        sweep_store(&registry.meta, &content, orphans, opts.grace).await?;
+        sweep_store(&meta, &content, orphans, opts.grace).await?;
         report.uploads_purged = registry.purge_stale_uploads(opts.upload_ttl).await? as u64;
-        registry.metrics.gc_runs.inc();
-        registry
-            .metrics
-            .gc_blobs_deleted
-            .inc_by(report.blobs_deleted);
-        registry.metrics.gc_bytes_freed.inc_by(report.bytes_freed);
+        metrics.gc_runs.inc();
+        metrics.gc_blobs_deleted.inc_by(report.blobs_deleted);
+        metrics.gc_bytes_freed.inc_by(report.bytes_freed);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(?report, "garbage collection finished");

@@ -123,8 +123,8 @@ impl From<Refusal> for AdminError {
     }
 }
 
-impl From<crate::meta::MetaError> for AdminError {
-    fn from(e: crate::meta::MetaError) -> Self {
+impl From<crate::service::ServiceError> for AdminError {
+    fn from(e: crate::service::ServiceError) -> Self {
         AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
@@ -236,16 +236,10 @@ impl AdminState {
     }
 
     fn project_repos(&self, project: &str) -> AResult<Vec<String>> {
-        let mut repos = self
-            .registry
-            .meta
-            .repos_with_prefix(&format!("{project}/"))?;
-        if self.registry.meta.repo_exists(&project.parse().map_err(
-            |e: crate::oci::NameError| AdminError::new(StatusCode::BAD_REQUEST, e.to_string()),
-        )?)? {
-            repos.insert(0, project.to_string());
-        }
-        Ok(repos)
+        let project: RepoName = project.parse().map_err(|e: crate::oci::NameError| {
+            AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
+        })?;
+        Ok(self.registry.project_repositories(&project)?)
     }
 }
 
@@ -535,16 +529,11 @@ async fn delete_project(
             ),
         ));
     }
-    let meta = st.registry.meta.clone();
-    blocking(move || {
-        for r in repos {
-            if let Ok(repo) = r.parse::<RepoName>() {
-                meta.delete_repo(&repo)?;
-            }
+    for r in repos {
+        if let Ok(repo) = r.parse::<RepoName>() {
+            st.registry.delete_repository(&repo).await?;
         }
-        Ok(())
-    })
-    .await?;
+    }
     st.access.accounts.delete_project(&name)?;
     st.audit(&c, "project.delete", Some(&name), &name);
     Ok(StatusCode::NO_CONTENT)
@@ -761,15 +750,12 @@ async fn delete_repository(
 ) -> AResult<StatusCode> {
     st.require_role(&c, &name, Manage::Repositories)?;
     let repo = full_repo(&name, &repository)?;
-    if !st.registry.meta.repo_exists(&repo)? {
+    if !st.registry.delete_repository(&repo).await? {
         return Err(AdminError::new(
             StatusCode::NOT_FOUND,
             format!("no repository {repo}"),
         ));
     }
-    let meta = st.registry.meta.clone();
-    let r = repo.clone();
-    blocking(move || Ok(meta.delete_repo(&r)?)).await?;
     st.audit(&c, "repository.delete", Some(&name), repo.as_str());
     Ok(StatusCode::NO_CONTENT)
 }
@@ -785,7 +771,6 @@ async fn list_tags(
     let repo = full_repo(&name, &repository)?;
     Ok(Json(
         st.registry
-            .meta
             .tags_with_digests(&repo)?
             .into_iter()
             .map(|(name, digest)| TagView { name, digest })
@@ -806,9 +791,7 @@ async fn delete_tag(
     let t: Tag = tag.parse().map_err(|e: crate::oci::NameError| {
         AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
     })?;
-    let meta = st.registry.meta.clone();
-    let (r, tt) = (repo.clone(), t.clone());
-    if !blocking(move || Ok(meta.delete_tag(&r, &tt)?)).await? {
+    if !st.registry.delete_tag(&repo, &t).await? {
         return Err(AdminError::new(
             StatusCode::NOT_FOUND,
             format!("no tag {t} in {repo}"),

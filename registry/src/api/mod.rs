@@ -654,10 +654,7 @@ async fn manifest_get(
     h.insert(CONTENT_DIGEST, hv(&m.digest.to_string()));
     h.insert(header::ETAG, hv(&format!("\"{}\"", m.digest)));
     if m.stale {
-        h.insert(
-            header::WARNING,
-            HeaderValue::from_static("110 berth \"Response is Stale\""),
-        );
+        h.insert(header::WARNING, stale_warning());
     }
     Ok(r)
 }
@@ -758,11 +755,15 @@ async fn tags(st: &ApiState, ctx: &Ctx, repo: &RepoName) -> Result<Response, Api
     authorize(st, ctx, Some((repo, Action::Pull))).await?;
     let n = page_size(ctx)?;
     let last = ctx.q("last").filter(|l| !l.is_empty());
-    let (tags, more) = st.ns.tags(repo, last, n.unwrap_or(usize::MAX)).await?;
+    let page = st.ns.tags(repo, last, n.unwrap_or(usize::MAX)).await?;
+    let tags = &page.tags;
     let body = serde_json::to_vec(&serde_json::json!({"name": repo.as_str(), "tags": tags}))
         .map_err(|e| ApiError::Service(ServiceError::Internal(e.to_string())))?;
     let mut r = json_response(StatusCode::OK, body);
-    if more {
+    if page.stale {
+        r.headers_mut().insert(header::WARNING, stale_warning());
+    }
+    if page.more {
         if let (Some(n), Some(l)) = (n, tags.last()) {
             r.headers_mut().insert(
                 header::LINK,
@@ -803,7 +804,8 @@ async fn referrers(
     subject: &Digest,
 ) -> Result<Response, ApiError> {
     authorize(st, ctx, Some((repo, Action::Pull))).await?;
-    let mut list = st.ns.referrers(repo, subject).await?;
+    let found = st.ns.referrers(repo, subject).await?;
+    let mut list = found.manifests;
     let filter = ctx.q("artifactType").filter(|a| !a.is_empty());
     if let Some(f) = filter {
         list.retain(|d| d.artifact_type.as_deref() == Some(f));
@@ -823,7 +825,16 @@ async fn referrers(
         r.headers_mut()
             .insert(OCI_FILTERS, HeaderValue::from_static("artifactType"));
     }
+    if found.stale {
+        r.headers_mut().insert(header::WARNING, stale_warning());
+    }
     Ok(r)
+}
+
+/// The Warning (RFC 7234's 110) on an answer a pull-through cache assembled
+/// while its upstream was unreachable: it may lack what upstream has since.
+fn stale_warning() -> HeaderValue {
+    HeaderValue::from_static("110 berth \"Response is Stale\"")
 }
 
 impl From<Refusal> for ApiError {

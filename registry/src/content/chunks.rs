@@ -216,6 +216,35 @@ pub async fn read_chunk(
     finish_read(start_read(file, pos, want, grant, false)).await
 }
 
+/// An ingest's data file, read while it is being written (a fill streaming
+/// to the clients that follow it). Holding it open keeps its bytes readable
+/// after the file is renamed into the store.
+pub struct IngestData {
+    file: Option<File>,
+    quota: ReadQuota,
+}
+
+impl IngestData {
+    pub(crate) fn new(file: File) -> Self {
+        Self {
+            file: Some(file),
+            quota: ReadQuota::default(),
+        }
+    }
+
+    /// Up to `want` bytes at `pos`, paid for like a blob read; fewer only
+    /// where the data written so far ends.
+    pub async fn read(&mut self, pos: u64, want: u64) -> std::io::Result<Bytes> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("an earlier read of this ingest failed"))?;
+        let (file, chunk) = read_chunk(file, pos, want, &self.quota).await?;
+        self.file = Some(file);
+        Ok(chunk)
+    }
+}
+
 /// Copies a body's chunks into one buffer, dropping each as it goes.
 ///
 /// Chunks of [`file_stream`] are paid for until dropped, and a stream whose

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oci::{Algorithm, Digest, Digester};
 
-pub use chunks::{collect, file_stream, read_chunk, ReadQuota, READ_CHUNK};
+pub use chunks::{collect, file_stream, read_chunk, IngestData, ReadQuota, READ_CHUNK};
 pub use placing::{PlacedIngest, Placing};
 
 mod chunks;
@@ -383,6 +383,16 @@ impl ContentStore {
             })
         })
         .await
+    }
+
+    /// The data file of ingest `id` as written so far, or None when the
+    /// ingest is gone (placed or aborted).
+    pub fn ingest_data(&self, id: &str) -> std::io::Result<Option<IngestData>> {
+        match std::fs::File::open(self.ingest_path(id).join("data")) {
+            Ok(f) => Ok(Some(IngestData::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Owner and acknowledged offset of an ingest, without opening it.

@@ -3,8 +3,12 @@
 //! ingest's state notes which blob it becomes (`mark_placing`). If the
 //! process dies after the rename and before the caller recorded the blob
 //! and removed the ingest, `placed_ingests` finds the blob by that note.
+//! `remove_local_blobs_now` deletes the blob files a caller's records do
+//! not count, while nothing else can be placing them (at start-up).
 
 use std::path::Path;
+
+use object_store::path::Path as ObjPath;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +37,15 @@ fn entry_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Entries of a directory; none when it does not exist.
+fn entries(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 impl ContentStore {
@@ -97,5 +110,33 @@ impl ContentStore {
             }
         }
         Ok(out)
+    }
+
+    /// On the local backend, at start-up (nothing may be placing blobs):
+    /// deletes every blob file for which `doomed` says so. Files that do not
+    /// name a blob are left alone. Returns how many were deleted; on other
+    /// backends none (GC sweeps those, with its grace window).
+    pub fn remove_local_blobs_now(&self, doomed: impl Fn(&Digest) -> bool) -> Result<usize> {
+        let Some(local) = &self.local else {
+            return Ok(0);
+        };
+        let root = local.path_to_filesystem(&ObjPath::from("blobs"))?;
+        let mut n = 0;
+        for alg in entries(&root)? {
+            for fan in entries(&alg)? {
+                for file in entries(&fan)? {
+                    let name = format!("{}:{}", entry_name(&alg), entry_name(&file));
+                    let Ok(digest) = name.parse::<Digest>() else {
+                        continue;
+                    };
+                    if doomed(&digest) {
+                        std::fs::remove_file(&file)?;
+                        tracing::info!(%digest, "deleted a blob file that no record counts");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 }

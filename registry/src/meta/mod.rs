@@ -20,13 +20,15 @@
 //! (the controller's `ctl_meta`).
 //!
 //! Everything above this module speaks in domain types; nothing outside it
-//! knows about redb. Each public method is one transaction.
+//! knows about redb. Each method is one transaction. The methods are the
+//! crate's: `LocalRegistry` is the door to them for everyone else (and GC
+//! the one other user, through `LocalRegistry::gc_parts`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -109,6 +111,16 @@ pub enum BadReference {
     },
 }
 
+/// What a manifest's references must be when it is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum References {
+    /// A push: every blob and index child it references is in the repository.
+    Required,
+    /// A pull-through cache: they arrive on demand (an index's children for
+    /// other platforms perhaps never), so nothing is checked.
+    OnDemand,
+}
+
 /// Outcome of asking to link an uploaded blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkOutcome {
@@ -132,7 +144,7 @@ impl std::fmt::Debug for Meta {
 }
 
 impl Meta {
-    pub fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
             crate::private::private_dir(parent)
                 .map_err(|e| MetaError::Db(format!("{}: {e}", parent.display())))?;
@@ -161,21 +173,16 @@ impl Meta {
     /// The underlying database, for modules that keep their own tables in the
     /// same file (accounts, the controller, the edge cache). After `reopen`
     /// this is the new one: ask again rather than keep it.
-    pub fn database(&self) -> Arc<Database> {
+    pub(crate) fn database(&self) -> Arc<Database> {
         self.db()
     }
 
-    /// The file the database was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Opens a new, empty database at `path()` in place of the current one,
+    /// Opens a new, empty database at the path it was opened from in place of the current one,
     /// for every clone of this `Meta`: what the edge cache does when its
     /// directory was removed under it (the old file is gone but still open,
     /// and nothing written to it would survive a restart). Transactions
     /// already begun finish on the old file.
-    pub fn reopen(&self) -> Result<()> {
+    pub(crate) fn reopen(&self) -> Result<()> {
         let fresh = Meta::open(&self.path)?;
         let db = fresh.db();
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
@@ -224,7 +231,7 @@ impl Meta {
     // ---- blobs ----
 
     /// Size of `digest` if it is linked to `repo`.
-    pub fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+    pub(crate) fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         let tx = self.db().begin_read()?;
         let key = digest.to_string();
         if tx
@@ -241,7 +248,7 @@ impl Meta {
     }
 
     /// Size of `digest` if the CAS has it at all (no access check: internal use).
-    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+    pub(crate) fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let tx = self.db().begin_read()?;
         Ok(tx
             .open_table(BLOBS)?
@@ -250,7 +257,7 @@ impl Meta {
     }
 
     /// Links a blob the CAS already records; see `LinkOutcome`.
-    pub fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<LinkOutcome> {
+    pub(crate) fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<LinkOutcome> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let known = tx.open_table(BLOBS)?.get(key.as_str())?.is_some();
@@ -265,43 +272,51 @@ impl Meta {
         Ok(LinkOutcome::Linked)
     }
 
-    /// Records a blob whose bytes were just placed in the store, and links it.
-    pub fn record_and_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+    /// Records a blob whose bytes were just placed in the store, and links
+    /// it. True when the record is new (the CAS had no record of the blob).
+    pub(crate) fn record_and_link(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool> {
         self.place_record_and_link(repo, digest, size, || Ok::<(), MetaError>(()))
     }
 
     /// Records and links a blob while `place` puts its bytes into the store,
     /// all under one write transaction. GC decides that an object without a
     /// record is garbage under this same lock, so it can never delete bytes
-    /// that an upload has placed but not yet recorded.
-    pub fn place_record_and_link<E: std::fmt::Display>(
+    /// that an upload has placed but not yet recorded. True when the record
+    /// is new.
+    pub(crate) fn place_record_and_link<E: std::fmt::Display>(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
         place: impl FnOnce() -> std::result::Result<(), E>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let tx = self.db().begin_write()?;
         place().map_err(|e| MetaError::Db(format!("placing blob {digest} in the store: {e}")))?;
         let key = digest.to_string();
         let t = now();
-        {
+        let new = {
             let mut blobs = tx.open_table(BLOBS)?;
             let existing = blobs.get(key.as_str())?.map(|v| v.value());
             if existing.is_none() {
                 blobs.insert(key.as_str(), (size, t))?;
             }
-        }
+            existing.is_none()
+        };
         tx.open_table(REPO_BLOBS)?
             .insert((repo.as_str(), key.as_str()), t)?;
         ensure_repo(&tx, repo, t)?;
         tx.commit()?;
-        Ok(())
+        Ok(new)
     }
 
     /// Links `digest` into `to` if it is linked to any repository that `may_read` allows
     /// (`from` is tried first). Returns the size when mounted.
-    pub fn mount(
+    pub(crate) fn mount(
         &self,
         to: &RepoName,
         digest: &Digest,
@@ -357,7 +372,7 @@ impl Meta {
         Ok(Some(size))
     }
 
-    pub fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    pub(crate) fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let tx = self.db().begin_write()?;
         let removed = tx
             .open_table(REPO_BLOBS)?
@@ -369,22 +384,28 @@ impl Meta {
 
     // ---- manifests ----
 
-    /// Stores a manifest and its tags in one transaction, after checking that
-    /// everything it references is in the repository.
-    pub fn put_manifest(
+    /// Stores a manifest and its tags in one transaction: its content, what
+    /// it references, its tags, and its entry in its subject's referrers.
+    /// With `References::Required` (a push) everything it references must
+    /// be in the repository first.
+    pub(crate) fn put_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         bytes: &[u8],
         summary: &ManifestSummary,
         tags: &[Tag],
+        references: References,
     ) -> Result<std::result::Result<(), BadReference>> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
-        let linked = match check_references(&tx, repo, summary)? {
-            Ok(linked) => linked,
-            Err(bad) => return Ok(Err(bad)),
+        let linked = match references {
+            References::Required => match check_references(&tx, repo, summary)? {
+                Ok(linked) => linked,
+                Err(bad) => return Ok(Err(bad)),
+            },
+            References::OnDemand => Vec::new(),
         };
         {
             // Referencing a blob refreshes its link: GC's grace window runs from here.
@@ -422,41 +443,24 @@ impl Meta {
         Ok(Ok(()))
     }
 
-    /// Stores a manifest fetched from upstream by a pull-through cache: no
-    /// reference check (its blobs arrive later, on demand), optionally tagged.
-    pub fn cache_manifest(
+    /// Removes a blob's record and every link to it, and calls `delete`
+    /// (which removes its bytes) under the same write lock, so that a commit
+    /// of the same digest cannot record it in between and lose its bytes.
+    /// Returns the size it had, or None when the CAS had no record of it.
+    pub(crate) fn forget_blob<E: std::fmt::Display>(
         &self,
-        repo: &RepoName,
         digest: &Digest,
-        bytes: &[u8],
-        summary: &ManifestSummary,
-        tag: Option<&Tag>,
-    ) -> Result<()> {
+        delete: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> Result<Option<u64>> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
-        let t = now();
-        tx.open_table(MANIFEST_BYTES)?.insert(key.as_str(), bytes)?;
-        let refs = serde_json::to_vec(summary).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        tx.open_table(MANIFEST_REFS)?
-            .insert(key.as_str(), refs.as_slice())?;
-        tx.open_table(MANIFESTS)?.insert(
-            (repo.as_str(), key.as_str()),
-            (summary.media_type.as_str(), t),
-        )?;
-        if let Some(tag) = tag {
-            tx.open_table(TAGS)?
-                .insert((repo.as_str(), tag.as_str()), key.as_str())?;
-        }
-        ensure_repo(&tx, repo, t)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Removes a blob record and every link to it (edge cache eviction).
-    pub fn forget_blob(&self, digest: &Digest) -> Result<()> {
-        let tx = self.db().begin_write()?;
-        let key = digest.to_string();
-        tx.open_table(BLOBS)?.remove(key.as_str())?;
+        let Some(size) = tx
+            .open_table(BLOBS)?
+            .remove(key.as_str())?
+            .map(|v| v.value().0)
+        else {
+            return Ok(None);
+        };
         {
             let mut links = tx.open_table(REPO_BLOBS)?;
             let doomed: Vec<String> = links
@@ -469,12 +473,14 @@ impl Meta {
                 links.remove((r.as_str(), key.as_str()))?;
             }
         }
+        delete()
+            .map_err(|e| MetaError::Db(format!("deleting blob {digest} from the store: {e}")))?;
         tx.commit()?;
-        Ok(())
+        Ok(Some(size))
     }
 
     /// Every recorded blob with its size.
-    pub fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+    pub(crate) fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
         let tx = self.db().begin_read()?;
         let t = tx.open_table(BLOBS)?;
         let mut out = Vec::new();
@@ -487,8 +493,8 @@ impl Meta {
         Ok(out)
     }
 
-    /// Every tag of every repository, with its digest (edge image listing).
-    pub fn all_tags(&self) -> Result<Vec<(String, String, String)>> {
+    /// Every tag of every repository, with its digest (listing what a cache holds).
+    pub(crate) fn all_tags(&self) -> Result<Vec<(String, String, String)>> {
         let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let mut out = Vec::new();
@@ -504,7 +510,7 @@ impl Meta {
     }
 
     /// The digest a tag points to.
-    pub fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+    pub(crate) fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
         let tx = self.db().begin_read()?;
         let v = tx
             .open_table(TAGS)?
@@ -517,7 +523,11 @@ impl Meta {
         .transpose()
     }
 
-    pub fn get_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
+    pub(crate) fn get_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
         let tx = self.db().begin_read()?;
         let key = digest.to_string();
         let Some(media_type) = tx
@@ -539,7 +549,7 @@ impl Meta {
         }))
     }
 
-    pub fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {
+    pub(crate) fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {
         let tx = self.db().begin_read()?;
         let v = tx
             .open_table(MANIFEST_REFS)?
@@ -549,7 +559,7 @@ impl Meta {
     }
 
     /// Removes a manifest from a repository with its tags and its referrer entry.
-    pub fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    pub(crate) fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let removed = tx
@@ -583,7 +593,7 @@ impl Meta {
         Ok(removed)
     }
 
-    pub fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+    pub(crate) fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let tx = self.db().begin_write()?;
         let removed = tx
             .open_table(TAGS)?
@@ -595,13 +605,13 @@ impl Meta {
 
     // ---- listings ----
 
-    pub fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+    pub(crate) fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
         let tx = self.db().begin_read()?;
         Ok(tx.open_table(REPOS)?.get(repo.as_str())?.is_some())
     }
 
     /// Tags of a repository in lexical order, after `last`, at most `n`; and whether more follow.
-    pub fn tags(
+    pub(crate) fn tags(
         &self,
         repo: &RepoName,
         last: Option<&str>,
@@ -628,7 +638,7 @@ impl Meta {
     }
 
     /// Tags with their digests (admin listings).
-    pub fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
+    pub(crate) fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
         let tx = self.db().begin_read()?;
         let t = tx.open_table(TAGS)?;
         let mut out = Vec::new();
@@ -640,7 +650,7 @@ impl Meta {
     }
 
     /// Repositories after `last` that `visible` admits, at most `n`; and whether more follow.
-    pub fn catalog(
+    pub(crate) fn catalog(
         &self,
         last: Option<&str>,
         n: usize,
@@ -666,7 +676,7 @@ impl Meta {
     }
 
     /// Repositories whose name starts with `prefix` (a project's repositories).
-    pub fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+    pub(crate) fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         let tx = self.db().begin_read()?;
         let t = tx.open_table(REPOS)?;
         let mut out = Vec::new();
@@ -681,7 +691,7 @@ impl Meta {
     }
 
     /// Manifests in `repo` whose subject is `subject`, as descriptors.
-    pub fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
+    pub(crate) fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
         let tx = self.db().begin_read()?;
         let refs = tx.open_table(REFERRERS)?;
         let manifests = tx.open_table(MANIFESTS)?;
@@ -721,18 +731,8 @@ impl Meta {
         Ok(out)
     }
 
-    /// Counts for /metrics and the admin API.
-    pub fn counts(&self) -> Result<(u64, u64, u64)> {
-        let tx = self.db().begin_read()?;
-        Ok((
-            tx.open_table(REPOS)?.len()?,
-            tx.open_table(MANIFESTS)?.len()?,
-            tx.open_table(BLOBS)?.len()?,
-        ))
-    }
-
     /// Removes a whole repository's metadata (admin delete); blobs go at the next GC.
-    pub fn delete_repo(&self, repo: &RepoName) -> Result<()> {
+    pub(crate) fn delete_repo(&self, repo: &RepoName) -> Result<()> {
         let tx = self.db().begin_write()?;
         let r = repo.as_str();
         remove_prefix2(&mut tx.open_table(REPO_BLOBS)?, r)?;

@@ -1,0 +1,445 @@
+//! `LocalRegistry`: the registry's namespace over the one content store and
+//! the metadata database, and the only door to either.
+//!
+//! Its fields are private. What others need is a named call here: the one
+//! commit of verified content (`commit_verified`, used by uploads and by a
+//! pull-through cache's fills alike), manifest caching (recorded like a
+//! push, referrers included), eviction, listing what is held, resolving an
+//! image reference, repository and tag deletion, start-up recovery, and the
+//! database handle for modules that keep their own tables in the same file.
+//! GC reaches the metadata and content through `gc_parts`, and nothing else
+//! does. The `Namespace` implementation is in `namespace.rs`, upload
+//! sessions in `uploads.rs`; opening from the configuration in `app.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+
+use super::metrics::Metrics;
+use super::uploads::UploadSlot;
+use super::{FinishedIngest, Ingest, IngestData, Manifest, Result, ServiceError};
+use crate::content::{ContentError, ContentStore};
+use crate::gc::GcRoots;
+use crate::meta::{LinkOutcome, Meta, MetaError, References};
+use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, ImageRef, Reference};
+use crate::oci::{RepoName, Tag};
+
+/// The registry's own namespace over the content store and metadata.
+pub struct LocalRegistry {
+    pub(super) meta: Meta,
+    pub(super) content: ContentStore,
+    pub(super) uploads: Mutex<HashMap<String, UploadSlot>>,
+    pub(super) metrics: Arc<Metrics>,
+    /// Holders of references GC must respect besides tags (the controller).
+    gc_roots: RwLock<Vec<Arc<dyn GcRoots>>>,
+    /// Fault injection for tests: fail a commit after its rename, before its
+    /// metadata transaction commits, as a crash would.
+    #[cfg(test)]
+    pub(super) crash_before_record: std::sync::atomic::AtomicBool,
+}
+
+/// What `commit_verified` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub size: u64,
+    /// The store had no record of the blob: this commit added its bytes
+    /// (otherwise the copy was dropped, or put back bytes that had gone).
+    pub new_blob: bool,
+}
+
+/// What start-up recovery found (`recover_at_start`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Blobs a crash left placed but unrecorded, now recorded.
+    pub recorded: usize,
+    /// Ingests that never acknowledged a byte, discarded.
+    pub discarded: usize,
+    /// Blob files no record counts, deleted.
+    pub swept: usize,
+}
+
+/// An image reference resolved against what the registry holds.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    pub digest: Digest,
+    pub media_type: String,
+    /// The config and layers it references (none for an index).
+    pub blobs: Vec<Descriptor>,
+}
+
+/// A tag as a cache holds it.
+#[derive(Debug, Clone)]
+pub struct CachedImage {
+    pub repo: String,
+    pub tag: String,
+    pub digest: String,
+    /// Bytes of the config and layers of the tagged manifest that are recorded here.
+    pub recorded_bytes: u64,
+}
+
+impl LocalRegistry {
+    pub(crate) fn new(meta: Meta, content: ContentStore, metrics: Arc<Metrics>) -> Self {
+        Self {
+            meta,
+            content,
+            uploads: Mutex::new(HashMap::new()),
+            metrics,
+            gc_roots: RwLock::new(Vec::new()),
+            #[cfg(test)]
+            crash_before_record: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The metadata and content for GC (`gc.rs`), and for nothing else.
+    pub(crate) fn gc_parts(&self) -> (&Meta, &ContentStore, &Metrics) {
+        (&self.meta, &self.content, &self.metrics)
+    }
+
+    /// Adds a holder of references that GC treats like tags.
+    pub fn add_gc_roots(&self, roots: Arc<dyn GcRoots>) {
+        if let Ok(mut r) = self.gc_roots.write() {
+            r.push(roots);
+        }
+    }
+
+    pub(crate) fn gc_roots(&self) -> Vec<Arc<dyn GcRoots>> {
+        self.gc_roots.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The database file, for modules that keep their own tables in it
+    /// (accounts, the controller, a cache's bookkeeping). After
+    /// `reopen_database` this is the new one: ask again rather than keep it.
+    pub fn database(&self) -> Arc<redb::Database> {
+        self.meta.database()
+    }
+
+    /// Opens a new, empty database in place of the current one (its file
+    /// was removed under a running cache; see `Meta::reopen`).
+    pub fn reopen_database(&self) -> Result<()> {
+        Ok(self.meta.reopen()?)
+    }
+
+    pub(super) async fn meta_write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Meta) -> std::result::Result<T, MetaError> + Send + 'static,
+    ) -> Result<T> {
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(Into::into)
+    }
+
+    // ---- start-up ----
+
+    /// At start-up, while no other process uses the data directory: records
+    /// the blobs of commits a crash caught between placing and recording,
+    /// discards ingests that never acknowledged a byte, and, with
+    /// `sweep_unrecorded` (a cache on the local backend), deletes blob files
+    /// that no record counts (an eviction cut off between its record and its
+    /// bytes, or a crash in an older version's two-step commit).
+    pub fn recover_at_start(&self, sweep_unrecorded: bool) -> Result<Recovery> {
+        let recorded = self.recover_placed_uploads()?;
+        let discarded = self.content.discard_unacknowledged_ingests()?;
+        let swept = if sweep_unrecorded {
+            let known: HashSet<Digest> =
+                self.meta.all_blobs()?.into_iter().map(|(d, _)| d).collect();
+            self.content
+                .remove_local_blobs_now(|d| !known.contains(d))?
+        } else {
+            0
+        };
+        Ok(Recovery {
+            recorded,
+            discarded,
+            swept,
+        })
+    }
+
+    /// Records the blobs of ingests whose data a crash left placed in the
+    /// store but unrecorded (see `commit_verified`), links each to the
+    /// ingest's repository, and removes those ingests. Returns how many.
+    pub(super) fn recover_placed_uploads(&self) -> Result<usize> {
+        let placed = self.content.placed_ingests()?;
+        for p in &placed {
+            match p.owner.parse::<RepoName>() {
+                Ok(repo) => {
+                    self.meta.record_and_link(&repo, &p.digest, p.size)?;
+                    tracing::info!(upload = %p.id, %repo, digest = %p.digest, "recorded the blob of an upload finished just before a crash");
+                }
+                Err(e) => {
+                    tracing::warn!(upload = %p.id, owner = %p.owner, error = %e, "an upload placed before a crash names no repository; its blob is left to GC");
+                }
+            }
+            self.content.abort_ingest_now(&p.id);
+        }
+        Ok(placed.len())
+    }
+
+    // ---- committing content ----
+
+    /// The ingest `id` for `repo`: resumed from its acknowledged offset if it
+    /// exists (a fill interrupted by a restart), else begun.
+    pub async fn open_ingest(&self, id: &str, repo: &RepoName, alg: Algorithm) -> Result<Ingest> {
+        match self.content.resume_ingest(id).await {
+            Ok(i) => Ok(i),
+            Err(ContentError::IngestNotFound(_)) => {
+                Ok(self.content.begin_ingest(id, repo.as_str(), alg).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The data of ingest `id` as written so far, for readers that follow
+    /// it while it is written; None once it is gone (committed or discarded).
+    pub fn ingest_data(&self, id: &str) -> std::io::Result<Option<IngestData>> {
+        self.content.ingest_data(id)
+    }
+
+    /// Discards an ingest and its bytes. Unknown ids are fine.
+    pub async fn discard_ingest(&self, id: &str) -> Result<()> {
+        Ok(self.content.abort_ingest(id).await?)
+    }
+
+    /// Commits a verified ingest into `repo`: if the store already has the
+    /// blob it is linked and the new copy dropped, otherwise its bytes are
+    /// placed and recorded (on the local backend in one metadata
+    /// transaction, so GC never sees one without the other). Uploads and a
+    /// pull-through cache's fills both commit here.
+    ///
+    /// The order is what makes a crash at any point harmless: the bytes are
+    /// placed (fsynced, verified, renamed), then one transaction records and
+    /// links the blob, and only then is the ingest's directory removed.
+    /// Before the commit the session is still there to resume (or, once its
+    /// data was renamed away, its directory says which blob it became, and
+    /// start-up records it: `recover_at_start`); after it, the blob is recorded.
+    pub async fn commit_verified(
+        &self,
+        repo: &RepoName,
+        done: FinishedIngest,
+    ) -> Result<Committed> {
+        let size = done.size;
+        let digest = done.digest.clone();
+        let id = done.id.clone();
+        let (r, d) = (repo.clone(), digest.clone());
+        let linked = self.meta_write(move |m| m.link_blob(&r, &d)).await? == LinkOutcome::Linked;
+        // Recorded but its bytes gone (removed behind the registry's back):
+        // this copy puts them back.
+        let new_blob = if linked && self.content.stat(&digest).await?.is_some() {
+            false
+        } else {
+            self.place_and_record(repo, done).await?
+        };
+        // The blob is recorded: a directory that will not go away is litter
+        // for the upload TTL to sweep, not a failed commit.
+        if let Err(e) = self.content.abort_ingest(&id).await {
+            tracing::warn!(upload = %id, error = %e, "cannot remove a finished upload's directory");
+        }
+        Ok(Committed { size, new_blob })
+    }
+
+    /// Places a verified ingest's bytes and records them; true when the record is new.
+    async fn place_and_record(&self, repo: &RepoName, done: FinishedIngest) -> Result<bool> {
+        let (r, d, size) = (repo.clone(), done.digest.clone(), done.size);
+        if !self.content.places_by_rename() {
+            self.content.place(done).await?;
+            return self
+                .meta_write(move |m| m.record_and_link(&r, &d, size))
+                .await;
+        }
+        self.content.mark_placing(&done).await?;
+        let content = self.content.clone();
+        #[cfg(test)]
+        let crash = self
+            .crash_before_record
+            .load(std::sync::atomic::Ordering::SeqCst);
+        self.meta_write(move |m| {
+            m.place_record_and_link(&r, &d, size, || {
+                content.place_now(done)?;
+                #[cfg(test)]
+                if crash {
+                    // The process "dies" here: the transaction is dropped uncommitted.
+                    return Err(ContentError::Io(std::io::Error::other(
+                        "simulated crash between placing and recording",
+                    )));
+                }
+                Ok::<(), ContentError>(())
+            })
+        })
+        .await
+    }
+
+    // ---- what a pull-through cache needs besides the namespace ----
+
+    /// Records a manifest fetched from an upstream like a pushed one (its
+    /// tag, and its entry in its subject's referrers), except that nothing
+    /// it references need be here: blobs arrive on demand, and an index's
+    /// children for other platforms perhaps never.
+    pub async fn cache_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: &str,
+        bytes: Bytes,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(ServiceError::oci(
+                ErrorCode::DigestInvalid,
+                format!("manifest content has digest {actual}, not {digest}"),
+            ));
+        }
+        let summary = manifest::decode(media_type, &bytes)
+            .map_err(|e| ServiceError::oci(ErrorCode::ManifestInvalid, e.to_string()))?;
+        let (r, d, tags) = (
+            repo.clone(),
+            digest.clone(),
+            tag.cloned().into_iter().collect::<Vec<_>>(),
+        );
+        self.meta_write(move |m| {
+            m.put_manifest(&r, &d, &bytes, &summary, &tags, References::OnDemand)
+        })
+        .await?
+        .map_err(|bad| ServiceError::Internal(format!("a cached manifest was checked: {bad:?}")))
+    }
+
+    /// Size of `digest` if the store records it, for whichever repository
+    /// (no access check: a pull-through cache asks its upstream before it
+    /// links the blob to another repository with `link_recorded_blob`).
+    pub fn recorded_blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.meta.blob_size(digest)?)
+    }
+
+    /// Links a recorded blob to `repo`; its size, or None when the store
+    /// has no record of it.
+    pub async fn link_recorded_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let (r, d) = (repo.clone(), digest.clone());
+        self.meta_write(move |m| match m.link_blob(&r, &d)? {
+            LinkOutcome::Linked => m.blob_size(&d),
+            LinkOutcome::NotInStore => Ok(None),
+        })
+        .await
+    }
+
+    /// Size of the blob's bytes in the store, whatever the records say.
+    pub async fn stored_blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.content.stat(digest).await?)
+    }
+
+    /// Removes a blob from every repository and the store (a cache's
+    /// eviction). Readers that already opened it keep reading. Returns the
+    /// size it had, or None when it was not recorded.
+    pub async fn evict_blob(&self, digest: &Digest) -> Result<Option<u64>> {
+        let (content, d) = (self.content.clone(), digest.clone());
+        let handle = tokio::runtime::Handle::current();
+        self.meta_write(move |m| m.forget_blob(&d, || handle.block_on(content.delete(&d))))
+            .await
+    }
+
+    /// Every recorded blob with its size.
+    pub fn recorded_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        Ok(self.meta.all_blobs()?)
+    }
+
+    /// Every tag of every repository, with how much of its image is here.
+    pub fn cached_images(&self) -> Result<Vec<CachedImage>> {
+        let sizes: HashMap<Digest, u64> = self.meta.all_blobs()?.into_iter().collect();
+        let mut out = Vec::new();
+        for (repo, tag, digest) in self.meta.all_tags()? {
+            let recorded_bytes = match digest.parse::<Digest>() {
+                Ok(d) => self
+                    .meta
+                    .manifest_summary(&d)?
+                    .map(|s| s.blobs.iter().filter_map(|b| sizes.get(&b.digest)).sum())
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
+            out.push(CachedImage {
+                repo,
+                tag,
+                digest,
+                recorded_bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- references, repositories and tags ----
+
+    /// The manifest `image` names in its repository, or None.
+    pub fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        let Some(m) = self.stored_manifest_by_ref(&image.repo, &image.reference)? else {
+            return Ok(None);
+        };
+        let blobs = self
+            .meta
+            .manifest_summary(&m.digest)?
+            .map(|s| s.blobs)
+            .unwrap_or_default();
+        Ok(Some(ResolvedImage {
+            digest: m.digest,
+            media_type: m.media_type,
+            blobs,
+        }))
+    }
+
+    pub(super) fn stored_manifest_by_ref(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<Manifest>> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => match self.meta.resolve_tag(repo, t)? {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+        };
+        Ok(self.meta.get_manifest(repo, &digest)?.map(|m| Manifest {
+            digest: m.digest,
+            media_type: m.media_type,
+            bytes: m.bytes,
+            stale: false,
+        }))
+    }
+
+    /// The repositories of a project: the one named like it, then those under it.
+    pub fn project_repositories(&self, project: &RepoName) -> Result<Vec<String>> {
+        let mut repos = self.meta.repos_with_prefix(&format!("{project}/"))?;
+        if self.meta.repo_exists(project)? {
+            repos.insert(0, project.to_string());
+        }
+        Ok(repos)
+    }
+
+    /// A repository's tags with their digests.
+    pub fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
+        Ok(self.meta.tags_with_digests(repo)?)
+    }
+
+    /// Removes a repository's manifests, tags and links; its blobs go at the
+    /// next GC. False when there was no such repository.
+    pub async fn delete_repository(&self, repo: &RepoName) -> Result<bool> {
+        let r = repo.clone();
+        self.meta_write(move |m| {
+            if !m.repo_exists(&r)? {
+                return Ok(false);
+            }
+            m.delete_repo(&r)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Removes a tag; its manifest stays. False when there was no such tag.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let (r, t) = (repo.clone(), tag.clone());
+        self.meta_write(move |m| m.delete_tag(&r, &t)).await
+    }
+}
