@@ -134,16 +134,9 @@ fn data_directory_is_private_and_credentials_are_sealed() {
     reg.server.start_again();
     let (s, v) = admin.call("GET", "/api/v1/nodes/n1", None);
     assert_eq!(s, 200, "{v}");
-    let res = reqwest::blocking::Client::new()
-        .get(format!(
-            "{}/api/v1/nodes/n1/kubeconfig?project=team",
-            reg.url()
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .expect("reachable");
     // No project `team` is needed for the export itself: the namespace is just a name.
-    assert_eq!(res.status().as_u16(), 200);
-    assert!(res.text().expect("body").contains(CLUSTER_TOKEN));
+    let (s, yaml) = admin.get_text("/api/v1/nodes/n1/kubeconfig?project=team");
+    assert_eq!(s, 200);
+    assert!(yaml.contains(CLUSTER_TOKEN));
     assert_eq!(mode(&db), 0o600, "narrowed again on start");
 }

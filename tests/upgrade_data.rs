@@ -191,16 +191,9 @@ fn data_of_the_previous_release_opens() {
     );
 
     // Controller: cluster (its sealed-on-open kubeconfig), node, secret, app, publication.
-    let res = reqwest::blocking::Client::new()
-        .get(format!(
-            "{}/api/v1/nodes/n1/kubeconfig?project=team-a",
-            reg.url()
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .expect("reachable");
-    assert_eq!(res.status().as_u16(), 200);
-    assert!(res.text().expect("yaml").contains(CLUSTER_TOKEN));
+    let (s, yaml) = admin.get_text("/api/v1/nodes/n1/kubeconfig?project=team-a");
+    assert_eq!(s, 200);
+    assert!(yaml.contains(CLUSTER_TOKEN));
     let (s, v) = admin.call("GET", "/api/v1/nodes/n1", None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["labels"]["zone"], "north", "{v}");

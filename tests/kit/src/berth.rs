@@ -164,6 +164,18 @@ impl Admin {
         })
     }
 
+    /// GETs `path` as this account; returns status and the body as text (for
+    /// answers that are not JSON, such as a kubeconfig).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let res = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .expect("admin API reachable");
+        (res.status().as_u16(), res.text().unwrap_or_default())
+    }
+
     /// Sends a JSON request; returns status and body (JSON or Null).
     pub fn call(
         &self,
