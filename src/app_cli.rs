@@ -75,6 +75,38 @@ pub enum AppCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// An app's container log on a node, read through the node's edge (or the
+    /// Kubernetes deployer); --follow streams new lines.
+    Logs {
+        /// project/app
+        app: String,
+        /// The node whose pods to read.
+        #[arg(long)]
+        node: String,
+        /// A pod of the app [default: the newest on the node].
+        #[arg(long)]
+        pod: Option<String>,
+        /// [default: the app's only container]
+        #[arg(long)]
+        container: Option<String>,
+        /// The last N lines only.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Lines from then on: a duration (10m) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep streaming new lines until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// The container instance before the current one.
+        #[arg(long)]
+        previous: bool,
+        /// Start each line with the time the runtime recorded.
+        #[arg(long)]
+        timestamps: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Per-node state and prefetch progress; --watch follows it live.
     Status {
         app: String,
@@ -235,6 +267,41 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 )
                 .await?;
             }
+        }
+        AppCmd::Logs {
+            app,
+            node,
+            pod,
+            container,
+            tail,
+            since,
+            follow,
+            previous,
+            timestamps,
+            conn,
+        } => {
+            let (project, name) = split(&app)?;
+            let mut query = vec![("node", node)];
+            for (k, v) in [("pod", pod), ("container", container), ("since", since)] {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            }
+            if let Some(t) = tail {
+                query.push(("tail", t.to_string()));
+            }
+            for (k, on) in [
+                ("follow", follow),
+                ("previous", previous),
+                ("timestamps", timestamps),
+            ] {
+                if on {
+                    query.push((k, "true".to_string()));
+                }
+            }
+            client(cfg, &conn)?
+                .logs(project, name, &query, &mut out)
+                .await?;
         }
         AppCmd::Status { app, watch, conn } => {
             let (project, name) = split(&app)?;

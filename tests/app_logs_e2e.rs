@@ -109,6 +109,29 @@ fn developers_read_and_follow_an_apps_log_through_the_nodes_edge() {
     let (s, body) = get(&dev, "?node=n1&lines=3");
     assert_eq!(s, 400, "{body}");
 
+    // The same through the CLI, as the developer; a refusal is the server's words.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(["app", "logs"])
+            .args(args)
+            .env("BERTH_URL", reg.url())
+            .env("BERTH_USER", "dev")
+            .env("BERTH_PASSWORD", "dev2024ok")
+            .output()
+            .expect("berth app logs")
+    };
+    let out = cli(&["shop/web", "--node", "n1", "--tail", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "listening on :8080\n");
+    let out = cli(&["shop/web", "--node", "n2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("edge_controller_token"), "{err}");
+
     // Follow: new lines arrive on the open response.
     let res = dev
         .http

@@ -121,6 +121,55 @@ impl CliClient {
         format!("api/v1/projects/{project}/apps/{app}")
     }
 
+    /// Writes an app's container log on a node to `out` as it arrives (with
+    /// `follow` in `query`, until the server ends it or the process is stopped).
+    pub async fn logs(
+        &self,
+        project: &str,
+        app: &str,
+        query: &[(&str, String)],
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), CliError> {
+        use futures::StreamExt;
+        let mut url = self
+            .base
+            .join(&format!("{}/logs", Self::app_path(project, app)))
+            .map_err(|e| CliError::Usage(format!("bad app name {project}/{app}: {e}")))?;
+        url.query_pairs_mut().extend_pairs(query.iter());
+        // A follow may last for days; the client's own timeout is for one answer.
+        let mut rb = self
+            .http
+            .get(url.clone())
+            .timeout(Duration::from_secs(30 * 24 * 3600));
+        if let Some(u) = &self.user {
+            rb = rb.basic_auth(u, self.password.as_deref());
+        }
+        let resp = rb.send().await.map_err(|e| CliError::Unreachable {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.trim().chars().take(300).collect());
+            return Err(CliError::Server {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| CliError::Protocol(format!("the log stream broke: {e}")))?;
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     pub async fn create_app(
         &self,
         project: &str,
