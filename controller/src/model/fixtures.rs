@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{AppSpec, Container, WorkloadKind};
 
-pub(super) fn container(name: &str, image: &str) -> Container {
+pub(crate) fn container(name: &str, image: &str) -> Container {
     Container {
         name: name.into(),
         image: image.into(),

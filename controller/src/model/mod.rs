@@ -24,7 +24,7 @@ mod app;
 mod check;
 mod cluster;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod formats;
 mod kubeconfig;
 mod names;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use redb::Database;
 
-use crate::model::{AppSpec, Container, Node, WorkloadKind};
+use crate::model::{AppSpec, Node, WorkloadKind};
 use crate::sealed_records::RecordSealer;
 
 use super::Store;
@@ -24,19 +24,7 @@ pub(super) fn test_sealer() -> RecordSealer {
 pub(super) fn spec(image: &str) -> AppSpec {
     AppSpec {
         kind: WorkloadKind::Deployment,
-        containers: vec![Container {
-            name: "web".into(),
-            image: image.into(),
-            command: vec![],
-            args: vec![],
-            env: vec![],
-            env_from: vec![],
-            ports: vec![],
-            resources: None,
-            liveness_probe: None,
-            readiness_probe: None,
-            volume_mounts: vec![],
-        }],
+        containers: vec![crate::model::fixtures::container("web", image)],
         volumes: vec![],
         replicas: None,
         schedule: None,
