@@ -524,6 +524,8 @@ pub struct Harness {
     pub state: Option<ControllerState>,
     stop: Vec<oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The database, to know when every task holding it has let go.
+    db: std::sync::Weak<redb::Database>,
 }
 
 pub fn fast_settings() -> ControllerSettings {
@@ -552,7 +554,9 @@ impl Harness {
             authorizer: Arc::new(BasicAuthorizer),
             audit: world.audit.clone(),
         };
-        let state = ControllerState::new(Arc::new(db), ports, fast_settings()).expect("controller");
+        let db = Arc::new(db);
+        let db_weak = Arc::downgrade(&db);
+        let state = ControllerState::new(db, ports, fast_settings()).expect("controller");
         let (stop_rec, rec_rx) = oneshot::channel::<()>();
         let reconciler = state.spawn_reconciler(async move {
             let _ = rec_rx.await;
@@ -577,6 +581,7 @@ impl Harness {
             state: Some(state),
             stop: vec![stop_rec, stop_srv],
             tasks: vec![reconciler, server],
+            db: db_weak,
         }
     }
 
@@ -590,6 +595,17 @@ impl Harness {
             let _ = t.await;
         }
         self.state.take();
+        // A blocking database call the reconciler started may still be
+        // finishing on the blocking pool; a process exit would end it, here
+        // the next start must wait for it to let the file go.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.db.strong_count() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database is still held 20 s after the controller stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.world.clone()
     }
 
