@@ -13,7 +13,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    validate_dns_label, validate_dns_subdomain, AppSpec, Protocol, ValidationError,
+    validate_dns_label, validate_dns_subdomain, validate_label_key, validate_label_value, AppSpec,
+    Protocol, ValidationError,
+};
+
+mod publication;
+
+pub use self::publication::{
+    PublicationRef, ResourceDesired, ResourcePublication, ResourcePublicationKey, ResourceState,
 };
 
 /// The kinds of resource, named as their API collections.
@@ -66,6 +73,12 @@ impl ResourceKind {
         }
     }
 
+    /// Load balancers, EIPs and routes: they exist on a node only beside an
+    /// app they serve.
+    pub fn is_network(self) -> bool {
+        self.phase() == 2
+    }
+
     /// Deploy order on publish: config and storage before the workload (0),
     /// network after it (2). The workload itself is 1.
     pub fn phase(self) -> u8 {
@@ -102,15 +115,54 @@ pub struct ServicePort {
     pub protocol: Protocol,
 }
 
-/// A Service in front of one app.
+/// A Service in front of the apps its selector binds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancerSpec {
-    pub app: String,
+    /// Shorthand for `selector: {"app": "<name>"}` (how records before the
+    /// selector were written; they keep working as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Labels an app (its template's labels plus `app: <name>`) must carry to
+    /// be bound; the `app` label binds one app by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
     #[serde(default, rename = "type")]
     pub service_type: ServiceType,
     pub ports: Vec<ServicePort>,
 }
+
+impl LoadBalancerSpec {
+    /// The selector with the `app` shorthand folded in.
+    pub fn app_selector(&self) -> BTreeMap<String, String> {
+        let mut s = self.selector.clone();
+        if let Some(a) = &self.app {
+            s.entry(LABEL_APP.to_string()).or_insert_with(|| a.clone());
+        }
+        s
+    }
+
+    /// The one app the selector binds by name, if it names one.
+    pub fn owner_app(&self) -> Option<&str> {
+        self.app
+            .as_deref()
+            .or_else(|| self.selector.get(LABEL_APP).map(String::as_str))
+    }
+
+    /// Whether app `app`, whose template carries `labels`, is bound.
+    pub fn binds(&self, app: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.app_selector().iter().all(|(k, v)| {
+            if k == LABEL_APP {
+                v == app
+            } else {
+                labels.get(k) == Some(v)
+            }
+        })
+    }
+}
+
+/// The label every app's pods carry with the app's name.
+const LABEL_APP: &str = "app";
 
 /// An elastic IP attached to a load balancer (custom resource, see `crds/eip.yaml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +241,9 @@ pub struct Resource {
     pub name: String,
     pub kind: ResourceKind,
     pub spec: ResourceSpec,
+    /// What this template is for (the release description).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -349,8 +404,30 @@ fn port_ok(p: u32) -> bool {
 /// A load balancer's app and ports: at least one, each valid and listed once,
 /// named when there are several.
 fn check_load_balancer(lb: &LoadBalancerSpec, fail: &mut impl FnMut(&str, String)) {
-    if let Err(m) = validate_dns_label(&lb.app) {
-        fail("app", m);
+    if let Some(app) = &lb.app {
+        if let Err(m) = validate_dns_label(app) {
+            fail("app", m);
+        }
+        if lb.selector.get(LABEL_APP).is_some_and(|a| a != app) {
+            fail(
+                "selector.app",
+                format!("differs from app {app:?}; give one of them"),
+            );
+        }
+    }
+    if lb.app_selector().is_empty() {
+        fail(
+            "selector",
+            "bind the load balancer to apps: {\"app\": \"<name>\"} or other labels".into(),
+        );
+    }
+    for (k, v) in &lb.selector {
+        if let Err(m) = validate_label_key(k) {
+            fail(&format!("selector.{k}"), m);
+        }
+        if let Err(m) = validate_label_value(v) {
+            fail(&format!("selector.{k}"), m);
+        }
     }
     if lb.ports.is_empty() {
         fail("ports", "a load balancer needs at least one port".into());

@@ -15,7 +15,7 @@
 //! `api`), the publication state machine (`reconcile` calls in here at fixed
 //! points, passing the store and the deployer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,7 +24,9 @@ use crate::clock::now_secs;
 use crate::deploy::{DeployError, DeployTarget, Deployer, OwnerSelector};
 use crate::model::{AppSpec, Desired, Node, Publication};
 use crate::render;
-use crate::resources::{spec_resources, spec_uses, LoadBalancerSpec, ResourceKind, ResourceSpec};
+use crate::resources::{
+    spec_resources, spec_uses, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
+};
 use crate::secrets::SecretBox;
 use crate::store::{Store, StoreError};
 
@@ -55,6 +57,30 @@ fn missing(kind: ResourceKind, p: &Publication, name: &str) -> ResourceError {
         p.project,
         kind.as_str()
     ))
+}
+
+/// A resource's object an app's apply carries.
+pub struct Carried {
+    pub kind: ResourceKind,
+    pub name: String,
+    pub object: Value,
+}
+
+async fn load_balancer_of(
+    store: &Store,
+    project: &str,
+    name: &str,
+) -> Result<LoadBalancerSpec, ResourceError> {
+    let (p, n) = (project.to_string(), name.to_string());
+    let r = store
+        .run_blocking(move |s| s.get_resource(&p, ResourceKind::LoadBalancers, &n))
+        .await?;
+    match r.map(|r| r.spec) {
+        Some(ResourceSpec::LoadBalancer(lb)) => Ok(lb),
+        _ => Err(ResourceError::Unusable(format!(
+            "load balancer {project}/{name} does not exist"
+        ))),
+    }
 }
 
 /// What an unpublish with cascade does on a node: resources to remove, and
@@ -93,7 +119,12 @@ pub fn cascade_plan(
     plan
 }
 
-fn resource_selector(project: &str, node: &str, kind: ResourceKind, name: &str) -> OwnerSelector {
+pub fn resource_selector(
+    project: &str,
+    node: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> OwnerSelector {
     OwnerSelector {
         namespace: project.into(),
         labels: render::resource_selector_labels(project, node, kind, name),
@@ -105,6 +136,45 @@ impl ResourceRenderer {
         ResourceRenderer { secrets }
     }
 
+    /// The object of one resource on a node (an EIP or route names its load
+    /// balancer's Service there, and goes with the one app it binds by name).
+    pub async fn render_resource(
+        &self,
+        store: &Store,
+        r: &Resource,
+        node: &Node,
+    ) -> Result<Value, ResourceError> {
+        let (project, name) = (r.project.as_str(), r.name.as_str());
+        Ok(match &r.spec {
+            ResourceSpec::ConfigMap(c) => render::render_config_map(project, name, &c.data, node),
+            ResourceSpec::Secret(sec) => {
+                let key = self.secrets.as_ref().ok_or_else(|| {
+                    ResourceError::Unusable(
+                        "secrets cannot be opened: no controller.secret_key is configured".into(),
+                    )
+                })?;
+                let mut plain = BTreeMap::new();
+                for (k, v) in &sec.data {
+                    let value = key
+                        .open(&format!("{project}/{name}/{k}"), v)
+                        .map_err(|e| ResourceError::Unusable(e.to_string()))?;
+                    plain.insert(k.clone(), value);
+                }
+                render::render_secret(project, name, &plain, node)
+            }
+            ResourceSpec::Volume(v) => render::render_volume_claim(project, name, v, node),
+            ResourceSpec::LoadBalancer(lb) => render::render_service(project, name, lb, node),
+            ResourceSpec::Eip(e) => {
+                let lb = load_balancer_of(store, project, &e.load_balancer).await?;
+                render::render_eip(project, name, e, lb.owner_app(), node)
+            }
+            ResourceSpec::Route(rt) => {
+                let lb = load_balancer_of(store, project, &rt.load_balancer).await?;
+                render::render_route(project, name, rt, lb.owner_app(), node)
+            }
+        })
+    }
+
     /// Config maps, secrets and volume claims the workload needs, in that order.
     pub async fn before_workload(
         &self,
@@ -112,7 +182,7 @@ impl ResourceRenderer {
         p: &Publication,
         spec: &AppSpec,
         node: &Node,
-    ) -> Result<Vec<Value>, ResourceError> {
+    ) -> Result<Vec<Carried>, ResourceError> {
         let mut out = Vec::new();
         // spec_resources sorts by kind: config maps, secrets, volumes.
         for (kind, name) in spec_resources(spec) {
@@ -121,78 +191,69 @@ impl ResourceRenderer {
                 .run_blocking(move |s| s.get_resource(&proj, kind, &n))
                 .await?
                 .ok_or_else(|| missing(kind, p, &name))?;
-            match &r.spec {
-                ResourceSpec::ConfigMap(c) => {
-                    out.push(render::render_config_map(&p.project, &name, &c.data, node))
-                }
-                ResourceSpec::Secret(sec) => {
-                    let key = self.secrets.as_ref().ok_or_else(|| {
-                        ResourceError::Unusable(
-                            "secrets cannot be opened: no controller.secret_key is configured"
-                                .into(),
-                        )
-                    })?;
-                    let mut plain = BTreeMap::new();
-                    for (k, v) in &sec.data {
-                        let value = key
-                            .open(&format!("{}/{name}/{k}", p.project), v)
-                            .map_err(|e| ResourceError::Unusable(e.to_string()))?;
-                        plain.insert(k.clone(), value);
-                    }
-                    out.push(render::render_secret(&p.project, &name, &plain, node));
-                }
-                ResourceSpec::Volume(v) => {
-                    out.push(render::render_volume_claim(&p.project, &name, v, node))
-                }
-                _ => {}
-            }
+            let object = self.render_resource(store, &r, node).await?;
+            out.push(Carried { kind, name, object });
         }
         Ok(out)
     }
 
-    /// Services of the app's load balancers, then their EIPs, then routes.
+    /// Services of the load balancers binding the app, then their EIPs, then
+    /// routes: those published on the node.
     pub async fn after_workload(
         &self,
         store: &Store,
         p: &Publication,
+        spec: &AppSpec,
         node: &Node,
-    ) -> Result<Vec<Value>, ResourceError> {
-        let proj = p.project.clone();
-        let (lbs, eips, routes) = store
+    ) -> Result<Vec<Carried>, ResourceError> {
+        let (proj, nd) = (p.project.clone(), p.node.clone());
+        let (lbs, eips, routes, wanted) = store
             .run_blocking(move |s| {
                 Ok((
                     s.list_resources(&proj, ResourceKind::LoadBalancers)?,
                     s.list_resources(&proj, ResourceKind::Eips)?,
                     s.list_resources(&proj, ResourceKind::Routes)?,
+                    s.resources_wanted_on_node(&proj, &nd)?,
                 ))
             })
             .await?;
-        let mine: BTreeMap<String, LoadBalancerSpec> = lbs
-            .into_iter()
-            .filter_map(|r| match r.spec {
-                ResourceSpec::LoadBalancer(lb) if lb.app == p.app => Some((r.name, lb)),
-                _ => None,
-            })
-            .collect();
-        let mut out: Vec<Value> = mine
+        let here = |r: &Resource| wanted.contains(&(r.kind, r.name.clone()));
+        let mine: BTreeSet<String> = lbs
             .iter()
-            .map(|(name, lb)| render::render_service(&p.project, name, lb, node))
+            .filter(|r| here(r))
+            .filter(|r| {
+                matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.binds(&p.app, &spec.labels))
+            })
+            .map(|r| r.name.clone())
             .collect();
-        for r in eips {
-            if let ResourceSpec::Eip(e) = &r.spec {
-                if mine.contains_key(&e.load_balancer) {
-                    out.push(render::render_eip(&p.project, &r.name, e, &p.app, node));
-                }
-            }
+        let mut out = Vec::new();
+        for r in lbs.iter().filter(|r| mine.contains(&r.name)) {
+            out.push(self.carry(store, r, node).await?);
         }
-        for r in routes {
-            if let ResourceSpec::Route(rt) = &r.spec {
-                if mine.contains_key(&rt.load_balancer) {
-                    out.push(render::render_route(&p.project, &r.name, rt, &p.app, node));
-                }
+        for r in eips.iter().chain(routes.iter()).filter(|r| here(r)) {
+            let on = match &r.spec {
+                ResourceSpec::Eip(e) => &e.load_balancer,
+                ResourceSpec::Route(rt) => &rt.load_balancer,
+                _ => continue,
+            };
+            if mine.contains(on) {
+                out.push(self.carry(store, r, node).await?);
             }
         }
         Ok(out)
+    }
+
+    async fn carry(
+        &self,
+        store: &Store,
+        r: &Resource,
+        node: &Node,
+    ) -> Result<Carried, ResourceError> {
+        Ok(Carried {
+            kind: r.kind,
+            name: r.name.clone(),
+            object: self.render_resource(store, r, node).await?,
+        })
     }
 
     /// After an apply: the app's volumes are bound on the node.
@@ -223,6 +284,7 @@ impl ResourceRenderer {
         cascade: bool,
         target: &DeployTarget,
     ) -> Result<String, ResourceError> {
+        take_down_network_left_alone(store, deployer, p, target).await?;
         if !cascade {
             return Ok(String::new());
         }
@@ -238,8 +300,41 @@ impl ResourceRenderer {
                     .await?;
             }
         }
+        let (proj, node, items) = (p.project.clone(), p.node.clone(), plan.remove.clone());
+        store
+            .run_blocking(move |s| s.forget_resource_publications(&proj, &node, &items))
+            .await?;
         Ok(plan.kept.join("; "))
     }
+}
+
+/// Load balancers, EIPs and routes on the node that no app published there
+/// is served by any more go with the app that leaves (routes first).
+async fn take_down_network_left_alone(
+    store: &Store,
+    deployer: &dyn Deployer,
+    p: &Publication,
+    target: &DeployTarget,
+) -> Result<(), ResourceError> {
+    let (proj, node) = (p.project.clone(), p.node.clone());
+    let alone = store
+        .run_blocking(move |s| s.network_left_alone(&proj, &node))
+        .await?;
+    for rp in &alone {
+        deployer
+            .remove(
+                target,
+                &resource_selector(&rp.project, &rp.node, rp.kind, &rp.name),
+            )
+            .await?;
+    }
+    let items: Vec<(ResourceKind, String)> =
+        alone.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
+    let (proj, node) = (p.project.clone(), p.node.clone());
+    store
+        .run_blocking(move |s| s.forget_resource_publications(&proj, &node, &items))
+        .await?;
+    Ok(())
 }
 
 async fn plan_for(store: &Store, p: &Publication) -> Result<CascadePlan, StoreError> {

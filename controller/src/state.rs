@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::deploy::Deployer;
-use crate::model::PublicationKey;
 use crate::ports::{AuditSink, Authorizer, EdgeClient, ImageResolver};
 use crate::reconcile::{self, Context, ReconcileSettings};
 use crate::render::RenderOptions;
+use crate::resources::PublicationRef;
 use crate::resources_ctl::ResourceRenderer;
 use crate::sealed_records::RecordSealer;
 use crate::secrets::SecretBox;
@@ -48,8 +48,8 @@ pub struct ControllerState {
 struct StateInner {
     ctx: Arc<Context>,
     authorizer: Arc<dyn Authorizer>,
-    trigger: mpsc::UnboundedSender<PublicationKey>,
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<PublicationKey>>>,
+    trigger: mpsc::UnboundedSender<PublicationRef>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<PublicationRef>>>,
     secrets: Option<SecretBox>,
 }
 
@@ -100,11 +100,11 @@ impl ControllerState {
         self.inner.secrets.as_ref()
     }
 
-    /// Asks the reconciler to look at a publication now.
-    pub fn trigger(&self, key: PublicationKey) {
+    /// Asks the reconciler to look at a publication (of an app or a resource) now.
+    pub fn trigger(&self, key: impl Into<PublicationRef>) {
         // Without a running reconciler the key waits in the channel; the
         // reconciler also scans every publication when it starts.
-        let _ = self.inner.trigger.send(key);
+        let _ = self.inner.trigger.send(key.into());
     }
 
     /// Runs the reconcile loop on tokio until `shutdown` resolves. Only the first

@@ -458,7 +458,8 @@ async fn resources_apply_and_a_missing_crd_is_named() {
     let t = target(&url);
     let d = KubeDeployer::new();
     let lb = LoadBalancerSpec {
-        app: "web".into(),
+        app: Some("web".into()),
+        selector: Default::default(),
         service_type: Default::default(),
         ports: vec![ServicePort {
             name: None,
@@ -497,7 +498,7 @@ async fn resources_apply_and_a_missing_crd_is_named() {
             address: "203.0.113.7".into(),
             load_balancer: "web-lb".into(),
         },
-        "web",
+        Some("web"),
         &t.node,
     );
     let err = d.apply(&t, &[eip]).await.expect_err("no CRD").to_string();

@@ -295,7 +295,7 @@ async fn volume_rules_hold_while_web_is_published(h: &Harness) {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(
-        error(&v).contains("rule: the route of a published app cannot be deleted"),
+        error(&v).contains("rule: a resource is deleted only when it is published nowhere; route www is published on n1"),
         "{v}"
     );
     let (s, v) = h

@@ -12,7 +12,8 @@
 //! - `clusters`: clusters, nodes, a node's kubeconfig;
 //! - `apps`: apps and their template versions;
 //! - `publications`: publish, unpublish, publication status, logs;
-//! - `resources`: the resource collections and volume release.
+//! - `resources`: the resource collections and volume release;
+//! - `resource_publications`: publishing and unpublishing resources per node.
 
 use std::collections::BTreeSet;
 
@@ -28,6 +29,7 @@ mod apps;
 mod clusters;
 mod error;
 mod publications;
+mod resource_publications;
 mod resources;
 
 pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
@@ -35,6 +37,7 @@ pub use self::clusters::{ClusterView, NodeView};
 use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
+pub use self::resource_publications::{ResourcePublicationsView, ResourceTargetInput};
 pub use self::resources::ResourceView;
 
 impl ControllerState {
@@ -115,6 +118,7 @@ pub fn router(state: ControllerState) -> Router {
         .merge(apps::routes())
         .merge(publications::routes())
         .merge(resources::routes())
+        .merge(resource_publications::routes())
         .with_state(state)
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_secs;
 use crate::model::Publication;
 use crate::ports::{CtlAction, EdgeError, LogRequest};
+use crate::resources::ResourcePublication;
 use crate::state::ControllerState;
 
 use super::apps::load_app;
@@ -73,6 +74,9 @@ pub struct PublicationsView {
     /// Unpublish with cascade: resources that stay on a node, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<String>,
+    /// The resources travelling with the app, per node (publication status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourcePublication>,
 }
 
 async fn target_nodes(
@@ -143,6 +147,7 @@ async fn publish(
         Json(PublicationsView {
             publications: pubs,
             kept: Vec::new(),
+            resources: Vec::new(),
         }),
     ))
 }
@@ -177,6 +182,7 @@ async fn unpublish(
         Json(PublicationsView {
             publications: pubs,
             kept,
+            resources: Vec::new(),
         }),
     ))
 }
@@ -189,12 +195,18 @@ async fn list_publications(
     check_project(&project)?;
     state.authorize(&headers, Some(&project), CtlAction::Read)?;
     load_app(&state, &project, &app).await?;
-    let pubs = state
-        .db(move |s| s.list_app_publications(&project, &app))
+    let (pubs, resources) = state
+        .db(move |s| {
+            Ok((
+                s.list_app_publications(&project, &app)?,
+                s.app_resource_publications(&project, &app)?,
+            ))
+        })
         .await?;
     Ok(Json(PublicationsView {
         publications: pubs,
         kept: Vec::new(),
+        resources,
     }))
 }
 

@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::clock::now_secs;
 use crate::ports::CtlAction;
 use crate::resources::{
-    Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
-    RouteSpec, SecretSpec, VolumeSpec,
+    Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource, ResourceKind, ResourcePublication,
+    ResourceSpec, RouteSpec, SecretSpec, VolumeSpec,
 };
 use crate::resources_ctl::release_volume;
 use crate::state::ControllerState;
@@ -34,8 +34,13 @@ pub struct ResourceView {
     pub name: String,
     pub kind: ResourceKind,
     pub spec: Value,
+    #[serde(default)]
+    pub description: String,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Where it is published, per node: wanted, applied, what happened last.
+    #[serde(default)]
+    pub publications: Vec<ResourcePublication>,
     /// Published apps using it (`app@node`); config maps, secrets, volumes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub used_by: Vec<String>,
@@ -44,10 +49,20 @@ pub struct ResourceView {
     pub bindings: Vec<Binding>,
 }
 
-fn view(r: &Resource, used_by: Vec<String>, bindings: Vec<Binding>) -> ResourceView {
+fn view(
+    r: &Resource,
+    used_by: Vec<String>,
+    bindings: Vec<Binding>,
+    publications: Vec<ResourcePublication>,
+) -> ResourceView {
     let spec = match &r.spec {
         ResourceSpec::Secret(s) => serde_json::json!({ "keys": s.data.keys().collect::<Vec<_>>() }),
-        ResourceSpec::LoadBalancer(x) => serde_json::to_value(x).unwrap_or_default(),
+        ResourceSpec::LoadBalancer(x) => {
+            let mut v = serde_json::to_value(x).unwrap_or_default();
+            // The selector in force, with the `app` shorthand folded in.
+            v["selector"] = serde_json::to_value(x.app_selector()).unwrap_or_default();
+            v
+        }
         ResourceSpec::Eip(x) => serde_json::to_value(x).unwrap_or_default(),
         ResourceSpec::Route(x) => serde_json::to_value(x).unwrap_or_default(),
         ResourceSpec::ConfigMap(x) => serde_json::to_value(x).unwrap_or_default(),
@@ -58,8 +73,10 @@ fn view(r: &Resource, used_by: Vec<String>, bindings: Vec<Binding>) -> ResourceV
         name: r.name.clone(),
         kind: r.kind,
         spec,
+        description: r.description.clone(),
         created_at: r.created_at,
         updated_at: r.updated_at,
+        publications,
         used_by,
         bindings,
     }
@@ -101,6 +118,15 @@ fn parse_input(
         (None, None) => {
             return Err(ApiError::BadRequest(
                 "name: give the resource a name".into(),
+            ))
+        }
+    };
+    let description = match fields.remove("description") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(d)) => d,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "description: give it as a string".into(),
             ))
         }
     };
@@ -148,22 +174,24 @@ fn parse_input(
         name,
         kind,
         spec,
+        description,
         created_at: now,
         updated_at: now,
     })
 }
 
-async fn load_view(
+pub(super) async fn load_view(
     state: &ControllerState,
     project: &str,
     kind: ResourceKind,
     name: &str,
 ) -> Result<ResourceView, ApiError> {
     let (p, n) = (project.to_string(), name.to_string());
-    let (r, users, bindings) = state
+    let (r, users, bindings, pubs) = state
         .context()
         .db(move |s| {
             let r = s.get_resource(&p, kind, &n)?;
+            let pubs = s.list_resource_publications(&p, kind, &n)?;
             let users = match kind {
                 ResourceKind::ConfigMaps | ResourceKind::Secrets | ResourceKind::Volumes => {
                     s.resource_users(&p, kind, &n)?
@@ -175,12 +203,12 @@ async fn load_view(
                 .into_iter()
                 .filter(|b| b.kind == kind && b.name == n)
                 .collect();
-            Ok((r, users, bindings))
+            Ok((r, users, bindings, pubs))
         })
         .await?;
     let r =
         r.ok_or_else(|| ApiError::NotFound(format!("no {} {project}/{name}", kind.singular())))?;
-    Ok(view(&r, users, bindings))
+    Ok(view(&r, users, bindings, pubs))
 }
 
 async fn create(
@@ -213,10 +241,13 @@ async fn create(
         &result,
     );
     result?;
-    Ok((StatusCode::CREATED, Json(view(&r, Vec::new(), Vec::new()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&r, Vec::new(), Vec::new(), Vec::new())),
+    ))
 }
 
-fn audit<T>(
+pub(super) fn audit<T>(
     state: &ControllerState,
     actor: &str,
     project: &str,
@@ -251,11 +282,18 @@ async fn list(
         .map_err(ApiError::Auth)?;
     let all = state
         .context()
-        .db(move |s| s.list_resources(&project, kind))
+        .db(move |s| {
+            let mut out = Vec::new();
+            for r in s.list_resources(&project, kind)? {
+                let pubs = s.list_resource_publications(&project, kind, &r.name)?;
+                out.push((r, pubs));
+            }
+            Ok(out)
+        })
         .await?;
     Ok(Json(
-        all.iter()
-            .map(|r| view(r, Vec::new(), Vec::new()))
+        all.into_iter()
+            .map(|(r, pubs)| view(&r, Vec::new(), Vec::new(), pubs))
             .collect(),
     ))
 }

@@ -348,7 +348,8 @@ mod tests {
         use crate::resources::*;
         let n = node();
         let lb = LoadBalancerSpec {
-            app: "web".into(),
+            app: Some("web".into()),
+            selector: Default::default(),
             service_type: ServiceType::LoadBalancer,
             ports: vec![ServicePort {
                 name: Some("http".into()),
@@ -389,7 +390,7 @@ mod tests {
                     load_balancer: "web-lb".into(),
                     port: 80,
                 },
-                "web",
+                Some("web"),
                 &n,
             ),
         ];
@@ -425,7 +426,7 @@ mod tests {
                 address: "203.0.113.7".into(),
                 load_balancer: "web-lb".into(),
             },
-            "web",
+            Some("web"),
             &n,
         );
         let crd: Value =

@@ -27,7 +27,12 @@
 //! Must not touch: HTTP requests and responses (the API layer records requests
 //! in the store and triggers the loop).
 //!
+//! For a resource on a node (`resource`): once nothing it needs there is on
+//! its way (an app apply that carries it, its load balancer), render and
+//! apply it; for an unpublish, remove it and forget the record.
+//!
 //! - `publish`: the steps of a publish; `unpublish`: those of an unpublish;
+//! - `resource`: the steps of a resource's publish and unpublish;
 //! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once.
 
 use std::sync::Arc;
@@ -38,10 +43,12 @@ use crate::deploy::{DeployError, DeployTarget, Deployer};
 use crate::model::{Desired, Publication, PublicationKey, PublicationState};
 use crate::ports::{AuditSink, EdgeClient, EdgeError, ImageResolver, ResolveError};
 use crate::render::{RenderError, RenderOptions};
+use crate::resources::PublicationRef;
 use crate::resources_ctl::{ResourceError, ResourceRenderer};
 use crate::store::{Store, StoreError};
 
 mod publish;
+mod resource;
 mod scheduler;
 mod unpublish;
 
@@ -173,15 +180,23 @@ async fn save(ctx: &Context, p: &mut Publication) -> Result<(), ReconcileError> 
     }
 }
 
-fn clear_failure(p: &mut Publication) {
+pub(super) fn clear_failure(p: &mut Publication) {
     p.attempts = 0;
     p.next_retry_at_ms = None;
     p.last_error = None;
 }
 
-/// One reconcile of one publication. Never fails: errors go through the error
-/// policy and come back as a requeue.
-pub async fn reconcile(key: &PublicationKey, ctx: &Context) -> Action {
+/// One reconcile of an app's or a resource's publication.
+pub async fn reconcile(key: &PublicationRef, ctx: &Context) -> Action {
+    match key {
+        PublicationRef::App(k) => reconcile_app(k, ctx).await,
+        PublicationRef::Resource(k) => resource::reconcile_resource(k, ctx).await,
+    }
+}
+
+/// One reconcile of one app publication. Never fails: errors go through the
+/// error policy and come back as a requeue.
+pub async fn reconcile_app(key: &PublicationKey, ctx: &Context) -> Action {
     let k = key.clone();
     let p = match ctx.db(move |s| s.get_publication(&k)).await {
         Ok(Some(p)) => p,
@@ -259,7 +274,7 @@ pub async fn error_policy(
     }
 }
 
-async fn target(ctx: &Context, node: &str) -> Result<DeployTarget, ReconcileError> {
+pub(super) async fn target_of(ctx: &Context, node: &str) -> Result<DeployTarget, ReconcileError> {
     let n = node.to_string();
     let node = ctx
         .db(move |s| s.get_node(&n))

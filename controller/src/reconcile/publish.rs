@@ -19,7 +19,7 @@ use crate::model::{
 use crate::ports::{ImageProgress, JobState, JobStatus};
 use crate::render::{self, WorkloadInput};
 
-use super::{clear_failure, save, target, Action, Context, ReconcileError};
+use super::{clear_failure, save, target_of, Action, Context, ReconcileError};
 
 /// Takes a publication wanted on its node as far as it can go now.
 pub(super) async fn publish_step(
@@ -27,7 +27,7 @@ pub(super) async fn publish_step(
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
     let key = p.key();
-    let target = target(ctx, &p.node).await?;
+    let target = target_of(ctx, &p.node).await?;
     let tv = template_version(ctx, &p).await?;
 
     // 1. Resolve once per publish.
@@ -267,13 +267,17 @@ async fn apply(
     target: &DeployTarget,
 ) -> Result<(), ReconcileError> {
     let images = p.images.clone().unwrap_or_default();
-    let mut objects = Vec::new();
+    let mut before = Vec::new();
+    let mut after = Vec::new();
     if let Some(res) = &ctx.resources {
-        objects.extend(
-            res.before_workload(&ctx.store, p, spec, &target.node)
-                .await?,
-        );
+        before = res
+            .before_workload(&ctx.store, p, spec, &target.node)
+            .await?;
+        after = res
+            .after_workload(&ctx.store, p, spec, &target.node)
+            .await?;
     }
+    let mut objects: Vec<_> = before.iter().map(|c| c.object.clone()).collect();
     objects.extend(render::render_workload(
         &WorkloadInput {
             project: &p.project,
@@ -285,10 +289,19 @@ async fn apply(
         },
         &ctx.render,
     )?);
-    if let Some(res) = &ctx.resources {
-        objects.extend(res.after_workload(&ctx.store, p, &target.node).await?);
-    }
+    objects.extend(after.iter().map(|c| c.object.clone()));
     ctx.deployer.apply(target, &objects).await?;
+    // The resources it carried are on the node: recorded before the app is,
+    // so their own reconciles never see the app applied and them not.
+    let carried: Vec<_> = before
+        .iter()
+        .chain(after.iter())
+        .map(|c| (c.kind, c.name.clone()))
+        .collect();
+    let (proj, node) = (p.project.clone(), p.node.clone());
+    let detail = format!("applied with app {} version {}", p.app, p.version);
+    ctx.db(move |s| s.mark_resources_applied(&proj, &node, &carried, &detail, now_secs()))
+        .await?;
     p.applied = true;
     clear_failure(p);
     // Always in the history (the state is already deploying): an operator

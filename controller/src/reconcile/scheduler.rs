@@ -1,4 +1,4 @@
-//! When reconciles run: a queue of publications by due time, at most
+//! When reconciles run: a queue of publications (of apps and of resources) by due time, at most
 //! `concurrency` at once and never two for the same publication.
 //!
 //! Owns: the queue, the reconciles in flight, and the shutdown drain. A trigger
@@ -15,7 +15,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
 use crate::clock::now_ms;
-use crate::model::PublicationKey;
+use crate::resources::PublicationRef;
 
 use super::{reconcile, Action, Context, ReconcileSettings};
 
@@ -24,7 +24,7 @@ use super::{reconcile, Action, Context, ReconcileSettings};
 /// asks to be requeued, and every `resync_interval` for all.
 pub async fn run(
     ctx: Arc<Context>,
-    mut trigger: mpsc::UnboundedReceiver<PublicationKey>,
+    mut trigger: mpsc::UnboundedReceiver<PublicationRef>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut s = Scheduler::new(ctx);
@@ -51,12 +51,12 @@ struct Scheduler {
     ctx: Arc<Context>,
     settings: ReconcileSettings,
     /// Publications waiting, with the time each is due.
-    queue: BTreeMap<PublicationKey, Instant>,
-    in_flight: HashSet<PublicationKey>,
+    queue: BTreeMap<PublicationRef, Instant>,
+    in_flight: HashSet<PublicationRef>,
     /// Triggered while in flight: run again as soon as that reconcile ends.
-    dirty: HashSet<PublicationKey>,
+    dirty: HashSet<PublicationRef>,
     tasks: JoinSet<Action>,
-    task_keys: HashMap<tokio::task::Id, PublicationKey>,
+    task_keys: HashMap<tokio::task::Id, PublicationRef>,
 }
 
 impl Scheduler {
@@ -98,7 +98,7 @@ impl Scheduler {
             .min()
     }
 
-    fn triggered(&mut self, key: PublicationKey) {
+    fn triggered(&mut self, key: PublicationRef) {
         if self.in_flight.contains(&key) {
             self.dirty.insert(key);
         } else {
@@ -138,17 +138,26 @@ impl Scheduler {
 
     /// Queues every stored publication not already waiting or running.
     async fn resync(&mut self) {
-        match self.ctx.db(|s| s.list_publications()).await {
+        let all = self
+            .ctx
+            .db(|s| {
+                let apps = s.list_publications()?.into_iter();
+                let resources = s.list_all_resource_publications()?.into_iter();
+                Ok(apps
+                    .map(|p| (PublicationRef::App(p.key()), p.next_retry_at_ms))
+                    .chain(resources.map(|r| (r.key().into(), r.next_retry_at_ms)))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        match all {
             Ok(all) => {
                 let now_wall = now_ms();
-                for p in all {
-                    let key = p.key();
+                for (key, retry_at) in all {
                     if self.in_flight.contains(&key) || self.queue.contains_key(&key) {
                         continue;
                     }
                     // Respect a stored backoff (also after a restart).
-                    let wait = p
-                        .next_retry_at_ms
+                    let wait = retry_at
                         .map(|at| Duration::from_millis(at.saturating_sub(now_wall)))
                         .unwrap_or_default();
                     self.queue.insert(key, Instant::now() + wait);

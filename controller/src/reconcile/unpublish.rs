@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use crate::deploy::OwnerSelector;
 use crate::model::Publication;
 
-use super::{target, Action, Context, ReconcileError};
+use super::{target_of, Action, Context, ReconcileError};
 
 /// Takes a publication off its node and forgets it.
 pub(super) async fn unpublish_step(
@@ -20,7 +20,7 @@ pub(super) async fn unpublish_step(
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
     let key = p.key();
-    let target = target(ctx, &p.node).await?;
+    let target = target_of(ctx, &p.node).await?;
     ctx.deployer
         .remove(&target, &OwnerSelector::app(&p.project, &p.app, &p.node))
         .await?;

@@ -15,8 +15,8 @@ use crate::resources::{
 };
 
 use super::{
-    labels_value, metadata, resource_object_name, selector_labels, volume_claim_name, LABEL_APP,
-    LABEL_BERTH_APP, LABEL_MANAGED_BY, LABEL_NODE, LABEL_PROJECT, LABEL_RESOURCE,
+    labels_value, metadata, resource_object_name, volume_claim_name, LABEL_APP, LABEL_BERTH_APP,
+    LABEL_MANAGED_BY, LABEL_NODE, LABEL_PROJECT, LABEL_RESOURCE,
 };
 
 pub const LABEL_RESOURCE_KIND: &str = "berth.dev/resource-kind";
@@ -112,7 +112,7 @@ pub fn render_service(project: &str, name: &str, lb: &LoadBalancerSpec, node: &N
         &node.name,
         ResourceKind::LoadBalancers,
         name,
-        Some(&lb.app),
+        lb.owner_app(),
     );
     let ports: Vec<Value> = lb
         .ports
@@ -135,7 +135,7 @@ pub fn render_service(project: &str, name: &str, lb: &LoadBalancerSpec, node: &N
     };
     let mut spec = json!({
         "type": service_type,
-        "selector": labels_value(&selector_labels(&lb.app, &node.name)),
+        "selector": labels_value(&service_selector(lb, &node.name)),
         "ports": ports,
     });
     if lb.service_type == ServiceType::LoadBalancer {
@@ -150,9 +150,25 @@ pub fn render_service(project: &str, name: &str, lb: &LoadBalancerSpec, node: &N
     })
 }
 
+/// The pods a load balancer sends traffic to on a node: those of the apps its
+/// selector binds (pods carry their app's labels and `app`), on that node.
+fn service_selector(lb: &LoadBalancerSpec, node: &str) -> BTreeMap<String, String> {
+    let mut s = lb.app_selector();
+    s.insert(LABEL_NODE.to_string(), node.to_string());
+    s
+}
+
 /// The `ElasticIP` custom resource (CRD in `controller/crds/eip.yaml`).
-pub fn render_eip(project: &str, name: &str, eip: &EipSpec, app: &str, node: &Node) -> Value {
-    let labels = resource_labels(project, &node.name, ResourceKind::Eips, name, Some(app));
+/// `app`: the one app its load balancer binds by name, if any (the EIP goes
+/// with that app).
+pub fn render_eip(
+    project: &str,
+    name: &str,
+    eip: &EipSpec,
+    app: Option<&str>,
+    node: &Node,
+) -> Value {
+    let labels = resource_labels(project, &node.name, ResourceKind::Eips, name, app);
     json!({
         "apiVersion": "berth.dev/v1",
         "kind": "ElasticIP",
@@ -165,8 +181,14 @@ pub fn render_eip(project: &str, name: &str, eip: &EipSpec, app: &str, node: &No
     })
 }
 
-pub fn render_route(project: &str, name: &str, route: &RouteSpec, app: &str, node: &Node) -> Value {
-    let labels = resource_labels(project, &node.name, ResourceKind::Routes, name, Some(app));
+pub fn render_route(
+    project: &str,
+    name: &str,
+    route: &RouteSpec,
+    app: Option<&str>,
+    node: &Node,
+) -> Value {
+    let labels = resource_labels(project, &node.name, ResourceKind::Routes, name, app);
     json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

@@ -199,7 +199,7 @@ impl Store {
             let resources = txn.open_table(RESOURCES)?;
             let lbs: Vec<String> = list_kind(&resources, project, ResourceKind::LoadBalancers)?
                 .into_iter()
-                .filter(|r| matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.app == name))
+                .filter(|r| matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.owner_app() == Some(name)))
                 .map(|r| r.name)
                 .collect();
             if !lbs.is_empty() {

@@ -7,7 +7,7 @@ use redb::ReadableTable;
 use crate::model::Desired;
 use crate::resources::{Binding, BindingState, ResourceKind};
 
-use super::{decode, encode, Result, Store, StoreError, BINDINGS};
+use super::{decode, encode, Result, Store, StoreError, BINDINGS, RESOURCE_PUBS};
 
 impl Store {
     /// Records that a volume is bound on a node (again, if it was released).
@@ -110,6 +110,9 @@ impl Store {
                 b.state = BindingState::Released;
                 t.insert(key, encode(&b).as_slice())?;
             }
+            // Released is off the node: no longer published there.
+            let mut pubs = txn.open_table(RESOURCE_PUBS)?;
+            pubs.remove((project, kind.as_str(), name, node))?;
         }
         txn.commit()?;
         Ok(())

@@ -22,7 +22,12 @@
 //!                                                                    EIPs, routes, config maps,
 //!                                                                    secrets, volumes)
 //! ctl_bindings      (project, node, kind, name)-> Binding           (a resource bound to a node)
+//! ctl_resource_publications
+//!                   (project, kind, name, node)-> ResourcePublication (a resource on a node)
 //! ```
+//!
+//! `ctl_meta` also holds "resource_publications" = 1 once the records of
+//! resources published with their apps by an earlier release were made.
 //!
 //! Publications carry a `revision` that every write bumps; the reconciler writes
 //! with compare-and-swap on it (`update_publication`), so a publish or unpublish
@@ -36,7 +41,8 @@
 //! - `publications`: publish and unpublish requests, and the reconciler's
 //!   compare-and-swap writes;
 //! - `resources`: resources that travel with apps, and the references between them;
-//! - `bindings`: volumes bound to (and released from) nodes.
+//! - `bindings`: volumes bound to (and released from) nodes;
+//! - `resource_publications`: resources published per node, and their rules.
 
 use std::sync::Arc;
 
@@ -53,6 +59,9 @@ mod clusters;
 #[cfg(test)]
 mod fixtures;
 mod publications;
+mod resource_publications;
+#[cfg(test)]
+mod resource_publications_tests;
 mod resources;
 
 use self::clusters::seal_clear_records;
@@ -75,6 +84,9 @@ const PUBLICATIONS: TableDefinition<(&str, &str, &str), &[u8]> =
 const RESOURCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("ctl_resources");
 const BINDINGS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
     TableDefinition::new("ctl_bindings");
+
+const RESOURCE_PUBS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
+    TableDefinition::new("ctl_resource_publications");
 
 const SCHEMA_VERSION: u64 = 1;
 
@@ -179,6 +191,15 @@ impl Store {
             txn.open_table(PUBLICATIONS)?;
             txn.open_table(RESOURCES)?;
             txn.open_table(BINDINGS)?;
+            txn.open_table(RESOURCE_PUBS)?;
+            drop(meta);
+            let made = resource_publications::backfill(&txn)?;
+            if made > 0 {
+                tracing::info!(
+                    made,
+                    "recorded the resources published with their apps per node"
+                );
+            }
         }
         txn.commit()?;
         Ok(Store { db, sealer })

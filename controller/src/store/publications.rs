@@ -34,12 +34,15 @@ impl Store {
             };
             let version = version.unwrap_or(app_rec.latest_version);
             let versions = txn.open_table(VERSIONS)?;
-            if versions.get((project, app, version))?.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "app {project}/{app} has no version {version} (latest is {})",
-                    app_rec.latest_version
-                )));
-            }
+            let tv: TemplateVersion = match versions.get((project, app, version))? {
+                Some(g) => decode("ctl_app_versions", g.value())?,
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "app {project}/{app} has no version {version} (latest is {})",
+                        app_rec.latest_version
+                    )))
+                }
+            };
             let node_table = txn.open_table(NODES)?;
             let mut unknown = Vec::new();
             for n in nodes {
@@ -72,6 +75,10 @@ impl Store {
                 pubs.insert((project, app, n.as_str()), encode(&p).as_slice())?;
                 out.push(p);
             }
+            let unique: BTreeSet<&String> = nodes.iter().collect();
+            super::resource_publications::publish_with_app(
+                &txn, project, app, &tv.spec, &unique, now,
+            )?;
         }
         txn.commit()?;
         Ok(out)

@@ -6,11 +6,10 @@ use std::collections::BTreeSet;
 
 use redb::ReadableTable;
 
-use crate::model::{
-    Desired, Publication, PublicationKey, PublicationState, TemplateVersion, ValidationError,
-};
+use crate::model::{Desired, Publication, PublicationState, TemplateVersion, ValidationError};
 use crate::resources::{
-    Binding, BindingState, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec, ServiceType,
+    Binding, BindingState, LoadBalancerSpec, PublicationRef, Resource, ResourceKind, ResourceSpec,
+    ServiceType,
 };
 
 use super::{
@@ -45,7 +44,7 @@ impl Store {
     /// Replaces a resource's spec (same rules as create, plus: a volume's
     /// capacity is immutable; a load balancer with routes stays ClusterIP).
     /// Returns the publications that must apply again (their app uses it).
-    pub fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationKey>> {
+    pub fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>> {
         crate::resources::validate(r.kind, &r.name, &r.spec)?;
         let txn = self.db.begin_write()?;
         let keys;
@@ -84,11 +83,15 @@ impl Store {
                             )));
                         }
                     }
-                    if a.app != b.app {
+                    let nodes = super::resource_publications::published_on(
+                        &txn, &r.project, r.kind, &r.name,
+                    )?;
+                    if a.app_selector() != b.app_selector() && !nodes.is_empty() {
                         return Err(StoreError::Conflict(format!(
-                            "rule: a load balancer stays with its app; {} belongs to {} (create \
-                             another for {})",
-                            r.name, a.app, b.app
+                            "rule: a load balancer's selector cannot change while it is \
+                             published; unpublish {} from {} first",
+                            r.name,
+                            nodes.join(", ")
                         )));
                     }
                 }
@@ -152,7 +155,7 @@ impl Store {
                 Some(g) => decode("ctl_resources", g.value())?,
                 None => return Err(not_found_resource(kind, project, name)),
             };
-            refuse_while_published_with_app(&txn, &t, &current, project, kind, name)?;
+            refuse_while_published(&txn, &t, &current, project, kind, name)?;
             t.remove((project, kind.as_str(), name))?;
             for node in released {
                 bindings.remove((project, node.as_str(), kind.as_str(), name))?;
@@ -202,9 +205,9 @@ fn binding_nodes(
     Ok((bound, released))
 }
 
-/// A load balancer, and the EIPs and routes on one, go only when nothing
-/// refers to them and their app is not published.
-fn refuse_while_published_with_app(
+/// A load balancer goes only when no EIP or route refers to it; any resource
+/// only when it is published nowhere.
+fn refuse_while_published(
     txn: &redb::WriteTransaction,
     t: &ResourceTable<'_>,
     current: &Resource,
@@ -212,7 +215,7 @@ fn refuse_while_published_with_app(
     kind: ResourceKind,
     name: &str,
 ) -> Result<()> {
-    if let ResourceSpec::LoadBalancer(lb) = &current.spec {
+    if let ResourceSpec::LoadBalancer(_) = &current.spec {
         let mut refs = referrers(t, project, ResourceKind::Eips, name)?;
         refs.extend(referrers(t, project, ResourceKind::Routes, name)?);
         if !refs.is_empty() {
@@ -221,43 +224,21 @@ fn refuse_while_published_with_app(
                 refs.join(", ")
             )));
         }
-        let nodes = published_nodes(txn, project, &lb.app)?;
-        if !nodes.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "rule: the load balancer of a published app cannot be deleted; unpublish \
-                 {} from {} first",
-                lb.app,
-                nodes.join(", ")
-            )));
-        }
     }
-    // Objects are not pruned on apply, so what travels with a published
-    // app stays until the app is unpublished.
-    let lb_name = match &current.spec {
-        ResourceSpec::Eip(e) => Some(e.load_balancer.as_str()),
-        ResourceSpec::Route(r) => Some(r.load_balancer.as_str()),
-        _ => None,
-    };
-    if let Some(lb) = lb_name
-        .map(|n| load_balancer(t, project, n))
-        .transpose()?
-        .flatten()
-    {
-        let nodes = published_nodes(txn, project, &lb.app)?;
-        if !nodes.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "rule: the {} of a published app cannot be deleted; unpublish {} from {} \
-                 first",
-                kind.singular(),
-                lb.app,
-                nodes.join(", ")
-            )));
-        }
+    let nodes = super::resource_publications::published_on(txn, project, kind, name)?;
+    if !nodes.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "rule: a resource is deleted only when it is published nowhere; {} {name} is \
+             published on {} (POST /api/v1/projects/{project}/{kind}/{name}/unpublish first)",
+            kind.singular(),
+            nodes.join(", ")
+        )));
     }
     Ok(())
 }
 
-type ResourceTable<'t> = redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>;
+pub(super) type ResourceTable<'t> =
+    redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>;
 
 pub(super) fn list_kind(
     t: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
@@ -294,7 +275,7 @@ fn referrers(
         .collect())
 }
 
-fn load_balancer(
+pub(super) fn load_balancer(
     t: &ResourceTable<'_>,
     project: &str,
     name: &str,
@@ -315,14 +296,15 @@ fn check_references(
 ) -> Result<()> {
     match &r.spec {
         ResourceSpec::LoadBalancer(lb) => {
-            let apps = txn.open_table(APPS)?;
-            let exists = apps.get((r.project.as_str(), lb.app.as_str()))?.is_some();
-            if !exists {
-                return Err(ValidationError::one(
-                    "app",
-                    format!("no app {}/{}; create it first", r.project, lb.app),
-                )
-                .into());
+            if let Some(app) = lb.owner_app() {
+                let apps = txn.open_table(APPS)?;
+                if apps.get((r.project.as_str(), app))?.is_none() {
+                    return Err(ValidationError::one(
+                        "app",
+                        format!("no app {}/{app}; create it first", r.project),
+                    )
+                    .into());
+                }
             }
         }
         ResourceSpec::Eip(e) => {
@@ -371,44 +353,21 @@ fn check_references(
     Ok(())
 }
 
-/// Nodes an app is published on (wanted there).
-fn published_nodes(txn: &redb::WriteTransaction, project: &str, app: &str) -> Result<Vec<String>> {
-    let pubs = txn.open_table(PUBLICATIONS)?;
-    let mut nodes = Vec::new();
-    for item in pubs.range((project, app, "")..)? {
-        let (k, v) = item?;
-        let (p, a, n) = k.value();
-        if p != project || a != app {
-            break;
-        }
-        let publication: Publication = decode("ctl_publications", v.value())?;
-        if publication.desired == Desired::Published {
-            nodes.push(n.to_string());
-        }
-    }
-    Ok(nodes)
-}
-
 /// After a resource changed: publications whose objects include it apply
 /// again. Marks them (applied = false) and returns their keys to trigger.
 fn reapply_users(
     txn: &redb::WriteTransaction,
     t: &ResourceTable<'_>,
     r: &Resource,
-) -> Result<Vec<PublicationKey>> {
-    let apps: BTreeSet<String> = match &r.spec {
-        ResourceSpec::LoadBalancer(lb) => [lb.app.clone()].into(),
-        ResourceSpec::Eip(e) => load_balancer(t, &r.project, &e.load_balancer)?
-            .map(|lb| [lb.app].into())
-            .unwrap_or_default(),
-        ResourceSpec::Route(rt) => load_balancer(t, &r.project, &rt.load_balancer)?
-            .map(|lb| [lb.app].into())
-            .unwrap_or_default(),
-        _ => users_in_txn(txn, &r.project, r.kind, &r.name)?
-            .into_iter()
-            .filter_map(|u| u.split_once('@').map(|(a, _)| a.to_string()))
-            .collect(),
-    };
+) -> Result<Vec<PublicationRef>> {
+    let mut apps: BTreeSet<String> = BTreeSet::new();
+    for on_node in super::resource_publications::apps_by_node(txn, &r.project)?.into_values() {
+        for a in on_node {
+            if super::resource_publications::serves(t, r, &a.app, &a.spec)? {
+                apps.insert(a.app);
+            }
+        }
+    }
     let mut pubs = txn.open_table(PUBLICATIONS)?;
     let mut changed = Vec::new();
     for item in pubs.range((r.project.as_str(), "", "")..)? {
@@ -439,8 +398,9 @@ fn reapply_users(
             (p.project.as_str(), p.app.as_str(), p.node.as_str()),
             encode(&p).as_slice(),
         )?;
-        keys.push(p.key());
+        keys.push(PublicationRef::App(p.key()));
     }
+    keys.extend(super::resource_publications::unapply(txn, r, now)?);
     Ok(keys)
 }
 
@@ -471,6 +431,6 @@ fn users_in_txn(
     Ok(users)
 }
 
-fn not_found_resource(kind: ResourceKind, project: &str, name: &str) -> StoreError {
+pub(super) fn not_found_resource(kind: ResourceKind, project: &str, name: &str) -> StoreError {
     StoreError::NotFound(format!("no {} {project}/{name}", kind.singular()))
 }

@@ -1,0 +1,800 @@
+//! Resources published per node: publish and unpublish requests with their
+//! rules (each refusal names it), the records an app publish makes for the
+//! resources that travel with it, and the reconciler's compare-and-swap writes.
+//!
+//! The rules: a resource is on a node only beside an app it serves (a config
+//! map, secret or volume the app's template uses; a load balancer whose
+//! selector binds the app; an EIP or route on such a load balancer); a route
+//! or EIP only where its load balancer is; a load balancer a published route
+//! or EIP uses there, and a config map, secret or volume a published app uses
+//! there, stay until those go.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::model::{AppSpec, Desired, Publication, TemplateVersion, ValidationError};
+use crate::resources::{
+    spec_resources, spec_uses, Resource, ResourceDesired, ResourceKind, ResourcePublication,
+    ResourcePublicationKey, ResourceSpec, ResourceState,
+};
+
+use super::resources::{list_kind, load_balancer, not_found_resource, ResourceTable};
+use super::{
+    decode, encode, Result, Store, StoreError, META, NODES, PUBLICATIONS, RESOURCES, RESOURCE_PUBS,
+    VERSIONS,
+};
+
+const T: &str = "ctl_resource_publications";
+
+/// An app wanted on a node, with its template version's spec.
+pub(super) struct AppOnNode {
+    pub app: String,
+    pub spec: AppSpec,
+    pub applied: bool,
+}
+
+/// Apps wanted (published) in `project`, by node.
+pub(super) fn apps_by_node(
+    txn: &WriteTransaction,
+    project: &str,
+) -> Result<BTreeMap<String, Vec<AppOnNode>>> {
+    let pubs = txn.open_table(PUBLICATIONS)?;
+    let versions = txn.open_table(VERSIONS)?;
+    let mut out: BTreeMap<String, Vec<AppOnNode>> = BTreeMap::new();
+    for item in pubs.range((project, "", "")..)? {
+        let (k, v) = item?;
+        let (p, app, node) = k.value();
+        if p != project {
+            break;
+        }
+        let publication: Publication = decode("ctl_publications", v.value())?;
+        if publication.desired != Desired::Published {
+            continue;
+        }
+        if let Some(g) = versions.get((p, app, publication.version))? {
+            let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
+            out.entry(node.to_string()).or_default().push(AppOnNode {
+                app: app.to_string(),
+                spec: tv.spec,
+                applied: publication.applied,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether resource `r` serves `app` (whose template is `spec`).
+pub(super) fn serves(
+    t: &ResourceTable<'_>,
+    r: &Resource,
+    app: &str,
+    spec: &AppSpec,
+) -> Result<bool> {
+    let lb_name = match &r.spec {
+        ResourceSpec::LoadBalancer(lb) => return Ok(lb.binds(app, &spec.labels)),
+        ResourceSpec::Eip(e) => &e.load_balancer,
+        ResourceSpec::Route(rt) => &rt.load_balancer,
+        _ => return Ok(spec_uses(spec, r.kind, &r.name)),
+    };
+    Ok(load_balancer(t, &r.project, lb_name)?.is_some_and(|lb| lb.binds(app, &spec.labels)))
+}
+
+/// The apps `r` serves on each node where it serves one: (app, applied there).
+fn served_apps(
+    txn: &WriteTransaction,
+    t: &ResourceTable<'_>,
+    r: &Resource,
+) -> Result<BTreeMap<String, Vec<(String, bool)>>> {
+    let mut out: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+    for (node, apps) in apps_by_node(txn, &r.project)? {
+        for a in apps {
+            if serves(t, r, &a.app, &a.spec)? {
+                out.entry(node.clone())
+                    .or_default()
+                    .push((a.app, a.applied));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The resources that travel with `app` (template `spec`): those the template
+/// uses, the load balancers binding it, and the EIPs and routes on those.
+pub(super) fn resources_of_app(
+    t: &ResourceTable<'_>,
+    project: &str,
+    app: &str,
+    spec: &AppSpec,
+) -> Result<Vec<(ResourceKind, String)>> {
+    let mut out = Vec::new();
+    for (kind, name) in spec_resources(spec) {
+        if t.get((project, kind.as_str(), name.as_str()))?.is_some() {
+            out.push((kind, name));
+        }
+    }
+    let mut lbs = BTreeSet::new();
+    for r in list_kind(t, project, ResourceKind::LoadBalancers)? {
+        if let ResourceSpec::LoadBalancer(lb) = &r.spec {
+            if lb.binds(app, &spec.labels) {
+                lbs.insert(r.name.clone());
+                out.push((r.kind, r.name));
+            }
+        }
+    }
+    for kind in [ResourceKind::Eips, ResourceKind::Routes] {
+        for r in list_kind(t, project, kind)? {
+            let on = match &r.spec {
+                ResourceSpec::Eip(e) => &e.load_balancer,
+                ResourceSpec::Route(rt) => &rt.load_balancer,
+                _ => continue,
+            };
+            if lbs.contains(on) {
+                out.push((r.kind, r.name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+type PubTable<'t> =
+    redb::Table<'t, (&'static str, &'static str, &'static str, &'static str), &'static [u8]>;
+
+fn get_rp(t: &PubTable<'_>, k: &ResourcePublicationKey) -> Result<Option<ResourcePublication>> {
+    let v = t.get((
+        k.project.as_str(),
+        k.kind.as_str(),
+        k.name.as_str(),
+        k.node.as_str(),
+    ))?;
+    v.map(|g| decode(T, g.value())).transpose()
+}
+
+fn put_rp(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
+    t.insert(
+        (
+            rp.project.as_str(),
+            rp.kind.as_str(),
+            rp.name.as_str(),
+            rp.node.as_str(),
+        ),
+        encode(rp).as_slice(),
+    )?;
+    Ok(())
+}
+
+/// Every record of one resource, by node.
+fn of_resource(
+    t: &PubTable<'_>,
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<BTreeMap<String, ResourcePublication>> {
+    let mut out = BTreeMap::new();
+    for item in t.range((project, kind.as_str(), name, "")..)? {
+        let (k, v) = item?;
+        let (p, kd, n, node) = k.value();
+        if p != project || kd != kind.as_str() || n != name {
+            break;
+        }
+        out.insert(node.to_string(), decode(T, v.value())?);
+    }
+    Ok(out)
+}
+
+fn key(project: &str, kind: ResourceKind, name: &str, node: &str) -> ResourcePublicationKey {
+    ResourcePublicationKey {
+        project: project.into(),
+        kind,
+        name: name.into(),
+        node: node.into(),
+    }
+}
+
+/// Records `app`'s resources as published on `nodes` with it (inside the
+/// app publish's transaction). Those already published there stay as they are.
+pub(super) fn publish_with_app(
+    txn: &WriteTransaction,
+    project: &str,
+    app: &str,
+    spec: &AppSpec,
+    nodes: &BTreeSet<&String>,
+    now: u64,
+) -> Result<()> {
+    let resources = txn.open_table(RESOURCES)?;
+    let items = resources_of_app(&resources, project, app, spec)?;
+    let mut t = txn.open_table(RESOURCE_PUBS)?;
+    let detail = format!("published with app {app}");
+    for node in nodes {
+        for (kind, name) in &items {
+            let k = key(project, *kind, name, node);
+            match get_rp(&t, &k)? {
+                Some(rp) if rp.desired == ResourceDesired::Published => {}
+                Some(mut rp) => {
+                    rp.request_publish(detail.clone(), now);
+                    put_rp(&mut t, &rp)?;
+                }
+                None => put_rp(&mut t, &ResourcePublication::new(&k, detail.clone(), now))?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After a resource changed: its records on nodes apply again.
+pub(super) fn unapply(
+    txn: &WriteTransaction,
+    r: &Resource,
+    now: u64,
+) -> Result<Vec<crate::resources::PublicationRef>> {
+    let mut t = txn.open_table(RESOURCE_PUBS)?;
+    let mut out = Vec::new();
+    for rp in of_resource(&t, &r.project, r.kind, &r.name)?.into_values() {
+        if rp.desired == ResourceDesired::Published {
+            let mut rp = rp;
+            rp.applied = false;
+            rp.revision += 1;
+            rp.set(
+                ResourceState::Pending,
+                format!("{} {} changed; applying again", r.kind.singular(), r.name),
+                now,
+            );
+            put_rp(&mut t, &rp)?;
+            out.push(rp.key().into());
+        }
+    }
+    Ok(out)
+}
+
+/// Names the nodes in words.
+fn joined(nodes: &[String]) -> String {
+    nodes.join(", ")
+}
+
+impl Store {
+    /// Records a publish of a resource on `nodes` (default: every node where
+    /// an app it serves is published), in one transaction, after its rules.
+    pub fn publish_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+        nodes: Option<Vec<String>>,
+        now: u64,
+    ) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let resources = txn.open_table(RESOURCES)?;
+            let r: Resource = match resources.get((project, kind.as_str(), name))? {
+                Some(g) => decode("ctl_resources", g.value())?,
+                None => return Err(not_found_resource(kind, project, name)),
+            };
+            let served = served_apps(&txn, &resources, &r)?;
+            let nodes = match nodes {
+                Some(n) => {
+                    check_nodes_exist(&txn, &n)?;
+                    n
+                }
+                None => served.keys().cloned().collect(),
+            };
+            let missing: Vec<String> = nodes
+                .iter()
+                .filter(|n| !served.contains_key(*n))
+                .cloned()
+                .collect();
+            if nodes.is_empty() || !missing.is_empty() {
+                let where_ = if nodes.is_empty() {
+                    "any node".to_string()
+                } else {
+                    joined(&missing)
+                };
+                return Err(StoreError::Conflict(format!(
+                    "rule: a {} is published only where an app it serves is published; none is \
+                     published on {where_} (publish the app there first)",
+                    kind.singular()
+                )));
+            }
+            let mut t = txn.open_table(RESOURCE_PUBS)?;
+            let lb_name = match &r.spec {
+                ResourceSpec::Eip(e) => Some(e.load_balancer.as_str()),
+                ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
+                _ => None,
+            };
+            if let Some(lb) = lb_name {
+                let lb_pubs = of_resource(&t, project, ResourceKind::LoadBalancers, lb)?;
+                let without: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| {
+                        !lb_pubs
+                            .get(*n)
+                            .is_some_and(|p| p.desired == ResourceDesired::Published)
+                    })
+                    .cloned()
+                    .collect();
+                if !without.is_empty() {
+                    return Err(StoreError::Conflict(format!(
+                        "rule: a {} is published only where its load balancer is published; \
+                         publish load balancer {lb} on {} first",
+                        kind.singular(),
+                        joined(&without)
+                    )));
+                }
+            }
+            let unique: BTreeSet<String> = nodes.into_iter().collect();
+            for node in unique {
+                let k = key(project, kind, name, &node);
+                let rp = match get_rp(&t, &k)? {
+                    Some(mut rp) => {
+                        rp.request_publish("publish requested", now);
+                        rp
+                    }
+                    None => ResourcePublication::new(&k, "publish requested", now),
+                };
+                put_rp(&mut t, &rp)?;
+                out.push(rp);
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Records an unpublish of a resource from `nodes` (default: every node it
+    /// is published on), in one transaction, after its rules.
+    pub fn unpublish_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+        nodes: Option<Vec<String>>,
+        now: u64,
+    ) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let resources = txn.open_table(RESOURCES)?;
+            let r: Resource = match resources.get((project, kind.as_str(), name))? {
+                Some(g) => decode("ctl_resources", g.value())?,
+                None => return Err(not_found_resource(kind, project, name)),
+            };
+            let mut t = txn.open_table(RESOURCE_PUBS)?;
+            let current = of_resource(&t, project, kind, name)?;
+            let nodes: BTreeSet<String> = match nodes {
+                Some(n) => n.into_iter().collect(),
+                None => current
+                    .iter()
+                    .filter(|(_, p)| p.desired == ResourceDesired::Published)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            };
+            let missing: Vec<String> = nodes
+                .iter()
+                .filter(|n| !current.contains_key(*n))
+                .cloned()
+                .collect();
+            if nodes.is_empty() || !missing.is_empty() {
+                return Err(StoreError::NotFound(format!(
+                    "{} {project}/{name} is not published on {}",
+                    kind.singular(),
+                    if nodes.is_empty() {
+                        "any node".to_string()
+                    } else {
+                        joined(&missing)
+                    }
+                )));
+            }
+            for node in &nodes {
+                refuse_unpublish(&txn, &resources, &t, &r, node)?;
+            }
+            for node in nodes {
+                if let Some(mut rp) = current.get(&node).cloned() {
+                    rp.request_removal("unpublish requested", now);
+                    put_rp(&mut t, &rp)?;
+                    out.push(rp);
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    pub fn get_resource_publication(
+        &self,
+        k: &ResourcePublicationKey,
+    ) -> Result<Option<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let rp = get_rp(&txn.open_table(RESOURCE_PUBS)?, k)?;
+        txn.abort()?;
+        Ok(rp)
+    }
+
+    /// One resource's records, in node order.
+    pub fn list_resource_publications(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let all = of_resource(&txn.open_table(RESOURCE_PUBS)?, project, kind, name)?;
+        txn.abort()?;
+        Ok(all.into_values().collect())
+    }
+
+    /// Resources wanted on `node` in `project`.
+    pub fn resources_wanted_on_node(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<BTreeSet<(ResourceKind, String)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RESOURCE_PUBS)?;
+        let mut out = BTreeSet::new();
+        for item in t.range((project, "", "", "")..)? {
+            let (k, v) = item?;
+            let (p, _, name, n) = k.value();
+            if p != project {
+                break;
+            }
+            if n != node {
+                continue;
+            }
+            let rp: ResourcePublication = decode(T, v.value())?;
+            if rp.desired == ResourceDesired::Published {
+                out.insert((rp.kind, name.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records of the resources travelling with `app`, on the nodes it
+    /// has publications on (the app's publications view).
+    pub fn app_resource_publications(
+        &self,
+        project: &str,
+        app: &str,
+    ) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let resources = txn.open_table(RESOURCES)?;
+            let t = txn.open_table(RESOURCE_PUBS)?;
+            let pubs = txn.open_table(PUBLICATIONS)?;
+            let versions = txn.open_table(VERSIONS)?;
+            for item in pubs.range((project, app, "")..)? {
+                let (k, v) = item?;
+                let (p, a, node) = k.value();
+                if p != project || a != app {
+                    break;
+                }
+                let publication: Publication = decode("ctl_publications", v.value())?;
+                let Some(g) = versions.get((p, a, publication.version))? else {
+                    continue;
+                };
+                let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
+                for (kind, name) in resources_of_app(&resources, project, app, &tv.spec)? {
+                    if let Some(rp) = get_rp(&t, &key(project, kind, &name, node))? {
+                        out.push(rp);
+                    }
+                }
+            }
+        }
+        txn.abort()?;
+        Ok(out)
+    }
+
+    /// Every record (the reconciler's resync).
+    pub fn list_all_resource_publications(&self) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RESOURCE_PUBS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            out.push(decode(T, item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `rp` if unchanged since read (same revision); bumps the revision.
+    pub fn update_resource_publication(&self, rp: &mut ResourcePublication) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(RESOURCE_PUBS)?;
+            match get_rp(&t, &rp.key())? {
+                Some(c) if c.revision == rp.revision => {}
+                _ => return Ok(false),
+            }
+            rp.revision += 1;
+            put_rp(&mut t, rp)?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Deletes the record if it is still at `revision`.
+    pub fn delete_resource_publication(
+        &self,
+        k: &ResourcePublicationKey,
+        revision: u64,
+    ) -> Result<bool> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(RESOURCE_PUBS)?;
+            match get_rp(&t, k)? {
+                Some(c) if c.revision == revision => {}
+                _ => return Ok(false),
+            }
+            t.remove((
+                k.project.as_str(),
+                k.kind.as_str(),
+                k.name.as_str(),
+                k.node.as_str(),
+            ))?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Forgets resources taken off `node` outside their own reconcile (an app
+    /// unpublish with cascade, a volume release).
+    pub fn forget_resource_publications(
+        &self,
+        project: &str,
+        node: &str,
+        items: &[(ResourceKind, String)],
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(RESOURCE_PUBS)?;
+            for (kind, name) in items {
+                t.remove((project, kind.as_str(), name.as_str(), node))?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// After an app's apply carried them: its resources on the node are applied.
+    pub fn mark_resources_applied(
+        &self,
+        project: &str,
+        node: &str,
+        items: &[(ResourceKind, String)],
+        detail: &str,
+        now: u64,
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(RESOURCE_PUBS)?;
+            for (kind, name) in items {
+                if let Some(mut rp) = get_rp(&t, &key(project, *kind, name, node))? {
+                    if rp.desired == ResourceDesired::Published {
+                        rp.applied = true;
+                        rp.revision += 1;
+                        rp.clear_failure();
+                        rp.set(ResourceState::Applied, detail, now);
+                        put_rp(&mut t, &rp)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Whether a resource publication may be applied now: `Ok(None)` yes,
+    /// `Ok(Some(reason))` not yet (an app apply that carries it is coming, or
+    /// its load balancer is not on the node yet), `Err` never (nothing it
+    /// serves is on the node).
+    pub fn resource_readiness(&self, k: &ResourcePublicationKey) -> Result<Option<String>> {
+        let txn = self.db.begin_write()?;
+        let answer = readiness(&txn, k);
+        txn.abort()?;
+        answer
+    }
+
+    /// Network resources on `node` that no published app there is served by
+    /// any more (after `app` left): they go with it.
+    pub fn network_left_alone(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let resources = txn.open_table(RESOURCES)?;
+            let t = txn.open_table(RESOURCE_PUBS)?;
+            let apps = apps_by_node(&txn, project)?
+                .remove(node)
+                .unwrap_or_default();
+            for kind in [
+                ResourceKind::Routes,
+                ResourceKind::Eips,
+                ResourceKind::LoadBalancers,
+            ] {
+                for r in list_kind(&resources, project, kind)? {
+                    let Some(rp) = get_rp(&t, &key(project, kind, &r.name, node))? else {
+                        continue;
+                    };
+                    let mut served = false;
+                    for a in &apps {
+                        served |= serves(&resources, &r, &a.app, &a.spec)?;
+                    }
+                    if !served {
+                        out.push(rp);
+                    }
+                }
+            }
+        }
+        txn.abort()?;
+        Ok(out)
+    }
+}
+
+fn readiness(txn: &WriteTransaction, k: &ResourcePublicationKey) -> Result<Option<String>> {
+    let resources = txn.open_table(RESOURCES)?;
+    let r: Resource = match resources.get((k.project.as_str(), k.kind.as_str(), k.name.as_str()))? {
+        Some(g) => decode("ctl_resources", g.value())?,
+        None => return Err(not_found_resource(k.kind, &k.project, &k.name)),
+    };
+    let served = served_apps(txn, &resources, &r)?
+        .remove(&k.node)
+        .unwrap_or_default();
+    if let Some((app, _)) = served.iter().find(|(_, applied)| !applied) {
+        return Ok(Some(format!(
+            "applied with app {app}, which is on its way to {}",
+            k.node
+        )));
+    }
+    if !k.kind.is_network() {
+        return Ok(None);
+    }
+    if served.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "rule: a {} is on a node only beside an app it serves; none is published on {}",
+            k.kind.singular(),
+            k.node
+        )));
+    }
+    let lb = match &r.spec {
+        ResourceSpec::Eip(e) => &e.load_balancer,
+        ResourceSpec::Route(rt) => &rt.load_balancer,
+        _ => return Ok(None),
+    };
+    let t = txn.open_table(RESOURCE_PUBS)?;
+    let lb_rp = get_rp(
+        &t,
+        &key(&k.project, ResourceKind::LoadBalancers, lb, &k.node),
+    )?;
+    Ok(match lb_rp {
+        Some(p) if p.applied => None,
+        _ => Some(format!(
+            "waiting for load balancer {lb} to be applied on {}",
+            k.node
+        )),
+    })
+}
+
+/// The rules of an unpublish from one node.
+fn refuse_unpublish(
+    txn: &WriteTransaction,
+    resources: &ResourceTable<'_>,
+    t: &PubTable<'_>,
+    r: &Resource,
+    node: &str,
+) -> Result<()> {
+    if let ResourceSpec::LoadBalancer(_) = &r.spec {
+        let mut users = Vec::new();
+        for kind in [ResourceKind::Eips, ResourceKind::Routes] {
+            for other in list_kind(resources, &r.project, kind)? {
+                let on = match &other.spec {
+                    ResourceSpec::Eip(e) => &e.load_balancer,
+                    ResourceSpec::Route(rt) => &rt.load_balancer,
+                    _ => continue,
+                };
+                let published = get_rp(t, &key(&r.project, kind, &other.name, node))?
+                    .is_some_and(|p| p.desired == ResourceDesired::Published);
+                if on == &r.name && published {
+                    users.push(format!("{} {}", kind.singular(), other.name));
+                }
+            }
+        }
+        if !users.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "rule: a load balancer a published route or EIP uses cannot be unpublished from \
+                 that node; unpublish {} from {node} first",
+                users.join(", ")
+            )));
+        }
+        return Ok(());
+    }
+    if r.kind.is_network() {
+        return Ok(());
+    }
+    let users: Vec<String> = served_apps(txn, resources, r)?
+        .remove(node)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    if !users.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "rule: a {} a published app uses cannot be unpublished from its node; unpublish {} \
+             from {node} first (with cascade to take it along)",
+            r.kind.singular(),
+            users.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn check_nodes_exist(txn: &WriteTransaction, nodes: &[String]) -> Result<()> {
+    if nodes.is_empty() {
+        return Err(ValidationError::one("nodes", "name at least one node").into());
+    }
+    let t = txn.open_table(NODES)?;
+    let mut unknown = Vec::new();
+    for n in nodes {
+        if t.get(n.as_str())?.is_none() {
+            unknown.push(n.as_str());
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError::one("nodes", format!("no node named {}", unknown.join(", "))).into())
+    }
+}
+
+/// Nodes a resource is published on (any record), for the delete rule.
+pub(super) fn published_on(
+    txn: &WriteTransaction,
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<Vec<String>> {
+    let t = txn.open_table(RESOURCE_PUBS)?;
+    Ok(of_resource(&t, project, kind, name)?.into_keys().collect())
+}
+
+/// Once, for a database an earlier release wrote: the resources that
+/// travelled with each published app get their records on its nodes.
+pub(super) fn backfill(txn: &WriteTransaction) -> Result<usize> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get("resource_publications")?.is_some() {
+        return Ok(0);
+    }
+    meta.insert("resource_publications", 1)?;
+    let projects: BTreeSet<String> = {
+        let pubs = txn.open_table(PUBLICATIONS)?;
+        let mut out = BTreeSet::new();
+        for item in pubs.iter()? {
+            out.insert(item?.0.value().0.to_string());
+        }
+        out
+    };
+    let resources = txn.open_table(RESOURCES)?;
+    let mut t = txn.open_table(RESOURCE_PUBS)?;
+    let mut n = 0;
+    for project in projects {
+        for (node, apps) in apps_by_node(txn, &project)? {
+            for a in apps {
+                for (kind, name) in resources_of_app(&resources, &project, &a.app, &a.spec)? {
+                    let k = key(&project, kind, &name, &node);
+                    if get_rp(&t, &k)?.is_some() {
+                        continue;
+                    }
+                    let mut rp =
+                        ResourcePublication::new(&k, format!("published with app {}", a.app), 0);
+                    if a.applied {
+                        rp.applied = true;
+                        rp.state = ResourceState::Applied;
+                    }
+                    put_rp(&mut t, &rp)?;
+                    n += 1;
+                }
+            }
+        }
+    }
+    Ok(n)
+}
