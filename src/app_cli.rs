@@ -117,13 +117,13 @@ pub enum AppCmd {
     },
 }
 
-fn split(app: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split(app: &str) -> anyhow::Result<(&str, &str)> {
     app.split_once('/')
         .filter(|(p, a)| !p.is_empty() && !a.is_empty() && !a.contains('/'))
         .ok_or_else(|| anyhow!("name the app as <project>/<app>, e.g. shop/web (got {app:?})"))
 }
 
-fn selector(labels: &[String]) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+pub(crate) fn selector(labels: &[String]) -> anyhow::Result<Option<BTreeMap<String, String>>> {
     if labels.is_empty() {
         return Ok(None);
     }

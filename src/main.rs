@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod app_cli;
+mod resource_cli;
+
+use berth_controller::resources::ResourceKind;
 mod cli;
 mod compose;
 
@@ -58,6 +61,24 @@ enum Command {
     /// Apps of the workload controller: create, update, history, publish, unpublish, status.
     #[command(subcommand)]
     App(app_cli::AppCmd),
+    /// A load balancer on nodes: publish, unpublish.
+    #[command(subcommand)]
+    Lb(resource_cli::ResourceCmd),
+    /// An EIP on nodes: publish, unpublish.
+    #[command(subcommand)]
+    Eip(resource_cli::ResourceCmd),
+    /// A route on nodes: publish, unpublish.
+    #[command(subcommand)]
+    Route(resource_cli::ResourceCmd),
+    /// A config map on nodes: publish, unpublish.
+    #[command(subcommand)]
+    Configmap(resource_cli::ResourceCmd),
+    /// A secret on nodes: publish, unpublish.
+    #[command(subcommand)]
+    Secret(resource_cli::ResourceCmd),
+    /// A local volume on nodes: publish, unpublish (its claim and data go).
+    #[command(subcommand)]
+    Volume(resource_cli::ResourceCmd),
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +195,12 @@ fn main() -> ExitCode {
             Command::Robot(c) => cli::robot(&cfg, c).await,
             Command::Passwd(a) => cli::passwd(&cfg, a).await,
             Command::App(c) => app_cli::run(&cfg, c).await,
+            Command::Lb(c) => resource_cli::run(&cfg, ResourceKind::LoadBalancers, c).await,
+            Command::Eip(c) => resource_cli::run(&cfg, ResourceKind::Eips, c).await,
+            Command::Route(c) => resource_cli::run(&cfg, ResourceKind::Routes, c).await,
+            Command::Configmap(c) => resource_cli::run(&cfg, ResourceKind::ConfigMaps, c).await,
+            Command::Secret(c) => resource_cli::run(&cfg, ResourceKind::Secrets, c).await,
+            Command::Volume(c) => resource_cli::run(&cfg, ResourceKind::Volumes, c).await,
         }
     });
     match res {

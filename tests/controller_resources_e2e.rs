@@ -29,28 +29,6 @@ fn error(v: &Value) -> String {
         .to_string()
 }
 
-/// `kubernetes-validate --strict` over `files` (plus CRDs); panics with its
-/// output unless every object passes.
-fn kubernetes_validate(files: &[PathBuf], crds: &[PathBuf]) {
-    let out = std::process::Command::new("kubernetes-validate")
-        .arg("--strict")
-        .args(files)
-        .args(crds)
-        .output()
-        .expect("kubernetes-validate must be installed (pip install kubernetes-validate)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    assert_eq!(
-        text.matches(" passed ").count(),
-        files.len() + crds.len(),
-        "every object validated:\n{text}"
-    );
-}
-
 fn eip_crd() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("controller/crds/eip.yaml")
 }
@@ -400,15 +378,15 @@ fn while_web_is_published_each_rule_refuses_with_a_409_naming_it(shop: &Shop) {
     );
     refused(
         shop.delete("loadbalancers/api-lb"),
-        "rule: the load balancer of a published app cannot be deleted",
+        "rule: a resource is deleted only when it is published nowhere; load balancer api-lb is published on r1, r2",
     );
     refused(
         shop.delete("routes/www"),
-        "rule: the route of a published app cannot be deleted",
+        "rule: a resource is deleted only when it is published nowhere; route www is published on r1, r2",
     );
     refused(
         shop.delete("eips/public"),
-        "rule: the EIP of a published app cannot be deleted",
+        "rule: a resource is deleted only when it is published nowhere; EIP public is published on r1, r2",
     );
 }
 
@@ -488,7 +466,7 @@ fn still_published_on_r2_the_rules_hold_there(shop: &Shop) {
     );
     refused(
         shop.delete("routes/www"),
-        "rule: the route of a published app cannot be deleted",
+        "rule: a resource is deleted only when it is published nowhere; route www is published on r2",
     );
 }
 

@@ -13,8 +13,12 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{AppView, PublicationsView, PublishInput, UnpublishInput, VersionCreated};
+use crate::api::{
+    AppView, PublicationsView, PublishInput, ResourcePublicationsView, ResourceTargetInput,
+    UnpublishInput, VersionCreated,
+};
 use crate::model::{AppSpec, Publication, PublicationState, TemplateVersion};
+use crate::resources::ResourceKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -238,6 +242,25 @@ impl CliClient {
         self.call(
             Method::POST,
             &format!("{}/unpublish", Self::app_path(project, app)),
+            Some(input),
+        )
+        .await
+    }
+
+    /// Publishes (or unpublishes) a resource on nodes; `input` empty: the
+    /// default nodes.
+    pub async fn resource_publication(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+        publish: bool,
+        input: &ResourceTargetInput,
+    ) -> Result<ResourcePublicationsView, CliError> {
+        let action = if publish { "publish" } else { "unpublish" };
+        self.call(
+            Method::POST,
+            &format!("api/v1/projects/{project}/{kind}/{name}/{action}"),
             Some(input),
         )
         .await

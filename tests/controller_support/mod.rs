@@ -376,3 +376,25 @@ pub fn first_at(p: &Value, state: &str) -> Option<u64> {
 pub fn blob_digests(image: &Image) -> Vec<String> {
     image.blob_digests().into_iter().map(|(d, _)| d).collect()
 }
+
+/// `kubernetes-validate --strict` over `files` (plus CRDs); panics with its
+/// output unless every object passes.
+pub fn kubernetes_validate(files: &[PathBuf], crds: &[PathBuf]) {
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(files)
+        .args(crds)
+        .output()
+        .expect("kubernetes-validate must be installed (pip install kubernetes-validate)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
+    assert_eq!(
+        text.matches(" passed ").count(),
+        files.len() + crds.len(),
+        "every object validated:\n{text}"
+    );
+}
