@@ -224,3 +224,28 @@ fn a_load_balancer_written_with_app_only_binds_that_app() {
         "{problems}"
     );
 }
+
+#[test]
+fn a_database_of_the_release_before_gets_its_records_on_open() {
+    let (_d, s) = site();
+    s.publish("shop", "web", None, &["n1".into()], 3)
+        .expect("publish web");
+    // As the release before left it: no records, no marker.
+    let txn = s.database().begin_write().expect("txn");
+    {
+        let mut meta = txn.open_table(super::META).expect("meta");
+        meta.remove("resource_publications").expect("marker");
+        txn.delete_table(super::RESOURCE_PUBS).expect("drop");
+    }
+    txn.commit().expect("commit");
+    let s = Store::open(s.database().clone(), test_sealer()).expect("reopen");
+    let pub1 = vec![("n1".to_string(), ResourceDesired::Published)];
+    assert_eq!(nodes_of(&s, ResourceKind::ConfigMaps, "settings"), pub1);
+    assert_eq!(nodes_of(&s, ResourceKind::LoadBalancers, "web-lb"), pub1);
+    assert_eq!(nodes_of(&s, ResourceKind::Routes, "www"), pub1);
+    // Once: records taken down later are not made again on the next open.
+    s.forget_resource_publications("shop", "n1", &[(ResourceKind::Routes, "www".into())])
+        .expect("forget");
+    let s = Store::open(s.database().clone(), test_sealer()).expect("reopen");
+    assert!(nodes_of(&s, ResourceKind::Routes, "www").is_empty());
+}
