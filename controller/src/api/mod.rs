@@ -11,6 +11,7 @@
 //!
 //! - `clusters`: clusters, nodes, a node's kubeconfig;
 //! - `apps`: apps and their template versions;
+//! - `manifests`: apps as Kubernetes YAML (create, export) and clones;
 //! - `publications`: publish, unpublish, publication status, logs;
 //! - `resources`: the resource collections and volume release.
 
@@ -27,6 +28,7 @@ use crate::store::{Store, StoreError};
 mod apps;
 mod clusters;
 mod error;
+mod manifests;
 mod publications;
 mod resources;
 
@@ -34,6 +36,7 @@ pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
 pub use self::clusters::{ClusterView, NodeView};
 use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
+pub use self::manifests::{AddVolume, CloneInput};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
 pub use self::resources::ResourceView;
 
