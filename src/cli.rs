@@ -209,6 +209,7 @@ fn start_controller(
         berth_controller::ControllerSettings {
             secret_key: Some(secret_key(cfg)?),
             render: berth_controller::RenderOptions { image_host },
+            kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
             ..Default::default()
         },
     )
