@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail};
 use berth_config::Config;
 use berth_controller::api::{PublishInput, UnpublishInput};
 use berth_controller::cli::{
-    format_history, format_status, parse_spec, CliClient, WatchOptions, WatchUntil,
+    format_history, format_status, is_manifest, parse_spec, CliClient, WatchOptions, WatchUntil,
 };
 use berth_controller::model::{Publication, PublicationState};
 
@@ -14,9 +14,11 @@ use crate::cli::Conn;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AppCmd {
-    /// Create an app from a spec file (YAML or JSON: kind, containers, replicas, ...).
+    /// Create an app from a Kubernetes manifest (one workload plus the
+    /// Services, Ingresses, ConfigMaps, Secrets and PersistentVolumeClaims
+    /// labelled app: <name>; see examples/app.yaml) or from a berth spec file.
     Create {
-        /// project/app
+        /// project (a manifest names the app) or project/app
         app: String,
         #[arg(long, short = 'f')]
         file: std::path::PathBuf,
@@ -33,6 +35,26 @@ pub enum AppCmd {
         file: std::path::PathBuf,
         #[arg(long, short = 'm')]
         message: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Write an app and the resources it uses as a Kubernetes manifest.
+    Export {
+        /// project/app
+        app: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Create a new app with an app's latest template, mounting volumes of the project.
+    Clone {
+        /// project/app to copy
+        app: String,
+        /// Name of the new app.
+        #[arg(long)]
+        name: String,
+        /// A volume to mount: VOLUME:PATH or CONTAINER:VOLUME:PATH (repeatable).
+        #[arg(long = "add-volume")]
+        add_volume: Vec<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -159,14 +181,70 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             message,
             conn,
         } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            if is_manifest(&text) {
+                let project = app.split('/').next().unwrap_or_default();
+                if project.is_empty() || app.split('/').count() > 2 {
+                    bail!("name the project (or <project>/<app>), e.g. shop (got {app:?})");
+                }
+                if message.is_some() {
+                    bail!("--message is for berth spec files; a manifest's first version is summarised by berth");
+                }
+                let v = client(cfg, &conn)?
+                    .create_app_manifest(project, text)
+                    .await?;
+                if let Some((_, name)) = app.split_once('/') {
+                    if name != v.app.name {
+                        eprintln!(
+                            "note: the manifest names the app {:?}, not {name:?}",
+                            v.app.name
+                        );
+                    }
+                }
+                println!(
+                    "created {project}/{} version {}",
+                    v.app.name, v.app.latest_version
+                );
+                return Ok(());
+            }
             let (project, name) = split(&app)?;
-            let spec = parse_spec(
-                &std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?,
-            )?;
+            let spec = parse_spec(&text)?;
             let v = client(cfg, &conn)?
                 .create_app(project, name, spec, message)
                 .await?;
             println!("created {project}/{name} version {}", v.app.latest_version);
+        }
+        AppCmd::Export { app, conn } => {
+            let (project, name) = split(&app)?;
+            print!("{}", client(cfg, &conn)?.export_app(project, name).await?);
+        }
+        AppCmd::Clone {
+            app,
+            name,
+            add_volume,
+            conn,
+        } => {
+            let (project, source) = split(&app)?;
+            let mut volumes = Vec::new();
+            for v in &add_volume {
+                let parts: Vec<&str> = v.split(':').collect();
+                let (container, volume, path) = match parts.as_slice() {
+                    [volume, path] => (None, *volume, *path),
+                    [container, volume, path] => (Some(*container), *volume, *path),
+                    _ => bail!("--add-volume {v:?}: use VOLUME:PATH or CONTAINER:VOLUME:PATH"),
+                };
+                volumes.push(serde_json::json!({
+                    "volume": volume, "mount_path": path, "container": container,
+                }));
+            }
+            let v = client(cfg, &conn)?
+                .clone_app(project, source, &name, volumes)
+                .await?;
+            println!(
+                "created {project}/{} version {} from {app}",
+                v.app.name, v.app.latest_version
+            );
         }
         AppCmd::Update {
             app,

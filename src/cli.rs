@@ -209,10 +209,27 @@ fn start_controller(
         berth_controller::ControllerSettings {
             secret_key: Some(secret_key(cfg)?),
             render: berth_controller::RenderOptions { image_host },
+            kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
             ..Default::default()
         },
     )
     .map_err(|e| anyhow!("controller: {e}"))?;
+    // Kubeconfigs exported for a project die with a member's access.
+    let mut removed = app.access.accounts.access_removed();
+    let revoker = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match removed.recv().await {
+                Ok(project) => {
+                    revoker.revoke_project_access(&project).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "kubeconfig revocations were missed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
     app.registry
         .add_gc_roots(Arc::new(crate::compose::PublicationRoots {
             store: state.store().clone(),

@@ -371,6 +371,10 @@ pub struct ControllerConfig {
     pub deployer: String,
     /// Hex-encoded 32-byte key for encrypting secret values at rest. Empty: generated into the data dir.
     pub secret_key: String,
+    /// Longest lifetime of the token in a project's node kubeconfig (Kubernetes
+    /// deployer); `?ttl=` asks for less. At least 10 minutes (the TokenRequest minimum).
+    #[serde(with = "duration_str")]
+    pub kubeconfig_max_ttl: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -380,6 +384,7 @@ impl Default for ControllerConfig {
             manifests_dir: None,
             deployer: "directory".into(),
             secret_key: String::new(),
+            kubeconfig_max_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -611,6 +616,13 @@ impl Config {
                 self.auth.bcrypt_cost
             )));
         }
+        if self.controller.kubeconfig_max_ttl < Duration::from_secs(600) {
+            return Err(ConfigError::Invalid(format!(
+                "controller.kubeconfig_max_ttl must be at least 10m (the Kubernetes TokenRequest \
+                 minimum), not {}",
+                humantime::format_duration(self.controller.kubeconfig_max_ttl)
+            )));
+        }
         if self.storage.backend == StorageBackend::S3 && self.storage.bucket.is_empty() {
             return Err(ConfigError::Invalid(
                 "storage.backend = \"s3\" needs storage.bucket".into(),
@@ -704,6 +716,7 @@ mod tests {
             ("BERTH_UPSTREAM_USER", "robot$edge"),
             ("BERTH_SERVER_TLS_CERT", "/tmp/cert.pem"),
             ("BERTH_ADMIN_PASSWORD", "ignored-here"),
+            ("BERTH_CONTROLLER_KUBECONFIG_MAX_TTL", "2h"),
         ];
         cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env applies");
@@ -714,6 +727,7 @@ mod tests {
         assert_eq!(cfg.server.min_body_rate, ByteSize(1024));
         assert_eq!(cfg.auth.bcrypt_cost, 4);
         assert_eq!(cfg.gc.grace, Duration::from_secs(600));
+        assert_eq!(cfg.controller.kubeconfig_max_ttl, Duration::from_secs(7200));
         assert_eq!(cfg.edge.capacity, ByteSize(2 << 30));
         assert_eq!(cfg.edge.platforms, vec!["linux/amd64", "linux/arm64"]);
         assert_eq!(cfg.edge.upstream_user, "robot$edge");

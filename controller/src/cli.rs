@@ -46,6 +46,16 @@ pub fn parse_spec(text: &str) -> Result<AppSpec, CliError> {
     Ok(spec)
 }
 
+/// Whether an app file is a Kubernetes manifest (`apiVersion` and `kind`)
+/// rather than berth's own template format.
+pub fn is_manifest(text: &str) -> bool {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .find(|v| !v.is_null())
+        .is_some_and(|v| v.get("apiVersion").is_some() && v.get("kind").is_some())
+}
+
 /// A client of the controller API with basic credentials.
 pub struct CliClient {
     base: Url,
@@ -83,6 +93,31 @@ impl CliClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, CliError> {
+        let body = match body {
+            Some(b) => Some((
+                "application/json",
+                serde_json::to_string(b).map_err(|e| CliError::Protocol(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let text = self.call_text(method, path, body, None).await?;
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
+        serde_json::from_str(text).map_err(|e| CliError::Protocol(e.to_string()))
+    }
+
+    /// A request with a body of the given content type (and an `Accept`),
+    /// answered as text; an error status becomes `CliError::Server`.
+    async fn call_text(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, String)>,
+        accept: Option<&str>,
+    ) -> Result<String, CliError> {
         let url = self
             .base
             .join(path.trim_start_matches('/'))
@@ -91,8 +126,13 @@ impl CliClient {
         if let Some(u) = &self.user {
             rb = rb.basic_auth(u, self.password.as_deref());
         }
-        if let Some(b) = body {
-            rb = rb.json(b);
+        if let Some((content_type, b)) = body {
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(b);
+        }
+        if let Some(a) = accept {
+            rb = rb.header(reqwest::header::ACCEPT, a);
         }
         let resp = rb.send().await.map_err(|e| CliError::Unreachable {
             url: url.to_string(),
@@ -113,12 +153,56 @@ impl CliClient {
                 message,
             });
         }
-        let text = if text.trim().is_empty() {
-            "null"
-        } else {
-            &text
-        };
-        serde_json::from_str(text).map_err(|e| CliError::Protocol(e.to_string()))
+        Ok(text)
+    }
+
+    /// Creates an app from a Kubernetes manifest (see `manifest`).
+    pub async fn create_app_manifest(
+        &self,
+        project: &str,
+        yaml: String,
+    ) -> Result<AppView, CliError> {
+        let path = format!("api/v1/projects/{project}/apps");
+        let text = self
+            .call_text(Method::POST, &path, Some(("application/yaml", yaml)), None)
+            .await?;
+        serde_json::from_str(&text).map_err(|e| CliError::Protocol(e.to_string()))
+    }
+
+    /// The app and the resources it uses as a Kubernetes manifest.
+    pub async fn export_app(&self, project: &str, app: &str) -> Result<String, CliError> {
+        let path = format!("{}?format=yaml", Self::app_path(project, app));
+        self.call_text(Method::GET, &path, None, Some("application/yaml"))
+            .await
+    }
+
+    /// A new app `name` with `app`'s latest template and `add_volumes`
+    /// (`{"volume", "mount_path", "container"?, "read_only"?}`) mounted.
+    pub async fn clone_app(
+        &self,
+        project: &str,
+        app: &str,
+        name: &str,
+        add_volumes: Vec<serde_json::Value>,
+    ) -> Result<AppView, CliError> {
+        let body = serde_json::json!({ "name": name, "add_volumes": add_volumes });
+        let path = format!("{}/clone", Self::app_path(project, app));
+        self.call(Method::POST, &path, Some(&body)).await
+    }
+
+    /// A kubeconfig for `project` on `node`'s cluster (`ttl` in seconds).
+    pub async fn node_kubeconfig(
+        &self,
+        node: &str,
+        project: &str,
+        ttl: Option<u64>,
+    ) -> Result<String, CliError> {
+        let mut path = format!("api/v1/nodes/{node}/kubeconfig?project={project}");
+        if let Some(t) = ttl {
+            path.push_str(&format!("&ttl={t}"));
+        }
+        self.call_text(Method::GET, &path, None, Some("application/yaml"))
+            .await
     }
 
     fn app_path(project: &str, app: &str) -> String {

@@ -17,6 +17,8 @@
 //!   cascade plans, volume release).
 //! - `deploy`: put objects on a cluster (`KubeDeployer`) or in files (`DirectoryDeployer`).
 //! - `edge`: HTTP client of a node's edge cache (`HttpEdgeClient`).
+//! - `manifest`: Kubernetes YAML in and out: a multi-document manifest read
+//!   into an app's template and its resources, and written back.
 //! - `store`: redb tables (all prefixed `ctl_`) in the registry's database.
 //! - `render`: pure (app, version, digests, node) -> Kubernetes objects.
 //! - `sealed_records`: cluster and node credentials sealed inside their records.
@@ -60,6 +62,7 @@ pub mod cli;
 mod clock;
 pub mod deploy;
 pub mod edge;
+pub mod manifest;
 pub mod model;
 pub mod ports;
 pub mod reconcile;

@@ -37,6 +37,8 @@ pub struct ControllerSettings {
     pub render: RenderOptions,
     /// 32-byte key sealing secret values at rest. `None`: secrets cannot be stored.
     pub secret_key: Option<[u8; 32]>,
+    /// Longest lifetime of a project kubeconfig's token; `None`: 24 hours.
+    pub kubeconfig_max_ttl: Option<std::time::Duration>,
 }
 
 /// Everything the API handlers and the reconciler share. Cheap to clone.
@@ -51,6 +53,7 @@ struct StateInner {
     trigger: mpsc::UnboundedSender<PublicationRef>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<PublicationRef>>>,
     secrets: Option<SecretBox>,
+    kubeconfig_max_ttl: std::time::Duration,
 }
 
 impl ControllerState {
@@ -80,6 +83,9 @@ impl ControllerState {
                 trigger: tx,
                 receiver: Mutex::new(Some(rx)),
                 secrets,
+                kubeconfig_max_ttl: settings
+                    .kubeconfig_max_ttl
+                    .unwrap_or(std::time::Duration::from_secs(24 * 3600)),
             }),
         })
     }
@@ -94,6 +100,40 @@ impl ControllerState {
 
     pub(crate) fn authorizer(&self) -> &dyn Authorizer {
         self.inner.authorizer.as_ref()
+    }
+
+    pub(crate) fn kubeconfig_max_ttl(&self) -> std::time::Duration {
+        self.inner.kubeconfig_max_ttl
+    }
+
+    /// Invalidates every kubeconfig exported for `project`, on every cluster
+    /// (a member left, or the project is gone). Failures are logged and
+    /// returned in words, one per cluster.
+    pub async fn revoke_project_access(&self, project: &str) -> Vec<String> {
+        let ctx = self.context().clone();
+        let clusters = match ctx.db(|s| s.list_clusters()).await {
+            Ok(c) => c,
+            Err(e) => return vec![e.to_string()],
+        };
+        let mut failures = Vec::new();
+        for cluster in clusters {
+            let outcome = match ctx.deployer.revoke_project_access(&cluster, project).await {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    tracing::warn!(project, cluster = %cluster.name, error = %e, "kubeconfig revocation failed");
+                    failures.push(e.to_string());
+                    format!("failed: {e}")
+                }
+            };
+            ctx.audit.record(
+                "controller",
+                project,
+                "kubeconfig.revoke",
+                &cluster.name,
+                &outcome,
+            );
+        }
+        failures
     }
 
     pub(crate) fn secrets(&self) -> Option<&SecretBox> {

@@ -138,6 +138,30 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         );
     }
     match (method.as_str(), name) {
+        ("POST", Some(name)) if path.ends_with("/token") => {
+            // TokenRequest: only for a ServiceAccount that exists.
+            if !s.objects.contains_key(&(collection, name.clone())) {
+                return status(
+                    404,
+                    "NotFound",
+                    &format!("serviceaccounts \"{name}\" not found"),
+                );
+            }
+            let Some(req) = body else {
+                s.problems.push(format!("POST {path}: body is not JSON"));
+                return status(400, "BadRequest", "body");
+            };
+            if req["kind"] != "TokenRequest" || !req["spec"]["expirationSeconds"].is_u64() {
+                s.problems.push(format!("POST {path}: {req}"));
+            }
+            let n = s.seen.len();
+            Json(json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "metadata": {}, "spec": req["spec"],
+                "status": {"token": format!("sa-token-{n}"), "expirationTimestamp": "2030-01-01T00:00:00Z"}
+            }))
+            .into_response()
+        }
         ("PATCH", Some(name)) => {
             if content_type != "application/apply-patch+yaml" {
                 s.problems
@@ -503,4 +527,145 @@ async fn resources_apply_and_a_missing_crd_is_named() {
     );
     let err = d.apply(&t, &[eip]).await.expect_err("no CRD").to_string();
     assert!(err.contains("crds/eip.yaml"), "{err}");
+}
+
+#[tokio::test]
+async fn a_project_kubeconfig_is_scoped_to_its_namespace_and_revocable() {
+    let (server, url) = start().await;
+    let t = target(&url);
+    let d = KubeDeployer::new();
+    let yaml = d
+        .project_kubeconfig(&t, "shop", 1800)
+        .await
+        .expect("kubeconfig");
+    {
+        let s = server.lock().expect("lock");
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        let calls: Vec<String> = s
+            .seen
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                "PATCH /api/v1/namespaces/shop",
+                "PATCH /api/v1/namespaces/shop/serviceaccounts/berth-project",
+                "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles/berth-project",
+                "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/berth-project",
+                "POST /api/v1/namespaces/shop/serviceaccounts/berth-project/token",
+            ]
+        );
+        let ns = s.seen[0].body.as_ref().expect("namespace");
+        assert_eq!(
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "restricted"
+        );
+        let role = s.seen[2].body.as_ref().expect("role");
+        assert_eq!(role["kind"], "Role", "namespaced, never a ClusterRole");
+        let rules = role["rules"].as_array().expect("rules");
+        for r in rules {
+            let verbs: Vec<&str> = r["verbs"]
+                .as_array()
+                .expect("verbs")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            let resources: Vec<&str> = r["resources"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            for bad in ["*", "bind", "escalate", "impersonate"] {
+                assert!(!verbs.contains(&bad), "{r}");
+                assert!(!resources.contains(&bad), "{r}");
+            }
+            for bad in [
+                "roles",
+                "rolebindings",
+                "serviceaccounts",
+                "pods/exec",
+                "namespaces",
+                "nodes",
+            ] {
+                assert!(!resources.contains(&bad), "{r}");
+            }
+            if resources.contains(&"secrets") {
+                for read in ["get", "list", "watch"] {
+                    assert!(!verbs.contains(&read), "secret values stay unread: {r}");
+                }
+            }
+        }
+        let all: Vec<&str> = rules
+            .iter()
+            .flat_map(|r| r["resources"].as_array().expect("resources").iter())
+            .filter_map(|v| v.as_str())
+            .collect();
+        for want in [
+            "deployments",
+            "statefulsets",
+            "daemonsets",
+            "jobs",
+            "cronjobs",
+            "services",
+            "ingresses",
+            "configmaps",
+            "secrets",
+            "persistentvolumeclaims",
+            "pods",
+            "pods/log",
+            "events",
+        ] {
+            assert!(all.contains(&want), "{want} missing from {all:?}");
+        }
+        let binding = s.seen[3].body.as_ref().expect("binding");
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["subjects"][0]["name"], "berth-project");
+        assert_eq!(
+            s.seen[4].body.as_ref().expect("token")["spec"]["expirationSeconds"],
+            1800
+        );
+    }
+    let kc: Value = serde_yaml::from_str(&yaml).expect("yaml");
+    assert!(
+        !yaml.contains("test-token"),
+        "the cluster's credential must not leak:\n{yaml}"
+    );
+    assert_eq!(kc["users"][0]["user"]["token"], "sa-token-5");
+    assert_eq!(kc["contexts"][0]["context"]["namespace"], "shop");
+    assert_eq!(kc["clusters"][0]["cluster"]["server"], url);
+    assert_eq!(kc["current-context"], "shop@n1");
+
+    // Revoking deletes the ServiceAccount (its tokens die with it) and makes a new one.
+    let before = server.lock().expect("lock").seen.len();
+    d.revoke_project_access(&t.cluster, "shop")
+        .await
+        .expect("revoke");
+    {
+        let s = server.lock().expect("lock");
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        let calls: Vec<String> = s.seen[before..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                "DELETE /api/v1/namespaces/shop/serviceaccounts/berth-project",
+                "PATCH /api/v1/namespaces/shop/serviceaccounts/berth-project",
+            ]
+        );
+    }
+    // Nothing exported for another project: nothing to recreate.
+    let before = server.lock().expect("lock").seen.len();
+    d.revoke_project_access(&t.cluster, "other")
+        .await
+        .expect("revoke");
+    let s = server.lock().expect("lock");
+    assert_eq!(
+        s.seen.len(),
+        before + 1,
+        "one DELETE answered 404, no PATCH"
+    );
 }

@@ -4,8 +4,9 @@
 //! app may pull every image it names. Must not touch: version numbering and
 //! the change summary (see `store` and `model`).
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use crate::model::{App, AppSpec, TemplateVersion};
 use crate::ports::CtlAction;
 use crate::state::ControllerState;
 
+use super::manifests::{self, CloneInput};
 use super::{audited, check_project, ApiError, ApiResult, Body};
 
 /// Routes of apps and their versions.
@@ -27,6 +29,10 @@ pub(super) fn routes() -> Router<ControllerState> {
         .route(
             "/api/v1/projects/{project}/apps/{app}",
             get(get_app).put(update_app).delete(delete_app),
+        )
+        .route(
+            "/api/v1/projects/{project}/apps/{app}/clone",
+            post(clone_app),
         )
         .route(
             "/api/v1/projects/{project}/apps/{app}/versions",
@@ -71,14 +77,26 @@ pub struct VersionCreated {
     pub version: TemplateVersion,
 }
 
+/// A JSON body (`{"name", "spec", "message"}`), or a Kubernetes manifest
+/// sent as `application/yaml` (see `manifest`).
 async fn create_app(
     State(state): State<ControllerState>,
-    headers: HeaderMap,
     Path(project): Path<String>,
-    Body(input): Body<CreateAppInput>,
-) -> ApiResult<(StatusCode, Json<AppView>)> {
+    req: Request,
+) -> ApiResult<Response> {
     check_project(&project)?;
+    let headers = req.headers().clone();
     let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
+    if manifests::is_yaml(&headers, header::CONTENT_TYPE) {
+        let body = axum::body::Bytes::from_request(req, &state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the manifest: {e}")))?;
+        let m = manifests::parse(&state, &body)?;
+        state.authorize_images(&headers, &project, &m.spec)?;
+        let (app, latest) = manifests::create(&state, &actor, &project, m).await?;
+        return Ok(manifests::created(app, latest));
+    }
+    let Body(input) = Body::<CreateAppInput>::from_request(req, &state).await?;
     state.authorize_images(&headers, &project, &input.spec)?;
     let (p, author, name) = (project.clone(), actor.name.clone(), input.name.clone());
     let r = state
@@ -94,7 +112,7 @@ async fn create_app(
         })
         .await;
     let (app, latest) = audited(&state, &actor, &project, "app.create", &name, r).await?;
-    Ok((StatusCode::CREATED, Json(AppView { app, latest })))
+    Ok(manifests::created(app, latest))
 }
 
 async fn list_apps(
@@ -115,20 +133,90 @@ pub(super) async fn load_app(state: &ControllerState, project: &str, app: &str) 
         .ok_or_else(|| ApiError::NotFound(format!("no app {project}/{app}")))
 }
 
+#[derive(Deserialize)]
+struct FormatQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The app as JSON, or as a Kubernetes manifest with `?format=yaml` or
+/// `Accept: application/yaml`.
 async fn get_app(
     State(state): State<ControllerState>,
     headers: HeaderMap,
     Path((project, app)): Path<(String, String)>,
-) -> ApiResult<Json<AppView>> {
+    Query(q): Query<FormatQuery>,
+) -> ApiResult<Response> {
     check_project(&project)?;
     state.authorize(&headers, Some(&project), CtlAction::Read)?;
-    let a = load_app(&state, &project, &app).await?;
-    let (p, n, v) = (project.clone(), app.clone(), a.latest_version);
+    let yaml = match q.format.as_deref() {
+        Some("yaml") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?}: use json or yaml"
+            )))
+        }
+        None => manifests::is_yaml(&headers, header::ACCEPT),
+    };
+    let (a, latest) = latest(&state, &project, &app).await?;
+    if yaml {
+        return manifests::export(&state, &project, &app, &latest.spec).await;
+    }
+    Ok(Json(AppView { app: a, latest }).into_response())
+}
+
+/// An app and its latest template version.
+async fn latest(
+    state: &ControllerState,
+    project: &str,
+    app: &str,
+) -> ApiResult<(App, TemplateVersion)> {
+    let a = load_app(state, project, app).await?;
+    let (p, n, v) = (project.to_string(), app.to_string(), a.latest_version);
     let latest = state
         .db(move |s| s.get_version(&p, &n, v))
         .await?
         .ok_or_else(|| ApiError::Internal(format!("{project}/{app} has lost version {v}")))?;
-    Ok(Json(AppView { app: a, latest }))
+    Ok((a, latest))
+}
+
+/// A new app with `app`'s latest template, and volumes of the project added.
+async fn clone_app(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path((project, app)): Path<(String, String)>,
+    Body(input): Body<CloneInput>,
+) -> ApiResult<Response> {
+    check_project(&project)?;
+    let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
+    let (_, source) = latest(&state, &project, &app).await?;
+    for (i, v) in input.add_volumes.iter().enumerate() {
+        let (p, n) = (project.clone(), v.volume.clone());
+        let found = state
+            .db(move |s| s.get_resource(&p, crate::resources::ResourceKind::Volumes, &n))
+            .await?;
+        if found.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "add_volumes[{i}].volume: project {project} has no volume {:?}; create it \
+                 with POST .../volumes first",
+                v.volume
+            )));
+        }
+    }
+    let spec = manifests::clone_spec(&source.spec, &input.add_volumes)?;
+    state.authorize_images(&headers, &project, &spec)?;
+    let message = input
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("cloned from app {app} version {}", source.version));
+    let (p, author, name) = (project.clone(), actor.name.clone(), input.name.clone());
+    let r = state
+        .db(move |s| s.create_app(&p, &name, &spec, &author, Some(&message), now_secs()))
+        .await;
+    let target = format!("{} (from {app})", input.name);
+    let (a, latest) = audited(&state, &actor, &project, "app.clone", &target, r).await?;
+    Ok(manifests::created(a, latest))
 }
 
 async fn update_app(

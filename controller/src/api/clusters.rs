@@ -234,11 +234,29 @@ async fn delete_node(
 #[derive(Deserialize)]
 struct KubeconfigQuery {
     project: Option<String>,
+    /// Token lifetime in seconds (default one hour), capped by configuration.
+    ttl: Option<u64>,
 }
 
-/// The node's cluster kubeconfig with the project's namespace as the context namespace.
-/// System administrators only: it carries the cluster's own credential. Everyone
-/// else who may administer the project learns why they cannot have it (409).
+fn yaml_attachment(yaml: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/yaml"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"kubeconfig.yaml\"",
+            ),
+        ],
+        yaml,
+    )
+        .into_response()
+}
+
+/// A kubeconfig for the project on the node's cluster. Project maintainers and
+/// above. With the Kubernetes deployer: a token of the project's ServiceAccount,
+/// limited to its namespace, for `ttl` seconds. Otherwise only system
+/// administrators get the cluster's own kubeconfig (with the project's
+/// namespace); everyone else learns why not (409). Audited; the token never is.
 async fn node_kubeconfig(
     State(state): State<ControllerState>,
     headers: HeaderMap,
@@ -250,7 +268,15 @@ async fn node_kubeconfig(
     })?;
     check_project(&project)?;
     let actor = state.authorize(&headers, Some(&project), CtlAction::Admin)?;
-    if !actor.admin {
+    let max = state.kubeconfig_max_ttl().as_secs();
+    let ttl = q.ttl.unwrap_or(3600).min(max);
+    if ttl < 600 {
+        return Err(ApiError::BadRequest(format!(
+            "ttl: at least 600 seconds (the Kubernetes minimum), at most {max}"
+        )));
+    }
+    let scoped = state.context().deployer.scopes_kubeconfigs();
+    if !scoped && !actor.admin {
         state.audit(
             &actor,
             &project,
@@ -260,8 +286,9 @@ async fn node_kubeconfig(
         );
         return Err(ApiError::Conflict(format!(
             "the kubeconfig of node {name}'s cluster carries the cluster's own credential, which \
-             only system administrators may export; a kubeconfig scoped to project {project} is \
-             not available with this deployer: ask a system administrator"
+             only system administrators may export; a kubeconfig scoped to project {project} \
+             needs the Kubernetes deployer (this one writes manifest files and has no access \
+             to the cluster): ask a system administrator"
         )));
     }
     let node = load_node(&state, &name).await?;
@@ -270,18 +297,39 @@ async fn node_kubeconfig(
         .db(move |s| s.get_cluster(&c))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {:?}", node.cluster)))?;
-    let yaml = kubeconfig_for_namespace(&cluster.kubeconfig, &project)
-        .map_err(|m| ApiError::Conflict(format!("cluster {}: {m}", cluster.name)))?;
-    state.audit(&actor, &project, "kubeconfig.export", &name, "ok");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/yaml"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"kubeconfig.yaml\"",
-            ),
-        ],
-        yaml,
-    )
-        .into_response())
+    if !scoped {
+        let yaml = kubeconfig_for_namespace(&cluster.kubeconfig, &project)
+            .map_err(|m| ApiError::Conflict(format!("cluster {}: {m}", cluster.name)))?;
+        state.audit(
+            &actor,
+            &project,
+            "kubeconfig.export",
+            &name,
+            "ok: the cluster's kubeconfig",
+        );
+        return Ok(yaml_attachment(yaml));
+    }
+    let target = crate::deploy::DeployTarget { node, cluster };
+    let result = state
+        .context()
+        .deployer
+        .project_kubeconfig(&target, &project, ttl)
+        .await;
+    match result {
+        Ok(yaml) => {
+            let outcome = format!("ok: token for {ttl}s");
+            state.audit(&actor, &project, "kubeconfig.export", &name, &outcome);
+            Ok(yaml_attachment(yaml))
+        }
+        Err(e) => {
+            state.audit(
+                &actor,
+                &project,
+                "kubeconfig.export",
+                &name,
+                &format!("failed: {e}"),
+            );
+            Err(ApiError::Internal(e.to_string()))
+        }
+    }
 }

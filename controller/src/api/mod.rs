@@ -11,6 +11,7 @@
 //!
 //! - `clusters`: clusters, nodes, a node's kubeconfig;
 //! - `apps`: apps and their template versions;
+//! - `manifests`: apps as Kubernetes YAML (create, export) and clones;
 //! - `publications`: publish, unpublish, publication status, logs;
 //! - `resources`: the resource collections and volume release;
 //! - `resource_publications`: publishing and unpublishing resources per node.
@@ -28,6 +29,7 @@ use crate::store::{Store, StoreError};
 mod apps;
 mod clusters;
 mod error;
+mod manifests;
 mod publications;
 mod resource_publications;
 mod resources;
@@ -36,6 +38,7 @@ pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
 pub use self::clusters::{ClusterView, NodeView};
 use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
+pub use self::manifests::{AddVolume, CloneInput};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
 pub use self::resource_publications::{ResourcePublicationsView, ResourceTargetInput};
 pub use self::resources::ResourceView;

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::{DeployError, DeployTarget, Deployer, OwnerSelector, Rollout};
-use crate::model::{WorkloadKind, MANAGER};
+use crate::model::{Cluster, WorkloadKind, MANAGER};
 use crate::render::{object_identity, WorkloadRef, LABEL_MANAGED_BY};
 
 /// (apiVersion, kind, plural) of every namespaced kind berth creates; removal
@@ -81,39 +81,48 @@ impl KubeDeployer {
     }
 
     fn cluster_err(target: &DeployTarget, what: &str, e: impl std::fmt::Display) -> DeployError {
+        Self::err_on(&target.cluster, what, e)
+    }
+
+    pub(super) fn err_on(cluster: &Cluster, what: &str, e: impl std::fmt::Display) -> DeployError {
         DeployError::Cluster {
-            cluster: target.cluster.name.clone(),
+            cluster: cluster.name.clone(),
             message: format!("{what}: {e}"),
         }
     }
 
     async fn client(&self, target: &DeployTarget) -> Result<Client, DeployError> {
-        let hash = hex::encode(Sha256::digest(target.cluster.kubeconfig.as_bytes()));
+        self.client_for(&target.cluster).await
+    }
+
+    pub(super) async fn client_for(&self, cluster: &Cluster) -> Result<Client, DeployError> {
+        let target = cluster;
+        let hash = hex::encode(Sha256::digest(target.kubeconfig.as_bytes()));
         if let Ok(map) = self.clients.lock() {
-            if let Some((h, c)) = map.get(&target.cluster.name) {
+            if let Some((h, c)) = map.get(&target.name) {
                 if *h == hash {
                     return Ok(c.clone());
                 }
             }
         }
-        let kubeconfig = Kubeconfig::from_yaml(&target.cluster.kubeconfig)
-            .map_err(|e| Self::cluster_err(target, "the stored kubeconfig cannot be read", e))?;
+        let kubeconfig = Kubeconfig::from_yaml(&target.kubeconfig)
+            .map_err(|e| Self::err_on(target, "the stored kubeconfig cannot be read", e))?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
-            .map_err(|e| Self::cluster_err(target, "the stored kubeconfig cannot be used", e))?;
+            .map_err(|e| Self::err_on(target, "the stored kubeconfig cannot be used", e))?;
         let client = Client::try_from(config)
-            .map_err(|e| Self::cluster_err(target, "cannot build a client", e))?;
+            .map_err(|e| Self::err_on(target, "cannot build a client", e))?;
         if let Ok(mut map) = self.clients.lock() {
-            map.insert(target.cluster.name.clone(), (hash, client.clone()));
+            map.insert(target.name.clone(), (hash, client.clone()));
         }
         Ok(client)
     }
 
-    fn params() -> PatchParams {
+    pub(super) fn params() -> PatchParams {
         PatchParams::apply(MANAGER).force()
     }
 
-    async fn ensure_namespace(
+    pub(super) async fn ensure_namespace(
         &self,
         client: &Client,
         target: &DeployTarget,
@@ -122,11 +131,7 @@ impl KubeDeployer {
         let ar = api_resource("v1", "Namespace")
             .ok_or_else(|| DeployError::Invalid("namespace kind missing".into()))?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let ns = json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": { "name": namespace, "labels": { LABEL_MANAGED_BY: MANAGER } },
-        });
+        let ns = namespace_object(namespace);
         match api
             .patch(namespace, &Self::params(), &Patch::Apply(&ns))
             .await
@@ -196,6 +201,22 @@ impl KubeDeployer {
             )),
         }
     }
+}
+
+/// A project's namespace: berth's, and held to the `restricted` Pod Security
+/// standard (one field manager applies it, so every apply says the same).
+pub fn namespace_object(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": namespace, "labels": {
+            LABEL_MANAGED_BY: MANAGER,
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        } },
+    })
 }
 
 fn u32_at(v: &Value, path: &[&str]) -> Option<u32> {
@@ -326,6 +347,27 @@ impl Deployer for KubeDeployer {
         let value = serde_json::to_value(&obj)
             .map_err(|e| DeployError::Invalid(format!("unreadable {}: {e}", workload.kind)))?;
         Ok(rollout_from_object(workload.kind, &value))
+    }
+
+    fn scopes_kubeconfigs(&self) -> bool {
+        true
+    }
+
+    async fn project_kubeconfig(
+        &self,
+        target: &DeployTarget,
+        project: &str,
+        ttl_secs: u64,
+    ) -> Result<String, DeployError> {
+        self.export_project_access(target, project, ttl_secs).await
+    }
+
+    async fn revoke_project_access(
+        &self,
+        cluster: &Cluster,
+        project: &str,
+    ) -> Result<(), DeployError> {
+        self.revoke_access(cluster, project).await
     }
 
     async fn logs(

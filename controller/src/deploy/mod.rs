@@ -18,6 +18,7 @@ use crate::render::{WorkloadRef, LABEL_BERTH_APP, LABEL_MANAGED_BY, LABEL_NODE, 
 
 pub mod dir;
 pub mod kube;
+mod kube_access;
 
 pub use dir::DirectoryDeployer;
 pub use kube::KubeDeployer;
@@ -114,6 +115,29 @@ pub trait Deployer: Send + Sync + 'static {
         target: &DeployTarget,
         workload: &WorkloadRef,
     ) -> Result<Rollout, DeployError>;
+    /// Whether `project_kubeconfig` can make kubeconfigs scoped to a project.
+    fn scopes_kubeconfigs(&self) -> bool {
+        false
+    }
+    /// A kubeconfig for `project` on the target's cluster, with a token of
+    /// `ttl_secs` limited to the project's namespace (see `kube_access`).
+    /// Deployers without API access cannot make one.
+    async fn project_kubeconfig(
+        &self,
+        _target: &DeployTarget,
+        _project: &str,
+        _ttl_secs: u64,
+    ) -> Result<String, DeployError> {
+        Err(DeployError::Unsupported("a kubeconfig scoped to a project"))
+    }
+    /// Invalidates every kubeconfig exported for `project` on `cluster`.
+    async fn revoke_project_access(
+        &self,
+        _cluster: &Cluster,
+        _project: &str,
+    ) -> Result<(), DeployError> {
+        Ok(())
+    }
     /// Recent log lines of the workload's pods, when the deployer can see them.
     async fn logs(
         &self,

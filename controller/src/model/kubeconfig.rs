@@ -74,6 +74,47 @@ pub fn kubeconfig_for_namespace(kubeconfig: &str, namespace: &str) -> Result<Str
     serde_yaml::to_string(&doc).map_err(|e| format!("cannot write kubeconfig: {e}"))
 }
 
+/// A kubeconfig with one context: the stored kubeconfig's current cluster
+/// (server, CA; never its credentials), `user` with `token`, and `namespace`.
+pub fn scoped_kubeconfig(
+    cluster_kubeconfig: &str,
+    context_name: &str,
+    namespace: &str,
+    user: &str,
+    token: &str,
+) -> Result<String, String> {
+    let summary = kubeconfig_summary(cluster_kubeconfig)?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(cluster_kubeconfig)
+        .map_err(|e| format!("kubeconfig is not valid YAML: {e}"))?;
+    let named = |list: &str, name: &str| {
+        doc.get(list)
+            .and_then(|v| v.as_sequence())
+            .and_then(|seq| {
+                seq.iter()
+                    .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name))
+            })
+            .cloned()
+    };
+    let context =
+        named("contexts", &summary.current_context).ok_or("kubeconfig has no current context")?;
+    let cluster_name = context["context"]["cluster"]
+        .as_str()
+        .ok_or("kubeconfig's current context names no cluster")?
+        .to_string();
+    let cluster = named("clusters", &cluster_name).ok_or("kubeconfig has no such cluster")?;
+    let out = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": cluster_name, "cluster": serde_json::to_value(&cluster["cluster"])
+            .map_err(|e| e.to_string())? }],
+        "users": [{ "name": user, "user": { "token": token } }],
+        "contexts": [{ "name": context_name, "context": {
+            "cluster": cluster_name, "user": user, "namespace": namespace } }],
+        "current-context": context_name,
+    });
+    serde_yaml::to_string(&out).map_err(|e| format!("cannot write kubeconfig: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +131,18 @@ mod tests {
             Some("shop")
         );
         assert!(kubeconfig_summary("current-context: x\n").is_err());
+        let scoped =
+            scoped_kubeconfig(kc, "shop@n1", "shop", "berth-shop", "sa-token").expect("ok");
+        assert!(!scoped.contains("token: t\n"), "{scoped}");
+        let s = kubeconfig_summary(&scoped).expect("valid");
+        assert_eq!(s.server, "https://10.0.0.1:6443");
+        assert_eq!(s.current_context, "shop@n1");
+        let v: serde_yaml::Value = serde_yaml::from_str(&scoped).expect("yaml");
+        assert_eq!(
+            v["contexts"][0]["context"]["namespace"].as_str(),
+            Some("shop")
+        );
+        assert_eq!(v["users"][0]["user"]["token"].as_str(), Some("sa-token"));
         assert!(kubeconfig_summary(": : :").is_err());
     }
 }

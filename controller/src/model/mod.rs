@@ -36,7 +36,9 @@ pub use app::{summarize_change, App, TemplateVersion};
 pub use check::ValidationError;
 pub use cluster::{Cluster, EdgeCredentials, EdgeToken, Node};
 pub use formats::{validate_cron, validate_quantity};
-pub use kubeconfig::{kubeconfig_for_namespace, kubeconfig_summary, KubeconfigSummary};
+pub use kubeconfig::{
+    kubeconfig_for_namespace, kubeconfig_summary, scoped_kubeconfig, KubeconfigSummary,
+};
 pub use names::{
     validate_digest, validate_dns_label, validate_dns_subdomain, validate_label_key,
     validate_label_value, ImageRef,

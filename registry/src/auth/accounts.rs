@@ -197,6 +197,9 @@ pub struct Accounts {
     credentials: AtomicU64,
     /// A hash at this installation's cost, so unknown names take as long as known ones.
     dummy: std::sync::OnceLock<String>,
+    /// Projects someone lost access to (a member removed or lowered, the
+    /// project deleted), for whoever must revoke what they were handed.
+    access_removed: tokio::sync::broadcast::Sender<String>,
     /// bcrypt verifications run (logins that missed the cache, old-password checks).
     checks: prometheus_client::metrics::counter::Counter,
 }
@@ -267,6 +270,7 @@ impl Accounts {
             cost: bcrypt_cost,
             credentials: AtomicU64::new(0),
             dummy: std::sync::OnceLock::new(),
+            access_removed: tokio::sync::broadcast::channel(64).0,
             checks: Default::default(),
         };
         a.assign_missing_ids()?;
@@ -716,7 +720,13 @@ impl Accounts {
         }
         drop(snap);
         self.credentials_changed();
+        let _ = self.access_removed.send(name.to_string());
         Ok(())
+    }
+
+    /// Names of projects someone lost access to, as it happens.
+    pub fn access_removed(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.access_removed.subscribe()
     }
 
     // ---- members ----
@@ -736,9 +746,14 @@ impl Accounts {
             .insert((project, user), role.as_str())
             .map_err(db)?;
         tx.commit().map_err(db)?;
-        self.write()
+        let before = self
+            .write()
             .members
             .insert((project.to_string(), user.to_string()), role);
+        if before.is_some_and(|b| b != role) {
+            // A changed role may have lost the right to export.
+            let _ = self.access_removed.send(project.to_string());
+        }
         Ok(())
     }
 
@@ -759,6 +774,7 @@ impl Accounts {
         self.write()
             .members
             .remove(&(project.to_string(), user.to_string()));
+        let _ = self.access_removed.send(project.to_string());
         Ok(())
     }
 
@@ -974,6 +990,26 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(msg.contains("8 to 20 characters"), "{msg}");
+    }
+
+    #[test]
+    fn losing_access_to_a_project_is_announced() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Arc::new(Database::create(dir.path().join("a.redb")).expect("db"));
+        let a = Accounts::open(db, 4).expect("open");
+        let mut removed = a.access_removed();
+        a.create_user("ann", "initial123", false).expect("user");
+        a.create_project("team", false).expect("project");
+        a.set_member("team", "ann", Role::Maintainer)
+            .expect("member");
+        assert!(removed.try_recv().is_err(), "joining takes nothing away");
+        a.set_member("team", "ann", Role::Developer)
+            .expect("lowered");
+        assert_eq!(removed.try_recv().ok().as_deref(), Some("team"));
+        a.remove_member("team", "ann").expect("removed");
+        assert_eq!(removed.try_recv().ok().as_deref(), Some("team"));
+        a.delete_project("team").expect("deleted");
+        assert_eq!(removed.try_recv().ok().as_deref(), Some("team"));
     }
 
     #[test]
