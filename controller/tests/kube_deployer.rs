@@ -559,6 +559,10 @@ async fn a_project_kubeconfig_is_scoped_to_its_namespace_and_revocable() {
         let ns = s.seen[0].body.as_ref().expect("namespace");
         assert_eq!(
             ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "baseline"
+        );
+        assert_eq!(
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/warn"],
             "restricted"
         );
         let role = s.seen[2].body.as_ref().expect("role");

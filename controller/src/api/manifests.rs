@@ -82,6 +82,7 @@ fn record(
         name: name.into(),
         kind: draft.kind(),
         spec,
+        description: String::new(),
         created_at: now,
         updated_at: now,
     }))
@@ -227,7 +228,7 @@ pub(super) async fn export(
             let lbs: Vec<Resource> = s
                 .list_resources(&p, ResourceKind::LoadBalancers)?
                 .into_iter()
-                .filter(|r| matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.app == a))
+                .filter(|r| matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.owner_app() == Some(a.as_str())))
                 .collect();
             for route in s.list_resources(&p, ResourceKind::Routes)? {
                 if matches!(&route.spec, ResourceSpec::Route(rt)

@@ -278,7 +278,7 @@ fn resource(app: &str, r: &Resource) -> Value {
                 v
             });
             let mut spec = json!({
-                "selector": { LABEL_APP: lb.app },
+                "selector": lb.app_selector(),
                 "ports": Value::Array(ports.collect()),
             });
             if lb.service_type == ServiceType::LoadBalancer {

@@ -353,7 +353,7 @@ fn associate(
             }
         }
         let used = match &r.draft {
-            Draft::LoadBalancer(lb) => lb.app == app,
+            Draft::LoadBalancer(lb) => lb.owner_app() == Some(app),
             Draft::Route(_) => true,
             _ => spec_uses(spec, kind, &r.name),
         };

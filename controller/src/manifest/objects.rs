@@ -113,7 +113,8 @@ fn service(p: &mut Problems, spec: Option<&Value>, meta: &Meta) -> Option<Draft>
     }
     f.finish(p);
     Some(Draft::LoadBalancer(LoadBalancerSpec {
-        app,
+        app: Some(app),
+        selector: Default::default(),
         service_type,
         ports,
     }))

@@ -24,6 +24,7 @@ fn resource(name: &str, spec: ResourceSpec) -> Resource {
         name: name.into(),
         kind,
         spec,
+        description: String::new(),
         created_at: 0,
         updated_at: 0,
     }
@@ -80,7 +81,8 @@ fn app_with_resources(kind: WorkloadKind) -> (AppSpec, Vec<Resource>) {
         resource(
             "web-lb",
             ResourceSpec::LoadBalancer(LoadBalancerSpec {
-                app: "web".into(),
+                app: Some("web".into()),
+                selector: Default::default(),
                 service_type: ServiceType::ClusterIP,
                 ports: vec![ServicePort {
                     name: None,
@@ -215,7 +217,8 @@ fn kubectl_get_of_what_berth_rendered_is_accepted() {
         .map(as_the_server_shows_it)
         .collect();
     let lb = LoadBalancerSpec {
-        app: "web".into(),
+        app: Some("web".into()),
+        selector: Default::default(),
         service_type: ServiceType::ClusterIP,
         ports: vec![ServicePort {
             name: None,
