@@ -27,6 +27,8 @@ use futures::future::BoxFuture;
 
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
+#[cfg(test)]
+pub(crate) mod conformance;
 mod mark;
 mod redb;
 

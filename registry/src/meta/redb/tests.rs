@@ -1,4 +1,4 @@
-//! The embedded store: its format version.
+//! The embedded store: its format version, and the conformance suite.
 
 use ::redb::Database;
 
@@ -37,3 +37,9 @@ fn a_newer_format_is_refused_and_an_older_one_upgraded() {
     assert_eq!(v.map(|v| v.value()), Some(SCHEMA_VERSION));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = RedbMeta::open(&dir.path().join("berth.redb")).expect("open");
+    crate::meta::conformance::suite(std::sync::Arc::new(meta)).await;
+}
