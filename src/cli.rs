@@ -78,7 +78,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.server.listen;
     let grace = cfg.server.shutdown_grace;
     let log_access = cfg.log.access_log;
-    let app = RegistryApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
+    let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = app.router();
     let mut reconciler = None;
@@ -192,7 +192,7 @@ fn start_controller(
         .split_once("://")
         .map(|(_, h)| h.to_string());
     let state = berth_controller::ControllerState::new(
-        app.registry.database(),
+        app.registry.database().map_err(|e| anyhow!("{e}"))?,
         berth_controller::Ports {
             resolver: Arc::new(RegistryResolver {
                 registry: app.registry.clone(),
@@ -242,7 +242,9 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.edge.listen;
     let grace = cfg.server.shutdown_grace;
     let log_access = cfg.log.access_log;
-    let app = berth_edge::EdgeApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
+    let app = berth_edge::EdgeApp::open(cfg)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
     let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
@@ -278,12 +280,15 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             delete_untagged: cfg.gc.delete_untagged,
             dry_run,
         };
-        let app = RegistryApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
+        let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
         let sealer = berth_controller::sealed_records::RecordSealer::new(Some(
             berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
         ));
-        let store = berth_controller::Store::open(app.registry.database(), sealer)
-            .map_err(|e| anyhow!("controller records: {e}"))?;
+        let store = berth_controller::Store::open(
+            app.registry.database().map_err(|e| anyhow!("{e}"))?,
+            sealer,
+        )
+        .map_err(|e| anyhow!("controller records: {e}"))?;
         app.registry
             .add_gc_roots(std::sync::Arc::new(crate::compose::PublicationRoots {
                 store,

@@ -27,6 +27,7 @@ impl ImageResolver for RegistryResolver {
         let found = self
             .registry
             .resolve_image(&r)
+            .await
             .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
         let Some(m) = found else {
             return Err(ResolveError::NotFound(match &r.reference {

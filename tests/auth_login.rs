@@ -859,7 +859,7 @@ fn auth_cost_of_a_manifest_get() {
     cfg.server.listen = addr;
     // The default bcrypt cost (10): the first Basic request pays it, later ones hit the cache.
     let cost = cfg.auth.bcrypt_cost;
-    let app = RegistryApp::open(cfg).expect("open registry");
+    let app = rt.block_on(RegistryApp::open(cfg)).expect("open registry");
     let accounts = app.access.accounts.clone();
     accounts
         .create_user("bench", "initial123", true)

@@ -56,6 +56,7 @@ async fn list(State(p): State<Images>) -> Result<Json<Vec<CachedImage>>, Prefetc
     let mut out: Vec<CachedImage> = p
         .local
         .cached_images()
+        .await
         .map_err(internal)?
         .into_iter()
         .map(|c| {
@@ -106,7 +107,7 @@ async fn delete(
         let Ok(r) = i.parse::<ImageRef>() else {
             continue;
         };
-        let Some(resolved) = p.local.resolve_image(&r).ok().flatten() else {
+        let Some(resolved) = p.local.resolve_image(&r).await.ok().flatten() else {
             continue;
         };
         for b in resolved.blobs {

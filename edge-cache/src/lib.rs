@@ -90,7 +90,7 @@ pub struct EdgeApp {
 }
 
 impl EdgeApp {
-    pub fn open(config: Config) -> Result<Self, EdgeError> {
+    pub async fn open(config: Config) -> Result<Self, EdgeError> {
         let e = &config.edge;
         if e.upstream.is_empty() {
             return Err(EdgeError::Config(
@@ -115,7 +115,7 @@ impl EdgeApp {
         );
         // The database is ours, so nothing else uses this directory: what a
         // crash left half done is settled before serving.
-        let recovery = local.recover_at_start(true).map_err(start)?;
+        let recovery = local.recover_at_start(true).await.map_err(start)?;
         if recovery != Default::default() {
             tracing::info!(
                 recorded = recovery.recorded,
@@ -129,6 +129,7 @@ impl EdgeApp {
         em.register(&metrics);
         let retention = Arc::new(
             Retention::new(local.clone(), store.clone(), em.clone(), e.capacity.0)
+                .await
                 .map_err(start)?,
         );
         let cache_dir = Arc::new(CacheDir::new(

@@ -167,7 +167,7 @@ impl PullThrough {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, ServiceError> {
-        if self.local.recorded_blob_size(digest)?.is_none() {
+        if self.local.recorded_blob_size(digest).await?.is_none() {
             return Ok(None);
         }
         // One caller asks, the others find the link.

@@ -52,13 +52,13 @@ impl Drop for ReaderGuard {
 }
 
 impl Retention {
-    pub fn new(
+    pub async fn new(
         local: Arc<LocalRegistry>,
         store: Arc<EdgeStore>,
         metrics: Arc<EdgeMetrics>,
         capacity: u64,
     ) -> Result<Self, ServiceError> {
-        let used = local.recorded_blobs()?.iter().map(|(_, s)| *s).sum();
+        let used = local.recorded_blobs().await?.iter().map(|(_, s)| *s).sum();
         Ok(Self {
             local,
             store,
@@ -73,11 +73,12 @@ impl Retention {
         self.used.lock().map(|u| *u).unwrap_or(0)
     }
 
-    /// Counts the bytes held again from the records (after the database was recreated).
+    /// Counts the bytes held again from the records (after the database was
+    /// recreated). Blocking: called from `CacheDir::ensure`'s blocking context.
     pub fn reset(&self) {
-        let used = self
-            .local
-            .recorded_blobs()
+        let used = tokio::runtime::Handle::try_current()
+            .ok()
+            .and_then(|h| h.block_on(self.local.recorded_blobs()).ok())
             .map(|b| b.iter().map(|(_, s)| *s).sum())
             .unwrap_or(0);
         if let Ok(mut u) = self.used.lock() {
@@ -118,7 +119,7 @@ impl Retention {
             return;
         }
         let pins = self.store.pins().unwrap_or_default();
-        let mut blobs = match self.local.recorded_blobs() {
+        let mut blobs = match self.local.recorded_blobs().await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list cached blobs for eviction");

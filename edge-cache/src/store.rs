@@ -57,14 +57,14 @@ impl EdgeStore {
         Ok(store)
     }
 
-    fn db(&self) -> Arc<Database> {
-        self.local.database()
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.local.database().map_err(e)
     }
 
     /// Creates the tables if missing and reloads access times from the
     /// database (after `reopen_database`: an empty one).
     pub fn reset(&self) -> Result<(), StoreError> {
-        let db = self.db();
+        let db = self.db()?;
         let tx = db.begin_write().map_err(e)?;
         tx.open_table(TAG_FETCHED).map_err(e)?;
         tx.open_table(ACCESS).map_err(e)?;
@@ -85,13 +85,13 @@ impl EdgeStore {
     }
 
     pub fn tag_fetched(&self, repo: &str, tag: &str) -> Option<u64> {
-        let tx = self.db().begin_read().ok()?;
+        let tx = self.db().ok()?.begin_read().ok()?;
         let t = tx.open_table(TAG_FETCHED).ok()?;
         t.get((repo, tag)).ok().flatten().map(|v| v.value())
     }
 
     pub fn set_tag_fetched(&self, repo: &str, tag: &str) -> Result<(), StoreError> {
-        let tx = self.db().begin_write().map_err(e)?;
+        let tx = self.db()?.begin_write().map_err(e)?;
         tx.open_table(TAG_FETCHED)
             .map_err(e)?
             .insert((repo, tag), now_ms())
@@ -126,7 +126,7 @@ impl EdgeStore {
         if let Ok(mut dirty) = self.dirty.lock() {
             dirty.remove(&k);
         }
-        let tx = self.db().begin_write().map_err(e)?;
+        let tx = self.db()?.begin_write().map_err(e)?;
         tx.open_table(ACCESS)
             .map_err(e)?
             .remove(k.as_str())
@@ -150,7 +150,7 @@ impl EdgeStore {
                 .filter_map(|k| a.get(k).map(|v| (k.clone(), *v)))
                 .collect()
         };
-        let tx = self.db().begin_write().map_err(e)?;
+        let tx = self.db()?.begin_write().map_err(e)?;
         {
             let mut t = tx.open_table(ACCESS).map_err(e)?;
             for (k, v) in snapshot {
@@ -161,7 +161,7 @@ impl EdgeStore {
     }
 
     pub fn pin(&self, image: &str, digests: &[Digest]) -> Result<(), StoreError> {
-        let tx = self.db().begin_write().map_err(e)?;
+        let tx = self.db()?.begin_write().map_err(e)?;
         {
             let mut t = tx.open_table(PINS).map_err(e)?;
             for d in digests {
@@ -173,7 +173,7 @@ impl EdgeStore {
 
     /// Removes an image's pins; returns how many there were.
     pub fn unpin(&self, image: &str) -> Result<usize, StoreError> {
-        let tx = self.db().begin_write().map_err(e)?;
+        let tx = self.db()?.begin_write().map_err(e)?;
         let n;
         {
             let mut t = tx.open_table(PINS).map_err(e)?;
@@ -193,7 +193,7 @@ impl EdgeStore {
 
     /// Every pinned digest, with the images pinning it.
     pub fn pins(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let tx = self.db().begin_read().map_err(e)?;
+        let tx = self.db()?.begin_read().map_err(e)?;
         let t = tx.open_table(PINS).map_err(e)?;
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for r in t.iter().map_err(e)? {
@@ -205,7 +205,7 @@ impl EdgeStore {
     }
 
     pub fn put_job(&self, id: &str, json: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db().begin_write().map_err(e)?;
+        let tx = self.db()?.begin_write().map_err(e)?;
         tx.open_table(JOBS)
             .map_err(e)?
             .insert(id, json)
@@ -214,7 +214,7 @@ impl EdgeStore {
     }
 
     pub fn jobs(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = self.db().begin_read().map_err(e)?;
+        let tx = self.db()?.begin_read().map_err(e)?;
         let t = tx.open_table(JOBS).map_err(e)?;
         let mut out = Vec::new();
         for r in t.iter().map_err(e)? {

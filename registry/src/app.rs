@@ -15,7 +15,7 @@ use crate::auth::throttle::ThrottleConfig;
 use crate::auth::token::TokenKey;
 use crate::auth::Access;
 use crate::content::ContentStore;
-use crate::meta::Meta;
+use crate::meta::RedbMeta;
 use crate::service::{metrics::Metrics, LocalRegistry};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +80,8 @@ impl LocalRegistry {
             source,
         })?;
         let content = open_content(config, dir)?;
-        let meta = Meta::open(&dir.join(database))?;
-        Ok(LocalRegistry::new(meta, content, metrics))
+        let meta = RedbMeta::open(&dir.join(database))?;
+        Ok(LocalRegistry::embedded(meta, content, metrics))
     }
 }
 
@@ -95,7 +95,7 @@ pub struct RegistryApp {
 }
 
 impl RegistryApp {
-    pub fn open(config: Config) -> Result<Self, StartError> {
+    pub async fn open(config: Config) -> Result<Self, StartError> {
         let data = &config.server.data_dir;
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(LocalRegistry::open(
@@ -111,11 +111,17 @@ impl RegistryApp {
         // after its grace window.
         let recovery = registry
             .recover_at_start(false)
+            .await
             .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
         log_recovery(&recovery);
         let accounts = Arc::new(
-            Accounts::open(registry.database(), config.auth.bcrypt_cost)
-                .map_err(|e| StartError::Other(e.to_string()))?,
+            Accounts::open(
+                registry
+                    .database()
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+                config.auth.bcrypt_cost,
+            )
+            .map_err(|e| StartError::Other(e.to_string()))?,
         );
         let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
             .ok()

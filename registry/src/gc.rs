@@ -1,20 +1,29 @@
 //! Garbage collection, while the registry serves.
 //!
-//! 1. **Mark and sweep metadata in one redb write transaction.** Roots are
-//!    tags, manifests younger than the grace window (and, with
+//! 1. **Mark each repository on a snapshot, sweep its metadata in batches.**
+//!    Roots are tags, manifests younger than the grace window (and, with
 //!    `delete_untagged = false`, every manifest). From the roots, index
 //!    children and referrers of live manifests are live. Dead manifests lose
 //!    their entries; a repository keeps a blob link if a live manifest
 //!    references the blob or the link is younger than the grace window; a
 //!    blob record with no links left (and older than the window) is dropped.
-//!    Because pushes change metadata in write transactions too, a manifest
-//!    push either lands before the sweep (and is seen as live) or after it
-//!    (and then finds its blobs still linked, since links are refreshed by
-//!    every upload and mount and are protected for the grace window).
+//!    The mark reads a snapshot without holding the writer; the sweep is
+//!    `MetaStore` operations of at most `BATCH` records each, every one a
+//!    write transaction that removes only what is still as the snapshot saw
+//!    it (same push or link time, untagged, not the child of a manifest
+//!    pushed since, no link left), so a sweep never holds the single writer
+//!    for long and never undoes a push that landed after the snapshot. A
+//!    manifest a batch keeps keeps what it reaches (its children and
+//!    referrers, as the mark would), and dead manifests are swept parents
+//!    (and subjects) first. A push that lands before a batch is seen by its
+//!    re-checks; one after it finds its blobs still linked, since links are
+//!    refreshed by every upload, mount and manifest push and are protected
+//!    for the grace window.
 //! 2. **Sweep the store lazily.** Objects without a record are deleted only
 //!    if they are older than the grace window, re-checked under the metadata
-//!    write lock. On the local backend an upload renames its file into place
-//!    and records it inside one write transaction, so under that lock an
+//!    write lock (`MetaStore::delete_unrecorded`). On the local backend an
+//!    upload renames its file into place and records it under that lock
+//!    (`MetaStore::place_record_and_link`), so under that lock an
 //!    object is either recorded or not placed yet; on other backends the
 //!    placed object carries a fresh mtime until it is recorded, and fresh
 //!    objects are skipped (with a grace window).
@@ -28,21 +37,23 @@
 //! The grace window is the answer to distribution's "GC during push" bugs:
 //! a layer uploaded and acknowledged waits at least that long for its manifest.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
-use redb::{ReadableTable, WriteTransaction};
 use serde::Serialize;
 
 use crate::content::ContentStore;
-use crate::meta::{
-    self, Meta, MetaError, BLOBS, MANIFESTS, MANIFEST_BYTES, MANIFEST_REFS, REFERRERS, REPO_BLOBS,
-    TAGS,
-};
-use crate::oci::{Digest, ManifestSummary};
+use crate::meta::{self, DeleteStep, MetaError, MetaStore, RepoGcView, Seen, StoreStep};
+use crate::oci::{Digest, ManifestSummary, RepoName};
 use crate::service::LocalRegistry;
+
+pub use crate::meta::mark;
+pub use crate::service::GcRoots;
+
+/// Records removed per metadata write transaction.
+pub const BATCH: usize = 128;
 
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {
@@ -74,236 +85,70 @@ pub enum GcError {
     Service(#[from] crate::service::ServiceError),
 }
 
-fn db<E: std::fmt::Display>(e: E) -> MetaError {
-    MetaError::Db(e.to_string())
-}
-
-/// The pure part of mark: given a repository's manifests and roots, which manifests live.
-pub fn mark(
-    manifests: &BTreeMap<String, Option<ManifestSummary>>,
-    roots: &BTreeSet<String>,
-) -> BTreeSet<String> {
-    let mut live: BTreeSet<String> = BTreeSet::new();
-    let mut stack: Vec<String> = roots
-        .iter()
-        .filter(|r| manifests.contains_key(*r))
-        .cloned()
-        .collect();
-    // subject -> referrers, so that referrers of live manifests become live.
-    let mut referrers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (d, s) in manifests {
-        if let Some(subj) = s.as_ref().and_then(|s| s.subject.as_ref()) {
-            referrers
-                .entry(subj.digest.to_string())
-                .or_default()
-                .push(d.clone());
-        }
-    }
-    while let Some(d) = stack.pop() {
-        if !live.insert(d.clone()) {
-            continue;
-        }
-        if let Some(Some(s)) = manifests.get(&d) {
-            for child in &s.manifests {
-                let c = child.digest.to_string();
-                if manifests.contains_key(&c) && !live.contains(&c) {
-                    stack.push(c);
-                }
-            }
-        }
-        if let Some(rs) = referrers.get(&d) {
-            stack.extend(rs.iter().filter(|r| !live.contains(*r)).cloned());
-        }
-    }
-    live
-}
-
-/// Step 1: everything in one write transaction. Returns blob digests whose
-/// records were dropped, with their sizes.
-fn sweep_metadata(
-    tx: &WriteTransaction,
-    opts: &GcOptions,
-    extra_roots: &BTreeMap<String, BTreeSet<String>>,
-    report: &mut GcReport,
-) -> Result<Vec<(Digest, u64)>, MetaError> {
-    let now = meta::now();
-    let cutoff = now.saturating_sub(opts.grace.as_secs());
-    // repo -> digest -> (pushed_at)
-    let mut by_repo: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    {
-        let t = tx.open_table(MANIFESTS).map_err(db)?;
-        for r in t.iter().map_err(db)? {
-            let (k, v) = r.map_err(db)?;
-            let (repo, d) = k.value();
-            by_repo
-                .entry(repo.to_string())
-                .or_default()
-                .insert(d.to_string(), v.value().1);
-        }
-    }
-    let refs_table = tx.open_table(MANIFEST_REFS).map_err(db)?;
-    let summary_of = |d: &str| -> Option<ManifestSummary> {
-        refs_table
-            .get(d)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(v.value()).ok())
-    };
-    let mut tags_by_repo: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    {
-        let t = tx.open_table(TAGS).map_err(db)?;
-        for r in t.iter().map_err(db)? {
-            let (k, v) = r.map_err(db)?;
-            tags_by_repo
-                .entry(k.value().0.to_string())
-                .or_default()
-                .insert(v.value().to_string());
-        }
-    }
-    let mut live_blobs: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    let mut dead_manifests: Vec<(String, String, Option<ManifestSummary>)> = Vec::new();
-    let mut live_manifest_digests: HashSet<String> = HashSet::new();
-    for (repo, ms) in &by_repo {
-        let summaries: BTreeMap<String, Option<ManifestSummary>> =
-            ms.keys().map(|d| (d.clone(), summary_of(d))).collect();
-        let mut roots: BTreeSet<String> = tags_by_repo.get(repo).cloned().unwrap_or_default();
-        if let Some(extra) = extra_roots.get(repo) {
-            roots.extend(extra.iter().cloned());
-        }
-        for (d, pushed) in ms {
-            if !opts.delete_untagged || *pushed > cutoff {
-                roots.insert(d.clone());
-            }
-        }
-        let live = mark(&summaries, &roots);
-        let blobs = live_blobs.entry(repo.clone()).or_default();
-        for (d, s) in summaries {
-            if live.contains(&d) {
-                if let Some(s) = &s {
-                    blobs.extend(s.blobs.iter().map(|b| b.digest.to_string()));
-                }
-                live_manifest_digests.insert(d);
-            } else {
-                dead_manifests.push((repo.clone(), d, s));
-            }
-        }
-    }
-    drop(refs_table);
-    report.manifests_deleted = dead_manifests.len() as u64;
-    {
-        let mut mt = tx.open_table(MANIFESTS).map_err(db)?;
-        let mut rt = tx.open_table(REFERRERS).map_err(db)?;
-        for (repo, d, s) in &dead_manifests {
-            mt.remove((repo.as_str(), d.as_str())).map_err(db)?;
-            if let Some(subj) = s.as_ref().and_then(|s| s.subject.as_ref()) {
-                rt.remove((repo.as_str(), subj.digest.to_string().as_str(), d.as_str()))
-                    .map_err(db)?;
-            }
-        }
-    }
-    {
-        // Manifest content no repository holds any more.
-        let mut bytes = tx.open_table(MANIFEST_BYTES).map_err(db)?;
-        let mut refs = tx.open_table(MANIFEST_REFS).map_err(db)?;
-        let orphaned: BTreeSet<&String> = dead_manifests
-            .iter()
-            .map(|(_, d, _)| d)
-            .filter(|d| !live_manifest_digests.contains(*d))
-            .collect();
-        for d in orphaned {
-            bytes.remove(d.as_str()).map_err(db)?;
-            refs.remove(d.as_str()).map_err(db)?;
-        }
-    }
-    // Links.
-    let mut still_linked: HashSet<String> = HashSet::new();
-    {
-        let mut links = tx.open_table(REPO_BLOBS).map_err(db)?;
-        let mut doomed: Vec<(String, String)> = Vec::new();
-        for r in links.iter().map_err(db)? {
-            let (k, v) = r.map_err(db)?;
-            let (repo, d) = k.value();
-            let referenced = live_blobs.get(repo).is_some_and(|s| s.contains(d));
-            if referenced || v.value() > cutoff {
-                still_linked.insert(d.to_string());
-            } else {
-                doomed.push((repo.to_string(), d.to_string()));
-            }
-        }
-        report.links_removed = doomed.len() as u64;
-        for (repo, d) in doomed {
-            links.remove((repo.as_str(), d.as_str())).map_err(db)?;
-        }
-    }
-    // Blob records.
-    let mut dropped = Vec::new();
-    {
-        let mut blobs = tx.open_table(BLOBS).map_err(db)?;
-        let mut doomed = Vec::new();
-        for r in blobs.iter().map_err(db)? {
-            let (k, v) = r.map_err(db)?;
-            let (size, recorded) = v.value();
-            if !still_linked.contains(k.value()) && recorded <= cutoff {
-                doomed.push((k.value().to_string(), size));
-            }
-        }
-        for (d, size) in doomed {
-            blobs.remove(d.as_str()).map_err(db)?;
-            if let Ok(digest) = d.parse::<Digest>() {
-                dropped.push((digest, size));
-            }
-        }
-    }
-    Ok(dropped)
-}
-
-/// Something outside the registry's metadata that holds manifests alive:
-/// `(repository, manifest digest)` pairs that GC treats like tags.
-pub trait GcRoots: Send + Sync {
-    fn roots(&self) -> Vec<(String, String)>;
+/// One collection's view of time and its roots outside the metadata.
+struct Sweep<'a> {
+    meta: &'a dyn MetaStore,
+    opts: GcOptions,
+    /// Things last touched at or before this (unix seconds) are past the grace window.
+    cutoff: u64,
+    /// When the snapshots were taken (no earlier than this second).
+    seen_at: u64,
+    /// repo → manifest digests held by others (the controller).
+    extra_roots: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Runs a full collection.
 pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, GcError> {
     let started = Instant::now();
     let (meta, content, metrics) = registry.gc_parts();
-    let (meta, content) = (meta.clone(), content.clone());
     let mut report = GcReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
     // References held outside the registry's own metadata (the controller's
     // publications deploy digests whatever their tags do since).
-    let mut extra: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let holders: Vec<Arc<dyn GcRoots>> = registry.gc_roots();
-    for h in holders {
+    let mut extra_roots: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for h in registry.gc_roots() {
         for (repo, digest) in h.roots() {
-            extra.entry(repo).or_default().insert(digest);
+            extra_roots.entry(repo).or_default().insert(digest);
         }
     }
-    let sweeping = meta.clone();
-    let (dropped, mut report) = tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
-        let tx = sweeping.begin_write()?;
-        let dropped = sweep_metadata(&tx, &opts, &extra, &mut report)?;
-        if opts.dry_run {
-            tx.abort().map_err(db)?;
-        } else {
-            tx.commit().map_err(db)?;
+    let now = meta::now();
+    let sweep = Sweep {
+        meta,
+        opts,
+        cutoff: now.saturating_sub(opts.grace.as_secs()),
+        seen_at: now,
+        extra_roots,
+    };
+    let mut still_linked: HashSet<Digest> = HashSet::new();
+    let mut last: Option<String> = None;
+    loop {
+        let (names, more) = meta.catalog(last.as_deref(), 1000, &|_| true).await?;
+        for name in &names {
+            match name.parse::<RepoName>() {
+                Ok(repo) => {
+                    sweep
+                        .repository(&repo, &mut report, &mut still_linked)
+                        .await?
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %name, error = %e, "GC skips a repository whose name does not parse")
+                }
+            }
         }
-        Ok((dropped, report))
-    })
-    .await
-    .map_err(|e| MetaError::Db(e.to_string()))??;
-
-    report.blobs_deleted = dropped.len() as u64;
-    report.bytes_freed = dropped.iter().map(|(_, s)| *s).sum();
+        last = names.last().cloned();
+        if !more || last.is_none() {
+            break;
+        }
+    }
+    let dropped = sweep.blob_records(&still_linked, &mut report).await?;
     if !opts.dry_run {
-        let doomed: Vec<Digest> = dropped.into_iter().map(|(d, _)| d).collect();
-        sweep_store(&meta, &content, doomed, opts.grace).await?;
+        sweep_store(meta, content, dropped, opts.grace).await?;
         // Objects with no record at all (a crash between placing and recording).
-        let orphans = orphaned_objects(&meta, &content, opts.grace).await?;
+        let orphans = orphaned_objects(meta, content, opts.grace).await?;
         report.orphans_deleted = orphans.len() as u64;
-        sweep_store(&meta, &content, orphans, opts.grace).await?;
+        sweep_store(meta, content, orphans, opts.grace).await?;
         report.uploads_purged = registry.purge_stale_uploads(opts.upload_ttl).await? as u64;
         metrics.gc_runs.inc();
         metrics.gc_blobs_deleted.inc_by(report.blobs_deleted);
@@ -314,8 +159,199 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
     Ok(report)
 }
 
+impl Sweep<'_> {
+    /// Marks one repository and sweeps its dead manifests, then its dead
+    /// links. Adds the blobs it keeps linked to `still_linked`.
+    async fn repository(
+        &self,
+        repo: &RepoName,
+        report: &mut GcReport,
+        still_linked: &mut HashSet<Digest>,
+    ) -> Result<(), GcError> {
+        let view = self.meta.gc_view(repo).await?;
+        let summaries: BTreeMap<String, Option<ManifestSummary>> = view
+            .manifests
+            .iter()
+            .map(|(d, (_, s))| (d.to_string(), s.clone()))
+            .collect();
+        let mut live = mark(&summaries, &self.roots(repo, &view));
+        let dead: Vec<Seen> = parents_first(&summaries, &live)
+            .into_iter()
+            .filter_map(|d| {
+                let digest: Digest = d.parse().ok()?;
+                let at = view.manifests.get(&digest)?.0;
+                Some(Seen { digest, at })
+            })
+            .collect();
+        if self.opts.dry_run {
+            report.manifests_deleted += dead.len() as u64;
+        } else {
+            let kept = self.sweep_manifests(repo, dead, &summaries, report).await?;
+            live.extend(kept);
+        }
+        let live_blobs: HashSet<Digest> = live
+            .iter()
+            .filter_map(|d| summaries.get(d).cloned().flatten())
+            .flat_map(|s| s.blobs.into_iter().map(|b| b.digest))
+            .collect();
+        let mut dead_links = Vec::new();
+        for (d, at) in &view.links {
+            if live_blobs.contains(d) || *at > self.cutoff {
+                still_linked.insert(d.clone());
+            } else {
+                dead_links.push(Seen {
+                    digest: d.clone(),
+                    at: *at,
+                });
+            }
+        }
+        if self.opts.dry_run {
+            report.links_removed += dead_links.len() as u64;
+            return Ok(());
+        }
+        for batch in dead_links.chunks(BATCH) {
+            report.links_removed += self.meta.gc_sweep_links(repo, batch, self.seen_at).await?;
+        }
+        Ok(())
+    }
+
+    fn roots(&self, repo: &RepoName, view: &RepoGcView) -> BTreeSet<String> {
+        let mut roots: BTreeSet<String> = view.tagged.iter().map(|d| d.to_string()).collect();
+        if let Some(extra) = self.extra_roots.get(repo.as_str()) {
+            roots.extend(extra.iter().cloned());
+        }
+        for (d, (pushed, _)) in &view.manifests {
+            if !self.opts.delete_untagged || *pushed > self.cutoff {
+                roots.insert(d.to_string());
+            }
+        }
+        roots
+    }
+
+    /// Sweeps dead manifests in batches; returns those a batch kept (pushed
+    /// or tagged since the snapshot) and everything they reach.
+    async fn sweep_manifests(
+        &self,
+        repo: &RepoName,
+        dead: Vec<Seen>,
+        summaries: &BTreeMap<String, Option<ManifestSummary>>,
+        report: &mut GcReport,
+    ) -> Result<BTreeSet<String>, GcError> {
+        let mut kept = BTreeSet::new();
+        let mut pending: VecDeque<Seen> = dead.into();
+        while !pending.is_empty() {
+            let batch: Vec<Seen> = pending.drain(..pending.len().min(BATCH)).collect();
+            let removed: HashSet<Digest> = self
+                .meta
+                .gc_sweep_manifests(repo, &batch, self.seen_at)
+                .await?
+                .into_iter()
+                .collect();
+            report.manifests_deleted += removed.len() as u64;
+            let survivors: BTreeSet<String> = batch
+                .iter()
+                .filter(|s| !removed.contains(&s.digest))
+                .map(|s| s.digest.to_string())
+                .collect();
+            if !survivors.is_empty() {
+                let reach = mark(summaries, &survivors);
+                pending.retain(|s| !reach.contains(&s.digest.to_string()));
+                kept.extend(reach);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Drops the records of blobs no repository links any more (in
+    /// batches); returns the digests dropped, for the store sweep.
+    async fn blob_records(
+        &self,
+        still_linked: &HashSet<Digest>,
+        report: &mut GcReport,
+    ) -> Result<Vec<Digest>, GcError> {
+        let candidates: Vec<(Digest, u64)> = self
+            .meta
+            .blob_records()
+            .await?
+            .into_iter()
+            .filter(|r| r.recorded_at <= self.cutoff && !still_linked.contains(&r.digest))
+            .map(|r| (r.digest, r.size))
+            .collect();
+        if self.opts.dry_run {
+            report.blobs_deleted = candidates.len() as u64;
+            report.bytes_freed = candidates.iter().map(|(_, s)| *s).sum();
+            return Ok(Vec::new());
+        }
+        let mut dropped = Vec::new();
+        for batch in candidates.chunks(BATCH) {
+            let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
+            for r in self.meta.gc_drop_blobs(&digests, self.cutoff).await? {
+                report.blobs_deleted += 1;
+                report.bytes_freed += r.size;
+                dropped.push(r.digest);
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// The dead manifests (those not in `live`) in an order where each comes
+/// after every dead manifest that reaches it (as an index its child, as a
+/// subject its referrer): a batch never removes what a later survivor needs.
+fn parents_first(
+    summaries: &BTreeMap<String, Option<ManifestSummary>>,
+    live: &BTreeSet<String>,
+) -> Vec<String> {
+    let dead: BTreeSet<&str> = summaries
+        .keys()
+        .map(String::as_str)
+        .filter(|d| !live.contains(*d))
+        .collect();
+    let mut reaches: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (d, s) in summaries.iter().filter(|(d, _)| dead.contains(d.as_str())) {
+        let Some(s) = s else { continue };
+        for c in &s.manifests {
+            reaches
+                .entry(d.as_str())
+                .or_default()
+                .push(c.digest.to_string());
+        }
+        if let Some(subject) = &s.subject {
+            let subject = subject.digest.to_string();
+            if let Some(subject) = dead.get(subject.as_str()) {
+                reaches.entry(subject).or_default().push(d.clone());
+            }
+        }
+    }
+    // Depth-first post-order, reversed.
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut order: Vec<String> = Vec::new();
+    for start in &dead {
+        let mut stack: Vec<(&str, bool)> = vec![(start, false)];
+        while let Some((d, done)) = stack.pop() {
+            if done {
+                order.push(d.to_string());
+                continue;
+            }
+            if !seen.insert(d) {
+                continue;
+            }
+            stack.push((d, true));
+            for next in reaches.get(d).into_iter().flatten() {
+                if let Some(next) = dead.get(next.as_str()) {
+                    if !seen.contains(next) {
+                        stack.push((next, false));
+                    }
+                }
+            }
+        }
+    }
+    order.reverse();
+    order
+}
+
 async fn orphaned_objects(
-    meta: &Meta,
+    meta: &dyn MetaStore,
     content: &ContentStore,
     grace: Duration,
 ) -> Result<Vec<Digest>, GcError> {
@@ -324,7 +360,7 @@ async fn orphaned_objects(
     let mut out = Vec::new();
     for b in listed {
         if now.duration_since(b.modified).unwrap_or_default() > grace
-            && meta.blob_size(&b.digest)?.is_none()
+            && meta.blob_size(&b.digest).await?.is_none()
         {
             out.push(b.digest);
         }
@@ -332,43 +368,31 @@ async fn orphaned_objects(
     Ok(out)
 }
 
-/// Deletes objects whose records are gone, each re-checked under the write lock.
+/// Deletes objects whose records are gone, each re-checked under the write
+/// lock, and skipped if placed within the grace window (by an upload that
+/// has not recorded it yet, on a backend that cannot place under the lock).
 async fn sweep_store(
-    meta: &Meta,
+    meta: &dyn MetaStore,
     content: &ContentStore,
     doomed: Vec<Digest>,
     grace: Duration,
 ) -> Result<(), GcError> {
-    for batch in doomed.chunks(64) {
-        let meta = meta.clone();
+    let content = content.clone();
+    let delete: DeleteStep = Arc::new(move |d: Digest| -> StoreStep {
         let content = content.clone();
-        let batch = batch.to_vec();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || -> Result<(), GcError> {
-            // Holding the write transaction keeps uploads from recording these
-            // digests while we decide; nothing is written, it is aborted.
-            let tx = meta.begin_write()?;
-            {
-                let blobs = tx.open_table(BLOBS).map_err(db)?;
-                for d in &batch {
-                    if blobs.get(d.to_string().as_str()).map_err(db)?.is_some() {
-                        continue; // re-uploaded since the metadata sweep
-                    }
-                    let fresh = handle
-                        .block_on(content.modified(d))?
-                        .map(|m| SystemTime::now().duration_since(m).unwrap_or_default() <= grace)
-                        .unwrap_or(false);
-                    if fresh && !grace.is_zero() {
-                        continue; // just placed by an upload that has not recorded it yet
-                    }
-                    handle.block_on(content.delete(d))?;
-                }
+        Box::pin(async move {
+            let modified = content.modified(&d).await.map_err(|e| e.to_string())?;
+            let fresh = modified
+                .map(|m| SystemTime::now().duration_since(m).unwrap_or_default() <= grace)
+                .unwrap_or(false);
+            if fresh && !grace.is_zero() {
+                return Ok(());
             }
-            tx.abort().map_err(db)?;
-            Ok(())
+            content.delete(&d).await.map_err(|e| e.to_string())
         })
-        .await
-        .map_err(|e| MetaError::Db(e.to_string()))??;
+    });
+    for batch in doomed.chunks(64) {
+        meta.delete_unrecorded(batch, delete.clone()).await?;
     }
     Ok(())
 }
@@ -415,5 +439,117 @@ mod tests {
         }
         assert!(!live.contains(&k("orphan")));
         assert!(!live.contains(&k("orphan-sbom")));
+    }
+
+    #[test]
+    fn dead_manifests_are_swept_parents_and_subjects_first() {
+        let k = |s: &str| Digest::sha256_of(s.as_bytes()).to_string();
+        let summary = |children: &[&str], subject: Option<&str>| ManifestSummary {
+            media_type: "x".into(),
+            blobs: vec![],
+            manifests: children.iter().map(|c| desc(c)).collect(),
+            subject: subject.map(desc),
+            artifact_type: None,
+            annotations: None,
+        };
+        let mut m = BTreeMap::new();
+        m.insert(k("amd64"), Some(summary(&[], None)));
+        m.insert(k("sig"), Some(summary(&[], Some("amd64"))));
+        m.insert(k("index"), Some(summary(&["amd64", "arm64"], None)));
+        m.insert(k("arm64"), Some(summary(&[], None)));
+        m.insert(k("live"), Some(summary(&[], None)));
+        let order = parents_first(&m, &BTreeSet::from([k("live")]));
+        let at = |s: &str| order.iter().position(|d| *d == k(s)).expect(s);
+        assert_eq!(order.len(), 4, "only the dead");
+        assert!(at("index") < at("amd64") && at("index") < at("arm64"));
+        assert!(at("amd64") < at("sig"), "the subject before its referrer");
+    }
+
+    /// A sweep of more dead manifests, links and blobs than one batch holds
+    /// collects them all, over several write transactions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sweep_larger_than_a_batch_collects_everything() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let meta = meta::RedbMeta::open(&dir.path().join("berth.redb")).expect("meta");
+        let content = ContentStore::local(&dir.path().join("store"), &dir.path().join("uploads"))
+            .expect("content");
+        let metrics = Arc::new(crate::service::metrics::Metrics::new());
+        let registry = LocalRegistry::embedded(meta, content, metrics);
+        let (m, content, _) = registry.gc_parts();
+        let repo: RepoName = "p/app".parse().expect("name");
+        let n = BATCH * 2 + 3;
+        let config = bytes::Bytes::from_static(b"{}");
+        let mut layers = Vec::new();
+        for i in 0..n {
+            let layer = bytes::Bytes::from(format!("layer {i}"));
+            for b in [&config, &layer] {
+                let d = Digest::sha256_of(b);
+                content.put_bytes(&d, b.clone()).await.expect("bytes");
+                m.record_and_link(&repo, &d, b.len() as u64)
+                    .await
+                    .expect("record");
+            }
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": crate::oci::media::OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": Digest::sha256_of(&config).to_string(), "size": config.len()},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": Digest::sha256_of(&layer).to_string(), "size": layer.len()}],
+            });
+            let body = bytes::Bytes::from(serde_json::to_vec(&manifest).expect("json"));
+            let summary = crate::oci::manifest::decode(crate::oci::media::OCI_MANIFEST, &body)
+                .expect("manifest");
+            let tags: Vec<crate::oci::Tag> = (i == 0)
+                .then(|| "kept".parse().expect("tag"))
+                .into_iter()
+                .collect();
+            let d = Digest::sha256_of(&body);
+            m.put_manifest(&repo, &d, body, &summary, &tags, meta::References::Required)
+                .await
+                .expect("put")
+                .expect("accepted");
+            layers.push(Digest::sha256_of(&layer));
+        }
+        let opts = GcOptions {
+            grace: Duration::ZERO,
+            upload_ttl: Duration::from_secs(3600),
+            delete_untagged: true,
+            dry_run: true,
+        };
+        let dry = run(&registry, opts).await.expect("dry run");
+        let report = run(
+            &registry,
+            GcOptions {
+                dry_run: false,
+                ..opts
+            },
+        )
+        .await
+        .expect("gc");
+        let dead = (n - 1) as u64;
+        for r in [&dry, &report] {
+            assert_eq!(
+                (r.manifests_deleted, r.links_removed, r.blobs_deleted),
+                (dead, dead, dead),
+                "{r:?}"
+            );
+        }
+        assert_eq!(m.blob_size(&layers[0]).await.expect("size"), Some(7));
+        assert!(content.stat(&layers[0]).await.expect("stat").is_some());
+        for d in &layers[1..] {
+            assert_eq!(m.blob_size(d).await.expect("size"), None);
+            assert_eq!(content.stat(d).await.expect("stat"), None, "{d}");
+        }
+        let again = run(
+            &registry,
+            GcOptions {
+                dry_run: false,
+                ..opts
+            },
+        )
+        .await
+        .expect("gc");
+        assert_eq!((again.manifests_deleted, again.blobs_deleted), (0, 0));
     }
 }

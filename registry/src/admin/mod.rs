@@ -235,11 +235,11 @@ impl AdminState {
         }
     }
 
-    fn project_repos(&self, project: &str) -> AResult<Vec<String>> {
+    async fn project_repos(&self, project: &str) -> AResult<Vec<String>> {
         let project: RepoName = project.parse().map_err(|e: crate::oci::NameError| {
             AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
         })?;
-        Ok(self.registry.project_repositories(&project)?)
+        Ok(self.registry.project_repositories(&project).await?)
     }
 }
 
@@ -468,7 +468,7 @@ async fn show_project(
 ) -> AResult<Json<ProjectView>> {
     let project = st.require_visible(&c, &name)?;
     Ok(Json(ProjectView {
-        repositories: st.project_repos(&name)?,
+        repositories: st.project_repos(&name).await?,
         members: st
             .access
             .accounts
@@ -518,7 +518,7 @@ async fn delete_project(
             format!("no project named {name}"),
         ));
     }
-    let repos = st.project_repos(&name)?;
+    let repos = st.project_repos(&name).await?;
     if !repos.is_empty() && !f.force {
         return Err(AdminError::new(
             StatusCode::CONFLICT,
@@ -737,7 +737,7 @@ async fn list_repositories(
     Path(name): Path<String>,
 ) -> AResult<Json<Vec<String>>> {
     st.require_visible(&c, &name)?;
-    Ok(Json(st.project_repos(&name)?))
+    Ok(Json(st.project_repos(&name).await?))
 }
 
 /// `repository` is the name within the project, URL-encoded (`a%2Fb` for `<project>/a/b`).
@@ -771,7 +771,8 @@ async fn list_tags(
     let repo = full_repo(&name, &repository)?;
     Ok(Json(
         st.registry
-            .tags_with_digests(&repo)?
+            .tags_with_digests(&repo)
+            .await?
             .into_iter()
             .map(|(name, digest)| TagView { name, digest })
             .collect(),

@@ -6,9 +6,9 @@
 //! pull-through cache's fills alike), manifest caching (recorded like a
 //! push, referrers included), eviction, listing what is held, resolving an
 //! image reference, repository and tag deletion, start-up recovery, and the
-//! database handle for modules that keep their own tables in the same file.
-//! GC reaches the metadata and content through `gc_parts`, and nothing else
-//! does. The `Namespace` implementation is in `namespace.rs`, upload
+//! embedded database's handle for modules that keep their own tables in the
+//! same file. The metadata is a `MetaStore` (any backend); GC reaches it and
+//! the content through `gc_parts`, and nothing else does. The `Namespace` implementation is in `namespace.rs`, upload
 //! sessions in `uploads.rs`; opening from the configuration in `app.rs`.
 
 use std::collections::{HashMap, HashSet};
@@ -20,14 +20,15 @@ use super::metrics::Metrics;
 use super::uploads::UploadSlot;
 use super::{FinishedIngest, Ingest, IngestData, Manifest, Result, ServiceError};
 use crate::content::{ContentError, ContentStore};
-use crate::gc::GcRoots;
-use crate::meta::{LinkOutcome, Meta, MetaError, References};
+use crate::meta::{LinkOutcome, MetaStore, RedbMeta, References, StoreStep};
 use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, ImageRef, Reference};
 use crate::oci::{RepoName, Tag};
 
 /// The registry's own namespace over the content store and metadata.
 pub struct LocalRegistry {
-    pub(super) meta: Meta,
+    pub(super) meta: Arc<dyn MetaStore>,
+    /// The embedded database when the metadata is in one (`database`).
+    pub(super) embedded: Option<RedbMeta>,
     pub(super) content: ContentStore,
     pub(super) uploads: Mutex<HashMap<String, UploadSlot>>,
     pub(super) metrics: Arc<Metrics>,
@@ -37,6 +38,12 @@ pub struct LocalRegistry {
     /// metadata transaction commits, as a crash would.
     #[cfg(test)]
     pub(super) crash_before_record: std::sync::atomic::AtomicBool,
+}
+
+/// Something outside the registry's metadata that holds manifests alive:
+/// `(repository, manifest digest)` pairs that GC treats like tags.
+pub trait GcRoots: Send + Sync {
+    fn roots(&self) -> Vec<(String, String)>;
 }
 
 /// What `commit_verified` did.
@@ -79,9 +86,11 @@ pub struct CachedImage {
 }
 
 impl LocalRegistry {
-    pub(crate) fn new(meta: Meta, content: ContentStore, metrics: Arc<Metrics>) -> Self {
+    /// A registry over any metadata backend.
+    pub fn new(meta: Arc<dyn MetaStore>, content: ContentStore, metrics: Arc<Metrics>) -> Self {
         Self {
             meta,
+            embedded: None,
             content,
             uploads: Mutex::new(HashMap::new()),
             metrics,
@@ -91,9 +100,17 @@ impl LocalRegistry {
         }
     }
 
+    /// A registry over the embedded metadata database, whose file other
+    /// modules keep their own tables in (`database`).
+    pub fn embedded(meta: RedbMeta, content: ContentStore, metrics: Arc<Metrics>) -> Self {
+        let mut registry = Self::new(Arc::new(meta.clone()), content, metrics);
+        registry.embedded = Some(meta);
+        registry
+    }
+
     /// The metadata and content for GC (`gc.rs`), and for nothing else.
-    pub(crate) fn gc_parts(&self) -> (&Meta, &ContentStore, &Metrics) {
-        (&self.meta, &self.content, &self.metrics)
+    pub(crate) fn gc_parts(&self) -> (&dyn MetaStore, &ContentStore, &Metrics) {
+        (self.meta.as_ref(), &self.content, &self.metrics)
     }
 
     /// Adds a holder of references that GC treats like tags.
@@ -110,25 +127,19 @@ impl LocalRegistry {
     /// The database file, for modules that keep their own tables in it
     /// (accounts, the controller, a cache's bookkeeping). After
     /// `reopen_database` this is the new one: ask again rather than keep it.
-    pub fn database(&self) -> Arc<redb::Database> {
-        self.meta.database()
+    /// Fails when the metadata is not in an embedded database.
+    pub fn database(&self) -> Result<Arc<redb::Database>> {
+        self.embedded
+            .as_ref()
+            .map(RedbMeta::database)
+            .ok_or_else(no_embedded_database)
     }
 
     /// Opens a new, empty database in place of the current one (its file
-    /// was removed under a running cache; see `Meta::reopen`).
+    /// was removed under a running cache; see `RedbMeta::reopen`).
     pub fn reopen_database(&self) -> Result<()> {
-        Ok(self.meta.reopen()?)
-    }
-
-    pub(super) async fn meta_write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Meta) -> std::result::Result<T, MetaError> + Send + 'static,
-    ) -> Result<T> {
-        let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || f(&meta))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
-            .map_err(Into::into)
+        let embedded = self.embedded.as_ref().ok_or_else(no_embedded_database)?;
+        Ok(embedded.reopen()?)
     }
 
     // ---- start-up ----
@@ -139,12 +150,17 @@ impl LocalRegistry {
     /// `sweep_unrecorded` (a cache on the local backend), deletes blob files
     /// that no record counts (an eviction cut off between its record and its
     /// bytes, or a crash in an older version's two-step commit).
-    pub fn recover_at_start(&self, sweep_unrecorded: bool) -> Result<Recovery> {
-        let recorded = self.recover_placed_uploads()?;
+    pub async fn recover_at_start(&self, sweep_unrecorded: bool) -> Result<Recovery> {
+        let recorded = self.recover_placed_uploads().await?;
         let discarded = self.content.discard_unacknowledged_ingests()?;
         let swept = if sweep_unrecorded {
-            let known: HashSet<Digest> =
-                self.meta.all_blobs()?.into_iter().map(|(d, _)| d).collect();
+            let known: HashSet<Digest> = self
+                .meta
+                .blob_records()
+                .await?
+                .into_iter()
+                .map(|r| r.digest)
+                .collect();
             self.content
                 .remove_local_blobs_now(|d| !known.contains(d))?
         } else {
@@ -160,12 +176,12 @@ impl LocalRegistry {
     /// Records the blobs of ingests whose data a crash left placed in the
     /// store but unrecorded (see `commit_verified`), links each to the
     /// ingest's repository, and removes those ingests. Returns how many.
-    pub(super) fn recover_placed_uploads(&self) -> Result<usize> {
+    pub(super) async fn recover_placed_uploads(&self) -> Result<usize> {
         let placed = self.content.placed_ingests()?;
         for p in &placed {
             match p.owner.parse::<RepoName>() {
                 Ok(repo) => {
-                    self.meta.record_and_link(&repo, &p.digest, p.size)?;
+                    self.meta.record_and_link(&repo, &p.digest, p.size).await?;
                     tracing::info!(upload = %p.id, %repo, digest = %p.digest, "recorded the blob of an upload finished just before a crash");
                 }
                 Err(e) => {
@@ -222,8 +238,7 @@ impl LocalRegistry {
         let size = done.size;
         let digest = done.digest.clone();
         let id = done.id.clone();
-        let (r, d) = (repo.clone(), digest.clone());
-        let linked = self.meta_write(move |m| m.link_blob(&r, &d)).await? == LinkOutcome::Linked;
+        let linked = self.meta.link_blob(repo, &digest).await? == LinkOutcome::Linked;
         // Recorded but its bytes gone (removed behind the registry's back):
         // this copy puts them back.
         let new_blob = if linked && self.content.stat(&digest).await?.is_some() {
@@ -241,12 +256,10 @@ impl LocalRegistry {
 
     /// Places a verified ingest's bytes and records them; true when the record is new.
     async fn place_and_record(&self, repo: &RepoName, done: FinishedIngest) -> Result<bool> {
-        let (r, d, size) = (repo.clone(), done.digest.clone(), done.size);
+        let (d, size) = (done.digest.clone(), done.size);
         if !self.content.places_by_rename() {
             self.content.place(done).await?;
-            return self
-                .meta_write(move |m| m.record_and_link(&r, &d, size))
-                .await;
+            return Ok(self.meta.record_and_link(repo, &d, size).await?);
         }
         self.content.mark_placing(&done).await?;
         let content = self.content.clone();
@@ -254,20 +267,19 @@ impl LocalRegistry {
         let crash = self
             .crash_before_record
             .load(std::sync::atomic::Ordering::SeqCst);
-        self.meta_write(move |m| {
-            m.place_record_and_link(&r, &d, size, || {
-                content.place_now(done)?;
-                #[cfg(test)]
-                if crash {
-                    // The process "dies" here: the transaction is dropped uncommitted.
-                    return Err(ContentError::Io(std::io::Error::other(
-                        "simulated crash between placing and recording",
-                    )));
-                }
-                Ok::<(), ContentError>(())
-            })
-        })
-        .await
+        let place: StoreStep = Box::pin(async move {
+            content.place_now(done).map_err(|e| e.to_string())?;
+            #[cfg(test)]
+            if crash {
+                // The process "dies" here: the transaction is dropped uncommitted.
+                return Err("simulated crash between placing and recording".to_string());
+            }
+            Ok(())
+        });
+        Ok(self
+            .meta
+            .place_record_and_link(repo, &d, size, place)
+            .await?)
     }
 
     // ---- what a pull-through cache needs besides the namespace ----
@@ -293,23 +305,20 @@ impl LocalRegistry {
         }
         let summary = manifest::decode(media_type, &bytes)
             .map_err(|e| ServiceError::oci(ErrorCode::ManifestInvalid, e.to_string()))?;
-        let (r, d, tags) = (
-            repo.clone(),
-            digest.clone(),
-            tag.cloned().into_iter().collect::<Vec<_>>(),
-        );
-        self.meta_write(move |m| {
-            m.put_manifest(&r, &d, &bytes, &summary, &tags, References::OnDemand)
-        })
-        .await?
-        .map_err(|bad| ServiceError::Internal(format!("a cached manifest was checked: {bad:?}")))
+        let tags: Vec<Tag> = tag.cloned().into_iter().collect();
+        self.meta
+            .put_manifest(repo, digest, bytes, &summary, &tags, References::OnDemand)
+            .await?
+            .map_err(|bad| {
+                ServiceError::Internal(format!("a cached manifest was checked: {bad:?}"))
+            })
     }
 
     /// Size of `digest` if the store records it, for whichever repository
     /// (no access check: a pull-through cache asks its upstream before it
     /// links the blob to another repository with `link_recorded_blob`).
-    pub fn recorded_blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        Ok(self.meta.blob_size(digest)?)
+    pub async fn recorded_blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.meta.blob_size(digest).await?)
     }
 
     /// Links a recorded blob to `repo`; its size, or None when the store
@@ -319,12 +328,10 @@ impl LocalRegistry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let (r, d) = (repo.clone(), digest.clone());
-        self.meta_write(move |m| match m.link_blob(&r, &d)? {
-            LinkOutcome::Linked => m.blob_size(&d),
+        match self.meta.link_blob(repo, digest).await? {
+            LinkOutcome::Linked => Ok(self.meta.blob_size(digest).await?),
             LinkOutcome::NotInStore => Ok(None),
-        })
-        .await
+        }
     }
 
     /// Size of the blob's bytes in the store, whatever the records say.
@@ -337,33 +344,35 @@ impl LocalRegistry {
     /// size it had, or None when it was not recorded.
     pub async fn evict_blob(&self, digest: &Digest) -> Result<Option<u64>> {
         let (content, d) = (self.content.clone(), digest.clone());
-        let handle = tokio::runtime::Handle::current();
-        self.meta_write(move |m| m.forget_blob(&d, || handle.block_on(content.delete(&d))))
-            .await
+        let delete: StoreStep =
+            Box::pin(async move { content.delete(&d).await.map_err(|e| e.to_string()) });
+        Ok(self.meta.forget_blob(digest, delete).await?)
     }
 
     /// Every recorded blob with its size.
-    pub fn recorded_blobs(&self) -> Result<Vec<(Digest, u64)>> {
-        Ok(self.meta.all_blobs()?)
+    pub async fn recorded_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let records = self.meta.blob_records().await?;
+        Ok(records.into_iter().map(|r| (r.digest, r.size)).collect())
     }
 
     /// Every tag of every repository, with how much of its image is here.
-    pub fn cached_images(&self) -> Result<Vec<CachedImage>> {
-        let sizes: HashMap<Digest, u64> = self.meta.all_blobs()?.into_iter().collect();
+    pub async fn cached_images(&self) -> Result<Vec<CachedImage>> {
+        let sizes: HashMap<Digest, u64> = self.recorded_blobs().await?.into_iter().collect();
         let mut out = Vec::new();
-        for (repo, tag, digest) in self.meta.all_tags()? {
-            let recorded_bytes = match digest.parse::<Digest>() {
+        for t in self.meta.all_tags().await? {
+            let recorded_bytes = match t.digest.parse::<Digest>() {
                 Ok(d) => self
                     .meta
-                    .manifest_summary(&d)?
+                    .manifest_summary(&d)
+                    .await?
                     .map(|s| s.blobs.iter().filter_map(|b| sizes.get(&b.digest)).sum())
                     .unwrap_or(0),
                 Err(_) => 0,
             };
             out.push(CachedImage {
-                repo,
-                tag,
-                digest,
+                repo: t.repo,
+                tag: t.tag,
+                digest: t.digest,
                 recorded_bytes,
             });
         }
@@ -373,13 +382,17 @@ impl LocalRegistry {
     // ---- references, repositories and tags ----
 
     /// The manifest `image` names in its repository, or None.
-    pub fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
-        let Some(m) = self.stored_manifest_by_ref(&image.repo, &image.reference)? else {
+    pub async fn resolve_image(&self, image: &ImageRef) -> Result<Option<ResolvedImage>> {
+        let Some(m) = self
+            .stored_manifest_by_ref(&image.repo, &image.reference)
+            .await?
+        else {
             return Ok(None);
         };
         let blobs = self
             .meta
-            .manifest_summary(&m.digest)?
+            .manifest_summary(&m.digest)
+            .await?
             .map(|s| s.blobs)
             .unwrap_or_default();
         Ok(Some(ResolvedImage {
@@ -389,57 +402,56 @@ impl LocalRegistry {
         }))
     }
 
-    pub(super) fn stored_manifest_by_ref(
+    pub(super) async fn stored_manifest_by_ref(
         &self,
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<Manifest>> {
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => match self.meta.resolve_tag(repo, t)? {
+            Reference::Tag(t) => match self.meta.resolve_tag(repo, t).await? {
                 Some(d) => d,
                 None => return Ok(None),
             },
         };
-        Ok(self.meta.get_manifest(repo, &digest)?.map(|m| Manifest {
-            digest: m.digest,
-            media_type: m.media_type,
-            bytes: m.bytes,
-            stale: false,
-        }))
+        Ok(self
+            .meta
+            .get_manifest(repo, &digest)
+            .await?
+            .map(|m| Manifest {
+                digest: m.digest,
+                media_type: m.media_type,
+                bytes: m.bytes,
+                stale: false,
+            }))
     }
 
     /// The repositories of a project: the one named like it, then those under it.
-    pub fn project_repositories(&self, project: &RepoName) -> Result<Vec<String>> {
-        let mut repos = self.meta.repos_with_prefix(&format!("{project}/"))?;
-        if self.meta.repo_exists(project)? {
+    pub async fn project_repositories(&self, project: &RepoName) -> Result<Vec<String>> {
+        let mut repos = self.meta.repos_with_prefix(&format!("{project}/")).await?;
+        if self.meta.repo_exists(project).await? {
             repos.insert(0, project.to_string());
         }
         Ok(repos)
     }
 
     /// A repository's tags with their digests.
-    pub fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
-        Ok(self.meta.tags_with_digests(repo)?)
+    pub async fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
+        Ok(self.meta.tags_with_digests(repo).await?)
     }
 
     /// Removes a repository's manifests, tags and links; its blobs go at the
     /// next GC. False when there was no such repository.
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<bool> {
-        let r = repo.clone();
-        self.meta_write(move |m| {
-            if !m.repo_exists(&r)? {
-                return Ok(false);
-            }
-            m.delete_repo(&r)?;
-            Ok(true)
-        })
-        .await
+        Ok(self.meta.delete_repo(repo).await?)
     }
 
     /// Removes a tag; its manifest stays. False when there was no such tag.
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (r, t) = (repo.clone(), tag.clone());
-        self.meta_write(move |m| m.delete_tag(&r, &t)).await
+        Ok(self.meta.delete_tag(repo, tag).await?)
     }
+}
+
+fn no_embedded_database() -> ServiceError {
+    ServiceError::Internal("the metadata backend keeps no embedded database".into())
 }

@@ -18,11 +18,11 @@ use crate::oci::{manifest, Algorithm, Digest, ErrorCode, Reference, RepoName, Ta
 #[async_trait]
 impl Namespace for LocalRegistry {
     async fn blob_stat(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        if let Some(size) = self.meta.linked_blob(repo, digest)? {
+        if let Some(size) = self.meta.linked_blob(repo, digest).await? {
             return Ok(size);
         }
         // Manifests are content too; some clients fetch them through /blobs.
-        if let Some(m) = self.meta.get_manifest(repo, digest)? {
+        if let Some(m) = self.meta.get_manifest(repo, digest).await? {
             return Ok(m.bytes.len() as u64);
         }
         Err(blob_unknown(repo, digest))
@@ -34,8 +34,8 @@ impl Namespace for LocalRegistry {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobRead> {
-        let Some(size) = self.meta.linked_blob(repo, digest)? else {
-            if let Some(m) = self.meta.get_manifest(repo, digest)? {
+        let Some(size) = self.meta.linked_blob(repo, digest).await? else {
+            if let Some(m) = self.meta.get_manifest(repo, digest).await? {
                 return bytes_read(m.bytes, range);
             }
             return Err(blob_unknown(repo, digest));
@@ -51,17 +51,17 @@ impl Namespace for LocalRegistry {
     }
 
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Manifest> {
-        match self.stored_manifest_by_ref(repo, reference)? {
+        match self.stored_manifest_by_ref(repo, reference).await? {
             Some(m) => Ok(m),
             None => Err(manifest_unknown(repo, reference)),
         }
     }
 
     async fn tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<TagPage> {
-        if !self.meta.repo_exists(repo)? {
+        if !self.meta.repo_exists(repo).await? {
             return Err(name_unknown(repo));
         }
-        let (tags, more) = self.meta.tags(repo, last, n)?;
+        let (tags, more) = self.meta.tags(repo, last, n).await?;
         Ok(TagPage {
             tags,
             more,
@@ -71,7 +71,7 @@ impl Namespace for LocalRegistry {
 
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Referrers> {
         Ok(Referrers {
-            manifests: self.meta.referrers(repo, subject)?,
+            manifests: self.meta.referrers(repo, subject).await?,
             stale: false,
         })
     }
@@ -82,7 +82,7 @@ impl Namespace for LocalRegistry {
         n: usize,
         visible: Visible<'_>,
     ) -> Result<(Vec<String>, bool)> {
-        Ok(self.meta.catalog(last, n, visible)?)
+        Ok(self.meta.catalog(last, n, visible).await?)
     }
 
     async fn upload_start(&self, repo: &RepoName) -> Result<UploadStatus> {
@@ -228,34 +228,26 @@ impl Namespace for LocalRegistry {
         from: Option<&RepoName>,
         may_read: Visible<'_>,
     ) -> Result<Option<u64>> {
-        // Readability is decided by the caller's rights; evaluate before moving to the blocking pool.
-        let meta = self.meta.clone();
-        let (r, d) = (repo.clone(), digest.clone());
-        let from_ok = from.filter(|f| may_read(f.as_str())).cloned();
-        let project_prefix = format!("{}/", repo.project());
-        let project_repos: Vec<String> = self
-            .meta
-            .repos_with_prefix(&project_prefix)?
-            .into_iter()
-            .chain(std::iter::once(repo.project().to_string()))
-            .filter(|n| may_read(n))
-            .collect();
-        let fallback = from.is_none();
-        let mounted = tokio::task::spawn_blocking(move || {
-            let allowed = |name: &str| {
-                from_ok.as_ref().is_some_and(|f| f.as_str() == name)
-                    || project_repos.iter().any(|p| p == name)
-            };
-            meta.mount(&r, &d, from_ok.as_ref(), fallback, &allowed)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        Ok(mounted)
+        // The repositories the caller may mount from: `from`, or without it
+        // the readable repositories of the same project.
+        let sources: Vec<String> = match from {
+            Some(f) => may_read(f.as_str())
+                .then(|| f.to_string())
+                .into_iter()
+                .collect(),
+            None => {
+                let project = repo.project();
+                std::iter::once(project.to_string())
+                    .chain(self.meta.repos_with_prefix(&format!("{project}/")).await?)
+                    .filter(|n| n != repo.as_str() && may_read(n))
+                    .collect()
+            }
+        };
+        Ok(self.meta.mount(repo, digest, &sources).await?)
     }
 
     async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let (r, d) = (repo.clone(), digest.clone());
-        if self.meta_write(move |m| m.unlink_blob(&r, &d)).await? {
+        if self.meta.unlink_blob(repo, digest).await? {
             Ok(())
         } else {
             Err(blob_unknown(repo, digest))
@@ -300,9 +292,9 @@ impl Namespace for LocalRegistry {
             }
         }
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
-        let (r, d, t) = (repo.clone(), digest.clone(), tags.clone());
         let outcome = self
-            .meta_write(move |m| m.put_manifest(&r, &d, &body, &summary, &t, References::Required))
+            .meta
+            .put_manifest(repo, &digest, body, &summary, &tags, References::Required)
             .await?;
         match outcome {
             Ok(()) => {
@@ -335,13 +327,10 @@ impl Namespace for LocalRegistry {
     }
 
     async fn manifest_delete(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
-        let (r, reference2) = (repo.clone(), reference.clone());
-        let removed = self
-            .meta_write(move |m| match &reference2 {
-                Reference::Digest(d) => m.delete_manifest(&r, d),
-                Reference::Tag(t) => m.delete_tag(&r, t),
-            })
-            .await?;
+        let removed = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+        };
         if removed {
             Ok(())
         } else {

@@ -9,13 +9,13 @@ use futures::StreamExt;
 
 use super::*;
 use crate::content::ContentStore;
-use crate::meta::Meta;
+use crate::meta::RedbMeta;
 use crate::oci::{Digest, ErrorCode, RepoName};
 
 fn registry(dir: &Path) -> Arc<LocalRegistry> {
-    let meta = Meta::open(&dir.join("berth.redb")).expect("meta");
+    let meta = RedbMeta::open(&dir.join("berth.redb")).expect("meta");
     let content = ContentStore::local(&dir.join("store"), &dir.join("uploads")).expect("content");
-    Arc::new(LocalRegistry::new(
+    Arc::new(LocalRegistry::embedded(
         meta,
         content,
         Arc::new(metrics::Metrics::new()),
@@ -71,7 +71,7 @@ async fn a_crash_between_placing_and_recording_leaves_the_blob_recorded() {
     };
     // The restart: the same directories, start-up recovery, as `RegistryApp::open`.
     let reg = registry(dir.path());
-    let recovered = reg.recover_at_start(false).expect("recover").recorded;
+    let recovered = reg.recover_at_start(false).await.expect("recover").recorded;
     let recorded = reg.blob_stat(&repo, &digest).await.ok();
     let resumable = reg.upload_status(&repo, &id).await.ok();
     assert!(
@@ -114,7 +114,12 @@ async fn a_status_request_during_the_final_put_does_not_resurrect_the_upload() {
     .expect("first chunk");
 
     // Hold the metadata lock: the final PUT verifies its data, then waits for it.
-    let tx = reg.meta.begin_write().expect("write lock");
+    let tx = reg
+        .embedded
+        .as_ref()
+        .expect("an embedded database")
+        .hold_write_lock()
+        .expect("write lock");
     let fin = tokio::spawn({
         let (reg, repo, id, digest) = (reg.clone(), repo.clone(), up.id.clone(), digest.clone());
         let rest = content[ack as usize..].to_vec();

@@ -8,13 +8,13 @@ use bytes::Bytes;
 
 use super::*;
 use crate::content::ContentStore;
-use crate::meta::Meta;
+use crate::meta::RedbMeta;
 use crate::oci::{media, Algorithm, Digest, Reference, RepoName, Tag};
 
 fn registry(dir: &Path) -> Arc<LocalRegistry> {
-    let meta = Meta::open(&dir.join("edge.redb")).expect("meta");
+    let meta = RedbMeta::open(&dir.join("edge.redb")).expect("meta");
     let content = ContentStore::local(dir, &dir.join("uploads")).expect("content");
-    Arc::new(LocalRegistry::new(
+    Arc::new(LocalRegistry::embedded(
         meta,
         content,
         Arc::new(metrics::Metrics::new()),
@@ -189,14 +189,17 @@ async fn eviction_removes_a_blobs_records_and_bytes_together() {
         reg.link_recorded_blob(&b, &digest).await.expect("link"),
         Some(12)
     );
-    assert_eq!(reg.recorded_blobs().expect("blobs"), [(digest.clone(), 12)]);
+    assert_eq!(
+        reg.recorded_blobs().await.expect("blobs"),
+        [(digest.clone(), 12)]
+    );
 
     assert_eq!(reg.evict_blob(&digest).await.expect("evict"), Some(12));
     for repo in [&a, &b] {
         assert!(reg.blob_stat(repo, &digest).await.is_err(), "{repo}");
     }
     assert_eq!(reg.stored_blob_size(&digest).await.expect("stat"), None);
-    assert_eq!(reg.recorded_blob_size(&digest).expect("record"), None);
+    assert_eq!(reg.recorded_blob_size(&digest).await.expect("record"), None);
     assert_eq!(reg.evict_blob(&digest).await.expect("again"), None);
 }
 
@@ -224,7 +227,7 @@ async fn start_up_sweeps_unrecorded_blob_files_and_unacknowledged_ingests() {
             .expect("write");
     }
     let reg = registry(dir.path());
-    let recovery = reg.recover_at_start(true).expect("recover");
+    let recovery = reg.recover_at_start(true).await.expect("recover");
     assert_eq!(
         recovery,
         Recovery {
@@ -244,7 +247,7 @@ async fn start_up_sweeps_unrecorded_blob_files_and_unacknowledged_ingests() {
         .put_bytes(&orphan_digest, orphan)
         .await
         .expect("again");
-    assert_eq!(reg.recover_at_start(false).expect("recover").swept, 0);
+    assert_eq!(reg.recover_at_start(false).await.expect("recover").swept, 0);
     assert_eq!(
         reg.stored_blob_size(&orphan_digest).await.expect("stat"),
         Some(22)

@@ -1,0 +1,250 @@
+//! GC's reads and its sweep, in bounded batches: each batch is one write
+//! transaction that re-checks what GC saw in its snapshot, so that a push
+//! between the snapshot and the batch is never undone (see `MetaStore`).
+//!
+//! redb has no secondary indexes: "does any repository still hold this
+//! manifest / link this blob" is one scan of that table per batch.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use ::redb::{ReadableTable, WriteTransaction};
+
+use super::{
+    decode_summary, run_step, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES, MANIFEST_REFS,
+    REFERRERS, REPO_BLOBS, TAGS,
+};
+use crate::meta::{mark, BlobRecord, DeleteStep, RepoGcView, Result, Seen};
+use crate::oci::{Digest, ManifestSummary, RepoName};
+
+impl RedbMeta {
+    pub(super) fn gc_view_now(&self, repo: &RepoName) -> Result<RepoGcView> {
+        let tx = self.db().begin_read()?;
+        let r = repo.as_str();
+        let mut view = RepoGcView::default();
+        let refs = tx.open_table(MANIFEST_REFS)?;
+        for row in tx.open_table(MANIFESTS)?.range((r, "")..(r, HIGH))? {
+            let (k, v) = row?;
+            let Ok(d) = k.value().1.parse::<Digest>() else {
+                continue;
+            };
+            let summary = refs
+                .get(k.value().1)?
+                .and_then(|s| decode_summary(s.value()));
+            view.manifests.insert(d, (v.value().1, summary));
+        }
+        for row in tx.open_table(TAGS)?.range((r, "")..(r, HIGH))? {
+            let (_, v) = row?;
+            if let Ok(d) = v.value().parse() {
+                view.tagged.insert(d);
+            }
+        }
+        for row in tx.open_table(REPO_BLOBS)?.range((r, "")..(r, HIGH))? {
+            let (k, v) = row?;
+            if let Ok(d) = k.value().1.parse() {
+                view.links.insert(d, v.value());
+            }
+        }
+        Ok(view)
+    }
+
+    pub(super) fn gc_sweep_manifests_now(
+        &self,
+        repo: &RepoName,
+        dead: &[Seen],
+        seen_at: u64,
+    ) -> Result<Vec<Digest>> {
+        let tx = self.db().begin_write()?;
+        let r = repo.as_str();
+        let young = pushed_since(&tx, repo, seen_at)?;
+        let tagged: HashSet<String> = tx
+            .open_table(TAGS)?
+            .range((r, "")..(r, HIGH))?
+            .filter_map(|x| x.ok().map(|(_, v)| v.value().to_string()))
+            .collect();
+        // What GC saw dead, with what each references; then what must stay.
+        let in_batch: HashSet<String> = dead.iter().map(|s| s.digest.to_string()).collect();
+        // Children of manifests pushed since the snapshot (a new index
+        // whose push found them present), unless those are dead themselves.
+        let young_children: HashSet<String> = young
+            .iter()
+            .filter(|(d, _)| !in_batch.contains(*d))
+            .flat_map(|(_, s)| s.manifests.iter().map(|m| m.digest.to_string()))
+            .collect();
+        let mut batch: BTreeMap<String, Option<ManifestSummary>> = BTreeMap::new();
+        let mut survivors: BTreeSet<String> = BTreeSet::new();
+        {
+            let manifests = tx.open_table(MANIFESTS)?;
+            let refs = tx.open_table(MANIFEST_REFS)?;
+            for s in dead {
+                let key = s.digest.to_string();
+                let Some(pushed) = manifests.get((r, key.as_str()))?.map(|v| v.value().1) else {
+                    continue; // gone already
+                };
+                let summary = refs
+                    .get(key.as_str())?
+                    .and_then(|v| decode_summary(v.value()));
+                if pushed != s.at || tagged.contains(&key) || young_children.contains(&key) {
+                    survivors.insert(key.clone());
+                }
+                batch.insert(key, summary);
+            }
+        }
+        // A survivor keeps what it reaches in the batch, as the mark would.
+        let keep = mark(&batch, &survivors);
+        let mut removed = Vec::new();
+        {
+            let mut manifests = tx.open_table(MANIFESTS)?;
+            let mut referrers = tx.open_table(REFERRERS)?;
+            for (key, summary) in &batch {
+                if keep.contains(key) {
+                    continue;
+                }
+                manifests.remove((r, key.as_str()))?;
+                if let Some(subject) = summary.as_ref().and_then(|s| s.subject.as_ref()) {
+                    referrers.remove((r, subject.digest.to_string().as_str(), key.as_str()))?;
+                }
+                if let Ok(d) = key.parse::<Digest>() {
+                    removed.push(d);
+                }
+            }
+        }
+        drop_unheld_content(&tx, &removed)?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    pub(super) fn gc_sweep_links_now(
+        &self,
+        repo: &RepoName,
+        dead: &[Seen],
+        seen_at: u64,
+    ) -> Result<u64> {
+        let tx = self.db().begin_write()?;
+        let r = repo.as_str();
+        let young_blobs: HashSet<String> = pushed_since(&tx, repo, seen_at)?
+            .values()
+            .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
+            .collect();
+        let mut n = 0;
+        {
+            let mut links = tx.open_table(REPO_BLOBS)?;
+            for s in dead {
+                let key = s.digest.to_string();
+                let at = links.get((r, key.as_str()))?.map(|v| v.value());
+                if at == Some(s.at) && !young_blobs.contains(&key) {
+                    links.remove((r, key.as_str()))?;
+                    n += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    pub(super) fn gc_drop_blobs_now(
+        &self,
+        candidates: &[Digest],
+        cutoff: u64,
+    ) -> Result<Vec<BlobRecord>> {
+        let tx = self.db().begin_write()?;
+        let wanted: HashSet<String> = candidates.iter().map(|d| d.to_string()).collect();
+        let mut linked: HashSet<String> = HashSet::new();
+        for row in tx.open_table(REPO_BLOBS)?.iter()? {
+            let (k, _) = row?;
+            if wanted.contains(k.value().1) {
+                linked.insert(k.value().1.to_string());
+            }
+        }
+        let mut dropped = Vec::new();
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            for d in candidates {
+                let key = d.to_string();
+                if linked.contains(&key) {
+                    continue;
+                }
+                let Some((size, recorded_at)) = blobs.get(key.as_str())?.map(|v| v.value()) else {
+                    continue;
+                };
+                if recorded_at > cutoff {
+                    continue;
+                }
+                blobs.remove(key.as_str())?;
+                dropped.push(BlobRecord {
+                    digest: d.clone(),
+                    size,
+                    recorded_at,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    pub(super) fn delete_unrecorded_now(
+        &self,
+        digests: &[Digest],
+        handle: &tokio::runtime::Handle,
+        delete: &DeleteStep,
+    ) -> Result<u64> {
+        // Holding the write transaction keeps commits from recording these
+        // digests while the store is swept; nothing is written, it is aborted.
+        let tx = self.db().begin_write()?;
+        let mut n = 0;
+        {
+            let blobs = tx.open_table(BLOBS)?;
+            for d in digests {
+                if blobs.get(d.to_string().as_str())?.is_some() {
+                    continue;
+                }
+                run_step(handle, delete(d.clone()), &format!("deleting blob {d}"))?;
+                n += 1;
+            }
+        }
+        tx.abort()?;
+        Ok(n)
+    }
+}
+
+/// Manifests of `repo` pushed at or after `since`, with what they reference.
+fn pushed_since(
+    tx: &WriteTransaction,
+    repo: &RepoName,
+    since: u64,
+) -> Result<BTreeMap<String, ManifestSummary>> {
+    let r = repo.as_str();
+    let refs = tx.open_table(MANIFEST_REFS)?;
+    let mut out = BTreeMap::new();
+    for row in tx.open_table(MANIFESTS)?.range((r, "")..(r, HIGH))? {
+        let (k, v) = row?;
+        if v.value().1 < since {
+            continue;
+        }
+        if let Some(s) = refs
+            .get(k.value().1)?
+            .and_then(|s| decode_summary(s.value()))
+        {
+            out.insert(k.value().1.to_string(), s);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the content of manifests that no repository holds any more.
+fn drop_unheld_content(tx: &WriteTransaction, removed: &[Digest]) -> Result<()> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let mut gone: HashSet<String> = removed.iter().map(|d| d.to_string()).collect();
+    for row in tx.open_table(MANIFESTS)?.iter()? {
+        let (k, _) = row?;
+        gone.remove(k.value().1);
+    }
+    let mut bytes = tx.open_table(MANIFEST_BYTES)?;
+    let mut refs = tx.open_table(MANIFEST_REFS)?;
+    for d in gone {
+        bytes.remove(d.as_str())?;
+        refs.remove(d.as_str())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! The embedded `MetaStore`: one redb file, changed only in transactions.
+//!
+//! Table tree (keys → values):
+//!
+//! ```text
+//! blobs            digest                      → (size, recorded_at)        the CAS index
+//! repo_blobs       (repo, digest)              → linked_at                  what a repository may serve
+//! manifests        (repo, digest)              → (media_type, pushed_at)    manifests in a repository
+//! manifest_bytes   digest                      → bytes                      manifest content, shared
+//! manifest_refs    digest                      → JSON ManifestSummary       children, blobs, subject
+//! tags             (repo, tag)                 → digest
+//! referrers        (repo, subject, referrer)   → ()
+//! repos            repo                        → created_at
+//! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
+//! ```
+//!
+//! The format is versioned: `open` refuses a database written by a newer berth,
+//! and brings an older one up to `SCHEMA_VERSION`.
+//! Other modules keep their own tables in the same file and version them likewise
+//! (the controller's `ctl_meta`); they reach it through `database`.
+//!
+//! Reads run where they are called (redb reads are short and never wait for
+//! the writer); writes run on the blocking pool, one at a time. The
+//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs` and `gc.rs`;
+//! this file opens the file and maps the `MetaStore` calls onto them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use ::redb::{Database, ReadableTable, TableDefinition};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{
+    BadReference, BlobRecord, DeleteStep, LinkOutcome, MetaError, MetaStore, References,
+    RepoGcView, Result, Seen, StoreStep, StoredManifest, TagEntry, Visible,
+};
+use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
+
+mod blobs;
+mod gc;
+mod listings;
+mod manifests;
+#[cfg(test)]
+mod tests;
+
+pub(crate) const BLOBS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("blobs");
+pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("repo_blobs");
+pub(crate) const MANIFESTS: TableDefinition<(&str, &str), (&str, u64)> =
+    TableDefinition::new("manifests");
+pub(crate) const MANIFEST_BYTES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("manifest_bytes");
+pub(crate) const MANIFEST_REFS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("manifest_refs");
+pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("referrers");
+pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
+
+/// The registry's metadata format. 1: the first release (which wrote no version);
+/// 2: credentials sealed at rest, files private (the data itself is unchanged).
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// Sorts after every character allowed in digests, tags and name components.
+pub(crate) const HIGH: &str = "\u{10ffff}";
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetaError {
+            fn from(e: $t) -> Self { MetaError::Db(e.to_string()) }
+        }
+    )*};
+}
+from_redb!(
+    ::redb::Error,
+    ::redb::DatabaseError,
+    ::redb::TransactionError,
+    ::redb::TableError,
+    ::redb::StorageError,
+    ::redb::CommitError
+);
+
+fn corrupt<E: std::fmt::Display>(e: E) -> MetaError {
+    MetaError::Corrupt(e.to_string())
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse().map_err(corrupt)
+}
+
+fn decode_summary(bytes: &[u8]) -> Option<ManifestSummary> {
+    serde_json::from_slice(bytes).ok()
+}
+
+#[derive(Clone)]
+pub struct RedbMeta {
+    /// Shared by every clone, so that `reopen` reaches them all.
+    db: Arc<RwLock<Arc<Database>>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedbMeta")
+    }
+}
+
+impl RedbMeta {
+    /// Opens (or creates) the file at `path`, private to this user, and
+    /// brings its format up to `SCHEMA_VERSION`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            crate::private::private_dir(parent)
+                .map_err(|e| MetaError::Db(format!("{}: {e}", parent.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            ::redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Db(format!(
+                "{} is in use by another berth process; stop it first or use another --data-dir",
+                path.display()
+            )),
+            other => MetaError::Db(format!("{}: {other}", path.display())),
+        })?;
+        crate::private::private_file(path)
+            .map_err(|e| MetaError::Db(format!("{}: {e}", path.display())))?;
+        let meta = RedbMeta {
+            db: Arc::new(RwLock::new(Arc::new(db))),
+            path: path.to_path_buf(),
+        };
+        meta.create_tables()?;
+        Ok(meta)
+    }
+
+    fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The underlying database, for modules that keep their own tables in the
+    /// same file (accounts, the controller, the edge cache). After `reopen`
+    /// this is the new one: ask again rather than keep it.
+    pub fn database(&self) -> Arc<Database> {
+        self.db()
+    }
+
+    /// Opens a new, empty database at the path it was opened from in place
+    /// of the current one, for every clone: what the edge cache does when
+    /// its directory was removed under it (the old file is gone but still
+    /// open, and nothing written to it would survive a restart).
+    /// Transactions already begun finish on the old file.
+    pub fn reopen(&self) -> Result<()> {
+        let fresh = RedbMeta::open(&self.path)?;
+        let db = fresh.db();
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
+        Ok(())
+    }
+
+    /// Holds the write lock until the transaction is dropped (tests that
+    /// need a writer to wait).
+    #[cfg(test)]
+    pub(crate) fn hold_write_lock(&self) -> Result<::redb::WriteTransaction> {
+        Ok(self.db().begin_write()?)
+    }
+
+    fn create_tables(&self) -> Result<()> {
+        let tx = self.db().begin_write()?;
+        tx.open_table(BLOBS)?;
+        tx.open_table(REPO_BLOBS)?;
+        tx.open_table(MANIFESTS)?;
+        tx.open_table(MANIFEST_BYTES)?;
+        tx.open_table(MANIFEST_REFS)?;
+        tx.open_table(TAGS)?;
+        tx.open_table(REFERRERS)?;
+        tx.open_table(REPOS)?;
+        {
+            let mut schema = tx.open_table(SCHEMA)?;
+            let found = schema.get("registry")?.map(|v| v.value());
+            // A database without a version was written by the first release, or is new.
+            let found = found.unwrap_or(1);
+            if found > SCHEMA_VERSION {
+                return Err(MetaError::Db(format!(
+                    "this data directory was written by a newer berth (metadata format {found}; \
+                     this berth reads formats up to {SCHEMA_VERSION}): run the newer berth, or \
+                     restore a backup taken before the upgrade"
+                )));
+            }
+            if found < SCHEMA_VERSION {
+                tracing::info!(
+                    from = found,
+                    to = SCHEMA_VERSION,
+                    "upgrading the metadata format"
+                );
+            }
+            schema.insert("registry", SCHEMA_VERSION)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs a write on the blocking pool (redb's writer blocks).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let meta = self.clone();
+        tokio::task::spawn_blocking(move || f(&meta))
+            .await
+            .map_err(|e| MetaError::Db(format!("metadata write task: {e}")))?
+    }
+}
+
+/// Runs a `StoreStep` to completion from the blocking pool, inside a write
+/// transaction; `what` names the step in its error.
+fn run_step(handle: &tokio::runtime::Handle, step: StoreStep, what: &str) -> Result<()> {
+    handle
+        .block_on(step)
+        .map_err(|e| MetaError::Store(format!("{what}: {e}")))
+}
+
+#[async_trait]
+impl MetaStore for RedbMeta {
+    async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        self.linked_blob_now(repo, digest)
+    }
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.blob_size_now(digest)
+    }
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<LinkOutcome> {
+        let (r, d) = (repo.clone(), digest.clone());
+        self.write(move |m| m.link_blob_now(&r, &d)).await
+    }
+    async fn record_and_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<bool> {
+        let (r, d) = (repo.clone(), digest.clone());
+        self.write(move |m| m.record_and_link_now(&r, &d, size, None))
+            .await
+    }
+    async fn place_record_and_link(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        place: StoreStep,
+    ) -> Result<bool> {
+        let (r, d) = (repo.clone(), digest.clone());
+        let handle = tokio::runtime::Handle::current();
+        self.write(move |m| m.record_and_link_now(&r, &d, size, Some((&handle, place))))
+            .await
+    }
+    async fn mount(
+        &self,
+        to: &RepoName,
+        digest: &Digest,
+        sources: &[String],
+    ) -> Result<Option<u64>> {
+        let (t, d, s) = (to.clone(), digest.clone(), sources.to_vec());
+        self.write(move |m| m.mount_now(&t, &d, &s)).await
+    }
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (r, d) = (repo.clone(), digest.clone());
+        self.write(move |m| m.unlink_blob_now(&r, &d)).await
+    }
+    async fn forget_blob(&self, digest: &Digest, delete: StoreStep) -> Result<Option<u64>> {
+        let d = digest.clone();
+        let handle = tokio::runtime::Handle::current();
+        self.write(move |m| m.forget_blob_now(&d, &handle, delete))
+            .await
+    }
+    async fn blob_records(&self) -> Result<Vec<BlobRecord>> {
+        self.blob_records_now()
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        bytes: Bytes,
+        summary: &ManifestSummary,
+        tags: &[Tag],
+        references: References,
+    ) -> Result<std::result::Result<(), BadReference>> {
+        let (r, d, s, t) = (repo.clone(), digest.clone(), summary.clone(), tags.to_vec());
+        self.write(move |m| m.put_manifest_now(&r, &d, &bytes, &s, &t, references))
+            .await
+    }
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
+        self.get_manifest_now(repo, digest)
+    }
+    async fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {
+        self.manifest_summary_now(digest)
+    }
+    async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        self.resolve_tag_now(repo, tag)
+    }
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let (r, d) = (repo.clone(), digest.clone());
+        self.write(move |m| m.delete_manifest_now(&r, &d)).await
+    }
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let (r, t) = (repo.clone(), tag.clone());
+        self.write(move |m| m.delete_tag_now(&r, &t)).await
+    }
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
+        self.referrers_now(repo, subject)
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+        self.repo_exists_now(repo)
+    }
+    async fn tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<(Vec<String>, bool)> {
+        self.tags_now(repo, last, n)
+    }
+    async fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>> {
+        self.tags_with_digests_now(repo)
+    }
+    async fn all_tags(&self) -> Result<Vec<TagEntry>> {
+        self.all_tags_now()
+    }
+    async fn catalog(
+        &self,
+        last: Option<&str>,
+        n: usize,
+        visible: Visible<'_>,
+    ) -> Result<(Vec<String>, bool)> {
+        self.catalog_now(last, n, visible)
+    }
+    async fn repos_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        self.repos_with_prefix_now(prefix)
+    }
+    async fn delete_repo(&self, repo: &RepoName) -> Result<bool> {
+        let r = repo.clone();
+        self.write(move |m| m.delete_repo_now(&r)).await
+    }
+
+    async fn gc_view(&self, repo: &RepoName) -> Result<RepoGcView> {
+        self.gc_view_now(repo)
+    }
+    async fn gc_sweep_manifests(
+        &self,
+        repo: &RepoName,
+        dead: &[Seen],
+        seen_at: u64,
+    ) -> Result<Vec<Digest>> {
+        let (r, d) = (repo.clone(), dead.to_vec());
+        self.write(move |m| m.gc_sweep_manifests_now(&r, &d, seen_at))
+            .await
+    }
+    async fn gc_sweep_links(&self, repo: &RepoName, dead: &[Seen], seen_at: u64) -> Result<u64> {
+        let (r, d) = (repo.clone(), dead.to_vec());
+        self.write(move |m| m.gc_sweep_links_now(&r, &d, seen_at))
+            .await
+    }
+    async fn gc_drop_blobs(&self, candidates: &[Digest], cutoff: u64) -> Result<Vec<BlobRecord>> {
+        let c = candidates.to_vec();
+        self.write(move |m| m.gc_drop_blobs_now(&c, cutoff)).await
+    }
+    async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64> {
+        let d = digests.to_vec();
+        let handle = tokio::runtime::Handle::current();
+        self.write(move |m| m.delete_unrecorded_now(&d, &handle, &delete))
+            .await
+    }
+}
