@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use berth_config::Config;
 use berth_controller::api::{PublishInput, UnpublishInput};
 use berth_controller::cli::{
@@ -10,13 +10,17 @@ use berth_controller::cli::{
 };
 use berth_controller::model::{Publication, PublicationState};
 
-use crate::cli::Conn;
+use crate::cli::{print_json, send, Conn};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AppCmd {
     /// Create an app from a Kubernetes manifest (one workload plus the
     /// Services, Ingresses, ConfigMaps, Secrets and PersistentVolumeClaims
-    /// labelled app: <name>; see examples/app.yaml) or from a berth spec file.
+    /// labelled app: <name>; see examples/app.yaml) or from a berth spec file
+    /// (YAML or JSON: kind, containers, replicas, ...; see examples/web-app.json).
+    #[command(after_help = "Examples (examples/ in berth's sources):\n  \
+        berth app create team-a -f app.yaml -m 'first version'\n  \
+        berth app create team-a/web -f web-app.json -m 'first version'")]
     Create {
         /// project (a manifest names the app) or project/app
         app: String,
@@ -29,6 +33,9 @@ pub enum AppCmd {
         conn: Conn,
     },
     /// Change an app's template: a new immutable version.
+    #[command(
+        after_help = "Example:\n  berth app update team-a/web -f web-app.json -m 'two replicas'"
+    )]
     Update {
         app: String,
         #[arg(long, short = 'f')]
@@ -59,12 +66,17 @@ pub enum AppCmd {
         conn: Conn,
     },
     /// List an app's template versions: who changed what, when.
+    #[command(after_help = "Example:\n  berth app history team-a/web")]
     History {
         app: String,
         #[command(flatten)]
         conn: Conn,
     },
     /// Publish an app to nodes: prefetch its images into each node's edge cache, then deploy.
+    #[command(
+        after_help = "Examples:\n  berth app publish team-a/web --selector zone=north\n  \
+        berth app publish team-a/web --nodes node-a,node-b --version 3 --no-wait"
+    )]
     Publish {
         app: String,
         /// Node names, comma-separated.
@@ -83,6 +95,7 @@ pub enum AppCmd {
         conn: Conn,
     },
     /// Remove an app from nodes and release its edge pins.
+    #[command(after_help = "Example:\n  berth app unpublish team-a/web --nodes node-a --cascade")]
     Unpublish {
         app: String,
         #[arg(long, value_delimiter = ',', conflicts_with = "selector")]
@@ -99,6 +112,9 @@ pub enum AppCmd {
     },
     /// An app's container log on a node, read through the node's edge (or the
     /// Kubernetes deployer); --follow streams new lines.
+    #[command(
+        after_help = "Example:\n  berth app logs team-a/web --node node-a --tail 100 --follow"
+    )]
     Logs {
         /// project/app
         app: String,
@@ -129,7 +145,36 @@ pub enum AppCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// List a project's apps with their latest versions.
+    #[command(after_help = "Example:\n  berth app list team-a")]
+    List {
+        project: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show an app and its latest template (or the one --version names).
+    #[command(
+        after_help = "Examples:\n  berth app show team-a/web\n  berth app show team-a/web --version 2"
+    )]
+    Show {
+        app: String,
+        /// A template version [default: the latest].
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete an app and its versions (refused while it is published somewhere).
+    #[command(
+        after_help = "Example:\n  berth app unpublish team-a/web --nodes node-a && berth app delete team-a/web"
+    )]
+    Delete {
+        app: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Per-node state and prefetch progress; --watch follows it live.
+    #[command(after_help = "Example:\n  berth app status -w team-a/web")]
     Status {
         app: String,
         #[arg(long, short = 'w')]
@@ -181,8 +226,8 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             message,
             conn,
         } => {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow!("cannot read -f {}: {e}", file.display()))?;
             if is_manifest(&text) {
                 let project = app.split('/').next().unwrap_or_default();
                 if project.is_empty() || app.split('/').count() > 2 {
@@ -212,7 +257,8 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             let spec = parse_spec(&text)?;
             let v = client(cfg, &conn)?
                 .create_app(project, name, spec, message)
-                .await?;
+                .await
+                .with_context(|| format!("cannot create app {app}"))?;
             println!("created {project}/{name} version {}", v.app.latest_version);
         }
         AppCmd::Export { app, conn } => {
@@ -254,18 +300,25 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
         } => {
             let (project, name) = split(&app)?;
             let spec = parse_spec(
-                &std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?,
+                &std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow!("cannot read -f {}: {e}", file.display()))?,
             )?;
             let v = client(cfg, &conn)?
                 .update_app(project, name, spec, message)
-                .await?;
+                .await
+                .with_context(|| format!("cannot update app {app}"))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         AppCmd::History { app, conn } => {
             let (project, name) = split(&app)?;
             print!(
                 "{}",
-                format_history(&client(cfg, &conn)?.history(project, name).await?)
+                format_history(
+                    &client(cfg, &conn)?
+                        .history(project, name)
+                        .await
+                        .with_context(|| format!("cannot read the history of {app}"))?
+                )
             );
         }
         AppCmd::Publish {
@@ -286,7 +339,10 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 version,
             };
             let c = client(cfg, &conn)?;
-            let pubs = c.publish(project, name, &input).await?;
+            let pubs = c
+                .publish(project, name, &input)
+                .await
+                .with_context(|| format!("cannot publish {app}"))?;
             if no_wait {
                 print!("{}", format_status(&pubs));
             } else {
@@ -326,7 +382,10 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 cascade,
             };
             let c = client(cfg, &conn)?;
-            let answer = c.unpublish(project, name, &input).await?;
+            let answer = c
+                .unpublish(project, name, &input)
+                .await
+                .with_context(|| format!("cannot unpublish {app}"))?;
             // What a cascade leaves on a node, and why (e.g. another app uses it).
             for kept in &answer.kept {
                 println!("{kept}");
@@ -379,7 +438,40 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             }
             client(cfg, &conn)?
                 .logs(project, name, &query, &mut out)
-                .await?;
+                .await
+                .with_context(|| format!("cannot read the logs of {app}"))?;
+        }
+        AppCmd::List { project, conn } => print_json(
+            &send(conn.request(
+                cfg,
+                reqwest::Method::GET,
+                &format!("/api/v1/projects/{project}/apps"),
+            ))
+            .await
+            .with_context(|| format!("cannot list the apps of {project}"))?,
+        ),
+        AppCmd::Show { app, version, conn } => {
+            let (project, name) = split(&app)?;
+            let path = match version {
+                Some(v) => format!("/api/v1/projects/{project}/apps/{name}/versions/{v}"),
+                None => format!("/api/v1/projects/{project}/apps/{name}"),
+            };
+            print_json(
+                &send(conn.request(cfg, reqwest::Method::GET, &path))
+                    .await
+                    .with_context(|| format!("cannot show app {app}"))?,
+            );
+        }
+        AppCmd::Delete { app, conn } => {
+            let (project, name) = split(&app)?;
+            send(conn.request(
+                cfg,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/projects/{project}/apps/{name}"),
+            ))
+            .await
+            .with_context(|| format!("cannot delete app {app}"))?;
+            println!("deleted app {app}");
         }
         AppCmd::Status { app, watch, conn } => {
             let (project, name) = split(&app)?;
@@ -394,7 +486,11 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 )
                 .await?;
             } else {
-                print!("{}", format_status(&c.status(project, name).await?));
+                let pubs = c
+                    .status(project, name)
+                    .await
+                    .with_context(|| format!("cannot read the status of {app}"))?;
+                print!("{}", format_status(&pubs));
             }
         }
     }

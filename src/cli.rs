@@ -46,14 +46,26 @@ impl Conn {
 
 /// Sends a request and returns the JSON answer, or the server's error message.
 pub async fn send(rb: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+    send_mapped(rb, &[]).await
+}
+
+/// Like `send`, with the field names of the body the command built turned
+/// back into its flags in the server's message (see `flags`).
+pub async fn send_mapped(
+    rb: reqwest::RequestBuilder,
+    fields: &[(&str, &str)],
+) -> anyhow::Result<serde_json::Value> {
     let res = rb
         .send()
         .await
         .context("cannot reach the registry (is `berth serve` running? set --url)")?;
     let status = res.status();
     let text = res.text().await.unwrap_or_default();
-    let json: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+    let json: serde_json::Value = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()))
+    };
     if !status.is_success() {
         let msg = json
             .get("error")
@@ -64,8 +76,12 @@ pub async fn send(rb: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Val
                     .and_then(|m| m.as_str())
                     .map(str::to_string)
             })
-            .unwrap_or(text);
-        bail!("{status}: {msg}");
+            .unwrap_or_else(|| text.trim().chars().take(300).collect());
+        bail!(
+            "{} (HTTP {})",
+            crate::flags::name_flags(&msg, fields),
+            status.as_u16()
+        );
     }
     Ok(json)
 }
@@ -304,8 +320,19 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
     } else {
         "/api/v1/gc"
     };
-    let report = send(conn.request(&cfg, reqwest::Method::POST, path)).await?;
+    let report = send(conn.request(&cfg, reqwest::Method::POST, path))
+        .await
+        .context("cannot collect garbage")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// `berth gc --status`: whether a collection runs now, and the last one's report.
+pub async fn gc_status(cfg: &Config, conn: &Conn) -> anyhow::Result<()> {
+    let v = send(conn.request(cfg, reqwest::Method::GET, "/api/v1/gc"))
+        .await
+        .context("cannot read the garbage collection status")?;
+    print_json(&v);
     Ok(())
 }
 
@@ -314,6 +341,9 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
 #[derive(clap::Subcommand, Debug)]
 pub enum ProjectCmd {
     /// Create a project (private unless --public).
+    #[command(
+        after_help = "Examples:\n  berth project create team-a\n  berth project create shared --public"
+    )]
     Create {
         name: String,
         #[arg(long)]
@@ -325,17 +355,20 @@ pub enum ProjectCmd {
         conn: Conn,
     },
     /// List the projects you can see.
+    #[command(after_help = "Example:\n  berth project list")]
     List {
         #[command(flatten)]
         conn: Conn,
     },
     /// Show a project: access level, repositories, members.
+    #[command(after_help = "Example:\n  berth project show team-a")]
     Show {
         name: String,
         #[command(flatten)]
         conn: Conn,
     },
     /// Make a project public or private.
+    #[command(after_help = "Example:\n  berth project set team-a --public")]
     Set {
         name: String,
         #[arg(long, conflicts_with = "private", required_unless_present = "private")]
@@ -346,6 +379,7 @@ pub enum ProjectCmd {
         conn: Conn,
     },
     /// Delete a project (with --force, also its repositories).
+    #[command(after_help = "Example:\n  berth project delete team-a --force")]
     Delete {
         name: String,
         #[arg(long)]
@@ -354,6 +388,7 @@ pub enum ProjectCmd {
         conn: Conn,
     },
     /// Give an account a role in a project: guest, developer, maintainer or project-admin.
+    #[command(after_help = "Example:\n  berth project add-member team-a alice --role developer")]
     AddMember {
         project: String,
         /// The account. (Not named `user`: that id is taken by --user, the account acting.)
@@ -365,6 +400,7 @@ pub enum ProjectCmd {
         conn: Conn,
     },
     /// Remove an account from a project.
+    #[command(after_help = "Example:\n  berth project remove-member team-a alice")]
     RemoveMember {
         project: String,
         #[arg(value_name = "USER")]
@@ -377,6 +413,9 @@ pub enum ProjectCmd {
 #[derive(clap::Subcommand, Debug)]
 pub enum UserCmd {
     /// Create an account with an initial password the user must reset.
+    #[command(
+        after_help = "Examples:\n  berth user add alice             # asks for the initial password twice\n  berth user add ops --admin --initial-password start1234"
+    )]
     Add {
         name: String,
         /// Initial password (8-20 characters, a letter and a digit); prompted if absent.
@@ -388,17 +427,22 @@ pub enum UserCmd {
         conn: Conn,
     },
     /// List accounts.
+    #[command(after_help = "Example:\n  berth user list")]
     List {
         #[command(flatten)]
         conn: Conn,
     },
     /// Delete an account.
+    #[command(after_help = "Example:\n  berth user delete alice")]
     Delete {
         name: String,
         #[command(flatten)]
         conn: Conn,
     },
     /// Set a new initial password for an account (administrators).
+    #[command(
+        after_help = "Example:\n  berth user reset-password alice  # asks twice; alice must change it before use"
+    )]
     ResetPassword {
         name: String,
         #[arg(long, env = "BERTH_NEW_PASSWORD", hide_env_values = true)]
@@ -411,6 +455,9 @@ pub enum UserCmd {
 #[derive(clap::Subcommand, Debug)]
 pub enum RobotCmd {
     /// Create a robot account; its secret is printed once.
+    #[command(
+        after_help = "Examples:\n  berth robot create team-a edge --access pull\n  berth robot create team-a ci --access push --expires-in 90d"
+    )]
     Create {
         project: String,
         name: String,
@@ -424,12 +471,14 @@ pub enum RobotCmd {
         conn: Conn,
     },
     /// List a project's robots.
+    #[command(after_help = "Example:\n  berth robot list team-a")]
     List {
         project: String,
         #[command(flatten)]
         conn: Conn,
     },
     /// Revoke a robot.
+    #[command(after_help = "Example:\n  berth robot revoke team-a ci")]
     Revoke {
         project: String,
         name: String,
@@ -439,6 +488,9 @@ pub enum RobotCmd {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth passwd alice     # asks for the current password, then the new one twice\n  \
+    berth passwd admin --old-password \"$(cat berth-data/admin-password)\" --new-password 'S3cure-pass'")]
 pub struct PasswdArgs {
     /// Account whose password to change [default: --user].
     pub name: Option<String>,
@@ -452,21 +504,7 @@ pub struct PasswdArgs {
     pub conn: Conn,
 }
 
-/// Reads a secret from the terminal (stdin), without echo when possible.
-fn prompt(label: &str) -> anyhow::Result<String> {
-    use std::io::{BufRead, Write};
-    eprint!("{label}: ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let s = line.trim_end_matches(['\r', '\n']).to_string();
-    if s.is_empty() {
-        bail!("{label} is required");
-    }
-    Ok(s)
-}
-
-fn print_json(v: &serde_json::Value) {
+pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -480,18 +518,23 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                 conn.request(cfg, Method::POST, "/api/v1/projects")
                     .json(&serde_json::json!({"name": name, "public": public})),
             )
-            .await?;
+            .await
+            .with_context(|| format!("cannot create project {name}"))?;
             println!(
                 "created {} project {}",
                 if public { "public" } else { "private" },
                 v["name"].as_str().unwrap_or(&name)
             );
         }
-        ProjectCmd::List { conn } => {
-            print_json(&send(conn.request(cfg, Method::GET, "/api/v1/projects")).await?)
-        }
+        ProjectCmd::List { conn } => print_json(
+            &send(conn.request(cfg, Method::GET, "/api/v1/projects"))
+                .await
+                .context("cannot list projects")?,
+        ),
         ProjectCmd::Show { name, conn } => print_json(
-            &send(conn.request(cfg, Method::GET, &format!("/api/v1/projects/{name}"))).await?,
+            &send(conn.request(cfg, Method::GET, &format!("/api/v1/projects/{name}")))
+                .await
+                .with_context(|| format!("cannot show project {name}"))?,
         ),
         ProjectCmd::Set {
             name, public, conn, ..
@@ -500,7 +543,8 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                 conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
                     .json(&serde_json::json!({ "public": public })),
             )
-            .await?;
+            .await
+            .with_context(|| format!("cannot change project {name}"))?;
             println!(
                 "project {name} is now {}",
                 if public { "public" } else { "private" }
@@ -512,7 +556,8 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                 Method::DELETE,
                 &format!("/api/v1/projects/{name}?force={force}"),
             ))
-            .await?;
+            .await
+            .with_context(|| format!("cannot delete project {name}"))?;
             println!("deleted project {name}");
         }
         ProjectCmd::AddMember {
@@ -529,7 +574,8 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                 )
                 .json(&serde_json::json!({ "role": role })),
             )
-            .await?;
+            .await
+            .with_context(|| format!("cannot make {user} {role} in {project}"))?;
             println!("{user} is now {role} in {project}");
         }
         ProjectCmd::RemoveMember {
@@ -542,7 +588,8 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                 Method::DELETE,
                 &format!("/api/v1/projects/{project}/members/{user}"),
             ))
-            .await?;
+            .await
+            .with_context(|| format!("cannot remove {user} from {project}"))?;
             println!("removed {user} from {project}");
         }
     }
@@ -560,22 +607,27 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         } => {
             let pw = match initial_password {
                 Some(p) => p,
-                None => prompt("initial password")?,
+                None => crate::prompt::new_secret(&format!("initial password of {name}"))?,
             };
             send(
                 conn.request(cfg, Method::POST, "/api/v1/users")
                     .json(&serde_json::json!({"name": name, "password": pw, "admin": admin})),
             )
-            .await?;
+            .await
+            .with_context(|| format!("cannot create account {name}"))?;
             println!(
                 "created account {name}; it must set its own password first: berth passwd {name}"
             );
         }
-        UserCmd::List { conn } => {
-            print_json(&send(conn.request(cfg, Method::GET, "/api/v1/users")).await?)
-        }
+        UserCmd::List { conn } => print_json(
+            &send(conn.request(cfg, Method::GET, "/api/v1/users"))
+                .await
+                .context("cannot list accounts")?,
+        ),
         UserCmd::Delete { name, conn } => {
-            send(conn.request(cfg, Method::DELETE, &format!("/api/v1/users/{name}"))).await?;
+            send(conn.request(cfg, Method::DELETE, &format!("/api/v1/users/{name}")))
+                .await
+                .with_context(|| format!("cannot delete account {name}"))?;
             println!("deleted account {name}");
         }
         UserCmd::ResetPassword {
@@ -585,13 +637,14 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         } => {
             let pw = match initial_password {
                 Some(p) => p,
-                None => prompt("new initial password")?,
+                None => crate::prompt::new_secret(&format!("new initial password of {name}"))?,
             };
             send(
                 conn.request(cfg, Method::PUT, &format!("/api/v1/users/{name}/password"))
                     .json(&serde_json::json!({ "new_password": pw })),
             )
-            .await?;
+            .await
+            .with_context(|| format!("cannot reset the password of {name}"))?;
             println!("{name} has a new initial password and must reset it: berth passwd {name}");
         }
     }
@@ -612,15 +665,17 @@ pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
             if let Some(d) = expires_in {
                 body["expires_in"] = serde_json::json!(d.as_secs());
             }
-            let v = send(
+            let v = send_mapped(
                 conn.request(
                     cfg,
                     Method::POST,
                     &format!("/api/v1/projects/{project}/robots"),
                 )
                 .json(&body),
+                &[("access", "--access"), ("expires_in", "--expires-in")],
             )
-            .await?;
+            .await
+            .with_context(|| format!("cannot create robot {name} in {project}"))?;
             println!("name:   {}", v["name"].as_str().unwrap_or(""));
             println!("secret: {}", v["secret"].as_str().unwrap_or(""));
             eprintln!("the secret is shown only now; store it (e.g. as the edge's BERTH_UPSTREAM_PASSWORD)");
@@ -631,7 +686,8 @@ pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
                 Method::GET,
                 &format!("/api/v1/projects/{project}/robots"),
             ))
-            .await?,
+            .await
+            .with_context(|| format!("cannot list the robots of {project}"))?,
         ),
         RobotCmd::Revoke {
             project,
@@ -643,7 +699,8 @@ pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
                 Method::DELETE,
                 &format!("/api/v1/projects/{project}/robots/{name}"),
             ))
-            .await?;
+            .await
+            .with_context(|| format!("cannot revoke robot {name} of {project}"))?;
             println!("revoked {name}");
         }
     }
@@ -654,11 +711,11 @@ pub async fn passwd(cfg: &Config, a: PasswdArgs) -> anyhow::Result<()> {
     let name = a.name.clone().unwrap_or_else(|| a.conn.user.clone());
     let old = match a.old_password {
         Some(p) => p,
-        None => prompt(&format!("current password of {name}"))?,
+        None => crate::prompt::secret(&format!("current password of {name}"))?,
     };
     let new = match a.new_password {
         Some(p) => p,
-        None => prompt("new password (8-20 characters, a letter and a digit)")?,
+        None => crate::prompt::new_secret("new password (8-20 characters, a letter and a digit)")?,
     };
     // No credentials needed: the old password proves who we are, even an initial one.
     let conn = Conn {
@@ -673,7 +730,8 @@ pub async fn passwd(cfg: &Config, a: PasswdArgs) -> anyhow::Result<()> {
         )
         .json(&serde_json::json!({"old_password": old, "new_password": new})),
     )
-    .await?;
+    .await
+    .with_context(|| format!("cannot change the password of {name}"))?;
     println!("password of {name} changed");
     Ok(())
 }

@@ -15,6 +15,10 @@ mod resource_cli;
 use berth_controller::resources::ResourceKind;
 mod cli;
 mod compose;
+mod flags;
+mod node_cli;
+mod prompt;
+mod repo_cli;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,7 +29,8 @@ mod compose;
   serve  the central registry (OCI Distribution v1.1 / Docker Registry v2), with projects, accounts,\n\
          `docker login`, an admin API, audit log, GC and the workload controller;\n\
   edge   a pull-through cache for edge nodes (containerd hosts.toml mirror, Docker/podman mirror);\n\
-  and operator commands (project, user, robot, passwd, gc, app) that call a running registry.\n\n\
+  and operator commands (project, user, robot, passwd, repo, tag, audit, gc, cluster, node, app)\n\
+  that call a running registry's API as --user (default admin) with --password or BERTH_PASSWORD.\n\n\
 Every setting has a default; see berth.example.toml. Settings come from --config FILE, then\n\
 BERTH_<SECTION>_<KEY> environment variables, then the flags given here.",
     after_help = "Examples:\n  berth serve                                 # 127.0.0.1:5000, data in ./berth-data\n  berth serve --listen 0.0.0.0:5000 --config /etc/berth.toml\n  berth edge --upstream http://registry:5000 --capacity 20GiB\n  berth project create team-a --private\n  berth gc --dry-run"
@@ -41,15 +46,32 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the registry (and the embedded workload controller).
+    #[command(
+        after_help = "Examples:\n  berth serve\n  berth serve --listen 0.0.0.0:5000 --data-dir /var/lib/berth"
+    )]
     Serve(ServeArgs),
     /// Run a pull-through edge cache in front of a registry.
+    #[command(
+        after_help = "Example:\n  BERTH_UPSTREAM_USER='robot$team-a+edge' BERTH_UPSTREAM_PASSWORD=\"$(cat edge-secret)\" \\\n    berth edge --upstream http://registry.example:5000 --capacity 50GiB"
+    )]
     Edge(EdgeArgs),
     /// Collect garbage: unreferenced manifests and blobs. Asks the running registry
     /// (POST /api/v1/gc); with --offline, works on the data directory of a stopped one.
+    #[command(
+        after_help = "Examples:\n  berth gc --dry-run\n  berth gc\n  berth gc --status\n  berth gc --offline --data-dir /var/lib/berth   # the registry is stopped"
+    )]
     Gc(GcArgs),
     /// Manage projects on a running registry.
     #[command(subcommand)]
     Project(cli::ProjectCmd),
+    /// Repositories of a project: list, show (tags), delete.
+    #[command(subcommand)]
+    Repo(repo_cli::RepoCmd),
+    /// Tags of a repository: list, show, delete.
+    #[command(subcommand)]
+    Tag(repo_cli::TagCmd),
+    /// Read the audit log: who did what, when, with what outcome (administrators).
+    Audit(repo_cli::AuditArgs),
     /// Manage accounts on a running registry.
     #[command(subcommand)]
     User(cli::UserCmd),
@@ -58,7 +80,14 @@ enum Command {
     Robot(cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
     Passwd(cli::PasswdArgs),
-    /// Apps of the workload controller: create, update, history, publish, unpublish, status.
+    /// Kubernetes clusters edge nodes belong to (administrators).
+    #[command(subcommand)]
+    Cluster(node_cli::ClusterCmd),
+    /// Edge nodes apps are published to (administrators register them).
+    #[command(subcommand)]
+    Node(node_cli::NodeCmd),
+    /// Apps of the workload controller: create, list, show, update, history, publish,
+    /// unpublish, status, logs, delete.
     #[command(subcommand)]
     App(app_cli::AppCmd),
     /// A load balancer on nodes: publish, unpublish.
@@ -112,6 +141,9 @@ struct GcArgs {
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Show whether a collection is running and the last one's report, start none.
+    #[arg(long, conflicts_with_all = ["dry_run", "offline"])]
+    status: bool,
     /// Work on the data directory directly (the registry must be stopped).
     #[arg(long)]
     offline: bool,
@@ -139,7 +171,7 @@ fn main() -> ExitCode {
     let cfg = match berth_config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("berth: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -149,7 +181,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("berth: cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -188,9 +220,18 @@ fn main() -> ExitCode {
                 if let Some(d) = a.data_dir {
                     cfg.server.data_dir = d;
                 }
-                cli::gc(cfg, a.dry_run, a.offline, a.conn).await
+                if a.status {
+                    cli::gc_status(&cfg, &a.conn).await
+                } else {
+                    cli::gc(cfg, a.dry_run, a.offline, a.conn).await
+                }
             }
             Command::Project(c) => cli::project(&cfg, c).await,
+            Command::Repo(c) => repo_cli::repo(&cfg, c).await,
+            Command::Tag(c) => repo_cli::tag(&cfg, c).await,
+            Command::Audit(a) => repo_cli::audit(&cfg, a).await,
+            Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
+            Command::Node(c) => node_cli::node(&cfg, c).await,
             Command::User(c) => cli::user(&cfg, c).await,
             Command::Robot(c) => cli::robot(&cfg, c).await,
             Command::Passwd(a) => cli::passwd(&cfg, a).await,
@@ -206,7 +247,8 @@ fn main() -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            // One format for every command: what failed, then the server's reason.
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

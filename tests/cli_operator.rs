@@ -1176,12 +1176,12 @@ fn admin_api_errors_are_json_with_a_message() {
             ),
         ),
         (
-            "no content type",
+            "a form, which browsers send across sites",
             send(
                 Method::POST,
                 "/api/v1/projects",
-                None,
-                "{\"name\":\"x1\"}",
+                Some("application/x-www-form-urlencoded"),
+                "name=x1",
                 true,
             ),
         ),
@@ -1219,6 +1219,15 @@ fn admin_api_errors_are_json_with_a_message() {
     );
     assert_eq!(cases[0].1 .0, 401);
     assert_eq!(cases[5].1 .0, 405);
+    // JSON sent with no Content-Type at all (`curl -d @project.json`) is read as JSON.
+    let (status, _, text) = send(
+        Method::POST,
+        "/api/v1/projects",
+        None,
+        "{\"name\":\"x1\"}",
+        true,
+    );
+    assert_eq!(status, 201, "{text}");
 }
 
 /// `/api/v1/openapi.json` is an OpenAPI 3 document whose paths are exactly the

@@ -30,7 +30,10 @@ pub(super) fn routes() -> Router<ControllerState> {
             get(get_cluster).delete(delete_cluster),
         )
         .route("/api/v1/nodes", post(create_node).get(list_nodes))
-        .route("/api/v1/nodes/{name}", get(get_node).delete(delete_node))
+        .route(
+            "/api/v1/nodes/{name}",
+            get(get_node).patch(label_node).delete(delete_node),
+        )
         .route("/api/v1/nodes/{name}/kubeconfig", get(node_kubeconfig))
 }
 
@@ -229,6 +232,28 @@ async fn delete_node(
     let r = state.db(move |s| s.delete_node(&n)).await;
     audited(&state, &actor, "", "node.delete", &name, r).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /api/v1/nodes/{name}`: a JSON merge patch of the node's labels
+/// (`{"labels": {"zone": "north", "old": null}}`); nothing else of a node changes
+/// in place (its cluster, edge and credentials are set when it is registered).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodePatch {
+    labels: BTreeMap<String, Option<String>>,
+}
+
+async fn label_node(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(patch): Body<NodePatch>,
+) -> ApiResult<Json<NodeView>> {
+    let actor = state.authorize(&headers, None, CtlAction::Admin)?;
+    let n = name.clone();
+    let r = state.db(move |s| s.label_node(&n, &patch.labels)).await;
+    let node = audited(&state, &actor, "", "node.label", &name, r).await?;
+    Ok(Json(node_view(&node)))
 }
 
 #[derive(Deserialize)]

@@ -123,6 +123,21 @@ pub fn router(state: ControllerState) -> Router {
         .merge(resources::routes())
         .merge(resource_publications::routes())
         .with_state(state)
+        .layer(axum::middleware::map_request(json_by_default))
+}
+
+/// A body sent without a `Content-Type` is read as JSON, the only body these
+/// routes take (`curl -d @app.json`); a form or any other declared type is
+/// still refused by `Body`.
+async fn json_by_default(mut req: axum::extract::Request) -> axum::extract::Request {
+    use axum::http::{header, HeaderValue};
+    if !req.headers().contains_key(header::CONTENT_TYPE) {
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    req
 }
 
 /// The project named in the path is a valid project name.

@@ -110,6 +110,41 @@ impl Store {
         self.list_named(NODES_T, RecordSealer::decode_node)
     }
 
+    /// Changes a node's labels as a JSON merge patch would: a value sets the
+    /// label, `None` removes it. Answers the node as stored.
+    pub fn label_node(
+        &self,
+        name: &str,
+        changes: &std::collections::BTreeMap<String, Option<String>>,
+    ) -> Result<Node> {
+        let txn = self.db.begin_write()?;
+        let node = {
+            let mut t = txn.open_table(NODES)?;
+            let mut node = match t.get(name)? {
+                Some(v) => self
+                    .sealer
+                    .decode_node(v.value())
+                    .map_err(sealing("ctl_nodes"))?,
+                None => return Err(StoreError::NotFound(format!("no node named {name:?}"))),
+            };
+            for (k, v) in changes {
+                match v {
+                    Some(v) => node.labels.insert(k.clone(), v.clone()),
+                    None => node.labels.remove(k),
+                };
+            }
+            node.normalize_and_validate()?;
+            let bytes = self
+                .sealer
+                .encode_node(&node)
+                .map_err(sealing("ctl_nodes"))?;
+            t.insert(name, bytes.as_slice())?;
+            node
+        };
+        txn.commit()?;
+        Ok(node)
+    }
+
     pub fn delete_node(&self, name: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
         {

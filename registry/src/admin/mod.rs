@@ -919,6 +919,20 @@ pub fn router(state: AdminState) -> axum::Router {
             }),
         )
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_request(json_by_default))
+}
+
+/// A body sent without a `Content-Type` (`curl -d @file.json`, a script's bare
+/// POST) is read as the JSON every write here takes. A body that names another
+/// type (a form, which a browser may send across sites) is still refused.
+async fn json_by_default(mut req: axum::extract::Request) -> axum::extract::Request {
+    if !req.headers().contains_key(header::CONTENT_TYPE) {
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    req
 }
 
 /// Errors the framework answers by itself (a body that is not the JSON asked for,
