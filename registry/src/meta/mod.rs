@@ -690,6 +690,56 @@ impl Meta {
         Ok(out)
     }
 
+    /// The media type of a manifest `repo` holds, or None.
+    pub(crate) fn linked_manifest_type(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        let tx = self.db().begin_read()?;
+        let key = digest.to_string();
+        let v = tx
+            .open_table(MANIFESTS)?
+            .get((repo.as_str(), key.as_str()))?
+            .map(|v| v.value().0.to_string());
+        Ok(v)
+    }
+
+    /// The indexes in `repo` that list `child` among their manifests.
+    pub(crate) fn indexes_containing(
+        &self,
+        repo: &RepoName,
+        child: &Digest,
+    ) -> Result<Vec<Digest>> {
+        let tx = self.db().begin_read()?;
+        let manifests = tx.open_table(MANIFESTS)?;
+        let summaries = tx.open_table(MANIFEST_REFS)?;
+        let mut out = Vec::new();
+        for r in manifests.range((repo.as_str(), "")..(repo.as_str(), HIGH))? {
+            let (k, v) = r?;
+            if crate::oci::media::manifest_kind(v.value().0)
+                != Some(crate::oci::media::ManifestKind::Index)
+            {
+                continue;
+            }
+            let digest = k.value().1.to_string();
+            let Some(summary) = summaries
+                .get(digest.as_str())?
+                .and_then(|v| serde_json::from_slice::<ManifestSummary>(v.value()).ok())
+            else {
+                continue;
+            };
+            if summary.manifests.iter().any(|m| &m.digest == child) {
+                out.push(
+                    digest
+                        .parse()
+                        .map_err(|e: crate::oci::DigestError| MetaError::Corrupt(e.to_string()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Manifests in `repo` whose subject is `subject`, as descriptors.
     pub(crate) fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
         let tx = self.db().begin_read()?;
