@@ -212,6 +212,7 @@ fn start_controller(
         berth_controller::Ports {
             resolver: Arc::new(RegistryResolver {
                 registry: app.registry.clone(),
+                signatures: app.signatures.clone(),
             }),
             edge: Arc::new(edge),
             deployer,
@@ -375,6 +376,18 @@ pub enum ProjectCmd {
         public: bool,
         #[arg(long)]
         private: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Require pulls (and publications) of the project's images to carry a
+    /// cosign/sigstore signature one of these public keys verifies; --off removes it.
+    RequireSignature {
+        name: String,
+        /// A PEM public key file (ECDSA P-256, as cosign and skopeo write them); repeatable.
+        #[arg(long = "key", value_name = "FILE", required_unless_present = "off")]
+        keys: Vec<std::path::PathBuf>,
+        #[arg(long, conflicts_with = "keys")]
+        off: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -549,6 +562,38 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                 "project {name} is now {}",
                 if public { "public" } else { "private" }
             );
+        }
+        ProjectCmd::RequireSignature {
+            name,
+            keys,
+            off,
+            conn,
+        } => {
+            let policy = if off {
+                serde_json::Value::Null
+            } else {
+                let mut pems = Vec::new();
+                for k in &keys {
+                    pems.push(
+                        std::fs::read_to_string(k)
+                            .map_err(|e| anyhow!("reading {}: {e}", k.display()))?,
+                    );
+                }
+                serde_json::json!({ "public_keys": pems })
+            };
+            send(
+                conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
+                    .json(&serde_json::json!({ "require_signature": policy })),
+            )
+            .await?;
+            if off {
+                println!("project {name} no longer requires signatures");
+            } else {
+                println!(
+                    "project {name} now requires images signed by one of {} key(s)",
+                    keys.len()
+                );
+            }
         }
         ProjectCmd::Delete { name, force, conn } => {
             send(conn.request(

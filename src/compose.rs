@@ -10,12 +10,16 @@ use berth_controller::{
 use berth_registry::auth::access::RegistryAccess;
 use berth_registry::auth::policy::Decision;
 use berth_registry::auth::{Action, Refusal, RequestInfo};
+use berth_registry::oci::ErrorCode;
 use berth_registry::oci::{ImageRef, Reference};
 use berth_registry::service::LocalRegistry;
+use berth_registry::signature::SignatureGate;
 
-/// Resolves `project/repo:tag` against what the registry holds.
+/// Resolves `project/repo:tag` against what the registry holds, and refuses
+/// what the project's signature policy would refuse to pull.
 pub struct RegistryResolver {
     pub registry: Arc<LocalRegistry>,
+    pub signatures: Arc<SignatureGate>,
 }
 
 #[async_trait]
@@ -37,6 +41,13 @@ impl ImageResolver for RegistryResolver {
                 }
             }));
         };
+        self.signatures
+            .check_pull(&r.repo, &m.digest)
+            .await
+            .map_err(|e| match e.code() {
+                Some(ErrorCode::Denied) => ResolveError::Refused(e.to_string()),
+                _ => ResolveError::Unavailable(e.to_string()),
+            })?;
         Ok(ResolvedImage {
             repository: r.repo.to_string(),
             digest: m.digest.to_string(),

@@ -32,6 +32,10 @@ pub enum ResolveError {
     /// The registry could not answer now; try again later.
     #[error("{0}")]
     Unavailable(String),
+    /// The registry holds the image but its project's policy refuses to hand it
+    /// out (an image `require_signature` finds unsigned); it may be signed later.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Turns `project/repo:tag` or `project/repo@sha256:...` into a digest, in this registry.

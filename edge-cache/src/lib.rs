@@ -180,6 +180,7 @@ impl EdgeApp {
             read_only: true,
             max_manifest_bytes: self.config.server.max_manifest_bytes,
             base_url: String::new(),
+            signatures: None,
         };
         let metrics = self.metrics.clone();
         let pt = self.pull_through.clone();

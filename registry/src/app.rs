@@ -17,6 +17,7 @@ use crate::auth::Access;
 use crate::content::ContentStore;
 use crate::meta::RedbMeta;
 use crate::service::{metrics::Metrics, LocalRegistry};
+use crate::signature::SignatureGate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -91,6 +92,8 @@ pub struct RegistryApp {
     pub registry: Arc<LocalRegistry>,
     pub metrics: Arc<Metrics>,
     pub access: Arc<RegistryAccess>,
+    /// The projects' signature policies (pulls here, publications in the controller).
+    pub signatures: Arc<SignatureGate>,
     gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
 }
 
@@ -142,6 +145,7 @@ impl RegistryApp {
                 source,
             }
         })?;
+        let signatures = Arc::new(SignatureGate::new(registry.clone(), accounts.clone()));
         let access = Arc::new(RegistryAccess::new(
             accounts,
             key,
@@ -167,6 +171,7 @@ impl RegistryApp {
             registry,
             metrics,
             access,
+            signatures,
             gc_status: Default::default(),
         })
     }
@@ -179,6 +184,7 @@ impl RegistryApp {
             read_only: self.config.server.read_only,
             max_manifest_bytes: self.config.server.max_manifest_bytes,
             base_url: String::new(),
+            signatures: Some(self.signatures.clone()),
         }
     }
 
@@ -219,6 +225,7 @@ impl RegistryApp {
             registry: self.registry.clone(),
             gc_options: self.gc_options(false),
             gc_last: self.gc_status.clone(),
+            signatures: self.signatures.clone(),
         };
         api::router(self.api_state())
             .merge(crate::auth::endpoint::router(self.access.clone()))

@@ -15,3 +15,4 @@ pub mod oci;
 pub mod private;
 pub mod server;
 pub mod service;
+pub mod signature;

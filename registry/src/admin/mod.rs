@@ -25,6 +25,7 @@ use crate::auth::{Refusal, RequestInfo, Subject};
 use crate::gc::{GcOptions, GcReport};
 use crate::oci::{RepoName, Tag};
 use crate::service::LocalRegistry;
+use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -32,6 +33,7 @@ pub struct AdminState {
     pub registry: Arc<LocalRegistry>,
     pub gc_options: GcOptions,
     pub gc_last: Arc<Mutex<GcStatus>>,
+    pub signatures: Arc<SignatureGate>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -405,9 +407,27 @@ pub struct NewProject {
     pub public: bool,
 }
 
+/// What to change; fields left out stay as they are.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
-    pub public: bool,
+    /// Anyone may pull (true), or members only (false).
+    #[serde(default)]
+    pub public: Option<bool>,
+    /// Pulls of the project's images (and their publication by the controller)
+    /// need a signature one of these keys verifies; `null` removes the policy.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RequireSignature>, nullable)]
+    pub require_signature: Option<Option<RequireSignature>>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -489,17 +509,34 @@ async fn patch_project(
     Json(b): Json<ProjectPatch>,
 ) -> AResult<Json<Project>> {
     st.require_role(&c, &name, Manage::Settings)?;
-    let p = st.access.accounts.set_public(&name, b.public)?;
-    st.audit(
-        &c,
-        if b.public {
+    if b.public.is_none() && b.require_signature.is_none() {
+        return Err(AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "nothing to change: give public and/or require_signature",
+        ));
+    }
+    let accounts = &st.access.accounts;
+    if let Some(policy) = b.require_signature {
+        let action = if policy.is_some() {
+            "project.require-signature"
+        } else {
+            "project.require-signature.removed"
+        };
+        accounts.set_signature_policy(&name, policy)?;
+        st.audit(&c, action, Some(&name), &name);
+    }
+    if let Some(public) = b.public {
+        accounts.set_public(&name, public)?;
+        let action = if public {
             "project.public"
         } else {
             "project.private"
-        },
-        Some(&name),
-        &name,
-    );
+        };
+        st.audit(&c, action, Some(&name), &name);
+    }
+    let p = accounts.project(&name).ok_or_else(|| {
+        AdminError::new(StatusCode::NOT_FOUND, format!("no project named {name}"))
+    })?;
     Ok(Json(p))
 }
 
@@ -717,6 +754,20 @@ async fn revoke_robot(
 pub struct TagView {
     pub name: String,
     pub digest: String,
+    /// The image's signatures: cosign's `<alg>-<hex>.sig` tag (also what skopeo
+    /// and podman write), and cosign and notation referrers.
+    pub signatures: Vec<SignatureView>,
+    /// Under the project's `require_signature` policy (absent without one):
+    /// whether the image may be pulled, and why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_policy: Option<PolicyView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyView {
+    pub pull_allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn full_repo(project: &str, repository: &str) -> AResult<RepoName> {
@@ -767,16 +818,35 @@ async fn list_tags(
     c: Caller,
     Path((name, repository)): Path<(String, String)>,
 ) -> AResult<Json<Vec<TagView>>> {
-    st.require_visible(&c, &name)?;
+    let project = st.require_visible(&c, &name)?;
     let repo = full_repo(&name, &repository)?;
-    Ok(Json(
-        st.registry
-            .tags_with_digests(&repo)
-            .await?
-            .into_iter()
-            .map(|(name, digest)| TagView { name, digest })
-            .collect(),
-    ))
+    let mut out = Vec::new();
+    for (name, digest) in st.registry.tags_with_digests(&repo).await? {
+        let Ok(d) = digest.parse::<crate::oci::Digest>() else {
+            continue;
+        };
+        let signatures = crate::signature::signature_views(&st.registry, &repo, &d).await?;
+        let signature_policy = match project.require_signature {
+            None => None,
+            Some(_) => Some(match st.signatures.check_pull(&repo, &d).await {
+                Ok(()) => PolicyView {
+                    pull_allowed: true,
+                    reason: None,
+                },
+                Err(e) => PolicyView {
+                    pull_allowed: false,
+                    reason: Some(e.to_string()),
+                },
+            }),
+        };
+        out.push(TagView {
+            name,
+            digest,
+            signatures,
+            signature_policy,
+        });
+    }
+    Ok(Json(out))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}/tags/{tag}", tag = "repositories",

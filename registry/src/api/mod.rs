@@ -60,6 +60,9 @@ pub struct ApiState {
     /// Prefix for Location headers (the external URL), without trailing slash;
     /// empty for relative locations.
     pub base_url: String,
+    /// The projects' signature policies, checked on every manifest pull
+    /// (the registry's; None on the edge, which serves what it was given).
+    pub signatures: Option<Arc<crate::signature::SignatureGate>>,
 }
 
 /// The `/v2` routes. Mount the token endpoint and the admin API beside it.
@@ -631,6 +634,9 @@ async fn manifest_get(
 ) -> Result<Response, ApiError> {
     authorize(st, ctx, Some((repo, Action::Pull))).await?;
     let m = st.ns.manifest(repo, reference).await?;
+    if let Some(gate) = &st.signatures {
+        gate.check_pull(repo, &m.digest).await?;
+    }
     let accept: Vec<String> = ctx
         .headers
         .get_all(header::ACCEPT)

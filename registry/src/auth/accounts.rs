@@ -57,6 +57,10 @@ pub struct Project {
     pub name: String,
     pub public: bool,
     pub created: u64,
+    /// Pulls of the project's images need a signature these keys verify
+    /// (`signature`); absent in records written before policies existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_signature: Option<crate::signature::RequireSignature>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -642,6 +646,7 @@ impl Accounts {
             name: name.to_string(),
             public,
             created: now(),
+            require_signature: None,
         };
         self.put_project(&p)?;
         Ok(p)
@@ -671,6 +676,23 @@ impl Accounts {
             .project(name)
             .ok_or_else(|| AccountError::NotFound(format!("no project named {name}")))?;
         p.public = public;
+        self.put_project(&p)?;
+        Ok(p)
+    }
+
+    /// Sets or clears the project's signature policy (keys checked first).
+    pub fn set_signature_policy(
+        &self,
+        name: &str,
+        policy: Option<crate::signature::RequireSignature>,
+    ) -> Result<Project, AccountError> {
+        let mut p = self
+            .project(name)
+            .ok_or_else(|| AccountError::NotFound(format!("no project named {name}")))?;
+        if let Some(policy) = &policy {
+            policy.validate().map_err(AccountError::Invalid)?;
+        }
+        p.require_signature = policy;
         self.put_project(&p)?;
         Ok(p)
     }

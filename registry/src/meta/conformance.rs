@@ -304,6 +304,32 @@ async fn manifests_and_references(meta: &Store) {
     .await
     .expect("put")
     .expect("on demand, nothing is checked");
+    // Which indexes list a manifest, and a held manifest's media type.
+    assert_eq!(
+        meta.indexes_containing(&r2, &img.digest)
+            .await
+            .expect("parents"),
+        vec![idx.digest.clone()]
+    );
+    assert!(meta
+        .indexes_containing(&r2, &idx.digest)
+        .await
+        .expect("parents")
+        .is_empty());
+    assert_eq!(
+        meta.linked_manifest_type(&r2, &idx.digest)
+            .await
+            .expect("type")
+            .as_deref(),
+        Some(idx.summary.media_type.as_str())
+    );
+    assert_eq!(
+        meta.linked_manifest_type(&r2, &other.digest)
+            .await
+            .expect("type"),
+        None,
+        "an absent child is not held"
+    );
     // Referrers: recorded with the referrer, gone with it.
     let sig = image(b"sig-cfg", b"sig", Some(&img));
     push(meta, &r2, b"sig-cfg", b"sig", &sig, &[]).await;

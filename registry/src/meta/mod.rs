@@ -221,6 +221,14 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes a tag (its manifest stays); false when there was none.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    /// The media type of a manifest `repo` holds, or None.
+    async fn linked_manifest_type(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<String>>;
+    /// The indexes in `repo` that list `child` among their manifests.
+    async fn indexes_containing(&self, repo: &RepoName, child: &Digest) -> Result<Vec<Digest>>;
     /// Manifests in `repo` whose subject is `subject`, as descriptors.
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>>;
 

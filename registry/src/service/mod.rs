@@ -24,6 +24,7 @@ pub use crate::content::{BlobRead, ByteRange, FinishedIngest, Ingest, IngestData
 pub use local::{CachedImage, Committed, GcRoots, LocalRegistry, Recovery, ResolvedImage};
 
 mod local;
+mod lookup;
 pub mod metrics;
 mod namespace;
 #[cfg(test)]

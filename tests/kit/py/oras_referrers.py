@@ -6,7 +6,8 @@ JSON object on stdout; errors go to stderr with a non-zero exit.
 
     oras_referrers.py push --registry 127.0.0.1:5000 --repo app --tag sbom \
         --artifact-type application/vnd.example.sbom --subject v1 \
-        --file sbom.json:application/json [--annotation k=v] [--username U --password P]
+        --file sbom.json:application/json [--annotation k=v] [--file-annotation k=v] \
+        [--subject-size N [--subject-media-type T]] [--username U --password P]
     oras_referrers.py discover --registry 127.0.0.1:5000 --repo app \
         --digest sha256:... [--artifact-type T] [--allow-404] [--username U --password P]
 
@@ -105,7 +106,12 @@ def cmd_push(args):
 
     subject = None
     subject_json = None
-    if args.subject:
+    if args.subject and args.subject_size is not None:
+        # Given whole: the registry may refuse to serve the subject (a signature policy).
+        media_type = args.subject_media_type or MANIFEST_ACCEPT.split(", ")[0]
+        subject = oras.oci.Subject(mediaType=media_type, digest=args.subject, size=args.subject_size)
+        subject_json = {"mediaType": media_type, "digest": args.subject, "size": args.subject_size}
+    elif args.subject:
         raw, media_type = get_manifest_raw(client, args.registry, args.repo, args.subject)
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         subject = oras.oci.Subject(mediaType=media_type, digest=digest, size=len(raw))
@@ -125,6 +131,13 @@ def cmd_push(args):
         files.append(f"{path}:{media_type}" if sep else path)
 
     with tempfile.TemporaryDirectory() as workdir:
+        annotation_file = None
+        if args.file_annotation:
+            # oras-py's annotation file: per-layer annotations keyed by the file's path.
+            layer = dict(item.partition("=")[::2] for item in args.file_annotation)
+            annotation_file = os.path.join(workdir, "annotations.json")
+            with open(annotation_file, "w") as f:
+                json.dump({path.partition(":")[0]: layer for path in files}, f)
         if not files:
             empty = os.path.join(workdir, "empty.json")
             with open(empty, "w") as f:
@@ -136,6 +149,7 @@ def cmd_push(args):
             files=files,
             subject=subject,
             manifest_annotations=annotations or None,
+            annotation_file=annotation_file,
             disable_path_validation=True,
             quiet=True,
         )
@@ -219,6 +233,11 @@ def main():
     push.add_argument("--subject", help="tag or digest of the subject manifest in --repo")
     push.add_argument("--file", action="append", help="PATH[:MEDIATYPE], repeatable")
     push.add_argument("--annotation", action="append", help="KEY=VALUE, repeatable")
+    push.add_argument(
+        "--file-annotation", action="append", help="KEY=VALUE on every file's layer, repeatable"
+    )
+    push.add_argument("--subject-size", type=int, help="with a digest --subject: do not fetch it")
+    push.add_argument("--subject-media-type", help="with --subject-size (default: OCI manifest)")
     push.set_defaults(func=cmd_push)
 
     discover = sub.add_parser("discover")

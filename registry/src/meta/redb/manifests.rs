@@ -154,6 +154,50 @@ impl RedbMeta {
         Ok(removed)
     }
 
+    pub(super) fn linked_manifest_type_now(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        let tx = self.db().begin_read()?;
+        let key = digest.to_string();
+        let v = tx
+            .open_table(MANIFESTS)?
+            .get((repo.as_str(), key.as_str()))?
+            .map(|v| v.value().0.to_string());
+        Ok(v)
+    }
+
+    pub(super) fn indexes_containing_now(
+        &self,
+        repo: &RepoName,
+        child: &Digest,
+    ) -> Result<Vec<Digest>> {
+        let tx = self.db().begin_read()?;
+        let manifests = tx.open_table(MANIFESTS)?;
+        let summaries = tx.open_table(MANIFEST_REFS)?;
+        let mut out = Vec::new();
+        for r in manifests.range((repo.as_str(), "")..(repo.as_str(), HIGH))? {
+            let (k, v) = r?;
+            if crate::oci::media::manifest_kind(v.value().0)
+                != Some(crate::oci::media::ManifestKind::Index)
+            {
+                continue;
+            }
+            let digest = k.value().1.to_string();
+            let Some(summary) = summaries
+                .get(digest.as_str())?
+                .and_then(|v| decode_summary(v.value()))
+            else {
+                continue;
+            };
+            if summary.manifests.iter().any(|m| &m.digest == child) {
+                out.push(parse_digest(&digest)?);
+            }
+        }
+        Ok(out)
+    }
+
     pub(super) fn referrers_now(
         &self,
         repo: &RepoName,

@@ -306,6 +306,16 @@ impl MetaStore for RedbMeta {
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
         self.referrers_now(repo, subject)
     }
+    async fn linked_manifest_type(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        self.linked_manifest_type_now(repo, digest)
+    }
+    async fn indexes_containing(&self, repo: &RepoName, child: &Digest) -> Result<Vec<Digest>> {
+        self.indexes_containing_now(repo, child)
+    }
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
         self.repo_exists_now(repo)

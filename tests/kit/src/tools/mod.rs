@@ -15,6 +15,7 @@ use std::process::{Command, ExitStatus, Stdio};
 mod containerd;
 mod oras;
 mod podman;
+mod sigstore;
 mod skopeo;
 
 pub use containerd::{write_hosts_toml, Containerd, CtrPull};
@@ -23,6 +24,7 @@ pub use oras::{
     ORAS_SCRIPT,
 };
 pub use podman::Podman;
+pub use sigstore::{signer_available, CosignKey, SimpleSignature};
 pub use skopeo::{docker_ref, CopyOptions, Skopeo};
 
 /// `user`/`password` for a registry.
@@ -88,6 +90,11 @@ pub fn require_tools(names: &[&str]) -> bool {
         return true;
     }
     skip_or_fail(&format!("missing tools {missing:?}"))
+}
+
+/// Like [`require_tools`] for the cosign-format signer (python3 with pynacl, cryptography, oras).
+pub fn require_signer() -> bool {
+    signer_available() || skip_or_fail("python3 cannot import nacl, cryptography and oras (pip install pynacl cryptography oras)")
 }
 
 /// Like [`require_tools`] for python3 with the `oras` package importable.

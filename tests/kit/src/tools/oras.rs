@@ -59,6 +59,11 @@ pub struct OrasPush {
     /// `(path, media type)`; an empty list pushes the empty descriptor `{}`.
     pub files: Vec<(PathBuf, String)>,
     pub annotations: Vec<(String, String)>,
+    /// Annotations on every file's layer.
+    pub file_annotations: Vec<(String, String)>,
+    /// The subject's media type and size, when `subject` is a digest the
+    /// script must not fetch (a registry may refuse to serve it).
+    pub subject_descriptor: Option<(String, u64)>,
     pub creds: Option<Creds>,
 }
 
@@ -72,6 +77,8 @@ impl OrasPush {
             subject: None,
             files: Vec::new(),
             annotations: Vec::new(),
+            file_annotations: Vec::new(),
+            subject_descriptor: None,
             creds: None,
         }
     }
@@ -90,6 +97,17 @@ impl OrasPush {
     }
     pub fn annotation(mut self, key: &str, value: &str) -> Self {
         self.annotations.push((key.to_owned(), value.to_owned()));
+        self
+    }
+    pub fn file_annotation(mut self, key: &str, value: &str) -> Self {
+        self.file_annotations
+            .push((key.to_owned(), value.to_owned()));
+        self
+    }
+    /// The subject by digest, media type and size, without fetching it.
+    pub fn subject_descriptor(mut self, digest: &str, media_type: &str, size: u64) -> Self {
+        self.subject = Some(digest.to_owned());
+        self.subject_descriptor = Some((media_type.to_owned(), size));
         self
     }
     pub fn creds(mut self, creds: &Creds) -> Self {
@@ -121,6 +139,17 @@ impl OrasPush {
         }
         for (k, v) in &self.annotations {
             args.extend(["--annotation".to_owned(), format!("{k}={v}")]);
+        }
+        for (k, v) in &self.file_annotations {
+            args.extend(["--file-annotation".to_owned(), format!("{k}={v}")]);
+        }
+        if let Some((media_type, size)) = &self.subject_descriptor {
+            args.extend([
+                "--subject-size".to_owned(),
+                size.to_string(),
+                "--subject-media-type".to_owned(),
+                media_type.clone(),
+            ]);
         }
         push_creds(&mut args, self.creds.as_ref());
         args
