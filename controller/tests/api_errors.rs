@@ -71,6 +71,24 @@ async fn invalid_clusters_are_refused_and_kubeconfig_secrets_stay_inside(h: &Har
     let (s, v) = h.post("/api/v1/clusters", json!({"name": "edge"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(error(&v).contains("missing field `kubeconfig`"), "{v}");
+    // A form is refused for what it is (browsers send forms across sites)...
+    let resp = h
+        .http
+        .post(format!("{}/api/v1/clusters", h.url))
+        .basic_auth("admin", Some("secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=edge")
+        .send()
+        .await
+        .expect("post");
+    assert!(
+        [StatusCode::BAD_REQUEST, StatusCode::UNSUPPORTED_MEDIA_TYPE].contains(&resp.status()),
+        "{}",
+        resp.status()
+    );
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert!(error(&v).contains("Content-Type: application/json"), "{v}");
+    // ...while a body without a Content-Type is read as JSON (curl -d @file).
     let resp = h
         .http
         .post(format!("{}/api/v1/clusters", h.url))
@@ -81,7 +99,7 @@ async fn invalid_clusters_are_refused_and_kubeconfig_secrets_stay_inside(h: &Har
         .expect("post");
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let v: serde_json::Value = resp.json().await.expect("json");
-    assert!(error(&v).contains("Content-Type: application/json"), "{v}");
+    assert!(error(&v).contains("not valid"), "{v}");
 
     h.add_cluster().await;
     let (s, v) = h
