@@ -861,13 +861,17 @@ fn auth_cost_of_a_manifest_get() {
     let cost = cfg.auth.bcrypt_cost;
     let app = rt.block_on(RegistryApp::open(cfg)).expect("open registry");
     let accounts = app.access.accounts.clone();
-    accounts
-        .create_user("bench", "initial123", true)
-        .expect("user");
-    accounts
-        .change_password("bench", "initial123", "benchpass1")
-        .expect("reset");
-    accounts.create_project("pub", true).expect("project");
+    rt.block_on(async {
+        accounts
+            .create_user("bench", "initial123", true)
+            .await
+            .expect("user");
+        accounts
+            .change_password("bench", "initial123", "benchpass1")
+            .await
+            .expect("reset");
+        accounts.create_project("pub", true).await.expect("project");
+    });
     let router = with_common_layers(app.router(), app.metrics.clone(), false);
     let policy = berth_registry::server::ConnectionPolicy::from_config(&app.config.server);
     let conns = berth_registry::server::Connections::new(policy, &app.metrics);
@@ -903,12 +907,16 @@ fn auth_cost_of_a_manifest_get() {
         start.elapsed() / n as u32
     };
     // A credential the server has never seen: one bcrypt at the configured cost.
-    accounts
-        .create_user("fresh", "initial123", false)
-        .expect("user");
-    accounts
-        .change_password("fresh", "initial123", "freshpass1")
-        .expect("reset");
+    rt.block_on(async {
+        accounts
+            .create_user("fresh", "initial123", false)
+            .await
+            .expect("user");
+        accounts
+            .change_password("fresh", "initial123", "freshpass1")
+            .await
+            .expect("reset");
+    });
     let start = Instant::now();
     let a = send(&http, "GET", &url, &basic("fresh", "freshpass1"), None);
     assert_eq!(a.status, 200, "{a:?}");

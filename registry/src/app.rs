@@ -76,14 +76,31 @@ impl LocalRegistry {
         database: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StartError> {
-        crate::private::private_dir(dir).map_err(|source| StartError::DataDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let meta = open_metadata(dir, database)?;
+        Self::open_over(config, dir, meta, metrics)
+    }
+
+    /// As `open`, over metadata opened already (`open_metadata`), whose
+    /// file also holds what others keep (the accounts).
+    pub fn open_over(
+        config: &Config,
+        dir: &std::path::Path,
+        meta: RedbMeta,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         let content = open_content(config, dir)?;
-        let meta = RedbMeta::open(&dir.join(database))?;
         Ok(LocalRegistry::embedded(meta, content, metrics))
     }
+}
+
+/// Opens (or creates) the metadata database `dir/<database>`, making `dir`
+/// private first.
+pub fn open_metadata(dir: &std::path::Path, database: &str) -> Result<RedbMeta, StartError> {
+    crate::private::private_dir(dir).map_err(|source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Ok(RedbMeta::open(&dir.join(database))?)
 }
 
 /// A running registry's parts.
@@ -101,10 +118,14 @@ impl RegistryApp {
     pub async fn open(config: Config) -> Result<Self, StartError> {
         let data = &config.server.data_dir;
         let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(LocalRegistry::open(
+        let meta = open_metadata(data, "berth.redb")?;
+        let account_store = meta
+            .accounts()
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let registry = Arc::new(LocalRegistry::open_over(
             &config,
             data,
-            "berth.redb",
+            meta,
             metrics.clone(),
         )?);
         // Opening the database succeeded, so no other process uses this data
@@ -118,19 +139,16 @@ impl RegistryApp {
             .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
         log_recovery(&recovery);
         let accounts = Arc::new(
-            Accounts::open(
-                registry
-                    .database()
-                    .map_err(|e| StartError::Other(e.to_string()))?,
-                config.auth.bcrypt_cost,
-            )
-            .map_err(|e| StartError::Other(e.to_string()))?,
+            Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))?,
         );
         let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty());
         if let Some(pw) = accounts
             .bootstrap_admin(data, admin_pw.as_deref())
+            .await
             .map_err(|e| StartError::Other(e.to_string()))?
         {
             tracing::warn!(

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::access::RegistryAccess;
-use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, Project};
+use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, IfRole, Project, ProjectChange};
 use crate::auth::client::{client_addr, ClientIp};
 use crate::auth::policy::{Manage, Role};
 use crate::auth::{Refusal, RequestInfo, Subject};
@@ -245,14 +245,6 @@ impl AdminState {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> AResult<T> + Send + 'static,
-) -> AResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-}
-
 // ---------------------------------------------------------------- users
 
 #[derive(Serialize, ToSchema)]
@@ -307,8 +299,11 @@ async fn create_user(
     Json(b): Json<NewUser>,
 ) -> AResult<(StatusCode, Json<UserView>)> {
     c.require_admin()?;
-    let accounts = st.access.accounts.clone();
-    let u = blocking(move || Ok(accounts.create_user(&b.name, &b.password, b.admin)?)).await?;
+    let u = st
+        .access
+        .accounts
+        .create_user(&b.name, &b.password, b.admin)
+        .await?;
     st.audit(&c, "user.create", None, &u.name);
     Ok((
         StatusCode::CREATED,
@@ -329,9 +324,7 @@ async fn delete_user(
     Path(name): Path<String>,
 ) -> AResult<StatusCode> {
     c.require_admin()?;
-    let accounts = st.access.accounts.clone();
-    let n = name.clone();
-    blocking(move || Ok(accounts.delete_user(&n)?)).await?;
+    st.access.accounts.delete_user(&name).await?;
     st.audit(&c, "user.delete", None, &name);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -349,16 +342,17 @@ async fn set_password(
     Path(name): Path<String>,
     Json(b): Json<PasswordChange>,
 ) -> AResult<StatusCode> {
-    let accounts = st.access.accounts.clone();
+    let accounts = &st.access.accounts;
     match b.old_password {
         Some(old) => {
             // The old password is checked like a login, under the same throttle,
             // or this endpoint would be an unlimited password oracle.
             let _attempt = st.access.attempt(&name, peer).await;
             st.access.check_throttle(&name, peer)?;
-            let n = name.clone();
-            let res =
-                blocking(move || Ok(accounts.change_password(&n, &old, &b.new_password)?)).await;
+            let res = accounts
+                .change_password(&name, &old, &b.new_password)
+                .await
+                .map_err(AdminError::from);
             match &res {
                 Err(e) if e.status == StatusCode::FORBIDDEN => {
                     st.access.record_failure(&name, peer)
@@ -383,8 +377,7 @@ async fn set_password(
                     "give old_password to change your own password; only administrators set passwords without it",
                 ));
             }
-            let n = name.clone();
-            blocking(move || Ok(accounts.admin_set_password(&n, &b.new_password)?)).await?;
+            accounts.admin_set_password(&name, &b.new_password).await?;
             st.access.audit(
                 subject.display(),
                 peer,
@@ -459,7 +452,7 @@ async fn create_project(
     Json(b): Json<NewProject>,
 ) -> AResult<(StatusCode, Json<Project>)> {
     c.require_admin()?;
-    let p = st.access.accounts.create_project(&b.name, b.public)?;
+    let p = st.access.accounts.create_project(&b.name, b.public).await?;
     st.audit(&c, "project.create", Some(&p.name), &p.name);
     Ok((StatusCode::CREATED, Json(p)))
 }
@@ -515,18 +508,20 @@ async fn patch_project(
             "nothing to change: give public and/or require_signature",
         ));
     }
-    let accounts = &st.access.accounts;
-    if let Some(policy) = b.require_signature {
+    let change = ProjectChange {
+        public: b.public,
+        require_signature: b.require_signature,
+    };
+    let p = st.access.accounts.update_project(&name, &change).await?;
+    if let Some(policy) = &change.require_signature {
         let action = if policy.is_some() {
             "project.require-signature"
         } else {
             "project.require-signature.removed"
         };
-        accounts.set_signature_policy(&name, policy)?;
         st.audit(&c, action, Some(&name), &name);
     }
-    if let Some(public) = b.public {
-        accounts.set_public(&name, public)?;
+    if let Some(public) = change.public {
         let action = if public {
             "project.public"
         } else {
@@ -534,9 +529,6 @@ async fn patch_project(
         };
         st.audit(&c, action, Some(&name), &name);
     }
-    let p = accounts.project(&name).ok_or_else(|| {
-        AdminError::new(StatusCode::NOT_FOUND, format!("no project named {name}"))
-    })?;
     Ok(Json(p))
 }
 
@@ -571,7 +563,7 @@ async fn delete_project(
             st.registry.delete_repository(&repo).await?;
         }
     }
-    st.access.accounts.delete_project(&name)?;
+    st.access.accounts.delete_project(&name).await?;
     st.audit(&c, "project.delete", Some(&name), &name);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -620,10 +612,15 @@ async fn put_member(
     // Both the role given and the one it replaces must be within the caller's reach:
     // a maintainer neither makes nor unmakes project admins.
     st.require_role(&c, &name, Manage::Member(role))?;
-    if let Some(before) = st.access.accounts.role(&name, &user) {
+    let before = st.access.accounts.role(&name, &user);
+    if let Some(before) = before {
         st.require_role(&c, &name, Manage::Member(before))?;
     }
-    st.access.accounts.set_member(&name, &user, role)?;
+    // Refused if the membership changed since the permission was decided on it.
+    st.access
+        .accounts
+        .set_member(&name, &user, role, IfRole::Is(before))
+        .await?;
     st.audit(
         &c,
         "member.set",
@@ -642,7 +639,11 @@ async fn delete_member(
 ) -> AResult<StatusCode> {
     let before = st.access.accounts.role(&name, &user).unwrap_or(Role::Guest);
     st.require_role(&c, &name, Manage::Member(before))?;
-    st.access.accounts.remove_member(&name, &user)?;
+    // Refused if the role changed since the permission was decided on it.
+    st.access
+        .accounts
+        .remove_member(&name, &user, IfRole::Is(Some(before)))
+        .await?;
     st.audit(&c, "member.remove", Some(&name), &user);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -720,10 +721,11 @@ async fn create_robot(
         }
     };
     let expires_at = b.expires_in.map(|s| crate::meta::now() + s);
-    let accounts = st.access.accounts.clone();
-    let (project, rname) = (name.clone(), b.name.clone());
-    let (robot, secret) =
-        blocking(move || Ok(accounts.create_robot(&project, &rname, push, expires_at)?)).await?;
+    let (robot, secret) = st
+        .access
+        .accounts
+        .create_robot(&name, &b.name, push, expires_at)
+        .await?;
     st.audit(&c, "robot.create", Some(&name), &robot.name);
     Ok((
         StatusCode::CREATED,
@@ -743,7 +745,7 @@ async fn revoke_robot(
     Path((name, robot)): Path<(String, String)>,
 ) -> AResult<StatusCode> {
     st.require_role(&c, &name, Manage::Robots)?;
-    st.access.accounts.revoke_robot(&name, &robot)?;
+    st.access.accounts.revoke_robot(&name, &robot).await?;
     st.audit(&c, "robot.revoke", Some(&name), &robot);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -945,8 +947,7 @@ async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> AResult<Json<Vec<AuditEvent>>> {
     c.require_admin()?;
-    let accounts = st.access.accounts.clone();
-    Ok(Json(blocking(move || Ok(accounts.audit_query(&q)?)).await?))
+    Ok(Json(st.access.accounts.audit_query(&q).await?))
 }
 
 #[derive(OpenApi)]

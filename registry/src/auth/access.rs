@@ -150,8 +150,8 @@ impl RegistryAccess {
         let accounts = self.accounts.clone();
         // Audit writes are durable transactions; keep them off the request's critical path
         // but never drop them.
-        tokio::task::spawn_blocking(move || {
-            if let Err(err) = accounts.audit(e) {
+        tokio::spawn(async move {
+            if let Err(err) = accounts.audit(e).await {
                 tracing::error!(error = %err, "cannot write audit event");
             }
         });

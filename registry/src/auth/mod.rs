@@ -3,7 +3,8 @@
 //!
 //! `OpenAccess` allows everything (a registry without accounts, and the edge
 //! cache's loopback listener); the account-backed implementation lives in
-//! `accounts` and is what `berth serve` uses.
+//! `access` over `accounts` (kept in an `store::AccountStore`) and is what
+//! `berth serve` uses.
 
 use std::net::IpAddr;
 
@@ -17,6 +18,7 @@ pub mod accounts;
 pub mod client;
 pub mod endpoint;
 pub mod policy;
+pub mod store;
 pub mod throttle;
 pub mod token;
 

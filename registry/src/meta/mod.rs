@@ -2,7 +2,10 @@
 //! tags, referrers) and the record of every blob in the content store.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
-//! implementation, one redb file, the default. The interface carries no
+//! implementation, one redb file, the default. The same backend keeps the
+//! accounts (`auth::store::AccountStore`, through `RedbMeta::accounts`), so
+//! that redb is touched here only and a server database implements both
+//! interfaces over one connection pool. The interface carries no
 //! database types and suits an async driver, so a server database can
 //! implement it later; `conformance.rs` is the suite every implementation
 //! runs. Each operation is one transaction: what a caller needs to happen
@@ -33,7 +36,7 @@ mod mark;
 mod redb;
 
 pub use self::mark::mark;
-pub use self::redb::{RedbMeta, SCHEMA_VERSION};
+pub use self::redb::{RedbAccounts, RedbMeta, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

@@ -125,7 +125,7 @@ impl LocalRegistry {
     }
 
     /// The database file, for modules that keep their own tables in it
-    /// (accounts, the controller, a cache's bookkeeping). After
+    /// (the controller, a cache's bookkeeping). After
     /// `reopen_database` this is the new one: ask again rather than keep it.
     /// Fails when the metadata is not in an embedded database.
     pub fn database(&self) -> Result<Arc<redb::Database>> {

@@ -16,8 +16,10 @@
 //!
 //! The format is versioned: `open` refuses a database written by a newer berth,
 //! and brings an older one up to `SCHEMA_VERSION`.
-//! Other modules keep their own tables in the same file and version them likewise
-//! (the controller's `ctl_meta`); they reach it through `database`.
+//! The same file holds the accounts (`accounts.rs`, `audit.rs`: `RedbMeta`
+//! implements `auth::store::AccountStore` through `accounts`). Other crates
+//! keep their own tables in it and version them likewise (the controller's
+//! `ctl_meta`); they reach it through `database`.
 //!
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
@@ -37,12 +39,16 @@ use super::{
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
+mod accounts;
+mod audit;
 mod blobs;
 mod gc;
 mod listings;
 mod manifests;
 #[cfg(test)]
 mod tests;
+
+pub use self::accounts::RedbAccounts;
 
 pub(crate) const BLOBS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("blobs");
 pub(crate) const REPO_BLOBS: TableDefinition<(&str, &str), u64> =
@@ -137,7 +143,7 @@ impl RedbMeta {
     }
 
     /// The underlying database, for modules that keep their own tables in the
-    /// same file (accounts, the controller, the edge cache). After `reopen`
+    /// same file (the controller, the edge cache). After `reopen`
     /// this is the new one: ask again rather than keep it.
     pub fn database(&self) -> Arc<Database> {
         self.db()

@@ -43,3 +43,60 @@ async fn the_embedded_store_passes_the_conformance_suite() {
     let meta = RedbMeta::open(&dir.path().join("berth.redb")).expect("open");
     crate::meta::conformance::suite(std::sync::Arc::new(meta)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_passes_the_account_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = RedbMeta::open(&dir.path().join("berth.redb")).expect("open");
+    let accounts = meta.accounts().expect("accounts");
+    crate::auth::store::conformance::suite(std::sync::Arc::new(accounts)).await;
+}
+
+/// Users and robots as berth wrote them before instance ids existed get
+/// one when the accounts are opened, written back once.
+#[tokio::test]
+async fn account_records_without_an_instance_id_get_one_when_opened() {
+    use crate::auth::store::AccountStore;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("a.redb");
+    {
+        let db = Database::create(&path).expect("db");
+        let tx = db.begin_write().expect("tx");
+        let user = serde_json::json!({"name": "old", "hash": "h", "admin": true, "must_reset": false, "created": 1});
+        let robot = serde_json::json!({"name": "robot$p+ci", "project": "p", "hash": "h", "push": true, "expires_at": null, "revoked": false, "created": 1});
+        tx.open_table(accounts::USERS)
+            .expect("users")
+            .insert("old", serde_json::to_vec(&user).expect("json").as_slice())
+            .expect("insert");
+        tx.open_table(accounts::ROBOTS)
+            .expect("robots")
+            .insert(
+                "robot$p+ci",
+                serde_json::to_vec(&robot).expect("json").as_slice(),
+            )
+            .expect("insert");
+        tx.commit().expect("commit");
+    }
+    let ids =
+        |r: crate::auth::store::AccountRecords| (r.users[0].id.clone(), r.robots[0].id.clone());
+    let first = {
+        let meta = RedbMeta::open(&path).expect("open");
+        let records = meta
+            .accounts()
+            .expect("accounts")
+            .load()
+            .await
+            .expect("load");
+        assert!(records.users[0].admin && records.users[0].hash == "h");
+        ids(records)
+    };
+    assert!(!first.0.is_empty() && !first.1.is_empty());
+    let meta = RedbMeta::open(&path).expect("reopen");
+    let again = meta
+        .accounts()
+        .expect("accounts")
+        .load()
+        .await
+        .expect("load");
+    assert_eq!(ids(again), first, "the ids stay what they were given");
+}
