@@ -425,3 +425,64 @@ fn passwords_on_a_terminal_are_not_echoed() {
         .call("GET", "/api/v1/projects", None);
     assert_eq!(s, 200);
 }
+
+#[test]
+fn resource_templates_from_the_cli() {
+    let reg = berth::registry(berth_bin!());
+    let base = &reg.url();
+    ok(base, &["project", "create", "shop"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let yaml = dir.path().join("settings.yaml");
+    std::fs::write(&yaml, "data:\n  web.toml: greeting = \"hi\"\n").expect("file");
+    let yaml = yaml.to_str().expect("utf-8 path");
+
+    let out = ok(
+        base,
+        &[
+            "configmap",
+            "create",
+            "shop/settings",
+            "-f",
+            yaml,
+            "--description",
+            "web settings",
+        ],
+    );
+    assert!(out.contains("created config map shop/settings"), "{out}");
+    let shown = json(base, &["configmap", "show", "shop/settings"]);
+    assert_eq!(shown["description"], "web settings", "{shown}");
+    assert!(shown.to_string().contains("greeting"), "{shown}");
+    let list = json(base, &["configmap", "list", "shop"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // JSON works as well as YAML; an update replaces the fields.
+    let json_file = dir.path().join("settings.json");
+    std::fs::write(
+        &json_file,
+        r#"{"data": {"web.toml": "greeting = \"hello\""}}"#,
+    )
+    .expect("file");
+    let json_file = json_file.to_str().expect("utf-8 path");
+    ok(
+        base,
+        &["configmap", "update", "shop/settings", "-f", json_file],
+    );
+    let shown = json(base, &["configmap", "show", "shop/settings"]);
+    assert!(shown.to_string().contains("hello"), "{shown}");
+
+    // Refusals name what to fix, in the one error format.
+    let err = refused(
+        base,
+        &["configmap", "create", "shop/x", "-f", "/nonexistent"],
+        "",
+    );
+    assert!(err.contains("-f /nonexistent"), "{err}");
+    let err = refused(base, &["configmap", "show", "shop/ghost"], "");
+    assert!(err.contains("(HTTP 404)"), "{err}");
+
+    ok(base, &["configmap", "delete", "shop/settings"]);
+    assert_eq!(
+        json(base, &["configmap", "list", "shop"]),
+        serde_json::json!([])
+    );
+}
