@@ -1176,12 +1176,12 @@ fn admin_api_errors_are_json_with_a_message() {
             ),
         ),
         (
-            "no content type",
+            "form content type",
             send(
                 Method::POST,
                 "/api/v1/projects",
-                None,
-                "{\"name\":\"x1\"}",
+                Some("application/x-www-form-urlencoded"),
+                "name=x1",
                 true,
             ),
         ),

@@ -207,6 +207,9 @@ impl EdgeApp {
                         }
                     }
                 },
+            ))
+            .layer(axum::middleware::from_fn(
+                berth_registry::admin::refuse_forms,
             ));
         let logs = Arc::new(podlogs::PodLogs::new(
             self.config.edge.pod_logs_dir.clone(),

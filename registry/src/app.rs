@@ -215,6 +215,10 @@ impl RegistryApp {
             gc_last: self.gc_status.clone(),
         };
         api::router(self.api_state())
+            .layer(axum::middleware::from_fn_with_state(
+                self.access.clone(),
+                crate::auth::audit::record_refusals,
+            ))
             .merge(crate::auth::endpoint::router(self.access.clone()))
             .merge(admin::router(admin_state))
             .route(

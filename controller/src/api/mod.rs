@@ -102,6 +102,7 @@ async fn audited<T>(
 ) -> ApiResult<T> {
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
+        Err(e @ ApiError::Internal(_)) => format!("failed: {e}"),
         Err(e) => format!("refused: {e}"),
     };
     state.audit(actor, project, action, target, &outcome);

@@ -227,6 +227,7 @@ fn audit<T>(
 ) {
     let outcome = match result {
         Ok(_) => "ok".to_string(),
+        Err(e @ ApiError::Internal(_)) => format!("failed: {e}"),
         Err(e) => format!("refused: {e}"),
     };
     state.context().audit.record(

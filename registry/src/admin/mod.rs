@@ -19,12 +19,16 @@ use utoipa_axum::routes;
 
 use crate::auth::access::RegistryAccess;
 use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, Project};
+use crate::auth::audit::Outcome;
 use crate::auth::client::{client_addr, ClientIp};
 use crate::auth::policy::{Manage, Role};
 use crate::auth::{Refusal, RequestInfo, Subject};
 use crate::gc::{GcOptions, GcReport};
 use crate::oci::{RepoName, Tag};
 use crate::service::LocalRegistry;
+
+mod body;
+pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -48,6 +52,8 @@ pub struct AdminError {
     pub status: StatusCode,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// The handler recorded this refusal in the audit log itself.
+    pub audited: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -61,6 +67,7 @@ impl AdminError {
             status,
             message: message.into(),
             retry_after: None,
+            audited: false,
         }
     }
 }
@@ -85,6 +92,9 @@ impl IntoResponse for AdminError {
             .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
         {
             r.headers_mut().insert(header::RETRY_AFTER, s);
+        }
+        if self.audited {
+            r.extensions_mut().insert(crate::auth::audit::Audited);
         }
         r
     }
@@ -118,6 +128,7 @@ impl From<Refusal> for AdminError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message,
                 retry_after: Some(retry_after),
+                audited: false,
             },
         }
     }
@@ -184,7 +195,7 @@ impl FromRequestParts<AdminState> for Caller {
 impl AdminState {
     fn audit(&self, c: &Caller, action: &str, project: Option<&str>, target: &str) {
         self.access
-            .audit(c.name(), c.peer, action, project, target, "success");
+            .audit(c.name(), c.peer, action, project, target, Outcome::OK);
     }
 
     /// A system administrator, or a member of `project` whose role may do `what`
@@ -263,6 +274,7 @@ pub struct UserView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub name: String,
     /// The initial password; the user must reset it before first use.
@@ -272,6 +284,7 @@ pub struct NewUser {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// Required when changing your own password (an initial password counts).
     pub old_password: Option<String>,
@@ -302,7 +315,7 @@ async fn list_users(State(st): State<AdminState>, c: Caller) -> AResult<Json<Vec
 async fn create_user(
     State(st): State<AdminState>,
     c: Caller,
-    Json(b): Json<NewUser>,
+    JsonBody(b): JsonBody<NewUser>,
 ) -> AResult<(StatusCode, Json<UserView>)> {
     c.require_admin()?;
     let accounts = st.access.accounts.clone();
@@ -345,7 +358,7 @@ async fn set_password(
     ClientIp(peer): ClientIp,
     headers: axum::http::HeaderMap,
     Path(name): Path<String>,
-    Json(b): Json<PasswordChange>,
+    JsonBody(b): JsonBody<PasswordChange>,
 ) -> AResult<StatusCode> {
     let accounts = st.access.accounts.clone();
     match b.old_password {
@@ -364,10 +377,14 @@ async fn set_password(
                 Ok(()) => st.access.record_success(&name, peer),
                 Err(_) => {}
             }
-            let outcome = if res.is_ok() { "success" } else { "failure" };
+            let outcome = match &res {
+                Ok(()) => Outcome::OK,
+                Err(e) if e.status.is_server_error() => Outcome::Failed(&e.message),
+                Err(e) => Outcome::Refused(&e.message),
+            };
             st.access
                 .audit(&name, peer, "user.password", None, &name, outcome);
-            res?;
+            res.map_err(|e| AdminError { audited: true, ..e })?;
         }
         None => {
             let info = RequestInfo {
@@ -389,7 +406,7 @@ async fn set_password(
                 "user.password.reset",
                 None,
                 &name,
-                "success",
+                Outcome::OK,
             );
         }
     }
@@ -399,6 +416,7 @@ async fn set_password(
 // ---------------------------------------------------------------- projects
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewProject {
     pub name: String,
     #[serde(default)]
@@ -406,6 +424,7 @@ pub struct NewProject {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
     pub public: bool,
 }
@@ -436,7 +455,7 @@ async fn list_projects(State(st): State<AdminState>, c: Caller) -> AResult<Json<
 async fn create_project(
     State(st): State<AdminState>,
     c: Caller,
-    Json(b): Json<NewProject>,
+    JsonBody(b): JsonBody<NewProject>,
 ) -> AResult<(StatusCode, Json<Project>)> {
     c.require_admin()?;
     let p = st.access.accounts.create_project(&b.name, b.public)?;
@@ -486,7 +505,7 @@ async fn patch_project(
     State(st): State<AdminState>,
     c: Caller,
     Path(name): Path<String>,
-    Json(b): Json<ProjectPatch>,
+    JsonBody(b): JsonBody<ProjectPatch>,
 ) -> AResult<Json<Project>> {
     st.require_role(&c, &name, Manage::Settings)?;
     let p = st.access.accounts.set_public(&name, b.public)?;
@@ -542,6 +561,7 @@ async fn delete_project(
 // ---------------------------------------------------------------- members
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RoleBody {
     /// guest (pull), developer (pull, push), maintainer (pull, push, delete, manage robots
     /// and members up to maintainer) or project-admin (everything in the project: also its
@@ -574,7 +594,7 @@ async fn put_member(
     State(st): State<AdminState>,
     c: Caller,
     Path((name, user)): Path<(String, String)>,
-    Json(b): Json<RoleBody>,
+    JsonBody(b): JsonBody<RoleBody>,
 ) -> AResult<StatusCode> {
     let role: Role = b
         .role
@@ -613,6 +633,7 @@ async fn delete_member(
 // ---------------------------------------------------------------- robots
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewRobot {
     pub name: String,
     /// "pull" or "push" (push includes pull).
@@ -669,7 +690,7 @@ async fn create_robot(
     State(st): State<AdminState>,
     c: Caller,
     Path(name): Path<String>,
-    Json(b): Json<NewRobot>,
+    JsonBody(b): JsonBody<NewRobot>,
 ) -> AResult<(StatusCode, Json<RobotCreated>)> {
     st.require_role(&c, &name, Manage::Robots)?;
     let push = match b.access.as_str() {
@@ -719,14 +740,35 @@ pub struct TagView {
     pub digest: String,
 }
 
-fn full_repo(project: &str, repository: &str) -> AResult<RepoName> {
-    let full = if repository.is_empty() {
-        project.to_string()
-    } else {
-        format!("{project}/{repository}")
-    };
-    full.parse()
-        .map_err(|e: crate::oci::NameError| AdminError::new(StatusCode::BAD_REQUEST, e.to_string()))
+impl AdminState {
+    /// The repository `repository` names in `project`: either its full name, as
+    /// the repository list gives it (`pub/hello`), or its name within the
+    /// project (`hello`); the full name wins if both exist. 404 when neither does.
+    fn resolve_repo(&self, project: &str, repository: &str) -> AResult<RepoName> {
+        let known = self.project_repos(project)?;
+        let within = format!("{project}/{repository}");
+        let candidates = [repository, within.as_str()];
+        let found = candidates
+            .iter()
+            .filter(|c| *c == &project || c.starts_with(&format!("{project}/")))
+            .find(|c| known.iter().any(|k| k == *c));
+        match found {
+            Some(name) => name.parse().map_err(|e: crate::oci::NameError| {
+                AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }),
+            None => {
+                let shown = if repository.starts_with(&format!("{project}/")) {
+                    repository
+                } else {
+                    &within
+                };
+                Err(AdminError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no repository {shown} in project {project}"),
+                ))
+            }
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
@@ -740,7 +782,8 @@ async fn list_repositories(
     Ok(Json(st.project_repos(&name)?))
 }
 
-/// `repository` is the name within the project, URL-encoded (`a%2Fb` for `<project>/a/b`).
+/// `repository` is the full name the repository list gives, or the name within
+/// the project, URL-encoded (`p%2Fa%2Fb` or `a%2Fb` for `p/a/b`).
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}", tag = "repositories",
     params(("project" = String, Path), ("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_repository(
@@ -749,7 +792,7 @@ async fn delete_repository(
     Path((name, repository)): Path<(String, String)>,
 ) -> AResult<StatusCode> {
     st.require_role(&c, &name, Manage::Repositories)?;
-    let repo = full_repo(&name, &repository)?;
+    let repo = st.resolve_repo(&name, &repository)?;
     if !st.registry.delete_repository(&repo).await? {
         return Err(AdminError::new(
             StatusCode::NOT_FOUND,
@@ -761,14 +804,15 @@ async fn delete_repository(
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/repositories/{repository}/tags", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path)), responses((status = 200, body = Vec<TagView>)))]
+    params(("project" = String, Path), ("repository" = String, Path)),
+    responses((status = 200, body = Vec<TagView>), (status = 404, body = ErrorBody)))]
 async fn list_tags(
     State(st): State<AdminState>,
     c: Caller,
     Path((name, repository)): Path<(String, String)>,
 ) -> AResult<Json<Vec<TagView>>> {
     st.require_visible(&c, &name)?;
-    let repo = full_repo(&name, &repository)?;
+    let repo = st.resolve_repo(&name, &repository)?;
     Ok(Json(
         st.registry
             .tags_with_digests(&repo)?
@@ -787,7 +831,7 @@ async fn delete_tag(
     Path((name, repository, tag)): Path<(String, String, String)>,
 ) -> AResult<StatusCode> {
     st.require_role(&c, &name, Manage::Repositories)?;
-    let repo = full_repo(&name, &repository)?;
+    let repo = st.resolve_repo(&name, &repository)?;
     let t: Tag = tag.parse().map_err(|e: crate::oci::NameError| {
         AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
     })?;
@@ -890,6 +934,7 @@ struct ApiDoc;
 
 /// The admin router and its OpenAPI document.
 pub fn router(state: AdminState) -> axum::Router {
+    let access = state.access.clone();
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_users, create_user))
         .routes(routes!(delete_user))
@@ -917,7 +962,12 @@ pub fn router(state: AdminState) -> axum::Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        .layer(axum::middleware::from_fn(refuse_forms))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::auth::audit::record_refusals,
+        ))
 }
 
 /// Errors the framework answers by itself (a body that is not the JSON asked for,
@@ -940,15 +990,6 @@ async fn json_errors(res: Response) -> Response {
         .unwrap_or_default();
     let message = if !text.is_empty() {
         text
-    } else if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allow = parts
-            .headers
-            .get(header::ALLOW)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        format!(
-            "this method is not served on this path (allowed: {allow}); see /api/v1/openapi.json"
-        )
     } else {
         status
             .canonical_reason()

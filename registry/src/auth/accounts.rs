@@ -85,7 +85,11 @@ pub struct AuditEvent {
     pub action: String,
     pub project: Option<String>,
     pub target: String,
+    /// `ok`, `refused` or `failed` (see `auth::audit::Outcome`).
     pub outcome: String,
+    /// Why it was refused or failed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -97,6 +101,8 @@ pub struct AuditQuery {
     pub since: Option<u64>,
     pub until: Option<u64>,
     pub limit: Option<usize>,
+    /// `ok`, `refused` or `failed`.
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +205,10 @@ pub struct Accounts {
     dummy: std::sync::OnceLock<String>,
     /// bcrypt verifications run (logins that missed the cache, old-password checks).
     checks: prometheus_client::metrics::counter::Counter,
+    /// `<data_dir>/admin-password`, the generated initial password of `admin`:
+    /// removed once that password is changed (it would no longer be true, and
+    /// a password on disk is one more thing to leak).
+    initial_password_file: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// A new random instance id for an account or robot.
@@ -268,6 +278,7 @@ impl Accounts {
             credentials: AtomicU64::new(0),
             dummy: std::sync::OnceLock::new(),
             checks: Default::default(),
+            initial_password_file: Default::default(),
         };
         a.assign_missing_ids()?;
         Ok(a)
@@ -378,7 +389,13 @@ impl Accounts {
         data_dir: &Path,
         password: Option<&str>,
     ) -> Result<Option<String>, AccountError> {
+        let file = data_dir.join("admin-password");
+        let _ = self.initial_password_file.set(file.clone());
         if !self.read().users.is_empty() {
+            // Reset by a version that left the file behind, or the account is gone.
+            if self.user("admin").is_none_or(|u| !u.must_reset) {
+                self.forget_initial_password("admin");
+            }
             return Ok(None);
         }
         let (pw, generated) = match password {
@@ -399,8 +416,7 @@ impl Accounts {
         };
         self.put_user(&user)?;
         if generated {
-            let path = data_dir.join("admin-password");
-            write_private(&path, &format!("{pw}\n")).map_err(db)?;
+            write_private(&file, &format!("{pw}\n")).map_err(db)?;
             return Ok(Some(pw));
         }
         Ok(None)
@@ -586,6 +602,7 @@ impl Accounts {
         }
         drop(snap);
         self.credentials_changed();
+        self.forget_initial_password(name);
         Ok(())
     }
 
@@ -611,7 +628,26 @@ impl Accounts {
         }
         u.hash = self.hash(new)?;
         u.must_reset = false;
-        self.put_user(&u)
+        self.put_user(&u)?;
+        self.forget_initial_password(name);
+        Ok(())
+    }
+
+    /// Removes the initial password file once `name` (if `admin`) no longer has that password.
+    fn forget_initial_password(&self, name: &str) {
+        let Some(path) = self.initial_password_file.get().filter(|_| name == "admin") else {
+            return;
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(
+                file = %path.display(),
+                "removed the initial admin password file: the password it held was changed"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove the initial admin password file")
+            }
+        }
     }
 
     /// An administrator sets a new initial password; the owner must reset it.
@@ -622,7 +658,9 @@ impl Accounts {
         check_password_rule(new)?;
         u.hash = self.hash(new)?;
         u.must_reset = true;
-        self.put_user(&u)
+        self.put_user(&u)?;
+        self.forget_initial_password(name);
+        Ok(())
     }
 
     // ---- projects ----
@@ -887,9 +925,10 @@ impl Accounts {
         let mut out = Vec::new();
         for r in t.iter().map_err(db)?.rev() {
             let (_, v) = r.map_err(db)?;
-            let Ok(e) = serde_json::from_slice::<AuditEvent>(v.value()) else {
+            let Ok(mut e) = serde_json::from_slice::<AuditEvent>(v.value()) else {
                 continue;
             };
+            super::audit::normalize(&mut e);
             if q.actor.as_ref().is_some_and(|a| a != &e.actor)
                 || q.project
                     .as_ref()
@@ -897,6 +936,7 @@ impl Accounts {
                 || q.action.as_ref().is_some_and(|a| a != &e.action)
                 || q.since.is_some_and(|s| e.time < s)
                 || q.until.is_some_and(|u| e.time > u)
+                || q.outcome.as_ref().is_some_and(|o| o != &e.outcome)
             {
                 continue;
             }
