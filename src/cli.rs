@@ -83,7 +83,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listener = server::bind(listen).await?;
     let app = RegistryApp::open(cfg).map_err(|e| anyhow!("{e}"))?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let mut router = app.router();
+    let mut router = if app.config.controller.enabled {
+        app.router_with_docs(&berth_controller::openapi_paths())
+    } else {
+        app.router()
+    };
     let mut reconciler = None;
     if app.config.controller.enabled {
         let (ctl_router, handle) = start_controller(&app, stop.clone())?;

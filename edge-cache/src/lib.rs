@@ -49,6 +49,7 @@ pub mod fill;
 mod flight;
 pub mod images;
 pub mod metrics;
+pub mod openapi;
 pub mod podlogs;
 pub mod prefetch;
 pub mod pull_through;
@@ -238,6 +239,10 @@ impl EdgeApp {
             .route(
                 "/healthz",
                 axum::routing::get(health).with_state(self.cache_dir.clone()),
+            )
+            .route(
+                "/api/v1/openapi.json",
+                axum::routing::get(|| async { axum::Json(openapi::document()) }),
             )
     }
 

@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 
 use axum::http::HeaderMap;
+use axum::routing::MethodRouter;
 use axum::Router;
 
 use crate::model::{validate_dns_label, AppSpec};
@@ -26,12 +27,14 @@ use crate::store::{Store, StoreError};
 
 mod apps;
 mod clusters;
+mod doc;
 mod error;
 mod publications;
 mod resources;
 
 pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
 pub use self::clusters::{ClusterView, NodeView};
+pub use self::doc::openapi_paths;
 use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
@@ -109,14 +112,50 @@ async fn audited<T>(
     result
 }
 
-/// The controller's routes, to be merged into the registry's router.
-pub fn router(state: ControllerState) -> Router {
-    Router::new()
+/// A router that keeps the list of the paths it routes, so that the OpenAPI
+/// document can be checked against it (axum cannot list its routes).
+pub(super) struct Routes {
+    router: Router<ControllerState>,
+    paths: Vec<String>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn route(mut self, path: &str, methods: MethodRouter<ControllerState>) -> Self {
+        self.paths.push(path.to_string());
+        self.router = self.router.route(path, methods);
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.paths.extend(other.paths);
+        self.router = self.router.merge(other.router);
+        self
+    }
+}
+
+fn all_routes() -> Routes {
+    Routes::new()
         .merge(clusters::routes())
         .merge(apps::routes())
         .merge(publications::routes())
         .merge(resources::routes())
-        .with_state(state)
+}
+
+/// The controller's routes, to be merged into the registry's router.
+pub fn router(state: ControllerState) -> Router {
+    all_routes().router.with_state(state)
+}
+
+/// The paths `router` serves, as registered (`{param}` templates).
+pub fn route_paths() -> Vec<String> {
+    all_routes().paths
 }
 
 /// The project named in the path is a valid project name.

@@ -932,10 +932,8 @@ async fn audit_log(
 )]
 struct ApiDoc;
 
-/// The admin router and its OpenAPI document.
-pub fn router(state: AdminState) -> axum::Router {
-    let access = state.access.clone();
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_users, create_user))
         .routes(routes!(delete_user))
         .routes(routes!(set_password))
@@ -951,9 +949,19 @@ pub fn router(state: AdminState) -> axum::Router {
         .routes(routes!(delete_tag))
         .routes(routes!(start_gc, gc_status))
         .routes(routes!(audit_log))
-        .with_state(state)
-        .split_for_parts();
-    let doc = Arc::new(api);
+}
+
+/// The admin API's OpenAPI document, generated from the routes it serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The admin router. `/api/v1/openapi.json` serves `doc`: `openapi()` with
+/// what the other routes of the listener add (see `crate::openapi`).
+pub fn router(state: AdminState, doc: serde_json::Value) -> axum::Router {
+    let access = state.access.clone();
+    let router = routes().with_state(state).split_for_parts().0;
+    let doc = Arc::new(doc);
     router
         .route(
             "/api/v1/openapi.json",
