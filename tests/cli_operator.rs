@@ -1326,7 +1326,10 @@ fn openapi_document_lists_every_admin_route() {
     // The document describes the controller's routes and /v2/token too
     // (tests/openapi_routes.rs holds it against every route).
     let missing: Vec<_> = want.iter().filter(|w| !documented.contains(w)).collect();
-    assert!(missing.is_empty(), "admin routes not documented: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "admin routes not documented: {missing:?}"
+    );
 
     // Each documented route is served: a JSON answer from a handler, never the
     // router's bare 404/405. Names that do not exist keep this harmless.

@@ -63,6 +63,7 @@ fn example(path: &str, param: &str) -> Value {
     match param {
         "project" => json!("demo"),
         "app" => json!("web"),
+        "node" => json!("n1"),
         "version" => json!(1),
         _ if path.starts_with("/api/v1/clusters") => json!("c1"),
         _ if path.starts_with("/api/v1/nodes") => json!("n1"),
@@ -140,7 +141,7 @@ fn operations() -> Vec<Op> {
         Op::new("get", "/api/v1/nodes/{name}", "nodes", "Show a node"),
         Op::new("delete", "/api/v1/nodes/{name}", "nodes", "Remove a node").ok(204),
         Op::new("get", "/api/v1/nodes/{name}/kubeconfig", "nodes", "Export the node's kubeconfig for a project")
-            .query(&[("project", "string", "The project whose namespace the kubeconfig is for (required)")])
+            .query(&[("project", "string", "The project whose namespace the kubeconfig is for")])
             .ok_type("application/yaml"),
         Op::new("get", "/api/v1/projects/{project}/apps", "apps", "List a project's apps"),
         Op::new("post", "/api/v1/projects/{project}/apps", "apps", "Create an app").body(object(
@@ -220,7 +221,14 @@ fn operation(op: &Op) -> Value {
         })
         .collect();
     for (name, ty, desc) in op.query {
-        params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}}));
+        // Required query parameters carry the example fixture, as path parameters do.
+        let required =
+            op.path.ends_with("/kubeconfig") || op.path.ends_with("/logs") && *name == "node";
+        let mut p = json!({"name": name, "in": "query", "required": required, "description": desc, "schema": {"type": ty}});
+        if required {
+            p["example"] = example(&op.path, name);
+        }
+        params.push(p);
     }
     let error = json!({"description": "refused, with a message", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
     let mut responses = Map::new();

@@ -333,7 +333,7 @@ async fn create_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users",
-    params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path, example = "throwaway")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_user(
     State(st): State<AdminState>,
     c: Caller,
@@ -351,7 +351,7 @@ async fn delete_user(
 /// credentials needed, so an initial password can be reset). Without: an
 /// administrator sets a new initial password, which the owner must reset.
 #[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "users", request_body = PasswordChange,
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "throwaway")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn set_password(
     State(st): State<AdminState>,
@@ -478,7 +478,7 @@ pub struct MemberView {
     pub role: Role,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)))]
 async fn show_project(
     State(st): State<AdminState>,
@@ -500,7 +500,7 @@ async fn show_project(
 }
 
 #[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", request_body = ProjectPatch,
-    params(("project" = String, Path)), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo")), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
 async fn patch_project(
     State(st): State<AdminState>,
     c: Caller,
@@ -522,7 +522,7 @@ async fn patch_project(
     Ok(Json(p))
 }
 
-#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path), Force),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path, example = "demo"), Force),
     responses((status = 204), (status = 409, body = ErrorBody)))]
 async fn delete_project(
     State(st): State<AdminState>,
@@ -569,7 +569,7 @@ pub struct RoleBody {
     pub role: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "members", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "members", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = Vec<MemberView>)))]
 async fn list_members(
     State(st): State<AdminState>,
@@ -588,7 +588,7 @@ async fn list_members(
 }
 
 #[utoipa::path(put, path = "/api/v1/projects/{project}/members/{user}", tag = "members", request_body = RoleBody,
-    params(("project" = String, Path), ("user" = String, Path)),
+    params(("project" = String, Path, example = "demo"), ("user" = String, Path, example = "throwaway")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn put_member(
     State(st): State<AdminState>,
@@ -617,7 +617,7 @@ async fn put_member(
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/members/{user}", tag = "members",
-    params(("project" = String, Path), ("user" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo"), ("user" = String, Path, example = "throwaway")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_member(
     State(st): State<AdminState>,
     c: Caller,
@@ -660,7 +660,7 @@ pub struct RobotView {
     pub created: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}/robots", tag = "robots", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/robots", tag = "robots", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = Vec<RobotView>)))]
 async fn list_robots(
     State(st): State<AdminState>,
@@ -685,7 +685,7 @@ async fn list_robots(
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{project}/robots", tag = "robots", request_body = NewRobot,
-    params(("project" = String, Path)), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo")), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
 async fn create_robot(
     State(st): State<AdminState>,
     c: Caller,
@@ -720,7 +720,7 @@ async fn create_robot(
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/robots/{robot}", tag = "robots",
-    params(("project" = String, Path), ("robot" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo"), ("robot" = String, Path, example = "robot$demo+ci")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_robot(
     State(st): State<AdminState>,
     c: Caller,
@@ -771,7 +771,7 @@ impl AdminState {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = Vec<String>)))]
 async fn list_repositories(
     State(st): State<AdminState>,
@@ -785,7 +785,7 @@ async fn list_repositories(
 /// `repository` is the full name the repository list gives, or the name within
 /// the project, URL-encoded (`p%2Fa%2Fb` or `a%2Fb` for `p/a/b`).
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo"), ("repository" = String, Path, example = "demo/hello")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_repository(
     State(st): State<AdminState>,
     c: Caller,
@@ -804,7 +804,7 @@ async fn delete_repository(
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/repositories/{repository}/tags", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path)),
+    params(("project" = String, Path, example = "demo"), ("repository" = String, Path, example = "demo/hello")),
     responses((status = 200, body = Vec<TagView>), (status = 404, body = ErrorBody)))]
 async fn list_tags(
     State(st): State<AdminState>,
@@ -823,7 +823,7 @@ async fn list_tags(
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}/tags/{tag}", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path), ("tag" = String, Path)),
+    params(("project" = String, Path, example = "demo"), ("repository" = String, Path, example = "demo/hello"), ("tag" = String, Path, example = "v1")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_tag(
     State(st): State<AdminState>,
