@@ -105,9 +105,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             let bytes = axum::body::Bytes::from_request(req, state)
                 .await
                 .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-            return serde_json::from_slice(&bytes)
-                .map(Body)
-                .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")));
+            return serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+                let hint = if e.is_syntax() {
+                    " (send JSON, with Content-Type: application/json or none)"
+                } else {
+                    ""
+                };
+                ApiError::BadRequest(format!("the request body is not valid{hint}: {e}"))
+            });
         }
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),

@@ -53,8 +53,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = AdminError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ct) = content_type(req.headers()) {
-            if !is_json(&ct) {
+        let typed = content_type(req.headers());
+        if let Some(ct) = &typed {
+            if !is_json(ct) {
                 return Err(AdminError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     format!(
@@ -67,9 +68,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .await
             .map_err(|e| AdminError::new(e.status(), e.body_text()))?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            let hint = if typed.is_none() && e.is_syntax() {
+                " (a body without a Content-Type is read as JSON)"
+            } else {
+                ""
+            };
             AdminError::new(
                 StatusCode::BAD_REQUEST,
-                format!("the request body is not valid: {e}"),
+                format!("the request body is not valid{hint}: {e}"),
             )
         })
     }
