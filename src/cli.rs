@@ -94,25 +94,41 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.server.listen;
     let grace = cfg.server.shutdown_grace;
     let log_access = cfg.log.access_log;
+    // Listen first: a registry that cannot serve must not create its data
+    // directory, its keys or the admin account (and their one-time password).
+    let listener = server::bind(listen).await?;
     let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let mut router = app.router();
+    let mut router = if app.config.controller.enabled {
+        app.router_with_docs(&berth_controller::openapi_paths())
+    } else {
+        app.router()
+    };
     let mut reconciler = None;
     if app.config.controller.enabled {
         let (ctl_router, handle) = start_controller(&app, stop.clone())?;
-        router = router.merge(ctl_router.layer(axum::middleware::from_fn_with_state(
-            app.access.clone(),
-            check_credentials,
-        )));
+        router = router.merge(
+            ctl_router
+                .layer(axum::middleware::from_fn_with_state(
+                    app.access.clone(),
+                    check_credentials,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    app.access.clone(),
+                    berth_registry::auth::audit::record_refusals,
+                ))
+                .layer(axum::middleware::from_fn(
+                    berth_registry::admin::refuse_forms,
+                )),
+        );
         reconciler = Some(handle);
     }
     let router = with_common_layers(
-        app.with_client_addr(router),
+        app.with_client_addr(berth_registry::admin::with_method_errors(router)),
         app.metrics.clone(),
         log_access,
     );
     let conns = connections(&app.config, &app.metrics);
-    let listener = server::bind(listen).await?;
     tracing::info!(
         listen = %listen,
         data_dir = %app.config.server.data_dir.display(),
@@ -262,7 +278,11 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     let app = berth_edge::EdgeApp::open(cfg)
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
+    let router = with_common_layers(
+        berth_registry::admin::with_method_errors(app.router()),
+        app.metrics.clone(),
+        log_access,
+    );
     let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(

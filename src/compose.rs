@@ -152,6 +152,7 @@ pub struct RegistryAudit {
 impl AuditSink for RegistryAudit {
     fn record(&self, actor: &str, project: &str, action: &str, target: &str, outcome: &str) {
         let project = (!project.is_empty()).then_some(project);
+        let outcome = berth_registry::auth::audit::Outcome::parse(outcome);
         self.access
             .audit(actor, None, action, project, target, outcome);
     }

@@ -154,12 +154,17 @@ struct GcArgs {
     conn: cli::Conn,
 }
 
+/// Logs go to stderr (stdout is for what commands print), coloured only
+/// when stderr is a terminal: a log file or journal gets plain text.
 fn init_logging(cfg: &berth_config::LogConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match cfg.format {
         berth_config::LogFormat::Json => builder.json().init(),
         berth_config::LogFormat::Text => builder.init(),

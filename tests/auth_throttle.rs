@@ -223,7 +223,8 @@ fn a_waiting_pair_gets_429_with_retry_after_before_bcrypt_runs() {
     });
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["client"], "127.0.0.2");
-    assert_eq!(events[0]["outcome"], "failure");
+    assert_eq!(events[0]["outcome"], "refused");
+    assert_eq!(events[0]["detail"], "wrong password or no such account");
 }
 
 /// `PUT /api/v1/users/{n}/password` needs no other credentials, so its old
@@ -279,8 +280,8 @@ fn changing_a_password_with_a_wrong_old_one_is_throttled_the_same_way() {
         "action=user.password&actor=alice",
         "the failed change",
         |e| {
-            e.iter().filter(|e| e["outcome"] == "failure").count() == 1
-                && e.iter().any(|e| e["outcome"] == "success")
+            e.iter().filter(|e| e["outcome"] == "refused").count() == 1
+                && e.iter().any(|e| e["outcome"] == "ok")
         },
     );
 }
@@ -463,7 +464,9 @@ fn an_unreset_password_retried_is_not_a_guess() {
     let a = send(&http, "GET", &url, &basic("bob", "bobpass123"), None);
     assert_eq!(a.status, 200, "bob held back by carol's retries: {a:?}");
     admin.audit_until("action=login&actor=carol", "six refusals", |e| {
-        e.len() == 6 && e.iter().all(|e| e["outcome"] == "password reset required")
+        e.len() == 6
+            && e.iter()
+                .all(|e| e["outcome"] == "refused" && e["detail"] == "password reset required")
     });
 }
 

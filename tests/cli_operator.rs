@@ -1230,8 +1230,8 @@ fn admin_api_errors_are_json_with_a_message() {
     assert_eq!(status, 201, "{text}");
 }
 
-/// `/api/v1/openapi.json` is an OpenAPI 3 document whose paths are exactly the
-/// admin routes, each of which the router really serves.
+/// `/api/v1/openapi.json` is an OpenAPI 3 document that lists every admin
+/// route, each of which the router really serves.
 #[test]
 fn openapi_document_lists_every_admin_route() {
     let reg = berth::registry(berth_bin!());
@@ -1332,7 +1332,13 @@ fn openapi_document_lists_every_admin_route() {
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     want.sort();
-    assert_eq!(documented, want, "the document and the route list differ");
+    // The document describes the controller's routes and /v2/token too
+    // (tests/openapi_routes.rs holds it against every route).
+    let missing: Vec<_> = want.iter().filter(|w| !documented.contains(w)).collect();
+    assert!(
+        missing.is_empty(),
+        "admin routes not documented: {missing:?}"
+    );
 
     // Each documented route is served: a JSON answer from a handler, never the
     // router's bare 404/405. Names that do not exist keep this harmless.

@@ -77,7 +77,7 @@ pub mod store;
 #[cfg(test)]
 mod module_order;
 
-pub use api::router;
+pub use api::{openapi_paths, route_paths, router};
 pub use deploy::{Deployer, DirectoryDeployer, KubeDeployer};
 pub use edge::HttpEdgeClient;
 pub use ports::{

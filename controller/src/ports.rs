@@ -214,7 +214,7 @@ pub trait Authorizer: Send + Sync + 'static {
 
 /// Receives one record per controller action, for the registry's audit log.
 pub trait AuditSink: Send + Sync + 'static {
-    /// `actor` is a user name or `controller`; `outcome` is `ok`, `denied`, or an error in words.
+    /// `actor` is a user name or `controller`; `outcome` is `ok`, `refused: <why>` or `failed: <why>`.
     fn record(&self, actor: &str, project: &str, action: &str, target: &str, outcome: &str);
 }
 

@@ -49,6 +49,7 @@ pub mod fill;
 mod flight;
 pub mod images;
 pub mod metrics;
+pub mod openapi;
 pub mod podlogs;
 pub mod prefetch;
 pub mod pull_through;
@@ -209,6 +210,9 @@ impl EdgeApp {
                         }
                     }
                 },
+            ))
+            .layer(axum::middleware::from_fn(
+                berth_registry::admin::refuse_forms,
             ));
         let logs = Arc::new(podlogs::PodLogs::new(
             self.config.edge.pod_logs_dir.clone(),
@@ -237,6 +241,10 @@ impl EdgeApp {
             .route(
                 "/healthz",
                 axum::routing::get(health).with_state(self.cache_dir.clone()),
+            )
+            .route(
+                "/api/v1/openapi.json",
+                axum::routing::get(|| async { axum::Json(openapi::document()) }),
             )
     }
 

@@ -237,6 +237,13 @@ impl RegistryApp {
 
     /// `/v2`, `/v2/token`, `/api/v1`, `/metrics` and `/healthz`.
     pub fn router(&self) -> Router {
+        self.router_with_docs(&serde_json::json!({}))
+    }
+
+    /// `router`, whose OpenAPI document also describes `extra_paths` (an
+    /// OpenAPI `paths` object: the routes merged in beside it, such as the
+    /// controller's). Every path it routes is in `crate::openapi::route_paths`.
+    pub fn router_with_docs(&self, extra_paths: &serde_json::Value) -> Router {
         let metrics = self.metrics.clone();
         let admin_state = AdminState {
             access: self.access.clone(),
@@ -246,8 +253,15 @@ impl RegistryApp {
             signatures: self.signatures.clone(),
         };
         api::router(self.api_state())
+            .layer(axum::middleware::from_fn_with_state(
+                self.access.clone(),
+                crate::auth::audit::record_refusals,
+            ))
             .merge(crate::auth::endpoint::router(self.access.clone()))
-            .merge(admin::router(admin_state))
+            .merge(admin::router(
+                admin_state,
+                crate::openapi::document(extra_paths),
+            ))
             .route(
                 "/metrics",
                 axum::routing::get(move || {

@@ -12,6 +12,7 @@ pub mod content;
 pub mod gc;
 pub mod meta;
 pub mod oci;
+pub mod openapi;
 pub mod private;
 pub mod server;
 pub mod service;

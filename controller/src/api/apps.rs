@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_secs;
@@ -17,11 +17,11 @@ use crate::ports::CtlAction;
 use crate::state::ControllerState;
 
 use super::manifests::{self, CloneInput};
-use super::{audited, check_project, ApiError, ApiResult, Body};
+use super::{audited, check_project, ApiError, ApiResult, Body, Routes};
 
 /// Routes of apps and their versions.
-pub(super) fn routes() -> Router<ControllerState> {
-    Router::new()
+pub(super) fn routes() -> Routes {
+    Routes::new()
         .route(
             "/api/v1/projects/{project}/apps",
             post(create_app).get(list_apps),

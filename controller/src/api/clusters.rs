@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_secs;
@@ -19,11 +19,11 @@ use crate::model::{kubeconfig_for_namespace, kubeconfig_summary, Cluster, EdgeCr
 use crate::ports::CtlAction;
 use crate::state::ControllerState;
 
-use super::{audited, check_project, ApiError, ApiResult, Body};
+use super::{audited, check_project, ApiError, ApiResult, Body, Routes};
 
 /// Routes of clusters and nodes.
-pub(super) fn routes() -> Router<ControllerState> {
-    Router::new()
+pub(super) fn routes() -> Routes {
+    Routes::new()
         .route("/api/v1/clusters", post(create_cluster).get(list_clusters))
         .route(
             "/api/v1/clusters/{name}",

@@ -2,8 +2,9 @@
 //!
 //! Owns: `ApiError` and its mapping to statuses (400 validation, 401/403 auth,
 //! 404 unknown, 409 conflict, 501 unsupported) and to JSON `{"error": "..."}`
-//! bodies a person can act on; `Body`, the JSON extractor whose refusals say
-//! what is wrong with the body. Must not touch: logging (the audit log records
+//! bodies a person can act on; `Body`, the JSON extractor (a body without a
+//! `Content-Type` is JSON too) whose refusals say what is wrong with the
+//! body. Must not touch: logging (the audit log records
 //! refusals of writes; see `audited`).
 
 use axum::extract::rejection::JsonRejection;
@@ -98,6 +99,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A body sent without a Content-Type is read as JSON;
+        // form types never reach here (the router refuses them with 415).
+        if !req.headers().contains_key(header::CONTENT_TYPE) {
+            let bytes = axum::body::Bytes::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            return serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+                let hint = if e.is_syntax() {
+                    " (send JSON, with Content-Type: application/json or none)"
+                } else {
+                    ""
+                };
+                ApiError::BadRequest(format!("the request body is not valid{hint}: {e}"))
+            });
+        }
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(

@@ -19,6 +19,7 @@
 use std::collections::BTreeSet;
 
 use axum::http::HeaderMap;
+use axum::routing::MethodRouter;
 use axum::Router;
 
 use crate::model::{validate_dns_label, AppSpec};
@@ -28,6 +29,7 @@ use crate::store::{Store, StoreError};
 
 mod apps;
 mod clusters;
+mod doc;
 mod error;
 mod manifests;
 mod publications;
@@ -36,6 +38,7 @@ mod resources;
 
 pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
 pub use self::clusters::{ClusterView, NodeView};
+pub use self::doc::openapi_paths;
 use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
 pub use self::manifests::{AddVolume, CloneInput};
@@ -108,36 +111,58 @@ async fn audited<T>(
 ) -> ApiResult<T> {
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
+        Err(e @ ApiError::Internal(_)) => format!("failed: {e}"),
         Err(e) => format!("refused: {e}"),
     };
     state.audit(actor, project, action, target, &outcome);
     result
 }
 
-/// The controller's routes, to be merged into the registry's router.
-pub fn router(state: ControllerState) -> Router {
-    Router::new()
+/// A router that keeps the list of the paths it routes, so that the OpenAPI
+/// document can be checked against it (axum cannot list its routes).
+pub(super) struct Routes {
+    router: Router<ControllerState>,
+    paths: Vec<String>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn route(mut self, path: &str, methods: MethodRouter<ControllerState>) -> Self {
+        self.paths.push(path.to_string());
+        self.router = self.router.route(path, methods);
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.paths.extend(other.paths);
+        self.router = self.router.merge(other.router);
+        self
+    }
+}
+
+fn all_routes() -> Routes {
+    Routes::new()
         .merge(clusters::routes())
         .merge(apps::routes())
         .merge(publications::routes())
         .merge(resources::routes())
         .merge(resource_publications::routes())
-        .with_state(state)
-        .layer(axum::middleware::map_request(json_by_default))
 }
 
-/// A body sent without a `Content-Type` is read as JSON, the only body these
-/// routes take (`curl -d @app.json`); a form or any other declared type is
-/// still refused by `Body`.
-async fn json_by_default(mut req: axum::extract::Request) -> axum::extract::Request {
-    use axum::http::{header, HeaderValue};
-    if !req.headers().contains_key(header::CONTENT_TYPE) {
-        req.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    req
+/// The controller's routes, to be merged into the registry's router.
+pub fn router(state: ControllerState) -> Router {
+    all_routes().router.with_state(state)
+}
+
+/// The paths `router` serves, as registered (`{param}` templates).
+pub fn route_paths() -> Vec<String> {
+    all_routes().paths
 }
 
 /// The project named in the path is a valid project name.

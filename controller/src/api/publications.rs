@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_secs;
@@ -22,11 +22,11 @@ use crate::state::ControllerState;
 
 use super::apps::load_app;
 use super::clusters::load_node;
-use super::{audited, check_project, ApiError, ApiResult, Body};
+use super::{audited, check_project, ApiError, ApiResult, Body, Routes};
 
 /// Routes of publish, unpublish, publications and logs.
-pub(super) fn routes() -> Router<ControllerState> {
-    Router::new()
+pub(super) fn routes() -> Routes {
+    Routes::new()
         .route(
             "/api/v1/projects/{project}/apps/{app}/publish",
             post(publish),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_secs;
@@ -22,7 +22,7 @@ use crate::resources::{ResourceKind, ResourcePublication};
 use crate::state::ControllerState;
 
 use super::resources::{audit, load_view, ResourceView};
-use super::{check_project, ApiError, ApiResult, Body};
+use super::{check_project, ApiError, ApiResult, Body, Routes};
 
 /// Where to publish or unpublish a resource.
 #[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
@@ -131,8 +131,8 @@ async fn change(
 }
 
 /// Routes of publish and unpublish for every kind of resource.
-pub(super) fn routes() -> Router<ControllerState> {
-    let mut router = Router::new();
+pub(super) fn routes() -> Routes {
+    let mut router = Routes::new();
     for kind in ResourceKind::ALL {
         for publish in [true, false] {
             let path = format!(

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,7 +25,7 @@ use crate::resources::{
 use crate::resources_ctl::release_volume;
 use crate::state::ControllerState;
 
-use super::{check_project, ApiError, Body};
+use super::{check_project, ApiError, Body, Routes};
 
 /// A resource as the API shows it. Secrets show their keys, never values.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -258,6 +258,7 @@ pub(super) fn audit<T>(
 ) {
     let outcome = match result {
         Ok(_) => "ok".to_string(),
+        Err(e @ ApiError::Internal(_)) => format!("failed: {e}"),
         Err(e) => format!("refused: {e}"),
     };
     state.context().audit.record(
@@ -454,8 +455,8 @@ async fn unbind(
 }
 
 /// Routes of the resource collections.
-pub(super) fn routes() -> Router<ControllerState> {
-    let mut router = Router::new();
+pub(super) fn routes() -> Routes {
+    let mut router = Routes::new();
     for kind in ResourceKind::ALL {
         let collection = format!("/api/v1/projects/{{project}}/{}", kind.as_str());
         router = router

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 use crate::auth::access::RegistryAccess;
 use crate::auth::accounts::{AccountError, AuditEvent, AuditQuery, IfRole, Project, ProjectChange};
+use crate::auth::audit::Outcome;
 use crate::auth::client::{client_addr, ClientIp};
 use crate::auth::policy::{Manage, Role};
 use crate::auth::{Refusal, RequestInfo, Subject};
@@ -26,6 +27,9 @@ use crate::gc::{GcOptions, GcReport};
 use crate::oci::{RepoName, Tag};
 use crate::service::LocalRegistry;
 use crate::signature::{RequireSignature, SignatureGate, SignatureView};
+
+mod body;
+pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -50,6 +54,8 @@ pub struct AdminError {
     pub status: StatusCode,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// The handler recorded this refusal in the audit log itself.
+    pub audited: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -63,6 +69,7 @@ impl AdminError {
             status,
             message: message.into(),
             retry_after: None,
+            audited: false,
         }
     }
 }
@@ -87,6 +94,9 @@ impl IntoResponse for AdminError {
             .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
         {
             r.headers_mut().insert(header::RETRY_AFTER, s);
+        }
+        if self.audited {
+            r.extensions_mut().insert(crate::auth::audit::Audited);
         }
         r
     }
@@ -120,6 +130,7 @@ impl From<Refusal> for AdminError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message,
                 retry_after: Some(retry_after),
+                audited: false,
             },
         }
     }
@@ -186,7 +197,7 @@ impl FromRequestParts<AdminState> for Caller {
 impl AdminState {
     fn audit(&self, c: &Caller, action: &str, project: Option<&str>, target: &str) {
         self.access
-            .audit(c.name(), c.peer, action, project, target, "success");
+            .audit(c.name(), c.peer, action, project, target, Outcome::OK);
     }
 
     /// A system administrator, or a member of `project` whose role may do `what`
@@ -257,6 +268,7 @@ pub struct UserView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub name: String,
     /// The initial password; the user must reset it before first use.
@@ -266,6 +278,7 @@ pub struct NewUser {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// Required when changing your own password (an initial password counts).
     pub old_password: Option<String>,
@@ -296,7 +309,7 @@ async fn list_users(State(st): State<AdminState>, c: Caller) -> AResult<Json<Vec
 async fn create_user(
     State(st): State<AdminState>,
     c: Caller,
-    Json(b): Json<NewUser>,
+    JsonBody(b): JsonBody<NewUser>,
 ) -> AResult<(StatusCode, Json<UserView>)> {
     c.require_admin()?;
     let u = st
@@ -317,7 +330,7 @@ async fn create_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users",
-    params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path, example = "throwaway")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_user(
     State(st): State<AdminState>,
     c: Caller,
@@ -333,14 +346,14 @@ async fn delete_user(
 /// credentials needed, so an initial password can be reset). Without: an
 /// administrator sets a new initial password, which the owner must reset.
 #[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "users", request_body = PasswordChange,
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "throwaway")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn set_password(
     State(st): State<AdminState>,
     ClientIp(peer): ClientIp,
     headers: axum::http::HeaderMap,
     Path(name): Path<String>,
-    Json(b): Json<PasswordChange>,
+    JsonBody(b): JsonBody<PasswordChange>,
 ) -> AResult<StatusCode> {
     let accounts = &st.access.accounts;
     match b.old_password {
@@ -360,10 +373,14 @@ async fn set_password(
                 Ok(()) => st.access.record_success(&name, peer),
                 Err(_) => {}
             }
-            let outcome = if res.is_ok() { "success" } else { "failure" };
+            let outcome = match &res {
+                Ok(()) => Outcome::OK,
+                Err(e) if e.status.is_server_error() => Outcome::Failed(&e.message),
+                Err(e) => Outcome::Refused(&e.message),
+            };
             st.access
                 .audit(&name, peer, "user.password", None, &name, outcome);
-            res?;
+            res.map_err(|e| AdminError { audited: true, ..e })?;
         }
         None => {
             let info = RequestInfo {
@@ -384,7 +401,7 @@ async fn set_password(
                 "user.password.reset",
                 None,
                 &name,
-                "success",
+                Outcome::OK,
             );
         }
     }
@@ -394,6 +411,7 @@ async fn set_password(
 // ---------------------------------------------------------------- projects
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewProject {
     pub name: String,
     #[serde(default)]
@@ -449,7 +467,7 @@ async fn list_projects(State(st): State<AdminState>, c: Caller) -> AResult<Json<
 async fn create_project(
     State(st): State<AdminState>,
     c: Caller,
-    Json(b): Json<NewProject>,
+    JsonBody(b): JsonBody<NewProject>,
 ) -> AResult<(StatusCode, Json<Project>)> {
     c.require_admin()?;
     let p = st.access.accounts.create_project(&b.name, b.public).await?;
@@ -472,7 +490,7 @@ pub struct MemberView {
     pub role: Role,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)))]
 async fn show_project(
     State(st): State<AdminState>,
@@ -494,12 +512,12 @@ async fn show_project(
 }
 
 #[utoipa::path(patch, path = "/api/v1/projects/{project}", tag = "projects", request_body = ProjectPatch,
-    params(("project" = String, Path)), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo")), responses((status = 200, body = Project), (status = 403, body = ErrorBody)))]
 async fn patch_project(
     State(st): State<AdminState>,
     c: Caller,
     Path(name): Path<String>,
-    Json(b): Json<ProjectPatch>,
+    JsonBody(b): JsonBody<ProjectPatch>,
 ) -> AResult<Json<Project>> {
     st.require_role(&c, &name, Manage::Settings)?;
     if b.public.is_none() && b.require_signature.is_none() {
@@ -532,7 +550,7 @@ async fn patch_project(
     Ok(Json(p))
 }
 
-#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path), Force),
+#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path, example = "demo"), Force),
     responses((status = 204), (status = 409, body = ErrorBody)))]
 async fn delete_project(
     State(st): State<AdminState>,
@@ -571,6 +589,7 @@ async fn delete_project(
 // ---------------------------------------------------------------- members
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RoleBody {
     /// guest (pull), developer (pull, push), maintainer (pull, push, delete, manage robots
     /// and members up to maintainer) or project-admin (everything in the project: also its
@@ -578,7 +597,7 @@ pub struct RoleBody {
     pub role: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "members", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "members", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = Vec<MemberView>)))]
 async fn list_members(
     State(st): State<AdminState>,
@@ -597,13 +616,13 @@ async fn list_members(
 }
 
 #[utoipa::path(put, path = "/api/v1/projects/{project}/members/{user}", tag = "members", request_body = RoleBody,
-    params(("project" = String, Path), ("user" = String, Path)),
+    params(("project" = String, Path, example = "demo"), ("user" = String, Path, example = "throwaway")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn put_member(
     State(st): State<AdminState>,
     c: Caller,
     Path((name, user)): Path<(String, String)>,
-    Json(b): Json<RoleBody>,
+    JsonBody(b): JsonBody<RoleBody>,
 ) -> AResult<StatusCode> {
     let role: Role = b
         .role
@@ -631,7 +650,7 @@ async fn put_member(
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/members/{user}", tag = "members",
-    params(("project" = String, Path), ("user" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo"), ("user" = String, Path, example = "throwaway")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_member(
     State(st): State<AdminState>,
     c: Caller,
@@ -651,6 +670,7 @@ async fn delete_member(
 // ---------------------------------------------------------------- robots
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewRobot {
     pub name: String,
     /// "pull" or "push" (push includes pull).
@@ -677,7 +697,7 @@ pub struct RobotView {
     pub created: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}/robots", tag = "robots", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/robots", tag = "robots", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = Vec<RobotView>)))]
 async fn list_robots(
     State(st): State<AdminState>,
@@ -702,12 +722,12 @@ async fn list_robots(
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{project}/robots", tag = "robots", request_body = NewRobot,
-    params(("project" = String, Path)), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo")), responses((status = 201, body = RobotCreated), (status = 400, body = ErrorBody)))]
 async fn create_robot(
     State(st): State<AdminState>,
     c: Caller,
     Path(name): Path<String>,
-    Json(b): Json<NewRobot>,
+    JsonBody(b): JsonBody<NewRobot>,
 ) -> AResult<(StatusCode, Json<RobotCreated>)> {
     st.require_role(&c, &name, Manage::Robots)?;
     let push = match b.access.as_str() {
@@ -738,7 +758,7 @@ async fn create_robot(
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/robots/{robot}", tag = "robots",
-    params(("project" = String, Path), ("robot" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo"), ("robot" = String, Path, example = "robot$demo+ci")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_robot(
     State(st): State<AdminState>,
     c: Caller,
@@ -772,17 +792,38 @@ pub struct PolicyView {
     pub reason: Option<String>,
 }
 
-fn full_repo(project: &str, repository: &str) -> AResult<RepoName> {
-    let full = if repository.is_empty() {
-        project.to_string()
-    } else {
-        format!("{project}/{repository}")
-    };
-    full.parse()
-        .map_err(|e: crate::oci::NameError| AdminError::new(StatusCode::BAD_REQUEST, e.to_string()))
+impl AdminState {
+    /// The repository `repository` names in `project`: either its full name, as
+    /// the repository list gives it (`pub/hello`), or its name within the
+    /// project (`hello`); the full name wins if both exist. 404 when neither does.
+    async fn resolve_repo(&self, project: &str, repository: &str) -> AResult<RepoName> {
+        let known = self.project_repos(project).await?;
+        let within = format!("{project}/{repository}");
+        let candidates = [repository, within.as_str()];
+        let found = candidates
+            .iter()
+            .filter(|c| *c == &project || c.starts_with(&format!("{project}/")))
+            .find(|c| known.iter().any(|k| k == *c));
+        match found {
+            Some(name) => name.parse().map_err(|e: crate::oci::NameError| {
+                AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }),
+            None => {
+                let shown = if repository.starts_with(&format!("{project}/")) {
+                    repository
+                } else {
+                    &within
+                };
+                Err(AdminError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no repository {shown} in project {project}"),
+                ))
+            }
+        }
+    }
 }
 
-#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path, example = "demo")),
     responses((status = 200, body = Vec<String>)))]
 async fn list_repositories(
     State(st): State<AdminState>,
@@ -793,16 +834,17 @@ async fn list_repositories(
     Ok(Json(st.project_repos(&name).await?))
 }
 
-/// `repository` is the name within the project, URL-encoded (`a%2Fb` for `<project>/a/b`).
+/// `repository` is the full name the repository list gives, or the name within
+/// the project, URL-encoded (`p%2Fa%2Fb` or `a%2Fb` for `p/a/b`).
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path, example = "demo"), ("repository" = String, Path, example = "demo/hello")), responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_repository(
     State(st): State<AdminState>,
     c: Caller,
     Path((name, repository)): Path<(String, String)>,
 ) -> AResult<StatusCode> {
     st.require_role(&c, &name, Manage::Repositories)?;
-    let repo = full_repo(&name, &repository)?;
+    let repo = st.resolve_repo(&name, &repository).await?;
     if !st.registry.delete_repository(&repo).await? {
         return Err(AdminError::new(
             StatusCode::NOT_FOUND,
@@ -814,14 +856,15 @@ async fn delete_repository(
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/repositories/{repository}/tags", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path)), responses((status = 200, body = Vec<TagView>)))]
+    params(("project" = String, Path, example = "demo"), ("repository" = String, Path, example = "demo/hello")),
+    responses((status = 200, body = Vec<TagView>), (status = 404, body = ErrorBody)))]
 async fn list_tags(
     State(st): State<AdminState>,
     c: Caller,
     Path((name, repository)): Path<(String, String)>,
 ) -> AResult<Json<Vec<TagView>>> {
     let project = st.require_visible(&c, &name)?;
-    let repo = full_repo(&name, &repository)?;
+    let repo = st.resolve_repo(&name, &repository).await?;
     let mut out = Vec::new();
     for (name, digest) in st.registry.tags_with_digests(&repo).await? {
         let Ok(d) = digest.parse::<crate::oci::Digest>() else {
@@ -852,7 +895,7 @@ async fn list_tags(
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/repositories/{repository}/tags/{tag}", tag = "repositories",
-    params(("project" = String, Path), ("repository" = String, Path), ("tag" = String, Path)),
+    params(("project" = String, Path, example = "demo"), ("repository" = String, Path, example = "demo/hello"), ("tag" = String, Path, example = "v1")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_tag(
     State(st): State<AdminState>,
@@ -860,7 +903,7 @@ async fn delete_tag(
     Path((name, repository, tag)): Path<(String, String, String)>,
 ) -> AResult<StatusCode> {
     st.require_role(&c, &name, Manage::Repositories)?;
-    let repo = full_repo(&name, &repository)?;
+    let repo = st.resolve_repo(&name, &repository).await?;
     let t: Tag = tag.parse().map_err(|e: crate::oci::NameError| {
         AdminError::new(StatusCode::BAD_REQUEST, e.to_string())
     })?;
@@ -960,9 +1003,8 @@ async fn audit_log(
 )]
 struct ApiDoc;
 
-/// The admin router and its OpenAPI document.
-pub fn router(state: AdminState) -> axum::Router {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_users, create_user))
         .routes(routes!(delete_user))
         .routes(routes!(set_password))
@@ -978,9 +1020,19 @@ pub fn router(state: AdminState) -> axum::Router {
         .routes(routes!(delete_tag))
         .routes(routes!(start_gc, gc_status))
         .routes(routes!(audit_log))
-        .with_state(state)
-        .split_for_parts();
-    let doc = Arc::new(api);
+}
+
+/// The admin API's OpenAPI document, generated from the routes it serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The admin router. `/api/v1/openapi.json` serves `doc`: `openapi()` with
+/// what the other routes of the listener add (see `crate::openapi`).
+pub fn router(state: AdminState, doc: serde_json::Value) -> axum::Router {
+    let access = state.access.clone();
+    let router = routes().with_state(state).split_for_parts().0;
+    let doc = Arc::new(doc);
     router
         .route(
             "/api/v1/openapi.json",
@@ -989,21 +1041,12 @@ pub fn router(state: AdminState) -> axum::Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        .layer(axum::middleware::from_fn(refuse_forms))
         .layer(axum::middleware::map_response(json_errors))
-        .layer(axum::middleware::map_request(json_by_default))
-}
-
-/// A body sent without a `Content-Type` (`curl -d @file.json`, a script's bare
-/// POST) is read as the JSON every write here takes. A body that names another
-/// type (a form, which a browser may send across sites) is still refused.
-async fn json_by_default(mut req: axum::extract::Request) -> axum::extract::Request {
-    if !req.headers().contains_key(header::CONTENT_TYPE) {
-        req.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    req
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::auth::audit::record_refusals,
+        ))
 }
 
 /// Errors the framework answers by itself (a body that is not the JSON asked for,
@@ -1026,15 +1069,6 @@ async fn json_errors(res: Response) -> Response {
         .unwrap_or_default();
     let message = if !text.is_empty() {
         text
-    } else if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allow = parts
-            .headers
-            .get(header::ALLOW)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        format!(
-            "this method is not served on this path (allowed: {allow}); see /api/v1/openapi.json"
-        )
     } else {
         status
             .canonical_reason()

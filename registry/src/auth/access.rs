@@ -19,6 +19,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::accounts::{Accounts, AuditEvent, LoginError};
+use super::audit::{Outcome, RefusalBudget};
 use super::policy::{decide, Decision};
 use super::throttle::{AttemptLocks, Throttle, ThrottleConfig, Wait};
 use super::token::{parse_scope, Claims, Grant, TokenKey};
@@ -50,6 +51,7 @@ pub struct RegistryAccess {
     cache: Mutex<HashMap<[u8; 32], (Subject, Instant, u64)>>,
     throttle: Mutex<Throttle>,
     attempts: AttemptLocks,
+    refusals: RefusalBudget,
     metrics: Arc<Metrics>,
 }
 
@@ -84,6 +86,7 @@ impl RegistryAccess {
             cache: Mutex::new(HashMap::new()),
             throttle,
             attempts: AttemptLocks::default(),
+            refusals: RefusalBudget::default(),
             metrics,
         }
     }
@@ -128,6 +131,8 @@ impl RegistryAccess {
         mac.finalize().into_bytes().into()
     }
 
+    /// Records an audited action. Refused ones go through the refusal budget
+    /// (`audit` module): a flood of them is counted, not recorded one by one.
     pub fn audit(
         &self,
         actor: &str,
@@ -135,9 +140,33 @@ impl RegistryAccess {
         action: &str,
         project: Option<&str>,
         target: &str,
-        outcome: &str,
+        outcome: Outcome<'_>,
     ) {
-        let e = AuditEvent {
+        let mut events = Vec::new();
+        if let Outcome::Refused(_) = outcome {
+            let admission = self.refusals.admit(peer, Instant::now());
+            for (addr, n) in admission.suppressed {
+                events.push(AuditEvent {
+                    id: 0,
+                    time: now(),
+                    actor: "-".into(),
+                    client: addr.map(|a| a.to_string()),
+                    action: "refused.suppressed".into(),
+                    project: None,
+                    target: String::new(),
+                    outcome: "refused".into(),
+                    detail: Some(format!(
+                        "{n} more refused calls from {} within a minute, not recorded one by one",
+                        addr.map_or_else(|| "other addresses".to_string(), |a| a.to_string())
+                    )),
+                });
+            }
+            if !admission.record {
+                self.write_audit(events);
+                return;
+            }
+        }
+        events.push(AuditEvent {
             id: 0,
             time: now(),
             actor: actor.to_string(),
@@ -145,14 +174,24 @@ impl RegistryAccess {
             action: action.to_string(),
             project: project.map(str::to_string),
             target: target.to_string(),
-            outcome: outcome.to_string(),
-        };
+            outcome: outcome.word().to_string(),
+            detail: outcome.detail().map(str::to_string),
+        });
+        self.write_audit(events);
+    }
+
+    fn write_audit(&self, events: Vec<AuditEvent>) {
+        if events.is_empty() {
+            return;
+        }
         let accounts = self.accounts.clone();
         // Audit writes are durable transactions; keep them off the request's critical path
         // but never drop them.
         tokio::spawn(async move {
-            if let Err(err) = accounts.audit(e).await {
-                tracing::error!(error = %err, "cannot write audit event");
+            for e in events {
+                if let Err(err) = accounts.audit(e).await {
+                    tracing::error!(error = %err, "cannot write audit event");
+                }
             }
         });
     }
@@ -264,15 +303,16 @@ impl RegistryAccess {
                     self.record_failure(name, peer);
                 }
                 self.metrics.login_failures.inc();
-                let (outcome, message) = match e {
-                    LoginError::BadCredentials => {
-                        ("failure", "invalid account name or password".to_string())
-                    }
+                let (why, message) = match e {
+                    LoginError::BadCredentials => (
+                        "wrong password or no such account",
+                        "invalid account name or password".to_string(),
+                    ),
                     LoginError::MustReset(m) => ("password reset required", m),
                     LoginError::Expired(m) => ("expired", m),
                     LoginError::Revoked(m) => ("revoked", m),
                 };
-                self.audit(name, peer, "login", None, name, outcome);
+                self.audit(name, peer, "login", None, name, Outcome::Refused(why));
                 Err(self.unauthorized(message, None, false))
             }
         }
@@ -527,7 +567,7 @@ impl Access for RegistryAccess {
             action,
             Some(repo.project()),
             target,
-            "success",
+            Outcome::OK,
         );
     }
 }

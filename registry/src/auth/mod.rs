@@ -15,6 +15,7 @@ use crate::oci::RepoName;
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod client;
 pub mod endpoint;
 pub mod policy;

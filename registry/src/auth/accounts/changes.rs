@@ -53,7 +53,13 @@ impl Accounts {
         data_dir: &Path,
         password: Option<&str>,
     ) -> Result<Option<String>, AccountError> {
+        let file = data_dir.join("admin-password");
+        let _ = self.initial_password_file.set(file.clone());
         if !self.read().users.is_empty() {
+            // Reset by a version that left the file behind, or the account is gone.
+            if self.user("admin").is_none_or(|u| !u.must_reset) {
+                self.forget_initial_password("admin");
+            }
             return Ok(None);
         }
         let (pw, generated) = match password {
@@ -79,8 +85,7 @@ impl Accounts {
         self.write().users.insert(user.name.clone(), user);
         self.credentials_changed();
         if generated {
-            let path = data_dir.join("admin-password");
-            write_private(&path, &format!("{pw}\n")).map_err(db)?;
+            write_private(&file, &format!("{pw}\n")).map_err(db)?;
             return Ok(Some(pw));
         }
         Ok(None)
@@ -124,6 +129,7 @@ impl Accounts {
         snap.members.retain(|(_, u), _| u != name);
         drop(snap);
         self.credentials_changed();
+        self.forget_initial_password(name);
         Ok(())
     }
 
@@ -175,7 +181,25 @@ impl Accounts {
             .await?;
         self.write().users.insert(u.name.clone(), u);
         self.credentials_changed();
+        self.forget_initial_password(name);
         Ok(())
+    }
+
+    /// Removes the initial password file once `name` (if `admin`) no longer has that password.
+    fn forget_initial_password(&self, name: &str) {
+        let Some(path) = self.initial_password_file.get().filter(|_| name == "admin") else {
+            return;
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(
+                file = %path.display(),
+                "removed the initial admin password file: the password it held was changed"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove the initial admin password file")
+            }
+        }
     }
 
     // ---- projects ----

@@ -91,6 +91,10 @@ pub struct Accounts {
     access_removed: tokio::sync::broadcast::Sender<String>,
     /// bcrypt verifications run (logins that missed the cache, old-password checks).
     checks: prometheus_client::metrics::counter::Counter,
+    /// `<data_dir>/admin-password`, the generated initial password of `admin`:
+    /// removed once that password is changed (it would no longer be true, and
+    /// a password on disk is one more thing to leak).
+    initial_password_file: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Accounts {
@@ -109,6 +113,7 @@ impl Accounts {
             dummy: Default::default(),
             access_removed: tokio::sync::broadcast::channel(64).0,
             checks: Default::default(),
+            initial_password_file: Default::default(),
         })
     }
 

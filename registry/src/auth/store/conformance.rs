@@ -325,7 +325,8 @@ async fn audit_log(s: &Store) {
             action: action.to_string(),
             project: (i > 0).then(|| "team".to_string()),
             target: format!("t{i}"),
-            outcome: "success".into(),
+            outcome: if i == 1 { "refused" } else { "ok" }.into(),
+            detail: (i == 1).then(|| "not a member".to_string()),
         };
         ids.push(s.append_audit(&e).await.expect("append"));
     }
@@ -334,12 +335,18 @@ async fn audit_log(s: &Store) {
     let targets: Vec<_> = all.iter().map(|e| e.target.as_str()).collect();
     assert_eq!(targets, ["t2", "t1", "t0"], "newest first");
     assert_eq!(all[0].id, ids[2]);
+    assert_eq!(
+        all[1].detail.as_deref(),
+        Some("not a member"),
+        "kept as written"
+    );
     let q = |f: fn(&mut AuditQuery)| {
         let mut q = AuditQuery::default();
         f(&mut q);
         q
     };
-    let cases: [(AuditQuery, &[&str]); 5] = [
+    let cases: [(AuditQuery, &[&str]); 6] = [
+        (q(|q| q.outcome = Some("refused".into())), &["t1"]),
         (q(|q| q.actor = Some("ann".into())), &["t2", "t0"]),
         (q(|q| q.action = Some("b".into())), &["t2", "t1"]),
         (q(|q| q.project = Some("team".into())), &["t2", "t1"]),

@@ -76,7 +76,11 @@ pub struct AuditEvent {
     pub action: String,
     pub project: Option<String>,
     pub target: String,
+    /// `ok`, `refused` or `failed` (see `auth::audit::Outcome`).
     pub outcome: String,
+    /// Why it was refused or failed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -88,6 +92,8 @@ pub struct AuditQuery {
     pub since: Option<u64>,
     pub until: Option<u64>,
     pub limit: Option<usize>,
+    /// `ok`, `refused` or `failed`.
+    pub outcome: Option<String>,
 }
 
 impl AuditQuery {
@@ -109,6 +115,7 @@ impl AuditQuery {
             && self.action.as_ref().is_none_or(|a| a == &e.action)
             && self.since.is_none_or(|s| e.time >= s)
             && self.until.is_none_or(|u| e.time <= u)
+            && self.outcome.as_ref().is_none_or(|o| o == &e.outcome)
     }
 }
 

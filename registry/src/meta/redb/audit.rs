@@ -31,9 +31,11 @@ pub(super) fn query(database: &Database, q: &AuditQuery) -> Res<Vec<AuditEvent>>
             break;
         }
         let (_, v) = r.map_err(db)?;
-        let Ok(e) = serde_json::from_slice::<AuditEvent>(v.value()) else {
+        let Ok(mut e) = serde_json::from_slice::<AuditEvent>(v.value()) else {
             continue;
         };
+        // Events written before the one outcome vocabulary.
+        crate::auth::audit::normalize(&mut e);
         if q.admits(&e) {
             out.push(e);
         }
