@@ -94,7 +94,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.server.listen;
     let grace = cfg.server.shutdown_grace;
     let log_access = cfg.log.access_log;
-    let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    let mut app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    app.enable_webhooks(std::sync::Arc::new(crate::compose::ControllerSealer(
+        berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
+    )));
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = app.router();
     let mut reconciler = None;
@@ -122,7 +125,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_connections_per_ip = conns.policy().max_connections_per_ip,
         "berth registry listening"
     );
-    app.spawn_background();
+    app.spawn_background(stop.clone());
     let signal = {
         let stop = stop.clone();
         async move {
