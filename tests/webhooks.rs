@@ -373,3 +373,74 @@ fn webhooks_are_for_project_admins() {
     let (s, _) = admin.call("GET", &format!("/api/v1/projects/shop/webhooks/{id}"), None);
     assert_eq!(s, 404);
 }
+
+/// `berth webhook ARGS` as the administrator: its stdout, or a panic with stderr.
+fn cli(reg: &Registry, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(berth_bin!())
+        .arg("webhook")
+        .args(args)
+        .env("BERTH_URL", reg.url())
+        .env("BERTH_USER", "admin")
+        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("BERTH_CONFIG")
+        .output()
+        .expect("berth runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+#[test]
+fn the_cli_manages_webhooks_and_reads_their_deliveries() {
+    let reg = registry_with(berth_bin!(), &[], &env());
+    reg.admin().create_project("shop", false);
+    let rx = HookReceiver::start();
+    let created: Value = serde_json::from_str(
+        &cli(
+            &reg,
+            &[
+                "create",
+                "shop",
+                "--endpoint",
+                &rx.url(),
+                "--events",
+                "push,pull",
+            ],
+        )
+        .expect("create"),
+    )
+    .expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let secret = created["secret"].as_str().expect("secret").to_string();
+    assert_eq!(created["events"], json!(["push", "pull"]));
+    let listed: Value =
+        serde_json::from_str(&cli(&reg, &["list", "shop"]).expect("list")).expect("json");
+    assert_eq!(listed[0]["id"], id.as_str());
+    let digest = push(&reg, "shop/web", "v1");
+    assert_signed(&received_n(&rx, 1)[0], &secret);
+    let log = wait_until("a delivered entry", WAIT, || {
+        let v: Value = serde_json::from_str(&cli(&reg, &["deliveries", "shop", &id]).expect("log"))
+            .expect("json");
+        if v[0]["status"] == "delivered" {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    assert_eq!(log[0]["subject"], format!("shop/web@{digest}"));
+    let updated: Value =
+        serde_json::from_str(&cli(&reg, &["update", "shop", &id, "--disable"]).expect("update"))
+            .expect("json");
+    assert_eq!(updated["enabled"], false);
+    let err = cli(&reg, &["update", "shop", &id, "--endpoint", "ftp://x"]).expect_err("refused");
+    assert!(
+        err.contains("not an http:// or https:// URL") && err.contains("HTTP 400"),
+        "{err}"
+    );
+    cli(&reg, &["delete", "shop", &id]).expect("delete");
+    let err = cli(&reg, &["show", "shop", &id]).expect_err("gone");
+    assert!(err.contains("HTTP 404"), "{err}");
+}
