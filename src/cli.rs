@@ -97,7 +97,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Listen first: a registry that cannot serve must not create its data
     // directory, its keys or the admin account (and their one-time password).
     let listener = server::bind(listen).await?;
-    let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    let mut app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    app.enable_webhooks(std::sync::Arc::new(crate::compose::ControllerSealer(
+        berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
+    )));
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = if app.config.controller.enabled {
         app.router_with_docs(&berth_controller::openapi_paths())
@@ -138,7 +141,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_connections_per_ip = conns.policy().max_connections_per_ip,
         "berth registry listening"
     );
-    app.spawn_background();
+    app.spawn_background(stop.clone());
     let signal = {
         let stop = stop.clone();
         async move {

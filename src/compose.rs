@@ -213,3 +213,33 @@ impl berth_registry::gc::GcRoots for PublicationRoots {
         out
     }
 }
+
+/// Webhook secrets are sealed as the controller seals credentials: its
+/// `SecretBox` (ChaCha20-Poly1305) with its key, bound to the secret's place.
+pub struct ControllerSealer(pub berth_controller::secrets::SecretBox);
+
+impl berth_registry::webhooks::SecretSealer for ControllerSealer {
+    fn seal(
+        &self,
+        place: &str,
+        plain: &[u8],
+    ) -> Result<berth_registry::meta::SealedSecret, String> {
+        let v = self.0.seal(place, plain).map_err(|e| e.to_string())?;
+        Ok(berth_registry::meta::SealedSecret {
+            nonce: v.nonce,
+            ciphertext: v.ciphertext,
+        })
+    }
+
+    fn open(
+        &self,
+        place: &str,
+        sealed: &berth_registry::meta::SealedSecret,
+    ) -> Result<Vec<u8>, String> {
+        let v = berth_controller::resources::SealedValue {
+            nonce: sealed.nonce.clone(),
+            ciphertext: sealed.ciphertext.clone(),
+        };
+        self.0.open(place, &v).map_err(|e| e.to_string())
+    }
+}

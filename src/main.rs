@@ -19,6 +19,7 @@ mod flags;
 mod node_cli;
 mod prompt;
 mod repo_cli;
+mod webhook_cli;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,6 +73,9 @@ enum Command {
     Tag(repo_cli::TagCmd),
     /// Read the audit log: who did what, when, with what outcome (administrators).
     Audit(repo_cli::AuditArgs),
+    /// A project's webhooks: signed CloudEvents for pushes, deletes and pulls.
+    #[command(subcommand)]
+    Webhook(webhook_cli::WebhookCmd),
     /// Manage accounts on a running registry.
     #[command(subcommand)]
     User(cli::UserCmd),
@@ -235,6 +239,7 @@ fn main() -> ExitCode {
             Command::Repo(c) => repo_cli::repo(&cfg, c).await,
             Command::Tag(c) => repo_cli::tag(&cfg, c).await,
             Command::Audit(a) => repo_cli::audit(&cfg, a).await,
+            Command::Webhook(c) => webhook_cli::webhook(&cfg, c).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,
             Command::User(c) => cli::user(&cfg, c).await,

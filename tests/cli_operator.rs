@@ -1303,6 +1303,12 @@ fn openapi_document_lists_every_admin_route() {
         ("get", "/api/v1/gc"),
         ("post", "/api/v1/gc"),
         ("get", "/api/v1/audit"),
+        ("get", "/api/v1/projects/{project}/webhooks"),
+        ("post", "/api/v1/projects/{project}/webhooks"),
+        ("get", "/api/v1/projects/{project}/webhooks/{id}"),
+        ("patch", "/api/v1/projects/{project}/webhooks/{id}"),
+        ("delete", "/api/v1/projects/{project}/webhooks/{id}"),
+        ("get", "/api/v1/projects/{project}/webhooks/{id}/deliveries"),
     ];
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {
@@ -1349,7 +1355,8 @@ fn openapi_document_lists_every_admin_route() {
             .replace("{user}", "zz-none")
             .replace("{robot}", "zz-none")
             .replace("{repository}", "zz-none")
-            .replace("{tag}", "zz-none");
+            .replace("{tag}", "zz-none")
+            .replace("{id}", "zz-none");
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let mut rb = http
             .request(m, format!("{base}{concrete}"))

@@ -25,6 +25,7 @@
 //! examples per operation, two workers, a fixed seed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -38,7 +39,9 @@ const EXCLUDED: &str = "/api/v1/projects/{project}/apps/{app}/logs";
 const PASSWORD: &str = "/api/v1/users/{name}/password";
 const USER: &str = "/api/v1/users/{name}";
 
-fn fixtures(reg: &berth::Registry) {
+/// Creates the fixtures; returns the id of the webhook it adds (ids are the
+/// server's, so the run is told it through `schemathesis.toml`).
+fn fixtures(reg: &berth::Registry) -> String {
     let admin = reg.admin();
     admin.create_project("demo", true);
     admin.create_user("throwaway", "throwaway-pass1");
@@ -54,6 +57,7 @@ fn fixtures(reg: &berth::Registry) {
     let ok = |method: &str, path: &str, body: Value| {
         let (s, v) = admin.call(method, path, Some(body));
         assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+        v
     };
     ok(
         "POST",
@@ -103,13 +107,22 @@ fn fixtures(reg: &berth::Registry) {
         &format!("{r}/routes"),
         json!({"name": "www", "host": "shop.example.com", "load_balancer": "web-lb", "port": 80}),
     );
+    // Nothing listens there: its deliveries fail and are retried meanwhile.
+    let hook = ok(
+        "POST",
+        &format!("{r}/webhooks"),
+        json!({"url": "http://127.0.0.1:9/hook", "events": ["push"]}),
+    );
+    hook["id"].as_str().expect("webhook id").to_string()
 }
 
 /// Runs `st run` as `auth` (user:password) with `args` against the registry;
 /// returns whether it passed, and its output.
-fn schemathesis(base: &str, auth: &str, args: &[&str]) -> (bool, String) {
+fn schemathesis(base: &str, auth: &str, config: &Path, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new("st");
-    cmd.arg("run")
+    cmd.arg("--config-file")
+        .arg(config)
+        .arg("run")
         .arg(format!("{base}/api/v1/openapi.json"))
         .args(["--url", base])
         .args(["--auth", auth])
@@ -173,9 +186,14 @@ fn schemathesis_finds_no_server_errors_and_every_get_answers() {
         &[
             ("BERTH_LOG_ACCESS_LOG", "true"),
             ("BERTH_LOG_FORMAT", "json"),
+            ("BERTH_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true"),
         ],
     );
-    fixtures(&reg);
+    let hook = fixtures(&reg);
+    let config_dir = tempfile::tempdir().expect("config dir");
+    let config = config_dir.path().join("schemathesis.toml");
+    std::fs::write(&config, format!("[parameters]\n\"path.id\" = \"{hook}\"\n"))
+        .expect("schemathesis.toml");
     let base = reg.url();
     let doc: Value = Client::new()
         .get(format!("{base}/api/v1/openapi.json"))
@@ -195,6 +213,7 @@ fn schemathesis_finds_no_server_errors_and_every_get_answers() {
     let (ok, out) = schemathesis(
         &base,
         &admin,
+        &config,
         &[
             "--include-method",
             "GET",
@@ -256,7 +275,7 @@ fn schemathesis_finds_no_server_errors_and_every_get_answers() {
     for (auth, filter) in runs {
         let mut args = vec!["--phases", "examples,fuzzing", "--max-examples", "5"];
         args.extend_from_slice(filter);
-        let (ok, out) = schemathesis(&base, auth, &args);
+        let (ok, out) = schemathesis(&base, auth, &config, &args);
         let server_errors: Vec<String> = access_log(&reg.server.log())
             .into_iter()
             .filter(|(_, _, s)| *s >= 500)

@@ -42,6 +42,7 @@ pub struct Config {
     pub gc: GcConfig,
     pub edge: EdgeConfig,
     pub controller: ControllerConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +390,64 @@ impl Default for ControllerConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let endpoints target loopback, link-local, private (RFC 1918, unique
+    /// local) and this machine's own addresses. Off: such URLs are refused
+    /// when an endpoint is saved and again when each delivery connects.
+    pub allow_private_targets: bool,
+    /// Events kept per endpoint while it does not take them; beyond this the
+    /// oldest are dropped (and counted in berth_webhook_events_dropped_total).
+    pub queue_cap: u64,
+    /// Attempts per event before it is logged as failed and the next one goes.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; doubled after each, up to `retry_max`.
+    #[serde(with = "duration_str")]
+    pub retry_initial: Duration,
+    #[serde(with = "duration_str")]
+    pub retry_max: Duration,
+    /// Longest wait for an endpoint's answer to one delivery.
+    #[serde(with = "duration_str")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            queue_cap: 1000,
+            max_attempts: 10,
+            retry_initial: Duration::from_secs(5),
+            retry_max: Duration::from_secs(600),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.queue_cap == 0 || self.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "webhooks.queue_cap and webhooks.max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.retry_initial.is_zero() || self.retry_max < self.retry_initial {
+            return Err(ConfigError::Invalid(format!(
+                "webhooks.retry_initial ({}) must be positive and not longer than webhooks.retry_max ({})",
+                humantime::format_duration(self.retry_initial),
+                humantime::format_duration(self.retry_max)
+            )));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "webhooks.timeout must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A size in bytes, written in TOML as a number or a string like "50GiB", "512MB".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
@@ -652,6 +711,7 @@ impl Config {
             ));
         }
         self.server.validate_connection_limits()?;
+        self.webhooks.validate()?;
         if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",

@@ -182,6 +182,7 @@ impl EdgeApp {
             max_manifest_bytes: self.config.server.max_manifest_bytes,
             base_url: String::new(),
             signatures: None,
+            events: None,
         };
         let metrics = self.metrics.clone();
         let pt = self.pull_through.clone();

@@ -18,6 +18,7 @@ use crate::content::ContentStore;
 use crate::meta::RedbMeta;
 use crate::service::{metrics::Metrics, LocalRegistry};
 use crate::signature::SignatureGate;
+use crate::webhooks::{SecretSealer, WebhookSettings, Webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -111,6 +112,8 @@ pub struct RegistryApp {
     pub access: Arc<RegistryAccess>,
     /// The projects' signature policies (pulls here, publications in the controller).
     pub signatures: Arc<SignatureGate>,
+    /// The projects' webhooks, once `enable_webhooks` gave them a sealer.
+    pub webhooks: Option<Arc<Webhooks>>,
     gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
 }
 
@@ -190,8 +193,22 @@ impl RegistryApp {
             metrics,
             access,
             signatures,
+            webhooks: None,
             gc_status: Default::default(),
         })
+    }
+
+    /// Turns on the projects' webhooks, their secrets sealed by `sealer`.
+    /// Call before `router`; `spawn_background` then starts their delivery.
+    pub fn enable_webhooks(&mut self, sealer: Arc<dyn SecretSealer>) {
+        let settings =
+            WebhookSettings::from_config(&self.config.webhooks, self.config.server.external_url());
+        self.webhooks = Some(Webhooks::new(
+            self.registry.meta(),
+            sealer,
+            settings,
+            self.metrics.clone(),
+        ));
     }
 
     pub fn api_state(&self) -> ApiState {
@@ -203,6 +220,7 @@ impl RegistryApp {
             max_manifest_bytes: self.config.server.max_manifest_bytes,
             base_url: String::new(),
             signatures: Some(self.signatures.clone()),
+            events: self.webhooks.clone(),
         }
     }
 
@@ -215,8 +233,14 @@ impl RegistryApp {
         }
     }
 
-    /// Periodic work: GC when `gc.interval` is set.
-    pub fn spawn_background(&self) {
+    /// Periodic work: GC when `gc.interval` is set; webhook delivery until
+    /// `stop`.
+    pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
+        if let Some(hooks) = &self.webhooks {
+            if let Err(e) = hooks.spawn_delivery(stop) {
+                tracing::error!(error = %e, "webhook delivery cannot start");
+            }
+        }
         let interval = self.config.gc.interval;
         if interval.is_zero() {
             return;
@@ -251,6 +275,7 @@ impl RegistryApp {
             gc_options: self.gc_options(false),
             gc_last: self.gc_status.clone(),
             signatures: self.signatures.clone(),
+            webhooks: self.webhooks.clone(),
         };
         api::router(self.api_state())
             .layer(axum::middleware::from_fn_with_state(

@@ -30,6 +30,7 @@ use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 
 mod body;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
+mod webhooks;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -38,6 +39,8 @@ pub struct AdminState {
     pub gc_options: GcOptions,
     pub gc_last: Arc<Mutex<GcStatus>>,
     pub signatures: Arc<SignatureGate>,
+    /// None where no sealing key was given (webhook routes answer 503).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -195,7 +198,7 @@ impl FromRequestParts<AdminState> for Caller {
 }
 
 impl AdminState {
-    fn audit(&self, c: &Caller, action: &str, project: Option<&str>, target: &str) {
+    pub(crate) fn audit(&self, c: &Caller, action: &str, project: Option<&str>, target: &str) {
         self.access
             .audit(c.name(), c.peer, action, project, target, Outcome::OK);
     }
@@ -203,7 +206,7 @@ impl AdminState {
     /// A system administrator, or a member of `project` whose role may do `what`
     /// (see `Role::may`). Refusals name the role needed; non-members of a private
     /// project are told it may not exist.
-    fn require_role(&self, c: &Caller, project: &str, what: Manage) -> AResult<()> {
+    pub(crate) fn require_role(&self, c: &Caller, project: &str, what: Manage) -> AResult<()> {
         if c.subject.admin {
             return Ok(());
         }
@@ -218,6 +221,7 @@ impl AdminState {
             Manage::Member(r) => format!("giving, changing or removing the {r} role"),
             Manage::Robots => "managing its robots".to_string(),
             Manage::Repositories => "deleting its repositories and tags".to_string(),
+            Manage::Webhooks => "managing its webhooks".to_string(),
         };
         let has = role.map_or_else(|| "not a member".to_string(), |r| format!("role {r}"));
         Err(AdminError::new(
@@ -997,7 +1001,7 @@ async fn audit_log(
 #[openapi(
     info(
         title = "berth admin API",
-        description = "Accounts, projects, members, robots, repositories, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
+        description = "Accounts, projects, members, robots, repositories, webhooks, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
     ),
     components(schemas(ErrorBody))
 )]
@@ -1020,6 +1024,9 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(delete_tag))
         .routes(routes!(start_gc, gc_status))
         .routes(routes!(audit_log))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
 }
 
 /// The admin API's OpenAPI document, generated from the routes it serves.

@@ -25,6 +25,7 @@ use crate::oci::{media, Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::service::{metrics::Metrics, BodyStream, Namespace, ServiceError};
 
 pub mod error;
+mod events;
 pub mod range;
 pub mod route;
 
@@ -63,6 +64,9 @@ pub struct ApiState {
     /// The projects' signature policies, checked on every manifest pull
     /// (the registry's; None on the edge, which serves what it was given).
     pub signatures: Option<Arc<crate::signature::SignatureGate>>,
+    /// Where pushes, deletes and pulls are reported (the registry's
+    /// webhooks; None on the edge).
+    pub events: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// The `/v2` routes. Mount the token endpoint and the admin API beside it.
@@ -353,6 +357,11 @@ async fn handle(
                     &repo,
                     &format!("{repo}:{reference}"),
                 );
+                if let Some(events) = &st.events {
+                    events
+                        .emit(events::manifest_deleted(&repo, &reference, &subject))
+                        .await;
+                }
                 Ok(empty(StatusCode::ACCEPTED))
             }
             Method::PUT | Method::DELETE => Err(read_only_refusal()),
@@ -632,10 +641,19 @@ async fn manifest_get(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
-    authorize(st, ctx, Some((repo, Action::Pull))).await?;
+    let subject = authorize(st, ctx, Some((repo, Action::Pull))).await?;
     let m = st.ns.manifest(repo, reference).await?;
     if let Some(gate) = &st.signatures {
         gate.check_pull(repo, &m.digest).await?;
+    }
+    if let (Some(events), true) = (&st.events, ctx.method == Method::GET) {
+        events.emit_later(events::manifest_pulled(
+            repo,
+            reference,
+            &m.digest,
+            &m.media_type,
+            &subject,
+        ));
     }
     let accept: Vec<String> = ctx
         .headers
@@ -703,6 +721,7 @@ async fn manifest_put(
         })?
         .to_bytes();
     let content_type = ctx.header(header::CONTENT_TYPE).unwrap_or("");
+    let size = bytes.len() as u64;
     let mut extra = Vec::new();
     for t in ctx.q_all("tag") {
         extra.push(t.parse::<Tag>().map_err(|e| {
@@ -720,6 +739,10 @@ async fn manifest_put(
         repo,
         &format!("{repo}:{reference}@{}", pushed.digest),
     );
+    if let Some(events) = &st.events {
+        let e = events::manifest_pushed(repo, &pushed, content_type, size, &subject);
+        events.emit(e).await;
+    }
     let mut r = empty(StatusCode::CREATED);
     let h = r.headers_mut();
     h.insert(

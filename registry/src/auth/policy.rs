@@ -32,6 +32,8 @@ pub enum Manage {
     Robots,
     /// Delete repositories and tags through the admin API.
     Repositories,
+    /// Create, change and delete the project's webhooks, and read their deliveries.
+    Webhooks,
 }
 
 impl Role {
@@ -54,7 +56,7 @@ impl Role {
     /// settings and project admins are for project admins.
     pub fn may(self, what: Manage) -> bool {
         match what {
-            Manage::Settings => self >= Role::ProjectAdmin,
+            Manage::Settings | Manage::Webhooks => self >= Role::ProjectAdmin,
             Manage::Member(role) => self >= Role::Maintainer && role <= self,
             Manage::Robots | Manage::Repositories => self >= Role::Maintainer,
         }

@@ -1,5 +1,6 @@
 //! Registry metadata: what each repository holds (blob links, manifests,
-//! tags, referrers) and the record of every blob in the content store.
+//! tags, referrers), the record of every blob in the content store, and the
+//! projects' webhook endpoints with their outbox and delivery log.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
 //! implementation, one redb file, the default. The same backend keeps the
@@ -33,9 +34,13 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 #[cfg(test)]
 pub(crate) mod conformance;
 mod mark;
+mod outbox;
 mod redb;
 
 pub use self::mark::mark;
+pub use self::outbox::{
+    Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
+};
 pub use self::redb::{RedbAccounts, RedbMeta, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -290,4 +295,29 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Under the write lock, runs `delete` for each of `digests` that has
     /// no record (one recorded meanwhile is skipped). How many it ran for.
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64>;
+
+    // ---- webhooks (see outbox.rs) ----
+
+    /// Creates or replaces an endpoint (by id).
+    async fn webhook_put(&self, webhook: &Webhook) -> Result<()>;
+    async fn webhook_get(&self, id: &str) -> Result<Option<Webhook>>;
+    /// The endpoints of `project`, or of every project, by id.
+    async fn webhooks(&self, project: Option<&str>) -> Result<Vec<Webhook>>;
+    /// Removes an endpoint with its queue and delivery log; false when
+    /// there was none.
+    async fn webhook_delete(&self, id: &str) -> Result<bool>;
+    /// Appends each event to its endpoint's queue (and a pending entry to
+    /// its log), in one transaction, in the order given. A queue longer
+    /// than `cap` loses its oldest events (logged as dropped); the log
+    /// keeps the last `cap + log_keep` entries. Events for endpoints that
+    /// do not exist are ignored. How many events were dropped.
+    async fn outbox_push(&self, events: &[NewDelivery], cap: u64, log_keep: u64) -> Result<u64>;
+    /// The oldest undelivered event of each endpoint that has one.
+    async fn outbox_heads(&self) -> Result<Vec<QueuedEvent>>;
+    /// Records an attempt to deliver event `seq` of `webhook`, if it is
+    /// still the head of its queue (else false, and nothing changes):
+    /// delivered or given up, it leaves the queue; else it waits.
+    async fn outbox_attempt(&self, webhook: &str, seq: u64, attempt: &Attempt) -> Result<bool>;
+    /// An endpoint's delivery log, newest first, at most `limit`.
+    async fn webhook_deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<Delivery>>;
 }

@@ -124,6 +124,12 @@ impl LocalRegistry {
         self.gc_roots.read().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The metadata store, for modules that keep records through its
+    /// interface (webhooks).
+    pub fn meta(&self) -> Arc<dyn MetaStore> {
+        self.meta.clone()
+    }
+
     /// The database file, for modules that keep their own tables in it
     /// (the controller, a cache's bookkeeping). After
     /// `reopen_database` this is the new one: ask again rather than keep it.

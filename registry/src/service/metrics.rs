@@ -30,6 +30,10 @@ pub struct Metrics {
     pub gc_blobs_deleted: Counter,
     pub gc_bytes_freed: Counter,
     pub uploads_in_progress: Gauge,
+    /// Webhook events dropped unsent because their endpoint's queue was full.
+    pub webhook_events_dropped: Counter,
+    pub webhook_deliveries: Counter,
+    pub webhook_delivery_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -54,7 +58,25 @@ impl Metrics {
             gc_blobs_deleted: Counter::default(),
             gc_bytes_freed: Counter::default(),
             uploads_in_progress: Gauge::default(),
+            webhook_events_dropped: Counter::default(),
+            webhook_deliveries: Counter::default(),
+            webhook_delivery_failures: Counter::default(),
         };
+        registry.register(
+            "webhook_events_dropped",
+            "Webhook events dropped unsent because their endpoint's queue was full",
+            m.webhook_events_dropped.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries the endpoint answered with 2xx",
+            m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_delivery_failures",
+            "Webhook delivery attempts that failed (no answer, or not 2xx)",
+            m.webhook_delivery_failures.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",

@@ -6,6 +6,7 @@
 //! - [`berth_bin!`]: the path of the `berth` binary under test.
 //! - [`wait`]: waiting for a state with a bound (the one polling loop).
 //! - [`proxy`]: a fault-injecting HTTP proxy to put between a client under test and its server.
+//! - [`receiver`]: a webhook endpoint that records requests and answers when the test says.
 //! - [`metrics`]: values from a Prometheus `/metrics` endpoint.
 //! - [`logs`]: container log files in the kubelet's CRI format, and followed log lines.
 //! - [`tools`]: the real clients (skopeo, podman, containerd's ctr, oras-py), each isolated
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod net;
 pub mod proc;
 pub mod proxy;
+pub mod receiver;
 pub mod tools;
 pub mod wait;
 

@@ -11,6 +11,10 @@
 //! tags             (repo, tag)                 → digest
 //! referrers        (repo, subject, referrer)   → ()
 //! repos            repo                        → created_at
+//! webhooks         id                          → JSON Webhook               a project's endpoint
+//! webhook_queue    (id, seq)                   → JSON {body, attempts, next_attempt_at}   the outbox
+//! webhook_log      (id, seq)                   → JSON Delivery              the delivery log
+//! webhook_seq      id                          → next seq
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -23,7 +27,8 @@
 //!
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
-//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs` and `gc.rs`;
+//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs` and
+//! `webhooks.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
 use std::path::{Path, PathBuf};
@@ -34,8 +39,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    BadReference, BlobRecord, DeleteStep, LinkOutcome, MetaError, MetaStore, References,
-    RepoGcView, Result, Seen, StoreStep, StoredManifest, TagEntry, Visible,
+    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, LinkOutcome, MetaError, MetaStore,
+    NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep, StoredManifest,
+    TagEntry, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -47,6 +53,7 @@ mod listings;
 mod manifests;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use self::accounts::RedbAccounts;
 
@@ -63,6 +70,12 @@ pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::ne
 pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("referrers");
 pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+pub(crate) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
+pub(crate) const WEBHOOK_QUEUE: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("webhook_queue");
+pub(crate) const WEBHOOK_LOG: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("webhook_log");
+pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new("webhook_seq");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
@@ -178,6 +191,10 @@ impl RedbMeta {
         tx.open_table(TAGS)?;
         tx.open_table(REFERRERS)?;
         tx.open_table(REPOS)?;
+        tx.open_table(WEBHOOKS)?;
+        tx.open_table(WEBHOOK_QUEUE)?;
+        tx.open_table(WEBHOOK_LOG)?;
+        tx.open_table(WEBHOOK_SEQ)?;
         {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -383,5 +400,35 @@ impl MetaStore for RedbMeta {
         let handle = tokio::runtime::Handle::current();
         self.write(move |m| m.delete_unrecorded_now(&d, &handle, &delete))
             .await
+    }
+
+    async fn webhook_put(&self, webhook: &Webhook) -> Result<()> {
+        let w = webhook.clone();
+        self.write(move |m| m.webhook_put_now(&w)).await
+    }
+    async fn webhook_get(&self, id: &str) -> Result<Option<Webhook>> {
+        self.webhook_get_now(id)
+    }
+    async fn webhooks(&self, project: Option<&str>) -> Result<Vec<Webhook>> {
+        self.webhooks_now(project)
+    }
+    async fn webhook_delete(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |m| m.webhook_delete_now(&id)).await
+    }
+    async fn outbox_push(&self, events: &[NewDelivery], cap: u64, log_keep: u64) -> Result<u64> {
+        let e = events.to_vec();
+        self.write(move |m| m.outbox_push_now(&e, cap, log_keep))
+            .await
+    }
+    async fn outbox_heads(&self) -> Result<Vec<QueuedEvent>> {
+        self.outbox_heads_now()
+    }
+    async fn outbox_attempt(&self, webhook: &str, seq: u64, attempt: &Attempt) -> Result<bool> {
+        let (w, a) = (webhook.to_string(), attempt.clone());
+        self.write(move |m| m.outbox_attempt_now(&w, seq, &a)).await
+    }
+    async fn webhook_deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<Delivery>> {
+        self.webhook_deliveries_now(webhook, limit)
     }
 }

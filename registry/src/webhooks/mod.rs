@@ -1,0 +1,292 @@
+//! Project webhooks: endpoints that receive the project's events as signed
+//! CloudEvents, delivered in order per endpoint from an outbox kept in the
+//! metadata, so that a restart loses none and a push never waits for one.
+//!
+//! Owns: endpoint management (URL policy, secrets sealed through a
+//! `SecretSealer`), turning events into queued deliveries (`emit`), and the
+//! delivery loop (`deliver.rs`). Must not touch: HTTP routes (the admin API
+//! calls it) or the metadata's tables (it goes through `MetaStore`).
+//!
+//! Events are queued after the operation they report has committed, in a
+//! transaction of their own, and only when the project has an enabled
+//! endpoint for the kind: a push to a project without webhooks writes
+//! nothing more. Pushes and deletes wait for that one small write (so a
+//! client answered 201 knows its event is queued); pulls do not wait.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::meta::{Delivery, MetaStore, NewDelivery, SealedSecret, Webhook};
+use crate::service::metrics::Metrics;
+
+mod deliver;
+pub mod event;
+
+pub use self::event::{EventKind, ProjectEvent};
+
+/// Delivery log entries kept per endpoint besides its queue.
+const LOG_KEEP: u64 = 200;
+
+/// Seals endpoint secrets at rest: the controller's key and cipher, handed
+/// in by `berth serve` (the registry does not link the controller).
+pub trait SecretSealer: Send + Sync {
+    fn seal(&self, place: &str, plain: &[u8]) -> Result<SealedSecret, String>;
+    fn open(&self, place: &str, sealed: &SealedSecret) -> Result<Vec<u8>, String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub allow_private_targets: bool,
+    pub queue_cap: u64,
+    pub max_attempts: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+    /// The registry's external URL: the events' `source` starts with it.
+    pub base_url: String,
+}
+
+impl WebhookSettings {
+    pub fn from_config(c: &berth_config::WebhooksConfig, base_url: String) -> Self {
+        WebhookSettings {
+            allow_private_targets: c.allow_private_targets,
+            queue_cap: c.queue_cap,
+            max_attempts: c.max_attempts,
+            retry_initial: c.retry_initial,
+            retry_max: c.retry_max,
+            timeout: c.timeout,
+            base_url,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::meta::MetaError> for WebhookError {
+    fn from(e: crate::meta::MetaError) -> Self {
+        WebhookError::Internal(e.to_string())
+    }
+}
+
+/// What an endpoint is to receive (create, or change with `None` kept).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct EndpointChange {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+pub struct Webhooks {
+    meta: Arc<dyn MetaStore>,
+    sealer: Arc<dyn SecretSealer>,
+    settings: WebhookSettings,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+}
+
+fn secret_place(id: &str) -> String {
+    format!("webhook/{id}/secret")
+}
+
+/// The subscribed kinds, checked; push and delete when none are named.
+fn topics(events: Option<Vec<String>>) -> Result<Vec<String>, WebhookError> {
+    let events = events.unwrap_or_else(|| vec!["push".into(), "delete".into()]);
+    if events.is_empty() {
+        return Err(WebhookError::Invalid(
+            "events is empty: name at least one of push, delete, pull, publication".into(),
+        ));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for e in events {
+        let e = e.trim().to_ascii_lowercase();
+        if EventKind::from_topic(&e).is_none() {
+            let all: Vec<_> = EventKind::ALL.iter().map(|k| k.topic()).collect();
+            return Err(WebhookError::Invalid(format!(
+                "event {e:?} is not one of {}",
+                all.join(", ")
+            )));
+        }
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+impl Webhooks {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        sealer: Arc<dyn SecretSealer>,
+        settings: WebhookSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Webhooks {
+            meta,
+            sealer,
+            settings,
+            metrics,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn check_url(&self, url: &str) -> Result<String, WebhookError> {
+        crate::net_policy::check_outbound_url(url, self.settings.allow_private_targets)
+            .await
+            .map(|u| u.to_string())
+            .map_err(WebhookError::Invalid)
+    }
+
+    /// Creates an endpoint; its secret is returned once and kept sealed.
+    pub async fn create(
+        &self,
+        project: &str,
+        change: EndpointChange,
+    ) -> Result<(Webhook, String), WebhookError> {
+        let Some(url) = change.url.as_deref() else {
+            return Err(WebhookError::Invalid("url is required".into()));
+        };
+        let url = self.check_url(url).await?;
+        let events = topics(change.events)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let sealed = self
+            .sealer
+            .seal(&secret_place(&id), secret.as_bytes())
+            .map_err(WebhookError::Internal)?;
+        let w = Webhook {
+            id,
+            project: project.to_string(),
+            url,
+            events,
+            enabled: change.enabled.unwrap_or(true),
+            secret: sealed,
+            created_at: crate::meta::now(),
+        };
+        self.meta.webhook_put(&w).await?;
+        Ok((w, secret))
+    }
+
+    pub async fn list(&self, project: &str) -> Result<Vec<Webhook>, WebhookError> {
+        Ok(self.meta.webhooks(Some(project)).await?)
+    }
+
+    /// The endpoint `id` of `project` (another project's is not found).
+    pub async fn get(&self, project: &str, id: &str) -> Result<Webhook, WebhookError> {
+        match self.meta.webhook_get(id).await? {
+            Some(w) if w.project == project => Ok(w),
+            _ => Err(WebhookError::NotFound(format!(
+                "project {project} has no webhook {id}"
+            ))),
+        }
+    }
+
+    pub async fn update(
+        &self,
+        project: &str,
+        id: &str,
+        change: EndpointChange,
+    ) -> Result<Webhook, WebhookError> {
+        let mut w = self.get(project, id).await?;
+        if let Some(url) = change.url.as_deref() {
+            w.url = self.check_url(url).await?;
+        }
+        if change.events.is_some() {
+            w.events = topics(change.events)?;
+        }
+        if let Some(e) = change.enabled {
+            w.enabled = e;
+        }
+        self.meta.webhook_put(&w).await?;
+        self.wake.notify_one();
+        Ok(w)
+    }
+
+    pub async fn delete(&self, project: &str, id: &str) -> Result<(), WebhookError> {
+        self.get(project, id).await?;
+        self.meta.webhook_delete(id).await?;
+        Ok(())
+    }
+
+    pub async fn deliveries(
+        &self,
+        project: &str,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        self.get(project, id).await?;
+        Ok(self.meta.webhook_deliveries(id, limit).await?)
+    }
+
+    /// Queues `event` for every enabled endpoint of its project subscribed to
+    /// its kind. Failures are logged: an event never fails what it reports.
+    pub async fn emit(&self, event: ProjectEvent) {
+        if let Err(e) = self.queue(&event).await {
+            tracing::error!(error = %e, project = %event.project, subject = %event.subject,
+                "cannot queue a webhook event");
+        }
+    }
+
+    /// `emit` in the background (for pulls, which do not wait for it).
+    pub fn emit_later(self: &Arc<Self>, event: ProjectEvent) {
+        let this = self.clone();
+        tokio::spawn(async move { this.emit(event).await });
+    }
+
+    async fn queue(&self, event: &ProjectEvent) -> Result<(), WebhookError> {
+        let topic = event.kind.topic();
+        let hooks = self.meta.webhooks(Some(&event.project)).await?;
+        let targets: Vec<_> = hooks
+            .into_iter()
+            .filter(|w| w.enabled && w.events.iter().any(|e| e == topic))
+            .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = event::cloud_event(event, &id, &self.settings.base_url, SystemTime::now());
+        let queued: Vec<_> = targets
+            .into_iter()
+            .map(|w| NewDelivery {
+                webhook: w.id,
+                event_id: id.clone(),
+                event_type: event.kind.cloud_event_type().to_string(),
+                subject: event.subject.clone(),
+                body: body.clone(),
+            })
+            .collect();
+        let dropped = self
+            .meta
+            .outbox_push(&queued, self.settings.queue_cap, LOG_KEEP)
+            .await?;
+        if dropped > 0 {
+            self.metrics.webhook_events_dropped.inc_by(dropped);
+            tracing::warn!(dropped, project = %event.project,
+                "webhook queue full: dropped its oldest events");
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts the delivery loop; it runs until `stop` is cancelled.
+    pub fn spawn_delivery(
+        self: &Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, String> {
+        let d = deliver::Deliverer::new(self.clone())?;
+        Ok(tokio::spawn(d.run(stop)))
+    }
+}
