@@ -294,6 +294,26 @@ pub fn spec_uses(spec: &AppSpec, kind: ResourceKind, name: &str) -> bool {
     }
 }
 
+/// `spec` without local volume `name`: the pod volumes that claim it and the
+/// mounts of those volumes go (unbind). `None` when the spec does not use it.
+pub fn spec_without_volume(spec: &AppSpec, name: &str) -> Option<AppSpec> {
+    let gone: Vec<String> = spec
+        .volumes
+        .iter()
+        .filter(|v| v.persistent_volume_claim.as_deref() == Some(name))
+        .map(|v| v.name.clone())
+        .collect();
+    if gone.is_empty() {
+        return None;
+    }
+    let mut out = spec.clone();
+    out.volumes.retain(|v| !gone.contains(&v.name));
+    for c in &mut out.containers {
+        c.volume_mounts.retain(|m| !gone.contains(&m.name));
+    }
+    Some(out)
+}
+
 /// Names of the config maps, secrets and volumes an app template uses.
 pub fn spec_resources(spec: &AppSpec) -> Vec<(ResourceKind, String)> {
     let mut out = Vec::new();
@@ -477,5 +497,46 @@ pub fn validate_data_key(k: &str) -> Result<(), String> {
         Err(format!(
             "{k:?} is not a valid key: use letters, digits, '-', '_' and '.'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::spec;
+    use crate::model::{Volume, VolumeMount, WorkloadKind};
+
+    #[test]
+    fn unbinding_a_volume_drops_its_pod_volume_and_mounts_only() {
+        let mut s = spec(WorkloadKind::StatefulSet);
+        s.volumes = vec![
+            Volume {
+                name: "pg".into(),
+                persistent_volume_claim: Some("data".into()),
+                ..Volume::default()
+            },
+            Volume {
+                name: "conf".into(),
+                config_map: Some("settings".into()),
+                ..Volume::default()
+            },
+        ];
+        s.containers[0].volume_mounts = ["pg", "conf"]
+            .iter()
+            .map(|n| VolumeMount {
+                name: n.to_string(),
+                mount_path: format!("/{n}"),
+                read_only: false,
+                sub_path: None,
+            })
+            .collect();
+        let out = spec_without_volume(&s, "data").expect("uses data");
+        assert_eq!(out.volumes.len(), 1);
+        assert_eq!(out.volumes[0].name, "conf");
+        assert_eq!(out.containers[0].volume_mounts.len(), 1);
+        assert_eq!(out.containers[0].volume_mounts[0].name, "conf");
+        assert!(!spec_uses(&out, ResourceKind::Volumes, "data"));
+        assert!(out.validate().is_ok(), "{:?}", out.validate());
+        assert_eq!(spec_without_volume(&s, "other"), None);
     }
 }

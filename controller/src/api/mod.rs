@@ -12,8 +12,9 @@
 //! - `clusters`: clusters, nodes, a node's kubeconfig;
 //! - `apps`: apps and their template versions;
 //! - `publications`: publish, unpublish, publication status, logs;
-//! - `resources`: the resource collections and volume release;
-//! - `resource_publications`: publishing and unpublishing resources per node.
+//! - `resources`: the resource collections;
+//! - `resource_publications`: publishing and unpublishing resources per node;
+//! - `volumes`: what loses a volume's data (maintainer role and `confirm`), unbind.
 
 use std::collections::BTreeSet;
 
@@ -31,6 +32,7 @@ mod error;
 mod publications;
 mod resource_publications;
 mod resources;
+mod volumes;
 
 pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
 pub use self::clusters::{ClusterView, NodeView};
@@ -39,6 +41,7 @@ pub use self::error::{ApiError, Body};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
 pub use self::resource_publications::{ResourcePublicationsView, ResourceTargetInput};
 pub use self::resources::ResourceView;
+pub use self::volumes::{ReleaseInput, UnbindInput, UnbindView};
 
 impl ControllerState {
     fn authorize(

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +23,6 @@ use crate::resources::{
     Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource, ResourceKind, ResourcePublication,
     ResourceSpec, RouteSpec, SecretSpec, VolumeSpec,
 };
-use crate::resources_ctl::release_volume;
 use crate::state::ControllerState;
 
 use super::{check_project, ApiError, Body};
@@ -247,14 +247,14 @@ async fn create(
     ))
 }
 
-pub(super) fn audit<T>(
+pub(super) fn audit<T, E: std::fmt::Display>(
     state: &ControllerState,
     actor: &str,
     project: &str,
     kind: ResourceKind,
     action: &str,
     name: &str,
-    result: &Result<T, ApiError>,
+    result: &Result<T, E>,
 ) {
     let outcome = match result {
         Ok(_) => "ok".to_string(),
@@ -378,81 +378,6 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeInput {
-    node: String,
-}
-
-/// Removes the volume's claim from the node (its data goes with it) and marks
-/// it released. Refused while an app using it is published there.
-async fn release(
-    State(state): State<ControllerState>,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-    Body(input): Body<NodeInput>,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let kind = ResourceKind::Volumes;
-    let ctx = state.context();
-    let result = release_volume(
-        &ctx.store,
-        ctx.deployer.as_ref(),
-        &project,
-        &input.node,
-        &name,
-    )
-    .await
-    .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        kind,
-        "release",
-        &format!("{name}@{}", input.node),
-        &result,
-    );
-    result?;
-    Ok(Json(load_view(&state, &project, kind, &name).await?))
-}
-
-async fn unbind(
-    State(state): State<ControllerState>,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-    Body(input): Body<NodeInput>,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-    let result = state
-        .context()
-        .db(move |s| s.unbind(&p, &node, &n))
-        .await
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        ResourceKind::Volumes,
-        "unbind",
-        &format!("{name}@{}", input.node),
-        &result,
-    );
-    result?;
-    Ok(Json(
-        load_view(&state, &project, ResourceKind::Volumes, &name).await?,
-    ))
-}
-
 /// Routes of the resource collections.
 pub(super) fn routes() -> Router<ControllerState> {
     let mut router = Router::new();
@@ -491,8 +416,17 @@ pub(super) fn routes() -> Router<ControllerState> {
                 .delete(
                     move |State(s): State<ControllerState>,
                           h: HeaderMap,
-                          Path((p, n)): Path<(String, String)>| {
-                        delete(kind, s, h, p, n)
+                          Path((p, n)): Path<(String, String)>,
+                          q: Result<
+                        Query<super::volumes::ConfirmInput>,
+                        axum::extract::rejection::QueryRejection,
+                    >,
+                          b: Bytes| async move {
+                        if kind == ResourceKind::Volumes {
+                            super::volumes::delete(s, h, p, n, q, b).await
+                        } else {
+                            delete(kind, s, h, p, n).await
+                        }
                     },
                 ),
             );
@@ -500,10 +434,10 @@ pub(super) fn routes() -> Router<ControllerState> {
     router
         .route(
             "/api/v1/projects/{project}/volumes/{name}/release",
-            post(release),
+            post(super::volumes::release),
         )
         .route(
             "/api/v1/projects/{project}/volumes/{name}/unbind",
-            post(unbind),
+            post(super::volumes::unbind),
         )
 }
