@@ -62,6 +62,7 @@ mod publications;
 mod resource_publications;
 #[cfg(test)]
 mod resource_publications_tests;
+mod resource_rules;
 mod resources;
 
 use self::clusters::seal_clear_records;

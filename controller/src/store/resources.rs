@@ -361,9 +361,9 @@ fn reapply_users(
     r: &Resource,
 ) -> Result<Vec<PublicationRef>> {
     let mut apps: BTreeSet<String> = BTreeSet::new();
-    for on_node in super::resource_publications::apps_by_node(txn, &r.project)?.into_values() {
+    for on_node in super::resource_rules::apps_by_node(txn, &r.project)?.into_values() {
         for a in on_node {
-            if super::resource_publications::serves(t, r, &a.app, &a.spec)? {
+            if super::resource_rules::serves(t, r, &a.app, &a.spec)? {
                 apps.insert(a.app);
             }
         }
