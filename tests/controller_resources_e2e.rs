@@ -29,50 +29,6 @@ fn error(v: &Value) -> String {
         .to_string()
 }
 
-fn eip_crd() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("controller/crds/eip.yaml")
-}
-
-/// An ElasticIP object against the CRD berth ships (kubernetes-validate knows
-/// only built-in kinds): group/version and kind match, the spec has every
-/// required field as a string, and nothing the schema does not declare.
-fn assert_valid_eip(eip: &Value) {
-    let text = std::fs::read_to_string(eip_crd()).expect("CRD");
-    let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
-    let version = &crd["spec"]["versions"][0];
-    assert_eq!(
-        eip["apiVersion"],
-        format!(
-            "{}/{}",
-            crd["spec"]["group"].as_str().expect("group"),
-            version["name"].as_str().expect("version")
-        ),
-        "{eip:#}"
-    );
-    assert_eq!(eip["kind"], crd["spec"]["names"]["kind"], "{eip:#}");
-    let root = &version["schema"]["openAPIV3Schema"]["properties"];
-    for k in eip.as_object().expect("object").keys() {
-        assert!(
-            ["apiVersion", "kind", "metadata"].contains(&k.as_str()) || root.get(k).is_some(),
-            "{k} is not in the CRD: {eip:#}"
-        );
-    }
-    let schema = &root["spec"];
-    for req in schema["required"].as_array().expect("required") {
-        let f = req.as_str().expect("field");
-        assert!(eip["spec"][f].is_string(), "{f} missing: {eip:#}");
-    }
-    for (k, v) in eip["spec"].as_object().expect("spec") {
-        let declared = &schema["properties"][k];
-        assert_eq!(declared["type"], "string", "{k} not in the CRD: {eip:#}");
-        let max = declared["maxLength"].as_u64().unwrap_or(u64::MAX);
-        assert!(
-            v.as_str().is_some_and(|s| s.len() as u64 <= max),
-            "{k}: {v}"
-        );
-    }
-}
-
 fn mtime(path: &Path) -> SystemTime {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -241,9 +197,17 @@ fn a_route_needs_a_clusterip_load_balancer(shop: &Shop) {
         "routes",
         json!({"name": "www", "host": "shop.example.com", "load_balancer": "web-lb", "port": 80}),
     ));
+    // web runs on two nodes: its EIP takes one address per node from the
+    // cluster's pool (a static address is on one node at a time).
+    let (s, v) = shop.site.api(
+        "PATCH",
+        "/api/v1/clusters/edge",
+        Some(json!({"eip_pool": "203.0.113.6-203.0.113.9"})),
+    );
+    assert_eq!(s, 200, "{v}");
     created(shop.post(
         "eips",
-        json!({"name": "public", "address": "203.0.113.7", "load_balancer": "web-lb"}),
+        json!({"name": "public", "pool": true, "load_balancer": "web-lb"}),
     ));
 }
 
@@ -276,7 +240,16 @@ fn web_on_a_node_is_valid_written_in_phase_order_and_applied_once(site: &Site, n
     assert_eq!(eips.len(), 1);
     let eip = site.read_manifest(n, &eips[0]);
     assert_valid_eip(&eip);
-    assert_eq!(eip["spec"]["address"], "203.0.113.7", "{eip:#}");
+    let (_, v) = site.api(
+        "GET",
+        &format!("/api/v1/projects/{PROJECT}/eips/public"),
+        None,
+    );
+    assert_eq!(eip["spec"]["address"], v["addresses"][n], "{eip:#} {v}");
+    assert!(
+        ["203.0.113.6", "203.0.113.7"].contains(&eip["spec"]["address"].as_str().unwrap_or("")),
+        "{eip:#}"
+    );
     assert_eq!(eip["spec"]["serviceName"], format!("web-lb-{n}"), "{eip:#}");
 
     // Publish order, as the files' modification times show it: nothing

@@ -17,7 +17,10 @@ use crate::model::{
     Protocol, ValidationError,
 };
 
+mod eip;
 mod publication;
+
+pub use self::eip::{EipPool, EipSpec, EipTarget};
 
 pub use self::publication::{
     PublicationRef, ResourceDesired, ResourcePublication, ResourcePublicationKey, ResourceState,
@@ -163,14 +166,6 @@ impl LoadBalancerSpec {
 
 /// The label every app's pods carry with the app's name.
 const LABEL_APP: &str = "app";
-
-/// An elastic IP attached to a load balancer (custom resource, see `crds/eip.yaml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EipSpec {
-    pub address: String,
-    pub load_balancer: String,
-}
 
 /// An HTTP route (Ingress) to a ClusterIP load balancer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,17 +353,7 @@ pub fn validate(
         (ResourceKind::LoadBalancers, ResourceSpec::LoadBalancer(lb)) => {
             check_load_balancer(lb, &mut fail)
         }
-        (ResourceKind::Eips, ResourceSpec::Eip(e)) => {
-            if e.address.parse::<std::net::IpAddr>().is_err() {
-                fail(
-                    "address",
-                    format!("{:?} is not an IPv4 or IPv6 address", e.address),
-                );
-            }
-            if let Err(m) = validate_dns_label(&e.load_balancer) {
-                fail("load_balancer", m);
-            }
-        }
+        (ResourceKind::Eips, ResourceSpec::Eip(e)) => e.check(&mut fail),
         (ResourceKind::Routes, ResourceSpec::Route(r)) => {
             if let Err(m) = validate_dns_subdomain(&r.host) {
                 fail("host", m.replace("Kubernetes node name", "host name"));

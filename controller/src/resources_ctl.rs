@@ -26,7 +26,7 @@ use crate::deploy::{DeployError, DeployTarget, Deployer, OwnerSelector};
 use crate::model::{AppSpec, Desired, Node, Publication};
 use crate::render;
 use crate::resources::{
-    spec_resources, spec_uses, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
+    spec_resources, spec_uses, EipTarget, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
 };
 use crate::secrets::SecretBox;
 use crate::store::{Store, StoreError};
@@ -174,8 +174,25 @@ impl ResourceRenderer {
             ResourceSpec::Volume(v) => render::render_volume_claim(project, name, v, node),
             ResourceSpec::LoadBalancer(lb) => render::render_service(project, name, lb, node),
             ResourceSpec::Eip(e) => {
-                let lb = load_balancer_of(store, project, &e.load_balancer).await?;
-                render::render_eip(project, name, e, lb.owner_app(), node)
+                let (p, n, nd) = (project.to_string(), name.to_string(), node.name.clone());
+                let held = store
+                    .run_blocking(move |s| s.eip_address(&p, &n, &nd))
+                    .await?;
+                let address = held.or_else(|| e.address.clone()).ok_or_else(|| {
+                    ResourceError::Unusable(format!(
+                        "EIP {project}/{name} holds no address on {} yet",
+                        node.name
+                    ))
+                })?;
+                let owner = match e.target() {
+                    Some(EipTarget::LoadBalancer(lb)) => load_balancer_of(store, project, lb)
+                        .await?
+                        .owner_app()
+                        .map(str::to_string),
+                    Some(EipTarget::Selector(sel)) => sel.get("app").cloned(),
+                    _ => None,
+                };
+                render::render_eip(project, name, e, &address, owner.as_deref(), node)
             }
             ResourceSpec::Route(rt) => {
                 let lb = load_balancer_of(store, project, &rt.load_balancer).await?;
@@ -241,11 +258,15 @@ impl ResourceRenderer {
         }
         for r in eips.iter().chain(routes.iter()).filter(|r| here(r)) {
             let on = match &r.spec {
-                ResourceSpec::Eip(e) => &e.load_balancer,
-                ResourceSpec::Route(rt) => &rt.load_balancer,
+                ResourceSpec::Eip(e) if e.binds(&p.app, &spec.labels) => {
+                    out.push(self.carry(store, r, node).await?);
+                    continue;
+                }
+                ResourceSpec::Eip(e) => e.load_balancer(),
+                ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
                 _ => continue,
             };
-            if mine.contains(on) {
+            if on.is_some_and(|o| mine.contains(o)) {
                 out.push(self.carry(store, r, node).await?);
             }
         }

@@ -280,6 +280,7 @@ fn target(server: &str) -> DeployTarget {
         cluster: Cluster {
             name: "edge".into(),
             kubeconfig: kubeconfig(server),
+            eip_pool: None,
             created_at: 0,
         },
     }
@@ -495,9 +496,11 @@ async fn resources_apply_and_a_missing_crd_is_named() {
         "shop",
         "public",
         &EipSpec {
-            address: "203.0.113.7".into(),
-            load_balancer: "web-lb".into(),
+            address: Some("203.0.113.7".into()),
+            load_balancer: Some("web-lb".into()),
+            ..EipSpec::default()
         },
+        "203.0.113.7",
         Some("web"),
         &t.node,
     );

@@ -47,6 +47,9 @@ pub struct ResourceView {
     /// Nodes a volume is bound on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<Binding>,
+    /// An EIP's address on each node it holds one on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, String>,
 }
 
 fn view(
@@ -79,6 +82,7 @@ fn view(
         publications,
         used_by,
         bindings,
+        addresses: BTreeMap::new(),
     }
 }
 
@@ -187,7 +191,7 @@ pub(super) async fn load_view(
     name: &str,
 ) -> Result<ResourceView, ApiError> {
     let (p, n) = (project.to_string(), name.to_string());
-    let (r, users, bindings, pubs) = state
+    let (r, users, bindings, pubs, addresses) = state
         .context()
         .db(move |s| {
             let r = s.get_resource(&p, kind, &n)?;
@@ -203,12 +207,23 @@ pub(super) async fn load_view(
                 .into_iter()
                 .filter(|b| b.kind == kind && b.name == n)
                 .collect();
-            Ok((r, users, bindings, pubs))
+            let addresses: BTreeMap<String, String> = if kind == ResourceKind::Eips {
+                s.list_eip_claims()?
+                    .into_iter()
+                    .filter(|(_, _, c)| c.project == p && c.eip == n)
+                    .map(|(_, a, c)| (c.node, a))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            Ok((r, users, bindings, pubs, addresses))
         })
         .await?;
     let r =
         r.ok_or_else(|| ApiError::NotFound(format!("no {} {project}/{name}", kind.singular())))?;
-    Ok(view(&r, users, bindings, pubs))
+    let mut v = view(&r, users, bindings, pubs);
+    v.addresses = addresses;
+    Ok(v)
 }
 
 async fn create(

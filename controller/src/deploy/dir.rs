@@ -226,6 +226,7 @@ mod tests {
             cluster: Cluster {
                 name: "edge".into(),
                 kubeconfig: String::new(),
+                eip_pool: None,
                 created_at: 0,
             },
         }
@@ -423,9 +424,11 @@ mod tests {
             "shop",
             "public",
             &EipSpec {
-                address: "203.0.113.7".into(),
-                load_balancer: "web-lb".into(),
+                address: Some("203.0.113.7".into()),
+                load_balancer: Some("web-lb".into()),
+                ..EipSpec::default()
             },
+            "203.0.113.7",
             Some("web"),
             &n,
         );

@@ -53,6 +53,7 @@ impl Store {
         };
         let txn = self.db.begin_write()?;
         refuse_volumes_of_other_apps(&txn, project, name, spec)?;
+        super::eips::check_app_replicas(&txn, project, name, spec)?;
         {
             let mut apps = txn.open_table(APPS)?;
             if apps.get((project, name))?.is_some() {
@@ -214,6 +215,7 @@ pub(super) fn add_version_in(
         return Ok((latest, false));
     }
     refuse_volumes_of_other_apps(txn, project, name, spec)?;
+    super::eips::check_app_replicas(txn, project, name, spec)?;
     let version = TemplateVersion {
         version: app.latest_version + 1,
         spec: spec.clone(),

@@ -56,6 +56,7 @@ use crate::sealed_records::{RecordSealer, SealError};
 mod apps;
 mod bindings;
 mod clusters;
+mod eips;
 #[cfg(test)]
 mod fixtures;
 mod publications;
@@ -64,6 +65,8 @@ mod resource_publications;
 mod resource_publications_tests;
 mod resource_rules;
 mod resources;
+
+pub use self::eips::EipClaim;
 
 use self::clusters::seal_clear_records;
 
@@ -193,6 +196,7 @@ impl Store {
             txn.open_table(RESOURCES)?;
             txn.open_table(BINDINGS)?;
             txn.open_table(RESOURCE_PUBS)?;
+            txn.open_table(self::eips::EIP_ADDRESSES)?;
             drop(meta);
             let made = resource_publications::backfill(&txn)?;
             if made > 0 {

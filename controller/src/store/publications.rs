@@ -96,6 +96,7 @@ impl Store {
                 )
                 .into());
             }
+            drop(node_table);
             let mut pubs = txn.open_table(PUBLICATIONS)?;
             let unique: BTreeSet<&String> = nodes.iter().collect();
             for n in unique {
@@ -295,6 +296,7 @@ mod tests {
         s.create_cluster(&Cluster {
             name: "edge".into(),
             kubeconfig: KC.into(),
+            eip_pool: None,
             created_at: 1,
         })
         .expect("cluster");

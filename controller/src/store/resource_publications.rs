@@ -16,7 +16,7 @@ use crate::resources::{
 
 use super::resource_rules::{
     apps_by_node, check_nodes_exist, readiness, refuse_unpublish, resources_of_app, served_apps,
-    serves,
+    serves, unattached_eip,
 };
 use super::resources::{list_kind, not_found_resource};
 use super::{
@@ -104,6 +104,14 @@ pub(super) fn publish_with_app(
     let detail = format!("published with app {app}");
     for node in nodes {
         for (kind, name) in &items {
+            if *kind == ResourceKind::Eips {
+                let g = resources.get((project, kind.as_str(), name.as_str()))?;
+                let r: Option<Resource> =
+                    g.map(|g| decode("ctl_resources", g.value())).transpose()?;
+                if let Some(ResourceSpec::Eip(e)) = r.map(|r| r.spec) {
+                    super::eips::claim(txn, project, name, &e, node)?;
+                }
+            }
             let k = key(project, *kind, name, node);
             match get_rp(&t, &k)? {
                 Some(rp) if rp.desired == ResourceDesired::Published => {}
@@ -168,6 +176,13 @@ impl Store {
                 None => return Err(not_found_resource(kind, project, name)),
             };
             let served = served_apps(&txn, &resources, &r)?;
+            let unattached = unattached_eip(&r);
+            if unattached && nodes.is_none() {
+                return Err(StoreError::Conflict(format!(
+                    "rule: an EIP with a static container IP serves no app, so it has no default \
+                     nodes; name the node ({{\"nodes\": [...]}}) to publish {name} on"
+                )));
+            }
             let nodes = match nodes {
                 Some(n) => {
                     check_nodes_exist(&txn, &n)?;
@@ -180,7 +195,7 @@ impl Store {
                 .filter(|n| !served.contains_key(*n))
                 .cloned()
                 .collect();
-            if nodes.is_empty() || !missing.is_empty() {
+            if !unattached && (nodes.is_empty() || !missing.is_empty()) {
                 let where_ = if nodes.is_empty() {
                     "any node".to_string()
                 } else {
@@ -194,7 +209,7 @@ impl Store {
             }
             let mut t = txn.open_table(RESOURCE_PUBS)?;
             let lb_name = match &r.spec {
-                ResourceSpec::Eip(e) => Some(e.load_balancer.as_str()),
+                ResourceSpec::Eip(e) => e.load_balancer(),
                 ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
                 _ => None,
             };
@@ -220,6 +235,9 @@ impl Store {
             }
             let unique: BTreeSet<String> = nodes.into_iter().collect();
             for node in unique {
+                if let ResourceSpec::Eip(e) = &r.spec {
+                    super::eips::claim(&txn, project, name, e, &node)?;
+                }
                 let k = key(project, kind, name, &node);
                 let rp = match get_rp(&t, &k)? {
                     Some(mut rp) => {
@@ -426,6 +444,9 @@ impl Store {
                 k.name.as_str(),
                 k.node.as_str(),
             ))?;
+            if k.kind == ResourceKind::Eips {
+                super::eips::free(&txn, &k.project, &k.name, &k.node)?;
+            }
         }
         txn.commit()?;
         Ok(true)
@@ -444,6 +465,9 @@ impl Store {
             let mut t = txn.open_table(RESOURCE_PUBS)?;
             for (kind, name) in items {
                 t.remove((project, kind.as_str(), name.as_str(), node))?;
+                if *kind == ResourceKind::Eips {
+                    super::eips::free(&txn, project, name, node)?;
+                }
             }
         }
         txn.commit()?;
@@ -513,6 +537,9 @@ impl Store {
                     let Some(rp) = get_rp(&t, &key(project, kind, &r.name, node))? else {
                         continue;
                     };
+                    if unattached_eip(&r) {
+                        continue;
+                    }
                     let mut served = false;
                     for a in &apps {
                         served |= serves(&resources, &r, &a.app, &a.spec)?;

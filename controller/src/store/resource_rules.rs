@@ -17,8 +17,8 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{AppSpec, Desired, Publication, TemplateVersion, ValidationError};
 use crate::resources::{
-    spec_resources, spec_uses, Resource, ResourceDesired, ResourceKind, ResourcePublicationKey,
-    ResourceSpec,
+    spec_resources, spec_uses, EipTarget, Resource, ResourceDesired, ResourceKind,
+    ResourcePublicationKey, ResourceSpec,
 };
 
 use super::resource_publications::{get_rp, key, PubTable};
@@ -71,8 +71,12 @@ pub(super) fn serves(
 ) -> Result<bool> {
     let lb_name = match &r.spec {
         ResourceSpec::LoadBalancer(lb) => return Ok(lb.binds(app, &spec.labels)),
-        ResourceSpec::Eip(e) => &e.load_balancer,
-        ResourceSpec::Route(rt) => &rt.load_balancer,
+        ResourceSpec::Eip(e) => match e.target() {
+            Some(EipTarget::LoadBalancer(lb)) => lb,
+            Some(EipTarget::Selector(_)) => return Ok(e.binds(app, &spec.labels)),
+            _ => return Ok(false),
+        },
+        ResourceSpec::Route(rt) => rt.load_balancer.as_str(),
         _ => return Ok(spec_uses(spec, r.kind, &r.name)),
     };
     Ok(load_balancer(t, &r.project, lb_name)?.is_some_and(|lb| lb.binds(app, &spec.labels)))
@@ -123,11 +127,15 @@ pub(super) fn resources_of_app(
     for kind in [ResourceKind::Eips, ResourceKind::Routes] {
         for r in list_kind(t, project, kind)? {
             let on = match &r.spec {
-                ResourceSpec::Eip(e) => &e.load_balancer,
-                ResourceSpec::Route(rt) => &rt.load_balancer,
+                ResourceSpec::Eip(e) if e.binds(app, &spec.labels) => {
+                    out.push((r.kind, r.name));
+                    continue;
+                }
+                ResourceSpec::Eip(e) => e.load_balancer(),
+                ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
                 _ => continue,
             };
-            if lbs.contains(on) {
+            if on.is_some_and(|o| lbs.contains(o)) {
                 out.push((r.kind, r.name));
             }
         }
@@ -153,7 +161,7 @@ pub(super) fn readiness(
             k.node
         )));
     }
-    if !k.kind.is_network() {
+    if !k.kind.is_network() || unattached_eip(&r) {
         return Ok(None);
     }
     if served.is_empty() {
@@ -164,8 +172,11 @@ pub(super) fn readiness(
         )));
     }
     let lb = match &r.spec {
-        ResourceSpec::Eip(e) => &e.load_balancer,
-        ResourceSpec::Route(rt) => &rt.load_balancer,
+        ResourceSpec::Eip(e) => match e.load_balancer() {
+            Some(lb) => lb,
+            None => return Ok(None),
+        },
+        ResourceSpec::Route(rt) => rt.load_balancer.as_str(),
         _ => return Ok(None),
     };
     let t = txn.open_table(RESOURCE_PUBS)?;
@@ -182,6 +193,12 @@ pub(super) fn readiness(
     })
 }
 
+/// An EIP with only a static container IP: it serves no app, so it goes on
+/// the nodes named, beside nothing.
+pub(super) fn unattached_eip(r: &Resource) -> bool {
+    matches!(&r.spec, ResourceSpec::Eip(e) if matches!(e.target(), Some(EipTarget::ContainerIp(_))))
+}
+
 /// The rules of an unpublish from one node.
 pub(super) fn refuse_unpublish(
     txn: &WriteTransaction,
@@ -195,13 +212,13 @@ pub(super) fn refuse_unpublish(
         for kind in [ResourceKind::Eips, ResourceKind::Routes] {
             for other in list_kind(resources, &r.project, kind)? {
                 let on = match &other.spec {
-                    ResourceSpec::Eip(e) => &e.load_balancer,
-                    ResourceSpec::Route(rt) => &rt.load_balancer,
+                    ResourceSpec::Eip(e) => e.load_balancer(),
+                    ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
                     _ => continue,
                 };
                 let published = get_rp(t, &key(&r.project, kind, &other.name, node))?
                     .is_some_and(|p| p.desired == ResourceDesired::Published);
-                if on == &r.name && published {
+                if on == Some(r.name.as_str()) && published {
                     users.push(format!("{} {}", kind.singular(), other.name));
                 }
             }

@@ -267,7 +267,7 @@ fn referrers(
     Ok(list_kind(t, project, kind)?
         .into_iter()
         .filter(|r| match &r.spec {
-            ResourceSpec::Eip(e) => e.load_balancer == lb,
+            ResourceSpec::Eip(e) => e.load_balancer() == Some(lb),
             ResourceSpec::Route(rt) => rt.load_balancer == lb,
             _ => false,
         })
@@ -308,14 +308,16 @@ fn check_references(
             }
         }
         ResourceSpec::Eip(e) => {
-            let exists = load_balancer(t, &r.project, &e.load_balancer)?.is_some();
-            if !exists {
-                return Err(ValidationError::one(
-                    "load_balancer",
-                    format!("no load balancer {}/{}", r.project, e.load_balancer),
-                )
-                .into());
+            if let Some(lb) = e.load_balancer() {
+                if load_balancer(t, &r.project, lb)?.is_none() {
+                    return Err(ValidationError::one(
+                        "load_balancer",
+                        format!("no load balancer {}/{lb}", r.project),
+                    )
+                    .into());
+                }
             }
+            super::eips::check_eip_rules(txn, t, &r.project, &r.name, e)?;
         }
         ResourceSpec::Route(rt) => {
             let Some(lb) = load_balancer(t, &r.project, &rt.load_balancer)? else {
