@@ -255,7 +255,9 @@ async fn create(
         &name,
         &result,
     );
-    result?;
+    for key in result? {
+        state.trigger(key);
+    }
     Ok((
         StatusCode::CREATED,
         Json(view(&r, Vec::new(), Vec::new(), Vec::new())),

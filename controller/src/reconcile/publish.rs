@@ -278,7 +278,7 @@ async fn apply(
             .await?;
     }
     let mut objects: Vec<_> = before.iter().map(|c| c.object.clone()).collect();
-    objects.extend(render::render_workload(
+    let mut workload = render::render_workload(
         &WorkloadInput {
             project: &p.project,
             app: &p.app,
@@ -288,7 +288,12 @@ async fn apply(
             node: &target.node,
         },
         &ctx.render,
-    )?);
+    )?;
+    // A config map or secret change rolls the pods.
+    if let Some(sum) = render::config_checksum(&objects) {
+        render::annotate_pod_templates(&mut workload, &sum);
+    }
+    objects.extend(workload);
     objects.extend(after.iter().map(|c| c.object.clone()));
     ctx.deployer.apply(target, &objects).await?;
     // The resources it carried are on the node: recorded before the app is,
@@ -302,7 +307,14 @@ async fn apply(
     let detail = format!("applied with app {} version {}", p.app, p.version);
     ctx.db(move |s| s.mark_resources_applied(&proj, &node, &carried, &detail, now_secs()))
         .await?;
+    let propagated = (p.resources_generation != p.applied_resources_generation).then(|| {
+        p.history
+            .last()
+            .map(|t| t.detail.clone())
+            .unwrap_or_default()
+    });
     p.applied = true;
+    p.applied_resources_generation = p.resources_generation;
     clear_failure(p);
     // Always in the history (the state is already deploying): an operator
     // checking that a publish was applied once, or when, reads it there.
@@ -322,6 +334,18 @@ async fn apply(
         &format!("{}@{} version {}", p.app, p.node, p.version),
         "ok",
     );
+    if let Some(why) = propagated {
+        ctx.audit.record(
+            "controller",
+            &p.project,
+            "app.propagate",
+            &format!(
+                "{}@{} version {} generation {}",
+                p.app, p.node, p.version, p.resources_generation
+            ),
+            &format!("ok; {why}"),
+        );
+    }
     Ok(())
 }
 

@@ -42,7 +42,7 @@ pub(super) fn get_rp(
     v.map(|g| decode(T, g.value())).transpose()
 }
 
-fn put_rp(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
+pub(super) fn put_rp(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
     t.insert(
         (
             rp.project.as_str(),

@@ -18,7 +18,7 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::model::{AppSpec, Desired, Publication, TemplateVersion, ValidationError};
 use crate::resources::{
     spec_resources, spec_uses, EipTarget, Resource, ResourceDesired, ResourceKind,
-    ResourcePublicationKey, ResourceSpec,
+    ResourcePublication, ResourcePublicationKey, ResourceSpec,
 };
 
 use super::resource_publications::{get_rp, key, PubTable};
@@ -191,6 +191,54 @@ pub(super) fn readiness(
             k.node
         )),
     })
+}
+
+/// A load balancer, EIP or route created while an app it serves is published
+/// follows that app: published on those nodes (an EIP or route only where its
+/// load balancer is), without a second publish. A static EIP goes on the
+/// first such node only (its address is on one node at a time).
+pub(super) fn follow_apps(
+    txn: &WriteTransaction,
+    t: &ResourceTable<'_>,
+    r: &Resource,
+    now: u64,
+) -> Result<Vec<ResourcePublicationKey>> {
+    if !r.kind.is_network() || unattached_eip(r) {
+        return Ok(Vec::new());
+    }
+    let served: Vec<(String, String)> = served_apps(txn, t, r)?
+        .into_iter()
+        .filter_map(|(node, apps)| apps.first().map(|(a, _)| (node, a.clone())))
+        .collect();
+    let lb = match &r.spec {
+        ResourceSpec::Eip(e) => e.load_balancer(),
+        ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
+        _ => None,
+    };
+    let mut pubs = txn.open_table(RESOURCE_PUBS)?;
+    let mut out = Vec::new();
+    for (node, app) in served {
+        if let Some(lb) = lb {
+            let lb_here = get_rp(
+                &pubs,
+                &key(&r.project, ResourceKind::LoadBalancers, lb, &node),
+            )?
+            .is_some_and(|p| p.desired == ResourceDesired::Published);
+            if !lb_here {
+                continue;
+            }
+        }
+        if let ResourceSpec::Eip(e) = &r.spec {
+            if super::eips::claim(txn, &r.project, &r.name, e, &node).is_err() {
+                continue;
+            }
+        }
+        let k = key(&r.project, r.kind, &r.name, &node);
+        let rp = ResourcePublication::new(&k, format!("follows app {app}, published there"), now);
+        super::resource_publications::put_rp(&mut pubs, &rp)?;
+        out.push(k);
+    }
+    Ok(out)
 }
 
 /// An EIP with only a static container IP: it serves no app, so it goes on

@@ -20,9 +20,12 @@ impl Store {
     /// Creates a resource after checking, in the same transaction, what it refers
     /// to: a load balancer's app, an EIP's load balancer, a route's load
     /// balancer (which must be ClusterIP and have the port).
-    pub fn create_resource(&self, r: &Resource) -> Result<()> {
+    /// A load balancer, EIP or route that serves a published app follows it
+    /// to its nodes: the records made are returned, to trigger.
+    pub fn create_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>> {
         crate::resources::validate(r.kind, &r.name, &r.spec)?;
         let txn = self.db.begin_write()?;
+        let followed;
         {
             let mut t = txn.open_table(RESOURCES)?;
             let key = (r.project.as_str(), r.kind.as_str(), r.name.as_str());
@@ -36,9 +39,10 @@ impl Store {
             }
             check_references(&txn, &t, r)?;
             t.insert(key, encode(r).as_slice())?;
+            followed = super::resource_rules::follow_apps(&txn, &t, r, crate::clock::now_secs())?;
         }
         txn.commit()?;
-        Ok(())
+        Ok(followed.into_iter().map(PublicationRef::Resource).collect())
     }
 
     /// Replaces a resource's spec (same rules as create, plus: a volume's
@@ -391,6 +395,7 @@ fn reapply_users(
     for mut p in changed {
         p.applied = false;
         p.revision += 1;
+        p.resources_generation += 1;
         p.record(
             PublicationState::Deploying,
             format!("{} {} changed; applying again", r.kind.singular(), r.name),
