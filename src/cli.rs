@@ -209,7 +209,10 @@ fn start_controller(
         berth_controller::ControllerSettings {
             secret_key: Some(secret_key(cfg)?),
             render: berth_controller::RenderOptions { image_host },
-            ..Default::default()
+            reconcile: berth_controller::ReconcileSettings {
+                drift_check_interval: cfg.controller.drift_check_interval,
+                ..Default::default()
+            },
         },
     )
     .map_err(|e| anyhow!("controller: {e}"))?;

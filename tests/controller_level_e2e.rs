@@ -185,3 +185,74 @@ fn changes_reach_every_node_where_the_app_runs_without_a_publish() {
     assert_eq!(states.len(), 2, "{lb}");
     validate_all(&site);
 }
+
+/// A rendered file edited or deleted by hand is put back at the next drift
+/// check (`controller.drift_check_interval`), audited; a file berth did not
+/// write is left alone.
+#[test]
+fn drift_on_a_node_is_found_and_repaired() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start_with(&[("BERTH_CONTROLLER_DRIFT_CHECK_INTERVAL", "1s")]);
+    let url = site.registry_url();
+    site.add_edge("r1", &url, json!({"site": "shop"}));
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    let (s, v) = site.api(
+        "POST",
+        &path("configmaps"),
+        Some(json!({"name": "settings", "data": {"app.conf": "greeting=hello\n"}})),
+    );
+    assert_eq!(s, 201, "{v}");
+    site.create_app(
+        json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
+        "name": "web", "image": "acme/web:1",
+        "volume_mounts": [{"name": "conf", "mount_path": "/etc/web"}]}],
+        "volumes": [{"name": "conf", "config_map": "settings"}]}}),
+    );
+    site.publish("web", json!({"nodes": ["r1"]}));
+    site.wait_state("web", "r1", "running", LONG);
+    let dir = site.manifests_dir("r1");
+    let deployment = dir.join("acme-web-deployment-web-r1.yaml");
+    let config = dir.join("acme-shared-configmap-settings-r1.yaml");
+    let foreign = dir.join("not-berths.yaml");
+    let original = std::fs::read(&deployment).expect("deployment");
+    let original_config = std::fs::read(&config).expect("config map");
+    std::fs::write(&foreign, "kind: ConfigMap\nmetadata: {name: mine}\n").expect("foreign");
+    let edited = String::from_utf8_lossy(&original).replace("replicas: 1", "replicas: 5");
+    assert_ne!(
+        edited.as_bytes(),
+        &original[..],
+        "the edit changes the file"
+    );
+    std::fs::write(&deployment, edited).expect("edit");
+    std::fs::remove_file(&config).expect("delete");
+
+    wait_until("the node repaired", LONG, || {
+        std::fs::read(&deployment).is_ok_and(|b| b == original)
+            && std::fs::read(&config).is_ok_and(|b| b == original_config)
+    });
+    assert!(audit_has(
+        &site,
+        "app.repair",
+        "web@r1 version 1",
+        "edited or deleted by hand"
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&foreign).expect("foreign"),
+        "kind: ConfigMap\nmetadata: {name: mine}\n",
+        "a file berth did not write is not touched"
+    );
+    site.wait_state("web", "r1", "running", LONG);
+    let files: Vec<_> = site
+        .manifests("r1")
+        .into_iter()
+        .filter(|f| f != "not-berths.yaml")
+        .map(|f| dir.join(f))
+        .collect();
+    kubernetes_validate(&files, &[]);
+}

@@ -371,6 +371,11 @@ pub struct ControllerConfig {
     pub deployer: String,
     /// Hex-encoded 32-byte key for encrypting secret values at rest. Empty: generated into the data dir.
     pub secret_key: String,
+    /// How often running publications are compared with what is on the node
+    /// (a rendered file edited or deleted by hand, an object changed in the
+    /// cluster) and repaired. "0s": never.
+    #[serde(with = "duration_str")]
+    pub drift_check_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -380,6 +385,7 @@ impl Default for ControllerConfig {
             manifests_dir: None,
             deployer: "directory".into(),
             secret_key: String::new(),
+            drift_check_interval: Duration::from_secs(60),
         }
     }
 }
@@ -640,6 +646,14 @@ impl Config {
             ));
         }
         self.server.validate_connection_limits()?;
+        let drift = self.controller.drift_check_interval;
+        if !drift.is_zero() && drift < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "controller.drift_check_interval must be at least 1s, or \"0s\" to turn drift \
+                 checks off"
+                    .into(),
+            ));
+        }
         if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",
@@ -721,6 +735,27 @@ mod tests {
             cfg.server.tls_cert.as_deref(),
             Some(Path::new("/tmp/cert.pem"))
         );
+    }
+
+    #[test]
+    fn drift_check_interval_defaults_overrides_and_validates() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.controller.drift_check_interval, Duration::from_secs(60));
+        cfg.apply_env(
+            [("BERTH_CONTROLLER_DRIFT_CHECK_INTERVAL", "5m")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("env applies");
+        assert_eq!(
+            cfg.controller.drift_check_interval,
+            Duration::from_secs(300)
+        );
+        cfg.controller.drift_check_interval = Duration::ZERO;
+        assert!(cfg.validate().is_ok(), "0s turns it off");
+        cfg.controller.drift_check_interval = Duration::from_millis(10);
+        let err = cfg.validate().expect_err("too short").to_string();
+        assert!(err.contains("controller.drift_check_interval"), "{err}");
     }
 
     #[test]
