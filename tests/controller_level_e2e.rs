@@ -256,3 +256,70 @@ fn drift_on_a_node_is_found_and_repaired() {
         .collect();
     kubernetes_validate(&files, &[]);
 }
+
+/// A node gone for good: `"force": true` drops the publication and its pins
+/// at once (its edge is down); when the node comes back it is reconciled to
+/// nothing — its objects removed and its pins released.
+#[test]
+fn a_force_unpublished_node_comes_back_to_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start_with(&[("BERTH_CONTROLLER_DRIFT_CHECK_INTERVAL", "1s")]);
+    let url = site.registry_url();
+    site.add_edge("r1", &url, json!({"site": "shop"}));
+    let image = site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    let pinned = format!("{PROJECT}/web@{}", image.digest());
+    site.create_app(
+        json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
+        "name": "web", "image": "acme/web:1"}]}}),
+    );
+    site.publish("web", json!({"nodes": ["r1"]}));
+    site.wait_state("web", "r1", "running", LONG);
+    assert!(site.edge("r1").pinned(&pinned));
+
+    site.edge_mut("r1").process.kill9();
+    // Without force the unpublish waits for the node; a developer may not force.
+    let (s, v) = site.api(
+        "POST",
+        &site.app_path("web/unpublish"),
+        Some(json!({"force": true})),
+    );
+    assert_eq!(s, 400, "force names the nodes: {v}");
+    site.admin.create_user("dev", "dev2024ok");
+    site.admin.add_member(PROJECT, "dev", "developer");
+    let (s, v) = site.admin.as_user("dev", "dev2024ok").call(
+        "POST",
+        &site.app_path("web/unpublish"),
+        Some(json!({"nodes": ["r1"], "force": true})),
+    );
+    assert_eq!(s, 403, "{v}");
+    let (ok, out, err) = site.cli(&[
+        "app",
+        "unpublish",
+        "acme/web",
+        "--nodes",
+        "r1",
+        "--force",
+        "--no-wait",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("r1: records dropped"), "{out}");
+    assert!(site.publication("web", "r1").is_none(), "dropped at once");
+
+    // The node comes back: nothing of web stays there.
+    site.edge_mut("r1").process.start_again();
+    wait_until("r1 reconciled to nothing", LONG, || {
+        !site.edge("r1").pinned(&pinned) && site.manifests("r1").is_empty()
+    });
+    assert!(audit_has(
+        &site,
+        "app.force_unpublish",
+        "web@r1",
+        "reconciled to nothing"
+    ));
+}

@@ -53,6 +53,7 @@ mod scheduler;
 mod unpublish;
 
 mod drift;
+mod forced;
 use self::publish::publish_step;
 pub use self::scheduler::run;
 use self::unpublish::unpublish_step;
