@@ -102,9 +102,14 @@ pub enum AppCmd {
         nodes: Vec<String>,
         #[arg(long, value_delimiter = ',')]
         selector: Vec<String>,
-        /// Also release resources only this app uses on those nodes (volumes lose their data).
+        /// Also take off resources only this app uses on those nodes (volumes
+        /// stay with their data until released).
         #[arg(long)]
         cascade: bool,
+        /// The nodes are gone for good: drop the records and pins now without
+        /// waiting for them (maintainer role; name the nodes).
+        #[arg(long, requires = "nodes")]
+        force: bool,
         #[arg(long)]
         no_wait: bool,
         #[command(flatten)]
@@ -372,6 +377,7 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             nodes,
             selector: sel,
             cascade,
+            force,
             no_wait,
             conn,
         } => {
@@ -380,6 +386,7 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
                 nodes: (!nodes.is_empty()).then(|| nodes.clone()),
                 selector: selector(&sel)?,
                 cascade,
+                force,
             };
             let c = client(cfg, &conn)?;
             let answer = c

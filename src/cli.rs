@@ -246,7 +246,10 @@ fn start_controller(
             secret_key: Some(secret_key(cfg)?),
             render: berth_controller::RenderOptions { image_host },
             kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
-            ..Default::default()
+            reconcile: berth_controller::ReconcileSettings {
+                drift_check_interval: cfg.controller.drift_check_interval,
+                ..Default::default()
+            },
         },
     )
     .map_err(|e| anyhow!("controller: {e}"))?;

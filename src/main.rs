@@ -109,9 +109,10 @@ enum Command {
     /// A secret on nodes: publish, unpublish.
     #[command(subcommand)]
     Secret(resource_cli::ResourceCmd),
-    /// A local volume on nodes: publish, unpublish (its claim and data go).
+    /// A local volume: publish, unpublish, release (its claim and data go;
+    /// --confirm NAME), unbind, delete.
     #[command(subcommand)]
-    Volume(resource_cli::ResourceCmd),
+    Volume(resource_cli::VolumeCmd),
 }
 
 #[derive(Args, Debug)]
@@ -251,7 +252,7 @@ fn main() -> ExitCode {
             Command::Route(c) => resource_cli::run(&cfg, ResourceKind::Routes, c).await,
             Command::Configmap(c) => resource_cli::run(&cfg, ResourceKind::ConfigMaps, c).await,
             Command::Secret(c) => resource_cli::run(&cfg, ResourceKind::Secrets, c).await,
-            Command::Volume(c) => resource_cli::run(&cfg, ResourceKind::Volumes, c).await,
+            Command::Volume(c) => resource_cli::run_volume(&cfg, c).await,
         }
     });
     match res {

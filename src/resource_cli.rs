@@ -1,10 +1,11 @@
 //! `berth lb|eip|route|configmap|secret|volume create|list|show|update|delete|
 //! publish|unpublish ...`: the resource templates of a project and where they
-//! are published, over the controller's HTTP API.
+//! are published, over the controller's HTTP API; and `berth volume
+//! release|unbind` (what loses a volume's data takes `--confirm NAME`).
 
 use anyhow::{anyhow, Context};
 use berth_config::Config;
-use berth_controller::api::ResourceTargetInput;
+use berth_controller::api::{ReleaseInput, ResourceTargetInput, UnbindInput};
 use berth_controller::cli::CliClient;
 use berth_controller::resources::{ResourceKind, ResourcePublication};
 
@@ -38,11 +39,16 @@ pub enum ResourceCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Delete it (only once it is published nowhere).
-    #[command(after_help = "Example:\n  berth configmap delete shop/settings")]
+    /// Delete it (only once it is published nowhere; a volume after its
+    /// release, with the maintainer role and --confirm).
+    #[command(after_help = "Examples:\n  berth configmap delete shop/settings\n  \
+        berth volume delete shop/data --confirm data")]
     Delete {
         /// project/name
         resource: String,
+        /// A volume's name, repeated: deleting a volume loses its data.
+        #[arg(long, value_name = "NAME")]
+        confirm: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -77,8 +83,81 @@ pub struct Target {
     /// Node labels, e.g. zone=north,tier=edge.
     #[arg(long, value_delimiter = ',')]
     pub selector: Vec<String>,
+    /// A volume's unpublish destroys its data: repeat the volume's name.
+    #[arg(long, value_name = "NAME")]
+    pub confirm: Option<String>,
     #[command(flatten)]
     pub conn: Conn,
+}
+
+/// `berth volume ...`: publish and unpublish, and the volume's own lifecycle.
+#[derive(clap::Subcommand, Debug)]
+pub enum VolumeCmd {
+    #[command(flatten)]
+    Nodes(ResourceCmd),
+    /// Remove the claim from a node: its data is lost and cannot be recovered
+    /// (maintainer role).
+    Release {
+        /// project/name
+        volume: String,
+        #[arg(long)]
+        node: String,
+        /// The volume's name, repeated.
+        #[arg(long, value_name = "NAME")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Drop a released volume's binding and take it out of the app templates
+    /// that name it (a new version each), so another app can use it.
+    Unbind {
+        /// project/name
+        volume: String,
+        /// Only this node [default: every node it was released from].
+        #[arg(long)]
+        node: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+fn client(cfg: &Config, conn: &Conn) -> anyhow::Result<CliClient> {
+    CliClient::new(&conn.base(cfg), Some(&conn.user), conn.password.as_deref())
+        .map_err(|e| anyhow!("{e}"))
+}
+
+pub async fn run_volume(cfg: &Config, cmd: VolumeCmd) -> anyhow::Result<()> {
+    match cmd {
+        VolumeCmd::Nodes(c) => run(cfg, ResourceKind::Volumes, c).await,
+        VolumeCmd::Release {
+            volume,
+            node,
+            confirm,
+            conn,
+        } => {
+            let (project, name) = split(&volume)?;
+            let input = ReleaseInput {
+                node: node.clone(),
+                confirm,
+            };
+            client(cfg, &conn)?
+                .release_volume(project, name, &input)
+                .await?;
+            println!("volume {project}/{name}: released on {node}; its data is gone");
+            Ok(())
+        }
+        VolumeCmd::Unbind { volume, node, conn } => {
+            let (project, name) = split(&volume)?;
+            let v = client(cfg, &conn)?
+                .unbind_volume(project, name, &UnbindInput { node })
+                .await?;
+            println!("volume {project}/{name}: unbound");
+            for av in &v.unbound_from {
+                println!("  new template version without it: {av}");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// One line per node the request changed.
@@ -167,10 +246,18 @@ async fn templates(cfg: &Config, kind: ResourceKind, cmd: ResourceCmd) -> anyhow
                     .with_context(|| format!("cannot show {what} {resource}"))?,
             )
         }
-        ResourceCmd::Delete { resource, conn } => {
+        ResourceCmd::Delete {
+            resource,
+            confirm,
+            conn,
+        } => {
             let (project, name) = split(&resource)?;
             let path = format!("{}/{name}", collection(project));
-            send_mapped(conn.request(cfg, reqwest::Method::DELETE, &path), &[])
+            let mut rb = conn.request(cfg, reqwest::Method::DELETE, &path);
+            if let Some(c) = &confirm {
+                rb = rb.query(&[("confirm", c)]);
+            }
+            send_mapped(rb, &[("confirm", "--confirm")])
                 .await
                 .with_context(|| format!("cannot delete {what} {resource}"))?;
             println!("deleted {what} {resource}");
@@ -192,14 +279,9 @@ pub async fn run(cfg: &Config, kind: ResourceKind, cmd: ResourceCmd) -> anyhow::
     let input = ResourceTargetInput {
         nodes: (!t.nodes.is_empty()).then(|| t.nodes.clone()),
         selector: selector(&t.selector)?,
+        confirm: t.confirm.clone(),
     };
-    let client = CliClient::new(
-        &t.conn.base(cfg),
-        Some(&t.conn.user),
-        t.conn.password.as_deref(),
-    )
-    .map_err(|e| anyhow!("{e}"))?;
-    let v = client
+    let v = client(cfg, &t.conn)?
         .resource_publication(project, kind, name, publish, &input)
         .await?;
     print!("{}", format_changes(publish, &v.publications));

@@ -29,50 +29,6 @@ fn error(v: &Value) -> String {
         .to_string()
 }
 
-fn eip_crd() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("controller/crds/eip.yaml")
-}
-
-/// An ElasticIP object against the CRD berth ships (kubernetes-validate knows
-/// only built-in kinds): group/version and kind match, the spec has every
-/// required field as a string, and nothing the schema does not declare.
-fn assert_valid_eip(eip: &Value) {
-    let text = std::fs::read_to_string(eip_crd()).expect("CRD");
-    let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
-    let version = &crd["spec"]["versions"][0];
-    assert_eq!(
-        eip["apiVersion"],
-        format!(
-            "{}/{}",
-            crd["spec"]["group"].as_str().expect("group"),
-            version["name"].as_str().expect("version")
-        ),
-        "{eip:#}"
-    );
-    assert_eq!(eip["kind"], crd["spec"]["names"]["kind"], "{eip:#}");
-    let root = &version["schema"]["openAPIV3Schema"]["properties"];
-    for k in eip.as_object().expect("object").keys() {
-        assert!(
-            ["apiVersion", "kind", "metadata"].contains(&k.as_str()) || root.get(k).is_some(),
-            "{k} is not in the CRD: {eip:#}"
-        );
-    }
-    let schema = &root["spec"];
-    for req in schema["required"].as_array().expect("required") {
-        let f = req.as_str().expect("field");
-        assert!(eip["spec"][f].is_string(), "{f} missing: {eip:#}");
-    }
-    for (k, v) in eip["spec"].as_object().expect("spec") {
-        let declared = &schema["properties"][k];
-        assert_eq!(declared["type"], "string", "{k} not in the CRD: {eip:#}");
-        let max = declared["maxLength"].as_u64().unwrap_or(u64::MAX);
-        assert!(
-            v.as_str().is_some_and(|s| s.len() as u64 <= max),
-            "{k}: {v}"
-        );
-    }
-}
-
 fn mtime(path: &Path) -> SystemTime {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -115,11 +71,16 @@ fn resources_publish_in_order_validate_and_follow_the_lifecycle_rules() {
         "1",
         ImageBuilder::new().layer_file("srv/api", "api\n"),
     );
+    site.admin.create_user("dev", "dev2024ok");
+    site.admin.add_member(PROJECT, "dev", "developer");
+    site.admin.create_user("keeper", "keep2024ok");
+    site.admin.add_member(PROJECT, "keeper", "maintainer");
     let shop = Shop { site: &site };
     a_config_map_and_a_volume_shared_by_two_apps(&shop);
     a_route_needs_a_clusterip_load_balancer(&shop);
     one_call_publishes_web_to_both_nodes_in_order(&shop);
     api_shares_the_config_map_and_the_volume_is_bound_on_both_nodes(&shop);
+    data_loss_needs_a_maintainer_and_the_name_repeated(&shop);
     while_web_is_published_each_rule_refuses_with_a_409_naming_it(&shop);
     a_cascade_from_r1_removes_webs_files_there_and_keeps_what_api_uses(&shop);
     published_again_the_volume_is_bound_and_the_cli_says_what_it_keeps(&shop);
@@ -199,6 +160,18 @@ fn a_config_map_and_a_volume_shared_by_two_apps(shop: &Shop) {
         "volume_mounts": [{"name": "conf", "mount_path": "/etc/api"}]}],
         "volumes": [{"name": "conf", "config_map": "settings"}]}}),
     );
+    // Rule: a local volume belongs to one app.
+    let (s, v) = shop.post(
+        "apps",
+        json!({"name": "db", "spec": {"kind": "StatefulSet", "containers": [{
+        "name": "db", "image": "acme/api:1",
+        "volume_mounts": [{"name": "pg", "mount_path": "/var/lib/pg"}]}],
+        "volumes": [{"name": "pg", "persistent_volume_claim": "data"}]}}),
+    );
+    refused(
+        (s, v),
+        "rule: a local volume belongs to one app; volume data is in the template of app web",
+    );
 }
 
 /// Network. Rule: a route needs a ClusterIP load balancer.
@@ -224,9 +197,17 @@ fn a_route_needs_a_clusterip_load_balancer(shop: &Shop) {
         "routes",
         json!({"name": "www", "host": "shop.example.com", "load_balancer": "web-lb", "port": 80}),
     ));
+    // web runs on two nodes: its EIP takes one address per node from the
+    // cluster's pool (a static address is on one node at a time).
+    let (s, v) = shop.site.api(
+        "PATCH",
+        "/api/v1/clusters/edge",
+        Some(json!({"eip_pool": "203.0.113.6-203.0.113.9"})),
+    );
+    assert_eq!(s, 200, "{v}");
     created(shop.post(
         "eips",
-        json!({"name": "public", "address": "203.0.113.7", "load_balancer": "web-lb"}),
+        json!({"name": "public", "pool": true, "load_balancer": "web-lb"}),
     ));
 }
 
@@ -259,7 +240,16 @@ fn web_on_a_node_is_valid_written_in_phase_order_and_applied_once(site: &Site, n
     assert_eq!(eips.len(), 1);
     let eip = site.read_manifest(n, &eips[0]);
     assert_valid_eip(&eip);
-    assert_eq!(eip["spec"]["address"], "203.0.113.7", "{eip:#}");
+    let (_, v) = site.api(
+        "GET",
+        &format!("/api/v1/projects/{PROJECT}/eips/public"),
+        None,
+    );
+    assert_eq!(eip["spec"]["address"], v["addresses"][n], "{eip:#} {v}");
+    assert!(
+        ["203.0.113.6", "203.0.113.7"].contains(&eip["spec"]["address"].as_str().unwrap_or("")),
+        "{eip:#}"
+    );
     assert_eq!(eip["spec"]["serviceName"], format!("web-lb-{n}"), "{eip:#}");
 
     // Publish order, as the files' modification times show it: nothing
@@ -359,9 +349,55 @@ fn api_shares_the_config_map_and_the_volume_is_bound_on_both_nodes(shop: &Shop) 
     );
 }
 
+/// What loses a volume's data: the maintainer role, and the volume's name
+/// repeated in `confirm` (400 naming the field when missing or wrong).
+fn data_loss_needs_a_maintainer_and_the_name_repeated(shop: &Shop) {
+    let dev = shop.site.admin.as_user("dev", "dev2024ok");
+    for (path, body) in [
+        ("volumes/data/unpublish", json!({"confirm": "data"})),
+        (
+            "volumes/data/release",
+            json!({"node": "r1", "confirm": "data"}),
+        ),
+    ] {
+        let (s, v) = dev.call("POST", &shop.path(path), Some(body));
+        assert_eq!(s, 403, "{path}: {v}");
+        assert!(error(&v).contains("maintainer role"), "{v}");
+    }
+    let (s, v) = dev.call("DELETE", &shop.path("volumes/data?confirm=data"), None);
+    assert_eq!(s, 403, "{v}");
+    for (path, body) in [
+        ("volumes/data/unpublish", json!({})),
+        ("volumes/data/unpublish", json!({"confirm": "other"})),
+        ("volumes/data/release", json!({"node": "r1"})),
+        (
+            "volumes/data/release",
+            json!({"node": "r1", "confirm": "dat"}),
+        ),
+    ] {
+        let (s, v) = shop.post(path, body.clone());
+        assert_eq!(s, 400, "{path} {body}: {v}");
+        assert!(error(&v).starts_with("confirm: "), "{v}");
+        assert!(error(&v).contains("\"confirm\": \"data\""), "{v}");
+    }
+    let (s, v) = shop.delete("volumes/data");
+    assert_eq!(s, 400, "{v}");
+    assert!(error(&v).starts_with("confirm: "), "{v}");
+    // Nothing was taken off.
+    for n in ["r1", "r2"] {
+        assert!(shop
+            .site
+            .manifests(n)
+            .contains(&format!("acme-shared-persistentvolumeclaim-data-{n}.yaml")));
+    }
+}
+
 fn while_web_is_published_each_rule_refuses_with_a_409_naming_it(shop: &Shop) {
     refused(
-        shop.post("volumes/data/release", json!({"node": "r1"})),
+        shop.post(
+            "volumes/data/release",
+            json!({"node": "r1", "confirm": "data"}),
+        ),
         "rule: a volume cannot be released while an app using it is published",
     );
     refused(
@@ -369,7 +405,7 @@ fn while_web_is_published_each_rule_refuses_with_a_409_naming_it(shop: &Shop) {
         "rule: a volume is unbound only after it is released",
     );
     refused(
-        shop.delete("volumes/data"),
+        shop.delete("volumes/data?confirm=data"),
         "rule: a volume can only be deleted after it is released",
     );
     refused(
@@ -397,7 +433,10 @@ fn a_cascade_from_r1_removes_webs_files_there_and_keeps_what_api_uses(shop: &Sho
         .unpublish("web", json!({"nodes": ["r1"], "cascade": true}));
     assert_eq!(
         answer["kept"],
-        json!(["config map settings kept on r1: still used by api"]),
+        json!([
+            "config map settings kept on r1: still used by api",
+            "volume data kept on r1 with its data: release it on its own (maintainer role, \"confirm\": \"data\")"
+        ]),
         "{answer}"
     );
     shop.site
@@ -408,6 +447,7 @@ fn a_cascade_from_r1_removes_webs_files_there_and_keeps_what_api_uses(shop: &Sho
             "acme-api-deployment-api-r1.yaml",
             "acme-api-service-api-lb-r1.yaml",
             "acme-shared-configmap-settings-r1.yaml",
+            "acme-shared-persistentvolumeclaim-data-r1.yaml",
         ]
     );
     let mut r2 = web_files("r2");
@@ -421,9 +461,10 @@ fn a_cascade_from_r1_removes_webs_files_there_and_keeps_what_api_uses(shop: &Sho
         shop.site.publication("web", "r2").expect("web@r2")["state"],
         "running"
     );
+    // A cascade never takes a volume's data.
     let (_, v) = shop.site.api("GET", &shop.path("volumes/data"), None);
     assert_eq!(v["bindings"][0]["node"], "r1", "{v}");
-    assert_eq!(v["bindings"][0]["state"], "released", "{v}");
+    assert_eq!(v["bindings"][0]["state"], "bound", "{v}");
 }
 
 /// Published again, the volume is bound again; `berth app unpublish
@@ -448,20 +489,27 @@ fn published_again_the_volume_is_bound_and_the_cli_says_what_it_keeps(shop: &Sho
         "{out}"
     );
     assert!(out.contains("r1") && out.contains("removed"), "{out}");
+    assert!(
+        out.contains("volume data kept on r1 with its data"),
+        "{out}"
+    );
     assert!(shop.site.publication("web", "r1").is_none());
     assert_eq!(
         shop.site.manifests("r1").len(),
-        3,
+        4,
         "{:?}",
         shop.site.manifests("r1")
     );
     let (_, v) = shop.site.api("GET", &shop.path("volumes/data"), None);
-    assert_eq!(v["bindings"][0]["state"], "released", "{v}");
+    assert_eq!(v["bindings"][0]["state"], "bound", "{v}");
 }
 
 fn still_published_on_r2_the_rules_hold_there(shop: &Shop) {
     refused(
-        shop.post("volumes/data/release", json!({"node": "r2"})),
+        shop.post(
+            "volumes/data/release",
+            json!({"node": "r2", "confirm": "data"}),
+        ),
         "rule: a volume cannot be released while an app using it is published",
     );
     refused(
@@ -485,19 +533,116 @@ fn unpublished_the_claim_stays_until_released_then_each_rule_allows(shop: &Shop)
         "rule: a volume is unbound only after it is released",
     );
     refused(
-        shop.delete("volumes/data"),
+        shop.delete("volumes/data?confirm=data"),
         "rule: a volume can only be deleted after it is released",
     );
-    let (s, v) = shop.post("volumes/data/release", json!({"node": "r2"}));
+    // A maintainer releases it on r2; the CLI releases it on r1.
+    let keeper = shop.site.admin.as_user("keeper", "keep2024ok");
+    let (s, v) = keeper.call(
+        "POST",
+        &shop.path("volumes/data/release"),
+        Some(json!({"node": "r2", "confirm": "data"})),
+    );
     assert_eq!(s, 200, "release once nothing using it is published: {v}");
     assert!(!shop
         .site
         .manifests("r2")
         .contains(&"acme-shared-persistentvolumeclaim-data-r2.yaml".to_string()));
-    let (s, v) = shop.post("volumes/data/unbind", json!({"node": "r2"}));
-    assert_eq!(s, 200, "unbind once released: {v}");
-    let (s, v) = shop.delete("volumes/data");
+    let (ok, out, err) = shop
+        .site
+        .cli(&["volume", "release", "acme/data", "--node", "r1"]);
+    assert!(!ok && err.contains("confirm: "), "{out}{err}");
+    let (ok, out, err) = shop.site.cli(&[
+        "volume",
+        "release",
+        "acme/data",
+        "--node",
+        "r1",
+        "--confirm",
+        "data",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(shop
+        .site
+        .manifests("r1")
+        .iter()
+        .all(|f| !f.contains("persistentvolumeclaim")));
+    // Deleted after release while web's template still names it; a later
+    // publish of that template is refused, naming the volume.
+    let (s, v) = shop.delete("volumes/data?confirm=data");
     assert_eq!(s, 204, "delete once released everywhere: {v}");
+    let (s, v) = shop.site.api(
+        "POST",
+        &shop.site.app_path("web/publish"),
+        Some(json!({"nodes": ["r2"]})),
+    );
+    refused((s, v), "names volume data, which does not exist");
+    // Unbind takes it out of web's template (a new version), so another app
+    // may name a volume called data.
+    let (ok, out, err) = shop.site.cli(&["volume", "unbind", "acme/data"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("new template version without it: web@2"),
+        "{out}"
+    );
+    let (_, v) = shop
+        .site
+        .api("GET", &shop.site.app_path("web/versions"), None);
+    let latest = v
+        .as_array()
+        .and_then(|a| a.last())
+        .expect("versions")
+        .clone();
+    assert_eq!(latest["version"], 2, "{v}");
+    assert_eq!(latest["summary"], "volume data unbound", "{v}");
+    assert_eq!(latest["author"], "admin", "{v}");
+    assert!(
+        !latest["spec"]
+            .to_string()
+            .contains("persistent_volume_claim"),
+        "{latest}"
+    );
+    created(shop.post("volumes", json!({"name": "data", "capacity": "1Gi"})));
+    created(shop.post(
+        "apps",
+        json!({"name": "db", "spec": {"kind": "StatefulSet", "containers": [{
+        "name": "db", "image": "acme/api:1",
+        "volume_mounts": [{"name": "pg", "mount_path": "/var/lib/pg"}]}],
+        "volumes": [{"name": "pg", "persistent_volume_claim": "data"}]}}),
+    ));
+    // Each data loss is in the audit log, with who asked.
+    let (s, v) = shop.site.api("GET", "/api/v1/audit?project=acme", None);
+    assert_eq!(s, 200, "{v}");
+    let events = v.as_array().expect("audit events");
+    let has = |actor: &str, action: &str, target: &str, outcome: &str| {
+        events.iter().any(|e| {
+            e["actor"] == actor
+                && e["action"] == action
+                && e["target"] == target
+                // "ok" / "refused: why": the outcome word, then its detail.
+                && match e["detail"].as_str() {
+                    Some(d) => format!("{}: {d}", e["outcome"].as_str().unwrap_or("")),
+                    None => e["outcome"].as_str().unwrap_or("").to_string(),
+                }
+                .starts_with(outcome)
+        })
+    };
+    assert!(has("keeper", "volumes.release", "data@r2", "ok"), "{v:#}");
+    assert!(has("admin", "volumes.release", "data@r1", "ok"), "{v:#}");
+    assert!(has("admin", "volumes.delete", "data", "ok"), "{v:#}");
+    assert!(
+        has("admin", "volumes.release", "data", "refused: confirm: "),
+        "{v:#}"
+    );
+    assert!(
+        has(
+            "admin",
+            "volumes.unbind",
+            "data",
+            "ok: new template versions without it: web@2"
+        ),
+        "{v:#}"
+    );
 
     refused(
         shop.delete("loadbalancers/web-lb"),
@@ -530,4 +675,6 @@ fn api_unpublished_with_cascade_leaves_nothing_in_use(shop: &Shop) {
     assert_eq!(s, 204, "load balancer of an unpublished app: {v}");
     let (s, v) = shop.delete("configmaps/settings");
     assert_eq!(s, 204, "config map nothing uses: {v}");
+    let (s, v) = shop.delete("volumes/data?confirm=data");
+    assert_eq!(s, 204, "a volume never published: {v}");
 }

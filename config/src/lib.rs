@@ -376,6 +376,11 @@ pub struct ControllerConfig {
     /// deployer); `?ttl=` asks for less. At least 10 minutes (the TokenRequest minimum).
     #[serde(with = "duration_str")]
     pub kubeconfig_max_ttl: Duration,
+    /// How often running publications are compared with what is on the node
+    /// (a rendered file edited or deleted by hand, an object changed in the
+    /// cluster) and repaired. "0s": never.
+    #[serde(with = "duration_str")]
+    pub drift_check_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -386,6 +391,7 @@ impl Default for ControllerConfig {
             deployer: "directory".into(),
             secret_key: String::new(),
             kubeconfig_max_ttl: Duration::from_secs(24 * 3600),
+            drift_check_interval: Duration::from_secs(60),
         }
     }
 }
@@ -712,6 +718,14 @@ impl Config {
         }
         self.server.validate_connection_limits()?;
         self.webhooks.validate()?;
+        let drift = self.controller.drift_check_interval;
+        if !drift.is_zero() && drift < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "controller.drift_check_interval must be at least 1s, or \"0s\" to turn drift \
+                 checks off"
+                    .into(),
+            ));
+        }
         if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",
@@ -795,6 +809,27 @@ mod tests {
             cfg.server.tls_cert.as_deref(),
             Some(Path::new("/tmp/cert.pem"))
         );
+    }
+
+    #[test]
+    fn drift_check_interval_defaults_overrides_and_validates() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.controller.drift_check_interval, Duration::from_secs(60));
+        cfg.apply_env(
+            [("BERTH_CONTROLLER_DRIFT_CHECK_INTERVAL", "5m")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("env applies");
+        assert_eq!(
+            cfg.controller.drift_check_interval,
+            Duration::from_secs(300)
+        );
+        cfg.controller.drift_check_interval = Duration::ZERO;
+        assert!(cfg.validate().is_ok(), "0s turns it off");
+        cfg.controller.drift_check_interval = Duration::from_millis(10);
+        let err = cfg.validate().expect_err("too short").to_string();
+        assert!(err.contains("controller.drift_check_interval"), "{err}");
     }
 
     #[test]

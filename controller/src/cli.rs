@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::{
-    AppView, PublicationsView, PublishInput, ResourcePublicationsView, ResourceTargetInput,
-    UnpublishInput, VersionCreated,
+    AppView, PublicationsView, PublishInput, ReleaseInput, ResourcePublicationsView,
+    ResourceTargetInput, ResourceView, UnbindInput, UnbindView, UnpublishInput, VersionCreated,
 };
 use crate::model::{AppSpec, Publication, PublicationState, TemplateVersion};
 use crate::resources::ResourceKind;
@@ -348,6 +348,55 @@ impl CliClient {
             Some(input),
         )
         .await
+    }
+
+    /// Releases a volume on a node: its claim and data go (`confirm`: its name).
+    pub async fn release_volume(
+        &self,
+        project: &str,
+        name: &str,
+        input: &ReleaseInput,
+    ) -> Result<ResourceView, CliError> {
+        self.call(
+            Method::POST,
+            &format!("api/v1/projects/{project}/volumes/{name}/release"),
+            Some(input),
+        )
+        .await
+    }
+
+    /// Unbinds a released volume: the templates naming it get a version without it.
+    pub async fn unbind_volume(
+        &self,
+        project: &str,
+        name: &str,
+        input: &UnbindInput,
+    ) -> Result<UnbindView, CliError> {
+        self.call(
+            Method::POST,
+            &format!("api/v1/projects/{project}/volumes/{name}/unbind"),
+            Some(input),
+        )
+        .await
+    }
+
+    /// Deletes a resource; a volume needs `confirm` (its name).
+    pub async fn delete_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+        confirm: Option<&str>,
+    ) -> Result<(), CliError> {
+        let body = confirm.map(|c| serde_json::json!({ "confirm": c }));
+        let _: serde_json::Value = self
+            .call(
+                Method::DELETE,
+                &format!("api/v1/projects/{project}/{kind}/{name}"),
+                body.as_ref(),
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn status(&self, project: &str, app: &str) -> Result<Vec<Publication>, CliError> {

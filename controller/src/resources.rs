@@ -17,7 +17,10 @@ use crate::model::{
     Protocol, ValidationError,
 };
 
+mod eip;
 mod publication;
+
+pub use self::eip::{EipPool, EipSpec, EipTarget};
 
 pub use self::publication::{
     PublicationRef, ResourceDesired, ResourcePublication, ResourcePublicationKey, ResourceState,
@@ -164,14 +167,6 @@ impl LoadBalancerSpec {
 /// The label every app's pods carry with the app's name.
 const LABEL_APP: &str = "app";
 
-/// An elastic IP attached to a load balancer (custom resource, see `crds/eip.yaml`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EipSpec {
-    pub address: String,
-    pub load_balancer: String,
-}
-
 /// An HTTP route (Ingress) to a ClusterIP load balancer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +289,26 @@ pub fn spec_uses(spec: &AppSpec, kind: ResourceKind, name: &str) -> bool {
     }
 }
 
+/// `spec` without local volume `name`: the pod volumes that claim it and the
+/// mounts of those volumes go (unbind). `None` when the spec does not use it.
+pub fn spec_without_volume(spec: &AppSpec, name: &str) -> Option<AppSpec> {
+    let gone: Vec<String> = spec
+        .volumes
+        .iter()
+        .filter(|v| v.persistent_volume_claim.as_deref() == Some(name))
+        .map(|v| v.name.clone())
+        .collect();
+    if gone.is_empty() {
+        return None;
+    }
+    let mut out = spec.clone();
+    out.volumes.retain(|v| !gone.contains(&v.name));
+    for c in &mut out.containers {
+        c.volume_mounts.retain(|m| !gone.contains(&m.name));
+    }
+    Some(out)
+}
+
 /// Names of the config maps, secrets and volumes an app template uses.
 pub fn spec_resources(spec: &AppSpec) -> Vec<(ResourceKind, String)> {
     let mut out = Vec::new();
@@ -338,17 +353,7 @@ pub fn validate(
         (ResourceKind::LoadBalancers, ResourceSpec::LoadBalancer(lb)) => {
             check_load_balancer(lb, &mut fail)
         }
-        (ResourceKind::Eips, ResourceSpec::Eip(e)) => {
-            if e.address.parse::<std::net::IpAddr>().is_err() {
-                fail(
-                    "address",
-                    format!("{:?} is not an IPv4 or IPv6 address", e.address),
-                );
-            }
-            if let Err(m) = validate_dns_label(&e.load_balancer) {
-                fail("load_balancer", m);
-            }
-        }
+        (ResourceKind::Eips, ResourceSpec::Eip(e)) => e.check(&mut fail),
         (ResourceKind::Routes, ResourceSpec::Route(r)) => {
             if let Err(m) = validate_dns_subdomain(&r.host) {
                 fail("host", m.replace("Kubernetes node name", "host name"));
@@ -477,5 +482,46 @@ pub fn validate_data_key(k: &str) -> Result<(), String> {
         Err(format!(
             "{k:?} is not a valid key: use letters, digits, '-', '_' and '.'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::spec;
+    use crate::model::{Volume, VolumeMount, WorkloadKind};
+
+    #[test]
+    fn unbinding_a_volume_drops_its_pod_volume_and_mounts_only() {
+        let mut s = spec(WorkloadKind::StatefulSet);
+        s.volumes = vec![
+            Volume {
+                name: "pg".into(),
+                persistent_volume_claim: Some("data".into()),
+                ..Volume::default()
+            },
+            Volume {
+                name: "conf".into(),
+                config_map: Some("settings".into()),
+                ..Volume::default()
+            },
+        ];
+        s.containers[0].volume_mounts = ["pg", "conf"]
+            .iter()
+            .map(|n| VolumeMount {
+                name: n.to_string(),
+                mount_path: format!("/{n}"),
+                read_only: false,
+                sub_path: None,
+            })
+            .collect();
+        let out = spec_without_volume(&s, "data").expect("uses data");
+        assert_eq!(out.volumes.len(), 1);
+        assert_eq!(out.volumes[0].name, "conf");
+        assert_eq!(out.containers[0].volume_mounts.len(), 1);
+        assert_eq!(out.containers[0].volume_mounts[0].name, "conf");
+        assert!(!spec_uses(&out, ResourceKind::Volumes, "data"));
+        assert!(out.validate().is_ok(), "{:?}", out.validate());
+        assert_eq!(spec_without_volume(&s, "other"), None);
     }
 }

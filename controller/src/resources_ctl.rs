@@ -6,7 +6,8 @@
 //! - the publish order: config maps, secrets, volumes before the workload;
 //!   services (load balancers), EIPs, routes after it;
 //! - the cascade plan: a resource used by another app published on the node is
-//!   kept, and the answer says which and why;
+//!   kept, and the answer says which and why; a volume is always kept (its
+//!   data goes only by an explicit release);
 //! - `ResourceError`, which `reconcile` and `api` turn into their own errors.
 //!
 //! Secret values are only opened here, to render the Secret object.
@@ -25,7 +26,7 @@ use crate::deploy::{DeployError, DeployTarget, Deployer, OwnerSelector};
 use crate::model::{AppSpec, Desired, Node, Publication};
 use crate::render;
 use crate::resources::{
-    spec_resources, spec_uses, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
+    spec_resources, spec_uses, EipTarget, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
 };
 use crate::secrets::SecretBox;
 use crate::store::{Store, StoreError};
@@ -101,6 +102,14 @@ pub fn cascade_plan(
 ) -> CascadePlan {
     let mut plan = CascadePlan::default();
     for (kind, name) in spec_resources(spec) {
+        if kind == ResourceKind::Volumes {
+            // Data loss is explicit: a volume goes only by its own release.
+            plan.kept.push(format!(
+                "volume {name} kept on {node} with its data: release it on its own \
+                 (maintainer role, \"confirm\": \"{name}\")"
+            ));
+            continue;
+        }
         let users: Vec<&str> = others
             .iter()
             .filter(|(a, s)| a.as_str() != app && spec_uses(s, kind, &name))
@@ -165,8 +174,25 @@ impl ResourceRenderer {
             ResourceSpec::Volume(v) => render::render_volume_claim(project, name, v, node),
             ResourceSpec::LoadBalancer(lb) => render::render_service(project, name, lb, node),
             ResourceSpec::Eip(e) => {
-                let lb = load_balancer_of(store, project, &e.load_balancer).await?;
-                render::render_eip(project, name, e, lb.owner_app(), node)
+                let (p, n, nd) = (project.to_string(), name.to_string(), node.name.clone());
+                let held = store
+                    .run_blocking(move |s| s.eip_address(&p, &n, &nd))
+                    .await?;
+                let address = held.or_else(|| e.address.clone()).ok_or_else(|| {
+                    ResourceError::Unusable(format!(
+                        "EIP {project}/{name} holds no address on {} yet",
+                        node.name
+                    ))
+                })?;
+                let owner = match e.target() {
+                    Some(EipTarget::LoadBalancer(lb)) => load_balancer_of(store, project, lb)
+                        .await?
+                        .owner_app()
+                        .map(str::to_string),
+                    Some(EipTarget::Selector(sel)) => sel.get("app").cloned(),
+                    _ => None,
+                };
+                render::render_eip(project, name, e, &address, owner.as_deref(), node)
             }
             ResourceSpec::Route(rt) => {
                 let lb = load_balancer_of(store, project, &rt.load_balancer).await?;
@@ -232,11 +258,15 @@ impl ResourceRenderer {
         }
         for r in eips.iter().chain(routes.iter()).filter(|r| here(r)) {
             let on = match &r.spec {
-                ResourceSpec::Eip(e) => &e.load_balancer,
-                ResourceSpec::Route(rt) => &rt.load_balancer,
+                ResourceSpec::Eip(e) if e.binds(&p.app, &spec.labels) => {
+                    out.push(self.carry(store, r, node).await?);
+                    continue;
+                }
+                ResourceSpec::Eip(e) => e.load_balancer(),
+                ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
                 _ => continue,
             };
-            if mine.contains(on) {
+            if on.is_some_and(|o| mine.contains(o)) {
                 out.push(self.carry(store, r, node).await?);
             }
         }
@@ -275,7 +305,7 @@ impl ResourceRenderer {
     }
 
     /// With cascade: removes the resources only this app used on the node
-    /// (volumes are released); returns in words what was kept and why.
+    /// (volumes stay, with their data, until released); returns in words what was kept and why.
     pub async fn on_unpublish(
         &self,
         store: &Store,
@@ -293,12 +323,6 @@ impl ResourceRenderer {
             deployer
                 .remove(target, &resource_selector(&p.project, &p.node, *kind, name))
                 .await?;
-            if *kind == ResourceKind::Volumes {
-                let (proj, node, n) = (p.project.clone(), p.node.clone(), name.clone());
-                store
-                    .run_blocking(move |s| s.mark_released(&proj, &node, ResourceKind::Volumes, &n))
-                    .await?;
-            }
         }
         let (proj, node, items) = (p.project.clone(), p.node.clone(), plan.remove.clone());
         store
@@ -451,12 +475,16 @@ mod tests {
             plan.kept,
             vec![
                 "config map settings kept on n1: still used by api".to_string(),
-                "volume data kept on n1: still used by db".to_string()
+                "volume data kept on n1 with its data: release it on its own (maintainer \
+                 role, \"confirm\": \"data\")"
+                    .to_string()
             ]
         );
+        // Alone on the node, a volume still stays: its data goes only by release.
         let alone = cascade_plan("web", "n1", &web, &BTreeMap::new());
-        assert_eq!(alone.remove.len(), 3);
+        assert_eq!(alone.remove.len(), 2);
         let set: BTreeSet<_> = alone.remove.iter().map(|(k, _)| *k).collect();
-        assert!(set.contains(&ResourceKind::Volumes));
+        assert!(!set.contains(&ResourceKind::Volumes));
+        assert_eq!(alone.kept.len(), 1, "{:?}", alone.kept);
     }
 }

@@ -213,6 +213,7 @@ mod tests {
         Cluster {
             name: "edge".into(),
             kubeconfig: KC.into(),
+            eip_pool: None,
             created_at: 7,
         }
     }

@@ -304,6 +304,7 @@ fn target(server: &str) -> DeployTarget {
         cluster: Cluster {
             name: "edge".into(),
             kubeconfig: kubeconfig(server),
+            eip_pool: None,
             created_at: 0,
         },
     }
@@ -519,9 +520,11 @@ async fn resources_apply_and_a_missing_crd_is_named() {
         "shop",
         "public",
         &EipSpec {
-            address: "203.0.113.7".into(),
-            load_balancer: "web-lb".into(),
+            address: Some("203.0.113.7".into()),
+            load_balancer: Some("web-lb".into()),
+            ..EipSpec::default()
         },
+        "203.0.113.7",
         Some("web"),
         &t.node,
     );
@@ -671,5 +674,56 @@ async fn a_project_kubeconfig_is_scoped_to_its_namespace_and_revocable() {
         s.seen.len(),
         before + 1,
         "one DELETE answered 404, no PATCH"
+    );
+}
+
+/// Drift: an object changed in the cluster or deleted is reported (by GET
+/// only, nothing written); what the server adds (status, generation,
+/// resourceVersion) is not drift; an apply repairs it.
+#[tokio::test]
+async fn drift_is_what_berth_set_and_the_cluster_no_longer_says() {
+    let (server, url) = start().await;
+    let t = target(&url);
+    let d = KubeDeployer::new();
+    let objs = objects(WorkloadKind::StatefulSet, &t.node);
+    d.apply(&t, &objs).await.expect("apply");
+    assert_eq!(
+        d.drifted(&t, &objs).await.expect("drift"),
+        Vec::<String>::new()
+    );
+    let writes_before = {
+        let mut s = server.lock().expect("lock");
+        let key = s
+            .objects
+            .keys()
+            .find(|(c, _)| c.ends_with("/statefulsets"))
+            .cloned()
+            .expect("statefulset");
+        s.objects.get_mut(&key).expect("obj")["spec"]["replicas"] = json!(5);
+        let svc = s
+            .objects
+            .keys()
+            .find(|(c, _)| c.ends_with("/services"))
+            .cloned()
+            .expect("service");
+        s.objects.remove(&svc);
+        s.seen.iter().filter(|r| r.method != Method::GET).count()
+    };
+    let mut drifted = d.drifted(&t, &objs).await.expect("drift");
+    drifted.sort();
+    assert_eq!(drifted, vec!["Service/web-n1", "StatefulSet/web-n1"]);
+    {
+        let s = server.lock().expect("lock");
+        assert_eq!(
+            s.seen.iter().filter(|r| r.method != Method::GET).count(),
+            writes_before,
+            "a drift check only reads"
+        );
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+    }
+    d.apply(&t, &objs).await.expect("repair");
+    assert_eq!(
+        d.drifted(&t, &objs).await.expect("drift"),
+        Vec::<String>::new()
     );
 }

@@ -251,7 +251,7 @@ async fn volume_rules_hold_while_web_is_published(h: &Harness) {
     let (s, v) = h
         .post(
             &format!("{BASE}/volumes/data/release"),
-            json!({"node": "n1"}),
+            json!({"node": "n1", "confirm": "data"}),
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
@@ -271,7 +271,11 @@ async fn volume_rules_hold_while_web_is_published(h: &Harness) {
         "{v}"
     );
     let (s, v) = h
-        .call(Method::DELETE, &format!("{BASE}/volumes/data"), None)
+        .call(
+            Method::DELETE,
+            &format!("{BASE}/volumes/data?confirm=data"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(
@@ -348,7 +352,10 @@ async fn a_cascade_keeps_what_api_still_uses(h: &Harness, world: &World) {
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(
         v["kept"],
-        json!(["config map settings kept on n1: still used by api"])
+        json!([
+            "config map settings kept on n1: still used by api",
+            "volume data kept on n1 with its data: release it on its own (maintainer role, \"confirm\": \"data\")"
+        ])
     );
     h.wait_for("shop", "web", "n1", "gone", |p| p.is_none())
         .await;
@@ -357,10 +364,12 @@ async fn a_cascade_keeps_what_api_still_uses(h: &Harness, world: &World) {
         vec![
             "shop-api-deployment-api-n1.yaml",
             "shop-shared-configmap-settings-n1.yaml",
+            "shop-shared-persistentvolumeclaim-data-n1.yaml",
         ]
     );
+    // The data stays until released on its own.
     let (_, v) = h.get(&format!("{BASE}/volumes/data")).await;
-    assert_eq!(v["bindings"][0]["state"], "released");
+    assert_eq!(v["bindings"][0]["state"], "bound");
     assert!(world
         .audit
         .has("unpublish", "ok; config map settings kept on n1"));
@@ -375,8 +384,23 @@ async fn a_cascade_keeps_what_api_still_uses(h: &Harness, world: &World) {
     );
 }
 
-/// Released: unbind, then delete.
+/// Released (with its name repeated): unbind, then delete.
 async fn a_released_volume_is_unbound_then_deleted(h: &Harness) {
+    let (s, v) = h
+        .post(
+            &format!("{BASE}/volumes/data/release"),
+            json!({"node": "n1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(error(&v).starts_with("confirm: "), "{v}");
+    let (s, v) = h
+        .post(
+            &format!("{BASE}/volumes/data/release"),
+            json!({"node": "n1", "confirm": "data"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = h
         .call(
             Method::DELETE,
@@ -394,7 +418,11 @@ async fn a_released_volume_is_unbound_then_deleted(h: &Harness) {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v.get("bindings").is_none(), "{v}");
     let (s, _) = h
-        .call(Method::DELETE, &format!("{BASE}/volumes/data"), None)
+        .call(
+            Method::DELETE,
+            &format!("{BASE}/volumes/data?confirm=data"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = h
@@ -444,7 +472,10 @@ async fn release_after_plain_unpublish_removes_the_claim() {
         vec!["shop-shared-persistentvolumeclaim-pg-n1.yaml"]
     );
     let (s, v) = h
-        .post(&format!("{base}/volumes/pg/release"), json!({"node": "n1"}))
+        .post(
+            &format!("{base}/volumes/pg/release"),
+            json!({"node": "n1", "confirm": "pg"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["bindings"][0]["state"], "released");

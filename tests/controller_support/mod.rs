@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_testkit::berth::{self, Admin, Registry, ADMIN_PASSWORD};
@@ -397,4 +397,48 @@ pub fn kubernetes_validate(files: &[PathBuf], crds: &[PathBuf]) {
         files.len() + crds.len(),
         "every object validated:\n{text}"
     );
+}
+
+pub fn eip_crd() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("controller/crds/eip.yaml")
+}
+
+/// An ElasticIP object against the CRD berth ships (kubernetes-validate knows
+/// only built-in kinds): group/version and kind match, the spec has every
+/// required field as a string, and nothing the schema does not declare.
+pub fn assert_valid_eip(eip: &Value) {
+    let text = std::fs::read_to_string(eip_crd()).expect("CRD");
+    let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(
+        eip["apiVersion"],
+        format!(
+            "{}/{}",
+            crd["spec"]["group"].as_str().expect("group"),
+            version["name"].as_str().expect("version")
+        ),
+        "{eip:#}"
+    );
+    assert_eq!(eip["kind"], crd["spec"]["names"]["kind"], "{eip:#}");
+    let root = &version["schema"]["openAPIV3Schema"]["properties"];
+    for k in eip.as_object().expect("object").keys() {
+        assert!(
+            ["apiVersion", "kind", "metadata"].contains(&k.as_str()) || root.get(k).is_some(),
+            "{k} is not in the CRD: {eip:#}"
+        );
+    }
+    let schema = &root["spec"];
+    for req in schema["required"].as_array().expect("required") {
+        let f = req.as_str().expect("field");
+        assert!(eip["spec"][f].is_string(), "{f} missing: {eip:#}");
+    }
+    for (k, v) in eip["spec"].as_object().expect("spec") {
+        let declared = &schema["properties"][k];
+        assert_eq!(declared["type"], "string", "{k} not in the CRD: {eip:#}");
+        let max = declared["maxLength"].as_u64().unwrap_or(u64::MAX);
+        assert!(
+            v.as_str().is_some_and(|s| s.len() as u64 <= max),
+            "{k}: {v}"
+        );
+    }
 }

@@ -27,7 +27,9 @@ pub(super) fn routes() -> Routes {
         .route("/api/v1/clusters", post(create_cluster).get(list_clusters))
         .route(
             "/api/v1/clusters/{name}",
-            get(get_cluster).delete(delete_cluster),
+            get(get_cluster)
+                .patch(update_cluster)
+                .delete(delete_cluster),
         )
         .route("/api/v1/nodes", post(create_node).get(list_nodes))
         .route(
@@ -43,6 +45,18 @@ struct ClusterInput {
     name: String,
     /// The kubeconfig YAML, stored as given.
     kubeconfig: String,
+    /// Addresses for pool EIPs: a CIDR or a range.
+    #[serde(default)]
+    eip_pool: Option<String>,
+}
+
+/// `PATCH /api/v1/clusters/{name}`: what is given changes (`"eip_pool": ""`
+/// removes the pool).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterPatch {
+    #[serde(default)]
+    eip_pool: Option<String>,
 }
 
 /// A cluster as the API shows it: never the kubeconfig's secrets.
@@ -51,6 +65,8 @@ pub struct ClusterView {
     pub name: String,
     pub server: String,
     pub current_context: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip_pool: Option<String>,
     pub created_at: u64,
 }
 
@@ -63,6 +79,7 @@ fn cluster_view(c: &Cluster) -> ClusterView {
             .map(|s| s.server.clone())
             .unwrap_or_default(),
         current_context: summary.map(|s| s.current_context).unwrap_or_default(),
+        eip_pool: c.eip_pool.clone(),
         created_at: c.created_at,
     }
 }
@@ -76,6 +93,7 @@ async fn create_cluster(
     let cluster = Cluster {
         name: input.name,
         kubeconfig: input.kubeconfig,
+        eip_pool: input.eip_pool.filter(|p| !p.is_empty()),
         created_at: now_secs(),
     };
     let view = cluster_view(&cluster);
@@ -105,6 +123,21 @@ async fn get_cluster(
         .db(move |s| s.get_cluster(&n))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name:?}")))?;
+    Ok(Json(cluster_view(&c)))
+}
+
+async fn update_cluster(
+    State(state): State<ControllerState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(input): Body<ClusterPatch>,
+) -> ApiResult<Json<ClusterView>> {
+    let actor = state.authorize(&headers, None, CtlAction::Admin)?;
+    let n = name.clone();
+    let r = state
+        .db(move |s| s.update_cluster_pool(&n, input.eip_pool.as_deref()))
+        .await;
+    let c = audited(&state, &actor, "", "cluster.update", &name, r).await?;
     Ok(Json(cluster_view(&c)))
 }
 

@@ -111,8 +111,13 @@ fn resource_schema(kind: ResourceKind) -> Value {
                    "ports": {"type": "array", "items": {"type": "object"}}}),
         ),
         ResourceKind::Eips => object(
-            &["name", "address", "load_balancer"],
-            json!({"name": name, "description": description, "address": {"type": "string"}, "load_balancer": {"type": "string"}}),
+            &["name"],
+            json!({"name": name, "description": description,
+                   "address": {"type": "string", "description": "A static address (one node at a time)"},
+                   "pool": {"type": "boolean", "description": "One address per node from the cluster's eip_pool"},
+                   "load_balancer": {"type": "string"},
+                   "container_ip": {"type": "string"},
+                   "selector": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Binds one app (of one replica)"}}),
         ),
         ResourceKind::Routes => object(
             &["name", "host", "load_balancer", "port"],
@@ -126,14 +131,28 @@ fn operations() -> Vec<Op> {
     let labels = json!({"type": "object", "additionalProperties": {"type": "string"}});
     let names = json!({"type": "array", "items": {"type": "string"}});
     let app_spec = json!({"type": "object", "description": "The app's template: containers, images, ports, volumes (see README)."});
-    let node_ref = object(&["node"], json!({"node": {"type": "string"}}));
+    let confirm =
+        json!({"type": "string", "description": "The volume's name, repeated: its data is lost"});
+    let release = object(
+        &["node", "confirm"],
+        json!({"node": {"type": "string"}, "confirm": confirm}),
+    );
+    let unbind = object(
+        &[],
+        json!({"node": {"type": "string", "description": "Default: every node it was released from"}}),
+    );
     let mut ops = vec![
         Op::new("get", "/api/v1/clusters", "clusters", "List clusters"),
         Op::new("post", "/api/v1/clusters", "clusters", "Add a cluster (system administrators)").body(object(
             &["name", "kubeconfig"],
-            json!({"name": {"type": "string"}, "kubeconfig": {"type": "string", "description": "kubeconfig YAML"}}),
+            json!({"name": {"type": "string"}, "kubeconfig": {"type": "string", "description": "kubeconfig YAML"},
+                   "eip_pool": {"type": "string", "description": "Addresses for pool EIPs: a CIDR or first-last range"}}),
         )),
         Op::new("get", "/api/v1/clusters/{name}", "clusters", "Show a cluster"),
+        Op::new("patch", "/api/v1/clusters/{name}", "clusters", "Change a cluster's EIP pool (\"\" removes it)").body(object(
+            &[],
+            json!({"eip_pool": {"type": "string", "description": "A CIDR or first-last range; \"\" removes the pool"}}),
+        )),
         Op::new("delete", "/api/v1/clusters/{name}", "clusters", "Remove a cluster").ok(204),
         Op::new("get", "/api/v1/nodes", "nodes", "List nodes"),
         Op::new("post", "/api/v1/nodes", "nodes", "Add a node (system administrators)").body(object(
@@ -179,7 +198,8 @@ fn operations() -> Vec<Op> {
             .body(object(&[], json!({"nodes": names, "selector": labels, "version": {"type": "integer", "minimum": 1}}))),
         Op::new("post", "/api/v1/projects/{project}/apps/{app}/unpublish", "publications", "Unpublish an app from nodes")
             .ok(202)
-            .body(object(&[], json!({"nodes": names, "selector": labels, "cascade": {"type": "boolean"}}))),
+            .body(object(&[], json!({"nodes": names, "selector": labels, "cascade": {"type": "boolean"},
+                "force": {"type": "boolean", "description": "The nodes are gone for good: drop records and pins now (maintainer; nodes named)"}}))),
         Op::new("get", "/api/v1/projects/{project}/apps/{app}/publications", "publications", "Where the app is published, per node"),
         Op::new("get", "/api/v1/projects/{project}/apps/{app}/logs", "publications", "Logs of the app's container on a node, from the node's edge")
             .query(&[
@@ -193,12 +213,12 @@ fn operations() -> Vec<Op> {
                 ("timestamps", "boolean", "Prefix each line with its time"),
             ])
             .ok_type("text/plain"),
-        Op::new("post", "/api/v1/projects/{project}/volumes/{name}/release", "resources", "Release a volume's claim on a node")
+        Op::new("post", "/api/v1/projects/{project}/volumes/{name}/release", "resources", "Release a volume's claim on a node: its data is lost (maintainer)")
             .ok(200)
-            .body(node_ref.clone()),
-        Op::new("post", "/api/v1/projects/{project}/volumes/{name}/unbind", "resources", "Forget a volume's binding to a node")
+            .body(release),
+        Op::new("post", "/api/v1/projects/{project}/volumes/{name}/unbind", "resources", "Unbind a released volume: new template versions without it")
             .ok(200)
-            .body(node_ref),
+            .body(unbind),
     ];
     for kind in ResourceKind::ALL {
         let collection = format!("/api/v1/projects/{{project}}/{}", kind.as_str());
@@ -224,8 +244,24 @@ fn operations() -> Vec<Op> {
             Op::new("put", &one, "resources", &format!("Replace a {what}"))
                 .body(resource_schema(kind)),
         );
-        ops.push(Op::new("delete", &one, "resources", &format!("Delete a {what}")).ok(204));
-        let target = object(&[], json!({"nodes": names, "selector": labels}));
+        let delete = Op::new("delete", &one, "resources", &format!("Delete a {what}")).ok(204);
+        ops.push(if kind == ResourceKind::Volumes {
+            delete.query(&[(
+                "confirm",
+                "string",
+                "The volume's name, repeated: its data is lost (maintainer)",
+            )])
+        } else {
+            delete
+        });
+        let target = if kind == ResourceKind::Volumes {
+            object(
+                &[],
+                json!({"nodes": names, "selector": labels, "confirm": confirm}),
+            )
+        } else {
+            object(&[], json!({"nodes": names, "selector": labels}))
+        };
         ops.push(
             Op::new(
                 "post",

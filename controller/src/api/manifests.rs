@@ -165,7 +165,8 @@ pub(super) async fn create(
             let result = state.db(move |s| s.create_resource(&r2)).await;
             let action = format!("{}.create", r.kind.as_str());
             match audited(state, actor, project, &action, &r.name, result).await {
-                Ok(()) => created.push((r.kind, r.name.clone())),
+                // A new app is published nowhere yet: nothing follows it.
+                Ok(_) => created.push((r.kind, r.name.clone())),
                 Err(e) => {
                     outcome = Err(e);
                     break;

@@ -13,8 +13,9 @@
 //! - `apps`: apps and their template versions;
 //! - `manifests`: apps as Kubernetes YAML (create, export) and clones;
 //! - `publications`: publish, unpublish, publication status, logs;
-//! - `resources`: the resource collections and volume release;
-//! - `resource_publications`: publishing and unpublishing resources per node.
+//! - `resources`: the resource collections;
+//! - `resource_publications`: publishing and unpublishing resources per node;
+//! - `volumes`: what loses a volume's data (maintainer role and `confirm`), unbind.
 
 use std::collections::BTreeSet;
 
@@ -35,6 +36,7 @@ mod manifests;
 mod publications;
 mod resource_publications;
 mod resources;
+mod volumes;
 
 pub use self::apps::{AppView, CreateAppInput, UpdateAppInput, VersionCreated};
 pub use self::clusters::{ClusterView, NodeView};
@@ -45,6 +47,7 @@ pub use self::manifests::{AddVolume, CloneInput};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
 pub use self::resource_publications::{ResourcePublicationsView, ResourceTargetInput};
 pub use self::resources::ResourceView;
+pub use self::volumes::{ReleaseInput, UnbindInput, UnbindView};
 
 impl ControllerState {
     fn authorize(

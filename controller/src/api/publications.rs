@@ -65,6 +65,11 @@ pub struct UnpublishInput {
     /// Also release the resources only this app uses on those nodes.
     #[serde(default)]
     pub cascade: bool,
+    /// The nodes are gone for good: drop the records and pins now, without
+    /// waiting for their edges (maintainer role); a node that comes back is
+    /// reconciled to nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// Publications as the publish/unpublish answers show them.
@@ -159,6 +164,9 @@ async fn unpublish(
     Body(input): Body<UnpublishInput>,
 ) -> ApiResult<(StatusCode, Json<PublicationsView>)> {
     check_project(&project)?;
+    if input.force {
+        return force_unpublish(state, headers, project, app, input).await;
+    }
     let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
     let nodes = target_nodes(&state, input.nodes, input.selector).await?;
     let target = format!("{app}@{}", nodes.join(","));
@@ -181,6 +189,48 @@ async fn unpublish(
         StatusCode::ACCEPTED,
         Json(PublicationsView {
             publications: pubs,
+            kept,
+            resources: Vec::new(),
+        }),
+    ))
+}
+
+/// `"force": true`: the records go now; tombstones take the node back to
+/// nothing when it returns. The nodes must be named.
+async fn force_unpublish(
+    state: ControllerState,
+    headers: HeaderMap,
+    project: String,
+    app: String,
+    input: UnpublishInput,
+) -> ApiResult<(StatusCode, Json<PublicationsView>)> {
+    let actor = state.authorize(&headers, Some(&project), CtlAction::Admin)?;
+    let Some(nodes) = input.nodes.filter(|n| !n.is_empty()) else {
+        return Err(ApiError::BadRequest(
+            "nodes: a force-unpublish names the nodes that are gone for good".into(),
+        ));
+    };
+    let target = format!("{app}@{}", nodes.join(","));
+    let (p, a) = (project.clone(), app.clone());
+    let r = state
+        .db(move |s| s.force_unpublish(&p, &a, &nodes, now_secs()))
+        .await;
+    let forced = audited(&state, &actor, &project, "app.force_unpublish", &target, r).await?;
+    let kept = forced
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: records dropped; when it comes back its objects are removed and {} pin(s) \
+                 released",
+                f.node,
+                f.pins.len()
+            )
+        })
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PublicationsView {
+            publications: Vec::new(),
             kept,
             resources: Vec::new(),
         }),

@@ -33,6 +33,9 @@ pub struct ResourceTargetInput {
     /// Every node with all these labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<BTreeMap<String, String>>,
+    /// A volume's unpublish takes its data: its name, repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 /// The answer: the records the request changed, and the resource as it is now.
@@ -85,10 +88,21 @@ async fn change(
     input: ResourceTargetInput,
 ) -> ApiResult<(StatusCode, Json<ResourcePublicationsView>)> {
     check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
+    let actor = if kind == ResourceKind::Volumes && !publish {
+        super::volumes::authorize_data_loss(
+            &state,
+            &headers,
+            &project,
+            &name,
+            input.confirm.as_deref(),
+            "unpublish",
+        )?
+    } else {
+        state
+            .authorizer()
+            .authorize(&headers, Some(&project), CtlAction::Write)
+            .map_err(ApiError::Auth)?
+    };
     let nodes = chosen_nodes(&state, input).await?;
     let target = match &nodes {
         Some(n) => format!("{name}@{}", n.join(",")),

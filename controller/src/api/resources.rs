@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Json;
@@ -22,7 +23,6 @@ use crate::resources::{
     Binding, ConfigMapSpec, EipSpec, LoadBalancerSpec, Resource, ResourceKind, ResourcePublication,
     ResourceSpec, RouteSpec, SecretSpec, VolumeSpec,
 };
-use crate::resources_ctl::release_volume;
 use crate::state::ControllerState;
 
 use super::{check_project, ApiError, Body, Routes};
@@ -47,6 +47,9 @@ pub struct ResourceView {
     /// Nodes a volume is bound on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<Binding>,
+    /// An EIP's address on each node it holds one on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, String>,
 }
 
 fn view(
@@ -79,6 +82,7 @@ fn view(
         publications,
         used_by,
         bindings,
+        addresses: BTreeMap::new(),
     }
 }
 
@@ -187,7 +191,7 @@ pub(super) async fn load_view(
     name: &str,
 ) -> Result<ResourceView, ApiError> {
     let (p, n) = (project.to_string(), name.to_string());
-    let (r, users, bindings, pubs) = state
+    let (r, users, bindings, pubs, addresses) = state
         .context()
         .db(move |s| {
             let r = s.get_resource(&p, kind, &n)?;
@@ -203,12 +207,23 @@ pub(super) async fn load_view(
                 .into_iter()
                 .filter(|b| b.kind == kind && b.name == n)
                 .collect();
-            Ok((r, users, bindings, pubs))
+            let addresses: BTreeMap<String, String> = if kind == ResourceKind::Eips {
+                s.list_eip_claims()?
+                    .into_iter()
+                    .filter(|(_, _, c)| c.project == p && c.eip == n)
+                    .map(|(_, a, c)| (c.node, a))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            Ok((r, users, bindings, pubs, addresses))
         })
         .await?;
     let r =
         r.ok_or_else(|| ApiError::NotFound(format!("no {} {project}/{name}", kind.singular())))?;
-    Ok(view(&r, users, bindings, pubs))
+    let mut v = view(&r, users, bindings, pubs);
+    v.addresses = addresses;
+    Ok(v)
 }
 
 async fn create(
@@ -240,7 +255,9 @@ async fn create(
         &name,
         &result,
     );
-    result?;
+    for key in result? {
+        state.trigger(key);
+    }
     Ok((
         StatusCode::CREATED,
         Json(view(&r, Vec::new(), Vec::new(), Vec::new())),
@@ -379,81 +396,6 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeInput {
-    node: String,
-}
-
-/// Removes the volume's claim from the node (its data goes with it) and marks
-/// it released. Refused while an app using it is published there.
-async fn release(
-    State(state): State<ControllerState>,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-    Body(input): Body<NodeInput>,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let kind = ResourceKind::Volumes;
-    let ctx = state.context();
-    let result = release_volume(
-        &ctx.store,
-        ctx.deployer.as_ref(),
-        &project,
-        &input.node,
-        &name,
-    )
-    .await
-    .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        kind,
-        "release",
-        &format!("{name}@{}", input.node),
-        &result,
-    );
-    result?;
-    Ok(Json(load_view(&state, &project, kind, &name).await?))
-}
-
-async fn unbind(
-    State(state): State<ControllerState>,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-    Body(input): Body<NodeInput>,
-) -> Result<Json<ResourceView>, ApiError> {
-    check_project(&project)?;
-    let actor = state
-        .authorizer()
-        .authorize(&headers, Some(&project), CtlAction::Write)
-        .map_err(ApiError::Auth)?;
-    let (p, n, node) = (project.clone(), name.clone(), input.node.clone());
-    let result = state
-        .context()
-        .db(move |s| s.unbind(&p, &node, &n))
-        .await
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &actor.name,
-        &project,
-        ResourceKind::Volumes,
-        "unbind",
-        &format!("{name}@{}", input.node),
-        &result,
-    );
-    result?;
-    Ok(Json(
-        load_view(&state, &project, ResourceKind::Volumes, &name).await?,
-    ))
-}
-
 /// Routes of the resource collections.
 pub(super) fn routes() -> Routes {
     let mut router = Routes::new();
@@ -492,8 +434,17 @@ pub(super) fn routes() -> Routes {
                 .delete(
                     move |State(s): State<ControllerState>,
                           h: HeaderMap,
-                          Path((p, n)): Path<(String, String)>| {
-                        delete(kind, s, h, p, n)
+                          Path((p, n)): Path<(String, String)>,
+                          q: Result<
+                        Query<super::volumes::ConfirmInput>,
+                        axum::extract::rejection::QueryRejection,
+                    >,
+                          b: Bytes| async move {
+                        if kind == ResourceKind::Volumes {
+                            super::volumes::delete(s, h, p, n, q, b).await
+                        } else {
+                            delete(kind, s, h, p, n).await
+                        }
                     },
                 ),
             );
@@ -501,10 +452,10 @@ pub(super) fn routes() -> Routes {
     router
         .route(
             "/api/v1/projects/{project}/volumes/{name}/release",
-            post(release),
+            post(super::volumes::release),
         )
         .route(
             "/api/v1/projects/{project}/volumes/{name}/unbind",
-            post(unbind),
+            post(super::volumes::unbind),
         )
 }

@@ -195,6 +195,29 @@ impl Deployer for DirectoryDeployer {
         blocking(move || apply_blocking(dir, objects)).await
     }
 
+    /// A file edited or deleted by hand: its bytes differ from what berth writes.
+    async fn drifted(
+        &self,
+        target: &DeployTarget,
+        objects: &[Value],
+    ) -> Result<Vec<String>, DeployError> {
+        let dir = self.node_dir(&target.node.name);
+        let objects = objects.to_vec();
+        blocking(move || {
+            let mut out = Vec::new();
+            for obj in &objects {
+                let file = DirectoryDeployer::file_name(obj)?;
+                let yaml = serde_yaml::to_string(obj)
+                    .map_err(|e| DeployError::Invalid(format!("cannot write YAML: {e}")))?;
+                if fs::read(dir.join(&file)).map_or(true, |b| b != yaml.as_bytes()) {
+                    out.push(file);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn remove(
         &self,
         target: &DeployTarget,
@@ -226,6 +249,7 @@ mod tests {
             cluster: Cluster {
                 name: "edge".into(),
                 kubeconfig: String::new(),
+                eip_pool: None,
                 created_at: 0,
             },
         }
@@ -423,9 +447,11 @@ mod tests {
             "shop",
             "public",
             &EipSpec {
-                address: "203.0.113.7".into(),
-                load_balancer: "web-lb".into(),
+                address: Some("203.0.113.7".into()),
+                load_balancer: Some("web-lb".into()),
+                ..EipSpec::default()
             },
+            "203.0.113.7",
             Some("web"),
             &n,
         );

@@ -281,6 +281,40 @@ impl Deployer for KubeDeployer {
         Ok(())
     }
 
+    /// An object changed in the cluster, or deleted: compared with what
+    /// berth applied (only the fields it set).
+    async fn drifted(
+        &self,
+        target: &DeployTarget,
+        objects: &[Value],
+    ) -> Result<Vec<String>, DeployError> {
+        let client = self.client(target).await?;
+        let mut out = Vec::new();
+        for obj in objects {
+            let Some((api_version, kind, namespace, name)) = object_identity(obj) else {
+                continue;
+            };
+            let Some(ar) = api_resource(&api_version, &kind) else {
+                continue;
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &ar);
+            let live = api.get_opt(&name).await.map_err(|e| {
+                Self::cluster_err(target, &format!("cannot read {kind} {namespace}/{name}"), e)
+            })?;
+            let changed = match live {
+                None => true,
+                Some(l) => {
+                    let l = serde_json::to_value(&l).unwrap_or(Value::Null);
+                    super::drift::differs(obj, &l)
+                }
+            };
+            if changed {
+                out.push(format!("{kind}/{name}"));
+            }
+        }
+        Ok(out)
+    }
+
     async fn remove(
         &self,
         target: &DeployTarget,

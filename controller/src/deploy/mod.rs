@@ -17,6 +17,7 @@ use crate::model::{Cluster, Node, MANAGER};
 use crate::render::{WorkloadRef, LABEL_BERTH_APP, LABEL_MANAGED_BY, LABEL_NODE, LABEL_PROJECT};
 
 pub mod dir;
+pub mod drift;
 pub mod kube;
 mod kube_access;
 
@@ -137,6 +138,15 @@ pub trait Deployer: Send + Sync + 'static {
         _project: &str,
     ) -> Result<(), DeployError> {
         Ok(())
+    }
+    /// Which of `objects` (as berth would apply them) are no longer on the
+    /// target as berth applied them: edited, or gone. Each by `kind/name`.
+    async fn drifted(
+        &self,
+        _target: &DeployTarget,
+        _objects: &[Value],
+    ) -> Result<Vec<String>, DeployError> {
+        Ok(Vec::new())
     }
     /// Recent log lines of the workload's pods, when the deployer can see them.
     async fn logs(

@@ -19,6 +19,10 @@ use super::names::{
 pub struct Cluster {
     pub name: String,
     pub kubeconfig: String,
+    /// Where pool EIPs on this cluster's nodes take their addresses: a CIDR
+    /// (`10.0.0.0/28`) or a range (`10.0.0.10-10.0.0.20`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip_pool: Option<String>,
     #[serde(default)]
     pub created_at: u64,
 }
@@ -31,6 +35,9 @@ impl Cluster {
             "kubeconfig",
             kubeconfig_summary(&self.kubeconfig).map(|_| ()),
         );
+        if let Some(p) = &self.eip_pool {
+            c.check("eip_pool", super::eip_pool::EipPool::parse(p).map(|_| ()));
+        }
         c.finish()
     }
 }

@@ -20,7 +20,7 @@ pub(crate) fn container(name: &str, image: &str) -> Container {
     }
 }
 
-pub(super) fn spec(kind: WorkloadKind) -> AppSpec {
+pub(crate) fn spec(kind: WorkloadKind) -> AppSpec {
     AppSpec {
         kind,
         containers: vec![container("web", "shop/web:1.0")],

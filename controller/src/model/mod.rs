@@ -13,7 +13,7 @@
 //! - `names`: DNS names, label keys and values, ports, digests, image references;
 //! - `formats`: cron schedules and resource quantities;
 //! - `kubeconfig`: what berth reads from a kubeconfig, and scoping it to a namespace;
-//! - `cluster`: clusters and edge nodes;
+//! - `cluster`: clusters and edge nodes; `eip_pool`: a cluster's EIP addresses;
 //! - `spec`: an app's template (kind, containers, volumes...); `spec_checks`: its rules;
 //! - `app`: apps, their template versions, and the words for what changed;
 //! - `publication`: one app on one node, its state machine and history.
@@ -23,6 +23,7 @@
 mod app;
 mod check;
 mod cluster;
+mod eip_pool;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod formats;
@@ -35,6 +36,7 @@ mod spec_checks;
 pub use app::{summarize_change, App, TemplateVersion};
 pub use check::ValidationError;
 pub use cluster::{Cluster, EdgeCredentials, EdgeToken, Node};
+pub use eip_pool::EipPool;
 pub use formats::{validate_cron, validate_quantity};
 pub use kubeconfig::{
     kubeconfig_for_namespace, kubeconfig_summary, scoped_kubeconfig, KubeconfigSummary,

@@ -129,6 +129,15 @@ pub struct Publication {
     /// Images this publication pinned on the edge and has not unpinned yet.
     #[serde(default)]
     pub pinned: Vec<String>,
+    /// Bumped each time something the running objects depend on changed (a
+    /// config map's data, a secret's value, a resource added to the app):
+    /// the change is applied again without a publish.
+    #[serde(default)]
+    pub resources_generation: u64,
+    /// The `resources_generation` the objects on the node were applied at:
+    /// the generation it runs.
+    #[serde(default)]
+    pub applied_resources_generation: u64,
     #[serde(flatten)]
     pub state: PublicationState,
     /// Consecutive failed attempts (reset on progress).
@@ -157,6 +166,8 @@ impl Publication {
             prefetched: false,
             applied: false,
             pinned: Vec::new(),
+            resources_generation: 0,
+            applied_resources_generation: 0,
             state: PublicationState::Resolving,
             attempts: 0,
             next_retry_at_ms: None,

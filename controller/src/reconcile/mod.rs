@@ -52,6 +52,8 @@ mod resource;
 mod scheduler;
 mod unpublish;
 
+mod drift;
+mod forced;
 use self::publish::publish_step;
 pub use self::scheduler::run;
 use self::unpublish::unpublish_step;
@@ -66,6 +68,9 @@ pub struct ReconcileSettings {
     pub backoff_max: Duration,
     /// Every publication is looked at again this often, whatever happened.
     pub resync_interval: Duration,
+    /// Running publications are compared with what is on the node this often
+    /// and repaired (`controller.drift_check_interval`); zero: never.
+    pub drift_check_interval: Duration,
     /// Reconciles running at once (different publications).
     pub concurrency: usize,
     /// On shutdown, how long reconciles in flight may take to finish before
@@ -81,6 +86,7 @@ impl Default for ReconcileSettings {
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(120),
+            drift_check_interval: Duration::from_secs(60),
             concurrency: 8,
             shutdown_grace: Duration::from_secs(10),
         }

@@ -18,6 +18,8 @@ use crate::model::{
 };
 use crate::ports::{ImageProgress, JobState, JobStatus};
 use crate::render::{self, WorkloadInput};
+use crate::resources_ctl::Carried;
+use serde_json::Value;
 
 use super::{clear_failure, save, target_of, Action, Context, ReconcileError};
 
@@ -62,7 +64,7 @@ pub(super) async fn publish_step(
 }
 
 /// The template version the publication wants.
-async fn template_version(
+pub(super) async fn template_version(
     ctx: &Context,
     p: &Publication,
 ) -> Result<TemplateVersion, ReconcileError> {
@@ -258,14 +260,21 @@ fn prefetch_failure(error: Option<String>, images: &[ImageProgress]) -> String {
     message
 }
 
-/// Renders the workload with digest references (and the resources that travel
-/// with it) and applies it, recorded as applied so a restart never re-applies.
-async fn apply(
+/// What an apply puts on the node, in order: the resources carried before
+/// the workload, the workload (with digest references and the config
+/// checksum), the resources after it. Also what a drift check compares.
+pub(super) struct Rendered {
+    pub before: Vec<Carried>,
+    pub after: Vec<Carried>,
+    pub objects: Vec<Value>,
+}
+
+pub(super) async fn render_publication(
     ctx: &Context,
-    p: &mut Publication,
+    p: &Publication,
     spec: &AppSpec,
     target: &DeployTarget,
-) -> Result<(), ReconcileError> {
+) -> Result<Rendered, ReconcileError> {
     let images = p.images.clone().unwrap_or_default();
     let mut before = Vec::new();
     let mut after = Vec::new();
@@ -278,7 +287,7 @@ async fn apply(
             .await?;
     }
     let mut objects: Vec<_> = before.iter().map(|c| c.object.clone()).collect();
-    objects.extend(render::render_workload(
+    let mut workload = render::render_workload(
         &WorkloadInput {
             project: &p.project,
             app: &p.app,
@@ -288,8 +297,33 @@ async fn apply(
             node: &target.node,
         },
         &ctx.render,
-    )?);
+    )?;
+    // A config map or secret change rolls the pods.
+    if let Some(sum) = render::config_checksum(&objects) {
+        render::annotate_pod_templates(&mut workload, &sum);
+    }
+    objects.extend(workload);
     objects.extend(after.iter().map(|c| c.object.clone()));
+    Ok(Rendered {
+        before,
+        after,
+        objects,
+    })
+}
+
+/// Renders the workload with digest references (and the resources that travel
+/// with it) and applies it, recorded as applied so a restart never re-applies.
+async fn apply(
+    ctx: &Context,
+    p: &mut Publication,
+    spec: &AppSpec,
+    target: &DeployTarget,
+) -> Result<(), ReconcileError> {
+    let Rendered {
+        before,
+        after,
+        objects,
+    } = render_publication(ctx, p, spec, target).await?;
     ctx.deployer.apply(target, &objects).await?;
     // The resources it carried are on the node: recorded before the app is,
     // so their own reconciles never see the app applied and them not.
@@ -302,7 +336,14 @@ async fn apply(
     let detail = format!("applied with app {} version {}", p.app, p.version);
     ctx.db(move |s| s.mark_resources_applied(&proj, &node, &carried, &detail, now_secs()))
         .await?;
+    let propagated = (p.resources_generation != p.applied_resources_generation).then(|| {
+        p.history
+            .last()
+            .map(|t| t.detail.clone())
+            .unwrap_or_default()
+    });
     p.applied = true;
+    p.applied_resources_generation = p.resources_generation;
     clear_failure(p);
     // Always in the history (the state is already deploying): an operator
     // checking that a publish was applied once, or when, reads it there.
@@ -322,6 +363,18 @@ async fn apply(
         &format!("{}@{} version {}", p.app, p.node, p.version),
         "ok",
     );
+    if let Some(why) = propagated {
+        ctx.audit.record(
+            "controller",
+            &p.project,
+            "app.propagate",
+            &format!(
+                "{}@{} version {} generation {}",
+                p.app, p.node, p.version, p.resources_generation
+            ),
+            &format!("ok; {why}"),
+        );
+    }
     Ok(())
 }
 

@@ -30,6 +30,18 @@ pub async fn run(
     let mut s = Scheduler::new(ctx);
     let mut resync = tokio::time::interval(s.settings.resync_interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Drift checks and the sweep of force-unpublished nodes run beside the
+    // loop; what they mark comes back as triggers.
+    let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<PublicationRef>();
+    let drift_every = s.settings.drift_check_interval;
+    let every = if drift_every.is_zero() {
+        s.settings.resync_interval
+    } else {
+        drift_every
+    };
+    let mut drift = tokio::time::interval(every.max(Duration::from_millis(100)));
+    drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let drift_running = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::pin!(shutdown);
     tracing::info!("reconciler started");
 
@@ -41,10 +53,37 @@ pub async fn run(
             Some(done) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.finished(done),
             _ = sleep_until_opt(next_due) => {}
             _ = resync.tick() => s.resync().await,
+            Some(key) = drift_rx.recv() => s.triggered(key),
+            _ = drift.tick() => {
+                spawn_drift_check(&s.ctx, &drift_tx, &drift_running, !drift_every.is_zero());
+            }
         }
     }
     s.drain().await;
     tracing::info!("reconciler stopped");
+}
+
+/// One drift check (when on) and sweep at a time, off the scheduler's loop.
+fn spawn_drift_check(
+    ctx: &Arc<Context>,
+    tx: &mpsc::UnboundedSender<PublicationRef>,
+    running: &Arc<std::sync::atomic::AtomicBool>,
+    drift_on: bool,
+) {
+    use std::sync::atomic::Ordering;
+    if running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (ctx, tx, running) = (ctx.clone(), tx.clone(), running.clone());
+    tokio::spawn(async move {
+        super::forced::sweep(&ctx).await;
+        if drift_on {
+            for key in super::drift::check_all(&ctx).await {
+                let _ = tx.send(key);
+            }
+        }
+        running.store(false, Ordering::Release);
+    });
 }
 
 struct Scheduler {

@@ -23,11 +23,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::model::{WorkloadKind, MANAGER};
 
+mod checksum;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod resources;
 mod workload;
 
+pub use self::checksum::{annotate_pod_templates, config_checksum, CONFIG_CHECKSUM};
 pub use self::resources::{
     render_config_map, render_eip, render_route, render_secret, render_service,
     render_volume_claim, resource_selector_labels, LABEL_RESOURCE_KIND,

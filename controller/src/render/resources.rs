@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::model::{Node, MANAGER};
 use crate::resources::{
-    EipSpec, LoadBalancerSpec, ResourceKind, RouteSpec, ServiceType, VolumeSpec,
+    EipSpec, EipTarget, LoadBalancerSpec, ResourceKind, RouteSpec, ServiceType, VolumeSpec,
 };
 
 use super::{
@@ -161,23 +161,44 @@ fn service_selector(lb: &LoadBalancerSpec, node: &str) -> BTreeMap<String, Strin
 /// The `ElasticIP` custom resource (CRD in `controller/crds/eip.yaml`).
 /// `app`: the one app its load balancer binds by name, if any (the EIP goes
 /// with that app).
+/// The ElasticIP of an EIP on a node: `address` (static, or what the pool
+/// gave this node), and where the traffic goes: a load balancer's Service
+/// (`serviceName`), a static `containerIP`, or the pod a label `selector`
+/// picks (one replica).
 pub fn render_eip(
     project: &str,
     name: &str,
     eip: &EipSpec,
+    address: &str,
     app: Option<&str>,
     node: &Node,
 ) -> Value {
     let labels = resource_labels(project, &node.name, ResourceKind::Eips, name, app);
+    let mut spec = Map::new();
+    spec.insert("address".into(), json!(address));
+    match eip.target() {
+        Some(EipTarget::LoadBalancer(lb)) => {
+            spec.insert(
+                "serviceName".into(),
+                json!(resource_object_name(lb, &node.name)),
+            );
+        }
+        Some(EipTarget::ContainerIp(ip)) => {
+            spec.insert("containerIP".into(), json!(ip));
+        }
+        Some(EipTarget::Selector(sel)) => {
+            // The app label of a pod berth renders carries the app's name.
+            let text: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            spec.insert("selector".into(), json!(text.join(",")));
+        }
+        None => {}
+    }
+    spec.insert("nodeName".into(), json!(node.k8s_node_name));
     json!({
         "apiVersion": "berth.dev/v1",
         "kind": "ElasticIP",
         "metadata": metadata(&resource_object_name(name, &node.name), project, &labels),
-        "spec": {
-            "address": eip.address,
-            "serviceName": resource_object_name(&eip.load_balancer, &node.name),
-            "nodeName": node.k8s_node_name,
-        },
+        "spec": spec,
     })
 }
 

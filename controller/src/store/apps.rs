@@ -1,10 +1,10 @@
 //! Apps and their template versions: created together, a new version only
 //! when the spec changed, deleted (with every version) once unpublished.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{summarize_change, App, AppSpec, TemplateVersion, ValidationError};
-use crate::resources::{ResourceKind, ResourceSpec};
+use crate::resources::{spec_uses, ResourceKind, ResourceSpec};
 
 use super::resources::list_kind;
 use super::{decode, encode, Result, Store, StoreError, APPS, PUBLICATIONS, RESOURCES, VERSIONS};
@@ -52,6 +52,8 @@ impl Store {
                 .unwrap_or_else(|| summarize_change(None, spec)),
         };
         let txn = self.db.begin_write()?;
+        refuse_volumes_of_other_apps(&txn, project, name, spec)?;
+        super::eips::check_app_replicas(&txn, project, name, spec)?;
         {
             let mut apps = txn.open_table(APPS)?;
             if apps.get((project, name))?.is_some() {
@@ -101,56 +103,11 @@ impl Store {
     ) -> Result<(TemplateVersion, bool)> {
         spec.validate()?;
         let txn = self.db.begin_write()?;
-        let result;
-        {
-            let mut apps = txn.open_table(APPS)?;
-            let mut app: App = match apps.get((project, name))? {
-                Some(g) => decode("ctl_apps", g.value())?,
-                None => return Err(not_found_app(project, name)),
-            };
-            if app.kind != spec.kind {
-                return Err(StoreError::Conflict(format!(
-                    "app {project}/{name} is a {}; its kind cannot change to {}. Create a new app \
-                     (or unpublish and delete this one first)",
-                    app.kind, spec.kind
-                )));
-            }
-            let mut versions = txn.open_table(VERSIONS)?;
-            let latest: TemplateVersion = match versions.get((project, name, app.latest_version))? {
-                Some(g) => decode("ctl_app_versions", g.value())?,
-                None => {
-                    return Err(StoreError::Corrupt {
-                        table: "ctl_app_versions",
-                        message: format!(
-                            "{project}/{name} version {} is missing",
-                            app.latest_version
-                        ),
-                    })
-                }
-            };
-            if latest.spec == *spec {
-                return Ok((latest, false));
-            }
-            let version = TemplateVersion {
-                version: app.latest_version + 1,
-                spec: spec.clone(),
-                author: author.into(),
-                created_at: now,
-                summary: message
-                    .filter(|m| !m.trim().is_empty())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| summarize_change(Some(&latest.spec), spec)),
-            };
-            app.latest_version = version.version;
-            versions.insert(
-                (project, name, version.version),
-                encode(&version).as_slice(),
-            )?;
-            apps.insert((project, name), encode(&app).as_slice())?;
-            result = version;
+        let result = add_version_in(&txn, project, name, spec, author, message, now)?;
+        if result.1 {
+            txn.commit()?;
         }
-        txn.commit()?;
-        Ok((result, true))
+        Ok(result)
     }
 
     pub fn get_version(
@@ -225,6 +182,128 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Adds a template version inside `txn` (the spec is validated by the
+/// caller). The same spec as the latest version adds nothing (`false`).
+pub(super) fn add_version_in(
+    txn: &WriteTransaction,
+    project: &str,
+    name: &str,
+    spec: &AppSpec,
+    author: &str,
+    message: Option<&str>,
+    now: u64,
+) -> Result<(TemplateVersion, bool)> {
+    let found = txn
+        .open_table(APPS)?
+        .get((project, name))?
+        .map(|g| g.value().to_vec());
+    let mut app: App = match found {
+        Some(bytes) => decode("ctl_apps", &bytes)?,
+        None => return Err(not_found_app(project, name)),
+    };
+    if app.kind != spec.kind {
+        return Err(StoreError::Conflict(format!(
+            "app {project}/{name} is a {}; its kind cannot change to {}. Create a new app \
+             (or unpublish and delete this one first)",
+            app.kind, spec.kind
+        )));
+    }
+    let latest = latest_version(txn, &app)?;
+    if latest.spec == *spec {
+        return Ok((latest, false));
+    }
+    refuse_volumes_of_other_apps(txn, project, name, spec)?;
+    super::eips::check_app_replicas(txn, project, name, spec)?;
+    let version = TemplateVersion {
+        version: app.latest_version + 1,
+        spec: spec.clone(),
+        author: author.into(),
+        created_at: now,
+        summary: message
+            .filter(|m| !m.trim().is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| summarize_change(Some(&latest.spec), spec)),
+    };
+    app.latest_version = version.version;
+    let mut versions = txn.open_table(VERSIONS)?;
+    versions.insert(
+        (project, name, version.version),
+        encode(&version).as_slice(),
+    )?;
+    txn.open_table(APPS)?
+        .insert((project, name), encode(&app).as_slice())?;
+    Ok((version, true))
+}
+
+/// The latest template version of `app`.
+pub(super) fn latest_version(txn: &WriteTransaction, app: &App) -> Result<TemplateVersion> {
+    let versions = txn.open_table(VERSIONS)?;
+    let v = versions.get((app.project.as_str(), app.name.as_str(), app.latest_version))?;
+    match v {
+        Some(g) => decode("ctl_app_versions", g.value()),
+        None => Err(StoreError::Corrupt {
+            table: "ctl_app_versions",
+            message: format!(
+                "{}/{} version {} is missing",
+                app.project, app.name, app.latest_version
+            ),
+        }),
+    }
+}
+
+/// Every app of `project` with its latest template version.
+pub(super) fn apps_with_latest(
+    txn: &WriteTransaction,
+    project: &str,
+) -> Result<Vec<(App, TemplateVersion)>> {
+    let apps = txn.open_table(APPS)?;
+    let mut out = Vec::new();
+    for item in apps.range((project, "")..)? {
+        let (k, v) = item?;
+        if k.value().0 != project {
+            break;
+        }
+        let app: App = decode("ctl_apps", v.value())?;
+        let tv = latest_version(txn, &app)?;
+        out.push((app, tv));
+    }
+    Ok(out)
+}
+
+/// The rule of local volumes: one app at a time. A volume another app's
+/// template names is refused until it is released and unbound there.
+fn refuse_volumes_of_other_apps(
+    txn: &WriteTransaction,
+    project: &str,
+    app: &str,
+    spec: &AppSpec,
+) -> Result<()> {
+    let wanted: Vec<String> = crate::resources::spec_resources(spec)
+        .into_iter()
+        .filter(|(k, _)| *k == ResourceKind::Volumes)
+        .map(|(_, n)| n)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    for (other, tv) in apps_with_latest(txn, project)? {
+        if other.name == app {
+            continue;
+        }
+        for v in &wanted {
+            if spec_uses(&tv.spec, ResourceKind::Volumes, v) {
+                return Err(StoreError::Conflict(format!(
+                    "rule: a local volume belongs to one app; volume {v} is in the template of \
+                     app {} (release it there with \"confirm\", then unbind it: POST \
+                     /api/v1/projects/{project}/volumes/{v}/unbind)",
+                    other.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn not_found_app(project: &str, name: &str) -> StoreError {

@@ -118,30 +118,77 @@ impl Store {
         Ok(())
     }
 
-    /// Drops a released binding; refused while still bound.
-    pub fn unbind(&self, project: &str, node: &str, name: &str) -> Result<()> {
+    /// Unbinds a released volume, in one transaction: drops its released
+    /// binding on `node` (on every node when `None`; refused while bound
+    /// there), and once it is bound nowhere, takes it out of the template of
+    /// every app that names it (a new version each, so another app can use
+    /// it). Returns those versions as `(app, version)`.
+    pub fn unbind(
+        &self,
+        project: &str,
+        node: Option<&str>,
+        name: &str,
+        author: &str,
+        now: u64,
+    ) -> Result<Vec<(String, u32)>> {
         let kind = ResourceKind::Volumes;
         let txn = self.db.begin_write()?;
+        let mut bound_elsewhere = Vec::new();
         {
             let mut t = txn.open_table(BINDINGS)?;
-            let key = (project, node, kind.as_str(), name);
-            let b: Binding = match t.get(key)? {
-                Some(g) => decode("ctl_bindings", g.value())?,
-                None => {
-                    return Err(StoreError::NotFound(format!(
-                        "volume {project}/{name} is not bound on {node}"
-                    )))
+            let mut all: Vec<Binding> = Vec::new();
+            for item in t.range((project, "", "", "")..)? {
+                let (k, v) = item?;
+                if k.value().0 != project {
+                    break;
                 }
-            };
-            if b.state == BindingState::Bound {
-                return Err(StoreError::Conflict(format!(
-                    "rule: a volume is unbound only after it is released; release {project}/{name} \
-                     on {node} first"
-                )));
+                let b: Binding = decode("ctl_bindings", v.value())?;
+                if b.kind == kind && b.name == name {
+                    all.push(b);
+                }
             }
-            t.remove(key)?;
+            if let Some(n) = node {
+                if !all.iter().any(|b| b.node == n) {
+                    return Err(StoreError::NotFound(format!(
+                        "volume {project}/{name} is not bound on {n}"
+                    )));
+                }
+            }
+            for b in all {
+                let named = node.is_none_or(|n| n == b.node);
+                if named && b.state == BindingState::Bound {
+                    return Err(StoreError::Conflict(format!(
+                        "rule: a volume is unbound only after it is released; release \
+                         {project}/{name} on {} first (maintainer, \"confirm\": \"{name}\")",
+                        b.node
+                    )));
+                }
+                if named {
+                    t.remove((project, b.node.as_str(), kind.as_str(), name))?;
+                } else if b.state == BindingState::Bound {
+                    bound_elsewhere.push(b.node);
+                }
+            }
+        }
+        let mut versions = Vec::new();
+        if bound_elsewhere.is_empty() {
+            for (app, tv) in super::apps::apps_with_latest(&txn, project)? {
+                if let Some(spec) = crate::resources::spec_without_volume(&tv.spec, name) {
+                    let message = format!("volume {name} unbound");
+                    let (v, _) = super::apps::add_version_in(
+                        &txn,
+                        project,
+                        &app.name,
+                        &spec,
+                        author,
+                        Some(&message),
+                        now,
+                    )?;
+                    versions.push((app.name, v.version));
+                }
+            }
         }
         txn.commit()?;
-        Ok(())
+        Ok(versions)
     }
 }

@@ -34,6 +34,35 @@ impl Store {
         Ok(())
     }
 
+    /// Changes a cluster's EIP pool (`Some("")` removes it), keeping every
+    /// address already allocated from it inside.
+    pub fn update_cluster_pool(&self, name: &str, pool: Option<&str>) -> Result<Cluster> {
+        let txn = self.db.begin_write()?;
+        let mut c = {
+            let t = txn.open_table(CLUSTERS)?;
+            let bytes = t.get(name)?.map(|g| g.value().to_vec());
+            match bytes {
+                Some(b) => self
+                    .sealer
+                    .decode_cluster(&b)
+                    .map_err(sealing("ctl_clusters"))?,
+                None => return Err(StoreError::NotFound(format!("no cluster named {name:?}"))),
+            }
+        };
+        if let Some(p) = pool {
+            super::eips::check_pool_change(&txn, name, p)?;
+            c.eip_pool = Some(p.to_string()).filter(|p| !p.is_empty());
+        }
+        c.validate()?;
+        let bytes = self
+            .sealer
+            .encode_cluster(&c)
+            .map_err(sealing("ctl_clusters"))?;
+        txn.open_table(CLUSTERS)?.insert(name, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(c)
+    }
+
     pub fn get_cluster(&self, name: &str) -> Result<Option<Cluster>> {
         self.get_named(CLUSTERS_T, name, RecordSealer::decode_cluster)
     }
@@ -264,6 +293,7 @@ mod tests {
                 .create_cluster(&Cluster {
                     name: "edge".into(),
                     kubeconfig: kc.clone(),
+                    eip_pool: None,
                     created_at: 1,
                 })
                 .expect("cluster");
@@ -304,6 +334,7 @@ mod tests {
         let c = Cluster {
             name: "edge".into(),
             kubeconfig: KC.into(),
+            eip_pool: None,
             created_at: 1,
         };
         s.create_cluster(&c).expect("create");

@@ -24,6 +24,8 @@
 //! ctl_bindings      (project, node, kind, name)-> Binding           (a resource bound to a node)
 //! ctl_resource_publications
 //!                   (project, kind, name, node)-> ResourcePublication (a resource on a node)
+//! ctl_eip_addresses (cluster, address)         -> EipClaim          (an EIP address held on a node)
+//! ctl_forced        (project, app, node)       -> ForcedRemoval     (what a force-unpublish left on a node)
 //! ```
 //!
 //! `ctl_meta` also holds "resource_publications" = 1 once the records of
@@ -56,13 +58,19 @@ use crate::sealed_records::{RecordSealer, SealError};
 mod apps;
 mod bindings;
 mod clusters;
+mod eips;
 #[cfg(test)]
 mod fixtures;
+mod forced;
 mod publications;
 mod resource_publications;
 #[cfg(test)]
 mod resource_publications_tests;
+mod resource_rules;
 mod resources;
+
+pub use self::eips::EipClaim;
+pub use self::forced::ForcedRemoval;
 
 use self::clusters::seal_clear_records;
 
@@ -192,6 +200,8 @@ impl Store {
             txn.open_table(RESOURCES)?;
             txn.open_table(BINDINGS)?;
             txn.open_table(RESOURCE_PUBS)?;
+            txn.open_table(self::eips::EIP_ADDRESSES)?;
+            txn.open_table(self::forced::FORCED)?;
             drop(meta);
             let made = resource_publications::backfill(&txn)?;
             if made > 0 {

@@ -8,7 +8,45 @@ use redb::ReadableTable;
 use crate::model::{App, AppSpec, Publication, PublicationKey, TemplateVersion, ValidationError};
 
 use super::apps::not_found_app;
-use super::{decode, encode, Result, Store, StoreError, APPS, NODES, PUBLICATIONS, VERSIONS};
+use super::{
+    decode, encode, Result, Store, StoreError, APPS, NODES, PUBLICATIONS, RESOURCES, VERSIONS,
+};
+
+/// The rule of a publish: every config map, secret and volume the template
+/// names exists (a deleted volume is named, with the way out).
+fn refuse_missing_resources(
+    txn: &redb::WriteTransaction,
+    project: &str,
+    app: &str,
+    tv: &TemplateVersion,
+) -> Result<()> {
+    let resources = txn.open_table(RESOURCES)?;
+    for (kind, name) in crate::resources::spec_resources(&tv.spec) {
+        if resources
+            .get((project, kind.as_str(), name.as_str()))?
+            .is_none()
+        {
+            let way_out = if kind == crate::resources::ResourceKind::Volumes {
+                format!(
+                    "create it again, or unbind it (POST /api/v1/projects/{project}/volumes/\
+                     {name}/unbind) to take it out of the template and publish the new version"
+                )
+            } else {
+                format!(
+                    "create it (POST /api/v1/projects/{project}/{kind}) or publish a version \
+                     without it"
+                )
+            };
+            return Err(StoreError::Conflict(format!(
+                "rule: a template names only resources that exist; {project}/{app} version {} \
+                 names {} {name}, which does not exist: {way_out}",
+                tv.version,
+                kind.singular()
+            )));
+        }
+    }
+    Ok(())
+}
 
 impl Store {
     /// Records a publish of `version` (latest when `None`) on `nodes`, in one
@@ -43,6 +81,7 @@ impl Store {
                     )))
                 }
             };
+            refuse_missing_resources(&txn, project, app, &tv)?;
             let node_table = txn.open_table(NODES)?;
             let mut unknown = Vec::new();
             for n in nodes {
@@ -57,6 +96,7 @@ impl Store {
                 )
                 .into());
             }
+            drop(node_table);
             let mut pubs = txn.open_table(PUBLICATIONS)?;
             let unique: BTreeSet<&String> = nodes.iter().collect();
             for n in unique {
@@ -256,6 +296,7 @@ mod tests {
         s.create_cluster(&Cluster {
             name: "edge".into(),
             kubeconfig: KC.into(),
+            eip_pool: None,
             created_at: 1,
         })
         .expect("cluster");

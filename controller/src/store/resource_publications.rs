@@ -2,145 +2,37 @@
 //! rules (each refusal names it), the records an app publish makes for the
 //! resources that travel with it, and the reconciler's compare-and-swap writes.
 //!
-//! The rules: a resource is on a node only beside an app it serves (a config
-//! map, secret or volume the app's template uses; a load balancer whose
-//! selector binds the app; an EIP or route on such a load balancer); a route
-//! or EIP only where its load balancer is; a load balancer a published route
-//! or EIP uses there, and a config map, secret or volume a published app uses
-//! there, stay until those go.
+//! The rules themselves are in `resource_rules`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::model::{AppSpec, Desired, Publication, TemplateVersion, ValidationError};
+use crate::model::{AppSpec, Publication, TemplateVersion};
 use crate::resources::{
-    spec_resources, spec_uses, Resource, ResourceDesired, ResourceKind, ResourcePublication,
-    ResourcePublicationKey, ResourceSpec, ResourceState,
+    Resource, ResourceDesired, ResourceKind, ResourcePublication, ResourcePublicationKey,
+    ResourceSpec, ResourceState,
 };
 
-use super::resources::{list_kind, load_balancer, not_found_resource, ResourceTable};
+use super::resource_rules::{
+    apps_by_node, check_nodes_exist, readiness, refuse_unpublish, resources_of_app, served_apps,
+    serves, unattached_eip,
+};
+use super::resources::{list_kind, not_found_resource};
 use super::{
-    decode, encode, Result, Store, StoreError, META, NODES, PUBLICATIONS, RESOURCES, RESOURCE_PUBS,
+    decode, encode, Result, Store, StoreError, META, PUBLICATIONS, RESOURCES, RESOURCE_PUBS,
     VERSIONS,
 };
 
 const T: &str = "ctl_resource_publications";
 
-/// An app wanted on a node, with its template version's spec.
-pub(super) struct AppOnNode {
-    pub app: String,
-    pub spec: AppSpec,
-    pub applied: bool,
-}
-
-/// Apps wanted (published) in `project`, by node.
-pub(super) fn apps_by_node(
-    txn: &WriteTransaction,
-    project: &str,
-) -> Result<BTreeMap<String, Vec<AppOnNode>>> {
-    let pubs = txn.open_table(PUBLICATIONS)?;
-    let versions = txn.open_table(VERSIONS)?;
-    let mut out: BTreeMap<String, Vec<AppOnNode>> = BTreeMap::new();
-    for item in pubs.range((project, "", "")..)? {
-        let (k, v) = item?;
-        let (p, app, node) = k.value();
-        if p != project {
-            break;
-        }
-        let publication: Publication = decode("ctl_publications", v.value())?;
-        if publication.desired != Desired::Published {
-            continue;
-        }
-        if let Some(g) = versions.get((p, app, publication.version))? {
-            let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
-            out.entry(node.to_string()).or_default().push(AppOnNode {
-                app: app.to_string(),
-                spec: tv.spec,
-                applied: publication.applied,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Whether resource `r` serves `app` (whose template is `spec`).
-pub(super) fn serves(
-    t: &ResourceTable<'_>,
-    r: &Resource,
-    app: &str,
-    spec: &AppSpec,
-) -> Result<bool> {
-    let lb_name = match &r.spec {
-        ResourceSpec::LoadBalancer(lb) => return Ok(lb.binds(app, &spec.labels)),
-        ResourceSpec::Eip(e) => &e.load_balancer,
-        ResourceSpec::Route(rt) => &rt.load_balancer,
-        _ => return Ok(spec_uses(spec, r.kind, &r.name)),
-    };
-    Ok(load_balancer(t, &r.project, lb_name)?.is_some_and(|lb| lb.binds(app, &spec.labels)))
-}
-
-/// The apps `r` serves on each node where it serves one: (app, applied there).
-fn served_apps(
-    txn: &WriteTransaction,
-    t: &ResourceTable<'_>,
-    r: &Resource,
-) -> Result<BTreeMap<String, Vec<(String, bool)>>> {
-    let mut out: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
-    for (node, apps) in apps_by_node(txn, &r.project)? {
-        for a in apps {
-            if serves(t, r, &a.app, &a.spec)? {
-                out.entry(node.clone())
-                    .or_default()
-                    .push((a.app, a.applied));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The resources that travel with `app` (template `spec`): those the template
-/// uses, the load balancers binding it, and the EIPs and routes on those.
-pub(super) fn resources_of_app(
-    t: &ResourceTable<'_>,
-    project: &str,
-    app: &str,
-    spec: &AppSpec,
-) -> Result<Vec<(ResourceKind, String)>> {
-    let mut out = Vec::new();
-    for (kind, name) in spec_resources(spec) {
-        if t.get((project, kind.as_str(), name.as_str()))?.is_some() {
-            out.push((kind, name));
-        }
-    }
-    let mut lbs = BTreeSet::new();
-    for r in list_kind(t, project, ResourceKind::LoadBalancers)? {
-        if let ResourceSpec::LoadBalancer(lb) = &r.spec {
-            if lb.binds(app, &spec.labels) {
-                lbs.insert(r.name.clone());
-                out.push((r.kind, r.name));
-            }
-        }
-    }
-    for kind in [ResourceKind::Eips, ResourceKind::Routes] {
-        for r in list_kind(t, project, kind)? {
-            let on = match &r.spec {
-                ResourceSpec::Eip(e) => &e.load_balancer,
-                ResourceSpec::Route(rt) => &rt.load_balancer,
-                _ => continue,
-            };
-            if lbs.contains(on) {
-                out.push((r.kind, r.name));
-            }
-        }
-    }
-    Ok(out)
-}
-
-type PubTable<'t> =
+pub(super) type PubTable<'t> =
     redb::Table<'t, (&'static str, &'static str, &'static str, &'static str), &'static [u8]>;
 
-fn get_rp(t: &PubTable<'_>, k: &ResourcePublicationKey) -> Result<Option<ResourcePublication>> {
+pub(super) fn get_rp(
+    t: &PubTable<'_>,
+    k: &ResourcePublicationKey,
+) -> Result<Option<ResourcePublication>> {
     let v = t.get((
         k.project.as_str(),
         k.kind.as_str(),
@@ -150,7 +42,7 @@ fn get_rp(t: &PubTable<'_>, k: &ResourcePublicationKey) -> Result<Option<Resourc
     v.map(|g| decode(T, g.value())).transpose()
 }
 
-fn put_rp(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
+pub(super) fn put_rp(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
     t.insert(
         (
             rp.project.as_str(),
@@ -182,7 +74,12 @@ fn of_resource(
     Ok(out)
 }
 
-fn key(project: &str, kind: ResourceKind, name: &str, node: &str) -> ResourcePublicationKey {
+pub(super) fn key(
+    project: &str,
+    kind: ResourceKind,
+    name: &str,
+    node: &str,
+) -> ResourcePublicationKey {
     ResourcePublicationKey {
         project: project.into(),
         kind,
@@ -207,6 +104,14 @@ pub(super) fn publish_with_app(
     let detail = format!("published with app {app}");
     for node in nodes {
         for (kind, name) in &items {
+            if *kind == ResourceKind::Eips {
+                let g = resources.get((project, kind.as_str(), name.as_str()))?;
+                let r: Option<Resource> =
+                    g.map(|g| decode("ctl_resources", g.value())).transpose()?;
+                if let Some(ResourceSpec::Eip(e)) = r.map(|r| r.spec) {
+                    super::eips::claim(txn, project, name, &e, node)?;
+                }
+            }
             let k = key(project, *kind, name, node);
             match get_rp(&t, &k)? {
                 Some(rp) if rp.desired == ResourceDesired::Published => {}
@@ -271,6 +176,13 @@ impl Store {
                 None => return Err(not_found_resource(kind, project, name)),
             };
             let served = served_apps(&txn, &resources, &r)?;
+            let unattached = unattached_eip(&r);
+            if unattached && nodes.is_none() {
+                return Err(StoreError::Conflict(format!(
+                    "rule: an EIP with a static container IP serves no app, so it has no default \
+                     nodes; name the node ({{\"nodes\": [...]}}) to publish {name} on"
+                )));
+            }
             let nodes = match nodes {
                 Some(n) => {
                     check_nodes_exist(&txn, &n)?;
@@ -283,7 +195,7 @@ impl Store {
                 .filter(|n| !served.contains_key(*n))
                 .cloned()
                 .collect();
-            if nodes.is_empty() || !missing.is_empty() {
+            if !unattached && (nodes.is_empty() || !missing.is_empty()) {
                 let where_ = if nodes.is_empty() {
                     "any node".to_string()
                 } else {
@@ -297,7 +209,7 @@ impl Store {
             }
             let mut t = txn.open_table(RESOURCE_PUBS)?;
             let lb_name = match &r.spec {
-                ResourceSpec::Eip(e) => Some(e.load_balancer.as_str()),
+                ResourceSpec::Eip(e) => e.load_balancer(),
                 ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
                 _ => None,
             };
@@ -323,6 +235,9 @@ impl Store {
             }
             let unique: BTreeSet<String> = nodes.into_iter().collect();
             for node in unique {
+                if let ResourceSpec::Eip(e) = &r.spec {
+                    super::eips::claim(&txn, project, name, e, &node)?;
+                }
                 let k = key(project, kind, name, &node);
                 let rp = match get_rp(&t, &k)? {
                     Some(mut rp) => {
@@ -529,6 +444,9 @@ impl Store {
                 k.name.as_str(),
                 k.node.as_str(),
             ))?;
+            if k.kind == ResourceKind::Eips {
+                super::eips::free(&txn, &k.project, &k.name, &k.node)?;
+            }
         }
         txn.commit()?;
         Ok(true)
@@ -547,6 +465,9 @@ impl Store {
             let mut t = txn.open_table(RESOURCE_PUBS)?;
             for (kind, name) in items {
                 t.remove((project, kind.as_str(), name.as_str(), node))?;
+                if *kind == ResourceKind::Eips {
+                    super::eips::free(&txn, project, name, node)?;
+                }
             }
         }
         txn.commit()?;
@@ -616,6 +537,9 @@ impl Store {
                     let Some(rp) = get_rp(&t, &key(project, kind, &r.name, node))? else {
                         continue;
                     };
+                    if unattached_eip(&r) {
+                        continue;
+                    }
                     let mut served = false;
                     for a in &apps {
                         served |= serves(&resources, &r, &a.app, &a.spec)?;
@@ -628,121 +552,6 @@ impl Store {
         }
         txn.abort()?;
         Ok(out)
-    }
-}
-
-fn readiness(txn: &WriteTransaction, k: &ResourcePublicationKey) -> Result<Option<String>> {
-    let resources = txn.open_table(RESOURCES)?;
-    let r: Resource = match resources.get((k.project.as_str(), k.kind.as_str(), k.name.as_str()))? {
-        Some(g) => decode("ctl_resources", g.value())?,
-        None => return Err(not_found_resource(k.kind, &k.project, &k.name)),
-    };
-    let served = served_apps(txn, &resources, &r)?
-        .remove(&k.node)
-        .unwrap_or_default();
-    if let Some((app, _)) = served.iter().find(|(_, applied)| !applied) {
-        return Ok(Some(format!(
-            "applied with app {app}, which is on its way to {}",
-            k.node
-        )));
-    }
-    if !k.kind.is_network() {
-        return Ok(None);
-    }
-    if served.is_empty() {
-        return Err(StoreError::Conflict(format!(
-            "rule: a {} is on a node only beside an app it serves; none is published on {}",
-            k.kind.singular(),
-            k.node
-        )));
-    }
-    let lb = match &r.spec {
-        ResourceSpec::Eip(e) => &e.load_balancer,
-        ResourceSpec::Route(rt) => &rt.load_balancer,
-        _ => return Ok(None),
-    };
-    let t = txn.open_table(RESOURCE_PUBS)?;
-    let lb_rp = get_rp(
-        &t,
-        &key(&k.project, ResourceKind::LoadBalancers, lb, &k.node),
-    )?;
-    Ok(match lb_rp {
-        Some(p) if p.applied => None,
-        _ => Some(format!(
-            "waiting for load balancer {lb} to be applied on {}",
-            k.node
-        )),
-    })
-}
-
-/// The rules of an unpublish from one node.
-fn refuse_unpublish(
-    txn: &WriteTransaction,
-    resources: &ResourceTable<'_>,
-    t: &PubTable<'_>,
-    r: &Resource,
-    node: &str,
-) -> Result<()> {
-    if let ResourceSpec::LoadBalancer(_) = &r.spec {
-        let mut users = Vec::new();
-        for kind in [ResourceKind::Eips, ResourceKind::Routes] {
-            for other in list_kind(resources, &r.project, kind)? {
-                let on = match &other.spec {
-                    ResourceSpec::Eip(e) => &e.load_balancer,
-                    ResourceSpec::Route(rt) => &rt.load_balancer,
-                    _ => continue,
-                };
-                let published = get_rp(t, &key(&r.project, kind, &other.name, node))?
-                    .is_some_and(|p| p.desired == ResourceDesired::Published);
-                if on == &r.name && published {
-                    users.push(format!("{} {}", kind.singular(), other.name));
-                }
-            }
-        }
-        if !users.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "rule: a load balancer a published route or EIP uses cannot be unpublished from \
-                 that node; unpublish {} from {node} first",
-                users.join(", ")
-            )));
-        }
-        return Ok(());
-    }
-    if r.kind.is_network() {
-        return Ok(());
-    }
-    let users: Vec<String> = served_apps(txn, resources, r)?
-        .remove(node)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
-    if !users.is_empty() {
-        return Err(StoreError::Conflict(format!(
-            "rule: a {} a published app uses cannot be unpublished from its node; unpublish {} \
-             from {node} first (with cascade to take it along)",
-            r.kind.singular(),
-            users.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-fn check_nodes_exist(txn: &WriteTransaction, nodes: &[String]) -> Result<()> {
-    if nodes.is_empty() {
-        return Err(ValidationError::one("nodes", "name at least one node").into());
-    }
-    let t = txn.open_table(NODES)?;
-    let mut unknown = Vec::new();
-    for n in nodes {
-        if t.get(n.as_str())?.is_none() {
-            unknown.push(n.as_str());
-        }
-    }
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationError::one("nodes", format!("no node named {}", unknown.join(", "))).into())
     }
 }
 

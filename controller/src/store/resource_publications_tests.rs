@@ -51,6 +51,7 @@ fn site() -> (tempfile::TempDir, Store) {
     s.create_cluster(&Cluster {
         name: "edge".into(),
         kubeconfig: KC.into(),
+        eip_pool: None,
         created_at: 1,
     })
     .expect("cluster");

@@ -20,9 +20,12 @@ impl Store {
     /// Creates a resource after checking, in the same transaction, what it refers
     /// to: a load balancer's app, an EIP's load balancer, a route's load
     /// balancer (which must be ClusterIP and have the port).
-    pub fn create_resource(&self, r: &Resource) -> Result<()> {
+    /// A load balancer, EIP or route that serves a published app follows it
+    /// to its nodes: the records made are returned, to trigger.
+    pub fn create_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>> {
         crate::resources::validate(r.kind, &r.name, &r.spec)?;
         let txn = self.db.begin_write()?;
+        let followed;
         {
             let mut t = txn.open_table(RESOURCES)?;
             let key = (r.project.as_str(), r.kind.as_str(), r.name.as_str());
@@ -36,9 +39,10 @@ impl Store {
             }
             check_references(&txn, &t, r)?;
             t.insert(key, encode(r).as_slice())?;
+            followed = super::resource_rules::follow_apps(&txn, &t, r, crate::clock::now_secs())?;
         }
         txn.commit()?;
-        Ok(())
+        Ok(followed.into_iter().map(PublicationRef::Resource).collect())
     }
 
     /// Replaces a resource's spec (same rules as create, plus: a volume's
@@ -267,7 +271,7 @@ fn referrers(
     Ok(list_kind(t, project, kind)?
         .into_iter()
         .filter(|r| match &r.spec {
-            ResourceSpec::Eip(e) => e.load_balancer == lb,
+            ResourceSpec::Eip(e) => e.load_balancer() == Some(lb),
             ResourceSpec::Route(rt) => rt.load_balancer == lb,
             _ => false,
         })
@@ -308,14 +312,16 @@ fn check_references(
             }
         }
         ResourceSpec::Eip(e) => {
-            let exists = load_balancer(t, &r.project, &e.load_balancer)?.is_some();
-            if !exists {
-                return Err(ValidationError::one(
-                    "load_balancer",
-                    format!("no load balancer {}/{}", r.project, e.load_balancer),
-                )
-                .into());
+            if let Some(lb) = e.load_balancer() {
+                if load_balancer(t, &r.project, lb)?.is_none() {
+                    return Err(ValidationError::one(
+                        "load_balancer",
+                        format!("no load balancer {}/{lb}", r.project),
+                    )
+                    .into());
+                }
             }
+            super::eips::check_eip_rules(txn, t, &r.project, &r.name, e)?;
         }
         ResourceSpec::Route(rt) => {
             let Some(lb) = load_balancer(t, &r.project, &rt.load_balancer)? else {
@@ -361,9 +367,9 @@ fn reapply_users(
     r: &Resource,
 ) -> Result<Vec<PublicationRef>> {
     let mut apps: BTreeSet<String> = BTreeSet::new();
-    for on_node in super::resource_publications::apps_by_node(txn, &r.project)?.into_values() {
+    for on_node in super::resource_rules::apps_by_node(txn, &r.project)?.into_values() {
         for a in on_node {
-            if super::resource_publications::serves(t, r, &a.app, &a.spec)? {
+            if super::resource_rules::serves(t, r, &a.app, &a.spec)? {
                 apps.insert(a.app);
             }
         }
@@ -389,6 +395,7 @@ fn reapply_users(
     for mut p in changed {
         p.applied = false;
         p.revision += 1;
+        p.resources_generation += 1;
         p.record(
             PublicationState::Deploying,
             format!("{} {} changed; applying again", r.kind.singular(), r.name),

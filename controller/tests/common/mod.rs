@@ -535,6 +535,8 @@ pub fn fast_settings() -> ControllerSettings {
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_millis(400),
             resync_interval: Duration::from_millis(500),
+            // Off: these tests count applies; the end-to-end tests cover drift.
+            drift_check_interval: Duration::ZERO,
             concurrency: 4,
             shutdown_grace: Duration::from_secs(5),
         },
