@@ -13,6 +13,7 @@ pub mod gc;
 pub mod meta;
 pub mod oci;
 pub mod private;
+pub mod proxy;
 pub mod server;
 pub mod service;
 pub mod signature;

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_registry::oci::{media, Descriptor, Digest, RepoName};
+use crate::oci::{media, Descriptor, Digest, RepoName};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -38,7 +38,7 @@ pub enum UpstreamError {
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
     /// Upstream refused our credentials for this repository.
-    #[error("upstream refused access ({0}); check the edge's upstream credentials")]
+    #[error("upstream refused access ({0}); check the upstream credentials")]
     Refused(u16),
     #[error("upstream protocol error: {0}")]
     Protocol(String),
@@ -99,7 +99,7 @@ impl Upstream {
             .read_timeout((connect_timeout * STALL_TIMEOUTS).max(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
             .danger_accept_invalid_certs(insecure)
-            .user_agent(concat!("berth-edge/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
         let base = base.trim_end_matches('/').to_string();
@@ -338,9 +338,7 @@ impl Upstream {
             Some(d) => d
                 .parse()
                 .map(Some)
-                .map_err(|e: berth_registry::oci::DigestError| {
-                    UpstreamError::Protocol(e.to_string())
-                }),
+                .map_err(|e: crate::oci::DigestError| UpstreamError::Protocol(e.to_string())),
             // No digest header: fall back to GET, as containerd does.
             None => Ok(self.get_manifest(repo, reference).await?.map(|m| m.digest)),
         }
