@@ -95,6 +95,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let grace = cfg.server.shutdown_grace;
     let log_access = cfg.log.access_log;
     let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    app.set_sealer(std::sync::Arc::new(crate::compose::ControllerSealer(
+        berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
+    )));
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = app.router();
     let mut reconciler = None;

@@ -212,3 +212,33 @@ impl berth_registry::gc::GcRoots for PublicationRoots {
         out
     }
 }
+
+/// The registry's sealing port, on the controller's `SecretBox` and key: a
+/// proxy project's upstream password is sealed the way an edge password is.
+pub struct ControllerSealer(pub berth_controller::secrets::SecretBox);
+
+impl berth_registry::sealing::Sealer for ControllerSealer {
+    fn seal(
+        &self,
+        place: &str,
+        plain: &[u8],
+    ) -> Result<berth_registry::sealing::SealedSecret, String> {
+        let v = self.0.seal(place, plain).map_err(|e| e.to_string())?;
+        Ok(berth_registry::sealing::SealedSecret {
+            nonce: v.nonce,
+            ciphertext: v.ciphertext,
+        })
+    }
+
+    fn open(
+        &self,
+        place: &str,
+        sealed: &berth_registry::sealing::SealedSecret,
+    ) -> Result<Vec<u8>, String> {
+        let v = berth_controller::resources::SealedValue {
+            nonce: sealed.nonce.clone(),
+            ciphertext: sealed.ciphertext.clone(),
+        };
+        self.0.open(place, &v).map_err(|e| e.to_string())
+    }
+}

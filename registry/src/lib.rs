@@ -14,6 +14,7 @@ pub mod meta;
 pub mod oci;
 pub mod private;
 pub mod proxy;
+pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod signature;

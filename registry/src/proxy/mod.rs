@@ -12,6 +12,7 @@
 //! - `tags.rs`: tag freshness, stale answers while upstream cannot answer.
 //! - `upstream.rs`: the HTTP client (Bearer token flow, Basic, anonymous), a
 //!   circuit breaker, typed answers.
+//! - `target.rs`: which upstream addresses may be reached at all.
 //!
 //! What is kept, and for how long, is not decided here: the owner of the
 //! cache implements [`Keeper`] (the edge: capacity, LRU and pins) and
@@ -28,8 +29,11 @@ use crate::service::Committed;
 
 pub mod fill;
 pub mod flight;
+pub mod mirror;
+pub mod projects;
 pub mod pull_through;
 pub mod tags;
+pub mod target;
 pub mod upstream;
 
 pub use fill::{Fill, FillError, FillState, Ready};
