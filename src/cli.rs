@@ -98,9 +98,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // directory, its keys or the admin account (and their one-time password).
     let listener = server::bind(listen).await?;
     let mut app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
-    app.enable_webhooks(std::sync::Arc::new(crate::compose::ControllerSealer(
-        berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
-    )));
+    let sealer: std::sync::Arc<dyn berth_registry::sealing::Sealer> =
+        std::sync::Arc::new(crate::compose::ControllerSealer(
+            berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
+        ));
+    app.set_sealer(sealer.clone());
+    app.enable_webhooks(sealer);
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = if app.config.controller.enabled {
         app.router_with_docs(&berth_controller::openapi_paths())

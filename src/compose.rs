@@ -214,18 +214,19 @@ impl berth_registry::gc::GcRoots for PublicationRoots {
     }
 }
 
-/// Webhook secrets are sealed as the controller seals credentials: its
-/// `SecretBox` (ChaCha20-Poly1305) with its key, bound to the secret's place.
+/// The registry's sealing port on the controller's `SecretBox` and key: a
+/// proxy project's upstream password and a webhook's secret are sealed the
+/// way an edge password is.
 pub struct ControllerSealer(pub berth_controller::secrets::SecretBox);
 
-impl berth_registry::webhooks::SecretSealer for ControllerSealer {
+impl berth_registry::sealing::Sealer for ControllerSealer {
     fn seal(
         &self,
         place: &str,
         plain: &[u8],
-    ) -> Result<berth_registry::meta::SealedSecret, String> {
+    ) -> Result<berth_registry::sealing::SealedSecret, String> {
         let v = self.0.seal(place, plain).map_err(|e| e.to_string())?;
-        Ok(berth_registry::meta::SealedSecret {
+        Ok(berth_registry::sealing::SealedSecret {
             nonce: v.nonce,
             ciphertext: v.ciphertext,
         })
@@ -234,7 +235,7 @@ impl berth_registry::webhooks::SecretSealer for ControllerSealer {
     fn open(
         &self,
         place: &str,
-        sealed: &berth_registry::meta::SealedSecret,
+        sealed: &berth_registry::sealing::SealedSecret,
     ) -> Result<Vec<u8>, String> {
         let v = berth_controller::resources::SealedValue {
             nonce: sealed.nonce.clone(),

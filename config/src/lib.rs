@@ -43,6 +43,7 @@ pub struct Config {
     pub edge: EdgeConfig,
     pub controller: ControllerConfig,
     pub webhooks: WebhooksConfig,
+    pub proxy: ProxyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,6 +362,41 @@ impl Default for EdgeConfig {
     }
 }
 
+/// Proxy-cache projects of `berth serve` (projects created with an upstream).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Upstreams may be loopback, link-local, private or this machine's own
+    /// addresses (and redirects may lead there). Off: only public addresses.
+    pub allow_private_upstreams: bool,
+    /// Registry host -> proxy project, for mirror requests that name their
+    /// registry (`?ns=docker.io`, as containerd sends), e.g. {"docker.io" = "dockerhub"}.
+    /// From the environment: `docker.io=dockerhub,ghcr.io=ghcr`.
+    pub hosts: std::collections::BTreeMap<String, String>,
+    /// Within this window a cached tag is served without asking upstream.
+    #[serde(with = "duration_str")]
+    pub tag_freshness: Duration,
+    /// When upstream is unreachable (or answers 429/5xx), cached tags are
+    /// served, with a Warning, for this long past freshness.
+    #[serde(with = "duration_str")]
+    pub stale_limit: Duration,
+    /// Timeout for connecting to an upstream.
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_upstreams: false,
+            hosts: Default::default(),
+            tag_freshness: Duration::from_secs(300),
+            stale_limit: Duration::from_secs(7 * 24 * 3600),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControllerConfig {
@@ -639,6 +675,19 @@ impl Config {
                         })
                     }
                 }),
+                Some(toml::Value::Table(_)) => {
+                    let mut t = toml::map::Map::new();
+                    for pair in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let Some((k, v)) = pair.split_once('=') else {
+                            return Err(ConfigError::Env {
+                                var,
+                                message: format!("{pair:?} is not KEY=VALUE"),
+                            });
+                        };
+                        t.insert(k.trim().into(), toml::Value::String(v.trim().into()));
+                    }
+                    toml::Value::Table(t)
+                }
                 Some(toml::Value::Array(_)) => toml::Value::Array(
                     value
                         .split(',')
@@ -726,6 +775,16 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some((host, _)) = self
+            .proxy
+            .hosts
+            .iter()
+            .find(|(h, p)| h.is_empty() || p.is_empty())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "proxy.hosts: {host:?} must map a registry host to a project name"
+            )));
+        }
         if !["directory", "kubernetes"].contains(&self.controller.deployer.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "controller.deployer must be \"directory\" or \"kubernetes\", not {:?}",
@@ -791,6 +850,8 @@ mod tests {
             ("BERTH_SERVER_TLS_CERT", "/tmp/cert.pem"),
             ("BERTH_ADMIN_PASSWORD", "ignored-here"),
             ("BERTH_CONTROLLER_KUBECONFIG_MAX_TTL", "2h"),
+            ("BERTH_PROXY_ALLOW_PRIVATE_UPSTREAMS", "true"),
+            ("BERTH_PROXY_HOSTS", "docker.io=dockerhub, ghcr.io=ghcr"),
         ];
         cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env applies");
@@ -805,6 +866,15 @@ mod tests {
         assert_eq!(cfg.edge.capacity, ByteSize(2 << 30));
         assert_eq!(cfg.edge.platforms, vec!["linux/amd64", "linux/arm64"]);
         assert_eq!(cfg.edge.upstream_user, "robot$edge");
+        assert!(cfg.proxy.allow_private_upstreams);
+        assert_eq!(
+            cfg.proxy.hosts.get("docker.io").map(String::as_str),
+            Some("dockerhub")
+        );
+        assert_eq!(
+            cfg.proxy.hosts.get("ghcr.io").map(String::as_str),
+            Some("ghcr")
+        );
         assert_eq!(
             cfg.server.tls_cert.as_deref(),
             Some(Path::new("/tmp/cert.pem"))

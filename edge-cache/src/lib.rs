@@ -1,12 +1,13 @@
 //! berth's edge cache: the registry's read API over a pull-through namespace.
 //!
-//! The same `/v2` router as the registry, over a `PullThrough`
-//! (`pull_through.rs`): a decorator over a `LocalRegistry` in the cache
-//! directory and the client of the upstream registry (`upstream.rs`). A hit
-//! runs the registry's own code; a miss is fetched from upstream once per
-//! blob, verified and committed the way an upload is (`fill.rs`), and served
-//! stale, with a Warning, while upstream is unreachable (`tags.rs`). Around
-//! it: capacity-bounded LRU eviction with pins (`retention.rs`), prefetch
+//! The same `/v2` router as the registry, over the registry's `PullThrough`
+//! (`berth_registry::proxy`, the one pull-through that proxy-cache projects
+//! use too): a decorator over a `LocalRegistry` in the cache directory and
+//! the client of the upstream registry. A hit runs the registry's own code;
+//! a miss is fetched from upstream once per blob, verified and committed the
+//! way an upload is, and served stale, with a Warning, while upstream is
+//! unreachable. What is the edge's own: capacity-bounded LRU eviction with
+//! pins (`retention.rs`, the pull-through's `Keeper`), prefetch
 //! jobs (`prefetch.rs`), the cached-images API (`images.rs`), a cache
 //! directory removed under a running edge (`cache_dir.rs`), and the
 //! listener's access rule (`access.rs`).
@@ -21,6 +22,8 @@
 //!   `database`, `reopen_database`), the types in their signatures, which
 //!   `service` re-exports, and the `Namespace` trait the router serves;
 //!   `service::metrics::Metrics`, the process's Prometheus registry;
+//! - `proxy`: the pull-through, its upstream client, and the `Keeper` and
+//!   `TagClock` ports the edge implements;
 //! - `api`: the `/v2` router, its state and its error response;
 //! - `auth`: the router's access interface (`Access`, `RequestInfo`,
 //!   `Subject`, `Refusal`, `client::client_addr`), which `access.rs`
@@ -45,25 +48,19 @@ use berth_registry::service::LocalRegistry;
 
 pub mod access;
 mod cache_dir;
-pub mod fill;
-mod flight;
 pub mod images;
 pub mod metrics;
 pub mod openapi;
 pub mod podlogs;
 pub mod prefetch;
-pub mod pull_through;
 pub mod retention;
 pub mod store;
-pub mod tags;
-pub mod upstream;
 
 use access::EdgeAccess;
+use berth_registry::proxy::{upstream, PullThrough, TagFreshness, TagPolicy};
 use cache_dir::CacheDir;
-use pull_through::PullThrough;
 use retention::Retention;
 use store::EdgeStore;
-use tags::{TagFreshness, TagPolicy};
 
 /// The local registry's database in the cache directory.
 const DATABASE: &str = "edge.redb";
@@ -85,6 +82,8 @@ pub struct EdgeApp {
     pub pull_through: Arc<PullThrough>,
     pub prefetcher: Arc<prefetch::Prefetcher>,
     pub metrics: Arc<Metrics>,
+    pub edge_metrics: Arc<metrics::EdgeMetrics>,
+    pub retention: Arc<Retention>,
     store: Arc<EdgeStore>,
     cache_dir: Arc<CacheDir>,
     access: Arc<EdgeAccess>,
@@ -157,8 +156,17 @@ impl EdgeApp {
                 stale_limit: e.stale_limit,
             },
         );
-        let pt = Arc::new(PullThrough::new("", local, up, retention, tags, em, ready));
-        let prefetcher = prefetch::Prefetcher::new(pt.clone(), store.clone(), e.platforms.clone());
+        let pt = Arc::new(PullThrough::new(
+            "",
+            local,
+            up,
+            retention.clone(),
+            tags,
+            em.proxy.clone(),
+            ready,
+        ));
+        let prefetcher =
+            prefetch::Prefetcher::new(pt.clone(), store.clone(), em.clone(), e.platforms.clone());
         Ok(Self {
             access: Arc::new(EdgeAccess {
                 trusted: e.trusted_networks.clone(),
@@ -168,6 +176,8 @@ impl EdgeApp {
             pull_through: pt,
             prefetcher,
             metrics,
+            edge_metrics: em,
+            retention,
             store,
             cache_dir,
         })
@@ -185,12 +195,12 @@ impl EdgeApp {
             events: None,
         };
         let metrics = self.metrics.clone();
-        let pt = self.pull_through.clone();
+        let (retention, em) = (self.retention.clone(), self.edge_metrics.clone());
         let access = self.access.clone();
         let images = images::router(images::Images {
             local: self.pull_through.local.clone(),
             store: self.store.clone(),
-            retention: self.pull_through.retention.clone(),
+            retention: self.retention.clone(),
         });
         let guarded = prefetch::router(self.prefetcher.clone())
             .merge(images)
@@ -226,9 +236,9 @@ impl EdgeApp {
                 "/metrics",
                 axum::routing::get(move || {
                     let m = metrics.clone();
-                    let used = pt.retention.used_bytes();
+                    let used = retention.used_bytes();
                     async move {
-                        pt.metrics.cached_bytes.set(used as i64);
+                        em.cached_bytes.set(used as i64);
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,

@@ -1,5 +1,9 @@
-//! Edge cache metrics, registered into the process's Prometheus registry.
+//! Edge cache metrics, registered into the process's Prometheus registry:
+//! the pull-through's counters and the edge's own (eviction, prefetch).
 
+use std::sync::Arc;
+
+use berth_registry::proxy::ProxyMetrics;
 use berth_registry::service::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,54 +16,21 @@ pub struct JobState {
 
 #[derive(Default)]
 pub struct EdgeMetrics {
-    pub hits: Counter,
-    pub misses: Counter,
-    pub upstream_bytes: Counter,
-    pub served_bytes: Counter,
-    pub stale_serves: Counter,
+    /// The pull-through's counters, as `edge_hits` and so on.
+    pub proxy: Arc<ProxyMetrics>,
     pub evictions: Counter,
-    pub fill_errors: Counter,
     pub cached_bytes: Gauge,
     pub prefetch_jobs: Family<JobState, Gauge>,
 }
 
 impl EdgeMetrics {
     pub fn register(&self, m: &Metrics) {
+        self.proxy.register(m, "edge");
         m.register(|r| {
-            r.register(
-                "edge_hits",
-                "Requests answered from the cache",
-                self.hits.clone(),
-            );
-            r.register(
-                "edge_misses",
-                "Requests that went upstream",
-                self.misses.clone(),
-            );
-            r.register(
-                "edge_upstream_bytes",
-                "Bytes received from upstream",
-                self.upstream_bytes.clone(),
-            );
-            r.register(
-                "edge_served_bytes",
-                "Blob bytes served to clients",
-                self.served_bytes.clone(),
-            );
-            r.register(
-                "edge_stale_serves",
-                "Tags served stale while upstream was unreachable",
-                self.stale_serves.clone(),
-            );
             r.register(
                 "edge_evictions",
                 "Blobs evicted to stay within capacity",
                 self.evictions.clone(),
-            );
-            r.register(
-                "edge_fill_errors",
-                "Upstream transfers that failed or failed verification",
-                self.fill_errors.clone(),
             );
             r.register(
                 "edge_cached_bytes",

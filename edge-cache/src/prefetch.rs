@@ -17,7 +17,9 @@ use berth_registry::oci::{media, Descriptor, Digest, ImageRef, ManifestSummary, 
 use berth_registry::service::Namespace;
 use serde::{Deserialize, Serialize};
 
-use crate::pull_through::PullThrough;
+use berth_registry::proxy::PullThrough;
+
+use crate::metrics::EdgeMetrics;
 use crate::store::{now_ms, EdgeStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +95,7 @@ pub struct PrefetchRequest {
 pub struct Prefetcher {
     pt: Arc<PullThrough>,
     store: Arc<EdgeStore>,
+    metrics: Arc<EdgeMetrics>,
     jobs: Mutex<HashMap<String, Job>>,
     platforms: Vec<String>,
     limit: Arc<tokio::sync::Semaphore>,
@@ -131,7 +134,12 @@ impl IntoResponse for PrefetchError {
 }
 
 impl Prefetcher {
-    pub fn new(pt: Arc<PullThrough>, store: Arc<EdgeStore>, platforms: Vec<String>) -> Arc<Self> {
+    pub fn new(
+        pt: Arc<PullThrough>,
+        store: Arc<EdgeStore>,
+        metrics: Arc<EdgeMetrics>,
+        platforms: Vec<String>,
+    ) -> Arc<Self> {
         let platforms = if platforms.is_empty() {
             vec![own_platform()]
         } else {
@@ -140,6 +148,7 @@ impl Prefetcher {
         let this = Arc::new(Self {
             pt,
             store,
+            metrics,
             jobs: Mutex::new(HashMap::new()),
             platforms,
             limit: Arc::new(tokio::sync::Semaphore::new(2)),
@@ -171,8 +180,7 @@ impl Prefetcher {
             }
         }
         for s in ["pending", "running", "done", "failed"] {
-            self.pt
-                .metrics
+            self.metrics
                 .prefetch_jobs
                 .get_or_create(&crate::metrics::JobState { state: s.into() })
                 .set(*counts.get(s).unwrap_or(&0));

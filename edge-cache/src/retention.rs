@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use berth_registry::oci::Digest;
+use berth_registry::proxy::{Keeper, ReadGuard};
 use berth_registry::service::{Committed, LocalRegistry, ServiceError};
 
 use crate::metrics::EdgeMetrics;
@@ -170,5 +172,22 @@ impl Retention {
             *u = u.saturating_sub(size);
         }
         true
+    }
+}
+
+/// The pull-through's reads and fills, as the edge keeps them.
+#[async_trait]
+impl Keeper for Retention {
+    fn reader(&self, d: &Digest) -> ReadGuard {
+        Box::new(Retention::reader(self, d))
+    }
+    fn touch(&self, d: &Digest) {
+        Retention::touch(self, d)
+    }
+    fn stored(&self, d: &Digest, committed: &Committed) {
+        Retention::stored(self, d, committed)
+    }
+    async fn after_fill(&self) {
+        self.evict_if_needed().await
     }
 }

@@ -15,7 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use berth_registry::oci::Digest;
+use berth_registry::oci::{Digest, RepoName, Tag};
+use berth_registry::proxy::TagClock;
 use berth_registry::service::LocalRegistry;
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -24,12 +25,7 @@ const ACCESS: TableDefinition<&str, u64> = TableDefinition::new("edge_access");
 const PINS: TableDefinition<(&str, &str), ()> = TableDefinition::new("edge_pins");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("edge_jobs");
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use berth_registry::proxy::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 #[error("edge cache database: {0}")]
@@ -222,5 +218,17 @@ impl EdgeStore {
             out.push(v.value().to_vec());
         }
         Ok(out)
+    }
+}
+
+/// The pull-through's tag freshness, kept in `edge_tag_fetched`.
+impl TagClock for EdgeStore {
+    fn fetched(&self, repo: &RepoName, tag: &Tag) -> Option<u64> {
+        self.tag_fetched(repo.as_str(), tag.as_str())
+    }
+    fn confirmed(&self, repo: &RepoName, tag: &Tag) {
+        if let Err(e) = self.set_tag_fetched(repo.as_str(), tag.as_str()) {
+            tracing::warn!(%repo, %tag, error = %e, "cannot note when a tag was confirmed");
+        }
     }
 }

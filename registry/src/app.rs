@@ -16,6 +16,9 @@ use crate::auth::token::TokenKey;
 use crate::auth::Access;
 use crate::content::ContentStore;
 use crate::meta::RedbMeta;
+use crate::proxy::projects::{ProxyOptions, ProxyProjects};
+use crate::proxy::{ProxyMetrics, TagPolicy};
+use crate::sealing::Sealer;
 use crate::service::{metrics::Metrics, LocalRegistry};
 use crate::signature::SignatureGate;
 use crate::webhooks::{SecretSealer, WebhookSettings, Webhooks};
@@ -114,6 +117,11 @@ pub struct RegistryApp {
     pub signatures: Arc<SignatureGate>,
     /// The projects' webhooks, once `enable_webhooks` gave them a sealer.
     pub webhooks: Option<Arc<Webhooks>>,
+    /// The namespace `/v2` serves: the local registry, with a pull-through
+    /// for each proxy-cache project.
+    pub projects: Arc<ProxyProjects>,
+    /// Seals proxy projects' upstream passwords; set by `set_sealer`.
+    sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
     gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
 }
 
@@ -167,6 +175,24 @@ impl RegistryApp {
             }
         })?;
         let signatures = Arc::new(SignatureGate::new(registry.clone(), accounts.clone()));
+        let sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>> = Arc::default();
+        let proxy_metrics = Arc::new(ProxyMetrics::default());
+        proxy_metrics.register(&metrics, "proxy");
+        let p = &config.proxy;
+        let projects = Arc::new(ProxyProjects::new(
+            registry.clone(),
+            accounts.clone(),
+            sealer.clone(),
+            ProxyOptions {
+                tags: TagPolicy {
+                    freshness: p.tag_freshness,
+                    stale_limit: p.stale_limit,
+                },
+                connect_timeout: p.connect_timeout,
+                allow_private_upstreams: p.allow_private_upstreams,
+            },
+            proxy_metrics,
+        ));
         let access = Arc::new(RegistryAccess::new(
             accounts,
             key,
@@ -194,6 +220,8 @@ impl RegistryApp {
             access,
             signatures,
             webhooks: None,
+            projects,
+            sealer,
             gc_status: Default::default(),
         })
     }
@@ -211,9 +239,15 @@ impl RegistryApp {
         ));
     }
 
+    /// Gives the registry the key that seals credentials at rest (the
+    /// controller's); without one, proxy projects cannot keep passwords.
+    pub fn set_sealer(&self, sealer: Arc<dyn Sealer>) {
+        let _ = self.sealer.set(sealer);
+    }
+
     pub fn api_state(&self) -> ApiState {
         ApiState {
-            ns: self.registry.clone(),
+            ns: self.projects.clone(),
             access: self.access.clone() as Arc<dyn Access>,
             metrics: self.metrics.clone(),
             read_only: self.config.server.read_only,
@@ -271,16 +305,25 @@ impl RegistryApp {
         let metrics = self.metrics.clone();
         let admin_state = AdminState {
             access: self.access.clone(),
+            sealer: self.sealer.clone(),
+            proxy: self.config.proxy.clone(),
             registry: self.registry.clone(),
             gc_options: self.gc_options(false),
             gc_last: self.gc_status.clone(),
             signatures: self.signatures.clone(),
             webhooks: self.webhooks.clone(),
         };
+        let hosts = Arc::new(self.config.proxy.hosts.clone());
         api::router(self.api_state())
             .layer(axum::middleware::from_fn_with_state(
                 self.access.clone(),
                 crate::auth::audit::record_refusals,
+            ))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let req = crate::proxy::mirror::to_project(&hosts, req);
+                    next.run(req)
+                },
             ))
             .merge(crate::auth::endpoint::router(self.access.clone()))
             .merge(admin::router(

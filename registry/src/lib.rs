@@ -15,6 +15,8 @@ pub mod net_policy;
 pub mod oci;
 pub mod openapi;
 pub mod private;
+pub mod proxy;
+pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod signature;

@@ -30,11 +30,15 @@ use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 
 mod body;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
+mod proxy_projects;
 mod webhooks;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub access: Arc<RegistryAccess>,
+    /// Seals proxy projects' upstream passwords (the controller's key).
+    pub sealer: Arc<std::sync::OnceLock<Arc<dyn crate::sealing::Sealer>>>,
+    pub proxy: berth_config::ProxyConfig,
     pub registry: Arc<LocalRegistry>,
     pub gc_options: GcOptions,
     pub gc_last: Arc<Mutex<GcStatus>>,
@@ -418,8 +422,13 @@ async fn set_password(
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     pub name: String,
+    /// Anyone may pull. A proxy project with upstream credentials is private
+    /// unless this is given: anonymous users would read through that account.
     #[serde(default)]
     pub public: bool,
+    /// A proxy-cache project of this upstream registry (system administrators).
+    #[serde(default)]
+    pub proxy: Option<proxy_projects::NewProxy>,
 }
 
 /// What to change; fields left out stay as they are.
@@ -453,7 +462,10 @@ pub struct Force {
 }
 
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", responses((status = 200, body = Vec<Project>)))]
-async fn list_projects(State(st): State<AdminState>, c: Caller) -> AResult<Json<Vec<Project>>> {
+async fn list_projects(
+    State(st): State<AdminState>,
+    c: Caller,
+) -> AResult<Json<Vec<serde_json::Value>>> {
     let visible = st
         .access
         .accounts
@@ -462,6 +474,7 @@ async fn list_projects(State(st): State<AdminState>, c: Caller) -> AResult<Json<
         .filter(|p| {
             p.public || c.subject.admin || st.access.accounts.role(&p.name, c.name()).is_some()
         })
+        .map(|p| proxy_projects::answer(&p))
         .collect();
     Ok(Json(visible))
 }
@@ -472,17 +485,26 @@ async fn create_project(
     State(st): State<AdminState>,
     c: Caller,
     JsonBody(b): JsonBody<NewProject>,
-) -> AResult<(StatusCode, Json<Project>)> {
+) -> AResult<(StatusCode, Json<serde_json::Value>)> {
     c.require_admin()?;
-    let p = st.access.accounts.create_project(&b.name, b.public).await?;
+    let proxy = match b.proxy {
+        Some(p) => Some(proxy_projects::upstream(&st, &b.name, p).await?),
+        None => None,
+    };
+    let p = st
+        .access
+        .accounts
+        .create_project_with(&b.name, b.public, proxy)
+        .await?;
     st.audit(&c, "project.create", Some(&p.name), &p.name);
-    Ok((StatusCode::CREATED, Json(p)))
+    Ok((StatusCode::CREATED, Json(proxy_projects::answer(&p))))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ProjectView {
     #[serde(flatten)]
-    pub project: Project,
+    #[schema(value_type = Project)]
+    pub project: serde_json::Value,
     pub repositories: Vec<String>,
     pub members: Vec<MemberView>,
 }
@@ -511,7 +533,7 @@ async fn show_project(
             .into_iter()
             .map(|(user, role)| MemberView { user, role })
             .collect(),
-        project,
+        project: proxy_projects::answer(&project),
     }))
 }
 
@@ -522,7 +544,7 @@ async fn patch_project(
     c: Caller,
     Path(name): Path<String>,
     JsonBody(b): JsonBody<ProjectPatch>,
-) -> AResult<Json<Project>> {
+) -> AResult<Json<serde_json::Value>> {
     st.require_role(&c, &name, Manage::Settings)?;
     if b.public.is_none() && b.require_signature.is_none() {
         return Err(AdminError::new(
@@ -551,7 +573,7 @@ async fn patch_project(
         };
         st.audit(&c, action, Some(&name), &name);
     }
-    Ok(Json(p))
+    Ok(Json(proxy_projects::answer(&p)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path, example = "demo"), Force),

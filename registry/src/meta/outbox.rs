@@ -8,13 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A secret sealed by the caller (nonce and ciphertext, base64): the
-/// metadata never sees it in the clear.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedSecret {
-    pub nonce: String,
-    pub ciphertext: String,
-}
+/// A secret sealed by the caller: the metadata never sees it in the clear.
+pub use crate::sealing::SealedSecret;
 
 /// A project's webhook endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::meta::{Delivery, MetaStore, NewDelivery, SealedSecret, Webhook};
+use crate::meta::{Delivery, MetaStore, NewDelivery, Webhook};
 use crate::service::metrics::Metrics;
 
 mod deliver;
@@ -33,10 +33,8 @@ const LOG_KEEP: u64 = 200;
 
 /// Seals endpoint secrets at rest: the controller's key and cipher, handed
 /// in by `berth serve` (the registry does not link the controller).
-pub trait SecretSealer: Send + Sync {
-    fn seal(&self, place: &str, plain: &[u8]) -> Result<SealedSecret, String>;
-    fn open(&self, place: &str, sealed: &SealedSecret) -> Result<Vec<u8>, String>;
-}
+/// Seals endpoint secrets: the registry's one sealing port.
+pub use crate::sealing::Sealer as SecretSealer;
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {

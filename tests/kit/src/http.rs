@@ -118,6 +118,46 @@ pub fn push_blob(http: &Client, base: &str, auth: &Auth, repo: &str, bytes: Vec<
     digest
 }
 
+/// Pushes `bytes` as a monolithic upload in two steps (`POST`, then `PUT
+/// <location>?digest=` with the bytes), as registries without the one-step
+/// form (distribution 2.8) need; returns the digest.
+pub fn push_blob_in_two_steps(
+    http: &Client,
+    base: &str,
+    auth: &Auth,
+    repo: &str,
+    bytes: Vec<u8>,
+) -> String {
+    let digest = crate::fixtures::digest_of(&bytes);
+    let mut post = http.post(format!("{base}/v2/{repo}/blobs/uploads/"));
+    if let Auth::Basic(u, p) = auth {
+        post = post.basic_auth(u, Some(p));
+    }
+    let res = post.send().expect("upload start");
+    assert_eq!(res.status().as_u16(), 202, "upload start in {repo}");
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("upload Location")
+        .to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let a = send(
+        http,
+        "PUT",
+        &format!("{url}{sep}digest={digest}"),
+        auth,
+        Some(("application/octet-stream", bytes)),
+    );
+    assert_eq!(a.status, 201, "blob upload to {repo}: {a:?}");
+    digest
+}
+
 /// What [`push_image`] pushed.
 #[derive(Clone, Debug)]
 pub struct Pushed {

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use super::rules::{check_password_rule, check_project_name, check_user_name, random_secret};
 use super::ROBOT_PREFIX;
-use super::{db, AccountError, Accounts, IfRole, Project, ProjectChange, Robot, User};
+use super::{
+    db, AccountError, Accounts, IfRole, Project, ProjectChange, ProxyUpstream, Robot, User,
+};
 use crate::auth::policy::Role;
 use crate::auth::store::new_instance_id;
 use crate::meta::now;
@@ -205,12 +207,23 @@ impl Accounts {
     // ---- projects ----
 
     pub async fn create_project(&self, name: &str, public: bool) -> Result<Project, AccountError> {
+        self.create_project_with(name, public, None).await
+    }
+
+    /// Creates a project, a proxy-cache project when `proxy` is given.
+    pub async fn create_project_with(
+        &self,
+        name: &str,
+        public: bool,
+        proxy: Option<ProxyUpstream>,
+    ) -> Result<Project, AccountError> {
         check_project_name(name)?;
         let p = Project {
             name: name.to_string(),
             public,
             created: now(),
             require_signature: None,
+            proxy,
         };
         let _changing = self.changing.lock().await;
         self.store.create_project(&p).await?;

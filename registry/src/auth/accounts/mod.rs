@@ -27,8 +27,8 @@ mod tests;
 
 pub use self::rules::{check_password_rule, check_project_name, check_user_name, PASSWORD_RULE};
 pub use super::store::{
-    AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery, IfRole, Project,
-    ProjectChange, Robot, User,
+    proxy_password_place, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery,
+    IfRole, Project, ProjectChange, ProxyUpstream, Robot, User,
 };
 
 pub const ROBOT_PREFIX: &str = "robot$";

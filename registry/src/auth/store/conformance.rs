@@ -41,6 +41,7 @@ fn project(name: &str) -> Project {
         public: false,
         created: 8,
         require_signature: None,
+        proxy: None,
     }
 }
 

@@ -46,6 +46,42 @@ pub struct Project {
     /// (`signature`); absent in records written before policies existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_signature: Option<crate::signature::RequireSignature>,
+    /// A proxy-cache project: its repositories are another registry's, pulled
+    /// through (`proxy::projects`); nothing can be pushed into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyUpstream>,
+}
+
+/// The upstream of a proxy-cache project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProxyUpstream {
+    /// The registry pulled through, e.g. `https://registry-1.docker.io`.
+    pub url: String,
+    /// The upstream account; empty for anonymous pulls.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// The upstream password, sealed; never in an answer (`Project::shown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub password_sealed: Option<crate::sealing::SealedSecret>,
+}
+
+impl Project {
+    /// The project as answers show it: no sealed credential, only whether
+    /// there is one (`proxy.password_set`).
+    pub fn shown(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(proxy) = v.get_mut("proxy").and_then(|p| p.as_object_mut()) {
+            let set = proxy.remove("password_sealed").is_some();
+            proxy.insert("password_set".into(), set.into());
+        }
+        v
+    }
+}
+
+/// Where a proxy project's upstream password is sealed (its associated data).
+pub fn proxy_password_place(project: &str) -> String {
+    format!("project/{project}/proxy-password")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

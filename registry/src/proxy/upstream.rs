@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_registry::oci::{media, Descriptor, Digest, RepoName};
+use crate::oci::{media, Descriptor, Digest, RepoName};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -38,7 +38,7 @@ pub enum UpstreamError {
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
     /// Upstream refused our credentials for this repository.
-    #[error("upstream refused access ({0}); check the edge's upstream credentials")]
+    #[error("upstream refused access ({0}); check the upstream credentials")]
     Refused(u16),
     #[error("upstream protocol error: {0}")]
     Protocol(String),
@@ -46,9 +46,20 @@ pub enum UpstreamError {
 
 pub struct Upstream {
     base: String,
+    /// A proxy project's name: `dockerhub/library/nginx` here is
+    /// `library/nginx` upstream. Empty for the edge (same names both sides).
+    project: String,
+    /// Docker Hub keeps one-part names under `library/`.
+    docker_hub: bool,
+    /// Addresses in URLs are checked against `target::refused` (names are
+    /// checked by the client's resolver).
+    guarded: bool,
     client: reqwest::Client,
     creds: Option<(String, String)>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Upstream asked for Basic credentials once: send them from then on
+    /// (one request per fetch, not a 401 round trip each time).
+    basic: std::sync::atomic::AtomicBool,
     down_until: Mutex<Option<Instant>>,
     answer_timeout: Duration,
     /// Requests sent upstream, by kind; for metrics and tests.
@@ -87,19 +98,77 @@ pub struct BlobBody {
     pub stream: BoxStream<'static, Result<Bytes, UpstreamError>>,
 }
 
+/// How a proxy project reaches its upstream.
+pub struct ProjectUpstream<'a> {
+    /// The project whose repositories this upstream holds.
+    pub project: &'a str,
+    pub url: &'a str,
+    pub creds: Option<(String, String)>,
+    pub connect_timeout: Duration,
+    /// Private, loopback and this machine's addresses may be reached.
+    pub allow_private: bool,
+}
+
 impl Upstream {
+    /// The edge's upstream: any address, names as they are.
     pub fn new(
         base: &str,
         creds: Option<(String, String)>,
         connect_timeout: Duration,
         insecure: bool,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        Self::build(base, creds, connect_timeout, insecure, false)
+    }
+
+    /// A proxy project's upstream: its names without the project, and unless
+    /// allowed, only public addresses (`target.rs`), redirects included.
+    pub fn for_project(p: ProjectUpstream<'_>) -> Result<Self, String> {
+        let mut up = Self::build(p.url, p.creds, p.connect_timeout, false, !p.allow_private)?;
+        let url =
+            reqwest::Url::parse(&up.base).map_err(|e| format!("upstream {}: {e}", up.base))?;
+        if !p.allow_private {
+            super::target::check_url(&url)?;
+        }
+        up.project = p.project.to_string();
+        up.docker_hub = matches!(
+            url.host_str(),
+            Some(
+                "registry-1.docker.io"
+                    | "docker.io"
+                    | "index.docker.io"
+                    | "registry.hub.docker.com"
+            )
+        );
+        Ok(up)
+    }
+
+    fn build(
+        base: &str,
+        creds: Option<(String, String)>,
+        connect_timeout: Duration,
+        insecure: bool,
+        guarded: bool,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if guarded {
+            builder = builder
+                .dns_resolver(Arc::new(super::target::GuardedResolver))
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.previous().len() >= 10 {
+                        return attempt.error("too many redirects");
+                    }
+                    match super::target::check_url(attempt.url()) {
+                        Ok(()) => attempt.follow(),
+                        Err(why) => attempt.error(format!("redirect refused: {why}")),
+                    }
+                }));
+        }
+        let client = builder
             .connect_timeout(connect_timeout)
             .read_timeout((connect_timeout * STALL_TIMEOUTS).max(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
             .danger_accept_invalid_certs(insecure)
-            .user_agent(concat!("berth-edge/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
         let base = base.trim_end_matches('/').to_string();
@@ -110,9 +179,13 @@ impl Upstream {
         }
         Ok(Self {
             base,
+            project: String::new(),
+            docker_hub: false,
+            guarded,
             client,
             creds,
             tokens: Mutex::new(HashMap::new()),
+            basic: Default::default(),
             down_until: Mutex::new(None),
             answer_timeout: (connect_timeout * ANSWER_TIMEOUTS).max(Duration::from_secs(2)),
             counters: Arc::default(),
@@ -121,6 +194,23 @@ impl Upstream {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// `repo`'s name upstream.
+    pub fn remote(&self, repo: &RepoName) -> String {
+        let name = repo.as_str();
+        let name = match self.project.as_str() {
+            "" => name,
+            p => name
+                .strip_prefix(p)
+                .and_then(|n| n.strip_prefix('/'))
+                .unwrap_or(name),
+        };
+        if self.docker_hub && !name.contains('/') {
+            format!("library/{name}")
+        } else {
+            name.to_string()
+        }
     }
 
     fn is_down(&self) -> bool {
@@ -152,6 +242,13 @@ impl Upstream {
         let realm = params.get("realm").ok_or_else(|| {
             UpstreamError::Protocol(format!("challenge without realm: {challenge}"))
         })?;
+        if self.guarded {
+            let url = reqwest::Url::parse(realm).map_err(|e| {
+                UpstreamError::Protocol(format!("challenge with a bad realm {realm:?}: {e}"))
+            })?;
+            super::target::check_url(&url)
+                .map_err(|why| UpstreamError::Protocol(format!("token realm refused: {why}")))?;
+        }
         let mut req = self.client.get(realm.as_str());
         let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
         if let Some(s) = params.get("service") {
@@ -201,7 +298,7 @@ impl Upstream {
                 "upstream was unreachable moments ago".into(),
             ));
         }
-        let scope = format!("repository:{repo}:pull");
+        let scope = format!("repository:{}:pull", self.remote(repo));
         let url = format!("{}{}", self.base, path);
         let build = |auth: Option<String>| {
             let mut r = self
@@ -213,7 +310,11 @@ impl Upstream {
             }
             r
         };
-        let auth = self.cached_token(&scope).map(|t| format!("Bearer {t}"));
+        let auth = match self.cached_token(&scope) {
+            Some(t) => Some(format!("Bearer {t}")),
+            None if self.basic.load(Ordering::Relaxed) => self.basic_auth(),
+            None => None,
+        };
         let res = self.answer(build(auth).send()).await?;
         if res.status() != StatusCode::UNAUTHORIZED {
             return Ok(res);
@@ -226,12 +327,9 @@ impl Upstream {
             .to_string();
         let auth = if challenge.to_ascii_lowercase().starts_with("bearer") {
             format!("Bearer {}", self.fetch_token(&challenge, &scope).await?)
-        } else if let Some((u, p)) = &self.creds {
-            use base64::Engine;
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
+        } else if let Some(basic) = self.basic_auth() {
+            self.basic.store(true, Ordering::Relaxed);
+            basic
         } else {
             return Err(UpstreamError::Refused(401));
         };
@@ -242,6 +340,15 @@ impl Upstream {
             }
             _ => Ok(res),
         }
+    }
+
+    fn basic_auth(&self) -> Option<String> {
+        use base64::Engine;
+        let (u, p) = self.creds.as_ref()?;
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        ))
     }
 
     /// Waits for upstream's answer (status and headers) at most `answer_timeout`;
@@ -322,7 +429,7 @@ impl Upstream {
         let Some(res) = self
             .found(
                 Method::HEAD,
-                &format!("/v2/{repo}/manifests/{reference}"),
+                &format!("/v2/{}/manifests/{reference}", self.remote(repo)),
                 repo,
                 h,
             )
@@ -338,9 +445,7 @@ impl Upstream {
             Some(d) => d
                 .parse()
                 .map(Some)
-                .map_err(|e: berth_registry::oci::DigestError| {
-                    UpstreamError::Protocol(e.to_string())
-                }),
+                .map_err(|e: crate::oci::DigestError| UpstreamError::Protocol(e.to_string())),
             // No digest header: fall back to GET, as containerd does.
             None => Ok(self.get_manifest(repo, reference).await?.map(|m| m.digest)),
         }
@@ -357,7 +462,7 @@ impl Upstream {
         let Some(res) = self
             .found(
                 Method::GET,
-                &format!("/v2/{repo}/manifests/{reference}"),
+                &format!("/v2/{}/manifests/{reference}", self.remote(repo)),
                 repo,
                 h,
             )
@@ -408,7 +513,7 @@ impl Upstream {
         let Some(res) = self
             .found(
                 Method::HEAD,
-                &format!("/v2/{repo}/blobs/{digest}"),
+                &format!("/v2/{}/blobs/{digest}", self.remote(repo)),
                 repo,
                 HeaderMap::new(),
             )
@@ -440,7 +545,12 @@ impl Upstream {
         }
         self.counters.blob_gets.fetch_add(1, Ordering::Relaxed);
         let Some(res) = self
-            .found(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), repo, h)
+            .found(
+                Method::GET,
+                &format!("/v2/{}/blobs/{digest}", self.remote(repo)),
+                repo,
+                h,
+            )
             .await?
         else {
             return Ok(None);
@@ -488,7 +598,7 @@ impl Upstream {
             tags: Option<Vec<String>>,
         }
         let list: Option<TagList> = self
-            .get_json(repo, &format!("/v2/{repo}/tags/list"))
+            .get_json(repo, &format!("/v2/{}/tags/list", self.remote(repo)))
             .await?;
         Ok(list.map(|l| l.tags.unwrap_or_default()))
     }
@@ -506,7 +616,10 @@ impl Upstream {
             manifests: Vec<Descriptor>,
         }
         let index: Option<Index> = self
-            .get_json(repo, &format!("/v2/{repo}/referrers/{subject}"))
+            .get_json(
+                repo,
+                &format!("/v2/{}/referrers/{subject}", self.remote(repo)),
+            )
             .await?;
         Ok(index.map(|i| i.manifests).unwrap_or_default())
     }

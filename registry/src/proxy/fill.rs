@@ -14,14 +14,14 @@
 //! The commit is the registry's own (`LocalRegistry::commit_verified`): the
 //! bytes are placed and recorded in one metadata transaction, so a crash
 //! never leaves a blob that nothing counts. Owns the fills in flight and
-//! nothing else: what is kept, and for how long, is `retention`'s.
+//! nothing else: what is kept, and for how long, is the `Keeper`'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_registry::oci::{Digest, RepoName};
-use berth_registry::service::{
+use crate::oci::{Digest, RepoName};
+use crate::service::{
     blob_unknown, BlobRead, ByteRange, Ingest, IngestData, LocalRegistry, Namespace, ServiceError,
 };
 use bytes::{Bytes, BytesMut};
@@ -29,9 +29,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::metrics::EdgeMetrics;
-use crate::retention::{ReaderGuard, Retention};
-use crate::upstream::{BlobBody, Extent, Upstream, UpstreamError};
+use super::upstream::{BlobBody, Extent, Upstream, UpstreamError};
+use super::{Keeper, ProxyMetrics, ReadGuard};
 
 /// Bytes gathered before a write to the ingest (and a progress update).
 const FILL_CHUNK: usize = 128 * 1024;
@@ -105,8 +104,8 @@ pub struct Fills {
     ingest_prefix: String,
     local: Arc<LocalRegistry>,
     upstream: Arc<Upstream>,
-    retention: Arc<Retention>,
-    metrics: Arc<EdgeMetrics>,
+    keeper: Arc<dyn Keeper>,
+    metrics: Arc<ProxyMetrics>,
     ready: Ready,
     running: Mutex<HashMap<Digest, Arc<Fill>>>,
 }
@@ -116,8 +115,8 @@ impl Fills {
         name: &str,
         local: Arc<LocalRegistry>,
         upstream: Arc<Upstream>,
-        retention: Arc<Retention>,
-        metrics: Arc<EdgeMetrics>,
+        keeper: Arc<dyn Keeper>,
+        metrics: Arc<ProxyMetrics>,
         ready: Ready,
     ) -> Self {
         let ingest_prefix = match name {
@@ -128,7 +127,7 @@ impl Fills {
             ingest_prefix,
             local,
             upstream,
-            retention,
+            keeper,
             metrics,
             ready,
             running: Mutex::new(HashMap::new()),
@@ -167,7 +166,7 @@ impl Fills {
                 running.remove(&f.digest);
             }
             if res.is_ok() {
-                this.retention.evict_if_needed().await;
+                this.keeper.after_fill().await;
             }
         });
         fill
@@ -215,7 +214,7 @@ impl Fills {
         };
         match self.local.commit_verified(repo, done).await {
             Ok(committed) => {
-                self.retention.stored(digest, &committed);
+                self.keeper.stored(digest, &committed);
                 Ok(())
             }
             Err(e) => {
@@ -248,7 +247,7 @@ impl Fills {
                 Err(UpstreamError::Unreachable(why)) if started.elapsed() < UNREACHABLE_BUDGET => {
                     // Past the circuit breaker's window, so the next try really connects.
                     tracing::info!(%digest, error = %why, "upstream unreachable during a fill; trying again");
-                    tokio::time::sleep(crate::upstream::DOWN_FOR + Duration::from_millis(200))
+                    tokio::time::sleep(super::upstream::DOWN_FOR + Duration::from_millis(200))
                         .await;
                     attempt -= 1;
                     continue;
@@ -373,7 +372,7 @@ impl Fill {
         start: u64,
         end: u64,
         size: u64,
-        guard: Arc<ReaderGuard>,
+        guard: Arc<ReadGuard>,
         local: Arc<LocalRegistry>,
     ) -> BlobRead {
         BlobRead {
@@ -392,7 +391,7 @@ struct Follower {
     data: Option<IngestData>,
     pos: u64,
     end: u64,
-    _guard: Arc<ReaderGuard>,
+    _guard: Arc<ReadGuard>,
     local: Arc<LocalRegistry>,
     from_store: Option<BoxStream<'static, std::io::Result<Bytes>>>,
 }
@@ -402,7 +401,7 @@ fn follow(
     fill: Arc<Fill>,
     start: u64,
     end: u64,
-    guard: Arc<ReaderGuard>,
+    guard: Arc<ReadGuard>,
     local: Arc<LocalRegistry>,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
     let st = Follower {

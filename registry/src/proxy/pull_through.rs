@@ -8,36 +8,35 @@
 //! (`LocalRegistry::cache_manifest`), blobs through a fill (`fill.rs`) that
 //! commits with the registry's upload commit. Tags are resolved against
 //! upstream once they are no longer fresh (`tags.rs`); what the cache keeps
-//! is `retention.rs`'s. Listings are upstream's while it answers and the
+//! is its `Keeper`'s. Listings are upstream's while it answers and the
 //! local registry's, marked stale, while it does not.
 //!
 //! Nothing here is particular to the edge: one `PullThrough` serves one
-//! upstream, so a registry could hold one per proxy-cache project.
+//! upstream; the registry holds one per proxy-cache project.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use berth_registry::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
-use berth_registry::service::{
+use crate::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
+use crate::service::{
     blob_unknown, manifest_unknown, name_unknown, BlobRead, ByteRange, LocalRegistry, Manifest,
     Namespace, Referrers, ServiceError, TagPage, Visible,
 };
+use async_trait::async_trait;
 use futures::StreamExt;
 
-use crate::fill::{Fill, Fills, Ready};
-use crate::flight::Flights;
-use crate::metrics::EdgeMetrics;
-use crate::retention::{ReaderGuard, Retention};
-use crate::tags::TagFreshness;
-use crate::upstream::{FetchedManifest, Upstream, UpstreamError};
+use super::fill::{Fill, Fills, Ready};
+use super::flight::Flights;
+use super::tags::TagFreshness;
+use super::upstream::{FetchedManifest, Upstream, UpstreamError};
+use super::{Keeper, ProxyMetrics, ReadGuard};
 
 pub struct PullThrough {
-    pub(crate) local: Arc<LocalRegistry>,
-    pub(crate) upstream: Arc<Upstream>,
+    pub local: Arc<LocalRegistry>,
+    pub upstream: Arc<Upstream>,
     pub(crate) fills: Arc<Fills>,
-    pub(crate) retention: Arc<Retention>,
+    pub(crate) keeper: Arc<dyn Keeper>,
     pub(crate) tags: TagFreshness,
-    pub(crate) metrics: Arc<EdgeMetrics>,
+    pub metrics: Arc<ProxyMetrics>,
     /// Upstream metadata lookups in progress, one per key.
     pub(crate) flights: Flights,
 }
@@ -64,16 +63,16 @@ impl PullThrough {
         name: &str,
         local: Arc<LocalRegistry>,
         upstream: Arc<Upstream>,
-        retention: Arc<Retention>,
+        keeper: Arc<dyn Keeper>,
         tags: TagFreshness,
-        metrics: Arc<EdgeMetrics>,
+        metrics: Arc<ProxyMetrics>,
         ready: Ready,
     ) -> Self {
         let fills = Arc::new(Fills::new(
             name,
             local.clone(),
             upstream.clone(),
-            retention.clone(),
+            keeper.clone(),
             metrics.clone(),
             ready,
         ));
@@ -81,7 +80,7 @@ impl PullThrough {
             local,
             upstream,
             fills,
-            retention,
+            keeper,
             tags,
             metrics,
             flights: Flights::default(),
@@ -184,7 +183,7 @@ impl PullThrough {
 
     /// Whether `repo` may serve `digest` from the local registry and its
     /// bytes are there (a prefetch skips such blobs).
-    pub(crate) async fn holds(&self, repo: &RepoName, digest: &Digest) -> bool {
+    pub async fn holds(&self, repo: &RepoName, digest: &Digest) -> bool {
         let linked = match self.local.blob_stat(repo, digest).await {
             Ok(_) => true,
             Err(e) if not_here(&e) => {
@@ -202,7 +201,7 @@ impl PullThrough {
         repo: &RepoName,
         digest: &Digest,
         range: Option<ByteRange>,
-        guard: &Arc<ReaderGuard>,
+        guard: &Arc<ReadGuard>,
     ) -> Result<Option<BlobRead>, ServiceError> {
         let read = match self.local.blob_read(repo, digest, range).await {
             Ok(r) => r,
@@ -211,7 +210,7 @@ impl PullThrough {
         };
         self.metrics.hits.inc();
         self.metrics.served_bytes.inc_by(read.len);
-        self.retention.touch(digest);
+        self.keeper.touch(digest);
         let guard = guard.clone();
         let body = read.body.map(move |c| {
             let _keep = &guard;
@@ -264,7 +263,7 @@ impl Namespace for PullThrough {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobRead, ServiceError> {
-        let guard = Arc::new(self.retention.reader(digest));
+        let guard = Arc::new(self.keeper.reader(digest));
         if let Some(read) = self.local_read(repo, digest, range, &guard).await? {
             return Ok(read);
         }

@@ -3,19 +3,19 @@
 //! and while upstream is unreachable the cached answer is served up to
 //! `stale_limit` longer, marked stale (the HTTP layer adds a Warning).
 //!
-//! Owns when a tag was last confirmed by upstream (kept in the cache's
-//! bookkeeping, `store.rs`) and the resolution of a tag through the local
+//! Owns when a tag was last confirmed by upstream (kept where the cache's
+//! owner keeps it, a `TagClock`) and the resolution of a tag through the local
 //! registry and upstream (`PullThrough::resolve_tag`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_registry::oci::{ErrorCode, Reference, RepoName, Tag};
-use berth_registry::service::{manifest_unknown, Manifest, ServiceError};
+use crate::oci::{ErrorCode, Reference, RepoName, Tag};
+use crate::service::{manifest_unknown, Manifest, ServiceError};
 
-use crate::pull_through::{unavailable, PullThrough};
-use crate::store::{now_ms, EdgeStore};
-use crate::upstream::UpstreamError;
+use super::pull_through::{unavailable, PullThrough};
+use super::upstream::UpstreamError;
+use super::{now_ms, TagClock};
 
 /// How long a tag stands, and how long past that it may be served stale.
 #[derive(Debug, Clone, Copy)]
@@ -26,33 +26,29 @@ pub struct TagPolicy {
 
 /// When upstream last confirmed each tag.
 pub struct TagFreshness {
-    store: Arc<EdgeStore>,
+    clock: Arc<dyn TagClock>,
     policy: TagPolicy,
 }
 
 impl TagFreshness {
-    pub fn new(store: Arc<EdgeStore>, policy: TagPolicy) -> Self {
-        Self { store, policy }
+    pub fn new(clock: Arc<dyn TagClock>, policy: TagPolicy) -> Self {
+        Self { clock, policy }
     }
 
     /// How long ago upstream confirmed the tag.
     fn age(&self, repo: &RepoName, tag: &Tag) -> Option<Duration> {
-        let at = self.store.tag_fetched(repo.as_str(), tag.as_str())?;
+        let at = self.clock.fetched(repo, tag)?;
         Some(Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
     /// Whether upstream confirmed the tag at `asked` (unix ms) or later.
     fn confirmed_since(&self, repo: &RepoName, tag: &Tag, asked: u64) -> bool {
-        self.store
-            .tag_fetched(repo.as_str(), tag.as_str())
-            .is_some_and(|f| f >= asked)
+        self.clock.fetched(repo, tag).is_some_and(|f| f >= asked)
     }
 
     /// Upstream just confirmed the tag.
     pub fn confirmed(&self, repo: &RepoName, tag: &Tag) {
-        if let Err(e) = self.store.set_tag_fetched(repo.as_str(), tag.as_str()) {
-            tracing::warn!(%repo, %tag, error = %e, "cannot note when a tag was confirmed");
-        }
+        self.clock.confirmed(repo, tag);
     }
 }
 
