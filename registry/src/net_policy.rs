@@ -1,5 +1,5 @@
 //! Which network addresses berth may connect to on a user's behalf (webhook
-//! endpoints now; proxy upstreams may share it): never loopback, link-local,
+//! endpoints and proxy-cache upstreams): never loopback, link-local,
 //! private or unique-local ranges, unspecified, multicast or broadcast
 //! addresses, nor any address of this machine, unless the operator allows
 //! private targets.
@@ -99,27 +99,40 @@ pub async fn check_outbound_url(raw: &str, allow_private: bool) -> Result<Url, S
     };
     for ip in addrs {
         if let Some(why) = refused_address(ip) {
-            return Err(private_target_message(&host, ip, why));
+            return Err(private_target_message(&host, ip, why, WEBHOOKS_SETTING));
         }
     }
     Ok(url)
 }
 
-fn private_target_message(host: &str, ip: IpAddr, why: &str) -> String {
+/// The setting that lets webhook endpoints target private addresses.
+pub const WEBHOOKS_SETTING: &str = "webhooks.allow_private_targets";
+
+fn private_target_message(host: &str, ip: IpAddr, why: &str, setting: &str) -> String {
     format!(
-        "{host} is {why} ({ip}); endpoints may not target loopback, link-local, private or \
-         this machine's addresses unless webhooks.allow_private_targets is set"
+        "{host} is {why} ({ip}); outbound connections may not target loopback, link-local, \
+         private or this machine's addresses unless {setting} is set"
     )
 }
 
 /// A resolver for outbound clients that fails a lookup when any address it
 /// returns is refused. Literal IP hosts never reach a resolver: check them
 /// with `check_outbound_url` before connecting.
-#[derive(Debug, Clone, Default)]
-pub struct PublicOnlyResolver;
+#[derive(Debug, Clone)]
+pub struct PublicOnlyResolver {
+    /// The setting that would allow private targets, named in refusals.
+    setting: &'static str,
+}
+
+impl PublicOnlyResolver {
+    pub fn new(setting: &'static str) -> Self {
+        PublicOnlyResolver { setting }
+    }
+}
 
 impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let setting = self.setting;
         Box::pin(async move {
             let host = name.as_str().to_string();
             let found: Vec<SocketAddr> =
@@ -128,7 +141,7 @@ impl Resolve for PublicOnlyResolver {
                 .iter()
                 .find_map(|a| refused_address(a.ip()).map(|w| (a.ip(), w)))
             {
-                return Err(private_target_message(&host, ip, why).into());
+                return Err(private_target_message(&host, ip, why, setting).into());
             }
             let addrs: Addrs = Box::new(found.into_iter());
             Ok(addrs)
@@ -136,9 +149,10 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
-/// The resolver as the HTTP client builder takes it.
-pub fn public_only_resolver() -> Arc<PublicOnlyResolver> {
-    Arc::new(PublicOnlyResolver)
+/// The resolver as the HTTP client builder takes it, naming `setting` in
+/// its refusals.
+pub fn public_only_resolver(setting: &'static str) -> Arc<PublicOnlyResolver> {
+    Arc::new(PublicOnlyResolver::new(setting))
 }
 
 #[cfg(test)]

@@ -11,64 +11,17 @@
 //! token realm or a DNS answer that changes later cannot get around it; an
 //! address written into a URL is checked where the URL is used.
 //!
-//! Owns the rule and its resolver; nothing else.
+//! Owns the upstream URL check; the address rule and the resolver are the
+//! registry's one outbound policy (`net_policy`), shared with webhooks.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 
-/// Why `ip` may not be an upstream's address, or None when it may.
-pub fn refused(ip: IpAddr) -> Option<&'static str> {
-    let ip = match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    };
-    let why = match ip {
-        IpAddr::V4(v4) => refused_v4(v4),
-        IpAddr::V6(v6) => refused_v6(v6),
-    };
-    why.or_else(|| is_own(ip).then_some("an address of this machine"))
-}
+/// Why `ip` may not be an upstream's address, or None when it may: the
+/// registry's one rule for outbound connections (`net_policy`).
+pub use crate::net_policy::refused_address as refused;
 
-fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let o = ip.octets();
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_link_local() {
-        Some("a link-local address")
-    } else if ip.is_unspecified() || o[0] == 0 {
-        Some("an unspecified address")
-    } else if ip.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
-        Some("a private address")
-    } else if ip.is_multicast() || ip.is_broadcast() || o[0] >= 240 {
-        Some("not a unicast address")
-    } else {
-        None
-    }
-}
-
-fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
-    if ip.is_loopback() {
-        Some("a loopback address")
-    } else if (first & 0xffc0) == 0xfe80 {
-        Some("a link-local address")
-    } else if ip.is_unspecified() {
-        Some("an unspecified address")
-    } else if (first & 0xfe00) == 0xfc00 {
-        Some("a private address")
-    } else if ip.is_multicast() {
-        Some("not a unicast address")
-    } else {
-        None
-    }
-}
-
-/// Whether `ip` is one of this machine's addresses: only those can be bound.
-fn is_own(ip: IpAddr) -> bool {
-    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
-}
+/// The setting that lets upstreams be private addresses.
+pub const SETTING: &str = "proxy.allow_private_upstreams";
 
 /// Checks a URL's host where it is an address; a name is checked when it is
 /// resolved (`GuardedResolver`).
@@ -94,37 +47,10 @@ pub fn check_url(url: &reqwest::Url) -> Result<(), String> {
     }
 }
 
-/// Resolves names with the system resolver and keeps only the addresses
-/// `refused` allows; a name with none left fails to resolve.
-pub struct GuardedResolver;
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut why = "it has no address";
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match refused(a.ip()) {
-                    Some(w) => {
-                        why = w;
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            if allowed.is_empty() {
-                let msg = format!(
-                    "upstream host {host} is refused: {why}; upstreams must be public addresses unless proxy.allow_private_upstreams is set"
-                );
-                return Err(msg.into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
-        })
-    }
+/// The resolver upstream clients use: a name that resolves to an address
+/// `refused` refuses fails to resolve (`net_policy::PublicOnlyResolver`).
+pub fn guarded_resolver() -> std::sync::Arc<crate::net_policy::PublicOnlyResolver> {
+    crate::net_policy::public_only_resolver(SETTING)
 }
 
 #[cfg(test)]

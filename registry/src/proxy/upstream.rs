@@ -152,7 +152,7 @@ impl Upstream {
         let mut builder = reqwest::Client::builder();
         if guarded {
             builder = builder
-                .dns_resolver(Arc::new(super::target::GuardedResolver))
+                .dns_resolver(super::target::guarded_resolver())
                 .redirect(reqwest::redirect::Policy::custom(|attempt| {
                     if attempt.previous().len() >= 10 {
                         return attempt.error("too many redirects");

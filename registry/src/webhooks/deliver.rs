@@ -38,7 +38,9 @@ impl Deliverer {
             .timeout(s.timeout)
             .connect_timeout(s.timeout);
         if !s.allow_private_targets {
-            b = b.dns_resolver(crate::net_policy::public_only_resolver());
+            b = b.dns_resolver(crate::net_policy::public_only_resolver(
+                crate::net_policy::WEBHOOKS_SETTING,
+            ));
         }
         let http = b.build().map_err(|e| format!("webhook HTTP client: {e}"))?;
         Ok(Deliverer {
