@@ -192,22 +192,53 @@ async fn clone_copies_the_template_and_attaches_volumes() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let spec = &v["latest"]["spec"];
-    assert_eq!(
-        spec["volumes"][2],
-        json!({"name": "archive", "persistent_volume_claim": "archive"})
+    let (_, web) = h.get("/api/v1/projects/shop/apps/web").await;
+    let source = &web["latest"]["spec"];
+    // A local volume belongs to one app: the source's (web-data) stays with
+    // it, and the clone has the one it was given where the source had its.
+    let claims = |spec: &serde_json::Value, claim: &str| {
+        spec["volumes"]
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| v["persistent_volume_claim"] == claim))
+    };
+    assert!(
+        claims(source, "web-data") && !claims(spec, "web-data"),
+        "{spec}"
+    );
+    assert!(
+        spec["volumes"]
+            .as_array()
+            .expect("volumes")
+            .contains(&json!({"name": "archive", "persistent_volume_claim": "archive"})),
+        "{spec}"
+    );
+    let mounts = spec["containers"][0]["volume_mounts"]
+        .as_array()
+        .expect("mounts");
+    let source_mounts = source["containers"][0]["volume_mounts"]
+        .as_array()
+        .expect("mounts");
+    assert!(
+        mounts.contains(&json!({"name": "archive", "mount_path": "/archive"})),
+        "{spec}"
     );
     assert_eq!(
-        spec["containers"][0]["volume_mounts"][2],
-        json!({"name": "archive", "mount_path": "/archive"})
+        mounts.len(),
+        source_mounts.len(),
+        "one local volume for another: {spec}"
     );
     assert_eq!(v["latest"]["summary"], "cloned from app web version 1");
-    let (_, web) = h.get("/api/v1/projects/shop/apps/web").await;
-    let mut without = spec.clone();
-    without["volumes"].as_array_mut().map(|a| a.pop());
-    without["containers"][0]["volume_mounts"]
-        .as_array_mut()
-        .map(|a| a.pop());
-    assert_eq!(without, web["latest"]["spec"]);
+    // Everything else is the source's.
+    assert_eq!(
+        spec["containers"][0]["image"],
+        source["containers"][0]["image"]
+    );
+    assert_eq!(spec["replicas"], source["replicas"]);
+    assert_eq!(
+        spec["volumes"].as_array().map(Vec::len),
+        source["volumes"].as_array().map(Vec::len),
+        "{spec}"
+    );
 
     let (s, v) = h
         .post(

@@ -280,6 +280,18 @@ pub struct AddVolume {
 /// volume of the project, which the caller checked).
 pub(super) fn clone_spec(spec: &AppSpec, add: &[AddVolume]) -> ApiResult<AppSpec> {
     let mut out = spec.clone();
+    // A local volume belongs to one app: the clone leaves the source's out
+    // (with their mounts) and gets the ones it is given.
+    let local: Vec<String> = out
+        .volumes
+        .iter()
+        .filter(|v| v.persistent_volume_claim.is_some())
+        .map(|v| v.name.clone())
+        .collect();
+    out.volumes.retain(|v| !local.contains(&v.name));
+    for c in &mut out.containers {
+        c.volume_mounts.retain(|m| !local.contains(&m.name));
+    }
     for (i, v) in add.iter().enumerate() {
         let f = format!("add_volumes[{i}]");
         if out.volumes.iter().any(|x| x.name == v.volume) {
