@@ -217,7 +217,9 @@ fn start_controller(
     app: &RegistryApp,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
-    use crate::compose::{secret_key, RegistryAudit, RegistryAuthorizer, RegistryResolver};
+    use crate::compose::{
+        secret_key, RegistryAudit, RegistryAuthorizer, RegistryResolver, WebhookPublicationEvents,
+    };
     use std::sync::Arc;
     let cfg = &app.config;
     let deployer = berth_controller::deployer_from_config(&cfg.controller, &cfg.server.data_dir)
@@ -244,6 +246,10 @@ fn start_controller(
             audit: Arc::new(RegistryAudit {
                 access: app.access.clone(),
             }),
+            events: match &app.webhooks {
+                Some(hooks) => Arc::new(WebhookPublicationEvents::spawn(hooks.clone())),
+                None => Arc::new(berth_controller::NoPublicationEvents),
+            },
         },
         berth_controller::ControllerSettings {
             secret_key: Some(secret_key(cfg)?),

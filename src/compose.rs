@@ -1,11 +1,13 @@
 //! The composition root: the registry's implementations of the controller's
-//! ports (image resolution, authorization, audit), wired into `berth serve`.
+//! ports (image resolution, authorization, audit, publication events), wired
+//! into `berth serve`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_controller::{
-    Actor, AuditSink, AuthError, Authorizer, CtlAction, ImageResolver, ResolveError, ResolvedImage,
+    Actor, AuditSink, AuthError, Authorizer, CtlAction, ImageResolver, PublicationChange,
+    PublicationEvents, ResolveError, ResolvedImage,
 };
 use berth_registry::auth::access::RegistryAccess;
 use berth_registry::auth::policy::Decision;
@@ -155,6 +157,64 @@ impl AuditSink for RegistryAudit {
         let outcome = berth_registry::auth::audit::Outcome::parse(outcome);
         self.access
             .audit(actor, None, action, project, target, outcome);
+    }
+}
+
+/// Publication changes waiting for their webhook queue write; past this the
+/// newest are dropped (and logged) rather than holding up a reconcile.
+const PUBLICATION_EVENTS_BUFFER: usize = 1024;
+
+/// Publication state changes become `publication` webhook events of the
+/// app's project, queued in the order the reconciler stored them: a bounded
+/// channel, never waited on, feeds one task that queues them one by one.
+pub struct WebhookPublicationEvents {
+    tx: tokio::sync::mpsc::Sender<PublicationChange>,
+}
+
+impl WebhookPublicationEvents {
+    /// Starts the task that queues the events; it ends with the last sender.
+    pub fn spawn(webhooks: Arc<berth_registry::webhooks::Webhooks>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(PUBLICATION_EVENTS_BUFFER);
+        tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                // Queue write errors are logged by `emit`.
+                webhooks.emit(publication_event(change)).await;
+            }
+        });
+        WebhookPublicationEvents { tx }
+    }
+}
+
+impl PublicationEvents for WebhookPublicationEvents {
+    fn changed(&self, change: PublicationChange) {
+        use tokio::sync::mpsc::error::TrySendError;
+        if let Err(e) = self.tx.try_send(change) {
+            let (why, c) = match e {
+                TrySendError::Full(c) => ("too many waiting", c),
+                TrySendError::Closed(c) => ("the queueing task is gone", c),
+            };
+            tracing::warn!(project = %c.project, app = %c.app, node = %c.node, state = %c.state,
+                "publication webhook event dropped: {why}");
+        }
+    }
+}
+
+/// The webhook event of a publication change: subject `<app>@<node>`;
+/// `previous_state` is null for a publication a publish request created.
+fn publication_event(c: PublicationChange) -> berth_registry::webhooks::ProjectEvent {
+    berth_registry::webhooks::ProjectEvent {
+        kind: berth_registry::webhooks::EventKind::Publication,
+        subject: format!("{}@{}", c.app, c.node),
+        data: serde_json::json!({
+            "project": c.project,
+            "app": c.app,
+            "node": c.node,
+            "version": c.version,
+            "state": c.state,
+            "previous_state": c.previous_state,
+            "detail": c.detail,
+        }),
+        project: c.project,
     }
 }
 

@@ -1,9 +1,15 @@
 //! Webhooks end to end: a real `berth serve`, images pushed over HTTP, and a
 //! receiver in the test that checks each CloudEvent, its signature and their
 //! order; retries while the receiver is down, a kill -9 with events queued,
-//! the queue's cap, a slow receiver, and the private-target rule.
+//! the queue's cap, a slow receiver, and the private-target rule; and the
+//! controller's publication changes, with a real `berth edge` as the node.
+
+mod controller_support;
 
 use std::time::Duration;
+
+use berth_testkit::fixtures::ImageBuilder;
+use controller_support::{tools_present, Site, PROJECT};
 
 use berth_testkit::berth::{registry_in, registry_with, Registry, ADMIN_PASSWORD};
 use berth_testkit::berth_bin;
@@ -443,4 +449,103 @@ fn the_cli_manages_webhooks_and_reads_their_deliveries() {
     cli(&reg, &["delete", "shop", &id]).expect("delete");
     let err = cli(&reg, &["show", "shop", &id]).expect_err("gone");
     assert!(err.contains("HTTP 404"), "{err}");
+}
+
+/// The publication events `rx` holds once the last is `last` (their data).
+fn publication_events_until(rx: &HookReceiver, last: &str, secret: &str) -> Vec<Value> {
+    let got = wait_until(&format!("a publication event to {last}"), WAIT, || {
+        let got = rx.received();
+        if got
+            .last()
+            .is_some_and(|r| r.json()["data"]["state"] == last)
+        {
+            Ok(got)
+        } else {
+            let seen: Vec<Value> = got.iter().map(|r| r.json()["data"].clone()).collect();
+            Err(format!("{seen:#?}"))
+        }
+    });
+    got.iter()
+        .map(|r| {
+            assert_signed(r, secret);
+            let ce = r.json();
+            assert_eq!(ce["type"], "io.berth.publication.changed", "{ce}");
+            assert_eq!(ce["subject"], "web@n1", "{ce}");
+            ce["data"].clone()
+        })
+        .collect()
+}
+
+/// Each event starts where the one before ended, from `first_previous`.
+fn assert_chained(events: &[Value], first_previous: Value) {
+    let mut previous = first_previous;
+    for e in events {
+        assert_eq!(e["previous_state"], previous, "{events:#?}");
+        previous = e["state"].clone();
+        assert!(e["detail"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
+    }
+}
+
+#[test]
+fn publishing_an_app_sends_its_state_changes_to_subscribed_endpoints_in_order() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start_with(&env());
+    let rx = HookReceiver::start();
+    let pushes = HookReceiver::start();
+    let (_, secret) = create_hook(&site.registry, PROJECT, &rx.url(), &["publication"]);
+    let (push_id, _) = create_hook(&site.registry, PROJECT, &pushes.url(), &["push"]);
+    let url = site.registry_url();
+    site.add_edge("n1", &url, json!({}));
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    site.create_app(json!({"name": "web", "spec": {"kind": "Deployment",
+        "containers": [{"name": "web", "image": "acme/web:1"}]}}));
+    site.publish("web", json!({"nodes": ["n1"]}));
+
+    // The request (a new publication: from nothing), then the reconciler's steps.
+    let events = publication_events_until(&rx, "running", &secret);
+    assert_eq!(events[0]["state"], "resolving", "{events:#?}");
+    assert_chained(&events, Value::Null);
+    let states: Vec<&str> = events.iter().filter_map(|e| e["state"].as_str()).collect();
+    let pos = |s: &str| {
+        states
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or_else(|| panic!("no {s} in {states:?}"))
+    };
+    assert!(
+        pos("prefetching") < pos("deploying") && pos("deploying") < pos("running"),
+        "{states:?}"
+    );
+    for e in &events {
+        assert_eq!(e["project"], PROJECT);
+        assert_eq!(e["app"], "web");
+        assert_eq!(e["node"], "n1");
+        assert_eq!(e["version"], 1);
+    }
+    site.wait_state("web", "n1", "running", WAIT);
+
+    // An unpublish: removing, then removed once the publication is gone.
+    site.unpublish("web", json!({"nodes": ["n1"]}));
+    let all = publication_events_until(&rx, "removed", &secret);
+    assert_eq!(all[..events.len()], events[..], "earlier events come once");
+    let after: Vec<&Value> = all[events.len()..].iter().map(|e| &e["state"]).collect();
+    assert_eq!(after, ["removing", "removed"], "{all:#?}");
+    assert_chained(&all[events.len()..], json!("running"));
+
+    // The push-only endpoint got the push, and no publication event was
+    // ever queued for it.
+    let log = deliveries(&site.registry, PROJECT, &push_id);
+    let types: Vec<&str> = log
+        .iter()
+        .filter_map(|d| d["event_type"].as_str())
+        .collect();
+    assert_eq!(types, ["io.berth.artifact.pushed"], "{log:#?}");
+    let got = received_n(&pushes, 1);
+    assert_eq!(got[0].json()["type"], "io.berth.artifact.pushed");
 }

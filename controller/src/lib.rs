@@ -23,7 +23,8 @@
 //! - `render`: pure (app, version, digests, node) -> Kubernetes objects.
 //! - `sealed_records`: cluster and node credentials sealed inside their records.
 //! - `secrets`: sealing of secret values at rest.
-//! - `ports`: traits the registry implements (`ImageResolver`, `Authorizer`, `AuditSink`)
+//! - `ports`: traits the registry implements (`ImageResolver`, `Authorizer`, `AuditSink`,
+//!   `PublicationEvents`)
 //!   and the edge contract (`EdgeClient`).
 //! - `resources`: the records of resources that travel with apps, and their rules.
 //! - `model`: the domain types and their validation.
@@ -41,6 +42,7 @@
 //!         deployer: berth_controller::deployer_from_config(&cfg.controller, &cfg.server.data_dir)?,
 //!         authorizer: Arc::new(MyAuthorizer),   // accounts and roles
 //!         audit: Arc::new(MyAudit),
+//!         events: Arc::new(MyEvents),         // publication state changes, for webhooks
 //!     },
 //!     berth_controller::ControllerSettings {
 //!         secret_key: Some(berth_controller::secret_key_from_hex(&cfg.controller.secret_key)?),
@@ -81,8 +83,8 @@ pub use api::{openapi_paths, route_paths, router};
 pub use deploy::{Deployer, DirectoryDeployer, KubeDeployer};
 pub use edge::HttpEdgeClient;
 pub use ports::{
-    Actor, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver, ResolveError,
-    ResolvedImage,
+    Actor, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
+    NoPublicationEvents, PublicationChange, PublicationEvents, ResolveError, ResolvedImage,
 };
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;

@@ -1,7 +1,7 @@
 //! The controller's view of the outside world, as traits.
 //!
 //! Owns: the contracts the registry implements and wires in (`ImageResolver`,
-//! `Authorizer`, `AuditSink`) and the contract with a node's edge cache
+//! `Authorizer`, `AuditSink`, `PublicationEvents`) and the contract with a node's edge cache
 //! (`EdgeClient`, whose real HTTP implementation lives in `edge`).
 //!
 //! Must not touch: any registry type. The controller never links to the registry
@@ -226,4 +226,36 @@ impl AuditSink for TracingAudit {
     fn record(&self, actor: &str, project: &str, action: &str, target: &str, outcome: &str) {
         tracing::info!(target: "berth::audit", actor, project, action, target, outcome, "audit");
     }
+}
+
+/// A publication of an app that changed state, as the reconciler stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationChange {
+    pub project: String,
+    pub app: String,
+    pub node: String,
+    /// The template version the publication deploys.
+    pub version: u32,
+    /// `resolving`, `prefetching`, `deploying`, `running`, `failed`,
+    /// `removing`, or `removed` once an unpublish has finished.
+    pub state: String,
+    /// `None` for a publication just created by a publish request.
+    pub previous_state: Option<String>,
+    /// In words, as the publication's history says it.
+    pub detail: String,
+}
+
+/// Hears of publication state changes (the registry turns them into webhook
+/// events). Called from a reconcile after the change is stored: it must
+/// return at once and cannot fail it.
+pub trait PublicationEvents: Send + Sync + 'static {
+    fn changed(&self, change: PublicationChange);
+}
+
+/// Publication changes nobody listens to.
+#[derive(Debug, Default, Clone)]
+pub struct NoPublicationEvents;
+
+impl PublicationEvents for NoPublicationEvents {
+    fn changed(&self, _change: PublicationChange) {}
 }

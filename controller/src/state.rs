@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::deploy::Deployer;
-use crate::ports::{AuditSink, Authorizer, EdgeClient, ImageResolver};
+use crate::ports::{AuditSink, Authorizer, EdgeClient, ImageResolver, PublicationEvents};
 use crate::reconcile::{self, Context, ReconcileSettings};
 use crate::render::RenderOptions;
 use crate::resources::PublicationRef;
@@ -28,6 +28,8 @@ pub struct Ports {
     pub deployer: Arc<dyn Deployer>,
     pub authorizer: Arc<dyn Authorizer>,
     pub audit: Arc<dyn AuditSink>,
+    /// Told of every publication state change the reconciler stores.
+    pub events: Arc<dyn PublicationEvents>,
 }
 
 /// Tunables of the controller.
@@ -72,6 +74,7 @@ impl ControllerState {
             edge: ports.edge,
             deployer: ports.deployer,
             audit: ports.audit,
+            events: ports.events,
             settings: settings.reconcile,
             render: settings.render,
             resources: Some(Arc::new(ResourceRenderer::new(secrets.clone()))),

@@ -119,6 +119,14 @@ async fn target_nodes(
     }
 }
 
+/// Tells the publication events of what a request stored, before anything
+/// else is awaited, so that they come before what its reconciles store.
+fn announce_requests<E>(state: &ControllerState, stored: &Result<Vec<Publication>, E>) {
+    for p in stored.iter().flatten() {
+        crate::reconcile::events::requested(state.context(), p);
+    }
+}
+
 async fn publish(
     State(state): State<ControllerState>,
     headers: HeaderMap,
@@ -143,6 +151,7 @@ async fn publish(
     let r = state
         .db(move |s| s.publish(&p, &a, input.version, &nodes, now_secs()))
         .await;
+    announce_requests(&state, &r);
     let pubs = audited(&state, &actor, &project, "app.publish", &target, r).await?;
     for p in &pubs {
         state.trigger(p.key());
@@ -174,6 +183,7 @@ async fn unpublish(
     let r = state
         .db(move |s| s.unpublish(&p, &a, &nodes, cascade, now_secs()))
         .await;
+    announce_requests(&state, &r);
     let pubs = audited(&state, &actor, &project, "app.unpublish", &target, r).await?;
     let kept = if cascade {
         crate::resources_ctl::preview_cascade(&state.context().store, &pubs)

@@ -59,11 +59,11 @@ async fn check_one(ctx: &Context, mut p: Publication) -> Result<bool, ReconcileE
     p.applied = false;
     p.record(PublicationState::Deploying, what.clone(), now_secs());
     let mut copy = p.clone();
-    let marked = ctx.db(move |s| s.update_publication(&mut copy)).await?;
-    if !marked {
+    let Some(before) = ctx.db(move |s| s.replace_publication(&mut copy)).await? else {
         // Changed meanwhile: its own reconcile applies what is wanted now.
         return Ok(false);
-    }
+    };
+    super::events::stored(ctx, &before.state, &p);
     tracing::info!(publication = %p.key(), drifted = ?drifted, "drift found; repairing");
     ctx.audit.record(
         "controller",

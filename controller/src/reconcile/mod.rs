@@ -33,7 +33,8 @@
 //!
 //! - `publish`: the steps of a publish; `unpublish`: those of an unpublish;
 //! - `resource`: the steps of a resource's publish and unpublish;
-//! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once.
+//! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once;
+//! - `events`: what a stored change of state tells `ctx.events`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,9 @@ use std::time::Duration;
 use crate::clock::{now_ms, now_secs};
 use crate::deploy::{DeployError, DeployTarget, Deployer};
 use crate::model::{Desired, Publication, PublicationKey, PublicationState};
-use crate::ports::{AuditSink, EdgeClient, EdgeError, ImageResolver, ResolveError};
+use crate::ports::{
+    AuditSink, EdgeClient, EdgeError, ImageResolver, PublicationEvents, ResolveError,
+};
 use crate::render::{RenderError, RenderOptions};
 use crate::resources::PublicationRef;
 use crate::resources_ctl::{ResourceError, ResourceRenderer};
@@ -53,6 +56,7 @@ mod scheduler;
 mod unpublish;
 
 mod drift;
+pub(crate) mod events;
 mod forced;
 use self::publish::publish_step;
 pub use self::scheduler::run;
@@ -100,6 +104,8 @@ pub struct Context {
     pub edge: Arc<dyn EdgeClient>,
     pub deployer: Arc<dyn Deployer>,
     pub audit: Arc<dyn AuditSink>,
+    /// Told of each publication state change once it is stored.
+    pub events: Arc<dyn PublicationEvents>,
     pub settings: ReconcileSettings,
     pub render: RenderOptions,
     /// Issue 6: resources that travel with apps (None: workloads only).
@@ -169,20 +175,23 @@ pub fn backoff(settings: &ReconcileSettings, attempts: u32) -> Duration {
         .min(settings.backoff_max)
 }
 
-/// Writes `p` if unchanged since read; `Stale` otherwise.
+/// Writes `p` if unchanged since read; `Stale` otherwise. A change of state
+/// is told to `ctx.events` once it is stored.
 async fn save(ctx: &Context, p: &mut Publication) -> Result<(), ReconcileError> {
     let mut copy = p.clone();
-    let (ok, copy) = ctx
+    let (replaced, copy) = ctx
         .db(move |s| {
-            let ok = s.update_publication(&mut copy)?;
-            Ok((ok, copy))
+            let replaced = s.replace_publication(&mut copy)?;
+            Ok((replaced, copy))
         })
         .await?;
-    if ok {
-        *p = copy;
-        Ok(())
-    } else {
-        Err(ReconcileError::Stale)
+    match replaced {
+        Some(before) => {
+            *p = copy;
+            events::stored(ctx, &before.state, p);
+            Ok(())
+        }
+        None => Err(ReconcileError::Stale),
     }
 }
 

@@ -49,6 +49,7 @@ pub(super) async fn unpublish_step(
         return Err(ReconcileError::Stale);
     }
     tracing::info!(publication = %key, "unpublished");
+    super::events::removed(ctx, &p);
     ctx.audit.record(
         "controller",
         &p.project,

@@ -201,7 +201,14 @@ impl Store {
     /// Writes `p` if nobody changed it since it was read (same `revision`); bumps
     /// the revision on success. `false`: it changed or is gone; read it again.
     pub fn update_publication(&self, p: &mut Publication) -> Result<bool> {
+        Ok(self.replace_publication(p)?.is_some())
+    }
+
+    /// `update_publication`, answering with what `p` replaced (`None`: it
+    /// changed or is gone, nothing written).
+    pub fn replace_publication(&self, p: &mut Publication) -> Result<Option<Publication>> {
         let txn = self.db.begin_write()?;
+        let replaced;
         {
             let mut t = txn.open_table(PUBLICATIONS)?;
             let key = (p.project.as_str(), p.app.as_str(), p.node.as_str());
@@ -210,14 +217,14 @@ impl Store {
                 .map(|g| decode("ctl_publications", g.value()))
                 .transpose()?;
             match current {
-                Some(c) if c.revision == p.revision => {}
-                _ => return Ok(false),
+                Some(c) if c.revision == p.revision => replaced = c,
+                _ => return Ok(None),
             }
             p.revision += 1;
             t.insert(key, encode(&*p).as_slice())?;
         }
         txn.commit()?;
-        Ok(true)
+        Ok(Some(replaced))
     }
 
     /// Deletes the publication if it is still at `revision`.

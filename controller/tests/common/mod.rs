@@ -555,6 +555,7 @@ impl Harness {
             deployer: world.deployer.clone(),
             authorizer: Arc::new(BasicAuthorizer),
             audit: world.audit.clone(),
+            events: Arc::new(berth_controller::NoPublicationEvents),
         };
         let db = Arc::new(db);
         let db_weak = Arc::downgrade(&db);
