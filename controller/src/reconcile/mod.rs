@@ -53,7 +53,7 @@ mod scheduler;
 mod unpublish;
 
 mod drift;
-mod forced;
+pub(crate) mod forced;
 use self::publish::publish_step;
 pub use self::scheduler::run;
 use self::unpublish::unpublish_step;
