@@ -282,6 +282,9 @@ fn start_controller(
         .add_gc_roots(Arc::new(crate::compose::PublicationRoots {
             store: state.store().clone(),
         }));
+    app.set_project_cleanup(Arc::new(crate::compose::ControllerProjectCleanup(
+        state.clone(),
+    )));
     let handle = state.spawn_reconciler(async move { stop.cancelled().await });
     Ok((berth_controller::router(state), handle))
 }
@@ -426,7 +429,7 @@ pub enum ProjectCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Delete a project (with --force, also its repositories).
+    /// Delete a project (with --force, also its repositories, apps and resources, taken off every node).
     #[command(after_help = "Example:\n  berth project delete team-a --force")]
     Delete {
         name: String,

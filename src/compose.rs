@@ -304,3 +304,47 @@ impl berth_registry::sealing::Sealer for ControllerSealer {
         self.0.open(place, &v).map_err(|e| e.to_string())
     }
 }
+
+/// A deleted project's apps, resources and publications go with it: without
+/// `force` it is refused while any are left; with `force` the controller
+/// drops their publications like a force-unpublish (the nodes that answer are
+/// taken back to nothing at once, the others when they return) and deletes
+/// them.
+pub struct ControllerProjectCleanup(pub berth_controller::ControllerState);
+
+#[async_trait]
+impl berth_registry::project_cleanup::ProjectCleanup for ControllerProjectCleanup {
+    async fn project_deleted(
+        &self,
+        actor: &str,
+        project: &str,
+        force: bool,
+    ) -> Result<(), berth_registry::project_cleanup::CleanupError> {
+        use berth_registry::project_cleanup::CleanupError;
+        if !force {
+            let held = self
+                .0
+                .project_holdings(project)
+                .await
+                .map_err(|e| CleanupError::Failed(e.to_string()))?;
+            return if held.is_empty() {
+                Ok(())
+            } else {
+                Err(CleanupError::Holds(held.names()))
+            };
+        }
+        let purge = self
+            .0
+            .purge_project(actor, project)
+            .await
+            .map_err(|e| CleanupError::Failed(e.to_string()))?;
+        tracing::info!(
+            project,
+            apps = purge.holdings.apps.len(),
+            resources = purge.holdings.resources.len(),
+            nodes = purge.tombstones.len(),
+            "project's controller records purged"
+        );
+        Ok(())
+    }
+}

@@ -43,7 +43,18 @@ fn validate_all(site: &Site) {
     }
 }
 
+/// The audit log gets the entry within a while (entries are written after
+/// the answer, not before it); panics naming it otherwise.
 fn audit_has(site: &Site, action: &str, target_prefix: &str, outcome: &str) -> bool {
+    wait_until(
+        &format!("audit entry {action} {target_prefix}: {outcome}"),
+        Duration::from_secs(20),
+        || audit_has_now(site, action, target_prefix, outcome),
+    );
+    true
+}
+
+fn audit_has_now(site: &Site, action: &str, target_prefix: &str, outcome: &str) -> bool {
     let (_, v) = site.api("GET", "/api/v1/audit?project=acme", None);
     v.as_array().is_some_and(|events| {
         events.iter().any(|e| {

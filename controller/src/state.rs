@@ -18,7 +18,7 @@ use crate::resources::PublicationRef;
 use crate::resources_ctl::ResourceRenderer;
 use crate::sealed_records::RecordSealer;
 use crate::secrets::SecretBox;
-use crate::store::{Store, StoreError};
+use crate::store::{ProjectHoldings, ProjectPurge, Store, StoreError};
 
 /// The implementations the controller works through.
 #[derive(Clone)]
@@ -107,6 +107,75 @@ impl ControllerState {
 
     pub(crate) fn kubeconfig_max_ttl(&self) -> std::time::Duration {
         self.inner.kubeconfig_max_ttl
+    }
+
+    /// What `project` still holds: the registry refuses to delete it without
+    /// `force` while it holds anything.
+    pub async fn project_holdings(&self, project: &str) -> Result<ProjectHoldings, StoreError> {
+        let p = project.to_string();
+        self.inner.ctx.db(move |s| s.project_holdings(&p)).await
+    }
+
+    /// The registry deletes `project` with `force`: every publication of its
+    /// apps and resources is dropped like a force-unpublish (tombstones), its
+    /// apps and resources deleted, each in the audit log as `actor`'s; the
+    /// sweep then takes the nodes that answer back to nothing at once, and
+    /// those that do not when they return.
+    pub async fn purge_project(
+        &self,
+        actor: &str,
+        project: &str,
+    ) -> Result<ProjectPurge, StoreError> {
+        let p = project.to_string();
+        let purge = self
+            .inner
+            .ctx
+            .db(move |s| s.purge_project(&p, crate::clock::now_secs()))
+            .await?;
+        let audit = &self.inner.ctx.audit;
+        for f in &purge.tombstones {
+            let what: Vec<String> = f
+                .resources
+                .iter()
+                .map(|(k, n)| format!("{k}/{n}"))
+                .collect();
+            audit.record(
+                actor,
+                project,
+                "project.unpublish",
+                &f.node,
+                &format!(
+                    "ok; records dropped (app {}; resources: {}); the node is swept",
+                    f.app,
+                    if what.is_empty() {
+                        "none".to_string()
+                    } else {
+                        what.join(", ")
+                    }
+                ),
+            );
+        }
+        for a in &purge.holdings.apps {
+            audit.record(
+                actor,
+                project,
+                "app.delete",
+                a,
+                "ok; the project was deleted",
+            );
+        }
+        for (k, n) in &purge.holdings.resources {
+            audit.record(
+                actor,
+                project,
+                &format!("{}.delete", k.as_str()),
+                n,
+                "ok; the project was deleted",
+            );
+        }
+        let ctx = self.inner.ctx.clone();
+        tokio::spawn(async move { reconcile::forced::sweep(&ctx).await });
+        Ok(purge)
     }
 
     /// Invalidates every kubeconfig exported for `project`, on every cluster

@@ -122,6 +122,8 @@ pub struct RegistryApp {
     pub projects: Arc<ProxyProjects>,
     /// Seals proxy projects' upstream passwords; set by `set_sealer`.
     sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
+    /// Takes a deleted project's records elsewhere down; set by `set_project_cleanup`.
+    project_cleanup: admin::CleanupSlot,
     gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
 }
 
@@ -222,6 +224,7 @@ impl RegistryApp {
             webhooks: None,
             projects,
             sealer,
+            project_cleanup: Default::default(),
             gc_status: Default::default(),
         })
     }
@@ -243,6 +246,11 @@ impl RegistryApp {
     /// controller's); without one, proxy projects cannot keep passwords.
     pub fn set_sealer(&self, sealer: Arc<dyn Sealer>) {
         let _ = self.sealer.set(sealer);
+    }
+
+    /// What a project delete also takes down (the controller's records).
+    pub fn set_project_cleanup(&self, cleanup: Arc<dyn crate::project_cleanup::ProjectCleanup>) {
+        let _ = self.project_cleanup.set(cleanup);
     }
 
     pub fn api_state(&self) -> ApiState {
@@ -306,6 +314,7 @@ impl RegistryApp {
         let admin_state = AdminState {
             access: self.access.clone(),
             sealer: self.sealer.clone(),
+            project_cleanup: self.project_cleanup.clone(),
             proxy: self.config.proxy.clone(),
             registry: self.registry.clone(),
             gc_options: self.gc_options(false),

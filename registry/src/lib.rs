@@ -15,6 +15,7 @@ pub mod net_policy;
 pub mod oci;
 pub mod openapi;
 pub mod private;
+pub mod project_cleanup;
 pub mod proxy;
 pub mod sealing;
 pub mod server;

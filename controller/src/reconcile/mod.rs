@@ -57,7 +57,7 @@ mod unpublish;
 
 mod drift;
 pub(crate) mod events;
-mod forced;
+pub(crate) mod forced;
 use self::publish::publish_step;
 pub use self::scheduler::run;
 use self::unpublish::unpublish_step;

@@ -62,6 +62,7 @@ mod eips;
 #[cfg(test)]
 mod fixtures;
 mod forced;
+mod projects;
 mod publications;
 mod resource_publications;
 #[cfg(test)]
@@ -71,6 +72,7 @@ mod resources;
 
 pub use self::eips::EipClaim;
 pub use self::forced::ForcedRemoval;
+pub use self::projects::{ProjectHoldings, ProjectPurge};
 
 use self::clusters::seal_clear_records;
 

@@ -250,3 +250,79 @@ fn a_database_of_the_release_before_gets_its_records_on_open() {
     let s = Store::open(s.database().clone(), test_sealer()).expect("reopen");
     assert!(nodes_of(&s, ResourceKind::Routes, "www").is_empty());
 }
+
+#[test]
+fn a_purged_project_leaves_tombstones_for_all_it_published_and_nothing_else() {
+    let (_d, s) = site();
+    s.publish("shop", "web", None, &["n1".into()], 2)
+        .expect("publish web");
+    s.publish("shop", "api", None, &["n2".into()], 3)
+        .expect("publish api");
+    // api comes off n2 without cascade: load balancer front stays there alone.
+    let k = crate::model::PublicationKey {
+        project: "shop".into(),
+        app: "api".into(),
+        node: "n2".into(),
+    };
+    let rev = s.get_publication(&k).expect("get").expect("some").revision;
+    assert!(s.delete_publication(&k, rev).expect("delete"));
+    s.create_app("other", "web", &spec("other/web:1"), "a", None, 4)
+        .expect("other");
+    s.publish("other", "web", None, &["n1".into()], 5)
+        .expect("publish other");
+
+    let held = s.project_holdings("shop").expect("holdings");
+    assert_eq!(
+        held.names(),
+        [
+            "apps/api",
+            "apps/web",
+            "configmaps/settings",
+            "loadbalancers/front",
+            "loadbalancers/web-lb",
+            "routes/www"
+        ]
+    );
+    let purge = s.purge_project("shop", 6).expect("purge");
+    assert_eq!(purge.holdings, held);
+    type Stone = (String, String, Vec<(ResourceKind, String)>);
+    let stones: Vec<Stone> = purge
+        .tombstones
+        .iter()
+        .map(|f| (f.app.clone(), f.node.clone(), f.resources.clone()))
+        .collect();
+    let lbs = ResourceKind::LoadBalancers;
+    assert_eq!(
+        stones,
+        vec![
+            // front alone on n2 rides on a tombstone of its own name.
+            ("front".into(), "n2".into(), vec![(lbs, "front".into())]),
+            (
+                "web".into(),
+                "n1".into(),
+                vec![
+                    (ResourceKind::ConfigMaps, "settings".into()),
+                    (lbs, "front".into()),
+                    (lbs, "web-lb".into()),
+                    (ResourceKind::Routes, "www".into()),
+                ]
+            ),
+        ]
+    );
+    assert!(s.project_holdings("shop").expect("after").is_empty());
+    assert!(s.list_versions("shop", "web").expect("versions").is_empty());
+    let left: Vec<_> = s
+        .list_publications()
+        .expect("pubs")
+        .into_iter()
+        .map(|p| (p.project, p.app, p.node))
+        .collect();
+    assert_eq!(left, [("other".into(), "web".into(), "n1".into())]);
+    assert!(s
+        .list_all_resource_publications()
+        .expect("rps")
+        .iter()
+        .all(|rp| rp.project != "shop"));
+    assert_eq!(s.list_forced().expect("forced").len(), 2);
+    assert!(s.get_app("other", "web").expect("other").is_some());
+}

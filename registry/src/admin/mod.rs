@@ -33,11 +33,16 @@ pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
 mod webhooks;
 
+/// The project-cleanup port, filled in once the controller is up.
+pub type CleanupSlot = Arc<std::sync::OnceLock<Arc<dyn crate::project_cleanup::ProjectCleanup>>>;
+
 #[derive(Clone)]
 pub struct AdminState {
     pub access: Arc<RegistryAccess>,
     /// Seals proxy projects' upstream passwords (the controller's key).
     pub sealer: Arc<std::sync::OnceLock<Arc<dyn crate::sealing::Sealer>>>,
+    /// Takes a deleted project's controller records down (set by `berth serve`).
+    pub project_cleanup: CleanupSlot,
     pub proxy: berth_config::ProxyConfig,
     pub registry: Arc<LocalRegistry>,
     pub gc_options: GcOptions,
@@ -456,7 +461,8 @@ where
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct Force {
-    /// Delete the project's repositories too.
+    /// Delete the project's repositories, apps and resources too (their
+    /// publications taken off every node).
     #[serde(default)]
     pub force: bool,
 }
@@ -590,6 +596,30 @@ async fn delete_project(
             StatusCode::NOT_FOUND,
             format!("no project named {name}"),
         ));
+    }
+    // Apps and resources first: a project holding them holds images too.
+    if let Some(cleanup) = st.project_cleanup.get() {
+        use crate::project_cleanup::CleanupError;
+        match cleanup.project_deleted(c.name(), &name, f.force).await {
+            Ok(()) => {}
+            Err(CleanupError::Holds(what)) => {
+                return Err(AdminError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "project {name} still has {} apps and resources ({}); delete them first \
+                         or pass ?force=true",
+                        what.len(),
+                        what.join(", ")
+                    ),
+                ))
+            }
+            Err(CleanupError::Failed(e)) => {
+                return Err(AdminError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("project {name}: cannot take down its apps and resources: {e}"),
+                ))
+            }
+        }
     }
     let repos = st.project_repos(&name).await?;
     if !repos.is_empty() && !f.force {
