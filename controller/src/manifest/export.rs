@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{AppSpec, Container, PortRef, Probe, Volume, WorkloadKind};
+use crate::model::{AppSpec, Container, Volume, WorkloadKind};
 use crate::render::LABEL_APP;
 use crate::resources::{Resource, ResourceSpec, ServiceType};
 
@@ -169,10 +169,10 @@ fn container(c: &Container) -> Value {
         out.insert("resources".into(), Value::Object(m));
     }
     if let Some(p) = &c.liveness_probe {
-        out.insert("livenessProbe".into(), probe(p));
+        out.insert("livenessProbe".into(), crate::render::probe(p));
     }
     if let Some(p) = &c.readiness_probe {
-        out.insert("readinessProbe".into(), probe(p));
+        out.insert("readinessProbe".into(), crate::render::probe(p));
     }
     if !c.volume_mounts.is_empty() {
         let mounts = c.volume_mounts.iter().map(|m| {
@@ -186,40 +186,6 @@ fn container(c: &Container) -> Value {
             v
         });
         out.insert("volumeMounts".into(), Value::Array(mounts.collect()));
-    }
-    Value::Object(out)
-}
-
-fn port(p: &PortRef) -> Value {
-    match p {
-        PortRef::Number(n) => json!(n),
-        PortRef::Name(n) => json!(n),
-    }
-}
-
-fn probe(p: &Probe) -> Value {
-    let mut out = Map::new();
-    if let Some(h) = &p.http_get {
-        out.insert(
-            "httpGet".into(),
-            json!({"path": h.path, "port": port(&h.port)}),
-        );
-    }
-    if let Some(t) = &p.tcp_socket {
-        out.insert("tcpSocket".into(), json!({"port": port(&t.port)}));
-    }
-    if let Some(e) = &p.exec {
-        out.insert("exec".into(), json!({"command": e.command}));
-    }
-    for (k, v) in [
-        ("initialDelaySeconds", p.initial_delay_seconds),
-        ("periodSeconds", p.period_seconds),
-        ("timeoutSeconds", p.timeout_seconds),
-        ("failureThreshold", p.failure_threshold),
-    ] {
-        if let Some(v) = v {
-            out.insert(k.into(), v.into());
-        }
     }
     Value::Object(out)
 }

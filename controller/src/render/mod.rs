@@ -34,6 +34,7 @@ pub use self::resources::{
     render_config_map, render_eip, render_route, render_secret, render_service,
     render_volume_claim, resource_selector_labels, LABEL_RESOURCE_KIND,
 };
+pub(crate) use self::workload::probe;
 pub use self::workload::{render_workload, WorkloadInput};
 
 pub const LABEL_APP: &str = "app";

@@ -325,7 +325,8 @@ fn port_value(p: &PortRef) -> Value {
     }
 }
 
-fn probe(p: &Probe) -> Value {
+/// A probe as the pod spec writes it (also how an export writes it back).
+pub(crate) fn probe(p: &Probe) -> Value {
     let mut out = Map::new();
     if let Some(h) = &p.http_get {
         out.insert(
