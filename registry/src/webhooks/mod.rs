@@ -92,6 +92,12 @@ pub struct Webhooks {
     settings: WebhookSettings,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// (project, topic) pairs some enabled endpoint subscribes to; None
+    /// until loaded and after any endpoint changes. Lets a pull (the hot
+    /// path) skip the metadata read when nobody listens.
+    subscribed: std::sync::RwLock<Option<std::collections::HashSet<(String, &'static str)>>>,
+    /// Bumped by every endpoint change, so a load that raced one is dropped.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 fn secret_place(id: &str) -> String {
@@ -136,6 +142,8 @@ impl Webhooks {
             settings,
             metrics,
             wake: Arc::new(Notify::new()),
+            subscribed: std::sync::RwLock::new(None),
+            changes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -175,6 +183,7 @@ impl Webhooks {
             created_at: crate::meta::now(),
         };
         self.meta.webhook_put(&w).await?;
+        self.forget_subscriptions();
         Ok((w, secret))
     }
 
@@ -209,6 +218,7 @@ impl Webhooks {
             w.enabled = e;
         }
         self.meta.webhook_put(&w).await?;
+        self.forget_subscriptions();
         self.wake.notify_one();
         Ok(w)
     }
@@ -216,6 +226,7 @@ impl Webhooks {
     pub async fn delete(&self, project: &str, id: &str) -> Result<(), WebhookError> {
         self.get(project, id).await?;
         self.meta.webhook_delete(id).await?;
+        self.forget_subscriptions();
         Ok(())
     }
 
@@ -238,10 +249,53 @@ impl Webhooks {
         }
     }
 
-    /// `emit` in the background (for pulls, which do not wait for it).
+    /// `emit` in the background (for pulls, which do not wait for it); nothing
+    /// at all when no endpoint of the project subscribes to the event.
     pub fn emit_later(self: &Arc<Self>, event: ProjectEvent) {
+        let known = self.subscribed.read().ok().and_then(|s| {
+            s.as_ref()
+                .map(|s| s.contains(&(event.project.clone(), event.kind.topic())))
+        });
+        if known == Some(false) {
+            return;
+        }
         let this = self.clone();
-        tokio::spawn(async move { this.emit(event).await });
+        tokio::spawn(async move {
+            if known.is_none() {
+                this.load_subscriptions().await;
+            }
+            this.emit(event).await
+        });
+    }
+
+    async fn load_subscriptions(&self) {
+        let seen = self.changes.load(std::sync::atomic::Ordering::SeqCst);
+        let Ok(hooks) = self.meta.webhooks(None).await else {
+            return;
+        };
+        let set = hooks
+            .iter()
+            .filter(|w| w.enabled)
+            .flat_map(|w| {
+                w.events
+                    .iter()
+                    .filter_map(|e| EventKind::from_topic(e))
+                    .map(|k| (w.project.clone(), k.topic()))
+            })
+            .collect();
+        if let Ok(mut s) = self.subscribed.write() {
+            if self.changes.load(std::sync::atomic::Ordering::SeqCst) == seen {
+                *s = Some(set);
+            }
+        }
+    }
+
+    fn forget_subscriptions(&self) {
+        if let Ok(mut s) = self.subscribed.write() {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *s = None;
+        }
     }
 
     async fn queue(&self, event: &ProjectEvent) -> Result<(), WebhookError> {
