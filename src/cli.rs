@@ -231,8 +231,14 @@ fn start_controller(
         .external_url()
         .split_once("://")
         .map(|(_, h)| h.to_string());
-    let state = berth_controller::ControllerState::new(
+    let secret_key = secret_key(cfg)?;
+    let store = berth_controller::open_embedded_store(
         app.registry.database().map_err(|e| anyhow!("{e}"))?,
+        Some(secret_key),
+    )
+    .map_err(|e| anyhow!("controller: {e}"))?;
+    let state = berth_controller::ControllerState::new(
+        store,
         berth_controller::Ports {
             resolver: Arc::new(RegistryResolver {
                 registry: app.registry.clone(),
@@ -252,7 +258,7 @@ fn start_controller(
             },
         },
         berth_controller::ControllerSettings {
-            secret_key: Some(secret_key(cfg)?),
+            secret_key: Some(secret_key),
             render: berth_controller::RenderOptions { image_host },
             kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
             reconcile: berth_controller::ReconcileSettings {
@@ -260,8 +266,7 @@ fn start_controller(
                 ..Default::default()
             },
         },
-    )
-    .map_err(|e| anyhow!("controller: {e}"))?;
+    );
     // Kubeconfigs exported for a project die with a member's access.
     let mut removed = app.access.accounts.access_removed();
     let revoker = state.clone();
@@ -336,12 +341,9 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             dry_run,
         };
         let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
-        let sealer = berth_controller::sealed_records::RecordSealer::new(Some(
-            berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
-        ));
-        let store = berth_controller::Store::open(
+        let store = berth_controller::open_embedded_store(
             app.registry.database().map_err(|e| anyhow!("{e}"))?,
-            sealer,
+            Some(crate::compose::secret_key(&app.config)?),
         )
         .map_err(|e| anyhow!("controller records: {e}"))?;
         app.registry

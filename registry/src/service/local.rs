@@ -42,8 +42,9 @@ pub struct LocalRegistry {
 
 /// Something outside the registry's metadata that holds manifests alive:
 /// `(repository, manifest digest)` pairs that GC treats like tags.
+#[async_trait::async_trait]
 pub trait GcRoots: Send + Sync {
-    fn roots(&self) -> Vec<(String, String)>;
+    async fn roots(&self) -> Vec<(String, String)>;
 }
 
 /// What `commit_verified` did.

@@ -20,8 +20,8 @@ use super::resource_rules::{
 };
 use super::resources::{list_kind, not_found_resource};
 use super::{
-    decode, encode, Result, Store, StoreError, META, PUBLICATIONS, RESOURCES, RESOURCE_PUBS,
-    VERSIONS,
+    decode, encode, RedbControllerStore, Result, StoreError, META, PUBLICATIONS, RESOURCES,
+    RESOURCE_PUBS, VERSIONS,
 };
 
 const T: &str = "ctl_resource_publications";
@@ -156,7 +156,7 @@ fn joined(nodes: &[String]) -> String {
     nodes.join(", ")
 }
 
-impl Store {
+impl RedbControllerStore {
     /// Records a publish of a resource on `nodes` (default: every node where
     /// an app it serves is published), in one transaction, after its rules.
     pub fn publish_resource(
