@@ -232,11 +232,8 @@ fn start_controller(
         .split_once("://")
         .map(|(_, h)| h.to_string());
     let secret_key = secret_key(cfg)?;
-    let store = berth_controller::open_embedded_store(
-        app.registry.database().map_err(|e| anyhow!("{e}"))?,
-        Some(secret_key),
-    )
-    .map_err(|e| anyhow!("controller: {e}"))?;
+    let store = berth_controller::open_embedded_store(app.metadata.database(), Some(secret_key))
+        .map_err(|e| anyhow!("controller: {e}"))?;
     let state = berth_controller::ControllerState::new(
         store,
         berth_controller::Ports {
@@ -327,7 +324,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
         conns,
     )
     .await;
-    app.flush();
+    app.flush().await;
     tracing::info!("berth edge cache stopped");
     Ok(())
 }
@@ -342,7 +339,7 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
         };
         let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
         let store = berth_controller::open_embedded_store(
-            app.registry.database().map_err(|e| anyhow!("{e}"))?,
+            app.metadata.database(),
             Some(crate::compose::secret_key(&app.config)?),
         )
         .map_err(|e| anyhow!("controller records: {e}"))?;

@@ -111,6 +111,10 @@ pub fn open_metadata(dir: &std::path::Path, database: &str) -> Result<RedbMeta, 
 pub struct RegistryApp {
     pub config: Config,
     pub registry: Arc<LocalRegistry>,
+    /// The embedded metadata backend `registry` runs on: the composition
+    /// root opens the stores others keep in the same file over it (the
+    /// controller's, through `RedbMeta::database`).
+    pub metadata: RedbMeta,
     pub metrics: Arc<Metrics>,
     pub access: Arc<RegistryAccess>,
     /// The projects' signature policies (pulls here, publications in the controller).
@@ -138,7 +142,7 @@ impl RegistryApp {
         let registry = Arc::new(LocalRegistry::open_over(
             &config,
             data,
-            meta,
+            meta.clone(),
             metrics.clone(),
         )?);
         // Opening the database succeeded, so no other process uses this data
@@ -218,6 +222,7 @@ impl RegistryApp {
         Ok(Self {
             config,
             registry,
+            metadata: meta,
             metrics,
             access,
             signatures,

@@ -31,12 +31,14 @@ use futures::future::BoxFuture;
 
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
+mod cache;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod mark;
 mod outbox;
 mod redb;
 
+pub use self::cache::{CacheBook, TagClockOwner};
 pub use self::mark::mark;
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,

@@ -5,9 +5,8 @@
 //! commit of verified content (`commit_verified`, used by uploads and by a
 //! pull-through cache's fills alike), manifest caching (recorded like a
 //! push, referrers included), eviction, listing what is held, resolving an
-//! image reference, repository and tag deletion, start-up recovery, and the
-//! embedded database's handle for modules that keep their own tables in the
-//! same file. The metadata is a `MetaStore` (any backend); GC reaches it and
+//! image reference, repository and tag deletion, start-up recovery, and a
+//! pull-through cache's bookkeeping in the same backend (`cache_book`). The metadata is a `MetaStore` (any backend); GC reaches it and
 //! the content through `gc_parts`, and nothing else does. The `Namespace` implementation is in `namespace.rs`, upload
 //! sessions in `uploads.rs`; opening from the configuration in `app.rs`.
 
@@ -20,14 +19,16 @@ use super::metrics::Metrics;
 use super::uploads::UploadSlot;
 use super::{FinishedIngest, Ingest, IngestData, Manifest, Result, ServiceError};
 use crate::content::{ContentError, ContentStore};
-use crate::meta::{LinkOutcome, MetaStore, RedbMeta, References, StoreStep};
+use crate::meta::{CacheBook, LinkOutcome, MetaStore, RedbMeta, References, StoreStep};
 use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, ImageRef, Reference};
 use crate::oci::{RepoName, Tag};
 
 /// The registry's own namespace over the content store and metadata.
 pub struct LocalRegistry {
     pub(super) meta: Arc<dyn MetaStore>,
-    /// The embedded database when the metadata is in one (`database`).
+    /// A pull-through cache's bookkeeping, in the same backend.
+    book: Arc<dyn CacheBook>,
+    /// The embedded database when the metadata is in one (`reopen_database`).
     pub(super) embedded: Option<RedbMeta>,
     pub(super) content: ContentStore,
     pub(super) uploads: Mutex<HashMap<String, UploadSlot>>,
@@ -87,10 +88,17 @@ pub struct CachedImage {
 }
 
 impl LocalRegistry {
-    /// A registry over any metadata backend.
-    pub fn new(meta: Arc<dyn MetaStore>, content: ContentStore, metrics: Arc<Metrics>) -> Self {
+    /// A registry over any metadata backend (`book`: the same backend's
+    /// cache bookkeeping).
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        book: Arc<dyn CacheBook>,
+        content: ContentStore,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             meta,
+            book,
             embedded: None,
             content,
             uploads: Mutex::new(HashMap::new()),
@@ -101,10 +109,15 @@ impl LocalRegistry {
         }
     }
 
-    /// A registry over the embedded metadata database, whose file other
-    /// modules keep their own tables in (`database`).
+    /// A registry over the embedded metadata database, which also keeps a
+    /// pull-through cache's bookkeeping (`cache_book`).
     pub fn embedded(meta: RedbMeta, content: ContentStore, metrics: Arc<Metrics>) -> Self {
-        let mut registry = Self::new(Arc::new(meta.clone()), content, metrics);
+        let mut registry = Self::new(
+            Arc::new(meta.clone()),
+            Arc::new(meta.clone()),
+            content,
+            metrics,
+        );
         registry.embedded = Some(meta);
         registry
     }
@@ -131,15 +144,11 @@ impl LocalRegistry {
         self.meta.clone()
     }
 
-    /// The database file, for modules that keep their own tables in it
-    /// (the controller, a cache's bookkeeping). After
-    /// `reopen_database` this is the new one: ask again rather than keep it.
-    /// Fails when the metadata is not in an embedded database.
-    pub fn database(&self) -> Result<Arc<redb::Database>> {
-        self.embedded
-            .as_ref()
-            .map(RedbMeta::database)
-            .ok_or_else(no_embedded_database)
+    /// What a pull-through cache keeps beside the metadata (tag clocks, LRU
+    /// order, pins, prefetch jobs), in the same backend; it follows
+    /// `reopen_database`.
+    pub fn cache_book(&self) -> Arc<dyn CacheBook> {
+        self.book.clone()
     }
 
     /// Opens a new, empty database in place of the current one (its file

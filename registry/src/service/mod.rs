@@ -21,6 +21,7 @@ use crate::meta::MetaError;
 use crate::oci::{Descriptor, Digest, ErrorCode, Reference, RepoName, Tag};
 
 pub use crate::content::{BlobRead, ByteRange, FinishedIngest, Ingest, IngestData};
+pub use crate::meta::{CacheBook, TagClockOwner};
 pub use local::{CachedImage, Committed, GcRoots, LocalRegistry, Recovery, ResolvedImage};
 
 mod local;

@@ -21,9 +21,11 @@
 //! The format is versioned: `open` refuses a database written by a newer berth,
 //! and brings an older one up to `SCHEMA_VERSION`.
 //! The same file holds the accounts (`accounts.rs`, `audit.rs`: `RedbMeta`
-//! implements `auth::store::AccountStore` through `accounts`). Other crates
-//! keep their own tables in it and version them likewise (the controller's
-//! `ctl_meta`); they reach it through `database`.
+//! implements `auth::store::AccountStore` through `accounts`) and a
+//! pull-through cache's bookkeeping (`cache.rs`: `RedbMeta` implements
+//! `CacheBook`). The controller's embedded store keeps its own tables in it
+//! and versions them likewise (`ctl_meta`); the composition root hands it
+//! the file through `database`.
 //!
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
@@ -48,6 +50,7 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 mod accounts;
 mod audit;
 mod blobs;
+mod cache;
 mod gc;
 mod listings;
 mod manifests;
