@@ -57,6 +57,7 @@ use super::{Result, StoreError};
 use crate::sealed_records::{RecordSealer, SealError};
 
 mod apps;
+mod backfill;
 mod bindings;
 mod blocking;
 mod clusters;
@@ -179,7 +180,7 @@ impl RedbControllerStore {
             txn.open_table(self::eips::EIP_ADDRESSES)?;
             txn.open_table(self::forced::FORCED)?;
             drop(meta);
-            let made = resource_publications::backfill(&txn)?;
+            let made = backfill::backfill(&txn)?;
             if made > 0 {
                 tracing::info!(
                     made,
