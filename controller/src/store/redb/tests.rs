@@ -152,3 +152,44 @@ fn a_database_of_the_release_before_gets_its_records_on_open() {
     let s = RedbControllerStore::open(s.database().clone(), test_sealer()).expect("reopen");
     assert!(nodes_of(&s, ResourceKind::Routes, "www").is_empty());
 }
+
+/// Nothing outside this module names the database crate (lib.rs opens this
+/// store for the composition root): the rest of the controller works
+/// through `ControllerStore` alone.
+#[test]
+fn only_the_embedded_store_names_redb() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let own = src.join("store").join("redb");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    let mut naming = Vec::new();
+    for f in files {
+        if f.starts_with(&own) || f == src.join("lib.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        let names_it = text.lines().any(|l| {
+            let code = l.trim_start();
+            !code.starts_with("//")
+                && (code.starts_with("use redb")
+                    || l.replace("self::redb::", "").contains("redb::"))
+        });
+        if names_it {
+            naming.push(f.strip_prefix(&src).unwrap_or(&f).display().to_string());
+        }
+    }
+    assert!(
+        naming.is_empty(),
+        "redb named outside store/redb: {naming:?}"
+    );
+}

@@ -50,6 +50,8 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 mod accounts;
 mod audit;
 mod blobs;
+#[cfg(test)]
+mod boundary;
 mod cache;
 mod gc;
 mod listings;
