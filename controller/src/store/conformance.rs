@@ -11,7 +11,9 @@ use std::sync::Arc;
 use super::fixtures::*;
 use super::{ControllerStore, StoreError};
 use crate::model::{Cluster, PublicationKey, Volume};
-use crate::resources::{ConfigMapSpec, ResourceDesired, ResourceKind, ResourceSpec, RouteSpec};
+use crate::resources::{
+    BindingState, ConfigMapSpec, ResourceDesired, ResourceKind, ResourceSpec, RouteSpec, VolumeSpec,
+};
 
 /// Runs every section, each on a fresh store from `fresh`.
 pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
@@ -20,6 +22,7 @@ pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
     resources_publish_only_beside_the_apps_they_serve(fresh().as_ref()).await;
     a_purged_project_leaves_tombstones(fresh().as_ref()).await;
     resource_publications_compare_and_swap(fresh().as_ref()).await;
+    volumes_bound_released_and_unbound(fresh().as_ref()).await;
 }
 
 async fn nodes_of(
@@ -506,4 +509,85 @@ async fn resource_publications_compare_and_swap(s: &dyn ControllerStore) {
         .await
         .expect("get")
         .is_none());
+}
+
+/// A volume is bound where an app using it is applied, released only once
+/// no app using it is published there, and unbound once released: then
+/// every app naming it gets a version without it.
+async fn volumes_bound_released_and_unbound(s: &dyn ControllerStore) {
+    site(s).await;
+    let vols = ResourceKind::Volumes;
+    let volume = ResourceSpec::Volume(VolumeSpec {
+        capacity: "1Gi".into(),
+        storage_class: "local-storage".into(),
+    });
+    s.create_resource(&resource("data", vols, volume))
+        .await
+        .expect("volume");
+    let mut db = spec("shop/db:1");
+    db.volumes.push(Volume {
+        name: "data".into(),
+        persistent_volume_claim: Some("data".into()),
+        ..Volume::default()
+    });
+    s.create_app("shop", "db", &db, "a", None, 1)
+        .await
+        .expect("db");
+    let pubs = s
+        .publish("shop", "db", None, &["n1".into()], 2)
+        .await
+        .expect("publish");
+    s.bind("shop", "n1", vols, "data", 3).await.expect("bind");
+    let b = s
+        .get_binding("shop", "n1", vols, "data")
+        .await
+        .expect("get")
+        .expect("bound");
+    assert_eq!((b.state, b.bound_at), (BindingState::Bound, 3));
+    assert_eq!(s.list_bindings("shop").await.expect("list").len(), 1);
+    assert!(s.list_bindings("other").await.expect("list").is_empty());
+    conflict(
+        s.check_release("shop", "n1", "data").await,
+        "rule: a volume cannot be released while an app using it is published on that node",
+    );
+    assert!(matches!(
+        s.check_release("shop", "n2", "data").await,
+        Err(StoreError::NotFound(_))
+    ));
+    conflict(
+        s.unbind("shop", None, "data", "a", 4).await,
+        "rule: a volume is unbound only after it is released",
+    );
+    // The app leaves the node (the reconciler deletes the publication).
+    let p = &pubs[0];
+    assert!(s
+        .delete_publication(&p.key(), p.revision)
+        .await
+        .expect("delete"));
+    s.check_release("shop", "n1", "data")
+        .await
+        .expect("nothing uses it there now");
+    s.mark_released("shop", "n1", vols, "data")
+        .await
+        .expect("released");
+    let b = s
+        .get_binding("shop", "n1", vols, "data")
+        .await
+        .expect("get")
+        .expect("still recorded");
+    assert_eq!(b.state, BindingState::Released);
+    let versions = s
+        .unbind("shop", None, "data", "a", 5)
+        .await
+        .expect("unbind");
+    assert_eq!(versions, [("db".to_string(), 2)]);
+    assert!(s.list_bindings("shop").await.expect("list").is_empty());
+    let v2 = s
+        .get_version("shop", "db", 2)
+        .await
+        .expect("get")
+        .expect("the version without the volume");
+    assert!(v2.spec.volumes.is_empty(), "{:?}", v2.spec.volumes);
+    let app = s.get_app("shop", "db").await.expect("get").expect("app");
+    assert_eq!(app.latest_version, 2);
 }
