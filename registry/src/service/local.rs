@@ -19,7 +19,7 @@ use super::metrics::Metrics;
 use super::uploads::UploadSlot;
 use super::{FinishedIngest, Ingest, IngestData, Manifest, Result, ServiceError};
 use crate::content::{ContentError, ContentStore};
-use crate::meta::{CacheBook, LinkOutcome, MetaStore, RedbMeta, References, StoreStep};
+use crate::meta::{LinkOutcome, MetaStore, RedbMeta, References, StoreStep};
 use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, ImageRef, Reference};
 use crate::oci::{RepoName, Tag};
 
@@ -27,7 +27,7 @@ use crate::oci::{RepoName, Tag};
 pub struct LocalRegistry {
     pub(super) meta: Arc<dyn MetaStore>,
     /// A pull-through cache's bookkeeping, in the same backend.
-    book: Arc<dyn CacheBook>,
+    book: Arc<dyn crate::meta::CacheBook>,
     /// The embedded database when the metadata is in one (`reopen_database`).
     pub(super) embedded: Option<RedbMeta>,
     pub(super) content: ContentStore,
@@ -92,7 +92,7 @@ impl LocalRegistry {
     /// cache bookkeeping).
     pub fn new(
         meta: Arc<dyn MetaStore>,
-        book: Arc<dyn CacheBook>,
+        book: Arc<dyn crate::meta::CacheBook>,
         content: ContentStore,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -147,7 +147,7 @@ impl LocalRegistry {
     /// What a pull-through cache keeps beside the metadata (tag clocks, LRU
     /// order, pins, prefetch jobs), in the same backend; it follows
     /// `reopen_database`.
-    pub fn cache_book(&self) -> Arc<dyn CacheBook> {
+    pub fn cache_book(&self) -> Arc<dyn crate::meta::CacheBook> {
         self.book.clone()
     }
 
