@@ -109,11 +109,14 @@ impl RedbMeta {
         if tx.open_table(REPOS)?.get(r)?.is_none() {
             return Ok(false);
         }
+        // What the repository held stops counting in its project's usage.
+        let mut released = Vec::new();
         {
             let mut t = tx.open_table(REPO_BLOBS)?;
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                released.push(k);
             }
         }
         {
@@ -121,7 +124,11 @@ impl RedbMeta {
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                released.push(k);
             }
+        }
+        for k in &released {
+            super::usage::release(&tx, repo.project(), k)?;
         }
         {
             let mut t = tx.open_table(TAGS)?;
