@@ -151,6 +151,10 @@ impl RegistryApp {
             .await
             .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
         log_recovery(&recovery);
+        registry
+            .set_default_quota(config.quota.default_project.map(|b| b.0))
+            .await
+            .map_err(|e| StartError::Other(format!("setting quota.default_project: {e}")))?;
         let accounts = Arc::new(
             Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
                 .await

@@ -88,7 +88,21 @@ impl ServiceError {
 
 impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
-        ServiceError::Internal(e.to_string())
+        match e {
+            MetaError::Quota(q) => ServiceError::with_detail(
+                ErrorCode::Denied,
+                q.to_string(),
+                serde_json::json!({
+                    "project": q.project, "limit": q.limit, "usage": q.usage, "adding": q.adding,
+                }),
+            ),
+            MetaError::Immutable(i) => ServiceError::with_detail(
+                ErrorCode::Denied,
+                i.to_string(),
+                serde_json::json!({"repository": i.repo, "tag": i.tag, "rule": i.rule}),
+            ),
+            other => ServiceError::Internal(other.to_string()),
+        }
     }
 }
 
