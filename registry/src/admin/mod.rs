@@ -515,6 +515,11 @@ async fn create_project(
         .accounts
         .create_project_with(&b.name, b.public, proxy)
         .await?;
+    if p.proxy.is_some() {
+        // What its pulls bring is not limited (see `app::exempt_proxy_projects`).
+        let unlimited = Some(crate::meta::quota::QuotaSetting::Unlimited);
+        st.registry.set_quota(&p.name, unlimited).await?;
+    }
     st.audit(&c, "project.create", Some(&p.name), &p.name);
     Ok((StatusCode::CREATED, Json(proxy_projects::answer(&p))))
 }
@@ -583,6 +588,17 @@ async fn patch_project(
                         "{} is not a system administrator: only they set storage quotas",
                         c.name()
                     ),
+                ));
+            }
+            if st
+                .access
+                .accounts
+                .project(&name)
+                .is_some_and(|p| p.proxy.is_some())
+            {
+                return Err(AdminError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} is a proxy-cache project: it holds what pulls bring, and quotas limit pushes"),
                 ));
             }
             Some(q.as_ref().map(quota::parse_quota).transpose()?)
@@ -679,6 +695,10 @@ async fn delete_project(
                 repos.join(", ")
             ),
         ));
+    }
+    if !repos.is_empty() {
+        // A forced delete takes immutable tags with it: the rules go first.
+        st.registry.forget_project(&name).await?;
     }
     for r in repos {
         if let Ok(repo) = r.parse::<RepoName>() {

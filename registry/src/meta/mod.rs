@@ -173,8 +173,9 @@ pub struct Seen {
 /// that removes the project's last link or manifest of a digest
 /// (`unlink_blob`, `forget_blob`, `delete_manifest`, `delete_repo`, GC's
 /// sweeps) takes it out of the usage. A push that moves a tag, and a
-/// deletion of a tag or of a manifest a tag points to, fail with
-/// `MetaError::Immutable` when a rule of the project protects the tag.
+/// deletion of a tag, of a manifest a tag points to or of a repository
+/// with tags, fail with `MetaError::Immutable` when a rule of the project
+/// protects one of those tags.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     // ---- blobs ----

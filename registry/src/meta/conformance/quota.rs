@@ -309,6 +309,16 @@ async fn immutable_tags_hold(meta: &Store) {
         .delete_tag(&r, &tag("latest"))
         .await
         .expect("latest goes"));
+    let e = immutable(
+        meta.delete_repo(&r)
+            .await
+            .expect_err("deleting the repository"),
+    );
+    assert_eq!((e.tag.as_str(), e.rule.as_str()), ("v1", "v*"));
+    assert!(
+        meta.repo_exists(&r).await.expect("exists"),
+        "nothing deleted"
+    );
     // Without the rule, both go.
     assert!(meta
         .immutable_rule_remove("qi", "v*")

@@ -109,6 +109,11 @@ impl RedbMeta {
         if tx.open_table(REPOS)?.get(r)?.is_none() {
             return Ok(false);
         }
+        // Deleting the repository would delete its immutable tags.
+        let tagged = second_keys(tx.open_table(TAGS)?.range((r, "")..(r, HIGH))?);
+        for t in &tagged {
+            super::usage::check_immutable(&tx, repo, t, "deleting the repository with")?;
+        }
         // What the repository held stops counting in its project's usage.
         let mut released = Vec::new();
         {
