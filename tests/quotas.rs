@@ -65,8 +65,8 @@ fn denied(a: &Answer, what: &str) {
     assert_eq!(a.describe(), "403 DENIED", "{what}: {a:?}");
 }
 
-/// Starts an upload session in `repo` and sends all of `content` as one
-/// chunk; returns the session's URL.
+/// Starts an upload session in `repo` and sends all of `content` (if any)
+/// as one chunk; returns the session's URL.
 fn chunked_upload(http: &Client, base: &str, repo: &str, content: &[u8]) -> String {
     let res = http
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
@@ -82,6 +82,9 @@ fn chunked_upload(http: &Client, base: &str, repo: &str, content: &[u8]) -> Stri
     } else {
         format!("{base}{location}")
     };
+    if content.is_empty() {
+        return url;
+    }
     let res = http
         .patch(&url)
         .basic_auth("admin", Some(ADMIN_PASSWORD))
@@ -92,6 +95,19 @@ fn chunked_upload(http: &Client, base: &str, repo: &str, content: &[u8]) -> Stri
         .expect("PATCH");
     assert_eq!(res.status().as_u16(), 202, "chunk");
     url
+}
+
+/// Completes an upload with a last chunk in the PUT.
+fn finish_with(http: &Client, url: &str, auth: &Auth, digest: &str, last: Vec<u8>) -> Answer {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}digest={digest}");
+    send(
+        http,
+        "PUT",
+        &url,
+        auth,
+        Some(("application/octet-stream", last)),
+    )
 }
 
 fn finish(http: &Client, url: &str, auth: &Auth, digest: &str) -> Answer {
@@ -145,6 +161,15 @@ fn quotas_hold_where_bytes_arrive_and_usage_equals_a_recount() {
         None,
     );
     assert_eq!(head.status, 404, "a refused blob is not kept");
+    // The same as POST, then PUT with the body: refused before the body is read.
+    let session = chunked_upload(&http, &base, "team/a", b"");
+    let refused = finish_with(&http, &session, &auth, &big_digest, bytes(2, 500 << 10));
+    denied(&refused, "a monolithic PUT over the limit");
+    let status = send(&http, "GET", &session, &auth, None);
+    assert_eq!(
+        status.status, 204,
+        "the session is where it was: {status:?}"
+    );
     // A blob the project holds costs nothing in another of its repositories.
     push_blob(&http, &base, &auth, "team/b", a.clone());
     assert_eq!(usage(&admin, "team"), 600 << 10);

@@ -231,6 +231,12 @@ pub trait Namespace: Send + Sync + 'static {
     async fn upload_cancel(&self, _repo: &RepoName, _id: &str) -> Result<()> {
         Err(read_only())
     }
+    /// Refuses, before its bytes are read, a push that would add at least
+    /// `size` bytes to `repo` that it cannot take (its project's quota);
+    /// the commit checks again, exactly. The default takes everything.
+    async fn precheck_blob(&self, _repo: &RepoName, _digest: &Digest, _size: u64) -> Result<()> {
+        Ok(())
+    }
     async fn blob_put(
         &self,
         _repo: &RepoName,

@@ -170,6 +170,10 @@ impl Namespace for LocalRegistry {
         res
     }
 
+    async fn precheck_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        self.check_quota(repo, digest, size).await
+    }
+
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
         let slot = self.session(repo, id).await?;
         let mut guard = slot.lock().await;
