@@ -359,6 +359,13 @@ fn quotas_are_set_by_system_administrators_with_a_registry_default() {
         Some(json!({"quota": "1GiB"})),
     );
     assert_eq!(s, 400, "{v}");
+    // Nor do immutable tags: its tags follow its upstream's.
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/projects/hub/immutable-tags",
+        Some(json!({"pattern": "v*"})),
+    );
+    assert_eq!(s, 400, "{v}");
 }
 
 #[test]

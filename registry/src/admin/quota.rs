@@ -133,6 +133,17 @@ pub(super) async fn add_rule(
     JsonBody(b): JsonBody<NewImmutableRule>,
 ) -> AResult<(StatusCode, Json<ImmutableRule>)> {
     st.require_role(&c, &name, Manage::Settings)?;
+    if st
+        .access
+        .accounts
+        .project(&name)
+        .is_some_and(|p| p.proxy.is_some())
+    {
+        return Err(AdminError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name} is a proxy-cache project: its tags follow its upstream's"),
+        ));
+    }
     let pattern = b.pattern.trim();
     check_pattern(pattern).map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, e))?;
     if !st.registry.add_immutable_rule(&name, pattern).await? {
