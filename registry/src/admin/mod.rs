@@ -579,32 +579,7 @@ async fn patch_project(
         ));
     }
     // Checked before anything changes, so a refused quota changes nothing else.
-    let quota = match &b.quota {
-        Some(q) => {
-            if !c.subject.admin {
-                return Err(AdminError::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "{} is not a system administrator: only they set storage quotas",
-                        c.name()
-                    ),
-                ));
-            }
-            if st
-                .access
-                .accounts
-                .project(&name)
-                .is_some_and(|p| p.proxy.is_some())
-            {
-                return Err(AdminError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("{name} is a proxy-cache project: it holds what pulls bring, and quotas limit pushes"),
-                ));
-            }
-            Some(q.as_ref().map(quota::parse_quota).transpose()?)
-        }
-        None => None,
-    };
+    let quota = quota::requested(&st, &c, &name, b.quota.as_ref())?;
     let change = ProjectChange {
         public: b.public,
         require_signature: b.require_signature,
@@ -615,15 +590,7 @@ async fn patch_project(
         st.require_visible(&c, &name)?
     };
     if let Some(setting) = quota {
-        st.registry.set_quota(&name, setting).await?;
-        let target = match setting {
-            Some(crate::meta::quota::QuotaSetting::Bytes(n)) => {
-                format!("{name}: {}", crate::meta::quota::human(n))
-            }
-            Some(crate::meta::quota::QuotaSetting::Unlimited) => format!("{name}: none"),
-            None => format!("{name}: default"),
-        };
-        st.audit(&c, "project.quota", Some(&name), &target);
+        quota::set(&st, &c, &name, setting).await?;
     }
     if let Some(policy) = &change.require_signature {
         let action = if policy.is_some() {

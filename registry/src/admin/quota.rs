@@ -49,10 +49,63 @@ pub(super) async fn storage(st: &AdminState, project: &str) -> AResult<StorageVi
     })
 }
 
+/// The setting a PATCH's `quota` asks for (`Some(None)`: the project's own
+/// limit removed), after checking that the caller may set it here.
+pub(super) fn requested(
+    st: &AdminState,
+    c: &Caller,
+    name: &str,
+    quota: Option<&Option<serde_json::Value>>,
+) -> AResult<Option<Option<QuotaSetting>>> {
+    let Some(q) = quota else {
+        return Ok(None);
+    };
+    if !c.subject.admin {
+        return Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is not a system administrator: only they set storage quotas",
+                c.name()
+            ),
+        ));
+    }
+    if st
+        .access
+        .accounts
+        .project(name)
+        .is_some_and(|p| p.proxy.is_some())
+    {
+        return Err(AdminError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{name} is a proxy-cache project: it holds what pulls bring, and quotas limit pushes"
+            ),
+        ));
+    }
+    Ok(Some(q.as_ref().map(parse_quota).transpose()?))
+}
+
+/// Stores a project's own setting, audited.
+pub(super) async fn set(
+    st: &AdminState,
+    c: &Caller,
+    name: &str,
+    setting: Option<QuotaSetting>,
+) -> AResult<()> {
+    st.registry.set_quota(name, setting).await?;
+    let target = match setting {
+        Some(QuotaSetting::Bytes(n)) => format!("{name}: {}", human(n)),
+        Some(QuotaSetting::Unlimited) => format!("{name}: none"),
+        None => format!("{name}: default"),
+    };
+    st.audit(c, "project.quota", Some(name), &target);
+    Ok(())
+}
+
 /// Reads the `quota` of a PATCH: a size ("50GiB", "500MB", a number of
 /// bytes), or "none" (no limit, whatever the default). `null` is handled by
 /// the caller (the project's own limit removed).
-pub(super) fn parse_quota(v: &serde_json::Value) -> AResult<QuotaSetting> {
+fn parse_quota(v: &serde_json::Value) -> AResult<QuotaSetting> {
     let bad = |what: String| {
         AdminError::new(
             StatusCode::BAD_REQUEST,
