@@ -398,7 +398,7 @@ pub enum ProjectCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Show a project: access level, repositories, members.
+    /// Show a project: access level, repositories, members, storage usage and limit.
     #[command(after_help = "Example:\n  berth project show team-a")]
     Show {
         name: String,
@@ -425,6 +425,28 @@ pub enum ProjectCmd {
         keys: Vec<std::path::PathBuf>,
         #[arg(long, conflicts_with = "keys")]
         off: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set a project's storage limit (system administrators): a size, `none`
+    /// (no limit, whatever the default), or `default` (quota.default_project).
+    #[command(after_help = "Examples:\n  \
+        berth project quota team-a 50GiB\n  \
+        berth project quota team-a none\n  \
+        berth project quota team-a default\n\n\
+        Usage counts each blob and manifest once per project; it goes down when the\n\
+        project's last link to a blob goes (GC, or deleting the repository), not when a tag is deleted.")]
+    Quota {
+        name: String,
+        /// e.g. 50GiB, 500MB, a number of bytes, `none` or `default`.
+        limit: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Count a project's usage again from what its repositories hold (system administrators).
+    #[command(after_help = "Example:\n  berth project recount team-a")]
+    Recount {
+        name: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -631,6 +653,12 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                     keys.len()
                 );
             }
+        }
+        ProjectCmd::Quota { name, limit, conn } => {
+            crate::storage_cli::set_quota(cfg, &name, &limit, &conn).await?
+        }
+        ProjectCmd::Recount { name, conn } => {
+            crate::storage_cli::recount(cfg, &name, &conn).await?
         }
         ProjectCmd::Delete { name, force, conn } => {
             send(conn.request(

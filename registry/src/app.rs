@@ -155,11 +155,16 @@ impl RegistryApp {
             .await
             .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
         log_recovery(&recovery);
+        registry
+            .set_default_quota(config.quota.default_project.map(|b| b.0))
+            .await
+            .map_err(|e| StartError::Other(format!("setting quota.default_project: {e}")))?;
         let accounts = Arc::new(
             Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
                 .await
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
+        exempt_proxy_projects(&registry, &accounts).await?;
         let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty());
@@ -361,6 +366,29 @@ impl RegistryApp {
             )
             .route("/healthz", axum::routing::get(|| async { "ok" }))
     }
+}
+
+/// Proxy-cache projects hold what their pulls bring, not pushes: no storage
+/// limit (the default included) applies to them. Projects created before
+/// quotas existed get that setting here; new ones when they are created.
+async fn exempt_proxy_projects(
+    registry: &LocalRegistry,
+    accounts: &Accounts,
+) -> Result<(), StartError> {
+    for p in accounts
+        .projects()
+        .into_iter()
+        .filter(|p| p.proxy.is_some())
+    {
+        let q = registry.quota(&p.name).await;
+        if q.is_ok_and(|q| q.own.is_none()) {
+            registry
+                .set_quota(&p.name, Some(crate::meta::quota::QuotaSetting::Unlimited))
+                .await
+                .map_err(|e| StartError::Other(format!("project {}: {e}", p.name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Logs what `LocalRegistry::recover_at_start` found, if anything.

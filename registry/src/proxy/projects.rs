@@ -226,6 +226,11 @@ impl Namespace for ProxyProjects {
             .await
     }
 
+    async fn precheck_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        self.writable(repo)?;
+        self.local.precheck_blob(repo, digest, size).await
+    }
+
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
         self.local.upload_cancel(repo, id).await
     }
