@@ -120,6 +120,8 @@ pub struct RegistryApp {
     /// The namespace `/v2` serves: the local registry, with a pull-through
     /// for each proxy-cache project.
     pub projects: Arc<ProxyProjects>,
+    /// Replication policies and their executions.
+    pub replications: Arc<crate::replication::Replications>,
     /// Seals proxy projects' upstream passwords; set by `set_sealer`.
     sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
     /// Takes a deleted project's records elsewhere down; set by `set_project_cleanup`.
@@ -195,6 +197,11 @@ impl RegistryApp {
             },
             proxy_metrics,
         ));
+        let replications = crate::replication::Replications::new(
+            registry.meta(),
+            sealer.clone(),
+            &config.replication,
+        );
         let access = Arc::new(RegistryAccess::new(
             accounts,
             key,
@@ -223,6 +230,7 @@ impl RegistryApp {
             signatures,
             webhooks: None,
             projects,
+            replications,
             sealer,
             project_cleanup: Default::default(),
             gc_status: Default::default(),
@@ -321,6 +329,7 @@ impl RegistryApp {
             gc_last: self.gc_status.clone(),
             signatures: self.signatures.clone(),
             webhooks: self.webhooks.clone(),
+            replications: self.replications.clone(),
         };
         let hosts = Arc::new(self.config.proxy.hosts.clone());
         api::router(self.api_state())

@@ -31,6 +31,7 @@ use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 mod body;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
+mod replications;
 mod webhooks;
 
 /// The project-cleanup port, filled in once the controller is up.
@@ -50,6 +51,8 @@ pub struct AdminState {
     pub signatures: Arc<SignatureGate>,
     /// None where no sealing key was given (webhook routes answer 503).
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// Replication policies and their executions.
+    pub replications: Arc<crate::replication::Replications>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -1053,7 +1056,7 @@ async fn audit_log(
 #[openapi(
     info(
         title = "berth admin API",
-        description = "Accounts, projects, members, robots, repositories, webhooks, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
+        description = "Accounts, projects, members, robots, repositories, webhooks, replication policies, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
     ),
     components(schemas(ErrorBody))
 )]
@@ -1079,6 +1082,12 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(replications::list, replications::create))
+        .routes(routes!(
+            replications::show,
+            replications::patch,
+            replications::delete
+        ))
 }
 
 /// The admin API's OpenAPI document, generated from the routes it serves.

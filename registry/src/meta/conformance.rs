@@ -24,6 +24,7 @@ pub(crate) async fn suite(meta: Store) {
     gc_rechecks_what_it_saw(&meta).await;
     gc_blob_records_and_the_store(&meta).await;
     webhooks_and_their_outbox(&meta).await;
+    super::conformance_replication::replication_policies(&meta).await;
 }
 
 fn repo(s: &str) -> RepoName {

@@ -1,6 +1,7 @@
 //! Registry metadata: what each repository holds (blob links, manifests,
 //! tags, referrers), the record of every blob in the content store, and the
-//! projects' webhook endpoints with their outbox and delivery log.
+//! projects' webhook endpoints with their outbox and delivery log, and the
+//! replication policies.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
 //! implementation, one redb file, the default. The same backend keeps the
@@ -33,15 +34,19 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod conformance_replication;
 mod mark;
 mod outbox;
 mod redb;
+mod replication;
 
 pub use self::mark::mark;
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
 };
 pub use self::redb::{RedbAccounts, RedbMeta, SCHEMA_VERSION};
+pub use self::replication::{Direction, RemoteRegistry, ReplicationPolicy, ReplicationTrigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -320,4 +325,14 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn outbox_attempt(&self, webhook: &str, seq: u64, attempt: &Attempt) -> Result<bool>;
     /// An endpoint's delivery log, newest first, at most `limit`.
     async fn webhook_deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<Delivery>>;
+
+    // ---- replication (see replication.rs) ----
+
+    /// Creates or replaces a policy (by name).
+    async fn replication_put(&self, policy: &ReplicationPolicy) -> Result<()>;
+    async fn replication_get(&self, name: &str) -> Result<Option<ReplicationPolicy>>;
+    /// Every policy, by name.
+    async fn replications(&self) -> Result<Vec<ReplicationPolicy>>;
+    /// Removes a policy; false when there was none.
+    async fn replication_delete(&self, name: &str) -> Result<bool>;
 }

@@ -15,6 +15,7 @@
 //! webhook_queue    (id, seq)                   → JSON {body, attempts, next_attempt_at}   the outbox
 //! webhook_log      (id, seq)                   → JSON Delivery              the delivery log
 //! webhook_seq      id                          → next seq
+//! replications     name                        → JSON ReplicationPolicy     a replication policy
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -28,7 +29,7 @@
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
 //! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs` and
-//! `webhooks.rs`;
+//! `webhooks.rs`, `replication.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
 use std::path::{Path, PathBuf};
@@ -40,8 +41,8 @@ use bytes::Bytes;
 
 use super::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, LinkOutcome, MetaError, MetaStore,
-    NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep, StoredManifest,
-    TagEntry, Visible, Webhook,
+    NewDelivery, QueuedEvent, References, ReplicationPolicy, RepoGcView, Result, Seen, StoreStep,
+    StoredManifest, TagEntry, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -51,6 +52,7 @@ mod blobs;
 mod gc;
 mod listings;
 mod manifests;
+mod replication;
 #[cfg(test)]
 mod tests;
 mod webhooks;
@@ -76,6 +78,7 @@ pub(crate) const WEBHOOK_QUEUE: TableDefinition<(&str, u64), &[u8]> =
 pub(crate) const WEBHOOK_LOG: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("webhook_log");
 pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new("webhook_seq");
+pub(crate) const REPLICATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("replications");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
@@ -195,6 +198,7 @@ impl RedbMeta {
         tx.open_table(WEBHOOK_QUEUE)?;
         tx.open_table(WEBHOOK_LOG)?;
         tx.open_table(WEBHOOK_SEQ)?;
+        tx.open_table(REPLICATIONS)?;
         {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -430,5 +434,20 @@ impl MetaStore for RedbMeta {
     }
     async fn webhook_deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<Delivery>> {
         self.webhook_deliveries_now(webhook, limit)
+    }
+
+    async fn replication_put(&self, policy: &ReplicationPolicy) -> Result<()> {
+        let p = policy.clone();
+        self.write(move |m| m.replication_put_now(&p)).await
+    }
+    async fn replication_get(&self, name: &str) -> Result<Option<ReplicationPolicy>> {
+        self.replication_get_now(name)
+    }
+    async fn replications(&self) -> Result<Vec<ReplicationPolicy>> {
+        self.replications_now()
+    }
+    async fn replication_delete(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.write(move |m| m.replication_delete_now(&name)).await
     }
 }

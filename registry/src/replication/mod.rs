@@ -1,0 +1,207 @@
+//! Replication between registries: policies that copy images to (push) or
+//! from (pull) another OCI registry.
+//!
+//! - `policy.rs`: a policy as the admin API takes and shows it, checked.
+//! - `glob.rs`: the filters' glob.
+//! - `schedule.rs`: the schedule trigger's cron expressions.
+//!
+//! Owns the policies (kept through `MetaStore`, the remote's password
+//! sealed through the `Sealer` port) and which remotes may be reached (the
+//! registry's one outbound policy, `net_policy`, unless
+//! `replication.allow_private_remotes`). Must not touch: HTTP routes or who
+//! may manage policies (the admin API's).
+
+use std::sync::{Arc, OnceLock};
+
+use crate::meta::{MetaStore, RemoteRegistry, ReplicationPolicy};
+use crate::sealing::Sealer;
+
+pub mod glob;
+pub mod policy;
+pub mod schedule;
+
+pub use policy::{NewReplication, ReplicationPatch, ReplicationView};
+
+/// The setting that lets remotes be private addresses.
+pub const PRIVATE_SETTING: &str = "replication.allow_private_remotes";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no replication policy named {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// This registry cannot do it as configured (no sealing key).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::meta::MetaError> for ReplicationError {
+    fn from(e: crate::meta::MetaError) -> Self {
+        ReplicationError::Internal(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, ReplicationError>;
+
+/// Where a policy's remote password is sealed.
+pub fn password_place(policy: &str) -> String {
+    format!("replication/{policy}/remote-password")
+}
+
+pub struct Replications {
+    meta: Arc<dyn MetaStore>,
+    sealer: Arc<OnceLock<Arc<dyn Sealer>>>,
+    allow_private: bool,
+}
+
+impl Replications {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        sealer: Arc<OnceLock<Arc<dyn Sealer>>>,
+        config: &berth_config::ReplicationConfig,
+    ) -> Arc<Self> {
+        Arc::new(Replications {
+            meta,
+            sealer,
+            allow_private: config.allow_private_remotes,
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<ReplicationPolicy>> {
+        Ok(self.meta.replications().await?)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<ReplicationPolicy> {
+        self.meta
+            .replication_get(name)
+            .await?
+            .ok_or_else(|| ReplicationError::NotFound(name.to_string()))
+    }
+
+    pub async fn create(&self, n: NewReplication) -> Result<ReplicationPolicy> {
+        policy::check_name(&n.name).map_err(ReplicationError::Invalid)?;
+        let direction = policy::parse_direction(&n.direction).map_err(ReplicationError::Invalid)?;
+        let remote = self.remote(&n.name, n.remote).await?;
+        let bandwidth = policy::parse_bandwidth(&n.bandwidth).map_err(ReplicationError::Invalid)?;
+        let now = crate::meta::now();
+        let p = ReplicationPolicy {
+            name: n.name,
+            direction,
+            remote,
+            repositories: n.filters.repositories.unwrap_or_else(|| "**".into()),
+            tags: n.filters.tags.unwrap_or_else(|| "*".into()),
+            dest_project: n.dest_project,
+            trigger: n.trigger,
+            bandwidth,
+            bandwidth_text: n.bandwidth.trim().to_string(),
+            deletes: n.deletes,
+            created_at: now,
+            updated_at: now,
+        };
+        policy::check_rules(&p).map_err(ReplicationError::Invalid)?;
+        if self.meta.replication_get(&p.name).await?.is_some() {
+            return Err(ReplicationError::Conflict(format!(
+                "a replication policy named {} exists; change it with PATCH",
+                p.name
+            )));
+        }
+        self.meta.replication_put(&p).await?;
+        Ok(p)
+    }
+
+    pub async fn update(&self, name: &str, c: ReplicationPatch) -> Result<ReplicationPolicy> {
+        let mut p = self.get(name).await?;
+        if let Some(d) = c.direction {
+            p.direction = policy::parse_direction(&d).map_err(ReplicationError::Invalid)?;
+        }
+        if let Some(r) = c.remote {
+            p.remote = self.remote(name, r).await?;
+        }
+        if let Some(f) = c.filters {
+            if let Some(r) = f.repositories {
+                p.repositories = r;
+            }
+            if let Some(t) = f.tags {
+                p.tags = t;
+            }
+        }
+        if let Some(d) = c.dest_project {
+            p.dest_project = d;
+        }
+        if let Some(t) = c.trigger {
+            p.trigger = t;
+        }
+        if let Some(b) = c.bandwidth {
+            p.bandwidth = policy::parse_bandwidth(&b).map_err(ReplicationError::Invalid)?;
+            p.bandwidth_text = b.trim().to_string();
+        }
+        if let Some(d) = c.deletes {
+            p.deletes = d;
+        }
+        policy::check_rules(&p).map_err(ReplicationError::Invalid)?;
+        p.updated_at = crate::meta::now();
+        self.meta.replication_put(&p).await?;
+        Ok(p)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        if self.meta.replication_delete(name).await? {
+            Ok(())
+        } else {
+            Err(ReplicationError::NotFound(name.to_string()))
+        }
+    }
+
+    /// Checks a remote (form, then address) and seals its password.
+    async fn remote(&self, name: &str, r: policy::RemoteInput) -> Result<RemoteRegistry> {
+        let r = policy::check_remote(r).map_err(ReplicationError::Invalid)?;
+        crate::net_policy::check_outbound_url_for(&r.url, self.allow_private, PRIVATE_SETTING)
+            .await
+            .map_err(|why| ReplicationError::Invalid(format!("remote.url: {why}")))?;
+        let password_sealed = if r.password.is_empty() {
+            None
+        } else {
+            let sealer = self.sealer.get().ok_or_else(|| {
+                ReplicationError::Unavailable(
+                    "this registry has no sealing key, so it cannot keep a remote's password"
+                        .into(),
+                )
+            })?;
+            Some(
+                sealer
+                    .seal(&password_place(name), r.password.as_bytes())
+                    .map_err(ReplicationError::Internal)?,
+            )
+        };
+        Ok(RemoteRegistry {
+            url: r.url,
+            username: r.username,
+            password_sealed,
+        })
+    }
+
+    /// The remote's credentials in the clear, for a run.
+    pub fn credentials(&self, p: &ReplicationPolicy) -> Result<Option<(String, String)>> {
+        let Some(sealed) = &p.remote.password_sealed else {
+            return Ok(None);
+        };
+        let sealer = self.sealer.get().ok_or_else(|| {
+            ReplicationError::Unavailable(format!(
+                "policy {}: its remote password is sealed and this registry has no sealing key",
+                p.name
+            ))
+        })?;
+        let plain = sealer
+            .open(&password_place(&p.name), sealed)
+            .map_err(ReplicationError::Internal)?;
+        let password = String::from_utf8(plain).map_err(|_| {
+            ReplicationError::Internal(format!("policy {}: the password is not UTF-8", p.name))
+        })?;
+        Ok(Some((p.remote.username.clone(), password)))
+    }
+}
