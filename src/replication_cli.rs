@@ -96,6 +96,30 @@ pub enum ReplicationCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Start an execution now; with --wait, follow its progress to the end.
+    #[command(
+        after_help = "Examples:\n  berth replication run to-dr\n  berth replication run to-dr --wait"
+    )]
+    Run {
+        name: String,
+        /// Show progress until the execution ends; fail when it fails.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A policy's executions, newest first; with an id, that one with
+    /// per-image and per-blob progress (--follow: until it ends).
+    #[command(after_help = "Examples:\n  berth replication executions to-dr\n  \
+        berth replication executions to-dr 3 --follow")]
+    Executions {
+        name: String,
+        id: Option<u64>,
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Delete a policy.
     #[command(after_help = "Example:\n  berth replication delete to-dr")]
     Delete {
@@ -203,6 +227,42 @@ pub async fn replication(cfg: &Config, cmd: ReplicationCmd) -> anyhow::Result<()
             .with_context(|| format!("cannot update replication policy {name}"))?;
             print_json(&v);
         }
+        ReplicationCmd::Run { name, wait, conn } => {
+            let v = send_mapped(
+                conn.request(
+                    cfg,
+                    Method::POST,
+                    &format!("{}/executions", path(Some(&name))),
+                ),
+                &[],
+            )
+            .await
+            .with_context(|| format!("cannot start replication policy {name}"))?;
+            let id = v["id"].as_u64().unwrap_or_default();
+            eprintln!("started execution {id} of {name}");
+            if wait {
+                follow(cfg, &conn, &name, id).await?;
+            } else {
+                print_json(&v);
+            }
+        }
+        ReplicationCmd::Executions {
+            name,
+            id: Some(id),
+            follow: true,
+            conn,
+        } => follow(cfg, &conn, &name, id).await?,
+        ReplicationCmd::Executions { name, id, conn, .. } => {
+            let p = match id {
+                Some(id) => format!("{}/executions/{id}", path(Some(&name))),
+                None => format!("{}/executions", path(Some(&name))),
+            };
+            print_json(
+                &send_mapped(conn.request(cfg, Method::GET, &p), &[])
+                    .await
+                    .with_context(|| format!("cannot read the executions of {name}"))?,
+            );
+        }
         ReplicationCmd::Delete { name, conn } => {
             send_mapped(conn.request(cfg, Method::DELETE, &path(Some(&name))), &[])
                 .await
@@ -211,4 +271,51 @@ pub async fn replication(cfg: &Config, cmd: ReplicationCmd) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// One line of progress: images done, bytes done of the blobs known so far.
+fn progress_line(v: &Value) -> String {
+    let images = v["images"].as_array().cloned().unwrap_or_default();
+    let finished = images
+        .iter()
+        .filter(|i| !matches!(i["status"].as_str(), Some("pending")))
+        .count();
+    let mib = |k: &str| v[k].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+    format!(
+        "{}: images {finished}/{}, {:.1} of {:.1} MiB",
+        v["status"].as_str().unwrap_or("?"),
+        images.len(),
+        mib("bytes_done"),
+        mib("bytes_total")
+    )
+}
+
+/// Shows an execution's progress each second until it ends; fails when it failed.
+async fn follow(cfg: &Config, conn: &Conn, name: &str, id: u64) -> anyhow::Result<()> {
+    let p = format!("{}/executions/{id}", path(Some(name)));
+    let mut last = String::new();
+    loop {
+        let v = send_mapped(conn.request(cfg, Method::GET, &p), &[])
+            .await
+            .with_context(|| format!("cannot follow execution {id} of {name}"))?;
+        let line = progress_line(&v);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        match v["status"].as_str() {
+            Some("running") => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            Some("failed") => {
+                print_json(&v);
+                bail!(
+                    "execution {id} of {name} failed: {}",
+                    v["error"].as_str().unwrap_or("no reason given")
+                );
+            }
+            _ => {
+                print_json(&v);
+                return Ok(());
+            }
+        }
+    }
 }

@@ -198,9 +198,10 @@ impl RegistryApp {
             proxy_metrics,
         ));
         let replications = crate::replication::Replications::new(
-            registry.meta(),
+            registry.clone(),
             sealer.clone(),
             &config.replication,
+            &metrics,
         );
         let access = Arc::new(RegistryAccess::new(
             accounts,
@@ -286,6 +287,23 @@ impl RegistryApp {
     /// Periodic work: GC when `gc.interval` is set; webhook delivery until
     /// `stop`.
     pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
+        let replications = self.replications.clone();
+        let access = self.access.clone();
+        let _ = replications.audit.set(Arc::new(move |target, failed| {
+            let outcome = match failed {
+                None => crate::auth::audit::Outcome::OK,
+                Some(why) => crate::auth::audit::Outcome::Failed(why),
+            };
+            access.audit(
+                "replication",
+                None,
+                "replication.execution",
+                None,
+                target,
+                outcome,
+            );
+        }));
+        tokio::spawn(async move { replications.resume_interrupted().await });
         if let Some(hooks) = &self.webhooks {
             if let Err(e) = hooks.spawn_delivery(stop) {
                 tracing::error!(error = %e, "webhook delivery cannot start");

@@ -1088,6 +1088,8 @@ fn routes() -> OpenApiRouter<AdminState> {
             replications::patch,
             replications::delete
         ))
+        .routes(routes!(replications::run, replications::executions))
+        .routes(routes!(replications::execution))
 }
 
 /// The admin API's OpenAPI document, generated from the routes it serves.

@@ -1,14 +1,18 @@
-//! `/api/v1/replications`: replication policies, for system administrators.
+//! `/api/v1/replications`: replication policies and their executions, for
+//! system administrators.
 //! What a policy may be is `crate::replication`'s; here are the routes,
 //! who may call them, and the audit records.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{AResult, AdminError, AdminState, Caller, ErrorBody, JsonBody};
+use crate::meta::Execution;
 use crate::replication::{
     NewReplication, ReplicationError, ReplicationPatch, ReplicationView, Replications,
 };
@@ -106,4 +110,69 @@ pub(super) async fn delete(
     r.delete(&name).await?;
     st.audit(&c, "replication.delete", None, &name);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An execution as the admin API shows it: its record, with the bytes done
+/// and to do over its blobs.
+fn execution_view(e: &Execution) -> serde_json::Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    let total: u64 = e.blobs.iter().map(|b| b.size).sum();
+    let done: u64 = e.blobs.iter().map(|b| b.done.min(b.size)).sum();
+    v["bytes_total"] = total.into();
+    v["bytes_done"] = done.into();
+    v
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ExecutionQuery {
+    /// Newest first; at most this many (default 20, at most 500).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(post, path = "/api/v1/replications/{name}/executions", tag = "replication",
+    params(("name" = String, Path)),
+    responses((status = 202, body = Object, description = "the execution, started"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn run(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> AResult<(StatusCode, Json<serde_json::Value>)> {
+    let r = allowed(&st, &c)?;
+    let e = r.run(&name, "manual").await?;
+    st.audit(
+        &c,
+        "replication.run",
+        None,
+        &format!("{}#{}", e.policy, e.id),
+    );
+    Ok((StatusCode::ACCEPTED, Json(execution_view(&e))))
+}
+
+#[utoipa::path(get, path = "/api/v1/replications/{name}/executions", tag = "replication",
+    params(("name" = String, Path), ExecutionQuery),
+    responses((status = 200, body = Vec<Object>), (status = 404, body = ErrorBody)))]
+pub(super) async fn executions(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<ExecutionQuery>,
+) -> AResult<Json<Vec<serde_json::Value>>> {
+    let r = allowed(&st, &c)?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 500);
+    let list = r.executions(&name, limit).await?;
+    Ok(Json(list.iter().map(execution_view).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/replications/{name}/executions/{id}", tag = "replication",
+    params(("name" = String, Path), ("id" = u64, Path)),
+    responses((status = 200, body = Object, description = "the execution with per-image and per-blob progress"),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn execution(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((name, id)): Path<(String, u64)>,
+) -> AResult<Json<serde_json::Value>> {
+    let r = allowed(&st, &c)?;
+    Ok(Json(execution_view(&r.execution(&name, id).await?)))
 }

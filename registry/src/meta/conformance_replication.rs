@@ -65,3 +65,99 @@ pub(crate) async fn replication_policies(meta: &Store) {
     assert_eq!(meta.replication_get("to-dr").await.expect("get"), None);
     assert!(meta.replication_delete("from-hub").await.expect("delete"));
 }
+
+fn execution(policy: &str) -> Execution {
+    Execution {
+        policy: policy.into(),
+        id: 0,
+        trigger: "manual".into(),
+        status: ExecutionStatus::Running,
+        started_at: 5,
+        finished_at: None,
+        images: vec![ImageProgress {
+            source: "team-a/app:v1".into(),
+            dest: "dr/app:v1".into(),
+            digest: "sha256:00".into(),
+            status: ItemStatus::Pending,
+            error: None,
+            delete: false,
+        }],
+        blobs: vec![BlobProgress {
+            digest: "sha256:11".into(),
+            size: 100,
+            done: 40,
+            status: BlobStatus::Partial,
+            repo: "dr/app".into(),
+            session: Some("http://dr.example/v2/dr/app/blobs/uploads/u1".into()),
+            retries: 1,
+            error: None,
+        }],
+        error: None,
+    }
+}
+
+pub(crate) async fn replication_executions(meta: &Store) {
+    meta.replication_put(&policy("runs")).await.expect("policy");
+    meta.replication_put(&policy("other"))
+        .await
+        .expect("policy");
+    let first = meta
+        .execution_create(&execution("runs"))
+        .await
+        .expect("create");
+    let second = meta
+        .execution_create(&execution("runs"))
+        .await
+        .expect("create");
+    assert_eq!((first, second), (1, 2), "ids count per policy from 1");
+    assert_eq!(
+        meta.execution_create(&execution("other"))
+            .await
+            .expect("create"),
+        1
+    );
+
+    let mut e = meta
+        .execution_get("runs", 1)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(e.id, 1);
+    assert_eq!(e.blobs[0].done, 40);
+    e.blobs[0].done = 100;
+    e.status = ExecutionStatus::Succeeded;
+    e.finished_at = Some(9);
+    meta.execution_put(&e).await.expect("put");
+    assert_eq!(meta.execution_get("runs", 1).await.expect("get"), Some(e));
+    assert_eq!(meta.execution_get("runs", 3).await.expect("get"), None);
+
+    let ids = |v: Vec<Execution>| v.into_iter().map(|e| (e.policy, e.id)).collect::<Vec<_>>();
+    assert_eq!(
+        ids(meta.executions(Some("runs"), 10).await.expect("list")),
+        vec![("runs".to_string(), 2), ("runs".to_string(), 1)],
+        "newest first"
+    );
+    assert_eq!(
+        meta.executions(Some("runs"), 1).await.expect("list").len(),
+        1
+    );
+    assert_eq!(meta.executions(None, 10).await.expect("all").len(), 3);
+
+    // A policy's executions go with it; ids start again for a new one.
+    assert!(meta.replication_delete("runs").await.expect("delete"));
+    assert!(meta
+        .executions(Some("runs"), 10)
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(meta.execution_get("runs", 2).await.expect("get"), None);
+    meta.replication_put(&policy("runs")).await.expect("policy");
+    assert_eq!(
+        meta.execution_create(&execution("runs"))
+            .await
+            .expect("create"),
+        1
+    );
+    assert!(meta.replication_delete("runs").await.expect("delete"));
+    assert!(meta.replication_delete("other").await.expect("delete"));
+}

@@ -46,7 +46,10 @@ pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
 };
 pub use self::redb::{RedbAccounts, RedbMeta, SCHEMA_VERSION};
-pub use self::replication::{Direction, RemoteRegistry, ReplicationPolicy, ReplicationTrigger};
+pub use self::replication::{
+    BlobProgress, BlobStatus, Direction, Execution, ExecutionStatus, ImageProgress, ItemStatus,
+    RemoteRegistry, ReplicationPolicy, ReplicationTrigger,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -333,6 +336,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn replication_get(&self, name: &str) -> Result<Option<ReplicationPolicy>>;
     /// Every policy, by name.
     async fn replications(&self) -> Result<Vec<ReplicationPolicy>>;
-    /// Removes a policy; false when there was none.
+    /// Removes a policy with its executions; false when there was none.
     async fn replication_delete(&self, name: &str) -> Result<bool>;
+    /// Records a new execution of `execution.policy` under the next id (the
+    /// id given is ignored); the id.
+    async fn execution_create(&self, execution: &Execution) -> Result<u64>;
+    /// Replaces an execution (by policy and id).
+    async fn execution_put(&self, execution: &Execution) -> Result<()>;
+    async fn execution_get(&self, policy: &str, id: u64) -> Result<Option<Execution>>;
+    /// The executions of `policy`, or of every policy, newest first, at
+    /// most `limit` (per policy).
+    async fn executions(&self, policy: Option<&str>, limit: usize) -> Result<Vec<Execution>>;
 }

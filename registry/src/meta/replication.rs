@@ -64,3 +64,91 @@ pub struct ReplicationPolicy {
     pub created_at: u64,
     pub updated_at: u64,
 }
+
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Running, or interrupted by a restart (it carries on at start).
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// What happened to one image (a tag) of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Pending,
+    /// The destination already had it.
+    UpToDate,
+    Copied,
+    /// A tag deleted at the destination (`deletes`).
+    Deleted,
+    Failed,
+}
+
+/// One image of an execution: a tag at the source and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageProgress {
+    /// `repository:tag` at the source.
+    pub source: String,
+    /// `repository:tag` at the destination.
+    pub dest: String,
+    /// The digest the tag had at the source when the execution planned.
+    pub digest: String,
+    pub status: ItemStatus,
+    pub error: Option<String>,
+    /// The tag is to be deleted at the destination (it is gone at the source).
+    #[serde(default)]
+    pub delete: bool,
+}
+
+/// How a blob reached the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobStatus {
+    Pending,
+    /// Some bytes are at the destination, in an upload that resumes.
+    Partial,
+    /// The destination had it.
+    Present,
+    /// Mounted from another repository at the destination.
+    Mounted,
+    Copied,
+    Failed,
+}
+
+/// One blob of an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobProgress {
+    pub digest: String,
+    pub size: u64,
+    /// Bytes at the destination.
+    pub done: u64,
+    pub status: BlobStatus,
+    /// The destination repository of its upload.
+    pub repo: String,
+    /// The upload at the destination, to resume after an interruption.
+    pub session: Option<String>,
+    /// Attempts that failed and were retried.
+    pub retries: u32,
+    pub error: Option<String>,
+}
+
+/// One run of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    pub policy: String,
+    /// Per policy, from 1.
+    pub id: u64,
+    /// manual, on_push or schedule.
+    pub trigger: String,
+    pub status: ExecutionStatus,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+    pub images: Vec<ImageProgress>,
+    pub blobs: Vec<BlobProgress>,
+    /// Why it failed, in words.
+    pub error: Option<String>,
+}

@@ -4,6 +4,10 @@
 //! - `policy.rs`: a policy as the admin API takes and shows it, checked.
 //! - `glob.rs`: the filters' glob.
 //! - `schedule.rs`: the schedule trigger's cron expressions.
+//! - `run.rs`: an execution, from its plan to its end; resumed at start.
+//! - `copy.rs`: one image with everything that belongs to it; resumable blobs.
+//! - `sides.rs`: this registry and the remote as source and destination.
+//! - `limit.rs`: the bandwidth cap.
 //!
 //! Owns the policies (kept through `MetaStore`, the remote's password
 //! sealed through the `Sealer` port) and which remotes may be reached (the
@@ -11,14 +15,74 @@
 //! `replication.allow_private_remotes`). Must not touch: HTTP routes or who
 //! may manage policies (the admin API's).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prometheus_client::metrics::counter::Counter;
 
 use crate::meta::{MetaStore, RemoteRegistry, ReplicationPolicy};
 use crate::sealing::Sealer;
+use crate::service::metrics::Metrics;
+use crate::service::LocalRegistry;
 
+mod copy;
 pub mod glob;
+mod limit;
 pub mod policy;
+mod run;
 pub mod schedule;
+mod sides;
+
+pub use run::dest_name;
+
+/// Records an execution's end in the audit log: its `policy#id`, and why
+/// it failed.
+pub type AuditEnd = Arc<dyn Fn(&str, Option<&str>) + Send + Sync>;
+
+/// Replication's counters at `/metrics`.
+#[derive(Default)]
+pub struct ReplicationMetrics {
+    pub bytes: Counter,
+    pub blobs_copied: Counter,
+    pub blobs_skipped: Counter,
+    pub executions_succeeded: Counter,
+    pub executions_failed: Counter,
+}
+
+impl ReplicationMetrics {
+    fn register(self: &Arc<Self>, m: &Metrics) {
+        m.register(|r| {
+            let mut add = |name: &str, help: &str, c: &Counter| {
+                r.register(format!("replication_{name}"), help, c.clone());
+            };
+            add(
+                "bytes",
+                "Blob bytes replication read from sources",
+                &self.bytes,
+            );
+            add(
+                "blobs_copied",
+                "Blobs replication sent to a destination",
+                &self.blobs_copied,
+            );
+            add(
+                "blobs_skipped",
+                "Blobs the destination had or mounted, not sent",
+                &self.blobs_skipped,
+            );
+            add(
+                "executions_succeeded",
+                "Replication executions that copied everything",
+                &self.executions_succeeded,
+            );
+            add(
+                "executions_failed",
+                "Replication executions that ended with a failure",
+                &self.executions_failed,
+            );
+        });
+    }
+}
 
 pub use policy::{NewReplication, ReplicationPatch, ReplicationView};
 
@@ -55,21 +119,51 @@ pub fn password_place(policy: &str) -> String {
 
 pub struct Replications {
     meta: Arc<dyn MetaStore>,
+    local: Arc<LocalRegistry>,
     sealer: Arc<OnceLock<Arc<dyn Sealer>>>,
     allow_private: bool,
+    metrics: Arc<ReplicationMetrics>,
+    /// Policies with an execution running here.
+    running: Mutex<HashSet<String>>,
+    /// Set by the registry: records each execution's end.
+    pub audit: OnceLock<AuditEnd>,
 }
 
 impl Replications {
     pub fn new(
-        meta: Arc<dyn MetaStore>,
+        local: Arc<LocalRegistry>,
         sealer: Arc<OnceLock<Arc<dyn Sealer>>>,
         config: &berth_config::ReplicationConfig,
+        metrics: &Metrics,
     ) -> Arc<Self> {
+        let m = Arc::new(ReplicationMetrics::default());
+        m.register(metrics);
         Arc::new(Replications {
-            meta,
+            meta: local.meta(),
+            local,
             sealer,
             allow_private: config.allow_private_remotes,
+            metrics: m,
+            running: Mutex::new(HashSet::new()),
+            audit: OnceLock::new(),
         })
+    }
+
+    /// The executions of `policy`, newest first.
+    pub async fn executions(
+        &self,
+        policy: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::meta::Execution>> {
+        self.get(policy).await?;
+        Ok(self.meta.executions(Some(policy), limit).await?)
+    }
+
+    pub async fn execution(&self, policy: &str, id: u64) -> Result<crate::meta::Execution> {
+        self.meta
+            .execution_get(policy, id)
+            .await?
+            .ok_or_else(|| ReplicationError::NotFound(format!("{policy} execution {id}")))
     }
 
     pub async fn list(&self) -> Result<Vec<ReplicationPolicy>> {
@@ -150,6 +244,16 @@ impl Replications {
     }
 
     pub async fn delete(&self, name: &str) -> Result<()> {
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+        {
+            return Err(ReplicationError::Conflict(format!(
+                "an execution of {name} is running; delete the policy when it has ended"
+            )));
+        }
         if self.meta.replication_delete(name).await? {
             Ok(())
         } else {

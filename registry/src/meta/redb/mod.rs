@@ -16,6 +16,7 @@
 //! webhook_log      (id, seq)                   → JSON Delivery              the delivery log
 //! webhook_seq      id                          → next seq
 //! replications     name                        → JSON ReplicationPolicy     a replication policy
+//! replication_runs (name, id)                  → JSON Execution             its executions
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -40,9 +41,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, LinkOutcome, MetaError, MetaStore,
-    NewDelivery, QueuedEvent, References, ReplicationPolicy, RepoGcView, Result, Seen, StoreStep,
-    StoredManifest, TagEntry, Visible, Webhook,
+    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, LinkOutcome, MetaError,
+    MetaStore, NewDelivery, QueuedEvent, References, ReplicationPolicy, RepoGcView, Result, Seen,
+    StoreStep, StoredManifest, TagEntry, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -79,6 +80,8 @@ pub(crate) const WEBHOOK_LOG: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("webhook_log");
 pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new("webhook_seq");
 pub(crate) const REPLICATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("replications");
+pub(crate) const REPLICATION_RUNS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("replication_runs");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
@@ -199,6 +202,7 @@ impl RedbMeta {
         tx.open_table(WEBHOOK_LOG)?;
         tx.open_table(WEBHOOK_SEQ)?;
         tx.open_table(REPLICATIONS)?;
+        tx.open_table(REPLICATION_RUNS)?;
         {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -449,5 +453,19 @@ impl MetaStore for RedbMeta {
     async fn replication_delete(&self, name: &str) -> Result<bool> {
         let name = name.to_string();
         self.write(move |m| m.replication_delete_now(&name)).await
+    }
+    async fn execution_create(&self, execution: &Execution) -> Result<u64> {
+        let e = execution.clone();
+        self.write(move |m| m.execution_create_now(&e)).await
+    }
+    async fn execution_put(&self, execution: &Execution) -> Result<()> {
+        let e = execution.clone();
+        self.write(move |m| m.execution_put_now(&e)).await
+    }
+    async fn execution_get(&self, policy: &str, id: u64) -> Result<Option<Execution>> {
+        self.execution_get_now(policy, id)
+    }
+    async fn executions(&self, policy: Option<&str>, limit: usize) -> Result<Vec<Execution>> {
+        self.executions_now(policy, limit)
     }
 }
