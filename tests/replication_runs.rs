@@ -336,7 +336,10 @@ fn a_push_copies_platforms_and_referrers_and_deletes_only_when_asked() {
         "{refs}"
     );
     let copied = source.metric("berth_replication_blobs_copied_total");
-    assert!(copied >= 7.0, "configs, layers, the signature's blobs: {copied}");
+    assert!(
+        copied >= 7.0,
+        "configs, layers, the signature's blobs: {copied}"
+    );
 
     // v2 deleted at the source stays at the destination until deletes are asked for.
     let a = send(
@@ -378,5 +381,71 @@ fn a_push_copies_platforms_and_referrers_and_deletes_only_when_asked() {
     assert_eq!(
         manifest_digest(&d, &auth, "dr/app", "v1").as_deref(),
         Some(index_digest.as_str())
+    );
+}
+
+#[test]
+fn a_push_into_a_selected_repository_starts_an_on_push_policy_and_the_cli_follows_a_run() {
+    let source = registry_with(berth_bin!(), &[], &[ALLOW_PRIVATE]);
+    let dest = registry_with(berth_bin!(), &[], &[]);
+    let admin = source.admin();
+    admin.create_project("team-a", false);
+    dest.admin().create_project("team-a", false);
+    let auth = basic("admin", ADMIN_PASSWORD);
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/replications",
+        Some(json!({"name": "follow", "direction": "push",
+            "remote": {"url": dest.url(), "username": "admin", "password": ADMIN_PASSWORD},
+            "filters": {"repositories": "team-a/*", "tags": "v*"}, "trigger": "on_push",
+            "bandwidth": "4MiB/s"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (_, pushed) = push_image_with(
+        &http(),
+        &source.url(),
+        &auth,
+        ("team-a/app", "v3"),
+        &config_for("team-a/app", "v3"),
+        &[&layer(50, 300 << 10)],
+    );
+    wait_until(
+        "the push to reach the other registry",
+        Duration::from_secs(120),
+        || match manifest_digest(&dest.url(), &auth, "team-a/app", "v3") {
+            Some(d) if d == pushed => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let (s, list) = admin.call("GET", "/api/v1/replications/follow/executions", None);
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list[0]["trigger"], "on_push", "{list}");
+
+    // A push of a tag the filters leave out starts nothing.
+    push_image_with(
+        &http(),
+        &source.url(),
+        &auth,
+        ("team-a/app", "latest"),
+        &config_for("team-a/app", "latest"),
+        &[&layer(51, 1000)],
+    );
+
+    let out = std::process::Command::new(berth_bin!())
+        .args(["replication", "run", "follow", "--wait"])
+        .env("BERTH_URL", source.url())
+        .env("BERTH_USER", "admin")
+        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("BERTH_CONFIG")
+        .output()
+        .expect("berth replication run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("succeeded: images 1/1"), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the execution as JSON");
+    assert_eq!(v["images"][0]["status"], "up_to_date", "{v:#}");
+    assert_eq!(
+        manifest_digest(&dest.url(), &auth, "team-a/app", "latest"),
+        None
     );
 }

@@ -287,6 +287,7 @@ impl RegistryApp {
     /// Periodic work: GC when `gc.interval` is set; webhook delivery until
     /// `stop`.
     pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
+        let stop_schedule = stop.clone();
         let replications = self.replications.clone();
         let access = self.access.clone();
         let _ = replications.audit.set(Arc::new(move |target, failed| {
@@ -303,7 +304,14 @@ impl RegistryApp {
                 outcome,
             );
         }));
-        tokio::spawn(async move { replications.resume_interrupted().await });
+        if let Some(hooks) = &self.webhooks {
+            let r = self.replications.clone();
+            let _ = hooks.observer.set(Arc::new(move |e| r.observe(e)));
+        }
+        tokio::spawn(async move {
+            replications.resume_interrupted().await;
+            replications.schedule(stop_schedule).await;
+        });
         if let Some(hooks) = &self.webhooks {
             if let Err(e) = hooks.spawn_delivery(stop) {
                 tracing::error!(error = %e, "webhook delivery cannot start");

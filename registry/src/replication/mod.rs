@@ -8,6 +8,7 @@
 //! - `copy.rs`: one image with everything that belongs to it; resumable blobs.
 //! - `sides.rs`: this registry and the remote as source and destination.
 //! - `limit.rs`: the bandwidth cap.
+//! - `trigger.rs`: on_push and schedule triggers.
 //!
 //! Owns the policies (kept through `MetaStore`, the remote's password
 //! sealed through the `Sealer` port) and which remotes may be reached (the
@@ -32,6 +33,7 @@ pub mod policy;
 mod run;
 pub mod schedule;
 mod sides;
+mod trigger;
 
 pub use run::dest_name;
 
@@ -125,6 +127,8 @@ pub struct Replications {
     metrics: Arc<ReplicationMetrics>,
     /// Policies with an execution running here.
     running: Mutex<HashSet<String>>,
+    /// Policies to run once more when their running execution ends.
+    again: Mutex<HashSet<String>>,
     /// Set by the registry: records each execution's end.
     pub audit: OnceLock<AuditEnd>,
 }
@@ -145,6 +149,7 @@ impl Replications {
             allow_private: config.allow_private_remotes,
             metrics: m,
             running: Mutex::new(HashSet::new()),
+            again: Mutex::new(HashSet::new()),
             audit: OnceLock::new(),
         })
     }

@@ -105,6 +105,14 @@ impl Replications {
             let name = p.name.clone();
             this.execute(p, e).await;
             this.release(&name);
+            let again = this
+                .again
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            if again {
+                this.start_or_queue(&name, "on_push").await;
+            }
         });
     }
 
