@@ -449,3 +449,75 @@ fn a_push_into_a_selected_repository_starts_an_on_push_policy_and_the_cli_follow
         None
     );
 }
+
+#[test]
+fn a_push_waits_out_a_destination_that_refuses_connections_and_resumes_its_upload() {
+    let source = registry_with(berth_bin!(), &[], &[ALLOW_PRIVATE]);
+    let mut dest = registry_with(berth_bin!(), &[], &[]);
+    let proxy = FaultProxy::start(&dest.host());
+    let admin = source.admin();
+    admin.create_project("team-a", false);
+    dest.admin().create_project("team-a", false);
+    let auth = basic("admin", ADMIN_PASSWORD);
+    let big = layer(60, 10 << 20);
+    let (_, pushed) = push_image_with(
+        &http(),
+        &source.url(),
+        &auth,
+        ("team-a/app", "v1"),
+        &config_for("team-a/app", "v1"),
+        &[&big],
+    );
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/replications",
+        Some(json!({"name": "slow", "direction": "push",
+            "remote": {"url": proxy.url(), "username": "admin", "password": ADMIN_PASSWORD},
+            "filters": {"repositories": "team-a/**"}, "bandwidth": "1MiB/s"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let id = run(&admin, "slow");
+    let big_digest = digest_of(&big);
+    wait_until(
+        "a chunk of the layer to be at the destination",
+        Duration::from_secs(60),
+        || {
+            let v = execution(&admin, "slow", id);
+            let done = v["blobs"]
+                .as_array()
+                .and_then(|b| b.iter().find(|b| b["digest"] == big_digest.as_str()))
+                .and_then(|b| b["done"].as_u64())
+                .unwrap_or(0);
+            if done > 0 {
+                Ok(())
+            } else {
+                Err(format!("{v:#}"))
+            }
+        },
+    );
+    // The destination goes away (connections refused) for longer than the
+    // next chunk takes to gather at 1 MiB/s, and comes back.
+    dest.server.terminate();
+    std::thread::sleep(Duration::from_secs(8));
+    dest.server.start_again();
+    let v = succeeded(&admin, "slow", id);
+    let blob = v["blobs"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["digest"] == big_digest.as_str()))
+        .cloned()
+        .expect("the layer's progress");
+    assert!(blob["retries"].as_u64().unwrap_or(0) >= 1, "{blob:#}");
+    assert_eq!(blob["status"], "copied", "{blob:#}");
+    assert_eq!(
+        manifest_digest(&dest.url(), &auth, "team-a/app", "v1").as_deref(),
+        Some(pushed.as_str())
+    );
+    // One upload per blob (a 401 is the token challenge): the layer's upload
+    // resumed at the offset the restarted destination reported.
+    let starts = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.contains("/blobs/uploads/") && s.status == 202)
+        .count();
+    assert_eq!(starts, 2, "config and layer: {:?}", proxy.seen());
+}
