@@ -220,6 +220,28 @@ fn a_pull_survives_a_cut_a_slow_link_and_kill_9_and_follows_a_moved_tag() {
         |e| e.len() >= 2,
     );
     assert!(reg.metric("berth_replication_blobs_copied_total") >= 2.0);
+
+    // A pull lands only in a project that exists here, and says so.
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/replications",
+        Some(
+            json!({"name": "nowhere", "direction": "pull", "remote": {"url": up_base},
+            "dest_project": "nowhere"}),
+        ),
+    );
+    assert_eq!(s, 201, "{v}");
+    let id = run(&admin, "nowhere");
+    let v = wait_until("the execution to end", Duration::from_secs(60), || {
+        let v = execution(&admin, "nowhere", id);
+        match v["status"].as_str() {
+            Some("running") => Err(format!("{v:#}")),
+            _ => Ok(v),
+        }
+    });
+    assert_eq!(v["status"], "failed", "{v:#}");
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(why.contains("project nowhere does not exist here"), "{why}");
     assert!(reg.metric("berth_replication_executions_succeeded_total") >= 1.0);
 }
 
@@ -520,4 +542,42 @@ fn a_push_waits_out_a_destination_that_refuses_connections_and_resumes_its_uploa
         .filter(|s| s.method == "POST" && s.path.contains("/blobs/uploads/") && s.status == 202)
         .count();
     assert_eq!(starts, 2, "config and layer: {:?}", proxy.seen());
+}
+
+#[test]
+fn a_scheduled_policy_runs_when_its_minute_comes() {
+    let source = registry_with(berth_bin!(), &[], &[ALLOW_PRIVATE]);
+    let dest = registry_with(berth_bin!(), &[], &[]);
+    let admin = source.admin();
+    admin.create_project("team-a", false);
+    dest.admin().create_project("team-a", false);
+    let auth = basic("admin", ADMIN_PASSWORD);
+    let (_, pushed) = push_image_with(
+        &http(),
+        &source.url(),
+        &auth,
+        ("team-a/cron", "v1"),
+        &config_for("team-a/cron", "v1"),
+        &[&layer(70, 1000)],
+    );
+    let (s, v) = admin.call(
+        "POST",
+        "/api/v1/replications",
+        Some(json!({"name": "every-minute", "direction": "push",
+            "remote": {"url": dest.url(), "username": "admin", "password": ADMIN_PASSWORD},
+            "trigger": {"schedule": "* * * * *"}})),
+    );
+    assert_eq!(s, 201, "{v}");
+    // The next minute boundary, and the scheduler's tick after it.
+    wait_until(
+        "a scheduled execution to copy the image",
+        Duration::from_secs(150),
+        || match manifest_digest(&dest.url(), &auth, "team-a/cron", "v1") {
+            Some(d) if d == pushed => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let (s, list) = admin.call("GET", "/api/v1/replications/every-minute/executions", None);
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list[0]["trigger"], "schedule", "{list}");
 }

@@ -203,6 +203,18 @@ impl RegistryApp {
             &config.replication,
             &metrics,
         );
+        let known = accounts.clone();
+        let _ = replications.landing.set(Arc::new(move |project: &str| {
+            match known.project(project) {
+                None => Err(format!(
+                    "project {project} does not exist here; create it before pulling into it"
+                )),
+                Some(p) if p.proxy.is_some() => Err(format!(
+                    "project {project} is a proxy-cache project; nothing can be pulled into it"
+                )),
+                Some(_) => Ok(()),
+            }
+        }));
         let access = Arc::new(RegistryAccess::new(
             accounts,
             key,

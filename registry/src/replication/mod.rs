@@ -131,7 +131,12 @@ pub struct Replications {
     again: Mutex<HashSet<String>>,
     /// Set by the registry: records each execution's end.
     pub audit: OnceLock<AuditEnd>,
+    /// Set by the registry: whether a pull may land in a project here.
+    pub landing: OnceLock<Landing>,
 }
+
+/// Whether images may be pulled into a project of this registry: why not.
+pub type Landing = Arc<dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync>;
 
 impl Replications {
     pub fn new(
@@ -151,6 +156,7 @@ impl Replications {
             running: Mutex::new(HashSet::new()),
             again: Mutex::new(HashSet::new()),
             audit: OnceLock::new(),
+            landing: OnceLock::new(),
         })
     }
 

@@ -164,6 +164,21 @@ impl Replications {
         })
     }
 
+    /// A pull lands only in an ordinary project that exists here.
+    fn may_land(
+        &self,
+        p: &ReplicationPolicy,
+        item: &ImageProgress,
+    ) -> std::result::Result<(), Fault> {
+        match (p.direction, self.landing.get()) {
+            (Direction::Pull, Some(landing)) => {
+                let project = item.dest.split('/').next().unwrap_or_default();
+                landing(project).map_err(Fault::Permanent)
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn steps(
         &self,
         p: &ReplicationPolicy,
@@ -192,7 +207,10 @@ impl Replications {
             if !matches!(item.status, ItemStatus::Pending | ItemStatus::Failed) {
                 continue;
             }
-            let result = one(&copier, dst, item).await;
+            let result = match self.may_land(p, item) {
+                Ok(()) => one(&copier, dst, item).await,
+                Err(f) => Err(f),
+            };
             if let Err(f) = &result {
                 failed += 1;
                 first.get_or_insert_with(|| format!("{}: {}", item.source, f.words()));
