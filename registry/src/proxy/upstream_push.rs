@@ -156,13 +156,12 @@ impl Upstream {
             // for an upload it cancelled after a cut: start again.
             return Ok(None);
         }
-        let end = res
+        let range = res
             .headers()
             .get(RANGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|r| r.trim().rsplit_once('-'))
-            .and_then(|(_, end)| end.trim().parse::<u64>().ok());
-        Ok(Some(end.map_or(0, |e| e + 1)))
+            .map(str::to_string);
+        Ok(Some(range.as_deref().map_or(0, upload_range_end)))
     }
 
     /// Appends `bytes` at `offset` to the upload at `location`: its next location.
@@ -257,5 +256,34 @@ impl Upstream {
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(Self::refusal(&format!("deleting {reference}"), res).await),
         }
+    }
+}
+
+/// The bytes an upload holds from its `Range: 0-<last>` answer. distribution
+/// (and berth after it) answer `0-0` for an empty upload as for one byte:
+/// it is read as empty, the likely case; a one-byte upload then gets its
+/// byte again and is refused, and the blob fails in words.
+fn upload_range_end(range: &str) -> u64 {
+    match range
+        .trim()
+        .trim_start_matches("bytes=")
+        .split_once('-')
+        .and_then(|(_, end)| end.trim().parse::<u64>().ok())
+    {
+        None | Some(0) => 0,
+        Some(last) => last + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upload_range_end;
+
+    #[test]
+    fn upload_ranges() {
+        assert_eq!(upload_range_end("0-0"), 0);
+        assert_eq!(upload_range_end("0-4194303"), 4 << 20);
+        assert_eq!(upload_range_end("bytes=0-9"), 10);
+        assert_eq!(upload_range_end("junk"), 0);
     }
 }
