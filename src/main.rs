@@ -18,6 +18,7 @@ mod compose;
 mod flags;
 mod node_cli;
 mod prompt;
+mod replication_cli;
 mod repo_cli;
 mod storage_cli;
 mod webhook_cli;
@@ -80,6 +81,9 @@ enum Command {
     /// A project's webhooks: signed CloudEvents for pushes, deletes and pulls.
     #[command(subcommand)]
     Webhook(webhook_cli::WebhookCmd),
+    /// Replication policies: copy images to and from other registries (administrators).
+    #[command(subcommand)]
+    Replication(replication_cli::ReplicationCmd),
     /// Manage accounts on a running registry.
     #[command(subcommand)]
     User(cli::UserCmd),
@@ -246,6 +250,7 @@ fn main() -> ExitCode {
             Command::Audit(a) => repo_cli::audit(&cfg, a).await,
             Command::Webhook(c) => webhook_cli::webhook(&cfg, c).await,
             Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
+            Command::Replication(c) => replication_cli::replication(&cfg, c).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,
             Command::User(c) => cli::user(&cfg, c).await,

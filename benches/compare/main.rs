@@ -26,6 +26,7 @@ mod manifests;
 mod procstat;
 mod proxy;
 mod push_pull;
+mod replicate;
 mod report;
 mod setup;
 mod uploads;
@@ -423,6 +424,9 @@ fn main() {
     }
     if cfg.wants(6) {
         edge::run(&mut bench);
+    }
+    if cfg.wants(8) {
+        replicate::run(&mut bench);
     }
     let load_at_end = procstat::loadavg();
 

@@ -17,6 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Default)]
 struct Counters {
     down_bytes: AtomicU64,
+    /// Bytes from the client to the origin (pushes).
+    up_bytes: AtomicU64,
+    /// Up-byte counts at which the connection carrying them is cut, once each.
+    cuts: Mutex<Vec<u64>>,
+    cut: tokio::sync::Notify,
     connections: AtomicU64,
     requests: Mutex<Vec<String>>,
 }
@@ -117,6 +122,16 @@ impl CountingProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Bytes the client sent the origin so far (never reset).
+    pub fn up_bytes(&self) -> u64 {
+        self.counters.up_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Cuts the connection that carries the up-byte count past each of `at`.
+    pub fn cut_at(&self, at: &[u64]) {
+        *self.counters.cuts.lock().unwrap_or_else(|e| e.into_inner()) = at.to_vec();
+    }
+
     /// Counters since the last reset, and resets them.
     pub fn take(&self) -> OriginTraffic {
         let requests = std::mem::take(
@@ -144,6 +159,7 @@ async fn pipe(client: TcpStream, upstream: TcpStream, c: Arc<Counters>) {
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let c_up = c.clone();
+    let c_cut = c.clone();
     let up = async move {
         let mut buf = vec![0u8; 64 * 1024];
         let mut line = Vec::new();
@@ -152,6 +168,17 @@ async fn pipe(client: TcpStream, upstream: TcpStream, c: Arc<Counters>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let total = c_up.up_bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+            let cut = {
+                let mut cuts = c_up.cuts.lock().unwrap_or_else(|e| e.into_inner());
+                let before = cuts.len();
+                cuts.retain(|&at| at > total);
+                cuts.len() != before
+            };
+            if cut {
+                c_up.cut.notify_waiters();
+                break;
+            }
             for &b in &buf[..n] {
                 if b == b'\n' {
                     if line.starts_with(b"GET ") || line.starts_with(b"HEAD ") {
@@ -186,5 +213,10 @@ async fn pipe(client: TcpStream, upstream: TcpStream, c: Arc<Counters>) {
         }
         let _ = cw.shutdown().await;
     };
-    tokio::join!(up, down);
+    // A cut drops both directions at once, as a broken link does.
+    let cut = c_cut.cut.notified();
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = cut => {}
+    }
 }

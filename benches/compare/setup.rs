@@ -120,10 +120,12 @@ pub struct Registries {
 
 impl Registries {
     pub fn start(berth_env: &[(String, String)]) -> Registries {
-        let env: Vec<(&str, &str)> = berth_env
+        let mut env: Vec<(&str, &str)> = berth_env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        // Workload 8 replicates to distribution on 127.0.0.1.
+        env.push(("BERTH_REPLICATION_ALLOW_PRIVATE_REMOTES", "true"));
         let berth = kit_berth::registry_with(berth_bin(), &[], &env);
         let admin = berth.admin();
         admin.create_project(PUBLIC, true);

@@ -45,6 +45,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub proxy: ProxyConfig,
     pub quota: QuotaConfig,
+    pub replication: ReplicationConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -396,6 +397,16 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Replication between registries (`/api/v1/replications`, `berth replication`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Remote registries may be loopback, link-local, private or this
+    /// machine's own addresses. Off: only public addresses, checked when a
+    /// policy is saved and at every connection.
+    pub allow_private_remotes: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -883,6 +894,7 @@ mod tests {
             ("BERTH_ADMIN_PASSWORD", "ignored-here"),
             ("BERTH_CONTROLLER_KUBECONFIG_MAX_TTL", "2h"),
             ("BERTH_PROXY_ALLOW_PRIVATE_UPSTREAMS", "true"),
+            ("BERTH_REPLICATION_ALLOW_PRIVATE_REMOTES", "true"),
             ("BERTH_PROXY_HOSTS", "docker.io=dockerhub, ghcr.io=ghcr"),
         ];
         cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -899,6 +911,7 @@ mod tests {
         assert_eq!(cfg.edge.platforms, vec!["linux/amd64", "linux/arm64"]);
         assert_eq!(cfg.edge.upstream_user, "robot$edge");
         assert!(cfg.proxy.allow_private_upstreams);
+        assert!(cfg.replication.allow_private_remotes);
         assert_eq!(
             cfg.proxy.hosts.get("docker.io").map(String::as_str),
             Some("dockerhub")

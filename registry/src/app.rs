@@ -124,6 +124,8 @@ pub struct RegistryApp {
     /// The namespace `/v2` serves: the local registry, with a pull-through
     /// for each proxy-cache project.
     pub projects: Arc<ProxyProjects>,
+    /// Replication policies and their executions.
+    pub replications: Arc<crate::replication::Replications>,
     /// Seals proxy projects' upstream passwords; set by `set_sealer`.
     sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
     /// Takes a deleted project's records elsewhere down; set by `set_project_cleanup`.
@@ -204,6 +206,24 @@ impl RegistryApp {
             },
             proxy_metrics,
         ));
+        let replications = crate::replication::Replications::new(
+            registry.clone(),
+            sealer.clone(),
+            &config.replication,
+            &metrics,
+        );
+        let known = accounts.clone();
+        let _ = replications.landing.set(Arc::new(move |project: &str| {
+            match known.project(project) {
+                None => Err(format!(
+                    "project {project} does not exist here; create it before pulling into it"
+                )),
+                Some(p) if p.proxy.is_some() => Err(format!(
+                    "project {project} is a proxy-cache project; nothing can be pulled into it"
+                )),
+                Some(_) => Ok(()),
+            }
+        }));
         let access = Arc::new(RegistryAccess::new(
             accounts,
             key,
@@ -233,6 +253,7 @@ impl RegistryApp {
             signatures,
             webhooks: None,
             projects,
+            replications,
             sealer,
             project_cleanup: Default::default(),
             gc_status: Default::default(),
@@ -288,6 +309,31 @@ impl RegistryApp {
     /// Periodic work: GC when `gc.interval` is set; webhook delivery until
     /// `stop`.
     pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
+        let stop_schedule = stop.clone();
+        let replications = self.replications.clone();
+        let access = self.access.clone();
+        let _ = replications.audit.set(Arc::new(move |target, failed| {
+            let outcome = match failed {
+                None => crate::auth::audit::Outcome::OK,
+                Some(why) => crate::auth::audit::Outcome::Failed(why),
+            };
+            access.audit(
+                "replication",
+                None,
+                "replication.execution",
+                None,
+                target,
+                outcome,
+            );
+        }));
+        if let Some(hooks) = &self.webhooks {
+            let r = self.replications.clone();
+            let _ = hooks.observer.set(Arc::new(move |e| r.observe(e)));
+        }
+        tokio::spawn(async move {
+            replications.resume_interrupted().await;
+            replications.schedule(stop_schedule).await;
+        });
         if let Some(hooks) = &self.webhooks {
             if let Err(e) = hooks.spawn_delivery(stop) {
                 tracing::error!(error = %e, "webhook delivery cannot start");
@@ -331,6 +377,7 @@ impl RegistryApp {
             gc_last: self.gc_status.clone(),
             signatures: self.signatures.clone(),
             webhooks: self.webhooks.clone(),
+            replications: self.replications.clone(),
         };
         let hosts = Arc::new(self.config.proxy.hosts.clone());
         api::router(self.api_state())

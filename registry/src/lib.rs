@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod private;
 pub mod project_cleanup;
 pub mod proxy;
+pub mod replication;
 pub mod sealing;
 pub mod server;
 pub mod service;

@@ -72,6 +72,16 @@ fn is_own_address(ip: IpAddr) -> bool {
 /// host is or resolves to an address `refused_address` refuses. The message
 /// says what was wrong.
 pub async fn check_outbound_url(raw: &str, allow_private: bool) -> Result<Url, String> {
+    check_outbound_url_for(raw, allow_private, WEBHOOKS_SETTING).await
+}
+
+/// `check_outbound_url`, naming `setting` (the one that would allow private
+/// targets for this kind of connection) in its refusals.
+pub async fn check_outbound_url_for(
+    raw: &str,
+    allow_private: bool,
+    setting: &str,
+) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{raw:?} is not an http:// or https:// URL"));
@@ -99,7 +109,7 @@ pub async fn check_outbound_url(raw: &str, allow_private: bool) -> Result<Url, S
     };
     for ip in addrs {
         if let Some(why) = refused_address(ip) {
-            return Err(private_target_message(&host, ip, why, WEBHOOKS_SETTING));
+            return Err(private_target_message(&host, ip, why, setting));
         }
     }
     Ok(url)

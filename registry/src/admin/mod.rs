@@ -32,6 +32,7 @@ mod body;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
 mod quota;
+mod replications;
 mod webhooks;
 
 /// The project-cleanup port, filled in once the controller is up.
@@ -51,6 +52,8 @@ pub struct AdminState {
     pub signatures: Arc<SignatureGate>,
     /// None where no sealing key was given (webhook routes answer 503).
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// Replication policies and their executions.
+    pub replications: Arc<crate::replication::Replications>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -1090,7 +1093,7 @@ async fn audit_log(
 #[openapi(
     info(
         title = "berth admin API",
-        description = "Accounts, projects (with storage quotas and immutable-tag rules), members, robots, repositories, webhooks, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
+        description = "Accounts, projects (with storage quotas and immutable-tag rules), members, robots, repositories, webhooks, replication policies, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
     ),
     components(schemas(ErrorBody))
 )]
@@ -1119,6 +1122,14 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(replications::list, replications::create))
+        .routes(routes!(
+            replications::show,
+            replications::patch,
+            replications::delete
+        ))
+        .routes(routes!(replications::run, replications::executions))
+        .routes(routes!(replications::execution))
 }
 
 /// The admin API's OpenAPI document, generated from the routes it serves.

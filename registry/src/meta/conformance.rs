@@ -27,6 +27,8 @@ pub(crate) async fn suite(meta: Store) {
     gc_blob_records_and_the_store(&meta).await;
     webhooks_and_their_outbox(&meta).await;
     quota::suite(&meta).await;
+    super::conformance_replication::replication_policies(&meta).await;
+    super::conformance_replication::replication_executions(&meta).await;
 }
 
 fn repo(s: &str) -> RepoName {

@@ -1,7 +1,8 @@
 //! Registry metadata: what each repository holds (blob links, manifests,
 //! tags, referrers), the record of every blob in the content store, each
-//! project's usage, storage limit and immutable-tag rules (`quota.rs`), and
-//! the projects' webhook endpoints with their outbox and delivery log.
+//! project's usage, storage limit and immutable-tag rules (`quota.rs`), the
+//! projects' webhook endpoints with their outbox and delivery log, and the
+//! replication policies with their executions.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
 //! implementation, one redb file, the default. The same backend keeps the
@@ -35,10 +36,13 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 mod cache;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod conformance_replication;
 mod mark;
 mod outbox;
 pub mod quota;
 mod redb;
+mod replication;
 
 pub use self::cache::{CacheBook, TagClockOwner};
 pub use self::mark::mark;
@@ -46,6 +50,10 @@ pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
 };
 pub use self::redb::{RedbAccounts, RedbMeta, SCHEMA_VERSION};
+pub use self::replication::{
+    BlobProgress, BlobStatus, Direction, Execution, ExecutionStatus, ImageProgress, ItemStatus,
+    RemoteRegistry, ReplicationPolicy, ReplicationTrigger,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -369,4 +377,23 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn outbox_attempt(&self, webhook: &str, seq: u64, attempt: &Attempt) -> Result<bool>;
     /// An endpoint's delivery log, newest first, at most `limit`.
     async fn webhook_deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<Delivery>>;
+
+    // ---- replication (see replication.rs) ----
+
+    /// Creates or replaces a policy (by name).
+    async fn replication_put(&self, policy: &ReplicationPolicy) -> Result<()>;
+    async fn replication_get(&self, name: &str) -> Result<Option<ReplicationPolicy>>;
+    /// Every policy, by name.
+    async fn replications(&self) -> Result<Vec<ReplicationPolicy>>;
+    /// Removes a policy with its executions; false when there was none.
+    async fn replication_delete(&self, name: &str) -> Result<bool>;
+    /// Records a new execution of `execution.policy` under the next id (the
+    /// id given is ignored); the id.
+    async fn execution_create(&self, execution: &Execution) -> Result<u64>;
+    /// Replaces an execution (by policy and id).
+    async fn execution_put(&self, execution: &Execution) -> Result<()>;
+    async fn execution_get(&self, policy: &str, id: u64) -> Result<Option<Execution>>;
+    /// The executions of `policy`, or of every policy, newest first, at
+    /// most `limit` (per policy).
+    async fn executions(&self, policy: Option<&str>, limit: usize) -> Result<Vec<Execution>>;
 }

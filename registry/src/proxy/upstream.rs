@@ -20,6 +20,10 @@ use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
+#[path = "upstream_push.rs"]
+mod push;
+pub use push::Mounted;
+
 /// How long the link is considered down after a connection failure.
 pub const DOWN_FOR: Duration = Duration::from_secs(3);
 
@@ -96,6 +100,18 @@ pub struct BlobBody {
     pub total: Option<u64>,
     /// The bytes; an error when the transfer breaks off or stalls.
     pub stream: BoxStream<'static, Result<Bytes, UpstreamError>>,
+}
+
+/// One request to upstream.
+struct Request<'a> {
+    method: Method,
+    /// Absolute.
+    url: &'a str,
+    repo: &'a RepoName,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    /// The actions its token scope asks for: `pull`, `pull,push`, `pull,push,delete`.
+    actions: &'static str,
 }
 
 /// How a proxy project reaches its upstream.
@@ -293,29 +309,51 @@ impl Upstream {
         repo: &RepoName,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, UpstreamError> {
+        let url = format!("{}{}", self.base, path);
+        self.send_to(Request {
+            method,
+            url: &url,
+            repo,
+            headers,
+            body: None,
+            actions: "pull",
+        })
+        .await
+    }
+
+    /// Sends `r`, following the token flow once on a 401 (a body is sent
+    /// again then).
+    async fn send_to(&self, r: Request<'_>) -> Result<reqwest::Response, UpstreamError> {
         if self.is_down() {
             return Err(UpstreamError::Unreachable(
                 "upstream was unreachable moments ago".into(),
             ));
         }
-        let scope = format!("repository:{}:pull", self.remote(repo));
-        let url = format!("{}{}", self.base, path);
+        let scope = format!("repository:{}:{}", self.remote(r.repo), r.actions);
+        // A body may take longer to send than an answer to come.
+        let wait = match &r.body {
+            Some(b) => self.answer_timeout * 4 + Duration::from_secs(b.len() as u64 >> 16),
+            None => self.answer_timeout,
+        };
         let build = |auth: Option<String>| {
-            let mut r = self
+            let mut b = self
                 .client
-                .request(method.clone(), &url)
-                .headers(headers.clone());
+                .request(r.method.clone(), r.url)
+                .headers(r.headers.clone());
             if let Some(a) = auth.and_then(|a| HeaderValue::from_str(&a).ok()) {
-                r = r.header(AUTHORIZATION, a);
+                b = b.header(AUTHORIZATION, a);
             }
-            r
+            if let Some(body) = &r.body {
+                b = b.body(body.clone());
+            }
+            b
         };
         let auth = match self.cached_token(&scope) {
             Some(t) => Some(format!("Bearer {t}")),
             None if self.basic.load(Ordering::Relaxed) => self.basic_auth(),
             None => None,
         };
-        let res = self.answer(build(auth).send()).await?;
+        let res = self.answer_within(wait, build(auth).send()).await?;
         if res.status() != StatusCode::UNAUTHORIZED {
             return Ok(res);
         }
@@ -333,7 +371,7 @@ impl Upstream {
         } else {
             return Err(UpstreamError::Refused(401));
         };
-        let res = self.answer(build(Some(auth)).send()).await?;
+        let res = self.answer_within(wait, build(Some(auth)).send()).await?;
         match res.status() {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(UpstreamError::Refused(res.status().as_u16()))
@@ -357,13 +395,20 @@ impl Upstream {
         &self,
         request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        match tokio::time::timeout(self.answer_timeout, request).await {
+        self.answer_within(self.answer_timeout, request).await
+    }
+
+    async fn answer_within(
+        &self,
+        wait: Duration,
+        request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        match tokio::time::timeout(wait, request).await {
             Ok(r) => self.checked(r),
             Err(_) => {
                 self.mark(false);
                 Err(UpstreamError::Unreachable(format!(
-                    "upstream did not answer within {:?}",
-                    self.answer_timeout
+                    "upstream did not answer within {wait:?}"
                 )))
             }
         }

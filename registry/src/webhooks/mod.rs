@@ -98,7 +98,12 @@ pub struct Webhooks {
     subscribed: std::sync::RwLock<Option<std::collections::HashSet<(String, &'static str)>>>,
     /// Bumped by every endpoint change, so a load that raced one is dropped.
     changes: std::sync::atomic::AtomicU64,
+    /// Told of every event emitted (replication's on_push trigger), set once.
+    pub observer: std::sync::OnceLock<EventObserver>,
 }
+
+/// Sees each event as it is emitted; must not block.
+pub type EventObserver = Arc<dyn Fn(&ProjectEvent) + Send + Sync>;
 
 fn secret_place(id: &str) -> String {
     format!("webhook/{id}/secret")
@@ -144,6 +149,7 @@ impl Webhooks {
             wake: Arc::new(Notify::new()),
             subscribed: std::sync::RwLock::new(None),
             changes: std::sync::atomic::AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -243,6 +249,9 @@ impl Webhooks {
     /// Queues `event` for every enabled endpoint of its project subscribed to
     /// its kind. Failures are logged: an event never fails what it reports.
     pub async fn emit(&self, event: ProjectEvent) {
+        if let Some(observe) = self.observer.get() {
+            observe(&event);
+        }
         if let Err(e) = self.queue(&event).await {
             tracing::error!(error = %e, project = %event.project, subject = %event.subject,
                 "cannot queue a webhook event");

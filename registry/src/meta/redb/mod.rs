@@ -19,6 +19,8 @@
 //! project_usage    project                     → bytes                      sum of its sizes
 //! quota_limits     project ("" = default)      → bytes (u64::MAX: none)     storage limits
 //! immutable_tags   (project, tag pattern)      → created_at                 immutable-tag rules
+//! replications     name                        → JSON ReplicationPolicy     a replication policy
+//! replication_runs (name, id)                  → JSON Execution             its executions
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -34,7 +36,7 @@
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
 //! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs`,
-//! `usage.rs` (quotas, immutable tags) and `webhooks.rs`;
+//! `usage.rs` (quotas, immutable tags), `webhooks.rs` and `replication.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
 use std::path::{Path, PathBuf};
@@ -46,9 +48,9 @@ use bytes::Bytes;
 
 use super::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
 use super::{
-    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, LinkOutcome, MetaError, MetaStore,
-    NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep, StoredManifest,
-    TagEntry, Visible, Webhook,
+    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, LinkOutcome, MetaError,
+    MetaStore, NewDelivery, QueuedEvent, References, ReplicationPolicy, RepoGcView, Result, Seen,
+    StoreStep, StoredManifest, TagEntry, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -61,6 +63,7 @@ mod cache;
 mod gc;
 mod listings;
 mod manifests;
+mod replication;
 #[cfg(test)]
 mod tests;
 mod usage;
@@ -87,6 +90,9 @@ pub(crate) const WEBHOOK_QUEUE: TableDefinition<(&str, u64), &[u8]> =
 pub(crate) const WEBHOOK_LOG: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("webhook_log");
 pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new("webhook_seq");
+pub(crate) const REPLICATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("replications");
+pub(crate) const REPLICATION_RUNS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("replication_runs");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
@@ -211,6 +217,8 @@ impl RedbMeta {
         tx.open_table(usage::PROJECT_USAGE)?;
         tx.open_table(usage::QUOTA_LIMITS)?;
         tx.open_table(usage::IMMUTABLE_TAGS)?;
+        tx.open_table(REPLICATIONS)?;
+        tx.open_table(REPLICATION_RUNS)?;
         let upgrade_from = {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -482,5 +490,34 @@ impl MetaStore for RedbMeta {
     }
     async fn webhook_deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<Delivery>> {
         self.webhook_deliveries_now(webhook, limit)
+    }
+
+    async fn replication_put(&self, policy: &ReplicationPolicy) -> Result<()> {
+        let p = policy.clone();
+        self.write(move |m| m.replication_put_now(&p)).await
+    }
+    async fn replication_get(&self, name: &str) -> Result<Option<ReplicationPolicy>> {
+        self.replication_get_now(name)
+    }
+    async fn replications(&self) -> Result<Vec<ReplicationPolicy>> {
+        self.replications_now()
+    }
+    async fn replication_delete(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.write(move |m| m.replication_delete_now(&name)).await
+    }
+    async fn execution_create(&self, execution: &Execution) -> Result<u64> {
+        let e = execution.clone();
+        self.write(move |m| m.execution_create_now(&e)).await
+    }
+    async fn execution_put(&self, execution: &Execution) -> Result<()> {
+        let e = execution.clone();
+        self.write(move |m| m.execution_put_now(&e)).await
+    }
+    async fn execution_get(&self, policy: &str, id: u64) -> Result<Option<Execution>> {
+        self.execution_get_now(policy, id)
+    }
+    async fn executions(&self, policy: Option<&str>, limit: usize) -> Result<Vec<Execution>> {
+        self.executions_now(policy, limit)
     }
 }
