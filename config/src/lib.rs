@@ -44,6 +44,7 @@ pub struct Config {
     pub controller: ControllerConfig,
     pub webhooks: WebhooksConfig,
     pub proxy: ProxyConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,6 +491,44 @@ impl WebhooksConfig {
     }
 }
 
+/// The web console `berth serve` answers at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console. Off: `/` and `/ui/...` are not routed.
+    pub enabled: bool,
+    /// A console session unused this long is signed out.
+    #[serde(with = "duration_str")]
+    pub session_idle: Duration,
+    /// A console session ends this long after sign-in, used or not.
+    #[serde(with = "duration_str")]
+    pub session_lifetime: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_idle: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.session_idle < Duration::from_secs(60) || self.session_lifetime < self.session_idle
+        {
+            return Err(ConfigError::Invalid(format!(
+                "console.session_idle ({}) must be at least 1m and not longer than console.session_lifetime ({})",
+                humantime::format_duration(self.session_idle),
+                humantime::format_duration(self.session_lifetime)
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A size in bytes, written in TOML as a number or a string like "50GiB", "512MB".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
@@ -767,6 +806,7 @@ impl Config {
         }
         self.server.validate_connection_limits()?;
         self.webhooks.validate()?;
+        self.console.validate()?;
         let drift = self.controller.drift_check_interval;
         if !drift.is_zero() && drift < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
