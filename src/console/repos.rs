@@ -228,9 +228,9 @@ fn tags_body(
                             @let digest = tag["digest"].as_str().unwrap_or("");
                             tr.tag-row data-tag=(name) {
                                 td data-label=(t("Tag")) { b { (name) } br; span.mono.muted title=(digest) { (short_digest(digest)) } }
-                                td data-label=(t("Size")) { (size(d.size)) }
+                                td.nowrap data-label=(t("Size")) { (size(d.size)) }
                                 td data-label=(t("Platforms")) { @for pl in &d.platforms { span.pill { (pl) } } }
-                                td data-label=(t("Pushed")) { (d.pushed.map(time).unwrap_or_default()) }
+                                td.nowrap data-label=(t("Pushed")) { (d.pushed.map(time).unwrap_or_default()) }
                                 @if has_pulls { td data-label=(t("Last pull")) { (pull_time(tag).map(time).unwrap_or_else(|| "—".into())) } }
                                 td data-label=(t("Signatures and referrers")) { (signatures(ctx, tag, d)) }
                                 td data-label=(t("Pull command")) {
