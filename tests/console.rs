@@ -172,6 +172,31 @@ fn a_pushed_images_pull_command_is_found_and_copied_and_csrf_is_required() {
             .await;
         assert_eq!(with, 200, "followed to the repository page");
         b.no_console_errors(&[]).await;
+
+        // The audit log, filtered in place (the table is swapped, the address follows).
+        b.goto("/ui/audit").await;
+        b.fill("form[action='/ui/audit'] input[name=action]", "tag.delete").await;
+        b.js("window.stillThisPage = true").await;
+        b.click("form[action='/ui/audit'] button").await;
+        b.client
+            .wait()
+            .at_most(std::time::Duration::from_secs(10))
+            .for_url(&url::Url::parse(&format!("{}/ui/audit?actor=&project=&action=tag.delete&outcome=&limit=100", reg.url())).expect("url"))
+            .await
+            .expect("the filter's address");
+        let table = b.text("#audit table").await;
+        assert!(table.contains("tag.delete") && table.contains("demo/hello:v1"), "{table}");
+        assert_eq!(b.count("#audit tbody tr").await, 1, "only the filtered action");
+        assert_eq!(b.js("return window.stillThisPage === true").await, true, "swapped in place, not reloaded");
+        b.screenshot("audit").await;
+        // GC: a dry run, asked for from the page.
+        b.goto("/ui/gc").await;
+        b.click("input[name=dry_run]").await;
+        b.click("form[action='/ui/gc'] button").await;
+        b.client.accept_alert().await.expect("the confirmation");
+        b.find(".alert.good").await;
+        b.screenshot("gc").await;
+        b.no_console_errors(&[]).await;
         b.close().await;
     });
     let (s, v) = reg

@@ -120,6 +120,17 @@ async fn gc_page(
     if !a.ok() {
         return refused(ctx, &a);
     }
+    // GC's history, where this registry keeps one (`GET /api/v1/gc/runs`).
+    let runs = console
+        .call(
+            Some(session),
+            ctx.peer,
+            Method::GET,
+            "/api/v1/gc/runs?limit=20",
+            None,
+        )
+        .await;
+    let runs = runs.ok().then_some(runs);
     let s = &a.json;
     let last = &s["last"];
     let body = html! {
@@ -146,7 +157,24 @@ async fn gc_page(
         }
         section.card #gc-runs {
             h2 { (t("Earlier runs")) }
-            p.muted { (t("The history of runs appears here once this registry keeps it.")) }
+            @match runs.as_ref().and_then(|r| r.json.as_array()) {
+                Some(list) if !list.is_empty() => { div.table-wrap { table.responsive {
+                    thead { tr { th { (t("Started")) } th { (t("Trigger")) } th { (t("Outcome")) } th { (t("Blobs deleted")) } th { (t("Bytes freed")) } th { (t("Duration")) } } }
+                    tbody { @for r in list { tr {
+                        td.nowrap data-label=(t("Started")) { (r["started_at"].as_u64().map(time).unwrap_or_default()) }
+                        td data-label=(t("Trigger")) { (r["trigger"].as_str().unwrap_or(""))
+                            @if let Some(a) = r["actor"].as_str() { " · " (a) }
+                            @if r["dry_run"].as_bool() == Some(true) { " " span.pill { (t("Dry run")) } } }
+                        td data-label=(t("Outcome")) { (r["outcome"].as_str().unwrap_or(""))
+                            @if let Some(e) = r["error"].as_str() { br; span.muted { (e) } } }
+                        td data-label=(t("Blobs deleted")) { (r["blobs_deleted"].as_u64().unwrap_or(0)) }
+                        td data-label=(t("Bytes freed")) { (size(r["bytes_freed"].as_u64().unwrap_or(0))) }
+                        td data-label=(t("Duration")) { (r["duration_ms"].as_u64().unwrap_or(0)) " ms" }
+                    } } }
+                } } }
+                Some(_) => { p.empty { (t("None yet")) } }
+                None => { p.muted { (t("The history of runs appears here once this registry keeps it.")) } }
+            }
         }
     };
     page(ctx, t("Garbage collection"), Section::Gc, body)

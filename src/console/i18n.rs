@@ -212,6 +212,8 @@ const ZH: &[(&str, &str)] = &[
     ("Bytes freed", "释放的空间"),
     ("Manifests deleted", "已删除的清单"),
     ("Started", "开始时间"),
+    ("Trigger", "触发方式"),
+    ("Duration", "耗时"),
 ];
 
 #[cfg(test)]

@@ -63,10 +63,13 @@
       }
     }
     var sel = form.getAttribute("data-swap");
-    if (sel && form.method.toLowerCase() === "get") {
+    // getAttribute: a field named "action" or "method" shadows the form's properties.
+    var method = (form.getAttribute("method") || "get").toLowerCase();
+    if (sel && method === "get") {
       ev.preventDefault();
       var params = new URLSearchParams(new FormData(form));
-      swap(form.action.split("?")[0] + "?" + params.toString(), sel, true);
+      var action = new URL(form.getAttribute("action") || window.location.pathname, window.location.href);
+      swap(action.pathname + "?" + params.toString(), sel, true);
     }
   });
 
