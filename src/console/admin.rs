@@ -194,12 +194,18 @@ async fn run_gc(State(console): State<Console>, CsrfForm(signed, form): CsrfForm
         .await;
     let msg = if a.ok() {
         let r: &Value = &a.json;
+        let what = if dry {
+            format!("{}: ", ctx.t("Dry run"))
+        } else {
+            String::new()
+        };
         (
             true,
             format!(
-                "{} {}, {}",
-                r["blobs_deleted"].as_u64().unwrap_or(0),
+                "{what}{} {} · {} {}",
                 ctx.t("Blobs deleted"),
+                r["blobs_deleted"].as_u64().unwrap_or(0),
+                ctx.t("Bytes freed"),
                 size(r["bytes_freed"].as_u64().unwrap_or(0))
             ),
         )
