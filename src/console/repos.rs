@@ -65,21 +65,9 @@ async fn repositories(
     };
     let ctx = &signed.ctx;
     let t = |s| ctx.t(s);
-    let a = console
-        .call(
-            Some(&signed.session),
-            ctx.peer,
-            Method::GET,
-            &format!("/api/v1/projects/{}/repositories", urlencode(&p)),
-            None,
-        )
-        .await;
-    if !a.ok() {
-        return refused(ctx, &a);
-    }
+    // The project's answer lists its repositories (GET /api/v1/projects/{p}).
     let filter = q.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
-    let all: Vec<&str> = a
-        .json
+    let all: Vec<&str> = project["repositories"]
         .as_array()
         .map(|v| {
             v.iter()

@@ -53,6 +53,7 @@ fn password_inputs(ctx: &Ctx, new_label: &'static str) -> Markup {
 
 /// The sign-in form (`reset`: the forced-reset form for `name` instead).
 fn login_form(
+    console: &Console,
     ctx: &Ctx,
     pre: &str,
     next: &str,
@@ -83,15 +84,13 @@ fn login_form(
         }
     };
     let mut r = page(ctx, t("Sign in"), Section::None, body);
-    if let Ok(v) = ctx_cookie(ctx, pre).parse() {
+    let c = console
+        .sessions()
+        .set_cookie(PRE_COOKIE, Some(pre), Some(Duration::from_secs(3600)));
+    if let Ok(v) = c.parse() {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
-}
-
-/// `Set-Cookie` for the pre-session CSRF token (a session's own is in its record).
-fn ctx_cookie(_ctx: &Ctx, pre: &str) -> String {
-    format!("{PRE_COOKIE}={pre}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=3600")
 }
 
 fn pre_token(headers: &HeaderMap) -> String {
@@ -109,6 +108,7 @@ fn safe_next(next: Option<&String>) -> String {
 }
 
 async fn login_page(
+    State(console): State<Console>,
     Anyone(ctx): Anyone,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -122,7 +122,15 @@ async fn login_page(
         _ => None,
     };
     let pre = pre_token(&headers);
-    login_form(&ctx, &pre, &safe_next(q.get("next")), "", false, msg)
+    login_form(
+        &console,
+        &ctx,
+        &pre,
+        &safe_next(q.get("next")),
+        "",
+        false,
+        msg,
+    )
 }
 
 /// Checks the double-submitted pre-session token; on success returns the form.
@@ -177,6 +185,7 @@ async fn sign_in(
     match access.sign_in(name, password, ctx.peer).await {
         Ok(subject) if subject.robot => {
             let mut r = login_form(
+                console,
                 ctx,
                 pre,
                 next,
@@ -196,13 +205,14 @@ async fn sign_in(
             }
             r
         }
-        Err((_, true)) => login_form(ctx, pre, next, name, true, None),
+        Err((_, true)) => login_form(console, ctx, pre, next, name, true, None),
         Err((refusal, false)) => {
             let status = match &refusal {
                 Refusal::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::UNAUTHORIZED,
             };
             let mut r = login_form(
+                console,
                 ctx,
                 pre,
                 next,
@@ -227,6 +237,7 @@ async fn reset(st: State<Console>, req: axum::extract::Request) -> Response {
     let next = safe_next(form.get("next"));
     if new != get("new2") {
         return login_form(
+            &console,
             &ctx,
             &pre,
             &next,
@@ -245,14 +256,25 @@ async fn reset(st: State<Console>, req: axum::extract::Request) -> Response {
         )
         .await;
     if !a.ok() {
-        let mut r = login_form(&ctx, &pre, &next, &name, true, Some((false, &a.error())));
+        let mut r = login_form(
+            &console,
+            &ctx,
+            &pre,
+            &next,
+            &name,
+            true,
+            Some((false, &a.error())),
+        );
         *r.status_mut() = a.status;
         return r;
     }
     sign_in(&console, &ctx, &pre, &name, &new, &next).await
 }
 
-async fn switch_lang(Query(q): Query<HashMap<String, String>>) -> Response {
+async fn switch_lang(
+    State(console): State<Console>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let lang = q
         .get("to")
         .and_then(|l| super::Lang::parse(l))
@@ -265,8 +287,11 @@ async fn switch_lang(Query(q): Query<HashMap<String, String>>) -> Response {
     };
     let mut r = Redirect::to(&back).into_response();
     let code = if lang == super::Lang::Zh { "zh" } else { "en" };
-    let max = Duration::from_secs(365 * 86400).as_secs();
-    if let Ok(v) = format!("{LANG_COOKIE}={code}; Path=/; SameSite=Strict; Max-Age={max}").parse() {
+    let year = Duration::from_secs(365 * 86400);
+    let c = console
+        .sessions()
+        .set_cookie(LANG_COOKIE, Some(code), Some(year));
+    if let Ok(v) = c.parse() {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
