@@ -47,6 +47,7 @@ fn sign_in_with_a_forced_reset_then_create_a_project_and_a_robot() {
         Some(serde_json::json!({"name": "ann", "password": "initial123", "admin": true})),
     );
     assert_eq!(s, 201, "{v}");
+    reg.admin().create_user("bob", "bobsword2026");
     let secret = rt().block_on(async {
         let b = Browser::start("forced-reset", &reg.url(), Options::default()).await;
         b.goto("/").await;
@@ -98,12 +99,40 @@ fn sign_in_with_a_forced_reset_then_create_a_project_and_a_robot() {
         assert_eq!(b.count("#secret-value").await, 0);
         assert!(b.body().await.contains("robot$team-a+ci"));
         b.no_console_errors(&[]).await;
+
+        // Members and roles: bob joins as a developer.
+        b.click("nav.tabs a[href$='/members']").await;
+        b.fill("form[action$='/members'] input[name=user]", "bob").await;
+        b.js("document.querySelector(\"form[action$='/members'] select[name=role]\").value = 'developer'").await;
+        b.click("form[action$='/members'] button").await;
+        b.find("td[data-label=User]").await;
+        assert!(b.text("table").await.contains("bob"), "{}", b.text("table").await);
+        b.screenshot("members").await;
+
+        // A password changed on the account page ends the session; the new one signs in.
+        b.goto("/ui/account").await;
+        b.fill("input[name=password]", "annsown2026").await;
+        b.fill("input[name=new]", "annsnext2026").await;
+        b.fill("input[name=new2]", "annsnext2026").await;
+        b.click("form[action='/ui/account/password'] button").await;
+        b.find(".alert.good").await;
+        assert_eq!(b.path().await, "/ui/login?msg=changed");
+        b.sign_in("ann", "annsnext2026").await;
+        b.find("nav.nav").await;
+        b.click("form[action='/ui/logout'] button").await;
+        b.find("form[action='/ui/login']").await;
+        b.goto("/ui/projects").await;
+        assert!(b.path().await.starts_with("/ui/login"), "signed out");
+        b.no_console_errors(&[]).await;
         b.close().await;
         secret
     });
     // The password and the robot are real: both log in to the registry.
     let http = Client::new();
-    for (user, pw) in [("ann", "annsown2026"), ("robot$team-a+ci", secret.as_str())] {
+    for (user, pw) in [
+        ("ann", "annsnext2026"),
+        ("robot$team-a+ci", secret.as_str()),
+    ] {
         let s = http
             .get(format!("{}/v2/", reg.url()))
             .basic_auth(user, Some(pw))
@@ -113,6 +142,14 @@ fn sign_in_with_a_forced_reset_then_create_a_project_and_a_robot() {
     }
     let (s, v) = reg.admin().call("GET", "/api/v1/projects/team-a", None);
     assert_eq!((s, v["public"].as_bool()), (200, Some(true)), "{v}");
+    let bob = v["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["user"] == "bob"));
+    assert_eq!(
+        bob.map(|m| m["role"].clone()),
+        Some(serde_json::json!("developer")),
+        "{v}"
+    );
 }
 
 #[test]

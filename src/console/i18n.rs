@@ -140,6 +140,7 @@ const ZH: &[(&str, &str)] = &[
     ("Role", "角色"),
     ("Add member", "添加成员"),
     ("Add or change", "添加或修改"),
+    ("Change role", "修改角色"),
     ("Remove", "移除"),
     ("Remove this member?", "移除此成员？"),
     ("User", "用户"),

@@ -273,7 +273,7 @@ async fn members_page(
                                         (layout::csrf(ctx))
                                         input type="hidden" name="user" value=(user);
                                         (role_select(r))
-                                        " " button.secondary.small type="submit" { (t("Add or change")) }
+                                        " " button.secondary.small type="submit" { (t("Change role")) }
                                     }
                                 } @else { (r.map_or("", Role::title)) }
                             }
