@@ -33,6 +33,7 @@ mod i18n;
 mod layout;
 mod projects;
 mod repos;
+mod robots;
 mod session;
 mod signin;
 
@@ -96,6 +97,7 @@ impl Console {
             .merge(signin::routes())
             .merge(projects::routes())
             .merge(repos::routes())
+            .merge(robots::routes())
             .merge(admin::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))

@@ -1,6 +1,6 @@
 //! The project screens: the list (and creating one), a project's header and
-//! tabs, its members and roles, its robot accounts (the secret shown once),
-//! and its settings (visibility, delete). Every change is an admin API call
+//! tabs, its members and roles, and its settings (visibility, delete); the
+//! robots tab is `robots`. Every change is an admin API call
 //! as the signed-in account; buttons the API would refuse are not shown.
 
 use axum::extract::{Path, State};
@@ -23,8 +23,6 @@ pub fn routes() -> Router<Console> {
             "/ui/projects/{p}/members/{user}/delete",
             post(delete_member),
         )
-        .route("/ui/projects/{p}/robots", get(robots).post(create_robot))
-        .route("/ui/projects/{p}/robots/{robot}/revoke", post(revoke_robot))
         .route("/ui/projects/{p}/settings", get(settings))
         .route("/ui/projects/{p}/visibility", post(visibility))
         .route("/ui/projects/{p}/delete", post(delete_project))
@@ -365,148 +363,6 @@ pub fn with_status(mut r: Response, status: StatusCode) -> Response {
         *r.status_mut() = status;
     }
     r
-}
-
-async fn robots(State(console): State<Console>, Path(p): Path<String>, signed: Signed) -> Response {
-    robots_page(&console, &signed, &p, None, None).await
-}
-
-async fn robots_page(
-    console: &Console,
-    signed: &Signed,
-    p: &str,
-    msg: Option<String>,
-    created: Option<&Value>,
-) -> Response {
-    let project = match fetch_project(console, signed, p).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let ctx = &signed.ctx;
-    let t = |s| ctx.t(s);
-    let manage = may(console, ctx, p, Manage::Robots);
-    let base = format!("/ui/projects/{}/robots", urlencode(p));
-    let a = console
-        .call(
-            Some(&signed.session),
-            ctx.peer,
-            Method::GET,
-            &format!("/api/v1/projects/{}/robots", urlencode(p)),
-            None,
-        )
-        .await;
-    let list = if a.ok() {
-        a.json.as_array().cloned().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let body = html! {
-        @if let Some(m) = &msg { (alert(false, m)) }
-        @if let Some(c) = created {
-            section.card.secret #robot-secret {
-                p { b { (t("Copy the secret now: it is shown only once.")) } }
-                p { (t("Robot name")) ": " code #robot-name { (c["name"].as_str().unwrap_or("")) } }
-                div.cmd { code #secret-value { (c["secret"].as_str().unwrap_or("")) }
-                    button.secondary.small type="button" data-copy="#secret-value" data-done=(t("Copied")) { (t("Copy")) } }
-            }
-        }
-        @if manage {
-            section.card {
-                h2 { (t("New robot account")) }
-                form.row method="post" action=(base) {
-                    (layout::csrf(ctx))
-                    label { span { (t("Name")) } input type="text" name="name" required autocapitalize="none" placeholder="ci"; }
-                    label { span { (t("Permissions")) }
-                        select name="access" { option value="pull" { (t("Pull only")) } option value="push" { (t("Pull and push")) } } }
-                    button type="submit" { (t("Create")) }
-                }
-            }
-        }
-        section.card {
-            @if !a.ok() { (alert(false, &a.error())) }
-            @else if list.is_empty() { p.empty { "—" } }
-            @else {
-                table.responsive {
-                    thead { tr { th { (t("Name")) } th { (t("Permissions")) } th { (t("Created")) } th { (t("Expires")) } th { (t("Status")) } th {} } }
-                    tbody {
-                        @for r in &list {
-                            @let name = r["name"].as_str().unwrap_or("");
-                            @let revoked = r["revoked"].as_bool().unwrap_or(false);
-                            tr {
-                                td data-label=(t("Name")) { code { (name) } }
-                                td data-label=(t("Permissions")) { (r["access"].as_str().unwrap_or("")) }
-                                td data-label=(t("Created")) { (r["created"].as_u64().map(time).unwrap_or_default()) }
-                                td data-label=(t("Expires")) { (r["expires_at"].as_u64().map_or_else(|| t("Never").to_string(), time)) }
-                                td data-label=(t("Status")) { @if revoked { span.pill.bad { (t("Revoked")) } } @else { span.pill.good { (t("Active")) } } }
-                                td { @if manage && !revoked {
-                                    (button_form(ctx, &format!("{base}/{}/revoke", urlencode(name)), t("Revoke"), t("Revoke this robot account?"), &[]))
-                                } }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    project_page(ctx, &project, Tab::Robots, html! { (p) }, body)
-}
-
-async fn create_robot(
-    State(console): State<Console>,
-    Path(p): Path<String>,
-    CsrfForm(signed, form): CsrfForm,
-) -> Response {
-    let name = form
-        .get("name")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let access = form.get("access").cloned().unwrap_or_else(|| "pull".into());
-    let path = format!("/api/v1/projects/{}/robots", urlencode(&p));
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::POST,
-            &path,
-            Some(serde_json::json!({ "name": name, "access": access })),
-        )
-        .await;
-    if a.ok() {
-        // The secret is in this answer only: shown now, never again.
-        return robots_page(&console, &signed, &p, None, Some(&a.json)).await;
-    }
-    with_status(
-        robots_page(&console, &signed, &p, Some(a.error()), None).await,
-        a.status,
-    )
-}
-
-async fn revoke_robot(
-    State(console): State<Console>,
-    Path((p, robot)): Path<(String, String)>,
-    CsrfForm(signed, _): CsrfForm,
-) -> Response {
-    let path = format!(
-        "/api/v1/projects/{}/robots/{}",
-        urlencode(&p),
-        urlencode(&robot)
-    );
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::DELETE,
-            &path,
-            None,
-        )
-        .await;
-    if a.ok() {
-        return done(&format!("/ui/projects/{}/robots", urlencode(&p)));
-    }
-    with_status(
-        robots_page(&console, &signed, &p, Some(a.error()), None).await,
-        a.status,
-    )
 }
 
 async fn settings(
