@@ -50,6 +50,9 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// Sessions one account may hold at once (browsers, devices).
+const MAX_PER_ACCOUNT: usize = 32;
+
 pub struct Sessions {
     idle: Duration,
     lifetime: Duration,
@@ -84,6 +87,18 @@ impl Sessions {
         let mut t = self.table();
         let (idle, lifetime) = (self.idle, self.lifetime);
         t.retain(|_, s| now - s.last_seen < idle && now - s.created < lifetime);
+        // One account's sessions are bounded: past the bound, its least recently used one ends.
+        let name = s.subject.name.clone();
+        let mine: Vec<(Instant, String)> = t
+            .values()
+            .filter(|x| x.subject.name == name)
+            .map(|x| (x.last_seen, x.id.clone()))
+            .collect();
+        if mine.len() >= MAX_PER_ACCOUNT {
+            if let Some((_, oldest)) = mine.into_iter().min() {
+                t.remove(&oldest);
+            }
+        }
         t.insert(s.id.clone(), s.clone());
         s
     }
@@ -179,6 +194,22 @@ mod tests {
         assert!(s.touch(&c.id).is_some());
         std::thread::sleep(Duration::from_millis(80));
         assert!(s.touch(&c.id).is_none(), "idle past the timeout");
+    }
+
+    #[test]
+    fn an_account_holds_a_bounded_number_of_sessions() {
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), false);
+        let first = s.start(subject("ann"));
+        let rest: Vec<Session> = (1..MAX_PER_ACCOUNT)
+            .map(|_| s.start(subject("ann")))
+            .collect();
+        assert!(s.touch(&first.id).is_some(), "at the bound, all live");
+        let newest = s.start(subject("ann"));
+        assert!(
+            s.touch(&rest[0].id).is_none(),
+            "the least recently used one ended"
+        );
+        assert!(s.touch(&first.id).is_some() && s.touch(&newest.id).is_some());
     }
 
     #[test]
