@@ -22,6 +22,9 @@ pub fn available() -> bool {
 pub struct Browser {
     pub client: Client,
     pub base: String,
+    /// The WebDriver session, ended on drop if the test did not close it
+    /// (a failed assertion): chromedriver then quits its Chromium.
+    session: Option<(u16, String)>,
     _driver: ServerProcess,
     shots: PathBuf,
     test: String,
@@ -74,11 +77,17 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("chromedriver session");
+        let session = client
+            .session_id()
+            .await
+            .expect("session id")
+            .map(|id| (port, id));
         let shots = std::env::temp_dir().join("berth-console-screenshots");
         std::fs::create_dir_all(&shots).expect("screenshot dir");
         Browser {
             client,
             base: base.trim_end_matches('/').to_string(),
+            session,
             _driver: driver,
             shots,
             test: test.to_string(),
@@ -191,8 +200,28 @@ impl Browser {
         );
     }
 
-    pub async fn close(self) {
-        self.client.close().await.expect("close browser");
+    pub async fn close(mut self) {
+        self.session = None;
+        self.client.clone().close().await.expect("close browser");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let Some((port, id)) = self.session.take() else {
+            return;
+        };
+        // Plain std I/O: this may run while a panic unwinds out of the test's runtime.
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+            let req = format!(
+                "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if c.write_all(req.as_bytes()).is_ok() {
+                let _ = c.read_to_end(&mut Vec::new());
+            }
+        }
     }
 }
 
