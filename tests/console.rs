@@ -10,7 +10,10 @@ mod browser;
 
 use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
 use berth_testkit::berth_bin;
-use berth_testkit::http::{basic, push_image};
+use berth_testkit::fixtures::digest_of;
+use berth_testkit::fixtures::media_types::OCI_MANIFEST;
+use berth_testkit::http::{basic, push_blob, push_image, send};
+use berth_testkit::manifest::artifact_manifest;
 use browser::{Browser, Options};
 use reqwest::blocking::Client;
 
@@ -109,6 +112,22 @@ fn sign_in_with_a_forced_reset_then_create_a_project_and_a_robot() {
         assert!(b.text("table").await.contains("bob"), "{}", b.text("table").await);
         b.screenshot("members").await;
 
+        // Settings: private and back; a new empty project deleted after the confirmation.
+        b.click("nav.tabs a[href$='/settings']").await;
+        b.click("form[action$='/visibility'] button").await;
+        b.find("h1 .pill.private").await;
+        b.click("form[action$='/visibility'] button").await;
+        b.find("h1 .pill.public").await;
+        b.goto("/ui/projects").await;
+        b.fill("form[action='/ui/projects'] input[name=name]", "scratch").await;
+        b.click("form[action='/ui/projects'] button").await;
+        b.find("nav.tabs").await;
+        b.goto("/ui/projects/scratch/settings").await;
+        b.click("form[action$='/scratch/delete'] button").await;
+        b.client.accept_alert().await.expect("the confirmation");
+        b.find("form[action='/ui/projects']").await;
+        assert_eq!(b.count("a.project-link[href='/ui/projects/scratch']").await, 0, "deleted");
+
         // A password changed on the account page ends the session; the new one signs in.
         b.goto("/ui/account").await;
         b.fill("input[name=password]", "annsown2026").await;
@@ -142,6 +161,10 @@ fn sign_in_with_a_forced_reset_then_create_a_project_and_a_robot() {
     }
     let (s, v) = reg.admin().call("GET", "/api/v1/projects/team-a", None);
     assert_eq!((s, v["public"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(
+        reg.admin().call("GET", "/api/v1/projects/scratch", None).0,
+        404
+    );
     let bob = v["members"]
         .as_array()
         .and_then(|m| m.iter().find(|m| m["user"] == "bob"));
@@ -159,6 +182,35 @@ fn a_pushed_images_pull_command_is_found_and_copied_and_csrf_is_required() {
     }
     let reg = registry_with_image();
     let host = reg.host();
+    // An SBOM about demo/hello:v1, pushed as an OCI 1.1 referrer (by digest, untagged).
+    let (http, auth) = (Client::new(), basic("admin", ADMIN_PASSWORD));
+    let subject = http
+        .get(format!("{}/v2/demo/hello/manifests/v1", reg.url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("manifest")
+        .bytes()
+        .expect("bytes");
+    let sbom = br#"{"sbom": true}"#;
+    push_blob(&http, &reg.url(), &auth, "demo/hello", b"{}".to_vec());
+    push_blob(&http, &reg.url(), &auth, "demo/hello", sbom.to_vec());
+    let artifact = artifact_manifest(
+        "application/vnd.example.sbom",
+        &subject,
+        OCI_MANIFEST,
+        sbom,
+        "sbom",
+    );
+    let url = format!(
+        "{}/v2/demo/hello/manifests/{}",
+        reg.url(),
+        digest_of(&artifact)
+    );
+    assert_eq!(
+        send(&http, "PUT", &url, &auth, Some((OCI_MANIFEST, artifact))).status,
+        201
+    );
     rt().block_on(async {
         let b = Browser::start("pull-command", &reg.url(), Options::default()).await;
         b.sign_in("admin", ADMIN_PASSWORD).await;
@@ -170,6 +222,8 @@ fn a_pushed_images_pull_command_is_found_and_copied_and_csrf_is_required() {
         let platforms = b.text(&format!("{row} td[data-label=Platforms]")).await;
         assert_eq!(platforms, "linux/amd64");
         assert!(b.text(&format!("{row} td[data-label=Pushed]")).await.contains("UTC"));
+        let refs = b.text(&format!("{row} td[data-label='Signatures and referrers']")).await;
+        assert!(refs.contains("Not signed") && refs.contains("application/vnd.example.sbom"), "{refs}");
         b.click(&format!("{row} button.copy")).await;
         let copied = b.find(&format!("{row} button.copy[data-copied]")).await;
         assert_eq!(copied.attr("data-copied").await.expect("attr").as_deref(), Some("true"));
