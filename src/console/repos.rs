@@ -218,7 +218,7 @@ fn tags_body(
                                 td data-label=(t("Tag")) { b { (name) } br; span.mono.muted title=(digest) { (short_digest(digest)) } }
                                 td.nowrap data-label=(t("Size")) { (size(d.size)) }
                                 td data-label=(t("Platforms")) { @for pl in &d.platforms { span.pill { (pl) } } }
-                                td.nowrap data-label=(t("Pushed")) { (d.pushed.map(time).unwrap_or_default()) }
+                                td data-label=(t("Pushed")) { (d.pushed.map(time).unwrap_or_default()) }
                                 @if has_pulls { td data-label=(t("Last pull")) { (pull_time(tag).map(time).unwrap_or_else(|| "—".into())) } }
                                 td data-label=(t("Signatures and referrers")) { (signatures(ctx, tag, d)) }
                                 td data-label=(t("Pull command")) {
@@ -256,7 +256,7 @@ fn signatures(ctx: &Ctx, tag: &Value, d: &details::ImageDetails) -> Markup {
         }
         @for (kind, digest) in &d.referrers {
             @if !sigs.iter().any(|s| s["manifest"].as_str() == Some(digest.as_str())) {
-                br; span.pill title=(digest) { (kind) }
+                br; span.pill.ref title=(digest) { (kind) }
             }
         }
     }
