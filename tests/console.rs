@@ -427,6 +427,11 @@ fn a_phone_sized_window_works() {
         let b = Browser::start("narrow", &reg.url(), opts).await;
         b.sign_in("admin", ADMIN_PASSWORD).await;
         b.find("label.nav-button").await;
+        assert_eq!(
+            b.js("return window.innerWidth").await,
+            390,
+            "a phone's width"
+        );
         let overflow =
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth";
         for path in [

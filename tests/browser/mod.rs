@@ -35,7 +35,7 @@ pub struct Browser {
 pub struct Options {
     /// `Accept-Language`, e.g. `zh-CN,zh`.
     pub languages: Option<&'static str>,
-    /// Window size; a desktop one when absent.
+    /// A phone's viewport (CSS pixels); a 1280 x 900 desktop window when absent.
     pub window: Option<(u32, u32)>,
 }
 
@@ -47,30 +47,26 @@ impl Browser {
             .arg(format!("--port={port}"))
             .ready_tcp()
             .spawn();
-        let mut args = vec![
+        let args = [
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--no-first-run",
             "--disable-extensions",
+            "--window-size=1280,900",
         ];
-        let size;
-        if let Some((w, h)) = opts.window {
-            size = format!("--window-size={w},{h}");
-            args.push(&size);
-        } else {
-            args.push("--window-size=1280,900");
-        }
         let mut prefs = json!({});
         if let Some(l) = opts.languages {
             prefs["intl"] = json!({ "accept_languages": l });
         }
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "args": args, "prefs": prefs, "binary": "/usr/bin/chromium" }),
-        );
+        let mut chrome = json!({ "args": args, "prefs": prefs, "binary": "/usr/bin/chromium" });
+        if let Some((w, h)) = opts.window {
+            // A phone's viewport (a headless window has a minimum width of its own).
+            chrome["mobileEmulation"] = json!({ "deviceMetrics": { "width": w, "height": h, "pixelRatio": 2.0, "touch": true } });
+        }
+        caps.insert("goog:chromeOptions".into(), chrome);
         caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
