@@ -658,3 +658,23 @@ fn sessions_are_strict_cookies_under_a_strict_policy_and_end_everywhere() {
         .expect("api");
     assert_eq!(unknown.status(), 404);
 }
+
+#[test]
+fn a_registry_with_the_console_off_serves_none_of_it() {
+    let reg = berth::registry_with(berth_bin!(), &[], &[("BERTH_CONSOLE_ENABLED", "false")]);
+    let http = no_redirects();
+    for path in ["/", "/ui/login", "/ui/static/console.js"] {
+        let r = http
+            .get(format!("{}{path}", reg.url()))
+            .send()
+            .expect("get");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    assert_eq!(
+        http.get(format!("{}/healthz", reg.url()))
+            .send()
+            .expect("healthz")
+            .status(),
+        200
+    );
+}

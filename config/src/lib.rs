@@ -874,6 +874,33 @@ mod tests {
     }
 
     #[test]
+    fn console_sessions_are_checked_and_overridable() {
+        let mut cfg = Config::default();
+        assert!(cfg.console.enabled);
+        cfg.apply_env(
+            [
+                ("BERTH_CONSOLE_SESSION_IDLE", "10m"),
+                ("BERTH_CONSOLE_ENABLED", "false"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter(),
+        )
+        .expect("env");
+        assert_eq!(cfg.console.session_idle, Duration::from_secs(600));
+        assert!(!cfg.console.enabled);
+        cfg.validate().expect("valid");
+        cfg.console.session_idle = Duration::from_secs(30);
+        assert!(cfg.validate().is_err(), "idle under a minute");
+        cfg.console.session_idle = Duration::from_secs(3600);
+        cfg.console.session_lifetime = Duration::from_secs(600);
+        let err = cfg.validate().expect_err("idle longer than the lifetime");
+        assert!(
+            err.to_string().contains("console.session_lifetime"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn env_overrides_every_kind_of_key() {
         let mut cfg = Config::default();
         let vars = [
