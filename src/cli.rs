@@ -241,8 +241,11 @@ fn start_controller(
         .external_url()
         .split_once("://")
         .map(|(_, h)| h.to_string());
+    let secret_key = secret_key(cfg)?;
+    let store = berth_controller::open_embedded_store(app.metadata.database(), Some(secret_key))
+        .map_err(|e| anyhow!("controller: {e}"))?;
     let state = berth_controller::ControllerState::new(
-        app.registry.database().map_err(|e| anyhow!("{e}"))?,
+        store,
         berth_controller::Ports {
             resolver: Arc::new(RegistryResolver {
                 registry: app.registry.clone(),
@@ -262,7 +265,7 @@ fn start_controller(
             },
         },
         berth_controller::ControllerSettings {
-            secret_key: Some(secret_key(cfg)?),
+            secret_key: Some(secret_key),
             render: berth_controller::RenderOptions { image_host },
             kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
             reconcile: berth_controller::ReconcileSettings {
@@ -270,8 +273,7 @@ fn start_controller(
                 ..Default::default()
             },
         },
-    )
-    .map_err(|e| anyhow!("controller: {e}"))?;
+    );
     // Kubeconfigs exported for a project die with a member's access.
     let mut removed = app.access.accounts.access_removed();
     let revoker = state.clone();
@@ -332,7 +334,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
         conns,
     )
     .await;
-    app.flush();
+    app.flush().await;
     tracing::info!("berth edge cache stopped");
     Ok(())
 }
@@ -346,12 +348,9 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             dry_run,
         };
         let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
-        let sealer = berth_controller::sealed_records::RecordSealer::new(Some(
-            berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
-        ));
-        let store = berth_controller::Store::open(
-            app.registry.database().map_err(|e| anyhow!("{e}"))?,
-            sealer,
+        let store = berth_controller::open_embedded_store(
+            app.metadata.database(),
+            Some(crate::compose::secret_key(&app.config)?),
         )
         .map_err(|e| anyhow!("controller records: {e}"))?;
         app.registry
@@ -409,7 +408,7 @@ pub enum ProjectCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Show a project: access level, repositories, members.
+    /// Show a project: access level, repositories, members, storage usage and limit.
     #[command(after_help = "Example:\n  berth project show team-a")]
     Show {
         name: String,
@@ -436,6 +435,28 @@ pub enum ProjectCmd {
         keys: Vec<std::path::PathBuf>,
         #[arg(long, conflicts_with = "keys")]
         off: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set a project's storage limit (system administrators): a size, `none`
+    /// (no limit, whatever the default), or `default` (quota.default_project).
+    #[command(after_help = "Examples:\n  \
+        berth project quota team-a 50GiB\n  \
+        berth project quota team-a none\n  \
+        berth project quota team-a default\n\n\
+        Usage counts each blob and manifest once per project; it goes down when the\n\
+        project's last link to a blob goes (GC, or deleting the repository), not when a tag is deleted.")]
+    Quota {
+        name: String,
+        /// e.g. 50GiB, 500MB, a number of bytes, `none` or `default`.
+        limit: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Count a project's usage again from what its repositories hold (system administrators).
+    #[command(after_help = "Example:\n  berth project recount team-a")]
+    Recount {
+        name: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -642,6 +663,12 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
                     keys.len()
                 );
             }
+        }
+        ProjectCmd::Quota { name, limit, conn } => {
+            crate::storage_cli::set_quota(cfg, &name, &limit, &conn).await?
+        }
+        ProjectCmd::Recount { name, conn } => {
+            crate::storage_cli::recount(cfg, &name, &conn).await?
         }
         ProjectCmd::Delete { name, force, conn } => {
             send(conn.request(

@@ -247,12 +247,13 @@ pub fn secret_key(cfg: &berth_config::Config) -> anyhow::Result<[u8; 32]> {
 
 /// What publications deploy stays alive through GC, even after its tag moved.
 pub struct PublicationRoots {
-    pub store: berth_controller::Store,
+    pub store: Arc<dyn berth_controller::ControllerStore>,
 }
 
+#[async_trait]
 impl berth_registry::gc::GcRoots for PublicationRoots {
-    fn roots(&self) -> Vec<(String, String)> {
-        let pubs = match self.store.list_publications() {
+    async fn roots(&self) -> Vec<(String, String)> {
+        let pubs = match self.store.list_publications().await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list publications for GC roots");

@@ -20,6 +20,7 @@ mod flags;
 mod node_cli;
 mod prompt;
 mod repo_cli;
+mod storage_cli;
 mod webhook_cli;
 
 #[derive(Parser, Debug)]
@@ -74,6 +75,9 @@ enum Command {
     Tag(repo_cli::TagCmd),
     /// Read the audit log: who did what, when, with what outcome (administrators).
     Audit(repo_cli::AuditArgs),
+    /// A project's immutable-tag rules: tags that cannot be moved or deleted.
+    #[command(subcommand)]
+    Immutable(storage_cli::ImmutableCmd),
     /// A project's webhooks: signed CloudEvents for pushes, deletes and pulls.
     #[command(subcommand)]
     Webhook(webhook_cli::WebhookCmd),
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
             Command::Tag(c) => repo_cli::tag(&cfg, c).await,
             Command::Audit(a) => repo_cli::audit(&cfg, a).await,
             Command::Webhook(c) => webhook_cli::webhook(&cfg, c).await,
+            Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,
             Command::User(c) => cli::user(&cfg, c).await,

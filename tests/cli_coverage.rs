@@ -359,6 +359,49 @@ fn apps_repositories_and_tags_from_the_cli() {
     );
 }
 
+#[test]
+fn quotas_and_immutable_tags_from_the_cli() {
+    let reg = berth::registry(berth_bin!());
+    let base = &reg.url();
+    ok(base, &["project", "create", "store"]);
+    let out = ok(base, &["project", "quota", "store", "1MiB"]);
+    assert!(out.contains("0 B of 1 MiB"), "{out}");
+    let http = reqwest::blocking::Client::new();
+    let auth = Auth::Basic("admin".into(), ADMIN_PASSWORD.into());
+    push_image(&http, base, &auth, "store/app", "v1");
+    let shown = json(base, &["project", "show", "store"]);
+    let used = shown["storage"]["usage"].as_u64().expect("usage");
+    assert!(used > 0, "{shown}");
+    assert_eq!(shown["storage"]["limit"], 1 << 20, "{shown}");
+    let counted = json(base, &["project", "recount", "store"]);
+    assert_eq!(
+        (counted["counted"].as_u64(), counted["recounted"].as_u64()),
+        (Some(used), Some(used))
+    );
+    let err = refused(base, &["project", "quota", "store", "plenty"], "");
+    assert!(
+        err.starts_with("error: cannot set the quota of project store: ")
+            && err.contains("(HTTP 400)"),
+        "{err}"
+    );
+    let out = ok(base, &["project", "quota", "store", "none"]);
+    assert!(out.contains("no limit"), "{out}");
+
+    ok(base, &["immutable", "add", "store", "v?"]);
+    ok(base, &["immutable", "add", "store", "release-*"]);
+    let rules = json(base, &["immutable", "list", "store"]);
+    assert_eq!(rules.as_array().map(Vec::len), Some(2), "{rules}");
+    let err = refused(base, &["tag", "delete", "store/app:v1"], "");
+    assert!(
+        err.contains("immutable") && err.contains("(HTTP 403)"),
+        "{err}"
+    );
+    ok(base, &["immutable", "delete", "store", "v?"]);
+    let err = refused(base, &["immutable", "delete", "store", "v?"], "");
+    assert!(err.contains("(HTTP 404)"), "{err}");
+    ok(base, &["tag", "delete", "store/app:v1"]);
+}
+
 /// `berth passwd` on a terminal: nothing typed is echoed, the new password is
 /// asked twice. `script` gives the command a pseudo-terminal; each answer is
 /// sent only once its prompt shows, when echo is already off.

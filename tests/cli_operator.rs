@@ -1309,6 +1309,13 @@ fn openapi_document_lists_every_admin_route() {
         ("patch", "/api/v1/projects/{project}/webhooks/{id}"),
         ("delete", "/api/v1/projects/{project}/webhooks/{id}"),
         ("get", "/api/v1/projects/{project}/webhooks/{id}/deliveries"),
+        ("post", "/api/v1/projects/{project}/usage/recount"),
+        ("get", "/api/v1/projects/{project}/immutable-tags"),
+        ("post", "/api/v1/projects/{project}/immutable-tags"),
+        (
+            "delete",
+            "/api/v1/projects/{project}/immutable-tags/{pattern}",
+        ),
     ];
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {
@@ -1356,7 +1363,8 @@ fn openapi_document_lists_every_admin_route() {
             .replace("{robot}", "zz-none")
             .replace("{repository}", "zz-none")
             .replace("{tag}", "zz-none")
-            .replace("{id}", "zz-none");
+            .replace("{id}", "zz-none")
+            .replace("{pattern}", "zz-none");
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let mut rb = http
             .request(m, format!("{base}{concrete}"))

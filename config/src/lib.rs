@@ -45,6 +45,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub proxy: ProxyConfig,
     pub console: ConsoleConfig,
+    pub quota: QuotaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -529,6 +530,16 @@ impl ConsoleConfig {
     }
 }
 
+/// Storage quotas (system administrators set a project's own with
+/// `PATCH /api/v1/projects/{project}` or `berth project quota`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// The storage limit of every project that has none of its own. None: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_project: Option<ByteSize>,
+}
+
 /// A size in bytes, written in TOML as a number or a string like "50GiB", "512MB".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
@@ -847,6 +858,7 @@ const KNOWN_OPTIONAL_KEYS: &[(&str, &str)] = &[
     ("server", "tls_cert"),
     ("server", "tls_key"),
     ("controller", "manifests_dir"),
+    ("quota", "default_project"),
 ];
 
 #[cfg(test)]
@@ -898,6 +910,26 @@ mod tests {
             err.to_string().contains("console.session_lifetime"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_default_project_quota_is_optional_and_set_from_file_or_env() {
+        let cfg = Config::default();
+        assert_eq!(cfg.quota.default_project, None);
+        let file: Config = toml::from_str("[quota]\ndefault_project = \"50GiB\"\n").expect("file");
+        assert_eq!(file.quota.default_project, Some(ByteSize(50 << 30)));
+        let mut env = Config::default();
+        env.apply_env(std::iter::once((
+            "BERTH_QUOTA_DEFAULT_PROJECT".to_string(),
+            "2GiB".to_string(),
+        )))
+        .expect("env applies");
+        assert_eq!(env.quota.default_project, Some(ByteSize(2 << 30)));
+        let bad = Config::default().apply_env(std::iter::once((
+            "BERTH_QUOTA_DEFAULT_PROJECT".to_string(),
+            "lots".to_string(),
+        )));
+        assert!(bad.is_err(), "a size that is no size is refused");
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! - `edge`: HTTP client of a node's edge cache (`HttpEdgeClient`).
 //! - `manifest`: Kubernetes YAML in and out: a multi-document manifest read
 //!   into an app's template and its resources, and written back.
-//! - `store`: redb tables (all prefixed `ctl_`) in the registry's database.
+//! - `store`: the `ControllerStore` interface; its embedded implementation keeps redb
+//!   tables (all prefixed `ctl_`) in the registry's database.
 //! - `render`: pure (app, version, digests, node) -> Kubernetes objects.
 //! - `sealed_records`: cluster and node credentials sealed inside their records.
 //! - `secrets`: sealing of secret values at rest.
@@ -34,8 +35,11 @@
 //! `ControllerState` with its implementations of the ports and mounts `router`:
 //!
 //! ```ignore
+//! let key = berth_controller::secret_key_from_hex(&cfg.controller.secret_key)?;
+//! // The records: here in the registry's embedded database; any `ControllerStore`.
+//! let store = berth_controller::open_embedded_store(db.clone(), Some(key))?;
 //! let state = berth_controller::ControllerState::new(
-//!     db.clone(), // Arc<redb::Database>, shared with the registry
+//!     store,
 //!     berth_controller::Ports {
 //!         resolver: Arc::new(MyResolver),       // ImageResolver over the registry's tags
 //!         edge: Arc::new(berth_controller::HttpEdgeClient::new(Duration::from_secs(30))?),
@@ -45,11 +49,11 @@
 //!         events: Arc::new(MyEvents),         // publication state changes, for webhooks
 //!     },
 //!     berth_controller::ControllerSettings {
-//!         secret_key: Some(berth_controller::secret_key_from_hex(&cfg.controller.secret_key)?),
+//!         secret_key: Some(key),
 //!         render: berth_controller::RenderOptions { image_host: Some("registry.example:5000".into()) },
 //!         ..Default::default()
 //!     },
-//! )?;
+//! );
 //! let reconciler = state.spawn_reconciler(shutdown_signal());
 //! let app = registry_router.merge(berth_controller::router(state));
 //! ```
@@ -89,7 +93,18 @@ pub use ports::{
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;
 pub use state::{ControllerSettings, ControllerState, Ports};
-pub use store::{Store, StoreError};
+pub use store::{ControllerStore, RedbControllerStore, StoreError};
+
+/// The controller's records in the registry's embedded database `db`
+/// (tables of their own), cluster and node credentials sealed with
+/// `secret_key` (the one `ControllerSettings::secret_key` holds).
+pub fn open_embedded_store(
+    db: Arc<redb::Database>,
+    secret_key: Option<[u8; 32]>,
+) -> Result<Arc<dyn ControllerStore>, StoreError> {
+    let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
+    Ok(Arc::new(RedbControllerStore::open(db, sealer)?))
+}
 
 /// The deployer named by the configuration: "directory" (files under
 /// `manifests_dir`, default `<data_dir>/manifests`) or "kubernetes".

@@ -29,7 +29,7 @@ use crate::resources::{
     spec_resources, spec_uses, EipTarget, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
 };
 use crate::secrets::SecretBox;
-use crate::store::{Store, StoreError};
+use crate::store::{ControllerStore, StoreError};
 
 /// What stops a resource step; the reconciler and the API turn it into theirs.
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +68,13 @@ pub struct Carried {
 }
 
 async fn load_balancer_of(
-    store: &Store,
+    store: &dyn ControllerStore,
     project: &str,
     name: &str,
 ) -> Result<LoadBalancerSpec, ResourceError> {
     let (p, n) = (project.to_string(), name.to_string());
     let r = store
-        .run_blocking(move |s| s.get_resource(&p, ResourceKind::LoadBalancers, &n))
+        .get_resource(&p, ResourceKind::LoadBalancers, &n)
         .await?;
     match r.map(|r| r.spec) {
         Some(ResourceSpec::LoadBalancer(lb)) => Ok(lb),
@@ -149,7 +149,7 @@ impl ResourceRenderer {
     /// balancer's Service there, and goes with the one app it binds by name).
     pub async fn render_resource(
         &self,
-        store: &Store,
+        store: &dyn ControllerStore,
         r: &Resource,
         node: &Node,
     ) -> Result<Value, ResourceError> {
@@ -175,9 +175,7 @@ impl ResourceRenderer {
             ResourceSpec::LoadBalancer(lb) => render::render_service(project, name, lb, node),
             ResourceSpec::Eip(e) => {
                 let (p, n, nd) = (project.to_string(), name.to_string(), node.name.clone());
-                let held = store
-                    .run_blocking(move |s| s.eip_address(&p, &n, &nd))
-                    .await?;
+                let held = store.eip_address(&p, &n, &nd).await?;
                 let address = held.or_else(|| e.address.clone()).ok_or_else(|| {
                     ResourceError::Unusable(format!(
                         "EIP {project}/{name} holds no address on {} yet",
@@ -204,7 +202,7 @@ impl ResourceRenderer {
     /// Config maps, secrets and volume claims the workload needs, in that order.
     pub async fn before_workload(
         &self,
-        store: &Store,
+        store: &dyn ControllerStore,
         p: &Publication,
         spec: &AppSpec,
         node: &Node,
@@ -214,7 +212,7 @@ impl ResourceRenderer {
         for (kind, name) in spec_resources(spec) {
             let (proj, n) = (p.project.clone(), name.clone());
             let r = store
-                .run_blocking(move |s| s.get_resource(&proj, kind, &n))
+                .get_resource(&proj, kind, &n)
                 .await?
                 .ok_or_else(|| missing(kind, p, &name))?;
             let object = self.render_resource(store, &r, node).await?;
@@ -227,22 +225,18 @@ impl ResourceRenderer {
     /// routes: those published on the node.
     pub async fn after_workload(
         &self,
-        store: &Store,
+        store: &dyn ControllerStore,
         p: &Publication,
         spec: &AppSpec,
         node: &Node,
     ) -> Result<Vec<Carried>, ResourceError> {
         let (proj, nd) = (p.project.clone(), p.node.clone());
-        let (lbs, eips, routes, wanted) = store
-            .run_blocking(move |s| {
-                Ok((
-                    s.list_resources(&proj, ResourceKind::LoadBalancers)?,
-                    s.list_resources(&proj, ResourceKind::Eips)?,
-                    s.list_resources(&proj, ResourceKind::Routes)?,
-                    s.resources_wanted_on_node(&proj, &nd)?,
-                ))
-            })
+        let lbs = store
+            .list_resources(&proj, ResourceKind::LoadBalancers)
             .await?;
+        let eips = store.list_resources(&proj, ResourceKind::Eips).await?;
+        let routes = store.list_resources(&proj, ResourceKind::Routes).await?;
+        let wanted = store.resources_wanted_on_node(&proj, &nd).await?;
         let here = |r: &Resource| wanted.contains(&(r.kind, r.name.clone()));
         let mine: BTreeSet<String> = lbs
             .iter()
@@ -275,7 +269,7 @@ impl ResourceRenderer {
 
     async fn carry(
         &self,
-        store: &Store,
+        store: &dyn ControllerStore,
         r: &Resource,
         node: &Node,
     ) -> Result<Carried, ResourceError> {
@@ -289,16 +283,14 @@ impl ResourceRenderer {
     /// After an apply: the app's volumes are bound on the node.
     pub async fn record_bindings(
         &self,
-        store: &Store,
+        store: &dyn ControllerStore,
         p: &Publication,
         spec: &AppSpec,
     ) -> Result<(), ResourceError> {
         for (kind, name) in spec_resources(spec) {
             if kind == ResourceKind::Volumes {
                 let (proj, node) = (p.project.clone(), p.node.clone());
-                store
-                    .run_blocking(move |s| s.bind(&proj, &node, kind, &name, now_secs()))
-                    .await?;
+                store.bind(&proj, &node, kind, &name, now_secs()).await?;
             }
         }
         Ok(())
@@ -308,7 +300,7 @@ impl ResourceRenderer {
     /// (volumes stay, with their data, until released); returns in words what was kept and why.
     pub async fn on_unpublish(
         &self,
-        store: &Store,
+        store: &dyn ControllerStore,
         deployer: &dyn Deployer,
         p: &Publication,
         cascade: bool,
@@ -326,7 +318,7 @@ impl ResourceRenderer {
         }
         let (proj, node, items) = (p.project.clone(), p.node.clone(), plan.remove.clone());
         store
-            .run_blocking(move |s| s.forget_resource_publications(&proj, &node, &items))
+            .forget_resource_publications(&proj, &node, &items)
             .await?;
         Ok(plan.kept.join("; "))
     }
@@ -335,15 +327,13 @@ impl ResourceRenderer {
 /// Load balancers, EIPs and routes on the node that no app published there
 /// is served by any more go with the app that leaves (routes first).
 async fn take_down_network_left_alone(
-    store: &Store,
+    store: &dyn ControllerStore,
     deployer: &dyn Deployer,
     p: &Publication,
     target: &DeployTarget,
 ) -> Result<(), ResourceError> {
     let (proj, node) = (p.project.clone(), p.node.clone());
-    let alone = store
-        .run_blocking(move |s| s.network_left_alone(&proj, &node))
-        .await?;
+    let alone = store.network_left_alone(&proj, &node).await?;
     for rp in &alone {
         deployer
             .remove(
@@ -356,16 +346,14 @@ async fn take_down_network_left_alone(
         alone.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
     let (proj, node) = (p.project.clone(), p.node.clone());
     store
-        .run_blocking(move |s| s.forget_resource_publications(&proj, &node, &items))
+        .forget_resource_publications(&proj, &node, &items)
         .await?;
     Ok(())
 }
 
-async fn plan_for(store: &Store, p: &Publication) -> Result<CascadePlan, StoreError> {
+async fn plan_for(store: &dyn ControllerStore, p: &Publication) -> Result<CascadePlan, StoreError> {
     let (proj, node) = (p.project.clone(), p.node.clone());
-    let on_node = store
-        .run_blocking(move |s| s.published_specs_on_node(&proj, &node))
-        .await?;
+    let on_node = store.published_specs_on_node(&proj, &node).await?;
     let Some((_, spec)) = on_node.get(&p.app).cloned() else {
         return Ok(CascadePlan::default());
     };
@@ -379,7 +367,7 @@ async fn plan_for(store: &Store, p: &Publication) -> Result<CascadePlan, StoreEr
 
 /// The cascade plans of an unpublish request, for its answer.
 pub async fn preview_cascade(
-    store: &Store,
+    store: &dyn ControllerStore,
     pubs: &[Publication],
 ) -> Result<Vec<String>, StoreError> {
     let mut kept = Vec::new();
@@ -392,7 +380,7 @@ pub async fn preview_cascade(
 /// Removes a volume's claim from `node` (its data goes with it) and marks it
 /// released. Refused while an app using it is published there.
 pub async fn release_volume(
-    store: &Store,
+    store: &dyn ControllerStore,
     deployer: &dyn Deployer,
     project: &str,
     node: &str,
@@ -400,17 +388,13 @@ pub async fn release_volume(
 ) -> Result<(), ResourceError> {
     let kind = ResourceKind::Volumes;
     let (p, n, nd) = (project.to_string(), name.to_string(), node.to_string());
-    let target = store
-        .run_blocking(move |s| {
-            s.check_release(&p, &nd, &n)?;
-            let node_rec = s.get_node(&nd)?;
-            let cluster = match &node_rec {
-                Some(nr) => s.get_cluster(&nr.cluster)?,
-                None => None,
-            };
-            Ok(node_rec.zip(cluster))
-        })
-        .await?;
+    store.check_release(&p, &nd, &n).await?;
+    let node_rec = store.get_node(&nd).await?;
+    let cluster = match &node_rec {
+        Some(nr) => store.get_cluster(&nr.cluster).await?,
+        None => None,
+    };
+    let target = node_rec.zip(cluster);
     // A node that is gone has nothing left to remove.
     if let Some((node_rec, cluster)) = target {
         let target = DeployTarget {
@@ -422,9 +406,7 @@ pub async fn release_volume(
             .await?;
     }
     let (p, n, nd) = (project.to_string(), name.to_string(), node.to_string());
-    store
-        .run_blocking(move |s| s.mark_released(&p, &nd, kind, &n))
-        .await?;
+    store.mark_released(&p, &nd, kind, &n).await?;
     Ok(())
 }
 

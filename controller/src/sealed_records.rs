@@ -15,7 +15,7 @@
 //!
 //! A record that still holds its credential in the clear (written before sealing
 //! existed, or by a store opened without a key) is read as it is and sealed by
-//! `Store::open` when a key is configured.
+//! `RedbControllerStore::open` when a key is configured.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

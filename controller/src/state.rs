@@ -16,9 +16,8 @@ use crate::reconcile::{self, Context, ReconcileSettings};
 use crate::render::RenderOptions;
 use crate::resources::PublicationRef;
 use crate::resources_ctl::ResourceRenderer;
-use crate::sealed_records::RecordSealer;
 use crate::secrets::SecretBox;
-use crate::store::{ProjectHoldings, ProjectPurge, Store, StoreError};
+use crate::store::{ControllerStore, ProjectHoldings, ProjectPurge, StoreError};
 
 /// The implementations the controller works through.
 #[derive(Clone)]
@@ -59,14 +58,14 @@ struct StateInner {
 }
 
 impl ControllerState {
-    /// Opens (creates if needed) the controller's tables in `db`.
+    /// The controller over `store` (see `open_embedded_store` for the
+    /// embedded one; it seals with the same `secret_key`).
     pub fn new(
-        db: Arc<redb::Database>,
+        store: Arc<dyn ControllerStore>,
         ports: Ports,
         settings: ControllerSettings,
-    ) -> Result<Self, StoreError> {
+    ) -> Self {
         let secrets = settings.secret_key.map(|k| SecretBox::new(&k));
-        let store = Store::open(db, RecordSealer::new(secrets.clone()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Context {
             store,
@@ -79,7 +78,7 @@ impl ControllerState {
             render: settings.render,
             resources: Some(Arc::new(ResourceRenderer::new(secrets.clone()))),
         });
-        Ok(ControllerState {
+        ControllerState {
             inner: Arc::new(StateInner {
                 ctx,
                 authorizer: ports.authorizer,
@@ -90,10 +89,10 @@ impl ControllerState {
                     .kubeconfig_max_ttl
                     .unwrap_or(std::time::Duration::from_secs(24 * 3600)),
             }),
-        })
+        }
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn ControllerStore> {
         &self.inner.ctx.store
     }
 
@@ -113,7 +112,7 @@ impl ControllerState {
     /// `force` while it holds anything.
     pub async fn project_holdings(&self, project: &str) -> Result<ProjectHoldings, StoreError> {
         let p = project.to_string();
-        self.inner.ctx.db(move |s| s.project_holdings(&p)).await
+        self.inner.ctx.store().project_holdings(&p).await
     }
 
     /// The registry deletes `project` with `force`: every publication of its
@@ -130,7 +129,8 @@ impl ControllerState {
         let purge = self
             .inner
             .ctx
-            .db(move |s| s.purge_project(&p, crate::clock::now_secs()))
+            .store()
+            .purge_project(&p, crate::clock::now_secs())
             .await?;
         let audit = &self.inner.ctx.audit;
         for f in &purge.tombstones {
@@ -183,7 +183,7 @@ impl ControllerState {
     /// returned in words, one per cluster.
     pub async fn revoke_project_access(&self, project: &str) -> Vec<String> {
         let ctx = self.context().clone();
-        let clusters = match ctx.db(|s| s.list_clusters()).await {
+        let clusters = match ctx.store().list_clusters().await {
             Ok(c) => c,
             Err(e) => return vec![e.to_string()],
         };

@@ -91,7 +91,10 @@ impl CacheDir {
                 self.db.display()
             )
         })?;
-        self.store.reset().map_err(|e| e.to_string())?;
+        // A blocking context (see above), so waiting on the runtime is fine.
+        tokio::runtime::Handle::current()
+            .block_on(self.store.reset())
+            .map_err(|e| e.to_string())?;
         self.retention.reset();
         *opened = file_id(&self.db).ok();
         if opened.is_none() {

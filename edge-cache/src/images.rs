@@ -51,7 +51,7 @@ fn internal(e: impl std::fmt::Display) -> PrefetchError {
 }
 
 async fn list(State(p): State<Images>) -> Result<Json<Vec<CachedImage>>, PrefetchError> {
-    let pins = p.store.pins().map_err(internal)?;
+    let pins = p.store.pins().await.map_err(internal)?;
     let pinned_images: HashSet<String> = pins.values().flatten().cloned().collect();
     let mut out: Vec<CachedImage> = p
         .local
@@ -90,7 +90,7 @@ async fn unpin(
 ) -> Result<Json<serde_json::Value>, PrefetchError> {
     let mut n = 0;
     for i in &b.images {
-        n += p.store.unpin(i).map_err(internal)?;
+        n += p.store.unpin(i).await.map_err(internal)?;
     }
     p.retention.evict_if_needed().await;
     Ok(Json(serde_json::json!({"unpinned_blobs": n})))
@@ -101,9 +101,9 @@ async fn delete(
     Json(b): Json<ImagesBody>,
 ) -> Result<Json<serde_json::Value>, PrefetchError> {
     let mut deleted = 0u64;
-    let pins_before = p.store.pins().unwrap_or_default();
+    let pins_before = p.store.pins().await.unwrap_or_default();
     for i in &b.images {
-        let _ = p.store.unpin(i);
+        let _ = p.store.unpin(i).await;
         let Ok(r) = i.parse::<ImageRef>() else {
             continue;
         };

@@ -19,11 +19,11 @@
 //!   `ingest_data`, `discard_ingest`, `commit_verified`, `cache_manifest`,
 //!   `recorded_blob_size`, `link_recorded_blob`, `stored_blob_size`,
 //!   `evict_blob`, `recorded_blobs`, `cached_images`, `resolve_image`,
-//!   `database`, `reopen_database`), the types in their signatures, which
+//!   `cache_book`, `reopen_database`), the types in their signatures, which
 //!   `service` re-exports, and the `Namespace` trait the router serves;
 //!   `service::metrics::Metrics`, the process's Prometheus registry;
-//! - `proxy`: the pull-through, its upstream client, and the `Keeper` and
-//!   `TagClock` ports the edge implements;
+//! - `proxy`: the pull-through, its upstream client, the `Keeper` port the
+//!   edge implements, and the `BookTagClock` its tag times are kept by;
 //! - `api`: the `/v2` router, its state and its error response;
 //! - `auth`: the router's access interface (`Access`, `RequestInfo`,
 //!   `Subject`, `Refusal`, `client::client_addr`), which `access.rs`
@@ -124,7 +124,7 @@ impl EdgeApp {
                 "start-up: recorded blobs a crash left unrecorded, discarded fills that never wrote a durable byte, deleted blob files no record counts"
             );
         }
-        let store = Arc::new(EdgeStore::open(local.clone()).map_err(start)?);
+        let store = Arc::new(EdgeStore::open(&local).await.map_err(start)?);
         let em = Arc::new(metrics::EdgeMetrics::default());
         em.register(&metrics);
         let retention = Arc::new(
@@ -150,7 +150,7 @@ impl EdgeApp {
             Arc::new(move || cache_dir.ensure())
         };
         let tags = TagFreshness::new(
-            store.clone(),
+            store.tag_clock(),
             TagPolicy {
                 freshness: e.tag_freshness,
                 stale_limit: e.stale_limit,
@@ -166,7 +166,8 @@ impl EdgeApp {
             ready,
         ));
         let prefetcher =
-            prefetch::Prefetcher::new(pt.clone(), store.clone(), em.clone(), e.platforms.clone());
+            prefetch::Prefetcher::new(pt.clone(), store.clone(), em.clone(), e.platforms.clone())
+                .await;
         Ok(Self {
             access: Arc::new(EdgeAccess {
                 trusted: e.trusted_networks.clone(),
@@ -267,20 +268,18 @@ impl EdgeApp {
             let mut t = tokio::time::interval(Duration::from_secs(5));
             loop {
                 t.tick().await;
-                let (cache_dir, store) = (cache_dir.clone(), store.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = cache_dir.ensure() {
-                        tracing::error!(error = %e, "the cache cannot work");
-                    }
-                    store.flush_access()
-                })
-                .await;
+                if let Err(e) = cache_dir.ensure_async().await {
+                    tracing::error!(error = %e, "the cache cannot work");
+                }
+                if let Err(e) = store.flush_access().await {
+                    tracing::warn!(error = %e, "cannot save LRU order");
+                }
             }
         });
     }
 
-    pub fn flush(&self) {
-        if let Err(e) = self.store.flush_access() {
+    pub async fn flush(&self) {
+        if let Err(e) = self.store.flush_access().await {
             tracing::error!(error = %e, "cannot save LRU order");
         }
     }

@@ -134,7 +134,7 @@ impl IntoResponse for PrefetchError {
 }
 
 impl Prefetcher {
-    pub fn new(
+    pub async fn new(
         pt: Arc<PullThrough>,
         store: Arc<EdgeStore>,
         metrics: Arc<EdgeMetrics>,
@@ -154,7 +154,7 @@ impl Prefetcher {
             limit: Arc::new(tokio::sync::Semaphore::new(2)),
         });
         // Jobs from before a restart: load all, resume the unfinished.
-        let saved = this.store.jobs().unwrap_or_default();
+        let saved = this.store.jobs().await.unwrap_or_default();
         for raw in saved {
             if let Ok(job) = serde_json::from_slice::<Job>(&raw) {
                 let resume = matches!(job.state, JobState::Pending | JobState::Running);
@@ -191,9 +191,9 @@ impl Prefetcher {
         self.jobs.lock().ok()?.get(id).cloned()
     }
 
-    fn save(&self, job: &Job) {
+    async fn save(&self, job: &Job) {
         if let Ok(bytes) = serde_json::to_vec(job) {
-            if let Err(e) = self.store.put_job(&job.id, &bytes) {
+            if let Err(e) = self.store.put_job(&job.id, &bytes).await {
                 tracing::error!(error = %e, "cannot persist prefetch job");
             }
         }
@@ -203,7 +203,7 @@ impl Prefetcher {
         self.update_gauges();
     }
 
-    pub fn submit(self: &Arc<Self>, req: PrefetchRequest) -> Result<Job, PrefetchError> {
+    pub async fn submit(self: &Arc<Self>, req: PrefetchRequest) -> Result<Job, PrefetchError> {
         if req.images.is_empty() {
             return Err(PrefetchError(
                 StatusCode::BAD_REQUEST,
@@ -240,7 +240,7 @@ impl Prefetcher {
             created: now,
             updated: now,
         };
-        self.save(&job);
+        self.save(&job).await;
         self.clone().spawn(job.id.clone(), req.platforms);
         Ok(job)
     }
@@ -305,7 +305,7 @@ impl Prefetcher {
     async fn run(self: &Arc<Self>, id: &str, platforms: Vec<String>) {
         let Some(mut job) = self.job(id) else { return };
         job.state = JobState::Running;
-        self.save(&job);
+        self.save(&job).await;
         let mut failures = Vec::new();
         for idx in 0..job.images.len() {
             let image = job.images[idx].image.clone();
@@ -318,7 +318,7 @@ impl Prefetcher {
                 }
             }
             job.updated = now_ms() / 1000;
-            self.save(&job);
+            self.save(&job).await;
         }
         job.state = if failures.is_empty() {
             JobState::Done
@@ -327,7 +327,7 @@ impl Prefetcher {
         };
         job.error = (!failures.is_empty()).then(|| failures.join("; "));
         job.updated = now_ms() / 1000;
-        self.save(&job);
+        self.save(&job).await;
         tracing::info!(job = %id, state = job.state.as_str(), bytes = job.bytes_done, "prefetch job finished");
     }
 
@@ -352,6 +352,7 @@ impl Prefetcher {
             let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
             self.store
                 .pin(&image, &digests)
+                .await
                 .map_err(|e| e.to_string())?;
         }
         {
@@ -364,19 +365,19 @@ impl Prefetcher {
         }
         job.bytes_total = job.images.iter().map(|i| i.bytes_total).sum();
         recount(job, idx);
-        self.save(job);
+        self.save(job).await;
         for (li, b) in blobs.iter().enumerate() {
             // Cached for this repository, or for another one and upstream
             // confirms this repository has it too: nothing to download.
             if self.pt.holds(&r.repo, &b.digest).await {
-                self.layer_done(job, idx, li, b.size);
+                self.layer_done(job, idx, li, b.size).await;
                 continue;
             }
             // Not here (whatever an earlier run reported, e.g. since evicted).
             job.images[idx].layers[li].bytes_done = 0;
             job.images[idx].layers[li].state = JobState::Running;
             recount(job, idx);
-            self.save(job);
+            self.save(job).await;
             let fill = self.pt.fill(&r.repo, &b.digest);
             let mut rx = fill.state.subscribe();
             let mut last_save = std::time::Instant::now();
@@ -411,7 +412,7 @@ impl Prefetcher {
                     ));
                 }
             }
-            self.layer_done(job, idx, li, b.size);
+            self.layer_done(job, idx, li, b.size).await;
         }
         Ok(())
     }
@@ -422,11 +423,11 @@ impl Prefetcher {
         recount(job, idx);
     }
 
-    fn layer_done(&self, job: &mut Job, idx: usize, li: usize, size: u64) {
+    async fn layer_done(&self, job: &mut Job, idx: usize, li: usize, size: u64) {
         self.set_layer_bytes(job, idx, li, size);
         job.images[idx].layers[li].state = JobState::Done;
         job.updated = now_ms() / 1000;
-        self.save(job);
+        self.save(job).await;
     }
 }
 
@@ -480,7 +481,7 @@ async fn submit(
             format!("expected {{\"images\": [...], \"pin\": bool}}: {e}"),
         )
     })?;
-    Ok((StatusCode::ACCEPTED, Json(p.submit(req)?)))
+    Ok((StatusCode::ACCEPTED, Json(p.submit(req).await?)))
 }
 
 async fn list_jobs(State(p): State<Arc<Prefetcher>>) -> Json<Vec<Job>> {

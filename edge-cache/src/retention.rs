@@ -120,7 +120,7 @@ impl Retention {
         if self.used_bytes() <= self.capacity {
             return;
         }
-        let pins = self.store.pins().unwrap_or_default();
+        let pins = self.store.pins().await.unwrap_or_default();
         let mut blobs = match self.local.recorded_blobs().await {
             Ok(b) => b,
             Err(e) => {
@@ -167,7 +167,7 @@ impl Retention {
                 return false;
             }
         };
-        let _ = self.store.forget_access(d);
+        let _ = self.store.forget_access(d).await;
         if let Ok(mut u) = self.used.lock() {
             *u = u.saturating_sub(size);
         }

@@ -111,6 +111,10 @@ pub fn open_metadata(dir: &std::path::Path, database: &str) -> Result<RedbMeta, 
 pub struct RegistryApp {
     pub config: Config,
     pub registry: Arc<LocalRegistry>,
+    /// The embedded metadata backend `registry` runs on: the composition
+    /// root opens the stores others keep in the same file over it (the
+    /// controller's, through `RedbMeta::database`).
+    pub metadata: RedbMeta,
     pub metrics: Arc<Metrics>,
     pub access: Arc<RegistryAccess>,
     /// The projects' signature policies (pulls here, publications in the controller).
@@ -138,7 +142,7 @@ impl RegistryApp {
         let registry = Arc::new(LocalRegistry::open_over(
             &config,
             data,
-            meta,
+            meta.clone(),
             metrics.clone(),
         )?);
         // Opening the database succeeded, so no other process uses this data
@@ -151,11 +155,16 @@ impl RegistryApp {
             .await
             .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
         log_recovery(&recovery);
+        registry
+            .set_default_quota(config.quota.default_project.map(|b| b.0))
+            .await
+            .map_err(|e| StartError::Other(format!("setting quota.default_project: {e}")))?;
         let accounts = Arc::new(
             Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
                 .await
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
+        exempt_proxy_projects(&registry, &accounts).await?;
         let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty());
@@ -218,6 +227,7 @@ impl RegistryApp {
         Ok(Self {
             config,
             registry,
+            metadata: meta,
             metrics,
             access,
             signatures,
@@ -356,6 +366,29 @@ impl RegistryApp {
             )
             .route("/healthz", axum::routing::get(|| async { "ok" }))
     }
+}
+
+/// Proxy-cache projects hold what their pulls bring, not pushes: no storage
+/// limit (the default included) applies to them. Projects created before
+/// quotas existed get that setting here; new ones when they are created.
+async fn exempt_proxy_projects(
+    registry: &LocalRegistry,
+    accounts: &Accounts,
+) -> Result<(), StartError> {
+    for p in accounts
+        .projects()
+        .into_iter()
+        .filter(|p| p.proxy.is_some())
+    {
+        let q = registry.quota(&p.name).await;
+        if q.is_ok_and(|q| q.own.is_none()) {
+            registry
+                .set_quota(&p.name, Some(crate::meta::quota::QuotaSetting::Unlimited))
+                .await
+                .map_err(|e| StartError::Other(format!("project {}: {e}", p.name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Logs what `LocalRegistry::recover_at_start` found, if anything.

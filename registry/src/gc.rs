@@ -109,7 +109,7 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
     // publications deploy digests whatever their tags do since).
     let mut extra_roots: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for h in registry.gc_roots() {
-        for (repo, digest) in h.roots() {
+        for (repo, digest) in h.roots().await {
             extra_roots.entry(repo).or_default().insert(digest);
         }
     }

@@ -100,16 +100,15 @@ async fn create_app(
     state.authorize_images(&headers, &project, &input.spec)?;
     let (p, author, name) = (project.clone(), actor.name.clone(), input.name.clone());
     let r = state
-        .db(move |s| {
-            s.create_app(
-                &p,
-                &input.name,
-                &input.spec,
-                &author,
-                input.message.as_deref(),
-                now_secs(),
-            )
-        })
+        .store()
+        .create_app(
+            &p,
+            &input.name,
+            &input.spec,
+            &author,
+            input.message.as_deref(),
+            now_secs(),
+        )
         .await;
     let (app, latest) = audited(&state, &actor, &project, "app.create", &name, r).await?;
     Ok(manifests::created(app, latest))
@@ -122,13 +121,14 @@ async fn list_apps(
 ) -> ApiResult<Json<Vec<App>>> {
     check_project(&project)?;
     state.authorize(&headers, Some(&project), CtlAction::Read)?;
-    Ok(Json(state.db(move |s| s.list_apps(&project)).await?))
+    Ok(Json(state.store().list_apps(&project).await?))
 }
 
 pub(super) async fn load_app(state: &ControllerState, project: &str, app: &str) -> ApiResult<App> {
     let (p, a) = (project.to_string(), app.to_string());
     state
-        .db(move |s| s.get_app(&p, &a))
+        .store()
+        .get_app(&p, &a)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no app {project}/{app}")))
 }
@@ -175,7 +175,8 @@ async fn latest(
     let a = load_app(state, project, app).await?;
     let (p, n, v) = (project.to_string(), app.to_string(), a.latest_version);
     let latest = state
-        .db(move |s| s.get_version(&p, &n, v))
+        .store()
+        .get_version(&p, &n, v)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("{project}/{app} has lost version {v}")))?;
     Ok((a, latest))
@@ -194,7 +195,8 @@ async fn clone_app(
     for (i, v) in input.add_volumes.iter().enumerate() {
         let (p, n) = (project.clone(), v.volume.clone());
         let found = state
-            .db(move |s| s.get_resource(&p, crate::resources::ResourceKind::Volumes, &n))
+            .store()
+            .get_resource(&p, crate::resources::ResourceKind::Volumes, &n)
             .await?;
         if found.is_none() {
             return Err(ApiError::BadRequest(format!(
@@ -212,7 +214,8 @@ async fn clone_app(
         .unwrap_or_else(|| format!("cloned from app {app} version {}", source.version));
     let (p, author, name) = (project.clone(), actor.name.clone(), input.name.clone());
     let r = state
-        .db(move |s| s.create_app(&p, &name, &spec, &author, Some(&message), now_secs()))
+        .store()
+        .create_app(&p, &name, &spec, &author, Some(&message), now_secs())
         .await;
     let target = format!("{} (from {app})", input.name);
     let (a, latest) = audited(&state, &actor, &project, "app.clone", &target, r).await?;
@@ -230,16 +233,15 @@ async fn update_app(
     state.authorize_images(&headers, &project, &input.spec)?;
     let (p, a, author) = (project.clone(), app.clone(), actor.name.clone());
     let r = state
-        .db(move |s| {
-            s.add_version(
-                &p,
-                &a,
-                &input.spec,
-                &author,
-                input.message.as_deref(),
-                now_secs(),
-            )
-        })
+        .store()
+        .add_version(
+            &p,
+            &a,
+            &input.spec,
+            &author,
+            input.message.as_deref(),
+            now_secs(),
+        )
         .await;
     let (version, created) = audited(&state, &actor, &project, "app.update", &app, r).await?;
     Ok(Json(VersionCreated { created, version }))
@@ -253,7 +255,7 @@ async fn delete_app(
     check_project(&project)?;
     let actor = state.authorize(&headers, Some(&project), CtlAction::Write)?;
     let (p, a) = (project.clone(), app.clone());
-    let r = state.db(move |s| s.delete_app(&p, &a)).await;
+    let r = state.store().delete_app(&p, &a).await;
     audited(&state, &actor, &project, "app.delete", &app, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -266,9 +268,7 @@ async fn list_versions(
     check_project(&project)?;
     state.authorize(&headers, Some(&project), CtlAction::Read)?;
     load_app(&state, &project, &app).await?;
-    Ok(Json(
-        state.db(move |s| s.list_versions(&project, &app)).await?,
-    ))
+    Ok(Json(state.store().list_versions(&project, &app).await?))
 }
 
 async fn get_version(
@@ -284,7 +284,8 @@ async fn get_version(
     let a = load_app(&state, &project, &app).await?;
     let (p, n) = (project.clone(), app.clone());
     state
-        .db(move |s| s.get_version(&p, &n, v))
+        .store()
+        .get_version(&p, &n, v)
         .await?
         .map(Json)
         .ok_or_else(|| {

@@ -98,7 +98,7 @@ async fn create_cluster(
     };
     let view = cluster_view(&cluster);
     let name = cluster.name.clone();
-    let r = state.db(move |s| s.create_cluster(&cluster)).await;
+    let r = state.store().create_cluster(&cluster).await;
     audited(&state, &actor, "", "cluster.create", &name, r).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -108,7 +108,7 @@ async fn list_clusters(
     headers: HeaderMap,
 ) -> ApiResult<Json<Vec<ClusterView>>> {
     state.authorize(&headers, None, CtlAction::Read)?;
-    let all = state.db(|s| s.list_clusters()).await?;
+    let all = state.store().list_clusters().await?;
     Ok(Json(all.iter().map(cluster_view).collect()))
 }
 
@@ -120,7 +120,8 @@ async fn get_cluster(
     state.authorize(&headers, None, CtlAction::Read)?;
     let n = name.clone();
     let c = state
-        .db(move |s| s.get_cluster(&n))
+        .store()
+        .get_cluster(&n)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name:?}")))?;
     Ok(Json(cluster_view(&c)))
@@ -135,7 +136,8 @@ async fn update_cluster(
     let actor = state.authorize(&headers, None, CtlAction::Admin)?;
     let n = name.clone();
     let r = state
-        .db(move |s| s.update_cluster_pool(&n, input.eip_pool.as_deref()))
+        .store()
+        .update_cluster_pool(&n, input.eip_pool.as_deref())
         .await;
     let c = audited(&state, &actor, "", "cluster.update", &name, r).await?;
     Ok(Json(cluster_view(&c)))
@@ -148,7 +150,7 @@ async fn delete_cluster(
 ) -> ApiResult<StatusCode> {
     let actor = state.authorize(&headers, None, CtlAction::Admin)?;
     let n = name.clone();
-    let r = state.db(move |s| s.delete_cluster(&n)).await;
+    let r = state.store().delete_cluster(&n).await;
     audited(&state, &actor, "", "cluster.delete", &name, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -205,7 +207,7 @@ async fn create_node(
 ) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let actor = state.authorize(&headers, None, CtlAction::Admin)?;
     let name = input.name.clone();
-    let node = Node {
+    let mut node = Node {
         name: input.name,
         cluster: input.cluster,
         k8s_node_name: input.k8s_node_name.unwrap_or_default(),
@@ -219,12 +221,11 @@ async fn create_node(
         created_at: now_secs(),
     };
     let r = state
-        .db(move |s| {
-            let mut node = node;
-            s.create_node(&mut node)?;
-            Ok(node)
-        })
-        .await;
+        .store()
+        .create_node(&mut node)
+        .await
+        .map(|()| node)
+        .map_err(ApiError::from);
     let node = audited(&state, &actor, "", "node.create", &name, r).await?;
     Ok((StatusCode::CREATED, Json(node_view(&node))))
 }
@@ -234,14 +235,15 @@ async fn list_nodes(
     headers: HeaderMap,
 ) -> ApiResult<Json<Vec<NodeView>>> {
     state.authorize(&headers, None, CtlAction::Read)?;
-    let all = state.db(|s| s.list_nodes()).await?;
+    let all = state.store().list_nodes().await?;
     Ok(Json(all.iter().map(node_view).collect()))
 }
 
 pub(super) async fn load_node(state: &ControllerState, name: &str) -> ApiResult<Node> {
     let n = name.to_string();
     state
-        .db(move |s| s.get_node(&n))
+        .store()
+        .get_node(&n)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no node named {name:?}")))
 }
@@ -262,7 +264,7 @@ async fn delete_node(
 ) -> ApiResult<StatusCode> {
     let actor = state.authorize(&headers, None, CtlAction::Admin)?;
     let n = name.clone();
-    let r = state.db(move |s| s.delete_node(&n)).await;
+    let r = state.store().delete_node(&n).await;
     audited(&state, &actor, "", "node.delete", &name, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -284,7 +286,7 @@ async fn label_node(
 ) -> ApiResult<Json<NodeView>> {
     let actor = state.authorize(&headers, None, CtlAction::Admin)?;
     let n = name.clone();
-    let r = state.db(move |s| s.label_node(&n, &patch.labels)).await;
+    let r = state.store().label_node(&n, &patch.labels).await;
     let node = audited(&state, &actor, "", "node.label", &name, r).await?;
     Ok(Json(node_view(&node)))
 }
@@ -352,7 +354,8 @@ async fn node_kubeconfig(
     let node = load_node(&state, &name).await?;
     let c = node.cluster.clone();
     let cluster = state
-        .db(move |s| s.get_cluster(&c))
+        .store()
+        .get_cluster(&c)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {:?}", node.cluster)))?;
     if !scoped {

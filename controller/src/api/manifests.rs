@@ -95,7 +95,7 @@ async fn plan(state: &ControllerState, project: &str, m: &Manifest) -> ApiResult
     for r in &m.resources {
         let kind = r.draft.kind();
         let (p, n) = (project.to_string(), r.name.clone());
-        let existing = state.db(move |s| s.get_resource(&p, kind, &n)).await?;
+        let existing = state.store().get_resource(&p, kind, &n).await?;
         let wanted = record(state, project, &r.name, &r.draft)?;
         match (existing, wanted) {
             (None, None) => {
@@ -149,7 +149,8 @@ pub(super) async fn create(
                 actor.name.clone(),
             );
             let r = state
-                .db(move |s| s.create_app(&p, &a, &spec, &author, None, now_secs()))
+                .store()
+                .create_app(&p, &a, &spec, &author, None, now_secs())
                 .await;
             match audited(state, actor, project, "app.create", &m.name, r).await {
                 Ok(x) => app = Some(x),
@@ -162,7 +163,7 @@ pub(super) async fn create(
         }
         for r in resources.iter().filter(|r| r.kind.phase() == phase) {
             let r2 = r.clone();
-            let result = state.db(move |s| s.create_resource(&r2)).await;
+            let result = state.store().create_resource(&r2).await;
             let action = format!("{}.create", r.kind.as_str());
             match audited(state, actor, project, &action, &r.name, result).await {
                 // A new app is published nowhere yet: nothing follows it.
@@ -201,15 +202,15 @@ async fn undo(
         .cloned()
     {
         let p = project.to_string();
-        let _ = state.db(move |s| s.delete_resource(&p, kind, &name)).await;
+        let _ = state.store().delete_resource(&p, kind, &name).await;
     }
     if let Some(a) = app {
         let p = project.to_string();
-        let _ = state.db(move |s| s.delete_app(&p, &a)).await;
+        let _ = state.store().delete_app(&p, &a).await;
     }
     for (kind, name) in created.into_iter().rev().filter(|(k, _)| k.phase() != 2) {
         let p = project.to_string();
-        let _ = state.db(move |s| s.delete_resource(&p, kind, &name)).await;
+        let _ = state.store().delete_resource(&p, kind, &name).await;
     }
 }
 
@@ -223,30 +224,27 @@ pub(super) async fn export(
     spec: &AppSpec,
 ) -> ApiResult<Response> {
     let (p, a, used) = (project.to_string(), app.to_string(), spec_resources(spec));
-    let resources = state
-        .db(move |s| {
-            let mut out = Vec::new();
-            let lbs: Vec<Resource> = s
-                .list_resources(&p, ResourceKind::LoadBalancers)?
-                .into_iter()
-                .filter(|r| matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.owner_app() == Some(a.as_str())))
-                .collect();
-            for route in s.list_resources(&p, ResourceKind::Routes)? {
-                if matches!(&route.spec, ResourceSpec::Route(rt)
-                    if lbs.iter().any(|lb| lb.name == rt.load_balancer))
-                {
-                    out.push(route);
-                }
-            }
-            out.extend(lbs);
-            for (kind, name) in used {
-                if let Some(r) = s.get_resource(&p, kind, &name)? {
-                    out.push(r);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
+    let s = state.store();
+    let mut resources = Vec::new();
+    let lbs: Vec<Resource> = s
+        .list_resources(&p, ResourceKind::LoadBalancers)
+        .await?
+        .into_iter()
+        .filter(|r| matches!(&r.spec, ResourceSpec::LoadBalancer(lb) if lb.owner_app() == Some(a.as_str())))
+        .collect();
+    for route in s.list_resources(&p, ResourceKind::Routes).await? {
+        if matches!(&route.spec, ResourceSpec::Route(rt)
+            if lbs.iter().any(|lb| lb.name == rt.load_balancer))
+        {
+            resources.push(route);
+        }
+    }
+    resources.extend(lbs);
+    for (kind, name) in used {
+        if let Some(r) = s.get_resource(&p, kind, &name).await? {
+            resources.push(r);
+        }
+    }
     let yaml = export_manifest(app, spec, &resources);
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
 }

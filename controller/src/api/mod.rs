@@ -26,7 +26,6 @@ use axum::Router;
 use crate::model::{validate_dns_label, AppSpec};
 use crate::ports::{Actor, AuthError, CtlAction};
 use crate::state::ControllerState;
-use crate::store::{Store, StoreError};
 
 mod apps;
 mod clusters;
@@ -89,13 +88,6 @@ impl ControllerState {
         Ok(())
     }
 
-    async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> ApiResult<T> {
-        Ok(self.context().db(f).await?)
-    }
-
     fn audit(&self, actor: &Actor, project: &str, action: &str, target: &str, outcome: &str) {
         self.context()
             .audit
@@ -110,8 +102,9 @@ async fn audited<T>(
     project: &str,
     action: &str,
     target: &str,
-    result: ApiResult<T>,
+    result: Result<T, impl Into<ApiError>>,
 ) -> ApiResult<T> {
+    let result = result.map_err(Into::into);
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
         Err(e @ ApiError::Internal(_)) => format!("failed: {e}"),

@@ -92,7 +92,7 @@ async fn target_nodes(
     match (nodes, selector) {
         (Some(n), None) if !n.is_empty() => Ok(n),
         (None, Some(sel)) if !sel.is_empty() => {
-            let all = state.db(|s| s.list_nodes()).await?;
+            let all = state.store().list_nodes().await?;
             let matched: Vec<String> = all
                 .into_iter()
                 .filter(|n| n.matches(&sel))
@@ -142,14 +142,15 @@ async fn publish(
         app.clone(),
         input.version.unwrap_or(current.latest_version),
     );
-    if let Some(tv) = state.db(move |s| s.get_version(&p, &a, v)).await? {
+    if let Some(tv) = state.store().get_version(&p, &a, v).await? {
         state.authorize_images(&headers, &project, &tv.spec)?;
     }
     let nodes = target_nodes(&state, input.nodes, input.selector).await?;
     let target = format!("{app}@{}", nodes.join(","));
     let (p, a) = (project.clone(), app.clone());
     let r = state
-        .db(move |s| s.publish(&p, &a, input.version, &nodes, now_secs()))
+        .store()
+        .publish(&p, &a, input.version, &nodes, now_secs())
         .await;
     announce_requests(&state, &r);
     let pubs = audited(&state, &actor, &project, "app.publish", &target, r).await?;
@@ -181,12 +182,13 @@ async fn unpublish(
     let target = format!("{app}@{}", nodes.join(","));
     let (p, a, cascade) = (project.clone(), app.clone(), input.cascade);
     let r = state
-        .db(move |s| s.unpublish(&p, &a, &nodes, cascade, now_secs()))
+        .store()
+        .unpublish(&p, &a, &nodes, cascade, now_secs())
         .await;
     announce_requests(&state, &r);
     let pubs = audited(&state, &actor, &project, "app.unpublish", &target, r).await?;
     let kept = if cascade {
-        crate::resources_ctl::preview_cascade(&state.context().store, &pubs)
+        crate::resources_ctl::preview_cascade(state.context().store(), &pubs)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
     } else {
@@ -223,7 +225,8 @@ async fn force_unpublish(
     let target = format!("{app}@{}", nodes.join(","));
     let (p, a) = (project.clone(), app.clone());
     let r = state
-        .db(move |s| s.force_unpublish(&p, &a, &nodes, now_secs()))
+        .store()
+        .force_unpublish(&p, &a, &nodes, now_secs())
         .await;
     let forced = audited(&state, &actor, &project, "app.force_unpublish", &target, r).await?;
     let kept = forced
@@ -255,13 +258,10 @@ async fn list_publications(
     check_project(&project)?;
     state.authorize(&headers, Some(&project), CtlAction::Read)?;
     load_app(&state, &project, &app).await?;
-    let (pubs, resources) = state
-        .db(move |s| {
-            Ok((
-                s.list_app_publications(&project, &app)?,
-                s.app_resource_publications(&project, &app)?,
-            ))
-        })
+    let pubs = state.store().list_app_publications(&project, &app).await?;
+    let resources = state
+        .store()
+        .app_resource_publications(&project, &app)
         .await?;
     Ok(Json(PublicationsView {
         publications: pubs,
@@ -381,7 +381,8 @@ async fn only_container(
 ) -> ApiResult<String> {
     let (p, a) = (project.to_string(), app.to_string());
     let v = state
-        .db(move |s| s.get_version(&p, &a, version))
+        .store()
+        .get_version(&p, &a, version)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("app {project}/{app} has no version {version}"))
@@ -405,7 +406,8 @@ async fn deployer_logs(
 ) -> ApiResult<Response> {
     let c = node.cluster.clone();
     let cluster = state
-        .db(move |s| s.get_cluster(&c))
+        .store()
+        .get_cluster(&c)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {:?}", node.cluster)))?;
     let node_name = node.name.clone();

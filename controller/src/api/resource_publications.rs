@@ -59,7 +59,7 @@ async fn chosen_nodes(
         )),
         (Some(n), None) => Ok(Some(n)),
         (None, Some(sel)) => {
-            let all = state.context().db(|s| s.list_nodes()).await?;
+            let all = state.context().store().list_nodes().await?;
             let matched: Vec<String> = all
                 .into_iter()
                 .filter(|n| n.matches(&sel))
@@ -109,17 +109,17 @@ async fn change(
         None => name.clone(),
     };
     let (p, n) = (project.clone(), name.clone());
-    let result = state
-        .context()
-        .db(move |s| {
-            if publish {
-                s.publish_resource(&p, kind, &n, nodes, now_secs())
-            } else {
-                s.unpublish_resource(&p, kind, &n, nodes, now_secs())
-            }
-        })
-        .await
-        .map_err(ApiError::from);
+    let store = state.store();
+    let result = if publish {
+        store
+            .publish_resource(&p, kind, &n, nodes, now_secs())
+            .await
+    } else {
+        store
+            .unpublish_resource(&p, kind, &n, nodes, now_secs())
+            .await
+    }
+    .map_err(ApiError::from);
     let action = if publish { "publish" } else { "unpublish" };
     audit(
         &state,

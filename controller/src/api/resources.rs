@@ -191,34 +191,31 @@ pub(super) async fn load_view(
     name: &str,
 ) -> Result<ResourceView, ApiError> {
     let (p, n) = (project.to_string(), name.to_string());
-    let (r, users, bindings, pubs, addresses) = state
-        .context()
-        .db(move |s| {
-            let r = s.get_resource(&p, kind, &n)?;
-            let pubs = s.list_resource_publications(&p, kind, &n)?;
-            let users = match kind {
-                ResourceKind::ConfigMaps | ResourceKind::Secrets | ResourceKind::Volumes => {
-                    s.resource_users(&p, kind, &n)?
-                }
-                _ => Vec::new(),
-            };
-            let bindings: Vec<Binding> = s
-                .list_bindings(&p)?
-                .into_iter()
-                .filter(|b| b.kind == kind && b.name == n)
-                .collect();
-            let addresses: BTreeMap<String, String> = if kind == ResourceKind::Eips {
-                s.list_eip_claims()?
-                    .into_iter()
-                    .filter(|(_, _, c)| c.project == p && c.eip == n)
-                    .map(|(_, a, c)| (c.node, a))
-                    .collect()
-            } else {
-                BTreeMap::new()
-            };
-            Ok((r, users, bindings, pubs, addresses))
-        })
-        .await?;
+    let s = state.store();
+    let r = s.get_resource(&p, kind, &n).await?;
+    let pubs = s.list_resource_publications(&p, kind, &n).await?;
+    let users = match kind {
+        ResourceKind::ConfigMaps | ResourceKind::Secrets | ResourceKind::Volumes => {
+            s.resource_users(&p, kind, &n).await?
+        }
+        _ => Vec::new(),
+    };
+    let bindings: Vec<Binding> = s
+        .list_bindings(&p)
+        .await?
+        .into_iter()
+        .filter(|b| b.kind == kind && b.name == n)
+        .collect();
+    let addresses: BTreeMap<String, String> = if kind == ResourceKind::Eips {
+        s.list_eip_claims()
+            .await?
+            .into_iter()
+            .filter(|(_, _, c)| c.project == p && c.eip == n)
+            .map(|(_, a, c)| (c.node, a))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let r =
         r.ok_or_else(|| ApiError::NotFound(format!("no {} {project}/{name}", kind.singular())))?;
     let mut v = view(&r, users, bindings, pubs);
@@ -243,7 +240,8 @@ async fn create(
     let r2 = r.clone();
     let result = state
         .context()
-        .db(move |s| s.create_resource(&r2))
+        .store()
+        .create_resource(&r2)
         .await
         .map_err(ApiError::from);
     audit(
@@ -298,17 +296,14 @@ async fn list(
         .authorizer()
         .authorize(&headers, Some(&project), CtlAction::Read)
         .map_err(ApiError::Auth)?;
-    let all = state
-        .context()
-        .db(move |s| {
-            let mut out = Vec::new();
-            for r in s.list_resources(&project, kind)? {
-                let pubs = s.list_resource_publications(&project, kind, &r.name)?;
-                out.push((r, pubs));
-            }
-            Ok(out)
-        })
-        .await?;
+    let s = state.store();
+    let mut all = Vec::new();
+    for r in s.list_resources(&project, kind).await? {
+        let pubs = s
+            .list_resource_publications(&project, kind, &r.name)
+            .await?;
+        all.push((r, pubs));
+    }
     Ok(Json(
         all.into_iter()
             .map(|(r, pubs)| view(&r, Vec::new(), Vec::new(), pubs))
@@ -347,7 +342,8 @@ async fn update(
     let r = parse_input(&state, &project, kind, Some(&name), body)?;
     let result = state
         .context()
-        .db(move |s| s.update_resource(&r))
+        .store()
+        .update_resource(&r)
         .await
         .map_err(ApiError::from);
     audit(
@@ -380,7 +376,8 @@ async fn delete(
     let (p, n) = (project.clone(), name.clone());
     let result = state
         .context()
-        .db(move |s| s.delete_resource(&p, kind, &n))
+        .store()
+        .delete_resource(&p, kind, &n)
         .await
         .map_err(ApiError::from);
     audit(

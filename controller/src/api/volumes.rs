@@ -90,7 +90,7 @@ pub(super) async fn release(
     )?;
     let ctx = state.context();
     let result = release_volume(
-        &ctx.store,
+        ctx.store(),
         ctx.deployer.as_ref(),
         &project,
         &input.node,
@@ -149,7 +149,8 @@ pub(super) async fn unbind(
     );
     let result = state
         .context()
-        .db(move |s| s.unbind(&p, nd.as_deref(), &n, &who, now_secs()))
+        .store()
+        .unbind(&p, nd.as_deref(), &n, &who, now_secs())
         .await
         .map_err(ApiError::from);
     let target = match &node {
@@ -224,7 +225,8 @@ pub(super) async fn delete(
     let (p, n) = (project.clone(), name.clone());
     let result = state
         .context()
-        .db(move |s| s.delete_resource(&p, KIND, &n))
+        .store()
+        .delete_resource(&p, KIND, &n)
         .await
         .map_err(ApiError::from);
     audit(

@@ -19,7 +19,7 @@ use super::{target_of, Context, ReconcileError};
 
 /// Checks every running publication; returns those marked to apply again.
 pub async fn check_all(ctx: &Context) -> Vec<PublicationRef> {
-    let all = match ctx.db(|s| s.list_publications()).await {
+    let all = match ctx.store().list_publications().await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "drift check: cannot list publications");
@@ -59,7 +59,7 @@ async fn check_one(ctx: &Context, mut p: Publication) -> Result<bool, ReconcileE
     p.applied = false;
     p.record(PublicationState::Deploying, what.clone(), now_secs());
     let mut copy = p.clone();
-    let Some(before) = ctx.db(move |s| s.replace_publication(&mut copy)).await? else {
+    let Some(before) = ctx.store().replace_publication(&mut copy).await? else {
         // Changed meanwhile: its own reconcile applies what is wanted now.
         return Ok(false);
     };

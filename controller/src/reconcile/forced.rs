@@ -15,7 +15,7 @@ use crate::store::ForcedRemoval;
 use super::{target_of, Context, ReconcileError};
 
 pub async fn sweep(ctx: &Context) {
-    let all = match ctx.db(|s| s.list_forced()).await {
+    let all = match ctx.store().list_forced().await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list force-unpublished nodes");
@@ -27,7 +27,7 @@ pub async fn sweep(ctx: &Context) {
         match sweep_one(ctx, &f).await {
             Ok(outcome) => {
                 let k = key.clone();
-                if let Err(e) = ctx.db(move |s| s.forget_forced(&k)).await {
+                if let Err(e) = ctx.store().forget_forced(&k).await {
                     tracing::warn!(publication = %key, error = %e, "cannot forget tombstone");
                     continue;
                 }
@@ -47,7 +47,7 @@ pub async fn sweep(ctx: &Context) {
 
 async fn sweep_one(ctx: &Context, f: &ForcedRemoval) -> Result<String, ReconcileError> {
     let n = f.node.clone();
-    if ctx.db(move |s| s.get_node(&n)).await?.is_none() {
+    if ctx.store().get_node(&n).await?.is_none() {
         return Ok("the node was deleted; nothing to reconcile".into());
     }
     let target = target_of(ctx, &f.node).await?;
@@ -64,7 +64,8 @@ async fn sweep_one(ctx: &Context, f: &ForcedRemoval) -> Result<String, Reconcile
     }
     let (node, k) = (f.node.clone(), f.key());
     let others: BTreeSet<String> = ctx
-        .db(move |s| s.pinned_by_others(&node, &k))
+        .store()
+        .pinned_by_others(&node, &k)
         .await?
         .into_iter()
         .collect();

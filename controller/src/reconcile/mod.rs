@@ -48,7 +48,7 @@ use crate::ports::{
 use crate::render::{RenderError, RenderOptions};
 use crate::resources::PublicationRef;
 use crate::resources_ctl::{ResourceError, ResourceRenderer};
-use crate::store::{Store, StoreError};
+use crate::store::{ControllerStore, StoreError};
 
 mod publish;
 mod resource;
@@ -99,7 +99,7 @@ impl Default for ReconcileSettings {
 
 /// What the reconciler works with.
 pub struct Context {
-    pub store: Store,
+    pub store: Arc<dyn ControllerStore>,
     pub resolver: Arc<dyn ImageResolver>,
     pub edge: Arc<dyn EdgeClient>,
     pub deployer: Arc<dyn Deployer>,
@@ -113,12 +113,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// Runs a store call on the blocking pool (redb commits fsync).
-    pub async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.store.run_blocking(f).await
+    /// The controller's records.
+    pub fn store(&self) -> &dyn ControllerStore {
+        self.store.as_ref()
     }
 }
 
@@ -179,12 +176,7 @@ pub fn backoff(settings: &ReconcileSettings, attempts: u32) -> Duration {
 /// is told to `ctx.events` once it is stored.
 async fn save(ctx: &Context, p: &mut Publication) -> Result<(), ReconcileError> {
     let mut copy = p.clone();
-    let (replaced, copy) = ctx
-        .db(move |s| {
-            let replaced = s.replace_publication(&mut copy)?;
-            Ok((replaced, copy))
-        })
-        .await?;
+    let replaced = ctx.store().replace_publication(&mut copy).await?;
     match replaced {
         Some(before) => {
             *p = copy;
@@ -213,7 +205,7 @@ pub async fn reconcile(key: &PublicationRef, ctx: &Context) -> Action {
 /// error policy and come back as a requeue.
 pub async fn reconcile_app(key: &PublicationKey, ctx: &Context) -> Action {
     let k = key.clone();
-    let p = match ctx.db(move |s| s.get_publication(&k)).await {
+    let p = match ctx.store().get_publication(&k).await {
         Ok(Some(p)) => p,
         Ok(None) => return Action::AwaitChange,
         Err(e) => {
@@ -243,7 +235,7 @@ pub async fn error_policy(
 ) -> Action {
     let reason = err.to_string();
     let k = key.clone();
-    let p = match ctx.db(move |s| s.get_publication(&k)).await {
+    let p = match ctx.store().get_publication(&k).await {
         Ok(Some(p)) if p.generation == generation => p,
         // Gone or asked for something new meanwhile: look again now.
         Ok(_) => return Action::Requeue(Duration::ZERO),
@@ -292,11 +284,12 @@ pub async fn error_policy(
 pub(super) async fn target_of(ctx: &Context, node: &str) -> Result<DeployTarget, ReconcileError> {
     let n = node.to_string();
     let node = ctx
-        .db(move |s| s.get_node(&n))
+        .store()
+        .get_node(&n)
         .await?
         .ok_or_else(|| ReconcileError::Missing(format!("node {node} no longer exists")))?;
     let c = node.cluster.clone();
-    let cluster = ctx.db(move |s| s.get_cluster(&c)).await?.ok_or_else(|| {
+    let cluster = ctx.store().get_cluster(&c).await?.ok_or_else(|| {
         ReconcileError::Missing(format!(
             "cluster {} of node {} no longer exists",
             node.cluster, node.name

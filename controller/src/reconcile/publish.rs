@@ -69,7 +69,8 @@ pub(super) async fn template_version(
     p: &Publication,
 ) -> Result<TemplateVersion, ReconcileError> {
     let (proj, app, version) = (p.project.clone(), p.app.clone(), p.version);
-    ctx.db(move |s| s.get_version(&proj, &app, version))
+    ctx.store()
+        .get_version(&proj, &app, version)
         .await?
         .ok_or_else(|| {
             ReconcileError::Missing(format!(
@@ -280,10 +281,10 @@ pub(super) async fn render_publication(
     let mut after = Vec::new();
     if let Some(res) = &ctx.resources {
         before = res
-            .before_workload(&ctx.store, p, spec, &target.node)
+            .before_workload(ctx.store(), p, spec, &target.node)
             .await?;
         after = res
-            .after_workload(&ctx.store, p, spec, &target.node)
+            .after_workload(ctx.store(), p, spec, &target.node)
             .await?;
     }
     let mut objects: Vec<_> = before.iter().map(|c| c.object.clone()).collect();
@@ -334,7 +335,8 @@ async fn apply(
         .collect();
     let (proj, node) = (p.project.clone(), p.node.clone());
     let detail = format!("applied with app {} version {}", p.app, p.version);
-    ctx.db(move |s| s.mark_resources_applied(&proj, &node, &carried, &detail, now_secs()))
+    ctx.store()
+        .mark_resources_applied(&proj, &node, &carried, &detail, now_secs())
         .await?;
     let propagated = (p.resources_generation != p.applied_resources_generation).then(|| {
         p.history
@@ -354,7 +356,7 @@ async fn apply(
     );
     save(ctx, p).await?;
     if let Some(res) = &ctx.resources {
-        res.record_bindings(&ctx.store, p, spec).await?;
+        res.record_bindings(ctx.store(), p, spec).await?;
     }
     ctx.audit.record(
         "controller",
@@ -428,7 +430,7 @@ async fn unpin_previous_images(
         .collect();
     if !stale.is_empty() {
         let (node_name, k) = (p.node.clone(), key.clone());
-        let others = ctx.db(move |s| s.pinned_by_others(&node_name, &k)).await?;
+        let others = ctx.store().pinned_by_others(&node_name, &k).await?;
         let to_unpin: Vec<String> = stale
             .iter()
             .filter(|i| !others.contains(*i))

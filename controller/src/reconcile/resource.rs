@@ -22,7 +22,7 @@ use super::{backoff, target_of, Action, Context, ReconcileError};
 
 pub(super) async fn reconcile_resource(key: &ResourcePublicationKey, ctx: &Context) -> Action {
     let k = key.clone();
-    let rp = match ctx.db(move |s| s.get_resource_publication(&k)).await {
+    let rp = match ctx.store().get_resource_publication(&k).await {
         Ok(Some(rp)) => rp,
         Ok(None) => return Action::AwaitChange,
         Err(e) => {
@@ -44,12 +44,7 @@ pub(super) async fn reconcile_resource(key: &ResourcePublicationKey, ctx: &Conte
 
 async fn save(ctx: &Context, rp: &mut ResourcePublication) -> Result<(), ReconcileError> {
     let mut copy = rp.clone();
-    let (ok, copy) = ctx
-        .db(move |s| {
-            let ok = s.update_resource_publication(&mut copy)?;
-            Ok((ok, copy))
-        })
-        .await?;
+    let ok = ctx.store().update_resource_publication(&mut copy).await?;
     if ok {
         *rp = copy;
         Ok(())
@@ -65,7 +60,8 @@ async fn apply_step(mut rp: ResourcePublication, ctx: &Context) -> Result<Action
     let key = rp.key();
     let k = key.clone();
     let waiting = ctx
-        .db(move |s| s.resource_readiness(&k))
+        .store()
+        .resource_readiness(&k)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(m) => ReconcileError::Resource(m),
@@ -81,7 +77,8 @@ async fn apply_step(mut rp: ResourcePublication, ctx: &Context) -> Result<Action
     let target = target_of(ctx, &rp.node).await?;
     let (p, kind, n) = (rp.project.clone(), rp.kind, rp.name.clone());
     let resource = ctx
-        .db(move |s| s.get_resource(&p, kind, &n))
+        .store()
+        .get_resource(&p, kind, &n)
         .await?
         .ok_or_else(|| {
             ReconcileError::Missing(format!(
@@ -96,12 +93,13 @@ async fn apply_step(mut rp: ResourcePublication, ctx: &Context) -> Result<Action
         .as_ref()
         .ok_or_else(|| ReconcileError::Resource("resources are not enabled".into()))?;
     let object = renderer
-        .render_resource(&ctx.store, &resource, &target.node)
+        .render_resource(ctx.store(), &resource, &target.node)
         .await?;
     ctx.deployer.apply(&target, &[object]).await?;
     if rp.kind == ResourceKind::Volumes {
         let (p, node, n) = (rp.project.clone(), rp.node.clone(), rp.name.clone());
-        ctx.db(move |s| s.bind(&p, &node, ResourceKind::Volumes, &n, now_secs()))
+        ctx.store()
+            .bind(&p, &node, ResourceKind::Volumes, &n, now_secs())
             .await?;
     }
     rp.applied = true;
@@ -122,7 +120,7 @@ async fn remove_step(rp: ResourcePublication, ctx: &Context) -> Result<Action, R
     let key = rp.key();
     let n = rp.node.clone();
     // A node that is gone has nothing left to remove.
-    if ctx.db(move |s| s.get_node(&n)).await?.is_some() {
+    if ctx.store().get_node(&n).await?.is_some() {
         let target = target_of(ctx, &rp.node).await?;
         ctx.deployer
             .remove(
@@ -134,14 +132,13 @@ async fn remove_step(rp: ResourcePublication, ctx: &Context) -> Result<Action, R
     if rp.kind == ResourceKind::Volumes {
         // The claim, and the data on it, are gone from the node.
         let (p, node, n) = (rp.project.clone(), rp.node.clone(), rp.name.clone());
-        ctx.db(move |s| s.mark_released(&p, &node, ResourceKind::Volumes, &n))
+        ctx.store()
+            .mark_released(&p, &node, ResourceKind::Volumes, &n)
             .await?;
     }
     let (k, rev) = (key.clone(), rp.revision);
     // mark_released already forgot a volume's record; either way it is gone.
-    let deleted = ctx
-        .db(move |s| s.delete_resource_publication(&k, rev))
-        .await?;
+    let deleted = ctx.store().delete_resource_publication(&k, rev).await?;
     if !deleted && rp.kind != ResourceKind::Volumes {
         return Err(ReconcileError::Stale);
     }
@@ -165,7 +162,7 @@ async fn error_policy(
 ) -> Action {
     let reason = err.to_string();
     let k = key.clone();
-    let mut rp = match ctx.db(move |s| s.get_resource_publication(&k)).await {
+    let mut rp = match ctx.store().get_resource_publication(&k).await {
         Ok(Some(rp)) if rp.generation == generation => rp,
         Ok(_) => return Action::Requeue(Duration::ZERO),
         Err(e) => {

@@ -177,17 +177,17 @@ impl Scheduler {
 
     /// Queues every stored publication not already waiting or running.
     async fn resync(&mut self) {
-        let all = self
-            .ctx
-            .db(|s| {
-                let apps = s.list_publications()?.into_iter();
-                let resources = s.list_all_resource_publications()?.into_iter();
-                Ok(apps
-                    .map(|p| (PublicationRef::App(p.key()), p.next_retry_at_ms))
+        let store = self.ctx.store();
+        let all = async {
+            let apps = store.list_publications().await?.into_iter();
+            let resources = store.list_all_resource_publications().await?.into_iter();
+            Ok::<_, crate::store::StoreError>(
+                apps.map(|p| (PublicationRef::App(p.key()), p.next_retry_at_ms))
                     .chain(resources.map(|r| (r.key().into(), r.next_retry_at_ms)))
-                    .collect::<Vec<_>>())
-            })
-            .await;
+                    .collect::<Vec<_>>(),
+            )
+        }
+        .await;
         match all {
             Ok(all) => {
                 let now_wall = now_ms();

@@ -27,14 +27,14 @@ pub(super) async fn unpublish_step(
     let mut note = String::new();
     if let Some(res) = &ctx.resources {
         note = res
-            .on_unpublish(&ctx.store, ctx.deployer.as_ref(), &p, cascade, &target)
+            .on_unpublish(ctx.store(), ctx.deployer.as_ref(), &p, cascade, &target)
             .await?;
     }
     let mut to_unpin: BTreeSet<String> = p.pinned.iter().cloned().collect();
     to_unpin.extend(p.images_by_digest());
     if !to_unpin.is_empty() {
         let (node, k) = (p.node.clone(), key.clone());
-        let others = ctx.db(move |s| s.pinned_by_others(&node, &k)).await?;
+        let others = ctx.store().pinned_by_others(&node, &k).await?;
         let list: Vec<String> = to_unpin
             .into_iter()
             .filter(|i| !others.contains(i))
@@ -45,7 +45,7 @@ pub(super) async fn unpublish_step(
         p.pinned.clear();
     }
     let (k, rev) = (key.clone(), p.revision);
-    if !ctx.db(move |s| s.delete_publication(&k, rev)).await? {
+    if !ctx.store().delete_publication(&k, rev).await? {
         return Err(ReconcileError::Stale);
     }
     tracing::info!(publication = %key, "unpublished");

@@ -1,27 +1,13 @@
-//! Stores, specs and nodes for the store's tests.
+//! Specs, nodes and resources for the store's tests.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use redb::Database;
 
 use crate::model::{AppSpec, Node, WorkloadKind};
-use crate::sealed_records::RecordSealer;
+use crate::resources::{LoadBalancerSpec, Resource, ResourceKind, ResourceSpec, ServicePort};
 
-use super::Store;
+use super::StoreError;
 
-pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = Database::create(dir.path().join("berth.redb")).expect("db");
-    let store = Store::open(Arc::new(db), test_sealer()).expect("open");
-    (dir, store)
-}
-
-pub(super) fn test_sealer() -> RecordSealer {
-    RecordSealer::new(Some(crate::secrets::SecretBox::new(&[9u8; 32])))
-}
-
-pub(super) fn spec(image: &str) -> AppSpec {
+pub(crate) fn spec(image: &str) -> AppSpec {
     AppSpec {
         kind: WorkloadKind::Deployment,
         containers: vec![crate::model::fixtures::container("web", image)],
@@ -33,9 +19,9 @@ pub(super) fn spec(image: &str) -> AppSpec {
     }
 }
 
-pub(super) const KC: &str = "current-context: c\ncontexts:\n- name: c\n  context:\n    cluster: k\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\n";
+pub(crate) const KC: &str = "current-context: c\ncontexts:\n- name: c\n  context:\n    cluster: k\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\n";
 
-pub(super) fn node(name: &str) -> Node {
+pub(crate) fn node(name: &str) -> Node {
     Node {
         name: name.into(),
         cluster: "edge".into(),
@@ -45,5 +31,41 @@ pub(super) fn node(name: &str) -> Node {
         edge_credentials: None,
         edge_controller_token: None,
         created_at: 0,
+    }
+}
+
+pub(crate) fn resource(name: &str, kind: ResourceKind, spec: ResourceSpec) -> Resource {
+    Resource {
+        project: "shop".into(),
+        name: name.into(),
+        kind,
+        spec,
+        description: format!("{name} for the shop"),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+pub(crate) fn lb(selector: &[(&str, &str)], app: Option<&str>) -> ResourceSpec {
+    ResourceSpec::LoadBalancer(LoadBalancerSpec {
+        app: app.map(str::to_string),
+        selector: selector
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        service_type: Default::default(),
+        ports: vec![ServicePort {
+            name: None,
+            port: 80,
+            target_port: None,
+            protocol: Default::default(),
+        }],
+    })
+}
+
+pub(crate) fn conflict(r: Result<impl std::fmt::Debug, StoreError>, rule: &str) {
+    match r {
+        Err(StoreError::Conflict(m)) => assert!(m.contains(rule), "{m}"),
+        other => panic!("expected a conflict naming {rule:?}, got {other:?}"),
     }
 }

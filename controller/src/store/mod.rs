@@ -1,104 +1,43 @@
-//! Persistence of the controller's records in redb.
+//! The controller's records: `ControllerStore`, the interface every backend
+//! implements, and its typed errors.
 //!
-//! Owns: the controller's tables inside the shared registry database, the
-//! transactions that change them, and the rules checked inside those
-//! transactions (uniqueness, references between records, "still in use"
-//! refusals). Every change that touches more than one record is one write
-//! transaction.
+//! Owns: what may be asked of the records and what each call guarantees.
+//! Every call is one transaction: the rules checked inside it (uniqueness,
+//! references between records, "still in use" refusals, the EIP addresses a
+//! publish claims) hold against concurrent calls, and what a caller needs to
+//! happen atomically is one call here, never composed by callers. The
+//! interface carries no database types and suits an async driver, so a
+//! server database can implement it; `conformance.rs` is the suite every
+//! implementation runs. `redb/` is the embedded implementation (its table
+//! tree is in its module doc), in the registry's database file.
 //!
-//! Must not touch: tables it does not own (every table here starts with `ctl_`),
-//! HTTP, or any I/O besides the database.
+//! Publications carry a `revision` that every write bumps; the reconciler
+//! writes with compare-and-swap on it (`replace_publication`), so a publish
+//! or unpublish request that lands while a reconcile is in flight is never
+//! overwritten. Resource publications work the same way.
 //!
-//! Table tree (values are JSON documents of the `model` types):
-//!
-//! ```text
-//! ctl_meta          &str                       -> u64        "schema" = 1
-//! ctl_clusters      name                       -> Cluster
-//! ctl_nodes         name                       -> Node
-//! ctl_apps          (project, app)             -> App
-//! ctl_app_versions  (project, app, version)    -> TemplateVersion   (immutable once written)
-//! ctl_publications  (project, app, node)       -> Publication
-//! ctl_resources     (project, kind, name)      -> Resource          (issue 6: load balancers,
-//!                                                                    EIPs, routes, config maps,
-//!                                                                    secrets, volumes)
-//! ctl_bindings      (project, node, kind, name)-> Binding           (a resource bound to a node)
-//! ctl_resource_publications
-//!                   (project, kind, name, node)-> ResourcePublication (a resource on a node)
-//! ctl_eip_addresses (cluster, address)         -> EipClaim          (an EIP address held on a node)
-//! ctl_forced        (project, app, node)       -> ForcedRemoval     (what a force-unpublish left on a node)
-//! ```
-//!
-//! `ctl_meta` also holds "resource_publications" = 1 once the records of
-//! resources published with their apps by an earlier release were made.
-//!
-//! Publications carry a `revision` that every write bumps; the reconciler writes
-//! with compare-and-swap on it (`update_publication`), so a publish or unpublish
-//! request that lands while a reconcile is in flight is never overwritten.
-//!
-//! The methods block (redb commits fsync); async callers run them on the blocking
-//! pool.
-//!
-//! - `clusters`: clusters and nodes (their credentials sealed through `RecordSealer`);
-//! - `apps`: apps and their template versions;
-//! - `publications`: publish and unpublish requests, and the reconciler's
-//!   compare-and-swap writes;
-//! - `resources`: resources that travel with apps, and the references between them;
-//! - `bindings`: volumes bound to (and released from) nodes;
-//! - `resource_publications`: resources published per node, and their rules.
+//! Must not touch: HTTP, nodes, or any I/O besides the records.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{Database, ReadableTable, TableDefinition};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use async_trait::async_trait;
 
-use crate::model::ValidationError;
-use crate::sealed_records::{RecordSealer, SealError};
+use crate::model::{
+    App, AppSpec, Cluster, Node, Publication, PublicationKey, TemplateVersion, ValidationError,
+};
+use crate::resources::{
+    Binding, PublicationRef, Resource, ResourceKind, ResourcePublication, ResourcePublicationKey,
+};
 
-mod apps;
-mod bindings;
-mod clusters;
-mod eips;
+#[cfg(test)]
+pub(crate) mod conformance;
 #[cfg(test)]
 mod fixtures;
-mod forced;
-mod projects;
-mod publications;
-mod resource_publications;
-#[cfg(test)]
-mod resource_publications_tests;
-mod resource_rules;
-mod resources;
+mod records;
+mod redb;
 
-pub use self::eips::EipClaim;
-pub use self::forced::ForcedRemoval;
-pub use self::projects::{ProjectHoldings, ProjectPurge};
-
-use self::clusters::seal_clear_records;
-
-const META: TableDefinition<&str, u64> = TableDefinition::new("ctl_meta");
-const CLUSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_clusters");
-const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_nodes");
-/// A name-keyed table of JSON records, with its name for error messages.
-type NamedTable = (
-    TableDefinition<'static, &'static str, &'static [u8]>,
-    &'static str,
-);
-const CLUSTERS_T: NamedTable = (CLUSTERS, "ctl_clusters");
-const NODES_T: NamedTable = (NODES, "ctl_nodes");
-const APPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ctl_apps");
-const VERSIONS: TableDefinition<(&str, &str, u32), &[u8]> =
-    TableDefinition::new("ctl_app_versions");
-const PUBLICATIONS: TableDefinition<(&str, &str, &str), &[u8]> =
-    TableDefinition::new("ctl_publications");
-const RESOURCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("ctl_resources");
-const BINDINGS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
-    TableDefinition::new("ctl_bindings");
-
-const RESOURCE_PUBS: TableDefinition<(&str, &str, &str, &str), &[u8]> =
-    TableDefinition::new("ctl_resource_publications");
-
-const SCHEMA_VERSION: u64 = 1;
+pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge};
+pub use self::redb::RedbControllerStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -121,147 +60,298 @@ pub enum StoreError {
     Task(String),
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs cannot fail (no maps with non-string keys).
-    serde_json::to_vec(value).unwrap_or_default()
-}
+/// The controller's records. Object safe: the controller holds an
+/// `Arc<dyn ControllerStore>`.
+#[async_trait]
+pub trait ControllerStore: Send + Sync {
+    // ---- clusters and nodes (credentials sealed at rest) ----
 
-fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        table,
-        message: e.to_string(),
-    })
-}
-
-fn sealing(table: &'static str) -> impl Fn(SealError) -> StoreError {
-    move |e| StoreError::Corrupt {
-        table,
-        message: e.to_string(),
-    }
-}
-
-/// The controller's records in a database shared with the registry.
-
-#[derive(Clone)]
-pub struct Store {
-    db: Arc<Database>,
-    /// Seals the credentials that cluster and node records carry.
-    sealer: RecordSealer,
-}
-
-impl Store {
-    /// Creates the controller's tables if needed. With a key in `sealer`, cluster
-    /// and node credentials are sealed at rest, and records an earlier release wrote
-    /// in the clear are sealed now, in the same transaction.
-    pub fn open(db: Arc<Database>, sealer: RecordSealer) -> Result<Store> {
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let current = meta.get("schema")?.map(|g| g.value());
-            match current {
-                None => {
-                    meta.insert("schema", SCHEMA_VERSION)?;
-                }
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::Conflict(format!(
-                        "the database holds controller schema {v}, newer than this berth \
-                         understands ({SCHEMA_VERSION}); upgrade berth"
-                    )));
-                }
-                Some(_) => {}
-            }
-            let sealed = seal_clear_records(&txn, &sealer)?;
-            if sealed > 0 {
-                tracing::info!(
-                    sealed,
-                    "sealed cluster and node credentials stored in the clear"
-                );
-            }
-            txn.open_table(APPS)?;
-            txn.open_table(VERSIONS)?;
-            txn.open_table(PUBLICATIONS)?;
-            txn.open_table(RESOURCES)?;
-            txn.open_table(BINDINGS)?;
-            txn.open_table(RESOURCE_PUBS)?;
-            txn.open_table(self::eips::EIP_ADDRESSES)?;
-            txn.open_table(self::forced::FORCED)?;
-            drop(meta);
-            let made = resource_publications::backfill(&txn)?;
-            if made > 0 {
-                tracing::info!(
-                    made,
-                    "recorded the resources published with their apps per node"
-                );
-            }
-        }
-        txn.commit()?;
-        Ok(Store { db, sealer })
-    }
-
-    /// The database, for tests that write records as an earlier release did.
-    #[cfg(test)]
-    pub(crate) fn database(&self) -> &Arc<Database> {
-        &self.db
-    }
-
-    /// Runs `f` on the blocking pool (redb commits fsync): how async callers
-    /// use the store.
-    pub async fn run_blocking<T: Send + 'static>(
+    async fn create_cluster(&self, cluster: &Cluster) -> Result<()>;
+    /// Changes a cluster's EIP pool (`Some("")` removes it), keeping every
+    /// address already allocated from it inside.
+    async fn update_cluster_pool(&self, name: &str, pool: Option<&str>) -> Result<Cluster>;
+    async fn get_cluster(&self, name: &str) -> Result<Option<Cluster>>;
+    async fn list_clusters(&self) -> Result<Vec<Cluster>>;
+    /// Refused while a node is in the cluster.
+    async fn delete_cluster(&self, name: &str) -> Result<()>;
+    /// Stores a new node (normalized and validated, into `node`); its
+    /// cluster must exist.
+    async fn create_node(&self, node: &mut Node) -> Result<()>;
+    async fn get_node(&self, name: &str) -> Result<Option<Node>>;
+    async fn list_nodes(&self) -> Result<Vec<Node>>;
+    /// Changes a node's labels as a JSON merge patch would: a value sets the
+    /// label, `None` removes it. Answers the node as stored.
+    async fn label_node(
         &self,
-        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
-    }
-
-    /// One record of a name-keyed table, read by `read`.
-    fn get_named<T>(
-        &self,
-        table: NamedTable,
         name: &str,
-        read: impl Fn(&RecordSealer, &[u8]) -> std::result::Result<T, SealError>,
-    ) -> Result<Option<T>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(table.0)?;
-        let v = t.get(name)?;
-        v.map(|g| read(&self.sealer, g.value()).map_err(sealing(table.1)))
-            .transpose()
-    }
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<Node>;
+    /// Refused while an app is published on the node or a volume bound to it.
+    async fn delete_node(&self, name: &str) -> Result<()>;
 
-    /// Every record of a name-keyed table, in name order.
-    fn list_named<T>(
+    // ---- apps and their template versions ----
+
+    /// Creates an app with its first template version.
+    async fn create_app(
         &self,
-        table: NamedTable,
-        read: impl Fn(&RecordSealer, &[u8]) -> std::result::Result<T, SealError>,
-    ) -> Result<Vec<T>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(table.0)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (_, v) = item?;
-            out.push(read(&self.sealer, v.value()).map_err(sealing(table.1))?);
-        }
-        Ok(out)
+        project: &str,
+        name: &str,
+        spec: &AppSpec,
+        author: &str,
+        message: Option<&str>,
+        now: u64,
+    ) -> Result<(App, TemplateVersion)>;
+    async fn get_app(&self, project: &str, name: &str) -> Result<Option<App>>;
+    async fn list_apps(&self, project: &str) -> Result<Vec<App>>;
+    /// A new version unless `spec` equals the latest (then that one, and
+    /// `false`).
+    async fn add_version(
+        &self,
+        project: &str,
+        name: &str,
+        spec: &AppSpec,
+        author: &str,
+        message: Option<&str>,
+        now: u64,
+    ) -> Result<(TemplateVersion, bool)>;
+    async fn get_version(
+        &self,
+        project: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<TemplateVersion>>;
+    async fn list_versions(&self, project: &str, name: &str) -> Result<Vec<TemplateVersion>>;
+    /// Refused while the app is published anywhere.
+    async fn delete_app(&self, project: &str, name: &str) -> Result<()>;
+
+    // ---- app publications ----
+
+    /// Records a publish of `version` (latest when `None`) on `nodes`: new
+    /// publications start resolving, existing ones start over.
+    async fn publish(
+        &self,
+        project: &str,
+        app: &str,
+        version: Option<u32>,
+        nodes: &[String],
+        now: u64,
+    ) -> Result<Vec<Publication>>;
+    /// Marks publications for removal; with `cascade` the resources only
+    /// the app uses there go too.
+    async fn unpublish(
+        &self,
+        project: &str,
+        app: &str,
+        nodes: &[String],
+        cascade: bool,
+        now: u64,
+    ) -> Result<Vec<Publication>>;
+    async fn get_publication(&self, key: &PublicationKey) -> Result<Option<Publication>>;
+    async fn list_publications(&self) -> Result<Vec<Publication>>;
+    async fn list_app_publications(&self, project: &str, app: &str) -> Result<Vec<Publication>>;
+    /// Writes `p` if nobody changed it since it was read (same `revision`),
+    /// bumping `p.revision`; answers with what it replaced (`None`: it
+    /// changed or is gone, nothing written).
+    async fn replace_publication(&self, p: &mut Publication) -> Result<Option<Publication>>;
+    /// `replace_publication`, answering only whether it wrote.
+    async fn update_publication(&self, p: &mut Publication) -> Result<bool> {
+        Ok(self.replace_publication(p).await?.is_some())
     }
+    /// Deletes the publication if it is still at `revision`.
+    async fn delete_publication(&self, key: &PublicationKey, revision: u64) -> Result<bool>;
+    /// Images pinned on `node` by publications other than `except`.
+    async fn pinned_by_others(
+        &self,
+        node: &str,
+        except: &PublicationKey,
+    ) -> Result<BTreeSet<String>>;
+    /// Every publication in `project` on `node` with the spec of its version, by app.
+    async fn published_specs_on_node(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<BTreeMap<String, (Publication, AppSpec)>>;
+
+    // ---- force-unpublish tombstones ----
+
+    /// Drops the app's publications on `nodes` now, leaving tombstones.
+    async fn force_unpublish(
+        &self,
+        project: &str,
+        app: &str,
+        nodes: &[String],
+        now: u64,
+    ) -> Result<Vec<ForcedRemoval>>;
+    async fn list_forced(&self) -> Result<Vec<ForcedRemoval>>;
+    /// The node is reconciled to nothing: the tombstone goes.
+    async fn forget_forced(&self, k: &PublicationKey) -> Result<()>;
+
+    // ---- projects ----
+
+    async fn project_holdings(&self, project: &str) -> Result<ProjectHoldings>;
+    /// Drops everything `project` holds; tombstones take its nodes back to nothing.
+    async fn purge_project(&self, project: &str, now: u64) -> Result<ProjectPurge>;
+
+    // ---- resources ----
+
+    /// Creates a resource after checking what it refers to. A load
+    /// balancer, EIP or route that serves a published app follows it to its
+    /// nodes: the records made are returned, to trigger.
+    async fn create_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>>;
+    /// Replaces a resource's spec (same rules as create, plus: a volume's
+    /// capacity is immutable). Returns the publications that must apply again.
+    async fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>>;
+    async fn get_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Option<Resource>>;
+    async fn list_resources(&self, project: &str, kind: ResourceKind) -> Result<Vec<Resource>>;
+    /// Refused (naming the rule) while a published app uses it, while a
+    /// volume is bound to a node and not released, and while a load balancer
+    /// has EIPs or routes or its app is published.
+    async fn delete_resource(&self, project: &str, kind: ResourceKind, name: &str) -> Result<()>;
+    /// Publications (as `app@node`) whose version uses the resource.
+    async fn resource_users(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Vec<String>>;
+
+    // ---- volumes bound to nodes ----
+
+    /// Records that a volume is bound on a node (again, if it was released).
+    async fn bind(
+        &self,
+        project: &str,
+        node: &str,
+        kind: ResourceKind,
+        name: &str,
+        now: u64,
+    ) -> Result<()>;
+    async fn get_binding(
+        &self,
+        project: &str,
+        node: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Option<Binding>>;
+    async fn list_bindings(&self, project: &str) -> Result<Vec<Binding>>;
+    /// Checks that a volume may be released on a node: bound there and no
+    /// app using it published there. The caller removes the claim, then
+    /// calls `mark_released`.
+    async fn check_release(&self, project: &str, node: &str, name: &str) -> Result<()>;
+    async fn mark_released(
+        &self,
+        project: &str,
+        node: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<()>;
+    /// Unbinds a released volume: drops its released binding on `node` (on
+    /// every node when `None`; refused while bound there), and once it is
+    /// bound nowhere, takes it out of the template of every app that names
+    /// it (a new version each). Returns those versions as `(app, version)`.
+    async fn unbind(
+        &self,
+        project: &str,
+        node: Option<&str>,
+        name: &str,
+        author: &str,
+        now: u64,
+    ) -> Result<Vec<(String, u32)>>;
+
+    // ---- EIP addresses ----
+
+    /// The address EIP `name` holds on `node`, if it holds one.
+    async fn eip_address(&self, project: &str, name: &str, node: &str) -> Result<Option<String>>;
+    /// (cluster, address, claim) for every address held.
+    async fn list_eip_claims(&self) -> Result<Vec<(String, String, EipClaim)>>;
+
+    // ---- resources published per node ----
+
+    /// Records a publish of a resource on `nodes` (default: every node where
+    /// an app it serves is published), after its rules.
+    async fn publish_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+        nodes: Option<Vec<String>>,
+        now: u64,
+    ) -> Result<Vec<ResourcePublication>>;
+    /// Records an unpublish of a resource from `nodes` (default: every node
+    /// it is published on), after its rules.
+    async fn unpublish_resource(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+        nodes: Option<Vec<String>>,
+        now: u64,
+    ) -> Result<Vec<ResourcePublication>>;
+    async fn get_resource_publication(
+        &self,
+        k: &ResourcePublicationKey,
+    ) -> Result<Option<ResourcePublication>>;
+    /// One resource's records, in node order.
+    async fn list_resource_publications(
+        &self,
+        project: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Vec<ResourcePublication>>;
+    /// Resources wanted on `node` in `project`.
+    async fn resources_wanted_on_node(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<BTreeSet<(ResourceKind, String)>>;
+    /// The records of the resources travelling with `app`, on the nodes it
+    /// has publications on.
+    async fn app_resource_publications(
+        &self,
+        project: &str,
+        app: &str,
+    ) -> Result<Vec<ResourcePublication>>;
+    async fn list_all_resource_publications(&self) -> Result<Vec<ResourcePublication>>;
+    /// Compare-and-swap on `rp.revision`, bumping it on success.
+    async fn update_resource_publication(&self, rp: &mut ResourcePublication) -> Result<bool>;
+    /// Deletes the record if it is still at `revision`.
+    async fn delete_resource_publication(
+        &self,
+        k: &ResourcePublicationKey,
+        revision: u64,
+    ) -> Result<bool>;
+    /// Forgets resources taken off `node` outside their own reconcile (an
+    /// app unpublish with cascade, a volume release).
+    async fn forget_resource_publications(
+        &self,
+        project: &str,
+        node: &str,
+        items: &[(ResourceKind, String)],
+    ) -> Result<()>;
+    /// After an app's apply carried them: its resources on the node are applied.
+    async fn mark_resources_applied(
+        &self,
+        project: &str,
+        node: &str,
+        items: &[(ResourceKind, String)],
+        detail: &str,
+        now: u64,
+    ) -> Result<()>;
+    /// Whether a resource publication may be applied now: `Ok(None)` yes,
+    /// `Ok(Some(reason))` not yet, `Err` never (nothing it serves is on the node).
+    async fn resource_readiness(&self, k: &ResourcePublicationKey) -> Result<Option<String>>;
+    /// Network resources on `node` that no published app there is served by
+    /// any more: they go with it.
+    async fn network_left_alone(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<Vec<ResourcePublication>>;
 }

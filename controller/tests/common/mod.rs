@@ -559,7 +559,9 @@ impl Harness {
         };
         let db = Arc::new(db);
         let db_weak = Arc::downgrade(&db);
-        let state = ControllerState::new(db, ports, fast_settings()).expect("controller");
+        let store = berth_controller::open_embedded_store(db, fast_settings().secret_key)
+            .expect("controller store");
+        let state = ControllerState::new(store, ports, fast_settings());
         let (stop_rec, rec_rx) = oneshot::channel::<()>();
         let reconciler = state.spawn_reconciler(async move {
             let _ = rec_rx.await;

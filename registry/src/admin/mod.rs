@@ -31,6 +31,7 @@ use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 mod body;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
+mod quota;
 mod webhooks;
 
 /// The project-cleanup port, filled in once the controller is up.
@@ -150,7 +151,12 @@ impl From<Refusal> for AdminError {
 
 impl From<crate::service::ServiceError> for AdminError {
     fn from(e: crate::service::ServiceError) -> Self {
-        AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        // A refusal by the registry's own rules (an immutable tag) is the caller's to fix.
+        let status = match e.code() {
+            Some(crate::oci::ErrorCode::Denied) => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        AdminError::new(status, e.to_string())
     }
 }
 
@@ -448,6 +454,13 @@ pub struct ProjectPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<RequireSignature>, nullable)]
     pub require_signature: Option<Option<RequireSignature>>,
+    /// The project's storage limit (system administrators): a size such as
+    /// "50GiB" or "500MB", a number of bytes, or "none" for no limit even
+    /// where `quota.default_project` sets one; `null` removes the project's
+    /// own limit (the default applies again).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable, example = "50GiB")]
+    pub quota: Option<Option<serde_json::Value>>,
 }
 
 /// A field that is present, even as `null`, is `Some`.
@@ -502,6 +515,11 @@ async fn create_project(
         .accounts
         .create_project_with(&b.name, b.public, proxy)
         .await?;
+    if p.proxy.is_some() {
+        // What its pulls bring is not limited (see `app::exempt_proxy_projects`).
+        let unlimited = Some(crate::meta::quota::QuotaSetting::Unlimited);
+        st.registry.set_quota(&p.name, unlimited).await?;
+    }
     st.audit(&c, "project.create", Some(&p.name), &p.name);
     Ok((StatusCode::CREATED, Json(proxy_projects::answer(&p))))
 }
@@ -513,6 +531,7 @@ pub struct ProjectView {
     pub project: serde_json::Value,
     pub repositories: Vec<String>,
     pub members: Vec<MemberView>,
+    pub storage: quota::StorageView,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -531,6 +550,7 @@ async fn show_project(
 ) -> AResult<Json<ProjectView>> {
     let project = st.require_visible(&c, &name)?;
     Ok(Json(ProjectView {
+        storage: quota::storage(&st, &name).await?,
         repositories: st.project_repos(&name).await?,
         members: st
             .access
@@ -552,17 +572,26 @@ async fn patch_project(
     JsonBody(b): JsonBody<ProjectPatch>,
 ) -> AResult<Json<serde_json::Value>> {
     st.require_role(&c, &name, Manage::Settings)?;
-    if b.public.is_none() && b.require_signature.is_none() {
+    if b.public.is_none() && b.require_signature.is_none() && b.quota.is_none() {
         return Err(AdminError::new(
             StatusCode::BAD_REQUEST,
-            "nothing to change: give public and/or require_signature",
+            "nothing to change: give public, require_signature and/or quota",
         ));
     }
+    // Checked before anything changes, so a refused quota changes nothing else.
+    let quota = quota::requested(&st, &c, &name, b.quota.as_ref())?;
     let change = ProjectChange {
         public: b.public,
         require_signature: b.require_signature,
     };
-    let p = st.access.accounts.update_project(&name, &change).await?;
+    let p = if change.public.is_some() || change.require_signature.is_some() {
+        st.access.accounts.update_project(&name, &change).await?
+    } else {
+        st.require_visible(&c, &name)?
+    };
+    if let Some(setting) = quota {
+        quota::set(&st, &c, &name, setting).await?;
+    }
     if let Some(policy) = &change.require_signature {
         let action = if policy.is_some() {
             "project.require-signature"
@@ -579,7 +608,9 @@ async fn patch_project(
         };
         st.audit(&c, action, Some(&name), &name);
     }
-    Ok(Json(proxy_projects::answer(&p)))
+    let mut answer = proxy_projects::answer(&p);
+    answer["storage"] = serde_json::to_value(quota::storage(&st, &name).await?).unwrap_or_default();
+    Ok(Json(answer))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path, example = "demo"), Force),
@@ -632,12 +663,18 @@ async fn delete_project(
             ),
         ));
     }
+    if !repos.is_empty() {
+        // A forced delete takes immutable tags with it: the rules go first.
+        st.registry.forget_project(&name).await?;
+    }
     for r in repos {
         if let Ok(repo) = r.parse::<RepoName>() {
             st.registry.delete_repository(&repo).await?;
         }
     }
     st.access.accounts.delete_project(&name).await?;
+    // A project of the same name later starts without this one's quota and rules.
+    st.registry.forget_project(&name).await?;
     st.audit(&c, "project.delete", Some(&name), &name);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1053,7 +1090,7 @@ async fn audit_log(
 #[openapi(
     info(
         title = "berth admin API",
-        description = "Accounts, projects, members, robots, repositories, webhooks, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
+        description = "Accounts, projects (with storage quotas and immutable-tag rules), members, robots, repositories, webhooks, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
     ),
     components(schemas(ErrorBody))
 )]
@@ -1066,6 +1103,9 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(set_password))
         .routes(routes!(list_projects, create_project))
         .routes(routes!(show_project, patch_project, delete_project))
+        .routes(routes!(quota::recount))
+        .routes(routes!(quota::list_rules, quota::add_rule))
+        .routes(routes!(quota::delete_rule))
         .routes(routes!(list_members))
         .routes(routes!(put_member, delete_member))
         .routes(routes!(list_robots, create_robot))

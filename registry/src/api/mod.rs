@@ -429,6 +429,14 @@ async fn handle(
                             .header(header::CONTENT_LENGTH)
                             .is_some_and(|l| l.trim() != "0")
                         || ctx.headers.contains_key(header::TRANSFER_ENCODING);
+                    // The last (or only) chunk's size is known: a blob that
+                    // cannot fit is refused before it is read.
+                    let len = ctx
+                        .header(header::CONTENT_LENGTH)
+                        .and_then(|l| l.trim().parse::<u64>().ok());
+                    if let (true, Some(len)) = (has_body, len) {
+                        st.ns.precheck_blob(&repo, &digest, len).await?;
+                    }
                     let body = has_body.then(|| body_stream(body));
                     st.ns
                         .upload_finish(&repo, &id, &digest, range, body)

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use super::*;
 use crate::oci::{manifest, media};
 
+mod quota;
+
 type Store = Arc<dyn MetaStore>;
 
 pub(crate) async fn suite(meta: Store) {
@@ -24,6 +26,7 @@ pub(crate) async fn suite(meta: Store) {
     gc_rechecks_what_it_saw(&meta).await;
     gc_blob_records_and_the_store(&meta).await;
     webhooks_and_their_outbox(&meta).await;
+    quota::suite(&meta).await;
 }
 
 fn repo(s: &str) -> RepoName {

@@ -1,6 +1,7 @@
 //! Registry metadata: what each repository holds (blob links, manifests,
-//! tags, referrers), the record of every blob in the content store, and the
-//! projects' webhook endpoints with their outbox and delivery log.
+//! tags, referrers), the record of every blob in the content store, each
+//! project's usage, storage limit and immutable-tag rules (`quota.rs`), and
+//! the projects' webhook endpoints with their outbox and delivery log.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
 //! implementation, one redb file, the default. The same backend keeps the
@@ -31,12 +32,15 @@ use futures::future::BoxFuture;
 
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
+mod cache;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod mark;
 mod outbox;
+pub mod quota;
 mod redb;
 
+pub use self::cache::{CacheBook, TagClockOwner};
 pub use self::mark::mark;
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
@@ -52,6 +56,13 @@ pub enum MetaError {
     /// A `StoreStep` failed; nothing was recorded.
     #[error("{0}")]
     Store(String),
+    /// A write that would take a project over its storage limit; nothing
+    /// was recorded (and a `StoreStep` not run).
+    #[error("{0}")]
+    Quota(quota::QuotaExceeded),
+    /// A change to a tag an immutable-tag rule protects; nothing was changed.
+    #[error("{0}")]
+    Immutable(quota::ImmutableTag),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -155,6 +166,18 @@ pub struct Seen {
 
 /// The registry's metadata. Every operation is atomic; writes are
 /// serialised with each other (one writer at a time).
+///
+/// Every write that links a blob to a repository or adds a manifest to one
+/// (`link_blob`, `record_and_link`, `place_record_and_link`, `mount`,
+/// `put_manifest`) counts it in the project's usage if the project did not
+/// hold that digest yet, and fails with `MetaError::Quota`, writing
+/// nothing, when that would take the project over its limit. Every write
+/// that removes the project's last link or manifest of a digest
+/// (`unlink_blob`, `forget_blob`, `delete_manifest`, `delete_repo`, GC's
+/// sweeps) takes it out of the usage. A push that moves a tag, and a
+/// deletion of a tag, of a manifest a tag points to or of a repository
+/// with tags, fail with `MetaError::Immutable` when a rule of the project
+/// protects one of those tags.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     // ---- blobs ----
@@ -295,6 +318,32 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Under the write lock, runs `delete` for each of `digests` that has
     /// no record (one recorded meanwhile is skipped). How many it ran for.
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64>;
+
+    // ---- quotas and immutable tags (see quota.rs) ----
+
+    /// A project's usage, its own limit setting and the registry default.
+    async fn quota(&self, project: &str) -> Result<quota::ProjectQuota>;
+    /// Whether `project` holds `digest` (so pushing it again adds nothing).
+    async fn project_holds(&self, project: &str, digest: &Digest) -> Result<bool>;
+    /// Sets (`Some`) or removes (`None`) the limit of `project`, or with
+    /// `project` None the registry default (where `Unlimited` removes it).
+    async fn set_quota(
+        &self,
+        project: Option<&str>,
+        setting: Option<quota::QuotaSetting>,
+    ) -> Result<()>;
+    /// Rebuilds a project's usage from its links and manifests, in one
+    /// transaction; the counter before and after.
+    async fn recount_usage(&self, project: &str) -> Result<quota::Recount>;
+    /// A project's immutable-tag rules, by pattern.
+    async fn immutable_rules(&self, project: &str) -> Result<Vec<quota::ImmutableRule>>;
+    /// Adds a rule; false when the project had it already.
+    async fn immutable_rule_add(&self, project: &str, pattern: &str) -> Result<bool>;
+    /// Removes a rule; false when there was none.
+    async fn immutable_rule_remove(&self, project: &str, pattern: &str) -> Result<bool>;
+    /// Drops a deleted project's limit and rules (its repositories are
+    /// deleted first) and recounts what is left of its usage.
+    async fn forget_project(&self, project: &str) -> Result<()>;
 
     // ---- webhooks (see outbox.rs) ----
 

@@ -81,10 +81,45 @@ impl Keeper for KeepAll {
 }
 
 /// When upstream last confirmed each tag (unix ms), kept by the owner.
+#[async_trait]
 pub trait TagClock: Send + Sync {
-    fn fetched(&self, repo: &RepoName, tag: &Tag) -> Option<u64>;
+    async fn fetched(&self, repo: &RepoName, tag: &Tag) -> Option<u64>;
     /// Upstream confirmed the tag now.
-    fn confirmed(&self, repo: &RepoName, tag: &Tag);
+    async fn confirmed(&self, repo: &RepoName, tag: &Tag);
+}
+
+/// A `TagClock` in the registry's `CacheBook` (the edge's, or the proxy
+/// projects'); a failure to read is a tag never confirmed, a failure to
+/// write is logged.
+pub struct BookTagClock {
+    pub book: Arc<dyn crate::meta::CacheBook>,
+    pub owner: crate::meta::TagClockOwner,
+}
+
+#[async_trait]
+impl TagClock for BookTagClock {
+    async fn fetched(&self, repo: &RepoName, tag: &Tag) -> Option<u64> {
+        match self
+            .book
+            .tag_fetched(self.owner, repo.as_str(), tag.as_str())
+            .await
+        {
+            Ok(at) => at,
+            Err(e) => {
+                tracing::warn!(%repo, %tag, error = %e, "cannot read when a tag was confirmed");
+                None
+            }
+        }
+    }
+    async fn confirmed(&self, repo: &RepoName, tag: &Tag) {
+        let res = self
+            .book
+            .set_tag_fetched(self.owner, repo.as_str(), tag.as_str(), now_ms())
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(%repo, %tag, error = %e, "cannot note when a tag was confirmed");
+        }
+    }
 }
 
 /// Counters of a pull-through, registered under a prefix (`edge`, `proxy`).

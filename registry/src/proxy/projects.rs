@@ -7,7 +7,7 @@
 //!
 //! Owns the dispatch by project, the pull-through of each proxy project
 //! (built on first use, rebuilt when its settings change), and where the
-//! registry keeps when upstream last confirmed a tag (`RedbTagClock`). Access
+//! registry keeps when upstream last confirmed a tag (its `CacheBook`). Access
 //! control is the router's, as for any project.
 
 use std::collections::HashMap;
@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::TableDefinition;
 
 use super::upstream::{ProjectUpstream, Upstream};
-use super::{KeepAll, ProxyMetrics, PullThrough, TagClock, TagFreshness, TagPolicy};
+use super::{BookTagClock, KeepAll, ProxyMetrics, PullThrough, TagClock, TagFreshness, TagPolicy};
 use crate::auth::accounts::{proxy_password_place, Accounts, ProxyUpstream};
 use crate::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::sealing::Sealer;
@@ -57,8 +56,9 @@ impl ProxyProjects {
         options: ProxyOptions,
         metrics: Arc<ProxyMetrics>,
     ) -> Self {
-        let clock = Arc::new(RedbTagClock {
-            local: local.clone(),
+        let clock = Arc::new(BookTagClock {
+            book: local.cache_book(),
+            owner: crate::meta::TagClockOwner::Proxy,
         });
         Self {
             local,
@@ -137,40 +137,6 @@ impl ProxyProjects {
                     up.url
                 ),
             )),
-        }
-    }
-}
-
-/// When upstream last confirmed each proxy project's tags, in the
-/// registry's database (`proxy_tag_fetched`: (repo, tag) → unix ms), so that
-/// a restarted registry still serves them stale while upstream is down.
-struct RedbTagClock {
-    local: Arc<LocalRegistry>,
-}
-
-const TAG_FETCHED: TableDefinition<(&str, &str), u64> = TableDefinition::new("proxy_tag_fetched");
-
-impl TagClock for RedbTagClock {
-    fn fetched(&self, repo: &RepoName, tag: &Tag) -> Option<u64> {
-        let db = self.local.database().ok()?;
-        let tx = db.begin_read().ok()?;
-        let t = tx.open_table(TAG_FETCHED).ok()?;
-        let v = t.get((repo.as_str(), tag.as_str())).ok().flatten()?;
-        Some(v.value())
-    }
-
-    fn confirmed(&self, repo: &RepoName, tag: &Tag) {
-        let res = (|| -> std::result::Result<(), String> {
-            let db = self.local.database().map_err(|e| e.to_string())?;
-            let tx = db.begin_write().map_err(|e| e.to_string())?;
-            tx.open_table(TAG_FETCHED)
-                .map_err(|e| e.to_string())?
-                .insert((repo.as_str(), tag.as_str()), super::now_ms())
-                .map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())
-        })();
-        if let Err(e) = res {
-            tracing::warn!(%repo, %tag, error = %e, "cannot note when a tag was confirmed");
         }
     }
 }
@@ -258,6 +224,11 @@ impl Namespace for ProxyProjects {
         self.local
             .upload_finish(repo, id, digest, range, body)
             .await
+    }
+
+    async fn precheck_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        self.writable(repo)?;
+        self.local.precheck_blob(repo, digest, size).await
     }
 
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {

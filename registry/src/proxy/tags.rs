@@ -36,19 +36,22 @@ impl TagFreshness {
     }
 
     /// How long ago upstream confirmed the tag.
-    fn age(&self, repo: &RepoName, tag: &Tag) -> Option<Duration> {
-        let at = self.clock.fetched(repo, tag)?;
+    async fn age(&self, repo: &RepoName, tag: &Tag) -> Option<Duration> {
+        let at = self.clock.fetched(repo, tag).await?;
         Some(Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
     /// Whether upstream confirmed the tag at `asked` (unix ms) or later.
-    fn confirmed_since(&self, repo: &RepoName, tag: &Tag, asked: u64) -> bool {
-        self.clock.fetched(repo, tag).is_some_and(|f| f >= asked)
+    async fn confirmed_since(&self, repo: &RepoName, tag: &Tag, asked: u64) -> bool {
+        self.clock
+            .fetched(repo, tag)
+            .await
+            .is_some_and(|f| f >= asked)
     }
 
     /// Upstream just confirmed the tag.
-    pub fn confirmed(&self, repo: &RepoName, tag: &Tag) {
-        self.clock.confirmed(repo, tag);
+    pub async fn confirmed(&self, repo: &RepoName, tag: &Tag) {
+        self.clock.confirmed(repo, tag).await;
     }
 }
 
@@ -63,7 +66,7 @@ impl PullThrough {
         let by_tag = Reference::Tag(tag.clone());
         let cached = self.local_manifest(repo, &by_tag).await?;
         let policy = self.tags.policy;
-        let age = self.tags.age(repo, tag);
+        let age = self.tags.age(repo, tag).await;
         if let (Some(m), Some(age)) = (&cached, age) {
             if age < policy.freshness {
                 self.metrics.hits.inc();
@@ -72,7 +75,7 @@ impl PullThrough {
         }
         let asked = now_ms();
         let _flight = self.flights.join(format!("tag {repo}:{tag}")).await;
-        if self.tags.confirmed_since(repo, tag, asked) {
+        if self.tags.confirmed_since(repo, tag, asked).await {
             // The caller we waited for just looked it up.
             if let Some(m) = self.local_manifest(repo, &by_tag).await? {
                 self.metrics.hits.inc();
@@ -106,7 +109,7 @@ impl PullThrough {
                         self.cache_manifest(repo, f, Some(tag)).await?
                     }
                 };
-                self.tags.confirmed(repo, tag);
+                self.tags.confirmed(repo, tag).await;
                 Ok(m)
             }
             Ok(None) => Err(manifest_unknown(repo, &by_tag)),

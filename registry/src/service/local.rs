@@ -5,9 +5,8 @@
 //! commit of verified content (`commit_verified`, used by uploads and by a
 //! pull-through cache's fills alike), manifest caching (recorded like a
 //! push, referrers included), eviction, listing what is held, resolving an
-//! image reference, repository and tag deletion, start-up recovery, and the
-//! embedded database's handle for modules that keep their own tables in the
-//! same file. The metadata is a `MetaStore` (any backend); GC reaches it and
+//! image reference, repository and tag deletion, start-up recovery, and a
+//! pull-through cache's bookkeeping in the same backend (`cache_book`). The metadata is a `MetaStore` (any backend); GC reaches it and
 //! the content through `gc_parts`, and nothing else does. The `Namespace` implementation is in `namespace.rs`, upload
 //! sessions in `uploads.rs`; opening from the configuration in `app.rs`.
 
@@ -20,14 +19,17 @@ use super::metrics::Metrics;
 use super::uploads::UploadSlot;
 use super::{FinishedIngest, Ingest, IngestData, Manifest, Result, ServiceError};
 use crate::content::{ContentError, ContentStore};
-use crate::meta::{LinkOutcome, MetaStore, RedbMeta, References, StoreStep};
+use crate::meta::quota::{ImmutableRule, ProjectQuota, QuotaExceeded, QuotaSetting, Recount};
+use crate::meta::{LinkOutcome, MetaError, MetaStore, RedbMeta, References, StoreStep};
 use crate::oci::{manifest, Algorithm, Descriptor, Digest, ErrorCode, ImageRef, Reference};
 use crate::oci::{RepoName, Tag};
 
 /// The registry's own namespace over the content store and metadata.
 pub struct LocalRegistry {
     pub(super) meta: Arc<dyn MetaStore>,
-    /// The embedded database when the metadata is in one (`database`).
+    /// A pull-through cache's bookkeeping, in the same backend.
+    book: Arc<dyn crate::meta::CacheBook>,
+    /// The embedded database when the metadata is in one (`reopen_database`).
     pub(super) embedded: Option<RedbMeta>,
     pub(super) content: ContentStore,
     pub(super) uploads: Mutex<HashMap<String, UploadSlot>>,
@@ -42,8 +44,9 @@ pub struct LocalRegistry {
 
 /// Something outside the registry's metadata that holds manifests alive:
 /// `(repository, manifest digest)` pairs that GC treats like tags.
+#[async_trait::async_trait]
 pub trait GcRoots: Send + Sync {
-    fn roots(&self) -> Vec<(String, String)>;
+    async fn roots(&self) -> Vec<(String, String)>;
 }
 
 /// What `commit_verified` did.
@@ -86,10 +89,17 @@ pub struct CachedImage {
 }
 
 impl LocalRegistry {
-    /// A registry over any metadata backend.
-    pub fn new(meta: Arc<dyn MetaStore>, content: ContentStore, metrics: Arc<Metrics>) -> Self {
+    /// A registry over any metadata backend (`book`: the same backend's
+    /// cache bookkeeping).
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        book: Arc<dyn crate::meta::CacheBook>,
+        content: ContentStore,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             meta,
+            book,
             embedded: None,
             content,
             uploads: Mutex::new(HashMap::new()),
@@ -100,10 +110,15 @@ impl LocalRegistry {
         }
     }
 
-    /// A registry over the embedded metadata database, whose file other
-    /// modules keep their own tables in (`database`).
+    /// A registry over the embedded metadata database, which also keeps a
+    /// pull-through cache's bookkeeping (`cache_book`).
     pub fn embedded(meta: RedbMeta, content: ContentStore, metrics: Arc<Metrics>) -> Self {
-        let mut registry = Self::new(Arc::new(meta.clone()), content, metrics);
+        let mut registry = Self::new(
+            Arc::new(meta.clone()),
+            Arc::new(meta.clone()),
+            content,
+            metrics,
+        );
         registry.embedded = Some(meta);
         registry
     }
@@ -130,15 +145,11 @@ impl LocalRegistry {
         self.meta.clone()
     }
 
-    /// The database file, for modules that keep their own tables in it
-    /// (the controller, a cache's bookkeeping). After
-    /// `reopen_database` this is the new one: ask again rather than keep it.
-    /// Fails when the metadata is not in an embedded database.
-    pub fn database(&self) -> Result<Arc<redb::Database>> {
-        self.embedded
-            .as_ref()
-            .map(RedbMeta::database)
-            .ok_or_else(no_embedded_database)
+    /// What a pull-through cache keeps beside the metadata (tag clocks, LRU
+    /// order, pins, prefetch jobs), in the same backend; it follows
+    /// `reopen_database`.
+    pub fn cache_book(&self) -> Arc<dyn crate::meta::CacheBook> {
+        self.book.clone()
     }
 
     /// Opens a new, empty database in place of the current one (its file
@@ -186,10 +197,16 @@ impl LocalRegistry {
         let placed = self.content.placed_ingests()?;
         for p in &placed {
             match p.owner.parse::<RepoName>() {
-                Ok(repo) => {
-                    self.meta.record_and_link(&repo, &p.digest, p.size).await?;
-                    tracing::info!(upload = %p.id, %repo, digest = %p.digest, "recorded the blob of an upload finished just before a crash");
-                }
+                Ok(repo) => match self.meta.record_and_link(&repo, &p.digest, p.size).await {
+                    Ok(_) => {
+                        tracing::info!(upload = %p.id, %repo, digest = %p.digest, "recorded the blob of an upload finished just before a crash");
+                    }
+                    // Its client never heard of success; the bytes are GC's.
+                    Err(MetaError::Quota(q)) => {
+                        tracing::warn!(upload = %p.id, %repo, digest = %p.digest, refused = %q, "an upload finished just before a crash is over its project's quota; its blob is left to GC");
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 Err(e) => {
                     tracing::warn!(upload = %p.id, owner = %p.owner, error = %e, "an upload placed before a crash names no repository; its blob is left to GC");
                 }
@@ -242,15 +259,15 @@ impl LocalRegistry {
         done: FinishedIngest,
     ) -> Result<Committed> {
         let size = done.size;
-        let digest = done.digest.clone();
         let id = done.id.clone();
-        let linked = self.meta.link_blob(repo, &digest).await? == LinkOutcome::Linked;
-        // Recorded but its bytes gone (removed behind the registry's back):
-        // this copy puts them back.
-        let new_blob = if linked && self.content.stat(&digest).await?.is_some() {
-            false
-        } else {
-            self.place_and_record(repo, done).await?
+        let new_blob = match self.link_or_place(repo, done).await {
+            Ok(new) => new,
+            Err(e) if e.code() == Some(ErrorCode::Denied) => {
+                // Over the project's quota: nothing of this upload is kept.
+                self.content.abort_ingest(&id).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         };
         // The blob is recorded: a directory that will not go away is litter
         // for the upload TTL to sweep, not a failed commit.
@@ -260,10 +277,26 @@ impl LocalRegistry {
         Ok(Committed { size, new_blob })
     }
 
+    /// Links the blob of a verified ingest if the store has it, else places
+    /// and records it; true when the record is new.
+    async fn link_or_place(&self, repo: &RepoName, done: FinishedIngest) -> Result<bool> {
+        let linked = self.meta.link_blob(repo, &done.digest).await? == LinkOutcome::Linked;
+        // Recorded but its bytes gone (removed behind the registry's back):
+        // this copy puts them back.
+        if linked && self.content.stat(&done.digest).await?.is_some() {
+            return Ok(false);
+        }
+        self.place_and_record(repo, done).await
+    }
+
     /// Places a verified ingest's bytes and records them; true when the record is new.
     async fn place_and_record(&self, repo: &RepoName, done: FinishedIngest) -> Result<bool> {
         let (d, size) = (done.digest.clone(), done.size);
         if !self.content.places_by_rename() {
+            // Placing is not under the write lock here: check first, so a
+            // refused blob is not left in the store for GC (the record
+            // checks again, atomically).
+            self.check_quota(repo, &d, size).await?;
             self.content.place(done).await?;
             return Ok(self.meta.record_and_link(repo, &d, size).await?);
         }
@@ -450,6 +483,75 @@ impl LocalRegistry {
     /// next GC. False when there was no such repository.
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<bool> {
         Ok(self.meta.delete_repo(repo).await?)
+    }
+
+    // ---- quotas and immutable tags ----
+
+    /// Refuses adding `digest` of `size` to `repo`'s project when it would
+    /// take the project over its limit (a check ahead of the bytes: the
+    /// write that records them checks again, atomically).
+    pub(super) async fn check_quota(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let project = repo.project();
+        let q = self.meta.quota(project).await?;
+        let Some(limit) = q.limit() else {
+            return Ok(());
+        };
+        if q.usage.saturating_add(size) <= limit || self.meta.project_holds(project, digest).await?
+        {
+            return Ok(());
+        }
+        Err(MetaError::Quota(QuotaExceeded {
+            project: project.to_string(),
+            limit,
+            usage: q.usage,
+            adding: size,
+        })
+        .into())
+    }
+
+    /// A project's usage and limits.
+    pub async fn quota(&self, project: &str) -> Result<ProjectQuota> {
+        Ok(self.meta.quota(project).await?)
+    }
+
+    /// Sets or removes a project's own limit (see `MetaStore::set_quota`).
+    pub async fn set_quota(&self, project: &str, setting: Option<QuotaSetting>) -> Result<()> {
+        Ok(self.meta.set_quota(Some(project), setting).await?)
+    }
+
+    /// Sets the registry-wide default limit (from the configuration, at start).
+    pub async fn set_default_quota(&self, limit: Option<u64>) -> Result<()> {
+        let setting = limit.map(QuotaSetting::Bytes);
+        Ok(self.meta.set_quota(None, setting).await?)
+    }
+
+    /// Recounts a project's usage from what it holds.
+    pub async fn recount_usage(&self, project: &str) -> Result<Recount> {
+        Ok(self.meta.recount_usage(project).await?)
+    }
+
+    pub async fn immutable_rules(&self, project: &str) -> Result<Vec<ImmutableRule>> {
+        Ok(self.meta.immutable_rules(project).await?)
+    }
+
+    /// Adds an immutable-tag rule; false when the project had it.
+    pub async fn add_immutable_rule(&self, project: &str, pattern: &str) -> Result<bool> {
+        Ok(self.meta.immutable_rule_add(project, pattern).await?)
+    }
+
+    /// Removes an immutable-tag rule; false when there was none.
+    pub async fn remove_immutable_rule(&self, project: &str, pattern: &str) -> Result<bool> {
+        Ok(self.meta.immutable_rule_remove(project, pattern).await?)
+    }
+
+    /// Drops a deleted project's limit and rules.
+    pub async fn forget_project(&self, project: &str) -> Result<()> {
+        Ok(self.meta.forget_project(project).await?)
     }
 
     /// Removes a tag; its manifest stays. False when there was no such tag.

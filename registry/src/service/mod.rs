@@ -21,6 +21,7 @@ use crate::meta::MetaError;
 use crate::oci::{Descriptor, Digest, ErrorCode, Reference, RepoName, Tag};
 
 pub use crate::content::{BlobRead, ByteRange, FinishedIngest, Ingest, IngestData};
+pub use crate::meta::{CacheBook, TagClockOwner};
 pub use local::{CachedImage, Committed, GcRoots, LocalRegistry, Recovery, ResolvedImage};
 
 mod local;
@@ -88,7 +89,21 @@ impl ServiceError {
 
 impl From<MetaError> for ServiceError {
     fn from(e: MetaError) -> Self {
-        ServiceError::Internal(e.to_string())
+        match e {
+            MetaError::Quota(q) => ServiceError::with_detail(
+                ErrorCode::Denied,
+                q.to_string(),
+                serde_json::json!({
+                    "project": q.project, "limit": q.limit, "usage": q.usage, "adding": q.adding,
+                }),
+            ),
+            MetaError::Immutable(i) => ServiceError::with_detail(
+                ErrorCode::Denied,
+                i.to_string(),
+                serde_json::json!({"repository": i.repo, "tag": i.tag, "rule": i.rule}),
+            ),
+            other => ServiceError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -216,6 +231,12 @@ pub trait Namespace: Send + Sync + 'static {
     }
     async fn upload_cancel(&self, _repo: &RepoName, _id: &str) -> Result<()> {
         Err(read_only())
+    }
+    /// Refuses, before its bytes are read, a push that would add at least
+    /// `size` bytes to `repo` that it cannot take (its project's quota);
+    /// the commit checks again, exactly. The default takes everything.
+    async fn precheck_blob(&self, _repo: &RepoName, _digest: &Digest, _size: u64) -> Result<()> {
+        Ok(())
     }
     async fn blob_put(
         &self,

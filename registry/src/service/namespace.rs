@@ -170,6 +170,10 @@ impl Namespace for LocalRegistry {
         res
     }
 
+    async fn precheck_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        self.check_quota(repo, digest, size).await
+    }
+
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
         let slot = self.session(repo, id).await?;
         let mut guard = slot.lock().await;
@@ -187,6 +191,10 @@ impl Namespace for LocalRegistry {
         len: Option<u64>,
         body: BodyStream,
     ) -> Result<u64> {
+        // Its size is known up front: refused before a byte is kept.
+        if let Some(len) = len {
+            self.check_quota(repo, digest, len).await?;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         // A one-shot upload has no session to come back to: if this request is
         // dropped half way (the server shutting down), its spool goes with it.

@@ -2,6 +2,7 @@
 
 use ::redb::{ReadableTable, WriteTransaction};
 
+use super::usage::{check, hold, project_of, release};
 use super::{run_step, RedbMeta, BLOBS, REPOS, REPO_BLOBS};
 use crate::meta::{now, BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
@@ -34,14 +35,15 @@ impl RedbMeta {
     pub(super) fn link_blob_now(&self, repo: &RepoName, digest: &Digest) -> Result<LinkOutcome> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
-        let known = tx.open_table(BLOBS)?.get(key.as_str())?.is_some();
-        if !known {
+        let Some(size) = tx
+            .open_table(BLOBS)?
+            .get(key.as_str())?
+            .map(|v| v.value().0)
+        else {
             return Ok(LinkOutcome::NotInStore);
-        }
+        };
         let t = now();
-        tx.open_table(REPO_BLOBS)?
-            .insert((repo.as_str(), key.as_str()), t)?;
-        ensure_repo(&tx, repo, t)?;
+        link(&tx, repo, &key, size, t)?;
         tx.commit()?;
         Ok(LinkOutcome::Linked)
     }
@@ -56,22 +58,22 @@ impl RedbMeta {
         place: Option<(&tokio::runtime::Handle, StoreStep)>,
     ) -> Result<bool> {
         let tx = self.db().begin_write()?;
+        let key = digest.to_string();
+        let recorded = tx
+            .open_table(BLOBS)?
+            .get(key.as_str())?
+            .map(|v| v.value().0);
+        // The quota first: a refused blob's bytes are never placed.
+        check(&tx, repo.project(), &[(&key, recorded.unwrap_or(size))])?;
         if let Some((handle, step)) = place {
             run_step(handle, step, &format!("placing blob {digest} in the store"))?;
         }
-        let key = digest.to_string();
         let t = now();
-        let new = {
-            let mut blobs = tx.open_table(BLOBS)?;
-            let existing = blobs.get(key.as_str())?.map(|v| v.value());
-            if existing.is_none() {
-                blobs.insert(key.as_str(), (size, t))?;
-            }
-            existing.is_none()
-        };
-        tx.open_table(REPO_BLOBS)?
-            .insert((repo.as_str(), key.as_str()), t)?;
-        ensure_repo(&tx, repo, t)?;
+        if recorded.is_none() {
+            tx.open_table(BLOBS)?.insert(key.as_str(), (size, t))?;
+        }
+        link(&tx, repo, &key, recorded.unwrap_or(size), t)?;
+        let new = recorded.is_none();
         tx.commit()?;
         Ok(new)
     }
@@ -105,19 +107,21 @@ impl RedbMeta {
             return Ok(None);
         }
         let t = now();
-        tx.open_table(REPO_BLOBS)?
-            .insert((to.as_str(), key.as_str()), t)?;
-        ensure_repo(&tx, to, t)?;
+        link(&tx, to, &key, size, t)?;
         tx.commit()?;
         Ok(Some(size))
     }
 
     pub(super) fn unlink_blob_now(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let tx = self.db().begin_write()?;
+        let key = digest.to_string();
         let removed = tx
             .open_table(REPO_BLOBS)?
-            .remove((repo.as_str(), digest.to_string().as_str()))?
+            .remove((repo.as_str(), key.as_str()))?
             .is_some();
+        if removed {
+            release(&tx, repo.project(), &key)?;
+        }
         tx.commit()?;
         Ok(removed)
     }
@@ -145,8 +149,12 @@ impl RedbMeta {
                 .filter(|(k, _)| k.value().1 == key)
                 .map(|(k, _)| k.value().0.to_string())
                 .collect();
-            for r in doomed {
+            for r in &doomed {
                 links.remove((r.as_str(), key.as_str()))?;
+            }
+            drop(links);
+            for r in &doomed {
+                release(&tx, project_of(r), &key)?;
             }
         }
         run_step(
@@ -175,6 +183,25 @@ impl RedbMeta {
         }
         Ok(out)
     }
+}
+
+/// Links a blob of `size` to `repo` (or refreshes the link's time),
+/// checking and counting it in the project's usage when the link is new.
+pub(super) fn link(
+    tx: &WriteTransaction,
+    repo: &RepoName,
+    key: &str,
+    size: u64,
+    t: u64,
+) -> Result<()> {
+    let mut links = tx.open_table(REPO_BLOBS)?;
+    if links.get((repo.as_str(), key))?.is_none() {
+        check(tx, repo.project(), &[(key, size)])?;
+        hold(tx, repo.project(), key, size)?;
+    }
+    links.insert((repo.as_str(), key), t)?;
+    drop(links);
+    ensure_repo(tx, repo, t)
 }
 
 pub(super) fn ensure_repo(tx: &WriteTransaction, repo: &RepoName, t: u64) -> Result<()> {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ::redb::{ReadableTable, WriteTransaction};
 
+use super::usage::release;
 use super::{
     decode_summary, run_step, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES, MANIFEST_REFS,
     REFERRERS, REPO_BLOBS, TAGS,
@@ -100,6 +101,7 @@ impl RedbMeta {
                     continue;
                 }
                 manifests.remove((r, key.as_str()))?;
+                release(&tx, repo.project(), key)?;
                 if let Some(subject) = summary.as_ref().and_then(|s| s.subject.as_ref()) {
                     referrers.remove((r, subject.digest.to_string().as_str(), key.as_str()))?;
                 }
@@ -133,6 +135,7 @@ impl RedbMeta {
                 let at = links.get((r, key.as_str()))?.map(|v| v.value());
                 if at == Some(s.at) && !young_blobs.contains(&key) {
                     links.remove((r, key.as_str()))?;
+                    release(&tx, repo.project(), &key)?;
                     n += 1;
                 }
             }

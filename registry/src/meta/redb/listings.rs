@@ -109,11 +109,19 @@ impl RedbMeta {
         if tx.open_table(REPOS)?.get(r)?.is_none() {
             return Ok(false);
         }
+        // Deleting the repository would delete its immutable tags.
+        let tagged = second_keys(tx.open_table(TAGS)?.range((r, "")..(r, HIGH))?);
+        for t in &tagged {
+            super::usage::check_immutable(&tx, repo, t, "deleting the repository with")?;
+        }
+        // What the repository held stops counting in its project's usage.
+        let mut released = Vec::new();
         {
             let mut t = tx.open_table(REPO_BLOBS)?;
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                released.push(k);
             }
         }
         {
@@ -121,7 +129,11 @@ impl RedbMeta {
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                released.push(k);
             }
+        }
+        for k in &released {
+            super::usage::release(&tx, repo.project(), k)?;
         }
         {
             let mut t = tx.open_table(TAGS)?;

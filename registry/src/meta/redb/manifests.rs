@@ -3,6 +3,7 @@
 use ::redb::ReadableTable;
 
 use super::blobs::ensure_repo;
+use super::usage::{check, check_immutable, hold, release, tags_of};
 use super::{
     corrupt, decode_summary, parse_digest, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES,
     MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
@@ -30,6 +31,25 @@ impl RedbMeta {
             },
             References::OnDemand => Vec::new(),
         };
+        {
+            let current = tx.open_table(TAGS)?;
+            for tag in tags {
+                let moved = current
+                    .get((repo.as_str(), tag.as_str()))?
+                    .is_some_and(|v| v.value() != key);
+                if moved {
+                    check_immutable(&tx, repo, tag.as_str(), "pushing a different manifest to")?;
+                }
+            }
+        }
+        let new_here = tx
+            .open_table(MANIFESTS)?
+            .get((repo.as_str(), key.as_str()))?
+            .is_none();
+        if new_here {
+            check(&tx, repo.project(), &[(&key, bytes.len() as u64)])?;
+            hold(&tx, repo.project(), &key, bytes.len() as u64)?;
+        }
         {
             // Referencing a blob refreshes its link: GC's grace window runs from here.
             let mut links = tx.open_table(REPO_BLOBS)?;
@@ -113,11 +133,15 @@ impl RedbMeta {
     pub(super) fn delete_manifest_now(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
+        for t in tags_of(&tx, repo, &key)? {
+            check_immutable(&tx, repo, &t, "deleting the manifest tagged")?;
+        }
         let removed = tx
             .open_table(MANIFESTS)?
             .remove((repo.as_str(), key.as_str()))?
             .is_some();
         if removed {
+            release(&tx, repo.project(), &key)?;
             let mut tags = tx.open_table(TAGS)?;
             let doomed: Vec<String> = tags
                 .range((repo.as_str(), "")..(repo.as_str(), HIGH))?
@@ -146,6 +170,13 @@ impl RedbMeta {
 
     pub(super) fn delete_tag_now(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
         let tx = self.db().begin_write()?;
+        let exists = tx
+            .open_table(TAGS)?
+            .get((repo.as_str(), tag.as_str()))?
+            .is_some();
+        if exists {
+            check_immutable(&tx, repo, tag.as_str(), "deleting")?;
+        }
         let removed = tx
             .open_table(TAGS)?
             .remove((repo.as_str(), tag.as_str()))?

@@ -15,20 +15,26 @@
 //! webhook_queue    (id, seq)                   → JSON {body, attempts, next_attempt_at}   the outbox
 //! webhook_log      (id, seq)                   → JSON Delivery              the delivery log
 //! webhook_seq      id                          → next seq
+//! project_content  (project, digest)           → (size, holders)            what a project holds
+//! project_usage    project                     → bytes                      sum of its sizes
+//! quota_limits     project ("" = default)      → bytes (u64::MAX: none)     storage limits
+//! immutable_tags   (project, tag pattern)      → created_at                 immutable-tag rules
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
 //! The format is versioned: `open` refuses a database written by a newer berth,
 //! and brings an older one up to `SCHEMA_VERSION`.
 //! The same file holds the accounts (`accounts.rs`, `audit.rs`: `RedbMeta`
-//! implements `auth::store::AccountStore` through `accounts`). Other crates
-//! keep their own tables in it and version them likewise (the controller's
-//! `ctl_meta`); they reach it through `database`.
+//! implements `auth::store::AccountStore` through `accounts`) and a
+//! pull-through cache's bookkeeping (`cache.rs`: `RedbMeta` implements
+//! `CacheBook`). The controller's embedded store keeps its own tables in it
+//! and versions them likewise (`ctl_meta`); the composition root hands it
+//! the file through `database`.
 //!
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
-//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs` and
-//! `webhooks.rs`;
+//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs`,
+//! `usage.rs` (quotas, immutable tags) and `webhooks.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
 use std::path::{Path, PathBuf};
@@ -38,6 +44,7 @@ use ::redb::{Database, ReadableTable, TableDefinition};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
 use super::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, LinkOutcome, MetaError, MetaStore,
     NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep, StoredManifest,
@@ -48,11 +55,15 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 mod accounts;
 mod audit;
 mod blobs;
+#[cfg(test)]
+mod boundary;
+mod cache;
 mod gc;
 mod listings;
 mod manifests;
 #[cfg(test)]
 mod tests;
+mod usage;
 mod webhooks;
 
 pub use self::accounts::RedbAccounts;
@@ -79,8 +90,9 @@ pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new(
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
-/// 2: credentials sealed at rest, files private (the data itself is unchanged).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 2: credentials sealed at rest, files private (the data itself is unchanged);
+/// 3: per-project usage counted (`usage.rs`; recounted from the links on upgrade).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Sorts after every character allowed in digests, tags and name components.
 pub(crate) const HIGH: &str = "\u{10ffff}";
@@ -195,7 +207,11 @@ impl RedbMeta {
         tx.open_table(WEBHOOK_QUEUE)?;
         tx.open_table(WEBHOOK_LOG)?;
         tx.open_table(WEBHOOK_SEQ)?;
-        {
+        tx.open_table(usage::PROJECT_CONTENT)?;
+        tx.open_table(usage::PROJECT_USAGE)?;
+        tx.open_table(usage::QUOTA_LIMITS)?;
+        tx.open_table(usage::IMMUTABLE_TAGS)?;
+        let upgrade_from = {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
             // A database without a version was written by the first release, or is new.
@@ -215,6 +231,10 @@ impl RedbMeta {
                 );
             }
             schema.insert("registry", SCHEMA_VERSION)?;
+            found
+        };
+        if upgrade_from < 3 {
+            usage::recount_all(&tx)?;
         }
         tx.commit()?;
         Ok(())
@@ -400,6 +420,38 @@ impl MetaStore for RedbMeta {
         let handle = tokio::runtime::Handle::current();
         self.write(move |m| m.delete_unrecorded_now(&d, &handle, &delete))
             .await
+    }
+
+    async fn quota(&self, project: &str) -> Result<ProjectQuota> {
+        self.quota_now(project)
+    }
+    async fn project_holds(&self, project: &str, digest: &Digest) -> Result<bool> {
+        self.project_holds_now(project, digest)
+    }
+    async fn set_quota(&self, project: Option<&str>, setting: Option<QuotaSetting>) -> Result<()> {
+        let p = project.map(str::to_string);
+        self.write(move |m| m.set_quota_now(p.as_deref(), setting))
+            .await
+    }
+    async fn recount_usage(&self, project: &str) -> Result<Recount> {
+        let p = project.to_string();
+        self.write(move |m| m.recount_usage_now(&p)).await
+    }
+    async fn immutable_rules(&self, project: &str) -> Result<Vec<ImmutableRule>> {
+        self.immutable_rules_now(project)
+    }
+    async fn immutable_rule_add(&self, project: &str, pattern: &str) -> Result<bool> {
+        let (p, t) = (project.to_string(), pattern.to_string());
+        self.write(move |m| m.immutable_rule_add_now(&p, &t)).await
+    }
+    async fn immutable_rule_remove(&self, project: &str, pattern: &str) -> Result<bool> {
+        let (p, t) = (project.to_string(), pattern.to_string());
+        self.write(move |m| m.immutable_rule_remove_now(&p, &t))
+            .await
+    }
+    async fn forget_project(&self, project: &str) -> Result<()> {
+        let p = project.to_string();
+        self.write(move |m| m.forget_project_now(&p)).await
     }
 
     async fn webhook_put(&self, webhook: &Webhook) -> Result<()> {

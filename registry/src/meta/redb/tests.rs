@@ -100,3 +100,37 @@ async fn account_records_without_an_instance_id_get_one_when_opened() {
         .expect("load");
     assert_eq!(ids(again), first, "the ids stay what they were given");
 }
+
+/// A database from before usage was counted (format 2) has its projects'
+/// usage counted from their links and manifests when it is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_format_has_its_usage_counted_when_opened() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("berth.redb");
+    let (a, b): (crate::oci::RepoName, crate::oci::RepoName) = (
+        "old/a".parse().expect("name"),
+        "old/b".parse().expect("name"),
+    );
+    {
+        let meta = RedbMeta::open(&path).expect("new database");
+        let d = Digest::sha256_of(b"old blob");
+        meta.record_and_link(&a, &d, 8).await.expect("record");
+        meta.link_blob(&b, &d).await.expect("link");
+        meta.record_and_link(&b, &Digest::sha256_of(b"other"), 5)
+            .await
+            .expect("record");
+        // As format 2 left it: no counts at all.
+        let tx = meta.db().begin_write().expect("tx");
+        tx.delete_table(usage::PROJECT_CONTENT).expect("drop");
+        tx.delete_table(usage::PROJECT_USAGE).expect("drop");
+        tx.open_table(SCHEMA)
+            .expect("t")
+            .insert("registry", 2)
+            .expect("insert");
+        tx.commit().expect("commit");
+    }
+    let meta = RedbMeta::open(&path).expect("upgraded");
+    assert_eq!(meta.quota_now("old").expect("quota").usage, 13);
+    let r = meta.recount_usage_now("old").expect("recount");
+    assert_eq!((r.counted, r.recounted), (13, 13));
+}

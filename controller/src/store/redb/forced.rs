@@ -11,44 +11,23 @@
 use std::collections::BTreeSet;
 
 use redb::{ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 use crate::model::{Publication, PublicationKey};
 use crate::resources::{ResourceDesired, ResourceKind};
+use crate::store::ForcedRemoval;
 
 use super::resource_publications::{get_rp, key};
 use super::resource_rules::{apps_by_node, resources_of_app, serves};
 use super::resources::not_found_resource;
-use super::{decode, encode, Result, Store, StoreError, PUBLICATIONS, RESOURCES, RESOURCE_PUBS};
+use super::{
+    decode, encode, RedbControllerStore, Result, StoreError, PUBLICATIONS, RESOURCES, RESOURCE_PUBS,
+};
 
 pub(super) const FORCED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("ctl_forced");
 const T: &str = "ctl_forced";
 
-/// What a force-unpublish left on a node, to take off when it comes back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForcedRemoval {
-    pub project: String,
-    pub app: String,
-    pub node: String,
-    /// Images (`repo@digest`) the publication had pinned on the node's edge.
-    pub pins: Vec<String>,
-    /// Resources whose records were dropped with it.
-    pub resources: Vec<(ResourceKind, String)>,
-    pub at: u64,
-}
-
-impl ForcedRemoval {
-    pub fn key(&self) -> PublicationKey {
-        PublicationKey {
-            project: self.project.clone(),
-            app: self.app.clone(),
-            node: self.node.clone(),
-        }
-    }
-}
-
-impl Store {
+impl RedbControllerStore {
     /// Drops `app`'s publications on `nodes` now (and the records of the
     /// resources no other app published there uses), leaving tombstones.
     pub fn force_unpublish(

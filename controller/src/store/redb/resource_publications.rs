@@ -20,8 +20,8 @@ use super::resource_rules::{
 };
 use super::resources::{list_kind, not_found_resource};
 use super::{
-    decode, encode, Result, Store, StoreError, META, PUBLICATIONS, RESOURCES, RESOURCE_PUBS,
-    VERSIONS,
+    decode, encode, RedbControllerStore, Result, StoreError, PUBLICATIONS, RESOURCES,
+    RESOURCE_PUBS, VERSIONS,
 };
 
 const T: &str = "ctl_resource_publications";
@@ -156,7 +156,7 @@ fn joined(nodes: &[String]) -> String {
     nodes.join(", ")
 }
 
-impl Store {
+impl RedbControllerStore {
     /// Records a publish of a resource on `nodes` (default: every node where
     /// an app it serves is published), in one transaction, after its rules.
     pub fn publish_resource(
@@ -564,46 +564,4 @@ pub(super) fn published_on(
 ) -> Result<Vec<String>> {
     let t = txn.open_table(RESOURCE_PUBS)?;
     Ok(of_resource(&t, project, kind, name)?.into_keys().collect())
-}
-
-/// Once, for a database an earlier release wrote: the resources that
-/// travelled with each published app get their records on its nodes.
-pub(super) fn backfill(txn: &WriteTransaction) -> Result<usize> {
-    let mut meta = txn.open_table(META)?;
-    if meta.get("resource_publications")?.is_some() {
-        return Ok(0);
-    }
-    meta.insert("resource_publications", 1)?;
-    let projects: BTreeSet<String> = {
-        let pubs = txn.open_table(PUBLICATIONS)?;
-        let mut out = BTreeSet::new();
-        for item in pubs.iter()? {
-            out.insert(item?.0.value().0.to_string());
-        }
-        out
-    };
-    let resources = txn.open_table(RESOURCES)?;
-    let mut t = txn.open_table(RESOURCE_PUBS)?;
-    let mut n = 0;
-    for project in projects {
-        for (node, apps) in apps_by_node(txn, &project)? {
-            for a in apps {
-                for (kind, name) in resources_of_app(&resources, &project, &a.app, &a.spec)? {
-                    let k = key(&project, kind, &name, &node);
-                    if get_rp(&t, &k)?.is_some() {
-                        continue;
-                    }
-                    let mut rp =
-                        ResourcePublication::new(&k, format!("published with app {}", a.app), 0);
-                    if a.applied {
-                        rp.applied = true;
-                        rp.state = ResourceState::Applied;
-                    }
-                    put_rp(&mut t, &rp)?;
-                    n += 1;
-                }
-            }
-        }
-    }
-    Ok(n)
 }

@@ -8,11 +8,11 @@ use crate::model::{Cluster, Node, ValidationError};
 use crate::sealed_records::RecordSealer;
 
 use super::{
-    decode, sealing, Result, Store, StoreError, BINDINGS, CLUSTERS, CLUSTERS_T, NODES, NODES_T,
-    PUBLICATIONS,
+    decode, sealing, RedbControllerStore, Result, StoreError, BINDINGS, CLUSTERS, CLUSTERS_T,
+    NODES, NODES_T, PUBLICATIONS,
 };
 
-impl Store {
+impl RedbControllerStore {
     pub fn create_cluster(&self, cluster: &Cluster) -> Result<()> {
         cluster.validate()?;
         let txn = self.db.begin_write()?;
@@ -271,7 +271,7 @@ mod tests {
     use redb::Database;
 
     use super::*;
-    use crate::store::fixtures::*;
+    use crate::store::redb::fixtures::*;
 
     /// Records an earlier release wrote in the clear are sealed when a store opens
     /// with a key, and still read the same.
@@ -288,7 +288,7 @@ mod tests {
         });
         {
             let db = Arc::new(Database::create(&path).expect("db"));
-            let clear = Store::open(db, RecordSealer::default()).expect("open");
+            let clear = RedbControllerStore::open(db, RecordSealer::default()).expect("open");
             clear
                 .create_cluster(&Cluster {
                     name: "edge".into(),
@@ -314,7 +314,7 @@ mod tests {
             raw(&db).contains("clear-Zq81"),
             "written in the clear first"
         );
-        let sealed = Store::open(db.clone(), test_sealer()).expect("open");
+        let sealed = RedbControllerStore::open(db.clone(), test_sealer()).expect("open");
         let stored = raw(&db);
         assert!(!stored.contains("clear-Zq81"), "{stored}");
         assert!(!stored.contains("clear-pw-Yt55"), "{stored}");
@@ -323,36 +323,8 @@ mod tests {
         let got = sealed.get_node("n1").expect("read").expect("node");
         assert_eq!(got.edge_credentials, n.edge_credentials);
         // Without the key, the sealed records say what is missing.
-        let keyless = Store::open(db, RecordSealer::default()).expect("open");
+        let keyless = RedbControllerStore::open(db, RecordSealer::default()).expect("open");
         let err = keyless.get_cluster("edge").expect_err("needs the key");
         assert!(err.to_string().contains("sealing key"), "{err}");
-    }
-
-    #[test]
-    fn clusters_nodes_refusals() {
-        let (_d, s) = temp_store();
-        let c = Cluster {
-            name: "edge".into(),
-            kubeconfig: KC.into(),
-            eip_pool: None,
-            created_at: 1,
-        };
-        s.create_cluster(&c).expect("create");
-        assert!(matches!(s.create_cluster(&c), Err(StoreError::Conflict(_))));
-        let mut n = node("n1");
-        s.create_node(&mut n).expect("node");
-        assert_eq!(n.k8s_node_name, "n1");
-        let mut orphan = node("n2");
-        orphan.cluster = "nope".into();
-        assert!(matches!(
-            s.create_node(&mut orphan),
-            Err(StoreError::Invalid(_))
-        ));
-        let err = s
-            .delete_cluster("edge")
-            .expect_err("must be refused")
-            .to_string();
-        assert!(err.contains("still has nodes n1"), "{err}");
-        assert_eq!(s.list_nodes().expect("list").len(), 1);
     }
 }

@@ -17,40 +17,14 @@ use crate::model::Publication;
 use crate::resources::ResourceKind;
 
 use super::eips::free;
-use super::forced::{ForcedRemoval, FORCED};
+use super::forced::FORCED;
 use super::{
-    decode, encode, Result, Store, APPS, BINDINGS, PUBLICATIONS, RESOURCES, RESOURCE_PUBS, VERSIONS,
+    decode, encode, RedbControllerStore, Result, APPS, BINDINGS, PUBLICATIONS, RESOURCES,
+    RESOURCE_PUBS, VERSIONS,
 };
+use crate::store::{ForcedRemoval, ProjectHoldings, ProjectPurge};
 
-/// What a project holds in the controller, as `kind/name` (apps as `apps/name`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProjectHoldings {
-    pub apps: Vec<String>,
-    pub resources: Vec<(ResourceKind, String)>,
-}
-
-impl ProjectHoldings {
-    pub fn is_empty(&self) -> bool {
-        self.apps.is_empty() && self.resources.is_empty()
-    }
-
-    /// `apps/web, configmaps/settings`.
-    pub fn names(&self) -> Vec<String> {
-        let apps = self.apps.iter().map(|a| format!("apps/{a}"));
-        let res = self.resources.iter().map(|(k, n)| format!("{k}/{n}"));
-        apps.chain(res).collect()
-    }
-}
-
-/// What a purge dropped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProjectPurge {
-    pub holdings: ProjectHoldings,
-    /// One per node something of the project was published on.
-    pub tombstones: Vec<ForcedRemoval>,
-}
-
-impl Store {
+impl RedbControllerStore {
     pub fn project_holdings(&self, project: &str) -> Result<ProjectHoldings> {
         let txn = self.db.begin_read()?;
         holdings(&txn.open_table(APPS)?, &txn.open_table(RESOURCES)?, project)

@@ -7,9 +7,9 @@ use redb::ReadableTable;
 use crate::model::Desired;
 use crate::resources::{Binding, BindingState, ResourceKind};
 
-use super::{decode, encode, Result, Store, StoreError, BINDINGS, RESOURCE_PUBS};
+use super::{decode, encode, RedbControllerStore, Result, StoreError, BINDINGS, RESOURCE_PUBS};
 
-impl Store {
+impl RedbControllerStore {
     /// Records that a volume is bound on a node (again, if it was released).
     pub fn bind(
         &self,

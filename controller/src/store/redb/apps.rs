@@ -7,9 +7,12 @@ use crate::model::{summarize_change, App, AppSpec, TemplateVersion, ValidationEr
 use crate::resources::{spec_uses, ResourceKind, ResourceSpec};
 
 use super::resources::list_kind;
-use super::{decode, encode, Result, Store, StoreError, APPS, PUBLICATIONS, RESOURCES, VERSIONS};
+use super::{
+    decode, encode, RedbControllerStore, Result, StoreError, APPS, PUBLICATIONS, RESOURCES,
+    VERSIONS,
+};
 
-impl Store {
+impl RedbControllerStore {
     /// Creates an app with its first template version, in one transaction.
     pub fn create_app(
         &self,

@@ -9,7 +9,8 @@ use crate::model::{App, AppSpec, Publication, PublicationKey, TemplateVersion, V
 
 use super::apps::not_found_app;
 use super::{
-    decode, encode, Result, Store, StoreError, APPS, NODES, PUBLICATIONS, RESOURCES, VERSIONS,
+    decode, encode, RedbControllerStore, Result, StoreError, APPS, NODES, PUBLICATIONS, RESOURCES,
+    VERSIONS,
 };
 
 /// The rule of a publish: every config map, secret and volume the template
@@ -48,7 +49,7 @@ fn refuse_missing_resources(
     Ok(())
 }
 
-impl Store {
+impl RedbControllerStore {
     /// Records a publish of `version` (latest when `None`) on `nodes`, in one
     /// transaction: new publications start resolving, existing ones start over.
     pub fn publish(
@@ -289,96 +290,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::model::Cluster;
-    use crate::store::fixtures::*;
-
-    #[test]
-    fn versions_and_publications() {
-        let (_d, s) = temp_store();
-        s.create_cluster(&Cluster {
-            name: "edge".into(),
-            kubeconfig: KC.into(),
-            eip_pool: None,
-            created_at: 1,
-        })
-        .expect("cluster");
-        s.create_node(&mut node("n1")).expect("n1");
-        s.create_node(&mut node("n2")).expect("n2");
-        let (app, v1) = s
-            .create_app("shop", "web", &spec("shop/web:1"), "alice", None, 10)
-            .expect("app");
-        assert_eq!(app.latest_version, 1);
-        assert!(v1.summary.starts_with("first version"));
-        let (v2, created) = s
-            .add_version("shop", "web", &spec("shop/web:2"), "bob", None, 11)
-            .expect("v2");
-        assert!(created);
-        assert_eq!(v2.version, 2);
-        assert!(v2.summary.contains("shop/web:1 -> shop/web:2"));
-        let (same, created) = s
-            .add_version("shop", "web", &spec("shop/web:2"), "bob", None, 12)
-            .expect("same");
-        assert!(!created);
-        assert_eq!(same.version, 2);
-        assert_eq!(s.list_versions("shop", "web").expect("versions").len(), 2);
-        // An app in another project with a name that sorts next to it.
-        s.create_app("shop", "web2", &spec("shop/web:1"), "a", None, 1)
-            .expect("web2");
-        s.create_app("shopx", "web", &spec("shop/web:1"), "a", None, 1)
-            .expect("shopx");
-        assert_eq!(s.list_apps("shop").expect("apps").len(), 2);
-
-        let pubs = s
-            .publish("shop", "web", None, &["n1".into(), "n2".into()], 20)
-            .expect("publish");
-        assert_eq!(pubs.len(), 2);
-        assert!(pubs.iter().all(|p| p.version == 2));
-        let err = s
-            .publish("shop", "web", Some(9), &["n1".into()], 20)
-            .expect_err("must be refused")
-            .to_string();
-        assert!(err.contains("no version 9 (latest is 2)"), "{err}");
-        let err = s
-            .publish("shop", "web", None, &["n9".into()], 20)
-            .expect_err("must be refused")
-            .to_string();
-        assert!(err.contains("no node named n9"), "{err}");
-        assert_eq!(s.list_app_publications("shop", "web").expect("l").len(), 2);
-        assert!(s
-            .list_app_publications("shop", "web2")
-            .expect("l")
-            .is_empty());
-
-        let err = s
-            .delete_app("shop", "web")
-            .expect_err("must be refused")
-            .to_string();
-        assert!(err.contains("still published on n1, n2"), "{err}");
-        let err = s
-            .delete_node("n1")
-            .expect_err("must be refused")
-            .to_string();
-        assert!(err.contains("shop/web"), "{err}");
-
-        // Compare-and-swap.
-        let key = pubs[0].key();
-        let mut a = s.get_publication(&key).expect("get").expect("some");
-        let mut b = a.clone();
-        assert!(s.update_publication(&mut a).expect("cas"));
-        assert!(!s.update_publication(&mut b).expect("stale"));
-        assert!(!s
-            .delete_publication(&key, b.revision)
-            .expect("stale delete"));
-        assert!(s.delete_publication(&key, a.revision).expect("delete"));
-        let err = s
-            .unpublish("shop", "web", &["n1".into()], false, 30)
-            .expect_err("must be refused")
-            .to_string();
-        assert!(err.contains("not published on n1"), "{err}");
     }
 }

@@ -13,10 +13,11 @@ use crate::resources::{
 };
 
 use super::{
-    decode, encode, Result, Store, StoreError, APPS, BINDINGS, PUBLICATIONS, RESOURCES, VERSIONS,
+    decode, encode, RedbControllerStore, Result, StoreError, APPS, BINDINGS, PUBLICATIONS,
+    RESOURCES, VERSIONS,
 };
 
-impl Store {
+impl RedbControllerStore {
     /// Creates a resource after checking, in the same transaction, what it refers
     /// to: a load balancer's app, an EIP's load balancer, a route's load
     /// balancer (which must be ClusterIP and have the port).

@@ -11,29 +11,19 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::AppSpec;
 use crate::resources::{EipPool, EipSpec, Resource, ResourceKind, ResourceSpec};
+use crate::store::EipClaim;
 
 use super::resources::{list_kind, ResourceTable};
-use super::{decode, encode, Result, Store, StoreError, CLUSTERS, NODES, RESOURCES};
+use super::{decode, encode, RedbControllerStore, Result, StoreError, CLUSTERS, NODES, RESOURCES};
 
 /// (cluster, address) -> EipClaim
 pub(super) const EIP_ADDRESSES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("ctl_eip_addresses");
 const T: &str = "ctl_eip_addresses";
-
-/// Who holds an address in a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EipClaim {
-    pub project: String,
-    pub eip: String,
-    pub node: String,
-    /// Allocated from the pool (freed back to it), or the EIP's static address.
-    pub pool: bool,
-}
 
 /// A field of a stored JSON record without opening its sealed parts.
 fn field(bytes: &[u8], name: &str) -> Option<String> {
@@ -253,7 +243,7 @@ pub(super) fn check_app_replicas(
     Ok(())
 }
 
-impl Store {
+impl RedbControllerStore {
     /// The address EIP `name` holds on `node`, if it holds one.
     pub fn eip_address(&self, project: &str, name: &str, node: &str) -> Result<Option<String>> {
         let txn = self.db.begin_write()?;
