@@ -129,6 +129,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         reconciler = Some(handle);
     }
+    if app.config.console.enabled {
+        // The console calls the routes above in-process, as its signed-in accounts.
+        let console = crate::console::Console::new(
+            router.clone(),
+            app.access.clone(),
+            app.registry.clone(),
+            &app.config,
+        );
+        router = router.merge(console.router());
+    }
     let router = with_common_layers(
         app.with_client_addr(berth_registry::admin::with_method_errors(router)),
         app.metrics.clone(),

@@ -15,6 +15,7 @@ mod resource_cli;
 use berth_controller::resources::ResourceKind;
 mod cli;
 mod compose;
+mod console;
 mod flags;
 mod node_cli;
 mod prompt;

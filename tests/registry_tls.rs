@@ -203,3 +203,74 @@ fn a_client_that_never_finishes_its_handshake_is_closed() {
         assert!(end.closed, "handshake left hanging: {end:?}");
     }
 }
+
+#[test]
+fn the_console_cookies_are_secure_under_tls() {
+    if !tool_available("openssl") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is required in CI"
+        );
+        eprintln!("SKIP: openssl not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (ca, cert, key) = certificates(tmp.path());
+    let reg = registry_tls(berth_bin!(), &cert, &key);
+    let pem = std::fs::read(&ca).expect("ca cert");
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let base = format!("https://localhost:{}", reg.server.port());
+    let cookies = |res: &reqwest::blocking::Response| -> Vec<String> {
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    };
+    let page = client
+        .get(format!("{base}/ui/login"))
+        .send()
+        .expect("login page");
+    let pre = cookies(&page)
+        .into_iter()
+        .find(|c| c.starts_with("berth_pre="))
+        .expect("pre-session cookie");
+    assert!(
+        pre.contains("; Secure") && pre.contains("HttpOnly"),
+        "{pre}"
+    );
+    let token = pre["berth_pre=".len()..]
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let res = client
+        .post(format!("{base}/ui/login"))
+        .header("cookie", format!("berth_pre={token}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("name", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .expect("sign in");
+    assert_eq!(res.status().as_u16(), 303);
+    let session = cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-berth_session="))
+        .expect("a __Host- session cookie under TLS");
+    for attr in ["; Secure", "; HttpOnly", "; SameSite=Strict", "; Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    let pair = session.split(';').next().unwrap_or("").to_string();
+    let projects = client
+        .get(format!("{base}/ui/projects"))
+        .header("cookie", pair)
+        .send()
+        .expect("projects page");
+    assert_eq!(projects.status().as_u16(), 200);
+}

@@ -44,6 +44,7 @@ pub struct Config {
     pub controller: ControllerConfig,
     pub webhooks: WebhooksConfig,
     pub proxy: ProxyConfig,
+    pub console: ConsoleConfig,
     pub quota: QuotaConfig,
     pub replication: ReplicationConfig,
 }
@@ -502,6 +503,44 @@ impl WebhooksConfig {
     }
 }
 
+/// The web console `berth serve` answers at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console. Off: `/` and `/ui/...` are not routed.
+    pub enabled: bool,
+    /// A console session unused this long is signed out.
+    #[serde(with = "duration_str")]
+    pub session_idle: Duration,
+    /// A console session ends this long after sign-in, used or not.
+    #[serde(with = "duration_str")]
+    pub session_lifetime: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_idle: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.session_idle < Duration::from_secs(60) || self.session_lifetime < self.session_idle
+        {
+            return Err(ConfigError::Invalid(format!(
+                "console.session_idle ({}) must be at least 1m and not longer than console.session_lifetime ({})",
+                humantime::format_duration(self.session_idle),
+                humantime::format_duration(self.session_lifetime)
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Storage quotas (system administrators set a project's own with
 /// `PATCH /api/v1/projects/{project}` or `berth project quota`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -789,6 +828,7 @@ impl Config {
         }
         self.server.validate_connection_limits()?;
         self.webhooks.validate()?;
+        self.console.validate()?;
         let drift = self.controller.drift_check_interval;
         if !drift.is_zero() && drift < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
@@ -854,6 +894,33 @@ mod tests {
         cfg.validate().expect("example valid");
         assert_eq!(cfg.server.listen, ServerConfig::default().listen);
         assert_eq!(cfg.edge.capacity, EdgeConfig::default().capacity);
+    }
+
+    #[test]
+    fn console_sessions_are_checked_and_overridable() {
+        let mut cfg = Config::default();
+        assert!(cfg.console.enabled);
+        cfg.apply_env(
+            [
+                ("BERTH_CONSOLE_SESSION_IDLE", "10m"),
+                ("BERTH_CONSOLE_ENABLED", "false"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter(),
+        )
+        .expect("env");
+        assert_eq!(cfg.console.session_idle, Duration::from_secs(600));
+        assert!(!cfg.console.enabled);
+        cfg.validate().expect("valid");
+        cfg.console.session_idle = Duration::from_secs(30);
+        assert!(cfg.validate().is_err(), "idle under a minute");
+        cfg.console.session_idle = Duration::from_secs(3600);
+        cfg.console.session_lifetime = Duration::from_secs(600);
+        let err = cfg.validate().expect_err("idle longer than the lifetime");
+        assert!(
+            err.to_string().contains("console.session_lifetime"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -267,11 +267,27 @@ impl RegistryAccess {
         secret: &str,
         peer: Option<IpAddr>,
     ) -> Result<Subject, Refusal> {
+        self.sign_in(name, secret, peer)
+            .await
+            .map_err(|(refusal, _)| refusal)
+    }
+
+    /// `login`, telling also whether the secret was right but is an initial
+    /// password that must be reset first (the console then asks for a new one).
+    pub async fn sign_in(
+        &self,
+        name: &str,
+        secret: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Subject, (Refusal, bool)> {
         if name.len() > MAX_NAME_BYTES {
-            return Err(self.unauthorized("invalid account name or password", None, false));
+            return Err((
+                self.unauthorized("invalid account name or password", None, false),
+                false,
+            ));
         }
         let _attempt = self.attempt(name, peer).await;
-        self.check_throttle(name, peer)?;
+        self.check_throttle(name, peer).map_err(|r| (r, false))?;
         let ck = self.cache_key(name, secret);
         // Read before verifying: a change while bcrypt runs makes the entry stale.
         let epoch = self.accounts.credentials_epoch();
@@ -303,6 +319,7 @@ impl RegistryAccess {
                     self.record_failure(name, peer);
                 }
                 self.metrics.login_failures.inc();
+                let must_reset = matches!(e, LoginError::MustReset(_));
                 let (why, message) = match e {
                     LoginError::BadCredentials => (
                         "wrong password or no such account",
@@ -313,7 +330,7 @@ impl RegistryAccess {
                     LoginError::Revoked(m) => ("revoked", m),
                 };
                 self.audit(name, peer, "login", None, name, Outcome::Refused(why));
-                Err(self.unauthorized(message, None, false))
+                Err((self.unauthorized(message, None, false), must_reset))
             }
         }
     }
@@ -392,6 +409,24 @@ impl RegistryAccess {
         let project = repo.split('/').next().unwrap_or(repo);
         let who = self.accounts.who(subject, project);
         decide(&who, project, self.accounts.project_public(project), action)
+    }
+
+    /// A bearer token that names `subject` and grants no repository scope, valid
+    /// for `ttl`: what the console sends, in-process, to the admin and
+    /// controller APIs for a signed-in session (each request re-checks the
+    /// account as it is now, as for any bearer token).
+    pub fn session_token(&self, subject: &Subject, ttl: Duration) -> String {
+        let iat = now();
+        self.key.sign(&Claims {
+            sub: subject.name.clone().unwrap_or_default(),
+            aid: subject.account_id.clone().unwrap_or_default(),
+            aud: self.cfg.service.clone(),
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            admin: subject.admin,
+            robot: subject.robot,
+            access: Vec::new(),
+        })
     }
 
     /// Issues a token for the scopes asked, granting only what is allowed.

@@ -1,0 +1,240 @@
+//! The console's two languages: English (the keys themselves) and Simplified
+//! Chinese. Chosen by the language cookie, else the browser's
+//! `Accept-Language`; messages the API gives are shown as it gives them.
+
+/// A console language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "zh" | "zh-CN" => Some(Lang::Zh),
+            _ => None,
+        }
+    }
+
+    /// The first of English and Chinese by the weights of `Accept-Language`
+    /// (`zh-CN,zh;q=0.9,en;q=0.8`); English when it names neither.
+    pub fn from_accept(header: &str) -> Lang {
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut it = part.split(';');
+            let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q=").map(str::to_string))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = if tag == "zh" || tag.starts_with("zh-") {
+                Lang::Zh
+            } else if tag == "en" || tag.starts_with("en-") {
+                Lang::En
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Lang::En, |(_, l)| l)
+    }
+
+    /// `text` (an English phrase of the console) in this language.
+    pub fn t(self, text: &'static str) -> &'static str {
+        match self {
+            Lang::En => text,
+            Lang::Zh => ZH
+                .iter()
+                .find(|(en, _)| *en == text)
+                .map_or(text, |(_, zh)| zh),
+        }
+    }
+}
+
+/// English phrase → Simplified Chinese.
+const ZH: &[(&str, &str)] = &[
+    ("Sign in", "登录"),
+    ("Sign out", "退出登录"),
+    ("Sign out everywhere", "退出所有设备"),
+    ("Account name", "用户名"),
+    ("Password", "密码"),
+    ("Current password", "当前密码"),
+    ("New password", "新密码"),
+    ("Repeat the new password", "再次输入新密码"),
+    ("Change password", "修改密码"),
+    ("Set a new password", "设置新密码"),
+    (
+        "Your password is an initial one: choose your own before you continue.",
+        "当前密码为初始密码：请先设置您自己的密码。",
+    ),
+    (
+        "8 to 20 characters, with at least one letter and one digit.",
+        "8 到 20 个字符，至少包含一个字母和一个数字。",
+    ),
+    ("The two new passwords differ.", "两次输入的新密码不一致。"),
+    ("Password changed.", "密码已修改。"),
+    ("Signed out on every device.", "已在所有设备上退出登录。"),
+    ("Projects", "项目"),
+    ("Project", "项目"),
+    ("New project", "新建项目"),
+    ("Create", "创建"),
+    ("Name", "名称"),
+    ("Public", "公开"),
+    ("Private", "私有"),
+    ("Access level", "访问级别"),
+    ("Anyone may pull", "任何人都可以拉取"),
+    ("Created", "创建时间"),
+    ("Repositories", "镜像仓库"),
+    ("Repository", "镜像仓库"),
+    ("Members", "成员"),
+    ("Robot accounts", "机器人账户"),
+    ("Settings", "配置"),
+    ("Tags", "标签"),
+    ("Tag", "标签"),
+    ("Digest", "摘要"),
+    ("Size", "大小"),
+    ("Platforms", "平台"),
+    ("Pushed", "推送时间"),
+    ("Last pull", "最近拉取"),
+    ("Pull command", "拉取命令"),
+    ("Copy", "复制"),
+    ("Copied", "已复制"),
+    ("Signatures and referrers", "签名与引用"),
+    ("Signed", "已签名"),
+    ("Not signed", "未签名"),
+    ("Delete", "删除"),
+    ("Delete this project", "删除此项目"),
+    ("Delete this repository", "删除此镜像仓库"),
+    ("Delete this tag?", "删除此标签？"),
+    (
+        "Delete this repository and all its tags?",
+        "删除此镜像仓库及其全部标签？",
+    ),
+    (
+        "Delete this project? It must be empty.",
+        "删除此项目？项目必须为空。",
+    ),
+    ("Make public", "设为公开"),
+    ("Make private", "设为私有"),
+    (
+        "No repositories yet. Push one with:",
+        "还没有镜像仓库。推送镜像：",
+    ),
+    ("No projects yet.", "还没有项目。"),
+    ("No tags.", "没有标签。"),
+    ("Filter", "筛选"),
+    ("Previous", "上一页"),
+    ("Next", "下一页"),
+    ("Page", "页"),
+    ("Role", "角色"),
+    ("Add member", "添加成员"),
+    ("Add or change", "添加或修改"),
+    ("Change role", "修改角色"),
+    ("Remove", "移除"),
+    ("Remove this member?", "移除此成员？"),
+    ("User", "用户"),
+    ("Robot name", "机器人名称"),
+    ("New robot account", "新建机器人账户"),
+    ("Permissions", "权限"),
+    ("Expires", "过期时间"),
+    ("Never", "永不"),
+    ("Revoked", "已吊销"),
+    ("Active", "有效"),
+    ("Revoke", "吊销"),
+    ("Revoke this robot account?", "吊销此机器人账户？"),
+    ("Pull only", "仅拉取"),
+    ("Pull and push", "拉取和推送"),
+    (
+        "Copy the secret now: it is shown only once.",
+        "请立即复制密钥：它只显示这一次。",
+    ),
+    ("Secret", "密钥"),
+    ("Audit log", "审计日志"),
+    ("Time", "时间"),
+    ("Actor", "操作者"),
+    ("Action", "操作"),
+    ("Target", "对象"),
+    ("Outcome", "结果"),
+    ("Client", "客户端"),
+    ("Any", "全部"),
+    ("ok", "成功"),
+    ("refused", "拒绝"),
+    ("failed", "失败"),
+    ("Garbage collection", "垃圾回收"),
+    ("Status", "状态"),
+    ("Running", "运行中"),
+    ("Idle", "空闲"),
+    ("Last run", "上次运行"),
+    ("Last error", "上次错误"),
+    ("None yet", "暂无"),
+    ("Run now", "立即运行"),
+    ("Dry run", "试运行"),
+    ("Run garbage collection now?", "立即运行垃圾回收？"),
+    ("Earlier runs", "历史运行"),
+    (
+        "The history of runs appears here once this registry keeps it.",
+        "注册中心开始记录运行历史后，会在此处显示。",
+    ),
+    ("Account", "账户"),
+    ("Administration", "系统管理"),
+    ("Language", "语言"),
+    ("Signed in as", "当前用户"),
+    ("system administrator", "系统管理员"),
+    ("Your role", "您的角色"),
+    ("none", "无"),
+    ("Not found", "未找到"),
+    ("Refused", "已拒绝"),
+    ("Something went wrong", "出错了"),
+    ("Back", "返回"),
+    (
+        "Your session has expired; sign in again.",
+        "会话已过期，请重新登录。",
+    ),
+    (
+        "The form has expired; reload the page and try again.",
+        "表单已过期，请刷新页面后重试。",
+    ),
+    ("Registry", "镜像仓库服务"),
+    ("Menu", "菜单"),
+    ("Limit", "条数"),
+    ("Since", "起始"),
+    ("Blobs deleted", "已删除的数据块"),
+    ("Bytes freed", "释放的空间"),
+    ("Manifests deleted", "已删除的清单"),
+    ("Started", "开始时间"),
+    ("Trigger", "触发方式"),
+    ("Duration", "耗时"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_heaviest_known_language() {
+        assert_eq!(Lang::from_accept("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh);
+        assert_eq!(Lang::from_accept("en-US,en;q=0.9,zh;q=0.8"), Lang::En);
+        assert_eq!(Lang::from_accept("fr;q=1, zh;q=0.5"), Lang::Zh);
+        assert_eq!(Lang::from_accept(""), Lang::En);
+        assert_eq!(Lang::Zh.t("Projects"), "项目");
+        assert_eq!(Lang::Zh.t("unknown phrase"), "unknown phrase");
+    }
+
+    #[test]
+    fn every_phrase_has_one_translation() {
+        for (i, (en, _)) in ZH.iter().enumerate() {
+            assert!(!ZH[..i].iter().any(|(e, _)| e == en), "{en} twice");
+        }
+    }
+}
