@@ -237,6 +237,10 @@ fn start_controller(
             resolver: Arc::new(RegistryResolver {
                 registry: app.registry.clone(),
                 signatures: app.signatures.clone(),
+                projects: app.projects.clone(),
+                accounts: app.access.accounts.clone(),
+                hosts: cfg.proxy.hosts.clone(),
+                own_host: image_host.clone(),
             }),
             edge: Arc::new(edge),
             deployer,

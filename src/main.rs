@@ -16,6 +16,7 @@ use berth_controller::resources::ResourceKind;
 mod cli;
 mod compose;
 mod flags;
+mod image_source;
 mod node_cli;
 mod prompt;
 mod repo_cli;

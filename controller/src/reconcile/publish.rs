@@ -101,6 +101,7 @@ async fn resolve_images(
             repository: r.repository,
             digest: r.digest,
             media_type: r.media_type,
+            upstream: r.upstream,
         });
     }
     let detail = images
