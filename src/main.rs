@@ -80,7 +80,7 @@ enum Command {
     /// Manage accounts on a running registry.
     #[command(subcommand)]
     User(cli::UserCmd),
-    /// Manage robot accounts of a project.
+    /// Manage robot accounts: a project's, or (--system) system robots that pull from several projects.
     #[command(subcommand)]
     Robot(cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
