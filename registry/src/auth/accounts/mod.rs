@@ -234,7 +234,7 @@ impl Accounts {
                         push: r.push,
                     },
                     Some(covered) => Who::Robot {
-                        project: if covered.covers(project) {
+                        project: if system_robot_reads(r, covered, snap.projects.get(project)) {
                             project.to_string()
                         } else {
                             String::new()
@@ -329,6 +329,17 @@ impl Accounts {
     /// Newest first.
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError> {
         self.store.audit_events(q).await
+    }
+}
+
+/// Whether system robot `r` reads `project`. A project it names must be the
+/// one it was given: a project deleted and created again under that name
+/// (created after the robot) is not. `*` covers projects created later too.
+fn system_robot_reads(r: &Robot, covered: &RobotProjects, project: Option<&Project>) -> bool {
+    let Some(p) = project else { return false };
+    match covered {
+        RobotProjects::All => true,
+        RobotProjects::Only(_) => covered.covers(&p.name) && p.created <= r.created,
     }
 }
 
