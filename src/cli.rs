@@ -250,6 +250,10 @@ fn start_controller(
             resolver: Arc::new(RegistryResolver {
                 registry: app.registry.clone(),
                 signatures: app.signatures.clone(),
+                projects: app.projects.clone(),
+                accounts: app.access.accounts.clone(),
+                hosts: cfg.proxy.hosts.clone(),
+                own_host: image_host.clone(),
             }),
             edge: Arc::new(edge),
             deployer,
@@ -536,14 +540,24 @@ pub enum UserCmd {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RobotCmd {
-    /// Create a robot account; its secret is printed once.
+    /// Create a robot account; its secret is printed once. With --system, a
+    /// system robot (system administrators) that pulls from the projects named.
     #[command(
-        after_help = "Examples:\n  berth robot create team-a edge --access pull\n  berth robot create team-a ci --access push --expires-in 90d"
+        after_help = "Examples:\n  berth robot create team-a edge --access pull\n  berth robot create team-a ci --access push --expires-in 90d\n  berth robot create --system edge --projects team-a,team-b\n  berth robot create --system mirror --projects '*'"
     )]
     Create {
+        /// The project (with --system: the robot's name).
+        #[arg(value_name = "PROJECT")]
         project: String,
-        name: String,
-        /// pull, or push (push includes pull).
+        /// The robot's name (not with --system).
+        name: Option<String>,
+        /// A system robot, logging in as robot$NAME, that pulls from --projects.
+        #[arg(long)]
+        system: bool,
+        /// With --system: the projects it pulls from, comma-separated, or '*' for every one.
+        #[arg(long, value_delimiter = ',', requires = "system")]
+        projects: Vec<String>,
+        /// pull, or push (push includes pull; project robots only).
         #[arg(long, default_value = "pull")]
         access: String,
         /// Lifetime, e.g. 30d, 12h; default: no expiry.
@@ -552,18 +566,28 @@ pub enum RobotCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// List a project's robots.
-    #[command(after_help = "Example:\n  berth robot list team-a")]
+    /// List a project's robots, or (--system) the system robots.
+    #[command(after_help = "Examples:\n  berth robot list team-a\n  berth robot list --system")]
     List {
-        project: String,
+        #[arg(required_unless_present = "system")]
+        project: Option<String>,
+        #[arg(long, conflicts_with = "project")]
+        system: bool,
         #[command(flatten)]
         conn: Conn,
     },
     /// Revoke a robot.
-    #[command(after_help = "Example:\n  berth robot revoke team-a ci")]
+    #[command(
+        after_help = "Examples:\n  berth robot revoke team-a ci\n  berth robot revoke --system edge"
+    )]
     Revoke {
+        /// The project (with --system: the robot's name).
+        #[arg(value_name = "PROJECT")]
         project: String,
-        name: String,
+        /// The robot's name (not with --system).
+        name: Option<String>,
+        #[arg(long)]
+        system: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -771,56 +795,112 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `(project, name)` of a project robot, or `(None, name)` of a system robot.
+fn robot_names(
+    first: String,
+    second: Option<String>,
+    system: bool,
+) -> anyhow::Result<(Option<String>, String)> {
+    match (system, second) {
+        (true, None) => Ok((None, first)),
+        (true, Some(extra)) => Err(anyhow!(
+            "a system robot belongs to no project: give only its name ({extra:?} is one too many)"
+        )),
+        (false, Some(name)) => Ok((Some(first), name)),
+        (false, None) => Err(anyhow!(
+            "give the project and the robot's name, or --system and the name of a system robot"
+        )),
+    }
+}
+
 pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
     use reqwest::Method;
     match cmd {
         RobotCmd::Create {
             project,
             name,
+            system,
+            projects,
             access,
             expires_in,
             conn,
         } => {
+            let (project, name) = robot_names(project, name, system)?;
             let mut body = serde_json::json!({"name": name, "access": access});
             if let Some(d) = expires_in {
                 body["expires_in"] = serde_json::json!(d.as_secs());
             }
+            let (path, what) = match &project {
+                Some(p) => (
+                    format!("/api/v1/projects/{p}/robots"),
+                    format!("robot {name} in {p}"),
+                ),
+                None => {
+                    if projects.is_empty() {
+                        return Err(anyhow!(
+                            "a system robot needs --projects a,b (or '*' for every project)"
+                        ));
+                    }
+                    body["projects"] = if projects.iter().any(|p| p == "*") {
+                        serde_json::json!("*")
+                    } else {
+                        serde_json::json!(projects)
+                    };
+                    ("/api/v1/robots".to_string(), format!("system robot {name}"))
+                }
+            };
             let v = send_mapped(
-                conn.request(
-                    cfg,
-                    Method::POST,
-                    &format!("/api/v1/projects/{project}/robots"),
-                )
-                .json(&body),
-                &[("access", "--access"), ("expires_in", "--expires-in")],
+                conn.request(cfg, Method::POST, &path).json(&body),
+                &[
+                    ("access", "--access"),
+                    ("expires_in", "--expires-in"),
+                    ("projects", "--projects"),
+                ],
             )
             .await
-            .with_context(|| format!("cannot create robot {name} in {project}"))?;
+            .with_context(|| format!("cannot create {what}"))?;
             println!("name:   {}", v["name"].as_str().unwrap_or(""));
             println!("secret: {}", v["secret"].as_str().unwrap_or(""));
             eprintln!("the secret is shown only now; store it (e.g. as the edge's BERTH_UPSTREAM_PASSWORD)");
         }
-        RobotCmd::List { project, conn } => print_json(
-            &send(conn.request(
-                cfg,
-                Method::GET,
-                &format!("/api/v1/projects/{project}/robots"),
-            ))
-            .await
-            .with_context(|| format!("cannot list the robots of {project}"))?,
-        ),
+        RobotCmd::List {
+            project,
+            system,
+            conn,
+        } => {
+            let (path, what) = match project.filter(|_| !system) {
+                Some(p) => (
+                    format!("/api/v1/projects/{p}/robots"),
+                    format!("the robots of {p}"),
+                ),
+                None => ("/api/v1/robots".to_string(), "the system robots".into()),
+            };
+            print_json(
+                &send(conn.request(cfg, Method::GET, &path))
+                    .await
+                    .with_context(|| format!("cannot list {what}"))?,
+            )
+        }
         RobotCmd::Revoke {
             project,
             name,
+            system,
             conn,
         } => {
-            send(conn.request(
-                cfg,
-                Method::DELETE,
-                &format!("/api/v1/projects/{project}/robots/{name}"),
-            ))
-            .await
-            .with_context(|| format!("cannot revoke robot {name} of {project}"))?;
+            let (project, name) = robot_names(project, name, system)?;
+            let (path, what) = match &project {
+                Some(p) => (
+                    format!("/api/v1/projects/{p}/robots/{name}"),
+                    format!("robot {name} of {p}"),
+                ),
+                None => (
+                    format!("/api/v1/robots/{name}"),
+                    format!("system robot {name}"),
+                ),
+            };
+            send(conn.request(cfg, Method::DELETE, &path))
+                .await
+                .with_context(|| format!("cannot revoke {what}"))?;
             println!("revoked {name}");
         }
     }

@@ -2,6 +2,7 @@
 //! ports (image resolution, authorization, audit, publication events), wired
 //! into `berth serve`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,41 +11,91 @@ use berth_controller::{
     PublicationEvents, ResolveError, ResolvedImage,
 };
 use berth_registry::auth::access::RegistryAccess;
+use berth_registry::auth::accounts::Accounts;
 use berth_registry::auth::policy::Decision;
 use berth_registry::auth::{Action, Refusal, RequestInfo};
 use berth_registry::oci::ErrorCode;
-use berth_registry::oci::{ImageRef, Reference};
+use berth_registry::oci::{Digest, FullRef, ImageRef, Reference};
+use berth_registry::proxy::projects::ProxyProjects;
 use berth_registry::service::LocalRegistry;
+use berth_registry::service::Namespace;
 use berth_registry::signature::SignatureGate;
 
-/// Resolves `project/repo:tag` against what the registry holds, and refuses
-/// what the project's signature policy would refuse to pull.
+use crate::image_source::{ImageSource, ImageSources};
+
+/// Resolves `project/repo:tag` against what the registry holds, and an image
+/// of another registry (`docker.io/library/nginx:1.25`, `nginx:1.25`) through
+/// the proxy-cache project its host maps to (fetched from upstream once, kept
+/// here for every edge to prefetch); refuses what the project's signature
+/// policy would refuse to pull.
 pub struct RegistryResolver {
     pub registry: Arc<LocalRegistry>,
     pub signatures: Arc<SignatureGate>,
+    /// The namespace `/v2` serves, proxy-cache projects included.
+    pub projects: Arc<ProxyProjects>,
+    pub accounts: Arc<Accounts>,
+    /// `proxy.hosts`: registry host → proxy-cache project.
+    pub hosts: BTreeMap<String, String>,
+    /// This registry's own `host[:port]`.
+    pub own_host: Option<String>,
+}
+
+impl RegistryResolver {
+    fn locate(&self, image_ref: &str) -> Result<ImageSource, ResolveError> {
+        ImageSources {
+            accounts: &self.accounts,
+            hosts: &self.hosts,
+            own_host: self.own_host.as_deref(),
+        }
+        .locate(image_ref)
+        .map_err(ResolveError::NotFound)
+    }
+
+    /// The manifest `r` names in a proxy-cache project, asking upstream for
+    /// a tag past its freshness (and fetching the manifest once).
+    async fn through_proxy(
+        &self,
+        image_ref: &str,
+        r: &ImageRef,
+    ) -> Result<(Digest, String), ResolveError> {
+        match self.projects.manifest(&r.repo, &r.reference).await {
+            Ok(m) => Ok((m.digest, m.media_type)),
+            Err(e) => match e.code() {
+                Some(ErrorCode::ManifestUnknown | ErrorCode::NameUnknown) => {
+                    Err(ResolveError::NotFound(format!("{image_ref}: {e}")))
+                }
+                Some(ErrorCode::Denied) => Err(ResolveError::Refused(format!("{image_ref}: {e}"))),
+                _ => Err(ResolveError::Unavailable(format!("{image_ref}: {e}"))),
+            },
+        }
+    }
 }
 
 #[async_trait]
 impl ImageResolver for RegistryResolver {
     async fn resolve(&self, image_ref: &str) -> Result<ResolvedImage, ResolveError> {
-        let r: ImageRef = image_ref
-            .parse()
-            .map_err(|e| ResolveError::InvalidReference(format!("{image_ref}: {e}")))?;
-        let found = self
-            .registry
-            .resolve_image(&r)
-            .await
-            .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
-        let Some(m) = found else {
-            return Err(ResolveError::NotFound(match &r.reference {
-                Reference::Tag(_) => format!("{image_ref}: no such tag in this registry"),
-                Reference::Digest(d) => {
-                    format!("{image_ref}: manifest {d} is not in {}", r.repo)
-                }
-            }));
+        let source = self.locate(image_ref)?;
+        let r = &source.here;
+        let (digest, media_type) = if source.proxied {
+            self.through_proxy(image_ref, r).await?
+        } else {
+            let found = self
+                .registry
+                .resolve_image(r)
+                .await
+                .map_err(|e| ResolveError::Unavailable(e.to_string()))?;
+            let Some(m) = found else {
+                return Err(ResolveError::NotFound(match &r.reference {
+                    Reference::Tag(_) => format!("{image_ref}: no such tag in this registry"),
+                    Reference::Digest(d) => {
+                        format!("{image_ref}: manifest {d} is not in {}", r.repo)
+                    }
+                }));
+            };
+            (m.digest, m.media_type)
         };
         self.signatures
-            .check_pull(&r.repo, &m.digest)
+            .check_pull(&r.repo, &digest)
             .await
             .map_err(|e| match e.code() {
                 Some(ErrorCode::Denied) => ResolveError::Refused(e.to_string()),
@@ -52,9 +103,18 @@ impl ImageResolver for RegistryResolver {
             })?;
         Ok(ResolvedImage {
             repository: r.repo.to_string(),
-            digest: m.digest.to_string(),
-            media_type: m.media_type,
+            upstream: source.upstream,
+            digest: digest.to_string(),
+            media_type,
         })
+    }
+
+    fn project_of(&self, image_ref: &str) -> Result<String, ResolveError> {
+        // Malformed references are the spec validation's to name.
+        if let Err(e) = image_ref.parse::<FullRef>() {
+            return Err(ResolveError::InvalidReference(e.to_string()));
+        }
+        self.locate(image_ref).map(|s| s.project)
     }
 }
 

@@ -17,6 +17,7 @@ mod cli;
 mod compose;
 mod console;
 mod flags;
+mod image_source;
 mod node_cli;
 mod prompt;
 mod replication_cli;
@@ -88,7 +89,7 @@ enum Command {
     /// Manage accounts on a running registry.
     #[command(subcommand)]
     User(cli::UserCmd),
-    /// Manage robot accounts of a project.
+    /// Manage robot accounts: a project's, or (--system) system robots that pull from several projects.
     #[command(subcommand)]
     Robot(cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
@@ -136,9 +137,11 @@ struct ServeArgs {
 
 #[derive(Args, Debug)]
 struct EdgeArgs {
-    /// Registry to pull through, e.g. http://registry.example:5000.
-    #[arg(long)]
-    upstream: Option<String>,
+    /// Registry to pull through, e.g. http://registry.example:5000; several
+    /// (repeated or comma-separated) are tried in order: on a connection
+    /// error, timeout or 5xx the next serves, and the first again once healthy.
+    #[arg(long, value_delimiter = ',')]
+    upstream: Vec<String>,
     /// Address to listen on [default: 127.0.0.1:5001].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -219,8 +222,8 @@ fn main() -> ExitCode {
             }
             Command::Edge(a) => {
                 let mut cfg = cfg;
-                if let Some(u) = a.upstream {
-                    cfg.edge.upstream = u;
+                if !a.upstream.is_empty() {
+                    cfg.edge.upstream = a.upstream.join(",");
                 }
                 if let Some(l) = a.listen {
                     cfg.edge.listen = l;

@@ -529,3 +529,90 @@ fn resource_templates_from_the_cli() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn system_robots_from_the_cli() {
+    let reg = berth::registry(berth_bin!());
+    let base = &reg.url();
+    let admin = reg.admin();
+    admin.create_project("team-a", false);
+    admin.create_project("team-b", false);
+
+    let out = ok(
+        base,
+        &[
+            "robot",
+            "create",
+            "--system",
+            "edge",
+            "--projects",
+            "team-a,team-b",
+        ],
+    );
+    assert!(out.contains("name:   robot$edge"), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .expect("secret printed")
+        .to_string();
+    assert!(secret.len() >= 32, "{out}");
+    let list = json(base, &["robot", "list", "--system"]);
+    assert_eq!(list[0]["name"], "robot$edge", "{list}");
+    assert_eq!(list[0]["projects"], serde_json::json!(["team-a", "team-b"]));
+    assert_eq!(list[0]["access"], "pull");
+    assert!(!list.to_string().contains(&secret), "{list}");
+    // Project robot lists do not show it.
+    assert_eq!(
+        json(base, &["robot", "list", "team-a"]),
+        serde_json::json!([])
+    );
+    let out = ok(
+        base,
+        &["robot", "create", "--system", "all", "--projects", "*"],
+    );
+    assert!(out.contains("robot$all"), "{out}");
+    assert_eq!(
+        json(base, &["robot", "list", "--system"])[0]["projects"],
+        "*"
+    );
+
+    // Refusals name the flags typed.
+    let err = refused(
+        base,
+        &["robot", "create", "--system", "x", "--projects", "nope"],
+        "",
+    );
+    assert!(err.contains("--projects") && err.contains("nope"), "{err}");
+    let err = refused(
+        base,
+        &[
+            "robot",
+            "create",
+            "--system",
+            "x",
+            "--projects",
+            "team-a",
+            "--access",
+            "push",
+        ],
+        "",
+    );
+    assert!(err.contains("--access"), "{err}");
+    let err = refused(base, &["robot", "create", "--system", "x"], "");
+    assert!(err.contains("--projects"), "{err}");
+
+    ok(base, &["robot", "revoke", "--system", "edge"]);
+    let list = json(base, &["robot", "list", "--system"]);
+    let edge = list
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["name"] == "robot$edge"))
+        .expect("listed");
+    assert_eq!(edge["revoked"], true, "{list}");
+    let err = refused(base, &["robot", "revoke", "--system", "ghost"], "");
+    assert!(err.contains("no system robot robot$ghost"), "{err}");
+    admin.audit_until(
+        "action=robot.revoke",
+        "the revoked system robot",
+        |events| events.iter().any(|e| e["target"] == "robot$edge"),
+    );
+}

@@ -307,6 +307,9 @@ impl Default for GcConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
     /// Registry (or upstream edge) to pull through, e.g. https://registry.example:5000.
+    /// Several, comma-separated (registry replicas, or a regional edge), are
+    /// tried in order: a connection error, timeout, 5xx or 429 sends a request
+    /// to the next, and requests return to the first once it answers again.
     pub upstream: String,
     /// Address the edge cache listens on.
     pub listen: SocketAddr,

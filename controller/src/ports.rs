@@ -15,8 +15,14 @@ use crate::model::Node;
 /// An image reference resolved in this registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedImage {
-    /// e.g. `shop/web`
+    /// e.g. `shop/web`, or `dockerhub/library/nginx` for an image of
+    /// another registry, served by its proxy-cache project.
     pub repository: String,
+    /// For an image of another registry, its name there (`docker.io/library/nginx`):
+    /// what a node pulls by, through its edge as its mirror. `None` for this
+    /// registry's own images.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// Digest (`sha256:...` or `sha512:...`) of the manifest or index the reference points at.
     pub digest: String,
     pub media_type: String,
@@ -38,10 +44,27 @@ pub enum ResolveError {
     Refused(String),
 }
 
-/// Turns `project/repo:tag` or `project/repo@sha256:...` into a digest, in this registry.
+/// Turns `project/repo:tag` or `project/repo@sha256:...` into a digest, in
+/// this registry; and an image of another registry (`docker.io/library/nginx:1.25`,
+/// `nginx:1.25`) into a digest through the proxy-cache project its host maps to.
 #[async_trait]
 pub trait ImageResolver: Send + Sync + 'static {
     async fn resolve(&self, image_ref: &str) -> Result<ResolvedImage, ResolveError>;
+
+    /// The project of this registry that serves `image_ref`, without fetching
+    /// anything: its own for `team-a/web:1.0`, the proxy-cache project its
+    /// host maps to for an image of another registry. An error, saying what
+    /// to do, when that project does not exist or the host has none.
+    fn project_of(&self, image_ref: &str) -> Result<String, ResolveError> {
+        let r = crate::model::ImageRef::parse(image_ref).map_err(ResolveError::InvalidReference)?;
+        match (r.project(), &r.host) {
+            (Some(p), _) => Ok(p.to_string()),
+            (None, host) => Err(ResolveError::NotFound(format!(
+                "image {image_ref}: this registry has no proxy-cache project for {}",
+                host.as_deref().unwrap_or("its registry")
+            ))),
+        }
+    }
 }
 
 /// State of a prefetch job on an edge cache.

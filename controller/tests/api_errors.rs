@@ -172,7 +172,7 @@ async fn invalid_apps_are_refused_with_every_problem_named(h: &Harness) {
             "/api/v1/projects/shop/apps",
             json!({"name": "web", "spec": {"kind": "CronJob", "containers": [
                 {"name": "a", "image": "shop/a:1", "ports": [{"container_port": 0}]},
-                {"name": "a", "image": "docker.io/library/nginx:1"}
+                {"name": "a", "image": "shop/b"}
             ], "schedule": "61 * * * *"}}),
         )
         .await;
@@ -181,11 +181,23 @@ async fn invalid_apps_are_refused_with_every_problem_named(h: &Harness) {
     for part in [
         "containers[0].ports[0].container_port: port 0 is outside 1-65535",
         "containers[1].name: container name \"a\" is used twice",
-        "names a registry host",
+        "neither a tag nor a digest",
         "schedule: minute field \"61\": 61 is outside 0-59",
     ] {
         assert!(msg.contains(part), "{part:?} missing from {msg}");
     }
+    // An image of another registry needs a proxy-cache project for its host.
+    let (s, v) = h
+        .post(
+            "/api/v1/projects/shop/apps",
+            app_body("web", &["docker.io/library/nginx:1"]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        error(&v).contains("no proxy-cache project for docker.io"),
+        "{v}"
+    );
     let (s, v) = h
         .post(
             "/api/v1/projects/shop/apps",

@@ -323,6 +323,7 @@ fn objects(kind: WorkloadKind, node: &Node) -> Vec<Value> {
         repository: "shop/web".into(),
         digest: format!("sha256:{}", "a".repeat(64)),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        upstream: None,
     }];
     render::render_workload(
         &WorkloadInput {

@@ -230,7 +230,16 @@ impl EdgeApp {
             self.config.edge.pod_logs_dir.clone(),
             self.config.edge.controller_token.clone(),
         ));
+        // A node's containerd mirroring another registry through this edge
+        // (`?ns=docker.io`) reads that registry's proxy-cache project upstream.
+        let hosts = Arc::new(self.config.proxy.hosts.clone());
         api::router(state)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let req = berth_registry::proxy::mirror::to_project(&hosts, req);
+                    next.run(req)
+                },
+            ))
             .merge(guarded)
             .merge(podlogs::router(logs))
             .route(

@@ -167,13 +167,18 @@ impl Site {
 
     /// Starts `berth edge` for node `name` without registering the node.
     pub fn start_edge(&mut self, name: &str, upstream: &str) {
+        self.start_edge_with(name, upstream, &[]);
+    }
+
+    /// Like [`Site::start_edge`], with extra environment for `berth edge`.
+    pub fn start_edge_with(&mut self, name: &str, upstream: &str, env: &[(&str, &str)]) {
         let cache_dir = self.tmp.path().join(format!("edge-{name}"));
         let process = berth::edge(
             berth_bin!(),
             upstream,
             &cache_dir,
             Some((&self.robot.0, &self.robot.1)),
-            &[],
+            env,
         );
         self.edges.push(EdgeNode {
             name: name.to_string(),

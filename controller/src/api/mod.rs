@@ -23,8 +23,8 @@ use axum::http::HeaderMap;
 use axum::routing::MethodRouter;
 use axum::Router;
 
-use crate::model::{validate_dns_label, AppSpec};
-use crate::ports::{Actor, AuthError, CtlAction};
+use crate::model::{validate_dns_label, AppSpec, ImageRef};
+use crate::ports::{Actor, AuthError, CtlAction, ResolveError};
 use crate::state::ControllerState;
 
 mod apps;
@@ -60,32 +60,53 @@ impl ControllerState {
             .map_err(ApiError::Auth)
     }
 
-    /// The actor may pull every image `spec` names, whichever project it is
-    /// in: an app must neither deploy images its author cannot see nor reveal
-    /// their digests (publication status shows what a tag resolved to).
+    /// Every image `spec` names has a project here to come from (its own,
+    /// or the proxy-cache project of its registry's host; a 400 saying how
+    /// to add one otherwise), and the actor may pull from each, whichever
+    /// project it is: an app must neither deploy images its author cannot see
+    /// nor reveal their digests (publication status shows what a tag resolved to).
     fn authorize_images(
         &self,
         headers: &HeaderMap,
         project: &str,
         spec: &AppSpec,
     ) -> ApiResult<()> {
-        let others: BTreeSet<String> = spec
-            .images()
-            .iter()
-            .filter_map(|i| i.split_once('/').map(|(p, _)| p.to_string()))
-            .filter(|p| p != project)
-            .collect();
+        let mut others = BTreeSet::new();
+        for image in spec.images() {
+            match self.context().resolver.project_of(&image) {
+                Ok(source) => {
+                    others.insert(source);
+                }
+                // The spec's validation names every malformed image.
+                Err(ResolveError::InvalidReference(_)) => {}
+                Err(e) => {
+                    // Whether a project of this registry exists is told only
+                    // to those who may see it.
+                    let named = ImageRef::parse(&image).ok();
+                    if let Some(p) = named.as_ref().and_then(ImageRef::project) {
+                        self.authorize_image_project(headers, p)?;
+                    }
+                    return Err(ApiError::BadRequest(e.to_string()));
+                }
+            }
+        }
+        others.remove(project);
         for other in others {
-            self.authorizer()
-                .authorize(headers, Some(&other), CtlAction::Read)
-                .map_err(|e| {
-                    ApiError::Auth(AuthError {
-                        status: e.status,
-                        message: format!("{} (the app uses images of project {other})", e.message),
-                    })
-                })?;
+            self.authorize_image_project(headers, &other)?;
         }
         Ok(())
+    }
+
+    fn authorize_image_project(&self, headers: &HeaderMap, other: &str) -> ApiResult<()> {
+        self.authorizer()
+            .authorize(headers, Some(other), CtlAction::Read)
+            .map(|_| ())
+            .map_err(|e| {
+                ApiError::Auth(AuthError {
+                    status: e.status,
+                    message: format!("{} (the app uses images of project {other})", e.message),
+                })
+            })
     }
 
     fn audit(&self, actor: &Actor, project: &str, action: &str, target: &str, outcome: &str) {

@@ -515,6 +515,6 @@ mod tests {
         let err = parse_spec("kind: Deployment\ncontainers:\n- name: web\n  image: web\n")
             .expect_err("must be refused")
             .to_string();
-        assert!(err.contains("no project"), "{err}");
+        assert!(err.contains("neither a tag nor a digest"), "{err}");
     }
 }

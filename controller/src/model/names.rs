@@ -101,15 +101,24 @@ pub(super) fn validate_labels(check: &mut Check, field: &str, labels: &BTreeMap<
     }
 }
 
-/// An image reference relative to this registry: `project/repo[/more]:tag` or
-/// `project/repo@<digest>` (sha256 or sha512), or both. The edge caches pull
-/// under the same names.
+/// An image reference as an app names it. The rule:
+/// - a name with a registry host (`ghcr.io/org/app:1`,
+///   `docker.io/library/nginx:1.25`, `registry.local:5000/x:1`) means that
+///   registry;
+/// - a one-part name (`nginx:1.25`) means Docker Hub's official image
+///   (`docker.io/library/nginx:1.25`);
+/// - any other name without a host (`team-a/web:1.0`) is a project of this
+///   registry, never Docker Hub.
 ///
-/// The grammar is `berth_reference`'s, shared with the registry; this adds the
-/// controller's rules: no registry host (a host-less name is a berth project
-/// here, not Docker Hub), a project, and a tag or a digest.
+/// The grammar and Docker's normalisation are `berth_reference`'s, shared
+/// with the registry; this adds the controller's rule that a tag or a digest
+/// is written. Which project serves an image of another registry (a
+/// proxy-cache project) is the resolver's to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
+    /// The registry, normalised (`docker.io`); `None` for this registry's projects.
+    pub host: Option<String>,
+    /// The path in that registry, normalised (`library/nginx`, `shop/web`).
     pub repository: String,
     pub tag: Option<String>,
     pub digest: Option<String>,
@@ -118,29 +127,36 @@ pub struct ImageRef {
 impl ImageRef {
     pub fn parse(s: &str) -> Result<ImageRef, String> {
         let r: FullRef = s.parse().map_err(|e| grammar_message(s, &e))?;
-        if let Some(host) = r.host() {
-            return Err(format!(
-                "image {s:?} names a registry host ({host}); images come from this registry, so \
-                 write them as project/repository:tag (e.g. \"{}\")",
-                r.repo().to_string() + &r.tag().map(|t| format!(":{t}")).unwrap_or_default()
-            ));
-        }
-        if !r.repo().as_str().contains('/') {
-            return Err(format!(
-                "image {s:?} has no project: write project/repository:tag (e.g. \"shop/web:1.0\")"
-            ));
-        }
         if r.tag().is_none() && r.digest().is_none() {
             return Err(format!(
                 "image {s:?} has neither a tag nor a digest: add one (e.g. \"{s}:1.0\") so every \
                  node runs the same thing"
             ));
         }
+        let public = r.host().is_some() || !r.repo().as_str().contains('/');
+        let (host, repository) = if public {
+            let n = r.normalized();
+            (
+                n.host().map(|h| h.as_str().to_string()),
+                n.repo().to_string(),
+            )
+        } else {
+            (None, r.repo().to_string())
+        };
         Ok(ImageRef {
-            repository: r.repo().to_string(),
+            host,
+            repository,
             tag: r.tag().map(ToString::to_string),
             digest: r.digest().map(ToString::to_string),
         })
+    }
+
+    /// The project of this registry a host-less name is in (`team-a` for `team-a/web:1.0`).
+    pub fn project(&self) -> Option<&str> {
+        match self.host {
+            Some(_) => None,
+            None => self.repository.split('/').next(),
+        }
     }
 }
 
@@ -233,18 +249,24 @@ mod tests {
         assert!(ImageRef::parse("shop/web:1.0@sha256:abc")
             .expect_err("must be refused")
             .contains("64 lowercase hex"));
-        assert!(ImageRef::parse("web:1.0")
-            .expect_err("must be refused")
-            .contains("no project"));
+        // A one-part name is Docker Hub's official image.
+        let r = ImageRef::parse("web:1.0").expect("valid");
+        assert_eq!(r.host.as_deref(), Some("docker.io"));
+        assert_eq!(r.repository, "library/web");
+        assert_eq!(r.project(), None);
         assert!(ImageRef::parse("shop/web")
             .expect_err("must be refused")
             .contains("neither a tag"));
-        assert!(ImageRef::parse("docker.io/library/nginx:1")
-            .expect_err("must be refused")
-            .contains("registry host"));
-        assert!(ImageRef::parse("localhost:5000/shop/web:1")
-            .expect_err("must be refused")
-            .contains("registry host"));
+        let r = ImageRef::parse("docker.io/library/nginx:1").expect("valid");
+        assert_eq!(
+            (r.host.as_deref(), r.repository.as_str()),
+            (Some("docker.io"), "library/nginx")
+        );
+        let r = ImageRef::parse("localhost:5000/shop/web:1").expect("valid");
+        assert_eq!(
+            (r.host.as_deref(), r.repository.as_str()),
+            (Some("localhost:5000"), "shop/web")
+        );
         assert!(ImageRef::parse("Shop/web:1").is_err());
         assert!(ImageRef::parse("shop/web:.bad").is_err());
         assert!(ImageRef::parse("shop/we--b:1").is_ok());
@@ -252,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn image_refs_take_sha512_digests_and_stay_in_this_registry() {
+    fn image_refs_take_sha512_digests_and_name_their_registry() {
         let d = format!("sha512:{}", "b".repeat(128));
         let r = ImageRef::parse(&format!("shop/web:2@{d}")).expect("valid");
         assert_eq!(r.repository, "shop/web");
@@ -265,17 +287,24 @@ mod tests {
         // A name without a host is a project here, never Docker Hub's library.
         let r = ImageRef::parse("team-a/web:1.0").expect("valid");
         assert_eq!(r.repository, "team-a/web");
-        assert!(ImageRef::parse("nginx:1")
-            .expect_err("must be refused")
-            .contains("no project"));
-        for host in [
-            "index.docker.io/a/b:1",
-            "[::1]:5000/a/b:1",
-            "registry:5000/a/b:1",
+        assert_eq!((r.host.as_deref(), r.project()), (None, Some("team-a")));
+        let r = ImageRef::parse("nginx:1").expect("valid");
+        assert_eq!(
+            (r.host.as_deref(), r.repository.as_str()),
+            (Some("docker.io"), "library/nginx")
+        );
+        for (written, host, repo) in [
+            ("index.docker.io/a/b:1", "docker.io", "a/b"),
+            ("[::1]:5000/a/b:1", "[::1]:5000", "a/b"),
+            ("registry:5000/a/b:1", "registry:5000", "a/b"),
+            ("ghcr.io/org/app:1", "ghcr.io", "org/app"),
         ] {
-            assert!(ImageRef::parse(host)
-                .expect_err("must be refused")
-                .contains("registry host"));
+            let r = ImageRef::parse(written).expect("valid");
+            assert_eq!(
+                (r.host.as_deref(), r.repository.as_str()),
+                (Some(host), repo),
+                "{written}"
+            );
         }
     }
 }

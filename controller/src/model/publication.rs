@@ -30,14 +30,21 @@ impl fmt::Display for PublicationKey {
 pub struct PinnedImage {
     /// As written in the template, e.g. `shop/web:1.4`.
     pub reference: String,
-    /// Repository in this registry, e.g. `shop/web`.
+    /// Repository in this registry, e.g. `shop/web` (for an image of another
+    /// registry, in its proxy-cache project: `dockerhub/library/nginx`).
     pub repository: String,
     pub digest: String,
     pub media_type: String,
+    /// For an image of another registry, its name there
+    /// (`docker.io/library/nginx`): the pod spec names it so, and the node's
+    /// containerd fetches it through its edge as that registry's mirror.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 impl PinnedImage {
-    /// `repository@digest`, the form the edge cache and the pod spec use.
+    /// `repository@digest`, the form the edge cache uses (and the pod spec,
+    /// behind this registry's host, for this registry's images).
     pub fn by_digest(&self) -> String {
         format!("{}@{}", self.repository, self.digest)
     }

@@ -218,7 +218,9 @@ pub struct Volume {
 #[serde(deny_unknown_fields)]
 pub struct Container {
     pub name: String,
-    /// `project/repo:tag` or `project/repo@sha256:...` in this registry.
+    /// `project/repo:tag` or `project/repo@sha256:...` in this registry, or an
+    /// image of another registry by its host (`ghcr.io/org/app:1`; `nginx:1.25`
+    /// is `docker.io/library/nginx:1.25`), served by that host's proxy-cache project.
     pub image: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,

@@ -102,6 +102,7 @@ async fn resolve_images(
             repository: r.repository,
             digest: r.digest,
             media_type: r.media_type,
+            upstream: r.upstream,
         });
     }
     let detail = images
@@ -203,9 +204,13 @@ async fn follow_prefetch(
         } => {
             p.prefetch_job = None;
             save(ctx, p).await?;
+            let mut message = prefetch_failure(error, &images);
+            for project in unreadable_projects(ctx, &images).await {
+                message.push_str(&unreadable(&p.node, &project));
+            }
             Err(ReconcileError::PrefetchFailed {
                 node: p.node.clone(),
-                message: prefetch_failure(error, &images),
+                message,
             })
         }
         JobStatus::Known {
@@ -259,6 +264,46 @@ fn prefetch_failure(error: Option<String>, images: &[ImageProgress]) -> String {
         }
     }
     message
+}
+
+/// The projects of images the edge could not fetch although the registry
+/// holds them (it resolved them for this publish and still does): the
+/// registry hid them from the edge's upstream credential.
+async fn unreadable_projects(ctx: &Context, images: &[ImageProgress]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for i in images {
+        let Some(error) = &i.error else { continue };
+        // Only what reads as "not there" or "refused"; an unreachable
+        // registry or a full disk says nothing about access.
+        let lower = error.to_ascii_lowercase();
+        let hidden = [
+            "not in repository",
+            "refused access",
+            "unknown",
+            "404",
+            "not found",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+        if !hidden || ctx.resolver.resolve(&i.image).await.is_err() {
+            continue;
+        }
+        if let Some((project, _)) = i.image.split_once('/') {
+            out.insert(project.to_string());
+        }
+    }
+    out
+}
+
+/// Why the edge of `node` cannot fetch from `project`, and what to do.
+fn unreadable(node: &str, project: &str) -> String {
+    format!(
+        "; the registry holds it, so the upstream credential of node {node}'s edge cannot read \
+         project {project}: give that edge a robot that reads {project} (a system robot reads \
+         several projects: POST /api/v1/robots {{\"name\": \"edge\", \"projects\": \
+         [\"{project}\", ...], \"access\": \"pull\"}}, or berth robot create --system edge \
+         --projects {project},...), or make {project} public"
+    )
 }
 
 /// What an apply puts on the node, in order: the resources carried before

@@ -96,12 +96,14 @@ pub(crate) fn pinned() -> Vec<PinnedImage> {
             repository: "shop/web".into(),
             digest: digest('a'),
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            upstream: None,
         },
         PinnedImage {
             reference: "shop/tools:2".into(),
             repository: "shop/tools".into(),
             digest: digest('b'),
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            upstream: None,
         },
     ]
 }

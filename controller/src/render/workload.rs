@@ -207,9 +207,12 @@ fn image_ref(
         .iter()
         .find(|i| i.reference == c.image)
         .ok_or_else(|| RenderError::Unresolved(c.image.clone()))?;
-    Ok(match &options.image_host {
-        Some(host) => format!("{host}/{}", pinned.by_digest()),
-        None => pinned.by_digest(),
+    // An image of another registry keeps its name there, pinned: the node's
+    // containerd resolves it through its edge (hosts.toml for that registry).
+    Ok(match (&pinned.upstream, &options.image_host) {
+        (Some(upstream), _) => format!("{upstream}@{}", pinned.digest),
+        (None, Some(host)) => format!("{host}/{}", pinned.by_digest()),
+        (None, None) => pinned.by_digest(),
     })
 }
 
@@ -483,5 +486,43 @@ mod tests {
         )
         .expect_err("must be refused");
         assert_eq!(err, RenderError::Unresolved("shop/tools:2".into()));
+    }
+
+    #[test]
+    fn an_image_of_another_registry_keeps_its_name_there_pinned() {
+        let mut spec = full_spec(WorkloadKind::Deployment);
+        spec.containers[1].image = "nginx:1.25".into();
+        let mut images = pinned();
+        images[1] = PinnedImage {
+            reference: "nginx:1.25".into(),
+            repository: "dockerhub/library/nginx".into(),
+            digest: digest('c'),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            upstream: Some("docker.io/library/nginx".into()),
+        };
+        let node = node();
+        let objs = render_workload(
+            &WorkloadInput {
+                project: "shop",
+                app: "web",
+                version: 1,
+                spec: &spec,
+                images: &images,
+                node: &node,
+            },
+            &RenderOptions {
+                image_host: Some("registry.example:5000".into()),
+            },
+        )
+        .expect("render");
+        let containers = &objs[0]["spec"]["template"]["spec"]["containers"];
+        assert_eq!(
+            containers[0]["image"],
+            format!("registry.example:5000/shop/web@{}", digest('a'))
+        );
+        assert_eq!(
+            containers[1]["image"],
+            format!("docker.io/library/nginx@{}", digest('c'))
+        );
     }
 }

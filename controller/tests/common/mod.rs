@@ -284,6 +284,7 @@ impl ImageResolver for FakeResolver {
         };
         Ok(ResolvedImage {
             repository: r.repository,
+            upstream: None,
             digest,
             media_type: MANIFEST.into(),
         })

@@ -33,6 +33,7 @@ pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
 mod quota;
 mod replications;
+mod system_robots;
 mod webhooks;
 
 /// The project-cleanup port, filled in once the controller is up.
@@ -1113,6 +1114,8 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(put_member, delete_member))
         .routes(routes!(list_robots, create_robot))
         .routes(routes!(revoke_robot))
+        .routes(routes!(system_robots::list, system_robots::create))
+        .routes(routes!(system_robots::revoke))
         .routes(routes!(list_repositories))
         .routes(routes!(delete_repository))
         .routes(routes!(list_tags))

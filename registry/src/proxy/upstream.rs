@@ -49,7 +49,15 @@ pub enum UpstreamError {
 }
 
 pub struct Upstream {
+    /// The first endpoint's URL (the one a proxy project has).
     base: String,
+    /// Where to send requests, in order of preference: the edge's
+    /// `--upstream` URLs (registry replicas, or a regional edge). A request
+    /// goes to the first that is not down; a connection error, timeout or
+    /// 5xx/429 sends it on to the next, and once the first is up again
+    /// (`DOWN_FOR` after its failure) requests return to it. Pushes
+    /// (replication) go to the first.
+    endpoints: Vec<Endpoint>,
     /// A proxy project's name: `dockerhub/library/nginx` here is
     /// `library/nginx` upstream. Empty for the edge (same names both sides).
     project: String,
@@ -64,7 +72,6 @@ pub struct Upstream {
     /// Upstream asked for Basic credentials once: send them from then on
     /// (one request per fetch, not a 401 round trip each time).
     basic: std::sync::atomic::AtomicBool,
-    down_until: Mutex<Option<Instant>>,
     answer_timeout: Duration,
     /// Requests sent upstream, by kind; for metrics and tests.
     pub counters: Arc<UpstreamCounters>,
@@ -102,8 +109,48 @@ pub struct BlobBody {
     pub stream: BoxStream<'static, Result<Bytes, UpstreamError>>,
 }
 
+/// One URL of the upstream, and until when it is considered down.
+struct Endpoint {
+    base: String,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Endpoint {
+    fn new(base: &str) -> Result<Self, String> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!(
+                "upstream {base:?} must start with http:// or https://"
+            ));
+        }
+        Ok(Self {
+            base,
+            down_until: Mutex::new(None),
+        })
+    }
+
+    fn is_down(&self) -> bool {
+        self.down_until
+            .lock()
+            .map(|d| d.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false)
+    }
+
+    fn mark(&self, up: bool) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = if up {
+                None
+            } else {
+                Some(Instant::now() + DOWN_FOR)
+            };
+        }
+    }
+}
+
 /// One request to upstream.
 struct Request<'a> {
+    /// Which endpoint it goes to.
+    at: usize,
     method: Method,
     /// Absolute.
     url: &'a str,
@@ -126,14 +173,25 @@ pub struct ProjectUpstream<'a> {
 }
 
 impl Upstream {
-    /// The edge's upstream: any address, names as they are.
+    /// The edge's upstream: any address, names as they are. `bases` is one
+    /// URL or several, comma-separated, tried in order (see `endpoints`).
     pub fn new(
-        base: &str,
+        bases: &str,
         creds: Option<(String, String)>,
         connect_timeout: Duration,
         insecure: bool,
     ) -> Result<Self, String> {
-        Self::build(base, creds, connect_timeout, insecure, false)
+        let urls: Vec<&str> = bases
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let first = urls.first().copied().unwrap_or_default();
+        let mut up = Self::build(first, creds, connect_timeout, insecure, false)?;
+        for url in urls.iter().skip(1) {
+            up.endpoints.push(Endpoint::new(url)?);
+        }
+        Ok(up)
     }
 
     /// A proxy project's upstream: its names without the project, and unless
@@ -187,14 +245,10 @@ impl Upstream {
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
-        let base = base.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(format!(
-                "upstream {base:?} must start with http:// or https://"
-            ));
-        }
+        let first = Endpoint::new(base)?;
         Ok(Self {
-            base,
+            base: first.base.clone(),
+            endpoints: vec![first],
             project: String::new(),
             docker_hub: false,
             guarded,
@@ -202,7 +256,6 @@ impl Upstream {
             creds,
             tokens: Mutex::new(HashMap::new()),
             basic: Default::default(),
-            down_until: Mutex::new(None),
             answer_timeout: (connect_timeout * ANSWER_TIMEOUTS).max(Duration::from_secs(2)),
             counters: Arc::default(),
         })
@@ -229,31 +282,31 @@ impl Upstream {
         }
     }
 
-    fn is_down(&self) -> bool {
-        self.down_until
-            .lock()
-            .map(|d| d.is_some_and(|t| Instant::now() < t))
-            .unwrap_or(false)
+    /// The URLs of every endpoint, in order.
+    pub fn bases(&self) -> Vec<&str> {
+        self.endpoints.iter().map(|e| e.base.as_str()).collect()
     }
 
-    fn mark(&self, up: bool) {
-        if let Ok(mut d) = self.down_until.lock() {
-            *d = if up {
-                None
-            } else {
-                Some(Instant::now() + DOWN_FOR)
-            };
+    fn mark(&self, at: usize, up: bool) {
+        if let Some(e) = self.endpoints.get(at) {
+            e.mark(up);
         }
     }
 
-    fn cached_token(&self, scope: &str) -> Option<String> {
+    /// A token is for the endpoint that gave it (replicas need not share keys).
+    fn cached_token(&self, at: usize, scope: &str) -> Option<String> {
         let t = self.tokens.lock().ok()?;
-        t.get(scope)
+        t.get(&format!("{at} {scope}"))
             .filter(|(_, exp)| Instant::now() < *exp)
             .map(|(t, _)| t.clone())
     }
 
-    async fn fetch_token(&self, challenge: &str, scope: &str) -> Result<String, UpstreamError> {
+    async fn fetch_token(
+        &self,
+        at: usize,
+        challenge: &str,
+        scope: &str,
+    ) -> Result<String, UpstreamError> {
         let params = parse_challenge(challenge);
         let realm = params.get("realm").ok_or_else(|| {
             UpstreamError::Protocol(format!("challenge without realm: {challenge}"))
@@ -274,7 +327,7 @@ impl Upstream {
         if let Some((u, p)) = &self.creds {
             req = req.basic_auth(u, Some(p));
         }
-        let res = self.answer(req.send()).await?;
+        let res = self.answer(at, req.send()).await?;
         if !res.status().is_success() {
             return Err(UpstreamError::Refused(res.status().as_u16()));
         }
@@ -296,12 +349,14 @@ impl Upstream {
         let ttl = t.expires_in.unwrap_or(60).max(10);
         let exp = Instant::now() + Duration::from_secs(ttl.saturating_sub(5));
         if let Ok(mut c) = self.tokens.lock() {
-            c.insert(scope.to_string(), (token.clone(), exp));
+            c.insert(format!("{at} {scope}"), (token.clone(), exp));
         }
         Ok(token)
     }
 
-    /// Sends a request for `repo`, following the token flow once on a 401.
+    /// Sends a request for `repo` to the first endpoint that is not down,
+    /// and on to the next while one is unreachable (connection error,
+    /// timeout, 5xx or 429); following the token flow once on a 401.
     async fn send(
         &self,
         method: Method,
@@ -309,22 +364,42 @@ impl Upstream {
         repo: &RepoName,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let url = format!("{}{}", self.base, path);
-        self.send_to(Request {
-            method,
-            url: &url,
-            repo,
-            headers,
-            body: None,
-            actions: "pull",
-        })
-        .await
+        let mut last = UpstreamError::Unreachable("upstream was unreachable moments ago".into());
+        for (at, e) in self.endpoints.iter().enumerate() {
+            if e.is_down() {
+                continue;
+            }
+            let url = format!("{}{}", e.base, path);
+            let sent = self
+                .send_to(Request {
+                    at,
+                    method: method.clone(),
+                    url: &url,
+                    repo,
+                    headers: headers.clone(),
+                    body: None,
+                    actions: "pull",
+                })
+                .await;
+            match sent {
+                Err(err @ UpstreamError::Unreachable(_)) => {
+                    if self.endpoints.len() > 1 {
+                        tracing::warn!(upstream = %e.base, error = %err, "upstream unreachable; trying the next");
+                        // A 5xx does not mark it down by itself: skip it a while.
+                        e.mark(false);
+                    }
+                    last = err;
+                }
+                other => return other,
+            }
+        }
+        Err(last)
     }
 
     /// Sends `r`, following the token flow once on a 401 (a body is sent
     /// again then).
     async fn send_to(&self, r: Request<'_>) -> Result<reqwest::Response, UpstreamError> {
-        if self.is_down() {
+        if self.endpoints.get(r.at).is_none_or(|e| e.is_down()) {
             return Err(UpstreamError::Unreachable(
                 "upstream was unreachable moments ago".into(),
             ));
@@ -348,12 +423,12 @@ impl Upstream {
             }
             b
         };
-        let auth = match self.cached_token(&scope) {
+        let auth = match self.cached_token(r.at, &scope) {
             Some(t) => Some(format!("Bearer {t}")),
             None if self.basic.load(Ordering::Relaxed) => self.basic_auth(),
             None => None,
         };
-        let res = self.answer_within(wait, build(auth).send()).await?;
+        let res = self.answer_within(r.at, wait, build(auth).send()).await?;
         if res.status() != StatusCode::UNAUTHORIZED {
             return Ok(res);
         }
@@ -364,14 +439,19 @@ impl Upstream {
             .unwrap_or("")
             .to_string();
         let auth = if challenge.to_ascii_lowercase().starts_with("bearer") {
-            format!("Bearer {}", self.fetch_token(&challenge, &scope).await?)
+            format!(
+                "Bearer {}",
+                self.fetch_token(r.at, &challenge, &scope).await?
+            )
         } else if let Some(basic) = self.basic_auth() {
             self.basic.store(true, Ordering::Relaxed);
             basic
         } else {
             return Err(UpstreamError::Refused(401));
         };
-        let res = self.answer_within(wait, build(Some(auth)).send()).await?;
+        let res = self
+            .answer_within(r.at, wait, build(Some(auth)).send())
+            .await?;
         match res.status() {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(UpstreamError::Refused(res.status().as_u16()))
@@ -393,20 +473,22 @@ impl Upstream {
     /// a hung upstream counts as down, like one that refuses connections.
     async fn answer(
         &self,
+        at: usize,
         request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        self.answer_within(self.answer_timeout, request).await
+        self.answer_within(at, self.answer_timeout, request).await
     }
 
     async fn answer_within(
         &self,
+        at: usize,
         wait: Duration,
         request: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
     ) -> Result<reqwest::Response, UpstreamError> {
         match tokio::time::timeout(wait, request).await {
-            Ok(r) => self.checked(r),
+            Ok(r) => self.checked(at, r),
             Err(_) => {
-                self.mark(false);
+                self.mark(at, false);
                 Err(UpstreamError::Unreachable(format!(
                     "upstream did not answer within {wait:?}"
                 )))
@@ -416,6 +498,7 @@ impl Upstream {
 
     fn checked(
         &self,
+        at: usize,
         r: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<reqwest::Response, UpstreamError> {
         match r {
@@ -429,12 +512,12 @@ impl Upstream {
                 )))
             }
             Ok(res) => {
-                self.mark(true);
+                self.mark(at, true);
                 Ok(res)
             }
             Err(e) => {
                 if e.is_connect() || e.is_timeout() {
-                    self.mark(false);
+                    self.mark(at, false);
                 }
                 Err(UpstreamError::Unreachable(e.to_string()))
             }

@@ -33,6 +33,7 @@ impl Upstream {
             "pull,push"
         };
         self.send_to(Request {
+            at: 0,
             method,
             url,
             repo,

@@ -25,7 +25,7 @@ async fn off_runtime<T: Send + 'static>(
 
 impl Accounts {
     /// bcrypt of `secret` at this installation's cost.
-    async fn hash(&self, secret: &str) -> Result<String, AccountError> {
+    pub(super) async fn hash(&self, secret: &str) -> Result<String, AccountError> {
         let (secret, cost) = (secret.to_string(), self.cost);
         off_runtime(move || bcrypt::hash(secret, cost).map_err(db)).await?
     }
@@ -330,6 +330,7 @@ impl Accounts {
             expires_at,
             revoked: false,
             created: now(),
+            system: None,
         };
         let _changing = self.changing.lock().await;
         self.store.create_robot(&r).await?;

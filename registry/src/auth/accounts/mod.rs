@@ -22,13 +22,14 @@ use crate::meta::now;
 
 mod changes;
 mod rules;
+mod system_robots;
 #[cfg(test)]
 mod tests;
 
 pub use self::rules::{check_password_rule, check_project_name, check_user_name, PASSWORD_RULE};
 pub use super::store::{
     proxy_password_place, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery,
-    IfRole, Project, ProjectChange, ProxyUpstream, Robot, User,
+    IfRole, Project, ProjectChange, ProxyUpstream, Robot, RobotProjects, User,
 };
 
 pub const ROBOT_PREFIX: &str = "robot$";
@@ -165,9 +166,12 @@ impl Accounts {
                 return Err(LoginError::BadCredentials);
             }
             if r.revoked {
+                let who = match r.system {
+                    Some(_) => "a system administrator".to_string(),
+                    None => format!("a maintainer of {}", r.project),
+                };
                 return Err(LoginError::Revoked(format!(
-                    "robot account {name} has been revoked; a maintainer of {} can create a new one",
-                    r.project
+                    "robot account {name} has been revoked; {who} can create a new one"
                 )));
             }
             if r.expires_at.is_some_and(|e| e <= now()) {
@@ -222,9 +226,21 @@ impl Accounts {
         let snap = self.read();
         if s.robot {
             return match snap.robots.get(name).filter(|r| &r.id == id) {
-                Some(r) => Who::Robot {
-                    project: r.project.clone(),
-                    push: r.push,
+                // A system robot pulls from the projects it covers, as
+                // their own pull robot would; elsewhere as a robot of none.
+                Some(r) => match &r.system {
+                    None => Who::Robot {
+                        project: r.project.clone(),
+                        push: r.push,
+                    },
+                    Some(covered) => Who::Robot {
+                        project: if system_robot_reads(r, covered, snap.projects.get(project)) {
+                            project.to_string()
+                        } else {
+                            String::new()
+                        },
+                        push: false,
+                    },
                 },
                 None => Who::Anonymous,
             };
@@ -313,6 +329,17 @@ impl Accounts {
     /// Newest first.
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError> {
         self.store.audit_events(q).await
+    }
+}
+
+/// Whether system robot `r` reads `project`. A project it names must be the
+/// one it was given: a project deleted and created again under that name
+/// (created after the robot) is not. `*` covers projects created later too.
+fn system_robot_reads(r: &Robot, covered: &RobotProjects, project: Option<&Project>) -> bool {
+    let Some(p) = project else { return false };
+    match covered {
+        RobotProjects::All => true,
+        RobotProjects::Only(_) => covered.covers(&p.name) && p.created <= r.created,
     }
 }
 

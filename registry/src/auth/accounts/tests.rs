@@ -151,3 +151,60 @@ async fn a_name_taken_again_is_another_account() {
     assert!(!a.current(&claimed).expect("current").admin);
     assert_eq!(a.who(&claimed, "p"), Who::Member(None));
 }
+
+#[tokio::test]
+async fn a_system_robot_reads_the_projects_it_was_given_and_no_namesake() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let st = store(dir.path());
+    let project = |name: &str, created: u64| Project {
+        name: name.into(),
+        public: false,
+        created,
+        require_signature: None,
+        proxy: None,
+    };
+    // "old" existed when the robot was made; "again" was deleted and
+    // created anew after it; "other" it never named.
+    for (name, created) in [("old", 10), ("again", 100), ("other", 10)] {
+        st.create_project(&project(name, created))
+            .await
+            .expect("project");
+    }
+    let robot = |name: &str, covered: RobotProjects| Robot {
+        name: format!("{ROBOT_PREFIX}{name}"),
+        id: name.into(),
+        project: String::new(),
+        hash: "h".into(),
+        push: false,
+        expires_at: None,
+        revoked: false,
+        created: 50,
+        system: Some(covered),
+    };
+    st.create_robot(&robot(
+        "two",
+        RobotProjects::Only(vec!["old".into(), "again".into()]),
+    ))
+    .await
+    .expect("robot");
+    st.create_robot(&robot("every", RobotProjects::All))
+        .await
+        .expect("robot");
+    let a = Accounts::open(st, 4).await.expect("open");
+    let subject = |name: &str| Subject {
+        name: Some(format!("{ROBOT_PREFIX}{name}")),
+        account_id: Some(name.into()),
+        admin: false,
+        robot: true,
+        token_grants: None,
+    };
+    let reads =
+        |who: Who, p: &str| matches!(who, Who::Robot { project, push: false } if project == p);
+    assert!(reads(a.who(&subject("two"), "old"), "old"));
+    assert!(!reads(a.who(&subject("two"), "again"), "again"));
+    assert!(!reads(a.who(&subject("two"), "other"), "other"));
+    for p in ["old", "again", "other"] {
+        assert!(reads(a.who(&subject("every"), p), p), "{p}");
+    }
+    assert!(!reads(a.who(&subject("every"), "missing"), "missing"));
+}

@@ -55,6 +55,7 @@ fn robot(project: &str, name: &str) -> Robot {
         expires_at: Some(99),
         revoked: false,
         created: 9,
+        system: None,
     }
 }
 

@@ -98,6 +98,26 @@ pub struct Robot {
     pub expires_at: Option<u64>,
     pub revoked: bool,
     pub created: u64,
+    /// A system robot (`project` is then empty): the projects it may pull from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<RobotProjects>,
+}
+
+/// The projects a system robot reads: every one, or those named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RobotProjects {
+    All,
+    Only(Vec<String>),
+}
+
+impl RobotProjects {
+    pub fn covers(&self, project: &str) -> bool {
+        match self {
+            RobotProjects::All => true,
+            RobotProjects::Only(names) => names.iter().any(|n| n == project),
+        }
+    }
 }
 
 /// One audited action.

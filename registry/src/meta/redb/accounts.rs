@@ -382,7 +382,8 @@ impl AccountStore for RedbAccounts {
     async fn create_robot(&self, robot: &Robot) -> Res<()> {
         let r = robot.clone();
         self.write(move |tx| {
-            if get::<Project>(tx, PROJECTS, &r.project)?.is_none() {
+            // A system robot belongs to no project.
+            if r.system.is_none() && get::<Project>(tx, PROJECTS, &r.project)?.is_none() {
                 return Err(AccountError::no_project(&r.project));
             }
             if get::<Robot>(tx, ROBOTS, &r.name)?.is_some_and(|old| !old.revoked) {
