@@ -548,8 +548,23 @@ pub fn fast_settings() -> ControllerSettings {
 
 impl Harness {
     pub async fn start(world: World) -> Harness {
-        let db = redb::Database::create(world.dir.path().join("berth.redb"))
-            .unwrap_or_else(|e| panic!("cannot open the database (still open from before?): {e}"));
+        // `stop` saw the last handle go, but the file lock is released at the
+        // end of the database's destructor, which may still be running on the
+        // thread that dropped it: wait for that, as a restarted process would
+        // find the lock released by the old one's exit.
+        let path = world.dir.path().join("berth.redb");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let db = loop {
+            match redb::Database::create(&path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot open the database (still open from before?): {e}"),
+            }
+        };
         let ports = Ports {
             resolver: world.resolver.clone(),
             edge: Arc::new(HttpEdgeClient::new(Duration::from_secs(2)).expect("edge client")),
