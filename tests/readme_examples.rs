@@ -28,6 +28,8 @@ use berth_testkit::tools::Podman;
 const SKIPPED: &[(&str, &str)] = &[
     ("cargo run --release -- serve", "builds berth in release mode; the test starts the built `berth serve` on the same data directory instead"),
     ("cargo test --workspace", "is the test suite itself"),
+    ("BERTH_UPSTREAM_USER='robot$edge-eu' BERTH_UPSTREAM_PASSWORD=\"$(awk '/^secret:/ {print $2}' edge-eu-robot)\" \\", "names registry replicas that do not exist here; tests/edge_failover.rs runs an edge over two registries"),
+    ("berth replication create to-dr --direction push --remote https://dr.example --remote-user robot \\", "needs a second registry; tests/replication_runs.rs replicates to distribution and to a second berth"),
     ("cargo bench --bench compare", "the benchmarks take minutes"),
 ];
 
