@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cron;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -285,6 +287,11 @@ pub struct GcConfig {
     /// Run GC periodically; 0s disables.
     #[serde(with = "duration_str")]
     pub interval: Duration,
+    /// Run GC at the times of this cron expression (five fields, UTC), e.g.
+    /// "0 3 * * *"; empty disables. Not together with `interval`.
+    pub schedule: String,
+    /// GC runs kept in the history (`GET /api/v1/gc/runs`), newest first.
+    pub history: u32,
     /// Collect manifests that no tag, index or subject reaches.
     pub delete_untagged: bool,
 }
@@ -295,8 +302,34 @@ impl Default for GcConfig {
             grace: Duration::from_secs(3600),
             upload_ttl: Duration::from_secs(24 * 3600),
             interval: Duration::ZERO,
+            schedule: String::new(),
+            history: 200,
             delete_untagged: true,
         }
+    }
+}
+
+impl GcConfig {
+    /// The cron schedule, if one is set (`validate` has checked it parses).
+    pub fn cron(&self) -> Option<cron::Cron> {
+        let s = self.schedule.trim();
+        (!s.is_empty()).then(|| cron::Cron::parse(s).ok()).flatten()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = self.schedule.trim();
+        if s.is_empty() {
+            return Ok(());
+        }
+        if !self.interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "gc.schedule and gc.interval are both set: keep one (set the other to \"\" or \"0s\")"
+                    .into(),
+            ));
+        }
+        cron::Cron::parse(s)
+            .map(|_| ())
+            .map_err(|e| ConfigError::Invalid(format!("gc.schedule: {e}")))
     }
 }
 
@@ -767,6 +800,7 @@ impl Config {
         }
         self.server.validate_connection_limits()?;
         self.webhooks.validate()?;
+        self.gc.validate()?;
         let drift = self.controller.drift_check_interval;
         if !drift.is_zero() && drift < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
@@ -844,6 +878,8 @@ mod tests {
             ("BERTH_SERVER_MIN_BODY_RATE", "1KiB"),
             ("BERTH_AUTH_BCRYPT_COST", "4"),
             ("BERTH_GC_GRACE", "10m"),
+            ("BERTH_GC_SCHEDULE", "0 3 * * *"),
+            ("BERTH_GC_HISTORY", "50"),
             ("BERTH_EDGE_CAPACITY", "2GiB"),
             ("BERTH_EDGE_PLATFORMS", "linux/amd64, linux/arm64"),
             ("BERTH_UPSTREAM_USER", "robot$edge"),
@@ -862,6 +898,9 @@ mod tests {
         assert_eq!(cfg.server.min_body_rate, ByteSize(1024));
         assert_eq!(cfg.auth.bcrypt_cost, 4);
         assert_eq!(cfg.gc.grace, Duration::from_secs(600));
+        assert_eq!(cfg.gc.schedule, "0 3 * * *");
+        assert_eq!(cfg.gc.history, 50);
+        assert!(cfg.gc.cron().is_some());
         assert_eq!(cfg.controller.kubeconfig_max_ttl, Duration::from_secs(7200));
         assert_eq!(cfg.edge.capacity, ByteSize(2 << 30));
         assert_eq!(cfg.edge.platforms, vec!["linux/amd64", "linux/arm64"]);
@@ -980,5 +1019,21 @@ mod tests {
         let err =
             toml::from_str::<Config>("[server]\nlisten_addr = \"1.2.3.4:5\"").expect_err("unknown");
         assert!(err.to_string().contains("listen_addr"));
+    }
+
+    #[test]
+    fn a_gc_schedule_is_a_cron_expression_and_excludes_the_interval() {
+        let mut cfg = Config::default();
+        cfg.gc.schedule = "0 3 * *".into();
+        let e = cfg.validate().expect_err("four fields").to_string();
+        assert!(
+            e.contains("gc.schedule") && e.contains("five fields"),
+            "{e}"
+        );
+        cfg.gc.schedule = "*/30 * * * *".into();
+        cfg.validate().expect("valid");
+        cfg.gc.interval = Duration::from_secs(60);
+        let e = cfg.validate().expect_err("both").to_string();
+        assert!(e.contains("gc.interval"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod content;
 pub mod gc;
+pub mod gc_runner;
 pub mod meta;
 pub mod net_policy;
 pub mod oci;

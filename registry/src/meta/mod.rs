@@ -1,6 +1,7 @@
 //! Registry metadata: what each repository holds (blob links, manifests,
-//! tags, referrers), the record of every blob in the content store, and the
-//! projects' webhook endpoints with their outbox and delivery log.
+//! tags, referrers), the record of every blob in the content store, GC's
+//! history, and the projects' webhook endpoints with their outbox and
+//! delivery log.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
 //! implementation, one redb file, the default. The same backend keeps the
@@ -33,10 +34,12 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 #[cfg(test)]
 pub(crate) mod conformance;
+mod history;
 mod mark;
 mod outbox;
 mod redb;
 
+pub use self::history::GcRun;
 pub use self::mark::mark;
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
@@ -198,6 +201,13 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn forget_blob(&self, digest: &Digest, delete: StoreStep) -> Result<Option<u64>>;
     /// Every blob record.
     async fn blob_records(&self) -> Result<Vec<BlobRecord>>;
+    /// Blob records in digest order after `after`, at most `limit` (GC
+    /// pages through them instead of holding them all).
+    async fn blob_records_page(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>>;
 
     // ---- manifests and tags ----
 
@@ -295,6 +305,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Under the write lock, runs `delete` for each of `digests` that has
     /// no record (one recorded meanwhile is skipped). How many it ran for.
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64>;
+
+    /// Records a finished GC run under the next id (the id given is
+    /// ignored) and keeps only the newest `keep` runs. The id it got.
+    async fn gc_run_record(&self, run: &GcRun, keep: usize) -> Result<u64>;
+    /// The recorded GC runs, newest first, at most `limit`.
+    async fn gc_runs(&self, limit: usize) -> Result<Vec<GcRun>>;
 
     // ---- webhooks (see outbox.rs) ----
 

@@ -2,7 +2,7 @@
 
 use ::redb::{ReadableTable, WriteTransaction};
 
-use super::{run_step, RedbMeta, BLOBS, REPOS, REPO_BLOBS};
+use super::{run_step, RedbMeta, BLOBS, BLOB_LINKS, HIGH, REPOS, REPO_BLOBS};
 use crate::meta::{now, BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
 
@@ -39,8 +39,7 @@ impl RedbMeta {
             return Ok(LinkOutcome::NotInStore);
         }
         let t = now();
-        tx.open_table(REPO_BLOBS)?
-            .insert((repo.as_str(), key.as_str()), t)?;
+        link(&tx, repo.as_str(), &key, t)?;
         ensure_repo(&tx, repo, t)?;
         tx.commit()?;
         Ok(LinkOutcome::Linked)
@@ -69,8 +68,7 @@ impl RedbMeta {
             }
             existing.is_none()
         };
-        tx.open_table(REPO_BLOBS)?
-            .insert((repo.as_str(), key.as_str()), t)?;
+        link(&tx, repo.as_str(), &key, t)?;
         ensure_repo(&tx, repo, t)?;
         tx.commit()?;
         Ok(new)
@@ -105,8 +103,7 @@ impl RedbMeta {
             return Ok(None);
         }
         let t = now();
-        tx.open_table(REPO_BLOBS)?
-            .insert((to.as_str(), key.as_str()), t)?;
+        link(&tx, to.as_str(), &key, t)?;
         ensure_repo(&tx, to, t)?;
         tx.commit()?;
         Ok(Some(size))
@@ -114,10 +111,7 @@ impl RedbMeta {
 
     pub(super) fn unlink_blob_now(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let tx = self.db().begin_write()?;
-        let removed = tx
-            .open_table(REPO_BLOBS)?
-            .remove((repo.as_str(), digest.to_string().as_str()))?
-            .is_some();
+        let removed = unlink(&tx, repo.as_str(), &digest.to_string())?;
         tx.commit()?;
         Ok(removed)
     }
@@ -137,17 +131,8 @@ impl RedbMeta {
         else {
             return Ok(None);
         };
-        {
-            let mut links = tx.open_table(REPO_BLOBS)?;
-            let doomed: Vec<String> = links
-                .iter()?
-                .filter_map(|r| r.ok())
-                .filter(|(k, _)| k.value().1 == key)
-                .map(|(k, _)| k.value().0.to_string())
-                .collect();
-            for r in doomed {
-                links.remove((r.as_str(), key.as_str()))?;
-            }
+        for r in linking_repos(&tx, &key)? {
+            unlink(&tx, &r, &key)?;
         }
         run_step(
             handle,
@@ -156,6 +141,39 @@ impl RedbMeta {
         )?;
         tx.commit()?;
         Ok(Some(size))
+    }
+
+    pub(super) fn blob_records_page_now(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>> {
+        let tx = self.db().begin_read()?;
+        let t = tx.open_table(BLOBS)?;
+        let after = after.map(|d| d.to_string());
+        let rows = match &after {
+            Some(a) => t.range::<&str>((
+                std::ops::Bound::Excluded(a.as_str()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => t.range::<&str>(..)?,
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for r in rows {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = r?;
+            if let Ok(digest) = k.value().parse() {
+                let (size, recorded_at) = v.value();
+                out.push(BlobRecord {
+                    digest,
+                    size,
+                    recorded_at,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn blob_records_now(&self) -> Result<Vec<BlobRecord>> {
@@ -183,4 +201,29 @@ pub(super) fn ensure_repo(tx: &WriteTransaction, repo: &RepoName, t: u64) -> Res
         repos.insert(repo.as_str(), t)?;
     }
     Ok(())
+}
+
+/// Links `digest` (its key) to `repo` at `t`, in both directions.
+pub(super) fn link(tx: &WriteTransaction, repo: &str, digest: &str, t: u64) -> Result<()> {
+    tx.open_table(REPO_BLOBS)?.insert((repo, digest), t)?;
+    tx.open_table(BLOB_LINKS)?.insert((digest, repo), ())?;
+    Ok(())
+}
+
+/// Removes a link in both directions; false when there was none.
+pub(super) fn unlink(tx: &WriteTransaction, repo: &str, digest: &str) -> Result<bool> {
+    tx.open_table(BLOB_LINKS)?.remove((digest, repo))?;
+    Ok(tx.open_table(REPO_BLOBS)?.remove((repo, digest))?.is_some())
+}
+
+/// The repositories that link `digest` (its key), from the reverse index.
+pub(super) fn linking_repos(tx: &WriteTransaction, digest: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for row in tx
+        .open_table(BLOB_LINKS)?
+        .range((digest, "")..(digest, HIGH))?
+    {
+        out.push(row?.0.value().1.to_string());
+    }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 
 use ::redb::ReadableTable;
 
-use super::{RedbMeta, HIGH, MANIFESTS, REFERRERS, REPOS, REPO_BLOBS, TAGS};
+use super::{RedbMeta, BLOB_LINKS, HIGH, MANIFESTS, REFERRERS, REPOS, REPO_BLOBS, TAGS};
 use crate::meta::{Result, TagEntry, Visible};
 use crate::oci::RepoName;
 
@@ -111,9 +111,11 @@ impl RedbMeta {
         }
         {
             let mut t = tx.open_table(REPO_BLOBS)?;
+            let mut index = tx.open_table(BLOB_LINKS)?;
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                index.remove((k.as_str(), r))?;
             }
         }
         {

@@ -5,6 +5,7 @@
 //! ```text
 //! blobs            digest                      → (size, recorded_at)        the CAS index
 //! repo_blobs       (repo, digest)              → linked_at                  what a repository may serve
+//! blob_links       (digest, repo)              → ()                         repo_blobs reversed (GC's "linked anywhere?")
 //! manifests        (repo, digest)              → (media_type, pushed_at)    manifests in a repository
 //! manifest_bytes   digest                      → bytes                      manifest content, shared
 //! manifest_refs    digest                      → JSON ManifestSummary       children, blobs, subject
@@ -15,6 +16,7 @@
 //! webhook_queue    (id, seq)                   → JSON {body, attempts, next_attempt_at}   the outbox
 //! webhook_log      (id, seq)                   → JSON Delivery              the delivery log
 //! webhook_seq      id                          → next seq
+//! gc_runs          id                          → JSON GcRun                 GC's history, the newest kept
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -27,7 +29,8 @@
 //!
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
-//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs` and
+//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs` (with
+//! GC's history) and
 //! `webhooks.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
@@ -39,9 +42,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, LinkOutcome, MetaError, MetaStore,
-    NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep, StoredManifest,
-    TagEntry, Visible, Webhook,
+    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, GcRun, LinkOutcome, MetaError,
+    MetaStore, NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep,
+    StoredManifest, TagEntry, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -76,11 +79,15 @@ pub(crate) const WEBHOOK_QUEUE: TableDefinition<(&str, u64), &[u8]> =
 pub(crate) const WEBHOOK_LOG: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("webhook_log");
 pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new("webhook_seq");
+pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
+pub(crate) const GC_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("gc_runs");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
-/// 2: credentials sealed at rest, files private (the data itself is unchanged).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 2: credentials sealed at rest, files private (the data itself is unchanged);
+/// 3: `blob_links`, the reverse of `repo_blobs` (built from it on upgrade; a
+/// berth that does not keep it must not write to this file, hence the version).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Sorts after every character allowed in digests, tags and name components.
 pub(crate) const HIGH: &str = "\u{10ffff}";
@@ -195,6 +202,8 @@ impl RedbMeta {
         tx.open_table(WEBHOOK_QUEUE)?;
         tx.open_table(WEBHOOK_LOG)?;
         tx.open_table(WEBHOOK_SEQ)?;
+        tx.open_table(BLOB_LINKS)?;
+        tx.open_table(GC_RUNS)?;
         {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -214,6 +223,9 @@ impl RedbMeta {
                     "upgrading the metadata format"
                 );
             }
+            if found < 3 {
+                index_blob_links(&tx)?;
+            }
             schema.insert("registry", SCHEMA_VERSION)?;
         }
         tx.commit()?;
@@ -230,6 +242,18 @@ impl RedbMeta {
             .await
             .map_err(|e| MetaError::Db(format!("metadata write task: {e}")))?
     }
+}
+
+/// Builds `blob_links` from `repo_blobs` (the upgrade to format 3).
+fn index_blob_links(tx: &::redb::WriteTransaction) -> Result<()> {
+    let links = tx.open_table(REPO_BLOBS)?;
+    let mut index = tx.open_table(BLOB_LINKS)?;
+    for row in links.iter()? {
+        let (k, _) = row?;
+        let (repo, digest) = k.value();
+        index.insert((digest, repo), ())?;
+    }
+    Ok(())
 }
 
 /// Runs a `StoreStep` to completion from the blocking pool, inside a write
@@ -290,6 +314,13 @@ impl MetaStore for RedbMeta {
     }
     async fn blob_records(&self) -> Result<Vec<BlobRecord>> {
         self.blob_records_now()
+    }
+    async fn blob_records_page(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>> {
+        self.blob_records_page_now(after, limit)
     }
 
     async fn put_manifest(
@@ -400,6 +431,14 @@ impl MetaStore for RedbMeta {
         let handle = tokio::runtime::Handle::current();
         self.write(move |m| m.delete_unrecorded_now(&d, &handle, &delete))
             .await
+    }
+
+    async fn gc_run_record(&self, run: &GcRun, keep: usize) -> Result<u64> {
+        let r = run.clone();
+        self.write(move |m| m.gc_run_record_now(&r, keep)).await
+    }
+    async fn gc_runs(&self, limit: usize) -> Result<Vec<GcRun>> {
+        self.gc_runs_now(limit)
     }
 
     async fn webhook_put(&self, webhook: &Webhook) -> Result<()> {

@@ -37,6 +37,43 @@ fn a_newer_format_is_refused_and_an_older_one_upgraded() {
     assert_eq!(v.map(|v| v.value()), Some(SCHEMA_VERSION));
 }
 
+/// A format 2 file has links but no reverse index: opening it builds the
+/// index, so GC's "linked anywhere?" still sees those links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_to_format_3_indexes_existing_links() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("berth.redb");
+    let r: RepoName = "old/app".parse().expect("name");
+    let d = Digest::sha256_of(b"linked before the index");
+    {
+        let meta = RedbMeta::open(&path).expect("new database");
+        meta.record_and_link(&r, &d, 3).await.expect("link");
+        let tx = meta.db().begin_write().expect("tx");
+        tx.delete_table(BLOB_LINKS).expect("drop the index");
+        tx.open_table(SCHEMA)
+            .expect("t")
+            .insert("registry", 2)
+            .expect("insert");
+        tx.commit().expect("commit");
+    }
+    let meta = RedbMeta::open(&path).expect("upgrade");
+    assert!(
+        meta.gc_drop_blobs(std::slice::from_ref(&d), u64::MAX)
+            .await
+            .expect("drop")
+            .is_empty(),
+        "a link written before the index keeps its blob"
+    );
+    assert!(meta.unlink_blob(&r, &d).await.expect("unlink"));
+    assert_eq!(
+        meta.gc_drop_blobs(std::slice::from_ref(&d), u64::MAX)
+            .await
+            .expect("drop")
+            .len(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("tmp");
