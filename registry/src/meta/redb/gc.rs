@@ -4,8 +4,8 @@
 //!
 //! redb has no secondary indexes: "does any repository still link this
 //! blob" reads `blob_links`, the reverse of `repo_blobs` kept beside it;
-//! "does any repository still hold this manifest" is one scan of
-//! `manifests` per batch that removed any.
+//! "does any repository still hold this manifest" reads
+//! `manifest_holders`, the reverse of `manifests`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -14,7 +14,7 @@ use ::redb::{ReadableTable, WriteTransaction};
 use super::blobs::unlink;
 use super::{
     corrupt, decode_summary, run_step, RedbMeta, BLOBS, BLOB_LINKS, GC_RUNS, HIGH, MANIFESTS,
-    MANIFEST_BYTES, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
+    MANIFEST_BYTES, MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
 use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, RepoGcView, Result, Seen};
 use crate::oci::{Digest, ManifestSummary, RepoName};
@@ -97,12 +97,14 @@ impl RedbMeta {
         let mut removed = Vec::new();
         {
             let mut manifests = tx.open_table(MANIFESTS)?;
+            let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
             let mut referrers = tx.open_table(REFERRERS)?;
             for (key, summary) in &batch {
                 if keep.contains(key) {
                     continue;
                 }
                 manifests.remove((r, key.as_str()))?;
+                holders.remove((key.as_str(), r))?;
                 if let Some(subject) = summary.as_ref().and_then(|s| s.subject.as_ref()) {
                     referrers.remove((r, subject.digest.to_string().as_str(), key.as_str()))?;
                 }
@@ -232,17 +234,18 @@ fn pushed_since(
 
 /// Removes the content of manifests that no repository holds any more.
 fn drop_unheld_content(tx: &WriteTransaction, removed: &[Digest]) -> Result<()> {
-    if removed.is_empty() {
-        return Ok(());
-    }
-    let mut gone: HashSet<String> = removed.iter().map(|d| d.to_string()).collect();
-    for row in tx.open_table(MANIFESTS)?.iter()? {
-        let (k, _) = row?;
-        gone.remove(k.value().1);
-    }
+    let holders = tx.open_table(MANIFEST_HOLDERS)?;
     let mut bytes = tx.open_table(MANIFEST_BYTES)?;
     let mut refs = tx.open_table(MANIFEST_REFS)?;
-    for d in gone {
+    for d in removed {
+        let d = d.to_string();
+        if holders
+            .range((d.as_str(), "")..(d.as_str(), HIGH))?
+            .next()
+            .is_some()
+        {
+            continue;
+        }
         bytes.remove(d.as_str())?;
         refs.remove(d.as_str())?;
     }

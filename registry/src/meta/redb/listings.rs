@@ -2,7 +2,9 @@
 
 use ::redb::ReadableTable;
 
-use super::{RedbMeta, BLOB_LINKS, HIGH, MANIFESTS, REFERRERS, REPOS, REPO_BLOBS, TAGS};
+use super::{
+    RedbMeta, BLOB_LINKS, HIGH, MANIFESTS, MANIFEST_HOLDERS, REFERRERS, REPOS, REPO_BLOBS, TAGS,
+};
 use crate::meta::{Result, TagEntry, Visible};
 use crate::oci::RepoName;
 
@@ -120,9 +122,11 @@ impl RedbMeta {
         }
         {
             let mut t = tx.open_table(MANIFESTS)?;
+            let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                holders.remove((k.as_str(), r))?;
             }
         }
         {

@@ -5,7 +5,7 @@ use ::redb::ReadableTable;
 use super::blobs::ensure_repo;
 use super::{
     corrupt, decode_summary, parse_digest, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES,
-    MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
+    MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
 use crate::meta::{now, BadReference, MetaError, References, Result, StoredManifest};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
@@ -45,6 +45,8 @@ impl RedbMeta {
             (repo.as_str(), key.as_str()),
             (summary.media_type.as_str(), t),
         )?;
+        tx.open_table(MANIFEST_HOLDERS)?
+            .insert((key.as_str(), repo.as_str()), ())?;
         {
             let mut tt = tx.open_table(TAGS)?;
             for tag in tags {
@@ -118,6 +120,8 @@ impl RedbMeta {
             .remove((repo.as_str(), key.as_str()))?
             .is_some();
         if removed {
+            tx.open_table(MANIFEST_HOLDERS)?
+                .remove((key.as_str(), repo.as_str()))?;
             let mut tags = tx.open_table(TAGS)?;
             let doomed: Vec<String> = tags
                 .range((repo.as_str(), "")..(repo.as_str(), HIGH))?

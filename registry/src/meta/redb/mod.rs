@@ -6,6 +6,7 @@
 //! blobs            digest                      → (size, recorded_at)        the CAS index
 //! repo_blobs       (repo, digest)              → linked_at                  what a repository may serve
 //! blob_links       (digest, repo)              → ()                         repo_blobs reversed (GC's "linked anywhere?")
+//! manifest_holders (digest, repo)              → ()                         manifests reversed (GC's "held anywhere?")
 //! manifests        (repo, digest)              → (media_type, pushed_at)    manifests in a repository
 //! manifest_bytes   digest                      → bytes                      manifest content, shared
 //! manifest_refs    digest                      → JSON ManifestSummary       children, blobs, subject
@@ -80,13 +81,16 @@ pub(crate) const WEBHOOK_LOG: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("webhook_log");
 pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new("webhook_seq");
 pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
+pub(crate) const MANIFEST_HOLDERS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("manifest_holders");
 pub(crate) const GC_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("gc_runs");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
 /// 2: credentials sealed at rest, files private (the data itself is unchanged);
-/// 3: `blob_links`, the reverse of `repo_blobs` (built from it on upgrade; a
-/// berth that does not keep it must not write to this file, hence the version).
+/// 3: `blob_links` and `manifest_holders`, the reverse of `repo_blobs` and
+/// `manifests` (built from them on upgrade; a berth that does not keep them
+/// must not write to this file, hence the version).
 pub const SCHEMA_VERSION: u64 = 3;
 
 /// Sorts after every character allowed in digests, tags and name components.
@@ -203,6 +207,7 @@ impl RedbMeta {
         tx.open_table(WEBHOOK_LOG)?;
         tx.open_table(WEBHOOK_SEQ)?;
         tx.open_table(BLOB_LINKS)?;
+        tx.open_table(MANIFEST_HOLDERS)?;
         tx.open_table(GC_RUNS)?;
         {
             let mut schema = tx.open_table(SCHEMA)?;
@@ -224,7 +229,7 @@ impl RedbMeta {
                 );
             }
             if found < 3 {
-                index_blob_links(&tx)?;
+                build_reverse_indexes(&tx)?;
             }
             schema.insert("registry", SCHEMA_VERSION)?;
         }
@@ -244,14 +249,22 @@ impl RedbMeta {
     }
 }
 
-/// Builds `blob_links` from `repo_blobs` (the upgrade to format 3).
-fn index_blob_links(tx: &::redb::WriteTransaction) -> Result<()> {
+/// Builds `blob_links` and `manifest_holders` from `repo_blobs` and
+/// `manifests` (the upgrade to format 3).
+fn build_reverse_indexes(tx: &::redb::WriteTransaction) -> Result<()> {
     let links = tx.open_table(REPO_BLOBS)?;
     let mut index = tx.open_table(BLOB_LINKS)?;
     for row in links.iter()? {
         let (k, _) = row?;
         let (repo, digest) = k.value();
         index.insert((digest, repo), ())?;
+    }
+    let manifests = tx.open_table(MANIFESTS)?;
+    let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
+    for row in manifests.iter()? {
+        let (k, _) = row?;
+        let (repo, digest) = k.value();
+        holders.insert((digest, repo), ())?;
     }
     Ok(())
 }
