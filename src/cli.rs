@@ -154,6 +154,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     server::serve(listener, router, tls, signal, grace, conns).await;
     stop.cancel();
+    // The pulls counted since the last flush.
+    app.pulls.flush(app.registry.meta().as_ref()).await;
     if let Some(h) = reconciler {
         let _ = tokio::time::timeout(grace, h).await;
     }
@@ -323,6 +325,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     )
     .await;
     app.flush();
+    app.report_pulls().await;
     tracing::info!("berth edge cache stopped");
     Ok(())
 }

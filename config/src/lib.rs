@@ -95,6 +95,11 @@ pub struct ServerConfig {
     /// may stall outright.
     #[serde(with = "duration_str")]
     pub body_rate_window: Duration,
+    /// Manifest pulls (the registry's own and those edges report) are
+    /// counted in memory and written to the metadata this often (and at
+    /// shutdown), not on every pull.
+    #[serde(with = "duration_str")]
+    pub pull_flush_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +120,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 256,
             min_body_rate: ByteSize(512),
             body_rate_window: Duration::from_secs(60),
+            pull_flush_interval: Duration::from_secs(30),
         }
     }
 }
@@ -122,6 +128,13 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// host[:port] of `external_url`, as `docker pull` names the registry.
+    pub fn external_host(&self) -> String {
+        let url = self.external_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_string()
     }
 
     /// The URL clients use to reach this server, without a trailing slash.
@@ -370,6 +383,10 @@ pub struct EdgeConfig {
     /// Bearer token the registry's controller presents for this node's container
     /// logs (the node record's `edge_controller_token`). Empty: logs are not served.
     pub controller_token: String,
+    /// The manifest pulls this edge serves are reported to the upstream
+    /// registry this often, in one request (the image list's pull counts).
+    #[serde(with = "duration_str")]
+    pub pull_report_interval: Duration,
 }
 
 impl Default for EdgeConfig {
@@ -391,6 +408,7 @@ impl Default for EdgeConfig {
             insecure_upstream: false,
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             controller_token: String::new(),
+            pull_report_interval: Duration::from_secs(30),
         }
     }
 }
@@ -801,6 +819,11 @@ impl Config {
         self.server.validate_connection_limits()?;
         self.webhooks.validate()?;
         self.gc.validate()?;
+        if self.server.pull_flush_interval.is_zero() || self.edge.pull_report_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "server.pull_flush_interval and edge.pull_report_interval must be positive".into(),
+            ));
+        }
         let drift = self.controller.drift_check_interval;
         if !drift.is_zero() && drift < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(

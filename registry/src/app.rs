@@ -126,6 +126,8 @@ pub struct RegistryApp {
     project_cleanup: admin::CleanupSlot,
     /// Runs GC for the admin API and the schedule, one at a time.
     pub gc: Arc<crate::gc_runner::GcRunner>,
+    /// Pulls counted (here and reported by edges), flushed in batches.
+    pub pulls: Arc<crate::pulls::PullCounter>,
 }
 
 impl RegistryApp {
@@ -235,6 +237,7 @@ impl RegistryApp {
             sealer,
             project_cleanup: Default::default(),
             gc,
+            pulls: crate::pulls::PullCounter::new(),
         })
     }
 
@@ -272,6 +275,7 @@ impl RegistryApp {
             base_url: String::new(),
             signatures: Some(self.signatures.clone()),
             events: self.webhooks.clone(),
+            pulls: Some(self.pulls.clone()),
         }
     }
 
@@ -280,13 +284,18 @@ impl RegistryApp {
     }
 
     /// Periodic work until `stop`: GC on `gc.interval` or `gc.schedule`;
-    /// webhook delivery.
+    /// writing pull counts; webhook delivery.
     pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
         if let Some(hooks) = &self.webhooks {
             if let Err(e) = hooks.spawn_delivery(stop.clone()) {
                 tracing::error!(error = %e, "webhook delivery cannot start");
             }
         }
+        self.pulls.spawn_flush(
+            self.registry.meta(),
+            self.config.server.pull_flush_interval,
+            stop.clone(),
+        );
         if let Some(schedule) = crate::gc_runner::Schedule::from_config(&self.config.gc) {
             self.gc.spawn_schedule(schedule, stop);
         }
@@ -309,6 +318,8 @@ impl RegistryApp {
             proxy: self.config.proxy.clone(),
             registry: self.registry.clone(),
             gc: self.gc.clone(),
+            pulls: self.pulls.clone(),
+            pull_host: self.config.server.external_host(),
             signatures: self.signatures.clone(),
             webhooks: self.webhooks.clone(),
         };

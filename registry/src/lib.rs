@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod private;
 pub mod project_cleanup;
 pub mod proxy;
+pub mod pulls;
 pub mod sealing;
 pub mod server;
 pub mod service;

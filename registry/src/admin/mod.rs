@@ -30,6 +30,8 @@ use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 
 mod body;
 mod gc;
+mod image_list;
+mod pulls;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
 mod webhooks;
@@ -48,6 +50,10 @@ pub struct AdminState {
     pub registry: Arc<LocalRegistry>,
     /// Runs GC (one at a time) and keeps its history.
     pub gc: Arc<crate::gc_runner::GcRunner>,
+    /// Where edges' pull reports go (counted, then flushed with the registry's own).
+    pub pulls: Arc<crate::pulls::PullCounter>,
+    /// host[:port] in the pull commands the image list shows.
+    pub pull_host: String,
     pub signatures: Arc<SignatureGate>,
     /// None where no sealing key was given (webhook routes answer 503).
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
@@ -840,6 +846,9 @@ pub struct TagView {
     /// whether the image may be pulled, and why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_policy: Option<PolicyView>,
+    /// Size, platforms, push and pull times, pull command, referrers.
+    #[serde(flatten)]
+    pub details: image_list::TagDetails,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -922,8 +931,18 @@ async fn list_tags(
 ) -> AResult<Json<Vec<TagView>>> {
     let project = st.require_visible(&c, &name)?;
     let repo = st.resolve_repo(&name, &repository).await?;
+    let records = st
+        .registry
+        .meta()
+        .tag_records(&repo)
+        .await
+        .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut details = image_list::details(&st.registry, &st.pull_host, &repo, &records)
+        .await
+        .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut out = Vec::new();
-    for (name, digest) in st.registry.tags_with_digests(&repo).await? {
+    for r in records {
+        let (name, digest) = (r.tag, r.digest);
         let Ok(d) = digest.parse::<crate::oci::Digest>() else {
             continue;
         };
@@ -942,6 +961,7 @@ async fn list_tags(
             }),
         };
         out.push(TagView {
+            details: details.remove(&name).unwrap_or_default(),
             name,
             digest,
             signatures,
@@ -1014,6 +1034,7 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(delete_tag))
         .routes(routes!(gc::start, gc::status))
         .routes(routes!(gc::runs))
+        .routes(routes!(pulls::report))
         .routes(routes!(audit_log))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))

@@ -26,6 +26,7 @@ pub(crate) async fn suite(meta: Store) {
     gc_sees_links_from_every_repository(&meta).await;
     blob_records_page_in_digest_order(&meta).await;
     gc_history_keeps_the_newest_runs(&meta).await;
+    pulls_add_up_and_tags_list_their_push_times(&meta).await;
     webhooks_and_their_outbox(&meta).await;
 }
 
@@ -679,6 +680,50 @@ async fn gc_history_keeps_the_newest_runs(meta: &Store) {
     );
     assert_eq!(runs[0].trigger, "schedule");
     assert_eq!(meta.gc_runs(1).await.expect("one").len(), 1);
+}
+
+async fn pulls_add_up_and_tags_list_their_push_times(meta: &Store) {
+    let r = repo("pulls/app");
+    let m = image(b"pulls-cfg", b"pulls-layer", None);
+    push(
+        meta,
+        &r,
+        b"pulls-cfg",
+        b"pulls-layer",
+        &m,
+        &[tag("v1"), tag("latest")],
+    )
+    .await;
+    let d = m.digest.to_string();
+    assert!(meta.pulls(&r).await.expect("none").is_empty());
+    let count = |n, at| PullCount {
+        repository: "pulls/app".into(),
+        digest: d.clone(),
+        count: n,
+        last_pulled_at: at,
+    };
+    meta.pulls_record(&[count(2, 100)]).await.expect("record");
+    meta.pulls_record(&[count(3, 50)])
+        .await
+        .expect("an edge's older batch");
+    assert_eq!(meta.pulls(&r).await.expect("pulls"), vec![count(5, 100)]);
+    assert!(meta
+        .pulls(&repo("pulls/other"))
+        .await
+        .expect("other")
+        .is_empty());
+    let tags = meta.tag_records(&r).await.expect("tags");
+    assert_eq!(
+        tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+        vec!["latest", "v1"]
+    );
+    assert!(tags.iter().all(|t| t.digest == d && t.pushed_at > 0));
+    assert_eq!(tags[0].media_type, m.summary.media_type);
+    assert!(meta.delete_repo(&r).await.expect("delete"));
+    assert!(
+        meta.pulls(&r).await.expect("gone").is_empty(),
+        "with the repository"
+    );
 }
 
 fn webhook(id: &str, project: &str) -> Webhook {

@@ -35,11 +35,13 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 #[cfg(test)]
 pub(crate) mod conformance;
 mod history;
+mod listing;
 mod mark;
 mod outbox;
 mod redb;
 
 pub use self::history::GcRun;
+pub use self::listing::{PullCount, TagRecord};
 pub use self::mark::mark;
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
@@ -305,6 +307,20 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Under the write lock, runs `delete` for each of `digests` that has
     /// no record (one recorded meanwhile is skipped). How many it ran for.
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64>;
+
+    // ---- the image list (see listing.rs) ----
+
+    /// Adds pull counts (to the count, keeping the later last-pull time),
+    /// in one transaction. Counts for manifests a repository no longer
+    /// holds are kept too (harmless; they go with the repository).
+    async fn pulls_record(&self, counts: &[PullCount]) -> Result<()>;
+    /// The pull counts of every manifest of `repo` pulled at least once.
+    async fn pulls(&self, repo: &RepoName) -> Result<Vec<PullCount>>;
+    /// A repository's tags in tag order, with their manifests' media types
+    /// and push times.
+    async fn tag_records(&self, repo: &RepoName) -> Result<Vec<TagRecord>>;
+
+    // ---- GC's history ----
 
     /// Records a finished GC run under the next id (the id given is
     /// ignored) and keeps only the newest `keep` runs. The id it got.

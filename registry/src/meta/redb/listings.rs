@@ -3,7 +3,8 @@
 use ::redb::ReadableTable;
 
 use super::{
-    RedbMeta, BLOB_LINKS, HIGH, MANIFESTS, MANIFEST_HOLDERS, REFERRERS, REPOS, REPO_BLOBS, TAGS,
+    RedbMeta, BLOB_LINKS, HIGH, MANIFESTS, MANIFEST_HOLDERS, PULLS, REFERRERS, REPOS, REPO_BLOBS,
+    TAGS,
 };
 use crate::meta::{Result, TagEntry, Visible};
 use crate::oci::RepoName;
@@ -147,6 +148,13 @@ impl RedbMeta {
                 .collect();
             for (a, b) in keys {
                 t.remove((r, a.as_str(), b.as_str()))?;
+            }
+        }
+        {
+            let mut t = tx.open_table(PULLS)?;
+            let keys = second_keys(t.range((r, "")..(r, HIGH))?);
+            for k in keys {
+                t.remove((r, k.as_str()))?;
             }
         }
         tx.open_table(REPOS)?.remove(r)?;

@@ -17,6 +17,7 @@
 //! webhook_queue    (id, seq)                   → JSON {body, attempts, next_attempt_at}   the outbox
 //! webhook_log      (id, seq)                   → JSON Delivery              the delivery log
 //! webhook_seq      id                          → next seq
+//! pulls            (repo, digest)              → (count, last_pulled_at)    pulls, written in batches
 //! gc_runs          id                          → JSON GcRun                 GC's history, the newest kept
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
@@ -44,8 +45,8 @@ use bytes::Bytes;
 
 use super::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, GcRun, LinkOutcome, MetaError,
-    MetaStore, NewDelivery, QueuedEvent, References, RepoGcView, Result, Seen, StoreStep,
-    StoredManifest, TagEntry, Visible, Webhook,
+    MetaStore, NewDelivery, PullCount, QueuedEvent, References, RepoGcView, Result, Seen,
+    StoreStep, StoredManifest, TagEntry, TagRecord, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -55,6 +56,7 @@ mod blobs;
 mod gc;
 mod listings;
 mod manifests;
+mod pulls;
 #[cfg(test)]
 mod tests;
 mod webhooks;
@@ -83,6 +85,7 @@ pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new(
 pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
 pub(crate) const MANIFEST_HOLDERS: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("manifest_holders");
+pub(crate) const PULLS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("pulls");
 pub(crate) const GC_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("gc_runs");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
@@ -209,6 +212,7 @@ impl RedbMeta {
         tx.open_table(BLOB_LINKS)?;
         tx.open_table(MANIFEST_HOLDERS)?;
         tx.open_table(GC_RUNS)?;
+        tx.open_table(PULLS)?;
         {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -444,6 +448,17 @@ impl MetaStore for RedbMeta {
         let handle = tokio::runtime::Handle::current();
         self.write(move |m| m.delete_unrecorded_now(&d, &handle, &delete))
             .await
+    }
+
+    async fn pulls_record(&self, counts: &[PullCount]) -> Result<()> {
+        let c = counts.to_vec();
+        self.write(move |m| m.pulls_record_now(&c)).await
+    }
+    async fn pulls(&self, repo: &RepoName) -> Result<Vec<PullCount>> {
+        self.pulls_now(repo)
+    }
+    async fn tag_records(&self, repo: &RepoName) -> Result<Vec<TagRecord>> {
+        self.tag_records_now(repo)
     }
 
     async fn gc_run_record(&self, run: &GcRun, keep: usize) -> Result<u64> {
