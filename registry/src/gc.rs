@@ -60,6 +60,14 @@ pub const BATCH: usize = 128;
 /// Blob records read at a time when looking for those to drop.
 const RECORD_PAGE: usize = 4096;
 
+/// Objects deleted from the store per hold of the metadata's writer.
+const STORE_BATCH: usize = 16;
+
+/// Blob records dropped per write transaction: each is a point lookup and
+/// a removal, and each transaction an fsync (the sweeps before it commit
+/// without one), so these batches are larger.
+const DROP_BATCH: usize = 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {
     pub grace: Duration,
@@ -293,7 +301,7 @@ impl Sweep<'_> {
                 report.bytes_freed += candidates.iter().map(|r| r.size).sum::<u64>();
                 continue;
             }
-            for batch in candidates.chunks(BATCH) {
+            for batch in candidates.chunks(DROP_BATCH) {
                 let digests: Vec<Digest> = batch.iter().map(|r| r.digest.clone()).collect();
                 for r in self.meta.gc_drop_blobs(&digests, self.cutoff).await? {
                     report.blobs_deleted += 1;
@@ -432,7 +440,10 @@ async fn sweep_store(
             content.delete(&d).await.map_err(|e| e.to_string())
         })
     });
-    for batch in doomed.chunks(64) {
+    // Each batch holds the metadata's writer while its files go: small
+    // batches keep a push from waiting long (nothing is committed, so a
+    // batch costs no fsync).
+    for batch in doomed.chunks(STORE_BATCH) {
         meta.delete_unrecorded(batch, delete.clone()).await?;
     }
     Ok(())

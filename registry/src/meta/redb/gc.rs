@@ -56,7 +56,7 @@ impl RedbMeta {
         dead: &[Seen],
         seen_at: u64,
     ) -> Result<Vec<Digest>> {
-        let tx = self.db().begin_write()?;
+        let tx = eventual(self.db().begin_write()?);
         let r = repo.as_str();
         let young = pushed_since(&tx, repo, seen_at)?;
         let tagged: HashSet<String> = tx
@@ -124,7 +124,7 @@ impl RedbMeta {
         dead: &[Seen],
         seen_at: u64,
     ) -> Result<u64> {
-        let tx = self.db().begin_write()?;
+        let tx = eventual(self.db().begin_write()?);
         let r = repo.as_str();
         let young_blobs: HashSet<String> = pushed_since(&tx, repo, seen_at)?
             .values()
@@ -206,6 +206,17 @@ impl RedbMeta {
         tx.abort()?;
         Ok(n)
     }
+}
+
+/// A sweep of manifests or links commits without its own fsync: lost in a
+/// crash, what it removed is there again and the next collection takes it.
+/// The next durable commit (any push, or GC's drop of blob records, which
+/// precedes every deletion of bytes) makes it durable with everything
+/// before it, so no blob's bytes go while a record or link of it could
+/// come back.
+fn eventual(mut tx: WriteTransaction) -> WriteTransaction {
+    tx.set_durability(::redb::Durability::Eventual);
+    tx
 }
 
 /// Manifests of `repo` pushed at or after `since`, with what they reference.

@@ -132,7 +132,16 @@ pub struct RedbMeta {
     /// Shared by every clone, so that `reopen` reaches them all.
     db: Arc<RwLock<Arc<Database>>>,
     path: PathBuf,
+    /// Writes wait here, first come first served, before taking redb's
+    /// writer (which does not queue fairly): a push waits for the write in
+    /// progress, never for a run of GC batches.
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// redb's page cache. Reads that miss it are served by the kernel's page
+/// cache; a larger one made a collection over a large store hold hundreds
+/// of megabytes (`benches/gc_scale`).
+const CACHE_BYTES: usize = 64 << 20;
 
 impl std::fmt::Debug for RedbMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,18 +157,22 @@ impl RedbMeta {
             crate::private::private_dir(parent)
                 .map_err(|e| MetaError::Db(format!("{}: {e}", parent.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            ::redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Db(format!(
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                ::redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Db(format!(
                 "{} is in use by another berth process; stop it first or use another --data-dir",
                 path.display()
             )),
-            other => MetaError::Db(format!("{}: {other}", path.display())),
-        })?;
+                other => MetaError::Db(format!("{}: {other}", path.display())),
+            })?;
         crate::private::private_file(path)
             .map_err(|e| MetaError::Db(format!("{}: {e}", path.display())))?;
         let meta = RedbMeta {
             db: Arc::new(RwLock::new(Arc::new(db))),
             path: path.to_path_buf(),
+            writers: Arc::default(),
         };
         meta.create_tables()?;
         Ok(meta)
@@ -247,6 +260,7 @@ impl RedbMeta {
         f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let meta = self.clone();
+        let _turn = self.writers.lock().await;
         tokio::task::spawn_blocking(move || f(&meta))
             .await
             .map_err(|e| MetaError::Db(format!("metadata write task: {e}")))?
