@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Context};
 use berth_config::Config;
 use berth_registry::app::{with_common_layers, RegistryApp};
-use berth_registry::gc::{self, GcOptions};
+use berth_registry::gc::GcOptions;
 use berth_registry::server;
 
 /// How operator commands reach the registry.
@@ -164,6 +164,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     server::serve(listener, router, tls, signal, grace, conns).await;
     stop.cancel();
+    // The pulls counted since the last flush.
+    app.pulls.flush(app.registry.meta().as_ref()).await;
     if let Some(h) = reconciler {
         let _ = tokio::time::timeout(grace, h).await;
     }
@@ -339,6 +341,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     )
     .await;
     app.flush().await;
+    app.report_pulls().await;
     tracing::info!("berth edge cache stopped");
     Ok(())
 }
@@ -361,7 +364,21 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             .add_gc_roots(std::sync::Arc::new(crate::compose::PublicationRoots {
                 store,
             }));
-        let report = gc::run(&app.registry, opts)
+        // Recorded in the history like any run; no audit entry (no account asked).
+        let runner = berth_registry::gc_runner::GcRunner::new(
+            app.registry.clone(),
+            opts,
+            app.config.gc.history as usize,
+            Default::default(),
+            None,
+            &app.metrics,
+        );
+        let (_, report) = runner
+            .run(
+                berth_registry::gc_runner::Trigger::Offline,
+                Some(("offline", None)),
+                dry_run,
+            )
             .await
             .map_err(|e| anyhow!("{e}"))?;
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -384,6 +401,19 @@ pub async fn gc_status(cfg: &Config, conn: &Conn) -> anyhow::Result<()> {
     let v = send(conn.request(cfg, reqwest::Method::GET, "/api/v1/gc"))
         .await
         .context("cannot read the garbage collection status")?;
+    print_json(&v);
+    Ok(())
+}
+
+/// `berth gc --runs`: the history of collections, newest first.
+pub async fn gc_runs(cfg: &Config, conn: &Conn, limit: Option<usize>) -> anyhow::Result<()> {
+    let path = match limit {
+        Some(n) => format!("/api/v1/gc/runs?limit={n}"),
+        None => "/api/v1/gc/runs".to_string(),
+    };
+    let v = send(conn.request(cfg, reqwest::Method::GET, &path))
+        .await
+        .context("cannot read the garbage collection history")?;
     print_json(&v);
     Ok(())
 }

@@ -63,7 +63,7 @@ enum Command {
     /// Collect garbage: unreferenced manifests and blobs. Asks the running registry
     /// (POST /api/v1/gc); with --offline, works on the data directory of a stopped one.
     #[command(
-        after_help = "Examples:\n  berth gc --dry-run\n  berth gc\n  berth gc --status\n  berth gc --offline --data-dir /var/lib/berth   # the registry is stopped"
+        after_help = "Examples:\n  berth gc --dry-run\n  berth gc\n  berth gc --status\n  berth gc --runs --limit 10\n  berth gc --offline --data-dir /var/lib/berth   # the registry is stopped"
     )]
     Gc(GcArgs),
     /// Manage projects on a running registry.
@@ -161,6 +161,13 @@ struct GcArgs {
     /// Show whether a collection is running and the last one's report, start none.
     #[arg(long, conflicts_with_all = ["dry_run", "offline"])]
     status: bool,
+    /// Show the history of collections (scheduled, asked for, offline),
+    /// newest first: when, how long, what each freed. Starts none.
+    #[arg(long, conflicts_with_all = ["dry_run", "offline", "status"])]
+    runs: bool,
+    /// With --runs: at most this many.
+    #[arg(long, requires = "runs")]
+    limit: Option<usize>,
     /// Work on the data directory directly (the registry must be stopped).
     #[arg(long)]
     offline: bool,
@@ -244,6 +251,8 @@ fn main() -> ExitCode {
                 }
                 if a.status {
                     cli::gc_status(&cfg, &a.conn).await
+                } else if a.runs {
+                    cli::gc_runs(&cfg, &a.conn, a.limit).await
                 } else {
                     cli::gc(cfg, a.dry_run, a.offline, a.conn).await
                 }

@@ -29,6 +29,21 @@ pub enum RepoCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The image list of a repository: each tag with its size, platforms,
+    /// push time, pulls (also those served by edges) and last pull,
+    /// referrers by artifact type, and the pull command.
+    #[command(
+        after_help = "Examples:\n  berth repo tags team-a/web\n  berth repo tags team-a/web --json"
+    )]
+    Tags {
+        /// project/repository, as pulled (team-a/web, team-a/tools/cli).
+        repository: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Delete a repository with every tag and manifest in it (maintainers);
     /// `berth gc` then frees the blobs nothing else uses.
     #[command(after_help = "Example:\n  berth repo delete team-a/old-web")]
@@ -167,6 +182,22 @@ pub async fn repo(cfg: &Config, cmd: RepoCmd) -> anyhow::Result<()> {
             let tags = tags(cfg, &conn, &repository).await?;
             print_json(&serde_json::json!({ "name": repository, "tags": tags }));
         }
+        RepoCmd::Tags {
+            repository,
+            json,
+            conn,
+        } => {
+            let tags = tags(cfg, &conn, &repository).await?;
+            if json {
+                print_json(&tags);
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                print!("{}", tag_table(&tags, now));
+            }
+        }
         RepoCmd::Delete { repository, conn } => {
             send_mapped(
                 conn.request(cfg, Method::DELETE, &repo_path(&repository)?),
@@ -281,5 +312,141 @@ mod tests {
         );
         let e = unix_time("--until", "yesterday", 0).expect_err("bad");
         assert!(e.to_string().contains("--until"), "{e}");
+    }
+}
+
+/// The image list as a table, times as ages from `now` (unix seconds).
+fn tag_table(tags: &Value, now: u64) -> String {
+    let age = |v: &Value| match v.as_u64() {
+        Some(t) => format!(
+            "{} ago",
+            humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(t)))
+                .to_string()
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+        ),
+        None => "never".to_string(),
+    };
+    let mut rows = vec![[
+        "TAG",
+        "DIGEST",
+        "SIZE",
+        "PLATFORMS",
+        "PUSHED",
+        "PULLS",
+        "LAST PULL",
+        "REFERRERS",
+        "PULL COMMAND",
+    ]
+    .map(String::from)];
+    for t in tags.as_array().into_iter().flatten() {
+        let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+        let digest = s("digest");
+        let referrers = t["referrers"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let platforms = t["platforms"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        rows.push([
+            s("name"),
+            digest.get(..19).unwrap_or(&digest).to_string(),
+            human_size(t["size"].as_u64().unwrap_or(0)),
+            if platforms.is_empty() {
+                "-".into()
+            } else {
+                platforms
+            },
+            age(&t["pushed_at"]),
+            t["pull_count"].as_u64().unwrap_or(0).to_string(),
+            age(&t["last_pulled_at"]),
+            if referrers.is_empty() {
+                "-".into()
+            } else {
+                referrers
+            },
+            s("pull_command"),
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn the_image_list_reads_as_a_table() {
+        let tags = serde_json::json!([{
+            "name": "1.0", "digest": "sha256:0123456789abcdef0123", "size": 3_145_728,
+            "platforms": ["linux/amd64", "linux/arm64"], "pushed_at": 1000, "pull_count": 7,
+            "last_pulled_at": 3400, "referrers": {"application/vnd.dev.cosign.artifact.sig.v1+json": 1},
+            "pull_command": "docker pull reg:5000/team-a/web:1.0"
+        }, {
+            "name": "dev", "digest": "sha256:ff", "size": 10, "platforms": [], "pushed_at": 3500,
+            "pull_count": 0, "last_pulled_at": null, "referrers": {}, "pull_command": "docker pull x"
+        }]);
+        let t = tag_table(&tags, 3600);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("TAG "), "{t}");
+        for want in [
+            "1.0",
+            "sha256:0123456789ab",
+            "3.0 MiB",
+            "linux/amd64,linux/arm64",
+            "43m ago",
+            "7",
+            "3m ago",
+            "cosign",
+            "docker pull reg:5000/team-a/web:1.0",
+        ] {
+            assert!(lines[1].contains(want), "{want}: {t}");
+        }
+        assert!(
+            lines[2].contains("never") && lines[2].contains("10 B"),
+            "{t}"
+        );
     }
 }

@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cron;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -96,6 +98,11 @@ pub struct ServerConfig {
     /// may stall outright.
     #[serde(with = "duration_str")]
     pub body_rate_window: Duration,
+    /// Manifest pulls (the registry's own and those edges report) are
+    /// counted in memory and written to the metadata this often (and at
+    /// shutdown), not on every pull.
+    #[serde(with = "duration_str")]
+    pub pull_flush_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +123,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 256,
             min_body_rate: ByteSize(512),
             body_rate_window: Duration::from_secs(60),
+            pull_flush_interval: Duration::from_secs(30),
         }
     }
 }
@@ -123,6 +131,13 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// host[:port] of `external_url`, as `docker pull` names the registry.
+    pub fn external_host(&self) -> String {
+        let url = self.external_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_string()
     }
 
     /// The URL clients use to reach this server, without a trailing slash.
@@ -288,6 +303,11 @@ pub struct GcConfig {
     /// Run GC periodically; 0s disables.
     #[serde(with = "duration_str")]
     pub interval: Duration,
+    /// Run GC at the times of this cron expression (five fields, UTC), e.g.
+    /// "0 3 * * *"; empty disables. Not together with `interval`.
+    pub schedule: String,
+    /// GC runs kept in the history (`GET /api/v1/gc/runs`), newest first.
+    pub history: u32,
     /// Collect manifests that no tag, index or subject reaches.
     pub delete_untagged: bool,
 }
@@ -298,8 +318,34 @@ impl Default for GcConfig {
             grace: Duration::from_secs(3600),
             upload_ttl: Duration::from_secs(24 * 3600),
             interval: Duration::ZERO,
+            schedule: String::new(),
+            history: 200,
             delete_untagged: true,
         }
+    }
+}
+
+impl GcConfig {
+    /// The cron schedule, if one is set (`validate` has checked it parses).
+    pub fn cron(&self) -> Option<cron::Cron> {
+        let s = self.schedule.trim();
+        (!s.is_empty()).then(|| cron::Cron::parse(s).ok()).flatten()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = self.schedule.trim();
+        if s.is_empty() {
+            return Ok(());
+        }
+        if !self.interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "gc.schedule and gc.interval are both set: keep one (set the other to \"\" or \"0s\")"
+                    .into(),
+            ));
+        }
+        cron::Cron::parse(s)
+            .map(|_| ())
+            .map_err(|e| ConfigError::Invalid(format!("gc.schedule: {e}")))
     }
 }
 
@@ -343,6 +389,10 @@ pub struct EdgeConfig {
     /// Bearer token the registry's controller presents for this node's container
     /// logs (the node record's `edge_controller_token`). Empty: logs are not served.
     pub controller_token: String,
+    /// The manifest pulls this edge serves are reported to the upstream
+    /// registry this often, in one request (the image list's pull counts).
+    #[serde(with = "duration_str")]
+    pub pull_report_interval: Duration,
 }
 
 impl Default for EdgeConfig {
@@ -364,6 +414,7 @@ impl Default for EdgeConfig {
             insecure_upstream: false,
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             controller_token: String::new(),
+            pull_report_interval: Duration::from_secs(30),
         }
     }
 }
@@ -832,6 +883,12 @@ impl Config {
         self.server.validate_connection_limits()?;
         self.webhooks.validate()?;
         self.console.validate()?;
+        self.gc.validate()?;
+        if self.server.pull_flush_interval.is_zero() || self.edge.pull_report_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "server.pull_flush_interval and edge.pull_report_interval must be positive".into(),
+            ));
+        }
         let drift = self.controller.drift_check_interval;
         if !drift.is_zero() && drift < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
@@ -957,6 +1014,8 @@ mod tests {
             ("BERTH_SERVER_MIN_BODY_RATE", "1KiB"),
             ("BERTH_AUTH_BCRYPT_COST", "4"),
             ("BERTH_GC_GRACE", "10m"),
+            ("BERTH_GC_SCHEDULE", "0 3 * * *"),
+            ("BERTH_GC_HISTORY", "50"),
             ("BERTH_EDGE_CAPACITY", "2GiB"),
             ("BERTH_EDGE_PLATFORMS", "linux/amd64, linux/arm64"),
             ("BERTH_UPSTREAM_USER", "robot$edge"),
@@ -976,6 +1035,9 @@ mod tests {
         assert_eq!(cfg.server.min_body_rate, ByteSize(1024));
         assert_eq!(cfg.auth.bcrypt_cost, 4);
         assert_eq!(cfg.gc.grace, Duration::from_secs(600));
+        assert_eq!(cfg.gc.schedule, "0 3 * * *");
+        assert_eq!(cfg.gc.history, 50);
+        assert!(cfg.gc.cron().is_some());
         assert_eq!(cfg.controller.kubeconfig_max_ttl, Duration::from_secs(7200));
         assert_eq!(cfg.edge.capacity, ByteSize(2 << 30));
         assert_eq!(cfg.edge.platforms, vec!["linux/amd64", "linux/arm64"]);
@@ -1095,5 +1157,21 @@ mod tests {
         let err =
             toml::from_str::<Config>("[server]\nlisten_addr = \"1.2.3.4:5\"").expect_err("unknown");
         assert!(err.to_string().contains("listen_addr"));
+    }
+
+    #[test]
+    fn a_gc_schedule_is_a_cron_expression_and_excludes_the_interval() {
+        let mut cfg = Config::default();
+        cfg.gc.schedule = "0 3 * *".into();
+        let e = cfg.validate().expect_err("four fields").to_string();
+        assert!(
+            e.contains("gc.schedule") && e.contains("five fields"),
+            "{e}"
+        );
+        cfg.gc.schedule = "*/30 * * * *".into();
+        cfg.validate().expect("valid");
+        cfg.gc.interval = Duration::from_secs(60);
+        let e = cfg.validate().expect_err("both").to_string();
+        assert!(e.contains("gc.interval"), "{e}");
     }
 }

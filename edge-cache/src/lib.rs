@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod podlogs;
 pub mod prefetch;
+pub mod pull_report;
 pub mod retention;
 pub mod store;
 
@@ -84,6 +85,8 @@ pub struct EdgeApp {
     pub metrics: Arc<Metrics>,
     pub edge_metrics: Arc<metrics::EdgeMetrics>,
     pub retention: Arc<Retention>,
+    /// Counts the manifest pulls served here and reports them upstream.
+    pub pulls: Arc<pull_report::PullReporter>,
     store: Arc<EdgeStore>,
     cache_dir: Arc<CacheDir>,
     access: Arc<EdgeAccess>,
@@ -168,6 +171,13 @@ impl EdgeApp {
         let prefetcher =
             prefetch::Prefetcher::new(pt.clone(), store.clone(), em.clone(), e.platforms.clone())
                 .await;
+        let pulls = pull_report::PullReporter::new(
+            &e.upstream,
+            (!e.upstream_user.is_empty())
+                .then(|| (e.upstream_user.clone(), e.upstream_password.clone())),
+            e.insecure_upstream,
+        )
+        .map_err(EdgeError::Config)?;
         Ok(Self {
             access: Arc::new(EdgeAccess {
                 trusted: e.trusted_networks.clone(),
@@ -176,6 +186,7 @@ impl EdgeApp {
             config,
             pull_through: pt,
             prefetcher,
+            pulls,
             metrics,
             edge_metrics: em,
             retention,
@@ -194,6 +205,7 @@ impl EdgeApp {
             base_url: String::new(),
             signatures: None,
             events: None,
+            pulls: Some(self.pulls.counter.clone()),
         };
         let metrics = self.metrics.clone();
         let (retention, em) = (self.retention.clone(), self.edge_metrics.clone());
@@ -270,8 +282,11 @@ impl EdgeApp {
     }
 
     /// Every few seconds: recreates the cache directory if it was removed,
-    /// and flushes LRU order; call `flush` at shutdown too.
+    /// and flushes LRU order; reports pulls upstream every
+    /// `edge.pull_report_interval`; call `flush` (and `report_pulls`) at
+    /// shutdown too.
     pub fn spawn_background(&self) {
+        self.pulls.spawn(self.config.edge.pull_report_interval);
         let (cache_dir, store) = (self.cache_dir.clone(), self.store.clone());
         tokio::spawn(async move {
             let mut t = tokio::time::interval(Duration::from_secs(5));
@@ -285,6 +300,11 @@ impl EdgeApp {
                 }
             }
         });
+    }
+
+    /// Reports the pulls counted since the last report now.
+    pub async fn report_pulls(&self) {
+        self.pulls.report().await;
     }
 
     pub async fn flush(&self) {

@@ -130,7 +130,10 @@ pub struct RegistryApp {
     sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
     /// Takes a deleted project's records elsewhere down; set by `set_project_cleanup`.
     project_cleanup: admin::CleanupSlot,
-    gc_status: Arc<std::sync::Mutex<admin::GcStatus>>,
+    /// Runs GC for the admin API and the schedule, one at a time.
+    pub gc: Arc<crate::gc_runner::GcRunner>,
+    /// Pulls counted (here and reported by edges), flushed in batches.
+    pub pulls: Arc<crate::pulls::PullCounter>,
 }
 
 impl RegistryApp {
@@ -244,6 +247,14 @@ impl RegistryApp {
             },
             metrics.clone(),
         ));
+        let gc = crate::gc_runner::GcRunner::new(
+            registry.clone(),
+            gc_options(&config, false),
+            config.gc.history as usize,
+            Default::default(),
+            Some(access.clone()),
+            &metrics,
+        );
         Ok(Self {
             config,
             registry,
@@ -256,7 +267,8 @@ impl RegistryApp {
             replications,
             sealer,
             project_cleanup: Default::default(),
-            gc_status: Default::default(),
+            gc,
+            pulls: crate::pulls::PullCounter::new(),
         })
     }
 
@@ -294,20 +306,16 @@ impl RegistryApp {
             base_url: String::new(),
             signatures: Some(self.signatures.clone()),
             events: self.webhooks.clone(),
+            pulls: Some(self.pulls.clone()),
         }
     }
 
     pub fn gc_options(&self, dry_run: bool) -> crate::gc::GcOptions {
-        crate::gc::GcOptions {
-            grace: self.config.gc.grace,
-            upload_ttl: self.config.gc.upload_ttl,
-            delete_untagged: self.config.gc.delete_untagged,
-            dry_run,
-        }
+        gc_options(&self.config, dry_run)
     }
 
-    /// Periodic work: GC when `gc.interval` is set; webhook delivery until
-    /// `stop`.
+    /// Periodic work until `stop`: GC on `gc.interval` or `gc.schedule`;
+    /// writing pull counts; webhook delivery.
     pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
         let stop_schedule = stop.clone();
         let replications = self.replications.clone();
@@ -335,26 +343,18 @@ impl RegistryApp {
             replications.schedule(stop_schedule).await;
         });
         if let Some(hooks) = &self.webhooks {
-            if let Err(e) = hooks.spawn_delivery(stop) {
+            if let Err(e) = hooks.spawn_delivery(stop.clone()) {
                 tracing::error!(error = %e, "webhook delivery cannot start");
             }
         }
-        let interval = self.config.gc.interval;
-        if interval.is_zero() {
-            return;
+        self.pulls.spawn_flush(
+            self.registry.meta(),
+            self.config.server.pull_flush_interval,
+            stop.clone(),
+        );
+        if let Some(schedule) = crate::gc_runner::Schedule::from_config(&self.config.gc) {
+            self.gc.spawn_schedule(schedule, stop);
         }
-        let registry = self.registry.clone();
-        let opts = self.gc_options(false);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = crate::gc::run(&registry, opts).await {
-                    tracing::error!(error = %e, "periodic garbage collection failed");
-                }
-            }
-        });
     }
 
     /// `/v2`, `/v2/token`, `/api/v1`, `/metrics` and `/healthz`.
@@ -373,8 +373,9 @@ impl RegistryApp {
             project_cleanup: self.project_cleanup.clone(),
             proxy: self.config.proxy.clone(),
             registry: self.registry.clone(),
-            gc_options: self.gc_options(false),
-            gc_last: self.gc_status.clone(),
+            gc: self.gc.clone(),
+            pulls: self.pulls.clone(),
+            pull_host: self.config.server.external_host(),
             signatures: self.signatures.clone(),
             webhooks: self.webhooks.clone(),
             replications: self.replications.clone(),
@@ -436,6 +437,16 @@ async fn exempt_proxy_projects(
         }
     }
     Ok(())
+}
+
+/// GC's options from the configuration.
+pub fn gc_options(config: &Config, dry_run: bool) -> crate::gc::GcOptions {
+    crate::gc::GcOptions {
+        grace: config.gc.grace,
+        upload_ttl: config.gc.upload_ttl,
+        delete_untagged: config.gc.delete_untagged,
+        dry_run,
+    }
 }
 
 /// Logs what `LocalRegistry::recover_at_start` found, if anything.

@@ -45,7 +45,9 @@ use futures::TryStreamExt;
 use serde::Serialize;
 
 use crate::content::ContentStore;
-use crate::meta::{self, DeleteStep, MetaError, MetaStore, RepoGcView, Seen, StoreStep};
+use crate::meta::{
+    self, BlobRecord, DeleteStep, MetaError, MetaStore, RepoGcView, Seen, StoreStep,
+};
 use crate::oci::{Digest, ManifestSummary, RepoName};
 use crate::service::LocalRegistry;
 
@@ -54,6 +56,17 @@ pub use crate::service::GcRoots;
 
 /// Records removed per metadata write transaction.
 pub const BATCH: usize = 128;
+
+/// Blob records read at a time when looking for those to drop.
+const RECORD_PAGE: usize = 4096;
+
+/// Objects deleted from the store per hold of the metadata's writer.
+const STORE_BATCH: usize = 16;
+
+/// Blob records dropped per write transaction: each is a point lookup and
+/// a removal, and each transaction an fsync (the sweeps before it commit
+/// without one), so these batches are larger.
+const DROP_BATCH: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {
@@ -121,7 +134,7 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
         seen_at: now,
         extra_roots,
     };
-    let mut still_linked: HashSet<Digest> = HashSet::new();
+    let mut still_linked = Fingerprints::default();
     let mut last: Option<String> = None;
     loop {
         let (names, more) = meta.catalog(last.as_deref(), 1000, &|_| true).await?;
@@ -166,7 +179,7 @@ impl Sweep<'_> {
         &self,
         repo: &RepoName,
         report: &mut GcReport,
-        still_linked: &mut HashSet<Digest>,
+        still_linked: &mut Fingerprints,
     ) -> Result<(), GcError> {
         let view = self.meta.gc_view(repo).await?;
         let summaries: BTreeMap<String, Option<ManifestSummary>> = view
@@ -197,7 +210,7 @@ impl Sweep<'_> {
         let mut dead_links = Vec::new();
         for (d, at) in &view.links {
             if live_blobs.contains(d) || *at > self.cutoff {
-                still_linked.insert(d.clone());
+                still_linked.insert(d);
             } else {
                 dead_links.push(Seen {
                     digest: d.clone(),
@@ -262,36 +275,69 @@ impl Sweep<'_> {
         Ok(kept)
     }
 
-    /// Drops the records of blobs no repository links any more (in
-    /// batches); returns the digests dropped, for the store sweep.
+    /// Drops the records of blobs no repository links any more, paging
+    /// through the records and dropping in batches; returns the digests
+    /// dropped, for the store sweep.
     async fn blob_records(
         &self,
-        still_linked: &HashSet<Digest>,
+        still_linked: &Fingerprints,
         report: &mut GcReport,
     ) -> Result<Vec<Digest>, GcError> {
-        let candidates: Vec<(Digest, u64)> = self
-            .meta
-            .blob_records()
-            .await?
-            .into_iter()
-            .filter(|r| r.recorded_at <= self.cutoff && !still_linked.contains(&r.digest))
-            .map(|r| (r.digest, r.size))
-            .collect();
-        if self.opts.dry_run {
-            report.blobs_deleted = candidates.len() as u64;
-            report.bytes_freed = candidates.iter().map(|(_, s)| *s).sum();
-            return Ok(Vec::new());
-        }
         let mut dropped = Vec::new();
-        for batch in candidates.chunks(BATCH) {
-            let digests: Vec<Digest> = batch.iter().map(|(d, _)| d.clone()).collect();
-            for r in self.meta.gc_drop_blobs(&digests, self.cutoff).await? {
-                report.blobs_deleted += 1;
-                report.bytes_freed += r.size;
-                dropped.push(r.digest);
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self
+                .meta
+                .blob_records_page(after.as_ref(), RECORD_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            let candidates: Vec<BlobRecord> = page
+                .into_iter()
+                .filter(|r| r.recorded_at <= self.cutoff && !still_linked.contains(&r.digest))
+                .collect();
+            if self.opts.dry_run {
+                report.blobs_deleted += candidates.len() as u64;
+                report.bytes_freed += candidates.iter().map(|r| r.size).sum::<u64>();
+                continue;
+            }
+            for batch in candidates.chunks(DROP_BATCH) {
+                let digests: Vec<Digest> = batch.iter().map(|r| r.digest.clone()).collect();
+                for r in self.meta.gc_drop_blobs(&digests, self.cutoff).await? {
+                    report.blobs_deleted += 1;
+                    report.bytes_freed += r.size;
+                    dropped.push(r.digest);
+                }
             }
         }
         Ok(dropped)
+    }
+}
+
+/// The blobs GC saw linked, as 64-bit fingerprints of their digests: a
+/// million take some 16 MB instead of a hundred. Two digests sharing a
+/// fingerprint only keep a dead blob until the next run (the drop itself
+/// re-checks every link under the write lock).
+#[derive(Default)]
+struct Fingerprints(HashSet<u64>);
+
+impl Fingerprints {
+    fn of(d: &Digest) -> u64 {
+        let hex = d.hex();
+        hex.get(..16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or_else(|| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                hex.hash(&mut h);
+                h.finish()
+            })
+    }
+    fn insert(&mut self, d: &Digest) {
+        self.0.insert(Self::of(d));
+    }
+    fn contains(&self, d: &Digest) -> bool {
+        self.0.contains(&Self::of(d))
     }
 }
 
@@ -350,15 +396,18 @@ fn parents_first(
     order
 }
 
+/// Objects in the store older than the grace window that have no record,
+/// read as the listing streams (a store of a million objects is never held
+/// in memory; only the orphans are kept).
 async fn orphaned_objects(
     meta: &dyn MetaStore,
     content: &ContentStore,
     grace: Duration,
 ) -> Result<Vec<Digest>, GcError> {
-    let listed: Vec<crate::content::StoredBlob> = content.list().try_collect().await?;
+    let mut listed = content.list();
     let now = SystemTime::now();
     let mut out = Vec::new();
-    for b in listed {
+    while let Some(b) = listed.try_next().await? {
         if now.duration_since(b.modified).unwrap_or_default() > grace
             && meta.blob_size(&b.digest).await?.is_none()
         {
@@ -391,7 +440,10 @@ async fn sweep_store(
             content.delete(&d).await.map_err(|e| e.to_string())
         })
     });
-    for batch in doomed.chunks(64) {
+    // Each batch holds the metadata's writer while its files go: small
+    // batches keep a push from waiting long (nothing is committed, so a
+    // batch costs no fsync).
+    for batch in doomed.chunks(STORE_BATCH) {
         meta.delete_unrecorded(batch, delete.clone()).await?;
     }
     Ok(())

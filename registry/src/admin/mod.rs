@@ -5,7 +5,7 @@
 //! from the same route table that serves the requests: it cannot drift.
 //! Errors are JSON `{"error": "<what went wrong and what to do>"}`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -23,12 +23,15 @@ use crate::auth::audit::Outcome;
 use crate::auth::client::{client_addr, ClientIp};
 use crate::auth::policy::{Manage, Role};
 use crate::auth::{Refusal, RequestInfo, Subject};
-use crate::gc::{GcOptions, GcReport};
+use crate::gc::GcReport;
 use crate::oci::{RepoName, Tag};
 use crate::service::LocalRegistry;
 use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 
 mod body;
+mod gc;
+mod image_list;
+mod pulls;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
 mod quota;
@@ -48,8 +51,12 @@ pub struct AdminState {
     pub project_cleanup: CleanupSlot,
     pub proxy: berth_config::ProxyConfig,
     pub registry: Arc<LocalRegistry>,
-    pub gc_options: GcOptions,
-    pub gc_last: Arc<Mutex<GcStatus>>,
+    /// Runs GC (one at a time) and keeps its history.
+    pub gc: Arc<crate::gc_runner::GcRunner>,
+    /// Where edges' pull reports go (counted, then flushed with the registry's own).
+    pub pulls: Arc<crate::pulls::PullCounter>,
+    /// host[:port] in the pull commands the image list shows.
+    pub pull_host: String,
     pub signatures: Arc<SignatureGate>,
     /// None where no sealing key was given (webhook routes answer 503).
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
@@ -173,10 +180,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.subject.display()
     }
-    fn require_admin(&self) -> AResult<()> {
+    pub(crate) fn require_admin(&self) -> AResult<()> {
         if self.subject.admin {
             Ok(())
         } else {
@@ -880,6 +887,9 @@ pub struct TagView {
     /// whether the image may be pulled, and why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_policy: Option<PolicyView>,
+    /// Size, platforms, push and pull times, pull command, referrers.
+    #[serde(flatten)]
+    pub details: image_list::TagDetails,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -962,8 +972,18 @@ async fn list_tags(
 ) -> AResult<Json<Vec<TagView>>> {
     let project = st.require_visible(&c, &name)?;
     let repo = st.resolve_repo(&name, &repository).await?;
+    let records = st
+        .registry
+        .meta()
+        .tag_records(&repo)
+        .await
+        .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut details = image_list::details(&st.registry, &st.pull_host, &repo, &records)
+        .await
+        .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut out = Vec::new();
-    for (name, digest) in st.registry.tags_with_digests(&repo).await? {
+    for r in records {
+        let (name, digest) = (r.tag, r.digest);
         let Ok(d) = digest.parse::<crate::oci::Digest>() else {
             continue;
         };
@@ -982,6 +1002,7 @@ async fn list_tags(
             }),
         };
         out.push(TagView {
+            details: details.remove(&name).unwrap_or_default(),
             name,
             digest,
             signatures,
@@ -1014,70 +1035,7 @@ async fn delete_tag(
     Ok(StatusCode::NO_CONTENT)
 }
 
-// ---------------------------------------------------------------- gc, audit
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct GcParams {
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// Runs garbage collection now (while serving) and answers with its report.
-#[utoipa::path(post, path = "/api/v1/gc", tag = "gc", params(GcParams),
-    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
-async fn start_gc(
-    State(st): State<AdminState>,
-    c: Caller,
-    Query(p): Query<GcParams>,
-) -> AResult<Json<GcReport>> {
-    c.require_admin()?;
-    {
-        let mut s = st.gc_last.lock().unwrap_or_else(|e| e.into_inner());
-        if s.running {
-            return Err(AdminError::new(
-                StatusCode::CONFLICT,
-                "garbage collection is already running",
-            ));
-        }
-        s.running = true;
-    }
-    let opts = GcOptions {
-        dry_run: p.dry_run,
-        ..st.gc_options
-    };
-    let res = crate::gc::run(&st.registry, opts).await;
-    let mut s = st.gc_last.lock().unwrap_or_else(|e| e.into_inner());
-    s.running = false;
-    match res {
-        Ok(r) => {
-            s.last = Some(r.clone());
-            s.last_error = None;
-            drop(s);
-            st.audit(
-                &c,
-                if p.dry_run { "gc.dry-run" } else { "gc" },
-                None,
-                &format!("{} blobs, {} bytes", r.blobs_deleted, r.bytes_freed),
-            );
-            Ok(Json(r))
-        }
-        Err(e) => {
-            s.last_error = Some(e.to_string());
-            Err(AdminError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("garbage collection failed: {e}"),
-            ))
-        }
-    }
-}
-
-#[utoipa::path(get, path = "/api/v1/gc", tag = "gc", responses((status = 200, body = GcStatus)))]
-async fn gc_status(State(st): State<AdminState>, c: Caller) -> AResult<Json<GcStatus>> {
-    c.require_admin()?;
-    Ok(Json(
-        st.gc_last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-    ))
-}
+// ---------------------------------------------------------------- audit (gc: gc.rs)
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Vec<AuditEvent>)))]
@@ -1120,7 +1078,9 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(delete_repository))
         .routes(routes!(list_tags))
         .routes(routes!(delete_tag))
-        .routes(routes!(start_gc, gc_status))
+        .routes(routes!(gc::start, gc::status))
+        .routes(routes!(gc::runs))
+        .routes(routes!(pulls::report))
         .routes(routes!(audit_log))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))

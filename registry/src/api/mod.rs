@@ -67,6 +67,9 @@ pub struct ApiState {
     /// Where pushes, deletes and pulls are reported (the registry's
     /// webhooks; None on the edge).
     pub events: Option<Arc<crate::webhooks::Webhooks>>,
+    /// Told of every manifest GET (pull counts: the registry's batches them
+    /// into its metadata, an edge's reports them to its registry).
+    pub pulls: Option<Arc<dyn crate::pulls::PullSink>>,
 }
 
 /// The `/v2` routes. Mount the token endpoint and the admin API beside it.
@@ -653,6 +656,10 @@ async fn manifest_get(
     let m = st.ns.manifest(repo, reference).await?;
     if let Some(gate) = &st.signatures {
         gate.check_pull(repo, &m.digest).await?;
+    }
+    let filling = ctx.headers.contains_key(crate::pulls::FILL_HEADER);
+    if let (Some(pulls), true) = (&st.pulls, ctx.method == Method::GET && !filling) {
+        pulls.pulled(repo, &m.digest);
     }
     if let (Some(events), true) = (&st.events, ctx.method == Method::GET) {
         events.emit_later(events::manifest_pulled(

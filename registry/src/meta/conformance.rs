@@ -25,6 +25,10 @@ pub(crate) async fn suite(meta: Store) {
     listings_and_deletion(&meta).await;
     gc_rechecks_what_it_saw(&meta).await;
     gc_blob_records_and_the_store(&meta).await;
+    gc_sees_links_from_every_repository(&meta).await;
+    blob_records_page_in_digest_order(&meta).await;
+    gc_history_keeps_the_newest_runs(&meta).await;
+    pulls_add_up_and_tags_list_their_push_times(&meta).await;
     webhooks_and_their_outbox(&meta).await;
     quota::suite(&meta).await;
     super::conformance_replication::replication_policies(&meta).await;
@@ -577,6 +581,154 @@ async fn gc_blob_records_and_the_store(meta: &Store) {
     };
     assert_eq!(meta.delete_unrecorded(&both, step).await.expect("sweep"), 1);
     assert_eq!(*deleted.lock().expect("lock"), vec![loose]);
+}
+
+/// A blob's record goes only once no repository links it, however it lost
+/// its links (unlinked, repository deleted, GC's link sweep), and
+/// `forget_blob` takes every link with it.
+async fn gc_sees_links_from_every_repository(meta: &Store) {
+    let (a, b, c) = (repo("gcl/a"), repo("gcl/b"), repo("gcl/c"));
+    let d = digest(b"gcl shared");
+    meta.record_and_link(&a, &d, 4).await.expect("a");
+    assert_eq!(
+        meta.link_blob(&b, &d).await.expect("b"),
+        LinkOutcome::Linked
+    );
+    assert_eq!(
+        meta.mount(&c, &d, &["gcl/a".to_string()]).await.expect("c"),
+        Some(4)
+    );
+    let one = std::slice::from_ref(&d);
+    let drop = || async { meta.gc_drop_blobs(one, u64::MAX).await.expect("drop") };
+    assert!(meta.unlink_blob(&a, &d).await.expect("unlink a"));
+    assert!(drop().await.is_empty(), "b and c link it");
+    assert!(meta.delete_repo(&b).await.expect("delete b"));
+    assert!(drop().await.is_empty(), "c links it");
+    let view = meta.gc_view(&c).await.expect("view");
+    let at = *view.links.get(&d).expect("c's link");
+    let link = Seen {
+        digest: d.clone(),
+        at,
+    };
+    assert_eq!(
+        meta.gc_sweep_links(&c, &[link], u64::MAX)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert_eq!(drop().await.len(), 1, "no link left");
+    // Relinked after a forget: a fresh record, linked once.
+    meta.record_and_link(&a, &d, 4).await.expect("again");
+    meta.link_blob(&b, &d).await.expect("b again");
+    assert_eq!(
+        meta.forget_blob(&d, ok_step()).await.expect("forget"),
+        Some(4)
+    );
+    assert_eq!(meta.linked_blob(&b, &d).await.expect("b"), None);
+    meta.record_and_link(&c, &d, 4).await.expect("c again");
+    assert!(meta.unlink_blob(&c, &d).await.expect("unlink c"));
+    assert_eq!(drop().await.len(), 1, "the forgotten links are gone too");
+}
+
+async fn blob_records_page_in_digest_order(meta: &Store) {
+    let r = repo("pages/app");
+    for i in 0..5u8 {
+        meta.record_and_link(&r, &digest(&[b'p', i]), u64::from(i))
+            .await
+            .expect("record");
+    }
+    let all: Vec<Digest> = meta
+        .blob_records()
+        .await
+        .expect("all")
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    let mut paged = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = meta
+            .blob_records_page(after.as_ref(), 2)
+            .await
+            .expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        paged.extend(page.into_iter().map(|b| b.digest));
+    }
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|d| d.to_string());
+    assert_eq!(paged, sorted, "every record once, in digest order");
+}
+
+async fn gc_history_keeps_the_newest_runs(meta: &Store) {
+    assert!(meta.gc_runs(10).await.expect("none yet").is_empty());
+    for i in 0..5u64 {
+        let run = GcRun {
+            id: 99,
+            started_at: 1000 + i,
+            finished_at: 1001 + i,
+            trigger: "schedule".into(),
+            outcome: "ok".into(),
+            blobs_deleted: i,
+            ..GcRun::default()
+        };
+        assert_eq!(meta.gc_run_record(&run, 3).await.expect("record"), i + 1);
+    }
+    let runs = meta.gc_runs(10).await.expect("runs");
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.id, r.blobs_deleted))
+            .collect::<Vec<_>>(),
+        vec![(5, 4), (4, 3), (3, 2)],
+        "the newest three, newest first"
+    );
+    assert_eq!(runs[0].trigger, "schedule");
+    assert_eq!(meta.gc_runs(1).await.expect("one").len(), 1);
+}
+
+async fn pulls_add_up_and_tags_list_their_push_times(meta: &Store) {
+    let r = repo("pulls/app");
+    let m = image(b"pulls-cfg", b"pulls-layer", None);
+    push(
+        meta,
+        &r,
+        b"pulls-cfg",
+        b"pulls-layer",
+        &m,
+        &[tag("v1"), tag("latest")],
+    )
+    .await;
+    let d = m.digest.to_string();
+    assert!(meta.pulls(&r).await.expect("none").is_empty());
+    let count = |n, at| PullCount {
+        repository: "pulls/app".into(),
+        digest: d.clone(),
+        count: n,
+        last_pulled_at: at,
+    };
+    meta.pulls_record(&[count(2, 100)]).await.expect("record");
+    meta.pulls_record(&[count(3, 50)])
+        .await
+        .expect("an edge's older batch");
+    assert_eq!(meta.pulls(&r).await.expect("pulls"), vec![count(5, 100)]);
+    assert!(meta
+        .pulls(&repo("pulls/other"))
+        .await
+        .expect("other")
+        .is_empty());
+    let tags = meta.tag_records(&r).await.expect("tags");
+    assert_eq!(
+        tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+        vec!["latest", "v1"]
+    );
+    assert!(tags.iter().all(|t| t.digest == d && t.pushed_at > 0));
+    assert_eq!(tags[0].media_type, m.summary.media_type);
+    assert!(meta.delete_repo(&r).await.expect("delete"));
+    assert!(
+        meta.pulls(&r).await.expect("gone").is_empty(),
+        "with the repository"
+    );
 }
 
 fn webhook(id: &str, project: &str) -> Webhook {

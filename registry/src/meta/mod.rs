@@ -1,8 +1,9 @@
 //! Registry metadata: what each repository holds (blob links, manifests,
-//! tags, referrers), the record of every blob in the content store, each
-//! project's usage, storage limit and immutable-tag rules (`quota.rs`), the
-//! projects' webhook endpoints with their outbox and delivery log, and the
-//! replication policies with their executions.
+//! tags, referrers), the record of every blob in the content store, pull
+//! counts (`listing.rs`), GC's history (`history.rs`), each project's usage,
+//! storage limit and immutable-tag rules (`quota.rs`), the projects' webhook
+//! endpoints with their outbox and delivery log, and the replication policies
+//! with their executions.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
 //! implementation, one redb file, the default. The same backend keeps the
@@ -38,6 +39,8 @@ mod cache;
 pub(crate) mod conformance;
 #[cfg(test)]
 mod conformance_replication;
+mod history;
+mod listing;
 mod mark;
 mod outbox;
 pub mod quota;
@@ -45,6 +48,8 @@ mod redb;
 mod replication;
 
 pub use self::cache::{CacheBook, TagClockOwner};
+pub use self::history::GcRun;
+pub use self::listing::{PullCount, TagRecord};
 pub use self::mark::mark;
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
@@ -229,6 +234,13 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn forget_blob(&self, digest: &Digest, delete: StoreStep) -> Result<Option<u64>>;
     /// Every blob record.
     async fn blob_records(&self) -> Result<Vec<BlobRecord>>;
+    /// Blob records in digest order after `after`, at most `limit` (GC
+    /// pages through them instead of holding them all).
+    async fn blob_records_page(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>>;
 
     // ---- manifests and tags ----
 
@@ -352,6 +364,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Drops a deleted project's limit and rules (its repositories are
     /// deleted first) and recounts what is left of its usage.
     async fn forget_project(&self, project: &str) -> Result<()>;
+    // ---- the image list (see listing.rs) ----
+
+    /// Adds pull counts (to the count, keeping the later last-pull time),
+    /// in one transaction. Counts for manifests a repository no longer
+    /// holds are kept too (harmless; they go with the repository).
+    async fn pulls_record(&self, counts: &[PullCount]) -> Result<()>;
+    /// The pull counts of every manifest of `repo` pulled at least once.
+    async fn pulls(&self, repo: &RepoName) -> Result<Vec<PullCount>>;
+    /// A repository's tags in tag order, with their manifests' media types
+    /// and push times.
+    async fn tag_records(&self, repo: &RepoName) -> Result<Vec<TagRecord>>;
+
+    // ---- GC's history ----
+
+    /// Records a finished GC run under the next id (the id given is
+    /// ignored) and keeps only the newest `keep` runs. The id it got.
+    async fn gc_run_record(&self, run: &GcRun, keep: usize) -> Result<u64>;
+    /// The recorded GC runs, newest first, at most `limit`.
+    async fn gc_runs(&self, limit: usize) -> Result<Vec<GcRun>>;
 
     // ---- webhooks (see outbox.rs) ----
 

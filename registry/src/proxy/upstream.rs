@@ -587,6 +587,9 @@ impl Upstream {
     ) -> Result<Option<FetchedManifest>, UpstreamError> {
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        // A cache filling is not a pull: a berth upstream does not count it
+        // (the cache counts, and an edge reports, the pulls it serves).
+        h.insert(crate::pulls::FILL_HEADER, HeaderValue::from_static("1"));
         let Some(res) = self
             .found(
                 Method::GET,

@@ -3,7 +3,7 @@
 use ::redb::{ReadableTable, WriteTransaction};
 
 use super::usage::{check, hold, project_of, release};
-use super::{run_step, RedbMeta, BLOBS, REPOS, REPO_BLOBS};
+use super::{run_step, RedbMeta, BLOBS, BLOB_LINKS, HIGH, REPOS, REPO_BLOBS};
 use crate::meta::{now, BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
 
@@ -114,14 +114,7 @@ impl RedbMeta {
 
     pub(super) fn unlink_blob_now(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let tx = self.db().begin_write()?;
-        let key = digest.to_string();
-        let removed = tx
-            .open_table(REPO_BLOBS)?
-            .remove((repo.as_str(), key.as_str()))?
-            .is_some();
-        if removed {
-            release(&tx, repo.project(), &key)?;
-        }
+        let removed = unlink(&tx, repo.as_str(), &digest.to_string())?;
         tx.commit()?;
         Ok(removed)
     }
@@ -141,21 +134,8 @@ impl RedbMeta {
         else {
             return Ok(None);
         };
-        {
-            let mut links = tx.open_table(REPO_BLOBS)?;
-            let doomed: Vec<String> = links
-                .iter()?
-                .filter_map(|r| r.ok())
-                .filter(|(k, _)| k.value().1 == key)
-                .map(|(k, _)| k.value().0.to_string())
-                .collect();
-            for r in &doomed {
-                links.remove((r.as_str(), key.as_str()))?;
-            }
-            drop(links);
-            for r in &doomed {
-                release(&tx, project_of(r), &key)?;
-            }
+        for r in linking_repos(&tx, &key)? {
+            unlink(&tx, &r, &key)?;
         }
         run_step(
             handle,
@@ -164,6 +144,39 @@ impl RedbMeta {
         )?;
         tx.commit()?;
         Ok(Some(size))
+    }
+
+    pub(super) fn blob_records_page_now(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>> {
+        let tx = self.db().begin_read()?;
+        let t = tx.open_table(BLOBS)?;
+        let after = after.map(|d| d.to_string());
+        let rows = match &after {
+            Some(a) => t.range::<&str>((
+                std::ops::Bound::Excluded(a.as_str()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => t.range::<&str>(..)?,
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for r in rows {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = r?;
+            if let Ok(digest) = k.value().parse() {
+                let (size, recorded_at) = v.value();
+                out.push(BlobRecord {
+                    digest,
+                    size,
+                    recorded_at,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn blob_records_now(&self) -> Result<Vec<BlobRecord>> {
@@ -185,8 +198,17 @@ impl RedbMeta {
     }
 }
 
-/// Links a blob of `size` to `repo` (or refreshes the link's time),
-/// checking and counting it in the project's usage when the link is new.
+pub(super) fn ensure_repo(tx: &WriteTransaction, repo: &RepoName, t: u64) -> Result<()> {
+    let mut repos = tx.open_table(REPOS)?;
+    if repos.get(repo.as_str())?.is_none() {
+        repos.insert(repo.as_str(), t)?;
+    }
+    Ok(())
+}
+
+/// Links a blob of `size` (its key) to `repo` at `t` (or refreshes the
+/// link's time), in both directions; checking and counting it in the
+/// project's usage when the link is new.
 pub(super) fn link(
     tx: &WriteTransaction,
     repo: &RepoName,
@@ -201,13 +223,30 @@ pub(super) fn link(
     }
     links.insert((repo.as_str(), key), t)?;
     drop(links);
+    tx.open_table(BLOB_LINKS)?
+        .insert((key, repo.as_str()), ())?;
     ensure_repo(tx, repo, t)
 }
 
-pub(super) fn ensure_repo(tx: &WriteTransaction, repo: &RepoName, t: u64) -> Result<()> {
-    let mut repos = tx.open_table(REPOS)?;
-    if repos.get(repo.as_str())?.is_none() {
-        repos.insert(repo.as_str(), t)?;
+/// Removes a link in both directions, releasing it from the project's
+/// usage; false when there was none.
+pub(super) fn unlink(tx: &WriteTransaction, repo: &str, digest: &str) -> Result<bool> {
+    tx.open_table(BLOB_LINKS)?.remove((digest, repo))?;
+    let removed = tx.open_table(REPO_BLOBS)?.remove((repo, digest))?.is_some();
+    if removed {
+        release(tx, project_of(repo), digest)?;
     }
-    Ok(())
+    Ok(removed)
+}
+
+/// The repositories that link `digest` (its key), from the reverse index.
+pub(super) fn linking_repos(tx: &WriteTransaction, digest: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for row in tx
+        .open_table(BLOB_LINKS)?
+        .range((digest, "")..(digest, HIGH))?
+    {
+        out.push(row?.0.value().1.to_string());
+    }
+    Ok(out)
 }

@@ -2,19 +2,22 @@
 //! transaction that re-checks what GC saw in its snapshot, so that a push
 //! between the snapshot and the batch is never undone (see `MetaStore`).
 //!
-//! redb has no secondary indexes: "does any repository still hold this
-//! manifest / link this blob" is one scan of that table per batch.
+//! redb has no secondary indexes: "does any repository still link this
+//! blob" reads `blob_links`, the reverse of `repo_blobs` kept beside it;
+//! "does any repository still hold this manifest" reads
+//! `manifest_holders`, the reverse of `manifests`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ::redb::{ReadableTable, WriteTransaction};
 
+use super::blobs::unlink;
 use super::usage::release;
 use super::{
-    decode_summary, run_step, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES, MANIFEST_REFS,
-    REFERRERS, REPO_BLOBS, TAGS,
+    corrupt, decode_summary, run_step, RedbMeta, BLOBS, BLOB_LINKS, GC_RUNS, HIGH, MANIFESTS,
+    MANIFEST_BYTES, MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
-use crate::meta::{mark, BlobRecord, DeleteStep, RepoGcView, Result, Seen};
+use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, RepoGcView, Result, Seen};
 use crate::oci::{Digest, ManifestSummary, RepoName};
 
 impl RedbMeta {
@@ -54,7 +57,7 @@ impl RedbMeta {
         dead: &[Seen],
         seen_at: u64,
     ) -> Result<Vec<Digest>> {
-        let tx = self.db().begin_write()?;
+        let tx = eventual(self.db().begin_write()?);
         let r = repo.as_str();
         let young = pushed_since(&tx, repo, seen_at)?;
         let tagged: HashSet<String> = tx
@@ -95,6 +98,7 @@ impl RedbMeta {
         let mut removed = Vec::new();
         {
             let mut manifests = tx.open_table(MANIFESTS)?;
+            let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
             let mut referrers = tx.open_table(REFERRERS)?;
             for (key, summary) in &batch {
                 if keep.contains(key) {
@@ -102,6 +106,7 @@ impl RedbMeta {
                 }
                 manifests.remove((r, key.as_str()))?;
                 release(&tx, repo.project(), key)?;
+                holders.remove((key.as_str(), r))?;
                 if let Some(subject) = summary.as_ref().and_then(|s| s.subject.as_ref()) {
                     referrers.remove((r, subject.digest.to_string().as_str(), key.as_str()))?;
                 }
@@ -121,23 +126,22 @@ impl RedbMeta {
         dead: &[Seen],
         seen_at: u64,
     ) -> Result<u64> {
-        let tx = self.db().begin_write()?;
+        let tx = eventual(self.db().begin_write()?);
         let r = repo.as_str();
         let young_blobs: HashSet<String> = pushed_since(&tx, repo, seen_at)?
             .values()
             .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
             .collect();
         let mut n = 0;
-        {
-            let mut links = tx.open_table(REPO_BLOBS)?;
-            for s in dead {
-                let key = s.digest.to_string();
-                let at = links.get((r, key.as_str()))?.map(|v| v.value());
-                if at == Some(s.at) && !young_blobs.contains(&key) {
-                    links.remove((r, key.as_str()))?;
-                    release(&tx, repo.project(), &key)?;
-                    n += 1;
-                }
+        for s in dead {
+            let key = s.digest.to_string();
+            let at = tx
+                .open_table(REPO_BLOBS)?
+                .get((r, key.as_str()))?
+                .map(|v| v.value());
+            if at == Some(s.at) && !young_blobs.contains(&key) {
+                unlink(&tx, r, &key)?;
+                n += 1;
             }
         }
         tx.commit()?;
@@ -150,21 +154,18 @@ impl RedbMeta {
         cutoff: u64,
     ) -> Result<Vec<BlobRecord>> {
         let tx = self.db().begin_write()?;
-        let wanted: HashSet<String> = candidates.iter().map(|d| d.to_string()).collect();
-        let mut linked: HashSet<String> = HashSet::new();
-        for row in tx.open_table(REPO_BLOBS)?.iter()? {
-            let (k, _) = row?;
-            if wanted.contains(k.value().1) {
-                linked.insert(k.value().1.to_string());
-            }
-        }
         let mut dropped = Vec::new();
         {
+            let index = tx.open_table(BLOB_LINKS)?;
             let mut blobs = tx.open_table(BLOBS)?;
             for d in candidates {
                 let key = d.to_string();
-                if linked.contains(&key) {
-                    continue;
+                if index
+                    .range((key.as_str(), "")..(key.as_str(), HIGH))?
+                    .next()
+                    .is_some()
+                {
+                    continue; // linked somewhere
                 }
                 let Some((size, recorded_at)) = blobs.get(key.as_str())?.map(|v| v.value()) else {
                     continue;
@@ -209,6 +210,17 @@ impl RedbMeta {
     }
 }
 
+/// A sweep of manifests or links commits without its own fsync: lost in a
+/// crash, what it removed is there again and the next collection takes it.
+/// The next durable commit (any push, or GC's drop of blob records, which
+/// precedes every deletion of bytes) makes it durable with everything
+/// before it, so no blob's bytes go while a record or link of it could
+/// come back.
+fn eventual(mut tx: WriteTransaction) -> WriteTransaction {
+    tx.set_durability(::redb::Durability::Eventual);
+    tx
+}
+
 /// Manifests of `repo` pushed at or after `since`, with what they reference.
 fn pushed_since(
     tx: &WriteTransaction,
@@ -235,19 +247,54 @@ fn pushed_since(
 
 /// Removes the content of manifests that no repository holds any more.
 fn drop_unheld_content(tx: &WriteTransaction, removed: &[Digest]) -> Result<()> {
-    if removed.is_empty() {
-        return Ok(());
-    }
-    let mut gone: HashSet<String> = removed.iter().map(|d| d.to_string()).collect();
-    for row in tx.open_table(MANIFESTS)?.iter()? {
-        let (k, _) = row?;
-        gone.remove(k.value().1);
-    }
+    let holders = tx.open_table(MANIFEST_HOLDERS)?;
     let mut bytes = tx.open_table(MANIFEST_BYTES)?;
     let mut refs = tx.open_table(MANIFEST_REFS)?;
-    for d in gone {
+    for d in removed {
+        let d = d.to_string();
+        if holders
+            .range((d.as_str(), "")..(d.as_str(), HIGH))?
+            .next()
+            .is_some()
+        {
+            continue;
+        }
         bytes.remove(d.as_str())?;
         refs.remove(d.as_str())?;
     }
     Ok(())
+}
+
+impl RedbMeta {
+    pub(super) fn gc_run_record_now(&self, run: &GcRun, keep: usize) -> Result<u64> {
+        let tx = self.db().begin_write()?;
+        let id = {
+            let mut runs = tx.open_table(GC_RUNS)?;
+            let id = runs.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            let run = GcRun { id, ..run.clone() };
+            let json = serde_json::to_vec(&run).map_err(corrupt)?;
+            runs.insert(id, json.as_slice())?;
+            let cut = id.saturating_sub(keep as u64);
+            let old: Vec<u64> = runs
+                .range(..=cut)?
+                .filter_map(|r| r.ok().map(|(k, _)| k.value()))
+                .collect();
+            for k in old {
+                runs.remove(k)?;
+            }
+            id
+        };
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub(super) fn gc_runs_now(&self, limit: usize) -> Result<Vec<GcRun>> {
+        let tx = self.db().begin_read()?;
+        let runs = tx.open_table(GC_RUNS)?;
+        let mut out = Vec::new();
+        for r in runs.iter()?.rev().take(limit) {
+            out.push(serde_json::from_slice(r?.1.value()).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
 }

@@ -2,7 +2,10 @@
 
 use ::redb::ReadableTable;
 
-use super::{RedbMeta, HIGH, MANIFESTS, REFERRERS, REPOS, REPO_BLOBS, TAGS};
+use super::{
+    RedbMeta, BLOB_LINKS, HIGH, MANIFESTS, MANIFEST_HOLDERS, PULLS, REFERRERS, REPOS, REPO_BLOBS,
+    TAGS,
+};
 use crate::meta::{Result, TagEntry, Visible};
 use crate::oci::RepoName;
 
@@ -118,17 +121,21 @@ impl RedbMeta {
         let mut released = Vec::new();
         {
             let mut t = tx.open_table(REPO_BLOBS)?;
+            let mut index = tx.open_table(BLOB_LINKS)?;
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                index.remove((k.as_str(), r))?;
                 released.push(k);
             }
         }
         {
             let mut t = tx.open_table(MANIFESTS)?;
+            let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
             let keys = second_keys(t.range((r, "")..(r, HIGH))?);
             for k in keys {
                 t.remove((r, k.as_str()))?;
+                holders.remove((k.as_str(), r))?;
                 released.push(k);
             }
         }
@@ -153,6 +160,13 @@ impl RedbMeta {
                 .collect();
             for (a, b) in keys {
                 t.remove((r, a.as_str(), b.as_str()))?;
+            }
+        }
+        {
+            let mut t = tx.open_table(PULLS)?;
+            let keys = second_keys(t.range((r, "")..(r, HIGH))?);
+            for k in keys {
+                t.remove((r, k.as_str()))?;
             }
         }
         tx.open_table(REPOS)?.remove(r)?;

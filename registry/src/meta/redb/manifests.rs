@@ -6,7 +6,7 @@ use super::blobs::ensure_repo;
 use super::usage::{check, check_immutable, hold, release, tags_of};
 use super::{
     corrupt, decode_summary, parse_digest, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES,
-    MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
+    MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
 use crate::meta::{now, BadReference, MetaError, References, Result, StoredManifest};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
@@ -65,6 +65,8 @@ impl RedbMeta {
             (repo.as_str(), key.as_str()),
             (summary.media_type.as_str(), t),
         )?;
+        tx.open_table(MANIFEST_HOLDERS)?
+            .insert((key.as_str(), repo.as_str()), ())?;
         {
             let mut tt = tx.open_table(TAGS)?;
             for tag in tags {
@@ -142,6 +144,8 @@ impl RedbMeta {
             .is_some();
         if removed {
             release(&tx, repo.project(), &key)?;
+            tx.open_table(MANIFEST_HOLDERS)?
+                .remove((key.as_str(), repo.as_str()))?;
             let mut tags = tx.open_table(TAGS)?;
             let doomed: Vec<String> = tags
                 .range((repo.as_str(), "")..(repo.as_str(), HIGH))?

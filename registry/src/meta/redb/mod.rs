@@ -5,6 +5,8 @@
 //! ```text
 //! blobs            digest                      → (size, recorded_at)        the CAS index
 //! repo_blobs       (repo, digest)              → linked_at                  what a repository may serve
+//! blob_links       (digest, repo)              → ()                         repo_blobs reversed (GC's "linked anywhere?")
+//! manifest_holders (digest, repo)              → ()                         manifests reversed (GC's "held anywhere?")
 //! manifests        (repo, digest)              → (media_type, pushed_at)    manifests in a repository
 //! manifest_bytes   digest                      → bytes                      manifest content, shared
 //! manifest_refs    digest                      → JSON ManifestSummary       children, blobs, subject
@@ -21,6 +23,8 @@
 //! immutable_tags   (project, tag pattern)      → created_at                 immutable-tag rules
 //! replications     name                        → JSON ReplicationPolicy     a replication policy
 //! replication_runs (name, id)                  → JSON Execution             its executions
+//! pulls            (repo, digest)              → (count, last_pulled_at)    pulls, written in batches
+//! gc_runs          id                          → JSON GcRun                 GC's history, the newest kept
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -35,8 +39,9 @@
 //!
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
-//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `gc.rs`,
-//! `usage.rs` (quotas, immutable tags), `webhooks.rs` and `replication.rs`;
+//! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `pulls.rs`,
+//! `gc.rs` (with GC's history), `usage.rs` (quotas, immutable tags),
+//! `webhooks.rs` and `replication.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
 use std::path::{Path, PathBuf};
@@ -48,9 +53,9 @@ use bytes::Bytes;
 
 use super::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
 use super::{
-    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, LinkOutcome, MetaError,
-    MetaStore, NewDelivery, QueuedEvent, References, ReplicationPolicy, RepoGcView, Result, Seen,
-    StoreStep, StoredManifest, TagEntry, Visible, Webhook,
+    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
+    MetaError, MetaStore, NewDelivery, PullCount, QueuedEvent, References, ReplicationPolicy,
+    RepoGcView, Result, Seen, StoreStep, StoredManifest, TagEntry, TagRecord, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -63,6 +68,7 @@ mod cache;
 mod gc;
 mod listings;
 mod manifests;
+mod pulls;
 mod replication;
 #[cfg(test)]
 mod tests;
@@ -93,11 +99,19 @@ pub(crate) const WEBHOOK_SEQ: TableDefinition<&str, u64> = TableDefinition::new(
 pub(crate) const REPLICATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("replications");
 pub(crate) const REPLICATION_RUNS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("replication_runs");
+pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
+pub(crate) const MANIFEST_HOLDERS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("manifest_holders");
+pub(crate) const PULLS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("pulls");
+pub(crate) const GC_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("gc_runs");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("schema");
 
 /// The registry's metadata format. 1: the first release (which wrote no version);
 /// 2: credentials sealed at rest, files private (the data itself is unchanged);
-/// 3: per-project usage counted (`usage.rs`; recounted from the links on upgrade).
+/// 3: per-project usage counted (`usage.rs`; recounted from the links on
+/// upgrade), and `blob_links` and `manifest_holders`, the reverse of
+/// `repo_blobs` and `manifests` (built from them on upgrade; a berth that
+/// does not keep them must not write to this file, hence the version).
 pub const SCHEMA_VERSION: u64 = 3;
 
 /// Sorts after every character allowed in digests, tags and name components.
@@ -136,7 +150,16 @@ pub struct RedbMeta {
     /// Shared by every clone, so that `reopen` reaches them all.
     db: Arc<RwLock<Arc<Database>>>,
     path: PathBuf,
+    /// Writes wait here, first come first served, before taking redb's
+    /// writer (which does not queue fairly): a push waits for the write in
+    /// progress, never for a run of GC batches.
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// redb's page cache. Reads that miss it are served by the kernel's page
+/// cache; a larger one made a collection over a large store hold hundreds
+/// of megabytes (`benches/gc_scale`).
+const CACHE_BYTES: usize = 64 << 20;
 
 impl std::fmt::Debug for RedbMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,18 +175,22 @@ impl RedbMeta {
             crate::private::private_dir(parent)
                 .map_err(|e| MetaError::Db(format!("{}: {e}", parent.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            ::redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Db(format!(
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                ::redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Db(format!(
                 "{} is in use by another berth process; stop it first or use another --data-dir",
                 path.display()
             )),
-            other => MetaError::Db(format!("{}: {other}", path.display())),
-        })?;
+                other => MetaError::Db(format!("{}: {other}", path.display())),
+            })?;
         crate::private::private_file(path)
             .map_err(|e| MetaError::Db(format!("{}: {e}", path.display())))?;
         let meta = RedbMeta {
             db: Arc::new(RwLock::new(Arc::new(db))),
             path: path.to_path_buf(),
+            writers: Arc::default(),
         };
         meta.create_tables()?;
         Ok(meta)
@@ -219,6 +246,10 @@ impl RedbMeta {
         tx.open_table(usage::IMMUTABLE_TAGS)?;
         tx.open_table(REPLICATIONS)?;
         tx.open_table(REPLICATION_RUNS)?;
+        tx.open_table(BLOB_LINKS)?;
+        tx.open_table(MANIFEST_HOLDERS)?;
+        tx.open_table(GC_RUNS)?;
+        tx.open_table(PULLS)?;
         let upgrade_from = {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
@@ -238,6 +269,9 @@ impl RedbMeta {
                     "upgrading the metadata format"
                 );
             }
+            if found < 3 {
+                build_reverse_indexes(&tx)?;
+            }
             schema.insert("registry", SCHEMA_VERSION)?;
             found
         };
@@ -254,10 +288,31 @@ impl RedbMeta {
         f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let meta = self.clone();
+        let _turn = self.writers.lock().await;
         tokio::task::spawn_blocking(move || f(&meta))
             .await
             .map_err(|e| MetaError::Db(format!("metadata write task: {e}")))?
     }
+}
+
+/// Builds `blob_links` and `manifest_holders` from `repo_blobs` and
+/// `manifests` (the upgrade to format 3).
+fn build_reverse_indexes(tx: &::redb::WriteTransaction) -> Result<()> {
+    let links = tx.open_table(REPO_BLOBS)?;
+    let mut index = tx.open_table(BLOB_LINKS)?;
+    for row in links.iter()? {
+        let (k, _) = row?;
+        let (repo, digest) = k.value();
+        index.insert((digest, repo), ())?;
+    }
+    let manifests = tx.open_table(MANIFESTS)?;
+    let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
+    for row in manifests.iter()? {
+        let (k, _) = row?;
+        let (repo, digest) = k.value();
+        holders.insert((digest, repo), ())?;
+    }
+    Ok(())
 }
 
 /// Runs a `StoreStep` to completion from the blocking pool, inside a write
@@ -318,6 +373,13 @@ impl MetaStore for RedbMeta {
     }
     async fn blob_records(&self) -> Result<Vec<BlobRecord>> {
         self.blob_records_now()
+    }
+    async fn blob_records_page(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>> {
+        self.blob_records_page_now(after, limit)
     }
 
     async fn put_manifest(
@@ -460,6 +522,25 @@ impl MetaStore for RedbMeta {
     async fn forget_project(&self, project: &str) -> Result<()> {
         let p = project.to_string();
         self.write(move |m| m.forget_project_now(&p)).await
+    }
+
+    async fn pulls_record(&self, counts: &[PullCount]) -> Result<()> {
+        let c = counts.to_vec();
+        self.write(move |m| m.pulls_record_now(&c)).await
+    }
+    async fn pulls(&self, repo: &RepoName) -> Result<Vec<PullCount>> {
+        self.pulls_now(repo)
+    }
+    async fn tag_records(&self, repo: &RepoName) -> Result<Vec<TagRecord>> {
+        self.tag_records_now(repo)
+    }
+
+    async fn gc_run_record(&self, run: &GcRun, keep: usize) -> Result<u64> {
+        let r = run.clone();
+        self.write(move |m| m.gc_run_record_now(&r, keep)).await
+    }
+    async fn gc_runs(&self, limit: usize) -> Result<Vec<GcRun>> {
+        self.gc_runs_now(limit)
     }
 
     async fn webhook_put(&self, webhook: &Webhook) -> Result<()> {

@@ -37,6 +37,80 @@ fn a_newer_format_is_refused_and_an_older_one_upgraded() {
     assert_eq!(v.map(|v| v.value()), Some(SCHEMA_VERSION));
 }
 
+/// A format 2 file has links and manifests but no reverse indexes: opening
+/// it builds them, so GC's "linked anywhere?" and "held anywhere?" still
+/// see what was written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_to_format_3_indexes_existing_links() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("berth.redb");
+    let r: RepoName = "old/app".parse().expect("name");
+    let r2: RepoName = "old/other".parse().expect("name");
+    let d = Digest::sha256_of(b"linked before the index");
+    let body = Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": d.to_string(), "size": 3},
+            "layers": [],
+        }))
+        .expect("json"),
+    );
+    let summary =
+        crate::oci::manifest::decode(crate::oci::media::OCI_MANIFEST, &body).expect("manifest");
+    let m = Digest::sha256_of(&body);
+    {
+        let meta = RedbMeta::open(&path).expect("new database");
+        meta.record_and_link(&r, &d, 3).await.expect("link");
+        for repo in [&r, &r2] {
+            meta.put_manifest(repo, &m, body.clone(), &summary, &[], References::OnDemand)
+                .await
+                .expect("put")
+                .expect("accepted");
+        }
+        let tx = meta.db().begin_write().expect("tx");
+        tx.delete_table(BLOB_LINKS).expect("drop the index");
+        tx.delete_table(MANIFEST_HOLDERS).expect("drop the index");
+        tx.open_table(SCHEMA)
+            .expect("t")
+            .insert("registry", 2)
+            .expect("insert");
+        tx.commit().expect("commit");
+    }
+    let meta = RedbMeta::open(&path).expect("upgrade");
+    // A manifest two repositories held before the index keeps its content
+    // when GC takes it from one.
+    let view = meta.gc_view(&r).await.expect("view");
+    let at = view.manifests[&m].0;
+    let seen = Seen {
+        digest: m.clone(),
+        at,
+    };
+    assert_eq!(
+        meta.gc_sweep_manifests(&r, &[seen], u64::MAX)
+            .await
+            .expect("sweep"),
+        vec![m.clone()]
+    );
+    assert!(meta.get_manifest(&r2, &m).await.expect("get").is_some());
+    assert!(
+        meta.gc_drop_blobs(std::slice::from_ref(&d), u64::MAX)
+            .await
+            .expect("drop")
+            .is_empty(),
+        "a link written before the index keeps its blob"
+    );
+    assert!(meta.unlink_blob(&r, &d).await.expect("unlink"));
+    assert_eq!(
+        meta.gc_drop_blobs(std::slice::from_ref(&d), u64::MAX)
+            .await
+            .expect("drop")
+            .len(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("tmp");
