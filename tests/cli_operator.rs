@@ -784,7 +784,12 @@ fn maintainers_delete_tags_and_repositories(t: &Team) {
     assert_eq!(v["repositories"], json!(["team/app", "team/tools/cli"]));
     let (s, v) = dev.call("GET", "/api/v1/projects/team/repositories/app/tags", None);
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v[0], json!({"name": "v1", "digest": d1, "signatures": []}));
+    assert_eq!(
+        (&v[0]["name"], &v[0]["digest"], &v[0]["signatures"]),
+        (&json!("v1"), &json!(d1), &json!([])),
+        "{v}"
+    );
+    assert_eq!(v[0]["pull_count"], json!(0), "{v}");
     assert_eq!(v.as_array().map(Vec::len), Some(2));
     let (s, v) = dev.call(
         "GET",

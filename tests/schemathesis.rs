@@ -3,7 +3,7 @@
 //!
 //! The document's path parameters carry the names of example fixtures
 //! (project `demo`, app `web`, cluster `c1`, node `n1`, account `throwaway`,
-//! ...), created here first, so that generated requests reach real objects.
+//! replication policy `mirror` with its execution 1, ...), created here first, so that generated requests reach real objects.
 //! Runs, in this order, none of which may be answered 5xx:
 //! 1. every GET, as the administrator; each must be answered 2xx at least once
 //!    (a run where everything is 401 fails);
@@ -22,7 +22,8 @@
 //! The coverage phase is left out too: it takes minutes on two cores, and
 //! schemathesis 4.32 fails in it at random with two workers (a hypothesis
 //! "AST constructor recursion depth mismatch"). Bounded: three to five
-//! examples per operation, two workers, a fixed seed.
+//! examples per operation, one worker (with two, schemathesis 4.32 now and then fails
+//! inside hypothesis with a KeyError on its own source lines), a fixed seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -107,6 +108,15 @@ fn fixtures(reg: &berth::Registry) -> String {
         &format!("{r}/routes"),
         json!({"name": "www", "host": "shop.example.com", "load_balancer": "web-lb", "port": 80}),
     );
+    // A replication policy from this registry into itself, run once, so
+    // that `mirror` and its execution 1 exist.
+    ok(
+        "POST",
+        "/api/v1/replications",
+        json!({"name": "mirror", "direction": "pull", "remote": {"url": reg.url()},
+            "filters": {"repositories": "demo/**"}, "dest_project": "demo", "trigger": "manual"}),
+    );
+    ok("POST", "/api/v1/replications/mirror/executions", json!({}));
     // Nothing listens there: its deliveries fail and are retried meanwhile.
     let hook = ok(
         "POST",
@@ -127,7 +137,7 @@ fn schemathesis(base: &str, auth: &str, config: &Path, args: &[&str]) -> (bool, 
         .args(["--url", base])
         .args(["--auth", auth])
         .args(["--checks", "not_a_server_error"])
-        .args(["--workers", "2", "--no-shrink", "--seed", "1"])
+        .args(["--workers", "1", "--no-shrink", "--seed", "1"])
         .args(["--exclude-path", EXCLUDED])
         .args(args)
         .env("SCHEMATHESIS_TELEMETRY", "false")
@@ -187,6 +197,7 @@ fn schemathesis_finds_no_server_errors_and_every_get_answers() {
             ("BERTH_LOG_ACCESS_LOG", "true"),
             ("BERTH_LOG_FORMAT", "json"),
             ("BERTH_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true"),
+            ("BERTH_REPLICATION_ALLOW_PRIVATE_REMOTES", "true"),
         ],
     );
     let hook = fixtures(&reg);

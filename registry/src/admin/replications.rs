@@ -66,7 +66,7 @@ pub(super) async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/replications/{name}", tag = "replication",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "mirror")),
     responses((status = 200, body = ReplicationView), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(st): State<AdminState>,
@@ -78,7 +78,7 @@ pub(super) async fn show(
 }
 
 #[utoipa::path(patch, path = "/api/v1/replications/{name}", tag = "replication",
-    request_body = ReplicationPatch, params(("name" = String, Path)),
+    request_body = ReplicationPatch, params(("name" = String, Path, example = "mirror")),
     responses((status = 200, body = ReplicationView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub(super) async fn patch(
@@ -99,7 +99,7 @@ pub(super) async fn patch(
 }
 
 #[utoipa::path(delete, path = "/api/v1/replications/{name}", tag = "replication",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "mirror")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(super) async fn delete(
     State(st): State<AdminState>,
@@ -130,7 +130,7 @@ pub struct ExecutionQuery {
 }
 
 #[utoipa::path(post, path = "/api/v1/replications/{name}/executions", tag = "replication",
-    params(("name" = String, Path)),
+    params(("name" = String, Path, example = "mirror")),
     responses((status = 202, body = Object, description = "the execution, started"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn run(
@@ -150,7 +150,7 @@ pub(super) async fn run(
 }
 
 #[utoipa::path(get, path = "/api/v1/replications/{name}/executions", tag = "replication",
-    params(("name" = String, Path), ExecutionQuery),
+    params(("name" = String, Path, example = "mirror"), ExecutionQuery),
     responses((status = 200, body = Vec<Object>), (status = 404, body = ErrorBody)))]
 pub(super) async fn executions(
     State(st): State<AdminState>,
@@ -164,8 +164,8 @@ pub(super) async fn executions(
     Ok(Json(list.iter().map(execution_view).collect()))
 }
 
-#[utoipa::path(get, path = "/api/v1/replications/{name}/executions/{id}", tag = "replication",
-    params(("name" = String, Path), ("id" = u64, Path)),
+#[utoipa::path(get, path = "/api/v1/replications/{name}/executions/{execution}", tag = "replication",
+    params(("name" = String, Path, example = "mirror"), ("execution" = u64, Path, example = 1)),
     responses((status = 200, body = Object, description = "the execution with per-image and per-blob progress"),
         (status = 404, body = ErrorBody)))]
 pub(super) async fn execution(
