@@ -250,11 +250,20 @@ impl RedbMeta {
         tx.open_table(MANIFEST_HOLDERS)?;
         tx.open_table(GC_RUNS)?;
         tx.open_table(PULLS)?;
+        // A database without a version was written by the first release, or
+        // is new: new when it holds no blob and no repository.
+        let fresh = {
+            use ::redb::ReadableTableMetadata;
+            tx.open_table(BLOBS)?.is_empty()? && tx.open_table(REPOS)?.is_empty()?
+        };
         let upgrade_from = {
             let mut schema = tx.open_table(SCHEMA)?;
             let found = schema.get("registry")?.map(|v| v.value());
-            // A database without a version was written by the first release, or is new.
-            let found = found.unwrap_or(1);
+            let found = match found {
+                Some(v) => v,
+                None if fresh => SCHEMA_VERSION,
+                None => 1,
+            };
             if found > SCHEMA_VERSION {
                 return Err(MetaError::Db(format!(
                     "this data directory was written by a newer berth (metadata format {found}; \
