@@ -3,14 +3,18 @@
 //! and why — an immutable tag kept and saying so — a run deletes those
 //! tags, GC then removes their manifests while an untagged manifest a rule
 //! holds stays; a rule with `include_immutable` takes the immutable tag
-//! too; runs are audited and counted in /metrics. (Publications and edge
+//! too; runs are audited and counted in /metrics; the schedule runs them. (Publications and edge
 //! pins are kept through the same GC roots GC uses: the plan's unit tests
 //! in registry/src/meta/retention_tests.rs cover them.)
 
 use berth_testkit::berth::{self, Admin, ADMIN_PASSWORD};
+use std::time::Duration;
+
 use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{media_types::OCI_MANIFEST, Image, ImageBuilder, OciLayout};
+use berth_testkit::http::{push_image, Auth};
 use berth_testkit::tools::{docker_ref, CopyOptions};
+use berth_testkit::wait_until;
 use berth_testkit::{require_tools, Creds, Skopeo};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -241,4 +245,45 @@ fn rules_delete_tags_gc_takes_their_manifests_and_protected_tags_stay() {
     });
     assert!(reg.metric("berth_retention_runs_total") >= 3.0);
     assert_eq!(reg.metric("berth_retention_tags_deleted_total"), 4.0);
+}
+
+/// `gc.retention_schedule` applies every project's rules: the tag goes
+/// without anyone asking, audited as the schedule's.
+#[test]
+fn the_schedule_applies_every_projects_rules() {
+    let reg = berth::registry_with(
+        berth_bin!(),
+        &[],
+        &[("BERTH_GC_RETENTION_SCHEDULE", "* * * * *")],
+    );
+    let (admin, base, http) = (reg.admin(), reg.url(), Client::new());
+    admin.create_project("ship", false);
+    let auth = Auth::Basic("admin".into(), ADMIN_PASSWORD.into());
+    push_image(&http, &base, &auth, "ship/app", "old");
+    let (s, v) = admin.call(
+        "PUT",
+        RULES,
+        Some(json!({"rules": [{"tags": "old", "keep_last": 0}]})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let tags = "/api/v1/projects/ship/repositories/app/tags";
+    wait_until(
+        "the scheduled run to delete ship/app:old",
+        Duration::from_secs(90),
+        || {
+            let (_, v) = admin.call("GET", tags, None);
+            match v.as_array().map(Vec::len) {
+                Some(0) => Ok(()),
+                _ => Err(v.to_string()),
+            }
+        },
+    );
+    admin.audit_until("action=retention", "the scheduled run", |events| {
+        events.iter().any(|e| {
+            e["actor"] == "retention-schedule"
+                && e["target"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("(schedule): 1 tags deleted"))
+        })
+    });
 }

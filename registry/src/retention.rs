@@ -256,3 +256,94 @@ impl RetentionRunner {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ContentStore;
+    use crate::meta::retention::RetentionRule;
+    use crate::meta::References;
+    use crate::oci::Digest;
+
+    /// What a controller's publications hold, as `GcRoots`.
+    struct Published(Vec<(String, String)>);
+
+    #[async_trait::async_trait]
+    impl crate::service::GcRoots for Published {
+        async fn roots(&self) -> Vec<(String, String)> {
+            self.0.clone()
+        }
+    }
+
+    /// A run keeps what the registry's GC roots hold (a publication's
+    /// image, an edge's prefetch pin), saying so, and deletes the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_keeps_what_publications_and_edge_pins_hold() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let meta = crate::meta::RedbMeta::open(&dir.path().join("berth.redb")).expect("meta");
+        let content = ContentStore::local(&dir.path().join("store"), &dir.path().join("uploads"))
+            .expect("content");
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(LocalRegistry::embedded(meta, content, metrics.clone()));
+        let m = registry.meta();
+        let repo: RepoName = "team/app".parse().expect("name");
+        let mut digests = Vec::new();
+        for tag in ["a", "b", "c"] {
+            let body = bytes::Bytes::from(format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+                crate::oci::media::OCI_MANIFEST,
+                Digest::sha256_of(tag.as_bytes())
+            ));
+            let summary = crate::oci::manifest::decode(crate::oci::media::OCI_MANIFEST, &body)
+                .expect("manifest");
+            let d = Digest::sha256_of(&body);
+            m.put_manifest(
+                &repo,
+                &d,
+                body,
+                &summary,
+                &[tag.parse().expect("tag")],
+                References::OnDemand,
+            )
+            .await
+            .expect("put")
+            .expect("accepted");
+            digests.push(d.to_string());
+        }
+        registry.add_gc_roots(Arc::new(Published(vec![(
+            "team/app".into(),
+            digests[1].clone(),
+        )])));
+        let policy = RetentionPolicy {
+            rules: vec![RetentionRule {
+                repositories: "*".into(),
+                tags: "*".into(),
+                keep_last: Some(0),
+                pulled_within_days: None,
+                untagged_hours: None,
+                include_immutable: true,
+            }],
+        };
+        m.retention_policy_set("team", Some(&policy))
+            .await
+            .expect("rules");
+        let runner = RetentionRunner::new(registry.clone(), None, &metrics);
+        let done = runner
+            .run("team", Trigger::Api, None, false)
+            .await
+            .expect("run");
+        let tags = |d: &[TagDecision]| d.iter().map(|d| d.tag.clone()).collect::<Vec<_>>();
+        assert_eq!(tags(&done.delete), ["a", "c"]);
+        assert_eq!(tags(&done.keep), ["b"]);
+        assert_eq!(
+            done.keep[0].reason,
+            "kept: deployed by a publication or pinned by an edge prefetch"
+        );
+        assert_eq!(done.deleted, 2);
+        let left = m.tag_records(&repo).await.expect("tags");
+        assert_eq!(
+            left.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+    }
+}
