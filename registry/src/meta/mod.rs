@@ -362,8 +362,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn immutable_rule_add(&self, project: &str, pattern: &str) -> Result<bool>;
     /// Removes a rule; false when there was none.
     async fn immutable_rule_remove(&self, project: &str, pattern: &str) -> Result<bool>;
-    /// Drops a deleted project's limit, immutable-tag and retention rules (its repositories are
-    /// deleted first) and recounts what is left of its usage.
+    /// Drops a deleted project's limit, immutable-tag and retention rules
+    /// (its repositories are deleted first) and recounts what is left of
+    /// its usage.
     async fn forget_project(&self, project: &str) -> Result<()>;
     // ---- the image list (see listing.rs) ----
 
