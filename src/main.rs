@@ -22,6 +22,7 @@ mod node_cli;
 mod prompt;
 mod replication_cli;
 mod repo_cli;
+mod retention_cli;
 mod storage_cli;
 mod webhook_cli;
 
@@ -80,6 +81,9 @@ enum Command {
     /// A project's immutable-tag rules: tags that cannot be moved or deleted.
     #[command(subcommand)]
     Immutable(storage_cli::ImmutableCmd),
+    /// A project's retention rules: which tags to keep; run them (or a dry run) now.
+    #[command(subcommand)]
+    Retention(retention_cli::RetentionCmd),
     /// A project's webhooks: signed CloudEvents for pushes, deletes and pulls.
     #[command(subcommand)]
     Webhook(webhook_cli::WebhookCmd),
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
             Command::Audit(a) => repo_cli::audit(&cfg, a).await,
             Command::Webhook(c) => webhook_cli::webhook(&cfg, c).await,
             Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
+            Command::Retention(c) => retention_cli::retention(&cfg, c).await,
             Command::Replication(c) => replication_cli::replication(&cfg, c).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,

@@ -406,6 +406,56 @@ fn quotas_and_immutable_tags_from_the_cli() {
 /// asked twice. `script` gives the command a pseudo-terminal; each answer is
 /// sent only once its prompt shows, when echo is already off.
 #[test]
+fn retention_rules_from_the_cli() {
+    let reg = berth::registry(berth_bin!());
+    let base = &reg.url();
+    ok(base, &["project", "create", "keep"]);
+    let http = reqwest::blocking::Client::new();
+    let auth = Auth::Basic("admin".into(), ADMIN_PASSWORD.into());
+    push_image(&http, base, &auth, "keep/app", "v1");
+    assert_eq!(
+        json(base, &["retention", "show", "keep"])["rules"],
+        serde_json::json!([])
+    );
+    let out = ok(
+        base,
+        &[
+            "retention",
+            "set",
+            "keep",
+            r#"{"rules": [{"tags": "v*", "keep_last": 0}]}"#,
+        ],
+    );
+    assert!(out.contains("1 retention rule"), "{out}");
+    let shown = json(base, &["retention", "show", "keep"]);
+    assert_eq!(shown["rules"][0]["tags"], "v*", "{shown}");
+    let out = ok(base, &["retention", "run", "keep", "--dry-run"]);
+    assert!(
+        out.contains(
+            "would delete keep/app:v1  goes: not among the 0 most recently pushed (rule 1)"
+        ) && out.contains("dry run: 1 tag(s) would go"),
+        "{out}"
+    );
+    let out = ok(base, &["retention", "run", "keep"]);
+    assert!(out.contains("1 tag(s) deleted"), "{out}");
+    let out = ok(base, &["retention", "run", "keep", "--dry-run"]);
+    assert!(out.contains("0 tag(s) would go"), "{out}");
+    let err = refused(
+        base,
+        &["retention", "set", "keep", r#"{"rules": [{"tags": "*"}]}"#],
+        "",
+    );
+    assert!(
+        err.starts_with("error: cannot set the retention rules of keep: ")
+            && err.contains("keeps nothing")
+            && err.contains("(HTTP 400)"),
+        "{err}"
+    );
+    let err = refused(base, &["retention", "set", "keep", "not json"], "");
+    assert!(err.contains("not JSON"), "{err}");
+}
+
+#[test]
 fn passwords_on_a_terminal_are_not_echoed() {
     let reg = berth::registry(berth_bin!());
     let base = reg.url();

@@ -1321,6 +1321,9 @@ fn openapi_document_lists_every_admin_route() {
             "delete",
             "/api/v1/projects/{project}/immutable-tags/{pattern}",
         ),
+        ("get", "/api/v1/projects/{project}/retention"),
+        ("put", "/api/v1/projects/{project}/retention"),
+        ("post", "/api/v1/projects/{project}/retention/run"),
     ];
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {

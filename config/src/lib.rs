@@ -310,6 +310,9 @@ pub struct GcConfig {
     pub history: u32,
     /// Collect manifests that no tag, index or subject reaches.
     pub delete_untagged: bool,
+    /// Apply every project's retention rules at the times of this cron
+    /// expression (five fields, UTC); empty disables (runs on demand only).
+    pub retention_schedule: String,
 }
 
 impl Default for GcConfig {
@@ -321,6 +324,7 @@ impl Default for GcConfig {
             schedule: String::new(),
             history: 200,
             delete_untagged: true,
+            retention_schedule: String::new(),
         }
     }
 }
@@ -332,7 +336,18 @@ impl GcConfig {
         (!s.is_empty()).then(|| cron::Cron::parse(s).ok()).flatten()
     }
 
+    /// The retention schedule, if one is set (`validate` has checked it parses).
+    pub fn retention_cron(&self) -> Option<cron::Cron> {
+        let s = self.retention_schedule.trim();
+        (!s.is_empty()).then(|| cron::Cron::parse(s).ok()).flatten()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        let r = self.retention_schedule.trim();
+        if !r.is_empty() {
+            cron::Cron::parse(r)
+                .map_err(|e| ConfigError::Invalid(format!("gc.retention_schedule: {e}")))?;
+        }
         let s = self.schedule.trim();
         if s.is_empty() {
             return Ok(());
@@ -1015,6 +1030,7 @@ mod tests {
             ("BERTH_AUTH_BCRYPT_COST", "4"),
             ("BERTH_GC_GRACE", "10m"),
             ("BERTH_GC_SCHEDULE", "0 3 * * *"),
+            ("BERTH_GC_RETENTION_SCHEDULE", "30 2 * * *"),
             ("BERTH_GC_HISTORY", "50"),
             ("BERTH_EDGE_CAPACITY", "2GiB"),
             ("BERTH_EDGE_PLATFORMS", "linux/amd64, linux/arm64"),
@@ -1036,6 +1052,7 @@ mod tests {
         assert_eq!(cfg.auth.bcrypt_cost, 4);
         assert_eq!(cfg.gc.grace, Duration::from_secs(600));
         assert_eq!(cfg.gc.schedule, "0 3 * * *");
+        assert!(cfg.gc.retention_cron().is_some());
         assert_eq!(cfg.gc.history, 50);
         assert!(cfg.gc.cron().is_some());
         assert_eq!(cfg.controller.kubeconfig_max_ttl, Duration::from_secs(7200));
@@ -1168,6 +1185,10 @@ mod tests {
             e.contains("gc.schedule") && e.contains("five fields"),
             "{e}"
         );
+        cfg.gc.retention_schedule = "0 3 * *".into();
+        let e = cfg.validate().expect_err("three fields").to_string();
+        assert!(e.contains("gc.retention_schedule"), "{e}");
+        cfg.gc.retention_schedule = String::new();
         cfg.gc.schedule = "*/30 * * * *".into();
         cfg.validate().expect("valid");
         cfg.gc.interval = Duration::from_secs(60);

@@ -132,6 +132,8 @@ pub struct RegistryApp {
     project_cleanup: admin::CleanupSlot,
     /// Runs GC for the admin API and the schedule, one at a time.
     pub gc: Arc<crate::gc_runner::GcRunner>,
+    /// Runs projects' retention rules for the admin API and the schedule.
+    pub retention: Arc<crate::retention::RetentionRunner>,
     /// Pulls counted (here and reported by edges), flushed in batches.
     pub pulls: Arc<crate::pulls::PullCounter>,
 }
@@ -255,6 +257,11 @@ impl RegistryApp {
             Some(access.clone()),
             &metrics,
         );
+        let retention = crate::retention::RetentionRunner::new(
+            registry.clone(),
+            Some(access.clone()),
+            &metrics,
+        );
         Ok(Self {
             config,
             registry,
@@ -268,6 +275,7 @@ impl RegistryApp {
             sealer,
             project_cleanup: Default::default(),
             gc,
+            retention,
             pulls: crate::pulls::PullCounter::new(),
         })
     }
@@ -315,7 +323,7 @@ impl RegistryApp {
     }
 
     /// Periodic work until `stop`: GC on `gc.interval` or `gc.schedule`;
-    /// writing pull counts; webhook delivery.
+    /// retention on `gc.retention_schedule`; writing pull counts; webhook delivery.
     pub fn spawn_background(&self, stop: tokio_util::sync::CancellationToken) {
         let stop_schedule = stop.clone();
         let replications = self.replications.clone();
@@ -352,6 +360,10 @@ impl RegistryApp {
             self.config.server.pull_flush_interval,
             stop.clone(),
         );
+        if let Some(cron) = self.config.gc.retention_cron() {
+            self.retention
+                .spawn_schedule(crate::gc_runner::Schedule::Cron(cron), stop.clone());
+        }
         if let Some(schedule) = crate::gc_runner::Schedule::from_config(&self.config.gc) {
             self.gc.spawn_schedule(schedule, stop);
         }
@@ -374,6 +386,7 @@ impl RegistryApp {
             proxy: self.config.proxy.clone(),
             registry: self.registry.clone(),
             gc: self.gc.clone(),
+            retention: self.retention.clone(),
             pulls: self.pulls.clone(),
             pull_host: self.config.server.external_host(),
             signatures: self.signatures.clone(),

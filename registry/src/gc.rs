@@ -1,8 +1,9 @@
 //! Garbage collection, while the registry serves.
 //!
 //! 1. **Mark each repository on a snapshot, sweep its metadata in batches.**
-//!    Roots are tags, manifests younger than the grace window (and, with
-//!    `delete_untagged = false`, every manifest). From the roots, index
+//!    Roots are tags, manifests younger than the grace window (or than a
+//!    retention rule's `untagged_hours`, if longer), and, with
+//!    `delete_untagged = false`, every manifest. From the roots, index
 //!    children and referrers of live manifests are live. Dead manifests lose
 //!    their entries; a repository keeps a blob link if a live manifest
 //!    references the blob or the link is younger than the grace window; a
@@ -45,6 +46,7 @@ use futures::TryStreamExt;
 use serde::Serialize;
 
 use crate::content::ContentStore;
+use crate::meta::retention::{untagged_hold, RetentionPolicy};
 use crate::meta::{
     self, BlobRecord, DeleteStep, MetaError, MetaStore, RepoGcView, Seen, StoreStep,
 };
@@ -108,6 +110,9 @@ struct Sweep<'a> {
     seen_at: u64,
     /// repo → manifest digests held by others (the controller).
     extra_roots: BTreeMap<String, BTreeSet<String>>,
+    /// Projects' retention rules: their `untagged_hours` hold untagged
+    /// manifests past the grace window.
+    retention: BTreeMap<String, RetentionPolicy>,
 }
 
 /// Runs a full collection.
@@ -126,6 +131,7 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
             extra_roots.entry(repo).or_default().insert(digest);
         }
     }
+    let retention = meta.retention_policies().await?.into_iter().collect();
     let now = meta::now();
     let sweep = Sweep {
         meta,
@@ -133,6 +139,7 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
         cutoff: now.saturating_sub(opts.grace.as_secs()),
         seen_at: now,
         extra_roots,
+        retention,
     };
     let mut still_linked = Fingerprints::default();
     let mut last: Option<String> = None;
@@ -233,8 +240,16 @@ impl Sweep<'_> {
         if let Some(extra) = self.extra_roots.get(repo.as_str()) {
             roots.extend(extra.iter().cloned());
         }
+        let hold = self
+            .retention
+            .get(repo.project())
+            .and_then(|p| untagged_hold(repo.project(), p, repo.as_str()));
+        let cutoff = match hold {
+            Some(h) => self.cutoff.min(self.seen_at.saturating_sub(h)),
+            None => self.cutoff,
+        };
         for (d, (pushed, _)) in &view.manifests {
-            if !self.opts.delete_untagged || *pushed > self.cutoff {
+            if !self.opts.delete_untagged || *pushed > cutoff {
                 roots.insert(d.to_string());
             }
         }

@@ -20,6 +20,7 @@ pub mod project_cleanup;
 pub mod proxy;
 pub mod pulls;
 pub mod replication;
+pub mod retention;
 pub mod sealing;
 pub mod server;
 pub mod service;

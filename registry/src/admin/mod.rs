@@ -36,6 +36,7 @@ pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
 mod quota;
 mod replications;
+mod retention;
 mod system_robots;
 mod webhooks;
 
@@ -53,6 +54,8 @@ pub struct AdminState {
     pub registry: Arc<LocalRegistry>,
     /// Runs GC (one at a time) and keeps its history.
     pub gc: Arc<crate::gc_runner::GcRunner>,
+    /// Runs projects' retention rules.
+    pub retention: Arc<crate::retention::RetentionRunner>,
     /// Where edges' pull reports go (counted, then flushed with the registry's own).
     pub pulls: Arc<crate::pulls::PullCounter>,
     /// host[:port] in the pull commands the image list shows.
@@ -1052,7 +1055,7 @@ async fn audit_log(
 #[openapi(
     info(
         title = "berth admin API",
-        description = "Accounts, projects (with storage quotas and immutable-tag rules), members, robots, repositories, webhooks, replication policies, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
+        description = "Accounts, projects (with storage quotas, immutable-tag and retention rules), members, robots, repositories, webhooks, replication policies, GC and audit of a berth registry. Authenticate with HTTP Basic or a bearer token from /v2/token."
     ),
     components(schemas(ErrorBody))
 )]
@@ -1068,6 +1071,8 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(quota::recount))
         .routes(routes!(quota::list_rules, quota::add_rule))
         .routes(routes!(quota::delete_rule))
+        .routes(routes!(retention::show, retention::set))
+        .routes(routes!(retention::run))
         .routes(routes!(list_members))
         .routes(routes!(put_member, delete_member))
         .routes(routes!(list_robots, create_robot))

@@ -14,6 +14,7 @@ use super::*;
 use crate::oci::{manifest, media};
 
 mod quota;
+mod retention;
 
 type Store = Arc<dyn MetaStore>;
 
@@ -31,6 +32,7 @@ pub(crate) async fn suite(meta: Store) {
     pulls_add_up_and_tags_list_their_push_times(&meta).await;
     webhooks_and_their_outbox(&meta).await;
     quota::suite(&meta).await;
+    retention::suite(&meta).await;
     super::conformance_replication::replication_policies(&meta).await;
     super::conformance_replication::replication_executions(&meta).await;
 }

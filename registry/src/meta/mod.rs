@@ -46,6 +46,7 @@ mod outbox;
 pub mod quota;
 mod redb;
 mod replication;
+pub mod retention;
 
 pub use self::cache::{CacheBook, TagClockOwner};
 pub use self::history::GcRun;
@@ -361,8 +362,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn immutable_rule_add(&self, project: &str, pattern: &str) -> Result<bool>;
     /// Removes a rule; false when there was none.
     async fn immutable_rule_remove(&self, project: &str, pattern: &str) -> Result<bool>;
-    /// Drops a deleted project's limit and rules (its repositories are
-    /// deleted first) and recounts what is left of its usage.
+    /// Drops a deleted project's limit, immutable-tag and retention rules
+    /// (its repositories are deleted first) and recounts what is left of
+    /// its usage.
     async fn forget_project(&self, project: &str) -> Result<()>;
     // ---- the image list (see listing.rs) ----
 
@@ -375,6 +377,30 @@ pub trait MetaStore: Send + Sync + 'static {
     /// A repository's tags in tag order, with their manifests' media types
     /// and push times.
     async fn tag_records(&self, repo: &RepoName) -> Result<Vec<TagRecord>>;
+
+    // ---- retention (see retention.rs) ----
+
+    /// A project's retention rules, if it has any.
+    async fn retention_policy(&self, project: &str) -> Result<Option<retention::RetentionPolicy>>;
+    /// Every project's retention rules, by project.
+    async fn retention_policies(&self) -> Result<Vec<(String, retention::RetentionPolicy)>>;
+    /// Sets (`Some`) or removes (`None`) a project's retention rules.
+    async fn retention_policy_set(
+        &self,
+        project: &str,
+        policy: Option<&retention::RetentionPolicy>,
+    ) -> Result<()>;
+    /// Removes `tag` from `repo` if it still points to `digest` (false, and
+    /// nothing changes, when it moved or is gone). Refused with
+    /// `MetaError::Immutable` when a rule protects the tag, unless
+    /// `override_immutable` (a retention rule with `include_immutable`).
+    async fn retention_untag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        digest: &str,
+        override_immutable: bool,
+    ) -> Result<bool>;
 
     // ---- GC's history ----
 

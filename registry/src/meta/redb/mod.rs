@@ -25,6 +25,7 @@
 //! replication_runs (name, id)                  → JSON Execution             its executions
 //! pulls            (repo, digest)              → (count, last_pulled_at)    pulls, written in batches
 //! gc_runs          id                          → JSON GcRun                 GC's history, the newest kept
+//! retention        project                     → JSON RetentionPolicy       retention rules
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -40,7 +41,7 @@
 //! Reads run where they are called (redb reads are short and never wait for
 //! the writer); writes run on the blocking pool, one at a time. The
 //! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `pulls.rs`,
-//! `gc.rs` (with GC's history), `usage.rs` (quotas, immutable tags),
+//! `gc.rs` (with GC's history), `usage.rs` (quotas, immutable tags), `retention.rs`,
 //! `webhooks.rs` and `replication.rs`;
 //! this file opens the file and maps the `MetaStore` calls onto them.
 
@@ -52,6 +53,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
+use super::retention::RetentionPolicy;
 use super::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
     MetaError, MetaStore, NewDelivery, PullCount, QueuedEvent, References, ReplicationPolicy,
@@ -70,6 +72,7 @@ mod listings;
 mod manifests;
 mod pulls;
 mod replication;
+mod retention;
 #[cfg(test)]
 mod tests;
 mod usage;
@@ -250,6 +253,7 @@ impl RedbMeta {
         tx.open_table(MANIFEST_HOLDERS)?;
         tx.open_table(GC_RUNS)?;
         tx.open_table(PULLS)?;
+        tx.open_table(retention::RETENTION)?;
         // A database without a version was written by the first release, or
         // is new: new when it holds no blob and no repository.
         let fresh = {
@@ -542,6 +546,33 @@ impl MetaStore for RedbMeta {
     }
     async fn tag_records(&self, repo: &RepoName) -> Result<Vec<TagRecord>> {
         self.tag_records_now(repo)
+    }
+
+    async fn retention_policy(&self, project: &str) -> Result<Option<RetentionPolicy>> {
+        self.retention_policy_now(project)
+    }
+    async fn retention_policies(&self) -> Result<Vec<(String, RetentionPolicy)>> {
+        self.retention_policies_now()
+    }
+    async fn retention_policy_set(
+        &self,
+        project: &str,
+        policy: Option<&RetentionPolicy>,
+    ) -> Result<()> {
+        let (p, r) = (project.to_string(), policy.cloned());
+        self.write(move |m| m.retention_policy_set_now(&p, r.as_ref()))
+            .await
+    }
+    async fn retention_untag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        digest: &str,
+        override_immutable: bool,
+    ) -> Result<bool> {
+        let (r, t, d) = (repo.clone(), tag.to_string(), digest.to_string());
+        self.write(move |m| m.retention_untag_now(&r, &t, &d, override_immutable))
+            .await
     }
 
     async fn gc_run_record(&self, run: &GcRun, keep: usize) -> Result<u64> {

@@ -339,6 +339,8 @@ impl RedbMeta {
     pub(super) fn forget_project_now(&self, project: &str) -> Result<()> {
         let tx = self.db().begin_write()?;
         tx.open_table(QUOTA_LIMITS)?.remove(project)?;
+        tx.open_table(super::retention::RETENTION)?
+            .remove(project)?;
         {
             let mut t = tx.open_table(IMMUTABLE_TAGS)?;
             let doomed: Vec<String> = t
