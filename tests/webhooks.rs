@@ -593,3 +593,41 @@ fn publication_changes_survive_a_kill_9_mid_publish() {
         "{events:#?}"
     );
 }
+
+#[test]
+fn tag_and_repository_deletes_through_the_admin_api_send_deleted_events() {
+    let reg = registry_with(berth_bin!(), &[], &env());
+    reg.admin().create_project("shop", false);
+    let rx = HookReceiver::start();
+    let (_, secret) = create_hook(&reg, "shop", &rx.url(), &["delete"]);
+    push(&reg, "shop/web", "v1");
+    push(&reg, "shop/web", "v2");
+
+    let (s, v) = reg.admin().call(
+        "DELETE",
+        "/api/v1/projects/shop/repositories/shop%2Fweb/tags/v1",
+        None,
+    );
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = reg
+        .admin()
+        .call("DELETE", "/api/v1/projects/shop/repositories/web", None);
+    assert_eq!(s, 204, "{v}");
+
+    let got = received_n(&rx, 2);
+    for r in &got {
+        assert_signed(r, &secret);
+    }
+    let (tag, repo) = (got[0].json(), got[1].json());
+    assert_eq!(tag["type"], "io.berth.artifact.deleted", "{tag}");
+    assert_eq!(tag["subject"], "shop/web:v1");
+    assert_eq!(tag["data"]["repository"], "shop/web");
+    assert_eq!(tag["data"]["tag"], "v1");
+    assert_eq!(tag["data"]["actor"], "admin");
+    assert_eq!(repo["type"], "io.berth.artifact.deleted", "{repo}");
+    assert_eq!(repo["subject"], "shop/web");
+    assert_eq!(repo["data"]["scope"], "repository");
+    assert_eq!(repo["data"]["digest"], Value::Null);
+    assert_eq!(repo["data"]["actor"], "admin");
+    assert_eq!(rx.received().len(), 2, "one event per delete");
+}

@@ -959,6 +959,11 @@ async fn delete_repository(
         ));
     }
     st.audit(&c, "repository.delete", Some(&name), repo.as_str());
+    if let Some(hooks) = &st.webhooks {
+        hooks
+            .emit(crate::api::events::repository_deleted(&repo, &c.subject))
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1032,6 +1037,14 @@ async fn delete_tag(
         ));
     }
     st.audit(&c, "tag.delete", Some(&name), &format!("{repo}:{t}"));
+    if let Some(hooks) = &st.webhooks {
+        let reference = crate::oci::Reference::Tag(t);
+        hooks
+            .emit(crate::api::events::manifest_deleted(
+                &repo, &reference, &c.subject,
+            ))
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
