@@ -229,6 +229,7 @@ async fn force_unpublish(
         .force_unpublish(&p, &a, &nodes, now_secs())
         .await;
     let forced = audited(&state, &actor, &project, "app.force_unpublish", &target, r).await?;
+    state.context().events.recorded();
     let kept = forced
         .iter()
         .map(|f| {

@@ -74,6 +74,16 @@ pub(crate) fn requested(p: &Publication) -> Option<PublicationChange> {
     Some(change(p, previous, p.state.label(), last_detail(p)))
 }
 
+/// The change a force-unpublish dropping `p` makes: `removed` at once, the
+/// node's objects to be taken off when it is reachable again.
+pub(crate) fn force_removed(p: &Publication) -> PublicationChange {
+    let detail = format!(
+        "force-unpublished from node {}; its objects are removed when it is reachable",
+        p.node
+    );
+    change(p, Some(p.state.label()), "removed", detail)
+}
+
 /// The change deleting the unpublished `p` makes.
 pub(crate) fn removed(p: &Publication) -> PublicationChange {
     let detail = format!("unpublished from node {}", p.node);

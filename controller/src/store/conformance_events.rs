@@ -114,4 +114,24 @@ pub(crate) async fn publication_changes_are_recorded_with_their_writes(s: &dyn C
     let again = s.publication_events(100).await.expect("events");
     assert_eq!(again.len(), 1);
     assert!(again[0].seq > last, "{} after {last}", again[0].seq);
+
+    // A force-unpublish goes to removed at once.
+    s.force_unpublish("shop", "web", &["n1".into()], 50)
+        .await
+        .expect("force");
+    let forced = s.publication_events(100).await.expect("events");
+    assert_eq!(forced.len(), 2);
+    assert_eq!(forced[1].change.state, "removed");
+    assert_eq!(
+        forced[1].change.previous_state.as_deref(),
+        Some("resolving")
+    );
+    assert!(
+        forced[1]
+            .change
+            .detail
+            .starts_with("force-unpublished from node n1"),
+        "{}",
+        forced[1].change.detail
+    );
 }
