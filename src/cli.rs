@@ -230,7 +230,7 @@ fn start_controller(
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
     use crate::compose::{
-        secret_key, RegistryAudit, RegistryAuthorizer, RegistryResolver, WebhookPublicationEvents,
+        secret_key, PublicationForwarder, RegistryAudit, RegistryAuthorizer, RegistryResolver,
     };
     use std::sync::Arc;
     let cfg = &app.config;
@@ -246,6 +246,11 @@ fn start_controller(
     let secret_key = secret_key(cfg)?;
     let store = berth_controller::open_embedded_store(app.metadata.database(), Some(secret_key))
         .map_err(|e| anyhow!("controller: {e}"))?;
+    let events = Arc::new(PublicationForwarder::spawn(
+        store.clone(),
+        app.webhooks.clone(),
+        stop.clone(),
+    ));
     let state = berth_controller::ControllerState::new(
         store,
         berth_controller::Ports {
@@ -265,10 +270,7 @@ fn start_controller(
             audit: Arc::new(RegistryAudit {
                 access: app.access.clone(),
             }),
-            events: match &app.webhooks {
-                Some(hooks) => Arc::new(WebhookPublicationEvents::spawn(hooks.clone())),
-                None => Arc::new(berth_controller::NoPublicationEvents),
-            },
+            events,
         },
         berth_controller::ControllerSettings {
             secret_key: Some(secret_key),

@@ -220,42 +220,93 @@ impl AuditSink for RegistryAudit {
     }
 }
 
-/// Publication changes waiting for their webhook queue write; past this the
-/// newest are dropped (and logged) rather than holding up a reconcile.
-const PUBLICATION_EVENTS_BUFFER: usize = 1024;
+/// Recorded publication changes read and queued at a time.
+const FORWARD_BATCH: usize = 64;
 
-/// Publication state changes become `publication` webhook events of the
-/// app's project, queued in the order the reconciler stored them: a bounded
-/// channel, never waited on, feeds one task that queues them one by one.
-pub struct WebhookPublicationEvents {
-    tx: tokio::sync::mpsc::Sender<PublicationChange>,
+/// How often the forwarder looks at the controller's outbox without being
+/// woken (and waits after a failed queue write).
+const FORWARD_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Passes the publication changes the controller's store recorded (in the
+/// transaction that made each) on to the webhook outbox, oldest first, and
+/// takes them off the store's outbox once queued: a crash in between queues
+/// them again on the next start, under the same CloudEvent id (at least
+/// once; receivers drop an id they have seen). Without webhooks the changes
+/// are taken off as they come.
+pub struct PublicationForwarder {
+    wake: Arc<tokio::sync::Notify>,
 }
 
-impl WebhookPublicationEvents {
-    /// Starts the task that queues the events; it ends with the last sender.
-    pub fn spawn(webhooks: Arc<berth_registry::webhooks::Webhooks>) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(PUBLICATION_EVENTS_BUFFER);
+impl PublicationForwarder {
+    /// Starts the forwarding task; it ends when `stop` is cancelled.
+    pub fn spawn(
+        store: Arc<dyn berth_controller::ControllerStore>,
+        webhooks: Option<Arc<berth_registry::webhooks::Webhooks>>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let woken = wake.clone();
         tokio::spawn(async move {
-            while let Some(change) = rx.recv().await {
-                // Queue write errors are logged by `emit`.
-                webhooks.emit(publication_event(change)).await;
+            loop {
+                let more = match forward(store.as_ref(), webhooks.as_deref()).await {
+                    Ok(more) => more,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "publication events wait to be queued");
+                        false
+                    }
+                };
+                if more {
+                    continue;
+                }
+                tokio::select! {
+                    _ = woken.notified() => {}
+                    _ = tokio::time::sleep(FORWARD_POLL) => {}
+                    _ = stop.cancelled() => break,
+                }
             }
         });
-        WebhookPublicationEvents { tx }
+        PublicationForwarder { wake }
     }
 }
 
-impl PublicationEvents for WebhookPublicationEvents {
-    fn changed(&self, change: PublicationChange) {
-        use tokio::sync::mpsc::error::TrySendError;
-        if let Err(e) = self.tx.try_send(change) {
-            let (why, c) = match e {
-                TrySendError::Full(c) => ("too many waiting", c),
-                TrySendError::Closed(c) => ("the queueing task is gone", c),
-            };
-            tracing::warn!(project = %c.project, app = %c.app, node = %c.node, state = %c.state,
-                "publication webhook event dropped: {why}");
+impl PublicationEvents for PublicationForwarder {
+    fn recorded(&self) {
+        // A permit is kept when the task is busy: no wake-up is lost.
+        self.wake.notify_one();
+    }
+}
+
+/// Queues one batch of recorded changes and takes off those queued; whether
+/// a full batch went (more may wait).
+async fn forward(
+    store: &dyn berth_controller::ControllerStore,
+    webhooks: Option<&berth_registry::webhooks::Webhooks>,
+) -> Result<bool, String> {
+    let batch = store
+        .publication_events(FORWARD_BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut queued = None;
+    let mut failed = None;
+    for r in &batch {
+        if let Some(hooks) = webhooks {
+            let event = publication_event(r.change.clone());
+            if let Err(e) = hooks.emit_forwarded(event, &r.id).await {
+                failed = Some(e.to_string());
+                break;
+            }
         }
+        queued = Some(r.seq);
+    }
+    if let Some(seq) = queued {
+        store
+            .ack_publication_events(seq)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(batch.len() == FORWARD_BATCH),
     }
 }
 

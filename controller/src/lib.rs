@@ -46,7 +46,7 @@
 //!         deployer: berth_controller::deployer_from_config(&cfg.controller, &cfg.server.data_dir)?,
 //!         authorizer: Arc::new(MyAuthorizer),   // accounts and roles
 //!         audit: Arc::new(MyAudit),
-//!         events: Arc::new(MyEvents),         // publication state changes, for webhooks
+//!         events: Arc::new(MyEvents),         // woken when publication changes are recorded
 //!     },
 //!     berth_controller::ControllerSettings {
 //!         secret_key: Some(key),

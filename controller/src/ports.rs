@@ -268,17 +268,19 @@ pub struct PublicationChange {
     pub detail: String,
 }
 
-/// Hears of publication state changes (the registry turns them into webhook
-/// events). Called from a reconcile after the change is stored: it must
-/// return at once and cannot fail it.
+/// Hears that publication state changes were recorded: the store keeps each
+/// change in its outbox in the transaction that made it
+/// (`ControllerStore::publication_events`), and whoever forwards them (the
+/// registry's webhooks) is woken by this. Called after the write: it must
+/// return at once and cannot fail it; a missed wake-up delays, never loses.
 pub trait PublicationEvents: Send + Sync + 'static {
-    fn changed(&self, change: PublicationChange);
+    fn recorded(&self);
 }
 
-/// Publication changes nobody listens to.
+/// Publication changes nobody is woken for.
 #[derive(Debug, Default, Clone)]
 pub struct NoPublicationEvents;
 
 impl PublicationEvents for NoPublicationEvents {
-    fn changed(&self, _change: PublicationChange) {}
+    fn recorded(&self) {}
 }

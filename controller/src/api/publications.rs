@@ -119,11 +119,11 @@ async fn target_nodes(
     }
 }
 
-/// Tells the publication events of what a request stored, before anything
-/// else is awaited, so that they come before what its reconciles store.
+/// Wakes the publication events' forwarder for what a request stored (the
+/// store recorded the changes with the write, in order).
 fn announce_requests<E>(state: &ControllerState, stored: &Result<Vec<Publication>, E>) {
-    for p in stored.iter().flatten() {
-        crate::reconcile::events::requested(state.context(), p);
+    if stored.as_ref().is_ok_and(|v| !v.is_empty()) {
+        state.context().events.recorded();
     }
 }
 
@@ -229,6 +229,7 @@ async fn force_unpublish(
         .force_unpublish(&p, &a, &nodes, now_secs())
         .await;
     let forced = audited(&state, &actor, &project, "app.force_unpublish", &target, r).await?;
+    state.context().events.recorded();
     let kept = forced
         .iter()
         .map(|f| {

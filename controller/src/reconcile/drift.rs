@@ -59,11 +59,11 @@ async fn check_one(ctx: &Context, mut p: Publication) -> Result<bool, ReconcileE
     p.applied = false;
     p.record(PublicationState::Deploying, what.clone(), now_secs());
     let mut copy = p.clone();
-    let Some(before) = ctx.store().replace_publication(&mut copy).await? else {
+    if ctx.store().replace_publication(&mut copy).await?.is_none() {
         // Changed meanwhile: its own reconcile applies what is wanted now.
         return Ok(false);
-    };
-    super::events::stored(ctx, &before.state, &p);
+    }
+    ctx.events.recorded();
     tracing::info!(publication = %p.key(), drifted = ?drifted, "drift found; repairing");
     ctx.audit.record(
         "controller",

@@ -34,7 +34,6 @@
 //! - `publish`: the steps of a publish; `unpublish`: those of an unpublish;
 //! - `resource`: the steps of a resource's publish and unpublish;
 //! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once;
-//! - `events`: what a stored change of state tells `ctx.events`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +55,6 @@ mod scheduler;
 mod unpublish;
 
 mod drift;
-pub(crate) mod events;
 pub(crate) mod forced;
 use self::publish::publish_step;
 pub use self::scheduler::run;
@@ -172,15 +170,15 @@ pub fn backoff(settings: &ReconcileSettings, attempts: u32) -> Duration {
         .min(settings.backoff_max)
 }
 
-/// Writes `p` if unchanged since read; `Stale` otherwise. A change of state
-/// is told to `ctx.events` once it is stored.
+/// Writes `p` if unchanged since read; `Stale` otherwise. The store records
+/// a change of state with the write; `ctx.events` is woken to pass it on.
 async fn save(ctx: &Context, p: &mut Publication) -> Result<(), ReconcileError> {
     let mut copy = p.clone();
     let replaced = ctx.store().replace_publication(&mut copy).await?;
     match replaced {
-        Some(before) => {
+        Some(_) => {
             *p = copy;
-            events::stored(ctx, &before.state, p);
+            ctx.events.recorded();
             Ok(())
         }
         None => Err(ReconcileError::Stale),

@@ -49,7 +49,7 @@ pub(super) async fn unpublish_step(
         return Err(ReconcileError::Stale);
     }
     tracing::info!(publication = %key, "unpublished");
-    super::events::removed(ctx, &p);
+    ctx.events.recorded();
     ctx.audit.record(
         "controller",
         &p.project,

@@ -23,6 +23,8 @@ pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
     a_purged_project_leaves_tombstones(fresh().as_ref()).await;
     resource_publications_compare_and_swap(fresh().as_ref()).await;
     volumes_bound_released_and_unbound(fresh().as_ref()).await;
+    super::conformance_events::publication_changes_are_recorded_with_their_writes(fresh().as_ref())
+        .await;
 }
 
 async fn nodes_of(

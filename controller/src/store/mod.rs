@@ -16,6 +16,10 @@
 //! or unpublish request that lands while a reconcile is in flight is never
 //! overwritten. Resource publications work the same way.
 //!
+//! Publication writes also record each change of state they make (worded by
+//! `changes.rs`) in an outbox, in the same transaction, for the registry's
+//! webhooks to take (`publication_events`, `ack_publication_events`).
+//!
 //! Must not touch: HTTP, nodes, or any I/O besides the records.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,14 +33,17 @@ use crate::resources::{
     Binding, PublicationRef, Resource, ResourceKind, ResourcePublication, ResourcePublicationKey,
 };
 
+pub(crate) mod changes;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod conformance_events;
 #[cfg(test)]
 mod fixtures;
 mod records;
 mod redb;
 
-pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge};
+pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange};
 pub use self::redb::RedbControllerStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +180,16 @@ pub trait ControllerStore: Send + Sync {
         project: &str,
         node: &str,
     ) -> Result<BTreeMap<String, (Publication, AppSpec)>>;
+
+    // ---- the outbox of publication changes ----
+
+    /// The oldest `limit` publication changes not yet acknowledged, oldest
+    /// first. `publish`, `unpublish`, `replace_publication` and
+    /// `delete_publication` record each change of state they make (as
+    /// `reconcile::events` words it) in their own transaction.
+    async fn publication_events(&self, limit: usize) -> Result<Vec<RecordedChange>>;
+    /// Takes off the changes up to and including `through` (a `seq`).
+    async fn ack_publication_events(&self, through: u64) -> Result<()>;
 
     // ---- force-unpublish tombstones ----
 

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::PublicationKey;
+use crate::ports::PublicationChange;
 use crate::resources::ResourceKind;
 
 /// Who holds an address in a cluster.
@@ -67,4 +68,15 @@ pub struct ProjectPurge {
     pub holdings: ProjectHoldings,
     /// One per node something of the project was published on.
     pub tombstones: Vec<ForcedRemoval>,
+}
+
+/// A publication change the store recorded in the transaction that made it,
+/// waiting to be passed on. `seq` orders the changes (and is what an
+/// acknowledgment names); `id` is unique to the change, for receivers to
+/// drop one they were given twice (passing on is at least once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedChange {
+    pub seq: u64,
+    pub id: String,
+    pub change: PublicationChange,
 }

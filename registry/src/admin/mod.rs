@@ -962,6 +962,11 @@ async fn delete_repository(
         ));
     }
     st.audit(&c, "repository.delete", Some(&name), repo.as_str());
+    if let Some(hooks) = &st.webhooks {
+        hooks
+            .emit(crate::api::events::repository_deleted(&repo, &c.subject))
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1035,6 +1040,14 @@ async fn delete_tag(
         ));
     }
     st.audit(&c, "tag.delete", Some(&name), &format!("{repo}:{t}"));
+    if let Some(hooks) = &st.webhooks {
+        let reference = crate::oci::Reference::Tag(t);
+        hooks
+            .emit(crate::api::events::manifest_deleted(
+                &repo, &reference, &c.subject,
+            ))
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

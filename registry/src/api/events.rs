@@ -1,5 +1,6 @@
 //! The webhook events of `/v2` requests: what a push, a delete and a pull
-//! report (the CloudEvent's subject and data). Pure.
+//! report (the CloudEvent's subject and data); and of the admin API's tag
+//! and repository deletes, as `/v2` deletes word them. Pure.
 
 use crate::auth::Subject;
 use crate::oci::{Digest, Reference, RepoName};
@@ -53,8 +54,8 @@ fn reference_subject(repo: &RepoName, reference: &Reference) -> String {
     }
 }
 
-/// A manifest or tag deleted through `/v2`.
-pub(super) fn manifest_deleted(
+/// A manifest or tag deleted (through `/v2`, or a tag through the admin API).
+pub(crate) fn manifest_deleted(
     repo: &RepoName,
     reference: &Reference,
     actor: &Subject,
@@ -75,6 +76,19 @@ pub(super) fn manifest_deleted(
         reference_subject(repo, reference),
         data,
     )
+}
+
+/// A whole repository deleted through the admin API: subject `<repo>`,
+/// neither digest nor tag, `scope` "repository".
+pub(crate) fn repository_deleted(repo: &RepoName, actor: &Subject) -> ProjectEvent {
+    let data = serde_json::json!({
+        "repository": repo.as_str(),
+        "digest": null,
+        "tag": null,
+        "scope": "repository",
+        "actor": actor.display(),
+    });
+    event(EventKind::Delete, repo, repo.to_string(), data)
 }
 
 /// A manifest fetched with GET (HEADs are not reported).

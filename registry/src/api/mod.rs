@@ -25,7 +25,7 @@ use crate::oci::{media, Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::service::{metrics::Metrics, BodyStream, Namespace, ServiceError};
 
 pub mod error;
-mod events;
+pub(crate) mod events;
 pub mod range;
 pub mod route;
 

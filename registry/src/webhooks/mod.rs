@@ -252,10 +252,22 @@ impl Webhooks {
         if let Some(observe) = self.observer.get() {
             observe(&event);
         }
-        if let Err(e) = self.queue(&event).await {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.queue(&event, &id).await {
             tracing::error!(error = %e, project = %event.project, subject = %event.subject,
                 "cannot queue a webhook event");
         }
+    }
+
+    /// Queues `event` as `emit` does, with the CloudEvent id `id`, and says
+    /// whether the queue write failed: for events forwarded from another
+    /// outbox, taken off there only once queued here (at least once: the
+    /// same `id` again is the same event, for receivers to drop).
+    pub async fn emit_forwarded(&self, event: ProjectEvent, id: &str) -> Result<(), WebhookError> {
+        if let Some(observe) = self.observer.get() {
+            observe(&event);
+        }
+        self.queue(&event, id).await
     }
 
     /// `emit` in the background (for pulls, which do not wait for it); nothing
@@ -307,7 +319,7 @@ impl Webhooks {
         }
     }
 
-    async fn queue(&self, event: &ProjectEvent) -> Result<(), WebhookError> {
+    async fn queue(&self, event: &ProjectEvent, id: &str) -> Result<(), WebhookError> {
         let topic = event.kind.topic();
         let hooks = self.meta.webhooks(Some(&event.project)).await?;
         let targets: Vec<_> = hooks
@@ -317,13 +329,12 @@ impl Webhooks {
         if targets.is_empty() {
             return Ok(());
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        let body = event::cloud_event(event, &id, &self.settings.base_url, SystemTime::now());
+        let body = event::cloud_event(event, id, &self.settings.base_url, SystemTime::now());
         let queued: Vec<_> = targets
             .into_iter()
             .map(|w| NewDelivery {
                 webhook: w.id,
-                event_id: id.clone(),
+                event_id: id.to_string(),
                 event_type: event.kind.cloud_event_type().to_string(),
                 subject: event.subject.clone(),
                 body: body.clone(),

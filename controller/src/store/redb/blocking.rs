@@ -10,7 +10,9 @@ use crate::model::{App, AppSpec, Cluster, Node, Publication, PublicationKey, Tem
 use crate::resources::{
     Binding, PublicationRef, Resource, ResourceKind, ResourcePublication, ResourcePublicationKey,
 };
-use crate::store::{ControllerStore, EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge};
+use crate::store::{
+    ControllerStore, EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange,
+};
 
 use super::{RedbControllerStore, Result};
 
@@ -209,6 +211,15 @@ impl ControllerStore for RedbControllerStore {
     async fn delete_publication(&self, key: &PublicationKey, revision: u64) -> Result<bool> {
         let key = key.clone();
         self.blocking(move |s| s.delete_publication(&key, revision))
+            .await
+    }
+
+    async fn publication_events(&self, limit: usize) -> Result<Vec<RecordedChange>> {
+        self.blocking(move |s| s.publication_events(limit)).await
+    }
+
+    async fn ack_publication_events(&self, through: u64) -> Result<()> {
+        self.blocking(move |s| s.ack_publication_events(through))
             .await
     }
 

@@ -3,6 +3,7 @@
 //! transaction without waiting for the node; what was on the node is kept
 //! as a tombstone so that, when the node comes back, its objects are removed
 //! and its pins released (reconciled to nothing, not to its old state).
+//! The publication's change to `removed` is recorded in the same transaction.
 //!
 //! ```text
 //! ctl_forced   (project, app, node) -> ForcedRemoval
@@ -54,6 +55,7 @@ impl RedbControllerStore {
             };
             txn.open_table(PUBLICATIONS)?
                 .remove((project, app, node.as_str()))?;
+            super::publication_events::record(&txn, crate::store::changes::force_removed(&p))?;
             let mut pins: BTreeSet<String> = p.pinned.iter().cloned().collect();
             pins.extend(p.images_by_digest());
             let resources = drop_resources_alone(&txn, project, app, &p, node)?;

@@ -26,9 +26,12 @@
 //!                   (project, kind, name, node)-> ResourcePublication (a resource on a node)
 //! ctl_eip_addresses (cluster, address)         -> EipClaim          (an EIP address held on a node)
 //! ctl_forced        (project, app, node)       -> ForcedRemoval     (what a force-unpublish left on a node)
+//! ctl_publication_events
+//!                   seq                        -> {id, change}      (publication changes not yet passed on)
 //! ```
 //!
-//! `ctl_meta` also holds "resource_publications" = 1 once the records of
+//! `ctl_meta` also holds "publication_events", the last change's `seq`, and
+//! "resource_publications" = 1 once the records of
 //! resources published with their apps by an earlier release were made.
 //!
 //! Publications carry a `revision` that every write bumps; the reconciler writes
@@ -43,6 +46,7 @@
 //! - `apps`: apps and their template versions;
 //! - `publications`: publish and unpublish requests, and the reconciler's
 //!   compare-and-swap writes;
+//! - `publication_events`: the outbox of publication changes those writes record;
 //! - `resources`: resources that travel with apps, and the references between them;
 //! - `bindings`: volumes bound to (and released from) nodes;
 //! - `resource_publications`: resources published per node, and their rules.
@@ -66,6 +70,7 @@ mod eips;
 mod fixtures;
 mod forced;
 mod projects;
+mod publication_events;
 mod publications;
 mod resource_publications;
 mod resource_rules;
@@ -179,6 +184,7 @@ impl RedbControllerStore {
             txn.open_table(RESOURCE_PUBS)?;
             txn.open_table(self::eips::EIP_ADDRESSES)?;
             txn.open_table(self::forced::FORCED)?;
+            txn.open_table(self::publication_events::PUBLICATION_EVENTS)?;
             drop(meta);
             let made = backfill::backfill(&txn)?;
             if made > 0 {

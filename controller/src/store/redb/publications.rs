@@ -8,10 +8,12 @@ use redb::ReadableTable;
 use crate::model::{App, AppSpec, Publication, PublicationKey, TemplateVersion, ValidationError};
 
 use super::apps::not_found_app;
+use super::publication_events::{record, record_requested, record_stored};
 use super::{
     decode, encode, RedbControllerStore, Result, StoreError, APPS, NODES, PUBLICATIONS, RESOURCES,
     VERSIONS,
 };
+use crate::store::changes as events;
 
 /// The rule of a publish: every config map, secret and volume the template
 /// names exists (a deleted volume is named, with the way out).
@@ -114,6 +116,7 @@ impl RedbControllerStore {
                     None => Publication::new(project, app, n, version, now),
                 };
                 pubs.insert((project, app, n.as_str()), encode(&p).as_slice())?;
+                record_requested(&txn, &p)?;
                 out.push(p);
             }
             let unique: BTreeSet<&String> = nodes.iter().collect();
@@ -150,6 +153,7 @@ impl RedbControllerStore {
                         p.request_removal(cascade, now);
                         p.revision += 1;
                         pubs.insert((project, app, n.as_str()), encode(&p).as_slice())?;
+                        record_requested(&txn, &p)?;
                         out.push(p);
                     }
                     None => missing.push(n.as_str()),
@@ -224,6 +228,7 @@ impl RedbControllerStore {
             p.revision += 1;
             t.insert(key, encode(&*p).as_slice())?;
         }
+        record_stored(&txn, &replaced.state, p)?;
         txn.commit()?;
         Ok(Some(replaced))
     }
@@ -238,11 +243,13 @@ impl RedbControllerStore {
                 .get(k)?
                 .map(|g| decode("ctl_publications", g.value()))
                 .transpose()?;
-            match current {
-                Some(c) if c.revision == revision => {}
+            let gone = match current {
+                Some(c) if c.revision == revision => c,
                 _ => return Ok(false),
-            }
+            };
             t.remove(k)?;
+            drop(t);
+            record(&txn, events::removed(&gone))?;
         }
         txn.commit()?;
         Ok(true)

@@ -1,17 +1,18 @@
-//! What the controller tells `ctx.events`: one `PublicationChange` per stored
+//! What counts as a publication change: one `PublicationChange` per stored
 //! change of state (the same changes the publication's history records:
 //! another state, or another failure reason; progress alone is none): a
 //! publish or unpublish request (`requested`, from the API), each step of
 //! the reconciler (`stored`), and a last one, `removed`, once an unpublish
 //! has deleted the publication.
 //!
-//! Owns: deciding what counts as a change and wording it. Must not touch:
-//! the store (it is called after the write) or how events travel.
+//! Owns: deciding what counts as a change and wording it, the same for every
+//! store backend: a backend calls these inside the transaction that writes
+//! the publication and records the change in its outbox with it
+//! (`ControllerStore::publication_events`), so a crash after the write loses
+//! none. Must not touch: a backend's tables or how events travel.
 
 use crate::model::{Publication, PublicationState};
 use crate::ports::PublicationChange;
-
-use super::Context;
 
 /// Whether going from `before` to `after` is a change worth telling.
 fn changed(before: &PublicationState, after: &PublicationState) -> bool {
@@ -45,40 +46,48 @@ fn last_detail(p: &Publication) -> String {
         .unwrap_or_default()
 }
 
-/// `p` was stored over a publication in state `before`.
-pub(super) fn stored(ctx: &Context, before: &PublicationState, p: &Publication) {
+/// The change storing `p` over a publication in state `before` makes, if any.
+pub(crate) fn stored(before: &PublicationState, p: &Publication) -> Option<PublicationChange> {
     if !changed(before, &p.state) {
-        return;
+        return None;
     }
-    ctx.events.changed(change(
+    Some(change(
         p,
         Some(before.label()),
         p.state.label(),
         last_detail(p),
-    ));
+    ))
 }
 
-/// A publish or unpublish request stored `p` (resolving or removing). A
-/// request always adds to the history, so the entry before its last is the
-/// state it left; none: the publication is new.
-pub(crate) fn requested(ctx: &Context, p: &Publication) {
+/// The change a publish or unpublish request storing `p` (resolving or
+/// removing) makes, if any. A request always adds to the history, so the
+/// entry before its last is the state it left; none: the publication is new.
+pub(crate) fn requested(p: &Publication) -> Option<PublicationChange> {
     let n = p.history.len();
     let previous = n
         .checked_sub(2)
         .and_then(|i| p.history.get(i))
         .map(|t| t.state.as_str());
     if previous == Some(p.state.label()) {
-        return;
+        return None;
     }
-    ctx.events
-        .changed(change(p, previous, p.state.label(), last_detail(p)));
+    Some(change(p, previous, p.state.label(), last_detail(p)))
 }
 
-/// `p` was unpublished and deleted.
-pub(super) fn removed(ctx: &Context, p: &Publication) {
+/// The change a force-unpublish dropping `p` makes: `removed` at once, the
+/// node's objects to be taken off when it is reachable again.
+pub(crate) fn force_removed(p: &Publication) -> PublicationChange {
+    let detail = format!(
+        "force-unpublished from node {}; its objects are removed when it is reachable",
+        p.node
+    );
+    change(p, Some(p.state.label()), "removed", detail)
+}
+
+/// The change deleting the unpublished `p` makes.
+pub(crate) fn removed(p: &Publication) -> PublicationChange {
     let detail = format!("unpublished from node {}", p.node);
-    ctx.events
-        .changed(change(p, Some(p.state.label()), "removed", detail));
+    change(p, Some(p.state.label()), "removed", detail)
 }
 
 #[cfg(test)]
