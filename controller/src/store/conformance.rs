@@ -25,6 +25,7 @@ pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
     resource_publications_compare_and_swap(fresh().as_ref()).await;
     volumes_bound_released_and_unbound(fresh().as_ref()).await;
     a_static_eip_is_on_one_node_at_a_time(fresh().as_ref()).await;
+    config_left_behind_by_a_new_version(fresh().as_ref()).await;
 }
 
 async fn nodes_of(
@@ -648,4 +649,54 @@ async fn a_static_eip_is_on_one_node_at_a_time(s: &dyn ControllerStore) {
         nodes_of(s, eips, "api-ip").await,
         vec![("n1".to_string(), ResourceDesired::Published)]
     );
+}
+
+async fn left_on(s: &dyn ControllerStore, node: &str) -> Vec<String> {
+    s.config_left_behind("shop", node)
+        .await
+        .expect("left behind")
+        .into_iter()
+        .map(|rp| rp.name)
+        .collect()
+}
+
+/// A config map only an app carried to a node is left behind there once no
+/// app published there uses it; one published on its own, or left by an
+/// unpublish without cascade, never is.
+async fn config_left_behind_by_a_new_version(s: &dyn ControllerStore) {
+    site(s).await;
+    let cms = ResourceKind::ConfigMaps;
+    s.publish("shop", "web", None, &["n1".into(), "n2".into()], 2)
+        .await
+        .expect("publish web");
+    assert!(left_on(s, "n1").await.is_empty(), "web uses settings");
+    // Published on its own on n2 as well.
+    s.publish_resource("shop", cms, "settings", Some(vec!["n2".into()]), 3)
+        .await
+        .expect("explicit");
+    // Version 2 drops the config map; both nodes run it.
+    let (v2, _) = s
+        .add_version("shop", "web", &spec("shop/web:2"), "a", None, 4)
+        .await
+        .expect("v2");
+    s.publish(
+        "shop",
+        "web",
+        Some(v2.version),
+        &["n1".into(), "n2".into()],
+        5,
+    )
+    .await
+    .expect("v2");
+    assert_eq!(left_on(s, "n1").await, vec!["settings".to_string()]);
+    assert!(left_on(s, "n2").await.is_empty(), "published on its own");
+    // Back to version 1 on n1, then unpublished without cascade: left on purpose.
+    s.publish("shop", "web", Some(1), &["n1".into()], 6)
+        .await
+        .expect("v1");
+    assert!(left_on(s, "n1").await.is_empty(), "version 1 uses it");
+    s.unpublish("shop", "web", &["n1".into()], false, 7)
+        .await
+        .expect("unpublish");
+    assert!(left_on(s, "n1").await.is_empty(), "left on purpose");
 }

@@ -252,7 +252,8 @@ pub(super) fn follow_apps(
             }
         }
         let k = key(&r.project, r.kind, &r.name, &node);
-        let rp = ResourcePublication::new(&k, format!("follows app {app}, published there"), now);
+        let rp =
+            ResourcePublication::with_app(&k, format!("follows app {app}, published there"), now);
         super::resource_publications::put_rp(&mut pubs, &rp)?;
         out.push(k);
     }
