@@ -65,6 +65,7 @@ mod eips;
 #[cfg(test)]
 mod fixtures;
 mod forced;
+mod left_behind;
 mod projects;
 mod publications;
 mod resource_publications;

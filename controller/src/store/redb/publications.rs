@@ -154,9 +154,7 @@ impl RedbControllerStore {
                                 .map(|g| decode("ctl_app_versions", g.value()))
                                 .transpose()?;
                             if let Some(tv) = tv {
-                                super::resource_publications::keep_left_behind(
-                                    &txn, project, &tv.spec, n,
-                                )?;
+                                super::left_behind::keep_left_behind(&txn, project, &tv.spec, n)?;
                             }
                         }
                         p.request_removal(cascade, now);

@@ -10,8 +10,8 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::model::{AppSpec, Publication, TemplateVersion};
 use crate::resources::{
-    spec_resources, Resource, ResourceDesired, ResourceKind, ResourcePublication,
-    ResourcePublicationKey, ResourceSpec, ResourceState,
+    Resource, ResourceDesired, ResourceKind, ResourcePublication, ResourcePublicationKey,
+    ResourceSpec, ResourceState,
 };
 
 use super::resource_rules::{
@@ -129,27 +129,6 @@ pub(super) fn publish_with_app(
                     &mut t,
                     &ResourcePublication::with_app(&k, detail.clone(), now),
                 )?,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// An app unpublish without cascade leaves `app`'s config maps and secrets on
-/// `node` on purpose: from then on they stay until unpublished on their own.
-pub(super) fn keep_left_behind(
-    txn: &WriteTransaction,
-    project: &str,
-    spec: &AppSpec,
-    node: &str,
-) -> Result<()> {
-    let mut t = txn.open_table(RESOURCE_PUBS)?;
-    for (kind, name) in spec_resources(spec) {
-        if let Some(mut rp) = get_rp(&t, &key(project, kind, &name, node))? {
-            if rp.with_apps {
-                rp.with_apps = false;
-                rp.revision += 1;
-                put_rp(&mut t, &rp)?;
             }
         }
     }
@@ -542,46 +521,6 @@ impl RedbControllerStore {
         let answer = readiness(&txn, k);
         txn.abort()?;
         answer
-    }
-
-    /// Config maps and secrets on `node` that only apps carried there and
-    /// that no app published there uses any more (a new version dropped
-    /// them): they go. Volumes stay, with their data, until released.
-    pub fn config_left_behind(
-        &self,
-        project: &str,
-        node: &str,
-    ) -> Result<Vec<ResourcePublication>> {
-        let txn = self.db.begin_write()?;
-        let mut out = Vec::new();
-        {
-            let t = txn.open_table(RESOURCE_PUBS)?;
-            let mut used = BTreeSet::new();
-            for a in apps_by_node(&txn, project)?
-                .remove(node)
-                .unwrap_or_default()
-            {
-                used.extend(spec_resources(&a.spec));
-            }
-            for kind in [ResourceKind::ConfigMaps, ResourceKind::Secrets] {
-                for item in t.range((project, kind.as_str(), "", "")..)? {
-                    let (k, v) = item?;
-                    let (p, kd, name, n) = k.value();
-                    if p != project || kd != kind.as_str() {
-                        break;
-                    }
-                    if n != node || used.contains(&(kind, name.to_string())) {
-                        continue;
-                    }
-                    let rp: ResourcePublication = decode(T, v.value())?;
-                    if rp.with_apps && rp.desired == ResourceDesired::Published {
-                        out.push(rp);
-                    }
-                }
-            }
-        }
-        txn.abort()?;
-        Ok(out)
     }
 
     /// Network resources on `node` that no published app there is served by
