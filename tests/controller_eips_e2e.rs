@@ -281,3 +281,100 @@ fn eips_take_addresses_by_their_rules_per_node() {
         .collect();
     kubernetes_validate(&files, &[eip_crd()]);
 }
+
+/// A static address is on one node at a time, also when it would travel with
+/// an app: created while its app runs on two nodes, or published with an app
+/// to two nodes, it is refused naming the EIP, its address and the nodes;
+/// an app published to a second node cannot take it there while the first
+/// holds it. Nothing is half done by a refusal.
+#[test]
+fn a_static_eip_never_follows_an_app_to_a_second_node() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    for app in ["web", "solo", "duo"] {
+        site.create_app(json!({"name": app, "spec": {"kind": "Deployment",
+            "containers": [{"name": app, "image": "acme/web:1"}]}}));
+    }
+
+    // Created while web runs on r1 and r2: it would follow web to both.
+    site.publish("web", json!({"nodes": ["r1", "r2"]}));
+    for n in ["r1", "r2"] {
+        site.wait_state("web", n, "running", LONG);
+    }
+    refused(
+        site.api(
+            "POST",
+            &path("eips"),
+            Some(json!({"name": "front", "address": "203.0.113.9", "selector": {"app": "web"}})),
+        ),
+        409,
+        "rule: a static EIP address is on one node at a time; EIP acme/front (203.0.113.9) \
+         would go on r1, r2 following app web",
+    );
+    let (s, v) = site.api("GET", &path("eips/front"), None);
+    assert_eq!(s, 404, "a refused EIP is not created: {v}");
+
+    // Created while solo runs on r1 only: it follows solo there; solo
+    // published to r2 as well cannot take it along.
+    site.publish("solo", json!({"nodes": ["r1"]}));
+    site.wait_state("solo", "r1", "running", LONG);
+    let (s, v) = site.api(
+        "POST",
+        &path("eips"),
+        Some(json!({"name": "solo-ip", "address": "203.0.113.8", "selector": {"app": "solo"}})),
+    );
+    assert_eq!(s, 201, "{v}");
+    berth_testkit::wait_until("solo-ip on r1", LONG, || {
+        site.manifests("r1")
+            .iter()
+            .any(|f| f.contains("elasticip-solo-ip-r1"))
+    });
+    refused(
+        site.api(
+            "POST",
+            &format!("{}/publish", site.app_path("solo")),
+            Some(json!({"nodes": ["r2"]})),
+        ),
+        409,
+        "rule: a static EIP address is on one node at a time; 203.0.113.8 (acme/solo-ip) is on r1",
+    );
+    assert!(
+        site.publication("solo", "r2").is_none(),
+        "a refused publish leaves no publication"
+    );
+
+    // Published with its app to two nodes at once: refused as a whole.
+    let (s, v) = site.api(
+        "POST",
+        &path("eips"),
+        Some(json!({"name": "duo-ip", "address": "203.0.113.10", "selector": {"app": "duo"}})),
+    );
+    assert_eq!(s, 201, "{v}");
+    refused(
+        site.api(
+            "POST",
+            &format!("{}/publish", site.app_path("duo")),
+            Some(json!({"nodes": ["r1", "r2"]})),
+        ),
+        409,
+        "rule: a static EIP address is on one node at a time; EIP acme/duo-ip (203.0.113.10) \
+         would go on r1, r2 with app duo",
+    );
+    assert!(site.publications("duo").is_empty(), "nothing published");
+    assert_eq!(addresses(&site, "duo-ip"), Value::Null, "no address held");
+    // One node is fine.
+    site.publish("duo", json!({"nodes": ["r2"]}));
+    site.wait_state("duo", "r2", "running", LONG);
+    assert_eq!(addresses(&site, "duo-ip"), json!({"r2": "203.0.113.10"}));
+}

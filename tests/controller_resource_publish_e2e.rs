@@ -309,3 +309,120 @@ fn what_an_app_unpublish_leaves_is_taken_down_later(site: &Site) {
         assert_eq!(s, 204, "{p} published nowhere: {v}");
     }
 }
+
+/// A new app version that no longer uses a config map or secret takes it off
+/// the node when the node runs that version, unless it was published there on
+/// its own or another app published there uses it; the version still using
+/// it keeps it on the node that runs it.
+#[test]
+fn what_a_new_version_drops_comes_off_the_nodes_that_run_it() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    for (kind, name) in [
+        ("configmaps", "settings"),
+        ("configmaps", "extra"),
+        ("configmaps", "pinned"),
+        ("configmaps", "common"),
+        ("secrets", "creds"),
+    ] {
+        let (s, v) = site.api(
+            "POST",
+            &path(kind),
+            Some(json!({"name": name, "data": {"k": "v"}})),
+        );
+        assert_eq!(s, 201, "{v}");
+    }
+    let web = |cms: &[&str], secret: bool| {
+        let volumes: Vec<Value> = cms
+            .iter()
+            .map(|c| json!({"name": c, "config_map": c}))
+            .collect();
+        let mounts: Vec<Value> = cms
+            .iter()
+            .map(|c| json!({"name": c, "mount_path": format!("/etc/{c}")}))
+            .collect();
+        let env_from: Vec<Value> = if secret {
+            vec![json!({"secret": "creds"})]
+        } else {
+            vec![]
+        };
+        json!({"kind": "Deployment", "containers": [{"name": "web", "image": "acme/web:1",
+            "env_from": env_from, "volume_mounts": mounts}], "volumes": volumes})
+    };
+    site.create_app(
+        json!({"name": "web", "spec": web(&["settings", "extra", "pinned", "common"], true)}),
+    );
+    site.create_app(json!({"name": "other", "spec": web(&["common"], false)}));
+    site.publish("web", json!({"nodes": ["r1", "r2"]}));
+    site.publish("other", json!({"nodes": ["r1"]}));
+    for n in ["r1", "r2"] {
+        site.wait_state("web", n, "running", LONG);
+    }
+    site.wait_state("other", "r1", "running", LONG);
+    // pinned is also published on its own on r1.
+    let (s, v) = site.api(
+        "POST",
+        &path("configmaps/pinned/publish"),
+        Some(json!({"nodes": ["r1"]})),
+    );
+    assert_eq!(s, 202, "{v}");
+    wait_applied_on(&site, "configmaps/pinned", &["r1", "r2"]);
+
+    // Version 2 uses settings only; r1 runs it, r2 stays on version 1.
+    let (s, v) = site.api(
+        "PUT",
+        &site.app_path("web"),
+        Some(json!({"spec": web(&["settings"], false)})),
+    );
+    assert_eq!(s, 200, "{v}");
+    site.publish("web", json!({"nodes": ["r1"], "version": 2}));
+    site.wait_publication("web", "r1", "running version 2", LONG, |p| {
+        p.is_some_and(|p| p["version"] == 2 && p["state"] == "running")
+    });
+    wait_file(&site, "r1", "acme-shared-configmap-extra-r1.yaml", false);
+    wait_file(&site, "r1", "acme-shared-secret-creds-r1.yaml", false);
+    wait_applied_on(&site, "configmaps/extra", &["r2"]);
+    wait_applied_on(&site, "secrets/creds", &["r2"]);
+    // Published on its own, used by another app, still used: they stay.
+    for f in [
+        "acme-shared-configmap-settings-r1.yaml",
+        "acme-shared-configmap-pinned-r1.yaml",
+        "acme-shared-configmap-common-r1.yaml",
+    ] {
+        assert!(has(&site, "r1", f), "{f}: {:?}", site.manifests("r1"));
+    }
+    wait_applied_on(&site, "configmaps/pinned", &["r1", "r2"]);
+    wait_applied_on(&site, "configmaps/common", &["r1", "r2"]);
+    for f in [
+        "acme-shared-configmap-extra-r2.yaml",
+        "acme-shared-secret-creds-r2.yaml",
+    ] {
+        assert!(has(&site, "r2", f), "{f}: {:?}", site.manifests("r2"));
+    }
+    // The removal is in the audit log (written after the request).
+    wait_until("the removal audited", LONG, || {
+        let (_, v) = site.api("GET", "/api/v1/audit?project=acme", None);
+        let found = v.as_array().into_iter().flatten().any(|e| {
+            e["action"] == "configmaps.unpublish"
+                && e["target"] == "extra@r1"
+                && e["outcome"] == "ok"
+                && e["detail"] == "no longer used by web version 2"
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+}

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use berth_testkit::berth::{registry_with, ADMIN_PASSWORD};
+use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{digest_of, sha256_hex};
 use berth_testkit::http::{basic, push_image_with, send, Auth};
 use berth_testkit::manifest::config_for;
 use berth_testkit::proxy::FaultProxy;
-use berth_testkit::berth_bin;
 use serde_json::{json, Value};
 
 const PULLER: &str = "puller";
@@ -104,8 +104,7 @@ fn a_proxy_project_reads_a_private_project_of_another_berth_with_tokens() {
                     digests.push(l["digest"].as_str().expect("digest").to_string());
                 }
                 for d in digests {
-                    let (status, bytes) =
-                        get(&format!("{base}/v2/partner/vendor/app/blobs/{d}"));
+                    let (status, bytes) = get(&format!("{base}/v2/partner/vendor/app/blobs/{d}"));
                     assert_eq!(status, 200, "blob {d}");
                     assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), d, "blob bytes");
                 }

@@ -324,6 +324,34 @@ impl ResourceRenderer {
     }
 }
 
+/// After `p`'s apply: the config maps and secrets only apps carried to its
+/// node that no app published there uses any more (its new version dropped
+/// them) come off the node. Returns them, for the audit log.
+pub async fn take_down_left_behind(
+    store: &dyn ControllerStore,
+    deployer: &dyn Deployer,
+    p: &Publication,
+    target: &DeployTarget,
+) -> Result<Vec<(ResourceKind, String)>, ResourceError> {
+    let (proj, node) = (p.project.clone(), p.node.clone());
+    let left = store.config_left_behind(&proj, &node).await?;
+    for rp in &left {
+        deployer
+            .remove(
+                target,
+                &resource_selector(&rp.project, &rp.node, rp.kind, &rp.name),
+            )
+            .await?;
+    }
+    let items: Vec<(ResourceKind, String)> =
+        left.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
+    let (proj, node, forget) = (p.project.clone(), p.node.clone(), items.clone());
+    store
+        .forget_resource_publications(&proj, &node, &forget)
+        .await?;
+    Ok(items)
+}
+
 /// Load balancers, EIPs and routes on the node that no app published there
 /// is served by any more go with the app that leaves (routes first).
 async fn take_down_network_left_alone(

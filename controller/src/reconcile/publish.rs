@@ -383,6 +383,24 @@ async fn apply(
     ctx.store()
         .mark_resources_applied(&proj, &node, &carried, &detail, now_secs())
         .await?;
+    if ctx.resources.is_some() {
+        let gone = crate::resources_ctl::take_down_left_behind(
+            ctx.store(),
+            ctx.deployer.as_ref(),
+            p,
+            target,
+        )
+        .await?;
+        for (kind, name) in gone {
+            ctx.audit.record(
+                "controller",
+                &p.project,
+                &format!("{kind}.unpublish"),
+                &format!("{name}@{}", p.node),
+                &format!("ok; no longer used by {} version {}", p.app, p.version),
+            );
+        }
+    }
     let propagated = (p.resources_generation != p.applied_resources_generation).then(|| {
         p.history
             .last()

@@ -104,6 +104,12 @@ pub struct ResourcePublication {
     pub last_error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// On the node only because an app carried it there (an app publish or a
+    /// follow): it goes when no published app there uses it any more. An
+    /// explicit publish, or an app unpublish without cascade leaving it
+    /// behind, clears it. Records from before it read as explicit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_apps: bool,
 }
 
 impl ResourcePublication {
@@ -124,6 +130,15 @@ impl ResourcePublication {
             last_error: None,
             created_at: now,
             updated_at: now,
+            with_apps: false,
+        }
+    }
+
+    /// A record an app carries to its node.
+    pub fn with_app(key: &ResourcePublicationKey, detail: impl Into<String>, now: u64) -> Self {
+        ResourcePublication {
+            with_apps: true,
+            ..ResourcePublication::new(key, detail, now)
         }
     }
 

@@ -12,7 +12,8 @@ use super::fixtures::*;
 use super::{ControllerStore, StoreError};
 use crate::model::{Cluster, PublicationKey, Volume};
 use crate::resources::{
-    BindingState, ConfigMapSpec, ResourceDesired, ResourceKind, ResourceSpec, RouteSpec, VolumeSpec,
+    BindingState, ConfigMapSpec, EipSpec, ResourceDesired, ResourceKind, ResourceSpec, RouteSpec,
+    VolumeSpec,
 };
 
 /// Runs every section, each on a fresh store from `fresh`.
@@ -25,6 +26,8 @@ pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
     volumes_bound_released_and_unbound(fresh().as_ref()).await;
     super::conformance_events::publication_changes_are_recorded_with_their_writes(fresh().as_ref())
         .await;
+    a_static_eip_is_on_one_node_at_a_time(fresh().as_ref()).await;
+    config_left_behind_by_a_new_version(fresh().as_ref()).await;
 }
 
 async fn nodes_of(
@@ -592,4 +595,110 @@ async fn volumes_bound_released_and_unbound(s: &dyn ControllerStore) {
     assert!(v2.spec.volumes.is_empty(), "{:?}", v2.spec.volumes);
     let app = s.get_app("shop", "db").await.expect("get").expect("app");
     assert_eq!(app.latest_version, 2);
+}
+
+fn static_eip(address: &str, app: &str) -> ResourceSpec {
+    ResourceSpec::Eip(EipSpec {
+        address: Some(address.into()),
+        selector: BTreeMap::from([("app".to_string(), app.to_string())]),
+        ..EipSpec::default()
+    })
+}
+
+/// A static EIP never travels with its app to a second node: created while
+/// the app runs on two, or published with it to two, it is refused whole;
+/// an app taken to a second node cannot take it along.
+async fn a_static_eip_is_on_one_node_at_a_time(s: &dyn ControllerStore) {
+    site(s).await;
+    let eips = ResourceKind::Eips;
+    s.publish("shop", "web", None, &["n1".into(), "n2".into()], 2)
+        .await
+        .expect("publish web");
+    conflict(
+        s.create_resource(&resource("front", eips, static_eip("203.0.113.9", "web")))
+            .await,
+        "rule: a static EIP address is on one node at a time; EIP shop/front (203.0.113.9) \
+         would go on n1, n2 following app web",
+    );
+    assert!(s
+        .get_resource("shop", eips, "front")
+        .await
+        .expect("get")
+        .is_none());
+
+    s.create_resource(&resource("api-ip", eips, static_eip("203.0.113.10", "api")))
+        .await
+        .expect("api is published nowhere yet");
+    conflict(
+        s.publish("shop", "api", None, &["n1".into(), "n2".into()], 3)
+            .await,
+        "EIP shop/api-ip (203.0.113.10) would go on n1, n2 with app api",
+    );
+    assert!(s
+        .list_app_publications("shop", "api")
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(nodes_of(s, eips, "api-ip").await.is_empty());
+    s.publish("shop", "api", None, &["n1".into()], 4)
+        .await
+        .expect("one node");
+    conflict(
+        s.publish("shop", "api", None, &["n2".into()], 5).await,
+        "rule: a static EIP address is on one node at a time; 203.0.113.10 (shop/api-ip) is on n1",
+    );
+    assert_eq!(
+        nodes_of(s, eips, "api-ip").await,
+        vec![("n1".to_string(), ResourceDesired::Published)]
+    );
+}
+
+async fn left_on(s: &dyn ControllerStore, node: &str) -> Vec<String> {
+    s.config_left_behind("shop", node)
+        .await
+        .expect("left behind")
+        .into_iter()
+        .map(|rp| rp.name)
+        .collect()
+}
+
+/// A config map only an app carried to a node is left behind there once no
+/// app published there uses it; one published on its own, or left by an
+/// unpublish without cascade, never is.
+async fn config_left_behind_by_a_new_version(s: &dyn ControllerStore) {
+    site(s).await;
+    let cms = ResourceKind::ConfigMaps;
+    s.publish("shop", "web", None, &["n1".into(), "n2".into()], 2)
+        .await
+        .expect("publish web");
+    assert!(left_on(s, "n1").await.is_empty(), "web uses settings");
+    // Published on its own on n2 as well.
+    s.publish_resource("shop", cms, "settings", Some(vec!["n2".into()]), 3)
+        .await
+        .expect("explicit");
+    // Version 2 drops the config map; both nodes run it.
+    let (v2, _) = s
+        .add_version("shop", "web", &spec("shop/web:2"), "a", None, 4)
+        .await
+        .expect("v2");
+    s.publish(
+        "shop",
+        "web",
+        Some(v2.version),
+        &["n1".into(), "n2".into()],
+        5,
+    )
+    .await
+    .expect("v2");
+    assert_eq!(left_on(s, "n1").await, vec!["settings".to_string()]);
+    assert!(left_on(s, "n2").await.is_empty(), "published on its own");
+    // Back to version 1 on n1, then unpublished without cascade: left on purpose.
+    s.publish("shop", "web", Some(1), &["n1".into()], 6)
+        .await
+        .expect("v1");
+    assert!(left_on(s, "n1").await.is_empty(), "version 1 uses it");
+    s.unpublish("shop", "web", &["n1".into()], false, 7)
+        .await
+        .expect("unpublish");
+    assert!(left_on(s, "n1").await.is_empty(), "left on purpose");
 }

@@ -371,4 +371,11 @@ pub trait ControllerStore: Send + Sync {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>>;
+    /// Config maps and secrets on `node` that only apps carried there and no
+    /// app published there uses any more (a new version dropped them).
+    async fn config_left_behind(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<Vec<ResourcePublication>>;
 }

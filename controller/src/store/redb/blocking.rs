@@ -547,4 +547,15 @@ impl ControllerStore for RedbControllerStore {
         self.blocking(move |s| s.network_left_alone(&project, &node))
             .await
     }
+
+    async fn config_left_behind(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<Vec<ResourcePublication>> {
+        let project = project.to_owned();
+        let node = node.to_owned();
+        self.blocking(move |s| s.config_left_behind(&project, &node))
+            .await
+    }
 }

@@ -97,6 +97,28 @@ pub(super) fn claim(
     Ok(address)
 }
 
+/// A static EIP that would go on more than one node at once (an app
+/// published to several nodes, or followed there): refused, naming the EIP,
+/// its address, the nodes and what would take it there. Silently placing it
+/// on one of them would leave the app unreachable on the others.
+pub(super) fn refuse_static_spread(
+    project: &str,
+    name: &str,
+    e: &EipSpec,
+    nodes: &[&str],
+    how: &str,
+) -> Result<()> {
+    match &e.address {
+        Some(a) if nodes.len() > 1 => Err(StoreError::Conflict(format!(
+            "rule: a static EIP address is on one node at a time; EIP {project}/{name} \
+             ({a}) would go on {} {how} (publish it to one node, or use \"pool\": true for \
+             one address per node)",
+            nodes.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn allocate(
     txn: &WriteTransaction,
     cluster: &str,

@@ -69,6 +69,7 @@ mod eips;
 #[cfg(test)]
 mod fixtures;
 mod forced;
+mod left_behind;
 mod projects;
 mod publication_events;
 mod publications;

@@ -150,6 +150,16 @@ impl RedbControllerStore {
                     .transpose()?;
                 match existing {
                     Some(mut p) => {
+                        if !cascade {
+                            let tv: Option<TemplateVersion> = txn
+                                .open_table(VERSIONS)?
+                                .get((project, app, p.version))?
+                                .map(|g| decode("ctl_app_versions", g.value()))
+                                .transpose()?;
+                            if let Some(tv) = tv {
+                                super::left_behind::keep_left_behind(&txn, project, &tv.spec, n)?;
+                            }
+                        }
                         p.request_removal(cascade, now);
                         p.revision += 1;
                         pubs.insert((project, app, n.as_str()), encode(&p).as_slice())?;

@@ -102,24 +102,33 @@ pub(super) fn publish_with_app(
     let items = resources_of_app(&resources, project, app, spec)?;
     let mut t = txn.open_table(RESOURCE_PUBS)?;
     let detail = format!("published with app {app}");
+    let mut eips = BTreeMap::new();
+    for (kind, name) in items.iter().filter(|(k, _)| *k == ResourceKind::Eips) {
+        let g = resources.get((project, kind.as_str(), name.as_str()))?;
+        let r: Option<Resource> = g.map(|g| decode("ctl_resources", g.value())).transpose()?;
+        if let Some(ResourceSpec::Eip(e)) = r.map(|r| r.spec) {
+            let on: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+            super::eips::refuse_static_spread(project, name, &e, &on, &format!("with app {app}"))?;
+            eips.insert(name.clone(), e);
+        }
+    }
     for node in nodes {
         for (kind, name) in &items {
-            if *kind == ResourceKind::Eips {
-                let g = resources.get((project, kind.as_str(), name.as_str()))?;
-                let r: Option<Resource> =
-                    g.map(|g| decode("ctl_resources", g.value())).transpose()?;
-                if let Some(ResourceSpec::Eip(e)) = r.map(|r| r.spec) {
-                    super::eips::claim(txn, project, name, &e, node)?;
-                }
+            if let Some(e) = eips.get(name).filter(|_| *kind == ResourceKind::Eips) {
+                super::eips::claim(txn, project, name, e, node)?;
             }
             let k = key(project, *kind, name, node);
             match get_rp(&t, &k)? {
                 Some(rp) if rp.desired == ResourceDesired::Published => {}
                 Some(mut rp) => {
                     rp.request_publish(detail.clone(), now);
+                    rp.with_apps = true;
                     put_rp(&mut t, &rp)?;
                 }
-                None => put_rp(&mut t, &ResourcePublication::new(&k, detail.clone(), now))?,
+                None => put_rp(
+                    &mut t,
+                    &ResourcePublication::with_app(&k, detail.clone(), now),
+                )?,
             }
         }
     }
@@ -239,13 +248,14 @@ impl RedbControllerStore {
                     super::eips::claim(&txn, project, name, e, &node)?;
                 }
                 let k = key(project, kind, name, &node);
-                let rp = match get_rp(&t, &k)? {
+                let mut rp = match get_rp(&t, &k)? {
                     Some(mut rp) => {
                         rp.request_publish("publish requested", now);
                         rp
                     }
                     None => ResourcePublication::new(&k, "publish requested", now),
                 };
+                rp.with_apps = false;
                 put_rp(&mut t, &rp)?;
                 out.push(rp);
             }

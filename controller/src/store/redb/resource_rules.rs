@@ -195,8 +195,9 @@ pub(super) fn readiness(
 
 /// A load balancer, EIP or route created while an app it serves is published
 /// follows that app: published on those nodes (an EIP or route only where its
-/// load balancer is), without a second publish. A static EIP goes on the
-/// first such node only (its address is on one node at a time).
+/// load balancer is), without a second publish. A static EIP that would
+/// follow it to more than one node, or to a node while its address is held
+/// on another, is refused (its address is on one node at a time).
 pub(super) fn follow_apps(
     txn: &WriteTransaction,
     t: &ResourceTable<'_>,
@@ -216,7 +217,7 @@ pub(super) fn follow_apps(
         _ => None,
     };
     let mut pubs = txn.open_table(RESOURCE_PUBS)?;
-    let mut out = Vec::new();
+    let mut targets = Vec::new();
     for (node, app) in served {
         if let Some(lb) = lb {
             let lb_here = get_rp(
@@ -228,13 +229,31 @@ pub(super) fn follow_apps(
                 continue;
             }
         }
+        targets.push((node, app));
+    }
+    if let ResourceSpec::Eip(e) = &r.spec {
+        let on: Vec<&str> = targets.iter().map(|(n, _)| n.as_str()).collect();
+        let apps: BTreeSet<&str> = targets.iter().map(|(_, a)| a.as_str()).collect();
+        let how = format!(
+            "following app {}, published there",
+            apps.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        super::eips::refuse_static_spread(&r.project, &r.name, e, &on, &how)?;
+    }
+    let mut out = Vec::new();
+    for (node, app) in targets {
         if let ResourceSpec::Eip(e) = &r.spec {
-            if super::eips::claim(txn, &r.project, &r.name, e, &node).is_err() {
-                continue;
+            match super::eips::claim(txn, &r.project, &r.name, e, &node) {
+                Ok(_) => {}
+                // A static address held elsewhere is a refusal, not a skip.
+                Err(err) if e.address.is_some() => return Err(err),
+                // A pool without a free address: the EIP waits for a publish.
+                Err(_) => continue,
             }
         }
         let k = key(&r.project, r.kind, &r.name, &node);
-        let rp = ResourcePublication::new(&k, format!("follows app {app}, published there"), now);
+        let rp =
+            ResourcePublication::with_app(&k, format!("follows app {app}, published there"), now);
         super::resource_publications::put_rp(&mut pubs, &rp)?;
         out.push(k);
     }

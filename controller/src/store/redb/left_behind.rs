@@ -1,0 +1,80 @@
+//! What apps leave behind on a node: the config maps and secrets only apps
+//! carried there (`with_apps` on their records) and that no app published
+//! there uses any more, and the marking of those an app unpublish without
+//! cascade leaves there on purpose (they stay until unpublished on their own).
+
+use std::collections::BTreeSet;
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::model::AppSpec;
+use crate::resources::{spec_resources, ResourceDesired, ResourceKind, ResourcePublication};
+
+use super::resource_publications::{get_rp, key, put_rp};
+use super::resource_rules::apps_by_node;
+use super::{decode, RedbControllerStore, Result, RESOURCE_PUBS};
+
+const T: &str = "ctl_resource_publications";
+
+/// An app unpublish without cascade leaves `app`'s config maps and secrets on
+/// `node` on purpose: from then on they stay until unpublished on their own.
+pub(super) fn keep_left_behind(
+    txn: &WriteTransaction,
+    project: &str,
+    spec: &AppSpec,
+    node: &str,
+) -> Result<()> {
+    let mut t = txn.open_table(RESOURCE_PUBS)?;
+    for (kind, name) in spec_resources(spec) {
+        if let Some(mut rp) = get_rp(&t, &key(project, kind, &name, node))? {
+            if rp.with_apps {
+                rp.with_apps = false;
+                rp.revision += 1;
+                put_rp(&mut t, &rp)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl RedbControllerStore {
+    /// Config maps and secrets on `node` that only apps carried there and
+    /// that no app published there uses any more (a new version dropped
+    /// them): they go. Volumes stay, with their data, until released.
+    pub fn config_left_behind(
+        &self,
+        project: &str,
+        node: &str,
+    ) -> Result<Vec<ResourcePublication>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let t = txn.open_table(RESOURCE_PUBS)?;
+            let mut used = BTreeSet::new();
+            for a in apps_by_node(&txn, project)?
+                .remove(node)
+                .unwrap_or_default()
+            {
+                used.extend(spec_resources(&a.spec));
+            }
+            for kind in [ResourceKind::ConfigMaps, ResourceKind::Secrets] {
+                for item in t.range((project, kind.as_str(), "", "")..)? {
+                    let (k, v) = item?;
+                    let (p, kd, name, n) = k.value();
+                    if p != project || kd != kind.as_str() {
+                        break;
+                    }
+                    if n != node || used.contains(&(kind, name.to_string())) {
+                        continue;
+                    }
+                    let rp: ResourcePublication = decode(T, v.value())?;
+                    if rp.with_apps && rp.desired == ResourceDesired::Published {
+                        out.push(rp);
+                    }
+                }
+            }
+        }
+        txn.abort()?;
+        Ok(out)
+    }
+}
