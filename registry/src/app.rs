@@ -134,6 +134,8 @@ pub struct RegistryApp {
     pub gc: Arc<crate::gc_runner::GcRunner>,
     /// Pulls counted (here and reported by edges), flushed in batches.
     pub pulls: Arc<crate::pulls::PullCounter>,
+    /// Proxy projects' capacity and expiry.
+    pub retention: Arc<crate::proxy::retention::ProxyRetention>,
 }
 
 impl RegistryApp {
@@ -255,6 +257,16 @@ impl RegistryApp {
             Some(access.clone()),
             &metrics,
         );
+        let pulls = crate::pulls::PullCounter::new();
+        let retention = crate::proxy::retention::ProxyRetention::new(
+            registry.clone(),
+            access.accounts.clone(),
+            pulls.clone(),
+            access.clone(),
+            config.proxy.clone(),
+            &metrics,
+        );
+        projects.set_retention(retention.clone());
         Ok(Self {
             config,
             registry,
@@ -268,7 +280,8 @@ impl RegistryApp {
             sealer,
             project_cleanup: Default::default(),
             gc,
-            pulls: crate::pulls::PullCounter::new(),
+            pulls,
+            retention,
         })
     }
 
@@ -352,6 +365,7 @@ impl RegistryApp {
             self.config.server.pull_flush_interval,
             stop.clone(),
         );
+        self.retention.spawn(stop.clone());
         if let Some(schedule) = crate::gc_runner::Schedule::from_config(&self.config.gc) {
             self.gc.spawn_schedule(schedule, stop);
         }
