@@ -170,12 +170,22 @@ fn a_full_proxy_project_evicts_the_least_recently_pulled_and_expires_the_unpulle
         ["1"],
         "c was just pulled"
     );
-    let (_, shown) = admin.call("GET", "/api/v1/projects/hub", None);
-    let usage = shown["proxy"]["usage"].as_u64().expect("usage shown");
-    assert!(usage <= 2500 * 1024, "within capacity: {shown}");
-    assert!(usage >= 2 * MIB as u64, "two images kept: {shown}");
+    // The eviction hides the tags first, then unlinks: wait for the usage.
+    let usage = wait_until("usage within capacity", Duration::from_secs(60), || {
+        let (_, shown) = admin.call("GET", "/api/v1/projects/hub", None);
+        match shown["proxy"]["usage"].as_u64() {
+            Some(u) if u <= 2500 * 1024 => Ok(u),
+            _ => Err(shown.to_string()),
+        }
+    });
+    assert!(usage >= 2 * MIB as u64, "two images kept: {usage}");
     assert!(registry.metric("berth_proxy_evicted_images_total") >= 1.0);
     assert!(registry.metric("berth_proxy_evicted_bytes_total") >= MIB as f64);
+    admin.audit_until("action=proxy.evict", "the eviction of b", |events| {
+        events
+            .iter()
+            .any(|e| e.to_string().contains("hub/library/b@sha256:"))
+    });
     // An evicted image is pulled through again.
     pull(&base, "hub/library/b");
 
@@ -195,6 +205,16 @@ fn a_full_proxy_project_evicts_the_least_recently_pulled_and_expires_the_unpulle
         Duration::from_secs(60),
         || held_tags(&admin, "brief", "brief/library/old").is_empty(),
     );
-    let (_, shown) = admin.call("GET", "/api/v1/projects/brief", None);
-    assert_eq!(shown["proxy"]["usage"], json!(0), "{shown}");
+    wait_until(
+        "the expired image's usage gone",
+        Duration::from_secs(60),
+        || {
+            let (_, shown) = admin.call("GET", "/api/v1/projects/brief", None);
+            if shown["proxy"]["usage"] == json!(0) {
+                Ok(())
+            } else {
+                Err(shown.to_string())
+            }
+        },
+    );
 }

@@ -170,8 +170,9 @@ impl ProxyRetention {
     }
 
     /// Sweeps every proxy project (when `only_over`, those over capacity).
+    /// Pull counts are flushed first, and only when something is swept.
     pub async fn sweep_all(&self, only_over: bool) {
-        self.pulls.flush(self.local.meta().as_ref()).await;
+        let mut due = Vec::new();
         for p in self.accounts.projects() {
             let Some(up) = p.proxy else { continue };
             let limits = Limits::of(&up, &self.config);
@@ -184,11 +185,18 @@ impl ProxyRetention {
                     continue;
                 }
             }
-            match self.sweep(&p.name, limits).await {
-                Ok(s) if !s.images.is_empty() => self.account(&p.name, &s, None),
+            due.push((p.name, limits));
+        }
+        if due.is_empty() {
+            return;
+        }
+        self.pulls.flush(self.local.meta().as_ref()).await;
+        for (project, limits) in due {
+            match self.sweep(&project, limits).await {
+                Ok(s) if !s.images.is_empty() => self.account(&project, &s, None),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(project = %p.name, error = %e, "proxy project sweep failed")
+                    tracing::warn!(project = %project, error = %e, "proxy project sweep failed")
                 }
             }
         }
