@@ -147,7 +147,12 @@ async fn pull(addr: SocketAddr, repo: String, tag: String, verify: bool) -> Resu
 }
 
 /// N concurrent pulls; returns the wall time.
-async fn fan_out(addr: SocketAddr, repo: &str, tag: &str, n: usize) -> Result<Duration, Error> {
+pub(crate) async fn fan_out(
+    addr: SocketAddr,
+    repo: &str,
+    tag: &str,
+    n: usize,
+) -> Result<Duration, Error> {
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -182,7 +187,11 @@ async fn cold_layer(
 }
 
 /// Origin bytes as a multiple of the image, and the most GETs any layer got.
-fn summarize(traffic: &OriginTraffic, image_bytes: u64, layers: &[String]) -> (f64, u64) {
+pub(crate) fn summarize(
+    traffic: &OriginTraffic,
+    image_bytes: u64,
+    layers: &[String],
+) -> (f64, u64) {
     let gets = traffic.blob_gets();
     let max = layers
         .iter()

@@ -25,6 +25,7 @@ mod load;
 mod manifests;
 mod procstat;
 mod proxy;
+mod proxy_project;
 mod push_pull;
 mod replicate;
 mod report;
@@ -427,6 +428,9 @@ fn main() {
     }
     if cfg.wants(8) {
         replicate::run(&mut bench);
+    }
+    if cfg.wants(9) {
+        proxy_project::run(&mut bench);
     }
     let load_at_end = procstat::loadavg();
 

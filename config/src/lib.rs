@@ -455,6 +455,18 @@ pub struct ProxyConfig {
     /// Timeout for connecting to an upstream.
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
+    /// What a proxy project keeps at most (its usage) when it sets no
+    /// `capacity` of its own; least recently pulled images go first. None: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<ByteSize>,
+    /// Images of a proxy project nobody pulled for this long are evicted,
+    /// unless the project sets its own `expire_after`. "0s": never.
+    #[serde(with = "duration_str")]
+    pub expire_after: Duration,
+    /// How often proxy projects are swept for capacity and expiry (also
+    /// after a fill takes a project over its capacity).
+    #[serde(with = "duration_str")]
+    pub sweep_interval: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -465,6 +477,9 @@ impl Default for ProxyConfig {
             tag_freshness: Duration::from_secs(300),
             stale_limit: Duration::from_secs(7 * 24 * 3600),
             connect_timeout: Duration::from_secs(5),
+            capacity: None,
+            expire_after: Duration::ZERO,
+            sweep_interval: Duration::from_secs(600),
         }
     }
 }
@@ -899,6 +914,11 @@ impl Config {
         self.webhooks.validate()?;
         self.console.validate()?;
         self.gc.validate()?;
+        if self.proxy.sweep_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "proxy.sweep_interval must be positive".into(),
+            ));
+        }
         if self.server.pull_flush_interval.is_zero() || self.edge.pull_report_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "server.pull_flush_interval and edge.pull_report_interval must be positive".into(),
@@ -945,6 +965,7 @@ const KNOWN_OPTIONAL_KEYS: &[(&str, &str)] = &[
     ("server", "tls_key"),
     ("controller", "manifests_dir"),
     ("quota", "default_project"),
+    ("proxy", "capacity"),
 ];
 
 #[cfg(test)]
@@ -996,6 +1017,34 @@ mod tests {
             err.to_string().contains("console.session_lifetime"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn proxy_capacity_and_expiry_come_from_file_or_env() {
+        let cfg = Config::default();
+        assert_eq!(cfg.proxy.capacity, None);
+        assert!(cfg.proxy.expire_after.is_zero(), "no expiry unless asked");
+        let file: Config =
+            toml::from_str("[proxy]\ncapacity = \"20GiB\"\nexpire_after = \"30days\"\n")
+                .expect("file");
+        assert_eq!(file.proxy.capacity, Some(ByteSize(20 << 30)));
+        assert_eq!(file.proxy.expire_after, Duration::from_secs(30 * 86400));
+        let mut env = Config::default();
+        env.apply_env(
+            [
+                ("BERTH_PROXY_CAPACITY", "2GiB"),
+                ("BERTH_PROXY_EXPIRE_AFTER", "1h"),
+                ("BERTH_PROXY_SWEEP_INTERVAL", "30s"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("env applies");
+        assert_eq!(env.proxy.capacity, Some(ByteSize(2 << 30)));
+        assert_eq!(env.proxy.expire_after, Duration::from_secs(3600));
+        assert_eq!(env.proxy.sweep_interval, Duration::from_secs(30));
+        let zero: Result<Config, _> = toml::from_str("[proxy]\nsweep_interval = \"0s\"\n");
+        assert!(zero.expect("parses").validate().is_err());
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub struct RegistryApp {
     pub retention: Arc<crate::retention::RetentionRunner>,
     /// Pulls counted (here and reported by edges), flushed in batches.
     pub pulls: Arc<crate::pulls::PullCounter>,
+    /// Proxy projects' capacity and expiry.
+    pub proxy_retention: Arc<crate::proxy::retention::ProxyRetention>,
 }
 
 impl RegistryApp {
@@ -262,6 +264,16 @@ impl RegistryApp {
             Some(access.clone()),
             &metrics,
         );
+        let pulls = crate::pulls::PullCounter::new();
+        let proxy_retention = crate::proxy::retention::ProxyRetention::new(
+            registry.clone(),
+            access.accounts.clone(),
+            pulls.clone(),
+            access.clone(),
+            config.proxy.clone(),
+            &metrics,
+        );
+        projects.set_retention(proxy_retention.clone());
         Ok(Self {
             config,
             registry,
@@ -276,7 +288,8 @@ impl RegistryApp {
             project_cleanup: Default::default(),
             gc,
             retention,
-            pulls: crate::pulls::PullCounter::new(),
+            pulls,
+            proxy_retention,
         })
     }
 
@@ -364,6 +377,7 @@ impl RegistryApp {
             self.retention
                 .spawn_schedule(crate::gc_runner::Schedule::Cron(cron), stop.clone());
         }
+        self.proxy_retention.spawn(stop.clone());
         if let Some(schedule) = crate::gc_runner::Schedule::from_config(&self.config.gc) {
             self.gc.spawn_schedule(schedule, stop);
         }

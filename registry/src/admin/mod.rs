@@ -507,7 +507,7 @@ async fn list_projects(
         .filter(|p| {
             p.public || c.subject.admin || st.access.accounts.role(&p.name, c.name()).is_some()
         })
-        .map(|p| proxy_projects::answer(&p))
+        .map(|p| proxy_projects::answer(&st, &p))
         .collect();
     Ok(Json(visible))
 }
@@ -535,7 +535,7 @@ async fn create_project(
         st.registry.set_quota(&p.name, unlimited).await?;
     }
     st.audit(&c, "project.create", Some(&p.name), &p.name);
-    Ok((StatusCode::CREATED, Json(proxy_projects::answer(&p))))
+    Ok((StatusCode::CREATED, Json(proxy_projects::answer(&st, &p))))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -563,8 +563,13 @@ async fn show_project(
     Path(name): Path<String>,
 ) -> AResult<Json<ProjectView>> {
     let project = st.require_visible(&c, &name)?;
+    let storage = quota::storage(&st, &name).await?;
+    let mut shown = proxy_projects::answer(&st, &project);
+    if let Some(proxy) = shown.get_mut("proxy") {
+        proxy["usage"] = storage.usage.into();
+    }
     Ok(Json(ProjectView {
-        storage: quota::storage(&st, &name).await?,
+        storage,
         repositories: st.project_repos(&name).await?,
         members: st
             .access
@@ -573,7 +578,7 @@ async fn show_project(
             .into_iter()
             .map(|(user, role)| MemberView { user, role })
             .collect(),
-        project: proxy_projects::answer(&project),
+        project: shown,
     }))
 }
 
@@ -622,7 +627,7 @@ async fn patch_project(
         };
         st.audit(&c, action, Some(&name), &name);
     }
-    let mut answer = proxy_projects::answer(&p);
+    let mut answer = proxy_projects::answer(&st, &p);
     answer["storage"] = serde_json::to_value(quota::storage(&st, &name).await?).unwrap_or_default();
     Ok(Json(answer))
 }

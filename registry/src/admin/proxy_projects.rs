@@ -21,6 +21,14 @@ pub struct NewProxy {
     pub username: String,
     #[serde(default)]
     pub password: String,
+    /// What the project keeps at most (its storage usage), e.g. `20GiB`;
+    /// least recently pulled images are evicted over it. Default: `[proxy] capacity`.
+    #[serde(default)]
+    pub capacity: Option<String>,
+    /// Images nobody pulled for this long are evicted, e.g. `30d`; `0s`:
+    /// never. Default: `[proxy] expire_after`.
+    #[serde(default)]
+    pub expire_after: Option<String>,
 }
 
 fn bad(message: impl Into<String>) -> AdminError {
@@ -50,6 +58,26 @@ pub(super) async fn upstream(
     if p.username.is_empty() != p.password.is_empty() {
         return Err(bad("proxy.username and proxy.password go together"));
     }
+    let capacity = match &p.capacity {
+        None => None,
+        Some(c) => match c.parse::<berth_config::ByteSize>() {
+            Ok(b) if b.0 > 0 => Some(b.0),
+            Ok(_) => return Err(bad("proxy.capacity must be more than 0")),
+            Err(e) => return Err(bad(format!("proxy.capacity: {e}"))),
+        },
+    };
+    let expire_after_secs = match &p.expire_after {
+        None => None,
+        Some(d) => Some(
+            humantime::parse_duration(d.trim())
+                .map_err(|e| {
+                    bad(format!(
+                        "proxy.expire_after {d:?} is not a duration ({e}); write e.g. 30d, 12h"
+                    ))
+                })?
+                .as_secs(),
+        ),
+    };
     if !st.proxy.allow_private_upstreams {
         crate::proxy::target::check_url(&url).map_err(|why| bad(format!("proxy.url: {why}")))?;
         check_resolves_public(&url).await?;
@@ -73,6 +101,8 @@ pub(super) async fn upstream(
         url: url.as_str().trim_end_matches('/').to_string(),
         username: p.username,
         password_sealed,
+        capacity,
+        expire_after_secs,
     })
 }
 
@@ -98,10 +128,25 @@ async fn check_resolves_public(url: &reqwest::Url) -> AResult<()> {
     Ok(())
 }
 
-/// The answer for a project: never its sealed password; for a public proxy
-/// project that pulls with an account, what that means.
-pub(super) fn answer(p: &Project) -> serde_json::Value {
+/// The answer for a project: never its sealed password; for a proxy
+/// project, the capacity and expiry in force (its own or the configuration's);
+/// for a public proxy project that pulls with an account, what that means.
+pub(super) fn answer(st: &AdminState, p: &Project) -> serde_json::Value {
     let mut v = p.shown();
+    if let (Some(up), Some(shown)) = (&p.proxy, v.get_mut("proxy")) {
+        let limits = crate::proxy::retention::Limits::of(up, &st.proxy);
+        shown["capacity"] = limits.capacity.into();
+        shown["capacity_from"] = match (up.capacity, limits.capacity) {
+            (Some(_), _) => "project",
+            (None, Some(_)) => "default",
+            (None, None) => "none",
+        }
+        .into();
+        shown["expire_after"] = match limits.expire_after {
+            Some(d) => humantime::format_duration(d).to_string().into(),
+            None => serde_json::Value::Null,
+        };
+    }
     if let (true, Some(up)) = (p.public, &p.proxy) {
         if !up.username.is_empty() {
             v["warning"] = format!(

@@ -32,6 +32,7 @@ pub mod flight;
 pub mod mirror;
 pub mod projects;
 pub mod pull_through;
+pub mod retention;
 pub mod tags;
 pub mod target;
 pub mod upstream;

@@ -46,6 +46,8 @@ pub struct ProxyProjects {
     metrics: Arc<ProxyMetrics>,
     /// Each proxy project's pull-through, with the settings it was built from.
     pulls: Mutex<HashMap<String, (ProxyUpstream, Arc<PullThrough>)>>,
+    /// Told of every manifest served from a proxy project (`set_retention`).
+    retention: std::sync::OnceLock<Arc<super::retention::ProxyRetention>>,
 }
 
 impl ProxyProjects {
@@ -68,7 +70,13 @@ impl ProxyProjects {
             clock,
             metrics,
             pulls: Mutex::new(HashMap::new()),
+            retention: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Who keeps proxy projects within their capacity: told of their pulls.
+    pub fn set_retention(&self, retention: Arc<super::retention::ProxyRetention>) {
+        let _ = self.retention.set(retention);
     }
 
     /// The pull-through serving `repo`, or None when its project is not a proxy.
@@ -164,7 +172,13 @@ impl Namespace for ProxyProjects {
 
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Manifest> {
         match self.route(repo)? {
-            Some(pt) => pt.manifest(repo, reference).await,
+            Some(pt) => {
+                let m = pt.manifest(repo, reference).await?;
+                if let Some(r) = self.retention.get() {
+                    r.pulled(repo.project());
+                }
+                Ok(m)
+            }
             None => self.local.manifest(repo, reference).await,
         }
     }

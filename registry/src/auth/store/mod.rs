@@ -64,6 +64,14 @@ pub struct ProxyUpstream {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub password_sealed: Option<crate::sealing::SealedSecret>,
+    /// What the project keeps at most, in bytes of its usage (least recently
+    /// pulled images go first); None: `[proxy] capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+    /// Seconds after its last pull an image is evicted (0: never); None:
+    /// `[proxy] expire_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after_secs: Option<u64>,
 }
 
 impl Project {
