@@ -45,6 +45,33 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Calls `job` each time the schedule comes round, until `stop`; the
+    /// next time is counted from the end of the previous job. `what` names
+    /// the schedule in the log.
+    pub fn spawn<F, Fut>(
+        self,
+        what: &'static str,
+        stop: tokio_util::sync::CancellationToken,
+        mut job: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        tokio::spawn(async move {
+            loop {
+                let Some(wait) = self.wait_from(meta::now()) else {
+                    tracing::warn!(schedule = what, "the schedule never fires again");
+                    return;
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                job().await;
+            }
+        });
+    }
+
     /// From `[gc] interval` or `[gc] schedule`; None when neither is set.
     pub fn from_config(gc: &berth_config::GcConfig) -> Option<Schedule> {
         if let Some(c) = gc.cron() {
@@ -252,16 +279,9 @@ impl GcRunner {
         stop: tokio_util::sync::CancellationToken,
     ) {
         let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let Some(wait) = schedule.wait_from(meta::now()) else {
-                    tracing::warn!("the GC schedule never fires again");
-                    return;
-                };
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
+        schedule.spawn("GC", stop, move || {
+            let me = me.clone();
+            async move {
                 match me.run(Trigger::Schedule, None, false).await {
                     Ok(_) => {}
                     Err(RunError::Busy) => {

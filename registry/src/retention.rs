@@ -231,21 +231,14 @@ impl RetentionRunner {
         stop: tokio_util::sync::CancellationToken,
     ) {
         let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let Some(wait) = schedule.wait_from(meta::now()) else {
-                    tracing::warn!("the retention schedule never fires again");
-                    return;
-                };
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
+        schedule.spawn("retention", stop, move || {
+            let me = me.clone();
+            async move {
                 let projects = match me.registry.meta().retention_policies().await {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the retention rules");
-                        continue;
+                        return;
                     }
                 };
                 for (project, _) in projects {

@@ -105,13 +105,20 @@ impl Browser {
         }
     }
 
+    /// Waits up to 10 s for an element. A page still loading answers
+    /// "aborted by navigation" (a form just submitted, a link followed):
+    /// that is waited out too, not only a missing element.
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{}: no element {css}: {e}", self.test))
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(e) => return e,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("{}: no element {css}: {e}", self.test)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     pub async fn count(&self, css: &str) -> usize {
