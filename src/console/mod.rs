@@ -119,6 +119,18 @@ impl Console {
         &self.inner.registry_host
     }
 
+    /// `call` as a signed-in page's account, from its browser's address.
+    pub(crate) async fn call_as(
+        &self,
+        signed: &Signed,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> ApiAnswer {
+        self.call(Some(&signed.session), signed.ctx.peer, method, path, body)
+            .await
+    }
+
     /// Calls the API in-process as the session's account (anonymous without
     /// one), from the browser's address, and reads the JSON answer.
     pub(crate) async fn call(

@@ -193,9 +193,8 @@ pub fn project_page(
 /// The project as the API shows the caller, or the API's refusal.
 pub async fn fetch_project(console: &Console, signed: &Signed, p: &str) -> Result<Value, Response> {
     let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
+        .call_as(
+            signed,
             Method::GET,
             &format!("/api/v1/projects/{}", urlencode(p)),
             None,
@@ -313,9 +312,8 @@ async fn put_member(
         urlencode(&user)
     );
     let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
+        .call_as(
+            &signed,
             Method::PUT,
             &path,
             Some(serde_json::json!({ "role": role })),
@@ -340,15 +338,7 @@ async fn delete_member(
         urlencode(&p),
         urlencode(&user)
     );
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::DELETE,
-            &path,
-            None,
-        )
-        .await;
+    let a = console.call_as(&signed, Method::DELETE, &path, None).await;
     if a.ok() {
         return done(&format!("/ui/projects/{}/members", urlencode(&p)));
     }
@@ -419,9 +409,8 @@ async fn visibility(
     let public = form.get("public").is_some_and(|v| v == "true");
     let path = format!("/api/v1/projects/{}", urlencode(&p));
     let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
+        .call_as(
+            &signed,
             Method::PATCH,
             &path,
             Some(serde_json::json!({ "public": public })),
@@ -442,15 +431,7 @@ async fn delete_project(
     CsrfForm(signed, _): CsrfForm,
 ) -> Response {
     let path = format!("/api/v1/projects/{}", urlencode(&p));
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::DELETE,
-            &path,
-            None,
-        )
-        .await;
+    let a = console.call_as(&signed, Method::DELETE, &path, None).await;
     if a.ok() {
         return done("/ui/projects");
     }

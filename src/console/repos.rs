@@ -273,15 +273,7 @@ async fn delete_repository(
         urlencode(&p),
         urlencode(&repo)
     );
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::DELETE,
-            &path,
-            None,
-        )
-        .await;
+    let a = console.call_as(&signed, Method::DELETE, &path, None).await;
     if a.ok() {
         return done(&format!("/ui/projects/{}", urlencode(&p)));
     }
@@ -304,15 +296,7 @@ async fn delete_tag(
         urlencode(&repo),
         urlencode(&tag)
     );
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::DELETE,
-            &path,
-            None,
-        )
-        .await;
+    let a = console.call_as(&signed, Method::DELETE, &path, None).await;
     if a.ok() {
         return done(&format!(
             "/ui/projects/{}/repository?name={}",

@@ -117,9 +117,8 @@ async fn create_robot(
     let access = form.get("access").cloned().unwrap_or_else(|| "pull".into());
     let path = format!("/api/v1/projects/{}/robots", urlencode(&p));
     let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
+        .call_as(
+            &signed,
             Method::POST,
             &path,
             Some(serde_json::json!({ "name": name, "access": access })),
@@ -145,15 +144,7 @@ async fn revoke_robot(
         urlencode(&p),
         urlencode(&robot)
     );
-    let a = console
-        .call(
-            Some(&signed.session),
-            signed.ctx.peer,
-            Method::DELETE,
-            &path,
-            None,
-        )
-        .await;
+    let a = console.call_as(&signed, Method::DELETE, &path, None).await;
     if a.ok() {
         return done(&format!("/ui/projects/{}/robots", urlencode(&p)));
     }
