@@ -39,6 +39,7 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub meta: MetaConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub gc: GcConfig,
@@ -206,6 +207,39 @@ impl Default for StorageConfig {
             access_key_id: String::new(),
             secret_access_key: String::new(),
             allow_http: false,
+        }
+    }
+}
+
+/// Where the registry keeps its metadata (repositories, accounts, audit,
+/// the controller's records, ...).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MetaBackend {
+    /// One embedded redb file in the data directory: the default, one process.
+    #[default]
+    Redb,
+    /// A PostgreSQL database several `berth serve` replicas share.
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    pub backend: MetaBackend,
+    /// `postgres://user:password@host:port/database` (backend = "postgres").
+    /// Never logged; prefer the environment (`BERTH_META_URL`) for the password.
+    pub url: String,
+    /// Connections each process keeps open to PostgreSQL at most.
+    pub max_connections: u32,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            backend: MetaBackend::Redb,
+            url: String::new(),
+            max_connections: 16,
         }
     }
 }
@@ -886,6 +920,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "storage.backend = \"s3\" needs storage.bucket".into(),
             ));
+        }
+        if self.meta.backend == MetaBackend::Postgres && self.meta.url.is_empty() {
+            return Err(ConfigError::Invalid(
+                "meta.backend = \"postgres\" needs meta.url (postgres://user:password@host:port/database)"
+                    .into(),
+            ));
+        }
+        if self.meta.max_connections < 2 {
+            return Err(ConfigError::Invalid(format!(
+                "meta.max_connections must be at least 2, not {}",
+                self.meta.max_connections
+            )));
         }
         if self.server.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid(

@@ -13,6 +13,7 @@
 //!   from the machine's configuration.
 //! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
 //! - [`http`]: raw registry requests whose status, OCI error code and challenge tests assert.
+//! - [`postgres`]: a PostgreSQL server of the test's own on 127.0.0.1 (`initdb` + `postgres`).
 //! - [`net`]: raw TCP clients for connection-level tests (partial requests, silent sockets,
 //!   other loopback source addresses).
 //!
@@ -26,6 +27,7 @@ pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod net;
+pub mod postgres;
 pub mod proc;
 pub mod proxy;
 pub mod receiver;
