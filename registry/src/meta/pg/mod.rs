@@ -19,8 +19,11 @@ use tokio_postgres::NoTls;
 
 use super::MetaError;
 
+mod duties;
 #[cfg(test)]
 mod tests;
+
+pub use self::duties::PgDuties;
 
 /// A pool of connections to one PostgreSQL database.
 pub type Pool = deadpool_postgres::Pool;
