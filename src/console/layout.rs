@@ -33,6 +33,7 @@ pub fn page(ctx: &Ctx, title: &str, section: Section, body: Markup) -> Response 
                 link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
                 link rel="stylesheet" href=(assets::url("console.css"));
                 script src=(assets::url("console.js")) defer {}
+                script src=(assets::url("live.js")) defer {}
             }
             body {
                 header.topbar {

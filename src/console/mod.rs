@@ -27,15 +27,19 @@ use berth_registry::service::LocalRegistry;
 use tower::ServiceExt;
 
 mod admin;
+mod apps;
 mod assets;
 mod details;
+mod diff;
 mod i18n;
 mod layout;
+mod live;
 mod projects;
 mod repos;
 mod robots;
 mod session;
 mod signin;
+mod versions;
 
 pub use i18n::Lang;
 use session::{Session, Sessions};
@@ -54,6 +58,11 @@ struct Inner {
     sessions: Sessions,
     /// `host[:port]` the pull commands name.
     registry_host: String,
+    /// Bumped by the controller on every publication write (none without
+    /// the controller): what the live publish view waits on.
+    publication_changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Cancelled when the server begins to shut down: streams end then.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// How long the bearer token of one in-process API call lives.
@@ -64,6 +73,8 @@ impl Console {
         api: Router,
         access: Arc<RegistryAccess>,
         registry: Arc<LocalRegistry>,
+        publication_changes: Option<tokio::sync::watch::Receiver<u64>>,
+        stop: tokio_util::sync::CancellationToken,
         cfg: &berth_config::Config,
     ) -> Self {
         let url = cfg.server.external_url();
@@ -84,6 +95,8 @@ impl Console {
                     tls,
                 ),
                 registry_host,
+                publication_changes,
+                stop,
             }),
         }
     }
@@ -99,6 +112,9 @@ impl Console {
             .merge(repos::routes())
             .merge(robots::routes())
             .merge(admin::routes())
+            .merge(apps::routes())
+            .merge(versions::routes())
+            .merge(live::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }
@@ -117,6 +133,16 @@ impl Console {
 
     pub(crate) fn registry_host(&self) -> &str {
         &self.inner.registry_host
+    }
+
+    /// A receiver woken on every publication write; None without the controller.
+    pub(crate) fn publication_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.publication_changes.clone()
+    }
+
+    /// Cancelled when the server begins to shut down.
+    pub(crate) fn stopping(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.stop
     }
 
     /// `call` as a signed-in page's account, from its browser's address.
@@ -141,15 +167,41 @@ impl Console {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> ApiAnswer {
+        let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
+        self.send(who, peer, method, path, body).await
+    }
+
+    /// `call_as` with a body of another type than JSON (a YAML manifest).
+    pub(crate) async fn call_with(
+        &self,
+        signed: &Signed,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> ApiAnswer {
+        let (who, peer) = (Some(&signed.session), signed.ctx.peer);
+        self.send(who, peer, method, path, Some((content_type, body)))
+            .await
+    }
+
+    async fn send(
+        &self,
+        who: Option<&Session>,
+        peer: Option<IpAddr>,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> ApiAnswer {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(s) = who {
             let token = self.inner.access.session_token(&s.subject, CALL_TOKEN_TTL);
             req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let body = match body {
-            Some(v) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
+            Some((ctype, bytes)) => {
+                req = req.header(header::CONTENT_TYPE, ctype);
+                Body::from(bytes)
             }
             None => Body::empty(),
         };

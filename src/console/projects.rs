@@ -159,6 +159,7 @@ async fn create(State(console): State<Console>, CsrfForm(signed, form): CsrfForm
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Repositories,
+    Apps,
     Members,
     Robots,
     Settings,
@@ -181,6 +182,7 @@ pub fn project_page(
         div.toolbar { h1 { (name) " " (visibility_pill(ctx, project["public"].as_bool().unwrap_or(false))) } }
         nav.tabs {
             a class=(cls(Tab::Repositories)) href=(base) { (t("Repositories")) }
+            a class=(cls(Tab::Apps)) href={(base) "/apps"} { (t("Apps")) }
             a class=(cls(Tab::Members)) href={(base) "/members"} { (t("Members")) }
             a class=(cls(Tab::Robots)) href={(base) "/robots"} { (t("Robot accounts")) }
             a class=(cls(Tab::Settings)) href={(base) "/settings"} { (t("Settings")) }
