@@ -1,12 +1,14 @@
-//! The console's app screens in a real browser (headless Chromium over
+//! The console's app and resource screens in a real browser (headless Chromium over
 //! WebDriver) against the built `berth serve` with its controller and two
 //! `berth edge` processes as nodes: an app created from pasted Kubernetes
 //! YAML, published by a label selector and by picking a node, both nodes
 //! reaching running in the live view with no reload (the rows arrive over
 //! server-sent events), a second version's publish followed live, the
 //! version diff, unpublish, a refusal in the API's words, and the pages on a
-//! phone's width. Every test saves screenshots and fails on any error the
-//! browser's console logs.
+//! phone's width; a load balancer taken down on one node, deleting it while
+//! published refused with the API's rule, and a volume released through its
+//! data-loss confirmation. Every test saves screenshots and fails on any
+//! error the browser's console logs.
 
 mod browser;
 mod controller_support;
@@ -197,4 +199,152 @@ fn an_app_from_yaml_is_published_to_two_nodes_and_followed_live() {
         (&east["state"], &west["state"]),
         (&json!("running"), &json!("running"))
     );
+}
+
+/// Reloads `path` until `css` matches `n` elements (resource pages are not live).
+async fn wait_reloading(b: &Browser, path: &str, css: &str, n: usize, what: &str) {
+    let deadline = std::time::Instant::now() + PUBLISH;
+    loop {
+        b.goto(path).await;
+        if b.count(css).await == n {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!(
+                "{what}: {css} never matched {n} elements on {path}:\n{}",
+                b.body().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[test]
+fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule() {
+    if !browser::available() || !controller_support::tools_present() {
+        return;
+    }
+    let site = site_with_two_nodes();
+    let lbs = format!("/ui/projects/{PROJECT}/resources/loadbalancers");
+    let volumes = format!("/ui/projects/{PROJECT}/resources/volumes");
+    rt().block_on(async {
+        let b = Browser::start("resources", &site.registry_url(), Options::default()).await;
+        b.sign_in("admin", ADMIN_PASSWORD).await;
+        b.find("nav.nav").await;
+        // A volume and a load balancer, created from their forms.
+        b.goto(&volumes).await;
+        b.fill("#create input[name=name]", "data").await;
+        b.fill("#create input[name=capacity]", "1Gi").await;
+        b.click("#create button[type=submit]").await;
+        b.find("#resources tr[data-name=data]").await;
+        // An app using the volume, and a load balancer in front of it.
+        blocking(|| {
+            site.create_app(
+                json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
+                "name": "web", "image": "acme/web:1.0",
+                "ports": [{"name": "http", "container_port": 8080}],
+                "volume_mounts": [{"name": "data", "mount_path": "/var/lib/web"}]}],
+                "volumes": [{"name": "data", "persistent_volume_claim": "data"}]}}),
+            )
+        });
+        b.goto(&lbs).await;
+        b.fill("#create input[name=name]", "web-lb").await;
+        b.fill("#create input[name=app]", "web").await;
+        b.fill("#create input[name=ports]", "80:8080").await;
+        b.click("#create button[type=submit]").await;
+        b.find("#resources").await;
+        let spec = b
+            .text("#resources tr[data-name=web-lb] td[data-label=Spec]")
+            .await;
+        assert_eq!(
+            spec,
+            "ClusterIP 80:8080/TCP → app=web",
+            "{}",
+            b.body().await
+        );
+
+        // Published on both nodes, the app takes both along.
+        blocking(|| {
+            site.publish("web", json!({"selector": {"zone": "test"}}));
+            for n in ["east", "west"] {
+                site.wait_state("web", n, "running", PUBLISH);
+            }
+        });
+        let applied = "#resources tr[data-name=web-lb] div.on-node[data-state=applied]";
+        wait_reloading(&b, &lbs, applied, 2, "web-lb on both nodes").await;
+
+        // Taken down on west only.
+        b.click("tr[data-name=web-lb] div.on-node[data-node=west] form.unpublish button")
+            .await;
+        b.client.accept_alert().await.expect("the confirmation");
+        b.find("#resources").await;
+        wait_reloading(
+            &b,
+            &lbs,
+            "tr[data-name=web-lb] div.on-node[data-node=west]",
+            0,
+            "web-lb off west",
+        )
+        .await;
+        assert_eq!(
+            b.count("tr[data-name=web-lb] div.on-node[data-node=east][data-state=applied]")
+                .await,
+            1
+        );
+        b.no_console_errors(&[]).await;
+
+        // Deleting it while published on east: the API's rule, on the page.
+        b.click("tr[data-name=web-lb] form.delete button").await;
+        b.client.accept_alert().await.expect("the confirmation");
+        let alert = b.text(".alert.bad").await;
+        assert!(
+            alert.contains("rule: a resource is deleted only when it is published nowhere"),
+            "{alert}"
+        );
+        b.screenshot("refused-delete").await;
+        b.no_console_errors(&[
+            "/delete - Failed to load resource: the server responded with a status of 409",
+        ])
+        .await;
+
+        // The app leaves west without its resources: the volume stays bound there until released.
+        blocking(|| {
+            site.unpublish("web", json!({"nodes": ["west"]}));
+            site.wait_publication("web", "west", "removed", PUBLISH, |p| p.is_none());
+        });
+        let pvc = "acme-shared-persistentvolumeclaim-data-west.yaml".to_string();
+        assert!(site.manifests("west").contains(&pvc));
+        b.goto(&volumes).await;
+        let west = "tr[data-name=data] div.binding[data-node=west]";
+        b.find(&format!("{west}[data-binding=bound]")).await;
+        // The release asks for the volume's name: a wrong one is not sent.
+        b.fill(&format!("{west} input[name=confirm]"), "dat").await;
+        b.click(&format!("{west} form.release button")).await;
+        let invalid = b
+            .js(&format!(
+                "return document.querySelector('{west} input[name=confirm]').matches(':invalid')"
+            ))
+            .await;
+        assert_eq!(invalid, true, "the browser holds back a wrong name");
+        b.fill(&format!("{west} input[name=confirm]"), "data").await;
+        b.screenshot("release-volume").await;
+        b.click(&format!("{west} form.release button")).await;
+        b.client
+            .accept_alert()
+            .await
+            .expect("the data-loss confirmation");
+        b.find(&format!("{west}[data-binding=released]")).await;
+        assert!(
+            !site.manifests("west").contains(&pvc),
+            "the claim is gone from west"
+        );
+        b.no_console_errors(&[]).await;
+        b.close().await;
+    });
+    let (s, v) = site.api(
+        "GET",
+        &format!("/api/v1/projects/{PROJECT}/loadbalancers/web-lb"),
+        None,
+    );
+    assert_eq!(s, 200, "refused, so still there: {v}");
 }

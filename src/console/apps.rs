@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::layout::{self, alert, time};
 use super::live::{self, app_api, app_ui};
 use super::projects::{fetch_project, project_page, refused, with_status, Tab};
+use super::resource_forms::labels;
 use super::{done, urlencode, Console, CsrfForm, Ctx, Signed};
 
 pub fn routes() -> Router<Console> {
@@ -264,20 +265,6 @@ fn publish_form(ctx: &Ctx, base: &str, latest: u64, nodes: &[Value]) -> Markup {
     }
 }
 
-/// `k=v,k2=v2` as a selector; an entry without `=` is an error to show.
-fn parse_selector(s: &str) -> Result<BTreeMap<String, String>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => Err(p.to_string()),
-        })
-        .collect()
-}
-
 async fn publish(
     State(console): State<Console>,
     Path((p, a)): Path<(String, String)>,
@@ -293,13 +280,10 @@ async fn publish(
     if !nodes.is_empty() {
         body["nodes"] = json!(nodes);
     }
-    match parse_selector(form.get("selector").map_or("", String::as_str)) {
+    match labels(form.get("selector").map_or("", String::as_str)) {
         Ok(sel) if !sel.is_empty() => body["selector"] = json!(sel),
         Ok(_) => {}
-        Err(bad) => {
-            let msg = format!("{} {bad:?}", signed.ctx.t("A label is written key=value:"));
-            return show_app(&console, &signed, &p, &a, Some(msg)).await;
-        }
+        Err(bad) => return show_app(&console, &signed, &p, &a, Some(bad)).await,
     }
     if let Some(v) = form.get("version").and_then(|v| v.parse::<u32>().ok()) {
         body["version"] = json!(v);
@@ -358,18 +342,4 @@ async fn clone(
         show_app(&console, &signed, &p, &a, Some(r.error())).await,
         r.status,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_selector_is_labels_separated_by_commas() {
-        let sel = parse_selector(" zone=east , tier=edge,").expect("selector");
-        assert_eq!(sel.get("zone").map(String::as_str), Some("east"));
-        assert_eq!(sel.get("tier").map(String::as_str), Some("edge"));
-        assert!(parse_selector("").expect("empty").is_empty());
-        assert_eq!(parse_selector("zone"), Err("zone".to_string()));
-    }
 }

@@ -36,6 +36,8 @@ mod layout;
 mod live;
 mod projects;
 mod repos;
+mod resource_forms;
+mod resources;
 mod robots;
 mod session;
 mod signin;
@@ -115,6 +117,7 @@ impl Console {
             .merge(apps::routes())
             .merge(versions::routes())
             .merge(live::routes())
+            .merge(resources::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }

@@ -160,6 +160,7 @@ async fn create(State(console): State<Console>, CsrfForm(signed, form): CsrfForm
 pub enum Tab {
     Repositories,
     Apps,
+    Resources,
     Members,
     Robots,
     Settings,
@@ -183,6 +184,7 @@ pub fn project_page(
         nav.tabs {
             a class=(cls(Tab::Repositories)) href=(base) { (t("Repositories")) }
             a class=(cls(Tab::Apps)) href={(base) "/apps"} { (t("Apps")) }
+            a class=(cls(Tab::Resources)) href={(base) "/resources/loadbalancers"} { (t("Access and storage")) }
             a class=(cls(Tab::Members)) href={(base) "/members"} { (t("Members")) }
             a class=(cls(Tab::Robots)) href={(base) "/robots"} { (t("Robot accounts")) }
             a class=(cls(Tab::Settings)) href={(base) "/settings"} { (t("Settings")) }
