@@ -7,8 +7,10 @@
 //! version diff, unpublish, a refusal in the API's words, and the pages on a
 //! phone's width; a load balancer taken down on one node, deleting it while
 //! published refused with the API's rule, and a volume released through its
-//! data-loss confirmation. Every test saves screenshots and fails on any
-//! error the browser's console logs.
+//! data-loss confirmation; a node registered and labelled from its form,
+//! its kubeconfig exported, and an app's log (CRI files the test writes on
+//! the node) followed as lines arrive. Every test saves screenshots and
+//! fails on any error the browser's console logs.
 
 mod browser;
 mod controller_support;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use berth_testkit::berth::ADMIN_PASSWORD;
 use berth_testkit::fixtures::ImageBuilder;
+use berth_testkit::logs::{append, cri};
 use browser::{Browser, Options};
 use controller_support::{Site, PROJECT};
 use serde_json::json;
@@ -347,4 +350,81 @@ fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule(
         None,
     );
     assert_eq!(s, 200, "refused, so still there: {v}");
+}
+
+#[test]
+fn a_node_is_registered_and_labelled_its_kubeconfig_exported_and_an_apps_log_followed() {
+    if !browser::available() {
+        return;
+    }
+    const TOKEN: &str = "ctl-token-console-7f";
+    let mut site = Site::start();
+    let pods = site.tmp.path().join("pods");
+    let dir = pods.join(format!("{PROJECT}_web-east-7d9f-abc12_uid-1/web"));
+    std::fs::create_dir_all(&dir).expect("pod log dir");
+    let log = dir.join("0.log");
+    let line = |s: u32, text: &str| cri(&format!("{s:02}.0"), "stdout", "F", text);
+    append(&log, &(line(1, "started") + &line(2, "listening on :8080")));
+    let upstream = site.registry_url();
+    let pods_dir = pods.to_str().expect("path").to_string();
+    site.start_edge_with(
+        "east",
+        &upstream,
+        &[
+            ("BERTH_EDGE_POD_LOGS_DIR", &pods_dir),
+            ("BERTH_EDGE_CONTROLLER_TOKEN", TOKEN),
+        ],
+    );
+    let edge_url = site.edge("east").url();
+    site.create_app(json!({"name": "web", "spec": {"kind": "Deployment",
+        "containers": [{"name": "web", "image": "acme/web:1.0"}]}}));
+    rt().block_on(async {
+        let b = Browser::start("nodes", &site.registry_url(), Options::default()).await;
+        b.sign_in("admin", ADMIN_PASSWORD).await;
+        b.click("nav.nav a[href='/ui/nodes']").await;
+        // Registered from the form, with the edge's logs token.
+        b.fill("#new-node input[name=name]", "east").await;
+        b.fill("#new-node input[name=edge_url]", &edge_url).await;
+        b.fill("#new-node input[name=labels]", "zone=test").await;
+        b.fill("#new-node input[name=edge_controller_token]", TOKEN).await;
+        b.click("#new-node button[type=submit]").await;
+        b.find("#nodes tr[data-node=east]").await;
+        assert!(b.text("#nodes tr[data-node=east]").await.contains("logs"), "logs through the edge");
+        assert!(!b.body().await.contains(TOKEN), "the token is never shown");
+        // Labels changed in place: one added, the other kept.
+        b.fill("tr[data-node=east] form.labels input[name=labels]", "zone=test,tier=edge").await;
+        b.click("tr[data-node=east] form.labels button").await;
+        b.find("#nodes").await;
+        let labels = b.find("tr[data-node=east] form.labels input[name=labels]").await;
+        assert_eq!(labels.prop("value").await.expect("value").as_deref(), Some("tier=edge,zone=test"));
+        b.screenshot("nodes").await;
+
+        // The node's kubeconfig for project acme, as a file.
+        let got = b
+            .js_async(&format!(
+                "const done = arguments[arguments.length - 1];
+                 fetch('/ui/nodes/east/kubeconfig?project={PROJECT}')
+                 .then(r => r.text().then(t => done([r.status, r.headers.get('content-disposition'), t])));"
+            ))
+            .await;
+        assert_eq!(got[0], 200, "{got}");
+        assert_eq!(got[1], format!("attachment; filename=\"kubeconfig-east-{PROJECT}.yaml\""));
+        let yaml = got[2].as_str().unwrap_or("");
+        assert!(yaml.contains("k8s.invalid:6443") && yaml.contains(&format!("namespace: {PROJECT}")), "{yaml}");
+        b.no_console_errors(&[]).await;
+
+        // The app's log on east, then followed as the test writes a line.
+        b.goto(&format!("/ui/projects/{PROJECT}/apps/web/logs?node=east&tail=10")).await;
+        b.find("pre#log[data-lines='2']").await;
+        assert_eq!(b.text("pre#log").await, "started\nlistening on :8080");
+        blocking(|| append(&log, &line(3, "GET / 200")));
+        b.find("pre#log[data-lines='3']").await;
+        assert_eq!(b.text("pre#log").await, "started\nlistening on :8080\nGET / 200");
+        b.screenshot("logs").await;
+        b.no_console_errors(&[]).await;
+        b.close().await;
+    });
+    let (s, v) = site.api("GET", "/api/v1/nodes/east", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["labels"], json!({"zone": "test", "tier": "edge"}));
 }

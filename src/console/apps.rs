@@ -213,7 +213,10 @@ async fn show_app(
         section.card {
             div.toolbar {
                 h2 { (a) " " span.pill { (app["kind"].as_str().unwrap_or("")) } " " span.pill #latest-version { "v" (latest) } }
-                a.button.secondary href={(base) "/versions"} { (t("Version history")) }
+                span {
+                    a.button.secondary href={(base) "/logs"} { (t("Logs")) } " "
+                    a.button.secondary href={(base) "/versions"} { (t("Version history")) }
+                }
             }
             p { (t("Images")) ": " @for i in &images { code { (i) } " " } }
             p.muted { (app["latest"]["summary"].as_str().unwrap_or("")) }

@@ -314,6 +314,39 @@ const ZH: &[(&str, &str)] = &[
     ),
     ("Capacity", "容量"),
     ("Storage class", "存储类"),
+    // Logs, clusters and nodes.
+    ("Logs", "日志"),
+    ("Lines before following", "跟随前显示的行数"),
+    ("Follow", "跟随"),
+    ("Following the log of node", "正在跟随节点日志："),
+    ("Clusters and nodes", "集群与节点"),
+    ("Cluster", "集群"),
+    ("Clusters", "集群"),
+    ("Labels", "标签"),
+    ("Edge cache", "边缘缓存"),
+    ("Kubeconfig", "Kubeconfig"),
+    ("Save", "保存"),
+    ("logs", "日志"),
+    ("Export", "导出"),
+    (
+        "Delete this node? Nothing may be published on it.",
+        "删除此节点？节点上不能有任何发布。",
+    ),
+    ("API server", "API 服务器"),
+    ("EIP pool", "弹性 IP 地址池"),
+    (
+        "Delete this cluster? It must have no nodes.",
+        "删除此集群？集群中不能有节点。",
+    ),
+    ("Register a cluster", "注册集群"),
+    ("Register", "注册"),
+    ("Register a node", "注册节点"),
+    ("Edge cache URL", "边缘缓存地址"),
+    ("Edge logs token", "边缘日志令牌"),
+    (
+        "The edge's edge.controller_token: lets the registry read the node's container logs.",
+        "边缘节点的 edge.controller_token：用于让镜像仓库服务读取节点上的容器日志。",
+    ),
 ];
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::{assets, urlencode, Ctx, Lang};
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Projects,
+    Nodes,
     Audit,
     Gc,
     Account,
@@ -43,6 +44,7 @@ pub fn page(ctx: &Ctx, title: &str, section: Section, body: Markup) -> Response 
                         label.nav-button for="nav-toggle" aria-label=(t("Menu")) { "☰" }
                         nav.nav {
                             a class=(cur(section, Section::Projects)) href="/ui/projects" { (t("Projects")) }
+                            a class=(cur(section, Section::Nodes)) href="/ui/nodes" { (t("Nodes")) }
                             @if admin {
                                 a class=(cur(section, Section::Audit)) href="/ui/audit" { (t("Audit log")) }
                                 a class=(cur(section, Section::Gc)) href="/ui/gc" { (t("Garbage collection")) }

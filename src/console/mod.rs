@@ -34,6 +34,8 @@ mod diff;
 mod i18n;
 mod layout;
 mod live;
+mod logs;
+mod nodes;
 mod projects;
 mod repos;
 mod resource_forms;
@@ -118,6 +120,8 @@ impl Console {
             .merge(versions::routes())
             .merge(live::routes())
             .merge(resources::routes())
+            .merge(logs::routes())
+            .merge(nodes::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }
@@ -196,6 +200,33 @@ impl Console {
         path: &str,
         body: Option<(&'static str, Vec<u8>)>,
     ) -> ApiAnswer {
+        match self.respond(who, peer, method, path, body).await {
+            Ok(res) => ApiAnswer::read(res).await,
+            Err(a) => a,
+        }
+    }
+
+    /// A GET as the signed-in account whose answer is kept as it comes (a
+    /// kubeconfig, a followed log): the response when it succeeded, else the
+    /// API's refusal.
+    pub(crate) async fn open_as(&self, signed: &Signed, path: &str) -> Result<Response, ApiAnswer> {
+        let (who, peer) = (Some(&signed.session), signed.ctx.peer);
+        let res = self.respond(who, peer, Method::GET, path, None).await?;
+        if res.status().is_success() {
+            Ok(res)
+        } else {
+            Err(ApiAnswer::read(res).await)
+        }
+    }
+
+    async fn respond(
+        &self,
+        who: Option<&Session>,
+        peer: Option<IpAddr>,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<Response, ApiAnswer> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(s) = who {
             let token = self.inner.access.session_token(&s.subject, CALL_TOKEN_TTL);
@@ -209,18 +240,16 @@ impl Console {
             None => Body::empty(),
         };
         let Ok(mut req) = req.body(body) else {
-            return ApiAnswer::failed(StatusCode::BAD_REQUEST, "invalid request path");
+            return Err(ApiAnswer::failed(
+                StatusCode::BAD_REQUEST,
+                "invalid request path",
+            ));
         };
         if let Some(ip) = peer {
             req.extensions_mut().insert(ClientAddr(ip));
         }
         let Ok(res) = self.inner.api.clone().oneshot(req).await;
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 64 << 20)
-            .await
-            .unwrap_or_default();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        ApiAnswer { status, json }
+        Ok(res)
     }
 }
 
@@ -231,6 +260,16 @@ pub struct ApiAnswer {
 }
 
 impl ApiAnswer {
+    /// The status and the JSON of a whole answer.
+    async fn read(res: Response) -> Self {
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 64 << 20)
+            .await
+            .unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        ApiAnswer { status, json }
+    }
+
     fn failed(status: StatusCode, message: &str) -> Self {
         ApiAnswer {
             status,

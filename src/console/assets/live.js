@@ -1,8 +1,43 @@
-// berth console: the live publish view. A table[data-live] names its
+// berth console: the live views. The publish view: A table[data-live] names its
 // server-sent events stream; each "row" event carries one node's row as the
 // server renders it (escaped there), "nodes" the nodes that have a
 // publication (first, and whenever that changes: other rows go), "refused"
 // why the stream ended. Nothing is polled from here.
+// A pre[data-log-stream] follows a container log: "line" events are appended
+// as text, "end" and "refused" close the stream; a stream opened again (a
+// dropped connection) starts over from its tail.
+(function () {
+  "use strict";
+  var pre = document.querySelector("pre[data-log-stream]");
+  if (!pre || !window.EventSource) { return; }
+  var status = document.getElementById("log-status");
+  var source = new EventSource(pre.getAttribute("data-log-stream"));
+  var lines = 0;
+  function finish(text, bad) {
+    source.close();
+    pre.setAttribute("data-stream", "closed");
+    if (status && text) {
+      status.textContent = text;
+      if (bad) { status.className = "alert bad"; status.setAttribute("role", "alert"); }
+    }
+  }
+  source.addEventListener("open", function () {
+    pre.textContent = "";
+    lines = 0;
+    pre.setAttribute("data-stream", "open");
+  });
+  source.addEventListener("line", function (ev) {
+    var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.appendChild(document.createTextNode(ev.data + "\n"));
+    lines += 1;
+    pre.setAttribute("data-lines", String(lines));
+    if (atEnd) { pre.scrollTop = pre.scrollHeight; }
+  });
+  source.addEventListener("end", function () { finish("", false); });
+  source.addEventListener("refused", function (ev) { finish(ev.data, true); });
+  window.addEventListener("pagehide", function () { source.close(); });
+})();
+
 (function () {
   "use strict";
   var table = document.querySelector("table[data-live]");
