@@ -423,6 +423,41 @@ fn a_node_is_registered_and_labelled_its_kubeconfig_exported_and_an_apps_log_fol
         b.screenshot("logs").await;
         b.no_console_errors(&[]).await;
         b.close().await;
+
+        // A guest, in Chinese: the app and its live view, no form the API would refuse.
+        blocking(|| {
+            site.admin.create_user("gus", "gusword2026");
+            site.admin.add_member(PROJECT, "gus", "guest");
+        });
+        let zh = Options { languages: Some("zh-CN,zh"), ..Options::default() };
+        let b = Browser::start("nodes-guest", &site.registry_url(), zh).await;
+        b.sign_in("gus", "gusword2026").await;
+        b.find("nav.nav").await;
+        b.goto(&format!("/ui/projects/{PROJECT}/apps/web")).await;
+        b.find("#publications[data-stream=open]").await;
+        assert!(b.text("nav.tabs").await.contains("应用"), "{}", b.text("nav.tabs").await);
+        assert!(b.body().await.contains("发布状态"));
+        assert_eq!(b.count("#publish").await + b.count("form.unpublish").await, 0, "no publish for a guest");
+        b.goto(&format!("/ui/projects/{PROJECT}/resources/volumes")).await;
+        assert_eq!(b.count("#create").await, 0, "no create for a guest");
+        b.goto(&format!("/ui/projects/{PROJECT}/apps")).await;
+        assert_eq!(b.count("form[action$='/apps']").await, 0);
+        b.screenshot("zh-apps").await;
+        // The request a developer's form sends, with a valid token: the API's refusal.
+        let forged = b
+            .js_async(&format!(
+                "const done = arguments[arguments.length - 1];
+                 const t = document.querySelector('meta[name=csrf-token]').content;
+                 fetch('/ui/projects/{PROJECT}/apps/web/publish', {{method: 'POST',
+                   headers: {{'Content-Type': 'application/x-www-form-urlencoded'}},
+                   body: 'csrf=' + encodeURIComponent(t) + '&node%3Aeast=true'}})
+                 .then(r => r.text().then(x => done([r.status, x])));"
+            ))
+            .await;
+        assert_eq!(forged[0], 403, "{forged}");
+        assert!(forged[1].as_str().unwrap_or("").contains("change apps in project acme"), "{forged}");
+        b.no_console_errors(&["/apps/web/publish"]).await;
+        b.close().await;
     });
     let (s, v) = site.api("GET", "/api/v1/nodes/east", None);
     assert_eq!(s, 200, "{v}");

@@ -17,9 +17,10 @@ use serde_json::{json, Value};
 
 use super::layout::{self, alert, time};
 use super::live::{self, app_api, app_ui};
-use super::projects::{fetch_project, project_page, refused, with_status, Tab};
+use super::projects::{fetch_project, holds, project_page, refused, with_status, Tab};
 use super::resource_forms::labels;
 use super::{done, urlencode, Console, CsrfForm, Ctx, Signed};
+use berth_registry::auth::policy::Role;
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -105,7 +106,7 @@ async fn list_page(
                 }
             }
         }
-        section.card {
+        @if holds(console, ctx, p, Role::Developer) { section.card {
             h2 { (t("New app from Kubernetes YAML")) }
             p.hint { (t("One workload (Deployment, StatefulSet or DaemonSet) and the Services, Ingresses, ConfigMaps, Secrets and PersistentVolumeClaims labelled app: <name>.")) }
             form.stack method="post" action={"/ui/projects/" (urlencode(p)) "/apps"} {
@@ -113,7 +114,7 @@ async fn list_page(
                 label { span { (t("Manifest")) } textarea name="yaml" rows="16" spellcheck="false" required { (yaml) } }
                 button type="submit" { (t("Create")) }
             }
-        }
+        } }
     };
     project_page(ctx, &project, Tab::Apps, html! { (p) }, body)
 }
@@ -199,6 +200,7 @@ async fn show_app(
     let nodes = nodes.json.as_array().cloned().unwrap_or_default();
     let latest = app["latest_version"].as_u64().unwrap_or(1);
     let base = app_ui(p, a);
+    let write = holds(console, ctx, p, Role::Developer);
     let images: Vec<String> = app["latest"]["spec"]["containers"]
         .as_array()
         .map(|cs| {
@@ -214,7 +216,7 @@ async fn show_app(
             div.toolbar {
                 h2 { (a) " " span.pill { (app["kind"].as_str().unwrap_or("")) } " " span.pill #latest-version { "v" (latest) } }
                 span {
-                    a.button.secondary href={(base) "/logs"} { (t("Logs")) } " "
+                    @if write { a.button.secondary href={(base) "/logs"} { (t("Logs")) } " " }
                     a.button.secondary href={(base) "/versions"} { (t("Version history")) }
                 }
             }
@@ -223,15 +225,17 @@ async fn show_app(
         }
         section.card {
             h2 { (t("Publications")) }
-            (live::table(ctx, p, a, &pubs))
+            (live::table(ctx, p, a, &pubs, write))
         }
-        (publish_form(ctx, &base, latest, &nodes))
-        section.card {
-            h2 { (t("Clone")) }
-            form.row method="post" action={(base) "/clone"} {
-                (layout::csrf(ctx))
-                label { span { (t("New app name")) } input type="text" name="name" required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="63"; }
-                button.secondary type="submit" { (t("Clone")) }
+        @if write {
+            (publish_form(ctx, &base, latest, &nodes))
+            section.card {
+                h2 { (t("Clone")) }
+                form.row method="post" action={(base) "/clone"} {
+                    (layout::csrf(ctx))
+                    label { span { (t("New app name")) } input type="text" name="name" required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="63"; }
+                    button.secondary type="submit" { (t("Clone")) }
+                }
             }
         }
     };

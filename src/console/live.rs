@@ -26,8 +26,9 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use super::layout::{self, size, time};
-use super::projects::refused;
+use super::projects::{holds, refused};
 use super::{urlencode, Console, Ctx, Signed};
+use berth_registry::auth::policy::Role;
 
 pub fn routes() -> Router<Console> {
     Router::new().route("/ui/projects/{p}/apps/{a}/live", get(stream))
@@ -55,7 +56,8 @@ fn publications(answer: &Value) -> Vec<Value> {
 }
 
 /// The live table of `pubs`, streaming from `.../live` once the page's script runs.
-pub fn table(ctx: &Ctx, project: &str, app: &str, pubs: &[Value]) -> Markup {
+/// `write`: the caller may unpublish (developer role or above).
+pub fn table(ctx: &Ctx, project: &str, app: &str, pubs: &[Value], write: bool) -> Markup {
     let t = |s| ctx.t(s);
     let base = app_ui(project, app);
     html! {
@@ -66,14 +68,14 @@ pub fn table(ctx: &Ctx, project: &str, app: &str, pubs: &[Value]) -> Markup {
             } }
             tbody {
                 tr.live-empty hidden[!pubs.is_empty()] { td colspan="6" { span.muted { (t("Not published on any node.")) } } }
-                @for p in pubs { (row(ctx, project, app, p)) }
+                @for p in pubs { (row(ctx, project, app, p, write)) }
             }
         }
     }
 }
 
 /// One node's row; the stream sends the same markup.
-pub fn row(ctx: &Ctx, project: &str, app: &str, p: &Value) -> Markup {
+pub fn row(ctx: &Ctx, project: &str, app: &str, p: &Value, write: bool) -> Markup {
     let t = |s| ctx.t(s);
     let node = p["node"].as_str().unwrap_or("");
     let removing = p["desired"]["desired"] == "unpublished";
@@ -108,7 +110,7 @@ pub fn row(ctx: &Ctx, project: &str, app: &str, p: &Value) -> Markup {
             }
             td data-label=(t("Updated")) { span.nowrap { (p["updated_at"].as_u64().map(time).unwrap_or_default()) } }
             td {
-                @if !removing {
+                @if write && !removing {
                     form.inline.unpublish method="post" action={(app_ui(project, app)) "/unpublish"} data-confirm=(t("Take the app off this node?")) {
                         (layout::csrf(ctx))
                         input type="hidden" name="node" value=(node);
@@ -149,6 +151,8 @@ struct Feed {
     project: String,
     app: String,
     changes: tokio::sync::watch::Receiver<u64>,
+    /// Whether rows offer unpublish (the role when the stream began).
+    write: bool,
     /// The row markup last sent, per node.
     sent: BTreeMap<String, String>,
     queue: VecDeque<Event>,
@@ -176,7 +180,8 @@ impl Feed {
         let mut now = BTreeMap::new();
         for p in publications(&a.json) {
             let node = p["node"].as_str().unwrap_or("").to_string();
-            let html = row(&self.signed.ctx, &self.project, &self.app, &p).into_string();
+            let html =
+                row(&self.signed.ctx, &self.project, &self.app, &p, self.write).into_string();
             now.insert(node, html);
         }
         for (node, html) in &now {
@@ -243,7 +248,9 @@ async fn stream(
         return refused(&signed.ctx, &first);
     }
     changes.mark_unchanged();
+    let write = holds(&console, &signed.ctx, &project, Role::Developer);
     let feed = Feed {
+        write,
         console,
         signed,
         project,

@@ -40,6 +40,13 @@ pub fn may(console: &Console, ctx: &Ctx, project: &str, what: Manage) -> bool {
         || role(console, ctx, project).is_some_and(|r| r.may(what))
 }
 
+/// Whether the caller holds at least `least` in `project` (system
+/// administrators hold every role): the controller lets developers change
+/// apps and resources, and maintainers destroy a volume's data.
+pub fn holds(console: &Console, ctx: &Ctx, project: &str, least: Role) -> bool {
+    is_admin(ctx) || role(console, ctx, project).is_some_and(|r| r >= least)
+}
+
 fn is_admin(ctx: &Ctx) -> bool {
     ctx.session.as_ref().is_some_and(|s| s.subject.admin)
 }

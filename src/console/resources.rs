@@ -15,9 +15,10 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use super::layout::{self, alert};
-use super::projects::{fetch_project, project_page, refused, with_status, Tab};
+use super::projects::{fetch_project, holds, project_page, refused, with_status, Tab};
 use super::resource_forms::{self, kind, Kind, KINDS};
 use super::{done, urlencode, Console, CsrfForm, Ctx, Signed};
+use berth_registry::auth::policy::Role;
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -83,6 +84,10 @@ async fn show(
         .filter_map(|n| n["name"].as_str().map(str::to_string))
         .collect();
     let t = |s| ctx.t(s);
+    let roles = Roles {
+        write: holds(console, ctx, p, Role::Developer),
+        data: holds(console, ctx, p, Role::Maintainer),
+    };
     let body = html! {
         nav.tabs.subtabs {
             @for x in KINDS { a class=(if x == kind { "current" } else { "" }) href=(ui(p, x)) { (t(x.title)) } }
@@ -92,11 +97,11 @@ async fn show(
             @if items.is_empty() { p.empty { (t("None yet.")) } } @else {
                 table.responsive #resources {
                     thead { tr { th { (t("Name")) } th { (t("Spec")) } th { (t("On nodes")) } th { (t("Used by")) } th {} } }
-                    tbody { @for r in &items { (row(ctx, p, kind, r, &nodes)) } }
+                    tbody { @for r in &items { (row(ctx, p, kind, r, &nodes, roles)) } }
                 }
             }
         }
-        section.card {
+        @if roles.write { section.card {
             h2 { (t("Create")) }
             form.stack #create method="post" action=(ui(p, kind)) {
                 (layout::csrf(ctx))
@@ -105,7 +110,7 @@ async fn show(
                 (resource_forms::fields(ctx, kind))
                 button type="submit" { (t("Create")) }
             }
-        }
+        } }
     };
     let crumbs = html! { (p) " / " (t(kind.title)) };
     project_page(ctx, &project, Tab::Resources, crumbs, body)
@@ -132,11 +137,21 @@ fn regex_quote(s: &str) -> String {
         .collect()
 }
 
-fn row(ctx: &Ctx, p: &str, kind: Kind, r: &Value, nodes: &[String]) -> Markup {
+/// What the caller may do here: change resources (developer role and
+/// above), destroy a volume's data (maintainer role and above).
+#[derive(Clone, Copy)]
+struct Roles {
+    write: bool,
+    data: bool,
+}
+
+fn row(ctx: &Ctx, p: &str, kind: Kind, r: &Value, nodes: &[String], roles: Roles) -> Markup {
     let t = |s| ctx.t(s);
     let name = r["name"].as_str().unwrap_or("");
     let base = format!("{}/{}", ui(p, kind), urlencode(name));
     let volume = kind.slug == "volumes";
+    // Unpublishing or deleting a volume takes its data.
+    let may_remove = if volume { roles.data } else { roles.write };
     let data_loss =
         t("This destroys the volume's data on that node, which cannot be recovered. Go ahead?");
     html! {
@@ -151,7 +166,7 @@ fn row(ctx: &Ctx, p: &str, kind: Kind, r: &Value, nodes: &[String]) -> Markup {
                         span class={"pill " (match state { "applied" => "good", "failed" => "bad", _ => "busy" })} { (node) ": " (t(state_word(state))) }
                         @if let Some(addr) = r["addresses"][node].as_str() { " " code { (addr) } }
                         @if let Some(e) = pb["last_error"].as_str() { " " span.reason { (e) } }
-                        @if pb["desired"] != "unpublished" {
+                        @if may_remove && pb["desired"] != "unpublished" {
                             form.inline.unpublish method="post" action={(base) "/unpublish"} data-confirm=(if volume { data_loss } else { t("Take it off this node?") }) {
                                 (layout::csrf(ctx))
                                 input type="hidden" name="node" value=(node);
@@ -166,14 +181,14 @@ fn row(ctx: &Ctx, p: &str, kind: Kind, r: &Value, nodes: &[String]) -> Markup {
                     @let state = b["state"].as_str().unwrap_or("");
                     div.binding data-node=(node) data-binding=(state) {
                         span.pill.claim { (node) ": " (t(state_word(state))) }
-                        @if state == "bound" {
+                        @if state == "bound" && roles.data {
                             form.inline.release method="post" action={(base) "/release"} data-confirm=(data_loss) {
                                 (layout::csrf(ctx))
                                 input type="hidden" name="node" value=(node);
                                 (confirm_field(ctx, kind, name))
                                 " " button.danger.small type="submit" { (t("Release")) }
                             }
-                        } @else {
+                        } @else if state == "released" && roles.write {
                             form.inline.unbind method="post" action={(base) "/unbind"} {
                                 (layout::csrf(ctx))
                                 input type="hidden" name="node" value=(node);
@@ -182,25 +197,25 @@ fn row(ctx: &Ctx, p: &str, kind: Kind, r: &Value, nodes: &[String]) -> Markup {
                         }
                     }
                 }
-                form.inline.publish method="post" action={(base) "/publish"} {
+                @if roles.write { form.inline.publish method="post" action={(base) "/publish"} {
                     (layout::csrf(ctx))
                     select name="node" aria-label=(t("Publish to")) {
                         option value="" { (t("where its apps run")) }
                         @for n in nodes { option value=(n) { (n) } }
                     }
                     " " button.secondary.small type="submit" { (t("Publish")) }
-                }
+                } }
             }
             td data-label=(t("Used by")) {
                 @for u in r["used_by"].as_array().into_iter().flatten() { span.pill { (u.as_str().unwrap_or("")) } }
             }
-            td {
+            td { @if may_remove {
                 form.inline.delete method="post" action={(base) "/delete"} data-confirm=(if volume { data_loss } else { t("Delete it?") }) {
                     (layout::csrf(ctx))
                     (confirm_field(ctx, kind, name))
                     " " button.danger.small type="submit" { (t("Delete")) }
                 }
-            }
+            } }
         }
     }
 }
