@@ -5,7 +5,8 @@
 //! reaching running in the live view with no reload (the rows arrive over
 //! server-sent events), a second version's publish followed live, the
 //! version diff, unpublish, a refusal in the API's words, and the pages on a
-//! phone's width; a load balancer taken down on one node, deleting it while
+//! phone's width; an app from the form (image suggestions, a volume mount, a
+//! load balancer created with it), a load balancer taken down on one node, deleting it while
 //! published refused with the API's rule, and a volume released through its
 //! data-loss confirmation; a node registered and labelled from its form,
 //! its kubeconfig exported, and an app's log (CRI files the test writes on
@@ -240,31 +241,28 @@ fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule(
         b.fill("#create input[name=capacity]", "1Gi").await;
         b.click("#create button[type=submit]").await;
         b.find("#resources tr[data-name=data]").await;
-        // An app using the volume, and a load balancer in front of it.
-        blocking(|| {
-            site.create_app(
-                json!({"name": "web", "spec": {"kind": "Deployment", "containers": [{
-                "name": "web", "image": "acme/web:1.0",
-                "ports": [{"name": "http", "container_port": 8080}],
-                "volume_mounts": [{"name": "data", "mount_path": "/var/lib/web"}]}],
-                "volumes": [{"name": "data", "persistent_volume_claim": "data"}]}}),
-            )
-        });
+        // An app using the volume, from the form, with a load balancer created along.
+        b.goto(&format!("/ui/projects/{PROJECT}/apps")).await;
+        b.click("#new-app-form").await;
+        let suggested = b.js("return [...document.querySelectorAll('#image-suggestions option')].map(o => o.value)").await;
+        assert!(suggested.as_array().is_some_and(|s| s.contains(&json!("acme/web:1.0"))), "tags the registry holds: {suggested}");
+        b.fill("#new-app input[name=name]", "web").await;
+        b.fill("#new-app input[name=image]", "acme/web:1.0").await;
+        b.fill("#new-app input[name=ports]", "8080").await;
+        b.js("document.querySelector(\"#new-app select[name='mount.0.source']\").value = 'volumes:data'").await;
+        b.fill("#new-app input[name='mount.0.path']", "/var/lib/web").await;
+        b.click("#new-app input[name=lb]").await;
+        b.fill("#new-app input[name=lb_port]", "80").await;
+        b.screenshot("app-form").await;
+        b.click("#new-app button[type=submit]").await;
+        b.find("#publications").await;
+        assert_eq!(b.path().await, format!("/ui/projects/{PROJECT}/apps/web"));
         b.goto(&lbs).await;
-        b.fill("#create input[name=name]", "web-lb").await;
-        b.fill("#create input[name=app]", "web").await;
-        b.fill("#create input[name=ports]", "80:8080").await;
-        b.click("#create button[type=submit]").await;
-        b.find("#resources").await;
-        let spec = b
-            .text("#resources tr[data-name=web-lb] td[data-label=Spec]")
-            .await;
-        assert_eq!(
-            spec,
-            "ClusterIP 80:8080/TCP → app=web",
-            "{}",
-            b.body().await
-        );
+        let spec = b.text("#resources tr[data-name=web-lb] td[data-label=Spec]").await;
+        assert_eq!(spec, "ClusterIP 80:8080/TCP → app=web", "{}", b.body().await);
+        let (s, v) = blocking(|| site.api("GET", &site.app_path("web"), None));
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["latest"]["spec"]["volumes"], json!([{"name": "vol-data", "persistent_volume_claim": "data"}]));
 
         // Published on both nodes, the app takes both along.
         blocking(|| {

@@ -347,6 +347,31 @@ const ZH: &[(&str, &str)] = &[
         "The edge's edge.controller_token: lets the registry read the node's container logs.",
         "边缘节点的 edge.controller_token：用于让镜像仓库服务读取节点上的容器日志。",
     ),
+    // The app form.
+    ("Or from a form", "或通过表单创建"),
+    ("New app", "新建应用"),
+    ("Replicas", "副本数"),
+    ("Image", "镜像"),
+    ("Container name", "容器名称"),
+    ("the app's name", "应用名称"),
+    ("Container ports", "容器端口"),
+    ("Environment", "环境变量"),
+    ("Mounts", "挂载"),
+    ("Mounted resource", "挂载的资源"),
+    ("Path in the container", "容器内路径"),
+    ("Environment from", "环境变量来源"),
+    ("Created with it", "一并创建"),
+    ("A load balancer on port", "负载均衡，端口"),
+    ("Load balancer port", "负载均衡端口"),
+    (
+        "An EIP in front of it (blank: from the cluster's pool)",
+        "其前端的弹性 IP（留空：从集群地址池分配）",
+    ),
+    ("config map", "配置项"),
+    ("secret", "保密字典"),
+    ("volume", "存储卷"),
+    ("The app was created; this was not:", "应用已创建，但以下未能创建："),
+    ("No config maps or secrets in this project.", "此项目中没有配置项或保密字典。"),
 ];
 
 #[cfg(test)]

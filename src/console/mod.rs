@@ -27,6 +27,7 @@ use berth_registry::service::LocalRegistry;
 use tower::ServiceExt;
 
 mod admin;
+mod app_form;
 mod apps;
 mod assets;
 mod details;
