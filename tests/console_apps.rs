@@ -173,6 +173,20 @@ fn an_app_from_yaml_is_published_to_two_nodes_and_followed_live() {
         assert!(nodes.contains("east: running v2") && nodes.contains("west: running v1"), "{nodes}");
         b.screenshot("apps-list").await;
         b.no_console_errors(&[]).await;
+
+        // An image that is not there: the node's row says failed, and why, live.
+        blocking(|| {
+            site.create_app(json!({"name": "ghost", "spec": {"kind": "Deployment",
+                "containers": [{"name": "ghost", "image": "acme/ghost:404"}]}}))
+        });
+        b.goto(&format!("/ui/projects/{PROJECT}/apps/ghost")).await;
+        b.find("#publications[data-stream=open]").await;
+        blocking(|| site.publish("ghost", json!({"nodes": ["east"]})));
+        let failed = "tr[data-node=east][data-state=failed]";
+        wait_count(&b, failed, 1, PUBLISH, "ghost failed on east").await;
+        let reason = b.text(&format!("{failed} td[data-label=Progress]")).await;
+        assert!(reason.contains("acme/ghost:404"), "the reason: {reason}");
+        b.no_console_errors(&[]).await;
         b.close().await;
 
         // A phone's width: nothing scrolls sideways; the live view still streams.
@@ -188,7 +202,7 @@ fn an_app_from_yaml_is_published_to_two_nodes_and_followed_live() {
         b.goto(&format!("/ui/projects/{PROJECT}/apps/web")).await;
         b.find("#publications[data-stream=open]").await;
         assert_eq!(b.js(overflow).await, 0, "the app page scrolls sideways");
-        b.screenshot("narrow-app").await;
+        b.screenshot("app").await;
         b.no_console_errors(&[]).await;
         b.close().await;
     });
@@ -339,6 +353,21 @@ fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule(
             !site.manifests("west").contains(&pvc),
             "the claim is gone from west"
         );
+        b.no_console_errors(&[]).await;
+        b.close().await;
+
+        // A phone's width: the filled pages do not scroll sideways.
+        let phone = Options { window: Some((390, 844)), ..Options::default() };
+        let b = Browser::start("resources-narrow", &site.registry_url(), phone).await;
+        b.sign_in("admin", ADMIN_PASSWORD).await;
+        b.find("label.nav-button").await;
+        let overflow = "return document.documentElement.scrollWidth - document.documentElement.clientWidth";
+        for path in [volumes.clone(), lbs.clone(), "/ui/nodes".to_string(), format!("/ui/projects/{PROJECT}/new-app")] {
+            b.goto(&path).await;
+            assert_eq!(b.js(overflow).await, 0, "{path} scrolls sideways");
+        }
+        b.goto(&volumes).await;
+        b.screenshot("volumes").await;
         b.no_console_errors(&[]).await;
         b.close().await;
     });
