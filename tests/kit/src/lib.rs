@@ -5,6 +5,7 @@
 //! - [`proc`]: spawn a server binary, wait for `/v2/`, kill/terminate/restart, logs on failure.
 //! - [`berth_bin!`]: the path of the `berth` binary under test.
 //! - [`wait`]: waiting for a state with a bound (the one polling loop).
+//! - [`balancer`]: a round-robin TCP balancer in front of several `berth serve` replicas.
 //! - [`proxy`]: a fault-injecting HTTP proxy to put between a client under test and its server.
 //! - [`receiver`]: a webhook endpoint that records requests and answers when the test says.
 //! - [`metrics`]: values from a Prometheus `/metrics` endpoint.
@@ -19,6 +20,7 @@
 //!
 //! Everything panics with a full message on failure: this crate is for tests.
 
+pub mod balancer;
 pub mod berth;
 pub mod distribution;
 pub mod fixtures;
