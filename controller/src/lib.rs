@@ -88,8 +88,9 @@ pub use api::{openapi_paths, route_paths, router};
 pub use deploy::{Deployer, DirectoryDeployer, KubeDeployer};
 pub use edge::HttpEdgeClient;
 pub use ports::{
-    Actor, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
-    NoPublicationEvents, PublicationChange, PublicationEvents, ResolveError, ResolvedImage,
+    Actor, AlwaysLeader, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
+    Leadership, NoPublicationEvents, PublicationChange, PublicationEvents, ResolveError,
+    ResolvedImage, Term,
 };
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;
@@ -118,6 +119,17 @@ pub async fn open_postgres_store(
 ) -> Result<Arc<dyn ControllerStore>, StoreError> {
     let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
     Ok(Arc::new(PgControllerStore::open(pool, sealer).await?))
+}
+
+/// Leadership of the reconcilers among replicas sharing the PostgreSQL
+/// database of `pool` (migrated with `store::pg::MIGRATIONS`): a lease of
+/// `lease` (renewed every third of it) that another replica takes over once
+/// it expires. Hand it to `ControllerState::spawn_reconciler_led`.
+pub fn postgres_leadership(
+    pool: deadpool_postgres::Pool,
+    lease: std::time::Duration,
+) -> Arc<dyn Leadership> {
+    Arc::new(store::pg::PgLeadership::new(pool, lease))
 }
 
 /// The deployer named by the configuration: "directory" (files under

@@ -10,7 +10,9 @@
 //! the reads and compare-and-swap writes the reconciler makes all the time
 //! are plain SQL (`native`). The price: each such call loads every
 //! controller row, which suits the controller's size (records of apps,
-//! nodes and resources, not of images) and the rate of API requests.
+//! nodes and resources, not of images) and the rate of API requests. The
+//! in-memory copies are kept between calls (`rows::Scratch`) and brought up
+//! to date by writing only the rows that differ.
 //!
 //! Owns: loading rows and writing back the difference. Must not touch:
 //! what the rows mean.

@@ -19,15 +19,22 @@
 //! - `mirror`: rule-heavy calls run as the embedded store's own methods over
 //!   a copy of the rows, writing back what they changed;
 //! - `native`: the reads and the reconciler's compare-and-swap writes in SQL;
+//! - `lease`: leader election of the reconcilers (`PgLeadership`) and the
+//!   fence every write of a leader's store checks;
 //! - `store`: `ControllerStore`, each call routed to one of the two.
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::IsolationLevel;
 
-use super::rows;
+use std::sync::{Arc, Mutex};
+
+use super::rows::{self, Scratch};
 use super::{RedbControllerStore, Result, StoreError};
 use crate::sealed_records::RecordSealer;
 
+mod lease;
+#[cfg(test)]
+mod lease_tests;
 mod mirror;
 mod native;
 mod schema;
@@ -35,6 +42,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use self::lease::PgLeadership;
 pub use self::schema::{Migrations, MIGRATIONS};
 
 /// The advisory lock every controller write holds ("berthctl" in ASCII).
@@ -57,7 +65,16 @@ pub struct PgControllerStore {
     pool: Pool,
     /// Seals the credentials that cluster and node records carry.
     sealer: RecordSealer,
+    /// The leadership term whose reconcilers write through this store
+    /// (`ControllerStore::fenced`); `None`: the API's store, not fenced.
+    fence: Option<i64>,
+    /// In-memory copies kept between calls (making one costs far more than
+    /// bringing one up to date).
+    scratch: Arc<Mutex<Vec<Scratch>>>,
 }
+
+/// How many idle in-memory copies a store keeps.
+const SCRATCH_KEPT: usize = 2;
 
 impl PgControllerStore {
     /// The store over `pool`, whose database has the controller's schema
@@ -65,7 +82,12 @@ impl PgControllerStore {
     /// does: refuses a schema this berth does not know, and with a key in
     /// `sealer` seals credentials an earlier keyless start stored in the clear.
     pub async fn open(pool: Pool, sealer: RecordSealer) -> Result<PgControllerStore> {
-        let store = PgControllerStore { pool, sealer };
+        let store = PgControllerStore {
+            pool,
+            sealer,
+            fence: None,
+            scratch: Arc::default(),
+        };
         store.check_schema().await?;
         store.write("opening", |s| s.prepare()).await?;
         Ok(store)
@@ -111,16 +133,22 @@ impl PgControllerStore {
     ) -> Result<T> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db(what))?;
-        lock(&tx).await?;
+        self.lock(&tx).await?;
         let before = mirror::load(&tx).await?;
-        let copy = rows::database_of(&before)?;
+        let mut scratch = self.scratch()?;
+        scratch.hold(before)?;
         let out = f(&RedbControllerStore::over(
-            copy.clone(),
+            scratch.db.clone(),
             self.sealer.clone(),
         ))?;
-        let after = rows::rows_of(&copy)?;
-        mirror::write_back(&tx, &before, &after).await?;
-        tx.commit().await.map_err(db(what))?;
+        let after = rows::rows_of(&scratch.db)?;
+        mirror::write_back(&tx, &scratch.rows, &after).await?;
+        scratch.rows = after;
+        // Given back even if the commit fails: it holds what it says it
+        // holds, and the next call brings it to the database's rows.
+        let committed = tx.commit().await.map_err(db(what));
+        self.give_back(scratch);
+        committed?;
         Ok(out)
     }
 
@@ -140,15 +168,56 @@ impl PgControllerStore {
             .map_err(db(what))?;
         let rows = mirror::load(&tx).await?;
         tx.commit().await.map_err(db(what))?;
-        let copy = rows::database_of(&rows)?;
-        f(&RedbControllerStore::over(copy, self.sealer.clone()))
+        let mut scratch = self.scratch()?;
+        scratch.hold(rows)?;
+        let out = f(&RedbControllerStore::over(
+            scratch.db.clone(),
+            self.sealer.clone(),
+        ))?;
+        // A read changes nothing, but what the copy holds is checked, not assumed.
+        scratch.rows = rows::rows_of(&scratch.db)?;
+        self.give_back(scratch);
+        Ok(out)
+    }
+
+    /// An idle in-memory copy, or a new one.
+    fn scratch(&self) -> Result<Scratch> {
+        let idle = self.scratch.lock().ok().and_then(|mut s| s.pop());
+        match idle {
+            Some(s) => Ok(s),
+            None => Scratch::new(),
+        }
+    }
+
+    fn give_back(&self, scratch: Scratch) {
+        if let Ok(mut idle) = self.scratch.lock() {
+            if idle.len() < SCRATCH_KEPT {
+                idle.push(scratch);
+            }
+        }
     }
 }
 
-/// Takes the controller's write lock for the rest of `tx`.
-async fn lock(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-        .await
-        .map_err(db("taking the controller's write lock"))?;
-    Ok(())
+impl PgControllerStore {
+    /// Takes the controller's write lock for the rest of `tx`; a fenced
+    /// store then checks that its term still holds the lease (read `FOR
+    /// SHARE`, so a takeover waits for this write and every later write of
+    /// the term sees it).
+    async fn lock(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            .await
+            .map_err(db("taking the controller's write lock"))?;
+        match self.fence {
+            Some(epoch) => lease::check_fence(tx, epoch).await,
+            None => Ok(()),
+        }
+    }
+
+    /// This store for the reconcilers of term `epoch`.
+    pub(super) fn with_fence(&self, epoch: u64) -> PgControllerStore {
+        PgControllerStore {
+            fence: Some(i64::try_from(epoch).unwrap_or(i64::MAX)),
+            ..self.clone()
+        }
+    }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
-use super::{db, lock, PgControllerStore, Result};
+use super::{db, PgControllerStore, Result};
 use crate::model::{Cluster, Node, Publication, PublicationKey};
 use crate::ports::PublicationChange;
 use crate::resources::ResourcePublication;
@@ -169,7 +169,7 @@ impl PgControllerStore {
         let through = i64::try_from(through).unwrap_or(i64::MAX);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db("acknowledging"))?;
-        lock(&tx).await?;
+        self.lock(&tx).await?;
         tx.execute(
             "DELETE FROM ctl_publication_events WHERE seq <= $1",
             &[&through],
@@ -188,7 +188,7 @@ impl PgControllerStore {
         const T: &str = "ctl_publications";
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db(T))?;
-        lock(&tx).await?;
+        self.lock(&tx).await?;
         let row = tx
             .query_opt(
                 "SELECT doc FROM ctl_publications \
@@ -229,7 +229,7 @@ impl PgControllerStore {
         const T: &str = "ctl_publications";
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db(T))?;
-        lock(&tx).await?;
+        self.lock(&tx).await?;
         let row = tx
             .query_opt(
                 "SELECT doc FROM ctl_publications \
@@ -264,7 +264,7 @@ impl PgControllerStore {
         const T: &str = "ctl_resource_publications";
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db(T))?;
-        lock(&tx).await?;
+        self.lock(&tx).await?;
         let kind = rp.kind.as_str();
         let row = tx
             .query_opt(

@@ -21,7 +21,7 @@ pub struct Migrations {
 /// The controller's schema (component "controller").
 pub const MIGRATIONS: Migrations = Migrations {
     component: "controller",
-    steps: &[STEP_1],
+    steps: &[STEP_1, STEP_2],
 };
 
 const STEP_1: &str = r#"
@@ -82,6 +82,17 @@ CREATE TABLE ctl_forced (
 CREATE TABLE ctl_publication_events (
     seq bigint PRIMARY KEY,
     doc bytea NOT NULL
+);
+"#;
+
+/// The reconcilers' lease: who leads, in which term (`epoch`, the fencing
+/// token, bumped at every change of leader), until when by the database's clock.
+const STEP_2: &str = r#"
+CREATE TABLE ctl_leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    epoch bigint NOT NULL,
+    expires_at timestamptz NOT NULL
 );
 "#;
 

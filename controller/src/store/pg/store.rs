@@ -565,4 +565,8 @@ impl ControllerStore for PgControllerStore {
         })
         .await
     }
+
+    fn fenced(&self, epoch: u64) -> std::sync::Arc<dyn ControllerStore> {
+        std::sync::Arc::new(self.with_fence(epoch))
+    }
 }

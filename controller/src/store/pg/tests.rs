@@ -14,7 +14,7 @@ use crate::sealed_records::RecordSealer;
 use crate::store::fixtures::*;
 use crate::store::{ControllerStore, StoreError};
 
-fn pool(url: &str) -> Pool {
+pub(super) fn pool(url: &str) -> Pool {
     let config: tokio_postgres::Config = url.parse().expect("url");
     let manager = Manager::from_config(
         config,
@@ -57,7 +57,7 @@ fn sealer() -> RecordSealer {
 }
 
 /// A migrated fresh database's URL.
-async fn database() -> String {
+pub(super) async fn database() -> String {
     let url = tokio::task::spawn_blocking(|| Postgres::shared().database())
         .await
         .expect("createdb");
@@ -65,7 +65,7 @@ async fn database() -> String {
     url
 }
 
-async fn open(url: &str) -> PgControllerStore {
+pub(super) async fn open(url: &str) -> PgControllerStore {
     PgControllerStore::open(pool(url), sealer())
         .await
         .expect("open")
@@ -95,7 +95,7 @@ async fn a_store_refuses_a_database_without_its_schema() {
 }
 
 /// Cluster, node n1 and app web published on it, through `s`.
-async fn published(s: &PgControllerStore) -> PublicationKey {
+pub(super) async fn published(s: &PgControllerStore) -> PublicationKey {
     s.create_cluster(&Cluster {
         name: "edge".into(),
         kubeconfig: KC.into(),

@@ -141,85 +141,115 @@ fn dump_table(txn: &ReadTransaction, name: &'static str, shape: Shape) -> Result
     })
 }
 
-fn fill_table(
+/// Makes `name` hold `want` where it held `held`: writes the rows that
+/// differ, removes the rows gone.
+fn sync_table(
     txn: &WriteTransaction,
     name: &'static str,
     shape: Shape,
-    rows: &Table,
+    held: &Table,
+    want: &Table,
 ) -> Result<()> {
+    let upserts = want.iter().filter(|(k, v)| held.get(*k) != Some(*v));
+    let removes = held.keys().filter(|k| !want.contains_key(*k));
+    macro_rules! sync {
+        ($k:ty, $key:expr) => {{
+            let mut table = txn.open_table(TableDefinition::<$k, Bytes>::new(name))?;
+            for (k, v) in upserts {
+                table.insert($key(k)?, v.as_slice())?;
+            }
+            for k in removes {
+                table.remove($key(k)?)?;
+            }
+        }};
+    }
+    let version = |k: &Key| {
+        u32::try_from(number(name, k, 2)?).map_err(|_| corrupt(name, "version out of range"))
+    };
     match shape {
-        Shape::Text1 => {
-            let mut table = txn.open_table(TableDefinition::<&str, Bytes>::new(name))?;
-            for (k, v) in rows {
-                table.insert(text(name, k, 0)?, v.as_slice())?;
-            }
-        }
-        Shape::Text2 => {
-            let mut table = txn.open_table(TableDefinition::<(&str, &str), Bytes>::new(name))?;
-            for (k, v) in rows {
-                table.insert((text(name, k, 0)?, text(name, k, 1)?), v.as_slice())?;
-            }
-        }
-        Shape::Text2Number => {
-            let def = TableDefinition::<(&str, &str, u32), Bytes>::new(name);
-            let mut table = txn.open_table(def)?;
-            for (k, v) in rows {
-                let n = u32::try_from(number(name, k, 2)?)
-                    .map_err(|_| corrupt(name, "version out of range"))?;
-                table.insert((text(name, k, 0)?, text(name, k, 1)?, n), v.as_slice())?;
-            }
-        }
-        Shape::Text3 => {
-            let def = TableDefinition::<(&str, &str, &str), Bytes>::new(name);
-            let mut table = txn.open_table(def)?;
-            for (k, v) in rows {
-                let key = (text(name, k, 0)?, text(name, k, 1)?, text(name, k, 2)?);
-                table.insert(key, v.as_slice())?;
-            }
-        }
-        Shape::Text4 => {
-            let def = TableDefinition::<(&str, &str, &str, &str), Bytes>::new(name);
-            let mut table = txn.open_table(def)?;
-            for (k, v) in rows {
-                let key = (
-                    text(name, k, 0)?,
-                    text(name, k, 1)?,
-                    text(name, k, 2)?,
-                    text(name, k, 3)?,
-                );
-                table.insert(key, v.as_slice())?;
-            }
-        }
-        Shape::Number => {
-            let mut table = txn.open_table(TableDefinition::<u64, Bytes>::new(name))?;
-            for (k, v) in rows {
-                let n = u64::try_from(number(name, k, 0)?)
-                    .map_err(|_| corrupt(name, "negative sequence number"))?;
-                table.insert(n, v.as_slice())?;
-            }
-        }
+        Shape::Text1 => sync!(&str, |k| text(name, k, 0)),
+        Shape::Text2 => sync!((&str, &str), |k| -> Result<(&str, &str)> {
+            Ok((text(name, k, 0)?, text(name, k, 1)?))
+        }),
+        Shape::Text2Number => sync!((&str, &str, u32), |k| -> Result<(&str, &str, u32)> {
+            Ok((text(name, k, 0)?, text(name, k, 1)?, version(k)?))
+        }),
+        Shape::Text3 => sync!((&str, &str, &str), |k| -> Result<(&str, &str, &str)> {
+            Ok((text(name, k, 0)?, text(name, k, 1)?, text(name, k, 2)?))
+        }),
+        Shape::Text4 => sync!((&str, &str, &str, &str), |k| -> Result<(
+            &str,
+            &str,
+            &str,
+            &str
+        )> {
+            Ok((
+                text(name, k, 0)?,
+                text(name, k, 1)?,
+                text(name, k, 2)?,
+                text(name, k, 3)?,
+            ))
+        }),
+        Shape::Number => sync!(u64, |k| u64::try_from(number(name, k, 0)?)
+            .map_err(|_| corrupt(name, "negative sequence number"))),
     }
     Ok(())
 }
 
-/// A new in-memory database holding `rows`, every controller table made.
-pub(crate) fn database_of(rows: &Rows) -> Result<Arc<Database>> {
+/// A new in-memory database with every controller table, empty. (Making
+/// one costs far more than filling it: `sync` reuses one.)
+pub(crate) fn empty_database() -> Result<Arc<Database>> {
     let db = Database::builder()
         .create_with_backend(redb::backends::InMemoryBackend::new())
         .map_err(|e| StoreError::Db(e.to_string()))?;
+    sync(&db, &Rows::default(), &Rows::default())?;
+    Ok(Arc::new(db))
+}
+
+/// Makes `db`, which holds `held`, hold `want`: writes only the differences.
+pub(crate) fn sync(db: &Database, held: &Rows, want: &Rows) -> Result<()> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
-        for (k, v) in &rows.meta {
-            meta.insert(k.as_str(), *v)?;
+        for (k, v) in &want.meta {
+            if held.meta.get(k) != Some(v) {
+                meta.insert(k.as_str(), *v)?;
+            }
+        }
+        for k in held.meta.keys().filter(|k| !want.meta.contains_key(*k)) {
+            meta.remove(k.as_str())?;
         }
     }
     let empty = Table::new();
     for (name, shape) in TABLES {
-        fill_table(&txn, name, shape, rows.tables.get(name).unwrap_or(&empty))?;
+        let held = held.tables.get(name).unwrap_or(&empty);
+        let want = want.tables.get(name).unwrap_or(&empty);
+        sync_table(&txn, name, shape, held, want)?;
     }
     txn.commit()?;
-    Ok(Arc::new(db))
+    Ok(())
+}
+
+/// An in-memory database kept for reuse, and the rows it holds.
+pub(crate) struct Scratch {
+    pub(crate) db: Arc<Database>,
+    pub(crate) rows: Rows,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Result<Scratch> {
+        Ok(Scratch {
+            db: empty_database()?,
+            rows: Rows::default(),
+        })
+    }
+
+    /// Makes it hold `want`, writing only what differs from what it holds.
+    pub(crate) fn hold(&mut self, want: Rows) -> Result<()> {
+        sync(&self.db, &self.rows, &want)?;
+        self.rows = want;
+        Ok(())
+    }
 }
 
 /// Every controller row `db` holds.
@@ -244,7 +274,8 @@ mod tests {
     use super::*;
     use crate::store::redb::fixtures::*;
 
-    /// Rows copied into a database and out again are the rows.
+    /// Rows copied into a database and out again are the rows, and a copy
+    /// synced to other rows holds those.
     #[test]
     fn rows_survive_the_round_trip() {
         let (_dir, s) = temp_store();
@@ -263,7 +294,24 @@ mod tests {
         let rows = rows_of(&s.db).expect("rows");
         assert_eq!(rows.tables["ctl_app_versions"].len(), 1);
         assert_eq!(rows.tables["ctl_publication_events"].len(), 1);
-        let copy = database_of(&rows).expect("copy");
+        let copy = empty_database().expect("copy");
+        sync(&copy, &Rows::default(), &rows).expect("fill");
         assert_eq!(rows_of(&copy).expect("rows again"), rows);
+        // Taken to other rows, it holds exactly those.
+        let mut other = rows.clone();
+        other.tables.get_mut("ctl_app_versions").expect("t").clear();
+        other.meta.insert("x".into(), 7);
+        let first = other.tables["ctl_nodes"]
+            .keys()
+            .next()
+            .cloned()
+            .expect("node");
+        other
+            .tables
+            .get_mut("ctl_nodes")
+            .expect("t")
+            .insert(first, b"{}".to_vec());
+        sync(&copy, &rows, &other).expect("sync");
+        assert_eq!(rows_of(&copy).expect("rows again"), other);
     }
 }
