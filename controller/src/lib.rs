@@ -58,6 +58,19 @@
 //! let reconciler = state.spawn_reconciler(shutdown_signal());
 //! let app = registry_router.merge(berth_controller::router(state));
 //! ```
+//!
+//! With `meta.backend = "postgres"` (replicas), the records are shared and
+//! one replica at a time reconciles, its writes fenced by its lease's term:
+//!
+//! ```ignore
+//! let ctl = berth_controller::store::pg::MIGRATIONS;
+//! berth_registry::meta::pg::migrate(&pool, &[/* registry's sets, */
+//!     berth_registry::meta::pg::Migrations { component: ctl.component, steps: ctl.steps }]).await?;
+//! let store = berth_controller::open_postgres_store(pool.clone(), Some(key)).await?;
+//! let state = berth_controller::ControllerState::new(store, ports, settings);
+//! let leadership = berth_controller::postgres_leadership(pool, cfg.controller.leader_lease);
+//! let reconciler = state.spawn_reconciler_led(leadership, shutdown_signal());
+//! ```
 
 #![forbid(unsafe_code)]
 
