@@ -548,6 +548,11 @@ pub struct ControllerConfig {
     /// cluster) and repaired. "0s": never.
     #[serde(with = "duration_str")]
     pub drift_check_interval: Duration,
+    /// With `meta.backend = "postgres"`: how long the replica that runs the
+    /// reconcilers holds its lease (renewed every third of it). When it
+    /// dies, another replica takes over within about this long.
+    #[serde(with = "duration_str")]
+    pub leader_lease: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -559,6 +564,7 @@ impl Default for ControllerConfig {
             secret_key: String::new(),
             kubeconfig_max_ttl: Duration::from_secs(24 * 3600),
             drift_check_interval: Duration::from_secs(60),
+            leader_lease: Duration::from_secs(15),
         }
     }
 }
@@ -970,6 +976,12 @@ impl Config {
                 "server.pull_flush_interval and edge.pull_report_interval must be positive".into(),
             ));
         }
+        if self.controller.leader_lease < Duration::from_secs(3) {
+            return Err(ConfigError::Invalid(
+                "controller.leader_lease must be at least 3s (the leader renews it every third)"
+                    .into(),
+            ));
+        }
         let drift = self.controller.drift_check_interval;
         if !drift.is_zero() && drift < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
@@ -1189,6 +1201,22 @@ mod tests {
         cfg.controller.drift_check_interval = Duration::from_millis(10);
         let err = cfg.validate().expect_err("too short").to_string();
         assert!(err.contains("controller.drift_check_interval"), "{err}");
+    }
+
+    #[test]
+    fn leader_lease_defaults_overrides_and_validates() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.controller.leader_lease, Duration::from_secs(15));
+        cfg.apply_env(
+            [("BERTH_CONTROLLER_LEADER_LEASE", "30s")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("env applies");
+        assert_eq!(cfg.controller.leader_lease, Duration::from_secs(30));
+        cfg.controller.leader_lease = Duration::from_secs(1);
+        let err = cfg.validate().expect_err("too short").to_string();
+        assert!(err.contains("controller.leader_lease"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! - `manifest`: Kubernetes YAML in and out: a multi-document manifest read
 //!   into an app's template and its resources, and written back.
 //! - `store`: the `ControllerStore` interface; its embedded implementation keeps redb
-//!   tables (all prefixed `ctl_`) in the registry's database.
+//!   tables (all prefixed `ctl_`) in the registry's database, `store::pg` the same
+//!   tables in PostgreSQL.
 //! - `render`: pure (app, version, digests, node) -> Kubernetes objects.
 //! - `sealed_records`: cluster and node credentials sealed inside their records.
 //! - `secrets`: sealing of secret values at rest.
@@ -57,6 +58,19 @@
 //! let reconciler = state.spawn_reconciler(shutdown_signal());
 //! let app = registry_router.merge(berth_controller::router(state));
 //! ```
+//!
+//! With `meta.backend = "postgres"` (replicas), the records are shared and
+//! one replica at a time reconciles, its writes fenced by its lease's term:
+//!
+//! ```ignore
+//! let ctl = berth_controller::store::pg::MIGRATIONS;
+//! berth_registry::meta::pg::migrate(&pool, &[/* registry's sets, */
+//!     berth_registry::meta::pg::Migrations { component: ctl.component, steps: ctl.steps }]).await?;
+//! let store = berth_controller::open_postgres_store(pool.clone(), Some(key)).await?;
+//! let state = berth_controller::ControllerState::new(store, ports, settings);
+//! let leadership = berth_controller::postgres_leadership(pool, cfg.controller.leader_lease);
+//! let reconciler = state.spawn_reconciler_led(leadership, shutdown_signal());
+//! ```
 
 #![forbid(unsafe_code)]
 
@@ -87,13 +101,14 @@ pub use api::{openapi_paths, route_paths, router};
 pub use deploy::{Deployer, DirectoryDeployer, KubeDeployer};
 pub use edge::HttpEdgeClient;
 pub use ports::{
-    Actor, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
-    NoPublicationEvents, PublicationChange, PublicationEvents, ResolveError, ResolvedImage,
+    Actor, AlwaysLeader, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
+    Leadership, NoPublicationEvents, PublicationChange, PublicationEvents, ResolveError,
+    ResolvedImage, Term,
 };
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;
 pub use state::{ControllerSettings, ControllerState, Ports};
-pub use store::{ControllerStore, RedbControllerStore, StoreError};
+pub use store::{ControllerStore, PgControllerStore, RedbControllerStore, StoreError};
 
 /// The controller's records in the registry's embedded database `db`
 /// (tables of their own), cluster and node credentials sealed with
@@ -104,6 +119,30 @@ pub fn open_embedded_store(
 ) -> Result<Arc<dyn ControllerStore>, StoreError> {
     let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
     Ok(Arc::new(RedbControllerStore::open(db, sealer)?))
+}
+
+/// The controller's records in PostgreSQL (`meta.backend = "postgres"`),
+/// shared by every replica: `pool` is the registry's pool, its database
+/// already migrated with `store::pg::MIGRATIONS` (the composition root runs
+/// them through the registry's `meta::pg::migrate`). Credentials sealed
+/// with `secret_key`, as `open_embedded_store` seals them.
+pub async fn open_postgres_store(
+    pool: deadpool_postgres::Pool,
+    secret_key: Option<[u8; 32]>,
+) -> Result<Arc<dyn ControllerStore>, StoreError> {
+    let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
+    Ok(Arc::new(PgControllerStore::open(pool, sealer).await?))
+}
+
+/// Leadership of the reconcilers among replicas sharing the PostgreSQL
+/// database of `pool` (migrated with `store::pg::MIGRATIONS`): a lease of
+/// `lease` (renewed every third of it) that another replica takes over once
+/// it expires. Hand it to `ControllerState::spawn_reconciler_led`.
+pub fn postgres_leadership(
+    pool: deadpool_postgres::Pool,
+    lease: std::time::Duration,
+) -> Arc<dyn Leadership> {
+    Arc::new(store::pg::PgLeadership::new(pool, lease))
 }
 
 /// The deployer named by the configuration: "directory" (files under

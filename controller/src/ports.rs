@@ -284,3 +284,45 @@ pub struct NoPublicationEvents;
 impl PublicationEvents for NoPublicationEvents {
     fn recorded(&self) {}
 }
+
+/// A term of leadership: while it lasts, this replica runs the reconcilers;
+/// `epoch` is its fencing token, carried by every write the reconcilers
+/// make (`ControllerStore::fenced`), so that a write from an earlier term
+/// (a paused ex-leader) is refused once another replica has taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term {
+    pub epoch: u64,
+}
+
+/// Which replica runs the controller's reconcilers: exactly one at a time.
+/// The embedded setup is always the leader (`AlwaysLeader`); replicas on a
+/// shared database elect one through it (a lease the leader renews, taken
+/// over once it expires by the database's clock).
+#[async_trait]
+pub trait Leadership: Send + Sync + 'static {
+    /// Becomes the leader, or stays it: the term held, or `None` while
+    /// another replica leads. A leader whose lease lapsed before it renewed
+    /// gets a new term (a new epoch) even when nobody took over meanwhile.
+    async fn lead(&self) -> Result<Option<Term>, String>;
+    /// Gives up the lease (on shutdown), so another replica takes over now.
+    async fn resign(&self);
+    /// How often `lead` is called: well inside the lease's length.
+    fn renew_every(&self) -> std::time::Duration;
+}
+
+/// The one controller of an embedded setup: always the leader, in epoch 0.
+#[derive(Debug, Default, Clone)]
+pub struct AlwaysLeader;
+
+#[async_trait]
+impl Leadership for AlwaysLeader {
+    async fn lead(&self) -> Result<Option<Term>, String> {
+        Ok(Some(Term { epoch: 0 }))
+    }
+
+    async fn resign(&self) {}
+
+    fn renew_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3600)
+    }
+}

@@ -219,16 +219,28 @@ impl ControllerState {
         let _ = self.inner.trigger.send(key.into());
     }
 
-    /// Runs the reconcile loop on tokio until `shutdown` resolves. Only the first
+    /// Runs the reconcile loop on tokio until `shutdown` resolves, as the
+    /// only controller (`AlwaysLeader`: the embedded setup). Only the first
     /// call starts a loop; later calls return a task that ends at once.
     pub fn spawn_reconciler(
         &self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
+        self.spawn_reconciler_led(Arc::new(crate::ports::AlwaysLeader), shutdown)
+    }
+
+    /// Runs the reconcile loop on tokio while `leadership` says this replica
+    /// leads, until `shutdown` resolves (replicas on a shared database: each
+    /// calls this; one reconciles at a time, its writes fenced by its term).
+    pub fn spawn_reconciler_led(
+        &self,
+        leadership: Arc<dyn crate::ports::Leadership>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let rx = self.inner.receiver.lock().ok().and_then(|mut r| r.take());
         let ctx = self.inner.ctx.clone();
         match rx {
-            Some(rx) => tokio::spawn(reconcile::run(ctx, rx, shutdown)),
+            Some(rx) => tokio::spawn(reconcile::run_while_leader(ctx, leadership, rx, shutdown)),
             None => {
                 tracing::warn!("the reconciler is already running");
                 tokio::spawn(async {})

@@ -34,6 +34,8 @@
 //! - `publish`: the steps of a publish; `unpublish`: those of an unpublish;
 //! - `resource`: the steps of a resource's publish and unpublish;
 //! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once;
+//! - `leader`: the scheduler runs only while this replica leads, writing
+//!   through the store fenced with its term (`run_while_leader`);
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +58,8 @@ mod unpublish;
 
 mod drift;
 pub(crate) mod forced;
+mod leader;
+pub use self::leader::run_while_leader;
 use self::publish::publish_step;
 pub use self::scheduler::run;
 use self::unpublish::unpublish_step;
@@ -111,6 +115,22 @@ pub struct Context {
 }
 
 impl Context {
+    /// The same context writing through `store` (the reconcilers' store
+    /// fenced with a leadership term).
+    pub fn with_store(&self, store: Arc<dyn ControllerStore>) -> Context {
+        Context {
+            store,
+            resolver: self.resolver.clone(),
+            edge: self.edge.clone(),
+            deployer: self.deployer.clone(),
+            audit: self.audit.clone(),
+            events: self.events.clone(),
+            settings: self.settings.clone(),
+            render: self.render.clone(),
+            resources: self.resources.clone(),
+        }
+    }
+
     /// The controller's records.
     pub fn store(&self) -> &dyn ControllerStore {
         self.store.as_ref()

@@ -24,7 +24,7 @@ use super::{reconcile, Action, Context, ReconcileSettings};
 /// asks to be requeued, and every `resync_interval` for all.
 pub async fn run(
     ctx: Arc<Context>,
-    mut trigger: mpsc::UnboundedReceiver<PublicationRef>,
+    trigger: &mut mpsc::UnboundedReceiver<PublicationRef>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut s = Scheduler::new(ctx);

@@ -40,11 +40,15 @@ pub(crate) mod conformance;
 mod conformance_events;
 #[cfg(test)]
 mod fixtures;
+pub mod pg;
 mod records;
 mod redb;
 
+pub use self::pg::PgControllerStore;
 pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange};
 pub use self::redb::RedbControllerStore;
+/// The embedded store's rows and outbox form, which `pg` shares.
+pub(crate) use self::redb::{rows, Stored};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,6 +69,9 @@ pub enum StoreError {
     },
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A write of a leadership term that is over (see `ControllerStore::fenced`).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -378,4 +385,12 @@ pub trait ControllerStore: Send + Sync {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>>;
+
+    // ---- fencing ----
+
+    /// This store as the reconcilers of leadership term `epoch` write
+    /// through it: every write is refused (`StoreError::Fenced`) once the
+    /// term is over, because another replica took over or the lease lapsed.
+    /// A store only one process uses (embedded) has nothing to fence.
+    fn fenced(&self, epoch: u64) -> std::sync::Arc<dyn ControllerStore>;
 }

@@ -529,6 +529,52 @@ pub struct Harness {
     db: std::sync::Weak<redb::Database>,
 }
 
+/// A pool of connections to the PostgreSQL database at `url`.
+pub fn pg_pool(url: &str) -> deadpool_postgres::Pool {
+    let config: tokio_postgres::Config = url.parse().expect("PostgreSQL URL");
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(4)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .expect("pool")
+}
+
+/// A fresh database with the controller's schema, as the composition root
+/// migrates it (through the registry's `meta::pg::migrate`, in short here).
+pub async fn pg_database() -> String {
+    let url =
+        tokio::task::spawn_blocking(|| berth_testkit::postgres::Postgres::shared().database())
+            .await
+            .expect("createdb");
+    let pool = pg_pool(&url);
+    let conn = pool.get().await.expect("connection");
+    conn.batch_execute(
+        "CREATE TABLE berth_schema (component text PRIMARY KEY, version integer NOT NULL, \
+         migrated_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .expect("berth_schema");
+    let m = berth_controller::store::pg::MIGRATIONS;
+    for step in m.steps {
+        conn.batch_execute(step).await.expect("migration step");
+    }
+    let version = m.steps.len() as i32;
+    conn.execute(
+        "INSERT INTO berth_schema (component, version) VALUES ($1, $2)",
+        &[&m.component, &version],
+    )
+    .await
+    .expect("schema version");
+    url
+}
+
 pub fn fast_settings() -> ControllerSettings {
     ControllerSettings {
         reconcile: ReconcileSettings {
@@ -604,6 +650,61 @@ impl Harness {
             tasks: vec![reconciler, server],
             db: db_weak,
         }
+    }
+
+    /// A replica on the PostgreSQL database at `url` (migrated): its
+    /// reconciler runs while it holds the reconcilers' lease (`lease` long).
+    pub async fn start_replica(world: World, url: &str, lease: Duration) -> Harness {
+        let ports = Ports {
+            resolver: world.resolver.clone(),
+            edge: Arc::new(HttpEdgeClient::new(Duration::from_secs(2)).expect("edge client")),
+            deployer: world.deployer.clone(),
+            authorizer: Arc::new(BasicAuthorizer),
+            audit: world.audit.clone(),
+            events: Arc::new(berth_controller::NoPublicationEvents),
+        };
+        let pool = pg_pool(url);
+        let store = berth_controller::open_postgres_store(pool.clone(), fast_settings().secret_key)
+            .await
+            .expect("controller store");
+        let state = ControllerState::new(store, ports, fast_settings());
+        let leadership = berth_controller::postgres_leadership(pool, lease);
+        let (stop_rec, rec_rx) = oneshot::channel::<()>();
+        let reconciler = state.spawn_reconciler_led(leadership, async move {
+            let _ = rec_rx.await;
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = berth_controller::router(state.clone());
+        let (stop_srv, srv_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = srv_rx.await;
+                })
+                .await;
+        });
+        Harness {
+            world,
+            url,
+            http: reqwest::Client::new(),
+            state: Some(state),
+            stop: vec![stop_rec, stop_srv],
+            tasks: vec![reconciler, server],
+            db: std::sync::Weak::new(),
+        }
+    }
+
+    /// Ends the controller as a kill would: its tasks dropped mid-flight,
+    /// nothing handed over (a leader's lease runs out on its own).
+    pub fn kill(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.stop.clear();
+        self.state.take();
     }
 
     /// Stops the server and the reconciler and closes the database, as a

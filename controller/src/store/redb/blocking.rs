@@ -558,4 +558,8 @@ impl ControllerStore for RedbControllerStore {
         self.blocking(move |s| s.config_left_behind(&project, &node))
             .await
     }
+
+    fn fenced(&self, _epoch: u64) -> std::sync::Arc<dyn ControllerStore> {
+        std::sync::Arc::new(self.clone())
+    }
 }
