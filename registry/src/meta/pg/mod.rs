@@ -19,8 +19,25 @@ use tokio_postgres::NoTls;
 
 use super::MetaError;
 
+mod blobs;
+mod cache;
+mod db;
+mod gc;
+mod listings;
+mod manifests;
+mod meta;
+#[cfg(test)]
+mod meta_tests;
+mod replication;
+mod retention;
+mod schema;
 #[cfg(test)]
 mod tests;
+mod usage;
+mod webhooks;
+
+pub use self::db::PgMeta;
+pub use self::schema::MIGRATIONS;
 
 /// A pool of connections to one PostgreSQL database.
 pub type Pool = deadpool_postgres::Pool;
