@@ -320,6 +320,17 @@ pub trait MetaStore: Send + Sync + 'static {
 
     // ---- garbage collection (see gc.rs) ----
 
+    /// The metadata's clock, Unix seconds: the clock the times it records
+    /// (link, record and push times) are read from, and so the one GC
+    /// measures its grace window by (`seen_at` and `cutoff` come from
+    /// here). The embedded store's is this machine's (`now()`); a store
+    /// shared by replicas answers with the database's, so that a replica
+    /// whose clock runs behind or ahead neither collects another's fresh
+    /// upload early nor keeps garbage late.
+    async fn clock(&self) -> Result<u64> {
+        Ok(now())
+    }
+
     /// One repository as GC's mark needs it, from one snapshot (no lock).
     async fn gc_view(&self, repo: &RepoName) -> Result<RepoGcView>;
     /// Removes, in one transaction, each manifest of `dead` (in order) that

@@ -3,11 +3,11 @@
 use deadpool_postgres::Transaction;
 
 use super::db::{
-    begin_write, big, col, col_u64, commit, digest as parse_digest, project_of, run_step, Ctx,
-    PgMeta,
+    begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, project_of, run_step,
+    Ctx, PgMeta,
 };
 use super::usage::{check, hold, release};
-use crate::meta::{now, BlobRecord, LinkOutcome, Result, StoreStep};
+use crate::meta::{BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
 
 impl PgMeta {
@@ -44,7 +44,8 @@ impl PgMeta {
         let Some(size) = recorded_size(&tx, &key).await? else {
             return Ok(LinkOutcome::NotInStore);
         };
-        link(&tx, repo, &key, size, now()).await?;
+        let t = db_now(&tx).await?;
+        link(&tx, repo, &key, size, t).await?;
         commit(tx, what).await?;
         Ok(LinkOutcome::Linked)
     }
@@ -68,7 +69,7 @@ impl PgMeta {
         if let Some(step) = place {
             run_step(step, &format!("placing blob {d} in the store")).await?;
         }
-        let t = now();
+        let t = db_now(&tx).await?;
         if recorded.is_none() {
             tx.execute(
                 "INSERT INTO blobs (digest, size, recorded_at) VALUES ($1, $2, $3)",
@@ -106,7 +107,8 @@ impl PgMeta {
         if !found {
             return Ok(None);
         }
-        link(&tx, to, &key, size, now()).await?;
+        let t = db_now(&tx).await?;
+        link(&tx, to, &key, size, t).await?;
         commit(tx, what).await?;
         Ok(Some(size))
     }

@@ -12,6 +12,16 @@
 //! repositories. Reads take no lock: each is one statement, or a
 //! REPEATABLE READ read-only transaction where it needs several (GC's
 //! snapshot).
+//!
+//! Time: the link, record and push times a write records (and every other
+//! time it stamps) are read from the database's clock (`db_now`), after the
+//! write lock, and `MetaStore::clock` answers with the same clock; GC takes
+//! its `seen_at` and its grace window's cutoff from there. So the window is
+//! measured on one clock whichever replica uploaded and whichever collects,
+//! and a replica whose own clock is off cannot collect another's fresh
+//! upload. (GC's sweep of store objects that have no record still compares
+//! the objects' modification times with this machine's clock; what makes
+//! that safe is the re-check for a record under the write lock.)
 
 use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::types::FromSql;
@@ -56,7 +66,26 @@ pub(super) trait Ctx<T> {
 
 impl<T> Ctx<T> for std::result::Result<T, tokio_postgres::Error> {
     fn ctx(self, what: &str) -> Result<T> {
-        self.map_err(|e| db_error(what, e))
+        self.map_err(|e| db_error(what, describe(&e)))
+    }
+}
+
+/// The driver's error with what the server said (its `Display` alone is
+/// "db error"), or the cause of a connection failure.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            s.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            s.push_str(&format!("; hint: {hint}"));
+        }
+        return s;
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -121,6 +150,21 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> 
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String> {
     serde_json::to_string(v).map_err(|e| MetaError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The database's clock, Unix seconds: every replica reads the same one.
+/// In a write transaction, read after the write lock, so each writer's
+/// time is no earlier than that of the writer before it (unless the
+/// database server's own clock steps back).
+pub(super) async fn db_now(client: &impl deadpool_postgres::GenericClient) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint",
+            &[],
+        )
+        .await
+        .ctx("reading the database's clock")?;
+    col_u64(&row, 0, "the database's clock")
 }
 
 /// Runs a `StoreStep` under the write lock; `what` names it in its error.

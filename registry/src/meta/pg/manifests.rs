@@ -5,10 +5,11 @@ use deadpool_postgres::Transaction;
 
 use super::blobs::ensure_repo;
 use super::db::{
-    begin_write, big, col, col_u64, commit, digest as parse_digest, from_json, to_json, Ctx, PgMeta,
+    begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, from_json, to_json,
+    Ctx, PgMeta,
 };
 use super::usage::{check, check_immutable, hold, release};
-use crate::meta::{now, BadReference, MetaError, References, Result, StoredManifest};
+use crate::meta::{BadReference, MetaError, References, Result, StoredManifest};
 use crate::oci::media::{manifest_kind, ManifestKind};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -27,7 +28,8 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let key = d.to_string();
         let r = repo.as_str();
-        let t = big(now());
+        let now = db_now(&tx).await?;
+        let t = big(now);
         let linked = match references {
             References::Required => match check_references(&tx, repo, summary).await? {
                 Ok(linked) => linked,
@@ -113,7 +115,7 @@ impl PgMeta {
             .await
             .ctx(what)?;
         }
-        ensure_repo(&tx, repo, now()).await?;
+        ensure_repo(&tx, repo, now).await?;
         commit(tx, what).await?;
         Ok(Ok(()))
     }

@@ -20,6 +20,10 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 #[async_trait]
 impl MetaStore for PgMeta {
+    /// The database's clock: every replica's writes record times from it.
+    async fn clock(&self) -> Result<u64> {
+        super::db::db_now(&self.conn().await?).await
+    }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         self.linked_blob_q(repo, digest).await
     }

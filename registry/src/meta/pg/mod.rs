@@ -28,6 +28,8 @@ mod manifests;
 mod meta;
 #[cfg(test)]
 mod meta_tests;
+#[cfg(test)]
+mod replica_tests;
 mod replication;
 mod retention;
 mod schema;

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::Transaction;
 
-use super::db::{begin_write, big, col, col_u64, col_u64_opt, commit, Ctx, PgMeta};
+use super::db::{begin_write, big, col, col_u64, col_u64_opt, commit, db_now, Ctx, PgMeta};
 use crate::meta::quota::{
     protecting, ImmutableRule, ImmutableTag, ProjectQuota, QuotaExceeded, QuotaSetting, Recount,
 };
-use crate::meta::{now, MetaError, Result};
+use crate::meta::{MetaError, Result};
 use crate::oci::{Digest, RepoName};
 
 /// The `quota_limits` row of the registry default.
@@ -361,11 +361,12 @@ impl PgMeta {
         let what = "adding an immutable-tag rule";
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
+        let now = db_now(&tx).await?;
         let n = tx
             .execute(
                 "INSERT INTO immutable_rules (project, pattern, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (project, pattern) DO NOTHING",
-                &[&project, &pattern, &big(now())],
+                &[&project, &pattern, &big(now)],
             )
             .await
             .ctx(what)?;

@@ -10,11 +10,11 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::db::{
-    begin_write, big, col, col_u64, col_u64_opt, commit, from_json, to_json, Ctx, PgMeta,
+    begin_write, big, col, col_u64, col_u64_opt, commit, db_now, from_json, to_json, Ctx, PgMeta,
 };
 use crate::meta::{
-    now, Attempt, AttemptNext, Delivery, DeliveryStatus, MetaError, NewDelivery, QueuedEvent,
-    Result, Webhook,
+    Attempt, AttemptNext, Delivery, DeliveryStatus, MetaError, NewDelivery, QueuedEvent, Result,
+    Webhook,
 };
 
 fn status_text(s: DeliveryStatus) -> &'static str {
@@ -149,7 +149,7 @@ impl PgMeta {
         let what = "queueing webhook events";
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
-        let t = now();
+        let t = db_now(&tx).await?;
         let mut dropped = 0;
         for e in events {
             dropped += push_one(&tx, e, cap.max(1), log_keep, t).await?;
