@@ -4,7 +4,7 @@ use deadpool_postgres::Transaction;
 
 use super::db::{
     begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, project_of, run_step,
-    Ctx, PgMeta,
+    Cached, Ctx, PgMeta,
 };
 use super::usage::{check, hold, release};
 use crate::meta::{BlobRecord, LinkOutcome, Result, StoreStep};
@@ -14,7 +14,7 @@ impl PgMeta {
     pub(super) async fn linked_blob_q(&self, repo: &RepoName, d: &Digest) -> Result<Option<u64>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest
                  WHERE l.repo = $1 AND l.digest = $2",
                 &[&repo.as_str(), &d.to_string()],
@@ -27,7 +27,7 @@ impl PgMeta {
     pub(super) async fn blob_size_q(&self, d: &Digest) -> Result<Option<u64>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT size FROM blobs WHERE digest = $1",
                 &[&d.to_string()],
             )
@@ -71,7 +71,7 @@ impl PgMeta {
         }
         let t = db_now(&tx).await?;
         if recorded.is_none() {
-            tx.execute(
+            tx.cexec(
                 "INSERT INTO blobs (digest, size, recorded_at) VALUES ($1, $2, $3)",
                 &[&key, &big(size), &big(t)],
             )
@@ -97,7 +97,7 @@ impl PgMeta {
             return Ok(None);
         };
         let found = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT 1 FROM repo_blobs WHERE digest = $1 AND repo = ANY($2) LIMIT 1",
                 &[&key, &sources],
             )
@@ -128,7 +128,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let key = d.to_string();
         let Some(row) = tx
-            .query_opt(
+            .cq_opt(
                 "DELETE FROM blobs WHERE digest = $1 RETURNING size",
                 &[&key],
             )
@@ -139,7 +139,7 @@ impl PgMeta {
         };
         let size = col_u64(&row, 0, "blobs.size")?;
         let repos: Vec<String> = tx
-            .query("SELECT repo FROM repo_blobs WHERE digest = $1", &[&key])
+            .cq("SELECT repo FROM repo_blobs WHERE digest = $1", &[&key])
             .await
             .ctx(what)?
             .iter()
@@ -161,7 +161,7 @@ impl PgMeta {
         let conn = self.conn().await?;
         let after = after.map(|d| d.to_string());
         let rows = conn
-            .query(
+            .cq(
                 "SELECT digest, size, recorded_at FROM blobs
                  WHERE $1::text IS NULL OR digest > $1 ORDER BY digest LIMIT $2",
                 &[&after, &big(limit as u64)],
@@ -174,7 +174,7 @@ impl PgMeta {
     pub(super) async fn blob_records_q(&self) -> Result<Vec<BlobRecord>> {
         let conn = self.conn().await?;
         let rows = conn
-            .query(
+            .cq(
                 "SELECT digest, size, recorded_at FROM blobs ORDER BY digest",
                 &[],
             )
@@ -195,7 +195,7 @@ fn record(r: &tokio_postgres::Row) -> Result<BlobRecord> {
 
 /// The size the CAS records for `key`, under the caller's transaction.
 pub(super) async fn recorded_size(tx: &Transaction<'_>, key: &str) -> Result<Option<u64>> {
-    tx.query_opt("SELECT size FROM blobs WHERE digest = $1", &[&key])
+    tx.cq_opt("SELECT size FROM blobs WHERE digest = $1", &[&key])
         .await
         .ctx("reading a blob record")?
         .map(|r| col_u64(&r, 0, "blobs.size"))
@@ -203,7 +203,7 @@ pub(super) async fn recorded_size(tx: &Transaction<'_>, key: &str) -> Result<Opt
 }
 
 pub(super) async fn ensure_repo(tx: &Transaction<'_>, repo: &RepoName, t: u64) -> Result<()> {
-    tx.execute(
+    tx.cexec(
         "INSERT INTO repos (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         &[&repo.as_str(), &big(t)],
     )
@@ -224,7 +224,7 @@ pub(super) async fn link(
 ) -> Result<()> {
     let what = "linking a blob";
     let exists = tx
-        .query_opt(
+        .cq_opt(
             "SELECT 1 FROM repo_blobs WHERE repo = $1 AND digest = $2",
             &[&repo.as_str(), &key],
         )
@@ -235,7 +235,7 @@ pub(super) async fn link(
         check(tx, repo.project(), &[(key, size)]).await?;
         hold(tx, repo.project(), key, size).await?;
     }
-    tx.execute(
+    tx.cexec(
         "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (repo, digest) DO UPDATE SET linked_at = EXCLUDED.linked_at",
         &[&repo.as_str(), &key, &big(t)],
@@ -249,7 +249,7 @@ pub(super) async fn link(
 /// was none.
 pub(super) async fn unlink(tx: &Transaction<'_>, repo: &str, key: &str) -> Result<bool> {
     let n = tx
-        .execute(
+        .cexec(
             "DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2",
             &[&repo, &key],
         )

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::db::{big, col, col_u64, commit, Ctx, PgMeta};
+use super::db::{big, col, col_u64, commit, Cached, Ctx, PgMeta};
 use crate::meta::{CacheBook, Result, TagClockOwner};
 
 fn owner_key(owner: TagClockOwner) -> &'static str {
@@ -23,7 +23,7 @@ impl CacheBook for PgMeta {
         tag: &str,
     ) -> Result<Option<u64>> {
         let conn = self.conn().await?;
-        conn.query_opt(
+        conn.cq_opt(
             "SELECT at_ms FROM cache_tag_fetched WHERE owner = $1 AND repo = $2 AND tag = $3",
             &[&owner_key(owner), &repo, &tag],
         )
@@ -41,7 +41,7 @@ impl CacheBook for PgMeta {
         at_ms: u64,
     ) -> Result<()> {
         let conn = self.conn().await?;
-        conn.execute(
+        conn.cexec(
             "INSERT INTO cache_tag_fetched (owner, repo, tag, at_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (owner, repo, tag) DO UPDATE SET at_ms = EXCLUDED.at_ms",
             &[&owner_key(owner), &repo, &tag, &big(at_ms)],
@@ -53,7 +53,7 @@ impl CacheBook for PgMeta {
 
     async fn access_times(&self) -> Result<Vec<(String, u64)>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT digest, at_ms FROM cache_access ORDER BY digest",
             &[],
         )
@@ -74,7 +74,7 @@ impl CacheBook for PgMeta {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.ctx(what)?;
         for (d, at) in times {
-            tx.execute(
+            tx.cexec(
                 "INSERT INTO cache_access (digest, at_ms) VALUES ($1, $2)
                  ON CONFLICT (digest) DO UPDATE SET at_ms = EXCLUDED.at_ms",
                 &[d, &big(*at)],
@@ -87,7 +87,7 @@ impl CacheBook for PgMeta {
 
     async fn forget_access(&self, digest: &str) -> Result<()> {
         let conn = self.conn().await?;
-        conn.execute("DELETE FROM cache_access WHERE digest = $1", &[&digest])
+        conn.cexec("DELETE FROM cache_access WHERE digest = $1", &[&digest])
             .await
             .ctx("forgetting a blob's access time")?;
         Ok(())
@@ -95,7 +95,7 @@ impl CacheBook for PgMeta {
 
     async fn pin(&self, image: &str, digests: &[String]) -> Result<()> {
         let conn = self.conn().await?;
-        conn.execute(
+        conn.cexec(
             "INSERT INTO cache_pins (image, digest) SELECT $1, unnest($2::text[])
              ON CONFLICT DO NOTHING",
             &[&image, &digests],
@@ -108,7 +108,7 @@ impl CacheBook for PgMeta {
     async fn unpin(&self, image: &str) -> Result<usize> {
         let conn = self.conn().await?;
         let n = conn
-            .execute("DELETE FROM cache_pins WHERE image = $1", &[&image])
+            .cexec("DELETE FROM cache_pins WHERE image = $1", &[&image])
             .await
             .ctx("unpinning blobs")?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
@@ -116,7 +116,7 @@ impl CacheBook for PgMeta {
 
     async fn pins(&self) -> Result<Vec<(String, String)>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT image, digest FROM cache_pins ORDER BY image, digest",
             &[],
         )
@@ -134,7 +134,7 @@ impl CacheBook for PgMeta {
 
     async fn put_job(&self, id: &str, json: &[u8]) -> Result<()> {
         let conn = self.conn().await?;
-        conn.execute(
+        conn.cexec(
             "INSERT INTO cache_jobs (id, job) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
             &[&id, &json],
@@ -146,7 +146,7 @@ impl CacheBook for PgMeta {
 
     async fn jobs(&self) -> Result<Vec<Vec<u8>>> {
         let conn = self.conn().await?;
-        conn.query("SELECT job FROM cache_jobs ORDER BY id", &[])
+        conn.cq("SELECT job FROM cache_jobs ORDER BY id", &[])
             .await
             .ctx("reading prefetch jobs")?
             .iter()

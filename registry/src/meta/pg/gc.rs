@@ -9,7 +9,7 @@ use deadpool_postgres::Transaction;
 
 use super::blobs::unlink;
 use super::db::{
-    begin_read, begin_write, big, col, col_u64, commit, from_json, to_json, Ctx, PgMeta,
+    begin_read, begin_write, big, col, col_u64, commit, from_json, to_json, Cached, Ctx, PgMeta,
 };
 use super::usage::release;
 use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, RepoGcView, Result, Seen};
@@ -23,7 +23,7 @@ impl PgMeta {
         let r = repo.as_str();
         let mut view = RepoGcView::default();
         for row in tx
-            .query(
+            .cq(
                 "SELECT m.digest, m.pushed_at, c.summary::text FROM manifests m
                  LEFT JOIN manifest_contents c ON c.digest = m.digest WHERE m.repo = $1",
                 &[&r],
@@ -40,7 +40,7 @@ impl PgMeta {
                 .insert(d, (col_u64(&row, 1, "manifests.pushed_at")?, summary));
         }
         for row in tx
-            .query("SELECT digest FROM tags WHERE repo = $1", &[&r])
+            .cq("SELECT digest FROM tags WHERE repo = $1", &[&r])
             .await
             .ctx(what)?
         {
@@ -49,7 +49,7 @@ impl PgMeta {
             }
         }
         for row in tx
-            .query(
+            .cq(
                 "SELECT digest, linked_at FROM repo_blobs WHERE repo = $1",
                 &[&r],
             )
@@ -77,7 +77,7 @@ impl PgMeta {
         let r = repo.as_str();
         let young = pushed_since(&tx, r, seen_at).await?;
         let tagged: HashSet<String> = tx
-            .query("SELECT digest FROM tags WHERE repo = $1", &[&r])
+            .cq("SELECT digest FROM tags WHERE repo = $1", &[&r])
             .await
             .ctx(what)?
             .iter()
@@ -91,27 +91,7 @@ impl PgMeta {
             .filter(|(d, _)| !in_batch.contains(*d))
             .flat_map(|(_, s)| s.manifests.iter().map(|m| m.digest.to_string()))
             .collect();
-        let keys: Vec<String> = in_batch.iter().cloned().collect();
-        let mut current: HashMap<String, (u64, Option<ManifestSummary>)> = HashMap::new();
-        for row in tx
-            .query(
-                "SELECT m.digest, m.pushed_at, c.summary::text FROM manifests m
-                 LEFT JOIN manifest_contents c ON c.digest = m.digest
-                 WHERE m.repo = $1 AND m.digest = ANY($2)",
-                &[&r, &keys],
-            )
-            .await
-            .ctx(what)?
-        {
-            let summary: Option<String> = col(&row, 2, "manifest_contents.summary")?;
-            current.insert(
-                col(&row, 0, "manifests.digest")?,
-                (
-                    col_u64(&row, 1, "manifests.pushed_at")?,
-                    summary.and_then(|s| serde_json::from_str(&s).ok()),
-                ),
-            );
-        }
+        let current = manifests_now(&tx, r, &in_batch).await?;
         let mut batch: BTreeMap<String, Option<ManifestSummary>> = BTreeMap::new();
         let mut survivors: BTreeSet<String> = BTreeSet::new();
         for s in dead {
@@ -128,14 +108,14 @@ impl PgMeta {
         let keep = mark(&batch, &survivors);
         let mut removed = Vec::new();
         for key in batch.keys().filter(|k| !keep.contains(*k)) {
-            tx.execute(
+            tx.cexec(
                 "DELETE FROM manifests WHERE repo = $1 AND digest = $2",
                 &[&r, key],
             )
             .await
             .ctx(what)?;
             release(&tx, repo.project(), key).await?;
-            tx.execute(
+            tx.cexec(
                 "DELETE FROM referrers WHERE repo = $1 AND referrer = $2",
                 &[&r, key],
             )
@@ -147,7 +127,7 @@ impl PgMeta {
         }
         // The content of manifests no repository holds any more.
         let gone: Vec<String> = removed.iter().map(Digest::to_string).collect();
-        tx.execute(
+        tx.cexec(
             "DELETE FROM manifest_contents c WHERE c.digest = ANY($1)
              AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
             &[&gone],
@@ -180,7 +160,7 @@ impl PgMeta {
                 continue;
             }
             let at = tx
-                .query_opt(
+                .cq_opt(
                     "SELECT linked_at FROM repo_blobs WHERE repo = $1 AND digest = $2",
                     &[&r, &key],
                 )
@@ -207,7 +187,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let keys: Vec<String> = candidates.iter().map(Digest::to_string).collect();
         let rows = tx
-            .query(
+            .cq(
                 "DELETE FROM blobs b WHERE b.digest = ANY($1) AND b.recorded_at <= $2
                  AND NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest)
                  RETURNING b.digest, b.size, b.recorded_at",
@@ -253,7 +233,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let keys: Vec<String> = digests.iter().map(Digest::to_string).collect();
         let recorded: HashSet<String> = tx
-            .query("SELECT digest FROM blobs WHERE digest = ANY($1)", &[&keys])
+            .cq("SELECT digest FROM blobs WHERE digest = ANY($1)", &[&keys])
             .await
             .ctx(what)?
             .iter()
@@ -276,12 +256,12 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let row = tx
-            .query_one("SELECT COALESCE(max(id), 0) + 1 FROM gc_runs", &[])
+            .cq_one("SELECT COALESCE(max(id), 0) + 1 FROM gc_runs", &[])
             .await
             .ctx(what)?;
         let id = col_u64(&row, 0, "gc_runs.id")?;
         let run = GcRun { id, ..run.clone() };
-        tx.execute(
+        tx.cexec(
             "INSERT INTO gc_runs (id, started_at, finished_at, outcome, run)
              VALUES ($1, $2, $3, $4, $5::text::jsonb)",
             &[
@@ -295,7 +275,7 @@ impl PgMeta {
         .await
         .ctx(what)?;
         let cut = id.saturating_sub(keep as u64);
-        tx.execute("DELETE FROM gc_runs WHERE id <= $1", &[&big(cut)])
+        tx.cexec("DELETE FROM gc_runs WHERE id <= $1", &[&big(cut)])
             .await
             .ctx(what)?;
         commit(tx, what).await?;
@@ -304,7 +284,7 @@ impl PgMeta {
 
     pub(super) async fn gc_runs_q(&self, limit: usize) -> Result<Vec<GcRun>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT run::text FROM gc_runs ORDER BY id DESC LIMIT $1",
             &[&big(limit as u64)],
         )
@@ -316,6 +296,37 @@ impl PgMeta {
     }
 }
 
+/// The push times and summaries of those of `digests` that `repo` holds now.
+async fn manifests_now(
+    tx: &Transaction<'_>,
+    r: &str,
+    digests: &HashSet<String>,
+) -> Result<HashMap<String, (u64, Option<ManifestSummary>)>> {
+    let what = "sweeping manifests";
+    let keys: Vec<String> = digests.iter().cloned().collect();
+    let mut current: HashMap<String, (u64, Option<ManifestSummary>)> = HashMap::new();
+    for row in tx
+        .cq(
+            "SELECT m.digest, m.pushed_at, c.summary::text FROM manifests m
+             LEFT JOIN manifest_contents c ON c.digest = m.digest
+             WHERE m.repo = $1 AND m.digest = ANY($2)",
+            &[&r, &keys],
+        )
+        .await
+        .ctx(what)?
+    {
+        let summary: Option<String> = col(&row, 2, "manifest_contents.summary")?;
+        current.insert(
+            col(&row, 0, "manifests.digest")?,
+            (
+                col_u64(&row, 1, "manifests.pushed_at")?,
+                summary.and_then(|s| serde_json::from_str(&s).ok()),
+            ),
+        );
+    }
+    Ok(current)
+}
+
 /// Manifests of `repo` pushed at or after `since`, with what they reference.
 async fn pushed_since(
     tx: &Transaction<'_>,
@@ -324,7 +335,7 @@ async fn pushed_since(
 ) -> Result<BTreeMap<String, ManifestSummary>> {
     let mut out = BTreeMap::new();
     for row in tx
-        .query(
+        .cq(
             "SELECT m.digest, c.summary::text FROM manifests m
              JOIN manifest_contents c ON c.digest = m.digest
              WHERE m.repo = $1 AND m.pushed_at >= $2",

@@ -2,7 +2,7 @@
 //! whole-repository deletion, pull counts and the tag listing with push
 //! times.
 
-use super::db::{begin_write, big, col, col_u64, commit, Ctx, PgMeta};
+use super::db::{begin_write, big, col, col_u64, commit, Cached, Ctx, PgMeta};
 use super::usage::{check_immutable, release};
 use crate::meta::{PullCount, Result, TagEntry, TagRecord, Visible};
 use crate::oci::RepoName;
@@ -14,7 +14,7 @@ impl PgMeta {
     pub(super) async fn repo_exists_q(&self, repo: &RepoName) -> Result<bool> {
         let conn = self.conn().await?;
         Ok(conn
-            .query_opt("SELECT 1 FROM repos WHERE name = $1", &[&repo.as_str()])
+            .cq_opt("SELECT 1 FROM repos WHERE name = $1", &[&repo.as_str()])
             .await
             .ctx("reading a repository")?
             .is_some())
@@ -28,7 +28,7 @@ impl PgMeta {
     ) -> Result<(Vec<String>, bool)> {
         let conn = self.conn().await?;
         let rows = conn
-            .query(
+            .cq(
                 "SELECT tag FROM tags WHERE repo = $1 AND ($2::text IS NULL OR tag > $2)
                  ORDER BY tag LIMIT $3",
                 &[&repo.as_str(), &last, &big((n as u64).saturating_add(1))],
@@ -49,7 +49,7 @@ impl PgMeta {
         repo: &RepoName,
     ) -> Result<Vec<(String, String)>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT tag, digest FROM tags WHERE repo = $1 ORDER BY tag",
             &[&repo.as_str()],
         )
@@ -62,7 +62,7 @@ impl PgMeta {
 
     pub(super) async fn all_tags_q(&self) -> Result<Vec<TagEntry>> {
         let conn = self.conn().await?;
-        conn.query("SELECT repo, tag, digest FROM tags ORDER BY repo, tag", &[])
+        conn.cq("SELECT repo, tag, digest FROM tags ORDER BY repo, tag", &[])
             .await
             .ctx("listing tags")?
             .iter()
@@ -87,7 +87,7 @@ impl PgMeta {
         let mut out = Vec::new();
         loop {
             let rows = conn
-                .query(
+                .cq(
                     "SELECT name FROM repos WHERE $1::text IS NULL OR name > $1
                      ORDER BY name LIMIT $2",
                     &[&after, &CATALOG_PAGE],
@@ -112,7 +112,7 @@ impl PgMeta {
 
     pub(super) async fn repos_with_prefix_q(&self, prefix: &str) -> Result<Vec<String>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT name FROM repos WHERE name >= $1 AND starts_with(name, $1) ORDER BY name",
             &[&prefix],
         )
@@ -129,7 +129,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let r = repo.as_str();
         if tx
-            .query_opt("SELECT 1 FROM repos WHERE name = $1", &[&r])
+            .cq_opt("SELECT 1 FROM repos WHERE name = $1", &[&r])
             .await
             .ctx(what)?
             .is_none()
@@ -138,7 +138,7 @@ impl PgMeta {
         }
         // Deleting the repository would delete its immutable tags.
         let tagged = tx
-            .query("SELECT tag FROM tags WHERE repo = $1 ORDER BY tag", &[&r])
+            .cq("SELECT tag FROM tags WHERE repo = $1 ORDER BY tag", &[&r])
             .await
             .ctx(what)?;
         for row in &tagged {
@@ -151,7 +151,7 @@ impl PgMeta {
             "DELETE FROM repo_blobs WHERE repo = $1 RETURNING digest",
             "DELETE FROM manifests WHERE repo = $1 RETURNING digest",
         ] {
-            for row in tx.query(q, &[&r]).await.ctx(what)? {
+            for row in tx.cq(q, &[&r]).await.ctx(what)? {
                 released.push(col(&row, 0, "digest")?);
             }
         }
@@ -164,7 +164,7 @@ impl PgMeta {
             "DELETE FROM pulls WHERE repo = $1",
             "DELETE FROM repos WHERE name = $1",
         ] {
-            tx.execute(q, &[&r]).await.ctx(what)?;
+            tx.cexec(q, &[&r]).await.ctx(what)?;
         }
         commit(tx, what).await?;
         Ok(true)
@@ -175,7 +175,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         for c in counts {
-            tx.execute(
+            tx.cexec(
                 "INSERT INTO pulls (repo, digest, count, last_pulled_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (repo, digest) DO UPDATE SET
                    count = CASE WHEN pulls.count > 9223372036854775807 - EXCLUDED.count
@@ -196,7 +196,7 @@ impl PgMeta {
 
     pub(super) async fn pulls_q(&self, repo: &RepoName) -> Result<Vec<PullCount>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT digest, count, last_pulled_at FROM pulls WHERE repo = $1 ORDER BY digest",
             &[&repo.as_str()],
         )
@@ -216,7 +216,7 @@ impl PgMeta {
 
     pub(super) async fn tag_records_q(&self, repo: &RepoName) -> Result<Vec<TagRecord>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT t.tag, t.digest, m.media_type, m.pushed_at FROM tags t
              JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
              WHERE t.repo = $1 ORDER BY t.tag",

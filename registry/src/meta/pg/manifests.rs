@@ -6,7 +6,7 @@ use deadpool_postgres::Transaction;
 use super::blobs::ensure_repo;
 use super::db::{
     begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, from_json, to_json,
-    Ctx, PgMeta,
+    Cached, Ctx, PgMeta,
 };
 use super::usage::{check, check_immutable, hold, release};
 use crate::meta::{BadReference, MetaError, References, Result, StoredManifest};
@@ -39,7 +39,7 @@ impl PgMeta {
         };
         let names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
         let moved = tx
-            .query(
+            .cq(
                 "SELECT tag FROM tags WHERE repo = $1 AND tag = ANY($2) AND digest <> $3
                  ORDER BY tag",
                 &[&r, &names, &key],
@@ -51,7 +51,7 @@ impl PgMeta {
             check_immutable(&tx, repo, &tag, "pushing a different manifest to").await?;
         }
         let new_here = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2",
                 &[&r, &key],
             )
@@ -63,54 +63,18 @@ impl PgMeta {
             hold(&tx, repo.project(), &key, bytes.len() as u64).await?;
         }
         // Referencing a blob refreshes its link: GC's grace window runs from here.
-        tx.execute(
+        tx.cexec(
             "UPDATE repo_blobs SET linked_at = $3 WHERE repo = $1 AND digest = ANY($2)",
             &[&r, &linked, &t],
         )
         .await
         .ctx(what)?;
-        let json = to_json(summary, "encoding a manifest's summary")?;
-        tx.execute(
-            "INSERT INTO manifest_contents (digest, bytes, summary) VALUES ($1, $2, $3::text::jsonb)
-             ON CONFLICT (digest) DO UPDATE SET bytes = EXCLUDED.bytes, summary = EXCLUDED.summary",
-            &[&key, &bytes, &json],
-        )
-        .await
-        .ctx(what)?;
-        let children: Vec<String> = summary
-            .manifests
-            .iter()
-            .map(|m| m.digest.to_string())
-            .collect();
-        tx.execute(
-            "INSERT INTO manifest_children (parent, child) SELECT $1, unnest($2::text[])
-             ON CONFLICT DO NOTHING",
-            &[&key, &children],
-        )
-        .await
-        .ctx(what)?;
-        tx.execute(
-            "INSERT INTO manifests (repo, digest, media_type, pushed_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (repo, digest)
-             DO UPDATE SET media_type = EXCLUDED.media_type, pushed_at = EXCLUDED.pushed_at",
-            &[&r, &key, &summary.media_type, &t],
-        )
-        .await
-        .ctx(what)?;
+        write_manifest(&tx, r, &key, bytes, summary, t).await?;
         for tag in &names {
-            tx.execute(
+            tx.cexec(
                 "INSERT INTO tags (repo, tag, digest) VALUES ($1, $2, $3)
                  ON CONFLICT (repo, tag) DO UPDATE SET digest = EXCLUDED.digest",
                 &[&r, tag, &key],
-            )
-            .await
-            .ctx(what)?;
-        }
-        if let Some(subject) = &summary.subject {
-            tx.execute(
-                "INSERT INTO referrers (repo, subject, referrer) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                &[&r, &subject.digest.to_string(), &key],
             )
             .await
             .ctx(what)?;
@@ -123,7 +87,7 @@ impl PgMeta {
     pub(super) async fn resolve_tag_q(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT digest FROM tags WHERE repo = $1 AND tag = $2",
                 &[&repo.as_str(), &tag.as_str()],
             )
@@ -141,7 +105,7 @@ impl PgMeta {
         let conn = self.conn().await?;
         let key = d.to_string();
         let Some(row) = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT m.media_type, c.bytes FROM manifests m
                  LEFT JOIN manifest_contents c ON c.digest = m.digest
                  WHERE m.repo = $1 AND m.digest = $2",
@@ -165,7 +129,7 @@ impl PgMeta {
     pub(super) async fn manifest_summary_q(&self, d: &Digest) -> Result<Option<ManifestSummary>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT summary::text FROM manifest_contents WHERE digest = $1",
                 &[&d.to_string()],
             )
@@ -181,7 +145,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let (r, key) = (repo.as_str(), d.to_string());
         let tagged = tx
-            .query(
+            .cq(
                 "SELECT tag FROM tags WHERE repo = $1 AND digest = $2 ORDER BY tag",
                 &[&r, &key],
             )
@@ -192,7 +156,7 @@ impl PgMeta {
             check_immutable(&tx, repo, &tag, "deleting the manifest tagged").await?;
         }
         let removed = tx
-            .execute(
+            .cexec(
                 "DELETE FROM manifests WHERE repo = $1 AND digest = $2",
                 &[&r, &key],
             )
@@ -201,13 +165,13 @@ impl PgMeta {
             > 0;
         if removed {
             release(&tx, repo.project(), &key).await?;
-            tx.execute(
+            tx.cexec(
                 "DELETE FROM tags WHERE repo = $1 AND digest = $2",
                 &[&r, &key],
             )
             .await
             .ctx(what)?;
-            tx.execute(
+            tx.cexec(
                 "DELETE FROM referrers WHERE repo = $1 AND referrer = $2",
                 &[&r, &key],
             )
@@ -223,7 +187,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let exists = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT 1 FROM tags WHERE repo = $1 AND tag = $2",
                 &[&repo.as_str(), &tag.as_str()],
             )
@@ -234,7 +198,7 @@ impl PgMeta {
             return Ok(false);
         }
         check_immutable(&tx, repo, tag.as_str(), "deleting").await?;
-        tx.execute(
+        tx.cexec(
             "DELETE FROM tags WHERE repo = $1 AND tag = $2",
             &[&repo.as_str(), &tag.as_str()],
         )
@@ -251,7 +215,7 @@ impl PgMeta {
     ) -> Result<Option<String>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT media_type FROM manifests WHERE repo = $1 AND digest = $2",
                 &[&repo.as_str(), &d.to_string()],
             )
@@ -267,7 +231,7 @@ impl PgMeta {
     ) -> Result<Vec<Digest>> {
         let conn = self.conn().await?;
         let rows = conn
-            .query(
+            .cq(
                 "SELECT m.digest, m.media_type FROM manifest_children c
                  JOIN manifests m ON m.digest = c.parent AND m.repo = $1
                  WHERE c.child = $2 ORDER BY m.digest",
@@ -292,7 +256,7 @@ impl PgMeta {
     ) -> Result<Vec<Descriptor>> {
         let conn = self.conn().await?;
         let rows = conn
-            .query(
+            .cq(
                 "SELECT r.referrer, m.media_type, COALESCE(octet_length(c.bytes)::bigint, 0),
                         c.summary::text
                  FROM referrers r
@@ -322,6 +286,57 @@ impl PgMeta {
     }
 }
 
+/// Writes a manifest's content, its children, its entry in `repo` (pushed
+/// at `t`) and its referrer entry.
+async fn write_manifest(
+    tx: &Transaction<'_>,
+    r: &str,
+    key: &str,
+    bytes: &[u8],
+    summary: &ManifestSummary,
+    t: i64,
+) -> Result<()> {
+    let what = "storing a manifest";
+    let json = to_json(summary, "encoding a manifest's summary")?;
+    tx.cexec(
+        "INSERT INTO manifest_contents (digest, bytes, summary) VALUES ($1, $2, $3::text::jsonb)
+         ON CONFLICT (digest) DO UPDATE SET bytes = EXCLUDED.bytes, summary = EXCLUDED.summary",
+        &[&key, &bytes, &json],
+    )
+    .await
+    .ctx(what)?;
+    let children: Vec<String> = summary
+        .manifests
+        .iter()
+        .map(|m| m.digest.to_string())
+        .collect();
+    tx.cexec(
+        "INSERT INTO manifest_children (parent, child) SELECT $1, unnest($2::text[])
+         ON CONFLICT DO NOTHING",
+        &[&key, &children],
+    )
+    .await
+    .ctx(what)?;
+    tx.cexec(
+        "INSERT INTO manifests (repo, digest, media_type, pushed_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repo, digest)
+         DO UPDATE SET media_type = EXCLUDED.media_type, pushed_at = EXCLUDED.pushed_at",
+        &[&r, &key, &summary.media_type, &t],
+    )
+    .await
+    .ctx(what)?;
+    if let Some(subject) = &summary.subject {
+        tx.cexec(
+            "INSERT INTO referrers (repo, subject, referrer) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&r, &subject.digest.to_string(), &key],
+        )
+        .await
+        .ctx(what)?;
+    }
+    Ok(())
+}
+
 /// The reference check of a manifest push: every config and layer is linked
 /// to `repo` with the size its descriptor declares, except non-distributable
 /// layers with URLs (see `Descriptor::fetched_from_urls`), which may be
@@ -338,7 +353,7 @@ async fn check_references(
     for b in &summary.blobs {
         let bk = b.digest.to_string();
         let size = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest
                  WHERE l.repo = $1 AND l.digest = $2",
                 &[&r, &bk],
@@ -363,7 +378,7 @@ async fn check_references(
     for m in &summary.manifests {
         let mk = m.digest.to_string();
         let Some(row) = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT octet_length(c.bytes)::bigint FROM manifests m
                  LEFT JOIN manifest_contents c ON c.digest = m.digest
                  WHERE m.repo = $1 AND m.digest = $2",

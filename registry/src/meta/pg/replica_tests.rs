@@ -124,6 +124,42 @@ async fn upload(meta: &PgMeta, content: &ContentStore, r: &RepoName, bytes: &[u8
         .expect("upload");
 }
 
+/// Uploads an image's blobs and pushes its manifest tagged `t` through
+/// `meta`, as a client does: uploading again when the push finds a blob
+/// gone (GC took it while it was unreferenced). The manifest's digest, once
+/// acknowledged.
+async fn push(
+    meta: &PgMeta,
+    content: &ContentStore,
+    r: &RepoName,
+    config: &[u8],
+    layer: &[u8],
+    t: &Tag,
+) -> Digest {
+    let (d, bytes, summary) = image(config, layer);
+    for _ in 0..50 {
+        upload(meta, content, r, config).await;
+        upload(meta, content, r, layer).await;
+        let pushed = meta
+            .put_manifest(
+                r,
+                &d,
+                bytes.clone(),
+                &summary,
+                std::slice::from_ref(t),
+                References::Required,
+            )
+            .await
+            .expect("put");
+        match pushed {
+            Ok(()) => return d,
+            Err(BadReference::Blob(_)) => continue,
+            Err(other) => panic!("push {t}: {other:?}"),
+        }
+    }
+    panic!("push {t} never got through");
+}
+
 /// Replica A pushes tagged images (and leaves garbage: untagged manifests
 /// and blobs no manifest references) while replica B collects with no grace
 /// window at all, over and over. A client whose manifest push is refused
@@ -168,31 +204,8 @@ async fn a_push_on_one_replica_during_gc_on_the_other_loses_nothing_acknowledged
     while i < 40 || runs.load(Ordering::SeqCst) < 3 {
         assert!(i < 5000, "the collector made no progress");
         let layer = format!("layer {i}").into_bytes();
-        let (d, bytes, summary) = image(config, &layer);
         let t = tag(&format!("v{i}"));
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            assert!(tries < 50, "push {i} never got through");
-            upload(&a, &content_a, &r, config).await;
-            upload(&a, &content_a, &r, &layer).await;
-            let pushed = a
-                .put_manifest(
-                    &r,
-                    &d,
-                    bytes.clone(),
-                    &summary,
-                    std::slice::from_ref(&t),
-                    References::Required,
-                )
-                .await
-                .expect("put on a");
-            match pushed {
-                Ok(()) => break,
-                Err(BadReference::Blob(_)) => continue, // collected before the push: upload again
-                Err(other) => panic!("push {i}: {other:?}"),
-            }
-        }
+        let d = push(&a, &content_a, &r, config, &layer, &t).await;
         acknowledged.push((t, d, layer));
         // Garbage for B: an untagged manifest and a blob nothing references.
         let junk = format!("junk {i}").into_bytes();

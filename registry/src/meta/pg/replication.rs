@@ -1,7 +1,7 @@
 //! Replication policies (`replication_policies`, by name) and their
 //! executions (`replication_executions`, by policy and id) on PostgreSQL.
 
-use super::db::{begin_write, big, col, col_u64, commit, from_json, to_json, Ctx, PgMeta};
+use super::db::{begin_write, big, col, col_u64, commit, from_json, to_json, Cached, Ctx, PgMeta};
 use crate::meta::{Execution, ExecutionStatus, ReplicationPolicy, Result};
 
 fn status(s: ExecutionStatus) -> &'static str {
@@ -18,7 +18,7 @@ impl PgMeta {
         let json = to_json(p, "encoding a replication policy")?;
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
-        tx.execute(
+        tx.cexec(
             "INSERT INTO replication_policies (name, policy) VALUES ($1, $2::text::jsonb)
              ON CONFLICT (name) DO UPDATE SET policy = EXCLUDED.policy",
             &[&p.name, &json],
@@ -31,7 +31,7 @@ impl PgMeta {
     pub(super) async fn replication_get_q(&self, name: &str) -> Result<Option<ReplicationPolicy>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT policy::text FROM replication_policies WHERE name = $1",
                 &[&name],
             )
@@ -43,7 +43,7 @@ impl PgMeta {
 
     pub(super) async fn replications_q(&self) -> Result<Vec<ReplicationPolicy>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT policy::text FROM replication_policies ORDER BY name",
             &[],
         )
@@ -59,10 +59,10 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let n = tx
-            .execute("DELETE FROM replication_policies WHERE name = $1", &[&name])
+            .cexec("DELETE FROM replication_policies WHERE name = $1", &[&name])
             .await
             .ctx(what)?;
-        tx.execute(
+        tx.cexec(
             "DELETE FROM replication_executions WHERE policy = $1",
             &[&name],
         )
@@ -77,7 +77,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let row = tx
-            .query_one(
+            .cq_one(
                 "SELECT COALESCE(max(id), 0) + 1 FROM replication_executions WHERE policy = $1",
                 &[&e.policy],
             )
@@ -101,7 +101,7 @@ impl PgMeta {
     pub(super) async fn execution_get_q(&self, policy: &str, id: u64) -> Result<Option<Execution>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT execution::text FROM replication_executions WHERE policy = $1 AND id = $2",
                 &[&policy, &big(id)],
             )
@@ -120,7 +120,7 @@ impl PgMeta {
         // Of one policy (saved or not), or of every saved policy, by name;
         // each newest first.
         let rows = conn
-            .query(
+            .cq(
                 "SELECT execution::text FROM (
                    SELECT e.policy, e.id, e.execution,
                           row_number() OVER (PARTITION BY e.policy ORDER BY e.id DESC) AS n
@@ -140,7 +140,7 @@ impl PgMeta {
 }
 
 async fn put(tx: &deadpool_postgres::Transaction<'_>, e: &Execution) -> Result<()> {
-    tx.execute(
+    tx.cexec(
         "INSERT INTO replication_executions (policy, id, status, started_at, execution)
          VALUES ($1, $2, $3, $4, $5::text::jsonb)
          ON CONFLICT (policy, id) DO UPDATE SET status = EXCLUDED.status,

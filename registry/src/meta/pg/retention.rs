@@ -1,7 +1,7 @@
 //! Retention rules (`retention_policies`: project → JSON RetentionPolicy)
 //! and the tag removal a retention run makes, on PostgreSQL.
 
-use super::db::{begin_write, col, commit, from_json, to_json, Ctx, PgMeta};
+use super::db::{begin_write, col, commit, from_json, to_json, Cached, Ctx, PgMeta};
 use super::usage::check_immutable;
 use crate::meta::retention::RetentionPolicy;
 use crate::meta::Result;
@@ -14,7 +14,7 @@ impl PgMeta {
     ) -> Result<Option<RetentionPolicy>> {
         let conn = self.conn().await?;
         let row = conn
-            .query_opt(
+            .cq_opt(
                 "SELECT policy::text FROM retention_policies WHERE project = $1",
                 &[&project],
             )
@@ -26,7 +26,7 @@ impl PgMeta {
 
     pub(super) async fn retention_policies_q(&self) -> Result<Vec<(String, RetentionPolicy)>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT project, policy::text FROM retention_policies ORDER BY project",
             &[],
         )
@@ -53,7 +53,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         match policy {
             Some(p) => {
-                tx.execute(
+                tx.cexec(
                     "INSERT INTO retention_policies (project, policy) VALUES ($1, $2::text::jsonb)
                      ON CONFLICT (project) DO UPDATE SET policy = EXCLUDED.policy",
                     &[&project, &to_json(p, "encoding a retention policy")?],
@@ -62,7 +62,7 @@ impl PgMeta {
                 .ctx(what)?;
             }
             None => {
-                tx.execute(
+                tx.cexec(
                     "DELETE FROM retention_policies WHERE project = $1",
                     &[&project],
                 )
@@ -84,7 +84,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let current: Option<String> = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT digest FROM tags WHERE repo = $1 AND tag = $2",
                 &[&repo.as_str(), &tag],
             )
@@ -99,7 +99,7 @@ impl PgMeta {
         if !override_immutable {
             check_immutable(&tx, repo, tag, "deleting").await?;
         }
-        tx.execute(
+        tx.cexec(
             "DELETE FROM tags WHERE repo = $1 AND tag = $2",
             &[&repo.as_str(), &tag],
         )

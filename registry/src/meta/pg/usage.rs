@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::Transaction;
 
-use super::db::{begin_write, big, col, col_u64, col_u64_opt, commit, db_now, Ctx, PgMeta};
+use super::db::{begin_write, big, col, col_u64, col_u64_opt, commit, db_now, Cached, Ctx, PgMeta};
 use crate::meta::quota::{
     protecting, ImmutableRule, ImmutableTag, ProjectQuota, QuotaExceeded, QuotaSetting, Recount,
 };
@@ -30,7 +30,7 @@ pub(super) async fn hold(
     size: u64,
 ) -> Result<()> {
     let row = tx
-        .query_one(
+        .cq_one(
             "INSERT INTO project_content (project, digest, size, holders) VALUES ($1, $2, $3, 1)
              ON CONFLICT (project, digest) DO UPDATE SET holders = project_content.holders + 1
              RETURNING holders",
@@ -47,7 +47,7 @@ pub(super) async fn hold(
 /// One holder of `digest` in `project` fewer; its size stops counting with the last.
 pub(super) async fn release(tx: &Transaction<'_>, project: &str, digest: &str) -> Result<()> {
     let Some(row) = tx
-        .query_opt(
+        .cq_opt(
             "UPDATE project_content SET holders = holders - 1
              WHERE project = $1 AND digest = $2 RETURNING holders, size",
             &[&project, &digest],
@@ -59,7 +59,7 @@ pub(super) async fn release(tx: &Transaction<'_>, project: &str, digest: &str) -
     };
     if col::<i64>(&row, 0, "project_content.holders")? <= 0 {
         let size: i64 = col(&row, 1, "project_content.size")?;
-        tx.execute(
+        tx.cexec(
             "DELETE FROM project_content WHERE project = $1 AND digest = $2",
             &[&project, &digest],
         )
@@ -71,14 +71,14 @@ pub(super) async fn release(tx: &Transaction<'_>, project: &str, digest: &str) -
 }
 
 async fn add_usage(tx: &Transaction<'_>, project: &str, delta: i64) -> Result<()> {
-    tx.execute(
+    tx.cexec(
         "INSERT INTO project_usage (project, bytes) VALUES ($1, GREATEST($2::bigint, 0))
          ON CONFLICT (project) DO UPDATE SET bytes = GREATEST(project_usage.bytes + $2::bigint, 0)",
         &[&project, &delta],
     )
     .await
     .ctx("counting a project's usage")?;
-    tx.execute(
+    tx.cexec(
         "DELETE FROM project_usage WHERE project = $1 AND bytes = 0",
         &[&project],
     )
@@ -90,7 +90,7 @@ async fn add_usage(tx: &Transaction<'_>, project: &str, delta: i64) -> Result<()
 /// The limit that applies to `project`: None when unlimited.
 async fn limit_of(tx: &Transaction<'_>, project: &str) -> Result<Option<u64>> {
     let rows = tx
-        .query(
+        .cq(
             "SELECT project, bytes FROM quota_limits WHERE project IN ($1, $2)",
             &[&project, &DEFAULT],
         )
@@ -125,7 +125,7 @@ pub(super) async fn check(
     };
     let keys: Vec<&str> = digests.iter().map(|(d, _)| *d).collect();
     let held: std::collections::HashSet<String> = tx
-        .query(
+        .cq(
             "SELECT digest FROM project_content WHERE project = $1 AND digest = ANY($2)",
             &[&project, &keys],
         )
@@ -158,7 +158,7 @@ pub(super) async fn check(
 
 async fn usage_in(client: &impl deadpool_postgres::GenericClient, project: &str) -> Result<u64> {
     let row = client
-        .query_opt(
+        .cq_opt(
             "SELECT bytes FROM project_usage WHERE project = $1",
             &[&project],
         )
@@ -177,7 +177,7 @@ pub(super) async fn check_immutable(
     doing: &'static str,
 ) -> Result<()> {
     let rules: Vec<String> = tx
-        .query(
+        .cq(
             "SELECT pattern FROM immutable_rules WHERE project = $1 ORDER BY pattern",
             &[&repo.project()],
         )
@@ -213,7 +213,7 @@ async fn held(tx: &Transaction<'_>, project: &str) -> Result<BTreeMap<String, (u
     let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for q in [links, manifests] {
         for r in tx
-            .query(q.as_str(), &[&project])
+            .cq(q.as_str(), &[&project])
             .await
             .ctx("recounting a project's usage")?
         {
@@ -230,14 +230,14 @@ async fn held(tx: &Transaction<'_>, project: &str) -> Result<BTreeMap<String, (u
 pub(super) async fn recount(tx: &Transaction<'_>, project: &str) -> Result<Recount> {
     let counted = usage_in(tx, project).await?;
     let held = held(tx, project).await?;
-    tx.execute(
+    tx.cexec(
         "DELETE FROM project_content WHERE project = $1",
         &[&project],
     )
     .await
     .ctx("recounting a project's usage")?;
     for (d, (size, n)) in &held {
-        tx.execute(
+        tx.cexec(
             "INSERT INTO project_content (project, digest, size, holders) VALUES ($1, $2, $3, $4)",
             &[&project, d, &big(*size), &big(*n)],
         )
@@ -245,11 +245,11 @@ pub(super) async fn recount(tx: &Transaction<'_>, project: &str) -> Result<Recou
         .ctx("recounting a project's usage")?;
     }
     let recounted: u64 = held.values().map(|(s, _)| s).sum();
-    tx.execute("DELETE FROM project_usage WHERE project = $1", &[&project])
+    tx.cexec("DELETE FROM project_usage WHERE project = $1", &[&project])
         .await
         .ctx("recounting a project's usage")?;
     if recounted > 0 {
-        tx.execute(
+        tx.cexec(
             "INSERT INTO project_usage (project, bytes) VALUES ($1, $2)",
             &[&project, &big(recounted)],
         )
@@ -263,7 +263,7 @@ impl PgMeta {
     pub(super) async fn quota_q(&self, project: &str) -> Result<ProjectQuota> {
         let conn = self.conn().await?;
         let rows = conn
-            .query(
+            .cq(
                 "SELECT project, bytes FROM quota_limits WHERE project IN ($1, $2)",
                 &[&project, &DEFAULT],
             )
@@ -287,7 +287,7 @@ impl PgMeta {
     pub(super) async fn project_holds_q(&self, project: &str, digest: &Digest) -> Result<bool> {
         let conn = self.conn().await?;
         Ok(conn
-            .query_opt(
+            .cq_opt(
                 "SELECT 1 FROM project_content WHERE project = $1 AND digest = $2",
                 &[&project, &digest.to_string()],
             )
@@ -313,12 +313,12 @@ impl PgMeta {
         };
         match bytes {
             None => {
-                tx.execute("DELETE FROM quota_limits WHERE project = $1", &[&key])
+                tx.cexec("DELETE FROM quota_limits WHERE project = $1", &[&key])
                     .await
                     .ctx(what)?;
             }
             Some(b) => {
-                tx.execute(
+                tx.cexec(
                     "INSERT INTO quota_limits (project, bytes) VALUES ($1, $2)
                      ON CONFLICT (project) DO UPDATE SET bytes = EXCLUDED.bytes",
                     &[&key, &b],
@@ -341,7 +341,7 @@ impl PgMeta {
 
     pub(super) async fn immutable_rules_q(&self, project: &str) -> Result<Vec<ImmutableRule>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT pattern, created_at FROM immutable_rules WHERE project = $1 ORDER BY pattern",
             &[&project],
         )
@@ -363,7 +363,7 @@ impl PgMeta {
         let tx = begin_write(&mut conn, what).await?;
         let now = db_now(&tx).await?;
         let n = tx
-            .execute(
+            .cexec(
                 "INSERT INTO immutable_rules (project, pattern, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (project, pattern) DO NOTHING",
                 &[&project, &pattern, &big(now)],
@@ -383,7 +383,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let n = tx
-            .execute(
+            .cexec(
                 "DELETE FROM immutable_rules WHERE project = $1 AND pattern = $2",
                 &[&project, &pattern],
             )
@@ -402,7 +402,7 @@ impl PgMeta {
             "DELETE FROM retention_policies WHERE project = $1",
             "DELETE FROM immutable_rules WHERE project = $1",
         ] {
-            tx.execute(q, &[&project]).await.ctx(what)?;
+            tx.cexec(q, &[&project]).await.ctx(what)?;
         }
         recount(&tx, project).await?;
         commit(tx, what).await

@@ -10,7 +10,8 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::db::{
-    begin_write, big, col, col_u64, col_u64_opt, commit, db_now, from_json, to_json, Ctx, PgMeta,
+    begin_write, big, col, col_u64, col_u64_opt, commit, db_now, from_json, to_json, Cached, Ctx,
+    PgMeta,
 };
 use crate::meta::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, MetaError, NewDelivery, QueuedEvent, Result,
@@ -83,7 +84,7 @@ impl PgMeta {
         let secret = to_json(&w.secret, "encoding a webhook's sealed secret")?;
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
-        tx.execute(
+        tx.cexec(
             "INSERT INTO webhooks (id, project, url, events, enabled, secret, created_at)
              VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)
              ON CONFLICT (id) DO UPDATE SET project = EXCLUDED.project, url = EXCLUDED.url,
@@ -108,7 +109,7 @@ impl PgMeta {
         let conn = self.conn().await?;
         let q = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
         let row = conn
-            .query_opt(q.as_str(), &[&id])
+            .cq_opt(q.as_str(), &[&id])
             .await
             .ctx("reading a webhook")?;
         row.as_ref().map(webhook).transpose()
@@ -120,7 +121,7 @@ impl PgMeta {
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE $1::text IS NULL OR project = $1
              ORDER BY id"
         );
-        conn.query(q.as_str(), &[&project])
+        conn.cq(q.as_str(), &[&project])
             .await
             .ctx("reading webhooks")?
             .iter()
@@ -133,7 +134,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let n = tx
-            .execute("DELETE FROM webhooks WHERE id = $1", &[&id])
+            .cexec("DELETE FROM webhooks WHERE id = $1", &[&id])
             .await
             .ctx(what)?;
         commit(tx, what).await?;
@@ -160,7 +161,7 @@ impl PgMeta {
 
     pub(super) async fn outbox_heads_q(&self) -> Result<Vec<QueuedEvent>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT DISTINCT ON (webhook) webhook, seq, body, attempts, next_attempt_at
              FROM webhook_queue ORDER BY webhook, seq",
             &[],
@@ -185,7 +186,7 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let head = tx
-            .query_opt(
+            .cq_opt(
                 "SELECT seq, attempts FROM webhook_queue WHERE webhook = $1 ORDER BY seq LIMIT 1",
                 &[&id],
             )
@@ -204,7 +205,7 @@ impl PgMeta {
         };
         match a.next {
             AttemptNext::RetryAt(at) => tx
-                .execute(
+                .cexec(
                     "UPDATE webhook_queue SET attempts = $3, next_attempt_at = $4
                      WHERE webhook = $1 AND seq = $2",
                     &[&id, &big(seq), &i64::from(attempts), &big(at)],
@@ -212,14 +213,14 @@ impl PgMeta {
                 .await
                 .ctx(what)?,
             AttemptNext::Done | AttemptNext::GiveUp => tx
-                .execute(
+                .cexec(
                     "DELETE FROM webhook_queue WHERE webhook = $1 AND seq = $2",
                     &[&id, &big(seq)],
                 )
                 .await
                 .ctx(what)?,
         };
-        tx.execute(
+        tx.cexec(
             "UPDATE webhook_log SET status = $3, attempts = $4, response_code = $5, error = $6,
                last_attempt_at = $7
              WHERE webhook = $1 AND seq = $2",
@@ -245,7 +246,7 @@ impl PgMeta {
         limit: usize,
     ) -> Result<Vec<Delivery>> {
         let conn = self.conn().await?;
-        conn.query(
+        conn.cq(
             "SELECT seq, event_id, event_type, subject, status, attempts, response_code, error,
                     enqueued_at, last_attempt_at
              FROM webhook_log WHERE webhook = $1 ORDER BY seq DESC LIMIT $2",
@@ -271,7 +272,7 @@ async fn push_one(
     let what = "queueing a webhook event";
     let id = e.webhook.as_str();
     let Some(row) = tx
-        .query_opt(
+        .cq_opt(
             "UPDATE webhooks SET next_seq = next_seq + 1 WHERE id = $1 RETURNING next_seq - 1",
             &[&id],
         )
@@ -281,14 +282,14 @@ async fn push_one(
         return Ok(0);
     };
     let seq = col_u64(&row, 0, "webhooks.next_seq")?;
-    tx.execute(
+    tx.cexec(
         "INSERT INTO webhook_queue (webhook, seq, body, attempts, next_attempt_at)
          VALUES ($1, $2, $3, 0, 0)",
         &[&id, &big(seq), &e.body],
     )
     .await
     .ctx(what)?;
-    tx.execute(
+    tx.cexec(
         "INSERT INTO webhook_log (webhook, seq, event_id, event_type, subject, status, attempts,
                                   enqueued_at)
          VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
@@ -308,7 +309,7 @@ async fn push_one(
     let mut dropped = 0;
     if let Some(keep_from) = (seq + 1).checked_sub(cap) {
         let row = tx
-            .query_one(
+            .cq_one(
                 "WITH gone AS (DELETE FROM webhook_queue WHERE webhook = $1 AND seq < $2
                                RETURNING seq),
                       logged AS (UPDATE webhook_log SET status = $3
@@ -321,7 +322,7 @@ async fn push_one(
         dropped = col_u64(&row, 0, "dropped events")?;
     }
     if let Some(keep_from) = (seq + 1).checked_sub(cap.saturating_add(log_keep)) {
-        tx.execute(
+        tx.cexec(
             "DELETE FROM webhook_log WHERE webhook = $1 AND seq < $2",
             &[&id, &big(keep_from)],
         )
