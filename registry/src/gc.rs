@@ -47,9 +47,7 @@ use serde::Serialize;
 
 use crate::content::ContentStore;
 use crate::meta::retention::{untagged_hold, RetentionPolicy};
-use crate::meta::{
-    self, BlobRecord, DeleteStep, MetaError, MetaStore, RepoGcView, Seen, StoreStep,
-};
+use crate::meta::{BlobRecord, DeleteStep, MetaError, MetaStore, RepoGcView, Seen, StoreStep};
 use crate::oci::{Digest, ManifestSummary, RepoName};
 use crate::service::LocalRegistry;
 
@@ -132,7 +130,9 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
         }
     }
     let retention = meta.retention_policies().await?.into_iter().collect();
-    let now = meta::now();
+    // The metadata's clock, not this machine's: with replicas, the times
+    // GC compares were recorded by the database (`MetaStore::clock`).
+    let now = meta.clock().await?;
     let sweep = Sweep {
         meta,
         opts,
@@ -537,7 +537,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sweep_larger_than_a_batch_collects_everything() {
         let dir = tempfile::tempdir().expect("tmp");
-        let meta = meta::RedbMeta::open(&dir.path().join("berth.redb")).expect("meta");
+        let meta = crate::meta::RedbMeta::open(&dir.path().join("berth.redb")).expect("meta");
         let content = ContentStore::local(&dir.path().join("store"), &dir.path().join("uploads"))
             .expect("content");
         let metrics = Arc::new(crate::service::metrics::Metrics::new());
@@ -572,10 +572,17 @@ mod tests {
                 .into_iter()
                 .collect();
             let d = Digest::sha256_of(&body);
-            m.put_manifest(&repo, &d, body, &summary, &tags, meta::References::Required)
-                .await
-                .expect("put")
-                .expect("accepted");
+            m.put_manifest(
+                &repo,
+                &d,
+                body,
+                &summary,
+                &tags,
+                crate::meta::References::Required,
+            )
+            .await
+            .expect("put")
+            .expect("accepted");
             layers.push(Digest::sha256_of(&layer));
         }
         let opts = GcOptions {

@@ -20,8 +20,27 @@ use tokio_postgres::NoTls;
 use super::MetaError;
 
 mod duties;
+mod blobs;
+mod cache;
+mod db;
+mod gc;
+mod listings;
+mod manifests;
+mod meta;
+#[cfg(test)]
+mod meta_tests;
+#[cfg(test)]
+mod replica_tests;
+mod replication;
+mod retention;
+mod schema;
 #[cfg(test)]
 mod tests;
+mod usage;
+mod webhooks;
+
+pub use self::db::PgMeta;
+pub use self::schema::MIGRATIONS;
 
 pub use self::duties::PgDuties;
 
