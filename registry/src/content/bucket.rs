@@ -25,12 +25,16 @@
 //! uploaded again under the same number by whoever goes on. Chunk objects a
 //! part has covered are deleted after the state stops listing them.
 //!
-//! The digest is computed while the bytes stream through the process that
-//! holds the upload. A process that takes an upload over reads the chunk
-//! objects back (it needs them for the next part anyway); if parts were
-//! uploaded already, which S3 cannot read before the upload completes, the
-//! digest is computed at `finish` by reading the completed `data` object
-//! once — as distribution does when its hash state is missing.
+//! The digest is computed in the process that holds the upload, from bytes
+//! in its memory: each part as it goes up, the tail at `finish`. Parts are
+//! whole hash blocks, so the hash state after them is eight words and a
+//! length (`parthash.rs`), written into the state with the parts it covers.
+//! A process that takes an upload over goes on from that state and the
+//! chunk objects it reads back (it needs them for the next part anyway);
+//! S3 cannot read parts before the upload completes. Should the state carry
+//! no usable hash (or the client asks for sha512 at the end of an upload
+//! hashed as sha256), the completed `data` object is read once at `finish`
+//! — as distribution does when its hash state is missing.
 //!
 //! A process that holds an upload in memory checks the state object before
 //! each request (`catch_up`), so that one left behind by another process's
@@ -50,6 +54,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use super::parthash::{PartHash, BLOCK};
 use super::{unix_now, ContentError, IngestState, Result};
 use crate::oci::{Algorithm, Digest, Digester};
 
@@ -83,6 +88,9 @@ struct BucketState {
     /// `finish` is completing the multipart upload: no longer resumable.
     #[serde(default)]
     finishing: bool,
+    /// The hash of `parts` (`PartHash::encode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
 }
 
 fn upload_path(id: &str, name: &str) -> ObjPath {
@@ -121,7 +129,8 @@ impl Bucket {
         Self {
             objects: store.clone(),
             parts: store,
-            part_size,
+            // Whole hash blocks, so that the hash state after a part is plain.
+            part_size: part_size.div_ceil(BLOCK).max(1) * BLOCK,
         }
     }
 
@@ -178,6 +187,7 @@ impl Bucket {
             parts: Vec::new(),
             chunks: Vec::new(),
             finishing: false,
+            hash: None,
         };
         // Written at once, so that another process knows the session (a POST
         // here, its PATCH there) and the expiry sweep finds it.
@@ -190,7 +200,7 @@ impl Bucket {
             parts: Vec::new(),
             tail: BytesMut::new(),
             stored_to: 0,
-            digester: Some(Digester::new(algorithm)),
+            hashed: Some(PartHash::new(algorithm)),
             state,
         })
     }
@@ -228,13 +238,14 @@ impl Bucket {
                 state.offset
             ))));
         }
-        // Parts cannot be read back before the upload completes: without
-        // them the digest is computed from the completed object at `finish`.
-        let digester = state.parts.is_empty().then(|| {
-            let mut d = Digester::new(algorithm_of(&state.algorithm));
-            d.update(&tail);
-            d
-        });
+        // Parts cannot be read back before the upload completes: the hash
+        // goes on from the state written with them. Without one that fits,
+        // the digest is computed from the completed object at `finish`.
+        let hashed = match state.hash.as_deref() {
+            _ if state.parts.is_empty() => Some(PartHash::new(algorithm_of(&state.algorithm))),
+            Some(h) => PartHash::decode(h).filter(|h| h.len() == parts_end),
+            None => None,
+        };
         Ok(BucketIngest {
             bucket: self.clone(),
             id: id.to_string(),
@@ -243,7 +254,7 @@ impl Bucket {
             parts: state.parts.clone(),
             tail,
             stored_to: state.offset,
-            digester,
+            hashed,
             state,
         })
     }
@@ -314,8 +325,9 @@ pub(super) struct BucketIngest {
     tail: BytesMut,
     /// Bytes before this are in parts or chunk objects.
     stored_to: u64,
-    /// None when parts were uploaded by another process (see the module doc).
-    digester: Option<Digester>,
+    /// The hash of the parts uploaded so far; None if it could not be taken
+    /// up from the state (see the module doc).
+    hashed: Option<PartHash>,
 }
 
 impl BucketIngest {
@@ -333,6 +345,13 @@ impl BucketIngest {
 
     pub(super) fn owner(&self) -> &str {
         &self.state.owner
+    }
+
+    /// Whether the digest will come from the hash state rather than a read
+    /// of the completed object.
+    #[cfg(test)]
+    pub(super) fn hashes_in_memory(&self) -> bool {
+        self.hashed.is_some()
     }
 
     fn parts_end(&self) -> u64 {
@@ -353,14 +372,14 @@ impl BucketIngest {
     }
 
     pub(super) async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if let Some(d) = self.digester.as_mut() {
-            d.update(&chunk);
-        }
         self.tail.extend_from_slice(&chunk);
         self.offset += chunk.len() as u64;
         while self.tail.len() as u64 >= self.state.part_size {
             let part = Bytes::copy_from_slice(&self.tail[..self.state.part_size as usize]);
-            self.put_part(part).await?;
+            self.put_part(part.clone()).await?;
+            if let Some(h) = self.hashed.as_mut() {
+                h.update(&part);
+            }
             let _ = self.tail.split_to(self.state.part_size as usize);
         }
         Ok(())
@@ -413,6 +432,9 @@ impl BucketIngest {
         st.multipart = self.multipart.clone();
         st.parts = self.parts.clone();
         st.chunks = chunks;
+        st.hash = (self.hashed.as_ref())
+            .filter(|_| !self.parts.is_empty())
+            .map(PartHash::encode);
         if st == self.state {
             return Ok(());
         }
@@ -446,6 +468,11 @@ impl BucketIngest {
                 });
             }
         }
+        // The parts are hashed; the rest is the tail, about to be sent.
+        let hashed = match self.hashed.take() {
+            Some(h) if h.algorithm() == expected.algorithm() => Some(h.finish(&self.tail)?),
+            _ => None,
+        };
         let staged = data_path(&self.id);
         match self.multipart.clone() {
             None => {
@@ -472,9 +499,11 @@ impl BucketIngest {
                     .await?;
             }
         }
-        let actual = match self.digester.take() {
-            Some(d) if d.algorithm() == expected.algorithm() => d.finish(),
-            _ => self.digest_staged(expected.algorithm()).await?,
+        let actual = match hashed {
+            Some(d) => d,
+            // Hashed as sha256 on the way in and asked for sha512 at the
+            // end, or taken over without a usable hash state: one read.
+            None => self.digest_staged(expected.algorithm()).await?,
         };
         if &actual != expected {
             return Err(ContentError::DigestMismatch {

@@ -98,6 +98,13 @@ pub(super) async fn suite(a: ContentStore, b: ContentStore, part: usize) {
     // B catches up from the acknowledged state and finishes.
     on_b.catch_up().await.expect("catch up");
     assert_eq!(on_b.offset(), p3 as u64);
+    let Held::Bucket(held) = &on_b.held else {
+        panic!("an upload in the bucket")
+    };
+    assert!(
+        held.hashes_in_memory(),
+        "B goes on hashing from the state A wrote with its parts"
+    );
     assert_eq!(on_b.acknowledged(), p3 as u64);
     write_all(&mut on_b, &data[p3..], &[1, 999_999]).await;
     let done = on_b

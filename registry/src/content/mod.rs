@@ -51,6 +51,7 @@ use spool::{IngestInner, SpoolIngest};
 
 mod bucket;
 mod chunks;
+mod parthash;
 mod placing;
 mod spool;
 
