@@ -16,14 +16,18 @@
 //!   (S3 parts are at least 5 MiB, PATCH chunks any size). Each covers
 //!   `start..end` as listed in the state.
 //!
-//! Writes append to an in-memory tail; each time it holds a whole part, the
-//! part is uploaded (`put_part`, with an explicit part number, which is what
-//! lets another process go on with the same multipart upload). `sync` puts
-//! the bytes past what is stored as one chunk object and only then writes
-//! the state that counts them: a crash never acknowledges a byte that is not
-//! in the bucket. A part uploaded but not yet in the state is simply
-//! uploaded again under the same number by whoever goes on. Chunk objects a
-//! part has covered are deleted after the state stops listing them.
+//! Writes append to an in-memory tail. Each time the bytes past the last
+//! part make a whole one, the part is uploaded (`put_part`, with an explicit
+//! part number, which is what lets another process go on with the same
+//! multipart upload), after reading back the chunk objects holding its
+//! beginning. `sync` puts the bytes not yet stored as one chunk object, only
+//! then writes the state that counts them (a crash never acknowledges a
+//! byte that is not in the bucket), and drops the tail from memory: between
+//! requests an upload holds no memory, and each byte is read back at most
+//! once, for its part (or when many small chunks are rewritten as one). A
+//! part uploaded but not yet in the state is simply uploaded again under the
+//! same number by whoever goes on. Chunk objects a part has covered are
+//! deleted after the state stops listing them.
 //!
 //! The digest is computed in the process that holds the upload, from bytes
 //! in its memory: each part as it goes up, the tail at `finish`. Parts are
@@ -59,6 +63,10 @@ use super::{unix_now, ContentError, IngestState, Result};
 use crate::oci::{Algorithm, Digest, Digester};
 
 const PREFIX: &str = "_uploads";
+
+/// Chunk objects an upload's state lists at most before `sync` rewrites
+/// them as one.
+const MAX_CHUNKS: usize = 16;
 
 /// The bucket uploads live in.
 pub(super) struct Bucket {
@@ -199,14 +207,15 @@ impl Bucket {
             multipart: None,
             parts: Vec::new(),
             tail: BytesMut::new(),
+            tail_from: 0,
             stored_to: 0,
             hashed: Some(PartHash::new(algorithm)),
             state,
         })
     }
 
-    /// Takes up upload `id` from its state: the acknowledged bytes past the
-    /// last part are read back from their chunk objects.
+    /// Takes up upload `id` from its state. The acknowledged bytes past the
+    /// last part stay in their chunk objects until a part needs them.
     pub(super) async fn resume(self: &Arc<Self>, id: &str) -> Result<BucketIngest> {
         let state = self
             .read_state(id)
@@ -214,30 +223,6 @@ impl Bucket {
             .filter(|s| !s.finishing)
             .ok_or_else(|| ContentError::IngestNotFound(id.to_string()))?;
         let parts_end = state.parts.len() as u64 * state.part_size;
-        let mut tail = BytesMut::new();
-        for &(start, end) in state.chunks.iter().filter(|(_, end)| *end > parts_end) {
-            let bytes = self
-                .objects
-                .get(&chunk_path(id, start))
-                .await
-                .map_err(|e| not_found(e, id))?
-                .bytes()
-                .await?;
-            let from = parts_end.max(start);
-            if bytes.len() as u64 != end - start || start > parts_end + tail.len() as u64 {
-                return Err(ContentError::Io(std::io::Error::other(format!(
-                    "upload {id}: chunk object at {start} does not hold bytes {start}..{end}"
-                ))));
-            }
-            tail.extend_from_slice(&bytes[(from - start) as usize..]);
-        }
-        if parts_end + tail.len() as u64 != state.offset {
-            return Err(ContentError::Io(std::io::Error::other(format!(
-                "upload {id}: its stored bytes end at {}, not at the acknowledged {}",
-                parts_end + tail.len() as u64,
-                state.offset
-            ))));
-        }
         // Parts cannot be read back before the upload completes: the hash
         // goes on from the state written with them. Without one that fits,
         // the digest is computed from the completed object at `finish`.
@@ -252,7 +237,8 @@ impl Bucket {
             offset: state.offset,
             multipart: state.multipart.clone(),
             parts: state.parts.clone(),
-            tail,
+            tail: BytesMut::new(),
+            tail_from: state.offset,
             stored_to: state.offset,
             hashed,
             state,
@@ -321,8 +307,11 @@ pub(super) struct BucketIngest {
     multipart: Option<String>,
     /// Parts uploaded so far, acknowledged or not.
     parts: Vec<String>,
-    /// The bytes from the end of the last part to `offset`.
+    /// The bytes from `tail_from` to `offset`. Those from the end of the
+    /// last part to `tail_from` are in chunk objects (`load_tail`): between
+    /// requests an upload holds no bytes in memory.
     tail: BytesMut,
+    tail_from: u64,
     /// Bytes before this are in parts or chunk objects.
     stored_to: u64,
     /// The hash of the parts uploaded so far; None if it could not be taken
@@ -354,6 +343,12 @@ impl BucketIngest {
         self.hashed.is_some()
     }
 
+    /// Bytes of the upload held in memory, and chunk objects its state lists.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> (usize, usize) {
+        (self.tail.len(), self.state.chunks.len())
+    }
+
     fn parts_end(&self) -> u64 {
         self.parts.len() as u64 * self.state.part_size
     }
@@ -374,14 +369,60 @@ impl BucketIngest {
     pub(super) async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.tail.extend_from_slice(&chunk);
         self.offset += chunk.len() as u64;
-        while self.tail.len() as u64 >= self.state.part_size {
+        while self.offset - self.parts_end() >= self.state.part_size {
+            self.load_tail().await?;
             let part = Bytes::copy_from_slice(&self.tail[..self.state.part_size as usize]);
             self.put_part(part.clone()).await?;
             if let Some(h) = self.hashed.as_mut() {
                 h.update(&part);
             }
             let _ = self.tail.split_to(self.state.part_size as usize);
+            self.tail_from = self.parts_end();
         }
+        Ok(())
+    }
+
+    /// Reads the bytes from the end of the last part to `tail_from` back
+    /// from the chunk objects the state lists, in front of the tail.
+    async fn load_tail(&mut self) -> Result<()> {
+        let parts_end = self.parts_end();
+        if self.tail_from == parts_end {
+            return Ok(());
+        }
+        // Nothing was sent as a part since the state was written (that loads
+        // the tail first): its chunks cover parts_end..tail_from.
+        let mut head = BytesMut::with_capacity((self.offset - parts_end) as usize);
+        let wanted =
+            (self.state.chunks.iter()).filter(|(s, e)| *e > parts_end && *s < self.tail_from);
+        for &(start, end) in wanted {
+            let at = parts_end + head.len() as u64;
+            let bytes = (self.bucket.objects.get(&chunk_path(&self.id, start)))
+                .await
+                .map_err(|e| not_found(e, &self.id))?
+                .bytes()
+                .await?;
+            // Longer is fine: a sync that died before its state was written
+            // may have rewritten it with more of the same bytes.
+            if (bytes.len() as u64) < end - start || start > at {
+                return Err(ContentError::Io(std::io::Error::other(format!(
+                    "upload {}: chunk object at {start} does not hold bytes {start}..{end}",
+                    self.id
+                ))));
+            }
+            let upto = end.min(self.tail_from);
+            head.extend_from_slice(&bytes[(at - start) as usize..(upto - start) as usize]);
+        }
+        if parts_end + head.len() as u64 != self.tail_from {
+            return Err(ContentError::Io(std::io::Error::other(format!(
+                "upload {}: its stored bytes end at {}, not at {}",
+                self.id,
+                parts_end + head.len() as u64,
+                self.tail_from
+            ))));
+        }
+        head.extend_from_slice(&self.tail);
+        self.tail = head;
+        self.tail_from = parts_end;
         Ok(())
     }
 
@@ -419,9 +460,17 @@ impl BucketIngest {
             .copied()
             .filter(|(_, end)| *end > parts_end)
             .collect();
-        let from = self.stored_to.max(parts_end);
+        let mut from = self.stored_to.max(parts_end);
+        if chunks.len() >= MAX_CHUNKS {
+            // Many small PATCHes: one object for the whole tail instead, so
+            // that the state stays small.
+            self.load_tail().await?;
+            from = parts_end;
+            chunks.clear();
+        }
         if self.offset > from {
-            let bytes = Bytes::copy_from_slice(&self.tail[(from - parts_end) as usize..]);
+            let at = (from - self.tail_from) as usize;
+            let bytes = Bytes::copy_from_slice(&self.tail[at..]);
             (self.bucket.objects)
                 .put(&chunk_path(&self.id, from), PutPayload::from(bytes))
                 .await?;
@@ -439,12 +488,16 @@ impl BucketIngest {
             return Ok(());
         }
         self.bucket.write_state(&self.id, &st).await?;
+        // By start: a rewritten chunk keeps its name.
         let covered: Vec<u64> = (self.state.chunks.iter())
-            .filter(|c| !st.chunks.contains(c))
+            .filter(|c| !st.chunks.iter().any(|n| n.0 == c.0))
             .map(|c| c.0)
             .collect();
         self.state = st;
         self.stored_to = self.offset;
+        // All of it is in the bucket now: nothing stays in memory.
+        self.tail = BytesMut::new();
+        self.tail_from = self.offset;
         for start in covered {
             if let Err(e) = self.bucket.delete(&chunk_path(&self.id, start)).await {
                 tracing::debug!(upload = %self.id, error = %e, "a chunk object a part covers stays until the upload ends");
@@ -468,6 +521,7 @@ impl BucketIngest {
                 });
             }
         }
+        self.load_tail().await?;
         // The parts are hashed; the rest is the tail, about to be sent.
         let hashed = match self.hashed.take() {
             Some(h) if h.algorithm() == expected.algorithm() => Some(h.finish(&self.tail)?),

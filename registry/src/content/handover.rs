@@ -32,6 +32,13 @@ async fn write_all(ing: &mut Ingest, bytes: &[u8], sizes: &[usize]) {
     }
 }
 
+fn held(ing: &Ingest) -> (usize, usize) {
+    match &ing.held {
+        Held::Bucket(b) => b.held(),
+        Held::Spool(_) => panic!("an upload in the bucket"),
+    }
+}
+
 async fn objects_under(store: &ContentStore, id: &str) -> Vec<String> {
     let prefix = ObjPath::from(format!("_uploads/{id}"));
     store
@@ -98,11 +105,11 @@ pub(super) async fn suite(a: ContentStore, b: ContentStore, part: usize) {
     // B catches up from the acknowledged state and finishes.
     on_b.catch_up().await.expect("catch up");
     assert_eq!(on_b.offset(), p3 as u64);
-    let Held::Bucket(held) = &on_b.held else {
+    let Held::Bucket(taken) = &on_b.held else {
         panic!("an upload in the bucket")
     };
     assert!(
-        held.hashes_in_memory(),
+        taken.hashes_in_memory(),
         "B goes on hashing from the state A wrote with its parts"
     );
     assert_eq!(on_b.acknowledged(), p3 as u64);
@@ -155,6 +162,36 @@ pub(super) async fn suite(a: ContentStore, b: ContentStore, part: usize) {
     b.abort_ingest("h2").await.expect("abort");
     assert!(a.ingest_state("h2").await.expect("state").is_none());
     all_gone(&a, "h2").await;
+
+    // Many small acknowledged chunks: the state lists a few objects, and
+    // an upload between requests holds no bytes in memory.
+    let mut on_a = a
+        .begin_ingest("h4", "proj/app", Algorithm::Sha256)
+        .await
+        .expect("begin");
+    let small = &data[..part + 20_000];
+    let mut pieces = vec![&small[..part - 20_000]];
+    pieces.extend(small[part - 20_000..].chunks(1001));
+    for (i, piece) in pieces.into_iter().enumerate() {
+        if i == 20 {
+            // Just before the part fills, B goes on from what A left.
+            drop(on_a);
+            on_a = b.resume_ingest("h4").await.expect("resume on B");
+        }
+        on_a.write(Bytes::copy_from_slice(piece))
+            .await
+            .expect("write");
+        on_a.sync().await.expect("sync");
+        let (bytes, chunks) = held(&on_a);
+        assert_eq!(bytes, 0, "nothing held in memory between requests");
+        assert!(chunks <= 16, "{chunks} chunk objects listed");
+    }
+    let done = on_a
+        .finish(&Digest::sha256_of(small), Some(small.len() as u64))
+        .await
+        .expect("finish");
+    a.place(done).await.expect("place");
+    a.abort_ingest("h4").await.expect("remove");
 
     // An upload one process ended is gone for the other that held it.
     let mut on_a = a
