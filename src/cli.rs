@@ -111,8 +111,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         app.router()
     };
     let mut reconciler = None;
+    let mut publication_changes = None;
     if app.config.controller.enabled {
-        let (ctl_router, handle) = start_controller(&app, stop.clone())?;
+        let (ctl_router, handle, changes) = start_controller(&app, stop.clone())?;
+        publication_changes = Some(changes);
         router = router.merge(
             ctl_router
                 .layer(axum::middleware::from_fn_with_state(
@@ -135,6 +137,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             router.clone(),
             app.access.clone(),
             app.registry.clone(),
+            publication_changes,
+            stop.clone(),
             &app.config,
         );
         router = router.merge(console.router());
@@ -228,9 +232,14 @@ async fn check_credentials(
 fn start_controller(
     app: &RegistryApp,
     stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(
+    axum::Router,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<u64>,
+)> {
     use crate::compose::{
-        secret_key, PublicationForwarder, RegistryAudit, RegistryAuthorizer, RegistryResolver,
+        secret_key, PublicationForwarder, PublicationSignals, RegistryAudit, RegistryAuthorizer,
+        RegistryResolver,
     };
     use std::sync::Arc;
     let cfg = &app.config;
@@ -246,11 +255,11 @@ fn start_controller(
     let secret_key = secret_key(cfg)?;
     let store = berth_controller::open_embedded_store(app.metadata.database(), Some(secret_key))
         .map_err(|e| anyhow!("controller: {e}"))?;
-    let events = Arc::new(PublicationForwarder::spawn(
-        store.clone(),
-        app.webhooks.clone(),
-        stop.clone(),
-    ));
+    let (written, changes) = tokio::sync::watch::channel(0u64);
+    let events = Arc::new(PublicationSignals {
+        forwarder: PublicationForwarder::spawn(store.clone(), app.webhooks.clone(), stop.clone()),
+        written,
+    });
     let state = berth_controller::ControllerState::new(
         store,
         berth_controller::Ports {
@@ -306,7 +315,7 @@ fn start_controller(
         state.clone(),
     )));
     let handle = state.spawn_reconciler(async move { stop.cancelled().await });
-    Ok((berth_controller::router(state), handle))
+    Ok((berth_controller::router(state), handle, changes))
 }
 
 pub async fn edge(cfg: Config) -> anyhow::Result<()> {

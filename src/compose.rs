@@ -276,6 +276,21 @@ impl PublicationEvents for PublicationForwarder {
     }
 }
 
+/// The controller's publication writes told to the forwarder and, as a
+/// counter every watcher sees move, to the console's live publish views
+/// (which read the publications again: progress is a write too, not a change).
+pub struct PublicationSignals {
+    pub forwarder: PublicationForwarder,
+    pub written: tokio::sync::watch::Sender<u64>,
+}
+
+impl PublicationEvents for PublicationSignals {
+    fn recorded(&self) {
+        self.forwarder.recorded();
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 /// Queues one batch of recorded changes and takes off those queued; whether
 /// a full batch went (more may wait).
 async fn forward(

@@ -135,6 +135,45 @@ fn bodies_are_json_with_known_fields_and_never_forms() {
 }
 
 #[test]
+fn unknown_query_parameters_are_refused_by_name_and_nothing_runs() {
+    let reg = berth::registry(berth_bin!());
+    let (s, v, _) = raw(&reg, "POST", "/api/v1/projects", None, r#"{"name":"qp"}"#);
+    assert_eq!(s, 201, "{v}");
+    // A misspelt dry run must not run a real GC.
+    let (s, v, _) = raw(&reg, "POST", "/api/v1/gc?dry_rn=true", None, "");
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("dry_rn"), "{v}");
+    let (s, v, _) = raw(&reg, "GET", "/api/v1/gc/runs", None, "");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "no GC ran: {v}");
+    // A misspelt filter must not answer everything unfiltered; a misspelt
+    // force must not delete a project with what it holds.
+    for (method, path, param) in [
+        ("GET", "/api/v1/audit?actr=admin", "actr"),
+        ("GET", "/api/v1/gc/runs?limt=1", "limt"),
+        ("DELETE", "/api/v1/projects/qp?forse=true", "forse"),
+        ("GET", "/api/v1/projects/qp/apps/none?fromat=yaml", "fromat"),
+        (
+            "GET",
+            "/api/v1/nodes/none/kubeconfig?project=qp&tll=60",
+            "tll",
+        ),
+    ] {
+        let (s, v, _) = raw(&reg, method, path, None, "");
+        assert_eq!(s, 400, "{method} {path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(param),
+            "{method} {path}: {v}"
+        );
+    }
+    let (s, v, _) = raw(&reg, "GET", "/api/v1/projects/qp", None, "");
+    assert_eq!(s, 200, "the project is still there: {v}");
+    // Known parameters still work.
+    let (s, v, _) = raw(&reg, "GET", "/api/v1/audit?actor=admin&limit=5", None, "");
+    assert_eq!(s, 200, "{v}");
+}
+
+#[test]
 fn method_not_allowed_names_the_methods_served() {
     let reg = berth::registry(berth_bin!());
     for (method, path, want) in [

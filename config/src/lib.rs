@@ -39,6 +39,7 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub meta: MetaConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub gc: GcConfig,
@@ -217,6 +218,39 @@ impl Default for StorageConfig {
             secret_access_key: String::new(),
             allow_http: false,
             part_size: ByteSize(16 << 20),
+        }
+    }
+}
+
+/// Where the registry keeps its metadata (repositories, accounts, audit,
+/// the controller's records, ...).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MetaBackend {
+    /// One embedded redb file in the data directory: the default, one process.
+    #[default]
+    Redb,
+    /// A PostgreSQL database several `berth serve` replicas share.
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    pub backend: MetaBackend,
+    /// `postgres://user:password@host:port/database` (backend = "postgres").
+    /// Never logged; prefer the environment (`BERTH_META_URL`) for the password.
+    pub url: String,
+    /// Connections each process keeps open to PostgreSQL at most.
+    pub max_connections: u32,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            backend: MetaBackend::Redb,
+            url: String::new(),
+            max_connections: 16,
         }
     }
 }
@@ -903,6 +937,18 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "storage.part_size must be a whole number of MiB between 5MiB and 5GiB, not {}",
                 self.storage.part_size
+            )));
+        }
+        if self.meta.backend == MetaBackend::Postgres && self.meta.url.is_empty() {
+            return Err(ConfigError::Invalid(
+                "meta.backend = \"postgres\" needs meta.url (postgres://user:password@host:port/database)"
+                    .into(),
+            ));
+        }
+        if self.meta.max_connections < 2 {
+            return Err(ConfigError::Invalid(format!(
+                "meta.max_connections must be at least 2, not {}",
+                self.meta.max_connections
             )));
         }
         if self.server.max_manifest_bytes == 0 {

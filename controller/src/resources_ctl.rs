@@ -466,6 +466,8 @@ mod tests {
             schedule: None,
             restart_policy: None,
             labels: BTreeMap::new(),
+            run_as_user: None,
+            run_as_group: None,
         }
     }
 

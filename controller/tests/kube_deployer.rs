@@ -563,7 +563,7 @@ async fn a_project_kubeconfig_is_scoped_to_its_namespace_and_revocable() {
         let ns = s.seen[0].body.as_ref().expect("namespace");
         assert_eq!(
             ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
-            "baseline"
+            "restricted"
         );
         assert_eq!(
             ns["metadata"]["labels"]["pod-security.kubernetes.io/warn"],

@@ -362,10 +362,10 @@ impl RegistryApp {
             let _ = hooks.observer.set(Arc::new(move |e| r.observe(e)));
         }
         tokio::spawn(async move {
-            replications.resume_interrupted().await;
             replications.schedule(stop_schedule).await;
         });
         if let Some(hooks) = &self.webhooks {
+            let _ = hooks.duties.set(self.registry.duties());
             if let Err(e) = hooks.spawn_delivery(stop.clone()) {
                 tracing::error!(error = %e, "webhook delivery cannot start");
             }

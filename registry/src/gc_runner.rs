@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use crate::admin::GcStatus;
 use crate::auth::access::RegistryAccess;
 use crate::auth::audit::Outcome;
+use crate::duties::Duty;
 use crate::gc::{GcOptions, GcReport};
 use crate::meta::{self, GcRun};
 use crate::service::metrics::Metrics;
@@ -190,6 +191,15 @@ impl GcRunner {
             }
             s.running = true;
         }
+        // One collection at a time across replicas too.
+        let duties = self.registry.duties();
+        if !duties.hold(Duty::Gc).await {
+            self.status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .running = false;
+            return Err(RunError::Busy);
+        }
         self.metrics.running.set(1);
         let started_at = meta::now();
         let clock = Instant::now();
@@ -201,6 +211,7 @@ impl GcRunner {
             },
         )
         .await;
+        duties.release(Duty::Gc).await;
         let report = res.as_ref().ok().cloned().unwrap_or_default();
         let mut run = GcRun {
             id: 0,
@@ -282,6 +293,10 @@ impl GcRunner {
         schedule.spawn("GC", stop, move || {
             let me = me.clone();
             async move {
+                // Replicas on one database: the schedule fires on one of them.
+                if !me.registry.duties().hold(Duty::GcSchedule).await {
+                    return;
+                }
                 match me.run(Trigger::Schedule, None, false).await {
                     Ok(_) => {}
                     Err(RunError::Busy) => {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod content;
+pub mod duties;
 pub mod gc;
 pub mod gc_runner;
 pub mod meta;

@@ -234,6 +234,11 @@ impl RetentionRunner {
         schedule.spawn("retention", stop, move || {
             let me = me.clone();
             async move {
+                // Replicas on one database: the schedule fires on one of them.
+                let duty = crate::duties::Duty::RetentionSchedule;
+                if !me.registry.duties().hold(duty).await {
+                    return;
+                }
                 let projects = match me.registry.meta().retention_policies().await {
                     Ok(p) => p,
                     Err(e) => {

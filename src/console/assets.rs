@@ -1,6 +1,6 @@
-//! The console's static files, compiled into the binary: one script, one
-//! stylesheet, one icon. Their URLs carry a hash of their content, so they
-//! may be cached for long.
+//! The console's static files, compiled into the binary: the page script,
+//! the live view's script, one stylesheet, one icon. Their URLs carry a hash
+//! of their content, so they may be cached for long.
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -11,6 +11,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "console.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
+    ),
+    (
+        "live.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/live.js"),
     ),
     (
         "console.css",

@@ -12,6 +12,7 @@ use super::{assets, urlencode, Ctx, Lang};
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Projects,
+    Nodes,
     Audit,
     Gc,
     Account,
@@ -33,6 +34,7 @@ pub fn page(ctx: &Ctx, title: &str, section: Section, body: Markup) -> Response 
                 link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
                 link rel="stylesheet" href=(assets::url("console.css"));
                 script src=(assets::url("console.js")) defer {}
+                script src=(assets::url("live.js")) defer {}
             }
             body {
                 header.topbar {
@@ -42,6 +44,7 @@ pub fn page(ctx: &Ctx, title: &str, section: Section, body: Markup) -> Response 
                         label.nav-button for="nav-toggle" aria-label=(t("Menu")) { "☰" }
                         nav.nav {
                             a class=(cur(section, Section::Projects)) href="/ui/projects" { (t("Projects")) }
+                            a class=(cur(section, Section::Nodes)) href="/ui/nodes" { (t("Nodes")) }
                             @if admin {
                                 a class=(cur(section, Section::Audit)) href="/ui/audit" { (t("Audit log")) }
                                 a class=(cur(section, Section::Gc)) href="/ui/gc" { (t("Garbage collection")) }

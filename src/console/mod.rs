@@ -27,15 +27,24 @@ use berth_registry::service::LocalRegistry;
 use tower::ServiceExt;
 
 mod admin;
+mod app_form;
+mod apps;
 mod assets;
 mod details;
+mod diff;
 mod i18n;
 mod layout;
+mod live;
+mod logs;
+mod nodes;
 mod projects;
 mod repos;
+mod resource_forms;
+mod resources;
 mod robots;
 mod session;
 mod signin;
+mod versions;
 
 pub use i18n::Lang;
 use session::{Session, Sessions};
@@ -54,6 +63,11 @@ struct Inner {
     sessions: Sessions,
     /// `host[:port]` the pull commands name.
     registry_host: String,
+    /// Bumped by the controller on every publication write (none without
+    /// the controller): what the live publish view waits on.
+    publication_changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Cancelled when the server begins to shut down: streams end then.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// How long the bearer token of one in-process API call lives.
@@ -64,6 +78,8 @@ impl Console {
         api: Router,
         access: Arc<RegistryAccess>,
         registry: Arc<LocalRegistry>,
+        publication_changes: Option<tokio::sync::watch::Receiver<u64>>,
+        stop: tokio_util::sync::CancellationToken,
         cfg: &berth_config::Config,
     ) -> Self {
         let url = cfg.server.external_url();
@@ -84,6 +100,8 @@ impl Console {
                     tls,
                 ),
                 registry_host,
+                publication_changes,
+                stop,
             }),
         }
     }
@@ -99,6 +117,12 @@ impl Console {
             .merge(repos::routes())
             .merge(robots::routes())
             .merge(admin::routes())
+            .merge(apps::routes())
+            .merge(versions::routes())
+            .merge(live::routes())
+            .merge(resources::routes())
+            .merge(logs::routes())
+            .merge(nodes::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }
@@ -117,6 +141,16 @@ impl Console {
 
     pub(crate) fn registry_host(&self) -> &str {
         &self.inner.registry_host
+    }
+
+    /// A receiver woken on every publication write; None without the controller.
+    pub(crate) fn publication_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.publication_changes.clone()
+    }
+
+    /// Cancelled when the server begins to shut down.
+    pub(crate) fn stopping(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.stop
     }
 
     /// `call` as a signed-in page's account, from its browser's address.
@@ -141,31 +175,82 @@ impl Console {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> ApiAnswer {
+        let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
+        self.send(who, peer, method, path, body).await
+    }
+
+    /// `call_as` with a body of another type than JSON (a YAML manifest).
+    pub(crate) async fn call_with(
+        &self,
+        signed: &Signed,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> ApiAnswer {
+        let (who, peer) = (Some(&signed.session), signed.ctx.peer);
+        self.send(who, peer, method, path, Some((content_type, body)))
+            .await
+    }
+
+    async fn send(
+        &self,
+        who: Option<&Session>,
+        peer: Option<IpAddr>,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> ApiAnswer {
+        match self.respond(who, peer, method, path, body).await {
+            Ok(res) => ApiAnswer::read(res).await,
+            Err(a) => a,
+        }
+    }
+
+    /// A GET as the signed-in account whose answer is kept as it comes (a
+    /// kubeconfig, a followed log): the response when it succeeded, else the
+    /// API's refusal.
+    pub(crate) async fn open_as(&self, signed: &Signed, path: &str) -> Result<Response, ApiAnswer> {
+        let (who, peer) = (Some(&signed.session), signed.ctx.peer);
+        let res = self.respond(who, peer, Method::GET, path, None).await?;
+        if res.status().is_success() {
+            Ok(res)
+        } else {
+            Err(ApiAnswer::read(res).await)
+        }
+    }
+
+    async fn respond(
+        &self,
+        who: Option<&Session>,
+        peer: Option<IpAddr>,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<Response, ApiAnswer> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(s) = who {
             let token = self.inner.access.session_token(&s.subject, CALL_TOKEN_TTL);
             req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let body = match body {
-            Some(v) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
+            Some((ctype, bytes)) => {
+                req = req.header(header::CONTENT_TYPE, ctype);
+                Body::from(bytes)
             }
             None => Body::empty(),
         };
         let Ok(mut req) = req.body(body) else {
-            return ApiAnswer::failed(StatusCode::BAD_REQUEST, "invalid request path");
+            return Err(ApiAnswer::failed(
+                StatusCode::BAD_REQUEST,
+                "invalid request path",
+            ));
         };
         if let Some(ip) = peer {
             req.extensions_mut().insert(ClientAddr(ip));
         }
         let Ok(res) = self.inner.api.clone().oneshot(req).await;
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 64 << 20)
-            .await
-            .unwrap_or_default();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        ApiAnswer { status, json }
+        Ok(res)
     }
 }
 
@@ -176,6 +261,16 @@ pub struct ApiAnswer {
 }
 
 impl ApiAnswer {
+    /// The status and the JSON of a whole answer.
+    async fn read(res: Response) -> Self {
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 64 << 20)
+            .await
+            .unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        ApiAnswer { status, json }
+    }
+
     fn failed(status: StatusCode, message: &str) -> Self {
         ApiAnswer {
             status,

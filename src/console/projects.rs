@@ -40,6 +40,13 @@ pub fn may(console: &Console, ctx: &Ctx, project: &str, what: Manage) -> bool {
         || role(console, ctx, project).is_some_and(|r| r.may(what))
 }
 
+/// Whether the caller holds at least `least` in `project` (system
+/// administrators hold every role): the controller lets developers change
+/// apps and resources, and maintainers destroy a volume's data.
+pub fn holds(console: &Console, ctx: &Ctx, project: &str, least: Role) -> bool {
+    is_admin(ctx) || role(console, ctx, project).is_some_and(|r| r >= least)
+}
+
 fn is_admin(ctx: &Ctx) -> bool {
     ctx.session.as_ref().is_some_and(|s| s.subject.admin)
 }
@@ -159,6 +166,8 @@ async fn create(State(console): State<Console>, CsrfForm(signed, form): CsrfForm
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Repositories,
+    Apps,
+    Resources,
     Members,
     Robots,
     Settings,
@@ -181,6 +190,8 @@ pub fn project_page(
         div.toolbar { h1 { (name) " " (visibility_pill(ctx, project["public"].as_bool().unwrap_or(false))) } }
         nav.tabs {
             a class=(cls(Tab::Repositories)) href=(base) { (t("Repositories")) }
+            a class=(cls(Tab::Apps)) href={(base) "/apps"} { (t("Apps")) }
+            a class=(cls(Tab::Resources)) href={(base) "/resources/loadbalancers"} { (t("Access and storage")) }
             a class=(cls(Tab::Members)) href={(base) "/members"} { (t("Members")) }
             a class=(cls(Tab::Robots)) href={(base) "/robots"} { (t("Robot accounts")) }
             a class=(cls(Tab::Settings)) href={(base) "/settings"} { (t("Settings")) }

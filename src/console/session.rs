@@ -116,6 +116,15 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Whether the session with this id is live, without restarting its
+    /// idle clock (a page left open streaming updates keeps no session alive).
+    pub fn alive(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.table()
+            .get(id)
+            .is_some_and(|s| now - s.last_seen < self.idle && now - s.created < self.lifetime)
+    }
+
     pub fn end(&self, id: &str) {
         self.table().remove(id);
     }

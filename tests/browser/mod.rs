@@ -4,6 +4,7 @@
 //!
 //! Tests call [`available`] first: without `chromedriver` they skip, except
 //! under CI, where a missing browser is a failure.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;

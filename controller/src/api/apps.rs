@@ -4,7 +4,7 @@
 //! app may pull every image it names. Must not touch: version numbering and
 //! the change summary (see `store` and `model`).
 
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -134,6 +134,7 @@ pub(super) async fn load_app(state: &ControllerState, project: &str, app: &str) 
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FormatQuery {
     #[serde(default)]
     format: Option<String>,
@@ -145,7 +146,7 @@ async fn get_app(
     State(state): State<ControllerState>,
     headers: HeaderMap,
     Path((project, app)): Path<(String, String)>,
-    Query(q): Query<FormatQuery>,
+    super::params::Params(q): super::params::Params<FormatQuery>,
 ) -> ApiResult<Response> {
     check_project(&project)?;
     state.authorize(&headers, Some(&project), CtlAction::Read)?;

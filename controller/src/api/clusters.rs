@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -292,6 +292,7 @@ async fn label_node(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KubeconfigQuery {
     project: Option<String>,
     /// Token lifetime in seconds (default one hour), capped by configuration.
@@ -321,7 +322,7 @@ async fn node_kubeconfig(
     State(state): State<ControllerState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<KubeconfigQuery>,
+    super::params::Params(q): super::params::Params<KubeconfigQuery>,
 ) -> ApiResult<Response> {
     let project = q.project.ok_or_else(|| {
         ApiError::BadRequest("name the project: add ?project=<project> to the URL".into())

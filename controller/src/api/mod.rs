@@ -32,6 +32,7 @@ mod clusters;
 mod doc;
 mod error;
 mod manifests;
+mod params;
 mod publications;
 mod resource_publications;
 mod resources;

@@ -203,19 +203,18 @@ impl KubeDeployer {
     }
 }
 
-/// A project's namespace: berth's, held to the `baseline` Pod Security
-/// standard, with `restricted` warned about and audited (one field manager
-/// applies it, so every apply says the same). Not `restricted` enforced: app
-/// specs do not model a securityContext, so the pods berth renders (and most
-/// public images, which run as root) would be refused; a `kubectl` user of the
-/// project's kubeconfig sees the warnings.
+/// A project's namespace: berth's, held to the `restricted` Pod Security
+/// standard (one field manager applies it, so every apply says the same).
+/// The pods berth renders comply (`render::pod_security`,
+/// `render::container_security`); so must anything a user of the project's
+/// kubeconfig creates there.
 pub fn namespace_object(namespace: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": { "name": namespace, "labels": {
             LABEL_MANAGED_BY: MANAGER,
-            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/enforce": "restricted",
             "pod-security.kubernetes.io/enforce-version": "latest",
             "pod-security.kubernetes.io/warn": "restricted",
             "pod-security.kubernetes.io/audit": "restricted",

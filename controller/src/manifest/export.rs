@@ -109,6 +109,16 @@ fn pod_spec(spec: &AppSpec) -> Value {
         "containers".into(),
         Value::Array(spec.containers.iter().map(container).collect()),
     );
+    let mut sc = Map::new();
+    if let Some(u) = spec.run_as_user {
+        sc.insert("runAsUser".into(), u.into());
+    }
+    if let Some(g) = spec.run_as_group {
+        sc.insert("runAsGroup".into(), g.into());
+    }
+    if !sc.is_empty() {
+        pod.insert("securityContext".into(), Value::Object(sc));
+    }
     if !spec.volumes.is_empty() {
         pod.insert(
             "volumes".into(),

@@ -34,6 +34,8 @@ fn resource(name: &str, spec: ResourceSpec) -> Resource {
 /// balancer and a route in front.
 fn app_with_resources(kind: WorkloadKind) -> (AppSpec, Vec<Resource>) {
     let mut spec = full_spec(kind);
+    spec.run_as_user = Some(1000);
+    spec.run_as_group = Some(2000);
     spec.volumes.push(Volume {
         name: "settings".into(),
         config_map: Some("settings".into()),
@@ -193,7 +195,6 @@ fn as_the_server_shows_it(mut obj: Value) -> Value {
         let pod = &mut tpl["spec"];
         pod["dnsPolicy"] = json!("ClusterFirst");
         pod["schedulerName"] = json!("default-scheduler");
-        pod["securityContext"] = json!({});
         pod["terminationGracePeriodSeconds"] = json!(30);
         if let Some(cs) = pod["containers"].as_array_mut() {
             for c in cs {
@@ -306,13 +307,45 @@ spec:
 ";
 
 #[test]
+fn pods_never_run_as_root() {
+    let p = problems(&format!(
+        "{DEPLOYMENT}      securityContext: {{runAsNonRoot: false, runAsUser: 0}}\n"
+    ));
+    assert!(
+        p.contains("spec.template.spec.securityContext.runAsNonRoot: pods never run as root"),
+        "{p}"
+    );
+    assert!(
+        p.contains("run_as_user: pods never run as root") || p.contains("runAsUser"),
+        "{p}"
+    );
+    let p = problems(&format!(
+        "{DEPLOYMENT}      securityContext: {{runAsUser: 1000, privileged: true, seccompProfile: {{type: Unconfined}}}}\n"
+    ));
+    assert!(p.contains("securityContext.privileged"), "{p}");
+    assert!(
+        p.contains("securityContext.seccompProfile: berth always uses"),
+        "{p}"
+    );
+    let m = parse_manifest(
+        &format!("{DEPLOYMENT}      securityContext: {{runAsUser: 1000, runAsGroup: 3000}}\n"),
+        &ImportOptions::default(),
+    )
+    .expect("a user and group are modelled");
+    assert_eq!(
+        (m.spec.run_as_user, m.spec.run_as_group),
+        (Some(1000), Some(3000))
+    );
+}
+
+#[test]
 fn fields_berth_does_not_model_are_refused_with_their_path() {
     let yaml = format!(
         "{DEPLOYMENT}        securityContext: {{privileged: true}}\n      hostNetwork: true\n      dnsPolicy: Default\n"
     );
     let p = problems(&yaml);
     assert!(
-        p.contains("Deployment/web: spec.template.spec.containers[0].securityContext: berth does not model this field"),
+        p.contains("Deployment/web: spec.template.spec.containers[0].securityContext: berth runs every container with"),
         "{p}"
     );
     assert!(

@@ -15,7 +15,7 @@ use crate::model::{
     PortRef, Probe, Protocol, ResourceRequirements, RestartPolicy, TcpSocketAction, Volume,
     VolumeMount, WorkloadKind,
 };
-use crate::render::{HOSTNAME_LABEL, LABEL_APP};
+use crate::render::{container_security, HOSTNAME_LABEL, LABEL_APP};
 
 use super::fields::{join, Fields, Problems};
 use super::{read_meta, ImportOptions, Meta};
@@ -47,6 +47,8 @@ pub(super) fn read(
         schedule: None,
         restart_policy: None,
         labels: meta.labels.clone(),
+        run_as_user: None,
+        run_as_group: None,
     };
     spec.labels.remove(LABEL_APP);
     let labels = spec.labels.clone();
@@ -246,7 +248,9 @@ fn pod_template(p: &mut Problems, path: &str, v: &Value, spec: &mut AppSpec, ctx
     };
     f.fixed(p, "dnsPolicy", json!("ClusterFirst"));
     f.fixed(p, "schedulerName", json!("default-scheduler"));
-    f.fixed(p, "securityContext", json!({}));
+    if let Some(sc) = f.take("securityContext") {
+        pod_security(p, &f.at("securityContext"), sc, spec);
+    }
     f.fixed(p, "terminationGracePeriodSeconds", json!(30));
     if let Some(ns) = f.take("nodeSelector") {
         let at = f.at("nodeSelector");
@@ -358,8 +362,46 @@ fn container(p: &mut Problems, path: &str, v: &Value, ctx: &Ctx<'_>) -> Option<C
         });
         mf.finish(p);
     }
+    if let Some(sc) = f.take("securityContext") {
+        if !sc.as_object().is_some_and(|m| m.is_empty()) && *sc != container_security() {
+            p.fail(
+                &f.at("securityContext"),
+                format!(
+                    "berth runs every container with {} (Pod Security `restricted`); \
+                     remove this field",
+                    serde_json::to_string(&container_security()).unwrap_or_default()
+                ),
+            );
+        }
+    }
     f.finish(p);
     Some(c)
+}
+
+/// A pod's securityContext: the user and group berth models, and what it
+/// always renders (`runAsNonRoot`, the default seccomp profile); nothing else.
+fn pod_security(p: &mut Problems, path: &str, v: &Value, spec: &mut AppSpec) {
+    let Some(mut f) = Fields::new(p, path, v) else {
+        return;
+    };
+    if f.bool(p, "runAsNonRoot") == Some(false) {
+        p.fail(
+            &f.at("runAsNonRoot"),
+            "pods never run as root (the project's namespace enforces Pod Security `restricted`)",
+        );
+    }
+    f.fixed(p, "seccompProfile", json!({ "type": "RuntimeDefault" }));
+    spec.run_as_user = f.u32(p, "runAsUser");
+    spec.run_as_group = f.u32(p, "runAsGroup");
+    if let Some(fs) = f.u32(p, "fsGroup") {
+        if spec.run_as_group != Some(fs) {
+            p.fail(
+                &f.at("fsGroup"),
+                "berth sets fsGroup to runAsGroup; give the group as runAsGroup",
+            );
+        }
+    }
+    f.finish(p);
 }
 
 fn env_from(p: &mut Problems, path: &str, v: &Value, meta: &Meta) -> Option<EnvFrom> {

@@ -33,5 +33,7 @@ pub(crate) fn spec(kind: WorkloadKind) -> AppSpec {
         },
         restart_policy: None,
         labels: BTreeMap::new(),
+        run_as_user: None,
+        run_as_group: None,
     }
 }

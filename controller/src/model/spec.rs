@@ -264,6 +264,15 @@ pub struct AppSpec {
     /// Extra labels on the workload and its pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The user the pods' processes run as. Never root: a project's namespace
+    /// enforces Pod Security `restricted`, so berth renders every pod with
+    /// `runAsNonRoot`. Unset: the image's own user, which must then not be root
+    /// (an image that runs as root needs a user here, e.g. 65534).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
+    /// The group the pods' processes run as (and own mounted volumes as).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
 }
 
 /// Largest replica count accepted; an edge node is one machine.

@@ -29,6 +29,13 @@ impl AppSpec {
         self.check_replicas(&mut c);
         self.check_schedule(&mut c);
         self.check_restart_policy(&mut c);
+        if self.run_as_user == Some(0) {
+            c.fail(
+                "run_as_user",
+                "pods never run as root (the project's namespace enforces Pod Security \
+                 `restricted`); choose another user, e.g. 65534",
+            );
+        }
         validate_labels(&mut c, "labels", &self.labels);
         c.finish()
     }

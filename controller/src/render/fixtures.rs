@@ -86,6 +86,8 @@ pub(crate) fn full_spec(kind: WorkloadKind) -> AppSpec {
         schedule: (kind == WorkloadKind::CronJob).then(|| "*/10 * * * *".to_string()),
         restart_policy: kind.runs_to_completion().then_some(RestartPolicy::Never),
         labels: [("tier".to_string(), "front".to_string())].into(),
+        run_as_user: None,
+        run_as_group: None,
     }
 }
 

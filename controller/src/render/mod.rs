@@ -35,7 +35,7 @@ pub use self::resources::{
     render_volume_claim, resource_selector_labels, LABEL_RESOURCE_KIND,
 };
 pub(crate) use self::workload::probe;
-pub use self::workload::{render_workload, WorkloadInput};
+pub use self::workload::{container_security, pod_security, render_workload, WorkloadInput};
 
 pub const LABEL_APP: &str = "app";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";

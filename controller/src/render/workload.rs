@@ -157,6 +157,7 @@ fn pod_spec(input: &WorkloadInput<'_>, options: &RenderOptions) -> Result<Value,
         json!({ HOSTNAME_LABEL: input.node.k8s_node_name }),
     );
     pod.insert("containers".into(), Value::Array(containers));
+    pod.insert("securityContext".into(), pod_security(spec));
     let restart = match spec.kind {
         WorkloadKind::Job | WorkloadKind::CronJob => {
             spec.restart_policy.unwrap_or(RestartPolicy::OnFailure)
@@ -173,6 +174,33 @@ fn pod_spec(input: &WorkloadInput<'_>, options: &RenderOptions) -> Result<Value,
         pod.insert("volumes".into(), Value::Array(volumes));
     }
     Ok(Value::Object(pod))
+}
+
+/// The pod's security context: Pod Security `restricted` (the project's
+/// namespace enforces it): never root, the runtime's default seccomp
+/// profile, the app's user and group where it names them.
+pub fn pod_security(spec: &AppSpec) -> Value {
+    let mut sc = json!({
+        "runAsNonRoot": true,
+        "seccompProfile": { "type": "RuntimeDefault" },
+    });
+    if let Some(u) = spec.run_as_user {
+        sc["runAsUser"] = u.into();
+    }
+    if let Some(g) = spec.run_as_group {
+        sc["runAsGroup"] = g.into();
+        sc["fsGroup"] = g.into();
+    }
+    sc
+}
+
+/// Every container's security context under Pod Security `restricted`: no
+/// privilege escalation, no capabilities.
+pub fn container_security() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": { "drop": ["ALL"] },
+    })
 }
 
 /// A pod volume from one of the app's volumes (the node's copy of a config
@@ -268,6 +296,7 @@ fn container(
     if !c.volume_mounts.is_empty() {
         out.insert("volumeMounts".into(), volume_mounts(c));
     }
+    out.insert("securityContext".into(), container_security());
     Ok(Value::Object(out))
 }
 
@@ -413,6 +442,16 @@ mod tests {
                 pod["containers"][0]["resources"]["limits"]["memory"],
                 "128Mi"
             );
+            // Pod Security `restricted`, which the project's namespace enforces.
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"],
+                "RuntimeDefault"
+            );
+            for c in pod["containers"].as_array().expect("containers") {
+                assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+                assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+            }
             if !kind.runs_to_completion() {
                 assert_eq!(pod["restartPolicy"], "Always");
                 let sel = &obj["spec"]["selector"]["matchLabels"];

@@ -16,6 +16,8 @@ pub(crate) fn spec(image: &str) -> AppSpec {
         schedule: None,
         restart_policy: None,
         labels: BTreeMap::new(),
+        run_as_user: None,
+        run_as_group: None,
     }
 }
 

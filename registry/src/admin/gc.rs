@@ -1,7 +1,8 @@
 //! `/api/v1/gc`: run garbage collection now, its status, and its history
 //! (system administrators only). The runs themselves are `gc_runner`'s.
 
-use axum::extract::{Query, State};
+use super::Params;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use crate::gc_runner::{RunError, Trigger};
 use crate::meta::GcRun;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct GcParams {
     #[serde(default)]
     pub dry_run: bool,
@@ -23,7 +25,7 @@ pub struct GcParams {
 pub(super) async fn start(
     State(st): State<AdminState>,
     c: Caller,
-    Query(p): Query<GcParams>,
+    Params(p): Params<GcParams>,
 ) -> AResult<Json<GcReport>> {
     c.require_admin()?;
     match st
@@ -51,6 +53,7 @@ pub(super) async fn status(State(st): State<AdminState>, c: Caller) -> AResult<J
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct RunsParams {
     /// At most this many runs, newest first (default 50, at most 1000).
     pub limit: Option<usize>,
@@ -63,7 +66,7 @@ pub struct RunsParams {
 pub(super) async fn runs(
     State(st): State<AdminState>,
     c: Caller,
-    Query(p): Query<RunsParams>,
+    Params(p): Params<RunsParams>,
 ) -> AResult<Json<Vec<GcRun>>> {
     c.require_admin()?;
     let limit = p.limit.unwrap_or(50).clamp(1, 1000);

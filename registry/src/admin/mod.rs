@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+pub(crate) use params::Params;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +32,7 @@ use crate::signature::{RequireSignature, SignatureGate, SignatureView};
 mod body;
 mod gc;
 mod image_list;
+mod params;
 mod pulls;
 pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
 mod proxy_projects;
@@ -487,6 +489,7 @@ where
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct Force {
     /// Delete the project's repositories, apps and resources too (their
     /// publications taken off every node).
@@ -638,7 +641,7 @@ async fn delete_project(
     State(st): State<AdminState>,
     c: Caller,
     Path(name): Path<String>,
-    Query(f): Query<Force>,
+    Params(f): Params<Force>,
 ) -> AResult<StatusCode> {
     c.require_admin()?;
     if st.access.accounts.project(&name).is_none() {
@@ -1063,7 +1066,7 @@ async fn delete_tag(
 async fn audit_log(
     State(st): State<AdminState>,
     c: Caller,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> AResult<Json<Vec<AuditEvent>>> {
     c.require_admin()?;
     Ok(Json(st.access.accounts.audit_query(&q).await?))

@@ -3,9 +3,10 @@
 //! What a policy may be is `crate::replication`'s; here are the routes,
 //! who may call them, and the audit records.
 
+use super::Params;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -124,6 +125,7 @@ fn execution_view(e: &Execution) -> serde_json::Value {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ExecutionQuery {
     /// Newest first; at most this many (default 20, at most 500).
     pub limit: Option<usize>,
@@ -156,7 +158,7 @@ pub(super) async fn executions(
     State(st): State<AdminState>,
     c: Caller,
     Path(name): Path<String>,
-    Query(q): Query<ExecutionQuery>,
+    Params(q): Params<ExecutionQuery>,
 ) -> AResult<Json<Vec<serde_json::Value>>> {
     let r = allowed(&st, &c)?;
     let limit = q.limit.unwrap_or(20).clamp(1, 500);

@@ -1,9 +1,10 @@
 //! `/api/v1/projects/{project}/webhooks`: a project's webhook endpoints and
 //! their delivery logs, for its project admins (and system administrators).
 
+use super::Params;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,7 @@ pub struct DeliveryView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct DeliveryQuery {
     /// Newest first; at most this many (default 100, at most 1000).
     pub limit: Option<usize>,
@@ -229,7 +231,7 @@ pub(super) async fn deliveries(
     State(st): State<AdminState>,
     c: Caller,
     Path((project, id)): Path<(String, String)>,
-    Query(q): Query<DeliveryQuery>,
+    Params(q): Params<DeliveryQuery>,
 ) -> AResult<Json<Vec<DeliveryView>>> {
     let hooks = allowed(&st, &c, &project)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);

@@ -43,6 +43,7 @@ mod history;
 mod listing;
 mod mark;
 mod outbox;
+pub mod pg;
 pub mod quota;
 mod redb;
 mod replication;

@@ -119,6 +119,7 @@ impl ProxyProjects {
             creds,
             connect_timeout: self.options.connect_timeout,
             allow_private: self.options.allow_private_upstreams,
+            private_setting: super::target::SETTING,
         })
         .map_err(unavailable)?;
         Ok(PullThrough::new(

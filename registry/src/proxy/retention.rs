@@ -164,6 +164,15 @@ impl ProxyRetention {
                     _ = tokio::time::sleep(me.config.sweep_interval) => false,
                     _ = me.kick.notified() => true,
                 };
+                // Replicas on one database: one of them expires content.
+                if !me
+                    .local
+                    .duties()
+                    .hold(crate::duties::Duty::ProxyExpiry)
+                    .await
+                {
+                    continue;
+                }
                 me.sweep_all(kicked).await;
             }
         });

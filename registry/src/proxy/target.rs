@@ -26,6 +26,11 @@ pub const SETTING: &str = "proxy.allow_private_upstreams";
 /// Checks a URL's host where it is an address; a name is checked when it is
 /// resolved (`GuardedResolver`).
 pub fn check_url(url: &reqwest::Url) -> Result<(), String> {
+    check_url_for(url, SETTING)
+}
+
+/// `check_url` for an outbound client whose private targets `setting` allows.
+pub fn check_url_for(url: &reqwest::Url, setting: &str) -> Result<(), String> {
     let Some(host) = url.host_str() else {
         return Err(format!("{url} has no host"));
     };
@@ -34,14 +39,14 @@ pub fn check_url(url: &reqwest::Url) -> Result<(), String> {
         Ok(ip) => ip,
         Err(_) if host.eq_ignore_ascii_case("localhost") => {
             return Err(format!(
-                "{url} names this machine; upstreams must be public addresses unless proxy.allow_private_upstreams is set"
+                "{url} names this machine; it must be a public address unless {setting} is set"
             ))
         }
         Err(_) => return Ok(()),
     };
     match refused(ip) {
         Some(why) => Err(format!(
-            "{ip} is {why}; upstreams must be public addresses unless proxy.allow_private_upstreams is set"
+            "{ip} is {why}; it must be a public address unless {setting} is set"
         )),
         None => Ok(()),
     }
@@ -49,8 +54,10 @@ pub fn check_url(url: &reqwest::Url) -> Result<(), String> {
 
 /// The resolver upstream clients use: a name that resolves to an address
 /// `refused` refuses fails to resolve (`net_policy::PublicOnlyResolver`).
-pub fn guarded_resolver() -> std::sync::Arc<crate::net_policy::PublicOnlyResolver> {
-    crate::net_policy::public_only_resolver(SETTING)
+pub fn guarded_resolver(
+    setting: &'static str,
+) -> std::sync::Arc<crate::net_policy::PublicOnlyResolver> {
+    crate::net_policy::public_only_resolver(setting)
 }
 
 #[cfg(test)]

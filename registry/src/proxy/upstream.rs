@@ -65,7 +65,7 @@ pub struct Upstream {
     docker_hub: bool,
     /// Addresses in URLs are checked against `target::refused` (names are
     /// checked by the client's resolver).
-    guarded: bool,
+    guarded: Option<&'static str>,
     client: reqwest::Client,
     creds: Option<(String, String)>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
@@ -170,6 +170,8 @@ pub struct ProjectUpstream<'a> {
     pub connect_timeout: Duration,
     /// Private, loopback and this machine's addresses may be reached.
     pub allow_private: bool,
+    /// The setting that allows them, named when a target is refused.
+    pub private_setting: &'static str,
 }
 
 impl Upstream {
@@ -187,7 +189,7 @@ impl Upstream {
             .filter(|u| !u.is_empty())
             .collect();
         let first = urls.first().copied().unwrap_or_default();
-        let mut up = Self::build(first, creds, connect_timeout, insecure, false)?;
+        let mut up = Self::build(first, creds, connect_timeout, insecure, None)?;
         for url in urls.iter().skip(1) {
             up.endpoints.push(Endpoint::new(url)?);
         }
@@ -197,11 +199,12 @@ impl Upstream {
     /// A proxy project's upstream: its names without the project, and unless
     /// allowed, only public addresses (`target.rs`), redirects included.
     pub fn for_project(p: ProjectUpstream<'_>) -> Result<Self, String> {
-        let mut up = Self::build(p.url, p.creds, p.connect_timeout, false, !p.allow_private)?;
+        let guard = (!p.allow_private).then_some(p.private_setting);
+        let mut up = Self::build(p.url, p.creds, p.connect_timeout, false, guard)?;
         let url =
             reqwest::Url::parse(&up.base).map_err(|e| format!("upstream {}: {e}", up.base))?;
-        if !p.allow_private {
-            super::target::check_url(&url)?;
+        if let Some(setting) = guard {
+            super::target::check_url_for(&url, setting)?;
         }
         up.project = p.project.to_string();
         up.docker_hub = matches!(
@@ -221,17 +224,17 @@ impl Upstream {
         creds: Option<(String, String)>,
         connect_timeout: Duration,
         insecure: bool,
-        guarded: bool,
+        guarded: Option<&'static str>,
     ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder();
-        if guarded {
+        if let Some(setting) = guarded {
             builder = builder
-                .dns_resolver(super::target::guarded_resolver())
-                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                .dns_resolver(super::target::guarded_resolver(setting))
+                .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                     if attempt.previous().len() >= 10 {
                         return attempt.error("too many redirects");
                     }
-                    match super::target::check_url(attempt.url()) {
+                    match super::target::check_url_for(attempt.url(), setting) {
                         Ok(()) => attempt.follow(),
                         Err(why) => attempt.error(format!("redirect refused: {why}")),
                     }
@@ -311,11 +314,11 @@ impl Upstream {
         let realm = params.get("realm").ok_or_else(|| {
             UpstreamError::Protocol(format!("challenge without realm: {challenge}"))
         })?;
-        if self.guarded {
+        if let Some(setting) = self.guarded {
             let url = reqwest::Url::parse(realm).map_err(|e| {
                 UpstreamError::Protocol(format!("challenge with a bad realm {realm:?}: {e}"))
             })?;
-            super::target::check_url(&url)
+            super::target::check_url_for(&url, setting)
                 .map_err(|why| UpstreamError::Protocol(format!("token realm refused: {why}")))?;
         }
         let mut req = self.client.get(realm.as_str());
@@ -827,6 +830,26 @@ pub fn parse_challenge(h: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_target_names_the_setting_of_its_caller() {
+        for (setting, url) in [
+            ("replication.allow_private_remotes", "http://127.0.0.1:5000"),
+            ("proxy.allow_private_upstreams", "http://localhost:5000"),
+        ] {
+            let err = Upstream::for_project(ProjectUpstream {
+                project: "",
+                url,
+                creds: None,
+                connect_timeout: Duration::from_secs(1),
+                allow_private: false,
+                private_setting: setting,
+            })
+            .err()
+            .expect("a private target is refused");
+            assert!(err.contains(setting), "{err}");
+        }
+    }
 
     #[test]
     fn content_ranges() {

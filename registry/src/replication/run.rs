@@ -161,6 +161,7 @@ impl Replications {
             creds,
             connect_timeout: CONNECT_TIMEOUT,
             allow_private: self.allow_private,
+            private_setting: super::PRIVATE_SETTING,
         })
     }
 

@@ -82,10 +82,22 @@ impl Replications {
     pub async fn schedule(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut last: HashMap<String, u64> = HashMap::new();
         let started = crate::meta::now();
+        let duties = self.local.duties();
+        let mut holding = false;
         loop {
+            // Replicas on one database: one of them fires the schedules, and
+            // the one that takes the duty over resumes what its holder left.
+            let now_holding = duties.hold(crate::duties::Duty::Replication).await;
+            if now_holding && !holding {
+                self.resume_interrupted().await;
+            }
+            holding = now_holding;
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
+            }
+            if !holding {
+                continue;
             }
             let now = crate::meta::now();
             let Ok(policies) = self.list().await else {

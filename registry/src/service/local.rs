@@ -36,6 +36,9 @@ pub struct LocalRegistry {
     pub(super) metrics: Arc<Metrics>,
     /// Holders of references GC must respect besides tags (the controller).
     gc_roots: RwLock<Vec<Arc<dyn GcRoots>>>,
+    /// Which background duties this process holds (`set_duties`; all of
+    /// them by default, as the one process over an embedded database).
+    duties: std::sync::OnceLock<Arc<dyn crate::duties::Duties>>,
     /// Fault injection for tests: fail a commit after its rename, before its
     /// metadata transaction commits, as a crash would.
     #[cfg(test)]
@@ -105,6 +108,7 @@ impl LocalRegistry {
             uploads: Mutex::new(HashMap::new()),
             metrics,
             gc_roots: RwLock::new(Vec::new()),
+            duties: std::sync::OnceLock::new(),
             #[cfg(test)]
             crash_before_record: std::sync::atomic::AtomicBool::new(false),
         }
@@ -126,6 +130,20 @@ impl LocalRegistry {
     /// The metadata and content for GC (`gc.rs`), and for nothing else.
     pub(crate) fn gc_parts(&self) -> (&dyn MetaStore, &ContentStore, &Metrics) {
         (self.meta.as_ref(), &self.content, &self.metrics)
+    }
+
+    /// Who decides which background duties this process runs (replicas on
+    /// one shared database); set once, before the background tasks start.
+    pub fn set_duties(&self, duties: Arc<dyn crate::duties::Duties>) {
+        let _ = self.duties.set(duties);
+    }
+
+    /// The background duties this process may hold.
+    pub fn duties(&self) -> Arc<dyn crate::duties::Duties> {
+        self.duties
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(crate::duties::Solo))
     }
 
     /// Adds a holder of references that GC treats like tags.

@@ -53,6 +53,16 @@ impl Deliverer {
     pub(super) async fn run(self, stop: tokio_util::sync::CancellationToken) {
         let this = Arc::new(self);
         loop {
+            // Replicas on one database: one of them delivers; the others
+            // check now and then whether it is still there.
+            if let Some(duties) = this.hooks.duties.get() {
+                if !duties.hold(crate::duties::Duty::WebhookDelivery).await {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(IDLE * 5) => continue,
+                    }
+                }
+            }
             let wait = match this.hooks.meta.outbox_heads().await {
                 Ok(heads) => this.start_due(heads),
                 Err(e) => {

@@ -100,6 +100,8 @@ pub struct Webhooks {
     changes: std::sync::atomic::AtomicU64,
     /// Told of every event emitted (replication's on_push trigger), set once.
     pub observer: std::sync::OnceLock<EventObserver>,
+    /// Whether this process delivers (replicas on one database: one does).
+    pub duties: std::sync::OnceLock<Arc<dyn crate::duties::Duties>>,
 }
 
 /// Sees each event as it is emitted; must not block.
@@ -150,6 +152,7 @@ impl Webhooks {
             subscribed: std::sync::RwLock::new(None),
             changes: std::sync::atomic::AtomicU64::new(0),
             observer: std::sync::OnceLock::new(),
+            duties: std::sync::OnceLock::new(),
         })
     }
 

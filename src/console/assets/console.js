@@ -7,6 +7,7 @@
 //                           keeping the address bar in step (htmx-style)
 //   select[data-autosubmit] submits its form on change
 //   form[data-match]        refuses to submit when its two password fields differ
+//   input[data-reveal=sel]  a checkbox showing the password fields sel of its form while checked
 (function () {
   "use strict";
 
@@ -97,6 +98,12 @@
   document.addEventListener("change", function (ev) {
     if (ev.target.matches("select[data-autosubmit]") && ev.target.form) {
       ev.target.form.requestSubmit();
+    }
+    if (ev.target.matches("input[data-reveal]") && ev.target.form) {
+      var shown = ev.target.checked;
+      ev.target.form.querySelectorAll(ev.target.getAttribute("data-reveal")).forEach(function (el) {
+        el.type = shown ? "text" : "password";
+      });
     }
   });
 

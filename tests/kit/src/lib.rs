@@ -5,6 +5,7 @@
 //! - [`proc`]: spawn a server binary, wait for `/v2/`, kill/terminate/restart, logs on failure.
 //! - [`berth_bin!`]: the path of the `berth` binary under test.
 //! - [`wait`]: waiting for a state with a bound (the one polling loop).
+//! - [`balancer`]: a round-robin TCP balancer in front of several `berth serve` replicas.
 //! - [`proxy`]: a fault-injecting HTTP proxy to put between a client under test and its server.
 //! - [`receiver`]: a webhook endpoint that records requests and answers when the test says.
 //! - [`metrics`]: values from a Prometheus `/metrics` endpoint.
@@ -14,11 +15,13 @@
 //! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
 //! - [`garage`]: a three-node Garage cluster (distributed S3) on 127.0.0.1.
 //! - [`http`]: raw registry requests whose status, OCI error code and challenge tests assert.
+//! - [`postgres`]: a PostgreSQL server of the test's own on 127.0.0.1 (`initdb` + `postgres`).
 //! - [`net`]: raw TCP clients for connection-level tests (partial requests, silent sockets,
 //!   other loopback source addresses).
 //!
 //! Everything panics with a full message on failure: this crate is for tests.
 
+pub mod balancer;
 pub mod berth;
 pub mod distribution;
 pub mod fixtures;
@@ -28,6 +31,7 @@ pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod net;
+pub mod postgres;
 pub mod proc;
 pub mod proxy;
 pub mod receiver;

@@ -148,6 +148,7 @@ pub struct AuditEvent {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub actor: Option<String>,
     pub project: Option<String>,

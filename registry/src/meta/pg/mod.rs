@@ -1,0 +1,155 @@
+//! Metadata on PostgreSQL (`meta.backend = "postgres"`): what several
+//! `berth serve` replicas share.
+//!
+//! This module owns the connection pool and the schema's migrations; the
+//! stores built on it implement the same interfaces as the embedded redb
+//! backend (`MetaStore`, `AccountStore`, `CacheBook`, the controller's
+//! store) and pass the same conformance suites.
+//!
+//! Migrations: each component (the registry's tables, the controller's)
+//! brings an ordered list of SQL steps; `berth_schema` records how many of
+//! each a database has had. `migrate` applies the missing ones at start, in
+//! one transaction under an advisory lock, so replicas starting together
+//! migrate once; it refuses a database whose schema is newer than this
+//! binary knows (a newer berth ran against it), rather than writing rows an
+//! older schema does not describe.
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::MetaError;
+
+mod duties;
+#[cfg(test)]
+mod tests;
+
+pub use self::duties::PgDuties;
+
+/// A pool of connections to one PostgreSQL database.
+pub type Pool = deadpool_postgres::Pool;
+
+/// The advisory lock key `migrate` holds ("berth" in ASCII).
+const MIGRATE_LOCK: i64 = 0x62_6572_7468;
+
+/// One component's schema: SQL steps applied in order, each once.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub component: &'static str,
+    pub steps: &'static [&'static str],
+}
+
+/// A database error as a `MetaError` that names what was being done.
+pub fn db_error(what: &str, e: impl std::fmt::Display) -> MetaError {
+    MetaError::Db(format!("{what}: {e}"))
+}
+
+/// A pool of at most `max` connections to the database at `url`. Nothing
+/// connects yet; the first use does. The URL (and its password) is never
+/// part of an error.
+pub fn connect(url: &str, max: usize) -> Result<Pool, MetaError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        MetaError::Db(format!(
+            "meta.url is not a PostgreSQL URL (postgres://user:password@host:port/database): {e}"
+        ))
+    })?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| MetaError::Db(format!("PostgreSQL pool: {e}")))
+}
+
+/// A connection from `pool`, or an error that says the database cannot be
+/// reached.
+pub async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, MetaError> {
+    pool.get()
+        .await
+        .map_err(|e| db_error("connecting to PostgreSQL", e))
+}
+
+/// Brings the schema of every component in `sets` up to date; fails,
+/// changing nothing, when the database is newer than this binary.
+pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> {
+    let mut conn = client(pool).await?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(|e| db_error("starting the migration", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await
+        .map_err(|e| db_error("locking the schema", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS berth_schema (
+            component text PRIMARY KEY,
+            version integer NOT NULL,
+            migrated_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .map_err(|e| db_error("creating berth_schema", e))?;
+    for set in sets {
+        let row = tx
+            .query_opt(
+                "SELECT version FROM berth_schema WHERE component = $1",
+                &[&set.component],
+            )
+            .await
+            .map_err(|e| db_error("reading the schema version", e))?;
+        let have = row.map(|r| r.get::<_, i32>(0)).unwrap_or(0);
+        let known = set.steps.len() as i32;
+        if have > known {
+            return Err(MetaError::Db(format!(
+                "the database's {} schema is version {have}, newer than this berth knows \
+                 ({known}): a newer berth has used it; run that version (or restore a backup \
+                 taken before the upgrade)",
+                set.component
+            )));
+        }
+        for (i, step) in set.steps.iter().enumerate().skip(have as usize) {
+            tx.batch_execute(step).await.map_err(|e| {
+                db_error(
+                    &format!("migrating {} to version {}", set.component, i + 1),
+                    e,
+                )
+            })?;
+        }
+        if have < known {
+            tx.execute(
+                "INSERT INTO berth_schema (component, version) VALUES ($1, $2)
+                 ON CONFLICT (component) DO UPDATE SET version = $2, migrated_at = now()",
+                &[&set.component, &known],
+            )
+            .await
+            .map_err(|e| db_error("recording the schema version", e))?;
+            tracing::info!(
+                component = set.component,
+                from = have,
+                to = known,
+                "migrated the PostgreSQL schema"
+            );
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db_error("committing the migration", e))
+}
+
+/// The schema versions a database has, by component.
+pub async fn versions(pool: &Pool) -> Result<Vec<(String, i32)>, MetaError> {
+    let conn = client(pool).await?;
+    let rows = conn
+        .query(
+            "SELECT component, version FROM berth_schema ORDER BY component",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error("reading berth_schema", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
