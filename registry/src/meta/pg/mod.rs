@@ -19,10 +19,10 @@ use tokio_postgres::NoTls;
 
 use super::MetaError;
 
-mod duties;
 mod blobs;
 mod cache;
 mod db;
+mod duties;
 mod gc;
 mod listings;
 mod manifests;
