@@ -19,8 +19,14 @@ use tokio_postgres::NoTls;
 
 use super::MetaError;
 
+mod accounts;
+mod accounts_audit;
+#[cfg(test)]
+mod accounts_tests;
 #[cfg(test)]
 mod tests;
+
+pub use self::accounts::{PgAccounts, ACCOUNTS_CHANNEL, ACCOUNT_MIGRATIONS};
 
 /// A pool of connections to one PostgreSQL database.
 pub type Pool = deadpool_postgres::Pool;
