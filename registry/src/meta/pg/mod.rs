@@ -21,12 +21,16 @@ use super::MetaError;
 
 mod accounts;
 mod accounts_audit;
+mod accounts_feed;
+#[cfg(test)]
+mod accounts_follow_tests;
 #[cfg(test)]
 mod accounts_tests;
 #[cfg(test)]
 mod tests;
 
 pub use self::accounts::{PgAccounts, ACCOUNTS_CHANNEL, ACCOUNT_MIGRATIONS};
+pub use self::accounts_feed::account_feed;
 
 /// A pool of connections to one PostgreSQL database.
 pub type Pool = deadpool_postgres::Pool;
