@@ -11,6 +11,8 @@
 //! acct_members   (project → acct_projects, account → acct_users) PK, role; cascades
 //! acct_robots    name PK, project ("" for a system robot), record jsonb (Robot)
 //! acct_audit     id bigserial PK, time, actor, action, project, outcome, record jsonb
+//! auth_throttle_pairs, auth_throttle_accounts   the login throttle (`throttle.rs`)
+//! auth_token_keys                               token signing keys (`token_keys.rs`)
 //! ```
 //!
 //! Writes are serialised, as the `AccountStore` contract says, by one
@@ -37,7 +39,8 @@ use crate::auth::store::{
 /// The accounts' schema.
 pub const ACCOUNT_MIGRATIONS: Migrations = Migrations {
     component: "accounts",
-    steps: &[r#"
+    steps: &[
+        r#"
         CREATE TABLE acct_users (
             name text PRIMARY KEY,
             admin boolean NOT NULL,
@@ -70,7 +73,32 @@ pub const ACCOUNT_MIGRATIONS: Migrations = Migrations {
             record jsonb NOT NULL
         );
         CREATE INDEX acct_audit_time ON acct_audit (time);
-    "#],
+    "#,
+        r#"
+        CREATE TABLE auth_throttle_pairs (
+            account text NOT NULL,
+            source text NOT NULL,
+            failures integer NOT NULL,
+            last_failure double precision NOT NULL,
+            wait_until double precision NOT NULL,
+            PRIMARY KEY (account, source)
+        );
+        CREATE INDEX auth_throttle_pairs_last ON auth_throttle_pairs (last_failure);
+        CREATE TABLE auth_throttle_accounts (
+            account text PRIMARY KEY,
+            failures double precision[] NOT NULL,
+            next_slot double precision NOT NULL,
+            known_good text[] NOT NULL,
+            last_active double precision NOT NULL
+        );
+        CREATE INDEX auth_throttle_accounts_last ON auth_throttle_accounts (last_active);
+        CREATE TABLE auth_token_keys (
+            id bigserial PRIMARY KEY,
+            secret bytea NOT NULL,
+            signs_from double precision NOT NULL
+        );
+    "#,
+    ],
 };
 
 /// The advisory lock every account write holds ("acct" in ASCII).

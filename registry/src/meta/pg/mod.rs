@@ -27,10 +27,16 @@ mod accounts_follow_tests;
 #[cfg(test)]
 mod accounts_tests;
 #[cfg(test)]
+mod coordination_tests;
+#[cfg(test)]
 mod tests;
+mod throttle;
+mod token_keys;
 
 pub use self::accounts::{PgAccounts, ACCOUNTS_CHANNEL, ACCOUNT_MIGRATIONS};
 pub use self::accounts_feed::account_feed;
+pub use self::throttle::PgThrottle;
+pub use self::token_keys::PgTokenKeys;
 
 /// A pool of connections to one PostgreSQL database.
 pub type Pool = deadpool_postgres::Pool;
