@@ -204,8 +204,14 @@ impl GarageCluster {
         }
     }
 
+    /// `garage`, tried again for a while: right after start a node may not
+    /// yet know its peers or the layout (more so on a loaded machine).
     fn must(&self, i: usize, args: &[&str]) -> String {
-        self.garage(i, args).unwrap_or_else(|e| panic!("{e}"))
+        wait_until(
+            &format!("garage {args:?} to succeed"),
+            Duration::from_secs(30),
+            || self.garage(i, args),
+        )
     }
 
     /// Node `i`'s S3 endpoint, `http://127.0.0.1:<port>`.
