@@ -113,7 +113,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut reconciler = None;
     if app.config.controller.enabled {
         let (ctl_router, handle) = start_controller(&app, stop.clone())?;
-        router = router.merge(
+        let (ctl_router, report_router) = ctl_router;
+        router = router.merge(report_router).merge(
             ctl_router
                 .layer(axum::middleware::from_fn_with_state(
                     app.access.clone(),
@@ -228,7 +229,7 @@ async fn check_credentials(
 fn start_controller(
     app: &RegistryApp,
     stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<((axum::Router, axum::Router), tokio::task::JoinHandle<()>)> {
     use crate::compose::{
         secret_key, PublicationForwarder, RegistryAudit, RegistryAuthorizer, RegistryResolver,
     };
@@ -276,8 +277,11 @@ fn start_controller(
             secret_key: Some(secret_key),
             render: berth_controller::RenderOptions { image_host },
             kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
+            // Edges report finished prefetch jobs to the URL they pull from.
+            report_url: Some(cfg.server.external_url()),
             reconcile: berth_controller::ReconcileSettings {
                 drift_check_interval: cfg.controller.drift_check_interval,
+                poll_interval: cfg.controller.poll_interval,
                 ..Default::default()
             },
         },
@@ -306,7 +310,13 @@ fn start_controller(
         state.clone(),
     )));
     let handle = state.spawn_reconciler(async move { stop.cancelled().await });
-    Ok((berth_controller::router(state), handle))
+    Ok((
+        (
+            berth_controller::router(state.clone()),
+            berth_controller::report_router(state),
+        ),
+        handle,
+    ))
 }
 
 pub async fn edge(cfg: Config) -> anyhow::Result<()> {

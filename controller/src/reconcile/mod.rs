@@ -34,6 +34,8 @@
 //! - `publish`: the steps of a publish; `unpublish`: those of an unpublish;
 //! - `resource`: the steps of a resource's publish and unpublish;
 //! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once;
+//! - `reports`: edges reporting finished prefetch jobs (why reports, not a
+//!   long poll), the report tokens and the inbox the next reconcile reads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +52,7 @@ use crate::resources_ctl::{ResourceError, ResourceRenderer};
 use crate::store::{ControllerStore, StoreError};
 
 mod publish;
+pub mod reports;
 mod resource;
 mod scheduler;
 mod unpublish;
@@ -63,8 +66,12 @@ use self::unpublish::unpublish_step;
 /// Timing of the loop.
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
-    /// How often to look at a prefetch job or a rollout in progress.
+    /// How often to look at a rollout in progress, and at a prefetch job of
+    /// an edge that does not report its jobs' end (`reports`).
     pub poll_interval: Duration,
+    /// How often to look at a prefetch job the edge will report the end of:
+    /// only a fallback, for a report that was lost.
+    pub report_fallback: Duration,
     /// First retry delay after a failure; doubles with each further failure.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -85,6 +92,7 @@ impl Default for ReconcileSettings {
     fn default() -> Self {
         ReconcileSettings {
             poll_interval: Duration::from_secs(2),
+            report_fallback: Duration::from_secs(30),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(120),
@@ -108,6 +116,8 @@ pub struct Context {
     pub render: RenderOptions,
     /// Issue 6: resources that travel with apps (None: workloads only).
     pub resources: Option<Arc<ResourceRenderer>>,
+    /// Prefetch jobs the edges reported finished, and the report targets.
+    pub reports: reports::EdgeReports,
 }
 
 impl Context {
