@@ -115,7 +115,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if app.config.controller.enabled {
         let (ctl_router, handle, changes) = start_controller(&app, stop.clone()).await?;
         publication_changes = Some(changes);
-        router = router.merge(
+        let (ctl_router, report_router) = ctl_router;
+        router = router.merge(report_router).merge(
             ctl_router
                 .layer(axum::middleware::from_fn_with_state(
                     app.access.clone(),
@@ -233,7 +234,7 @@ async fn start_controller(
     app: &RegistryApp,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(
-    axum::Router,
+    (axum::Router, axum::Router),
     tokio::task::JoinHandle<()>,
     tokio::sync::watch::Receiver<u64>,
 )> {
@@ -284,8 +285,11 @@ async fn start_controller(
             secret_key: Some(secret_key),
             render: berth_controller::RenderOptions { image_host },
             kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
+            // Edges report finished prefetch jobs to the URL they pull from.
+            report_url: Some(cfg.server.external_url()),
             reconcile: berth_controller::ReconcileSettings {
                 drift_check_interval: cfg.controller.drift_check_interval,
+                poll_interval: cfg.controller.poll_interval,
                 ..Default::default()
             },
         },
@@ -324,7 +328,14 @@ async fn start_controller(
             state.spawn_reconciler(async move { stop.cancelled().await })
         }
     };
-    Ok((berth_controller::router(state), handle, changes))
+    Ok((
+        (
+            berth_controller::router(state.clone()),
+            berth_controller::report_router(state),
+        ),
+        handle,
+        changes,
+    ))
 }
 
 pub async fn edge(cfg: Config) -> anyhow::Result<()> {

@@ -11,7 +11,9 @@
 //! Workloads (see benches/README.md for what each one measures and why):
 //! 1 push/pull with skopeo, 2 manifest GETs, 3 blob GETs, 4 chunked upload,
 //! 5 small-blob pushes, 6 edge fan-out (berth edge vs distribution proxy
-//! mode), 7 resident memory during 2, 3 and 6.
+//! mode), 7 resident memory during 2, 3 and 6, 8 replication, 9 proxy-project
+//! fan-out, 10 publish to a simulated fleet of 100, 1,000, 10,000 nodes (berth
+//! only; `--only 10 --fleet 1000` for one size).
 //!
 //! Needs `skopeo` and `docker-registry` on PATH (`.ci/run` installs them);
 //! `.ci/run` itself never runs this (`cargo test` does not build benches).
@@ -20,12 +22,14 @@
 
 mod blobs;
 mod edge;
+mod fleet;
 mod http;
 mod load;
 mod manifests;
 mod procstat;
 mod proxy;
 mod proxy_project;
+mod publish_fleet;
 mod push_pull;
 mod replicate;
 mod report;
@@ -97,6 +101,8 @@ pub struct Settings {
     pub blob_conns: usize,
     pub edge_layers: Vec<u64>,
     pub edge_fanout: Vec<usize>,
+    /// Fleet sizes of workload 10 (`--fleet 100,1000`).
+    pub fleet: Vec<usize>,
     /// Extra environment for `berth serve` and `berth edge` (`--berth-env K=V`),
     /// e.g. to try `MALLOC_ARENA_MAX=2` against the same baseline.
     pub berth_env: Vec<(String, String)>,
@@ -123,6 +129,7 @@ impl Settings {
             blob_conns: 16,
             edge_layers: vec![16 * MIB; 3],
             edge_fanout: vec![1, 8, 32],
+            fleet: vec![100, 1000, 10000],
             berth_env: Vec::new(),
         }
     }
@@ -139,6 +146,7 @@ impl Settings {
             small_blobs: 200,
             edge_layers: vec![2 * MIB; 3],
             edge_fanout: vec![1, 8],
+            fleet: vec![100],
             ..Settings::full()
         }
     }
@@ -174,6 +182,16 @@ impl Settings {
         }
         if let Some(d) = value("--duration", "BERTH_BENCH_DURATION") {
             s.duration = Duration::from_secs_f64(d.parse().expect("--duration takes seconds"));
+        }
+        if let Some(f) = value("--fleet", "BERTH_BENCH_FLEET") {
+            s.fleet = f
+                .split(',')
+                .map(|w| {
+                    w.trim()
+                        .parse()
+                        .expect("--fleet takes node counts, e.g. 100,1000")
+                })
+                .collect();
         }
         if let Some(t) = value("--client-threads", "BERTH_BENCH_CLIENT_THREADS") {
             s.client_threads = t.parse().expect("--client-threads takes a number");
@@ -332,6 +350,10 @@ fn load_table(stats: &[LoadStat]) -> String {
 }
 
 fn main() {
+    // Workload 10 runs this executable again as the shards of its fleet.
+    if fleet::shard_main() {
+        return;
+    }
     let cfg = Settings::from_args();
     // berth runs at its default log level: no RUST_LOG from our environment.
     std::env::remove_var("RUST_LOG");
@@ -431,6 +453,9 @@ fn main() {
     }
     if cfg.wants(9) {
         proxy_project::run(&mut bench);
+    }
+    if cfg.wants(10) {
+        publish_fleet::run(&mut bench);
     }
     let load_at_end = procstat::loadavg();
 

@@ -565,6 +565,12 @@ pub struct ControllerConfig {
     /// dies, another replica takes over within about this long.
     #[serde(with = "duration_str")]
     pub leader_lease: Duration,
+    /// How often a publish asks a node's edge about its prefetch job when the
+    /// edge does not report the job's end, and looks at a rollout in
+    /// progress. Edges that report (berth edge does) are asked only every
+    /// `max(poll_interval, 30s)`, as a fallback for a lost report.
+    #[serde(with = "duration_str")]
+    pub poll_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -577,6 +583,7 @@ impl Default for ControllerConfig {
             kubeconfig_max_ttl: Duration::from_secs(24 * 3600),
             drift_check_interval: Duration::from_secs(60),
             leader_lease: Duration::from_secs(15),
+            poll_interval: Duration::from_secs(2),
         }
     }
 }
@@ -1019,6 +1026,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.controller.poll_interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid(
+                "controller.poll_interval must be at least 100ms".into(),
+            ));
+        }
         if let Some((host, _)) = self
             .proxy
             .hosts
@@ -1273,6 +1285,23 @@ mod tests {
         cfg.controller.drift_check_interval = Duration::from_millis(10);
         let err = cfg.validate().expect_err("too short").to_string();
         assert!(err.contains("controller.drift_check_interval"), "{err}");
+    }
+
+    #[test]
+    fn poll_interval_defaults_overrides_and_validates() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.controller.poll_interval, Duration::from_secs(2));
+        cfg.apply_env(
+            [("BERTH_CONTROLLER_POLL_INTERVAL", "60s")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("env applies");
+        assert_eq!(cfg.controller.poll_interval, Duration::from_secs(60));
+        assert!(cfg.validate().is_ok());
+        cfg.controller.poll_interval = Duration::from_millis(10);
+        let err = cfg.validate().expect_err("too short").to_string();
+        assert!(err.contains("controller.poll_interval"), "{err}");
     }
 
     #[test]

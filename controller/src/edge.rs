@@ -3,7 +3,10 @@
 //! Owns: the wire format of the edge-cache prefetch API —
 //!
 //! ```text
-//! POST {edge_url}/api/v1/prefetch      {"images":["proj/app@sha256:..."],"pin":true} -> 202 {"id":...}
+//! POST {edge_url}/api/v1/prefetch      {"images":["proj/app@sha256:..."],"pin":true,
+//!                                        "report":{"url":...,"token":...}}  -> 202 {"id":...,"report":true}
+//!                                       (report: the edge posts the finished job to url; see
+//!                                        `reconcile::reports`; an edge without it omits "report")
 //! GET  {edge_url}/api/v1/prefetch/{id} -> 200 {"id","state","bytes_done","bytes_total","error","images":[...]}
 //!                                         404 when the edge does not know the job
 //! GET  {edge_url}/api/v1/prefetch      -> 200 [{"id","state","pin","created","images":[...]}, ...]
@@ -28,7 +31,30 @@ use serde::{Deserialize, Serialize};
 use crate::model::Node;
 use crate::ports::{
     EdgeClient, EdgeError, ImageProgress, JobState, JobStatus, LogPod, LogRequest, LogStream,
+    ReportTarget, Submitted,
 };
+
+impl From<JobBody> for JobStatus {
+    fn from(body: JobBody) -> Self {
+        JobStatus::Known {
+            state: body.state,
+            bytes_done: body.bytes_done,
+            bytes_total: body.bytes_total,
+            error: body.error,
+            images: body.images,
+        }
+    }
+}
+
+/// A job as an edge reports its end (the body of `GET /api/v1/prefetch/{id}`):
+/// its id and status.
+pub fn reported_job(body: &[u8]) -> Result<(String, JobStatus), String> {
+    let job: JobBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if job.id.is_empty() {
+        return Err("the job has no id".into());
+    }
+    Ok((job.id.clone(), job.into()))
+}
 
 /// Talks to edge caches over HTTP(S) with rustls. The HTTP client (and its
 /// TLS roots) is built on first use: a registry that never publishes to an
@@ -45,6 +71,14 @@ pub struct HttpEdgeClient {
 struct PrefetchRequest<'a> {
     images: &'a [String],
     pin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<ReportBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct ReportBody<'a> {
+    url: &'a str,
+    token: &'a str,
 }
 
 #[derive(Serialize)]
@@ -55,10 +89,15 @@ struct UnpinRequest<'a> {
 #[derive(Deserialize)]
 struct JobCreated {
     id: String,
+    /// The edge will report the job's end (older edges never say so).
+    #[serde(default)]
+    report: bool,
 }
 
 #[derive(Deserialize)]
 struct JobBody {
+    #[serde(default)]
+    id: String,
     state: JobState,
     #[serde(default)]
     bytes_done: u64,
@@ -128,8 +167,12 @@ impl HttpEdgeClient {
         if let Some(c) = slot.get() {
             return Ok(c);
         }
+        // A publish talks to a node in a burst (list, submit) and then not
+        // until the job ends: an idle connection is closed soon, so that a
+        // fleet of 10,000 nodes is not 10,000 open sockets.
         let mut b = reqwest::Client::builder()
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(5))
             .user_agent(concat!("berth-controller/", env!("CARGO_PKG_VERSION")));
         if let Some(t) = timeout {
             b = b.timeout(t);
@@ -207,6 +250,40 @@ impl HttpEdgeClient {
         })
     }
 
+    /// `POST /api/v1/prefetch`, with the report target when there is one.
+    async fn submit(
+        &self,
+        node: &Node,
+        images: &[String],
+        pin: bool,
+        report: Option<&ReportTarget>,
+    ) -> Result<Submitted, EdgeError> {
+        let url = Self::url(node, &["api", "v1", "prefetch"])?;
+        let rb = self
+            .request(node, reqwest::Method::POST, url)?
+            .json(&PrefetchRequest {
+                images,
+                pin,
+                report: report.map(|r| ReportBody {
+                    url: &r.url,
+                    token: &r.token,
+                }),
+            });
+        let resp = self.send(node, rb).await?;
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        let body: JobCreated = resp.json().await.map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("prefetch answer has no job id: {e}"),
+        })?;
+        tracing::debug!(node = %node.name, job = %body.id, images = images.len(), report = body.report, "prefetch submitted");
+        Ok(Submitted {
+            id: body.id,
+            report: body.report && report.is_some(),
+        })
+    }
+
     async fn rejected(node: &Node, resp: reqwest::Response) -> EdgeError {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
@@ -266,23 +343,17 @@ impl EdgeClient for HttpEdgeClient {
         images: Vec<String>,
         pin: bool,
     ) -> Result<String, EdgeError> {
-        let url = Self::url(node, &["api", "v1", "prefetch"])?;
-        let rb = self
-            .request(node, reqwest::Method::POST, url)?
-            .json(&PrefetchRequest {
-                images: &images,
-                pin,
-            });
-        let resp = self.send(node, rb).await?;
-        if !resp.status().is_success() {
-            return Err(Self::rejected(node, resp).await);
-        }
-        let body: JobCreated = resp.json().await.map_err(|e| EdgeError::Protocol {
-            node: node.name.clone(),
-            message: format!("prefetch answer has no job id: {e}"),
-        })?;
-        tracing::debug!(node = %node.name, job = %body.id, images = images.len(), "prefetch submitted");
-        Ok(body.id)
+        Ok(self.submit(node, &images, pin, None).await?.id)
+    }
+
+    async fn prefetch_reporting(
+        &self,
+        node: &Node,
+        images: Vec<String>,
+        pin: bool,
+        report: &ReportTarget,
+    ) -> Result<Submitted, EdgeError> {
+        self.submit(node, &images, pin, Some(report)).await
     }
 
     async fn job(&self, node: &Node, id: &str) -> Result<JobStatus, EdgeError> {
@@ -300,13 +371,7 @@ impl EdgeClient for HttpEdgeClient {
             node: node.name.clone(),
             message: format!("prefetch job {id} answer cannot be read: {e}"),
         })?;
-        Ok(JobStatus::Known {
-            state: body.state,
-            bytes_done: body.bytes_done,
-            bytes_total: body.bytes_total,
-            error: body.error,
-            images: body.images,
-        })
+        Ok(body.into())
     }
 
     async fn matching_jobs(

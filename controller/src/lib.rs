@@ -10,7 +10,8 @@
 //! - `cli`: functions the `berth app ...` commands call (HTTP client of `api`,
 //!   reading its request and answer bodies).
 //! - `api`: the `/api/v1` JSON endpoints (`router`); thin handlers over the store,
-//!   the reconciler's trigger and `resources_ctl`.
+//!   the reconciler's trigger and `resources_ctl`; `report_router`, the route
+//!   edges report finished prefetch jobs to (its own token, no account).
 //! - `state`: `ControllerState`, what the handlers and the reconciler share.
 //! - `reconcile`: the level-triggered loop that drives publications.
 //! - `resources_ctl`: resources that travel with apps, in motion (publish order,
@@ -56,7 +57,9 @@
 //!     },
 //! );
 //! let reconciler = state.spawn_reconciler(shutdown_signal());
-//! let app = registry_router.merge(berth_controller::router(state));
+//! let app = registry_router
+//!     .merge(berth_controller::router(state.clone()))
+//!     .merge(berth_controller::report_router(state)); // set report_url in the settings
 //! ```
 //!
 //! With `meta.backend = "postgres"` (replicas), the records are shared and
@@ -97,7 +100,7 @@ pub mod store;
 #[cfg(test)]
 mod module_order;
 
-pub use api::{openapi_paths, route_paths, router};
+pub use api::{openapi_paths, report_router, route_paths, router};
 pub use deploy::{Deployer, DirectoryDeployer, KubeDeployer};
 pub use edge::HttpEdgeClient;
 pub use ports::{

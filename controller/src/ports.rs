@@ -130,9 +130,49 @@ pub enum EdgeError {
     Protocol { node: String, message: String },
 }
 
+/// Where an edge reports the end of a prefetch job (the controller's report
+/// endpoint for one publication, and the token it takes there).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReportTarget {
+    pub url: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ReportTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never in a log line.
+        f.debug_struct("ReportTarget")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A prefetch job the edge took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: String,
+    /// The edge will report the job's end to the target it was given.
+    pub report: bool,
+}
+
 /// The edge cache API of a node (prefetch, job progress, unpin).
 #[async_trait]
 pub trait EdgeClient: Send + Sync + 'static {
+    /// Like `prefetch`, asking the edge to post the finished job to `report`.
+    /// An edge that does not report answers `report: false` (and is polled).
+    async fn prefetch_reporting(
+        &self,
+        node: &Node,
+        images: Vec<String>,
+        pin: bool,
+        report: &ReportTarget,
+    ) -> Result<Submitted, EdgeError> {
+        let _ = report;
+        Ok(Submitted {
+            id: self.prefetch(node, images, pin).await?,
+            report: false,
+        })
+    }
     /// Starts pulling (and pinning, if `pin`) `images` (`repo@sha256:...`); returns the job id.
     async fn prefetch(
         &self,

@@ -40,6 +40,10 @@ pub struct ControllerSettings {
     pub secret_key: Option<[u8; 32]>,
     /// Longest lifetime of a project kubeconfig's token; `None`: 24 hours.
     pub kubeconfig_max_ttl: Option<std::time::Duration>,
+    /// The controller's URL as the edges reach it (the registry's external
+    /// URL): edges report finished prefetch jobs there (`report_router`).
+    /// `None`: edges are polled.
+    pub report_url: Option<String>,
 }
 
 /// Everything the API handlers and the reconciler share. Cheap to clone.
@@ -77,6 +81,10 @@ impl ControllerState {
             settings: settings.reconcile,
             render: settings.render,
             resources: Some(Arc::new(ResourceRenderer::new(secrets.clone()))),
+            reports: Arc::new(reconcile::reports::EdgeReports::new(
+                settings.report_url,
+                settings.secret_key.as_ref(),
+            )),
         });
         ControllerState {
             inner: Arc::new(StateInner {

@@ -8,7 +8,8 @@
 //! way an upload is, and served stale, with a Warning, while upstream is
 //! unreachable. What is the edge's own: capacity-bounded LRU eviction with
 //! pins (`retention.rs`, the pull-through's `Keeper`), prefetch
-//! jobs (`prefetch.rs`), the cached-images API (`images.rs`), a cache
+//! jobs (`prefetch.rs`) and the report of a finished one to the controller
+//! (`job_report.rs`), the cached-images API (`images.rs`), a cache
 //! directory removed under a running edge (`cache_dir.rs`), and the
 //! listener's access rule (`access.rs`).
 //!
@@ -49,6 +50,7 @@ use berth_registry::service::LocalRegistry;
 pub mod access;
 mod cache_dir;
 pub mod images;
+pub mod job_report;
 pub mod metrics;
 pub mod openapi;
 pub mod podlogs;
@@ -168,9 +170,16 @@ impl EdgeApp {
             em.proxy.clone(),
             ready,
         ));
-        let prefetcher =
-            prefetch::Prefetcher::new(pt.clone(), store.clone(), em.clone(), e.platforms.clone())
-                .await;
+        let reporter = job_report::JobReporter::new(&e.upstream, e.insecure_upstream)
+            .map_err(EdgeError::Config)?;
+        let prefetcher = prefetch::Prefetcher::new(
+            pt.clone(),
+            store.clone(),
+            em.clone(),
+            e.platforms.clone(),
+            Some(Arc::new(reporter)),
+        )
+        .await;
         let pulls = pull_report::PullReporter::new(
             &e.upstream,
             (!e.upstream_user.is_empty())

@@ -95,7 +95,10 @@ pub fn document() -> Value {
                         "type": "object", "required": ["images"],
                         "properties": {"images": {"type": "array", "items": {"type": "string"}},
                             "pin": {"type": "boolean"},
-                            "platforms": {"type": "array", "items": {"type": "string"}, "example": ["linux/arm64"]}}}}}},
+                            "platforms": {"type": "array", "items": {"type": "string"}, "example": ["linux/arm64"]},
+                            "report": {"type": "object", "required": ["url", "token"],
+                                "description": "Post the finished job (as GET /api/v1/prefetch/{id} answers it) to url, a URL under the edge's upstream, with Authorization: Bearer token; the answer's report is true when the edge will",
+                                "properties": {"url": {"type": "string"}, "token": {"type": "string"}}}}}}}},
                     "responses": answers(202, "application/json")}
             },
             "/api/v1/prefetch/{id}": {"get": {"tags": ["prefetch"], "summary": "A prefetch job's progress per image and layer",

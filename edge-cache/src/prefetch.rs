@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use berth_registry::proxy::PullThrough;
 
+use crate::job_report::{JobReporter, ReportTarget};
 use crate::metrics::EdgeMetrics;
 use crate::store::{now_ms, EdgeStore};
 
@@ -80,6 +81,10 @@ pub struct Job {
     pub platforms: Option<Vec<String>>,
     pub created: u64,
     pub updated: u64,
+    /// The edge will report this job's end to the controller (`job_report`);
+    /// absent when it will not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +95,9 @@ pub struct PrefetchRequest {
     /// Platforms for multi-arch images, e.g. ["linux/arm64"]; default: the node's.
     #[serde(default)]
     pub platforms: Option<Vec<String>>,
+    /// Where to report the job's end (`job_report`).
+    #[serde(default)]
+    pub report: Option<ReportTarget>,
 }
 
 pub struct Prefetcher {
@@ -99,6 +107,9 @@ pub struct Prefetcher {
     jobs: Mutex<HashMap<String, Job>>,
     platforms: Vec<String>,
     limit: Arc<tokio::sync::Semaphore>,
+    reporter: Option<Arc<JobReporter>>,
+    /// Report targets of the jobs in flight, by job id (memory only).
+    reports: Mutex<HashMap<String, ReportTarget>>,
 }
 
 /// This machine's platform in OCI terms.
@@ -139,6 +150,7 @@ impl Prefetcher {
         store: Arc<EdgeStore>,
         metrics: Arc<EdgeMetrics>,
         platforms: Vec<String>,
+        reporter: Option<Arc<JobReporter>>,
     ) -> Arc<Self> {
         let platforms = if platforms.is_empty() {
             vec![own_platform()]
@@ -152,6 +164,8 @@ impl Prefetcher {
             jobs: Mutex::new(HashMap::new()),
             platforms,
             limit: Arc::new(tokio::sync::Semaphore::new(2)),
+            reporter,
+            reports: Mutex::new(HashMap::new()),
         });
         // Jobs from before a restart: load all, resume the unfinished.
         let saved = this.store.jobs().await.unwrap_or_default();
@@ -214,6 +228,13 @@ impl Prefetcher {
             i.parse::<ImageRef>()
                 .map_err(|e| PrefetchError(StatusCode::BAD_REQUEST, format!("image {i:?}: {e}")))?;
         }
+        let report = req.report.clone().filter(|t| {
+            let ok = self.reporter.as_ref().is_some_and(|r| r.accepts(&t.url));
+            if !ok {
+                tracing::warn!(url = %t.url, "not reporting a prefetch job to a URL outside the upstream");
+            }
+            ok
+        });
         let now = now_ms() / 1000;
         let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
@@ -239,7 +260,11 @@ impl Prefetcher {
             platforms: req.platforms.clone(),
             created: now,
             updated: now,
+            report: report.is_some(),
         };
+        if let (Some(t), Ok(mut r)) = (report, self.reports.lock()) {
+            r.insert(job.id.clone(), t);
+        }
         self.save(&job).await;
         self.clone().spawn(job.id.clone(), req.platforms);
         Ok(job)
@@ -329,6 +354,21 @@ impl Prefetcher {
         job.updated = now_ms() / 1000;
         self.save(&job).await;
         tracing::info!(job = %id, state = job.state.as_str(), bytes = job.bytes_done, "prefetch job finished");
+        self.report_end(&job).await;
+    }
+
+    /// Tells the controller the job ended, when it asked to be told.
+    async fn report_end(&self, job: &Job) {
+        let target = self.reports.lock().ok().and_then(|mut r| r.remove(&job.id));
+        let (Some(target), Some(reporter)) = (target, &self.reporter) else {
+            return;
+        };
+        let Ok(body) = serde_json::to_value(job) else {
+            return;
+        };
+        let reporter = reporter.clone();
+        let id = job.id.clone();
+        tokio::spawn(async move { reporter.send(&id, &target, &body).await });
     }
 
     async fn prefetch_image(
@@ -553,6 +593,7 @@ mod tests {
             platforms: None,
             created: 0,
             updated: 0,
+            report: false,
         };
         recount(&mut job, 0);
         assert_eq!((job.bytes_done, job.images[0].bytes_done), (10, 10));

@@ -201,6 +201,13 @@ fn operations() -> Vec<Op> {
             .body(object(&[], json!({"nodes": names, "selector": labels, "cascade": {"type": "boolean"},
                 "force": {"type": "boolean", "description": "The nodes are gone for good: drop records and pins now (maintainer; nodes named)"}}))),
         Op::new("get", "/api/v1/projects/{project}/apps/{app}/publications", "publications", "Where the app is published, per node"),
+        Op::new("post", "/api/v1/projects/{project}/apps/{app}/publications/{node}/prefetch-report", "publications",
+            "An edge reports the end of the publication's prefetch job (Authorization: Bearer, the token given with the job; no account)")
+            .ok(202)
+            .body(object(&["id", "state"], json!({"id": {"type": "string"},
+                "state": {"type": "string", "enum": ["pending", "running", "done", "failed"]},
+                "bytes_done": {"type": "integer"}, "bytes_total": {"type": "integer"},
+                "error": {"type": ["string", "null"]}, "images": {"type": "array"}}))),
         Op::new("get", "/api/v1/projects/{project}/apps/{app}/logs", "publications", "Logs of the app's container on a node, from the node's edge")
             .query(&[
                 ("node", "string", "The node (required)"),

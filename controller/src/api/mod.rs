@@ -15,7 +15,8 @@
 //! - `publications`: publish, unpublish, publication status, logs;
 //! - `resources`: the resource collections;
 //! - `resource_publications`: publishing and unpublishing resources per node;
-//! - `volumes`: what loses a volume's data (maintainer role and `confirm`), unbind.
+//! - `volumes`: what loses a volume's data (maintainer role and `confirm`), unbind;
+//! - `reports`: edges report finished prefetch jobs (`report_router`; its own token).
 
 use std::collections::BTreeSet;
 
@@ -34,6 +35,7 @@ mod error;
 mod manifests;
 mod params;
 mod publications;
+mod reports;
 mod resource_publications;
 mod resources;
 mod volumes;
@@ -45,6 +47,7 @@ use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
 pub use self::manifests::{AddVolume, CloneInput};
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
+pub use self::reports::report_router;
 pub use self::resource_publications::{ResourcePublicationsView, ResourceTargetInput};
 pub use self::resources::ResourceView;
 pub use self::volumes::{ReleaseInput, UnbindInput, UnbindView};
@@ -178,9 +181,11 @@ pub fn router(state: ControllerState) -> Router {
     all_routes().router.with_state(state)
 }
 
-/// The paths `router` serves, as registered (`{param}` templates).
+/// The paths `router` and `report_router` serve, as registered (`{param}` templates).
 pub fn route_paths() -> Vec<String> {
-    all_routes().paths
+    let mut paths = all_routes().paths;
+    paths.push(reports::path_template());
+    paths
 }
 
 /// The project named in the path is a valid project name.

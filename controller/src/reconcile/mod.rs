@@ -36,6 +36,8 @@
 //! - `scheduler`: when reconciles run (`run`), at most `concurrency` at once;
 //! - `leader`: the scheduler runs only while this replica leads, writing
 //!   through the store fenced with its term (`run_while_leader`);
+//! - `reports`: edges reporting finished prefetch jobs (why reports, not a
+//!   long poll), the report tokens and the inbox the next reconcile reads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,7 @@ use crate::resources_ctl::{ResourceError, ResourceRenderer};
 use crate::store::{ControllerStore, StoreError};
 
 mod publish;
+pub mod reports;
 mod resource;
 mod scheduler;
 mod unpublish;
@@ -67,8 +70,12 @@ use self::unpublish::unpublish_step;
 /// Timing of the loop.
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
-    /// How often to look at a prefetch job or a rollout in progress.
+    /// How often to look at a rollout in progress, and at a prefetch job of
+    /// an edge that does not report its jobs' end (`reports`).
     pub poll_interval: Duration,
+    /// How often to look at a prefetch job the edge will report the end of:
+    /// only a fallback, for a report that was lost.
+    pub report_fallback: Duration,
     /// First retry delay after a failure; doubles with each further failure.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -89,6 +96,7 @@ impl Default for ReconcileSettings {
     fn default() -> Self {
         ReconcileSettings {
             poll_interval: Duration::from_secs(2),
+            report_fallback: Duration::from_secs(30),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             resync_interval: Duration::from_secs(120),
@@ -112,6 +120,8 @@ pub struct Context {
     pub render: RenderOptions,
     /// Issue 6: resources that travel with apps (None: workloads only).
     pub resources: Option<Arc<ResourceRenderer>>,
+    /// Prefetch jobs the edges reported finished, and the report targets.
+    pub reports: Arc<reports::EdgeReports>,
 }
 
 impl Context {
@@ -128,6 +138,7 @@ impl Context {
             settings: self.settings.clone(),
             render: self.render.clone(),
             resources: self.resources.clone(),
+            reports: self.reports.clone(),
         }
     }
 

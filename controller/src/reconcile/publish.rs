@@ -16,7 +16,7 @@ use crate::deploy::{DeployTarget, Rollout};
 use crate::model::{
     AppSpec, Node, PinnedImage, Publication, PublicationKey, PublicationState, TemplateVersion,
 };
-use crate::ports::{ImageProgress, JobState, JobStatus};
+use crate::ports::{ImageProgress, JobState, JobStatus, Submitted};
 use crate::render::{self, WorkloadInput};
 use crate::resources_ctl::Carried;
 use serde_json::Value;
@@ -134,6 +134,7 @@ async fn submit_prefetch(
     // A request sent before a crash may have created a job whose id
     // was never recorded: follow that job rather than start another.
     let mut adopted = None;
+    let mut reporting = false;
     if let Some(before) = &p.prefetch_submitting {
         let now = ctx.edge.matching_jobs(node, &images).await?;
         adopted = now.into_iter().rev().find(|id| !before.contains(id));
@@ -148,8 +149,24 @@ async fn submit_prefetch(
             let before = ctx.edge.matching_jobs(node, &images).await?;
             p.prefetch_submitting = Some(before);
             save(ctx, p).await?;
-            let id = ctx.edge.prefetch(node, images.clone(), true).await?;
-            let detail = format!("edge prefetch job {id} submitted");
+            let submitted = match ctx.reports.target(&p.key()) {
+                Some(t) => {
+                    ctx.edge
+                        .prefetch_reporting(node, images.clone(), true, &t)
+                        .await?
+                }
+                None => Submitted {
+                    id: ctx.edge.prefetch(node, images.clone(), true).await?,
+                    report: false,
+                },
+            };
+            let id = submitted.id;
+            reporting = submitted.report;
+            let detail = if reporting {
+                format!("edge prefetch job {id} submitted; the edge reports its end")
+            } else {
+                format!("edge prefetch job {id} submitted")
+            };
             (id, detail)
         }
     };
@@ -170,7 +187,25 @@ async fn submit_prefetch(
         now_secs(),
     );
     save(ctx, p).await?;
-    Ok(Action::Requeue(ctx.settings.poll_interval))
+    Ok(Action::Requeue(poll_after(ctx, reporting)))
+}
+
+/// When to ask the edge about a job again: at the fallback interval when it
+/// reports the job's end (a report wakes the reconcile sooner), otherwise at
+/// the poll interval.
+fn poll_after(ctx: &Context, reporting: bool) -> Duration {
+    if reporting {
+        ctx.settings.report_fallback.max(ctx.settings.poll_interval)
+    } else {
+        ctx.settings.poll_interval
+    }
+}
+
+/// Whether the history says the edge reports this job's end (as recorded
+/// when it was submitted).
+fn edge_reports(p: &Publication, job: &str) -> bool {
+    let said = format!("edge prefetch job {job} submitted; the edge reports its end");
+    p.history.iter().rev().any(|h| h.detail == said)
 }
 
 /// Looks at the edge's prefetch job: `None` once it is done (go on to apply),
@@ -181,7 +216,12 @@ async fn follow_prefetch(
     node: &Node,
     job: &str,
 ) -> Result<Option<Action>, ReconcileError> {
-    match ctx.edge.job(node, job).await? {
+    // A report of the job's end, when the edge sent one, instead of asking.
+    let status = match ctx.reports.take(&node.name, job) {
+        Some(reported) => reported,
+        None => ctx.edge.job(node, job).await?,
+    };
+    match status {
         JobStatus::Unknown => {
             // The edge restarted or forgot; prefetch is idempotent, so ask again.
             p.prefetch_job = None;
@@ -232,7 +272,7 @@ async fn follow_prefetch(
                 );
                 save(ctx, p).await?;
             }
-            Ok(Some(Action::Requeue(ctx.settings.poll_interval)))
+            Ok(Some(Action::Requeue(poll_after(ctx, edge_reports(p, job)))))
         }
         JobStatus::Known {
             state: JobState::Done,

@@ -4,8 +4,13 @@
 //! Owns: the queue, the reconciles in flight, and the shutdown drain. A trigger
 //! for a publication being reconciled marks it to run again as soon as that
 //! reconcile ends. Must not touch: what a reconcile does (see `reconcile`).
+//!
+//! The queue is ordered by due time (`Queue`): starting the next due
+//! reconcile and finding when the next one is due cost O(log n), not a scan
+//! of every waiting publication — with 10,000 nodes in one publish, a scan per
+//! event was most of the controller's CPU.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,8 +94,8 @@ fn spawn_drift_check(
 struct Scheduler {
     ctx: Arc<Context>,
     settings: ReconcileSettings,
-    /// Publications waiting, with the time each is due.
-    queue: BTreeMap<PublicationRef, Instant>,
+    /// Publications waiting (none of them in flight), by due time.
+    queue: Queue,
     in_flight: HashSet<PublicationRef>,
     /// Triggered while in flight: run again as soon as that reconcile ends.
     dirty: HashSet<PublicationRef>,
@@ -103,7 +108,7 @@ impl Scheduler {
         Scheduler {
             settings: ctx.settings.clone(),
             ctx,
-            queue: BTreeMap::new(),
+            queue: Queue::default(),
             in_flight: HashSet::new(),
             dirty: HashSet::new(),
             tasks: JoinSet::new(),
@@ -112,36 +117,36 @@ impl Scheduler {
     }
 
     /// Starts every due reconcile there is room for; returns when the next
-    /// waiting one is due.
+    /// waiting one is due (`None`: none waits, or no room until one ends).
     fn start_due(&mut self) -> Option<Instant> {
         let now = Instant::now();
-        while self.in_flight.len() < self.settings.concurrency.max(1) {
-            let due = self
-                .queue
-                .iter()
-                .filter(|(k, at)| **at <= now && !self.in_flight.contains(*k))
-                .min_by_key(|(_, at)| **at)
-                .map(|(k, _)| k.clone());
-            let Some(key) = due else { break };
-            self.queue.remove(&key);
+        while !self.at_capacity() {
+            let Some(key) = self.queue.pop_due(now) else {
+                break;
+            };
             self.in_flight.insert(key.clone());
             let c = self.ctx.clone();
             let k = key.clone();
             let handle = self.tasks.spawn(async move { reconcile(&k, &c).await });
             self.task_keys.insert(handle.id(), key);
         }
-        self.queue
-            .iter()
-            .filter(|(k, _)| !self.in_flight.contains(*k))
-            .map(|(_, at)| *at)
-            .min()
+        // At capacity, a reconcile ending is what starts the next one:
+        // waking for a publication already due would only spin the loop.
+        if self.at_capacity() {
+            return None;
+        }
+        self.queue.next_due()
+    }
+
+    fn at_capacity(&self) -> bool {
+        self.in_flight.len() >= self.settings.concurrency.max(1)
     }
 
     fn triggered(&mut self, key: PublicationRef) {
         if self.in_flight.contains(&key) {
             self.dirty.insert(key);
         } else {
-            self.queue.insert(key, Instant::now());
+            self.queue.set(key, Instant::now());
         }
     }
 
@@ -168,10 +173,7 @@ impl Scheduler {
             }
         };
         if let Some(when) = when {
-            let e = self.queue.entry(key).or_insert(when);
-            if when < *e {
-                *e = when;
-            }
+            self.queue.set_earlier(key, when);
         }
     }
 
@@ -192,14 +194,14 @@ impl Scheduler {
             Ok(all) => {
                 let now_wall = now_ms();
                 for (key, retry_at) in all {
-                    if self.in_flight.contains(&key) || self.queue.contains_key(&key) {
+                    if self.in_flight.contains(&key) || self.queue.contains(&key) {
                         continue;
                     }
                     // Respect a stored backoff (also after a restart).
                     let wait = retry_at
                         .map(|at| Duration::from_millis(at.saturating_sub(now_wall)))
                         .unwrap_or_default();
-                    self.queue.insert(key, Instant::now() + wait);
+                    self.queue.set(key, Instant::now() + wait);
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot list publications"),
@@ -219,9 +221,89 @@ impl Scheduler {
     }
 }
 
+/// Publications waiting, each with the time it is due, ordered by that time.
+#[derive(Default)]
+struct Queue {
+    due: HashMap<PublicationRef, Instant>,
+    by_time: BTreeSet<(Instant, PublicationRef)>,
+}
+
+impl Queue {
+    fn contains(&self, key: &PublicationRef) -> bool {
+        self.due.contains_key(key)
+    }
+
+    /// Due at `at`, whenever it was due before.
+    fn set(&mut self, key: PublicationRef, at: Instant) {
+        if let Some(old) = self.due.insert(key.clone(), at) {
+            self.by_time.remove(&(old, key.clone()));
+        }
+        self.by_time.insert((at, key));
+    }
+
+    /// Due at `at`, or when it was already due if that is sooner.
+    fn set_earlier(&mut self, key: PublicationRef, at: Instant) {
+        match self.due.get(&key) {
+            Some(old) if *old <= at => {}
+            _ => self.set(key, at),
+        }
+    }
+
+    /// Takes the publication due soonest, if it is due by `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<PublicationRef> {
+        let first = self.by_time.first()?;
+        if first.0 > now {
+            return None;
+        }
+        let (_, key) = self.by_time.pop_first()?;
+        self.due.remove(&key);
+        Some(key)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PublicationKey;
+
+    fn key(node: &str) -> PublicationRef {
+        PublicationRef::App(PublicationKey {
+            project: "p".into(),
+            app: "a".into(),
+            node: node.into(),
+        })
+    }
+
+    #[test]
+    fn the_queue_gives_what_is_due_soonest_first() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut q = Queue::default();
+        q.set(key("late"), s(30));
+        q.set(key("soon"), s(10));
+        q.set(key("mid"), s(20));
+        assert_eq!(q.next_due(), Some(s(10)));
+        assert_eq!(q.pop_due(s(5)), None, "nothing due yet");
+        // Setting again moves it; set_earlier only ever moves it forward.
+        q.set(key("late"), s(1));
+        q.set_earlier(key("mid"), s(25));
+        q.set_earlier(key("soon"), s(2));
+        assert_eq!(q.pop_due(s(20)), Some(key("late")));
+        assert_eq!(q.pop_due(s(20)), Some(key("soon")));
+        assert_eq!(q.pop_due(s(20)), Some(key("mid")));
+        assert_eq!(q.pop_due(s(100)), None);
+        assert!(!q.contains(&key("mid")));
+        assert_eq!(q.next_due(), None);
     }
 }

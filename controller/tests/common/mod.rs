@@ -579,6 +579,7 @@ pub fn fast_settings() -> ControllerSettings {
     ControllerSettings {
         reconcile: ReconcileSettings {
             poll_interval: Duration::from_millis(40),
+            report_fallback: Duration::from_millis(40),
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_millis(400),
             resync_interval: Duration::from_millis(500),
