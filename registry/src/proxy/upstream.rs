@@ -285,6 +285,27 @@ impl Upstream {
         }
     }
 
+    /// Whether upstream answers now: `GET /v2/` on each endpoint in order,
+    /// each within `wait` (at most the answer timeout). Any answer but a 5xx
+    /// or 429 counts, a 401 included: the registry is there. Answers the
+    /// first endpoint that answered, else the last endpoint's failure; the
+    /// circuit breaker learns from it like from any request.
+    pub async fn probe(&self, wait: Duration) -> Result<String, UpstreamError> {
+        let wait = wait.min(self.answer_timeout);
+        let mut last = UpstreamError::Unreachable("no upstream configured".into());
+        for (at, e) in self.endpoints.iter().enumerate() {
+            let url = format!("{}/v2/", e.base);
+            match self
+                .answer_within(at, wait, self.client.get(&url).send())
+                .await
+            {
+                Ok(_) => return Ok(e.base.clone()),
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    }
+
     /// The URLs of every endpoint, in order.
     pub fn bases(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.base.as_str()).collect()
