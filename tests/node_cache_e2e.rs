@@ -4,8 +4,8 @@
 //! bytes used and the hit rate after an image is prefetched (pinned) and
 //! pulled, the pinned image, the prefetch job with its progress, and the
 //! upstream reachable; with the link gone, the upstream unreachable with the
-//! reason; with the edge stopped, the edge unreachable with the reason, in a
-//! 200 answer. `berth node cache` says the same as text.
+//! reason; with the edge stopped or hanging, the edge unreachable with the
+//! reason, in a 200 answer. `berth node cache` says the same as text.
 
 mod controller_support;
 
@@ -100,6 +100,23 @@ fn a_nodes_cache_shows_use_hits_pins_jobs_and_what_is_unreachable() {
         "{out}"
     );
     assert!(out.contains(&format!("{id} done")), "{out}");
+
+    // An edge that accepts the connection and never answers: the controller
+    // stops waiting and says so.
+    let hung = FaultProxy::start(edge.trim_start_matches("http://"));
+    hung.set_hang(true);
+    site.register_node("slow", &hung.url(), json!({}));
+    let (s, v) = site.api("GET", "/api/v1/nodes/slow/cache", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["reachable"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer within"),
+        "{v}"
+    );
+    hung.set_hang(false);
 
     // The edge's upstream link gone: the edge answers, its upstream does not.
     drop(link);
