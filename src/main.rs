@@ -18,6 +18,7 @@ mod compose;
 mod console;
 mod flags;
 mod image_source;
+mod node_cache_cli;
 mod node_cli;
 mod prompt;
 mod replication_cli;

@@ -152,6 +152,17 @@ pub enum NodeCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The node's edge cache, read from its edge now: capacity and use, hit
+    /// rate, pinned images, whether its upstream answers, prefetch jobs.
+    #[command(after_help = "Example:\n  berth node cache node-a")]
+    Cache {
+        name: String,
+        /// Print the controller's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Delete a node (refused while apps are published or volumes bound on it).
     #[command(after_help = "Example:\n  berth node delete node-a")]
     Delete {
@@ -329,6 +340,9 @@ pub async fn node(cfg: &Config, cmd: NodeCmd) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot label node {name}"))?;
             print_json(&v["labels"]);
+        }
+        NodeCmd::Cache { name, json, conn } => {
+            crate::node_cache_cli::show(cfg, &name, json, conn).await?
         }
         NodeCmd::Delete { name, conn } => {
             send_mapped(

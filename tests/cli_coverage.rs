@@ -149,6 +149,17 @@ fn clusters_and_nodes_from_the_cli() {
     let node = json(base, &["node", "show", "node-a"]);
     assert_eq!(node["edge_user"], "cache", "{node}");
     assert_eq!(node["labels"]["zone"], "north", "{node}");
+    // Its edge cache: nothing listens at its edge URL, which the answer says
+    // (a node whose edge is down is not an error); a node that does not exist is.
+    let out = ok(base, &["node", "cache", "node-a"]);
+    assert!(
+        out.starts_with("node node-a: edge http://127.0.0.1:5999 unreachable: "),
+        "{out}"
+    );
+    let cache = json(base, &["node", "cache", "node-a", "--json"]);
+    assert_eq!(cache["reachable"], false, "{cache}");
+    let err = refused(base, &["node", "cache", "ghost"], "");
+    assert!(err.contains("ghost") && err.contains("(HTTP 404)"), "{err}");
     assert!(!ok(base, &["node", "list"]).contains("edge-pass-1"));
 
     // Refusals name the flags typed, not the body's fields.

@@ -10,7 +10,10 @@
 //! published refused with the API's rule, and a volume released through its
 //! data-loss confirmation; a node registered and labelled from its form,
 //! its kubeconfig exported, and an app's log (CRI files the test writes on
-//! the node) followed as lines arrive. Every test saves screenshots and
+//! the node) followed as lines arrive; a node's page with its edge cache (bytes
+//! used with a bar, the hit rate after a pull, the pinned image, the prefetch
+//! job done, the upstream reachable, then unreachable once the edge's link to
+//! it is gone). Every test saves screenshots and
 //! fails on any error the browser's console logs.
 
 mod browser;
@@ -21,6 +24,7 @@ use std::time::Duration;
 use berth_testkit::berth::ADMIN_PASSWORD;
 use berth_testkit::fixtures::ImageBuilder;
 use berth_testkit::logs::{append, cri};
+use berth_testkit::proxy::FaultProxy;
 use browser::{Browser, Options};
 use controller_support::{Site, PROJECT};
 use serde_json::json;
@@ -489,4 +493,113 @@ fn a_node_is_registered_and_labelled_its_kubeconfig_exported_and_an_apps_log_fol
     let (s, v) = site.api("GET", "/api/v1/nodes/east", None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["labels"], json!({"zone": "test", "tier": "edge"}));
+}
+
+#[test]
+fn a_nodes_page_shows_its_edge_cache_and_an_upstream_gone() {
+    if !browser::available() {
+        return;
+    }
+    let mut site = Site::start();
+    let image = site.push(
+        "web",
+        "1.0",
+        ImageBuilder::new().layer_file("srv/index.html", "hello from berth\n"),
+    );
+    // The edge reaches the registry through a link the test can take away.
+    let link = FaultProxy::start(&site.registry.host());
+    site.add_edge("east", &link.url(), json!({"zone": "test"}));
+    let edge = site.edge("east").url();
+    let img = format!("{PROJECT}/web:1.0");
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{edge}/api/v1/prefetch"))
+        .json(&json!({"images": [img], "pin": true}))
+        .send()
+        .expect("prefetch");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().expect("job")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let layer = &image.layers[0].descriptor.digest;
+    rt().block_on(async {
+        let b = Browser::start("node-cache", &site.registry_url(), Options::default()).await;
+        b.sign_in("admin", ADMIN_PASSWORD).await;
+        b.click("nav.nav a[href='/ui/nodes']").await;
+        b.click("#nodes tr[data-node=east] a[href='/ui/nodes/east']")
+            .await;
+        b.find("#cache[data-reachable=true]").await;
+        wait_reloading(
+            &b,
+            "/ui/nodes/east",
+            &format!("#jobs tr[data-job='{id}'][data-state=done]"),
+            1,
+            "the prefetch job done",
+        )
+        .await;
+        // A pull through the edge: a hit.
+        let pulled = blocking(|| {
+            http.get(format!("{edge}/v2/{PROJECT}/web/blobs/{layer}"))
+                .send()
+                .expect("pull")
+        });
+        assert!(pulled.status().is_success(), "{}", pulled.status());
+        b.goto("/ui/nodes/east").await;
+        let rate = b.text("#hit-rate b").await;
+        assert!(rate.ends_with('%') && rate != "0.0%", "{rate}");
+        let used = b.find("#used meter").await;
+        let value: f64 = used
+            .attr("value")
+            .await
+            .expect("attr")
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0.0);
+        assert!(value > 0.0, "bytes used: {value}");
+        assert!(!b.text("#capacity").await.is_empty());
+        assert_eq!(
+            b.count(&format!("#pinned tr[data-image='{img}']")).await,
+            1,
+            "the pinned image"
+        );
+        assert_eq!(b.count("#upstream[data-reachable=true]").await, 1);
+        let job = b.text(&format!("#jobs tr[data-job='{id}']")).await;
+        assert!(job.contains(&img), "{job}");
+        b.screenshot("node-cache").await;
+        b.no_console_errors(&[]).await;
+
+        // The edge's upstream gone: the page says so, with the reason.
+        drop(link);
+        b.goto("/ui/nodes/east").await;
+        b.find("#upstream[data-reachable=false] .reason").await;
+        assert!(!b.text("#upstream .reason").await.is_empty());
+        assert_eq!(
+            b.count("#cache[data-reachable=true]").await,
+            1,
+            "the edge itself answers"
+        );
+        b.no_console_errors(&[]).await;
+        b.close().await;
+
+        // In Chinese, with the edge stopped: the node's page, not an error page.
+        blocking(|| site.edge_mut("east").process.terminate());
+        let zh = Options {
+            languages: Some("zh-CN,zh"),
+            ..Options::default()
+        };
+        let b = Browser::start("node-cache-zh", &site.registry_url(), zh).await;
+        b.sign_in("admin", ADMIN_PASSWORD).await;
+        b.find("nav.nav").await;
+        b.goto("/ui/nodes/east").await;
+        b.find("#cache[data-reachable=false]").await;
+        let why = b.text("#cache").await;
+        assert!(
+            why.contains("边缘缓存没有响应") && why.contains("unreachable"),
+            "{why}"
+        );
+        b.screenshot("node-cache-unreachable-zh").await;
+        b.no_console_errors(&[]).await;
+        b.close().await;
+    });
 }

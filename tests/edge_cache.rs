@@ -1144,7 +1144,8 @@ fn beyond_loopback_clients_must_present_the_edge_credentials() {
     let client = http();
     let manifest = format!("/v2/{PROJECT}/app/manifests/v1");
     let prefetch_jobs = "/api/v1/prefetch".to_owned();
-    for path in [&manifest, &prefetch_jobs] {
+    let status = "/api/v1/status".to_owned();
+    for path in [&manifest, &prefetch_jobs, &status] {
         let url = format!("http://{ip}:{port}{path}");
         let res = client
             .get(&url)

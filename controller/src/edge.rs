@@ -11,6 +11,8 @@
 //!                                         404 when the edge does not know the job
 //! GET  {edge_url}/api/v1/prefetch      -> 200 [{"id","state","pin","created","images":[...]}, ...]
 //! POST {edge_url}/api/v1/unpin         {"images":[...]} -> 200
+//! GET  {edge_url}/api/v1/status        -> 200 {"capacity_bytes","used_bytes","hits","misses","hit_rate",
+//!                                         "pinned_images","upstream":{"reachable",...},"prefetch_jobs"}
 //! GET  {edge_url}/api/v1/logs/{namespace}                   -> 200 [{"pod","containers","modified"}, ...]
 //! GET  {edge_url}/api/v1/logs/{namespace}/{pod}/{container}?tail=&since=&follow=&previous=&timestamps=
 //!                                                          -> 200 text, streamed while following
@@ -410,6 +412,20 @@ impl EdgeClient for HttpEdgeClient {
             return Err(Self::rejected(node, resp).await);
         }
         Ok(())
+    }
+
+    async fn cache_status(&self, node: &Node) -> Result<crate::ports::EdgeCacheStatus, EdgeError> {
+        let url = Self::url(node, &["api", "v1", "status"])?;
+        let resp = self
+            .send(node, self.request(node, reqwest::Method::GET, url)?)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::rejected(node, resp).await);
+        }
+        resp.json().await.map_err(|e| EdgeError::Protocol {
+            node: node.name.clone(),
+            message: format!("status: {e}"),
+        })
     }
 
     async fn log_pods(&self, node: &Node, namespace: &str) -> Result<Vec<LogPod>, EdgeError> {

@@ -192,6 +192,13 @@ pub trait EdgeClient: Send + Sync + 'static {
         Ok(Vec::new())
     }
     async fn unpin(&self, node: &Node, images: Vec<String>) -> Result<(), EdgeError>;
+    /// The node's edge cache now, as its edge reports it.
+    async fn cache_status(&self, node: &Node) -> Result<EdgeCacheStatus, EdgeError> {
+        Err(EdgeError::Protocol {
+            node: node.name.clone(),
+            message: "this edge client does not read the edge's status".into(),
+        })
+    }
     /// The pods of `namespace` that have container logs on the node, newest first.
     async fn log_pods(&self, node: &Node, namespace: &str) -> Result<Vec<LogPod>, EdgeError> {
         let _ = namespace;
@@ -208,6 +215,73 @@ pub trait EdgeClient: Send + Sync + 'static {
             message: "this edge client does not read container logs".into(),
         })
     }
+}
+
+/// A node's edge cache as its edge reports it (`GET /api/v1/status` there):
+/// capacity and use, hits and misses since the edge started, pinned images,
+/// whether its upstream answers, and its prefetch jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeCacheStatus {
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    #[serde(default)]
+    pub hits: u64,
+    #[serde(default)]
+    pub misses: u64,
+    /// hits / (hits + misses); absent before the first request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_rate: Option<f64>,
+    #[serde(default)]
+    pub images_cached: u64,
+    #[serde(default)]
+    pub pinned_images: Vec<PinnedImage>,
+    pub upstream: EdgeUpstream,
+    #[serde(default)]
+    pub prefetch_jobs: Vec<EdgeJob>,
+    #[serde(default)]
+    pub prefetch_jobs_total: u64,
+}
+
+/// An image pinned on an edge (kept whatever the capacity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedImage {
+    pub image: String,
+    #[serde(default)]
+    pub digest: String,
+    #[serde(default)]
+    pub cached_bytes: u64,
+}
+
+/// Whether an edge's upstream (this registry, or the next tier) answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeUpstream {
+    pub reachable: bool,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A prefetch job as an edge lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeJob {
+    pub id: String,
+    pub state: JobState,
+    #[serde(default)]
+    pub pin: bool,
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub images: Vec<ImageProgress>,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub updated: u64,
 }
 
 /// A pod with container logs on a node, as the edge lists it.

@@ -51,6 +51,12 @@ fn internal(e: impl std::fmt::Display) -> PrefetchError {
 }
 
 async fn list(State(p): State<Images>) -> Result<Json<Vec<CachedImage>>, PrefetchError> {
+    Ok(Json(cached(&p).await?))
+}
+
+/// The cached images, tagged ones and pinned ones (a pinned digest not
+/// cached yet shows with no bytes).
+pub async fn cached(p: &Images) -> Result<Vec<CachedImage>, PrefetchError> {
     let pins = p.store.pins().await.map_err(internal)?;
     let pinned_images: HashSet<String> = pins.values().flatten().cloned().collect();
     let mut out: Vec<CachedImage> = p
@@ -81,7 +87,7 @@ async fn list(State(p): State<Images>) -> Result<Json<Vec<CachedImage>>, Prefetc
             });
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 async fn unpin(

@@ -9,7 +9,8 @@
 //! unreachable. What is the edge's own: capacity-bounded LRU eviction with
 //! pins (`retention.rs`, the pull-through's `Keeper`), prefetch
 //! jobs (`prefetch.rs`) and the report of a finished one to the controller
-//! (`job_report.rs`), the cached-images API (`images.rs`), a cache
+//! (`job_report.rs`), the cached-images API (`images.rs`), the status
+//! document the registry's console shows (`status.rs`), a cache
 //! directory removed under a running edge (`cache_dir.rs`), and the
 //! listener's access rule (`access.rs`).
 //!
@@ -57,6 +58,7 @@ pub mod podlogs;
 pub mod prefetch;
 pub mod pull_report;
 pub mod retention;
+pub mod status;
 pub mod store;
 
 use access::EdgeAccess;
@@ -219,13 +221,23 @@ impl EdgeApp {
         let metrics = self.metrics.clone();
         let (retention, em) = (self.retention.clone(), self.edge_metrics.clone());
         let access = self.access.clone();
-        let images = images::router(images::Images {
+        let cached = images::Images {
             local: self.pull_through.local.clone(),
             store: self.store.clone(),
             retention: self.retention.clone(),
+        };
+        let status = status::router(status::Status {
+            capacity: self.config.edge.capacity.0,
+            retention: self.retention.clone(),
+            metrics: self.edge_metrics.clone(),
+            images: cached.clone(),
+            prefetcher: self.prefetcher.clone(),
+            pull_through: self.pull_through.clone(),
         });
+        let images = images::router(cached);
         let guarded = prefetch::router(self.prefetcher.clone())
             .merge(images)
+            .merge(status)
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let access = access.clone();

@@ -1,5 +1,6 @@
 //! The OpenAPI document `berth edge` answers at `/api/v1/openapi.json`: its
-//! management routes (prefetch jobs, cached images and pins, container logs),
+//! management routes (prefetch jobs, cached images and pins, the cache's
+//! status, container logs),
 //! health and metrics. The pull-through `/v2` API is the OCI Distribution API
 //! (read-only here), described by its specification.
 //!
@@ -20,6 +21,7 @@ pub fn route_paths() -> Vec<String> {
         "/api/v1/images",
         "/api/v1/unpin",
         "/api/v1/images/delete",
+        "/api/v1/status",
         "/api/v1/logs/{namespace}",
         "/api/v1/logs/{namespace}/{pod}/{container}",
         "/api/v1/openapi.json",
@@ -108,6 +110,8 @@ pub fn document() -> Value {
                 "requestBody": images_body(), "responses": answers(200, "application/json")}},
             "/api/v1/images/delete": {"post": {"tags": ["images"], "summary": "Delete cached images now",
                 "requestBody": images_body(), "responses": answers(200, "application/json")}},
+            "/api/v1/status": {"get": {"tags": ["status"], "summary": "The cache's status: capacity, bytes used, hits, misses and hit rate since start, pinned images, whether upstream answers now, and prefetch jobs (unfinished ones and the 20 newest finished)",
+                "responses": answers(200, "application/json")}},
             "/api/v1/logs/{namespace}": {"get": {"tags": ["logs"], "summary": "Pods with log files in a namespace",
                 "security": [{"bearer": []}],
                 "parameters": [path_param("namespace", "a namespace of berth's projects")], "responses": answers(200, "application/json")}},

@@ -201,6 +201,17 @@ impl Prefetcher {
         }
     }
 
+    /// Every job this edge knows, newest first.
+    pub fn jobs_newest_first(&self) -> Vec<Job> {
+        let mut v: Vec<Job> = self
+            .jobs
+            .lock()
+            .map(|j| j.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by_key(|j| std::cmp::Reverse(j.created));
+        v
+    }
+
     pub fn job(&self, id: &str) -> Option<Job> {
         self.jobs.lock().ok()?.get(id).cloned()
     }

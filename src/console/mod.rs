@@ -36,6 +36,7 @@ mod i18n;
 mod layout;
 mod live;
 mod logs;
+mod node_cache;
 mod nodes;
 mod projects;
 mod repos;
@@ -123,6 +124,7 @@ impl Console {
             .merge(resources::routes())
             .merge(logs::routes())
             .merge(nodes::routes())
+            .merge(node_cache::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }

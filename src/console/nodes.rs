@@ -1,7 +1,8 @@
 //! Clusters and nodes: registering a cluster (its kubeconfig, an EIP pool)
 //! and a node (its cluster, edge cache address, credentials and logs token,
 //! labels), changing a node's labels, deleting either, and exporting a
-//! node's kubeconfig for a project as a file. The forms that only system
+//! node's kubeconfig for a project as a file. A node's own page, with its
+//! edge cache, is `node_cache`. The forms that only system
 //! administrators may use are shown only to them; the API decides anyway.
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,7 +72,7 @@ async fn show(console: &Console, signed: &Signed, msg: Option<String>) -> Respon
                             @let name = n["name"].as_str().unwrap_or("");
                             @let base = format!("/ui/nodes/{}", urlencode(name));
                             tr data-node=(name) {
-                                td data-label=(t("Name")) { b { (name) } br; span.muted { (n["created_at"].as_u64().map(time).unwrap_or_default()) } }
+                                td data-label=(t("Name")) { a href=(base) { b { (name) } } br; span.muted { (n["created_at"].as_u64().map(time).unwrap_or_default()) } }
                                 td data-label=(t("Cluster")) { (n["cluster"].as_str().unwrap_or("")) }
                                 td data-label=(t("Labels")) {
                                     @let current = label_text(&n["labels"]);

@@ -174,6 +174,7 @@ fn operations() -> Vec<Op> {
                 ("ttl", "integer", "Token lifetime in seconds (Kubernetes deployer; default 3600, at least 600)"),
             ])
             .ok_type("application/yaml"),
+        Op::new("get", "/api/v1/nodes/{name}/cache", "nodes", "The node's edge cache now, read from its edge: capacity, bytes used, hit rate, pinned images, whether its upstream answers, prefetch jobs with their progress; an edge that does not answer shows as reachable: false with the reason"),
         Op::new("get", "/api/v1/projects/{project}/apps", "apps", "List a project's apps"),
         Op::new("post", "/api/v1/projects/{project}/apps", "apps", "Create an app").body(object(
             &["name", "spec"],

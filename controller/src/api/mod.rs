@@ -6,10 +6,12 @@
 //! and to JSON bodies a person can act on (`error`), and audit records of requests.
 //!
 //! Must not touch: redb (goes through `store`), edge caches or clusters (the
-//! reconciler does that; handlers record the request and trigger it). Nothing
+//! reconciler does that; handlers record the request and trigger it), but
+//! for reads a person asks for (container logs, a node's cache). Nothing
 //! else in the crate imports this module but `cli`, which reads its bodies.
 //!
 //! - `clusters`: clusters, nodes, a node's kubeconfig;
+//! - `node_cache`: a node's edge cache, read from its edge on request;
 //! - `apps`: apps and their template versions;
 //! - `manifests`: apps as Kubernetes YAML (create, export) and clones;
 //! - `publications`: publish, unpublish, publication status, logs;
@@ -33,6 +35,7 @@ mod clusters;
 mod doc;
 mod error;
 mod manifests;
+mod node_cache;
 mod params;
 mod publications;
 mod reports;
@@ -46,6 +49,7 @@ pub use self::doc::openapi_paths;
 use self::error::ApiResult;
 pub use self::error::{ApiError, Body};
 pub use self::manifests::{AddVolume, CloneInput};
+pub use self::node_cache::NodeCacheView;
 pub use self::publications::{PublicationsView, PublishInput, UnpublishInput};
 pub use self::reports::report_router;
 pub use self::resource_publications::{ResourcePublicationsView, ResourceTargetInput};
@@ -170,6 +174,7 @@ impl Routes {
 fn all_routes() -> Routes {
     Routes::new()
         .merge(clusters::routes())
+        .merge(node_cache::routes())
         .merge(apps::routes())
         .merge(publications::routes())
         .merge(resources::routes())

@@ -285,6 +285,28 @@ impl Upstream {
         }
     }
 
+    /// Whether upstream answers now: `GET /v2/` on each endpoint in order,
+    /// each within `wait` (at most the answer timeout). Any answer but a 5xx
+    /// or 429 counts, a 401 included: the registry is there. Answers the
+    /// first endpoint that answered, else the last endpoint's failure. The
+    /// circuit breaker learns from an answer or a refused connection, not
+    /// from `wait` running out: a status page must not cut off an upstream
+    /// that is merely slower than the page's bound.
+    pub async fn probe(&self, wait: Duration) -> Result<String, UpstreamError> {
+        let wait = wait.min(self.answer_timeout);
+        let mut last = UpstreamError::Unreachable("no upstream configured".into());
+        for (at, e) in self.endpoints.iter().enumerate() {
+            let url = format!("{}/v2/", e.base);
+            let answer = tokio::time::timeout(wait, self.client.get(&url).send()).await;
+            match answer.map(|r| self.checked(at, r)) {
+                Ok(Ok(_)) => return Ok(e.base.clone()),
+                Ok(Err(err)) => last = err,
+                Err(_) => last = UpstreamError::Unreachable(format!("no answer within {wait:?}")),
+            }
+        }
+        Err(last)
+    }
+
     /// The URLs of every endpoint, in order.
     pub fn bases(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.base.as_str()).collect()
