@@ -49,6 +49,34 @@ pub fn http() -> Client {
 pub struct Reg {
     pub reg: Registry,
     pub http: Client,
+    /// The replicated setup (`start_replicated`): `reg` is replica A.
+    pub replicated: Option<Replicated>,
+}
+
+/// Two replicas on one PostgreSQL database and one Garage bucket, behind a
+/// round-robin balancer: what `Reg` talks to when `replicated` is set.
+pub struct Replicated {
+    pub others: Vec<Registry>,
+    pub front: berth_testkit::balancer::Balancer,
+    bucket: std::sync::Arc<dyn object_store::ObjectStore>,
+    rt: tokio::runtime::Runtime,
+    _garage: berth_testkit::GarageCluster,
+}
+
+impl Replicated {
+    /// Object keys under `prefix` in the bucket.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        let prefix = object_store::path::Path::from(prefix);
+        self.rt.block_on(async {
+            self.bucket
+                .list(Some(&prefix))
+                .map_ok(|m| m.location.to_string())
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("listing the bucket")
+        })
+    }
 }
 
 impl Reg {
@@ -58,26 +86,129 @@ impl Reg {
 
     pub fn start_with(env: &[(&str, &str)]) -> Reg {
         let reg = berth::registry_with(berth_bin!(), &[], env);
-        let r = Reg { reg, http: http() };
+        let r = Reg::wrap(reg);
         r.reg.admin().create_project(PUBLIC, true);
         r
     }
 
     /// Wraps a registry started elsewhere (e.g. on an existing data dir).
     pub fn wrap(reg: Registry) -> Reg {
-        Reg { reg, http: http() }
+        Reg {
+            reg,
+            http: http(),
+            replicated: None,
+        }
+    }
+
+    /// Two `berth serve` replicas as operators run them: metadata on one
+    /// PostgreSQL database (the kit's), blobs and uploads in one bucket of a
+    /// three-node Garage cluster (each replica through its own node), a
+    /// round-robin balancer in front. None (the test skips) without Garage.
+    pub fn start_replicated() -> Option<Reg> {
+        let garage = berth_testkit::GarageCluster::start()?;
+        let db = berth_testkit::postgres::Postgres::shared().database();
+        let front = berth_testkit::balancer::Balancer::start(&[]);
+        let key = "3c".repeat(32);
+        let replica = |node: usize| {
+            let mut env = garage.berth_env(node);
+            let front_url = front.url();
+            for (k, v) in [
+                ("BERTH_META_BACKEND", "postgres"),
+                ("BERTH_META_URL", db.as_str()),
+                ("BERTH_CONTROLLER_SECRET_KEY", key.as_str()),
+                ("BERTH_STORAGE_PART_SIZE", "5MiB"),
+                ("BERTH_SERVER_EXTERNAL_URL", front_url.as_str()),
+            ] {
+                env.push((k.into(), v.into()));
+            }
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            berth::registry_with(berth_bin!(), &[], &env)
+        };
+        let (a, b) = (replica(0), replica(1));
+        front.set_backends(&[a.server.port(), b.server.port()]);
+        let cfg = garage.berth_env(0);
+        let get = |k: &str| {
+            cfg.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let bucket = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(get("BERTH_STORAGE_BUCKET"))
+            .with_endpoint(get("BERTH_STORAGE_ENDPOINT"))
+            .with_region(get("BERTH_STORAGE_REGION"))
+            .with_access_key_id(get("BERTH_STORAGE_ACCESS_KEY_ID"))
+            .with_secret_access_key(get("BERTH_STORAGE_SECRET_ACCESS_KEY"))
+            .with_allow_http(true)
+            .build()
+            .expect("an S3 client of the bucket");
+        let r = Reg {
+            reg: a,
+            http: http(),
+            replicated: Some(Replicated {
+                others: vec![b],
+                front,
+                bucket: std::sync::Arc::new(bucket),
+                rt: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime"),
+                _garage: garage,
+            }),
+        };
+        // Created on one replica, the project is the other's once it has heard.
+        r.reg.admin().create_project(PUBLIC, true);
+        if let Some(rep) = &r.replicated {
+            for other in &rep.others {
+                let admin = other.admin();
+                berth_testkit::wait_until(
+                    "the project on every replica",
+                    Duration::from_secs(30),
+                    || admin.call("GET", "/api/v1/projects/pub", None).0 == 200,
+                );
+            }
+        }
+        Some(r)
+    }
+
+    /// Where clients reach the registry: the balancer, or the one server.
+    pub fn base(&self) -> String {
+        match &self.replicated {
+            Some(r) => r.front.url(),
+            None => self.reg.url(),
+        }
     }
 
     pub fn port(&self) -> u16 {
-        self.reg.server.port()
+        match &self.replicated {
+            Some(r) => r.front.port(),
+            None => self.reg.server.port(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_string()
         } else {
-            format!("{}{}", self.reg.url(), path)
+            format!("{}{}", self.base(), path)
         }
+    }
+
+    /// Whether the registry keeps metadata in an embedded file (not replicas).
+    pub fn embedded(&self) -> bool {
+        self.replicated.is_none()
+    }
+
+    /// Every server's log, one after the other.
+    pub fn logs(&self) -> String {
+        let mut log = self.reg.server.log();
+        if let Some(r) = &self.replicated {
+            for o in &r.others {
+                log.push_str(&o.server.log());
+            }
+        }
+        log
     }
 
     /// A request as admin.
@@ -106,13 +237,7 @@ impl Reg {
 
     /// Monolithic `POST ?digest=` upload as admin; returns the digest.
     pub fn push_blob(&self, repo: &str, content: &[u8]) -> String {
-        http::push_blob(
-            &self.http,
-            &self.reg.url(),
-            &admin(),
-            repo,
-            content.to_vec(),
-        )
+        http::push_blob(&self.http, &self.base(), &admin(), repo, content.to_vec())
     }
 
     /// `POST` to start an upload; returns the Location.
@@ -166,25 +291,66 @@ impl Reg {
     /// manifest over them under `tag`. Returns the manifest bytes and digest.
     pub fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Vec<u8>, String) {
         let config = config_for(repo, tag);
-        let base = self.reg.url();
+        let base = self.base();
         http::push_image_with(&self.http, &base, &admin(), (repo, tag), &config, layers)
     }
 
     /// Files under `<data>/blobs` (the content store's objects).
     pub fn blob_files(&self) -> Vec<PathBuf> {
-        files_under(&self.reg.data_dir.join("blobs"))
+        match &self.replicated {
+            Some(r) => r.keys("blobs").into_iter().map(PathBuf::from).collect(),
+            None => files_under(&self.reg.data_dir.join("blobs")),
+        }
     }
 
     /// Entries under `<data>/uploads` (upload sessions in progress).
     pub fn upload_entries(&self) -> Vec<PathBuf> {
+        if let Some(r) = &self.replicated {
+            // Uploads in progress are `_uploads/<id>/...` in the bucket. A
+            // listing may still show objects deleted a moment ago: ask again
+            // for a while before answering that something is left.
+            let mut ids = Vec::new();
+            for _ in 0..20 {
+                ids = r
+                    .keys("_uploads")
+                    .iter()
+                    .filter_map(|k| k.split('/').nth(1).map(str::to_string))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect();
+                if ids.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            return ids;
+        }
         std::fs::read_dir(self.reg.data_dir.join("uploads"))
             .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default()
     }
 
+    /// The size of a stored object `blob_files` named.
+    pub fn stored_size(&self, file: &std::path::Path) -> u64 {
+        match &self.replicated {
+            Some(r) => {
+                let key = object_store::path::Path::from(file.to_string_lossy().as_ref());
+                r.rt.block_on(r.bucket.head(&key))
+                    .expect("blob object")
+                    .size
+            }
+            None => std::fs::metadata(file).expect("blob file").len(),
+        }
+    }
+
     /// Whether the content store holds an object for `digest` (`alg:hex`).
     pub fn has_blob_file(&self, digest: &str) -> bool {
         let (alg, hex) = digest.split_once(':').expect("alg:hex");
+        if let Some(r) = &self.replicated {
+            let key = object_store::path::Path::from(format!("blobs/{alg}/{}/{hex}", &hex[..2]));
+            return r.rt.block_on(r.bucket.head(&key)).is_ok();
+        }
         self.reg
             .data_dir
             .join("blobs")
@@ -203,7 +369,7 @@ impl Reg {
     /// Panics (with the log) if the server panicked or answered a request with
     /// an internal error. Checked again when the test ends.
     pub fn assert_healthy_log(&self) {
-        let log = self.reg.server.log();
+        let log = self.logs();
         for bad in ["panicked at", "request failed"] {
             assert!(
                 !log.contains(bad),
