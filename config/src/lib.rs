@@ -195,7 +195,17 @@ pub struct StorageConfig {
     pub secret_access_key: String,
     /// Allow plain-HTTP endpoints.
     pub allow_http: bool,
+    /// backend = "s3": the size of the multipart parts an upload's bytes are
+    /// sent to the bucket in. Smaller PATCH chunks wait in small objects
+    /// under `_uploads/<id>/` until a part is full; one part per upload may
+    /// be held in memory by the process serving it. At least 5 MiB (S3's
+    /// minimum part), a multiple of 1 MiB; a blob can have 10,000 parts, so
+    /// this times 10,000 is the largest blob.
+    pub part_size: ByteSize,
 }
+
+/// S3's smallest part of a multipart upload (all but the last).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -207,6 +217,7 @@ impl Default for StorageConfig {
             access_key_id: String::new(),
             secret_access_key: String::new(),
             allow_http: false,
+            part_size: ByteSize(16 << 20),
         }
     }
 }
@@ -933,6 +944,13 @@ impl Config {
                 self.meta.max_connections
             )));
         }
+        let part = self.storage.part_size.0;
+        if part < MIN_PART_SIZE || !part.is_multiple_of(1 << 20) || part > 5 << 30 {
+            return Err(ConfigError::Invalid(format!(
+                "storage.part_size must be a whole number of MiB between 5MiB and 5GiB, not {}",
+                self.storage.part_size
+            )));
+        }
         if self.server.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "server.max_manifest_bytes must be positive".into(),
@@ -1114,6 +1132,23 @@ mod tests {
     }
 
     #[test]
+    fn a_part_size_s3_refuses_is_refused() {
+        let mut cfg = Config::default();
+        cfg.validate().expect("the default part size is valid");
+        for bad in [
+            ByteSize(4 << 20),
+            ByteSize((5 << 20) + 1),
+            ByteSize(6 << 30),
+        ] {
+            cfg.storage.part_size = bad;
+            let err = cfg.validate().expect_err("refused");
+            assert!(err.to_string().contains("storage.part_size"), "{err}");
+        }
+        cfg.storage.part_size = ByteSize(5 << 20);
+        cfg.validate().expect("S3's minimum is fine");
+    }
+
+    #[test]
     fn env_overrides_every_kind_of_key() {
         let mut cfg = Config::default();
         let vars = [
@@ -1136,6 +1171,7 @@ mod tests {
             ("BERTH_PROXY_ALLOW_PRIVATE_UPSTREAMS", "true"),
             ("BERTH_REPLICATION_ALLOW_PRIVATE_REMOTES", "true"),
             ("BERTH_PROXY_HOSTS", "docker.io=dockerhub, ghcr.io=ghcr"),
+            ("BERTH_STORAGE_PART_SIZE", "8MiB"),
         ];
         cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env applies");
@@ -1156,6 +1192,7 @@ mod tests {
         assert_eq!(cfg.edge.upstream_user, "robot$edge");
         assert!(cfg.proxy.allow_private_upstreams);
         assert!(cfg.replication.allow_private_remotes);
+        assert_eq!(cfg.storage.part_size, ByteSize(8 << 20));
         assert_eq!(
             cfg.proxy.hosts.get("docker.io").map(String::as_str),
             Some("dockerhub")

@@ -64,7 +64,9 @@ pub fn open_content(cfg: &Config, root: &std::path::Path) -> Result<ContentStore
                     .with_access_key_id(&s.access_key_id)
                     .with_secret_access_key(&s.secret_access_key);
             }
-            ContentStore::with_object_store(Arc::new(b.build()?), &ingest)
+            // Uploads live in the bucket too, so that every process sharing
+            // it can continue one (`ingest` stays unused for them).
+            ContentStore::in_bucket(Arc::new(b.build()?), s.part_size.0, &ingest)
         }
     })
 }

@@ -1,9 +1,12 @@
 //! The one content-addressed store.
 //!
 //! Owns blob bytes and nothing else: no repositories, no tags, no redb. Blobs
-//! live in an `object_store` under `blobs/<alg>/<2 hex>/<hex>`; uploads in
-//! progress ("ingests") live in a local spool directory, where they can be
-//! appended to, fsynced and resumed after a crash.
+//! live in an `object_store` under `blobs/<alg>/<2 hex>/<hex>`. Uploads in
+//! progress ("ingests") live in a local spool directory on the local and
+//! memory backends (`spool.rs`), where they can be appended to, fsynced and
+//! resumed after a crash; on S3 they live in the bucket under `_uploads/`
+//! (`bucket.rs`), where any process sharing the bucket can continue them,
+//! and placing is a server-side copy of the completed upload.
 //!
 //! The write path follows containerd's content store: bytes are hashed while
 //! they stream in; `Ingest::finish` fsyncs and checks size and digest;
@@ -25,7 +28,6 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,17 +36,24 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, WriteMultipart};
-use serde::{Deserialize, Serialize};
 
 use crate::oci::{Algorithm, Digest, Digester};
 
 pub use chunks::{collect, file_stream, read_chunk, IngestData, ReadQuota, READ_CHUNK};
 pub use placing::{PlacedIngest, Placing};
+pub use spool::IngestState;
 
+use bucket::{Bucket, BucketIngest};
+use spool::{IngestInner, SpoolIngest};
+
+mod bucket;
 mod chunks;
+mod parthash;
 mod placing;
+mod spool;
 
 /// Parts of a multipart upload to a remote object store.
 const PART_SIZE: usize = 16 * 1024 * 1024;
@@ -99,6 +108,8 @@ pub struct ContentStore {
     /// Set when `objects` is a local filesystem: commits rename, reads open files.
     local: Option<Arc<LocalFileSystem>>,
     ingest_dir: PathBuf,
+    /// Set when uploads live in the bucket rather than in `ingest_dir`.
+    bucket: Option<Arc<Bucket>>,
 }
 
 impl std::fmt::Debug for ContentStore {
@@ -153,6 +164,7 @@ impl ContentStore {
             objects: fs.clone(),
             local: Some(fs),
             ingest_dir: ingest_dir.to_path_buf(),
+            bucket: None,
         })
     }
 
@@ -165,13 +177,36 @@ impl ContentStore {
         ))
     }
 
-    /// Any object store (S3, ...). Ingests spool to `ingest_dir`.
+    /// Any object store. Ingests spool to `ingest_dir`.
     pub fn with_object_store(objects: Arc<dyn ObjectStore>, ingest_dir: &Path) -> Self {
         Self {
             objects,
             local: None,
             ingest_dir: ingest_dir.to_path_buf(),
+            bucket: None,
         }
+    }
+
+    /// Blobs and uploads both in `store` (S3): any process sharing the
+    /// bucket can continue an upload (see `bucket.rs`). Upload bytes go up in
+    /// multipart parts of `part_size`; `ingest_dir` is not used for them.
+    pub fn in_bucket<S: ObjectStore + MultipartStore>(
+        store: Arc<S>,
+        part_size: u64,
+        ingest_dir: &Path,
+    ) -> Self {
+        Self {
+            objects: store.clone(),
+            local: None,
+            ingest_dir: ingest_dir.to_path_buf(),
+            bucket: Some(Arc::new(Bucket::new(store, part_size))),
+        }
+    }
+
+    /// Whether uploads live in the object store (shared by every process
+    /// using it) rather than in this process's spool directory.
+    pub fn uploads_in_bucket(&self) -> bool {
+        self.bucket.is_some()
     }
 
     pub fn ingest_dir(&self) -> &Path {
@@ -291,6 +326,10 @@ impl ContentStore {
         owner: &str,
         algorithm: Algorithm,
     ) -> Result<Ingest> {
+        if let Some(b) = &self.bucket {
+            let held = Held::Bucket(Box::new(b.begin(id, owner, algorithm).await?));
+            return Ok(Ingest { held });
+        }
         let dir = self.ingest_path(id);
         let owner = owner.to_string();
         let id = id.to_string();
@@ -329,7 +368,7 @@ impl ContentStore {
             // acknowledged chunk). A crash before that leaves it cleanly unknown,
             // and monolithic uploads and cache fills never pay for it.
             state.write(&dir, false)?;
-            Ok(Ingest {
+            Ok(Ingest::spool(SpoolIngest {
                 id,
                 dir,
                 inner: Some(Box::new(IngestInner {
@@ -340,7 +379,7 @@ impl ContentStore {
                     flushing: Arc::default(),
                     state,
                 })),
-            })
+            }))
         })
         .await
     }
@@ -349,6 +388,10 @@ impl ContentStore {
     /// bytes past the last acknowledged offset are discarded, and the
     /// acknowledged prefix is hashed again.
     pub async fn resume_ingest(&self, id: &str) -> Result<Ingest> {
+        if let Some(b) = &self.bucket {
+            let held = Held::Bucket(Box::new(b.resume(id).await?));
+            return Ok(Ingest { held });
+        }
         let dir = self.ingest_path(id);
         let id = id.to_string();
         blocking(move || {
@@ -382,7 +425,7 @@ impl ContentStore {
                 left -= n as u64;
             }
             file.seek(SeekFrom::Start(state.offset))?;
-            Ok(Ingest {
+            Ok(Ingest::spool(SpoolIngest {
                 id,
                 dir,
                 inner: Some(Box::new(IngestInner {
@@ -393,14 +436,18 @@ impl ContentStore {
                     flushing: Arc::default(),
                     state,
                 })),
-            })
+            }))
         })
         .await
     }
 
     /// The data file of ingest `id` as written so far, or None when the
-    /// ingest is gone (placed or aborted).
+    /// ingest is gone (placed or aborted), or is not in a local file (in
+    /// the bucket: its parts cannot be read before it completes).
     pub fn ingest_data(&self, id: &str) -> std::io::Result<Option<IngestData>> {
+        if self.bucket.is_some() {
+            return Ok(None);
+        }
         match std::fs::File::open(self.ingest_path(id).join("data")) {
             Ok(f) => Ok(Some(IngestData::new(f))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -410,6 +457,9 @@ impl ContentStore {
 
     /// Owner and acknowledged offset of an ingest, without opening it.
     pub async fn ingest_state(&self, id: &str) -> Result<Option<IngestState>> {
+        if let Some(b) = &self.bucket {
+            return b.state(id).await;
+        }
         let dir = self.ingest_path(id);
         blocking(move || match IngestState::read(&dir) {
             Ok(s) => Ok(Some(s)),
@@ -421,6 +471,9 @@ impl ContentStore {
 
     /// Discards an ingest and its bytes. Unknown ids are fine.
     pub async fn abort_ingest(&self, id: &str) -> Result<()> {
+        if let Some(b) = &self.bucket {
+            return b.abort(id).await;
+        }
         let dir = self.ingest_path(id);
         blocking(move || match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -432,13 +485,30 @@ impl ContentStore {
 
     /// `abort_ingest` for drop guards, where nothing can be awaited.
     pub fn abort_ingest_now(&self, id: &str) {
+        if let Some(b) = &self.bucket {
+            // Nothing can be awaited here: the bucket's objects go in the background.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (b, id) = (b.clone(), id.to_string());
+                rt.spawn(async move {
+                    if let Err(e) = b.abort(&id).await {
+                        tracing::warn!(upload = %id, error = %e, "cannot remove an abandoned upload; the expiry sweep will");
+                    }
+                });
+            }
+            return;
+        }
         let _ = std::fs::remove_dir_all(self.ingest_path(id));
     }
 
     /// At start-up: discards ingests that never acknowledged a byte (monolithic
     /// uploads and fresh sessions cut off by a crash). They are "cleanly unknown";
     /// without this their spool would wait for GC's upload TTL. Returns how many.
+    /// None in the bucket: other processes sharing it may have uploads
+    /// begun a moment ago; the expiry sweep removes abandoned ones there.
     pub fn discard_unacknowledged_ingests(&self) -> Result<usize> {
+        if self.bucket.is_some() {
+            return Ok(0);
+        }
         let mut n = 0;
         let entries = match std::fs::read_dir(&self.ingest_dir) {
             Ok(e) => e,
@@ -465,6 +535,9 @@ impl ContentStore {
 
     /// Ingests whose state was last written before `older_than` ago.
     pub async fn stale_ingests(&self, older_than: Duration) -> Result<Vec<String>> {
+        if let Some(b) = &self.bucket {
+            return b.stale(older_than).await;
+        }
         let dir = self.ingest_dir.clone();
         blocking(move || {
             let mut out = Vec::new();
@@ -501,9 +574,17 @@ impl ContentStore {
             let store = self.clone();
             return blocking(move || store.place_now(done)).await;
         }
+        let dir = match &done.kept {
+            Kept::Spool { dir, .. } => dir,
+            Kept::Bucket { staged } => {
+                // Verified already; a server-side copy, never through this process.
+                self.objects.copy(staged, &target).await?;
+                return Ok(());
+            }
+        };
         let upload = self.objects.put_multipart(&target).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut file = tokio::fs::File::open(done.dir.join("data")).await?;
+        let mut file = tokio::fs::File::open(dir.join("data")).await?;
         let mut buf = vec![0u8; PART_SIZE];
         loop {
             let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await?;
@@ -532,8 +613,13 @@ impl ContentStore {
                 "placing by rename needs the local backend",
             ))
         })?;
+        let Kept::Spool { dir, .. } = &done.kept else {
+            return Err(ContentError::Io(std::io::Error::other(
+                "placing by rename needs an upload in the local spool",
+            )));
+        };
         let dest = local.path_to_filesystem(&blob_path(&done.digest))?;
-        let src = done.dir.join("data");
+        let src = dir.join("data");
         let parent = dest
             .parent()
             .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
@@ -595,243 +681,127 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| ContentError::Io(std::io::Error::other(e)))?
 }
 
-/// What is persisted beside an ingest's data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IngestState {
-    pub owner: String,
-    /// Bytes fsynced and acknowledged to the client.
-    pub offset: u64,
-    pub algorithm: String,
-    pub started: u64,
-    /// Set by `mark_placing`: the blob this ingest is being moved into.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placing: Option<Placing>,
-}
-
-impl IngestState {
-    /// Replaces the state file atomically; `durable` also fsyncs it, its
-    /// directory and the directory holding all ingests.
-    fn write(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
-        let tmp = dir.join("state.json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        if durable {
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, dir.join("state.json"))?;
-        if durable {
-            sync_dir(dir)?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
-            }
-        }
-        Ok(())
-    }
-    fn read(dir: &Path) -> std::io::Result<IngestState> {
-        let bytes = std::fs::read(dir.join("state.json"))?;
-        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
-    }
-}
-
-struct IngestInner {
-    file: std::fs::File,
-    digester: Digester,
-    offset: u64,
-    /// Where the last background flush started: see [`start_writeback`].
-    written_back: u64,
-    flushing: Arc<AtomicBool>,
-    state: IngestState,
-}
-
-/// Bytes of an ingest left dirty before a background flush is started. Above
-/// the 8 MiB a chunked upload typically sends per PATCH, so that a PATCH's own
-/// acknowledging fsync is not doubled by a background one.
-const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
-
-/// Starts flushing what was appended since the last flush, on another
-/// blocking thread through a second handle, without waiting for it; at most
-/// one flush per ingest is in flight. The fsync that acknowledges an upload
-/// then only waits for the tail instead of the whole blob, and the disk works
-/// while the network does. Advisory: if it cannot start, the fsync does more.
-fn start_writeback(inner: &mut IngestInner) {
-    if inner.offset.saturating_sub(inner.written_back) < WRITEBACK_EVERY
-        || inner.flushing.load(Ordering::Acquire)
-    {
-        return;
-    }
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let Ok(file) = inner.file.try_clone() else {
-        return;
-    };
-    let flushing = inner.flushing.clone();
-    flushing.store(true, Ordering::Release);
-    inner.written_back = inner.offset;
-    handle.spawn_blocking(move || {
-        let _ = file.sync_data();
-        flushing.store(false, Ordering::Release);
-    });
-}
-
-/// An upload in progress: appended to, hashed on the way in, fsynced on `sync`.
-pub struct Ingest {
-    id: String,
-    dir: PathBuf,
-    // Moved onto the blocking pool for each write and back.
-    inner: Option<Box<IngestInner>>,
-}
-
 /// An ingest whose bytes are synced and verified, ready for `ContentStore::place`.
 #[derive(Debug)]
 pub struct FinishedIngest {
     pub id: String,
-    dir: PathBuf,
     pub digest: Digest,
     pub size: u64,
-    /// The state as last written (for `mark_placing`).
-    state: IngestState,
+    kept: Kept,
+}
+
+/// Where a finished ingest's verified bytes wait for `place`.
+#[derive(Debug)]
+enum Kept {
+    /// The spool directory's `data` file, and the state as last written
+    /// (for `mark_placing`).
+    Spool { dir: PathBuf, state: IngestState },
+    /// The completed upload's `data` object in the bucket.
+    Bucket { staged: ObjPath },
+}
+
+/// An upload in progress: appended to, hashed on the way in, made durable
+/// and acknowledged by `sync`; in the local spool or in the bucket.
+pub struct Ingest {
+    held: Held,
+}
+
+enum Held {
+    Spool(SpoolIngest),
+    Bucket(Box<BucketIngest>),
 }
 
 impl Ingest {
+    fn spool(s: SpoolIngest) -> Self {
+        Self {
+            held: Held::Spool(s),
+        }
+    }
+
     pub fn id(&self) -> &str {
-        &self.id
+        match &self.held {
+            Held::Spool(s) => s.id(),
+            Held::Bucket(b) => b.id(),
+        }
     }
 
     /// Bytes written so far (acknowledged or not).
     pub fn offset(&self) -> u64 {
-        self.inner.as_ref().map(|i| i.offset).unwrap_or(0)
+        match &self.held {
+            Held::Spool(s) => s.offset(),
+            Held::Bucket(b) => b.offset(),
+        }
     }
 
     /// The offset last made durable by `sync`.
     pub fn acknowledged(&self) -> u64 {
-        self.inner.as_ref().map(|i| i.state.offset).unwrap_or(0)
+        match &self.held {
+            Held::Spool(s) => s.acknowledged(),
+            Held::Bucket(b) => b.acknowledged(),
+        }
     }
 
     pub fn owner(&self) -> &str {
-        self.inner
-            .as_ref()
-            .map(|i| i.state.owner.as_str())
-            .unwrap_or("")
+        match &self.held {
+            Held::Spool(s) => s.owner(),
+            Held::Bucket(b) => b.owner(),
+        }
     }
 
-    fn take(&mut self) -> Result<Box<IngestInner>> {
-        self.inner.take().ok_or_else(|| {
-            ContentError::Io(std::io::Error::other(
-                "ingest poisoned by an earlier failure",
-            ))
-        })
+    /// Before a request on an ingest held in memory: in the bucket, reloads
+    /// it if another process sharing the bucket has moved it on since, and
+    /// fails with `IngestNotFound` if that one finished or cancelled it. The
+    /// spool is this process's own: nothing to do.
+    pub async fn catch_up(&mut self) -> Result<()> {
+        match &mut self.held {
+            Held::Spool(_) => Ok(()),
+            Held::Bucket(b) => b.catch_up().await,
+        }
     }
 
     /// Appends and hashes `chunk`.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        let mut inner = self.take()?;
-        let (inner, res) = tokio::task::spawn_blocking(move || {
-            let res = inner.file.write_all(&chunk);
-            if res.is_ok() {
-                inner.digester.update(&chunk);
-                inner.offset += chunk.len() as u64;
-                start_writeback(&mut inner);
-            }
-            (inner, res)
-        })
-        .await
-        .map_err(|e| ContentError::Io(std::io::Error::other(e)))?;
-        // On a failed write the file may hold a partial chunk: roll back to what
-        // was hashed, so the ingest stays consistent.
-        let mut inner = inner;
-        if res.is_err() {
-            let _ = inner.file.set_len(inner.offset);
-            let _ = inner.file.seek(SeekFrom::Start(inner.offset));
+        match &mut self.held {
+            Held::Spool(s) => s.write(chunk).await,
+            Held::Bucket(b) => b.write(chunk).await,
         }
-        self.inner = Some(inner);
-        res.map_err(Into::into)
     }
 
     /// Makes everything written so far durable and records it as acknowledged.
     pub async fn sync(&mut self) -> Result<()> {
-        let mut inner = self.take()?;
-        let dir = self.dir.clone();
-        let (inner, res) = tokio::task::spawn_blocking(move || {
-            let res = (|| {
-                inner.file.sync_data()?;
-                inner.written_back = inner.offset;
-                let mut st = inner.state.clone();
-                st.offset = inner.offset;
-                st.write(&dir, true)?;
-                inner.state = st;
-                Ok::<_, std::io::Error>(())
-            })();
-            (inner, res)
-        })
-        .await
-        .map_err(|e| ContentError::Io(std::io::Error::other(e)))?;
-        self.inner = Some(inner);
-        res.map_err(Into::into)
+        match &mut self.held {
+            Held::Spool(s) => s.sync().await,
+            Held::Bucket(b) => b.sync().await,
+        }
     }
 
-    /// Fsyncs and verifies. On a mismatch the ingest is left as it was, for
-    /// the caller to abort; nothing enters the store.
+    /// Makes the bytes durable and verifies them. On a mismatch nothing
+    /// enters the store; the caller aborts the ingest.
     pub async fn finish(
-        mut self,
+        self,
         expected: &Digest,
         expected_size: Option<u64>,
     ) -> Result<FinishedIngest> {
-        let inner = self.take()?;
-        let expected = expected.clone();
-        let id = self.id.clone();
-        let dir = self.dir.clone();
-        blocking(move || {
-            let IngestInner {
-                mut file,
-                digester,
-                offset,
-                state,
-                ..
-            } = *inner;
-            file.sync_all()?;
-            if let Some(size) = expected_size {
-                if size != offset {
-                    return Err(ContentError::SizeMismatch {
-                        expected: size,
-                        actual: offset,
-                    });
-                }
+        match self.held {
+            Held::Spool(s) => s.finish(expected, expected_size).await,
+            Held::Bucket(b) => {
+                let id = b.id().to_string();
+                let (digest, size, staged) = b.finish(expected, expected_size).await?;
+                Ok(FinishedIngest {
+                    id,
+                    digest,
+                    size,
+                    kept: Kept::Bucket { staged },
+                })
             }
-            let actual = if digester.algorithm() == expected.algorithm() {
-                digester.finish()
-            } else {
-                // Hashed as sha256 on the way in; the client asked for another
-                // algorithm at the end: one more pass over the spooled file.
-                let mut d = Digester::new(expected.algorithm());
-                file.seek(SeekFrom::Start(0))?;
-                let mut buf = vec![0u8; READ_CHUNK];
-                loop {
-                    let n = file.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    d.update(&buf[..n]);
-                }
-                d.finish()
-            };
-            if actual != expected {
-                return Err(ContentError::DigestMismatch { expected, actual });
-            }
-            Ok(FinishedIngest {
-                id,
-                dir,
-                digest: actual,
-                size: offset,
-                state,
-            })
-        })
-        .await
+        }
     }
 }
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod handover;
 
 #[cfg(test)]
 mod tests {

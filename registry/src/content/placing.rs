@@ -12,7 +12,7 @@ use object_store::path::Path as ObjPath;
 
 use serde::{Deserialize, Serialize};
 
-use super::{blob_path, blocking, ContentStore, FinishedIngest, IngestState, Result};
+use super::{blob_path, blocking, ContentStore, FinishedIngest, IngestState, Kept, Result};
 use crate::oci::Digest;
 
 /// The blob a finished ingest becomes.
@@ -54,12 +54,17 @@ impl ContentStore {
     /// acknowledged bytes (a client may come back for it); a session that
     /// never acknowledged a byte was never promised to survive a crash.
     pub async fn mark_placing(&self, done: &FinishedIngest) -> Result<()> {
-        let mut state = done.state.clone();
+        // In the bucket, placing copies: the staged data stays until the
+        // ingest is removed, so there is nothing to note.
+        let Kept::Spool { dir, state } = &done.kept else {
+            return Ok(());
+        };
+        let mut state = state.clone();
         state.placing = Some(Placing {
             digest: done.digest.to_string(),
             size: done.size,
         });
-        let dir = done.dir.clone();
+        let dir = dir.clone();
         blocking(move || {
             let durable = state.offset > 0;
             state.write(&dir, durable).map_err(Into::into)

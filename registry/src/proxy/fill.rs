@@ -110,6 +110,22 @@ pub struct Fills {
     running: Mutex<HashMap<Digest, Arc<Fill>>>,
 }
 
+/// What every fill's ingest id starts with. Fixed per cache, so that a fill
+/// cut off by a restart is resumed, unless ingests live in a bucket other
+/// processes share: they fill the same blobs, and a fixed id would have two
+/// of them write into one upload. Those get a prefix of their own (a fill
+/// cut off then is left to the upload expiry sweep).
+fn ingest_prefix(name: &str, shared: bool) -> String {
+    let name = match name {
+        "" => "fill-".to_string(),
+        name => format!("fill-{name}-"),
+    };
+    match shared {
+        false => name,
+        true => format!("{name}{}-", uuid::Uuid::new_v4().simple()),
+    }
+}
+
 impl Fills {
     pub fn new(
         name: &str,
@@ -119,10 +135,7 @@ impl Fills {
         metrics: Arc<ProxyMetrics>,
         ready: Ready,
     ) -> Self {
-        let ingest_prefix = match name {
-            "" => "fill-".to_string(),
-            name => format!("fill-{name}-"),
-        };
+        let ingest_prefix = ingest_prefix(name, local.uploads_shared());
         Self {
             ingest_prefix,
             local,
@@ -503,5 +516,22 @@ impl Follower {
                 return Err(std::io::Error::other("fill ended unexpectedly"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::ingest_prefix;
+
+    #[test]
+    fn processes_sharing_a_bucket_never_fill_into_one_upload() {
+        assert_eq!(ingest_prefix("", false), "fill-");
+        assert_eq!(ingest_prefix("hub", false), ingest_prefix("hub", false));
+        let (a, b) = (ingest_prefix("hub", true), ingest_prefix("hub", true));
+        assert!(
+            a.starts_with("fill-hub-") && b.starts_with("fill-hub-"),
+            "{a} {b}"
+        );
+        assert_ne!(a, b);
     }
 }

@@ -248,6 +248,12 @@ impl LocalRegistry {
         }
     }
 
+    /// Whether ingests live in a bucket other processes share (S3), where
+    /// any of them may continue an upload.
+    pub fn uploads_shared(&self) -> bool {
+        self.content.uploads_in_bucket()
+    }
+
     /// The data of ingest `id` as written so far, for readers that follow
     /// it while it is written; None once it is gone (committed or discarded).
     pub fn ingest_data(&self, id: &str) -> std::io::Result<Option<IngestData>> {

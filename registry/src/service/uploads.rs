@@ -1,5 +1,7 @@
 //! Upload sessions of `LocalRegistry`: one in-memory slot per session,
-//! re-opened from the content store's spool after a restart; appending a
+//! re-opened from the content store's spool after a restart (or, with
+//! uploads in a shared bucket, caught up with what another process did to
+//! it before each request); appending a
 //! chunk (rolled back to the last acknowledged offset on any failure); and
 //! the discarding of sessions nobody came back for.
 
@@ -43,9 +45,22 @@ impl LocalRegistry {
             return Err(unknown());
         }
         if let Some(slot) = self.slot(id) {
-            let guard = slot.lock().await;
-            match guard.as_ref() {
-                Some(ing) if ing.owner() == repo.as_str() => {}
+            let mut guard = slot.lock().await;
+            match guard.as_mut() {
+                Some(ing) if ing.owner() == repo.as_str() => {
+                    // In a bucket shared with other processes, one of them
+                    // may have moved the upload on, or ended it, since.
+                    match ing.catch_up().await {
+                        Ok(()) => {}
+                        Err(ContentError::IngestNotFound(_)) => {
+                            *guard = None;
+                            drop(guard);
+                            self.forget(id);
+                            return Err(unknown());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 _ => return Err(unknown()),
             }
             drop(guard);

@@ -13,6 +13,7 @@
 //! - [`tools`]: the real clients (skopeo, podman, containerd's ctr, oras-py), each isolated
 //!   from the machine's configuration.
 //! - [`distribution`]: the reference registry (Debian's `docker-registry`) as a process.
+//! - [`garage`]: a three-node Garage cluster (distributed S3) on 127.0.0.1.
 //! - [`http`]: raw registry requests whose status, OCI error code and challenge tests assert.
 //! - [`postgres`]: a PostgreSQL server of the test's own on 127.0.0.1 (`initdb` + `postgres`).
 //! - [`net`]: raw TCP clients for connection-level tests (partial requests, silent sockets,
@@ -24,6 +25,7 @@ pub mod balancer;
 pub mod berth;
 pub mod distribution;
 pub mod fixtures;
+pub mod garage;
 pub mod http;
 pub mod logs;
 pub mod manifest;
@@ -58,6 +60,7 @@ pub use fixtures::{
     digest_of, sha256_hex, sha512_digest_of, Artifact, ArtifactBuilder, Descriptor, Flavor, Image,
     ImageBuilder, Index, IndexBuilder, Layer, OciLayout, Platform,
 };
+pub use garage::GarageCluster;
 pub use proc::{free_port, BerthProcess, ServerProcess};
 pub use tools::{require_tools, tool_available, Containerd, Creds, Podman, Skopeo};
 pub use wait::wait_until;

@@ -102,7 +102,7 @@ pub fn require_oras() -> bool {
     oras_available() || skip_or_fail("python3 cannot import oras (pip install oras)")
 }
 
-fn skip_or_fail(what: &str) -> bool {
+pub(crate) fn skip_or_fail(what: &str) -> bool {
     let in_ci = std::env::var("CI")
         .map(|v| !v.is_empty() && v != "false" && v != "0")
         .unwrap_or(false);
