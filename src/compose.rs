@@ -344,11 +344,19 @@ fn publication_event(c: PublicationChange) -> berth_registry::webhooks::ProjectE
     }
 }
 
-/// The controller's secret-sealing key: from the config, or generated once into the data dir.
+/// The controller's secret-sealing key: from the config, or (redb only)
+/// generated once into the data dir.
 pub fn secret_key(cfg: &berth_config::Config) -> anyhow::Result<[u8; 32]> {
     if !cfg.controller.secret_key.is_empty() {
         return berth_controller::secret_key_from_hex(&cfg.controller.secret_key)
             .map_err(anyhow::Error::msg);
+    }
+    if cfg.meta.backend == berth_config::MetaBackend::Postgres {
+        // Replicas share what is sealed: one key, from the configuration.
+        anyhow::bail!(
+            "meta.backend = \"postgres\" needs controller.secret_key: every replica must seal \
+             with the same key, so none generates its own"
+        );
     }
     let path = cfg.server.data_dir.join("controller-secret.key");
     if let Ok(text) = std::fs::read_to_string(&path) {

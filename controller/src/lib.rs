@@ -20,7 +20,8 @@
 //! - `manifest`: Kubernetes YAML in and out: a multi-document manifest read
 //!   into an app's template and its resources, and written back.
 //! - `store`: the `ControllerStore` interface; its embedded implementation keeps redb
-//!   tables (all prefixed `ctl_`) in the registry's database.
+//!   tables (all prefixed `ctl_`) in the registry's database, `store::pg` the same
+//!   tables in PostgreSQL.
 //! - `render`: pure (app, version, digests, node) -> Kubernetes objects.
 //! - `sealed_records`: cluster and node credentials sealed inside their records.
 //! - `secrets`: sealing of secret values at rest.
@@ -93,7 +94,7 @@ pub use ports::{
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;
 pub use state::{ControllerSettings, ControllerState, Ports};
-pub use store::{ControllerStore, RedbControllerStore, StoreError};
+pub use store::{ControllerStore, PgControllerStore, RedbControllerStore, StoreError};
 
 /// The controller's records in the registry's embedded database `db`
 /// (tables of their own), cluster and node credentials sealed with
@@ -104,6 +105,19 @@ pub fn open_embedded_store(
 ) -> Result<Arc<dyn ControllerStore>, StoreError> {
     let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
     Ok(Arc::new(RedbControllerStore::open(db, sealer)?))
+}
+
+/// The controller's records in PostgreSQL (`meta.backend = "postgres"`),
+/// shared by every replica: `pool` is the registry's pool, its database
+/// already migrated with `store::pg::MIGRATIONS` (the composition root runs
+/// them through the registry's `meta::pg::migrate`). Credentials sealed
+/// with `secret_key`, as `open_embedded_store` seals them.
+pub async fn open_postgres_store(
+    pool: deadpool_postgres::Pool,
+    secret_key: Option<[u8; 32]>,
+) -> Result<Arc<dyn ControllerStore>, StoreError> {
+    let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
+    Ok(Arc::new(PgControllerStore::open(pool, sealer).await?))
 }
 
 /// The deployer named by the configuration: "directory" (files under

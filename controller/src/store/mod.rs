@@ -40,11 +40,15 @@ pub(crate) mod conformance;
 mod conformance_events;
 #[cfg(test)]
 mod fixtures;
+pub mod pg;
 mod records;
 mod redb;
 
+pub use self::pg::PgControllerStore;
 pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange};
 pub use self::redb::RedbControllerStore;
+/// The embedded store's rows and outbox form, which `pg` shares.
+pub(crate) use self::redb::{rows, Stored};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

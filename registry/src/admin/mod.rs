@@ -396,16 +396,16 @@ async fn set_password(
             // The old password is checked like a login, under the same throttle,
             // or this endpoint would be an unlimited password oracle.
             let _attempt = st.access.attempt(&name, peer).await;
-            st.access.check_throttle(&name, peer)?;
+            st.access.check_throttle(&name, peer).await?;
             let res = accounts
                 .change_password(&name, &old, &b.new_password)
                 .await
                 .map_err(AdminError::from);
             match &res {
                 Err(e) if e.status == StatusCode::FORBIDDEN => {
-                    st.access.record_failure(&name, peer)
+                    st.access.record_failure(&name, peer).await
                 }
-                Ok(()) => st.access.record_success(&name, peer),
+                Ok(()) => st.access.record_success(&name, peer).await,
                 Err(_) => {}
             }
             let outcome = match &res {

@@ -21,7 +21,7 @@ use sha2::Sha256;
 use super::accounts::{Accounts, AuditEvent, LoginError};
 use super::audit::{Outcome, RefusalBudget};
 use super::policy::{decide, Decision};
-use super::throttle::{AttemptLocks, Throttle, ThrottleConfig, Wait};
+use super::throttle::{AttemptLocks, LocalThrottle, LoginThrottle, ThrottleConfig, Wait};
 use super::token::{parse_scope, Claims, Grant, TokenKey};
 use super::{Access, Action, Refusal, RequestInfo, Subject};
 use crate::meta::now;
@@ -49,7 +49,7 @@ pub struct RegistryAccess {
     /// HMAC(key, name \0 secret) → subject, when it was verified, and the accounts'
     /// credential epoch then (a changed password or secret invalidates it). No plaintext is kept.
     cache: Mutex<HashMap<[u8; 32], (Subject, Instant, u64)>>,
-    throttle: Mutex<Throttle>,
+    throttle: Arc<dyn LoginThrottle>,
     attempts: AttemptLocks,
     refusals: RefusalBudget,
     metrics: Arc<Metrics>,
@@ -78,7 +78,7 @@ impl RegistryAccess {
                 accounts.password_checks(),
             )
         });
-        let throttle = Mutex::new(Throttle::new(cfg.throttle));
+        let throttle = Arc::new(LocalThrottle::new(cfg.throttle));
         Self {
             accounts,
             key,
@@ -89,6 +89,13 @@ impl RegistryAccess {
             refusals: RefusalBudget::default(),
             metrics,
         }
+    }
+
+    /// Counts failed logins in `throttle` (one shared by replicas) instead
+    /// of this process's table.
+    pub fn with_throttle(mut self, throttle: Arc<dyn LoginThrottle>) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     pub fn config(&self) -> &AccessConfig {
@@ -198,13 +205,9 @@ impl RegistryAccess {
 
     /// Refuses (429) while the throttle holds back attempts on `name` from `peer`.
     /// Everything that checks a secret asks this first, holding `attempt`'s guard.
-    pub fn check_throttle(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Refusal> {
+    pub async fn check_throttle(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Refusal> {
+        let res = self.throttle.check(name, peer).await;
         let now = Instant::now();
-        let res = self
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(name, peer, now);
         let Err(wait) = res else { return Ok(()) };
         self.metrics.logins_throttled.inc();
         let retry_after = wait.retry_after(now);
@@ -231,19 +234,13 @@ impl RegistryAccess {
     }
 
     /// Counts a wrong secret for `name` from `peer` (a failed login, a wrong old password).
-    pub fn record_failure(&self, name: &str, peer: Option<IpAddr>) {
-        self.throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .fail(name, peer, Instant::now());
+    pub async fn record_failure(&self, name: &str, peer: Option<IpAddr>) {
+        self.throttle.fail(name, peer).await;
     }
 
     /// `name` proved its secret from `peer`: that pair's failures are forgotten.
-    pub fn record_success(&self, name: &str, peer: Option<IpAddr>) {
-        self.throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .succeed(name, peer, Instant::now());
+    pub async fn record_success(&self, name: &str, peer: Option<IpAddr>) {
+        self.throttle.succeed(name, peer).await;
     }
 
     /// A login remembered for (name, secret), as its account is now.
@@ -287,12 +284,14 @@ impl RegistryAccess {
             ));
         }
         let _attempt = self.attempt(name, peer).await;
-        self.check_throttle(name, peer).map_err(|r| (r, false))?;
+        self.check_throttle(name, peer)
+            .await
+            .map_err(|r| (r, false))?;
         let ck = self.cache_key(name, secret);
         // Read before verifying: a change while bcrypt runs makes the entry stale.
         let epoch = self.accounts.credentials_epoch();
         if let Some(s) = self.cached(&ck, epoch) {
-            self.record_success(name, peer);
+            self.record_success(name, peer).await;
             return Ok(s);
         }
         let accounts = self.accounts.clone();
@@ -302,7 +301,7 @@ impl RegistryAccess {
             .unwrap_or(Err(LoginError::BadCredentials));
         match res {
             Ok(s) => {
-                self.record_success(name, peer);
+                self.record_success(name, peer).await;
                 let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 if c.len() > 10_000 {
                     let ttl = self.cfg.cache_ttl;
@@ -316,7 +315,7 @@ impl RegistryAccess {
                 // an expired or revoked robot, proved the secret right: counting those would
                 // slow down a client that retries them for nothing.
                 if e == LoginError::BadCredentials {
-                    self.record_failure(name, peer);
+                    self.record_failure(name, peer).await;
                 }
                 self.metrics.login_failures.inc();
                 let must_reset = matches!(e, LoginError::MustReset(_));

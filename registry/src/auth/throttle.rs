@@ -24,6 +24,11 @@
 //! at a time, so a burst of parallel guesses cannot all pass the throttle before
 //! the first of them fails.
 
+mod shared;
+pub use self::shared::{
+    on_entries, AccountEntry, Entries, LocalThrottle, LoginThrottle, PairEntry,
+};
+
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -83,7 +88,7 @@ impl Wait {
 }
 
 /// An address, or none when the request has no peer (in-process callers).
-type Source = Option<IpAddr>;
+pub type Source = Option<IpAddr>;
 
 struct Pair {
     failures: u32,

@@ -4,6 +4,8 @@
 //! Format: `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`.
 //! Clients treat tokens as opaque, so no JOSE header is needed.
 
+use std::sync::{Arc, RwLock};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -52,9 +54,18 @@ pub enum TokenError {
     WrongService(String),
 }
 
+/// The keys tokens are signed and verified with: one signs, and it and
+/// the previous ones still within their tokens' lifetime verify (rotation
+/// with overlap). Clones share the set, so `replace` reaches every user.
 #[derive(Clone)]
 pub struct TokenKey {
-    key: Vec<u8>,
+    keys: Arc<RwLock<KeySet>>,
+}
+
+struct KeySet {
+    signing: Vec<u8>,
+    /// Verify too: keys signing before `signing`, or about to sign after it.
+    others: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -65,7 +76,23 @@ impl std::fmt::Debug for TokenKey {
 
 impl TokenKey {
     pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
+        Self::with_others(key, Vec::new())
+    }
+
+    /// `signing` signs; it and `others` verify.
+    pub fn with_others(signing: Vec<u8>, others: Vec<Vec<u8>>) -> Self {
+        Self {
+            keys: Arc::new(RwLock::new(KeySet { signing, others })),
+        }
+    }
+
+    /// Replaces the set, for every clone of this key.
+    pub fn replace(&self, signing: Vec<u8>, others: Vec<Vec<u8>>) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = KeySet { signing, others };
+    }
+
+    fn set(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Loads the key from `path`, creating a random one (0600) on first use.
@@ -91,15 +118,9 @@ impl TokenKey {
         Ok(Self::new(k))
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length; this cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
-    }
-
     pub fn sign(&self, claims: &Claims) -> String {
         let body = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let mut mac = self.mac();
+        let mut mac = mac(&self.set().signing);
         mac.update(body.as_bytes());
         let sig = B64.encode(mac.finalize().into_bytes());
         format!("{body}.{sig}")
@@ -108,11 +129,17 @@ impl TokenKey {
     pub fn verify(&self, token: &str, service: &str, now: u64) -> Result<Claims, TokenError> {
         let (body, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(body.as_bytes());
-        // Constant-time comparison.
-        mac.verify_slice(&sig)
-            .map_err(|_| TokenError::BadSignature)?;
+        let set = self.set();
+        let signed_by = |key: &Vec<u8>| {
+            let mut mac = mac(key);
+            mac.update(body.as_bytes());
+            // Constant-time comparison.
+            mac.verify_slice(&sig).is_ok()
+        };
+        if !signed_by(&set.signing) && !set.others.iter().any(signed_by) {
+            return Err(TokenError::BadSignature);
+        }
+        drop(set);
         let claims: Claims =
             serde_json::from_slice(&B64.decode(body).map_err(|_| TokenError::Malformed)?)
                 .map_err(|_| TokenError::Malformed)?;
@@ -124,6 +151,12 @@ impl TokenKey {
         }
         Ok(claims)
     }
+}
+
+fn mac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
 }
 
 /// Parses `repository:<name>:<actions>` scopes; unknown types and actions are skipped.
@@ -207,6 +240,30 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         assert_eq!(k.verify("garbage", "berth", 50), Err(TokenError::Malformed));
+    }
+
+    /// After a rotation the new key signs, and tokens of the previous one
+    /// verify while it is kept; once dropped from the set, they do not.
+    #[test]
+    fn rotation_keeps_the_previous_key_verifying() {
+        let k = TokenKey::new(vec![1; 32]);
+        let shared = k.clone();
+        let old = k.sign(&claims(100));
+        k.replace(vec![2; 32], vec![vec![1; 32]]);
+        let new = shared.sign(&claims(100));
+        assert_ne!(old, new, "the clone signs with the new key");
+        assert_eq!(shared.verify(&old, "berth", 50), Ok(claims(100)));
+        assert_eq!(shared.verify(&new, "berth", 50), Ok(claims(100)));
+        assert_eq!(
+            TokenKey::new(vec![1; 32]).verify(&new, "berth", 50),
+            Err(TokenError::BadSignature)
+        );
+        k.replace(vec![2; 32], Vec::new());
+        assert_eq!(
+            shared.verify(&old, "berth", 50),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(shared.verify(&new, "berth", 50), Ok(claims(100)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! blobs a prefetch pinned per image, and the prefetch jobs.
 //!
 //! `CacheBook` is the interface; `RedbMeta` implements it in the same file
-//! as the metadata (`redb/cache.rs`). It carries no database types and suits
+//! as the metadata (`redb/cache.rs`), `pg::PgMeta` in the same database
+//! (`pg/cache.rs`). It carries no database types and suits
 //! an async driver; each call is one transaction.
 
 use async_trait::async_trait;
@@ -32,7 +33,7 @@ pub trait CacheBook: Send + Sync {
         at_ms: u64,
     ) -> Result<()>;
 
-    /// Every blob's last read (digest, unix ms).
+    /// Every blob's last read (digest, unix ms), in digest order.
     async fn access_times(&self) -> Result<Vec<(String, u64)>>;
     /// Records last reads, all in one transaction.
     async fn put_access_times(&self, times: &[(String, u64)]) -> Result<()>;
@@ -42,12 +43,12 @@ pub trait CacheBook: Send + Sync {
     async fn pin(&self, image: &str, digests: &[String]) -> Result<()>;
     /// Removes an image's pins; answers how many there were.
     async fn unpin(&self, image: &str) -> Result<usize>;
-    /// Every pin, as (image, digest).
+    /// Every pin, as (image, digest), in that order.
     async fn pins(&self) -> Result<Vec<(String, String)>>;
 
     /// Stores a prefetch job's JSON under its id (replacing it).
     async fn put_job(&self, id: &str, json: &[u8]) -> Result<()>;
-    /// Every stored job's JSON.
+    /// Every stored job's JSON, in id order, as stored (byte for byte).
     async fn jobs(&self) -> Result<Vec<Vec<u8>>>;
 }
 

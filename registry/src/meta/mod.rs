@@ -6,13 +6,13 @@
 //! with their executions.
 //!
 //! `MetaStore` is the interface; `RedbMeta` (in `redb/`) the embedded
-//! implementation, one redb file, the default. The same backend keeps the
-//! accounts (`auth::store::AccountStore`, through `RedbMeta::accounts`), so
-//! that redb is touched here only and a server database implements both
-//! interfaces over one connection pool. The interface carries no
-//! database types and suits an async driver, so a server database can
-//! implement it later; `conformance.rs` is the suite every implementation
-//! runs. Each operation is one transaction: what a caller needs to happen
+//! implementation, one redb file, the default; `pg::PgMeta` the same on
+//! PostgreSQL, shared by replicas. The same backend keeps the accounts
+//! (`auth::store::AccountStore`, through `RedbMeta::accounts`), so that
+//! redb is touched here only and a server database implements both
+//! interfaces over one connection pool. The interface carries no database
+//! types and suits an async driver; `conformance.rs` is the suite every
+//! implementation runs. Each operation is one transaction: what a caller needs to happen
 //! atomically (a push's reference check and record, a blob's placing and
 //! record, GC's re-checks) is one operation here, never composed by callers.
 //!
@@ -234,7 +234,7 @@ pub trait MetaStore: Send + Sync + 'static {
     /// the same digest cannot record it in between and lose its bytes.
     /// The size it had, or None (and `delete` not run) when not recorded.
     async fn forget_blob(&self, digest: &Digest, delete: StoreStep) -> Result<Option<u64>>;
-    /// Every blob record.
+    /// Every blob record, in digest order.
     async fn blob_records(&self) -> Result<Vec<BlobRecord>>;
     /// Blob records in digest order after `after`, at most `limit` (GC
     /// pages through them instead of holding them all).
@@ -270,7 +270,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>>;
     async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>>;
     /// Removes a manifest from a repository with its tags and its referrer
-    /// entry; false when it was not there.
+    /// entry; false when it was not there. Its content stays (so
+    /// `manifest_summary` still answers) until GC's sweep finds no
+    /// repository holding it.
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes a tag (its manifest stays); false when there was none.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
@@ -280,9 +282,11 @@ pub trait MetaStore: Send + Sync + 'static {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<String>>;
-    /// The indexes in `repo` that list `child` among their manifests.
+    /// The indexes in `repo` that list `child` among their manifests, in
+    /// digest order.
     async fn indexes_containing(&self, repo: &RepoName, child: &Digest) -> Result<Vec<Digest>>;
-    /// Manifests in `repo` whose subject is `subject`, as descriptors.
+    /// Manifests in `repo` whose subject is `subject`, as descriptors, in
+    /// digest order.
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>>;
 
     // ---- repositories and listings ----
@@ -298,7 +302,7 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<(Vec<String>, bool)>;
     /// A repository's tags with their digests, in tag order.
     async fn tags_with_digests(&self, repo: &RepoName) -> Result<Vec<(String, String)>>;
-    /// Every tag of every repository.
+    /// Every tag of every repository, by repository and tag.
     async fn all_tags(&self) -> Result<Vec<TagEntry>>;
     /// Repositories after `last` that `visible` admits, in lexical order,
     /// at most `n`; and whether more follow.
@@ -335,7 +339,7 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn gc_sweep_links(&self, repo: &RepoName, dead: &[Seen], seen_at: u64) -> Result<u64>;
     /// Drops, in one transaction, the record of each blob of `candidates`
     /// recorded at or before `cutoff` that no repository links. The
-    /// records dropped, with their sizes.
+    /// records dropped, with their sizes, in the order of `candidates`.
     async fn gc_drop_blobs(&self, candidates: &[Digest], cutoff: u64) -> Result<Vec<BlobRecord>>;
     /// Under the write lock, runs `delete` for each of `digests` that has
     /// no record (one recorded meanwhile is skipped). How many it ran for.
@@ -373,7 +377,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// in one transaction. Counts for manifests a repository no longer
     /// holds are kept too (harmless; they go with the repository).
     async fn pulls_record(&self, counts: &[PullCount]) -> Result<()>;
-    /// The pull counts of every manifest of `repo` pulled at least once.
+    /// The pull counts of every manifest of `repo` pulled at least once, in
+    /// digest order.
     async fn pulls(&self, repo: &RepoName) -> Result<Vec<PullCount>>;
     /// A repository's tags in tag order, with their manifests' media types
     /// and push times.
@@ -413,7 +418,8 @@ pub trait MetaStore: Send + Sync + 'static {
 
     // ---- webhooks (see outbox.rs) ----
 
-    /// Creates or replaces an endpoint (by id).
+    /// Creates or replaces an endpoint (by id); a replaced endpoint keeps
+    /// its queue, its log and its sequence numbers.
     async fn webhook_put(&self, webhook: &Webhook) -> Result<()>;
     async fn webhook_get(&self, id: &str) -> Result<Option<Webhook>>;
     /// The endpoints of `project`, or of every project, by id.
@@ -427,7 +433,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// keeps the last `cap + log_keep` entries. Events for endpoints that
     /// do not exist are ignored. How many events were dropped.
     async fn outbox_push(&self, events: &[NewDelivery], cap: u64, log_keep: u64) -> Result<u64>;
-    /// The oldest undelivered event of each endpoint that has one.
+    /// The oldest undelivered event of each endpoint that has one, by
+    /// endpoint id.
     async fn outbox_heads(&self) -> Result<Vec<QueuedEvent>>;
     /// Records an attempt to deliver event `seq` of `webhook`, if it is
     /// still the head of its queue (else false, and nothing changes):
@@ -446,12 +453,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Removes a policy with its executions; false when there was none.
     async fn replication_delete(&self, name: &str) -> Result<bool>;
     /// Records a new execution of `execution.policy` under the next id (the
-    /// id given is ignored); the id.
+    /// id given is ignored); the id. The policy need not be saved.
     async fn execution_create(&self, execution: &Execution) -> Result<u64>;
     /// Replaces an execution (by policy and id).
     async fn execution_put(&self, execution: &Execution) -> Result<()>;
     async fn execution_get(&self, policy: &str, id: u64) -> Result<Option<Execution>>;
-    /// The executions of `policy`, or of every policy, newest first, at
-    /// most `limit` (per policy).
+    /// The executions of `policy`, or of every saved policy (by name), newest
+    /// first, at most `limit` (per policy).
     async fn executions(&self, policy: Option<&str>, limit: usize) -> Result<Vec<Execution>>;
 }

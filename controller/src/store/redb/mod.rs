@@ -76,10 +76,12 @@ mod publications;
 mod resource_publications;
 mod resource_rules;
 mod resources;
+pub(crate) mod rows;
 #[cfg(test)]
 mod tests;
 
 use self::clusters::seal_clear_records;
+pub(crate) use self::publication_events::Stored;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("ctl_meta");
 const CLUSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ctl_clusters");
@@ -154,7 +156,15 @@ impl RedbControllerStore {
     /// and node credentials are sealed at rest, and records an earlier release wrote
     /// in the clear are sealed now, in the same transaction.
     pub fn open(db: Arc<Database>, sealer: RecordSealer) -> Result<RedbControllerStore> {
-        let txn = db.begin_write()?;
+        let store = RedbControllerStore { db, sealer };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// What `open` does to the database: tables made, the schema checked,
+    /// clear credentials sealed, records of an earlier release backfilled.
+    pub(crate) fn prepare(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             let current = meta.get("schema")?.map(|g| g.value());
@@ -170,7 +180,7 @@ impl RedbControllerStore {
                 }
                 Some(_) => {}
             }
-            let sealed = seal_clear_records(&txn, &sealer)?;
+            let sealed = seal_clear_records(&txn, &self.sealer)?;
             if sealed > 0 {
                 tracing::info!(
                     sealed,
@@ -196,7 +206,14 @@ impl RedbControllerStore {
             }
         }
         txn.commit()?;
-        Ok(RedbControllerStore { db, sealer })
+        Ok(())
+    }
+
+    /// A store over `db` as it is: no tables made, nothing sealed or
+    /// backfilled (`open` does that). For a copy of the records another
+    /// backend loaded into an in-memory database (`rows`).
+    pub(crate) fn over(db: Arc<Database>, sealer: RecordSealer) -> RedbControllerStore {
+        RedbControllerStore { db, sealer }
     }
 
     /// The database, for tests that write records as an earlier release did.

@@ -21,10 +21,11 @@ pub(super) const PUBLICATION_EVENTS: TableDefinition<u64, &[u8]> =
 
 const COUNTER: &str = "publication_events";
 
+/// A recorded change as it is stored (every backend stores this form).
 #[derive(Serialize, Deserialize)]
-struct Stored {
-    id: String,
-    change: PublicationChange,
+pub(crate) struct Stored {
+    pub(crate) id: String,
+    pub(crate) change: PublicationChange,
 }
 
 /// Appends `change` to the outbox inside `txn`.

@@ -21,15 +21,17 @@ use super::Subject;
 use crate::meta::now;
 
 mod changes;
+mod follow;
 mod rules;
 mod system_robots;
 #[cfg(test)]
 mod tests;
 
+pub use self::follow::Backstop;
 pub use self::rules::{check_password_rule, check_project_name, check_user_name, PASSWORD_RULE};
 pub use super::store::{
     proxy_password_place, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery,
-    IfRole, Project, ProjectChange, ProxyUpstream, Robot, RobotProjects, User,
+    IfRole, Project, ProjectChange, ProxyUpstream, Robot, RobotProjects, StoreSignal, User,
 };
 
 pub const ROBOT_PREFIX: &str = "robot$";

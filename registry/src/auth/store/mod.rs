@@ -335,6 +335,20 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError>;
 }
 
+/// What a shared store tells each `Accounts` about changes other replicas
+/// made (`Accounts::follow`): the embedded store has none to tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreSignal {
+    /// Changes are announced from now on (a listening connection is up);
+    /// what happened before may have been missed.
+    Listening,
+    /// Something changed.
+    Changed,
+    /// Announcements stopped (the connection dropped): poll until
+    /// `Listening` again.
+    Lost,
+}
+
 /// A new random instance id for an account or robot.
 pub fn new_instance_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()

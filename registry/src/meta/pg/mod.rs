@@ -19,9 +19,41 @@ use tokio_postgres::NoTls;
 
 use super::MetaError;
 
+mod accounts;
+mod accounts_audit;
+mod accounts_feed;
+#[cfg(test)]
+mod accounts_follow_tests;
+#[cfg(test)]
+mod accounts_tests;
+mod blobs;
+mod cache;
+#[cfg(test)]
+mod coordination_tests;
+mod db;
 mod duties;
+mod gc;
+mod listings;
+mod manifests;
+mod meta;
+#[cfg(test)]
+mod meta_tests;
+mod replication;
+mod retention;
+mod schema;
 #[cfg(test)]
 mod tests;
+mod throttle;
+mod token_keys;
+mod usage;
+mod webhooks;
+
+pub use self::accounts::{PgAccounts, ACCOUNTS_CHANNEL, ACCOUNT_MIGRATIONS};
+pub use self::accounts_feed::account_feed;
+pub use self::db::PgMeta;
+pub use self::schema::MIGRATIONS;
+pub use self::throttle::PgThrottle;
+pub use self::token_keys::PgTokenKeys;
 
 pub use self::duties::PgDuties;
 

@@ -1,0 +1,152 @@
+//! Replicas sharing the login throttle and the token keys through one
+//! database: two stores over two pools, as two `berth serve` would.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use berth_testkit::postgres::Postgres;
+
+use super::*;
+use crate::auth::throttle::{LoginThrottle, ThrottleConfig, Wait};
+use crate::auth::token::{Claims, TokenError};
+
+async fn database() -> String {
+    let url = Postgres::shared().database();
+    let pool = connect(&url, 2).expect("pool");
+    migrate(&pool, &[ACCOUNT_MIGRATIONS])
+        .await
+        .expect("migrate");
+    url
+}
+
+fn ip(last: u8) -> Option<IpAddr> {
+    Some(IpAddr::from([192, 0, 2, last]))
+}
+
+fn throttles(url: &str, cfg: ThrottleConfig) -> (PgThrottle, PgThrottle) {
+    let a = PgThrottle::new(connect(url, 2).expect("pool"), cfg);
+    let b = PgThrottle::new(connect(url, 2).expect("pool"), cfg);
+    (a, b)
+}
+
+/// A wrong password on one replica delays the next try from that address
+/// on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairs_delay_holds_on_every_replica() {
+    let url = database().await;
+    let cfg = ThrottleConfig {
+        backoff: Duration::from_secs(600),
+        ..ThrottleConfig::default()
+    };
+    let (a, b) = throttles(&url, cfg);
+    a.fail("pat", ip(1)).await;
+    assert!(matches!(b.check("pat", ip(1)).await, Err(Wait::Pair(_))));
+    assert_eq!(b.check("pat", ip(2)).await, Ok(()), "another address");
+    b.succeed("pat", ip(1)).await;
+    assert_eq!(a.check("pat", ip(1)).await, Ok(()), "a success forgets");
+}
+
+/// Guesses spread over addresses and replicas count as one attack on the
+/// account; the owner, from an address that never failed, is let in on
+/// every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attack_spread_over_replicas_is_one_attack() {
+    let url = database().await;
+    let cfg = ThrottleConfig {
+        backoff: Duration::ZERO,
+        account_threshold: 4,
+        attacked_interval: Duration::from_secs(600),
+        ..ThrottleConfig::default()
+    };
+    let (a, b) = throttles(&url, cfg);
+    for i in 1..=4u8 {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        replica.fail("pat", ip(i)).await;
+    }
+    // One attempt per interval between the failed addresses, wherever
+    // they try.
+    assert_eq!(a.check("pat", ip(1)).await, Ok(()));
+    assert!(matches!(b.check("pat", ip(2)).await, Err(Wait::Account(_))));
+    assert!(matches!(a.check("pat", ip(3)).await, Err(Wait::Account(_))));
+    assert_eq!(a.check("pat", ip(200)).await, Ok(()), "the owner");
+    assert_eq!(b.check("pat", ip(200)).await, Ok(()), "the owner");
+}
+
+fn claims() -> Claims {
+    Claims {
+        sub: "pat".into(),
+        aid: "1".into(),
+        aud: "berth".into(),
+        iat: 1,
+        exp: u64::MAX,
+        admin: false,
+        robot: false,
+        access: Vec::new(),
+    }
+}
+
+/// Replicas starting together agree on one key; after a rotation the new
+/// key signs and tokens of the old one still verify everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_token_key_and_rotate_with_overlap() {
+    let url = database().await;
+    let ttl = Duration::from_secs(300);
+    let replicas: Vec<PgTokenKeys> = (0..4)
+        .map(|_| PgTokenKeys::new(connect(&url, 1).expect("pool"), ttl))
+        .collect();
+    let starts: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let r = r.clone();
+            tokio::spawn(async move { r.load().await })
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for s in starts {
+        keys.push(s.await.expect("join").expect("load"));
+    }
+    let token = keys[0].sign(&claims());
+    for k in &keys {
+        assert_eq!(k.sign(&claims()), token, "one key");
+    }
+
+    let (a, b) = (&replicas[0], &replicas[1]);
+    a.rotate(Duration::ZERO).await.expect("rotate");
+    let (ka, kb) = (a.load().await.expect("a"), b.load().await.expect("b"));
+    let fresh = ka.sign(&claims());
+    assert_ne!(fresh, token, "the new key signs");
+    assert_eq!(kb.sign(&claims()), fresh);
+    assert_eq!(kb.verify(&token, "berth", 10), Ok(claims()), "overlap");
+    assert_eq!(kb.verify(&fresh, "berth", 10), Ok(claims()));
+
+    // Published for later: verifies already, does not sign yet.
+    b.rotate(Duration::from_secs(3600)).await.expect("rotate");
+    let kb = b.load().await.expect("b");
+    assert_eq!(kb.sign(&claims()), fresh);
+    // A key nobody has: still refused.
+    assert_eq!(
+        crate::auth::token::TokenKey::new(vec![9; 32]).verify(&fresh, "berth", 10),
+        Err(TokenError::BadSignature)
+    );
+}
+
+/// `follow` brings a rotation to a replica's key in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_replica_picks_up_a_rotation() {
+    let url = database().await;
+    let ttl = Duration::from_secs(300);
+    let a = PgTokenKeys::new(connect(&url, 1).expect("pool"), ttl);
+    let b = PgTokenKeys::new(connect(&url, 1).expect("pool"), ttl);
+    let kb = b.load().await.expect("b");
+    let before = kb.sign(&claims());
+    let _follow = b.follow(kb.clone(), Duration::from_millis(50));
+    a.rotate(Duration::ZERO).await.expect("rotate");
+    let fresh = a.load().await.expect("a").sign(&claims());
+    tokio::task::block_in_place(|| {
+        berth_testkit::wait::wait_until("B signs with the new key", Duration::from_secs(30), || {
+            kb.sign(&claims()) == fresh
+        })
+    });
+    assert_ne!(before, fresh);
+    assert_eq!(kb.verify(&before, "berth", 10), Ok(claims()));
+}

@@ -1,0 +1,135 @@
+//! What every `PgMeta` module shares: `PgMeta` itself, its transactions
+//! and the conversions between the database's values and the domain's.
+//!
+//! Writes: `MetaStore` promises that writes are serialised (one writer at a
+//! time) and that a `StoreStep` runs under the write lock, across every
+//! replica. Each write transaction starts by taking one transaction-scoped
+//! advisory lock (`WRITE_LOCK`, global: the same for every write of every
+//! replica), held until it commits or rolls back; under PostgreSQL's READ
+//! COMMITTED each statement after it sees every write committed before it.
+//! One global key is what the contract says; finer keys (per repository)
+//! would not do, since GC's blob sweep and `forget_blob` span
+//! repositories. Reads take no lock: each is one statement, or a
+//! REPEATABLE READ read-only transaction where it needs several (GC's
+//! snapshot).
+
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{IsolationLevel, Row};
+
+use super::{client, db_error, Pool};
+use crate::meta::{MetaError, Result};
+use crate::oci::Digest;
+
+/// The advisory lock every metadata write holds ("berthmw" in ASCII).
+pub(super) const WRITE_LOCK: i64 = 0x62_6572_7468_6d77;
+
+/// The registry's metadata (`MetaStore`, `CacheBook`) in a PostgreSQL
+/// database; clones share the pool. Several replicas may use one database.
+#[derive(Clone)]
+pub struct PgMeta {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgMeta")
+    }
+}
+
+impl PgMeta {
+    /// The store over `pool`; the schema must have been migrated
+    /// (`migrate(&pool, &[MIGRATIONS])`).
+    pub fn new(pool: Pool) -> PgMeta {
+        PgMeta { pool }
+    }
+
+    pub(super) async fn conn(&self) -> Result<Object> {
+        client(&self.pool).await
+    }
+}
+
+/// Maps a driver error to a `MetaError` naming what was being done.
+pub(super) trait Ctx<T> {
+    fn ctx(self, what: &str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for std::result::Result<T, tokio_postgres::Error> {
+    fn ctx(self, what: &str) -> Result<T> {
+        self.map_err(|e| db_error(what, e))
+    }
+}
+
+/// A write transaction holding the write lock.
+pub(super) async fn begin_write<'a>(conn: &'a mut Object, what: &str) -> Result<Transaction<'a>> {
+    let tx = conn.transaction().await.ctx(what)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .await
+        .ctx(what)?;
+    Ok(tx)
+}
+
+/// A read-only transaction on one snapshot.
+pub(super) async fn begin_read<'a>(conn: &'a mut Object, what: &str) -> Result<Transaction<'a>> {
+    conn.build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .ctx(what)
+}
+
+pub(super) async fn commit(tx: Transaction<'_>, what: &str) -> Result<()> {
+    tx.commit().await.ctx(what)
+}
+
+/// Column `i` of `row`, or a `Corrupt` error naming `what`.
+pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize, what: &str) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| MetaError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A `bigint` column that holds a `u64` (sizes, times, counts).
+pub(super) fn col_u64(row: &Row, i: usize, what: &str) -> Result<u64> {
+    let v: i64 = col(row, i, what)?;
+    u64::try_from(v).map_err(|_| MetaError::Corrupt(format!("{what} is negative ({v})")))
+}
+
+/// A nullable `bigint` column that holds a `u64`.
+pub(super) fn col_u64_opt(row: &Row, i: usize, what: &str) -> Result<Option<u64>> {
+    let v: Option<i64> = col(row, i, what)?;
+    v.map(|v| u64::try_from(v).map_err(|_| MetaError::Corrupt(format!("{what} is negative ({v})"))))
+        .transpose()
+}
+
+/// A `u64` as a `bigint`; beyond `i64::MAX` (no size or date gets there;
+/// callers pass `u64::MAX` as "no bound") it is clamped.
+pub(super) fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A digest read from the database.
+pub(super) fn digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| MetaError::Corrupt(format!("{s:?} in the database is not a digest: {e}")))
+}
+
+/// A JSON column (read as `::text`) as `T`.
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| MetaError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(super) fn to_json<T: serde::Serialize>(v: &T, what: &str) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| MetaError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Runs a `StoreStep` under the write lock; `what` names it in its error.
+pub(super) async fn run_step(step: crate::meta::StoreStep, what: &str) -> Result<()> {
+    step.await
+        .map_err(|e| MetaError::Store(format!("{what}: {e}")))
+}
+
+/// The project a repository belongs to: its first path component.
+pub(super) fn project_of(repo: &str) -> &str {
+    repo.split('/').next().unwrap_or(repo)
+}
