@@ -97,7 +97,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Listen first: a registry that cannot serve must not create its data
     // directory, its keys or the admin account (and their one-time password).
     let listener = server::bind(listen).await?;
-    let mut app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    let mut app = crate::compose::open_registry(cfg).await?;
     let sealer: std::sync::Arc<dyn berth_registry::sealing::Sealer> =
         std::sync::Arc::new(crate::compose::ControllerSealer(
             berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
@@ -113,7 +113,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut reconciler = None;
     let mut publication_changes = None;
     if app.config.controller.enabled {
-        let (ctl_router, handle, changes) = start_controller(&app, stop.clone())?;
+        let (ctl_router, handle, changes) = start_controller(&app, stop.clone()).await?;
         publication_changes = Some(changes);
         router = router.merge(
             ctl_router
@@ -229,7 +229,7 @@ async fn check_credentials(
 }
 
 /// The embedded workload controller, wired to the registry's metadata, accounts and audit log.
-fn start_controller(
+async fn start_controller(
     app: &RegistryApp,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(
@@ -253,8 +253,7 @@ fn start_controller(
         .split_once("://")
         .map(|(_, h)| h.to_string());
     let secret_key = secret_key(cfg)?;
-    let store = berth_controller::open_embedded_store(app.metadata.database(), Some(secret_key))
-        .map_err(|e| anyhow!("controller: {e}"))?;
+    let store = crate::compose::controller_store(app, secret_key).await?;
     let (written, changes) = tokio::sync::watch::channel(0u64);
     let events = Arc::new(PublicationSignals {
         forwarder: PublicationForwarder::spawn(store.clone(), app.webhooks.clone(), stop.clone()),
@@ -365,12 +364,9 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             delete_untagged: cfg.gc.delete_untagged,
             dry_run,
         };
-        let app = RegistryApp::open(cfg).await.map_err(|e| anyhow!("{e}"))?;
-        let store = berth_controller::open_embedded_store(
-            app.metadata.database(),
-            Some(crate::compose::secret_key(&app.config)?),
-        )
-        .map_err(|e| anyhow!("controller records: {e}"))?;
+        let app = crate::compose::open_registry(cfg).await?;
+        let key = crate::compose::secret_key(&app.config)?;
+        let store = crate::compose::controller_store(&app, key).await?;
         app.registry
             .add_gc_roots(std::sync::Arc::new(crate::compose::PublicationRoots {
                 store,

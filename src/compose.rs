@@ -344,6 +344,46 @@ fn publication_event(c: PublicationChange) -> berth_registry::webhooks::ProjectE
     }
 }
 
+/// Opens the registry over the metadata `cfg.meta` names. On PostgreSQL:
+/// one pool, the registry's, the accounts' and the controller's schema
+/// migrated together (at most one replica migrating at a time).
+pub async fn open_registry(
+    cfg: berth_config::Config,
+) -> anyhow::Result<berth_registry::app::RegistryApp> {
+    use berth_registry::app::{Metadata, RegistryApp};
+    use berth_registry::meta::pg;
+    if cfg.meta.backend != berth_config::MetaBackend::Postgres {
+        return RegistryApp::open(cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    let pool = pg::connect(&cfg.meta.url, cfg.meta.max_connections as usize)?;
+    let ctl = berth_controller::store::pg::MIGRATIONS;
+    let controller = pg::Migrations {
+        component: ctl.component,
+        steps: ctl.steps,
+    };
+    pg::migrate(&pool, &[pg::MIGRATIONS, pg::ACCOUNT_MIGRATIONS, controller]).await?;
+    RegistryApp::open_on(cfg, Metadata::Postgres(pool))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The controller's store, where the registry's metadata is.
+pub async fn controller_store(
+    app: &berth_registry::app::RegistryApp,
+    key: [u8; 32],
+) -> anyhow::Result<std::sync::Arc<dyn berth_controller::ControllerStore>> {
+    use berth_registry::app::Metadata;
+    let store = match &app.metadata {
+        Metadata::Redb(meta) => berth_controller::open_embedded_store(meta.database(), Some(key)),
+        Metadata::Postgres(pool) => {
+            berth_controller::open_postgres_store(pool.clone(), Some(key)).await
+        }
+    };
+    store.map_err(|e| anyhow::anyhow!("controller records: {e}"))
+}
+
 /// The controller's secret-sealing key: from the config, or (redb only)
 /// generated once into the data dir.
 pub fn secret_key(cfg: &berth_config::Config) -> anyhow::Result<[u8; 32]> {

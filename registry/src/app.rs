@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use berth_config::{Config, StorageBackend};
+use berth_config::{Config, MetaBackend, StorageBackend};
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
@@ -109,14 +109,48 @@ pub fn open_metadata(dir: &std::path::Path, database: &str) -> Result<RedbMeta, 
     Ok(RedbMeta::open(&dir.join(database))?)
 }
 
+/// The registry and accounts over the embedded file, uploads a crash
+/// interrupted recovered (opening the file succeeded, so no other process
+/// uses this data directory).
+async fn open_embedded(
+    config: &Config,
+    meta: &RedbMeta,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<LocalRegistry>, Arc<Accounts>), StartError> {
+    let data = &config.server.data_dir;
+    let account_store = meta
+        .accounts()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let registry = Arc::new(LocalRegistry::open_over(
+        config,
+        data,
+        meta.clone(),
+        metrics.clone(),
+    )?);
+    // Uploads a crash caught between placing their blob and recording it
+    // are recorded now; then spools of uploads that never acknowledged a
+    // byte are garbage. Unrecorded blob files are GC's, after its grace
+    // window.
+    let recovery = registry
+        .recover_at_start(false)
+        .await
+        .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
+    log_recovery(&recovery);
+    let accounts = Arc::new(
+        Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?,
+    );
+    Ok((registry, accounts))
+}
+
 /// A running registry's parts.
 pub struct RegistryApp {
     pub config: Config,
     pub registry: Arc<LocalRegistry>,
-    /// The embedded metadata backend `registry` runs on: the composition
-    /// root opens the stores others keep in the same file over it (the
-    /// controller's, through `RedbMeta::database`).
-    pub metadata: RedbMeta,
+    /// The metadata backend `registry` runs on: the composition root opens
+    /// the stores others keep there over it (the controller's).
+    pub metadata: Metadata,
     pub metrics: Arc<Metrics>,
     pub access: Arc<RegistryAccess>,
     /// The projects' signature policies (pulls here, publications in the controller).
@@ -142,39 +176,53 @@ pub struct RegistryApp {
     pub proxy_retention: Arc<crate::proxy::retention::ProxyRetention>,
 }
 
+/// Where a running registry's metadata is kept.
+#[derive(Clone)]
+pub enum Metadata {
+    /// The embedded file in the data directory; the composition root opens
+    /// the controller's store over it too (`RedbMeta::database`).
+    Redb(RedbMeta),
+    /// A PostgreSQL database that replicas share (`replicas`).
+    Postgres(crate::meta::pg::Pool),
+}
+
 impl RegistryApp {
+    /// Opens the metadata `config.meta` names (PostgreSQL: migrating the
+    /// registry's and the accounts' schema), then as `open_on`.
     pub async fn open(config: Config) -> Result<Self, StartError> {
+        let metadata = match config.meta.backend {
+            MetaBackend::Redb => {
+                Metadata::Redb(open_metadata(&config.server.data_dir, "berth.redb")?)
+            }
+            MetaBackend::Postgres => {
+                Metadata::Postgres(crate::replicas::connect_and_migrate(&config).await?)
+            }
+        };
+        Self::open_on(config, metadata).await
+    }
+
+    /// Assembles the registry over metadata opened (and migrated) already.
+    pub async fn open_on(config: Config, metadata: Metadata) -> Result<Self, StartError> {
         let data = &config.server.data_dir;
         let metrics = Arc::new(Metrics::new());
-        let meta = open_metadata(data, "berth.redb")?;
-        let account_store = meta
-            .accounts()
-            .map_err(|e| StartError::Other(e.to_string()))?;
-        let registry = Arc::new(LocalRegistry::open_over(
-            &config,
-            data,
-            meta.clone(),
-            metrics.clone(),
-        )?);
-        // Opening the database succeeded, so no other process uses this data
-        // directory. Uploads a crash caught between placing their blob and
-        // recording it are recorded now; then spools of uploads that never
-        // acknowledged a byte are garbage. Unrecorded blob files are GC's,
-        // after its grace window.
-        let recovery = registry
-            .recover_at_start(false)
-            .await
-            .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
-        log_recovery(&recovery);
+        let (registry, accounts) = match &metadata {
+            Metadata::Redb(meta) => open_embedded(&config, meta, &metrics).await?,
+            Metadata::Postgres(pool) => {
+                crate::private::private_dir(data).map_err(|source| StartError::DataDir {
+                    path: data.display().to_string(),
+                    source,
+                })?;
+                // No recovery of uploads at start: other replicas may be
+                // ingesting into the same directory right now.
+                let registry = crate::replicas::registry(&config, pool, metrics.clone())?;
+                let accounts = crate::replicas::accounts(&config, pool).await?;
+                (Arc::new(registry), accounts)
+            }
+        };
         registry
             .set_default_quota(config.quota.default_project.map(|b| b.0))
             .await
             .map_err(|e| StartError::Other(format!("setting quota.default_project: {e}")))?;
-        let accounts = Arc::new(
-            Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
-                .await
-                .map_err(|e| StartError::Other(e.to_string()))?,
-        );
         exempt_proxy_projects(&registry, &accounts).await?;
         let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
             .ok()
@@ -190,12 +238,17 @@ impl RegistryApp {
                 "created account `admin` with this initial password (shown once); reset it with `berth passwd admin` before first use"
             );
         }
-        let key = TokenKey::load_or_create(&data.join("token.key")).map_err(|source| {
-            StartError::DataDir {
-                path: data.join("token.key").display().to_string(),
-                source,
+        let key = match &metadata {
+            Metadata::Redb(_) => {
+                TokenKey::load_or_create(&data.join("token.key")).map_err(|source| {
+                    StartError::DataDir {
+                        path: data.join("token.key").display().to_string(),
+                        source,
+                    }
+                })?
             }
-        })?;
+            Metadata::Postgres(pool) => crate::replicas::token_key(&config, pool).await?,
+        };
         let signatures = Arc::new(SignatureGate::new(registry.clone(), accounts.clone()));
         let sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>> = Arc::default();
         let proxy_metrics = Arc::new(ProxyMetrics::default());
@@ -233,7 +286,7 @@ impl RegistryApp {
                 Some(_) => Ok(()),
             }
         }));
-        let access = Arc::new(RegistryAccess::new(
+        let mut access = RegistryAccess::new(
             accounts,
             key,
             AccessConfig {
@@ -252,7 +305,12 @@ impl RegistryApp {
                 anonymous_direct: config.auth.anonymous_direct,
             },
             metrics.clone(),
-        ));
+        );
+        if let Metadata::Postgres(pool) = &metadata {
+            let cfg = access.config().throttle;
+            access = access.with_throttle(crate::replicas::throttle(pool, cfg));
+        }
+        let access = Arc::new(access);
         let gc = crate::gc_runner::GcRunner::new(
             registry.clone(),
             gc_options(&config, false),
@@ -279,7 +337,7 @@ impl RegistryApp {
         Ok(Self {
             config,
             registry,
-            metadata: meta,
+            metadata,
             metrics,
             access,
             signatures,

@@ -20,6 +20,7 @@ pub mod private;
 pub mod project_cleanup;
 pub mod proxy;
 pub mod pulls;
+pub mod replicas;
 pub mod replication;
 pub mod retention;
 pub mod sealing;

@@ -1,0 +1,79 @@
+//! What a `berth serve` replica on PostgreSQL (`meta.backend = "postgres"`)
+//! opens instead of the embedded file: the registry over `PgMeta`, the
+//! accounts over `PgAccounts` (following other replicas' changes), the
+//! token keys and the login throttle shared through the database.
+//!
+//! The schema is migrated by the caller (the composition root migrates the
+//! registry's, the accounts' and the controller's sets together), except
+//! in `connect_and_migrate`, for callers without a controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_config::Config;
+
+use crate::app::{open_content, StartError};
+use crate::auth::accounts::{Accounts, Backstop};
+use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
+use crate::auth::token::TokenKey;
+use crate::meta::pg::{self, Pool};
+use crate::service::{metrics::Metrics, LocalRegistry};
+
+/// How often a replica re-reads the token keys; a rotation publishes a new
+/// key `KEY_PUBLISH` before it signs, longer than this.
+pub const KEY_REFRESH: Duration = Duration::from_secs(10);
+pub const KEY_PUBLISH: Duration = Duration::from_secs(60);
+
+fn other(e: impl std::fmt::Display) -> StartError {
+    StartError::Other(e.to_string())
+}
+
+/// A pool to `meta.url` with the registry's and the accounts' schema up to date.
+pub async fn connect_and_migrate(config: &Config) -> Result<Pool, StartError> {
+    let pool = pg::connect(&config.meta.url, config.meta.max_connections as usize)?;
+    pg::migrate(&pool, &[pg::MIGRATIONS, pg::ACCOUNT_MIGRATIONS]).await?;
+    Ok(pool)
+}
+
+/// The registry over `pool`, its blobs where the storage section says
+/// (every replica must see the same blobs: a shared directory or S3).
+pub fn registry(
+    config: &Config,
+    pool: &Pool,
+    metrics: Arc<Metrics>,
+) -> Result<LocalRegistry, StartError> {
+    let meta = pg::PgMeta::new(pool.clone());
+    let content = open_content(config, &config.server.data_dir)?;
+    Ok(LocalRegistry::new(
+        Arc::new(meta.clone()),
+        Arc::new(meta),
+        content,
+        metrics,
+    ))
+}
+
+/// The accounts kept in `pool`, following what other replicas change.
+pub async fn accounts(config: &Config, pool: &Pool) -> Result<Arc<Accounts>, StartError> {
+    let store = Arc::new(pg::PgAccounts::new(pool.clone()));
+    let accounts = Arc::new(
+        Accounts::open(store, config.auth.bcrypt_cost)
+            .await
+            .map_err(other)?,
+    );
+    let feed = pg::account_feed(&config.meta.url).map_err(other)?;
+    accounts.follow(feed, Backstop::default());
+    Ok(accounts)
+}
+
+/// The token keys every replica shares, kept fresh.
+pub async fn token_key(config: &Config, pool: &Pool) -> Result<TokenKey, StartError> {
+    let keys = pg::PgTokenKeys::new(pool.clone(), config.auth.token_ttl);
+    let key = keys.load().await.map_err(other)?;
+    keys.follow(key.clone(), KEY_REFRESH);
+    Ok(key)
+}
+
+/// The login throttle every replica counts in.
+pub fn throttle(pool: &Pool, cfg: ThrottleConfig) -> Arc<dyn LoginThrottle> {
+    Arc::new(pg::PgThrottle::new(pool.clone(), cfg))
+}
