@@ -150,3 +150,31 @@ async fn a_following_replica_picks_up_a_rotation() {
     assert_ne!(before, fresh);
     assert_eq!(kb.verify(&before, "berth", 10), Ok(claims()));
 }
+
+/// Failures counted at once on two replicas are all counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_racing_on_two_replicas_are_all_counted() {
+    let url = database().await;
+    let (a, b) = throttles(&url, ThrottleConfig::default());
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let t = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { t.fail("pat", ip(1)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let pool = connect(&url, 1).expect("pool");
+    let row = client(&pool)
+        .await
+        .expect("client")
+        .query_one(
+            "SELECT failures FROM auth_throttle_pairs WHERE account = 'pat'",
+            &[],
+        )
+        .await
+        .expect("pair");
+    assert_eq!(row.get::<_, i32>(0), 12);
+}

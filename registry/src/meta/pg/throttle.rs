@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::accounts::pg;
 use super::Pool;
@@ -49,41 +49,57 @@ impl PgThrottle {
     }
 
     /// Runs `f` on the entries of (`name`, `source`) as stored, and stores
-    /// what it leaves.
+    /// what it leaves. Most calls change nothing (a login with no failures
+    /// on record, a check of a waiting pair): those read without a lock and
+    /// write nothing; a call that changes the entries runs again under the
+    /// account's lock.
     async fn on<R: Send>(
         &self,
         name: &str,
         source: Source,
-        f: impl FnOnce(&mut Throttle, std::time::Instant) -> R + Send,
+        f: impl Fn(&mut Throttle, std::time::Instant) -> R + Send + Sync,
     ) -> Res<R> {
         let mut conn = self
             .pool
             .get()
             .await
             .map_err(|e| AccountError::Db(format!("connecting to PostgreSQL: {e}")))?;
-        let tx = conn.transaction().await.map_err(pg("throttle"))?;
-        let row = tx
-            .query_one(
-                "SELECT pg_advisory_xact_lock(hashtextextended('berth throttle ' || $1, 0)),
-                        extract(epoch from clock_timestamp())::float8",
-                &[&name],
-            )
-            .await
-            .map_err(pg("locking the throttle"))?;
-        let clock: f64 = row.get(1);
         let src = source_text(source);
+        let clock = now(&conn).await?;
+        let before = read(&conn, name, &src).await?;
+        let (out, after) = on_entries(self.cfg, name, source, before.clone(), clock, &f);
+        if after == before {
+            return Ok(out);
+        }
+        let tx = conn.transaction().await.map_err(pg("throttle"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('berth throttle ' || $1, 0))",
+            &[&name],
+        )
+        .await
+        .map_err(pg("locking the throttle"))?;
+        let clock = now(&tx).await?;
         let before = read(&tx, name, &src).await?;
-        let (out, after) = on_entries(self.cfg, name, source, before.clone(), clock, f);
+        let (out, after) = on_entries(self.cfg, name, source, before.clone(), clock, &f);
         if after != before {
             write(&tx, name, &src, &after).await?;
+            prune(&tx, &self.cfg, clock).await?;
         }
-        prune(&tx, &self.cfg, clock).await?;
         tx.commit().await.map_err(pg("committing the throttle"))?;
         Ok(out)
     }
 }
 
-async fn read(tx: &Transaction<'_>, name: &str, src: &str) -> Res<Entries> {
+/// The database's clock, in seconds.
+async fn now(c: &impl GenericClient) -> Res<f64> {
+    let row = c
+        .query_one("SELECT extract(epoch from clock_timestamp())::float8", &[])
+        .await
+        .map_err(pg("reading the clock"))?;
+    Ok(row.get(0))
+}
+
+async fn read(tx: &impl GenericClient, name: &str, src: &str) -> Res<Entries> {
     let pair = tx
         .query_opt(
             "SELECT failures, last_failure, wait_until FROM auth_throttle_pairs
