@@ -548,7 +548,8 @@ pub struct ControllerConfig {
     pub manifests_dir: Option<PathBuf>,
     /// "directory" or "kubernetes".
     pub deployer: String,
-    /// Hex-encoded 32-byte key for encrypting secret values at rest. Empty: generated into the data dir.
+    /// Hex-encoded 32-byte key for encrypting secret values at rest. Empty:
+    /// generated into the data dir (redb only; required with PostgreSQL).
     pub secret_key: String,
     /// Longest lifetime of the token in a project's node kubeconfig (Kubernetes
     /// deployer); `?ttl=` asks for less. At least 10 minutes (the TokenRequest minimum).
@@ -932,16 +933,19 @@ impl Config {
                 "storage.backend = \"s3\" needs storage.bucket".into(),
             ));
         }
-        let part = self.storage.part_size.0;
-        if part < MIN_PART_SIZE || !part.is_multiple_of(1 << 20) || part > 5 << 30 {
-            return Err(ConfigError::Invalid(format!(
-                "storage.part_size must be a whole number of MiB between 5MiB and 5GiB, not {}",
-                self.storage.part_size
-            )));
-        }
         if self.meta.backend == MetaBackend::Postgres && self.meta.url.is_empty() {
             return Err(ConfigError::Invalid(
                 "meta.backend = \"postgres\" needs meta.url (postgres://user:password@host:port/database)"
+                    .into(),
+            ));
+        }
+        if self.meta.backend == MetaBackend::Postgres && self.controller.secret_key.is_empty() {
+            // Each replica would generate its own, and none could open what
+            // another sealed.
+            return Err(ConfigError::Invalid(
+                "meta.backend = \"postgres\" needs controller.secret_key (64 hex digits, the \
+                 same on every replica; BERTH_CONTROLLER_SECRET_KEY): replicas never generate \
+                 their own"
                     .into(),
             ));
         }
@@ -949,6 +953,13 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "meta.max_connections must be at least 2, not {}",
                 self.meta.max_connections
+            )));
+        }
+        let part = self.storage.part_size.0;
+        if part < MIN_PART_SIZE || !part.is_multiple_of(1 << 20) || part > 5 << 30 {
+            return Err(ConfigError::Invalid(format!(
+                "storage.part_size must be a whole number of MiB between 5MiB and 5GiB, not {}",
+                self.storage.part_size
             )));
         }
         if self.server.max_manifest_bytes == 0 {
@@ -1054,6 +1065,30 @@ mod tests {
         cfg.validate().expect("example valid");
         assert_eq!(cfg.server.listen, ServerConfig::default().listen);
         assert_eq!(cfg.edge.capacity, EdgeConfig::default().capacity);
+    }
+
+    /// Replicas on PostgreSQL seal with one configured key: none generates its own.
+    #[test]
+    fn postgres_needs_the_secret_key_from_configuration() {
+        let mut cfg = Config::default();
+        cfg.apply_env(
+            [
+                ("BERTH_META_BACKEND", "postgres"),
+                ("BERTH_META_URL", "postgres://berth@db/berth"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter(),
+        )
+        .expect("env");
+        let err = cfg.validate().expect_err("no secret_key");
+        assert!(err.to_string().contains("controller.secret_key"), "{err}");
+        cfg.apply_env(
+            [("BERTH_CONTROLLER_SECRET_KEY", "ab".repeat(32))]
+                .map(|(k, v)| (k.to_string(), v))
+                .into_iter(),
+        )
+        .expect("env");
+        cfg.validate().expect("valid with the key");
     }
 
     #[test]
