@@ -72,11 +72,12 @@ struct Setup {
     distribution: Side,
     garage_pids: Vec<u32>,
     pg_pid: u32,
+    pg_url: String,
     // Declared after the sides: the servers go before what they stand on.
-    _replicas: Vec<Registry>,
+    replicas: Vec<Registry>,
     _dists: Vec<DistributionProcess>,
     _garage: GarageCluster,
-    _pg: Postgres,
+    pg: Postgres,
 }
 
 impl Setup {
@@ -152,10 +153,11 @@ impl Setup {
             distribution,
             garage_pids: garage.pids(),
             pg_pid: pg.pid().expect("PostgreSQL running"),
-            _replicas: replicas,
+            pg_url: url,
+            replicas,
             _dists: dists,
             _garage: garage,
-            _pg: pg,
+            pg,
         })
     }
 
@@ -169,11 +171,13 @@ impl Setup {
 
 pub fn run(b: &mut Bench) {
     b.progress("10. replicated: starting PostgreSQL, Garage (3 nodes), 2 berth, 2 distribution");
-    let Some(setup) = Setup::start(b) else {
+    let Some(mut setup) = Setup::start(b) else {
         return;
     };
     push_pull(b, &setup);
     manifest_gets(b, &setup);
+    // Last: it kills a replica.
+    takeover(b, &mut setup);
 }
 
 /// skopeo push and pull through the balancers; CPU of both replicas summed.
@@ -325,4 +329,69 @@ fn manifest_gets(b: &mut Bench, setup: &Setup) {
     }
     let _ = std::fs::remove_dir_all(&dir);
     b.rows.extend(rows);
+}
+
+/// What the lease row says: the current term, if someone holds it.
+fn current_term(setup: &Setup) -> Option<u64> {
+    setup
+        .pg
+        .psql(
+            &setup.pg_url,
+            "SELECT epoch FROM ctl_leases WHERE name = 'reconciler' AND expires_at > now()",
+        )
+        .parse()
+        .ok()
+}
+
+/// kill -9 of the replica leading the controller's reconcilers, and the
+/// time until the other one has taken the lease over (a new term: its
+/// first act is a scan of every publication). Once, berth only.
+fn takeover(b: &mut Bench, setup: &mut Setup) {
+    const LEADING: &str = "leading the controller's reconcilers";
+    let has_leases = setup.pg.psql(
+        &setup.pg_url,
+        "SELECT to_regclass('ctl_leases') IS NOT NULL",
+    ) == "t";
+    let led = has_leases
+        && (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            current_term(setup).is_some()
+        });
+    if !led {
+        let note = "10. controller takeover: not measured, no replica takes a controller lease \
+                    (ctl_leases) on this build: leader election is not wired into berth serve";
+        b.progress(note);
+        b.notes.push(note.into());
+        return;
+    }
+    let leader = wait_until("the leading replica to say so", BOUND, || {
+        setup
+            .replicas
+            .iter()
+            .position(|r| r.server.log().contains(LEADING))
+    });
+    let term = current_term(setup).unwrap_or(0);
+    b.progress(&format!(
+        "10. controller takeover: kill -9 of replica {leader} (term {term})"
+    ));
+    let start = std::time::Instant::now();
+    setup.replicas[leader].server.kill9();
+    let new_term = wait_until("the other replica to take the lease", BOUND, || {
+        current_term(setup).filter(|&t| t > term)
+    });
+    let took = start.elapsed().as_secs_f64();
+    let follower = &setup.replicas[1 - leader];
+    wait_until("the other replica to lead", BOUND, || {
+        follower.server.log().contains(LEADING)
+    });
+    b.progress(&format!("   term {new_term} after {took:.2} s"));
+    let mut row = Row::new(
+        "10. replicated controller takeover after kill -9 of the leader",
+        "time until the other replica leads",
+        "s",
+        Better::Lower,
+    )
+    .note("berth only; bounded by controller.leader_lease (the dead leader's lease must expire)");
+    row.push(Kind::Berth, took);
+    b.rows.push(row);
 }
