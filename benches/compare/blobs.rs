@@ -74,12 +74,12 @@ pub fn run(b: &mut Bench) {
             procstat::reset_peak(t.pid);
             let (warmup, duration) = (b.cfg.warmup, b.cfg.duration);
             let spec = |connections: usize, expect: u16| LoadSpec {
-                addr: t.addr,
+                addrs: vec![t.addr],
                 connections,
                 warmup,
                 duration,
                 expect,
-                server_pid: Some(t.pid),
+                server_pids: vec![t.pid],
             };
             for (i, c) in [1usize, conns].into_iter().enumerate() {
                 let req = Req::get(path.clone());

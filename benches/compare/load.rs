@@ -20,14 +20,16 @@ use crate::procstat;
 pub type MakeReq = Arc<dyn Fn(&mut crate::Rng, u64) -> Req + Send + Sync>;
 
 pub struct LoadSpec {
-    pub addr: SocketAddr,
+    /// Connection `i` goes to `addrs[i % addrs.len()]` (several replicas
+    /// share the connections evenly).
+    pub addrs: Vec<SocketAddr>,
     pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
     /// The status every answer must have (others count as errors).
     pub expect: u16,
-    /// Server process, for its CPU time.
-    pub server_pid: Option<u32>,
+    /// Server processes, for their CPU time (summed).
+    pub server_pids: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -41,7 +43,7 @@ pub struct LoadResult {
     pub p99: Duration,
     /// CPU time of this process (the load generator) in the window.
     pub client_cpu: Duration,
-    /// CPU time of the server in the window.
+    /// CPU time of the server (all its processes) in the window.
     pub server_cpu: Duration,
 }
 
@@ -77,14 +79,20 @@ struct TaskResult {
     latencies_us: Vec<u32>,
 }
 
+/// CPU time of these processes, summed.
+pub fn servers_cpu(pids: &[u32]) -> Duration {
+    pids.iter().map(|&p| procstat::cpu_time(Some(p))).sum()
+}
+
 pub async fn run(spec: &LoadSpec, make: MakeReq) -> LoadResult {
+    assert!(!spec.addrs.is_empty(), "a load needs a server address");
     let start = Instant::now();
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
     let mut tasks = Vec::with_capacity(spec.connections);
     for i in 0..spec.connections {
         let make = make.clone();
-        let addr = spec.addr;
+        let addr = spec.addrs[i % spec.addrs.len()];
         let expect = spec.expect;
         tasks.push(tokio::spawn(async move {
             let mut rng = crate::Rng::new(0x5eed_0000 + i as u64);
@@ -136,10 +144,10 @@ pub async fn run(spec: &LoadSpec, make: MakeReq) -> LoadResult {
 
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu0 = procstat::cpu_time(None);
-    let srv0 = spec.server_pid.map(|p| procstat::cpu_time(Some(p)));
+    let srv0 = servers_cpu(&spec.server_pids);
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = procstat::cpu_time(None);
-    let srv1 = spec.server_pid.map(|p| procstat::cpu_time(Some(p)));
+    let srv1 = servers_cpu(&spec.server_pids);
 
     let mut total = TaskResult::default();
     for t in tasks {
@@ -169,9 +177,6 @@ pub async fn run(spec: &LoadSpec, make: MakeReq) -> LoadResult {
         p50: pct(0.50),
         p99: pct(0.99),
         client_cpu: cpu1.saturating_sub(cpu0),
-        server_cpu: match (srv0, srv1) {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => Duration::ZERO,
-        },
+        server_cpu: srv1.saturating_sub(srv0),
     }
 }

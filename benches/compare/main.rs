@@ -13,7 +13,9 @@
 //! 5 small-blob pushes, 6 edge fan-out (berth edge vs distribution proxy
 //! mode), 7 resident memory during 2, 3 and 6, 8 replication, 9 proxy-project
 //! fan-out, 10 publish to a simulated fleet of 100, 1,000, 10,000 nodes (berth
-//! only; `--only 10 --fleet 1000` for one size).
+//! only; `--only 10 --fleet 1000` for one size), 11 the replicated setup (two
+//! replicas on PostgreSQL and Garage S3 behind a balancer, against two
+//! distribution instances on S3).
 //!
 //! Needs `skopeo` and `docker-registry` on PATH (`.ci/run` installs them);
 //! `.ci/run` itself never runs this (`cargo test` does not build benches).
@@ -32,6 +34,7 @@ mod proxy_project;
 mod publish_fleet;
 mod push_pull;
 mod replicate;
+mod replicated;
 mod report;
 mod setup;
 mod uploads;
@@ -457,6 +460,9 @@ fn main() {
     if cfg.wants(10) {
         publish_fleet::run(&mut bench);
     }
+    if cfg.wants(11) {
+        replicated::run(&mut bench);
+    }
     let load_at_end = procstat::loadavg();
 
     // Memory rows last in the table, in workload order.
@@ -493,7 +499,7 @@ fn main() {
     out.push_str(
         "\n↑ higher is better, ↓ lower is better; berth/dist is the ratio of the medians.\n\n",
     );
-    out.push_str("#### Load generator and server CPU (workloads 2 and 3)\n\n");
+    out.push_str("#### Load generator and server CPU (workloads 2, 3 and 10)\n\n");
     out.push_str(&load_table(&bench.load_stats));
     out.push_str(
         "\nClient CPU is this process's user+system time over the measured window (1.0 = one core busy; the machine has nproc cores, shared with the server).\n\n",

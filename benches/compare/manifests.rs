@@ -87,12 +87,12 @@ pub fn run(b: &mut Bench) {
             let token = t.auth_header(&private, "pull");
             for (i, (what, reference)) in refs.iter().enumerate() {
                 let spec = LoadSpec {
-                    addr: t.addr,
+                    addrs: vec![t.addr],
                     connections: conns,
                     warmup: b.cfg.warmup,
                     duration: b.cfg.duration,
                     expect: 200,
-                    server_pid: Some(t.pid),
+                    server_pids: vec![t.pid],
                 };
                 let anon = Req::get(format!("/v2/{public}/manifests/{reference}"))
                     .header("accept", ACCEPT);

@@ -44,6 +44,41 @@ pub fn cpu_time(pid: Option<u32>) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_second())
 }
 
+/// CPU time of a server made of processes (PostgreSQL: the postmaster and
+/// a backend per connection): `pid`'s and its children's user + system
+/// time, with what children that have exited left in their parent's
+/// `cutime`/`cstime`.
+pub fn cpu_time_with_children(pid: u32) -> Duration {
+    let fields = |p: &str| -> Option<Vec<u64>> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        // fields[1] is the parent's pid; [11..=14] utime, stime, cutime, cstime.
+        Some(
+            rest.split_whitespace()
+                .take(15)
+                .map(|f| f.parse().unwrap_or(0))
+                .collect(),
+        )
+    };
+    let ticks = |f: &[u64]| -> u64 { f.get(11..15).map_or(0, |t| t.iter().sum()) };
+    let mut total = fields(&pid.to_string()).map_or(0, |f| ticks(&f));
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(name) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            if let Some(f) = fields(name).filter(|f| f.get(1) == Some(&(pid as u64))) {
+                total += ticks(&f);
+            }
+        }
+    }
+    Duration::from_nanos(total * 1_000_000_000 / ticks_per_second())
+}
+
 /// A `kB` field of `/proc/<pid>/status`, in bytes.
 fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

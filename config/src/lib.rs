@@ -946,13 +946,6 @@ impl Config {
                 "storage.backend = \"s3\" needs storage.bucket".into(),
             ));
         }
-        let part = self.storage.part_size.0;
-        if part < MIN_PART_SIZE || !part.is_multiple_of(1 << 20) || part > 5 << 30 {
-            return Err(ConfigError::Invalid(format!(
-                "storage.part_size must be a whole number of MiB between 5MiB and 5GiB, not {}",
-                self.storage.part_size
-            )));
-        }
         if self.meta.backend == MetaBackend::Postgres && self.meta.url.is_empty() {
             return Err(ConfigError::Invalid(
                 "meta.backend = \"postgres\" needs meta.url (postgres://user:password@host:port/database)"
@@ -973,6 +966,13 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "meta.max_connections must be at least 2, not {}",
                 self.meta.max_connections
+            )));
+        }
+        let part = self.storage.part_size.0;
+        if part < MIN_PART_SIZE || !part.is_multiple_of(1 << 20) || part > 5 << 30 {
+            return Err(ConfigError::Invalid(format!(
+                "storage.part_size must be a whole number of MiB between 5MiB and 5GiB, not {}",
+                self.storage.part_size
             )));
         }
         if self.server.max_manifest_bytes == 0 {

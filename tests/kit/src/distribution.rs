@@ -33,6 +33,20 @@ pub struct DistributionBuilder {
     users: Vec<Creds>,
     log_level: Option<String>,
     no_delete: bool,
+    s3: Option<S3Storage>,
+    secret: Option<String>,
+}
+
+/// Where an instance with the `s3` storage driver keeps its data: a bucket
+/// on an S3 endpoint (e.g. a [`GarageCluster`](crate::GarageCluster) node).
+#[derive(Clone, Debug)]
+pub struct S3Storage {
+    /// `http://host:port`; path-style requests (2.8 uses them with an endpoint).
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl DistributionBuilder {
@@ -72,25 +86,59 @@ impl DistributionBuilder {
         self.no_delete = true;
         self
     }
+    /// The `s3` storage driver instead of `filesystem`. Blob GETs are served
+    /// by the registry itself (`redirect.disable`), not redirected to the
+    /// bucket, as berth serves them.
+    pub fn s3(mut self, s3: &S3Storage) -> Self {
+        self.s3 = Some(s3.clone());
+        self
+    }
+    /// `http.secret` (default: random per instance). Instances behind one
+    /// load balancer need the same one: it signs the upload state a client
+    /// carries from one request to the next.
+    pub fn http_secret(mut self, secret: &str) -> Self {
+        self.secret = Some(secret.to_owned());
+        self
+    }
 
     /// The config YAML for `storage` and `port` (strings are JSON-quoted,
     /// which YAML accepts).
     fn config_yaml(&self, dir: &Path, storage: &Path, port: u16) -> String {
         let q = |s: &str| serde_json::to_string(s).expect("quoting a string");
+        let driver = match &self.s3 {
+            None => format!(
+                "filesystem:\n    rootdirectory: {}\n",
+                q(&storage.display().to_string())
+            ),
+            Some(s3) => format!(
+                "s3:\n    regionendpoint: {}\n    region: {}\n    bucket: {}\n    \
+                 accesskey: {}\n    secretkey: {}\n    secure: {}\n    v4auth: true\n  \
+                 redirect:\n    disable: true\n",
+                q(&s3.endpoint),
+                q(&s3.region),
+                q(&s3.bucket),
+                q(&s3.access_key),
+                q(&s3.secret_key),
+                s3.endpoint.starts_with("https:"),
+            ),
+        };
+        let secret = self
+            .secret
+            .clone()
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
         let mut yaml = format!(
             "version: 0.1\n\
              log:\n  level: {level}\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {storage}\n  \
+             storage:\n  {driver}  \
              delete:\n    enabled: {delete}\n  \
              cache:\n    blobdescriptor: inmemory\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
              http:\n  addr: {addr}\n  secret: {secret}\n  \
              headers:\n    X-Content-Type-Options: [nosniff]\n",
             level = self.log_level.as_deref().unwrap_or("warn"),
-            storage = q(&storage.display().to_string()),
             delete = !self.no_delete,
             addr = q(&format!("127.0.0.1:{port}")),
-            secret = q(&format!("{:032x}", rand::random::<u128>())),
+            secret = q(&secret),
         );
         if !self.users.is_empty() {
             let htpasswd: String = self

@@ -235,6 +235,45 @@ impl GarageCluster {
         .to_vec()
     }
 
+    /// Another bucket on the cluster, readable and writable with the key.
+    pub fn create_bucket(&self, name: &str) {
+        wait_until("garage to create a bucket", Duration::from_secs(30), || {
+            self.garage(0, &["bucket", "create", name])
+        });
+        self.must(
+            0,
+            &[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                name,
+                "--key",
+                &self.key_id,
+            ],
+        );
+    }
+
+    /// distribution's `s3` storage driver settings for `bucket` through node `i`.
+    pub fn distribution_s3(&self, i: usize, bucket: &str) -> crate::distribution::S3Storage {
+        crate::distribution::S3Storage {
+            endpoint: self.endpoint(i),
+            region: "garage".into(),
+            bucket: bucket.into(),
+            access_key: self.key_id.clone(),
+            secret_key: self.secret.clone(),
+        }
+    }
+
+    /// The process ids of the running nodes (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// SIGKILL of node `i`: no shutdown, no goodbye to its peers.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

@@ -292,6 +292,11 @@ impl Postgres {
         self.port
     }
 
+    /// The postmaster's process id (its backends are its children), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok()?.as_ref().map(Child::id)
+    }
+
     /// The URL of `database` on this server.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
