@@ -221,6 +221,9 @@ impl Postgres {
             ]);
         }
         cmd.args(["--pdeathsig", "KILL", "--"]).arg(exe);
+        // The test's own directory may be one the server's account cannot
+        // enter; start where it can.
+        cmd.current_dir(&self.dir);
         cmd
     }
 
