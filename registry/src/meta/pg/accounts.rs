@@ -112,10 +112,7 @@ pub(super) type Res<T> = std::result::Result<T, AccountError>;
 /// A driver error as an `AccountError` naming what was being done, with
 /// the server's message (`tokio_postgres` shows only "db error" otherwise).
 pub(super) fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> AccountError {
-    move |e| match e.as_db_error() {
-        Some(d) => AccountError::Db(format!("{what}: {}", d.message())),
-        None => AccountError::Db(format!("{what}: {e}")),
-    }
+    move |e| AccountError::Db(format!("{what}: {}", super::describe(&e)))
 }
 
 fn json<T: Serialize>(v: &T) -> Res<String> {

@@ -27,7 +27,7 @@ use deadpool_postgres::{GenericClient, Object, Transaction};
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::{client, db_error, Pool};
+use super::{client, db_error, describe, Pool};
 use crate::meta::{MetaError, Result};
 use crate::oci::Digest;
 
@@ -67,25 +67,6 @@ pub(super) trait Ctx<T> {
 impl<T> Ctx<T> for std::result::Result<T, tokio_postgres::Error> {
     fn ctx(self, what: &str) -> Result<T> {
         self.map_err(|e| db_error(what, describe(&e)))
-    }
-}
-
-/// The driver's error with what the server said (its `Display` alone is
-/// "db error"), or the cause of a connection failure.
-fn describe(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-        if let Some(detail) = db.detail() {
-            s.push_str(&format!(" ({detail})"));
-        }
-        if let Some(hint) = db.hint() {
-            s.push_str(&format!("; hint: {hint}"));
-        }
-        return s;
-    }
-    match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
     }
 }
 

@@ -77,6 +77,25 @@ pub fn db_error(what: &str, e: impl std::fmt::Display) -> MetaError {
     MetaError::Db(format!("{what}: {e}"))
 }
 
+/// The driver's error with what the server said (its `Display` alone is
+/// "db error"), or the cause of a connection failure.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            s.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            s.push_str(&format!("; hint: {hint}"));
+        }
+        return s;
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 /// A pool of at most `max` connections to the database at `url`. Nothing
 /// connects yet; the first use does. The URL (and its password) is never
 /// part of an error.
@@ -103,9 +122,12 @@ pub fn connect(url: &str, max: usize) -> Result<Pool, MetaError> {
 /// A connection from `pool`, or an error that says the database cannot be
 /// reached.
 pub async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, MetaError> {
-    pool.get()
-        .await
-        .map_err(|e| db_error("connecting to PostgreSQL", e))
+    pool.get().await.map_err(|e| match &e {
+        deadpool_postgres::PoolError::Backend(pg) => {
+            db_error("connecting to PostgreSQL", describe(pg))
+        }
+        other => db_error("connecting to PostgreSQL", other),
+    })
 }
 
 /// Brings the schema of every component in `sets` up to date; fails,
@@ -115,10 +137,10 @@ pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> 
     let tx = conn
         .transaction()
         .await
-        .map_err(|e| db_error("starting the migration", e))?;
+        .map_err(|e| db_error("starting the migration", describe(&e)))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await
-        .map_err(|e| db_error("locking the schema", e))?;
+        .map_err(|e| db_error("locking the schema", describe(&e)))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS berth_schema (
             component text PRIMARY KEY,
@@ -127,7 +149,7 @@ pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> 
         )",
     )
     .await
-    .map_err(|e| db_error("creating berth_schema", e))?;
+    .map_err(|e| db_error("creating berth_schema", describe(&e)))?;
     for set in sets {
         let row = tx
             .query_opt(
@@ -135,7 +157,7 @@ pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> 
                 &[&set.component],
             )
             .await
-            .map_err(|e| db_error("reading the schema version", e))?;
+            .map_err(|e| db_error("reading the schema version", describe(&e)))?;
         let have = row.map(|r| r.get::<_, i32>(0)).unwrap_or(0);
         let known = set.steps.len() as i32;
         if have > known {
@@ -150,7 +172,7 @@ pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> 
             tx.batch_execute(step).await.map_err(|e| {
                 db_error(
                     &format!("migrating {} to version {}", set.component, i + 1),
-                    e,
+                    describe(&e),
                 )
             })?;
         }
@@ -161,7 +183,7 @@ pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> 
                 &[&set.component, &known],
             )
             .await
-            .map_err(|e| db_error("recording the schema version", e))?;
+            .map_err(|e| db_error("recording the schema version", describe(&e)))?;
             tracing::info!(
                 component = set.component,
                 from = have,
@@ -172,7 +194,7 @@ pub async fn migrate(pool: &Pool, sets: &[Migrations]) -> Result<(), MetaError> 
     }
     tx.commit()
         .await
-        .map_err(|e| db_error("committing the migration", e))
+        .map_err(|e| db_error("committing the migration", describe(&e)))
 }
 
 /// The schema versions a database has, by component.
@@ -184,6 +206,6 @@ pub async fn versions(pool: &Pool) -> Result<Vec<(String, i32)>, MetaError> {
             &[],
         )
         .await
-        .map_err(|e| db_error("reading berth_schema", e))?;
+        .map_err(|e| db_error("reading berth_schema", describe(&e)))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

@@ -63,6 +63,20 @@ async fn replicas_starting_together_migrate_once() {
     );
 }
 
+#[tokio::test]
+async fn a_database_that_cannot_be_reached_says_what_the_server_said() {
+    let pg = Postgres::shared();
+    let pool = connect(&pg.url("no_such_database"), 2).expect("pool");
+    let Err(err) = client(&pool).await else {
+        panic!("a database that does not exist answered");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("no_such_database") && text.contains("does not exist"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_url_that_is_not_postgres_is_refused_without_echoing_it() {
     let err = connect("postgres://u:s3cret@[::1", 2).expect_err("bad url");
