@@ -1,9 +1,10 @@
 //! A project's apps: the list with each node's state and version, creating
 //! one from pasted Kubernetes YAML, and an app's page: its latest template,
 //! the live publish view (see `live`), publishing a version to nodes picked
-//! from the list or by a label selector, unpublishing, and cloning.
-//! Every change is a controller API call as the signed-in account; its
-//! refusals are shown as the API words them.
+//! from the list or by a label selector, unpublishing, and cloning (the
+//! form for a new app and for a new version is `app_form_pages`). Every
+//! change is a controller API call as the signed-in account; its refusals
+//! are shown as the API words them.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use axum::Router;
 use maud::{html, Markup};
 use serde_json::{json, Value};
 
-use super::app_form::{self, Usable};
+use super::app_form_pages;
 use super::layout::{self, alert, time};
 use super::live::{self, app_api, app_ui};
 use super::projects::{fetch_project, holds, project_page, refused, with_status, Tab};
@@ -26,10 +27,7 @@ use berth_registry::auth::policy::Role;
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/ui/projects/{p}/apps", get(list).post(create))
-        .route(
-            "/ui/projects/{p}/new-app",
-            get(new_app).post(create_from_form),
-        )
+        .merge(app_form_pages::routes())
         .route("/ui/projects/{p}/apps/{a}", get(app_page))
         .route("/ui/projects/{p}/apps/{a}/publish", post(publish))
         .route("/ui/projects/{p}/apps/{a}/unpublish", post(unpublish))
@@ -175,7 +173,7 @@ async fn app_page(
     show_app(&console, &signed, &p, &a, None).await
 }
 
-async fn show_app(
+pub(super) async fn show_app(
     console: &Console,
     signed: &Signed,
     p: &str,
@@ -224,6 +222,7 @@ async fn show_app(
             div.toolbar {
                 h2 { (a) " " span.pill { (app["kind"].as_str().unwrap_or("")) } " " span.pill #latest-version { "v" (latest) } }
                 span {
+                    @if write { a.button.secondary #edit-app-link href={(base) "/edit"} { (t("Edit")) } " " }
                     @if write { a.button.secondary href={(base) "/logs"} { (t("Logs")) } " " }
                     a.button.secondary href={(base) "/versions"} { (t("Version history")) }
                 }
@@ -357,146 +356,4 @@ async fn clone(
         show_app(&console, &signed, &p, &a, Some(r.error())).await,
         r.status,
     )
-}
-
-async fn new_app(
-    State(console): State<Console>,
-    Path(p): Path<String>,
-    signed: Signed,
-) -> Response {
-    new_app_page(&console, &signed, &p, None).await
-}
-
-async fn new_app_page(
-    console: &Console,
-    signed: &Signed,
-    p: &str,
-    msg: Option<String>,
-) -> Response {
-    let project = match fetch_project(console, signed, p).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let ctx = &signed.ctx;
-    let images = image_suggestions(console, signed, p).await;
-    let mut usable: Usable = Vec::new();
-    for kind in ["configmaps", "secrets", "volumes"] {
-        let path = format!("/api/v1/projects/{}/{kind}", urlencode(p));
-        let a = console.call_as(signed, Method::GET, &path, None).await;
-        let names = a.json.as_array().into_iter().flatten();
-        usable.push((
-            kind,
-            names
-                .filter_map(|r| r["name"].as_str().map(str::to_string))
-                .collect(),
-        ));
-    }
-    let crumbs =
-        html! { a href={"/ui/projects/" (urlencode(p)) "/apps"} { (p) } " / " (ctx.t("New app")) };
-    let body = html! {
-        @if let Some(m) = &msg { (alert(false, m)) }
-        section.card {
-            h2 { (ctx.t("New app")) }
-            (app_form::form(ctx, p, &images, &usable))
-        }
-    };
-    project_page(ctx, &project, Tab::Apps, crumbs, body)
-}
-
-/// Most suggestions offered for the image field.
-const SUGGESTIONS: usize = 200;
-
-/// `repo:tag` of the images in this project and in the proxy projects the
-/// caller can see (public images pulled through them), newest API order.
-async fn image_suggestions(console: &Console, signed: &Signed, p: &str) -> Vec<String> {
-    let all = console
-        .call_as(signed, Method::GET, "/api/v1/projects", None)
-        .await;
-    let sources: Vec<String> = all
-        .json
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|x| x["name"] == p || x.get("proxy").is_some_and(|v| !v.is_null()))
-        .filter_map(|x| x["name"].as_str().map(str::to_string))
-        .collect();
-    let mut out = Vec::new();
-    for source in sources {
-        let Ok(project) = fetch_project(console, signed, &source).await else {
-            continue;
-        };
-        for repo in project["repositories"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if out.len() >= SUGGESTIONS {
-                return out;
-            }
-            let path = format!(
-                "/api/v1/projects/{}/repositories/{}/tags",
-                urlencode(&source),
-                urlencode(repo)
-            );
-            let tags = console.call_as(signed, Method::GET, &path, None).await;
-            for tag in tags
-                .json
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["name"].as_str())
-            {
-                out.push(format!("{repo}:{tag}"));
-            }
-        }
-    }
-    out.truncate(SUGGESTIONS);
-    out
-}
-
-/// The app, then the load balancer and the EIP asked for with it; what the
-/// API refuses is said where it happened (the app page once the app exists).
-async fn create_from_form(
-    State(console): State<Console>,
-    Path(p): Path<String>,
-    CsrfForm(signed, form): CsrfForm,
-) -> Response {
-    let plan = match app_form::plan(&form) {
-        Ok(plan) => plan,
-        Err(m) => {
-            let page = new_app_page(&console, &signed, &p, Some(m)).await;
-            return with_status(page, axum::http::StatusCode::BAD_REQUEST);
-        }
-    };
-    let name = plan.app["name"].as_str().unwrap_or("").to_string();
-    let a = console
-        .call_as(&signed, Method::POST, &apps_api(&p), Some(plan.app))
-        .await;
-    if !a.ok() {
-        return with_status(
-            new_app_page(&console, &signed, &p, Some(a.error())).await,
-            a.status,
-        );
-    }
-    let extra = [("loadbalancers", plan.load_balancer), ("eips", plan.eip)];
-    for (kind, body) in extra {
-        let Some(body) = body else { continue };
-        let path = format!("/api/v1/projects/{}/{kind}", urlencode(&p));
-        let r = console
-            .call_as(&signed, Method::POST, &path, Some(body))
-            .await;
-        if !r.ok() {
-            let msg = format!(
-                "{} {}",
-                signed.ctx.t("The app was created; this was not:"),
-                r.error()
-            );
-            return with_status(
-                show_app(&console, &signed, &p, &name, Some(msg)).await,
-                r.status,
-            );
-        }
-    }
-    done(&app_ui(&p, &name))
 }

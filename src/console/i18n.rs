@@ -392,6 +392,20 @@ const ZH: &[(&str, &str)] = &[
     ("volume", "存储卷"),
     ("The app was created; this was not:", "应用已创建，但以下未能创建："),
     ("No config maps or secrets in this project.", "此项目中没有配置项或保密字典。"),
+    ("Schedule (CronJob)", "调度周期（CronJob）"),
+    ("Container", "容器"),
+    ("Add a container", "添加容器"),
+    ("Remove this container", "移除此容器"),
+    ("Edit", "编辑"),
+    ("A new version of", "新版本："),
+    ("a new image, one more variable", "新镜像，新增一个变量"),
+    ("Save as a new version", "保存为新版本"),
+    ("Cancel", "取消"),
+    ("You may look at it but not change it.", "您可以查看，但不能修改。"),
+    (
+        "Give every value again: the data sent replaces the old, whose values are never shown.",
+        "请重新填写每个值：提交的数据将替换原有数据，原有的值不会再显示。",
+    ),
 ];
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ use tower::ServiceExt;
 
 mod admin;
 mod app_form;
+mod app_form_pages;
+mod app_form_view;
 mod apps;
 mod assets;
 mod details;
@@ -40,6 +42,7 @@ mod node_cache;
 mod nodes;
 mod projects;
 mod repos;
+mod resource_edit;
 mod resource_forms;
 mod resources;
 mod robots;

@@ -1,6 +1,7 @@
 //! The six kinds of resource that travel with apps, as the console's forms
-//! know them: each kind's create form, the API body a filled form becomes,
-//! and a one-line summary of a spec. Pure: no I/O, no API calls.
+//! know them: each kind's form (to create one, or filled from a spec to
+//! change it), the API body a filled form becomes, and a one-line summary
+//! of a spec. Pure: no I/O, no API calls.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,7 +49,8 @@ pub fn kind(slug: &str) -> Option<Kind> {
     KINDS.into_iter().find(|k| k.slug == slug)
 }
 
-/// How many key/value rows the config map and secret forms offer.
+/// How many key/value rows the config map and secret forms offer at least
+/// (one more than the keys when filled).
 const DATA_ROWS: usize = 4;
 
 fn text(form: &HashMap<String, String>, key: &str) -> String {
@@ -95,7 +97,12 @@ fn ports(s: &str) -> Result<Vec<Value>, String> {
 
 /// The `data.N.key` / `data.N.value` rows as a map (empty keys skipped).
 fn data(form: &HashMap<String, String>) -> BTreeMap<String, String> {
-    (0..DATA_ROWS)
+    let mut rows: Vec<usize> = form
+        .keys()
+        .filter_map(|k| k.strip_prefix("data.")?.strip_suffix(".key")?.parse().ok())
+        .collect();
+    rows.sort_unstable();
+    rows.into_iter()
         .filter_map(|i| {
             let k = text(form, &format!("data.{i}.key"));
             let v = form
@@ -172,25 +179,28 @@ pub fn body(kind: Kind, form: &HashMap<String, String>) -> Result<Value, String>
     Ok(Value::Object(b))
 }
 
-/// The fields of `kind`'s create form, beside name and description.
-pub fn fields(ctx: &Ctx, kind: Kind) -> Markup {
+/// The fields of `kind`'s form, beside name and description, filled with
+/// `values` (see [`values`]; empty for a new one).
+pub fn fields(ctx: &Ctx, kind: Kind, values: &HashMap<String, String>) -> Markup {
     let t = |s| ctx.t(s);
+    let v = |name: &str| values.get(name).map_or("", String::as_str);
     let input = |name: &str, label: &str, hint: &str, required: bool| {
         html! {
-            label { span { (label) } input type="text" name=(name) placeholder=(hint) required[required] autocapitalize="none"; }
+            label { span { (label) } input type="text" name=(name) value=(v(name)) placeholder=(hint) required[required] autocapitalize="none"; }
         }
     };
+    let rows = DATA_ROWS.max(values.keys().filter(|k| k.ends_with(".key")).count() + 1);
     html! {
         @match kind.slug {
             "loadbalancers" => {
                 (input("app", t("App"), "web", false))
                 (input("selector", t("Or apps with the labels"), "tier=front", false))
-                label { span { (t("Type")) } select name="type" { option value="ClusterIP" { "ClusterIP" } option value="LoadBalancer" { "LoadBalancer" } } }
+                label { span { (t("Type")) } select name="type" { @for ty in ["ClusterIP", "LoadBalancer"] { option value=(ty) selected[v("type") == ty] { (ty) } } } }
                 (input("ports", t("Ports"), "80:8080, 53:5353/UDP", true))
             }
             "eips" => {
                 (input("address", t("Static address"), "192.0.2.10", false))
-                label.check { input type="checkbox" name="pool" value="true"; span { (t("From the cluster's pool")) } }
+                label.check { input type="checkbox" name="pool" value="true" checked[v("pool") == "true"]; span { (t("From the cluster's pool")) } }
                 (input("load_balancer", t("Load balancer"), "web-lb", false))
                 (input("container_ip", t("Or a container IP"), "10.0.0.5", false))
                 (input("selector", t("Or the app with the labels"), "app=web", false))
@@ -199,19 +209,21 @@ pub fn fields(ctx: &Ctx, kind: Kind) -> Markup {
                 (input("host", t("Host"), "shop.example.com", true))
                 (input("path", t("Path"), "/", false))
                 (input("load_balancer", t("Load balancer"), "web-lb", true))
-                label { span { (t("Port")) } input type="number" name="port" min="1" max="65535" required; }
+                label { span { (t("Port")) } input type="number" name="port" value=(v("port")) min="1" max="65535" required; }
             }
             "configmaps" | "secrets" => {
                 @let secret = kind.slug == "secrets";
                 fieldset.data {
                     legend { (t("Data")) }
-                    @for i in 0..DATA_ROWS {
+                    @for i in 0..rows {
+                        @let key = format!("data.{i}.key");
+                        @let value = format!("data.{i}.value");
                         div.kv {
-                            input type="text" name={"data." (i) ".key"} placeholder=(t("Key")) aria-label=(t("Key")) autocapitalize="none";
+                            input type="text" name=(key) value=(v(&key)) placeholder=(t("Key")) aria-label=(t("Key")) autocapitalize="none";
                             @if secret {
-                                input.secret-value type="password" name={"data." (i) ".value"} placeholder=(t("Value")) aria-label=(t("Value")) autocomplete="off";
+                                input.secret-value type="password" name=(value) placeholder=(t("Value")) aria-label=(t("Value")) autocomplete="off";
                             } @else {
-                                input type="text" name={"data." (i) ".value"} placeholder=(t("Value")) aria-label=(t("Value"));
+                                input type="text" name=(value) value=(v(&value)) placeholder=(t("Value")) aria-label=(t("Value"));
                             }
                         }
                     }
@@ -228,6 +240,92 @@ pub fn fields(ctx: &Ctx, kind: Kind) -> Markup {
             _ => {}
         }
     }
+}
+
+/// The form's fields filled from a resource as the API shows it (a
+/// secret's keys without their values, which are never shown).
+pub fn values(kind: Kind, r: &Value) -> HashMap<String, String> {
+    let spec = &r["spec"];
+    let mut out = HashMap::new();
+    let mut put = |k: &str, v: String| {
+        if !v.is_empty() {
+            out.insert(k.to_string(), v);
+        }
+    };
+    let s = |k: &str| match &spec[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        v => v.to_string(),
+    };
+    put(
+        "description",
+        r["description"].as_str().unwrap_or("").into(),
+    );
+    let pairs = |v: &Value| {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match kind.slug {
+        "loadbalancers" => {
+            for k in ["app", "type"] {
+                put(k, s(k));
+            }
+            put("selector", pairs(&spec["selector"]));
+            let ports: Vec<String> = spec["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let mut one = p["port"].to_string();
+                    if let Some(t) = p["target_port"].as_u64() {
+                        one.push_str(&format!(":{t}"));
+                    }
+                    match p["protocol"].as_str() {
+                        Some(proto) if proto != "TCP" => format!("{one}/{proto}"),
+                        _ => one,
+                    }
+                })
+                .collect();
+            put("ports", ports.join(", "));
+        }
+        "eips" => {
+            for k in ["address", "load_balancer", "container_ip"] {
+                put(k, s(k));
+            }
+            if spec["pool"] == true {
+                put("pool", "true".into());
+            }
+            put("selector", pairs(&spec["selector"]));
+        }
+        "routes" => {
+            for k in ["host", "path", "load_balancer", "port"] {
+                put(k, s(k));
+            }
+        }
+        "configmaps" => {
+            for (i, (k, v)) in spec["data"].as_object().into_iter().flatten().enumerate() {
+                put(&format!("data.{i}.key"), k.clone());
+                put(&format!("data.{i}.value"), v.as_str().unwrap_or("").into());
+            }
+        }
+        "secrets" => {
+            let keys = spec["keys"].as_array().into_iter().flatten();
+            for (i, k) in keys.filter_map(Value::as_str).enumerate() {
+                put(&format!("data.{i}.key"), k.into());
+            }
+        }
+        "volumes" => {
+            for k in ["capacity", "storage_class"] {
+                put(k, s(k));
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// A spec in one line, for the list.
@@ -344,6 +442,46 @@ mod tests {
             ),
             "ClusterIP 80:8080/TCP, 53/UDP → app=web"
         );
+    }
+
+    #[test]
+    fn a_form_filled_from_a_resource_gives_back_its_spec() {
+        let cases = [
+            (
+                "loadbalancers",
+                json!({"type": "LoadBalancer", "selector": {"tier": "front"},
+                    "ports": [{"port": 80, "target_port": 8080, "protocol": "TCP"},
+                        {"port": 53, "protocol": "UDP"}]}),
+            ),
+            ("eips", json!({"pool": true, "load_balancer": "web-lb"})),
+            (
+                "routes",
+                json!({"host": "shop.example.com", "path": "/api", "load_balancer": "web-lb", "port": 80}),
+            ),
+            (
+                "configmaps",
+                json!({"data": {"a": "1", "b": "", "c": "3", "d": "4", "e": "5"}}),
+            ),
+            (
+                "volumes",
+                json!({"capacity": "1Gi", "storage_class": "local-storage"}),
+            ),
+        ];
+        for (slug, spec) in cases {
+            let k = kind(slug).expect("kind");
+            let r = json!({"name": "x", "description": "said", "spec": spec});
+            let mut f = values(k, &r);
+            f.insert("name".into(), "x".into());
+            let mut want = spec.as_object().cloned().expect("object");
+            want.insert("name".into(), json!("x"));
+            want.insert("description".into(), json!("said"));
+            assert_eq!(body(k, &f).expect(slug), Value::Object(want), "{slug}");
+        }
+        // A secret: its keys, never a value.
+        let s = kind("secrets").expect("kind");
+        let f = values(s, &json!({"name": "db", "spec": {"keys": ["PASSWORD"]}}));
+        assert_eq!(f.get("data.0.key").map(String::as_str), Some("PASSWORD"));
+        assert!(!f.contains_key("data.0.value"));
     }
 
     #[test]

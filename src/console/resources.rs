@@ -1,8 +1,9 @@
 //! Access and storage: a project's load balancers, EIPs, routes, config
 //! maps, secrets and volumes. Each kind's list shows where each one is
 //! published (per node, with its state), what uses it, a volume's bindings
-//! and an EIP's addresses; and creates, publishes and unpublishes per node,
-//! deletes, and releases and unbinds volumes. What destroys a volume's data
+//! and an EIP's addresses; and creates, changes (`resource_edit`),
+//! publishes and unpublishes per node, deletes, and releases and unbinds
+//! volumes. What destroys a volume's data
 //! asks for its name typed again, as the API does (`confirm`). Every refusal
 //! is shown as the API words it: its rules name themselves.
 
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::layout::{self, alert};
 use super::projects::{fetch_project, holds, project_page, refused, with_status, Tab};
+use super::resource_edit;
 use super::resource_forms::{self, kind, Kind, KINDS};
 use super::{done, urlencode, Console, CsrfForm, Ctx, Signed};
 use berth_registry::auth::policy::Role;
@@ -23,14 +25,18 @@ use berth_registry::auth::policy::Role;
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/ui/projects/{p}/resources/{k}", get(list).post(create))
+        .route(
+            "/ui/projects/{p}/resources/{k}/{n}/edit",
+            get(resource_edit::page).post(resource_edit::save),
+        )
         .route("/ui/projects/{p}/resources/{k}/{n}/{action}", post(act))
 }
 
-fn api(p: &str, k: Kind) -> String {
+pub(super) fn api(p: &str, k: Kind) -> String {
     format!("/api/v1/projects/{}/{}", urlencode(p), k.slug)
 }
 
-fn ui(p: &str, k: Kind) -> String {
+pub(super) fn ui(p: &str, k: Kind) -> String {
     format!("/ui/projects/{}/resources/{}", urlencode(p), k.slug)
 }
 
@@ -107,7 +113,7 @@ async fn show(
                 (layout::csrf(ctx))
                 label { span { (t("Name")) } input type="text" name="name" required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="63" autocapitalize="none"; }
                 label { span { (t("Description")) } input type="text" name="description"; }
-                (resource_forms::fields(ctx, kind))
+                (resource_forms::fields(ctx, kind, &Default::default()))
                 button type="submit" { (t("Create")) }
             }
         } }
@@ -209,13 +215,16 @@ fn row(ctx: &Ctx, p: &str, kind: Kind, r: &Value, nodes: &[String], roles: Roles
             td data-label=(t("Used by")) {
                 @for u in r["used_by"].as_array().into_iter().flatten() { span.pill { (u.as_str().unwrap_or("")) } }
             }
-            td { @if may_remove {
-                form.inline.delete method="post" action={(base) "/delete"} data-confirm=(if volume { data_loss } else { t("Delete it?") }) {
-                    (layout::csrf(ctx))
-                    (confirm_field(ctx, kind, name))
-                    " " button.danger.small type="submit" { (t("Delete")) }
+            td {
+                @if roles.write { a.button.secondary.small.edit href={(base) "/edit"} { (t("Edit")) } " " }
+                @if may_remove {
+                    form.inline.delete method="post" action={(base) "/delete"} data-confirm=(if volume { data_loss } else { t("Delete it?") }) {
+                        (layout::csrf(ctx))
+                        (confirm_field(ctx, kind, name))
+                        " " button.danger.small type="submit" { (t("Delete")) }
+                    }
                 }
-            } }
+            }
         }
     }
 }

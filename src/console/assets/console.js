@@ -8,6 +8,10 @@
 //   select[data-autosubmit] submits its form on change
 //   form[data-match]        refuses to submit when its two password fields differ
 //   input[data-reveal=sel]  a checkbox showing the password fields sel of its form while checked
+//   [data-add-container=sel] adds an empty copy of the last fieldset.container of sel
+//                           (fields c.<n>.*, numbered past the last); at most data-max
+//   [data-remove-container] removes its fieldset.container, keeping one
+//                           (both are submit buttons the server answers without script)
 (function () {
   "use strict";
 
@@ -74,7 +78,55 @@
     }
   });
 
+  function containerRows(box) {
+    return box.querySelectorAll("fieldset.container");
+  }
+
+  function showRowButtons(box) {
+    var rows = containerRows(box);
+    rows.forEach(function (r) {
+      var rm = r.querySelector("[data-remove-container]");
+      if (rm) { rm.hidden = rows.length < 2; }
+    });
+    var add = document.querySelector("[data-add-container]");
+    if (add) { add.hidden = rows.length >= Number(add.getAttribute("data-max") || 16); }
+  }
+
+  function addContainer(btn) {
+    var box = document.querySelector(btn.getAttribute("data-add-container"));
+    var rows = box ? containerRows(box) : [];
+    if (!rows.length) { return; }
+    var last = rows[rows.length - 1];
+    var next = 0;
+    rows.forEach(function (r) { next = Math.max(next, Number(r.getAttribute("data-index")) + 1); });
+    var from = "c." + last.getAttribute("data-index") + ".";
+    var row = last.cloneNode(true);
+    row.setAttribute("data-index", String(next));
+    row.querySelectorAll("[name]").forEach(function (f) {
+      if (f.name.indexOf(from) === 0) { f.name = "c." + next + "." + f.name.slice(from.length); }
+      if (f.type === "checkbox") { f.checked = false; }
+      else if (f.tagName === "SELECT") { f.selectedIndex = 0; }
+      else if (f.hasAttribute("data-remove-container")) { f.value = "remove:" + next; }
+      else if (f.tagName === "TEXTAREA") { f.textContent = ""; f.value = ""; }
+      else { f.value = ""; }
+    });
+    box.appendChild(row);
+    showRowButtons(box);
+    var first = row.querySelector("input[type=text]");
+    if (first) { first.focus(); }
+  }
+
   document.addEventListener("click", function (ev) {
+    var add = ev.target.closest("[data-add-container]");
+    if (add) { ev.preventDefault(); addContainer(add); return; }
+    var rm = ev.target.closest("[data-remove-container]");
+    if (rm) {
+      ev.preventDefault();
+      var row = rm.closest("fieldset.container");
+      var box = row && row.parentNode;
+      if (box && containerRows(box).length > 1) { row.remove(); showRowButtons(box); }
+      return;
+    }
     var el = ev.target.closest("[data-copy]");
     if (el) {
       var src = document.querySelector(el.getAttribute("data-copy"));
