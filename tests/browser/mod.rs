@@ -14,6 +14,42 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+/// A runtime whose async test may call the kit's blocking API helpers (see [`blocking`]).
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs one of the kit's blocking calls (reqwest's blocking client) from the async test.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// How long [`wait_reloading`] waits: a page showing what the controller
+/// reaches in the background (a publish on a node).
+const RELOADING: Duration = Duration::from_secs(120);
+
+/// Reloads `path` until `css` matches `n` elements (pages that are not live).
+pub async fn wait_reloading(b: &Browser, path: &str, css: &str, n: usize, what: &str) {
+    let deadline = std::time::Instant::now() + RELOADING;
+    loop {
+        b.goto(path).await;
+        if b.count(css).await == n {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!(
+                "{what}: {css} never matched {n} elements on {path}:\n{}",
+                b.body().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Whether the browser tests can run (see the module doc).
 pub fn available() -> bool {
     berth_testkit::require_tools(&["chromedriver", "chromium"])

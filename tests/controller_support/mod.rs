@@ -23,6 +23,21 @@ use serde_json::{json, Value};
 /// The private project every test publishes from.
 pub const PROJECT: &str = "acme";
 
+/// A site with `acme/web:1.0` pushed and nodes `east` and `west` (both
+/// `zone=test`, `side` their name), for the console's browser tests.
+pub fn site_with_two_nodes() -> Site {
+    let mut site = Site::start();
+    site.push(
+        "web",
+        "1.0",
+        ImageBuilder::new().layer_file("srv/index.html", "hello from berth\n"),
+    );
+    let upstream = site.registry_url();
+    site.add_edge("east", &upstream, json!({"zone": "test", "side": "east"}));
+    site.add_edge("west", &upstream, json!({"zone": "test", "side": "west"}));
+    site
+}
+
 /// Skips (or fails under CI) when skopeo is missing.
 pub fn tools_present() -> bool {
     require_tools(&["skopeo"])
