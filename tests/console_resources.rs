@@ -5,7 +5,8 @@
 //! from the form (two containers added and removed in place, and by the
 //! server for a browser without script, image suggestions, volume mounts, a
 //! load balancer created with it) and edited into a second version from the
-//! same form filled; the load balancer taken down on one node, deleting it
+//! same form filled, then back to the first version's template from the
+//! version history; the load balancer taken down on one node, deleting it
 //! while published refused with the API's rule, a volume released through
 //! its data-loss confirmation, and the pages on a phone's width. Every test
 //! saves screenshots and fails on any error the browser's console logs.
@@ -123,6 +124,17 @@ fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule(
         let mut want = v["latest"]["spec"].clone();
         want["containers"][0]["env"] = json!([{"name": "GREETING", "value": "hello"}]);
         assert_eq!(v2["latest"]["spec"], want, "only the variable changed");
+        // Back to version 1's template as version 3, from the version history.
+        b.goto(&format!("/ui/projects/{PROJECT}/apps/web/versions")).await;
+        b.click("#versions tr[data-version='1'] a.start-from").await;
+        let env = b.find("#edit-app textarea[name='c.0.env']").await;
+        assert_eq!(env.prop("value").await.expect("value").as_deref(), Some(""), "filled from v1");
+        b.click("#edit-app button[type=submit]:not(.offscreen):not([name=op])").await;
+        b.find("#publications").await;
+        assert_eq!(b.text("#latest-version").await, "v3");
+        let (s, v3) = blocking(|| site.api("GET", &site.app_path("web"), None));
+        assert_eq!(s, 200, "{v3}");
+        assert_eq!(v3["latest"]["spec"], v["latest"]["spec"], "version 1's template again");
         b.no_console_errors(&[]).await;
 
         // Published on both nodes, the app takes both along.

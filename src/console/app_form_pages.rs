@@ -1,13 +1,14 @@
 //! The pages of the app form: a new app (with the load balancer and EIP
 //! created along), and editing an app into a new template version, the form
-//! filled from the latest one. A form posted with `op` (add or remove a
+//! filled from the latest one or from an older one (`?from=N`, to go back to
+//! it with changes). A form posted with `op` (add or remove a
 //! container row, from a browser without script) comes back with the row
 //! added or removed and nothing saved. The calls are the controller API's,
 //! as the signed-in account; refusals are shown in its words.
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -36,10 +37,11 @@ pub fn routes() -> Router<Console> {
 }
 
 /// Which page the form is on.
+#[derive(Clone, Copy)]
 enum Page<'a> {
     New,
-    /// Editing the app of this name.
-    Edit(&'a str),
+    /// Editing the app of this name, starting from this version (None: the latest).
+    Edit(&'a str, Option<u64>),
 }
 
 async fn new_app(
@@ -53,16 +55,41 @@ async fn new_app(
 async fn edit_app(
     State(console): State<Console>,
     Path((p, a)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     signed: Signed,
 ) -> Response {
-    let app = console
-        .call_as(&signed, Method::GET, &app_api(&p, &a), None)
-        .await;
-    if !app.ok() {
-        return refused(&signed.ctx, &app);
+    let from = q.get("from").and_then(|v| v.parse().ok());
+    let spec = match base_spec(&console, &signed, &p, &a, from).await {
+        Ok(spec) => spec,
+        Err(r) => return r,
+    };
+    let draft = Draft::from_spec(&a, &spec);
+    form_page(&console, &signed, &p, Page::Edit(&a, from), &draft, None).await
+}
+
+/// The template an edit starts from: version `from`, else the latest.
+async fn base_spec(
+    console: &Console,
+    signed: &Signed,
+    p: &str,
+    a: &str,
+    from: Option<u64>,
+) -> Result<Value, Response> {
+    let path = match from {
+        Some(v) => format!("{}/versions/{v}", app_api(p, a)),
+        None => app_api(p, a),
+    };
+    let r = console.call_as(signed, Method::GET, &path, None).await;
+    if !r.ok() {
+        return Err(refused(&signed.ctx, &r));
     }
-    let draft = Draft::from_spec(&a, &app.json["latest"]["spec"]);
-    form_page(&console, &signed, &p, Page::Edit(&a), &draft, None).await
+    // A version is `{version, spec, ...}`; an app holds its latest as `latest`.
+    let version = if from.is_some() {
+        &r.json
+    } else {
+        &r.json["latest"]
+    };
+    Ok(version["spec"].clone())
 }
 
 async fn form_page(
@@ -98,15 +125,21 @@ async fn form_page(
             ctx.t("New app").to_string(),
             format!("/ui/projects/{}/new-app", urlencode(p)),
         ),
-        Page::Edit(a) => (
+        Page::Edit(a, from) => (
             html! { (apps) " / " a href=(app_ui(p, a)) { (a) } " / " (ctx.t("Edit")) },
-            format!("{} {a}", ctx.t("A new version of")),
-            format!("{}/edit", app_ui(p, a)),
+            match from {
+                Some(v) => format!("{} {a} ({} v{v})", ctx.t("A new version of"), ctx.t("from")),
+                None => format!("{} {a}", ctx.t("A new version of")),
+            },
+            match from {
+                Some(v) => format!("{}/edit?from={v}", app_ui(p, a)),
+                None => format!("{}/edit", app_ui(p, a)),
+            },
         ),
     };
     let target = match page {
         Page::New => Target::New { action: &action },
-        Page::Edit(_) => Target::Edit { action: &action },
+        Page::Edit(..) => Target::Edit { action: &action },
     };
     let body = html! {
         @if let Some(m) = &msg { (alert(false, m)) }
@@ -238,25 +271,25 @@ async fn create_from_form(
 async fn save_version(
     State(console): State<Console>,
     Path((p, a)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
     CsrfForm(signed, form): CsrfForm,
 ) -> Response {
+    let from = q.get("from").and_then(|v| v.parse().ok());
+    let page = Page::Edit(&a, from);
     let mut draft = Draft::from_form(&form);
     draft.name.clone_from(&a);
     if row_op(&form, &mut draft) {
-        return form_page(&console, &signed, &p, Page::Edit(&a), &draft, None).await;
+        return form_page(&console, &signed, &p, page, &draft, None).await;
     }
-    let app = console
-        .call_as(&signed, Method::GET, &app_api(&p, &a), None)
-        .await;
-    if !app.ok() {
-        return refused(&signed.ctx, &app);
-    }
-    let latest = &app.json["latest"]["spec"];
-    let spec = match draft.spec(Some(latest)) {
+    let base = match base_spec(&console, &signed, &p, &a, from).await {
+        Ok(spec) => spec,
+        Err(r) => return r,
+    };
+    let spec = match draft.spec(Some(&base)) {
         Ok(spec) => spec,
         Err(m) => {
-            let page = form_page(&console, &signed, &p, Page::Edit(&a), &draft, Some(m)).await;
-            return with_status(page, StatusCode::BAD_REQUEST);
+            let shown = form_page(&console, &signed, &p, page, &draft, Some(m)).await;
+            return with_status(shown, StatusCode::BAD_REQUEST);
         }
     };
     let mut body = json!({ "spec": spec });
@@ -273,14 +306,6 @@ async fn save_version(
     if r.ok() {
         return done(&app_ui(&p, &a));
     }
-    let page = form_page(
-        &console,
-        &signed,
-        &p,
-        Page::Edit(&a),
-        &draft,
-        Some(r.error()),
-    )
-    .await;
-    with_status(page, r.status)
+    let shown = form_page(&console, &signed, &p, page, &draft, Some(r.error())).await;
+    with_status(shown, r.status)
 }

@@ -401,6 +401,8 @@ const ZH: &[(&str, &str)] = &[
     ("a new image, one more variable", "新镜像，新增一个变量"),
     ("Save as a new version", "保存为新版本"),
     ("Cancel", "取消"),
+    ("from", "基于"),
+    ("New version from this one", "基于此版本创建新版本"),
     ("You may look at it but not change it.", "您可以查看，但不能修改。"),
     (
         "Give every value again: the data sent replaces the old, whose values are never shown.",

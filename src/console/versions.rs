@@ -1,6 +1,7 @@
 //! An app's version history: every template version with its author, time
-//! and change summary, and a line diff between any two of them (their
-//! templates written as YAML).
+//! and change summary, a line diff between any two of them (their
+//! templates written as YAML), and for a developer a link from each to the
+//! app form filled from it (a new version that starts from an old one).
 
 use std::collections::HashMap;
 
@@ -15,8 +16,9 @@ use serde_json::Value;
 use super::diff::{self, Change};
 use super::layout::time;
 use super::live::{app_api, app_ui};
-use super::projects::{fetch_project, project_page, refused, Tab};
+use super::projects::{fetch_project, holds, project_page, refused, Tab};
 use super::{urlencode, Console, Ctx, Signed};
+use berth_registry::auth::policy::Role;
 
 pub fn routes() -> Router<Console> {
     Router::new().route("/ui/projects/{p}/apps/{a}/versions", get(history))
@@ -59,6 +61,7 @@ async fn history(
     let from = number("from", to.saturating_sub(1).max(1));
     let find = |n: u64| versions.iter().find(|v| v["version"].as_u64() == Some(n));
     let base = app_ui(&p, &a);
+    let write = holds(&console, ctx, &p, Role::Developer);
     let crumbs = html! {
         a href={"/ui/projects/" (urlencode(&p)) "/apps"} { (p) } " / " a href=(base) { (a) } " / " (t("Version history"))
     };
@@ -66,7 +69,7 @@ async fn history(
         section.card {
             h2 { (t("Version history")) }
             table.responsive #versions {
-                thead { tr { th { (t("Version")) } th { (t("Author")) } th { (t("Created")) } th { (t("What changed")) } } }
+                thead { tr { th { (t("Version")) } th { (t("Author")) } th { (t("Created")) } th { (t("What changed")) } @if write { th {} } } }
                 tbody {
                     @for v in &versions {
                         tr data-version=(v["version"]) {
@@ -74,6 +77,7 @@ async fn history(
                             td data-label=(t("Author")) { (v["author"].as_str().unwrap_or("")) }
                             td data-label=(t("Created")) { span.nowrap { (v["created_at"].as_u64().map(time).unwrap_or_default()) } }
                             td data-label=(t("What changed")) { (v["summary"].as_str().unwrap_or("")) }
+                            @if write { td { a.button.secondary.small.start-from href={(base) "/edit?from=" (v["version"])} { (t("New version from this one")) } } }
                         }
                     }
                 }
