@@ -306,13 +306,6 @@ fn container_from_spec(c: &Value, sources: &HashMap<&str, String>) -> ContainerD
             _ => p["container_port"].to_string(),
         })
         .collect();
-    let env: Vec<String> = list("env")
-        .iter()
-        .map(|e| {
-            let v = e["value"].as_str().unwrap_or("");
-            format!("{}={v}", e["name"].as_str().unwrap_or(""))
-        })
-        .collect();
     let mounts = list("volume_mounts")
         .iter()
         .map(|m| {
@@ -339,10 +332,38 @@ fn container_from_spec(c: &Value, sources: &HashMap<&str, String>) -> ContainerD
         name: c["name"].as_str().unwrap_or("").to_string(),
         image: c["image"].as_str().unwrap_or("").to_string(),
         ports: ports.join(", "),
-        env: env.join("\n"),
+        env: env_text(c),
         mounts,
         env_from,
     }
+}
+
+/// `NAME=value` lines as variables.
+fn env_vars(container: &str, text: &str) -> Result<Vec<Value>, String> {
+    text.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok(json!({ "name": k.trim(), "value": v })),
+            _ => Err(format!(
+                "container {container}: env: {l:?}: write a variable as NAME=value"
+            )),
+        })
+        .collect()
+}
+
+/// A container's environment as the form shows it: `NAME=value` lines.
+fn env_text(c: &Value) -> String {
+    let lines: Vec<String> = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let v = e["value"].as_str().unwrap_or("");
+            format!("{}={v}", e["name"].as_str().unwrap_or(""))
+        })
+        .collect();
+    lines.join("\n")
 }
 
 fn set_or_remove(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
@@ -390,18 +411,13 @@ fn container_spec(
                 .unwrap_or_else(|| json!({ "container_port": port, "protocol": protocol })),
         );
     }
-    let env = c
-        .env
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok(json!({ "name": k.trim(), "value": v })),
-            _ => Err(format!(
-                "container {name}: env: {l:?}: write a variable as NAME=value"
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // Left as it was shown: the variables as they were, so a value the lines
+    // cannot hold (one with a line break, trailing blanks) survives the edit.
+    let shown = env_text(&was);
+    let env = match was["env"].as_array() {
+        Some(kept) if c.env.replace("\r\n", "\n").trim_end() == shown.trim_end() => kept.clone(),
+        _ => env_vars(name, &c.env)?,
+    };
     let env_from: Vec<Value> = c
         .env_from
         .iter()

@@ -167,3 +167,21 @@ fn rows_are_added_and_removed_but_one_container_stays() {
     }
     assert_eq!(d.containers.len(), MAX_CONTAINERS);
 }
+
+#[test]
+fn a_value_the_lines_cannot_hold_survives_an_edit_that_leaves_it_alone() {
+    let v1 = json!({"kind": "Deployment", "containers": [{"name": "web", "image": "a/web:1",
+        "env": [{"name": "PEM", "value": "-----BEGIN-----\nAAAA\n-----END-----"},
+            {"name": "PAD", "value": "x  "}]}]});
+    let mut draft = Draft::from_spec("web", &v1);
+    draft.containers[0].image = "a/web:2".into();
+    // As a browser posts it back: CRLF line ends, trailing blanks trimmed.
+    draft.containers[0].env = draft.containers[0]
+        .env
+        .replace('\n', "\r\n")
+        .trim_end()
+        .into();
+    let v2 = draft.spec(Some(&v1)).expect("v2");
+    assert_eq!(v2["containers"][0]["env"], v1["containers"][0]["env"]);
+    assert_eq!(v2["containers"][0]["image"], "a/web:2");
+}
