@@ -1,6 +1,7 @@
 //! The console's app form and resource screens in a real browser (headless
 //! Chromium over WebDriver) against the built `berth serve` with its
-//! controller and two `berth edge` processes as nodes: a volume's spec
+//! controller and two `berth edge` processes as nodes: a secret's form on
+//! an edit (its key shown, its value asked for again), a volume's spec
 //! changed from its form (a new capacity refused by the API's rule); an app
 //! from the form (two containers added and removed in place, and by the
 //! server for a browser without script, image suggestions, volume mounts, a
@@ -56,6 +57,23 @@ fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule(
         b.find("#resources").await;
         assert_eq!(b.path().await, volumes);
         assert!(b.text("#resources tr[data-name=data]").await.contains("the shop's files"));
+
+        // A secret's form on an edit: its key, never its value, which must be given again.
+        let secrets = format!("/ui/projects/{PROJECT}/resources/secrets");
+        let body = json!({"name": "db", "data": {"PASSWORD": "Zq9consoleSECRET"}});
+        let (s, v) = blocking(|| site.api("POST", &format!("/api/v1/projects/{PROJECT}/secrets"), Some(body)));
+        assert_eq!(s, 201, "{v}");
+        b.goto(&format!("{secrets}/db/edit")).await;
+        let key = b.find("#edit input[name='data.0.key']").await;
+        assert_eq!(key.prop("value").await.expect("value").as_deref(), Some("PASSWORD"));
+        assert!(!b.client.source().await.expect("source").contains("Zq9consoleSECRET"), "no value on the page");
+        let required = b.js("return document.querySelector(\"#edit input[name='data.0.value']\").matches(':required:invalid')").await;
+        assert_eq!(required, true, "the kept key's value is asked for");
+        b.fill("#edit input[name='data.0.value']", "Zq9newSECRET").await;
+        b.click("#edit button[type=submit]").await;
+        b.find("#resources tr[data-name=db]").await;
+        assert_eq!(b.path().await, secrets);
+        b.no_console_errors(&[]).await;
 
         // An app using the volume, from the form: two containers, with a load balancer created along.
         b.goto(&format!("/ui/projects/{PROJECT}/apps")).await;

@@ -221,7 +221,8 @@ pub fn fields(ctx: &Ctx, kind: Kind, values: &HashMap<String, String>) -> Markup
                         div.kv {
                             input type="text" name=(key) value=(v(&key)) placeholder=(t("Key")) aria-label=(t("Key")) autocapitalize="none";
                             @if secret {
-                                input.secret-value type="password" name=(value) placeholder=(t("Value")) aria-label=(t("Value")) autocomplete="off";
+                                // A key kept on an edit needs its value again (values are never shown).
+                                input.secret-value type="password" name=(value) placeholder=(t("Value")) aria-label=(t("Value")) autocomplete="off" required[!v(&key).is_empty()];
                             } @else {
                                 input type="text" name=(value) value=(v(&value)) placeholder=(t("Value")) aria-label=(t("Value"));
                             }
