@@ -131,6 +131,8 @@ fn load_balancers_and_volumes_are_managed_per_node_and_refusals_name_their_rule(
         b.click("#edit-app-link").await;
         let image = b.find("#edit-app input[name='c.1.image']").await;
         assert_eq!(image.prop("value").await.expect("value").as_deref(), Some("acme/web:1.0"));
+        let fixed = b.js("return document.querySelector('#edit-app input[name=kind]').readOnly").await;
+        assert_eq!(fixed, true, "an app's kind is fixed when it is created");
         b.fill("#edit-app textarea[name='c.0.env']", "GREETING=hello").await;
         b.fill("#edit-app input[name=message]", "a greeting").await;
         b.screenshot("app-edit").await;

@@ -165,7 +165,15 @@ impl Draft {
         }
     }
 
-    /// Removes container row `i`, keeping at least one.
+    /// Removes the container of the form's row `c.<row>.*` (rows are numbered
+    /// as posted, in order), keeping at least one.
+    pub fn remove_row(&mut self, form: &HashMap<String, String>, row: usize) {
+        if let Some(i) = indices(form, "c.").iter().position(|r| *r == row) {
+            self.remove_container(i);
+        }
+    }
+
+    /// Removes the `i`-th container, keeping at least one.
     pub fn remove_container(&mut self, i: usize) {
         if self.containers.len() > 1 && i < self.containers.len() {
             self.containers.remove(i);

@@ -157,7 +157,7 @@ fn row_op(form: &HashMap<String, String>, draft: &mut Draft) -> bool {
     match form.get("op").map(String::as_str) {
         Some("add") => draft.add_container(),
         Some(op) => match op.strip_prefix("remove:").and_then(|i| i.parse().ok()) {
-            Some(i) => draft.remove_container(i),
+            Some(row) => draft.remove_row(form, row),
             None => return false,
         },
         None => return false,

@@ -50,7 +50,12 @@ pub fn form(
             } @else {
                 label { span { (t("Name")) } input type="text" name="name" value=(draft.name) required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="50" autocapitalize="none"; }
             }
-            label { span { (t("Kind")) } select name="kind" { @for k in KINDS { option value=(k) selected[k == kind] { (k) } } } }
+            @if edit {
+                // Fixed when the app is created.
+                label { span { (t("Kind")) } input type="text" name="kind" value=(kind) readonly; }
+            } @else {
+                label { span { (t("Kind")) } select name="kind" { @for k in KINDS { option value=(k) selected[k == kind] { (k) } } } }
+            }
             label { span { (t("Replicas")) } input type="number" name="replicas" value=(draft.replicas) min="1" max="1000" placeholder="1"; }
             label { span { (t("Schedule (CronJob)")) } input type="text" name="schedule" value=(draft.schedule) placeholder="*/15 * * * *" autocapitalize="none"; }
             datalist #image-suggestions { @for i in images { option value=(i) {} } }

@@ -155,6 +155,21 @@ fn an_edit_changes_what_the_form_shows_and_keeps_the_rest() {
 }
 
 #[test]
+fn a_row_is_removed_by_the_number_it_was_posted_with() {
+    let f = form(&[
+        ("c.0.image", "a/x:1"),
+        ("c.4.image", "a/y:1"),
+        ("c.7.image", "a/z:1"),
+    ]);
+    let mut d = Draft::from_form(&f);
+    d.remove_row(&f, 4);
+    let images: Vec<&str> = d.containers.iter().map(|c| c.image.as_str()).collect();
+    assert_eq!(images, ["a/x:1", "a/z:1"]);
+    d.remove_row(&f, 5);
+    assert_eq!(d.containers.len(), 2, "no row 5: nothing removed");
+}
+
+#[test]
 fn rows_are_added_and_removed_but_one_container_stays() {
     let mut d = Draft::new_app();
     d.add_container();
