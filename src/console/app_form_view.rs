@@ -102,8 +102,10 @@ fn container(ctx: &Ctx, i: usize, c: &ContainerDraft, usable: &Usable, removable
                                 @let v = format!("{kind}:{n}");
                                 option value=(v) selected[&v == source] { (kind_word(ctx, kind)) ": " (n) }
                             } }
+                            // What the template mounts that the project does not offer
+                            // (an emptyDir, a resource since deleted) stays choosable.
                             @if !source.is_empty() && !offered(usable, source) {
-                                option value=(source) selected { (source) }
+                                option value=(source) selected { (source_word(ctx, source)) }
                             }
                         }
                         input type="text" name=(f(&format!("mount.{j}.path"))) value=(path) placeholder="/etc/app" aria-label=(t("Path in the container"));
@@ -144,10 +146,57 @@ fn created_with(ctx: &Ctx, draft: &Draft) -> Markup {
     }
 }
 
+/// `kind:name` as the form says it: `volume: data`, `pod volume: cache`.
+fn source_word(ctx: &Ctx, source: &str) -> String {
+    match source.split_once(':') {
+        Some(("pod", n)) => format!("{}: {n}", ctx.t("pod volume")),
+        Some((kind, n)) => format!("{}: {n}", kind_word(ctx, kind)),
+        None => source.to_string(),
+    }
+}
+
 fn kind_word(ctx: &Ctx, kind: &str) -> &'static str {
     match kind {
         "configmaps" => ctx.t("config map"),
         "secrets" => ctx.t("secret"),
         _ => ctx.t("volume"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::Lang;
+    use serde_json::json;
+
+    #[test]
+    fn an_edit_shows_the_template_with_what_the_project_does_not_offer_still_chosen() {
+        let ctx = Ctx {
+            lang: Lang::En,
+            peer: None,
+            session: None,
+            path: String::new(),
+        };
+        let spec = json!({"kind": "StatefulSet", "containers": [
+            {"name": "web", "image": "acme/web:1.0", "volume_mounts": [
+                {"name": "cache", "mount_path": "/cache"},
+                {"name": "vol-data", "mount_path": "/data"}]},
+            {"name": "log", "image": "acme/log:1"}],
+            "volumes": [{"name": "cache", "empty_dir": {}},
+                {"name": "vol-data", "persistent_volume_claim": "data"}]});
+        let draft = Draft::from_spec("web", &spec);
+        let usable: Usable = vec![("volumes", vec!["data".into()])];
+        let page = form(&ctx, Target::Edit { action: "/x" }, &draft, &[], &usable).into_string();
+        assert!(
+            page.contains(r#"<option value="pod:cache" selected>pod volume: cache</option>"#),
+            "{page}"
+        );
+        assert!(page.contains(r#"<option value="volumes:data" selected>volume: data</option>"#));
+        assert!(page.contains(r#"name="kind" value="StatefulSet" readonly"#));
+        assert_eq!(page.matches("<fieldset class=\"container\"").count(), 2);
+        assert!(
+            !page.contains("name=\"lb\""),
+            "nothing is created along on an edit"
+        );
     }
 }

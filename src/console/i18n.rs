@@ -401,6 +401,7 @@ const ZH: &[(&str, &str)] = &[
     ("a new image, one more variable", "新镜像，新增一个变量"),
     ("Save as a new version", "保存为新版本"),
     ("Cancel", "取消"),
+    ("pod volume", "Pod 存储卷"),
     ("from", "基于"),
     ("New version from this one", "基于此版本创建新版本"),
     ("You may look at it but not change it.", "您可以查看，但不能修改。"),
