@@ -8,7 +8,8 @@
 //! - the cascade plan: a resource used by another app published on the node is
 //!   kept, and the answer says which and why; a volume is always kept (its
 //!   data goes only by an explicit release);
-//! - `ResourceError`, which `reconcile` and `api` turn into their own errors.
+//! - `ResourceError`, which `reconcile` and `api` turn into their own errors;
+//! - what an app's new version leaves on its node (`left_behind`).
 //!
 //! Secret values are only opened here, to render the Secret object.
 //!
@@ -30,6 +31,9 @@ use crate::resources::{
 };
 use crate::secrets::SecretBox;
 use crate::store::{ControllerStore, StoreError};
+
+mod left_behind;
+pub use self::left_behind::{left_behind, take_down};
 
 /// What stops a resource step; the reconciler and the API turn it into theirs.
 #[derive(Debug, thiserror::Error)]
@@ -322,34 +326,6 @@ impl ResourceRenderer {
             .await?;
         Ok(plan.kept.join("; "))
     }
-}
-
-/// After `p`'s apply: the config maps and secrets only apps carried to its
-/// node that no app published there uses any more (its new version dropped
-/// them) come off the node. Returns them, for the audit log.
-pub async fn take_down_left_behind(
-    store: &dyn ControllerStore,
-    deployer: &dyn Deployer,
-    p: &Publication,
-    target: &DeployTarget,
-) -> Result<Vec<(ResourceKind, String)>, ResourceError> {
-    let (proj, node) = (p.project.clone(), p.node.clone());
-    let left = store.config_left_behind(&proj, &node).await?;
-    for rp in &left {
-        deployer
-            .remove(
-                target,
-                &resource_selector(&rp.project, &rp.node, rp.kind, &rp.name),
-            )
-            .await?;
-    }
-    let items: Vec<(ResourceKind, String)> =
-        left.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
-    let (proj, node, forget) = (p.project.clone(), p.node.clone(), items.clone());
-    store
-        .forget_resource_publications(&proj, &node, &forget)
-        .await?;
-    Ok(items)
 }
 
 /// Load balancers, EIPs and routes on the node that no app published there

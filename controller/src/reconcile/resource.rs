@@ -143,12 +143,16 @@ async fn remove_step(rp: ResourcePublication, ctx: &Context) -> Result<Action, R
         return Err(ReconcileError::Stale);
     }
     tracing::info!(resource = %key, "unpublished");
+    let outcome = match &rp.taken_down_because {
+        Some(why) => format!("ok; {why}"),
+        None => "ok".to_string(),
+    };
     ctx.audit.record(
         "controller",
         &rp.project,
         &format!("{}.unpublish", rp.kind),
         &format!("{}@{}", rp.name, rp.node),
-        "ok",
+        &outcome,
     );
     Ok(Action::AwaitChange)
 }
