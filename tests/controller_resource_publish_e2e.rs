@@ -559,3 +559,80 @@ fn network_resources_follow_the_version_a_node_runs() {
         assert_eq!(s, 204, "{p} published nowhere: {v}");
     }
 }
+
+/// A route changed to point at another app's load balancer follows it: off
+/// the node where it serves no app any more (audited, with the reason), on
+/// the node where the new load balancer's app runs, without a publish.
+#[test]
+fn a_route_moved_to_another_load_balancer_follows_it() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    for app in ["web", "api"] {
+        site.create_app(json!({"name": app, "spec": {"kind": "Deployment",
+            "containers": [{"name": "main", "image": "acme/web:1",
+                "ports": [{"name": "http", "container_port": 8080}]}]}}));
+        let (s, v) = site.api(
+            "POST",
+            &path("loadbalancers"),
+            Some(json!({"name": format!("{app}-lb"), "app": app,
+                "ports": [{"port": 80, "target_port": 8080}]})),
+        );
+        assert_eq!(s, 201, "{v}");
+    }
+    let route = |lb: &str| json!({"host": "shop.example.com", "load_balancer": lb, "port": 80});
+    let mut body = route("web-lb");
+    body["name"] = json!("www");
+    let (s, v) = site.api("POST", &path("routes"), Some(body));
+    assert_eq!(s, 201, "{v}");
+    site.publish("web", json!({"nodes": ["r1"]}));
+    site.publish("api", json!({"nodes": ["r2"]}));
+    site.wait_state("web", "r1", "running", LONG);
+    site.wait_state("api", "r2", "running", LONG);
+    wait_applied_on(&site, "routes/www", &["r1"]);
+    assert!(has(&site, "r1", "acme-web-ingress-www-r1.yaml"));
+
+    let (s, v) = site.api("PUT", &path("routes/www"), Some(route("api-lb")));
+    assert_eq!(s, 200, "{v}");
+    wait_applied_on(&site, "routes/www", &["r2"]);
+    wait_file(&site, "r1", "acme-web-ingress-www-r1.yaml", false);
+    let ingress = site.read_manifest("r2", "acme-api-ingress-www-r2.yaml");
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"], "api-lb-r2",
+        "{ingress:#}"
+    );
+    let dir = site.manifests_dir("r2");
+    let paths: Vec<_> = site.manifests("r2").iter().map(|f| dir.join(f)).collect();
+    kubernetes_validate(&paths, &[]);
+    assert_eq!(
+        site.manifests("r1"),
+        vec![
+            "acme-web-deployment-web-r1.yaml".to_string(),
+            "acme-web-service-web-lb-r1.yaml".to_string()
+        ]
+    );
+    wait_until("the route's move audited", LONG, || {
+        let (_, v) = site.api("GET", "/api/v1/audit?project=acme", None);
+        let found = v.as_array().into_iter().flatten().any(|e| {
+            e["action"] == "routes.unpublish"
+                && e["target"] == "www@r1"
+                && e["outcome"] == "ok"
+                && e["detail"] == "no app published on r1 is served by it any more"
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+}

@@ -63,7 +63,6 @@ pub async fn take_down(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use super::*;
     use crate::model::{Cluster, Node, PublicationKey, Volume};
@@ -71,8 +70,6 @@ mod tests {
         ConfigMapSpec, LoadBalancerSpec, Resource, ResourceKind, ResourcePublicationKey,
         ResourceSpec, ServicePort,
     };
-    use crate::sealed_records::RecordSealer;
-    use crate::store::RedbControllerStore;
 
     const KC: &str = "current-context: c\ncontexts:\n- name: c\n  context:\n    cluster: k\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\n";
 
@@ -199,9 +196,7 @@ mod tests {
     /// fails); what nothing uses is marked, once, with the reason.
     #[tokio::test]
     async fn a_concurrent_publish_keeps_what_it_uses() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = redb::Database::create(dir.path().join("berth.redb")).expect("db");
-        let store = RedbControllerStore::open(Arc::new(db), RecordSealer::new(None)).expect("open");
+        let (_dir, store) = crate::store::temp_store();
         let s: &dyn ControllerStore = &store;
         let web = site(s).await;
         let left = left_behind(s, &web).await.expect("left behind");
