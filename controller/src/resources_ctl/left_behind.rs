@@ -16,11 +16,12 @@
 //! `store`).
 
 use crate::clock::now_secs;
+use crate::deploy::{DeployTarget, Deployer};
 use crate::model::Publication;
 use crate::resources::{ResourceDesired, ResourcePublication};
 use crate::store::ControllerStore;
 
-use super::ResourceError;
+use super::{resource_selector, ResourceError};
 
 /// What no app published on `p`'s node uses any more, as read now: config
 /// maps and secrets only apps carried there, then routes, EIPs and load
@@ -58,6 +59,36 @@ pub async fn take_down(
         }
     }
     Ok(marked)
+}
+
+/// Takes each of `left` off its node now, inside the reconcile of the app
+/// that leaves it (an unpublish): marked by compare-and-swap first, so a
+/// record written meanwhile (the app published there again) is left as it
+/// is, then removed from the node and forgotten if still at the revision
+/// marked. Answers those taken off.
+pub async fn take_off_now(
+    store: &dyn ControllerStore,
+    deployer: &dyn Deployer,
+    target: &DeployTarget,
+    left: Vec<ResourcePublication>,
+    why: &str,
+) -> Result<Vec<ResourcePublication>, ResourceError> {
+    let mut gone = Vec::new();
+    for rp in take_down(store, left, why).await? {
+        let selector = resource_selector(&rp.project, &rp.node, rp.kind, &rp.name);
+        deployer.remove(target, &selector).await?;
+        if !store
+            .delete_resource_publication(&rp.key(), rp.revision)
+            .await?
+        {
+            // Published again meanwhile: applied=false on its record, so its
+            // own reconcile puts it back.
+            tracing::debug!(resource = %rp.key(), "changed meanwhile; its reconcile applies it");
+            continue;
+        }
+        gone.push(rp);
+    }
+    Ok(gone)
 }
 
 #[cfg(test)]
@@ -249,5 +280,78 @@ mod tests {
             "{:?}",
             names(&now)
         );
+    }
+
+    /// web leaves n1 (an unpublish) while it is published there again: the
+    /// load balancer the unpublish read as left alone stays on the node with
+    /// its record; once web is really gone, it goes.
+    #[tokio::test]
+    async fn an_unpublish_leaves_what_a_concurrent_publish_wants() {
+        let (dir, store) = crate::store::temp_store();
+        let s: &dyn ControllerStore = &store;
+        site(s).await;
+        s.publish("shop", "web", Some(1), &["n1".into()], 5)
+            .await
+            .expect("back to v1");
+        let node = s.get_node("n1").await.expect("read").expect("n1");
+        let cluster = s.get_cluster("edge").await.expect("read").expect("edge");
+        let target = DeployTarget { node, cluster };
+        let deployer = crate::deploy::DirectoryDeployer::new(dir.path().join("nodes"));
+        let lb = s
+            .get_resource("shop", ResourceKind::LoadBalancers, "front-lb")
+            .await
+            .expect("read")
+            .expect("front-lb");
+        let object = super::super::ResourceRenderer::new(None)
+            .render_resource(s, &lb, &target.node)
+            .await
+            .expect("render");
+        deployer
+            .apply(&target, std::slice::from_ref(&object))
+            .await
+            .expect("apply");
+        let on_node = || async {
+            deployer
+                .drifted(&target, std::slice::from_ref(&object))
+                .await
+                .expect("compare")
+                .is_empty()
+        };
+        assert!(on_node().await);
+
+        s.unpublish("shop", "web", &["n1".into()], false, 6)
+            .await
+            .expect("unpublish");
+        let alone = s.network_left_alone("shop", "n1").await.expect("alone");
+        assert_eq!(names(&alone), ["loadbalancers/front-lb"]);
+        // The concurrent write: web is published on n1 again.
+        s.publish("shop", "web", Some(1), &["n1".into()], 7)
+            .await
+            .expect("again");
+        let gone = take_off_now(s, &deployer, &target, alone, "went with app web")
+            .await
+            .expect("take off");
+        assert!(gone.is_empty(), "{:?}", names(&gone));
+        assert!(on_node().await, "the load balancer stays on n1");
+        let rp = record(s, ResourceKind::LoadBalancers, "front-lb").await;
+        assert_eq!(rp.desired, ResourceDesired::Published, "{rp:?}");
+
+        // Nothing concurrent: it goes, record and object.
+        s.unpublish("shop", "web", &["n1".into()], false, 8)
+            .await
+            .expect("unpublish");
+        let alone = s.network_left_alone("shop", "n1").await.expect("alone");
+        let gone = take_off_now(s, &deployer, &target, alone, "went with app web")
+            .await
+            .expect("take off");
+        assert_eq!(names(&gone), ["loadbalancers/front-lb"]);
+        assert!(!on_node().await, "off n1");
+        let k = ResourcePublicationKey {
+            project: "shop".into(),
+            kind: ResourceKind::LoadBalancers,
+            name: "front-lb".into(),
+            node: "n1".into(),
+        };
+        assert_eq!(s.get_resource_publication(&k).await.expect("read"), None);
     }
 }
