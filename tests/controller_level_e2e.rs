@@ -303,7 +303,7 @@ fn drift_on_a_node_is_found_and_repaired() {
     });
     let (_, cm) = site.api("GET", &path("configmaps/settings"), None);
     assert_eq!(cm["publications"][0]["state"], "applied", "{cm}");
-    kubernetes_validate(&[config.clone()], &[]);
+    kubernetes_validate(std::slice::from_ref(&config), &[]);
     assert_eq!(
         std::fs::read_to_string(&foreign).expect("foreign"),
         "kind: ConfigMap\nmetadata: {name: mine}\n",
