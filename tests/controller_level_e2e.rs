@@ -203,8 +203,9 @@ fn changes_reach_every_node_where_the_app_runs_without_a_publish() {
 }
 
 /// A rendered file edited or deleted by hand is put back at the next drift
-/// check (`controller.drift_check_interval`), audited; a file berth did not
-/// write is left alone.
+/// check (`controller.drift_check_interval`), audited — also one of a config
+/// map an unpublish without cascade left on the node, which no app's check
+/// covers; a file berth did not write is left alone.
 #[test]
 fn drift_on_a_node_is_found_and_repaired() {
     if !tools_present() {
@@ -271,6 +272,43 @@ fn drift_on_a_node_is_found_and_repaired() {
         .map(|f| dir.join(f))
         .collect();
     kubernetes_validate(&files, &[]);
+
+    // web leaves r1 without cascade: settings stays there on its own, no
+    // app's check covers it, and it is still repaired.
+    site.unpublish("web", json!({"nodes": ["r1"]}));
+    site.wait_publication("web", "r1", "removed", LONG, |p| p.is_none());
+    assert_eq!(
+        std::fs::read(&config).expect("settings stays"),
+        original_config
+    );
+    let edited = String::from_utf8_lossy(&original_config).replace("hello", "by hand");
+    assert_ne!(
+        edited.as_bytes(),
+        &original_config[..],
+        "the edit changes it"
+    );
+    std::fs::write(&config, edited).expect("edit settings");
+    wait_until("settings repaired", LONG, || {
+        std::fs::read(&config).is_ok_and(|b| b == original_config)
+    });
+    assert!(audit_has(
+        &site,
+        "configmaps.repair",
+        "settings@r1",
+        "edited or deleted by hand"
+    ));
+    std::fs::remove_file(&config).expect("delete settings");
+    wait_until("settings put back", LONG, || {
+        std::fs::read(&config).is_ok_and(|b| b == original_config)
+    });
+    let (_, cm) = site.api("GET", &path("configmaps/settings"), None);
+    assert_eq!(cm["publications"][0]["state"], "applied", "{cm}");
+    kubernetes_validate(std::slice::from_ref(&config), &[]);
+    assert_eq!(
+        std::fs::read_to_string(&foreign).expect("foreign"),
+        "kind: ConfigMap\nmetadata: {name: mine}\n",
+        "still not touched"
+    );
 }
 
 /// A node gone for good: `"force": true` drops the publication and its pins

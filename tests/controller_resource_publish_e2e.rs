@@ -426,3 +426,213 @@ fn what_a_new_version_drops_comes_off_the_nodes_that_run_it() {
         }
     });
 }
+
+/// Load balancers, EIPs and routes follow the version a node runs: version
+/// 2 carries another label, so the load balancer (and route) selecting
+/// version 1's label come off the node that runs version 2 — audited, with
+/// the reason — and those selecting version 2's label go on, without a
+/// publish of their own; the node still on version 1 keeps its own.
+#[test]
+fn network_resources_follow_the_version_a_node_runs() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    let web = |tier: &str| {
+        json!({"kind": "Deployment", "labels": {"tier": tier},
+            "containers": [{"name": "web", "image": "acme/web:1",
+                "ports": [{"name": "http", "container_port": 8080}]}]})
+    };
+    site.create_app(json!({"name": "web", "spec": web("a")}));
+    for tier in ["a", "b"] {
+        let (s, v) = site.api(
+            "POST",
+            &path("loadbalancers"),
+            Some(
+                json!({"name": format!("lb-{tier}"), "selector": {"tier": tier},
+                "ports": [{"port": 80, "target_port": 8080}]}),
+            ),
+        );
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = site.api(
+            "POST",
+            &path("routes"),
+            Some(
+                json!({"name": format!("www-{tier}"), "host": format!("{tier}.example.com"),
+                "load_balancer": format!("lb-{tier}"), "port": 80}),
+            ),
+        );
+        assert_eq!(s, 201, "{v}");
+    }
+    site.publish("web", json!({"nodes": ["r1", "r2"]}));
+    for n in ["r1", "r2"] {
+        site.wait_state("web", n, "running", LONG);
+    }
+    wait_applied_on(&site, "loadbalancers/lb-a", &["r1", "r2"]);
+    wait_applied_on(&site, "routes/www-a", &["r1", "r2"]);
+    let files = |tier: &str, n: &str| {
+        [
+            format!("acme-shared-service-lb-{tier}-{n}.yaml"),
+            format!("acme-shared-ingress-www-{tier}-{n}.yaml"),
+        ]
+    };
+    for n in ["r1", "r2"] {
+        for f in files("a", n) {
+            assert!(has(&site, n, &f), "{f}: {:?}", site.manifests(n));
+        }
+    }
+    let (_, lb_b) = site.api("GET", &path("loadbalancers/lb-b"), None);
+    assert_eq!(lb_b["publications"], json!([]), "{lb_b}");
+
+    // Version 2 is labelled tier: b; r1 runs it, r2 stays on version 1.
+    let (s, v) = site.api(
+        "PUT",
+        &site.app_path("web"),
+        Some(json!({"spec": web("b")})),
+    );
+    assert_eq!(s, 200, "{v}");
+    site.publish("web", json!({"nodes": ["r1"], "version": 2}));
+    site.wait_publication("web", "r1", "running version 2", LONG, |p| {
+        p.is_some_and(|p| p["version"] == 2 && p["state"] == "running")
+    });
+    for f in files("a", "r1") {
+        wait_file(&site, "r1", &f, false);
+    }
+    wait_applied_on(&site, "loadbalancers/lb-b", &["r1"]);
+    wait_applied_on(&site, "routes/www-b", &["r1"]);
+    wait_applied_on(&site, "loadbalancers/lb-a", &["r2"]);
+    wait_applied_on(&site, "routes/www-a", &["r2"]);
+    let mut want: Vec<String> = files("b", "r1").to_vec();
+    want.push("acme-web-deployment-web-r1.yaml".into());
+    want.sort();
+    assert_eq!(site.manifests("r1"), want);
+    let mut want: Vec<String> = files("a", "r2").to_vec();
+    want.push("acme-web-deployment-web-r2.yaml".into());
+    want.sort();
+    assert_eq!(site.manifests("r2"), want, "r2 runs version 1 still");
+    for n in ["r1", "r2"] {
+        let dir = site.manifests_dir(n);
+        let paths: Vec<_> = site.manifests(n).iter().map(|f| dir.join(f)).collect();
+        kubernetes_validate(&paths, &[]);
+    }
+    for (action, target) in [
+        ("loadbalancers.unpublish", "lb-a@r1"),
+        ("routes.unpublish", "www-a@r1"),
+    ] {
+        wait_until(&format!("{action} {target} audited"), LONG, || {
+            let (_, v) = site.api("GET", "/api/v1/audit?project=acme", None);
+            let found = v.as_array().into_iter().flatten().any(|e| {
+                e["action"] == action
+                    && e["target"] == target
+                    && e["outcome"] == "ok"
+                    && e["detail"] == "no longer used by web version 2"
+            });
+            if found {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        });
+    }
+
+    // r2 moves too: tier a is published nowhere, so it may go.
+    site.publish("web", json!({"nodes": ["r2"], "version": 2}));
+    wait_applied_on(&site, "loadbalancers/lb-b", &["r1", "r2"]);
+    wait_applied_on(&site, "routes/www-b", &["r1", "r2"]);
+    for f in files("a", "r2") {
+        wait_file(&site, "r2", &f, false);
+    }
+    // Off the node, then forgotten.
+    wait_applied_on(&site, "routes/www-a", &[]);
+    wait_applied_on(&site, "loadbalancers/lb-a", &[]);
+    for p in ["routes/www-a", "loadbalancers/lb-a"] {
+        let (s, v) = site.api("DELETE", &path(p), None);
+        assert_eq!(s, 204, "{p} published nowhere: {v}");
+    }
+}
+
+/// A route changed to point at another app's load balancer follows it: off
+/// the node where it serves no app any more (audited, with the reason), on
+/// the node where the new load balancer's app runs, without a publish.
+#[test]
+fn a_route_moved_to_another_load_balancer_follows_it() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    for app in ["web", "api"] {
+        site.create_app(json!({"name": app, "spec": {"kind": "Deployment",
+            "containers": [{"name": "main", "image": "acme/web:1",
+                "ports": [{"name": "http", "container_port": 8080}]}]}}));
+        let (s, v) = site.api(
+            "POST",
+            &path("loadbalancers"),
+            Some(json!({"name": format!("{app}-lb"), "app": app,
+                "ports": [{"port": 80, "target_port": 8080}]})),
+        );
+        assert_eq!(s, 201, "{v}");
+    }
+    let route = |lb: &str| json!({"host": "shop.example.com", "load_balancer": lb, "port": 80});
+    let mut body = route("web-lb");
+    body["name"] = json!("www");
+    let (s, v) = site.api("POST", &path("routes"), Some(body));
+    assert_eq!(s, 201, "{v}");
+    site.publish("web", json!({"nodes": ["r1"]}));
+    site.publish("api", json!({"nodes": ["r2"]}));
+    site.wait_state("web", "r1", "running", LONG);
+    site.wait_state("api", "r2", "running", LONG);
+    wait_applied_on(&site, "routes/www", &["r1"]);
+    assert!(has(&site, "r1", "acme-web-ingress-www-r1.yaml"));
+
+    let (s, v) = site.api("PUT", &path("routes/www"), Some(route("api-lb")));
+    assert_eq!(s, 200, "{v}");
+    wait_applied_on(&site, "routes/www", &["r2"]);
+    wait_file(&site, "r1", "acme-web-ingress-www-r1.yaml", false);
+    let ingress = site.read_manifest("r2", "acme-api-ingress-www-r2.yaml");
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"], "api-lb-r2",
+        "{ingress:#}"
+    );
+    let dir = site.manifests_dir("r2");
+    let paths: Vec<_> = site.manifests("r2").iter().map(|f| dir.join(f)).collect();
+    kubernetes_validate(&paths, &[]);
+    assert_eq!(
+        site.manifests("r1"),
+        vec![
+            "acme-web-deployment-web-r1.yaml".to_string(),
+            "acme-web-service-web-lb-r1.yaml".to_string()
+        ]
+    );
+    wait_until("the route's move audited", LONG, || {
+        let (_, v) = site.api("GET", "/api/v1/audit?project=acme", None);
+        let found = v.as_array().into_iter().flatten().any(|e| {
+            e["action"] == "routes.unpublish"
+                && e["target"] == "www@r1"
+                && e["outcome"] == "ok"
+                && e["detail"] == "no app published on r1 is served by it any more"
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+}

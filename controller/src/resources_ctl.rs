@@ -8,7 +8,8 @@
 //! - the cascade plan: a resource used by another app published on the node is
 //!   kept, and the answer says which and why; a volume is always kept (its
 //!   data goes only by an explicit release);
-//! - `ResourceError`, which `reconcile` and `api` turn into their own errors.
+//! - `ResourceError`, which `reconcile` and `api` turn into their own errors;
+//! - what an app's new version leaves on its node (`left_behind`).
 //!
 //! Secret values are only opened here, to render the Secret object.
 //!
@@ -26,10 +27,14 @@ use crate::deploy::{DeployError, DeployTarget, Deployer, OwnerSelector};
 use crate::model::{AppSpec, Desired, Node, Publication};
 use crate::render;
 use crate::resources::{
-    spec_resources, spec_uses, EipTarget, LoadBalancerSpec, Resource, ResourceKind, ResourceSpec,
+    spec_resources, spec_uses, EipTarget, LoadBalancerSpec, Resource, ResourceKind,
+    ResourcePublicationKey, ResourceSpec,
 };
 use crate::secrets::SecretBox;
 use crate::store::{ControllerStore, StoreError};
+
+mod left_behind;
+pub use self::left_behind::{left_behind, take_down, take_off_now};
 
 /// What stops a resource step; the reconciler and the API turn it into theirs.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +303,8 @@ impl ResourceRenderer {
 
     /// With cascade: removes the resources only this app used on the node
     /// (volumes stay, with their data, until released); returns in words what was kept and why.
+    /// Network resources no app left there is served by go either way. Each
+    /// goes by compare-and-swap on its record (`take_off_now`).
     pub async fn on_unpublish(
         &self,
         store: &dyn ControllerStore,
@@ -306,77 +313,36 @@ impl ResourceRenderer {
         cascade: bool,
         target: &DeployTarget,
     ) -> Result<String, ResourceError> {
-        take_down_network_left_alone(store, deployer, p, target).await?;
+        let (proj, node) = (p.project.clone(), p.node.clone());
+        let alone = store.network_left_alone(&proj, &node).await?;
+        let why = format!("went with app {}", p.app);
+        take_off_now(store, deployer, target, alone, &why).await?;
         if !cascade {
             return Ok(String::new());
         }
         let plan = plan_for(store, p).await?;
+        let mut records = Vec::new();
         for (kind, name) in &plan.remove {
-            deployer
-                .remove(target, &resource_selector(&p.project, &p.node, *kind, name))
-                .await?;
+            let k = ResourcePublicationKey {
+                project: p.project.clone(),
+                kind: *kind,
+                name: name.clone(),
+                node: p.node.clone(),
+            };
+            match store.get_resource_publication(&k).await? {
+                Some(rp) => records.push(rp),
+                // No record to guard: nothing else wants it there.
+                None => {
+                    deployer
+                        .remove(target, &resource_selector(&p.project, &p.node, *kind, name))
+                        .await?
+                }
+            }
         }
-        let (proj, node, items) = (p.project.clone(), p.node.clone(), plan.remove.clone());
-        store
-            .forget_resource_publications(&proj, &node, &items)
-            .await?;
+        let why = format!("went with app {} (cascade)", p.app);
+        take_off_now(store, deployer, target, records, &why).await?;
         Ok(plan.kept.join("; "))
     }
-}
-
-/// After `p`'s apply: the config maps and secrets only apps carried to its
-/// node that no app published there uses any more (its new version dropped
-/// them) come off the node. Returns them, for the audit log.
-pub async fn take_down_left_behind(
-    store: &dyn ControllerStore,
-    deployer: &dyn Deployer,
-    p: &Publication,
-    target: &DeployTarget,
-) -> Result<Vec<(ResourceKind, String)>, ResourceError> {
-    let (proj, node) = (p.project.clone(), p.node.clone());
-    let left = store.config_left_behind(&proj, &node).await?;
-    for rp in &left {
-        deployer
-            .remove(
-                target,
-                &resource_selector(&rp.project, &rp.node, rp.kind, &rp.name),
-            )
-            .await?;
-    }
-    let items: Vec<(ResourceKind, String)> =
-        left.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
-    let (proj, node, forget) = (p.project.clone(), p.node.clone(), items.clone());
-    store
-        .forget_resource_publications(&proj, &node, &forget)
-        .await?;
-    Ok(items)
-}
-
-/// Load balancers, EIPs and routes on the node that no app published there
-/// is served by any more go with the app that leaves (routes first).
-async fn take_down_network_left_alone(
-    store: &dyn ControllerStore,
-    deployer: &dyn Deployer,
-    p: &Publication,
-    target: &DeployTarget,
-) -> Result<(), ResourceError> {
-    let (proj, node) = (p.project.clone(), p.node.clone());
-    let alone = store.network_left_alone(&proj, &node).await?;
-    for rp in &alone {
-        deployer
-            .remove(
-                target,
-                &resource_selector(&rp.project, &rp.node, rp.kind, &rp.name),
-            )
-            .await?;
-    }
-    let items: Vec<(ResourceKind, String)> =
-        alone.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
-    let (proj, node) = (p.project.clone(), p.node.clone());
-    store
-        .forget_resource_publications(&proj, &node, &items)
-        .await?;
-    Ok(())
 }
 
 async fn plan_for(store: &dyn ControllerStore, p: &Publication) -> Result<CascadePlan, StoreError> {

@@ -85,6 +85,7 @@ impl ControllerState {
                 settings.report_url,
                 settings.secret_key.as_ref(),
             )),
+            trigger: tx.clone(),
         });
         ControllerState {
             inner: Arc::new(StateInner {

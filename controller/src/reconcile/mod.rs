@@ -42,6 +42,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::clock::{now_ms, now_secs};
 use crate::deploy::{DeployError, DeployTarget, Deployer};
 use crate::model::{Desired, Publication, PublicationKey, PublicationState};
@@ -122,6 +124,9 @@ pub struct Context {
     pub resources: Option<Arc<ResourceRenderer>>,
     /// Prefetch jobs the edges reported finished, and the report targets.
     pub reports: Arc<reports::EdgeReports>,
+    /// The scheduler's triggers: a reconcile that marks other publications
+    /// (what an app's new version left on its node) wakes theirs.
+    pub trigger: mpsc::UnboundedSender<PublicationRef>,
 }
 
 impl Context {
@@ -139,7 +144,14 @@ impl Context {
             render: self.render.clone(),
             resources: self.resources.clone(),
             reports: self.reports.clone(),
+            trigger: self.trigger.clone(),
         }
+    }
+
+    /// Wakes another publication's reconcile (one this reconcile marked).
+    pub fn trigger(&self, key: impl Into<PublicationRef>) {
+        // Without a running scheduler the key waits; a resync finds it too.
+        let _ = self.trigger.send(key.into());
     }
 
     /// The controller's records.

@@ -424,21 +424,12 @@ async fn apply(
         .mark_resources_applied(&proj, &node, &carried, &detail, now_secs())
         .await?;
     if ctx.resources.is_some() {
-        let gone = crate::resources_ctl::take_down_left_behind(
-            ctx.store(),
-            ctx.deployer.as_ref(),
-            p,
-            target,
-        )
-        .await?;
-        for (kind, name) in gone {
-            ctx.audit.record(
-                "controller",
-                &p.project,
-                &format!("{kind}.unpublish"),
-                &format!("{name}@{}", p.node),
-                &format!("ok; no longer used by {} version {}", p.app, p.version),
-            );
+        // What this version no longer uses comes off the node: marked here,
+        // taken off (and audited) by each resource's own reconcile.
+        let left = crate::resources_ctl::left_behind(ctx.store(), p).await?;
+        let why = format!("no longer used by {} version {}", p.app, p.version);
+        for rp in crate::resources_ctl::take_down(ctx.store(), left, &why).await? {
+            ctx.trigger(rp.key());
         }
     }
     let propagated = (p.resources_generation != p.applied_resources_generation).then(|| {

@@ -2,7 +2,8 @@
 //! or take it off and forget it.
 //!
 //! Owns: what each step records on the resource publication, and its error
-//! policy (the same backoff as an app's). Level-triggered like an app's
+//! policy (the same backoff as an app's). A load balancer, EIP or route found
+//! serving no app published on its node is taken off it instead of applied. Level-triggered like an app's
 //! reconcile: it reads the stored record and does what it calls for. An app
 //! apply that carries the resource marks it applied, so a resource published
 //! with its app is applied once, in the app's publish order.
@@ -59,14 +60,20 @@ async fn apply_step(mut rp: ResourcePublication, ctx: &Context) -> Result<Action
     }
     let key = rp.key();
     let k = key.clone();
-    let waiting = ctx
-        .store()
-        .resource_readiness(&k)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => ReconcileError::Resource(m),
-            other => ReconcileError::Store(other),
-        })?;
+    let waiting = match ctx.store().resource_readiness(&k).await {
+        Ok(w) => w,
+        // A load balancer, EIP or route that serves no app published on its
+        // node any more (the app left, moved to a version it does not
+        // select, or the resource now points elsewhere) comes off it.
+        Err(StoreError::Conflict(_)) if rp.kind.is_network() => {
+            let why = format!("no app published on {} is served by it any more", rp.node);
+            rp.request_takedown(why, now_secs());
+            save(ctx, &mut rp).await?;
+            return Ok(Action::Requeue(Duration::ZERO));
+        }
+        Err(StoreError::Conflict(m)) => return Err(ReconcileError::Resource(m)),
+        Err(other) => return Err(ReconcileError::Store(other)),
+    };
     if let Some(reason) = waiting {
         if rp.state != ResourceState::Waiting || rp.detail != reason {
             rp.set(ResourceState::Waiting, reason, now_secs());
@@ -143,12 +150,16 @@ async fn remove_step(rp: ResourcePublication, ctx: &Context) -> Result<Action, R
         return Err(ReconcileError::Stale);
     }
     tracing::info!(resource = %key, "unpublished");
+    let outcome = match &rp.taken_down_because {
+        Some(why) => format!("ok; {why}"),
+        None => "ok".to_string(),
+    };
     ctx.audit.record(
         "controller",
         &rp.project,
         &format!("{}.unpublish", rp.kind),
         &format!("{}@{}", rp.name, rp.node),
-        "ok",
+        &outcome,
     );
     Ok(Action::AwaitChange)
 }

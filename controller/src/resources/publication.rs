@@ -110,6 +110,11 @@ pub struct ResourcePublication {
     /// behind, clears it. Records from before it read as explicit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_apps: bool,
+    /// Why the controller takes it off the node on its own (no app published
+    /// there uses it any more); `None` for a removal asked through the API.
+    /// The removal's audit entry says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_down_because: Option<String>,
 }
 
 impl ResourcePublication {
@@ -131,6 +136,7 @@ impl ResourcePublication {
             created_at: now,
             updated_at: now,
             with_apps: false,
+            taken_down_because: None,
         }
     }
 
@@ -157,6 +163,7 @@ impl ResourcePublication {
         self.generation += 1;
         self.revision += 1;
         self.applied = false;
+        self.taken_down_because = None;
         self.set(ResourceState::Pending, detail, now);
         self.clear_failure();
     }
@@ -165,8 +172,22 @@ impl ResourcePublication {
         self.desired = ResourceDesired::Unpublished;
         self.generation += 1;
         self.revision += 1;
+        self.taken_down_because = None;
         self.set(ResourceState::Removing, detail, now);
         self.clear_failure();
+    }
+
+    /// The controller takes it off the node because `why` (nothing there
+    /// uses it any more): a removal like an unpublish request's, written
+    /// with compare-and-swap (`update_resource_publication` bumps the
+    /// revision, so this does not).
+    pub fn request_takedown(&mut self, why: impl Into<String>, now: u64) {
+        let why = why.into();
+        self.desired = ResourceDesired::Unpublished;
+        self.generation += 1;
+        self.set(ResourceState::Removing, why.clone(), now);
+        self.clear_failure();
+        self.taken_down_because = Some(why);
     }
 
     pub fn set(&mut self, state: ResourceState, detail: impl Into<String>, now: u64) {
@@ -204,7 +225,17 @@ mod tests {
             (p.desired, p.generation, p.revision, p.attempts),
             (ResourceDesired::Unpublished, 2, 1, 0)
         );
+        p.request_takedown("no longer used by web version 2", 7);
+        assert_eq!(
+            p.taken_down_because.as_deref(),
+            Some("no longer used by web version 2")
+        );
+        assert_eq!(
+            (p.desired, p.generation, p.revision),
+            (ResourceDesired::Unpublished, 3, 1)
+        );
         p.request_publish("publish requested", 7);
+        assert_eq!(p.taken_down_because, None);
         assert!(!p.applied);
         assert_eq!(p.state, ResourceState::Pending);
         let json = serde_json::to_value(&p).expect("json");

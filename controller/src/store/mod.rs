@@ -46,6 +46,9 @@ mod redb;
 
 pub use self::pg::PgControllerStore;
 pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange};
+/// An embedded store in a temporary directory, for the crate's tests.
+#[cfg(test)]
+pub(crate) use self::redb::fixtures::temp_store;
 pub use self::redb::RedbControllerStore;
 /// The embedded store's rows and outbox form, which `pg` shares.
 pub(crate) use self::redb::{rows, Stored};
@@ -225,7 +228,10 @@ pub trait ControllerStore: Send + Sync {
     /// nodes: the records made are returned, to trigger.
     async fn create_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>>;
     /// Replaces a resource's spec (same rules as create, plus: a volume's
-    /// capacity is immutable). Returns the publications that must apply again.
+    /// capacity is immutable). Returns the publications that must apply
+    /// again, and the records of the nodes a load balancer, EIP or route now
+    /// follows an app to (those where it serves none come off by their own
+    /// reconcile).
     async fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>>;
     async fn get_resource(
         &self,

@@ -67,7 +67,7 @@ mod blocking;
 mod clusters;
 mod eips;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod forced;
 mod left_behind;
 mod projects;

@@ -89,7 +89,8 @@ pub(super) fn key(
 }
 
 /// Records `app`'s resources as published on `nodes` with it (inside the
-/// app publish's transaction). Those already published there stay as they are.
+/// app publish's transaction). Those already published there stay as they
+/// are, but for their revision.
 pub(super) fn publish_with_app(
     txn: &WriteTransaction,
     project: &str,
@@ -119,7 +120,13 @@ pub(super) fn publish_with_app(
             }
             let k = key(project, *kind, name, node);
             match get_rp(&t, &k)? {
-                Some(rp) if rp.desired == ResourceDesired::Published => {}
+                // Carried again: touched, so that a concurrent take-down of
+                // what an earlier version left (a compare-and-swap on this
+                // revision, see `resources_ctl::take_down`) fails.
+                Some(mut rp) if rp.desired == ResourceDesired::Published => {
+                    rp.revision += 1;
+                    put_rp(&mut t, &rp)?;
+                }
                 Some(mut rp) => {
                     rp.request_publish(detail.clone(), now);
                     rp.with_apps = true;

@@ -193,9 +193,10 @@ pub(super) fn readiness(
     })
 }
 
-/// A load balancer, EIP or route created while an app it serves is published
-/// follows that app: published on those nodes (an EIP or route only where its
-/// load balancer is), without a second publish. A static EIP that would
+/// A load balancer, EIP or route created — or changed — while an app it
+/// serves is published follows that app: published on those nodes where it
+/// has no record yet (an EIP or route only where its load balancer is),
+/// without a second publish. A static EIP that would
 /// follow it to more than one node, or to a node while its address is held
 /// on another, is refused (its address is on one node at a time).
 pub(super) fn follow_apps(
@@ -219,6 +220,10 @@ pub(super) fn follow_apps(
     let mut pubs = txn.open_table(RESOURCE_PUBS)?;
     let mut targets = Vec::new();
     for (node, app) in served {
+        if get_rp(&pubs, &key(&r.project, r.kind, &r.name, &node))?.is_some() {
+            // Already there (or on its way off): its own record decides.
+            continue;
+        }
         if let Some(lb) = lb {
             let lb_here = get_rp(
                 &pubs,

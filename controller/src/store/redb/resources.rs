@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use redb::ReadableTable;
 
+use crate::clock::now_secs;
+
 use crate::model::{Desired, Publication, PublicationState, TemplateVersion, ValidationError};
 use crate::resources::{
     Binding, BindingState, LoadBalancerSpec, PublicationRef, Resource, ResourceKind, ResourceSpec,
@@ -48,7 +50,9 @@ impl RedbControllerStore {
 
     /// Replaces a resource's spec (same rules as create, plus: a volume's
     /// capacity is immutable; a load balancer with routes stays ClusterIP).
-    /// Returns the publications that must apply again (their app uses it).
+    /// Returns the publications that must apply again (their app uses it),
+    /// and those of the nodes a load balancer, EIP or route now follows an
+    /// app to.
     pub fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>> {
         crate::resources::validate(r.kind, &r.name, &r.spec)?;
         let txn = self.db.begin_write()?;
@@ -106,7 +110,13 @@ impl RedbControllerStore {
             let mut updated = r.clone();
             updated.created_at = current.created_at;
             t.insert(key, encode(&updated).as_slice())?;
-            keys = reapply_users(&txn, &t, r)?;
+            let mut changed = reapply_users(&txn, &t, r)?;
+            // Pointed at another load balancer or app: it follows the apps it
+            // serves now (and comes off the nodes where it serves none, by
+            // its own reconcile).
+            let followed = super::resource_rules::follow_apps(&txn, &t, r, now_secs())?;
+            changed.extend(followed.into_iter().map(PublicationRef::Resource));
+            keys = changed;
         }
         txn.commit()?;
         Ok(keys)
