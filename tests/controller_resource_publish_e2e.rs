@@ -636,3 +636,87 @@ fn a_route_moved_to_another_load_balancer_follows_it() {
         }
     });
 }
+
+/// A published load balancer whose selector moves to another app follows it,
+/// with the route in front of it: both come off the node where they serve no
+/// app any more (audited, with the reason) and go on the node where the new
+/// app runs, without a publish.
+#[test]
+fn a_load_balancer_whose_selector_moves_follows_the_apps_it_selects() {
+    if !tools_present() {
+        return;
+    }
+    let mut site = Site::start();
+    for n in ["r1", "r2"] {
+        let url = site.registry_url();
+        site.add_edge(n, &url, json!({"site": "shop"}));
+    }
+    site.push(
+        "web",
+        "1",
+        ImageBuilder::new().layer_file("srv/web", "web\n"),
+    );
+    for app in ["web", "api"] {
+        site.create_app(json!({"name": app, "spec": {"kind": "Deployment",
+            "labels": {"tier": app},
+            "containers": [{"name": "main", "image": "acme/web:1",
+                "ports": [{"name": "http", "container_port": 8080}]}]}}));
+    }
+    let lb = |tier: &str| json!({"selector": {"tier": tier}, "ports": [{"port": 80, "target_port": 8080}]});
+    let mut body = lb("web");
+    body["name"] = json!("front");
+    let (s, v) = site.api("POST", &path("loadbalancers"), Some(body));
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = site.api(
+        "POST",
+        &path("routes"),
+        Some(json!({"name": "www", "host": "shop.example.com",
+            "load_balancer": "front", "port": 80})),
+    );
+    assert_eq!(s, 201, "{v}");
+    site.publish("web", json!({"nodes": ["r1"]}));
+    site.publish("api", json!({"nodes": ["r2"]}));
+    site.wait_state("web", "r1", "running", LONG);
+    site.wait_state("api", "r2", "running", LONG);
+    wait_applied_on(&site, "loadbalancers/front", &["r1"]);
+    wait_applied_on(&site, "routes/www", &["r1"]);
+
+    let (s, v) = site.api("PUT", &path("loadbalancers/front"), Some(lb("api")));
+    assert_eq!(s, 200, "{v}");
+    wait_applied_on(&site, "loadbalancers/front", &["r2"]);
+    wait_applied_on(&site, "routes/www", &["r2"]);
+    wait_until("r1 keeps only web's deployment", LONG, || {
+        let left = site.manifests("r1");
+        if left == vec!["acme-web-deployment-web-r1.yaml".to_string()] {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    let r2 = site.manifests("r2");
+    let service = r2
+        .iter()
+        .find(|f| f.contains("service-front"))
+        .unwrap_or_else(|| panic!("front's Service on r2: {r2:?}"));
+    let service = site.read_manifest("r2", service);
+    assert_eq!(service["spec"]["selector"]["tier"], "api", "{service:#}");
+    let dir = site.manifests_dir("r2");
+    let paths: Vec<_> = r2.iter().map(|f| dir.join(f)).collect();
+    kubernetes_validate(&paths, &[]);
+    wait_until("the move audited", LONG, || {
+        let (_, v) = site.api("GET", "/api/v1/audit?project=acme", None);
+        let off = |action: &str, target: &str| {
+            v.as_array().into_iter().flatten().any(|e| {
+                e["action"] == action
+                    && e["target"] == target
+                    && e["outcome"] == "ok"
+                    && e["detail"] == "no app published on r1 is served by it any more"
+            })
+        };
+        if off("loadbalancers.unpublish", "front@r1") && off("routes.unpublish", "www@r1") {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+}

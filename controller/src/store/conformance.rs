@@ -12,8 +12,8 @@ use super::fixtures::*;
 use super::{ControllerStore, StoreError};
 use crate::model::{Cluster, PublicationKey, Volume};
 use crate::resources::{
-    BindingState, ConfigMapSpec, EipSpec, ResourceDesired, ResourceKind, ResourceSpec, RouteSpec,
-    VolumeSpec,
+    BindingState, ConfigMapSpec, EipSpec, PublicationRef, ResourceDesired, ResourceKind,
+    ResourcePublicationKey, ResourceSpec, RouteSpec, VolumeSpec,
 };
 
 /// Runs every section, each on a fresh store from `fresh`.
@@ -351,13 +351,38 @@ async fn resources_publish_only_beside_the_apps_they_serve(s: &dyn ControllerSto
     s.delete_resource("shop", ResourceKind::Routes, "www")
         .await
         .expect("published nowhere: deleted");
-    // The selector of a published load balancer stays.
+    // A published load balancer's selector moves it: its records on both
+    // nodes apply again, and where it serves no app any more (no app carries
+    // `tier: back`) its own reconcile finds the rule and takes it off.
     let mut changed = resource("front", lbs, lb(&[("tier", "back")], None));
     changed.updated_at = 11;
-    conflict(
-        s.update_resource(&changed).await,
-        "rule: a load balancer's selector cannot change while it is published",
-    );
+    let again = s
+        .update_resource(&changed)
+        .await
+        .expect("the selector moves");
+    for node in ["n1", "n2"] {
+        assert!(
+            again.iter().any(|p| matches!(p,
+                PublicationRef::Resource(k) if k.name == "front" && k.node == node)),
+            "{again:?}"
+        );
+        let k = ResourcePublicationKey {
+            project: "shop".into(),
+            kind: lbs,
+            name: "front".into(),
+            node: node.into(),
+        };
+        let rp = s
+            .get_resource_publication(&k)
+            .await
+            .expect("get")
+            .expect("record");
+        assert!(!rp.applied, "{rp:?}");
+        conflict(
+            s.resource_readiness(&k).await,
+            &format!("none is published on {node}"),
+        );
+    }
 }
 
 /// A purge drops all a project holds, with a tombstone per node.

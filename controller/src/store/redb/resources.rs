@@ -52,7 +52,8 @@ impl RedbControllerStore {
     /// capacity is immutable; a load balancer with routes stays ClusterIP).
     /// Returns the publications that must apply again (their app uses it),
     /// and those of the nodes a load balancer, EIP or route now follows an
-    /// app to.
+    /// app to; a load balancer's new selector takes the routes and EIPs in
+    /// front of it along.
     pub fn update_resource(&self, r: &Resource) -> Result<Vec<PublicationRef>> {
         crate::resources::validate(r.kind, &r.name, &r.spec)?;
         let txn = self.db.begin_write()?;
@@ -64,6 +65,7 @@ impl RedbControllerStore {
                 Some(g) => decode("ctl_resources", g.value())?,
                 None => return Err(not_found_resource(r.kind, &r.project, &r.name)),
             };
+            let mut selector_moved = false;
             match (&current.spec, &r.spec) {
                 (ResourceSpec::Volume(a), ResourceSpec::Volume(b)) if a.capacity != b.capacity => {
                     return Err(StoreError::Conflict(format!(
@@ -92,17 +94,7 @@ impl RedbControllerStore {
                             )));
                         }
                     }
-                    let nodes = super::resource_publications::published_on(
-                        &txn, &r.project, r.kind, &r.name,
-                    )?;
-                    if a.app_selector() != b.app_selector() && !nodes.is_empty() {
-                        return Err(StoreError::Conflict(format!(
-                            "rule: a load balancer's selector cannot change while it is \
-                             published; unpublish {} from {} first",
-                            r.name,
-                            nodes.join(", ")
-                        )));
-                    }
+                    selector_moved = a.app_selector() != b.app_selector();
                 }
                 _ => {}
             }
@@ -116,6 +108,9 @@ impl RedbControllerStore {
             // its own reconcile).
             let followed = super::resource_rules::follow_apps(&txn, &t, r, now_secs())?;
             changed.extend(followed.into_iter().map(PublicationRef::Resource));
+            if selector_moved {
+                changed.extend(dependents_follow(&txn, &t, r)?);
+            }
             keys = changed;
         }
         txn.commit()?;
@@ -288,6 +283,35 @@ fn referrers(
         })
         .map(|r| format!("{} {}", kind.singular(), r.name))
         .collect())
+}
+
+/// A load balancer's selector moved to other apps: the routes and EIPs in
+/// front of it follow it too — their records apply again (and come off, by
+/// their own reconciles, the nodes where they serve no app any more), and
+/// they go on the nodes where the load balancer now follows an app.
+fn dependents_follow(
+    txn: &redb::WriteTransaction,
+    t: &ResourceTable<'_>,
+    lb: &Resource,
+) -> Result<Vec<PublicationRef>> {
+    let now = now_secs();
+    let mut out = Vec::new();
+    for kind in [ResourceKind::Routes, ResourceKind::Eips] {
+        for r in list_kind(t, &lb.project, kind)? {
+            let in_front = match &r.spec {
+                ResourceSpec::Eip(e) => e.load_balancer() == Some(lb.name.as_str()),
+                ResourceSpec::Route(rt) => rt.load_balancer == lb.name,
+                _ => false,
+            };
+            if !in_front {
+                continue;
+            }
+            out.extend(super::resource_publications::unapply(txn, &r, now)?);
+            let followed = super::resource_rules::follow_apps(txn, t, &r, now)?;
+            out.extend(followed.into_iter().map(PublicationRef::Resource));
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn load_balancer(
