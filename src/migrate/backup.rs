@@ -11,6 +11,10 @@
 //! up. A restore loads `metadata.redb` into the configured backend, which
 //! must be empty, puts the keys where an embedded registry reads them, and
 //! checks that the configured storage has every listed blob.
+//!
+//! The embedded source is locked for the whole copy, so its backup is one
+//! moment; on PostgreSQL the engine reads table by table, so a backup is
+//! consistent only while no replica writes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -93,6 +97,12 @@ pub async fn backup(cfg: Config, args: BackupArgs) -> anyhow::Result<()> {
     berth_registry::private::private_dir(out)
         .with_context(|| format!("creating {}", out.display()))?;
     eprintln!("opening the registry's metadata (an embedded registry must be stopped first)");
+    if cfg.meta.backend == MetaBackend::Postgres {
+        // The copy reads table by table, not from one snapshot.
+        eprintln!(
+            "note: on PostgreSQL the copy is consistent only while no replica writes; stop              them, or take pg_dump for a live copy beside this one"
+        );
+    }
     let source = open_side(&cfg, true).await?;
     let target = redb_side(&out.join(METADATA), None, false)?;
     ensure_empty(&target).await?;

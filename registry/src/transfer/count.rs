@@ -71,6 +71,12 @@ pub async fn count(stores: &Stores) -> Result<Counts> {
         events += page.len();
     }
     add("audit events", events);
+    for (kind, owner) in [
+        ("edge tag clocks", TagClockOwner::Edge),
+        ("proxy tag clocks", TagClockOwner::Proxy),
+    ] {
+        add(kind, stores.cache.tag_clocks(owner).await?.len());
+    }
     add(
         "cache access times",
         stores.cache.access_times().await?.len(),
