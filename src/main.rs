@@ -18,6 +18,7 @@ mod compose;
 mod console;
 mod flags;
 mod image_source;
+mod keys_cli;
 mod migrate;
 mod node_cache_cli;
 mod node_cli;
@@ -100,6 +101,9 @@ key the source used (its data directory's controller-secret.key, unless configur
         after_help = "Example:\n  berth restore --from /backup/berth-2026-01-31 --data-dir /var/lib/berth\n\nThe target must be empty. Missing blobs are listed and the command fails: restore them from\nthe object store's backup."
     )]
     Restore(migrate::RestoreArgs),
+    /// The key that signs registry tokens: rotate it.
+    #[command(subcommand)]
+    TokenKey(keys_cli::TokenKeyCmd),
     /// Manage projects on a running registry.
     #[command(subcommand)]
     Project(cli::ProjectCmd),
@@ -315,6 +319,7 @@ fn main() -> ExitCode {
                 }
                 migrate::restore(cfg, a).await
             }
+            Command::TokenKey(c) => keys_cli::token_key(&cfg, c).await,
             Command::Project(c) => cli::project(&cfg, c).await,
             Command::Repo(c) => repo_cli::repo(&cfg, c).await,
             Command::Tag(c) => repo_cli::tag(&cfg, c).await,
