@@ -18,6 +18,8 @@ mod compose;
 mod console;
 mod flags;
 mod image_source;
+mod keys_cli;
+mod migrate;
 mod node_cache_cli;
 mod node_cli;
 mod prompt;
@@ -68,6 +70,40 @@ enum Command {
         after_help = "Examples:\n  berth gc --dry-run\n  berth gc\n  berth gc --status\n  berth gc --runs --limit 10\n  berth gc --offline --data-dir /var/lib/berth   # the registry is stopped"
     )]
     Gc(GcArgs),
+    /// Move a stopped registry's data onto PostgreSQL (and its blobs onto S3),
+    /// verified by a recount of both sides.
+    #[command(
+        long_about = "Move a stopped registry's data onto PostgreSQL (and its blobs onto S3).\n\n\
+The source is what --config (or --data-dir) names, usually the embedded redb file and the data\n\
+directory's blobs; stop the registry first (its database is locked while it runs). Every record\n\
+is copied into the target database, which must be empty: repositories, tags, manifests, blob\n\
+records, accounts (password hashes as they are), projects, members, robots, the audit log,\n\
+quotas, immutable-tag and retention rules, webhooks, replication policies and executions, GC\n\
+history, pull counts, and the controller's clusters, nodes, apps, versions, publications and\n\
+resources. Not copied: uploads in progress (clients restart them), the login throttle's counters\n\
+(they expire in minutes), token signing keys (tokens live minutes), webhook events not yet\n\
+delivered and delivery logs.\n\
+Then both sides are recounted kind by kind; any MISMATCH exits non-zero.\n\n\
+Sealed secrets and kubeconfigs are copied sealed: the target's controller.secret_key must be the\n\
+key the source used (its data directory's controller-secret.key, unless configured).",
+        after_help = "Examples:\n  berth migrate --to postgres://berth:secret@db:5432/berth\n  berth migrate --target-config /etc/berth/replica.toml --blobs-to s3   # [meta] and [storage] from replica.toml"
+    )]
+    Migrate(migrate::MigrateArgs),
+    /// Write a backup of the metadata, the sealing key and the list of blobs
+    /// (not the blobs' bytes: those are the object store's to back up).
+    #[command(
+        after_help = "Example:\n  berth backup --out /backup/berth-$(date +%F)\n\nThe directory gets metadata.redb (every record), sealing.key (0600; without it no sealed\nsecret or kubeconfig opens: keep it apart and safe), token.key (embedded registries) and\nblobs.txt (digest and size of every blob needed). An embedded registry must be stopped first."
+    )]
+    Backup(migrate::BackupArgs),
+    /// Load a backup into the configured (empty) metadata backend and check
+    /// that the configured storage has every blob it lists.
+    #[command(
+        after_help = "Example:\n  berth restore --from /backup/berth-2026-01-31 --data-dir /var/lib/berth\n\nThe target must be empty. Missing blobs are listed and the command fails: restore them from\nthe object store's backup."
+    )]
+    Restore(migrate::RestoreArgs),
+    /// The key that signs registry tokens: rotate it.
+    #[command(subcommand)]
+    TokenKey(keys_cli::TokenKeyCmd),
     /// Manage projects on a running registry.
     #[command(subcommand)]
     Project(cli::ProjectCmd),
@@ -262,6 +298,28 @@ fn main() -> ExitCode {
                     cli::gc(cfg, a.dry_run, a.offline, a.conn).await
                 }
             }
+            Command::Migrate(a) => {
+                let mut cfg = cfg;
+                if let Some(d) = a.data_dir.clone() {
+                    cfg.server.data_dir = d;
+                }
+                migrate::migrate(cfg, a).await
+            }
+            Command::Backup(a) => {
+                let mut cfg = cfg;
+                if let Some(d) = a.data_dir.clone() {
+                    cfg.server.data_dir = d;
+                }
+                migrate::backup(cfg, a).await
+            }
+            Command::Restore(a) => {
+                let mut cfg = cfg;
+                if let Some(d) = a.data_dir.clone() {
+                    cfg.server.data_dir = d;
+                }
+                migrate::restore(cfg, a).await
+            }
+            Command::TokenKey(c) => keys_cli::token_key(&cfg, c).await,
             Command::Project(c) => cli::project(&cfg, c).await,
             Command::Repo(c) => repo_cli::repo(&cfg, c).await,
             Command::Tag(c) => repo_cli::tag(&cfg, c).await,

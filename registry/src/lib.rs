@@ -27,4 +27,5 @@ pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod signature;
+pub mod transfer;
 pub mod webhooks;

@@ -28,6 +28,39 @@ pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
         .await;
     a_static_eip_is_on_one_node_at_a_time(fresh().as_ref()).await;
     config_left_behind_by_a_new_version(fresh().as_ref()).await;
+    records_copy_into_an_empty_store_only(fresh().as_ref(), fresh().as_ref()).await;
+}
+
+/// Records exported from one store and imported into another are the same
+/// records there (publications, events and sealed credentials included);
+/// a store holding records refuses an import and keeps what it holds.
+async fn records_copy_into_an_empty_store_only(a: &dyn ControllerStore, b: &dyn ControllerStore) {
+    site(a).await;
+    a.publish("shop", "web", None, &["n1".into()], 5)
+        .await
+        .expect("publish");
+    let records = a.export_records().await.expect("export");
+    let counts = records.counts();
+    assert_eq!(counts["ctl_nodes"], 2, "{counts:?}");
+    assert_eq!(counts["ctl_publications"], 1, "{counts:?}");
+    assert!(counts["ctl_publication_events"] >= 1, "{counts:?}");
+    b.import_records(&records).await.expect("import");
+    assert_eq!(b.export_records().await.expect("export").counts(), counts);
+    let cluster = b.get_cluster("edge").await.expect("get").expect("copied");
+    assert_eq!(cluster.kubeconfig, KC, "credentials open with the same key");
+    let key = PublicationKey {
+        project: "shop".into(),
+        app: "web".into(),
+        node: "n1".into(),
+    };
+    assert_eq!(
+        b.get_publication(&key).await.expect("get"),
+        a.get_publication(&key).await.expect("get")
+    );
+    // A second import lands on records: refused, nothing changed.
+    let again = b.import_records(&records).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(b.export_records().await.expect("export").counts(), counts);
 }
 
 async fn nodes_of(

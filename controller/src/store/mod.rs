@@ -38,12 +38,14 @@ pub(crate) mod changes;
 pub(crate) mod conformance;
 #[cfg(test)]
 mod conformance_events;
+mod export;
 #[cfg(test)]
 mod fixtures;
 pub mod pg;
 mod records;
 mod redb;
 
+pub use self::export::ControllerRecords;
 pub use self::pg::PgControllerStore;
 pub use self::records::{EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange};
 /// An embedded store in a temporary directory, for the crate's tests.
@@ -391,6 +393,14 @@ pub trait ControllerStore: Send + Sync {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>>;
+
+    // ---- copying to another backend (see export.rs) ----
+
+    /// Every record, from one snapshot, as stored.
+    async fn export_records(&self) -> Result<ControllerRecords>;
+    /// Writes `records` in one transaction into this store, which must hold
+    /// no record yet (`Conflict` otherwise, and nothing written).
+    async fn import_records(&self, records: &ControllerRecords) -> Result<()>;
 
     // ---- fencing ----
 

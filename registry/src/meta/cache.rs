@@ -33,6 +33,10 @@ pub trait CacheBook: Send + Sync {
         at_ms: u64,
     ) -> Result<()>;
 
+    /// Every tag `owner`'s clock holds, as (repo, tag, unix ms), in repo
+    /// and tag order (what a copy to another backend reads).
+    async fn tag_clocks(&self, owner: TagClockOwner) -> Result<Vec<(String, String, u64)>>;
+
     /// Every blob's last read (digest, unix ms), in digest order.
     async fn access_times(&self) -> Result<Vec<(String, u64)>>;
     /// Records last reads, all in one transaction.
@@ -82,6 +86,22 @@ pub(crate) async fn suite(book: &dyn CacheBook) {
     assert_eq!(
         book.tag_fetched(Edge, "a/b", "2").await.expect("read"),
         None
+    );
+    // Each clock lists its own tags, in order.
+    book.set_tag_fetched(Proxy, "a/c", "2", 40)
+        .await
+        .expect("write");
+    book.set_tag_fetched(Proxy, "a/b", "9", 30)
+        .await
+        .expect("write");
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        book.tag_clocks(Edge).await.expect("read"),
+        [(s("a/b"), s("1"), 20)]
+    );
+    assert_eq!(
+        book.tag_clocks(Proxy).await.expect("read"),
+        [(s("a/b"), s("9"), 30), (s("a/c"), s("2"), 40)]
     );
     // Access times replace, and go.
     let times = [("sha256:aa".to_string(), 5), ("sha256:bb".to_string(), 6)];

@@ -566,6 +566,32 @@ impl ControllerStore for PgControllerStore {
         .await
     }
 
+    async fn export_records(&self) -> Result<crate::store::ControllerRecords> {
+        let what = "reading every controller record";
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(super::db(what))?;
+        let rows = super::mirror::load(&tx).await?;
+        tx.commit().await.map_err(super::db(what))?;
+        Ok(crate::store::ControllerRecords::new(rows))
+    }
+
+    async fn import_records(&self, records: &crate::store::ControllerRecords) -> Result<()> {
+        let what = "writing the controller records copied";
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(super::db(what))?;
+        self.lock(&tx).await?;
+        let held = super::mirror::load(&tx).await?;
+        let want = records.onto(&held)?;
+        super::mirror::write_back(&tx, &held, &want).await?;
+        tx.commit().await.map_err(super::db(what))
+    }
+
     fn fenced(&self, epoch: u64) -> std::sync::Arc<dyn ControllerStore> {
         std::sync::Arc::new(self.with_fence(epoch))
     }

@@ -559,6 +559,25 @@ impl ControllerStore for RedbControllerStore {
             .await
     }
 
+    async fn export_records(&self) -> Result<crate::store::ControllerRecords> {
+        self.blocking(move |s| {
+            Ok(crate::store::ControllerRecords::new(super::rows::rows_of(
+                &s.db,
+            )?))
+        })
+        .await
+    }
+
+    async fn import_records(&self, records: &crate::store::ControllerRecords) -> Result<()> {
+        let records = records.clone();
+        self.blocking(move |s| {
+            let held = super::rows::rows_of(&s.db)?;
+            let want = records.onto(&held)?;
+            super::rows::sync(&s.db, &held, &want)
+        })
+        .await
+    }
+
     fn fenced(&self, _epoch: u64) -> std::sync::Arc<dyn ControllerStore> {
         std::sync::Arc::new(self.clone())
     }

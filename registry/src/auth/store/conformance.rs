@@ -24,7 +24,7 @@ pub(crate) async fn suite(store: Store) {
     audit_log(&store).await;
 }
 
-fn user(name: &str, admin: bool) -> User {
+pub(crate) fn user(name: &str, admin: bool) -> User {
     User {
         name: name.into(),
         id: new_instance_id(),
@@ -35,7 +35,7 @@ fn user(name: &str, admin: bool) -> User {
     }
 }
 
-fn project(name: &str) -> Project {
+pub(crate) fn project(name: &str) -> Project {
     Project {
         name: name.into(),
         public: false,
@@ -45,7 +45,7 @@ fn project(name: &str) -> Project {
     }
 }
 
-fn robot(project: &str, name: &str) -> Robot {
+pub(crate) fn robot(project: &str, name: &str) -> Robot {
     Robot {
         name: format!("robot${project}+{name}"),
         id: new_instance_id(),
@@ -366,4 +366,14 @@ async fn audit_log(s: &Store) {
         let got: Vec<_> = got.iter().map(|e| e.target.as_str()).collect();
         assert_eq!(got, want, "{query:?}");
     }
+    // The whole log, oldest first, page by page (what a copy reads).
+    let page = |after, limit| s.audit_page(after, limit);
+    let first = page(0, 2).await.expect("page");
+    let targets: Vec<_> = first.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, ["t0", "t1"], "oldest first, at most the limit");
+    assert_eq!(first[1].id, ids[1]);
+    let rest = page(first[1].id, 2).await.expect("page");
+    let targets: Vec<_> = rest.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, ["t2"], "after the last id seen");
+    assert!(page(ids[2], 10).await.expect("page").is_empty());
 }

@@ -333,6 +333,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn append_audit(&self, event: &AuditEvent) -> Result<u64, AccountError>;
     /// Events that pass the query's filters, newest first, at most its limit.
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError>;
+    /// Every event with an id above `after`, oldest first, at most `limit`
+    /// (a copy of the whole log pages through it; no filters, no cap).
+    async fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, AccountError>;
 }
 
 /// What a shared store tells each `Accounts` about changes other replicas

@@ -493,4 +493,8 @@ impl AccountStore for PgAccounts {
     async fn audit_events(&self, query: &AuditQuery) -> Res<Vec<AuditEvent>> {
         super::accounts_audit::query(self, query).await
     }
+
+    async fn audit_page(&self, after: u64, limit: usize) -> Res<Vec<AuditEvent>> {
+        super::accounts_audit::page(self, after, limit).await
+    }
 }

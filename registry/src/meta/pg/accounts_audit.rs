@@ -72,3 +72,24 @@ pub(super) async fn query(store: &PgAccounts, q: &AuditQuery) -> Res<Vec<AuditEv
     }
     Ok(out)
 }
+
+/// Events with an id above `after`, oldest first, at most `limit`.
+pub(super) async fn page(store: &PgAccounts, after: u64, limit: usize) -> Res<Vec<AuditEvent>> {
+    let conn = store.conn().await?;
+    let rows = conn
+        .query(
+            "SELECT id, record::text FROM acct_audit WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&secs(after), &(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await
+        .map_err(pg("reading the audit log"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Ok(mut e) = serde_json::from_str::<AuditEvent>(r.get::<_, &str>(1)) else {
+            continue;
+        };
+        e.id = r.get::<_, i64>(0) as u64;
+        out.push(e);
+    }
+    Ok(out)
+}

@@ -51,6 +51,25 @@ impl CacheBook for PgMeta {
         Ok(())
     }
 
+    async fn tag_clocks(&self, owner: TagClockOwner) -> Result<Vec<(String, String, u64)>> {
+        let conn = self.conn().await?;
+        conn.cq(
+            "SELECT repo, tag, at_ms FROM cache_tag_fetched WHERE owner = $1 ORDER BY repo, tag",
+            &[&owner_key(owner)],
+        )
+        .await
+        .ctx("reading when tags were last confirmed")?
+        .iter()
+        .map(|r| {
+            Ok((
+                col(r, 0, "cache_tag_fetched.repo")?,
+                col(r, 1, "cache_tag_fetched.tag")?,
+                col_u64(r, 2, "cache_tag_fetched.at_ms")?,
+            ))
+        })
+        .collect()
+    }
+
     async fn access_times(&self) -> Result<Vec<(String, u64)>> {
         let conn = self.conn().await?;
         conn.cq(

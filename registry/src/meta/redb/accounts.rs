@@ -420,4 +420,8 @@ impl AccountStore for RedbAccounts {
     async fn audit_events(&self, query: &AuditQuery) -> Res<Vec<AuditEvent>> {
         super::audit::query(&self.meta.db(), query)
     }
+
+    async fn audit_page(&self, after: u64, limit: usize) -> Res<Vec<AuditEvent>> {
+        super::audit::page(&self.meta.db(), after, limit)
+    }
 }

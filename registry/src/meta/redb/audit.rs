@@ -42,3 +42,23 @@ pub(super) fn query(database: &Database, q: &AuditQuery) -> Res<Vec<AuditEvent>>
     }
     Ok(out)
 }
+
+/// Events with an id above `after`, oldest first, at most `limit`; records
+/// that do not decode are skipped, as `query` skips them.
+pub(super) fn page(database: &Database, after: u64, limit: usize) -> Res<Vec<AuditEvent>> {
+    let tx = database.begin_read().map_err(db)?;
+    let t = tx.open_table(AUDIT).map_err(db)?;
+    let mut out = Vec::new();
+    for r in t.range(after.saturating_add(1)..).map_err(db)? {
+        if out.len() >= limit {
+            break;
+        }
+        let (_, v) = r.map_err(db)?;
+        let Ok(mut e) = serde_json::from_slice::<AuditEvent>(v.value()) else {
+            continue;
+        };
+        crate::auth::audit::normalize(&mut e);
+        out.push(e);
+    }
+    Ok(out)
+}

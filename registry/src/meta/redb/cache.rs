@@ -79,6 +79,19 @@ impl CacheBook for RedbMeta {
         .await
     }
 
+    async fn tag_clocks(&self, owner: TagClockOwner) -> Result<Vec<(String, String, u64)>> {
+        let Some(t) = read(self, clock(owner))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            let (k, v) = r?;
+            let (repo, tag) = k.value();
+            out.push((repo.to_string(), tag.to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
     async fn access_times(&self) -> Result<Vec<(String, u64)>> {
         let Some(t) = read(self, ACCESS)? else {
             return Ok(Vec::new());
