@@ -64,7 +64,7 @@ pub(crate) mod forced;
 mod leader;
 pub use self::leader::run_while_leader;
 use self::publish::publish_step;
-pub use self::scheduler::run;
+pub use self::scheduler::{run, Wake};
 use self::unpublish::unpublish_step;
 
 /// Timing of the loop.
