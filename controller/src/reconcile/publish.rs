@@ -410,6 +410,13 @@ async fn apply(
         after,
         objects,
     } = render_publication(ctx, p, spec, target).await?;
+    // The last word before the node changes: this reconcile's publication
+    // is still the stored one and (replicas) its term still leads. A stale
+    // reconcile, a paused ex-leader's, stops here.
+    let (key, revision) = (p.key(), p.revision);
+    if !ctx.store().confirm_publication(&key, revision).await? {
+        return Err(ReconcileError::Stale);
+    }
     ctx.deployer.apply(target, &objects).await?;
     // The resources it carried are on the node: recorded before the app is,
     // so their own reconciles never see the app applied and them not.
