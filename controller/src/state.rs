@@ -272,10 +272,13 @@ impl ControllerState {
             tracing::warn!("the controller already relays through the database");
             return;
         }
-        let state = self.clone();
+        // Weak: the state's end (a process stopping) ends this task, and
+        // with it the listening connection.
+        let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             while let Some(signal) = incoming.recv().await {
-                state.relayed(signal);
+                let Some(inner) = inner.upgrade() else { return };
+                ControllerState { inner }.relayed(signal);
             }
         });
     }
