@@ -547,6 +547,10 @@ async fn unpin_previous_images(
             .cloned()
             .collect();
         if !to_unpin.is_empty() {
+            // A stale reconcile must not unpin what a newer publish uses.
+            if !ctx.store().confirm_publication(key, p.revision).await? {
+                return Err(ReconcileError::Stale);
+            }
             if let Err(e) = ctx.edge.unpin(node, to_unpin.clone()).await {
                 // The app runs; an old pin only costs disk. Try again later.
                 tracing::warn!(publication = %key, error = %e, "cannot unpin old images");
