@@ -320,10 +320,16 @@ async fn start_controller(
     // Replicas on PostgreSQL: one leads the reconcilers (a lease with
     // fencing); the embedded database has one process, always the leader.
     let handle = match &app.metadata {
-        berth_registry::app::Metadata::Postgres(pool) => state.spawn_reconciler_led(
-            berth_controller::postgres_leadership(pool.clone(), cfg.controller.leader_lease),
-            async move { stop.cancelled().await },
-        ),
+        berth_registry::app::Metadata::Postgres(pool) => {
+            // Requests and edge reports a follower takes wake the leader.
+            let (relay, incoming) = berth_controller::postgres_relay(pool.clone(), &cfg.meta.url)
+                .map_err(|e| anyhow!("{e}"))?;
+            state.relay_through(relay, incoming);
+            state.spawn_reconciler_led(
+                berth_controller::postgres_leadership(pool.clone(), cfg.controller.leader_lease),
+                async move { stop.cancelled().await },
+            )
+        }
         berth_registry::app::Metadata::Redb(_) => {
             state.spawn_reconciler(async move { stop.cancelled().await })
         }

@@ -71,6 +71,8 @@
 //!     berth_registry::meta::pg::Migrations { component: ctl.component, steps: ctl.steps }]).await?;
 //! let store = berth_controller::open_postgres_store(pool.clone(), Some(key)).await?;
 //! let state = berth_controller::ControllerState::new(store, ports, settings);
+//! let (relay, incoming) = berth_controller::postgres_relay(pool.clone(), &cfg.meta.url)?;
+//! state.relay_through(relay, incoming);
 //! let leadership = berth_controller::postgres_leadership(pool, cfg.controller.leader_lease);
 //! let reconciler = state.spawn_reconciler_led(leadership, shutdown_signal());
 //! ```
@@ -105,8 +107,8 @@ pub use deploy::{Deployer, DirectoryDeployer, KubeDeployer};
 pub use edge::HttpEdgeClient;
 pub use ports::{
     Actor, AlwaysLeader, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
-    Leadership, NoPublicationEvents, PublicationChange, PublicationEvents, ResolveError,
-    ResolvedImage, Term,
+    Leadership, NoPublicationEvents, PublicationChange, PublicationEvents, Relay, RelaySignal,
+    Relayed, ResolveError, ResolvedImage, Term,
 };
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;
@@ -146,6 +148,19 @@ pub fn postgres_leadership(
     lease: std::time::Duration,
 ) -> Arc<dyn Leadership> {
     Arc::new(store::pg::PgLeadership::new(pool, lease))
+}
+
+/// The relay between replicas sharing the PostgreSQL database of `pool`
+/// (at `url`, for a listening connection of its own): hand both halves to
+/// `ControllerState::relay_through`, so that requests and edge reports a
+/// follower takes wake the leader's reconcilers at once.
+pub fn postgres_relay(
+    pool: deadpool_postgres::Pool,
+    url: &str,
+) -> Result<(Arc<dyn Relay>, tokio::sync::mpsc::Receiver<RelaySignal>), StoreError> {
+    let relay = store::pg::PgRelay::new(pool);
+    let incoming = relay.listen(url)?;
+    Ok((Arc::new(relay), incoming))
 }
 
 /// The deployer named by the configuration: "directory" (files under

@@ -440,3 +440,38 @@ impl Leadership for AlwaysLeader {
         std::time::Duration::from_secs(3600)
     }
 }
+
+/// What one replica passes to the one leading the reconcilers (`Relay`):
+/// a request its API stored, or an edge's report it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relayed {
+    /// Look at this publication now (a publish, an unpublish, a change).
+    Wake(crate::resources::PublicationRef),
+    /// The edge of `key.node` reported the end of a prefetch job: `job` is
+    /// the report's body as the edge sent it (the token already checked).
+    Report {
+        key: crate::model::PublicationKey,
+        job: String,
+    },
+}
+
+/// What a replica hears from the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelaySignal {
+    /// Another replica relayed this.
+    Message(Relayed),
+    /// Listening (again): whatever was relayed while not listening is lost,
+    /// so the leader looks at every publication.
+    Listening,
+}
+
+/// Carries wake-ups between replicas sharing one database, so that a
+/// request or a report taken by a follower reaches the leader's reconcilers
+/// at once rather than at its next resync. The embedded setup has one
+/// process and no relay.
+pub trait Relay: Send + Sync + 'static {
+    /// Passes `message` on to the other replicas. Returns at once and
+    /// cannot fail the caller: a message lost delays, the leader's resync
+    /// finds the publication anyway.
+    fn send(&self, message: Relayed);
+}

@@ -2,17 +2,23 @@
 //! from the ports the registry implements and the controller's settings.
 //!
 //! Owns: wiring the store, the reconciler's context, the resource renderer and
-//! the secret key together, and the channel that triggers reconciles. Must not
-//! touch: HTTP (see `api`) or what a reconcile does (see `reconcile`).
+//! the secret key together, the channel that triggers reconciles, and (with
+//! replicas) relaying triggers and edge reports to the replica that leads
+//! the reconcilers, and taking those the others relay. Must not touch: HTTP
+//! (see `api`) or what a reconcile does (see `reconcile`).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::mpsc;
 
 use crate::deploy::Deployer;
-use crate::ports::{AuditSink, Authorizer, EdgeClient, ImageResolver, PublicationEvents};
-use crate::reconcile::{self, Context, ReconcileSettings};
+use crate::model::PublicationKey;
+use crate::ports::{
+    AuditSink, Authorizer, EdgeClient, ImageResolver, JobStatus, PublicationEvents, Relay,
+    RelaySignal, Relayed,
+};
+use crate::reconcile::{self, Context, ReconcileSettings, Wake};
 use crate::render::RenderOptions;
 use crate::resources::PublicationRef;
 use crate::resources_ctl::ResourceRenderer;
@@ -55,8 +61,10 @@ pub struct ControllerState {
 struct StateInner {
     ctx: Arc<Context>,
     authorizer: Arc<dyn Authorizer>,
-    trigger: mpsc::UnboundedSender<PublicationRef>,
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<PublicationRef>>>,
+    trigger: mpsc::UnboundedSender<Wake>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
+    /// Replicas: where triggers and reports go for the leader (`relay_through`).
+    relay: OnceLock<Arc<dyn Relay>>,
     secrets: Option<SecretBox>,
     kubeconfig_max_ttl: std::time::Duration,
 }
@@ -93,6 +101,7 @@ impl ControllerState {
                 authorizer: ports.authorizer,
                 trigger: tx,
                 receiver: Mutex::new(Some(rx)),
+                relay: OnceLock::new(),
                 secrets,
                 kubeconfig_max_ttl: settings
                     .kubeconfig_max_ttl
@@ -221,11 +230,75 @@ impl ControllerState {
         self.inner.secrets.as_ref()
     }
 
-    /// Asks the reconciler to look at a publication (of an app or a resource) now.
+    /// Asks the reconciler to look at a publication (of an app or a resource)
+    /// now: this replica's, and through the relay the leader's.
     pub fn trigger(&self, key: impl Into<PublicationRef>) {
-        // Without a running reconciler the key waits in the channel; the
-        // reconciler also scans every publication when it starts.
-        let _ = self.inner.trigger.send(key.into());
+        let key = key.into();
+        if let Some(relay) = self.inner.relay.get() {
+            relay.send(Relayed::Wake(key.clone()));
+        }
+        self.wake(key);
+    }
+
+    /// Wakes this replica's reconciler only. Without a running reconciler
+    /// the key waits in the channel (a follower drops it; the reconciler
+    /// also scans every publication when a term starts).
+    fn wake(&self, key: PublicationRef) {
+        let _ = self.inner.trigger.send(Wake::Publication(key));
+    }
+
+    /// The edge of `key.node` reported prefetch job `id` (its report `body`
+    /// already checked and read as `status`): kept for the next reconcile
+    /// of the publication, here and, through the relay, on the leader.
+    pub fn reported(&self, key: PublicationKey, id: &str, status: JobStatus, body: &[u8]) -> bool {
+        let kept = self.inner.ctx.reports.deliver(&key.node, id, status);
+        if let Some(relay) = self.inner.relay.get() {
+            relay.send(Relayed::Report {
+                key: key.clone(),
+                job: String::from_utf8_lossy(body).into_owned(),
+            });
+        }
+        self.wake(PublicationRef::App(key));
+        kept
+    }
+
+    /// Replicas sharing one database: triggers and reports taken here go to
+    /// the others through `relay`, and what they relay (`incoming`) wakes
+    /// this replica's reconciler (it acts on it while it leads). A
+    /// `Listening` signal (the relay's connection came back) makes the
+    /// reconciler look at every publication: what was relayed meanwhile is
+    /// lost. Only the first call takes effect.
+    pub fn relay_through(&self, relay: Arc<dyn Relay>, mut incoming: mpsc::Receiver<RelaySignal>) {
+        if self.inner.relay.set(relay).is_err() {
+            tracing::warn!("the controller already relays through the database");
+            return;
+        }
+        // Weak: the state's end (a process stopping) ends this task, and
+        // with it the listening connection.
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(signal) = incoming.recv().await {
+                let Some(inner) = inner.upgrade() else { return };
+                ControllerState { inner }.relayed(signal);
+            }
+        });
+    }
+
+    /// Acts on what another replica relayed.
+    fn relayed(&self, signal: RelaySignal) {
+        match signal {
+            RelaySignal::Listening => {
+                let _ = self.inner.trigger.send(Wake::Resync);
+            }
+            RelaySignal::Message(Relayed::Wake(key)) => self.wake(key),
+            RelaySignal::Message(Relayed::Report { key, job }) => {
+                // Unreadable here too: the reconcile asks the edge instead.
+                if let Ok((id, status)) = crate::edge::reported_job(job.as_bytes()) {
+                    self.inner.ctx.reports.deliver(&key.node, &id, status);
+                }
+                self.wake(PublicationRef::App(key));
+            }
+        }
     }
 
     /// Runs the reconcile loop on tokio until `shutdown` resolves, as the

@@ -96,3 +96,52 @@ async fn one_of_two_controllers_reconciles_and_the_other_takes_over_when_it_dies
     );
     b.stop().await;
 }
+
+/// A publish requested through the follower's API wakes the leader at
+/// once (the relay through PostgreSQL), not at its next resync: the
+/// replicas here resync once an hour, so only the relay can have woken it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_requested_on_the_follower_runs_without_waiting_for_a_resync() {
+    let url = pg_database().await;
+    let world = World::new();
+    world.resolver.tag("shop/web:1.0", &digest("web1"));
+    let lease = Duration::from_secs(2);
+    let mut settings = fast_settings();
+    settings.reconcile.resync_interval = Duration::from_secs(3600);
+    let a = Harness::start_replica_with(world.clone(), &url, lease, settings.clone()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lease_epoch(&url).await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "a never led");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = Harness::start_replica_with(world.clone(), &url, lease, settings).await;
+
+    let (edge, edge_url, _t) = start_edge().await;
+    edge.lock().expect("lock").gate_open = true;
+    b.add_cluster().await;
+    b.add_node("n1", &edge_url, &edge, json!({})).await;
+    let (s, v) = b
+        .post(
+            "/api/v1/projects/shop/apps",
+            app_body("web", &["shop/web:1.0"]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = b
+        .post(
+            "/api/v1/projects/shop/apps/web/publish",
+            json!({"nodes": ["n1"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    // wait_for's bound (20 s) is far inside the resync (an hour).
+    b.wait_state("shop", "web", "n1", "running").await;
+    assert_eq!(world.deployer.apply_count("n1"), 1);
+    assert_eq!(
+        world.resolver.calls(),
+        vec!["shop/web:1.0"],
+        "reconciled by the leader alone"
+    );
+    a.stop().await;
+    b.stop().await;
+}

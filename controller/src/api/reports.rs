@@ -7,7 +7,9 @@
 //! authenticates with the report token only, never with an account: it is
 //! mounted apart from the account-checked routes (`report_router`). It reads
 //! nothing from the store: a report for a publication that is gone or
-//! follows another job is kept until it expires and never read.
+//! follows another job is kept until it expires and never read. With
+//! replicas, a follower that takes a report relays it to the leader
+//! (`ControllerState::reported`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -71,8 +73,10 @@ async fn report(
             )
         }
     };
-    let kept = reports.deliver(&node, &id, status);
-    tracing::debug!(%project, %app, %node, job = %id, kept, "prefetch job reported");
-    state.trigger(PublicationKey { project, app, node });
+    tracing::debug!(%project, %app, %node, job = %id, "prefetch job reported");
+    let kept = state.reported(PublicationKey { project, app, node }, &id, status, &body);
+    if !kept {
+        tracing::debug!(job = %id, "the report inbox is full; the job is polled");
+    }
     (StatusCode::ACCEPTED, Json(json!({ "job": id }))).into_response()
 }

@@ -11,6 +11,12 @@
 //! The files hold Secret objects with their values: the root and every node's
 //! directory are 0700 and every file 0600, so only berth's user (and whoever
 //! applies them as that user) can read them.
+//!
+//! Every apply also appends one line to the node's `APPLY_LOG` (JSON: when,
+//! and which files): what an agent watching the directory, or an operator
+//! checking that a publish was applied once per node (replicas sharing the
+//! directory, a takeover mid-publish), reads. One `write` of a line opened
+//! for append, so replicas appending at once never interleave.
 
 use std::fs;
 use std::io::Write;
@@ -22,6 +28,9 @@ use serde_json::Value;
 
 use super::{DeployError, DeployTarget, Deployer, OwnerSelector, Rollout};
 use crate::render::{object_identity, WorkloadRef, LABEL_BERTH_APP};
+
+/// The apply log in each node's directory (a dot file: never taken for a manifest).
+pub const APPLY_LOG: &str = ".applies.jsonl";
 
 pub struct DirectoryDeployer {
     root: PathBuf,
@@ -131,13 +140,36 @@ fn private_dirs(dir: &Path) -> Result<(), DeployError> {
 
 fn apply_blocking(dir: PathBuf, objects: Vec<Value>) -> Result<(), DeployError> {
     private_dirs(&dir)?;
+    let mut files = Vec::with_capacity(objects.len());
     for obj in &objects {
         let file = DirectoryDeployer::file_name(obj)?;
         let yaml = serde_yaml::to_string(obj)
             .map_err(|e| DeployError::Invalid(format!("cannot write YAML: {e}")))?;
         write_atomic(&dir, &file, yaml.as_bytes())?;
+        files.push(file);
     }
-    Ok(())
+    log_apply(&dir, &files)
+}
+
+/// Appends the apply of `files` to the node's `APPLY_LOG`, in one write.
+fn log_apply(dir: &Path, files: &[String]) -> Result<(), DeployError> {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut line = serde_json::json!({ "at": at, "files": files }).to_string();
+    line.push('\n');
+    let path = dir.join(APPLY_LOG);
+    let mut opts = fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path).map_err(io_err(&path))?;
+    f.write_all(line.as_bytes()).map_err(io_err(&path))?;
+    f.sync_data().map_err(io_err(&path))
 }
 
 fn remove_blocking(dir: PathBuf, selector: OwnerSelector) -> Result<(), DeployError> {
@@ -263,6 +295,24 @@ mod tests {
         WorkloadKind::DaemonSet,
     ];
 
+    /// The applies logged in `node_dir`, oldest first: each the files it wrote.
+    fn applies(node_dir: &Path) -> Vec<Vec<String>> {
+        let text = fs::read_to_string(node_dir.join(APPLY_LOG)).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| {
+                v["files"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     fn rename_app(objs: &mut [Value], app: &str) {
         for o in objs {
             o["metadata"]["name"] = format!("{app}-n1").into();
@@ -296,6 +346,7 @@ mod tests {
         changed["data"]["password"] = "b3RoZXI=".into();
         d.apply(&target(), &[changed]).await.expect("apply");
         assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&d.node_dir("n1").join(APPLY_LOG)), 0o600);
     }
 
     #[tokio::test]
@@ -311,11 +362,16 @@ mod tests {
             d.apply(&t, &objs).await.expect("apply again is a no-op");
         }
         let node_dir = d.node_dir("n1");
-        let mut files: Vec<String> = fs::read_dir(&node_dir)
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
+        let manifests = |dir: &Path| -> Vec<String> {
+            let mut files: Vec<String> = fs::read_dir(dir)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|f| f != APPLY_LOG)
+                .collect();
+            files.sort();
+            files
+        };
+        let files = manifests(&node_dir);
         assert_eq!(
             files,
             vec![
@@ -345,8 +401,7 @@ mod tests {
         d.remove(&t, &OwnerSelector::app("shop", "app1", "n1"))
             .await
             .expect("remove");
-        let left = fs::read_dir(&node_dir).expect("dir").count();
-        assert_eq!(left, 4);
+        assert_eq!(manifests(&node_dir).len(), 4);
         d.remove(&t, &OwnerSelector::app("shop", "app1", "n1"))
             .await
             .expect("remove is idempotent");
@@ -354,7 +409,12 @@ mod tests {
         d.remove(&t, &OwnerSelector::app("other", "app0", "n1"))
             .await
             .expect("remove");
-        assert_eq!(fs::read_dir(&node_dir).expect("dir").count(), 4);
+        assert_eq!(manifests(&node_dir).len(), 4);
+        // Every apply is in the log, the second of each kind's too.
+        let logged = applies(&node_dir);
+        assert_eq!(logged.len(), 2 * KINDS.len(), "{logged:?}");
+        assert_eq!(logged[0], vec!["shop-app0-deployment-app0-n1.yaml"]);
+        assert_eq!(logged[0], logged[1]);
         assert_eq!(
             d.rollout_status(
                 &t,
@@ -425,6 +485,7 @@ mod tests {
         let files: Vec<PathBuf> = fs::read_dir(&node_dir)
             .expect("dir")
             .map(|e| e.expect("entry").path())
+            .filter(|p| !p.ends_with(APPLY_LOG))
             .collect();
         assert_eq!(files.len(), 5);
         let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/eip.yaml");

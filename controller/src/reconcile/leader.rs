@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{scheduler, Context};
+use super::scheduler::{self, Wake};
+use super::Context;
 use crate::ports::{Leadership, Term};
-use crate::resources::PublicationRef;
 
 /// Runs the reconcile loop while this replica leads, until `shutdown`
 /// resolves (then resigns). A follower drops triggers: a new leader scans
@@ -23,7 +23,7 @@ use crate::resources::PublicationRef;
 pub async fn run_while_leader(
     ctx: Arc<Context>,
     leadership: Arc<dyn Leadership>,
-    mut trigger: mpsc::UnboundedReceiver<PublicationRef>,
+    mut trigger: mpsc::UnboundedReceiver<Wake>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
@@ -70,7 +70,7 @@ async fn lead(
     ctx: Arc<Context>,
     leadership: &dyn Leadership,
     term: Term,
-    trigger: &mut mpsc::UnboundedReceiver<PublicationRef>,
+    trigger: &mut mpsc::UnboundedReceiver<Wake>,
     renew: &mut tokio::time::Interval,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> bool {

@@ -66,7 +66,7 @@ pub(crate) mod forced;
 mod leader;
 pub use self::leader::run_while_leader;
 use self::publish::publish_step;
-pub use self::scheduler::run;
+pub use self::scheduler::{run, Wake};
 use self::unpublish::unpublish_step;
 
 /// Timing of the loop.
@@ -262,8 +262,21 @@ pub async fn reconcile_app(key: &PublicationKey, ctx: &Context) -> Action {
     match result {
         Ok(action) => action,
         Err(ReconcileError::Stale) => Action::Requeue(Duration::ZERO),
+        Err(ReconcileError::Store(StoreError::Fenced(m))) => fenced(&key.to_string(), &m, ctx),
         Err(e) => error_policy(key, generation, &e, ctx).await,
     }
+}
+
+/// This replica's term is over (its writes are refused): nothing is
+/// recorded as a failure, the new leader reconciles the publication, and
+/// this scheduler stops at the next renewal; until then, no retry spins.
+pub(super) fn fenced(publication: &str, message: &str, ctx: &Context) -> Action {
+    tracing::warn!(
+        publication,
+        reason = message,
+        "reconcile stopped: the term is over"
+    );
+    Action::Requeue(ctx.settings.resync_interval)
 }
 
 /// The one error policy: record the failure in words on the publication and
@@ -318,6 +331,7 @@ pub async fn error_policy(
     }
     match save(ctx, &mut p).await {
         Ok(()) => Action::Requeue(delay),
+        Err(ReconcileError::Store(StoreError::Fenced(m))) => fenced(&key.to_string(), &m, ctx),
         Err(_) => Action::Requeue(Duration::ZERO),
     }
 }

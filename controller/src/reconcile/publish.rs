@@ -410,6 +410,13 @@ async fn apply(
         after,
         objects,
     } = render_publication(ctx, p, spec, target).await?;
+    // The last word before the node changes: this reconcile's publication
+    // is still the stored one and (replicas) its term still leads. A stale
+    // reconcile, a paused ex-leader's, stops here.
+    let (key, revision) = (p.key(), p.revision);
+    if !ctx.store().confirm_publication(&key, revision).await? {
+        return Err(ReconcileError::Stale);
+    }
     ctx.deployer.apply(target, &objects).await?;
     // The resources it carried are on the node: recorded before the app is,
     // so their own reconciles never see the app applied and them not.
@@ -531,6 +538,10 @@ async fn unpin_previous_images(
             .cloned()
             .collect();
         if !to_unpin.is_empty() {
+            // A stale reconcile must not unpin what a newer publish uses.
+            if !ctx.store().confirm_publication(key, p.revision).await? {
+                return Err(ReconcileError::Stale);
+            }
             if let Err(e) = ctx.edge.unpin(node, to_unpin.clone()).await {
                 // The app runs; an old pin only costs disk. Try again later.
                 tracing::warn!(publication = %key, error = %e, "cannot unpin old images");

@@ -39,6 +39,9 @@ pub(super) async fn reconcile_resource(key: &ResourcePublicationKey, ctx: &Conte
     match result {
         Ok(action) => action,
         Err(ReconcileError::Stale) => Action::Requeue(Duration::ZERO),
+        Err(ReconcileError::Store(StoreError::Fenced(m))) => {
+            super::fenced(&key.to_string(), &m, ctx)
+        }
         Err(e) => error_policy(key, generation, &e, ctx).await,
     }
 }
@@ -102,6 +105,14 @@ async fn apply_step(mut rp: ResourcePublication, ctx: &Context) -> Result<Action
     let object = renderer
         .render_resource(ctx.store(), &resource, &target.node)
         .await?;
+    // As an app's apply: nothing from a stale reconcile reaches the node.
+    if !ctx
+        .store()
+        .confirm_resource_publication(&key, rp.revision)
+        .await?
+    {
+        return Err(ReconcileError::Stale);
+    }
     ctx.deployer.apply(&target, &[object]).await?;
     if rp.kind == ResourceKind::Volumes {
         let (p, node, n) = (rp.project.clone(), rp.node.clone(), rp.name.clone());
@@ -203,6 +214,9 @@ async fn error_policy(
     }
     match save(ctx, &mut rp).await {
         Ok(()) => Action::Requeue(delay),
+        Err(ReconcileError::Store(StoreError::Fenced(m))) => {
+            super::fenced(&key.to_string(), &m, ctx)
+        }
         Err(_) => Action::Requeue(Duration::ZERO),
     }
 }

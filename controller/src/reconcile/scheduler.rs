@@ -24,12 +24,21 @@ use crate::resources::PublicationRef;
 
 use super::{reconcile, Action, Context, ReconcileSettings};
 
+/// What wakes the scheduler besides its own timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// Look at this publication now.
+    Publication(PublicationRef),
+    /// Look at every publication now (wake-ups may have been missed).
+    Resync,
+}
+
 /// Runs reconciles until `shutdown` resolves: on start for every stored
 /// publication (at its retry time), when `trigger` names one, when a reconcile
-/// asks to be requeued, and every `resync_interval` for all.
+/// asks to be requeued, and every `resync_interval` (or on `Wake::Resync`) for all.
 pub async fn run(
     ctx: Arc<Context>,
-    trigger: &mut mpsc::UnboundedReceiver<PublicationRef>,
+    trigger: &mut mpsc::UnboundedReceiver<Wake>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut s = Scheduler::new(ctx);
@@ -54,7 +63,10 @@ pub async fn run(
         let next_due = s.start_due();
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(key) = trigger.recv() => s.triggered(key),
+            Some(wake) = trigger.recv() => match wake {
+                Wake::Publication(key) => s.triggered(key),
+                Wake::Resync => s.resync().await,
+            },
             Some(done) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.finished(done),
             _ = sleep_until_opt(next_due) => {}
             _ = resync.tick() => s.resync().await,

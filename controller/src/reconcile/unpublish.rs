@@ -21,6 +21,11 @@ pub(super) async fn unpublish_step(
 ) -> Result<Action, ReconcileError> {
     let key = p.key();
     let target = target_of(ctx, &p.node).await?;
+    // A stale reconcile (a paused ex-leader's) must not take down what was
+    // published again meanwhile.
+    if !ctx.store().confirm_publication(&key, p.revision).await? {
+        return Err(ReconcileError::Stale);
+    }
     ctx.deployer
         .remove(&target, &OwnerSelector::app(&p.project, &p.app, &p.node))
         .await?;

@@ -180,6 +180,28 @@ pub trait ControllerStore: Send + Sync {
     }
     /// Deletes the publication if it is still at `revision`.
     async fn delete_publication(&self, key: &PublicationKey, revision: u64) -> Result<bool>;
+    /// Whether the publication is still at `revision`, and, for a store
+    /// fenced with a leadership term (`fenced`), whether that term still
+    /// holds (`StoreError::Fenced` once it is over): the reconciler's check
+    /// right before a step the store cannot take back (an apply), so that a
+    /// reconcile holding stale state (a paused ex-leader's) never makes it.
+    async fn confirm_publication(&self, key: &PublicationKey, revision: u64) -> Result<bool> {
+        Ok(self
+            .get_publication(key)
+            .await?
+            .is_some_and(|p| p.revision == revision))
+    }
+    /// `confirm_publication` for a resource's publication on a node.
+    async fn confirm_resource_publication(
+        &self,
+        key: &ResourcePublicationKey,
+        revision: u64,
+    ) -> Result<bool> {
+        Ok(self
+            .get_resource_publication(key)
+            .await?
+            .is_some_and(|p| p.revision == revision))
+    }
     /// Images pinned on `node` by publications other than `except`.
     async fn pinned_by_others(
         &self,

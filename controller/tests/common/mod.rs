@@ -656,6 +656,17 @@ impl Harness {
     /// A replica on the PostgreSQL database at `url` (migrated): its
     /// reconciler runs while it holds the reconcilers' lease (`lease` long).
     pub async fn start_replica(world: World, url: &str, lease: Duration) -> Harness {
+        Harness::start_replica_with(world, url, lease, fast_settings()).await
+    }
+
+    /// A replica with `settings` (its store, relay and leadership as
+    /// `berth serve` wires them on PostgreSQL).
+    pub async fn start_replica_with(
+        world: World,
+        url: &str,
+        lease: Duration,
+        settings: ControllerSettings,
+    ) -> Harness {
         let ports = Ports {
             resolver: world.resolver.clone(),
             edge: Arc::new(HttpEdgeClient::new(Duration::from_secs(2)).expect("edge client")),
@@ -665,10 +676,12 @@ impl Harness {
             events: Arc::new(berth_controller::NoPublicationEvents),
         };
         let pool = pg_pool(url);
-        let store = berth_controller::open_postgres_store(pool.clone(), fast_settings().secret_key)
+        let store = berth_controller::open_postgres_store(pool.clone(), settings.secret_key)
             .await
             .expect("controller store");
-        let state = ControllerState::new(store, ports, fast_settings());
+        let state = ControllerState::new(store, ports, settings);
+        let (relay, incoming) = berth_controller::postgres_relay(pool.clone(), url).expect("relay");
+        state.relay_through(relay, incoming);
         let leadership = berth_controller::postgres_leadership(pool, lease);
         let (stop_rec, rec_rx) = oneshot::channel::<()>();
         let reconciler = state.spawn_reconciler_led(leadership, async move {

@@ -95,6 +95,12 @@ async fn a_stale_epoch_write_is_refused() {
         Err(StoreError::Fenced(_)) => {}
         other => panic!("a stale term's write went through: {other:?}"),
     }
+    // Nor does a's last check before an apply pass, though the revision
+    // it holds is the stored one: the node is never touched.
+    match as_a.confirm_publication(&key, before.revision).await {
+        Err(StoreError::Fenced(_)) => {}
+        other => panic!("a stale term may apply: {other:?}"),
+    }
     let after = store
         .get_publication(&key)
         .await
@@ -109,6 +115,14 @@ async fn a_stale_epoch_write_is_refused() {
         .await
         .expect("read")
         .expect("there");
+    assert!(as_b
+        .confirm_publication(&key, p.revision)
+        .await
+        .expect("b's check"));
+    assert!(!as_b
+        .confirm_publication(&key, p.revision + 1)
+        .await
+        .expect("b's check"));
     p.state = PublicationState::Running;
     assert!(as_b.update_publication(&mut p).await.expect("b writes"));
     store

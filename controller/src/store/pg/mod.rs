@@ -21,6 +21,7 @@
 //! - `native`: the reads and the reconciler's compare-and-swap writes in SQL;
 //! - `lease`: leader election of the reconcilers (`PgLeadership`) and the
 //!   fence every write of a leader's store checks;
+//! - `relay`: wake-ups from followers to the leader (`PgRelay`, `NOTIFY`);
 //! - `store`: `ControllerStore`, each call routed to one of the two.
 
 use deadpool_postgres::{Object, Pool};
@@ -37,12 +38,16 @@ mod lease;
 mod lease_tests;
 mod mirror;
 mod native;
+mod relay;
+#[cfg(test)]
+mod relay_tests;
 mod schema;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use self::lease::PgLeadership;
+pub use self::relay::{PgRelay, CHANNEL};
 pub use self::schema::{Migrations, MIGRATIONS};
 
 /// The advisory lock every controller write holds ("berthctl" in ASCII).

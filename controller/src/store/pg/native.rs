@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use super::{db, PgControllerStore, Result};
 use crate::model::{Cluster, Node, Publication, PublicationKey};
 use crate::ports::PublicationChange;
-use crate::resources::ResourcePublication;
+use crate::resources::{ResourcePublication, ResourcePublicationKey};
 use crate::store::changes as events;
 use crate::store::{RecordedChange, StoreError, Stored};
 
@@ -254,6 +254,66 @@ impl PgControllerStore {
         record(&tx, events::removed(&gone)).await?;
         tx.commit().await.map_err(db(T))?;
         Ok(true)
+    }
+
+    /// The `doc` that `sql` selects, read after checking (when fenced)
+    /// that the term still holds.
+    async fn doc_in_term(
+        &self,
+        table: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(db(table))?;
+        if let Some(epoch) = self.fence {
+            super::lease::check_fence(&tx, epoch).await?;
+        }
+        let row = tx.query_opt(sql, params).await.map_err(db(table))?;
+        tx.commit().await.map_err(db(table))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Whether the publication is at `revision` and (fenced) the term holds.
+    pub(super) async fn confirm_publication(
+        &self,
+        k: &PublicationKey,
+        revision: u64,
+    ) -> Result<bool> {
+        const T: &str = "ctl_publications";
+        let doc = self
+            .doc_in_term(
+                T,
+                "SELECT doc FROM ctl_publications WHERE project = $1 AND app = $2 AND node = $3",
+                &[&k.project, &k.app, &k.node],
+            )
+            .await?;
+        match doc {
+            Some(d) => Ok(decode::<Publication>(T, &d)?.revision == revision),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the resource publication is at `revision` and (fenced) the
+    /// term holds.
+    pub(super) async fn confirm_resource_publication(
+        &self,
+        k: &ResourcePublicationKey,
+        revision: u64,
+    ) -> Result<bool> {
+        const T: &str = "ctl_resource_publications";
+        let doc = self
+            .doc_in_term(
+                T,
+                "SELECT doc FROM ctl_resource_publications \
+                 WHERE project = $1 AND kind = $2 AND name = $3 AND node = $4",
+                &[&k.project, &k.kind.as_str(), &k.name, &k.node],
+            )
+            .await?;
+        match doc {
+            Some(d) => Ok(decode::<ResourcePublication>(T, &d)?.revision == revision),
+            None => Ok(false),
+        }
     }
 
     /// Compare-and-swap on `rp.revision`, bumping it on success.

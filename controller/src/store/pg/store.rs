@@ -203,6 +203,18 @@ impl ControllerStore for PgControllerStore {
         PgControllerStore::delete_publication(self, key, revision).await
     }
 
+    async fn confirm_publication(&self, key: &PublicationKey, revision: u64) -> Result<bool> {
+        PgControllerStore::confirm_publication(self, key, revision).await
+    }
+
+    async fn confirm_resource_publication(
+        &self,
+        key: &ResourcePublicationKey,
+        revision: u64,
+    ) -> Result<bool> {
+        PgControllerStore::confirm_resource_publication(self, key, revision).await
+    }
+
     async fn pinned_by_others(
         &self,
         node: &str,
