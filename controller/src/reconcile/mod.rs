@@ -126,7 +126,7 @@ pub struct Context {
     pub reports: Arc<reports::EdgeReports>,
     /// The scheduler's triggers: a reconcile that marks other publications
     /// (what an app's new version left on its node) wakes theirs.
-    pub trigger: mpsc::UnboundedSender<PublicationRef>,
+    pub trigger: mpsc::UnboundedSender<scheduler::Wake>,
 }
 
 impl Context {
@@ -151,7 +151,7 @@ impl Context {
     /// Wakes another publication's reconcile (one this reconcile marked).
     pub fn trigger(&self, key: impl Into<PublicationRef>) {
         // Without a running scheduler the key waits; a resync finds it too.
-        let _ = self.trigger.send(key.into());
+        let _ = self.trigger.send(scheduler::Wake::Publication(key.into()));
     }
 
     /// The controller's records.
