@@ -160,6 +160,7 @@ fn log_apply(dir: &Path, files: &[String]) -> Result<(), DeployError> {
     let mut line = serde_json::json!({ "at": at, "files": files }).to_string();
     line.push('\n');
     let path = dir.join(APPLY_LOG);
+    rotate_apply_log(&path);
     let mut opts = fs::OpenOptions::new();
     opts.append(true).create(true);
     #[cfg(unix)]
@@ -170,6 +171,26 @@ fn log_apply(dir: &Path, files: &[String]) -> Result<(), DeployError> {
     let mut f = opts.open(&path).map_err(io_err(&path))?;
     f.write_all(line.as_bytes()).map_err(io_err(&path))?;
     f.sync_data().map_err(io_err(&path))
+}
+
+/// The size past which the apply log moves aside to `APPLY_LOG.1` (the one
+/// before it dropped), so a node's log never holds more than about twice
+/// this however long berth runs.
+const APPLY_LOG_ROTATE_AT: u64 = 1 << 20;
+
+/// Moves a full apply log aside. Replicas rotating at once: one rename wins,
+/// the other finds nothing to move; either way the next line starts a new log.
+fn rotate_apply_log(path: &Path) {
+    let full = fs::metadata(path).is_ok_and(|m| m.len() >= APPLY_LOG_ROTATE_AT);
+    if full {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        if let Err(e) = fs::rename(path, PathBuf::from(old)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not rotate the apply log");
+            }
+        }
+    }
 }
 
 fn remove_blocking(dir: PathBuf, selector: OwnerSelector) -> Result<(), DeployError> {
@@ -318,6 +339,29 @@ mod tests {
             o["metadata"]["name"] = format!("{app}-n1").into();
             o["metadata"]["labels"][LABEL_BERTH_APP] = app.into();
         }
+    }
+
+    #[tokio::test]
+    async fn a_full_apply_log_moves_aside_and_the_next_apply_starts_a_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = DirectoryDeployer::new(dir.path().join("manifests"));
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop",
+                "labels": {LABEL_BERTH_APP: "web"}}, "data": {"a": "1"}});
+        d.apply(&target(), std::slice::from_ref(&cm))
+            .await
+            .expect("apply");
+        let log = d.node_dir("n1").join(APPLY_LOG);
+        let filler = "{\"at\":0,\"files\":[]}\n".repeat(APPLY_LOG_ROTATE_AT as usize / 20 + 1);
+        fs::write(&log, filler).expect("fill the log");
+        d.apply(&target(), &[cm]).await.expect("apply");
+        assert_eq!(
+            applies(&d.node_dir("n1")).len(),
+            1,
+            "a new log holds the last apply"
+        );
+        let old = d.node_dir("n1").join(format!("{APPLY_LOG}.1"));
+        assert!(fs::metadata(&old).expect("rotated").len() >= APPLY_LOG_ROTATE_AT);
     }
 
     #[cfg(unix)]
