@@ -810,3 +810,74 @@ fn password_rule_edge_cases() {
     );
     assert_eq!(a.status, 200, "{a:?}");
 }
+
+// ------------------------------------------------------------------ the next request, elsewhere
+
+/// Behind a load balancer the request after a change may reach the other
+/// replica: an account, a password or a robot made on A is good on B at
+/// once (not after B hears of it), and a client that uses it there is not
+/// refused, nor counted as guessing. On one server this holds trivially.
+/// (The project is public: what is checked here is the credential, not a
+/// membership.)
+#[test]
+fn what_a_replica_just_made_works_on_the_other_at_once() {
+    // A long delay: one login refused as a guess would turn the next into 429.
+    let Some(reg) = crate::setup::start(&[
+        ("BERTH_AUTH_LOGIN_BACKOFF", "1h"),
+        ("BERTH_AUTH_LOGIN_BACKOFF_MAX", "1h"),
+    ]) else {
+        return;
+    };
+    let admin = reg.admin();
+    admin.create_project("team", true);
+    let (http, base) = (Client::new(), reg.url());
+    push_image(
+        &http,
+        &base,
+        &basic("admin", ADMIN_PASSWORD),
+        "team/app",
+        "v1",
+    );
+    reg.caught_up();
+    let base_b = reg.b().url();
+    let manifest_b = format!("{base_b}/v2/team/app/manifests/v1");
+    let scope = ["repository:team/app:pull"];
+    for round in 0..5 {
+        // An account created and reset on A logs in on B.
+        let user = format!("fresh{round}");
+        admin.create_user(&user, "firstpass1");
+        let a = send(&http, "GET", &manifest_b, &basic(&user, "firstpass1"), None);
+        assert_eq!(a.status, 200, "round {round}: {user} on B: {a:?}");
+
+        // Its new password, set on A, is good on B.
+        let (s, v) = admin.call(
+            "PUT",
+            &format!("/api/v1/users/{user}/password"),
+            Some(json!({"old_password": "firstpass1", "new_password": "secondpass2"})),
+        );
+        assert_eq!(s, 204, "{v}");
+        let a = send(
+            &http,
+            "GET",
+            &manifest_b,
+            &basic(&user, "secondpass2"),
+            None,
+        );
+        assert_eq!(a.status, 200, "round {round}: the new password on B: {a:?}");
+
+        // A token A issues to an account A just made opens B.
+        let other = format!("other{round}");
+        admin.create_user(&other, "otherpass1");
+        let t = token(&http, &base, &basic(&other, "otherpass1"), &scope).expect("token");
+        let a = send(&http, "GET", &manifest_b, &Auth::Bearer(t), None);
+        assert_eq!(
+            a.status, 200,
+            "round {round}: A's token for {other} on B: {a:?}"
+        );
+
+        // A robot made on A pulls through B.
+        let (robot, secret) = admin.create_robot("team", &format!("ci{round}"), "pull");
+        let a = send(&http, "GET", &manifest_b, &basic(&robot, &secret), None);
+        assert_eq!(a.status, 200, "round {round}: {robot} on B: {a:?}");
+    }
+}

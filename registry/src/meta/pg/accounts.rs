@@ -32,8 +32,8 @@ use tokio_postgres::IsolationLevel;
 use super::{Migrations, Pool};
 use crate::auth::policy::Role;
 use crate::auth::store::{
-    role_changed, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery, IfRole,
-    Project, ProjectChange, Robot, User,
+    role_changed, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery, Credential,
+    IfRole, Project, ProjectChange, Robot, User,
 };
 
 /// The accounts' schema.
@@ -264,6 +264,26 @@ impl PgAccounts {
 impl AccountStore for PgAccounts {
     async fn load(&self) -> Res<AccountRecords> {
         self.load_now().await
+    }
+
+    async fn credential(&self, name: &str) -> Res<Option<Credential>> {
+        let robot = name.starts_with(crate::auth::accounts::ROBOT_PREFIX);
+        let table = if robot { "acct_robots" } else { "acct_users" };
+        let conn = self.conn().await?;
+        let sql = format!("SELECT record::text FROM {table} WHERE name = $1");
+        let row = conn
+            .query_opt(&sql, &[&name])
+            .await
+            .map_err(pg("reading an account record"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let text = row.get::<_, &str>(0);
+        Ok(Some(if robot {
+            Credential::Robot(from_json(text)?)
+        } else {
+            Credential::User(from_json(text)?)
+        }))
     }
 
     async fn create_user(&self, user: &User) -> Res<()> {
