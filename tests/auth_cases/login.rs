@@ -881,3 +881,70 @@ fn what_a_replica_just_made_works_on_the_other_at_once() {
         assert_eq!(a.status, 200, "round {round}: {robot} on B: {a:?}");
     }
 }
+
+// ------------------------------------------------------------------ console sessions
+
+/// A console session is every replica's: signed in through A, the cookie
+/// opens B; signed out on B, A refuses it; signing out everywhere on B ends
+/// what A started; an account deleted on A loses its session on B.
+#[test]
+fn console_sessions_hold_on_every_replica() {
+    use berth_testkit::console::{csrf_token, no_redirects, set_cookie, sign_in};
+    let Some(reg) = crate::setup::start(&[]) else {
+        return;
+    };
+    let (http, a, b) = (no_redirects(), reg.a().url(), reg.b().url());
+    let session = |base: &str, user: &str, password: &str| -> String {
+        let res = sign_in(&http, base, user, password);
+        assert_eq!(res.status(), 303, "signing in on {base}");
+        set_cookie(&res, "berth_session").expect("session cookie").0
+    };
+    let page = |base: &str, cookie: &str| -> u16 {
+        http.get(format!("{base}/ui/projects"))
+            .header("cookie", cookie)
+            .send()
+            .expect("page")
+            .status()
+            .as_u16()
+    };
+    let post = |base: &str, path: &str, cookie: &str| -> u16 {
+        let csrf = csrf_token(&http, base, cookie);
+        http.post(format!("{base}{path}"))
+            .header("cookie", cookie)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .expect("post")
+            .status()
+            .as_u16()
+    };
+
+    let cookie = session(&a, "admin", ADMIN_PASSWORD);
+    assert_eq!(page(&a, &cookie), 200);
+    assert_eq!(page(&b, &cookie), 200, "A's session on B");
+    assert_eq!(post(&b, "/ui/logout", &cookie), 303, "signing out on B");
+    assert_eq!(page(&a, &cookie), 303, "signed out on B, still in on A");
+    assert_eq!(page(&b, &cookie), 303);
+
+    // Everywhere: two sessions begun on A end with one sign-out on B.
+    let (one, two) = (
+        session(&a, "admin", ADMIN_PASSWORD),
+        session(&a, "admin", ADMIN_PASSWORD),
+    );
+    assert_eq!(post(&b, "/ui/logout-everywhere", &one), 303);
+    for c in [&one, &two] {
+        assert_eq!(
+            page(&a, c),
+            303,
+            "signed out everywhere on B, still in on A"
+        );
+    }
+
+    // An account deleted on A is signed out on B.
+    reg.admin().create_user("dora", "dorapass1");
+    reg.caught_up();
+    let dora = session(&b, "dora", "dorapass1");
+    assert_eq!(page(&b, &dora), 200);
+    let (s, v) = reg.admin().call("DELETE", "/api/v1/users/dora", None);
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(page(&b, &dora), 303, "a deleted account's session on B");
+}

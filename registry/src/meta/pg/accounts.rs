@@ -13,6 +13,7 @@
 //! acct_audit     id bigserial PK, time, actor, action, project, outcome, record jsonb
 //! auth_throttle_pairs, auth_throttle_accounts   the login throttle (`throttle.rs`)
 //! auth_token_keys                               token signing keys (`token_keys.rs`)
+//! console_sessions                              console sessions (`sessions.rs`)
 //! ```
 //!
 //! Writes are serialised, as the `AccountStore` contract says, by one
@@ -97,6 +98,19 @@ pub const ACCOUNT_MIGRATIONS: Migrations = Migrations {
             secret bytea NOT NULL,
             signs_from double precision NOT NULL
         );
+    "#,
+        // Console sessions every replica honours (`sessions.rs`), keyed by a
+        // hash of the id; an account's go with it.
+        r#"
+        CREATE TABLE console_sessions (
+            key text PRIMARY KEY,
+            account text NOT NULL REFERENCES acct_users (name) ON DELETE CASCADE,
+            account_id text NOT NULL,
+            created_ms bigint NOT NULL,
+            last_seen_ms bigint NOT NULL
+        );
+        CREATE INDEX console_sessions_account ON console_sessions (account, last_seen_ms);
+        CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen_ms);
     "#,
     ],
 };
