@@ -134,10 +134,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if app.config.console.enabled {
         // The console calls the routes above in-process, as its signed-in accounts.
+        // Sessions live where the accounts do: shared by replicas on PostgreSQL.
+        let sessions: std::sync::Arc<dyn berth_registry::auth::sessions::SessionStore> =
+            match &app.metadata {
+                berth_registry::app::Metadata::Postgres(pool) => {
+                    std::sync::Arc::new(berth_registry::meta::pg::PgSessions::new(pool.clone()))
+                }
+                _ => std::sync::Arc::new(berth_registry::auth::sessions::MemorySessions::default()),
+            };
         let console = crate::console::Console::new(
             router.clone(),
             app.access.clone(),
             app.registry.clone(),
+            sessions,
             publication_changes,
             stop.clone(),
             &app.config,

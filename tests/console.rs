@@ -10,6 +10,7 @@ mod browser;
 
 use berth_testkit::berth::{self, Registry, ADMIN_PASSWORD};
 use berth_testkit::berth_bin;
+use berth_testkit::console::{csrf_token, no_redirects, set_cookie, sign_in};
 use berth_testkit::fixtures::digest_of;
 use berth_testkit::fixtures::media_types::OCI_MANIFEST;
 use berth_testkit::http::{basic, push_blob, push_image, send};
@@ -460,67 +461,6 @@ fn a_phone_sized_window_works() {
 
 // ------------------------------------------------------------ over plain HTTP
 
-/// A client that shows redirects instead of following them.
-fn no_redirects() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// The `name=value` of cookie `name` among a response's `Set-Cookie` headers, and the whole header.
-fn set_cookie(res: &reqwest::blocking::Response, name: &str) -> Option<(String, String)> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| (v.split(';').next().unwrap_or("").to_string(), v.to_string()))
-}
-
-/// Signs in over HTTP: returns the session cookie (`name=value`) and its whole `Set-Cookie`.
-fn http_sign_in(
-    http: &Client,
-    base: &str,
-    user: &str,
-    password: &str,
-) -> reqwest::blocking::Response {
-    let page = http
-        .get(format!("{base}/ui/login"))
-        .send()
-        .expect("login page");
-    let (pre, _) = set_cookie(&page, "berth_pre").expect("pre-session cookie");
-    let token = pre
-        .split_once('=')
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
-    http.post(format!("{base}/ui/login"))
-        .header("cookie", &pre)
-        .form(&[
-            ("csrf", token.as_str()),
-            ("name", user),
-            ("password", password),
-            ("next", "/ui/projects"),
-        ])
-        .send()
-        .expect("sign in")
-}
-
-fn csrf_of(http: &Client, base: &str, cookie: &str) -> String {
-    let html = http
-        .get(format!("{base}/ui/account"))
-        .header("cookie", cookie)
-        .send()
-        .expect("page")
-        .text()
-        .expect("html");
-    let at = html
-        .find("name=\"csrf-token\" content=\"")
-        .expect("csrf meta")
-        + 27;
-    html[at..].split('"').next().unwrap_or("").to_string()
-}
-
 #[test]
 fn console_sign_in_is_counted_by_the_login_throttle_every_login_shares() {
     let reg = berth::registry_with(
@@ -532,7 +472,7 @@ fn console_sign_in_is_counted_by_the_login_throttle_every_login_shares() {
         ],
     );
     let http = no_redirects();
-    let wrong = http_sign_in(&http, &reg.url(), "admin", "wrong12345");
+    let wrong = sign_in(&http, &reg.url(), "admin", "wrong12345");
     assert_eq!(wrong.status(), 401);
     assert!(wrong
         .text()
@@ -550,7 +490,7 @@ fn console_sign_in_is_counted_by_the_login_throttle_every_login_shares() {
         "the console's failed sign-in counts for /v2 too"
     );
     // ... and the console's, even with the right password.
-    let right = http_sign_in(&http, &reg.url(), "admin", ADMIN_PASSWORD);
+    let right = sign_in(&http, &reg.url(), "admin", ADMIN_PASSWORD);
     assert_eq!(right.status(), 429);
     assert!(right
         .text()
@@ -562,14 +502,14 @@ fn console_sign_in_is_counted_by_the_login_throttle_every_login_shares() {
 fn sessions_are_strict_cookies_under_a_strict_policy_and_end_everywhere() {
     let reg = berth::registry(berth_bin!());
     let (http, base) = (no_redirects(), reg.url());
-    let a = http_sign_in(&http, &base, "admin", ADMIN_PASSWORD);
+    let a = sign_in(&http, &base, "admin", ADMIN_PASSWORD);
     assert_eq!(a.status(), 303);
     let (cookie_a, header) = set_cookie(&a, "berth_session").expect("session cookie");
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(header.contains(attr), "{header}");
     }
     assert!(!header.contains("Secure"), "plain HTTP: {header}");
-    let b = http_sign_in(&http, &base, "admin", ADMIN_PASSWORD);
+    let b = sign_in(&http, &base, "admin", ADMIN_PASSWORD);
     let (cookie_b, _) = set_cookie(&b, "berth_session").expect("session cookie");
 
     let page = http
@@ -603,7 +543,7 @@ fn sessions_are_strict_cookies_under_a_strict_policy_and_end_everywhere() {
         .send()
         .expect("post");
     assert_eq!(refused.status(), 403);
-    let token = csrf_of(&http, &base, &cookie_b);
+    let token = csrf_token(&http, &base, &cookie_b);
     let out = http
         .post(format!("{base}/ui/logout-everywhere"))
         .header("cookie", &cookie_b)

@@ -202,6 +202,10 @@ const ZH: &[(&str, &str)] = &[
         "会话已过期，请重新登录。",
     ),
     (
+        "The registry cannot keep your session now; try again shortly.",
+        "镜像仓库暂时无法保存会话，请稍后再试。",
+    ),
+    (
         "The form has expired; reload the page and try again.",
         "表单已过期，请刷新页面后重试。",
     ),

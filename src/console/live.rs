@@ -209,7 +209,7 @@ impl Feed {
             if let Some(e) = self.queue.pop_front() {
                 return Some((Ok(e), self));
             }
-            if self.ended || !self.console.sessions().alive(&self.signed.session.id) {
+            if self.ended || !self.console.sessions().alive(&self.signed.session.id).await {
                 return None;
             }
             if self.started {

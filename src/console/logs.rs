@@ -117,7 +117,7 @@ impl Follow {
             if let Some(l) = self.queue.pop_front() {
                 return Some((Ok(Event::default().event("line").data(l)), self));
             }
-            if self.done || !self.console.sessions().alive(&self.session) {
+            if self.done || !self.console.sessions().alive(&self.session).await {
                 return None;
             }
             let stop = self.console.stopping().clone();

@@ -82,6 +82,7 @@ impl Console {
         api: Router,
         access: Arc<RegistryAccess>,
         registry: Arc<LocalRegistry>,
+        sessions: Arc<dyn berth_registry::auth::sessions::SessionStore>,
         publication_changes: Option<tokio::sync::watch::Receiver<u64>>,
         stop: tokio_util::sync::CancellationToken,
         cfg: &berth_config::Config,
@@ -99,6 +100,7 @@ impl Console {
                 access,
                 registry,
                 sessions: Sessions::new(
+                    sessions,
                     cfg.console.session_idle,
                     cfg.console.session_lifetime,
                     tls,
@@ -307,7 +309,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn of(console: &Console, headers: &HeaderMap, ext: &http::Extensions, path: &str) -> Ctx {
+    pub async fn of(
+        console: &Console,
+        headers: &HeaderMap,
+        ext: &http::Extensions,
+        path: &str,
+    ) -> Ctx {
         let lang = session::cookie(headers, session::LANG_COOKIE)
             .and_then(Lang::parse)
             .unwrap_or_else(|| {
@@ -318,13 +325,16 @@ impl Ctx {
                         .unwrap_or(""),
                 )
             });
-        let session = session::cookie(headers, console.sessions().cookie_name())
-            .and_then(|id| console.sessions().touch(id))
-            // The account as it is now: deleted accounts lose their sessions.
-            .and_then(|s| {
-                let now = console.access().accounts.current(&s.subject)?;
-                Some(Session { subject: now, ..s })
-            });
+        let mut session = None;
+        if let Some(id) = session::cookie(headers, console.sessions().cookie_name()) {
+            if let Some(s) = console.sessions().touch(id).await {
+                // The account as it is now: deleted accounts lose their sessions.
+                match console.access().accounts.current(&s.subject) {
+                    Some(now) => session = Some(Session { subject: now, ..s }),
+                    None => console.sessions().end(id).await,
+                }
+            }
+        }
         Ctx {
             lang,
             peer: client_addr(ext),
@@ -354,7 +364,7 @@ impl axum::extract::FromRequestParts<Console> for Signed {
             .uri
             .path_and_query()
             .map_or("/ui/projects", |p| p.as_str());
-        let ctx = Ctx::of(console, &parts.headers, &parts.extensions, path);
+        let ctx = Ctx::of(console, &parts.headers, &parts.extensions, path).await;
         match ctx.session.clone() {
             Some(session) => Ok(Signed { ctx, session }),
             None if parts.method == Method::GET => {
@@ -380,12 +390,9 @@ impl axum::extract::FromRequestParts<Console> for Anyone {
         console: &Console,
     ) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_string();
-        Ok(Anyone(Ctx::of(
-            console,
-            &parts.headers,
-            &parts.extensions,
-            &path,
-        )))
+        Ok(Anyone(
+            Ctx::of(console, &parts.headers, &parts.extensions, &path).await,
+        ))
     }
 }
 

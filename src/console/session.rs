@@ -1,17 +1,24 @@
 //! Console sessions: an opaque random id in an `HttpOnly`, `SameSite=Strict`
-//! cookie (`Secure` under TLS), kept in memory with an idle timeout and an
-//! absolute lifetime, each with its own CSRF token. Signing out everywhere
-//! drops every session of the account. A restart signs everyone out.
+//! cookie (`Secure` under TLS), with an idle timeout and an absolute
+//! lifetime, and a CSRF token derived from the id. Signing out everywhere
+//! drops every session of the account.
 //!
-//! Owns the cookie format and the session table; knows nothing of pages.
+//! The sessions themselves are kept behind `SessionStore` (the registry's
+//! `auth::sessions`): in memory on the embedded default (a restart signs
+//! everyone out), in PostgreSQL where replicas share the metadata, so a
+//! browser signed in through one replica is signed in on all of them. A
+//! store holds only a hash of each id.
+//!
+//! Owns the cookie format and the session rules; knows nothing of pages.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
+use berth_registry::auth::sessions::{key_of, SessionLimits, SessionStore, StoredSession};
 use berth_registry::auth::Subject;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 /// The session cookie; the `__Host-` prefix is used under TLS (it needs `Secure`).
 pub const COOKIE: &str = "berth_session";
@@ -27,8 +34,6 @@ pub struct Session {
     pub id: String,
     pub csrf: String,
     pub subject: Subject,
-    pub(super) created: Instant,
-    pub(super) last_seen: Instant,
 }
 
 impl Session {
@@ -44,6 +49,15 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// The CSRF token of the session `id`: a hash of it, so no store keeps it,
+/// and only who holds the (`HttpOnly`) id can know it.
+fn csrf_of(id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"berth console csrf\0");
+    h.update(id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
 /// Compares two secrets in time independent of where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
@@ -53,88 +67,103 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 /// Sessions one account may hold at once (browsers, devices).
 const MAX_PER_ACCOUNT: usize = 32;
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, berth_registry::auth::sessions::ms)
+}
+
 pub struct Sessions {
-    idle: Duration,
-    lifetime: Duration,
+    limits: SessionLimits,
     tls: bool,
-    table: Mutex<HashMap<String, Session>>,
+    store: Arc<dyn SessionStore>,
 }
 
 impl Sessions {
-    pub fn new(idle: Duration, lifetime: Duration, tls: bool) -> Self {
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        idle: Duration,
+        lifetime: Duration,
+        tls: bool,
+    ) -> Self {
         Self {
-            idle,
-            lifetime,
+            limits: SessionLimits {
+                idle,
+                lifetime,
+                per_account: MAX_PER_ACCOUNT,
+            },
             tls,
-            table: Mutex::new(HashMap::new()),
+            store,
         }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts a session for `subject`.
-    pub fn start(&self, subject: Subject) -> Session {
-        let now = Instant::now();
-        let s = Session {
-            id: random_token(),
-            csrf: random_token(),
-            subject,
-            created: now,
-            last_seen: now,
+    /// Starts a session for `subject`; None (and the reason logged) when
+    /// the store cannot keep it.
+    pub async fn start(&self, subject: Subject) -> Option<Session> {
+        let id = random_token();
+        let now = now_ms();
+        let stored = StoredSession {
+            account: subject.name.clone().unwrap_or_default(),
+            account_id: subject.account_id.clone().unwrap_or_default(),
+            created_ms: now,
+            last_seen_ms: now,
         };
-        let mut t = self.table();
-        let (idle, lifetime) = (self.idle, self.lifetime);
-        t.retain(|_, s| now - s.last_seen < idle && now - s.created < lifetime);
-        // One account's sessions are bounded: past the bound, its least recently used one ends.
-        let name = s.subject.name.clone();
-        let mine: Vec<(Instant, String)> = t
-            .values()
-            .filter(|x| x.subject.name == name)
-            .map(|x| (x.last_seen, x.id.clone()))
-            .collect();
-        if mine.len() >= MAX_PER_ACCOUNT {
-            if let Some((_, oldest)) = mine.into_iter().min() {
-                t.remove(&oldest);
-            }
-        }
-        t.insert(s.id.clone(), s.clone());
-        s
-    }
-
-    /// The live session with this id, its idle clock restarted; an expired one is dropped.
-    pub fn touch(&self, id: &str) -> Option<Session> {
-        let now = Instant::now();
-        let mut t = self.table();
-        let s = t.get_mut(id)?;
-        if now - s.last_seen >= self.idle || now - s.created >= self.lifetime {
-            t.remove(id);
+        if let Err(e) = self.store.insert(&key_of(&id), &stored, &self.limits).await {
+            tracing::error!(error = %e, "console: cannot store a session");
             return None;
         }
-        s.last_seen = now;
-        Some(s.clone())
+        Some(Session {
+            csrf: csrf_of(&id),
+            id,
+            subject,
+        })
+    }
+
+    /// The live session with this id, its idle clock restarted; an expired
+    /// one is dropped. The subject names the account instance only: the
+    /// caller takes the account as it is now.
+    pub async fn touch(&self, id: &str) -> Option<Session> {
+        let s = self.read(id, true).await?;
+        Some(Session {
+            csrf: csrf_of(id),
+            id: id.to_string(),
+            subject: Subject {
+                name: Some(s.account),
+                account_id: Some(s.account_id),
+                ..Subject::default()
+            },
+        })
     }
 
     /// Whether the session with this id is live, without restarting its
     /// idle clock (a page left open streaming updates keeps no session alive).
-    pub fn alive(&self, id: &str) -> bool {
-        let now = Instant::now();
-        self.table()
-            .get(id)
-            .is_some_and(|s| now - s.last_seen < self.idle && now - s.created < self.lifetime)
+    pub async fn alive(&self, id: &str) -> bool {
+        self.read(id, false).await.is_some()
     }
 
-    pub fn end(&self, id: &str) {
-        self.table().remove(id);
+    async fn read(&self, id: &str, touch: bool) -> Option<StoredSession> {
+        let got = self
+            .store
+            .get(&key_of(id), now_ms(), &self.limits, touch)
+            .await;
+        got.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "console: cannot read a session; treating it as ended");
+            None
+        })
+    }
+
+    pub async fn end(&self, id: &str) {
+        if let Err(e) = self.store.remove(&key_of(id)).await {
+            tracing::error!(error = %e, "console: cannot end a session");
+        }
     }
 
     /// Ends every session of the account `name`; returns how many there were.
-    pub fn end_all(&self, name: &str) -> usize {
-        let mut t = self.table();
-        let before = t.len();
-        t.retain(|_, s| s.subject.name.as_deref() != Some(name));
-        before - t.len()
+    pub async fn end_all(&self, name: &str) -> usize {
+        self.store.remove_account(name).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "console: cannot end an account's sessions");
+            0
+        })
     }
 
     pub fn cookie_name(&self) -> &'static str {
@@ -164,7 +193,11 @@ impl Sessions {
 
     /// `Set-Cookie` starting `session`.
     pub fn session_cookie(&self, session: &Session) -> String {
-        self.set_cookie(self.cookie_name(), Some(&session.id), Some(self.lifetime))
+        self.set_cookie(
+            self.cookie_name(),
+            Some(&session.id),
+            Some(self.limits.lifetime),
+        )
     }
 }
 
@@ -183,52 +216,66 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_registry::auth::sessions::MemorySessions;
 
     fn subject(name: &str) -> Subject {
         Subject {
             name: Some(name.into()),
+            account_id: Some(format!("{name}-id")),
             ..Subject::default()
         }
     }
 
-    #[test]
-    fn sessions_expire_when_idle_and_end_everywhere() {
-        let s = Sessions::new(Duration::from_millis(50), Duration::from_secs(60), false);
-        let a = s.start(subject("ann"));
-        let b = s.start(subject("ann"));
-        let c = s.start(subject("bob"));
-        assert!(s.touch(&a.id).is_some());
-        assert_eq!(s.end_all("ann"), 2);
-        assert!(s.touch(&b.id).is_none());
-        assert!(s.touch(&c.id).is_some());
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(s.touch(&c.id).is_none(), "idle past the timeout");
+    fn sessions(idle: Duration, tls: bool) -> Sessions {
+        let store = Arc::new(MemorySessions::default());
+        Sessions::new(store, idle, Duration::from_secs(60), tls)
     }
 
-    #[test]
-    fn an_account_holds_a_bounded_number_of_sessions() {
-        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), false);
-        let first = s.start(subject("ann"));
-        let rest: Vec<Session> = (1..MAX_PER_ACCOUNT)
-            .map(|_| s.start(subject("ann")))
-            .collect();
-        assert!(s.touch(&first.id).is_some(), "at the bound, all live");
-        let newest = s.start(subject("ann"));
+    #[tokio::test]
+    async fn sessions_expire_when_idle_and_end_everywhere() {
+        let s = sessions(Duration::from_millis(50), false);
+        let a = s.start(subject("ann")).await.expect("a");
+        let b = s.start(subject("ann")).await.expect("b");
+        let c = s.start(subject("bob")).await.expect("c");
+        let got = s.touch(&a.id).await.expect("a is live");
+        assert_eq!(got.csrf, a.csrf, "the CSRF token stays the session's");
+        assert_eq!(got.subject.account_id.as_deref(), Some("ann-id"));
+        assert_ne!(a.csrf, b.csrf);
+        assert_eq!(s.end_all("ann").await, 2);
+        assert!(s.touch(&b.id).await.is_none());
+        assert!(s.touch(&c.id).await.is_some());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(s.touch(&c.id).await.is_none(), "idle past the timeout");
+    }
+
+    #[tokio::test]
+    async fn an_account_holds_a_bounded_number_of_sessions() {
+        let s = sessions(Duration::from_secs(60), false);
+        let first = s.start(subject("ann")).await.expect("first");
+        let mut rest = Vec::new();
+        for _ in 1..MAX_PER_ACCOUNT {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            rest.push(s.start(subject("ann")).await.expect("session"));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(s.touch(&first.id).await.is_some(), "at the bound, all live");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let newest = s.start(subject("ann")).await.expect("newest");
         assert!(
-            s.touch(&rest[0].id).is_none(),
+            s.touch(&rest[0].id).await.is_none(),
             "the least recently used one ended"
         );
-        assert!(s.touch(&first.id).is_some() && s.touch(&newest.id).is_some());
+        assert!(s.touch(&first.id).await.is_some() && s.touch(&newest.id).await.is_some());
     }
 
-    #[test]
-    fn cookies_are_strict_and_secure_under_tls() {
-        let plain = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), false);
-        let c = plain.session_cookie(&plain.start(subject("ann")));
+    #[tokio::test]
+    async fn cookies_are_strict_and_secure_under_tls() {
+        let plain = sessions(Duration::from_secs(60), false);
+        let c = plain.session_cookie(&plain.start(subject("ann")).await.expect("s"));
         assert!(c.starts_with("berth_session="), "{c}");
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
-        let tls = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), true);
-        let c = tls.session_cookie(&tls.start(subject("ann")));
+        let tls = sessions(Duration::from_secs(60), true);
+        let c = tls.session_cookie(&tls.start(subject("ann")).await.expect("s"));
         assert!(
             c.starts_with("__Host-berth_session=") && c.contains("; Secure"),
             "{c}"

@@ -144,7 +144,8 @@ async fn pre_form(
         &parts.headers,
         &parts.extensions,
         parts.uri.path(),
-    );
+    )
+    .await;
     let cookie = session::cookie(&parts.headers, PRE_COOKIE)
         .unwrap_or("")
         .to_string();
@@ -198,7 +199,13 @@ async fn sign_in(
         }
         Ok(subject) => {
             access.audit(name, ctx.peer, "console.signin", None, name, Outcome::OK);
-            let s = console.sessions().start(subject);
+            let Some(s) = console.sessions().start(subject).await else {
+                return layout::error_page(
+                    ctx,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ctx.t("The registry cannot keep your session now; try again shortly."),
+                );
+            };
             let mut r = Redirect::to(next).into_response();
             if let Ok(v) = console.sessions().session_cookie(&s).parse() {
                 r.headers_mut().append(header::SET_COOKIE, v);
@@ -370,7 +377,7 @@ async fn change_password(
         return fail(a.status, &a.error());
     }
     // A new password ends every session of the account, this one included.
-    console.sessions().end_all(&name);
+    console.sessions().end_all(&name).await;
     clear_session(
         &console,
         Redirect::to("/ui/login?msg=changed").into_response(),
@@ -388,7 +395,7 @@ fn clear_session(console: &Console, mut r: Response) -> Response {
 }
 
 async fn logout(State(console): State<Console>, CsrfForm(signed, _): CsrfForm) -> Response {
-    console.sessions().end(&signed.session.id);
+    console.sessions().end(&signed.session.id).await;
     clear_session(&console, Redirect::to("/ui/login").into_response())
 }
 
@@ -396,7 +403,7 @@ async fn logout_everywhere(
     State(console): State<Console>,
     CsrfForm(signed, _): CsrfForm,
 ) -> Response {
-    let n = console.sessions().end_all(signed.session.name());
+    let n = console.sessions().end_all(signed.session.name()).await;
     tracing::info!(
         account = signed.session.name(),
         sessions = n,

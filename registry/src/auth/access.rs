@@ -289,16 +289,22 @@ impl RegistryAccess {
             .map_err(|r| (r, false))?;
         let ck = self.cache_key(name, secret);
         // Read before verifying: a change while bcrypt runs makes the entry stale.
-        let epoch = self.accounts.credentials_epoch();
+        let mut epoch = self.accounts.credentials_epoch();
         if let Some(s) = self.cached(&ck, epoch) {
             self.record_success(name, peer).await;
             return Ok(s);
         }
-        let accounts = self.accounts.clone();
-        let (n, sec) = (name.to_string(), secret.to_string());
-        let res = tokio::task::spawn_blocking(move || accounts.verify(&n, &sec))
-            .await
-            .unwrap_or(Err(LoginError::BadCredentials));
+        let generation = self.accounts.generation();
+        let mut res = self.verify(name, secret).await;
+        // Another replica may have just made this secret good (behind a
+        // balancer, the next request often lands here): check again on the
+        // store's record before counting a guess.
+        if matches!(res, Err(LoginError::BadCredentials))
+            && self.accounts.refresh_for(name, generation).await
+        {
+            epoch = self.accounts.credentials_epoch();
+            res = self.verify(name, secret).await;
+        }
         match res {
             Ok(s) => {
                 self.record_success(name, peer).await;
@@ -332,6 +338,15 @@ impl RegistryAccess {
                 Err((self.unauthorized(message, None, false), must_reset))
             }
         }
+    }
+
+    /// bcrypt off the async runtime.
+    async fn verify(&self, name: &str, secret: &str) -> Result<Subject, LoginError> {
+        let accounts = self.accounts.clone();
+        let (n, sec) = (name.to_string(), secret.to_string());
+        tokio::task::spawn_blocking(move || accounts.verify(&n, &sec))
+            .await
+            .unwrap_or(Err(LoginError::BadCredentials))
     }
 
     /// The subject behind a request's Authorization header (anonymous without one).
@@ -377,7 +392,17 @@ impl RegistryAccess {
                 };
                 // The account as it is now: the same instance, still usable; its admin
                 // flag is the account's, whatever the token says.
-                let Some(current) = self.accounts.current(&claimed) else {
+                let generation = self.accounts.generation();
+                let mut current = self.accounts.current(&claimed);
+                if current.is_none() {
+                    // Issued by another replica for an account this one may not know yet.
+                    if let Some(name) = &claimed.name {
+                        if self.accounts.refresh_for(name, generation).await {
+                            current = self.accounts.current(&claimed);
+                        }
+                    }
+                }
+                let Some(current) = current else {
                     return Err(self.unauthorized(
                         "the token's account is no longer valid; log in again",
                         None,

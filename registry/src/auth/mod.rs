@@ -19,6 +19,7 @@ pub mod audit;
 pub mod client;
 pub mod endpoint;
 pub mod policy;
+pub mod sessions;
 pub mod store;
 pub mod throttle;
 pub mod token;

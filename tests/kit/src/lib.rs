@@ -3,6 +3,7 @@
 //! - [`fixtures`]: offline OCI image layouts with real layers and correct digests.
 //! - [`manifest`]: manifests as bytes over blobs held in memory, for protocol tests.
 //! - [`proc`]: spawn a server binary, wait for `/v2/`, kill/terminate/restart, logs on failure.
+//! - [`console`]: the console over plain HTTP (the sign-in form, cookies, CSRF tokens).
 //! - [`berth_bin!`]: the path of the `berth` binary under test.
 //! - [`wait`]: waiting for a state with a bound (the one polling loop).
 //! - [`balancer`]: a round-robin TCP balancer in front of several `berth serve` replicas.
@@ -23,6 +24,7 @@
 
 pub mod balancer;
 pub mod berth;
+pub mod console;
 pub mod distribution;
 pub mod fixtures;
 pub mod garage;

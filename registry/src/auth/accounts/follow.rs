@@ -11,12 +11,13 @@
 //! projects someone lost access to are announced (`access_removed`).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{AccountError, Accounts, Snapshot, StoreSignal};
+use super::{AccountError, Accounts, Credential, Snapshot, StoreSignal};
 
 /// How often the snapshot is reloaded while the store's announcements are
 /// down, and while they are up.
@@ -59,8 +60,54 @@ impl Accounts {
         signals: mpsc::Receiver<StoreSignal>,
         backstop: Backstop,
     ) -> tokio::task::JoinHandle<()> {
+        self.shared.store(true, Ordering::Release);
         let this = Arc::downgrade(self);
         tokio::spawn(follow(this, signals, backstop))
+    }
+
+    /// Before refusing `name`'s secret or token on a shared store, checked
+    /// against the snapshot of `generation`: whether to check again. The
+    /// store may hold another record for `name` than the snapshot (another
+    /// replica created it, changed its password, made a robot of its name
+    /// again, and this replica has not heard yet): the snapshot is then
+    /// reloaded first. Else only if the snapshot changed since the check.
+    /// One row read; nothing on the embedded store, whose snapshot is the
+    /// store.
+    pub async fn refresh_for(&self, name: &str, generation: u64) -> bool {
+        if !self.shared.load(Ordering::Acquire) {
+            return false;
+        }
+        let stored = match self.store.credential(name).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read an account record; deciding on the snapshot");
+                return false;
+            }
+        };
+        let same = {
+            let snap = self.read();
+            match &stored {
+                None => !snap.users.contains_key(name) && !snap.robots.contains_key(name),
+                Some(Credential::User(n)) => snap.users.get(name).is_some_and(|u| {
+                    (&n.id, &n.hash, n.must_reset, n.admin)
+                        == (&u.id, &u.hash, u.must_reset, u.admin)
+                }),
+                Some(Credential::Robot(n)) => snap.robots.get(name).is_some_and(|r| {
+                    (&n.id, &n.hash, n.revoked, n.expires_at)
+                        == (&r.id, &r.hash, r.revoked, r.expires_at)
+                }),
+            }
+        };
+        if same {
+            return self.generation() != generation;
+        }
+        match self.reload().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the accounts; deciding on the snapshot");
+                false
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! and the password rule (`rules.rs`) are here, never in a store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::policy::{Role, Who};
@@ -31,7 +31,8 @@ pub use self::follow::Backstop;
 pub use self::rules::{check_password_rule, check_project_name, check_user_name, PASSWORD_RULE};
 pub use super::store::{
     proxy_password_place, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery,
-    IfRole, Project, ProjectChange, ProxyUpstream, Robot, RobotProjects, StoreSignal, User,
+    Credential, IfRole, Project, ProjectChange, ProxyUpstream, Robot, RobotProjects, StoreSignal,
+    User,
 };
 
 pub const ROBOT_PREFIX: &str = "robot$";
@@ -78,6 +79,32 @@ impl From<AccountRecords> for Snapshot {
     }
 }
 
+/// A write lock on the snapshot that moves `generation` on while still held,
+/// so whoever read the generation before the change sees it has moved.
+struct SnapshotWrite<'a> {
+    guard: std::sync::RwLockWriteGuard<'a, Snapshot>,
+    generation: &'a AtomicU64,
+}
+
+impl std::ops::Deref for SnapshotWrite<'_> {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for SnapshotWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Snapshot {
+        &mut self.guard
+    }
+}
+
+impl Drop for SnapshotWrite<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
     snap: RwLock<Snapshot>,
@@ -89,6 +116,11 @@ pub struct Accounts {
     credentials: AtomicU64,
     /// A hash at this installation's cost, so unknown names take as long as known ones.
     dummy: Arc<std::sync::OnceLock<String>>,
+    /// Set by `follow`: other replicas write the store too, so the snapshot
+    /// may lag behind it (see `refresh_for`).
+    shared: AtomicBool,
+    /// See `generation()`.
+    generation: AtomicU64,
     /// Projects someone lost access to (a member removed or lowered, the
     /// project deleted), for whoever must revoke what they were handed.
     access_removed: tokio::sync::broadcast::Sender<String>,
@@ -114,6 +146,8 @@ impl Accounts {
             cost: bcrypt_cost,
             credentials: AtomicU64::new(0),
             dummy: Default::default(),
+            shared: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             access_removed: tokio::sync::broadcast::channel(64).0,
             checks: Default::default(),
             initial_password_file: Default::default(),
@@ -149,8 +183,17 @@ impl Accounts {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
         self.snap.read().unwrap_or_else(|p| p.into_inner())
     }
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
-        self.snap.write().unwrap_or_else(|p| p.into_inner())
+    /// The snapshot to change; `generation` moves on when the change is done.
+    fn write(&self) -> SnapshotWrite<'_> {
+        SnapshotWrite {
+            guard: self.snap.write().unwrap_or_else(|p| p.into_inner()),
+            generation: &self.generation,
+        }
+    }
+
+    /// Moves on with every change of the snapshot (local or reloaded).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     // ---- login ----

@@ -111,6 +111,13 @@ pub struct Robot {
     pub system: Option<RobotProjects>,
 }
 
+/// One account's stored record, as `AccountStore::credential` reads it.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    User(User),
+    Robot(Robot),
+}
+
 /// The projects a system robot reads: every one, or those named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,6 +267,25 @@ pub(crate) fn role_changed(project: &str, user: &str) -> AccountError {
 pub trait AccountStore: Send + Sync + 'static {
     /// Every user, project, membership and robot, from one snapshot.
     async fn load(&self) -> Result<AccountRecords, AccountError>;
+
+    /// The account `name` as stored now: the robot of that name when it
+    /// has the robot prefix, else the user. What a replica compares with its
+    /// snapshot before it refuses a login another replica may just have
+    /// made good. A shared store answers from one row, not a `load`.
+    async fn credential(&self, name: &str) -> Result<Option<Credential>, AccountError> {
+        let mut r = self.load().await?;
+        Ok(if name.starts_with(super::accounts::ROBOT_PREFIX) {
+            r.robots
+                .drain(..)
+                .find(|x| x.name == name)
+                .map(Credential::Robot)
+        } else {
+            r.users
+                .drain(..)
+                .find(|x| x.name == name)
+                .map(Credential::User)
+        })
+    }
 
     // ---- users ----
 

@@ -13,6 +13,7 @@
 //! acct_audit     id bigserial PK, time, actor, action, project, outcome, record jsonb
 //! auth_throttle_pairs, auth_throttle_accounts   the login throttle (`throttle.rs`)
 //! auth_token_keys                               token signing keys (`token_keys.rs`)
+//! console_sessions                              console sessions (`sessions.rs`)
 //! ```
 //!
 //! Writes are serialised, as the `AccountStore` contract says, by one
@@ -32,8 +33,8 @@ use tokio_postgres::IsolationLevel;
 use super::{Migrations, Pool};
 use crate::auth::policy::Role;
 use crate::auth::store::{
-    role_changed, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery, IfRole,
-    Project, ProjectChange, Robot, User,
+    role_changed, AccountError, AccountRecords, AccountStore, AuditEvent, AuditQuery, Credential,
+    IfRole, Project, ProjectChange, Robot, User,
 };
 
 /// The accounts' schema.
@@ -97,6 +98,19 @@ pub const ACCOUNT_MIGRATIONS: Migrations = Migrations {
             secret bytea NOT NULL,
             signs_from double precision NOT NULL
         );
+    "#,
+        // Console sessions every replica honours (`sessions.rs`), keyed by a
+        // hash of the id; an account's go with it.
+        r#"
+        CREATE TABLE console_sessions (
+            key text PRIMARY KEY,
+            account text NOT NULL REFERENCES acct_users (name) ON DELETE CASCADE,
+            account_id text NOT NULL,
+            created_ms bigint NOT NULL,
+            last_seen_ms bigint NOT NULL
+        );
+        CREATE INDEX console_sessions_account ON console_sessions (account, last_seen_ms);
+        CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen_ms);
     "#,
     ],
 };
@@ -264,6 +278,26 @@ impl PgAccounts {
 impl AccountStore for PgAccounts {
     async fn load(&self) -> Res<AccountRecords> {
         self.load_now().await
+    }
+
+    async fn credential(&self, name: &str) -> Res<Option<Credential>> {
+        let robot = name.starts_with(crate::auth::accounts::ROBOT_PREFIX);
+        let table = if robot { "acct_robots" } else { "acct_users" };
+        let conn = self.conn().await?;
+        let sql = format!("SELECT record::text FROM {table} WHERE name = $1");
+        let row = conn
+            .query_opt(&sql, &[&name])
+            .await
+            .map_err(pg("reading an account record"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let text = row.get::<_, &str>(0);
+        Ok(Some(if robot {
+            Credential::Robot(from_json(text)?)
+        } else {
+            Credential::User(from_json(text)?)
+        }))
     }
 
     async fn create_user(&self, user: &User) -> Res<()> {

@@ -43,6 +43,7 @@ mod replica_tests;
 mod replication;
 mod retention;
 mod schema;
+mod sessions;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -54,6 +55,7 @@ pub use self::accounts::{PgAccounts, ACCOUNTS_CHANNEL, ACCOUNT_MIGRATIONS};
 pub use self::accounts_feed::account_feed;
 pub use self::db::PgMeta;
 pub use self::schema::MIGRATIONS;
+pub use self::sessions::PgSessions;
 pub use self::throttle::PgThrottle;
 pub use self::token_keys::PgTokenKeys;
 
