@@ -345,10 +345,12 @@ pub async fn take_down_left_behind(
     }
     let items: Vec<(ResourceKind, String)> =
         left.iter().map(|rp| (rp.kind, rp.name.clone())).collect();
-    let (proj, node, forget) = (p.project.clone(), p.node.clone(), items.clone());
-    store
-        .forget_resource_publications(&proj, &node, &forget)
-        .await?;
+    if !items.is_empty() {
+        let (proj, node) = (p.project.clone(), p.node.clone());
+        store
+            .forget_resource_publications(&proj, &node, &items)
+            .await?;
+    }
     Ok(items)
 }
 
