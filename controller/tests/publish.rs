@@ -678,3 +678,61 @@ async fn versions_history_and_publishing_an_older_version() {
     assert!(yaml.contains("replicas: 1"), "{yaml}");
     h.stop().await;
 }
+
+/// Every write of a publication costs a commit, and a fleet publish makes
+/// them per node: with an edge done at the first look and a deployer that
+/// cannot watch a rollout, a publish is three writes after the request
+/// (resolved with the prefetch about to be asked for, submitted, and
+/// prefetched + applied + running in one), where it was six. The history
+/// and the outbox of changes still show every state, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_is_three_writes_and_still_tells_every_state() {
+    let world = World::new();
+    world.resolver.tag("shop/web:1.0", &digest("web"));
+    let h = Harness::start(world.clone()).await;
+    let (edge, url, _t) = start_edge().await;
+    edge.lock().expect("lock").gate_open = true;
+    h.add_cluster().await;
+    h.add_node("n1", &url, &edge, json!({})).await;
+    h.post(
+        "/api/v1/projects/shop/apps",
+        app_body("web", &["shop/web:1.0"]),
+    )
+    .await;
+    let (s, v) = h
+        .post(
+            "/api/v1/projects/shop/apps/web/publish",
+            json!({"nodes": ["n1"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let requested = v["publications"][0]["revision"].as_u64().expect("revision");
+    let p = h
+        .wait_for("shop", "web", "n1", "running", |p| {
+            p.is_some_and(|p| p.state == PublicationState::Running)
+        })
+        .await
+        .expect("publication");
+    assert_eq!(p.revision, requested + 3, "{:#?}", p.history);
+
+    let mut states: Vec<&str> = p.history.iter().map(|t| t.state.as_str()).collect();
+    states.dedup();
+    assert_eq!(states, ["resolving", "prefetching", "deploying", "running"]);
+    let store = h.state.as_ref().expect("running").store();
+    let changes = store.publication_events(100).await.expect("outbox");
+    let told: Vec<(Option<&str>, &str)> = changes
+        .iter()
+        .map(|c| (c.change.previous_state.as_deref(), c.change.state.as_str()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (None, "resolving"),
+            (Some("resolving"), "prefetching"),
+            (Some("prefetching"), "deploying"),
+            (Some("deploying"), "running"),
+        ]
+    );
+    assert_eq!(world.deployer.apply_count("n1"), 1);
+    h.stop().await;
+}

@@ -32,30 +32,35 @@ pub(super) async fn publish_step(
     let target = target_of(ctx, &p.node).await?;
     let tv = template_version(ctx, &p).await?;
 
-    // 1. Resolve once per publish.
+    // 1. Resolve once per publish; stored with the next step's first write.
+    let mut unsaved = false;
     if p.images.is_none() {
         resolve_images(ctx, &mut p, &tv.spec).await?;
+        unsaved = true;
     }
 
     // 2. Prefetch and pin on the node's edge cache.
     if !p.prefetched {
         let waiting = match p.prefetch_job.clone() {
-            None => Some(submit_prefetch(ctx, &mut p, &target.node).await?),
+            None => Some(submit_prefetch(ctx, &mut p, &target.node, unsaved).await?),
             Some(job) => follow_prefetch(ctx, &mut p, &target.node, &job).await?,
         };
         if let Some(action) = waiting {
             return Ok(action);
         }
+        // Done: stored with the apply (below), unless it fails.
+        unsaved = true;
     }
 
-    // 3. Apply, once per publish.
+    // 3. Apply, once per publish; 4. verify the rollout, then running. A
+    // deployer that cannot watch a rollout makes prefetched, applied and
+    // running one write (the history and the outbox keep every step).
     if !p.applied {
-        apply(ctx, &mut p, &tv.spec, &target).await?;
-    }
-
-    // 4. Verify the rollout, then running.
-    if p.state != PublicationState::Running {
-        if let Some(action) = verify_rollout(ctx, &mut p, &tv.spec, &target, &key).await? {
+        if let Some(action) = apply_and_verify(ctx, &mut p, &tv.spec, &target, unsaved).await? {
+            return Ok(action);
+        }
+    } else if p.state != PublicationState::Running {
+        if let Some(action) = verify_rollout(ctx, &mut p, &tv.spec, &target, &key, false).await? {
             return Ok(action);
         }
     }
@@ -80,8 +85,9 @@ pub(super) async fn template_version(
         })
 }
 
-/// Turns every image of the template into a digest, stored for this publish
-/// (a tag that moves later changes nothing).
+/// Turns every image of the template into a digest, for this publish (a tag
+/// that moves later changes nothing once it is stored: the caller stores it
+/// with the prefetch request's first write).
 async fn resolve_images(
     ctx: &Context,
     p: &mut Publication,
@@ -120,15 +126,19 @@ async fn resolve_images(
         format!("resolved {detail}"),
         now_secs(),
     );
-    save(ctx, p).await
+    Ok(())
 }
 
 /// Asks the edge to prefetch and pin the images, or adopts the job a request
 /// sent just before a crash created (its id never recorded here).
+///
+/// `unsaved`: `p` holds changes not stored yet (a resolve); they are stored
+/// with the first write here, or before an error is returned.
 async fn submit_prefetch(
     ctx: &Context,
     p: &mut Publication,
     node: &Node,
+    unsaved: bool,
 ) -> Result<Action, ReconcileError> {
     let images = p.images_by_digest();
     // A request sent before a crash may have created a job whose id
@@ -146,7 +156,15 @@ async fn submit_prefetch(
             (id, detail)
         }
         None => {
-            let before = ctx.edge.matching_jobs(node, &images).await?;
+            let before = match ctx.edge.matching_jobs(node, &images).await {
+                Ok(before) => before,
+                Err(e) => {
+                    if unsaved {
+                        save(ctx, p).await?;
+                    }
+                    return Err(e.into());
+                }
+            };
             p.prefetch_submitting = Some(before);
             save(ctx, p).await?;
             let submitted = match ctx.reports.target(&p.key()) {
@@ -208,8 +226,8 @@ fn edge_reports(p: &Publication, job: &str) -> bool {
     p.history.iter().rev().any(|h| h.detail == said)
 }
 
-/// Looks at the edge's prefetch job: `None` once it is done (go on to apply),
-/// otherwise when to look again.
+/// Looks at the edge's prefetch job: `None` once it is done (go on to apply;
+/// `p` says so but is not stored yet), otherwise when to look again.
 async fn follow_prefetch(
     ctx: &Context,
     p: &mut Publication,
@@ -279,6 +297,7 @@ async fn follow_prefetch(
             bytes_total,
             ..
         } => {
+            // Stored by the apply that follows at once (or before its error).
             p.prefetched = true;
             clear_failure(p);
             p.set_state(
@@ -286,7 +305,6 @@ async fn follow_prefetch(
                 format!("edge cache holds every image ({bytes_total} bytes)"),
                 now_secs(),
             );
-            save(ctx, p).await?;
             Ok(None)
         }
     }
@@ -397,14 +415,47 @@ pub(super) async fn render_publication(
     })
 }
 
+/// Applies, then looks at the rollout, and stores both in one write: the
+/// apply is stored however the rollout check ends, so a restart never
+/// re-applies. `unsaved`: `p` holds a step not stored yet (the prefetch's
+/// end), stored with this write or before an error is returned.
+async fn apply_and_verify(
+    ctx: &Context,
+    p: &mut Publication,
+    spec: &AppSpec,
+    target: &DeployTarget,
+    unsaved: bool,
+) -> Result<Option<Action>, ReconcileError> {
+    let propagated = match apply(ctx, p, spec, target).await {
+        Ok(propagated) => propagated,
+        Err(e) => {
+            if unsaved {
+                save(ctx, p).await?;
+            }
+            return Err(e);
+        }
+    };
+    let key = p.key();
+    let action = match verify_rollout(ctx, p, spec, target, &key, true).await {
+        Ok(action) => action,
+        Err(e) => {
+            save(ctx, p).await?;
+            return Err(e);
+        }
+    };
+    after_apply(ctx, p, spec, propagated).await?;
+    Ok(action)
+}
+
 /// Renders the workload with digest references (and the resources that travel
-/// with it) and applies it, recorded as applied so a restart never re-applies.
+/// with it) and applies it; `p` records the apply, for the caller to store.
+/// Answers why the app applied again without a publish, if that is why.
 async fn apply(
     ctx: &Context,
     p: &mut Publication,
     spec: &AppSpec,
     target: &DeployTarget,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<String>, ReconcileError> {
     let Rendered {
         before,
         after,
@@ -427,9 +478,11 @@ async fn apply(
         .collect();
     let (proj, node) = (p.project.clone(), p.node.clone());
     let detail = format!("applied with app {} version {}", p.app, p.version);
-    ctx.store()
-        .mark_resources_applied(&proj, &node, &carried, &detail, now_secs())
-        .await?;
+    if !carried.is_empty() {
+        ctx.store()
+            .mark_resources_applied(&proj, &node, &carried, &detail, now_secs())
+            .await?;
+    }
     if ctx.resources.is_some() {
         // What this version no longer uses comes off the node: marked here,
         // taken off (and audited) by each resource's own reconcile.
@@ -455,7 +508,16 @@ async fn apply(
         format!("applied version {} ({} objects)", p.version, objects.len()),
         now_secs(),
     );
-    save(ctx, p).await?;
+    Ok(propagated)
+}
+
+/// What follows a stored apply: the volumes it bound, and the audit trail.
+async fn after_apply(
+    ctx: &Context,
+    p: &Publication,
+    spec: &AppSpec,
+    propagated: Option<String>,
+) -> Result<(), ReconcileError> {
     if let Some(res) = &ctx.resources {
         res.record_bindings(ctx.store(), p, spec).await?;
     }
@@ -482,13 +544,15 @@ async fn apply(
 }
 
 /// Running once the deployer sees every pod ready (or cannot see pods at all);
-/// otherwise when to look again.
+/// otherwise when to look again. `unsaved`: `p` holds steps not stored yet,
+/// stored here whatever the rollout says.
 async fn verify_rollout(
     ctx: &Context,
     p: &mut Publication,
     spec: &AppSpec,
     target: &DeployTarget,
     key: &PublicationKey,
+    unsaved: bool,
 ) -> Result<Option<Action>, ReconcileError> {
     let workload = render::workload_ref(&p.project, &p.app, spec.kind, &p.node);
     let detail = match ctx.deployer.rollout_status(target, &workload).await? {
@@ -498,7 +562,8 @@ async fn verify_rollout(
         }
         Rollout::Observed { ready, desired } => {
             let detail = format!("waiting for pods: {ready}/{desired} ready");
-            if p.state != PublicationState::Deploying
+            if unsaved
+                || p.state != PublicationState::Deploying
                 || p.history.last().is_some_and(|h| h.detail != detail)
             {
                 clear_failure(p);

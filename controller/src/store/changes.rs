@@ -46,17 +46,60 @@ fn last_detail(p: &Publication) -> String {
         .unwrap_or_default()
 }
 
-/// The change storing `p` over a publication in state `before` makes, if any.
-pub(crate) fn stored(before: &PublicationState, p: &Publication) -> Option<PublicationChange> {
-    if !changed(before, &p.state) {
-        return None;
+/// The changes storing `p` over `before` makes, oldest first. A reconcile
+/// may take a publication through several states in one write (prefetched,
+/// applied and running, for a deployer that cannot watch a rollout): each
+/// state its history passed through since `before` is a change of its own,
+/// so receivers see the same steps whatever the writes were.
+pub(crate) fn stored(before: &Publication, p: &Publication) -> Vec<PublicationChange> {
+    let mut out = Vec::new();
+    let mut previous = before.state.label();
+    for t in passed_through(before, p) {
+        if t.state != previous {
+            out.push(change(p, Some(previous), &t.state, t.detail.clone()));
+            previous = state_label(&t.state);
+        }
     }
-    Some(change(
-        p,
-        Some(before.label()),
-        p.state.label(),
-        last_detail(p),
-    ))
+    // The state it ends in, worded as before when the history does not
+    // show it (a new failure reason, or a history cut at its limit).
+    if previous != p.state.label() || (out.is_empty() && changed(&before.state, &p.state)) {
+        out.push(change(p, Some(previous), p.state.label(), last_detail(p)));
+    }
+    out
+}
+
+/// The history entries `p` added to `before`'s, except the last (the state
+/// `p` is in): those after the entry that ended `before`'s history.
+fn passed_through<'a>(before: &Publication, p: &'a Publication) -> &'a [crate::model::Transition] {
+    let Some(last) = before.history.last() else {
+        return &[];
+    };
+    let Some(at) = p.history.iter().rposition(|t| t == last) else {
+        return &[];
+    };
+    let added = &p.history[at + 1..];
+    &added[..added.len().saturating_sub(1)]
+}
+
+/// The `'static` label of a state named in a history entry.
+fn state_label(state: &str) -> &'static str {
+    [
+        PublicationState::Resolving,
+        PublicationState::Prefetching {
+            bytes_done: 0,
+            bytes_total: 0,
+        },
+        PublicationState::Deploying,
+        PublicationState::Running,
+        PublicationState::Failed {
+            reason: String::new(),
+        },
+        PublicationState::Removing,
+    ]
+    .iter()
+    .map(PublicationState::label)
+    .find(|l| *l == state)
+    .unwrap_or("unknown")
 }
 
 /// The change a publish or unpublish request storing `p` (resolving or
@@ -110,5 +153,48 @@ mod tests {
             &PublicationState::Running,
             &PublicationState::Running
         ));
+    }
+
+    /// One write through several states: each is a change, chained.
+    #[test]
+    fn a_write_through_several_states_is_a_change_for_each() {
+        let mut before = Publication::new("shop", "web", "n1", 1, 10);
+        let prefetching = PublicationState::Prefetching {
+            bytes_done: 0,
+            bytes_total: 0,
+        };
+        before.set_state(prefetching, "submitted", 11);
+        let mut p = before.clone();
+        p.set_state(
+            PublicationState::Deploying,
+            "edge cache holds every image",
+            12,
+        );
+        p.record(PublicationState::Deploying, "applied version 1", 12);
+        p.set_state(PublicationState::Running, "version 1 applied", 12);
+        let got: Vec<_> = stored(&before, &p)
+            .into_iter()
+            .map(|c| (c.previous_state.unwrap_or_default(), c.state, c.detail))
+            .collect();
+        let want = [
+            ("prefetching", "deploying", "edge cache holds every image"),
+            ("deploying", "running", "version 1 applied"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+        assert_eq!(got, want);
+        // One step, as before: one change; progress alone: none.
+        let mut one = before.clone();
+        one.set_state(PublicationState::Deploying, "edge cache holds", 12);
+        assert_eq!(stored(&before, &one).len(), 1);
+        let mut progress = before.clone();
+        progress.set_state(
+            PublicationState::Prefetching {
+                bytes_done: 5,
+                bytes_total: 10,
+            },
+            "in progress",
+            12,
+        );
+        assert!(stored(&before, &progress).is_empty());
     }
 }

@@ -133,6 +133,16 @@ impl PgControllerStore {
         .await
     }
 
+    /// The publications on `node`, of every app.
+    pub(super) async fn publications_on_node(&self, node: &str) -> Result<Vec<Publication>> {
+        self.docs(
+            "ctl_publications",
+            "SELECT doc FROM ctl_publications WHERE node = $1 ORDER BY project, app",
+            &[&node],
+        )
+        .await
+    }
+
     pub(super) async fn publication(&self, k: &PublicationKey) -> Result<Option<Publication>> {
         self.doc(
             "ctl_publications",
@@ -212,7 +222,7 @@ impl PgControllerStore {
         )
         .await
         .map_err(db(T))?;
-        if let Some(change) = events::stored(&current.state, &next) {
+        for change in events::stored(&current, &next) {
             record(&tx, change).await?;
         }
         tx.commit().await.map_err(db(T))?;

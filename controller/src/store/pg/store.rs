@@ -221,8 +221,8 @@ impl ControllerStore for PgControllerStore {
         except: &PublicationKey,
     ) -> Result<BTreeSet<String>> {
         let mut out = BTreeSet::new();
-        for p in self.publications(None).await? {
-            if p.node == node && p.key() != *except {
+        for p in self.publications_on_node(node).await? {
+            if p.key() != *except {
                 out.extend(p.pinned.iter().cloned());
                 out.extend(p.images_by_digest());
             }

@@ -200,11 +200,8 @@ impl ControllerStore for RedbControllerStore {
     }
 
     async fn replace_publication(&self, p: &mut Publication) -> Result<Option<Publication>> {
-        let mut owned = p.clone();
-        let (answer, owned) = self
-            .blocking(move |s| Ok((s.replace_publication(&mut owned)?, owned)))
-            .await?;
-        *p = owned;
+        let (answer, written) = self.replace_publication_grouped(p.clone()).await?;
+        *p = written;
         Ok(answer)
     }
 

@@ -5,16 +5,15 @@
 
 use std::collections::BTreeSet;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::WriteTransaction;
 
 use crate::model::AppSpec;
 use crate::resources::{spec_resources, ResourceDesired, ResourceKind, ResourcePublication};
 
 use super::resource_publications::{get_rp, key, put_rp};
-use super::resource_rules::apps_by_node;
-use super::{decode, RedbControllerStore, Result, RESOURCE_PUBS};
-
-const T: &str = "ctl_resource_publications";
+use super::resource_rules::apps_on_node;
+use super::resources::list_kind;
+use super::{RedbControllerStore, Result, RESOURCES, RESOURCE_PUBS};
 
 /// An app unpublish without cascade leaves `app`'s config maps and secrets on
 /// `node` on purpose: from then on they stay until unpublished on their own.
@@ -49,29 +48,29 @@ impl RedbControllerStore {
         let txn = self.db.begin_write()?;
         let mut out = Vec::new();
         {
+            let resources = txn.open_table(RESOURCES)?;
             let t = txn.open_table(RESOURCE_PUBS)?;
-            let mut used = BTreeSet::new();
-            for a in apps_by_node(&txn, project)?
-                .remove(node)
-                .unwrap_or_default()
-            {
-                used.extend(spec_resources(&a.spec));
-            }
+            // The project's config maps and secrets on this node that only
+            // apps carried: one lookup per resource, not a scan of every node.
+            let mut carried = Vec::new();
             for kind in [ResourceKind::ConfigMaps, ResourceKind::Secrets] {
-                for item in t.range((project, kind.as_str(), "", "")..)? {
-                    let (k, v) = item?;
-                    let (p, kd, name, n) = k.value();
-                    if p != project || kd != kind.as_str() {
-                        break;
-                    }
-                    if n != node || used.contains(&(kind, name.to_string())) {
-                        continue;
-                    }
-                    let rp: ResourcePublication = decode(T, v.value())?;
-                    if rp.with_apps && rp.desired == ResourceDesired::Published {
-                        out.push(rp);
+                for r in list_kind(&resources, project, kind)? {
+                    if let Some(rp) = get_rp(&t, &key(project, kind, &r.name, node))? {
+                        if rp.with_apps && rp.desired == ResourceDesired::Published {
+                            carried.push(rp);
+                        }
                     }
                 }
+            }
+            if !carried.is_empty() {
+                let mut used = BTreeSet::new();
+                for a in apps_on_node(&txn, project, node)? {
+                    used.extend(spec_resources(&a.spec));
+                }
+                out = carried
+                    .into_iter()
+                    .filter(|rp| !used.contains(&(rp.kind, rp.name.clone())))
+                    .collect();
             }
         }
         txn.abort()?;

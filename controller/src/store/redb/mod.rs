@@ -69,6 +69,7 @@ mod eips;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod forced;
+mod group_commit;
 mod left_behind;
 mod projects;
 mod publication_events;
@@ -149,6 +150,8 @@ pub struct RedbControllerStore {
     db: Arc<Database>,
     /// Seals the credentials that cluster and node records carry.
     sealer: RecordSealer,
+    /// The reconcilers' publication writes waiting for one commit.
+    writes: Arc<group_commit::WriteQueue>,
 }
 
 impl RedbControllerStore {
@@ -156,7 +159,7 @@ impl RedbControllerStore {
     /// and node credentials are sealed at rest, and records an earlier release wrote
     /// in the clear are sealed now, in the same transaction.
     pub fn open(db: Arc<Database>, sealer: RecordSealer) -> Result<RedbControllerStore> {
-        let store = RedbControllerStore { db, sealer };
+        let store = RedbControllerStore::over(db, sealer);
         store.prepare()?;
         Ok(store)
     }
@@ -213,7 +216,11 @@ impl RedbControllerStore {
     /// backfilled (`open` does that). For a copy of the records another
     /// backend loaded into an in-memory database (`rows`).
     pub(crate) fn over(db: Arc<Database>, sealer: RecordSealer) -> RedbControllerStore {
-        RedbControllerStore { db, sealer }
+        RedbControllerStore {
+            db,
+            sealer,
+            writes: Arc::default(),
+        }
     }
 
     /// The database, for tests that write records as an earlier release did.

@@ -11,7 +11,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, RedbControllerStore, Result, META};
-use crate::model::{Publication, PublicationState};
+use crate::model::Publication;
 use crate::ports::PublicationChange;
 use crate::store::changes as events;
 use crate::store::RecordedChange;
@@ -39,16 +39,16 @@ pub(super) fn record(txn: &WriteTransaction, change: PublicationChange) -> Resul
     Ok(())
 }
 
-/// Records what storing `p` over state `before` changed, if anything.
+/// Records each change storing `p` over `before` made, if any.
 pub(super) fn record_stored(
     txn: &WriteTransaction,
-    before: &PublicationState,
+    before: &Publication,
     p: &Publication,
 ) -> Result<()> {
-    match events::stored(before, p) {
-        Some(c) => record(txn, c),
-        None => Ok(()),
+    for c in events::stored(before, p) {
+        record(txn, c)?;
     }
+    Ok(())
 }
 
 /// Records what a publish or unpublish request storing `p` changed, if anything.

@@ -223,6 +223,20 @@ impl RedbControllerStore {
     /// changed or is gone, nothing written).
     pub fn replace_publication(&self, p: &mut Publication) -> Result<Option<Publication>> {
         let txn = self.db.begin_write()?;
+        let replaced = self.replace_in(&txn, p)?;
+        if replaced.is_some() {
+            txn.commit()?;
+        }
+        Ok(replaced)
+    }
+
+    /// The compare-and-swap write of `p` inside `txn` (with the change it
+    /// records); `None`: it changed or is gone, nothing written.
+    pub(super) fn replace_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        p: &mut Publication,
+    ) -> Result<Option<Publication>> {
         let replaced;
         {
             let mut t = txn.open_table(PUBLICATIONS)?;
@@ -238,8 +252,7 @@ impl RedbControllerStore {
             p.revision += 1;
             t.insert(key, encode(&*p).as_slice())?;
         }
-        record_stored(&txn, &replaced.state, p)?;
-        txn.commit()?;
+        record_stored(txn, &replaced, p)?;
         Ok(Some(replaced))
     }
 
@@ -271,9 +284,26 @@ impl RedbControllerStore {
         node: &str,
         except: &PublicationKey,
     ) -> Result<BTreeSet<String>> {
+        // One lookup per app, not a read of every publication of the fleet.
+        let txn = self.db.begin_read()?;
+        let apps = txn.open_table(APPS)?;
+        let pubs = txn.open_table(PUBLICATIONS)?;
         let mut out = BTreeSet::new();
-        for p in self.list_publications()? {
-            if p.node == node && p.key() != *except {
+        for item in apps.iter()? {
+            let (k, _) = item?;
+            let (project, app) = k.value();
+            let key = (project, app, node);
+            if key
+                == (
+                    except.project.as_str(),
+                    except.app.as_str(),
+                    except.node.as_str(),
+                )
+            {
+                continue;
+            }
+            if let Some(g) = pubs.get(key)? {
+                let p: Publication = decode("ctl_publications", g.value())?;
                 out.extend(p.pinned.iter().cloned());
                 out.extend(p.images_by_digest());
             }

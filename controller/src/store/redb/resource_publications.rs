@@ -15,7 +15,7 @@ use crate::resources::{
 };
 
 use super::resource_rules::{
-    apps_by_node, check_nodes_exist, readiness, refuse_unpublish, resources_of_app, served_apps,
+    apps_on_node, check_nodes_exist, readiness, refuse_unpublish, resources_of_app, served_apps,
     serves, unattached_eip,
 };
 use super::resources::{list_kind, not_found_resource};
@@ -542,9 +542,7 @@ impl RedbControllerStore {
         {
             let resources = txn.open_table(RESOURCES)?;
             let t = txn.open_table(RESOURCE_PUBS)?;
-            let apps = apps_by_node(&txn, project)?
-                .remove(node)
-                .unwrap_or_default();
+            let apps = apps_on_node(&txn, project, node)?;
             for kind in [
                 ResourceKind::Routes,
                 ResourceKind::Eips,

@@ -23,7 +23,9 @@ use crate::resources::{
 
 use super::resource_publications::{get_rp, key, PubTable};
 use super::resources::{list_kind, load_balancer, not_found_resource, ResourceTable};
-use super::{decode, Result, StoreError, NODES, PUBLICATIONS, RESOURCES, RESOURCE_PUBS, VERSIONS};
+use super::{
+    decode, Result, StoreError, APPS, NODES, PUBLICATIONS, RESOURCES, RESOURCE_PUBS, VERSIONS,
+};
 
 /// An app wanted on a node, with its template version's spec.
 pub(super) struct AppOnNode {
@@ -53,6 +55,43 @@ pub(super) fn apps_by_node(
         if let Some(g) = versions.get((p, app, publication.version))? {
             let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
             out.entry(node.to_string()).or_default().push(AppOnNode {
+                app: app.to_string(),
+                spec: tv.spec,
+                applied: publication.applied,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Apps wanted (published) in `project` on `node`: one lookup per app of
+/// the project, not a read of every publication (the rules that run on
+/// every apply must not cost the size of the fleet).
+pub(super) fn apps_on_node(
+    txn: &WriteTransaction,
+    project: &str,
+    node: &str,
+) -> Result<Vec<AppOnNode>> {
+    let apps = txn.open_table(APPS)?;
+    let pubs = txn.open_table(PUBLICATIONS)?;
+    let versions = txn.open_table(VERSIONS)?;
+    let mut out = Vec::new();
+    for item in apps.range((project, "")..)? {
+        let (k, _) = item?;
+        let (p, app) = k.value();
+        if p != project {
+            break;
+        }
+        let Some(g) = pubs.get((project, app, node))? else {
+            continue;
+        };
+        let publication: Publication = decode("ctl_publications", g.value())?;
+        if publication.desired != Desired::Published {
+            continue;
+        }
+        if let Some(g) = versions.get((project, app, publication.version))? {
+            let tv: TemplateVersion = decode("ctl_app_versions", g.value())?;
+            out.push(AppOnNode {
                 app: app.to_string(),
                 spec: tv.spec,
                 applied: publication.applied,
