@@ -18,6 +18,7 @@ mod compose;
 mod console;
 mod flags;
 mod image_source;
+mod keys_cli;
 mod node_cache_cli;
 mod node_cli;
 mod prompt;
@@ -99,6 +100,14 @@ enum Command {
     Robot(cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
     Passwd(cli::PasswdArgs),
+    /// Seal every sealed value (passwords, secrets, kubeconfigs) again with
+    /// controller.secret_key, so that controller.previous_secret_keys can be
+    /// removed (administrators; the registry keeps serving).
+    #[command(after_help = "Example:\n  berth reseal")]
+    Reseal(keys_cli::ResealArgs),
+    /// The keys bearer tokens are signed with: list, rotate (administrators).
+    #[command(subcommand)]
+    TokenKeys(keys_cli::TokenKeysCmd),
     /// Kubernetes clusters edge nodes belong to (administrators).
     #[command(subcommand)]
     Cluster(node_cli::ClusterCmd),
@@ -270,6 +279,8 @@ fn main() -> ExitCode {
             Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
             Command::Retention(c) => retention_cli::retention(&cfg, c).await,
             Command::Replication(c) => replication_cli::replication(&cfg, c).await,
+            Command::TokenKeys(c) => keys_cli::token_keys(&cfg, c).await,
+            Command::Reseal(a) => keys_cli::reseal(&cfg, a).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,
             Command::User(c) => cli::user(&cfg, c).await,
