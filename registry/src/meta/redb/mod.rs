@@ -26,7 +26,7 @@
 //! pulls            (repo, digest)              → (count, last_pulled_at)    pulls, written in batches
 //! gc_runs          id                          → JSON GcRun                 GC's history, the newest kept
 //! retention        project                     → JSON RetentionPolicy       retention rules
-//! auth_token_keys  id                          → JSON {secret, created, signs_from}   token keys (`token_keys.rs`)
+//! auth_token_keys  id                          → JSON {secret, created_ms, signs_from_ms}   token keys (`token_keys.rs`)
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!

@@ -1,7 +1,7 @@
 //! The token keys of the embedded backend, in the registry's redb file:
 //!
 //! ```text
-//! auth_token_keys   id (u64)   → JSON {secret (base64), created, signs_from}
+//! auth_token_keys   id (u64)   → JSON {secret (base64), created_ms, signs_from_ms}
 //! ```
 //!
 //! The same set and rotation as on PostgreSQL (`auth::token_keys`), by
@@ -30,13 +30,27 @@ fn db<E: std::fmt::Display>(e: E) -> AccountError {
     AccountError::Db(format!("token keys: {e}"))
 }
 
-/// A key as stored.
+/// A key as stored; times in whole milliseconds, so that what `rotate`
+/// answers is exactly what a later read finds.
 #[derive(Serialize, Deserialize)]
 struct Row {
     secret: String,
     #[serde(default)]
-    created: Option<f64>,
-    signs_from: f64,
+    created_ms: Option<u64>,
+    signs_from_ms: u64,
+}
+
+fn ms(t: f64) -> u64 {
+    (t.max(0.0) * 1000.0).round() as u64
+}
+
+fn key(id: u64, row: &Row) -> Res<StoredKey> {
+    Ok(StoredKey {
+        id,
+        secret: B64.decode(&row.secret).map_err(db)?,
+        created: row.created_ms.map(|t| t as f64 / 1000.0),
+        signs_from: row.signs_from_ms as f64 / 1000.0,
+    })
 }
 
 /// The token keys kept in a `RedbMeta`.
@@ -94,20 +108,15 @@ fn insert(
 ) -> Res<StoredKey> {
     let row = Row {
         secret: B64.encode(&secret),
-        created,
-        signs_from,
+        created_ms: created.map(ms),
+        signs_from_ms: ms(signs_from),
     };
     let bytes = serde_json::to_vec(&row).map_err(db)?;
     tx.open_table(KEYS)
         .map_err(db)?
         .insert(id, bytes.as_slice())
         .map_err(db)?;
-    Ok(StoredKey {
-        id,
-        secret,
-        created,
-        signs_from,
-    })
+    key(id, &row)
 }
 
 /// Every stored key of `t`, by `signs_from` then id.
@@ -116,12 +125,7 @@ fn stored(t: &impl ReadableTable<u64, &'static [u8]>) -> Res<Vec<StoredKey>> {
     for r in t.iter().map_err(db)? {
         let (id, v) = r.map_err(db)?;
         let row: Row = serde_json::from_slice(v.value()).map_err(db)?;
-        keys.push(StoredKey {
-            id: id.value(),
-            secret: B64.decode(&row.secret).map_err(db)?,
-            created: row.created,
-            signs_from: row.signs_from,
-        });
+        keys.push(key(id.value(), &row)?);
     }
     keys.sort_by(|a, b| a.signs_from.total_cmp(&b.signs_from).then(a.id.cmp(&b.id)));
     Ok(keys)
@@ -171,7 +175,9 @@ impl TokenKeyStore for RedbTokenKeys {
 
     async fn rotate(&self, publish: Duration, token_ttl: Duration) -> Res<StoredKey> {
         self.write(move |tx| {
-            let now = now();
+            // In the milliseconds the keys are kept in, so that a key
+            // signing from now counts as signing now.
+            let now = ms(now()) as f64 / 1000.0;
             let mut keys = stored(&tx.open_table(KEYS).map_err(db)?)?;
             let id = keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
             let new = insert(tx, id, new_secret(), Some(now), now + publish.as_secs_f64())?;
