@@ -98,11 +98,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // directory, its keys or the admin account (and their one-time password).
     let listener = server::bind(listen).await?;
     let mut app = crate::compose::open_registry(cfg).await?;
+    let secrets = crate::compose::secret_box(&app.config)?;
     let sealer: std::sync::Arc<dyn berth_registry::sealing::Sealer> =
-        std::sync::Arc::new(crate::compose::ControllerSealer(
-            berth_controller::secrets::SecretBox::new(&crate::compose::secret_key(&app.config)?),
-        ));
+        std::sync::Arc::new(crate::compose::ControllerSealer(secrets.clone()));
     app.set_sealer(sealer.clone());
+    // The controller's records are resealed with the registry's values,
+    // whether or not the controller runs here.
+    let records = crate::compose::controller_store(&app, secrets).await?;
+    app.set_reseal_elsewhere(std::sync::Arc::new(crate::compose::ControllerReseal(
+        records,
+    )));
     app.enable_webhooks(sealer);
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = if app.config.controller.enabled {
@@ -248,8 +253,8 @@ async fn start_controller(
     tokio::sync::watch::Receiver<u64>,
 )> {
     use crate::compose::{
-        secret_key, PublicationForwarder, PublicationSignals, RegistryAudit, RegistryAuthorizer,
-        RegistryResolver,
+        previous_secret_keys, secret_box, secret_key, PublicationForwarder, PublicationSignals,
+        RegistryAudit, RegistryAuthorizer, RegistryResolver,
     };
     use std::sync::Arc;
     let cfg = &app.config;
@@ -263,7 +268,7 @@ async fn start_controller(
         .split_once("://")
         .map(|(_, h)| h.to_string());
     let secret_key = secret_key(cfg)?;
-    let store = crate::compose::controller_store(app, secret_key).await?;
+    let store = crate::compose::controller_store(app, secret_box(cfg)?).await?;
     let (written, changes) = tokio::sync::watch::channel(0u64);
     let events = Arc::new(PublicationSignals {
         forwarder: PublicationForwarder::spawn(store.clone(), app.webhooks.clone(), stop.clone()),
@@ -292,6 +297,7 @@ async fn start_controller(
         },
         berth_controller::ControllerSettings {
             secret_key: Some(secret_key),
+            previous_secret_keys: previous_secret_keys(cfg)?,
             render: berth_controller::RenderOptions { image_host },
             kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
             // Edges report finished prefetch jobs to the URL they pull from.
@@ -401,8 +407,8 @@ pub async fn gc(cfg: Config, dry_run: bool, offline: bool, conn: Conn) -> anyhow
             dry_run,
         };
         let app = crate::compose::open_registry(cfg).await?;
-        let key = crate::compose::secret_key(&app.config)?;
-        let store = crate::compose::controller_store(&app, key).await?;
+        let secrets = crate::compose::secret_box(&app.config)?;
+        let store = crate::compose::controller_store(&app, secrets).await?;
         app.registry
             .add_gc_roots(std::sync::Arc::new(crate::compose::PublicationRoots {
                 store,

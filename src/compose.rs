@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_controller::resources::SealedValue;
+use berth_controller::secrets::SecretBox;
 use berth_controller::{
     Actor, AuditSink, AuthError, Authorizer, CtlAction, ImageResolver, PublicationChange,
     PublicationEvents, ResolveError, ResolvedImage,
@@ -17,6 +19,7 @@ use berth_registry::auth::{Action, Refusal, RequestInfo};
 use berth_registry::oci::ErrorCode;
 use berth_registry::oci::{Digest, FullRef, ImageRef, Reference};
 use berth_registry::proxy::projects::ProxyProjects;
+use berth_registry::sealing::SealedSecret;
 use berth_registry::service::LocalRegistry;
 use berth_registry::service::Namespace;
 use berth_registry::signature::SignatureGate;
@@ -372,16 +375,40 @@ pub async fn open_registry(
 /// The controller's store, where the registry's metadata is.
 pub async fn controller_store(
     app: &berth_registry::app::RegistryApp,
-    key: [u8; 32],
+    secrets: SecretBox,
 ) -> anyhow::Result<std::sync::Arc<dyn berth_controller::ControllerStore>> {
     use berth_registry::app::Metadata;
     let store = match &app.metadata {
-        Metadata::Redb(meta) => berth_controller::open_embedded_store(meta.database(), Some(key)),
+        Metadata::Redb(meta) => {
+            berth_controller::open_embedded_store(meta.database(), Some(secrets))
+        }
         Metadata::Postgres(pool) => {
-            berth_controller::open_postgres_store(pool.clone(), Some(key)).await
+            berth_controller::open_postgres_store(pool.clone(), Some(secrets)).await
         }
     };
     store.map_err(|e| anyhow::anyhow!("controller records: {e}"))
+}
+
+/// What seals and opens secrets at rest: `secret_key` seals, it and
+/// `controller.previous_secret_keys` open.
+pub fn secret_box(cfg: &berth_config::Config) -> anyhow::Result<SecretBox> {
+    Ok(SecretBox::with_previous(
+        &secret_key(cfg)?,
+        &previous_secret_keys(cfg)?,
+    ))
+}
+
+/// `controller.previous_secret_keys`, as keys.
+pub fn previous_secret_keys(cfg: &berth_config::Config) -> anyhow::Result<Vec<[u8; 32]>> {
+    cfg.controller
+        .previous_secret_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            berth_controller::secret_key_from_hex(k)
+                .map_err(|e| anyhow::anyhow!("controller.previous_secret_keys[{i}]: {e}"))
+        })
+        .collect()
 }
 
 /// The controller's secret-sealing key: from the config, or (redb only)
@@ -452,31 +479,68 @@ impl berth_registry::gc::GcRoots for PublicationRoots {
 /// The registry's sealing port on the controller's `SecretBox` and key: a
 /// proxy project's upstream password and a webhook's secret are sealed the
 /// way an edge password is.
-pub struct ControllerSealer(pub berth_controller::secrets::SecretBox);
+pub struct ControllerSealer(pub SecretBox);
+
+fn to_registry(v: SealedValue) -> SealedSecret {
+    SealedSecret {
+        nonce: v.nonce,
+        ciphertext: v.ciphertext,
+        key_id: v.key_id,
+    }
+}
+
+fn to_controller(s: &SealedSecret) -> SealedValue {
+    SealedValue {
+        nonce: s.nonce.clone(),
+        ciphertext: s.ciphertext.clone(),
+        key_id: s.key_id.clone(),
+    }
+}
 
 impl berth_registry::sealing::Sealer for ControllerSealer {
-    fn seal(
-        &self,
-        place: &str,
-        plain: &[u8],
-    ) -> Result<berth_registry::sealing::SealedSecret, String> {
+    fn seal(&self, place: &str, plain: &[u8]) -> Result<SealedSecret, String> {
         let v = self.0.seal(place, plain).map_err(|e| e.to_string())?;
-        Ok(berth_registry::sealing::SealedSecret {
-            nonce: v.nonce,
-            ciphertext: v.ciphertext,
-        })
+        Ok(to_registry(v))
     }
 
-    fn open(
-        &self,
-        place: &str,
-        sealed: &berth_registry::sealing::SealedSecret,
-    ) -> Result<Vec<u8>, String> {
-        let v = berth_controller::resources::SealedValue {
-            nonce: sealed.nonce.clone(),
-            ciphertext: sealed.ciphertext.clone(),
-        };
-        self.0.open(place, &v).map_err(|e| e.to_string())
+    fn open(&self, place: &str, sealed: &SealedSecret) -> Result<Vec<u8>, String> {
+        self.0
+            .open(place, &to_controller(sealed))
+            .map_err(|e| e.to_string())
+    }
+
+    fn reseal(&self, place: &str, sealed: &SealedSecret) -> Result<Option<SealedSecret>, String> {
+        let v = self
+            .0
+            .reseal(place, &to_controller(sealed))
+            .map_err(|e| e.to_string())?;
+        Ok(v.map(to_registry))
+    }
+
+    fn key_id(&self) -> String {
+        self.0.key_id().to_string()
+    }
+}
+
+/// `POST /api/v1/system/reseal` reaches the controller's records through
+/// this: its store reseals them with its own keys (the same `SecretBox`).
+pub struct ControllerReseal(pub Arc<dyn berth_controller::ControllerStore>);
+
+#[async_trait]
+impl berth_registry::sealing::ResealElsewhere for ControllerReseal {
+    async fn reseal(&self) -> Result<berth_registry::sealing::ResealReport, String> {
+        let counts = self.0.reseal().await.map_err(|e| e.to_string())?;
+        Ok(counts
+            .into_iter()
+            .map(|(kind, c)| {
+                let c = berth_registry::sealing::ResealCount {
+                    resealed: c.resealed,
+                    current: c.current,
+                    failed: c.failed,
+                };
+                (kind, c)
+            })
+            .collect())
     }
 }
 

@@ -92,7 +92,7 @@ key the source used (its data directory's controller-secret.key, unless configur
     /// Write a backup of the metadata, the sealing key and the list of blobs
     /// (not the blobs' bytes: those are the object store's to back up).
     #[command(
-        after_help = "Example:\n  berth backup --out /backup/berth-$(date +%F)\n\nThe directory gets metadata.redb (every record), sealing.key (0600; without it no sealed\nsecret or kubeconfig opens: keep it apart and safe), token.key (embedded registries) and\nblobs.txt (digest and size of every blob needed). An embedded registry must be stopped first."
+        after_help = "Example:\n  berth backup --out /backup/berth-$(date +%F)\n\nThe directory gets metadata.redb (every record), sealing.key (0600; without it no sealed\nsecret or kubeconfig opens: keep it apart and safe) and\nblobs.txt (digest and size of every blob needed). An embedded registry must be stopped first."
     )]
     Backup(migrate::BackupArgs),
     /// Load a backup into the configured (empty) metadata backend and check
@@ -101,9 +101,6 @@ key the source used (its data directory's controller-secret.key, unless configur
         after_help = "Example:\n  berth restore --from /backup/berth-2026-01-31 --data-dir /var/lib/berth\n\nThe target must be empty. Missing blobs are listed and the command fails: restore them from\nthe object store's backup."
     )]
     Restore(migrate::RestoreArgs),
-    /// The key that signs registry tokens: rotate it.
-    #[command(subcommand)]
-    TokenKey(keys_cli::TokenKeyCmd),
     /// Manage projects on a running registry.
     #[command(subcommand)]
     Project(cli::ProjectCmd),
@@ -135,6 +132,14 @@ key the source used (its data directory's controller-secret.key, unless configur
     Robot(cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
     Passwd(cli::PasswdArgs),
+    /// Seal every sealed value (passwords, secrets, kubeconfigs) again with
+    /// controller.secret_key, so that controller.previous_secret_keys can be
+    /// removed (administrators; the registry keeps serving).
+    #[command(after_help = "Example:\n  berth reseal")]
+    Reseal(keys_cli::ResealArgs),
+    /// The keys bearer tokens are signed with: list, rotate (administrators).
+    #[command(subcommand)]
+    TokenKeys(keys_cli::TokenKeysCmd),
     /// Kubernetes clusters edge nodes belong to (administrators).
     #[command(subcommand)]
     Cluster(node_cli::ClusterCmd),
@@ -319,7 +324,6 @@ fn main() -> ExitCode {
                 }
                 migrate::restore(cfg, a).await
             }
-            Command::TokenKey(c) => keys_cli::token_key(&cfg, c).await,
             Command::Project(c) => cli::project(&cfg, c).await,
             Command::Repo(c) => repo_cli::repo(&cfg, c).await,
             Command::Tag(c) => repo_cli::tag(&cfg, c).await,
@@ -328,6 +332,8 @@ fn main() -> ExitCode {
             Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
             Command::Retention(c) => retention_cli::retention(&cfg, c).await,
             Command::Replication(c) => replication_cli::replication(&cfg, c).await,
+            Command::TokenKeys(c) => keys_cli::token_keys(&cfg, c).await,
+            Command::Reseal(a) => keys_cli::reseal(&cfg, a).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,
             Command::User(c) => cli::user(&cfg, c).await,

@@ -292,6 +292,13 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// `service` in the WWW-Authenticate challenge and in tokens.
     pub service: String,
+    /// How often `berth serve` re-reads its token signing keys (with
+    /// PostgreSQL: the keys every replica shares). A rotated key starts
+    /// signing `6 x token_key_refresh` after it is published (with
+    /// PostgreSQL; at once on the embedded file), so every replica verifies
+    /// it before any signs with it.
+    #[serde(with = "duration_str")]
+    pub token_key_refresh: Duration,
     /// How long a verified Basic credential is remembered (so bcrypt runs once per login).
     #[serde(with = "duration_str")]
     pub credential_cache_ttl: Duration,
@@ -324,6 +331,7 @@ impl Default for AuthConfig {
             bcrypt_cost: 10,
             token_ttl: Duration::from_secs(300),
             service: "berth".into(),
+            token_key_refresh: Duration::from_secs(10),
             credential_cache_ttl: Duration::from_secs(300),
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
@@ -551,6 +559,10 @@ pub struct ControllerConfig {
     /// Hex-encoded 32-byte key for encrypting secret values at rest. Empty:
     /// generated into the data dir (redb only; required with PostgreSQL).
     pub secret_key: String,
+    /// Earlier values of `secret_key` (hex, 64 digits each): they still open
+    /// what they sealed, until `berth reseal` seals it again with
+    /// `secret_key`; then they can be removed.
+    pub previous_secret_keys: Vec<String>,
     /// Longest lifetime of the token in a project's node kubeconfig (Kubernetes
     /// deployer); `?ttl=` asks for less. At least 10 minutes (the TokenRequest minimum).
     #[serde(with = "duration_str")]
@@ -580,6 +592,7 @@ impl Default for ControllerConfig {
             manifests_dir: None,
             deployer: "directory".into(),
             secret_key: String::new(),
+            previous_secret_keys: Vec::new(),
             kubeconfig_max_ttl: Duration::from_secs(24 * 3600),
             drift_check_interval: Duration::from_secs(60),
             leader_lease: Duration::from_secs(15),
@@ -962,6 +975,15 @@ impl Config {
                     .into(),
             ));
         }
+        for (i, k) in self.controller.previous_secret_keys.iter().enumerate() {
+            // Says which entry, never what it holds.
+            let k = k.trim();
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "controller.previous_secret_keys[{i}] must be 64 hex digits (a 32-byte key)"
+                )));
+            }
+        }
         if self.meta.max_connections < 2 {
             return Err(ConfigError::Invalid(format!(
                 "meta.max_connections must be at least 2, not {}",
@@ -986,6 +1008,12 @@ impl Config {
                 "auth.login_backoff_max ({}) must not be shorter than auth.login_backoff ({})",
                 humantime::format_duration(a.login_backoff_max),
                 humantime::format_duration(a.login_backoff)
+            )));
+        }
+        if a.token_key_refresh.is_zero() || a.token_key_refresh > Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid(format!(
+                "auth.token_key_refresh must be between 1s and 1h, not {}",
+                humantime::format_duration(a.token_key_refresh)
             )));
         }
         if a.account_failure_threshold == 0 {
@@ -1264,6 +1292,27 @@ mod tests {
             cfg.server.tls_cert.as_deref(),
             Some(Path::new("/tmp/cert.pem"))
         );
+    }
+
+    #[test]
+    fn previous_secret_keys_from_the_environment_and_checked() {
+        let mut cfg = Config::default();
+        assert!(cfg.controller.previous_secret_keys.is_empty());
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        cfg.apply_env(
+            [(
+                "BERTH_CONTROLLER_PREVIOUS_SECRET_KEYS".to_string(),
+                format!("{a}, {b}"),
+            )]
+            .into_iter(),
+        )
+        .expect("env");
+        assert_eq!(cfg.controller.previous_secret_keys, vec![a.clone(), b]);
+        cfg.validate().expect("valid");
+        cfg.controller.previous_secret_keys = vec![a, "s3cr3t-not-hex".into()];
+        let err = cfg.validate().expect_err("not hex").to_string();
+        assert!(err.contains("previous_secret_keys[1]"), "{err}");
+        assert!(!err.contains("s3cr3t"), "the value is never shown: {err}");
     }
 
     #[test]

@@ -39,7 +39,8 @@
 //! ```ignore
 //! let key = berth_controller::secret_key_from_hex(&cfg.controller.secret_key)?;
 //! // The records: here in the registry's embedded database; any `ControllerStore`.
-//! let store = berth_controller::open_embedded_store(db.clone(), Some(key))?;
+//! let secrets = berth_controller::secrets::SecretBox::new(&key);
+//! let store = berth_controller::open_embedded_store(db.clone(), Some(secrets))?;
 //! let state = berth_controller::ControllerState::new(
 //!     store,
 //!     berth_controller::Ports {
@@ -69,7 +70,7 @@
 //! let ctl = berth_controller::store::pg::MIGRATIONS;
 //! berth_registry::meta::pg::migrate(&pool, &[/* registry's sets, */
 //!     berth_registry::meta::pg::Migrations { component: ctl.component, steps: ctl.steps }]).await?;
-//! let store = berth_controller::open_postgres_store(pool.clone(), Some(key)).await?;
+//! let store = berth_controller::open_postgres_store(pool.clone(), Some(secrets)).await?;
 //! let state = berth_controller::ControllerState::new(store, ports, settings);
 //! let (relay, incoming) = berth_controller::postgres_relay(pool.clone(), &cfg.meta.url)?;
 //! state.relay_through(relay, incoming);
@@ -117,12 +118,12 @@ pub use store::{ControllerStore, PgControllerStore, RedbControllerStore, StoreEr
 
 /// The controller's records in the registry's embedded database `db`
 /// (tables of their own), cluster and node credentials sealed with
-/// `secret_key` (the one `ControllerSettings::secret_key` holds).
+/// `secrets` (the keys `ControllerSettings` holds).
 pub fn open_embedded_store(
     db: Arc<redb::Database>,
-    secret_key: Option<[u8; 32]>,
+    secrets: Option<secrets::SecretBox>,
 ) -> Result<Arc<dyn ControllerStore>, StoreError> {
-    let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
+    let sealer = sealed_records::RecordSealer::new(secrets);
     Ok(Arc::new(RedbControllerStore::open(db, sealer)?))
 }
 
@@ -130,12 +131,12 @@ pub fn open_embedded_store(
 /// shared by every replica: `pool` is the registry's pool, its database
 /// already migrated with `store::pg::MIGRATIONS` (the composition root runs
 /// them through the registry's `meta::pg::migrate`). Credentials sealed
-/// with `secret_key`, as `open_embedded_store` seals them.
+/// with `secrets`, as `open_embedded_store` seals them.
 pub async fn open_postgres_store(
     pool: deadpool_postgres::Pool,
-    secret_key: Option<[u8; 32]>,
+    secrets: Option<secrets::SecretBox>,
 ) -> Result<Arc<dyn ControllerStore>, StoreError> {
-    let sealer = sealed_records::RecordSealer::new(secret_key.map(|k| secrets::SecretBox::new(&k)));
+    let sealer = sealed_records::RecordSealer::new(secrets);
     Ok(Arc::new(PgControllerStore::open(pool, sealer).await?))
 }
 

@@ -196,6 +196,10 @@ pub struct SealedValue {
     pub nonce: String,
     /// base64 of ciphertext and tag.
     pub ciphertext: String,
+    /// The id of the key that sealed it (`secrets::key_id`); absent in
+    /// values sealed before ids existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// Secret data as stored: every value sealed.

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{Cluster, EdgeCredentials, Node};
 use crate::resources::SealedValue;
-use crate::secrets::SecretBox;
+use crate::secrets::{ResealCount, SecretBox};
 
 const KUBECONFIG: &str = "kubeconfig";
 const KUBECONFIG_SEALED: &str = "kubeconfig_sealed";
@@ -97,6 +97,58 @@ impl RecordSealer {
 
     pub fn has_key(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// The key, for the store to reseal the values it keeps elsewhere.
+    pub fn key(&self) -> Option<&SecretBox> {
+        self.key.as_ref()
+    }
+
+    /// A stored cluster or node record with its sealed credentials sealed
+    /// again with the current key; `None` when none needed it (or there
+    /// is no key). Each credential is counted in `count`.
+    pub fn reseal_record(
+        &self,
+        bytes: &[u8],
+        count: &mut ResealCount,
+    ) -> Result<Option<Vec<u8>>, SealError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let mut m = parse_object(bytes)?;
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut moved = false;
+        let mut one = |value: &mut Value, place: String| -> Result<(), SealError> {
+            let sealed: SealedValue = serde_json::from_value(value.clone())
+                .map_err(|e| SealError::Format(e.to_string()))?;
+            if let Some(new) = count.one(key.reseal(&place, &sealed)) {
+                *value = serde_json::to_value(new).map_err(|e| SealError::Format(e.to_string()))?;
+                moved = true;
+            }
+            Ok(())
+        };
+        if let Some(v) = m.get_mut(KUBECONFIG_SEALED) {
+            one(v, kubeconfig_place(&name))?;
+        }
+        if let Some(v) = m
+            .get_mut(EDGE_CREDENTIALS_SEALED)
+            .and_then(|c| c.get_mut("password"))
+        {
+            one(v, edge_password_place(&name))?;
+        }
+        if let Some(v) = m.get_mut(EDGE_TOKEN_SEALED) {
+            one(v, edge_token_place(&name))?;
+        }
+        if !moved {
+            return Ok(None);
+        }
+        serde_json::to_vec(&m)
+            .map(Some)
+            .map_err(|e| SealError::Format(e.to_string()))
     }
 
     fn seal(&self, place: &str, plain: &str) -> Result<Option<Value>, SealError> {
@@ -270,6 +322,38 @@ mod tests {
         let raw: Node = serde_json::from_slice(&bytes).expect("raw");
         assert_eq!(raw.cluster, "edge");
         assert!(raw.edge_credentials.is_none());
+    }
+
+    #[test]
+    fn records_are_resealed_with_the_current_key() {
+        let old = RecordSealer::new(Some(SecretBox::new(&[3u8; 32])));
+        let cluster_bytes = old.encode_cluster(&cluster()).expect("encode");
+        let node_bytes = old.encode_node(&node()).expect("encode");
+        let new = RecordSealer::new(Some(SecretBox::with_previous(&[4u8; 32], &[[3u8; 32]])));
+        let mut count = ResealCount::default();
+        let c = new
+            .reseal_record(&cluster_bytes, &mut count)
+            .expect("reseal")
+            .expect("moved");
+        let n = new
+            .reseal_record(&node_bytes, &mut count)
+            .expect("reseal")
+            .expect("moved");
+        assert_eq!((count.resealed, count.current), (3, 0), "{count:?}");
+        let only_new = RecordSealer::new(Some(SecretBox::new(&[4u8; 32])));
+        assert_eq!(only_new.decode_cluster(&c).expect("decode"), cluster());
+        assert_eq!(only_new.decode_node(&n).expect("decode"), node());
+        let mut again = ResealCount::default();
+        assert!(new.reseal_record(&c, &mut again).expect("reseal").is_none());
+        assert_eq!(again.current, 1);
+        // With the old key gone, the record stays and the count says why.
+        let mut lost = ResealCount::default();
+        assert!(only_new
+            .reseal_record(&node_bytes, &mut lost)
+            .expect("reseal")
+            .is_none());
+        assert_eq!(lost.failed.len(), 2, "{lost:?}");
+        assert!(lost.failed[0].contains("previous_secret_keys"), "{lost:?}");
     }
 
     #[test]

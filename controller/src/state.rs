@@ -44,6 +44,9 @@ pub struct ControllerSettings {
     pub render: RenderOptions,
     /// 32-byte key sealing secret values at rest. `None`: secrets cannot be stored.
     pub secret_key: Option<[u8; 32]>,
+    /// Earlier secret keys (`controller.previous_secret_keys`): they open
+    /// what they sealed until `reseal` moves it to `secret_key`.
+    pub previous_secret_keys: Vec<[u8; 32]>,
     /// Longest lifetime of a project kubeconfig's token; `None`: 24 hours.
     pub kubeconfig_max_ttl: Option<std::time::Duration>,
     /// The controller's URL as the edges reach it (the registry's external
@@ -77,7 +80,10 @@ impl ControllerState {
         ports: Ports,
         settings: ControllerSettings,
     ) -> Self {
-        let secrets = settings.secret_key.map(|k| SecretBox::new(&k));
+        let previous = &settings.previous_secret_keys;
+        let secrets = settings
+            .secret_key
+            .map(|k| SecretBox::with_previous(&k, previous));
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Context {
             store,
@@ -92,6 +98,7 @@ impl ControllerState {
             reports: Arc::new(reconcile::reports::EdgeReports::new(
                 settings.report_url,
                 settings.secret_key.as_ref(),
+                previous,
             )),
             trigger: tx.clone(),
         });

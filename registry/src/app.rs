@@ -12,7 +12,7 @@ use crate::auth::access::{AccessConfig, RegistryAccess};
 use crate::auth::accounts::Accounts;
 use crate::auth::client::TrustedProxies;
 use crate::auth::throttle::ThrottleConfig;
-use crate::auth::token::TokenKey;
+use crate::auth::token_keys::{TokenKeyStore, TokenKeys};
 use crate::auth::Access;
 use crate::content::ContentStore;
 use crate::meta::RedbMeta;
@@ -151,6 +151,8 @@ pub struct RegistryApp {
     /// The metadata backend `registry` runs on: the composition root opens
     /// the stores others keep there over it (the controller's).
     pub metadata: Metadata,
+    /// The keys tokens are signed with, kept fresh, and their rotation.
+    pub token_keys: Arc<TokenKeys>,
     pub metrics: Arc<Metrics>,
     pub access: Arc<RegistryAccess>,
     /// The projects' signature policies (pulls here, publications in the controller).
@@ -166,6 +168,8 @@ pub struct RegistryApp {
     sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
     /// Takes a deleted project's records elsewhere down; set by `set_project_cleanup`.
     project_cleanup: admin::CleanupSlot,
+    /// Reseals what the controller keeps; set by `set_reseal_elsewhere`.
+    reseal_elsewhere: admin::ResealSlot,
     /// Runs GC for the admin API and the schedule, one at a time.
     pub gc: Arc<crate::gc_runner::GcRunner>,
     /// Runs projects' retention rules for the admin API and the schedule.
@@ -184,6 +188,37 @@ pub enum Metadata {
     Redb(RedbMeta),
     /// A PostgreSQL database that replicas share (`replicas`).
     Postgres(crate::meta::pg::Pool),
+}
+
+/// The token keys where the metadata is, re-read every
+/// `auth.token_key_refresh`. With PostgreSQL a rotated key signs six of
+/// those later (every replica has read it by then); in the embedded file,
+/// one process holds the keys, so it signs at once.
+async fn open_token_keys(
+    config: &Config,
+    metadata: &Metadata,
+) -> Result<Arc<TokenKeys>, StartError> {
+    let refresh = config.auth.token_key_refresh;
+    let (store, publish): (Arc<dyn TokenKeyStore>, _) = match metadata {
+        Metadata::Redb(meta) => {
+            let legacy = config.server.data_dir.join("token.key");
+            let store = meta
+                .token_keys(&legacy)
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            (Arc::new(store), std::time::Duration::ZERO)
+        }
+        Metadata::Postgres(pool) => (
+            Arc::new(crate::meta::pg::PgTokenKeys::new(pool.clone())),
+            refresh * 6,
+        ),
+    };
+    let keys = TokenKeys::open(store, config.auth.token_ttl, publish)
+        .await
+        .map_err(|e| StartError::Other(format!("token keys: {e}")))?;
+    let keys = Arc::new(keys);
+    // The task ends when the registry (the last holder) is dropped.
+    drop(keys.follow(refresh));
+    Ok(keys)
 }
 
 impl RegistryApp {
@@ -241,17 +276,8 @@ impl RegistryApp {
                 "created account `admin` with this initial password (shown once); reset it with `berth passwd admin` before first use"
             );
         }
-        let key = match &metadata {
-            Metadata::Redb(_) => {
-                TokenKey::load_or_create(&data.join("token.key")).map_err(|source| {
-                    StartError::DataDir {
-                        path: data.join("token.key").display().to_string(),
-                        source,
-                    }
-                })?
-            }
-            Metadata::Postgres(pool) => crate::replicas::token_key(&config, pool).await?,
-        };
+        let token_keys = open_token_keys(&config, &metadata).await?;
+        let key = token_keys.key();
         let signatures = Arc::new(SignatureGate::new(registry.clone(), accounts.clone()));
         let sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>> = Arc::default();
         let proxy_metrics = Arc::new(ProxyMetrics::default());
@@ -340,6 +366,7 @@ impl RegistryApp {
         Ok(Self {
             config,
             registry,
+            token_keys,
             metadata,
             metrics,
             access,
@@ -349,6 +376,7 @@ impl RegistryApp {
             replications,
             sealer,
             project_cleanup: Default::default(),
+            reseal_elsewhere: Default::default(),
             gc,
             retention,
             pulls,
@@ -373,6 +401,12 @@ impl RegistryApp {
     /// controller's); without one, proxy projects cannot keep passwords.
     pub fn set_sealer(&self, sealer: Arc<dyn Sealer>) {
         let _ = self.sealer.set(sealer);
+    }
+
+    /// What `POST /api/v1/system/reseal` reseals beside the registry's own
+    /// stores (the controller's records).
+    pub fn set_reseal_elsewhere(&self, elsewhere: Arc<dyn crate::sealing::ResealElsewhere>) {
+        let _ = self.reseal_elsewhere.set(elsewhere);
     }
 
     /// What a project delete also takes down (the controller's records).
@@ -469,6 +503,8 @@ impl RegistryApp {
             signatures: self.signatures.clone(),
             webhooks: self.webhooks.clone(),
             replications: self.replications.clone(),
+            token_keys: self.token_keys.clone(),
+            reseal_elsewhere: self.reseal_elsewhere.clone(),
         };
         let hosts = Arc::new(self.config.proxy.hosts.clone());
         api::router(self.api_state())

@@ -1,28 +1,21 @@
 //! What a `berth serve` replica on PostgreSQL (`meta.backend = "postgres"`)
 //! opens instead of the embedded file: the registry over `PgMeta`, the
-//! accounts over `PgAccounts` (following other replicas' changes), the
-//! token keys and the login throttle shared through the database.
+//! accounts over `PgAccounts` (following other replicas' changes) and the
+//! login throttle shared through the database (the token keys: `app`).
 //!
 //! The schema is migrated by the caller (the composition root migrates the
 //! registry's, the accounts' and the controller's sets together), except
 //! in `connect_and_migrate`, for callers without a controller.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_config::Config;
 
 use crate::app::{open_content, StartError};
 use crate::auth::accounts::{Accounts, Backstop};
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
-use crate::auth::token::TokenKey;
 use crate::meta::pg::{self, Pool};
 use crate::service::{metrics::Metrics, LocalRegistry};
-
-/// How often a replica re-reads the token keys; a rotation publishes a new
-/// key `KEY_PUBLISH` before it signs, longer than this.
-pub const KEY_REFRESH: Duration = Duration::from_secs(10);
-pub const KEY_PUBLISH: Duration = Duration::from_secs(60);
 
 fn other(e: impl std::fmt::Display) -> StartError {
     StartError::Other(e.to_string())
@@ -63,14 +56,6 @@ pub async fn accounts(config: &Config, pool: &Pool) -> Result<Arc<Accounts>, Sta
     let feed = pg::account_feed(&config.meta.url).map_err(other)?;
     accounts.follow(feed, Backstop::default());
     Ok(accounts)
-}
-
-/// The token keys every replica shares, kept fresh.
-pub async fn token_key(config: &Config, pool: &Pool) -> Result<TokenKey, StartError> {
-    let keys = pg::PgTokenKeys::new(pool.clone(), config.auth.token_ttl);
-    let key = keys.load().await.map_err(other)?;
-    keys.follow(key.clone(), KEY_REFRESH);
-    Ok(key)
 }
 
 /// The login throttle every replica counts in.

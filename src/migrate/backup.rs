@@ -4,8 +4,7 @@
 //! accounts, audit, controller) copied into a fresh embedded database by
 //! the same engine `berth migrate` uses, whatever backend the registry
 //! runs on; `sealing.key` (mode 0600), the key that opens every sealed
-//! secret, kubeconfig and upstream password in it; `token.key` where the
-//! registry keeps one in its data directory; and `blobs.txt`, the digest
+//! secret, kubeconfig and upstream password in it; and `blobs.txt`, the digest
 //! and size of every blob the metadata needs. Blob bytes are not in it:
 //! they are the object store's (or the data directory's `blobs/`) to back
 //! up. A restore loads `metadata.redb` into the configured backend, which
@@ -31,7 +30,6 @@ use super::{
 
 const METADATA: &str = "metadata.redb";
 const SEALING_KEY: &str = "sealing.key";
-const TOKEN_KEY: &str = "token.key";
 const BLOBS: &str = "blobs.txt";
 
 #[derive(Args, Debug)]
@@ -112,10 +110,6 @@ pub async fn backup(cfg: Config, args: BackupArgs) -> anyhow::Result<()> {
         Some(key) => write_private(&out.join(SEALING_KEY), key.as_bytes())?,
         None => eprintln!("no sealing key yet (nothing was ever sealed): none written"),
     }
-    let token = cfg.server.data_dir.join("token.key");
-    if cfg.meta.backend == MetaBackend::Redb && token.exists() {
-        write_private(&out.join(TOKEN_KEY), &std::fs::read(&token)?)?;
-    }
     let blobs = needed_blobs(&source).await?;
     let list: String = blobs
         .iter()
@@ -184,12 +178,6 @@ fn restore_keys(cfg: &Config, from: &Path) -> anyhow::Result<()> {
             backup_key.as_bytes(),
         )?,
         None => bail!("set controller.secret_key to the backup's {SEALING_KEY} first"),
-    }
-    let token = cfg.server.data_dir.join("token.key");
-    if cfg.meta.backend == MetaBackend::Redb && !token.exists() {
-        if let Ok(key) = std::fs::read(from.join(TOKEN_KEY)) {
-            write_private(&token, &key)?;
-        }
     }
     Ok(())
 }

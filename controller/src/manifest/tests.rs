@@ -59,6 +59,7 @@ fn app_with_resources(kind: WorkloadKind) -> (AppSpec, Vec<Resource>) {
     let sealed = SealedValue {
         nonce: "n".into(),
         ciphertext: "c".into(),
+        key_id: None,
     };
     let resources = vec![
         resource(

@@ -61,6 +61,9 @@ pub struct EdgeReports {
     /// edges are not asked to report, the controller polls.
     base_url: Option<String>,
     key: [u8; 32],
+    /// Keys derived from previous secret keys: tokens handed out before a
+    /// rotation of the secret key still verify.
+    previous: Vec<[u8; 32]>,
     /// (node, job id) -> what the edge reported, and when.
     inbox: Mutex<HashMap<(String, String), (JobStatus, Instant)>>,
 }
@@ -68,25 +71,32 @@ pub struct EdgeReports {
 impl EdgeReports {
     /// Reports to `base_url` (the registry's external URL), tokens under a
     /// key derived from `secret` (a random one without: reports of jobs
-    /// submitted before a restart are then refused, and polled).
-    pub fn new(base_url: Option<String>, secret: Option<&[u8; 32]>) -> Self {
+    /// submitted before a restart are then refused, and polled). Tokens
+    /// under keys derived from `previous` (earlier secret keys) verify too.
+    pub fn new(base_url: Option<String>, secret: Option<&[u8; 32]>, previous: &[[u8; 32]]) -> Self {
+        let derive = |s: &[u8; 32]| -> [u8; 32] {
+            let mut mac = <HmacSha256 as Mac>::new_from_slice(s).expect("HMAC takes any key");
+            mac.update(b"berth prefetch reports");
+            mac.finalize().into_bytes().into()
+        };
         let key = match secret {
-            Some(s) => {
-                let mut mac = <HmacSha256 as Mac>::new_from_slice(s).expect("HMAC takes any key");
-                mac.update(b"berth prefetch reports");
-                mac.finalize().into_bytes().into()
-            }
+            Some(s) => derive(s),
             None => rand::random(),
         };
         EdgeReports {
             base_url: base_url.map(|u| u.trim_end_matches('/').to_string()),
             key,
+            previous: previous.iter().map(derive).collect(),
             inbox: Mutex::new(HashMap::new()),
         }
     }
 
     fn mac(&self, project: &str, app: &str, node: &str) -> HmacSha256 {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes any key");
+        Self::mac_with(&self.key, project, app, node)
+    }
+
+    fn mac_with(key: &[u8; 32], project: &str, app: &str, node: &str) -> HmacSha256 {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key");
         for part in [project, app, node] {
             mac.update(part.as_bytes());
             mac.update(&[0]);
@@ -112,7 +122,11 @@ impl EdgeReports {
     /// constant time).
     pub fn verify(&self, project: &str, app: &str, node: &str, token: &str) -> bool {
         match hex::decode(token.trim()) {
-            Ok(raw) => self.mac(project, app, node).verify_slice(&raw).is_ok(),
+            Ok(raw) => std::iter::once(&self.key).chain(&self.previous).any(|k| {
+                Self::mac_with(k, project, app, node)
+                    .verify_slice(&raw)
+                    .is_ok()
+            }),
             Err(_) => false,
         }
     }
@@ -167,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_token_is_good_for_its_publication_only() {
-        let r = EdgeReports::new(Some("http://reg:5000/".into()), Some(&[7; 32]));
+        let r = EdgeReports::new(Some("http://reg:5000/".into()), Some(&[7; 32]), &[]);
         let t = r.target(&key()).expect("target");
         assert_eq!(
             t.url,
@@ -179,21 +193,24 @@ mod tests {
         assert!(!r.verify("acme", "web", "n1", "not hex"));
         assert!(!r.verify("acme", "web", "n1", ""));
         // The same secret after a restart: the same token.
-        let again = EdgeReports::new(Some("http://reg:5000".into()), Some(&[7; 32]));
+        let again = EdgeReports::new(Some("http://reg:5000".into()), Some(&[7; 32]), &[]);
         assert!(again.verify("acme", "web", "n1", &t.token));
-        let other = EdgeReports::new(Some("http://reg:5000".into()), Some(&[8; 32]));
+        let other = EdgeReports::new(Some("http://reg:5000".into()), Some(&[8; 32]), &[]);
         assert!(!other.verify("acme", "web", "n1", &t.token));
+        // A rotated secret key: tokens handed out before still verify.
+        let rotated = EdgeReports::new(Some("http://reg:5000".into()), Some(&[8; 32]), &[[7; 32]]);
+        assert!(rotated.verify("acme", "web", "n1", &t.token));
     }
 
     #[test]
     fn without_a_url_edges_are_polled() {
-        let r = EdgeReports::new(None, Some(&[7; 32]));
+        let r = EdgeReports::new(None, Some(&[7; 32]), &[]);
         assert!(r.target(&key()).is_none());
     }
 
     #[test]
     fn a_report_is_read_once_by_node_and_job() {
-        let r = EdgeReports::new(None, None);
+        let r = EdgeReports::new(None, None, &[]);
         assert!(r.deliver("n1", "j1", done()));
         assert_eq!(r.take("n2", "j1"), None);
         assert_eq!(r.take("n1", "j2"), None);

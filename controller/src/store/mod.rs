@@ -38,6 +38,8 @@ pub(crate) mod changes;
 pub(crate) mod conformance;
 #[cfg(test)]
 mod conformance_events;
+#[cfg(test)]
+pub(crate) mod conformance_reseal;
 mod export;
 #[cfg(test)]
 mod fixtures;
@@ -54,6 +56,12 @@ pub(crate) use self::redb::fixtures::temp_store;
 pub use self::redb::RedbControllerStore;
 /// The embedded store's rows and outbox form, which `pg` shares.
 pub(crate) use self::redb::{rows, Stored};
+
+/// The kinds of sealed values `ControllerStore::reseal` counts, as its
+/// report names them.
+pub const SECRET_VALUES: &str = "secret_values";
+pub const KUBECONFIGS: &str = "cluster_kubeconfigs";
+pub const NODE_CREDENTIALS: &str = "node_credentials";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -423,6 +431,17 @@ pub trait ControllerStore: Send + Sync {
     /// Writes `records` in one transaction into this store, which must hold
     /// no record yet (`Conflict` otherwise, and nothing written).
     async fn import_records(&self, records: &ControllerRecords) -> Result<()>;
+
+    // ---- sealing-key rotation ----
+
+    /// Seals every sealed value again with the current key (secret
+    /// resources' values, clusters' kubeconfigs, nodes' edge credentials),
+    /// in one transaction; the counts by kind (`SECRET_VALUES`,
+    /// `KUBECONFIGS`, `NODE_CREDENTIALS`). A value no configured key opens
+    /// stays as it is, counted as failed.
+    async fn reseal(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::secrets::ResealCount>>;
 
     // ---- fencing ----
 

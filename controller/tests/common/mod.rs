@@ -622,8 +622,13 @@ impl Harness {
         };
         let db = Arc::new(db);
         let db_weak = Arc::downgrade(&db);
-        let store = berth_controller::open_embedded_store(db, fast_settings().secret_key)
-            .expect("controller store");
+        let store = berth_controller::open_embedded_store(
+            db,
+            fast_settings()
+                .secret_key
+                .map(|k| berth_controller::secrets::SecretBox::new(&k)),
+        )
+        .expect("controller store");
         let state = ControllerState::new(store, ports, fast_settings());
         let (stop_rec, rec_rx) = oneshot::channel::<()>();
         let reconciler = state.spawn_reconciler(async move {
@@ -676,9 +681,14 @@ impl Harness {
             events: Arc::new(berth_controller::NoPublicationEvents),
         };
         let pool = pg_pool(url);
-        let store = berth_controller::open_postgres_store(pool.clone(), settings.secret_key)
-            .await
-            .expect("controller store");
+        let store = berth_controller::open_postgres_store(
+            pool.clone(),
+            settings
+                .secret_key
+                .map(|k| berth_controller::secrets::SecretBox::new(&k)),
+        )
+        .await
+        .expect("controller store");
         let state = ControllerState::new(store, ports, settings);
         let (relay, incoming) = berth_controller::postgres_relay(pool.clone(), url).expect("relay");
         state.relay_through(relay, incoming);

@@ -39,6 +39,7 @@ mod proxy_projects;
 mod quota;
 mod replications;
 mod retention;
+mod system_keys;
 mod system_robots;
 mod webhooks;
 
@@ -67,7 +68,14 @@ pub struct AdminState {
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// Replication policies and their executions.
     pub replications: Arc<crate::replication::Replications>,
+    /// The keys tokens are signed with, and their rotation.
+    pub token_keys: Arc<crate::auth::token_keys::TokenKeys>,
+    /// Reseals what the controller keeps (set by `berth serve`).
+    pub reseal_elsewhere: ResealSlot,
 }
+
+/// The port that reseals what is kept outside the registry's stores.
+pub type ResealSlot = Arc<std::sync::OnceLock<Arc<dyn crate::sealing::ResealElsewhere>>>;
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct GcStatus {
@@ -1119,6 +1127,9 @@ fn routes() -> OpenApiRouter<AdminState> {
         ))
         .routes(routes!(replications::run, replications::executions))
         .routes(routes!(replications::execution))
+        .routes(routes!(system_keys::list))
+        .routes(routes!(system_keys::rotate))
+        .routes(routes!(system_keys::reseal))
 }
 
 /// The admin API's OpenAPI document, generated from the routes it serves.

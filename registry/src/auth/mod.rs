@@ -23,6 +23,9 @@ pub mod sessions;
 pub mod store;
 pub mod throttle;
 pub mod token;
+pub mod token_keys;
+#[cfg(test)]
+pub(crate) mod token_keys_conformance;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

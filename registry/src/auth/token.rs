@@ -91,31 +91,13 @@ impl TokenKey {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = KeySet { signing, others };
     }
 
-    fn set(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    /// Whether `secret` is the key that signs now.
+    pub fn signs_with(&self, secret: &[u8]) -> bool {
+        self.set().signing == secret
     }
 
-    /// Loads the key from `path`, creating a random one (0600) on first use.
-    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<Self> {
-        match std::fs::read(path) {
-            Ok(k) if k.len() >= 32 => return Ok(Self::new(k)),
-            Ok(_) | Err(_) => {}
-        }
-        use rand::RngCore;
-        let mut k = vec![0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut k);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        use std::io::Write;
-        let mut f = opts.open(path)?;
-        f.write_all(&k)?;
-        f.sync_all()?;
-        Ok(Self::new(k))
+    fn set(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn sign(&self, claims: &Claims) -> String {

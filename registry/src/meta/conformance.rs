@@ -35,6 +35,7 @@ pub(crate) async fn suite(meta: Store) {
     retention::suite(&meta).await;
     super::conformance_replication::replication_policies(&meta).await;
     super::conformance_replication::replication_executions(&meta).await;
+    super::conformance_replication::sealed_values_are_resealed(&meta).await;
 }
 
 fn repo(s: &str) -> RepoName {
@@ -741,6 +742,7 @@ fn webhook(id: &str, project: &str) -> Webhook {
         events: vec!["push".into()],
         enabled: true,
         secret: SealedSecret {
+            key_id: None,
             nonce: "n".into(),
             ciphertext: "c".into(),
         },

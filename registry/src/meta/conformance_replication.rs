@@ -13,6 +13,7 @@ fn policy(name: &str) -> ReplicationPolicy {
             url: "https://dr.example".into(),
             username: "robot".into(),
             password_sealed: Some(SealedSecret {
+                key_id: None,
                 nonce: "n".into(),
                 ciphertext: "c".into(),
             }),
@@ -160,4 +161,86 @@ pub(crate) async fn replication_executions(meta: &Store) {
     );
     assert!(meta.replication_delete("runs").await.expect("delete"));
     assert!(meta.replication_delete("other").await.expect("delete"));
+}
+
+/// `reseal` moves webhook secrets and replication passwords an older key
+/// sealed to the current key, and leaves what it cannot open as it was.
+pub(crate) async fn sealed_values_are_resealed(meta: &Store) {
+    use crate::sealing::test_sealer::KeyedSealer;
+    use crate::sealing::Sealer;
+    for w in meta.webhooks(None).await.expect("webhooks") {
+        meta.webhook_delete(&w.id).await.expect("delete");
+    }
+    for p in meta.replications().await.expect("policies") {
+        meta.replication_delete(&p.name).await.expect("delete");
+    }
+    let k1 = KeyedSealer {
+        current: "k1",
+        previous: &[],
+    };
+    let hook_place = webhook_secret_place("h1");
+    let hook = Webhook {
+        id: "h1".into(),
+        project: "p".into(),
+        url: "https://hooks.example/h1".into(),
+        events: vec!["push".into()],
+        enabled: true,
+        secret: k1.seal(&hook_place, b"hook-secret").expect("seal"),
+        created_at: 1,
+    };
+    meta.webhook_put(&hook).await.expect("put");
+    let pw_place = crate::replication::password_place("to-dr");
+    let mut p = policy("to-dr");
+    p.remote.password_sealed = Some(k1.seal(&pw_place, b"pw").expect("seal"));
+    meta.replication_put(&p).await.expect("put");
+    let mut anonymous = policy("anon");
+    anonymous.remote.password_sealed = None;
+    meta.replication_put(&anonymous).await.expect("put");
+
+    let k2 = Arc::new(KeyedSealer {
+        current: "k2",
+        previous: &["k1"],
+    });
+    let counts = |r: &crate::sealing::ResealReport| -> Vec<(u64, u64, usize)> {
+        [WEBHOOK_SECRETS, REPLICATION_PASSWORDS]
+            .iter()
+            .map(|k| (r[*k].resealed, r[*k].current, r[*k].failed.len()))
+            .collect()
+    };
+    let report = meta.reseal(k2.clone()).await.expect("reseal");
+    assert_eq!(counts(&report), vec![(1, 0, 0), (1, 0, 0)]);
+    let w = meta.webhook_get("h1").await.expect("get").expect("h1");
+    assert_eq!(
+        k2.open(&hook_place, &w.secret).expect("open"),
+        b"hook-secret"
+    );
+    assert_eq!(w.secret.key_id.as_deref(), Some("k2"));
+    let stored = meta
+        .replication_get("to-dr")
+        .await
+        .expect("get")
+        .expect("to-dr");
+    let sealed = stored.remote.password_sealed.clone().expect("sealed");
+    assert_eq!(k2.open(&pw_place, &sealed).expect("open"), b"pw");
+    assert_eq!(
+        meta.replication_get("anon").await.expect("get"),
+        Some(anonymous),
+        "nothing to reseal"
+    );
+    let again = meta.reseal(k2).await.expect("reseal");
+    assert_eq!(counts(&again), vec![(0, 1, 0), (0, 1, 0)]);
+
+    let lost = meta
+        .reseal(Arc::new(KeyedSealer {
+            current: "k3",
+            previous: &[],
+        }))
+        .await
+        .expect("reseal");
+    assert_eq!(counts(&lost), vec![(0, 0, 1), (0, 0, 1)]);
+    assert_eq!(
+        meta.webhook_get("h1").await.expect("get"),
+        Some(w),
+        "left as it was"
+    );
 }

@@ -33,6 +33,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
+use crate::sealing::ResealReport;
 
 mod cache;
 #[cfg(test)]
@@ -472,4 +473,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The executions of `policy`, or of every saved policy (by name), newest
     /// first, at most `limit` (per policy).
     async fn executions(&self, policy: Option<&str>, limit: usize) -> Result<Vec<Execution>>;
+
+    // ---- sealing-key rotation ----
+
+    /// Seals every webhook's secret and every replication policy's remote
+    /// password again with `sealer`'s current key, in one transaction;
+    /// the counts by kind (`WEBHOOK_SECRETS`, `REPLICATION_PASSWORDS`). A
+    /// value no configured key opens stays as it is, counted as failed.
+    async fn reseal(&self, sealer: Arc<dyn crate::sealing::Sealer>) -> Result<ResealReport>;
+}
+
+/// The kinds of sealed values `MetaStore::reseal` counts.
+pub const WEBHOOK_SECRETS: &str = "webhook_secrets";
+pub const REPLICATION_PASSWORDS: &str = "replication_passwords";
+
+/// Where a webhook's secret is sealed (its associated data).
+pub fn webhook_secret_place(id: &str) -> String {
+    format!("webhook/{id}/secret")
 }

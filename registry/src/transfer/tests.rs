@@ -89,6 +89,7 @@ async fn fill(s: &Stores) {
             secret: SealedSecret {
                 nonce: "n".into(),
                 ciphertext: "c".into(),
+                key_id: None,
             },
             created_at: 1,
         })

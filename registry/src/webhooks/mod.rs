@@ -108,7 +108,7 @@ pub struct Webhooks {
 pub type EventObserver = Arc<dyn Fn(&ProjectEvent) + Send + Sync>;
 
 fn secret_place(id: &str) -> String {
-    format!("webhook/{id}/secret")
+    crate::meta::webhook_secret_place(id)
 }
 
 /// The subscribed kinds, checked; push and delete when none are named.

@@ -604,6 +604,12 @@ impl ControllerStore for PgControllerStore {
         tx.commit().await.map_err(super::db(what))
     }
 
+    async fn reseal(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::secrets::ResealCount>> {
+        self.write("resealing", |s| s.reseal()).await
+    }
+
     fn fenced(&self, epoch: u64) -> std::sync::Arc<dyn ControllerStore> {
         std::sync::Arc::new(self.with_fence(epoch))
     }

@@ -82,6 +82,23 @@ async fn the_postgres_store_passes_the_conformance_suite() {
     crate::store::conformance::suite(&fresh).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_reseals_with_the_current_key() {
+    let url = database().await;
+    let open = |sealer| -> Arc<dyn ControllerStore> {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                Arc::new(
+                    PgControllerStore::open(pool(&url), sealer)
+                        .await
+                        .expect("open"),
+                )
+            })
+        })
+    };
+    crate::store::conformance_reseal::resealing(&open).await;
+}
+
 #[tokio::test]
 async fn a_store_refuses_a_database_without_its_schema() {
     let url = tokio::task::spawn_blocking(|| Postgres::shared().database())

@@ -575,6 +575,12 @@ impl ControllerStore for RedbControllerStore {
         .await
     }
 
+    async fn reseal(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::secrets::ResealCount>> {
+        self.blocking(|s| s.reseal()).await
+    }
+
     fn fenced(&self, _epoch: u64) -> std::sync::Arc<dyn ControllerStore> {
         std::sync::Arc::new(self.clone())
     }

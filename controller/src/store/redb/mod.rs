@@ -49,7 +49,8 @@
 //! - `publication_events`: the outbox of publication changes those writes record;
 //! - `resources`: resources that travel with apps, and the references between them;
 //! - `bindings`: volumes bound to (and released from) nodes;
-//! - `resource_publications`: resources published per node, and their rules.
+//! - `resource_publications`: resources published per node, and their rules;
+//! - `reseal`: every sealed value sealed again with the current key.
 
 use std::sync::Arc;
 
@@ -74,6 +75,7 @@ mod left_behind;
 mod projects;
 mod publication_events;
 mod publications;
+mod reseal;
 mod resource_publications;
 mod resource_rules;
 mod resources;

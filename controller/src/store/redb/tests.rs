@@ -23,6 +23,17 @@ async fn the_embedded_store_passes_the_conformance_suite() {
     crate::store::conformance::suite(&fresh).await;
 }
 
+/// The embedded store reseals what an older key sealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_reseals_with_the_current_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("ctl.redb")).expect("db"));
+    let open = |sealer| -> std::sync::Arc<dyn crate::store::ControllerStore> {
+        std::sync::Arc::new(RedbControllerStore::open(db.clone(), sealer).expect("open"))
+    };
+    crate::store::conformance_reseal::resealing(&open).await;
+}
+
 fn site() -> (tempfile::TempDir, RedbControllerStore) {
     let (d, s) = temp_store();
     s.create_cluster(&Cluster {

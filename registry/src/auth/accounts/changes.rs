@@ -247,6 +247,23 @@ impl Accounts {
         Ok(p)
     }
 
+    /// Seals every proxy project's upstream password again with `sealer`'s
+    /// current key (`AccountStore::reseal_proxy_passwords`), the projects
+    /// here updated with what was stored.
+    pub async fn reseal_proxy_passwords(
+        &self,
+        sealer: std::sync::Arc<dyn crate::sealing::Sealer>,
+    ) -> Result<crate::sealing::ResealCount, AccountError> {
+        let count = {
+            let _changing = self.changing.lock().await;
+            self.store.reseal_proxy_passwords(sealer).await?
+        };
+        if count.resealed > 0 {
+            self.reload().await?;
+        }
+        Ok(count)
+    }
+
     /// Removes the project, its memberships and robots (its repositories are the caller's business).
     pub async fn delete_project(&self, name: &str) -> Result<(), AccountError> {
         let _changing = self.changing.lock().await;

@@ -22,6 +22,69 @@ pub(crate) async fn suite(store: Store) {
     robots(&store).await;
     deleting_takes_what_belongs(&store).await;
     audit_log(&store).await;
+    proxy_passwords_are_resealed(&store).await;
+}
+
+/// `reseal_proxy_passwords` moves what an older key sealed to the current
+/// key, leaves what it cannot open as it was, and says why.
+async fn proxy_passwords_are_resealed(store: &Store) {
+    use crate::sealing::test_sealer::KeyedSealer;
+    use crate::sealing::Sealer;
+    let place = proxy_password_place("mirror-r");
+    let k1 = KeyedSealer {
+        current: "k1",
+        previous: &[],
+    };
+    let mut p = project("mirror-r");
+    p.proxy = Some(ProxyUpstream {
+        url: "https://hub.example".into(),
+        username: "u".into(),
+        password_sealed: Some(k1.seal(&place, b"pw").expect("seal")),
+        capacity: None,
+        expire_after_secs: None,
+    });
+    store.create_project(&p).await.expect("create");
+    store
+        .create_project(&project("plain-r"))
+        .await
+        .expect("create");
+    let stored = |name: &'static str| async move {
+        let records = store.load().await.expect("load");
+        records
+            .projects
+            .into_iter()
+            .find(|p| p.name == name)
+            .expect("project")
+    };
+    let sealed = |p: Project| p.proxy.and_then(|u| u.password_sealed).expect("sealed");
+    let k2 = Arc::new(KeyedSealer {
+        current: "k2",
+        previous: &["k1"],
+    });
+    let count = store
+        .reseal_proxy_passwords(k2.clone())
+        .await
+        .expect("reseal");
+    assert_eq!(
+        (count.resealed, count.current, count.failed.len()),
+        (1, 0, 0)
+    );
+    let now = sealed(stored("mirror-r").await);
+    assert_eq!(now.key_id.as_deref(), Some("k2"));
+    assert_eq!(k2.open(&place, &now).expect("open"), b"pw");
+    assert!(stored("plain-r").await.proxy.is_none(), "others untouched");
+    let again = store.reseal_proxy_passwords(k2).await.expect("reseal");
+    assert_eq!((again.resealed, again.current), (0, 1));
+    let lost = store
+        .reseal_proxy_passwords(Arc::new(KeyedSealer {
+            current: "k3",
+            previous: &[],
+        }))
+        .await
+        .expect("reseal");
+    assert_eq!(lost.failed.len(), 1, "{lost:?}");
+    assert!(lost.failed[0].contains("key k2"), "{lost:?}");
+    assert_eq!(sealed(stored("mirror-r").await), now, "left as it was");
 }
 
 pub(crate) fn user(name: &str, admin: bool) -> User {

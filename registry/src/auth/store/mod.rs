@@ -321,6 +321,13 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> Result<Project, AccountError>;
     /// Deletes a project with its memberships and robots (`NotFound`).
     async fn delete_project(&self, name: &str) -> Result<(), AccountError>;
+    /// Seals every proxy project's upstream password again with `sealer`'s
+    /// current key, in one transaction. A password no configured key opens
+    /// stays as it is, counted as failed.
+    async fn reseal_proxy_passwords(
+        &self,
+        sealer: std::sync::Arc<dyn crate::sealing::Sealer>,
+    ) -> Result<crate::sealing::ResealCount, AccountError>;
 
     // ---- members ----
 

@@ -12,7 +12,7 @@
 //! acct_robots    name PK, project ("" for a system robot), record jsonb (Robot)
 //! acct_audit     id bigserial PK, time, actor, action, project, outcome, record jsonb
 //! auth_throttle_pairs, auth_throttle_accounts   the login throttle (`throttle.rs`)
-//! auth_token_keys                               token signing keys (`token_keys.rs`)
+//! auth_token_keys                               token signing keys and when each was made (`token_keys.rs`)
 //! console_sessions                              console sessions (`sessions.rs`)
 //! ```
 //!
@@ -111,6 +111,10 @@ pub const ACCOUNT_MIGRATIONS: Migrations = Migrations {
         );
         CREATE INDEX console_sessions_account ON console_sessions (account, last_seen_ms);
         CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen_ms);
+    "#,
+        // When each token key was made (shown to administrators).
+        r#"
+        ALTER TABLE auth_token_keys ADD COLUMN created double precision;
     "#,
     ],
 };
@@ -409,6 +413,35 @@ impl AccountStore for PgAccounts {
         put_project(&tx, &p).await?;
         commit(tx).await?;
         Ok(p)
+    }
+
+    async fn reseal_proxy_passwords(
+        &self,
+        sealer: std::sync::Arc<dyn crate::sealing::Sealer>,
+    ) -> Res<crate::sealing::ResealCount> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let rows = tx
+            .query(
+                "SELECT record::text FROM acct_projects WHERE record ? 'proxy' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(pg("reading the proxy projects"))?;
+        let mut count = crate::sealing::ResealCount::default();
+        for r in rows {
+            let mut p: Project = from_json(r.get::<_, &str>(0))?;
+            let place = crate::auth::store::proxy_password_place(&p.name);
+            let Some(sealed) = p.proxy.as_mut().and_then(|u| u.password_sealed.as_mut()) else {
+                continue;
+            };
+            if let Some(new) = count.one(sealer.as_ref(), &place, sealed) {
+                *sealed = new;
+                put_project(&tx, &p).await?;
+            }
+        }
+        commit(tx).await?;
+        Ok(count)
     }
 
     async fn delete_project(&self, name: &str) -> Res<()> {

@@ -9,6 +9,7 @@ use berth_testkit::postgres::Postgres;
 use super::*;
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig, Wait};
 use crate::auth::token::{Claims, TokenError};
+use crate::auth::token_keys::{TokenKeyStore, TokenKeys};
 
 async fn database() -> String {
     let url = Postgres::shared().database();
@@ -85,70 +86,48 @@ fn claims() -> Claims {
     }
 }
 
-/// Replicas starting together agree on one key; after a rotation the new
-/// key signs and tokens of the old one still verify everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_one_token_key_and_rotate_with_overlap() {
+async fn postgres_token_keys_pass_the_conformance_suite() {
     let url = database().await;
-    let ttl = Duration::from_secs(300);
-    let replicas: Vec<PgTokenKeys> = (0..4)
-        .map(|_| PgTokenKeys::new(connect(&url, 1).expect("pool"), ttl))
-        .collect();
-    let starts: Vec<_> = replicas
-        .iter()
-        .map(|r| {
-            let r = r.clone();
-            tokio::spawn(async move { r.load().await })
-        })
-        .collect();
-    let mut keys = Vec::new();
-    for s in starts {
-        keys.push(s.await.expect("join").expect("load"));
-    }
-    let token = keys[0].sign(&claims());
-    for k in &keys {
-        assert_eq!(k.sign(&claims()), token, "one key");
-    }
-
-    let (a, b) = (&replicas[0], &replicas[1]);
-    a.rotate(Duration::ZERO).await.expect("rotate");
-    let (ka, kb) = (a.load().await.expect("a"), b.load().await.expect("b"));
-    let fresh = ka.sign(&claims());
-    assert_ne!(fresh, token, "the new key signs");
-    assert_eq!(kb.sign(&claims()), fresh);
-    assert_eq!(kb.verify(&token, "berth", 10), Ok(claims()), "overlap");
-    assert_eq!(kb.verify(&fresh, "berth", 10), Ok(claims()));
-
-    // Published for later: verifies already, does not sign yet.
-    b.rotate(Duration::from_secs(3600)).await.expect("rotate");
-    let kb = b.load().await.expect("b");
-    assert_eq!(kb.sign(&claims()), fresh);
-    // A key nobody has: still refused.
-    assert_eq!(
-        crate::auth::token::TokenKey::new(vec![9; 32]).verify(&fresh, "berth", 10),
-        Err(TokenError::BadSignature)
-    );
+    let store = |_| -> std::sync::Arc<dyn TokenKeyStore> {
+        std::sync::Arc::new(PgTokenKeys::new(connect(&url, 1).expect("pool")))
+    };
+    crate::auth::token_keys_conformance::suite(store(0), (1..4).map(store).collect()).await;
 }
 
-/// `follow` brings a rotation to a replica's key in place.
+/// `follow` brings a rotation to a replica's key in place; tokens signed
+/// before still verify there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_following_replica_picks_up_a_rotation() {
     let url = database().await;
     let ttl = Duration::from_secs(300);
-    let a = PgTokenKeys::new(connect(&url, 1).expect("pool"), ttl);
-    let b = PgTokenKeys::new(connect(&url, 1).expect("pool"), ttl);
-    let kb = b.load().await.expect("b");
+    let open = || async {
+        let store = std::sync::Arc::new(PgTokenKeys::new(connect(&url, 1).expect("pool")));
+        std::sync::Arc::new(
+            TokenKeys::open(store, ttl, Duration::ZERO)
+                .await
+                .expect("open"),
+        )
+    };
+    let (a, b) = (open().await, open().await);
+    let kb = b.key();
     let before = kb.sign(&claims());
-    let _follow = b.follow(kb.clone(), Duration::from_millis(50));
-    a.rotate(Duration::ZERO).await.expect("rotate");
-    let fresh = a.load().await.expect("a").sign(&claims());
+    assert_eq!(a.key().sign(&claims()), before, "one key");
+    let _follow = b.follow(Duration::from_millis(50));
+    a.rotate().await.expect("rotate");
+    let fresh = a.key().sign(&claims());
+    assert_ne!(before, fresh, "A signs with the new key at once");
     tokio::task::block_in_place(|| {
         berth_testkit::wait::wait_until("B signs with the new key", Duration::from_secs(30), || {
             kb.sign(&claims()) == fresh
         })
     });
-    assert_ne!(before, fresh);
-    assert_eq!(kb.verify(&before, "berth", 10), Ok(claims()));
+    assert_eq!(kb.verify(&before, "berth", 10), Ok(claims()), "overlap");
+    assert_eq!(
+        crate::auth::token::TokenKey::new(vec![9; 32]).verify(&fresh, "berth", 10),
+        Err(TokenError::BadSignature),
+        "a key nobody has"
+    );
 }
 
 /// Failures counted at once on two replicas are all counted.

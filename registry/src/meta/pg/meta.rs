@@ -260,6 +260,12 @@ impl MetaStore for PgMeta {
     async fn replications(&self) -> Result<Vec<ReplicationPolicy>> {
         self.replications_q().await
     }
+    async fn reseal(
+        &self,
+        sealer: std::sync::Arc<dyn crate::sealing::Sealer>,
+    ) -> Result<crate::sealing::ResealReport> {
+        self.reseal_q(sealer.as_ref()).await
+    }
     async fn replication_delete(&self, name: &str) -> Result<bool> {
         self.replication_delete_q(name).await
     }

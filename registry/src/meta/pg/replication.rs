@@ -1,8 +1,14 @@
 //! Replication policies (`replication_policies`, by name) and their
-//! executions (`replication_executions`, by policy and id) on PostgreSQL.
+//! executions (`replication_executions`, by policy and id) on PostgreSQL;
+//! and resealing the secrets the registry's tables keep (webhooks' and
+//! replication policies').
 
 use super::db::{begin_write, big, col, col_u64, commit, from_json, to_json, Cached, Ctx, PgMeta};
-use crate::meta::{Execution, ExecutionStatus, ReplicationPolicy, Result};
+use crate::meta::{
+    Execution, ExecutionStatus, ReplicationPolicy, Result, SealedSecret, REPLICATION_PASSWORDS,
+    WEBHOOK_SECRETS,
+};
+use crate::sealing::{ResealCount, ResealReport, Sealer};
 
 fn status(s: ExecutionStatus) -> &'static str {
     match s {
@@ -52,6 +58,71 @@ impl PgMeta {
         .iter()
         .map(|r| from_json(&col::<String>(r, 0, "policy")?, "a replication policy"))
         .collect()
+    }
+
+    /// Webhook secrets and replication passwords sealed again with
+    /// `sealer`'s current key, in one transaction (rows locked as read).
+    pub(super) async fn reseal_q(&self, sealer: &dyn Sealer) -> Result<ResealReport> {
+        let what = "resealing webhook secrets and replication passwords";
+        let mut conn = self.conn().await?;
+        let tx = begin_write(&mut conn, what).await?;
+        let mut hooks = ResealCount::default();
+        let rows = tx
+            .cq(
+                "SELECT id, secret::text FROM webhooks ORDER BY id FOR UPDATE",
+                &[],
+            )
+            .await
+            .ctx(what)?;
+        for r in rows {
+            let id: String = col(&r, 0, "webhooks.id")?;
+            let sealed: SealedSecret = from_json(
+                &col::<String>(&r, 1, "webhooks.secret")?,
+                "a webhook's sealed secret",
+            )?;
+            let place = crate::meta::webhook_secret_place(&id);
+            if let Some(new) = hooks.one(sealer, &place, &sealed) {
+                let json = to_json(&new, "encoding a webhook's sealed secret")?;
+                tx.cexec(
+                    "UPDATE webhooks SET secret = $2::text::jsonb WHERE id = $1",
+                    &[&id, &json],
+                )
+                .await
+                .ctx(what)?;
+            }
+        }
+        let mut passwords = ResealCount::default();
+        let rows = tx
+            .cq(
+                "SELECT policy::text FROM replication_policies ORDER BY name FOR UPDATE",
+                &[],
+            )
+            .await
+            .ctx(what)?;
+        for r in rows {
+            let mut p: ReplicationPolicy =
+                from_json(&col::<String>(&r, 0, "policy")?, "a replication policy")?;
+            let place = crate::replication::password_place(&p.name);
+            let Some(sealed) = p.remote.password_sealed.as_mut() else {
+                continue;
+            };
+            if let Some(new) = passwords.one(sealer, &place, sealed) {
+                *sealed = new;
+                let json = to_json(&p, "encoding a replication policy")?;
+                tx.cexec(
+                    "UPDATE replication_policies SET policy = $2::text::jsonb WHERE name = $1",
+                    &[&p.name, &json],
+                )
+                .await
+                .ctx(what)?;
+            }
+        }
+        commit(tx, what).await?;
+        Ok([
+            (WEBHOOK_SECRETS.to_string(), hooks),
+            (REPLICATION_PASSWORDS.to_string(), passwords),
+        ]
+        .into())
     }
 
     pub(super) async fn replication_delete_q(&self, name: &str) -> Result<bool> {

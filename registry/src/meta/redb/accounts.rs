@@ -302,6 +302,32 @@ impl AccountStore for RedbAccounts {
         .await
     }
 
+    async fn reseal_proxy_passwords(
+        &self,
+        sealer: std::sync::Arc<dyn crate::sealing::Sealer>,
+    ) -> Res<crate::sealing::ResealCount> {
+        self.write(move |tx| {
+            let mut count = crate::sealing::ResealCount::default();
+            let mut changed = Vec::new();
+            for r in tx.open_table(PROJECTS).map_err(db)?.iter().map_err(db)? {
+                let mut p: Project = from_json(r.map_err(db)?.1.value())?;
+                let place = crate::auth::store::proxy_password_place(&p.name);
+                let Some(sealed) = p.proxy.as_mut().and_then(|u| u.password_sealed.as_mut()) else {
+                    continue;
+                };
+                if let Some(new) = count.one(sealer.as_ref(), &place, sealed) {
+                    *sealed = new;
+                    changed.push(p);
+                }
+            }
+            for p in changed {
+                put(tx, PROJECTS, &p.name, &p)?;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
     async fn delete_project(&self, name: &str) -> Res<()> {
         let name = name.to_string();
         self.write(move |tx| {

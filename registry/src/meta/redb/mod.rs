@@ -26,6 +26,7 @@
 //! pulls            (repo, digest)              → (count, last_pulled_at)    pulls, written in batches
 //! gc_runs          id                          → JSON GcRun                 GC's history, the newest kept
 //! retention        project                     → JSON RetentionPolicy       retention rules
+//! auth_token_keys  id                          → JSON {secret, created_ms, signs_from_ms}   token keys (`token_keys.rs`)
 //! schema           "registry"                  → u64                        format version (SCHEMA_VERSION)
 //! ```
 //!
@@ -75,6 +76,7 @@ mod replication;
 mod retention;
 #[cfg(test)]
 mod tests;
+pub mod token_keys;
 mod usage;
 mod webhooks;
 
@@ -623,6 +625,13 @@ impl MetaStore for RedbMeta {
     async fn replications(&self) -> Result<Vec<ReplicationPolicy>> {
         self.replications_now()
     }
+    async fn reseal(
+        &self,
+        sealer: Arc<dyn crate::sealing::Sealer>,
+    ) -> Result<crate::sealing::ResealReport> {
+        self.write(move |m| m.reseal_now(sealer.as_ref())).await
+    }
+
     async fn replication_delete(&self, name: &str) -> Result<bool> {
         let name = name.to_string();
         self.write(move |m| m.replication_delete_now(&name)).await

@@ -1,12 +1,61 @@
 //! Replication policies, one JSON record per name, and their executions,
-//! one JSON record per (name, id).
+//! one JSON record per (name, id); and resealing the secrets the registry's
+//! tables keep (webhooks' and replication policies').
 
 use ::redb::ReadableTable;
 
-use super::{corrupt, RedbMeta, REPLICATIONS, REPLICATION_RUNS};
-use crate::meta::{Execution, ReplicationPolicy, Result};
+use super::{corrupt, RedbMeta, REPLICATIONS, REPLICATION_RUNS, WEBHOOKS};
+use crate::meta::{
+    Execution, ReplicationPolicy, Result, Webhook, REPLICATION_PASSWORDS, WEBHOOK_SECRETS,
+};
+use crate::sealing::{ResealCount, ResealReport, Sealer};
 
 impl RedbMeta {
+    /// Webhook secrets and replication passwords sealed again with
+    /// `sealer`'s current key, in one transaction.
+    pub(super) fn reseal_now(&self, sealer: &dyn Sealer) -> Result<ResealReport> {
+        let tx = self.db().begin_write()?;
+        let mut hooks = ResealCount::default();
+        let mut changed = Vec::new();
+        for r in tx.open_table(WEBHOOKS)?.iter()? {
+            let mut w: Webhook = serde_json::from_slice(r?.1.value()).map_err(corrupt)?;
+            let place = crate::meta::webhook_secret_place(&w.id);
+            if let Some(new) = hooks.one(sealer, &place, &w.secret) {
+                w.secret = new;
+                changed.push((w.id.clone(), serde_json::to_vec(&w).map_err(corrupt)?));
+            }
+        }
+        let mut t = tx.open_table(WEBHOOKS)?;
+        for (id, bytes) in changed {
+            t.insert(id.as_str(), bytes.as_slice())?;
+        }
+        drop(t);
+        let mut passwords = ResealCount::default();
+        let mut changed = Vec::new();
+        for r in tx.open_table(REPLICATIONS)?.iter()? {
+            let mut p: ReplicationPolicy = serde_json::from_slice(r?.1.value()).map_err(corrupt)?;
+            let place = crate::replication::password_place(&p.name);
+            let Some(sealed) = p.remote.password_sealed.as_mut() else {
+                continue;
+            };
+            if let Some(new) = passwords.one(sealer, &place, sealed) {
+                *sealed = new;
+                changed.push((p.name.clone(), serde_json::to_vec(&p).map_err(corrupt)?));
+            }
+        }
+        let mut t = tx.open_table(REPLICATIONS)?;
+        for (name, bytes) in changed {
+            t.insert(name.as_str(), bytes.as_slice())?;
+        }
+        drop(t);
+        tx.commit()?;
+        Ok([
+            (WEBHOOK_SECRETS.to_string(), hooks),
+            (REPLICATION_PASSWORDS.to_string(), passwords),
+        ]
+        .into())
+    }
+
     pub(super) fn replication_put_now(&self, p: &ReplicationPolicy) -> Result<()> {
         let bytes = serde_json::to_vec(p).map_err(corrupt)?;
         let tx = self.db().begin_write()?;

@@ -208,3 +208,49 @@ async fn an_older_format_has_its_usage_counted_when_opened() {
     let r = meta.recount_usage_now("old").expect("recount");
     assert_eq!((r.counted, r.recounted), (13, 13));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_token_keys_pass_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = RedbMeta::open(&dir.path().join("berth.redb")).expect("open");
+    let store = meta
+        .token_keys(&dir.path().join("token.key"))
+        .expect("keys");
+    let again = meta
+        .token_keys(&dir.path().join("token.key"))
+        .expect("keys");
+    crate::auth::token_keys_conformance::suite(
+        std::sync::Arc::new(store),
+        vec![std::sync::Arc::new(again)],
+    )
+    .await;
+}
+
+/// The key an earlier release kept in `token.key` becomes the first key,
+/// so the tokens it signed stay valid; the file goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_key_file_of_an_earlier_release_is_taken_over() {
+    use crate::auth::token_keys::TokenKeyStore;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("token.key");
+    std::fs::write(&file, [7u8; 32]).expect("write");
+    let meta = RedbMeta::open(&dir.path().join("berth.redb")).expect("open");
+    let (keys, _) = meta
+        .token_keys(&file)
+        .expect("keys")
+        .keys()
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].secret, vec![7u8; 32]);
+    assert!(!file.exists(), "no longer needed");
+    // Taken over once: a file appearing later changes nothing.
+    std::fs::write(&file, [8u8; 32]).expect("write");
+    let (again, _) = meta
+        .token_keys(&file)
+        .expect("keys")
+        .keys()
+        .await
+        .expect("keys");
+    assert_eq!(again, keys);
+}
