@@ -9,7 +9,11 @@
 //! - GC runs on one replica in a loop while the other takes pushes: every
 //!   manifest whose PUT got 201 pulls completely afterwards;
 //! - one replica is killed with SIGKILL in the middle of pushes: clients
-//!   retrying on the other lose nothing that was acknowledged.
+//!   retrying on the other lose nothing that was acknowledged;
+//! - each replica's cache of manifests, tags and blob links never answers
+//!   with what the other moved or removed (a tag moved or deleted, a
+//!   manifest or a repository deleted), even after its listening connection
+//!   to PostgreSQL was cut while the change was made.
 
 mod common;
 
@@ -29,6 +33,8 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 struct Replicas {
     a: Reg,
     b: Reg,
+    /// Their database's URL.
+    db: String,
     _garage: GarageCluster,
 }
 
@@ -65,6 +71,7 @@ fn replicas(extra: &[(&str, &str)]) -> Option<Replicas> {
     Some(Replicas {
         a,
         b,
+        db,
         _garage: garage,
     })
 }
@@ -275,4 +282,140 @@ fn a_replica_killed_mid_push_loses_nothing_acknowledged() {
     // A comes back on the same database and bucket and serves all of it.
     r.a.reg.server.restart();
     all_pull(&r.a, &pushed);
+}
+
+/// The digest `r` answers for `repo:reference`, or the error code.
+fn manifest_on(r: &Reg, repo: &str, reference: &str) -> Result<String, String> {
+    let res = r
+        .req(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("Accept", MANIFEST)
+        .send()
+        .expect("GET manifest");
+    if res.status() == 200 {
+        return Ok(header(&res, "docker-content-digest"));
+    }
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().unwrap_or_default();
+    Err(format!("{status} {}", body["errors"][0]["code"]))
+}
+
+/// Pushes a one-layer image `repo:tag` through `r`; its manifest digest.
+fn push_one(r: &Reg, repo: &str, tag: &str, seed: u8) -> String {
+    try_push(r, repo, tag, seed).unwrap_or_else(|| panic!("push {repo}:{tag}"))
+}
+
+/// Waits until `r` answers `want` for `repo:reference`.
+fn wait_for(r: &Reg, repo: &str, reference: &str, want: Result<String, String>) {
+    berth_testkit::wait_until(
+        &format!("{repo}:{reference} on the other replica to be {want:?}"),
+        Duration::from_secs(30),
+        || manifest_on(r, repo, reference) == want,
+    );
+}
+
+fn unknown() -> Result<String, String> {
+    Err("404 \"MANIFEST_UNKNOWN\"".into())
+}
+
+// The caches here live an hour: only the announcements through PostgreSQL
+// can make these pass.
+const HOUR: (&str, &str) = ("BERTH_META_CACHE_TTL", "1h");
+
+#[test]
+fn a_replica_never_serves_what_the_other_moved_or_removed() {
+    let Some(r) = replicas(&[HOUR]) else { return };
+    let (a, b) = (&r.a, &r.b);
+    let repo = "pub/cached";
+
+    // A tag moved on A: B, which has it cached, answers with the new one.
+    let d1 = push_one(a, repo, "v1", 1);
+    for _ in 0..2 {
+        assert_eq!(manifest_on(b, repo, "v1"), Ok(d1.clone()));
+        assert_eq!(manifest_on(b, repo, &d1), Ok(d1.clone()));
+    }
+    let d2 = push_one(a, repo, "v1", 2);
+    wait_for(b, repo, "v1", Ok(d2.clone()));
+
+    // A manifest deleted on A: unknown on B, by digest and by its tag.
+    assert_eq!(manifest_on(b, repo, &d2), Ok(d2.clone()));
+    let res = a.delete(&format!("/v2/{repo}/manifests/{d2}"));
+    assert_eq!(res.status(), 202, "{}", describe(res));
+    wait_for(b, repo, &d2, unknown());
+    assert_eq!(manifest_on(b, repo, "v1"), unknown());
+    expect_error(
+        b.get(&format!("/v2/{repo}/manifests/{d2}")),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+
+    // A tag deleted on A.
+    let d3 = push_one(a, repo, "v3", 3);
+    assert_eq!(manifest_on(b, repo, "v3"), Ok(d3.clone()));
+    let res = a.delete(&format!("/v2/{repo}/manifests/v3"));
+    assert_eq!(res.status(), 202, "{}", describe(res));
+    wait_for(b, repo, "v3", unknown());
+    assert_eq!(
+        manifest_on(b, repo, &d3),
+        Ok(d3.clone()),
+        "the manifest stays"
+    );
+
+    // The repository deleted on A: nothing of it on B.
+    let d4 = push_one(a, repo, "v4", 4);
+    assert_eq!(manifest_on(b, repo, "v4"), Ok(d4.clone()));
+    let (status, body) =
+        a.reg
+            .admin()
+            .call("DELETE", "/api/v1/projects/pub/repositories/cached", None);
+    assert_eq!(status, 204, "{body:?}");
+    wait_for(b, repo, "v4", unknown());
+    assert!(manifest_on(b, repo, &d4).is_err());
+    a.assert_healthy_log();
+    b.assert_healthy_log();
+}
+
+#[test]
+fn a_replica_whose_listener_was_cut_never_serves_what_changed_meanwhile() {
+    let Some(r) = replicas(&[HOUR]) else { return };
+    let (a, b) = (&r.a, &r.b);
+    let pg = Postgres::shared();
+    let repo = "pub/cut";
+    let d1 = push_one(a, repo, "v1", 1);
+    for _ in 0..2 {
+        assert_eq!(manifest_on(b, repo, "v1"), Ok(d1.clone()));
+    }
+    let listeners = "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+         WHERE application_name = 'berth metadata listener' AND datname = current_database()";
+    let before = pg.psql(&r.db, listeners);
+    assert_eq!(
+        before.split(',').count(),
+        2,
+        "one listener per replica: {before}"
+    );
+    // The server cuts both replicas' listening connections.
+    pg.psql(
+        &r.db,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ({before})"),
+    );
+    berth_testkit::wait_until("the listeners gone", Duration::from_secs(30), || {
+        pg.psql(
+            &r.db,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid IN ({before})"),
+        ) == "0"
+    });
+    // Changed while no replica listens.
+    let d2 = push_one(a, repo, "v1", 2);
+    // Once B listens again on a new connection, it answers with what is.
+    berth_testkit::wait_until("the listeners back", Duration::from_secs(30), || {
+        let now = pg.psql(&r.db, listeners);
+        now.split(',')
+            .filter(|p| !before.split(',').any(|b| b == *p))
+            .count()
+            == 2
+    });
+    wait_for(b, repo, "v1", Ok(d2.clone()));
+    // And goes on doing so.
+    for _ in 0..5 {
+        assert_eq!(manifest_on(b, repo, "v1"), Ok(d2.clone()));
+    }
 }

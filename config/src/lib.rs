@@ -243,6 +243,17 @@ pub struct MetaConfig {
     pub url: String,
     /// Connections each process keeps open to PostgreSQL at most.
     pub max_connections: u32,
+    /// backend = "postgres": how much each replica keeps of its hot reads
+    /// (manifests by digest, tags, blob links) in memory, so that pulls
+    /// rarely ask the database. 0: no cache. Kept true by the changes other
+    /// replicas announce (see README, "Running several replicas").
+    pub cache_size: ByteSize,
+    /// backend = "postgres": the longest a cached read is served, whatever
+    /// was announced: the bound on staleness should a replica's listening
+    /// connection die without a word (until TCP keepalives notice, about a
+    /// minute). 0s: no cache.
+    #[serde(with = "duration_str")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for MetaConfig {
@@ -251,6 +262,8 @@ impl Default for MetaConfig {
             backend: MetaBackend::Redb,
             url: String::new(),
             max_connections: 16,
+            cache_size: ByteSize(64 << 20),
+            cache_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -984,6 +997,12 @@ impl Config {
                 )));
             }
         }
+        if self.meta.cache_ttl > Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid(format!(
+                "meta.cache_ttl bounds how stale a replica's cached reads may be; at most 1h, not {}",
+                humantime::format_duration(self.meta.cache_ttl)
+            )));
+        }
         if self.meta.max_connections < 2 {
             return Err(ConfigError::Invalid(format!(
                 "meta.max_connections must be at least 2, not {}",
@@ -1236,6 +1255,16 @@ mod tests {
     }
 
     #[test]
+    fn a_metadata_cache_ttl_past_an_hour_is_refused() {
+        let mut cfg = Config::default();
+        cfg.meta.cache_ttl = Duration::from_secs(7200);
+        let err = cfg.validate().expect_err("2h");
+        assert!(err.to_string().contains("meta.cache_ttl"), "{err}");
+        cfg.meta.cache_ttl = Duration::ZERO;
+        cfg.validate().expect("0s turns the cache off");
+    }
+
+    #[test]
     fn env_overrides_every_kind_of_key() {
         let mut cfg = Config::default();
         let vars = [
@@ -1259,6 +1288,8 @@ mod tests {
             ("BERTH_REPLICATION_ALLOW_PRIVATE_REMOTES", "true"),
             ("BERTH_PROXY_HOSTS", "docker.io=dockerhub, ghcr.io=ghcr"),
             ("BERTH_STORAGE_PART_SIZE", "8MiB"),
+            ("BERTH_META_CACHE_SIZE", "16MiB"),
+            ("BERTH_META_CACHE_TTL", "3s"),
         ];
         cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env applies");
@@ -1280,6 +1311,8 @@ mod tests {
         assert!(cfg.proxy.allow_private_upstreams);
         assert!(cfg.replication.allow_private_remotes);
         assert_eq!(cfg.storage.part_size, ByteSize(8 << 20));
+        assert_eq!(cfg.meta.cache_size, ByteSize(16 << 20));
+        assert_eq!(cfg.meta.cache_ttl, Duration::from_secs(3));
         assert_eq!(
             cfg.proxy.hosts.get("docker.io").map(String::as_str),
             Some("dockerhub")

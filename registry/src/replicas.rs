@@ -35,7 +35,16 @@ pub fn registry(
     pool: &Pool,
     metrics: Arc<Metrics>,
 ) -> Result<LocalRegistry, StartError> {
-    let meta = pg::PgMeta::new(pool.clone());
+    let cache = pg::CacheLimits {
+        budget: config.meta.cache_size.0,
+        ttl: config.meta.cache_ttl,
+    };
+    // Cached reads are kept true by a listener of their own connection.
+    let meta = if cache.budget == 0 || cache.ttl.is_zero() {
+        pg::PgMeta::new(pool.clone())
+    } else {
+        pg::PgMeta::with_cache(pool.clone(), &config.meta.url, cache)?
+    };
     let content = open_content(config, &config.server.data_dir)?;
     Ok(LocalRegistry::new(
         Arc::new(meta.clone()),

@@ -2,16 +2,23 @@
 
 use deadpool_postgres::Transaction;
 
+use super::changes::Change;
 use super::db::{
     begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, project_of, run_step,
     Cached, Ctx, PgMeta,
 };
+use super::read_cache::Lookup;
 use super::usage::{check, hold, release};
 use crate::meta::{BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
 
 impl PgMeta {
     pub(super) async fn linked_blob_q(&self, repo: &RepoName, d: &Digest) -> Result<Option<u64>> {
+        let ticket = match self.read_cache().map(|c| c.link(repo.as_str(), d)) {
+            Some(Lookup::Hit(size)) => return Ok(Some(size)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
         let conn = self.conn().await?;
         let row = conn
             .cq_opt(
@@ -21,7 +28,11 @@ impl PgMeta {
             )
             .await
             .ctx("reading a blob link")?;
-        row.map(|r| col_u64(&r, 0, "blobs.size")).transpose()
+        let size = row.map(|r| col_u64(&r, 0, "blobs.size")).transpose()?;
+        if let (Some(c), Some(t), Some(size)) = (self.read_cache(), ticket, size) {
+            c.put_link(t, repo.as_str(), d, size);
+        }
+        Ok(size)
     }
 
     pub(super) async fn blob_size_q(&self, d: &Digest) -> Result<Option<u64>> {
@@ -118,7 +129,15 @@ impl PgMeta {
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         let removed = unlink(&tx, repo.as_str(), &d.to_string()).await?;
-        commit(tx, what).await?;
+        let changes = if removed {
+            vec![Change::Link {
+                repo: repo.to_string(),
+                digest: d.to_string(),
+            }]
+        } else {
+            Vec::new()
+        };
+        self.commit_changed(tx, what, changes).await?;
         Ok(removed)
     }
 
@@ -149,7 +168,8 @@ impl PgMeta {
             unlink(&tx, &r, &key).await?;
         }
         run_step(delete, &format!("deleting blob {d} from the store")).await?;
-        commit(tx, what).await?;
+        self.commit_changed(tx, what, vec![Change::Blob { digest: key }])
+            .await?;
         Ok(Some(size))
     }
 

@@ -23,10 +23,15 @@
 //! the objects' modification times with this machine's clock; what makes
 //! that safe is the re-check for a record under the write lock.)
 
+use std::sync::Arc;
+
 use deadpool_postgres::{GenericClient, Object, Transaction};
+use tokio::sync::oneshot;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{IsolationLevel, Row};
 
+use super::changes::{announce, Announcement, Change};
+use super::read_cache::{CacheLimits, ReadCache};
 use super::{client, db_error, describe, Pool};
 use crate::meta::{MetaError, Result};
 use crate::oci::Digest;
@@ -35,10 +40,20 @@ use crate::oci::Digest;
 pub(super) const WRITE_LOCK: i64 = 0x62_6572_7468_6d77;
 
 /// The registry's metadata (`MetaStore`, `CacheBook`) in a PostgreSQL
-/// database; clones share the pool. Several replicas may use one database.
+/// database; clones share the pool and the read cache. Several replicas
+/// may use one database.
 #[derive(Clone)]
 pub struct PgMeta {
     pool: Pool,
+    /// This replica's cache of hot reads (`read_cache.rs`), if it keeps one.
+    pub(super) cache: Option<Arc<CacheHandle>>,
+}
+
+/// The read cache, and what stops its change feed when the last clone of
+/// the `PgMeta` goes.
+pub(super) struct CacheHandle {
+    pub(super) cache: Arc<ReadCache>,
+    _stop: oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for PgMeta {
@@ -51,7 +66,69 @@ impl PgMeta {
     /// The store over `pool`; the schema must have been migrated
     /// (`migrate(&pool, &[MIGRATIONS])`).
     pub fn new(pool: Pool) -> PgMeta {
-        PgMeta { pool }
+        PgMeta { pool, cache: None }
+    }
+
+    /// The store over `pool` with a cache of hot reads within `limits`,
+    /// kept true by listening to the database at `url` (the pool's). Needs
+    /// a Tokio runtime (the listener is a task).
+    pub fn with_cache(pool: Pool, url: &str, limits: CacheLimits) -> Result<PgMeta> {
+        let cache = Arc::new(ReadCache::new(limits));
+        let (stop, stopped) = oneshot::channel();
+        super::change_feed::follow(url, &cache, stopped)?;
+        Ok(PgMeta {
+            pool,
+            cache: Some(Arc::new(CacheHandle { cache, _stop: stop })),
+        })
+    }
+
+    /// The read cache, if this store keeps one.
+    pub(super) fn read_cache(&self) -> Option<&ReadCache> {
+        self.cache.as_deref().map(|h| h.cache.as_ref())
+    }
+
+    /// Whether the read cache serves (None: there is none).
+    pub fn cache_serving(&self) -> Option<bool> {
+        self.read_cache().map(ReadCache::serving)
+    }
+
+    /// Commits a write that removed or moved what `changes` name: announces
+    /// them to every replica in the same transaction, drops them from this
+    /// replica's cache, and returns once this replica's own listener has
+    /// heard them (see `read_cache.rs`).
+    pub(super) async fn commit_changed(
+        &self,
+        tx: Transaction<'_>,
+        what: &str,
+        changes: Vec<Change>,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return commit(tx, what).await;
+        }
+        let Some(cache) = self.read_cache() else {
+            let a = Announcement {
+                origin: "-".into(),
+                changes,
+            };
+            announce(&tx, &a).await?;
+            return commit(tx, what).await;
+        };
+        let (a, echo) = cache.announcement(changes);
+        let committed = match announce(&tx, &a).await {
+            Ok(()) => commit(tx, what).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            if let Some(echo) = echo {
+                cache.abandon(echo);
+            }
+            return Err(e);
+        }
+        cache.forget(&a.changes);
+        if let Some(echo) = echo {
+            cache.wait_echo(echo).await;
+        }
+        Ok(())
     }
 
     pub(super) async fn conn(&self) -> Result<Object> {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use deadpool_postgres::Transaction;
 
 use super::blobs::unlink;
+use super::changes::Change;
 use super::db::{
     begin_read, begin_write, big, col, col_u64, commit, from_json, to_json, Cached, Ctx, PgMeta,
 };
@@ -134,7 +135,14 @@ impl PgMeta {
         )
         .await
         .ctx(what)?;
-        commit(tx, what).await?;
+        let changes = gone
+            .into_iter()
+            .map(|digest| Change::Manifest {
+                repo: r.to_string(),
+                digest,
+            })
+            .collect();
+        self.commit_changed(tx, what, changes).await?;
         Ok(removed)
     }
 
@@ -154,6 +162,7 @@ impl PgMeta {
             .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
             .collect();
         let mut n = 0;
+        let mut changes = Vec::new();
         for s in dead {
             let key = s.digest.to_string();
             if young_blobs.contains(&key) {
@@ -171,9 +180,13 @@ impl PgMeta {
             if at == Some(s.at) {
                 unlink(&tx, r, &key).await?;
                 n += 1;
+                changes.push(Change::Link {
+                    repo: r.to_string(),
+                    digest: key,
+                });
             }
         }
-        commit(tx, what).await?;
+        self.commit_changed(tx, what, changes).await?;
         Ok(n)
     }
 

@@ -2,6 +2,7 @@
 //! whole-repository deletion, pull counts and the tag listing with push
 //! times.
 
+use super::changes::Change;
 use super::db::{begin_write, big, col, col_u64, commit, Cached, Ctx, PgMeta};
 use super::usage::{check_immutable, release};
 use crate::meta::{PullCount, Result, TagEntry, TagRecord, Visible};
@@ -166,7 +167,10 @@ impl PgMeta {
         ] {
             tx.cexec(q, &[&r]).await.ctx(what)?;
         }
-        commit(tx, what).await?;
+        let changes = vec![Change::Repo {
+            repo: r.to_string(),
+        }];
+        self.commit_changed(tx, what, changes).await?;
         Ok(true)
     }
 

@@ -4,10 +4,12 @@ use bytes::Bytes;
 use deadpool_postgres::Transaction;
 
 use super::blobs::ensure_repo;
+use super::changes::Change;
 use super::db::{
-    begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, from_json, to_json,
-    Cached, Ctx, PgMeta,
+    begin_write, big, col, col_u64, db_now, digest as parse_digest, from_json, to_json, Cached,
+    Ctx, PgMeta,
 };
+use super::read_cache::Lookup;
 use super::usage::{check, check_immutable, hold, release};
 use crate::meta::{BadReference, MetaError, References, Result, StoredManifest};
 use crate::oci::media::{manifest_kind, ManifestKind};
@@ -46,9 +48,14 @@ impl PgMeta {
             )
             .await
             .ctx(what)?;
+        let mut changes = Vec::new();
         for row in &moved {
             let tag: String = col(row, 0, "tags.tag")?;
             check_immutable(&tx, repo, &tag, "pushing a different manifest to").await?;
+            changes.push(Change::Tag {
+                repo: r.to_string(),
+                tag,
+            });
         }
         let new_here = tx
             .cq_opt(
@@ -80,11 +87,19 @@ impl PgMeta {
             .ctx(what)?;
         }
         ensure_repo(&tx, repo, now).await?;
-        commit(tx, what).await?;
+        self.commit_changed(tx, what, changes).await?;
         Ok(Ok(()))
     }
 
     pub(super) async fn resolve_tag_q(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let ticket = match self
+            .read_cache()
+            .map(|c| c.tag(repo.as_str(), tag.as_str()))
+        {
+            Some(Lookup::Hit(d)) => return Ok(Some(d)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
         let conn = self.conn().await?;
         let row = conn
             .cq_opt(
@@ -93,8 +108,13 @@ impl PgMeta {
             )
             .await
             .ctx("resolving a tag")?;
-        row.map(|r| parse_digest(&col::<String>(&r, 0, "tags.digest")?))
-            .transpose()
+        let found = row
+            .map(|r| parse_digest(&col::<String>(&r, 0, "tags.digest")?))
+            .transpose()?;
+        if let (Some(c), Some(t), Some(d)) = (self.read_cache(), ticket, &found) {
+            c.put_tag(t, repo.as_str(), tag.as_str(), d);
+        }
+        Ok(found)
     }
 
     pub(super) async fn get_manifest_q(
@@ -102,6 +122,11 @@ impl PgMeta {
         repo: &RepoName,
         d: &Digest,
     ) -> Result<Option<StoredManifest>> {
+        let ticket = match self.read_cache().map(|c| c.manifest(repo.as_str(), d)) {
+            Some(Lookup::Hit(m)) => return Ok(Some(m)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
         let conn = self.conn().await?;
         let key = d.to_string();
         let Some(row) = conn
@@ -119,11 +144,15 @@ impl PgMeta {
         let bytes: Option<Vec<u8>> = col(&row, 1, "manifest_contents.bytes")?;
         let bytes =
             bytes.ok_or_else(|| MetaError::Corrupt(format!("manifest {key} has no content")))?;
-        Ok(Some(StoredManifest {
+        let m = StoredManifest {
             digest: d.clone(),
             media_type: col(&row, 0, "manifests.media_type")?,
             bytes: Bytes::from(bytes),
-        }))
+        };
+        if let (Some(c), Some(t)) = (self.read_cache(), ticket) {
+            c.put_manifest(t, repo.as_str(), &m);
+        }
+        Ok(Some(m))
     }
 
     pub(super) async fn manifest_summary_q(&self, d: &Digest) -> Result<Option<ManifestSummary>> {
@@ -178,7 +207,15 @@ impl PgMeta {
             .await
             .ctx(what)?;
         }
-        commit(tx, what).await?;
+        let changes = if removed {
+            vec![Change::Manifest {
+                repo: r.to_string(),
+                digest: key,
+            }]
+        } else {
+            Vec::new()
+        };
+        self.commit_changed(tx, what, changes).await?;
         Ok(removed)
     }
 
@@ -204,7 +241,11 @@ impl PgMeta {
         )
         .await
         .ctx(what)?;
-        commit(tx, what).await?;
+        let changes = vec![Change::Tag {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        }];
+        self.commit_changed(tx, what, changes).await?;
         Ok(true)
     }
 

@@ -6,6 +6,12 @@
 //! backend (`MetaStore`, `AccountStore`, `CacheBook`, the controller's
 //! store) and pass the same conformance suites.
 //!
+//! Each replica may keep the hot reads (manifests by digest, tags, blob
+//! links) in memory (`read_cache.rs`): writes that remove or move them
+//! announce it in their transaction (`changes.rs`), and each replica's
+//! listener (`change_feed.rs`) drops what they touch; `read_cache.rs` says
+//! what is guaranteed.
+//!
 //! Migrations: each component (the registry's tables, the controller's)
 //! brings an ordered list of SQL steps; `berth_schema` records how many of
 //! each a database has had. `migrate` applies the missing ones at start, in
@@ -28,6 +34,8 @@ mod accounts_follow_tests;
 mod accounts_tests;
 mod blobs;
 mod cache;
+mod change_feed;
+mod changes;
 #[cfg(test)]
 mod coordination_tests;
 mod db;
@@ -38,6 +46,9 @@ mod manifests;
 mod meta;
 #[cfg(test)]
 mod meta_tests;
+mod read_cache;
+#[cfg(test)]
+mod read_cache_pg_tests;
 #[cfg(test)]
 mod replica_tests;
 mod replication;
@@ -53,7 +64,10 @@ mod webhooks;
 
 pub use self::accounts::{PgAccounts, ACCOUNTS_CHANNEL, ACCOUNT_MIGRATIONS};
 pub use self::accounts_feed::account_feed;
+pub use self::change_feed::LISTENER_NAME;
+pub use self::changes::CHANGES_CHANNEL;
 pub use self::db::PgMeta;
+pub use self::read_cache::CacheLimits;
 pub use self::schema::MIGRATIONS;
 pub use self::sessions::PgSessions;
 pub use self::throttle::PgThrottle;

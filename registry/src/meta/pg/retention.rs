@@ -1,6 +1,7 @@
 //! Retention rules (`retention_policies`: project → JSON RetentionPolicy)
 //! and the tag removal a retention run makes, on PostgreSQL.
 
+use super::changes::Change;
 use super::db::{begin_write, col, commit, from_json, to_json, Cached, Ctx, PgMeta};
 use super::usage::check_immutable;
 use crate::meta::retention::RetentionPolicy;
@@ -105,7 +106,11 @@ impl PgMeta {
         )
         .await
         .ctx(what)?;
-        commit(tx, what).await?;
+        let changes = vec![Change::Tag {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        }];
+        self.commit_changed(tx, what, changes).await?;
         Ok(true)
     }
 }
