@@ -302,17 +302,15 @@ async fn publish(
     if let Some(v) = form.get("version").and_then(|v| v.parse::<u32>().ok()) {
         body["version"] = json!(v);
     }
-    let path = format!("{}/publish", app_api(&p, &a));
-    let r = console
-        .call_as(&signed, Method::POST, &path, Some(body))
-        .await;
-    if r.ok() {
-        return done(&app_ui(&p, &a));
-    }
-    with_status(
-        show_app(&console, &signed, &p, &a, Some(r.error())).await,
-        r.status,
+    app_action(
+        &console,
+        &signed,
+        (&p, &a),
+        "publish",
+        body,
+        &app_ui(&p, &a),
     )
+    .await
 }
 
 async fn unpublish(
@@ -322,18 +320,16 @@ async fn unpublish(
 ) -> Response {
     let node = form.get("node").cloned().unwrap_or_default();
     let cascade = form.get("cascade").is_some_and(|v| v == "true");
-    let path = format!("{}/unpublish", app_api(&p, &a));
     let body = json!({ "nodes": [node], "cascade": cascade });
-    let r = console
-        .call_as(&signed, Method::POST, &path, Some(body))
-        .await;
-    if r.ok() {
-        return done(&app_ui(&p, &a));
-    }
-    with_status(
-        show_app(&console, &signed, &p, &a, Some(r.error())).await,
-        r.status,
+    app_action(
+        &console,
+        &signed,
+        (&p, &a),
+        "unpublish",
+        body,
+        &app_ui(&p, &a),
     )
+    .await
 }
 
 async fn clone(
@@ -345,15 +341,38 @@ async fn clone(
         .get("name")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let path = format!("{}/clone", app_api(&p, &a));
+    let body = json!({ "name": name });
+    app_action(
+        &console,
+        &signed,
+        (&p, &a),
+        "clone",
+        body,
+        &app_ui(&p, &name),
+    )
+    .await
+}
+
+/// POSTs one of an app's actions (`publish`, `unpublish`, `clone`) as the
+/// signed-in account: on success to `then`, else the app's page again with
+/// the API's refusal, under its status.
+async fn app_action(
+    console: &Console,
+    signed: &Signed,
+    (p, a): (&str, &str),
+    action: &str,
+    body: Value,
+    then: &str,
+) -> Response {
+    let path = format!("{}/{action}", app_api(p, a));
     let r = console
-        .call_as(&signed, Method::POST, &path, Some(json!({ "name": name })))
+        .call_as(signed, Method::POST, &path, Some(body))
         .await;
     if r.ok() {
-        return done(&app_ui(&p, &name));
+        return done(then);
     }
     with_status(
-        show_app(&console, &signed, &p, &a, Some(r.error())).await,
+        show_app(console, signed, p, a, Some(r.error())).await,
         r.status,
     )
 }
