@@ -13,19 +13,23 @@ mod app_cli;
 mod resource_cli;
 
 use berth_controller::resources::ResourceKind;
+mod account_cli;
 mod cli;
 mod compose;
 mod console;
 mod flags;
+mod gc_cli;
 mod image_source;
 mod keys_cli;
 mod migrate;
 mod node_cache_cli;
 mod node_cli;
+mod project_cli;
 mod prompt;
 mod replication_cli;
 mod repo_cli;
 mod retention_cli;
+mod serve_cli;
 mod storage_cli;
 mod webhook_cli;
 
@@ -103,7 +107,7 @@ key the source used (its data directory's controller-secret.key, unless configur
     Restore(migrate::RestoreArgs),
     /// Manage projects on a running registry.
     #[command(subcommand)]
-    Project(cli::ProjectCmd),
+    Project(project_cli::ProjectCmd),
     /// Repositories of a project: list, show (tags), delete.
     #[command(subcommand)]
     Repo(repo_cli::RepoCmd),
@@ -126,12 +130,12 @@ key the source used (its data directory's controller-secret.key, unless configur
     Replication(replication_cli::ReplicationCmd),
     /// Manage accounts on a running registry.
     #[command(subcommand)]
-    User(cli::UserCmd),
+    User(account_cli::UserCmd),
     /// Manage robot accounts: a project's, or (--system) system robots that pull from several projects.
     #[command(subcommand)]
-    Robot(cli::RobotCmd),
+    Robot(account_cli::RobotCmd),
     /// Change an account's password (also the first, forced reset).
-    Passwd(cli::PasswdArgs),
+    Passwd(account_cli::PasswdArgs),
     /// Seal every sealed value (passwords, secrets, kubeconfigs) again with
     /// controller.secret_key, so that controller.previous_secret_keys can be
     /// removed (administrators; the registry keeps serving).
@@ -271,7 +275,7 @@ fn main() -> ExitCode {
                     cfg.server.data_dir = d;
                 }
                 init_logging(&cfg.log);
-                cli::serve(cfg).await
+                serve_cli::serve(cfg).await
             }
             Command::Edge(a) => {
                 let mut cfg = cfg;
@@ -288,7 +292,7 @@ fn main() -> ExitCode {
                     cfg.edge.capacity = c;
                 }
                 init_logging(&cfg.log);
-                cli::edge(cfg).await
+                serve_cli::edge(cfg).await
             }
             Command::Gc(a) => {
                 let mut cfg = cfg;
@@ -296,11 +300,11 @@ fn main() -> ExitCode {
                     cfg.server.data_dir = d;
                 }
                 if a.status {
-                    cli::gc_status(&cfg, &a.conn).await
+                    gc_cli::gc_status(&cfg, &a.conn).await
                 } else if a.runs {
-                    cli::gc_runs(&cfg, &a.conn, a.limit).await
+                    gc_cli::gc_runs(&cfg, &a.conn, a.limit).await
                 } else {
-                    cli::gc(cfg, a.dry_run, a.offline, a.conn).await
+                    gc_cli::gc(cfg, a.dry_run, a.offline, a.conn).await
                 }
             }
             Command::Migrate(a) => {
@@ -324,7 +328,7 @@ fn main() -> ExitCode {
                 }
                 migrate::restore(cfg, a).await
             }
-            Command::Project(c) => cli::project(&cfg, c).await,
+            Command::Project(c) => project_cli::project(&cfg, c).await,
             Command::Repo(c) => repo_cli::repo(&cfg, c).await,
             Command::Tag(c) => repo_cli::tag(&cfg, c).await,
             Command::Audit(a) => repo_cli::audit(&cfg, a).await,
@@ -336,9 +340,9 @@ fn main() -> ExitCode {
             Command::Reseal(a) => keys_cli::reseal(&cfg, a).await,
             Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
             Command::Node(c) => node_cli::node(&cfg, c).await,
-            Command::User(c) => cli::user(&cfg, c).await,
-            Command::Robot(c) => cli::robot(&cfg, c).await,
-            Command::Passwd(a) => cli::passwd(&cfg, a).await,
+            Command::User(c) => account_cli::user(&cfg, c).await,
+            Command::Robot(c) => account_cli::robot(&cfg, c).await,
+            Command::Passwd(a) => account_cli::passwd(&cfg, a).await,
             Command::App(c) => app_cli::run(&cfg, c).await,
             Command::Lb(c) => resource_cli::run(&cfg, ResourceKind::LoadBalancers, c).await,
             Command::Eip(c) => resource_cli::run(&cfg, ResourceKind::Eips, c).await,
