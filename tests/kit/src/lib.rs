@@ -5,7 +5,7 @@
 //! - [`proc`]: spawn a server binary, wait for `/v2/`, kill/terminate/restart, logs on failure.
 //! - [`console`]: the console over plain HTTP (the sign-in form, cookies, CSRF tokens).
 //! - [`berth_bin!`]: the path of the `berth` binary under test.
-//! - [`wait`]: waiting for a state with a bound (the one polling loop).
+//! - [`wait`]: waiting for a state with a bound (the one polling loop, and its async twin).
 //! - [`balancer`]: a round-robin TCP balancer in front of several `berth serve` replicas.
 //! - [`proxy`]: a fault-injecting HTTP proxy to put between a client under test and its server.
 //! - [`receiver`]: a webhook endpoint that records requests and answers when the test says.

@@ -13,7 +13,6 @@
 //! server of the caller's own, stopped on drop, for tests that stop or
 //! restart it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -87,13 +86,6 @@ fn ids_of(user: &str) -> Option<(u32, u32)> {
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
     Some((id("-u")?, id("-g")?))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port for PostgreSQL")
 }
 
 /// Removes the directories of earlier test servers whose process is gone.
@@ -176,7 +168,7 @@ impl Postgres {
         let pg = Postgres {
             dir,
             bindir,
-            port: free_port(),
+            port: crate::proc::free_port(),
             run_as,
             child: Mutex::new(None),
             databases: AtomicU32::new(0),

@@ -74,6 +74,30 @@ pub fn wait_until<C: Check>(what: &str, bound: Duration, mut check: impl FnMut()
     }
 }
 
+/// The async twin of [`wait_until`], for tests whose checks look at state
+/// that tasks on the same runtime change: it sleeps with `tokio::time::sleep`,
+/// so the runtime's threads stay free between checks.
+pub async fn wait_until_async<C: Check>(
+    what: &str,
+    bound: Duration,
+    mut check: impl FnMut() -> C,
+) -> C::Value {
+    let deadline = Instant::now() + bound;
+    loop {
+        let seen = match check().outcome() {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        if Instant::now() > deadline {
+            if seen.is_empty() {
+                panic!("timed out after {bound:?} waiting for {what}");
+            }
+            panic!("timed out after {bound:?} waiting for {what}; last seen:\n{seen}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +123,17 @@ mod tests {
         let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(msg.contains("waiting for never"), "{msg}");
         assert!(msg.contains("state 7"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn the_async_twin_lets_the_runtime_change_the_state() {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let setter = flag.clone();
+        // On a current-thread runtime this task only runs while the waiter sleeps.
+        tokio::spawn(async move { setter.store(true, std::sync::atomic::Ordering::SeqCst) });
+        wait_until_async("the task to set the flag", Duration::from_secs(5), || {
+            flag.load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
     }
 }
