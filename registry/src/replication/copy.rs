@@ -7,9 +7,19 @@
 //! sent in chunks through an upload that resumes at the offset the
 //! destination reports, after a cut or a restart (its session is kept in
 //! the execution's record).
+//!
+//! The record is saved whole, so it is saved when something settles (a
+//! blob or image done, failed or retried, an upload started) and, between
+//! those, at most every [`SAVE_EVERY`] as chunks arrive: the bytes done are
+//! held in memory (the admin API reads them there while the execution runs
+//! here). A restart resumes from the offset the destination reports, not
+//! from the record's, so a record behind by a few chunks costs nothing with
+//! a destination whose upload location stays the same (berth, zot, Harbor);
+//! with one that signs the offset into each location (distribution), an
+//! upload whose saved location is stale starts over.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -25,19 +35,69 @@ pub const ATTEMPTS: u32 = 12;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// An execution's record, saved as it moves.
+/// The longest a running execution's saved record lags behind its chunks.
+pub const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+/// A running execution's record: in memory as it moves, saved as it settles.
 pub struct Progress {
-    pub exec: tokio::sync::Mutex<Execution>,
+    pub exec: Arc<tokio::sync::Mutex<Execution>>,
     pub meta: Arc<dyn MetaStore>,
     pub metrics: Arc<super::ReplicationMetrics>,
+    saved: std::sync::Mutex<SaveClock>,
+}
+
+/// When a record changing chunk by chunk is next saved.
+#[derive(Default)]
+struct SaveClock {
+    last: Option<Instant>,
+}
+
+impl SaveClock {
+    /// Whether a change at `now` is saved (`settled`: always), and if so notes it.
+    fn save(&mut self, now: Instant, settled: bool) -> bool {
+        let due = settled
+            || self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= SAVE_EVERY);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
 }
 
 impl Progress {
+    pub fn new(
+        exec: Arc<tokio::sync::Mutex<Execution>>,
+        meta: Arc<dyn MetaStore>,
+        metrics: Arc<super::ReplicationMetrics>,
+    ) -> Self {
+        Progress {
+            exec,
+            meta,
+            metrics,
+            saved: std::sync::Mutex::new(SaveClock::default()),
+        }
+    }
+
     /// Changes the record and saves it.
     pub async fn update(&self, f: impl FnOnce(&mut Execution)) {
+        self.change(f, true).await;
+    }
+
+    /// Changes the record; saves it only if the last save is `SAVE_EVERY` old.
+    async fn advance(&self, f: impl FnOnce(&mut Execution)) {
+        self.change(f, false).await;
+    }
+
+    async fn change(&self, f: impl FnOnce(&mut Execution), settled: bool) {
         let snapshot = {
             let mut e = self.exec.lock().await;
             f(&mut e);
+            let mut clock = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+            if !clock.save(Instant::now(), settled) {
+                return;
+            }
             e.clone()
         };
         if let Err(e) = self.meta.execution_put(&snapshot).await {
@@ -57,13 +117,19 @@ impl Progress {
     }
 
     async fn set_blob(&self, b: BlobProgress) {
-        self.update(
-            |e| match e.blobs.iter_mut().find(|x| x.digest == b.digest) {
-                Some(x) => *x = b,
-                None => e.blobs.push(b),
-            },
-        )
-        .await;
+        self.update(|e| put_blob(e, b)).await;
+    }
+
+    /// A chunk arrived: the blob's progress, saved at most every `SAVE_EVERY`.
+    async fn advance_blob(&self, b: BlobProgress) {
+        self.advance(|e| put_blob(e, b)).await;
+    }
+}
+
+fn put_blob(e: &mut Execution, b: BlobProgress) {
+    match e.blobs.iter_mut().find(|x| x.digest == b.digest) {
+        Some(x) => *x = b,
+        None => e.blobs.push(b),
     }
 }
 
@@ -341,7 +407,7 @@ impl Copier<'_> {
                     offset += n;
                     b.session = Some(session.clone());
                     b.done = offset;
-                    self.progress.set_blob(b.clone()).await;
+                    self.progress.advance_blob(b.clone()).await;
                 }
             }
             // What arrived before a cut is kept: it is appended too.
@@ -352,7 +418,7 @@ impl Copier<'_> {
                 offset += n;
                 b.session = Some(session.clone());
                 b.done = offset;
-                self.progress.set_blob(b.clone()).await;
+                self.progress.advance_blob(b.clone()).await;
             }
             if let Some(f) = broke {
                 return Err(f);
@@ -385,5 +451,23 @@ fn fresh(d: &Descriptor, repo: &str) -> BlobProgress {
         session: None,
         retries: 0,
         error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_saved_at_most_every_interval_and_settled_changes_always() {
+        let mut clock = SaveClock::default();
+        let t0 = Instant::now();
+        assert!(clock.save(t0, false), "the first change is saved");
+        let step = SAVE_EVERY / 8;
+        let chunks = (1..8).filter(|i| clock.save(t0 + step * *i, false)).count();
+        assert_eq!(chunks, 0, "chunks within the interval stay in memory");
+        assert!(clock.save(t0 + step * 7, true), "a settled change is saved");
+        assert!(!clock.save(t0 + step * 8, false));
+        assert!(clock.save(t0 + step * 7 + SAVE_EVERY, false));
     }
 }

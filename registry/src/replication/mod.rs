@@ -16,7 +16,7 @@
 //! `replication.allow_private_remotes`). Must not touch: HTTP routes or who
 //! may manage policies (the admin API's).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
@@ -127,6 +127,9 @@ pub struct Replications {
     metrics: Arc<ReplicationMetrics>,
     /// Policies with an execution running here.
     running: Mutex<HashSet<String>>,
+    /// The records of the executions running here, by policy: ahead of the
+    /// saved ones by up to `copy::SAVE_EVERY` of chunks.
+    live: Mutex<HashMap<String, LiveExecution>>,
     /// Policies to run once more when their running execution ends.
     again: Mutex<HashSet<String>>,
     /// Set by the registry: records each execution's end.
@@ -134,6 +137,8 @@ pub struct Replications {
     /// Set by the registry: whether a pull may land in a project here.
     pub landing: OnceLock<Landing>,
 }
+
+type LiveExecution = Arc<tokio::sync::Mutex<crate::meta::Execution>>;
 
 /// Whether images may be pulled into a project of this registry: why not.
 pub type Landing = Arc<dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync>;
@@ -154,6 +159,7 @@ impl Replications {
             allow_private: config.allow_private_remotes,
             metrics: m,
             running: Mutex::new(HashSet::new()),
+            live: Mutex::new(HashMap::new()),
             again: Mutex::new(HashSet::new()),
             audit: OnceLock::new(),
             landing: OnceLock::new(),
@@ -167,14 +173,45 @@ impl Replications {
         limit: usize,
     ) -> Result<Vec<crate::meta::Execution>> {
         self.get(policy).await?;
-        Ok(self.meta.executions(Some(policy), limit).await?)
+        let mut list = self.meta.executions(Some(policy), limit).await?;
+        if let Some(live) = self.live_get(policy).await {
+            if let Some(e) = list.iter_mut().find(|e| e.id == live.id) {
+                *e = live;
+            }
+        }
+        Ok(list)
     }
 
     pub async fn execution(&self, policy: &str, id: u64) -> Result<crate::meta::Execution> {
+        if let Some(live) = self.live_get(policy).await.filter(|e| e.id == id) {
+            return Ok(live);
+        }
         self.meta
             .execution_get(policy, id)
             .await?
             .ok_or_else(|| ReplicationError::NotFound(format!("{policy} execution {id}")))
+    }
+
+    /// The record of `policy`'s execution running here, as it stands.
+    async fn live_get(&self, policy: &str) -> Option<crate::meta::Execution> {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(policy)
+            .cloned()?;
+        let e = live.lock().await.clone();
+        Some(e)
+    }
+
+    fn live_insert(&self, policy: &str, e: LiveExecution) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.insert(policy.to_string(), e);
+    }
+
+    fn live_remove(&self, policy: &str) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.remove(policy);
     }
 
     pub async fn list(&self) -> Result<Vec<ReplicationPolicy>> {

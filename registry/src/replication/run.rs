@@ -117,11 +117,9 @@ impl Replications {
     }
 
     async fn execute(&self, p: ReplicationPolicy, e: Execution) {
-        let progress = Progress {
-            exec: tokio::sync::Mutex::new(e),
-            meta: self.meta.clone(),
-            metrics: self.metrics.clone(),
-        };
+        let exec = Arc::new(tokio::sync::Mutex::new(e));
+        self.live_insert(&p.name, exec.clone());
+        let progress = Progress::new(exec, self.meta.clone(), self.metrics.clone());
         let outcome = self.steps(&p, &progress).await;
         progress
             .update(|e| {
@@ -135,6 +133,7 @@ impl Replications {
                 }
             })
             .await;
+        self.live_remove(&p.name);
         let e = progress.exec.lock().await.clone();
         let target = format!("{}#{}", e.policy, e.id);
         match &outcome {

@@ -2,9 +2,11 @@
 //! test (an edge cache, the controller) and the server it talks to.
 //!
 //! Owns the faults a link can have: blob bodies corrupted, cut or stalled at a
-//! chosen offset, answers throttled or held back, requests never answered, a
-//! server that is down either refusing new connections or making them wait
-//! until it is back. It records every request it forwarded.
+//! chosen offset, upload bodies (a push's `PATCH`/`PUT`) cut or silently
+//! stalled part-way, answers throttled or held back, requests never answered,
+//! a server that is down either refusing new connections or making them wait
+//! until it is back. It records every request it forwarded, with how many
+//! body bytes the client sent (so far, for a client that died mid-body).
 //!
 //! Every connection carries one request: the proxy rewrites `Connection` to
 //! `close` both ways, so an answer's end is the end of its connection and the
@@ -45,6 +47,19 @@ pub enum Fault {
         digest: String,
         at: u64,
     },
+    /// Close both connections once the upload bodies the proxy forwarded
+    /// (over all requests since it started, see [`FaultProxy::upload_bytes`])
+    /// reach `at` bytes, as a broken link does; once: the fault then clears.
+    UploadCutAt {
+        at: u64,
+    },
+    /// Stop forwarding upload bodies at `at` bytes (counted as for
+    /// `UploadCutAt`) and hold both connections open, sending nothing, as a
+    /// link that died without a word; when the fault is switched off both
+    /// connections close.
+    UploadStallAt {
+        at: u64,
+    },
 }
 
 /// One request the proxy forwarded.
@@ -53,7 +68,10 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
+    /// 0 when no answer came (the client or the link died first).
     pub status: u16,
+    /// Body bytes the proxy received from the client.
+    pub body: u64,
 }
 
 /// How long a new connection waits for a server that is down (restarting)
@@ -75,6 +93,8 @@ struct Settings {
     /// [`HOLD_WHILE_DOWN`]) instead of having them closed at once.
     hold_while_down: bool,
     seen: Vec<Seen>,
+    /// Upload body bytes forwarded since the proxy started.
+    upload_bytes: u64,
 }
 
 type Shared = Arc<Mutex<Settings>>;
@@ -172,6 +192,22 @@ impl FaultProxy {
             .collect()
     }
 
+    /// Upload body bytes (`PATCH`/`PUT`/`POST` to `/blobs/uploads/`) the
+    /// proxy forwarded since it started: what the upload faults count.
+    pub fn upload_bytes(&self) -> u64 {
+        self.settings().upload_bytes
+    }
+
+    /// Body bytes the client sent in requests whose path contains `part`
+    /// (cut and unanswered requests included).
+    pub fn body_bytes(&self, part: &str) -> u64 {
+        self.seen()
+            .iter()
+            .filter(|s| s.path.contains(part))
+            .map(|s| s.body)
+            .sum()
+    }
+
     fn settings(&self) -> MutexGuard<'_, Settings> {
         lock(&self.settings)
     }
@@ -241,12 +277,13 @@ fn connect(upstream: &str, hold: bool) -> std::io::Result<TcpStream> {
     }
 }
 
-/// A request as the client sent it.
+/// A request head as the client sent it; the body follows on the stream.
 struct Request {
     head: Vec<String>,
-    body: Vec<u8>,
     method: String,
     path: String,
+    /// Its `Content-Length` (0 without one).
+    len: u64,
 }
 
 fn read_request(client: &mut impl BufRead) -> std::io::Result<Request> {
@@ -259,14 +296,103 @@ fn read_request(client: &mut impl BufRead) -> std::io::Result<Request> {
     let len: u64 = header(&head, "content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let mut body = vec![0u8; len as usize];
-    client.read_exact(&mut body)?;
     Ok(Request {
         head,
-        body,
         method,
         path,
+        len,
     })
+}
+
+impl Request {
+    fn is_upload(&self) -> bool {
+        matches!(self.method.as_str(), "PATCH" | "PUT" | "POST")
+            && self.path.contains("/blobs/uploads/")
+    }
+
+    fn seen(&self, status: u16, body: u64) -> Seen {
+        Seen {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            range: header(&self.head, "range").map(str::to_owned),
+            status,
+            body,
+        }
+    }
+}
+
+/// What an upload fault lets through of `n` more body bytes: how many, and
+/// whether the link then breaks (cut) or goes silent (stall).
+fn upload_fault(shared: &Mutex<Settings>, n: u64) -> (u64, Option<Fault>) {
+    let mut s = lock(shared);
+    let sent = s.upload_bytes;
+    let hit = match s.fault.clone() {
+        Some(f @ (Fault::UploadCutAt { at } | Fault::UploadStallAt { at })) if sent + n >= at => {
+            Some((at.saturating_sub(sent), f))
+        }
+        _ => None,
+    };
+    let (pass, broke) = match hit {
+        Some((pass, f)) => (pass.min(n), Some(f)),
+        None => (n, None),
+    };
+    s.upload_bytes += pass;
+    if matches!(broke, Some(Fault::UploadCutAt { .. })) {
+        s.fault = None;
+    }
+    (pass, broke)
+}
+
+/// Streams the request body from the client to the server as it arrives;
+/// Ok(None) when it all went, Ok(Some(bytes)) when the client or an upload
+/// fault ended it after `bytes` (both connections are then closed).
+fn forward_body(
+    req: &Request,
+    client: &mut impl Read,
+    client_w: &TcpStream,
+    up_w: &mut TcpStream,
+    shared: &Mutex<Settings>,
+) -> std::io::Result<Option<u64>> {
+    let mut got: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let close = |up_w: &TcpStream| {
+        let _ = up_w.shutdown(Shutdown::Both);
+        let _ = client_w.shutdown(Shutdown::Both);
+    };
+    while got < req.len {
+        let want = (req.len - got).min(buf.len() as u64) as usize;
+        let n = match client.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => {
+                // The client died mid-body: so does the server's request.
+                close(up_w);
+                return Ok(Some(got));
+            }
+            Ok(n) => n,
+        };
+        let (pass, broke) = if req.is_upload() {
+            upload_fault(shared, n as u64)
+        } else {
+            (n as u64, None)
+        };
+        up_w.write_all(&buf[..pass as usize])?;
+        got += n as u64;
+        match broke {
+            None => {}
+            Some(stall @ Fault::UploadStallAt { .. }) => {
+                up_w.flush()?;
+                while lock(shared).fault.as_ref() == Some(&stall) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                close(up_w);
+                return Ok(Some(got));
+            }
+            Some(_) => {
+                close(up_w);
+                return Ok(Some(got));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Forwards one request and its answer, with whatever faults are set.
@@ -285,7 +411,10 @@ fn forward_one(client: TcpStream, upstream: &str, shared: &Mutex<Settings>) -> s
     };
     let mut up_w = up.try_clone()?;
     up_w.write_all(rewrite_head(&req.head).as_bytes())?;
-    up_w.write_all(&req.body)?;
+    if let Some(got) = forward_body(&req, &mut client_r, &client_w, &mut up_w, shared)? {
+        lock(shared).seen.push(req.seen(0, got));
+        return Ok(());
+    }
     let mut up_r = BufReader::new(up);
     let res = read_head(&mut up_r)?;
     let status: u16 = res
@@ -295,12 +424,7 @@ fn forward_one(client: TcpStream, upstream: &str, shared: &Mutex<Settings>) -> s
         .unwrap_or(0);
     let (fault, rate, delay, strip_length) = {
         let mut s = lock(shared);
-        s.seen.push(Seen {
-            method: req.method.clone(),
-            path: req.path.clone(),
-            range: header(&req.head, "range").map(str::to_owned),
-            status,
-        });
+        s.seen.push(req.seen(status, req.len));
         (s.fault.clone(), s.rate, s.delay, s.strip_length)
     };
     if !delay.is_zero() {
@@ -332,7 +456,7 @@ fn forward_one(client: TcpStream, upstream: &str, shared: &Mutex<Settings>) -> s
     let targets = |d: &str| is_blob && req.path.split('?').next().is_some_and(|p| p.ends_with(d));
     let body = Body {
         start,
-        fault: fault.filter(|f| targets(fault_digest(f))),
+        fault: fault.filter(|f| !fault_digest(f).is_empty() && targets(fault_digest(f))),
         rate,
     };
     body.copy(&mut up_r, &mut client_w, shared)
@@ -345,6 +469,7 @@ fn fault_digest(fault: &Fault) -> &str {
         | Fault::CutAt { digest, .. }
         | Fault::CutEach { digest, .. }
         | Fault::StallAt { digest, .. } => digest,
+        Fault::UploadCutAt { .. } | Fault::UploadStallAt { .. } => "",
     }
 }
 
