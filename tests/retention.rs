@@ -5,10 +5,12 @@
 //! holds stays; a rule with `include_immutable` takes the immutable tag
 //! too; runs are audited and counted in /metrics; the schedule runs them. (Publications and edge
 //! pins are kept through the same GC roots GC uses: the plan's unit tests
-//! in registry/src/meta/retention_tests.rs cover them.)
+//! in registry/src/meta/retention_tests.rs cover them.) A rule with only
+//! `pulled_within_days` keeps the tags pulled here or through an edge
+//! within those days, and takes the others, one pulled long ago included.
 
 use berth_testkit::berth::{self, Admin, ADMIN_PASSWORD};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::berth_bin;
 use berth_testkit::fixtures::{media_types::OCI_MANIFEST, Image, ImageBuilder, OciLayout};
@@ -286,4 +288,169 @@ fn the_schedule_applies_every_projects_rules() {
                     .is_some_and(|t| t.contains("(schedule): 1 tags deleted"))
         })
     });
+}
+
+/// `pull_count` and `last_pulled_at` of `ship/app:{tag}` in the image list.
+fn pulls_of(admin: &Admin, tag: &str) -> (u64, Option<u64>) {
+    let (s, v) = admin.call("GET", "/api/v1/projects/ship/repositories/app/tags", None);
+    assert_eq!(s, 200, "{v}");
+    let t = v
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == tag))
+        .unwrap_or_else(|| panic!("no tag {tag}: {v}"));
+    (
+        t["pull_count"].as_u64().unwrap_or(0),
+        t["last_pulled_at"].as_u64(),
+    )
+}
+
+/// A rule with only `pulled_within_days`: the tags pulled within those days
+/// stay — one pulled straight from the registry, one only through an edge
+/// (whose pulls reach the registry in the edge's reports) — and the others
+/// go: one never pulled, and one whose last pull, reported by the edge, was
+/// ten days ago (the days are the reported pull times', so no clock moves).
+#[test]
+fn pulled_within_days_keeps_tags_pulled_here_or_through_an_edge() {
+    if !require_tools(&["skopeo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let layout = OciLayout::create(tmp.path().join("src"));
+    let pulled = OciLayout::create(tmp.path().join("pulled"));
+    let tags = ["direct", "edge", "long-ago", "never"];
+    let images: Vec<Image> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            ImageBuilder::new()
+                .layer_random_seeded(4 << 10, 40 + i as u64)
+                .tag(t)
+                .build(&layout)
+        })
+        .collect();
+    let reg = berth::registry_with(
+        berth_bin!(),
+        &[],
+        &[
+            ("BERTH_GC_GRACE", "0s"),
+            ("BERTH_SERVER_PULL_FLUSH_INTERVAL", "1s"),
+        ],
+    );
+    let (admin, base, http, host) = (reg.admin(), reg.url(), Client::new(), reg.host());
+    admin.create_project("ship", false);
+    let skopeo = Skopeo::new();
+    let creds = Creds::new("admin", ADMIN_PASSWORD);
+    let push = CopyOptions::default()
+        .preserving_digests()
+        .with_dest_creds(&creds);
+    for t in tags {
+        skopeo.copy(
+            &layout.reference(t),
+            &docker_ref(&host, "ship/app", t),
+            &push,
+        );
+    }
+    for t in tags {
+        assert_eq!(pulls_of(&admin, t), (0, None), "{t}: a push is no pull");
+    }
+
+    // `direct` pulled from the registry; `edge` twice through an edge only.
+    skopeo.copy(
+        &docker_ref(&host, "ship/app", "direct"),
+        &pulled.reference("direct"),
+        &CopyOptions::default().with_src_creds(&creds),
+    );
+    let (robot, secret) = admin.create_robot("ship", "edge", "pull");
+    let cache = tempfile::tempdir().expect("tmp");
+    let edge = berth::edge(
+        berth_bin!(),
+        &base,
+        cache.path(),
+        Some((&robot, &secret)),
+        &[("BERTH_EDGE_PULL_REPORT_INTERVAL", "1s")],
+    );
+    for _ in 0..2 {
+        skopeo.copy(
+            &docker_ref(&edge.host(), "ship/app", "edge"),
+            &pulled.reference("edge"),
+            &CopyOptions::default(),
+        );
+    }
+    // What an edge reports of a pull it served ten days ago (while cut off
+    // from the registry, say): the same report its reporter sends.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let long_ago = now - 10 * 86_400;
+    let (s, v) = admin.as_user(&robot, &secret).call(
+        "POST",
+        "/api/v1/pulls",
+        Some(json!({"pulls": [{"repository": "ship/app",
+            "digest": images[2].digest(), "count": 1, "last_pulled_at": long_ago}]})),
+    );
+    assert_eq!((s, &v["recorded"]), (200, &json!(1)), "{v}");
+    wait_until("the pulls to be counted", Duration::from_secs(60), || {
+        let seen: Vec<(u64, Option<u64>)> = tags.iter().map(|t| pulls_of(&admin, t)).collect();
+        // The edge's fills are not pulls: both of `edge`'s come from its reports.
+        if seen[0].0 >= 1 && seen[1].0 >= 2 && seen[2].0 == 1 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    assert_eq!(pulls_of(&admin, "long-ago").1, Some(long_ago));
+    assert_eq!(pulls_of(&admin, "never"), (0, None));
+
+    // Only `pulled_within_days`: the dry run lists exactly the others.
+    let (s, v) = admin.call(
+        "PUT",
+        RULES,
+        Some(json!({"rules": [{"repositories": "app", "pulled_within_days": 7}]})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let app = |tag: &str, reason: &str| (format!("ship/app:{tag}"), reason.to_string());
+    let goes = "goes: not pulled within 7 days (rule 1)";
+    let kept = "kept: pulled within 7 days (rule 1)";
+    let dry = run(&admin, true);
+    assert_eq!(
+        listed(&dry, "delete"),
+        vec![app("long-ago", goes), app("never", goes)],
+        "{dry}"
+    );
+    assert_eq!(
+        listed(&dry, "keep"),
+        vec![app("direct", kept), app("edge", kept)],
+        "{dry}"
+    );
+    assert_eq!(dry["delete"][0]["last_pulled_at"], json!(long_ago), "{dry}");
+    assert!(dry["delete"][1]["last_pulled_at"].is_null(), "{dry}");
+
+    // The run deletes exactly those tags; GC then takes their manifests.
+    let done = run(&admin, false);
+    assert_eq!(done["deleted"], 2, "{done}");
+    assert_eq!(listed(&done, "delete"), listed(&dry, "delete"));
+    let (s, left) = admin.call("GET", "/api/v1/projects/ship/repositories/app/tags", None);
+    assert_eq!(s, 200, "{left}");
+    let names: Vec<&str> = left
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["direct", "edge"], "{left}");
+    let (s, report) = admin.call("POST", "/api/v1/gc", None);
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["manifests_deleted"], 2, "{report}");
+    for (t, img) in tags.iter().zip(&images) {
+        let want = if ["direct", "edge"].contains(t) {
+            200
+        } else {
+            404
+        };
+        assert_eq!(
+            manifest_status(&http, &base, "ship/app", img.digest()),
+            want,
+            "{t}"
+        );
+    }
+    drop(edge);
 }

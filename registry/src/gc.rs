@@ -20,14 +20,20 @@
 //!    re-checks; one after it finds its blobs still linked, since links are
 //!    refreshed by every upload, mount and manifest push and are protected
 //!    for the grace window.
-//! 2. **Sweep the store lazily.** Objects without a record are deleted only
-//!    if they are older than the grace window, re-checked under the metadata
-//!    write lock (`MetaStore::delete_unrecorded`). On the local backend an
-//!    upload renames its file into place and records it under that lock
-//!    (`MetaStore::place_record_and_link`), so under that lock an
-//!    object is either recorded or not placed yet; on other backends the
-//!    placed object carries a fresh mtime until it is recorded, and fresh
-//!    objects are skipped (with a grace window).
+//! 2. **Sweep the store lazily.** Each batch of dropped records is
+//!    committed (durably) before its objects go. Objects without a record
+//!    are deleted only if they are older than the grace window, re-checked
+//!    against the metadata (`MetaStore::delete_unrecorded`: under its write
+//!    lock, or, on redb, claimed under the writers' turn so that only a
+//!    write of the same digest waits for the deletion). On the local backend
+//!    an upload renames its file into place and records it under that lock
+//!    (`MetaStore::place_record_and_link`), so there an object is either
+//!    recorded or not placed yet; on other backends the placed object
+//!    carries a fresh mtime until it is recorded, and fresh objects are
+//!    skipped (with a grace window). Then the whole store is listed for
+//!    objects nothing recorded (a crash between placing and recording, or
+//!    between dropping records and deleting their objects), their records
+//!    looked up a page at a time (`MetaStore::unrecorded`).
 //! 3. Upload sessions untouched for `upload_ttl` are discarded.
 //!
 //! Non-distributable layers with URLs (`Descriptor::fetched_from_urls`) need
@@ -39,10 +45,11 @@
 //! a layer uploaded and acknowledged waits at least that long for its manifest.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::content::ContentStore;
@@ -57,11 +64,24 @@ pub use crate::service::GcRoots;
 /// Records removed per metadata write transaction.
 pub const BATCH: usize = 128;
 
+/// Links removed per write transaction: each is a point lookup and three
+/// removals, without an fsync, so a repository's dead links usually go in
+/// one transaction (GC's transactions queue behind pushes' fsyncs, so
+/// their number, more than their size, sets how long a collection takes).
+const LINK_BATCH: usize = 512;
+
 /// Blob records read at a time when looking for those to drop.
 const RECORD_PAGE: usize = 4096;
 
-/// Objects deleted from the store per hold of the metadata's writer.
+/// Objects deleted from the store per call of `delete_unrecorded` (per
+/// hold of the metadata's writer, on a backend that deletes under it).
 const STORE_BATCH: usize = 16;
+
+/// Calls of `delete_unrecorded` in flight at once.
+const STORE_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Objects listed from the store per lookup of their records.
+const ORPHAN_PAGE: usize = 4096;
 
 /// Blob records dropped per write transaction: each is a point lookup and
 /// a removal, and each transaction an fsync (the sweeps before it commit
@@ -86,6 +106,9 @@ pub struct GcReport {
     pub uploads_purged: u64,
     pub orphans_deleted: u64,
     pub duration_ms: u64,
+    /// How long each phase took, in order (logged; not part of the API).
+    #[serde(skip)]
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +165,11 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
         retention,
     };
     let mut still_linked = Fingerprints::default();
+    let mut phase = Instant::now();
+    let mut lap = |report: &mut GcReport, name: &'static str| {
+        report.phases.push((name, phase.elapsed()));
+        phase = Instant::now();
+    };
     let mut last: Option<String> = None;
     loop {
         let (names, more) = meta.catalog(last.as_deref(), 1000, &|_| true).await?;
@@ -162,20 +190,28 @@ pub async fn run(registry: &LocalRegistry, opts: GcOptions) -> Result<GcReport, 
             break;
         }
     }
-    let dropped = sweep.blob_records(&still_linked, &mut report).await?;
+    lap(&mut report, "repositories");
+    sweep
+        .blob_records(content, &still_linked, &mut report)
+        .await?;
+    lap(&mut report, "blob records and their bytes");
     if !opts.dry_run {
-        sweep_store(meta, content, dropped, opts.grace).await?;
         // Objects with no record at all (a crash between placing and recording).
-        let orphans = orphaned_objects(meta, content, opts.grace).await?;
-        report.orphans_deleted = orphans.len() as u64;
-        sweep_store(meta, content, orphans, opts.grace).await?;
+        report.orphans_deleted = sweep_orphans(meta, content, opts.grace).await?;
+        lap(&mut report, "unrecorded objects");
         report.uploads_purged = registry.purge_stale_uploads(opts.upload_ttl).await? as u64;
+        lap(&mut report, "uploads");
         metrics.gc_runs.inc();
         metrics.gc_blobs_deleted.inc_by(report.blobs_deleted);
         metrics.gc_bytes_freed.inc_by(report.bytes_freed);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(?report, "garbage collection finished");
+    let phases: Vec<String> = report
+        .phases
+        .iter()
+        .map(|(name, took)| format!("{name} {:.1} s", took.as_secs_f64()))
+        .collect();
+    tracing::info!(?report, phases = %phases.join(", "), "garbage collection finished");
     Ok(report)
 }
 
@@ -229,7 +265,7 @@ impl Sweep<'_> {
             report.links_removed += dead_links.len() as u64;
             return Ok(());
         }
-        for batch in dead_links.chunks(BATCH) {
+        for batch in dead_links.chunks(LINK_BATCH) {
             report.links_removed += self.meta.gc_sweep_links(repo, batch, self.seen_at).await?;
         }
         Ok(())
@@ -291,14 +327,15 @@ impl Sweep<'_> {
     }
 
     /// Drops the records of blobs no repository links any more, paging
-    /// through the records and dropping in batches; returns the digests
-    /// dropped, for the store sweep.
+    /// through the records and dropping in batches, and deletes the bytes
+    /// of each batch once its drop is committed (so nothing of the size of
+    /// the store is held in memory).
     async fn blob_records(
         &self,
+        content: &ContentStore,
         still_linked: &Fingerprints,
         report: &mut GcReport,
-    ) -> Result<Vec<Digest>, GcError> {
-        let mut dropped = Vec::new();
+    ) -> Result<(), GcError> {
         let mut after: Option<Digest> = None;
         loop {
             let page = self
@@ -318,14 +355,14 @@ impl Sweep<'_> {
             }
             for batch in candidates.chunks(DROP_BATCH) {
                 let digests: Vec<Digest> = batch.iter().map(|r| r.digest.clone()).collect();
-                for r in self.meta.gc_drop_blobs(&digests, self.cutoff).await? {
-                    report.blobs_deleted += 1;
-                    report.bytes_freed += r.size;
-                    dropped.push(r.digest);
-                }
+                let dropped = self.meta.gc_drop_blobs(&digests, self.cutoff).await?;
+                report.blobs_deleted += dropped.len() as u64;
+                report.bytes_freed += dropped.iter().map(|r| r.size).sum::<u64>();
+                let doomed: Vec<Digest> = dropped.into_iter().map(|r| r.digest).collect();
+                sweep_store(self.meta, content, &doomed, self.opts.grace).await?;
             }
         }
-        Ok(dropped)
+        Ok(())
     }
 }
 
@@ -411,57 +448,71 @@ fn parents_first(
     order
 }
 
-/// Objects in the store older than the grace window that have no record,
-/// read as the listing streams (a store of a million objects is never held
-/// in memory; only the orphans are kept).
-async fn orphaned_objects(
+/// Deletes the objects in the store that have no record (and are older
+/// than the grace window), looked up as the listing streams, a page at a
+/// time (a store of a million objects is never held in memory). How many
+/// went.
+async fn sweep_orphans(
     meta: &dyn MetaStore,
     content: &ContentStore,
     grace: Duration,
-) -> Result<Vec<Digest>, GcError> {
-    let mut listed = content.list();
-    let now = SystemTime::now();
-    let mut out = Vec::new();
-    while let Some(b) = listed.try_next().await? {
-        if now.duration_since(b.modified).unwrap_or_default() > grace
-            && meta.blob_size(&b.digest).await?.is_none()
-        {
-            out.push(b.digest);
+) -> Result<u64, GcError> {
+    let mut pages = content.list_digests().chunks(ORPHAN_PAGE);
+    let mut deleted = 0;
+    while let Some(page) = pages.next().await {
+        let listed: Vec<Digest> = page.into_iter().collect::<Result<_, _>>()?;
+        let orphans = meta.unrecorded(&listed).await?;
+        if !orphans.is_empty() {
+            // The step checks the age of each (most objects have a record,
+            // so none is asked its age before its record is looked up).
+            deleted += sweep_store(meta, content, &orphans, grace).await?;
         }
     }
-    Ok(out)
+    Ok(deleted)
 }
 
-/// Deletes objects whose records are gone, each re-checked under the write
-/// lock, and skipped if placed within the grace window (by an upload that
-/// has not recorded it yet, on a backend that cannot place under the lock).
+/// Deletes objects whose records are gone, each re-checked against the
+/// metadata (`MetaStore::delete_unrecorded`: a digest recorded meanwhile
+/// stays), and skipped if placed within the grace window (by an upload that
+/// has not recorded it yet, on a backend that cannot place under the
+/// lock). How many went.
 async fn sweep_store(
     meta: &dyn MetaStore,
     content: &ContentStore,
-    doomed: Vec<Digest>,
+    doomed: &[Digest],
     grace: Duration,
-) -> Result<(), GcError> {
+) -> Result<u64, GcError> {
     let content = content.clone();
+    let deleted = Arc::new(AtomicU64::new(0));
+    let counted = deleted.clone();
     let delete: DeleteStep = Arc::new(move |d: Digest| -> StoreStep {
-        let content = content.clone();
+        let (content, counted) = (content.clone(), counted.clone());
         Box::pin(async move {
             let modified = content.modified(&d).await.map_err(|e| e.to_string())?;
             let fresh = modified
                 .map(|m| SystemTime::now().duration_since(m).unwrap_or_default() <= grace)
                 .unwrap_or(false);
-            if fresh && !grace.is_zero() {
+            if modified.is_none() || (fresh && !grace.is_zero()) {
                 return Ok(());
             }
-            content.delete(&d).await.map_err(|e| e.to_string())
+            content.delete(&d).await.map_err(|e| e.to_string())?;
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         })
     });
-    // Each batch holds the metadata's writer while its files go: small
-    // batches keep a push from waiting long (nothing is committed, so a
-    // batch costs no fsync).
-    for batch in doomed.chunks(STORE_BATCH) {
-        meta.delete_unrecorded(batch, delete.clone()).await?;
-    }
-    Ok(())
+    // A backend that deletes under its write lock holds it for one small
+    // batch at a time; several batches are in flight, so one that checks
+    // under the lock and deletes outside it (redb) keeps the store busy.
+    let batches: Vec<Vec<Digest>> = doomed.chunks(STORE_BATCH).map(<[_]>::to_vec).collect();
+    let calls = batches.into_iter().map(|batch| {
+        let delete = delete.clone();
+        async move { meta.delete_unrecorded(&batch, delete).await }
+    });
+    futures::stream::iter(calls)
+        .buffer_unordered(STORE_BATCHES_IN_FLIGHT)
+        .try_collect::<Vec<u64>>()
+        .await?;
+    Ok(deleted.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]

@@ -143,6 +143,40 @@ fn digest_from_path(p: &ObjPath) -> Option<Digest> {
     format!("{}:{}", alg.as_ref(), hex.as_ref()).parse().ok()
 }
 
+/// Sends the digests of `root/<algorithm>/<fan>/<hex>`, a directory at a
+/// time, until the receiver goes away; names that are no digest are skipped.
+fn walk_blobs(root: &Path, tx: &tokio::sync::mpsc::Sender<Result<Vec<Digest>>>) {
+    let entries = |dir: &Path| -> std::io::Result<Vec<std::fs::DirEntry>> {
+        match std::fs::read_dir(dir) {
+            Ok(rd) => rd.collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    };
+    let walk = || -> std::io::Result<()> {
+        for alg in entries(root)? {
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            for fan in entries(&alg.path())? {
+                let page: Vec<Digest> = entries(&fan.path())?
+                    .iter()
+                    .filter_map(|f| {
+                        format!("{alg_name}:{}", f.file_name().to_string_lossy())
+                            .parse()
+                            .ok()
+                    })
+                    .collect();
+                if tx.blocking_send(Ok(page)).is_err() {
+                    return Ok(()); // nobody listens any more
+                }
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = walk() {
+        let _ = tx.blocking_send(Err(e.into()));
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -301,6 +335,29 @@ impl ContentStore {
                     }),
                     Err(e) => Some(Err(e.into())),
                 }
+            })
+            .boxed()
+    }
+
+    /// The digest of every stored blob, streamed. On the local backend it
+    /// reads only the directories (no stat per file), so GC's scan for
+    /// unrecorded objects costs the listing of names, not a million stats.
+    pub fn list_digests(&self) -> BoxStream<'static, Result<Digest>> {
+        let Some(local) = &self.local else {
+            return self.list().map_ok(|b| b.digest).boxed();
+        };
+        let root = match local.path_to_filesystem(&ObjPath::from("blobs")) {
+            Ok(root) => root,
+            Err(e) => return futures::stream::once(async move { Err(e.into()) }).boxed(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || walk_blobs(&root, &tx));
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .flat_map(|page: Result<Vec<Digest>>| {
+                futures::stream::iter(match page {
+                    Ok(digests) => digests.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                })
             })
             .boxed()
     }

@@ -571,6 +571,14 @@ async fn gc_blob_records_and_the_store(meta: &Store) {
     );
     assert_eq!(meta.blob_size(&loose).await.expect("size"), None);
     assert_eq!(meta.blob_size(&linked).await.expect("size"), Some(9));
+    // The orphan scan's lookup: those without a record, in their order.
+    let never = digest(b"never recorded");
+    assert_eq!(
+        meta.unrecorded(&[never.clone(), linked.clone(), loose.clone()])
+            .await
+            .expect("unrecorded"),
+        vec![never, loose.clone()]
+    );
     // The store sweep runs its step only for what has no record.
     let deleted = Arc::new(std::sync::Mutex::new(Vec::new()));
     let step: DeleteStep = {

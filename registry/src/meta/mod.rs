@@ -353,9 +353,23 @@ pub trait MetaStore: Send + Sync + 'static {
     /// recorded at or before `cutoff` that no repository links. The
     /// records dropped, with their sizes, in the order of `candidates`.
     async fn gc_drop_blobs(&self, candidates: &[Digest], cutoff: u64) -> Result<Vec<BlobRecord>>;
-    /// Under the write lock, runs `delete` for each of `digests` that has
-    /// no record (one recorded meanwhile is skipped). How many it ran for.
+    /// Runs `delete` for each of `digests` that has no record (one
+    /// recorded meanwhile is skipped), so that no write records one of them
+    /// while its bytes go: under the write lock, or (redb) with the digests
+    /// claimed so that only a write of the same digest waits. How many it
+    /// ran for.
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64>;
+    /// Those of `digests` the CAS has no record of, in their order (GC's
+    /// scan for objects nothing recorded).
+    async fn unrecorded(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for d in digests {
+            if self.blob_size(d).await?.is_none() {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
 
     // ---- quotas and immutable tags (see quota.rs) ----
 

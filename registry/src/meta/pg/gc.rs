@@ -234,6 +234,23 @@ impl PgMeta {
             .collect())
     }
 
+    pub(super) async fn unrecorded_q(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let conn = self.conn().await?;
+        let keys: Vec<String> = digests.iter().map(Digest::to_string).collect();
+        let recorded: HashSet<String> = conn
+            .cq("SELECT digest FROM blobs WHERE digest = ANY($1)", &[&keys])
+            .await
+            .ctx("reading blob records")?
+            .iter()
+            .map(|row| col(row, 0, "blobs.digest"))
+            .collect::<Result<_>>()?;
+        Ok(digests
+            .iter()
+            .filter(|d| !recorded.contains(&d.to_string()))
+            .cloned()
+            .collect())
+    }
+
     pub(super) async fn delete_unrecorded_q(
         &self,
         digests: &[Digest],

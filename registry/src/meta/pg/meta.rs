@@ -165,6 +165,9 @@ impl MetaStore for PgMeta {
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64> {
         self.delete_unrecorded_q(digests, &delete).await
     }
+    async fn unrecorded(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        self.unrecorded_q(digests).await
+    }
     async fn quota(&self, project: &str) -> Result<ProjectQuota> {
         self.quota_q(project).await
     }

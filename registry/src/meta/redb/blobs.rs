@@ -57,6 +57,8 @@ impl RedbMeta {
         size: u64,
         place: Option<(&tokio::runtime::Handle, StoreStep)>,
     ) -> Result<bool> {
+        // Bytes of this digest GC is deleting go before these are placed.
+        self.deleting.wait_for(digest);
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let recorded = tx

@@ -10,14 +10,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ::redb::{ReadableTable, WriteTransaction};
+use futures::{StreamExt, TryStreamExt};
 
 use super::blobs::unlink;
+use super::deleting::Claim;
 use super::usage::release;
 use super::{
-    corrupt, decode_summary, run_step, RedbMeta, BLOBS, BLOB_LINKS, GC_RUNS, HIGH, MANIFESTS,
-    MANIFEST_BYTES, MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
+    corrupt, decode_summary, RedbMeta, BLOBS, BLOB_LINKS, GC_RUNS, HIGH, MANIFESTS, MANIFEST_BYTES,
+    MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
-use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, RepoGcView, Result, Seen};
+use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, MetaError, RepoGcView, Result, Seen};
 use crate::oci::{Digest, ManifestSummary, RepoName};
 
 impl RedbMeta {
@@ -185,30 +187,62 @@ impl RedbMeta {
         Ok(dropped)
     }
 
-    pub(super) fn delete_unrecorded_now(
+    /// Deletes the bytes of those of `digests` without a record: claims
+    /// them during the writers' turn (no record is written meanwhile), then
+    /// deletes with the turn released, `STORE_CONCURRENCY` at a time, so a
+    /// push waits for none of it unless it records one of these digests
+    /// (`deleting.rs`).
+    pub(super) async fn delete_unrecorded_claimed(
         &self,
         digests: &[Digest],
-        handle: &tokio::runtime::Handle,
-        delete: &DeleteStep,
+        delete: DeleteStep,
     ) -> Result<u64> {
-        // Holding the write transaction keeps commits from recording these
-        // digests while the store is swept; nothing is written, it is aborted.
-        let tx = self.db().begin_write()?;
-        let mut n = 0;
-        {
+        let claims: Vec<Claim> = {
+            let _turn = self.writers.lock().await;
+            let tx = self.db().begin_read()?;
             let blobs = tx.open_table(BLOBS)?;
+            let mut claims = Vec::new();
             for d in digests {
-                if blobs.get(d.to_string().as_str())?.is_some() {
-                    continue;
+                if blobs.get(d.to_string().as_str())?.is_none() {
+                    claims.push(self.deleting.claim(d.clone()));
                 }
-                run_step(handle, delete(d.clone()), &format!("deleting blob {d}"))?;
-                n += 1;
             }
-        }
-        tx.abort()?;
+            claims
+        };
+        let n = claims.len() as u64;
+        let deletions = claims.into_iter().map(|claim| {
+            let step = delete(claim.digest().clone());
+            async move {
+                let done = step.await;
+                let d = claim.digest().clone();
+                drop(claim);
+                done.map_err(|e| MetaError::Store(format!("deleting blob {d}: {e}")))
+            }
+        });
+        futures::stream::iter(deletions)
+            .buffer_unordered(STORE_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
         Ok(n)
     }
+
+    /// Those of `digests` without a record, from one snapshot.
+    pub(super) fn unrecorded_now(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let tx = self.db().begin_read()?;
+        let blobs = tx.open_table(BLOBS)?;
+        let mut out = Vec::new();
+        for d in digests {
+            if blobs.get(d.to_string().as_str())?.is_none() {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// Store deletions of one sweep in flight at once (each a stat and an
+/// unlink, or a HEAD and a DELETE on a bucket).
+const STORE_CONCURRENCY: usize = 16;
 
 /// A sweep of manifests or links commits without its own fsync: lost in a
 /// crash, what it removed is there again and the next collection takes it.

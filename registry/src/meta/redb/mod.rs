@@ -68,6 +68,7 @@ mod blobs;
 #[cfg(test)]
 mod boundary;
 mod cache;
+mod deleting;
 mod gc;
 mod listings;
 mod manifests;
@@ -159,6 +160,8 @@ pub struct RedbMeta {
     /// writer (which does not queue fairly): a push waits for the write in
     /// progress, never for a run of GC batches.
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// The digests GC's store sweep is deleting (`deleting.rs`).
+    deleting: Arc<deleting::Deleting>,
 }
 
 /// redb's page cache. Reads that miss it are served by the kernel's page
@@ -196,6 +199,7 @@ impl RedbMeta {
             db: Arc::new(RwLock::new(Arc::new(db))),
             path: path.to_path_buf(),
             writers: Arc::default(),
+            deleting: Arc::default(),
         };
         meta.create_tables()?;
         Ok(meta)
@@ -501,10 +505,10 @@ impl MetaStore for RedbMeta {
         self.write(move |m| m.gc_drop_blobs_now(&c, cutoff)).await
     }
     async fn delete_unrecorded(&self, digests: &[Digest], delete: DeleteStep) -> Result<u64> {
-        let d = digests.to_vec();
-        let handle = tokio::runtime::Handle::current();
-        self.write(move |m| m.delete_unrecorded_now(&d, &handle, &delete))
-            .await
+        self.delete_unrecorded_claimed(digests, delete).await
+    }
+    async fn unrecorded(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        self.unrecorded_now(digests)
     }
 
     async fn quota(&self, project: &str) -> Result<ProjectQuota> {

@@ -4,8 +4,8 @@
 //! push waited. Targets: under 60 s, under 200 MB, no push over 100 ms.
 //!
 //! ```sh
-//! cargo bench --bench gc_scale                                   # the full size
-//! cargo bench --bench gc_scale -- --blobs 200000 --manifests 20000 # a fifth
+//! cargo bench -p berth-registry --bench gc_scale                                    # the full size
+//! cargo bench -p berth-registry --bench gc_scale -- --blobs 200000 --manifests 20000 # a fifth
 //! ```
 //!
 //! The metadata is written straight into the redb file in large
@@ -197,6 +197,7 @@ async fn collect(dir: &Path) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = status_kib("VmRSS");
     let t = Instant::now();
+    let sampler = tokio::spawn(sample_rss(done.clone()));
     let report = gc::run(
         &registry,
         GcOptions {
@@ -211,6 +212,7 @@ async fn collect(dir: &Path) {
     let took = t.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let all = pusher.await.expect("pusher");
+    let samples = sampler.await.expect("sampler");
     let mut alone: Vec<Duration> = all.iter().filter(|x| x.0 < t).map(|x| x.1).collect();
     let mut waits: Vec<Duration> = all.iter().filter(|x| x.0 >= t).map(|x| x.1).collect();
     let longest_write = all
@@ -246,6 +248,22 @@ async fn collect(dir: &Path) {
         waits.last().copied().unwrap_or_default()
     );
     println!("| longest single metadata write of a push during GC | {longest_write:?} | |");
+    let mut from = Duration::ZERO;
+    for (name, took) in &report.phases {
+        let to = from + *took;
+        let peak = samples
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .map(|(_, kib)| *kib)
+            .max()
+            .unwrap_or(0);
+        println!(
+            "| phase: {name} | {:.1} s, RSS up to {} MB | |",
+            took.as_secs_f64(),
+            peak / 1024
+        );
+        from = to;
+    }
     println!(
         "| collected | {} manifests, {} links, {} blob records and files | |",
         report.manifests_deleted, report.links_removed, report.blobs_deleted
@@ -294,6 +312,17 @@ async fn push_until(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     waits
+}
+
+/// The resident memory every 100 ms until `done`: (since the start, KiB).
+async fn sample_rss(done: Arc<std::sync::atomic::AtomicBool>) -> Vec<(Duration, u64)> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        out.push((start.elapsed(), status_kib("VmRSS")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out
 }
 
 /// A `/proc/self/status` figure in KiB.
