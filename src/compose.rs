@@ -328,21 +328,37 @@ async fn forward(
     }
 }
 
-/// The webhook event of a publication change: subject `<app>@<node>`;
-/// `previous_state` is null for a publication a publish request created.
+/// The webhook event of a publication change (`io.berth.publication.changed`),
+/// for an app or a resource published to a node alike. Data: `project`,
+/// `kind` (`app`, or the resource kind: `loadbalancers`, `eips`, `routes`,
+/// `configmaps`, `secrets`, `volumes`), `name`, `node`, `state`,
+/// `previous_state` (null for a publication just created) and `detail`; an
+/// app's also `app` (its name) and `version`. Subject: `<app>@<node>` for an
+/// app, `<kind>/<name>@<node>` for a resource.
 fn publication_event(c: PublicationChange) -> berth_registry::webhooks::ProjectEvent {
+    let is_app = c.kind == berth_controller::APP_KIND;
+    let subject = if is_app {
+        format!("{}@{}", c.name, c.node)
+    } else {
+        format!("{}/{}@{}", c.kind, c.name, c.node)
+    };
+    let mut data = serde_json::json!({
+        "project": c.project,
+        "kind": c.kind,
+        "name": c.name,
+        "node": c.node,
+        "state": c.state,
+        "previous_state": c.previous_state,
+        "detail": c.detail,
+    });
+    if is_app {
+        data["app"] = serde_json::json!(c.name);
+        data["version"] = serde_json::json!(c.version);
+    }
     berth_registry::webhooks::ProjectEvent {
         kind: berth_registry::webhooks::EventKind::Publication,
-        subject: format!("{}@{}", c.app, c.node),
-        data: serde_json::json!({
-            "project": c.project,
-            "app": c.app,
-            "node": c.node,
-            "version": c.version,
-            "state": c.state,
-            "previous_state": c.previous_state,
-            "detail": c.detail,
-        }),
+        subject,
+        data,
         project: c.project,
     }
 }

@@ -6,21 +6,17 @@
 
 mod controller_support;
 
-use std::time::Duration;
-
 use berth_testkit::fixtures::ImageBuilder;
 use controller_support::{tools_present, Site, PROJECT};
 
 use berth_testkit::berth::{registry_in, registry_with, Registry, ADMIN_PASSWORD};
 use berth_testkit::berth_bin;
+use berth_testkit::hooks::{assert_signed, create_hook, deliveries, received_n, webhook_cli, WAIT};
 use berth_testkit::http::{basic, push_image, send, Auth};
 use berth_testkit::proc::free_port;
-use berth_testkit::receiver::{HookReceiver, Received};
+use berth_testkit::receiver::HookReceiver;
 use berth_testkit::wait::wait_until;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -34,57 +30,9 @@ fn admin_auth() -> Auth {
     basic("admin", ADMIN_PASSWORD)
 }
 
-/// Creates a webhook; its id and secret.
-fn create_hook(reg: &Registry, project: &str, url: &str, events: &[&str]) -> (String, String) {
-    let (s, v) = reg.admin().call(
-        "POST",
-        &format!("/api/v1/projects/{project}/webhooks"),
-        Some(json!({"url": url, "events": events})),
-    );
-    assert_eq!(s, 201, "{v}");
-    let id = v["id"].as_str().expect("id").to_string();
-    let secret = v["secret"]
-        .as_str()
-        .expect("secret shown at creation")
-        .to_string();
-    (id, secret)
-}
-
-fn deliveries(reg: &Registry, project: &str, id: &str) -> Vec<Value> {
-    let (s, v) = reg.admin().call(
-        "GET",
-        &format!("/api/v1/projects/{project}/webhooks/{id}/deliveries"),
-        None,
-    );
-    assert_eq!(s, 200, "{v}");
-    v.as_array().expect("a list").clone()
-}
-
 fn push(reg: &Registry, repo: &str, tag: &str) -> String {
     let http = reqwest::blocking::Client::new();
     push_image(&http, &reg.url(), &admin_auth(), repo, tag).digest
-}
-
-fn assert_signed(r: &Received, secret: &str) {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(&r.body);
-    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    assert_eq!(
-        r.header("x-berth-signature"),
-        Some(want.as_str()),
-        "signature"
-    );
-}
-
-fn received_n(rx: &HookReceiver, n: usize) -> Vec<Received> {
-    wait_until(&format!("{n} deliveries"), WAIT, || {
-        let got = rx.received();
-        if got.len() >= n {
-            Ok(got)
-        } else {
-            Err(format!("{} so far", got.len()))
-        }
-    })
 }
 
 #[test]
@@ -380,23 +328,8 @@ fn webhooks_are_for_project_admins() {
     assert_eq!(s, 404);
 }
 
-/// `berth webhook ARGS` as the administrator: its stdout, or a panic with stderr.
 fn cli(reg: &Registry, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(berth_bin!())
-        .arg("webhook")
-        .args(args)
-        .env("BERTH_URL", reg.url())
-        .env("BERTH_USER", "admin")
-        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("BERTH_CONFIG")
-        .output()
-        .expect("berth runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    if out.status.success() {
-        Ok(text(&out.stdout))
-    } else {
-        Err(text(&out.stderr))
-    }
+    webhook_cli(berth_bin!(), reg, args)
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub use edge::HttpEdgeClient;
 pub use ports::{
     Actor, AlwaysLeader, AuditSink, AuthError, Authorizer, CtlAction, EdgeClient, ImageResolver,
     Leadership, NoPublicationEvents, PublicationChange, PublicationEvents, Relay, RelaySignal,
-    Relayed, ResolveError, ResolvedImage, Term,
+    Relayed, ResolveError, ResolvedImage, Term, APP_KIND,
 };
 pub use reconcile::ReconcileSettings;
 pub use render::RenderOptions;

@@ -365,21 +365,37 @@ impl AuditSink for TracingAudit {
     }
 }
 
-/// A publication of an app that changed state, as the reconciler stored it.
+/// A publication that changed state, as the store recorded it: an app's on
+/// a node, or a resource's (load balancer, EIP, route, config map, secret,
+/// volume) published to a node on its own or with an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicationChange {
     pub project: String,
-    pub app: String,
+    /// What is published: `app`, or a resource kind as the API names it
+    /// (`loadbalancers`, `eips`, `routes`, `configmaps`, `secrets`, `volumes`).
+    #[serde(default = "app_kind")]
+    pub kind: String,
+    /// The app's or the resource's name.
+    #[serde(alias = "app")]
+    pub name: String,
     pub node: String,
-    /// The template version the publication deploys.
-    pub version: u32,
-    /// `resolving`, `prefetching`, `deploying`, `running`, `failed`,
-    /// `removing`, or `removed` once an unpublish has finished.
+    /// The template version an app's publication deploys; none for a resource.
+    pub version: Option<u32>,
+    /// An app's: `resolving`, `prefetching`, `deploying`, `running`,
+    /// `failed`, `removing`. A resource's: `pending`, `waiting`, `applied`,
+    /// `failed`, `removing`. Either's `removed` once it is off the node.
     pub state: String,
-    /// `None` for a publication just created by a publish request.
+    /// `None` for a publication just created.
     pub previous_state: Option<String>,
-    /// In words, as the publication's history says it.
+    /// In words, as the publication's history or detail says it.
     pub detail: String,
+}
+
+/// The `kind` of an app's publication (and of changes recorded before resources had any).
+pub const APP_KIND: &str = "app";
+
+fn app_kind() -> String {
+    APP_KIND.to_string()
 }
 
 /// Hears that publication state changes were recorded: the store keeps each

@@ -13,6 +13,7 @@
 
 use crate::model::{Publication, PublicationState};
 use crate::ports::PublicationChange;
+use crate::resources::{ResourcePublication, ResourceState};
 
 /// Whether going from `before` to `after` is a change worth telling.
 fn changed(before: &PublicationState, after: &PublicationState) -> bool {
@@ -30,9 +31,10 @@ fn change(
 ) -> PublicationChange {
     PublicationChange {
         project: p.project.clone(),
-        app: p.app.clone(),
+        kind: crate::ports::APP_KIND.to_string(),
+        name: p.app.clone(),
         node: p.node.clone(),
-        version: p.version,
+        version: Some(p.version),
         state: state.to_string(),
         previous_state: previous.map(str::to_string),
         detail,
@@ -133,6 +135,62 @@ pub(crate) fn removed(p: &Publication) -> PublicationChange {
     change(p, Some(p.state.label()), "removed", detail)
 }
 
+fn resource_state(s: ResourceState) -> &'static str {
+    match s {
+        ResourceState::Pending => "pending",
+        ResourceState::Waiting => "waiting",
+        ResourceState::Applied => "applied",
+        ResourceState::Failed => "failed",
+        ResourceState::Removing => "removing",
+    }
+}
+
+fn resource_change(
+    rp: &ResourcePublication,
+    previous: Option<&str>,
+    state: &str,
+    detail: String,
+) -> PublicationChange {
+    PublicationChange {
+        project: rp.project.clone(),
+        kind: rp.kind.as_str().to_string(),
+        name: rp.name.clone(),
+        node: rp.node.clone(),
+        version: None,
+        state: state.to_string(),
+        previous_state: previous.map(str::to_string),
+        detail,
+    }
+}
+
+/// The change writing `after` over `before` (`None`: a new record) makes to
+/// a resource's publication on a node: another state, or, failed still,
+/// another reason. A write that only bumps its revision, marks it carried
+/// by apps or counts an attempt is none.
+pub(crate) fn resource_stored(
+    before: Option<&ResourcePublication>,
+    after: &ResourcePublication,
+) -> Option<PublicationChange> {
+    let state = resource_state(after.state);
+    let previous = match before {
+        None => None,
+        Some(b) if b.state != after.state => Some(resource_state(b.state)),
+        Some(b) if after.state == ResourceState::Failed && b.detail != after.detail => Some(state),
+        Some(_) => return None,
+    };
+    Some(resource_change(
+        after,
+        previous,
+        state,
+        after.detail.clone(),
+    ))
+}
+
+/// The change dropping `rp`'s record makes: `removed`, for the reason `detail`.
+pub(crate) fn resource_removed(rp: &ResourcePublication, detail: String) -> PublicationChange {
+    resource_change(rp, Some(resource_state(rp.state)), "removed", detail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +211,59 @@ mod tests {
             &PublicationState::Running,
             &PublicationState::Running
         ));
+    }
+
+    #[test]
+    fn a_resource_changes_with_its_state_or_its_failure() {
+        use crate::resources::{ResourceKind, ResourcePublicationKey};
+        let k = ResourcePublicationKey {
+            project: "shop".into(),
+            kind: ResourceKind::LoadBalancers,
+            name: "front".into(),
+            node: "n1".into(),
+        };
+        let new = ResourcePublication::new(&k, "publish requested", 1);
+        let c = resource_stored(None, &new).expect("a new record is a change");
+        assert_eq!(
+            (c.kind.as_str(), c.name.as_str(), c.state.as_str()),
+            ("loadbalancers", "front", "pending")
+        );
+        assert_eq!((c.previous_state, c.version), (None, None));
+        let mut bumped = new.clone();
+        bumped.revision += 1;
+        bumped.with_apps = true;
+        assert_eq!(resource_stored(Some(&new), &bumped), None);
+        let mut applied = new.clone();
+        applied.set(ResourceState::Applied, "applied", 2);
+        let c = resource_stored(Some(&new), &applied).expect("applied");
+        assert_eq!(c.previous_state.as_deref(), Some("pending"));
+        let mut failed = applied.clone();
+        failed.set(ResourceState::Failed, "node unreachable", 3);
+        let mut again = failed.clone();
+        again.attempts += 1;
+        assert_eq!(resource_stored(Some(&failed), &again), None);
+        let mut other = failed.clone();
+        other.set(ResourceState::Failed, "refused by the cluster", 4);
+        let c = resource_stored(Some(&failed), &other).expect("a new reason");
+        assert_eq!(
+            (c.previous_state.as_deref(), c.state.as_str()),
+            (Some("failed"), "failed")
+        );
+        let gone = resource_removed(&applied, "unpublished from node n1".into());
+        assert_eq!(
+            (gone.previous_state.as_deref(), gone.state.as_str()),
+            (Some("applied"), "removed")
+        );
+    }
+
+    /// A change recorded before resources had changes of their own reads as an app's.
+    #[test]
+    fn an_app_change_recorded_before_kinds_reads_as_an_app() {
+        let old = r#"{"project":"shop","app":"web","node":"n1","version":3,
+            "state":"running","previous_state":"deploying","detail":"applied"}"#;
+        let c: PublicationChange = serde_json::from_str(old).expect("decodes");
+        assert_eq!((c.kind.as_str(), c.name.as_str()), ("app", "web"));
+        assert_eq!(c.version, Some(3));
     }
 
     /// One write through several states: each is a change, chained.

@@ -26,6 +26,10 @@ pub(crate) async fn suite(fresh: &dyn Fn() -> Arc<dyn ControllerStore>) {
     volumes_bound_released_and_unbound(fresh().as_ref()).await;
     super::conformance_events::publication_changes_are_recorded_with_their_writes(fresh().as_ref())
         .await;
+    super::conformance_events::resource_publication_changes_are_recorded_with_their_writes(
+        fresh().as_ref(),
+    )
+    .await;
     a_static_eip_is_on_one_node_at_a_time(fresh().as_ref()).await;
     config_left_behind_by_a_new_version(fresh().as_ref()).await;
     records_copy_into_an_empty_store_only(fresh().as_ref(), fresh().as_ref()).await;

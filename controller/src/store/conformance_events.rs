@@ -1,7 +1,8 @@
 //! The conformance section of the outbox of publication changes: every
-//! publication write records its change of state in its own transaction, in
-//! order; a write that changes no state records nothing; an acknowledgment
-//! takes off what it names and nothing newer.
+//! publication write, an app's or a resource's on a node, records its change
+//! of state in its own transaction, in order; a write that changes no state
+//! records nothing; an acknowledgment takes off what it names and nothing
+//! newer.
 
 use super::fixtures::*;
 use super::ControllerStore;
@@ -74,7 +75,7 @@ pub(crate) async fn publication_changes_are_recorded_with_their_writes(s: &dyn C
     assert_eq!(
         (
             first[0].change.project.as_str(),
-            first[0].change.app.as_str()
+            first[0].change.name.as_str()
         ),
         ("shop", "web")
     );
@@ -134,4 +135,119 @@ pub(crate) async fn publication_changes_are_recorded_with_their_writes(s: &dyn C
         "{}",
         forced[1].change.detail
     );
+}
+
+/// (kind, name, state, previous_state) of every change not yet acknowledged.
+async fn pending_of_kind(s: &dyn ControllerStore, kind: &str) -> Vec<(String, Option<String>)> {
+    s.publication_events(100)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|r| r.change.kind == kind)
+        .map(|r| (r.change.state, r.change.previous_state))
+        .collect()
+}
+
+/// A resource's publication on a node records its changes in the outbox
+/// like an app's: a new record, each change of state the reconciler's
+/// compare-and-swap makes (an attempt counted is none), an unpublish
+/// request and the record's removal; each in the write that makes it.
+pub(crate) async fn resource_publication_changes_are_recorded_with_their_writes(
+    s: &dyn ControllerStore,
+) {
+    use crate::resources::{ResourceKind, ResourcePublicationKey, ResourceState};
+    s.create_cluster(&Cluster {
+        name: "edge".into(),
+        kubeconfig: KC.into(),
+        eip_pool: None,
+        created_at: 1,
+    })
+    .await
+    .expect("cluster");
+    s.create_node(&mut node("n1")).await.expect("n1");
+    s.create_app("shop", "web", &spec("shop/web:1"), "alice", None, 10)
+        .await
+        .expect("app");
+    s.create_resource(&resource(
+        "front",
+        ResourceKind::LoadBalancers,
+        lb(&[], Some("web")),
+    ))
+    .await
+    .expect("lb");
+    assert!(pending(s).await.is_empty(), "nothing published yet");
+
+    // Published with its app: a new record, from nothing.
+    s.publish("shop", "web", None, &["n1".into()], 20)
+        .await
+        .expect("publish");
+    let all = s.publication_events(100).await.expect("events");
+    let lb_change = all
+        .iter()
+        .find(|r| r.change.kind == "loadbalancers")
+        .expect("the load balancer's change");
+    assert_eq!(
+        (
+            lb_change.change.name.as_str(),
+            lb_change.change.node.as_str(),
+            lb_change.change.version,
+        ),
+        ("front", "n1", None)
+    );
+    assert_eq!(
+        pending_of_kind(s, "loadbalancers").await,
+        [step("pending", None)]
+    );
+    assert!(all.iter().any(|r| r.change.kind == "app"));
+    let last = all.last().expect("some").seq;
+    s.ack_publication_events(last).await.expect("ack");
+
+    // The reconciler's writes: applied is a change, an attempt counted is not.
+    let k = ResourcePublicationKey {
+        project: "shop".into(),
+        kind: ResourceKind::LoadBalancers,
+        name: "front".into(),
+        node: "n1".into(),
+    };
+    let mut rp = s
+        .get_resource_publication(&k)
+        .await
+        .expect("get")
+        .expect("the record");
+    rp.set(ResourceState::Applied, "applied", 21);
+    assert!(s.update_resource_publication(&mut rp).await.expect("cas"));
+    rp.attempts += 1;
+    assert!(s.update_resource_publication(&mut rp).await.expect("cas"));
+    let mut stale = rp.clone();
+    stale.revision -= 1;
+    stale.set(ResourceState::Failed, "stale", 22);
+    assert!(!s
+        .update_resource_publication(&mut stale)
+        .await
+        .expect("stale"));
+    assert_eq!(
+        pending_of_kind(s, "loadbalancers").await,
+        [step("applied", Some("pending"))]
+    );
+
+    // Unpublished: removing, then removed with the record.
+    let out = s
+        .unpublish_resource("shop", ResourceKind::LoadBalancers, "front", None, 30)
+        .await
+        .expect("unpublish");
+    assert!(s
+        .delete_resource_publication(&k, out[0].revision)
+        .await
+        .expect("delete"));
+    assert_eq!(
+        pending_of_kind(s, "loadbalancers").await,
+        [
+            step("applied", Some("pending")),
+            step("removing", Some("applied")),
+            step("removed", Some("removing"))
+        ]
+    );
+    let removed = s.publication_events(100).await.expect("events");
+    let removed = removed.last().expect("removed");
+    assert_eq!(removed.change.detail, "unpublished from node n1");
 }

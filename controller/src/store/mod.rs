@@ -228,7 +228,10 @@ pub trait ControllerStore: Send + Sync {
     /// The oldest `limit` publication changes not yet acknowledged, oldest
     /// first. `publish`, `unpublish`, `replace_publication` and
     /// `delete_publication` record each change of state they make (as
-    /// `reconcile::events` words it) in their own transaction.
+    /// `store::changes` words it) in their own transaction; so does every
+    /// write of a resource's publication on a node (publish and unpublish
+    /// requests, an app publish carrying it, the reconciler's
+    /// compare-and-swap, its record dropped), except a project's purge.
     async fn publication_events(&self, limit: usize) -> Result<Vec<RecordedChange>>;
     /// Takes off the changes up to and including `through` (a `seq`).
     async fn ack_publication_events(&self, through: u64) -> Result<()>;

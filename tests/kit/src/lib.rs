@@ -28,6 +28,7 @@ pub mod console;
 pub mod distribution;
 pub mod fixtures;
 pub mod garage;
+pub mod hooks;
 pub mod http;
 pub mod logs;
 pub mod manifest;

@@ -1,7 +1,8 @@
 //! The calls the reconciler and the API make all the time, in plain SQL:
 //! reads of single records and lists (in key order, as the embedded store
 //! answers), the outbox, and the compare-and-swap writes of publications
-//! and resource publications.
+//! and resource publications (each recording the change it makes in the
+//! outbox, in its own transaction, as the embedded store does).
 //!
 //! Owns: these statements. The records are decoded (and cluster and node
 //! credentials opened) exactly as the embedded store decodes them.
@@ -360,6 +361,9 @@ impl PgControllerStore {
         )
         .await
         .map_err(db(T))?;
+        if let Some(change) = events::resource_stored(Some(&current), &next) {
+            record(&tx, change).await?;
+        }
         tx.commit().await.map_err(db(T))?;
         *rp = next;
         Ok(true)

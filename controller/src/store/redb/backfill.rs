@@ -8,7 +8,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::resources::{ResourcePublication, ResourceState};
 
-use super::resource_publications::{get_rp, key, put_rp};
+use super::resource_publications::{get_rp, key, put_rp_quiet};
 use super::resource_rules::{apps_by_node, resources_of_app};
 use super::{Result, META, PUBLICATIONS, RESOURCES, RESOURCE_PUBS};
 
@@ -45,7 +45,7 @@ pub(super) fn backfill(txn: &WriteTransaction) -> Result<usize> {
                         rp.applied = true;
                         rp.state = ResourceState::Applied;
                     }
-                    put_rp(&mut t, &rp)?;
+                    put_rp_quiet(&mut t, &rp)?;
                     n += 1;
                 }
             }

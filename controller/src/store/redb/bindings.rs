@@ -112,7 +112,10 @@ impl RedbControllerStore {
             }
             // Released is off the node: no longer published there.
             let mut pubs = txn.open_table(RESOURCE_PUBS)?;
-            pubs.remove((project, kind.as_str(), name, node))?;
+            let k = super::resource_publications::key(project, kind, name, node);
+            super::resource_publications::remove_rp(&txn, &mut pubs, &k, |_| {
+                format!("volume released on node {node}")
+            })?;
         }
         txn.commit()?;
         Ok(())

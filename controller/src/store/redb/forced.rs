@@ -134,7 +134,12 @@ fn drop_resources_alone(
         if used || !here {
             continue;
         }
-        t.remove((project, kind.as_str(), name.as_str(), node))?;
+        super::resource_publications::remove_rp(txn, &mut t, &k, |_| {
+            format!(
+                "force-unpublished from node {node} with app {app}; its objects are removed \
+                 when the node is reachable"
+            )
+        })?;
         if kind == ResourceKind::Eips {
             super::eips::free(txn, project, &name, node)?;
         }

@@ -29,7 +29,7 @@ pub(super) fn keep_left_behind(
             if rp.with_apps {
                 rp.with_apps = false;
                 rp.revision += 1;
-                put_rp(&mut t, &rp)?;
+                put_rp(txn, &mut t, &rp)?;
             }
         }
     }

@@ -27,7 +27,8 @@
 //! ctl_eip_addresses (cluster, address)         -> EipClaim          (an EIP address held on a node)
 //! ctl_forced        (project, app, node)       -> ForcedRemoval     (what a force-unpublish left on a node)
 //! ctl_publication_events
-//!                   seq                        -> {id, change}      (publication changes not yet passed on)
+//!                   seq                        -> {id, change}      (publication changes, apps' and
+//!                                                                    resources', not yet passed on)
 //! ```
 //!
 //! `ctl_meta` also holds "publication_events", the last change's `seq`, and
@@ -49,7 +50,9 @@
 //! - `publication_events`: the outbox of publication changes those writes record;
 //! - `resources`: resources that travel with apps, and the references between them;
 //! - `bindings`: volumes bound to (and released from) nodes;
-//! - `resource_publications`: resources published per node, and their rules;
+//! - `resource_publications`: resources published per node, and their rules
+//!   (every write of a record goes through `put_rp` or `remove_rp`, which
+//!   record its change of state in the outbox in the same transaction);
 //! - `reseal`: every sealed value sealed again with the current key.
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The outbox of publication changes: each change of a publication's state
-//! is appended here in the transaction that writes the publication, so a
+//! (an app's, or a resource's on a node: `resource_publications::put_rp`
+//! and `remove_rp`) is appended here in the transaction that writes the
+//! publication, so a
 //! crash right after the write loses none, and taken off only once whoever
 //! passes them on (the registry's webhooks) has queued them durably.
 //!

@@ -42,7 +42,46 @@ pub(super) fn get_rp(
     v.map(|g| decode(T, g.value())).transpose()
 }
 
-pub(super) fn put_rp(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
+/// Writes `rp` and, in the same transaction, records the change it makes
+/// to the resource's publication (`changes::resource_stored`) in the outbox
+/// of publication changes.
+pub(super) fn put_rp(
+    txn: &WriteTransaction,
+    t: &mut PubTable<'_>,
+    rp: &ResourcePublication,
+) -> Result<()> {
+    let before = get_rp(t, &rp.key())?;
+    put_rp_quiet(t, rp)?;
+    if let Some(c) = crate::store::changes::resource_stored(before.as_ref(), rp) {
+        super::publication_events::record(txn, c)?;
+    }
+    Ok(())
+}
+
+/// Drops the record of `k`, recording its removal (for the reason
+/// `detail`) in the same transaction; what it dropped.
+pub(super) fn remove_rp(
+    txn: &WriteTransaction,
+    t: &mut PubTable<'_>,
+    k: &ResourcePublicationKey,
+    detail: impl FnOnce(&ResourcePublication) -> String,
+) -> Result<Option<ResourcePublication>> {
+    let Some(rp) = get_rp(t, k)? else {
+        return Ok(None);
+    };
+    t.remove((
+        k.project.as_str(),
+        k.kind.as_str(),
+        k.name.as_str(),
+        k.node.as_str(),
+    ))?;
+    let why = detail(&rp);
+    super::publication_events::record(txn, crate::store::changes::resource_removed(&rp, why))?;
+    Ok(Some(rp))
+}
+
+/// Writes `rp` without recording a change (the upgrade backfill).
+pub(super) fn put_rp_quiet(t: &mut PubTable<'_>, rp: &ResourcePublication) -> Result<()> {
     t.insert(
         (
             rp.project.as_str(),
@@ -125,14 +164,15 @@ pub(super) fn publish_with_app(
                 // revision, see `resources_ctl::take_down`) fails.
                 Some(mut rp) if rp.desired == ResourceDesired::Published => {
                     rp.revision += 1;
-                    put_rp(&mut t, &rp)?;
+                    put_rp(txn, &mut t, &rp)?;
                 }
                 Some(mut rp) => {
                     rp.request_publish(detail.clone(), now);
                     rp.with_apps = true;
-                    put_rp(&mut t, &rp)?;
+                    put_rp(txn, &mut t, &rp)?;
                 }
                 None => put_rp(
+                    txn,
                     &mut t,
                     &ResourcePublication::with_app(&k, detail.clone(), now),
                 )?,
@@ -160,7 +200,7 @@ pub(super) fn unapply(
                 format!("{} {} changed; applying again", r.kind.singular(), r.name),
                 now,
             );
-            put_rp(&mut t, &rp)?;
+            put_rp(txn, &mut t, &rp)?;
             out.push(rp.key().into());
         }
     }
@@ -263,7 +303,7 @@ impl RedbControllerStore {
                     None => ResourcePublication::new(&k, "publish requested", now),
                 };
                 rp.with_apps = false;
-                put_rp(&mut t, &rp)?;
+                put_rp(&txn, &mut t, &rp)?;
                 out.push(rp);
             }
         }
@@ -321,7 +361,7 @@ impl RedbControllerStore {
             for node in nodes {
                 if let Some(mut rp) = current.get(&node).cloned() {
                     rp.request_removal("unpublish requested", now);
-                    put_rp(&mut t, &rp)?;
+                    put_rp(&txn, &mut t, &rp)?;
                     out.push(rp);
                 }
             }
@@ -436,7 +476,7 @@ impl RedbControllerStore {
                 _ => return Ok(false),
             }
             rp.revision += 1;
-            put_rp(&mut t, rp)?;
+            put_rp(&txn, &mut t, rp)?;
         }
         txn.commit()?;
         Ok(true)
@@ -455,12 +495,10 @@ impl RedbControllerStore {
                 Some(c) if c.revision == revision => {}
                 _ => return Ok(false),
             }
-            t.remove((
-                k.project.as_str(),
-                k.kind.as_str(),
-                k.name.as_str(),
-                k.node.as_str(),
-            ))?;
+            remove_rp(&txn, &mut t, k, |rp| match &rp.taken_down_because {
+                Some(why) => format!("taken off node {}: {why}", k.node),
+                None => format!("unpublished from node {}", k.node),
+            })?;
             if k.kind == ResourceKind::Eips {
                 super::eips::free(&txn, &k.project, &k.name, &k.node)?;
             }
@@ -481,7 +519,9 @@ impl RedbControllerStore {
         {
             let mut t = txn.open_table(RESOURCE_PUBS)?;
             for (kind, name) in items {
-                t.remove((project, kind.as_str(), name.as_str(), node))?;
+                remove_rp(&txn, &mut t, &key(project, *kind, name, node), |_| {
+                    format!("taken off node {node} with what it went with")
+                })?;
                 if *kind == ResourceKind::Eips {
                     super::eips::free(&txn, project, name, node)?;
                 }
@@ -510,7 +550,7 @@ impl RedbControllerStore {
                         rp.revision += 1;
                         rp.clear_failure();
                         rp.set(ResourceState::Applied, detail, now);
-                        put_rp(&mut t, &rp)?;
+                        put_rp(&txn, &mut t, &rp)?;
                     }
                 }
             }

@@ -298,7 +298,7 @@ pub(super) fn follow_apps(
         let k = key(&r.project, r.kind, &r.name, &node);
         let rp =
             ResourcePublication::with_app(&k, format!("follows app {app}, published there"), now);
-        super::resource_publications::put_rp(&mut pubs, &rp)?;
+        super::resource_publications::put_rp(txn, &mut pubs, &rp)?;
         out.push(k);
     }
     Ok(out)
