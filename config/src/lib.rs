@@ -202,6 +202,15 @@ pub struct StorageConfig {
     /// minimum part), a multiple of 1 MiB; a blob can have 10,000 parts, so
     /// this times 10,000 is the largest blob.
     pub part_size: ByteSize,
+    /// backend = "s3": answer a blob GET with a `307` to a presigned URL of
+    /// the object, so that clients fetch its bytes from the bucket rather
+    /// than through berth (distribution's and Harbor's `redirect`). Only
+    /// after the usual checks: a caller who may not pull gets no URL.
+    /// Clients must reach the bucket at `endpoint`.
+    pub redirect: bool,
+    /// How long a presigned URL stays valid (S3 allows up to 7 days).
+    #[serde(with = "duration_str")]
+    pub redirect_expiry: Duration,
 }
 
 /// S3's smallest part of a multipart upload (all but the last).
@@ -218,6 +227,8 @@ impl Default for StorageConfig {
             secret_access_key: String::new(),
             allow_http: false,
             part_size: ByteSize(16 << 20),
+            redirect: false,
+            redirect_expiry: Duration::from_secs(20 * 60),
         }
     }
 }
@@ -1016,6 +1027,21 @@ impl Config {
                 self.storage.part_size
             )));
         }
+        if self.storage.redirect && self.storage.backend != StorageBackend::S3 {
+            return Err(ConfigError::Invalid(
+                "storage.redirect = true needs storage.backend = \"s3\": only a bucket can \
+                 hand out presigned URLs"
+                    .into(),
+            ));
+        }
+        let expiry = self.storage.redirect_expiry;
+        if expiry < Duration::from_secs(10) || expiry > Duration::from_secs(7 * 24 * 3600) {
+            return Err(ConfigError::Invalid(format!(
+                "storage.redirect_expiry must be between 10s and 7 days (S3's longest \
+                 presigned URL), not {}",
+                humantime::format_duration(expiry)
+            )));
+        }
         if self.server.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "server.max_manifest_bytes must be positive".into(),
@@ -1255,6 +1281,22 @@ mod tests {
     }
 
     #[test]
+    fn redirects_need_a_bucket_and_an_expiry_s3_accepts() {
+        let mut cfg = Config::default();
+        cfg.storage.redirect = true;
+        let err = cfg.validate().expect_err("no bucket to presign in");
+        assert!(err.to_string().contains("storage.redirect"), "{err}");
+        cfg.storage.backend = StorageBackend::S3;
+        cfg.storage.bucket = "blobs".into();
+        cfg.validate().expect("redirects from a bucket");
+        for bad in [Duration::from_secs(1), Duration::from_secs(8 * 24 * 3600)] {
+            cfg.storage.redirect_expiry = bad;
+            let err = cfg.validate().expect_err("out of S3's bounds");
+            assert!(err.to_string().contains("storage.redirect_expiry"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_metadata_cache_ttl_past_an_hour_is_refused() {
         let mut cfg = Config::default();
         cfg.meta.cache_ttl = Duration::from_secs(7200);
@@ -1290,6 +1332,8 @@ mod tests {
             ("BERTH_STORAGE_PART_SIZE", "8MiB"),
             ("BERTH_META_CACHE_SIZE", "16MiB"),
             ("BERTH_META_CACHE_TTL", "3s"),
+            ("BERTH_STORAGE_REDIRECT", "true"),
+            ("BERTH_STORAGE_REDIRECT_EXPIRY", "5m"),
         ];
         cfg.apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("env applies");
@@ -1313,6 +1357,8 @@ mod tests {
         assert_eq!(cfg.storage.part_size, ByteSize(8 << 20));
         assert_eq!(cfg.meta.cache_size, ByteSize(16 << 20));
         assert_eq!(cfg.meta.cache_ttl, Duration::from_secs(3));
+        assert!(cfg.storage.redirect);
+        assert_eq!(cfg.storage.redirect_expiry, Duration::from_secs(300));
         assert_eq!(
             cfg.proxy.hosts.get("docker.io").map(String::as_str),
             Some("dockerhub")

@@ -64,9 +64,15 @@ pub fn open_content(cfg: &Config, root: &std::path::Path) -> Result<ContentStore
                     .with_access_key_id(&s.access_key_id)
                     .with_secret_access_key(&s.secret_access_key);
             }
+            let bucket = Arc::new(b.build()?);
             // Uploads live in the bucket too, so that every process sharing
             // it can continue one (`ingest` stays unused for them).
-            ContentStore::in_bucket(Arc::new(b.build()?), s.part_size.0, &ingest)
+            let store = ContentStore::in_bucket(bucket.clone(), s.part_size.0, &ingest);
+            if s.redirect {
+                store.with_redirects(bucket, s.redirect_expiry)
+            } else {
+                store
+            }
         }
     })
 }

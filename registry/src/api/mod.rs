@@ -556,6 +556,11 @@ async fn blob_get(
         Some(raw) => parse_range(raw, size)?,
         None => None,
     };
+    if ctx.method == Method::GET {
+        if let Some(url) = st.ns.blob_redirect(repo, digest).await? {
+            return Ok(blob_redirect(&url, digest));
+        }
+    }
     let mut builder = Response::builder()
         .header(CONTENT_DIGEST, hv(&digest.to_string()))
         .header(header::ACCEPT_RANGES, "bytes")
@@ -600,6 +605,18 @@ async fn blob_get(
         .header(header::CONTENT_LENGTH, read.len)
         .body(Body::from_stream(read.body))
         .map_err(|e| ApiError::Service(ServiceError::Internal(e.to_string())))
+}
+
+/// A `307` to where the blob's bytes are (a presigned URL: the client
+/// sends its `Range` there too). Never stored by caches: the URL expires,
+/// and it was handed to one caller who may pull.
+fn blob_redirect(url: &str, digest: &Digest) -> Response {
+    let mut r = empty(StatusCode::TEMPORARY_REDIRECT);
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, hv(url));
+    h.insert(CONTENT_DIGEST, hv(&digest.to_string()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn upload_start(

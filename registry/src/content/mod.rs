@@ -47,12 +47,14 @@ pub use placing::{PlacedIngest, Placing};
 pub use spool::IngestState;
 
 use bucket::{Bucket, BucketIngest};
+use presign::Presign;
 use spool::{IngestInner, SpoolIngest};
 
 mod bucket;
 mod chunks;
 mod parthash;
 mod placing;
+mod presign;
 mod spool;
 
 /// Parts of a multipart upload to a remote object store.
@@ -110,6 +112,8 @@ pub struct ContentStore {
     ingest_dir: PathBuf,
     /// Set when uploads live in the bucket rather than in `ingest_dir`.
     bucket: Option<Arc<Bucket>>,
+    /// Set when blob GETs are redirected to presigned URLs (`presign.rs`).
+    presign: Option<Presign>,
 }
 
 impl std::fmt::Debug for ContentStore {
@@ -199,6 +203,7 @@ impl ContentStore {
             local: Some(fs),
             ingest_dir: ingest_dir.to_path_buf(),
             bucket: None,
+            presign: None,
         })
     }
 
@@ -218,6 +223,7 @@ impl ContentStore {
             local: None,
             ingest_dir: ingest_dir.to_path_buf(),
             bucket: None,
+            presign: None,
         }
     }
 
@@ -234,6 +240,7 @@ impl ContentStore {
             local: None,
             ingest_dir: ingest_dir.to_path_buf(),
             bucket: Some(Arc::new(Bucket::new(store, part_size))),
+            presign: None,
         }
     }
 

@@ -171,6 +171,14 @@ impl Namespace for ProxyProjects {
         }
     }
 
+    async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        match self.route(repo)? {
+            // A proxy project's blobs are filled and served by the pull-through.
+            Some(_) => Ok(None),
+            None => self.local.blob_redirect(repo, digest).await,
+        }
+    }
+
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Manifest> {
         match self.route(repo)? {
             Some(pt) => {

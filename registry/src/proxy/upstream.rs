@@ -850,6 +850,10 @@ pub fn parse_challenge(h: &str) -> HashMap<String, String> {
 }
 
 #[cfg(test)]
+#[path = "upstream_redirect_tests.rs"]
+mod redirect_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

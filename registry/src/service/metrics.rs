@@ -23,6 +23,8 @@ pub struct Metrics {
     pub bytes_pushed: Counter,
     pub manifests_pushed: Counter,
     pub bytes_served: Counter,
+    /// Blob GETs answered with a redirect to a presigned URL (`storage.redirect`).
+    pub blob_redirects: Counter,
     pub login_failures: Counter,
     /// Login attempts answered 429 by the throttle, without checking the secret.
     pub logins_throttled: Counter,
@@ -52,6 +54,7 @@ impl Metrics {
             bytes_pushed: Counter::default(),
             manifests_pushed: Counter::default(),
             bytes_served: Counter::default(),
+            blob_redirects: Counter::default(),
             login_failures: Counter::default(),
             logins_throttled: Counter::default(),
             gc_runs: Counter::default(),
@@ -101,6 +104,11 @@ impl Metrics {
             "served_bytes",
             "Blob bytes served to clients",
             m.bytes_served.clone(),
+        );
+        registry.register(
+            "blob_redirects",
+            "Blob GETs answered with a redirect to a presigned URL of the bucket",
+            m.blob_redirects.clone(),
         );
         registry.register("login_failures", "Failed logins", m.login_failures.clone());
         registry.register(

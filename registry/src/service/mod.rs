@@ -194,6 +194,13 @@ pub trait Namespace: Send + Sync + 'static {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobRead>;
+    /// Where the client may GET blob `digest` of `repo` instead of through
+    /// this registry: a presigned URL of the bucket (`storage.redirect`),
+    /// handed out only for a blob linked to `repo`. The caller has checked
+    /// that the client may pull. None: serve it with `blob_read`.
+    async fn blob_redirect(&self, _repo: &RepoName, _digest: &Digest) -> Result<Option<String>> {
+        Ok(None)
+    }
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Manifest>;
     async fn tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<TagPage>;
     async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Referrers>;

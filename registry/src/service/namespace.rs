@@ -50,6 +50,18 @@ impl Namespace for LocalRegistry {
         Ok(read)
     }
 
+    async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        // A manifest fetched through /blobs is answered from the metadata.
+        if !self.content.redirects() || self.meta.linked_blob(repo, digest).await?.is_none() {
+            return Ok(None);
+        }
+        let url = self.content.presigned_get(digest).await?;
+        if url.is_some() {
+            self.metrics.blob_redirects.inc();
+        }
+        Ok(url)
+    }
+
     async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Manifest> {
         match self.stored_manifest_by_ref(repo, reference).await? {
             Some(m) => Ok(m),

@@ -34,6 +34,8 @@ pub struct DistributionBuilder {
     log_level: Option<String>,
     no_delete: bool,
     s3: Option<S3Storage>,
+    /// With `s3`: blob GETs answered with a redirect to the bucket.
+    s3_redirect: bool,
     secret: Option<String>,
 }
 
@@ -88,9 +90,16 @@ impl DistributionBuilder {
     }
     /// The `s3` storage driver instead of `filesystem`. Blob GETs are served
     /// by the registry itself (`redirect.disable`), not redirected to the
-    /// bucket, as berth serves them.
+    /// bucket, as berth serves them by default; see [`s3_redirect`](Self::s3_redirect).
     pub fn s3(mut self, s3: &S3Storage) -> Self {
         self.s3 = Some(s3.clone());
+        self
+    }
+    /// With [`s3`](Self::s3): blob GETs answered with a `307` to a presigned
+    /// URL of the bucket, the driver's own default (`redirect.disable:
+    /// false`), instead of the bytes.
+    pub fn s3_redirect(mut self) -> Self {
+        self.s3_redirect = true;
         self
     }
     /// `http.secret` (default: random per instance). Instances behind one
@@ -113,13 +122,14 @@ impl DistributionBuilder {
             Some(s3) => format!(
                 "s3:\n    regionendpoint: {}\n    region: {}\n    bucket: {}\n    \
                  accesskey: {}\n    secretkey: {}\n    secure: {}\n    v4auth: true\n  \
-                 redirect:\n    disable: true\n",
+                 redirect:\n    disable: {}\n",
                 q(&s3.endpoint),
                 q(&s3.region),
                 q(&s3.bucket),
                 q(&s3.access_key),
                 q(&s3.secret_key),
                 s3.endpoint.starts_with("https:"),
+                !self.s3_redirect,
             ),
         };
         let secret = self
