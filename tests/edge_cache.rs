@@ -113,7 +113,7 @@ fn concurrent_cold_pulls(clients: usize) -> Vec<usize> {
         "the registry served each blob once"
     );
     for (digest, _) in &blobs {
-        assert!(is_cached(cache.path(), digest), "{digest} cached");
+        wait_cached(cache.path(), digest);
     }
     per_blob
 }
@@ -249,8 +249,8 @@ fn corrupt_or_cut_upstream_blobs_never_enter_the_cache() {
     let gets_before = proxy.blob_gets(cut.digest()).len();
     get_blob_ok(&base, "app", flipped.digest());
     get_blob_ok(&base, "app", cut.digest());
-    assert!(is_cached(cache.path(), flipped.digest()));
-    assert!(is_cached(cache.path(), cut.digest()));
+    wait_cached(cache.path(), flipped.digest());
+    wait_cached(cache.path(), cut.digest());
     let resumed = &proxy.blob_gets(cut.digest())[gets_before..];
     assert!(
         resumed.iter().all(|s| s.range.is_some()),
@@ -295,7 +295,7 @@ fn transfer_cut_mid_blob_resumes_with_a_range_request() {
         "resumed from {from}, within what was received"
     );
     assert_eq!(gets[1].status, 206);
-    assert!(is_cached(cache.path(), layer.digest()));
+    wait_cached(cache.path(), layer.digest());
     assert_eq!(edge_metric(&edge, "fill_errors_total"), 0.0);
     if require_tools(&["skopeo"]) {
         skopeo_pull_and_verify(&Skopeo::new(), &edge.host(), "app", "v1", &image);
@@ -525,6 +525,7 @@ fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
     let base = edge.base_url();
     let read = |digest: &str| {
         get_blob_ok(&base, "app", digest);
+        wait_cached(cache.path(), digest);
         // Distinct access times, so LRU order is unambiguous.
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -562,7 +563,6 @@ fn capacity_evicts_least_recently_used_first_and_keeps_pinned_images() {
 
     // Evicted blobs come back from upstream on demand.
     read(&b);
-    assert!(is_cached(cache.path(), &b));
     assert!(is_cached(cache.path(), &p), "the pinned layer stays");
 
     // Once unpinned, p is an ordinary least-recently-used blob.
@@ -896,7 +896,7 @@ fn blobs_shared_by_repositories_are_fetched_stored_and_counted_once() {
     // fetched again on demand, and still counted once.
     std::fs::remove_file(cached_blob_path(cache.path(), &blobs[1].0)).expect("removing a blob");
     get_blob_ok(&base, "app", &blobs[1].0);
-    assert!(is_cached(cache.path(), &blobs[1].0));
+    wait_cached(cache.path(), &blobs[1].0);
     assert_eq!(edge_metric(&edge, "cached_bytes"), total as f64);
 }
 
@@ -1000,7 +1000,7 @@ fn an_upstream_without_content_length_is_filled_and_served() {
             (digest_of(&body), body.len() as u64),
             (digest.clone(), size)
         );
-        assert!(is_cached(cache.path(), &digest));
+        wait_cached(cache.path(), &digest);
     }
 }
 
@@ -1102,7 +1102,7 @@ fn a_stalled_blob_transfer_resumes_instead_of_hanging_its_clients() {
     let gets = proxy.blob_gets(&layer);
     assert_eq!(gets.len(), 2, "{gets:?}");
     assert_eq!(gets[1].range.as_deref(), Some("bytes=1048576-"));
-    assert!(is_cached(cache.path(), &layer));
+    wait_cached(cache.path(), &layer);
     proxy.set_fault(Fault::None);
 }
 

@@ -47,14 +47,14 @@ fn a_removed_cache_directory_is_recreated_and_refilled() {
     let blobs = image.blob_digests();
     pull_all(&base, "app", "v1", &blobs);
     for (digest, _) in &blobs {
-        assert!(is_cached(&cache, digest), "{digest}");
+        wait_cached(&cache, digest);
     }
 
     std::fs::remove_dir_all(&cache).expect("rm -rf the cache directory");
     // Pulls work again at once, refilled from upstream into a new cache.
     pull_all(&base, "app", "v1", &blobs);
     for (digest, _) in &blobs {
-        assert!(is_cached(&cache, digest), "{digest} cached again");
+        wait_cached(&cache, digest);
     }
     assert!(
         cache.join("edge.redb").is_file(),

@@ -42,7 +42,7 @@ fn ctr_pulls_a_private_image_through_the_edge_mirror() {
     assert!(m.edge("misses_total") > 0.0, "the edge went upstream");
     assert!(m.edge("served_bytes_total") >= image.layers[1].size() as f64);
     for (digest, _) in image.blob_digests() {
-        assert!(is_cached(cache.path(), &digest), "{digest} cached");
+        wait_cached(cache.path(), &digest);
     }
     let requests = m.get(
         "berth_http_requests_total",

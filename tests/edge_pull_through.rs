@@ -163,7 +163,7 @@ fn the_edge_discards_unacknowledged_fills_and_unrecorded_blobs_at_start() {
         .expect("layer")
         .to_string();
     get_blob_ok(&base, "app", &layer);
-    assert!(is_cached(cache.path(), &layer));
+    wait_cached(cache.path(), &layer);
     edge.terminate();
 
     // An unrecorded blob file, and a fill cut off before its first checkpoint.

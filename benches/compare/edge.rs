@@ -4,7 +4,8 @@
 //! distribution registry. A counting proxy at each origin's door counts the
 //! bytes the origin sent and the blob GETs it answered. Then the same N pull
 //! again, warm. Separately, with a fresh cache: time to first byte of a cold
-//! layer (after the manifest was fetched, as a client does).
+//! layer (after the manifest was fetched, as a client does); and the site
+//! tier (`site_tier.rs`), node caches behind a regional cache.
 //!
 //! A client pull is what containerd does: GET the manifest by tag, then the
 //! config and every layer at once, each on its own connection. The first
@@ -23,10 +24,11 @@ use crate::manifests::ACCEPT;
 use crate::proxy::{CountingProxy, OriginTraffic};
 use crate::report::{Better, Row, Target};
 use crate::setup::{berth_bin, random_image, Kind, PUBLIC};
+use crate::site_tier::{Pull, SiteTier};
 use crate::{procstat, push_value, Bench, MIB};
 
 /// A pull-through cache under test.
-enum Cache {
+pub(crate) enum Cache {
     Berth {
         server: ServerProcess,
         _dir: tempfile::TempDir,
@@ -35,7 +37,7 @@ enum Cache {
 }
 
 impl Cache {
-    fn start(kind: Kind, upstream: &str, berth_env: &[(String, String)]) -> Cache {
+    pub(crate) fn start(kind: Kind, upstream: &str, berth_env: &[(String, String)]) -> Cache {
         match kind {
             Kind::Berth => {
                 let dir = tempfile::Builder::new()
@@ -58,7 +60,7 @@ impl Cache {
             Cache::Distribution(d) => d.server(),
         }
     }
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.server().host().parse().expect("cache address")
     }
     fn pid(&self) -> u32 {
@@ -132,7 +134,12 @@ async fn fetch_blob(
 }
 
 /// One client's pull: manifest, then config and layers in parallel.
-async fn pull(addr: SocketAddr, repo: String, tag: String, verify: bool) -> Result<(), Error> {
+pub(crate) async fn pull(
+    addr: SocketAddr,
+    repo: String,
+    tag: String,
+    verify: bool,
+) -> Result<(), Error> {
     let mut conn = Conn::new(addr);
     let blobs = manifest(&mut conn, &repo, &tag).await?;
     let mut set = tokio::task::JoinSet::new();
@@ -283,6 +290,7 @@ pub fn run(b: &mut Bench) {
         Better::Lower,
     )
     .target(Target::RatioAtMost(0.35));
+    let mut site = SiteTier::new(b.cfg.site_nodes, &shape);
     let mut berth_once = vec![true; b.cfg.edge_fanout.len()];
     let mut dist_once = true;
 
@@ -291,6 +299,7 @@ pub fn run(b: &mut Bench) {
         for kind in b.order(run) {
             let origin = b.regs.target(kind);
             let proxy = b.rt.block_on(CountingProxy::start(origin.addr));
+            let mut single_tier = None;
             for (j, &n) in b.cfg.edge_fanout.iter().enumerate() {
                 let cache = Cache::start(kind, &proxy.url(), &b.cfg.berth_env);
                 std::thread::sleep(Duration::from_millis(500));
@@ -331,6 +340,9 @@ pub fn run(b: &mut Bench) {
                     cold_traffic.summary(),
                     warm.as_secs_f64()
                 ));
+                if n == site.nodes {
+                    single_tier = Some(cold);
+                }
                 let base = j * 5;
                 push_value(&mut rows, base, kind, cold.as_secs_f64());
                 push_value(&mut rows, base + 1, kind, cold_x);
@@ -355,6 +367,18 @@ pub fn run(b: &mut Bench) {
             ));
             push_value(&mut rows, ttfb_row, kind, ttfb.as_secs_f64() * 1e3);
             push_value(&mut rows, ttfb_row + 1, kind, total.as_secs_f64() * 1e3);
+            drop(cache);
+            site.measure(
+                b,
+                Pull {
+                    kind,
+                    origin: &proxy,
+                    repo: &repo,
+                    image_bytes,
+                    layers: &layer_digests,
+                    single_tier,
+                },
+            );
         }
     }
     for (j, once) in berth_once.into_iter().enumerate() {
@@ -367,6 +391,7 @@ pub fn run(b: &mut Bench) {
         );
     }
     b.rows.extend(rows);
+    b.rows.extend(site.finish());
     b.rows.push(idle);
     b.rows.push(idle_anon);
     b.rows.push(peak);

@@ -37,6 +37,7 @@ mod replicate;
 mod replicated;
 mod report;
 mod setup;
+mod site_tier;
 mod uploads;
 
 use std::path::PathBuf;
@@ -104,6 +105,8 @@ pub struct Settings {
     pub blob_conns: usize,
     pub edge_layers: Vec<u64>,
     pub edge_fanout: Vec<usize>,
+    /// Node caches of the site tier (workload 6), behind one regional cache.
+    pub site_nodes: usize,
     /// Fleet sizes of workload 10 (`--fleet 100,1000`).
     pub fleet: Vec<usize>,
     /// Extra environment for `berth serve` and `berth edge` (`--berth-env K=V`),
@@ -132,6 +135,7 @@ impl Settings {
             blob_conns: 16,
             edge_layers: vec![16 * MIB; 3],
             edge_fanout: vec![1, 8, 32],
+            site_nodes: 32,
             fleet: vec![100, 1000, 10000],
             berth_env: Vec::new(),
         }
@@ -149,6 +153,7 @@ impl Settings {
             small_blobs: 200,
             edge_layers: vec![2 * MIB; 3],
             edge_fanout: vec![1, 8],
+            site_nodes: 8,
             fleet: vec![100],
             ..Settings::full()
         }

@@ -105,6 +105,17 @@ pub fn is_cached(cache_dir: &Path, digest: &str) -> bool {
     cached_blob_path(cache_dir, digest).is_file()
 }
 
+/// Waits for the edge to have stored `digest`: a fill commits a blob just
+/// after its clients have their last byte (once its digest is checked), so
+/// a client's complete GET does not mean the commit is done yet.
+pub fn wait_cached(cache_dir: &Path, digest: &str) {
+    wait_until(
+        &format!("{digest} to be committed to the cache"),
+        Duration::from_secs(30),
+        || is_cached(cache_dir, digest),
+    );
+}
+
 pub fn edge_metric(edge: &ServerProcess, name: &str) -> f64 {
     Metrics::scrape(&edge.base_url()).edge(name)
 }

@@ -831,6 +831,17 @@ impl Ingest {
         }
     }
 
+    /// The digest of every byte written so far, where the ingest hashes
+    /// them as they arrive (the spool), without making them durable first: a
+    /// fill tells its clients that a blob is good before committing it. None
+    /// in the bucket, which learns its digest only in `finish`.
+    pub fn digest_so_far(&self) -> Option<Digest> {
+        match &self.held {
+            Held::Spool(s) => s.digest_so_far(),
+            Held::Bucket(_) => None,
+        }
+    }
+
     /// Makes everything written so far durable and records it as acknowledged.
     pub async fn sync(&mut self) -> Result<()> {
         match &mut self.held {

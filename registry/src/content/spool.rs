@@ -122,6 +122,12 @@ impl SpoolIngest {
             .unwrap_or("")
     }
 
+    /// The digest of every byte written so far (acknowledged or not), in
+    /// the algorithm the ingest hashes in.
+    pub(super) fn digest_so_far(&self) -> Option<Digest> {
+        self.inner.as_ref().map(|i| i.digester.clone().finish())
+    }
+
     fn take(&mut self) -> Result<Box<IngestInner>> {
         self.inner.take().ok_or_else(|| {
             ContentError::Io(std::io::Error::other(

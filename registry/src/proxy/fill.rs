@@ -3,32 +3,33 @@
 //!
 //! A fill is a task, independent of any client, that streams the blob from
 //! upstream into an ingest of the local registry (hashing as it goes) and
-//! publishes how many bytes are on disk. Every client, the first and the
-//! late, reads the ingest up to that mark and follows it (`follow`); a client
-//! that joins after the commit reads the stored blob. Size and digest are
-//! verified before the commit; a corrupt or truncated transfer is never
-//! committed, and the clients following it get an error mid-body (their
-//! connection is cut, so they retry). A broken transfer resumes with a Range
-//! request from the last byte written.
+//! publishes how many bytes are written. Every client, the first and the
+//! late, follows that mark (`follow.rs`): from the fill's latest chunks in
+//! memory, the ingest's file, or, once committed, the stored blob. Size and
+//! digest are checked as soon as upstream's last byte is written, and the
+//! clients get their last byte then (`FillState::verified`), while the fill
+//! commits; a corrupt or truncated transfer is never verified nor
+//! committed, and the clients following it get an error before their last
+//! byte (their connection is cut, so they retry). A broken transfer resumes
+//! with a Range request from the last byte written.
 //!
 //! The commit is the registry's own (`LocalRegistry::commit_verified`): the
-//! bytes are placed and recorded in one metadata transaction, so a crash
-//! never leaves a blob that nothing counts. Owns the fills in flight and
-//! nothing else: what is kept, and for how long, is the `Keeper`'s.
+//! bytes are made durable, placed and recorded in one metadata transaction,
+//! so a crash never leaves a blob that nothing counts, nor a record of an
+//! incomplete file. Owns the fills in flight and nothing else: what is
+//! kept, and for how long, is the `Keeper`'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::oci::{Digest, RepoName};
-use crate::service::{
-    blob_unknown, BlobRead, ByteRange, Ingest, IngestData, LocalRegistry, Namespace, ServiceError,
-};
+use crate::service::{blob_unknown, BlobRead, Ingest, LocalRegistry, ServiceError};
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::follow::{follow, Recent};
 use super::upstream::{BlobBody, Extent, Upstream, UpstreamError};
 use super::{Keeper, ProxyMetrics, ReadGuard};
 
@@ -81,6 +82,9 @@ pub struct FillState {
     pub written: u64,
     /// Size of the blob, once upstream said.
     pub total: Option<u64>,
+    /// All of the blob is written and its size and digest checked: clients
+    /// may have their last byte, before the commit ends.
+    pub verified: bool,
     /// Some(Ok) when committed; Some(Err) when the fill failed.
     pub outcome: Option<Result<(), FillError>>,
 }
@@ -92,6 +96,8 @@ pub struct Fill {
     /// The ingest it writes: one per digest, so a restart resumes it.
     id: String,
     pub state: watch::Sender<FillState>,
+    /// Its latest chunks, for the clients following it.
+    recent: Mutex<Recent>,
 }
 
 /// Checked before a fill writes anything; the error says why the cache
@@ -164,6 +170,7 @@ impl Fills {
                 digest.hex()
             ),
             state: tx,
+            recent: Mutex::default(),
         });
         running.insert(digest.clone(), fill.clone());
         self.metrics.misses.inc();
@@ -173,6 +180,11 @@ impl Fills {
             if let Err(e) = &res {
                 this.metrics.fill_errors.inc();
                 tracing::warn!(repo = %f.repo, digest = %f.digest, error = %e, "fill failed");
+            }
+            // Followers of a committed blob go on from the file or the store;
+            // those of a verified blob whose commit failed may still need it.
+            if res.is_ok() || !f.state.borrow().verified {
+                f.recent_mut().reset(0);
             }
             f.state.send_modify(|s| s.outcome = Some(res.clone()));
             if let Ok(mut running) = this.running.lock() {
@@ -204,6 +216,7 @@ impl Fills {
             .open_ingest(&fill.id, repo, digest.algorithm())
             .await
             .map_err(local)?;
+        fill.recent_mut().reset(ingest.offset());
         fill.state.send_modify(|s| s.written = ingest.offset());
         let total = match self.download(fill, &mut ingest).await {
             Ok(t) => t,
@@ -214,6 +227,15 @@ impl Fills {
                 return Err(e);
             }
         };
+        // The bytes were hashed as they were written: the clients may have
+        // their last byte now, while `finish` and the commit make it durable.
+        let size = ingest.offset();
+        if total.is_none_or(|t| t == size) && ingest.digest_so_far().as_ref() == Some(digest) {
+            fill.state.send_modify(|s| {
+                s.verified = true;
+                s.total.get_or_insert(size);
+            });
+        }
         let done = match ingest.finish(digest, total).await {
             Ok(d) => d,
             Err(e) => {
@@ -335,8 +357,7 @@ impl Fills {
             }
             buf.extend_from_slice(&chunk);
             if buf.len() >= FILL_CHUNK {
-                ingest.write(buf.split().freeze()).await.map_err(local)?;
-                fill.state.send_modify(|s| s.written = ingest.offset());
+                fill.write(ingest, buf.split().freeze()).await?;
                 if ingest.offset() - *last_sync >= SYNC_EVERY {
                     ingest.sync().await.map_err(local)?;
                     *last_sync = ingest.offset();
@@ -348,14 +369,38 @@ impl Fills {
             }
         }
         if !buf.is_empty() {
-            ingest.write(buf.freeze()).await.map_err(local)?;
-            fill.state.send_modify(|s| s.written = ingest.offset());
+            fill.write(ingest, buf.freeze()).await?;
         }
         Ok(broke)
     }
 }
 
 impl Fill {
+    pub(super) fn repo(&self) -> &RepoName {
+        &self.repo
+    }
+
+    pub(super) fn ingest_id(&self) -> &str {
+        &self.id
+    }
+
+    fn recent_mut(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes from `pos` to at most `upto` from the fill's latest chunks.
+    pub(super) fn recent_slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
+        self.recent_mut().slice(pos, upto)
+    }
+
+    /// Appends `chunk` to the ingest and publishes it to the followers.
+    async fn write(&self, ingest: &mut Ingest, chunk: Bytes) -> Result<(), FillError> {
+        ingest.write(chunk.clone()).await.map_err(local)?;
+        self.recent_mut().push(chunk);
+        self.state.send_modify(|s| s.written = ingest.offset());
+        Ok(())
+    }
+
     /// Waits until the fill knows the blob's size (or failed).
     pub async fn size(&self) -> Result<u64, FillError> {
         let mut rx = self.state.subscribe();
@@ -393,128 +438,6 @@ impl Fill {
             start,
             len: end - start,
             body: follow(self, start, end, guard, local),
-        }
-    }
-}
-
-/// A follower's place in a fill.
-struct Follower {
-    fill: Arc<Fill>,
-    rx: watch::Receiver<FillState>,
-    data: Option<IngestData>,
-    pos: u64,
-    end: u64,
-    _guard: Arc<ReadGuard>,
-    local: Arc<LocalRegistry>,
-    from_store: Option<BoxStream<'static, std::io::Result<Bytes>>>,
-}
-
-/// Streams `[start, end)` of a blob being filled, following the fill.
-fn follow(
-    fill: Arc<Fill>,
-    start: u64,
-    end: u64,
-    guard: Arc<ReadGuard>,
-    local: Arc<LocalRegistry>,
-) -> BoxStream<'static, std::io::Result<Bytes>> {
-    let st = Follower {
-        rx: fill.state.subscribe(),
-        fill,
-        data: None,
-        pos: start,
-        end,
-        _guard: guard,
-        local,
-        from_store: None,
-    };
-    futures::stream::try_unfold(st, |mut st| async move {
-        if st.pos >= st.end {
-            return Ok(None);
-        }
-        if let Some(s) = st.from_store.as_mut() {
-            return match s.next().await {
-                Some(Ok(b)) => {
-                    st.pos += b.len() as u64;
-                    Ok(Some((b, st)))
-                }
-                Some(Err(e)) => Err(e),
-                None => Ok(None),
-            };
-        }
-        let Some(available) = st.wait_for_bytes().await? else {
-            // Committed before we opened the ingest: read the stored blob.
-            let range = ByteRange {
-                start: st.pos,
-                end: Some(st.end - 1),
-            };
-            let read = st
-                .local
-                .blob_read(&st.fill.repo, &st.fill.digest, Some(range))
-                .await
-                .map_err(std::io::Error::other)?;
-            st.from_store = Some(read.body);
-            return Ok(Some((Bytes::new(), st)));
-        };
-        if st.data.is_none() {
-            match st.local.ingest_data(&st.fill.id)? {
-                Some(d) => st.data = Some(d),
-                None => {
-                    // Renamed into the store between our checks: wait for the outcome.
-                    let _ = st.rx.changed().await;
-                    return Ok(Some((Bytes::new(), st)));
-                }
-            }
-        }
-        let want = available.min(st.end) - st.pos;
-        let data = st
-            .data
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("ingest data vanished"))?;
-        let chunk = data.read(st.pos, want).await?;
-        if chunk.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "ingest file shorter than the bytes it reported written",
-            ));
-        }
-        st.pos += chunk.len() as u64;
-        Ok(Some((chunk, st)))
-    })
-    .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())))
-    .boxed()
-}
-
-impl Follower {
-    /// Waits for bytes past our position: how far we may read, or None
-    /// when the fill committed before we opened its ingest.
-    async fn wait_for_bytes(&mut self) -> std::io::Result<Option<u64>> {
-        loop {
-            let (written, outcome) = {
-                let s = self.rx.borrow_and_update();
-                (s.written, s.outcome.clone())
-            };
-            match &outcome {
-                Some(Err(e)) => {
-                    return Err(std::io::Error::other(format!(
-                        "upstream transfer failed: {e}"
-                    )));
-                }
-                Some(Ok(())) if self.data.is_none() => return Ok(None),
-                _ => {}
-            }
-            // The last byte of a response waits for the verified commit: a
-            // client must never receive a complete body that then fails
-            // verification (it would look like a good transfer).
-            let servable = match outcome {
-                Some(Ok(())) => written,
-                _ => written.min(self.end - 1),
-            };
-            if servable > self.pos {
-                return Ok(Some(servable));
-            }
-            if self.rx.changed().await.is_err() {
-                return Err(std::io::Error::other("fill ended unexpectedly"));
-            }
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::service::Committed;
 
 pub mod fill;
 pub mod flight;
+mod follow;
 pub mod mirror;
 pub mod projects;
 pub mod pull_through;
