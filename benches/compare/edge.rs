@@ -26,7 +26,7 @@ use crate::setup::{berth_bin, random_image, Kind, PUBLIC};
 use crate::{procstat, push_value, Bench, MIB};
 
 /// A pull-through cache under test.
-enum Cache {
+pub(crate) enum Cache {
     Berth {
         server: ServerProcess,
         _dir: tempfile::TempDir,
@@ -35,7 +35,7 @@ enum Cache {
 }
 
 impl Cache {
-    fn start(kind: Kind, upstream: &str, berth_env: &[(String, String)]) -> Cache {
+    pub(crate) fn start(kind: Kind, upstream: &str, berth_env: &[(String, String)]) -> Cache {
         match kind {
             Kind::Berth => {
                 let dir = tempfile::Builder::new()
@@ -61,7 +61,7 @@ impl Cache {
     fn addr(&self) -> SocketAddr {
         self.server().host().parse().expect("cache address")
     }
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.server().pid().expect("cache is running")
     }
 }
@@ -274,7 +274,8 @@ pub fn run(b: &mut Bench) {
         "idle anonymous RSS after start (edge; RssAnon)",
         "MB",
         Better::Lower,
-    );
+    )
+    .target(Target::BerthBelow(4.0, "4 MB"));
     let largest = b.cfg.edge_fanout.iter().copied().max().unwrap_or(1);
     let mut peak = Row::new(
         "7. memory",
