@@ -36,7 +36,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     app.enable_webhooks(sealer);
     let stop = tokio_util::sync::CancellationToken::new();
     let mut router = if app.config.controller.enabled {
-        app.router_with_docs(&berth_controller::openapi_paths())
+        app.router_with_docs(berth_controller::openapi_paths)
     } else {
         app.router()
     };

@@ -63,7 +63,7 @@ impl Cache {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.server().host().parse().expect("cache address")
     }
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.server().pid().expect("cache is running")
     }
 }
@@ -281,7 +281,8 @@ pub fn run(b: &mut Bench) {
         "idle anonymous RSS after start (edge; RssAnon)",
         "MB",
         Better::Lower,
-    );
+    )
+    .target(Target::BerthBelow(4.0, "4 MB"));
     let largest = b.cfg.edge_fanout.iter().copied().max().unwrap_or(1);
     let mut peak = Row::new(
         "7. memory",

@@ -26,8 +26,10 @@ mod blobs;
 mod edge;
 mod fleet;
 mod http;
+mod idle;
 mod load;
 mod manifests;
+mod nginx;
 mod procstat;
 mod proxy;
 mod proxy_project;
@@ -227,7 +229,8 @@ impl Settings {
 /// Load-generator and server CPU for one load workload, per server.
 pub struct LoadStat {
     pub workload: String,
-    pub kind: Kind,
+    /// `berth`, `distribution`, or another server compared against (`nginx`).
+    pub server: &'static str,
     pub results: Vec<load::LoadResult>,
 }
 
@@ -266,10 +269,14 @@ impl Bench {
     }
 
     pub fn record_load(&mut self, workload: &str, kind: Kind, r: load::LoadResult) {
+        self.record_load_of(workload, kind.name(), r);
+    }
+
+    /// [`record_load`](Self::record_load) for a server named `server`.
+    pub fn record_load_of(&mut self, workload: &str, server: &'static str, r: load::LoadResult) {
         if r.errors > 0 {
             self.notes.push(format!(
-                "{workload} on {}: {} errors (first: {})",
-                kind.name(),
+                "{workload} on {server}: {} errors (first: {})",
                 r.errors,
                 r.first_error.as_deref().unwrap_or("?")
             ));
@@ -277,12 +284,12 @@ impl Bench {
         match self
             .load_stats
             .iter_mut()
-            .find(|s| s.workload == workload && s.kind == kind)
+            .find(|s| s.workload == workload && s.server == server)
         {
             Some(s) => s.results.push(r),
             None => self.load_stats.push(LoadStat {
                 workload: workload.to_owned(),
-                kind,
+                server,
                 results: vec![r],
             }),
         }
@@ -346,7 +353,7 @@ fn load_table(stats: &[LoadStat]) -> String {
         s.push_str(&format!(
             "| {} | {} | {} / {} | {} | {} | {} µs |\n",
             st.workload,
-            st.kind.name(),
+            st.server,
             median(&client).map(fmt_num).unwrap_or_default(),
             fmt_num(max),
             if max >= 0.9 { "**yes**" } else { "no" },
@@ -414,12 +421,16 @@ fn main() {
         "idle anonymous RSS after start (registry; RssAnon, without the mapped executable)",
         "MB",
         Better::Lower,
-    );
+    )
+    .target(Target::BerthBelow(4.0, "4 MB"));
     for t in bench.regs.both() {
         let mb = procstat::rss_anon(t.pid).unwrap_or(0) as f64 / 1e6;
         anon.push(t.kind, mb);
     }
     bench.row(anon);
+    if cfg.wants(7) {
+        idle::run(&mut bench);
+    }
 
     // The read workloads first, so their peak RSS starts near idle and not
     // from what the pushes left behind (the peak can only be reset to the

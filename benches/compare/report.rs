@@ -1,6 +1,8 @@
 //! The results table: one row per figure, the median of each server's runs,
 //! their ratio (berth / distribution) and, where the issue sets one, the
-//! target and whether berth meets it.
+//! target and whether berth meets it. A row may compare berth against
+//! another server than distribution ([`Row::versus`]: nginx in workload 2);
+//! its figure then stands in the distribution column, named.
 
 use std::fmt::Write as _;
 
@@ -28,7 +30,10 @@ pub struct Row {
     pub metric: String,
     pub unit: &'static str,
     pub berth: Vec<f64>,
+    /// distribution's figures, or those of the server named by `versus`.
     pub distribution: Vec<f64>,
+    /// The server compared against when it is not distribution.
+    pub versus: Option<&'static str>,
     pub better: Better,
     pub target: Option<Target>,
     /// For `Target::Check`: whether every run met it.
@@ -44,6 +49,7 @@ impl Row {
             unit,
             berth: Vec::new(),
             distribution: Vec::new(),
+            versus: None,
             better,
             target: None,
             check: None,
@@ -57,6 +63,17 @@ impl Row {
     pub fn note(mut self, n: &str) -> Row {
         self.note = n.to_owned();
         self
+    }
+    /// Compares berth against `server` instead of distribution; its figures
+    /// go in with [`Row::push_versus`].
+    pub fn versus(mut self, server: &'static str) -> Row {
+        self.versus = Some(server);
+        self
+    }
+    /// Records one run's figure of the server named by [`Row::versus`].
+    pub fn push_versus(&mut self, v: f64) {
+        debug_assert!(self.versus.is_some(), "push_versus on a row without versus");
+        self.distribution.push(v);
     }
     /// Records one run's figure for the server `kind`.
     pub fn push(&mut self, kind: crate::setup::Kind, v: f64) {
@@ -155,6 +172,14 @@ fn runs(v: &[f64]) -> String {
         .join(" / ")
 }
 
+/// A figure of the server a row compares against, named when it is not distribution.
+fn named(figure: String, versus: Option<&str>) -> String {
+    match versus {
+        Some(server) => format!("{figure} ({server})"),
+        None => figure,
+    }
+}
+
 /// The main table (markdown).
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
@@ -176,7 +201,7 @@ pub fn table(rows: &[Row]) -> String {
             r.metric,
             better,
             cell(&r.berth, r.unit),
-            cell(&r.distribution, r.unit),
+            named(cell(&r.distribution, r.unit), r.versus),
             ratio,
             r.verdict(),
             r.note
@@ -201,7 +226,7 @@ pub fn runs_table(rows: &[Row]) -> String {
             r.workload,
             r.metric,
             runs(&r.berth),
-            runs(&r.distribution)
+            named(runs(&r.distribution), r.versus)
         );
     }
     s

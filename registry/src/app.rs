@@ -488,13 +488,14 @@ impl RegistryApp {
 
     /// `/v2`, `/v2/token`, `/api/v1`, `/metrics` and `/healthz`.
     pub fn router(&self) -> Router {
-        self.router_with_docs(&serde_json::json!({}))
+        self.router_with_docs(|| serde_json::json!({}))
     }
 
-    /// `router`, whose OpenAPI document also describes `extra_paths` (an
-    /// OpenAPI `paths` object: the routes merged in beside it, such as the
-    /// controller's). Every path it routes is in `crate::openapi::route_paths`.
-    pub fn router_with_docs(&self, extra_paths: &serde_json::Value) -> Router {
+    /// `router`, whose OpenAPI document also describes what `extra_paths`
+    /// returns (an OpenAPI `paths` object: the routes merged in beside it,
+    /// such as the controller's); the document is built when first asked
+    /// for. Every path it routes is in `crate::openapi::route_paths`.
+    pub fn router_with_docs(&self, extra_paths: fn() -> serde_json::Value) -> Router {
         let metrics = self.metrics.clone();
         let admin_state = AdminState {
             access: self.access.clone(),
@@ -525,10 +526,9 @@ impl RegistryApp {
                 },
             ))
             .merge(crate::auth::endpoint::router(self.access.clone()))
-            .merge(admin::router(
-                admin_state,
-                crate::openapi::document(extra_paths),
-            ))
+            .merge(admin::router(admin_state, move || {
+                crate::openapi::document(&extra_paths())
+            }))
             .route(
                 "/metrics",
                 axum::routing::get(move || {

@@ -153,18 +153,26 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// The admin router. `/api/v1/openapi.json` serves `doc`: `openapi()` with
-/// what the other routes of the listener add (see `crate::openapi`).
-pub fn router(state: AdminState, doc: serde_json::Value) -> axum::Router {
+/// The admin router. `/api/v1/openapi.json` serves what `doc` builds:
+/// `openapi()` with what the other routes of the listener add (see
+/// `crate::openapi`). Built on the first request, not at start: most
+/// registries never serve it, and building it touches much of the binary.
+pub fn router(
+    state: AdminState,
+    doc: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+) -> axum::Router {
     let access = state.access.clone();
     let router = routes().with_state(state).split_for_parts().0;
+    let built: Arc<std::sync::OnceLock<bytes::Bytes>> = Arc::default();
     let doc = Arc::new(doc);
     router
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
-                let doc = doc.clone();
-                async move { Json(doc.as_ref().clone()) }
+                let body = built
+                    .get_or_init(|| serde_json::to_vec(&doc()).unwrap_or_default().into())
+                    .clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
             }),
         )
         .layer(axum::middleware::from_fn(refuse_forms))
