@@ -230,6 +230,7 @@ async fn start_controller(
             reconcile: berth_controller::ReconcileSettings {
                 drift_check_interval: cfg.controller.drift_check_interval,
                 poll_interval: cfg.controller.poll_interval,
+                concurrency: cfg.controller.reconcile_concurrency as usize,
                 ..Default::default()
             },
         },

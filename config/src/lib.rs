@@ -607,6 +607,10 @@ pub struct ControllerConfig {
     /// `max(poll_interval, 30s)`, as a fallback for a lost report.
     #[serde(with = "duration_str")]
     pub poll_interval: Duration,
+    /// Reconciles (different publications) run at once. A publish to a
+    /// fleet spends most of each reconcile waiting on a node's edge, the
+    /// deployer or a commit; more at once share the commits and the waits.
+    pub reconcile_concurrency: u32,
 }
 
 impl Default for ControllerConfig {
@@ -621,6 +625,7 @@ impl Default for ControllerConfig {
             drift_check_interval: Duration::from_secs(60),
             leader_lease: Duration::from_secs(15),
             poll_interval: Duration::from_secs(2),
+            reconcile_concurrency: 64,
         }
     }
 }
@@ -1104,6 +1109,11 @@ impl Config {
                 "controller.poll_interval must be at least 100ms".into(),
             ));
         }
+        if !(1..=1024).contains(&self.controller.reconcile_concurrency) {
+            return Err(ConfigError::Invalid(
+                "controller.reconcile_concurrency must be between 1 and 1024".into(),
+            ));
+        }
         if let Some((host, _)) = self
             .proxy
             .hosts
@@ -1430,6 +1440,23 @@ mod tests {
         cfg.controller.poll_interval = Duration::from_millis(10);
         let err = cfg.validate().expect_err("too short").to_string();
         assert!(err.contains("controller.poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn reconcile_concurrency_defaults_overrides_and_validates() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.controller.reconcile_concurrency, 64);
+        cfg.apply_env(
+            [("BERTH_CONTROLLER_RECONCILE_CONCURRENCY", "16")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("env applies");
+        assert_eq!(cfg.controller.reconcile_concurrency, 16);
+        assert!(cfg.validate().is_ok());
+        cfg.controller.reconcile_concurrency = 0;
+        let err = cfg.validate().expect_err("zero").to_string();
+        assert!(err.contains("controller.reconcile_concurrency"), "{err}");
     }
 
     #[test]

@@ -241,6 +241,9 @@ impl ResourceRenderer {
             .await?;
         let eips = store.list_resources(&proj, ResourceKind::Eips).await?;
         let routes = store.list_resources(&proj, ResourceKind::Routes).await?;
+        if lbs.is_empty() && eips.is_empty() && routes.is_empty() {
+            return Ok(Vec::new());
+        }
         let wanted = store.resources_wanted_on_node(&proj, &nd).await?;
         let here = |r: &Resource| wanted.contains(&(r.kind, r.name.clone()));
         let mine: BTreeSet<String> = lbs

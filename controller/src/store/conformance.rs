@@ -730,10 +730,35 @@ async fn left_on(s: &dyn ControllerStore, node: &str) -> Vec<String> {
 async fn config_left_behind_by_a_new_version(s: &dyn ControllerStore) {
     site(s).await;
     let cms = ResourceKind::ConfigMaps;
+    // Nothing published yet: the rules every apply asks find nothing.
+    assert!(left_on(s, "n1").await.is_empty());
+    let alone = s.network_left_alone("shop", "n1").await.expect("network");
+    assert!(alone.is_empty(), "{alone:?}");
+    assert!(s
+        .resources_wanted_on_node("shop", "n1")
+        .await
+        .expect("wanted")
+        .is_empty());
     s.publish("shop", "web", None, &["n1".into(), "n2".into()], 2)
         .await
         .expect("publish web");
     assert!(left_on(s, "n1").await.is_empty(), "web uses settings");
+    let wanted = s
+        .resources_wanted_on_node("shop", "n1")
+        .await
+        .expect("wanted");
+    assert!(
+        wanted.contains(&(cms, "settings".to_string())),
+        "{wanted:?}"
+    );
+    let lbs: Vec<String> = s
+        .list_resources("shop", ResourceKind::LoadBalancers)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(lbs, ["front", "web-lb"], "the kind's, in name order");
     // Published on its own on n2 as well.
     s.publish_resource("shop", cms, "settings", Some(vec!["n2".into()]), 3)
         .await

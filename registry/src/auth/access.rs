@@ -53,6 +53,62 @@ pub struct RegistryAccess {
     attempts: AttemptLocks,
     refusals: RefusalBudget,
     metrics: Arc<Metrics>,
+    audit_queue: AuditQueue,
+}
+
+/// Audit events on their way to the store. One task writes them, in order,
+/// each time with everything that queued while the last write ran: one
+/// append (one durable commit on redb) for a burst such as a publish to a
+/// fleet's thousand nodes, not one each, and never dropped.
+#[derive(Default)]
+struct AuditQueue {
+    tx: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<AuditEvent>>,
+}
+
+/// Events written in one append at most.
+const AUDIT_BATCH: usize = 256;
+
+impl AuditQueue {
+    /// Queues `events` for the writer (started on first use); `Err` gives
+    /// them back when it cannot take them (its runtime is gone).
+    fn push(
+        &self,
+        accounts: &Arc<Accounts>,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), Vec<AuditEvent>> {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_audit_batches(accounts.clone(), rx));
+            tx
+        });
+        let mut events = events.into_iter();
+        while let Some(e) = events.next() {
+            if let Err(back) = tx.send(e) {
+                return Err(std::iter::once(back.0).chain(events).collect());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The audit writer: appends what has queued, in batches, until every
+/// sender is gone. A batch that fails is written again one by one, so one
+/// event the store refuses does not take the others with it.
+async fn write_audit_batches(
+    accounts: Arc<Accounts>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<AuditEvent>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        if accounts.audit_batch(&batch).await.is_err() {
+            for e in batch.drain(..) {
+                if let Err(err) = accounts.audit(e).await {
+                    tracing::error!(error = %err, "cannot write audit event");
+                }
+            }
+        }
+        batch.clear();
+    }
 }
 
 /// What the token endpoint answers.
@@ -88,6 +144,7 @@ impl RegistryAccess {
             attempts: AttemptLocks::default(),
             refusals: RefusalBudget::default(),
             metrics,
+            audit_queue: AuditQueue::default(),
         }
     }
 
@@ -191,9 +248,12 @@ impl RegistryAccess {
         if events.is_empty() {
             return;
         }
-        let accounts = self.accounts.clone();
         // Audit writes are durable transactions; keep them off the request's critical path
         // but never drop them.
+        let Err(events) = self.audit_queue.push(&self.accounts, events) else {
+            return;
+        };
+        let accounts = self.accounts.clone();
         tokio::spawn(async move {
             for e in events {
                 if let Err(err) = accounts.audit(e).await {

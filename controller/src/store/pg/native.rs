@@ -14,7 +14,7 @@ use tokio_postgres::types::ToSql;
 use super::{db, PgControllerStore, Result};
 use crate::model::{Cluster, Node, Publication, PublicationKey};
 use crate::ports::PublicationChange;
-use crate::resources::{ResourcePublication, ResourcePublicationKey};
+use crate::resources::{ResourceKind, ResourcePublication, ResourcePublicationKey};
 use crate::store::changes as events;
 use crate::store::{RecordedChange, StoreError, Stored};
 
@@ -135,6 +135,29 @@ impl PgControllerStore {
     }
 
     /// The publications on `node`, of every app.
+    /// Whether any resource publication of `kinds` in `project` is on
+    /// `node`: the first question of the rules every apply asks, so that
+    /// a node with none of them never loads the mirror.
+    pub(super) async fn has_resource_records_on(
+        &self,
+        project: &str,
+        node: &str,
+        kinds: &[ResourceKind],
+    ) -> Result<bool> {
+        const T: &str = "ctl_resource_publications";
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM ctl_resource_publications \
+                 WHERE project = $1 AND node = $2 AND kind = ANY($3))",
+                &[&project, &node, &kinds],
+            )
+            .await
+            .map_err(db(T))?;
+        Ok(row.get(0))
+    }
+
     pub(super) async fn publications_on_node(&self, node: &str) -> Result<Vec<Publication>> {
         self.docs(
             "ctl_publications",

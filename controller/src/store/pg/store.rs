@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use super::{PgControllerStore, Result};
 use crate::model::{App, AppSpec, Cluster, Node, Publication, PublicationKey, TemplateVersion};
 use crate::resources::{
-    Binding, PublicationRef, Resource, ResourceKind, ResourcePublication, ResourcePublicationKey,
+    Binding, PublicationRef, Resource, ResourceDesired, ResourceKind, ResourcePublication,
+    ResourcePublicationKey,
 };
 use crate::store::{
     ControllerStore, EipClaim, ForcedRemoval, ProjectHoldings, ProjectPurge, RecordedChange,
@@ -313,8 +314,14 @@ impl ControllerStore for PgControllerStore {
     }
 
     async fn list_resources(&self, project: &str, kind: ResourceKind) -> Result<Vec<Resource>> {
-        self.read("listing resources", |s| s.list_resources(project, kind))
-            .await
+        // Every apply lists the project's network resources: plain SQL, not
+        // a load of every controller row.
+        self.docs(
+            "ctl_resources",
+            "SELECT doc FROM ctl_resources WHERE project = $1 AND kind = $2 ORDER BY name",
+            &[&project, &kind.as_str()],
+        )
+        .await
     }
 
     async fn delete_resource(&self, project: &str, kind: ResourceKind, name: &str) -> Result<()> {
@@ -482,10 +489,18 @@ impl ControllerStore for PgControllerStore {
         project: &str,
         node: &str,
     ) -> Result<BTreeSet<(ResourceKind, String)>> {
-        self.read("reading the resources wanted on a node", |s| {
-            s.resources_wanted_on_node(project, node)
-        })
-        .await
+        let records: Vec<ResourcePublication> = self
+            .docs(
+                "ctl_resource_publications",
+                "SELECT doc FROM ctl_resource_publications WHERE project = $1 AND node = $2",
+                &[&project, &node],
+            )
+            .await?;
+        Ok(records
+            .into_iter()
+            .filter(|rp| rp.desired == ResourceDesired::Published)
+            .map(|rp| (rp.kind, rp.name))
+            .collect())
     }
 
     async fn app_resource_publications(
@@ -561,6 +576,17 @@ impl ControllerStore for PgControllerStore {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>> {
+        let network = [
+            ResourceKind::Routes,
+            ResourceKind::Eips,
+            ResourceKind::LoadBalancers,
+        ];
+        if !self
+            .has_resource_records_on(project, node, &network)
+            .await?
+        {
+            return Ok(Vec::new());
+        }
         self.read("reading network resources left alone", |s| {
             s.network_left_alone(project, node)
         })
@@ -572,6 +598,12 @@ impl ControllerStore for PgControllerStore {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>> {
+        // Asked by every apply: the rule's load of every controller row only
+        // when the node holds config of the project's at all.
+        let config = [ResourceKind::ConfigMaps, ResourceKind::Secrets];
+        if !self.has_resource_records_on(project, node, &config).await? {
+            return Ok(Vec::new());
+        }
         self.read("reading config left behind", |s| {
             s.config_left_behind(project, node)
         })

@@ -31,8 +31,7 @@ impl ControllerStore for RedbControllerStore {
     }
 
     async fn get_cluster(&self, name: &str) -> Result<Option<Cluster>> {
-        let name = name.to_owned();
-        self.blocking(move |s| s.get_cluster(&name)).await
+        self.point_read(|s| s.get_cluster(name))
     }
 
     async fn list_clusters(&self) -> Result<Vec<Cluster>> {
@@ -54,8 +53,7 @@ impl ControllerStore for RedbControllerStore {
     }
 
     async fn get_node(&self, name: &str) -> Result<Option<Node>> {
-        let name = name.to_owned();
-        self.blocking(move |s| s.get_node(&name)).await
+        self.point_read(|s| s.get_node(name))
     }
 
     async fn list_nodes(&self) -> Result<Vec<Node>> {
@@ -98,9 +96,7 @@ impl ControllerStore for RedbControllerStore {
     }
 
     async fn get_app(&self, project: &str, name: &str) -> Result<Option<App>> {
-        let project = project.to_owned();
-        let name = name.to_owned();
-        self.blocking(move |s| s.get_app(&project, &name)).await
+        self.point_read(|s| s.get_app(project, name))
     }
 
     async fn list_apps(&self, project: &str) -> Result<Vec<App>> {
@@ -134,10 +130,7 @@ impl ControllerStore for RedbControllerStore {
         name: &str,
         version: u32,
     ) -> Result<Option<TemplateVersion>> {
-        let project = project.to_owned();
-        let name = name.to_owned();
-        self.blocking(move |s| s.get_version(&project, &name, version))
-            .await
+        self.point_read(|s| s.get_version(project, name, version))
     }
 
     async fn list_versions(&self, project: &str, name: &str) -> Result<Vec<TemplateVersion>> {
@@ -184,8 +177,7 @@ impl ControllerStore for RedbControllerStore {
     }
 
     async fn get_publication(&self, key: &PublicationKey) -> Result<Option<Publication>> {
-        let key = key.clone();
-        self.blocking(move |s| s.get_publication(&key)).await
+        self.point_read(|s| s.get_publication(key))
     }
 
     async fn list_publications(&self) -> Result<Vec<Publication>> {
@@ -291,10 +283,7 @@ impl ControllerStore for RedbControllerStore {
         kind: ResourceKind,
         name: &str,
     ) -> Result<Option<Resource>> {
-        let project = project.to_owned();
-        let name = name.to_owned();
-        self.blocking(move |s| s.get_resource(&project, kind, &name))
-            .await
+        self.point_read(|s| s.get_resource(project, kind, name))
     }
 
     async fn list_resources(&self, project: &str, kind: ResourceKind) -> Result<Vec<Resource>> {
@@ -438,8 +427,7 @@ impl ControllerStore for RedbControllerStore {
         &self,
         k: &ResourcePublicationKey,
     ) -> Result<Option<ResourcePublication>> {
-        let k = k.clone();
-        self.blocking(move |s| s.get_resource_publication(&k)).await
+        self.point_read(|s| s.get_resource_publication(k))
     }
 
     async fn list_resource_publications(

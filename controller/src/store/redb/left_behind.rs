@@ -45,6 +45,16 @@ impl RedbControllerStore {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>> {
+        // Every apply asks; most nodes have no config map or secret an app
+        // carried there: a read transaction says so without taking the
+        // writers' lock (which the reconcilers' commits wait on).
+        if !self.has_resource_records_on(
+            project,
+            node,
+            &[ResourceKind::ConfigMaps, ResourceKind::Secrets],
+        )? {
+            return Ok(Vec::new());
+        }
         let txn = self.db.begin_write()?;
         let mut out = Vec::new();
         {
@@ -75,5 +85,27 @@ impl RedbControllerStore {
         }
         txn.abort()?;
         Ok(out)
+    }
+
+    /// Whether any resource of `kinds` in `project` has a record on `node`,
+    /// in a read transaction: the cheap first question of the rules that
+    /// every apply asks (`config_left_behind`, `network_left_alone`).
+    pub(super) fn has_resource_records_on(
+        &self,
+        project: &str,
+        node: &str,
+        kinds: &[ResourceKind],
+    ) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        let resources = txn.open_table(RESOURCES)?;
+        let t = txn.open_table(RESOURCE_PUBS)?;
+        for kind in kinds {
+            for r in list_kind(&resources, project, *kind)? {
+                if get_rp(&t, &key(project, *kind, &r.name, node))?.is_some() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

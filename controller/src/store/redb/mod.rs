@@ -234,6 +234,17 @@ impl RedbControllerStore {
         &self.db
     }
 
+    /// Runs a point read (one record by its key) on the calling task.
+    ///
+    /// A redb read transaction never waits for a writer (readers see the
+    /// last commit) and one lookup is a B-tree walk in redb's page cache:
+    /// microseconds, less than the hop to the blocking pool and back costs
+    /// (two thread wake-ups). A publish to a fleet makes several such reads
+    /// per node and reconcile. Scans and writes stay on the pool.
+    fn point_read<T>(&self, f: impl FnOnce(&RedbControllerStore) -> Result<T>) -> Result<T> {
+        f(self)
+    }
+
     /// Runs `f` on the blocking pool (redb commits fsync).
     async fn blocking<T: Send + 'static>(
         &self,

@@ -30,7 +30,7 @@ pub(super) type PubTable<'t> =
     redb::Table<'t, (&'static str, &'static str, &'static str, &'static str), &'static [u8]>;
 
 pub(super) fn get_rp(
-    t: &PubTable<'_>,
+    t: &impl ReadableTable<(&'static str, &'static str, &'static str, &'static str), &'static [u8]>,
     k: &ResourcePublicationKey,
 ) -> Result<Option<ResourcePublication>> {
     let v = t.get((
@@ -374,10 +374,8 @@ impl RedbControllerStore {
         &self,
         k: &ResourcePublicationKey,
     ) -> Result<Option<ResourcePublication>> {
-        let txn = self.db.begin_write()?;
-        let rp = get_rp(&txn.open_table(RESOURCE_PUBS)?, k)?;
-        txn.abort()?;
-        Ok(rp)
+        let txn = self.db.begin_read()?;
+        get_rp(&txn.open_table(RESOURCE_PUBS)?, k)
     }
 
     /// One resource's records, in node order.
@@ -577,6 +575,14 @@ impl RedbControllerStore {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>> {
+        let network = [
+            ResourceKind::Routes,
+            ResourceKind::Eips,
+            ResourceKind::LoadBalancers,
+        ];
+        if !self.has_resource_records_on(project, node, &network)? {
+            return Ok(Vec::new());
+        }
         let txn = self.db.begin_write()?;
         let mut out = Vec::new();
         {

@@ -204,3 +204,36 @@ fn only_the_embedded_store_names_redb() {
         "redb named outside store/redb: {naming:?}"
     );
 }
+
+/// The rules every apply asks (what the app left behind on its node) and
+/// a resource record's read do not wait for the writers' lock when there
+/// is nothing to find: a publish to a fleet asks them once per node, and
+/// each wait sat behind the reconcilers' commits.
+#[test]
+fn rules_with_nothing_on_the_node_do_not_wait_for_writers() {
+    let (_d, s) = site();
+    let writer = s.database().begin_write().expect("hold the writers' lock");
+    let reader = s.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let config = reader.config_left_behind("shop", "n1").expect("config");
+        let network = reader.network_left_alone("shop", "n1").expect("network");
+        let record = reader
+            .get_resource_publication(&crate::resources::ResourcePublicationKey {
+                project: "shop".into(),
+                kind: ResourceKind::ConfigMaps,
+                name: "settings".into(),
+                node: "n1".into(),
+            })
+            .expect("record");
+        let _ = tx.send((config.len(), network.len(), record.is_none()));
+    });
+    // A bound for a loaded machine, not a measure: before, these waited
+    // for as long as the write transaction stayed open.
+    let answer = rx.recv_timeout(std::time::Duration::from_secs(60));
+    writer.abort().expect("abort");
+    assert_eq!(
+        answer.expect("answered while a writer held the lock"),
+        (0, 0, true)
+    );
+}

@@ -371,6 +371,11 @@ impl Accounts {
         self.store.append_audit(&e).await.map(|_| ())
     }
 
+    /// Several events in order, in one append where the store can.
+    pub async fn audit_batch(&self, events: &[AuditEvent]) -> Result<(), AccountError> {
+        self.store.append_audits(events).await
+    }
+
     /// Newest first.
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError> {
         self.store.audit_events(q).await

@@ -439,4 +439,17 @@ async fn audit_log(s: &Store) {
     let targets: Vec<_> = rest.iter().map(|e| e.target.as_str()).collect();
     assert_eq!(targets, ["t2"], "after the last id seen");
     assert!(page(ids[2], 10).await.expect("page").is_empty());
+    // Several at once (the audit writer's batches): in order, each its id.
+    let batch: Vec<AuditEvent> = ["t3", "t4"]
+        .iter()
+        .map(|t| AuditEvent {
+            target: t.to_string(),
+            ..all[0].clone()
+        })
+        .collect();
+    s.append_audits(&batch).await.expect("append several");
+    let more = page(ids[2], 10).await.expect("page");
+    let targets: Vec<_> = more.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, ["t3", "t4"], "appended in order");
+    assert!(more[0].id > ids[2] && more[1].id > more[0].id, "{more:?}");
 }

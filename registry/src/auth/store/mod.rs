@@ -364,6 +364,14 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Appends an event, giving it the next id (which it returns).
     async fn append_audit(&self, event: &AuditEvent) -> Result<u64, AccountError>;
+    /// Appends events in order, each with the next id. A backend that
+    /// commits each write durably does them in one commit.
+    async fn append_audits(&self, events: &[AuditEvent]) -> Result<(), AccountError> {
+        for e in events {
+            self.append_audit(e).await?;
+        }
+        Ok(())
+    }
     /// Events that pass the query's filters, newest first, at most its limit.
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AccountError>;
     /// Every event with an id above `after`, oldest first, at most `limit`

@@ -443,6 +443,17 @@ impl AccountStore for RedbAccounts {
         self.write(move |tx| super::audit::append(tx, e)).await
     }
 
+    async fn append_audits(&self, events: &[AuditEvent]) -> Res<()> {
+        let events = events.to_vec();
+        self.write(move |tx| {
+            for e in events {
+                super::audit::append(tx, e)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn audit_events(&self, query: &AuditQuery) -> Res<Vec<AuditEvent>> {
         super::audit::query(&self.meta.db(), query)
     }
