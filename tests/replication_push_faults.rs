@@ -102,7 +102,18 @@ fn is_upload(s: &Seen) -> bool {
 /// requests, one broken request carrying less than a chunk, one upload
 /// session per blob.
 fn crossed_once(proxy: &FaultProxy, blobs: u64) {
-    let seen = proxy.seen();
+    // The broken request is recorded once the proxy lets go of it.
+    let seen = wait_until(
+        "the broken request to be recorded",
+        Duration::from_secs(30),
+        || {
+            let seen = proxy.seen();
+            match seen.iter().any(|s| s.status == 0) {
+                true => Ok(seen),
+                false => Err(format!("{seen:?}")),
+            }
+        },
+    );
     let answered: u64 = seen
         .iter()
         .filter(|s| is_upload(s) && s.status != 0)
@@ -175,6 +186,38 @@ fn a_push_survives_kill_9_of_the_pushing_berth_in_the_middle_of_a_patch() {
         .cloned()
         .expect("the layer's progress");
     assert_eq!(blob["status"], "copied", "{blob:#}");
+    crossed_once(&proxy, (config.len() + big.len()) as u64);
+    arrived(&dest, &pushed, &big);
+}
+
+#[test]
+fn a_push_takes_its_upload_back_at_once_when_only_berth_heard_the_link_break() {
+    let source = registry_with(berth_bin!(), &[], &[ALLOW_PRIVATE]);
+    // No body-rate floor at the destination: nothing there ever times the
+    // dead request out, so only the retry taking its session over frees it.
+    let dest = registry_with(berth_bin!(), &[], &[("BERTH_SERVER_MIN_BODY_RATE", "0")]);
+    let proxy = FaultProxy::start(&dest.host());
+    source.admin().create_project("team-a", false);
+    dest.admin().create_project("team-a", false);
+    let big = layer(82, 10 << 20);
+    let (config, pushed) = image(&source, &big);
+
+    // Half-way through the layer's second PATCH berth's connection is reset;
+    // the destination's stays open and silent all along.
+    let fault = Fault::UploadHalfCutAt {
+        at: CHUNK + (2 << 20),
+    };
+    proxy.set_fault(fault);
+    let admin = source.admin();
+    let id = push_policy_run(&admin, "dr", &proxy.url());
+    let v = succeeded(&admin, "dr", id);
+    assert!(
+        v["blobs"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["retries"].as_u64() >= Some(1))),
+        "{v:#}"
+    );
+    proxy.set_fault(Fault::None);
     crossed_once(&proxy, (config.len() + big.len()) as u64);
     arrived(&dest, &pushed, &big);
 }

@@ -1,12 +1,10 @@
 //! `LocalRegistry` as a `Namespace`: what the /v2 handlers call.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::uploads::{pump, DiscardOnDrop, PumpError};
+use super::uploads::{pump, DiscardOnDrop, PumpError, Superseded, UploadSession};
 use super::{
     blob_unknown, manifest_unknown, name_unknown, BlobRead, BodyStream, ByteRange, LocalRegistry,
     Manifest, Namespace, PushedManifest, Referrers, Result, ServiceError, TagPage, UploadStatus,
@@ -104,7 +102,7 @@ impl Namespace for LocalRegistry {
             .begin_ingest(&id, repo.as_str(), Algorithm::Sha256)
             .await?;
         if let Ok(mut m) = self.uploads.lock() {
-            m.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(Some(ingest))));
+            m.insert(id.clone(), UploadSession::new(ingest));
         }
         Ok(UploadStatus { id, offset: 0 })
     }
@@ -135,7 +133,7 @@ impl Namespace for LocalRegistry {
         let slot = self.session(repo, id).await?;
         let mut guard = slot.lock().await;
         let offset = self
-            .append_locked(&mut guard, id, range, body, true)
+            .append_locked(&mut guard, &mut slot.superseded(), id, range, body, true)
             .await?;
         Ok(UploadStatus {
             id: id.to_string(),
@@ -154,7 +152,7 @@ impl Namespace for LocalRegistry {
         let slot = self.session(repo, id).await?;
         let mut guard = slot.lock().await;
         if let Some(body) = body {
-            self.append_locked(&mut guard, id, range, body, false)
+            self.append_locked(&mut guard, &mut slot.superseded(), id, range, body, false)
                 .await?;
         }
         let ingest = guard.take().ok_or_else(|| {
@@ -218,9 +216,12 @@ impl Namespace for LocalRegistry {
             .content
             .begin_ingest(&id, repo.as_str(), digest.algorithm())
             .await?;
-        let res = pump(&mut ingest, body).await;
+        let res = pump(&mut ingest, body, &mut Superseded::never()).await;
         let failure = match res {
             Ok(_) => None,
+            Err(PumpError::Superseded) => Some(ServiceError::Internal(
+                "a one-shot upload was superseded".into(),
+            )),
             Err(PumpError::Body(e)) => Some(ServiceError::oci(
                 ErrorCode::BlobUploadInvalid,
                 format!("the request body broke off ({e}); nothing was stored"),

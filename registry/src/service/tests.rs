@@ -163,3 +163,67 @@ async fn a_status_request_during_the_final_put_does_not_resurrect_the_upload() {
         "the session is gone"
     );
 }
+
+/// Finding (replication through a broken link): a PATCH whose link died
+/// where only the client heard of it held the session until its body timed
+/// out, so the client's retry waited as long. A newer request for the
+/// session takes it over at once, from the last acknowledged offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_request_takes_over_a_session_whose_body_stopped_arriving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = registry(dir.path());
+    let repo: RepoName = "p/app".parse().expect("name");
+    let content: Vec<u8> = (0..3u32 << 20).map(|i| (i % 241) as u8).collect();
+    let digest = Digest::sha256_of(&content);
+    let up = reg.upload_start(&repo).await.expect("start");
+    let ack = 1u64 << 20;
+    reg.upload_append(
+        &repo,
+        &up.id,
+        Some((0, ack - 1)),
+        body(&content[..ack as usize]),
+    )
+    .await
+    .expect("first chunk");
+
+    // The next chunk's body: half of it, then nothing ever again.
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let half = Bytes::copy_from_slice(&content[ack as usize..(ack + (ack >> 1)) as usize]);
+    let dead: BodyStream = futures::stream::once(async move {
+        let _ = started_tx.send(());
+        Ok(half)
+    })
+    .chain(futures::stream::pending())
+    .boxed();
+    let stuck = tokio::spawn({
+        let (reg, repo, id) = (reg.clone(), repo.clone(), up.id.clone());
+        async move {
+            reg.upload_append(&repo, &id, Some((ack, 2 * ack - 1)), dead)
+                .await
+        }
+    });
+    started.await.expect("the dead body was read");
+
+    // The client gave up on it and asks where the upload stands.
+    let status = tokio::time::timeout(Duration::from_secs(60), reg.upload_status(&repo, &up.id))
+        .await
+        .expect("the status request does not wait for the dead body")
+        .expect("status");
+    assert_eq!(status.offset, ack, "the acknowledged offset");
+    match stuck.await.expect("append task") {
+        Err(e) => assert_eq!(e.code(), Some(ErrorCode::BlobUploadInvalid)),
+        Ok(o) => panic!("the dead body was acknowledged at {}", o.offset),
+    }
+    let end = content.len() as u64 - 1;
+    let size = reg
+        .upload_finish(
+            &repo,
+            &up.id,
+            &digest,
+            Some((ack, end)),
+            Some(body(&content[ack as usize..])),
+        )
+        .await
+        .expect("the upload finishes from the acknowledged offset");
+    assert_eq!(size, content.len() as u64);
+}

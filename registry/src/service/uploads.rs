@@ -4,6 +4,13 @@
 //! it before each request); appending a
 //! chunk (rolled back to the last acknowledged offset on any failure); and
 //! the discarding of sessions nobody came back for.
+//!
+//! A request for a session supersedes a body still arriving on it: a client
+//! comes back to a session (asks its offset, appends again) only once it
+//! has given up on its previous request, as OCI clients drive a session one
+//! request at a time. So when a link breaks and only the client hears of it,
+//! its retry takes the session over at once, from the last acknowledged
+//! offset, instead of waiting for the dead request's body to time out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +25,59 @@ use crate::oci::{ErrorCode, RepoName};
 /// Writes are coalesced into chunks of this size before they hit the disk.
 const WRITE_CHUNK: usize = 1024 * 1024;
 
-pub(super) type UploadSlot = Arc<tokio::sync::Mutex<Option<Ingest>>>;
+pub(super) type UploadSlot = Arc<UploadSession>;
+
+/// One upload session in memory: its ingest (None once finished), and who
+/// waits for it.
+pub(super) struct UploadSession {
+    ingest: tokio::sync::Mutex<Option<Ingest>>,
+    /// Counts the requests that arrived for the session; a body being
+    /// appended gives way when it moves.
+    arrivals: tokio::sync::watch::Sender<u64>,
+}
+
+/// Ends when a newer request for the same session arrives.
+pub(super) struct Superseded(tokio::sync::watch::Receiver<u64>);
+
+impl Superseded {
+    /// For a body that belongs to no session (a one-shot upload).
+    pub(super) fn never() -> Self {
+        let (_, rx) = tokio::sync::watch::channel(0);
+        Superseded(rx)
+    }
+
+    async fn arrived(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl UploadSession {
+    pub(super) fn new(ingest: Ingest) -> UploadSlot {
+        Arc::new(UploadSession {
+            ingest: tokio::sync::Mutex::new(Some(ingest)),
+            arrivals: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// The session, for this request: a request still holding it is told
+    /// to give way (see the module doc).
+    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Option<Ingest>> {
+        if let Ok(guard) = self.ingest.try_lock() {
+            return guard;
+        }
+        self.arrivals.send_modify(|n| *n += 1);
+        self.ingest.lock().await
+    }
+
+    /// What a body appended under the lock just taken watches for.
+    pub(super) fn superseded(&self) -> Superseded {
+        let mut rx = self.arrivals.subscribe();
+        rx.borrow_and_update();
+        Superseded(rx)
+    }
+}
 
 impl LocalRegistry {
     /// Commits a finished upload (`commit_verified`) and counts it.
@@ -77,7 +136,7 @@ impl LocalRegistry {
             .map_err(|_| ServiceError::Internal("upload table poisoned".into()))?;
         Ok(map
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Some(ingest))))
+            .or_insert_with(|| UploadSession::new(ingest))
             .clone())
     }
 
@@ -111,12 +170,24 @@ impl Drop for DiscardOnDrop<'_> {
     }
 }
 
-/// Streams `body` into `ingest`, coalescing small frames into large writes.
-/// Returns the number of bytes taken from the body.
-pub(super) async fn pump(ingest: &mut Ingest, mut body: BodyStream) -> Result<u64, PumpError> {
+/// Streams `body` into `ingest`, coalescing small frames into large writes,
+/// until it ends or a newer request for the session arrives. Returns the
+/// number of bytes taken from the body.
+pub(super) async fn pump(
+    ingest: &mut Ingest,
+    mut body: BodyStream,
+    superseded: &mut Superseded,
+) -> Result<u64, PumpError> {
     let mut buf = BytesMut::new();
     let mut total = 0u64;
-    while let Some(chunk) = body.next().await {
+    loop {
+        let chunk = tokio::select! {
+            next = body.next() => match next {
+                Some(chunk) => chunk,
+                None => break,
+            },
+            () = superseded.arrived() => return Err(PumpError::Superseded),
+        };
         let chunk = chunk.map_err(PumpError::Body)?;
         total += chunk.len() as u64;
         if buf.is_empty() && chunk.len() >= WRITE_CHUNK {
@@ -140,6 +211,8 @@ pub(super) async fn pump(ingest: &mut Ingest, mut body: BodyStream) -> Result<u6
 pub(super) enum PumpError {
     Body(std::io::Error),
     Store(ContentError),
+    /// A newer request for the session took it over.
+    Superseded,
 }
 
 impl LocalRegistry {
@@ -148,6 +221,7 @@ impl LocalRegistry {
     pub(super) async fn append_locked(
         &self,
         guard: &mut Option<Ingest>,
+        superseded: &mut Superseded,
         id: &str,
         range: Option<(u64, u64)>,
         body: BodyStream,
@@ -171,7 +245,7 @@ impl LocalRegistry {
                 ));
             }
         }
-        let res = pump(ingest, body).await;
+        let res = pump(ingest, body, superseded).await;
         let failure = match res {
             Ok(n) => match range {
                 Some((from, to)) if to - from + 1 != n => Some(ServiceError::oci(
@@ -188,6 +262,10 @@ impl LocalRegistry {
                 format!("the request body broke off ({e}); the upload continues from byte {}", ingest.acknowledged()),
             )),
             Err(PumpError::Store(e)) => Some(e.into()),
+            Err(PumpError::Superseded) => Some(ServiceError::oci(
+                ErrorCode::BlobUploadInvalid,
+                format!("a newer request for upload {id} took it over while this body was arriving; the upload continues from byte {}", ingest.acknowledged()),
+            )),
         };
         if let Some(err) = failure {
             // Re-open from the durable state: drops the partial chunk.

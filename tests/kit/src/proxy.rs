@@ -49,15 +49,23 @@ pub enum Fault {
     },
     /// Close both connections once the upload bodies the proxy forwarded
     /// (over all requests since it started, see [`FaultProxy::upload_bytes`])
-    /// reach `at` bytes, as a broken link does; once: the fault then clears.
+    /// reach `at` bytes, as a broken link does. Upload faults strike once:
+    /// the fault clears when it does.
     UploadCutAt {
         at: u64,
     },
     /// Stop forwarding upload bodies at `at` bytes (counted as for
     /// `UploadCutAt`) and hold both connections open, sending nothing, as a
-    /// link that died without a word; when the fault is switched off both
+    /// link that died without a word, until the next `set_fault`; then both
     /// connections close.
     UploadStallAt {
+        at: u64,
+    },
+    /// At `at` upload bytes (counted as for `UploadCutAt`) close the client's
+    /// connection but hold the server's open, sending nothing, until the
+    /// next `set_fault`: a link only one end heard break (a middlebox that
+    /// dropped the connection and reset one side).
+    UploadHalfCutAt {
         at: u64,
     },
 }
@@ -95,6 +103,8 @@ struct Settings {
     seen: Vec<Seen>,
     /// Upload body bytes forwarded since the proxy started.
     upload_bytes: u64,
+    /// A stalled or half-cut upload's connections are held while set.
+    holding: bool,
 }
 
 type Shared = Arc<Mutex<Settings>>;
@@ -147,8 +157,11 @@ impl FaultProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Sets the fault (and lets go of connections an upload fault holds).
     pub fn set_fault(&self, fault: Fault) {
-        self.settings().fault = (fault != Fault::None).then_some(fault);
+        let mut s = self.settings();
+        s.fault = (fault != Fault::None).then_some(fault);
+        s.holding = false;
     }
 
     /// Throttles answer bodies to `bytes_per_sec` per connection (None: full speed).
@@ -327,9 +340,11 @@ fn upload_fault(shared: &Mutex<Settings>, n: u64) -> (u64, Option<Fault>) {
     let mut s = lock(shared);
     let sent = s.upload_bytes;
     let hit = match s.fault.clone() {
-        Some(f @ (Fault::UploadCutAt { at } | Fault::UploadStallAt { at })) if sent + n >= at => {
-            Some((at.saturating_sub(sent), f))
-        }
+        Some(
+            f @ (Fault::UploadCutAt { at }
+            | Fault::UploadStallAt { at }
+            | Fault::UploadHalfCutAt { at }),
+        ) if sent + n >= at => Some((at.saturating_sub(sent), f)),
         _ => None,
     };
     let (pass, broke) = match hit {
@@ -337,8 +352,9 @@ fn upload_fault(shared: &Mutex<Settings>, n: u64) -> (u64, Option<Fault>) {
         None => (n, None),
     };
     s.upload_bytes += pass;
-    if matches!(broke, Some(Fault::UploadCutAt { .. })) {
+    if broke.is_some() {
         s.fault = None;
+        s.holding = true;
     }
     (pass, broke)
 }
@@ -378,9 +394,12 @@ fn forward_body(
         got += n as u64;
         match broke {
             None => {}
-            Some(stall @ Fault::UploadStallAt { .. }) => {
+            Some(held @ (Fault::UploadStallAt { .. } | Fault::UploadHalfCutAt { .. })) => {
                 up_w.flush()?;
-                while lock(shared).fault.as_ref() == Some(&stall) {
+                if matches!(held, Fault::UploadHalfCutAt { .. }) {
+                    let _ = client_w.shutdown(Shutdown::Both);
+                }
+                while lock(shared).holding {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 close(up_w);
@@ -469,7 +488,9 @@ fn fault_digest(fault: &Fault) -> &str {
         | Fault::CutAt { digest, .. }
         | Fault::CutEach { digest, .. }
         | Fault::StallAt { digest, .. } => digest,
-        Fault::UploadCutAt { .. } | Fault::UploadStallAt { .. } => "",
+        Fault::UploadCutAt { .. } | Fault::UploadStallAt { .. } | Fault::UploadHalfCutAt { .. } => {
+            ""
+        }
     }
 }
 
