@@ -703,9 +703,22 @@ async fn delete_project(
         }
     }
     st.access.accounts.delete_project(&name).await?;
-    // A project of the same name later starts without this one's quota and rules.
+    // A project of the same name later starts without this one's quota and
+    // rules, and without its webhooks (as in Harbor, they go with it, and
+    // nothing is sent to them: the audit entry records the delete).
     st.registry.forget_project(&name).await?;
-    st.audit(&c, "project.delete", Some(&name), &name);
+    let hooks = match &st.webhooks {
+        Some(h) => h.delete_project(&name).await?,
+        None => 0,
+    };
+    let detail = match (f.force, hooks) {
+        (false, 0) => name.clone(),
+        (force, n) => format!(
+            "{name}{}; {n} webhooks removed",
+            if force { " (forced)" } else { "" }
+        ),
+    };
+    st.audit(&c, "project.delete", Some(&name), &detail);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1119,6 +1132,7 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(replications::list, replications::create))
         .routes(routes!(
             replications::show,
