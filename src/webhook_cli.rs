@@ -75,6 +75,26 @@ pub enum WebhookCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Give an endpoint a new signing secret, printed once. Until the overlap
+    /// ends, deliveries carry a second signature by the old secret.
+    #[command(after_help = "Examples:\n  \
+        berth webhook rotate-secret team-a 4f0c...\n  \
+        berth webhook rotate-secret team-a 4f0c... --overlap 1h\n  \
+        berth webhook rotate-secret team-a 4f0c... --overlap 0s   # the old secret stops at once\n\n\
+        During the overlap each delivery carries\n  \
+        X-Berth-Signature: sha256=<HMAC by the new secret>\n  \
+        X-Berth-Signature-Previous: sha256=<HMAC by the old secret>\n\
+        so a receiver holding either secret accepts it while the new one is rolled out.")]
+    RotateSecret {
+        project: String,
+        id: String,
+        /// How long the old secret keeps signing (e.g. 30m, 24h; at most 7d)
+        /// [default: the server's webhooks.secret_overlap, 24h unless configured].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        overlap: Option<std::time::Duration>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// An endpoint's delivery log, newest first: status, attempts, response code.
     #[command(after_help = "Example:\n  berth webhook deliveries team-a 4f0c... --limit 20")]
     Deliveries {
@@ -158,6 +178,32 @@ pub async fn webhook(cfg: &Config, cmd: WebhookCmd) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot update webhook {id}"))?;
             print_json(&v);
+        }
+        WebhookCmd::RotateSecret {
+            project,
+            id,
+            overlap,
+            conn,
+        } => {
+            let mut body = Map::new();
+            if let Some(o) = overlap {
+                body.insert("overlap_seconds".into(), json!(o.as_secs()));
+            }
+            let v = send_mapped(
+                conn.request(
+                    cfg,
+                    Method::POST,
+                    &format!("{}/rotate-secret", path(&project, Some(&id))),
+                )
+                .json(&Value::Object(body)),
+                &[("overlap_seconds", "--overlap")],
+            )
+            .await
+            .with_context(|| format!("cannot rotate the secret of webhook {id}"))?;
+            print_json(&v);
+            eprintln!(
+                "the new secret is shown only now: give it to the receiver before the overlap ends"
+            );
         }
         WebhookCmd::Delete { project, id, conn } => {
             send_mapped(

@@ -650,6 +650,11 @@ pub struct WebhooksConfig {
     /// Longest wait for an endpoint's answer to one delivery.
     #[serde(with = "duration_str")]
     pub timeout: Duration,
+    /// After a secret rotation, deliveries also carry a signature by the
+    /// previous secret (`X-Berth-Signature-Previous`) this long, unless the
+    /// rotation names its own overlap; then the previous secret is dropped.
+    #[serde(with = "duration_str")]
+    pub secret_overlap: Duration,
 }
 
 impl Default for WebhooksConfig {
@@ -661,9 +666,14 @@ impl Default for WebhooksConfig {
             retry_initial: Duration::from_secs(5),
             retry_max: Duration::from_secs(600),
             timeout: Duration::from_secs(10),
+            secret_overlap: Duration::from_secs(24 * 3600),
         }
     }
 }
+
+/// The longest overlap a webhook secret rotation may keep the previous
+/// secret signing (as Stripe's roll: at most a week).
+pub const WEBHOOK_MAX_SECRET_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl WebhooksConfig {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -683,6 +693,12 @@ impl WebhooksConfig {
             return Err(ConfigError::Invalid(
                 "webhooks.timeout must be positive".into(),
             ));
+        }
+        if self.secret_overlap > WEBHOOK_MAX_SECRET_OVERLAP {
+            return Err(ConfigError::Invalid(format!(
+                "webhooks.secret_overlap ({}) must not be longer than 7 days",
+                humantime::format_duration(self.secret_overlap)
+            )));
         }
         Ok(())
     }

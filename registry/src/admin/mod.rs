@@ -135,6 +135,7 @@ fn routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(replications::list, replications::create))
         .routes(routes!(
             replications::show,

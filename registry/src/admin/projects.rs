@@ -259,8 +259,21 @@ pub(super) async fn delete_project(
         }
     }
     st.access.accounts.delete_project(&name).await?;
-    // A project of the same name later starts without this one's quota and rules.
+    // A project of the same name later starts without this one's quota and
+    // rules, and without its webhooks (as in Harbor, they go with it, and
+    // nothing is sent to them: the audit entry records the delete).
     st.registry.forget_project(&name).await?;
-    st.audit(&c, "project.delete", Some(&name), &name);
+    let hooks = match &st.webhooks {
+        Some(h) => h.delete_project(&name).await?,
+        None => 0,
+    };
+    let detail = match (f.force, hooks) {
+        (false, 0) => name.clone(),
+        (force, n) => format!(
+            "{name}{}; {n} webhooks removed",
+            if force { " (forced)" } else { "" }
+        ),
+    };
+    st.audit(&c, "project.delete", Some(&name), &detail);
     Ok(StatusCode::NO_CONTENT)
 }

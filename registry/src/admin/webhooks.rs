@@ -45,10 +45,24 @@ pub struct WebhookView {
     pub events: Vec<String>,
     pub enabled: bool,
     pub created_at: u64,
-    /// Only in the answer to its creation: the HMAC-SHA256 key of
-    /// `X-Berth-Signature: sha256=<hex>`. Stored sealed; never shown again.
+    /// Only in the answer to its creation or a rotation: the HMAC-SHA256 key
+    /// of `X-Berth-Signature: sha256=<hex>`. Stored sealed; never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// After a rotation: until when (Unix seconds) deliveries also carry
+    /// `X-Berth-Signature-Previous`, signed with the secret it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<u64>,
+}
+
+/// A secret rotation. The body may be empty (or absent): the configured overlap.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the replaced secret keeps signing beside the new one, in
+    /// seconds (at most 604800, 7 days; 0: it stops at once). Default:
+    /// webhooks.secret_overlap (24 h unless configured).
+    pub overlap_seconds: Option<u64>,
 }
 
 /// One event's delivery to an endpoint.
@@ -85,6 +99,7 @@ fn view(w: Webhook, secret: Option<String>) -> WebhookView {
         enabled: w.enabled,
         created_at: w.created_at,
         secret,
+        previous_secret_expires_at: w.previous.map(|p| p.until),
     }
 }
 
@@ -112,6 +127,7 @@ impl From<WebhookError> for AdminError {
         let status = match &e {
             WebhookError::Invalid(_) => StatusCode::BAD_REQUEST,
             WebhookError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebhookError::Conflict(_) => StatusCode::CONFLICT,
             WebhookError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         AdminError::new(status, e.to_string())
@@ -237,4 +253,42 @@ pub(super) async fn deliveries(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let log = hooks.deliveries(&project, &id, limit).await?;
     Ok(Json(log.into_iter().map(delivery_view).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{project}/webhooks/{id}/rotate-secret", tag = "webhooks",
+    request_body(content = Option<RotateSecret>, description = "optional; empty for the configured overlap"),
+    params(("project" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = WebhookView, description = "the new secret, shown once"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn rotate_secret(
+    State(st): State<AdminState>,
+    c: Caller,
+    Path((project, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> AResult<Json<WebhookView>> {
+    let hooks = allowed(&st, &c, &project)?;
+    let b: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSecret::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            AdminError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the request body is not valid: {e}"),
+            )
+        })?
+    };
+    let overlap = b.overlap_seconds.map(std::time::Duration::from_secs);
+    let (w, secret) = hooks.rotate_secret(&project, &id, overlap).await?;
+    let until = match &w.previous {
+        Some(p) => format!("previous secret signs until {}", p.until),
+        None => "previous secret dropped at once".to_string(),
+    };
+    st.audit(
+        &c,
+        "webhook.rotate-secret",
+        Some(&project),
+        &format!("{} ({until})", w.id),
+    );
+    Ok(Json(view(w, Some(secret))))
 }

@@ -760,9 +760,18 @@ async fn manifest_put(
             ApiError::Service(ServiceError::oci(ErrorCode::ManifestInvalid, e.to_string()))
         })?);
     }
+    // The push's event is queued with the manifest, in one transaction.
+    let hooks = st.events.as_deref();
+    let actor = &subject;
+    let build = hooks.map(|h| {
+        move |p: &crate::service::PushedManifest| {
+            h.outbox_event(&events::manifest_pushed(repo, p, content_type, size, actor))
+        }
+    });
+    let event: Option<crate::service::PushEvent<'_>> = build.as_ref().map(|b| b as _);
     let pushed = st
         .ns
-        .manifest_put(repo, reference, content_type, bytes, &extra)
+        .manifest_put(repo, reference, content_type, bytes, &extra, event)
         .await?;
     st.access.record(
         &subject,
@@ -771,9 +780,9 @@ async fn manifest_put(
         repo,
         &format!("{repo}:{reference}@{}", pushed.digest),
     );
-    if let Some(events) = &st.events {
+    if let Some(h) = hooks {
         let e = events::manifest_pushed(repo, &pushed, content_type, size, &subject);
-        events.emit(e).await;
+        h.queued(&e, pushed.events_dropped);
     }
     let mut r = empty(StatusCode::CREATED);
     let h = r.headers_mut();

@@ -15,6 +15,7 @@ use crate::oci::{manifest, media};
 
 mod quota;
 mod retention;
+mod webhook_secrets;
 
 type Store = Arc<dyn MetaStore>;
 
@@ -31,6 +32,8 @@ pub(crate) async fn suite(meta: Store) {
     gc_history_keeps_the_newest_runs(&meta).await;
     pulls_add_up_and_tags_list_their_push_times(&meta).await;
     webhooks_and_their_outbox(&meta).await;
+    webhook_secrets::rotation(&meta).await;
+    webhook_secrets::push_events_go_with_their_manifest(&meta).await;
     quota::suite(&meta).await;
     retention::suite(&meta).await;
     super::conformance_replication::replication_policies(&meta).await;
@@ -755,6 +758,7 @@ fn webhook(id: &str, project: &str) -> Webhook {
             ciphertext: "c".into(),
         },
         created_at: 1,
+        previous: None,
     }
 }
 

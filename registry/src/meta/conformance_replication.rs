@@ -187,6 +187,13 @@ pub(crate) async fn sealed_values_are_resealed(meta: &Store) {
         enabled: true,
         secret: k1.seal(&hook_place, b"hook-secret").expect("seal"),
         created_at: 1,
+        // A rotation's overlap: the previous secret is resealed too.
+        previous: Some(crate::meta::PreviousSecret {
+            secret: k1
+                .seal(&webhook_previous_secret_place("h1"), b"old-secret")
+                .expect("seal"),
+            until: 99,
+        }),
     };
     meta.webhook_put(&hook).await.expect("put");
     let pw_place = crate::replication::password_place("to-dr");
@@ -208,13 +215,21 @@ pub(crate) async fn sealed_values_are_resealed(meta: &Store) {
             .collect()
     };
     let report = meta.reseal(k2.clone()).await.expect("reseal");
-    assert_eq!(counts(&report), vec![(1, 0, 0), (1, 0, 0)]);
+    assert_eq!(counts(&report), vec![(2, 0, 0), (1, 0, 0)]);
     let w = meta.webhook_get("h1").await.expect("get").expect("h1");
     assert_eq!(
         k2.open(&hook_place, &w.secret).expect("open"),
         b"hook-secret"
     );
     assert_eq!(w.secret.key_id.as_deref(), Some("k2"));
+    let previous = w.previous.clone().expect("the previous secret stays");
+    assert_eq!(previous.until, 99);
+    assert_eq!(previous.secret.key_id.as_deref(), Some("k2"));
+    assert_eq!(
+        k2.open(&webhook_previous_secret_place("h1"), &previous.secret)
+            .expect("open"),
+        b"old-secret"
+    );
     let stored = meta
         .replication_get("to-dr")
         .await
@@ -228,7 +243,7 @@ pub(crate) async fn sealed_values_are_resealed(meta: &Store) {
         "nothing to reseal"
     );
     let again = meta.reseal(k2).await.expect("reseal");
-    assert_eq!(counts(&again), vec![(0, 1, 0), (0, 1, 0)]);
+    assert_eq!(counts(&again), vec![(0, 2, 0), (0, 1, 0)]);
 
     let lost = meta
         .reseal(Arc::new(KeyedSealer {
@@ -237,7 +252,7 @@ pub(crate) async fn sealed_values_are_resealed(meta: &Store) {
         }))
         .await
         .expect("reseal");
-    assert_eq!(counts(&lost), vec![(0, 0, 1), (0, 0, 1)]);
+    assert_eq!(counts(&lost), vec![(0, 0, 2), (0, 0, 1)]);
     assert_eq!(
         meta.webhook_get("h1").await.expect("get"),
         Some(w),

@@ -55,7 +55,8 @@ pub use self::history::GcRun;
 pub use self::listing::{PullCount, TagRecord};
 pub use self::mark::mark;
 pub use self::outbox::{
-    Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, SealedSecret, Webhook,
+    Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, OutboxEvent, PreviousSecret,
+    QueuedEvent, SealedSecret, Webhook,
 };
 pub use self::redb::{RedbAccounts, RedbMeta, SCHEMA_VERSION};
 pub use self::replication::{
@@ -261,7 +262,27 @@ pub trait MetaStore: Send + Sync + 'static {
         summary: &ManifestSummary,
         tags: &[Tag],
         references: References,
-    ) -> Result<std::result::Result<(), BadReference>>;
+    ) -> Result<std::result::Result<(), BadReference>> {
+        let stored = self
+            .put_manifest_queued(repo, digest, bytes, summary, tags, references, None)
+            .await?;
+        Ok(stored.map(|_| ()))
+    }
+    /// `put_manifest`, also queuing `event` (a push's) for its project's
+    /// endpoints that take it (`outbox_push`'s rules) in the same
+    /// transaction: stored with the manifest, or not at all. How many
+    /// older events the queues' caps dropped.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_manifest_queued(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        bytes: Bytes,
+        summary: &ManifestSummary,
+        tags: &[Tag],
+        references: References,
+        event: Option<&OutboxEvent>,
+    ) -> Result<std::result::Result<u64, BadReference>>;
     async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -453,6 +474,19 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Removes an endpoint with its queue and delivery log; false when
     /// there was none.
     async fn webhook_delete(&self, id: &str) -> Result<bool>;
+    /// Sets an endpoint's secrets (only them) if its secret is still
+    /// `current`: a rotation. False, and nothing written, when the endpoint
+    /// is gone or its secret changed meanwhile.
+    async fn webhook_rotate(
+        &self,
+        id: &str,
+        current: &SealedSecret,
+        secret: &SealedSecret,
+        previous: Option<&PreviousSecret>,
+    ) -> Result<bool>;
+    /// Drops an endpoint's previous secret if its overlap ends at `until`
+    /// (a later rotation's is kept); whether it dropped one.
+    async fn webhook_drop_previous(&self, id: &str, until: u64) -> Result<bool>;
     /// Appends each event to its endpoint's queue (and a pending entry to
     /// its log), in one transaction, in the order given. A queue longer
     /// than `cap` loses its oldest events (logged as dropped); the log
@@ -504,4 +538,9 @@ pub const REPLICATION_PASSWORDS: &str = "replication_passwords";
 /// Where a webhook's secret is sealed (its associated data).
 pub fn webhook_secret_place(id: &str) -> String {
     format!("webhook/{id}/secret")
+}
+
+/// Where a webhook's previous secret is sealed during a rotation's overlap.
+pub fn webhook_previous_secret_place(id: &str) -> String {
+    format!("webhook/{id}/previous-secret")
 }

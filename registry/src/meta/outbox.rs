@@ -24,6 +24,19 @@ pub struct Webhook {
     /// The HMAC key, sealed.
     pub secret: SealedSecret,
     pub created_at: u64,
+    /// The key a rotation replaced, still signing beside `secret` (in
+    /// `X-Berth-Signature-Previous`) until its time; sealed as `secret` is,
+    /// at its own place (`webhook_previous_secret_place`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A rotated-out webhook secret and the end of its overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub secret: SealedSecret,
+    /// Unix seconds: from then on it signs nothing and is dropped.
+    pub until: u64,
 }
 
 /// An event to append to one endpoint's queue.
@@ -35,6 +48,41 @@ pub struct NewDelivery {
     pub subject: String,
     /// The request body, exactly as it will be signed and sent.
     pub body: Vec<u8>,
+}
+
+/// An event to queue, in the transaction of the write it reports, for every
+/// enabled endpoint of `project` subscribed to `topic` (a push's, queued
+/// with its manifest: a crash cannot keep the manifest and lose the event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub project: String,
+    pub topic: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub subject: String,
+    /// The request body, exactly as it will be signed and sent.
+    pub body: Vec<u8>,
+    /// The queues' cap and the log entries kept past it (`outbox_push`'s).
+    pub cap: u64,
+    pub log_keep: u64,
+}
+
+impl OutboxEvent {
+    /// Its deliveries to those of `hooks` that take it.
+    pub fn deliveries(&self, hooks: &[Webhook]) -> Vec<NewDelivery> {
+        hooks
+            .iter()
+            .filter(|w| w.project == self.project && w.enabled)
+            .filter(|w| w.events.contains(&self.topic))
+            .map(|w| NewDelivery {
+                webhook: w.id.clone(),
+                event_id: self.event_id.clone(),
+                event_type: self.event_type.clone(),
+                subject: self.subject.clone(),
+                body: self.body.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The event at the head of an endpoint's queue.

@@ -23,8 +23,8 @@ use crate::auth::accounts::{proxy_password_place, Accounts, ProxyUpstream};
 use crate::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::sealing::Sealer;
 use crate::service::{
-    BlobRead, BodyStream, ByteRange, LocalRegistry, Manifest, Namespace, PushedManifest, Referrers,
-    ServiceError, TagPage, UploadStatus, Visible,
+    BlobRead, BodyStream, ByteRange, LocalRegistry, Manifest, Namespace, PushEvent, PushedManifest,
+    Referrers, ServiceError, TagPage, UploadStatus, Visible,
 };
 
 type Result<T> = std::result::Result<T, ServiceError>;
@@ -291,10 +291,11 @@ impl Namespace for ProxyProjects {
         content_type: &str,
         body: Bytes,
         extra_tags: &[Tag],
+        event: Option<PushEvent<'_>>,
     ) -> Result<PushedManifest> {
         self.writable(repo)?;
         self.local
-            .manifest_put(repo, reference, content_type, body, extra_tags)
+            .manifest_put(repo, reference, content_type, body, extra_tags, event)
             .await
     }
 

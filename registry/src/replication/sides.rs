@@ -243,7 +243,7 @@ impl Dest for LocalSide {
         bytes: Bytes,
     ) -> Result<(), Fault> {
         self.0
-            .manifest_put(repo, &reference(r)?, media_type, bytes, &[])
+            .manifest_put(repo, &reference(r)?, media_type, bytes, &[], None)
             .await?;
         Ok(())
     }

@@ -159,7 +159,14 @@ pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
     pub tags: Vec<Tag>,
+    /// Older webhook events the push's own event pushed out of full queues.
+    pub events_dropped: u64,
 }
+
+/// Builds a push's webhook event from what is being pushed, for the
+/// metadata to queue in the manifest's own transaction
+/// (`MetaStore::put_manifest_queued`).
+pub type PushEvent<'a> = &'a (dyn Fn(&PushedManifest) -> crate::meta::OutboxEvent + Send + Sync);
 
 /// A page of a repository's tags.
 #[derive(Debug, Clone, Default)]
@@ -268,6 +275,8 @@ pub trait Namespace: Send + Sync + 'static {
     async fn blob_delete(&self, _repo: &RepoName, _digest: &Digest) -> Result<()> {
         Err(read_only())
     }
+    /// Stores a pushed manifest; `event`, when given, builds the push's
+    /// webhook event, queued with the manifest in one transaction.
     async fn manifest_put(
         &self,
         _repo: &RepoName,
@@ -275,6 +284,7 @@ pub trait Namespace: Send + Sync + 'static {
         _content_type: &str,
         _body: Bytes,
         _extra_tags: &[Tag],
+        _event: Option<PushEvent<'_>>,
     ) -> Result<PushedManifest> {
         Err(read_only())
     }

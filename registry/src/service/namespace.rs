@@ -7,8 +7,8 @@ use futures::StreamExt;
 use super::uploads::{pump, DiscardOnDrop, PumpError, Superseded, UploadSession};
 use super::{
     blob_unknown, manifest_unknown, name_unknown, BlobRead, BodyStream, ByteRange, LocalRegistry,
-    Manifest, Namespace, PushedManifest, Referrers, Result, ServiceError, TagPage, UploadStatus,
-    Visible,
+    Manifest, Namespace, PushEvent, PushedManifest, Referrers, Result, ServiceError, TagPage,
+    UploadStatus, Visible,
 };
 use crate::meta::{BadReference, References};
 use crate::oci::{manifest, Algorithm, Digest, ErrorCode, Reference, RepoName, Tag};
@@ -282,6 +282,7 @@ impl Namespace for LocalRegistry {
         content_type: &str,
         body: Bytes,
         extra_tags: &[Tag],
+        event: Option<PushEvent<'_>>,
     ) -> Result<PushedManifest> {
         let summary = manifest::decode(content_type, &body).map_err(|e| match e {
             manifest::ManifestError::Invalid(m) => ServiceError::oci(ErrorCode::ManifestInvalid, m),
@@ -313,14 +314,33 @@ impl Namespace for LocalRegistry {
             }
         }
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
+        let pushed = PushedManifest {
+            digest,
+            subject,
+            tags,
+            events_dropped: 0,
+        };
+        // The push's event goes into the manifest's own transaction.
+        let queued = event.map(|build| build(&pushed));
         let outcome = self
             .meta
-            .put_manifest(repo, &digest, body, &summary, &tags, References::Required)
+            .put_manifest_queued(
+                repo,
+                &pushed.digest,
+                body,
+                &summary,
+                &pushed.tags,
+                References::Required,
+                queued.as_ref(),
+            )
             .await?;
         match outcome {
-            Ok(()) => {
+            Ok(dropped) => {
                 self.metrics.manifests_pushed.inc();
-                Ok(PushedManifest { digest, subject, tags })
+                Ok(PushedManifest {
+                    events_dropped: dropped,
+                    ..pushed
+                })
             }
             Err(BadReference::Blob(b)) => Err(ServiceError::with_detail(
                 ErrorCode::ManifestBlobUnknown,

@@ -92,6 +92,7 @@ async fn fill(s: &Stores) {
                 key_id: None,
             },
             created_at: 1,
+            previous: None,
         })
         .await
         .expect("webhook");

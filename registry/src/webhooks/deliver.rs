@@ -10,12 +10,17 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
 
-use super::event::{signature, CONTENT_TYPE as CE_CONTENT_TYPE, SIGNATURE_HEADER};
-use super::{secret_place, Webhooks};
-use crate::meta::{now, Attempt, AttemptNext, QueuedEvent};
+use super::event::{
+    signature, CONTENT_TYPE as CE_CONTENT_TYPE, PREVIOUS_SIGNATURE_HEADER, SIGNATURE_HEADER,
+};
+use super::{previous_secret_place, secret_place, Webhooks};
+use crate::meta::{now, Attempt, AttemptNext, QueuedEvent, Webhook};
 
 /// Longest sleep between looks at the queues when nothing wakes the loop.
 const IDLE: Duration = Duration::from_secs(1);
+
+/// How often rotated-out secrets whose overlap is over are dropped.
+const SECRET_SWEEP: Duration = Duration::from_secs(10);
 
 pub(super) struct Deliverer {
     hooks: Arc<Webhooks>,
@@ -52,6 +57,7 @@ impl Deliverer {
 
     pub(super) async fn run(self, stop: tokio_util::sync::CancellationToken) {
         let this = Arc::new(self);
+        let mut swept: Option<std::time::Instant> = None;
         loop {
             // Replicas on one database: one of them delivers; the others
             // check now and then whether it is still there.
@@ -61,6 +67,12 @@ impl Deliverer {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(IDLE * 5) => continue,
                     }
+                }
+            }
+            if swept.is_none_or(|t| t.elapsed() >= SECRET_SWEEP) {
+                swept = Some(std::time::Instant::now());
+                if let Err(e) = this.hooks.drop_expired_secrets().await {
+                    tracing::error!(error = %e, "cannot drop expired webhook secrets");
                 }
             }
             let wait = match this.hooks.meta.outbox_heads().await {
@@ -118,7 +130,7 @@ impl Deliverer {
                 return;
             }
         };
-        let (code, error) = match self.post(&w.url, &w.id, &w.secret, &head).await {
+        let (code, error) = match self.post(&w, &head).await {
             Ok(code) if (200..300).contains(&code) => (Some(code), None),
             Ok(code) if (300..400).contains(&code) => (
                 Some(code),
@@ -159,23 +171,15 @@ impl Deliverer {
     }
 
     /// POSTs the event; the answer's status, or why there was none.
-    async fn post(
-        &self,
-        url: &str,
-        id: &str,
-        sealed: &crate::meta::SealedSecret,
-        head: &QueuedEvent,
-    ) -> Result<u16, String> {
+    async fn post(&self, w: &Webhook, head: &QueuedEvent) -> Result<u16, String> {
         let s = &self.hooks.settings;
         // Names are checked by the client's resolver; literal addresses here.
-        let url = crate::net_policy::check_outbound_url(url, s.allow_private_targets).await?;
-        let secret = self
-            .hooks
-            .sealer
-            .open(&secret_place(id), sealed)
+        let url = crate::net_policy::check_outbound_url(&w.url, s.allow_private_targets).await?;
+        let sealer = &self.hooks.sealer;
+        let secret = sealer
+            .open(&secret_place(&w.id), &w.secret)
             .map_err(|e| format!("cannot open the endpoint's secret: {e}"))?;
-        let sig = signature(&secret, &head.body);
-        let res = self
+        let mut req = self
             .http
             .post(url)
             .header(CONTENT_TYPE, HeaderValue::from_static(CE_CONTENT_TYPE))
@@ -183,8 +187,17 @@ impl Deliverer {
                 USER_AGENT,
                 concat!("berth-webhooks/", env!("CARGO_PKG_VERSION")),
             )
-            .header(SIGNATURE_HEADER, sig)
-            .header("x-berth-webhook-id", id)
+            .header(SIGNATURE_HEADER, signature(&secret, &head.body));
+        // During a rotation's overlap: a second signature, by the old secret.
+        if let Some(p) = w.previous.as_ref().filter(|p| p.until > now()) {
+            match sealer.open(&previous_secret_place(&w.id), &p.secret) {
+                Ok(old) => req = req.header(PREVIOUS_SIGNATURE_HEADER, signature(&old, &head.body)),
+                Err(e) => tracing::error!(webhook = %w.id, error = %e,
+                    "cannot open the endpoint's previous secret; signing with the current one only"),
+            }
+        }
+        let res = req
+            .header("x-berth-webhook-id", w.id.as_str())
             .header("x-berth-delivery", head.seq.to_string())
             .body(head.body.clone())
             .send()

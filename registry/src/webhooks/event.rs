@@ -12,7 +12,10 @@
 //!
 //! and `X-Berth-Signature: sha256=<hex>` is the HMAC-SHA256 of exactly those
 //! bytes, keyed with the endpoint's secret (its UTF-8 bytes, as shown once
-//! at creation).
+//! at creation or rotation). While a rotated-out secret's overlap lasts,
+//! `X-Berth-Signature-Previous: sha256=<hex>` is the same HMAC keyed with
+//! that previous secret: a receiver accepts a delivery when either matches
+//! the secret it holds, and can switch secrets without refusing any.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,8 @@ use sha2::Sha256;
 
 /// The signature header on every delivery.
 pub const SIGNATURE_HEADER: &str = "x-berth-signature";
+/// The signature by the previous secret, during a rotation's overlap.
+pub const PREVIOUS_SIGNATURE_HEADER: &str = "x-berth-signature-previous";
 pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 
 /// What happened. Endpoints subscribe to kinds by their `topic`.

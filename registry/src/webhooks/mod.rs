@@ -7,11 +7,19 @@
 //! delivery loop (`deliver.rs`). Must not touch: HTTP routes (the admin API
 //! calls it) or the metadata's tables (it goes through `MetaStore`).
 //!
-//! Events are queued after the operation they report has committed, in a
-//! transaction of their own, and only when the project has an enabled
-//! endpoint for the kind: a push to a project without webhooks writes
-//! nothing more. Pushes and deletes wait for that one small write (so a
-//! client answered 201 knows its event is queued); pulls do not wait.
+//! A secret rotation (`rotate_secret`) keeps the replaced secret signing
+//! beside the new one for an overlap, so receivers can switch without
+//! refusing a delivery: `X-Berth-Signature` is always by the current
+//! secret, `X-Berth-Signature-Previous` by the previous one while its
+//! overlap lasts; the delivery loop drops it at rest once it is over.
+//!
+//! A push's event is queued in the manifest's own transaction
+//! (`outbox_event`, then `queued`): a client answered 201 knows its event
+//! is queued, and a crash cannot keep the manifest and lose its event.
+//! Other events are queued after the operation they report has committed,
+//! in a transaction of their own; deletes wait for that one small write,
+//! pulls do not. Either way only for the project's enabled endpoints
+//! subscribed to the kind: a project without webhooks gets nothing written.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,7 +28,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::meta::{Delivery, MetaStore, NewDelivery, Webhook};
+use crate::meta::{Delivery, MetaStore, NewDelivery, OutboxEvent, PreviousSecret, Webhook};
 use crate::service::metrics::Metrics;
 
 mod deliver;
@@ -44,6 +52,8 @@ pub struct WebhookSettings {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub timeout: Duration,
+    /// How long a rotated-out secret still signs, unless a rotation names its own.
+    pub secret_overlap: Duration,
     /// The registry's external URL: the events' `source` starts with it.
     pub base_url: String,
 }
@@ -57,6 +67,7 @@ impl WebhookSettings {
             retry_initial: c.retry_initial,
             retry_max: c.retry_max,
             timeout: c.timeout,
+            secret_overlap: c.secret_overlap,
             base_url,
         }
     }
@@ -68,6 +79,8 @@ pub enum WebhookError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -109,6 +122,17 @@ pub type EventObserver = Arc<dyn Fn(&ProjectEvent) + Send + Sync>;
 
 fn secret_place(id: &str) -> String {
     crate::meta::webhook_secret_place(id)
+}
+
+fn previous_secret_place(id: &str) -> String {
+    crate::meta::webhook_previous_secret_place(id)
+}
+
+/// 32 random bytes in hex: an endpoint's HMAC key, shown once.
+fn new_secret() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The subscribed kinds, checked; push and delete when none are named.
@@ -175,9 +199,7 @@ impl Webhooks {
         let url = self.check_url(url).await?;
         let events = topics(change.events)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = new_secret();
         let sealed = self
             .sealer
             .seal(&secret_place(&id), secret.as_bytes())
@@ -190,6 +212,7 @@ impl Webhooks {
             enabled: change.enabled.unwrap_or(true),
             secret: sealed,
             created_at: crate::meta::now(),
+            previous: None,
         };
         self.meta.webhook_put(&w).await?;
         self.forget_subscriptions();
@@ -239,6 +262,94 @@ impl Webhooks {
         Ok(())
     }
 
+    /// Gives endpoint `id` a new secret, returned once. The one it replaces
+    /// keeps signing beside it (`X-Berth-Signature-Previous`) for `overlap`
+    /// (the configured `secret_overlap` when `None`; zero: not at all),
+    /// sealed at rest as the new one is, and is dropped after.
+    pub async fn rotate_secret(
+        &self,
+        project: &str,
+        id: &str,
+        overlap: Option<Duration>,
+    ) -> Result<(Webhook, String), WebhookError> {
+        let overlap = overlap.unwrap_or(self.settings.secret_overlap);
+        if overlap > berth_config::WEBHOOK_MAX_SECRET_OVERLAP {
+            return Err(WebhookError::Invalid(format!(
+                "an overlap of {} is longer than the 7 days a previous secret may keep signing",
+                humantime::format_duration(overlap)
+            )));
+        }
+        let w = self.get(project, id).await?;
+        let previous = if overlap.is_zero() {
+            None
+        } else {
+            let old = self
+                .sealer
+                .open(&secret_place(id), &w.secret)
+                .map_err(|e| WebhookError::Internal(format!("cannot open the secret: {e}")))?;
+            let secret = self
+                .sealer
+                .seal(&previous_secret_place(id), &old)
+                .map_err(WebhookError::Internal)?;
+            Some(PreviousSecret {
+                secret,
+                until: crate::meta::now() + overlap.as_secs().max(1),
+            })
+        };
+        let secret = new_secret();
+        let sealed = self
+            .sealer
+            .seal(&secret_place(id), secret.as_bytes())
+            .map_err(WebhookError::Internal)?;
+        if !self
+            .meta
+            .webhook_rotate(id, &w.secret, &sealed, previous.as_ref())
+            .await?
+        {
+            return Err(WebhookError::Conflict(format!(
+                "webhook {id} changed while its secret was rotated (deleted, or rotated by \
+                 someone else); look at it and rotate again if needed"
+            )));
+        }
+        let w = Webhook {
+            secret: sealed,
+            previous,
+            ..w
+        };
+        Ok((w, secret))
+    }
+
+    /// Drops the previous secrets whose overlap is over; how many.
+    pub(crate) async fn drop_expired_secrets(&self) -> Result<usize, WebhookError> {
+        let t = crate::meta::now();
+        let mut dropped = 0;
+        for w in self.meta.webhooks(None).await? {
+            let Some(p) = w.previous.filter(|p| p.until <= t) else {
+                continue;
+            };
+            if self.meta.webhook_drop_previous(&w.id, p.until).await? {
+                tracing::info!(webhook = %w.id, project = %w.project,
+                    "the previous webhook secret's overlap is over: dropped");
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Removes every endpoint of a deleted project, with its queue and
+    /// delivery log: a project of the same name made later starts without
+    /// them. How many went.
+    pub async fn delete_project(&self, project: &str) -> Result<usize, WebhookError> {
+        let mut n = 0;
+        for w in self.meta.webhooks(Some(project)).await? {
+            if self.meta.webhook_delete(&w.id).await? {
+                n += 1;
+            }
+        }
+        self.forget_subscriptions();
+        Ok(n)
+    }
+
     pub async fn deliveries(
         &self,
         project: &str,
@@ -271,6 +382,38 @@ impl Webhooks {
             observe(&event);
         }
         self.queue(&event, id).await
+    }
+
+    /// `event` in the outbox's form (with a new CloudEvent id), for a write
+    /// to queue in its own transaction (a push: `MetaStore::put_manifest_queued`);
+    /// `queued` follows once it committed.
+    pub fn outbox_event(&self, event: &ProjectEvent) -> OutboxEvent {
+        let id = uuid::Uuid::new_v4().to_string();
+        OutboxEvent {
+            project: event.project.clone(),
+            topic: event.kind.topic().to_string(),
+            body: event::cloud_event(event, &id, &self.settings.base_url, SystemTime::now()),
+            event_id: id,
+            event_type: event.kind.cloud_event_type().to_string(),
+            subject: event.subject.clone(),
+            cap: self.settings.queue_cap,
+            log_keep: LOG_KEEP,
+        }
+    }
+
+    /// After a write queued `event` in its own transaction: tells the
+    /// observer, counts the older events the queues dropped, and wakes the
+    /// delivery loop.
+    pub fn queued(&self, event: &ProjectEvent, dropped: u64) {
+        if let Some(observe) = self.observer.get() {
+            observe(event);
+        }
+        if dropped > 0 {
+            self.metrics.webhook_events_dropped.inc_by(dropped);
+            tracing::warn!(dropped, project = %event.project,
+                "webhook queue full: dropped its oldest events");
+        }
+        self.wake.notify_one();
     }
 
     /// `emit` in the background (for pulls, which do not wait for it); nothing

@@ -11,11 +11,12 @@ use super::db::{
 };
 use super::read_cache::Lookup;
 use super::usage::{check, check_immutable, hold, release};
-use crate::meta::{BadReference, MetaError, References, Result, StoredManifest};
+use crate::meta::{BadReference, MetaError, OutboxEvent, References, Result, StoredManifest};
 use crate::oci::media::{manifest_kind, ManifestKind};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 impl PgMeta {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn put_manifest_q(
         &self,
         repo: &RepoName,
@@ -24,7 +25,8 @@ impl PgMeta {
         summary: &ManifestSummary,
         tags: &[Tag],
         references: References,
-    ) -> Result<std::result::Result<(), BadReference>> {
+        event: Option<&OutboxEvent>,
+    ) -> Result<std::result::Result<u64, BadReference>> {
         let what = "storing a manifest";
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
@@ -87,8 +89,12 @@ impl PgMeta {
             .ctx(what)?;
         }
         ensure_repo(&tx, repo, now).await?;
+        let dropped = match event {
+            Some(e) => super::webhooks::queue_in(&tx, e, now).await?,
+            None => 0,
+        };
         self.commit_changed(tx, what, changes).await?;
-        Ok(Ok(()))
+        Ok(Ok(dropped))
     }
 
     pub(super) async fn resolve_tag_q(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {

@@ -13,8 +13,9 @@ use crate::meta::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
 use crate::meta::retention::RetentionPolicy;
 use crate::meta::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
-    MetaStore, NewDelivery, PullCount, QueuedEvent, References, ReplicationPolicy, RepoGcView,
-    Result, Seen, StoreStep, StoredManifest, TagEntry, TagRecord, Visible, Webhook,
+    MetaStore, NewDelivery, OutboxEvent, PreviousSecret, PullCount, QueuedEvent, References,
+    ReplicationPolicy, RepoGcView, Result, SealedSecret, Seen, StoreStep, StoredManifest, TagEntry,
+    TagRecord, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -70,7 +71,7 @@ impl MetaStore for PgMeta {
     ) -> Result<Vec<BlobRecord>> {
         self.blob_records_page_q(after, limit).await
     }
-    async fn put_manifest(
+    async fn put_manifest_queued(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -78,8 +79,9 @@ impl MetaStore for PgMeta {
         summary: &ManifestSummary,
         tags: &[Tag],
         references: References,
-    ) -> Result<std::result::Result<(), BadReference>> {
-        self.put_manifest_q(repo, digest, &bytes, summary, tags, references)
+        event: Option<&OutboxEvent>,
+    ) -> Result<std::result::Result<u64, BadReference>> {
+        self.put_manifest_q(repo, digest, &bytes, summary, tags, references, event)
             .await
     }
     async fn get_manifest(
@@ -241,6 +243,18 @@ impl MetaStore for PgMeta {
     }
     async fn webhook_delete(&self, id: &str) -> Result<bool> {
         self.webhook_delete_q(id).await
+    }
+    async fn webhook_rotate(
+        &self,
+        id: &str,
+        current: &SealedSecret,
+        secret: &SealedSecret,
+        previous: Option<&PreviousSecret>,
+    ) -> Result<bool> {
+        self.webhook_rotate_q(id, current, secret, previous).await
+    }
+    async fn webhook_drop_previous(&self, id: &str, until: u64) -> Result<bool> {
+        self.webhook_drop_previous_q(id, until).await
     }
     async fn outbox_push(&self, events: &[NewDelivery], cap: u64, log_keep: u64) -> Result<u64> {
         self.outbox_push_q(events, cap, log_keep).await

@@ -69,7 +69,7 @@ impl PgMeta {
         let mut hooks = ResealCount::default();
         let rows = tx
             .cq(
-                "SELECT id, secret::text FROM webhooks ORDER BY id FOR UPDATE",
+                "SELECT id, secret::text, previous::text FROM webhooks ORDER BY id FOR UPDATE",
                 &[],
             )
             .await
@@ -85,6 +85,24 @@ impl PgMeta {
                 let json = to_json(&new, "encoding a webhook's sealed secret")?;
                 tx.cexec(
                     "UPDATE webhooks SET secret = $2::text::jsonb WHERE id = $1",
+                    &[&id, &json],
+                )
+                .await
+                .ctx(what)?;
+            }
+            // A rotation's previous secret is sealed too, until its overlap ends.
+            let previous: Option<String> = col(&r, 2, "webhooks.previous")?;
+            let Some(previous) = previous else {
+                continue;
+            };
+            let mut p: crate::meta::PreviousSecret =
+                from_json(&previous, "a webhook's previous secret")?;
+            let place = crate::meta::webhook_previous_secret_place(&id);
+            if let Some(new) = hooks.one(sealer, &place, &p.secret) {
+                p.secret = new;
+                let json = to_json(&p, "encoding a webhook's previous secret")?;
+                tx.cexec(
+                    "UPDATE webhooks SET previous = $2::text::jsonb WHERE id = $1",
                     &[&id, &json],
                 )
                 .await

@@ -14,11 +14,17 @@
 use super::Migrations;
 
 /// The registry's schema. Step 1: everything `MetaStore` and `CacheBook`
-/// keep.
+/// keep. Step 2: a webhook's previous secret during a rotation's overlap.
 pub const MIGRATIONS: Migrations = Migrations {
     component: "registry",
-    steps: &[V1],
+    steps: &[V1, V2],
 };
+
+/// A rotated-out webhook secret, `{"secret": <sealed>, "until": <Unix s>}`,
+/// while it still signs beside the new one; NULL otherwise.
+const V2: &str = r#"
+ALTER TABLE webhooks ADD COLUMN previous jsonb;
+"#;
 
 const V1: &str = r#"
 CREATE TABLE repos (

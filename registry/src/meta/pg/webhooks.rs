@@ -14,8 +14,8 @@ use super::db::{
     PgMeta,
 };
 use crate::meta::{
-    Attempt, AttemptNext, Delivery, DeliveryStatus, MetaError, NewDelivery, QueuedEvent, Result,
-    Webhook,
+    Attempt, AttemptNext, Delivery, DeliveryStatus, MetaError, NewDelivery, OutboxEvent,
+    PreviousSecret, QueuedEvent, Result, SealedSecret, Webhook,
 };
 
 fn status_text(s: DeliveryStatus) -> &'static str {
@@ -46,10 +46,12 @@ fn u32_of(row: &Row, i: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| MetaError::Corrupt(format!("{what} is too large ({v})")))
 }
 
-const WEBHOOK_COLUMNS: &str = "id, project, url, events, enabled, secret::text, created_at";
+const WEBHOOK_COLUMNS: &str =
+    "id, project, url, events, enabled, secret::text, created_at, previous::text";
 
 fn webhook(r: &Row) -> Result<Webhook> {
     let secret: String = col(r, 5, "webhooks.secret")?;
+    let previous: Option<String> = col(r, 7, "webhooks.previous")?;
     Ok(Webhook {
         id: col(r, 0, "webhooks.id")?,
         project: col(r, 1, "webhooks.project")?,
@@ -58,6 +60,9 @@ fn webhook(r: &Row) -> Result<Webhook> {
         enabled: col(r, 4, "webhooks.enabled")?,
         secret: from_json(&secret, "a webhook's sealed secret")?,
         created_at: col_u64(r, 6, "webhooks.created_at")?,
+        previous: previous
+            .map(|p| from_json(&p, "a webhook's previous secret"))
+            .transpose()?,
     })
 }
 
@@ -82,14 +87,19 @@ impl PgMeta {
     pub(super) async fn webhook_put_q(&self, w: &Webhook) -> Result<()> {
         let what = "saving a webhook";
         let secret = to_json(&w.secret, "encoding a webhook's sealed secret")?;
+        let previous = w
+            .previous
+            .as_ref()
+            .map(|p| to_json(p, "encoding a webhook's previous secret"))
+            .transpose()?;
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
         tx.cexec(
-            "INSERT INTO webhooks (id, project, url, events, enabled, secret, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)
+            "INSERT INTO webhooks (id, project, url, events, enabled, secret, created_at, previous)
+             VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8::text::jsonb)
              ON CONFLICT (id) DO UPDATE SET project = EXCLUDED.project, url = EXCLUDED.url,
                events = EXCLUDED.events, enabled = EXCLUDED.enabled, secret = EXCLUDED.secret,
-               created_at = EXCLUDED.created_at",
+               created_at = EXCLUDED.created_at, previous = EXCLUDED.previous",
             &[
                 &w.id,
                 &w.project,
@@ -98,11 +108,55 @@ impl PgMeta {
                 &w.enabled,
                 &secret,
                 &big(w.created_at),
+                &previous,
             ],
         )
         .await
         .ctx(what)?;
         commit(tx, what).await
+    }
+
+    /// Sets the secrets of `id` if its secret is still `current`.
+    pub(super) async fn webhook_rotate_q(
+        &self,
+        id: &str,
+        current: &SealedSecret,
+        secret: &SealedSecret,
+        previous: Option<&PreviousSecret>,
+    ) -> Result<bool> {
+        let what = "rotating a webhook's secret";
+        let current = to_json(current, what)?;
+        let secret = to_json(secret, what)?;
+        let previous = previous.map(|p| to_json(p, what)).transpose()?;
+        let mut conn = self.conn().await?;
+        let tx = begin_write(&mut conn, what).await?;
+        let n = tx
+            .cexec(
+                "UPDATE webhooks SET secret = $3::text::jsonb, previous = $4::text::jsonb
+                 WHERE id = $1 AND secret = $2::text::jsonb",
+                &[&id, &current, &secret, &previous],
+            )
+            .await
+            .ctx(what)?;
+        commit(tx, what).await?;
+        Ok(n == 1)
+    }
+
+    /// Drops the previous secret of `id` if its overlap ends at `until`.
+    pub(super) async fn webhook_drop_previous_q(&self, id: &str, until: u64) -> Result<bool> {
+        let what = "dropping a webhook's previous secret";
+        let mut conn = self.conn().await?;
+        let tx = begin_write(&mut conn, what).await?;
+        let n = tx
+            .cexec(
+                "UPDATE webhooks SET previous = NULL
+                 WHERE id = $1 AND (previous ->> 'until')::bigint = $2",
+                &[&id, &big(until)],
+            )
+            .await
+            .ctx(what)?;
+        commit(tx, what).await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn webhook_get_q(&self, id: &str) -> Result<Option<Webhook>> {
@@ -258,6 +312,24 @@ impl PgMeta {
         .map(delivery)
         .collect()
     }
+}
+
+/// Queues `e` for its project's endpoints that take it, inside `tx` (the
+/// write it reports); how many older events the queues' caps dropped.
+pub(super) async fn queue_in(tx: &Transaction<'_>, e: &OutboxEvent, t: u64) -> Result<u64> {
+    let q = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE project = $1 ORDER BY id");
+    let hooks = tx
+        .cq(q.as_str(), &[&e.project])
+        .await
+        .ctx("reading the endpoints an event goes to")?
+        .iter()
+        .map(webhook)
+        .collect::<Result<Vec<_>>>()?;
+    let mut dropped = 0;
+    for d in e.deliveries(&hooks) {
+        dropped += push_one(tx, &d, e.cap.max(1), e.log_keep, t).await?;
+    }
+    Ok(dropped)
 }
 
 /// Appends one event to its endpoint's queue and log, then trims both. How

@@ -8,10 +8,11 @@ use super::{
     corrupt, decode_summary, parse_digest, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES,
     MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
-use crate::meta::{now, BadReference, MetaError, References, Result, StoredManifest};
+use crate::meta::{now, BadReference, MetaError, OutboxEvent, References, Result, StoredManifest};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 impl RedbMeta {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn put_manifest_now(
         &self,
         repo: &RepoName,
@@ -20,7 +21,8 @@ impl RedbMeta {
         summary: &ManifestSummary,
         tags: &[Tag],
         references: References,
-    ) -> Result<std::result::Result<(), BadReference>> {
+        event: Option<&OutboxEvent>,
+    ) -> Result<std::result::Result<u64, BadReference>> {
         let tx = self.db().begin_write()?;
         let key = digest.to_string();
         let t = now();
@@ -84,8 +86,12 @@ impl RedbMeta {
             )?;
         }
         ensure_repo(&tx, repo, t)?;
+        let dropped = match event {
+            Some(e) => super::webhooks::queue_in(&tx, e, t)?,
+            None => 0,
+        };
         tx.commit()?;
-        Ok(Ok(()))
+        Ok(Ok(dropped))
     }
 
     pub(super) fn resolve_tag_now(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {

@@ -57,8 +57,9 @@ use super::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
 use super::retention::RetentionPolicy;
 use super::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
-    MetaError, MetaStore, NewDelivery, PullCount, QueuedEvent, References, ReplicationPolicy,
-    RepoGcView, Result, Seen, StoreStep, StoredManifest, TagEntry, TagRecord, Visible, Webhook,
+    MetaError, MetaStore, NewDelivery, OutboxEvent, PreviousSecret, PullCount, QueuedEvent,
+    References, ReplicationPolicy, RepoGcView, Result, SealedSecret, Seen, StoreStep,
+    StoredManifest, TagEntry, TagRecord, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -401,7 +402,7 @@ impl MetaStore for RedbMeta {
         self.blob_records_page_now(after, limit)
     }
 
-    async fn put_manifest(
+    async fn put_manifest_queued(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -409,9 +410,11 @@ impl MetaStore for RedbMeta {
         summary: &ManifestSummary,
         tags: &[Tag],
         references: References,
-    ) -> Result<std::result::Result<(), BadReference>> {
+        event: Option<&OutboxEvent>,
+    ) -> Result<std::result::Result<u64, BadReference>> {
         let (r, d, s, t) = (repo.clone(), digest.clone(), summary.clone(), tags.to_vec());
-        self.write(move |m| m.put_manifest_now(&r, &d, &bytes, &s, &t, references))
+        let e = event.cloned();
+        self.write(move |m| m.put_manifest_now(&r, &d, &bytes, &s, &t, references, e.as_ref()))
             .await
     }
     async fn get_manifest(
@@ -602,6 +605,44 @@ impl MetaStore for RedbMeta {
     async fn webhook_delete(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
         self.write(move |m| m.webhook_delete_now(&id)).await
+    }
+    async fn webhook_rotate(
+        &self,
+        id: &str,
+        current: &SealedSecret,
+        secret: &SealedSecret,
+        previous: Option<&PreviousSecret>,
+    ) -> Result<bool> {
+        let (id, current, secret, previous) = (
+            id.to_string(),
+            current.clone(),
+            secret.clone(),
+            previous.cloned(),
+        );
+        self.write(move |m| {
+            m.webhook_change_now(&id, |w| {
+                if w.secret != current {
+                    return false;
+                }
+                w.secret = secret;
+                w.previous = previous;
+                true
+            })
+        })
+        .await
+    }
+    async fn webhook_drop_previous(&self, id: &str, until: u64) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |m| {
+            m.webhook_change_now(&id, |w| {
+                if w.previous.as_ref().is_none_or(|p| p.until != until) {
+                    return false;
+                }
+                w.previous = None;
+                true
+            })
+        })
+        .await
     }
     async fn outbox_push(&self, events: &[NewDelivery], cap: u64, log_keep: u64) -> Result<u64> {
         let e = events.to_vec();

@@ -20,8 +20,20 @@ impl RedbMeta {
         for r in tx.open_table(WEBHOOKS)?.iter()? {
             let mut w: Webhook = serde_json::from_slice(r?.1.value()).map_err(corrupt)?;
             let place = crate::meta::webhook_secret_place(&w.id);
+            let mut resealed = false;
             if let Some(new) = hooks.one(sealer, &place, &w.secret) {
                 w.secret = new;
+                resealed = true;
+            }
+            // A rotation's previous secret is sealed too, until its overlap ends.
+            let place = crate::meta::webhook_previous_secret_place(&w.id);
+            if let Some(p) = w.previous.as_mut() {
+                if let Some(new) = hooks.one(sealer, &place, &p.secret) {
+                    p.secret = new;
+                    resealed = true;
+                }
+            }
+            if resealed {
                 changed.push((w.id.clone(), serde_json::to_vec(&w).map_err(corrupt)?));
             }
         }

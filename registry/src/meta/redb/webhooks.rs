@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{corrupt, RedbMeta, WEBHOOKS, WEBHOOK_LOG, WEBHOOK_QUEUE, WEBHOOK_SEQ};
 use crate::meta::{
-    now, Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, QueuedEvent, Result, Webhook,
+    now, Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, OutboxEvent, QueuedEvent,
+    Result, Webhook,
 };
 
 /// A queue entry as stored.
@@ -53,6 +54,33 @@ impl RedbMeta {
             .insert(w.id.as_str(), to_json(w)?.as_slice())?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Rewrites endpoint `id` with `change` in one transaction, if it is
+    /// there and `change` says it changed something.
+    pub(super) fn webhook_change_now(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Webhook) -> bool,
+    ) -> Result<bool> {
+        let tx = self.db().begin_write()?;
+        let changed = {
+            let mut t = tx.open_table(WEBHOOKS)?;
+            let found = t.get(id)?.map(|v| v.value().to_vec());
+            match found {
+                Some(bytes) => {
+                    let mut w: Webhook = from_json(&bytes)?;
+                    let changed = change(&mut w);
+                    if changed {
+                        t.insert(id, to_json(&w)?.as_slice())?;
+                    }
+                    changed
+                }
+                None => false,
+            }
+        };
+        tx.commit()?;
+        Ok(changed)
     }
 
     pub(super) fn webhook_get_now(&self, id: &str) -> Result<Option<Webhook>> {
@@ -179,6 +207,23 @@ impl RedbMeta {
         }
         Ok(out)
     }
+}
+
+/// Queues `e` for its project's endpoints that take it, inside `tx` (the
+/// write it reports); how many older events the queues' caps dropped.
+pub(super) fn queue_in(tx: &WriteTransaction, e: &OutboxEvent, t: u64) -> Result<u64> {
+    let mut hooks = Vec::new();
+    for r in tx.open_table(WEBHOOKS)?.iter()? {
+        let w: Webhook = from_json(r?.1.value())?;
+        if w.project == e.project {
+            hooks.push(w);
+        }
+    }
+    let mut dropped = 0;
+    for d in e.deliveries(&hooks) {
+        dropped += push_one(tx, &d, e.cap.max(1), e.log_keep, t)?;
+    }
+    Ok(dropped)
 }
 
 /// Appends one event to its endpoint's queue and log, then trims both. How
