@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::follow::{follow, Recent};
+use super::follow::{follow, Found, Recent};
 use super::upstream::{BlobBody, Extent, Upstream, UpstreamError};
 use super::{Keeper, ProxyMetrics, ReadGuard};
 
@@ -78,8 +78,11 @@ fn local(e: impl std::fmt::Display) -> FillError {
 
 #[derive(Debug, Clone, Default)]
 pub struct FillState {
-    /// Bytes on disk in the ingest.
+    /// Bytes written to the ingest.
     pub written: u64,
+    /// Bytes received from upstream: those past `written` are on their way
+    /// to the ingest, and the followers have them from memory.
+    pub received: u64,
     /// Size of the blob, once upstream said.
     pub total: Option<u64>,
     /// All of the blob is written and its size and digest checked: clients
@@ -217,7 +220,10 @@ impl Fills {
             .await
             .map_err(local)?;
         fill.recent_mut().reset(ingest.offset());
-        fill.state.send_modify(|s| s.written = ingest.offset());
+        fill.state.send_modify(|s| {
+            s.written = ingest.offset();
+            s.received = ingest.offset();
+        });
         let total = match self.download(fill, &mut ingest).await {
             Ok(t) => t,
             Err(e) => {
@@ -324,7 +330,9 @@ impl Fills {
     }
 
     /// Copies one upstream body into the ingest, publishing progress.
-    /// Returns why the transfer broke off, if it did.
+    /// Receiving and writing run side by side: the next bytes arrive from
+    /// upstream (and go to the followers) while the last ones are hashed
+    /// and written. Returns why the transfer broke off, if it did.
     async fn copy(
         &self,
         fill: &Fill,
@@ -333,11 +341,33 @@ impl Fills {
         total: Option<u64>,
         last_sync: &mut u64,
     ) -> Result<Option<String>, FillError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(WRITES_AHEAD);
+        let from = ingest.offset();
+        let (broke, wrote) = tokio::join!(
+            self.receive(fill, body, from, total, tx),
+            write_all(fill, ingest, rx, last_sync),
+        );
+        wrote?;
+        Ok(broke)
+    }
+
+    /// Reads one upstream body from offset `from` in chunks of at least
+    /// `FILL_CHUNK`, handing each to the followers and to the writer.
+    /// Returns why the transfer broke off, if it did.
+    async fn receive(
+        &self,
+        fill: &Fill,
+        body: BlobBody,
+        from: u64,
+        total: Option<u64>,
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Option<String> {
         // Upstream ignored the Range: skip what the ingest already has.
         let mut skip = match body.extent {
-            Extent::Full => ingest.offset(),
+            Extent::Full => from,
             Extent::From(_) => 0,
         };
+        let mut received = from;
         let mut stream = body.stream;
         let mut buf = BytesMut::new();
         let mut broke: Option<String> = None;
@@ -356,23 +386,50 @@ impl Fills {
                 skip -= n as u64;
             }
             buf.extend_from_slice(&chunk);
-            if buf.len() >= FILL_CHUNK {
-                fill.write(ingest, buf.split().freeze()).await?;
-                if ingest.offset() - *last_sync >= SYNC_EVERY {
-                    ingest.sync().await.map_err(local)?;
-                    *last_sync = ingest.offset();
-                }
-            }
-            if total.is_some_and(|t| ingest.offset() + buf.len() as u64 > t) {
+            if total.is_some_and(|t| received + buf.len() as u64 > t) {
+                buf.clear();
                 broke = Some("upstream sent more bytes than announced".into());
                 break;
             }
+            if buf.len() >= FILL_CHUNK {
+                let c = buf.split().freeze();
+                received += c.len() as u64;
+                fill.received(c.clone());
+                if tx.send(c).await.is_err() {
+                    return None; // the writer failed, and says why
+                }
+            }
         }
         if !buf.is_empty() {
-            fill.write(ingest, buf.freeze()).await?;
+            let c = buf.freeze();
+            fill.received(c.clone());
+            let _ = tx.send(c).await;
         }
-        Ok(broke)
+        broke
     }
+}
+
+/// Chunks received and not yet being written: how far receiving may run
+/// ahead of the disk.
+const WRITES_AHEAD: usize = 2;
+
+/// Writes the chunks `receive` hands over, in order, publishing what is on
+/// disk, with a durable checkpoint every `SYNC_EVERY`.
+async fn write_all(
+    fill: &Fill,
+    ingest: &mut Ingest,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    last_sync: &mut u64,
+) -> Result<(), FillError> {
+    while let Some(chunk) = rx.recv().await {
+        ingest.write(chunk).await.map_err(local)?;
+        fill.written(ingest.offset());
+        if ingest.offset() - *last_sync >= SYNC_EVERY {
+            ingest.sync().await.map_err(local)?;
+            *last_sync = ingest.offset();
+        }
+    }
+    Ok(())
 }
 
 impl Fill {
@@ -388,17 +445,25 @@ impl Fill {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bytes from `pos` to at most `upto` from the fill's latest chunks.
-    pub(super) fn recent_slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
-        self.recent_mut().slice(pos, upto)
+    /// Where the bytes from `pos` to at most `upto` are (see `Recent::find`).
+    pub(super) fn find(&self, pos: u64, upto: u64) -> Option<Found> {
+        self.recent_mut().find(pos, upto)
     }
 
-    /// Appends `chunk` to the ingest and publishes it to the followers.
-    async fn write(&self, ingest: &mut Ingest, chunk: Bytes) -> Result<(), FillError> {
-        ingest.write(chunk.clone()).await.map_err(local)?;
-        self.recent_mut().push(chunk);
-        self.state.send_modify(|s| s.written = ingest.offset());
-        Ok(())
+    /// Publishes a chunk just received from upstream to the followers.
+    fn received(&self, chunk: Bytes) {
+        let end = {
+            let mut recent = self.recent_mut();
+            recent.push(chunk);
+            recent.end()
+        };
+        self.state.send_modify(|s| s.received = end);
+    }
+
+    /// Publishes that the ingest holds `offset` bytes.
+    fn written(&self, offset: u64) {
+        self.recent_mut().written(offset);
+        self.state.send_modify(|s| s.written = offset);
     }
 
     /// Waits until the fill knows the blob's size (or failed).

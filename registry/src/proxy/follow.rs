@@ -31,13 +31,26 @@ use crate::service::{ByteRange, IngestData, LocalRegistry, Namespace};
 /// enough that many fills at once cost little.
 const RECENT_BYTES: usize = 1024 * 1024;
 
-/// The latest chunks a fill wrote, ending at its `written` mark.
+/// The latest chunks a fill received, ending at its `received` mark. A
+/// chunk leaves only once it is written, so every byte before the window
+/// is in the ingest's file.
 #[derive(Debug, Default)]
 pub struct Recent {
     /// Offset of the first byte held.
     start: u64,
     chunks: VecDeque<Bytes>,
     held: usize,
+    /// Bytes written to the ingest.
+    written: u64,
+}
+
+/// Where a follower finds its next bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// In memory: these.
+    Here(Bytes),
+    /// In the ingest's file, up to this offset.
+    InFile(u64),
 }
 
 impl Recent {
@@ -46,25 +59,51 @@ impl Recent {
         self.start = offset;
         self.chunks.clear();
         self.held = 0;
+        self.written = offset;
     }
 
-    /// Appends the chunk just written, dropping the oldest past the window.
+    /// Appends the chunk just received.
     pub(super) fn push(&mut self, chunk: Bytes) {
         self.held += chunk.len();
         self.chunks.push_back(chunk);
+        self.trim();
+    }
+
+    /// The ingest holds `offset` bytes now.
+    pub(super) fn written(&mut self, offset: u64) {
+        self.written = offset;
+        self.trim();
+    }
+
+    /// The end of the bytes received.
+    pub(super) fn end(&self) -> u64 {
+        self.start + self.held as u64
+    }
+
+    /// Drops the oldest chunks past the window's size that are written.
+    fn trim(&mut self) {
         while self.held > RECENT_BYTES && self.chunks.len() > 1 {
-            if let Some(old) = self.chunks.pop_front() {
-                self.held -= old.len();
-                self.start += old.len() as u64;
+            let Some(len) = self.chunks.front().map(|c| c.len()) else {
+                break;
+            };
+            if self.start + len as u64 > self.written {
+                break;
             }
+            self.chunks.pop_front();
+            self.held -= len;
+            self.start += len as u64;
         }
     }
 
-    /// Bytes from `pos` to at most `upto` (exclusive), within one chunk;
-    /// None when `pos` is not held.
-    pub(super) fn slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
-        if pos < self.start || pos >= upto {
+    /// Where the bytes from `pos` to at most `upto` (exclusive) are: in
+    /// memory (within one chunk), or, before the window, in the file. None
+    /// when nothing from `pos` is held here.
+    pub(super) fn find(&self, pos: u64, upto: u64) -> Option<Found> {
+        if pos >= upto {
             return None;
+        }
+        if pos < self.start {
+            return Some(Found::InFile(upto.min(self.start)));
         }
         let mut at = self.start;
         for c in &self.chunks {
@@ -72,7 +111,7 @@ impl Recent {
             if pos < end {
                 let from = (pos - at) as usize;
                 let to = (upto.min(end) - at) as usize;
-                return Some(c.slice(from..to));
+                return Some(Found::Here(c.slice(from..to)));
             }
             at = end;
         }
@@ -136,8 +175,10 @@ pub(super) fn follow(
             return Ok(Some((Bytes::new(), st)));
         }
         let upto = available.min(st.end);
-        let chunk = match st.fill.recent_slice(st.pos, upto) {
-            Some(c) => c,
+        let chunk = match st.fill.find(st.pos, upto) {
+            Some(Found::Here(c)) => c,
+            Some(Found::InFile(to)) => st.read_file(to).await?,
+            // Nothing held (the fill has ended): its file is complete.
             None => st.read_file(upto).await?,
         };
         st.pos += chunk.len() as u64;
@@ -154,7 +195,7 @@ impl Follower {
         loop {
             let (written, verified, outcome) = {
                 let s = self.rx.borrow_and_update();
-                (s.written, s.verified, s.outcome.clone())
+                (s.received.max(s.written), s.verified, s.outcome.clone())
             };
             match &outcome {
                 // Verified bytes are good whatever became of the commit.
@@ -239,34 +280,47 @@ mod tests {
         Bytes::from(vec![fill; n])
     }
 
+    fn here(n: usize, fill: u8) -> Option<Found> {
+        Some(Found::Here(chunk(n, fill)))
+    }
+
     #[test]
-    fn the_window_hands_out_what_it_holds_and_no_more() {
+    fn the_window_hands_out_what_it_holds_and_sends_the_rest_to_the_file() {
         let mut r = Recent::default();
         r.reset(100);
         r.push(chunk(10, 1));
         r.push(chunk(10, 2));
-        assert_eq!(r.slice(99, 120), None, "before the window");
-        assert_eq!(r.slice(100, 120), Some(chunk(10, 1)), "one chunk at a time");
-        assert_eq!(r.slice(105, 108), Some(chunk(3, 1)), "clipped to the limit");
-        assert_eq!(r.slice(112, 120), Some(chunk(8, 2)));
-        assert_eq!(r.slice(120, 130), None, "past what was written");
-        assert_eq!(r.slice(110, 110), None, "nothing servable");
+        assert_eq!(r.end(), 120);
+        assert_eq!(
+            r.find(90, 120),
+            Some(Found::InFile(100)),
+            "before the window"
+        );
+        assert_eq!(r.find(100, 120), here(10, 1), "one chunk at a time");
+        assert_eq!(r.find(105, 108), here(3, 1), "clipped to the limit");
+        assert_eq!(r.find(112, 120), here(8, 2));
+        assert_eq!(r.find(120, 130), None, "past what was received");
+        assert_eq!(r.find(110, 110), None, "nothing servable");
     }
 
     #[test]
-    fn the_window_drops_its_oldest_chunks_past_its_size() {
+    fn the_window_drops_only_written_chunks_past_its_size() {
         let mut r = Recent::default();
         let piece = RECENT_BYTES / 4;
         for i in 0..6u8 {
             r.push(chunk(piece, i));
         }
-        assert_eq!(r.held, RECENT_BYTES);
-        assert_eq!(r.start, 2 * piece as u64);
-        assert_eq!(r.slice(0, 10), None);
+        assert_eq!(r.held, 6 * piece, "nothing written yet: all held");
+        r.written(piece as u64);
+        assert_eq!((r.start, r.held), (piece as u64, 5 * piece));
+        r.written(6 * piece as u64);
+        assert_eq!((r.start, r.held), (2 * piece as u64, RECENT_BYTES));
         let at = 2 * piece as u64;
-        assert_eq!(r.slice(at, at + 1), Some(chunk(1, 2)));
-        // One chunk larger than the window is still held, alone.
+        assert_eq!(r.find(at, at + 1), here(1, 2));
+        assert_eq!(r.find(0, 10), Some(Found::InFile(10)));
+        // One chunk larger than the window is still held, alone, once written.
         r.push(chunk(RECENT_BYTES * 2, 9));
+        r.written(r.end());
         assert_eq!(r.chunks.len(), 1);
         assert_eq!(r.start, 6 * piece as u64);
     }
