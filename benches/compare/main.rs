@@ -18,6 +18,8 @@
 //! distribution instances on S3).
 //!
 //! Needs `skopeo` and `docker-registry` on PATH (`.ci/run` installs them);
+//! workload 2's nginx rows need `nginx` (Debian's `nginx-light`) and are left
+//! out without it;
 //! `.ci/run` itself never runs this (`cargo test` does not build benches).
 
 #![forbid(unsafe_code)]
