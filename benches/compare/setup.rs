@@ -31,8 +31,17 @@ impl Kind {
     }
 }
 
+/// The berth executable under test: the one built with the bench, or
+/// `BERTH_BENCH_BERTH` (a profiler's wrapper around it, say; the figures
+/// of a wrapped run then measure the wrapper's process, not berth's).
 pub fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BERTH_BENCH_BERTH")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_berth").to_string())
+    })
 }
 
 pub fn admin_creds() -> Creds {

@@ -287,9 +287,8 @@ impl ControllerStore for RedbControllerStore {
     }
 
     async fn list_resources(&self, project: &str, kind: ResourceKind) -> Result<Vec<Resource>> {
-        let project = project.to_owned();
-        self.blocking(move |s| s.list_resources(&project, kind))
-            .await
+        // One project's resources of one kind: a short range, read here.
+        self.point_read(|s| s.list_resources(project, kind))
     }
 
     async fn delete_resource(&self, project: &str, kind: ResourceKind, name: &str) -> Result<()> {
@@ -527,6 +526,15 @@ impl ControllerStore for RedbControllerStore {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>> {
+        // Asked by every apply; most nodes have none (answered here).
+        let network = [
+            ResourceKind::Routes,
+            ResourceKind::Eips,
+            ResourceKind::LoadBalancers,
+        ];
+        if !self.point_read(|s| s.has_resource_records_on(project, node, &network))? {
+            return Ok(Vec::new());
+        }
         let project = project.to_owned();
         let node = node.to_owned();
         self.blocking(move |s| s.network_left_alone(&project, &node))
@@ -538,6 +546,11 @@ impl ControllerStore for RedbControllerStore {
         project: &str,
         node: &str,
     ) -> Result<Vec<ResourcePublication>> {
+        // Asked by every apply; most nodes have none (answered here).
+        let config = [ResourceKind::ConfigMaps, ResourceKind::Secrets];
+        if !self.point_read(|s| s.has_resource_records_on(project, node, &config))? {
+            return Ok(Vec::new());
+        }
         let project = project.to_owned();
         let node = node.to_owned();
         self.blocking(move |s| s.config_left_behind(&project, &node))
