@@ -261,19 +261,13 @@ pub(super) async fn delete_project(
     st.access.accounts.delete_project(&name).await?;
     // A project of the same name later starts without this one's quota and
     // rules, and without its webhooks (as in Harbor, they go with it, and
-    // nothing is sent to them: the audit entry records the delete).
+    // nothing is sent to them: the audit records each, and the delete).
     st.registry.forget_project(&name).await?;
-    let hooks = match &st.webhooks {
-        Some(h) => h.delete_project(&name).await?,
-        None => 0,
-    };
-    let detail = match (f.force, hooks) {
-        (false, 0) => name.clone(),
-        (force, n) => format!(
-            "{name}{}; {n} webhooks removed",
-            if force { " (forced)" } else { "" }
-        ),
-    };
-    st.audit(&c, "project.delete", Some(&name), &detail);
+    if let Some(hooks) = &st.webhooks {
+        for id in hooks.delete_project(&name).await? {
+            st.audit(&c, "webhook.delete", Some(&name), &id);
+        }
+    }
+    st.audit(&c, "project.delete", Some(&name), &name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -338,16 +338,16 @@ impl Webhooks {
 
     /// Removes every endpoint of a deleted project, with its queue and
     /// delivery log: a project of the same name made later starts without
-    /// them. How many went.
-    pub async fn delete_project(&self, project: &str) -> Result<usize, WebhookError> {
-        let mut n = 0;
+    /// them. The ids of those that went.
+    pub async fn delete_project(&self, project: &str) -> Result<Vec<String>, WebhookError> {
+        let mut gone = Vec::new();
         for w in self.meta.webhooks(Some(project)).await? {
             if self.meta.webhook_delete(&w.id).await? {
-                n += 1;
+                gone.push(w.id);
             }
         }
         self.forget_subscriptions();
-        Ok(n)
+        Ok(gone)
     }
 
     pub async fn deliveries(
