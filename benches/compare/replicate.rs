@@ -60,7 +60,7 @@ pub fn run(b: &mut Bench) {
             Better::Lower,
         )
         .target(Target::Check("≤ 1.05"))
-        .note("a cut PATCH makes distribution 2.8 cancel the upload, so that blob starts over"),
+        .note("distribution checks the offset signed into each upload location: a cut PATCH leaves the upload unusable (2.8 cancels it), so that blob starts over"),
         Row::new(
             to_berth,
             &format!("time, {shape}, two cuts mid-blob"),
