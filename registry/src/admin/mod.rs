@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::http::header;
 pub(crate) use params::Params;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
