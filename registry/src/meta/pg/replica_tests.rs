@@ -192,6 +192,12 @@ async fn a_push_on_one_replica_during_gc_on_the_other_loses_nothing_acknowledged
             while !done.load(Ordering::SeqCst) {
                 gc::run(&registry_b, opts).await.expect("gc on b");
                 runs.fetch_add(1, Ordering::SeqCst);
+                // Collections back to back with no grace window can take
+                // every blob a client uploads before its manifest lands,
+                // run after run (a livelock no registry runs into: GC runs
+                // minutes apart, with a grace window); a pause gives each
+                // retry a chance, and pushes still overlap collections.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             registry_b
         })
