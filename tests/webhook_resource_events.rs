@@ -7,7 +7,7 @@
 mod controller_support;
 
 use berth_testkit::fixtures::ImageBuilder;
-use berth_testkit::hooks::{assert_signed, create_hook, WAIT};
+use berth_testkit::hooks::{assert_chained, assert_signed, create_hook, WAIT};
 use berth_testkit::receiver::HookReceiver;
 use berth_testkit::wait::wait_until;
 use controller_support::{tools_present, Site, PROJECT};
@@ -46,15 +46,6 @@ fn events_of(rx: &HookReceiver, secret: &str, subject: &str, last: &str) -> Vec<
             Err(format!("{out:#?}"))
         }
     })
-}
-
-fn chained(events: &[Value], first_previous: Value) {
-    let mut previous = first_previous;
-    for e in events {
-        assert_eq!(e["previous_state"], previous, "{events:#?}");
-        previous = e["state"].clone();
-        assert!(e["detail"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
-    }
 }
 
 #[test]
@@ -96,7 +87,7 @@ fn resource_publications_send_their_state_changes() {
     for subject in ["configmaps/settings@n1", "loadbalancers/front@n1"] {
         let events = events_of(&rx, &secret, subject, "applied");
         assert_eq!(events[0]["state"], "pending", "{events:#?}");
-        chained(&events, Value::Null);
+        assert_chained(&events, Value::Null);
         let (kind, name) = subject
             .trim_end_matches("@n1")
             .split_once('/')
@@ -130,7 +121,7 @@ fn resource_publications_send_their_state_changes() {
     let all = events_of(&rx, &secret, lb, "removed");
     let after: Vec<&Value> = all[before..].iter().map(|e| &e["state"]).collect();
     assert_eq!(after, ["removing", "removed"], "{all:#?}");
-    chained(&all[before..], json!("applied"));
+    assert_chained(&all[before..], json!("applied"));
 
     // And back: a new record, from nothing again.
     let (s, v) = site.api(
@@ -140,6 +131,6 @@ fn resource_publications_send_their_state_changes() {
     );
     assert_eq!(s, 202, "{v}");
     let again = events_of(&rx, &secret, lb, "applied");
-    chained(&again[all.len()..], Value::Null);
+    assert_chained(&again[all.len()..], Value::Null);
     assert_eq!(again[all.len()]["state"], "pending", "{again:#?}");
 }

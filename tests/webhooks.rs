@@ -11,7 +11,9 @@ use controller_support::{tools_present, Site, PROJECT};
 
 use berth_testkit::berth::{registry_in, registry_with, Registry, ADMIN_PASSWORD};
 use berth_testkit::berth_bin;
-use berth_testkit::hooks::{assert_signed, create_hook, deliveries, received_n, webhook_cli, WAIT};
+use berth_testkit::hooks::{
+    assert_chained, assert_signed, create_hook, deliveries, received_n, webhook_cli, WAIT,
+};
 use berth_testkit::http::{basic, push_image, send, Auth};
 use berth_testkit::proc::free_port;
 use berth_testkit::receiver::HookReceiver;
@@ -407,16 +409,6 @@ fn publication_events_until(rx: &HookReceiver, last: &str, secret: &str) -> Vec<
             ce["data"].clone()
         })
         .collect()
-}
-
-/// Each event starts where the one before ended, from `first_previous`.
-fn assert_chained(events: &[Value], first_previous: Value) {
-    let mut previous = first_previous;
-    for e in events {
-        assert_eq!(e["previous_state"], previous, "{events:#?}");
-        previous = e["state"].clone();
-        assert!(e["detail"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
-    }
 }
 
 #[test]

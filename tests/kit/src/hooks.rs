@@ -90,3 +90,14 @@ pub fn webhook_cli(bin: &str, reg: &Registry, args: &[&str]) -> Result<String, S
         Err(text(&out.stderr))
     }
 }
+
+/// Each publication event starts where the one before ended, from
+/// `first_previous`, and says why in `detail`.
+pub fn assert_chained(events: &[Value], first_previous: Value) {
+    let mut previous = first_previous;
+    for e in events {
+        assert_eq!(e["previous_state"], previous, "{events:#?}");
+        previous = e["state"].clone();
+        assert!(e["detail"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
+    }
+}
