@@ -3,18 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use berth_config::{Config, MetaBackend, StorageBackend};
+use berth_config::{Config, MetaBackend};
 
-use crate::admin::{self, AdminState};
-use crate::api::{self, ApiState};
+use crate::admin;
+use crate::api::ApiState;
 use crate::auth::access::{AccessConfig, RegistryAccess};
 use crate::auth::accounts::Accounts;
-use crate::auth::client::TrustedProxies;
 use crate::auth::throttle::ThrottleConfig;
-use crate::auth::token_keys::{TokenKeyStore, TokenKeys};
+use crate::auth::token_keys::TokenKeys;
 use crate::auth::Access;
-use crate::content::ContentStore;
 use crate::meta::RedbMeta;
 use crate::proxy::projects::{ProxyOptions, ProxyProjects};
 use crate::proxy::{ProxyMetrics, TagPolicy};
@@ -22,6 +19,13 @@ use crate::sealing::Sealer;
 use crate::service::{metrics::Metrics, LocalRegistry};
 use crate::signature::SignatureGate;
 use crate::webhooks::{SecretSealer, WebhookSettings, Webhooks};
+
+mod routes;
+mod stores;
+
+pub use routes::with_common_layers;
+pub use stores::{open_content, open_metadata};
+use stores::{open_embedded, open_token_keys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -38,116 +42,6 @@ pub enum StartError {
     ObjectStore(#[from] object_store::Error),
     #[error("{0}")]
     Other(String),
-}
-
-/// Opens the content store the configuration describes.
-pub fn open_content(cfg: &Config, root: &std::path::Path) -> Result<ContentStore, StartError> {
-    let ingest = root.join("uploads");
-    Ok(match cfg.storage.backend {
-        StorageBackend::Local => ContentStore::local(root, &ingest)?,
-        StorageBackend::Memory => ContentStore::memory(&ingest)?,
-        StorageBackend::S3 => {
-            std::fs::create_dir_all(&ingest).map_err(|source| StartError::DataDir {
-                path: ingest.display().to_string(),
-                source,
-            })?;
-            let s = &cfg.storage;
-            let mut b = object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(&s.bucket)
-                .with_region(&s.region)
-                .with_allow_http(s.allow_http);
-            if !s.endpoint.is_empty() {
-                b = b.with_endpoint(&s.endpoint);
-            }
-            if !s.access_key_id.is_empty() {
-                b = b
-                    .with_access_key_id(&s.access_key_id)
-                    .with_secret_access_key(&s.secret_access_key);
-            }
-            let bucket = Arc::new(b.build()?);
-            // Uploads live in the bucket too, so that every process sharing
-            // it can continue one (`ingest` stays unused for them).
-            let store = ContentStore::in_bucket(bucket.clone(), s.part_size.0, &ingest);
-            if s.redirect {
-                store.with_redirects(bucket, s.redirect_expiry)
-            } else {
-                store
-            }
-        }
-    })
-}
-
-impl LocalRegistry {
-    /// Opens a registry in `dir`: the metadata database `dir/<database>` and
-    /// the content store the configuration's storage section names (blobs
-    /// under `dir` on the local backend, ingests in `dir/uploads`). Run
-    /// `recover_at_start` next, before serving.
-    pub fn open(
-        config: &Config,
-        dir: &std::path::Path,
-        database: &str,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, StartError> {
-        let meta = open_metadata(dir, database)?;
-        Self::open_over(config, dir, meta, metrics)
-    }
-
-    /// As `open`, over metadata opened already (`open_metadata`), whose
-    /// file also holds what others keep (the accounts).
-    pub fn open_over(
-        config: &Config,
-        dir: &std::path::Path,
-        meta: RedbMeta,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, StartError> {
-        let content = open_content(config, dir)?;
-        Ok(LocalRegistry::embedded(meta, content, metrics))
-    }
-}
-
-/// Opens (or creates) the metadata database `dir/<database>`, making `dir`
-/// private first.
-pub fn open_metadata(dir: &std::path::Path, database: &str) -> Result<RedbMeta, StartError> {
-    crate::private::private_dir(dir).map_err(|source| StartError::DataDir {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    Ok(RedbMeta::open(&dir.join(database))?)
-}
-
-/// The registry and accounts over the embedded file, uploads a crash
-/// interrupted recovered (opening the file succeeded, so no other process
-/// uses this data directory).
-async fn open_embedded(
-    config: &Config,
-    meta: &RedbMeta,
-    metrics: &Arc<Metrics>,
-) -> Result<(Arc<LocalRegistry>, Arc<Accounts>), StartError> {
-    let data = &config.server.data_dir;
-    let account_store = meta
-        .accounts()
-        .map_err(|e| StartError::Other(e.to_string()))?;
-    let registry = Arc::new(LocalRegistry::open_over(
-        config,
-        data,
-        meta.clone(),
-        metrics.clone(),
-    )?);
-    // Uploads a crash caught between placing their blob and recording it
-    // are recorded now; then spools of uploads that never acknowledged a
-    // byte are garbage. Unrecorded blob files are GC's, after its grace
-    // window.
-    let recovery = registry
-        .recover_at_start(false)
-        .await
-        .map_err(|e| StartError::Other(format!("recovering uploads: {e}")))?;
-    log_recovery(&recovery);
-    let accounts = Arc::new(
-        Accounts::open(Arc::new(account_store), config.auth.bcrypt_cost)
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))?,
-    );
-    Ok((registry, accounts))
 }
 
 /// A running registry's parts.
@@ -194,37 +88,6 @@ pub enum Metadata {
     Redb(RedbMeta),
     /// A PostgreSQL database that replicas share (`replicas`).
     Postgres(crate::meta::pg::Pool),
-}
-
-/// The token keys where the metadata is, re-read every
-/// `auth.token_key_refresh`. With PostgreSQL a rotated key signs six of
-/// those later (every replica has read it by then); in the embedded file,
-/// one process holds the keys, so it signs at once.
-async fn open_token_keys(
-    config: &Config,
-    metadata: &Metadata,
-) -> Result<Arc<TokenKeys>, StartError> {
-    let refresh = config.auth.token_key_refresh;
-    let (store, publish): (Arc<dyn TokenKeyStore>, _) = match metadata {
-        Metadata::Redb(meta) => {
-            let legacy = config.server.data_dir.join("token.key");
-            let store = meta
-                .token_keys(&legacy)
-                .map_err(|e| StartError::Other(e.to_string()))?;
-            (Arc::new(store), std::time::Duration::ZERO)
-        }
-        Metadata::Postgres(pool) => (
-            Arc::new(crate::meta::pg::PgTokenKeys::new(pool.clone())),
-            refresh * 6,
-        ),
-    };
-    let keys = TokenKeys::open(store, config.auth.token_ttl, publish)
-        .await
-        .map_err(|e| StartError::Other(format!("token keys: {e}")))?;
-    let keys = Arc::new(keys);
-    // The task ends when the registry (the last holder) is dropped.
-    drop(keys.follow(refresh));
-    Ok(keys)
 }
 
 impl RegistryApp {
@@ -485,67 +348,6 @@ impl RegistryApp {
             self.gc.spawn_schedule(schedule, stop);
         }
     }
-
-    /// `/v2`, `/v2/token`, `/api/v1`, `/metrics` and `/healthz`.
-    pub fn router(&self) -> Router {
-        self.router_with_docs(|| serde_json::json!({}))
-    }
-
-    /// `router`, whose OpenAPI document also describes what `extra_paths`
-    /// returns (an OpenAPI `paths` object: the routes merged in beside it,
-    /// such as the controller's); the document is built when first asked
-    /// for. Every path it routes is in `crate::openapi::route_paths`.
-    pub fn router_with_docs(&self, extra_paths: fn() -> serde_json::Value) -> Router {
-        let metrics = self.metrics.clone();
-        let admin_state = AdminState {
-            access: self.access.clone(),
-            sealer: self.sealer.clone(),
-            project_cleanup: self.project_cleanup.clone(),
-            proxy: self.config.proxy.clone(),
-            registry: self.registry.clone(),
-            gc: self.gc.clone(),
-            retention: self.retention.clone(),
-            pulls: self.pulls.clone(),
-            pull_host: self.config.server.external_host(),
-            signatures: self.signatures.clone(),
-            webhooks: self.webhooks.clone(),
-            replications: self.replications.clone(),
-            token_keys: self.token_keys.clone(),
-            reseal_elsewhere: self.reseal_elsewhere.clone(),
-        };
-        let hosts = Arc::new(self.config.proxy.hosts.clone());
-        api::router(self.api_state())
-            .layer(axum::middleware::from_fn_with_state(
-                self.access.clone(),
-                crate::auth::audit::record_refusals,
-            ))
-            .layer(axum::middleware::from_fn(
-                move |req: axum::extract::Request, next: axum::middleware::Next| {
-                    let req = crate::proxy::mirror::to_project(&hosts, req);
-                    next.run(req)
-                },
-            ))
-            .merge(crate::auth::endpoint::router(self.access.clone()))
-            .merge(admin::router(admin_state, move || {
-                crate::openapi::document(&extra_paths())
-            }))
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = metrics.clone();
-                    async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4",
-                            )],
-                            m.render(),
-                        )
-                    }
-                }),
-            )
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
-    }
 }
 
 /// Proxy-cache projects hold what their pulls bring, not pushes: no storage
@@ -578,101 +380,5 @@ pub fn gc_options(config: &Config, dry_run: bool) -> crate::gc::GcOptions {
         upload_ttl: config.gc.upload_ttl,
         delete_untagged: config.gc.delete_untagged,
         dry_run,
-    }
-}
-
-/// Logs what `LocalRegistry::recover_at_start` found, if anything.
-fn log_recovery(r: &crate::service::Recovery) {
-    if r.recorded > 0 {
-        tracing::info!(
-            recovered = r.recorded,
-            "recorded blobs of uploads that finished just before a crash"
-        );
-    }
-    if r.discarded > 0 {
-        tracing::info!(
-            discarded = r.discarded,
-            "discarded uploads cut off before their first acknowledged byte"
-        );
-    }
-    if r.swept > 0 {
-        tracing::info!(
-            deleted = r.swept,
-            "deleted blob files that no record counts"
-        );
-    }
-}
-
-impl RegistryApp {
-    /// Resolves each request's client address (`auth::client`) before any route
-    /// sees it. Apply to the complete router, after every merge.
-    pub fn with_client_addr(&self, router: Router) -> Router {
-        let proxies = Arc::new(TrustedProxies::new(
-            self.config.server.trusted_proxies.clone(),
-        ));
-        router.layer(axum::middleware::from_fn_with_state(
-            proxies,
-            crate::auth::client::resolve,
-        ))
-    }
-}
-
-/// Cross-cutting layers every berth listener gets: the API version header,
-/// request metrics, and an optional access log.
-pub fn with_common_layers(router: Router, metrics: Arc<Metrics>, access_log: bool) -> Router {
-    router
-        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let metrics = metrics.clone();
-            async move {
-                let method = req.method().clone();
-                let path = req.uri().path().to_string();
-                let start = std::time::Instant::now();
-                let res = next.run(req).await;
-                let status = res.status().as_u16();
-                metrics
-                    .requests
-                    .get_or_create(&crate::service::metrics::RequestLabels {
-                        method: method.to_string(),
-                        route: route_label(&path).to_string(),
-                        status,
-                    })
-                    .inc();
-                if access_log {
-                    tracing::info!(%method, %path, status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
-                }
-                res
-            }
-        }))
-        .layer(axum::middleware::from_fn(api::api_version_header))
-}
-
-/// A low-cardinality label for a path, by its shape alone (no parsing, no allocation).
-fn route_label(path: &str) -> &'static str {
-    if let Some(rest) = path.strip_prefix("/v2") {
-        if rest.is_empty() || rest == "/" {
-            "base"
-        } else if rest == "/_catalog" {
-            "catalog"
-        } else if rest == "/token" {
-            "token"
-        } else if rest.ends_with("/tags/list") {
-            "tags"
-        } else if rest.contains("/blobs/uploads") {
-            "upload"
-        } else if rest.contains("/manifests/") {
-            "manifest"
-        } else if rest.contains("/referrers/") {
-            "referrers"
-        } else if rest.contains("/blobs/") {
-            "blob"
-        } else {
-            "other"
-        }
-    } else if path.starts_with("/api/") {
-        "admin"
-    } else if path == "/metrics" {
-        "metrics"
-    } else {
-        "other"
     }
 }
