@@ -230,68 +230,76 @@ async fn handle(
             Method::POST => Err(read_only_refusal()),
             _ => Err(unsupported_method(ctx, "blob uploads")),
         },
-        Endpoint::Upload(repo, id) => {
-            if !writes {
-                return Err(read_only_refusal());
-            }
-            match ctx.method {
-                Method::GET => {
-                    authorize(st, ctx, Some((&repo, Action::Push))).await?;
-                    let s = st.ns.upload_status(&repo, &id).await?;
-                    Ok(upload_response(
-                        st,
-                        StatusCode::NO_CONTENT,
-                        &repo,
-                        &s.id,
-                        s.offset,
-                    ))
-                }
-                Method::PATCH => {
-                    authorize(st, ctx, Some((&repo, Action::Push))).await?;
-                    let range = content_range(ctx)?;
-                    let s = st
-                        .ns
-                        .upload_append(&repo, &id, range, body_stream(body))
-                        .await?;
-                    Ok(upload_response(
-                        st,
-                        StatusCode::ACCEPTED,
-                        &repo,
-                        &s.id,
-                        s.offset,
-                    ))
-                }
-                Method::PUT => {
-                    authorize(st, ctx, Some((&repo, Action::Push))).await?;
-                    let digest = digest_param(ctx)?;
-                    let range = content_range(ctx)?;
-                    let has_body = range.is_some()
-                        || ctx
-                            .header(header::CONTENT_LENGTH)
-                            .is_some_and(|l| l.trim() != "0")
-                        || ctx.headers.contains_key(header::TRANSFER_ENCODING);
-                    // The last (or only) chunk's size is known: a blob that
-                    // cannot fit is refused before it is read.
-                    let len = ctx
-                        .header(header::CONTENT_LENGTH)
-                        .and_then(|l| l.trim().parse::<u64>().ok());
-                    if let (true, Some(len)) = (has_body, len) {
-                        st.ns.precheck_blob(&repo, &digest, len).await?;
-                    }
-                    let body = has_body.then(|| body_stream(body));
-                    st.ns
-                        .upload_finish(&repo, &id, &digest, range, body)
-                        .await?;
-                    Ok(blob_created(st, &repo, &digest))
-                }
-                Method::DELETE => {
-                    authorize(st, ctx, Some((&repo, Action::Push))).await?;
-                    st.ns.upload_cancel(&repo, &id).await?;
-                    Ok(empty(StatusCode::NO_CONTENT))
-                }
-                _ => Err(unsupported_method(ctx, "blob uploads")),
-            }
+        Endpoint::Upload(repo, id) => upload(st, ctx, &repo, &id, body).await,
+    }
+}
+
+/// An upload session: its status (GET), a chunk (PATCH), the last chunk and
+/// the digest (PUT), cancelling it (DELETE). Not routed in read-only mode.
+async fn upload(
+    st: &ApiState,
+    ctx: &Ctx,
+    repo: &RepoName,
+    id: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if st.read_only {
+        return Err(read_only_refusal());
+    }
+    match ctx.method {
+        Method::GET => {
+            authorize(st, ctx, Some((repo, Action::Push))).await?;
+            let s = st.ns.upload_status(repo, id).await?;
+            Ok(upload_response(
+                st,
+                StatusCode::NO_CONTENT,
+                repo,
+                &s.id,
+                s.offset,
+            ))
         }
+        Method::PATCH => {
+            authorize(st, ctx, Some((repo, Action::Push))).await?;
+            let range = content_range(ctx)?;
+            let s = st
+                .ns
+                .upload_append(repo, id, range, body_stream(body))
+                .await?;
+            Ok(upload_response(
+                st,
+                StatusCode::ACCEPTED,
+                repo,
+                &s.id,
+                s.offset,
+            ))
+        }
+        Method::PUT => {
+            authorize(st, ctx, Some((repo, Action::Push))).await?;
+            let digest = digest_param(ctx)?;
+            let range = content_range(ctx)?;
+            let has_body = range.is_some()
+                || ctx
+                    .header(header::CONTENT_LENGTH)
+                    .is_some_and(|l| l.trim() != "0")
+                || ctx.headers.contains_key(header::TRANSFER_ENCODING);
+            // The last (or only) chunk's size is known: a blob that
+            // cannot fit is refused before it is read.
+            let len = ctx
+                .header(header::CONTENT_LENGTH)
+                .and_then(|l| l.trim().parse::<u64>().ok());
+            if let (true, Some(len)) = (has_body, len) {
+                st.ns.precheck_blob(repo, &digest, len).await?;
+            }
+            let body = has_body.then(|| body_stream(body));
+            st.ns.upload_finish(repo, id, &digest, range, body).await?;
+            Ok(blob_created(st, repo, &digest))
+        }
+        Method::DELETE => {
+            authorize(st, ctx, Some((repo, Action::Push))).await?;
+            st.ns.upload_cancel(repo, id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(unsupported_method(ctx, "blob uploads")),
     }
 }
 
