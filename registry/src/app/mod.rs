@@ -109,63 +109,18 @@ impl RegistryApp {
     pub async fn open_on(config: Config, metadata: Metadata) -> Result<Self, StartError> {
         let data = &config.server.data_dir;
         let metrics = Arc::new(Metrics::new());
-        let (registry, accounts) = match &metadata {
-            Metadata::Redb(meta) => open_embedded(&config, meta, &metrics).await?,
-            Metadata::Postgres(pool) => {
-                crate::private::private_dir(data).map_err(|source| StartError::DataDir {
-                    path: data.display().to_string(),
-                    source,
-                })?;
-                // No recovery of uploads at start: other replicas may be
-                // ingesting into the same directory right now.
-                let registry = crate::replicas::registry(&config, pool, metrics.clone())?;
-                // Background duties (GC, schedules, webhook delivery) run on
-                // one replica at a time.
-                registry.set_duties(Arc::new(crate::meta::pg::PgDuties::new(&config.meta.url)?));
-                let accounts = crate::replicas::accounts(&config, pool).await?;
-                (Arc::new(registry), accounts)
-            }
-        };
+        let (registry, accounts) = open_registry(&config, &metadata, &metrics).await?;
         registry
             .set_default_quota(config.quota.default_project.map(|b| b.0))
             .await
             .map_err(|e| StartError::Other(format!("setting quota.default_project: {e}")))?;
         exempt_proxy_projects(&registry, &accounts).await?;
-        let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty());
-        if let Some(pw) = accounts
-            .bootstrap_admin(data, admin_pw.as_deref())
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))?
-        {
-            tracing::warn!(
-                password = %pw,
-                file = %data.join("admin-password").display(),
-                "created account `admin` with this initial password (shown once); reset it with `berth passwd admin` before first use"
-            );
-        }
+        bootstrap_admin(&accounts, data).await?;
         let token_keys = open_token_keys(&config, &metadata).await?;
         let key = token_keys.key();
         let signatures = Arc::new(SignatureGate::new(registry.clone(), accounts.clone()));
         let sealer: Arc<std::sync::OnceLock<Arc<dyn Sealer>>> = Arc::default();
-        let proxy_metrics = Arc::new(ProxyMetrics::default());
-        proxy_metrics.register(&metrics, "proxy");
-        let p = &config.proxy;
-        let projects = Arc::new(ProxyProjects::new(
-            registry.clone(),
-            accounts.clone(),
-            sealer.clone(),
-            ProxyOptions {
-                tags: TagPolicy {
-                    freshness: p.tag_freshness,
-                    stale_limit: p.stale_limit,
-                },
-                connect_timeout: p.connect_timeout,
-                allow_private_upstreams: p.allow_private_upstreams,
-            },
-            proxy_metrics,
-        ));
+        let projects = proxy_projects(&config, &registry, &accounts, &sealer, &metrics);
         let replications = crate::replication::Replications::new(
             registry.clone(),
             sealer.clone(),
@@ -184,31 +139,7 @@ impl RegistryApp {
                 Some(_) => Ok(()),
             }
         }));
-        let mut access = RegistryAccess::new(
-            accounts,
-            key,
-            AccessConfig {
-                realm: format!("{}/v2/token", config.server.external_url()),
-                service: config.auth.service.clone(),
-                token_ttl: config.auth.token_ttl,
-                cache_ttl: config.auth.credential_cache_ttl,
-                throttle: ThrottleConfig {
-                    backoff: config.auth.login_backoff,
-                    backoff_max: config.auth.login_backoff_max,
-                    window: config.auth.failure_window,
-                    account_threshold: config.auth.account_failure_threshold,
-                    attacked_interval: config.auth.attacked_login_interval,
-                    ..ThrottleConfig::default()
-                },
-                anonymous_direct: config.auth.anonymous_direct,
-            },
-            metrics.clone(),
-        );
-        if let Metadata::Postgres(pool) = &metadata {
-            let cfg = access.config().throttle;
-            access = access.with_throttle(crate::replicas::throttle(pool, cfg));
-        }
-        let access = Arc::new(access);
+        let access = registry_access(&config, &metadata, accounts, key, &metrics);
         let gc = crate::gc_runner::GcRunner::new(
             registry.clone(),
             gc_options(&config, false),
@@ -348,6 +279,117 @@ impl RegistryApp {
             self.gc.spawn_schedule(schedule, stop);
         }
     }
+}
+
+/// The registry and its accounts over the metadata: the embedded file (with
+/// the recovery at start), or PostgreSQL shared by replicas.
+async fn open_registry(
+    config: &Config,
+    metadata: &Metadata,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<LocalRegistry>, Arc<Accounts>), StartError> {
+    let data = &config.server.data_dir;
+    Ok(match metadata {
+        Metadata::Redb(meta) => open_embedded(config, meta, metrics).await?,
+        Metadata::Postgres(pool) => {
+            crate::private::private_dir(data).map_err(|source| StartError::DataDir {
+                path: data.display().to_string(),
+                source,
+            })?;
+            // No recovery of uploads at start: other replicas may be
+            // ingesting into the same directory right now.
+            let registry = crate::replicas::registry(config, pool, metrics.clone())?;
+            // Background duties (GC, schedules, webhook delivery) run on
+            // one replica at a time.
+            registry.set_duties(Arc::new(crate::meta::pg::PgDuties::new(&config.meta.url)?));
+            let accounts = crate::replicas::accounts(config, pool).await?;
+            (Arc::new(registry), accounts)
+        }
+    })
+}
+
+/// Creates the `admin` account on first start (`BERTH_ADMIN_PASSWORD`, or a
+/// generated password shown once in the log).
+async fn bootstrap_admin(accounts: &Accounts, data: &std::path::Path) -> Result<(), StartError> {
+    let admin_pw = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    if let Some(pw) = accounts
+        .bootstrap_admin(data, admin_pw.as_deref())
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?
+    {
+        tracing::warn!(
+            password = %pw,
+            file = %data.join("admin-password").display(),
+            "created account `admin` with this initial password (shown once); reset it with `berth passwd admin` before first use"
+        );
+    }
+    Ok(())
+}
+
+/// The namespace `/v2` serves: the local registry, with a pull-through for
+/// each proxy-cache project.
+fn proxy_projects(
+    config: &Config,
+    registry: &Arc<LocalRegistry>,
+    accounts: &Arc<Accounts>,
+    sealer: &Arc<std::sync::OnceLock<Arc<dyn Sealer>>>,
+    metrics: &Arc<Metrics>,
+) -> Arc<ProxyProjects> {
+    let proxy_metrics = Arc::new(ProxyMetrics::default());
+    proxy_metrics.register(metrics, "proxy");
+    let p = &config.proxy;
+    Arc::new(ProxyProjects::new(
+        registry.clone(),
+        accounts.clone(),
+        sealer.clone(),
+        ProxyOptions {
+            tags: TagPolicy {
+                freshness: p.tag_freshness,
+                stale_limit: p.stale_limit,
+            },
+            connect_timeout: p.connect_timeout,
+            allow_private_upstreams: p.allow_private_upstreams,
+        },
+        proxy_metrics,
+    ))
+}
+
+/// Access control over the accounts: logins, tokens signed with `key`, and
+/// a failed-login throttle shared by replicas on PostgreSQL.
+fn registry_access(
+    config: &Config,
+    metadata: &Metadata,
+    accounts: Arc<Accounts>,
+    key: crate::auth::token::TokenKey,
+    metrics: &Arc<Metrics>,
+) -> Arc<RegistryAccess> {
+    let mut access = RegistryAccess::new(
+        accounts,
+        key,
+        AccessConfig {
+            realm: format!("{}/v2/token", config.server.external_url()),
+            service: config.auth.service.clone(),
+            token_ttl: config.auth.token_ttl,
+            cache_ttl: config.auth.credential_cache_ttl,
+            throttle: ThrottleConfig {
+                backoff: config.auth.login_backoff,
+                backoff_max: config.auth.login_backoff_max,
+                window: config.auth.failure_window,
+                account_threshold: config.auth.account_failure_threshold,
+                attacked_interval: config.auth.attacked_login_interval,
+                ..ThrottleConfig::default()
+            },
+            anonymous_direct: config.auth.anonymous_direct,
+        },
+        metrics.clone(),
+    );
+    if let Metadata::Postgres(pool) = metadata {
+        let cfg = access.config().throttle;
+        access = access.with_throttle(crate::replicas::throttle(pool, cfg));
+    }
+    Arc::new(access)
 }
 
 /// Proxy-cache projects hold what their pulls bring, not pushes: no storage
