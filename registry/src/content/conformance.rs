@@ -1,6 +1,11 @@
 //! The content store's conformance suite: every backend must pass it.
 
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
 use super::*;
+use crate::oci::Algorithm;
 
 async fn collect(r: BlobRead) -> Vec<u8> {
     super::collect(r.body, r.len).await.expect("read").to_vec()

@@ -3,7 +3,12 @@
 //! any size, parts uploaded by either, a crash with bytes not acknowledged,
 //! and the end of an upload seen by the one that no longer holds it.
 
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
 use super::*;
+use crate::oci::Algorithm;
 
 /// Bytes that differ at every position, so a misplaced chunk shows.
 fn pattern(len: usize) -> Vec<u8> {

@@ -9,10 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use berth_registry::oci::{media, Descriptor, Digest, ImageRef, ManifestSummary, Reference};
 use berth_registry::service::Namespace;
 use serde::{Deserialize, Serialize};
@@ -22,6 +19,10 @@ use berth_registry::proxy::PullThrough;
 use crate::job_report::{JobReporter, ReportTarget};
 use crate::metrics::EdgeMetrics;
 use crate::store::{now_ms, EdgeStore};
+
+mod http;
+
+pub use http::router;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,12 +138,6 @@ fn platform_matches(d: &Descriptor, wanted: &[String]) -> bool {
 
 #[derive(Debug)]
 pub struct PrefetchError(pub StatusCode, pub String);
-
-impl IntoResponse for PrefetchError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
-    }
-}
 
 impl Prefetcher {
     pub async fn new(
@@ -510,103 +505,5 @@ fn recount(job: &mut Job, idx: usize) {
     job.bytes_done = job.images.iter().map(|i| i.bytes_done).sum();
 }
 
-// ---- HTTP ----
-
-pub fn router(p: Arc<Prefetcher>) -> axum::Router {
-    axum::Router::new()
-        .route(
-            "/api/v1/prefetch",
-            axum::routing::post(submit).get(list_jobs),
-        )
-        .route("/api/v1/prefetch/{id}", axum::routing::get(get_job))
-        .with_state(p)
-}
-
-async fn submit(
-    State(p): State<Arc<Prefetcher>>,
-    body: Result<Json<PrefetchRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Job>), PrefetchError> {
-    let Json(req) = body.map_err(|e| {
-        PrefetchError(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"images\": [...], \"pin\": bool}}: {e}"),
-        )
-    })?;
-    Ok((StatusCode::ACCEPTED, Json(p.submit(req).await?)))
-}
-
-async fn list_jobs(State(p): State<Arc<Prefetcher>>) -> Json<Vec<Job>> {
-    let mut v: Vec<Job> = p
-        .jobs
-        .lock()
-        .map(|j| j.values().cloned().collect())
-        .unwrap_or_default();
-    v.sort_by_key(|j| std::cmp::Reverse(j.created));
-    Json(v)
-}
-
-async fn get_job(
-    State(p): State<Arc<Prefetcher>>,
-    Path(id): Path<String>,
-) -> Result<Json<Job>, PrefetchError> {
-    p.job(&id)
-        .map(Json)
-        .ok_or_else(|| PrefetchError(StatusCode::NOT_FOUND, format!("no prefetch job {id}")))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn blob(hex: char, size: u64) -> Descriptor {
-        serde_json::from_value(serde_json::json!({
-            "mediaType": "application/octet-stream",
-            "digest": format!("sha256:{}", hex.to_string().repeat(64)),
-            "size": size,
-        }))
-        .expect("descriptor")
-    }
-
-    #[test]
-    fn replanning_a_resumed_job_keeps_finished_layers() {
-        let blobs = [blob('a', 10), blob('b', 20), blob('c', 30)];
-        let first = plan_layers(&[], &blobs);
-        assert!(first.iter().all(|l| l.bytes_done == 0));
-        let mut previous = first;
-        previous[0].state = JobState::Done;
-        previous[0].bytes_done = 10;
-        previous[1].state = JobState::Running;
-        previous[1].bytes_done = 7;
-        let again = plan_layers(&previous, &blobs);
-        let done: Vec<u64> = again.iter().map(|l| l.bytes_done).collect();
-        // A committed layer keeps its bytes; a partial one restarts from what
-        // its fill really has on disk, which the fill reports.
-        assert_eq!(done, [10, 0, 0]);
-        assert!(again.iter().all(|l| l.state == JobState::Pending));
-
-        let mut job = Job {
-            id: "j".into(),
-            state: JobState::Running,
-            pin: false,
-            bytes_done: 17,
-            bytes_total: 60,
-            error: None,
-            images: vec![ImageProgress {
-                image: "p/a:1".into(),
-                digest: None,
-                state: JobState::Running,
-                bytes_done: 17,
-                bytes_total: 60,
-                error: None,
-                layers: again,
-                external_layers: vec![],
-            }],
-            platforms: None,
-            created: 0,
-            updated: 0,
-            report: false,
-        };
-        recount(&mut job, 0);
-        assert_eq!((job.bytes_done, job.images[0].bytes_done), (10, 10));
-    }
-}
+mod tests;

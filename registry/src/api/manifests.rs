@@ -1,0 +1,152 @@
+//! Manifest handlers: GET and HEAD (signature policy, Accept, pull counts and events), and PUT (size limit, extra tags, the push event).
+
+use axum::body::Body;
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
+use http_body_util::BodyExt;
+
+use super::request::Ctx;
+use super::response::{empty, hv, location, stale_warning};
+use super::{authorize, events, ApiError, ApiState, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
+use crate::auth::Action;
+use crate::oci::{media, ErrorCode, Reference, RepoName, Tag};
+use crate::service::ServiceError;
+
+pub(super) async fn manifest_get(
+    st: &ApiState,
+    ctx: &Ctx,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Response, ApiError> {
+    let subject = authorize(st, ctx, Some((repo, Action::Pull))).await?;
+    let m = st.ns.manifest(repo, reference).await?;
+    if let Some(gate) = &st.signatures {
+        gate.check_pull(repo, &m.digest).await?;
+    }
+    let filling = ctx.headers.contains_key(crate::pulls::FILL_HEADER);
+    if let (Some(pulls), true) = (&st.pulls, ctx.method == Method::GET && !filling) {
+        pulls.pulled(repo, &m.digest);
+    }
+    if let (Some(events), true) = (&st.events, ctx.method == Method::GET) {
+        events.emit_later(events::manifest_pulled(
+            repo,
+            reference,
+            &m.digest,
+            &m.media_type,
+            &subject,
+        ));
+    }
+    let accept: Vec<String> = ctx
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    if !media::acceptable(&m.media_type, &accept) {
+        return Err(ApiError::Service(ServiceError::with_detail(
+            ErrorCode::ManifestUnknown,
+            format!(
+                "manifest {reference} in {repo} is a {}, which the client's Accept header does not list",
+                m.media_type
+            ),
+            serde_json::json!({"mediaType": m.media_type}),
+        )));
+    }
+    let mut r = Response::new(Body::from(m.bytes.clone()));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, hv(&m.media_type));
+    h.insert(header::CONTENT_LENGTH, hv(&m.bytes.len().to_string()));
+    h.insert(CONTENT_DIGEST, hv(&m.digest.to_string()));
+    h.insert(header::ETAG, hv(&format!("\"{}\"", m.digest)));
+    if m.stale {
+        h.insert(header::WARNING, stale_warning());
+    }
+    Ok(r)
+}
+
+pub(super) async fn manifest_put(
+    st: &ApiState,
+    ctx: &Ctx,
+    repo: &RepoName,
+    reference: &Reference,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let subject = authorize(st, ctx, Some((repo, Action::Push))).await?;
+    let limit = st.max_manifest_bytes;
+    let too_big = || {
+        ApiError::TooLarge(format!(
+            "manifest is larger than the {limit}-byte limit; split the image or raise server.max_manifest_bytes"
+        ))
+    };
+    if ctx
+        .header(header::CONTENT_LENGTH)
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .is_some_and(|l| l > limit)
+    {
+        return Err(too_big());
+    }
+    let bytes = http_body_util::Limited::new(body, limit as usize)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_big()
+            } else {
+                ApiError::Service(ServiceError::oci(
+                    ErrorCode::ManifestInvalid,
+                    format!("the manifest body broke off: {e}"),
+                ))
+            }
+        })?
+        .to_bytes();
+    let content_type = ctx.header(header::CONTENT_TYPE).unwrap_or("");
+    let size = bytes.len() as u64;
+    let mut extra = Vec::new();
+    for t in ctx.q_all("tag") {
+        extra.push(t.parse::<Tag>().map_err(|e| {
+            ApiError::Service(ServiceError::oci(ErrorCode::ManifestInvalid, e.to_string()))
+        })?);
+    }
+    // The push's event is queued with the manifest, in one transaction.
+    let hooks = st.events.as_deref();
+    let actor = &subject;
+    let build = hooks.map(|h| {
+        move |p: &crate::service::PushedManifest| {
+            h.outbox_event(&events::manifest_pushed(repo, p, content_type, size, actor))
+        }
+    });
+    let event: Option<crate::service::PushEvent<'_>> = build.as_ref().map(|b| b as _);
+    let pushed = st
+        .ns
+        .manifest_put(repo, reference, content_type, bytes, &extra, event)
+        .await?;
+    st.access.record(
+        &subject,
+        ctx.peer,
+        "push",
+        repo,
+        &format!("{repo}:{reference}@{}", pushed.digest),
+    );
+    if let Some(h) = hooks {
+        let e = events::manifest_pushed(repo, &pushed, content_type, size, &subject);
+        h.queued(&e, pushed.events_dropped);
+    }
+    let mut r = empty(StatusCode::CREATED);
+    let h = r.headers_mut();
+    h.insert(
+        header::LOCATION,
+        location(st, format!("/v2/{repo}/manifests/{}", pushed.digest)),
+    );
+    h.insert(CONTENT_DIGEST, hv(&pushed.digest.to_string()));
+    if let Some(s) = &pushed.subject {
+        h.insert(OCI_SUBJECT, hv(&s.to_string()));
+    }
+    if !extra.is_empty() {
+        for t in &pushed.tags {
+            h.append(OCI_TAG, hv(t.as_str()));
+        }
+    }
+    Ok(r)
+}
