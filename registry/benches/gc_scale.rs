@@ -257,10 +257,19 @@ async fn collect(dir: &Path) {
             .map(|(_, kib)| *kib)
             .max()
             .unwrap_or(0);
+        // The pushes that started in this phase: how long the longest took,
+        // and its longest single write.
+        let during: Vec<&(Instant, Duration, Duration)> = all
+            .iter()
+            .filter(|x| x.0 >= t + from && x.0 < t + to)
+            .collect();
+        let longest = during.iter().map(|x| x.1).max().unwrap_or_default();
+        let write = during.iter().map(|x| x.2).max().unwrap_or_default();
         println!(
-            "| phase: {name} | {:.1} s, RSS up to {} MB | |",
+            "| phase: {name} | {:.1} s, RSS up to {} MB; {} pushes, longest {longest:?} (one write {write:?}) | |",
             took.as_secs_f64(),
-            peak / 1024
+            peak / 1024,
+            during.len(),
         );
         from = to;
     }

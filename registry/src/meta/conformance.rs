@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::*;
 use crate::oci::{manifest, media};
 
+mod gc_sweep;
 mod quota;
 mod retention;
 mod webhook_secrets;
@@ -28,6 +29,7 @@ pub(crate) async fn suite(meta: Store) {
     gc_rechecks_what_it_saw(&meta).await;
     gc_blob_records_and_the_store(&meta).await;
     gc_sees_links_from_every_repository(&meta).await;
+    gc_sweep::suite(&meta).await;
     blob_records_page_in_digest_order(&meta).await;
     gc_history_keeps_the_newest_runs(&meta).await;
     pulls_add_up_and_tags_list_their_push_times(&meta).await;

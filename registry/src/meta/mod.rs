@@ -181,6 +181,24 @@ pub struct Seen {
     pub at: u64,
 }
 
+/// One repository's part of a sweep of several (`MetaStore::gc_sweep_repos`):
+/// what GC saw dead in its snapshot.
+#[derive(Debug, Clone)]
+pub struct RepoSweep {
+    pub repo: RepoName,
+    /// Dead manifests, parents and subjects first.
+    pub manifests: Vec<Seen>,
+    /// Dead links.
+    pub links: Vec<Seen>,
+}
+
+/// What a sweep removed from one repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoSwept {
+    pub manifests: Vec<Digest>,
+    pub links: u64,
+}
+
 /// The registry's metadata. Every operation is atomic; writes are
 /// serialised with each other (one writer at a time).
 ///
@@ -370,6 +388,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// with the link time GC saw, unless a manifest in `repo` pushed at or
     /// after `seen_at` references the blob. How many were removed.
     async fn gc_sweep_links(&self, repo: &RepoName, dead: &[Seen], seen_at: u64) -> Result<u64>;
+    /// Sweeps several small repositories in one transaction (fewer, not
+    /// longer, waits for the writer: GC bounds the records per call). In
+    /// each, in order: its manifests as `gc_sweep_manifests` removes them,
+    /// then its links as `gc_sweep_links` does, except the links of blobs
+    /// that a manifest of its `manifests` the sweep kept references (pushed
+    /// or tagged since, or reached by one that was). What went, per sweep.
+    async fn gc_sweep_repos(&self, sweeps: &[RepoSweep], seen_at: u64) -> Result<Vec<RepoSwept>>;
     /// Drops, in one transaction, the record of each blob of `candidates`
     /// recorded at or before `cutoff` that no repository links. The
     /// records dropped, with their sizes, in the order of `candidates`.

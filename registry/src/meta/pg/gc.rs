@@ -13,7 +13,9 @@ use super::db::{
     begin_read, begin_write, big, col, col_u64, commit, from_json, to_json, Cached, Ctx, PgMeta,
 };
 use super::usage::release;
-use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, RepoGcView, Result, Seen};
+use crate::meta::{
+    mark, BlobRecord, DeleteStep, GcRun, RepoGcView, RepoSweep, RepoSwept, Result, Seen,
+};
 use crate::oci::{Digest, ManifestSummary, RepoName};
 
 impl PgMeta {
@@ -75,73 +77,8 @@ impl PgMeta {
         let what = "sweeping manifests";
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
-        let r = repo.as_str();
-        let young = pushed_since(&tx, r, seen_at).await?;
-        let tagged: HashSet<String> = tx
-            .cq("SELECT digest FROM tags WHERE repo = $1", &[&r])
-            .await
-            .ctx(what)?
-            .iter()
-            .map(|row| col(row, 0, "tags.digest"))
-            .collect::<Result<_>>()?;
-        let in_batch: HashSet<String> = dead.iter().map(|s| s.digest.to_string()).collect();
-        // Children of manifests pushed since the snapshot (a new index
-        // whose push found them present), unless those are dead themselves.
-        let young_children: HashSet<String> = young
-            .iter()
-            .filter(|(d, _)| !in_batch.contains(*d))
-            .flat_map(|(_, s)| s.manifests.iter().map(|m| m.digest.to_string()))
-            .collect();
-        let current = manifests_now(&tx, r, &in_batch).await?;
-        let mut batch: BTreeMap<String, Option<ManifestSummary>> = BTreeMap::new();
-        let mut survivors: BTreeSet<String> = BTreeSet::new();
-        for s in dead {
-            let key = s.digest.to_string();
-            let Some((pushed, summary)) = current.get(&key) else {
-                continue; // gone already
-            };
-            if *pushed != s.at || tagged.contains(&key) || young_children.contains(&key) {
-                survivors.insert(key.clone());
-            }
-            batch.insert(key, summary.clone());
-        }
-        // A survivor keeps what it reaches in the batch, as the mark would.
-        let keep = mark(&batch, &survivors);
-        let mut removed = Vec::new();
-        for key in batch.keys().filter(|k| !keep.contains(*k)) {
-            tx.cexec(
-                "DELETE FROM manifests WHERE repo = $1 AND digest = $2",
-                &[&r, key],
-            )
-            .await
-            .ctx(what)?;
-            release(&tx, repo.project(), key).await?;
-            tx.cexec(
-                "DELETE FROM referrers WHERE repo = $1 AND referrer = $2",
-                &[&r, key],
-            )
-            .await
-            .ctx(what)?;
-            if let Ok(d) = key.parse::<Digest>() {
-                removed.push(d);
-            }
-        }
-        // The content of manifests no repository holds any more.
-        let gone: Vec<String> = removed.iter().map(Digest::to_string).collect();
-        tx.cexec(
-            "DELETE FROM manifest_contents c WHERE c.digest = ANY($1)
-             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
-            &[&gone],
-        )
-        .await
-        .ctx(what)?;
-        let changes = gone
-            .into_iter()
-            .map(|digest| Change::Manifest {
-                repo: r.to_string(),
-                digest,
-            })
-            .collect();
+        let mut changes = Vec::new();
+        let (removed, _) = sweep_manifests(&tx, repo, dead, seen_at, &mut changes).await?;
         self.commit_changed(tx, what, changes).await?;
         Ok(removed)
     }
@@ -155,39 +92,31 @@ impl PgMeta {
         let what = "sweeping blob links";
         let mut conn = self.conn().await?;
         let tx = begin_write(&mut conn, what).await?;
-        let r = repo.as_str();
-        let young_blobs: HashSet<String> = pushed_since(&tx, r, seen_at)
-            .await?
-            .values()
-            .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
-            .collect();
-        let mut n = 0;
         let mut changes = Vec::new();
-        for s in dead {
-            let key = s.digest.to_string();
-            if young_blobs.contains(&key) {
-                continue;
-            }
-            let at = tx
-                .cq_opt(
-                    "SELECT linked_at FROM repo_blobs WHERE repo = $1 AND digest = $2",
-                    &[&r, &key],
-                )
-                .await
-                .ctx(what)?
-                .map(|row| col_u64(&row, 0, "repo_blobs.linked_at"))
-                .transpose()?;
-            if at == Some(s.at) {
-                unlink(&tx, r, &key).await?;
-                n += 1;
-                changes.push(Change::Link {
-                    repo: r.to_string(),
-                    digest: key,
-                });
-            }
-        }
+        let n = sweep_links(&tx, repo, dead, seen_at, &HashSet::new(), &mut changes).await?;
         self.commit_changed(tx, what, changes).await?;
         Ok(n)
+    }
+
+    pub(super) async fn gc_sweep_repos_q(
+        &self,
+        sweeps: &[RepoSweep],
+        seen_at: u64,
+    ) -> Result<Vec<RepoSwept>> {
+        let what = "sweeping repositories";
+        let mut conn = self.conn().await?;
+        let tx = begin_write(&mut conn, what).await?;
+        let mut changes = Vec::new();
+        let mut out = Vec::with_capacity(sweeps.len());
+        for s in sweeps {
+            let (manifests, kept_blobs) =
+                sweep_manifests(&tx, &s.repo, &s.manifests, seen_at, &mut changes).await?;
+            let links =
+                sweep_links(&tx, &s.repo, &s.links, seen_at, &kept_blobs, &mut changes).await?;
+            out.push(RepoSwept { manifests, links });
+        }
+        self.commit_changed(tx, what, changes).await?;
+        Ok(out)
     }
 
     pub(super) async fn gc_drop_blobs_q(
@@ -324,6 +253,140 @@ impl PgMeta {
         .map(|r| from_json(&col::<String>(r, 0, "gc_runs.run")?, "a GC run"))
         .collect()
     }
+}
+
+/// Removes each manifest of `dead` (parents first) still in `repo` as GC
+/// saw it (see `MetaStore::gc_sweep_manifests`), noting the changes. The
+/// digests removed, and the blobs the manifests of `dead` it kept reference.
+async fn sweep_manifests(
+    tx: &Transaction<'_>,
+    repo: &RepoName,
+    dead: &[Seen],
+    seen_at: u64,
+    changes: &mut Vec<Change>,
+) -> Result<(Vec<Digest>, HashSet<String>)> {
+    if dead.is_empty() {
+        return Ok((Vec::new(), HashSet::new()));
+    }
+    let what = "sweeping manifests";
+    let r = repo.as_str();
+    let young = pushed_since(tx, r, seen_at).await?;
+    let tagged: HashSet<String> = tx
+        .cq("SELECT digest FROM tags WHERE repo = $1", &[&r])
+        .await
+        .ctx(what)?
+        .iter()
+        .map(|row| col(row, 0, "tags.digest"))
+        .collect::<Result<_>>()?;
+    let in_batch: HashSet<String> = dead.iter().map(|s| s.digest.to_string()).collect();
+    // Children of manifests pushed since the snapshot (a new index
+    // whose push found them present), unless those are dead themselves.
+    let young_children: HashSet<String> = young
+        .iter()
+        .filter(|(d, _)| !in_batch.contains(*d))
+        .flat_map(|(_, s)| s.manifests.iter().map(|m| m.digest.to_string()))
+        .collect();
+    let current = manifests_now(tx, r, &in_batch).await?;
+    let mut batch: BTreeMap<String, Option<ManifestSummary>> = BTreeMap::new();
+    let mut survivors: BTreeSet<String> = BTreeSet::new();
+    for s in dead {
+        let key = s.digest.to_string();
+        let Some((pushed, summary)) = current.get(&key) else {
+            continue; // gone already
+        };
+        if *pushed != s.at || tagged.contains(&key) || young_children.contains(&key) {
+            survivors.insert(key.clone());
+        }
+        batch.insert(key, summary.clone());
+    }
+    // A survivor keeps what it reaches in the batch, as the mark would.
+    let keep = mark(&batch, &survivors);
+    let kept_blobs: HashSet<String> = keep
+        .iter()
+        .filter_map(|k| batch.get(k).cloned().flatten())
+        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
+        .collect();
+    let mut removed = Vec::new();
+    for key in batch.keys().filter(|k| !keep.contains(*k)) {
+        tx.cexec(
+            "DELETE FROM manifests WHERE repo = $1 AND digest = $2",
+            &[&r, key],
+        )
+        .await
+        .ctx(what)?;
+        release(tx, repo.project(), key).await?;
+        tx.cexec(
+            "DELETE FROM referrers WHERE repo = $1 AND referrer = $2",
+            &[&r, key],
+        )
+        .await
+        .ctx(what)?;
+        if let Ok(d) = key.parse::<Digest>() {
+            removed.push(d);
+        }
+    }
+    // The content of manifests no repository holds any more.
+    let gone: Vec<String> = removed.iter().map(Digest::to_string).collect();
+    tx.cexec(
+        "DELETE FROM manifest_contents c WHERE c.digest = ANY($1)
+         AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
+        &[&gone],
+    )
+    .await
+    .ctx(what)?;
+    changes.extend(gone.into_iter().map(|digest| Change::Manifest {
+        repo: r.to_string(),
+        digest,
+    }));
+    Ok((removed, kept_blobs))
+}
+
+/// Removes each link of `dead` still in `repo` with the link time GC saw,
+/// unless a manifest pushed since references the blob or it is in `keep`,
+/// noting the changes. How many went.
+async fn sweep_links(
+    tx: &Transaction<'_>,
+    repo: &RepoName,
+    dead: &[Seen],
+    seen_at: u64,
+    keep: &HashSet<String>,
+    changes: &mut Vec<Change>,
+) -> Result<u64> {
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let what = "sweeping blob links";
+    let r = repo.as_str();
+    let young_blobs: HashSet<String> = pushed_since(tx, r, seen_at)
+        .await?
+        .values()
+        .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
+        .collect();
+    let mut n = 0;
+    for s in dead {
+        let key = s.digest.to_string();
+        if young_blobs.contains(&key) || keep.contains(&key) {
+            continue;
+        }
+        let at = tx
+            .cq_opt(
+                "SELECT linked_at FROM repo_blobs WHERE repo = $1 AND digest = $2",
+                &[&r, &key],
+            )
+            .await
+            .ctx(what)?
+            .map(|row| col_u64(&row, 0, "repo_blobs.linked_at"))
+            .transpose()?;
+        if at == Some(s.at) {
+            unlink(tx, r, &key).await?;
+            n += 1;
+            changes.push(Change::Link {
+                repo: r.to_string(),
+                digest: key,
+            });
+        }
+    }
+    Ok(n)
 }
 
 /// The push times and summaries of those of `digests` that `repo` holds now.

@@ -14,8 +14,8 @@ use crate::meta::retention::RetentionPolicy;
 use crate::meta::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
     MetaStore, NewDelivery, OutboxEvent, PreviousSecret, PullCount, QueuedEvent, References,
-    ReplicationPolicy, RepoGcView, Result, SealedSecret, Seen, StoreStep, StoredManifest, TagEntry,
-    TagRecord, Visible, Webhook,
+    ReplicationPolicy, RepoGcView, RepoSweep, RepoSwept, Result, SealedSecret, Seen, StoreStep,
+    StoredManifest, TagEntry, TagRecord, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -160,6 +160,9 @@ impl MetaStore for PgMeta {
     }
     async fn gc_sweep_links(&self, repo: &RepoName, dead: &[Seen], seen_at: u64) -> Result<u64> {
         self.gc_sweep_links_q(repo, dead, seen_at).await
+    }
+    async fn gc_sweep_repos(&self, sweeps: &[RepoSweep], seen_at: u64) -> Result<Vec<RepoSwept>> {
+        self.gc_sweep_repos_q(sweeps, seen_at).await
     }
     async fn gc_drop_blobs(&self, candidates: &[Digest], cutoff: u64) -> Result<Vec<BlobRecord>> {
         self.gc_drop_blobs_q(candidates, cutoff).await

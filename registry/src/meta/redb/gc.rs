@@ -19,7 +19,9 @@ use super::{
     corrupt, decode_summary, RedbMeta, BLOBS, BLOB_LINKS, GC_RUNS, HIGH, MANIFESTS, MANIFEST_BYTES,
     MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
-use crate::meta::{mark, BlobRecord, DeleteStep, GcRun, MetaError, RepoGcView, Result, Seen};
+use crate::meta::{
+    mark, BlobRecord, DeleteStep, GcRun, MetaError, RepoGcView, RepoSweep, RepoSwept, Result, Seen,
+};
 use crate::oci::{Digest, ManifestSummary, RepoName};
 
 impl RedbMeta {
@@ -59,65 +61,8 @@ impl RedbMeta {
         dead: &[Seen],
         seen_at: u64,
     ) -> Result<Vec<Digest>> {
-        let tx = eventual(self.db().begin_write()?);
-        let r = repo.as_str();
-        let young = pushed_since(&tx, repo, seen_at)?;
-        let tagged: HashSet<String> = tx
-            .open_table(TAGS)?
-            .range((r, "")..(r, HIGH))?
-            .filter_map(|x| x.ok().map(|(_, v)| v.value().to_string()))
-            .collect();
-        // What GC saw dead, with what each references; then what must stay.
-        let in_batch: HashSet<String> = dead.iter().map(|s| s.digest.to_string()).collect();
-        // Children of manifests pushed since the snapshot (a new index
-        // whose push found them present), unless those are dead themselves.
-        let young_children: HashSet<String> = young
-            .iter()
-            .filter(|(d, _)| !in_batch.contains(*d))
-            .flat_map(|(_, s)| s.manifests.iter().map(|m| m.digest.to_string()))
-            .collect();
-        let mut batch: BTreeMap<String, Option<ManifestSummary>> = BTreeMap::new();
-        let mut survivors: BTreeSet<String> = BTreeSet::new();
-        {
-            let manifests = tx.open_table(MANIFESTS)?;
-            let refs = tx.open_table(MANIFEST_REFS)?;
-            for s in dead {
-                let key = s.digest.to_string();
-                let Some(pushed) = manifests.get((r, key.as_str()))?.map(|v| v.value().1) else {
-                    continue; // gone already
-                };
-                let summary = refs
-                    .get(key.as_str())?
-                    .and_then(|v| decode_summary(v.value()));
-                if pushed != s.at || tagged.contains(&key) || young_children.contains(&key) {
-                    survivors.insert(key.clone());
-                }
-                batch.insert(key, summary);
-            }
-        }
-        // A survivor keeps what it reaches in the batch, as the mark would.
-        let keep = mark(&batch, &survivors);
-        let mut removed = Vec::new();
-        {
-            let mut manifests = tx.open_table(MANIFESTS)?;
-            let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
-            let mut referrers = tx.open_table(REFERRERS)?;
-            for (key, summary) in &batch {
-                if keep.contains(key) {
-                    continue;
-                }
-                manifests.remove((r, key.as_str()))?;
-                release(&tx, repo.project(), key)?;
-                holders.remove((key.as_str(), r))?;
-                if let Some(subject) = summary.as_ref().and_then(|s| s.subject.as_ref()) {
-                    referrers.remove((r, subject.digest.to_string().as_str(), key.as_str()))?;
-                }
-                if let Ok(d) = key.parse::<Digest>() {
-                    removed.push(d);
-                }
-            }
-        }
-        drop_unheld_content(&tx, &removed)?;
+        let tx = self.unsynced(self.db().begin_write()?);
+        let (removed, _) = sweep_manifests(&tx, repo, dead, seen_at)?;
         tx.commit()?;
         Ok(removed)
     }
@@ -128,26 +73,26 @@ impl RedbMeta {
         dead: &[Seen],
         seen_at: u64,
     ) -> Result<u64> {
-        let tx = eventual(self.db().begin_write()?);
-        let r = repo.as_str();
-        let young_blobs: HashSet<String> = pushed_since(&tx, repo, seen_at)?
-            .values()
-            .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
-            .collect();
-        let mut n = 0;
-        for s in dead {
-            let key = s.digest.to_string();
-            let at = tx
-                .open_table(REPO_BLOBS)?
-                .get((r, key.as_str()))?
-                .map(|v| v.value());
-            if at == Some(s.at) && !young_blobs.contains(&key) {
-                unlink(&tx, r, &key)?;
-                n += 1;
-            }
-        }
+        let tx = self.unsynced(self.db().begin_write()?);
+        let n = sweep_links(&tx, repo, dead, seen_at, &HashSet::new())?;
         tx.commit()?;
         Ok(n)
+    }
+
+    pub(super) fn gc_sweep_repos_now(
+        &self,
+        sweeps: &[RepoSweep],
+        seen_at: u64,
+    ) -> Result<Vec<RepoSwept>> {
+        let tx = self.unsynced(self.db().begin_write()?);
+        let mut out = Vec::with_capacity(sweeps.len());
+        for s in sweeps {
+            let (manifests, kept_blobs) = sweep_manifests(&tx, &s.repo, &s.manifests, seen_at)?;
+            let links = sweep_links(&tx, &s.repo, &s.links, seen_at, &kept_blobs)?;
+            out.push(RepoSwept { manifests, links });
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     pub(super) fn gc_drop_blobs_now(
@@ -244,15 +189,145 @@ impl RedbMeta {
 /// unlink, or a HEAD and a DELETE on a bucket).
 const STORE_CONCURRENCY: usize = 16;
 
-/// A sweep of manifests or links commits without its own fsync: lost in a
-/// crash, what it removed is there again and the next collection takes it.
-/// The next durable commit (any push, or GC's drop of blob records, which
-/// precedes every deletion of bytes) makes it durable with everything
-/// before it, so no blob's bytes go while a record or link of it could
-/// come back.
-fn eventual(mut tx: WriteTransaction) -> WriteTransaction {
-    tx.set_durability(::redb::Durability::Eventual);
-    tx
+/// GC's sweeps of manifests and links between two durable ones.
+const SWEEPS_PER_SYNC: u64 = 32;
+
+impl RedbMeta {
+    /// A sweep of manifests or links commits without an fsync
+    /// (`Durability::None`; redb's `Eventual` fsyncs like `Immediate` on
+    /// Linux, which held the writers' turn for a disk flush per sweep):
+    /// lost in a crash, what it removed is there again and the next
+    /// collection takes it. The next durable commit (any push, or GC's drop
+    /// of blob records, which precedes every deletion of bytes) makes it
+    /// durable with everything before it, so no blob's bytes go while a
+    /// record or link of it could come back. Every `SWEEPS_PER_SYNC`th
+    /// sweep is durable itself: redb frees the pages a commit replaced
+    /// only at a durable commit, so on a store nobody writes to meanwhile
+    /// the file would otherwise grow by every sweep's pages.
+    fn unsynced(&self, mut tx: WriteTransaction) -> WriteTransaction {
+        let n = self
+            .gc_sweeps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if !n.is_multiple_of(SWEEPS_PER_SYNC) {
+            tx.set_durability(::redb::Durability::None);
+        }
+        tx
+    }
+}
+
+/// Removes each manifest of `dead` (parents first) that is still in
+/// `repo` as GC saw it (see `MetaStore::gc_sweep_manifests`). The digests
+/// removed, and the blobs the manifests of `dead` it kept reference.
+fn sweep_manifests(
+    tx: &WriteTransaction,
+    repo: &RepoName,
+    dead: &[Seen],
+    seen_at: u64,
+) -> Result<(Vec<Digest>, HashSet<String>)> {
+    if dead.is_empty() {
+        return Ok((Vec::new(), HashSet::new()));
+    }
+    let r = repo.as_str();
+    let young = pushed_since(tx, repo, seen_at)?;
+    let tagged: HashSet<String> = tx
+        .open_table(TAGS)?
+        .range((r, "")..(r, HIGH))?
+        .filter_map(|x| x.ok().map(|(_, v)| v.value().to_string()))
+        .collect();
+    // What GC saw dead, with what each references; then what must stay.
+    let in_batch: HashSet<String> = dead.iter().map(|s| s.digest.to_string()).collect();
+    // Children of manifests pushed since the snapshot (a new index
+    // whose push found them present), unless those are dead themselves.
+    let young_children: HashSet<String> = young
+        .iter()
+        .filter(|(d, _)| !in_batch.contains(*d))
+        .flat_map(|(_, s)| s.manifests.iter().map(|m| m.digest.to_string()))
+        .collect();
+    let mut batch: BTreeMap<String, Option<ManifestSummary>> = BTreeMap::new();
+    let mut survivors: BTreeSet<String> = BTreeSet::new();
+    {
+        let manifests = tx.open_table(MANIFESTS)?;
+        let refs = tx.open_table(MANIFEST_REFS)?;
+        for s in dead {
+            let key = s.digest.to_string();
+            let Some(pushed) = manifests.get((r, key.as_str()))?.map(|v| v.value().1) else {
+                continue; // gone already
+            };
+            let summary = refs
+                .get(key.as_str())?
+                .and_then(|v| decode_summary(v.value()));
+            if pushed != s.at || tagged.contains(&key) || young_children.contains(&key) {
+                survivors.insert(key.clone());
+            }
+            batch.insert(key, summary);
+        }
+    }
+    // A survivor keeps what it reaches in the batch, as the mark would.
+    let keep = mark(&batch, &survivors);
+    let kept_blobs: HashSet<String> = keep
+        .iter()
+        .filter_map(|k| batch.get(k).cloned().flatten())
+        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
+        .collect();
+    let mut removed = Vec::new();
+    {
+        let mut manifests = tx.open_table(MANIFESTS)?;
+        let mut holders = tx.open_table(MANIFEST_HOLDERS)?;
+        let mut referrers = tx.open_table(REFERRERS)?;
+        for (key, summary) in &batch {
+            if keep.contains(key) {
+                continue;
+            }
+            manifests.remove((r, key.as_str()))?;
+            release(tx, repo.project(), key)?;
+            holders.remove((key.as_str(), r))?;
+            if let Some(subject) = summary.as_ref().and_then(|s| s.subject.as_ref()) {
+                referrers.remove((r, subject.digest.to_string().as_str(), key.as_str()))?;
+            }
+            if let Ok(d) = key.parse::<Digest>() {
+                removed.push(d);
+            }
+        }
+    }
+    drop_unheld_content(tx, &removed)?;
+    Ok((removed, kept_blobs))
+}
+
+/// Removes each link of `dead` still in `repo` with the link time GC saw,
+/// unless a manifest pushed since references the blob or it is in `keep`.
+/// How many went.
+fn sweep_links(
+    tx: &WriteTransaction,
+    repo: &RepoName,
+    dead: &[Seen],
+    seen_at: u64,
+    keep: &HashSet<String>,
+) -> Result<u64> {
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let r = repo.as_str();
+    let young_blobs: HashSet<String> = pushed_since(tx, repo, seen_at)?
+        .values()
+        .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
+        .collect();
+    let mut n = 0;
+    for s in dead {
+        let key = s.digest.to_string();
+        if young_blobs.contains(&key) || keep.contains(&key) {
+            continue;
+        }
+        let at = tx
+            .open_table(REPO_BLOBS)?
+            .get((r, key.as_str()))?
+            .map(|v| v.value());
+        if at == Some(s.at) {
+            unlink(tx, r, &key)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Manifests of `repo` pushed at or after `since`, with what they reference.

@@ -40,7 +40,7 @@
 //! the file through `database`.
 //!
 //! Reads run where they are called (redb reads are short and never wait for
-//! the writer); writes run on the blocking pool, one at a time. The
+//! the writer); writes run on one thread (`writer.rs`), one at a time. The
 //! operations are in `blobs.rs`, `manifests.rs`, `listings.rs`, `pulls.rs`,
 //! `gc.rs` (with GC's history), `usage.rs` (quotas, immutable tags), `retention.rs`,
 //! `webhooks.rs` and `replication.rs`;
@@ -58,8 +58,8 @@ use super::retention::RetentionPolicy;
 use super::{
     Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
     MetaError, MetaStore, NewDelivery, OutboxEvent, PreviousSecret, PullCount, QueuedEvent,
-    References, ReplicationPolicy, RepoGcView, Result, SealedSecret, Seen, StoreStep,
-    StoredManifest, TagEntry, TagRecord, Visible, Webhook,
+    References, ReplicationPolicy, RepoGcView, RepoSweep, RepoSwept, Result, SealedSecret, Seen,
+    StoreStep, StoredManifest, TagEntry, TagRecord, Visible, Webhook,
 };
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -81,6 +81,7 @@ mod tests;
 pub mod token_keys;
 mod usage;
 mod webhooks;
+mod writer;
 
 pub use self::accounts::RedbAccounts;
 
@@ -163,6 +164,10 @@ pub struct RedbMeta {
     writers: Arc<tokio::sync::Mutex<()>>,
     /// The digests GC's store sweep is deleting (`deleting.rs`).
     deleting: Arc<deleting::Deleting>,
+    /// GC's sweeps so far: every few is durable (`gc.rs`, `unsynced`).
+    gc_sweeps: Arc<std::sync::atomic::AtomicU64>,
+    /// The thread writes run on (`writer.rs`).
+    writer: Arc<writer::Writer>,
 }
 
 /// redb's page cache. Reads that miss it are served by the kernel's page
@@ -201,6 +206,8 @@ impl RedbMeta {
             path: path.to_path_buf(),
             writers: Arc::default(),
             deleting: Arc::default(),
+            gc_sweeps: Arc::default(),
+            writer: Arc::default(),
         };
         meta.create_tables()?;
         Ok(meta)
@@ -302,16 +309,14 @@ impl RedbMeta {
         Ok(())
     }
 
-    /// Runs a write on the blocking pool (redb's writer blocks).
+    /// Runs a write on the writer thread (redb's writer blocks; `writer.rs`).
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let meta = self.clone();
         let _turn = self.writers.lock().await;
-        tokio::task::spawn_blocking(move || f(&meta))
-            .await
-            .map_err(|e| MetaError::Db(format!("metadata write task: {e}")))?
+        self.writer.run(move || f(&meta)).await
     }
 }
 
@@ -502,6 +507,10 @@ impl MetaStore for RedbMeta {
         let (r, d) = (repo.clone(), dead.to_vec());
         self.write(move |m| m.gc_sweep_links_now(&r, &d, seen_at))
             .await
+    }
+    async fn gc_sweep_repos(&self, sweeps: &[RepoSweep], seen_at: u64) -> Result<Vec<RepoSwept>> {
+        let s = sweeps.to_vec();
+        self.write(move |m| m.gc_sweep_repos_now(&s, seen_at)).await
     }
     async fn gc_drop_blobs(&self, candidates: &[Digest], cutoff: u64) -> Result<Vec<BlobRecord>> {
         let c = candidates.to_vec();
