@@ -1,7 +1,8 @@
 //! The `berth` command line: one binary, three roles (registry, edge cache,
 //! workload controller) and the operator commands that talk to them.
 
-#![forbid(unsafe_code)]
+// No unsafe code but one call: `arenas` sets a parameter of glibc's malloc.
+#![deny(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ mod resource_cli;
 
 use berth_controller::resources::ResourceKind;
 mod account_cli;
+mod arenas;
 mod cli;
 mod compose;
 mod console;
@@ -246,6 +248,7 @@ fn init_logging(cfg: &berth_config::LogConfig) {
 }
 
 fn main() -> ExitCode {
+    arenas::limit();
     let cli = Cli::parse();
     let cfg = match berth_config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,

@@ -45,6 +45,27 @@ pub fn cpu_time(pid: Option<u32>) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_second())
 }
 
+/// User and system CPU time of a process (all its threads), apart: what
+/// its own code ran, and what the kernel ran for it (file systems, sockets).
+/// Zeros if the process is gone.
+pub fn cpu_user_system(pid: u32) -> (Duration, Duration) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (Duration::ZERO, Duration::ZERO);
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return (Duration::ZERO, Duration::ZERO);
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Duration {
+        let t = fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+        Duration::from_nanos(t * 1_000_000_000 / ticks_per_second())
+    };
+    (ticks(11), ticks(12))
+}
+
 /// CPU time of a server made of processes (PostgreSQL: the postmaster and
 /// a backend per connection): `pid`'s and its children's user + system
 /// time, with what children that have exited left in their parent's
@@ -116,6 +137,14 @@ pub fn rss(pid: u32) -> Option<u64> {
 /// Anonymous resident memory now (heap, stacks; not the mapped executable).
 pub fn rss_anon(pid: u32) -> Option<u64> {
     status_bytes(pid, "RssAnon")
+}
+
+/// Threads of a process now.
+pub fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok())
 }
 
 /// Peak resident set size since start or the last [`reset_peak`].

@@ -159,8 +159,10 @@ fn publish_once(b: &mut Bench, n: usize) -> Outcome {
 
     std::thread::sleep(Duration::from_millis(500));
     let pid = target.pid;
+    let rss0 = procstat::rss(pid).unwrap_or(0) as f64 / 1e6;
     procstat::reset_peak(pid);
     let cpu0 = procstat::cpu_time(Some(pid));
+    let (user0, sys0) = procstat::cpu_user_system(pid);
     let started = SystemTime::now();
     let t0 = Instant::now();
     let (s, v) = admin.call(
@@ -172,6 +174,13 @@ fn publish_once(b: &mut Bench, n: usize) -> Outcome {
     let last_file = wait_for_files(&reg.data_dir, n, t0);
     let cpu = (procstat::cpu_time(Some(pid)) - cpu0).as_secs_f64();
     let peak = procstat::peak_rss(pid).unwrap_or(0) as f64 / 1e6;
+    let (user1, sys1) = procstat::cpu_user_system(pid);
+    b.progress(&format!(
+        "   controller CPU: user {:.2} s, system {:.2} s; RSS {rss0:.1} MB at the request, {} threads at the end",
+        user1.saturating_sub(user0).as_secs_f64(),
+        sys1.saturating_sub(sys0).as_secs_f64(),
+        procstat::threads(pid).unwrap_or(0),
+    ));
     confirm_running(&admin, n);
     let stats = fleet.stats();
     assert_eq!(stats.jobs as usize, n, "one prefetch job per node");
