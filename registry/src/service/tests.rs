@@ -114,12 +114,10 @@ async fn a_status_request_during_the_final_put_does_not_resurrect_the_upload() {
     .expect("first chunk");
 
     // Hold the metadata lock: the final PUT verifies its data, then waits for it.
-    let tx = reg
-        .embedded
-        .as_ref()
-        .expect("an embedded database")
-        .hold_write_lock()
-        .expect("write lock");
+    let meta = reg.embedded.clone().expect("an embedded database");
+    let tx = meta.hold_write_lock().expect("write lock");
+    // The upload's requests write no metadata before the commit.
+    let begun = meta.writes_begun();
     let fin = tokio::spawn({
         let (reg, repo, id, digest) = (reg.clone(), repo.clone(), up.id.clone(), digest.clone());
         let rest = content[ack as usize..].to_vec();
@@ -135,8 +133,12 @@ async fn a_status_request_during_the_final_put_does_not_resurrect_the_upload() {
         wait_for(60_000, || spooled() == content.len() as u64).await,
         "the final chunk never reached the spool"
     );
-    // Past its data, the PUT goes on to verify and place it; let it get there.
-    wait_for(200, || reg.slot(&up.id).is_none()).await;
+    // Past its data, the PUT verifies it and goes on to its commit, which
+    // waits for the lock held above.
+    assert!(
+        wait_for(60_000, || meta.writes_begun() > begun).await,
+        "the final PUT never reached its metadata commit"
+    );
 
     // A client asks for the upload's status meanwhile.
     let status = tokio::spawn({

@@ -243,6 +243,13 @@ impl RedbMeta {
         Ok(self.db().begin_write()?)
     }
 
+    /// Writes that have taken their turn so far (a test holding the lock
+    /// above learns from it that a request has reached its commit).
+    #[cfg(test)]
+    pub(crate) fn writes_begun(&self) -> u64 {
+        self.writer.begun.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn create_tables(&self) -> Result<()> {
         let tx = self.db().begin_write()?;
         tx.open_table(BLOBS)?;

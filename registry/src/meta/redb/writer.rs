@@ -27,6 +27,9 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 pub(super) struct Writer {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Writes handed to the thread so far (tests wait on it).
+    #[cfg(test)]
+    pub(super) begun: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -36,6 +39,8 @@ impl Writer {
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        #[cfg(test)]
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let job: Job = Box::new(move || {
             let out = catch_unwind(AssertUnwindSafe(f));
             // The caller may have gone (its request was cancelled).
