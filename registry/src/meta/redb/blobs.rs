@@ -48,38 +48,6 @@ impl RedbMeta {
         Ok(LinkOutcome::Linked)
     }
 
-    /// Records and links a blob, running `place` first under the same write
-    /// transaction when given. True when the record is new.
-    pub(super) fn record_and_link_now(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        size: u64,
-        place: Option<(&tokio::runtime::Handle, StoreStep)>,
-    ) -> Result<bool> {
-        // Bytes of this digest GC is deleting go before these are placed.
-        self.deleting.wait_for(digest);
-        let tx = self.db().begin_write()?;
-        let key = digest.to_string();
-        let recorded = tx
-            .open_table(BLOBS)?
-            .get(key.as_str())?
-            .map(|v| v.value().0);
-        // The quota first: a refused blob's bytes are never placed.
-        check(&tx, repo.project(), &[(&key, recorded.unwrap_or(size))])?;
-        if let Some((handle, step)) = place {
-            run_step(handle, step, &format!("placing blob {digest} in the store"))?;
-        }
-        let t = now();
-        if recorded.is_none() {
-            tx.open_table(BLOBS)?.insert(key.as_str(), (size, t))?;
-        }
-        link(&tx, repo, &key, recorded.unwrap_or(size), t)?;
-        let new = recorded.is_none();
-        tx.commit()?;
-        Ok(new)
-    }
-
     pub(super) fn mount_now(
         &self,
         to: &RepoName,

@@ -2,11 +2,11 @@
 //! deleting right now, so that a write recording the same digest waits for
 //! that one deletion instead of every write waiting for a whole batch.
 //!
-//! GC claims a digest while it holds the writers' turn and sees no record
-//! of it (`RedbMeta::delete_unrecorded`), then deletes its bytes with the
-//! turn released; a write that places or records a blob waits, holding its
-//! turn, until the digest is no longer claimed (`Deleting::wait_for`). Every
-//! record is written under the turn, so either the record came first (and
+//! GC claims a digest on the writer thread when it sees no record of it
+//! (`RedbMeta::delete_unrecorded`), then deletes its bytes off that thread;
+//! a write that places or records a blob waits, on the writer thread, until
+//! the digest is no longer claimed (`Deleting::wait_for`). Every record is
+//! written on that thread, so either the record came first (and
 //! GC did not claim the digest) or the claim did (and the write places its
 //! bytes only after they were deleted). Claims live in memory: a crash loses
 //! none that matters, since the records were dropped (durably) before any

@@ -133,7 +133,7 @@ impl RedbMeta {
     }
 
     /// Deletes the bytes of those of `digests` without a record: claims
-    /// them during the writers' turn (no record is written meanwhile), then
+    /// them on the writer thread (no record is written meanwhile), then
     /// deletes with the turn released, `STORE_CONCURRENCY` at a time, so a
     /// push waits for none of it unless it records one of these digests
     /// (`deleting.rs`).
@@ -142,18 +142,21 @@ impl RedbMeta {
         digests: &[Digest],
         delete: DeleteStep,
     ) -> Result<u64> {
-        let claims: Vec<Claim> = {
-            let _turn = self.writers.lock().await;
-            let tx = self.db().begin_read()?;
-            let blobs = tx.open_table(BLOBS)?;
-            let mut claims = Vec::new();
-            for d in digests {
-                if blobs.get(d.to_string().as_str())?.is_none() {
-                    claims.push(self.deleting.claim(d.clone()));
+        // On the writer thread, where every record is written.
+        let wanted = digests.to_vec();
+        let claims: Vec<Claim> = self
+            .write(move |m| {
+                let tx = m.db().begin_read()?;
+                let blobs = tx.open_table(BLOBS)?;
+                let mut claims = Vec::new();
+                for d in wanted {
+                    if blobs.get(d.to_string().as_str())?.is_none() {
+                        claims.push(m.deleting.claim(d));
+                    }
                 }
-            }
-            claims
-        };
+                Ok(claims)
+            })
+            .await?;
         let n = claims.len() as u64;
         let deletions = claims.into_iter().map(|claim| {
             let step = delete(claim.digest().clone());

@@ -74,6 +74,7 @@ mod gc;
 mod listings;
 mod manifests;
 mod pulls;
+mod records;
 mod replication;
 mod retention;
 #[cfg(test)]
@@ -160,7 +161,8 @@ pub struct RedbMeta {
     path: PathBuf,
     /// Writes wait here, first come first served, before taking redb's
     /// writer (which does not queue fairly): a push waits for the write in
-    /// progress, never for a run of GC batches.
+    /// progress, never for a run of GC batches. Blob records queue on the
+    /// writer thread directly, to be taken in groups (`records.rs`).
     writers: Arc<tokio::sync::Mutex<()>>,
     /// The digests GC's store sweep is deleting (`deleting.rs`).
     deleting: Arc<deleting::Deleting>,
@@ -368,9 +370,7 @@ impl MetaStore for RedbMeta {
         self.write(move |m| m.link_blob_now(&r, &d)).await
     }
     async fn record_and_link(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<bool> {
-        let (r, d) = (repo.clone(), digest.clone());
-        self.write(move |m| m.record_and_link_now(&r, &d, size, None))
-            .await
+        self.record_in_group(repo, digest, size, None).await
     }
     async fn place_record_and_link(
         &self,
@@ -379,10 +379,7 @@ impl MetaStore for RedbMeta {
         size: u64,
         place: StoreStep,
     ) -> Result<bool> {
-        let (r, d) = (repo.clone(), digest.clone());
-        let handle = tokio::runtime::Handle::current();
-        self.write(move |m| m.record_and_link_now(&r, &d, size, Some((&handle, place))))
-            .await
+        self.record_in_group(repo, digest, size, Some(place)).await
     }
     async fn mount(
         &self,

@@ -12,6 +12,10 @@
 //! serialised anyway (the writers' turn in `RedbMeta::write`), so they all
 //! run here, on one thread with one arena, which reuses what it freed.
 //!
+//! Blob records queued one behind another are taken together, in one
+//! transaction (`records.rs`): a push of many small blobs then pays one
+//! disk flush per group rather than one per blob.
+//!
 //! A write that panics fails alone (its caller gets an error, as a panicked
 //! blocking task did); the thread goes on. It ends when the last clone of
 //! the store is dropped.
@@ -19,9 +23,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Mutex};
 
+use super::records::{self, Record, MAX_BATCH};
 use crate::meta::{MetaError, Result};
 
-type Job = Box<dyn FnOnce() + Send>;
+/// What the thread runs: a write of its own, or a blob record, taken
+/// together with the records queued right behind it.
+enum Job {
+    Alone(Box<dyn FnOnce() + Send>),
+    Record(Record),
+}
 
 /// The sending end of the writer thread's queue (started on first use).
 #[derive(Default)]
@@ -30,6 +40,9 @@ pub(super) struct Writer {
     /// Writes handed to the thread so far (tests wait on it).
     #[cfg(test)]
     pub(super) begun: std::sync::atomic::AtomicU64,
+    /// Groups of blob records the thread has begun (tests wait on it).
+    #[cfg(test)]
+    pub(super) groups: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -41,11 +54,11 @@ impl Writer {
         let (tx, rx) = tokio::sync::oneshot::channel();
         #[cfg(test)]
         self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let job: Job = Box::new(move || {
+        let job = Job::Alone(Box::new(move || {
             let out = catch_unwind(AssertUnwindSafe(f));
             // The caller may have gone (its request was cancelled).
             let _ = tx.send(out.map_err(|_| ()));
-        });
+        }));
         self.send(job)?;
         match rx.await {
             Ok(Ok(out)) => out,
@@ -54,6 +67,14 @@ impl Writer {
                 "metadata write task: writer thread gone".into(),
             )),
         }
+    }
+
+    /// Queues a blob record; its caller waits on the record's reply.
+    pub(super) fn record(&self, r: Record) -> Result<()> {
+        self.send(Job::Record(r))?;
+        #[cfg(test)]
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -68,16 +89,40 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("berth-meta-writer".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })
+            .spawn(move || work(rx))
             .map_err(|e| MetaError::Db(format!("starting the metadata writer thread: {e}")))?;
         tx.send(job)
             .map_err(|_| MetaError::Db("metadata writer thread gone".into()))?;
         *queue = Some(tx);
         Ok(())
+    }
+}
+
+/// The thread's loop: each job in turn, blob records in groups.
+fn work(rx: mpsc::Receiver<Job>) {
+    let mut next = rx.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Alone(f) => f(),
+            Job::Record(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Job::Record(r)) => group.push(r),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // A panic drops the group's replies: each caller gets an error.
+                let _ = catch_unwind(AssertUnwindSafe(|| records::record_all(group)));
+            }
+        }
+        if next.is_none() {
+            next = rx.recv().ok();
+        }
     }
 }
 
