@@ -98,8 +98,10 @@ const ORPHAN_PAGE: usize = 4096;
 
 /// Blob records dropped per write transaction: each is a point lookup and
 /// a removal, and each transaction an fsync (the sweeps before it commit
-/// without one), so these batches are larger.
-const DROP_BATCH: usize = 1024;
+/// without one). A push waits for at most one of them: at 1,024 random
+/// removals the flush of the pages they touched held a push for up to
+/// 99 ms (`benches/gc_scale`); at 256 it is a quarter of that.
+const DROP_BATCH: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {

@@ -192,8 +192,11 @@ impl RedbMeta {
 /// unlink, or a HEAD and a DELETE on a bucket).
 const STORE_CONCURRENCY: usize = 16;
 
-/// GC's sweeps of manifests and links between two durable ones.
-const SWEEPS_PER_SYNC: u64 = 32;
+/// GC's sweeps of manifests and links between two durable ones. The next
+/// durable commit (often a push's) flushes the pages the sweeps before it
+/// changed: after 31 unsynced sweeps that took a push's commit up to 71 ms
+/// (`benches/gc_scale`); after 7 it is a quarter of the pages.
+const SWEEPS_PER_SYNC: u64 = 8;
 
 impl RedbMeta {
     /// A sweep of manifests or links commits without an fsync
