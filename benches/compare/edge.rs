@@ -40,10 +40,15 @@ impl Cache {
     pub(crate) fn start(kind: Kind, upstream: &str, berth_env: &[(String, String)]) -> Cache {
         match kind {
             Kind::Berth => {
-                let dir = tempfile::Builder::new()
-                    .prefix("berth-bench-edge-")
-                    .tempdir()
-                    .expect("edge cache dir");
+                // A diagnostic: the caches' directories on another disk
+                // (a tmpfs) shows what their writes and fsyncs cost.
+                let mut builder = tempfile::Builder::new();
+                builder.prefix("berth-bench-edge-");
+                let dir = match std::env::var_os("BERTH_BENCH_EDGE_DIR") {
+                    Some(d) if !d.is_empty() => builder.tempdir_in(d),
+                    _ => builder.tempdir(),
+                }
+                .expect("edge cache dir");
                 let env: Vec<(&str, &str)> = berth_env
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -134,14 +139,17 @@ async fn fetch_blob(
 }
 
 /// One client's pull: manifest, then config and layers in parallel.
+/// Returns when the manifest had arrived, from the start of the pull.
 pub(crate) async fn pull(
     addr: SocketAddr,
     repo: String,
     tag: String,
     verify: bool,
-) -> Result<(), Error> {
+) -> Result<Duration, Error> {
+    let start = Instant::now();
     let mut conn = Conn::new(addr);
     let blobs = manifest(&mut conn, &repo, &tag).await?;
+    let manifest_at = start.elapsed();
     let mut set = tokio::task::JoinSet::new();
     for blob in blobs {
         let repo = repo.clone();
@@ -150,7 +158,7 @@ pub(crate) async fn pull(
     while let Some(r) = set.join_next().await {
         r??;
     }
-    Ok(())
+    Ok(manifest_at)
 }
 
 /// N concurrent pulls; returns the wall time.
@@ -309,10 +317,16 @@ pub fn run(b: &mut Bench) {
                 idle.push(kind, idle_mb);
                 idle_anon.push(kind, anon_mb);
                 proxy.take();
+                let cpu = || {
+                    let own = procstat::cpu_time(None);
+                    (procstat::cpu_time(Some(cache.pid())), own)
+                };
+                let cpu_before = cpu();
                 let cold = b
                     .rt
                     .block_on(fan_out(cache.addr(), &repo, "v1", n))
                     .unwrap_or_else(|e| panic!("{} cold pulls through {}: {e}", n, kind.name()));
+                let cpu_after = cpu();
                 // distribution's proxy finishes storing a blob after the client has it.
                 std::thread::sleep(Duration::from_millis(300));
                 let cold_traffic = proxy.take();
@@ -333,9 +347,11 @@ pub fn run(b: &mut Bench) {
                 let warm_traffic = proxy.take();
                 let (warm_x, _) = summarize(&warm_traffic, image_bytes, &layer_digests);
                 b.progress(&format!(
-                    "   {} N={n}: cold {:.2} s, origin sent {cold_x:.2}x image ({} blob GETs max per layer, {} connections; {}); warm {:.2} s, origin sent {warm_x:.3}x",
+                    "   {} N={n}: cold {:.2} s (CPU: cache {:.2} s, bench {:.2} s), origin sent {cold_x:.2}x image ({} blob GETs max per layer, {} connections; {}); warm {:.2} s, origin sent {warm_x:.3}x",
                     kind.name(),
                     cold.as_secs_f64(),
+                    (cpu_after.0.saturating_sub(cpu_before.0)).as_secs_f64(),
+                    (cpu_after.1.saturating_sub(cpu_before.1)).as_secs_f64(),
                     cold_max,
                     cold_traffic.connections,
                     cold_traffic.summary(),
@@ -374,6 +390,7 @@ pub fn run(b: &mut Bench) {
                 Pull {
                     kind,
                     origin: &proxy,
+                    origin_pid: origin.pid,
                     repo: &repo,
                     image_bytes,
                     layers: &layer_digests,

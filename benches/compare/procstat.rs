@@ -1,5 +1,6 @@
-//! What the kernel says about a process: CPU time (`/proc/<pid>/stat`, and
-//! to the nanosecond from the scheduler's `schedstat`),
+//! What the kernel says about a process: CPU time and minor page faults
+//! (`/proc/<pid>/stat`, CPU time also to the nanosecond from the
+//! scheduler's `schedstat`),
 //! resident memory now and at its peak (`VmRSS`, `VmHWM` in
 //! `/proc/<pid>/status`), and resetting the peak (`clear_refs`), so that one
 //! server can be measured workload by workload.
@@ -64,6 +65,18 @@ pub fn cpu_user_system(pid: u32) -> (Duration, Duration) {
         Duration::from_nanos(t * 1_000_000_000 / ticks_per_second())
     };
     (ticks(11), ticks(12))
+}
+
+/// Minor page faults of a process so far (`minflt`, field 10 of
+/// `/proc/<pid>/stat`): first touches of memory it was just given. Zero if
+/// the process is gone.
+pub fn minor_faults(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU time of a server made of processes (PostgreSQL: the postmaster and

@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 
 use crate::oci::{Digest, RepoName};
 use crate::service::{blob_unknown, BlobRead, Ingest, LocalRegistry, ServiceError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::follow::{follow, Found, Recent};
+use super::gather::Gather;
 use super::upstream::{BlobBody, Extent, Upstream, UpstreamError};
 use super::{Keeper, ProxyMetrics, ReadGuard};
 
@@ -369,7 +370,7 @@ impl Fills {
         };
         let mut received = from;
         let mut stream = body.stream;
-        let mut buf = BytesMut::new();
+        let mut buf = Gather::new(FILL_CHUNK);
         let mut broke: Option<String> = None;
         while let Some(chunk) = stream.next().await {
             let mut chunk = match chunk {
@@ -385,14 +386,12 @@ impl Fills {
                 chunk = chunk.slice(n..);
                 skip -= n as u64;
             }
-            buf.extend_from_slice(&chunk);
-            if total.is_some_and(|t| received + buf.len() as u64 > t) {
+            if total.is_some_and(|t| received + (buf.pending() + chunk.len()) as u64 > t) {
                 buf.clear();
                 broke = Some("upstream sent more bytes than announced".into());
                 break;
             }
-            if buf.len() >= FILL_CHUNK {
-                let c = buf.split().freeze();
+            if let Some(c) = buf.push(chunk) {
                 received += c.len() as u64;
                 fill.received(c.clone());
                 if tx.send(c).await.is_err() {
@@ -400,8 +399,7 @@ impl Fills {
                 }
             }
         }
-        if !buf.is_empty() {
-            let c = buf.freeze();
+        if let Some(c) = buf.rest() {
             fill.received(c.clone());
             let _ = tx.send(c).await;
         }

@@ -30,6 +30,7 @@ use crate::service::Committed;
 pub mod fill;
 pub mod flight;
 mod follow;
+mod gather;
 pub mod mirror;
 pub mod projects;
 pub mod pull_through;
