@@ -223,49 +223,13 @@ fn client(cfg: &Config, conn: &Conn) -> anyhow::Result<CliClient> {
 }
 
 pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
-    let mut out = std::io::stdout();
     match cmd {
         AppCmd::Create {
             app,
             file,
             message,
             conn,
-        } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| anyhow!("cannot read -f {}: {e}", file.display()))?;
-            if is_manifest(&text) {
-                let project = app.split('/').next().unwrap_or_default();
-                if project.is_empty() || app.split('/').count() > 2 {
-                    bail!("name the project (or <project>/<app>), e.g. shop (got {app:?})");
-                }
-                if message.is_some() {
-                    bail!("--message is for berth spec files; a manifest's first version is summarised by berth");
-                }
-                let v = client(cfg, &conn)?
-                    .create_app_manifest(project, text)
-                    .await?;
-                if let Some((_, name)) = app.split_once('/') {
-                    if name != v.app.name {
-                        eprintln!(
-                            "note: the manifest names the app {:?}, not {name:?}",
-                            v.app.name
-                        );
-                    }
-                }
-                println!(
-                    "created {project}/{} version {}",
-                    v.app.name, v.app.latest_version
-                );
-                return Ok(());
-            }
-            let (project, name) = split(&app)?;
-            let spec = parse_spec(&text)?;
-            let v = client(cfg, &conn)?
-                .create_app(project, name, spec, message)
-                .await
-                .with_context(|| format!("cannot create app {app}"))?;
-            println!("created {project}/{name} version {}", v.app.latest_version);
-        }
+        } => create(cfg, app, file, message, conn).await?,
         AppCmd::Export { app, conn } => {
             let (project, name) = split(&app)?;
             print!("{}", client(cfg, &conn)?.export_app(project, name).await?);
@@ -275,57 +239,14 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             name,
             add_volume,
             conn,
-        } => {
-            let (project, source) = split(&app)?;
-            let mut volumes = Vec::new();
-            for v in &add_volume {
-                let parts: Vec<&str> = v.split(':').collect();
-                let (container, volume, path) = match parts.as_slice() {
-                    [volume, path] => (None, *volume, *path),
-                    [container, volume, path] => (Some(*container), *volume, *path),
-                    _ => bail!("--add-volume {v:?}: use VOLUME:PATH or CONTAINER:VOLUME:PATH"),
-                };
-                volumes.push(serde_json::json!({
-                    "volume": volume, "mount_path": path, "container": container,
-                }));
-            }
-            let v = client(cfg, &conn)?
-                .clone_app(project, source, &name, volumes)
-                .await?;
-            println!(
-                "created {project}/{} version {} from {app}",
-                v.app.name, v.app.latest_version
-            );
-        }
+        } => clone(cfg, app, name, add_volume, conn).await?,
         AppCmd::Update {
             app,
             file,
             message,
             conn,
-        } => {
-            let (project, name) = split(&app)?;
-            let spec = parse_spec(
-                &std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow!("cannot read -f {}: {e}", file.display()))?,
-            )?;
-            let v = client(cfg, &conn)?
-                .update_app(project, name, spec, message)
-                .await
-                .with_context(|| format!("cannot update app {app}"))?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        AppCmd::History { app, conn } => {
-            let (project, name) = split(&app)?;
-            print!(
-                "{}",
-                format_history(
-                    &client(cfg, &conn)?
-                        .history(project, name)
-                        .await
-                        .with_context(|| format!("cannot read the history of {app}"))?
-                )
-            );
-        }
+        } => update(cfg, app, file, message, conn).await?,
+        AppCmd::History { app, conn } => history(cfg, app, conn).await?,
         AppCmd::Publish {
             app,
             nodes,
@@ -333,45 +254,7 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             version,
             no_wait,
             conn,
-        } => {
-            let (project, name) = split(&app)?;
-            if nodes.is_empty() && sel.is_empty() {
-                bail!("name the target nodes with --nodes a,b or --selector key=value");
-            }
-            let input = PublishInput {
-                nodes: (!nodes.is_empty()).then(|| nodes.clone()),
-                selector: selector(&sel)?,
-                version,
-            };
-            let c = client(cfg, &conn)?;
-            let pubs = c
-                .publish(project, name, &input)
-                .await
-                .with_context(|| format!("cannot publish {app}"))?;
-            if no_wait {
-                print!("{}", format_status(&pubs));
-            } else {
-                let targets: Vec<String> = pubs.iter().map(|p| p.node.clone()).collect();
-                let settled = c
-                    .watch(
-                        project,
-                        name,
-                        &targets,
-                        WatchOptions::new(WatchUntil::Settled),
-                        &mut out,
-                    )
-                    .await?;
-                // Settled means running or failed; a script must be able to tell.
-                let failed = failed_nodes(&settled);
-                if !failed.is_empty() {
-                    bail!(
-                        "{project}/{name} is not running on {} (the controller keeps retrying; \
-                         follow it with `berth app status -w {project}/{name}`)",
-                        failed.join(", ")
-                    );
-                }
-            }
-        }
+        } => publish(cfg, app, nodes, sel, version, no_wait, conn).await?,
         AppCmd::Unpublish {
             app,
             nodes,
@@ -380,38 +263,7 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             force,
             no_wait,
             conn,
-        } => {
-            let (project, name) = split(&app)?;
-            let input = UnpublishInput {
-                nodes: (!nodes.is_empty()).then(|| nodes.clone()),
-                selector: selector(&sel)?,
-                cascade,
-                force,
-            };
-            let c = client(cfg, &conn)?;
-            let answer = c
-                .unpublish(project, name, &input)
-                .await
-                .with_context(|| format!("cannot unpublish {app}"))?;
-            // What a cascade leaves on a node, and why (e.g. another app uses it).
-            for kept in &answer.kept {
-                println!("{kept}");
-            }
-            let pubs = answer.publications;
-            if no_wait {
-                print!("{}", format_status(&pubs));
-            } else {
-                let targets: Vec<String> = pubs.iter().map(|p| p.node.clone()).collect();
-                c.watch(
-                    project,
-                    name,
-                    &targets,
-                    WatchOptions::new(WatchUntil::Removed),
-                    &mut out,
-                )
-                .await?;
-            }
-        }
+        } => unpublish(cfg, app, nodes, sel, cascade, force, no_wait, conn).await?,
         AppCmd::Logs {
             app,
             node,
@@ -424,29 +276,10 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             timestamps,
             conn,
         } => {
-            let (project, name) = split(&app)?;
-            let mut query = vec![("node", node)];
-            for (k, v) in [("pod", pod), ("container", container), ("since", since)] {
-                if let Some(v) = v {
-                    query.push((k, v));
-                }
-            }
-            if let Some(t) = tail {
-                query.push(("tail", t.to_string()));
-            }
-            for (k, on) in [
-                ("follow", follow),
-                ("previous", previous),
-                ("timestamps", timestamps),
-            ] {
-                if on {
-                    query.push((k, "true".to_string()));
-                }
-            }
-            client(cfg, &conn)?
-                .logs(project, name, &query, &mut out)
-                .await
-                .with_context(|| format!("cannot read the logs of {app}"))?;
+            logs(
+                cfg, app, node, pod, container, tail, since, follow, previous, timestamps, conn,
+            )
+            .await?
         }
         AppCmd::List { project, conn } => print_json(
             &send(conn.request(
@@ -457,49 +290,320 @@ pub async fn run(cfg: &Config, cmd: AppCmd) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot list the apps of {project}"))?,
         ),
-        AppCmd::Show { app, version, conn } => {
-            let (project, name) = split(&app)?;
-            let path = match version {
-                Some(v) => format!("/api/v1/projects/{project}/apps/{name}/versions/{v}"),
-                None => format!("/api/v1/projects/{project}/apps/{name}"),
-            };
-            print_json(
-                &send(conn.request(cfg, reqwest::Method::GET, &path))
-                    .await
-                    .with_context(|| format!("cannot show app {app}"))?,
-            );
+        AppCmd::Show { app, version, conn } => show(cfg, app, version, conn).await?,
+        AppCmd::Delete { app, conn } => delete(cfg, app, conn).await?,
+        AppCmd::Status { app, watch, conn } => status(cfg, app, watch, conn).await?,
+    }
+    Ok(())
+}
+
+/// `berth app create`: from a Kubernetes manifest (the project named) or a
+/// berth spec file (project/app).
+async fn create(
+    cfg: &Config,
+    app: String,
+    file: std::path::PathBuf,
+    message: Option<String>,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| anyhow!("cannot read -f {}: {e}", file.display()))?;
+    if is_manifest(&text) {
+        let project = app.split('/').next().unwrap_or_default();
+        if project.is_empty() || app.split('/').count() > 2 {
+            bail!("name the project (or <project>/<app>), e.g. shop (got {app:?})");
         }
-        AppCmd::Delete { app, conn } => {
-            let (project, name) = split(&app)?;
-            send(conn.request(
-                cfg,
-                reqwest::Method::DELETE,
-                &format!("/api/v1/projects/{project}/apps/{name}"),
-            ))
-            .await
-            .with_context(|| format!("cannot delete app {app}"))?;
-            println!("deleted app {app}");
+        if message.is_some() {
+            bail!("--message is for berth spec files; a manifest's first version is summarised by berth");
         }
-        AppCmd::Status { app, watch, conn } => {
-            let (project, name) = split(&app)?;
-            let c = client(cfg, &conn)?;
-            if watch {
-                c.watch(
-                    project,
-                    name,
-                    &[],
-                    WatchOptions::new(WatchUntil::Settled),
-                    &mut out,
-                )
-                .await?;
-            } else {
-                let pubs = c
-                    .status(project, name)
-                    .await
-                    .with_context(|| format!("cannot read the status of {app}"))?;
-                print!("{}", format_status(&pubs));
+        let v = client(cfg, &conn)?
+            .create_app_manifest(project, text)
+            .await?;
+        if let Some((_, name)) = app.split_once('/') {
+            if name != v.app.name {
+                eprintln!(
+                    "note: the manifest names the app {:?}, not {name:?}",
+                    v.app.name
+                );
             }
         }
+        println!(
+            "created {project}/{} version {}",
+            v.app.name, v.app.latest_version
+        );
+        return Ok(());
+    }
+    let (project, name) = split(&app)?;
+    let spec = parse_spec(&text)?;
+    let v = client(cfg, &conn)?
+        .create_app(project, name, spec, message)
+        .await
+        .with_context(|| format!("cannot create app {app}"))?;
+    println!("created {project}/{name} version {}", v.app.latest_version);
+    Ok(())
+}
+
+/// `berth app clone`: the app's latest template under a new name, with the
+/// volumes of `--add-volume` mounted.
+async fn clone(
+    cfg: &Config,
+    app: String,
+    name: String,
+    add_volume: Vec<String>,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let (project, source) = split(&app)?;
+    let mut volumes = Vec::new();
+    for v in &add_volume {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (container, volume, path) = match parts.as_slice() {
+            [volume, path] => (None, *volume, *path),
+            [container, volume, path] => (Some(*container), *volume, *path),
+            _ => bail!("--add-volume {v:?}: use VOLUME:PATH or CONTAINER:VOLUME:PATH"),
+        };
+        volumes.push(serde_json::json!({
+            "volume": volume, "mount_path": path, "container": container,
+        }));
+    }
+    let v = client(cfg, &conn)?
+        .clone_app(project, source, &name, volumes)
+        .await?;
+    println!(
+        "created {project}/{} version {} from {app}",
+        v.app.name, v.app.latest_version
+    );
+    Ok(())
+}
+
+/// `berth app update`: a new version from a spec file.
+async fn update(
+    cfg: &Config,
+    app: String,
+    file: std::path::PathBuf,
+    message: Option<String>,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let (project, name) = split(&app)?;
+    let spec = parse_spec(
+        &std::fs::read_to_string(&file)
+            .map_err(|e| anyhow!("cannot read -f {}: {e}", file.display()))?,
+    )?;
+    let v = client(cfg, &conn)?
+        .update_app(project, name, spec, message)
+        .await
+        .with_context(|| format!("cannot update app {app}"))?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// `berth app history`: the app's versions.
+async fn history(cfg: &Config, app: String, conn: Conn) -> anyhow::Result<()> {
+    let (project, name) = split(&app)?;
+    print!(
+        "{}",
+        format_history(
+            &client(cfg, &conn)?
+                .history(project, name)
+                .await
+                .with_context(|| format!("cannot read the history of {app}"))?
+        )
+    );
+    Ok(())
+}
+
+/// `berth app publish`: publish on the nodes named or selected, then watch
+/// until every one is running or failed (unless `--no-wait`); a failed node
+/// fails the command.
+async fn publish(
+    cfg: &Config,
+    app: String,
+    nodes: Vec<String>,
+    sel: Vec<String>,
+    version: Option<u32>,
+    no_wait: bool,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let (project, name) = split(&app)?;
+    if nodes.is_empty() && sel.is_empty() {
+        bail!("name the target nodes with --nodes a,b or --selector key=value");
+    }
+    let input = PublishInput {
+        nodes: (!nodes.is_empty()).then(|| nodes.clone()),
+        selector: selector(&sel)?,
+        version,
+    };
+    let c = client(cfg, &conn)?;
+    let pubs = c
+        .publish(project, name, &input)
+        .await
+        .with_context(|| format!("cannot publish {app}"))?;
+    if no_wait {
+        print!("{}", format_status(&pubs));
+    } else {
+        let targets: Vec<String> = pubs.iter().map(|p| p.node.clone()).collect();
+        let settled = c
+            .watch(
+                project,
+                name,
+                &targets,
+                WatchOptions::new(WatchUntil::Settled),
+                &mut out,
+            )
+            .await?;
+        // Settled means running or failed; a script must be able to tell.
+        let failed = failed_nodes(&settled);
+        if !failed.is_empty() {
+            bail!(
+                "{project}/{name} is not running on {} (the controller keeps retrying; \
+                 follow it with `berth app status -w {project}/{name}`)",
+                failed.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `berth app unpublish`: unpublish from the nodes named or selected (with
+/// `--cascade`, the resources it brought), then watch until they are gone
+/// (unless `--no-wait`).
+#[allow(clippy::too_many_arguments)]
+async fn unpublish(
+    cfg: &Config,
+    app: String,
+    nodes: Vec<String>,
+    sel: Vec<String>,
+    cascade: bool,
+    force: bool,
+    no_wait: bool,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let (project, name) = split(&app)?;
+    let input = UnpublishInput {
+        nodes: (!nodes.is_empty()).then(|| nodes.clone()),
+        selector: selector(&sel)?,
+        cascade,
+        force,
+    };
+    let c = client(cfg, &conn)?;
+    let answer = c
+        .unpublish(project, name, &input)
+        .await
+        .with_context(|| format!("cannot unpublish {app}"))?;
+    // What a cascade leaves on a node, and why (e.g. another app uses it).
+    for kept in &answer.kept {
+        println!("{kept}");
+    }
+    let pubs = answer.publications;
+    if no_wait {
+        print!("{}", format_status(&pubs));
+    } else {
+        let targets: Vec<String> = pubs.iter().map(|p| p.node.clone()).collect();
+        c.watch(
+            project,
+            name,
+            &targets,
+            WatchOptions::new(WatchUntil::Removed),
+            &mut out,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `berth app logs`: a container's logs on a node, through its edge.
+#[allow(clippy::too_many_arguments)]
+async fn logs(
+    cfg: &Config,
+    app: String,
+    node: String,
+    pod: Option<String>,
+    container: Option<String>,
+    tail: Option<usize>,
+    since: Option<String>,
+    follow: bool,
+    previous: bool,
+    timestamps: bool,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let (project, name) = split(&app)?;
+    let mut query = vec![("node", node)];
+    for (k, v) in [("pod", pod), ("container", container), ("since", since)] {
+        if let Some(v) = v {
+            query.push((k, v));
+        }
+    }
+    if let Some(t) = tail {
+        query.push(("tail", t.to_string()));
+    }
+    for (k, on) in [
+        ("follow", follow),
+        ("previous", previous),
+        ("timestamps", timestamps),
+    ] {
+        if on {
+            query.push((k, "true".to_string()));
+        }
+    }
+    client(cfg, &conn)?
+        .logs(project, name, &query, &mut out)
+        .await
+        .with_context(|| format!("cannot read the logs of {app}"))?;
+    Ok(())
+}
+
+/// `berth app show`: the app, or one of its versions.
+async fn show(cfg: &Config, app: String, version: Option<u32>, conn: Conn) -> anyhow::Result<()> {
+    let (project, name) = split(&app)?;
+    let path = match version {
+        Some(v) => format!("/api/v1/projects/{project}/apps/{name}/versions/{v}"),
+        None => format!("/api/v1/projects/{project}/apps/{name}"),
+    };
+    print_json(
+        &send(conn.request(cfg, reqwest::Method::GET, &path))
+            .await
+            .with_context(|| format!("cannot show app {app}"))?,
+    );
+    Ok(())
+}
+
+/// `berth app delete`.
+async fn delete(cfg: &Config, app: String, conn: Conn) -> anyhow::Result<()> {
+    let (project, name) = split(&app)?;
+    send(conn.request(
+        cfg,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/projects/{project}/apps/{name}"),
+    ))
+    .await
+    .with_context(|| format!("cannot delete app {app}"))?;
+    println!("deleted app {app}");
+    Ok(())
+}
+
+/// `berth app status`: the app's publications, or (`-w`) watched until
+/// settled.
+async fn status(cfg: &Config, app: String, watch: bool, conn: Conn) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let (project, name) = split(&app)?;
+    let c = client(cfg, &conn)?;
+    if watch {
+        c.watch(
+            project,
+            name,
+            &[],
+            WatchOptions::new(WatchUntil::Settled),
+            &mut out,
+        )
+        .await?;
+    } else {
+        let pubs = c
+            .status(project, name)
+            .await
+            .with_context(|| format!("cannot read the status of {app}"))?;
+        print!("{}", format_status(&pubs));
     }
     Ok(())
 }

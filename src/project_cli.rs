@@ -6,6 +6,7 @@
 
 use anyhow::{anyhow, Context};
 use berth_config::Config;
+use reqwest::Method;
 
 use crate::cli::{print_json, send, Conn};
 
@@ -116,23 +117,10 @@ pub enum ProjectCmd {
 }
 
 pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
-    use reqwest::Method;
     match cmd {
         ProjectCmd::Create {
             name, public, conn, ..
-        } => {
-            let v = send(
-                conn.request(cfg, Method::POST, "/api/v1/projects")
-                    .json(&serde_json::json!({"name": name, "public": public})),
-            )
-            .await
-            .with_context(|| format!("cannot create project {name}"))?;
-            println!(
-                "created {} project {}",
-                if public { "public" } else { "private" },
-                v["name"].as_str().unwrap_or(&name)
-            );
-        }
+        } => create(cfg, name, public, conn).await?,
         ProjectCmd::List { conn } => print_json(
             &send(conn.request(cfg, Method::GET, "/api/v1/projects"))
                 .await
@@ -145,98 +133,151 @@ pub async fn project(cfg: &Config, cmd: ProjectCmd) -> anyhow::Result<()> {
         ),
         ProjectCmd::Set {
             name, public, conn, ..
-        } => {
-            send(
-                conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
-                    .json(&serde_json::json!({ "public": public })),
-            )
-            .await
-            .with_context(|| format!("cannot change project {name}"))?;
-            println!(
-                "project {name} is now {}",
-                if public { "public" } else { "private" }
-            );
-        }
+        } => set(cfg, name, public, conn).await?,
         ProjectCmd::RequireSignature {
             name,
             keys,
             off,
             conn,
-        } => {
-            let policy = if off {
-                serde_json::Value::Null
-            } else {
-                let mut pems = Vec::new();
-                for k in &keys {
-                    pems.push(
-                        std::fs::read_to_string(k)
-                            .map_err(|e| anyhow!("reading {}: {e}", k.display()))?,
-                    );
-                }
-                serde_json::json!({ "public_keys": pems })
-            };
-            send(
-                conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
-                    .json(&serde_json::json!({ "require_signature": policy })),
-            )
-            .await?;
-            if off {
-                println!("project {name} no longer requires signatures");
-            } else {
-                println!(
-                    "project {name} now requires images signed by one of {} key(s)",
-                    keys.len()
-                );
-            }
-        }
+        } => require_signature(cfg, name, keys, off, conn).await?,
         ProjectCmd::Quota { name, limit, conn } => {
             crate::storage_cli::set_quota(cfg, &name, &limit, &conn).await?
         }
         ProjectCmd::Recount { name, conn } => {
             crate::storage_cli::recount(cfg, &name, &conn).await?
         }
-        ProjectCmd::Delete { name, force, conn } => {
-            send(conn.request(
-                cfg,
-                Method::DELETE,
-                &format!("/api/v1/projects/{name}?force={force}"),
-            ))
-            .await
-            .with_context(|| format!("cannot delete project {name}"))?;
-            println!("deleted project {name}");
-        }
+        ProjectCmd::Delete { name, force, conn } => delete(cfg, name, force, conn).await?,
         ProjectCmd::AddMember {
             project,
             member: user,
             role,
             conn,
-        } => {
-            send(
-                conn.request(
-                    cfg,
-                    Method::PUT,
-                    &format!("/api/v1/projects/{project}/members/{user}"),
-                )
-                .json(&serde_json::json!({ "role": role })),
-            )
-            .await
-            .with_context(|| format!("cannot make {user} {role} in {project}"))?;
-            println!("{user} is now {role} in {project}");
-        }
+        } => add_member(cfg, project, user, role, conn).await?,
         ProjectCmd::RemoveMember {
             project,
             member: user,
             conn,
-        } => {
-            send(conn.request(
-                cfg,
-                Method::DELETE,
-                &format!("/api/v1/projects/{project}/members/{user}"),
-            ))
-            .await
-            .with_context(|| format!("cannot remove {user} from {project}"))?;
-            println!("removed {user} from {project}");
-        }
+        } => remove_member(cfg, project, user, conn).await?,
     }
+    Ok(())
+}
+
+/// `berth project create`.
+async fn create(cfg: &Config, name: String, public: bool, conn: Conn) -> anyhow::Result<()> {
+    let v = send(
+        conn.request(cfg, Method::POST, "/api/v1/projects")
+            .json(&serde_json::json!({"name": name, "public": public})),
+    )
+    .await
+    .with_context(|| format!("cannot create project {name}"))?;
+    println!(
+        "created {} project {}",
+        if public { "public" } else { "private" },
+        v["name"].as_str().unwrap_or(&name)
+    );
+    Ok(())
+}
+
+/// `berth project set`: public or private.
+async fn set(cfg: &Config, name: String, public: bool, conn: Conn) -> anyhow::Result<()> {
+    send(
+        conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
+            .json(&serde_json::json!({ "public": public })),
+    )
+    .await
+    .with_context(|| format!("cannot change project {name}"))?;
+    println!(
+        "project {name} is now {}",
+        if public { "public" } else { "private" }
+    );
+    Ok(())
+}
+
+/// `berth project require-signature`: the public keys (PEM files) a pulled
+/// image must be signed with, or (`--off`) none.
+async fn require_signature(
+    cfg: &Config,
+    name: String,
+    keys: Vec<std::path::PathBuf>,
+    off: bool,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    let policy = if off {
+        serde_json::Value::Null
+    } else {
+        let mut pems = Vec::new();
+        for k in &keys {
+            pems.push(
+                std::fs::read_to_string(k).map_err(|e| anyhow!("reading {}: {e}", k.display()))?,
+            );
+        }
+        serde_json::json!({ "public_keys": pems })
+    };
+    send(
+        conn.request(cfg, Method::PATCH, &format!("/api/v1/projects/{name}"))
+            .json(&serde_json::json!({ "require_signature": policy })),
+    )
+    .await?;
+    if off {
+        println!("project {name} no longer requires signatures");
+    } else {
+        println!(
+            "project {name} now requires images signed by one of {} key(s)",
+            keys.len()
+        );
+    }
+    Ok(())
+}
+
+/// `berth project delete`.
+async fn delete(cfg: &Config, name: String, force: bool, conn: Conn) -> anyhow::Result<()> {
+    send(conn.request(
+        cfg,
+        Method::DELETE,
+        &format!("/api/v1/projects/{name}?force={force}"),
+    ))
+    .await
+    .with_context(|| format!("cannot delete project {name}"))?;
+    println!("deleted project {name}");
+    Ok(())
+}
+
+/// `berth project add-member`: an account's role in the project.
+async fn add_member(
+    cfg: &Config,
+    project: String,
+    user: String,
+    role: String,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    send(
+        conn.request(
+            cfg,
+            Method::PUT,
+            &format!("/api/v1/projects/{project}/members/{user}"),
+        )
+        .json(&serde_json::json!({ "role": role })),
+    )
+    .await
+    .with_context(|| format!("cannot make {user} {role} in {project}"))?;
+    println!("{user} is now {role} in {project}");
+    Ok(())
+}
+
+/// `berth project remove-member`.
+async fn remove_member(
+    cfg: &Config,
+    project: String,
+    user: String,
+    conn: Conn,
+) -> anyhow::Result<()> {
+    send(conn.request(
+        cfg,
+        Method::DELETE,
+        &format!("/api/v1/projects/{project}/members/{user}"),
+    ))
+    .await
+    .with_context(|| format!("cannot remove {user} from {project}"))?;
+    println!("removed {user} from {project}");
     Ok(())
 }

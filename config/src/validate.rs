@@ -6,6 +6,20 @@ use crate::{Config, ConfigError, MetaBackend, StorageBackend, MIN_PART_SIZE};
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_security()?;
+        self.validate_backends()?;
+        self.validate_limits()?;
+        self.validate_login_throttle()?;
+        self.server.validate_connection_limits()?;
+        self.webhooks.validate()?;
+        self.console.validate()?;
+        self.gc.validate()?;
+        self.validate_intervals()?;
+        self.validate_controller()
+    }
+
+    /// The TLS pair, the bcrypt cost and the longest kubeconfig.
+    fn validate_security(&self) -> Result<(), ConfigError> {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "server.tls_cert and server.tls_key must be set together".into(),
@@ -24,6 +38,12 @@ impl Config {
                 humantime::format_duration(self.controller.kubeconfig_max_ttl)
             )));
         }
+        Ok(())
+    }
+
+    /// What the storage and metadata backends need: a bucket, a URL, one secret key
+    /// on every replica, and previous keys that are keys.
+    fn validate_backends(&self) -> Result<(), ConfigError> {
         if self.storage.backend == StorageBackend::S3 && self.storage.bucket.is_empty() {
             return Err(ConfigError::Invalid(
                 "storage.backend = \"s3\" needs storage.bucket".into(),
@@ -54,6 +74,12 @@ impl Config {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The metadata's cache and pool, the storage's parts and redirects, the
+    /// largest manifest.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         if self.meta.cache_ttl > Duration::from_secs(3600) {
             return Err(ConfigError::Invalid(format!(
                 "meta.cache_ttl bounds how stale a replica's cached reads may be; at most 1h, not {}",
@@ -93,6 +119,11 @@ impl Config {
                 "server.max_manifest_bytes must be positive".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// The login throttle and the token keys' refresh.
+    fn validate_login_throttle(&self) -> Result<(), ConfigError> {
         let a = &self.auth;
         if a.login_backoff_max < a.login_backoff {
             return Err(ConfigError::Invalid(format!(
@@ -117,10 +148,11 @@ impl Config {
                 "auth.failure_window must be positive".into(),
             ));
         }
-        self.server.validate_connection_limits()?;
-        self.webhooks.validate()?;
-        self.console.validate()?;
-        self.gc.validate()?;
+        Ok(())
+    }
+
+    /// The proxy sweep and the pull-count flushes.
+    fn validate_intervals(&self) -> Result<(), ConfigError> {
         if self.proxy.sweep_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "proxy.sweep_interval must be positive".into(),
@@ -131,6 +163,12 @@ impl Config {
                 "server.pull_flush_interval and edge.pull_report_interval must be positive".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// The controller's lease, checks, polling, concurrency and deployer, and
+    /// proxy.hosts.
+    fn validate_controller(&self) -> Result<(), ConfigError> {
         if self.controller.leader_lease < Duration::from_secs(3) {
             return Err(ConfigError::Invalid(
                 "controller.leader_lease must be at least 3s (the leader renews it every third)"

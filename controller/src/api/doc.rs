@@ -130,18 +130,19 @@ fn resource_schema(kind: ResourceKind) -> Value {
 fn operations() -> Vec<Op> {
     let labels = json!({"type": "object", "additionalProperties": {"type": "string"}});
     let names = json!({"type": "array", "items": {"type": "string"}});
-    let app_spec = json!({"type": "object", "description": "The app's template: containers, images, ports, volumes (see README)."});
     let confirm =
         json!({"type": "string", "description": "The volume's name, repeated: its data is lost"});
-    let release = object(
-        &["node", "confirm"],
-        json!({"node": {"type": "string"}, "confirm": confirm}),
-    );
-    let unbind = object(
-        &[],
-        json!({"node": {"type": "string", "description": "Default: every node it was released from"}}),
-    );
-    let mut ops = vec![
+    let mut ops = clusters_and_nodes(&labels);
+    ops.extend(apps_and_publications(&labels, &names, &confirm));
+    for kind in ResourceKind::ALL {
+        ops.extend(resource_ops(kind, &labels, &names, &confirm));
+    }
+    ops
+}
+
+/// Clusters and nodes, with the node's kubeconfig and cache.
+fn clusters_and_nodes(labels: &Value) -> Vec<Op> {
+    vec![
         Op::new("get", "/api/v1/clusters", "clusters", "List clusters"),
         Op::new("post", "/api/v1/clusters", "clusters", "Add a cluster (system administrators)").body(object(
             &["name", "kubeconfig"],
@@ -175,6 +176,21 @@ fn operations() -> Vec<Op> {
             ])
             .ok_type("application/yaml"),
         Op::new("get", "/api/v1/nodes/{name}/cache", "nodes", "The node's edge cache now, read from its edge: capacity, bytes used, hit rate, pinned images, whether its upstream answers, prefetch jobs with their progress; an edge that does not answer shows as reachable: false with the reason"),
+    ]
+}
+
+/// Apps, their versions, publications and logs, and the steps of a volume's release.
+fn apps_and_publications(labels: &Value, names: &Value, confirm: &Value) -> Vec<Op> {
+    let app_spec = json!({"type": "object", "description": "The app's template: containers, images, ports, volumes (see README)."});
+    let release = object(
+        &["node", "confirm"],
+        json!({"node": {"type": "string"}, "confirm": confirm}),
+    );
+    let unbind = object(
+        &[],
+        json!({"node": {"type": "string", "description": "Default: every node it was released from"}}),
+    );
+    vec![
         Op::new("get", "/api/v1/projects/{project}/apps", "apps", "List a project's apps"),
         Op::new("post", "/api/v1/projects/{project}/apps", "apps", "Create an app").body(object(
             &["name", "spec"],
@@ -227,70 +243,72 @@ fn operations() -> Vec<Op> {
         Op::new("post", "/api/v1/projects/{project}/volumes/{name}/unbind", "resources", "Unbind a released volume: new template versions without it")
             .ok(200)
             .body(unbind),
-    ];
-    for kind in ResourceKind::ALL {
-        let collection = format!("/api/v1/projects/{{project}}/{}", kind.as_str());
-        let one = format!("{collection}/{{name}}");
-        let what = kind.singular();
-        ops.push(Op::new(
-            "get",
+    ]
+}
+
+/// One resource kind's routes: its collection, one resource, publish and unpublish.
+fn resource_ops(kind: ResourceKind, labels: &Value, names: &Value, confirm: &Value) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let collection = format!("/api/v1/projects/{{project}}/{}", kind.as_str());
+    let one = format!("{collection}/{{name}}");
+    let what = kind.singular();
+    ops.push(Op::new(
+        "get",
+        &collection,
+        "resources",
+        &format!("List {what}s"),
+    ));
+    ops.push(
+        Op::new(
+            "post",
             &collection,
             "resources",
-            &format!("List {what}s"),
-        ));
-        ops.push(
-            Op::new(
-                "post",
-                &collection,
-                "resources",
-                &format!("Create a {what}"),
-            )
-            .body(resource_schema(kind)),
-        );
-        ops.push(Op::new("get", &one, "resources", &format!("Show a {what}")));
-        ops.push(
-            Op::new("put", &one, "resources", &format!("Replace a {what}"))
-                .body(resource_schema(kind)),
-        );
-        let delete = Op::new("delete", &one, "resources", &format!("Delete a {what}")).ok(204);
-        ops.push(if kind == ResourceKind::Volumes {
-            delete.query(&[(
-                "confirm",
-                "string",
-                "The volume's name, repeated: its data is lost (maintainer)",
-            )])
-        } else {
-            delete
-        });
-        let target = if kind == ResourceKind::Volumes {
-            object(
-                &[],
-                json!({"nodes": names, "selector": labels, "confirm": confirm}),
-            )
-        } else {
-            object(&[], json!({"nodes": names, "selector": labels}))
-        };
-        ops.push(
-            Op::new(
-                "post",
-                &format!("{one}/publish"),
-                "resources",
-                &format!("Publish a {what} on nodes (default: where an app it serves runs)"),
-            )
-            .ok(202)
-            .body(target.clone()),
-        );
-        ops.push(
-            Op::new(
-                "post",
-                &format!("{one}/unpublish"),
-                "resources",
-                &format!("Take a {what} off nodes (default: everywhere it is published)"),
-            )
-            .ok(202)
-            .body(target),
-        );
-    }
+            &format!("Create a {what}"),
+        )
+        .body(resource_schema(kind)),
+    );
+    ops.push(Op::new("get", &one, "resources", &format!("Show a {what}")));
+    ops.push(
+        Op::new("put", &one, "resources", &format!("Replace a {what}")).body(resource_schema(kind)),
+    );
+    let delete = Op::new("delete", &one, "resources", &format!("Delete a {what}")).ok(204);
+    ops.push(if kind == ResourceKind::Volumes {
+        delete.query(&[(
+            "confirm",
+            "string",
+            "The volume's name, repeated: its data is lost (maintainer)",
+        )])
+    } else {
+        delete
+    });
+    let target = if kind == ResourceKind::Volumes {
+        object(
+            &[],
+            json!({"nodes": names, "selector": labels, "confirm": confirm}),
+        )
+    } else {
+        object(&[], json!({"nodes": names, "selector": labels}))
+    };
+    ops.push(
+        Op::new(
+            "post",
+            &format!("{one}/publish"),
+            "resources",
+            &format!("Publish a {what} on nodes (default: where an app it serves runs)"),
+        )
+        .ok(202)
+        .body(target.clone()),
+    );
+    ops.push(
+        Op::new(
+            "post",
+            &format!("{one}/unpublish"),
+            "resources",
+            &format!("Take a {what} off nodes (default: everywhere it is published)"),
+        )
+        .ok(202)
+        .body(target),
+    );
     ops
 }
 

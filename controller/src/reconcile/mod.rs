@@ -55,6 +55,7 @@ use crate::resources::PublicationRef;
 use crate::resources_ctl::{ResourceError, ResourceRenderer};
 use crate::store::{ControllerStore, StoreError};
 
+mod prefetch;
 mod publish;
 pub mod reports;
 mod resource;

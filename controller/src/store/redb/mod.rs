@@ -80,6 +80,7 @@ mod publication_events;
 mod publications;
 mod reseal;
 mod resource_publications;
+mod resource_reconcile;
 mod resource_rules;
 mod resources;
 pub(crate) mod rows;

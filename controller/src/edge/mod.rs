@@ -22,41 +22,23 @@
 //! node's controller token as a bearer token instead. Errors say which node and
 //! URL, and whether the edge was unreachable or refused.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{StatusCode, Url};
-use serde::{Deserialize, Serialize};
 
 use crate::model::Node;
 use crate::ports::{
-    EdgeClient, EdgeError, ImageProgress, JobState, JobStatus, LogPod, LogRequest, LogStream,
-    ReportTarget, Submitted,
+    EdgeClient, EdgeError, JobStatus, LogPod, LogRequest, LogStream, ReportTarget, Submitted,
 };
 
-impl From<JobBody> for JobStatus {
-    fn from(body: JobBody) -> Self {
-        JobStatus::Known {
-            state: body.state,
-            bytes_done: body.bytes_done,
-            bytes_total: body.bytes_total,
-            error: body.error,
-            images: body.images,
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
+mod wire;
 
-/// A job as an edge reports its end (the body of `GET /api/v1/prefetch/{id}`):
-/// its id and status.
-pub fn reported_job(body: &[u8]) -> Result<(String, JobStatus), String> {
-    let job: JobBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if job.id.is_empty() {
-        return Err("the job has no id".into());
-    }
-    Ok((job.id.clone(), job.into()))
-}
+pub use wire::reported_job;
+use wire::{matching, JobBody, JobCreated, ListedJob, PrefetchRequest, ReportBody, UnpinRequest};
 
 /// Talks to edge caches over HTTP(S) with rustls. The HTTP client (and its
 /// TLS roots) is built on first use: a registry that never publishes to an
@@ -67,77 +49,6 @@ pub struct HttpEdgeClient {
     http: Arc<OnceLock<reqwest::Client>>,
     /// For log streams: a connect timeout only, since a follow may run for hours.
     streaming: Arc<OnceLock<reqwest::Client>>,
-}
-
-#[derive(Serialize)]
-struct PrefetchRequest<'a> {
-    images: &'a [String],
-    pin: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    report: Option<ReportBody<'a>>,
-}
-
-#[derive(Serialize)]
-struct ReportBody<'a> {
-    url: &'a str,
-    token: &'a str,
-}
-
-#[derive(Serialize)]
-struct UnpinRequest<'a> {
-    images: &'a [String],
-}
-
-#[derive(Deserialize)]
-struct JobCreated {
-    id: String,
-    /// The edge will report the job's end (older edges never say so).
-    #[serde(default)]
-    report: bool,
-}
-
-#[derive(Deserialize)]
-struct JobBody {
-    #[serde(default)]
-    id: String,
-    state: JobState,
-    #[serde(default)]
-    bytes_done: u64,
-    #[serde(default)]
-    bytes_total: u64,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    images: Vec<ImageProgress>,
-}
-
-/// A job as the edge lists it.
-#[derive(Deserialize)]
-struct ListedJob {
-    id: String,
-    state: JobState,
-    #[serde(default)]
-    pin: bool,
-    #[serde(default)]
-    created: u64,
-    #[serde(default)]
-    images: Vec<ImageProgress>,
-}
-
-/// Ids of the listed jobs that pin exactly `images` and have not failed, oldest first.
-fn matching(mut jobs: Vec<ListedJob>, images: &[String]) -> Vec<String> {
-    let wanted: BTreeSet<&str> = images.iter().map(String::as_str).collect();
-    jobs.retain(|j| {
-        j.pin
-            && j.state != JobState::Failed
-            && j.images
-                .iter()
-                .map(|i| i.image.as_str())
-                .collect::<BTreeSet<_>>()
-                == wanted
-    });
-    jobs.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
-    jobs.into_iter().map(|j| j.id).collect()
 }
 
 impl HttpEdgeClient {
@@ -481,171 +392,5 @@ impl EdgeClient for HttpEdgeClient {
             .bytes_stream()
             .map(|c| c.map_err(std::io::Error::other))
             .boxed())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(url: &str) -> Node {
-        Node {
-            name: "n1".into(),
-            cluster: "c".into(),
-            k8s_node_name: "n1".into(),
-            labels: Default::default(),
-            edge_url: url.into(),
-            edge_credentials: None,
-            edge_controller_token: None,
-            created_at: 0,
-        }
-    }
-
-    #[test]
-    fn urls_keep_base_path_and_escape_ids() {
-        let u = HttpEdgeClient::url(&node("http://h:1/edge/"), &["api", "v1", "prefetch", "a/b"])
-            .expect("url");
-        assert_eq!(u.as_str(), "http://h:1/edge/api/v1/prefetch/a%2Fb");
-        let u = HttpEdgeClient::url(&node("http://h:1"), &["api", "v1", "unpin"]).expect("url");
-        assert_eq!(u.as_str(), "http://h:1/api/v1/unpin");
-    }
-
-    #[test]
-    fn error_messages() {
-        assert_eq!(error_message(r#"{"error":"disk full"}"#), "disk full");
-        assert_eq!(
-            error_message(r#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
-            "no"
-        );
-        assert_eq!(error_message(""), "no details");
-    }
-
-    #[test]
-    fn matching_jobs_pin_exactly_the_images_and_have_not_failed() {
-        let list = serde_json::json!([
-            {"id": "new", "state": "running", "pin": true, "created": 30,
-             "images": [{"image": "p/b@sha256:2"}, {"image": "p/a@sha256:1"}]},
-            {"id": "old", "state": "done", "pin": true, "created": 10,
-             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"}]},
-            {"id": "failed", "state": "failed", "pin": true, "created": 20,
-             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"}]},
-            {"id": "unpinned", "state": "done", "pin": false, "created": 20,
-             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"}]},
-            {"id": "fewer", "state": "done", "pin": true, "created": 20,
-             "images": [{"image": "p/a@sha256:1"}]},
-            {"id": "more", "state": "done", "pin": true, "created": 20,
-             "images": [{"image": "p/a@sha256:1"}, {"image": "p/b@sha256:2"},
-                        {"image": "p/c@sha256:3"}]}
-        ]);
-        let jobs: Vec<ListedJob> = serde_json::from_value(list).expect("jobs");
-        let images = vec!["p/a@sha256:1".to_string(), "p/b@sha256:2".to_string()];
-        assert_eq!(matching(jobs, &images), vec!["old", "new"]);
-    }
-
-    #[tokio::test]
-    async fn unreachable_edge_says_so() {
-        // Bind then drop a listener to get a port nobody listens on.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        drop(l);
-        let c = HttpEdgeClient::new(Duration::from_secs(2)).expect("client");
-        let err = c
-            .prefetch(&node(&format!("http://127.0.0.1:{port}")), vec![], true)
-            .await
-            .expect_err("must be refused");
-        assert!(matches!(err, EdgeError::Unreachable { .. }), "{err}");
-        assert!(err.to_string().contains("unreachable"), "{err}");
-    }
-
-    /// A bare HTTP/1.1 edge on a loopback port: answers every request with
-    /// `answer`, keeps connections open unless asked to close; counts the
-    /// connections it accepted and the requests that asked to close.
-    async fn counting_edge(answer: &'static str) -> (String, Arc<std::sync::Mutex<(u32, u32)>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", l.local_addr().expect("addr"));
-        let seen = Arc::new(std::sync::Mutex::new((0u32, 0u32)));
-        let counts = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                counts.lock().expect("counts").0 += 1;
-                let counts = counts.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        while buf.len() < end + 4 + len {
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        buf.drain(..end + 4 + len);
-                        let close = head.contains("connection: close");
-                        if close {
-                            counts.lock().expect("counts").1 += 1;
-                        }
-                        let reply = format!(
-                            "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{answer}",
-                            answer.len(),
-                            if close { "connection: close\r\n" } else { "" }
-                        );
-                        if s.write_all(reply.as_bytes()).await.is_err() || close {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (url, seen)
-    }
-
-    #[tokio::test]
-    async fn a_reporting_submit_leaves_no_connection_open() {
-        // A fleet's nodes each get a submit and then nothing until their
-        // job's report: a connection kept in the pool after it is one
-        // socket and its buffers per node of the fleet, held for nothing.
-        let (url, seen) = counting_edge(r#"{"id":"j1","report":true}"#).await;
-        let n = node(&url);
-        let c = HttpEdgeClient::new(Duration::from_secs(5)).expect("client");
-        let images = vec!["p/a@sha256:1".to_string()];
-        let target = ReportTarget {
-            url: "http://controller/report".into(),
-            token: "t".into(),
-        };
-        c.prefetch(&n, images.clone(), true).await.expect("submit");
-        c.prefetch(&n, images.clone(), true).await.expect("submit");
-        assert_eq!(
-            *seen.lock().expect("counts"),
-            (1, 0),
-            "kept alive without a report"
-        );
-        let s = c
-            .prefetch_reporting(&n, images.clone(), true, &target)
-            .await
-            .expect("submit");
-        assert!(s.report);
-        assert_eq!(*seen.lock().expect("counts"), (1, 1), "asked to close");
-        c.prefetch(&n, images, true).await.expect("submit");
-        assert_eq!(
-            seen.lock().expect("counts").0,
-            2,
-            "the reporting submit's connection was not reused"
-        );
     }
 }

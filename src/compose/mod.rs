@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_controller::resources::SealedValue;
 use berth_controller::secrets::SecretBox;
 use berth_controller::{
-    Actor, AuditSink, AuthError, Authorizer, CtlAction, ImageResolver, PublicationChange,
-    PublicationEvents, ResolveError, ResolvedImage,
+    Actor, AuditSink, AuthError, Authorizer, CtlAction, ImageResolver, ResolveError, ResolvedImage,
 };
 use berth_registry::auth::access::RegistryAccess;
 use berth_registry::auth::accounts::Accounts;
@@ -19,12 +17,19 @@ use berth_registry::auth::{Action, Refusal, RequestInfo};
 use berth_registry::oci::ErrorCode;
 use berth_registry::oci::{Digest, FullRef, ImageRef, Reference};
 use berth_registry::proxy::projects::ProxyProjects;
-use berth_registry::sealing::SealedSecret;
 use berth_registry::service::LocalRegistry;
 use berth_registry::service::Namespace;
 use berth_registry::signature::SignatureGate;
 
 use crate::image_source::{ImageSource, ImageSources};
+
+mod events;
+mod secrets;
+
+pub use events::{PublicationForwarder, PublicationSignals};
+pub use secrets::{
+    previous_secret_keys, secret_box, secret_key, ControllerReseal, ControllerSealer,
+};
 
 /// Resolves `project/repo:tag` against what the registry holds, and an image
 /// of another registry (`docker.io/library/nginx:1.25`, `nginx:1.25`) through
@@ -223,146 +228,6 @@ impl AuditSink for RegistryAudit {
     }
 }
 
-/// Recorded publication changes read and queued at a time.
-const FORWARD_BATCH: usize = 64;
-
-/// How often the forwarder looks at the controller's outbox without being
-/// woken (and waits after a failed queue write).
-const FORWARD_POLL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Passes the publication changes the controller's store recorded (in the
-/// transaction that made each) on to the webhook outbox, oldest first, and
-/// takes them off the store's outbox once queued: a crash in between queues
-/// them again on the next start, under the same CloudEvent id (at least
-/// once; receivers drop an id they have seen). Without webhooks the changes
-/// are taken off as they come.
-pub struct PublicationForwarder {
-    wake: Arc<tokio::sync::Notify>,
-}
-
-impl PublicationForwarder {
-    /// Starts the forwarding task; it ends when `stop` is cancelled.
-    pub fn spawn(
-        store: Arc<dyn berth_controller::ControllerStore>,
-        webhooks: Option<Arc<berth_registry::webhooks::Webhooks>>,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> Self {
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let woken = wake.clone();
-        tokio::spawn(async move {
-            loop {
-                let more = match forward(store.as_ref(), webhooks.as_deref()).await {
-                    Ok(more) => more,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "publication events wait to be queued");
-                        false
-                    }
-                };
-                if more {
-                    continue;
-                }
-                tokio::select! {
-                    _ = woken.notified() => {}
-                    _ = tokio::time::sleep(FORWARD_POLL) => {}
-                    _ = stop.cancelled() => break,
-                }
-            }
-        });
-        PublicationForwarder { wake }
-    }
-}
-
-impl PublicationEvents for PublicationForwarder {
-    fn recorded(&self) {
-        // A permit is kept when the task is busy: no wake-up is lost.
-        self.wake.notify_one();
-    }
-}
-
-/// The controller's publication writes told to the forwarder and, as a
-/// counter every watcher sees move, to the console's live publish views
-/// (which read the publications again: progress is a write too, not a change).
-pub struct PublicationSignals {
-    pub forwarder: PublicationForwarder,
-    pub written: tokio::sync::watch::Sender<u64>,
-}
-
-impl PublicationEvents for PublicationSignals {
-    fn recorded(&self) {
-        self.forwarder.recorded();
-        self.written.send_modify(|n| *n = n.wrapping_add(1));
-    }
-}
-
-/// Queues one batch of recorded changes and takes off those queued; whether
-/// a full batch went (more may wait).
-async fn forward(
-    store: &dyn berth_controller::ControllerStore,
-    webhooks: Option<&berth_registry::webhooks::Webhooks>,
-) -> Result<bool, String> {
-    let batch = store
-        .publication_events(FORWARD_BATCH)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut queued = None;
-    let mut failed = None;
-    for r in &batch {
-        if let Some(hooks) = webhooks {
-            let event = publication_event(r.change.clone());
-            if let Err(e) = hooks.emit_forwarded(event, &r.id).await {
-                failed = Some(e.to_string());
-                break;
-            }
-        }
-        queued = Some(r.seq);
-    }
-    if let Some(seq) = queued {
-        store
-            .ack_publication_events(seq)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(batch.len() == FORWARD_BATCH),
-    }
-}
-
-/// The webhook event of a publication change (`io.berth.publication.changed`),
-/// for an app or a resource published to a node alike. Data: `project`,
-/// `kind` (`app`, or the resource kind: `loadbalancers`, `eips`, `routes`,
-/// `configmaps`, `secrets`, `volumes`), `name`, `node`, `state`,
-/// `previous_state` (null for a publication just created) and `detail`; an
-/// app's also `app` (its name) and `version`. Subject: `<app>@<node>` for an
-/// app, `<kind>/<name>@<node>` for a resource.
-fn publication_event(c: PublicationChange) -> berth_registry::webhooks::ProjectEvent {
-    let is_app = c.kind == berth_controller::APP_KIND;
-    let subject = if is_app {
-        format!("{}@{}", c.name, c.node)
-    } else {
-        format!("{}/{}@{}", c.kind, c.name, c.node)
-    };
-    let mut data = serde_json::json!({
-        "project": c.project,
-        "kind": c.kind,
-        "name": c.name,
-        "node": c.node,
-        "state": c.state,
-        "previous_state": c.previous_state,
-        "detail": c.detail,
-    });
-    if is_app {
-        data["app"] = serde_json::json!(c.name);
-        data["version"] = serde_json::json!(c.version);
-    }
-    berth_registry::webhooks::ProjectEvent {
-        kind: berth_registry::webhooks::EventKind::Publication,
-        subject,
-        data,
-        project: c.project,
-    }
-}
-
 /// Opens the registry over the metadata `cfg.meta` names. On PostgreSQL:
 /// one pool, the registry's, the accounts' and the controller's schema
 /// migrated together (at most one replica migrating at a time).
@@ -405,63 +270,6 @@ pub async fn controller_store(
     store.map_err(|e| anyhow::anyhow!("controller records: {e}"))
 }
 
-/// What seals and opens secrets at rest: `secret_key` seals, it and
-/// `controller.previous_secret_keys` open.
-pub fn secret_box(cfg: &berth_config::Config) -> anyhow::Result<SecretBox> {
-    Ok(SecretBox::with_previous(
-        &secret_key(cfg)?,
-        &previous_secret_keys(cfg)?,
-    ))
-}
-
-/// `controller.previous_secret_keys`, as keys.
-pub fn previous_secret_keys(cfg: &berth_config::Config) -> anyhow::Result<Vec<[u8; 32]>> {
-    cfg.controller
-        .previous_secret_keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            berth_controller::secret_key_from_hex(k)
-                .map_err(|e| anyhow::anyhow!("controller.previous_secret_keys[{i}]: {e}"))
-        })
-        .collect()
-}
-
-/// The controller's secret-sealing key: from the config, or (redb only)
-/// generated once into the data dir.
-pub fn secret_key(cfg: &berth_config::Config) -> anyhow::Result<[u8; 32]> {
-    if !cfg.controller.secret_key.is_empty() {
-        return berth_controller::secret_key_from_hex(&cfg.controller.secret_key)
-            .map_err(anyhow::Error::msg);
-    }
-    if cfg.meta.backend == berth_config::MetaBackend::Postgres {
-        // Replicas share what is sealed: one key, from the configuration.
-        anyhow::bail!(
-            "meta.backend = \"postgres\" needs controller.secret_key: every replica must seal \
-             with the same key, so none generates its own"
-        );
-    }
-    let path = cfg.server.data_dir.join("controller-secret.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return berth_controller::secret_key_from_hex(&text).map_err(anyhow::Error::msg);
-    }
-    use rand::RngCore;
-    let mut k = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut k);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write;
-    let mut f = opts.open(&path)?;
-    f.write_all(hex::encode(k).as_bytes())?;
-    f.sync_all()?;
-    Ok(k)
-}
-
 /// What publications deploy stays alive through GC, even after its tag moved.
 pub struct PublicationRoots {
     pub store: Arc<dyn berth_controller::ControllerStore>,
@@ -489,74 +297,6 @@ impl berth_registry::gc::GcRoots for PublicationRoots {
             }
         }
         out
-    }
-}
-
-/// The registry's sealing port on the controller's `SecretBox` and key: a
-/// proxy project's upstream password and a webhook's secret are sealed the
-/// way an edge password is.
-pub struct ControllerSealer(pub SecretBox);
-
-fn to_registry(v: SealedValue) -> SealedSecret {
-    SealedSecret {
-        nonce: v.nonce,
-        ciphertext: v.ciphertext,
-        key_id: v.key_id,
-    }
-}
-
-fn to_controller(s: &SealedSecret) -> SealedValue {
-    SealedValue {
-        nonce: s.nonce.clone(),
-        ciphertext: s.ciphertext.clone(),
-        key_id: s.key_id.clone(),
-    }
-}
-
-impl berth_registry::sealing::Sealer for ControllerSealer {
-    fn seal(&self, place: &str, plain: &[u8]) -> Result<SealedSecret, String> {
-        let v = self.0.seal(place, plain).map_err(|e| e.to_string())?;
-        Ok(to_registry(v))
-    }
-
-    fn open(&self, place: &str, sealed: &SealedSecret) -> Result<Vec<u8>, String> {
-        self.0
-            .open(place, &to_controller(sealed))
-            .map_err(|e| e.to_string())
-    }
-
-    fn reseal(&self, place: &str, sealed: &SealedSecret) -> Result<Option<SealedSecret>, String> {
-        let v = self
-            .0
-            .reseal(place, &to_controller(sealed))
-            .map_err(|e| e.to_string())?;
-        Ok(v.map(to_registry))
-    }
-
-    fn key_id(&self) -> String {
-        self.0.key_id().to_string()
-    }
-}
-
-/// `POST /api/v1/system/reseal` reaches the controller's records through
-/// this: its store reseals them with its own keys (the same `SecretBox`).
-pub struct ControllerReseal(pub Arc<dyn berth_controller::ControllerStore>);
-
-#[async_trait]
-impl berth_registry::sealing::ResealElsewhere for ControllerReseal {
-    async fn reseal(&self) -> Result<berth_registry::sealing::ResealReport, String> {
-        let counts = self.0.reseal().await.map_err(|e| e.to_string())?;
-        Ok(counts
-            .into_iter()
-            .map(|(kind, c)| {
-                let c = berth_registry::sealing::ResealCount {
-                    resealed: c.resealed,
-                    current: c.current,
-                    failed: c.failed,
-                };
-                (kind, c)
-            })
-            .collect())
     }
 }
 

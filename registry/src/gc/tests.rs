@@ -1,0 +1,165 @@
+use std::sync::Arc;
+
+use super::repository::parents_first;
+use super::*;
+use crate::content::ContentStore;
+use crate::oci::Descriptor;
+use crate::oci::ManifestSummary;
+
+fn desc(d: &str) -> Descriptor {
+    Descriptor {
+        media_type: "x".into(),
+        digest: Digest::sha256_of(d.as_bytes()),
+        size: 1,
+        artifact_type: None,
+        annotations: None,
+        platform: None,
+        urls: None,
+    }
+}
+
+#[test]
+fn mark_follows_children_and_referrers() {
+    let k = |s: &str| Digest::sha256_of(s.as_bytes()).to_string();
+    let summary = |children: &[&str], subject: Option<&str>| ManifestSummary {
+        media_type: "x".into(),
+        blobs: vec![],
+        manifests: children.iter().map(|c| desc(c)).collect(),
+        subject: subject.map(desc),
+        artifact_type: None,
+        annotations: None,
+    };
+    let mut m = BTreeMap::new();
+    m.insert(k("index"), Some(summary(&["amd64", "arm64"], None)));
+    m.insert(k("amd64"), Some(summary(&[], None)));
+    m.insert(k("arm64"), Some(summary(&[], None)));
+    m.insert(k("sig"), Some(summary(&[], Some("index"))));
+    m.insert(k("sig-of-sig"), Some(summary(&[], Some("sig"))));
+    m.insert(k("orphan"), Some(summary(&[], None)));
+    m.insert(k("orphan-sbom"), Some(summary(&[], Some("orphan"))));
+    let live = mark(&m, &BTreeSet::from([k("index")]));
+    for l in ["index", "amd64", "arm64", "sig", "sig-of-sig"] {
+        assert!(live.contains(&k(l)), "{l} should live");
+    }
+    assert!(!live.contains(&k("orphan")));
+    assert!(!live.contains(&k("orphan-sbom")));
+}
+
+#[test]
+fn dead_manifests_are_swept_parents_and_subjects_first() {
+    let k = |s: &str| Digest::sha256_of(s.as_bytes()).to_string();
+    let summary = |children: &[&str], subject: Option<&str>| ManifestSummary {
+        media_type: "x".into(),
+        blobs: vec![],
+        manifests: children.iter().map(|c| desc(c)).collect(),
+        subject: subject.map(desc),
+        artifact_type: None,
+        annotations: None,
+    };
+    let mut m = BTreeMap::new();
+    m.insert(k("amd64"), Some(summary(&[], None)));
+    m.insert(k("sig"), Some(summary(&[], Some("amd64"))));
+    m.insert(k("index"), Some(summary(&["amd64", "arm64"], None)));
+    m.insert(k("arm64"), Some(summary(&[], None)));
+    m.insert(k("live"), Some(summary(&[], None)));
+    let order = parents_first(&m, &BTreeSet::from([k("live")]));
+    let at = |s: &str| order.iter().position(|d| *d == k(s)).expect(s);
+    assert_eq!(order.len(), 4, "only the dead");
+    assert!(at("index") < at("amd64") && at("index") < at("arm64"));
+    assert!(at("amd64") < at("sig"), "the subject before its referrer");
+}
+
+/// A sweep of more dead manifests, links and blobs than one batch holds
+/// collects them all, over several write transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_larger_than_a_batch_collects_everything() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = crate::meta::RedbMeta::open(&dir.path().join("berth.redb")).expect("meta");
+    let content = ContentStore::local(&dir.path().join("store"), &dir.path().join("uploads"))
+        .expect("content");
+    let metrics = Arc::new(crate::service::metrics::Metrics::new());
+    let registry = LocalRegistry::embedded(meta, content, metrics);
+    let (m, content, _) = registry.gc_parts();
+    let repo: RepoName = "p/app".parse().expect("name");
+    let n = BATCH * 2 + 3;
+    let config = bytes::Bytes::from_static(b"{}");
+    let mut layers = Vec::new();
+    for i in 0..n {
+        let layer = bytes::Bytes::from(format!("layer {i}"));
+        for b in [&config, &layer] {
+            let d = Digest::sha256_of(b);
+            content.put_bytes(&d, b.clone()).await.expect("bytes");
+            m.record_and_link(&repo, &d, b.len() as u64)
+                .await
+                .expect("record");
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": Digest::sha256_of(&config).to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": Digest::sha256_of(&layer).to_string(), "size": layer.len()}],
+        });
+        let body = bytes::Bytes::from(serde_json::to_vec(&manifest).expect("json"));
+        let summary =
+            crate::oci::manifest::decode(crate::oci::media::OCI_MANIFEST, &body).expect("manifest");
+        let tags: Vec<crate::oci::Tag> = (i == 0)
+            .then(|| "kept".parse().expect("tag"))
+            .into_iter()
+            .collect();
+        let d = Digest::sha256_of(&body);
+        m.put_manifest(
+            &repo,
+            &d,
+            body,
+            &summary,
+            &tags,
+            crate::meta::References::Required,
+        )
+        .await
+        .expect("put")
+        .expect("accepted");
+        layers.push(Digest::sha256_of(&layer));
+    }
+    let opts = GcOptions {
+        grace: Duration::ZERO,
+        upload_ttl: Duration::from_secs(3600),
+        delete_untagged: true,
+        dry_run: true,
+    };
+    let dry = run(&registry, opts).await.expect("dry run");
+    let report = run(
+        &registry,
+        GcOptions {
+            dry_run: false,
+            ..opts
+        },
+    )
+    .await
+    .expect("gc");
+    let dead = (n - 1) as u64;
+    for r in [&dry, &report] {
+        assert_eq!(
+            (r.manifests_deleted, r.links_removed, r.blobs_deleted),
+            (dead, dead, dead),
+            "{r:?}"
+        );
+    }
+    assert_eq!(m.blob_size(&layers[0]).await.expect("size"), Some(7));
+    assert!(content.stat(&layers[0]).await.expect("stat").is_some());
+    for d in &layers[1..] {
+        assert_eq!(m.blob_size(d).await.expect("size"), None);
+        assert_eq!(content.stat(d).await.expect("stat"), None, "{d}");
+    }
+    let again = run(
+        &registry,
+        GcOptions {
+            dry_run: false,
+            ..opts
+        },
+    )
+    .await
+    .expect("gc");
+    assert_eq!((again.manifests_deleted, again.blobs_deleted), (0, 0));
+}
