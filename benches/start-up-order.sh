@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates src/start-up.order: the functions `berth serve` and `berth edge`
-# run from start until they are idle, which release builds lay out together
-# with lld (build.rs; benches/README.md, "Idle memory"). Run it after a change
-# of dependencies or of what start-up does; it needs valgrind and python3.
+# run from start until they are idle (a health check and a first /v2/
+# answered), which release builds lay out together with lld (build.rs;
+# benches/README.md, "Idle memory"). Run it after a change of dependencies, of
+# what start-up does, or a move of code between modules (names change with
+# it); it needs valgrind, curl and python3.
 #
 # Two builds are traced, because their functions' names differ: the one
 # `cargo build --release` makes, and the one `cargo bench` measures (built
@@ -22,14 +24,26 @@ trace() {
     BERTH_LINK_ORDER=0 cargo build --release "$@"
     local bin=$target/release/berth
     for role in serve edge; do
+        local port
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         case $role in
-        serve) args=(serve --listen 127.0.0.1:0 --data-dir "$work/data-$label") ;;
-        edge) args=(edge --listen 127.0.0.1:0 --cache-dir "$work/cache-$label" --upstream http://127.0.0.1:9) ;;
+        serve) args=(serve --listen "127.0.0.1:$port" --data-dir "$work/data-$label") ;;
+        edge) args=(edge --listen "127.0.0.1:$port" --cache-dir "$work/cache-$label" --upstream http://127.0.0.1:9) ;;
         esac
-        # Start, then idle: under valgrind start-up takes a few seconds.
-        timeout -s TERM 30 valgrind --tool=callgrind --demangle=no --dump-instr=no \
+        # Start, answer what an idle server is asked (a health check, a
+        # client's first /v2/), then idle; under valgrind start-up takes
+        # a few seconds.
+        timeout -s TERM 40 valgrind --tool=callgrind --demangle=no --dump-instr=no \
             --callgrind-out-file="$work/$label.$role.out" "$bin" "${args[@]}" \
-            >"$work/$label.$role.log" 2>&1 || true
+            >"$work/$label.$role.log" 2>&1 &
+        for _ in $(seq 60); do
+            curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+            sleep 0.5
+        done
+        for _ in 1 2 3; do
+            curl -sS "http://127.0.0.1:$port/healthz" "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 || true
+        done
+        wait || true
         test -s "$work/$label.$role.out" || { cat "$work/$label.$role.log"; exit 1; }
     done
     nm --defined-only "$bin" | awk '$2 ~ /^[tTwW]$/ {print $3}' >"$work/$label.text"
