@@ -73,7 +73,7 @@ fn ordering_linker() -> Option<PathBuf> {
     if found.is_none() {
         println!(
             "cargo:warning=ld.lld (LLVM 15 or newer) not found: berth is linked without its \
-             start-up ordering (9-14 MB more resident at idle; Debian 12: apt install lld-19)"
+             start-up ordering (10-13 MB more resident at idle; Debian 12: apt install lld-19)"
         );
     }
     found

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Regenerates src/start-up.order: the functions `berth serve` and `berth edge`
-# run from start until they are idle (a health check and a first /v2/
-# answered), which release builds lay out together with lld (build.rs;
-# benches/README.md, "Idle memory"). Run it after a change of dependencies, of
-# what start-up does, or a move of code between modules (names change with
-# it); it needs valgrind, curl and python3.
+# run from start until they are idle (health checks, a first /v2/ and, for
+# the registry, two projects created through the admin API), which release
+# builds lay out together with lld (build.rs; benches/README.md, "Idle
+# memory"). Run it after a change of dependencies, of what start-up does, or
+# a move of code between modules (names change with it); it needs valgrind,
+# curl and python3.
 #
 # Two builds are traced, because their functions' names differ: the one
 # `cargo build --release` makes, and the one `cargo bench` measures (built
@@ -30,19 +31,27 @@ trace() {
         serve) args=(serve --listen "127.0.0.1:$port" --data-dir "$work/data-$label") ;;
         edge) args=(edge --listen "127.0.0.1:$port" --cache-dir "$work/cache-$label" --upstream http://127.0.0.1:9) ;;
         esac
-        # Start, answer what an idle server is asked (a health check, a
-        # client's first /v2/), then idle; under valgrind start-up takes
-        # a few seconds.
-        timeout -s TERM 40 valgrind --tool=callgrind --demangle=no --dump-instr=no \
+        # Start, answer what a new server is asked (health checks, a
+        # client's first /v2/, an operator creating projects), then idle;
+        # under valgrind start-up takes a few seconds.
+        BERTH_ADMIN_PASSWORD=StartUp0rder BERTH_AUTH_BCRYPT_COST=4 \
+            timeout -s TERM 40 valgrind --tool=callgrind --demangle=no --dump-instr=no \
             --callgrind-out-file="$work/$label.$role.out" "$bin" "${args[@]}" \
             >"$work/$label.$role.log" 2>&1 &
+        local url=http://127.0.0.1:$port
         for _ in $(seq 60); do
-            curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+            curl -fsS "$url/healthz" >/dev/null 2>&1 && break
             sleep 0.5
         done
         for _ in 1 2 3; do
-            curl -sS "http://127.0.0.1:$port/healthz" "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 || true
+            curl -sS "$url/healthz" "$url/v2/" >/dev/null 2>&1 || true
         done
+        if [ "$role" = serve ]; then
+            for p in '{"name":"library","public":true}' '{"name":"team","public":false}'; do
+                curl -sS -u admin:StartUp0rder -H 'Content-Type: application/json' \
+                    -d "$p" "$url/api/v1/projects" >/dev/null 2>&1 || true
+            done
+        fi
         wait || true
         test -s "$work/$label.$role.out" || { cat "$work/$label.$role.log"; exit 1; }
     done
@@ -54,14 +63,28 @@ trace bench --bench compare
 python3 - "$work" >src/start-up.order <<'PY'
 import re, sys
 work = sys.argv[1]
-seen = set()
+out, seen = [], set()
 for label in ("release", "bench"):
     text = set(open(f"{work}/{label}.text").read().split())
+    run = {}
     for role in ("serve", "edge"):
+        run[role] = []
         for line in open(f"{work}/{label}.{role}.out", errors="replace"):
             m = re.match(r"^c?fn=\(\d+\) (.+)$", line.rstrip("\n"))
-            if m and m.group(1) in text and m.group(1) not in seen:
-                seen.add(m.group(1))
-                print(m.group(1))
+            if m and m.group(1) in text:
+                run[role].append(m.group(1))
+    serve, edge = set(run["serve"]), set(run["edge"])
+    # What both run, then what only one does: each role's code in two runs
+    # of pages, not spread over the other's.
+    for name in run["serve"] + run["edge"]:
+        if name in serve and name in edge and name not in seen:
+            seen.add(name)
+            out.append(name)
+    for role in ("serve", "edge"):
+        for name in run[role]:
+            if name not in seen:
+                seen.add(name)
+                out.append(name)
+print("\n".join(out))
 PY
 echo "src/start-up.order: $(wc -l <src/start-up.order) functions"
