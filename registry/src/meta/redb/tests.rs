@@ -1,8 +1,12 @@
 //! The embedded store: its format version, and the conformance suite.
 
 use ::redb::Database;
+use bytes::Bytes;
 
+use super::schema::SCHEMA;
 use super::*;
+use crate::meta::{MetaStore, References, Seen};
+use crate::oci::RepoName;
 
 #[test]
 fn a_newer_format_is_refused_and_an_older_one_upgraded() {
