@@ -33,8 +33,16 @@ const EARLY_FLUSH: usize = 10_000;
 /// Pulls counted since the last flush, by (repository, digest).
 #[derive(Default)]
 pub struct PullCounter {
-    pending: Mutex<HashMap<(String, String), (u64, u64)>>,
+    pending: Mutex<Pending>,
     full: tokio::sync::Notify,
+}
+
+/// Counts and last times by repository, then manifest: a manifest GET finds
+/// its entry without allocating once it has been counted.
+#[derive(Default)]
+struct Pending {
+    by_repo: HashMap<String, HashMap<Digest, (u64, u64)>>,
+    manifests: usize,
 }
 
 impl PullCounter {
@@ -43,14 +51,27 @@ impl PullCounter {
     }
 
     /// Adds `count` pulls, the last at `at` (unix seconds).
-    pub fn add(&self, repository: &str, digest: &str, count: u64, at: u64) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let e = p
-            .entry((repository.to_string(), digest.to_string()))
-            .or_insert((0, 0));
-        e.0 = e.0.saturating_add(count);
-        e.1 = e.1.max(at);
-        if p.len() >= EARLY_FLUSH {
+    pub fn add(&self, repository: &RepoName, digest: &Digest, count: u64, at: u64) {
+        let mut guard = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &mut *guard;
+        if !p.by_repo.contains_key(repository.as_str()) {
+            p.by_repo
+                .insert(repository.as_str().to_string(), HashMap::new());
+        }
+        let Some(counts) = p.by_repo.get_mut(repository.as_str()) else {
+            return;
+        };
+        match counts.get_mut(digest) {
+            Some(e) => {
+                e.0 = e.0.saturating_add(count);
+                e.1 = e.1.max(at);
+            }
+            None => {
+                counts.insert(digest.clone(), (count, at));
+                p.manifests += 1;
+            }
+        }
+        if p.manifests >= EARLY_FLUSH {
             self.full.notify_one();
         }
     }
@@ -58,22 +79,27 @@ impl PullCounter {
     /// Everything counted so far, leaving nothing.
     pub fn take(&self) -> Vec<PullCount> {
         let p = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        p.into_iter()
-            .map(
-                |((repository, digest), (count, last_pulled_at))| PullCount {
-                    repository,
-                    digest,
+        let mut out = Vec::with_capacity(p.manifests);
+        for (repository, counts) in p.by_repo {
+            for (digest, (count, last_pulled_at)) in counts {
+                out.push(PullCount {
+                    repository: repository.clone(),
+                    digest: digest.to_string(),
                     count,
                     last_pulled_at,
-                },
-            )
-            .collect()
+                });
+            }
+        }
+        out
     }
 
     /// Puts back what a flush could not deliver, to go with the next.
+    /// (`take` wrote them from names and digests that parse.)
     pub fn restore(&self, counts: Vec<PullCount>) {
         for c in counts {
-            self.add(&c.repository, &c.digest, c.count, c.last_pulled_at);
+            if let (Ok(repo), Ok(digest)) = (c.repository.parse(), c.digest.parse()) {
+                self.add(&repo, &digest, c.count, c.last_pulled_at);
+            }
         }
     }
 
@@ -124,7 +150,7 @@ impl PullCounter {
 
 impl PullSink for PullCounter {
     fn pulled(&self, repo: &RepoName, digest: &Digest) {
-        self.add(repo.as_str(), &digest.to_string(), 1, meta::now());
+        self.add(repo, digest, 1, meta::now());
     }
 }
 
@@ -135,22 +161,35 @@ mod tests {
     #[test]
     fn counts_add_up_per_manifest_and_keep_the_last_time() {
         let c = PullCounter::new();
-        c.add("p/a", "sha256:1", 1, 10);
-        c.add("p/a", "sha256:1", 2, 5);
-        c.add("p/b", "sha256:1", 1, 7);
+        let (a, b): (RepoName, RepoName) = ("p/a".parse().expect("a"), "p/b".parse().expect("b"));
+        let d: Digest = format!("sha256:{}", "1".repeat(64))
+            .parse()
+            .expect("digest");
+        c.add(&a, &d, 1, 10);
+        c.add(&a, &d, 2, 5);
+        c.add(&b, &d, 1, 7);
         let mut taken = c.take();
         taken.sort_by(|x, y| x.repository.cmp(&y.repository));
         assert_eq!(
             taken
                 .iter()
-                .map(|p| (p.repository.as_str(), p.count, p.last_pulled_at))
+                .map(|p| (
+                    p.repository.as_str(),
+                    p.digest.as_str(),
+                    p.count,
+                    p.last_pulled_at
+                ))
                 .collect::<Vec<_>>(),
-            vec![("p/a", 3, 10), ("p/b", 1, 7)]
+            vec![
+                ("p/a", d.to_string().as_str(), 3, 10),
+                ("p/b", d.to_string().as_str(), 1, 7)
+            ]
         );
         assert!(c.take().is_empty(), "taken once");
-        c.add("p/a", "sha256:1", 1, 20);
+        c.add(&a, &d, 1, 20);
         c.restore(taken);
         let again = c.take();
+        assert_eq!(again.len(), 2, "one entry per repository and manifest");
         let a = again.iter().find(|p| p.repository == "p/a").expect("p/a");
         assert_eq!(
             (a.count, a.last_pulled_at),

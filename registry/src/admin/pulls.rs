@@ -69,12 +69,8 @@ pub(super) async fn report(
             continue;
         }
         let count = p.count.min(u64::from(u32::MAX));
-        st.pulls.add(
-            repo.as_str(),
-            &digest.to_string(),
-            count,
-            p.last_pulled_at.min(now),
-        );
+        st.pulls
+            .add(&repo, &digest, count, p.last_pulled_at.min(now));
         answer.recorded += 1;
     }
     Ok(Json(answer))

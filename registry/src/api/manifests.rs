@@ -11,6 +11,7 @@ use super::{authorize, events, ApiError, ApiState, CONTENT_DIGEST, OCI_SUBJECT, 
 use crate::auth::Action;
 use crate::oci::{media, ErrorCode, Reference, RepoName, Tag};
 use crate::service::ServiceError;
+use crate::webhooks::EventKind;
 
 pub(super) async fn manifest_get(
     st: &ApiState,
@@ -20,21 +21,19 @@ pub(super) async fn manifest_get(
 ) -> Result<Response, ApiError> {
     let subject = authorize(st, ctx, Some((repo, Action::Pull))).await?;
     let m = st.ns.manifest(repo, reference).await?;
-    if let Some(gate) = &st.signatures {
-        gate.check_pull(repo, &m.digest).await?;
+    if let Some(gate) = st.signatures.as_ref().filter(|g| g.applies(repo)) {
+        // Boxed: its checks are large, and a GET of a project without a
+        // policy should not carry (and copy) them on every request.
+        Box::pin(gate.check_pull(repo, &m.digest)).await?;
     }
     let filling = ctx.headers.contains_key(crate::pulls::FILL_HEADER);
     if let (Some(pulls), true) = (&st.pulls, ctx.method == Method::GET && !filling) {
         pulls.pulled(repo, &m.digest);
     }
     if let (Some(events), true) = (&st.events, ctx.method == Method::GET) {
-        events.emit_later(events::manifest_pulled(
-            repo,
-            reference,
-            &m.digest,
-            &m.media_type,
-            &subject,
-        ));
+        events.emit_later(repo.project(), EventKind::Pull, || {
+            events::manifest_pulled(repo, reference, &m.digest, &m.media_type, &subject)
+        });
     }
     let accept: Vec<String> = ctx
         .headers

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
@@ -80,19 +80,11 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Adds `Docker-Distribution-API-Version` to every response.
-pub async fn api_version_header(req: Request, next: axum::middleware::Next) -> Response {
-    let mut res = next.run(req).await;
-    res.headers_mut()
-        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    res
-}
-
 async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
     let peer = crate::auth::client::client_addr(req.extensions());
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let query: Vec<(String, String)> = parts.uri.query().map(url_decode_pairs).unwrap_or_default();
+    let uri = parts.uri;
+    let query: Vec<(String, String)> = uri.query().map(url_decode_pairs).unwrap_or_default();
     let ctx = Ctx {
         method: parts.method,
         headers: parts.headers,
@@ -100,7 +92,7 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
         peer,
     };
     let body = SharedBody::new(body);
-    let res = match route::parse(&path) {
+    let res = match route::parse(uri.path()) {
         Ok(endpoint) => handle(&st, &ctx, endpoint, Body::new(body.clone())).await,
         Err(e) => Err(e),
     };
@@ -110,7 +102,7 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             if let ApiError::Service(ServiceError::Internal(msg)) = &e {
-                tracing::error!(method = %ctx.method, path = %path, error = %msg, "request failed");
+                tracing::error!(method = %ctx.method, path = %uri.path(), error = %msg, "request failed");
             }
             e.into_response()
         }

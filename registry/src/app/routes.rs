@@ -38,19 +38,24 @@ impl RegistryApp {
             token_keys: self.token_keys.clone(),
             reseal_elsewhere: self.reseal_elsewhere.clone(),
         };
-        let hosts = Arc::new(self.config.proxy.hosts.clone());
-        api::router(self.api_state())
-            .layer(axum::middleware::from_fn_with_state(
-                self.access.clone(),
-                crate::auth::audit::record_refusals,
-            ))
-            .layer(axum::middleware::from_fn(
+        let v2 = api::router(self.api_state()).layer(axum::middleware::from_fn_with_state(
+            self.access.clone(),
+            crate::auth::audit::record_refusals,
+        ));
+        // Mirror hosts only when some are configured: every layer is one
+        // more boxed future on every request.
+        let v2 = if self.config.proxy.hosts.is_empty() {
+            v2
+        } else {
+            let hosts = Arc::new(self.config.proxy.hosts.clone());
+            v2.layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let req = crate::proxy::mirror::to_project(&hosts, req);
                     next.run(req)
                 },
             ))
-            .merge(crate::auth::endpoint::router(self.access.clone()))
+        };
+        v2.merge(crate::auth::endpoint::router(self.access.clone()))
             .merge(admin::router(admin_state, move || {
                 crate::openapi::document(&extra_paths())
             }))
@@ -88,32 +93,38 @@ impl RegistryApp {
 }
 
 /// Cross-cutting layers every berth listener gets: the API version header,
-/// request metrics, and an optional access log.
+/// request metrics, and an optional access log. One layer, so that a request
+/// passes one more boxed future, not one per concern.
 pub fn with_common_layers(router: Router, metrics: Arc<Metrics>, access_log: bool) -> Router {
-    router
-        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
             let metrics = metrics.clone();
             async move {
                 let method = req.method().clone();
-                let path = req.uri().path().to_string();
+                let route = route_label(req.uri().path());
+                let path = access_log.then(|| req.uri().path().to_string());
                 let start = std::time::Instant::now();
-                let res = next.run(req).await;
+                let mut res = next.run(req).await;
+                res.headers_mut().insert(
+                    api::API_VERSION,
+                    axum::http::HeaderValue::from_static("registry/2.0"),
+                );
                 let status = res.status().as_u16();
                 metrics
                     .requests
                     .get_or_create(&crate::service::metrics::RequestLabels {
-                        method: method.to_string(),
-                        route: route_label(&path).to_string(),
+                        method: crate::service::metrics::method_label(&method),
+                        route,
                         status,
                     })
                     .inc();
-                if access_log {
+                if let Some(path) = path {
                     tracing::info!(%method, %path, status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
                 }
                 res
             }
-        }))
-        .layer(axum::middleware::from_fn(api::api_version_header))
+        },
+    ))
 }
 
 /// A low-cardinality label for a path, by its shape alone (no parsing, no allocation).

@@ -153,10 +153,12 @@ pub async fn record_refusals(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::http::{header, Method, StatusCode};
+    // What a refusal's record needs, kept without allocating: most
+    // requests are not refused.
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
     let peer = super::client::client_addr(req.extensions());
-    let headers = req.headers().clone();
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let res = next.run(req).await;
     let status = res.status();
     if !(status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
@@ -164,8 +166,9 @@ pub async fn record_refusals(
     {
         return res;
     }
-    let scheme = headers
-        .get(header::AUTHORIZATION)
+    let path = uri.path();
+    let scheme = authorization
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(' ').next().unwrap_or("").to_ascii_lowercase());
     let v2 = path == "/v2" || path.starts_with("/v2/");
@@ -176,6 +179,10 @@ pub async fn record_refusals(
         return res;
     }
     let actor = if status == StatusCode::FORBIDDEN {
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(a) = authorization {
+            headers.insert(header::AUTHORIZATION, a);
+        }
         let info = super::RequestInfo {
             headers: &headers,
             peer,
@@ -198,7 +205,7 @@ pub async fn record_refusals(
         &actor,
         peer,
         "request",
-        project_of(&path).as_deref(),
+        project_of(path).as_deref(),
         &format!("{method} {path}"),
         Outcome::Refused(&message),
     );

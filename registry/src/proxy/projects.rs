@@ -82,7 +82,11 @@ impl ProxyProjects {
     /// The pull-through serving `repo`, or None when its project is not a proxy.
     pub fn route(&self, repo: &RepoName) -> Result<Option<Arc<PullThrough>>> {
         let project = repo.as_str().split('/').next().unwrap_or_default();
-        let Some(settings) = self.accounts.project(project).and_then(|p| p.proxy) else {
+        let Some(settings) = self
+            .accounts
+            .with_project(project, |p| p.proxy.clone())
+            .flatten()
+        else {
             return Ok(None);
         };
         let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,7 +140,11 @@ impl ProxyProjects {
     /// Refuses writes into a proxy project.
     fn writable(&self, repo: &RepoName) -> Result<()> {
         let project = repo.as_str().split('/').next().unwrap_or_default();
-        match self.accounts.project(project).and_then(|p| p.proxy) {
+        match self
+            .accounts
+            .with_project(project, |p| p.proxy.clone())
+            .flatten()
+        {
             None => Ok(()),
             Some(up) => Err(ServiceError::oci(
                 ErrorCode::Denied,

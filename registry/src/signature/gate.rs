@@ -59,8 +59,17 @@ impl SignatureGate {
         }
     }
 
+    /// Whether `repo`'s project has a policy at all (no copy of it).
+    pub fn applies(&self, repo: &RepoName) -> bool {
+        self.accounts
+            .with_project(repo.project(), |p| p.require_signature.is_some())
+            .unwrap_or(false)
+    }
+
     fn policy(&self, repo: &RepoName) -> Option<RequireSignature> {
-        self.accounts.project(repo.project())?.require_signature
+        self.accounts
+            .with_project(repo.project(), |p| p.require_signature.clone())
+            .flatten()
     }
 
     /// The keys of the policy, parsed once per policy; the cached verdicts

@@ -21,6 +21,7 @@
 //! pulls do not. Either way only for the project's enabled endpoints
 //! subscribed to the kind: a project without webhooks gets nothing written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -105,10 +106,11 @@ pub struct Webhooks {
     settings: WebhookSettings,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
-    /// (project, topic) pairs some enabled endpoint subscribes to; None
+    /// The topics some enabled endpoint of each project subscribes to; None
     /// until loaded and after any endpoint changes. Lets a pull (the hot
-    /// path) skip the metadata read when nobody listens.
-    subscribed: std::sync::RwLock<Option<std::collections::HashSet<(String, &'static str)>>>,
+    /// path) skip building the event and the metadata read when nobody
+    /// listens, without allocating.
+    subscribed: std::sync::RwLock<Option<HashMap<String, Vec<&'static str>>>>,
     /// Bumped by every endpoint change, so a load that raced one is dropped.
     changes: std::sync::atomic::AtomicU64,
     /// Told of every event emitted (replication's on_push trigger), set once.
@@ -417,15 +419,23 @@ impl Webhooks {
     }
 
     /// `emit` in the background (for pulls, which do not wait for it); nothing
-    /// at all when no endpoint of the project subscribes to the event.
-    pub fn emit_later(self: &Arc<Self>, event: ProjectEvent) {
+    /// at all, not even the event built, when no endpoint of `project`
+    /// subscribes to `kind`.
+    pub fn emit_later(
+        self: &Arc<Self>,
+        project: &str,
+        kind: EventKind,
+        event: impl FnOnce() -> ProjectEvent,
+    ) {
+        let topic = kind.topic();
         let known = self.subscribed.read().ok().and_then(|s| {
             s.as_ref()
-                .map(|s| s.contains(&(event.project.clone(), event.kind.topic())))
+                .map(|s| s.get(project).is_some_and(|t| t.contains(&topic)))
         });
         if known == Some(false) {
             return;
         }
+        let event = event();
         let this = self.clone();
         tokio::spawn(async move {
             if known.is_none() {
@@ -440,16 +450,15 @@ impl Webhooks {
         let Ok(hooks) = self.meta.webhooks(None).await else {
             return;
         };
-        let set = hooks
-            .iter()
-            .filter(|w| w.enabled)
-            .flat_map(|w| {
-                w.events
-                    .iter()
-                    .filter_map(|e| EventKind::from_topic(e))
-                    .map(|k| (w.project.clone(), k.topic()))
-            })
-            .collect();
+        let mut set: HashMap<String, Vec<&'static str>> = HashMap::new();
+        for w in hooks.iter().filter(|w| w.enabled) {
+            for kind in w.events.iter().filter_map(|e| EventKind::from_topic(e)) {
+                let topics = set.entry(w.project.clone()).or_default();
+                if !topics.contains(&kind.topic()) {
+                    topics.push(kind.topic());
+                }
+            }
+        }
         if let Ok(mut s) = self.subscribed.write() {
             if self.changes.load(std::sync::atomic::Ordering::SeqCst) == seen {
                 *s = Some(set);

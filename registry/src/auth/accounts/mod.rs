@@ -325,6 +325,12 @@ impl Accounts {
         self.read().projects.get(name).cloned()
     }
 
+    /// `f` of `name`'s record, read in place: what a request needs of its
+    /// project without a copy of all of it. None without such a project.
+    pub fn with_project<R>(&self, name: &str, f: impl FnOnce(&Project) -> R) -> Option<R> {
+        self.read().projects.get(name).map(f)
+    }
+
     pub fn projects(&self) -> Vec<Project> {
         self.read().projects.values().cloned().collect()
     }
