@@ -1,7 +1,8 @@
 //! The `berth` command line: one binary, three roles (registry, edge cache,
 //! workload controller) and the operator commands that talk to them.
 
-// No unsafe code but one call: `arenas` sets a parameter of glibc's malloc.
+// No unsafe code but two calls: `arenas` sets a parameter of glibc's malloc
+// and asks it to return free pages.
 #![deny(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -278,6 +279,7 @@ fn main() -> ExitCode {
                     cfg.server.data_dir = d;
                 }
                 init_logging(&cfg.log);
+                arenas::spawn_idle_trim();
                 serve_cli::serve(cfg).await
             }
             Command::Edge(a) => {
@@ -295,6 +297,7 @@ fn main() -> ExitCode {
                     cfg.edge.capacity = c;
                 }
                 init_logging(&cfg.log);
+                arenas::spawn_idle_trim();
                 serve_cli::edge(cfg).await
             }
             Command::Gc(a) => {
