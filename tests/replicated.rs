@@ -174,20 +174,30 @@ fn try_push(r: &Reg, repo: &str, tag: &str, seed: u8) -> Option<String> {
     (res.status() == 201).then(|| digest_of(&manifest))
 }
 
-/// Every acknowledged image pulls completely through `r`.
-fn all_pull(r: &Reg, pushed: &[(String, String, String)]) {
+/// Every acknowledged image pulls completely through `r` (replica `who`,
+/// named in a failure, since a stale cache and lost data look alike).
+fn all_pull(who: &str, r: &Reg, pushed: &[(String, String, String)]) {
     for (repo, tag, digest) in pushed {
         let res = r.get(&format!("/v2/{repo}/manifests/{tag}"));
-        assert_eq!(res.status(), 200, "{repo}:{tag} was acknowledged");
+        assert_eq!(
+            res.status(),
+            200,
+            "replica {who}: {repo}:{tag} was acknowledged"
+        );
         let body = res.bytes().expect("manifest");
-        assert_eq!(&digest_of(&body), digest, "{repo}:{tag}");
+        assert_eq!(&digest_of(&body), digest, "replica {who}: {repo}:{tag}");
         let m: serde_json::Value = serde_json::from_slice(&body).expect("json");
         let blobs =
             std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
         for d in blobs {
             let d = d["digest"].as_str().expect("digest");
             let res = r.get(&format!("/v2/{repo}/blobs/{d}"));
-            assert_eq!(res.status(), 200, "{repo}:{tag} blob {d}");
+            assert_eq!(
+                res.status(),
+                200,
+                "replica {who}: {repo}:{tag} blob {d}: {}",
+                describe(res)
+            );
             assert_eq!(digest_of(&res.bytes().expect("blob")), d);
         }
     }
@@ -253,8 +263,8 @@ fn gc_on_one_replica_while_the_other_pushes_loses_nothing_acknowledged() {
     std::thread::sleep(Duration::from_secs(2));
     let res = r.a.req(Method::POST, "/api/v1/gc").send().expect("gc");
     assert_eq!(res.status(), 200, "{}", describe(res));
-    all_pull(&r.a, &pushed);
-    all_pull(&r.b, &pushed);
+    all_pull("A", &r.a, &pushed);
+    all_pull("B", &r.b, &pushed);
 }
 
 #[test]
@@ -281,10 +291,10 @@ fn a_replica_killed_mid_push_loses_nothing_acknowledged() {
         i += 1;
     }
     assert!(killed);
-    all_pull(&r.b, &pushed);
+    all_pull("B", &r.b, &pushed);
     // A comes back on the same database and bucket and serves all of it.
     r.a.reg.server.restart();
-    all_pull(&r.a, &pushed);
+    all_pull("A", &r.a, &pushed);
 }
 
 /// The digest `r` answers for `repo:reference`, or the error code.
