@@ -172,3 +172,18 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        for made_up in ["PROPFIND", "X-SCAN-1", "x-scan-2"] {
+            let m = http::Method::from_bytes(made_up.as_bytes()).expect("a token");
+            assert_eq!(method_label(&m), "other", "{made_up}");
+        }
+    }
+}
