@@ -47,6 +47,9 @@ impl Action {
     }
 }
 
+/// What a bearer token grants: per repository, the actions.
+pub type TokenGrants = std::sync::Arc<[(String, Vec<Action>)]>;
+
 /// The caller, as established from the request's credentials.
 #[derive(Debug, Clone, Default)]
 pub struct Subject {
@@ -58,7 +61,7 @@ pub struct Subject {
     pub admin: bool,
     pub robot: bool,
     /// From a bearer token: what it grants, per repository.
-    pub token_grants: Option<Vec<(String, Vec<Action>)>>,
+    pub token_grants: Option<TokenGrants>,
 }
 
 impl Subject {

@@ -4,6 +4,7 @@
 //! Format: `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`.
 //! Clients treat tokens as opaque, so no JOSE header is needed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -60,6 +61,9 @@ pub enum TokenError {
 #[derive(Clone)]
 pub struct TokenKey {
     keys: Arc<RwLock<KeySet>>,
+    /// Bumped by every `replace`: what was verified under an earlier set is
+    /// verified again (a key dropped from the set no longer vouches for it).
+    generation: Arc<AtomicU64>,
 }
 
 struct KeySet {
@@ -83,12 +87,19 @@ impl TokenKey {
     pub fn with_others(signing: Vec<u8>, others: Vec<Vec<u8>>) -> Self {
         Self {
             keys: Arc::new(RwLock::new(KeySet { signing, others })),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Replaces the set, for every clone of this key.
     pub fn replace(&self, signing: Vec<u8>, others: Vec<Vec<u8>>) {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = KeySet { signing, others };
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes with every `replace`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether `secret` is the key that signs now.

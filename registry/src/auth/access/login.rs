@@ -186,8 +186,10 @@ impl RegistryAccess {
             return Ok(Subject::default());
         };
         let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
-        match scheme.to_ascii_lowercase().as_str() {
-            "basic" => {
+        // The scheme is case-insensitive (RFC 9110): compared in place, not lowered into a copy.
+        let scheme_is = |s: &str| scheme.eq_ignore_ascii_case(s);
+        match scheme {
+            _ if scheme_is("basic") => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(value.trim())
                     .ok()
@@ -203,29 +205,24 @@ impl RegistryAccess {
                 }
                 self.login(name, secret, req.peer).await
             }
-            "bearer" => {
-                let claims = self
-                    .key
-                    .verify(value.trim(), &self.cfg.service, now())
+            _ if scheme_is("bearer") => {
+                let token = self
+                    .verified
+                    .verify(&self.key, value.trim(), &self.cfg.service, now())
                     .map_err(|e| {
                         self.unauthorized(format!("bearer token refused: {e}"), None, false)
                     })?;
-                let claimed = Subject {
-                    name: (!claims.sub.is_empty()).then(|| claims.sub.clone()),
-                    account_id: (!claims.aid.is_empty()).then(|| claims.aid.clone()),
-                    admin: false,
-                    robot: claims.robot,
-                    token_grants: None,
-                };
+                let name = (!token.sub.is_empty()).then_some(token.sub.as_str());
+                let id = (!token.aid.is_empty()).then_some(token.aid.as_str());
                 // The account as it is now: the same instance, still usable; its admin
                 // flag is the account's, whatever the token says.
                 let generation = self.accounts.generation();
-                let mut current = self.accounts.current(&claimed);
+                let mut current = self.accounts.current_of(name, id, token.robot);
                 if current.is_none() {
                     // Issued by another replica for an account this one may not know yet.
-                    if let Some(name) = &claimed.name {
+                    if let Some(name) = name {
                         if self.accounts.refresh_for(name, generation).await {
-                            current = self.accounts.current(&claimed);
+                            current = self.accounts.current_of(Some(name), id, token.robot);
                         }
                     }
                 }
@@ -237,13 +234,7 @@ impl RegistryAccess {
                     ));
                 };
                 Ok(Subject {
-                    token_grants: Some(
-                        claims
-                            .access
-                            .into_iter()
-                            .map(|g| (g.name, g.actions))
-                            .collect(),
-                    ),
+                    token_grants: Some(token.grants.clone()),
                     ..current
                 })
             }

@@ -27,9 +27,11 @@ use crate::service::metrics::Metrics;
 mod audit_queue;
 mod login;
 mod tokens;
+mod verified;
 
 use audit_queue::AuditQueue;
 pub use tokens::TokenResponse;
+use verified::VerifiedTokens;
 
 #[derive(Debug, Clone)]
 pub struct AccessConfig {
@@ -52,6 +54,8 @@ pub struct RegistryAccess {
     /// HMAC(key, name \0 secret) → subject, when it was verified, and the accounts'
     /// credential epoch then (a changed password or secret invalidates it). No plaintext is kept.
     cache: Mutex<HashMap<[u8; 32], (Subject, Instant, u64)>>,
+    /// Bearer tokens whose signature was checked: what each says.
+    verified: VerifiedTokens,
     throttle: Arc<dyn LoginThrottle>,
     attempts: AttemptLocks,
     refusals: RefusalBudget,
@@ -79,6 +83,7 @@ impl RegistryAccess {
             key,
             cfg,
             cache: Mutex::new(HashMap::new()),
+            verified: VerifiedTokens::default(),
             throttle,
             attempts: AttemptLocks::default(),
             refusals: RefusalBudget::default(),

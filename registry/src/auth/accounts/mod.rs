@@ -247,12 +247,18 @@ impl Accounts {
     /// taken again), revoked, expired or must reset its password. The admin flag
     /// comes from the account, never from what the subject claimed.
     pub fn current(&self, s: &Subject) -> Option<Subject> {
-        let Some(name) = &s.name else {
+        self.current_of(s.name.as_deref(), s.account_id.as_deref(), s.robot)
+    }
+
+    /// `current` for a subject given by its parts: `name` (None: anonymous),
+    /// the account instance `id`, and whether it is a robot.
+    pub fn current_of(&self, name: Option<&str>, id: Option<&str>, robot: bool) -> Option<Subject> {
+        let Some(name) = name else {
             return Some(Subject::default());
         };
-        let id = s.account_id.as_deref()?;
+        let id = id?;
         let snap = self.read();
-        if s.robot {
+        if robot {
             let r = snap.robots.get(name).filter(|r| r.id == id)?;
             let usable = !r.revoked && r.expires_at.is_none_or(|e| e > now());
             usable.then(|| robot_subject(r))
