@@ -83,11 +83,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         router = router.merge(console.router());
     }
-    let router = with_common_layers(
-        app.with_client_addr(berth_registry::admin::with_method_errors(router)),
-        app.metrics.clone(),
-        log_access,
-    );
+    let router = app.common_layer(log_access).apply(router);
     let conns = connections(&app.config, &app.metrics);
     tracing::info!(
         listen = %listen,
@@ -292,11 +288,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     let app = berth_edge::EdgeApp::open(cfg)
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let router = with_common_layers(
-        berth_registry::admin::with_method_errors(app.router()),
-        app.metrics.clone(),
-        log_access,
-    );
+    let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
     let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(

@@ -98,22 +98,11 @@ pub async fn refuse_forms(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Wraps a complete router so that a 405 under `/api/` says, in its JSON body
-/// too, which methods the path serves (`{"error": ..., "allowed": [...]}`).
-/// axum sets `Allow` outside every layer a router can add to its routes, so
-/// this has to wrap the router as a whole.
-pub fn with_method_errors(router: axum::Router) -> axum::Router {
-    axum::Router::new()
-        .fallback_service(router)
-        .layer(axum::middleware::from_fn(method_errors))
-}
-
-async fn method_errors(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
-    let res = next.run(req).await;
-    if !api || res.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return res;
-    }
+/// A 405 under `/api/`, saying in its JSON body too which methods the path
+/// serves (`{"error": ..., "allowed": [...]}`). axum sets `Allow` outside
+/// every layer a router can add to its routes, so the common layer, which
+/// wraps the router as a whole, calls this.
+pub fn explain_405(res: Response) -> Response {
     let allow = res
         .headers()
         .get(header::ALLOW)

@@ -29,7 +29,7 @@ mod members;
 mod params;
 mod projects;
 mod pulls;
-pub use body::{is_simple_form, refuse_forms, with_method_errors, JsonBody};
+pub use body::{explain_405, is_simple_form, refuse_forms, JsonBody};
 mod proxy_projects;
 mod quota;
 mod replications;

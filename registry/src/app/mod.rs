@@ -23,7 +23,7 @@ use crate::webhooks::{SecretSealer, WebhookSettings, Webhooks};
 mod routes;
 mod stores;
 
-pub use routes::with_common_layers;
+pub use routes::{with_common_layers, CommonLayer};
 pub use stores::{open_content, open_metadata};
 use stores::{open_embedded, open_token_keys};
 

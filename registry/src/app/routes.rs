@@ -1,12 +1,16 @@
-//! The HTTP surface of `berth serve`: the router of every route, the client-address layer, and the layers every berth listener gets.
+//! The HTTP surface of `berth serve`: the router of every route, and the common layer every berth listener gets.
 
 use std::sync::Arc;
 
 use axum::Router;
 
+use axum::http::{HeaderValue, StatusCode};
+
 use super::RegistryApp;
 use crate::admin::{self, AdminState};
 use crate::api;
+use crate::auth::access::RegistryAccess;
+use crate::auth::audit::RefusalCheck;
 use crate::auth::client::TrustedProxies;
 use crate::service::metrics::Metrics;
 
@@ -38,10 +42,8 @@ impl RegistryApp {
             token_keys: self.token_keys.clone(),
             reseal_elsewhere: self.reseal_elsewhere.clone(),
         };
-        let v2 = api::router(self.api_state()).layer(axum::middleware::from_fn_with_state(
-            self.access.clone(),
-            crate::auth::audit::record_refusals,
-        ));
+        // Refused `/v2` writes are audited by the common layer (`common_layer`).
+        let v2 = api::router(self.api_state());
         // Mirror hosts only when some are configured: every layer is one
         // more boxed future on every request.
         let v2 = if self.config.proxy.hosts.is_empty() {
@@ -79,52 +81,106 @@ impl RegistryApp {
 }
 
 impl RegistryApp {
-    /// Resolves each request's client address (`auth::client`) before any route
-    /// sees it. Apply to the complete router, after every merge.
-    pub fn with_client_addr(&self, router: Router) -> Router {
-        let proxies = Arc::new(TrustedProxies::new(
-            self.config.server.trusted_proxies.clone(),
-        ));
-        router.layer(axum::middleware::from_fn_with_state(
-            proxies,
-            crate::auth::client::resolve,
-        ))
+    /// The common layer of `berth serve`: besides what every listener gets,
+    /// it resolves each request's client address (`auth::client`) before
+    /// any route sees it, and audits refused `/v2` writes.
+    pub fn common_layer(&self, access_log: bool) -> CommonLayer {
+        CommonLayer {
+            trusted_proxies: Some(Arc::new(TrustedProxies::new(
+                self.config.server.trusted_proxies.clone(),
+            ))),
+            refusals: Some(self.access.clone()),
+            ..CommonLayer::new(self.metrics.clone(), access_log)
+        }
     }
 }
 
-/// Cross-cutting layers every berth listener gets: the API version header,
-/// request metrics, and an optional access log. One layer, so that a request
+/// What every berth listener does around each request: the API version
+/// header, request metrics, an optional access log, and a 405 under `/api/`
+/// that names the allowed methods; on `berth serve` also the client address
+/// and the audit of refused `/v2` writes. One layer, so that a request
 /// passes one more boxed future, not one per concern.
+#[derive(Clone)]
+pub struct CommonLayer {
+    metrics: Arc<Metrics>,
+    access_log: bool,
+    trusted_proxies: Option<Arc<TrustedProxies>>,
+    refusals: Option<Arc<RegistryAccess>>,
+}
+
+impl CommonLayer {
+    pub fn new(metrics: Arc<Metrics>, access_log: bool) -> Self {
+        CommonLayer {
+            metrics,
+            access_log,
+            trusted_proxies: None,
+            refusals: None,
+        }
+    }
+
+    /// Wraps the complete router (after every merge). axum sets `Allow` on a
+    /// 405 outside every layer a router adds to its routes, so the router is
+    /// wrapped as a whole, as a fallback service.
+    pub fn apply(self, router: Router) -> Router {
+        let layer = Arc::new(self);
+        Router::new()
+            .fallback_service(router)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    layer.clone().around(req, next)
+                },
+            ))
+    }
+
+    async fn around(
+        self: Arc<Self>,
+        mut req: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        if let Some(proxies) = &self.trusted_proxies {
+            proxies.resolve(&mut req);
+        }
+        let method = crate::service::metrics::method_label(req.method());
+        let path = req.uri().path();
+        let route = route_label(path);
+        let api = path.starts_with("/api/");
+        let refusal = match &self.refusals {
+            Some(_) if path == "/v2" || path.starts_with("/v2/") => RefusalCheck::capture(&req),
+            _ => None,
+        };
+        let logged = self
+            .access_log
+            .then(|| (req.method().clone(), path.to_string()));
+        let start = std::time::Instant::now();
+        let mut res = next.run(req).await;
+        if api && res.status() == StatusCode::METHOD_NOT_ALLOWED {
+            res = admin::explain_405(res);
+        }
+        if let (Some(check), Some(access)) = (refusal, &self.refusals) {
+            res = check.finish(access, res).await;
+        }
+        res.headers_mut()
+            .insert(api::API_VERSION, HeaderValue::from_static("registry/2.0"));
+        let status = res.status().as_u16();
+        self.metrics
+            .requests
+            .get_or_create(&crate::service::metrics::RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+        if let Some((method, path)) = logged {
+            tracing::info!(%method, %path, status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
+        }
+        res
+    }
+}
+
+/// `CommonLayer::new(metrics, access_log)` around `router`: the layers of a
+/// listener without accounts (the edge cache).
 pub fn with_common_layers(router: Router, metrics: Arc<Metrics>, access_log: bool) -> Router {
-    router.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let metrics = metrics.clone();
-            async move {
-                let method = req.method().clone();
-                let route = route_label(req.uri().path());
-                let path = access_log.then(|| req.uri().path().to_string());
-                let start = std::time::Instant::now();
-                let mut res = next.run(req).await;
-                res.headers_mut().insert(
-                    api::API_VERSION,
-                    axum::http::HeaderValue::from_static("registry/2.0"),
-                );
-                let status = res.status().as_u16();
-                metrics
-                    .requests
-                    .get_or_create(&crate::service::metrics::RequestLabels {
-                        method: crate::service::metrics::method_label(&method),
-                        route,
-                        status,
-                    })
-                    .inc();
-                if let Some(path) = path {
-                    tracing::info!(%method, %path, status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
-                }
-                res
-            }
-        },
-    ))
+    CommonLayer::new(metrics, access_log).apply(router)
 }
 
 /// A low-cardinality label for a path, by its shape alone (no parsing, no allocation).

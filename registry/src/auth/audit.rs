@@ -152,64 +152,104 @@ pub async fn record_refusals(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::http::{header, Method, StatusCode};
-    // What a refusal's record needs, kept without allocating: most
-    // requests are not refused.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let peer = super::client::client_addr(req.extensions());
-    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
-    let res = next.run(req).await;
-    let status = res.status();
-    if !(status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
-        || res.extensions().get::<Audited>().is_some()
-    {
-        return res;
-    }
-    let path = uri.path();
-    let scheme = authorization
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(' ').next().unwrap_or("").to_ascii_lowercase());
-    let v2 = path == "/v2" || path.starts_with("/v2/");
-    if v2 && (method == Method::GET || method == Method::HEAD || scheme.is_none()) {
-        return res;
-    }
-    if status == StatusCode::UNAUTHORIZED && scheme.as_deref() == Some("basic") {
-        return res;
-    }
-    let actor = if status == StatusCode::FORBIDDEN {
-        let mut headers = axum::http::HeaderMap::new();
-        if let Some(a) = authorization {
-            headers.insert(header::AUTHORIZATION, a);
-        }
-        let info = super::RequestInfo {
-            headers: &headers,
-            peer,
-        };
-        match access.identify(&info).await {
-            Ok(s) => s.display().to_string(),
-            Err(_) => "anonymous".to_string(),
-        }
-    } else if scheme.is_some() {
-        "bearer token".to_string()
-    } else {
-        "anonymous".to_string()
+    let Some(pending) = RefusalCheck::capture(&req) else {
+        return next.run(req).await;
     };
-    let (parts, body) = res.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let message = error_message(&bytes).unwrap_or_else(|| status.to_string());
-    access.audit(
-        &actor,
-        peer,
-        "request",
-        project_of(path).as_deref(),
-        &format!("{method} {path}"),
-        Outcome::Refused(&message),
-    );
-    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+    let res = next.run(req).await;
+    pending.finish(&access, res).await
+}
+
+/// What a refusal's record needs of its request, kept while the request
+/// runs (`record_refusals`, and the common layer for `/v2`).
+pub struct RefusalCheck {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    peer: Option<IpAddr>,
+    authorization: Option<axum::http::HeaderValue>,
+}
+
+impl RefusalCheck {
+    /// None for a request whose refusal is never recorded: a read on `/v2`.
+    /// The rest is kept without allocating: most requests are not refused.
+    pub fn capture(req: &axum::extract::Request) -> Option<RefusalCheck> {
+        use axum::http::{header, Method};
+        let path = req.uri().path();
+        let v2 = path == "/v2" || path.starts_with("/v2/");
+        if v2 && (req.method() == Method::GET || req.method() == Method::HEAD) {
+            return None;
+        }
+        Some(RefusalCheck {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            peer: super::client::client_addr(req.extensions()),
+            authorization: req.headers().get(header::AUTHORIZATION).cloned(),
+        })
+    }
+
+    /// Records `res` if it refuses the request and no handler recorded it.
+    pub async fn finish(
+        self,
+        access: &super::access::RegistryAccess,
+        res: axum::response::Response,
+    ) -> axum::response::Response {
+        use axum::http::{header, Method, StatusCode};
+        let status = res.status();
+        if !(status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+            || res.extensions().get::<Audited>().is_some()
+        {
+            return res;
+        }
+        let RefusalCheck {
+            method,
+            uri,
+            peer,
+            authorization,
+        } = self;
+        let path = uri.path();
+        let scheme = authorization
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(' ').next().unwrap_or("").to_ascii_lowercase());
+        let v2 = path == "/v2" || path.starts_with("/v2/");
+        if v2 && (method == Method::GET || method == Method::HEAD || scheme.is_none()) {
+            return res;
+        }
+        if status == StatusCode::UNAUTHORIZED && scheme.as_deref() == Some("basic") {
+            return res;
+        }
+        let actor = if status == StatusCode::FORBIDDEN {
+            let mut headers = axum::http::HeaderMap::new();
+            if let Some(a) = authorization {
+                headers.insert(header::AUTHORIZATION, a);
+            }
+            let info = super::RequestInfo {
+                headers: &headers,
+                peer,
+            };
+            match access.identify(&info).await {
+                Ok(s) => s.display().to_string(),
+                Err(_) => "anonymous".to_string(),
+            }
+        } else if scheme.is_some() {
+            "bearer token".to_string()
+        } else {
+            "anonymous".to_string()
+        };
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let message = error_message(&bytes).unwrap_or_else(|| status.to_string());
+        access.audit(
+            &actor,
+            peer,
+            "request",
+            project_of(path).as_deref(),
+            &format!("{method} {path}"),
+            Outcome::Refused(&message),
+        );
+        axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+    }
 }
 
 /// The message of an admin (`error`) or OCI (`errors[0].message`) error body.

@@ -7,15 +7,12 @@
 //! never believed. A peer that is not a trusted proxy cannot choose its address
 //! by sending the header.
 //!
-//! `resolve` runs once per request at the front of the router and records the
+//! `TrustedProxies::resolve` runs once per request in the common layer and records the
 //! answer as a `ClientAddr` extension; everything else asks `client_addr`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use http::request::Parts;
 use http::{Extensions, HeaderMap};
 use ipnet::IpNet;
@@ -63,6 +60,19 @@ impl TrustedProxies {
         }
         client
     }
+
+    /// Records the request's `ClientAddr` (see the module doc); the common
+    /// layer calls this first on every request of `berth serve`.
+    pub fn resolve(&self, req: &mut Request) {
+        if let Some(peer) = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+        {
+            let client = self.client(peer, req.headers());
+            req.extensions_mut().insert(ClientAddr(client));
+        }
+    }
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:443`.
@@ -95,23 +105,6 @@ pub fn client_addr(ext: &Extensions) -> Option<IpAddr> {
         ext.get::<ConnectInfo<SocketAddr>>()
             .map(|c| canonical(c.0.ip()))
     })
-}
-
-/// Middleware: records the request's `ClientAddr` (see the module doc).
-pub async fn resolve(
-    State(proxies): State<Arc<TrustedProxies>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if let Some(peer) = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-    {
-        let client = proxies.client(peer, req.headers());
-        req.extensions_mut().insert(ClientAddr(client));
-    }
-    next.run(req).await
 }
 
 /// Extractor for handlers: the request's client address (None in-process).
