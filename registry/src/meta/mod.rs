@@ -367,9 +367,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// shared by replicas answers with the database's, so that a replica
     /// whose clock runs behind or ahead neither collects another's fresh
     /// upload early nor keeps garbage late.
-    async fn clock(&self) -> Result<u64> {
-        Ok(now())
-    }
+    ///
+    /// It is also a fence: a write that read the clock before this reading
+    /// has committed by the time it returns, so a snapshot taken after it
+    /// sees every write stamped earlier, and a write it does not see is
+    /// stamped no earlier. GC's sweeps rely on that to keep what a push
+    /// still in flight while GC read its snapshots references (a push
+    /// stamped 100 that commits after a snapshot taken at 101 would
+    /// otherwise be neither in the snapshot nor "pushed since").
+    async fn clock(&self) -> Result<u64>;
 
     /// One repository as GC's mark needs it, from one snapshot (no lock).
     async fn gc_view(&self, repo: &RepoName) -> Result<RepoGcView>;

@@ -1,12 +1,55 @@
 //! The conformance suite's part for GC's sweep of several repositories in
 //! one transaction (`MetaStore::gc_sweep_repos`): each repository's
 //! manifests and links go as the single-repository sweeps would take them,
-//! and a manifest the sweep keeps keeps its blobs' links.
+//! and a manifest the sweep keeps keeps its blobs' links. And the clock GC
+//! reads before its snapshots, a fence for the writes in flight.
 
 use super::*;
 
 pub(super) async fn suite(meta: &Store) {
     several_repositories_in_one_sweep(meta).await;
+    the_clock_waits_for_writes_in_flight(meta).await;
+}
+
+/// `clock` is a fence (see `MetaStore::clock`): it answers only once a
+/// write already under way has committed, so a snapshot GC takes after it
+/// sees that write. Without it, a push stamped just before GC's reading
+/// that commits just after GC's snapshot is neither in the snapshot nor
+/// "pushed since", and the sweep takes the blobs it references. The write
+/// here is a blob whose placing step waits until it is let go.
+async fn the_clock_waits_for_writes_in_flight(meta: &Store) {
+    let r = repo("gcs/fence");
+    let d = digest(b"gcs-fence");
+    let (began, writing) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let step: StoreStep = Box::pin(async move {
+        let _ = began.send(());
+        let _ = released.await;
+        Ok(())
+    });
+    let writer = {
+        let (meta, r, d) = (meta.clone(), r.clone(), d.clone());
+        tokio::spawn(async move { meta.place_record_and_link(&r, &d, 9, step).await })
+    };
+    writing.await.expect("the write began");
+    let clock = {
+        let meta = meta.clone();
+        tokio::spawn(async move { meta.clock().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !clock.is_finished(),
+        "the clock answered while a write was in flight"
+    );
+    release.send(()).expect("the write waits");
+    assert!(writer.await.expect("join").expect("placed"));
+    let t = clock.await.expect("join").expect("clock");
+    let view = meta.gc_view(&r).await.expect("view");
+    let linked_at = *view
+        .links
+        .get(&d)
+        .expect("a snapshot after the clock sees the write");
+    assert!(linked_at <= t, "linked at {linked_at}, clock {t}");
 }
 
 async fn several_repositories_in_one_sweep(meta: &Store) {

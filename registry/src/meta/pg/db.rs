@@ -254,6 +254,19 @@ pub(super) async fn db_now(client: &impl deadpool_postgres::GenericClient) -> Re
     col_u64(&row, 0, "the database's clock")
 }
 
+impl PgMeta {
+    /// The database's clock, read under the write lock (and nothing
+    /// written): no write that read the clock earlier is still in flight.
+    pub(super) async fn fenced_clock_q(&self) -> Result<u64> {
+        let what = "reading the database's clock";
+        let mut conn = self.conn().await?;
+        let tx = begin_write(&mut conn, what).await?;
+        let t = db_now(&tx).await?;
+        tx.rollback().await.ctx(what)?;
+        Ok(t)
+    }
+}
+
 /// Runs a `StoreStep` under the write lock; `what` names it in its error.
 pub(super) async fn run_step(step: crate::meta::StoreStep, what: &str) -> Result<()> {
     step.await

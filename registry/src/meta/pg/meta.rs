@@ -21,9 +21,11 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 #[async_trait]
 impl MetaStore for PgMeta {
-    /// The database's clock: every replica's writes record times from it.
+    /// The database's clock: every replica's writes record times from it,
+    /// under the write lock. Read under that lock too, so that every write
+    /// stamped earlier has committed (the fence `MetaStore::clock` promises).
     async fn clock(&self) -> Result<u64> {
-        super::db::db_now(&self.conn().await?).await
+        self.fenced_clock_q().await
     }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         self.linked_blob_q(repo, digest).await

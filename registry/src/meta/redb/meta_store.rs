@@ -10,7 +10,7 @@ use super::RedbMeta;
 use crate::meta::quota::{ImmutableRule, ProjectQuota, QuotaSetting, Recount};
 use crate::meta::retention::RetentionPolicy;
 use crate::meta::{
-    Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
+    now, Attempt, BadReference, BlobRecord, DeleteStep, Delivery, Execution, GcRun, LinkOutcome,
     MetaStore, NewDelivery, OutboxEvent, PreviousSecret, PullCount, QueuedEvent, References,
     ReplicationPolicy, RepoGcView, RepoSweep, RepoSwept, Result, SealedSecret, Seen, StoreStep,
     StoredManifest, TagEntry, TagRecord, Visible, Webhook,
@@ -19,6 +19,12 @@ use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
 #[async_trait]
 impl MetaStore for RedbMeta {
+    /// This machine's clock, read on the writer after the writes queued
+    /// before (the fence `MetaStore::clock` promises): writes stamp their
+    /// times on the writer, one at a time, and commit before the next runs.
+    async fn clock(&self) -> Result<u64> {
+        self.write(|_| Ok(now())).await
+    }
     async fn linked_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
         self.linked_blob_now(repo, digest)
     }
