@@ -297,6 +297,20 @@ async fn manifests_and_references(meta: &Store) {
         meta.resolve_tag(&r2, &tag("latest")).await.expect("tag"),
         Some(img.digest.clone())
     );
+    let by_tag = meta
+        .manifest_by_tag(&r2, &tag("latest"))
+        .await
+        .expect("by tag")
+        .expect("tagged");
+    assert_eq!(
+        (&by_tag.digest, &by_tag.bytes, by_tag.media_type.as_str()),
+        (&img.digest, &img.bytes, media::OCI_MANIFEST)
+    );
+    assert!(meta
+        .manifest_by_tag(&r2, &tag("never"))
+        .await
+        .expect("by tag")
+        .is_none());
     let summary = meta
         .manifest_summary(&img.digest)
         .await
@@ -384,6 +398,11 @@ async fn manifests_and_references(meta: &Store) {
         .await
         .expect("delete"));
     assert_eq!(meta.resolve_tag(&r2, &tag("v1")).await.expect("tag"), None);
+    assert!(meta
+        .manifest_by_tag(&r2, &tag("v1"))
+        .await
+        .expect("by tag")
+        .is_none());
 }
 
 async fn listings_and_deletion(meta: &Store) {

@@ -309,6 +309,14 @@ pub trait MetaStore: Send + Sync + 'static {
     /// What a manifest references, whichever repository holds it.
     async fn manifest_summary(&self, digest: &Digest) -> Result<Option<ManifestSummary>>;
     async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>>;
+    /// The manifest `tag` points to in `repo`: what a GET by tag asks, in one
+    /// read where the backend can.
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>> {
+        match self.resolve_tag(repo, tag).await? {
+            Some(digest) => self.get_manifest(repo, &digest).await,
+            None => Ok(None),
+        }
+    }
     /// Removes a manifest from a repository with its tags and its referrer
     /// entry; false when it was not there. Its content stays (so
     /// `manifest_summary` still answers) until GC's sweep finds no

@@ -470,23 +470,16 @@ impl LocalRegistry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<Option<Manifest>> {
-        let digest = match reference {
-            Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => match self.meta.resolve_tag(repo, t).await? {
-                Some(d) => d,
-                None => return Ok(None),
-            },
+        let stored = match reference {
+            Reference::Digest(d) => self.meta.get_manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
         };
-        Ok(self
-            .meta
-            .get_manifest(repo, &digest)
-            .await?
-            .map(|m| Manifest {
-                digest: m.digest,
-                media_type: m.media_type,
-                bytes: m.bytes,
-                stale: false,
-            }))
+        Ok(stored.map(|m| Manifest {
+            digest: m.digest,
+            media_type: m.media_type,
+            bytes: m.bytes,
+            stale: false,
+        }))
     }
 
     /// The repositories of a project: the one named like it, then those under it.

@@ -95,12 +95,7 @@ impl RedbMeta {
     }
 
     pub(super) fn resolve_tag_now(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
-        let tx = self.db().begin_read()?;
-        let v = tx
-            .open_table(TAGS)?
-            .get((repo.as_str(), tag.as_str()))?
-            .map(|v| v.value().to_string());
-        v.map(|s| parse_digest(&s)).transpose()
+        tag_in(&self.db().begin_read()?, repo, tag)
     }
 
     pub(super) fn get_manifest_now(
@@ -108,25 +103,20 @@ impl RedbMeta {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<StoredManifest>> {
+        manifest_in(&self.db().begin_read()?, repo, digest)
+    }
+
+    /// The manifest `tag` points to, in one read transaction.
+    pub(super) fn manifest_by_tag_now(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<StoredManifest>> {
         let tx = self.db().begin_read()?;
-        let key = digest.to_string();
-        let Some(media_type) = tx
-            .open_table(MANIFESTS)?
-            .get((repo.as_str(), key.as_str()))?
-            .map(|v| v.value().0.to_string())
-        else {
-            return Ok(None);
-        };
-        let bytes = tx
-            .open_table(MANIFEST_BYTES)?
-            .get(key.as_str())?
-            .map(|v| bytes::Bytes::copy_from_slice(v.value()))
-            .ok_or_else(|| MetaError::Corrupt(format!("manifest {key} has no content")))?;
-        Ok(Some(StoredManifest {
-            digest: digest.clone(),
-            media_type,
-            bytes,
-        }))
+        match tag_in(&tx, repo, tag)? {
+            Some(digest) => manifest_in(&tx, repo, &digest),
+            None => Ok(None),
+        }
     }
 
     pub(super) fn manifest_summary_now(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {
@@ -333,4 +323,37 @@ fn check_references(
         }
     }
     Ok(Ok(linked))
+}
+
+fn tag_in(tx: &::redb::ReadTransaction, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+    let v = tx
+        .open_table(TAGS)?
+        .get((repo.as_str(), tag.as_str()))?
+        .map(|v| v.value().to_string());
+    v.map(|s| parse_digest(&s)).transpose()
+}
+
+fn manifest_in(
+    tx: &::redb::ReadTransaction,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<StoredManifest>> {
+    let key = digest.to_string();
+    let Some(media_type) = tx
+        .open_table(MANIFESTS)?
+        .get((repo.as_str(), key.as_str()))?
+        .map(|v| v.value().0.to_string())
+    else {
+        return Ok(None);
+    };
+    let bytes = tx
+        .open_table(MANIFEST_BYTES)?
+        .get(key.as_str())?
+        .map(|v| bytes::Bytes::copy_from_slice(v.value()))
+        .ok_or_else(|| MetaError::Corrupt(format!("manifest {key} has no content")))?;
+    Ok(Some(StoredManifest {
+        digest: digest.clone(),
+        media_type,
+        bytes,
+    }))
 }

@@ -105,6 +105,9 @@ impl MetaStore for RedbMeta {
     async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
         self.resolve_tag_now(repo, tag)
     }
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>> {
+        self.manifest_by_tag_now(repo, tag)
+    }
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let (r, d) = (repo.clone(), digest.clone());
         self.write(move |m| m.delete_manifest_now(&r, &d)).await
