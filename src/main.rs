@@ -268,103 +268,94 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let res = rt.block_on(async move {
-        match cli.command {
-            Command::Serve(a) => {
-                let mut cfg = cfg;
-                if let Some(l) = a.listen {
-                    cfg.server.listen = l;
-                }
-                if let Some(d) = a.data_dir {
-                    cfg.server.data_dir = d;
-                }
-                init_logging(&cfg.log);
-                arenas::spawn_idle_trim();
-                serve_cli::serve(cfg).await
-            }
-            Command::Edge(a) => {
-                let mut cfg = cfg;
-                if !a.upstream.is_empty() {
-                    cfg.edge.upstream = a.upstream.join(",");
-                }
-                if let Some(l) = a.listen {
-                    cfg.edge.listen = l;
-                }
-                if let Some(d) = a.cache_dir {
-                    cfg.edge.cache_dir = d;
-                }
-                if let Some(c) = a.capacity {
-                    cfg.edge.capacity = c;
-                }
-                init_logging(&cfg.log);
-                arenas::spawn_idle_trim();
-                serve_cli::edge(cfg).await
-            }
-            Command::Gc(a) => {
-                let mut cfg = cfg;
-                if let Some(d) = a.data_dir {
-                    cfg.server.data_dir = d;
-                }
-                if a.status {
-                    gc_cli::gc_status(&cfg, &a.conn).await
-                } else if a.runs {
-                    gc_cli::gc_runs(&cfg, &a.conn, a.limit).await
-                } else {
-                    gc_cli::gc(cfg, a.dry_run, a.offline, a.conn).await
-                }
-            }
-            Command::Migrate(a) => {
-                let mut cfg = cfg;
-                if let Some(d) = a.data_dir.clone() {
-                    cfg.server.data_dir = d;
-                }
-                migrate::migrate(cfg, a).await
-            }
-            Command::Backup(a) => {
-                let mut cfg = cfg;
-                if let Some(d) = a.data_dir.clone() {
-                    cfg.server.data_dir = d;
-                }
-                migrate::backup(cfg, a).await
-            }
-            Command::Restore(a) => {
-                let mut cfg = cfg;
-                if let Some(d) = a.data_dir.clone() {
-                    cfg.server.data_dir = d;
-                }
-                migrate::restore(cfg, a).await
-            }
-            Command::Project(c) => project_cli::project(&cfg, c).await,
-            Command::Repo(c) => repo_cli::repo(&cfg, c).await,
-            Command::Tag(c) => repo_cli::tag(&cfg, c).await,
-            Command::Audit(a) => repo_cli::audit(&cfg, a).await,
-            Command::Webhook(c) => webhook_cli::webhook(&cfg, c).await,
-            Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
-            Command::Retention(c) => retention_cli::retention(&cfg, c).await,
-            Command::Replication(c) => replication_cli::replication(&cfg, c).await,
-            Command::TokenKeys(c) => keys_cli::token_keys(&cfg, c).await,
-            Command::Reseal(a) => keys_cli::reseal(&cfg, a).await,
-            Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
-            Command::Node(c) => node_cli::node(&cfg, c).await,
-            Command::User(c) => account_cli::user(&cfg, c).await,
-            Command::Robot(c) => account_cli::robot(&cfg, c).await,
-            Command::Passwd(a) => account_cli::passwd(&cfg, a).await,
-            Command::App(c) => app_cli::run(&cfg, c).await,
-            Command::Lb(c) => resource_cli::run(&cfg, ResourceKind::LoadBalancers, c).await,
-            Command::Eip(c) => resource_cli::run(&cfg, ResourceKind::Eips, c).await,
-            Command::Route(c) => resource_cli::run(&cfg, ResourceKind::Routes, c).await,
-            Command::Configmap(c) => resource_cli::run(&cfg, ResourceKind::ConfigMaps, c).await,
-            Command::Secret(c) => resource_cli::run(&cfg, ResourceKind::Secrets, c).await,
-            Command::Volume(c) => resource_cli::run_volume(&cfg, c).await,
-        }
-    });
-    match res {
+    match rt.block_on(run(cli.command, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One format for every command: what failed, then the server's reason.
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs `command` with the configuration, its flags applied.
+async fn run(command: Command, cfg: berth_config::Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(a) => serve(a, cfg).await,
+        Command::Edge(a) => edge(a, cfg).await,
+        Command::Gc(a) => gc(a, cfg).await,
+        Command::Migrate(a) => migrate::migrate(in_data_dir(cfg, a.data_dir.clone()), a).await,
+        Command::Backup(a) => migrate::backup(in_data_dir(cfg, a.data_dir.clone()), a).await,
+        Command::Restore(a) => migrate::restore(in_data_dir(cfg, a.data_dir.clone()), a).await,
+        Command::Project(c) => project_cli::project(&cfg, c).await,
+        Command::Repo(c) => repo_cli::repo(&cfg, c).await,
+        Command::Tag(c) => repo_cli::tag(&cfg, c).await,
+        Command::Audit(a) => repo_cli::audit(&cfg, a).await,
+        Command::Webhook(c) => webhook_cli::webhook(&cfg, c).await,
+        Command::Immutable(c) => storage_cli::immutable(&cfg, c).await,
+        Command::Retention(c) => retention_cli::retention(&cfg, c).await,
+        Command::Replication(c) => replication_cli::replication(&cfg, c).await,
+        Command::TokenKeys(c) => keys_cli::token_keys(&cfg, c).await,
+        Command::Reseal(a) => keys_cli::reseal(&cfg, a).await,
+        Command::Cluster(c) => node_cli::cluster(&cfg, c).await,
+        Command::Node(c) => node_cli::node(&cfg, c).await,
+        Command::User(c) => account_cli::user(&cfg, c).await,
+        Command::Robot(c) => account_cli::robot(&cfg, c).await,
+        Command::Passwd(a) => account_cli::passwd(&cfg, a).await,
+        Command::App(c) => app_cli::run(&cfg, c).await,
+        Command::Lb(c) => resource_cli::run(&cfg, ResourceKind::LoadBalancers, c).await,
+        Command::Eip(c) => resource_cli::run(&cfg, ResourceKind::Eips, c).await,
+        Command::Route(c) => resource_cli::run(&cfg, ResourceKind::Routes, c).await,
+        Command::Configmap(c) => resource_cli::run(&cfg, ResourceKind::ConfigMaps, c).await,
+        Command::Secret(c) => resource_cli::run(&cfg, ResourceKind::Secrets, c).await,
+        Command::Volume(c) => resource_cli::run_volume(&cfg, c).await,
+    }
+}
+
+/// `cfg` with its data directory replaced by `--data-dir`, when given.
+fn in_data_dir(mut cfg: berth_config::Config, dir: Option<PathBuf>) -> berth_config::Config {
+    if let Some(d) = dir {
+        cfg.server.data_dir = d;
+    }
+    cfg
+}
+
+async fn serve(a: ServeArgs, cfg: berth_config::Config) -> anyhow::Result<()> {
+    let mut cfg = in_data_dir(cfg, a.data_dir);
+    if let Some(l) = a.listen {
+        cfg.server.listen = l;
+    }
+    init_logging(&cfg.log);
+    arenas::spawn_idle_trim();
+    serve_cli::serve(cfg).await
+}
+
+async fn edge(a: EdgeArgs, mut cfg: berth_config::Config) -> anyhow::Result<()> {
+    if !a.upstream.is_empty() {
+        cfg.edge.upstream = a.upstream.join(",");
+    }
+    if let Some(l) = a.listen {
+        cfg.edge.listen = l;
+    }
+    if let Some(d) = a.cache_dir {
+        cfg.edge.cache_dir = d;
+    }
+    if let Some(c) = a.capacity {
+        cfg.edge.capacity = c;
+    }
+    init_logging(&cfg.log);
+    arenas::spawn_idle_trim();
+    serve_cli::edge(cfg).await
+}
+
+async fn gc(a: GcArgs, cfg: berth_config::Config) -> anyhow::Result<()> {
+    let cfg = in_data_dir(cfg, a.data_dir);
+    if a.status {
+        gc_cli::gc_status(&cfg, &a.conn).await
+    } else if a.runs {
+        gc_cli::gc_runs(&cfg, &a.conn, a.limit).await
+    } else {
+        gc_cli::gc(cfg, a.dry_run, a.offline, a.conn).await
     }
 }
 

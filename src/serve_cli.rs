@@ -35,6 +35,43 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     )));
     app.enable_webhooks(sealer);
     let stop = tokio_util::sync::CancellationToken::new();
+    let (router, reconciler) = routes(&app, stop.clone()).await?;
+    let router = app.common_layer(log_access).apply(router);
+    let conns = connections(&app.config, &app.metrics);
+    tracing::info!(
+        listen = %listen,
+        data_dir = %app.config.server.data_dir.display(),
+        tls = tls.is_some(),
+        controller = app.config.controller.enabled,
+        max_connections = conns.policy().max_connections,
+        max_connections_per_ip = conns.policy().max_connections_per_ip,
+        "berth registry listening"
+    );
+    app.spawn_background(stop.clone());
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            server::shutdown_signal().await;
+            stop.cancel();
+        }
+    };
+    server::serve(listener, router, tls, signal, grace, conns).await;
+    stop.cancel();
+    // The pulls counted since the last flush.
+    app.pulls.flush(app.registry.meta().as_ref()).await;
+    if let Some(h) = reconciler {
+        let _ = tokio::time::timeout(grace, h).await;
+    }
+    tracing::info!("berth registry stopped");
+    Ok(())
+}
+
+/// Every route `berth serve` answers: the registry's, and the controller's
+/// and the console's where they are enabled; with the reconcilers' task.
+async fn routes(
+    app: &RegistryApp,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(axum::Router, Option<tokio::task::JoinHandle<()>>)> {
     let mut router = if app.config.controller.enabled {
         app.router_with_docs(berth_controller::openapi_paths)
     } else {
@@ -43,7 +80,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut reconciler = None;
     let mut publication_changes = None;
     if app.config.controller.enabled {
-        let (ctl_router, handle, changes) = start_controller(&app, stop.clone()).await?;
+        let (ctl_router, handle, changes) = start_controller(app, stop.clone()).await?;
         publication_changes = Some(changes);
         let (ctl_router, report_router) = ctl_router;
         router = router.merge(report_router).merge(
@@ -83,34 +120,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         router = router.merge(console.router());
     }
-    let router = app.common_layer(log_access).apply(router);
-    let conns = connections(&app.config, &app.metrics);
-    tracing::info!(
-        listen = %listen,
-        data_dir = %app.config.server.data_dir.display(),
-        tls = tls.is_some(),
-        controller = app.config.controller.enabled,
-        max_connections = conns.policy().max_connections,
-        max_connections_per_ip = conns.policy().max_connections_per_ip,
-        "berth registry listening"
-    );
-    app.spawn_background(stop.clone());
-    let signal = {
-        let stop = stop.clone();
-        async move {
-            server::shutdown_signal().await;
-            stop.cancel();
-        }
-    };
-    server::serve(listener, router, tls, signal, grace, conns).await;
-    stop.cancel();
-    // The pulls counted since the last flush.
-    app.pulls.flush(app.registry.meta().as_ref()).await;
-    if let Some(h) = reconciler {
-        let _ = tokio::time::timeout(grace, h).await;
-    }
-    tracing::info!("berth registry stopped");
-    Ok(())
+    Ok((router, reconciler))
 }
 
 /// The connection limits of `[server]`, which `berth serve` and `berth edge`
@@ -174,8 +184,8 @@ async fn start_controller(
     tokio::sync::watch::Receiver<u64>,
 )> {
     use crate::compose::{
-        previous_secret_keys, secret_box, secret_key, PublicationForwarder, PublicationSignals,
-        RegistryAudit, RegistryAuthorizer, RegistryResolver,
+        secret_box, PublicationForwarder, PublicationSignals, RegistryAudit, RegistryAuthorizer,
+        RegistryResolver,
     };
     use std::sync::Arc;
     let cfg = &app.config;
@@ -188,65 +198,34 @@ async fn start_controller(
         .external_url()
         .split_once("://")
         .map(|(_, h)| h.to_string());
-    let secret_key = secret_key(cfg)?;
     let store = crate::compose::controller_store(app, secret_box(cfg)?).await?;
     let (written, changes) = tokio::sync::watch::channel(0u64);
     let events = Arc::new(PublicationSignals {
         forwarder: PublicationForwarder::spawn(store.clone(), app.webhooks.clone(), stop.clone()),
         written,
     });
-    let state = berth_controller::ControllerState::new(
-        store,
-        berth_controller::Ports {
-            resolver: Arc::new(RegistryResolver {
-                registry: app.registry.clone(),
-                signatures: app.signatures.clone(),
-                projects: app.projects.clone(),
-                accounts: app.access.accounts.clone(),
-                hosts: cfg.proxy.hosts.clone(),
-                own_host: image_host.clone(),
-            }),
-            edge: Arc::new(edge),
-            deployer,
-            authorizer: Arc::new(RegistryAuthorizer {
-                access: app.access.clone(),
-            }),
-            audit: Arc::new(RegistryAudit {
-                access: app.access.clone(),
-            }),
-            events,
-        },
-        berth_controller::ControllerSettings {
-            secret_key: Some(secret_key),
-            previous_secret_keys: previous_secret_keys(cfg)?,
-            render: berth_controller::RenderOptions { image_host },
-            kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
-            // Edges report finished prefetch jobs to the URL they pull from.
-            report_url: Some(cfg.server.external_url()),
-            reconcile: berth_controller::ReconcileSettings {
-                drift_check_interval: cfg.controller.drift_check_interval,
-                poll_interval: cfg.controller.poll_interval,
-                concurrency: cfg.controller.reconcile_concurrency as usize,
-                ..Default::default()
-            },
-        },
-    );
-    // Kubeconfigs exported for a project die with a member's access.
-    let mut removed = app.access.accounts.access_removed();
-    let revoker = state.clone();
-    tokio::spawn(async move {
-        loop {
-            match removed.recv().await {
-                Ok(project) => {
-                    revoker.revoke_project_access(&project).await;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "kubeconfig revocations were missed");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
+    let ports = berth_controller::Ports {
+        resolver: Arc::new(RegistryResolver {
+            registry: app.registry.clone(),
+            signatures: app.signatures.clone(),
+            projects: app.projects.clone(),
+            accounts: app.access.accounts.clone(),
+            hosts: cfg.proxy.hosts.clone(),
+            own_host: image_host.clone(),
+        }),
+        edge: Arc::new(edge),
+        deployer,
+        authorizer: Arc::new(RegistryAuthorizer {
+            access: app.access.clone(),
+        }),
+        audit: Arc::new(RegistryAudit {
+            access: app.access.clone(),
+        }),
+        events,
+    };
+    let settings = controller_settings(cfg, image_host)?;
+    let state = berth_controller::ControllerState::new(store, ports, settings);
+    revoke_kubeconfigs_with_access(app, state.clone());
     app.registry
         .add_gc_roots(Arc::new(crate::compose::PublicationRoots {
             store: state.store().clone(),
@@ -254,23 +233,7 @@ async fn start_controller(
     app.set_project_cleanup(Arc::new(crate::compose::ControllerProjectCleanup(
         state.clone(),
     )));
-    // Replicas on PostgreSQL: one leads the reconcilers (a lease with
-    // fencing); the embedded database has one process, always the leader.
-    let handle = match &app.metadata {
-        berth_registry::app::Metadata::Postgres(pool) => {
-            // Requests and edge reports a follower takes wake the leader.
-            let (relay, incoming) = berth_controller::postgres_relay(pool.clone(), &cfg.meta.url)
-                .map_err(|e| anyhow!("{e}"))?;
-            state.relay_through(relay, incoming);
-            state.spawn_reconciler_led(
-                berth_controller::postgres_leadership(pool.clone(), cfg.controller.leader_lease),
-                async move { stop.cancelled().await },
-            )
-        }
-        berth_registry::app::Metadata::Redb(_) => {
-            state.spawn_reconciler(async move { stop.cancelled().await })
-        }
-    };
+    let handle = spawn_reconciler(app, &state, stop)?;
     Ok((
         (
             berth_controller::router(state.clone()),
@@ -279,6 +242,73 @@ async fn start_controller(
         handle,
         changes,
     ))
+}
+
+/// The controller's settings from `[controller]` and the sealing keys.
+fn controller_settings(
+    cfg: &Config,
+    image_host: Option<String>,
+) -> anyhow::Result<berth_controller::ControllerSettings> {
+    Ok(berth_controller::ControllerSettings {
+        secret_key: Some(crate::compose::secret_key(cfg)?),
+        previous_secret_keys: crate::compose::previous_secret_keys(cfg)?,
+        render: berth_controller::RenderOptions { image_host },
+        kubeconfig_max_ttl: Some(cfg.controller.kubeconfig_max_ttl),
+        // Edges report finished prefetch jobs to the URL they pull from.
+        report_url: Some(cfg.server.external_url()),
+        reconcile: berth_controller::ReconcileSettings {
+            drift_check_interval: cfg.controller.drift_check_interval,
+            poll_interval: cfg.controller.poll_interval,
+            concurrency: cfg.controller.reconcile_concurrency as usize,
+            ..Default::default()
+        },
+    })
+}
+
+/// Kubeconfigs exported for a project die with a member's access.
+fn revoke_kubeconfigs_with_access(app: &RegistryApp, state: berth_controller::ControllerState) {
+    let mut removed = app.access.accounts.access_removed();
+    tokio::spawn(async move {
+        loop {
+            match removed.recv().await {
+                Ok(project) => {
+                    state.revoke_project_access(&project).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "kubeconfig revocations were missed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
+/// The reconcilers, until `stop`. Replicas on PostgreSQL: one leads them (a
+/// lease with fencing); the embedded database has one process, always the leader.
+fn spawn_reconciler(
+    app: &RegistryApp,
+    state: &berth_controller::ControllerState,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    Ok(match &app.metadata {
+        berth_registry::app::Metadata::Postgres(pool) => {
+            // Requests and edge reports a follower takes wake the leader.
+            let (relay, incoming) =
+                berth_controller::postgres_relay(pool.clone(), &app.config.meta.url)
+                    .map_err(|e| anyhow!("{e}"))?;
+            state.relay_through(relay, incoming);
+            state.spawn_reconciler_led(
+                berth_controller::postgres_leadership(
+                    pool.clone(),
+                    app.config.controller.leader_lease,
+                ),
+                async move { stop.cancelled().await },
+            )
+        }
+        berth_registry::app::Metadata::Redb(_) => {
+            state.spawn_reconciler(async move { stop.cancelled().await })
+        }
+    })
 }
 
 pub async fn edge(cfg: Config) -> anyhow::Result<()> {

@@ -115,7 +115,6 @@ fn path(project: &str, id: Option<&str>) -> String {
 }
 
 pub async fn webhook(cfg: &Config, cmd: WebhookCmd) -> anyhow::Result<()> {
-    let fields = [("url", "--endpoint"), ("events", "--events")];
     match cmd {
         WebhookCmd::Create {
             project,
@@ -123,21 +122,7 @@ pub async fn webhook(cfg: &Config, cmd: WebhookCmd) -> anyhow::Result<()> {
             events,
             disabled,
             conn,
-        } => {
-            let mut body = json!({"url": endpoint, "enabled": !disabled});
-            if let Some(e) = events {
-                body["events"] = json!(e);
-            }
-            let v = send_mapped(
-                conn.request(cfg, Method::POST, &path(&project, None))
-                    .json(&body),
-                &fields,
-            )
-            .await
-            .with_context(|| format!("cannot create a webhook in {project}"))?;
-            print_json(&v);
-            eprintln!("the secret is shown only now: keep it where the receiver checks signatures");
-        }
+        } => create(cfg, &project, endpoint, events, disabled, &conn).await?,
         WebhookCmd::List { project, conn } => print_json(
             &send_mapped(conn.request(cfg, Method::GET, &path(&project, None)), &[])
                 .await
@@ -160,51 +145,15 @@ pub async fn webhook(cfg: &Config, cmd: WebhookCmd) -> anyhow::Result<()> {
             disable,
             conn,
         } => {
-            let mut body = Map::new();
-            if let Some(u) = endpoint {
-                body.insert("url".into(), json!(u));
-            }
-            if let Some(e) = events {
-                body.insert("events".into(), json!(e));
-            }
-            if enable || disable {
-                body.insert("enabled".into(), json!(enable));
-            }
-            let v = send_mapped(
-                conn.request(cfg, Method::PATCH, &path(&project, Some(&id)))
-                    .json(&Value::Object(body)),
-                &fields,
-            )
-            .await
-            .with_context(|| format!("cannot update webhook {id}"))?;
-            print_json(&v);
+            let enabled = (enable || disable).then_some(enable);
+            update(cfg, &project, &id, endpoint, events, enabled, &conn).await?
         }
         WebhookCmd::RotateSecret {
             project,
             id,
             overlap,
             conn,
-        } => {
-            let mut body = Map::new();
-            if let Some(o) = overlap {
-                body.insert("overlap_seconds".into(), json!(o.as_secs()));
-            }
-            let v = send_mapped(
-                conn.request(
-                    cfg,
-                    Method::POST,
-                    &format!("{}/rotate-secret", path(&project, Some(&id))),
-                )
-                .json(&Value::Object(body)),
-                &[("overlap_seconds", "--overlap")],
-            )
-            .await
-            .with_context(|| format!("cannot rotate the secret of webhook {id}"))?;
-            print_json(&v);
-            eprintln!(
-                "the new secret is shown only now: give it to the receiver before the overlap ends"
-            );
-        }
+        } => rotate_secret(cfg, &project, &id, overlap, &conn).await?,
         WebhookCmd::Delete { project, id, conn } => {
             send_mapped(
                 conn.request(cfg, Method::DELETE, &path(&project, Some(&id))),
@@ -232,5 +181,89 @@ pub async fn webhook(cfg: &Config, cmd: WebhookCmd) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read the deliveries of webhook {id}"))?,
         ),
     }
+    Ok(())
+}
+
+/// The fields of a webhook's body, as the flags that set them.
+const FIELDS: [(&str, &str); 2] = [("url", "--endpoint"), ("events", "--events")];
+
+async fn create(
+    cfg: &Config,
+    project: &str,
+    endpoint: String,
+    events: Option<Vec<String>>,
+    disabled: bool,
+    conn: &Conn,
+) -> anyhow::Result<()> {
+    let mut body = json!({"url": endpoint, "enabled": !disabled});
+    if let Some(e) = events {
+        body["events"] = json!(e);
+    }
+    let v = send_mapped(
+        conn.request(cfg, Method::POST, &path(project, None))
+            .json(&body),
+        &FIELDS,
+    )
+    .await
+    .with_context(|| format!("cannot create a webhook in {project}"))?;
+    print_json(&v);
+    eprintln!("the secret is shown only now: keep it where the receiver checks signatures");
+    Ok(())
+}
+
+async fn update(
+    cfg: &Config,
+    project: &str,
+    id: &str,
+    endpoint: Option<String>,
+    events: Option<Vec<String>>,
+    enabled: Option<bool>,
+    conn: &Conn,
+) -> anyhow::Result<()> {
+    let mut body = Map::new();
+    if let Some(u) = endpoint {
+        body.insert("url".into(), json!(u));
+    }
+    if let Some(e) = events {
+        body.insert("events".into(), json!(e));
+    }
+    if let Some(on) = enabled {
+        body.insert("enabled".into(), json!(on));
+    }
+    let v = send_mapped(
+        conn.request(cfg, Method::PATCH, &path(project, Some(id)))
+            .json(&Value::Object(body)),
+        &FIELDS,
+    )
+    .await
+    .with_context(|| format!("cannot update webhook {id}"))?;
+    print_json(&v);
+    Ok(())
+}
+
+async fn rotate_secret(
+    cfg: &Config,
+    project: &str,
+    id: &str,
+    overlap: Option<std::time::Duration>,
+    conn: &Conn,
+) -> anyhow::Result<()> {
+    let mut body = Map::new();
+    if let Some(o) = overlap {
+        body.insert("overlap_seconds".into(), json!(o.as_secs()));
+    }
+    let v = send_mapped(
+        conn.request(
+            cfg,
+            Method::POST,
+            &format!("{}/rotate-secret", path(project, Some(id))),
+        )
+        .json(&Value::Object(body)),
+        &[("overlap_seconds", "--overlap")],
+    )
+    .await
+    .with_context(|| format!("cannot rotate the secret of webhook {id}"))?;
+    print_json(&v);
+    eprintln!("the new secret is shown only now: give it to the receiver before the overlap ends");
     Ok(())
 }
