@@ -185,25 +185,31 @@ pub fn parse_scope(scope: &str) -> Vec<(String, Vec<Action>)> {
     out
 }
 
+/// Claims of `sub` granting pull on `p/app` for service `berth`, valid until `exp`.
+#[cfg(test)]
+pub(crate) fn test_claims(sub: &str, exp: u64) -> Claims {
+    Claims {
+        sub: sub.into(),
+        aid: "0123abcd".into(),
+        aud: "berth".into(),
+        iat: 1,
+        exp,
+        admin: false,
+        robot: false,
+        access: vec![Grant {
+            kind: "repository".into(),
+            name: "p/app".into(),
+            actions: vec![Action::Pull],
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims {
-            sub: "alice".into(),
-            aid: "0123abcd".into(),
-            aud: "berth".into(),
-            iat: 1,
-            exp,
-            admin: false,
-            robot: false,
-            access: vec![Grant {
-                kind: "repository".into(),
-                name: "p/app".into(),
-                actions: vec![Action::Pull],
-            }],
-        }
+        test_claims("alice", exp)
     }
 
     #[test]

@@ -110,24 +110,11 @@ impl Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::Grant;
+    use crate::auth::token::test_claims;
     use crate::auth::Action;
 
     fn claims(sub: &str, exp: u64) -> Claims {
-        Claims {
-            sub: sub.into(),
-            aid: "0123abcd".into(),
-            aud: "berth".into(),
-            iat: 1,
-            exp,
-            admin: false,
-            robot: false,
-            access: vec![Grant {
-                kind: "repository".into(),
-                name: "p/app".into(),
-                actions: vec![Action::Pull],
-            }],
-        }
+        test_claims(sub, exp)
     }
 
     #[test]
