@@ -197,6 +197,43 @@ fn robot_names(
     }
 }
 
+/// Where a robot is created, what it is called in messages, and the body
+/// that creates it: in `project`, or (None) a system robot of `projects`.
+fn new_robot(
+    project: Option<&str>,
+    name: &str,
+    projects: &[String],
+    access: &str,
+    expires_in: Option<humantime::Duration>,
+) -> anyhow::Result<(String, String, serde_json::Value)> {
+    let mut body = serde_json::json!({"name": name, "access": access});
+    if let Some(d) = expires_in {
+        body["expires_in"] = serde_json::json!(d.as_secs());
+    }
+    let Some(p) = project else {
+        if projects.is_empty() {
+            return Err(anyhow!(
+                "a system robot needs --projects a,b (or '*' for every project)"
+            ));
+        }
+        body["projects"] = if projects.iter().any(|p| p == "*") {
+            serde_json::json!("*")
+        } else {
+            serde_json::json!(projects)
+        };
+        return Ok((
+            "/api/v1/robots".to_string(),
+            format!("system robot {name}"),
+            body,
+        ));
+    };
+    Ok((
+        format!("/api/v1/projects/{p}/robots"),
+        format!("robot {name} in {p}"),
+        body,
+    ))
+}
+
 pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
     use reqwest::Method;
     match cmd {
@@ -210,29 +247,8 @@ pub async fn robot(cfg: &Config, cmd: RobotCmd) -> anyhow::Result<()> {
             conn,
         } => {
             let (project, name) = robot_names(project, name, system)?;
-            let mut body = serde_json::json!({"name": name, "access": access});
-            if let Some(d) = expires_in {
-                body["expires_in"] = serde_json::json!(d.as_secs());
-            }
-            let (path, what) = match &project {
-                Some(p) => (
-                    format!("/api/v1/projects/{p}/robots"),
-                    format!("robot {name} in {p}"),
-                ),
-                None => {
-                    if projects.is_empty() {
-                        return Err(anyhow!(
-                            "a system robot needs --projects a,b (or '*' for every project)"
-                        ));
-                    }
-                    body["projects"] = if projects.iter().any(|p| p == "*") {
-                        serde_json::json!("*")
-                    } else {
-                        serde_json::json!(projects)
-                    };
-                    ("/api/v1/robots".to_string(), format!("system robot {name}"))
-                }
-            };
+            let (path, what, body) =
+                new_robot(project.as_deref(), &name, &projects, &access, expires_in)?;
             let v = send_mapped(
                 conn.request(cfg, Method::POST, &path).json(&body),
                 &[

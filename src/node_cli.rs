@@ -67,6 +67,40 @@ pub enum ClusterCmd {
     },
 }
 
+/// What `berth node register` takes.
+#[derive(clap::Args, Debug)]
+pub struct RegisterArgs {
+    pub name: String,
+    /// The cluster the node is in (`berth cluster create`).
+    #[arg(long)]
+    pub cluster: String,
+    /// Base URL of the node's `berth edge`, e.g. http://10.0.0.5:5001.
+    #[arg(long)]
+    pub edge_url: String,
+    /// A label, key=value; repeat for more.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// The node's kubernetes.io/hostname [default: NAME].
+    #[arg(long)]
+    pub k8s_node_name: Option<String>,
+    /// Account of the edge's API (its edge.client_user), if it asks for one.
+    #[arg(long)]
+    pub edge_user: Option<String>,
+    /// Its password; asked (twice, without echo) when --edge-user is given without it.
+    #[arg(
+        long,
+        env = "BERTH_EDGE_PASSWORD",
+        hide_env_values = true,
+        requires = "edge_user"
+    )]
+    pub edge_password: Option<String>,
+    /// The edge's edge.controller_token, so developers can read container logs.
+    #[arg(long, env = "BERTH_EDGE_CONTROLLER_TOKEN", hide_env_values = true)]
+    pub edge_controller_token: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum NodeCmd {
     /// Register an edge node: the cluster it is in, its edge cache's URL, labels
@@ -75,37 +109,7 @@ pub enum NodeCmd {
         berth node register node-a --cluster edge-1 --edge-url http://10.0.0.5:5001 --label zone=north\n  \
         BERTH_EDGE_CONTROLLER_TOKEN=$(cat edge-token) berth node register node-b --cluster edge-1 \\\n      \
         --edge-url https://node-b:5001 --edge-user berth   # asks for the edge password twice")]
-    Register {
-        name: String,
-        /// The cluster the node is in (`berth cluster create`).
-        #[arg(long)]
-        cluster: String,
-        /// Base URL of the node's `berth edge`, e.g. http://10.0.0.5:5001.
-        #[arg(long)]
-        edge_url: String,
-        /// A label, key=value; repeat for more.
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-        /// The node's kubernetes.io/hostname [default: NAME].
-        #[arg(long)]
-        k8s_node_name: Option<String>,
-        /// Account of the edge's API (its edge.client_user), if it asks for one.
-        #[arg(long)]
-        edge_user: Option<String>,
-        /// Its password; asked (twice, without echo) when --edge-user is given without it.
-        #[arg(
-            long,
-            env = "BERTH_EDGE_PASSWORD",
-            hide_env_values = true,
-            requires = "edge_user"
-        )]
-        edge_password: Option<String>,
-        /// The edge's edge.controller_token, so developers can read container logs.
-        #[arg(long, env = "BERTH_EDGE_CONTROLLER_TOKEN", hide_env_values = true)]
-        edge_controller_token: Option<String>,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Register(RegisterArgs),
     /// List nodes with their clusters, edges and labels.
     #[command(after_help = "Example:\n  berth node list")]
     List {
@@ -246,74 +250,14 @@ pub async fn cluster(cfg: &Config, cmd: ClusterCmd) -> anyhow::Result<()> {
 
 pub async fn node(cfg: &Config, cmd: NodeCmd) -> anyhow::Result<()> {
     match cmd {
-        NodeCmd::Register {
-            name,
-            cluster,
-            edge_url,
-            labels: items,
-            k8s_node_name,
-            edge_user,
-            edge_password,
-            edge_controller_token,
-            conn,
-        } => {
-            let mut body = json!({
-                "name": name,
-                "cluster": cluster,
-                "edge_url": edge_url,
-                "labels": labels("--label", &items)?,
-            });
-            if let Some(k) = k8s_node_name {
-                body["k8s_node_name"] = json!(k);
-            }
-            if let Some(user) = edge_user {
-                let password = match edge_password {
-                    Some(p) => p,
-                    None => crate::prompt::new_secret(&format!("password of {user} on the edge"))?,
-                };
-                body["edge_credentials"] = json!({ "user": user, "password": password });
-            }
-            if let Some(t) = edge_controller_token {
-                body["edge_controller_token"] = json!(t);
-            }
-            send_mapped(
-                conn.request(cfg, Method::POST, "/api/v1/nodes").json(&body),
-                NODE_FLAGS,
-            )
-            .await
-            .with_context(|| format!("cannot register node {name}"))?;
-            println!("registered node {name} in cluster {cluster}");
-        }
+        NodeCmd::Register(args) => register(cfg, args).await?,
         NodeCmd::Kubeconfig {
             name,
             project,
             ttl,
             output,
             conn,
-        } => {
-            let mut rb = conn
-                .request(
-                    cfg,
-                    Method::GET,
-                    &format!("/api/v1/nodes/{name}/kubeconfig"),
-                )
-                .query(&[("project", project.as_str())]);
-            if let Some(t) = ttl {
-                rb = rb.query(&[("ttl", t)]);
-            }
-            let v = send_mapped(rb, &[("project", "--project"), ("ttl", "--ttl")])
-                .await
-                .with_context(|| format!("cannot export a kubeconfig of node {name}"))?;
-            let yaml = v.as_str().unwrap_or_default();
-            match output {
-                Some(path) => {
-                    write_private(&path, yaml)
-                        .with_context(|| format!("cannot write -o {}", path.display()))?;
-                    eprintln!("wrote {} (mode 0600)", path.display());
-                }
-                None => print!("{yaml}"),
-            }
-        }
+        } => kubeconfig(cfg, &name, &project, ttl, output, &conn).await?,
         NodeCmd::List { conn } => print_json(
             &send_mapped(conn.request(cfg, Method::GET, "/api/v1/nodes"), &[])
                 .await
@@ -353,6 +297,80 @@ pub async fn node(cfg: &Config, cmd: NodeCmd) -> anyhow::Result<()> {
             .with_context(|| format!("cannot delete node {name}"))?;
             println!("deleted node {name}");
         }
+    }
+    Ok(())
+}
+
+async fn register(cfg: &Config, args: RegisterArgs) -> anyhow::Result<()> {
+    let RegisterArgs {
+        name,
+        cluster,
+        edge_url,
+        labels: items,
+        k8s_node_name,
+        edge_user,
+        edge_password,
+        edge_controller_token,
+        conn,
+    } = args;
+    let mut body = json!({
+        "name": name,
+        "cluster": cluster,
+        "edge_url": edge_url,
+        "labels": labels("--label", &items)?,
+    });
+    if let Some(k) = k8s_node_name {
+        body["k8s_node_name"] = json!(k);
+    }
+    if let Some(user) = edge_user {
+        let password = match edge_password {
+            Some(p) => p,
+            None => crate::prompt::new_secret(&format!("password of {user} on the edge"))?,
+        };
+        body["edge_credentials"] = json!({ "user": user, "password": password });
+    }
+    if let Some(t) = edge_controller_token {
+        body["edge_controller_token"] = json!(t);
+    }
+    send_mapped(
+        conn.request(cfg, Method::POST, "/api/v1/nodes").json(&body),
+        NODE_FLAGS,
+    )
+    .await
+    .with_context(|| format!("cannot register node {name}"))?;
+    println!("registered node {name} in cluster {cluster}");
+    Ok(())
+}
+
+async fn kubeconfig(
+    cfg: &Config,
+    name: &str,
+    project: &str,
+    ttl: Option<u64>,
+    output: Option<PathBuf>,
+    conn: &Conn,
+) -> anyhow::Result<()> {
+    let mut rb = conn
+        .request(
+            cfg,
+            Method::GET,
+            &format!("/api/v1/nodes/{name}/kubeconfig"),
+        )
+        .query(&[("project", project)]);
+    if let Some(t) = ttl {
+        rb = rb.query(&[("ttl", t)]);
+    }
+    let v = send_mapped(rb, &[("project", "--project"), ("ttl", "--ttl")])
+        .await
+        .with_context(|| format!("cannot export a kubeconfig of node {name}"))?;
+    let yaml = v.as_str().unwrap_or_default();
+    match output {
+        Some(path) => {
+            write_private(&path, yaml)
+                .with_context(|| format!("cannot write -o {}", path.display()))?;
+            eprintln!("wrote {} (mode 0600)", path.display());
+        }
+        None => print!("{yaml}"),
     }
     Ok(())
 }
