@@ -112,10 +112,12 @@ pub fn spawn_idle_trim() {
     });
 }
 
-/// Returns the free pages of every arena to the kernel.
+/// Returns the free pages of every arena to the kernel: by the idle trimmer,
+/// and once when a server starts serving, so that what start-up freed does
+/// not wait for the first quiet half second.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn trim() {
+pub fn trim() {
     extern "C" {
         fn malloc_trim(pad: usize) -> std::os::raw::c_int;
     }
@@ -128,7 +130,7 @@ fn trim() {
 
 /// Other C libraries return free memory on their own terms.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
+pub fn trim() {}
 
 #[cfg(test)]
 mod tests {

@@ -55,6 +55,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             stop.cancel();
         }
     };
+    // Start-up is over: what it freed goes back to the kernel now.
+    crate::arenas::trim();
     server::serve(listener, router, tls, signal, grace, conns).await;
     stop.cancel();
     // The pulls counted since the last flush.
@@ -331,6 +333,8 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
         "berth edge cache listening"
     );
     app.spawn_background();
+    // Start-up is over: what it freed goes back to the kernel now.
+    crate::arenas::trim();
     server::serve(
         listener,
         router,
