@@ -6,8 +6,12 @@
 //! An entry is used only while its token is unexpired and the key set it was
 //! verified under is still the current one (a rotation verifies again, so a
 //! key dropped from the set stops vouching at once). The table holds at most
-//! `CAPACITY` tokens: when full, expired entries go, and if that is not
-//! enough, all of them (tokens are cheap to verify again).
+//! `BUDGET` bytes of tokens (a token's cost is twice its length, for the
+//! token and its decoded claims, plus a fixed part): when full, expired
+//! entries go, and if that is not enough, all of them (tokens are cheap to
+//! verify again). A token longer than `MAX_TOKEN` (a scope naming hundreds
+//! of repositories) is verified every time and never kept, so nobody can
+//! fill the table with a few large ones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +19,14 @@ use std::sync::{Arc, Mutex};
 use crate::auth::token::{Claims, TokenError, TokenKey};
 use crate::auth::TokenGrants;
 
-const CAPACITY: usize = 4096;
+/// Bytes of tokens kept: about 4,000 tokens of a usual size (a few hundred bytes).
+const BUDGET: usize = 4 << 20;
+
+/// Tokens longer than this are not kept.
+const MAX_TOKEN: usize = 8 << 10;
+
+/// What an entry costs beside twice its token's length.
+const ENTRY_COST: usize = 256;
 
 /// What a verified token says.
 #[derive(Debug)]
@@ -33,7 +44,18 @@ pub struct Verified {
 
 #[derive(Default)]
 pub struct VerifiedTokens {
-    by_signature: Mutex<HashMap<Box<str>, Arc<Verified>>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_signature: HashMap<Box<str>, Arc<Verified>>,
+    /// The cost of the entries, in bytes.
+    used: usize,
+}
+
+fn cost(token: &str) -> usize {
+    2 * token.len() + ENTRY_COST
 }
 
 impl VerifiedTokens {
@@ -55,37 +77,42 @@ impl VerifiedTokens {
         }
         let claims = key.verify(token, service, now)?;
         let v = Arc::new(Verified::new(token, claims, generation));
-        if !signature.is_empty() {
+        if !signature.is_empty() && token.len() <= MAX_TOKEN {
             self.insert(signature, v.clone(), generation, now);
         }
         Ok(v)
     }
 
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lookup(&self, signature: &str) -> Option<Arc<Verified>> {
-        self.by_signature
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(signature)
-            .cloned()
+        self.table().by_signature.get(signature).cloned()
     }
 
     fn insert(&self, signature: &str, v: Arc<Verified>, generation: u64, now: u64) {
-        let mut table = self.by_signature.lock().unwrap_or_else(|p| p.into_inner());
-        if table.len() >= CAPACITY {
-            table.retain(|_, e| e.exp > now && e.generation == generation);
-            if table.len() >= CAPACITY {
-                table.clear();
+        let mut t = self.table();
+        let added = cost(&v.token);
+        if t.used + added > BUDGET {
+            t.by_signature
+                .retain(|_, e| e.exp > now && e.generation == generation);
+            t.used = t.by_signature.values().map(|e| cost(&e.token)).sum();
+            if t.used + added > BUDGET {
+                t.by_signature.clear();
+                t.used = 0;
             }
         }
-        table.insert(signature.into(), v);
+        if let Some(old) = t.by_signature.insert(signature.into(), v) {
+            t.used -= cost(&old.token);
+        }
+        t.used += added;
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.by_signature
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+    fn used(&self) -> (usize, usize) {
+        let t = self.table();
+        (t.by_signature.len(), t.used)
     }
 }
 
@@ -110,7 +137,7 @@ impl Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::test_claims;
+    use crate::auth::token::{test_claims, Grant};
     use crate::auth::Action;
 
     fn claims(sub: &str, exp: u64) -> Claims {
@@ -141,7 +168,7 @@ mod tests {
             other.verify(&key, &t, "elsewhere", 50),
             Err(TokenError::WrongService(_))
         ));
-        assert_eq!(other.len(), 0);
+        assert_eq!(other.used(), (0, 0));
     }
 
     /// A forged token that reuses a remembered token's signature part with
@@ -181,14 +208,33 @@ mod tests {
         );
     }
 
+    /// The table keeps within its byte budget however many tokens come,
+    /// and a token past `MAX_TOKEN` is verified but never kept.
     #[test]
-    fn the_table_stays_bounded() {
+    fn the_table_stays_within_its_budget() {
         let key = TokenKey::new(vec![7; 32]);
         let tokens = VerifiedTokens::default();
-        for i in 0..CAPACITY + 10 {
-            let t = key.sign(&claims(&format!("user{i}"), 100));
+        let first = key.sign(&claims("user", 100));
+        let per = cost(&first);
+        for i in 0..BUDGET / per + 10 {
+            let t = key.sign(&claims(&format!("user{i:06}"), 100));
             tokens.verify(&key, &t, "berth", 50).expect("valid");
-            assert!(tokens.len() <= CAPACITY);
+            let (n, used) = tokens.used();
+            assert!(used <= BUDGET, "{used} bytes in {n} entries");
         }
+        let mut huge = claims("wide", 100);
+        huge.access = (0..400)
+            .map(|i| Grant {
+                kind: "repository".into(),
+                name: format!("p/repository-number-{i}"),
+                actions: vec![Action::Pull],
+            })
+            .collect();
+        let t = key.sign(&huge);
+        assert!(t.len() > MAX_TOKEN);
+        let before = tokens.used();
+        let v = tokens.verify(&key, &t, "berth", 50).expect("valid");
+        assert_eq!(v.grants.len(), 400);
+        assert_eq!(tokens.used(), before, "a token past MAX_TOKEN is not kept");
     }
 }
