@@ -102,51 +102,111 @@ pub struct GcStatus {
 )]
 struct ApiDoc;
 
-fn routes() -> OpenApiRouter<AdminState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(users::list_users, users::create_user))
-        .routes(routes!(users::delete_user))
-        .routes(routes!(users::set_password))
-        .routes(routes!(projects::list_projects, projects::create_project))
-        .routes(routes!(
+/// Every handler of the admin API, each once, in the order the document
+/// lists them; `$with` is the macro that registers them.
+macro_rules! admin_handlers {
+    ($with:ident) => {
+        $with!(
+            users::list_users,
+            users::create_user,
+            users::delete_user,
+            users::set_password,
+            projects::list_projects,
+            projects::create_project,
             projects::show_project,
             projects::patch_project,
-            projects::delete_project
-        ))
-        .routes(routes!(quota::recount))
-        .routes(routes!(quota::list_rules, quota::add_rule))
-        .routes(routes!(quota::delete_rule))
-        .routes(routes!(retention::show, retention::set))
-        .routes(routes!(retention::run))
-        .routes(routes!(members::list_members))
-        .routes(routes!(members::put_member, members::delete_member))
-        .routes(routes!(robots::list_robots, robots::create_robot))
-        .routes(routes!(robots::revoke_robot))
-        .routes(routes!(system_robots::list, system_robots::create))
-        .routes(routes!(system_robots::revoke))
-        .routes(routes!(repositories::list_repositories))
-        .routes(routes!(repositories::delete_repository))
-        .routes(routes!(repositories::list_tags))
-        .routes(routes!(repositories::delete_tag))
-        .routes(routes!(gc::start, gc::status))
-        .routes(routes!(gc::runs))
-        .routes(routes!(pulls::report))
-        .routes(routes!(audit::audit_log))
-        .routes(routes!(webhooks::list, webhooks::create))
-        .routes(routes!(webhooks::show, webhooks::patch, webhooks::delete))
-        .routes(routes!(webhooks::deliveries))
-        .routes(routes!(webhooks::rotate_secret))
-        .routes(routes!(replications::list, replications::create))
-        .routes(routes!(
+            projects::delete_project,
+            quota::recount,
+            quota::list_rules,
+            quota::add_rule,
+            quota::delete_rule,
+            retention::show,
+            retention::set,
+            retention::run,
+            members::list_members,
+            members::put_member,
+            members::delete_member,
+            robots::list_robots,
+            robots::create_robot,
+            robots::revoke_robot,
+            system_robots::list,
+            system_robots::create,
+            system_robots::revoke,
+            repositories::list_repositories,
+            repositories::delete_repository,
+            repositories::list_tags,
+            repositories::delete_tag,
+            gc::start,
+            gc::status,
+            gc::runs,
+            pulls::report,
+            audit::audit_log,
+            webhooks::list,
+            webhooks::create,
+            webhooks::show,
+            webhooks::patch,
+            webhooks::delete,
+            webhooks::deliveries,
+            webhooks::rotate_secret,
+            replications::list,
+            replications::create,
             replications::show,
             replications::patch,
-            replications::delete
-        ))
-        .routes(routes!(replications::run, replications::executions))
-        .routes(routes!(replications::execution))
-        .routes(routes!(system_keys::list))
-        .routes(routes!(system_keys::rotate))
-        .routes(routes!(system_keys::reseal))
+            replications::delete,
+            replications::run,
+            replications::executions,
+            replications::execution,
+            system_keys::list,
+            system_keys::rotate,
+            system_keys::reseal,
+        )
+    };
+}
+
+/// The admin routes with their OpenAPI descriptions: what the document is
+/// built from.
+fn routes() -> OpenApiRouter<AdminState> {
+    macro_rules! documented {
+        ($($module:ident::$handler:ident),* $(,)?) => {
+            OpenApiRouter::with_openapi(ApiDoc::openapi())$(.routes(routes!($module::$handler)))*
+        };
+    }
+    admin_handlers!(documented)
+}
+
+/// The same routes without their descriptions: the router `berth serve`
+/// answers with. Building the descriptions takes tens of KiB of stack and
+/// much of utoipa's code, which start-up would otherwise keep resident.
+fn plain_routes() -> axum::Router<AdminState> {
+    macro_rules! plain {
+        ($($module:ident::$handler:ident),* $(,)?) => {{
+            let router = axum::Router::new();
+            $(
+                let router = utoipa_axum::paste! {
+                    route::<$module::[<__path_ $handler>], _, _>(router, $module::$handler)
+                };
+            )*
+            router
+        }};
+    }
+    admin_handlers!(plain)
+}
+
+/// `handler` at the path and methods its `#[utoipa::path]` names; routes at
+/// one path are merged by axum, as `OpenApiRouter` merges them.
+fn route<P, H, T>(router: axum::Router<AdminState>, handler: H) -> axum::Router<AdminState>
+where
+    P: utoipa::Path,
+    H: axum::handler::Handler<T, AdminState>,
+    T: 'static,
+{
+    use utoipa_axum::PathItemExt;
+    let methods = P::methods()
+        .iter()
+        .fold(axum::routing::MethodRouter::new(), |r, m| {
+            r.on(m.to_method_filter(), handler.clone())
+        });
+    router.route(&P::path(), methods)
 }
 
 /// The admin API's OpenAPI document, generated from the routes it serves.
@@ -163,7 +223,7 @@ pub fn router(
     doc: impl Fn() -> serde_json::Value + Send + Sync + 'static,
 ) -> axum::Router {
     let access = state.access.clone();
-    let router = routes().with_state(state).split_for_parts().0;
+    let router = plain_routes().with_state(state);
     let built: Arc<std::sync::OnceLock<bytes::Bytes>> = Arc::default();
     let doc = Arc::new(doc);
     router

@@ -145,7 +145,7 @@ impl CommonLayer {
         let route = route_label(path);
         let api = path.starts_with("/api/");
         let refusal = match &self.refusals {
-            Some(_) if path == "/v2" || path.starts_with("/v2/") => RefusalCheck::capture(&req),
+            Some(_) if crate::auth::audit::under_v2(path) => RefusalCheck::capture(&req),
             _ => None,
         };
         let logged = self

@@ -159,6 +159,12 @@ pub async fn record_refusals(
     pending.finish(&access, res).await
 }
 
+/// Whether `path` is the distribution API's (`/v2` and below), where reads
+/// and refusals without credentials are the protocol's own and never audited.
+pub fn under_v2(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
+}
+
 /// What a refusal's record needs of its request, kept while the request
 /// runs (`record_refusals`, and the common layer for `/v2`).
 pub struct RefusalCheck {
@@ -174,7 +180,7 @@ impl RefusalCheck {
     pub fn capture(req: &axum::extract::Request) -> Option<RefusalCheck> {
         use axum::http::{header, Method};
         let path = req.uri().path();
-        let v2 = path == "/v2" || path.starts_with("/v2/");
+        let v2 = under_v2(path);
         if v2 && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return None;
         }
@@ -210,7 +216,7 @@ impl RefusalCheck {
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(' ').next().unwrap_or("").to_ascii_lowercase());
-        let v2 = path == "/v2" || path.starts_with("/v2/");
+        let v2 = under_v2(path);
         if v2 && (method == Method::GET || method == Method::HEAD || scheme.is_none()) {
             return res;
         }
