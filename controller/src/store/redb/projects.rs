@@ -34,111 +34,10 @@ impl RedbControllerStore {
     pub fn purge_project(&self, project: &str, now: u64) -> Result<ProjectPurge> {
         let txn = self.db.begin_write()?;
         let holdings = holdings(&txn.open_table(APPS)?, &txn.open_table(RESOURCES)?, project)?;
-        // node -> (an app of the project published there, resources there)
-        type Node = (Option<String>, Vec<(ResourceKind, String)>);
         let mut per_node: BTreeMap<String, Node> = BTreeMap::new();
-        {
-            let mut pubs = txn.open_table(PUBLICATIONS)?;
-            let mut found = Vec::new();
-            for item in pubs.iter()? {
-                let (k, v) = item?;
-                if k.value().0 == project {
-                    found.push(decode::<Publication>("ctl_publications", v.value())?);
-                }
-            }
-            for p in found {
-                pubs.remove((project, p.app.as_str(), p.node.as_str()))?;
-                let mut t = txn.open_table(FORCED)?;
-                let e = per_node.entry(p.node.clone()).or_default();
-                // Each app's objects on the node: a tombstone per (app, node),
-                // kept with what an earlier force-unpublish left there.
-                let earlier: Option<ForcedRemoval> =
-                    match t.get((project, p.app.as_str(), p.node.as_str()))? {
-                        Some(g) => Some(decode("ctl_forced", g.value())?),
-                        None => None,
-                    };
-                let mut f = ForcedRemoval {
-                    project: project.into(),
-                    app: p.app.clone(),
-                    node: p.node.clone(),
-                    pins: p
-                        .pinned
-                        .iter()
-                        .cloned()
-                        .chain(p.images_by_digest())
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect(),
-                    resources: Vec::new(),
-                    at: now,
-                };
-                if let Some(e) = earlier {
-                    let pins: BTreeSet<String> = f.pins.drain(..).chain(e.pins).collect();
-                    f.pins = pins.into_iter().collect();
-                    f.resources = e.resources;
-                }
-                t.insert(
-                    (project, p.app.as_str(), p.node.as_str()),
-                    encode(&f).as_slice(),
-                )?;
-                e.0.get_or_insert(p.app.clone());
-            }
-        }
-        {
-            let mut t = txn.open_table(RESOURCE_PUBS)?;
-            let mut found = Vec::new();
-            for item in t.iter()? {
-                let (k, _) = item?;
-                let (p, kind, name, node) = k.value();
-                if p == project {
-                    found.push((kind.to_string(), name.to_string(), node.to_string()));
-                }
-            }
-            for (kind, name, node) in found {
-                t.remove((project, kind.as_str(), name.as_str(), node.as_str()))?;
-                if let Some(k) = ResourceKind::parse(&kind) {
-                    if k == ResourceKind::Eips {
-                        free(&txn, project, &name, &node)?;
-                    }
-                    per_node.entry(node).or_default().1.push((k, name));
-                }
-            }
-        }
-        let mut tombstones = Vec::new();
-        {
-            let mut t = txn.open_table(FORCED)?;
-            for (node, (app, resources)) in per_node {
-                // The resources ride on a tombstone of the node: one of the
-                // project's apps there, or (none published there) the first
-                // resource's name, whose app selector matches nothing else of
-                // a project that is going anyway.
-                let Some(app) = app.or_else(|| resources.first().map(|r| r.1.clone())) else {
-                    continue;
-                };
-                let mut f: ForcedRemoval = match t.get((project, app.as_str(), node.as_str()))? {
-                    Some(g) => decode("ctl_forced", g.value())?,
-                    None => ForcedRemoval {
-                        project: project.into(),
-                        app: app.clone(),
-                        node: node.clone(),
-                        pins: Vec::new(),
-                        resources: Vec::new(),
-                        at: now,
-                    },
-                };
-                f.resources.extend(resources);
-                t.insert(
-                    (project, app.as_str(), node.as_str()),
-                    encode(&f).as_slice(),
-                )?;
-            }
-            for item in t.iter()? {
-                let (k, v) = item?;
-                if k.value().0 == project {
-                    tombstones.push(decode("ctl_forced", v.value())?);
-                }
-            }
-        }
+        drop_app_publications(&txn, project, now, &mut per_node)?;
+        drop_resource_publications(&txn, project, &mut per_node)?;
+        let tombstones = tombstone_nodes(&txn, project, now, per_node)?;
         remove_rows(&txn, project)?;
         txn.commit()?;
         Ok(ProjectPurge {
@@ -146,6 +45,134 @@ impl RedbControllerStore {
             tombstones,
         })
     }
+}
+
+// node -> (an app of the project published there, resources there)
+type Node = (Option<String>, Vec<(ResourceKind, String)>);
+
+/// Removes the project's app publications, each leaving a tombstone per (app, node).
+fn drop_app_publications(
+    txn: &redb::WriteTransaction,
+    project: &str,
+    now: u64,
+    per_node: &mut BTreeMap<String, Node>,
+) -> Result<()> {
+    let mut pubs = txn.open_table(PUBLICATIONS)?;
+    let mut found = Vec::new();
+    for item in pubs.iter()? {
+        let (k, v) = item?;
+        if k.value().0 == project {
+            found.push(decode::<Publication>("ctl_publications", v.value())?);
+        }
+    }
+    for p in found {
+        pubs.remove((project, p.app.as_str(), p.node.as_str()))?;
+        let mut t = txn.open_table(FORCED)?;
+        let e = per_node.entry(p.node.clone()).or_default();
+        // Each app's objects on the node: a tombstone per (app, node),
+        // kept with what an earlier force-unpublish left there.
+        let earlier: Option<ForcedRemoval> =
+            match t.get((project, p.app.as_str(), p.node.as_str()))? {
+                Some(g) => Some(decode("ctl_forced", g.value())?),
+                None => None,
+            };
+        let mut f = ForcedRemoval {
+            project: project.into(),
+            app: p.app.clone(),
+            node: p.node.clone(),
+            pins: p
+                .pinned
+                .iter()
+                .cloned()
+                .chain(p.images_by_digest())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            resources: Vec::new(),
+            at: now,
+        };
+        if let Some(e) = earlier {
+            let pins: BTreeSet<String> = f.pins.drain(..).chain(e.pins).collect();
+            f.pins = pins.into_iter().collect();
+            f.resources = e.resources;
+        }
+        t.insert(
+            (project, p.app.as_str(), p.node.as_str()),
+            encode(&f).as_slice(),
+        )?;
+        e.0.get_or_insert(p.app.clone());
+    }
+    Ok(())
+}
+
+/// Removes the project's resource publications (freeing EIP claims), noting each per node.
+fn drop_resource_publications(
+    txn: &redb::WriteTransaction,
+    project: &str,
+    per_node: &mut BTreeMap<String, Node>,
+) -> Result<()> {
+    let mut t = txn.open_table(RESOURCE_PUBS)?;
+    let mut found = Vec::new();
+    for item in t.iter()? {
+        let (k, _) = item?;
+        let (p, kind, name, node) = k.value();
+        if p == project {
+            found.push((kind.to_string(), name.to_string(), node.to_string()));
+        }
+    }
+    for (kind, name, node) in found {
+        t.remove((project, kind.as_str(), name.as_str(), node.as_str()))?;
+        if let Some(k) = ResourceKind::parse(&kind) {
+            if k == ResourceKind::Eips {
+                free(txn, project, &name, &node)?;
+            }
+            per_node.entry(node).or_default().1.push((k, name));
+        }
+    }
+    Ok(())
+}
+
+/// Puts each node's resources on a tombstone there; returns all the project's tombstones.
+fn tombstone_nodes(
+    txn: &redb::WriteTransaction,
+    project: &str,
+    now: u64,
+    per_node: BTreeMap<String, Node>,
+) -> Result<Vec<ForcedRemoval>> {
+    let mut tombstones = Vec::new();
+    let mut t = txn.open_table(FORCED)?;
+    for (node, (app, resources)) in per_node {
+        // The resources ride on a tombstone of the node: one of the
+        // project's apps there, or (none published there) the first
+        // resource's name, whose app selector matches nothing else of
+        // a project that is going anyway.
+        let Some(app) = app.or_else(|| resources.first().map(|r| r.1.clone())) else {
+            continue;
+        };
+        let mut f: ForcedRemoval = match t.get((project, app.as_str(), node.as_str()))? {
+            Some(g) => decode("ctl_forced", g.value())?,
+            None => ForcedRemoval {
+                project: project.into(),
+                app: app.clone(),
+                node: node.clone(),
+                pins: Vec::new(),
+                resources: Vec::new(),
+                at: now,
+            },
+        };
+        f.resources.extend(resources);
+        t.insert(
+            (project, app.as_str(), node.as_str()),
+            encode(&f).as_slice(),
+        )?;
+    }
+    for item in t.iter()? {
+        let (k, v) = item?;
+        if k.value().0 == project {
+            tombstones.push(decode("ctl_forced", v.value())?);
+        }
+    }
+    Ok(tombstones)
 }
 
 fn holdings(
