@@ -204,6 +204,88 @@ pub(super) fn unapply(
     Ok(out)
 }
 
+/// The nodes a publish goes to: those named (which must exist), else every
+/// node where an app the resource serves is published; refused, naming the
+/// rule, where no app it serves is published.
+fn publish_nodes(
+    txn: &WriteTransaction,
+    r: &Resource,
+    served: &BTreeMap<String, Vec<(String, bool)>>,
+    nodes: Option<Vec<String>>,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<Vec<String>> {
+    let unattached = unattached_eip(r);
+    if unattached && nodes.is_none() {
+        return Err(StoreError::Conflict(format!(
+            "rule: an EIP with a static container IP serves no app, so it has no default \
+             nodes; name the node ({{\"nodes\": [...]}}) to publish {name} on"
+        )));
+    }
+    let nodes = match nodes {
+        Some(n) => {
+            check_nodes_exist(txn, &n)?;
+            n
+        }
+        None => served.keys().cloned().collect(),
+    };
+    let missing: Vec<String> = nodes
+        .iter()
+        .filter(|n| !served.contains_key(*n))
+        .cloned()
+        .collect();
+    if !unattached && (nodes.is_empty() || !missing.is_empty()) {
+        let where_ = if nodes.is_empty() {
+            "any node".to_string()
+        } else {
+            joined(&missing)
+        };
+        return Err(StoreError::Conflict(format!(
+            "rule: a {} is published only where an app it serves is published; none is \
+             published on {where_} (publish the app there first)",
+            kind.singular()
+        )));
+    }
+    Ok(nodes)
+}
+
+/// Refuses a publish of an EIP or route on nodes where its load balancer is
+/// not published.
+fn check_load_balancer_published(
+    t: &PubTable<'_>,
+    project: &str,
+    kind: ResourceKind,
+    r: &Resource,
+    nodes: &[String],
+) -> Result<()> {
+    let lb_name = match &r.spec {
+        ResourceSpec::Eip(e) => e.load_balancer(),
+        ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
+        _ => None,
+    };
+    if let Some(lb) = lb_name {
+        let lb_pubs = of_resource(t, project, ResourceKind::LoadBalancers, lb)?;
+        let without: Vec<String> = nodes
+            .iter()
+            .filter(|n| {
+                !lb_pubs
+                    .get(*n)
+                    .is_some_and(|p| p.desired == ResourceDesired::Published)
+            })
+            .cloned()
+            .collect();
+        if !without.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "rule: a {} is published only where its load balancer is published; \
+                 publish load balancer {lb} on {} first",
+                kind.singular(),
+                joined(&without)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Names the nodes in words.
 fn joined(nodes: &[String]) -> String {
     nodes.join(", ")
@@ -229,63 +311,9 @@ impl RedbControllerStore {
                 None => return Err(not_found_resource(kind, project, name)),
             };
             let served = served_apps(&txn, &resources, &r)?;
-            let unattached = unattached_eip(&r);
-            if unattached && nodes.is_none() {
-                return Err(StoreError::Conflict(format!(
-                    "rule: an EIP with a static container IP serves no app, so it has no default \
-                     nodes; name the node ({{\"nodes\": [...]}}) to publish {name} on"
-                )));
-            }
-            let nodes = match nodes {
-                Some(n) => {
-                    check_nodes_exist(&txn, &n)?;
-                    n
-                }
-                None => served.keys().cloned().collect(),
-            };
-            let missing: Vec<String> = nodes
-                .iter()
-                .filter(|n| !served.contains_key(*n))
-                .cloned()
-                .collect();
-            if !unattached && (nodes.is_empty() || !missing.is_empty()) {
-                let where_ = if nodes.is_empty() {
-                    "any node".to_string()
-                } else {
-                    joined(&missing)
-                };
-                return Err(StoreError::Conflict(format!(
-                    "rule: a {} is published only where an app it serves is published; none is \
-                     published on {where_} (publish the app there first)",
-                    kind.singular()
-                )));
-            }
+            let nodes = publish_nodes(&txn, &r, &served, nodes, kind, name)?;
             let mut t = txn.open_table(RESOURCE_PUBS)?;
-            let lb_name = match &r.spec {
-                ResourceSpec::Eip(e) => e.load_balancer(),
-                ResourceSpec::Route(rt) => Some(rt.load_balancer.as_str()),
-                _ => None,
-            };
-            if let Some(lb) = lb_name {
-                let lb_pubs = of_resource(&t, project, ResourceKind::LoadBalancers, lb)?;
-                let without: Vec<String> = nodes
-                    .iter()
-                    .filter(|n| {
-                        !lb_pubs
-                            .get(*n)
-                            .is_some_and(|p| p.desired == ResourceDesired::Published)
-                    })
-                    .cloned()
-                    .collect();
-                if !without.is_empty() {
-                    return Err(StoreError::Conflict(format!(
-                        "rule: a {} is published only where its load balancer is published; \
-                         publish load balancer {lb} on {} first",
-                        kind.singular(),
-                        joined(&without)
-                    )));
-                }
-            }
+            check_load_balancer_published(&t, project, kind, &r, &nodes)?;
             let unique: BTreeSet<String> = nodes.into_iter().collect();
             for node in unique {
                 if let ResourceSpec::Eip(e) = &r.spec {
