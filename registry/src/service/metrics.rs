@@ -84,77 +84,96 @@ impl Metrics {
             webhook_deliveries: Counter::default(),
             webhook_delivery_failures: Counter::default(),
         };
-        registry.register(
-            "webhook_events_dropped",
-            "Webhook events dropped unsent because their endpoint's queue was full",
-            m.webhook_events_dropped.clone(),
-        );
-        registry.register(
-            "webhook_deliveries",
-            "Webhook deliveries the endpoint answered with 2xx",
-            m.webhook_deliveries.clone(),
-        );
-        registry.register(
-            "webhook_delivery_failures",
-            "Webhook delivery attempts that failed (no answer, or not 2xx)",
-            m.webhook_delivery_failures.clone(),
-        );
-        registry.register(
-            "http_requests",
-            "HTTP requests by method, route and status",
-            m.requests.clone(),
-        );
-        registry.register(
-            "blobs_pushed",
-            "Blobs committed by uploads",
-            m.blobs_pushed.clone(),
-        );
-        registry.register(
-            "pushed_bytes",
-            "Bytes committed by uploads",
-            m.bytes_pushed.clone(),
-        );
-        registry.register(
-            "manifests_pushed",
-            "Manifests pushed",
-            m.manifests_pushed.clone(),
-        );
-        registry.register(
-            "served_bytes",
-            "Blob bytes served to clients",
-            m.bytes_served.clone(),
-        );
-        registry.register(
-            "blob_redirects",
-            "Blob GETs answered with a redirect to a presigned URL of the bucket",
-            m.blob_redirects.clone(),
-        );
-        registry.register("login_failures", "Failed logins", m.login_failures.clone());
-        registry.register(
-            "logins_throttled",
-            "Login attempts refused with 429 by the failed-login throttle",
-            m.logins_throttled.clone(),
-        );
-        registry.register("gc_runs", "Garbage collection runs", m.gc_runs.clone());
-        registry.register(
-            "gc_blobs_deleted",
-            "Blobs deleted by garbage collection",
-            m.gc_blobs_deleted.clone(),
-        );
-        registry.register(
-            "gc_freed_bytes",
-            "Bytes freed by garbage collection",
-            m.gc_bytes_freed.clone(),
-        );
-        registry.register(
-            "uploads_in_progress",
-            "Upload sessions open",
-            m.uploads_in_progress.clone(),
-        );
+        m.register_webhook_metrics(&mut registry);
+        m.register_request_and_push_metrics(&mut registry);
+        m.register_login_and_gc_metrics(&mut registry);
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
         }
         m
+    }
+
+    /// Registers the webhook counters.
+    fn register_webhook_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "webhook_events_dropped",
+            "Webhook events dropped unsent because their endpoint's queue was full",
+            self.webhook_events_dropped.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries the endpoint answered with 2xx",
+            self.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_delivery_failures",
+            "Webhook delivery attempts that failed (no answer, or not 2xx)",
+            self.webhook_delivery_failures.clone(),
+        );
+    }
+
+    /// Registers the request family and the push, serve and redirect counters.
+    fn register_request_and_push_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "blobs_pushed",
+            "Blobs committed by uploads",
+            self.blobs_pushed.clone(),
+        );
+        registry.register(
+            "pushed_bytes",
+            "Bytes committed by uploads",
+            self.bytes_pushed.clone(),
+        );
+        registry.register(
+            "manifests_pushed",
+            "Manifests pushed",
+            self.manifests_pushed.clone(),
+        );
+        registry.register(
+            "served_bytes",
+            "Blob bytes served to clients",
+            self.bytes_served.clone(),
+        );
+        registry.register(
+            "blob_redirects",
+            "Blob GETs answered with a redirect to a presigned URL of the bucket",
+            self.blob_redirects.clone(),
+        );
+    }
+
+    /// Registers the login, garbage collection and upload metrics.
+    fn register_login_and_gc_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "login_failures",
+            "Failed logins",
+            self.login_failures.clone(),
+        );
+        registry.register(
+            "logins_throttled",
+            "Login attempts refused with 429 by the failed-login throttle",
+            self.logins_throttled.clone(),
+        );
+        registry.register("gc_runs", "Garbage collection runs", self.gc_runs.clone());
+        registry.register(
+            "gc_blobs_deleted",
+            "Blobs deleted by garbage collection",
+            self.gc_blobs_deleted.clone(),
+        );
+        registry.register(
+            "gc_freed_bytes",
+            "Bytes freed by garbage collection",
+            self.gc_bytes_freed.clone(),
+        );
+        registry.register(
+            "uploads_in_progress",
+            "Upload sessions open",
+            self.uploads_in_progress.clone(),
+        );
     }
 
     /// Lets other components (the edge cache) register their own metrics.
