@@ -13,68 +13,14 @@ impl Config {
             toml::Value::try_from(&*self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut changed = false;
         for (var, value) in vars {
-            let Some(rest) = var.strip_prefix("BERTH_") else {
+            let Some((section, key)) = env_target(&var) else {
                 continue;
             };
-            let rest = rest.to_ascii_lowercase();
-            let (section, key) = match rest.as_str() {
-                "upstream_user" => ("edge".to_string(), "upstream_user".to_string()),
-                "upstream_password" => ("edge".to_string(), "upstream_password".to_string()),
-                _ => match rest.split_once('_') {
-                    Some((s, k)) => (s.to_string(), k.to_string()),
-                    None => continue,
-                },
-            };
-            let key = RENAMED_KEYS
-                .iter()
-                .find(|(s, old, _)| *s == section && *old == key)
-                .map(|(_, _, new)| new.to_string())
-                .unwrap_or(key);
             let Some(table) = tree.get_mut(&section).and_then(|t| t.as_table_mut()) else {
                 continue;
             };
             let current = table.get(&key).cloned();
-            let parsed = match &current {
-                Some(toml::Value::String(_)) | None => toml::Value::String(value.clone()),
-                Some(toml::Value::Integer(_)) => {
-                    toml::Value::Integer(value.trim().parse().map_err(|_| ConfigError::Env {
-                        var: var.clone(),
-                        message: format!("{value:?} is not a whole number"),
-                    })?)
-                }
-                Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match value.trim() {
-                    "1" | "true" | "yes" | "on" => true,
-                    "0" | "false" | "no" | "off" => false,
-                    _ => {
-                        return Err(ConfigError::Env {
-                            var,
-                            message: format!("{value:?} is not a boolean (true/false)"),
-                        })
-                    }
-                }),
-                Some(toml::Value::Table(_)) => {
-                    let mut t = toml::map::Map::new();
-                    for pair in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let Some((k, v)) = pair.split_once('=') else {
-                            return Err(ConfigError::Env {
-                                var,
-                                message: format!("{pair:?} is not KEY=VALUE"),
-                            });
-                        };
-                        t.insert(k.trim().into(), toml::Value::String(v.trim().into()));
-                    }
-                    toml::Value::Table(t)
-                }
-                Some(toml::Value::Array(_)) => toml::Value::Array(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| toml::Value::String(s.to_string()))
-                        .collect(),
-                ),
-                Some(_) => toml::Value::String(value.clone()),
-            };
+            let parsed = parse_env_value(var, value, &current)?;
             if current.is_none() && !KNOWN_OPTIONAL_KEYS.contains(&(section.as_str(), key.as_str()))
             {
                 // Not a key of this section: ignore rather than fail, so unrelated
@@ -94,6 +40,78 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The (section, key) a `BERTH_*` variable names, after the short aliases and
+/// renamed keys; `None` for any other variable.
+fn env_target(var: &str) -> Option<(String, String)> {
+    let rest = var.strip_prefix("BERTH_")?;
+    let rest = rest.to_ascii_lowercase();
+    let (section, key) = match rest.as_str() {
+        "upstream_user" => ("edge".to_string(), "upstream_user".to_string()),
+        "upstream_password" => ("edge".to_string(), "upstream_password".to_string()),
+        _ => match rest.split_once('_') {
+            Some((s, k)) => (s.to_string(), k.to_string()),
+            None => return None,
+        },
+    };
+    let key = RENAMED_KEYS
+        .iter()
+        .find(|(s, old, _)| *s == section && *old == key)
+        .map(|(_, _, new)| new.to_string())
+        .unwrap_or(key);
+    Some((section, key))
+}
+
+/// The variable's value as the kind of value the key holds now (a string if
+/// it has none).
+fn parse_env_value(
+    var: String,
+    value: String,
+    current: &Option<toml::Value>,
+) -> Result<toml::Value, ConfigError> {
+    let parsed = match current {
+        Some(toml::Value::String(_)) | None => toml::Value::String(value.clone()),
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(value.trim().parse().map_err(|_| ConfigError::Env {
+                var: var.clone(),
+                message: format!("{value:?} is not a whole number"),
+            })?)
+        }
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match value.trim() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("{value:?} is not a boolean (true/false)"),
+                })
+            }
+        }),
+        Some(toml::Value::Table(_)) => {
+            let mut t = toml::map::Map::new();
+            for pair in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: format!("{pair:?} is not KEY=VALUE"),
+                    });
+                };
+                t.insert(k.trim().into(), toml::Value::String(v.trim().into()));
+            }
+            toml::Value::Table(t)
+        }
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        Some(_) => toml::Value::String(value.clone()),
+    };
+    Ok(parsed)
 }
 
 /// Keys that were renamed: (section, old name, new name). Files accept the old
