@@ -145,6 +145,22 @@ struct Probe {
 pub fn decode(content_type: &str, body: &[u8]) -> Result<ManifestSummary, ManifestError> {
     let probe: Probe = serde_json::from_slice(body)
         .map_err(|e| ManifestError::Invalid(format!("manifest is not valid JSON: {e}")))?;
+    let media_type = manifest_media_type(content_type, &probe)?;
+    let kind = media::manifest_kind(&media_type).ok_or_else(|| {
+        ManifestError::Invalid(format!(
+            "unsupported manifest media type {media_type}; use an OCI image manifest or index, or a Docker schema2 manifest or manifest list"
+        ))
+    })?;
+    match kind {
+        ManifestKind::Image => decode_image(media_type, body),
+        ManifestKind::Index => decode_index(media_type, body),
+    }
+}
+
+/// The manifest's media type: the Content-Type's, which must agree with the
+/// body's `mediaType`, else the body's, else guessed from its fields; refuses
+/// Docker schema1 and a `schemaVersion` other than 2.
+fn manifest_media_type(content_type: &str, probe: &Probe) -> Result<String, ManifestError> {
     let header = media::essence(content_type);
     let header = match header.as_str() {
         "" | "application/json" | "application/octet-stream" => None,
@@ -181,57 +197,55 @@ pub fn decode(content_type: &str, body: &[u8]) -> Result<ManifestSummary, Manife
             ))
         }
     };
-    let kind = media::manifest_kind(&media_type).ok_or_else(|| {
-        ManifestError::Invalid(format!(
-            "unsupported manifest media type {media_type}; use an OCI image manifest or index, or a Docker schema2 manifest or manifest list"
-        ))
-    })?;
-    match kind {
-        ManifestKind::Image => {
-            let m: ImageManifest = serde_json::from_slice(body)
-                .map_err(|e| ManifestError::Invalid(format!("invalid image manifest: {e}")))?;
-            let config = convert(m.config())?;
-            let mut blobs = vec![config.clone()];
-            for l in m.layers() {
-                blobs.push(convert(l)?);
-            }
-            let artifact_type = m
-                .artifact_type()
-                .as_ref()
-                .map(|a| a.to_string())
-                .or_else(|| Some(config.media_type.clone()));
-            Ok(ManifestSummary {
-                media_type,
-                blobs,
-                manifests: vec![],
-                subject: m.subject().as_ref().map(convert).transpose()?,
-                artifact_type,
-                annotations: m
-                    .annotations()
-                    .as_ref()
-                    .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            })
-        }
-        ManifestKind::Index => {
-            let m: ImageIndex = serde_json::from_slice(body)
-                .map_err(|e| ManifestError::Invalid(format!("invalid image index: {e}")))?;
-            Ok(ManifestSummary {
-                media_type,
-                blobs: vec![],
-                manifests: m
-                    .manifests()
-                    .iter()
-                    .map(convert)
-                    .collect::<Result<_, _>>()?,
-                subject: m.subject().as_ref().map(convert).transpose()?,
-                artifact_type: m.artifact_type().as_ref().map(|a| a.to_string()),
-                annotations: m
-                    .annotations()
-                    .as_ref()
-                    .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            })
-        }
+    Ok(media_type)
+}
+
+/// Decodes an image manifest: config and layers are its blobs.
+fn decode_image(media_type: String, body: &[u8]) -> Result<ManifestSummary, ManifestError> {
+    let m: ImageManifest = serde_json::from_slice(body)
+        .map_err(|e| ManifestError::Invalid(format!("invalid image manifest: {e}")))?;
+    let config = convert(m.config())?;
+    let mut blobs = vec![config.clone()];
+    for l in m.layers() {
+        blobs.push(convert(l)?);
     }
+    let artifact_type = m
+        .artifact_type()
+        .as_ref()
+        .map(|a| a.to_string())
+        .or_else(|| Some(config.media_type.clone()));
+    Ok(ManifestSummary {
+        media_type,
+        blobs,
+        manifests: vec![],
+        subject: m.subject().as_ref().map(convert).transpose()?,
+        artifact_type,
+        annotations: m
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+    })
+}
+
+/// Decodes an image index: its entries are child manifests.
+fn decode_index(media_type: String, body: &[u8]) -> Result<ManifestSummary, ManifestError> {
+    let m: ImageIndex = serde_json::from_slice(body)
+        .map_err(|e| ManifestError::Invalid(format!("invalid image index: {e}")))?;
+    Ok(ManifestSummary {
+        media_type,
+        blobs: vec![],
+        manifests: m
+            .manifests()
+            .iter()
+            .map(convert)
+            .collect::<Result<_, _>>()?,
+        subject: m.subject().as_ref().map(convert).transpose()?,
+        artifact_type: m.artifact_type().as_ref().map(|a| a.to_string()),
+        annotations: m
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+    })
 }
 
 #[cfg(test)]
