@@ -108,6 +108,28 @@ fn parse_input(
     let Value::Object(mut fields) = body else {
         return Err(ApiError::BadRequest("send a JSON object".into()));
     };
+    let name = input_name(path_name, &mut fields)?;
+    let description = input_description(&mut fields)?;
+    let rest = Value::Object(fields);
+    let spec = input_spec(state, project, &name, kind, rest)?;
+    let now = now_secs();
+    Ok(Resource {
+        project: project.into(),
+        name,
+        kind,
+        spec,
+        description,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// The resource's name: the path's on PUT, which the body's must match, else
+/// the body's.
+fn input_name(
+    path_name: Option<&str>,
+    fields: &mut serde_json::Map<String, Value>,
+) -> Result<String, ApiError> {
     let body_name = fields
         .remove("name")
         .and_then(|v| v.as_str().map(str::to_string));
@@ -125,6 +147,11 @@ fn parse_input(
             ))
         }
     };
+    Ok(name)
+}
+
+/// The optional `description`, a string.
+fn input_description(fields: &mut serde_json::Map<String, Value>) -> Result<String, ApiError> {
     let description = match fields.remove("description") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(d)) => d,
@@ -134,7 +161,17 @@ fn parse_input(
             ))
         }
     };
-    let rest = Value::Object(fields);
+    Ok(description)
+}
+
+/// The kind's spec from the fields beside name and description.
+fn input_spec(
+    state: &ControllerState,
+    project: &str,
+    name: &str,
+    kind: ResourceKind,
+    rest: Value,
+) -> Result<ResourceSpec, ApiError> {
     let spec = match kind {
         ResourceKind::LoadBalancers => ResourceSpec::LoadBalancer(
             serde_json::from_value::<LoadBalancerSpec>(rest).map_err(|e| bad_body(kind, e))?,
@@ -151,37 +188,37 @@ fn parse_input(
         ResourceKind::Volumes => ResourceSpec::Volume(
             serde_json::from_value::<VolumeSpec>(rest).map_err(|e| bad_body(kind, e))?,
         ),
-        ResourceKind::Secrets => {
-            let input: SecretInput = serde_json::from_value(rest).map_err(|e| bad_body(kind, e))?;
-            for k in input.data.keys() {
-                crate::resources::validate_data_key(k)
-                    .map_err(|m| ApiError::BadRequest(format!("data.{k}: {m}")))?;
-            }
-            let key = state.secrets().ok_or_else(|| {
-                ApiError::Conflict(
-                    "secrets cannot be stored: no controller.secret_key is configured".into(),
-                )
-            })?;
-            let mut data = BTreeMap::new();
-            for (k, v) in input.data {
-                let sealed = key
-                    .seal(&format!("{project}/{name}/{k}"), v.as_bytes())
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                data.insert(k, sealed);
-            }
-            ResourceSpec::Secret(SecretSpec { data })
-        }
+        ResourceKind::Secrets => sealed_secret(state, project, name, kind, rest)?,
     };
-    let now = now_secs();
-    Ok(Resource {
-        project: project.into(),
-        name,
-        kind,
-        spec,
-        description,
-        created_at: now,
-        updated_at: now,
-    })
+    Ok(spec)
+}
+
+/// A secret's spec: its keys checked and its values sealed as they arrive.
+fn sealed_secret(
+    state: &ControllerState,
+    project: &str,
+    name: &str,
+    kind: ResourceKind,
+    rest: Value,
+) -> Result<ResourceSpec, ApiError> {
+    let input: SecretInput = serde_json::from_value(rest).map_err(|e| bad_body(kind, e))?;
+    for k in input.data.keys() {
+        crate::resources::validate_data_key(k)
+            .map_err(|m| ApiError::BadRequest(format!("data.{k}: {m}")))?;
+    }
+    let key = state.secrets().ok_or_else(|| {
+        ApiError::Conflict(
+            "secrets cannot be stored: no controller.secret_key is configured".into(),
+        )
+    })?;
+    let mut data = BTreeMap::new();
+    for (k, v) in input.data {
+        let sealed = key
+            .seal(&format!("{project}/{name}/{k}"), v.as_bytes())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        data.insert(k, sealed);
+    }
+    Ok(ResourceSpec::Secret(SecretSpec { data }))
 }
 
 pub(super) async fn load_view(
