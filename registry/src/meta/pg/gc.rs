@@ -270,6 +270,41 @@ async fn sweep_manifests(
     }
     let what = "sweeping manifests";
     let r = repo.as_str();
+    let (batch, survivors) = sweep_batch(tx, r, dead, seen_at, what).await?;
+    // A survivor keeps what it reaches in the batch, as the mark would.
+    let keep = mark(&batch, &survivors);
+    let kept_blobs: HashSet<String> = keep
+        .iter()
+        .filter_map(|k| batch.get(k).cloned().flatten())
+        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
+        .collect();
+    let removed = delete_manifests(tx, repo, &batch, &keep, what).await?;
+    // The content of manifests no repository holds any more.
+    let gone: Vec<String> = removed.iter().map(Digest::to_string).collect();
+    tx.cexec(
+        "DELETE FROM manifest_contents c WHERE c.digest = ANY($1)
+         AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
+        &[&gone],
+    )
+    .await
+    .ctx(what)?;
+    changes.extend(gone.into_iter().map(|digest| Change::Manifest {
+        repo: r.to_string(),
+        digest,
+    }));
+    Ok((removed, kept_blobs))
+}
+
+/// The manifests of `dead` still in the repository, by digest, with those
+/// that survive: pushed again since GC saw them, tagged, or a child of a
+/// manifest pushed since.
+async fn sweep_batch(
+    tx: &Transaction<'_>,
+    r: &str,
+    dead: &[Seen],
+    seen_at: u64,
+    what: &str,
+) -> Result<(BTreeMap<String, Option<ManifestSummary>>, BTreeSet<String>)> {
     let young = pushed_since(tx, r, seen_at).await?;
     let tagged: HashSet<String> = tx
         .cq("SELECT digest FROM tags WHERE repo = $1", &[&r])
@@ -299,13 +334,19 @@ async fn sweep_manifests(
         }
         batch.insert(key, summary.clone());
     }
-    // A survivor keeps what it reaches in the batch, as the mark would.
-    let keep = mark(&batch, &survivors);
-    let kept_blobs: HashSet<String> = keep
-        .iter()
-        .filter_map(|k| batch.get(k).cloned().flatten())
-        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
-        .collect();
+    Ok((batch, survivors))
+}
+
+/// Deletes the batch's manifests outside `keep`, with their project usage
+/// and referrer rows. The digests removed.
+async fn delete_manifests(
+    tx: &Transaction<'_>,
+    repo: &RepoName,
+    batch: &BTreeMap<String, Option<ManifestSummary>>,
+    keep: &BTreeSet<String>,
+    what: &str,
+) -> Result<Vec<Digest>> {
+    let r = repo.as_str();
     let mut removed = Vec::new();
     for key in batch.keys().filter(|k| !keep.contains(*k)) {
         tx.cexec(
@@ -325,20 +366,7 @@ async fn sweep_manifests(
             removed.push(d);
         }
     }
-    // The content of manifests no repository holds any more.
-    let gone: Vec<String> = removed.iter().map(Digest::to_string).collect();
-    tx.cexec(
-        "DELETE FROM manifest_contents c WHERE c.digest = ANY($1)
-         AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = c.digest)",
-        &[&gone],
-    )
-    .await
-    .ctx(what)?;
-    changes.extend(gone.into_iter().map(|digest| Change::Manifest {
-        repo: r.to_string(),
-        digest,
-    }));
-    Ok((removed, kept_blobs))
+    Ok(removed)
 }
 
 /// Removes each link of `dead` still in `repo` with the link time GC saw,
