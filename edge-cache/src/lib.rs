@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use berth_config::Config;
+use berth_config::{Config, EdgeConfig};
 use berth_registry::api::{self, ApiState};
 use berth_registry::auth::Access;
 use berth_registry::service::metrics::Metrics;
@@ -99,38 +99,12 @@ pub struct EdgeApp {
 impl EdgeApp {
     pub async fn open(config: Config) -> Result<Self, EdgeError> {
         let e = &config.edge;
-        if e.upstream.is_empty() {
-            return Err(EdgeError::Config(
-                "no upstream: give --upstream http(s)://REGISTRY or set edge.upstream".into(),
-            ));
-        }
-        let client =
-            (!e.client_user.is_empty()).then(|| (e.client_user.clone(), e.client_password.clone()));
-        if !e.listen.ip().is_loopback() && client.is_none() && e.trusted_networks.is_empty() {
-            return Err(EdgeError::Config(format!(
-                "refusing to listen on {} without protection: set edge.client_user/client_password or edge.trusted_networks, \
-                 or listen on 127.0.0.1 (the cache holds private images its upstream account can read)",
-                e.listen
-            )));
-        }
+        let client = checked_client(e)?;
         let dir = &e.cache_dir;
         let mut local_cfg = config.clone();
         local_cfg.storage.backend = berth_config::StorageBackend::Local;
         let metrics = Arc::new(Metrics::new());
-        let local = Arc::new(
-            LocalRegistry::open(&local_cfg, dir, DATABASE, metrics.clone()).map_err(start)?,
-        );
-        // The database is ours, so nothing else uses this directory: what a
-        // crash left half done is settled before serving.
-        let recovery = local.recover_at_start(true).await.map_err(start)?;
-        if recovery != Default::default() {
-            tracing::info!(
-                recorded = recovery.recorded,
-                discarded = recovery.discarded,
-                deleted = recovery.swept,
-                "start-up: recorded blobs a crash left unrecorded, discarded fills that never wrote a durable byte, deleted blob files no record counts"
-            );
-        }
+        let local = open_local(&local_cfg, dir, metrics.clone()).await?;
         let store = Arc::new(EdgeStore::open(&local).await.map_err(start)?);
         let em = Arc::new(metrics::EdgeMetrics::default());
         em.register(&metrics);
@@ -146,42 +120,8 @@ impl EdgeApp {
             store.clone(),
             retention.clone(),
         ));
-        let creds = (!e.upstream_user.is_empty())
-            .then(|| (e.upstream_user.clone(), e.upstream_password.clone()));
-        let up = Arc::new(
-            upstream::Upstream::new(&e.upstream, creds, e.connect_timeout, e.insecure_upstream)
-                .map_err(EdgeError::Config)?,
-        );
-        let ready = {
-            let cache_dir = cache_dir.clone();
-            Arc::new(move || cache_dir.ensure())
-        };
-        let tags = TagFreshness::new(
-            store.tag_clock(),
-            TagPolicy {
-                freshness: e.tag_freshness,
-                stale_limit: e.stale_limit,
-            },
-        );
-        let pt = Arc::new(PullThrough::new(
-            "",
-            local,
-            up,
-            retention.clone(),
-            tags,
-            em.proxy.clone(),
-            ready,
-        ));
-        let reporter = job_report::JobReporter::new(&e.upstream, e.insecure_upstream)
-            .map_err(EdgeError::Config)?;
-        let prefetcher = prefetch::Prefetcher::new(
-            pt.clone(),
-            store.clone(),
-            em.clone(),
-            e.platforms.clone(),
-            Some(Arc::new(reporter)),
-        )
-        .await;
+        let pt = open_pull_through(e, local, &store, &retention, &em, &cache_dir)?;
+        let prefetcher = open_prefetcher(e, &pt, &store, &em).await?;
         let pulls = pull_report::PullReporter::new(
             &e.upstream,
             (!e.upstream_user.is_empty())
@@ -218,8 +158,37 @@ impl EdgeApp {
             events: None,
             pulls: Some(self.pulls.counter.clone()),
         };
-        let metrics = self.metrics.clone();
-        let (retention, em) = (self.retention.clone(), self.edge_metrics.clone());
+        let guarded = self.guarded_routes();
+        let logs = Arc::new(podlogs::PodLogs::new(
+            self.config.edge.pod_logs_dir.clone(),
+            self.config.edge.controller_token.clone(),
+        ));
+        // A node's containerd mirroring another registry through this edge
+        // (`?ns=docker.io`) reads that registry's proxy-cache project upstream.
+        let hosts = Arc::new(self.config.proxy.hosts.clone());
+        api::router(state)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let req = berth_registry::proxy::mirror::to_project(&hosts, req);
+                    next.run(req)
+                },
+            ))
+            .merge(guarded)
+            .merge(podlogs::router(logs))
+            .route("/metrics", self.metrics_route())
+            .route(
+                "/healthz",
+                axum::routing::get(health).with_state(self.cache_dir.clone()),
+            )
+            .route(
+                "/api/v1/openapi.json",
+                axum::routing::get(|| async { axum::Json(openapi::document()) }),
+            )
+    }
+
+    /// The prefetch, cached-images and status APIs, behind the listener's
+    /// access rule and refusing form posts.
+    fn guarded_routes(&self) -> Router {
         let access = self.access.clone();
         let cached = images::Images {
             local: self.pull_through.local.clone(),
@@ -235,7 +204,7 @@ impl EdgeApp {
             pull_through: self.pull_through.clone(),
         });
         let images = images::router(cached);
-        let guarded = prefetch::router(self.prefetcher.clone())
+        prefetch::router(self.prefetcher.clone())
             .merge(images)
             .merge(status)
             .layer(axum::middleware::from_fn(
@@ -258,48 +227,28 @@ impl EdgeApp {
             ))
             .layer(axum::middleware::from_fn(
                 berth_registry::admin::refuse_forms,
-            ));
-        let logs = Arc::new(podlogs::PodLogs::new(
-            self.config.edge.pod_logs_dir.clone(),
-            self.config.edge.controller_token.clone(),
-        ));
-        // A node's containerd mirroring another registry through this edge
-        // (`?ns=docker.io`) reads that registry's proxy-cache project upstream.
-        let hosts = Arc::new(self.config.proxy.hosts.clone());
-        api::router(state)
-            .layer(axum::middleware::from_fn(
-                move |req: axum::extract::Request, next: axum::middleware::Next| {
-                    let req = berth_registry::proxy::mirror::to_project(&hosts, req);
-                    next.run(req)
-                },
             ))
-            .merge(guarded)
-            .merge(podlogs::router(logs))
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = metrics.clone();
-                    let used = retention.used_bytes();
-                    async move {
-                        em.cached_bytes.set(used as i64);
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4",
-                            )],
-                            m.render(),
-                        )
-                    }
-                }),
-            )
-            .route(
-                "/healthz",
-                axum::routing::get(health).with_state(self.cache_dir.clone()),
-            )
-            .route(
-                "/api/v1/openapi.json",
-                axum::routing::get(|| async { axum::Json(openapi::document()) }),
-            )
+    }
+
+    /// `/metrics`: the process's Prometheus registry, the cached bytes
+    /// updated first.
+    fn metrics_route(&self) -> axum::routing::MethodRouter {
+        let metrics = self.metrics.clone();
+        let (retention, em) = (self.retention.clone(), self.edge_metrics.clone());
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            let used = retention.used_bytes();
+            async move {
+                em.cached_bytes.set(used as i64);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    m.render(),
+                )
+            }
+        })
     }
 
     /// Every few seconds: recreates the cache directory if it was removed,
@@ -333,6 +282,105 @@ impl EdgeApp {
             tracing::error!(error = %e, "cannot save LRU order");
         }
     }
+}
+
+/// Refuses an edge without an upstream, or listening past loopback with no
+/// client credentials or trusted networks; the client credentials if any.
+fn checked_client(e: &EdgeConfig) -> Result<Option<(String, String)>, EdgeError> {
+    if e.upstream.is_empty() {
+        return Err(EdgeError::Config(
+            "no upstream: give --upstream http(s)://REGISTRY or set edge.upstream".into(),
+        ));
+    }
+    let client =
+        (!e.client_user.is_empty()).then(|| (e.client_user.clone(), e.client_password.clone()));
+    if !e.listen.ip().is_loopback() && client.is_none() && e.trusted_networks.is_empty() {
+        return Err(EdgeError::Config(format!(
+            "refusing to listen on {} without protection: set edge.client_user/client_password or edge.trusted_networks, \
+             or listen on 127.0.0.1 (the cache holds private images its upstream account can read)",
+            e.listen
+        )));
+    }
+    Ok(client)
+}
+
+/// Opens the local registry in the cache directory and settles what a crash
+/// left half done there.
+async fn open_local(
+    local_cfg: &Config,
+    dir: &std::path::Path,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<LocalRegistry>, EdgeError> {
+    let local = Arc::new(LocalRegistry::open(local_cfg, dir, DATABASE, metrics).map_err(start)?);
+    // The database is ours, so nothing else uses this directory: what a
+    // crash left half done is settled before serving.
+    let recovery = local.recover_at_start(true).await.map_err(start)?;
+    if recovery != Default::default() {
+        tracing::info!(
+            recorded = recovery.recorded,
+            discarded = recovery.discarded,
+            deleted = recovery.swept,
+            "start-up: recorded blobs a crash left unrecorded, discarded fills that never wrote a durable byte, deleted blob files no record counts"
+        );
+    }
+    Ok(local)
+}
+
+/// The pull-through over the local registry and the upstream's client, its
+/// tag times kept by the edge's store.
+fn open_pull_through(
+    e: &EdgeConfig,
+    local: Arc<LocalRegistry>,
+    store: &Arc<EdgeStore>,
+    retention: &Arc<Retention>,
+    em: &Arc<metrics::EdgeMetrics>,
+    cache_dir: &Arc<CacheDir>,
+) -> Result<Arc<PullThrough>, EdgeError> {
+    let creds = (!e.upstream_user.is_empty())
+        .then(|| (e.upstream_user.clone(), e.upstream_password.clone()));
+    let up = Arc::new(
+        upstream::Upstream::new(&e.upstream, creds, e.connect_timeout, e.insecure_upstream)
+            .map_err(EdgeError::Config)?,
+    );
+    let ready = {
+        let cache_dir = cache_dir.clone();
+        Arc::new(move || cache_dir.ensure())
+    };
+    let tags = TagFreshness::new(
+        store.tag_clock(),
+        TagPolicy {
+            freshness: e.tag_freshness,
+            stale_limit: e.stale_limit,
+        },
+    );
+    Ok(Arc::new(PullThrough::new(
+        "",
+        local,
+        up,
+        retention.clone(),
+        tags,
+        em.proxy.clone(),
+        ready,
+    )))
+}
+
+/// The prefetcher over the pull-through, reporting finished jobs upstream.
+async fn open_prefetcher(
+    e: &EdgeConfig,
+    pt: &Arc<PullThrough>,
+    store: &Arc<EdgeStore>,
+    em: &Arc<metrics::EdgeMetrics>,
+) -> Result<Arc<prefetch::Prefetcher>, EdgeError> {
+    let reporter = job_report::JobReporter::new(&e.upstream, e.insecure_upstream)
+        .map_err(EdgeError::Config)?;
+    Ok(prefetch::Prefetcher::new(
+        pt.clone(),
+        store.clone(),
+        em.clone(),
+        e.platforms.clone(),
+        Some(Arc::new(reporter)),
+    )
+    .await)
 }
 
 /// `/healthz`: "ok" while the cache can work (its directory recreated first
