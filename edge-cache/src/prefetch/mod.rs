@@ -413,53 +413,67 @@ impl Prefetcher {
         recount(job, idx);
         self.save(job).await;
         for (li, b) in blobs.iter().enumerate() {
-            // Cached for this repository, or for another one and upstream
-            // confirms this repository has it too: nothing to download.
-            if self.pt.holds(&r.repo, &b.digest).await {
-                self.layer_done(job, idx, li, b.size).await;
-                continue;
-            }
-            // Not here (whatever an earlier run reported, e.g. since evicted).
-            job.images[idx].layers[li].bytes_done = 0;
-            job.images[idx].layers[li].state = JobState::Running;
-            recount(job, idx);
-            self.save(job).await;
-            let fill = self.pt.fill(&r.repo, &b.digest);
-            let mut rx = fill.state.subscribe();
-            let mut last_save = std::time::Instant::now();
-            loop {
-                let (written, outcome) = {
-                    let s = rx.borrow_and_update();
-                    (s.written, s.outcome.clone())
-                };
-                self.set_layer_bytes(job, idx, li, written.min(b.size));
-                match outcome {
-                    Some(Ok(())) => break,
-                    Some(Err(e)) => {
-                        job.images[idx].layers[li].state = JobState::Failed;
-                        return Err(format!("layer {}: {e}", b.digest));
-                    }
-                    None => {}
-                }
-                if last_save.elapsed() > Duration::from_millis(500) {
-                    if let Ok(mut j) = self.jobs.lock() {
-                        j.insert(job.id.clone(), job.clone());
-                    }
-                    last_save = std::time::Instant::now();
-                }
-                if rx.changed().await.is_err() {
-                    // The fill ended; its outcome is whatever the cache now holds.
-                    if self.pt.local.blob_stat(&r.repo, &b.digest).await.is_ok() {
-                        break;
-                    }
-                    return Err(format!(
-                        "layer {}: transfer ended without a result",
-                        b.digest
-                    ));
-                }
-            }
-            self.layer_done(job, idx, li, b.size).await;
+            self.prefetch_layer(job, idx, li, &r, b).await?;
         }
+        Ok(())
+    }
+
+    /// Brings one layer of the image into the cache, unless it is here
+    /// already, following the fill's progress into the job.
+    async fn prefetch_layer(
+        &self,
+        job: &mut Job,
+        idx: usize,
+        li: usize,
+        r: &ImageRef,
+        b: &Descriptor,
+    ) -> Result<(), String> {
+        // Cached for this repository, or for another one and upstream
+        // confirms this repository has it too: nothing to download.
+        if self.pt.holds(&r.repo, &b.digest).await {
+            self.layer_done(job, idx, li, b.size).await;
+            return Ok(());
+        }
+        // Not here (whatever an earlier run reported, e.g. since evicted).
+        job.images[idx].layers[li].bytes_done = 0;
+        job.images[idx].layers[li].state = JobState::Running;
+        recount(job, idx);
+        self.save(job).await;
+        let fill = self.pt.fill(&r.repo, &b.digest);
+        let mut rx = fill.state.subscribe();
+        let mut last_save = std::time::Instant::now();
+        loop {
+            let (written, outcome) = {
+                let s = rx.borrow_and_update();
+                (s.written, s.outcome.clone())
+            };
+            self.set_layer_bytes(job, idx, li, written.min(b.size));
+            match outcome {
+                Some(Ok(())) => break,
+                Some(Err(e)) => {
+                    job.images[idx].layers[li].state = JobState::Failed;
+                    return Err(format!("layer {}: {e}", b.digest));
+                }
+                None => {}
+            }
+            if last_save.elapsed() > Duration::from_millis(500) {
+                if let Ok(mut j) = self.jobs.lock() {
+                    j.insert(job.id.clone(), job.clone());
+                }
+                last_save = std::time::Instant::now();
+            }
+            if rx.changed().await.is_err() {
+                // The fill ended; its outcome is whatever the cache now holds.
+                if self.pt.local.blob_stat(&r.repo, &b.digest).await.is_ok() {
+                    break;
+                }
+                return Err(format!(
+                    "layer {}: transfer ended without a result",
+                    b.digest
+                ));
+            }
+        }
+        self.layer_done(job, idx, li, b.size).await;
         Ok(())
     }
 
