@@ -62,13 +62,24 @@ async fn show(console: &Console, signed: &Signed, msg: Option<String>) -> Respon
     let body = html! {
         div.toolbar { h1 { (t("Clusters and nodes")) } }
         @if let Some(m) = &msg { (alert(false, m)) }
+        (nodes_card(ctx, &nodes, &projects, admin))
+        @if admin { (node_form(ctx, &clusters)) }
+        (clusters_card(ctx, &clusters, admin))
+    };
+    page(ctx, t("Clusters and nodes"), Section::Nodes, body)
+}
+
+/// The nodes table: labels editable by administrators, a kubeconfig export per project.
+fn nodes_card(ctx: &super::Ctx, nodes: &[Value], projects: &[Value], admin: bool) -> maud::Markup {
+    let t = |s| ctx.t(s);
+    html! {
         section.card {
             h2 { (t("Nodes")) }
             @if nodes.is_empty() { p.empty { (t("No nodes registered.")) } } @else {
                 table.responsive #nodes {
                     thead { tr { th { (t("Name")) } th { (t("Cluster")) } th { (t("Labels")) } th { (t("Edge cache")) } th { (t("Kubeconfig")) } th {} } }
                     tbody {
-                        @for n in &nodes {
+                        @for n in nodes {
                             @let name = n["name"].as_str().unwrap_or("");
                             @let base = format!("/ui/nodes/{}", urlencode(name));
                             tr data-node=(name) {
@@ -93,7 +104,7 @@ async fn show(console: &Console, signed: &Signed, msg: Option<String>) -> Respon
                                 td data-label=(t("Kubeconfig")) {
                                     form.inline.kubeconfig method="get" action={(base) "/kubeconfig"} {
                                         select name="project" aria-label=(t("Project")) {
-                                            @for p in &projects { @let pn = p["name"].as_str().unwrap_or(""); option value=(pn) { (pn) } }
+                                            @for p in projects { @let pn = p["name"].as_str().unwrap_or(""); option value=(pn) { (pn) } }
                                         }
                                         " " button.secondary.small type="submit" { (t("Export")) }
                                     }
@@ -105,13 +116,19 @@ async fn show(console: &Console, signed: &Signed, msg: Option<String>) -> Respon
                 }
             }
         }
-        @if admin { (node_form(ctx, &clusters)) }
+    }
+}
+
+/// The clusters table and, for administrators, the form registering one.
+fn clusters_card(ctx: &super::Ctx, clusters: &[Value], admin: bool) -> maud::Markup {
+    let t = |s| ctx.t(s);
+    html! {
         section.card {
             h2 { (t("Clusters")) }
             table.responsive #clusters {
                 thead { tr { th { (t("Name")) } th { (t("API server")) } th { (t("EIP pool")) } th {} } }
                 tbody {
-                    @for c in &clusters {
+                    @for c in clusters {
                         @let name = c["name"].as_str().unwrap_or("");
                         tr data-cluster=(name) {
                             td data-label=(t("Name")) { b { (name) } }
@@ -133,8 +150,7 @@ async fn show(console: &Console, signed: &Signed, msg: Option<String>) -> Respon
                 }
             }
         }
-    };
-    page(ctx, t("Clusters and nodes"), Section::Nodes, body)
+    }
 }
 
 fn node_form(ctx: &super::Ctx, clusters: &[Value]) -> maud::Markup {
