@@ -262,36 +262,13 @@ pub fn values(kind: Kind, r: &Value) -> HashMap<String, String> {
         "description",
         r["description"].as_str().unwrap_or("").into(),
     );
-    let pairs = |v: &Value| {
-        v.as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     match kind.slug {
         "loadbalancers" => {
             for k in ["app", "type"] {
                 put(k, s(k));
             }
             put("selector", pairs(&spec["selector"]));
-            let ports: Vec<String> = spec["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let mut one = p["port"].to_string();
-                    if let Some(t) = p["target_port"].as_u64() {
-                        one.push_str(&format!(":{t}"));
-                    }
-                    match p["protocol"].as_str() {
-                        Some(proto) if proto != "TCP" => format!("{one}/{proto}"),
-                        _ => one,
-                    }
-                })
-                .collect();
-            put("ports", ports.join(", "));
+            put("ports", ports_text(&spec["ports"]));
         }
         "eips" => {
             for k in ["address", "load_balancer", "container_ip"] {
@@ -327,6 +304,36 @@ pub fn values(kind: Kind, r: &Value) -> HashMap<String, String> {
         _ => {}
     }
     out
+}
+
+/// A map of strings as the form's `k=v,k=v`.
+fn pairs(v: &Value) -> String {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A load balancer's ports as the form's `80:8080, 53/UDP`.
+fn ports_text(ports: &Value) -> String {
+    let ports: Vec<String> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let mut one = p["port"].to_string();
+            if let Some(t) = p["target_port"].as_u64() {
+                one.push_str(&format!(":{t}"));
+            }
+            match p["protocol"].as_str() {
+                Some(proto) if proto != "TCP" => format!("{one}/{proto}"),
+                _ => one,
+            }
+        })
+        .collect();
+    ports.join(", ")
 }
 
 /// A spec in one line, for the list.
