@@ -71,6 +71,40 @@ pub(super) async fn manifest_put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let subject = authorize(st, ctx, Some((repo, Action::Push))).await?;
+    let bytes = manifest_body(st, ctx, body).await?;
+    let content_type = ctx.header(header::CONTENT_TYPE).unwrap_or("");
+    let size = bytes.len() as u64;
+    let extra = extra_tags(ctx)?;
+    // The push's event is queued with the manifest, in one transaction.
+    let hooks = st.events.as_deref();
+    let actor = &subject;
+    let build = hooks.map(|h| {
+        move |p: &crate::service::PushedManifest| {
+            h.outbox_event(&events::manifest_pushed(repo, p, content_type, size, actor))
+        }
+    });
+    let event: Option<crate::service::PushEvent<'_>> = build.as_ref().map(|b| b as _);
+    let pushed = st
+        .ns
+        .manifest_put(repo, reference, content_type, bytes, &extra, event)
+        .await?;
+    st.access.record(
+        &subject,
+        ctx.peer,
+        "push",
+        repo,
+        &format!("{repo}:{reference}@{}", pushed.digest),
+    );
+    if let Some(h) = hooks {
+        let e = events::manifest_pushed(repo, &pushed, content_type, size, &subject);
+        h.queued(&e, pushed.events_dropped);
+    }
+    Ok(pushed_answer(st, repo, &pushed, !extra.is_empty()))
+}
+
+/// The manifest's bytes, at most `server.max_manifest_bytes` of them: 413
+/// above, before reading when Content-Length says so.
+async fn manifest_body(st: &ApiState, ctx: &Ctx, body: Body) -> Result<bytes::Bytes, ApiError> {
     let limit = st.max_manifest_bytes;
     let too_big = || {
         ApiError::TooLarge(format!(
@@ -100,38 +134,28 @@ pub(super) async fn manifest_put(
             }
         })?
         .to_bytes();
-    let content_type = ctx.header(header::CONTENT_TYPE).unwrap_or("");
-    let size = bytes.len() as u64;
+    Ok(bytes)
+}
+
+/// The `?tag=` parameters of a push, each a valid tag.
+fn extra_tags(ctx: &Ctx) -> Result<Vec<Tag>, ApiError> {
     let mut extra = Vec::new();
     for t in ctx.q_all("tag") {
         extra.push(t.parse::<Tag>().map_err(|e| {
             ApiError::Service(ServiceError::oci(ErrorCode::ManifestInvalid, e.to_string()))
         })?);
     }
-    // The push's event is queued with the manifest, in one transaction.
-    let hooks = st.events.as_deref();
-    let actor = &subject;
-    let build = hooks.map(|h| {
-        move |p: &crate::service::PushedManifest| {
-            h.outbox_event(&events::manifest_pushed(repo, p, content_type, size, actor))
-        }
-    });
-    let event: Option<crate::service::PushEvent<'_>> = build.as_ref().map(|b| b as _);
-    let pushed = st
-        .ns
-        .manifest_put(repo, reference, content_type, bytes, &extra, event)
-        .await?;
-    st.access.record(
-        &subject,
-        ctx.peer,
-        "push",
-        repo,
-        &format!("{repo}:{reference}@{}", pushed.digest),
-    );
-    if let Some(h) = hooks {
-        let e = events::manifest_pushed(repo, &pushed, content_type, size, &subject);
-        h.queued(&e, pushed.events_dropped);
-    }
+    Ok(extra)
+}
+
+/// 201 with the manifest's location and digest, its subject, and with
+/// `?tag=` the tags it now has.
+fn pushed_answer(
+    st: &ApiState,
+    repo: &RepoName,
+    pushed: &crate::service::PushedManifest,
+    with_tags: bool,
+) -> Response {
     let mut r = empty(StatusCode::CREATED);
     let h = r.headers_mut();
     h.insert(
@@ -142,10 +166,10 @@ pub(super) async fn manifest_put(
     if let Some(s) = &pushed.subject {
         h.insert(OCI_SUBJECT, hv(&s.to_string()));
     }
-    if !extra.is_empty() {
+    if with_tags {
         for t in &pushed.tags {
             h.append(OCI_TAG, hv(t.as_str()));
         }
     }
-    Ok(r)
+    r
 }

@@ -284,35 +284,9 @@ impl Namespace for LocalRegistry {
         extra_tags: &[Tag],
         event: Option<PushEvent<'_>>,
     ) -> Result<PushedManifest> {
-        let summary = manifest::decode(content_type, &body).map_err(|e| match e {
-            manifest::ManifestError::Invalid(m) => ServiceError::oci(ErrorCode::ManifestInvalid, m),
-            manifest::ManifestError::Unsupported(m) => {
-                ServiceError::oci(ErrorCode::ManifestInvalid, m)
-            }
-        })?;
-        let digest = match reference {
-            Reference::Digest(d) => {
-                let actual = Digest::of(d.algorithm(), &body);
-                if &actual != d {
-                    return Err(ServiceError::with_detail(
-                        ErrorCode::DigestInvalid,
-                        format!("manifest content has digest {actual}, not {d} as in the URL"),
-                        serde_json::json!({"expected": d.to_string(), "actual": actual.to_string()}),
-                    ));
-                }
-                actual
-            }
-            Reference::Tag(_) => Digest::sha256_of(&body),
-        };
-        let mut tags: Vec<Tag> = Vec::new();
-        if let Reference::Tag(t) = reference {
-            tags.push(t.clone());
-        }
-        for t in extra_tags {
-            if !tags.contains(t) {
-                tags.push(t.clone());
-            }
-        }
+        let summary = decoded_manifest(content_type, &body)?;
+        let digest = pushed_digest(reference, &body)?;
+        let tags = push_tags(reference, extra_tags);
         let subject = summary.subject.as_ref().map(|s| s.digest.clone());
         let pushed = PushedManifest {
             digest,
@@ -342,28 +316,7 @@ impl Namespace for LocalRegistry {
                     ..pushed
                 })
             }
-            Err(BadReference::Blob(b)) => Err(ServiceError::with_detail(
-                ErrorCode::ManifestBlobUnknown,
-                format!("the manifest references blob {b}, which has not been pushed to {repo}; push the blob first"),
-                serde_json::json!({"digest": b.to_string()}),
-            )),
-            // distribution's code for a missing index child too: the child is
-            // content the manifest needs, like a layer (MANIFEST_UNKNOWN would
-            // say the index itself is unknown).
-            Err(BadReference::Manifest(m)) => Err(ServiceError::with_detail(
-                ErrorCode::ManifestBlobUnknown,
-                format!("the index references manifest {m}, which is not in {repo}; push the child manifests first"),
-                serde_json::json!({"digest": m.to_string()}),
-            )),
-            Err(BadReference::Size {
-                digest: d,
-                declared,
-                actual,
-            }) => Err(ServiceError::with_detail(
-                ErrorCode::ManifestInvalid,
-                format!("the descriptor of {d} declares {declared} bytes, but {d} in {repo} has {actual}; fix the size in the manifest"),
-                serde_json::json!({"digest": d.to_string(), "declared": declared, "actual": actual}),
-            )),
+            Err(bad) => Err(bad_reference(repo, bad)),
         }
     }
 
@@ -398,4 +351,73 @@ fn bytes_read(bytes: Bytes, range: Option<ByteRange>) -> Result<BlobRead> {
         len: end - start,
         body: futures::stream::once(async move { Ok(slice) }).boxed(),
     })
+}
+
+/// The manifest's summary, or MANIFEST_INVALID saying why it is not one.
+fn decoded_manifest(content_type: &str, body: &[u8]) -> Result<manifest::ManifestSummary> {
+    manifest::decode(content_type, body).map_err(|e| match e {
+        manifest::ManifestError::Invalid(m) => ServiceError::oci(ErrorCode::ManifestInvalid, m),
+        manifest::ManifestError::Unsupported(m) => ServiceError::oci(ErrorCode::ManifestInvalid, m),
+    })
+}
+
+/// The pushed manifest's digest: the URL's, which the body must match, or
+/// the body's sha256 when pushed by tag.
+fn pushed_digest(reference: &Reference, body: &[u8]) -> Result<Digest> {
+    match reference {
+        Reference::Digest(d) => {
+            let actual = Digest::of(d.algorithm(), body);
+            if &actual != d {
+                return Err(ServiceError::with_detail(
+                    ErrorCode::DigestInvalid,
+                    format!("manifest content has digest {actual}, not {d} as in the URL"),
+                    serde_json::json!({"expected": d.to_string(), "actual": actual.to_string()}),
+                ));
+            }
+            Ok(actual)
+        }
+        Reference::Tag(_) => Ok(Digest::sha256_of(body)),
+    }
+}
+
+/// The tags a push sets: the URL's tag, then the extra ones, each once.
+fn push_tags(reference: &Reference, extra_tags: &[Tag]) -> Vec<Tag> {
+    let mut tags: Vec<Tag> = Vec::new();
+    if let Reference::Tag(t) = reference {
+        tags.push(t.clone());
+    }
+    for t in extra_tags {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    tags
+}
+
+/// The error for a manifest whose references are not in `repo`.
+fn bad_reference(repo: &RepoName, bad: BadReference) -> ServiceError {
+    match bad {
+        BadReference::Blob(b) => ServiceError::with_detail(
+            ErrorCode::ManifestBlobUnknown,
+            format!("the manifest references blob {b}, which has not been pushed to {repo}; push the blob first"),
+            serde_json::json!({"digest": b.to_string()}),
+        ),
+        // distribution's code for a missing index child too: the child is
+        // content the manifest needs, like a layer (MANIFEST_UNKNOWN would
+        // say the index itself is unknown).
+        BadReference::Manifest(m) => ServiceError::with_detail(
+            ErrorCode::ManifestBlobUnknown,
+            format!("the index references manifest {m}, which is not in {repo}; push the child manifests first"),
+            serde_json::json!({"digest": m.to_string()}),
+        ),
+        BadReference::Size {
+            digest: d,
+            declared,
+            actual,
+        } => ServiceError::with_detail(
+            ErrorCode::ManifestInvalid,
+            format!("the descriptor of {d} declares {declared} bytes, but {d} in {repo} has {actual}; fix the size in the manifest"),
+            serde_json::json!({"digest": d.to_string(), "declared": declared, "actual": actual}),
+        ),
+    }
 }
