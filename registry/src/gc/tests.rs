@@ -46,6 +46,41 @@ fn mark_follows_children_and_referrers() {
 }
 
 #[test]
+fn a_sweep_keeps_what_survivors_reach_and_their_blobs() {
+    let k = |s: &str| Digest::sha256_of(s.as_bytes()).to_string();
+    let summary = |blobs: &[&str], children: &[&str], subject: Option<&str>| ManifestSummary {
+        media_type: "x".into(),
+        blobs: blobs.iter().map(|b| desc(b)).collect(),
+        manifests: children.iter().map(|c| desc(c)).collect(),
+        subject: subject.map(desc),
+        artifact_type: None,
+        annotations: None,
+    };
+    // GC saw all five dead; the index was pushed again since.
+    let mut batch = BTreeMap::new();
+    batch.insert(k("index"), Some(summary(&[], &["amd64"], None)));
+    batch.insert(k("amd64"), Some(summary(&["config", "layer"], &[], None)));
+    batch.insert(k("sig"), Some(summary(&["sig-layer"], &[], Some("index"))));
+    batch.insert(k("old"), Some(summary(&["old-layer", "layer"], &[], None)));
+    batch.insert(k("unread"), None);
+    let (keep, blobs) = crate::meta::kept_in_sweep(&batch, &BTreeSet::from([k("index")]));
+    assert_eq!(keep, BTreeSet::from([k("index"), k("amd64"), k("sig")]));
+    let want: std::collections::HashSet<String> = ["config", "layer", "sig-layer"]
+        .iter()
+        .map(|b| k(b))
+        .collect();
+    assert_eq!(
+        blobs, want,
+        "the kept manifests' blobs, not the swept one's own"
+    );
+    let (keep, blobs) = crate::meta::kept_in_sweep(&batch, &BTreeSet::new());
+    assert!(
+        keep.is_empty() && blobs.is_empty(),
+        "no survivor keeps nothing"
+    );
+}
+
+#[test]
 fn dead_manifests_are_swept_parents_and_subjects_first() {
     let k = |s: &str| Digest::sha256_of(s.as_bytes()).to_string();
     let summary = |children: &[&str], subject: Option<&str>| ManifestSummary {

@@ -1,6 +1,6 @@
 //! GC's mark, pure: which manifests of one repository live.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::oci::ManifestSummary;
 
@@ -44,4 +44,20 @@ pub fn mark(
         }
     }
     live
+}
+
+/// What a sweep must keep of `batch` (manifests GC saw dead, by digest, with
+/// what each references) when `survivors` of it turned out live: what they
+/// reach in the batch, as the mark would, and the blobs those reference.
+pub fn kept_in_sweep(
+    batch: &BTreeMap<String, Option<ManifestSummary>>,
+    survivors: &BTreeSet<String>,
+) -> (BTreeSet<String>, HashSet<String>) {
+    let keep = mark(batch, survivors);
+    let blobs = keep
+        .iter()
+        .filter_map(|k| batch.get(k).cloned().flatten())
+        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
+        .collect();
+    (keep, blobs)
 }

@@ -53,7 +53,7 @@ pub mod retention;
 pub use self::cache::{CacheBook, TagClockOwner};
 pub use self::history::GcRun;
 pub use self::listing::{PullCount, TagRecord};
-pub use self::mark::mark;
+pub use self::mark::{kept_in_sweep, mark};
 pub use self::outbox::{
     Attempt, AttemptNext, Delivery, DeliveryStatus, NewDelivery, OutboxEvent, PreviousSecret,
     QueuedEvent, SealedSecret, Webhook,

@@ -14,7 +14,7 @@ use super::db::{
 };
 use super::usage::release;
 use crate::meta::{
-    mark, BlobRecord, DeleteStep, GcRun, RepoGcView, RepoSweep, RepoSwept, Result, Seen,
+    kept_in_sweep, BlobRecord, DeleteStep, GcRun, RepoGcView, RepoSweep, RepoSwept, Result, Seen,
 };
 use crate::oci::{Digest, ManifestSummary, RepoName};
 
@@ -271,13 +271,7 @@ async fn sweep_manifests(
     let what = "sweeping manifests";
     let r = repo.as_str();
     let (batch, survivors) = sweep_batch(tx, r, dead, seen_at, what).await?;
-    // A survivor keeps what it reaches in the batch, as the mark would.
-    let keep = mark(&batch, &survivors);
-    let kept_blobs: HashSet<String> = keep
-        .iter()
-        .filter_map(|k| batch.get(k).cloned().flatten())
-        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
-        .collect();
+    let (keep, kept_blobs) = kept_in_sweep(&batch, &survivors);
     let removed = delete_manifests(tx, repo, &batch, &keep, what).await?;
     // The content of manifests no repository holds any more.
     let gone: Vec<String> = removed.iter().map(Digest::to_string).collect();

@@ -20,7 +20,8 @@ use super::{
     MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
 use crate::meta::{
-    mark, BlobRecord, DeleteStep, GcRun, MetaError, RepoGcView, RepoSweep, RepoSwept, Result, Seen,
+    kept_in_sweep, BlobRecord, DeleteStep, GcRun, MetaError, RepoGcView, RepoSweep, RepoSwept,
+    Result, Seen,
 };
 use crate::oci::{Digest, ManifestSummary, RepoName};
 
@@ -269,13 +270,7 @@ fn sweep_manifests(
             batch.insert(key, summary);
         }
     }
-    // A survivor keeps what it reaches in the batch, as the mark would.
-    let keep = mark(&batch, &survivors);
-    let kept_blobs: HashSet<String> = keep
-        .iter()
-        .filter_map(|k| batch.get(k).cloned().flatten())
-        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
-        .collect();
+    let (keep, kept_blobs) = kept_in_sweep(&batch, &survivors);
     let mut removed = Vec::new();
     {
         let mut manifests = tx.open_table(MANIFESTS)?;
