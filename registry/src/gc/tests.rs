@@ -76,7 +76,7 @@ fn a_sweep_keeps_what_survivors_reach_and_their_blobs() {
     let (keep, blobs) = crate::meta::kept_in_sweep(&batch, &BTreeSet::new());
     assert!(
         keep.is_empty() && blobs.is_empty(),
-        "no survivor keeps nothing"
+        "with no survivor, nothing is kept"
     );
 }
 
