@@ -56,8 +56,8 @@ pub fn kept_in_sweep(
     let keep = mark(batch, survivors);
     let blobs = keep
         .iter()
-        .filter_map(|k| batch.get(k).cloned().flatten())
-        .flat_map(|s| s.blobs.into_iter().map(|b| b.digest.to_string()))
+        .filter_map(|k| batch.get(k)?.as_ref())
+        .flat_map(|s| s.blobs.iter().map(|b| b.digest.to_string()))
         .collect();
     (keep, blobs)
 }
