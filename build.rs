@@ -42,8 +42,10 @@ fn main() {
 
 /// For a release build with the ordering, not turned off with
 /// `BERTH_LINK_ORDER=0`: the directory of an `ld.lld` of LLVM 15 or newer
-/// (the first to know packed relocations): Debian's `/usr/lib/llvm-N/bin`,
-/// the newest first, or one on `PATH`.
+/// (the first to know packed relocations): the one rustup ships with rustc
+/// (its `gcc-ld` wrapper, the linker rustc itself uses by default on x86-64
+/// Linux since 1.90, so a fresh machine needs nothing more), else Debian's
+/// `/usr/lib/llvm-N/bin`, the newest first, or one on `PATH`.
 fn ordering_linker() -> Option<PathBuf> {
     if std::env::var("PROFILE").as_deref() != Ok("release")
         || std::env::var("BERTH_LINK_ORDER").as_deref() == Ok("0")
@@ -65,18 +67,37 @@ fn ordering_linker() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
-    let found = llvm
+    let found = rustc_lld()
         .into_iter()
-        .map(|(_, dir)| dir)
+        .chain(llvm.into_iter().map(|(_, dir)| dir))
         .chain(on_path)
         .find(|dir| lld_version(&dir.join("ld.lld")).is_some_and(|v| v >= 15));
     if found.is_none() {
         println!(
             "cargo:warning=ld.lld (LLVM 15 or newer) not found: berth is linked without its \
-             start-up ordering (10-13 MB more resident at idle; Debian 12: apt install lld-19)"
+             start-up ordering (10-13 MB more resident at idle; rustup's toolchains carry one, \
+             or on Debian 12: apt install lld-19)"
         );
     }
     found
+}
+
+/// The directory of rustc's own `ld.lld` wrapper for the target:
+/// `<sysroot>/lib/rustlib/<target>/bin/gcc-ld`, where rustup installs it.
+fn rustc_lld() -> Option<PathBuf> {
+    let rustc = std::env::var_os("RUSTC")?;
+    let target = std::env::var("TARGET").ok()?;
+    let out = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8(out.stdout).ok()?;
+    let dir = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(target)
+        .join("bin/gcc-ld");
+    dir.is_dir().then_some(dir)
 }
 
 /// The major version `lld --version` reports ("Debian LLD 19.1.7 ...").
