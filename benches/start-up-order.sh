@@ -5,11 +5,13 @@
 # builds lay out together with lld (build.rs; benches/README.md, "Idle
 # memory"); then, after all of those, the functions a pull runs that start-up
 # does not (an image pushed, its manifest and blobs fetched anonymously and
-# with a bearer token), so that serving pulls touches a few pages of code and
-# not a page here and there over the whole executable. Run it after a change of
-# code in the request path, of dependencies, of what start-up does, or a move
-# of code between modules (names change with it: the names of a crate's
-# functions change with its code); it needs valgrind, curl and python3.
+# with a bearer token); last, the functions an edge runs when 32 clients pull
+# an image through it at once, cold and then warm (workload 6's shape). So
+# serving pulls touches a few pages of code, not a page here and there over
+# the whole executable. Run it after a change of code in the request path, of
+# dependencies, of what start-up does, or a move of code between modules
+# (names change with it: the names of a crate's functions change with its
+# code); it needs valgrind, curl and python3.
 #
 # Two builds are traced, because their functions' names differ: the one
 # `cargo build --release` makes, and the one `cargo bench` measures (built
@@ -65,24 +67,94 @@ pulls() {
     done
 }
 
+# Pulls an image of three 1 MiB layers through the traced edge as workload 6
+# does: 32 clients at once, each the manifest by tag, then the config and the
+# layers in parallel; cold (the edge fills from its origin, the others follow
+# the fills), then warm (served from the cache).
+edge_pulls() {
+    local url=$1 origin=$2 admin=admin:StartUp0rder
+    printf '{"architecture":"amd64","os":"linux"}' >"$work/econfig"
+    local layers=() digests=() size
+    for i in 1 2 3; do
+        head -c 1048576 /dev/urandom >"$work/elayer$i"
+        layers+=("$work/elayer$i")
+    done
+    for f in "$work/econfig" "${layers[@]}"; do
+        local d
+        d=sha256:$(sha256sum "$f" | cut -d' ' -f1)
+        digests+=("$d")
+        curl -sS -u "$admin" -X POST --data-binary "@$f" \
+            -H 'Content-Type: application/octet-stream' \
+            "$origin/v2/library/edge/blobs/uploads/?digest=$d" >/dev/null 2>&1 || true
+    done
+    size=$(stat -c %s "$work/econfig")
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[' \
+        "${digests[0]}" "$size" >"$work/emanifest"
+    for i in 1 2 3; do
+        [ "$i" -gt 1 ] && printf ',' >>"$work/emanifest"
+        printf '{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":1048576}' \
+            "${digests[$i]}" >>"$work/emanifest"
+    done
+    printf ']}' >>"$work/emanifest"
+    curl -sS -u "$admin" -X PUT --data-binary "@$work/emanifest" \
+        -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+        "$origin/v2/library/edge/manifests/v1" >/dev/null 2>&1 || true
+    local accept='application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, */*'
+    for _ in cold warm; do
+        # Waits for these clients only: the origin and the traced edge are
+        # this shell's children too.
+        local clients=()
+        for _ in $(seq 32); do
+            (
+                curl -sS -H "Accept: $accept" "$url/v2/library/edge/manifests/v1" >/dev/null 2>&1 || true
+                for d in "${digests[@]}"; do
+                    curl -sS "$url/v2/library/edge/blobs/$d" >/dev/null 2>&1 &
+                done
+                wait
+            ) &
+            clients+=($!)
+        done
+        wait "${clients[@]}"
+    done
+}
+
 trace() {
     local label=$1
     shift
     # Linked without an ordering, so the list is not shaped by an old one.
     BERTH_LINK_ORDER=0 cargo build --release "$@"
     local bin=$target/release/berth
-    for role in serve edge pull; do
+    for role in serve edge pull edgepull; do
         local port
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        local limit=40
         case $role in
         serve | pull) args=(serve --listen "127.0.0.1:$port" --data-dir "$work/data-$label") ;;
         edge) args=(edge --listen "127.0.0.1:$port" --cache-dir "$work/cache-$label" --upstream http://127.0.0.1:9) ;;
+        edgepull)
+            # The edge's origin: the same build, not traced.
+            local origin_port origin_pid origin
+            origin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+            BERTH_ADMIN_PASSWORD=StartUp0rder BERTH_AUTH_BCRYPT_COST=4 "$bin" serve \
+                --listen "127.0.0.1:$origin_port" --data-dir "$work/origin-$label" \
+                >"$work/$label.origin.log" 2>&1 &
+            origin_pid=$!
+            origin=http://127.0.0.1:$origin_port
+            for _ in $(seq 60); do
+                curl -fsS "$origin/healthz" >/dev/null 2>&1 && break
+                sleep 0.2
+            done
+            curl -sS -u admin:StartUp0rder -H 'Content-Type: application/json' \
+                -d '{"name":"library","public":true}' "$origin/api/v1/projects" >/dev/null 2>&1 || true
+            args=(edge --listen "127.0.0.1:$port" --cache-dir "$work/edgecache-$label" --upstream "$origin")
+            limit=90
+            ;;
         esac
         # Start, answer what a new server is asked (health checks, a
         # client's first /v2/, an operator creating projects), then idle;
         # under valgrind start-up takes a few seconds.
         BERTH_ADMIN_PASSWORD=StartUp0rder BERTH_AUTH_BCRYPT_COST=4 \
-            timeout -s TERM 40 valgrind --tool=callgrind --demangle=no --dump-instr=no \
+            timeout -s TERM "$limit" valgrind --tool=callgrind --demangle=no --dump-instr=no \
             --callgrind-out-file="$work/$label.$role.out" "$bin" "${args[@]}" \
             >"$work/$label.$role.log" 2>&1 &
         local url=http://127.0.0.1:$port
@@ -102,6 +174,10 @@ trace() {
         if [ "$role" = pull ]; then
             pulls "$url"
         fi
+        if [ "$role" = edgepull ]; then
+            edge_pulls "$url" "$origin"
+            kill "$origin_pid"
+        fi
         wait || true
         test -s "$work/$label.$role.out" || { cat "$work/$label.$role.log"; exit 1; }
     done
@@ -113,11 +189,11 @@ trace bench --bench compare
 python3 - "$work" >src/start-up.order <<'PY'
 import re, sys
 work = sys.argv[1]
-out, seen, pulled = [], set(), []
+out, seen, pulled, edge_pulled = [], set(), [], []
 for label in ("release", "bench"):
     text = set(open(f"{work}/{label}.text").read().split())
     run = {}
-    for role in ("serve", "edge", "pull"):
+    for role in ("serve", "edge", "pull", "edgepull"):
         run[role] = []
         for line in open(f"{work}/{label}.{role}.out", errors="replace"):
             m = re.match(r"^c?fn=\(\d+\) (.+)$", line.rstrip("\n"))
@@ -138,7 +214,8 @@ for label in ("release", "bench"):
     # Then what serving pulls runs besides: after every start-up function,
     # so an idle process touches no more pages than before.
     pulled.append([n for n in run["pull"] if n not in serve])
-for names in pulled:
+    edge_pulled.append([n for n in run["edgepull"] if n not in edge])
+for names in pulled + edge_pulled:
     for name in names:
         if name not in seen:
             seen.add(name)
