@@ -24,6 +24,11 @@ target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# A free port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # Pushes a small image to the two projects `serve` made, then pulls it as
 # containerd does: manifests by tag and by digest, anonymously from the public
 # project and with a bearer token from the private one, blobs whole and by range.
@@ -126,7 +131,7 @@ trace() {
     local bin=$target/release/berth
     for role in serve edge pull edgepull; do
         local port
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        port=$(free_port)
         local limit=40
         case $role in
         serve | pull) args=(serve --listen "127.0.0.1:$port" --data-dir "$work/data-$label") ;;
@@ -134,7 +139,7 @@ trace() {
         edgepull)
             # The edge's origin: the same build, not traced.
             local origin_port origin_pid origin
-            origin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+            origin_port=$(free_port)
             BERTH_ADMIN_PASSWORD=StartUp0rder BERTH_AUTH_BCRYPT_COST=4 "$bin" serve \
                 --listen "127.0.0.1:$origin_port" --data-dir "$work/origin-$label" \
                 >"$work/$label.origin.log" 2>&1 &
