@@ -2,9 +2,10 @@
 //! `<root>/<node>/<project>-<owner>-<kind>-<name>.yaml`, where owner is the app
 //! (or `shared` for resources used by several apps).
 //!
-//! Files are written atomically (temporary file, fsync, rename, fsync of the
-//! directory), so a reader — a GitOps agent, `kubectl apply -f` — never sees half
-//! a file. Removal matches objects by their labels, not by file name, so one
+//! Files are written atomically (temporary file, fsync, rename; one fsync of
+//! the directory for all of an apply's renames, and of the root when the
+//! node's directory is new), so a reader — a GitOps agent, `kubectl apply -f`
+//! — never sees half a file, and an acknowledged apply survives a power loss. Removal matches objects by their labels, not by file name, so one
 //! project's files can never be taken for another's. Rollouts are not observable:
 //! a publication is running once its files are written.
 //!
@@ -21,7 +22,8 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -33,23 +35,45 @@ use crate::render::{object_identity, WorkloadRef, LABEL_BERTH_APP};
 pub const APPLY_LOG: &str = ".applies.jsonl";
 
 pub struct DirectoryDeployer {
-    root: PathBuf,
+    root: Arc<Root>,
+}
+
+/// The deployer's root directory, checked once (made, or narrowed to 0700)
+/// by the first apply rather than on every one.
+struct Root {
+    path: PathBuf,
+    ready: AtomicBool,
+}
+
+impl Root {
+    fn prepare(&self) -> Result<(), DeployError> {
+        if !self.ready.load(Ordering::Acquire) {
+            private_dir(&self.path)?;
+            self.ready.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl DirectoryDeployer {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DirectoryDeployer { root: root.into() }
+        DirectoryDeployer {
+            root: Arc::new(Root {
+                path: root.into(),
+                ready: AtomicBool::new(false),
+            }),
+        }
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.root.path
     }
 
     /// Directory holding one node's files.
     pub fn node_dir(&self, node: &str) -> PathBuf {
-        self.root.join(node)
+        self.root.path.join(node)
     }
 
     /// File name of an object: `<project>-<owner>-<kind>-<name>.yaml`.
@@ -79,11 +103,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new file, never a mix.
-fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), DeployError> {
+/// Writes `bytes` to `dir/file` so that readers see the old or the new file,
+/// never a mix. True when the file was replaced: the rename is durable once
+/// `dir` is synced, which the caller does once for all of an apply's files.
+fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> Result<bool, DeployError> {
     let path = dir.join(file);
     if fs::read(&path).is_ok_and(|old| old == bytes) {
-        return Ok(());
+        return Ok(false);
     }
     let tmp = dir.join(format!(
         ".{file}.tmp-{}-{}",
@@ -99,8 +125,7 @@ fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), DeployError>
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result?;
-    sync_dir(dir)
+    result.map(|()| true)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), DeployError> {
@@ -121,32 +146,64 @@ fn private_file_options() -> fs::OpenOptions {
     opts
 }
 
-/// Creates `dir` and its missing parents; `dir` and its parent (the deployer's
-/// root) are made 0700, also when they exist from an earlier release.
-fn private_dirs(dir: &Path) -> Result<(), DeployError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+/// Makes sure `dir` exists and is 0700. A directory it creates is made 0700
+/// in the same step and its entry is synced in the parent, so that a publish
+/// acknowledged before a power loss does not lose its node's directory (an
+/// apply that finds the directory just made by another, concurrent one does
+/// not wait for that sync). One left 0755 by an earlier release is narrowed.
+fn private_dir(dir: &Path) -> Result<(), DeployError> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return narrow(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The parent is missing (the root, on the first apply): make it, then this.
+            let parent = dir.parent().ok_or_else(|| io_err(dir)(e))?;
+            private_dir(parent)?;
+            return private_dir(dir);
+        }
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Sets an existing directory to 0700 unless it is already.
+fn narrow(dir: &Path) -> Result<(), DeployError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for d in [Some(dir), dir.parent()].into_iter().flatten() {
-            let mode = fs::metadata(d).map_err(io_err(d))?.permissions().mode() & 0o777;
-            if mode != 0o700 {
-                fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io_err(d))?;
-            }
+        let mode = fs::metadata(dir).map_err(io_err(dir))?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
         }
     }
     Ok(())
 }
 
-fn apply_blocking(dir: PathBuf, objects: Vec<Value>) -> Result<(), DeployError> {
-    private_dirs(&dir)?;
+fn apply_blocking(root: Arc<Root>, node: String, objects: Vec<Value>) -> Result<(), DeployError> {
+    root.prepare()?;
+    let dir = root.path.join(node);
+    private_dir(&dir)?;
     let mut files = Vec::with_capacity(objects.len());
+    let mut replaced = false;
     for obj in &objects {
         let file = DirectoryDeployer::file_name(obj)?;
         let yaml = serde_yaml::to_string(obj)
             .map_err(|e| DeployError::Invalid(format!("cannot write YAML: {e}")))?;
-        write_atomic(&dir, &file, yaml.as_bytes())?;
+        replaced |= write_atomic(&dir, &file, yaml.as_bytes())?;
         files.push(file);
+    }
+    // One sync makes every rename of this apply durable before it is logged.
+    if replaced {
+        sync_dir(&dir)?;
     }
     log_apply(&dir, &files)
 }
@@ -243,9 +300,9 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl Deployer for DirectoryDeployer {
     async fn apply(&self, target: &DeployTarget, objects: &[Value]) -> Result<(), DeployError> {
-        let dir = self.node_dir(&target.node.name);
+        let (root, node) = (self.root.clone(), target.node.name.clone());
         let objects = objects.to_vec();
-        blocking(move || apply_blocking(dir, objects)).await
+        blocking(move || apply_blocking(root, node, objects)).await
     }
 
     /// A file edited or deleted by hand: its bytes differ from what berth writes.
@@ -384,6 +441,19 @@ mod tests {
         let file = d.node_dir("n1").join("shop-web-secret-db.yaml");
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&d.node_dir("n1")), 0o700);
+        // So is a node's directory left open by an earlier release.
+        fs::create_dir(d.node_dir("n2")).expect("mkdir");
+        fs::set_permissions(d.node_dir("n2"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut n2 = target();
+        n2.node.name = "n2".into();
+        d.apply(&n2, std::slice::from_ref(&secret))
+            .await
+            .expect("apply");
+        assert_eq!(mode(&d.node_dir("n2")), 0o700);
+        assert_eq!(
+            mode(&d.node_dir("n2").join("shop-web-secret-db.yaml")),
+            0o600
+        );
         assert_eq!(mode(&file), 0o600);
         // A changed value is written to a new file: still 0600.
         let mut changed = secret.clone();
