@@ -103,10 +103,14 @@ fn non_distributable_layers_with_urls_are_accepted_without_their_blobs() {
         assert_eq!(res.status(), 200);
         assert_eq!(header(&res, "content-type"), OCI_MANIFEST);
         assert_eq!(header(&res, "docker-content-digest"), digest);
+        assert_eq!(header(&res, "etag"), format!("\"{digest}\""));
+        assert_eq!(header(&res, "content-length"), manifest.len().to_string());
         assert_eq!(res.bytes().expect("body").as_ref(), manifest.as_slice());
         let res = r.head(&path);
         assert_eq!(res.status(), 200);
         assert_eq!(header(&res, "content-length"), manifest.len().to_string());
+        assert_eq!(header(&res, "docker-content-digest"), digest);
+        assert_eq!(header(&res, "content-type"), OCI_MANIFEST);
     }
     for (digest, _) in image.pushed_blob_digests() {
         assert_eq!(r.get(&format!("/v2/{repo}/blobs/{digest}")).status(), 200);

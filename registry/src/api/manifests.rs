@@ -1,15 +1,16 @@
 //! Manifest handlers: GET and HEAD (signature policy, Accept, pull counts and events), and PUT (size limit, extra tags, the push event).
 
 use axum::body::Body;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
 use super::request::Ctx;
 use super::response::{empty, hv, location, stale_warning};
 use super::{authorize, events, ApiError, ApiState, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::auth::Action;
-use crate::oci::{media, ErrorCode, Reference, RepoName, Tag};
+use crate::oci::{media, Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::service::ServiceError;
 use crate::webhooks::EventKind;
 
@@ -35,13 +36,12 @@ pub(super) async fn manifest_get(
             events::manifest_pulled(repo, reference, &m.digest, &m.media_type, &subject)
         });
     }
-    let accept: Vec<String> = ctx
+    let accept = ctx
         .headers
         .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
-    if !media::acceptable(&m.media_type, &accept) {
+        .into_iter()
+        .filter_map(|v| v.to_str().ok());
+    if !media::acceptable(&m.media_type, accept) {
         return Err(ApiError::Service(ServiceError::with_detail(
             ErrorCode::ManifestUnknown,
             format!(
@@ -51,16 +51,46 @@ pub(super) async fn manifest_get(
             serde_json::json!({"mediaType": m.media_type}),
         )));
     }
+    // No Content-Length: hyper writes the body's exact length itself (and
+    // `dispatch` sets it on a HEAD answer), without a string for it here.
     let mut r = Response::new(Body::from(m.bytes.clone()));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, hv(&m.media_type));
-    h.insert(header::CONTENT_LENGTH, hv(&m.bytes.len().to_string()));
-    h.insert(CONTENT_DIGEST, hv(&m.digest.to_string()));
-    h.insert(header::ETAG, hv(&format!("\"{}\"", m.digest)));
+    h.insert(header::CONTENT_TYPE, media_type_value(&m.media_type));
+    let (digest, etag) = digest_values(&m.digest);
+    h.insert(CONTENT_DIGEST, digest);
+    h.insert(header::ETAG, etag);
     if m.stale {
         h.insert(header::WARNING, stale_warning());
     }
     Ok(r)
+}
+
+/// A manifest's media type as a header value: the usual ones without a copy.
+fn media_type_value(media_type: &str) -> HeaderValue {
+    match media_type {
+        media::OCI_MANIFEST => HeaderValue::from_static(media::OCI_MANIFEST),
+        media::OCI_INDEX => HeaderValue::from_static(media::OCI_INDEX),
+        media::DOCKER_MANIFEST => HeaderValue::from_static(media::DOCKER_MANIFEST),
+        media::DOCKER_LIST => HeaderValue::from_static(media::DOCKER_LIST),
+        other => hv(other),
+    }
+}
+
+/// `Docker-Content-Digest` and `ETag` (the digest in quotes) for `d`, both
+/// views of one buffer.
+fn digest_values(d: &Digest) -> (HeaderValue, HeaderValue) {
+    let (alg, hex) = (d.algorithm().as_str(), d.hex());
+    let mut b = BytesMut::with_capacity(alg.len() + hex.len() + 3);
+    b.extend_from_slice(b"\"");
+    b.extend_from_slice(alg.as_bytes());
+    b.extend_from_slice(b":");
+    b.extend_from_slice(hex.as_bytes());
+    b.extend_from_slice(b"\"");
+    let quoted = b.freeze();
+    let bare = quoted.slice(1..quoted.len() - 1);
+    // A digest is `<algorithm>:<lower-case hex>`: always a valid value.
+    let value = |v: Bytes| HeaderValue::from_maybe_shared(v).unwrap_or_else(|_| hv(""));
+    (value(bare), value(quoted))
 }
 
 pub(super) async fn manifest_put(

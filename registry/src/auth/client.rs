@@ -61,8 +61,9 @@ impl TrustedProxies {
         client
     }
 
-    /// Records the request's `ClientAddr` (see the module doc); the common
-    /// layer calls this first on every request of `berth serve`.
+    /// Records the request's `ClientAddr` (see the module doc) where it is not
+    /// the peer itself (`client_addr` answers the peer without one); the
+    /// common layer calls this first on every request of `berth serve`.
     pub fn resolve(&self, req: &mut Request) {
         if let Some(peer) = req
             .extensions()
@@ -70,7 +71,9 @@ impl TrustedProxies {
             .map(|c| c.0.ip())
         {
             let client = self.client(peer, req.headers());
-            req.extensions_mut().insert(ClientAddr(client));
+            if client != canonical(peer) {
+                req.extensions_mut().insert(ClientAddr(client));
+            }
         }
     }
 }
@@ -135,6 +138,39 @@ mod tests {
 
     fn proxies(nets: &[&str]) -> TrustedProxies {
         TrustedProxies::new(nets.iter().map(|n| n.parse().expect("net")).collect())
+    }
+
+    /// What the common layer records, read back the way every handler reads it.
+    fn resolved(p: &TrustedProxies, peer: &str, headers: HeaderMap) -> Option<IpAddr> {
+        let mut req = Request::new(axum::body::Body::empty());
+        *req.headers_mut() = headers;
+        let peer = SocketAddr::new(ip(peer), 4711);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        p.resolve(&mut req);
+        client_addr(req.extensions())
+    }
+
+    #[test]
+    fn resolved_requests_answer_the_client() {
+        let p = proxies(&["10.0.0.0/8"]);
+        // The peer itself (nothing recorded beside the connection's address).
+        assert_eq!(
+            resolved(&p, "192.0.2.9", xff(&["203.0.113.1"])),
+            Some(ip("192.0.2.9"))
+        );
+        assert_eq!(
+            resolved(&p, "::ffff:192.0.2.9", HeaderMap::new()),
+            Some(ip("192.0.2.9"))
+        );
+        // The client behind a trusted proxy.
+        assert_eq!(
+            resolved(&p, "10.0.0.1", xff(&["203.0.113.1"])),
+            Some(ip("203.0.113.1"))
+        );
+        assert_eq!(
+            resolved(&p, "::ffff:10.0.0.1", xff(&["203.0.113.1"])),
+            Some(ip("203.0.113.1"))
+        );
     }
 
     #[test]

@@ -394,15 +394,26 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(media::acceptable(media::OCI_INDEX, &[]));
-        assert!(media::acceptable(media::OCI_INDEX, &["*/*".into()]));
-        assert!(!media::acceptable(
-            media::OCI_INDEX,
-            &[media::OCI_MANIFEST.into()]
-        ));
+        assert!(media::acceptable(media::OCI_INDEX, []));
+        assert!(media::acceptable(media::OCI_INDEX, ["*/*"]));
+        assert!(!media::acceptable(media::OCI_INDEX, [media::OCI_MANIFEST]));
+        let both = format!("{}, {}", media::OCI_MANIFEST, media::OCI_INDEX);
+        assert!(media::acceptable(media::OCI_INDEX, [both.as_str()]));
+        // Case does not matter, parameters are ignored, headers form one list.
+        let upper = media::OCI_INDEX.to_ascii_uppercase();
+        assert!(media::acceptable(media::OCI_INDEX, [upper.as_str()]));
         assert!(media::acceptable(
-            media::OCI_INDEX,
-            &[format!("{}, {}", media::OCI_MANIFEST, media::OCI_INDEX)]
+            media::DOCKER_LIST,
+            [
+                media::OCI_MANIFEST,
+                "application/vnd.docker.distribution.manifest.list.v2+json; q=0.5"
+            ]
         ));
+        assert!(!media::acceptable(
+            media::DOCKER_LIST,
+            [media::OCI_MANIFEST, media::DOCKER_MANIFEST]
+        ));
+        // Only types that are not manifests: narrowing is not ours to do.
+        assert!(media::acceptable(media::OCI_INDEX, ["application/json"]));
     }
 }

@@ -62,18 +62,23 @@ pub fn essence(content_type: &str) -> String {
 /// headers. Clients that send no Accept, or `*/*`, take anything. Old Docker clients
 /// that list only schema1 still receive schema2 (as distribution does when it cannot
 /// convert), so the check only ever narrows between image manifests and indexes.
-pub fn acceptable(media_type: &str, accept: &[String]) -> bool {
-    if accept.is_empty() {
-        return true;
-    }
+/// Media types compare without regard to case; nothing is allocated (it runs on
+/// every manifest GET).
+pub fn acceptable<'a>(media_type: &str, accept: impl IntoIterator<Item = &'a str>) -> bool {
     let mut any_manifest_type = false;
     for a in accept {
         for part in a.split(',') {
-            let e = essence(part);
-            if e == "*/*" || e == "application/*" || e == media_type {
+            let e = part.split(';').next().unwrap_or("").trim();
+            if e == "*/*"
+                || e.eq_ignore_ascii_case("application/*")
+                || e.eq_ignore_ascii_case(media_type)
+            {
                 return true;
             }
-            if manifest_kind(&e).is_some() {
+            if [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
+                .iter()
+                .any(|m| e.eq_ignore_ascii_case(m))
+            {
                 any_manifest_type = true;
             }
         }
