@@ -79,6 +79,12 @@ pub(super) async fn sweep_orphans(
     Ok(deleted)
 }
 
+/// How much earlier than its write an object's time may read: object stores
+/// give it to the whole second (S3's `Last-Modified`). An object counts as
+/// fresh until the grace window and this have passed since that time, so
+/// that one placed within the window is kept whatever the store rounds.
+const MTIME_RESOLUTION: Duration = Duration::from_secs(1);
+
 /// Deletes objects whose records are gone, each re-checked against the
 /// metadata (`MetaStore::delete_unrecorded`: a digest recorded meanwhile
 /// stays), and skipped if placed within the grace window (by an upload that
@@ -98,7 +104,10 @@ async fn sweep_store(
         Box::pin(async move {
             let modified = content.modified(&d).await.map_err(|e| e.to_string())?;
             let fresh = modified
-                .map(|m| SystemTime::now().duration_since(m).unwrap_or_default() <= grace)
+                .map(|m| {
+                    SystemTime::now().duration_since(m).unwrap_or_default()
+                        <= grace + MTIME_RESOLUTION
+                })
                 .unwrap_or(false);
             if modified.is_none() || (fresh && !grace.is_zero()) {
                 return Ok(());

@@ -198,3 +198,47 @@ async fn a_sweep_larger_than_a_batch_collects_everything() {
     .expect("gc");
     assert_eq!((again.manifests_deleted, again.blobs_deleted), (0, 0));
 }
+
+/// An object without a record (an upload placed it and has not recorded it
+/// yet) stays while its time is within the grace window, also when the
+/// store gives that time to the whole second, up to a second before the
+/// write; it goes once the window and that second have passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecorded_object_placed_within_the_grace_window_stays() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = crate::meta::RedbMeta::open(&dir.path().join("berth.redb")).expect("meta");
+    let store = dir.path().join("store");
+    let content = ContentStore::local(&store, &dir.path().join("uploads")).expect("content");
+    let metrics = Arc::new(crate::service::metrics::Metrics::new());
+    let registry = LocalRegistry::embedded(meta, content, metrics);
+    let (_, content, _) = registry.gc_parts();
+    let bytes = bytes::Bytes::from_static(b"placed, not recorded yet");
+    let d = Digest::sha256_of(&bytes);
+    content.put_bytes(&d, bytes).await.expect("bytes");
+    let file = store.join(crate::content::blob_path(&d).as_ref());
+    let grace = Duration::from_secs(2);
+    let age = |secs: f64| {
+        let t = std::time::SystemTime::now() - Duration::from_secs_f64(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(t))
+            .expect("set the object's time");
+    };
+    let opts = GcOptions {
+        grace,
+        upload_ttl: Duration::from_secs(3600),
+        delete_untagged: true,
+        dry_run: false,
+    };
+    // Placed 1.6 s ago, its time rounded down to 2.5 s ago: kept.
+    age(2.5);
+    let report = run(&registry, opts).await.expect("gc");
+    assert_eq!(report.orphans_deleted, 0, "{report:?}");
+    assert!(content.stat(&d).await.expect("stat").is_some());
+    // Past the window and the rounding: collected.
+    age(3.5);
+    let report = run(&registry, opts).await.expect("gc");
+    assert_eq!(report.orphans_deleted, 1, "{report:?}");
+    assert_eq!(content.stat(&d).await.expect("stat"), None);
+}
