@@ -176,3 +176,38 @@ pub fn loadavg() -> String {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
+
+/// The file system `dir` is on, as `/proc/self/mountinfo` names it (type
+/// and source), and for ext4 whether it has a journal: without one, the
+/// kernel's inode allocation after many removals dominates the system time
+/// of anything creating files there (benches/README.md, the fleet's "Round
+/// nine"). `None` where the kernel does not say.
+pub fn file_system(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    // glibc's dev_t encoding (`gnu_dev_major`, `gnu_dev_minor`).
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    let id = format!("{major}:{minor}");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(2) == Some(id.as_str()))?;
+    // `... - <type> <source> <options>` after the optional fields.
+    let mut after = line.split(" - ").nth(1)?.split(' ');
+    let (fs_type, source) = (after.next()?, after.next()?);
+    if fs_type != "ext4" {
+        return Some(format!("{fs_type} ({source})"));
+    }
+    let name = std::fs::read_link(format!("/sys/dev/block/{id}")).ok()?;
+    let name = name.file_name()?.to_string_lossy();
+    let journal = std::path::Path::new(&format!("/proc/fs/jbd2/{name}-8")).exists();
+    Some(format!(
+        "ext4 {} ({source})",
+        if journal {
+            "with a journal"
+        } else {
+            "without a journal"
+        }
+    ))
+}
