@@ -5,7 +5,8 @@
 //! Files are written atomically (temporary file, fsync, rename; one fsync of
 //! the directory for all of an apply's renames, and of the root when the
 //! node's directory is new), so a reader — a GitOps agent, `kubectl apply -f`
-//! — never sees half a file, and an acknowledged apply survives a power loss. Removal matches objects by their labels, not by file name, so one
+//! — never sees half a file, and an acknowledged apply survives a power loss.
+//! Removal matches objects by their labels, not by file name, so one
 //! project's files can never be taken for another's. Rollouts are not observable:
 //! a publication is running once its files are written.
 //!
