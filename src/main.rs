@@ -1,8 +1,9 @@
 //! The `berth` command line: one binary, three roles (registry, edge cache,
 //! workload controller) and the operator commands that talk to them.
 
-// No unsafe code but two calls: `arenas` sets a parameter of glibc's malloc
-// and asks it to return free pages.
+// No unsafe code but two calls and a name: `arenas` sets a parameter of
+// glibc's malloc and asks it to return free pages, and `pow` defines the C
+// library's function of that name.
 #![deny(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ mod keys_cli;
 mod migrate;
 mod node_cache_cli;
 mod node_cli;
+mod pow;
 mod project_cli;
 mod prompt;
 mod replication_cli;
