@@ -165,6 +165,7 @@ impl Settings {
 
     fn from_args() -> Settings {
         let args: Vec<String> = std::env::args().skip(1).collect();
+        check_args(&args);
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let quick = args.iter().any(|a| a == "--quick") || env("BERTH_BENCH_QUICK").is_some();
         let mut s = if quick {
@@ -225,6 +226,54 @@ impl Settings {
 
     pub fn wants(&self, workload: u32) -> bool {
         self.only.as_ref().is_none_or(|o| o.contains(&workload))
+    }
+}
+
+/// What `--help` prints.
+const USAGE: &str = "\
+berth vs distribution 2.8, side by side (benches/README.md says what each workload measures)
+
+usage: cargo bench --bench compare [-- OPTIONS]
+
+options (each also an environment variable):
+  --quick                 small sizes, one run: checks the harness       BERTH_BENCH_QUICK=1
+  --runs N                runs of each workload (default 3)              BERTH_BENCH_RUNS
+  --only 2,3              these workloads only (1-11)                    BERTH_BENCH_ONLY
+  --duration SECONDS      length of each load run (default 5)            BERTH_BENCH_DURATION
+  --fleet 100,1000        fleet sizes of workload 10                     BERTH_BENCH_FLEET
+  --client-threads N      load-generator threads (default 2)             BERTH_BENCH_CLIENT_THREADS
+  --berth-env KEY=VALUE   extra environment for berth (repeatable)       BERTH_BENCH_BERTH_ENV=K=V,K=V
+  -h, --help              this text
+
+BERTH_BENCH_BERTH names the berth executable to measure (default: the one cargo built).
+";
+
+/// `--help` prints the usage; an option the harness does not know is
+/// refused with it, so a typo does not start a full run of every workload.
+fn check_args(args: &[String]) {
+    const VALUED: [&str; 6] = [
+        "--runs",
+        "--only",
+        "--duration",
+        "--fleet",
+        "--client-threads",
+        "--berth-env",
+    ];
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            // cargo passes `--bench` to a bench target without libtest's harness.
+            "--quick" | "--bench" => i += 1,
+            a if VALUED.contains(&a) && i + 1 < args.len() => i += 2,
+            a => {
+                eprint!("compare: unknown option or missing value: {a}\n\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
     }
 }
 
