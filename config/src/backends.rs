@@ -89,10 +89,11 @@ pub struct MetaConfig {
     pub url: String,
     /// Connections each process keeps open to PostgreSQL at most.
     pub max_connections: u32,
-    /// backend = "postgres": how much each replica keeps of its hot reads
-    /// (manifests by digest, tags, blob links) in memory, so that pulls
-    /// rarely ask the database. 0: no cache. Kept true by the changes other
-    /// replicas announce (see README, "Running several replicas").
+    /// How much each process keeps of its hot reads (manifests by digest,
+    /// tags, blob links) in memory, so that pulls rarely ask the database.
+    /// 0: no cache. On redb every metadata write empties it before it
+    /// returns; on PostgreSQL it is kept true by the changes other replicas
+    /// announce (see README, "Running several replicas").
     pub cache_size: ByteSize,
     /// backend = "postgres": the longest a cached read is served, whatever
     /// was announced: the bound on staleness should a replica's listening

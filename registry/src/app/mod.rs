@@ -96,7 +96,8 @@ impl RegistryApp {
     pub async fn open(config: Config) -> Result<Self, StartError> {
         let metadata = match config.meta.backend {
             MetaBackend::Redb => {
-                Metadata::Redb(open_metadata(&config.server.data_dir, "berth.redb")?)
+                let meta = open_metadata(&config.server.data_dir, "berth.redb")?;
+                Metadata::Redb(meta.with_read_cache(config.meta.cache_size.0))
             }
             MetaBackend::Postgres => {
                 Metadata::Postgres(crate::replicas::connect_and_migrate(&config).await?)

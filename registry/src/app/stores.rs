@@ -59,7 +59,7 @@ impl LocalRegistry {
         database: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StartError> {
-        let meta = open_metadata(dir, database)?;
+        let meta = open_metadata(dir, database)?.with_read_cache(config.meta.cache_size.0);
         Self::open_over(config, dir, meta, metrics)
     }
 

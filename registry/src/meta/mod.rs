@@ -46,6 +46,7 @@ mod mark;
 mod outbox;
 pub mod pg;
 pub mod quota;
+pub(crate) mod read_cache;
 mod redb;
 mod replication;
 pub mod retention;

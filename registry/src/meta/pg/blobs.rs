@@ -7,8 +7,8 @@ use super::db::{
     begin_write, big, col, col_u64, commit, db_now, digest as parse_digest, project_of, run_step,
     Cached, Ctx, PgMeta,
 };
-use super::read_cache::Lookup;
 use super::usage::{check, hold, release};
+use crate::meta::read_cache::Lookup;
 use crate::meta::{BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
 

@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::changes::CHANGES_CHANNEL;
-use super::read_cache::ReadCache;
 use super::{describe, MetaError};
+use crate::meta::read_cache::ReadCache;
 
 /// The application name its connection shows in `pg_stat_activity`.
 pub const LISTENER_NAME: &str = "berth metadata listener";

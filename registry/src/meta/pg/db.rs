@@ -31,8 +31,8 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::changes::{announce, Announcement, Change};
-use super::read_cache::{CacheLimits, ReadCache};
 use super::{client, db_error, describe, Pool};
+use crate::meta::read_cache::{CacheLimits, ReadCache};
 use crate::meta::{MetaError, Result};
 use crate::oci::Digest;
 

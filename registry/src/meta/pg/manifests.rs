@@ -9,8 +9,8 @@ use super::db::{
     begin_write, big, col, col_u64, db_now, digest as parse_digest, from_json, to_json, Cached,
     Ctx, PgMeta,
 };
-use super::read_cache::Lookup;
 use super::usage::{check, check_immutable, hold, release};
+use crate::meta::read_cache::Lookup;
 use crate::meta::{BadReference, MetaError, OutboxEvent, References, Result, StoredManifest};
 use crate::oci::media::{manifest_kind, ManifestKind};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};

@@ -35,7 +35,7 @@ mod accounts_tests;
 mod blobs;
 mod cache;
 mod change_feed;
-mod changes;
+pub(crate) mod changes;
 #[cfg(test)]
 mod coordination_tests;
 mod db;
@@ -46,7 +46,6 @@ mod manifests;
 mod meta;
 #[cfg(test)]
 mod meta_tests;
-mod read_cache;
 #[cfg(test)]
 mod read_cache_pg_tests;
 #[cfg(test)]
@@ -67,11 +66,11 @@ pub use self::accounts_feed::account_feed;
 pub use self::change_feed::LISTENER_NAME;
 pub use self::changes::CHANGES_CHANNEL;
 pub use self::db::PgMeta;
-pub use self::read_cache::CacheLimits;
 pub use self::schema::MIGRATIONS;
 pub use self::sessions::PgSessions;
 pub use self::throttle::PgThrottle;
 pub use self::token_keys::PgTokenKeys;
+pub use crate::meta::read_cache::CacheLimits;
 
 pub use self::duties::PgDuties;
 

@@ -4,11 +4,17 @@ use ::redb::{ReadableTable, WriteTransaction};
 
 use super::usage::{check, hold, project_of, release};
 use super::{run_step, RedbMeta, BLOBS, BLOB_LINKS, HIGH, REPOS, REPO_BLOBS};
+use crate::meta::read_cache::Lookup;
 use crate::meta::{now, BlobRecord, LinkOutcome, Result, StoreStep};
 use crate::oci::{Digest, RepoName};
 
 impl RedbMeta {
     pub(super) fn linked_blob_now(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let ticket = match self.reads().map(|c| c.link(repo.as_str(), digest)) {
+            Some(Lookup::Hit(size)) => return Ok(Some(size)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
         let tx = self.db().begin_read()?;
         let key = digest.to_string();
         if tx
@@ -18,10 +24,14 @@ impl RedbMeta {
         {
             return Ok(None);
         }
-        Ok(tx
+        let size = tx
             .open_table(BLOBS)?
             .get(key.as_str())?
-            .map(|v| v.value().0))
+            .map(|v| v.value().0);
+        if let (Some(c), Some(t), Some(size)) = (self.reads(), ticket, size) {
+            c.put_link(t, repo.as_str(), digest, size);
+        }
+        Ok(size)
     }
 
     pub(super) fn blob_size_now(&self, digest: &Digest) -> Result<Option<u64>> {

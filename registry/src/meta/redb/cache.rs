@@ -69,7 +69,7 @@ impl CacheBook for RedbMeta {
         at_ms: u64,
     ) -> Result<()> {
         let (repo, tag) = (repo.to_string(), tag.to_string());
-        self.write(move |m| {
+        self.write_elsewhere(move |m| {
             let tx = m.db().begin_write()?;
             tx.open_table(clock(owner))?
                 .insert((repo.as_str(), tag.as_str()), at_ms)?;
@@ -106,7 +106,7 @@ impl CacheBook for RedbMeta {
 
     async fn put_access_times(&self, times: &[(String, u64)]) -> Result<()> {
         let times = times.to_vec();
-        self.write(move |m| {
+        self.write_elsewhere(move |m| {
             let tx = m.db().begin_write()?;
             {
                 let mut t = tx.open_table(ACCESS)?;
@@ -122,7 +122,7 @@ impl CacheBook for RedbMeta {
 
     async fn forget_access(&self, digest: &str) -> Result<()> {
         let digest = digest.to_string();
-        self.write(move |m| {
+        self.write_elsewhere(move |m| {
             let tx = m.db().begin_write()?;
             tx.open_table(ACCESS)?.remove(digest.as_str())?;
             tx.commit()?;
@@ -133,7 +133,7 @@ impl CacheBook for RedbMeta {
 
     async fn pin(&self, image: &str, digests: &[String]) -> Result<()> {
         let (image, digests) = (image.to_string(), digests.to_vec());
-        self.write(move |m| {
+        self.write_elsewhere(move |m| {
             let tx = m.db().begin_write()?;
             {
                 let mut t = tx.open_table(PINS)?;
@@ -149,7 +149,7 @@ impl CacheBook for RedbMeta {
 
     async fn unpin(&self, image: &str) -> Result<usize> {
         let image = image.to_string();
-        self.write(move |m| {
+        self.write_elsewhere(move |m| {
             let tx = m.db().begin_write()?;
             let n;
             {
@@ -184,7 +184,7 @@ impl CacheBook for RedbMeta {
 
     async fn put_job(&self, id: &str, json: &[u8]) -> Result<()> {
         let (id, json) = (id.to_string(), json.to_vec());
-        self.write(move |m| {
+        self.write_elsewhere(move |m| {
             let tx = m.db().begin_write()?;
             tx.open_table(JOBS)?.insert(id.as_str(), json.as_slice())?;
             tx.commit()?;

@@ -8,6 +8,7 @@ use super::{
     corrupt, decode_summary, parse_digest, RedbMeta, BLOBS, HIGH, MANIFESTS, MANIFEST_BYTES,
     MANIFEST_HOLDERS, MANIFEST_REFS, REFERRERS, REPO_BLOBS, TAGS,
 };
+use crate::meta::read_cache::Lookup;
 use crate::meta::{now, BadReference, MetaError, OutboxEvent, References, Result, StoredManifest};
 use crate::oci::{Descriptor, Digest, ManifestSummary, RepoName, Tag};
 
@@ -95,7 +96,16 @@ impl RedbMeta {
     }
 
     pub(super) fn resolve_tag_now(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
-        tag_in(&self.db().begin_read()?, repo, tag)
+        let ticket = match self.reads().map(|c| c.tag(repo.as_str(), tag.as_str())) {
+            Some(Lookup::Hit(d)) => return Ok(Some(d)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
+        let found = tag_in(&self.db().begin_read()?, repo, tag)?;
+        if let (Some(c), Some(t), Some(d)) = (self.reads(), ticket, &found) {
+            c.put_tag(t, repo.as_str(), tag.as_str(), d);
+        }
+        Ok(found)
     }
 
     pub(super) fn get_manifest_now(
@@ -103,20 +113,41 @@ impl RedbMeta {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<StoredManifest>> {
-        manifest_in(&self.db().begin_read()?, repo, digest)
+        let ticket = match self.reads().map(|c| c.manifest(repo.as_str(), digest)) {
+            Some(Lookup::Hit(m)) => return Ok(Some(m)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
+        let found = manifest_in(&self.db().begin_read()?, repo, digest)?;
+        if let (Some(c), Some(t), Some(m)) = (self.reads(), ticket, &found) {
+            c.put_manifest(t, repo.as_str(), m);
+        }
+        Ok(found)
     }
 
-    /// The manifest `tag` points to, in one read transaction.
+    /// The manifest `tag` points to, in one read transaction (or from the
+    /// read cache).
     pub(super) fn manifest_by_tag_now(
         &self,
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<StoredManifest>> {
+        let ticket = match self.reads().map(|c| c.tag(repo.as_str(), tag.as_str())) {
+            Some(Lookup::Hit(d)) => return self.get_manifest_now(repo, &d),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
         let tx = self.db().begin_read()?;
-        match tag_in(&tx, repo, tag)? {
-            Some(digest) => manifest_in(&tx, repo, &digest),
-            None => Ok(None),
+        let Some(digest) = tag_in(&tx, repo, tag)? else {
+            return Ok(None);
+        };
+        let found = manifest_in(&tx, repo, &digest)?;
+        // Both read in one transaction begun after the ticket was taken.
+        if let (Some(c), Some(t), Some(m)) = (self.reads(), ticket, &found) {
+            c.put_tag(t, repo.as_str(), tag.as_str(), &digest);
+            c.put_manifest(t, repo.as_str(), m);
         }
+        Ok(found)
     }
 
     pub(super) fn manifest_summary_now(&self, digest: &Digest) -> Result<Option<ManifestSummary>> {

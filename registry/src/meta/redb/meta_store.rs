@@ -230,7 +230,7 @@ impl MetaStore for RedbMeta {
 
     async fn pulls_record(&self, counts: &[PullCount]) -> Result<()> {
         let c = counts.to_vec();
-        self.write(move |m| m.pulls_record_now(&c)).await
+        self.write_elsewhere(move |m| m.pulls_record_now(&c)).await
     }
     async fn pulls(&self, repo: &RepoName) -> Result<Vec<PullCount>> {
         self.pulls_now(repo)

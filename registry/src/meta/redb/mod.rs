@@ -49,9 +49,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use ::redb::{Database, TableDefinition};
 
+use super::read_cache::{CacheLimits, ReadCache};
 use super::{MetaError, Result, StoreStep};
 use crate::oci::{Digest, ManifestSummary};
 
@@ -156,6 +158,10 @@ pub struct RedbMeta {
     gc_sweeps: Arc<std::sync::atomic::AtomicU64>,
     /// The thread writes run on (`writer.rs`).
     writer: Arc<writer::Writer>,
+    /// Manifests, tags and blob links read since the last write
+    /// (`meta/read_cache.rs`), if kept: every write drops them all. Shared
+    /// by every clone, as the writes are.
+    reads: Arc<std::sync::OnceLock<ReadCache>>,
 }
 
 /// redb's page cache. Reads that miss it are served by the kernel's page
@@ -196,9 +202,34 @@ impl RedbMeta {
             deleting: Arc::default(),
             gc_sweeps: Arc::default(),
             writer: Arc::default(),
+            reads: Arc::default(),
         };
         meta.create_tables()?;
         Ok(meta)
+    }
+
+    /// Keeps up to `budget` bytes of manifests, tags and blob links read
+    /// since the last write in memory (0: none), so that repeated pulls
+    /// skip the database's table lookups. For every clone; the first
+    /// budget set stays.
+    pub fn with_read_cache(self, budget: u64) -> Self {
+        if budget > 0 {
+            self.reads.get_or_init(|| {
+                // This process is the file's only writer, and each write
+                // drops everything: no entry can go stale, so no time bound.
+                let cache = ReadCache::new(CacheLimits {
+                    budget,
+                    ttl: Duration::MAX,
+                });
+                cache.resume();
+                cache
+            });
+        }
+        self
+    }
+
+    fn reads(&self) -> Option<&ReadCache> {
+        self.reads.get()
     }
 
     fn db(&self) -> Arc<Database> {
@@ -221,6 +252,9 @@ impl RedbMeta {
         let fresh = RedbMeta::open(&self.path)?;
         let db = fresh.db();
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
+        if let Some(c) = self.reads() {
+            c.forget_all();
+        }
         Ok(())
     }
 
@@ -243,9 +277,37 @@ impl RedbMeta {
         &self,
         f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.write_then(f, true).await
+    }
+
+    /// `write`, for writes to tables the read cache holds nothing of (pull
+    /// counts, a cache's bookkeeping): what was read stays.
+    async fn write_elsewhere<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write_then(f, false).await
+    }
+
+    async fn write_then<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbMeta) -> Result<T> + Send + 'static,
+        forget_reads: bool,
+    ) -> Result<T> {
         let meta = self.clone();
         let _turn = self.writers.lock().await;
-        self.writer.run(move || f(&meta)).await
+        self.writer
+            .run(move || {
+                let out = f(&meta);
+                // Committed (or not): what was read before may be gone or
+                // moved. Dropped before the caller hears of the write, so
+                // it reads what it wrote.
+                if let Some(c) = meta.reads().filter(|_| forget_reads) {
+                    c.forget_all();
+                }
+                out
+            })
+            .await
     }
 }
 

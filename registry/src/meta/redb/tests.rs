@@ -123,6 +123,91 @@ async fn the_embedded_store_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_with_a_read_cache_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = RedbMeta::open(&dir.path().join("berth.redb"))
+        .expect("open")
+        .with_read_cache(1 << 20);
+    crate::meta::conformance::suite(std::sync::Arc::new(meta)).await;
+}
+
+/// What was read since the last write is answered from memory (a row
+/// removed behind the store's back is still served), and the next write
+/// through the store, whatever it touches, drops it all.
+#[tokio::test]
+async fn reads_since_the_last_write_are_served_from_memory_until_a_write() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta = RedbMeta::open(&dir.path().join("berth.redb"))
+        .expect("open")
+        .with_read_cache(1 << 20);
+    let r: RepoName = "team/app".parse().expect("name");
+    let body = Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": Digest::sha256_of(b"{}").to_string(), "size": 2},
+            "layers": [],
+        }))
+        .expect("json"),
+    );
+    let summary =
+        crate::oci::manifest::decode(crate::oci::media::OCI_MANIFEST, &body).expect("manifest");
+    let m = Digest::sha256_of(&body);
+    let v1: crate::oci::Tag = "v1".parse().expect("tag");
+    meta.put_manifest(
+        &r,
+        &m,
+        body.clone(),
+        &summary,
+        std::slice::from_ref(&v1),
+        References::OnDemand,
+    )
+    .await
+    .expect("put")
+    .expect("accepted");
+    let layer = Digest::sha256_of(b"abc");
+    meta.record_and_link(&r, &layer, 3).await.expect("link");
+
+    // Read once: cached.
+    let got = meta.manifest_by_tag(&r, &v1).await.expect("get");
+    assert_eq!(got.map(|g| g.bytes), Some(body.clone()));
+    assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), Some(3));
+
+    // Rows removed without the store knowing: still served from memory.
+    {
+        let tx = meta.db().begin_write().expect("tx");
+        tx.open_table(TAGS)
+            .expect("t")
+            .remove((r.as_str(), "v1"))
+            .expect("remove");
+        tx.open_table(MANIFESTS)
+            .expect("t")
+            .remove((r.as_str(), m.to_string().as_str()))
+            .expect("remove");
+        tx.open_table(REPO_BLOBS)
+            .expect("t")
+            .remove((r.as_str(), layer.to_string().as_str()))
+            .expect("remove");
+        tx.commit().expect("commit");
+    }
+    assert_eq!(
+        meta.resolve_tag(&r, &v1).await.expect("tag"),
+        Some(m.clone())
+    );
+    assert!(meta.get_manifest(&r, &m).await.expect("get").is_some());
+    assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), Some(3));
+
+    // A write of anything at all (here: a tag that does not exist) drops
+    // every cached read; what the file holds is read again.
+    let other: crate::oci::Tag = "other".parse().expect("tag");
+    assert!(!meta.delete_tag(&r, &other).await.expect("delete"));
+    assert_eq!(meta.resolve_tag(&r, &v1).await.expect("tag"), None);
+    assert!(meta.get_manifest(&r, &m).await.expect("get").is_none());
+    assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_store_passes_the_account_conformance_suite() {
     let dir = tempfile::tempdir().expect("tmp");
     let meta = RedbMeta::open(&dir.path().join("berth.redb")).expect("open");

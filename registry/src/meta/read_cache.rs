@@ -1,10 +1,17 @@
-//! A replica's cache of the metadata's hot reads on PostgreSQL: manifests
-//! by (repository, digest), tags, and blob links (`linked_blob`). It owns
-//! no I/O: `PgMeta` asks it before a query and offers it what the query
-//! found; the change feed (`change_feed.rs`) tells it what other replicas
-//! removed or moved (`changes.rs`), and when its connection is lost or back.
+//! A cache of the metadata's hot reads: manifests by (repository, digest),
+//! tags, and blob links (`linked_blob`). It owns no I/O: a backend asks it
+//! before reading and offers it what the read found.
 //!
-//! What it guarantees:
+//! - On PostgreSQL (`pg::PgMeta`) it is a replica's: the change feed
+//!   (`pg/change_feed.rs`) tells it what other replicas removed or moved
+//!   (`pg/changes.rs`), and when its connection is lost or back.
+//! - On the embedded file (`RedbMeta`) this process is the only writer:
+//!   every write drops everything once it has committed, before it is
+//!   acknowledged (`forget_all`), so a pull never waits on the database's
+//!   table lookups for what was read since the last write.
+//!
+//! What it guarantees (on PostgreSQL; the embedded backend's writes drop
+//! everything and it serves from the start, with no feed to wait for):
 //! - It holds only what exists, never that something is missing: a push,
 //!   a new tag or a new link is seen by every replica at once.
 //! - A removal or a tag move is announced in the writing transaction; each
@@ -34,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::changes::{Announcement, Change};
+use super::pg::changes::{Announcement, Change};
 use crate::meta::StoredManifest;
 use crate::oci::Digest;
 
@@ -268,6 +275,12 @@ impl ReadCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    /// Drops everything: a write of this process may have removed or
+    /// moved anything (the embedded backend's writes).
+    pub fn forget_all(&self) {
+        self.forget(&[Change::Everything]);
     }
 
     /// Drops what `changes` touch.
