@@ -8,7 +8,7 @@
 
 use anyhow::anyhow;
 use berth_config::Config;
-use berth_registry::app::{with_common_layers, RegistryApp};
+use berth_registry::app::{CommonLayer, RegistryApp};
 use berth_registry::server;
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -36,7 +36,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     app.enable_webhooks(sealer);
     let stop = tokio_util::sync::CancellationToken::new();
     let (router, reconciler) = routes(&app, stop.clone()).await?;
-    let router = app.common_layer(log_access).apply(router);
+    let front = app.common_layer(log_access).front(router, app.v2());
     let conns = connections(&app.config, &app.metrics);
     tracing::info!(
         listen = %listen,
@@ -57,7 +57,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     // Start-up is over: what it freed goes back to the kernel now.
     crate::arenas::trim();
-    server::serve(listener, router, tls, signal, grace, conns).await;
+    server::serve(listener, front, tls, signal, grace, conns).await;
     stop.cancel();
     // The pulls counted since the last flush.
     app.pulls.flush(app.registry.meta().as_ref()).await;
@@ -320,7 +320,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     let app = berth_edge::EdgeApp::open(cfg)
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let router = with_common_layers(app.router(), app.metrics.clone(), log_access);
+    let front = CommonLayer::new(app.metrics.clone(), log_access).front(app.router(), app.v2());
     let conns = connections(&app.config, &app.metrics);
     let listener = server::bind(listen).await?;
     tracing::info!(
@@ -337,7 +337,7 @@ pub async fn edge(cfg: Config) -> anyhow::Result<()> {
     crate::arenas::trim();
     server::serve(
         listener,
-        router,
+        front,
         None,
         server::shutdown_signal(),
         grace,

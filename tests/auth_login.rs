@@ -116,7 +116,7 @@ fn first_start_without_an_admin_password() {
 #[test]
 #[ignore]
 fn auth_cost_of_a_manifest_get() {
-    use berth_registry::app::{with_common_layers, RegistryApp};
+    use berth_registry::app::RegistryApp;
     const N: usize = 2000;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,14 +142,15 @@ fn auth_cost_of_a_manifest_get() {
             .expect("reset");
         accounts.create_project("pub", true).await.expect("project");
     });
-    let router = with_common_layers(app.router(), app.metrics.clone(), false);
+    // As `berth serve` answers: `/v2` by the API, the rest by the router.
+    let front = app.common_layer(false).front(app.router(), app.v2());
     let policy = berth_registry::server::ConnectionPolicy::from_config(&app.config.server);
     let conns = berth_registry::server::Connections::new(policy, &app.metrics);
     rt.spawn(async move {
         let l = berth_registry::server::bind(addr).await.expect("bind");
         berth_registry::server::serve(
             l,
-            router,
+            front,
             None,
             std::future::pending(),
             Duration::from_secs(1),

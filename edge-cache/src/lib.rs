@@ -146,8 +146,10 @@ impl EdgeApp {
         })
     }
 
-    pub fn router(&self) -> Router {
-        let state = ApiState {
+    /// The pull-through API's state: read-only, no signature policy or
+    /// webhooks (the registry's), pull counts reported upstream.
+    fn api_state(&self) -> ApiState {
+        ApiState {
             ns: self.pull_through.clone(),
             access: self.access.clone() as Arc<dyn Access>,
             metrics: self.metrics.clone(),
@@ -157,7 +159,17 @@ impl EdgeApp {
             signatures: None,
             events: None,
             pulls: Some(self.pulls.counter.clone()),
-        };
+        }
+    }
+
+    /// The `/v2` API as one call (a listener's `Front`), as `router`
+    /// routes it.
+    pub fn v2(&self) -> api::V2 {
+        api::V2::new(self.api_state(), self.config.proxy.hosts.clone())
+    }
+
+    pub fn router(&self) -> Router {
+        let state = self.api_state();
         let guarded = self.guarded_routes();
         let logs = Arc::new(podlogs::PodLogs::new(
             self.config.edge.pod_logs_dir.clone(),

@@ -35,6 +35,30 @@ use tower::ServiceExt;
 use limits::{refusal_response, AcceptBackoff, Permit, Refusal};
 use watchdog::{ConnClock, Expired, Tracked, Watched};
 
+/// What a listener answers requests with: a router, or a front that
+/// answers some paths itself before one (`app::Front`).
+pub trait App: Clone + Send + Sync + 'static {
+    fn answer(
+        &self,
+        req: axum::extract::Request,
+    ) -> impl Future<Output = axum::response::Response> + Send + 'static;
+}
+
+impl App for Router {
+    fn answer(
+        &self,
+        req: axum::extract::Request,
+    ) -> impl Future<Output = axum::response::Response> + Send + 'static {
+        let call = self.clone().oneshot(req);
+        async move {
+            match call.await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
 /// A TLS handshake gets at most this long, whatever `header_timeout` says.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,9 +108,9 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 
 /// Serves `app` on `listener` under `conns`' limits until `shutdown`
 /// resolves, then drains for at most `grace`.
-pub async fn serve(
+pub async fn serve<A: App>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -159,8 +183,8 @@ fn refuse(stream: TcpStream, why: Refusal, tls: bool) {
 }
 
 /// One accepted connection and what serving it needs.
-struct Connection {
-    app: Router,
+struct Connection<A> {
+    app: A,
     peer: SocketAddr,
     conns: Arc<Connections>,
     builder: Arc<Builder<TokioExecutor>>,
@@ -168,7 +192,7 @@ struct Connection {
     stop: CancellationToken,
 }
 
-impl Connection {
+impl<A: App> Connection<A> {
     /// Serves the connection until it ends, its clock runs out or the server
     /// stops; `permit` holds its place under the caps until then.
     async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, permit: Permit) {
@@ -247,8 +271,8 @@ impl Connection {
 /// until its response body is sent, puts request bodies under the minimum
 /// rate, and tells the router the client's address.
 #[derive(Clone)]
-struct PerRequest {
-    app: Router,
+struct PerRequest<A> {
+    app: A,
     peer: SocketAddr,
     clock: Arc<ConnClock>,
     conns: Arc<Connections>,
@@ -256,7 +280,7 @@ struct PerRequest {
 
 type Answer = Result<http::Response<Tracked<axum::body::Body>>, Infallible>;
 
-impl hyper::service::Service<http::Request<hyper::body::Incoming>> for PerRequest {
+impl<A: App> hyper::service::Service<http::Request<hyper::body::Incoming>> for PerRequest<A> {
     type Response = http::Response<Tracked<axum::body::Body>>;
     type Error = Infallible;
     type Future = std::pin::Pin<Box<dyn Future<Output = Answer> + Send>>;
@@ -274,12 +298,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for PerReques
             axum::body::Body::new(body_rate::MinRate::new(body, rate, window, on_cut))
         });
         req.extensions_mut().insert(ConnectInfo(self.peer));
-        let call = self.app.clone().oneshot(req);
+        let call = self.app.answer(req);
         Box::pin(async move {
-            let res = match call.await {
-                Ok(res) => res,
-                Err(never) => match never {},
-            };
+            let res = call.await;
             Ok(res.map(|body| Tracked::new(body, in_flight)))
         })
     }

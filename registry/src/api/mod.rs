@@ -80,7 +80,41 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The same `/v2` API as one call, for a listener's front to answer the
+/// paths it `serves` without a router: the routes above match every such
+/// path to one handler, and routing would cost a pull about twenty
+/// allocations (path parameters, extensions, boxed services cloned).
+pub struct V2 {
+    state: ApiState,
+    /// `?ns=` mirror hosts and the projects they map to (none: no rewrite).
+    mirror_hosts: std::collections::BTreeMap<String, String>,
+}
+
+impl V2 {
+    pub fn new(state: ApiState, mirror_hosts: std::collections::BTreeMap<String, String>) -> Self {
+        V2 {
+            state,
+            mirror_hosts,
+        }
+    }
+
+    /// Whether `path` is the `/v2` API's (`/v2/token` is the token
+    /// endpoint's, routed beside it).
+    pub fn serves(path: &str) -> bool {
+        path == "/v2" || (path.starts_with("/v2/") && path != "/v2/token")
+    }
+
+    pub async fn call(&self, req: Request) -> Response {
+        let req = crate::proxy::mirror::to_project(&self.mirror_hosts, req);
+        serve(&self.state, req).await
+    }
+}
+
 async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
+    serve(&st, req).await
+}
+
+async fn serve(st: &ApiState, req: Request) -> Response {
     let peer = crate::auth::client::client_addr(req.extensions());
     let (parts, body) = req.into_parts();
     let uri = parts.uri;
@@ -93,7 +127,7 @@ async fn dispatch(State(st): State<ApiState>, req: Request) -> Response {
     };
     let body = SharedBody::new(body);
     let res = match route::parse(uri.path()) {
-        Ok(endpoint) => handle(&st, &ctx, endpoint, Body::new(body.clone())).await,
+        Ok(endpoint) => handle(st, &ctx, endpoint, Body::new(body.clone())).await,
         Err(e) => Err(e),
     };
     let is_head = ctx.method == Method::HEAD;

@@ -23,7 +23,7 @@ use crate::webhooks::{SecretSealer, WebhookSettings, Webhooks};
 mod routes;
 mod stores;
 
-pub use routes::{with_common_layers, CommonLayer};
+pub use routes::{CommonLayer, Front};
 pub use stores::{open_content, open_metadata};
 use stores::{open_embedded, open_token_keys};
 
@@ -229,6 +229,11 @@ impl RegistryApp {
         }
     }
 
+    /// The `/v2` API as one call (`Front`), as `router` routes it.
+    pub fn v2(&self) -> crate::api::V2 {
+        crate::api::V2::new(self.api_state(), self.config.proxy.hosts.clone())
+    }
+
     pub fn gc_options(&self, dry_run: bool) -> crate::gc::GcOptions {
         gc_options(&self.config, dry_run)
     }
@@ -425,3 +430,6 @@ pub fn gc_options(config: &Config, dry_run: bool) -> crate::gc::GcOptions {
         dry_run,
     }
 }
+
+#[cfg(test)]
+mod front_tests;
