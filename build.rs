@@ -6,9 +6,13 @@ use std::process::{Command, Stdio};
 /// The functions start-up runs (`benches/start-up-order.sh` writes it).
 const ORDER: &str = "src/start-up.order";
 
+/// The `ld.lld` that matches the list's names to the build's (see there).
+const MATCHER: &str = "src/ld-order.sh";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={ORDER}");
+    println!("cargo:rerun-if-changed={MATCHER}");
     println!("cargo:rerun-if-env-changed=BERTH_LINK_ORDER");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
@@ -28,9 +32,25 @@ fn main() {
         // 190 such windows resident (12 MB of an idle berth's RSS; see
         // benches/README.md, "Idle memory"). GNU ld takes no ordering
         // before binutils 2.43; lld does.
-        println!("cargo:rustc-link-arg-bins=-B{}", lld.display());
-        println!("cargo:rustc-link-arg-bins=-fuse-ld=lld");
-        let order = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(ORDER);
+        let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+        // `BERTH_LINK_ORDER=exact`: the list's names as they are (to
+        // measure what the matching does).
+        let exact = std::env::var("BERTH_LINK_ORDER").as_deref() == Ok("exact");
+        match matching_linker(&root, &lld).filter(|_| !exact) {
+            Some(dir) => {
+                // rustc puts its own `-B` (rustup's `ld.lld`) before a build
+                // script's arguments, so the driver would find that one
+                // first; `-fuse-ld=bfd` makes it look for a name rustc's
+                // directory lacks, and this `ld.bfd` runs lld.
+                println!("cargo:rustc-link-arg-bins=-B{}", dir.display());
+                println!("cargo:rustc-link-arg-bins=-fuse-ld=bfd");
+            }
+            None => {
+                println!("cargo:rustc-link-arg-bins=-B{}", lld.display());
+                println!("cargo:rustc-link-arg-bins=-fuse-ld=lld");
+            }
+        }
+        let order = root.join(ORDER);
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
             order.display()
@@ -38,6 +58,34 @@ fn main() {
         // Names of another build's generics that this one lacks.
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
+}
+
+/// A directory holding an `ld.bfd` that runs `src/ld-order.sh` with the
+/// `ld.lld` in `lld`: the list's names that a code change has renamed
+/// (thin LTO's `.llvm.<hash>` suffixes) still place their functions, so a
+/// list made a few commits ago keeps most of its effect. `None` where the
+/// paths cannot be written into a shell script as they are.
+#[cfg(unix)]
+fn matching_linker(root: &Path, lld: &Path) -> Option<PathBuf> {
+    let quoted = |p: &Path| {
+        let s = p.to_str()?;
+        (!s.contains('\'')).then(|| format!("'{s}'"))
+    };
+    let script = quoted(&root.join(MATCHER))?;
+    let real = quoted(&lld.join("ld.lld"))?;
+    let dir = PathBuf::from(std::env::var_os("OUT_DIR")?).join("ld");
+    std::fs::create_dir_all(&dir).ok()?;
+    let wrapper = dir.join("ld.bfd");
+    let text = format!("#!/bin/sh\nexec /bin/sh {script} {real} \"$@\"\n");
+    std::fs::write(&wrapper, text).ok()?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).ok()?;
+    Some(dir)
+}
+
+#[cfg(not(unix))]
+fn matching_linker(_root: &Path, _lld: &Path) -> Option<PathBuf> {
+    None
 }
 
 /// For a release build with the ordering, not turned off with
