@@ -141,7 +141,8 @@ impl CommonLayer {
         let layer = Arc::new(self);
         Front {
             router: Self::wrap(layer.clone(), router),
-            v2: Some((layer, Arc::new(v2))),
+            layer,
+            v2: Arc::new(v2),
         }
     }
 
@@ -202,14 +203,8 @@ impl CommonLayer {
 #[derive(Clone)]
 pub struct Front {
     router: Router,
-    v2: Option<(Arc<CommonLayer>, Arc<api::V2>)>,
-}
-
-impl From<Router> for Front {
-    /// A front that routes every path (the router carries its layers).
-    fn from(router: Router) -> Self {
-        Front { router, v2: None }
-    }
+    layer: Arc<CommonLayer>,
+    v2: Arc<api::V2>,
 }
 
 impl crate::server::App for Front {
@@ -217,20 +212,15 @@ impl crate::server::App for Front {
         &self,
         req: axum::extract::Request,
     ) -> impl std::future::Future<Output = axum::response::Response> + Send + 'static {
-        let direct = self
-            .v2
-            .as_ref()
-            .filter(|_| api::V2::serves(req.uri().path()))
-            .cloned();
-        let router = self.router.clone();
+        let direct = api::V2::serves(req.uri().path());
+        let (router, layer, v2) = (self.router.clone(), self.layer.clone(), self.v2.clone());
         async move {
-            match direct {
-                Some((layer, v2)) => {
-                    layer
-                        .around(req, |req| async move { v2.call(req).await })
-                        .await
-                }
-                None => crate::server::App::answer(&router, req).await,
+            if direct {
+                layer
+                    .around(req, |req| async move { v2.call(req).await })
+                    .await
+            } else {
+                crate::server::App::answer(&router, req).await
             }
         }
     }

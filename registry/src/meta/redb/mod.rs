@@ -298,16 +298,25 @@ impl RedbMeta {
         let _turn = self.writers.lock().await;
         self.writer
             .run(move || {
-                let out = f(&meta);
-                // Committed (or not): what was read before may be gone or
-                // moved. Dropped before the caller hears of the write, so
-                // it reads what it wrote.
-                if let Some(c) = meta.reads().filter(|_| forget_reads) {
-                    c.forget_all();
-                }
-                out
+                // Committed (or not, or unwinding from a panic): what was
+                // read before may be gone or moved. Emptied before the
+                // caller hears of the write, so it reads what it wrote.
+                let _forget = ForgetReads(meta.reads().filter(|_| forget_reads));
+                f(&meta)
             })
             .await
+    }
+}
+
+/// Empties the read cache when dropped: after a write's function returns,
+/// and also when it panics.
+struct ForgetReads<'a>(Option<&'a ReadCache>);
+
+impl Drop for ForgetReads<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.forget_all();
+        }
     }
 }
 

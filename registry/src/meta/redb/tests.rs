@@ -205,6 +205,26 @@ async fn reads_since_the_last_write_are_served_from_memory_until_a_write() {
     assert_eq!(meta.resolve_tag(&r, &v1).await.expect("tag"), None);
     assert!(meta.get_manifest(&r, &m).await.expect("get").is_none());
     assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), None);
+
+    // A write that panics part way (perhaps after its commit) drops them
+    // too: the next read goes to the file.
+    meta.record_and_link(&r, &layer, 3).await.expect("link");
+    assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), Some(3));
+    {
+        let tx = meta.db().begin_write().expect("tx");
+        tx.open_table(REPO_BLOBS)
+            .expect("t")
+            .remove((r.as_str(), layer.to_string().as_str()))
+            .expect("remove");
+        tx.commit().expect("commit");
+    }
+    assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), Some(3));
+    let err = meta
+        .write(|_| -> Result<()> { panic!("a write that fails part way") })
+        .await
+        .expect_err("panicked");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_eq!(meta.linked_blob(&r, &layer).await.expect("link"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
