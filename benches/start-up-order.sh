@@ -9,9 +9,11 @@
 # an image through it at once, cold and then warm (workload 6's shape). So
 # serving pulls touches a few pages of code, not a page here and there over
 # the whole executable. Run it after a change of code in the request path, of
-# dependencies, of what start-up does, or a move of code between modules
-# (names change with it: the names of a crate's functions change with its
-# code); it needs valgrind, curl and python3, and for its native pass perf.
+# dependencies, of what start-up does, or a move of code between modules:
+# release links match the names thin LTO renames with every edit (`.llvm.`
+# suffixes; src/ld-order.sh), but new functions, and functions renamed
+# otherwise, are laid out anywhere until this runs again. It needs valgrind,
+# curl and python3, and for its native pass perf.
 #
 # Two builds are traced, because their functions' names differ: the one
 # `cargo build --release` makes, and the one `cargo bench` measures (built
